@@ -1,0 +1,127 @@
+// autograd/ops.h — every differentiable op. Each is defined in autograd/ops/<file>.cpp together
+// with its backward (written with these same ops, so it can be taped: see node.h).
+//
+// Errors: shape, dtype and device mismatches throw std::invalid_argument naming the op and the
+// shapes involved. Binary ops require equal dtypes (no silent promotion); use .to(dtype).
+#pragma once
+
+#include <optional>
+#include <vector>
+
+#include "autograd/tensor.h"
+
+namespace ttt {
+
+// --- elementwise binary, broadcasting (ops/binary.cpp) -----------------------------------------
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, const Tensor& b);
+Tensor maximum(const Tensor& a, const Tensor& b);   // gradient goes to a where a >= b
+Tensor minimum(const Tensor& a, const Tensor& b);
+Tensor pow(const Tensor& a, const Tensor& b);       // a > 0 where b's gradient is needed
+// Comparisons (not differentiable): 1/0 in a's dtype.
+Tensor eq(const Tensor& a, const Tensor& b);
+Tensor gt(const Tensor& a, const Tensor& b);
+Tensor lt(const Tensor& a, const Tensor& b);
+Tensor ge(const Tensor& a, const Tensor& b);
+Tensor le(const Tensor& a, const Tensor& b);
+
+// --- scalar ops (ops/scalar.cpp) ------------------------------------------------------------
+Tensor add_scalar(const Tensor& x, double s);
+Tensor mul_scalar(const Tensor& x, double s);
+Tensor rsub_scalar(const Tensor& x, double s);      // s - x
+Tensor pow_scalar(const Tensor& x, double p);       // x^p
+Tensor div_scalar(const Tensor& x, double s);
+Tensor rdiv_scalar(const Tensor& x, double s);      // s / x
+
+// --- elementwise unary (ops/unary.cpp, ops/activation.cpp) -------------------------------------
+Tensor neg(const Tensor& x);
+Tensor exp(const Tensor& x);
+Tensor log(const Tensor& x);
+Tensor sqrt(const Tensor& x);
+Tensor rsqrt(const Tensor& x);
+Tensor abs(const Tensor& x);
+Tensor square(const Tensor& x);
+Tensor reciprocal(const Tensor& x);
+Tensor tanh(const Tensor& x);
+Tensor sigmoid(const Tensor& x);
+Tensor relu(const Tensor& x);
+Tensor silu(const Tensor& x);
+Tensor gelu(const Tensor& x, bool tanh_approx = true);
+// First derivatives as differentiable ops (one fused kernel each; their backward is the second
+// derivative built from primitives). Used by the activations' backward and by hand-derived
+// inner-loop gradients (TTT-MLP dual form).
+Tensor silu_grad(const Tensor& x);
+Tensor gelu_tanh_grad(const Tensor& x);
+Tensor gelu_erf_grad(const Tensor& x);
+
+// --- reductions (ops/reduce.cpp) --------------------------------------------------------------
+// dims empty = all dims.
+Tensor sum(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+Tensor mean(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+Tensor max(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+Tensor min(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+Tensor argmax(const Tensor& x, int64_t dim, bool keepdim = false);  // int64, not differentiable
+// Sums x down to `shape` (the reverse of broadcasting); the backward of broadcasting ops.
+Tensor sum_to(const Tensor& x, const Shape& shape);
+Tensor cumsum(const Tensor& x, int64_t dim);
+
+// --- linear algebra (ops/matmul.cpp) --------------------------------------------------------
+// (..., m, k) @ (..., k, n) with batch broadcasting; 1-D operands as in numpy.
+Tensor matmul(const Tensor& a, const Tensor& b);
+
+// --- normalization, softmax, losses (one file each) ---------------------------------------------
+Tensor softmax(const Tensor& x, int64_t dim = -1);
+Tensor log_softmax(const Tensor& x, int64_t dim = -1);
+// Over the last dim; weight/bias optional (undefined Tensor).
+Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-5);
+Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps = 1e-6);
+// logits (..., V), targets (...) int64. Mean over targets != ignore_index ("mean") or "sum" or
+// "none" (per-target losses, shape of targets).
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100,
+                     const std::string& reduction = "mean");
+
+// --- indexing and structure (one file each) -------------------------------------------------
+Tensor embedding(const Tensor& weight, const Tensor& ids);  // weight[V, D], ids any shape
+Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);
+Tensor cat(const tensor_list& xs, int64_t dim);
+Tensor stack(const tensor_list& xs, int64_t dim);
+tensor_list split(const Tensor& x, const std::vector<int64_t>& sizes, int64_t dim);
+tensor_list chunk(const Tensor& x, int64_t chunks, int64_t dim);
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);  // broadcasting
+Tensor masked_fill(const Tensor& x, const Tensor& mask, double value);
+Tensor tril(const Tensor& x, int64_t diagonal = 0);
+Tensor triu(const Tensor& x, int64_t diagonal = 0);
+// Zeros of `shape` with x written at [start, start+len) along dim: the backward of narrow.
+Tensor narrow_scatter(const Tensor& x, const Shape& shape, int64_t dim, int64_t start);
+
+// --- views and copies (ops/view.cpp, ops/copy.cpp) -----------------------------------------------
+Tensor reshape(const Tensor& x, const Shape& s);
+Tensor permute(const Tensor& x, const std::vector<int>& dims);
+Tensor transpose(const Tensor& x, int64_t a, int64_t b);
+Tensor narrow(const Tensor& x, int64_t dim, int64_t start, int64_t length);
+Tensor expand(const Tensor& x, const Shape& s);
+Tensor unsqueeze(const Tensor& x, int64_t dim);
+Tensor squeeze(const Tensor& x, int64_t dim);
+Tensor contiguous(const Tensor& x);
+Tensor clone(const Tensor& x);
+Tensor to_dtype(const Tensor& x, DType d);    // differentiable cast
+Tensor to_device(const Tensor& x, Device d);  // differentiable transfer
+
+// --- operators -----------------------------------------------------------------------------------
+inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
+inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
+inline Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
+inline Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
+inline Tensor operator-(const Tensor& a) { return neg(a); }
+inline Tensor operator+(const Tensor& a, double s) { return add_scalar(a, s); }
+inline Tensor operator+(double s, const Tensor& a) { return add_scalar(a, s); }
+inline Tensor operator-(const Tensor& a, double s) { return add_scalar(a, -s); }
+inline Tensor operator-(double s, const Tensor& a) { return rsub_scalar(a, s); }
+inline Tensor operator*(const Tensor& a, double s) { return mul_scalar(a, s); }
+inline Tensor operator*(double s, const Tensor& a) { return mul_scalar(a, s); }
+inline Tensor operator/(const Tensor& a, double s) { return div_scalar(a, s); }
+inline Tensor operator/(double s, const Tensor& a) { return rdiv_scalar(a, s); }
+
+}  // namespace ttt

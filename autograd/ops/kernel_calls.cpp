@@ -1,0 +1,64 @@
+// autograd/ops/kernel_calls.cpp
+#include "autograd/ops/kernel_calls.h"
+
+namespace ttt::kc {
+
+View broadcast_view(const Tensor& t, const Shape& shape) {
+  View v = t.view();
+  View out;
+  out.data = v.data;
+  out.dtype = v.dtype;
+  out.ndim = shape.size();
+  const int lead = shape.size() - t.dim();
+  for (int d = 0; d < shape.size(); ++d) {
+    out.size[d] = shape[d];
+    int td = d - lead;
+    if (td < 0 || (t.shape()[td] == 1 && shape[d] != 1)) out.stride[d] = 0;
+    else out.stride[d] = t.strides()[td];
+  }
+  return out;
+}
+
+Tensor unary(UnaryOp op, const Tensor& x, double a, double b) {
+  Tensor out = empty(x.shape(), opts(x.dtype(), x.device()));
+  if (x.numel()) backend(x.device()).unary(op, out.view(), x.view(), a, b);
+  return out;
+}
+
+Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b, const char* who) {
+  check_defined(who, a);
+  check_defined(who, b);
+  check_same_device(who, a, b);
+  check_same_dtype(who, a, b);
+  Shape s = broadcast_shapes(a.shape(), b.shape(), who);
+  Tensor out = empty(s, opts(a.dtype(), a.device()));
+  if (out.numel()) backend(a.device()).binary(op, out.view(), broadcast_view(a, s), broadcast_view(b, s));
+  return out;
+}
+
+Tensor reduce_keepdim(ReduceOp op, const Tensor& x, const std::vector<int>& dims) {
+  Shape s = x.shape();
+  for (int d : dims) s[d] = 1;
+  Tensor out = empty(s, opts(x.dtype(), x.device()));
+  if (x.numel() == 0) {
+    backend(x.device()).fill(out.view(), 0.0);
+    return out;
+  }
+  backend(x.device()).reduce(op, out.view(), x.view());
+  return out;
+}
+
+Tensor contiguous(const Tensor& x) {
+  if (x.is_contiguous()) return x;
+  Tensor out = empty(x.shape(), opts(x.dtype(), x.device()));
+  if (x.numel()) backend(x.device()).unary(UnaryOp::copy, out.view(), x.view());
+  return out;
+}
+
+void check_floating(const Tensor& x, const char* who) {
+  check_defined(who, x);
+  if (!is_floating(x.dtype()))
+    throw std::invalid_argument(std::string(who) + ": expected a floating tensor, got " + x.str());
+}
+
+}  // namespace ttt::kc

@@ -1,0 +1,23 @@
+// autograd/ops/kernel_calls.h — thin helpers the op files use to run a backend kernel on Tensors
+// and get a fresh output. No autograd here: the op files record the nodes.
+#pragma once
+
+#include "autograd/tensor.h"
+
+namespace ttt::kc {
+
+// A View of `t` broadcast to `shape` (stride 0 in broadcast dims; leading dims added).
+View broadcast_view(const Tensor& t, const Shape& shape);
+
+// out = op(x), same shape and dtype as x.
+Tensor unary(UnaryOp op, const Tensor& x, double a = 0, double b = 0);
+// out = op(a, b) with broadcasting; dtypes must match (checked, naming `who`).
+Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b, const char* who);
+// Sum (or other reduction) over `dims` (already wrapped, any order), keeping them as size 1.
+Tensor reduce_keepdim(ReduceOp op, const Tensor& x, const std::vector<int>& dims);
+// A contiguous copy (or x itself when already contiguous).
+Tensor contiguous(const Tensor& x);
+// Checks that x has a floating dtype, naming the op.
+void check_floating(const Tensor& x, const char* who);
+
+}  // namespace ttt::kc

@@ -1,0 +1,132 @@
+// autograd/ops/matmul.cpp — (batched, broadcasting) matrix product through backend gemm.
+//
+//   C = A @ B          A [..., m, k], B [..., k, n], batch dims broadcast
+//   dA = sum_to(dC @ B^T, A.shape)
+//   dB = sum_to(A^T @ dC, B.shape)
+// 1-D operands follow numpy: a vector on the left is a row (1, k), on the right a column (k, 1).
+// Transposed and sliced operands are passed to the GEMM as they are (lda + transpose flags);
+// only layouts a GEMM cannot express are copied.
+#include "autograd/node.h"
+#include "autograd/ops.h"
+#include "autograd/ops/kernel_calls.h"
+
+namespace ttt {
+
+namespace {
+
+struct MatLayout {
+  bool trans = false;
+  int64_t ld = 0;
+};
+
+// How to pass a [rows, cols] matrix with strides (sr, sc) to a row-major GEMM, if possible:
+// row-major (unit column stride) or transposed (unit row stride), with a valid leading dim.
+bool matrix_layout(int64_t rows, int64_t cols, int64_t sr, int64_t sc, MatLayout& L) {
+  if (cols == 1 || sc == 1) {
+    L.trans = false;
+    L.ld = rows == 1 ? std::max<int64_t>(cols, 1) : sr;
+    if (L.ld >= std::max<int64_t>(cols, 1)) return true;
+  }
+  if (rows == 1 || sr == 1) {
+    L.trans = true;
+    L.ld = cols == 1 ? std::max<int64_t>(rows, 1) : sc;
+    if (L.ld >= std::max<int64_t>(rows, 1)) return true;
+  }
+  return false;
+}
+
+// Do the batch dims (the first nb) of t collapse into a single batch stride?
+bool batch_stride(const Tensor& t, int nb, int64_t& stride) {
+  std::vector<std::pair<int64_t, int64_t>> dims;  // (size, stride) of dims with size > 1
+  for (int d = 0; d < nb; ++d)
+    if (t.shape()[d] != 1) dims.emplace_back(t.shape()[d], t.strides()[d]);
+  stride = dims.empty() ? 0 : dims.back().second;
+  for (size_t i = 0; i + 1 < dims.size(); ++i)
+    if (dims[i].second != dims[i + 1].second * dims[i + 1].first) return false;
+  return true;
+}
+
+// C = A @ B for A [batch..., m, k], B [batch..., k, n] (same batch dims), C fresh.
+Tensor gemm_batched(Tensor A, Tensor B) {
+  const int nd = A.dim();
+  const int nb = nd - 2;
+  const int64_t m = A.shape()[nd - 2], k = A.shape()[nd - 1], n = B.shape()[nd - 1];
+  Shape cs = A.shape();
+  cs[nd - 1] = n;
+  Tensor C = empty(cs, opts(A.dtype(), A.device()));
+  if (C.numel() == 0) return C;
+  int64_t batch = 1;
+  for (int d = 0; d < nb; ++d) batch *= cs[d];
+
+  MatLayout la, lb;
+  int64_t sa = 0, sb = 0;
+  if (!matrix_layout(m, k, A.strides()[nd - 2], A.strides()[nd - 1], la) || !batch_stride(A, nb, sa)) {
+    A = kc::contiguous(A);
+    matrix_layout(m, k, A.strides()[nd - 2], A.strides()[nd - 1], la);
+    batch_stride(A, nb, sa);
+  }
+  if (!matrix_layout(k, n, B.strides()[nd - 2], B.strides()[nd - 1], lb) || !batch_stride(B, nb, sb)) {
+    B = kc::contiguous(B);
+    matrix_layout(k, n, B.strides()[nd - 2], B.strides()[nd - 1], lb);
+    batch_stride(B, nb, sb);
+  }
+  GemmArgs g;
+  g.trans_a = la.trans;
+  g.trans_b = lb.trans;
+  g.m = m; g.n = n; g.k = k;
+  g.a = A.data_ptr(); g.lda = la.ld; g.stride_a = sa;
+  g.b = B.data_ptr(); g.ldb = lb.ld; g.stride_b = sb;
+  g.c = C.data_ptr(); g.ldc = n; g.stride_c = m * n;
+  g.batch = batch;
+  g.ab_dtype = A.dtype();
+  g.c_dtype = C.dtype();
+  backend(A.device()).gemm(g);
+  return C;
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a0, const Tensor& b0) {
+  check_defined("matmul", a0);
+  check_defined("matmul", b0);
+  check_same_device("matmul", a0, b0);
+  check_same_dtype("matmul", a0, b0);
+  kc::check_floating(a0, "matmul");
+  if (a0.dim() == 0 || b0.dim() == 0) throw std::invalid_argument("matmul: operands must have at least 1 dim");
+  const bool vec_a = a0.dim() == 1, vec_b = b0.dim() == 1;
+  Tensor a = a0.detach(), b = b0.detach();
+  if (vec_a) a = make_view(a, {1, a.shape()[0]}, {0, a.strides()[0]}, a.offset());
+  if (vec_b) b = make_view(b, {b.shape()[0], 1}, {b.strides()[0], 0}, b.offset());
+  const int64_t ka = a.shape()[a.dim() - 1], kb = b.shape()[b.dim() - 2];
+  if (ka != kb)
+    throw std::invalid_argument("matmul: inner dimensions differ: " + a0.shape().str() + " @ " + b0.shape().str());
+  Shape ba(a.shape().begin(), a.shape().end() - 2), bb(b.shape().begin(), b.shape().end() - 2);
+  Shape bs = broadcast_shapes(ba, bb, "matmul (batch dims)");
+  Shape as = bs, bsh = bs;
+  as.push_back(a.shape()[a.dim() - 2]);
+  as.push_back(ka);
+  bsh.push_back(kb);
+  bsh.push_back(b.shape()[b.dim() - 1]);
+  Tensor C = gemm_batched(a.shape() == as ? a : expand(a, as), b.shape() == bsh ? b : expand(b, bsh));
+  Shape out = bs;
+  if (!vec_a) out.push_back(C.shape()[C.dim() - 2]);
+  if (!vec_b) out.push_back(C.shape()[C.dim() - 1]);
+  Tensor y = out == C.shape() ? C : make_view(C, out, contiguous_strides(out), 0);
+  if (needs_grad({&a0, &b0})) {
+    record("matmul", {a0, b0}, {y}, {a0, b0}, [vec_a, vec_b](BackwardCtx& c, const tensor_list& g) {
+      Tensor A = c.saved[0], B = c.saved[1], dC = g[0];
+      Shape sa = A.shape(), sb = B.shape();
+      if (vec_a) A = unsqueeze(A, 0);
+      if (vec_b) B = unsqueeze(B, 1);
+      if (vec_a) dC = unsqueeze(dC, vec_b ? 0 : -2);
+      if (vec_b) dC = unsqueeze(dC, -1);
+      Tensor dA, dB;
+      if (c.needs(0)) dA = reshape(sum_to(matmul(dC, transpose(B, -2, -1)), vec_a ? Shape{1, sa[0]} : sa), sa);
+      if (c.needs(1)) dB = reshape(sum_to(matmul(transpose(A, -2, -1), dC), vec_b ? Shape{sb[0], 1} : sb), sb);
+      return tensor_list{dA, dB};
+    });
+  }
+  return y;
+}
+
+}  // namespace ttt

@@ -1,0 +1,61 @@
+// kernels/backend.cpp — device -> backend dispatch and dtype/device parsing.
+#include "kernels/backend.h"
+
+#include <algorithm>
+#include <cctype>
+
+#include "kernels/cpu/cpu_backend.h"
+
+namespace ttt {
+
+// Defined in kernels/cuda/cuda_backend.cu when built with CUDA, else in kernels/cuda_stub.cpp.
+Backend* cuda_backend_instance(int index);
+int cuda_device_count_impl();
+bool cuda_built_impl();
+
+Backend& backend(Device d) {
+  if (d.is_cpu()) {
+    static cpu_impl::CpuBackend cpu_backend;
+    return cpu_backend;
+  }
+  if (!cuda_built())
+    throw std::runtime_error("device " + d.str() + " requested but ttt was built without CUDA "
+                             "(configure with -DTTT_CUDA=ON on a machine with nvcc)");
+  int n = cuda_device_count();
+  if (d.index < 0 || d.index >= n)
+    throw std::runtime_error("device " + d.str() + " requested but " + std::to_string(n) +
+                             " CUDA device(s) are visible");
+  return *cuda_backend_instance(d.index);
+}
+
+bool cuda_built() { return cuda_built_impl(); }
+int cuda_device_count() { return cuda_built_impl() ? cuda_device_count_impl() : 0; }
+bool cuda_available() { return cuda_device_count() > 0; }
+
+DType parse_dtype(const std::string& s0) {
+  std::string s = s0;
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (s == "float64" || s == "f64" || s == "fp64" || s == "double") return DType::f64;
+  if (s == "float32" || s == "f32" || s == "fp32" || s == "float") return DType::f32;
+  if (s == "bfloat16" || s == "bf16") return DType::bf16;
+  if (s == "int64" || s == "i64") return DType::i64;
+  if (s == "int32" || s == "i32") return DType::i32;
+  if (s == "uint16" || s == "u16") return DType::u16;
+  throw std::invalid_argument("unknown dtype '" + s0 + "' (expected float32, bfloat16, float64, int64, int32 or uint16)");
+}
+
+Device parse_device(const std::string& s) {
+  if (s == "cpu") return cpu();
+  if (s == "cuda" || s == "gpu") return cuda(0);
+  if (s.rfind("cuda:", 0) == 0) {
+    try {
+      size_t pos = 0;
+      int idx = std::stoi(s.substr(5), &pos);
+      if (pos == s.size() - 5 && idx >= 0) return cuda(idx);
+    } catch (const std::exception&) {
+    }
+  }
+  throw std::invalid_argument("unknown device '" + s + "' (expected cpu, cuda or cuda:N)");
+}
+
+}  // namespace ttt

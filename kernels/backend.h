@@ -1,0 +1,190 @@
+// kernels/backend.h — the one compute interface, implemented by kernels/cpu (the reference) and
+// kernels/cuda. Kernels see raw memory through `View`s (pointer, dtype, sizes, element strides);
+// they know nothing of Tensors or autograd. autograd/ calls these through `backend(device)`.
+//
+// Conventions
+// - A View's `data` already points at element [0,...,0]. Strides count elements, may be 0
+//   (broadcast) and, for inputs, may be anything (transposed, sliced). Outputs are written
+//   through their strides too, but must not overlap themselves.
+// - Elementwise ops take operands of the output's ndim; broadcasting is expressed by stride 0.
+// - Floating math is done in float32 for f32/bf16 storage and in float64 for f64 storage;
+//   reductions accumulate in float32 (float64 for f64) and GEMMs accumulate in float32.
+// - Fused kernels (norms, softmax, cross-entropy, AdamW, ...) require row-contiguous inputs;
+//   the autograd op that calls them makes inputs contiguous first.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "kernels/dtype.h"
+
+namespace ttt {
+
+constexpr int kMaxDims = 8;
+
+struct View {
+  void* data = nullptr;
+  DType dtype = DType::f32;
+  int ndim = 0;
+  int64_t size[kMaxDims] = {};
+  int64_t stride[kMaxDims] = {};
+
+  int64_t numel() const {
+    int64_t n = 1;
+    for (int i = 0; i < ndim; ++i) n *= size[i];
+    return n;
+  }
+  bool is_contiguous() const {
+    int64_t s = 1;
+    for (int i = ndim - 1; i >= 0; --i) {
+      if (size[i] != 1 && stride[i] != s) return false;
+      s *= size[i];
+    }
+    return true;
+  }
+};
+
+enum class UnaryOp : uint8_t {
+  copy,        // y = x (with dtype conversion)
+  neg, exp, log, sqrt, rsqrt, tanh, sigmoid, relu, silu, gelu_tanh, gelu_erf, abs, sign,
+  reciprocal, square,
+  pow_scalar,  // y = x^a
+  affine,      // y = a*x + b
+  // Derivatives used by the fused (non-create_graph) backward paths:
+  silu_grad,       // d silu / dx
+  gelu_tanh_grad,  // d gelu_tanh / dx
+  gelu_erf_grad,   // d gelu_erf / dx
+  relu_mask,       // x > 0 ? 1 : 0
+};
+
+enum class BinaryOp : uint8_t {
+  add, sub, mul, div, maximum, minimum, pow,
+  eq, ne, lt, le, gt, ge,  // comparisons write 1 or 0 in the output dtype
+};
+
+enum class ReduceOp : uint8_t { sum, max, min, sum_sq };
+
+enum class RandomDist : uint8_t { uniform, normal };
+
+struct GemmArgs {
+  // Row-major, batched: C[i] = alpha * op(A[i]) @ op(B[i]) + beta * C[i], i in [0, batch).
+  // op(A) is m x k, op(B) is k x n, C is m x n. lda/ldb/ldc are row strides (elements) of the
+  // matrices as stored (before op). stride_* is the distance between consecutive batch items.
+  bool trans_a = false, trans_b = false;
+  int64_t m = 0, n = 0, k = 0;
+  double alpha = 1.0, beta = 0.0;
+  const void* a = nullptr; int64_t lda = 0, stride_a = 0;
+  const void* b = nullptr; int64_t ldb = 0, stride_b = 0;
+  void* c = nullptr; int64_t ldc = 0, stride_c = 0;
+  int64_t batch = 1;
+  DType ab_dtype = DType::f32;  // dtype of A and B
+  DType c_dtype = DType::f32;   // dtype of C (may differ: bf16 inputs, fp32 output)
+};
+
+struct AdamWArgs {
+  // One fused AdamW step over n elements. param/m/v are float32 (master weights and moments);
+  // grad may be f32 or bf16. Bias corrections are computed by the caller:
+  //   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2
+  //   p -= lr * (m / bc1 / (sqrt(v / bc2) + eps) + wd * p)
+  float* param = nullptr; const void* grad = nullptr; DType grad_dtype = DType::f32;
+  float* m = nullptr; float* v = nullptr;
+  int64_t n = 0;
+  double lr = 0, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0, bias_correction1 = 1,
+         bias_correction2 = 1;
+  double grad_scale = 1.0;  // grads are multiplied by this first (clipping)
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual Device device() const = 0;
+
+  // --- memory ---------------------------------------------------------------------------
+  virtual void* alloc(size_t nbytes) = 0;  // throws std::bad_alloc-derived ttt::OutOfMemory
+  virtual void free(void* p, size_t nbytes) = 0;
+  virtual void copy_from_host(void* dst, const void* src, size_t nbytes) = 0;
+  virtual void copy_to_host(void* dst, const void* src, size_t nbytes) = 0;
+  virtual void synchronize() = 0;
+  // Bytes currently held and the peak since the last reset (the allocator's view).
+  virtual size_t memory_allocated() const = 0;
+  virtual size_t memory_peak() const = 0;
+  virtual void reset_peak_memory() = 0;
+
+  // --- elementwise ------------------------------------------------------------------------
+  virtual void fill(const View& out, double value) = 0;
+  virtual void unary(UnaryOp op, const View& out, const View& in, double a = 0, double b = 0) = 0;
+  virtual void binary(BinaryOp op, const View& out, const View& a, const View& b) = 0;
+  // out = cond != 0 ? a : b  (cond any dtype; a, b, out same dtype)
+  virtual void where(const View& out, const View& cond, const View& a, const View& b) = 0;
+  // Keep elements of the last two dims with (col - row) <= diagonal (lower) or >= diagonal
+  // (upper); the rest become `fill`. out and in have the same shape.
+  virtual void triangle(const View& out, const View& in, int64_t diagonal, bool lower,
+                        double fill) = 0;
+
+  // --- reductions -------------------------------------------------------------------------
+  // out has in's ndim, with size 1 in every reduced dim.
+  virtual void reduce(ReduceOp op, const View& out, const View& in) = 0;
+  // Index (int64) of the max along `dim`; out has size 1 in `dim`.
+  virtual void argmax(const View& out, const View& in, int dim) = 0;
+  virtual void cumsum(const View& out, const View& in, int dim) = 0;
+
+  // --- matrix products ----------------------------------------------------------------------
+  virtual void gemm(const GemmArgs& args) = 0;
+
+  // --- indexing ---------------------------------------------------------------------------
+  // out = in.index_select(dim, index): out.size[dim] == index count. index is i64/i32/u16.
+  virtual void index_select(const View& out, const View& in, int dim, const View& index) = 0;
+  // out.index_add_(dim, index, src): out[.., index[i], ..] += src[.., i, ..] (duplicates add).
+  virtual void index_add(const View& out, int dim, const View& index, const View& src) = 0;
+
+  // --- fused rows (contiguous, the normalized / softmax dim is the last, `cols` wide) -----------
+  virtual void softmax_fwd(void* y, const void* x, int64_t rows, int64_t cols, DType dt, bool log) = 0;
+  // dx = y * (dy - sum(dy*y))  or, for log: dx = dy - exp(y) * sum(dy)
+  virtual void softmax_bwd(void* dx, const void* dy, const void* y, int64_t rows, int64_t cols,
+                           DType dt, bool log) = 0;
+  // y = (x - mean) * rstd * w + b (w, b optional: null). mean, rstd: float32 [rows].
+  virtual void layer_norm_fwd(void* y, float* mean, float* rstd, const void* x, const void* w,
+                              const void* b, int64_t rows, int64_t cols, double eps, DType dt) = 0;
+  // dx, and (accumulated over rows into float32 buffers, overwritten) dw, db when non-null.
+  virtual void layer_norm_bwd(void* dx, float* dw, float* db, const void* dy, const void* x,
+                              const float* mean, const float* rstd, const void* w, int64_t rows,
+                              int64_t cols, DType dt) = 0;
+  // y = x * rstd * w, rstd = 1/sqrt(mean(x^2) + eps).
+  virtual void rms_norm_fwd(void* y, float* rstd, const void* x, const void* w, int64_t rows,
+                            int64_t cols, double eps, DType dt) = 0;
+  virtual void rms_norm_bwd(void* dx, float* dw, const void* dy, const void* x, const float* rstd,
+                            const void* w, int64_t rows, int64_t cols, DType dt) = 0;
+  // Per-row loss = logsumexp(x) - x[target] (0 where target == ignore_index); lse saved (f32).
+  // targets are int64.
+  virtual void cross_entropy_fwd(float* loss, float* lse, const void* logits, const int64_t* targets,
+                                 int64_t rows, int64_t cols, int64_t ignore_index, DType dt) = 0;
+  // dlogits = dloss[row] * (softmax(x) - onehot(target)), 0 for ignored rows. dloss f32 [rows].
+  virtual void cross_entropy_bwd(void* dlogits, const float* dloss, const void* logits,
+                                 const float* lse, const int64_t* targets, int64_t rows,
+                                 int64_t cols, int64_t ignore_index, DType dt) = 0;
+
+  // --- random -------------------------------------------------------------------------------
+  // Counter-based Philox4x32-10: element i (in row-major order of `out`) depends only on
+  // (seed, offset + i), so CPU and CUDA give the same numbers. normal: mean a, std b;
+  // uniform: [a, b).
+  virtual void random(const View& out, RandomDist dist, uint64_t seed, uint64_t offset, double a,
+                      double b) = 0;
+
+  // --- optimizer ------------------------------------------------------------------------------
+  virtual void adamw(const AdamWArgs& args) = 0;
+};
+
+// The backend of a device. The CUDA backend exists only when the project is built with CUDA and
+// a GPU is present; otherwise this throws with a message saying which.
+Backend& backend(Device d);
+bool cuda_built();       // compiled with CUDA support
+bool cuda_available();   // compiled with CUDA and at least one GPU is visible
+int cuda_device_count();
+
+// Thrown by alloc when memory is exhausted; the message names the device and the sizes.
+struct OutOfMemory : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+}  // namespace ttt

@@ -1,0 +1,241 @@
+// kernels/cpu/rows.cpp — the fused row kernels: softmax / log-softmax, LayerNorm, RMSNorm and
+// cross-entropy, forward and backward. Rows are contiguous, `cols` wide. Statistics are computed
+// in double and stored as float32 (mean, rstd, logsumexp), as the CUDA kernels store them.
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/strided.h"
+
+namespace ttt::cpu_impl {
+
+namespace {
+template <class F> void parallel_rows(int64_t rows, int64_t cols, F&& f) {
+#pragma omp parallel for schedule(static) if (rows > 1 && rows * cols >= kParallelGrain)
+  for (int64_t r = 0; r < rows; ++r) f(r);
+}
+template <class T> double ld(const T* p, int64_t i) { return static_cast<double>(to_compute(p[i])); }
+template <class T> void st(T* p, int64_t i, double v) {
+  using C = decltype(to_compute(T{}));
+  p[i] = from_compute<T>(static_cast<C>(v));
+}
+}  // namespace
+
+void CpuBackend::softmax_fwd(void* yv, const void* xv, int64_t rows, int64_t cols, DType dt, bool log) {
+  dispatch_float(dt, "softmax", [&](auto tag) {
+    using T = decltype(tag);
+    const T* x = static_cast<const T*>(xv);
+    T* y = static_cast<T*>(yv);
+    parallel_rows(rows, cols, [&](int64_t r) {
+      const T* xr = x + r * cols;
+      T* yr = y + r * cols;
+      double mx = -std::numeric_limits<double>::infinity();
+      for (int64_t c = 0; c < cols; ++c) mx = std::max(mx, ld(xr, c));
+      double s = 0;
+      for (int64_t c = 0; c < cols; ++c) s += std::exp(ld(xr, c) - mx);
+      double lse = mx + std::log(s);
+      for (int64_t c = 0; c < cols; ++c) st(yr, c, log ? ld(xr, c) - lse : std::exp(ld(xr, c) - lse));
+    });
+  });
+}
+
+void CpuBackend::softmax_bwd(void* dxv, const void* dyv, const void* yv, int64_t rows, int64_t cols, DType dt,
+                             bool log) {
+  dispatch_float(dt, "softmax backward", [&](auto tag) {
+    using T = decltype(tag);
+    const T* dy = static_cast<const T*>(dyv);
+    const T* y = static_cast<const T*>(yv);
+    T* dx = static_cast<T*>(dxv);
+    parallel_rows(rows, cols, [&](int64_t r) {
+      const T *dyr = dy + r * cols, *yr = y + r * cols;
+      T* dxr = dx + r * cols;
+      double s = 0;
+      if (log) {
+        for (int64_t c = 0; c < cols; ++c) s += ld(dyr, c);
+        for (int64_t c = 0; c < cols; ++c) st(dxr, c, ld(dyr, c) - std::exp(ld(yr, c)) * s);
+      } else {
+        for (int64_t c = 0; c < cols; ++c) s += ld(dyr, c) * ld(yr, c);
+        for (int64_t c = 0; c < cols; ++c) st(dxr, c, ld(yr, c) * (ld(dyr, c) - s));
+      }
+    });
+  });
+}
+
+void CpuBackend::layer_norm_fwd(void* yv, float* mean, float* rstd, const void* xv, const void* wv, const void* bv,
+                                int64_t rows, int64_t cols, double eps, DType dt) {
+  dispatch_float(dt, "layer_norm", [&](auto tag) {
+    using T = decltype(tag);
+    const T *x = static_cast<const T*>(xv), *w = static_cast<const T*>(wv), *b = static_cast<const T*>(bv);
+    T* y = static_cast<T*>(yv);
+    parallel_rows(rows, cols, [&](int64_t r) {
+      const T* xr = x + r * cols;
+      double mu = 0;
+      for (int64_t c = 0; c < cols; ++c) mu += ld(xr, c);
+      mu /= static_cast<double>(cols);
+      double var = 0;
+      for (int64_t c = 0; c < cols; ++c) var += (ld(xr, c) - mu) * (ld(xr, c) - mu);
+      var /= static_cast<double>(cols);
+      double rs = 1.0 / std::sqrt(var + eps);
+      if (mean) mean[r] = static_cast<float>(mu);
+      if (rstd) rstd[r] = static_cast<float>(rs);
+      for (int64_t c = 0; c < cols; ++c) {
+        double v = (ld(xr, c) - mu) * rs;
+        if (w) v *= ld(w, c);
+        if (b) v += ld(b, c);
+        st(y + r * cols, c, v);
+      }
+    });
+  });
+}
+
+void CpuBackend::layer_norm_bwd(void* dxv, float* dw, float* db, const void* dyv, const void* xv, const float* mean,
+                                const float* rstd, const void* wv, int64_t rows, int64_t cols, DType dt) {
+  dispatch_float(dt, "layer_norm backward", [&](auto tag) {
+    using T = decltype(tag);
+    const T *x = static_cast<const T*>(xv), *dy = static_cast<const T*>(dyv), *w = static_cast<const T*>(wv);
+    T* dx = static_cast<T*>(dxv);
+    if (dx) {
+      parallel_rows(rows, cols, [&](int64_t r) {
+        const T *xr = x + r * cols, *dyr = dy + r * cols;
+        double mu = mean[r], rs = rstd[r];
+        // g = dy * w; dx = rs * (g - mean(g) - xhat * mean(g * xhat))
+        double sg = 0, sgx = 0;
+        for (int64_t c = 0; c < cols; ++c) {
+          double g = ld(dyr, c) * (w ? ld(w, c) : 1.0), xh = (ld(xr, c) - mu) * rs;
+          sg += g;
+          sgx += g * xh;
+        }
+        sg /= static_cast<double>(cols);
+        sgx /= static_cast<double>(cols);
+        for (int64_t c = 0; c < cols; ++c) {
+          double g = ld(dyr, c) * (w ? ld(w, c) : 1.0), xh = (ld(xr, c) - mu) * rs;
+          st(dx + r * cols, c, rs * (g - sg - xh * sgx));
+        }
+      });
+    }
+    if (dw || db) {
+      std::vector<double> aw(static_cast<size_t>(cols), 0.0), ab(static_cast<size_t>(cols), 0.0);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < cols; ++c) {
+          double d = ld(dy, r * cols + c);
+          aw[c] += d * (ld(x, r * cols + c) - mean[r]) * rstd[r];
+          ab[c] += d;
+        }
+      for (int64_t c = 0; c < cols; ++c) {
+        if (dw) dw[c] = static_cast<float>(aw[c]);
+        if (db) db[c] = static_cast<float>(ab[c]);
+      }
+    }
+  });
+}
+
+void CpuBackend::rms_norm_fwd(void* yv, float* rstd, const void* xv, const void* wv, int64_t rows, int64_t cols,
+                              double eps, DType dt) {
+  dispatch_float(dt, "rms_norm", [&](auto tag) {
+    using T = decltype(tag);
+    const T *x = static_cast<const T*>(xv), *w = static_cast<const T*>(wv);
+    T* y = static_cast<T*>(yv);
+    parallel_rows(rows, cols, [&](int64_t r) {
+      const T* xr = x + r * cols;
+      double ms = 0;
+      for (int64_t c = 0; c < cols; ++c) ms += ld(xr, c) * ld(xr, c);
+      double rs = 1.0 / std::sqrt(ms / static_cast<double>(cols) + eps);
+      if (rstd) rstd[r] = static_cast<float>(rs);
+      for (int64_t c = 0; c < cols; ++c) st(y + r * cols, c, ld(xr, c) * rs * (w ? ld(w, c) : 1.0));
+    });
+  });
+}
+
+void CpuBackend::rms_norm_bwd(void* dxv, float* dw, const void* dyv, const void* xv, const float* rstd,
+                              const void* wv, int64_t rows, int64_t cols, DType dt) {
+  dispatch_float(dt, "rms_norm backward", [&](auto tag) {
+    using T = decltype(tag);
+    const T *x = static_cast<const T*>(xv), *dy = static_cast<const T*>(dyv), *w = static_cast<const T*>(wv);
+    T* dx = static_cast<T*>(dxv);
+    if (dx) {
+      parallel_rows(rows, cols, [&](int64_t r) {
+        const T *xr = x + r * cols, *dyr = dy + r * cols;
+        double rs = rstd[r];
+        // g = dy * w; dx = rs * (g - xhat * mean(g * xhat)), xhat = x * rs
+        double sgx = 0;
+        for (int64_t c = 0; c < cols; ++c) sgx += ld(dyr, c) * (w ? ld(w, c) : 1.0) * ld(xr, c) * rs;
+        sgx /= static_cast<double>(cols);
+        for (int64_t c = 0; c < cols; ++c) {
+          double g = ld(dyr, c) * (w ? ld(w, c) : 1.0), xh = ld(xr, c) * rs;
+          st(dx + r * cols, c, rs * (g - xh * sgx));
+        }
+      });
+    }
+    if (dw) {
+      std::vector<double> aw(static_cast<size_t>(cols), 0.0);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < cols; ++c) aw[c] += ld(dy, r * cols + c) * ld(x, r * cols + c) * rstd[r];
+      for (int64_t c = 0; c < cols; ++c) dw[c] = static_cast<float>(aw[c]);
+    }
+  });
+}
+
+void CpuBackend::cross_entropy_fwd(float* loss, float* lse, const void* lv, const int64_t* targets, int64_t rows,
+                                   int64_t cols, int64_t ignore_index, DType dt) {
+  dispatch_float(dt, "cross_entropy", [&](auto tag) {
+    using T = decltype(tag);
+    const T* x = static_cast<const T*>(lv);
+    for (int64_t r = 0; r < rows; ++r) {
+      int64_t t = targets[r];
+      if (t != ignore_index && (t < 0 || t >= cols))
+        throw std::out_of_range("cross_entropy: target " + std::to_string(t) + " out of range [0, " +
+                                std::to_string(cols) + ")");
+    }
+    parallel_rows(rows, cols, [&](int64_t r) {
+      const T* xr = x + r * cols;
+      double mx = -std::numeric_limits<double>::infinity();
+      for (int64_t c = 0; c < cols; ++c) mx = std::max(mx, ld(xr, c));
+      double s = 0;
+      for (int64_t c = 0; c < cols; ++c) s += std::exp(ld(xr, c) - mx);
+      double l = mx + std::log(s);
+      lse[r] = static_cast<float>(l);
+      int64_t t = targets[r];
+      loss[r] = t == ignore_index ? 0.0f : static_cast<float>(l - ld(xr, t));
+    });
+  });
+}
+
+void CpuBackend::cross_entropy_bwd(void* dv, const float* dloss, const void* lv, const float* lse,
+                                   const int64_t* targets, int64_t rows, int64_t cols, int64_t ignore_index,
+                                   DType dt) {
+  dispatch_float(dt, "cross_entropy backward", [&](auto tag) {
+    using T = decltype(tag);
+    const T* x = static_cast<const T*>(lv);
+    T* d = static_cast<T*>(dv);
+    parallel_rows(rows, cols, [&](int64_t r) {
+      const T* xr = x + r * cols;
+      T* dr = d + r * cols;
+      int64_t t = targets[r];
+      if (t == ignore_index) {
+        for (int64_t c = 0; c < cols; ++c) st(dr, c, 0.0);
+        return;
+      }
+      double g = dloss[r], l = lse[r];
+      for (int64_t c = 0; c < cols; ++c) st(dr, c, g * (std::exp(ld(xr, c) - l) - (c == t ? 1.0 : 0.0)));
+    });
+  });
+}
+
+void CpuBackend::adamw(const AdamWArgs& a) {
+  const double b1 = a.beta1, b2 = a.beta2;
+#pragma omp parallel for schedule(static) if (a.n >= kParallelGrain)
+  for (int64_t i = 0; i < a.n; ++i) {
+    double g = (a.grad_dtype == DType::bf16 ? static_cast<const bf16*>(a.grad)[i].to_float()
+                                            : static_cast<const float*>(a.grad)[i]) * a.grad_scale;
+    double m = b1 * a.m[i] + (1 - b1) * g;
+    double v = b2 * a.v[i] + (1 - b2) * g * g;
+    a.m[i] = static_cast<float>(m);
+    a.v[i] = static_cast<float>(v);
+    double p = a.param[i];
+    p -= a.lr * ((m / a.bias_correction1) / (std::sqrt(v / a.bias_correction2) + a.eps) + a.weight_decay * p);
+    a.param[i] = static_cast<float>(p);
+  }
+}
+
+}  // namespace ttt::cpu_impl

@@ -1,0 +1,135 @@
+// tests/test_autograd.cpp — the tape engine: backward, grad, create_graph (second order),
+// retain_graph, leaf accumulation, hooks, saved-tensor version checks, error messages.
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "autograd/engine.h"
+#include "autograd/ops.h"
+
+using namespace ttt;
+
+namespace {
+Tensor leaf(std::vector<double> v, Shape s) { return from_vector(v, s, {DType::f64, cpu(), true}); }
+}  // namespace
+
+TEST_CASE("backward accumulates into leaves") {
+  Tensor x = leaf({1, 2, 3}, {3});
+  Tensor y = sum(mul(x, x));  // dy/dx = 2x
+  y.backward();
+  CHECK(x.grad().tolist<double>() == std::vector<double>{2, 4, 6});
+  Tensor y2 = sum(mul_scalar(x, 3.0));
+  y2.backward();  // accumulates
+  CHECK(x.grad().tolist<double>() == std::vector<double>{5, 7, 9});
+  x.zero_grad();
+  CHECK_FALSE(x.grad().defined());
+}
+
+TEST_CASE("a tensor used twice gets both contributions; diamond graphs") {
+  Tensor x = leaf({2}, {1});
+  Tensor a = mul(x, x);       // x^2
+  Tensor b = exp(x);          // e^x
+  Tensor y = sum(mul(a, b));  // x^2 e^x -> (2x + x^2) e^x
+  y.backward();
+  CHECK(x.grad().item() == doctest::Approx((4 + 4) * std::exp(2.0)));
+}
+
+TEST_CASE("grad() returns gradients without touching .grad; non-leaf inputs") {
+  Tensor x = leaf({1, -2}, {2});
+  Tensor h = mul_scalar(x, 3.0);  // non-leaf
+  Tensor y = sum(square(h));      // 9 x^2
+  tensor_list g = grad({y}, {x, h}, {}, true);
+  CHECK(g[0].tolist<double>() == std::vector<double>{18, -36});
+  CHECK(g[1].tolist<double>() == std::vector<double>{6, -12});
+  CHECK_FALSE(x.grad().defined());
+}
+
+TEST_CASE("create_graph: second derivatives") {
+  Tensor x = leaf({0.5, 1.5}, {2});
+  Tensor y = sum(mul(mul(x, x), x));  // sum x^3
+  Tensor g = grad({y}, {x}, {}, std::nullopt, true)[0];  // 3x^2
+  CHECK(g.requires_grad());
+  CHECK(g.tolist<double>()[1] == doctest::Approx(3 * 1.5 * 1.5));
+  Tensor gg = grad({sum(g)}, {x}, {}, true)[0];  // 6x
+  CHECK(gg.tolist<double>() == std::vector<double>{3, 9});
+  // Third order through the same machinery.
+  Tensor g2 = grad({sum(g)}, {x}, {}, std::nullopt, true)[0];
+  Tensor g3 = grad({sum(g2)}, {x})[0];  // 6
+  CHECK(g3.tolist<double>() == std::vector<double>{6, 6});
+}
+
+TEST_CASE("second order through saved outputs (exp, tanh, sigmoid)") {
+  Tensor x = leaf({0.3}, {1});
+  Tensor g = grad({sum(tanh(x))}, {x}, {}, std::nullopt, true)[0];  // 1 - tanh^2
+  Tensor gg = grad({sum(g)}, {x})[0];                              // -2 tanh (1 - tanh^2)
+  double t = std::tanh(0.3);
+  CHECK(gg.item() == doctest::Approx(-2 * t * (1 - t * t)).epsilon(1e-12));
+}
+
+TEST_CASE("backward twice without retain_graph is a clear error") {
+  Tensor x = leaf({1, 2}, {2});
+  Tensor y = sum(exp(x));
+  y.backward();
+  CHECK_THROWS_WITH_AS(y.backward(), doctest::Contains("a second time"), std::runtime_error);
+  Tensor z = sum(exp(x));
+  z.backward(Tensor(), /*retain_graph=*/true);
+  z.backward();
+  CHECK(x.grad().tolist<double>()[0] == doctest::Approx(3 * std::exp(1.0)));
+}
+
+TEST_CASE("non-scalar backward needs grad_outputs") {
+  Tensor x = leaf({1, 2}, {2});
+  Tensor y = mul_scalar(x, 2.0);
+  CHECK_THROWS_WITH_AS(y.backward(), doctest::Contains("only for scalar outputs"), std::invalid_argument);
+  y.backward(from_vector({1, 10}, {2}, opts(DType::f64)));
+  CHECK(x.grad().tolist<double>() == std::vector<double>{2, 20});
+}
+
+TEST_CASE("saved tensor modified in place is detected") {
+  Tensor x = leaf({1, 2}, {2});
+  Tensor w = from_vector({3, 4}, {2}, opts(DType::f64));
+  Tensor y = sum(mul(x, w));
+  w.fill_(0.0);
+  CHECK_THROWS_WITH_AS(y.backward(), doctest::Contains("modified in place"), std::runtime_error);
+}
+
+TEST_CASE("no grad mode records nothing") {
+  Tensor x = leaf({1}, {1});
+  Tensor y;
+  {
+    NoGradGuard ng;
+    y = exp(x);
+  }
+  CHECK_FALSE(y.requires_grad());
+  CHECK_THROWS_WITH_AS(y.backward(), doctest::Contains("does not require grad"), std::invalid_argument);
+}
+
+TEST_CASE("leaf hooks and post-accumulate hooks") {
+  Tensor x = leaf({1, 2}, {2});
+  int post_calls = 0;
+  x.register_hook([](const Tensor& g) { return mul_scalar(g, 10.0); });
+  x.register_post_accumulate_grad_hook([&](Tensor& t) {
+    ++post_calls;
+    CHECK(t.grad().defined());
+  });
+  sum(x).backward();
+  CHECK(x.grad().tolist<double>() == std::vector<double>{10, 10});
+  CHECK(post_calls == 1);
+}
+
+TEST_CASE("unused input in grad()") {
+  Tensor x = leaf({1}, {1}), z = leaf({1}, {1});
+  Tensor y = sum(exp(x));
+  CHECK_THROWS_WITH_AS(grad({y}, {z}, {}, true), doctest::Contains("not used"), std::invalid_argument);
+  tensor_list g = grad({y}, {x, z}, {}, true, false, true);
+  CHECK(g[0].defined());
+  CHECK_FALSE(g[1].defined());
+}
+
+TEST_CASE("views in the graph: gradients flow through transpose, narrow, expand") {
+  Tensor x = leaf({1, 2, 3, 4, 5, 6}, {2, 3});
+  Tensor y = sum(mul(x.t().narrow(0, 1, 2), from_vector({1, 2, 3, 4}, {2, 2}, opts(DType::f64))));
+  y.backward();
+  // x.t() is [3,2]; rows 1..2 are x[:,1], x[:,2]; weights [[1,2],[3,4]] -> dx[0][1]=1, dx[1][1]=2, dx[0][2]=3, dx[1][2]=4
+  CHECK(x.grad().tolist<double>() == std::vector<double>{0, 1, 3, 0, 2, 4});
+}

@@ -1,0 +1,162 @@
+// tests/test_ops.cpp — walks the op table (tests/op_table.h): gradcheck, gradgradcheck,
+// non-contiguous inputs and float32/bfloat16 agreement for every differentiable op.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "autograd/engine.h"
+#include "autograd/gradcheck.h"
+#include "autograd/op_list.h"
+#include "tests/op_table.h"
+
+using namespace ttt;
+using namespace ttt::testing;
+
+namespace ttt::testing {
+std::vector<OpCase>& op_table() {
+  static std::vector<OpCase> table;
+  return table;
+}
+}  // namespace ttt::testing
+
+namespace {
+
+Tensor make_input(const Input& in, Generator& g) {
+  Tensor t;
+  switch (in.gen) {
+    case Gen::normal: t = randn(in.shape, g, opts(DType::f64)); break;
+    case Gen::positive: t = rand(in.shape, g, opts(DType::f64), 0.5, 2.0); break;
+    case Gen::away_from_0: {
+      Tensor mag = rand(in.shape, g, opts(DType::f64), 0.3, 1.5);
+      Tensor sgn = sub(mul_scalar(gt(rand(in.shape, g, opts(DType::f64)), full(in.shape, 0.5, opts(DType::f64))), 2.0),
+                       ones(in.shape, opts(DType::f64)));
+      t = mul(mag, sgn);
+      break;
+    }
+    case Gen::index: {
+      Tensor u = rand(in.shape, g, opts(DType::f64), 0.0, static_cast<double>(in.hi));
+      std::vector<int64_t> v;
+      for (double x : u.tolist<double>()) v.push_back(std::min<int64_t>(in.hi - 1, static_cast<int64_t>(x)));
+      return from_vector_i64(v, in.shape, opts(in.int_dtype));
+    }
+    case Gen::mask: t = gt(rand(in.shape, g, opts(DType::f64)), full(in.shape, 0.5, opts(DType::f64))); break;
+  }
+  if (in.grad && in.gen != Gen::mask) t.set_requires_grad(true);
+  return t;
+}
+
+bool is_float_input(const Input& in) { return in.gen != Gen::index; }
+
+// The same values behind a non-contiguous view: a transpose of a contiguous buffer for rank >= 2,
+// a slice out of a wider buffer otherwise.
+Tensor noncontig_copy(const Tensor& t) {
+  NoGradGuard ng;
+  Tensor v;
+  if (t.dim() >= 2) {
+    Tensor buf = contiguous(transpose(t.detach(), -1, -2));
+    v = transpose(buf, -1, -2);
+  } else if (t.dim() == 1) {
+    Tensor buf = zeros({t.shape()[0] + 3}, opts(t.dtype()));
+    v = buf.narrow(0, 2, t.shape()[0]);
+    v.copy_(t.detach());
+  } else {
+    v = clone(t.detach());
+  }
+  if (t.requires_grad()) v = v.detach().set_requires_grad(true);
+  return v;
+}
+
+double max_rel_err(const Tensor& a, const Tensor& ref) {
+  auto x = a.tolist<double>(), r = ref.tolist<double>();
+  double e = 0;
+  for (size_t i = 0; i < x.size(); ++i) e = std::max(e, std::fabs(x[i] - r[i]) / (1 + std::fabs(r[i])));
+  return e;
+}
+
+// Gradients of sum_i <out_i, w_i> with fixed weights w (seeded): a cheap first-order signature.
+tensor_list first_order(const OpCase& c, const tensor_list& ins) {
+  tensor_list outs = c.fn(ins);
+  Generator g(99);
+  tensor_list live_out, ws, diff;
+  for (auto& o : outs)
+    if (o.defined() && o.requires_grad()) {
+      live_out.push_back(o);
+      ws.push_back(randn(o.shape(), g, opts(o.dtype())));
+    }
+  for (auto& i : ins)
+    if (i.defined() && i.requires_grad()) diff.push_back(i);
+  if (live_out.empty()) return {};
+  return grad(live_out, diff, ws, false, false, true);
+}
+
+}  // namespace
+
+TEST_CASE("every differentiable op has op-table entries") {
+  std::set<std::string> have;
+  for (auto& c : op_table()) have.insert(c.op);
+  std::vector<std::string> missing;
+#define TTT_CHECK_OP(name) \
+  if (!have.count(#name)) missing.push_back(#name);
+  TTT_DIFFERENTIABLE_OPS(TTT_CHECK_OP)
+#undef TTT_CHECK_OP
+  std::string list;
+  for (auto& m : missing) list += m + " ";
+  INFO("ops without a table entry: ", list);
+  CHECK(missing.empty());
+}
+
+TEST_CASE("op table: gradcheck, gradgradcheck, non-contiguous inputs, dtypes") {
+  for (const OpCase& c : op_table()) {
+    SUBCASE((c.op + ": " + c.label).c_str()) {
+      Generator g(std::hash<std::string>{}(c.op + c.label));
+      tensor_list ins;
+      for (auto& in : c.inputs) ins.push_back(make_input(in, g));
+      GradcheckOptions go;
+      go.atol = c.atol;
+      go.rtol = c.rtol;
+      go.eps = c.eps;
+      auto r1 = gradcheck(c.fn, ins, go);
+      INFO("gradcheck: ", r1.message);
+      CHECK(r1.ok);
+      if (c.gradgrad) {
+        auto r2 = gradgradcheck(c.fn, ins, go);
+        INFO("gradgradcheck: ", r2.message);
+        CHECK(r2.ok);
+      }
+      tensor_list ref_out = c.fn(ins);
+      if (c.noncontig) {
+        tensor_list nc;
+        for (size_t i = 0; i < ins.size(); ++i)
+          nc.push_back(is_float_input(c.inputs[i]) ? noncontig_copy(ins[i]) : ins[i]);
+        tensor_list out = c.fn(nc);
+        for (size_t k = 0; k < out.size(); ++k)
+          if (out[k].defined()) CHECK(max_rel_err(out[k], ref_out[k]) < 1e-12);
+        tensor_list g_ref = first_order(c, ins), g_nc = first_order(c, nc);
+        REQUIRE(g_ref.size() == g_nc.size());
+        for (size_t k = 0; k < g_ref.size(); ++k)
+          if (g_ref[k].defined()) CHECK(max_rel_err(g_nc[k], g_ref[k]) < 1e-12);
+      }
+      for (DType dt : {DType::f32, DType::bf16}) {
+        if (dt == DType::bf16 && !c.bf16) continue;
+        NoGradGuard ng;
+        tensor_list low;
+        for (size_t i = 0; i < ins.size(); ++i)
+          low.push_back(is_float_input(c.inputs[i]) ? ins[i].detach().to(dt) : ins[i]);
+        // Reference: float64 computed on the values the low-precision inputs actually hold.
+        tensor_list ref_in;
+        for (size_t i = 0; i < ins.size(); ++i)
+          ref_in.push_back(is_float_input(c.inputs[i]) ? low[i].to(DType::f64) : ins[i]);
+        tensor_list out = c.fn(low), ref = c.fn(ref_in);
+        double tol = dt == DType::f32 ? c.f32_tol : c.bf16_tol;
+        for (size_t k = 0; k < out.size(); ++k) {
+          if (!out[k].defined() || !is_floating(out[k].dtype())) continue;
+          INFO(dtype_name(dt), " output ", k);
+          CHECK(out[k].dtype() == dt);
+          CHECK(max_rel_err(out[k], ref[k]) <= tol);
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,27 @@
+# third_party/deps.cmake — finds the system packages the project uses (scripts/setup.sh installs
+# them from Debian; the GPU machine has them from Ubuntu). No code is vendored.
+
+find_package(OpenMP REQUIRED COMPONENTS CXX)
+find_package(Threads REQUIRED)
+
+# OpenBLAS: Debian puts cblas.h under an openblas-<variant>/ include dir.
+find_path(OPENBLAS_INCLUDE_DIR cblas.h
+  PATH_SUFFIXES openblas-pthread openblas-openmp openblas x86_64-linux-gnu/openblas-pthread
+                x86_64-linux-gnu/openblas-openmp x86_64-linux-gnu
+  PATHS /usr/include /usr/local/include)
+find_library(OPENBLAS_LIBRARY NAMES openblas
+  PATH_SUFFIXES openblas-pthread openblas-openmp
+  PATHS /usr/lib/x86_64-linux-gnu /usr/lib /usr/local/lib)
+if(NOT OPENBLAS_INCLUDE_DIR OR NOT OPENBLAS_LIBRARY)
+  message(FATAL_ERROR "OpenBLAS not found: run scripts/setup.sh (Debian package libopenblas-dev)")
+endif()
+add_library(ttt_openblas INTERFACE)
+target_include_directories(ttt_openblas INTERFACE ${OPENBLAS_INCLUDE_DIR})
+target_link_libraries(ttt_openblas INTERFACE ${OPENBLAS_LIBRARY})
+
+find_package(doctest QUIET)
+if(NOT doctest_FOUND)
+  find_path(DOCTEST_INCLUDE_DIR doctest/doctest.h REQUIRED)
+  add_library(doctest::doctest INTERFACE IMPORTED)
+  target_include_directories(doctest::doctest INTERFACE ${DOCTEST_INCLUDE_DIR})
+endif()
