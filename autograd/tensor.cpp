@@ -242,6 +242,16 @@ Tensor& Tensor::copy_(const Tensor& src) {
   return *this;
 }
 
+void Tensor::set_data(const Tensor& other) {
+  check_defined("set_data", other);
+  impl_->storage = other.impl()->storage;
+  impl_->shape = other.shape();
+  impl_->strides = other.strides();
+  impl_->offset = other.offset();
+  impl_->dtype = other.dtype();
+  if (auto* m = autograd_meta()) m->grad.reset();
+}
+
 Tensor& Tensor::fill_(double v) {
   check_inplace(*this, "fill_");
   backend(device()).fill(view(), v);

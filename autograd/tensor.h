@@ -144,6 +144,9 @@ class Tensor {
   Tensor& zero_() { return fill_(0.0); }
   Tensor& add_(const Tensor& o, double alpha = 1.0);
   Tensor& mul_(double s);
+  // Replaces this tensor's data (storage, shape, dtype) with other's, keeping its identity and
+  // autograd metadata: how Module::to() moves parameters without invalidating handles to them.
+  void set_data(const Tensor& other);
   void bump_version() const { ++impl_->storage->version; }
   uint32_t version() const { return impl_->storage->version; }
 

@@ -1,0 +1,44 @@
+// layers/language_model.h — the interface the trainer uses: embedding -> blocks -> final norm ->
+// LM head, plus incremental decoding (TTT layers in primal form with O(1) state, attention with a
+// KV cache). Implemented in layers/language_model.cpp.
+#pragma once
+
+#include <memory>
+
+#include "layers/model_config.h"
+#include "layers/module.h"
+
+namespace ttt {
+
+// Per-sequence decoding state of the whole model (one per layer inside).
+struct DecodeState {
+  virtual ~DecodeState() = default;
+  int64_t position = 0;  // tokens consumed so far
+};
+
+class LanguageModel : public Module {
+ public:
+  explicit LanguageModel(const ModelConfig& cfg);
+  const ModelConfig& config() const { return cfg_; }
+
+  // ids [B, T] int64 -> logits [B, T, V] (float32; or bf16 if the model is in bf16).
+  Tensor forward(const Tensor& ids);
+  // Mean next-token cross-entropy of ids[:, t] -> targets[:, t] over targets != ignore_index.
+  Tensor loss(const Tensor& ids, const Tensor& targets, int64_t ignore_index = -100);
+  // Per-token losses [B, T] (no reduction) for evaluation by position.
+  Tensor token_losses(const Tensor& ids, const Tensor& targets);
+
+  std::unique_ptr<DecodeState> init_decode(int64_t batch);
+  // Consumes ids [B, T] (T >= 1) after the tokens already in `state`; returns logits [B, T, V].
+  Tensor decode(const Tensor& ids, DecodeState& state);
+
+  // Forward FLOPs per token (matmuls, 2 per multiply-add) for MFU; training ~ 3x this.
+  double flops_per_token(int64_t seq_len) const;
+
+ private:
+  ModelConfig cfg_;
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace ttt

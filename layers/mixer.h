@@ -1,0 +1,27 @@
+// layers/mixer.h — the sequence-mixer interface shared by attention, linear attention and the
+// TTT layers. A block calls forward() for whole sequences (training, eval, prefill) and
+// init_state()/step() for incremental decoding.
+#pragma once
+
+#include <memory>
+
+#include "layers/module.h"
+
+namespace ttt {
+
+struct MixerState {
+  virtual ~MixerState() = default;
+  int64_t position = 0;  // tokens consumed so far (absolute position of the next token)
+};
+
+class SequenceMixer : public Module {
+ public:
+  // x [B, T, D] (already normalized by the block) -> [B, T, D]; positions 0..T-1; causal.
+  virtual Tensor forward(const Tensor& x) = 0;
+  virtual std::unique_ptr<MixerState> init_state(int64_t batch) = 0;
+  // x [B, T, D] continuing after state.position; updates the state. Must equal the matching
+  // slice of forward() on the concatenated sequence (tests check this).
+  virtual Tensor step(const Tensor& x, MixerState& state) = 0;
+};
+
+}  // namespace ttt

@@ -1,0 +1,48 @@
+// layers/model_config.h — the model's hyper-parameters as a plain struct. layers/ knows nothing
+// of YAML: trainer/ maps the `model:` section of a config file onto this struct (same key names).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace ttt {
+
+// TTT layer options (paper §2.4–2.7, Table 1; official code: ttt-lm-pytorch ttt.py, ttt-lm-jax).
+// Every switch of Table 1 is here, so the ablation ladder is a sweep of `--set model.ttt.X=...`.
+struct TTTConfig {
+  int64_t mini_batch = 16;        // b; -1 = the whole sequence (batch GD, Theorem 1)
+  double base_lr = -1;            // eta_base; -1 = 1.0 for linear, 0.1 for mlp (paper App. C)
+  double base_lr_init = -1;       // TTT-MLP warms eta_base from this over the outer warmup; -1 = none
+  bool ln_residual = true;        // f(x) = x + LN(f_res(x)); false: f(x) = f_res(x)
+  bool learnable_w0 = true;       // W0 trained by the outer loop; false: W0 = 0, not trained
+  bool learnable_lr = true;       // eta(x) = base * sigmoid(theta_lr . x + b); false: eta = base
+  bool learnable_token_idx = true;// the learnable offset on 1/(i+1) inside a mini-batch (official)
+  bool rope = true;               // RoPE on XQ/XK with positions t mod b (official)
+  int64_t mlp_expansion = 4;      // TTT-MLP hidden = expansion * head_dim
+  std::string impl = "dual";      // dual | primal | generic   (same outputs, see tests)
+  int64_t checkpoint_group = 4;   // keep W every G mini-batches, recompute the rest in backward; 0 = off
+  double ln_eps = 1e-6;
+};
+
+struct ModelConfig {
+  int64_t vocab_size = 32000;
+  int64_t d_model = 768;
+  int64_t n_layers = 12;
+  int64_t n_heads = 12;
+  int64_t d_ff = 2048;              // SwiGLU intermediate size
+  std::string mixer = "ttt_linear"; // attention | ttt_linear | ttt_mlp | linear_attention
+  std::string backbone = "mamba";   // transformer | mamba (pre-conv, shared QK + convs, gate)
+  int64_t window = 0;               // attention: sliding window size, 0 = full causal
+  double rope_theta = 10000.0;
+  int64_t conv_width = 4;           // Mamba backbone causal depthwise convolutions
+  bool tie_embeddings = true;
+  double norm_eps = 1e-6;
+  double init_std = 0.02;
+  int64_t max_seq_len = 2048;       // training context; eval may go beyond for TTT / RoPE models
+  uint64_t seed = 0;                // parameter initialization
+  TTTConfig ttt;
+
+  int64_t head_dim() const { return d_model / n_heads; }
+};
+
+}  // namespace ttt
