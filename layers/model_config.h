@@ -21,6 +21,7 @@ struct TTTConfig {
   bool token_idx_mean = true;     // token i of a mini-batch averages its gradients, scale 1/(i+1)
                                   // (official); false: plain sum (paper Eq. 5, Theorem 1)
   bool rope = true;               // RoPE on XQ/XK with positions t mod b (official)
+  bool inner_bias = true;         // f_res has biases (official b1, b2); false: f_res(x) = xW (Theorem 1)
   int64_t mlp_expansion = 4;      // TTT-MLP hidden = expansion * head_dim
   std::string impl = "dual";      // dual | primal | generic   (same outputs, see tests)
   int64_t checkpoint_group = 4;   // keep W every G mini-batches, recompute the rest in backward; 0 = off

@@ -28,20 +28,22 @@ namespace {
 
 // One layer of the dual form: the rows of (X̄ W + b) with the in-segment updates applied.
 //   Xbar [B,nh,n,a] test-path input, X [B,nh,n,a] training-path input, G [B,nh,n,c] = ∂ℓ/∂(XW+b),
-//   eta [B,nh,n,n], tok_col [n,1], acc {accW [B,nh,a,c], accb [B,nh,1,c]} (either may be undefined).
-// (eta ∘ A) G + eta G is computed as (eta ∘ (A + 1)) G: one matmul instead of two.
+//   eta [B,nh,n,n], tok_col [n,1], acc {accW [B,nh,a,c], accb [B,nh,1,c]} (undefined = zero).
+// b undefined = a layer without bias. The bias's in-segment updates add eta G to the rows:
+// (eta ∘ A) G + eta G is computed as (eta ∘ (A + 1)) G, one matmul instead of two.
 Tensor dual_layer(const Tensor& Xbar, const Tensor& X, const Tensor& W, const Tensor& b, const Tensor& G,
                   const Tensor& eta, const Tensor& tok_col, const Tensor& accW, const Tensor& accb) {
   Tensor A = matmul(Xbar, transpose(X, -2, -1));
-  Tensor z = sub(add(matmul(Xbar, W), b), matmul(mul(eta, add_scalar(A, 1.0)), G));
-  if (accW.defined()) z = sub(z, mul(tok_col, add(matmul(Xbar, accW), accb)));
+  Tensor coef = mul(eta, b.defined() ? add_scalar(A, 1.0) : A);
+  Tensor z = sub(add_bias(matmul(Xbar, W), b), matmul(coef, G));
+  if (accW.defined()) z = sub(z, mul(tok_col, add_bias(matmul(Xbar, accW), accb)));
   return z;
 }
 
-// acc += Σ_j lr_j ∂ℓ_j/∂(W, b) for one layer: ((lr ∘ X)^T G, Σ_j lr_j G_j).
-void accumulate(Tensor& accW, Tensor& accb, const Tensor& X, const Tensor& G, const Tensor& lr_col) {
+// acc += Σ_j lr_j ∂ℓ_j/∂(W, b) for one layer: ((lr ∘ X)^T G, Σ_j lr_j G_j); no bias: W only.
+void accumulate(Tensor& accW, Tensor& accb, bool bias, const Tensor& X, const Tensor& G, const Tensor& lr_col) {
   accW = add_maybe(accW, matmul(transpose(mul(lr_col, X), -2, -1), G));
-  accb = add_maybe(accb, sum(mul(lr_col, G), {2}, true));
+  if (bias) accb = add_maybe(accb, sum(mul(lr_col, G), {2}, true));
 }
 
 }  // namespace
@@ -60,23 +62,23 @@ Tensor dual_segment(const InnerModel& m, const tensor_list& W, tensor_list& acc,
   if (acc.empty()) acc.resize(W.size());
 
   if (kind == "linear") {
-    Tensor Z1 = add(matmul(s.XK, W[0]), W[1]);
+    Tensor Z1 = add_bias(matmul(s.XK, W[0]), W[1]);
     Tensor G1 = inner_loss_grad(Z1, target, n);
     Tensor z = dual_layer(s.XQ, s.XK, W[0], W[1], G1, eta, tok_col, acc[0], acc[1]);
-    accumulate(acc[0], acc[1], s.XK, G1, lr_col);
+    accumulate(acc[0], acc[1], W[1].defined(), s.XK, G1, lr_col);
     return inner_output(s.XQ, z, n);
   }
   // TTT-MLP: forward on the training view, hand-derived backward, then the test path.
-  Tensor Z1 = add(matmul(s.XK, W[0]), W[1]);
+  Tensor Z1 = add_bias(matmul(s.XK, W[0]), W[1]);
   Tensor X2 = gelu(Z1, true);
-  Tensor Z2 = add(matmul(X2, W[2]), W[3]);
+  Tensor Z2 = add_bias(matmul(X2, W[2]), W[3]);
   Tensor G2 = inner_loss_grad(Z2, target, n);
   Tensor G1 = mul(matmul(G2, transpose(W[2], -2, -1)), gelu_tanh_grad(Z1));
   Tensor z1 = dual_layer(s.XQ, s.XK, W[0], W[1], G1, eta, tok_col, acc[0], acc[1]);
   Tensor x2bar = gelu(z1, true);
   Tensor z2 = dual_layer(x2bar, X2, W[2], W[3], G2, eta, tok_col, acc[2], acc[3]);
-  accumulate(acc[0], acc[1], s.XK, G1, lr_col);
-  accumulate(acc[2], acc[3], X2, G2, lr_col);
+  accumulate(acc[0], acc[1], W[1].defined(), s.XK, G1, lr_col);
+  accumulate(acc[2], acc[3], W[3].defined(), X2, G2, lr_col);
   return inner_output(s.XQ, z2, n);
 }
 

@@ -71,15 +71,21 @@ Tensor generic_segment(const InnerModel& m, const tensor_list& W, tensor_list& a
     GradModeGuard on(true);
     auto maybe_detach = [&](const Tensor& t) { return outer || !t.defined() ? t : t.detach(); };
     InnerNorm nn{maybe_detach(n.w), maybe_detach(n.b), n.eps, n.ln_residual};
-    tensor_list copies;
+    tensor_list copies, live;  // live: the defined copies (a model may lack some weights)
     for (const Tensor& w : W) {
+      if (!w.defined()) {
+        copies.push_back(Tensor());
+        continue;
+      }
       Tensor c = per_token(maybe_detach(w), len);
       copies.push_back(c.requires_grad() ? c : root(c));
+      live.push_back(copies.back());
     }
     Tensor xk = unsqueeze(maybe_detach(s.XK), 3);  // [B, nh, n, 1, f]: token j is its own batch row
     Tensor target = inner_target(xk, unsqueeze(maybe_detach(s.XV), 3), nn);
     Tensor loss = sum(inner_loss(m.apply(copies, xk), target, nn));
-    G = grad({loss}, copies, {}, /*retain_graph=*/outer, /*create_graph=*/outer);
+    tensor_list g = grad({loss}, live, {}, /*retain_graph=*/outer, /*create_graph=*/outer);
+    for (size_t k = 0, j = 0; k < W.size(); ++k) G.push_back(W[k].defined() ? g[j++] : Tensor());
   }
 
   // 2. Per-token weights and the new accumulators.
@@ -87,6 +93,10 @@ Tensor generic_segment(const InnerModel& m, const tensor_list& W, tensor_list& a
   Tensor lr_row = unsqueeze(s.lr, 2);    // [B, nh, 1, n]
   tensor_list rows;
   for (size_t k = 0; k < W.size(); ++k) {
+    if (!W[k].defined()) {
+      rows.push_back(Tensor());
+      continue;
+    }
     const Shape shape = G[k].shape();  // [B, nh, n, s...]
     Tensor flat = reshape(G[k], {shape[0], shape[1], len, -1});
     Tensor wk = sub(unsqueeze(W[k], 2), reshape(matmul(eta, flat), shape));

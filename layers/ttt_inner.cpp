@@ -21,24 +21,24 @@ Tensor initial_bias(Module& m, const std::string& name, const Shape& s, bool lea
 }
 }  // namespace
 
-InnerLinear::InnerLinear(int64_t nh, int64_t f, Generator& g, double std, bool learnable) {
+InnerLinear::InnerLinear(int64_t nh, int64_t f, Generator& g, double std, bool learnable, bool bias) {
   W1 = initial_weight(*this, "W1", {nh, f, f}, g, std, learnable);
-  b1 = initial_bias(*this, "b1", {nh, 1, f}, learnable);
+  if (bias) b1 = initial_bias(*this, "b1", {nh, 1, f}, learnable);
 }
 
-Tensor InnerLinear::apply(const tensor_list& W, const Tensor& x) const { return add(matmul(x, W[0]), W[1]); }
+Tensor InnerLinear::apply(const tensor_list& W, const Tensor& x) const { return add_bias(matmul(x, W[0]), W[1]); }
 
-InnerMLP::InnerMLP(int64_t nh, int64_t f, int64_t expansion, Generator& g, double std, bool learnable) {
+InnerMLP::InnerMLP(int64_t nh, int64_t f, int64_t expansion, Generator& g, double std, bool learnable, bool bias) {
   const int64_t h = expansion * f;
   W1 = initial_weight(*this, "W1", {nh, f, h}, g, std, learnable);
-  b1 = initial_bias(*this, "b1", {nh, 1, h}, learnable);
+  if (bias) b1 = initial_bias(*this, "b1", {nh, 1, h}, learnable);
   W2 = initial_weight(*this, "W2", {nh, h, f}, g, std, learnable);
-  b2 = initial_bias(*this, "b2", {nh, 1, f}, learnable);
+  if (bias) b2 = initial_bias(*this, "b2", {nh, 1, f}, learnable);
 }
 
 Tensor InnerMLP::apply(const tensor_list& W, const Tensor& x) const {
-  Tensor x2 = gelu(add(matmul(x, W[0]), W[1]), /*tanh_approx=*/true);
-  return add(matmul(x2, W[2]), W[3]);
+  Tensor x2 = gelu(add_bias(matmul(x, W[0]), W[1]), /*tanh_approx=*/true);
+  return add_bias(matmul(x2, W[2]), W[3]);
 }
 
 // --- per-head LayerNorm and the inner loss -------------------------------------------------------
@@ -99,6 +99,8 @@ Tensor eta_matrix(const Tensor& tok, const Tensor& lr) {
   // [n, 1] * [B, nh, 1, n] -> [B, nh, n, n]; row i = output token, column j = gradient token.
   return tril(mul(reshape(tok, {n, 1}), unsqueeze(lr, 2)));
 }
+
+Tensor add_bias(const Tensor& x, const Tensor& b) { return b.defined() ? add(x, b) : x; }
 
 Tensor add_maybe(const Tensor& a, const Tensor& b) {
   if (!a.defined()) return b;

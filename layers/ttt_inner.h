@@ -34,6 +34,7 @@ namespace ttt {
 // The fast weights W of one TTT layer: a list of per-head tensors. The module holds the initial
 // weights W0 (θ_init): parameters when learnable, zero buffers otherwise (Table 1, W0 = 0).
 //
+// A weight may be undefined (a model without biases): every implementation skips it.
 // apply(W, x) must broadcast over leading dims: W_k is [..., shape_k] and x is [..., n, f] with the
 // same leading dims (B, nh and, in the generic form, one more per-token dim). That is all the
 // generic implementation needs, so any f_res written with differentiable ops (a deeper MLP, a
@@ -47,10 +48,11 @@ class InnerModel : public Module {
   virtual std::string kind() const = 0;
 };
 
-// TTT-Linear: f_res(x) = x W + b, W [nh, f, f] ~ N(0, std), b [nh, 1, f] = 0 (official W1, b1).
+// TTT-Linear: f_res(x) = x W + b, W [nh, f, f] ~ N(0, std), b [nh, 1, f] = 0 (official W1, b1);
+// without bias b1 is undefined.
 class InnerLinear : public InnerModel {
  public:
-  InnerLinear(int64_t heads, int64_t head_dim, Generator& g, double std, bool learnable);
+  InnerLinear(int64_t heads, int64_t head_dim, Generator& g, double std, bool learnable, bool bias = true);
   tensor_list initial() const override { return {W1, b1}; }
   Tensor apply(const tensor_list& W, const Tensor& x) const override;
   std::string kind() const override { return "linear"; }
@@ -60,7 +62,8 @@ class InnerLinear : public InnerModel {
 // TTT-MLP: f_res(x) = gelu_tanh(x W1 + b1) W2 + b2, hidden = expansion · f (official W1, b1, W2, b2).
 class InnerMLP : public InnerModel {
  public:
-  InnerMLP(int64_t heads, int64_t head_dim, int64_t expansion, Generator& g, double std, bool learnable);
+  InnerMLP(int64_t heads, int64_t head_dim, int64_t expansion, Generator& g, double std, bool learnable,
+           bool bias = true);
   tensor_list initial() const override { return {W1, b1, W2, b2}; }
   Tensor apply(const tensor_list& W, const Tensor& x) const override;
   std::string kind() const override { return "mlp"; }
@@ -113,5 +116,7 @@ Tensor eta_matrix(const Tensor& tok, const Tensor& lr);
 
 // a + b with undefined meaning zero.
 Tensor add_maybe(const Tensor& a, const Tensor& b);
+// x + b, or x when b is undefined (no bias).
+Tensor add_bias(const Tensor& x, const Tensor& b);
 
 }  // namespace ttt

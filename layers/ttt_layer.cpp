@@ -100,9 +100,9 @@ TTTMixer::TTTMixer(const ModelConfig& cfg, Generator& g, std::shared_ptr<InnerMo
   post_norm_ = register_module("post_norm", std::make_shared<LayerNorm>(width_, cfg.norm_eps));
   if (!inner) {
     if (cfg.mixer == "ttt_linear")
-      inner = std::make_shared<InnerLinear>(nh_, f_, g, std, c_.learnable_w0);
+      inner = std::make_shared<InnerLinear>(nh_, f_, g, std, c_.learnable_w0, c_.inner_bias);
     else if (cfg.mixer == "ttt_mlp")
-      inner = std::make_shared<InnerMLP>(nh_, f_, c_.mlp_expansion, g, std, c_.learnable_w0);
+      inner = std::make_shared<InnerMLP>(nh_, f_, c_.mlp_expansion, g, std, c_.learnable_w0, c_.inner_bias);
     else
       throw std::invalid_argument("make_ttt_mixer: model.mixer must be ttt_linear | ttt_mlp, got '" + cfg.mixer + "'");
   }
@@ -144,6 +144,10 @@ Tensor TTTMixer::token_scale(int64_t first, int64_t len, DType dt) const {
 tensor_list TTTMixer::initial_state(int64_t batch, DType dt) const {
   tensor_list W;
   for (const Tensor& w0 : inner_->initial()) {
+    if (!w0.defined()) {  // a weight the model does not have (no bias)
+      W.push_back(Tensor());
+      continue;
+    }
     Shape s = w0.shape();
     s.insert(0, batch);
     W.push_back(expand(unsqueeze(cast(w0, dt), 0), s));

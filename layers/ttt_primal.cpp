@@ -21,14 +21,14 @@ namespace ttt {
 namespace {
 
 // acc_k += lr · (X^T G) and lr · G for one layer; X [B,nh,1,a], G [B,nh,1,c], lr [B,nh,1,1].
-void accumulate_token(Tensor& accW, Tensor& accb, const Tensor& X, const Tensor& G, const Tensor& lr) {
+void accumulate_token(Tensor& accW, Tensor& accb, bool bias, const Tensor& X, const Tensor& G, const Tensor& lr) {
   accW = add_maybe(accW, mul(lr, matmul(transpose(X, -2, -1), G)));
-  accb = add_maybe(accb, mul(lr, G));
+  if (bias) accb = add_maybe(accb, mul(lr, G));
 }
 
-// W − tok · acc (acc undefined = no update yet).
+// W − tok · acc (acc undefined = no update yet; W undefined = no bias).
 Tensor updated(const Tensor& W, const Tensor& acc, const Tensor& tok) {
-  return acc.defined() ? sub(W, mul(tok, acc)) : W;
+  return W.defined() && acc.defined() ? sub(W, mul(tok, acc)) : W;
 }
 
 }  // namespace
@@ -49,18 +49,18 @@ Tensor primal_segment(const InnerModel& m, const tensor_list& W, tensor_list& ac
     Tensor target = inner_target(xk, xv, n);
     Tensor z;
     if (!mlp) {
-      Tensor G = inner_loss_grad(add(matmul(xk, W[0]), W[1]), target, n);
-      accumulate_token(acc[0], acc[1], xk, G, lr);
-      z = add(matmul(xq, updated(W[0], acc[0], tok)), updated(W[1], acc[1], tok));
+      Tensor G = inner_loss_grad(add_bias(matmul(xk, W[0]), W[1]), target, n);
+      accumulate_token(acc[0], acc[1], W[1].defined(), xk, G, lr);
+      z = add_bias(matmul(xq, updated(W[0], acc[0], tok)), updated(W[1], acc[1], tok));
     } else {
-      Tensor Z1 = add(matmul(xk, W[0]), W[1]);
+      Tensor Z1 = add_bias(matmul(xk, W[0]), W[1]);
       Tensor X2 = gelu(Z1, true);
-      Tensor G2 = inner_loss_grad(add(matmul(X2, W[2]), W[3]), target, n);
+      Tensor G2 = inner_loss_grad(add_bias(matmul(X2, W[2]), W[3]), target, n);
       Tensor G1 = mul(matmul(G2, transpose(W[2], -2, -1)), gelu_tanh_grad(Z1));
-      accumulate_token(acc[0], acc[1], xk, G1, lr);
-      accumulate_token(acc[2], acc[3], X2, G2, lr);
-      Tensor h = gelu(add(matmul(xq, updated(W[0], acc[0], tok)), updated(W[1], acc[1], tok)), true);
-      z = add(matmul(h, updated(W[2], acc[2], tok)), updated(W[3], acc[3], tok));
+      accumulate_token(acc[0], acc[1], W[1].defined(), xk, G1, lr);
+      accumulate_token(acc[2], acc[3], W[3].defined(), X2, G2, lr);
+      Tensor h = gelu(add_bias(matmul(xq, updated(W[0], acc[0], tok)), updated(W[1], acc[1], tok)), true);
+      z = add_bias(matmul(h, updated(W[2], acc[2], tok)), updated(W[3], acc[3], tok));
     }
     outs.push_back(inner_output(xq, z, n));
   }

@@ -46,7 +46,7 @@ Tensor run_pieces(const InnerModel& m, tensor_list& W, tensor_list& acc, const S
     if (pc.commit) {
       Tensor last = narrow(tok, 0, o.mini_batch - 1 - tok_base, 1);
       for (size_t k = 0; k < W.size(); ++k) {
-        W[k] = sub(W[k], mul(last, acc[k]));
+        if (W[k].defined() && acc[k].defined()) W[k] = sub(W[k], mul(last, acc[k]));
         acc[k] = Tensor();
       }
     }
