@@ -80,3 +80,33 @@ TEST_CASE("checkpointing through time lowers the memory held between forward and
   MESSAGE("held after forward: " << plain << " B without, " << ckpt << " B with checkpointing (G = 4)");
   CHECK(static_cast<double>(ckpt) < 0.6 * static_cast<double>(plain));
 }
+
+// --- measurement (not run by default) -------------------------------------------------------------
+// Peak memory of forward + backward of one TTT layer of the 125M config (d 768, 12 heads of 64,
+// b = 16, Mamba backbone, float32, batch 1) with and without checkpointing through time.
+// Run: ./build/tests/test_ttt_checkpoint --no-skip -tc="*peak memory*"
+TEST_CASE("peak memory of one 125M TTT layer, T = 2048 and 8192, G = 0 vs 4" * doctest::skip()) {
+  for (const char* mixer : {"ttt_linear", "ttt_mlp"})
+    for (int64_t T : {2048, 8192}) {
+      ModelConfig cfg;  // defaults: the 125M TTT-Linear config
+      cfg.mixer = mixer;
+      Generator g(1);
+      TTTMixer layer(cfg, g);
+      Generator gx(2);
+      Tensor x = randn({1, T, cfg.d_model}, gx).set_requires_grad(true);
+      for (int64_t G : {0, 4}) {
+        layer.set_checkpoint_group(G);
+        Backend& be = backend(cpu());
+        const size_t base = be.memory_allocated();
+        be.reset_peak_memory();
+        Tensor out = layer.forward(x);
+        const size_t after_fwd = be.memory_allocated() - base;
+        backward({sum(out)});
+        const size_t peak = be.memory_peak() - base;
+        layer.zero_grad();
+        x.zero_grad();
+        MESSAGE(mixer << " T=" << T << " G=" << G << ": held after forward " << after_fwd / 1048576.0
+                      << " MiB, peak during forward+backward " << peak / 1048576.0 << " MiB");
+      }
+    }
+}
