@@ -22,7 +22,7 @@ namespace {
 constexpr double kAtol = 1e-12, kRtol = 1e-10;
 
 json load_golden() {
-  const std::string path = std::string(TTT_TESTS_DIR) + "/golden/ops.json";
+  const std::string path = std::string(TTT_SOURCE_DIR) + "/tests/golden/ops.json";
   std::ifstream f(path);
   if (!f) throw std::runtime_error("cannot open " + path + " (regenerate with scripts/make_golden_ops.py)");
   return json::parse(f);
