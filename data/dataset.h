@@ -3,7 +3,7 @@
 // Tokens of all documents of the split, in order, each followed by EOS, concatenated across
 // shards train_00000.h5, train_00001.h5, ... Only per-shard counts live in memory; tokens and
 // document offsets are read on demand (chunked HDF5 reads), so a set of any size opens in
-// constant memory. Reads are thread-safe (HDF5 calls are serialised by h5::hdf5_mutex()).
+// constant memory. Reads are thread-safe (HDF5 calls are serialised by data_h5::hdf5_mutex()).
 #pragma once
 
 #include <cstdint>

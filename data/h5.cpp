@@ -3,7 +3,7 @@
 
 #include <stdexcept>
 
-namespace ttt::h5 {
+namespace ttt::data_h5 {
 
 std::recursive_mutex& hdf5_mutex() {
   static std::recursive_mutex m;
@@ -11,11 +11,11 @@ std::recursive_mutex& hdf5_mutex() {
 }
 
 void init() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    Lock lock(hdf5_mutex());
-    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
-  });
+  thread_local bool done = false;
+  if (done) return;
+  Lock lock(hdf5_mutex());
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  done = true;
 }
 
 Handle& Handle::operator=(Handle&& o) noexcept {
@@ -55,7 +55,11 @@ Handle create_file(const std::string& path) {
 Handle open_file(const std::string& path, bool writable) {
   init();
   Lock lock(hdf5_mutex());
-  hid_t f = H5Fopen(path.c_str(), writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, H5P_DEFAULT);
+  // File locks are kept, but a file system without lock support (common on cluster NFS/Lustre
+  // mounts) is not an error.
+  Handle fapl(check(H5Pcreate(H5P_FILE_ACCESS), path, "H5Pcreate"), H5Pclose);
+  H5Pset_file_locking(fapl.get(), true, true);
+  hid_t f = H5Fopen(path.c_str(), writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, fapl.get());
   // HDF5 refuses a file whose superblock is damaged or whose end-of-file is short of what the
   // superblock records (a truncated file), so both land here.
   if (f < 0) throw std::runtime_error(path + ": not a readable HDF5 file (missing, corrupt or truncated)");
@@ -150,6 +154,7 @@ int64_t dataset_length(hid_t dset, const std::string& name, const std::string& p
 
 void read_range_i64(hid_t dset, int64_t start, int64_t n, int64_t* out, const std::string& what) {
   if (n <= 0) return;
+  init();  // reads may come from a prefetch thread
   Lock lock(hdf5_mutex());
   Handle fspace(check(H5Dget_space(dset), what, "H5Dget_space"), H5Sclose);
   hsize_t off = static_cast<hsize_t>(start), cnt = static_cast<hsize_t>(n);
@@ -162,4 +167,4 @@ void read_range_i64(hid_t dset, int64_t start, int64_t n, int64_t* out, const st
                              ") failed (corrupt or truncated shard: checksum or I/O error)");
 }
 
-}  // namespace ttt::h5
+}  // namespace ttt::data_h5

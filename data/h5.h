@@ -1,9 +1,10 @@
 // data/h5.h — a small RAII layer over the HDF5 C API, shared by the shard writer and reader.
 //
-// The HDF5 library installed here is not built thread-safe, so every HDF5 call in the process
-// must hold hdf5_mutex() (a recursive mutex, so helpers may nest). Other folders (trainer
-// checkpoints) that use HDF5 in threads that also read data must take the same mutex.
-// HDF5's own error printing is turned off; failures become exceptions naming the file.
+// HDF5 is not always built thread-safe (Debian's build is; others may not be), and a sampler may
+// read from a prefetch thread, so every HDF5 call made by data/ holds hdf5_mutex() (recursive, so
+// helpers may nest). HDF5's own error printing is turned off (per thread: in a thread-safe build
+// the setting is thread-local); failures become exceptions naming the file.
+// (Namespace data_h5, not h5: trainer/h5.h has its own ttt::h5 wrapper for checkpoints.)
 #pragma once
 
 #include <hdf5.h>
@@ -13,12 +14,13 @@
 #include <string>
 #include <vector>
 
-namespace ttt::h5 {
+namespace ttt::data_h5 {
 
 std::recursive_mutex& hdf5_mutex();
 using Lock = std::lock_guard<std::recursive_mutex>;
 
-// Turns off HDF5's automatic error printing (idempotent); called by every entry point below.
+// Turns off HDF5's automatic error printing for the calling thread (idempotent); called by the
+// entry points that open files.
 void init();
 
 // An owned hid_t, closed with the right H5*close function when it goes out of scope.
@@ -63,4 +65,4 @@ int64_t dataset_length(hid_t dset, const std::string& name, const std::string& p
 // Reads elements [start, start + n) of a 1-D dataset as int64 through a hyperslab selection.
 void read_range_i64(hid_t dset, int64_t start, int64_t n, int64_t* out, const std::string& what);
 
-}  // namespace ttt::h5
+}  // namespace ttt::data_h5

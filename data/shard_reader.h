@@ -36,7 +36,7 @@ class ShardReader {
 
  private:
   ShardInfo info_;
-  h5::Handle file_, tokens_, offsets_;
+  data_h5::Handle file_, tokens_, offsets_;
 };
 
 }  // namespace ttt

@@ -37,45 +37,45 @@ ShardWriter::~ShardWriter() = default;  // an unfinished shard is abandoned (the
 
 void ShardWriter::open_shard() {
   path_ = dir_ + "/" + shard_file_name(meta_.split, static_cast<int64_t>(written_.size()));
-  file_ = h5::create_file(path_);
-  h5::Lock lock(h5::hdf5_mutex());
+  file_ = data_h5::create_file(path_);
+  data_h5::Lock lock(data_h5::hdf5_mutex());
   auto make = [&](const char* name, hid_t type, hsize_t chunk) {
     hsize_t dims = 0, maxdims = H5S_UNLIMITED;
-    h5::Handle space(h5::check(H5Screate_simple(1, &dims, &maxdims), path_, "H5Screate_simple"), H5Sclose);
-    h5::Handle dcpl(h5::check(H5Pcreate(H5P_DATASET_CREATE), path_, "H5Pcreate"), H5Pclose);
-    h5::check(H5Pset_chunk(dcpl.get(), 1, &chunk), path_, "H5Pset_chunk");
-    h5::check(H5Pset_fletcher32(dcpl.get()), path_, "H5Pset_fletcher32");
+    data_h5::Handle space(data_h5::check(H5Screate_simple(1, &dims, &maxdims), path_, "H5Screate_simple"), H5Sclose);
+    data_h5::Handle dcpl(data_h5::check(H5Pcreate(H5P_DATASET_CREATE), path_, "H5Pcreate"), H5Pclose);
+    data_h5::check(H5Pset_chunk(dcpl.get(), 1, &chunk), path_, "H5Pset_chunk");
+    data_h5::check(H5Pset_fletcher32(dcpl.get()), path_, "H5Pset_fletcher32");
     // No modification times in the object headers: the same input gives byte-identical shards.
-    h5::check(H5Pset_obj_track_times(dcpl.get(), false), path_, "H5Pset_obj_track_times");
-    return h5::Handle(h5::check(H5Dcreate2(file_.get(), name, type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
+    data_h5::check(H5Pset_obj_track_times(dcpl.get(), false), path_, "H5Pset_obj_track_times");
+    return data_h5::Handle(data_h5::check(H5Dcreate2(file_.get(), name, type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
                                 path_, std::string("cannot create dataset ") + name),
                       H5Dclose);
   };
   tokens_ = make("tokens", type_ == TokenType::u16 ? H5T_STD_U16LE : H5T_STD_U32LE, kTokenChunk);
   offsets_ = make("doc_offsets", H5T_STD_I64LE, kOffsetChunk);
   hid_t root = file_.get();
-  h5::write_attr(root, "format", std::string(kShardFormat), path_);
-  h5::write_attr(root, "format_version", kShardFormatVersion, path_);
-  h5::write_attr(root, "split", meta_.split, path_);
-  h5::write_attr(root, "shard_index", static_cast<int64_t>(written_.size()), path_);
-  h5::write_attr(root, "vocab_size", meta_.vocab_size, path_);
-  h5::write_attr(root, "eos_id", meta_.eos_id, path_);
-  h5::write_attr(root, "tokenizer_sha256", meta_.tokenizer_sha256, path_);
-  h5::write_attr(root, "tokenizer_file", meta_.tokenizer_file, path_);
-  h5::write_attr(root, "sources", meta_.sources_json, path_);
+  data_h5::write_attr(root, "format", std::string(kShardFormat), path_);
+  data_h5::write_attr(root, "format_version", kShardFormatVersion, path_);
+  data_h5::write_attr(root, "split", meta_.split, path_);
+  data_h5::write_attr(root, "shard_index", static_cast<int64_t>(written_.size()), path_);
+  data_h5::write_attr(root, "vocab_size", meta_.vocab_size, path_);
+  data_h5::write_attr(root, "eos_id", meta_.eos_id, path_);
+  data_h5::write_attr(root, "tokenizer_sha256", meta_.tokenizer_sha256, path_);
+  data_h5::write_attr(root, "tokenizer_file", meta_.tokenizer_file, path_);
+  data_h5::write_attr(root, "sources", meta_.sources_json, path_);
   shard_len_ = shard_docs_ = tokens_on_disk_ = offsets_on_disk_ = 0;
   off_buf_.assign(1, 0);  // doc_offsets starts with 0
 }
 
 void ShardWriter::append(hid_t dset, hid_t memtype, const void* data, int64_t n, int64_t& length) {
   if (n == 0) return;
-  h5::Lock lock(h5::hdf5_mutex());
+  data_h5::Lock lock(data_h5::hdf5_mutex());
   hsize_t new_len = static_cast<hsize_t>(length + n), off = static_cast<hsize_t>(length), cnt = static_cast<hsize_t>(n);
-  h5::check(H5Dset_extent(dset, &new_len), path_, "cannot extend dataset");
-  h5::Handle fspace(h5::check(H5Dget_space(dset), path_, "H5Dget_space"), H5Sclose);
-  h5::check(H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, &off, nullptr, &cnt, nullptr), path_, "hyperslab");
-  h5::Handle mspace(h5::check(H5Screate_simple(1, &cnt, nullptr), path_, "H5Screate_simple"), H5Sclose);
-  h5::check(H5Dwrite(dset, memtype, mspace.get(), fspace.get(), H5P_DEFAULT, data), path_,
+  data_h5::check(H5Dset_extent(dset, &new_len), path_, "cannot extend dataset");
+  data_h5::Handle fspace(data_h5::check(H5Dget_space(dset), path_, "H5Dget_space"), H5Sclose);
+  data_h5::check(H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, &off, nullptr, &cnt, nullptr), path_, "hyperslab");
+  data_h5::Handle mspace(data_h5::check(H5Screate_simple(1, &cnt, nullptr), path_, "H5Screate_simple"), H5Sclose);
+  data_h5::check(H5Dwrite(dset, memtype, mspace.get(), fspace.get(), H5P_DEFAULT, data), path_,
             "write failed (disk full?)");
   length += n;
 }
@@ -110,8 +110,8 @@ void ShardWriter::add_document(const int* tokens, size_t n) {
 
 void ShardWriter::close_shard() {
   flush();
-  h5::write_attr(file_.get(), "num_tokens", shard_len_, path_);
-  h5::write_attr(file_.get(), "num_docs", shard_docs_, path_);
+  data_h5::write_attr(file_.get(), "num_tokens", shard_len_, path_);
+  data_h5::write_attr(file_.get(), "num_docs", shard_docs_, path_);
   tokens_.reset();
   offsets_.reset();
   if (file_.close() < 0) throw std::runtime_error(path_ + ": closing the shard failed (disk full?)");
@@ -123,8 +123,8 @@ std::vector<std::string> ShardWriter::finish() {
   if (file_.valid()) close_shard();
   // num_shards is known only now: stamp it into every shard so a missing file is detected.
   for (const auto& p : written_) {
-    h5::Handle f = h5::open_file(p, /*writable=*/true);
-    h5::write_attr(f.get(), "num_shards", static_cast<int64_t>(written_.size()), p);
+    data_h5::Handle f = data_h5::open_file(p, /*writable=*/true);
+    data_h5::write_attr(f.get(), "num_shards", static_cast<int64_t>(written_.size()), p);
     if (f.close() < 0) throw std::runtime_error(p + ": closing the shard failed");
   }
   finished_ = true;

@@ -49,7 +49,7 @@ class ShardWriter {
   ShardMeta meta_;
   int64_t shard_tokens_;
   TokenType type_;
-  h5::Handle file_, tokens_, offsets_;
+  data_h5::Handle file_, tokens_, offsets_;
   std::string path_;                 // the open shard
   std::vector<std::string> written_;
   std::vector<uint32_t> tok_buf_;

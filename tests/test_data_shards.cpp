@@ -183,7 +183,7 @@ TEST_CASE("shards: corrupt, truncated, missing, unfinished and foreign shards ar
   }
   SUBCASE("an HDF5 file that is not a token shard") {
     fs::remove(s0);
-    { h5::Handle f = h5::create_file(s0); }
+    { data_h5::Handle f = data_h5::create_file(s0); }
     CHECK(contains(error_of([&] { TokenDataset::open(d, "train"); }), s0 + ": not a ttt token shard"));
   }
   SUBCASE("no shards at all") {
