@@ -41,7 +41,7 @@ ModelConfig preset(const std::string& size, const std::string& mixer, const std:
   c.d_ff = r.d_ff;
   c.mixer = mixer;
   c.backbone = !backbone.empty() ? backbone : (mixer == "ttt_linear" || mixer == "ttt_mlp") ? "mamba" : "transformer";
-  c.max_seq_len = size == "tiny" ? 256 : 2048;
+  c.max_seq_len = size == "tiny" ? 128 : 2048;
   validate(c);
   return c;
 }
