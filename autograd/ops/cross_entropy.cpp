@@ -7,7 +7,7 @@
 // Backward, with dloss_r the incoming gradient of row r (dy, dy, or dy / N by reduction):
 //   dx_r = dloss_r * (softmax(x_r) - onehot(t_r))    (0 for ignored rows)
 // Targets are not differentiable. Saved: logits, the int64 targets, the per-row logsumexp
-// (float32, fused path only) and N.
+// (float32, fused path only) and N ("mean" only).
 //
 // float32 / bfloat16: forward is the fused cross_entropy_fwd kernel (per-row losses in float32,
 // reduced in float32, then cast to the logits' dtype); ordinary backward is cross_entropy_bwd.
@@ -113,10 +113,14 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
     Tensor loss;
     if (fused) fused_forward(x2, tg, ignore_index, loss, lse);
     else loss = composite_forward(x2, tg, ignore_index);
-    count = sum(valid_rows(tg, classes, ignore_index, loss.dtype()));
-    if (red == Reduction::none) out = reshape(loss, targets.shape());
-    else if (red == Reduction::sum) out = sum(loss);
-    else out = div(sum(loss), count);
+    if (red == Reduction::none) {
+      out = reshape(loss, targets.shape());
+    } else if (red == Reduction::sum) {
+      out = sum(loss);
+    } else {
+      count = sum(valid_rows(tg, classes, ignore_index, loss.dtype()));
+      out = div(sum(loss), count);
+    }
     out = out.to(dt);
   }
   if (needs_grad({&logits})) {
