@@ -1,6 +1,7 @@
 // layers/attention.cpp — see attention.h.
 #include "layers/attention.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -78,9 +79,20 @@ Tensor CausalSelfAttention::attend(const Tensor& q, const Tensor& k, const Tenso
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
   Tensor scores = matmul(mul_scalar(q, scale), transpose(k, -2, -1));  // [B, H, Tq, Tk]
   if (!all_allowed(Tq, Tk, q_start, k_start, window_))
-    scores = add(scores, attention_mask(Tq, Tk, q_start, k_start, window_, scores.dtype(), scores.device()));
+    scores = add(scores, mask_for(Tq, Tk, q_start, k_start, scores.dtype(), scores.device()));
   Tensor o = matmul(softmax(scores, -1), v);  // [B, H, Tq, d_h]
   return wo->forward(reshape(transpose(o, 1, 2), {B, Tq, d_model_}));
+}
+
+Tensor CausalSelfAttention::mask_for(int64_t Tq, int64_t Tk, int64_t q_start, int64_t k_start, DType dtype,
+                                     Device device) const {
+  const int64_t key[4] = {Tq, Tk, q_start, k_start};
+  if (!mask_cache_.defined() || !std::equal(key, key + 4, mask_key_) || mask_cache_.dtype() != dtype ||
+      mask_cache_.device() != device) {
+    mask_cache_ = attention_mask(Tq, Tk, q_start, k_start, window_, dtype, device);
+    std::copy(key, key + 4, mask_key_);
+  }
+  return mask_cache_;
 }
 
 Tensor CausalSelfAttention::forward(const Tensor& x) {

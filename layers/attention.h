@@ -41,8 +41,14 @@ class CausalSelfAttention : public SequenceMixer {
   // and projected by Wo.
   Tensor attend(const Tensor& q, const Tensor& k, const Tensor& v, int64_t q_start, int64_t k_start) const;
 
+  // The additive mask, cached for the last (shape, offsets, dtype, device) asked for: training
+  // calls forward() with the same T every step, so the mask is built once.
+  Tensor mask_for(int64_t Tq, int64_t Tk, int64_t q_start, int64_t k_start, DType dtype, Device device) const;
+
   int64_t d_model_, n_heads_, head_dim_, window_;
   double rope_theta_;
+  mutable Tensor mask_cache_;
+  mutable int64_t mask_key_[4] = {-1, -1, -1, -1};
 };
 
 // The additive mask [Tq, Tk] (0 allowed, −inf masked) for queries at q_start.. and keys at

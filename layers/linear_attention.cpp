@@ -52,11 +52,18 @@ Tensor LinearAttention::merge(const Tensor& z) const {
   return wo->forward(reshape(transpose(z, 1, 2), {B, T, d_model_}));
 }
 
+Tensor LinearAttention::causal_mask(int64_t T, DType dtype, Device device) const {
+  if (!mask_cache_.defined() || mask_cache_.shape()[0] != T || mask_cache_.dtype() != dtype ||
+      mask_cache_.device() != device)
+    mask_cache_ = causal_ones(T, dtype, device);
+  return mask_cache_;
+}
+
 Tensor LinearAttention::forward(const Tensor& x) {
   Tensor q, k, v;
   project(x, q, k, v);
   const int64_t T = q.shape()[2];
-  Tensor a = mul(matmul(q, transpose(k, -2, -1)), causal_ones(T, q.dtype(), q.device()));
+  Tensor a = mul(matmul(q, transpose(k, -2, -1)), causal_mask(T, q.dtype(), q.device()));
   return merge(matmul(a, v));
 }
 
@@ -77,7 +84,7 @@ Tensor LinearAttention::step(const Tensor& x, MixerState& state) {
   const int64_t T = q.shape()[2];
   Tensor z = matmul(q, st->S);  // contribution of the tokens before this chunk
   if (T > 1) {
-    Tensor a = mul(matmul(q, transpose(k, -2, -1)), causal_ones(T, q.dtype(), q.device()));
+    Tensor a = mul(matmul(q, transpose(k, -2, -1)), causal_mask(T, q.dtype(), q.device()));
     z = add(z, matmul(a, v));
   } else {
     z = add(z, mul(sum(mul(q, k), {-1}, true), v));  // (q·k) v for the single new token

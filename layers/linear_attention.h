@@ -34,7 +34,9 @@ class LinearAttention : public SequenceMixer {
  private:
   void project(const Tensor& x, Tensor& q, Tensor& k, Tensor& v) const;  // [B, H, T, d_h] each
   Tensor merge(const Tensor& z) const;                                   // [B, H, T, d_h] -> Wo [B, T, D]
+  Tensor causal_mask(int64_t T, DType dtype, Device device) const;  // cached 0/1 lower triangle
   int64_t d_model_, n_heads_, head_dim_;
+  mutable Tensor mask_cache_;
 };
 
 }  // namespace ttt

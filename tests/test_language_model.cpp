@@ -238,3 +238,19 @@ TEST_CASE("bad configs are clear errors naming the key") {
   c.n_heads = 3;
   CHECK_THROWS_WITH_AS(LanguageModel{c}, doctest::Contains("model.n_heads"), std::invalid_argument);
 }
+
+TEST_CASE("bf16 model: logits bf16, close to the fp32 model; loss and backward run") {
+  for (const ModelConfig& c : all_micro_configs()) {
+    LanguageModel a(c), b(c);
+    b.to(DType::bf16);
+    Tensor ids = rand_ids({2, 8}, c.vocab_size, 10), targets = rand_ids({2, 8}, c.vocab_size, 11);
+    Tensor la = a.forward(ids), lb = b.forward(ids);
+    CHECK(lb.dtype() == DType::bf16);
+    // bf16 has 8 mantissa bits; the logits are O(1) at init_std 0.2.
+    CHECK_MESSAGE(max_abs_diff(lb.to(DType::f32), la) < 0.1, label(c));
+    Tensor loss = b.loss(ids, targets);
+    CHECK(std::fabs(loss.item() - a.loss(ids, targets).item()) < 0.05);
+    loss.backward();
+    CHECK(b.parameters()[0].grad().defined());
+  }
+}
