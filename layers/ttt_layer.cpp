@@ -66,8 +66,6 @@ TTTMixer::TTTMixer(const ModelConfig& cfg, Generator& g, std::shared_ptr<InnerMo
   require(c_.mini_batch > 0 || c_.mini_batch == -1,
           "model.ttt.mini_batch: expected a positive size or -1 (whole sequence), got " +
               std::to_string(c_.mini_batch));
-  require(c_.mini_batch > 0 || !c_.learnable_token_idx,
-          "model.ttt.learnable_token_idx=true needs a fixed model.ttt.mini_batch (got -1, the whole sequence)");
   require(!c_.rope || f_ % 2 == 0, "model.ttt.rope needs an even head_dim, got " + std::to_string(f_));
   require(c_.checkpoint_group >= 0, "model.ttt.checkpoint_group must be >= 0, got " +
                                         std::to_string(c_.checkpoint_group));
@@ -91,7 +89,12 @@ TTTMixer::TTTMixer(const ModelConfig& cfg, Generator& g, std::shared_ptr<InnerMo
     lr_weight_ = register_parameter("learnable_ttt_lr_weight", init_normal({nh_, width_}, g, std));
     lr_bias_ = register_parameter("learnable_ttt_lr_bias", zeros({nh_}));
   }
-  if (c_.learnable_token_idx) token_idx_ = register_parameter("learnable_token_idx", zeros({c_.mini_batch}));
+  // One learnable offset per in-mini-batch index; with b = the whole sequence, per position up to
+  // model.max_seq_len.
+  max_seq_len_ = cfg.max_seq_len;
+  if (c_.learnable_token_idx)
+    token_idx_ = register_parameter("learnable_token_idx",
+                                    zeros({c_.mini_batch > 0 ? c_.mini_batch : cfg.max_seq_len}));
   // The per-head LN of f (ttt.py _init_ttt_ln): weight 1, bias 0.
   if (c_.ln_residual) {
     norm_w_ = register_parameter("ttt_norm_weight", ones({nh_, f_}));
@@ -119,6 +122,26 @@ void TTTMixer::set_checkpoint_group(int64_t g) {
   c_.checkpoint_group = g;
 }
 
+// Inner-loop FLOPs per token of the dual form (forward, 2 per multiply-add), per head with
+// f = head_dim, h = MLP hidden, K = mini-batch: TTT-Linear XK W, XQ W, the W update (2f² each) and
+// the K-wide XQ XK^T and (eta ∘ A) G (2Kf each); TTT-MLP seven f×h products (14fh) and the two
+// layers' attention-like terms (4K(f + h)). The language model already counts 2·|W0| per token
+// from the parameter count, so that part is subtracted.
+double TTTMixer::extra_flops_per_token(int64_t seq_len) const {
+  const double f = static_cast<double>(f_), nh = static_cast<double>(nh_);
+  const double K = static_cast<double>(c_.mini_batch > 0 ? std::min(c_.mini_batch, seq_len) : seq_len);
+  double inner;
+  if (inner_->kind() == "mlp") {
+    const double h = static_cast<double>(c_.mlp_expansion) * f;
+    inner = 14 * f * h + 4 * K * (f + h);
+  } else {
+    inner = 6 * f * f + 4 * K * f;
+  }
+  double counted = 0;
+  for (auto& [name, p] : inner_->named_parameters()) counted += 2.0 * static_cast<double>(p.numel());
+  return nh * inner - counted;
+}
+
 std::shared_ptr<SequenceMixer> make_ttt_mixer(const ModelConfig& cfg, Generator& g) {
   return std::make_shared<TTTMixer>(cfg, g);
 }
@@ -137,6 +160,9 @@ Tensor TTTMixer::token_scale(int64_t first, int64_t len, DType dt) const {
   Device dev = q_proj_->weight.device();
   Tensor tok = from_vector(v, {len}, opts(dt, dev));
   if (!token_idx_.defined()) return tok;
+  require(first + len <= token_idx_.shape()[0],
+          "TTT layer: with model.ttt.mini_batch=-1 and model.ttt.learnable_token_idx=true a sequence may have at "
+          "most model.max_seq_len = " + std::to_string(max_seq_len_) + " tokens, got " + std::to_string(first + len));
   Tensor t = add(tok, cast(narrow(token_idx_, 0, first, len), dt));
   return maximum(t, zeros({len}, opts(dt, dev)));
 }

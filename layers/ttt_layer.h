@@ -39,6 +39,7 @@ class TTTMixer : public SequenceMixer {
   Tensor forward(const Tensor& x) override;
   std::unique_ptr<MixerState> init_state(int64_t batch) override;
   Tensor step(const Tensor& x, MixerState& state) override;
+  double extra_flops_per_token(int64_t seq_len) const override;
 
   // The inner learning rate is base_lr · multiplier. TTT-MLP warms base_lr up over the outer
   // warmup (paper App. C): the trainer sets the multiplier every step from
@@ -66,7 +67,7 @@ class TTTMixer : public SequenceMixer {
   DType inner_dtype(DType x) const;
 
   TTTConfig c_;
-  int64_t width_, nh_, f_;
+  int64_t width_, nh_, f_, max_seq_len_ = 0;
   bool mamba_;
   double rope_theta_;
   double base_lr_ = 1.0, lr_mult_ = 1.0;

@@ -105,7 +105,7 @@ TEST_CASE("peak memory of one 125M TTT layer, T = 2048 and 8192, G = 0 vs 4" * d
         const size_t peak = be.memory_peak() - base;
         layer.zero_grad();
         x.zero_grad();
-        MESSAGE(mixer << " T=" << T << " G=" << G << ": held after forward " << after_fwd / 1048576.0
+        MESSAGE(std::string(mixer) << " T=" << T << " G=" << G << ": held after forward " << after_fwd / 1048576.0
                       << " MiB, peak during forward+backward " << peak / 1048576.0 << " MiB");
       }
     }

@@ -191,7 +191,6 @@ TEST_CASE("config and input errors name the key") {
     CHECK_THROWS_WITH_AS(TTTMixer(c, g), doctest::Contains(text), std::invalid_argument);
   };
   throws_with([](ModelConfig& c) { c.ttt.mini_batch = 0; }, "model.ttt.mini_batch");
-  throws_with([](ModelConfig& c) { c.ttt.mini_batch = -1; }, "model.ttt.learnable_token_idx");
   throws_with([](ModelConfig& c) { c.ttt.impl = "fast"; }, "model.ttt.impl");
   throws_with([](ModelConfig& c) { c.backbone = "rwkv"; }, "model.backbone");
   throws_with([](ModelConfig& c) { c.n_heads = 3; }, "model.n_heads");
@@ -199,4 +198,11 @@ TEST_CASE("config and input errors name the key") {
   TTTMixer layer(tiny_ttt_config("ttt_linear", 16), g);
   CHECK_THROWS_WITH_AS(layer.forward(zeros({1, 4, 6})), doctest::Contains("expected input [B, T, 8]"),
                        std::invalid_argument);
+  // b = the whole sequence with learnable token offsets: one offset per position up to max_seq_len.
+  ModelConfig whole = tiny_ttt_config("ttt_linear", -1);
+  whole.ttt.learnable_token_idx = true;
+  whole.max_seq_len = 6;
+  TTTMixer w(whole, g);
+  CHECK(w.forward(zeros({1, 6, 8})).shape() == Shape{1, 6, 8});
+  CHECK_THROWS_WITH_AS(w.forward(zeros({1, 7, 8})), doctest::Contains("model.max_seq_len"), std::invalid_argument);
 }

@@ -23,7 +23,8 @@ inline ModelConfig tiny_ttt_config(const std::string& mixer, int64_t mini_batch,
   c.backbone = backbone;
   c.ttt.mini_batch = mini_batch;
   c.ttt.ln_residual = ln_residual;
-  c.ttt.learnable_token_idx = mini_batch > 0;
+  c.ttt.learnable_token_idx = true;  // with b = -1: one offset per position up to max_seq_len
+  c.max_seq_len = 64;
   c.ttt.base_lr = 1.0;  // large enough that the inner updates change the outputs visibly
   c.ttt.checkpoint_group = 0;
   return c;
