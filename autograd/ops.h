@@ -93,6 +93,9 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);  // broadcas
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value);
 Tensor tril(const Tensor& x, int64_t diagonal = 0);
 Tensor triu(const Tensor& x, int64_t diagonal = 0);
+// Zeros with `size` along dim (src's shape elsewhere), src's slices added at `index` (1-D):
+// the backward of index_select and embedding (its own backward is index_select).
+Tensor index_add_zeros(const Tensor& src, int64_t dim, const Tensor& index, int64_t size);
 // Zeros of `shape` with x written at [start, start+len) along dim: the backward of narrow.
 Tensor narrow_scatter(const Tensor& x, const Shape& shape, int64_t dim, int64_t start);
 

@@ -160,3 +160,75 @@ TEST_CASE("op table: gradcheck, gradgradcheck, non-contiguous inputs, dtypes") {
     }
   }
 }
+
+namespace {
+// Runs f, which must throw std::invalid_argument with a message containing every one of `parts`.
+template <class F> void check_error(F&& f, std::initializer_list<const char*> parts) {
+  std::string msg;
+  try {
+    f();
+  } catch (const std::invalid_argument& e) {
+    msg = e.what();
+  }
+  INFO("message: \"", msg, "\"");
+  REQUIRE(!msg.empty());
+  for (const char* p : parts) CHECK(msg.find(p) != std::string::npos);
+}
+std::vector<double> values(const Tensor& t) { return t.to(DType::f64).tolist<double>(); }
+}  // namespace
+
+TEST_CASE("errors name the op and what was expected") {
+  Tensor x23 = zeros({2, 3}, opts(DType::f64)), x33 = zeros({3, 3}, opts(DType::f64));
+  check_error([&] { cat({x23, x33}, 1); }, {"cat", "[3, 3]", "[2, 3]"});
+  check_error([&] { stack({x23, x33}, 0); }, {"stack", "[3, 3]"});
+  check_error([&] { split(x23, {1, 1}, 1); }, {"split", "[2, 3]"});
+  check_error([&] { cross_entropy(x23, from_vector_i64({0, 5}, {2})); }, {"cross_entropy", "target 5", "[2, 3]"});
+  check_error([&] { cross_entropy(x23, from_vector({0, 1}, {2}, opts(DType::f64))); }, {"cross_entropy", "integer"});
+  check_error([&] { cross_entropy(x23, from_vector_i64({0, 1, 2}, {3})); }, {"cross_entropy", "[3]", "[2, 3]"});
+  check_error([&] { cross_entropy(x23, from_vector_i64({0, 1}, {2}), -100, "avg"); }, {"cross_entropy", "avg"});
+  check_error([&] { embedding(x23, from_vector({0}, {1}, opts(DType::f64))); }, {"embedding", "ids", "float64"});
+  check_error([&] { embedding(x23, from_vector_i64({2}, {1})); }, {"embedding", "[2, 3]"});
+  check_error([&] { index_select(x23, 0, from_vector_i64({0, 1}, {1, 2})); }, {"index_select", "[1, 2]"});
+  check_error([&] { layer_norm(x23, zeros({2}, opts(DType::f64)), Tensor()); }, {"layer_norm", "weight", "[3]"});
+  check_error([&] { rms_norm(x23, zeros({4}, opts(DType::f64))); }, {"rms_norm", "weight", "[4]"});
+  check_error([&] { where(zeros({4}), x23, x23); }, {"where", "[4]", "[2, 3]"});
+  check_error([&] { masked_fill(zeros({3}, opts(DType::f64)), zeros({2, 3}), 1.0); }, {"masked_fill", "[2, 3]"});
+  check_error([&] { tril(zeros({3}, opts(DType::f64))); }, {"tril", "[3]"});
+}
+
+TEST_CASE("hand-computed values: cross_entropy, embedding, chunk, tril/triu") {
+  // Row 0: uniform logits over 3 classes -> loss ln 3, gradient softmax - onehot(2); row 1 ignored.
+  Tensor logits = from_vector({0, 0, 0, 1, 2, 3}, {2, 3}, opts(DType::f64)).set_requires_grad(true);
+  Tensor t = from_vector_i64({2, -100}, {2});
+  const double ln3 = std::log(3.0);
+  CHECK(cross_entropy(logits, t).item() == doctest::Approx(ln3).epsilon(1e-14));
+  CHECK(cross_entropy(logits, t, -100, "sum").item() == doctest::Approx(ln3).epsilon(1e-14));
+  auto none = values(cross_entropy(logits, t, -100, "none"));
+  CHECK(none[0] == doctest::Approx(ln3).epsilon(1e-14));
+  CHECK(none[1] == 0.0);
+  Tensor dl = grad({cross_entropy(logits, t)}, {logits})[0];
+  std::vector<double> want = {1.0 / 3, 1.0 / 3, -2.0 / 3, 0, 0, 0};
+  auto got = values(dl);
+  for (size_t i = 0; i < want.size(); ++i) CHECK(got[i] == doctest::Approx(want[i]).epsilon(1e-14));
+  // The same through the fused float32 kernels.
+  Tensor l32 = logits.detach().to(DType::f32).set_requires_grad(true);
+  got = values(grad({cross_entropy(l32, t)}, {l32})[0]);
+  for (size_t i = 0; i < want.size(); ++i) CHECK(got[i] == doctest::Approx(want[i]).epsilon(1e-6));
+
+  // Embedding: rows gathered; a repeated id accumulates its gradient.
+  Tensor w = from_vector({1, 2, 3, 4, 5, 6}, {3, 2}, opts(DType::f64)).set_requires_grad(true);
+  Tensor e = embedding(w, from_vector_i64({2, 0, 2}, {1, 3}));
+  CHECK(e.shape() == Shape{1, 3, 2});
+  CHECK(values(e) == std::vector<double>{5, 6, 1, 2, 5, 6});
+  CHECK(values(grad({sum(e)}, {w})[0]) == std::vector<double>{1, 1, 0, 0, 2, 2});
+
+  // chunk as in PyTorch: pieces of ceil(7/3) = 3.
+  tensor_list pieces = chunk(arange(0, 7, 1, opts(DType::f64)), 3, 0);
+  REQUIRE(pieces.size() == 3);
+  CHECK(pieces[2].shape() == Shape{1});
+  CHECK(values(pieces[2]) == std::vector<double>{6});
+
+  Tensor m = from_vector({1, 2, 3, 4}, {2, 2}, opts(DType::f64));
+  CHECK(values(tril(m)) == std::vector<double>{1, 0, 3, 4});
+  CHECK(values(triu(m, 1)) == std::vector<double>{0, 2, 0, 0});
+}

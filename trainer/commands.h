@@ -11,5 +11,6 @@ void add_train_command(CLI::App& app);       // trainer/cli_train.cpp: ttt train
 void add_eval_command(CLI::App& app);        // trainer/cli_eval.cpp:  ttt eval
 void add_generate_command(CLI::App& app);    // trainer/cli_generate.cpp: ttt generate
 void add_bench_command(CLI::App& app);       // trainer/cli_bench.cpp: ttt bench
+void add_config_command(CLI::App& app);      // trainer/cli_config.cpp: ttt config show|defaults
 
 }  // namespace ttt

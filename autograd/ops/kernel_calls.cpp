@@ -61,4 +61,11 @@ void check_floating(const Tensor& x, const char* who) {
     throw std::invalid_argument(std::string(who) + ": expected a floating tensor, got " + x.str());
 }
 
+void check_integer(const Tensor& t, const char* who, const char* what) {
+  check_defined(who, t, what);
+  if (is_floating(t.dtype()))
+    throw std::invalid_argument(std::string(who) + ": " + what +
+                                " must be an integer tensor (int64, int32 or uint16), got " + t.str());
+}
+
 }  // namespace ttt::kc

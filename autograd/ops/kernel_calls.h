@@ -19,5 +19,7 @@ Tensor reduce_keepdim(ReduceOp op, const Tensor& x, const std::vector<int>& dims
 Tensor contiguous(const Tensor& x);
 // Checks that x has a floating dtype, naming the op.
 void check_floating(const Tensor& x, const char* who);
+// Checks that `t` (named `what` in the message) has an integer dtype (int64, int32, uint16).
+void check_integer(const Tensor& t, const char* who, const char* what);
 
 }  // namespace ttt::kc

@@ -4,8 +4,12 @@
 //   dA = sum_to(dC @ B^T, A.shape)
 //   dB = sum_to(A^T @ dC, B.shape)
 // 1-D operands follow numpy: a vector on the left is a row (1, k), on the right a column (k, 1).
+// Under autocast (autograd/autocast.h) float32 operands are multiplied as bf16 with float32
+// accumulation and output; the backward's products do the same, except with create_graph, where
+// they are exact differentiable float32 matmuls.
 // Transposed and sliced operands are passed to the GEMM as they are (lda + transpose flags);
 // only layouts a GEMM cannot express are copied.
+#include "autograd/autocast.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
 #include "autograd/ops/kernel_calls.h"
@@ -46,14 +50,14 @@ bool batch_stride(const Tensor& t, int nb, int64_t& stride) {
   return true;
 }
 
-// C = A @ B for A [batch..., m, k], B [batch..., k, n] (same batch dims), C fresh.
-Tensor gemm_batched(Tensor A, Tensor B) {
+// C = A @ B for A [batch..., m, k], B [batch..., k, n] (same batch dims), C fresh, of dtype out.
+Tensor gemm_batched(Tensor A, Tensor B, DType out) {
   const int nd = A.dim();
   const int nb = nd - 2;
   const int64_t m = A.shape()[nd - 2], k = A.shape()[nd - 1], n = B.shape()[nd - 1];
   Shape cs = A.shape();
   cs[nd - 1] = n;
-  Tensor C = empty(cs, opts(A.dtype(), A.device()));
+  Tensor C = empty(cs, opts(out, A.device()));
   if (C.numel() == 0) return C;
   int64_t batch = 1;
   for (int d = 0; d < nb; ++d) batch *= cs[d];
@@ -84,17 +88,18 @@ Tensor gemm_batched(Tensor A, Tensor B) {
   return C;
 }
 
-}  // namespace
-
-Tensor matmul(const Tensor& a0, const Tensor& b0) {
-  check_defined("matmul", a0);
-  check_defined("matmul", b0);
-  check_same_device("matmul", a0, b0);
-  check_same_dtype("matmul", a0, b0);
-  kc::check_floating(a0, "matmul");
-  if (a0.dim() == 0 || b0.dim() == 0) throw std::invalid_argument("matmul: operands must have at least 1 dim");
-  const bool vec_a = a0.dim() == 1, vec_b = b0.dim() == 1;
-  Tensor a = a0.detach(), b = b0.detach();
+// The product itself, no taping: numpy 1-D rules, batch broadcasting, and (when `low` is a
+// lower precision dtype) operands cast to it before the GEMM with float32 output.
+Tensor product(const Tensor& a0, const Tensor& b0, DType low) {
+  const DType out = a0.dtype();
+  Tensor a = a0, b = b0;
+  if (low != out) {  // cast the un-broadcast operands (casting an expanded view would materialize it)
+    a = empty(a0.shape(), opts(low, a0.device()));
+    b = empty(b0.shape(), opts(low, b0.device()));
+    if (a0.numel()) backend(a0.device()).unary(UnaryOp::copy, a.view(), a0.view());
+    if (b0.numel()) backend(b0.device()).unary(UnaryOp::copy, b.view(), b0.view());
+  }
+  const bool vec_a = a.dim() == 1, vec_b = b.dim() == 1;
   if (vec_a) a = make_view(a, {1, a.shape()[0]}, {0, a.strides()[0]}, a.offset());
   if (vec_b) b = make_view(b, {b.shape()[0], 1}, {b.strides()[0], 0}, b.offset());
   const int64_t ka = a.shape()[a.dim() - 1], kb = b.shape()[b.dim() - 2];
@@ -107,22 +112,41 @@ Tensor matmul(const Tensor& a0, const Tensor& b0) {
   as.push_back(ka);
   bsh.push_back(kb);
   bsh.push_back(b.shape()[b.dim() - 1]);
-  Tensor C = gemm_batched(a.shape() == as ? a : expand(a, as), b.shape() == bsh ? b : expand(b, bsh));
-  Shape out = bs;
-  if (!vec_a) out.push_back(C.shape()[C.dim() - 2]);
-  if (!vec_b) out.push_back(C.shape()[C.dim() - 1]);
-  Tensor y = out == C.shape() ? C : make_view(C, out, contiguous_strides(out), 0);
+  NoGradGuard ng;
+  Tensor C = gemm_batched(a.shape() == as ? a : expand(a, as), b.shape() == bsh ? b : expand(b, bsh), out);
+  Shape shape = bs;
+  if (!vec_a) shape.push_back(C.shape()[C.dim() - 2]);
+  if (!vec_b) shape.push_back(C.shape()[C.dim() - 1]);
+  return shape == C.shape() ? C : make_view(C, shape, contiguous_strides(shape), 0);
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a0, const Tensor& b0) {
+  check_defined("matmul", a0);
+  check_defined("matmul", b0);
+  check_same_device("matmul", a0, b0);
+  check_same_dtype("matmul", a0, b0);
+  kc::check_floating(a0, "matmul");
+  if (a0.dim() == 0 || b0.dim() == 0) throw std::invalid_argument("matmul: operands must have at least 1 dim");
+  const DType low = Autocast::enabled() && a0.dtype() == DType::f32 ? Autocast::dtype() : a0.dtype();
+  Tensor y = product(a0.detach(), b0.detach(), low);
   if (needs_grad({&a0, &b0})) {
-    record("matmul", {a0, b0}, {y}, {a0, b0}, [vec_a, vec_b](BackwardCtx& c, const tensor_list& g) {
+    const bool vec_a = a0.dim() == 1, vec_b = b0.dim() == 1;
+    record("matmul", {a0, b0}, {y}, {a0, b0}, [vec_a, vec_b, low](BackwardCtx& c, const tensor_list& g) {
       Tensor A = c.saved[0], B = c.saved[1], dC = g[0];
       Shape sa = A.shape(), sb = B.shape();
       if (vec_a) A = unsqueeze(A, 0);
       if (vec_b) B = unsqueeze(B, 1);
       if (vec_a) dC = unsqueeze(dC, vec_b ? 0 : -2);
       if (vec_b) dC = unsqueeze(dC, -1);
+      // create_graph: differentiable float32 products; otherwise the forward's precision.
+      const bool taped = GradMode::is_enabled();
+      AutocastGuard exact(DType::f32, false);  // taped products are float32 even inside an autocast scope
+      auto mm = [&](const Tensor& x, const Tensor& w) { return taped ? matmul(x, w) : product(x, w, low); };
       Tensor dA, dB;
-      if (c.needs(0)) dA = reshape(sum_to(matmul(dC, transpose(B, -2, -1)), vec_a ? Shape{1, sa[0]} : sa), sa);
-      if (c.needs(1)) dB = reshape(sum_to(matmul(transpose(A, -2, -1), dC), vec_b ? Shape{sb[0], 1} : sb), sb);
+      if (c.needs(0)) dA = reshape(sum_to(mm(dC, transpose(B, -2, -1)), vec_a ? Shape{1, sa[0]} : sa), sa);
+      if (c.needs(1)) dB = reshape(sum_to(mm(transpose(A, -2, -1), dC), vec_b ? Shape{sb[0], 1} : sb), sb);
       return tensor_list{dA, dB};
     });
   }

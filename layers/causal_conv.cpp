@@ -1,0 +1,63 @@
+// layers/causal_conv.cpp — see causal_conv.h.
+#include "layers/causal_conv.h"
+
+#include <cmath>
+#include <stdexcept>
+
+#include "autograd/ops.h"
+
+namespace ttt {
+
+CausalConv1d::CausalConv1d(int64_t c, int64_t k, Generator& g) : channels(c), width(k) {
+  if (c <= 0 || k <= 0)
+    throw std::invalid_argument("CausalConv1d: channels and width must be positive, got " + std::to_string(c) +
+                                ", " + std::to_string(k));
+  const double bound = 1.0 / std::sqrt(static_cast<double>(k));
+  weight = register_parameter("weight", init_uniform({c, k}, g, bound));
+  bias = register_parameter("bias", init_uniform({c}, g, bound));
+}
+
+void CausalConv1d::check_input(const Tensor& x) const {
+  check_defined("CausalConv1d", x);
+  if (x.dim() != 3 || x.shape()[2] != channels)
+    throw std::invalid_argument("CausalConv1d: expected input [B, T, " + std::to_string(channels) + "], got " +
+                                x.shape().str());
+}
+
+Tensor CausalConv1d::conv_padded(const Tensor& xp, int64_t T) const {
+  Tensor y;
+  for (int64_t j = 0; j < width; ++j) {
+    Tensor wj = reshape(narrow(weight, 1, j, 1), {channels});  // [C], broadcast over [B, T, C]
+    Tensor term = mul(narrow(xp, 1, j, T), wj);
+    y = y.defined() ? add(y, term) : term;
+  }
+  return add(y, bias);
+}
+
+Tensor CausalConv1d::forward(const Tensor& x) const {
+  check_input(x);
+  const int64_t B = x.shape()[0], T = x.shape()[1];
+  if (width == 1) return conv_padded(x, T);
+  return conv_padded(narrow_scatter(x, {B, T + width - 1, channels}, 1, width - 1), T);
+}
+
+Tensor CausalConv1d::init_tail(int64_t batch, DType dtype, Device device) const {
+  return zeros({batch, width - 1, channels}, opts(dtype, device));
+}
+
+Tensor CausalConv1d::step(const Tensor& x, Tensor& tail) const {
+  check_input(x);
+  const int64_t B = x.shape()[0], T = x.shape()[1];
+  if (!tail.defined() || tail.shape() != Shape{B, width - 1, channels})
+    throw std::invalid_argument("CausalConv1d::step: tail must be [" + std::to_string(B) + ", " +
+                                std::to_string(width - 1) + ", " + std::to_string(channels) + "], got " +
+                                (tail.defined() ? tail.shape().str() : std::string("undefined")));
+  if (width == 1) return conv_padded(x, T);
+  const Shape full = {B, T + width - 1, channels};
+  Tensor xp = add(narrow_scatter(tail, full, 1, 0), narrow_scatter(x, full, 1, width - 1));
+  Tensor y = conv_padded(xp, T);
+  tail = contiguous(narrow(xp, 1, T, width - 1));
+  return y;
+}
+
+}  // namespace ttt

@@ -1,0 +1,31 @@
+// layers/linear.cpp — see linear.h.
+#include "layers/linear.h"
+
+#include <stdexcept>
+
+#include "autograd/ops.h"
+
+namespace ttt {
+
+Linear::Linear(int64_t in, int64_t out, Generator& g, double std, bool with_bias)
+    : in_features(in), out_features(out) {
+  if (in <= 0 || out <= 0)
+    throw std::invalid_argument("Linear: sizes must be positive, got in=" + std::to_string(in) +
+                                " out=" + std::to_string(out));
+  weight = register_parameter("weight", init_normal({out, in}, g, std));
+  if (with_bias) bias = register_parameter("bias", zeros({out}));
+}
+
+Tensor Linear::forward(const Tensor& x) const {
+  check_defined("Linear", x);
+  if (x.dim() < 1 || x.shape().back() != in_features)
+    throw std::invalid_argument("Linear: expected input [..., " + std::to_string(in_features) + "], got " +
+                                x.shape().str());
+  Shape out_shape = x.shape();
+  out_shape[out_shape.size() - 1] = out_features;
+  Tensor y = matmul(reshape(x, {-1, in_features}), transpose(weight, 0, 1));
+  if (bias.defined()) y = add(y, bias);
+  return reshape(y, out_shape);
+}
+
+}  // namespace ttt

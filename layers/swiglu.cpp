@@ -1,0 +1,19 @@
+// layers/swiglu.cpp — see swiglu.h.
+#include "layers/swiglu.h"
+
+#include "autograd/ops.h"
+
+namespace ttt {
+
+SwiGLU::SwiGLU(int64_t d_model, int64_t d_ff, Generator& g, double std) {
+  // Draw order (w1, w2, w3) = registration order, so names and values stay in step.
+  w1 = register_module("w1", std::make_shared<Linear>(d_model, d_ff, g, std));
+  w2 = register_module("w2", std::make_shared<Linear>(d_ff, d_model, g, std));
+  w3 = register_module("w3", std::make_shared<Linear>(d_model, d_ff, g, std));
+}
+
+Tensor SwiGLU::forward(const Tensor& x) const {
+  return w2->forward(mul(silu(w1->forward(x)), w3->forward(x)));
+}
+
+}  // namespace ttt

@@ -1,0 +1,119 @@
+// tests/test_causal_conv.cpp — the short causal depthwise convolution (Mamba backbone pre-conv,
+// TTT conv_q/conv_k): values against a direct loop, causality, chunked decoding == forward,
+// PyTorch-default init bounds, gradcheck in fp64.
+// Run: ./build/tests/test_causal_conv
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "layers/causal_conv.h"
+#include "tests/layer_helpers.h"
+
+using namespace ttt;
+using namespace ttt::testing;
+
+namespace {
+// y[b,t,c] = bias[c] + sum_j w[c,j] x[b, t-(k-1)+j, c] with zeros before t = 0.
+std::vector<double> conv_ref(const Tensor& x, const CausalConv1d& conv) {
+  const int64_t B = x.shape()[0], T = x.shape()[1], C = x.shape()[2], k = conv.width;
+  auto xv = x.tolist<double>(), w = conv.weight.tolist<double>(), b = conv.bias.tolist<double>();
+  std::vector<double> y(B * T * C);
+  for (int64_t bi = 0; bi < B; ++bi)
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t c = 0; c < C; ++c) {
+        double acc = b[c];
+        for (int64_t j = 0; j < k; ++j) {
+          const int64_t s = t - (k - 1) + j;
+          if (s >= 0) acc += w[c * k + j] * xv[(bi * T + s) * C + c];
+        }
+        y[(bi * T + t) * C + c] = acc;
+      }
+  return y;
+}
+}  // namespace
+
+TEST_CASE("CausalConv1d: forward equals the direct sum, for widths 1..4") {
+  for (int64_t k : {1, 2, 4}) {
+    Generator g(k);
+    CausalConv1d conv(3, k, g);
+    conv.to(DType::f64);
+    Tensor x = rand64({2, 6, 3}, 20 + k);
+    auto y = conv.forward(x).tolist<double>();
+    auto want = conv_ref(x, conv);
+    REQUIRE(y.size() == want.size());
+    for (size_t i = 0; i < y.size(); ++i) CHECK(y[i] == doctest::Approx(want[i]).epsilon(1e-13));
+  }
+}
+
+TEST_CASE("CausalConv1d: output at t does not depend on inputs after t") {
+  Generator g(1);
+  CausalConv1d conv(4, 4, g);
+  conv.to(DType::f64);
+  Tensor x = rand64({1, 8, 4}, 30);
+  Tensor y = conv.forward(x);
+  for (int64_t t = 0; t < 7; ++t) {
+    Tensor x2 = x.clone();
+    {
+      NoGradGuard ng;
+      x2.narrow(1, t + 1, 8 - t - 1).add_(rand64({1, 8 - t - 1, 4}, 31 + t));
+    }
+    Tensor y2 = conv.forward(x2);
+    CHECK(max_abs_diff(y.narrow(1, 0, t + 1), y2.narrow(1, 0, t + 1)) == 0.0);
+    CHECK(max_abs_diff(y.narrow(1, t + 1, 1), y2.narrow(1, t + 1, 1)) > 1e-6);  // the next one does change
+  }
+}
+
+TEST_CASE("CausalConv1d: step over chunks (1, 3, 1, 2, 5 tokens) reproduces forward") {
+  Generator g(2);
+  CausalConv1d conv(5, 4, g);
+  conv.to(DType::f64);
+  Tensor x = rand64({2, 12, 5}, 40);
+  Tensor full = conv.forward(x);
+  Tensor tail = conv.init_tail(2, DType::f64);
+  CHECK(tail.shape() == Shape{2, 3, 5});
+  int64_t t0 = 0;
+  for (int64_t len : {1, 3, 1, 2, 5}) {
+    Tensor y = conv.step(x.narrow(1, t0, len), tail);
+    CHECK(max_abs_diff(y, full.narrow(1, t0, len)) < 1e-14);
+    t0 += len;
+  }
+  // The tail now holds the last three inputs.
+  CHECK(max_abs_diff(tail, x.narrow(1, 9, 3)) == 0.0);
+  Tensor bad = conv.init_tail(1, DType::f64);
+  CHECK_THROWS_AS(conv.step(x.narrow(1, 0, 1), bad), std::invalid_argument);
+}
+
+TEST_CASE("CausalConv1d: PyTorch default init U(-1/sqrt(k), 1/sqrt(k)), deterministic") {
+  Generator g1(9), g2(9);
+  CausalConv1d a(512, 4, g1), b(512, 4, g2);
+  CHECK(max_abs_diff(a.weight, b.weight) == 0.0);
+  CHECK(a.weight.shape() == Shape{512, 4});
+  auto w = a.weight.tolist<double>();
+  double lo = 1, hi = -1;
+  for (double v : w) lo = std::min(lo, v), hi = std::max(hi, v);
+  CHECK(hi <= 0.5);
+  CHECK(lo >= -0.5);
+  CHECK(hi > 0.49);
+  CHECK(lo < -0.49);
+  auto bv = a.bias.tolist<double>();
+  CHECK(*std::max_element(bv.begin(), bv.end()) > 0.45);
+}
+
+TEST_CASE("CausalConv1d: gradcheck for x, weight, bias, also through step (fp64)") {
+  Generator g(3);
+  CausalConv1d conv(2, 3, g);
+  conv.to(DType::f64);
+  Tensor x = rand64({2, 4, 2}, 50, true);
+  auto r = gradcheck([&](const tensor_list& in) { return tensor_list{conv.forward(in[0])}; },
+                     {x, conv.weight, conv.bias});
+  CHECK_MESSAGE(r.ok, r.message);
+  Tensor tail0 = rand64({2, 2, 2}, 51, true);
+  auto r2 = gradcheck(
+      [&](const tensor_list& in) {
+        Tensor tail = in[1];
+        Tensor y = conv.step(in[0], tail);
+        return tensor_list{y, tail};
+      },
+      {x, tail0, conv.weight});
+  CHECK_MESSAGE(r2.ok, r2.message);
+}

@@ -1,0 +1,118 @@
+// tests/test_trainer_optimizer.cpp — AdamW against the formula computed by hand, weight-decay
+// exclusion, gradient-norm clipping, and the warmup + cosine schedule at known points.
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "autograd/ops.h"
+#include "trainer/optimizer.h"
+#include "trainer/schedule.h"
+
+using namespace ttt;
+
+namespace {
+
+// The AdamW update of optimizer.h, in double, for one element over several steps.
+struct RefAdamW {
+  double p, m = 0, v = 0;
+  int t = 0;
+  void step(double g, double lr, double b1, double b2, double eps, double wd) {
+    ++t;
+    m = b1 * m + (1 - b1) * g;
+    v = b2 * v + (1 - b2) * g * g;
+    double mh = m / (1 - std::pow(b1, t)), vh = v / (1 - std::pow(b2, t));
+    p -= lr * (mh / (std::sqrt(vh) + eps) + wd * p);
+  }
+};
+
+Tensor param(const std::vector<double>& v) { return from_vector(v, {static_cast<int64_t>(v.size())}).set_requires_grad(true); }
+
+}  // namespace
+
+TEST_CASE("first AdamW step: lr * (sign(g) + wd * p)") {
+  // With bias correction, step 1 has m_hat = g and v_hat = g^2, so the update is g/|g| (+eps).
+  Tensor w = param({1.0, -2.0, 3.0});
+  AdamW opt({{"w", w}}, AdamWOptions{0.9, 0.95, 1e-8, 0.1});
+  w.set_grad(from_vector({0.5, -0.25, 2.0}, {3}));
+  opt.step(0.01);
+  auto got = w.tolist<double>();
+  CHECK(got[0] == doctest::Approx(1.0 - 0.01 * (1 + 0.1 * 1.0)).epsilon(1e-6));
+  CHECK(got[1] == doctest::Approx(-2.0 - 0.01 * (-1 + 0.1 * -2.0)).epsilon(1e-6));
+  CHECK(got[2] == doctest::Approx(3.0 - 0.01 * (1 + 0.1 * 3.0)).epsilon(1e-6));
+  CHECK(opt.step_count() == 1);
+  CHECK(opt.slots()[0].m.tolist<double>()[2] == doctest::Approx(0.1 * 2.0));
+  CHECK(opt.slots()[0].v.tolist<double>()[2] == doctest::Approx(0.05 * 4.0));
+}
+
+TEST_CASE("AdamW over several steps matches the formula, with clipping scale and decay exclusion") {
+  Tensor w = param({0.3, -0.7});
+  Tensor b = param({0.2});
+  AdamWOptions o{0.8, 0.9, 1e-6, 0.05};
+  AdamW opt({{"layer.weight", w}, {"layer.bias", b}}, o,
+            [](const std::string& name, const Tensor&) { return name != "layer.bias"; });
+  RefAdamW rw0{0.3}, rw1{-0.7}, rb{0.2};
+  const double grads[3][3] = {{0.1, -0.4, 0.3}, {-0.2, 0.05, 0.0}, {0.7, 0.7, -1.0}};
+  const double lrs[3] = {0.1, 0.05, 0.02}, scales[3] = {1.0, 0.5, 0.25};
+  for (int s = 0; s < 3; ++s) {
+    w.set_grad(from_vector({grads[s][0], grads[s][1]}, {2}));
+    b.set_grad(from_vector({grads[s][2]}, {1}));
+    opt.step(lrs[s], scales[s]);
+    rw0.step(grads[s][0] * scales[s], lrs[s], o.beta1, o.beta2, o.eps, o.weight_decay);
+    rw1.step(grads[s][1] * scales[s], lrs[s], o.beta1, o.beta2, o.eps, o.weight_decay);
+    rb.step(grads[s][2] * scales[s], lrs[s], o.beta1, o.beta2, o.eps, 0.0);
+  }
+  CHECK(w.tolist<double>()[0] == doctest::Approx(rw0.p).epsilon(1e-6));
+  CHECK(w.tolist<double>()[1] == doctest::Approx(rw1.p).epsilon(1e-6));
+  CHECK(b.tolist<double>()[0] == doctest::Approx(rb.p).epsilon(1e-6));
+  CHECK(opt.slots()[1].decay == false);
+}
+
+TEST_CASE("a parameter without gradient gets a zero-gradient update (optax semantics)") {
+  Tensor w = param({2.0});
+  AdamW opt({{"w", w}}, AdamWOptions{0.9, 0.95, 1e-8, 0.1});
+  opt.step(0.5);  // m = v = 0: only the decay acts
+  CHECK(w.tolist<double>()[0] == doctest::Approx(2.0 - 0.5 * 0.1 * 2.0));
+}
+
+TEST_CASE("AdamW refuses non-fp32 parameters") {
+  Tensor w = from_vector({1.0}, {1}, opts(DType::f64)).set_requires_grad(true);
+  CHECK_THROWS_WITH_AS(AdamW({{"blocks.0.w", w}}, {}), doctest::Contains("'blocks.0.w' is float64"),
+                       std::invalid_argument);
+}
+
+TEST_CASE("decay exclusion of norms, biases and embeddings") {
+  CHECK(decay_only_matrices("blocks.0.mixer.wq", zeros({4, 4})));
+  CHECK_FALSE(decay_only_matrices("blocks.0.norm.weight", zeros({4})));
+  CHECK_FALSE(decay_only_matrices("embed.weight", zeros({10, 4})));
+}
+
+TEST_CASE("global gradient norm and clipping") {
+  Tensor a = param({0, 0}), b = param({0}), unused = param({5});
+  a.set_grad(from_vector({3, 4}, {2}));
+  b.set_grad(from_vector({12}, {1}));
+  double n = global_grad_norm({a, b, unused});
+  CHECK(n == doctest::Approx(13.0));
+  CHECK(clip_scale(n, 1.0) == doctest::Approx(1.0 / 13.0));
+  CHECK(clip_scale(n, 20.0) == 1.0);
+  CHECK(clip_scale(n, 0.0) == 1.0);  // 0 = off
+  // 2-D gradients reduce over every element.
+  Tensor m = from_vector({0, 0, 0, 0}, {2, 2}).set_requires_grad(true);
+  m.set_grad(from_vector({1, 1, 1, 1}, {2, 2}));
+  CHECK(global_grad_norm({m}) == doctest::Approx(2.0));
+}
+
+TEST_CASE("warmup + cosine schedule (optax warmup_cosine_decay_schedule)") {
+  LRSchedule s{1.0, 0.1, 10, 110};
+  CHECK(s.at(0) == 0.0);
+  CHECK(s.at(5) == doctest::Approx(0.5));
+  CHECK(s.at(10) == doctest::Approx(1.0));
+  CHECK(s.at(60) == doctest::Approx(0.1 + 0.9 * 0.5));             // halfway through the decay
+  CHECK(s.at(35) == doctest::Approx(0.1 + 0.9 * 0.5 * (1 + std::cos(M_PI / 4))));
+  CHECK(s.at(110) == doctest::Approx(0.1));
+  CHECK(s.at(500) == doctest::Approx(0.1));
+  LRSchedule none{2.0, 0.0, 0, 4};
+  CHECK(none.at(0) == 2.0);
+  CHECK(none.at(2) == doctest::Approx(1.0));
+  CHECK(warmup_steps_for(4800, 0.1, -1) == 480);
+  CHECK(warmup_steps_for(4800, 0.1, 100) == 100);
+}

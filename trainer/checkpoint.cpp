@@ -1,0 +1,328 @@
+// trainer/checkpoint.cpp — HDF5 checkpoint files (see checkpoint.h for the layout).
+#include "trainer/checkpoint.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <regex>
+#include <set>
+
+#include "trainer/h5.h"
+
+namespace fs = std::filesystem;
+
+namespace ttt {
+
+namespace {
+
+constexpr int64_t kChunkElements = int64_t{1} << 22;  // 16 MiB of float32 per checksummed chunk
+
+// --- writing ------------------------------------------------------------------------------------
+
+void write_tensor(hid_t parent, const std::string& name, const Tensor& t) {
+  if (name.find('/') != std::string::npos)
+    throw std::invalid_argument("checkpoint: tensor name '" + name + "' contains '/'");
+  Tensor host = t.detach().to(cpu()).to(DType::f32).contiguous();
+  std::vector<hsize_t> dims(host.shape().begin(), host.shape().end());
+  const bool scalar = dims.empty();
+  if (scalar) dims = {1};
+  ckpt_h5::Handle sp = ckpt_h5::checked(ckpt_h5::space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr)),
+                              "H5Screate_simple");
+  ckpt_h5::Handle dcpl = ckpt_h5::checked(ckpt_h5::plist(H5Pcreate(H5P_DATASET_CREATE)), "H5Pcreate");
+  if (host.numel() > 0) {
+    // Chunk = whole trailing dims, as many leading rows as fit in kChunkElements.
+    std::vector<hsize_t> chunk = dims;
+    hsize_t row = 1;
+    for (size_t i = 1; i < dims.size(); ++i) row *= dims[i];
+    chunk[0] = std::max<hsize_t>(1, std::min<hsize_t>(dims[0], kChunkElements / std::max<hsize_t>(row, 1)));
+    ckpt_h5::check(H5Pset_chunk(dcpl, static_cast<int>(chunk.size()), chunk.data()), "H5Pset_chunk");
+    ckpt_h5::check(H5Pset_fletcher32(dcpl), "H5Pset_fletcher32");
+  }
+  ckpt_h5::Handle ds = ckpt_h5::checked(
+      ckpt_h5::dataset(H5Dcreate2(parent, name.c_str(), H5T_IEEE_F32LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT)),
+      "cannot create dataset '" + name + "'");
+  if (host.numel() > 0)
+    ckpt_h5::check(H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, host.data<float>()),
+              "cannot write dataset '" + name + "'");
+  if (scalar) ckpt_h5::write_attr_i64(ds, "scalar", 1);
+}
+
+void write_blob(hid_t parent, const std::string& name, const std::string& bytes) {
+  hsize_t n = bytes.size();
+  ckpt_h5::Handle sp = ckpt_h5::checked(ckpt_h5::space(H5Screate_simple(1, &n, nullptr)), "H5Screate_simple");
+  ckpt_h5::Handle dcpl = ckpt_h5::checked(ckpt_h5::plist(H5Pcreate(H5P_DATASET_CREATE)), "H5Pcreate");
+  if (n > 0) {
+    hsize_t chunk = std::min<hsize_t>(n, hsize_t{1} << 24);
+    ckpt_h5::check(H5Pset_chunk(dcpl, 1, &chunk), "H5Pset_chunk");
+    ckpt_h5::check(H5Pset_fletcher32(dcpl), "H5Pset_fletcher32");
+  }
+  ckpt_h5::Handle ds = ckpt_h5::checked(
+      ckpt_h5::dataset(H5Dcreate2(parent, name.c_str(), H5T_NATIVE_UINT8, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT)),
+      "cannot create dataset '" + name + "'");
+  if (n > 0) ckpt_h5::check(H5Dwrite(ds, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()), "H5Dwrite");
+}
+
+ckpt_h5::Handle make_group(hid_t parent, const char* name) {
+  return ckpt_h5::checked(ckpt_h5::group(H5Gcreate2(parent, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)),
+                     std::string("cannot create group ") + name);
+}
+
+void fsync_path(const std::string& path, bool directory) {
+  int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+  if (fd < 0) throw std::runtime_error("checkpoint: cannot open '" + path + "' to fsync");
+  int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) throw std::runtime_error("checkpoint: fsync of '" + path + "' failed");
+}
+
+// --- reading ------------------------------------------------------------------------------------
+
+std::vector<std::string> list_names(hid_t group) {
+  std::vector<std::string> names;
+  auto cb = [](hid_t, const char* name, const H5L_info_t*, void* out) -> herr_t {
+    static_cast<std::vector<std::string>*>(out)->emplace_back(name);
+    return 0;
+  };
+  hsize_t idx = 0;
+  ckpt_h5::check(H5Literate(group, H5_INDEX_NAME, H5_ITER_INC, &idx, cb, &names), "cannot list group");
+  return names;
+}
+
+std::vector<hsize_t> dataset_dims(hid_t ds) {
+  ckpt_h5::Handle sp = ckpt_h5::checked(ckpt_h5::space(H5Dget_space(ds)), "H5Dget_space");
+  int rank = H5Sget_simple_extent_ndims(sp);
+  if (rank < 0) throw std::runtime_error("bad dataspace");
+  std::vector<hsize_t> dims(rank);
+  H5Sget_simple_extent_dims(sp, dims.data(), nullptr);
+  return dims;
+}
+
+// Reads dataset `name` of `group` into a new float32 CPU tensor of its stored shape.
+Tensor read_tensor(hid_t group, const std::string& name, const std::string& where) {
+  ckpt_h5::Handle ds = ckpt_h5::checked(ckpt_h5::dataset(H5Dopen2(group, name.c_str(), H5P_DEFAULT)),
+                              where + ": cannot open dataset '" + name + "'");
+  std::vector<hsize_t> dims = dataset_dims(ds);
+  std::vector<int64_t> shape(dims.begin(), dims.end());
+  if (ckpt_h5::has_attr(ds, "scalar")) shape.clear();
+  Tensor t = empty(Shape(shape), opts(DType::f32));
+  if (t.numel() > 0 &&
+      H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data<float>()) < 0)
+    throw std::runtime_error(where + ": dataset '" + name + "' is unreadable (checksum mismatch or truncated data)");
+  return t;
+}
+
+std::string read_blob(hid_t group, const std::string& name, const std::string& where) {
+  ckpt_h5::Handle ds = ckpt_h5::checked(ckpt_h5::dataset(H5Dopen2(group, name.c_str(), H5P_DEFAULT)),
+                              where + ": cannot open dataset '" + name + "'");
+  std::vector<hsize_t> dims = dataset_dims(ds);
+  std::string bytes(dims.empty() ? 0 : dims[0], '\0');
+  if (!bytes.empty() && H5Dread(ds, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()) < 0)
+    throw std::runtime_error(where + ": dataset '" + name + "' is unreadable (checksum mismatch or truncated data)");
+  return bytes;
+}
+
+ckpt_h5::Handle open_checkpoint(const std::string& path) {
+  if (!fs::exists(path)) throw std::runtime_error("checkpoint '" + path + "' does not exist");
+  ckpt_h5::Handle f = ckpt_h5::file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  if (!f.valid()) throw std::runtime_error("checkpoint '" + path + "' cannot be opened (truncated or not an HDF5 file)");
+  if (!ckpt_h5::has_attr(f, "format") || ckpt_h5::read_attr_string(f, "format") != "ttt-checkpoint")
+    throw std::runtime_error("'" + path + "' is not a ttt checkpoint (no format = ttt-checkpoint attribute)");
+  int64_t version = ckpt_h5::read_attr_i64(f, "format_version");
+  if (version != kCheckpointFormatVersion)
+    throw std::runtime_error("checkpoint '" + path + "' has format version " + std::to_string(version) +
+                             "; this build reads version " + std::to_string(kCheckpointFormatVersion));
+  return f;
+}
+
+CheckpointMeta read_meta(hid_t f, const std::string& path) {
+  CheckpointMeta m;
+  m.step = ckpt_h5::read_attr_i64(f, "step");
+  m.tokens = ckpt_h5::read_attr_i64(f, "tokens");
+  m.rng_seed = ckpt_h5::read_attr_u64(f, "rng_seed");
+  m.rng_offset = ckpt_h5::read_attr_u64(f, "rng_offset");
+  m.optimizer_step = ckpt_h5::read_attr_i64(f, "optimizer_step");
+  m.config_yaml = ckpt_h5::read_attr_string(f, "config");
+  if (H5Lexists(f, "extra", H5P_DEFAULT) > 0) {
+    ckpt_h5::Handle g = ckpt_h5::checked(ckpt_h5::group(H5Gopen2(f, "extra", H5P_DEFAULT)), path + ": cannot open /extra");
+    for (const auto& name : list_names(g)) m.extras[name] = read_blob(g, name, path);
+  }
+  return m;
+}
+
+std::string shape_str(const Tensor& t) { return t.shape().str(); }
+
+}  // namespace
+
+// --- public API ---------------------------------------------------------------------------------
+
+void save_checkpoint(const std::string& path, const NamedTensors& params, const AdamW* opt,
+                     const CheckpointMeta& meta) {
+  ckpt_h5::Quiet quiet;
+  const std::string tmp = path + ".tmp";
+  fs::path parent = fs::path(path).parent_path();
+  if (!parent.empty()) fs::create_directories(parent);
+  fs::remove(tmp);  // a leftover of an earlier crash
+  {
+    ckpt_h5::Handle f = ckpt_h5::checked(ckpt_h5::file(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT)),
+                               "cannot create checkpoint file '" + tmp + "'");
+    ckpt_h5::write_attr_string(f, "format", "ttt-checkpoint");
+    ckpt_h5::write_attr_i64(f, "format_version", kCheckpointFormatVersion);
+    ckpt_h5::write_attr_i64(f, "step", meta.step);
+    ckpt_h5::write_attr_i64(f, "tokens", meta.tokens);
+    ckpt_h5::write_attr_u64(f, "rng_seed", meta.rng_seed);
+    ckpt_h5::write_attr_u64(f, "rng_offset", meta.rng_offset);
+    ckpt_h5::write_attr_i64(f, "optimizer_step", opt ? opt->step_count() : meta.optimizer_step);
+    ckpt_h5::write_attr_string(f, "config", meta.config_yaml);
+    {
+      ckpt_h5::Handle g = make_group(f, "params");
+      for (const auto& [name, t] : params) write_tensor(g, name, t);
+    }
+    if (opt) {
+      ckpt_h5::Handle g = make_group(f, "optim");
+      ckpt_h5::Handle gm = make_group(g, "m"), gv = make_group(g, "v");
+      for (const auto& s : opt->slots()) {
+        write_tensor(gm, s.name, s.m);
+        write_tensor(gv, s.name, s.v);
+      }
+    }
+    if (!meta.extras.empty()) {
+      ckpt_h5::Handle g = make_group(f, "extra");
+      for (const auto& [name, bytes] : meta.extras) write_blob(g, name, bytes);
+    }
+    ckpt_h5::check(H5Fflush(f, H5F_SCOPE_GLOBAL), "H5Fflush of '" + tmp + "' failed");
+  }  // closed here
+  fsync_path(tmp, false);
+  fs::rename(tmp, path);
+  fsync_path(parent.empty() ? "." : parent.string(), true);
+}
+
+CheckpointMeta read_checkpoint_meta(const std::string& path) {
+  ckpt_h5::Quiet quiet;
+  ckpt_h5::Handle f = open_checkpoint(path);
+  return read_meta(f, path);
+}
+
+CheckpointMeta load_checkpoint(const std::string& path, const NamedTensors& params, AdamW* opt) {
+  ckpt_h5::Quiet quiet;
+  ckpt_h5::Handle f = open_checkpoint(path);
+  CheckpointMeta meta = read_meta(f, path);
+  ckpt_h5::Handle g = ckpt_h5::checked(ckpt_h5::group(H5Gopen2(f, "params", H5P_DEFAULT)), path + ": no /params group");
+  // Strict both ways: every model parameter is in the file and every stored one is in the model.
+  std::set<std::string> stored;
+  for (const auto& n : list_names(g)) stored.insert(n);
+  std::string missing, unexpected;
+  for (const auto& [name, t] : params)
+    if (!stored.erase(name)) missing += " " + name;
+  for (const auto& n : stored) unexpected += " " + n;
+  if (!missing.empty() || !unexpected.empty())
+    throw std::runtime_error(path + ": parameters differ from the model." +
+                             (missing.empty() ? "" : " Missing in the file:" + missing) +
+                             (unexpected.empty() ? "" : " Not in the model:" + unexpected));
+  // Read everything before touching the model, so a bad file leaves the model as it was.
+  std::vector<Tensor> values;
+  for (const auto& [name, t] : params) {
+    Tensor v = read_tensor(g, name, path);
+    if (v.shape() != t.shape())
+      throw std::runtime_error(path + ": parameter '" + name + "' has shape " + shape_str(v) +
+                               " in the file but " + shape_str(t) + " in the model");
+    values.push_back(v);
+  }
+  std::vector<Tensor> ms, vs;
+  if (opt) {
+    if (H5Lexists(f, "optim", H5P_DEFAULT) <= 0) throw std::runtime_error(path + ": no optimizer state (/optim)");
+    ckpt_h5::Handle gm = ckpt_h5::checked(ckpt_h5::group(H5Gopen2(f, "optim/m", H5P_DEFAULT)), path + ": no /optim/m");
+    ckpt_h5::Handle gv = ckpt_h5::checked(ckpt_h5::group(H5Gopen2(f, "optim/v", H5P_DEFAULT)), path + ": no /optim/v");
+    for (const auto& s : opt->slots()) {
+      Tensor m = read_tensor(gm, s.name, path), v = read_tensor(gv, s.name, path);
+      if (m.shape() != s.m.shape() || v.shape() != s.v.shape())
+        throw std::runtime_error(path + ": optimizer state of '" + s.name + "' has the wrong shape");
+      ms.push_back(m);
+      vs.push_back(v);
+    }
+  }
+  NoGradGuard ng;
+  for (size_t i = 0; i < params.size(); ++i) {
+    Tensor dst = params[i].second;
+    dst.copy_(values[i].to(dst.device()).to(dst.dtype()));
+  }
+  if (opt) {
+    for (size_t i = 0; i < opt->slots().size(); ++i) {
+      opt->slots()[i].m.copy_(ms[i].to(opt->slots()[i].m.device()));
+      opt->slots()[i].v.copy_(vs[i].to(opt->slots()[i].v.device()));
+    }
+    opt->set_step_count(meta.optimizer_step);
+  }
+  return meta;
+}
+
+std::string checkpoint_problem(const std::string& path) {
+  ckpt_h5::Quiet quiet;
+  try {
+    ckpt_h5::Handle f = open_checkpoint(path);
+    (void)read_meta(f, path);
+    ckpt_h5::Handle g = ckpt_h5::checked(ckpt_h5::group(H5Gopen2(f, "params", H5P_DEFAULT)), "no /params group");
+    std::vector<std::string> names = list_names(g);
+    if (names.empty()) return "no parameters stored";
+    std::map<std::string, Shape> shapes;
+    for (const auto& n : names) shapes[n] = read_tensor(g, n, path).shape();
+    if (H5Lexists(f, "optim", H5P_DEFAULT) > 0) {
+      for (const char* which : {"optim/m", "optim/v"}) {
+        ckpt_h5::Handle go = ckpt_h5::checked(ckpt_h5::group(H5Gopen2(f, which, H5P_DEFAULT)), std::string("no /") + which);
+        std::vector<std::string> on = list_names(go);
+        if (on.size() != names.size()) return std::string("/") + which + " does not match /params";
+        for (const auto& n : on) {
+          auto it = shapes.find(n);
+          if (it == shapes.end() || read_tensor(go, n, path).shape() != it->second)
+            return std::string("/") + which + "/" + n + " does not match /params";
+        }
+      }
+    }
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+std::string checkpoint_path(const std::string& dir, int64_t step) {
+  return (fs::path(dir) / ("step_" + std::to_string(step) + ".h5")).string();
+}
+
+std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string& dir) {
+  std::vector<std::pair<int64_t, std::string>> out;
+  if (!fs::is_directory(dir)) return out;
+  static const std::regex pattern(R"(step_(\d+)\.h5)");
+  for (const auto& e : fs::directory_iterator(dir)) {
+    std::smatch m;
+    const std::string name = e.path().filename().string();
+    if (e.is_regular_file() && std::regex_match(name, m, pattern))
+      out.emplace_back(std::stoll(m[1].str()), e.path().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::optional<std::string> newest_valid_checkpoint(const std::string& dir, std::vector<std::string>* skipped) {
+  auto all = list_checkpoints(dir);
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    std::string problem = checkpoint_problem(it->second);
+    if (problem.empty()) return it->second;
+    if (skipped) skipped->push_back("skipping checkpoint " + it->second + ": " + problem);
+  }
+  return std::nullopt;
+}
+
+std::vector<std::string> prune_checkpoints(const std::string& dir, int64_t keep_last) {
+  std::vector<std::string> removed;
+  if (keep_last <= 0) return removed;
+  auto all = list_checkpoints(dir);
+  for (size_t i = 0; i + static_cast<size_t>(keep_last) < all.size(); ++i) {
+    fs::remove(all[i].second);
+    removed.push_back(all[i].second);
+  }
+  return removed;
+}
+
+}  // namespace ttt

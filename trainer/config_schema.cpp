@@ -1,0 +1,131 @@
+// trainer/config_schema.cpp — every configuration key: where it lives in RunConfig, what it means.
+// Defaults are the member initializers of the structs (layers/model_config.h, trainer/config.h),
+// so the schema never repeats a value. The order here is the order of the resolved dump and of
+// configs/defaults.yaml.
+#include <algorithm>
+
+#include "trainer/config.h"
+
+namespace ttt {
+
+namespace {
+
+// F(x) builds the accessor of member x of RunConfig.
+#define F(member) [](RunConfig& c) -> ConfigField { return &c.member; }
+
+std::vector<ConfigKey> build_schema() {
+  std::vector<ConfigKey> k = {
+      {"name", F(name), "Free-form name of the preset (shown in logs)."},
+      {"description", F(description), "Free-form description."},
+
+      // --- model (layers/model_config.h) ---
+      {"model.vocab_size", F(model.vocab_size), "Vocabulary size; must equal the tokenizer's."},
+      {"model.d_model", F(model.d_model), "Hidden width."},
+      {"model.n_layers", F(model.n_layers), "Number of blocks."},
+      {"model.n_heads", F(model.n_heads), "Heads of the sequence mixer (head_dim = d_model / n_heads)."},
+      {"model.d_ff", F(model.d_ff), "SwiGLU intermediate size."},
+      {"model.mixer", F(model.mixer), "Sequence mixer.", {"attention", "ttt_linear", "ttt_mlp", "linear_attention"}},
+      {"model.backbone", F(model.backbone),
+       "transformer: norm -> mixer -> residual; mamba: adds the causal conv before the mixer and the gate (paper §2.7).",
+       {"transformer", "mamba"}},
+      {"model.window", F(model.window), "Attention: sliding-window size; 0 = full causal attention."},
+      {"model.rope_theta", F(model.rope_theta), "RoPE base."},
+      {"model.conv_width", F(model.conv_width), "Mamba backbone: width of the causal depthwise convolutions."},
+      {"model.tie_embeddings", F(model.tie_embeddings), "LM head shares the embedding matrix (official: true)."},
+      {"model.norm_eps", F(model.norm_eps), "RMSNorm epsilon."},
+      {"model.init_std", F(model.init_std), "Std of the normal initializer."},
+      {"model.max_seq_len", F(model.max_seq_len),
+       "Longest context the model is meant for (train.seq_len defaults to it); eval may go longer."},
+      {"model.seed", F(model.seed), "Seed of the parameter initialization."},
+      {"model.ttt.mini_batch", F(model.ttt.mini_batch), "TTT mini-batch size b; -1 = whole sequence (batch GD)."},
+      {"model.ttt.base_lr", F(model.ttt.base_lr), "Inner learning rate eta_base; -1 = 1.0 (linear) / 0.1 (mlp)."},
+      {"model.ttt.base_lr_init", F(model.ttt.base_lr_init),
+       "TTT-MLP: eta_base warms up from this value over the outer warmup (official 0.01); -1 = no warmup."},
+      {"model.ttt.ln_residual", F(model.ttt.ln_residual), "Inner model f(x) = x + LN(f_res(x)); false: f_res(x)."},
+      {"model.ttt.learnable_w0", F(model.ttt.learnable_w0), "Initial hidden state W0 is trained; false: W0 = 0."},
+      {"model.ttt.learnable_lr", F(model.ttt.learnable_lr), "eta(x) = base * sigmoid(theta_lr . x); false: eta = base."},
+      {"model.ttt.learnable_token_idx", F(model.ttt.learnable_token_idx),
+       "Learnable offset on the 1/(i+1) token weights inside a mini-batch (official)."},
+      {"model.ttt.rope", F(model.ttt.rope), "RoPE on the TTT views with positions t mod b (official)."},
+      {"model.ttt.mlp_expansion", F(model.ttt.mlp_expansion), "TTT-MLP hidden size = expansion x head_dim."},
+      {"model.ttt.impl", F(model.ttt.impl), "TTT implementation (identical outputs; see tests).",
+       {"dual", "primal", "generic"}},
+      {"model.ttt.checkpoint_group", F(model.ttt.checkpoint_group),
+       "Gradient checkpointing through time: keep W every G mini-batches; 0 = off."},
+      {"model.ttt.ln_eps", F(model.ttt.ln_eps), "Epsilon of the inner LayerNorm."},
+
+      // --- train (trainer/config.h TrainConfig) ---
+      {"train.tokens", F(train.tokens), "Training tokens; 0 = 20 x parameters (Chinchilla)."},
+      {"train.steps", F(train.steps), "Optimizer steps; 0 = tokens / batch_tokens. Overrides train.tokens."},
+      {"train.batch_tokens", F(train.batch_tokens),
+       "Global batch in tokens = micro_batch x seq_len x accumulation x world size (paper: 0.5M)."},
+      {"train.micro_batch", F(train.micro_batch), "Sequences per forward/backward on one rank."},
+      {"train.seq_len", F(train.seq_len), "Training context (tokens per sequence); 0 = model.max_seq_len."},
+      {"train.lr", F(train.lr), "Peak learning rate (paper Table 2: 3e-3 125M, 1.5e-3 350M, 1.25e-3 760M, 1e-3 1.3B).",
+       {}, true},
+      {"train.min_lr", F(train.min_lr), "End value of the cosine decay."},
+      {"train.warmup_frac", F(train.warmup_frac), "Linear warmup over this fraction of the steps."},
+      {"train.warmup_steps", F(train.warmup_steps), "Warmup steps; -1 = warmup_frac x steps."},
+      {"train.beta1", F(train.beta1), "AdamW beta1."},
+      {"train.beta2", F(train.beta2), "AdamW beta2."},
+      {"train.eps", F(train.eps), "AdamW epsilon."},
+      {"train.weight_decay", F(train.weight_decay), "AdamW decoupled weight decay (multiplied by the lr)."},
+      {"train.decay_all", F(train.decay_all),
+       "true: decay every parameter (official code); false: no decay on norms, biases, embeddings."},
+      {"train.grad_clip", F(train.grad_clip), "Clip the global gradient norm to this; 0 = off."},
+      {"train.seed", F(train.seed), "Seed of the data order (batch = f(seed, step, rank, world))."},
+      {"train.dtype", F(train.dtype), "Compute dtype: fp32 (bf16 autocast is CUDA-only, not implemented yet).",
+       {"fp32", "bf16"}},
+      {"train.device", F(train.device), "cpu, cuda or cuda:N (--device overrides)."},
+      {"train.log_every", F(train.log_every), "Log line every N steps (metrics.jsonl gets every step)."},
+      {"train.eval_every", F(train.eval_every), "Validation loss every N steps; 0 = off."},
+      {"train.eval_windows", F(train.eval_windows), "Validation windows per periodic evaluation."},
+      {"train.max_minutes", F(train.max_minutes), "Stop with a checkpoint after this many minutes; 0 = no limit."},
+      {"train.peak_tflops", F(train.peak_tflops),
+       "Device peak TFLOP/s for MFU; 0 = from a table of known GPUs, else MFU is null."},
+
+      // --- data ---
+      {"data.dir", F(data.dir), "Directory of prepared shards (`ttt data prepare`).", {}, true},
+      {"data.tokenizer", F(data.tokenizer), "Sentencepiece model; empty = the one recorded with the shards."},
+
+      // --- checkpoint ---
+      {"checkpoint.every", F(checkpoint.every), "Save every N steps; 0 = only at the end and on interrupt."},
+      {"checkpoint.keep_last", F(checkpoint.keep_last), "Keep the newest N checkpoints; 0 = keep all."},
+
+      // --- eval ---
+      {"eval.contexts", F(eval.contexts), "Context lengths for `ttt eval`; empty = the training context."},
+      {"eval.max_windows", F(eval.max_windows), "Windows per context length; 0 = all the validation data allows."},
+      {"eval.batch", F(eval.batch), "Windows per forward pass."},
+      {"eval.position_buckets", F(eval.position_buckets), "Loss-by-position buckets per context length."},
+  };
+  return k;
+}
+
+#undef F
+
+}  // namespace
+
+const std::vector<ConfigKey>& config_schema() {
+  static const std::vector<ConfigKey> schema = build_schema();
+  return schema;
+}
+
+const ConfigKey* find_config_key(const std::string& name) {
+  for (const auto& k : config_schema())
+    if (k.name == name) return &k;
+  return nullptr;
+}
+
+std::string config_type_name(const ConfigField& f) {
+  struct Name {
+    std::string operator()(int64_t*) const { return "int"; }
+    std::string operator()(uint64_t*) const { return "non-negative int"; }
+    std::string operator()(double*) const { return "float"; }
+    std::string operator()(bool*) const { return "bool"; }
+    std::string operator()(std::string*) const { return "string"; }
+    std::string operator()(std::vector<int64_t>*) const { return "list of ints"; }
+  };
+  return std::visit(Name{}, f);
+}
+
+}  // namespace ttt
