@@ -138,7 +138,10 @@ PrepareSummary prepare_dataset(const PrepareOptions& opt) {
     Progress prog("scanning", sum.input_bytes, opt.progress);
     DocumentReader reader(files, opt.skip_bad);
     Document doc;
-    while (reader.next(doc)) prog.update(reader.bytes_read(), reader.stats().documents, -1);
+    while (reader.next(doc)) {
+      sum.text_bytes += static_cast<int64_t>(doc.text.size());
+      prog.update(reader.bytes_read(), reader.stats().documents, -1);
+    }
     prog.finish();
     sum.docs = reader.stats().documents;
     sum.bad_skipped = reader.stats().bad_skipped;
@@ -166,17 +169,25 @@ PrepareSummary prepare_dataset(const PrepareOptions& opt) {
   ShardWriter train(tmp.path.string(), meta, opt.shard_tokens);
   ShardWriter val(tmp.path.string(), val_meta, opt.shard_tokens);
 
-  Progress prog("tokenizing", sum.input_bytes, opt.progress);
+  // Pass 2 reports the text written so far against the total text counted in pass 1 (bytes read
+  // would run ahead of the output by the chunks in flight).
+  Progress prog("tokenizing", sum.text_bytes, opt.progress);
+  int64_t text_written = 0;
   DocumentReader reader(files, opt.skip_bad);
-  std::deque<std::pair<int64_t, std::future<std::vector<std::vector<int>>>>> in_flight;
+  struct InFlight {
+    int64_t first_doc, text_bytes;
+    std::future<std::vector<std::vector<int>>> tokens;
+  };
+  std::deque<InFlight> in_flight;
   const int eos = tok.eos_id();
   auto write_front = [&] {
-    auto [first, fut] = std::move(in_flight.front());
+    auto [first, bytes, fut] = std::move(in_flight.front());
     in_flight.pop_front();
     auto docs = fut.get();  // rethrows a worker's exception
+    text_written += bytes;
     for (size_t i = 0; i < docs.size(); ++i)
       (is_val_doc(first + static_cast<int64_t>(i), sum.docs, num_val) ? val : train).add_document(docs[i]);
-    prog.update(reader.bytes_read(), train.num_docs() + val.num_docs(), train.num_tokens() + val.num_tokens());
+    prog.update(text_written, train.num_docs() + val.num_docs(), train.num_tokens() + val.num_tokens());
   };
   Chunk chunk;
   int64_t next_doc = 0;
@@ -185,9 +196,8 @@ PrepareSummary prepare_dataset(const PrepareOptions& opt) {
     // At most `threads` chunks are tokenized at once; the oldest is written before a new one starts.
     while (static_cast<int>(in_flight.size()) >= opt.threads) write_front();
     auto work = std::make_shared<Chunk>(std::move(chunk));
-    in_flight.emplace_back(work->first_doc, std::async(std::launch::async, [&tok, work, eos] {
-                             return tokenize_chunk(tok, *work, eos);
-                           }));
+    in_flight.push_back({work->first_doc, static_cast<int64_t>(work->bytes),
+                         std::async(std::launch::async, [&tok, work, eos] { return tokenize_chunk(tok, *work, eos); })});
     chunk = Chunk{};
     chunk.first_doc = next_doc;
   };
@@ -203,7 +213,7 @@ PrepareSummary prepare_dataset(const PrepareOptions& opt) {
     submit();
     while (!in_flight.empty()) write_front();
   } catch (...) {
-    for (auto& f : in_flight) f.second.wait();  // workers hold references to `tok`
+    for (auto& f : in_flight) f.tokens.wait();  // workers hold references to `tok`
     throw;
   }
   if (next_doc != sum.docs)
