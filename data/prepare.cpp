@@ -125,6 +125,7 @@ PrepareSummary prepare_dataset(const PrepareOptions& opt) {
   if (!out.has_filename()) out = out.parent_path();  // "dir/" -> "dir"
   check_out_dir(out, opt.overwrite);
 
+  // Everything that can be checked cheaply is checked before the long passes begin.
   Tokenizer tok = Tokenizer::load(opt.tokenizer);
   if (tok.eos_id() < 0) throw std::runtime_error("tokenizer " + opt.tokenizer + " defines no EOS id (</s>)");
   token_type_for_vocab(tok.vocab_size());  // refuses a vocabulary beyond uint32
@@ -151,7 +152,8 @@ PrepareSummary prepare_dataset(const PrepareOptions& opt) {
   if (sum.docs == 0) throw std::runtime_error("data prepare: the inputs contain no documents");
   const int64_t num_val = choose_val_docs(opt, sum.docs);
 
-  // Pass 2: tokenize in parallel, write in order into a temporary directory.
+  // Pass 2: tokenize in parallel, write in order into a temporary directory. It sits next to
+  // the output (same file system), so the final rename is atomic.
   fs::create_directories(out.parent_path());
   TempDirGuard tmp{out.parent_path() / ("." + out.filename().string() + ".tmp-" + std::to_string(::getpid()))};
   fs::remove_all(tmp.path);
@@ -189,6 +191,8 @@ PrepareSummary prepare_dataset(const PrepareOptions& opt) {
       (is_val_doc(first + static_cast<int64_t>(i), sum.docs, num_val) ? val : train).add_document(docs[i]);
     prog.update(text_written, train.num_docs() + val.num_docs(), train.num_tokens() + val.num_tokens());
   };
+  // The main thread reads documents into chunks and writes finished chunks; workers only encode.
+  // The FIFO of futures gives the document order back, whichever worker finishes first.
   Chunk chunk;
   int64_t next_doc = 0;
   auto submit = [&] {
@@ -216,6 +220,7 @@ PrepareSummary prepare_dataset(const PrepareOptions& opt) {
     for (auto& f : in_flight) f.tokens.wait();  // workers hold references to `tok`
     throw;
   }
+  // The split was computed from pass 1's count; if the files changed since, it would be wrong.
   if (next_doc != sum.docs)
     throw std::runtime_error("data prepare: the inputs changed while being read (" + std::to_string(sum.docs) +
                              " documents in the first pass, " + std::to_string(next_doc) + " in the second)");
