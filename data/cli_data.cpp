@@ -25,6 +25,8 @@ namespace {
 
 int default_threads() { return static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
 
+// CLI11 binds options to variables that must outlive parse(); each command keeps its options in a
+// shared_ptr captured by its callback.
 void add_tokenizer_train(CLI::App& parent) {
   auto* cmd = parent.add_subcommand("train", "Train a sentencepiece BPE tokenizer (byte fallback, Llama-style ids)");
   auto o = std::make_shared<TokenizerTrainOptions>();
@@ -63,6 +65,7 @@ void add_prepare(CLI::App& parent) {
   cmd->add_option("--threads", o->threads, "Tokenizer threads")->default_val(o->threads)->check(CLI::PositiveNumber);
   cmd->add_flag("--skip-bad", o->skip_bad, "Skip malformed records / invalid UTF-8 and count them instead of stopping");
   cmd->add_flag("--overwrite", o->overwrite, "Replace an existing output directory");
+  // Progress goes to stderr and the summary to stdout, so `> log` keeps just the summary.
   auto quiet = std::make_shared<bool>(false);
   cmd->add_flag("--quiet", *quiet, "No progress output");
   cmd->callback([o, quiet] {
@@ -84,6 +87,7 @@ void add_prepare(CLI::App& parent) {
   });
 }
 
+// One line of counts per split, then the longest documents and, on request, a full verification.
 void print_split(const TokenDataset& ds, int top, bool verify) {
   const ShardInfo& s0 = ds.shard(0);
   std::printf("%-5s  %zu shard%s  %lld documents  %lld tokens (%s)  token dtype %s\n", ds.split().c_str(),
@@ -128,6 +132,7 @@ void add_info(CLI::App& parent) {
     std::printf("data: %s\n", dir->c_str());
     std::printf("tokenizer: %s, sha256 %s, vocab %lld, EOS id %lld", s.tokenizer_file.c_str(), s.tokenizer_sha256.c_str(),
                 static_cast<long long>(s.vocab_size), static_cast<long long>(s.eos_id));
+    // The copy of the tokenizer that prepare keeps beside the shards, checked against them.
     fs::path model = fs::path(*dir) / "tokenizer.model";
     if (fs::exists(model)) {
       Tokenizer tok = Tokenizer::load(model.string());

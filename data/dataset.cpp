@@ -33,6 +33,8 @@ bool TokenDataset::has_split(const std::string& dir, const std::string& split) {
   return !list_shards(dir, split).empty();
 }
 
+// Opening checks the set as a whole: indices 0..n-1 without gaps, every shard agreeing on the
+// shard count, its own name, and the tokenizer. Each ShardReader checks its own file.
 std::shared_ptr<const TokenDataset> TokenDataset::open(const std::string& dir, const std::string& split) {
   auto files = list_shards(dir, split);
   if (files.empty()) throw std::runtime_error("no " + split + " shards (" + split + "_00000.h5, ...) in " + dir);
@@ -58,6 +60,7 @@ std::shared_ptr<const TokenDataset> TokenDataset::open(const std::string& dir, c
       throw std::runtime_error(si.path + ": tokenizer (sha256 " + si.tokenizer_sha256 + ", vocab " +
                                std::to_string(si.vocab_size) + ") differs from " + first.path + "'s (sha256 " +
                                first.tokenizer_sha256 + ", vocab " + std::to_string(first.vocab_size) + ")");
+    // Prefix sums map stream positions and document indices to shards by binary search.
     ds->token_base_.push_back(ds->num_tokens_);
     ds->doc_base_.push_back(ds->num_docs_);
     ds->num_tokens_ += si.num_tokens;
@@ -70,7 +73,7 @@ std::shared_ptr<const TokenDataset> TokenDataset::open(const std::string& dir, c
 
 void TokenDataset::check_compatible(int64_t model_vocab_size, const std::string& tokenizer_sha256,
                                     bool allow_padded_vocab) const {
-  const ShardInfo& s = shard(0);
+  const ShardInfo& s = shard(0);  // open() made sure all shards agree
   bool vocab_ok = model_vocab_size == s.vocab_size || (allow_padded_vocab && model_vocab_size > s.vocab_size);
   if (!vocab_ok)
     throw std::runtime_error(s.path + ": the data's vocabulary has " + std::to_string(s.vocab_size) +
@@ -106,6 +109,8 @@ std::pair<int64_t, int64_t> TokenDataset::doc_span(int64_t d) const {
   return {token_base_[s] + off[0], token_base_[s] + off[1]};
 }
 
+// Offsets are read in slices of 256Ki documents (+1 for the end of the last one), so memory stays
+// constant however many documents a shard holds.
 void TokenDataset::for_each_doc(const std::function<void(int64_t, int64_t, int64_t)>& fn) const {
   std::vector<int64_t> buf;
   for (size_t s = 0; s < shards_.size(); ++s) {

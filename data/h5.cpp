@@ -74,6 +74,7 @@ Handle open_dataset(hid_t file, const std::string& name, const std::string& path
           H5Dclose};
 }
 
+// Attributes are scalars; an existing one is replaced (finish() re-stamps num_shards).
 void write_attr(hid_t obj, const std::string& name, int64_t value, const std::string& path) {
   Lock lock(hdf5_mutex());
   Handle space(check(H5Screate(H5S_SCALAR), path, "H5Screate"), H5Sclose);
@@ -86,6 +87,7 @@ void write_attr(hid_t obj, const std::string& name, int64_t value, const std::st
 
 void write_attr(hid_t obj, const std::string& name, const std::string& value, const std::string& path) {
   Lock lock(hdf5_mutex());
+  // A fixed-length UTF-8 string of exactly the value's size (h5py reads it as bytes / str).
   Handle type(check(H5Tcopy(H5T_C_S1), path, "H5Tcopy"), H5Tclose);
   H5Tset_size(type.get(), value.empty() ? 1 : value.size());
   H5Tset_strpad(type.get(), H5T_STR_NULLPAD);
@@ -160,6 +162,7 @@ void read_range_i64(hid_t dset, int64_t start, int64_t n, int64_t* out, const st
   hsize_t off = static_cast<hsize_t>(start), cnt = static_cast<hsize_t>(n);
   check(H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, &off, nullptr, &cnt, nullptr), what,
         "bad read range [" + std::to_string(start) + ", " + std::to_string(start + n) + ")");
+  // The memory side is a plain int64 array: HDF5 converts from the file's uint16/uint32/int64.
   Handle mspace(check(H5Screate_simple(1, &cnt, nullptr), what, "H5Screate_simple"), H5Sclose);
   // A checksum mismatch (Fletcher32) or a short file surfaces here as a failed read.
   if (H5Dread(dset, H5T_NATIVE_INT64, mspace.get(), fspace.get(), H5P_DEFAULT, out) < 0)

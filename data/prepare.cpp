@@ -125,6 +125,7 @@ PrepareSummary prepare_dataset(const PrepareOptions& opt) {
   if (!out.has_filename()) out = out.parent_path();  // "dir/" -> "dir"
   check_out_dir(out, opt.overwrite);
 
+  // Everything that can be checked cheaply is checked before the long passes begin.
   Tokenizer tok = Tokenizer::load(opt.tokenizer);
   if (tok.eos_id() < 0) throw std::runtime_error("tokenizer " + opt.tokenizer + " defines no EOS id (</s>)");
   token_type_for_vocab(tok.vocab_size());  // refuses a vocabulary beyond uint32
@@ -138,7 +139,10 @@ PrepareSummary prepare_dataset(const PrepareOptions& opt) {
     Progress prog("scanning", sum.input_bytes, opt.progress);
     DocumentReader reader(files, opt.skip_bad);
     Document doc;
-    while (reader.next(doc)) prog.update(reader.bytes_read(), reader.stats().documents, -1);
+    while (reader.next(doc)) {
+      sum.text_bytes += static_cast<int64_t>(doc.text.size());
+      prog.update(reader.bytes_read(), reader.stats().documents, -1);
+    }
     prog.finish();
     sum.docs = reader.stats().documents;
     sum.bad_skipped = reader.stats().bad_skipped;
@@ -148,7 +152,8 @@ PrepareSummary prepare_dataset(const PrepareOptions& opt) {
   if (sum.docs == 0) throw std::runtime_error("data prepare: the inputs contain no documents");
   const int64_t num_val = choose_val_docs(opt, sum.docs);
 
-  // Pass 2: tokenize in parallel, write in order into a temporary directory.
+  // Pass 2: tokenize in parallel, write in order into a temporary directory. It sits next to
+  // the output (same file system), so the final rename is atomic.
   fs::create_directories(out.parent_path());
   TempDirGuard tmp{out.parent_path() / ("." + out.filename().string() + ".tmp-" + std::to_string(::getpid()))};
   fs::remove_all(tmp.path);
@@ -166,18 +171,28 @@ PrepareSummary prepare_dataset(const PrepareOptions& opt) {
   ShardWriter train(tmp.path.string(), meta, opt.shard_tokens);
   ShardWriter val(tmp.path.string(), val_meta, opt.shard_tokens);
 
-  Progress prog("tokenizing", sum.input_bytes, opt.progress);
+  // Pass 2 reports the text written so far against the total text counted in pass 1 (bytes read
+  // would run ahead of the output by the chunks in flight).
+  Progress prog("tokenizing", sum.text_bytes, opt.progress);
+  int64_t text_written = 0;
   DocumentReader reader(files, opt.skip_bad);
-  std::deque<std::pair<int64_t, std::future<std::vector<std::vector<int>>>>> in_flight;
+  struct InFlight {
+    int64_t first_doc, text_bytes;
+    std::future<std::vector<std::vector<int>>> tokens;
+  };
+  std::deque<InFlight> in_flight;
   const int eos = tok.eos_id();
   auto write_front = [&] {
-    auto [first, fut] = std::move(in_flight.front());
+    auto [first, bytes, fut] = std::move(in_flight.front());
     in_flight.pop_front();
     auto docs = fut.get();  // rethrows a worker's exception
+    text_written += bytes;
     for (size_t i = 0; i < docs.size(); ++i)
       (is_val_doc(first + static_cast<int64_t>(i), sum.docs, num_val) ? val : train).add_document(docs[i]);
-    prog.update(reader.bytes_read(), train.num_docs() + val.num_docs(), train.num_tokens() + val.num_tokens());
+    prog.update(text_written, train.num_docs() + val.num_docs(), train.num_tokens() + val.num_tokens());
   };
+  // The main thread reads documents into chunks and writes finished chunks; workers only encode.
+  // The FIFO of futures gives the document order back, whichever worker finishes first.
   Chunk chunk;
   int64_t next_doc = 0;
   auto submit = [&] {
@@ -185,9 +200,8 @@ PrepareSummary prepare_dataset(const PrepareOptions& opt) {
     // At most `threads` chunks are tokenized at once; the oldest is written before a new one starts.
     while (static_cast<int>(in_flight.size()) >= opt.threads) write_front();
     auto work = std::make_shared<Chunk>(std::move(chunk));
-    in_flight.emplace_back(work->first_doc, std::async(std::launch::async, [&tok, work, eos] {
-                             return tokenize_chunk(tok, *work, eos);
-                           }));
+    in_flight.push_back({work->first_doc, static_cast<int64_t>(work->bytes),
+                         std::async(std::launch::async, [&tok, work, eos] { return tokenize_chunk(tok, *work, eos); })});
     chunk = Chunk{};
     chunk.first_doc = next_doc;
   };
@@ -203,9 +217,10 @@ PrepareSummary prepare_dataset(const PrepareOptions& opt) {
     submit();
     while (!in_flight.empty()) write_front();
   } catch (...) {
-    for (auto& f : in_flight) f.second.wait();  // workers hold references to `tok`
+    for (auto& f : in_flight) f.tokens.wait();  // workers hold references to `tok`
     throw;
   }
+  // The split was computed from pass 1's count; if the files changed since, it would be wrong.
   if (next_doc != sum.docs)
     throw std::runtime_error("data prepare: the inputs changed while being read (" + std::to_string(sum.docs) +
                              " documents in the first pass, " + std::to_string(next_doc) + " in the second)");

@@ -40,7 +40,8 @@ inline constexpr double kDefaultValFraction = 0.0005;  // the official TTT code 
 struct PrepareSummary {
   int64_t docs = 0, train_docs = 0, val_docs = 0;
   int64_t train_tokens = 0, val_tokens = 0;
-  int64_t input_bytes = 0;
+  int64_t input_bytes = 0;          // size of the input files
+  int64_t text_bytes = 0;           // text of the documents
   int64_t bad_skipped = 0, empty_skipped = 0;
   double scan_seconds = 0, tokenize_seconds = 0;  // pass 1 (read + validate), pass 2 (tokenize + write)
   std::vector<std::string> files;                 // the shards, final paths

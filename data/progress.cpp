@@ -54,6 +54,7 @@ void Progress::update(int64_t done, int64_t docs, int64_t tokens) {
     stats += buf;
   }
   if (tty_) {
+    // \r returns to the line start and ESC[K clears the old text, so the line is redrawn in place.
     constexpr int kWidth = 24;
     int fill = static_cast<int>(frac * kWidth);
     std::string bar = std::string(fill, '#') + std::string(kWidth - fill, '.');

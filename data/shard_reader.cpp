@@ -35,6 +35,7 @@ ShardReader::ShardReader(const std::string& path) {
   info_.tokenizer_sha256 = data_h5::read_attr_str(root, "tokenizer_sha256", p);
   info_.tokenizer_file = data_h5::read_attr_str(root, "tokenizer_file", p);
   info_.sources_json = data_h5::read_attr_str(root, "sources", p);
+  // Everything the sampler relies on is checked here, once, so reads need no further checks.
   info_.token_type = token_type_for_vocab(info_.vocab_size);
   if (info_.eos_id < 0 || info_.eos_id >= info_.vocab_size)
     throw std::runtime_error(p + ": eos_id " + std::to_string(info_.eos_id) + " is outside the vocabulary of " +

@@ -10,6 +10,7 @@ namespace {
 constexpr size_t kWriteBufferTokens = 1 << 20;
 }
 
+// Ids run from 0 to vocab_size - 1, so a vocabulary of exactly 65536 still fits uint16.
 TokenType token_type_for_vocab(int64_t vocab_size) {
   if (vocab_size <= 0) throw std::invalid_argument("vocabulary size must be positive, got " + std::to_string(vocab_size));
   if (vocab_size <= (int64_t(1) << 16)) return TokenType::u16;
@@ -35,6 +36,8 @@ ShardWriter::ShardWriter(std::string dir, ShardMeta meta, int64_t shard_tokens)
 
 ShardWriter::~ShardWriter() = default;  // an unfinished shard is abandoned (the caller removes the temp dir)
 
+// Both datasets start empty and grow (unlimited, chunked): a shard's size is known only when its
+// last document arrives, and nothing needs to be held in memory beyond the write buffer.
 void ShardWriter::open_shard() {
   path_ = dir_ + "/" + shard_file_name(meta_.split, static_cast<int64_t>(written_.size()));
   file_ = data_h5::create_file(path_);
@@ -67,6 +70,7 @@ void ShardWriter::open_shard() {
   off_buf_.assign(1, 0);  // doc_offsets starts with 0
 }
 
+// Grows a 1-D dataset by n elements and writes them into the new tail through a hyperslab.
 void ShardWriter::append(hid_t dset, hid_t memtype, const void* data, int64_t n, int64_t& length) {
   if (n == 0) return;
   data_h5::Lock lock(data_h5::hdf5_mutex());
@@ -80,6 +84,8 @@ void ShardWriter::append(hid_t dset, hid_t memtype, const void* data, int64_t n,
   length += n;
 }
 
+// The buffer holds uint32 whatever the file type; HDF5 converts to uint16 on write, which is
+// exact because every id was checked against the vocabulary.
 void ShardWriter::flush() {
   append(tokens_.get(), H5T_NATIVE_UINT32, tok_buf_.data(), static_cast<int64_t>(tok_buf_.size()), tokens_on_disk_);
   append(offsets_.get(), H5T_NATIVE_INT64, off_buf_.data(), static_cast<int64_t>(off_buf_.size()), offsets_on_disk_);
@@ -91,6 +97,7 @@ void ShardWriter::add_document(const int* tokens, size_t n) {
   if (finished_) throw std::logic_error("ShardWriter::add_document after finish()");
   if (n == 0 || tokens[n - 1] != meta_.eos_id)
     throw std::invalid_argument("ShardWriter: a document must end with the EOS id " + std::to_string(meta_.eos_id));
+  // All ids are checked before any is buffered: a refused document leaves the shard as it was.
   for (size_t i = 0; i < n; ++i)
     if (tokens[i] < 0 || tokens[i] >= meta_.vocab_size)
       throw std::out_of_range("token id " + std::to_string(tokens[i]) + " is outside the vocabulary of " +
@@ -108,6 +115,7 @@ void ShardWriter::add_document(const int* tokens, size_t n) {
   if (shard_len_ >= shard_tokens_) close_shard();
 }
 
+// The counts are written last, after all data: a shard with num_tokens is a finished shard.
 void ShardWriter::close_shard() {
   flush();
   data_h5::write_attr(file_.get(), "num_tokens", shard_len_, path_);

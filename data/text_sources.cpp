@@ -135,6 +135,8 @@ std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs) {
     if (seen.insert(f).second) files.push_back(f);
   };
   for (const auto& in : inputs) {
+    // A pattern is expanded here (not left to the shell) so quoted globs work and a pattern that
+    // matches nothing is an error rather than a literal file name.
     if (in.find_first_of("*?[") != std::string::npos) {
       glob_t g{};
       int rc = ::glob(in.c_str(), 0, nullptr, &g);
@@ -151,6 +153,8 @@ std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs) {
     auto st = fs::status(in, ec);
     if (ec || !fs::exists(st)) throw std::runtime_error("input not found: " + in);
     if (fs::is_directory(st)) {
+      // Inside a directory, other files (READMEs, checksums) are skipped silently: only a file
+      // named explicitly must have a supported type.
       std::vector<std::string> found;
       for (const auto& e : fs::recursive_directory_iterator(in))
         if (e.is_regular_file() && is_supported(e.path().string())) found.push_back(e.path().string());
@@ -166,6 +170,8 @@ std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs) {
   return files;
 }
 
+// Well-formed UTF-8 as in the Unicode standard (Table 3-7): the lead byte fixes the length and
+// the value range; C0, C1 and F5..FF never occur; continuation bytes are 10xxxxxx.
 size_t find_invalid_utf8(std::string_view s) {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
   size_t n = s.size(), i = 0;
@@ -209,6 +215,8 @@ DocumentReader::~DocumentReader() = default;
 
 int64_t DocumentReader::bytes_read() const { return bytes_done_ + (src_ ? src_->bytes_consumed() : 0); }
 
+// The one place that decides between stopping and skipping, so every kind of bad input is
+// handled alike and counted once.
 void DocumentReader::bad(const std::string& where, const std::string& what) {
   if (!skip_bad_) throw std::runtime_error(where + ": " + what + " (pass --skip-bad to skip such records)");
   ++stats_.bad_skipped;
@@ -230,6 +238,8 @@ bool DocumentReader::open_next_file() {
   return true;
 }
 
+// A file that yields nothing is almost always a mistake (wrong file, wrong format), so it is
+// reported, unless its records were already reported one by one as bad.
 void DocumentReader::finish_file() {
   bytes_done_ += src_->bytes_consumed();
   src_.reset();
@@ -249,6 +259,7 @@ bool DocumentReader::next(Document& doc) {
   }
 }
 
+// .txt: the whole file is one document, validated as a whole (the error gives its line).
 bool DocumentReader::read_txt(Document& doc) {
   if (eof_) return false;
   eof_ = true;
@@ -266,6 +277,8 @@ bool DocumentReader::read_txt(Document& doc) {
   return true;
 }
 
+// Splits the decoded byte stream into lines; a line may span any number of blocks (a Pile record
+// can be megabytes), so the unfinished part is carried over in carry_.
 bool DocumentReader::next_line(std::string& line) {
   for (;;) {
     if (block_.empty()) {
@@ -299,6 +312,7 @@ bool DocumentReader::next_jsonl(Document& doc) {
     std::string_view line = line_buf_;
     if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;  // blank line
     std::string where = current_ + ":" + std::to_string(line_);
+    // Checked before parsing: the JSON parser would also refuse it, but with a vaguer message.
     size_t badpos = find_invalid_utf8(line);
     if (badpos != std::string_view::npos) {
       bad(where, "invalid UTF-8 at byte " + std::to_string(badpos + 1) + " of the line");
@@ -318,7 +332,7 @@ bool DocumentReader::next_jsonl(Document& doc) {
     auto it = rec.find("text");
     if (it == rec.end()) { bad(where, "record has no \"text\" field"); continue; }
     if (!it->is_string()) { bad(where, "the \"text\" field is not a string"); continue; }
-    auto& text = it->get_ref<std::string&>();
+    auto& text = it->get_ref<std::string&>();  // moved out below: no copy of a large document
     if (text.empty()) { ++stats_.empty_skipped; continue; }
     doc.text = std::move(text);
     doc.file = current_;

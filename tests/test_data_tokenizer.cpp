@@ -2,6 +2,8 @@
 // loading, identity and exact round trips (including bytes the tiny vocabulary has never seen).
 #include <doctest/doctest.h>
 
+#include <sentencepiece_trainer.h>
+
 #include "data/sha256.h"
 #include "data/tokenizer.h"
 #include "data_test_util.h"
@@ -106,4 +108,22 @@ TEST_CASE("tokenizer: bad inputs are refused with the file named") {
   CHECK(!fs::exists(o.out + ".tmp"));
   o.inputs = {dir / "nothing_here_*.txt"};
   CHECK(msg([&] { train_tokenizer(o); }).find("no input file matches") != std::string::npos);
+}
+
+TEST_CASE("tokenizer: a model trained elsewhere with other settings (unigram, NFKC, pad id) loads the same way") {
+  TempDir dir;
+  std::string text;
+  for (int d = 0; d < 30; ++d) text += make_text(500 + d, 150) + "\n";
+  write_file(dir / "c.txt", text);
+  // Straight through sentencepiece's own trainer, as `spm_train` would make it.
+  auto st = sentencepiece::SentencePieceTrainer::Train("--input=" + dir / "c.txt" + " --model_prefix=" + dir / "uni" +
+                                                       " --vocab_size=50 --model_type=unigram --pad_id=3 --minloglevel=2");
+  INFO(st.ToString());
+  REQUIRE(st.ok());
+  Tokenizer tok = Tokenizer::load(dir / "uni.model");
+  CHECK(tok.vocab_size() == 50);
+  CHECK(tok.eos_id() == 2);
+  CHECK(tok.piece(3) == "<pad>");
+  CHECK(tok.decode(tok.encode("the old man and the sea")) == "the old man and the sea");
+  CHECK(tok.sha256() == sha256_hex(read_file(dir / "uni.model")));
 }
