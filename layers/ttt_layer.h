@@ -45,6 +45,7 @@ class TTTMixer : public SequenceMixer {
   // warmup (paper App. C): the trainer sets the multiplier every step from
   // ttt_base_lr_multiplier() below. Default 1.
   void set_base_lr_multiplier(double m) { lr_mult_ = m; }
+  double base_lr_multiplier() const { return lr_mult_; }
   double base_lr() const { return base_lr_; }
   void set_impl(const std::string& impl);  // dual | primal | generic
   void set_checkpoint_group(int64_t g);

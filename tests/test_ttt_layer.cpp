@@ -9,7 +9,9 @@
 #include <set>
 
 #include "autograd/gradcheck.h"
+#include "layers/language_model.h"
 #include "tests/ttt_helpers.h"
+#include "trainer/model_hooks.h"
 
 using namespace ttt;
 using namespace ttt::testing;
@@ -181,6 +183,24 @@ TEST_CASE("inner learning rate: multiplier 0 turns the inner loop off; warmup sc
   CHECK(ttt_base_lr_multiplier(mlp, 51, 100) == doctest::Approx(0.55));
   CHECK(ttt_base_lr_multiplier(mlp, 500, 100) == doctest::Approx(1.0));
   CHECK(ttt_base_lr_multiplier(tiny_ttt_config("ttt_linear", 16), 1, 100) == 1.0);
+
+  // The trainer's hook reaches every TTT layer of a language model (0-based step 50 = JAX step 51).
+  ModelConfig lm = mlp;
+  lm.vocab_size = 16;
+  lm.n_layers = 2;
+  lm.d_ff = 16;
+  LanguageModel model(lm);
+  apply_ttt_base_lr_warmup(model, 50, 100);
+  int found = 0;
+  std::function<void(const Module&)> visit = [&](const Module& mod) {
+    if (auto* t = dynamic_cast<const TTTMixer*>(&mod)) {
+      CHECK(t->base_lr_multiplier() == doctest::Approx(0.55));
+      ++found;
+    }
+    for (auto& [n, c] : mod.named_children()) visit(*c);
+  };
+  visit(model);
+  CHECK(found == 2);
 }
 
 TEST_CASE("config and input errors name the key") {
@@ -205,4 +225,23 @@ TEST_CASE("config and input errors name the key") {
   TTTMixer w(whole, g);
   CHECK(w.forward(zeros({1, 6, 8})).shape() == Shape{1, 6, 8});
   CHECK_THROWS_WITH_AS(w.forward(zeros({1, 7, 8})), doctest::Contains("model.max_seq_len"), std::invalid_argument);
+}
+
+TEST_CASE("bf16 activations: the inner loop runs in float32 and the result tracks the float32 layer") {
+  for (const char* mixer : {"ttt_linear", "ttt_mlp"}) {
+    CAPTURE(mixer);
+    ModelConfig cfg = tiny_ttt_config(mixer, 4);
+    Generator g1(91), g2(91);
+    TTTMixer a(cfg, g1), b(cfg, g2);
+    randomize(a, 92);
+    randomize(b, 92);
+    a.to(DType::f32);
+    b.to(DType::bf16);
+    NoGradGuard ng;
+    Tensor x = rand64({1, 9, cfg.d_model}, 93).to(DType::f32);
+    Tensor ya = a.forward(x), yb = b.forward(x.to(DType::bf16));
+    CHECK(yb.dtype() == DType::bf16);
+    double scale = max_abs_diff(ya, zeros_like(ya));
+    CHECK(max_abs_diff(yb.to(DType::f32), ya) < 0.05 * scale);
+  }
 }
