@@ -73,12 +73,16 @@ TrainResult train(const RunConfig& cfg, TokenSource& data, const TrainOptions& o
   auto log = make_run_logger(lead ? opt.run_dir : "", opt.console && lead);
 
   // --- model, plan, optimizer ----------------------------------------------------------------
+  // A model vocabulary larger than the data's is fine (padded embeddings); smaller would index
+  // out of range in the embedding.
   if (data.vocab_size() > cfg.model.vocab_size)
     throw std::invalid_argument("the data's vocabulary (" + std::to_string(data.vocab_size()) +
                                 " tokens) is larger than model.vocab_size (" + std::to_string(cfg.model.vocab_size) + ")");
   LanguageModel model(cfg.model);
   model.to(dev);
   model.train(true);
+  // The optimizer and checkpoints hold these very handles: Module::to() and load_checkpoint
+  // replace data in place, never the tensors themselves.
   const auto named = model.named_parameters();
   TrainResult res;
   res.plan = plan_training(cfg, model.num_parameters(), opt.world);
@@ -91,7 +95,7 @@ TrainResult train(const RunConfig& cfg, TokenSource& data, const TrainOptions& o
   // --- run directory and resume ---------------------------------------------------------------
   const std::string ckpt_dir = (fs::path(opt.run_dir) / "checkpoints").string();
   const std::string metrics_path = (fs::path(opt.run_dir) / "metrics.jsonl").string();
-  int64_t step = 0;
+  int64_t step = 0;  // optimizer steps done = index of the next update
   if (opt.resume) {
     std::vector<std::string> skipped;
     auto path = newest_valid_checkpoint(ckpt_dir, &skipped);
@@ -106,6 +110,8 @@ TrainResult train(const RunConfig& cfg, TokenSource& data, const TrainOptions& o
       step = meta.step;
       rng.seed = meta.rng_seed;
       rng.offset = meta.rng_offset;
+      // Changing settings on resume is allowed (e.g. more steps, another eval cadence) but never
+      // silent: the shape-changing ones already failed in load_checkpoint.
       for (const auto& d : config_differences(load_config_string(meta.config_yaml, *path), cfg))
         log->warn("config differs from the checkpoint's: {}", d);
       log->info("resumed from {} (step {}, {} tokens)", *path, meta.step, meta.tokens);
@@ -113,6 +119,7 @@ TrainResult train(const RunConfig& cfg, TokenSource& data, const TrainOptions& o
       log->warn("--resume: no valid checkpoint in {}; starting from scratch", ckpt_dir);
     }
   } else if (!list_checkpoints(ckpt_dir).empty()) {
+    // Starting over in a used directory would interleave two runs' checkpoints and metrics.
     throw std::invalid_argument("run directory '" + opt.run_dir +
                                 "' already has checkpoints: pass --resume to continue it, or choose another --run-dir");
   }
@@ -130,6 +137,7 @@ TrainResult train(const RunConfig& cfg, TokenSource& data, const TrainOptions& o
   log->info("plan: {}", plan.summary());
   log->info("data: {}", data.describe());
 
+  // Every checkpoint carries the tokenizer, so eval/generate need nothing but the checkpoint.
   std::string tokenizer_blob;
   if (!data.tokenizer_path().empty()) tokenizer_blob = read_file_bytes(data.tokenizer_path());
   auto save = [&](int64_t done) {
@@ -161,6 +169,7 @@ TrainResult train(const RunConfig& cfg, TokenSource& data, const TrainOptions& o
   };
 
   // --- the loop ---------------------------------------------------------------------------------
+  // Handlers live for the loop only: outside it, Ctrl-C keeps its usual meaning.
   StopSignals signals;
   clear_stop_request();
   ProgressLine progress(plan.total_steps, opt.console && lead && stderr_is_terminal());
@@ -174,16 +183,20 @@ TrainResult train(const RunConfig& cfg, TokenSource& data, const TrainOptions& o
     const double lr = sched.at(step);
     apply_ttt_base_lr_warmup(model, step, plan.warmup_steps);
     adam.zero_grad();
+    // All rows of the step at once, then sliced per micro-batch: the data of a step depends on
+    // the global batch only, not on how it is split into micro-batches.
     Tensor rows = data.train_rows(step, opt.rank, opt.world, plan.micro_batch * plan.accumulation, plan.seq_len);
     double loss_sum = 0;
     for (int64_t micro = 0; micro < plan.accumulation; ++micro) {
       auto [ids, targets] = split_inputs_targets(rows.narrow(0, micro * plan.micro_batch, plan.micro_batch));
       Tensor loss = model.loss(ids.to(dev), targets.to(dev));
       loss_sum += loss.item();
+      // Scaling each micro loss makes the accumulated .grad the gradient of the step's mean loss.
       backward({mul_scalar(loss, 1.0 / static_cast<double>(plan.accumulation))});
     }
     const double loss = loss_sum / static_cast<double>(plan.accumulation);
     const double gnorm = global_grad_norm(model.parameters());
+    // Stop before the update: a NaN written into the weights would be saved by the next checkpoint.
     if (!std::isfinite(loss) || !std::isfinite(gnorm))
       throw std::runtime_error("non-finite " + std::string(std::isfinite(loss) ? "gradient norm" : "loss") + " at step " +
                                std::to_string(step + 1) + "; parameters not updated" +
@@ -199,6 +212,8 @@ TrainResult train(const RunConfig& cfg, TokenSource& data, const TrainOptions& o
     window_time += dt;
     ++window_steps;
     const double tok_s = static_cast<double>(plan.batch_tokens) / dt;
+    // ETA from this session's mean step time (the first steps of a run include warm-up costs,
+    // but a mean over the session settles quickly and never jumps like a last-step estimate).
     const double eta = seconds_since(t_start) / static_cast<double>(step - res.start_step) *
                        static_cast<double>(plan.total_steps - step);
     nlohmann::json mfu = nullptr;
@@ -223,6 +238,7 @@ TrainResult train(const RunConfig& cfg, TokenSource& data, const TrainOptions& o
     }
 
     // --- stop or save ---
+    // Checked only between steps, so a checkpoint never holds half an update.
     std::string reason;
     if (stop_requested()) reason = stop_signal() == SIGTERM ? "SIGTERM" : stop_signal() == SIGINT ? "SIGINT" : "stop request";
     else if (cfg.train.max_minutes > 0 && seconds_since(t_start) >= 60.0 * cfg.train.max_minutes) reason = "time limit";
