@@ -106,6 +106,10 @@ class Backend {
   virtual void copy_from_host(void* dst, const void* src, size_t nbytes) = 0;
   virtual void copy_to_host(void* dst, const void* src, size_t nbytes) = 0;
   virtual void synchronize() = 0;
+  // The stream all of this device's work is ordered on (a cudaStream_t for CUDA), for libraries
+  // that enqueue their own work after it (the NCCL communicator). Null when the backend has none:
+  // callers then synchronize() instead.
+  virtual void* native_stream() { return nullptr; }
   // Bytes currently held and the peak since the last reset (the allocator's view).
   virtual size_t memory_allocated() const = 0;
   virtual size_t memory_peak() const = 0;
