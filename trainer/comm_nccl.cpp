@@ -108,6 +108,8 @@ class NcclCommunicator final : public Communicator {
       }
     }
     if (scratch_) cudaFree(scratch_);
+    if (gather_buf_) cudaFree(gather_buf_);
+    if (gather_pinned_) cudaFreeHost(gather_pinned_);
     if (ready_) cudaEventDestroy(ready_);
     if (stream_) cudaStreamDestroy(stream_);
   }
@@ -279,22 +281,29 @@ class NcclCommunicator final : public Communicator {
     throw CommError(info_.describe() + ", NCCL: " + msg);
   }
 
-  // In-place all-gather of `bytes` per rank through device memory (rare: consistency checks).
+  // In-place all-gather of `bytes` per rank through device memory. Small gathers (the per-step
+  // loss and stop flag) reuse one buffer: cudaMalloc/cudaFree would synchronize the device. The
+  // host side is pinned: a copy into pageable memory blocks the host until the stream gets
+  // there, and a stuck all-gather would then hang where no timeout could see it.
   void gather_host(void* host, size_t bytes) {
     const size_t total = bytes * static_cast<size_t>(world_size());
-    void* dev = nullptr;
-    cuda_check(cudaMalloc(&dev, total), "cudaMalloc");
-    try {
-      cuda_check(cudaMemcpyAsync(dev, host, total, cudaMemcpyHostToDevice, stream_), "cudaMemcpyAsync");
-      char* mine = static_cast<char*>(dev) + bytes * static_cast<size_t>(rank());
-      enqueued("ncclAllGather", ncclAllGather(mine, dev, bytes, ncclUint8, comm_, stream_));
-      cuda_check(cudaMemcpyAsync(host, dev, total, cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync");
-      finish_enqueue(Tensor(), "all_gather of " + std::to_string(bytes) + " bytes")->wait();
-    } catch (...) {
-      cudaFree(dev);
-      throw;
+    if (total > gather_capacity_) {
+      if (gather_buf_) cudaFree(gather_buf_);
+      if (gather_pinned_) cudaFreeHost(gather_pinned_);
+      gather_buf_ = gather_pinned_ = nullptr;
+      gather_capacity_ = 0;
+      const size_t cap = std::max<size_t>(total, 4096);
+      cuda_check(cudaMalloc(&gather_buf_, cap), "cudaMalloc");
+      cuda_check(cudaMallocHost(&gather_pinned_, cap), "cudaMallocHost");
+      gather_capacity_ = cap;
     }
-    cudaFree(dev);
+    char* dev = static_cast<char*>(gather_buf_);
+    std::memcpy(gather_pinned_, host, total);
+    cuda_check(cudaMemcpyAsync(dev, gather_pinned_, total, cudaMemcpyHostToDevice, stream_), "cudaMemcpyAsync");
+    enqueued("ncclAllGather", ncclAllGather(dev + bytes * static_cast<size_t>(rank()), dev, bytes, ncclUint8, comm_, stream_));
+    cuda_check(cudaMemcpyAsync(gather_pinned_, dev, total, cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync");
+    finish_enqueue(Tensor(), "all_gather of " + std::to_string(bytes) + " bytes")->wait();
+    std::memcpy(host, gather_pinned_, total);
   }
 
   Device device_;
@@ -305,6 +314,9 @@ class NcclCommunicator final : public Communicator {
   cudaStream_t compute_stream_ = nullptr;  // the backend's (null: synchronize instead)
   cudaEvent_t ready_ = nullptr;
   void* scratch_ = nullptr;                // the barrier's one float
+  void* gather_buf_ = nullptr;             // all_gather_bytes' staging buffers (device, pinned host)
+  void* gather_pinned_ = nullptr;
+  size_t gather_capacity_ = 0;
   std::shared_ptr<void> mpi_;              // held while MPI carried the id
   std::unique_ptr<TcpRendezvous> rdzv_;    // held for the watchdog
 };
