@@ -60,6 +60,12 @@ class CudaBackend final : public Backend {
   }
   void cross_entropy_bwd(void*, const float*, const void*, const float*, const int64_t*, int64_t, int64_t, int64_t,
                          DType) override { not_yet("cross_entropy"); }
+  bool attention_supported(int64_t, DType) const override { return false; }
+  void attention_fwd(void*, float*, const void*, const void*, const void*, const AttentionShape&, DType) override {
+    not_yet("attention");
+  }
+  void attention_bwd(void*, void*, void*, const void*, const void*, const void*, const void*, const void*,
+                     const float*, const AttentionShape&, DType) override { not_yet("attention"); }
   void random(const View&, RandomDist, uint64_t, uint64_t, double, double) override { not_yet("random"); }
   void adamw(const AdamWArgs&) override { not_yet("adamw"); }
 
