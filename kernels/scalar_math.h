@@ -81,7 +81,7 @@ template <class T> TTT_HD T binary(BinaryOp op, T x, T y) {
 }
 
 // Integer variant (indices, token ids): arithmetic and comparisons; pow/div on integers truncate.
-inline int64_t binary_int(BinaryOp op, int64_t x, int64_t y) {
+TTT_HD int64_t binary_int(BinaryOp op, int64_t x, int64_t y) {
   switch (op) {
     case BinaryOp::add: return x + y;
     case BinaryOp::sub: return x - y;

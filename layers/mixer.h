@@ -22,6 +22,10 @@ class SequenceMixer : public Module {
   // x [B, T, D] continuing after state.position; updates the state. Must equal the matching
   // slice of forward() on the concatenated sequence (tests check this).
   virtual Tensor step(const Tensor& x, MixerState& state) = 0;
+  // Forward FLOPs per token (2 per multiply-add) beyond the matmuls with this mixer's own
+  // parameters (which the language model counts from the parameter count): e.g. attention's
+  // QK^T and PV, averaged over the positions of a causal sequence of length seq_len.
+  virtual double extra_flops_per_token(int64_t seq_len) const { return 0.0; }
 };
 
 }  // namespace ttt

@@ -45,4 +45,9 @@ struct ModelConfig {
   int64_t head_dim() const { return d_model / n_heads; }
 };
 
+// Throws std::invalid_argument naming the key ("model.d_model: ...") when a value is out of range
+// or the values do not fit together (d_model not divisible by n_heads, unknown mixer, ...).
+// Called by every model constructor; the trainer may call it right after reading a config.
+void validate(const ModelConfig& cfg);
+
 }  // namespace ttt

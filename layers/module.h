@@ -63,6 +63,17 @@ class Module {
   bool training_ = true;
 };
 
+// A numbered list of submodules: children "0", "1", ... (so parameters read "blocks.3.mixer.wq").
+class ModuleList : public Module {
+ public:
+  template <class M> std::shared_ptr<M> append(std::shared_ptr<M> m) {
+    return register_module(std::to_string(size_++), std::move(m));
+  }
+  int64_t size() const { return size_; }
+ private:
+  int64_t size_ = 0;
+};
+
 // Initializers (draw from g in row-major order).
 Tensor init_normal(const Shape& s, Generator& g, double std, TensorOptions o = {});
 Tensor init_uniform(const Shape& s, Generator& g, double bound, TensorOptions o = {});

@@ -6,7 +6,9 @@
 #include <cmath>
 
 #include "autograd/engine.h"
+#include "layers/embedding.h"
 #include "layers/linear.h"
+#include "layers/norm.h"
 #include "layers/rope.h"
 #include "layers/swiglu.h"
 #include "tests/layer_helpers.h"
@@ -155,5 +157,78 @@ TEST_CASE("RoPE: gradcheck and gradgradcheck (fp64)") {
   auto r = gradcheck(fn, {x});
   CHECK_MESSAGE(r.ok, r.message);
   auto r2 = gradgradcheck(fn, {x});
+  CHECK_MESSAGE(r2.ok, r2.message);
+}
+
+// --- Embedding ----------------------------------------------------------------------------------
+
+TEST_CASE("Embedding: rows of the table; attend = h W^T; repeated ids accumulate gradient") {
+  Generator g(20);
+  Embedding emb(5, 3, g, 1.0);
+  emb.to(DType::f64);
+  auto w = emb.weight.tolist<double>();
+  Tensor ids = from_vector_i64({4, 0, 4, 2}, {2, 2});
+  Tensor e = emb.forward(ids);
+  CHECK(e.shape() == Shape{2, 2, 3});
+  auto ev = e.tolist<double>();
+  const int64_t want_rows[] = {4, 0, 4, 2};
+  for (int r = 0; r < 4; ++r)
+    for (int j = 0; j < 3; ++j) CHECK(ev[r * 3 + j] == w[want_rows[r] * 3 + j]);
+  // attend: [.., 3] -> [.., 5], logits_v = <h, W[v]>
+  Tensor h = rand64({2, 3}, 21);
+  auto hv = h.tolist<double>(), lv = emb.attend(h).tolist<double>();
+  for (int r = 0; r < 2; ++r)
+    for (int v = 0; v < 5; ++v) {
+      double dot = 0;
+      for (int j = 0; j < 3; ++j) dot += hv[r * 3 + j] * w[v * 3 + j];
+      CHECK(lv[r * 5 + v] == doctest::Approx(dot).epsilon(1e-13));
+    }
+  // d sum(e) / dW: row v gets the number of times v appears.
+  sum(e).backward();
+  auto gw = emb.weight.grad().tolist<double>();
+  const double count[] = {1, 0, 1, 0, 2};
+  for (int v = 0; v < 5; ++v)
+    for (int j = 0; j < 3; ++j) CHECK(gw[v * 3 + j] == count[v]);
+  CHECK_THROWS(emb.forward(from_vector_i64({5}, {1})));  // out of range
+}
+
+// --- Norms --------------------------------------------------------------------------------------
+
+TEST_CASE("RMSNorm and LayerNorm by hand; weights start at 1, bias at 0") {
+  RMSNorm rms(2, 1e-6);
+  rms.to(DType::f64);
+  CHECK(rms.weight.tolist<double>() == std::vector<double>{1, 1});
+  set_values(rms.weight, {2, -1});
+  auto y = rms.forward(from_vector({3, 4}, {1, 2}, opts(DType::f64))).tolist<double>();
+  const double r = 1 / std::sqrt(12.5 + 1e-6);  // mean(x^2) = (9 + 16) / 2
+  CHECK(y[0] == doctest::Approx(3 * r * 2).epsilon(1e-14));
+  CHECK(y[1] == doctest::Approx(4 * r * -1).epsilon(1e-14));
+
+  LayerNorm ln(3, 1e-6);
+  ln.to(DType::f64);
+  CHECK(ln.bias.tolist<double>() == std::vector<double>{0, 0, 0});
+  set_values(ln.weight, {1, 2, 3});
+  set_values(ln.bias, {0.5, 0, -0.5});
+  auto z = ln.forward(from_vector({1, 2, 3}, {3}, opts(DType::f64))).tolist<double>();
+  const double s = 1 / std::sqrt(2.0 / 3.0 + 1e-6);  // biased variance of (1, 2, 3)
+  CHECK(z[0] == doctest::Approx(-1 * s * 1 + 0.5).epsilon(1e-14));
+  CHECK(z[1] == doctest::Approx(0.0));
+  CHECK(z[2] == doctest::Approx(1 * s * 3 - 0.5).epsilon(1e-14));
+  LayerNorm plain(3, 1e-6, /*affine=*/false);
+  CHECK(plain.named_parameters().empty());
+  CHECK_THROWS_AS(rms.forward(zeros({2, 3}, opts(DType::f64))), std::invalid_argument);
+}
+
+TEST_CASE("RMSNorm and LayerNorm: gradcheck (fp64)") {
+  RMSNorm rms(4);
+  LayerNorm ln(4);
+  rms.to(DType::f64), ln.to(DType::f64);
+  set_values(rms.weight, {1.5, -0.5, 2, 0.7});
+  set_values(ln.weight, {0.5, 1, -2, 1.2});
+  set_values(ln.bias, {0.1, 0.2, 0.3, 0.4});
+  Tensor x = rand64({3, 4}, 22, true);
+  auto r1 = gradcheck([&](const tensor_list& in) { return tensor_list{rms.forward(in[0])}; }, {x, rms.weight});
+  CHECK_MESSAGE(r1.ok, r1.message);
+  auto r2 = gradcheck([&](const tensor_list& in) { return tensor_list{ln.forward(in[0])}; }, {x, ln.weight, ln.bias});
   CHECK_MESSAGE(r2.ok, r2.message);
 }

@@ -336,10 +336,10 @@ RunConfig load_config_string(const std::string& yaml, const std::string& origin)
   return cfg;
 }
 
-void validate_for_training(const RunConfig& cfg) {
+void validate_for_training(const RunConfig& cfg, bool check_required) {
   const std::string from = cfg.source.empty() ? "config" : cfg.source;
   for (const auto& key : config_schema())
-    if (key.required_for_train && !cfg.was_set(key.name)) {
+    if (check_required && key.required_for_train && !cfg.was_set(key.name)) {
       RunConfig tmp;
       throw std::invalid_argument(from + ": missing required key '" + key.name + "' (" +
                                   config_type_name(key.field(tmp)) + ": " + key.doc +
@@ -369,6 +369,17 @@ void validate_for_training(const RunConfig& cfg) {
   need(cfg.checkpoint.every >= 0, "checkpoint.every", "must be >= 0");
   need(cfg.checkpoint.keep_last >= 0, "checkpoint.keep_last", "must be >= 0 (0 = keep all)");
   need(cfg.model.max_seq_len > 0, "model.max_seq_len", "must be > 0");
+  need(t.seq_len >= 0, "train.seq_len", "must be >= 0 (0 = model.max_seq_len)");
+}
+
+std::vector<std::string> config_differences(const RunConfig& a, const RunConfig& b) {
+  RunConfig ca = a, cb = b;
+  std::vector<std::string> out;
+  for (const auto& key : config_schema()) {
+    std::string va = format_value(key.field(ca)), vb = format_value(key.field(cb));
+    if (va != vb) out.push_back(key.name + ": " + va + " -> " + vb);
+  }
+  return out;
 }
 
 std::string dump_config(const RunConfig& cfg) {

@@ -29,6 +29,7 @@ struct TrainConfig {
   int64_t steps = 0;             // optimizer steps; 0 = tokens / batch_tokens
   int64_t batch_tokens = 524288; // global batch (0.5M, paper footnote 12) = micro x seq x accum x world
   int64_t micro_batch = 8;       // sequences per forward/backward on one rank
+  int64_t seq_len = 0;           // training context (tokens per sequence); 0 = model.max_seq_len
   double lr = 0;                 // peak learning rate (required: Table 2 gives it per size)
   double min_lr = 1e-5;          // cosine end value
   double warmup_frac = 0.1;      // linear warmup over this fraction of the steps
@@ -60,7 +61,7 @@ struct CheckpointConfig {
 };
 
 struct EvalConfig {
-  std::vector<int64_t> contexts; // context lengths for `ttt eval` (empty = model.max_seq_len)
+  std::vector<int64_t> contexts; // context lengths for `ttt eval` (empty = the training context)
   int64_t max_windows = 0;       // windows per context length; 0 = all the validation data allows
   int64_t batch = 1;             // windows per forward pass
   int64_t position_buckets = 64; // loss-by-position resolution (positions averaged per bucket)
@@ -78,6 +79,8 @@ struct RunConfig {
   std::string source;            // the file it was loaded from ("" if none)
   std::set<std::string> set_keys;// keys given explicitly (file or --set)
   bool was_set(const std::string& key) const { return set_keys.count(key) != 0; }
+  // The training context: train.seq_len, or model.max_seq_len when that is 0.
+  int64_t seq_len() const { return train.seq_len > 0 ? train.seq_len : model.max_seq_len; }
 };
 
 // --- the schema --------------------------------------------------------------------------------
@@ -104,8 +107,11 @@ RunConfig load_config(const std::string& path, const std::vector<std::string>& o
 // Parses a YAML document held in a string (a checkpoint's stored config); `origin` names it in errors.
 RunConfig load_config_string(const std::string& yaml, const std::string& origin);
 void apply_override(RunConfig& cfg, const std::string& assignment);
-// Throws naming the first key marked required_for_train that was not set, or an inconsistent value.
-void validate_for_training(const RunConfig& cfg);
+// Throws naming the first key marked required_for_train that was not set (when check_required),
+// or a value out of range.
+void validate_for_training(const RunConfig& cfg, bool check_required = true);
+// "train.lr: 0.001 -> 0.002" for every key whose value differs between a and b.
+std::vector<std::string> config_differences(const RunConfig& a, const RunConfig& b);
 
 // --- writing -----------------------------------------------------------------------------------
 // The resolved configuration (every key) as YAML; load_config_string(dump_config(c)) == c.

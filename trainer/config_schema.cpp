@@ -35,7 +35,7 @@ std::vector<ConfigKey> build_schema() {
       {"model.norm_eps", F(model.norm_eps), "RMSNorm epsilon."},
       {"model.init_std", F(model.init_std), "Std of the normal initializer."},
       {"model.max_seq_len", F(model.max_seq_len),
-       "Training context length (tokens per sequence); eval may go longer."},
+       "Longest context the model is meant for (train.seq_len defaults to it); eval may go longer."},
       {"model.seed", F(model.seed), "Seed of the parameter initialization."},
       {"model.ttt.mini_batch", F(model.ttt.mini_batch), "TTT mini-batch size b; -1 = whole sequence (batch GD)."},
       {"model.ttt.base_lr", F(model.ttt.base_lr), "Inner learning rate eta_base; -1 = 1.0 (linear) / 0.1 (mlp)."},
@@ -58,8 +58,9 @@ std::vector<ConfigKey> build_schema() {
       {"train.tokens", F(train.tokens), "Training tokens; 0 = 20 x parameters (Chinchilla)."},
       {"train.steps", F(train.steps), "Optimizer steps; 0 = tokens / batch_tokens. Overrides train.tokens."},
       {"train.batch_tokens", F(train.batch_tokens),
-       "Global batch in tokens = micro_batch x max_seq_len x accumulation x world size (paper: 0.5M)."},
+       "Global batch in tokens = micro_batch x seq_len x accumulation x world size (paper: 0.5M)."},
       {"train.micro_batch", F(train.micro_batch), "Sequences per forward/backward on one rank."},
+      {"train.seq_len", F(train.seq_len), "Training context (tokens per sequence); 0 = model.max_seq_len."},
       {"train.lr", F(train.lr), "Peak learning rate (paper Table 2: 3e-3 125M, 1.5e-3 350M, 1.25e-3 760M, 1e-3 1.3B).",
        {}, true},
       {"train.min_lr", F(train.min_lr), "End value of the cosine decay."},
@@ -92,7 +93,7 @@ std::vector<ConfigKey> build_schema() {
       {"checkpoint.keep_last", F(checkpoint.keep_last), "Keep the newest N checkpoints; 0 = keep all."},
 
       // --- eval ---
-      {"eval.contexts", F(eval.contexts), "Context lengths for `ttt eval`; empty = model.max_seq_len."},
+      {"eval.contexts", F(eval.contexts), "Context lengths for `ttt eval`; empty = the training context."},
       {"eval.max_windows", F(eval.max_windows), "Windows per context length; 0 = all the validation data allows."},
       {"eval.batch", F(eval.batch), "Windows per forward pass."},
       {"eval.position_buckets", F(eval.position_buckets), "Loss-by-position buckets per context length."},

@@ -3,7 +3,7 @@
 
 #include <vector>
 
-namespace ttt::h5 {
+namespace ttt::ckpt_h5 {
 
 void write_attr_string(hid_t obj, const std::string& name, const std::string& value) {
   Handle t = checked(type(H5Tcopy(H5T_C_S1)), "H5Tcopy");
@@ -56,4 +56,4 @@ static T read_scalar(hid_t obj, const std::string& name, hid_t mem_type) {
 int64_t read_attr_i64(hid_t obj, const std::string& name) { return read_scalar<int64_t>(obj, name, H5T_NATIVE_INT64); }
 uint64_t read_attr_u64(hid_t obj, const std::string& name) { return read_scalar<uint64_t>(obj, name, H5T_NATIVE_UINT64); }
 
-}  // namespace ttt::h5
+}  // namespace ttt::ckpt_h5

@@ -1,4 +1,4 @@
-// trainer/h5.h — a minimal RAII layer over the HDF5 C API for checkpoint files: owned handles,
+// trainer/h5.h — (namespace ckpt_h5: data/h5.h owns ttt::h5) a minimal RAII layer over the HDF5 C API for checkpoint files: owned handles,
 // scoped silencing of HDF5's own error printing (we report our own messages), string and
 // integer attributes. All HDF5 calls of the trainer happen on one thread (the HDF5 C library
 // serializes calls anyway).
@@ -11,7 +11,7 @@
 #include <string>
 #include <utility>
 
-namespace ttt::h5 {
+namespace ttt::ckpt_h5 {
 
 // An HDF5 identifier closed with `close_fn` when it goes out of scope.
 class Handle {
@@ -81,4 +81,4 @@ std::string read_attr_string(hid_t obj, const std::string& name);
 int64_t read_attr_i64(hid_t obj, const std::string& name);
 uint64_t read_attr_u64(hid_t obj, const std::string& name);
 
-}  // namespace ttt::h5
+}  // namespace ttt::ckpt_h5

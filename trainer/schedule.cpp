@@ -17,19 +17,9 @@ double LRSchedule::at(int64_t step) const {
   return min_lr + (peak - min_lr) * 0.5 * (1.0 + std::cos(M_PI * t));
 }
 
-double LRSchedule::warmup_progress(int64_t step) const {
-  if (warmup_steps <= 0) return 1.0;
-  return std::min(1.0, static_cast<double>(step) / static_cast<double>(warmup_steps));
-}
-
 int64_t warmup_steps_for(int64_t total_steps, double warmup_frac, int64_t warmup_steps) {
   if (warmup_steps >= 0) return std::min(warmup_steps, total_steps);
   return static_cast<int64_t>(std::llround(warmup_frac * static_cast<double>(total_steps)));
-}
-
-double ttt_base_lr_multiplier(double init, double peak, double progress) {
-  if (init < 0 || peak <= 0) return 1.0;
-  return (init + progress * (peak - init)) / peak;
 }
 
 }  // namespace ttt

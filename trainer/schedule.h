@@ -18,17 +18,9 @@ struct LRSchedule {
   int64_t warmup_steps = 0;
   int64_t total_steps = 1;
   double at(int64_t step) const;
-  // Fraction of the warmup done at `step` (1 after it): drives TTT-MLP's inner base-lr warmup.
-  double warmup_progress(int64_t step) const;
 };
 
 // The warmup length from the config: explicit steps if >= 0, else round(frac * total).
 int64_t warmup_steps_for(int64_t total_steps, double warmup_frac, int64_t warmup_steps);
-
-// TTT-MLP inner learning-rate multiplier: eta_base warms from `init` to `peak` with the outer
-// warmup, as the official JAX code does (train.py make_get_ttt_lr_mult):
-//   (init + progress * (peak - init)) / peak.  Returns 1 when init < 0 (no warmup).
-// (The official code rounds this scalar to bf16; we keep it in double.)
-double ttt_base_lr_multiplier(double init, double peak, double progress);
 
 }  // namespace ttt

@@ -1,83 +1,61 @@
-// kernels/cuda/cuda_backend.cu — registration of the CUDA backend (skeleton; kernels to come).
-#include <cuda_runtime.h>
-
+// kernels/cuda/cuda_backend.cu — creation of the per-device CUDA backends, the device guard and
+// the reporting of errors that kernels recorded. The compute methods live in the family files
+// (see cuda_backend.cuh).
 #include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
-#include "kernels/backend.h"
+#include "kernels/cuda/cuda_backend.cuh"
 
 namespace ttt {
 
-namespace {
-[[noreturn]] void not_yet(const char* what) {
-  throw std::runtime_error(std::string("CUDA backend: ") + what + " is not implemented yet");
+namespace cuda_impl {
+
+CudaBackend::CudaBackend(int index) : index_(index), allocator_(index) {
+  CUDA_CHECK(cudaSetDevice(index));
+  CUDA_CHECK(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, index));
+  // Non-blocking: never implicitly synchronizes with the legacy default stream.
+  CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&error_host_), sizeof(DeviceError), cudaHostAllocMapped));
+  *error_host_ = DeviceError{kErrNone, 0, 0, 0};
+  CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&error_dev_), error_host_, 0));
 }
 
-class CudaBackend final : public Backend {
- public:
-  explicit CudaBackend(int index) : index_(index) {}
-  Device device() const override { return cuda(index_); }
-  void* alloc(size_t nbytes) override {
-    cudaSetDevice(index_);
-    void* p = nullptr;
-    if (cudaMalloc(&p, nbytes) != cudaSuccess) throw OutOfMemory("out of GPU memory on " + device().str());
-    return p;
-  }
-  void free(void* p, size_t) override { cudaFree(p); }
-  void copy_from_host(void* dst, const void* src, size_t n) override { cudaMemcpy(dst, src, n, cudaMemcpyHostToDevice); }
-  void copy_to_host(void* dst, const void* src, size_t n) override { cudaMemcpy(dst, src, n, cudaMemcpyDeviceToHost); }
-  void synchronize() override { cudaDeviceSynchronize(); }
-  size_t memory_allocated() const override { return 0; }
-  size_t memory_peak() const override { return 0; }
-  void reset_peak_memory() override {}
-  void fill(const View&, double) override { not_yet("fill"); }
-  void unary(UnaryOp, const View&, const View&, double, double) override { not_yet("unary"); }
-  void binary(BinaryOp, const View&, const View&, const View&) override { not_yet("binary"); }
-  void where(const View&, const View&, const View&, const View&) override { not_yet("where"); }
-  void triangle(const View&, const View&, int64_t, bool, double) override { not_yet("triangle"); }
-  void reduce(ReduceOp, const View&, const View&) override { not_yet("reduce"); }
-  void argmax(const View&, const View&, int) override { not_yet("argmax"); }
-  void cumsum(const View&, const View&, int) override { not_yet("cumsum"); }
-  void gemm(const GemmArgs&) override { not_yet("gemm"); }
-  void index_select(const View&, const View&, int, const View&) override { not_yet("index_select"); }
-  void index_add(const View&, int, const View&, const View&) override { not_yet("index_add"); }
-  void softmax_fwd(void*, const void*, int64_t, int64_t, DType, bool) override { not_yet("softmax"); }
-  void softmax_bwd(void*, const void*, const void*, int64_t, int64_t, DType, bool) override { not_yet("softmax"); }
-  void layer_norm_fwd(void*, float*, float*, const void*, const void*, const void*, int64_t, int64_t, double,
-                      DType) override { not_yet("layer_norm"); }
-  void layer_norm_bwd(void*, float*, float*, const void*, const void*, const float*, const float*, const void*,
-                      int64_t, int64_t, DType) override { not_yet("layer_norm"); }
-  void rms_norm_fwd(void*, float*, const void*, const void*, int64_t, int64_t, double, DType) override {
-    not_yet("rms_norm");
-  }
-  void rms_norm_bwd(void*, float*, const void*, const void*, const float*, const void*, int64_t, int64_t,
-                    DType) override { not_yet("rms_norm"); }
-  void cross_entropy_fwd(float*, float*, const void*, const int64_t*, int64_t, int64_t, int64_t, DType) override {
-    not_yet("cross_entropy");
-  }
-  void cross_entropy_bwd(void*, const float*, const void*, const float*, const int64_t*, int64_t, int64_t, int64_t,
-                         DType) override { not_yet("cross_entropy"); }
-  bool attention_supported(int64_t, DType) const override { return false; }
-  void attention_fwd(void*, float*, const void*, const void*, const void*, const AttentionShape&, DType) override {
-    not_yet("attention");
-  }
-  void attention_bwd(void*, void*, void*, const void*, const void*, const void*, const void*, const void*,
-                     const float*, const AttentionShape&, DType) override { not_yet("attention"); }
-  void random(const View&, RandomDist, uint64_t, uint64_t, double, double) override { not_yet("random"); }
-  void adamw(const AdamWArgs&) override { not_yet("adamw"); }
+CudaBackend::~CudaBackend() {
+  // Never reached for the registered backends (they live until exit); kept for completeness.
+  cudaStreamDestroy(stream_);
+  cudaFreeHost(error_host_);
+}
 
- private:
-  int index_;
-};
-}  // namespace
+void CudaBackend::activate() const {
+  int cur = -1;
+  cudaGetDevice(&cur);
+  if (cur != index_) CUDA_CHECK(cudaSetDevice(index_));
+}
+
+void CudaBackend::raise_device_error() {
+  volatile DeviceError* e = error_host_;
+  const int code = e->code;
+  if (code == kErrNone) return;
+  const long long v = e->value, bound = e->bound;
+  e->code = kErrNone;
+  const char* op = code == kErrIndexSelect  ? "index_select"
+                   : code == kErrIndexAdd   ? "index_add"
+                   : code == kErrCrossEntropy ? "cross_entropy (target)"
+                                              : "kernel";
+  throw std::out_of_range(std::string(op) + " on " + device().str() + ": index " + std::to_string(v) +
+                          " out of range [0, " + std::to_string(bound) +
+                          ") (reported by the GPU at the next synchronization; results since are invalid)");
+}
+
+}  // namespace cuda_impl
 
 int cuda_device_count_impl() {
   int n = 0;
   if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    cudaGetLastError();
+    cudaGetLastError();  // no driver / no device: not an error for a CPU run
     return 0;
   }
   return n;
@@ -86,12 +64,13 @@ bool cuda_built_impl() { return true; }
 
 Backend* cuda_backend_instance(int index) {
   static std::mutex mu;
-  static std::vector<std::unique_ptr<CudaBackend>> backends;
+  // Raw pointers on purpose: the backends must outlive every static Tensor.
+  static std::vector<cuda_impl::CudaBackend*> backends;
   std::lock_guard<std::mutex> lock(mu);
-  if (backends.empty()) backends.resize(static_cast<size_t>(cuda_device_count_impl()));
+  if (backends.empty()) backends.resize(static_cast<size_t>(cuda_device_count_impl()), nullptr);
   if (index < 0 || index >= static_cast<int>(backends.size())) return nullptr;
-  if (!backends[index]) backends[index] = std::make_unique<CudaBackend>(index);
-  return backends[index].get();
+  if (!backends[index]) backends[index] = new cuda_impl::CudaBackend(index);
+  return backends[index];
 }
 
 }  // namespace ttt

@@ -1,0 +1,382 @@
+// kernels/cuda/reduce.cu — sum / max / min / sum_sq over any set of dims, argmax, cumsum.
+//
+// reduce: the input is split into kept dims (one output each) and reduced dims, each set
+// coalesced, the reduced dims ordered so the fastest-moving one has the smallest stride. A group
+// of "lanes" reduces one output:
+//   - row mode (the reduced dims are the dense inner ones, e.g. sum over the last dim): lanes
+//     along threadIdx.x read consecutive elements;
+//   - column mode (the kept dims are the dense inner ones, e.g. a bias gradient summed over
+//     rows): consecutive threads own consecutive outputs, lanes along threadIdx.y split the rows.
+// When there are too few outputs to fill the GPU, the reduced range is split over gridDim.y and
+// partial results (in the accumulation type) are combined by a second, deterministic kernel.
+// Accumulation: float for f32/bf16, double for f64, int64 for integers. max/min propagate NaN.
+#include <cfloat>
+
+#include "kernels/cuda/cuda_backend.cuh"
+
+namespace ttt::cuda_impl {
+
+namespace {
+
+struct ReduceGeom {
+  int nk = 0, nr = 0;
+  int64_t ksize[kMaxDims], kin[kMaxDims], kout[kMaxDims];
+  int64_t rsize[kMaxDims], rin[kMaxDims];
+  int64_t K = 1, R = 1;
+
+  __device__ __forceinline__ void kept_offsets(int64_t k, int64_t& in_off, int64_t& out_off) const {
+    in_off = 0;
+    out_off = 0;
+    for (int d = nk - 1; d >= 0; --d) {
+      const int64_t q = k / ksize[d], i = k - q * ksize[d];
+      in_off += i * kin[d];
+      out_off += i * kout[d];
+      k = q;
+    }
+  }
+  __device__ __forceinline__ int64_t reduced_offset(int64_t r) const {
+    if (nr == 1) return r * rin[0];
+    int64_t off = 0;
+    for (int d = nr - 1; d >= 0; --d) {
+      const int64_t q = r / rsize[d];
+      off += (r - q * rsize[d]) * rin[d];
+      r = q;
+    }
+    return off;
+  }
+};
+
+ReduceGeom plan_reduce(const View& out, const View& in) {
+  if (out.ndim != in.ndim) throw std::invalid_argument("reduce: output rank differs from input rank");
+  ReduceGeom g;
+  struct Dim { int64_t size, sin, sout; };
+  Dim kept[kMaxDims], red[kMaxDims];
+  int nk = 0, nr = 0;
+  for (int d = 0; d < in.ndim; ++d) {
+    if (in.size[d] == 1 && out.size[d] == 1) continue;
+    if (out.size[d] == in.size[d]) kept[nk++] = {in.size[d], in.stride[d], out.stride[d]};
+    else if (out.size[d] == 1) red[nr++] = {in.size[d], in.stride[d], 0};
+    else throw std::invalid_argument("reduce: output size must be 1 or the input size in every dim");
+  }
+  // Reduced dims: largest stride first, so the innermost loop walks the smallest stride.
+  std::stable_sort(red, red + nr, [](const Dim& a, const Dim& b) {
+    return std::abs(a.sin) > std::abs(b.sin);
+  });
+  for (int i = 0; i < nk; ++i) {
+    if (g.nk > 0 && g.kin[g.nk - 1] == kept[i].sin * kept[i].size && g.kout[g.nk - 1] == kept[i].sout * kept[i].size) {
+      g.ksize[g.nk - 1] *= kept[i].size;
+      g.kin[g.nk - 1] = kept[i].sin;
+      g.kout[g.nk - 1] = kept[i].sout;
+    } else {
+      g.ksize[g.nk] = kept[i].size;
+      g.kin[g.nk] = kept[i].sin;
+      g.kout[g.nk] = kept[i].sout;
+      g.nk++;
+    }
+    g.K *= kept[i].size;
+  }
+  for (int i = 0; i < nr; ++i) {
+    if (g.nr > 0 && g.rin[g.nr - 1] == red[i].sin * red[i].size) {
+      g.rsize[g.nr - 1] *= red[i].size;
+      g.rin[g.nr - 1] = red[i].sin;
+    } else {
+      g.rsize[g.nr] = red[i].size;
+      g.rin[g.nr] = red[i].sin;
+      g.nr++;
+    }
+    g.R *= red[i].size;
+  }
+  return g;
+}
+
+template <class A> __device__ __forceinline__ bool is_nan(A v) {
+  if constexpr (std::is_floating_point_v<A>) return v != v;
+  else return false;
+}
+template <class A> __device__ __forceinline__ A reduce_init(ReduceOp op) {
+  // The CPU starts max/min at numeric_limits<double>::lowest()/max(); for float outputs that
+  // converts to -inf/+inf, which is what float accumulation starts from here.
+  if (op == ReduceOp::max) {
+    if constexpr (std::is_same_v<A, float>) return -INFINITY;
+    else if constexpr (std::is_same_v<A, double>) return -DBL_MAX;
+    else return INT64_MIN;
+  }
+  if (op == ReduceOp::min) {
+    if constexpr (std::is_same_v<A, float>) return INFINITY;
+    else if constexpr (std::is_same_v<A, double>) return DBL_MAX;
+    else return INT64_MAX;
+  }
+  return A(0);
+}
+template <class A> __device__ __forceinline__ A reduce_combine(ReduceOp op, A a, A b) {
+  switch (op) {
+    case ReduceOp::max: return (b > a || is_nan(b)) ? b : a;  // once NaN, stays NaN
+    case ReduceOp::min: return (b < a || is_nan(b)) ? b : a;
+    default: return a + b;
+  }
+}
+
+template <class T, class A>
+__global__ void __launch_bounds__(1024) reduce_kernel(ReduceOp op, const T* __restrict__ in, T* __restrict__ out,
+                                                      A* __restrict__ partial, ReduceGeom g, bool row_mode,
+                                                      int64_t r_chunk) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  A* smem = reinterpret_cast<A*>(smem_raw);
+  const int lane = row_mode ? threadIdx.x : threadIdx.y;
+  const int nlanes = row_mode ? blockDim.x : blockDim.y;
+  const int64_t k = row_mode ? static_cast<int64_t>(blockIdx.x) * blockDim.y + threadIdx.y
+                             : static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t r0 = static_cast<int64_t>(blockIdx.y) * r_chunk;
+  const int64_t r1 = r0 + r_chunk < g.R ? r0 + r_chunk : g.R;
+  A acc = reduce_init<A>(op);
+  int64_t in_off = 0, out_off = 0;
+  auto add = [&](T x) {
+    const A v = static_cast<A>(to_compute(x));
+    acc = reduce_combine(op, acc, op == ReduceOp::sum_sq ? v * v : v);
+  };
+  if (k < g.K) {
+    g.kept_offsets(k, in_off, out_off);
+    int64_t r = r0 + lane;
+    if (g.nr == 1) {
+      // One reduced dim: no division, and four independent loads in flight per step.
+      const T* p = in + in_off;
+      const int64_t st = g.rin[0];
+      for (; r + 3 * nlanes < r1; r += 4 * nlanes) {
+        const T x0 = p[r * st], x1 = p[(r + nlanes) * st], x2 = p[(r + 2 * nlanes) * st],
+                x3 = p[(r + 3 * nlanes) * st];
+        add(x0);
+        add(x1);
+        add(x2);
+        add(x3);
+      }
+    }
+    for (; r < r1; r += nlanes) add(in[in_off + g.reduced_offset(r)]);
+  }
+  if (row_mode) {
+    // Lanes are threadIdx.x (a power of two >= 32): shuffles within each warp, then the warps of
+    // one output through shared memory.
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) acc = reduce_combine(op, acc, __shfl_xor_sync(0xffffffffu, acc, o));
+    const int nwarps = nlanes >> 5;
+    if (nwarps > 1) {
+      if ((lane & 31) == 0) smem[threadIdx.y * 32 + (lane >> 5)] = acc;
+      __syncthreads();
+      if (lane < 32) {
+        acc = lane < nwarps ? smem[threadIdx.y * 32 + lane] : reduce_init<A>(op);
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) acc = reduce_combine(op, acc, __shfl_xor_sync(0xffffffffu, acc, o));
+      }
+    }
+  } else {
+    // Lanes are threadIdx.y (at most 16): a tree in shared memory.
+    smem[lane * blockDim.x + threadIdx.x] = acc;
+    __syncthreads();
+    for (int s = nlanes / 2; s > 0; s >>= 1) {
+      if (lane < s)
+        smem[lane * blockDim.x + threadIdx.x] =
+            reduce_combine(op, smem[lane * blockDim.x + threadIdx.x], smem[(lane + s) * blockDim.x + threadIdx.x]);
+      __syncthreads();
+    }
+    acc = smem[threadIdx.x];
+  }
+  if (lane == 0 && k < g.K) {
+    if (gridDim.y == 1) out[out_off] = from_compute<T>(static_cast<compute_t<T>>(acc));
+    else partial[static_cast<int64_t>(blockIdx.y) * g.K + k] = acc;
+  }
+}
+
+template <class T, class A>
+__global__ void reduce_finish_kernel(ReduceOp op, const A* __restrict__ partial, int splits, T* __restrict__ out,
+                                     ReduceGeom g) {
+  const int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (k >= g.K) return;
+  A acc = reduce_init<A>(op);
+  for (int s = 0; s < splits; ++s) acc = reduce_combine(op, acc, partial[static_cast<int64_t>(s) * g.K + k]);
+  int64_t in_off, out_off;
+  g.kept_offsets(k, in_off, out_off);
+  out[out_off] = from_compute<T>(static_cast<compute_t<T>>(acc));
+}
+
+// --- argmax: one warp per output ---------------------------------------------------------------
+
+template <class T>
+__global__ void __launch_bounds__(256) argmax_kernel(const T* __restrict__ in, int64_t* __restrict__ out,
+                                                     OffsetCalc<2> outer, int64_t K, int64_t n, int64_t st) {
+  const int lane = threadIdx.x & 31;
+  const int64_t k = static_cast<int64_t>(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  if (k >= K) return;
+  int64_t off[2];
+  outer.get64(k, off);
+  const T* x = in + off[1];
+  // CPU semantics: the first strict maximum scanning forward from x[0]; NaNs never win, and a
+  // NaN at x[0] wins outright (nothing compares greater than it).
+  using C = compute_t<T>;
+  C bv = C(0);
+  int64_t bi = -1;
+  for (int64_t i = lane; i < n; i += 32) {
+    const C v = to_compute(x[i * st]);
+    if (!is_nan(v) && (bi < 0 || v > bv)) {
+      bv = v;
+      bi = i;
+    }
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const C v2 = __shfl_xor_sync(0xffffffffu, bv, o);
+    const int64_t i2 = __shfl_xor_sync(0xffffffffu, bi, o);
+    if (i2 >= 0 && (bi < 0 || v2 > bv || (v2 == bv && i2 < bi))) {
+      bv = v2;
+      bi = i2;
+    }
+  }
+  if (lane == 0) out[off[0]] = (bi < 0 || is_nan(to_compute(x[0]))) ? 0 : bi;
+}
+
+// --- cumsum: a thread per line when lines are many or short, else a block-wide scan per line ----
+
+template <class T, class A>
+__global__ void cumsum_lines_kernel(const T* __restrict__ in, T* __restrict__ out, OffsetCalc<2> lines, int64_t L,
+                                    int64_t n, int64_t si, int64_t so) {
+  const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t l = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; l < L; l += step) {
+    int64_t off[2];
+    lines.get64(l, off);
+    A acc = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      acc += static_cast<A>(to_compute(in[off[1] + i * si]));
+      out[off[0] + i * so] = from_compute<T>(static_cast<compute_t<T>>(acc));
+    }
+  }
+}
+
+template <class T, class A>
+__global__ void __launch_bounds__(256) cumsum_block_kernel(const T* __restrict__ in, T* __restrict__ out,
+                                                           OffsetCalc<2> lines, int64_t L, int64_t n, int64_t si,
+                                                           int64_t so) {
+  __shared__ A warp_tot[32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+  for (int64_t l = blockIdx.x; l < L; l += gridDim.x) {
+    int64_t off[2];
+    lines.get64(l, off);
+    A carry = 0;
+    for (int64_t base = 0; base < n; base += blockDim.x) {
+      const int64_t i = base + threadIdx.x;
+      A v = i < n ? static_cast<A>(to_compute(in[off[1] + i * si])) : A(0);
+#pragma unroll
+      for (int o = 1; o < 32; o <<= 1) {
+        const A t = __shfl_up_sync(0xffffffffu, v, o);
+        if (lane >= o) v += t;
+      }
+      if (lane == 31) warp_tot[warp] = v;
+      __syncthreads();
+      if (warp == 0) {
+        A w = lane < nwarps ? warp_tot[lane] : A(0);
+#pragma unroll
+        for (int o = 1; o < 32; o <<= 1) {
+          const A t = __shfl_up_sync(0xffffffffu, w, o);
+          if (lane >= o) w += t;
+        }
+        if (lane < nwarps) warp_tot[lane] = w;  // inclusive prefix of the warp totals
+      }
+      __syncthreads();
+      v += carry + (warp > 0 ? warp_tot[warp - 1] : A(0));
+      if (i < n) out[off[0] + i * so] = from_compute<T>(static_cast<compute_t<T>>(v));
+      carry += warp_tot[nwarps - 1];
+      __syncthreads();
+    }
+  }
+}
+
+template <class T> using reduce_acc_t = std::conditional_t<std::is_same_v<compute_t<T>, int64_t>, int64_t, compute_t<T>>;
+template <class T> using scan_acc_t = std::conditional_t<std::is_same_v<compute_t<T>, int64_t>, int64_t, double>;
+
+}  // namespace
+
+void CudaBackend::reduce(ReduceOp op, const View& out, const View& in) {
+  if (out.dtype != in.dtype) throw std::invalid_argument("reduce: dtypes differ");
+  activate();
+  const ReduceGeom g = plan_reduce(out, in);
+  if (g.K == 0) return;
+  const bool inner_reduced = g.nr > 0 && g.rin[g.nr - 1] == 1;
+  const bool inner_kept = g.nk > 0 && g.kin[g.nk - 1] == 1;
+  // Short reductions: one thread per output (column mode with a single lane).
+  const bool row_mode = g.R > 16 && (inner_reduced || !inner_kept);
+  dim3 block;
+  int64_t outputs_per_block;
+  if (row_mode) {
+    block.x = static_cast<unsigned>(std::clamp(next_pow2(ceil_div(g.R, 4)), 32, 512));
+    block.y = std::max(1u, 256u / block.x);
+    outputs_per_block = block.y;
+  } else {
+    block.x = 32;
+    block.y = g.R <= 16 ? 1u : static_cast<unsigned>(std::clamp(next_pow2(ceil_div(g.R, 8)), 1, 16));
+    outputs_per_block = 32;
+  }
+  const int nlanes = row_mode ? block.x : block.y;
+  const int64_t grid_x = ceil_div(g.K, outputs_per_block);
+  // Split the reduced range when the outputs alone leave the GPU mostly idle.
+  const int64_t target_threads = int64_t{sm_count_} * 2048;
+  const int64_t threads = grid_x * block.x * block.y;
+  int64_t splits = 1;
+  if (threads < target_threads && g.R >= int64_t{nlanes} * 64)
+    splits = std::min<int64_t>({65535, ceil_div(target_threads, threads), ceil_div(g.R, int64_t{nlanes} * 32)});
+  const int64_t r_chunk = std::max<int64_t>(1, ceil_div(g.R, splits));
+  splits = std::max<int64_t>(1, ceil_div(g.R, r_chunk));
+  dispatch_dtype(in.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    using A = reduce_acc_t<T>;
+    Scratch partial(*this, splits > 1 ? static_cast<size_t>(splits * g.K) * sizeof(A) : 0);
+    const size_t smem = static_cast<size_t>(row_mode ? block.y * 32 : block.x * block.y) * sizeof(A);
+    reduce_kernel<T, A><<<dim3(static_cast<unsigned>(grid_x), static_cast<unsigned>(splits)), block, smem, stream_>>>(
+        op, static_cast<const T*>(in.data), static_cast<T*>(out.data), partial.as<A>(), g, row_mode, r_chunk);
+    CUDA_CHECK_LAUNCH();
+    if (splits > 1) {
+      reduce_finish_kernel<T, A><<<static_cast<unsigned>(ceil_div(g.K, kThreads)), kThreads, 0, stream_>>>(
+          op, partial.as<A>(), static_cast<int>(splits), static_cast<T*>(out.data), g);
+      CUDA_CHECK_LAUNCH();
+    }
+  });
+}
+
+void CudaBackend::argmax(const View& out, const View& in, int dim) {
+  if (out.dtype != DType::i64) throw std::invalid_argument("argmax: output must be int64");
+  activate();
+  View ishape = in;
+  ishape.size[dim] = 1;
+  OffsetCalc<2> outer = make_offset_calc<2>(ishape, {&out, &ishape});
+  const int64_t K = outer.numel(), n = in.size[dim];
+  if (K == 0 || n == 0) return;
+  dispatch_dtype(in.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    argmax_kernel<T><<<static_cast<unsigned>(ceil_div(K, 8)), 256, 0, stream_>>>(
+        static_cast<const T*>(in.data), static_cast<int64_t*>(out.data), outer, K, n, in.stride[dim]);
+    CUDA_CHECK_LAUNCH();
+  });
+}
+
+void CudaBackend::cumsum(const View& out, const View& in, int dim) {
+  if (out.dtype != in.dtype) throw std::invalid_argument("cumsum: dtypes differ");
+  activate();
+  View oshape = out, ishape = in;
+  oshape.size[dim] = 1;
+  ishape.size[dim] = 1;
+  OffsetCalc<2> lines = make_offset_calc<2>(oshape, {&oshape, &ishape});
+  const int64_t L = lines.numel(), n = in.size[dim];
+  if (L == 0 || n == 0) return;
+  dispatch_dtype(in.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    using A = scan_acc_t<T>;
+    const T* x = static_cast<const T*>(in.data);
+    T* y = static_cast<T*>(out.data);
+    if (n <= 64 || L >= int64_t{sm_count_} * 256) {
+      cumsum_lines_kernel<T, A><<<grid_for(L, kThreads, sm_count_), kThreads, 0, stream_>>>(
+          x, y, lines, L, n, in.stride[dim], out.stride[dim]);
+    } else {
+      const unsigned grid = static_cast<unsigned>(std::min<int64_t>(L, int64_t{sm_count_} * 8));
+      cumsum_block_kernel<T, A><<<grid, 256, 0, stream_>>>(x, y, lines, L, n, in.stride[dim], out.stride[dim]);
+    }
+    CUDA_CHECK_LAUNCH();
+  });
+}
+
+}  // namespace ttt::cuda_impl

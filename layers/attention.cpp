@@ -1,0 +1,156 @@
+// layers/attention.cpp — see attention.h.
+#include "layers/attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <vector>
+
+#include "autograd/ops.h"
+#include "layers/rope.h"
+
+namespace ttt {
+
+namespace {
+
+// KV cache: rotated keys and values of past tokens, entry e at absolute position
+// (position − len + e). Buffers [B, H, capacity, d_h]; only [0, len) is valid.
+struct KVCache : MixerState {
+  Tensor k, v;
+  int64_t len = 0;
+};
+
+// Is every (query, key) pair allowed? Then the mask can be skipped (e.g. one-token decode).
+bool all_allowed(int64_t Tq, int64_t Tk, int64_t q_start, int64_t k_start, int64_t window) {
+  if (Tk == 0) return true;
+  const int64_t first_q = q_start, last_q = q_start + Tq - 1, last_k = k_start + Tk - 1;
+  if (last_k > first_q) return false;                                // some key is in a query's future
+  if (window > 0 && last_q - k_start >= window) return false;       // some key is out of a window
+  return true;
+}
+
+}  // namespace
+
+Tensor attention_mask(int64_t Tq, int64_t Tk, int64_t q_start, int64_t k_start, int64_t window, DType dtype,
+                      Device device) {
+  const double neg_inf = -std::numeric_limits<double>::infinity();
+  std::vector<double> m(static_cast<size_t>(Tq * Tk));
+  for (int64_t i = 0; i < Tq; ++i)
+    for (int64_t j = 0; j < Tk; ++j) {
+      const int64_t qi = q_start + i, kj = k_start + j;
+      const bool ok = kj <= qi && (window <= 0 || qi - kj < window);
+      m[i * Tk + j] = ok ? 0.0 : neg_inf;
+    }
+  return from_vector(m, {Tq, Tk}, opts(dtype)).to(device);
+}
+
+CausalSelfAttention::CausalSelfAttention(const ModelConfig& cfg, Generator& g)
+    : d_model_(cfg.d_model), n_heads_(cfg.n_heads), head_dim_(cfg.head_dim()), window_(cfg.window),
+      rope_theta_(cfg.rope_theta) {
+  if (cfg.n_heads <= 0 || cfg.d_model % cfg.n_heads != 0 || cfg.head_dim() % 2 != 0)
+    throw std::invalid_argument("attention: model.d_model (" + std::to_string(cfg.d_model) +
+                                ") must split into model.n_heads (" + std::to_string(cfg.n_heads) +
+                                ") heads of even size (RoPE rotates pairs)");
+  if (cfg.window < 0) throw std::invalid_argument("attention: model.window must be >= 0 (0 = full causal)");
+  const int64_t D = cfg.d_model;
+  wq = register_module("wq", std::make_shared<Linear>(D, D, g, cfg.init_std));
+  wk = register_module("wk", std::make_shared<Linear>(D, D, g, cfg.init_std));
+  wv = register_module("wv", std::make_shared<Linear>(D, D, g, cfg.init_std));
+  wo = register_module("wo", std::make_shared<Linear>(D, D, g, cfg.init_std));
+}
+
+void CausalSelfAttention::project(const Tensor& x, int64_t start, Tensor& q, Tensor& k, Tensor& v) const {
+  check_defined("attention", x);
+  if (x.dim() != 3 || x.shape()[2] != d_model_)
+    throw std::invalid_argument("attention: expected input [B, T, " + std::to_string(d_model_) + "], got " +
+                                x.shape().str());
+  const int64_t B = x.shape()[0], T = x.shape()[1];
+  const Shape heads = {B, T, n_heads_, head_dim_};
+  const Tensor pos = rope_positions(start, T);
+  q = transpose(apply_rope(reshape(wq->forward(x), heads), pos, rope_theta_, 1), 1, 2);
+  k = transpose(apply_rope(reshape(wk->forward(x), heads), pos, rope_theta_, 1), 1, 2);
+  v = transpose(reshape(wv->forward(x), heads), 1, 2);
+}
+
+Tensor CausalSelfAttention::attend(const Tensor& q, const Tensor& k, const Tensor& v, int64_t q_start,
+                                   int64_t k_start) const {
+  const int64_t B = q.shape()[0], Tq = q.shape()[2], Tk = k.shape()[2];
+  const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
+  Tensor scores = matmul(mul_scalar(q, scale), transpose(k, -2, -1));  // [B, H, Tq, Tk]
+  if (!all_allowed(Tq, Tk, q_start, k_start, window_))
+    scores = add(scores, mask_for(Tq, Tk, q_start, k_start, scores.dtype(), scores.device()));
+  Tensor o = matmul(softmax(scores, -1), v);  // [B, H, Tq, d_h]
+  return wo->forward(reshape(transpose(o, 1, 2), {B, Tq, d_model_}));
+}
+
+Tensor CausalSelfAttention::mask_for(int64_t Tq, int64_t Tk, int64_t q_start, int64_t k_start, DType dtype,
+                                     Device device) const {
+  const int64_t key[4] = {Tq, Tk, q_start, k_start};
+  if (!mask_cache_.defined() || !std::equal(key, key + 4, mask_key_) || mask_cache_.dtype() != dtype ||
+      mask_cache_.device() != device) {
+    mask_cache_ = attention_mask(Tq, Tk, q_start, k_start, window_, dtype, device);
+    std::copy(key, key + 4, mask_key_);
+  }
+  return mask_cache_;
+}
+
+Tensor CausalSelfAttention::forward(const Tensor& x) {
+  Tensor q, k, v;
+  project(x, 0, q, k, v);
+  return attend(q, k, v, 0, 0);
+}
+
+std::unique_ptr<MixerState> CausalSelfAttention::init_state(int64_t batch) {
+  auto st = std::make_unique<KVCache>();
+  const TensorOptions o = opts(wq->weight.dtype(), wq->weight.device());
+  st->k = zeros({batch, n_heads_, 0, head_dim_}, o);
+  st->v = zeros({batch, n_heads_, 0, head_dim_}, o);
+  return st;
+}
+
+Tensor CausalSelfAttention::step(const Tensor& x, MixerState& state) {
+  auto* st = dynamic_cast<KVCache*>(&state);
+  if (!st) throw std::invalid_argument("attention: step() needs the state made by this layer's init_state()");
+  NoGradGuard ng;  // the cache is written in place: inference only
+  const int64_t T = x.shape()[1], p0 = st->position;
+  Tensor q, k, v;
+  project(x, p0, q, k, v);
+  if (k.shape()[0] != st->k.shape()[0])
+    throw std::invalid_argument("attention: step() batch " + std::to_string(k.shape()[0]) +
+                                " differs from the state's " + std::to_string(st->k.shape()[0]));
+  // Make room: with a window keep only the w − 1 newest entries; grow geometrically.
+  const int64_t cap = st->k.shape()[2];
+  if (st->len + T > cap) {
+    const int64_t keep = window_ > 0 ? std::min(st->len, window_ - 1) : st->len;
+    const int64_t new_cap = window_ > 0 ? std::max<int64_t>(2 * (keep + T), 16)
+                                        : std::max<int64_t>({2 * cap, st->len + T, 16});
+    Shape s = st->k.shape();
+    s[2] = new_cap;
+    Tensor nk = zeros(s, opts(k.dtype(), k.device())), nv = zeros(s, opts(k.dtype(), k.device()));
+    if (keep > 0) {
+      nk.narrow(2, 0, keep).copy_(st->k.narrow(2, st->len - keep, keep));
+      nv.narrow(2, 0, keep).copy_(st->v.narrow(2, st->len - keep, keep));
+    }
+    st->k = nk;
+    st->v = nv;
+    st->len = keep;
+  }
+  st->k.narrow(2, st->len, T).copy_(k);
+  st->v.narrow(2, st->len, T).copy_(v);
+  st->len += T;
+  const int64_t k_start = p0 + T - st->len;
+  Tensor y = attend(q, st->k.narrow(2, 0, st->len), st->v.narrow(2, 0, st->len), p0, k_start);
+  st->position += T;
+  return y;
+}
+
+double CausalSelfAttention::extra_flops_per_token(int64_t seq_len) const {
+  // Keys seen per query, averaged over positions 0..T-1 (what a causal kernel computes).
+  double keys = 0;
+  for (int64_t t = 0; t < seq_len; ++t) keys += window_ > 0 ? std::min<int64_t>(t + 1, window_) : t + 1;
+  keys /= std::max<int64_t>(seq_len, 1);
+  return 2.0 * 2.0 * static_cast<double>(d_model_) * keys;  // q·k and p·v, 2 FLOPs per MAC
+}
+
+}  // namespace ttt

@@ -1,0 +1,59 @@
+// layers/attention.h — multi-head causal self-attention with RoPE (the Transformer++ mixer),
+// full or sliding-window, with a KV cache for decoding.
+//
+//   q, k, v = x Wqᵀ, x Wkᵀ, x Wvᵀ split into H heads of d_h = D/H;  q, k rotated by RoPE at their
+//   absolute positions;  out = softmax(q kᵀ / √d_h + M) v  merged back to [B, T, D], then Wo.
+//
+// Mask M: query at position i sees key at position j iff j <= i and, with window w > 0, i − j < w
+// (the query sees itself and the w − 1 tokens before it). M is 0 where allowed, −inf elsewhere.
+//
+// Composite implementation (matmul + additive mask + softmax): O(T²) memory; a fused flash
+// kernel comes later and is tested against this one. Projections bias-free, init N(0, init_std)
+// as in the official Llama-style baseline (ttt-official.md §1.8, §2).
+//
+// Decoding: the state keeps the RoPE-rotated keys and the values of past tokens in buffers that
+// grow geometrically (with a window, only the last w − 1 tokens are kept). step() is for
+// inference: it writes the cache in place, so no gradient flows into past keys/values.
+#pragma once
+
+#include <memory>
+
+#include "layers/linear.h"
+#include "layers/mixer.h"
+#include "layers/model_config.h"
+
+namespace ttt {
+
+class CausalSelfAttention : public SequenceMixer {
+ public:
+  CausalSelfAttention(const ModelConfig& cfg, Generator& g);
+  Tensor forward(const Tensor& x) override;
+  std::unique_ptr<MixerState> init_state(int64_t batch) override;
+  Tensor step(const Tensor& x, MixerState& state) override;
+  double extra_flops_per_token(int64_t seq_len) const override;
+
+  std::shared_ptr<Linear> wq, wk, wv, wo;
+
+ private:
+  // x [B, T, D] at absolute positions start.. -> q, k, v [B, H, T, d_h] (q, k rotated).
+  void project(const Tensor& x, int64_t start, Tensor& q, Tensor& k, Tensor& v) const;
+  // Attention of q (positions q_start..) over k, v (positions k_start..), merged to [B, Tq, D]
+  // and projected by Wo.
+  Tensor attend(const Tensor& q, const Tensor& k, const Tensor& v, int64_t q_start, int64_t k_start) const;
+
+  // The additive mask, cached for the last (shape, offsets, dtype, device) asked for: training
+  // calls forward() with the same T every step, so the mask is built once.
+  Tensor mask_for(int64_t Tq, int64_t Tk, int64_t q_start, int64_t k_start, DType dtype, Device device) const;
+
+  int64_t d_model_, n_heads_, head_dim_, window_;
+  double rope_theta_;
+  mutable Tensor mask_cache_;
+  mutable int64_t mask_key_[4] = {-1, -1, -1, -1};
+};
+
+// The additive mask [Tq, Tk] (0 allowed, −inf masked) for queries at q_start.. and keys at
+// k_start.., causal with an optional window (0 = none). Exposed for tests.
+Tensor attention_mask(int64_t Tq, int64_t Tk, int64_t q_start, int64_t k_start, int64_t window, DType dtype,
+                      Device device);
+
+}  // namespace ttt

@@ -1,0 +1,47 @@
+// layers/block.h — the residual block (paper Fig. 9 left; official JAX `Block`, PyTorch `Block`;
+// ttt-official.md §2):
+//
+//   transformer backbone:  h += mixer(seq_norm(h));                      h += mlp(ffn_norm(h))
+//   mamba backbone:        h += pre_conv(pre_conv_norm(h));  then the same two residual steps
+//
+// All norms are RMSNorm (eps cfg.norm_eps), mlp is SwiGLU(d_model, d_ff), pre_conv a depthwise
+// causal conv of width cfg.conv_width with bias and no activation. The Mamba backbone's other
+// parts (shared Q/K projection + conv_q/conv_k, output gate) live inside the TTT mixer. With
+// backbone = mamba, attention and linear attention get the pre-conv too (the paper only pairs
+// the Mamba backbone with TTT layers; we keep the block uniform so "(M)" means the same block
+// for every mixer).
+#pragma once
+
+#include <memory>
+
+#include "layers/causal_conv.h"
+#include "layers/mixer.h"
+#include "layers/model_config.h"
+#include "layers/norm.h"
+#include "layers/swiglu.h"
+
+namespace ttt {
+
+// Decoding state of one block: the pre-conv's last k−1 inputs (mamba) and the mixer's state.
+struct BlockState {
+  Tensor conv_tail;
+  std::unique_ptr<MixerState> mixer;
+};
+
+class Block : public Module {
+ public:
+  Block(const ModelConfig& cfg, Generator& g);
+  Tensor forward(const Tensor& h);  // [B, T, D] -> [B, T, D]
+  BlockState init_state(int64_t batch);
+  Tensor step(const Tensor& h, BlockState& state);  // continues after the tokens in state
+  double extra_flops_per_token(int64_t seq_len) const { return mixer->extra_flops_per_token(seq_len); }
+
+  std::shared_ptr<RMSNorm> pre_conv_norm;     // mamba only
+  std::shared_ptr<CausalConv1d> pre_conv;     // mamba only
+  std::shared_ptr<RMSNorm> seq_norm;
+  std::shared_ptr<SequenceMixer> mixer;
+  std::shared_ptr<RMSNorm> ffn_norm;
+  std::shared_ptr<SwiGLU> mlp;
+};
+
+}  // namespace ttt

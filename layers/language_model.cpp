@@ -1,0 +1,111 @@
+// layers/language_model.cpp — embedding -> blocks -> final RMSNorm -> LM head (see
+// language_model.h). Parameter names: embed.weight, blocks.<i>.<...>, final_norm.weight and, when
+// the embeddings are not tied, lm_head.weight. Weights are drawn from Generator(cfg.seed) in
+// that order, so the same config and seed give the same model on every device.
+#include "layers/language_model.h"
+
+#include <stdexcept>
+#include <vector>
+
+#include "autograd/ops.h"
+#include "layers/block.h"
+#include "layers/embedding.h"
+#include "layers/linear.h"
+#include "layers/norm.h"
+
+namespace ttt {
+
+struct LanguageModel::Impl {
+  std::shared_ptr<Embedding> embed;
+  std::shared_ptr<ModuleList> block_list;
+  std::vector<std::shared_ptr<Block>> blocks;
+  std::shared_ptr<RMSNorm> final_norm;
+  std::shared_ptr<Linear> lm_head;  // null when tied to embed
+
+  Tensor head(const Tensor& h) const { return lm_head ? lm_head->forward(h) : embed->attend(h); }
+};
+
+namespace {
+
+struct LMDecodeState : DecodeState {
+  std::vector<BlockState> blocks;
+  int64_t batch = 0;
+};
+
+void check_ids(const char* who, const Tensor& ids, const char* what = "ids") {
+  check_defined(who, ids, what);
+  if (ids.dim() != 2 || ids.dtype() != DType::i64)
+    throw std::invalid_argument(std::string(who) + ": " + what + " must be int64 [B, T], got " + ids.str());
+}
+
+}  // namespace
+
+LanguageModel::LanguageModel(const ModelConfig& cfg) : cfg_(cfg), impl_(std::make_shared<Impl>()) {
+  validate(cfg);
+  Generator g(cfg.seed);
+  impl_->embed = register_module("embed", std::make_shared<Embedding>(cfg.vocab_size, cfg.d_model, g, cfg.init_std));
+  impl_->block_list = register_module("blocks", std::make_shared<ModuleList>());
+  for (int64_t i = 0; i < cfg.n_layers; ++i)
+    impl_->blocks.push_back(impl_->block_list->append(std::make_shared<Block>(cfg, g)));
+  impl_->final_norm = register_module("final_norm", std::make_shared<RMSNorm>(cfg.d_model, cfg.norm_eps));
+  if (!cfg.tie_embeddings)
+    impl_->lm_head = register_module("lm_head", std::make_shared<Linear>(cfg.d_model, cfg.vocab_size, g, cfg.init_std));
+}
+
+Tensor LanguageModel::forward(const Tensor& ids) {
+  check_ids("LanguageModel::forward", ids);
+  Tensor h = impl_->embed->forward(ids);
+  for (auto& b : impl_->blocks) h = b->forward(h);
+  return impl_->head(impl_->final_norm->forward(h));
+}
+
+Tensor LanguageModel::loss(const Tensor& ids, const Tensor& targets, int64_t ignore_index) {
+  check_ids("LanguageModel::loss", targets, "targets");
+  if (targets.shape() != ids.shape())
+    throw std::invalid_argument("LanguageModel::loss: targets " + targets.shape().str() + " must match ids " +
+                                ids.shape().str());
+  return cross_entropy(forward(ids), targets, ignore_index, "mean");
+}
+
+Tensor LanguageModel::token_losses(const Tensor& ids, const Tensor& targets) {
+  check_ids("LanguageModel::token_losses", targets, "targets");
+  if (targets.shape() != ids.shape())
+    throw std::invalid_argument("LanguageModel::token_losses: targets " + targets.shape().str() +
+                                " must match ids " + ids.shape().str());
+  return cross_entropy(forward(ids), targets, -100, "none");
+}
+
+std::unique_ptr<DecodeState> LanguageModel::init_decode(int64_t batch) {
+  if (batch <= 0) throw std::invalid_argument("LanguageModel::init_decode: batch must be > 0");
+  auto st = std::make_unique<LMDecodeState>();
+  st->batch = batch;
+  for (auto& b : impl_->blocks) st->blocks.push_back(b->init_state(batch));
+  return st;
+}
+
+Tensor LanguageModel::decode(const Tensor& ids, DecodeState& state) {
+  check_ids("LanguageModel::decode", ids);
+  auto* st = dynamic_cast<LMDecodeState*>(&state);
+  if (!st) throw std::invalid_argument("LanguageModel::decode: the state must come from init_decode()");
+  if (ids.shape()[0] != st->batch)
+    throw std::invalid_argument("LanguageModel::decode: ids batch " + std::to_string(ids.shape()[0]) +
+                                " differs from the state's " + std::to_string(st->batch));
+  Tensor h = impl_->embed->forward(ids);
+  for (size_t i = 0; i < impl_->blocks.size(); ++i) h = impl_->blocks[i]->step(h, st->blocks[i]);
+  st->position += ids.shape()[1];
+  return impl_->head(impl_->final_norm->forward(h));
+}
+
+double LanguageModel::flops_per_token(int64_t seq_len) const {
+  // 2 FLOPs per multiply-add for every parameter used in a matmul per token, i.e. all parameters
+  // except the embedding lookup (which is free) — with tied embeddings the table is the LM head
+  // and counts once. Norm weights and biases are counted too (< 0.1% at the paper's sizes).
+  // Plus each mixer's sequence-length-dependent part (attention's QK^T and PV, ...).
+  double n = static_cast<double>(num_parameters());
+  if (!cfg_.tie_embeddings) n -= static_cast<double>(cfg_.vocab_size * cfg_.d_model);
+  double f = 2.0 * n;
+  for (auto& b : impl_->blocks) f += b->extra_flops_per_token(seq_len);
+  return f;
+}
+
+}  // namespace ttt

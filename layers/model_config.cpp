@@ -1,0 +1,49 @@
+// layers/model_config.cpp — validate(ModelConfig): one clear message per bad key.
+#include "layers/model_config.h"
+
+#include <stdexcept>
+
+namespace ttt {
+
+namespace {
+[[noreturn]] void bad(const std::string& key, const std::string& what) {
+  throw std::invalid_argument("model." + key + ": " + what);
+}
+void positive(const std::string& key, int64_t v) {
+  if (v <= 0) bad(key, "must be > 0, got " + std::to_string(v));
+}
+}  // namespace
+
+void validate(const ModelConfig& c) {
+  positive("vocab_size", c.vocab_size);
+  positive("d_model", c.d_model);
+  positive("n_layers", c.n_layers);
+  positive("n_heads", c.n_heads);
+  positive("d_ff", c.d_ff);
+  positive("conv_width", c.conv_width);
+  positive("max_seq_len", c.max_seq_len);
+  if (c.d_model % c.n_heads != 0)
+    bad("n_heads", "model.d_model = " + std::to_string(c.d_model) + " is not divisible by n_heads = " +
+                       std::to_string(c.n_heads));
+  if (c.mixer != "attention" && c.mixer != "linear_attention" && c.mixer != "ttt_linear" && c.mixer != "ttt_mlp")
+    bad("mixer", "expected one of attention, linear_attention, ttt_linear, ttt_mlp; got '" + c.mixer + "'");
+  if (c.backbone != "transformer" && c.backbone != "mamba")
+    bad("backbone", "expected transformer or mamba, got '" + c.backbone + "'");
+  if (c.mixer == "attention" && c.head_dim() % 2 != 0)
+    bad("n_heads", "attention rotates pairs of features (RoPE): head_dim = d_model / n_heads = " +
+                       std::to_string(c.head_dim()) + " must be even");
+  if (c.window < 0) bad("window", "must be >= 0 (0 = full causal attention), got " + std::to_string(c.window));
+  if (!(c.rope_theta > 0)) bad("rope_theta", "must be > 0");
+  if (!(c.norm_eps > 0)) bad("norm_eps", "must be > 0");
+  if (!(c.init_std >= 0)) bad("init_std", "must be >= 0");
+  const TTTConfig& t = c.ttt;
+  if (t.mini_batch <= 0 && t.mini_batch != -1)
+    bad("ttt.mini_batch", "must be > 0, or -1 for the whole sequence; got " + std::to_string(t.mini_batch));
+  if (t.impl != "dual" && t.impl != "primal" && t.impl != "generic")
+    bad("ttt.impl", "expected dual, primal or generic, got '" + t.impl + "'");
+  positive("ttt.mlp_expansion", t.mlp_expansion);
+  if (t.checkpoint_group < 0) bad("ttt.checkpoint_group", "must be >= 0 (0 = off)");
+  if (!(t.ln_eps > 0)) bad("ttt.ln_eps", "must be > 0");
+}
+
+}  // namespace ttt

@@ -1,0 +1,84 @@
+// layers/presets.cpp — see presets.h.
+#include "layers/presets.h"
+
+#include <stdexcept>
+
+namespace ttt {
+
+namespace {
+struct SizeRow {
+  const char* name;
+  int64_t layers, d_model, heads, d_ff, nominal;
+  double lr;
+};
+// Table 2 of the paper (blocks, embedding dim, heads, peak LR) + the official intermediate sizes.
+constexpr SizeRow kSizes[] = {
+    {"125m", 12, 768, 12, 2048, 125'000'000, 3e-3},
+    {"350m", 24, 1024, 16, 2736, 350'000'000, 1.5e-3},
+    {"760m", 24, 1536, 16, 4096, 760'000'000, 1.25e-3},
+    {"1.3b", 24, 2048, 32, 5504, 1'300'000'000, 1e-3},
+    {"tiny", 2, 64, 4, 176, 0, 3e-3},
+};
+
+const SizeRow& row(const std::string& size) {
+  for (const auto& r : kSizes)
+    if (size == r.name) return r;
+  throw std::invalid_argument("unknown model size '" + size + "' (expected tiny, 125m, 350m, 760m or 1.3b)");
+}
+}  // namespace
+
+std::vector<std::string> preset_sizes() { return {"125m", "350m", "760m", "1.3b"}; }
+int64_t nominal_parameters(const std::string& size) { return row(size).nominal; }
+double peak_lr(const std::string& size) { return row(size).lr; }
+
+ModelConfig preset(const std::string& size, const std::string& mixer, const std::string& backbone) {
+  const SizeRow& r = row(size);
+  ModelConfig c;
+  c.vocab_size = size == "tiny" ? 512 : 32000;
+  c.n_layers = r.layers;
+  c.d_model = r.d_model;
+  c.n_heads = r.heads;
+  c.d_ff = r.d_ff;
+  c.mixer = mixer;
+  c.backbone = !backbone.empty() ? backbone : (mixer == "ttt_linear" || mixer == "ttt_mlp") ? "mamba" : "transformer";
+  c.max_seq_len = size == "tiny" ? 128 : 2048;
+  validate(c);
+  return c;
+}
+
+int64_t count_mixer_parameters(const ModelConfig& c) {
+  const int64_t D = c.d_model, H = c.n_heads, f = c.head_dim(), k = c.conv_width;
+  if (c.mixer == "attention" || c.mixer == "linear_attention") return 4 * D * D;  // wq wk wv wo
+  if (c.mixer != "ttt_linear" && c.mixer != "ttt_mlp") throw std::invalid_argument("unknown mixer " + c.mixer);
+  const TTTConfig& t = c.ttt;
+  int64_t n = 0;
+  if (c.backbone == "mamba")
+    n += 4 * D * D + 2 * (D * k + D);  // wq (shared Q/K), wv, wo, wg; conv_q, conv_k with bias
+  else
+    n += 4 * D * D;  // wq, wk, wv, wo
+  if (t.learnable_lr) n += H * D + H;  // theta_lr [H, D] and its bias [H]
+  if (t.learnable_token_idx) n += t.mini_batch > 0 ? t.mini_batch : c.max_seq_len;
+  n += 2 * D;  // ttt_norm weight and bias [H, f]
+  if (t.learnable_w0) {
+    if (c.mixer == "ttt_linear") {
+      n += H * f * f + H * f;  // W1 [H, f, f], b1 [H, 1, f]
+    } else {
+      const int64_t e = t.mlp_expansion;
+      n += H * f * e * f + H * e * f + H * e * f * f + H * f;  // W1, b1, W2, b2
+    }
+  }
+  n += 2 * D;  // post_norm LayerNorm weight and bias
+  return n;
+}
+
+int64_t count_parameters(const ModelConfig& c) {
+  validate(c);
+  const int64_t D = c.d_model, V = c.vocab_size;
+  int64_t block = 2 * D + 3 * D * c.d_ff + count_mixer_parameters(c);  // seq_norm, ffn_norm, SwiGLU, mixer
+  if (c.backbone == "mamba") block += D + D * c.conv_width + D;          // pre_conv_norm, pre_conv (+bias)
+  int64_t n = V * D + c.n_layers * block + D;                            // embed, blocks, final_norm
+  if (!c.tie_embeddings) n += V * D;                                     // lm_head
+  return n;
+}
+
+}  // namespace ttt

@@ -1,0 +1,230 @@
+// tests/test_attention.cpp — causal self-attention (full and sliding-window) and causal linear
+// attention: values against a plain-loop reference, causality, window masking, incremental
+// decoding == the matching slice of forward, gradcheck in fp64.
+// Run: ./build/tests/test_attention
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "layers/attention.h"
+#include "layers/linear_attention.h"
+#include "tests/layer_helpers.h"
+
+using namespace ttt;
+using namespace ttt::testing;
+
+namespace {
+
+ModelConfig small_cfg(int64_t window = 0) {
+  ModelConfig c;
+  c.d_model = 8;
+  c.n_heads = 2;
+  c.window = window;
+  c.rope_theta = 50.0;
+  c.init_std = 0.4;  // large enough that attention weights are far from uniform
+  return c;
+}
+
+// y = x Wᵀ for row-major x [N, in], W [out, in].
+std::vector<double> proj(const std::vector<double>& x, const Tensor& W, int64_t N) {
+  const int64_t out = W.shape()[0], in = W.shape()[1];
+  auto w = W.tolist<double>();
+  std::vector<double> y(N * out, 0.0);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t o = 0; o < out; ++o)
+      for (int64_t i = 0; i < in; ++i) y[n * out + o] += x[n * in + i] * w[o * in + i];
+  return y;
+}
+
+// Rotates interleaved pairs of each head of row-major [T, H, dh] at positions 0..T−1.
+void rope_ref(std::vector<double>& a, int64_t T, int64_t H, int64_t dh, double theta) {
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t i = 0; i < dh / 2; ++i) {
+        const double ang = t * std::pow(theta, -2.0 * i / dh);
+        double* p = &a[(t * H + h) * dh + 2 * i];
+        const double x0 = p[0], x1 = p[1];
+        p[0] = x0 * std::cos(ang) - x1 * std::sin(ang);
+        p[1] = x0 * std::sin(ang) + x1 * std::cos(ang);
+      }
+}
+
+// Softmax attention with explicit loops over the allowed keys (batch 1); or linear attention.
+Tensor attention_ref(const Tensor& x, const Tensor& wq, const Tensor& wk, const Tensor& wv, const Tensor& wo,
+                     int64_t H, int64_t window, double theta, bool linear) {
+  const int64_t T = x.shape()[1], D = x.shape()[2], dh = D / H;
+  auto xv = x.tolist<double>();
+  auto q = proj(xv, wq, T), k = proj(xv, wk, T), v = proj(xv, wv, T);
+  if (!linear) rope_ref(q, T, H, dh, theta), rope_ref(k, T, H, dh, theta);
+  std::vector<double> z(T * D, 0.0);
+  for (int64_t h = 0; h < H; ++h)
+    for (int64_t t = 0; t < T; ++t) {
+      std::vector<double> w(T, 0.0);
+      double mx = -std::numeric_limits<double>::infinity(), den = 0;
+      for (int64_t s = 0; s <= t; ++s) {
+        if (window > 0 && t - s >= window) continue;
+        double dot = 0;
+        for (int64_t i = 0; i < dh; ++i) dot += q[t * D + h * dh + i] * k[s * D + h * dh + i];
+        w[s] = linear ? dot : dot / std::sqrt(double(dh));
+        mx = std::max(mx, w[s]);
+      }
+      if (!linear) {
+        for (int64_t s = 0; s <= t; ++s)
+          if (!(window > 0 && t - s >= window)) w[s] = std::exp(w[s] - mx), den += w[s];
+        for (int64_t s = 0; s <= t; ++s) w[s] /= den;
+      }
+      for (int64_t s = 0; s <= t; ++s) {
+        if (window > 0 && t - s >= window) continue;
+        for (int64_t i = 0; i < dh; ++i) z[t * D + h * dh + i] += w[s] * v[s * D + h * dh + i];
+      }
+    }
+  return from_vector(proj(z, wo, T), {1, T, D}, opts(DType::f64));
+}
+
+// Perturbs x at positions >= from.
+Tensor perturb_after(const Tensor& x, int64_t from, uint64_t seed) {
+  Tensor x2 = x.clone();
+  const int64_t T = x.shape()[1];
+  NoGradGuard ng;
+  x2.narrow(1, from, T - from).add_(rand64({x.shape()[0], T - from, x.shape()[2]}, seed));
+  return x2;
+}
+
+// Feeds x through step() in chunks of the given sizes and compares with forward().
+void check_decode_matches(SequenceMixer& m, const Tensor& x, const std::vector<int64_t>& chunks, double tol) {
+  Tensor full = m.forward(x);
+  auto st = m.init_state(x.shape()[0]);
+  int64_t t0 = 0;
+  for (int64_t len : chunks) {
+    Tensor y = m.step(x.narrow(1, t0, len), *st);
+    CHECK_MESSAGE(max_abs_diff(y, full.narrow(1, t0, len)) < tol, "chunk at ", t0, " of ", len);
+    t0 += len;
+    CHECK(st->position == t0);
+  }
+  REQUIRE(t0 == x.shape()[1]);
+}
+
+}  // namespace
+
+TEST_CASE("attention_mask: causal, and a window of w keys ending at the query") {
+  auto m = attention_mask(4, 4, 0, 0, 2, DType::f64, cpu()).tolist<double>();
+  const double ninf = -std::numeric_limits<double>::infinity();
+  const std::vector<double> want = {0, ninf, ninf, ninf, 0, 0, ninf, ninf, ninf, 0, 0, ninf, ninf, ninf, 0, 0};
+  CHECK(m == want);
+  // Queries at 10..11 over keys 8..11, full causal.
+  auto m2 = attention_mask(2, 4, 10, 8, 0, DType::f64, cpu()).tolist<double>();
+  CHECK(m2 == std::vector<double>{0, 0, 0, ninf, 0, 0, 0, 0});
+}
+
+TEST_CASE("attention: forward equals a loop reference, full and sliding window") {
+  for (int64_t window : {0, 1, 3}) {
+    Generator g(1);
+    CausalSelfAttention attn(small_cfg(window), g);
+    attn.to(DType::f64);
+    Tensor x = rand64({1, 7, 8}, 2);
+    Tensor want = attention_ref(x, attn.wq->weight, attn.wk->weight, attn.wv->weight, attn.wo->weight, 2, window,
+                                50.0, false);
+    CHECK_MESSAGE(max_abs_diff(attn.forward(x), want) < 1e-12, "window ", window);
+  }
+}
+
+TEST_CASE("attention: window >= T is full attention; window changes the result otherwise") {
+  Generator g1(3), g2(3), g3(3);
+  CausalSelfAttention full(small_cfg(0), g1), wide(small_cfg(6), g2), narrow(small_cfg(2), g3);
+  full.to(DType::f64), wide.to(DType::f64), narrow.to(DType::f64);
+  Tensor x = rand64({2, 6, 8}, 4);
+  CHECK(max_abs_diff(full.forward(x), wide.forward(x)) < 1e-14);
+  CHECK(max_abs_diff(full.forward(x), narrow.forward(x)) > 1e-3);
+}
+
+TEST_CASE("causality: attention (full, windowed) and linear attention") {
+  ModelConfig cfgs[] = {small_cfg(0), small_cfg(3)};
+  for (int kind = 0; kind < 3; ++kind) {
+    Generator g(5);
+    std::shared_ptr<SequenceMixer> m;
+    if (kind < 2) m = std::make_shared<CausalSelfAttention>(cfgs[kind], g);
+    else m = std::make_shared<LinearAttention>(small_cfg(), g);
+    m->to(DType::f64);
+    Tensor x = rand64({2, 9, 8}, 6);
+    Tensor y = m->forward(x);
+    for (int64_t t = 0; t < 8; ++t) {
+      Tensor y2 = m->forward(perturb_after(x, t + 1, 100 + t));
+      CHECK_MESSAGE(max_abs_diff(y.narrow(1, 0, t + 1), y2.narrow(1, 0, t + 1)) < 1e-14, "kind ", kind, " t ", t);
+      CHECK(max_abs_diff(y.narrow(1, t + 1, 1), y2.narrow(1, t + 1, 1)) > 1e-6);
+    }
+  }
+}
+
+TEST_CASE("sliding window: tokens older than the window do not matter, the oldest inside does") {
+  const int64_t w = 3;
+  Generator g(7);
+  CausalSelfAttention attn(small_cfg(w), g);
+  attn.to(DType::f64);
+  Tensor x = rand64({1, 8, 8}, 8);
+  Tensor y = attn.forward(x);
+  const int64_t t = 7;
+  // Change token t − w (outside the window of query t): output t unchanged.
+  Tensor x_out = x.clone();
+  {
+    NoGradGuard ng;
+    x_out.narrow(1, t - w, 1).add_(rand64({1, 1, 8}, 9));
+  }
+  CHECK(max_abs_diff(attn.forward(x_out).narrow(1, t, 1), y.narrow(1, t, 1)) < 1e-14);
+  // Change token t − w + 1 (the oldest inside the window): output t changes.
+  Tensor x_in = x.clone();
+  {
+    NoGradGuard ng;
+    x_in.narrow(1, t - w + 1, 1).add_(rand64({1, 1, 8}, 9));
+  }
+  CHECK(max_abs_diff(attn.forward(x_in).narrow(1, t, 1), y.narrow(1, t, 1)) > 1e-6);
+}
+
+TEST_CASE("attention decode (KV cache) reproduces forward, full and windowed, any chunking") {
+  for (int64_t window : {0, 3}) {
+    Generator g(11);
+    CausalSelfAttention attn(small_cfg(window), g);
+    attn.to(DType::f64);
+    Tensor x = rand64({2, 23, 8}, 12);
+    check_decode_matches(attn, x, {1, 1, 5, 1, 2, 7, 1, 1, 4}, 1e-12);
+    check_decode_matches(attn, x, std::vector<int64_t>(23, 1), 1e-12);
+  }
+}
+
+TEST_CASE("linear attention: z_t = sum_{s<=t} v_s (k_s . q_t), and decode reproduces forward") {
+  Generator g(13);
+  LinearAttention la(small_cfg(), g);
+  la.to(DType::f64);
+  Tensor x = rand64({1, 6, 8}, 14);
+  Tensor want = attention_ref(x, la.wq->weight, la.wk->weight, la.wv->weight, la.wo->weight, 2, 0, 0, true);
+  CHECK(max_abs_diff(la.forward(x), want) < 1e-12);
+  Tensor xb = rand64({2, 13, 8}, 15);
+  check_decode_matches(la, xb, {1, 4, 1, 1, 6}, 1e-12);
+  check_decode_matches(la, xb, std::vector<int64_t>(13, 1), 1e-12);
+}
+
+TEST_CASE("gradcheck: attention (windowed) and linear attention, fp64") {
+  ModelConfig c = small_cfg(2);
+  c.d_model = 4;
+  c.n_heads = 2;
+  Generator g(17);
+  CausalSelfAttention attn(c, g);
+  LinearAttention la(c, g);
+  attn.to(DType::f64), la.to(DType::f64);
+  Tensor x = rand64({1, 4, 4}, 18, true);
+  for (SequenceMixer* m : {static_cast<SequenceMixer*>(&attn), static_cast<SequenceMixer*>(&la)}) {
+    tensor_list in = {x};
+    for (auto& p : m->parameters()) in.push_back(p);
+    auto r = gradcheck([&](const tensor_list& i) { return tensor_list{m->forward(i[0])}; }, in);
+    CHECK_MESSAGE(r.ok, r.message);
+  }
+}
+
+TEST_CASE("attention: bad shapes and configs are clear errors") {
+  Generator g(0);
+  ModelConfig c = small_cfg();
+  CausalSelfAttention attn(c, g);
+  CHECK_THROWS_AS(attn.forward(zeros({1, 3, 6})), std::invalid_argument);
+  c.n_heads = 3;
+  CHECK_THROWS_AS(CausalSelfAttention(c, g), std::invalid_argument);
+}

@@ -1,0 +1,41 @@
+// tests/test_trainer_metrics.cpp — metrics.jsonl rows and their truncation on resume; the
+// duration and count formats of the progress line.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "trainer/metrics.h"
+
+using namespace ttt;
+
+TEST_CASE("metrics.jsonl: rows appended, resume drops rows after the resumed step and cut lines") {
+  const std::string path = "/tmp/ttt_test_metrics/metrics.jsonl";
+  std::filesystem::remove_all("/tmp/ttt_test_metrics");
+  {
+    MetricsLog m(path);
+    for (int s = 1; s <= 5; ++s) m.write({{"step", s}, {"loss", 10.0 - s}, {"elapsed_s", 1.5 * s}});
+  }
+  std::ofstream(path, std::ios::app) << "{\"step\": 6, \"lo";  // a line cut by a crash
+  MetricsLog resumed(path, 3);
+  CHECK(resumed.last_row()["step"] == 3);
+  CHECK(resumed.last_row()["elapsed_s"] == 4.5);
+  resumed.write({{"step", 4}, {"loss", 0.5}});
+  std::ifstream in(path);
+  std::vector<nlohmann::json> rows;
+  for (std::string line; std::getline(in, line);) rows.push_back(nlohmann::json::parse(line));
+  REQUIRE(rows.size() == 4);
+  CHECK(rows[2]["step"] == 3);
+  CHECK(rows[3]["loss"] == 0.5);
+}
+
+TEST_CASE("formats") {
+  CHECK(format_duration(45.2) == "45s");
+  CHECK(format_duration(185) == "3m05s");
+  CHECK(format_duration(7620) == "2h07m");
+  CHECK(format_duration(3 * 86400 + 4 * 3600) == "3d04h");
+  CHECK(format_duration(-1) == "?");
+  CHECK(format_count(12345) == "12.3k");
+  CHECK(format_count(4.56e6) == "4.56M");
+  CHECK(format_count(7) == "7");
+}
