@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "ttt 0.1");
   ttt::add_info_command(app);
   ttt::add_config_command(app);
+  ttt::add_data_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
