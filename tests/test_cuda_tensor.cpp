@@ -1,6 +1,7 @@
 // tests/test_cuda_tensor.cpp — the public Tensor/ops API on the GPU: device round trips,
 // factories, and autograd graphs (forward + backward) run on CUDA and on the CPU from the same
 // leaves must agree. This shows the autograd layer runs on the GPU unchanged. Skips without a GPU.
+#include "autograd/autocast.h"
 #include "autograd/engine.h"
 #include "tests/cuda_test_util.h"
 
@@ -90,5 +91,50 @@ TEST_CASE("cuda autograd: bfloat16 compute with float32 leaves") {
   check_graph(leaves, {2e-2, 2e-2}, "bf16 matmul", [](const tensor_list& x) {
     Tensor y = matmul(to_dtype(x[0], DType::bf16), to_dtype(x[1], DType::bf16));
     return sum(to_dtype(silu(y), DType::f32));
+  });
+}
+
+TEST_CASE("cuda autograd: softmax, norms, cross-entropy, embedding and masking, forward + backward") {
+  TTT_REQUIRE_GPU();
+  Generator gen(34);
+  for (DType dt : {DType::f32, DType::bf16}) {
+    const Tol tol = dt == DType::f32 ? Tol{1e-5, 1e-4} : Tol{2e-2, 2e-2};
+    tensor_list leaves{random_cpu({4, 6, 40}, dt, gen, -2, 2), random_cpu({40}, dt, gen, 0.5, 1.5),
+                       random_cpu({40}, dt, gen), random_cpu({4, 6, 40}, dt, gen)};
+    check_graph(leaves, tol, "norms and softmax " + dname(dt), [](const tensor_list& x) {
+      Tensor ln = layer_norm(x[0], x[1], x[2]);
+      Tensor rn = rms_norm(add(ln, x[3]), x[1]);
+      Tensor sm = softmax(mul(rn, x[3]), -1);
+      Tensor ls = log_softmax(transpose(rn, 1, 2), 1);  // softmax over a non-last dim
+      return add(sum(mul(sm, x[3])), mean(ls));
+    });
+    // Language-model head: embedding lookup, causal mask, cross-entropy with ignored targets.
+    Tensor ids = random_cpu({2, 9}, DType::i64, gen, 0, 50);
+    std::vector<int64_t> tg;
+    for (double v : random_cpu({18}, DType::f64, gen, 0, 50).tolist<double>()) tg.push_back(static_cast<int64_t>(v));
+    tg[3] = tg[11] = -100;
+    Tensor targets = from_vector_i64(tg, {2, 9});
+    tensor_list head{random_cpu({50, 16}, dt, gen), random_cpu({16, 50}, dt, gen)};
+    check_graph(head, tol, "embedding + cross_entropy " + dname(dt), [&](const tensor_list& x) {
+      const Device d = x[0].device();
+      Tensor h = embedding(x[0], ids.to(d));                            // [2, 9, 16]
+      Tensor att = tril(matmul(h, transpose(h, 1, 2)));                  // [2, 9, 9], causal
+      Tensor mask = eq(att, zeros_like(att));
+      Tensor p = softmax(masked_fill(att, mask, -1e4), -1);
+      Tensor logits = matmul(matmul(p, h), x[1]);                        // [2, 9, 50]
+      return cross_entropy(logits, targets.to(d), -100);
+    });
+  }
+}
+
+TEST_CASE("cuda autograd: autocast runs float32 matmuls as bf16 GEMMs with float32 results") {
+  TTT_REQUIRE_GPU();
+  Generator gen(35);
+  tensor_list leaves{random_cpu({3, 24, 64}, DType::f32, gen), random_cpu({64, 32}, DType::f32, gen)};
+  check_graph(leaves, {2e-3, 1e-2}, "autocast matmul", [](const tensor_list& x) {
+    AutocastGuard ac;
+    Tensor y = matmul(x[0], x[1]);
+    CHECK(y.dtype() == DType::f32);
+    return sum(gelu(y));
   });
 }

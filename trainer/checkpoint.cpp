@@ -10,13 +10,48 @@
 #include <regex>
 #include <set>
 
-#include "trainer/h5.h"
+#include "data/h5.h"
 
 namespace fs = std::filesystem;
 
 namespace ttt {
 
 namespace {
+
+// The HDF5 wrapper of data/ (one mutex for every HDF5 call of the process), plus the few helpers
+// checkpoints need on top of it.
+namespace h5x {
+// data_h5::Handle that converts to hid_t, so handles pass straight to the C API.
+struct Handle : data_h5::Handle {
+  Handle() = default;
+  Handle(hid_t id, Closer closer) : data_h5::Handle(id, closer) {}
+  operator hid_t() const { return get(); }
+};
+inline Handle file(hid_t id) { return {id, H5Fclose}; }
+inline Handle group(hid_t id) { return {id, H5Gclose}; }
+inline Handle dataset(hid_t id) { return {id, H5Dclose}; }
+inline Handle space(hid_t id) { return {id, H5Sclose}; }
+inline Handle plist(hid_t id) { return {id, H5Pclose}; }
+inline void check(herr_t status, const std::string& what) {
+  if (status < 0) throw std::runtime_error(what);
+}
+inline Handle checked(Handle h, const std::string& what) {
+  if (!h.valid()) throw std::runtime_error(what);
+  return h;
+}
+// Attributes through data_h5 (which names the file in its errors).
+inline void write_i64(hid_t obj, const std::string& name, int64_t v) { data_h5::write_attr(obj, name, v, "checkpoint"); }
+// 64-bit unsigned values (RNG state) are stored as int64 with the same bits.
+inline void write_u64(hid_t obj, const std::string& name, uint64_t v) { write_i64(obj, name, static_cast<int64_t>(v)); }
+inline void write_str(hid_t obj, const std::string& name, const std::string& v) {
+  data_h5::write_attr(obj, name, v, "checkpoint");
+}
+inline int64_t read_i64(hid_t obj, const std::string& name) { return data_h5::read_attr_i64(obj, name, "checkpoint"); }
+inline uint64_t read_u64(hid_t obj, const std::string& name) { return static_cast<uint64_t>(read_i64(obj, name)); }
+inline std::string read_str(hid_t obj, const std::string& name) { return data_h5::read_attr_str(obj, name, "checkpoint"); }
+}  // namespace h5x
+
+using h5x::Handle;
 
 constexpr int64_t kChunkElements = int64_t{1} << 22;  // 16 MiB of float32 per checksummed chunk
 
@@ -29,44 +64,44 @@ void write_tensor(hid_t parent, const std::string& name, const Tensor& t) {
   std::vector<hsize_t> dims(host.shape().begin(), host.shape().end());
   const bool scalar = dims.empty();
   if (scalar) dims = {1};
-  ckpt_h5::Handle sp = ckpt_h5::checked(ckpt_h5::space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr)),
+  Handle sp = h5x::checked(h5x::space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr)),
                               "H5Screate_simple");
-  ckpt_h5::Handle dcpl = ckpt_h5::checked(ckpt_h5::plist(H5Pcreate(H5P_DATASET_CREATE)), "H5Pcreate");
+  Handle dcpl = h5x::checked(h5x::plist(H5Pcreate(H5P_DATASET_CREATE)), "H5Pcreate");
   if (host.numel() > 0) {
     // Chunk = whole trailing dims, as many leading rows as fit in kChunkElements.
     std::vector<hsize_t> chunk = dims;
     hsize_t row = 1;
     for (size_t i = 1; i < dims.size(); ++i) row *= dims[i];
     chunk[0] = std::max<hsize_t>(1, std::min<hsize_t>(dims[0], kChunkElements / std::max<hsize_t>(row, 1)));
-    ckpt_h5::check(H5Pset_chunk(dcpl, static_cast<int>(chunk.size()), chunk.data()), "H5Pset_chunk");
-    ckpt_h5::check(H5Pset_fletcher32(dcpl), "H5Pset_fletcher32");
+    h5x::check(H5Pset_chunk(dcpl, static_cast<int>(chunk.size()), chunk.data()), "H5Pset_chunk");
+    h5x::check(H5Pset_fletcher32(dcpl), "H5Pset_fletcher32");
   }
-  ckpt_h5::Handle ds = ckpt_h5::checked(
-      ckpt_h5::dataset(H5Dcreate2(parent, name.c_str(), H5T_IEEE_F32LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT)),
+  Handle ds = h5x::checked(
+      h5x::dataset(H5Dcreate2(parent, name.c_str(), H5T_IEEE_F32LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT)),
       "cannot create dataset '" + name + "'");
   if (host.numel() > 0)
-    ckpt_h5::check(H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, host.data<float>()),
+    h5x::check(H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, host.data<float>()),
               "cannot write dataset '" + name + "'");
-  if (scalar) ckpt_h5::write_attr_i64(ds, "scalar", 1);
+  if (scalar) h5x::write_i64(ds, "scalar", 1);
 }
 
 void write_blob(hid_t parent, const std::string& name, const std::string& bytes) {
   hsize_t n = bytes.size();
-  ckpt_h5::Handle sp = ckpt_h5::checked(ckpt_h5::space(H5Screate_simple(1, &n, nullptr)), "H5Screate_simple");
-  ckpt_h5::Handle dcpl = ckpt_h5::checked(ckpt_h5::plist(H5Pcreate(H5P_DATASET_CREATE)), "H5Pcreate");
+  Handle sp = h5x::checked(h5x::space(H5Screate_simple(1, &n, nullptr)), "H5Screate_simple");
+  Handle dcpl = h5x::checked(h5x::plist(H5Pcreate(H5P_DATASET_CREATE)), "H5Pcreate");
   if (n > 0) {
     hsize_t chunk = std::min<hsize_t>(n, hsize_t{1} << 24);
-    ckpt_h5::check(H5Pset_chunk(dcpl, 1, &chunk), "H5Pset_chunk");
-    ckpt_h5::check(H5Pset_fletcher32(dcpl), "H5Pset_fletcher32");
+    h5x::check(H5Pset_chunk(dcpl, 1, &chunk), "H5Pset_chunk");
+    h5x::check(H5Pset_fletcher32(dcpl), "H5Pset_fletcher32");
   }
-  ckpt_h5::Handle ds = ckpt_h5::checked(
-      ckpt_h5::dataset(H5Dcreate2(parent, name.c_str(), H5T_NATIVE_UINT8, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT)),
+  Handle ds = h5x::checked(
+      h5x::dataset(H5Dcreate2(parent, name.c_str(), H5T_NATIVE_UINT8, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT)),
       "cannot create dataset '" + name + "'");
-  if (n > 0) ckpt_h5::check(H5Dwrite(ds, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()), "H5Dwrite");
+  if (n > 0) h5x::check(H5Dwrite(ds, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()), "H5Dwrite");
 }
 
-ckpt_h5::Handle make_group(hid_t parent, const char* name) {
-  return ckpt_h5::checked(ckpt_h5::group(H5Gcreate2(parent, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)),
+Handle make_group(hid_t parent, const char* name) {
+  return h5x::checked(h5x::group(H5Gcreate2(parent, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)),
                      std::string("cannot create group ") + name);
 }
 
@@ -87,12 +122,12 @@ std::vector<std::string> list_names(hid_t group) {
     return 0;
   };
   hsize_t idx = 0;
-  ckpt_h5::check(H5Literate(group, H5_INDEX_NAME, H5_ITER_INC, &idx, cb, &names), "cannot list group");
+  h5x::check(H5Literate(group, H5_INDEX_NAME, H5_ITER_INC, &idx, cb, &names), "cannot list group");
   return names;
 }
 
 std::vector<hsize_t> dataset_dims(hid_t ds) {
-  ckpt_h5::Handle sp = ckpt_h5::checked(ckpt_h5::space(H5Dget_space(ds)), "H5Dget_space");
+  Handle sp = h5x::checked(h5x::space(H5Dget_space(ds)), "H5Dget_space");
   int rank = H5Sget_simple_extent_ndims(sp);
   if (rank < 0) throw std::runtime_error("bad dataspace");
   std::vector<hsize_t> dims(rank);
@@ -102,11 +137,11 @@ std::vector<hsize_t> dataset_dims(hid_t ds) {
 
 // Reads dataset `name` of `group` into a new float32 CPU tensor of its stored shape.
 Tensor read_tensor(hid_t group, const std::string& name, const std::string& where) {
-  ckpt_h5::Handle ds = ckpt_h5::checked(ckpt_h5::dataset(H5Dopen2(group, name.c_str(), H5P_DEFAULT)),
+  Handle ds = h5x::checked(h5x::dataset(H5Dopen2(group, name.c_str(), H5P_DEFAULT)),
                               where + ": cannot open dataset '" + name + "'");
   std::vector<hsize_t> dims = dataset_dims(ds);
   std::vector<int64_t> shape(dims.begin(), dims.end());
-  if (ckpt_h5::has_attr(ds, "scalar")) shape.clear();
+  if (data_h5::has_attr(ds, "scalar")) shape.clear();
   Tensor t = empty(Shape(shape), opts(DType::f32));
   if (t.numel() > 0 &&
       H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data<float>()) < 0)
@@ -115,7 +150,7 @@ Tensor read_tensor(hid_t group, const std::string& name, const std::string& wher
 }
 
 std::string read_blob(hid_t group, const std::string& name, const std::string& where) {
-  ckpt_h5::Handle ds = ckpt_h5::checked(ckpt_h5::dataset(H5Dopen2(group, name.c_str(), H5P_DEFAULT)),
+  Handle ds = h5x::checked(h5x::dataset(H5Dopen2(group, name.c_str(), H5P_DEFAULT)),
                               where + ": cannot open dataset '" + name + "'");
   std::vector<hsize_t> dims = dataset_dims(ds);
   std::string bytes(dims.empty() ? 0 : dims[0], '\0');
@@ -124,13 +159,13 @@ std::string read_blob(hid_t group, const std::string& name, const std::string& w
   return bytes;
 }
 
-ckpt_h5::Handle open_checkpoint(const std::string& path) {
+Handle open_checkpoint(const std::string& path) {
   if (!fs::exists(path)) throw std::runtime_error("checkpoint '" + path + "' does not exist");
-  ckpt_h5::Handle f = ckpt_h5::file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  Handle f = h5x::file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
   if (!f.valid()) throw std::runtime_error("checkpoint '" + path + "' cannot be opened (truncated or not an HDF5 file)");
-  if (!ckpt_h5::has_attr(f, "format") || ckpt_h5::read_attr_string(f, "format") != "ttt-checkpoint")
+  if (!data_h5::has_attr(f, "format") || h5x::read_str(f, "format") != "ttt-checkpoint")
     throw std::runtime_error("'" + path + "' is not a ttt checkpoint (no format = ttt-checkpoint attribute)");
-  int64_t version = ckpt_h5::read_attr_i64(f, "format_version");
+  int64_t version = h5x::read_i64(f, "format_version");
   if (version != kCheckpointFormatVersion)
     throw std::runtime_error("checkpoint '" + path + "' has format version " + std::to_string(version) +
                              "; this build reads version " + std::to_string(kCheckpointFormatVersion));
@@ -139,14 +174,14 @@ ckpt_h5::Handle open_checkpoint(const std::string& path) {
 
 CheckpointMeta read_meta(hid_t f, const std::string& path) {
   CheckpointMeta m;
-  m.step = ckpt_h5::read_attr_i64(f, "step");
-  m.tokens = ckpt_h5::read_attr_i64(f, "tokens");
-  m.rng_seed = ckpt_h5::read_attr_u64(f, "rng_seed");
-  m.rng_offset = ckpt_h5::read_attr_u64(f, "rng_offset");
-  m.optimizer_step = ckpt_h5::read_attr_i64(f, "optimizer_step");
-  m.config_yaml = ckpt_h5::read_attr_string(f, "config");
+  m.step = h5x::read_i64(f, "step");
+  m.tokens = h5x::read_i64(f, "tokens");
+  m.rng_seed = h5x::read_u64(f, "rng_seed");
+  m.rng_offset = h5x::read_u64(f, "rng_offset");
+  m.optimizer_step = h5x::read_i64(f, "optimizer_step");
+  m.config_yaml = h5x::read_str(f, "config");
   if (H5Lexists(f, "extra", H5P_DEFAULT) > 0) {
-    ckpt_h5::Handle g = ckpt_h5::checked(ckpt_h5::group(H5Gopen2(f, "extra", H5P_DEFAULT)), path + ": cannot open /extra");
+    Handle g = h5x::checked(h5x::group(H5Gopen2(f, "extra", H5P_DEFAULT)), path + ": cannot open /extra");
     for (const auto& name : list_names(g)) m.extras[name] = read_blob(g, name, path);
   }
   return m;
@@ -160,39 +195,40 @@ std::string shape_str(const Tensor& t) { return t.shape().str(); }
 
 void save_checkpoint(const std::string& path, const NamedTensors& params, const AdamW* opt,
                      const CheckpointMeta& meta) {
-  ckpt_h5::Quiet quiet;
+  data_h5::Lock lock(data_h5::hdf5_mutex());
+  data_h5::init();
   const std::string tmp = path + ".tmp";
   fs::path parent = fs::path(path).parent_path();
   if (!parent.empty()) fs::create_directories(parent);
   fs::remove(tmp);  // a leftover of an earlier crash
   {
-    ckpt_h5::Handle f = ckpt_h5::checked(ckpt_h5::file(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT)),
+    Handle f = h5x::checked(h5x::file(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT)),
                                "cannot create checkpoint file '" + tmp + "'");
-    ckpt_h5::write_attr_string(f, "format", "ttt-checkpoint");
-    ckpt_h5::write_attr_i64(f, "format_version", kCheckpointFormatVersion);
-    ckpt_h5::write_attr_i64(f, "step", meta.step);
-    ckpt_h5::write_attr_i64(f, "tokens", meta.tokens);
-    ckpt_h5::write_attr_u64(f, "rng_seed", meta.rng_seed);
-    ckpt_h5::write_attr_u64(f, "rng_offset", meta.rng_offset);
-    ckpt_h5::write_attr_i64(f, "optimizer_step", opt ? opt->step_count() : meta.optimizer_step);
-    ckpt_h5::write_attr_string(f, "config", meta.config_yaml);
+    h5x::write_str(f, "format", "ttt-checkpoint");
+    h5x::write_i64(f, "format_version", kCheckpointFormatVersion);
+    h5x::write_i64(f, "step", meta.step);
+    h5x::write_i64(f, "tokens", meta.tokens);
+    h5x::write_u64(f, "rng_seed", meta.rng_seed);
+    h5x::write_u64(f, "rng_offset", meta.rng_offset);
+    h5x::write_i64(f, "optimizer_step", opt ? opt->step_count() : meta.optimizer_step);
+    h5x::write_str(f, "config", meta.config_yaml);
     {
-      ckpt_h5::Handle g = make_group(f, "params");
+      Handle g = make_group(f, "params");
       for (const auto& [name, t] : params) write_tensor(g, name, t);
     }
     if (opt) {
-      ckpt_h5::Handle g = make_group(f, "optim");
-      ckpt_h5::Handle gm = make_group(g, "m"), gv = make_group(g, "v");
+      Handle g = make_group(f, "optim");
+      Handle gm = make_group(g, "m"), gv = make_group(g, "v");
       for (const auto& s : opt->slots()) {
         write_tensor(gm, s.name, s.m);
         write_tensor(gv, s.name, s.v);
       }
     }
     if (!meta.extras.empty()) {
-      ckpt_h5::Handle g = make_group(f, "extra");
+      Handle g = make_group(f, "extra");
       for (const auto& [name, bytes] : meta.extras) write_blob(g, name, bytes);
     }
-    ckpt_h5::check(H5Fflush(f, H5F_SCOPE_GLOBAL), "H5Fflush of '" + tmp + "' failed");
+    h5x::check(H5Fflush(f, H5F_SCOPE_GLOBAL), "H5Fflush of '" + tmp + "' failed");
   }  // closed here
   fsync_path(tmp, false);
   fs::rename(tmp, path);
@@ -200,16 +236,18 @@ void save_checkpoint(const std::string& path, const NamedTensors& params, const 
 }
 
 CheckpointMeta read_checkpoint_meta(const std::string& path) {
-  ckpt_h5::Quiet quiet;
-  ckpt_h5::Handle f = open_checkpoint(path);
+  data_h5::Lock lock(data_h5::hdf5_mutex());
+  data_h5::init();
+  Handle f = open_checkpoint(path);
   return read_meta(f, path);
 }
 
 CheckpointMeta load_checkpoint(const std::string& path, const NamedTensors& params, AdamW* opt) {
-  ckpt_h5::Quiet quiet;
-  ckpt_h5::Handle f = open_checkpoint(path);
+  data_h5::Lock lock(data_h5::hdf5_mutex());
+  data_h5::init();
+  Handle f = open_checkpoint(path);
   CheckpointMeta meta = read_meta(f, path);
-  ckpt_h5::Handle g = ckpt_h5::checked(ckpt_h5::group(H5Gopen2(f, "params", H5P_DEFAULT)), path + ": no /params group");
+  Handle g = h5x::checked(h5x::group(H5Gopen2(f, "params", H5P_DEFAULT)), path + ": no /params group");
   // Strict both ways: every model parameter is in the file and every stored one is in the model.
   std::set<std::string> stored;
   for (const auto& n : list_names(g)) stored.insert(n);
@@ -233,8 +271,8 @@ CheckpointMeta load_checkpoint(const std::string& path, const NamedTensors& para
   std::vector<Tensor> ms, vs;
   if (opt) {
     if (H5Lexists(f, "optim", H5P_DEFAULT) <= 0) throw std::runtime_error(path + ": no optimizer state (/optim)");
-    ckpt_h5::Handle gm = ckpt_h5::checked(ckpt_h5::group(H5Gopen2(f, "optim/m", H5P_DEFAULT)), path + ": no /optim/m");
-    ckpt_h5::Handle gv = ckpt_h5::checked(ckpt_h5::group(H5Gopen2(f, "optim/v", H5P_DEFAULT)), path + ": no /optim/v");
+    Handle gm = h5x::checked(h5x::group(H5Gopen2(f, "optim/m", H5P_DEFAULT)), path + ": no /optim/m");
+    Handle gv = h5x::checked(h5x::group(H5Gopen2(f, "optim/v", H5P_DEFAULT)), path + ": no /optim/v");
     for (const auto& s : opt->slots()) {
       Tensor m = read_tensor(gm, s.name, path), v = read_tensor(gv, s.name, path);
       if (m.shape() != s.m.shape() || v.shape() != s.v.shape())
@@ -259,18 +297,19 @@ CheckpointMeta load_checkpoint(const std::string& path, const NamedTensors& para
 }
 
 std::string checkpoint_problem(const std::string& path) {
-  ckpt_h5::Quiet quiet;
+  data_h5::Lock lock(data_h5::hdf5_mutex());
+  data_h5::init();
   try {
-    ckpt_h5::Handle f = open_checkpoint(path);
+    Handle f = open_checkpoint(path);
     (void)read_meta(f, path);
-    ckpt_h5::Handle g = ckpt_h5::checked(ckpt_h5::group(H5Gopen2(f, "params", H5P_DEFAULT)), "no /params group");
+    Handle g = h5x::checked(h5x::group(H5Gopen2(f, "params", H5P_DEFAULT)), "no /params group");
     std::vector<std::string> names = list_names(g);
     if (names.empty()) return "no parameters stored";
     std::map<std::string, Shape> shapes;
     for (const auto& n : names) shapes[n] = read_tensor(g, n, path).shape();
     if (H5Lexists(f, "optim", H5P_DEFAULT) > 0) {
       for (const char* which : {"optim/m", "optim/v"}) {
-        ckpt_h5::Handle go = ckpt_h5::checked(ckpt_h5::group(H5Gopen2(f, which, H5P_DEFAULT)), std::string("no /") + which);
+        Handle go = h5x::checked(h5x::group(H5Gopen2(f, which, H5P_DEFAULT)), std::string("no /") + which);
         std::vector<std::string> on = list_names(go);
         if (on.size() != names.size()) return std::string("/") + which + " does not match /params";
         for (const auto& n : on) {

@@ -1,17 +1,54 @@
-// trainer/cli_info.cpp — `ttt info`: the build, the devices, and (later) a config's parameter count.
+// trainer/cli_info.cpp — `ttt info [--config X]`: the build and devices, and for a config its
+// parameter count (analytic, so the paper's 1.3B needs no memory), parameters by part, and the
+// training plan the config implies (batch, accumulation, steps, tokens).
 #include <cstdio>
 
-#include "kernels/backend.h"
+#include "layers/presets.h"
+#include "trainer/cli_common.h"
 #include "trainer/commands.h"
+#include "trainer/train_plan.h"
 
 namespace ttt {
 
+namespace {
+
+void print_config_info(const RunConfig& cfg) {
+  const ModelConfig& mc = cfg.model;
+  validate(mc);
+  const int64_t total = count_parameters(mc);
+  const int64_t embed = mc.vocab_size * mc.d_model * (mc.tie_embeddings ? 1 : 2);
+  const int64_t mixer = count_mixer_parameters(mc) * mc.n_layers;
+  std::printf("config: %s%s\n", cfg.source.c_str(), cfg.name.empty() ? "" : (" (" + cfg.name + ")").c_str());
+  std::printf("model: %s, %s backbone, %lld blocks, d_model %lld, %lld heads, d_ff %lld, vocab %lld\n",
+              mc.mixer.c_str(), mc.backbone.c_str(), static_cast<long long>(mc.n_layers),
+              static_cast<long long>(mc.d_model), static_cast<long long>(mc.n_heads), static_cast<long long>(mc.d_ff),
+              static_cast<long long>(mc.vocab_size));
+  std::printf("parameters: %lld (%.1fM)\n", static_cast<long long>(total), total / 1e6);
+  std::printf("  embeddings%s: %lld\n", mc.tie_embeddings ? " (tied with the LM head)" : " + LM head",
+              static_cast<long long>(embed));
+  std::printf("  sequence mixers: %lld (%lld per block)\n", static_cast<long long>(mixer),
+              static_cast<long long>(count_mixer_parameters(mc)));
+  std::printf("  rest (norms, SwiGLU, convs): %lld\n", static_cast<long long>(total - embed - mixer));
+  std::printf("  non-embedding: %lld\n", static_cast<long long>(total - embed));
+  try {
+    TrainPlan p = plan_training(cfg, total);
+    std::printf("training plan: %s\n", p.summary().c_str());
+  } catch (const std::invalid_argument& e) {
+    std::printf("training plan: not consistent: %s\n", e.what());
+  }
+}
+
+}  // namespace
+
 void add_info_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("info", "Show the build and the visible devices");
-  cmd->callback([]() {
+  auto* cmd = app.add_subcommand("info", "Show the build, the devices, and a config's parameter count and plan");
+  auto args = std::make_shared<ConfigArgs>();
+  args->add_to(cmd, false);
+  cmd->callback([args]() {
     std::printf("ttt 0.1\n");
     std::printf("CUDA backend: %s\n", cuda_built() ? "built" : "not built");
     std::printf("CUDA devices: %d\n", cuda_device_count());
+    if (!args->path.empty() || !args->sets.empty()) print_config_info(args->load());
   });
 }
 

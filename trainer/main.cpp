@@ -2,6 +2,7 @@
 // (trainer/commands.h); any error they throw is printed as one line and exits non-zero.
 #include <cstdio>
 #include <exception>
+#include <string>
 
 #include "trainer/commands.h"
 
@@ -9,9 +10,24 @@ int main(int argc, char** argv) {
   CLI::App app{"ttt — train and evaluate Test-Time-Training language models (TTT-Linear, TTT-MLP) and baselines"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "ttt 0.1");
+  ttt::add_data_commands(app);
+  ttt::add_train_command(app);
+  ttt::add_eval_command(app);
+  ttt::add_generate_command(app);
+  ttt::add_bench_command(app);
   ttt::add_info_command(app);
   ttt::add_config_command(app);
-  ttt::add_data_commands(app);
+  // CLI11 reports an unknown first word as "A subcommand is required"; name it instead.
+  std::string known;
+  bool found = false;
+  for (const auto* sub : app.get_subcommands({})) {
+    known += (known.empty() ? "" : ", ") + sub->get_name();
+    found |= argc > 1 && sub->get_name() == argv[1];
+  }
+  if (argc > 1 && argv[1][0] != '-' && !found) {
+    std::fprintf(stderr, "error: unknown command '%s' (commands: %s; see ttt --help)\n", argv[1], known.c_str());
+    return 1;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -89,11 +89,13 @@ void ProgressLine::clear() {
   shown_ = false;
 }
 
-std::shared_ptr<spdlog::logger> make_run_logger(const std::string& run_dir) {
+std::shared_ptr<spdlog::logger> make_run_logger(const std::string& run_dir, bool console) {
   std::vector<spdlog::sink_ptr> sinks;
-  auto console = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
-  console->set_pattern("[%H:%M:%S] %^%v%$");
-  sinks.push_back(console);
+  if (console) {
+    auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
+    sink->set_pattern("[%H:%M:%S] %^%v%$");
+    sinks.push_back(sink);
+  }
   if (!run_dir.empty()) {
     fs::create_directories(run_dir);
     auto file = std::make_shared<spdlog::sinks::basic_file_sink_mt>((fs::path(run_dir) / "train.log").string());

@@ -56,7 +56,8 @@ class ProgressLine {
 
 bool stderr_is_terminal();
 
-// Logger named "ttt" writing to stderr and (if run_dir is not empty) <run_dir>/train.log (appended).
-std::shared_ptr<spdlog::logger> make_run_logger(const std::string& run_dir);
+// Logger named "ttt" writing to stderr (if `console`) and, if run_dir is not empty, to
+// <run_dir>/train.log (appended).
+std::shared_ptr<spdlog::logger> make_run_logger(const std::string& run_dir, bool console = true);
 
 }  // namespace ttt

@@ -19,6 +19,8 @@ std::string mib(size_t bytes) {
 }
 }  // namespace
 
+// Coarse classes keep the number of distinct sizes small, so a block freed by one step fits the
+// same request of the next step; the cost is up to 511 B (small) or 2 MiB - 1 B (large) of slack.
 size_t CachingAllocator::round_size(size_t n) {
   if (n < kSmallLimit) return std::max(kSmallRound, (n + kSmallRound - 1) / kSmallRound * kSmallRound);
   return (n + kLargeRound - 1) / kLargeRound * kLargeRound;
@@ -26,6 +28,8 @@ size_t CachingAllocator::round_size(size_t n) {
 
 void* CachingAllocator::alloc(size_t nbytes) {
   const size_t size = round_size(nbytes);
+  // Tensors can be freed from any thread (their last handle may die anywhere): one lock guards
+  // the lists and the counters.
   std::lock_guard<std::mutex> lock(mu_);
   void* p = nullptr;
   auto it = cached_.find(size);
@@ -33,6 +37,8 @@ void* CachingAllocator::alloc(size_t nbytes) {
     p = it->second.back();
     it->second.pop_back();
   } else {
+    // Cache miss: a new block from the driver. cudaMalloc synchronizes nothing, but it is slow
+    // (tens of microseconds), which is why the steady state must not reach this line.
     cudaError_t e = cudaMalloc(&p, size);
     if (e == cudaErrorMemoryAllocation) {
       // Give the cached blocks back to the driver and try once more.
@@ -46,6 +52,7 @@ void* CachingAllocator::alloc(size_t nbytes) {
       e = cudaMalloc(&p, size);
     }
     if (e != cudaSuccess) {
+      // Clear the sticky "last error" so later launch checks do not report this failure.
       cudaGetLastError();
       size_t free_b = 0, total_b = 0;
       cudaMemGetInfo(&free_b, &total_b);
@@ -62,6 +69,8 @@ void* CachingAllocator::alloc(size_t nbytes) {
   return p;
 }
 
+// The block goes back to its class's list, not to the driver: work already queued on the
+// stream that still uses it runs before any later work that reuses it.
 void CachingAllocator::free(void* p) {
   if (!p) return;
   std::lock_guard<std::mutex> lock(mu_);
@@ -88,6 +97,7 @@ void CachingAllocator::reset_peak() {
   std::lock_guard<std::mutex> lock(mu_);
   peak_ = allocated_;
 }
+// cudaFree waits for the device to go idle, so this is for memory pressure, not the hot path.
 size_t CachingAllocator::release_cached() {
   std::lock_guard<std::mutex> lock(mu_);
   size_t released = 0;
@@ -121,6 +131,8 @@ void CudaBackend::copy_from_host(void* dst, const void* src, size_t n) {
   CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, stream_));
 }
 
+// Returns once the bytes are on the host, so it is also where errors that kernels recorded since
+// the last synchronization surface.
 void CudaBackend::copy_to_host(void* dst, const void* src, size_t n) {
   activate();
   if (n) CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, stream_));

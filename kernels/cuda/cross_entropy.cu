@@ -46,6 +46,7 @@ __global__ void __launch_bounds__(1024) cross_entropy_fwd_kernel(float* __restri
   }
 }
 
+// Elementwise once lse is known: dlogits = dloss * (exp(x - lse) - [c == target]).
 template <class T, int VEC>
 __global__ void __launch_bounds__(1024) cross_entropy_bwd_kernel(T* __restrict__ dx, const float* __restrict__ dloss,
                                                                  const T* __restrict__ x,

@@ -124,6 +124,8 @@ class GemmRunner {
     cudaFree(workspace_);
   }
 
+  // Enqueues one (batched) product on the backend's stream; alpha/beta are host scalars of the
+  // scale type (float for fp32 compute, double for fp64).
   void run(const GemmArgs& g) {
     const ColMajorCall cm = to_col_major(g);
     const bool f64 = g.ab_dtype == DType::f64;
@@ -206,6 +208,8 @@ class GemmRunner {
   std::unordered_map<PlanKey, Plan, PlanKeyHash> plans_;
 };
 
+// Validates dtypes like the CPU, handles the cases cuBLAS does not (k == 0, f32 -> bf16), and
+// hands the rest to the per-device GemmRunner under a lock (plans are shared state).
 void CudaBackend::gemm(const GemmArgs& g) {
   if (g.m == 0 || g.n == 0 || g.batch == 0) return;
   if (!is_floating(g.ab_dtype) || !is_floating(g.c_dtype) ||

@@ -113,6 +113,8 @@ View coordinate_view(const View& shape, int dim) {
 
 }  // namespace
 
+// Embedding lookups (dense table, dense output) take the row-gather kernel; anything else the
+// element-wise strided kernel. The index may itself be a strided 1-D view.
 void CudaBackend::index_select(const View& out, const View& in, int dim, const View& index) {
   if (out.dtype != in.dtype) throw std::invalid_argument("index_select: dtypes differ");
   activate();
@@ -187,6 +189,7 @@ void CudaBackend::index_add(const View& out, int dim, const View& index, const V
     unary(UnaryOp::copy, out, f, 0, 0);
     return;
   }
+  // Iterate over src: each element knows its destination from its coordinate along dim.
   const int64_t istride = index.ndim ? index.stride[0] : 0;
   View out_b = src;  // out's strides on src's shape, without the dim stride
   for (int d = 0; d < out_b.ndim; ++d) out_b.stride[d] = d == dim ? 0 : out.stride[d];

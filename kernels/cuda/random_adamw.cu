@@ -61,6 +61,7 @@ __global__ void __launch_bounds__(kThreads) adamw_kernel(float* __restrict__ par
 
 }  // namespace
 
+// Each element is independent, so any grid shape gives the same tensor as the CPU's loop.
 void CudaBackend::random(const View& out, RandomDist dist, uint64_t seed, uint64_t offset, double a, double b) {
   if (!out.is_contiguous()) throw std::invalid_argument("random: output must be contiguous");
   const int64_t n = out.numel();
@@ -74,6 +75,8 @@ void CudaBackend::random(const View& out, RandomDist dist, uint64_t seed, uint64
   });
 }
 
+// Memory-bound (26-28 bytes per parameter): 16-byte vectors when every pointer allows; the
+// double arithmetic is free next to the traffic.
 void CudaBackend::adamw(const AdamWArgs& a) {
   if (a.n == 0) return;
   if (a.grad_dtype != DType::f32 && a.grad_dtype != DType::bf16)

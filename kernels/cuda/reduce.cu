@@ -46,6 +46,8 @@ struct ReduceGeom {
   }
 };
 
+// Host-side planning: classify, order and coalesce the dims once per call, so the kernel only
+// decomposes an output index (kept dims) and, with several reduced dims, a reduced index.
 ReduceGeom plan_reduce(const View& out, const View& in) {
   if (out.ndim != in.ndim) throw std::invalid_argument("reduce: output rank differs from input rank");
   ReduceGeom g;
@@ -116,6 +118,7 @@ template <class A> __device__ __forceinline__ A reduce_combine(ReduceOp op, A a,
   }
 }
 
+// One output per group of lanes; gridDim.y splits the reduced range (partials when > 1).
 template <class T, class A>
 __global__ void __launch_bounds__(1024) reduce_kernel(ReduceOp op, const T* __restrict__ in, T* __restrict__ out,
                                                       A* __restrict__ partial, ReduceGeom g, bool row_mode,
@@ -185,6 +188,8 @@ __global__ void __launch_bounds__(1024) reduce_kernel(ReduceOp op, const T* __re
   }
 }
 
+// Second stage of split reductions: one thread per output adds the splits in order, so the
+// result does not depend on which block finished first.
 template <class T, class A>
 __global__ void reduce_finish_kernel(ReduceOp op, const A* __restrict__ partial, int splits, T* __restrict__ out,
                                      ReduceGeom g) {
@@ -297,6 +302,8 @@ void CudaBackend::reduce(ReduceOp op, const View& out, const View& in) {
   activate();
   const ReduceGeom g = plan_reduce(out, in);
   if (g.K == 0) return;
+  // Row mode when the reduced elements are adjacent in memory (or nothing better exists);
+  // column mode when neighbouring outputs are adjacent, so a warp reads 32 consecutive values.
   const bool inner_reduced = g.nr > 0 && g.rin[g.nr - 1] == 1;
   const bool inner_kept = g.nk > 0 && g.kin[g.nk - 1] == 1;
   // Short reductions: one thread per output (column mode with a single lane).
@@ -363,6 +370,8 @@ void CudaBackend::cumsum(const View& out, const View& in, int dim) {
   OffsetCalc<2> lines = make_offset_calc<2>(oshape, {&oshape, &ishape});
   const int64_t L = lines.numel(), n = in.size[dim];
   if (L == 0 || n == 0) return;
+  // Many or short lines: one thread each, sequential like the CPU. Few long lines: a block-wide
+  // scan per line, so a 100k-long cumsum does not run on one thread.
   dispatch_dtype(in.dtype, [&](auto tag) {
     using T = decltype(tag);
     using A = scan_acc_t<T>;

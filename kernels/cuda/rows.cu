@@ -10,6 +10,7 @@ namespace ttt::cuda_impl {
 
 namespace {
 
+// y = exp(x - lse) (or x - lse for log-softmax): one pass for the online (max, sum), one to write.
 template <class T, int VEC>
 __global__ void __launch_bounds__(1024) softmax_fwd_kernel(T* __restrict__ y, const T* __restrict__ x, int64_t rows,
                                                            int64_t cols, bool log) {
@@ -22,6 +23,7 @@ __global__ void __launch_bounds__(1024) softmax_fwd_kernel(T* __restrict__ y, co
     row_pass<VEC, 4, A>(xr, cols, [&](const A(&v)[VEC], int64_t) { online_max_sum_vec(m, s, v); });
     block_max_sum(m, s, sm, ss);
     const A lse = m + ::log(s);
+    // Second read of the row: this block just read it, so it mostly comes from L2.
 #pragma unroll 4
     for (int64_t c = threadIdx.x * VEC; c < cols; c += blockDim.x * VEC) {
       A v[VEC];
@@ -231,7 +233,8 @@ void CudaBackend::softmax_bwd(void* dx, const void* dy, const void* y, int64_t r
 }
 
 namespace {
-// Launches the forward of either norm.
+// Launches the forward of either norm (LayerNorm subtracts the mean and adds the bias, RMSNorm
+// does neither; one kernel with a block-uniform flag serves both).
 template <class T>
 void norm_fwd(CudaBackend& be, void* y, float* mean, float* rstd, const void* x, const void* w, const void* b,
               int64_t rows, int64_t cols, double eps, bool rms) {
@@ -260,6 +263,8 @@ void norm_bwd(CudaBackend& be, void* dx, float* dw, float* db, const void* dy, c
     });
   }
   if (!dw && !db) return;
+  // Parameter gradients accumulate in the compute type (double for f64) and are written as
+  // float32, as the interface asks.
   using A = compute_t<T>;
   const int64_t col_tiles = ceil_div(cols, 32);
   // Enough row chunks to give every SM several blocks, each chunk at least 32 rows.

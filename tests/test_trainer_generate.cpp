@@ -1,0 +1,132 @@
+// tests/test_trainer_generate.cpp — token sampling: greedy, top-k, top-p, temperature, seeds,
+// the option checks; and generation determinism with a tiny model.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <map>
+
+#include "autograd/ops.h"
+#include "layers/language_model.h"
+#include "trainer/generate.h"
+
+using namespace ttt;
+
+TEST_CASE("greedy picks the argmax, lowest id on ties") {
+  Generator g(0);
+  SamplingOptions o;
+  o.temperature = 0;
+  CHECK(sample_token({0.1f, 3.0f, -1.0f, 3.0f}, o, g) == 1);
+  CHECK(g.offset == 0);  // greedy draws nothing
+}
+
+TEST_CASE("top-k = 1 and tiny top-p are greedy; top-k keeps only the k best") {
+  std::vector<float> logits = {1.0f, 2.0f, 0.5f, 1.9f};
+  for (uint64_t seed = 0; seed < 20; ++seed) {
+    Generator g(seed);
+    SamplingOptions o;
+    o.top_k = 1;
+    CHECK(sample_token(logits, o, g) == 1);
+    SamplingOptions p;
+    p.top_p = 0.01;
+    CHECK(sample_token(logits, p, g) == 1);
+    SamplingOptions k2;
+    k2.top_k = 2;
+    int64_t t = sample_token(logits, k2, g);
+    CHECK((t == 1 || t == 3));
+  }
+}
+
+TEST_CASE("sampling frequencies follow softmax(logits / T) within the nucleus") {
+  // p = softmax([0, ln 2, ln 3, ln 4]) = [0.1, 0.2, 0.3, 0.4]; top_p 0.7 keeps {3, 2} -> 4/7, 3/7.
+  std::vector<float> logits = {0.0f, std::log(2.0f), std::log(3.0f), std::log(4.0f)};
+  Generator g(42);
+  SamplingOptions o;
+  std::map<int64_t, int> all, nucleus;
+  const int n = 20000;
+  for (int i = 0; i < n; ++i) ++all[sample_token(logits, o, g)];
+  for (int i = 0; i < 4; ++i) CHECK(all[i] / double(n) == doctest::Approx((i + 1) / 10.0).epsilon(0.05));
+  o.top_p = 0.7;
+  for (int i = 0; i < n; ++i) ++nucleus[sample_token(logits, o, g)];
+  CHECK(nucleus.count(0) == 0);
+  CHECK(nucleus.count(1) == 0);
+  CHECK(nucleus[3] / double(n) == doctest::Approx(4.0 / 7).epsilon(0.05));
+  // Temperature 2 flattens: p ~ sqrt([1, 2, 3, 4]).
+  SamplingOptions hot;
+  hot.temperature = 2.0;
+  std::map<int64_t, int> h;
+  for (int i = 0; i < n; ++i) ++h[sample_token(logits, hot, g)];
+  const double z = 1 + std::sqrt(2.0) + std::sqrt(3.0) + 2;
+  CHECK(h[0] / double(n) == doctest::Approx(1 / z).epsilon(0.08));
+}
+
+TEST_CASE("the same seed gives the same draws; another seed differs") {
+  std::vector<float> logits(50);
+  for (int i = 0; i < 50; ++i) logits[i] = 0.1f * i;
+  auto draw = [&](uint64_t seed) {
+    Generator g(seed);
+    SamplingOptions o;
+    std::vector<int64_t> v;
+    for (int i = 0; i < 30; ++i) v.push_back(sample_token(logits, o, g));
+    return v;
+  };
+  CHECK(draw(5) == draw(5));
+  CHECK(draw(5) != draw(6));
+}
+
+TEST_CASE("option checks name the option") {
+  SamplingOptions o;
+  o.top_p = 0;
+  CHECK_THROWS_WITH_AS(validate_sampling(o), doctest::Contains("--top-p"), std::invalid_argument);
+  o = {};
+  o.temperature = -1;
+  CHECK_THROWS_WITH_AS(validate_sampling(o), doctest::Contains("--temperature"), std::invalid_argument);
+  o = {};
+  o.top_k = -2;
+  CHECK_THROWS_WITH_AS(validate_sampling(o), doctest::Contains("--top-k"), std::invalid_argument);
+}
+
+TEST_CASE("generation with a tiny model is deterministic for a seed and stops at the stop token") {
+  ModelConfig c;
+  c.vocab_size = 40;
+  c.d_model = 16;
+  c.n_layers = 2;
+  c.n_heads = 2;
+  c.d_ff = 32;
+  c.mixer = "attention";
+  c.backbone = "transformer";
+  c.max_seq_len = 64;
+  c.ttt.mini_batch = 4;
+  LanguageModel model(c);
+  SamplingOptions o;
+  o.seed = 11;
+  o.max_new_tokens = 12;
+  o.temperature = 1.5;
+  std::vector<int64_t> streamed;
+  auto a = generate(model, {1, 2, 3}, o, [&](int64_t id) { streamed.push_back(id); });
+  auto b = generate(model, {1, 2, 3}, o);
+  CHECK(a.size() == 12);
+  CHECK(a == b);
+  CHECK(streamed == a);
+  o.seed = 12;
+  CHECK(generate(model, {1, 2, 3}, o) != a);
+  // Greedy decoding equals the argmax of a full forward pass over prompt + generated tokens.
+  SamplingOptions greedy;
+  greedy.temperature = 0;
+  greedy.max_new_tokens = 6;
+  auto gtoks = generate(model, {5, 6, 7, 8, 9}, greedy);
+  std::vector<int64_t> seq = {5, 6, 7, 8, 9};
+  seq.insert(seq.end(), gtoks.begin(), gtoks.end() - 1);
+  {
+    NoGradGuard ng;
+    Tensor logits = model.forward(from_vector_i64(seq, {1, static_cast<int64_t>(seq.size())}));
+    Tensor am = argmax(logits, -1).select(0, 0);
+    auto ids = am.tolist<int64_t>();
+    for (size_t i = 0; i < gtoks.size(); ++i) CHECK(ids[4 + i] == gtoks[i]);
+  }
+  // Stop token: generation ends right after emitting it.
+  greedy.stop_token = gtoks[2];
+  greedy.max_new_tokens = 50;
+  auto stopped = generate(model, {5, 6, 7, 8, 9}, greedy);
+  CHECK(stopped.back() == gtoks[2]);
+  CHECK(stopped.size() <= 3);
+}

@@ -1,0 +1,31 @@
+// tests/trainer_test_util.h — running the built `ttt` binary from tests (CLI and end-to-end).
+#pragma once
+
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <string>
+
+namespace ttt::testing {
+
+struct CommandResult {
+  int code = -1;       // exit status (-1 if it did not exit normally)
+  std::string output;  // stdout and stderr together
+};
+
+// Runs `ttt <args>` through the shell (2>&1) and captures its output and exit status.
+inline CommandResult run_ttt(const std::string& args) {
+  const std::string cmd = std::string(TTT_BINARY_DIR) + "/bin/ttt " + args + " 2>&1";
+  CommandResult r;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
+  int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+}  // namespace ttt::testing

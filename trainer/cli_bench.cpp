@@ -1,0 +1,158 @@
+// trainer/cli_bench.cpp — `ttt bench --config X [--seq-len T --batch B ...]`: throughput and
+// memory of one model on one device, as JSON (stdout, and --out FILE).
+//
+//   train    forward + backward + AdamW step on [B, T] tokens: tokens/s = B*T / step time
+//   prefill  forward without gradients on [B, T]:              tokens/s = B*T / time
+//   decode   after a prefill of T tokens, one token per call for each of B sequences:
+//            tokens/s = B*N / time  (TTT layers: primal form, attention: KV cache)
+// Inputs are random token ids; `--warmup` untimed repetitions come first; times are the median
+// of `--repeat` timed repetitions. Peak memory is the backend allocator's high-water mark during
+// the phase (bytes held by tensors; 0 where the backend does not track it).
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "autograd/engine.h"
+#include "autograd/ops.h"
+#include "trainer/cli_common.h"
+#include "trainer/commands.h"
+#include "trainer/optimizer.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace ttt {
+
+namespace {
+
+struct BenchArgs {
+  ConfigArgs config;
+  std::string device = "cpu", out, phases = "train,prefill,decode";
+  int64_t seq_len = 0, batch = 1, warmup = 1, repeat = 3, decode_tokens = 32;
+};
+
+using Clock = std::chrono::steady_clock;
+
+// Median wall time of `repeat` runs of fn after `warmup` untimed ones; synchronizes the device.
+double time_median(Device dev, int64_t warmup, int64_t repeat, const std::function<void()>& fn) {
+  for (int64_t i = 0; i < warmup; ++i) fn();
+  backend(dev).synchronize();
+  std::vector<double> t;
+  for (int64_t i = 0; i < repeat; ++i) {
+    auto t0 = Clock::now();
+    fn();
+    backend(dev).synchronize();
+    t.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+Tensor random_ids(int64_t rows, int64_t cols, int64_t vocab, Generator& g) {
+  std::vector<double> u = rand({rows * cols}, g, opts(DType::f64)).tolist<double>();
+  std::vector<int64_t> ids(u.size());
+  for (size_t i = 0; i < u.size(); ++i) ids[i] = std::min<int64_t>(vocab - 1, static_cast<int64_t>(u[i] * vocab));
+  return from_vector_i64(ids, {rows, cols});
+}
+
+void run_bench(const BenchArgs& a) {
+  RunConfig cfg = a.config.load();
+  const Device dev = device_from_option(a.device);
+  const int64_t T = a.seq_len > 0 ? a.seq_len : cfg.seq_len(), B = a.batch;
+  auto want = [&](const std::string& p) { return a.phases.find(p) != std::string::npos; };
+  LanguageModel model(cfg.model);
+  model.to(dev);
+  Generator g(1234);
+  Backend& be = backend(dev);
+
+  nlohmann::json j;
+  j["config"] = cfg.source;
+  j["model"] = {{"mixer", cfg.model.mixer}, {"backbone", cfg.model.backbone}, {"parameters", model.num_parameters()},
+                {"impl", cfg.model.ttt.impl}};
+  j["device"] = dev.str();
+#ifdef _OPENMP
+  j["threads"] = omp_get_max_threads();
+#else
+  j["threads"] = 1;
+#endif
+  j["seq_len"] = T;
+  j["batch"] = B;
+  j["repeat"] = a.repeat;
+  j["warmup"] = a.warmup;
+
+  if (want("train")) {
+    model.train(true);
+    AdamW opt(model.named_parameters(), {});
+    Tensor rows = random_ids(B, T + 1, cfg.model.vocab_size, g).to(dev);
+    Tensor ids = rows.narrow(1, 0, T).contiguous(), targets = rows.narrow(1, 1, T).contiguous();
+    be.reset_peak_memory();
+    double s = time_median(dev, a.warmup, a.repeat, [&] {
+      opt.zero_grad();
+      backward({model.loss(ids, targets)});
+      opt.step(1e-4);
+    });
+    const double tok_s = static_cast<double>(B * T) / s;
+    j["train"] = {{"step_s", s}, {"tokens_per_s", tok_s}, {"peak_memory_bytes", be.memory_peak()},
+                  {"model_tflops", 3.0 * model.flops_per_token(T) * tok_s / 1e12}};
+    opt.zero_grad();
+  }
+  if (want("prefill")) {
+    model.train(false);
+    NoGradGuard ng;
+    Tensor ids = random_ids(B, T, cfg.model.vocab_size, g).to(dev);
+    be.reset_peak_memory();
+    double s = time_median(dev, a.warmup, a.repeat, [&] { (void)model.forward(ids); });
+    j["prefill"] = {{"time_s", s}, {"tokens_per_s", static_cast<double>(B * T) / s},
+                    {"peak_memory_bytes", be.memory_peak()}};
+  }
+  if (want("decode")) {
+    model.train(false);
+    NoGradGuard ng;
+    Tensor prompt = random_ids(B, T, cfg.model.vocab_size, g).to(dev);
+    Tensor next = random_ids(B, 1, cfg.model.vocab_size, g).to(dev);
+    be.reset_peak_memory();
+    std::vector<double> t;
+    for (int64_t r = 0; r < a.warmup + a.repeat; ++r) {
+      auto st = model.init_decode(B);
+      (void)model.decode(prompt, *st);  // prefill, not timed here
+      be.synchronize();
+      auto t0 = Clock::now();
+      for (int64_t i = 0; i < a.decode_tokens; ++i) (void)model.decode(next, *st);
+      be.synchronize();
+      if (r >= a.warmup) t.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+    }
+    std::sort(t.begin(), t.end());
+    const double dec = t[t.size() / 2];
+    j["decode"] = {{"prompt_tokens", T}, {"new_tokens", a.decode_tokens}, {"time_s", dec},
+                   {"tokens_per_s", static_cast<double>(B * a.decode_tokens) / dec},
+                   {"peak_memory_bytes", be.memory_peak()}};
+  }
+  const std::string text = j.dump(2);
+  std::printf("%s\n", text.c_str());
+  if (!a.out.empty()) std::ofstream(a.out) << text << "\n";
+}
+
+}  // namespace
+
+void add_bench_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("bench", "Measure train / prefill / decode tokens/s and peak memory (JSON)");
+  auto a = std::make_shared<BenchArgs>();
+  a->config.add_to(cmd, true);
+  cmd->add_option("--seq-len", a->seq_len, "Tokens per sequence (default: the config's training context)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--batch", a->batch, "Sequences per call")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--warmup", a->warmup, "Untimed repetitions")->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--repeat", a->repeat, "Timed repetitions (median)")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--decode-tokens", a->decode_tokens, "Tokens decoded one at a time")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--phases", a->phases, "Comma-separated subset of train,prefill,decode")->capture_default_str();
+  cmd->add_option("--device", a->device, "cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_option("--out", a->out, "Also write the JSON to this file");
+  cmd->callback([a]() { run_bench(*a); });
+}
+
+}  // namespace ttt

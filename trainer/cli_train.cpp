@@ -1,0 +1,61 @@
+// trainer/cli_train.cpp — `ttt train --config X [--set k=v ...] [--run-dir DIR] [--resume]`.
+#include <cstdio>
+#include <filesystem>
+
+#include "trainer/cli_common.h"
+#include "trainer/commands.h"
+#include "trainer/token_source.h"
+#include "trainer/train_loop.h"
+
+namespace fs = std::filesystem;
+
+namespace ttt {
+
+namespace {
+
+struct TrainArgs {
+  ConfigArgs config;
+  std::string run_dir, data_dir, device;
+  bool resume = false;
+  int64_t stop_at_step = -1;
+};
+
+void run_train(const TrainArgs& a) {
+  std::vector<std::string> sets = a.config.sets;
+  // Shorthands for the two keys most runs change; --set still wins when given after them.
+  if (!a.data_dir.empty()) sets.insert(sets.begin(), "data.dir=" + a.data_dir);
+  if (!a.device.empty()) sets.insert(sets.begin(), "train.device=" + a.device);
+  RunConfig cfg = load_config(a.config.path, sets);
+  validate_for_training(cfg);
+  const std::string run_dir = !a.run_dir.empty() ? a.run_dir : (fs::path("runs") / fs::path(a.config.path).stem()).string();
+  auto data = open_shard_source(cfg.data.dir, cfg.train.seed);
+  TrainOptions opt;
+  opt.run_dir = run_dir;
+  opt.resume = a.resume;
+  opt.stop_at_step = a.stop_at_step;
+  TrainResult r = train(cfg, *data, opt);
+  if (r.stopped_early)
+    std::printf("to continue: ttt train --config %s --run-dir %s --resume\n", a.config.path.c_str(), run_dir.c_str());
+  else
+    std::printf("finished %lld steps; run directory: %s (metrics.jsonl, train.log, checkpoints/)\n",
+                static_cast<long long>(r.end_step), run_dir.c_str());
+}
+
+}  // namespace
+
+void add_train_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("train", "Train a model from a YAML config");
+  auto a = std::make_shared<TrainArgs>();
+  a->config.add_to(cmd, true);
+  cmd->add_option("--run-dir", a->run_dir, "Run directory (default: runs/<config name>)");
+  cmd->add_flag("--resume", a->resume, "Continue from the newest valid checkpoint of the run directory");
+  cmd->add_option("--data", a->data_dir, "Prepared data directory (same as --set data.dir=DIR)");
+  cmd->add_option("--device", a->device, "cpu, cuda or cuda:N (same as --set train.device=...)");
+  cmd->add_option("--stop-at-step", a->stop_at_step,
+                  "Save a checkpoint and exit once this many steps are done (the schedule still "
+                  "spans the whole run; continue with --resume)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->callback([a]() { run_train(*a); });
+}
+
+}  // namespace ttt

@@ -1,0 +1,244 @@
+// trainer/train_loop.cpp — see train_loop.h.
+#include "trainer/train_loop.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <csignal>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "autograd/engine.h"
+#include "autograd/ops.h"
+#include "layers/language_model.h"
+#include "trainer/checkpoint.h"
+#include "trainer/eval.h"
+#include "trainer/metrics.h"
+#include "trainer/model_hooks.h"
+#include "trainer/optimizer.h"
+#include "trainer/schedule.h"
+#include "trainer/signals.h"
+
+namespace fs = std::filesystem;
+
+namespace ttt {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+std::string read_file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read '" + path + "'");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+Device device_of(const RunConfig& cfg) {
+  Device d = parse_device(cfg.train.device);
+  if (d.is_cuda() && !cuda_available())
+    throw std::invalid_argument("train.device is '" + cfg.train.device + "' but " +
+                                (cuda_built() ? "no GPU is visible" : "this build has no CUDA backend"));
+  return d;
+}
+
+// Mean loss over the first `windows` validation windows of the training context.
+double validation_loss(LanguageModel& model, TokenSource& data, const RunConfig& cfg, Device dev) {
+  model.train(false);
+  TokenLossFn fn = [&](const Tensor& ids, const Tensor& targets) {
+    return model.token_losses(ids.to(dev), targets.to(dev)).to(cpu());
+  };
+  ContextResult r = evaluate_context(fn, data, cfg.seq_len(), cfg.train.eval_windows,
+                                     cfg.train.micro_batch, 1);
+  model.train(true);
+  return r.loss;
+}
+
+}  // namespace
+
+TrainResult train(const RunConfig& cfg, TokenSource& data, const TrainOptions& opt) {
+  validate_for_training(cfg, /*check_required=*/false);
+  if (opt.run_dir.empty()) throw std::invalid_argument("train: no run directory given");
+  const Device dev = device_of(cfg);
+  const bool lead = opt.rank == 0;  // rank 0 writes files and logs
+
+  auto log = make_run_logger(lead ? opt.run_dir : "", opt.console && lead);
+
+  // --- model, plan, optimizer ----------------------------------------------------------------
+  if (data.vocab_size() > cfg.model.vocab_size)
+    throw std::invalid_argument("the data's vocabulary (" + std::to_string(data.vocab_size()) +
+                                " tokens) is larger than model.vocab_size (" + std::to_string(cfg.model.vocab_size) + ")");
+  LanguageModel model(cfg.model);
+  model.to(dev);
+  model.train(true);
+  const auto named = model.named_parameters();
+  TrainResult res;
+  res.plan = plan_training(cfg, model.num_parameters(), opt.world);
+  const TrainPlan& plan = res.plan;
+  AdamW adam(named, AdamWOptions{cfg.train.beta1, cfg.train.beta2, cfg.train.eps, cfg.train.weight_decay},
+             cfg.train.decay_all ? std::function<bool(const std::string&, const Tensor&)>() : decay_only_matrices);
+  const LRSchedule sched{cfg.train.lr, cfg.train.min_lr, plan.warmup_steps, plan.total_steps};
+  Generator rng(cfg.train.seed);  // no step draws from it today; saved so that any future use resumes exactly
+
+  // --- run directory and resume ---------------------------------------------------------------
+  const std::string ckpt_dir = (fs::path(opt.run_dir) / "checkpoints").string();
+  const std::string metrics_path = (fs::path(opt.run_dir) / "metrics.jsonl").string();
+  int64_t step = 0;
+  if (opt.resume) {
+    std::vector<std::string> skipped;
+    auto path = newest_valid_checkpoint(ckpt_dir, &skipped);
+    for (const auto& s : skipped) log->warn("{}", s);
+    if (path) {
+      CheckpointMeta meta = load_checkpoint(*path, named, &adam);
+      step = meta.step;
+      rng.seed = meta.rng_seed;
+      rng.offset = meta.rng_offset;
+      for (const auto& d : config_differences(load_config_string(meta.config_yaml, *path), cfg))
+        log->warn("config differs from the checkpoint's: {}", d);
+      log->info("resumed from {} (step {}, {} tokens)", *path, meta.step, meta.tokens);
+    } else {
+      log->warn("--resume: no valid checkpoint in {}; starting from scratch", ckpt_dir);
+    }
+  } else if (!list_checkpoints(ckpt_dir).empty()) {
+    throw std::invalid_argument("run directory '" + opt.run_dir +
+                                "' already has checkpoints: pass --resume to continue it, or choose another --run-dir");
+  }
+  res.start_step = step;
+  if (lead) {
+    fs::create_directories(ckpt_dir);
+    std::ofstream(fs::path(opt.run_dir) / "config.yaml") << dump_config(cfg);
+    if (step == 0) fs::remove(metrics_path);  // a fresh run starts a fresh metrics file
+  }
+  MetricsLog metrics(lead ? metrics_path : "/dev/null", lead ? step : -1);
+  const double elapsed_before = metrics.last_row().contains("elapsed_s") ? metrics.last_row()["elapsed_s"].get<double>() : 0.0;
+
+  log->info("model: {} ({}, {} backbone), device {}", cfg.name.empty() ? cfg.model.mixer : cfg.name, cfg.model.mixer,
+            cfg.model.backbone, dev.str());
+  log->info("plan: {}", plan.summary());
+  log->info("data: {}", data.describe());
+
+  std::string tokenizer_blob;
+  if (!data.tokenizer_path().empty()) tokenizer_blob = read_file_bytes(data.tokenizer_path());
+  auto save = [&](int64_t done) {
+    CheckpointMeta meta;
+    meta.step = done;
+    meta.tokens = done * plan.batch_tokens;
+    meta.rng_seed = rng.seed;
+    meta.rng_offset = rng.offset;
+    meta.config_yaml = dump_config(cfg);
+    if (!tokenizer_blob.empty()) meta.extras["tokenizer.model"] = tokenizer_blob;
+    const std::string path = checkpoint_path(ckpt_dir, done);
+    auto t0 = Clock::now();
+    save_checkpoint(path, named, &adam, meta);
+    for (const auto& r : prune_checkpoints(ckpt_dir, cfg.checkpoint.keep_last)) log->info("removed old checkpoint {}", r);
+    log->info("saved checkpoint {} ({:.1f} MB, {:.2f}s)", path, fs::file_size(path) / 1e6, seconds_since(t0));
+    res.last_checkpoint = path;
+  };
+
+  const bool has_val = data.val_windows(cfg.seq_len()) > 0;
+  if (cfg.train.eval_every > 0 && !has_val)
+    log->warn("train.eval_every is set but the data has no validation window of {} tokens; skipping validation",
+              cfg.seq_len() + 1);
+  auto run_eval = [&](int64_t done, double elapsed) {
+    const double v = validation_loss(model, data, cfg, dev);
+    res.val_losses.emplace_back(done, v);
+    metrics.write({{"step", done}, {"tokens", done * plan.batch_tokens}, {"val_loss", v}, {"val_ppl", std::exp(v)},
+                   {"elapsed_s", elapsed}});
+    log->info("step {}/{} | val loss {:.4f} | val ppl {:.2f}", done, plan.total_steps, v, std::exp(v));
+  };
+
+  // --- the loop ---------------------------------------------------------------------------------
+  StopSignals signals;
+  clear_stop_request();
+  ProgressLine progress(plan.total_steps, opt.console && lead && stderr_is_terminal());
+  const double flops_per_token = 3.0 * model.flops_per_token(plan.seq_len);  // forward + backward
+  const auto t_start = Clock::now();
+  if (step == 0 && cfg.train.eval_every > 0 && has_val) run_eval(0, elapsed_before);
+  double window_time = 0;
+  int64_t window_steps = 0;
+  while (step < plan.total_steps) {
+    const auto t0 = Clock::now();
+    const double lr = sched.at(step);
+    apply_ttt_base_lr_warmup(model, step, plan.warmup_steps);
+    adam.zero_grad();
+    Tensor rows = data.train_rows(step, opt.rank, opt.world, plan.micro_batch * plan.accumulation, plan.seq_len);
+    double loss_sum = 0;
+    for (int64_t micro = 0; micro < plan.accumulation; ++micro) {
+      auto [ids, targets] = split_inputs_targets(rows.narrow(0, micro * plan.micro_batch, plan.micro_batch));
+      Tensor loss = model.loss(ids.to(dev), targets.to(dev));
+      loss_sum += loss.item();
+      backward({mul_scalar(loss, 1.0 / static_cast<double>(plan.accumulation))});
+    }
+    const double loss = loss_sum / static_cast<double>(plan.accumulation);
+    const double gnorm = global_grad_norm(model.parameters());
+    if (!std::isfinite(loss) || !std::isfinite(gnorm))
+      throw std::runtime_error("non-finite " + std::string(std::isfinite(loss) ? "gradient norm" : "loss") + " at step " +
+                               std::to_string(step + 1) + "; parameters not updated" +
+                               (res.last_checkpoint.empty() ? "" : " (last checkpoint: " + res.last_checkpoint + ")"));
+    adam.step(lr, clip_scale(gnorm, cfg.train.grad_clip));
+    adam.zero_grad();
+    ++step;
+    res.losses.push_back(loss);
+
+    // --- bookkeeping ---
+    const double dt = seconds_since(t0);
+    const double elapsed = elapsed_before + seconds_since(t_start);
+    window_time += dt;
+    ++window_steps;
+    const double tok_s = static_cast<double>(plan.batch_tokens) / dt;
+    const double eta = seconds_since(t_start) / static_cast<double>(step - res.start_step) *
+                       static_cast<double>(plan.total_steps - step);
+    nlohmann::json mfu = nullptr;
+    if (cfg.train.peak_tflops > 0) mfu = flops_per_token * tok_s / (cfg.train.peak_tflops * 1e12);
+    metrics.write({{"step", step}, {"tokens", step * plan.batch_tokens}, {"loss", loss}, {"lr", lr},
+                   {"grad_norm", gnorm}, {"tokens_per_s", tok_s}, {"mfu", mfu}, {"elapsed_s", elapsed}});
+    progress.update(step, loss, tok_s, eta);
+    if (step % cfg.train.log_every == 0 || step == plan.total_steps) {
+      progress.clear();
+      const double avg_tok_s = static_cast<double>(plan.batch_tokens * window_steps) / window_time;
+      log->info("step {}/{} | loss {:.4f} | lr {:.3e} | grad norm {:.3f} | {} tok/s{} | tokens {} | elapsed {} | ETA {}",
+                step, plan.total_steps, loss, lr, gnorm, format_count(avg_tok_s),
+                mfu.is_null() ? "" : fmt::format(" | MFU {:.1f}%", 100.0 * mfu.get<double>()),
+                format_count(static_cast<double>(step * plan.batch_tokens)), format_duration(elapsed),
+                format_duration(eta));
+      window_time = 0;
+      window_steps = 0;
+    }
+    if (cfg.train.eval_every > 0 && has_val && (step % cfg.train.eval_every == 0 || step == plan.total_steps)) {
+      progress.clear();
+      run_eval(step, elapsed);
+    }
+
+    // --- stop or save ---
+    std::string reason;
+    if (stop_requested()) reason = stop_signal() == SIGTERM ? "SIGTERM" : stop_signal() == SIGINT ? "SIGINT" : "stop request";
+    else if (cfg.train.max_minutes > 0 && seconds_since(t_start) >= 60.0 * cfg.train.max_minutes) reason = "time limit";
+    else if (opt.stop_at_step >= 0 && step >= opt.stop_at_step && step < plan.total_steps) reason = "stop_at_step";
+    const bool periodic = cfg.checkpoint.every > 0 && step % cfg.checkpoint.every == 0;
+    if (lead && (periodic || step == plan.total_steps || !reason.empty())) {
+      progress.clear();
+      save(step);
+    }
+    if (!reason.empty()) {
+      res.stopped_early = true;
+      res.stop_reason = reason;
+      log->info("interrupted at step {} ({}), checkpoint saved: {}", step, reason, res.last_checkpoint);
+      break;
+    }
+  }
+  progress.clear();
+  res.end_step = step;
+  if (!res.stopped_early) log->info("done: {} steps, {} tokens, {}", step, format_count(static_cast<double>(step * plan.batch_tokens)),
+                                    format_duration(elapsed_before + seconds_since(t_start)));
+  log->flush();
+  return res;
+}
+
+}  // namespace ttt
