@@ -28,8 +28,11 @@ fi
 status=()
 run_test() {  # name
   local t=$1
-  if ./build-gpu/tests/"$t" >"$OUT/$t.log" 2>&1; then status+=("$t: PASS"); else
-    status+=("$t: FAIL"); grep -E "ERROR|FAIL|off; worst|relative error" "$OUT/$t.log" | head -40; fi
+  if timeout 300 ./build-gpu/tests/"$t" >"$OUT/$t.log" 2>&1; then
+    if grep -q "test skipped" "$OUT/$t.log"; then status+=("$t: SKIPPED (no GPU visible)"); else status+=("$t: PASS"); fi
+  else
+    status+=("$t: FAIL (exit $?)"); grep -E "ERROR|FAIL|off; worst|relative error" "$OUT/$t.log" | head -40
+  fi
   grep -E "test cases|skipped" "$OUT/$t.log" | tail -2
 }
 run_test test_cuda_attention
@@ -37,7 +40,7 @@ run_test test_attention_op
 run_test test_attention
 
 bench() {  # args...
-  ./build-gpu/bin/attention_bench "$@" 2>&1 | tee -a "$OUT/attention_bench.log"
+  timeout 180 ./build-gpu/bin/attention_bench "$@" 2>&1 | tee -a "$OUT/attention_bench.log"
 }
 : >"$OUT/attention_bench.log"
 bench --B 8 --H 12 --T 2048 --D 64
@@ -48,4 +51,4 @@ bench --B 8 --H 12 --T 2048 --D 64 --dtype f32 --reps 5 --no-composite
 
 echo "SUMMARY:"
 printf '  %s\n' "${status[@]}"
-grep -E "^attention|^fused|^composite" "$OUT/attention_bench.log" | sed 's/^/  /'
+grep -E "^attention|^fused|^composite|error" "$OUT/attention_bench.log" | sed 's/^/  /'
