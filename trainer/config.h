@@ -47,7 +47,7 @@ struct TrainConfig {
   int64_t eval_every = 0;        // validation loss every N steps; 0 = off
   int64_t eval_windows = 16;     // validation windows (of the training context) per periodic eval
   double max_minutes = 0;        // stop (with a checkpoint) after this wall time; 0 = no limit
-  double peak_tflops = 0;        // device peak for MFU; 0 = known GPU table, else MFU is null
+  double peak_tflops = 0;        // device peak for MFU; 0 = unknown (MFU null)
 };
 
 struct DataConfig {

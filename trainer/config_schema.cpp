@@ -82,7 +82,7 @@ std::vector<ConfigKey> build_schema() {
       {"train.eval_windows", F(train.eval_windows), "Validation windows per periodic evaluation."},
       {"train.max_minutes", F(train.max_minutes), "Stop with a checkpoint after this many minutes; 0 = no limit."},
       {"train.peak_tflops", F(train.peak_tflops),
-       "Device peak TFLOP/s for MFU; 0 = from a table of known GPUs, else MFU is null."},
+       "Device peak TFLOP/s for MFU (H100 SXM bf16 dense: 989); 0 = unknown, MFU is logged as null."},
 
       // --- data ---
       {"data.dir", F(data.dir), "Directory of prepared shards (`ttt data prepare`).", {}, true},

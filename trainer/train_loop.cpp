@@ -12,6 +12,7 @@
 
 #include "autograd/engine.h"
 #include "autograd/ops.h"
+#include "data/sha256.h"
 #include "layers/language_model.h"
 #include "trainer/checkpoint.h"
 #include "trainer/comm.h"
@@ -116,6 +117,11 @@ TrainResult train(const RunConfig& cfg, TokenSource& data, const TrainOptions& o
                                  " loads the checkpoint rank 0 chose: the run directory must be on a file "
                                  "system that every rank sees)");
       }
+      auto tok = meta.extras.find("tokenizer.model");
+      if (tok != meta.extras.end() && !data.tokenizer_sha256().empty() &&
+          sha256_hex(tok->second) != data.tokenizer_sha256())
+        throw std::invalid_argument("cannot resume " + *path + ": it was trained on data of another tokenizer than " +
+                                    data.describe());
       step = meta.step;
       rng.seed = meta.rng_seed;
       rng.offset = meta.rng_offset;
