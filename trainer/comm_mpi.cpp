@@ -21,6 +21,7 @@
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <mutex>
 #include <thread>
 #endif
@@ -130,8 +131,9 @@ class MpiWork final : public CommWork {
       : target_(std::move(target)), host_(std::move(host)), reqs_(std::move(reqs)), mean_(mean), world_(world),
         timeout_s_(timeout_s) {}
   ~MpiWork() override {
-    // A work dropped without wait() must still complete before its buffer goes away.
-    if (!finished_) try { wait(); } catch (...) {}
+    // A work dropped without wait() must still complete before its buffer goes away, unless an
+    // exception is unwinding: the job is going down, and waiting could block until the timeout.
+    if (!finished_ && std::uncaught_exceptions() == 0) try { wait(); } catch (...) {}
   }
   bool poll() override {
     if (finished_) return true;

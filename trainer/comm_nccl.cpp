@@ -322,7 +322,8 @@ class NcclCommunicator final : public Communicator {
 };
 
 NcclWork::~NcclWork() {
-  if (!finished_) try { wait(); } catch (...) {}
+  // As ~MpiWork: complete before the buffer goes away, except while an exception unwinds.
+  if (!finished_ && std::uncaught_exceptions() == 0) try { wait(); } catch (...) {}
   cudaEventDestroy(done_);
 }
 

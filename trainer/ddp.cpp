@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <exception>
 #include <sstream>
 
 namespace ttt {
@@ -152,7 +153,9 @@ DataParallel::DataParallel(Communicator& comm, std::vector<std::pair<std::string
 
 DataParallel::~DataParallel() {
   state_->alive = false;
-  // Collectives still in flight must complete before their buffers go away.
+  // Collectives still in flight must complete before their buffers go away; while an exception
+  // unwinds, the job is going down and the works' destructors skip the wait (see ~MpiWork).
+  if (std::uncaught_exceptions() > 0) return;
   for (auto& b : state_->buckets)
     if (b.work) try { b.work->wait(); } catch (...) {}
 }
