@@ -372,6 +372,8 @@ void validate_for_training(const RunConfig& cfg, bool check_required) {
   need(t.eval_windows > 0, "train.eval_windows", "must be > 0");
   need(t.dtype == "fp32", "train.dtype",
        "only fp32 is implemented (bf16 autocast arrives with the CUDA trainer)");
+  need(cfg.dist.timeout_s > 0, "dist.timeout_s", "must be > 0");
+  need(cfg.dist.bucket_mb > 0, "dist.bucket_mb", "must be > 0");
   need(cfg.checkpoint.every >= 0, "checkpoint.every", "must be >= 0");
   need(cfg.checkpoint.keep_last >= 0, "checkpoint.keep_last", "must be >= 0 (0 = keep all)");
   need(cfg.model.max_seq_len > 0, "model.max_seq_len", "must be > 0");

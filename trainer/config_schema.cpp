@@ -97,6 +97,15 @@ std::vector<ConfigKey> build_schema() {
       {"eval.max_windows", F(eval.max_windows), "Windows per context length; 0 = all the validation data allows."},
       {"eval.batch", F(eval.batch), "Windows per forward pass."},
       {"eval.position_buckets", F(eval.position_buckets), "Loss-by-position buckets per context length."},
+
+      // --- dist ---
+      {"dist.backend", F(dist.backend),
+       "Communicator: auto (nccl on CUDA, mpi on CPU, local without a launcher), local, mpi or nccl.",
+       {"auto", "local", "mpi", "nccl"}},
+      {"dist.timeout_s", F(dist.timeout_s),
+       "Seconds a collective may wait for the other ranks before the job is aborted (a rank failed or hangs)."},
+      {"dist.bucket_mb", F(dist.bucket_mb), "Gradient all-reduce bucket size in MB."},
+      {"dist.overlap", F(dist.overlap), "All-reduce gradient buckets during backward, as they become ready."},
   };
   return k;
 }
