@@ -82,6 +82,15 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps = 1e-6);
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100,
                      const std::string& reduction = "mean");
 
+// --- attention (ops/attention.cpp) -------------------------------------------------------------
+// softmax(scale · q kᵀ + mask) v for q [B,H,Tq,D], k, v [B,H,Tk,D] -> [B,H,Tq,D], fused (the
+// [Tq, Tk] scores are never stored). The queries are the LAST Tq positions of the keys (query
+// row i is at position i + Tk − Tq), so Tq < Tk decodes new tokens against a KV cache.
+// causal: row i sees key j iff j <= pos(i) and, with window > 0, pos(i) − window < j; not causal:
+// every key (window must be 0). Typical scale: 1/sqrt(D).
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, int64_t window,
+                                    double scale);
+
 // --- indexing and structure (one file each) -------------------------------------------------
 Tensor embedding(const Tensor& weight, const Tensor& ids);  // weight[V, D], ids any shape
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);

@@ -95,6 +95,28 @@ struct AdamWArgs {
   double grad_scale = 1.0;  // grads are multiplied by this first (clipping)
 };
 
+// Shape and masking of one fused causal attention call (Backend::attention_fwd / _bwd).
+// Buffers are contiguous [batch, heads, len, head_dim]; q has q_len rows, k and v kv_len rows.
+// Query row i sits at absolute position i + (kv_len - q_len): the queries are the LAST q_len
+// positions of the keys (decode: the new tokens against the whole KV cache), so q_len <= kv_len
+// when causal. Row i attends to key j iff
+//   causal:  j <= pos(i)  and, with window > 0, j > pos(i) - window
+//   !causal: every j (window must be 0).
+// Every query row attends to at least its own position, so no row is empty.
+struct AttentionShape {
+  int64_t batch = 0, heads = 0, q_len = 0, kv_len = 0, head_dim = 0;
+  bool causal = true;
+  int64_t window = 0;
+  double scale = 1.0;  // scores = scale * q . k
+  TTT_HD int64_t q_offset() const { return kv_len - q_len; }
+  // The keys query row i attends to: [key_begin(i), key_end(i)).
+  TTT_HD int64_t key_begin(int64_t i) const {
+    const int64_t b = i + q_offset() - window + 1;
+    return causal && window > 0 && b > 0 ? b : 0;
+  }
+  TTT_HD int64_t key_end(int64_t i) const { return causal ? i + q_offset() + 1 : kv_len; }
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -106,6 +128,10 @@ class Backend {
   virtual void copy_from_host(void* dst, const void* src, size_t nbytes) = 0;
   virtual void copy_to_host(void* dst, const void* src, size_t nbytes) = 0;
   virtual void synchronize() = 0;
+  // The stream all of this device's work is ordered on (a cudaStream_t for CUDA), for libraries
+  // that enqueue their own work after it (the NCCL communicator). Null when the backend has none:
+  // callers then synchronize() instead.
+  virtual void* native_stream() { return nullptr; }
   // Bytes currently held and the peak since the last reset (the allocator's view).
   virtual size_t memory_allocated() const = 0;
   virtual size_t memory_peak() const = 0;
@@ -163,6 +189,21 @@ class Backend {
   virtual void cross_entropy_bwd(void* dlogits, const float* dloss, const void* logits,
                                  const float* lse, const int64_t* targets, int64_t rows,
                                  int64_t cols, int64_t ignore_index, DType dt) = 0;
+
+  // --- attention (fused, FlashAttention-style; see AttentionShape) --------------------------------
+  // Whether attention_fwd/_bwd handle this head_dim and dtype here. When false the caller must use
+  // the composite path (matmul + mask + softmax); the CPU reference handles every case.
+  virtual bool attention_supported(int64_t head_dim, DType dt) const = 0;
+  // out [B,H,Tq,D] = softmax(scale q kᵀ + mask) v, lse float32 [B,H,Tq] = the rows' logsumexp of
+  // the masked, scaled scores (natural log).
+  virtual void attention_fwd(void* out, float* lse, const void* q, const void* k, const void* v,
+                             const AttentionShape& s, DType dt) = 0;
+  // Gradients of the forward above given dout, recomputing the probabilities from q, k and the
+  // saved lse; out is the forward's output (for D_i = rowsum(dout ∘ out)). dq, dk, dv are
+  // overwritten (rows of dk/dv that no query sees become 0).
+  virtual void attention_bwd(void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k,
+                             const void* v, const void* out, const float* lse, const AttentionShape& s,
+                             DType dt) = 0;
 
   // --- random -------------------------------------------------------------------------------
   // Counter-based Philox4x32-10: element i (in row-major order of `out`) depends only on

@@ -21,15 +21,6 @@ struct KVCache : MixerState {
   int64_t len = 0;
 };
 
-// Is every (query, key) pair allowed? Then the mask can be skipped (e.g. one-token decode).
-bool all_allowed(int64_t Tq, int64_t Tk, int64_t q_start, int64_t k_start, int64_t window) {
-  if (Tk == 0) return true;
-  const int64_t first_q = q_start, last_q = q_start + Tq - 1, last_k = k_start + Tk - 1;
-  if (last_k > first_q) return false;                                // some key is in a query's future
-  if (window > 0 && last_q - k_start >= window) return false;       // some key is out of a window
-  return true;
-}
-
 }  // namespace
 
 Tensor attention_mask(int64_t Tq, int64_t Tk, int64_t q_start, int64_t k_start, int64_t window, DType dtype,
@@ -76,23 +67,13 @@ void CausalSelfAttention::project(const Tensor& x, int64_t start, Tensor& q, Ten
 Tensor CausalSelfAttention::attend(const Tensor& q, const Tensor& k, const Tensor& v, int64_t q_start,
                                    int64_t k_start) const {
   const int64_t B = q.shape()[0], Tq = q.shape()[2], Tk = k.shape()[2];
+  // The fused op places the queries at the last Tq key positions: true for forward (both start
+  // at 0) and for decode (the cache ends with the new tokens).
+  if (q_start - k_start != Tk - Tq)
+    throw std::logic_error("attention: queries must be the last positions of the keys");
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
-  Tensor scores = matmul(mul_scalar(q, scale), transpose(k, -2, -1));  // [B, H, Tq, Tk]
-  if (!all_allowed(Tq, Tk, q_start, k_start, window_))
-    scores = add(scores, mask_for(Tq, Tk, q_start, k_start, scores.dtype(), scores.device()));
-  Tensor o = matmul(softmax(scores, -1), v);  // [B, H, Tq, d_h]
+  Tensor o = scaled_dot_product_attention(q, k, v, true, window_, scale);  // [B, H, Tq, d_h]
   return wo->forward(reshape(transpose(o, 1, 2), {B, Tq, d_model_}));
-}
-
-Tensor CausalSelfAttention::mask_for(int64_t Tq, int64_t Tk, int64_t q_start, int64_t k_start, DType dtype,
-                                     Device device) const {
-  const int64_t key[4] = {Tq, Tk, q_start, k_start};
-  if (!mask_cache_.defined() || !std::equal(key, key + 4, mask_key_) || mask_cache_.dtype() != dtype ||
-      mask_cache_.device() != device) {
-    mask_cache_ = attention_mask(Tq, Tk, q_start, k_start, window_, dtype, device);
-    std::copy(key, key + 4, mask_key_);
-  }
-  return mask_cache_;
 }
 
 Tensor CausalSelfAttention::forward(const Tensor& x) {

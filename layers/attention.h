@@ -7,9 +7,10 @@
 // Mask M: query at position i sees key at position j iff j <= i and, with window w > 0, i − j < w
 // (the query sees itself and the w − 1 tokens before it). M is 0 where allowed, −inf elsewhere.
 //
-// Composite implementation (matmul + additive mask + softmax): O(T²) memory; a fused flash
-// kernel comes later and is tested against this one. Projections bias-free, init N(0, init_std)
-// as in the official Llama-style baseline (ttt-official.md §1.8, §2).
+// The attention itself is the fused op scaled_dot_product_attention (autograd/ops/attention.cpp:
+// FlashAttention-style kernels, O(T) memory, tested against the composite matmul + mask + softmax).
+// Projections bias-free, init N(0, init_std) as in the official Llama-style baseline
+// (ttt-official.md §1.8, §2).
 //
 // Decoding: the state keeps the RoPE-rotated keys and the values of past tokens in buffers that
 // grow geometrically (with a window, only the last w − 1 tokens are kept). step() is for
@@ -41,18 +42,13 @@ class CausalSelfAttention : public SequenceMixer {
   // and projected by Wo.
   Tensor attend(const Tensor& q, const Tensor& k, const Tensor& v, int64_t q_start, int64_t k_start) const;
 
-  // The additive mask, cached for the last (shape, offsets, dtype, device) asked for: training
-  // calls forward() with the same T every step, so the mask is built once.
-  Tensor mask_for(int64_t Tq, int64_t Tk, int64_t q_start, int64_t k_start, DType dtype, Device device) const;
-
   int64_t d_model_, n_heads_, head_dim_, window_;
   double rope_theta_;
-  mutable Tensor mask_cache_;
-  mutable int64_t mask_key_[4] = {-1, -1, -1, -1};
 };
 
 // The additive mask [Tq, Tk] (0 allowed, −inf masked) for queries at q_start.. and keys at
-// k_start.., causal with an optional window (0 = none). Exposed for tests.
+// k_start.., causal with an optional window (0 = none): the definition the fused op implements,
+// kept for tests and for composite references.
 Tensor attention_mask(int64_t Tq, int64_t Tk, int64_t q_start, int64_t k_start, int64_t window, DType dtype,
                       Device device);
 

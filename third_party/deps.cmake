@@ -51,3 +51,29 @@ if(CCACHE_PROGRAM)
   set(CMAKE_CXX_COMPILER_LAUNCHER ${CCACHE_PROGRAM})
   set(CMAKE_CUDA_COMPILER_LAUNCHER ${CCACHE_PROGRAM})
 endif()
+
+# --- distributed training (trainer/comm_*.cpp): both optional ------------------------------------
+# MPI (Debian's OpenMPI: libopenmpi-dev) carries CPU ranks and the NCCL id under mpirun. Without
+# it the build works and the MPI backend reports "built without MPI".
+find_package(MPI COMPONENTS C QUIET)
+if(MPI_C_FOUND)
+  message(STATUS "MPI found (${MPI_C_LIBRARIES}): the mpi backend is built")
+else()
+  message(WARNING "MPI not found: ttt is built without the mpi backend (install libopenmpi-dev)")
+endif()
+# NCCL has no Debian package; it comes with the CUDA toolkit image (nccl.h, libnccl.so beside
+# cuBLAS). -DNCCL_ROOT=<prefix> points at another install.
+if(TTT_CUDA)
+  find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${NCCL_ROOT} ${CUDAToolkit_INCLUDE_DIRS} /usr/local/cuda
+            PATH_SUFFIXES include)
+  find_library(NCCL_LIBRARY NAMES nccl HINTS ${NCCL_ROOT} ${CUDAToolkit_LIBRARY_DIR} /usr/local/cuda
+               PATH_SUFFIXES lib64 lib)
+  if(NCCL_INCLUDE_DIR AND NCCL_LIBRARY)
+    message(STATUS "NCCL found (${NCCL_LIBRARY}): the nccl backend is built")
+    add_library(ttt_nccl INTERFACE)
+    target_include_directories(ttt_nccl INTERFACE ${NCCL_INCLUDE_DIR})
+    target_link_libraries(ttt_nccl INTERFACE ${NCCL_LIBRARY} CUDA::cudart)
+  else()
+    message(WARNING "NCCL not found: ttt is built without the nccl backend (multi-GPU training)")
+  endif()
+endif()

@@ -57,6 +57,7 @@ constexpr int64_t kChunkElements = int64_t{1} << 22;  // 16 MiB of float32 per c
 
 // --- writing ------------------------------------------------------------------------------------
 
+// One float32 dataset per tensor, with its own shape, so h5py users see what they expect.
 void write_tensor(hid_t parent, const std::string& name, const Tensor& t) {
   if (name.find('/') != std::string::npos)
     throw std::invalid_argument("checkpoint: tensor name '" + name + "' contains '/'");
@@ -67,6 +68,7 @@ void write_tensor(hid_t parent, const std::string& name, const Tensor& t) {
   Handle sp = h5x::checked(h5x::space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr)),
                               "H5Screate_simple");
   Handle dcpl = h5x::checked(h5x::plist(H5Pcreate(H5P_DATASET_CREATE)), "H5Pcreate");
+  // Fletcher-32 needs a chunked layout; empty datasets cannot be chunked and carry no data.
   if (host.numel() > 0) {
     // Chunk = whole trailing dims, as many leading rows as fit in kChunkElements.
     std::vector<hsize_t> chunk = dims;
@@ -105,6 +107,8 @@ Handle make_group(hid_t parent, const char* name) {
                      std::string("cannot create group ") + name);
 }
 
+// Without fsync a power loss after the rename could leave a renamed but empty file; fsync of the
+// directory makes the rename itself durable.
 void fsync_path(const std::string& path, bool directory) {
   int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
   if (fd < 0) throw std::runtime_error("checkpoint: cannot open '" + path + "' to fsync");
@@ -159,6 +163,8 @@ std::string read_blob(hid_t group, const std::string& name, const std::string& w
   return bytes;
 }
 
+// Opens and checks the format attributes: a clear error for files that are not ours or are from
+// another format version, before anything reads datasets.
 Handle open_checkpoint(const std::string& path) {
   if (!fs::exists(path)) throw std::runtime_error("checkpoint '" + path + "' does not exist");
   Handle f = h5x::file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
@@ -296,6 +302,8 @@ CheckpointMeta load_checkpoint(const std::string& path, const NamedTensors& para
   return meta;
 }
 
+// Reads every dataset (so the checksums are verified) but keeps none: resume calls this on each
+// candidate, newest first, and checkpoints are small next to a training step.
 std::string checkpoint_problem(const std::string& path) {
   data_h5::Lock lock(data_h5::hdf5_mutex());
   data_h5::init();
@@ -353,6 +361,8 @@ std::optional<std::string> newest_valid_checkpoint(const std::string& dir, std::
   return std::nullopt;
 }
 
+// Only files named step_N.h5 are candidates: temporary files and anything a user put in the
+// directory are never deleted.
 std::vector<std::string> prune_checkpoints(const std::string& dir, int64_t keep_last) {
   std::vector<std::string> removed;
   if (keep_last <= 0) return removed;

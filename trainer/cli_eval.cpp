@@ -72,9 +72,10 @@ void run_eval(const EvalArgs& a) {
   for (const auto& r : results) j["results"].push_back(context_result_json(r));
   std::string out = a.out;
   if (out.empty()) {
-    // <run_dir>/eval/step_N.json next to the run's checkpoints/ directory.
-    fs::path run_dir = fs::path(a.checkpoint).parent_path().parent_path();
-    out = (run_dir / "eval" / ("step_" + std::to_string(m.meta.step) + ".json")).string();
+    // <run_dir>/eval/step_N.json for a checkpoint in <run_dir>/checkpoints/, else eval/ beside it.
+    fs::path dir = fs::absolute(a.checkpoint).parent_path();
+    if (dir.filename() == "checkpoints") dir = dir.parent_path();
+    out = (dir / "eval" / ("step_" + std::to_string(m.meta.step) + ".json")).string();
   }
   if (fs::path(out).has_parent_path()) fs::create_directories(fs::path(out).parent_path());
   std::ofstream(out) << j.dump(2) << "\n";

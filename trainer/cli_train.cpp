@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "trainer/cli_common.h"
+#include "trainer/comm.h"
 #include "trainer/commands.h"
 #include "trainer/token_source.h"
 #include "trainer/train_loop.h"
@@ -28,12 +29,26 @@ void run_train(const TrainArgs& a) {
   RunConfig cfg = load_config(a.config.path, sets);
   validate_for_training(cfg);
   const std::string run_dir = !a.run_dir.empty() ? a.run_dir : (fs::path("runs") / fs::path(a.config.path).stem()).string();
-  auto data = open_shard_source(cfg.data.dir, cfg.train.seed);
-  TrainOptions opt;
-  opt.run_dir = run_dir;
-  opt.resume = a.resume;
-  opt.stop_at_step = a.stop_at_step;
-  TrainResult r = train(cfg, *data, opt);
+  // Under a launcher (mpirun, srun, torchrun-style RANK/WORLD_SIZE) this process is one rank of a
+  // data-parallel job: see trainer/comm.h for how the backend is chosen.
+  const LaunchInfo launch = detect_launch();
+  const Device dev = rank_device(parse_device(cfg.train.device), launch, cuda_device_count());
+  auto comm = make_communicator(dev, CommOptions{cfg.dist.backend, cfg.dist.timeout_s}, launch);
+  TrainResult r;
+  try {
+    auto data = open_shard_source(cfg.data.dir, cfg.train.seed);
+    TrainOptions opt;
+    opt.run_dir = run_dir;
+    opt.resume = a.resume;
+    opt.stop_at_step = a.stop_at_step;
+    opt.comm = comm.get();
+    r = train(cfg, *data, opt);
+  } catch (const std::exception& e) {
+    // One rank failing must stop the others (they would wait in their next collective).
+    if (comm->world_size() > 1) comm->abort(e.what());
+    throw;
+  }
+  if (comm->rank() != 0) return;
   if (r.stopped_early)
     std::printf("to continue: ttt train --config %s --run-dir %s --resume\n", a.config.path.c_str(), run_dir.c_str());
   else

@@ -30,6 +30,7 @@ bool parse_double(const std::string& s, double& out) {
   return end == s.c_str() + s.size() && std::isfinite(out);
 }
 
+// Whole-string parses: "12abc" is an error, not 12.
 bool parse_int(const std::string& s, int64_t& out) {
   auto r = std::from_chars(s.data(), s.data() + s.size(), out);
   if (r.ec == std::errc() && r.ptr == s.data() + s.size()) return true;
@@ -131,6 +132,7 @@ void assign(RunConfig& cfg, const ConfigKey& key, const YAML::Node& v, const std
 
 // --- unknown keys --------------------------------------------------------------------------------
 
+// Levenshtein distance, two rows: the key list is short, clarity wins over speed.
 size_t edit_distance(const std::string& a, const std::string& b) {
   std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
   for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
@@ -193,6 +195,8 @@ std::string where_of(const std::string& origin, const YAML::Node& n) {
   return m.line >= 0 ? origin + ":" + std::to_string(m.line + 1) : origin;
 }
 
+// Walks a mapping: a leaf key is assigned, a section is descended into, anything else is an
+// unknown key. Every error carries the file and line of the key.
 void load_mapping(RunConfig& cfg, const YAML::Node& node, const std::string& prefix, const std::string& origin) {
   if (!node.IsMap())
     throw std::invalid_argument(where_of(origin, node) + ": " +
@@ -243,6 +247,8 @@ std::string format_value(ConfigField f) {
 }
 
 // Writes the keys in schema order as nested YAML; `docs` adds each key's documentation above it.
+// Hand-written rather than YAML::Emitter: the order, indentation and float format (which must
+// round-trip exactly and read as floats in PyYAML) are part of the file's contract.
 std::string write_yaml(RunConfig& cfg, bool docs) {
   std::ostringstream out;
   std::vector<std::string> open;  // the sections currently open
@@ -366,6 +372,8 @@ void validate_for_training(const RunConfig& cfg, bool check_required) {
   need(t.eval_windows > 0, "train.eval_windows", "must be > 0");
   need(t.dtype == "fp32", "train.dtype",
        "only fp32 is implemented (bf16 autocast arrives with the CUDA trainer)");
+  need(cfg.dist.timeout_s > 0, "dist.timeout_s", "must be > 0");
+  need(cfg.dist.bucket_mb > 0, "dist.bucket_mb", "must be > 0");
   need(cfg.checkpoint.every >= 0, "checkpoint.every", "must be >= 0");
   need(cfg.checkpoint.keep_last >= 0, "checkpoint.keep_last", "must be >= 0 (0 = keep all)");
   need(cfg.model.max_seq_len > 0, "model.max_seq_len", "must be > 0");

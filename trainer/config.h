@@ -2,7 +2,7 @@
 // checked against one schema (trainer/config_schema.cpp), resolved into plain structs.
 //
 // A config file has the sections `model:` (maps 1:1 onto layers/model_config.h, `model.ttt:` onto
-// TTTConfig), `train:`, `data:`, `checkpoint:`, `eval:` and the optional top-level strings `name`
+// TTTConfig), `train:`, `data:`, `checkpoint:`, `eval:`, `dist:` and the optional top-level strings `name`
 // and `description`. Every key, its type, default and meaning is listed by the schema;
 // `configs/defaults.yaml` is that list written out (`ttt config defaults`; a test keeps them equal).
 //
@@ -47,7 +47,7 @@ struct TrainConfig {
   int64_t eval_every = 0;        // validation loss every N steps; 0 = off
   int64_t eval_windows = 16;     // validation windows (of the training context) per periodic eval
   double max_minutes = 0;        // stop (with a checkpoint) after this wall time; 0 = no limit
-  double peak_tflops = 0;        // device peak for MFU; 0 = known GPU table, else MFU is null
+  double peak_tflops = 0;        // device peak for MFU; 0 = unknown (MFU null)
 };
 
 struct DataConfig {
@@ -67,6 +67,14 @@ struct EvalConfig {
   int64_t position_buckets = 64; // loss-by-position resolution (positions averaged per bucket)
 };
 
+// Data parallelism (trainer/comm.h, trainer/ddp.h): the launcher decides the world size.
+struct DistConfig {
+  std::string backend = "auto";  // auto | local | mpi | nccl (auto: nccl on CUDA, mpi on CPU, local alone)
+  double timeout_s = 600;        // longest wait for a collective before the job is aborted
+  double bucket_mb = 25;         // gradient all-reduce bucket size (PyTorch DDP's default)
+  bool overlap = true;           // all-reduce buckets during backward (false: all after it)
+};
+
 struct RunConfig {
   std::string name;
   std::string description;
@@ -75,6 +83,7 @@ struct RunConfig {
   DataConfig data;
   CheckpointConfig checkpoint;
   EvalConfig eval;
+  DistConfig dist;
 
   std::string source;            // the file it was loaded from ("" if none)
   std::set<std::string> set_keys;// keys given explicitly (file or --set)

@@ -86,7 +86,7 @@ std::vector<ConfigKey> build_schema() {
       {"train.eval_windows", F(train.eval_windows), "Validation windows per periodic evaluation."},
       {"train.max_minutes", F(train.max_minutes), "Stop with a checkpoint after this many minutes; 0 = no limit."},
       {"train.peak_tflops", F(train.peak_tflops),
-       "Device peak TFLOP/s for MFU; 0 = from a table of known GPUs, else MFU is null."},
+       "Device peak TFLOP/s for MFU (H100 SXM bf16 dense: 989); 0 = unknown, MFU is logged as null."},
 
       // --- data ---
       {"data.dir", F(data.dir), "Directory of prepared shards (`ttt data prepare`).", {}, true},
@@ -101,6 +101,15 @@ std::vector<ConfigKey> build_schema() {
       {"eval.max_windows", F(eval.max_windows), "Windows per context length; 0 = all the validation data allows."},
       {"eval.batch", F(eval.batch), "Windows per forward pass."},
       {"eval.position_buckets", F(eval.position_buckets), "Loss-by-position buckets per context length."},
+
+      // --- dist ---
+      {"dist.backend", F(dist.backend),
+       "Communicator: auto (nccl on CUDA, mpi on CPU, local without a launcher), local, mpi or nccl.",
+       {"auto", "local", "mpi", "nccl"}},
+      {"dist.timeout_s", F(dist.timeout_s),
+       "Seconds a collective may wait for the other ranks before the job is aborted (a rank failed or hangs)."},
+      {"dist.bucket_mb", F(dist.bucket_mb), "Gradient all-reduce bucket size in MB."},
+      {"dist.overlap", F(dist.overlap), "All-reduce gradient buckets during backward, as they become ready."},
   };
   return k;
 }

@@ -24,6 +24,7 @@ ContextResult evaluate_context(const TokenLossFn& fn, TokenSource& data, int64_t
                                 std::to_string(context + 1) + " tokens (context " + std::to_string(context) + ")");
   const int64_t n = max_windows > 0 ? std::min(max_windows, available) : available;
   NoGradGuard ng;
+  // Sums in double: a long evaluation adds millions of float losses.
   std::vector<double> pos_sum(static_cast<size_t>(context), 0.0);
   double total = 0;
   for (int64_t first = 0; first < n; first += batch) {
@@ -45,6 +46,8 @@ ContextResult evaluate_context(const TokenLossFn& fn, TokenSource& data, int64_t
   r.tokens = n * context;
   r.loss = total / static_cast<double>(r.tokens);
   r.ppl = std::exp(r.loss);
+  // Equal-width buckets (the last may be shorter); a log-spaced view is the plotting script's job,
+  // the raw per-bucket means keep the JSON simple and exact.
   const int64_t nb = std::max<int64_t>(1, std::min(buckets, context));
   r.bucket_size = (context + nb - 1) / nb;
   for (int64_t b = 0; b * r.bucket_size < context; ++b) {

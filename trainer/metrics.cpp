@@ -17,6 +17,8 @@ namespace ttt {
 
 MetricsLog::MetricsLog(const std::string& path, int64_t keep_through_step) {
   if (fs::path(path).has_parent_path()) fs::create_directories(fs::path(path).parent_path());
+  // Resume: rewrite the file without the rows the interrupted session wrote after its last
+  // checkpoint; they are about to be recomputed (identically) and would appear twice.
   if (keep_through_step >= 0 && fs::exists(path)) {
     std::ifstream in(path);
     std::vector<std::string> kept;
@@ -41,7 +43,7 @@ MetricsLog::MetricsLog(const std::string& path, int64_t keep_through_step) {
 
 void MetricsLog::write(const nlohmann::json& row) {
   out_ << row.dump() << "\n";
-  out_.flush();
+  out_.flush();  // a crash loses at most the row being written; plots can follow a live run
 }
 
 std::string format_duration(double s) {
@@ -75,6 +77,7 @@ void ProgressLine::update(int64_t step, double loss, double tokens_per_s, double
   const int filled = static_cast<int>(frac * width);
   std::string bar(static_cast<size_t>(filled), '#');
   bar.resize(width, '.');
+  // \r + erase-line rewrites the line in place; log lines call clear() first.
   std::fprintf(stderr, "\r\033[K[%s] step %lld/%lld  loss %.4f  %s tok/s  ETA %s", bar.c_str(),
                static_cast<long long>(step), static_cast<long long>(total_), loss, format_count(tokens_per_s).c_str(),
                format_duration(eta_seconds).c_str());
@@ -94,6 +97,7 @@ std::shared_ptr<spdlog::logger> make_run_logger(const std::string& run_dir, bool
   if (console) {
     auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
     sink->set_pattern("[%H:%M:%S] %^%v%$");
+    sink->set_color(spdlog::level::info, sink->reset);  // colour only warnings and errors
     sinks.push_back(sink);
   }
   if (!run_dir.empty()) {
@@ -104,7 +108,7 @@ std::shared_ptr<spdlog::logger> make_run_logger(const std::string& run_dir, bool
   }
   auto logger = std::make_shared<spdlog::logger>("ttt", sinks.begin(), sinks.end());
   logger->set_level(spdlog::level::info);
-  logger->flush_on(spdlog::level::info);
+  logger->flush_on(spdlog::level::info);  // train.log is complete even if the process is killed
   return logger;
 }
 

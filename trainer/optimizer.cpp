@@ -32,6 +32,8 @@ void AdamW::step(double lr, double grad_scale) {
   const double bc2 = 1.0 - std::pow(opt_.beta2, static_cast<double>(t_));
   for (auto& s : slots_) {
     Tensor g = s.param.grad();
+    // No gradient (the parameter did not take part in the loss): optax still updates it with a
+    // zero gradient, so do we, to follow the official trainer exactly.
     if (!g.defined()) g = zeros(s.param.shape(), opts(DType::f32, s.param.device()));
     if (g.shape() != s.param.shape())
       throw std::logic_error("AdamW: gradient of '" + s.name + "' has shape " + g.shape().str() + ", parameter " +
@@ -75,6 +77,8 @@ double global_grad_norm(const std::vector<Tensor>& params) {
     Tensor g = p.grad();
     if (!g.defined()) continue;
     if (g.dtype() == DType::bf16) g = g.to(DType::f32);  // accumulate bf16 gradients in fp32
+    // One backend reduction per tensor (on its device), then a host sum in double over tensors in
+    // parameter order: the same norm on every run.
     Shape ones_shape(std::vector<int64_t>(g.dim(), 1));
     Tensor out = zeros(ones_shape, opts(g.dtype(), g.device()));
     backend(g.device()).reduce(ReduceOp::sum_sq, out.view(), g.view());

@@ -12,14 +12,18 @@
 
 #include "autograd/engine.h"
 #include "autograd/ops.h"
+#include "data/sha256.h"
 #include "layers/language_model.h"
 #include "trainer/checkpoint.h"
+#include "trainer/comm.h"
+#include "trainer/ddp.h"
 #include "trainer/eval.h"
 #include "trainer/metrics.h"
 #include "trainer/model_hooks.h"
 #include "trainer/optimizer.h"
 #include "trainer/schedule.h"
 #include "trainer/signals.h"
+#include "trainer/train_dist.h"
 
 namespace fs = std::filesystem;
 
@@ -66,21 +70,33 @@ double validation_loss(LanguageModel& model, TokenSource& data, const RunConfig&
 TrainResult train(const RunConfig& cfg, TokenSource& data, const TrainOptions& opt) {
   validate_for_training(cfg, /*check_required=*/false);
   if (opt.run_dir.empty()) throw std::invalid_argument("train: no run directory given");
-  const Device dev = device_of(cfg);
-  const bool lead = opt.rank == 0;  // rank 0 writes files and logs
+  std::unique_ptr<Communicator> own_comm;
+  Communicator* comm = opt.comm;
+  if (!comm) {
+    own_comm = make_local_communicator(device_of(cfg));
+    comm = own_comm.get();
+  }
+  const int rank = comm->rank(), world = comm->world_size();
+  // One GPU per process: rank r of a multi-process job trains on cuda:<local rank>.
+  const Device dev = rank_device(device_of(cfg), comm->launch(), cuda_device_count());
+  const bool lead = rank == 0;  // rank 0 writes files and logs
 
   auto log = make_run_logger(lead ? opt.run_dir : "", opt.console && lead);
 
   // --- model, plan, optimizer ----------------------------------------------------------------
+  // A model vocabulary larger than the data's is fine (padded embeddings); smaller would index
+  // out of range in the embedding.
   if (data.vocab_size() > cfg.model.vocab_size)
     throw std::invalid_argument("the data's vocabulary (" + std::to_string(data.vocab_size()) +
                                 " tokens) is larger than model.vocab_size (" + std::to_string(cfg.model.vocab_size) + ")");
   LanguageModel model(cfg.model);
   model.to(dev);
   model.train(true);
+  // The optimizer and checkpoints hold these very handles: Module::to() and load_checkpoint
+  // replace data in place, never the tensors themselves.
   const auto named = model.named_parameters();
   TrainResult res;
-  res.plan = plan_training(cfg, model.num_parameters(), opt.world);
+  res.plan = plan_training(cfg, model.num_parameters(), world);
   const TrainPlan& plan = res.plan;
   AdamW adam(named, AdamWOptions{cfg.train.beta1, cfg.train.beta2, cfg.train.eps, cfg.train.weight_decay},
              cfg.train.decay_all ? std::function<bool(const std::string&, const Tensor&)>() : decay_only_matrices);
@@ -90,23 +106,39 @@ TrainResult train(const RunConfig& cfg, TokenSource& data, const TrainOptions& o
   // --- run directory and resume ---------------------------------------------------------------
   const std::string ckpt_dir = (fs::path(opt.run_dir) / "checkpoints").string();
   const std::string metrics_path = (fs::path(opt.run_dir) / "metrics.jsonl").string();
-  int64_t step = 0;
+  int64_t step = 0;  // optimizer steps done = index of the next update
   if (opt.resume) {
     std::vector<std::string> skipped;
-    auto path = newest_valid_checkpoint(ckpt_dir, &skipped);
+    auto path = agree_on_resume_checkpoint(*comm, ckpt_dir, &skipped);  // rank 0 picks, every rank loads
     for (const auto& s : skipped) log->warn("{}", s);
     if (path) {
-      CheckpointMeta meta = load_checkpoint(*path, named, &adam);
+      CheckpointMeta meta;
+      try {
+        meta = load_checkpoint(*path, named, &adam);
+      } catch (const std::exception& e) {
+        if (world == 1) throw;
+        throw std::runtime_error(std::string(e.what()) + " (rank " + std::to_string(rank) +
+                                 " loads the checkpoint rank 0 chose: the run directory must be on a file "
+                                 "system that every rank sees)");
+      }
+      auto tok = meta.extras.find("tokenizer.model");
+      if (tok != meta.extras.end() && !data.tokenizer_sha256().empty() &&
+          sha256_hex(tok->second) != data.tokenizer_sha256())
+        throw std::invalid_argument("cannot resume " + *path + ": it was trained on data of another tokenizer than " +
+                                    data.describe());
       step = meta.step;
       rng.seed = meta.rng_seed;
       rng.offset = meta.rng_offset;
+      // Changing settings on resume is allowed (e.g. more steps, another eval cadence) but never
+      // silent: the shape-changing ones already failed in load_checkpoint.
       for (const auto& d : config_differences(load_config_string(meta.config_yaml, *path), cfg))
         log->warn("config differs from the checkpoint's: {}", d);
       log->info("resumed from {} (step {}, {} tokens)", *path, meta.step, meta.tokens);
     } else {
       log->warn("--resume: no valid checkpoint in {}; starting from scratch", ckpt_dir);
     }
-  } else if (!list_checkpoints(ckpt_dir).empty()) {
+  } else if (comm->broadcast_string(list_checkpoints(ckpt_dir).empty() ? "" : "has checkpoints") != "") {
+    // Starting over in a used directory would interleave two runs' checkpoints and metrics.
     throw std::invalid_argument("run directory '" + opt.run_dir +
                                 "' already has checkpoints: pass --resume to continue it, or choose another --run-dir");
   }
@@ -122,8 +154,19 @@ TrainResult train(const RunConfig& cfg, TokenSource& data, const TrainOptions& o
   log->info("model: {} ({}, {} backbone), device {}", cfg.name.empty() ? cfg.model.mixer : cfg.name, cfg.model.mixer,
             cfg.model.backbone, dev.str());
   log->info("plan: {}", plan.summary());
+  // Data parallelism whenever a launcher started us (even at world size 1, so that a single-GPU
+  // `mpirun -np 1` exercises the same path as N GPUs); replicas start from rank 0's values.
+  std::unique_ptr<DataParallel> ddp;
+  if (comm->backend_name() != "local") {
+    ddp = std::make_unique<DataParallel>(
+        *comm, named, DdpOptions{static_cast<size_t>(cfg.dist.bucket_mb * (1 << 20)), cfg.dist.overlap});
+    ddp->broadcast_parameters(0);
+    log->info("data parallel: {} rank(s), backend {}, {} gradient buckets of <= {} MB, overlap {}", world,
+              comm->backend_name(), ddp->num_buckets(), cfg.dist.bucket_mb, cfg.dist.overlap ? "on" : "off");
+  }
   log->info("data: {}", data.describe());
 
+  // Every checkpoint carries the tokenizer, so eval/generate need nothing but the checkpoint.
   std::string tokenizer_blob;
   if (!data.tokenizer_path().empty()) tokenizer_blob = read_file_bytes(data.tokenizer_path());
   auto save = [&](int64_t done) {
@@ -155,6 +198,7 @@ TrainResult train(const RunConfig& cfg, TokenSource& data, const TrainOptions& o
   };
 
   // --- the loop ---------------------------------------------------------------------------------
+  // Handlers live for the loop only: outside it, Ctrl-C keeps its usual meaning.
   StopSignals signals;
   clear_stop_request();
   ProgressLine progress(plan.total_steps, opt.console && lead && stderr_is_terminal());
@@ -167,23 +211,34 @@ TrainResult train(const RunConfig& cfg, TokenSource& data, const TrainOptions& o
     const auto t0 = Clock::now();
     const double lr = sched.at(step);
     apply_ttt_base_lr_warmup(model, step, plan.warmup_steps);
-    adam.zero_grad();
-    Tensor rows = data.train_rows(step, opt.rank, opt.world, plan.micro_batch * plan.accumulation, plan.seq_len);
+    if (ddp) ddp->zero_grad();  // gradients are views into the all-reduce buckets
+    else adam.zero_grad();
+    // All rows of the step at once, then sliced per micro-batch: the data of a step depends on
+    // the global batch only, not on how it is split into micro-batches.
+    Tensor rows = data.train_rows(step, rank, world, plan.micro_batch * plan.accumulation, plan.seq_len);
     double loss_sum = 0;
     for (int64_t micro = 0; micro < plan.accumulation; ++micro) {
       auto [ids, targets] = split_inputs_targets(rows.narrow(0, micro * plan.micro_batch, plan.micro_batch));
       Tensor loss = model.loss(ids.to(dev), targets.to(dev));
       loss_sum += loss.item();
+      if (ddp) ddp->set_sync(micro == plan.accumulation - 1);  // reduce on the last micro-batch only
+      // Scaling each micro loss makes the accumulated .grad the gradient of the step's mean loss.
       backward({mul_scalar(loss, 1.0 / static_cast<double>(plan.accumulation))});
     }
-    const double loss = loss_sum / static_cast<double>(plan.accumulation);
+    if (ddp) ddp->finish();  // .grad = mean over ranks
+    // The loss over all ranks, and whether any rank wants to stop (signal, time limit).
+    const int signal = stop_requested() ? (stop_signal() ? stop_signal() : -1) : 0;
+    const bool time_up = cfg.train.max_minutes > 0 && seconds_since(t_start) >= 60.0 * cfg.train.max_minutes;
+    const StepAgreement agreed = agree_on_step(*comm, loss_sum / static_cast<double>(plan.accumulation), signal, time_up);
+    const double loss = agreed.loss;
     const double gnorm = global_grad_norm(model.parameters());
+    // Stop before the update: a NaN written into the weights would be saved by the next checkpoint.
     if (!std::isfinite(loss) || !std::isfinite(gnorm))
       throw std::runtime_error("non-finite " + std::string(std::isfinite(loss) ? "gradient norm" : "loss") + " at step " +
                                std::to_string(step + 1) + "; parameters not updated" +
                                (res.last_checkpoint.empty() ? "" : " (last checkpoint: " + res.last_checkpoint + ")"));
     adam.step(lr, clip_scale(gnorm, cfg.train.grad_clip));
-    adam.zero_grad();
+    if (!ddp) adam.zero_grad();
     ++step;
     res.losses.push_back(loss);
 
@@ -193,6 +248,8 @@ TrainResult train(const RunConfig& cfg, TokenSource& data, const TrainOptions& o
     window_time += dt;
     ++window_steps;
     const double tok_s = static_cast<double>(plan.batch_tokens) / dt;
+    // ETA from this session's mean step time (the first steps of a run include warm-up costs,
+    // but a mean over the session settles quickly and never jumps like a last-step estimate).
     const double eta = seconds_since(t_start) / static_cast<double>(step - res.start_step) *
                        static_cast<double>(plan.total_steps - step);
     nlohmann::json mfu = nullptr;
@@ -217,14 +274,18 @@ TrainResult train(const RunConfig& cfg, TokenSource& data, const TrainOptions& o
     }
 
     // --- stop or save ---
-    std::string reason;
-    if (stop_requested()) reason = stop_signal() == SIGTERM ? "SIGTERM" : stop_signal() == SIGINT ? "SIGINT" : "stop request";
-    else if (cfg.train.max_minutes > 0 && seconds_since(t_start) >= 60.0 * cfg.train.max_minutes) reason = "time limit";
-    else if (opt.stop_at_step >= 0 && step >= opt.stop_at_step && step < plan.total_steps) reason = "stop_at_step";
+    // Checked only between steps, so a checkpoint never holds half an update.
+    std::string reason = agreed.stop_reason;
+    if (reason.empty() && opt.stop_at_step >= 0 && step >= opt.stop_at_step && step < plan.total_steps)
+      reason = "stop_at_step";
     const bool periodic = cfg.checkpoint.every > 0 && step % cfg.checkpoint.every == 0;
-    if (lead && (periodic || step == plan.total_steps || !reason.empty())) {
-      progress.clear();
-      save(step);
+    if (periodic || step == plan.total_steps || !reason.empty()) {
+      // Replicas must be bit-identical: check before their state is written down.
+      if (ddp) ddp->check_parameters_in_sync();
+      if (lead) {
+        progress.clear();
+        save(step);
+      }
     }
     if (!reason.empty()) {
       res.stopped_early = true;

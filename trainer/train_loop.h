@@ -23,12 +23,18 @@
 
 namespace ttt {
 
+class Communicator;
+
 struct TrainOptions {
   std::string run_dir;        // required
   bool resume = false;        // continue from the newest valid checkpoint of run_dir/checkpoints
   int64_t stop_at_step = -1;  // checkpoint and stop once this many steps are done (-1 = off)
   bool console = true;        // log to stderr (the file log is always written)
-  int64_t rank = 0, world = 1;
+  // Data parallelism (trainer/comm.h): this process's rank among `comm->world_size()`; null = one
+  // process. With a communicator other than the local one, gradients are averaged over the ranks
+  // (trainer/ddp.h), rank r reads rows [r*B, (r+1)*B) of each step's global batch, and only rank 0
+  // writes files and logs.
+  Communicator* comm = nullptr;
 };
 
 struct TrainResult {

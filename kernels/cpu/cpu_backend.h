@@ -53,6 +53,12 @@ class CpuBackend final : public Backend {
                          const int64_t* targets, int64_t rows, int64_t cols, int64_t ignore_index,
                          DType dt) override;
 
+  bool attention_supported(int64_t, DType dt) const override { return is_floating(dt); }
+  void attention_fwd(void* out, float* lse, const void* q, const void* k, const void* v, const AttentionShape& s,
+                     DType dt) override;
+  void attention_bwd(void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k, const void* v,
+                     const void* out, const float* lse, const AttentionShape& s, DType dt) override;
+
   void random(const View& out, RandomDist dist, uint64_t seed, uint64_t offset, double a, double b) override;
   void adamw(const AdamWArgs& args) override;
 

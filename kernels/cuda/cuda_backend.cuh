@@ -9,7 +9,7 @@
 //   - a small error slot in mapped host memory where kernels report bad indices (a GPU kernel
 //     cannot throw); the next synchronize()/copy_to_host() turns it into an exception.
 // The methods are defined by family in allocator.cu, elementwise.cu, reduce.cu, gemm.cu,
-// index.cu, rows.cu, cross_entropy.cu and random_adamw.cu.
+// index.cu, rows.cu, cross_entropy.cu, random_adamw.cu and attention.cu.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -87,6 +87,7 @@ class CudaBackend final : public Backend {
   void copy_from_host(void* dst, const void* src, size_t nbytes) override;
   void copy_to_host(void* dst, const void* src, size_t nbytes) override;
   void synchronize() override;
+  void* native_stream() override { return stream_; }  // the NCCL communicator orders its work after it
   size_t memory_allocated() const override { return allocator_.allocated(); }
   size_t memory_peak() const override { return allocator_.peak(); }
   void reset_peak_memory() override { allocator_.reset_peak(); }
@@ -122,6 +123,12 @@ class CudaBackend final : public Backend {
   void cross_entropy_bwd(void* dlogits, const float* dloss, const void* logits, const float* lse,
                          const int64_t* targets, int64_t rows, int64_t cols, int64_t ignore_index,
                          DType dt) override;
+
+  bool attention_supported(int64_t head_dim, DType dt) const override;
+  void attention_fwd(void* out, float* lse, const void* q, const void* k, const void* v, const AttentionShape& s,
+                     DType dt) override;
+  void attention_bwd(void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k, const void* v,
+                     const void* out, const float* lse, const AttentionShape& s, DType dt) override;
 
   void random(const View& out, RandomDist dist, uint64_t seed, uint64_t offset, double a, double b) override;
   void adamw(const AdamWArgs& args) override;

@@ -1,0 +1,186 @@
+// autograd/ops/attention.cpp — scaled dot-product attention, causal (optionally sliding-window)
+// or full, as one tape node over the fused kernels of backend.h (FlashAttention-style: the
+// [Tq, Tk] score matrix is never stored).
+//
+//   q [B,H,Tq,D], k, v [B,H,Tk,D].  Query row i sits at position i + (Tk − Tq): the queries are
+//   the LAST Tq positions of the keys (Tq = Tk for training, Tq < Tk to decode new tokens
+//   against a KV cache). Causal: row i sees key j iff j <= pos(i) and, with window w > 0,
+//   j > pos(i) − w. Not causal: every key (window must be 0).
+//
+//   S = scale · Q Kᵀ + M   (M = 0 where allowed, −inf elsewhere),  P = softmax(S),  O = P V
+// Backward, with dO given and D = rowsum(dO ∘ O) = rowsum(dP ∘ P):
+//   dV = Pᵀ dO,  dP = dO Vᵀ,  dS = P ∘ (dP − D),  dQ = scale · dS K,  dK = scale · dSᵀ Q
+// Saved: q, k, v, the kernel's output and its lse (float32 [B,H,Tq]).
+//
+// Paths
+// - forward: backend(device).attention_fwd when attention_supported(D, dtype) (always on CPU);
+//   otherwise the composite formula (matmul, masked_fill, softmax), taped op by op, with a
+//   one-time message on stderr per (device, head_dim, dtype).
+// - backward, ordinary (grad mode off), float32/bfloat16: the fused attention_bwd kernel;
+// - backward with create_graph, and float64 always: the formulas above from differentiable ops
+//   (P recomputed by the composite forward), so gradients of gradients are right. float64 skips
+//   the kernel because lse is float32, which would cap it at float32 accuracy (as in layer_norm).
+// - autocast (autograd/autocast.h): float32 q, k, v run through the kernels as bfloat16; output
+//   and gradients come back as float32; with create_graph the composite runs in exact float32.
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <limits>
+#include <mutex>
+#include <set>
+#include <string>
+
+#include "autograd/autocast.h"
+#include "autograd/node.h"
+#include "autograd/ops.h"
+#include "autograd/ops/kernel_calls.h"
+
+namespace ttt {
+
+namespace {
+
+AttentionShape make_shape(const Tensor& q, const Tensor& k, bool causal, int64_t window, double scale) {
+  AttentionShape s;
+  s.batch = q.shape()[0];
+  s.heads = q.shape()[1];
+  s.q_len = q.shape()[2];
+  s.kv_len = k.shape()[2];
+  s.head_dim = q.shape()[3];
+  s.causal = causal;
+  s.window = window;
+  s.scale = scale;
+  return s;
+}
+
+void check_inputs(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, int64_t window) {
+  const char* op = "scaled_dot_product_attention";
+  kc::check_floating(q, op);
+  check_defined(op, k, "k");
+  check_defined(op, v, "v");
+  check_same_device(op, q, k);
+  check_same_device(op, q, v);
+  check_same_dtype(op, q, k);
+  check_same_dtype(op, q, v);
+  const auto shapes = [&] { return " (q " + q.shape().str() + ", k " + k.shape().str() + ", v " + v.shape().str() + ")"; };
+  if (q.dim() != 4 || k.dim() != 4 || k.shape() != v.shape())
+    throw std::invalid_argument(std::string(op) + ": expected q [B, H, Tq, D] and k, v [B, H, Tk, D]" + shapes());
+  if (q.shape()[0] != k.shape()[0] || q.shape()[1] != k.shape()[1] || q.shape()[3] != k.shape()[3])
+    throw std::invalid_argument(std::string(op) + ": q and k must agree in B, H and D" + shapes());
+  if (causal && q.shape()[2] > k.shape()[2])
+    throw std::invalid_argument(std::string(op) + ": causal attention needs Tq <= Tk (the queries are the last Tq "
+                                "positions of the keys)" + shapes());
+  if (!causal && k.shape()[2] == 0 && q.shape()[2] > 0)
+    throw std::invalid_argument(std::string(op) + ": no keys to attend to" + shapes());
+  if (window < 0 || (window > 0 && !causal))
+    throw std::invalid_argument(std::string(op) + ": window must be >= 0, and 0 unless causal; got " +
+                                std::to_string(window));
+}
+
+// --- composite path ---------------------------------------------------------------------------
+
+// [Tq, Tk] float32, 1 where row i must not see key j; undefined when every pair is allowed.
+Tensor masked_pairs(const AttentionShape& s, Device dev) {
+  if (!s.causal || s.q_len == 0) return Tensor();
+  // key_begin and key_end grow with the row: row 0 misses the most future keys, the last row
+  // the most keys behind its window.
+  if (s.key_end(0) >= s.kv_len && s.key_begin(s.q_len - 1) == 0) return Tensor();  // e.g. one-token decode
+  // Positions as float32 are exact below 2^24 (16M tokens).
+  const TensorOptions o = opts(DType::f32, dev);
+  Tensor pos = reshape(arange(s.q_offset(), s.q_offset() + s.q_len, 1, o), {s.q_len, 1});
+  Tensor key = reshape(arange(0, s.kv_len, 1, o), {1, s.kv_len});
+  Tensor m = gt(key, pos);  // the future
+  if (s.window > 0) m = maximum(m, le(key, add_scalar(pos, -static_cast<double>(s.window))));
+  return m;
+}
+
+Tensor composite_probs(const Tensor& q, const Tensor& k, const AttentionShape& s) {
+  Tensor scores = mul_scalar(matmul(q, transpose(k, -2, -1)), s.scale);
+  Tensor m = masked_pairs(s, q.device());
+  if (m.defined()) scores = masked_fill(scores, m, -std::numeric_limits<double>::infinity());
+  return softmax(scores, -1);
+}
+
+tensor_list composite_backward(const BackwardCtx& c, const Tensor& dout, const Tensor& q, const Tensor& k,
+                               const Tensor& v, const AttentionShape& s) {
+  Tensor P = composite_probs(q, k, s);
+  Tensor dP = matmul(dout, transpose(v, -2, -1));
+  Tensor dS = mul(P, sub(dP, sum(mul(dP, P), {-1}, true)));
+  tensor_list g(3);
+  if (c.needs(0)) g[0] = mul_scalar(matmul(dS, k), s.scale);
+  if (c.needs(1)) g[1] = mul_scalar(matmul(transpose(dS, -2, -1), q), s.scale);
+  if (c.needs(2)) g[2] = matmul(transpose(P, -2, -1), dout);
+  return g;
+}
+
+// --- fused path -------------------------------------------------------------------------------
+
+// t as a contiguous, 16-byte aligned buffer of dtype dt (what the kernels read).
+Tensor kernel_buffer(const Tensor& t, DType dt) {
+  Tensor c = kc::contiguous(t.dtype() == dt ? t.detach() : t.detach().to(dt));
+  if (reinterpret_cast<uintptr_t>(c.data_ptr()) % 16 != 0) c = clone(c);
+  return c;
+}
+
+void log_fallback_once(const AttentionShape& s, DType dt, Device dev) {
+  static std::mutex mu;
+  static std::set<std::string> seen;
+  const std::string key = dev.str() + " head_dim " + std::to_string(s.head_dim) + " " + dtype_name(dt);
+  std::lock_guard<std::mutex> lock(mu);
+  if (!seen.insert(key).second) return;
+  std::fprintf(stderr,
+               "ttt: scaled_dot_product_attention: no fused kernel for %s; using the composite path "
+               "(matmul + softmax, O(T^2) memory)\n",
+               key.c_str());
+}
+
+tensor_list fused_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                           const Tensor& out_low, const Tensor& lse, const AttentionShape& s, DType low) {
+  NoGradGuard ng;
+  Tensor qb = kernel_buffer(q, low), kb = kernel_buffer(k, low), vb = kernel_buffer(v, low);
+  Tensor dob = kernel_buffer(dout, low);
+  Tensor dq = empty(q.shape(), opts(low, q.device()));
+  Tensor dk = empty(k.shape(), opts(low, q.device())), dv = empty(v.shape(), opts(low, q.device()));
+  if (dq.numel() || dk.numel())
+    backend(q.device()).attention_bwd(dq.data_ptr(), dk.data_ptr(), dv.data_ptr(), dob.data_ptr(), qb.data_ptr(),
+                                      kb.data_ptr(), vb.data_ptr(), out_low.data_ptr(), lse.data<float>(), s, low);
+  const DType dt = q.dtype();
+  if (low == dt) return {dq, dk, dv};
+  return {dq.to(dt), dk.to(dt), dv.to(dt)};
+}
+
+}  // namespace
+
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, int64_t window,
+                                    double scale) {
+  check_inputs(q, k, v, causal, window);
+  const AttentionShape s = make_shape(q, k, causal, window, scale);
+  const DType low = Autocast::enabled() && q.dtype() == DType::f32 ? Autocast::dtype() : q.dtype();
+  Backend& be = backend(q.device());
+  if (!be.attention_supported(s.head_dim, low)) {
+    log_fallback_once(s, low, q.device());
+    return matmul(composite_probs(q, k, s), v);
+  }
+  Tensor out_low, lse, out;
+  {
+    NoGradGuard ng;
+    Tensor qb = kernel_buffer(q, low), kb = kernel_buffer(k, low), vb = kernel_buffer(v, low);
+    out_low = empty(q.shape(), opts(low, q.device()));
+    lse = empty({s.batch, s.heads, s.q_len}, opts(DType::f32, q.device()));
+    if (out_low.numel()) be.attention_fwd(out_low.data_ptr(), lse.data<float>(), qb.data_ptr(), kb.data_ptr(),
+                                          vb.data_ptr(), s, low);
+    out = low == q.dtype() ? out_low : out_low.to(q.dtype());
+  }
+  if (needs_grad({&q, &k, &v})) {
+    record("scaled_dot_product_attention", {q, k, v}, {out}, {q, k, v, out_low, lse},
+           [s, low](BackwardCtx& c, const tensor_list& g) {
+             const Tensor &qs = c.saved[0], &ks = c.saved[1], &vs = c.saved[2];
+             if (!GradMode::is_enabled() && low != DType::f64)
+               return fused_backward(g[0], qs, ks, vs, c.saved[3], c.saved[4], s, low);
+             AutocastGuard exact(DType::f32, false);  // taped products stay exact under autocast
+             return composite_backward(c, g[0], qs, ks, vs, s);
+           });
+  }
+  return out;
+}
+
+}  // namespace ttt

@@ -1,0 +1,174 @@
+// tests/ddp_worker.cpp — the program test_ddp_mpi.cpp starts under `mpirun -np N` (or alone, as
+// the single-process reference). Not a test by itself.
+//
+//   ttt_ddp_worker collectives
+//       checks every collective of the communicator with values known by hand; exit 0 if right.
+//   ttt_ddp_worker train <steps> <global_rows> <micro_rows> <out> [bucket_bytes] [overlap 0|1]
+//       trains a tiny MLP classifier (6 -> 16 tanh -> 5, float32) with AdamW and grad clipping.
+//       The global batch of a step is rows g = step*global_rows + j, j < global_rows; rank r of W
+//       takes rows [r*global_rows/W, (r+1)*global_rows/W) in micro-batches of micro_rows, so
+//       gradient accumulation = global_rows / (micro_rows * W). World size 1 runs without
+//       DataParallel: the plain single-process reference. Rank 0 writes "<step> <loss> <grad norm>"
+//       lines and then "param <name> <values...>" lines to <out>, with 17 significant digits.
+//   ttt_ddp_worker fail throw|exit
+//       rank 1 fails at step 1 (an exception, or _Exit(3) as if killed); the job must stop.
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <string>
+
+#include "autograd/engine.h"
+#include "autograd/ops.h"
+#include "trainer/comm.h"
+#include "trainer/ddp.h"
+#include "trainer/optimizer.h"
+
+using namespace ttt;
+
+namespace {
+
+void expect(bool ok, const std::string& what) {
+  if (!ok) throw std::runtime_error("check failed: " + what);
+}
+
+void run_collectives(Communicator& c) {
+  const int r = c.rank(), w = c.world_size();
+  const double tri = w * (w + 1) / 2.0;  // sum over ranks of (r + 1)
+  for (DType d : {DType::f32, DType::f64, DType::bf16}) {
+    Tensor t = from_vector({double(r + 1), 2.0 * (r + 1)}, {2}, opts(d));
+    c.all_reduce_sum(t);
+    expect(t.tolist<double>() == std::vector<double>{tri, 2 * tri}, std::string("sum ") + dtype_name(d));
+    Tensor m = from_vector({double(r + 1)}, {1}, opts(d));
+    c.all_reduce_mean(m);
+    expect(m.item() == tri / w, std::string("mean ") + dtype_name(d));
+  }
+  Tensor i = from_vector_i64({int64_t{1} << 40, int64_t{r}}, {2});
+  c.all_reduce_sum(i);
+  expect(i.tolist<int64_t>() == std::vector<int64_t>{w * (int64_t{1} << 40), int64_t(tri) - w}, "sum int64");
+  // Two collectives in flight at once, waited for in reverse order.
+  Tensor a = full({1000}, r), b = full({3}, 1.0);
+  auto wa = c.all_reduce_async(a, CommReduce::sum);
+  auto wb = c.all_reduce_async(b, CommReduce::mean);
+  wb->wait();
+  wa->wait();
+  expect(a.tolist<double>() == std::vector<double>(1000, tri - w) && b.tolist<double>() == std::vector<double>(3, 1.0),
+         "async");
+  const int root = w - 1;
+  Tensor bc = full({4}, r == root ? 7.0 : -1.0);
+  c.broadcast(bc, root);
+  expect(bc.tolist<double>() == std::vector<double>(4, 7.0), "broadcast");
+  std::vector<int> ranks = c.all_gather(r * 10);
+  for (int k = 0; k < w; ++k) expect(ranks[static_cast<size_t>(k)] == k * 10, "all_gather");
+  expect(c.all_reduce_scalar(0.5 * r) == 0.25 * w * (w - 1), "all_reduce_scalar");
+  expect(c.broadcast_string(r == 0 ? "from zero" : "", 0) == "from zero", "broadcast_string");
+  c.barrier();
+  bool threw = false;
+  try {
+    c.check_same_on_all_ranks(r == 1 ? "b" : "a", "the probe");
+  } catch (const CommError& e) {
+    threw = std::string(e.what()).find("rank(s) 1 do not match") != std::string::npos;
+  }
+  expect(threw || w == 1, "check_same_on_all_ranks");
+  std::printf("collectives ok on rank %d of %d (%s)\n", r, w, c.backend_name().c_str());
+}
+
+// A row's input and class depend only on its global index g.
+void make_rows(int64_t first, int64_t n, Tensor& x, Tensor& y) {
+  std::vector<double> xs;
+  std::vector<int64_t> ys;
+  for (int64_t g = first; g < first + n; ++g) {
+    Generator gen(1000003ULL * static_cast<uint64_t>(g) + 17);
+    for (double v : randn({6}, gen).tolist<double>()) xs.push_back(v);
+    ys.push_back((g * 7 + 3) % 5);
+  }
+  x = from_vector(xs, {n, 6});
+  y = from_vector_i64(ys, {n});
+}
+
+void run_train(Communicator& c, int64_t steps, int64_t global_rows, int64_t micro_rows, const std::string& out,
+               size_t bucket_bytes, bool overlap, const std::string& fail_mode) {
+  const int r = c.rank(), w = c.world_size();
+  if (global_rows % (micro_rows * w) != 0) throw std::invalid_argument("global_rows must divide by micro_rows x world");
+  const int64_t rows = global_rows / w, accum = rows / micro_rows;
+  Generator g(42);
+  Tensor w1 = randn({6, 16}, g, {}, 0, 0.5).set_requires_grad(true);
+  Tensor b1 = zeros({16}).set_requires_grad(true);
+  Tensor w2 = randn({16, 5}, g, {}, 0, 0.5).set_requires_grad(true);
+  std::vector<std::pair<std::string, Tensor>> params = {{"w1", w1}, {"b1", b1}, {"w2", w2}};
+  AdamW opt(params, {});
+  std::unique_ptr<DataParallel> ddp;
+  if (w > 1) {
+    DdpOptions o;
+    o.bucket_bytes = bucket_bytes;
+    o.overlap = overlap;
+    ddp = std::make_unique<DataParallel>(c, params, o);
+    ddp->broadcast_parameters();
+  }
+  std::ofstream f;
+  if (r == 0) f.open(out);
+  f << std::setprecision(17);
+  for (int64_t step = 0; step < steps; ++step) {
+    if (step == 1 && r == 1 && fail_mode == "throw") throw std::runtime_error("injected failure in step 1");
+    if (step == 1 && r == 1 && fail_mode == "exit") std::_Exit(3);
+    if (ddp) ddp->zero_grad();
+    else opt.zero_grad();
+    double loss_sum = 0;
+    for (int64_t m = 0; m < accum; ++m) {
+      Tensor x, y;
+      make_rows(step * global_rows + r * rows + m * micro_rows, micro_rows, x, y);
+      Tensor logits = matmul(tanh(add(matmul(x, w1), b1)), w2);
+      // Mean over this rank's rows of the step; the mean over ranks is DataParallel's.
+      Tensor loss = mul_scalar(cross_entropy(logits, y), double(micro_rows) / double(rows));
+      if (ddp) ddp->set_sync(m == accum - 1);
+      backward({loss});
+      loss_sum += loss.item();
+    }
+    if (ddp) ddp->finish();
+    const double loss = c.all_reduce_scalar(loss_sum, CommReduce::mean);
+    std::vector<Tensor> ps = {w1, b1, w2};
+    const double norm = global_grad_norm(ps);
+    opt.step(1e-2, clip_scale(norm, 0.5));
+    f << step << ' ' << loss << ' ' << norm << '\n';
+  }
+  if (ddp) ddp->check_parameters_in_sync();
+  for (auto& [name, p] : params) {
+    f << "param " << name;
+    for (double v : p.tolist<double>()) f << ' ' << v;
+    f << '\n';
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string mode = argc > 1 ? argv[1] : "";
+  std::unique_ptr<Communicator> comm;
+  try {
+    comm = make_communicator(cpu());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  try {
+    if (mode == "collectives") {
+      run_collectives(*comm);
+    } else if (mode == "train" && argc >= 6) {
+      run_train(*comm, std::atoll(argv[2]), std::atoll(argv[3]), std::atoll(argv[4]), argv[5],
+                argc > 6 ? static_cast<size_t>(std::atoll(argv[6])) : (25u << 20), argc > 7 ? std::atoi(argv[7]) != 0 : true,
+                "");
+    } else if (mode == "fail" && argc >= 3) {
+      run_train(*comm, 5, 8, 2, "/dev/null", 64, true, argv[2]);
+    } else {
+      std::fprintf(stderr, "usage: ttt_ddp_worker collectives | train <steps> <global_rows> <micro_rows> <out> "
+                           "[bucket_bytes] [overlap] | fail throw|exit\n");
+      return 2;
+    }
+  } catch (const std::exception& e) {
+    if (comm->world_size() > 1) comm->abort(e.what());
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

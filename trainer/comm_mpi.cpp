@@ -1,0 +1,327 @@
+// trainer/comm_mpi.cpp — the MPI backend of Communicator (CPU ranks), and the MPI runtime that the
+// NCCL backend borrows to exchange its unique id. Built only when CMake found MPI (TTT_WITH_MPI);
+// otherwise every entry point says "built without MPI".
+//
+// Every collective is nonblocking (MPI_Iallreduce, MPI_Ibcast, ...) and waited for by polling
+// MPI_Test against a deadline (dist.timeout_s): MPI has no timeout of its own, and a blocking call
+// stuck on a dead peer could never report anything. On timeout the rank prints which collective
+// did not finish and calls MPI_Abort, which makes mpirun stop every rank.
+//
+// Tensors on a CUDA device are staged through host memory (slow, but correct: the MPI backend is
+// meant for CPU ranks; CUDA ranks use NCCL).
+#include "trainer/comm_backends.h"
+
+#if TTT_WITH_MPI
+// The C API only: keep OpenMPI's / MPICH's deprecated C++ bindings (and their link needs) out.
+#define OMPI_SKIP_MPICXX 1
+#define MPICH_SKIP_MPICXX 1
+#include <mpi.h>
+
+#include <chrono>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <mutex>
+#include <thread>
+#endif
+
+namespace ttt {
+
+#if TTT_WITH_MPI
+
+bool mpi_built() { return true; }
+
+namespace {
+
+// --- runtime ------------------------------------------------------------------------------------
+
+struct MpiSession {
+  bool initialised_here = false;
+  ~MpiSession() {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (initialised_here && !finalized) MPI_Finalize();
+  }
+};
+
+std::mutex g_mu;
+std::weak_ptr<MpiSession> g_session;
+
+std::string mpi_error_text(int code) {
+  char buf[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(code, buf, &len);
+  return std::string(buf, static_cast<size_t>(len));
+}
+
+void check(int rc, const std::string& what) {
+  if (rc != MPI_SUCCESS) throw CommError("MPI: " + what + " failed: " + mpi_error_text(rc));
+}
+
+int world_rank() {
+  int r = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+
+// Polls the requests until all are complete. On timeout the job cannot be rescued (an MPI
+// collective cannot be cancelled): print what was waited for and abort every rank.
+void wait_all(std::vector<MPI_Request>& reqs, double timeout_s, const std::string& what) {
+  using clock = std::chrono::steady_clock;
+  const auto deadline = clock::now() + std::chrono::duration<double>(timeout_s);
+  int spins = 0;
+  for (;;) {
+    int done = 0;
+    check(MPI_Testall(static_cast<int>(reqs.size()), reqs.data(), &done, MPI_STATUSES_IGNORE), what);
+    if (done) return;
+    if (clock::now() > deadline) {
+      int size = 1;
+      MPI_Comm_size(MPI_COMM_WORLD, &size);
+      std::fprintf(stderr,
+                   "error: rank %d of %d: MPI %s did not complete within %.0f s (dist.timeout_s): another rank "
+                   "failed or is stuck (see its output); aborting the job\n",
+                   world_rank(), size, what.c_str(), timeout_s);
+      std::fflush(stderr);
+      MPI_Abort(MPI_COMM_WORLD, 1);
+      std::_Exit(1);
+    }
+    // Spin briefly (collectives of small buffers finish in microseconds), then yield the core.
+    if (++spins > 200) std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+}
+
+// --- datatypes --------------------------------------------------------------------------------------
+
+// bf16 has no MPI type: reduce 16-bit words with a user-defined op that adds in float32.
+void bf16_sum(void* in, void* inout, int* len, MPI_Datatype*) {
+  auto* a = static_cast<const bf16*>(in);
+  auto* b = static_cast<bf16*>(inout);
+  for (int i = 0; i < *len; ++i) b[i] = bf16::from_float(a[i].to_float() + b[i].to_float());
+}
+
+MPI_Op bf16_sum_op() {
+  static MPI_Op op = [] {
+    MPI_Op o;
+    MPI_Op_create(&bf16_sum, /*commute=*/1, &o);
+    return o;
+  }();
+  return op;
+}
+
+MPI_Datatype mpi_type(DType d) {
+  switch (d) {
+    case DType::f64: return MPI_DOUBLE;
+    case DType::f32: return MPI_FLOAT;
+    case DType::bf16: return MPI_UINT16_T;  // with bf16_sum_op
+    case DType::i64: return MPI_INT64_T;
+    default: throw std::invalid_argument(std::string("all_reduce: dtype ") + dtype_name(d) +
+                                         " is not supported (float64, float32, bfloat16, int64)");
+  }
+}
+
+// MPI counts are int: long buffers go in chunks of at most kChunk elements.
+constexpr int64_t kChunk = INT_MAX / 2;
+
+// --- the communicator -----------------------------------------------------------------------------------
+
+class MpiWork final : public CommWork {
+ public:
+  MpiWork(Tensor target, Tensor host, std::vector<MPI_Request> reqs, bool mean, int world, double timeout_s)
+      : target_(std::move(target)), host_(std::move(host)), reqs_(std::move(reqs)), mean_(mean), world_(world),
+        timeout_s_(timeout_s) {}
+  ~MpiWork() override {
+    // A work dropped without wait() must still complete before its buffer goes away, unless an
+    // exception is unwinding: the job is going down, and waiting could block until the timeout.
+    if (!finished_ && std::uncaught_exceptions() == 0) try { wait(); } catch (...) {}
+  }
+  bool poll() override {
+    if (finished_) return true;
+    int done = 0;
+    MPI_Testall(static_cast<int>(reqs_.size()), reqs_.data(), &done, MPI_STATUSES_IGNORE);
+    return done != 0;
+  }
+  void wait() override {
+    if (finished_) return;
+    finished_ = true;
+    wait_all(reqs_, timeout_s_, "all_reduce of " + host_.str());
+    NoGradGuard ng;
+    if (mean_) host_.mul_(1.0 / world_);
+    if (!host_.is_same(target_)) target_.copy_(host_);  // staged from a CUDA tensor
+  }
+
+ private:
+  Tensor target_, host_;
+  std::vector<MPI_Request> reqs_;
+  bool mean_;
+  int world_;
+  double timeout_s_;
+  bool finished_ = false;
+};
+
+class MpiCommunicator final : public Communicator {
+ public:
+  MpiCommunicator(const LaunchInfo& info, const CommOptions& opt)
+      : Communicator(info), session_(mpi_acquire(info)), timeout_s_(opt.timeout_s) {
+    int r = 0, n = 1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &r);
+    MPI_Comm_size(MPI_COMM_WORLD, &n);
+    info_.rank = r;
+    info_.world_size = n;
+    if (!info.launched()) {
+      // No launcher variables (e.g. an MPI we do not know): ranks sharing a node are local.
+      MPI_Comm node;
+      MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, r, MPI_INFO_NULL, &node);
+      MPI_Comm_rank(node, &info_.local_rank);
+      MPI_Comm_size(node, &info_.local_world_size);
+      MPI_Comm_free(&node);
+      info_.launcher = "mpi";
+    }
+  }
+  std::string backend_name() const override { return "mpi"; }
+  Device device() const override { return cpu(); }
+
+  std::unique_ptr<CommWork> all_reduce_async(Tensor& t, CommReduce op) override {
+    check_defined("all_reduce", t, "tensor");
+    if (!t.is_contiguous()) throw std::invalid_argument("all_reduce: " + t.str() + " is not contiguous");
+    MPI_Datatype type = mpi_type(t.dtype());
+    if (op == CommReduce::mean && !is_floating(t.dtype()))
+      throw std::invalid_argument(std::string("all_reduce: the mean of ") + dtype_name(t.dtype()) + " is not supported");
+    MPI_Op mop = t.dtype() == DType::bf16 ? bf16_sum_op() : MPI_SUM;
+    Tensor host = t.device().is_cpu() ? t : t.to(cpu());
+    std::vector<MPI_Request> reqs;
+    char* p = static_cast<char*>(host.data_ptr());
+    const size_t es = dtype_size(t.dtype());
+    for (int64_t off = 0; off < host.numel(); off += kChunk) {
+      int n = static_cast<int>(std::min<int64_t>(kChunk, host.numel() - off));
+      reqs.emplace_back();
+      check(MPI_Iallreduce(MPI_IN_PLACE, p + off * es, n, type, mop, MPI_COMM_WORLD, &reqs.back()),
+            "MPI_Iallreduce");
+    }
+    return std::make_unique<MpiWork>(t, host, std::move(reqs), op == CommReduce::mean, world_size(), timeout_s_);
+  }
+
+  void broadcast(Tensor& t, int root) override {
+    check_defined("broadcast", t, "tensor");
+    if (!t.is_contiguous()) throw std::invalid_argument("broadcast: " + t.str() + " is not contiguous");
+    Tensor host = t.device().is_cpu() ? t : t.to(cpu());
+    mpi_broadcast_bytes(host.data_ptr(), static_cast<size_t>(host.numel()) * dtype_size(t.dtype()), root, timeout_s_);
+    if (!host.is_same(t)) {
+      NoGradGuard ng;
+      t.copy_(host);
+    }
+    t.bump_version();
+  }
+
+  void barrier() override {
+    std::vector<MPI_Request> req(1);
+    check(MPI_Ibarrier(MPI_COMM_WORLD, &req[0]), "MPI_Ibarrier");
+    wait_all(req, timeout_s_, "barrier");
+  }
+
+  std::vector<std::string> all_gather_bytes(const std::string& mine) override {
+    const int n = world_size();
+    int64_t len = static_cast<int64_t>(mine.size());
+    std::vector<int64_t> lens(static_cast<size_t>(n));
+    std::vector<MPI_Request> req(1);
+    check(MPI_Iallgather(&len, 1, MPI_INT64_T, lens.data(), 1, MPI_INT64_T, MPI_COMM_WORLD, &req[0]),
+          "MPI_Iallgather");
+    wait_all(req, timeout_s_, "all_gather (lengths)");
+    std::vector<int> counts(static_cast<size_t>(n)), displs(static_cast<size_t>(n));
+    int64_t total = 0;
+    for (int r = 0; r < n; ++r) {
+      if (total + lens[static_cast<size_t>(r)] > INT_MAX) throw std::invalid_argument("all_gather_bytes: more than 2 GB");
+      counts[static_cast<size_t>(r)] = static_cast<int>(lens[static_cast<size_t>(r)]);
+      displs[static_cast<size_t>(r)] = static_cast<int>(total);
+      total += lens[static_cast<size_t>(r)];
+    }
+    std::string all(static_cast<size_t>(total), '\0');
+    check(MPI_Iallgatherv(mine.data(), static_cast<int>(len), MPI_BYTE, all.data(), counts.data(), displs.data(),
+                          MPI_BYTE, MPI_COMM_WORLD, &req[0]),
+          "MPI_Iallgatherv");
+    wait_all(req, timeout_s_, "all_gather");
+    std::vector<std::string> out;
+    for (int r = 0; r < n; ++r) out.push_back(all.substr(static_cast<size_t>(displs[static_cast<size_t>(r)]),
+                                                        static_cast<size_t>(counts[static_cast<size_t>(r)])));
+    return out;
+  }
+
+  [[noreturn]] void abort(const std::string& why, int exit_code) override {
+    print_rank_error(info_, why + " (aborting all ranks)");
+    MPI_Abort(MPI_COMM_WORLD, exit_code);
+    std::_Exit(exit_code);
+  }
+
+ private:
+  std::shared_ptr<void> session_;
+  double timeout_s_;
+};
+
+}  // namespace
+
+std::shared_ptr<void> mpi_acquire(const LaunchInfo& info) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  if (auto s = g_session.lock()) return s;
+  auto s = std::make_shared<MpiSession>();
+  int inited = 0;
+  MPI_Initialized(&inited);
+  if (!inited) {
+    int provided = 0;
+    check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+    s->initialised_here = true;
+  }
+  // Errors come back as codes we turn into CommError, instead of MPI's default of aborting.
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  int r = 0, n = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  MPI_Comm_size(MPI_COMM_WORLD, &n);
+  if (info.launched() && (r != info.rank || n != info.world_size))
+    throw std::invalid_argument("MPI sees rank " + std::to_string(r) + " of " + std::to_string(n) +
+                                ", but the launcher's environment (" + info.launcher + ") says " + info.describe() +
+                                ": start the job with mpirun (or srun --mpi=pmix) for the MPI backend, or set "
+                                "dist.backend: nccl with MASTER_ADDR/MASTER_PORT for CUDA ranks");
+  g_session = s;
+  return s;
+}
+
+void mpi_broadcast_bytes(void* data, size_t n, int root, double timeout_s) {
+  std::vector<MPI_Request> reqs;
+  char* p = static_cast<char*>(data);
+  for (size_t off = 0; off < n; off += static_cast<size_t>(kChunk)) {
+    int len = static_cast<int>(std::min<size_t>(static_cast<size_t>(kChunk), n - off));
+    reqs.emplace_back();
+    check(MPI_Ibcast(p + off, len, MPI_BYTE, root, MPI_COMM_WORLD, &reqs.back()), "MPI_Ibcast");
+  }
+  wait_all(reqs, timeout_s, "broadcast of " + std::to_string(n) + " bytes");
+}
+
+void mpi_abort_if_active(int exit_code) {
+  int inited = 0, finalized = 0;
+  MPI_Initialized(&inited);
+  MPI_Finalized(&finalized);
+  if (inited && !finalized) MPI_Abort(MPI_COMM_WORLD, exit_code);
+}
+
+std::unique_ptr<Communicator> make_mpi_communicator(const LaunchInfo& info, const CommOptions& opt) {
+  return std::make_unique<MpiCommunicator>(info, opt);
+}
+
+#else  // built without MPI
+
+namespace {
+[[noreturn]] void no_mpi() {
+  throw std::invalid_argument(
+      "dist.backend 'mpi': this ttt was built without MPI (CMake did not find it: install libopenmpi-dev, "
+      "e.g. with scripts/setup.sh, and reconfigure)");
+}
+}  // namespace
+
+bool mpi_built() { return false; }
+std::shared_ptr<void> mpi_acquire(const LaunchInfo&) { no_mpi(); }
+void mpi_broadcast_bytes(void*, size_t, int, double) { no_mpi(); }
+void mpi_abort_if_active(int) {}
+std::unique_ptr<Communicator> make_mpi_communicator(const LaunchInfo&, const CommOptions&) { no_mpi(); }
+
+#endif
+
+}  // namespace ttt

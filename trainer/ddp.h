@@ -1,0 +1,86 @@
+// trainer/ddp.h — data parallelism: gradients averaged over the ranks in buckets, overlapped
+// with the backward pass (the scheme of PyTorch DDP's Reducer, with gradient_as_bucket_view).
+//
+// Buckets: parameters are grouped in *reverse* registration order — roughly the order in which
+// backward produces their gradients — into buckets of about `bucket_bytes` (25 MB by default,
+// DDP's default); a parameter larger than that gets a bucket of its own, and a bucket never mixes
+// dtypes or devices. Each bucket is one flat buffer, and every parameter's .grad is a view into
+// it, so backward accumulates straight into the buffer and no gradient is ever copied.
+//
+// Overlap: a post-accumulate-grad hook on every parameter marks its gradient ready. On the last
+// micro-batch of a step (set_sync(true); the earlier micro-batches only accumulate), a bucket is
+// all-reduced (mean over ranks) as soon as all its gradients are ready, while backward goes on
+// with the earlier layers. Buckets are launched strictly in bucket order, so every rank issues
+// the same sequence of collectives even if gradients become ready in a different order.
+// finish() launches whatever is left (parameters that got no gradient contribute zeros) and waits
+// for all buckets; call it after the last backward and before clipping and the optimizer step.
+//
+// Note [late gradients]: a parameter whose hook fires again after its bucket was launched (a
+// leaf reached by two separate backward() calls in the same micro-batch) would change a buffer
+// that is being reduced; that is reported as an error rather than silently averaged wrong.
+//
+// World size 1 with the local communicator needs none of this: the trainer does not build it.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "trainer/comm.h"
+
+namespace ttt {
+
+struct DdpOptions {
+  size_t bucket_bytes = 25u << 20;  // dist.bucket_mb
+  bool overlap = true;              // dist.overlap: launch buckets during backward
+};
+
+// What bucket assignment needs to know of a parameter.
+struct BucketParam {
+  size_t bytes = 0;
+  DType dtype = DType::f32;
+  Device device;
+};
+
+// Indices of `params` (given in registration order) per bucket, buckets in launch order: the
+// last parameters first. Pure function, tested on its own.
+std::vector<std::vector<size_t>> assign_buckets(const std::vector<BucketParam>& params, size_t bucket_bytes);
+
+class DataParallel {
+ public:
+  // Registers the hooks and builds the buckets; checks that every rank has the same parameters
+  // (names, shapes, dtypes) and throws CommError naming the first difference otherwise.
+  DataParallel(Communicator& comm, std::vector<std::pair<std::string, Tensor>> named_params, DdpOptions opt = {});
+  ~DataParallel();  // the hooks stay registered but do nothing afterwards
+  DataParallel(const DataParallel&) = delete;
+  DataParallel& operator=(const DataParallel&) = delete;
+
+  // Copies rank `root`'s parameter values to every rank (call once after init / loading).
+  void broadcast_parameters(int root = 0);
+  // Throws CommError when the parameters differ between ranks (a cheap checksum per tensor).
+  void check_parameters_in_sync();
+
+  // Zeroes every bucket and makes each .grad a view into its bucket (use instead of dropping
+  // the gradients: a dropped .grad is re-attached on the next backward at the cost of a copy).
+  void zero_grad();
+  // Whether the next backward() is the last micro-batch of the step (its gradients get reduced).
+  void set_sync(bool last_micro_batch);
+  // Launches the remaining buckets and waits for all; .grad then holds the mean over ranks.
+  void finish();
+
+  int num_buckets() const;
+  // Parameter indices (registration order) of each bucket, in launch order.
+  std::vector<std::vector<size_t>> bucket_layout() const;
+  // Buckets launched from hooks (during backward) in the last finish()ed step: the overlap.
+  int buckets_launched_in_backward() const;
+
+  struct State;  // shared with the hooks
+
+ private:
+  Communicator& comm_;
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace ttt
