@@ -12,12 +12,16 @@ namespace ttt {
 struct TTTConfig {
   int64_t mini_batch = 16;        // b; -1 = the whole sequence (batch GD, Theorem 1)
   double base_lr = -1;            // eta_base; -1 = 1.0 for linear, 0.1 for mlp (paper App. C)
-  double base_lr_init = -1;       // TTT-MLP warms eta_base from this over the outer warmup; -1 = none
+  double base_lr_init = -1;       // eta_base warms up from this over the outer warmup; -1 = 0.01
+                                  // for ttt_mlp (paper App. C), none for ttt_linear
   bool ln_residual = true;        // f(x) = x + LN(f_res(x)); false: f(x) = f_res(x)
   bool learnable_w0 = true;       // W0 trained by the outer loop; false: W0 = 0, not trained
   bool learnable_lr = true;       // eta(x) = base * sigmoid(theta_lr . x + b); false: eta = base
   bool learnable_token_idx = true;// the learnable offset on 1/(i+1) inside a mini-batch (official)
+  bool token_idx_mean = true;     // token i of a mini-batch averages its gradients, scale 1/(i+1)
+                                  // (official); false: plain sum (paper Eq. 5, Theorem 1)
   bool rope = true;               // RoPE on XQ/XK with positions t mod b (official)
+  bool inner_bias = true;         // f_res has biases (official b1, b2); false: f_res(x) = xW (Theorem 1)
   int64_t mlp_expansion = 4;      // TTT-MLP hidden = expansion * head_dim
   std::string impl = "dual";      // dual | primal | generic   (same outputs, see tests)
   int64_t checkpoint_group = 4;   // keep W every G mini-batches, recompute the rest in backward; 0 = off

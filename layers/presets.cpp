@@ -58,13 +58,14 @@ int64_t count_mixer_parameters(const ModelConfig& c) {
     n += 4 * D * D;  // wq, wk, wv, wo
   if (t.learnable_lr) n += H * D + H;  // theta_lr [H, D] and its bias [H]
   if (t.learnable_token_idx) n += t.mini_batch > 0 ? t.mini_batch : c.max_seq_len;
-  n += 2 * D;  // ttt_norm weight and bias [H, f]
+  if (t.ln_residual) n += 2 * D;  // ttt_norm weight and bias [H, f]
   if (t.learnable_w0) {
+    const int64_t bias = t.inner_bias ? 1 : 0;
     if (c.mixer == "ttt_linear") {
-      n += H * f * f + H * f;  // W1 [H, f, f], b1 [H, 1, f]
+      n += H * f * f + bias * H * f;  // W1 [H, f, f], b1 [H, 1, f]
     } else {
       const int64_t e = t.mlp_expansion;
-      n += H * f * e * f + H * e * f + H * e * f * f + H * f;  // W1, b1, W2, b2
+      n += H * f * e * f + bias * H * e * f + H * e * f * f + bias * H * f;  // W1, b1, W2, b2
     }
   }
   n += 2 * D;  // post_norm LayerNorm weight and bias

@@ -1,15 +1,104 @@
-// layers/ttt_layer.h — the TTT sequence mixers (TTT-Linear, TTT-MLP). See layers/ttt_*.cpp.
+// layers/ttt_layer.h — the TTT sequence mixers (TTT-Linear, TTT-MLP; paper §2, Fig. 9).
+//
+//   x [B, T, D] (already normed by the block)
+//   Mamba backbone:        xqk = x Wq;  XQ = conv_q(xqk), XK = conv_k(xqk)  (causal, width 4);  XV = x Wv
+//   Transformer backbone:  XQ = x Wq, XK = x Wk, XV = x Wv
+//   split heads (head_dim f = D / nh), RoPE on XQ, XK with positions t mod K (interleaved pairs)
+//   lr_j = base_lr · mult · σ(θ_lr,h · x_j + b_h) / f;  tok_i = max(0, 1/(i+1) + θ_tok[i])
+//   inner loop over mini-batches of K tokens (ttt_scan.h, ttt_inner.h), per head: XQ + LN(Z̄)
+//   Z = post_norm(concat heads) (LayerNorm(D));  Mamba: Z = gelu_tanh(x Wg) ⊙ Z;  out = Z Wo
+// following ttt-lm-pytorch ttt.py TTTBase.forward / get_eta and ttt-lm-jax ttt_layer.py
+// (ttt-official.md §1). The inner loop runs in float32 (float64 when the layer is float64) even
+// for bf16 activations, as the official kernels keep W in fp32 (§9).
+//
+// Implementations (model.ttt.impl): "dual" (ttt_dual.h, the fast path), "primal" (ttt_primal.h,
+// token by token) and "generic" (ttt_generic.h, inner gradient by autograd; any InnerModel).
+// They give the same outputs and gradients (tests/test_ttt_forms.cpp). step() decodes with the
+// primal form for tokens inside a mini-batch and the configured form for whole mini-batches.
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "layers/mixer.h"
 #include "layers/model_config.h"
+#include "layers/ttt_scan.h"
 
 namespace ttt {
+
+class Linear;
+class LayerNorm;
+class CausalConv1d;
+
+class TTTMixer : public SequenceMixer {
+ public:
+  // cfg.mixer "ttt_linear" | "ttt_mlp" picks the inner model unless `inner` is given (a custom
+  // InnerModel, e.g. a deeper MLP: then only impl = generic applies). Draws weights from g.
+  TTTMixer(const ModelConfig& cfg, Generator& g, std::shared_ptr<InnerModel> inner = nullptr);
+
+  Tensor forward(const Tensor& x) override;
+  std::unique_ptr<MixerState> init_state(int64_t batch) override;
+  Tensor step(const Tensor& x, MixerState& state) override;
+  double extra_flops_per_token(int64_t seq_len) const override;
+
+  // The inner learning rate is base_lr · multiplier. TTT-MLP warms base_lr up over the outer
+  // warmup (paper App. C): the trainer sets the multiplier every step from
+  // ttt_base_lr_multiplier() below. Default 1.
+  void set_base_lr_multiplier(double m) { lr_mult_ = m; }
+  double base_lr_multiplier() const { return lr_mult_; }
+  double base_lr() const { return base_lr_; }
+  void set_impl(const std::string& impl);  // dual | primal | generic
+  void set_checkpoint_group(int64_t g);
+
+  // The pieces, for tests and tools: the per-head inner-loop inputs of a whole sequence from
+  // position 0, and the inner loop's outputs [B, nh, T, f] (before post-norm, gate and Wo).
+  ScanInputs inner_inputs(const Tensor& x);
+  Tensor inner_outputs(const ScanInputs& in);
+  const InnerModel& inner() const { return *inner_; }
+  int64_t heads() const { return nh_; }
+  int64_t head_dim() const { return f_; }
+
+ private:
+  ScanInputs prepare(const Tensor& x, int64_t pos0, Tensor* q_tail, Tensor* k_tail);
+  Tensor token_scale(int64_t first, int64_t len, DType dt) const;
+  InnerNorm norm(DType dt) const;
+  tensor_list initial_state(int64_t batch, DType dt) const;
+  Tensor run(ScanState& st, const ScanInputs& in, int64_t pos0, bool decode);
+  Tensor finish(const Tensor& x, const Tensor& heads_out);
+  DType inner_dtype(DType x) const;
+
+  TTTConfig c_;
+  int64_t width_, nh_, f_, max_seq_len_ = 0;
+  bool mamba_;
+  double rope_theta_;
+  double base_lr_ = 1.0, lr_mult_ = 1.0;
+  std::string impl_;
+  std::shared_ptr<Linear> q_proj_, k_proj_, v_proj_, o_proj_, g_proj_;
+  std::shared_ptr<CausalConv1d> conv_q_, conv_k_;
+  std::shared_ptr<LayerNorm> post_norm_;
+  std::shared_ptr<InnerModel> inner_;
+  Tensor lr_weight_, lr_bias_;  // [nh, D], [nh]        (learnable_lr)
+  Tensor token_idx_;            // [K]                  (learnable_token_idx)
+  Tensor norm_w_, norm_b_;      // [nh, f] each         (ln_residual)
+};
+
+// The decoding state of one TTT layer: the inner loop's state and the conv tails (Mamba backbone),
+// the official TTTCache per layer (ttt-official.md §1.10).
+struct TTTState : MixerState {
+  ScanState scan;
+  Tensor q_tail, k_tail;
+};
 
 // cfg.mixer is "ttt_linear" or "ttt_mlp"; cfg.backbone selects the Mamba-backbone extras inside the
 // layer (shared Q/K projection + causal convs, output gate). Draws its initial weights from g.
 std::shared_ptr<SequenceMixer> make_ttt_mixer(const ModelConfig& cfg, Generator& g);
+
+// The resolved eta_base: ttt.base_lr, or 1.0 for ttt_linear / 0.1 for ttt_mlp when -1 (App. C).
+double ttt_base_lr(const ModelConfig& cfg);
+// The multiplier of the inner learning rate at outer step `step` (1-based) of a run with
+// `warmup_steps` warmup steps: (init + min(1, (step−1)/warmup) · (peak − init)) / peak, with
+// init = ttt.base_lr_init (-1: 0.01 for ttt_mlp as in the paper, no warmup for ttt_linear) —
+// ttt-lm-jax train.py make_get_ttt_lr_mult (computed in double here, bf16 there).
+double ttt_base_lr_multiplier(const ModelConfig& cfg, int64_t step, int64_t warmup_steps);
 
 }  // namespace ttt

@@ -2,14 +2,20 @@
 #include "trainer/model_hooks.h"
 
 #include "layers/language_model.h"
+#include "layers/ttt_layer.h"
 
 namespace ttt {
 
+namespace {
+void set_multiplier(Module& m, double mult) {
+  if (auto* t = dynamic_cast<TTTMixer*>(&m)) t->set_base_lr_multiplier(mult);
+  for (auto& [name, child] : m.named_children()) set_multiplier(*child, mult);
+}
+}  // namespace
+
 void apply_ttt_base_lr_warmup(LanguageModel& model, int64_t step, int64_t warmup_steps) {
-  // Filled in when the TTT mixers (layers/ttt_layer.h: TTTMixer::set_base_lr_multiplier) land.
-  (void)model;
-  (void)step;
-  (void)warmup_steps;
+  // ttt-lm-jax counts steps from 1 (train.py start_step = 1); `step` here is 0-based.
+  set_multiplier(model, ttt_base_lr_multiplier(model.config(), step + 1, warmup_steps));
 }
 
 }  // namespace ttt

@@ -1,0 +1,293 @@
+// layers/ttt_layer.cpp — see ttt_layer.h.
+#include "layers/ttt_layer.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "autograd/ops.h"
+#include "layers/causal_conv.h"
+#include "layers/linear.h"
+#include "layers/norm.h"
+#include "layers/rope.h"
+#include "layers/ttt_dual.h"
+#include "layers/ttt_generic.h"
+#include "layers/ttt_primal.h"
+
+namespace ttt {
+
+namespace {
+
+void require(bool ok, const std::string& msg) {
+  if (!ok) throw std::invalid_argument(msg);
+}
+
+SegmentFn segment_fn(const std::string& impl) {
+  if (impl == "dual") return dual_segment;
+  if (impl == "primal") return primal_segment;
+  if (impl == "generic") return generic_segment;
+  throw std::invalid_argument("model.ttt.impl: expected dual | primal | generic, got '" + impl + "'");
+}
+
+// [B, T, nh·f] -> [B, nh, T, f]
+Tensor split_heads(const Tensor& x, int64_t nh, int64_t f) {
+  const int64_t B = x.shape()[0], T = x.shape()[1];
+  return permute(reshape(x, {B, T, nh, f}), {0, 2, 1, 3});
+}
+
+Tensor cast(const Tensor& t, DType d) { return !t.defined() || t.dtype() == d ? t : to_dtype(t, d); }
+
+}  // namespace
+
+double ttt_base_lr(const ModelConfig& cfg) {
+  if (cfg.ttt.base_lr > 0) return cfg.ttt.base_lr;
+  return cfg.mixer == "ttt_mlp" ? 0.1 : 1.0;
+}
+
+double ttt_base_lr_multiplier(const ModelConfig& cfg, int64_t step, int64_t warmup_steps) {
+  const double peak = ttt_base_lr(cfg);
+  double init = cfg.ttt.base_lr_init;
+  if (init < 0) init = cfg.mixer == "ttt_mlp" ? 0.01 : peak;
+  if (warmup_steps <= 0 || init == peak) return 1.0;
+  const double frac = std::min(1.0, static_cast<double>(std::max<int64_t>(step - 1, 0)) / warmup_steps);
+  return (init + frac * (peak - init)) / peak;
+}
+
+// --- construction ------------------------------------------------------------------------------
+
+TTTMixer::TTTMixer(const ModelConfig& cfg, Generator& g, std::shared_ptr<InnerModel> inner)
+    : c_(cfg.ttt), width_(cfg.d_model), nh_(cfg.n_heads), f_(0), rope_theta_(cfg.rope_theta) {
+  require(nh_ > 0 && width_ > 0 && width_ % nh_ == 0,
+          "model.d_model (" + std::to_string(width_) + ") must be a positive multiple of model.n_heads (" +
+              std::to_string(nh_) + ")");
+  f_ = width_ / nh_;
+  require(cfg.backbone == "mamba" || cfg.backbone == "transformer",
+          "model.backbone: expected mamba | transformer, got '" + cfg.backbone + "'");
+  mamba_ = cfg.backbone == "mamba";
+  require(c_.mini_batch > 0 || c_.mini_batch == -1,
+          "model.ttt.mini_batch: expected a positive size or -1 (whole sequence), got " +
+              std::to_string(c_.mini_batch));
+  require(!c_.rope || f_ % 2 == 0, "model.ttt.rope needs an even head_dim, got " + std::to_string(f_));
+  require(c_.checkpoint_group >= 0, "model.ttt.checkpoint_group must be >= 0, got " +
+                                        std::to_string(c_.checkpoint_group));
+  segment_fn(c_.impl);  // validates the name
+  impl_ = c_.impl;
+  base_lr_ = ttt_base_lr(cfg);
+  const double std = cfg.init_std;
+
+  // Projections, in the official order (ttt.py _init_qkvo_proj); bias-free, N(0, 0.02).
+  q_proj_ = register_module("q_proj", std::make_shared<Linear>(width_, width_, g, std));
+  if (!mamba_) k_proj_ = register_module("k_proj", std::make_shared<Linear>(width_, width_, g, std));
+  v_proj_ = register_module("v_proj", std::make_shared<Linear>(width_, width_, g, std));
+  o_proj_ = register_module("o_proj", std::make_shared<Linear>(width_, width_, g, std));
+  if (mamba_) {
+    conv_q_ = register_module("conv_q", std::make_shared<CausalConv1d>(width_, cfg.conv_width, g));
+    conv_k_ = register_module("conv_k", std::make_shared<CausalConv1d>(width_, cfg.conv_width, g));
+    g_proj_ = register_module("g_proj", std::make_shared<Linear>(width_, width_, g, std));
+  }
+  // Learnable eta (paper §2.7): per-head gate N(0, 0.02), bias 0 (ttt.py _init_ttt_lr_gate).
+  if (c_.learnable_lr) {
+    lr_weight_ = register_parameter("learnable_ttt_lr_weight", init_normal({nh_, width_}, g, std));
+    lr_bias_ = register_parameter("learnable_ttt_lr_bias", zeros({nh_}));
+  }
+  // One learnable offset per in-mini-batch index; with b = the whole sequence, per position up to
+  // model.max_seq_len.
+  max_seq_len_ = cfg.max_seq_len;
+  if (c_.learnable_token_idx)
+    token_idx_ = register_parameter("learnable_token_idx",
+                                    zeros({c_.mini_batch > 0 ? c_.mini_batch : cfg.max_seq_len}));
+  // The per-head LN of f (ttt.py _init_ttt_ln): weight 1, bias 0.
+  if (c_.ln_residual) {
+    norm_w_ = register_parameter("ttt_norm_weight", ones({nh_, f_}));
+    norm_b_ = register_parameter("ttt_norm_bias", zeros({nh_, f_}));
+  }
+  post_norm_ = register_module("post_norm", std::make_shared<LayerNorm>(width_, cfg.norm_eps));
+  if (!inner) {
+    if (cfg.mixer == "ttt_linear")
+      inner = std::make_shared<InnerLinear>(nh_, f_, g, std, c_.learnable_w0, c_.inner_bias);
+    else if (cfg.mixer == "ttt_mlp")
+      inner = std::make_shared<InnerMLP>(nh_, f_, c_.mlp_expansion, g, std, c_.learnable_w0, c_.inner_bias);
+    else
+      throw std::invalid_argument("make_ttt_mixer: model.mixer must be ttt_linear | ttt_mlp, got '" + cfg.mixer + "'");
+  }
+  inner_ = register_module("inner", inner);
+}
+
+void TTTMixer::set_impl(const std::string& impl) {
+  segment_fn(impl);
+  impl_ = impl;
+}
+
+void TTTMixer::set_checkpoint_group(int64_t g) {
+  require(g >= 0, "TTT checkpoint_group must be >= 0, got " + std::to_string(g));
+  c_.checkpoint_group = g;
+}
+
+// Inner-loop FLOPs per token of the dual form (forward, 2 per multiply-add), per head with
+// f = head_dim, h = MLP hidden, K = mini-batch: TTT-Linear XK W, XQ W, the W update (2f² each) and
+// the K-wide XQ XK^T and (eta ∘ A) G (2Kf each); TTT-MLP seven f×h products (14fh) and the two
+// layers' attention-like terms (4K(f + h)). The language model already counts 2·|W0| per token
+// from the parameter count, so that part is subtracted.
+double TTTMixer::extra_flops_per_token(int64_t seq_len) const {
+  const double f = static_cast<double>(f_), nh = static_cast<double>(nh_);
+  const double K = static_cast<double>(c_.mini_batch > 0 ? std::min(c_.mini_batch, seq_len) : seq_len);
+  double inner;
+  if (inner_->kind() == "mlp") {
+    const double h = static_cast<double>(c_.mlp_expansion) * f;
+    inner = 14 * f * h + 4 * K * (f + h);
+  } else {
+    inner = 6 * f * f + 4 * K * f;
+  }
+  double counted = 0;
+  for (auto& [name, p] : inner_->named_parameters()) counted += 2.0 * static_cast<double>(p.numel());
+  return nh * inner - counted;
+}
+
+std::shared_ptr<SequenceMixer> make_ttt_mixer(const ModelConfig& cfg, Generator& g) {
+  return std::make_shared<TTTMixer>(cfg, g);
+}
+
+// --- shared pieces -----------------------------------------------------------------------------
+
+DType TTTMixer::inner_dtype(DType x) const { return x == DType::f64 ? DType::f64 : DType::f32; }
+
+InnerNorm TTTMixer::norm(DType dt) const { return {cast(norm_w_, dt), cast(norm_b_, dt), c_.ln_eps, c_.ln_residual}; }
+
+// tok_i for in-mini-batch indices first .. first+len−1: max(0, 1/(i+1) + θ_tok[i]) (ttt.py get_eta;
+// clamp as torch.clamp_min, gradient where the value is >= 0), or 1 (+ θ_tok) without averaging.
+Tensor TTTMixer::token_scale(int64_t first, int64_t len, DType dt) const {
+  std::vector<double> v(len);
+  for (int64_t i = 0; i < len; ++i) v[i] = c_.token_idx_mean ? 1.0 / static_cast<double>(first + i + 1) : 1.0;
+  Device dev = q_proj_->weight.device();
+  Tensor tok = from_vector(v, {len}, opts(dt, dev));
+  if (!token_idx_.defined()) return tok;
+  require(first + len <= token_idx_.shape()[0],
+          "TTT layer: with model.ttt.mini_batch=-1 and model.ttt.learnable_token_idx=true a sequence may have at "
+          "most model.max_seq_len = " + std::to_string(max_seq_len_) + " tokens, got " + std::to_string(first + len));
+  Tensor t = add(tok, cast(narrow(token_idx_, 0, first, len), dt));
+  return maximum(t, zeros({len}, opts(dt, dev)));
+}
+
+tensor_list TTTMixer::initial_state(int64_t batch, DType dt) const {
+  tensor_list W;
+  for (const Tensor& w0 : inner_->initial()) {
+    if (!w0.defined()) {  // a weight the model does not have (no bias)
+      W.push_back(Tensor());
+      continue;
+    }
+    Shape s = w0.shape();
+    s.insert(0, batch);
+    W.push_back(expand(unsqueeze(cast(w0, dt), 0), s));
+  }
+  return W;
+}
+
+ScanInputs TTTMixer::prepare(const Tensor& x, int64_t pos0, Tensor* q_tail, Tensor* k_tail) {
+  check_defined("TTT layer", x);
+  require(x.dim() == 3 && x.shape()[2] == width_,
+          "TTT layer: expected input [B, T, " + std::to_string(width_) + "], got " + x.shape().str());
+  const int64_t T = x.shape()[1];
+  const DType dt = inner_dtype(x.dtype());
+  Tensor xq, xk;
+  if (mamba_) {
+    // Shared Q/K projection, then separate causal convs (ttt.py get_qkv_projections, share_qk).
+    Tensor xqk = q_proj_->forward(x);
+    xq = q_tail ? conv_q_->step(xqk, *q_tail) : conv_q_->forward(xqk);
+    xk = k_tail ? conv_k_->step(xqk, *k_tail) : conv_k_->forward(xqk);
+  } else {
+    xq = q_proj_->forward(x);
+    xk = k_proj_->forward(x);
+  }
+  ScanInputs in;
+  in.XQ = cast(split_heads(xq, nh_, f_), dt);
+  in.XK = cast(split_heads(xk, nh_, f_), dt);
+  in.XV = cast(split_heads(v_proj_->forward(x), nh_, f_), dt);
+  if (c_.rope) {
+    // Positions inside the mini-batch, t mod K (ttt.py: position_ids % mini_batch_size).
+    std::vector<int64_t> pos(T);
+    for (int64_t t = 0; t < T; ++t) pos[t] = c_.mini_batch > 0 ? (pos0 + t) % c_.mini_batch : pos0 + t;
+    Tensor p = from_vector_i64(pos, {T});
+    in.XQ = apply_rope(in.XQ, p, rope_theta_);
+    in.XK = apply_rope(in.XK, p, rope_theta_);
+  }
+  // lr_j = base_lr · mult · σ(θ_lr,h · x_j + b_h) / f, from the layer's input x (ttt.py get_eta).
+  const double scale = base_lr_ * lr_mult_ / static_cast<double>(f_);
+  if (c_.learnable_lr) {
+    Tensor logits = add(matmul(x, transpose(cast(lr_weight_, x.dtype()), 0, 1)), cast(lr_bias_, x.dtype()));
+    in.lr = mul_scalar(cast(permute(sigmoid(logits), {0, 2, 1}), dt), scale);  // [B, nh, T]
+  } else {
+    in.lr = full({x.shape()[0], nh_, T}, scale, opts(dt, x.device()));
+  }
+  return in;
+}
+
+// Runs the scan from state st at absolute position pos0. Forward: the configured form throughout,
+// K = T when mini_batch = -1. Decode: whole mini-batches in the configured form, partial ones in
+// the primal form (generic stays generic), no checkpointing.
+Tensor TTTMixer::run(ScanState& st, const ScanInputs& in, int64_t pos0, bool decode) {
+  const int64_t T = in.XQ.shape()[2];
+  const DType dt = in.XQ.dtype();
+  ScanOptions o;
+  o.full = segment_fn(impl_);
+  o.partial = decode && impl_ == "dual" ? primal_segment : o.full;
+  o.checkpoint_group = decode ? 0 : c_.checkpoint_group;
+  Tensor tok;
+  int64_t tok_base = 0;
+  if (c_.mini_batch > 0) {
+    o.mini_batch = c_.mini_batch;
+    tok = token_scale(0, c_.mini_batch, dt);
+  } else if (!decode) {
+    o.mini_batch = T;  // batch GD over the whole sequence: one mini-batch
+    tok = token_scale(0, T, dt);
+  } else {
+    o.mini_batch = -1;  // decoding a never-ending mini-batch: rows pos0 .. pos0+T−1
+    tok = token_scale(pos0, T, dt);
+    tok_base = pos0;
+  }
+  return ttt_scan(*inner_, st, in, tok, tok_base, norm(dt), o);
+}
+
+Tensor TTTMixer::finish(const Tensor& x, const Tensor& heads_out) {
+  const int64_t B = x.shape()[0], T = x.shape()[1];
+  Tensor z = cast(reshape(permute(heads_out, {0, 2, 1, 3}), {B, T, width_}), x.dtype());
+  z = post_norm_->forward(z);
+  if (mamba_) z = mul(gelu(g_proj_->forward(x), true), z);  // tanh-GELU gate (ttt.py apply_gate)
+  return o_proj_->forward(z);
+}
+
+// --- forward and decoding ----------------------------------------------------------------------
+
+ScanInputs TTTMixer::inner_inputs(const Tensor& x) { return prepare(x, 0, nullptr, nullptr); }
+
+Tensor TTTMixer::inner_outputs(const ScanInputs& in) {
+  ScanState st;
+  st.W = initial_state(in.XQ.shape()[0], in.XQ.dtype());
+  return run(st, in, 0, false);
+}
+
+Tensor TTTMixer::forward(const Tensor& x) { return finish(x, inner_outputs(inner_inputs(x))); }
+
+std::unique_ptr<MixerState> TTTMixer::init_state(int64_t batch) {
+  auto st = std::make_unique<TTTState>();
+  const Tensor& w = q_proj_->weight;
+  st->scan.W = initial_state(batch, inner_dtype(w.dtype()));
+  if (mamba_) {
+    st->q_tail = conv_q_->init_tail(batch, w.dtype(), w.device());
+    st->k_tail = conv_k_->init_tail(batch, w.dtype(), w.device());
+  }
+  return st;
+}
+
+Tensor TTTMixer::step(const Tensor& x, MixerState& state) {
+  auto* st = dynamic_cast<TTTState*>(&state);
+  require(st != nullptr, "TTT layer step: the state was not made by this layer's init_state()");
+  const int64_t pos0 = st->position;
+  ScanInputs in = prepare(x, pos0, mamba_ ? &st->q_tail : nullptr, mamba_ ? &st->k_tail : nullptr);
+  const DType dt = in.XQ.dtype();
+  for (Tensor& w : st->scan.W) w = cast(w, dt);
+  for (Tensor& a : st->scan.acc) a = cast(a, dt);
+  Tensor out = run(st->scan, in, pos0, true);
+  st->position += x.shape()[1];
+  return finish(x, out);
+}
+
+}  // namespace ttt

@@ -1,0 +1,47 @@
+// layers/ttt_scan.h — the scan over mini-batches: cuts a sequence into segments at mini-batch
+// boundaries, runs a SegmentFn on each, commits the fast weights at the end of every mini-batch,
+// and optionally checkpoints through time (paper App. C).
+//
+// Note [Gradient checkpointing through time]
+// Taping every mini-batch keeps its start weights W and all of its intermediates until backward:
+// O(T/K · |W|) plus O(T) activations per layer. With checkpoint_group = G > 0, each run of G
+// consecutive mini-batches is one autograd checkpoint (autograd/checkpoint.h): its forward runs
+// untaped and keeps only its inputs — the state (W, acc) entering the group and views of the
+// group's XQ/XK/XV/lr — and backward recomputes the group taped. G is the number of mini-batches
+// per group, as the official JAX code's remat_mini_batch_group_size (default 4; the PyTorch code's
+// checkpoint_group is a number of segments instead, ttt-official.md §1.11). Gradients are unchanged
+// (tests/test_ttt_checkpoint.cpp).
+#pragma once
+
+#include "layers/ttt_inner.h"
+
+namespace ttt {
+
+// Per-head inputs of the inner loop for T consecutive tokens.
+struct ScanInputs {
+  Tensor XQ, XK, XV;  // [B, nh, T, f]
+  Tensor lr;          // [B, nh, T]
+};
+
+// The inner loop's carried state: the weights at the current mini-batch's start, the accumulators
+// of the tokens of this mini-batch already consumed (empty or undefined = zero), and the
+// in-mini-batch index of the next token.
+struct ScanState {
+  tensor_list W, acc;
+  int64_t index = 0;
+};
+
+struct ScanOptions {
+  int64_t mini_batch = 16;      // K; -1: one mini-batch that never ends (batch GD)
+  int64_t checkpoint_group = 0; // G mini-batches per checkpoint, 0 = off
+  SegmentFn full = nullptr;     // runs whole mini-batches
+  SegmentFn partial = nullptr;  // runs segments that start or end inside a mini-batch (decode)
+};
+
+// Runs the inner loop over `in` from state `st` (updated in place). tok holds eta's row factors
+// for in-mini-batch indices tok_base, tok_base + 1, ... (K entries with tok_base = 0 when K > 0).
+// Returns the outputs [B, nh, T, f].
+Tensor ttt_scan(const InnerModel& m, ScanState& st, const ScanInputs& in, const Tensor& tok, int64_t tok_base,
+                const InnerNorm& n, const ScanOptions& o);
+
+}  // namespace ttt
