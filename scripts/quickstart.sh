@@ -6,7 +6,7 @@
 # where everything is. Re-running it reuses what exists (corpus, tokenizer, shards, checkpoints).
 #
 # Knobs (environment): QUICKSTART_DIR (default runs/quickstart), QUICKSTART_STEPS (300),
-# JOBS (build parallelism), TTT_CUDA=OFF (skip the CUDA backend even if nvcc is present).
+# JOBS (build parallelism), TTT_CUDA=ON|OFF (default: ON only when a GPU is visible).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,7 +29,13 @@ if [ ! -f build/CMakeCache.txt ]; then
   generator=()
   command -v ninja >/dev/null 2>&1 && generator=(-G Ninja)
   cuda_flag=()
-  [ -n "${TTT_CUDA:-}" ] && cuda_flag=(-DTTT_CUDA="${TTT_CUDA}")
+  if [ -n "${TTT_CUDA:-}" ]; then
+    cuda_flag=(-DTTT_CUDA="${TTT_CUDA}")
+  elif ! { command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; }; then
+    # No GPU here: the quickstart runs on the CPU, so skip compiling the CUDA backend.
+    echo "quickstart: no GPU visible, building without CUDA (TTT_CUDA=ON to force it)"
+    cuda_flag=(-DTTT_CUDA=OFF)
+  fi
   cmake -S . -B build "${generator[@]}" -DCMAKE_BUILD_TYPE=Release "${cuda_flag[@]}" >/dev/null
 fi
 cmake --build build --target ttt -j "${JOBS:-$(nproc)}"

@@ -85,15 +85,15 @@ TEST_CASE("option checks name the option") {
   CHECK_THROWS_WITH_AS(validate_sampling(o), doctest::Contains("--top-k"), std::invalid_argument);
 }
 
-TEST_CASE("generation with a tiny model is deterministic for a seed and stops at the stop token") {
+static void check_generation(const std::string& mixer, const std::string& backbone) {
   ModelConfig c;
   c.vocab_size = 40;
   c.d_model = 16;
   c.n_layers = 2;
   c.n_heads = 2;
   c.d_ff = 32;
-  c.mixer = "attention";
-  c.backbone = "transformer";
+  c.mixer = mixer;
+  c.backbone = backbone;
   c.max_seq_len = 64;
   c.ttt.mini_batch = 4;
   LanguageModel model(c);
@@ -129,4 +129,12 @@ TEST_CASE("generation with a tiny model is deterministic for a seed and stops at
   auto stopped = generate(model, {5, 6, 7, 8, 9}, greedy);
   CHECK(stopped.back() == gtoks[2]);
   CHECK(stopped.size() <= 3);
+}
+
+TEST_CASE("generation is deterministic, greedy decode = full forward: Transformer (KV cache)") {
+  check_generation("attention", "transformer");
+}
+
+TEST_CASE("generation is deterministic, greedy decode = full forward: TTT-Linear (primal decode)") {
+  check_generation("ttt_linear", "mamba");
 }

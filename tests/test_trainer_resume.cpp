@@ -121,6 +121,10 @@ void check_exact_resume(const std::string& mixer) {
 
 TEST_CASE("exact resume: Transformer") { check_exact_resume("attention"); }
 
+TEST_CASE("exact resume: TTT-Linear (inner base-lr warmup across the resume)") { check_exact_resume("ttt_linear"); }
+
+TEST_CASE("exact resume: TTT-MLP") { check_exact_resume("ttt_mlp"); }
+
 
 TEST_CASE("a truncated newest checkpoint is reported and skipped; the run still ends exactly") {
   RunConfig cfg = tiny_config("attention");
