@@ -8,6 +8,7 @@
 
 #include "autograd/ops.h"
 #include "trainer/checkpoint.h"
+#include "tests/trainer_test_util.h"
 
 using namespace ttt;
 namespace fs = std::filesystem;
@@ -18,7 +19,7 @@ struct Fixture {
   std::string dir;
   Tensor w, b, s;
   NamedTensors params;
-  explicit Fixture(const std::string& name) : dir("/tmp/ttt_test_ckpt_" + name) {
+  explicit Fixture(const std::string& name) : dir(ttt::testing::tmp_path("ckpt_" + name)) {
     fs::remove_all(dir);
     fs::create_directories(dir);
     Generator g(7);

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "trainer_test_util.h"
+#include "tests/trainer_test_util.h"
 
 using ttt::testing::run_ttt;
 namespace fs = std::filesystem;
@@ -58,7 +59,7 @@ TEST_CASE("config errors name the key") {
 }
 
 TEST_CASE("a file that is not a checkpoint is refused by eval and generate") {
-  const std::string bad = "/tmp/ttt_test_cli_bad.h5";
+  const std::string bad = ttt::testing::tmp_path("cli_bad") + ".h5";
   std::ofstream(bad) << "not a checkpoint";
   expect_error("eval --checkpoint " + bad + " --data /tmp", "cannot use checkpoint");
   expect_error("generate --checkpoint " + bad + " --prompt hi", "cannot be opened (truncated or not an HDF5 file)");

@@ -8,13 +8,14 @@
 #include <sstream>
 
 #include "trainer/config.h"
+#include "tests/trainer_test_util.h"
 
 using namespace ttt;
 
 namespace {
 
 std::string write_temp(const std::string& name, const std::string& text) {
-  std::string path = "/tmp/ttt_test_config_" + name + ".yaml";
+  std::string path = ttt::testing::tmp_path("config_" + name) + ".yaml";
   std::ofstream(path) << text;
   return path;
 }
@@ -115,8 +116,9 @@ TEST_CASE("missing required keys and bad values for training") {
   CHECK(e.find("config: missing required key 'train.lr' (float") != std::string::npos);
   e = error_of([&] { validate_for_training(load_config(p, {"data.dir=x", "train.warmup_frac=2"})); });
   CHECK(e.find("'train.warmup_frac': must be in [0, 1]") != std::string::npos);
-  e = error_of([&] { validate_for_training(load_config(p, {"data.dir=x", "train.dtype=bf16"})); });
-  CHECK(e.find("only fp32") != std::string::npos);
+  e = error_of([&] { validate_for_training(load_config(p, {"data.dir=x", "train.dtype=fp16"})); });
+  CHECK(e.find("train.dtype") != std::string::npos);
+  CHECK_NOTHROW(validate_for_training(load_config(p, {"data.dir=x", "train.dtype=bf16"})));
   CHECK_NOTHROW(validate_for_training(load_config(p, {"data.dir=x"})));
 }
 

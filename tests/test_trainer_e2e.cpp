@@ -11,13 +11,14 @@
 #include <random>
 
 #include "trainer_test_util.h"
+#include "tests/trainer_test_util.h"
 
 using ttt::testing::run_ttt;
 namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kDir = "/tmp/ttt_test_e2e";
+const std::string kDir = ttt::testing::tmp_path("e2e");
 
 // Documents of simple sentences from a small grammar: learnable structure, fixed seed.
 void write_corpus(const std::string& path) {

@@ -6,12 +6,14 @@
 #include <fstream>
 
 #include "trainer/metrics.h"
+#include "tests/trainer_test_util.h"
 
 using namespace ttt;
 
 TEST_CASE("metrics.jsonl: rows appended, resume drops rows after the resumed step and cut lines") {
-  const std::string path = "/tmp/ttt_test_metrics/metrics.jsonl";
-  std::filesystem::remove_all("/tmp/ttt_test_metrics");
+  const std::string dir = ttt::testing::tmp_path("metrics");
+  const std::string path = dir + "/metrics.jsonl";
+  std::filesystem::remove_all(dir);
   {
     MetricsLog m(path);
     for (int s = 1; s <= 5; ++s) m.write({{"step", s}, {"loss", 10.0 - s}, {"elapsed_s", 1.5 * s}});

@@ -13,19 +13,20 @@
 #include "layers/language_model.h"
 #include "trainer/checkpoint.h"
 #include "trainer/train_loop.h"
+#include "tests/trainer_test_util.h"
 
 using namespace ttt;
 namespace fs = std::filesystem;
 
 namespace {
 
-RunConfig tiny_config(const std::string& mixer) {
+RunConfig tiny_config(const std::string& mixer, const std::string& dtype = "fp32") {
   std::vector<std::string> sets = {
       "model.vocab_size=64", "model.d_model=16",  "model.n_layers=2",     "model.n_heads=2",
       "model.d_ff=32",       "model.max_seq_len=16", "model.ttt.mini_batch=4",
       "train.lr=1e-2",       "train.micro_batch=2",  "train.batch_tokens=64",  // 2 x 16 x 2 accumulation
       "train.steps=6",       "train.warmup_steps=2", "train.eval_every=2",     "train.eval_windows=2",
-      "train.log_every=1",   "checkpoint.keep_last=0"};
+      "train.log_every=1",   "checkpoint.keep_last=0", "train.dtype=" + dtype};
   if (mixer == "attention") {
     sets.push_back("model.mixer=attention");
     sets.push_back("model.backbone=transformer");
@@ -47,7 +48,7 @@ std::unique_ptr<TokenSource> tiny_data() {
 }
 
 std::string fresh_dir(const std::string& name) {
-  std::string d = "/tmp/ttt_test_resume_" + name;
+  std::string d = ttt::testing::tmp_path("resume_" + name);
   fs::remove_all(d);
   return d;
 }
@@ -75,8 +76,8 @@ std::map<std::string, std::vector<float>> tensors_of(const RunConfig& cfg, const
   return out;
 }
 
-void check_exact_resume(const std::string& mixer) {
-  RunConfig cfg = tiny_config(mixer);
+void check_exact_resume(const std::string& mixer, const std::string& dtype = "fp32") {
+  RunConfig cfg = tiny_config(mixer, dtype);
   auto data = tiny_data();
   const std::string a = fresh_dir(mixer + "_a"), b = fresh_dir(mixer + "_b");
   TrainResult full = run(cfg, *data, a, false);
@@ -124,6 +125,8 @@ TEST_CASE("exact resume: Transformer") { check_exact_resume("attention"); }
 TEST_CASE("exact resume: TTT-Linear (inner base-lr warmup across the resume)") { check_exact_resume("ttt_linear"); }
 
 TEST_CASE("exact resume: TTT-MLP") { check_exact_resume("ttt_mlp"); }
+
+TEST_CASE("exact resume with bf16 autocast: TTT-Linear") { check_exact_resume("ttt_linear", "bf16"); }
 
 
 TEST_CASE("a truncated newest checkpoint is reported and skipped; the run still ends exactly") {

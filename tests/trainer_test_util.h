@@ -7,7 +7,16 @@
 #include <cstdio>
 #include <string>
 
+#include <unistd.h>
+
 namespace ttt::testing {
+
+// A scratch path under /tmp unique to this process, so concurrent test runs (two build trees,
+// ctest -j) never share files: /tmp/ttt_test_<name>_<pid>.
+inline std::string tmp_path(const std::string& name) {
+  return "/tmp/ttt_test_" + name + "_" + std::to_string(static_cast<long>(::getpid()));
+}
+
 
 struct CommandResult {
   int code = -1;       // exit status (-1 if it did not exit normally)

@@ -14,6 +14,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "autograd/autocast.h"
 #include "autograd/engine.h"
 #include "autograd/ops.h"
 #include "trainer/cli_common.h"
@@ -30,7 +31,7 @@ namespace {
 
 struct BenchArgs {
   ConfigArgs config;
-  std::string device = "cpu", out, phases = "train,prefill,decode";
+  std::string device = "cpu", out, phases = "train,prefill,decode", dtype;
   int64_t seq_len = 0, batch = 1, warmup = 1, repeat = 3, decode_tokens = 32;
 };
 
@@ -78,6 +79,8 @@ void run_bench(const BenchArgs& a) {
 #else
   j["threads"] = 1;
 #endif
+  const bool amp = (a.dtype.empty() ? cfg.train.dtype : a.dtype) == "bf16";
+  j["dtype"] = amp ? "bf16" : "fp32";
   j["seq_len"] = T;
   j["batch"] = B;
   j["repeat"] = a.repeat;
@@ -91,7 +94,12 @@ void run_bench(const BenchArgs& a) {
     be.reset_peak_memory();
     double s = time_median(dev, a.warmup, a.repeat, [&] {
       opt.zero_grad();
-      backward({model.loss(ids, targets)});
+      Tensor loss;
+      {
+        AutocastGuard ac(DType::bf16, amp);
+        loss = model.loss(ids, targets);
+      }
+      backward({loss});
       opt.step(1e-4);
     });
     const double tok_s = static_cast<double>(B * T) / s;
@@ -104,7 +112,10 @@ void run_bench(const BenchArgs& a) {
     NoGradGuard ng;
     Tensor ids = random_ids(B, T, cfg.model.vocab_size, g).to(dev);
     be.reset_peak_memory();
-    double s = time_median(dev, a.warmup, a.repeat, [&] { (void)model.forward(ids); });
+    double s = time_median(dev, a.warmup, a.repeat, [&] {
+      AutocastGuard ac(DType::bf16, amp);
+      (void)model.forward(ids);
+    });
     j["prefill"] = {{"time_s", s}, {"tokens_per_s", static_cast<double>(B * T) / s},
                     {"peak_memory_bytes", be.memory_peak()}};
   }
@@ -116,6 +127,7 @@ void run_bench(const BenchArgs& a) {
     be.reset_peak_memory();
     std::vector<double> t;
     for (int64_t r = 0; r < a.warmup + a.repeat; ++r) {
+      AutocastGuard ac(DType::bf16, amp);
       auto st = model.init_decode(B);
       (void)model.decode(prompt, *st);  // prefill, not timed here
       be.synchronize();
@@ -151,6 +163,8 @@ void add_bench_command(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--phases", a->phases, "Comma-separated subset of train,prefill,decode")->capture_default_str();
   cmd->add_option("--device", a->device, "cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_option("--dtype", a->dtype, "fp32 or bf16 (autocast); default: the config's train.dtype")
+      ->check(CLI::IsMember({"fp32", "bf16"}));
   cmd->add_option("--out", a->out, "Also write the JSON to this file");
   cmd->callback([a]() { run_bench(*a); });
 }

@@ -370,8 +370,7 @@ void validate_for_training(const RunConfig& cfg, bool check_required) {
   need(t.log_every > 0, "train.log_every", "must be > 0");
   need(t.eval_every >= 0, "train.eval_every", "must be >= 0");
   need(t.eval_windows > 0, "train.eval_windows", "must be > 0");
-  need(t.dtype == "fp32", "train.dtype",
-       "only fp32 is implemented (bf16 autocast arrives with the CUDA trainer)");
+  need(t.dtype == "fp32" || t.dtype == "bf16", "train.dtype", "must be fp32 or bf16");
   need(cfg.dist.timeout_s > 0, "dist.timeout_s", "must be > 0");
   need(cfg.dist.bucket_mb > 0, "dist.bucket_mb", "must be > 0");
   need(cfg.checkpoint.every >= 0, "checkpoint.every", "must be >= 0");

@@ -78,7 +78,7 @@ std::vector<ConfigKey> build_schema() {
        "true: decay every parameter (official code); false: no decay on norms, biases, embeddings."},
       {"train.grad_clip", F(train.grad_clip), "Clip the global gradient norm to this; 0 = off."},
       {"train.seed", F(train.seed), "Seed of the data order (batch = f(seed, step, rank, world))."},
-      {"train.dtype", F(train.dtype), "Compute dtype: fp32 (bf16 autocast is CUDA-only, not implemented yet).",
+      {"train.dtype", F(train.dtype), "fp32, or bf16: matmuls and attention on bf16 operands with fp32 accumulation (autocast); weights, optimizer, norms, losses and TTT states stay fp32.",
        {"fp32", "bf16"}},
       {"train.device", F(train.device), "cpu, cuda or cuda:N (--device overrides)."},
       {"train.log_every", F(train.log_every), "Log line every N steps (metrics.jsonl gets every step)."},

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "autograd/autocast.h"
 #include "autograd/engine.h"
 #include "autograd/ops.h"
 #include "data/sha256.h"
@@ -57,6 +58,7 @@ Device device_of(const RunConfig& cfg) {
 double validation_loss(LanguageModel& model, TokenSource& data, const RunConfig& cfg, Device dev) {
   model.train(false);
   TokenLossFn fn = [&](const Tensor& ids, const Tensor& targets) {
+    AutocastGuard amp(DType::bf16, cfg.train.dtype == "bf16");
     return model.token_losses(ids.to(dev), targets.to(dev)).to(cpu());
   };
   ContextResult r = evaluate_context(fn, data, cfg.seq_len(), cfg.train.eval_windows,
@@ -219,7 +221,11 @@ TrainResult train(const RunConfig& cfg, TokenSource& data, const TrainOptions& o
     double loss_sum = 0;
     for (int64_t micro = 0; micro < plan.accumulation; ++micro) {
       auto [ids, targets] = split_inputs_targets(rows.narrow(0, micro * plan.micro_batch, plan.micro_batch));
-      Tensor loss = model.loss(ids.to(dev), targets.to(dev));
+      Tensor loss;
+      {
+        AutocastGuard amp(DType::bf16, cfg.train.dtype == "bf16");  // backward keeps the forward's choice
+        loss = model.loss(ids.to(dev), targets.to(dev));
+      }
       loss_sum += loss.item();
       if (ddp) ddp->set_sync(micro == plan.accumulation - 1);  // reduce on the last micro-batch only
       // Scaling each micro loss makes the accumulated .grad the gradient of the step's mean loss.

@@ -4,6 +4,7 @@
 // the BLAS call overhead with a plain loop and are spread over threads by batch.
 #include <cblas.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
@@ -16,17 +17,26 @@ namespace {
 template <class T>
 void small_gemm(const GemmArgs& g, const T* A, const T* B, T* C, double alpha, double beta) {
   // C[i][j] = alpha * sum_p op(A)[i][p] op(B)[p][j] + beta * C[i][j], accumulated in double.
-  for (int64_t i = 0; i < g.m; ++i)
-    for (int64_t j = 0; j < g.n; ++j) {
-      double acc = 0;
-      for (int64_t p = 0; p < g.k; ++p) {
-        double a = g.trans_a ? A[p * g.lda + i] : A[i * g.lda + p];
-        double b = g.trans_b ? B[j * g.ldb + p] : B[p * g.ldb + j];
-        acc += a * b;
-      }
-      T& c = C[i * g.ldc + j];
-      c = static_cast<T>(alpha * acc + (beta == 0 ? 0.0 : beta * static_cast<double>(c)));
+  // op(B) is packed into a dense k x n buffer first so the inner loop (over j) is unit-stride and
+  // vectorizes: acc[j] += a_ip * b[p][j].
+  thread_local std::vector<double> packed, acc;
+  packed.resize(static_cast<size_t>(g.k * g.n));
+  acc.resize(static_cast<size_t>(g.n));
+  for (int64_t p = 0; p < g.k; ++p)
+    for (int64_t j = 0; j < g.n; ++j)
+      packed[p * g.n + j] = static_cast<double>(g.trans_b ? B[j * g.ldb + p] : B[p * g.ldb + j]);
+  for (int64_t i = 0; i < g.m; ++i) {
+    std::fill(acc.begin(), acc.end(), 0.0);
+    for (int64_t p = 0; p < g.k; ++p) {
+      const double a = static_cast<double>(g.trans_a ? A[p * g.lda + i] : A[i * g.lda + p]);
+      const double* brow = packed.data() + p * g.n;
+      double* out = acc.data();
+      for (int64_t j = 0; j < g.n; ++j) out[j] += a * brow[j];
     }
+    T* crow = C + i * g.ldc;
+    for (int64_t j = 0; j < g.n; ++j)
+      crow[j] = static_cast<T>(alpha * acc[j] + (beta == 0 ? 0.0 : beta * static_cast<double>(crow[j])));
+  }
 }
 
 void blas_gemm(const GemmArgs& g, const float* A, const float* B, float* C) {
