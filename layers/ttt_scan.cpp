@@ -4,6 +4,7 @@
 #include <memory>
 #include <stdexcept>
 
+#include "autograd/autocast.h"
 #include "autograd/checkpoint.h"
 #include "autograd/ops.h"
 
@@ -72,7 +73,10 @@ Tensor ttt_scan(const InnerModel& m, ScanState& st, const ScanInputs& in, const 
   // Groups of G pieces, each one checkpoint: inputs = state, shared parameters, this group's
   // slices; outputs = state after the group, the group's outputs.
   // The closures outlive this call (backward re-runs them): they hold the plan and options by
-  // value; the inner model must outlive the graph, as any module does.
+  // value; the inner model must outlive the graph, as any module does. They also hold the
+  // autocast setting of the forward, so a recomputation run by a backward outside the autocast
+  // scope multiplies in the same precision as the forward did (else the gradients would be those
+  // of a slightly different function).
   const size_t G = static_cast<size_t>(o.checkpoint_group);
   auto shared = std::make_shared<const std::vector<Piece>>(pieces);
   tensor_list outs;
@@ -84,7 +88,9 @@ Tensor ttt_scan(const InnerModel& m, ScanState& st, const ScanInputs& in, const 
     for (const Tensor& t : {tok, n.w, n.b, narrow(in.XQ, 2, t0, t1 - t0), narrow(in.XK, 2, t0, t1 - t0),
                             narrow(in.XV, 2, t0, t1 - t0), narrow(in.lr, 2, t0, t1 - t0)})
       inputs.push_back(t);
-    auto fn = [&m, shared, o, g0, g1, t0, nw, tok_base, eps = n.eps, ln = n.ln_residual](const tensor_list& x) {
+    auto fn = [&m, shared, o, g0, g1, t0, nw, tok_base, eps = n.eps, ln = n.ln_residual,
+               autocast = Autocast::enabled(), autocast_dtype = Autocast::dtype()](const tensor_list& x) {
+      AutocastGuard same_precision(autocast_dtype, autocast);
       tensor_list W(x.begin(), x.begin() + nw), acc(x.begin() + nw, x.begin() + 2 * nw);
       const size_t a = 2 * nw;
       InnerNorm norm{x[a + 1], x[a + 2], eps, ln};

@@ -5,6 +5,7 @@
 // Run: ./build/tests/test_ttt_checkpoint
 #include <doctest/doctest.h>
 
+#include "autograd/autocast.h"
 #include "tests/ttt_helpers.h"
 
 using namespace ttt;
@@ -109,4 +110,34 @@ TEST_CASE("peak memory of one 125M TTT layer, T = 2048 and 8192, G = 0 vs 4" * d
                       << " MiB, peak during forward+backward " << peak / 1048576.0 << " MiB");
       }
     }
+}
+
+TEST_CASE("checkpointing under bf16 autocast: the recomputation uses the forward's precision") {
+  // The trainer runs forward inside an AutocastGuard and backward outside it; a recomputed group
+  // must still multiply in bf16 like the forward did, or the gradients shift by bf16 rounding.
+  ModelConfig cfg = tiny_ttt_config("ttt_linear", 4);
+  cfg.d_model = 32;
+  Generator g(11);
+  TTTMixer layer(cfg, g);
+  randomize(layer, 12);
+  layer.to(DType::f32);
+  Tensor x = rand64({1, 16, cfg.d_model}, 13).to(DType::f32);
+  auto grads_with = [&](int64_t G) {
+    layer.set_checkpoint_group(G);
+    Tensor out;
+    {
+      AutocastGuard ac(DType::bf16);
+      out = layer.forward(x);
+    }
+    tensor_list ps = layer.parameters();
+    tensor_list gs = grad({sum(out)}, ps);
+    std::vector<double> flat;
+    for (const Tensor& t : gs)
+      for (double v : t.tolist<double>()) flat.push_back(v);
+    return flat;
+  };
+  std::vector<double> a = grads_with(0), b = grads_with(2);
+  double err = 0, scale = 0;
+  for (size_t i = 0; i < a.size(); ++i) err = std::max(err, std::fabs(a[i] - b[i])), scale = std::max(scale, std::fabs(a[i]));
+  CHECK(err <= 1e-6 * scale);
 }
