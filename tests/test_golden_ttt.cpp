@@ -3,7 +3,9 @@
 // Transformer backbones, 11 tokens with mini-batch 4 (a shorter final mini-batch). Output and the
 // gradients of sum(out · w) w.r.t. the input and every parameter, for the dual, primal and generic
 // forms. Parameters load with a strict state dict, so the names must match too.
-// Regenerate the files: /usr/bin/python3 scripts/golden/ttt_reference.py
+// Also tiny TTT language models (2 blocks, Mamba backbone) against scripts/golden/ttt_lm_reference.py:
+// logits, loss, every gradient and a 10-step plain-SGD loss curve.
+// Regenerate the files: /usr/bin/python3 scripts/golden/ttt_reference.py (and ttt_lm_reference.py)
 // Run: ./build/tests/test_golden_ttt
 #include <doctest/doctest.h>
 
@@ -11,6 +13,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "layers/language_model.h"
 #include "tests/ttt_helpers.h"
 
 using namespace ttt;
@@ -26,7 +29,7 @@ Tensor from_json(const nlohmann::json& j) {
 }
 
 nlohmann::json load(const std::string& name) {
-  std::ifstream in(kGoldenDir / ("ttt_layer_" + name + ".json"));
+  std::ifstream in(kGoldenDir / (name + ".json"));
   REQUIRE_MESSAGE(in.good(), "missing golden file for " << name << " (run scripts/golden/ttt_reference.py)");
   return nlohmann::json::parse(in);
 }
@@ -45,7 +48,7 @@ double scaled_err(const Tensor& a, const Tensor& b) {
 
 void check_case(const std::string& name) {
   CAPTURE(name);
-  nlohmann::json doc = load(name);
+  nlohmann::json doc = load("ttt_layer_" + name);
   const auto& c = doc.at("config");
   ModelConfig cfg;
   cfg.mixer = c.at("mixer").get<std::string>();
@@ -89,9 +92,85 @@ void check_case(const std::string& name) {
   }
 }
 
+Tensor ids_of(const nlohmann::json& rows) {
+  std::vector<int64_t> v;
+  for (const auto& r : rows)
+    for (int64_t x : r) v.push_back(x);
+  return from_vector_i64(v, {static_cast<int64_t>(rows.size()), static_cast<int64_t>(rows[0].size())});
+}
+
+void check_lm_case(const std::string& name, const std::string& impl) {
+  CAPTURE(name);
+  CAPTURE(impl);
+  nlohmann::json doc = load("ttt_lm_" + name);
+  const auto& c = doc.at("config");
+  ModelConfig cfg;
+  cfg.vocab_size = c.at("vocab_size");
+  cfg.d_model = c.at("d_model");
+  cfg.n_layers = c.at("n_layers");
+  cfg.n_heads = c.at("n_heads");
+  cfg.d_ff = c.at("d_ff");
+  cfg.mixer = c.at("mixer");
+  cfg.backbone = c.at("backbone");
+  cfg.rope_theta = c.at("rope_theta");
+  cfg.norm_eps = c.at("norm_eps");
+  cfg.conv_width = c.at("conv_width");
+  cfg.tie_embeddings = c.at("tie_embeddings");
+  cfg.ttt.mini_batch = c.at("mini_batch");
+  cfg.ttt.base_lr = c.at("base_lr");
+  cfg.ttt.ln_eps = c.at("ln_eps");
+  cfg.ttt.impl = impl;
+  LanguageModel lm(cfg);
+  lm.to(DType::f64);
+  std::map<std::string, Tensor> sd;
+  for (auto& [k, v] : doc.at("params").items()) sd[k] = from_json(v);
+  lm.load_state_dict(sd, /*strict=*/true);
+  const Tensor ids = ids_of(doc.at("ids")), targets = ids_of(doc.at("targets"));
+
+  const double tol = 1e-9;
+  CHECK(scaled_err(lm.forward(ids), from_json(doc.at("logits"))) < tol);
+  Tensor loss = lm.loss(ids, targets);
+  const double want = doc.at("loss");
+  CHECK(std::fabs(loss.item() - want) < tol * std::fabs(want));
+  lm.zero_grad();
+  loss.backward();
+  size_t checked = 0;
+  for (auto& [k, p] : lm.named_parameters()) {
+    CAPTURE(k);
+    REQUIRE(p.grad().defined());
+    CHECK(scaled_err(p.grad(), from_json(doc.at("grads").at(k))) < tol);
+    ++checked;
+  }
+  CHECK(checked == doc.at("grads").size());
+
+  // 10 plain-SGD steps on the same batch from the same weights: the outer loop trains through the
+  // inner loop the same way.
+  lm.load_state_dict(sd);
+  const double lr = doc.at("sgd_lr");
+  const auto curve = doc.at("sgd_losses").get<std::vector<double>>();
+  for (size_t step = 0; step < curve.size(); ++step) {
+    lm.zero_grad();
+    Tensor l = lm.loss(ids, targets);
+    CHECK_MESSAGE(std::fabs(l.item() - curve[step]) < tol * std::fabs(curve[step]), "SGD step " << step);
+    l.backward();
+    NoGradGuard ng;
+    for (auto& p : lm.parameters()) p.add_(p.grad(), -lr);
+  }
+  CHECK(curve.back() < 0.5 * curve.front());
+}
+
 }  // namespace
 
 TEST_CASE("golden vs PyTorch: TTT-Linear, Mamba backbone") { check_case("linear_mamba"); }
 TEST_CASE("golden vs PyTorch: TTT-MLP, Mamba backbone") { check_case("mlp_mamba"); }
 TEST_CASE("golden vs PyTorch: TTT-Linear, Transformer backbone") { check_case("linear_transformer"); }
 TEST_CASE("golden vs PyTorch: TTT-MLP, Transformer backbone") { check_case("mlp_transformer"); }
+
+TEST_CASE("golden vs PyTorch: tiny TTT-Linear LM (logits, loss, every gradient, 10 SGD steps)") {
+  check_lm_case("linear_mamba", "dual");
+  check_lm_case("linear_mamba", "generic");
+}
+TEST_CASE("golden vs PyTorch: tiny TTT-MLP LM (logits, loss, every gradient, 10 SGD steps)") {
+  check_lm_case("mlp_mamba", "dual");
+  check_lm_case("mlp_mamba", "primal");
+}
