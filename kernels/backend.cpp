@@ -5,6 +5,7 @@
 #include <cctype>
 
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/profiler.h"
 
 namespace ttt {
 
@@ -13,7 +14,8 @@ Backend* cuda_backend_instance(int index);
 int cuda_device_count_impl();
 bool cuda_built_impl();
 
-Backend& backend(Device d) {
+namespace {
+Backend& device_backend(Device d) {
   if (d.is_cpu()) {
     static cpu_impl::CpuBackend cpu_backend;
     return cpu_backend;
@@ -27,9 +29,19 @@ Backend& backend(Device d) {
                              " CUDA device(s) are visible");
   return *cuda_backend_instance(d.index);
 }
+}  // namespace
+
+Backend& backend(Device d) {
+  Backend& b = device_backend(d);
+  return Profiler::enabled() ? profiling_backend(b) : b;
+}
 
 bool cuda_built() { return cuda_built_impl(); }
-int cuda_device_count() { return cuda_built_impl() ? cuda_device_count_impl() : 0; }
+int cuda_device_count() {
+  // Asked on every op that touches a GPU: query the driver once per process.
+  static const int n = cuda_built_impl() ? cuda_device_count_impl() : 0;
+  return n;
+}
 bool cuda_available() { return cuda_device_count() > 0; }
 
 DType parse_dtype(const std::string& s0) {

@@ -57,12 +57,16 @@ double rms(const std::vector<double>& x) {
   return std::sqrt(s / std::max<size_t>(x.size(), 1));
 }
 
-// Elementwise |gpu − cpu| <= atol·rms(cpu) + rtol·|cpu| (atol relative to the tensor's scale:
-// gradients range over orders of magnitude between shapes), and ‖gpu − cpu‖ / ‖cpu‖ <= rel_norm.
-void compare(const Tensor& gpu, const Tensor& ref, double atol, double rtol, double rel_norm, const std::string& what) {
+// Elementwise |gpu − cpu| <= atol·scale + rtol·|cpu|, with scale = max(rms(cpu), floor) (atol
+// relative to the tensor's scale: gradients range over orders of magnitude between shapes), and
+// ‖gpu − cpu‖ / ‖cpu‖ <= rel_norm. `floor` is the scale of a sibling tensor for references that are
+// exactly zero: with a single visible key (Tk = 1, window 1) dQ and dK vanish in exact arithmetic,
+// while the kernel's D_i = rowsum(dO ∘ O) and dP = dO·V cancel only to rounding.
+void compare(const Tensor& gpu, const Tensor& ref, double atol, double rtol, double rel_norm, const std::string& what,
+             double floor = 1e-30) {
   const std::vector<double> a = gpu.to(cpu()).to(DType::f64).tolist<double>();
   const std::vector<double> r = ref.to(DType::f64).tolist<double>();
-  const double scale = std::max(rms(r), 1e-30);
+  const double scale = std::max(rms(r), floor);
   expect_close(gpu.to(cpu()).to(DType::f64), ref.to(DType::f64), {atol * scale, rtol}, what);
   double num = 0, den = 0;
   for (size_t i = 0; i < a.size(); ++i) {
@@ -86,13 +90,16 @@ void check_case(const Case& c, Generator& gen) {
   Result got = run(gpu_be(), cuda(), q, k, v, dout, s, c.dt);
   const bool bf = c.dt == DType::bf16;
   // bf16: P is rounded to bf16 before P·V on the tensor cores (the reference rounds only the
-  // result), dS likewise before dK/dQ; float32: exp and dot-product rounding only.
-  const double atol = bf ? 3e-2 : 1e-4, rtol = bf ? 3e-2 : 1e-4, rel = bf ? 1.5e-2 : 2e-5;
+  // result), dS likewise before dK/dQ, so single elements can be off by a few percent of the
+  // tensor's rms (seen on an H100: 5% once in 49152) while the error norm stays near 5e-3;
+  // float32: exp and dot-product rounding only.
+  const double atol = bf ? 6e-2 : 1e-4, rtol = bf ? 3e-2 : 1e-4, rel = bf ? 1.5e-2 : 2e-5;
   const std::string tag = c.str();
   compare(got.out, ref.out, atol, rtol, rel, tag + " out");
   expect_close(got.lse.to(cpu()), ref.lse, {bf ? 2e-3 : 1e-4, 1e-4}, tag + " lse");
-  compare(got.dq, ref.dq, atol, rtol, rel, tag + " dq");
-  compare(got.dk, ref.dk, atol, rtol, rel, tag + " dk");
+  const double grad_scale = rms(ref.dv.to(DType::f64).tolist<double>());
+  compare(got.dq, ref.dq, atol, rtol, rel, tag + " dq", grad_scale);
+  compare(got.dk, ref.dk, atol, rtol, rel, tag + " dk", grad_scale);
   compare(got.dv, ref.dv, atol, rtol, rel, tag + " dv");
 }
 

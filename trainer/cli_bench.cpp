@@ -16,6 +16,7 @@
 
 #include "autograd/autocast.h"
 #include "autograd/engine.h"
+#include "kernels/profiler.h"
 #include "autograd/ops.h"
 #include "trainer/cli_common.h"
 #include "trainer/commands.h"
@@ -33,6 +34,7 @@ struct BenchArgs {
   ConfigArgs config;
   std::string device = "cpu", out, phases = "train,prefill,decode", dtype;
   int64_t seq_len = 0, batch = 1, warmup = 1, repeat = 3, decode_tokens = 32;
+  bool profile = false;
 };
 
 using Clock = std::chrono::steady_clock;
@@ -57,6 +59,28 @@ Tensor random_ids(int64_t rows, int64_t cols, int64_t vocab, Generator& g) {
   std::vector<int64_t> ids(u.size());
   for (size_t i = 0; i < u.size(); ++i) ids[i] = std::min<int64_t>(vocab - 1, static_cast<int64_t>(u[i] * vocab));
   return from_vector_i64(ids, {rows, cols});
+}
+
+// The per-kernel table of one profiled step, largest first; also printed to stderr.
+nlohmann::json profile_json(const std::vector<KernelStat>& stats) {
+  double total = 0;
+  int64_t calls = 0;
+  for (auto& k : stats) {
+    total += k.seconds;
+    calls += k.calls;
+  }
+  nlohmann::json rows = nlohmann::json::array();
+  std::fprintf(stderr, "profile of one step (each backend call timed alone): %lld calls, %.1f ms\n",
+               static_cast<long long>(calls), total * 1e3);
+  std::fprintf(stderr, "  %-34s %8s %10s %7s\n", "kernel", "calls", "ms", "share");
+  for (size_t i = 0; i < stats.size(); ++i) {
+    const KernelStat& k = stats[i];
+    rows.push_back({{"kernel", k.name}, {"calls", k.calls}, {"ms", k.seconds * 1e3}});
+    if (i < 25)
+      std::fprintf(stderr, "  %-34s %8lld %10.2f %6.1f%%\n", k.name.c_str(), static_cast<long long>(k.calls),
+                   k.seconds * 1e3, total > 0 ? 100.0 * k.seconds / total : 0.0);
+  }
+  return {{"backend_calls", calls}, {"serialized_ms", total * 1e3}, {"kernels", rows}};
 }
 
 void run_bench(const BenchArgs& a) {
@@ -105,6 +129,23 @@ void run_bench(const BenchArgs& a) {
     const double tok_s = static_cast<double>(B * T) / s;
     j["train"] = {{"step_s", s}, {"tokens_per_s", tok_s}, {"peak_memory_bytes", be.memory_peak()},
                   {"model_tflops", 3.0 * model.flops_per_token(T) * tok_s / 1e12}};
+    if (a.profile) {
+      // One more step with every backend call timed on its own (kernels/profiler.h).
+      Profiler::reset();
+      Profiler::set_enabled(true);
+      opt.zero_grad();
+      {
+        Tensor loss;
+        {
+          AutocastGuard ac(DType::bf16, amp);
+          loss = model.loss(ids, targets);
+        }
+        backward({loss});
+        opt.step(1e-4);
+      }
+      Profiler::set_enabled(false);
+      j["train"]["profile"] = profile_json(Profiler::snapshot());
+    }
     opt.zero_grad();
   }
   if (want("prefill")) {
@@ -163,6 +204,9 @@ void add_bench_command(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--phases", a->phases, "Comma-separated subset of train,prefill,decode")->capture_default_str();
   cmd->add_option("--device", a->device, "cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_flag("--profile", a->profile,
+                 "After the timed train steps, time every backend call of one more step (kernel table on stderr and "
+                 "in the JSON)");
   cmd->add_option("--dtype", a->dtype, "fp32 or bf16 (autocast); default: the config's train.dtype")
       ->check(CLI::IsMember({"fp32", "bf16"}));
   cmd->add_option("--out", a->out, "Also write the JSON to this file");

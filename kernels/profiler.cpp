@@ -1,0 +1,207 @@
+// kernels/profiler.cpp — see profiler.h.
+#include "kernels/profiler.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+
+namespace ttt {
+
+namespace {
+
+std::atomic<bool> g_enabled{false};
+std::mutex g_mu;
+std::map<std::string, KernelStat>& stats() {
+  static std::map<std::string, KernelStat> s;
+  return s;
+}
+
+const char* unary_name(UnaryOp op) {
+  switch (op) {
+    case UnaryOp::copy: return "copy";
+    case UnaryOp::neg: return "neg";
+    case UnaryOp::exp: return "exp";
+    case UnaryOp::log: return "log";
+    case UnaryOp::sqrt: return "sqrt";
+    case UnaryOp::rsqrt: return "rsqrt";
+    case UnaryOp::tanh: return "tanh";
+    case UnaryOp::sigmoid: return "sigmoid";
+    case UnaryOp::relu: return "relu";
+    case UnaryOp::silu: return "silu";
+    case UnaryOp::gelu_tanh: return "gelu_tanh";
+    case UnaryOp::gelu_erf: return "gelu_erf";
+    case UnaryOp::abs: return "abs";
+    case UnaryOp::sign: return "sign";
+    case UnaryOp::reciprocal: return "reciprocal";
+    case UnaryOp::square: return "square";
+    case UnaryOp::pow_scalar: return "pow_scalar";
+    case UnaryOp::affine: return "affine";
+    case UnaryOp::silu_grad: return "silu_grad";
+    case UnaryOp::gelu_tanh_grad: return "gelu_tanh_grad";
+    case UnaryOp::gelu_erf_grad: return "gelu_erf_grad";
+    case UnaryOp::relu_mask: return "relu_mask";
+  }
+  return "?";
+}
+
+const char* binary_name(BinaryOp op) {
+  switch (op) {
+    case BinaryOp::add: return "add";
+    case BinaryOp::sub: return "sub";
+    case BinaryOp::mul: return "mul";
+    case BinaryOp::div: return "div";
+    case BinaryOp::maximum: return "maximum";
+    case BinaryOp::minimum: return "minimum";
+    case BinaryOp::pow: return "pow";
+    default: return "compare";
+  }
+}
+
+const char* reduce_name(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::sum: return "sum";
+    case ReduceOp::max: return "max";
+    case ReduceOp::min: return "min";
+    case ReduceOp::sum_sq: return "sum_sq";
+  }
+  return "?";
+}
+
+// Forwards every call to `inner`; compute calls are bracketed by synchronizations and timed.
+class ProfilingBackend final : public Backend {
+ public:
+  explicit ProfilingBackend(Backend& inner) : b_(inner) {}
+
+  Device device() const override { return b_.device(); }
+  void* alloc(size_t n) override { return b_.alloc(n); }
+  void free(void* p, size_t n) override { b_.free(p, n); }
+  void copy_from_host(void* d, const void* s, size_t n) override { timed("copy_from_host", [&] { b_.copy_from_host(d, s, n); }); }
+  void copy_to_host(void* d, const void* s, size_t n) override { timed("copy_to_host", [&] { b_.copy_to_host(d, s, n); }); }
+  void synchronize() override { b_.synchronize(); }
+  void* native_stream() override { return b_.native_stream(); }
+  size_t memory_allocated() const override { return b_.memory_allocated(); }
+  size_t memory_peak() const override { return b_.memory_peak(); }
+  void reset_peak_memory() override { b_.reset_peak_memory(); }
+
+  void fill(const View& o, double v) override { timed("fill", [&] { b_.fill(o, v); }); }
+  void unary(UnaryOp op, const View& o, const View& i, double a, double b) override {
+    timed(std::string("unary ") + unary_name(op), [&] { b_.unary(op, o, i, a, b); });
+  }
+  void binary(BinaryOp op, const View& o, const View& a, const View& b) override {
+    timed(std::string("binary ") + binary_name(op), [&] { b_.binary(op, o, a, b); });
+  }
+  void where(const View& o, const View& c, const View& a, const View& b) override { timed("where", [&] { b_.where(o, c, a, b); }); }
+  void triangle(const View& o, const View& i, int64_t d, bool l, double f) override {
+    timed("triangle", [&] { b_.triangle(o, i, d, l, f); });
+  }
+  void reduce(ReduceOp op, const View& o, const View& i) override {
+    timed(std::string("reduce ") + reduce_name(op), [&] { b_.reduce(op, o, i); });
+  }
+  void argmax(const View& o, const View& i, int d) override { timed("argmax", [&] { b_.argmax(o, i, d); }); }
+  void cumsum(const View& o, const View& i, int d) override { timed("cumsum", [&] { b_.cumsum(o, i, d); }); }
+  void gemm(const GemmArgs& g) override {
+    const bool batched = g.batch > 1;
+    timed(std::string(batched ? "gemm batched " : "gemm ") + dtype_name(g.ab_dtype) + "->" + dtype_name(g.c_dtype),
+          [&] { b_.gemm(g); });
+  }
+  void index_select(const View& o, const View& i, int d, const View& x) override {
+    timed("index_select", [&] { b_.index_select(o, i, d, x); });
+  }
+  void index_add(const View& o, int d, const View& x, const View& s) override { timed("index_add", [&] { b_.index_add(o, d, x, s); }); }
+  void softmax_fwd(void* y, const void* x, int64_t r, int64_t c, DType dt, bool l) override {
+    timed("softmax_fwd", [&] { b_.softmax_fwd(y, x, r, c, dt, l); });
+  }
+  void softmax_bwd(void* dx, const void* dy, const void* y, int64_t r, int64_t c, DType dt, bool l) override {
+    timed("softmax_bwd", [&] { b_.softmax_bwd(dx, dy, y, r, c, dt, l); });
+  }
+  void layer_norm_fwd(void* y, float* m, float* rs, const void* x, const void* w, const void* b, int64_t r, int64_t c,
+                      double eps, DType dt) override {
+    timed("layer_norm_fwd", [&] { b_.layer_norm_fwd(y, m, rs, x, w, b, r, c, eps, dt); });
+  }
+  void layer_norm_bwd(void* dx, float* dw, float* db, const void* dy, const void* x, const float* m, const float* rs,
+                      const void* w, int64_t r, int64_t c, DType dt) override {
+    timed("layer_norm_bwd", [&] { b_.layer_norm_bwd(dx, dw, db, dy, x, m, rs, w, r, c, dt); });
+  }
+  void rms_norm_fwd(void* y, float* rs, const void* x, const void* w, int64_t r, int64_t c, double eps, DType dt) override {
+    timed("rms_norm_fwd", [&] { b_.rms_norm_fwd(y, rs, x, w, r, c, eps, dt); });
+  }
+  void rms_norm_bwd(void* dx, float* dw, const void* dy, const void* x, const float* rs, const void* w, int64_t r,
+                    int64_t c, DType dt) override {
+    timed("rms_norm_bwd", [&] { b_.rms_norm_bwd(dx, dw, dy, x, rs, w, r, c, dt); });
+  }
+  void cross_entropy_fwd(float* l, float* lse, const void* x, const int64_t* t, int64_t r, int64_t c, int64_t ig,
+                         DType dt) override {
+    timed("cross_entropy_fwd", [&] { b_.cross_entropy_fwd(l, lse, x, t, r, c, ig, dt); });
+  }
+  void cross_entropy_bwd(void* dx, const float* dl, const void* x, const float* lse, const int64_t* t, int64_t r,
+                         int64_t c, int64_t ig, DType dt) override {
+    timed("cross_entropy_bwd", [&] { b_.cross_entropy_bwd(dx, dl, x, lse, t, r, c, ig, dt); });
+  }
+  bool attention_supported(int64_t d, DType dt) const override { return b_.attention_supported(d, dt); }
+  void attention_fwd(void* o, float* lse, const void* q, const void* k, const void* v, const AttentionShape& s,
+                     DType dt) override {
+    timed("attention_fwd", [&] { b_.attention_fwd(o, lse, q, k, v, s, dt); });
+  }
+  void attention_bwd(void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k, const void* v,
+                     const void* out, const float* lse, const AttentionShape& s, DType dt) override {
+    timed("attention_bwd", [&] { b_.attention_bwd(dq, dk, dv, dout, q, k, v, out, lse, s, dt); });
+  }
+  void random(const View& o, RandomDist d, uint64_t seed, uint64_t off, double a, double b) override {
+    timed("random", [&] { b_.random(o, d, seed, off, a, b); });
+  }
+  void adamw(const AdamWArgs& a) override { timed("adamw", [&] { b_.adamw(a); }); }
+
+ private:
+  template <class F> void timed(const std::string& name, F&& f) {
+    if (!Profiler::enabled()) {
+      f();
+      return;
+    }
+    b_.synchronize();
+    auto t0 = std::chrono::steady_clock::now();
+    f();
+    b_.synchronize();
+    Profiler::add(name, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  Backend& b_;
+};
+
+}  // namespace
+
+bool Profiler::enabled() { return g_enabled.load(std::memory_order_relaxed); }
+void Profiler::set_enabled(bool on) { g_enabled.store(on); }
+
+void Profiler::reset() {
+  std::lock_guard<std::mutex> lock(g_mu);
+  stats().clear();
+}
+
+void Profiler::add(const std::string& name, double seconds) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  KernelStat& s = stats()[name];
+  s.name = name;
+  s.calls++;
+  s.seconds += seconds;
+}
+
+std::vector<KernelStat> Profiler::snapshot() {
+  std::lock_guard<std::mutex> lock(g_mu);
+  std::vector<KernelStat> v;
+  for (auto& [k, s] : stats()) v.push_back(s);
+  std::sort(v.begin(), v.end(), [](const KernelStat& a, const KernelStat& b) { return a.seconds > b.seconds; });
+  return v;
+}
+
+Backend& profiling_backend(Backend& inner) {
+  static std::mutex mu;
+  static std::map<Backend*, std::unique_ptr<ProfilingBackend>> wrappers;
+  std::lock_guard<std::mutex> lock(mu);
+  auto& w = wrappers[&inner];
+  if (!w) w = std::make_unique<ProfilingBackend>(inner);
+  return *w;
+}
+
+}  // namespace ttt

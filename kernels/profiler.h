@@ -1,0 +1,37 @@
+// kernels/profiler.h — where the time goes: a per-kernel profile of every backend call.
+//
+// While enabled, backend(device) hands out a ProfilingBackend that forwards each call to the real
+// backend and records (kernel name, calls, time). Each call is timed between two device
+// synchronizations, so the times are those of the kernels run one at a time, launch overhead
+// included (no overlap) — the total is therefore an upper bound of the unprofiled step, and the
+// per-kernel shares say which kernels and how many launches a step costs.
+// `ttt bench --profile` prints the table.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "kernels/backend.h"
+
+namespace ttt {
+
+struct KernelStat {
+  std::string name;  // e.g. "gemm bf16->f32", "unary exp", "attention_fwd"
+  int64_t calls = 0;
+  double seconds = 0;
+};
+
+struct Profiler {
+  static bool enabled();
+  static void set_enabled(bool on);
+  static void reset();
+  // Sorted by time, largest first.
+  static std::vector<KernelStat> snapshot();
+  // Records one call (used by the profiling backend).
+  static void add(const std::string& name, double seconds);
+};
+
+// The profiling wrapper of `inner` (kept per device by backend()).
+Backend& profiling_backend(Backend& inner);
+
+}  // namespace ttt
