@@ -56,6 +56,10 @@ Tensor silu_grad(const Tensor& x);
 Tensor gelu_tanh_grad(const Tensor& x);
 Tensor gelu_erf_grad(const Tensor& x);
 
+// SwiGLU's gate silu(a) ⊙ b as one fused op (ops/swiglu.cpp); broadcasting shapes fall back to
+// the composite.
+Tensor swiglu(const Tensor& a, const Tensor& b);
+
 // --- reductions (ops/reduce.cpp) --------------------------------------------------------------
 // dims empty = all dims.
 Tensor sum(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
@@ -90,6 +94,13 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
 // every key (window must be 0). Typical scale: 1/sqrt(D).
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, int64_t window,
                                     double scale);
+
+// --- rotary position embedding (ops/rope.cpp) ------------------------------------------------
+// Rotates the interleaved pairs (x[2i], x[2i+1]) of x's last dim by the angles of the constant
+// tables cos, sin [T, d/2] (float64 for float64 x, float32 otherwise), row t for index t of
+// `time_dim`; inverse rotates by the negative angles (the backward). Output: contiguous, x's
+// shape and dtype. layers/rope.h builds the tables from positions and theta.
+Tensor rope(const Tensor& x, const Tensor& cos, const Tensor& sin, int64_t time_dim, bool inverse = false);
 
 // --- indexing and structure (one file each) -------------------------------------------------
 Tensor embedding(const Tensor& weight, const Tensor& ids);  // weight[V, D], ids any shape

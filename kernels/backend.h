@@ -190,6 +190,19 @@ class Backend {
                                  const float* lse, const int64_t* targets, int64_t rows,
                                  int64_t cols, int64_t ignore_index, DType dt) = 0;
 
+  // --- fused elementwise (any strides, like unary/binary) -----------------------------------------
+  // Rotary position embedding of interleaved pairs (x[2i], x[2i+1]) of the last dim of `in`:
+  //   y[2i] = x[2i] c − x[2i+1] s,   y[2i+1] = x[2i] s + x[2i+1] c        (inverse: s -> −s)
+  // with c = cos[t, i], s = sin[t, i], t = the index along `time_dim` (< ndim − 1). cos and sin
+  // are contiguous [T, d/2] tables, float64 when `in` is float64, float32 otherwise (math in the
+  // tables' type). out and in have the same shape and any float dtypes (a cast may be fused in).
+  virtual void rope(const View& out, const View& in, const View& cos, const View& sin, int time_dim,
+                    bool inverse) = 0;
+  // SwiGLU's activation y = silu(a) b, and its gradients da = dy b silu'(a), db = dy silu(a).
+  // All operands share one shape and dtype.
+  virtual void swiglu_fwd(const View& out, const View& a, const View& b) = 0;
+  virtual void swiglu_bwd(const View& da, const View& db, const View& dy, const View& a, const View& b) = 0;
+
   // --- attention (fused, FlashAttention-style; see AttentionShape) --------------------------------
   // Whether attention_fwd/_bwd handle this head_dim and dtype here. When false the caller must use
   // the composite path (matmul + mask + softmax); the CPU reference handles every case.

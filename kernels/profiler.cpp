@@ -70,6 +70,22 @@ const char* reduce_name(ReduceOp op) {
   return "?";
 }
 
+// Bytes of a view's distinct elements (broadcast dims, stride 0, count once).
+double vb(const View& v) {
+  double n = 1;
+  for (int d = 0; d < v.ndim; ++d)
+    if (v.stride[d] != 0) n *= static_cast<double>(v.size[d]);
+  if (v.numel() == 0) n = 0;
+  return n * static_cast<double>(dtype_size(v.dtype));
+}
+double rb(int64_t rows, int64_t cols, DType dt, double buffers) {
+  return static_cast<double>(rows) * static_cast<double>(cols) * static_cast<double>(dtype_size(dt)) * buffers;
+}
+double attn_bytes(const AttentionShape& s, DType dt, double q_like, double kv_like) {
+  const double bh = static_cast<double>(s.batch * s.heads) * static_cast<double>(s.head_dim) * dtype_size(dt);
+  return bh * (q_like * static_cast<double>(s.q_len) + kv_like * static_cast<double>(s.kv_len));
+}
+
 // Forwards every call to `inner`; compute calls are bracketed by synchronizations and timed.
 class ProfilingBackend final : public Backend {
  public:
@@ -78,84 +94,96 @@ class ProfilingBackend final : public Backend {
   Device device() const override { return b_.device(); }
   void* alloc(size_t n) override { return b_.alloc(n); }
   void free(void* p, size_t n) override { b_.free(p, n); }
-  void copy_from_host(void* d, const void* s, size_t n) override { timed("copy_from_host", [&] { b_.copy_from_host(d, s, n); }); }
-  void copy_to_host(void* d, const void* s, size_t n) override { timed("copy_to_host", [&] { b_.copy_to_host(d, s, n); }); }
+  void copy_from_host(void* d, const void* s, size_t n) override { timed("copy_from_host", static_cast<double>(n), [&] { b_.copy_from_host(d, s, n); }); }
+  void copy_to_host(void* d, const void* s, size_t n) override { timed("copy_to_host", static_cast<double>(n), [&] { b_.copy_to_host(d, s, n); }); }
   void synchronize() override { b_.synchronize(); }
   void* native_stream() override { return b_.native_stream(); }
   size_t memory_allocated() const override { return b_.memory_allocated(); }
   size_t memory_peak() const override { return b_.memory_peak(); }
   void reset_peak_memory() override { b_.reset_peak_memory(); }
 
-  void fill(const View& o, double v) override { timed("fill", [&] { b_.fill(o, v); }); }
+  void fill(const View& o, double v) override { timed("fill", vb(o), [&] { b_.fill(o, v); }); }
   void unary(UnaryOp op, const View& o, const View& i, double a, double b) override {
-    timed(std::string("unary ") + unary_name(op), [&] { b_.unary(op, o, i, a, b); });
+    timed(std::string("unary ") + unary_name(op), vb(o) + vb(i), [&] { b_.unary(op, o, i, a, b); });
   }
   void binary(BinaryOp op, const View& o, const View& a, const View& b) override {
-    timed(std::string("binary ") + binary_name(op), [&] { b_.binary(op, o, a, b); });
+    timed(std::string("binary ") + binary_name(op), vb(o) + vb(a) + vb(b), [&] { b_.binary(op, o, a, b); });
   }
-  void where(const View& o, const View& c, const View& a, const View& b) override { timed("where", [&] { b_.where(o, c, a, b); }); }
+  void where(const View& o, const View& c, const View& a, const View& b) override { timed("where", vb(o) + vb(c) + vb(a) + vb(b), [&] { b_.where(o, c, a, b); }); }
   void triangle(const View& o, const View& i, int64_t d, bool l, double f) override {
-    timed("triangle", [&] { b_.triangle(o, i, d, l, f); });
+    timed("triangle", vb(o) + vb(i), [&] { b_.triangle(o, i, d, l, f); });
   }
   void reduce(ReduceOp op, const View& o, const View& i) override {
-    timed(std::string("reduce ") + reduce_name(op), [&] { b_.reduce(op, o, i); });
+    timed(std::string("reduce ") + reduce_name(op), vb(o) + vb(i), [&] { b_.reduce(op, o, i); });
   }
-  void argmax(const View& o, const View& i, int d) override { timed("argmax", [&] { b_.argmax(o, i, d); }); }
-  void cumsum(const View& o, const View& i, int d) override { timed("cumsum", [&] { b_.cumsum(o, i, d); }); }
+  void argmax(const View& o, const View& i, int d) override { timed("argmax", vb(o) + vb(i), [&] { b_.argmax(o, i, d); }); }
+  void cumsum(const View& o, const View& i, int d) override { timed("cumsum", vb(o) + vb(i), [&] { b_.cumsum(o, i, d); }); }
   void gemm(const GemmArgs& g) override {
     const bool batched = g.batch > 1;
+    const double ab = dtype_size(g.ab_dtype), cb = dtype_size(g.c_dtype), nb = static_cast<double>(g.batch);
+    const double bytes = (g.stride_a ? nb : 1.0) * g.m * g.k * ab + (g.stride_b ? nb : 1.0) * g.k * g.n * ab +
+                         nb * g.m * g.n * cb * (g.beta != 0 ? 2 : 1);
     timed(std::string(batched ? "gemm batched " : "gemm ") + dtype_name(g.ab_dtype) + "->" + dtype_name(g.c_dtype),
-          [&] { b_.gemm(g); });
+          bytes, [&] { b_.gemm(g); });
   }
   void index_select(const View& o, const View& i, int d, const View& x) override {
-    timed("index_select", [&] { b_.index_select(o, i, d, x); });
+    timed("index_select", vb(o) + vb(o) + vb(x), [&] { b_.index_select(o, i, d, x); });
   }
-  void index_add(const View& o, int d, const View& x, const View& s) override { timed("index_add", [&] { b_.index_add(o, d, x, s); }); }
+  void index_add(const View& o, int d, const View& x, const View& s) override { timed("index_add", vb(s) * 2 + vb(s) + vb(x), [&] { b_.index_add(o, d, x, s); }); }
   void softmax_fwd(void* y, const void* x, int64_t r, int64_t c, DType dt, bool l) override {
-    timed("softmax_fwd", [&] { b_.softmax_fwd(y, x, r, c, dt, l); });
+    timed("softmax_fwd", rb(r, c, dt, 2), [&] { b_.softmax_fwd(y, x, r, c, dt, l); });
   }
   void softmax_bwd(void* dx, const void* dy, const void* y, int64_t r, int64_t c, DType dt, bool l) override {
-    timed("softmax_bwd", [&] { b_.softmax_bwd(dx, dy, y, r, c, dt, l); });
+    timed("softmax_bwd", rb(r, c, dt, 3), [&] { b_.softmax_bwd(dx, dy, y, r, c, dt, l); });
   }
   void layer_norm_fwd(void* y, float* m, float* rs, const void* x, const void* w, const void* b, int64_t r, int64_t c,
                       double eps, DType dt) override {
-    timed("layer_norm_fwd", [&] { b_.layer_norm_fwd(y, m, rs, x, w, b, r, c, eps, dt); });
+    timed("layer_norm_fwd", rb(r, c, dt, 2), [&] { b_.layer_norm_fwd(y, m, rs, x, w, b, r, c, eps, dt); });
   }
   void layer_norm_bwd(void* dx, float* dw, float* db, const void* dy, const void* x, const float* m, const float* rs,
                       const void* w, int64_t r, int64_t c, DType dt) override {
-    timed("layer_norm_bwd", [&] { b_.layer_norm_bwd(dx, dw, db, dy, x, m, rs, w, r, c, dt); });
+    timed("layer_norm_bwd", rb(r, c, dt, 3), [&] { b_.layer_norm_bwd(dx, dw, db, dy, x, m, rs, w, r, c, dt); });
   }
   void rms_norm_fwd(void* y, float* rs, const void* x, const void* w, int64_t r, int64_t c, double eps, DType dt) override {
-    timed("rms_norm_fwd", [&] { b_.rms_norm_fwd(y, rs, x, w, r, c, eps, dt); });
+    timed("rms_norm_fwd", rb(r, c, dt, 2), [&] { b_.rms_norm_fwd(y, rs, x, w, r, c, eps, dt); });
   }
   void rms_norm_bwd(void* dx, float* dw, const void* dy, const void* x, const float* rs, const void* w, int64_t r,
                     int64_t c, DType dt) override {
-    timed("rms_norm_bwd", [&] { b_.rms_norm_bwd(dx, dw, dy, x, rs, w, r, c, dt); });
+    timed("rms_norm_bwd", rb(r, c, dt, 3), [&] { b_.rms_norm_bwd(dx, dw, dy, x, rs, w, r, c, dt); });
   }
   void cross_entropy_fwd(float* l, float* lse, const void* x, const int64_t* t, int64_t r, int64_t c, int64_t ig,
                          DType dt) override {
-    timed("cross_entropy_fwd", [&] { b_.cross_entropy_fwd(l, lse, x, t, r, c, ig, dt); });
+    timed("cross_entropy_fwd", rb(r, c, dt, 1), [&] { b_.cross_entropy_fwd(l, lse, x, t, r, c, ig, dt); });
   }
   void cross_entropy_bwd(void* dx, const float* dl, const void* x, const float* lse, const int64_t* t, int64_t r,
                          int64_t c, int64_t ig, DType dt) override {
-    timed("cross_entropy_bwd", [&] { b_.cross_entropy_bwd(dx, dl, x, lse, t, r, c, ig, dt); });
+    timed("cross_entropy_bwd", rb(r, c, dt, 2), [&] { b_.cross_entropy_bwd(dx, dl, x, lse, t, r, c, ig, dt); });
+  }
+  void rope(const View& o, const View& i, const View& c, const View& s, int td, bool inv) override {
+    timed("rope", vb(o) + vb(i) + vb(c) + vb(s), [&] { b_.rope(o, i, c, s, td, inv); });
+  }
+  void swiglu_fwd(const View& o, const View& a, const View& b) override {
+    timed("swiglu_fwd", vb(o) + vb(a) + vb(b), [&] { b_.swiglu_fwd(o, a, b); });
+  }
+  void swiglu_bwd(const View& da, const View& db, const View& dy, const View& a, const View& b) override {
+    timed("swiglu_bwd", vb(da) + vb(db) + vb(dy) + vb(a) + vb(b), [&] { b_.swiglu_bwd(da, db, dy, a, b); });
   }
   bool attention_supported(int64_t d, DType dt) const override { return b_.attention_supported(d, dt); }
   void attention_fwd(void* o, float* lse, const void* q, const void* k, const void* v, const AttentionShape& s,
                      DType dt) override {
-    timed("attention_fwd", [&] { b_.attention_fwd(o, lse, q, k, v, s, dt); });
+    timed("attention_fwd", attn_bytes(s, dt, 2, 2), [&] { b_.attention_fwd(o, lse, q, k, v, s, dt); });
   }
   void attention_bwd(void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k, const void* v,
                      const void* out, const float* lse, const AttentionShape& s, DType dt) override {
-    timed("attention_bwd", [&] { b_.attention_bwd(dq, dk, dv, dout, q, k, v, out, lse, s, dt); });
+    timed("attention_bwd", attn_bytes(s, dt, 4, 4), [&] { b_.attention_bwd(dq, dk, dv, dout, q, k, v, out, lse, s, dt); });
   }
   void random(const View& o, RandomDist d, uint64_t seed, uint64_t off, double a, double b) override {
-    timed("random", [&] { b_.random(o, d, seed, off, a, b); });
+    timed("random", vb(o), [&] { b_.random(o, d, seed, off, a, b); });
   }
-  void adamw(const AdamWArgs& a) override { timed("adamw", [&] { b_.adamw(a); }); }
+  void adamw(const AdamWArgs& a) override { timed("adamw", static_cast<double>(a.n) * (28.0 + dtype_size(a.grad_dtype)), [&] { b_.adamw(a); }); }
 
  private:
-  template <class F> void timed(const std::string& name, F&& f) {
+  template <class F> void timed(const std::string& name, double bytes, F&& f) {
     if (!Profiler::enabled()) {
       f();
       return;
@@ -164,7 +192,7 @@ class ProfilingBackend final : public Backend {
     auto t0 = std::chrono::steady_clock::now();
     f();
     b_.synchronize();
-    Profiler::add(name, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    Profiler::add(name, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), bytes);
   }
   Backend& b_;
 };
@@ -179,12 +207,13 @@ void Profiler::reset() {
   stats().clear();
 }
 
-void Profiler::add(const std::string& name, double seconds) {
+void Profiler::add(const std::string& name, double seconds, double bytes) {
   std::lock_guard<std::mutex> lock(g_mu);
   KernelStat& s = stats()[name];
   s.name = name;
   s.calls++;
   s.seconds += seconds;
+  s.bytes += bytes;
 }
 
 std::vector<KernelStat> Profiler::snapshot() {

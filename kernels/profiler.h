@@ -4,7 +4,9 @@
 // backend and records (kernel name, calls, time). Each call is timed between two device
 // synchronizations, so the times are those of the kernels run one at a time, launch overhead
 // included (no overlap) — the total is therefore an upper bound of the unprofiled step, and the
-// per-kernel shares say which kernels and how many launches a step costs.
+// per-kernel shares say which kernels and how many launches a step costs. Each call also counts
+// the bytes it must move (every operand's distinct elements once: a broadcast operand counts its
+// own size), which is device-independent: a CPU run gives the GPU's memory traffic per kernel.
 // `ttt bench --profile` prints the table.
 #pragma once
 
@@ -19,6 +21,7 @@ struct KernelStat {
   std::string name;  // e.g. "gemm bf16->f32", "unary exp", "attention_fwd"
   int64_t calls = 0;
   double seconds = 0;
+  double bytes = 0;  // bytes the calls must move: inputs read once, outputs written once
 };
 
 struct Profiler {
@@ -28,7 +31,7 @@ struct Profiler {
   // Sorted by time, largest first.
   static std::vector<KernelStat> snapshot();
   // Records one call (used by the profiling backend).
-  static void add(const std::string& name, double seconds);
+  static void add(const std::string& name, double seconds, double bytes = 0);
 };
 
 // The profiling wrapper of `inner` (kept per device by backend()).

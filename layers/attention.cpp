@@ -59,8 +59,11 @@ void CausalSelfAttention::project(const Tensor& x, int64_t start, Tensor& q, Ten
   const int64_t B = x.shape()[0], T = x.shape()[1];
   const Shape heads = {B, T, n_heads_, head_dim_};
   const Tensor pos = rope_positions(start, T);
-  q = transpose(apply_rope(reshape(wq->forward(x), heads), pos, rope_theta_, 1), 1, 2);
-  k = transpose(apply_rope(reshape(wk->forward(x), heads), pos, rope_theta_, 1), 1, 2);
+  // The fused RoPE reads the [B, T, H, d_h] projections through transposed views and writes
+  // q, k contiguous [B, H, T, d_h]: rotation and head split in one pass, as the attention
+  // kernels want them.
+  q = apply_rope(transpose(reshape(wq->forward(x), heads), 1, 2), pos, rope_theta_);
+  k = apply_rope(transpose(reshape(wk->forward(x), heads), 1, 2), pos, rope_theta_);
   v = transpose(reshape(wv->forward(x), heads), 1, 2);
 }
 

@@ -2,12 +2,71 @@
 #include "layers/rope.h"
 
 #include <cmath>
+#include <list>
+#include <mutex>
 #include <stdexcept>
+#include <tuple>
 #include <vector>
 
 #include "autograd/ops.h"
 
 namespace ttt {
+
+namespace {
+
+// The checks apply_rope and apply_rope_composite share; returns the wrapped time dim.
+int check_rope_args(const Tensor& x, const Tensor& positions, int64_t time_dim) {
+  check_defined("apply_rope", x);
+  if (x.dim() < 2) throw std::invalid_argument("apply_rope: expected rank >= 2, got " + x.shape().str());
+  const int nd = x.dim();
+  const int td = wrap_dim(time_dim, nd, "apply_rope");
+  if (td == nd - 1) throw std::invalid_argument("apply_rope: time_dim must not be the feature (last) dim");
+  const int64_t T = x.shape()[td];
+  if (positions.defined() && positions.dim() == 1 && positions.shape()[0] != T)
+    throw std::invalid_argument("apply_rope: " + std::to_string(positions.shape()[0]) + " positions for " +
+                                std::to_string(T) + " time steps (x " + x.shape().str() + ", time_dim " +
+                                std::to_string(td) + ")");
+  return td;
+}
+
+// Tables of recent calls, so a training step does not rebuild them on the host and copy them
+// to the device for every layer (the positions repeat: 0..T−1 for attention, t mod b for TTT).
+// Keyed by the position values themselves; a handful of entries, least recently used evicted.
+class TableCache {
+ public:
+  RopeTables get(const Tensor& positions, int64_t dim, double theta, DType dtype, Device device) {
+    check_defined("apply_rope", positions, "positions");
+    if (positions.dim() != 1 || is_floating(positions.dtype()))
+      throw std::invalid_argument("apply_rope: positions must be a 1-D integer tensor, got " + positions.str());
+    Key key{positions.tolist<int64_t>(), dim, theta, dtype, device.str()};
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto it = entries_.begin(); it != entries_.end(); ++it)
+        if (it->first == key) {
+          entries_.splice(entries_.begin(), entries_, it);
+          return it->second;
+        }
+    }
+    RopeTables t = rope_tables(positions, dim, theta, dtype, device);
+    std::lock_guard<std::mutex> lock(mu_);
+    entries_.emplace_front(std::move(key), t);
+    if (entries_.size() > kEntries) entries_.pop_back();
+    return t;
+  }
+
+ private:
+  using Key = std::tuple<std::vector<int64_t>, int64_t, double, DType, std::string>;
+  static constexpr size_t kEntries = 16;
+  std::mutex mu_;
+  std::list<std::pair<Key, RopeTables>> entries_;
+};
+
+TableCache& table_cache() {
+  static TableCache* c = new TableCache();  // never destroyed: tensors may outlive static destruction order
+  return *c;
+}
+
+}  // namespace
 
 Tensor rope_positions(int64_t start, int64_t len) { return arange(start, start + len); }
 
@@ -32,17 +91,18 @@ RopeTables rope_tables(const Tensor& positions, int64_t dim, double theta, DType
   return {from_vector(c, {T, half}, opts(dtype)).to(device), from_vector(s, {T, half}, opts(dtype)).to(device)};
 }
 
-Tensor apply_rope(const Tensor& x0, const Tensor& positions, double theta, int64_t time_dim) {
-  check_defined("apply_rope", x0);
-  if (x0.dim() < 2) throw std::invalid_argument("apply_rope: expected rank >= 2, got " + x0.shape().str());
+Tensor apply_rope(const Tensor& x, const Tensor& positions, double theta, int64_t time_dim) {
+  const int td = check_rope_args(x, positions, time_dim);
+  // bf16 (and float32) rotate in float32 tables; float64 in float64.
+  const DType cd = x.dtype() == DType::f64 ? DType::f64 : DType::f32;
+  RopeTables tab = table_cache().get(positions, x.shape()[x.dim() - 1], theta, cd, x.device());
+  return rope(x, tab.cos, tab.sin, td);
+}
+
+Tensor apply_rope_composite(const Tensor& x0, const Tensor& positions, double theta, int64_t time_dim) {
+  const int td = check_rope_args(x0, positions, time_dim);
   const int nd = x0.dim();
-  const int td = wrap_dim(time_dim, nd, "apply_rope");
-  if (td == nd - 1) throw std::invalid_argument("apply_rope: time_dim must not be the feature (last) dim");
   const int64_t d = x0.shape()[nd - 1], T = x0.shape()[td], half = d / 2;
-  if (positions.defined() && positions.dim() == 1 && positions.shape()[0] != T)
-    throw std::invalid_argument("apply_rope: " + std::to_string(positions.shape()[0]) + " positions for " +
-                                std::to_string(T) + " time steps (x " + x0.shape().str() + ", time_dim " +
-                                std::to_string(td) + ")");
   // bf16 (and any non-f32/f64 float) is rotated in fp32.
   const DType cd = x0.dtype() == DType::f64 ? DType::f64 : DType::f32;
   Tensor x = x0.dtype() == cd ? x0 : to_dtype(x0, cd);

@@ -14,9 +14,14 @@
 // layer passes t mod b (positions inside a mini-batch). Because every pair is a rotation,
 // <rope(q, m), rope(k, n)> depends only on m − n (tests/test_layers_basic.cpp checks it).
 //
-// Composite implementation (narrow, mul, add, narrow_scatter), differentiable to any order. The
-// cos/sin tables are computed in double on the host and rounded once to the compute dtype; bf16
-// inputs are rotated in fp32 and rounded back (the official code upcasts RoPE to fp32, §3).
+// apply_rope runs the fused op `rope` (autograd/ops/rope.cpp: one kernel, any input strides, the
+// backward is the inverse rotation, so it is differentiable to any order). The cos/sin tables are
+// computed in double on the host and rounded once to the compute dtype (float32, float64 for
+// float64 inputs), and cached for recent position sets, so a training step builds and uploads
+// them once, not once per layer. bf16 inputs are rotated in fp32 and rounded once (the official
+// code upcasts RoPE to fp32, §3). apply_rope_composite is the same rotation written with
+// primitive ops (narrow, mul, add, narrow_scatter): the reference the fused path is tested
+// against.
 #pragma once
 
 #include "autograd/tensor.h"
@@ -27,6 +32,8 @@ namespace ttt {
 // (default −2: [B, H, T, d]; pass 1 for [B, T, H, d]). positions: 1-D integer tensor of length
 // x.size(time_dim), on any device. Returns a tensor of x's shape, dtype and device.
 Tensor apply_rope(const Tensor& x, const Tensor& positions, double theta, int64_t time_dim = -2);
+// The same from primitive ops, tables rebuilt on every call (reference for tests).
+Tensor apply_rope_composite(const Tensor& x, const Tensor& positions, double theta, int64_t time_dim = -2);
 // Positions start, start+1, ..., start+len−1 (int64, CPU).
 Tensor rope_positions(int64_t start, int64_t len);
 

@@ -1,5 +1,6 @@
-// tests/test_fused_ops.cpp — the fused row kernels against the composite formulas they replace:
-// softmax, log-softmax, LayerNorm, RMSNorm, cross-entropy.
+// tests/test_fused_ops.cpp — the fused kernels against the composite formulas they replace:
+// softmax, log-softmax, LayerNorm, RMSNorm, cross-entropy, SwiGLU's gate (layers/rope.h's fused
+// RoPE against its composite: tests/test_layers_basic.cpp).
 //
 // For each op and dtype (float64, float32):
 //   forward:  the op (fused kernel) vs the formula written here with primitive ops;
@@ -162,6 +163,20 @@ TEST_CASE("cross_entropy: fused kernels = composite formulas (mean with ignore_i
       };
       check_paths(op, ref, {leaf({rows, classes}, g, dt)}, "cross_entropy " + red);
     }
+  }
+}
+
+TEST_CASE("swiglu: fused kernels = silu(a) * b") {
+  for (DType dt : {DType::f64, DType::f32}) {
+    Generator g(5);
+    // A strided b (transposed view) too: the kernels take any strides.
+    check_paths([](const tensor_list& x) { return swiglu(x[0], x[1]); },
+                [](const tensor_list& x) { return mul(silu(x[0]), x[1]); }, {leaf({13, 9}, g, dt), leaf({13, 9}, g, dt)},
+                "swiglu");
+    Tensor b_base = leaf({9, 13}, g, dt);
+    check_paths([](const tensor_list& x) { return swiglu(x[0], transpose(x[1], 0, 1)); },
+                [](const tensor_list& x) { return mul(silu(x[0]), transpose(x[1], 0, 1)); },
+                {leaf({13, 9}, g, dt), b_base}, "swiglu, transposed b");
   }
 }
 

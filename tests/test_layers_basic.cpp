@@ -150,6 +150,40 @@ TEST_CASE("RoPE: [B,T,H,d] with time_dim 1 equals [B,H,T,d]; bf16 stays bf16; ba
   CHECK_THROWS_AS(apply_rope(rand64({2, 5, 7}, 1), rope_positions(0, 5), 500.0, 1), std::invalid_argument);
 }
 
+TEST_CASE("RoPE: fused op = composite (absolute and t mod K positions, strided inputs, gradients)") {
+  // Attention's positions start.. and the TTT layer's t mod K; the [B, T, H, d] projection read
+  // as [B, H, T, d] (a strided view) and a contiguous [B, T, H, d] with time_dim 1.
+  const int64_t B = 2, T = 11, H = 3, d = 8;
+  std::vector<int64_t> mod_k;
+  for (int64_t t = 0; t < T; ++t) mod_k.push_back((t + 2) % 4);
+  for (DType dt : {DType::f64, DType::f32, DType::bf16}) {
+    const double tol = dt == DType::f64 ? 1e-14 : dt == DType::f32 ? 1e-6 : 2e-2;
+    for (const Tensor& pos : {rope_positions(7, T), from_vector_i64(mod_k, {T})}) {
+      INFO(dtype_name(dt));
+      Tensor base = rand64({B, T, H, d}, 20).to(dt).set_requires_grad(true);
+      Tensor w = rand64({B, H, T, d}, 21).to(dt);
+      // Strided [B, H, T, d] view: the fused forward, its backward, and the composite.
+      Tensor fused = apply_rope(transpose(base, 1, 2), pos, 500.0);
+      Tensor comp = apply_rope_composite(transpose(base, 1, 2), pos, 500.0);
+      CHECK(fused.dtype() == dt);
+      CHECK(max_abs_diff(fused.to(DType::f64), comp.to(DType::f64)) < tol);
+      Tensor g_fused = grad({fused}, {base}, {w})[0];
+      Tensor g_comp = grad({comp}, {base}, {w})[0];
+      CHECK(max_abs_diff(g_fused.to(DType::f64), g_comp.to(DType::f64)) < tol);
+      // The gradient comes back in the layout of the projection: merging heads stays a view.
+      CHECK(g_fused.is_contiguous());
+      // create_graph: the backward is the same op, taped (differentiable in the incoming gradient).
+      Tensor wl = w.detach().set_requires_grad(true);
+      Tensor g_taped = grad({apply_rope(transpose(base, 1, 2), pos, 500.0)}, {base}, {wl}, true, true)[0];
+      CHECK(g_taped.requires_grad());
+      CHECK(max_abs_diff(g_taped.to(DType::f64), g_comp.to(DType::f64)) < tol);
+      // time_dim 1 on the contiguous layout.
+      CHECK(max_abs_diff(apply_rope(base, pos, 500.0, 1).to(DType::f64),
+                         apply_rope_composite(base, pos, 500.0, 1).to(DType::f64)) < tol);
+    }
+  }
+}
+
 TEST_CASE("RoPE: gradcheck and gradgradcheck (fp64)") {
   Tensor x = rand64({1, 2, 3, 4}, 13, true);
   Tensor pos = from_vector_i64({1, 5, 2}, {3});

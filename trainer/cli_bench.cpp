@@ -63,24 +63,25 @@ Tensor random_ids(int64_t rows, int64_t cols, int64_t vocab, Generator& g) {
 
 // The per-kernel table of one profiled step, largest first; also printed to stderr.
 nlohmann::json profile_json(const std::vector<KernelStat>& stats) {
-  double total = 0;
+  double total = 0, bytes = 0;
   int64_t calls = 0;
   for (auto& k : stats) {
     total += k.seconds;
+    bytes += k.bytes;
     calls += k.calls;
   }
   nlohmann::json rows = nlohmann::json::array();
-  std::fprintf(stderr, "profile of one step (each backend call timed alone): %lld calls, %.1f ms\n",
-               static_cast<long long>(calls), total * 1e3);
-  std::fprintf(stderr, "  %-34s %8s %10s %7s\n", "kernel", "calls", "ms", "share");
+  std::fprintf(stderr, "profile of one step (each backend call timed alone): %lld calls, %.1f ms, %.1f MB moved\n",
+               static_cast<long long>(calls), total * 1e3, bytes / 1e6);
+  std::fprintf(stderr, "  %-34s %8s %10s %7s %11s\n", "kernel", "calls", "ms", "share", "MB");
   for (size_t i = 0; i < stats.size(); ++i) {
     const KernelStat& k = stats[i];
-    rows.push_back({{"kernel", k.name}, {"calls", k.calls}, {"ms", k.seconds * 1e3}});
+    rows.push_back({{"kernel", k.name}, {"calls", k.calls}, {"ms", k.seconds * 1e3}, {"mbytes", k.bytes / 1e6}});
     if (i < 25)
-      std::fprintf(stderr, "  %-34s %8lld %10.2f %6.1f%%\n", k.name.c_str(), static_cast<long long>(k.calls),
-                   k.seconds * 1e3, total > 0 ? 100.0 * k.seconds / total : 0.0);
+      std::fprintf(stderr, "  %-34s %8lld %10.2f %6.1f%% %11.1f\n", k.name.c_str(), static_cast<long long>(k.calls),
+                   k.seconds * 1e3, total > 0 ? 100.0 * k.seconds / total : 0.0, k.bytes / 1e6);
   }
-  return {{"backend_calls", calls}, {"serialized_ms", total * 1e3}, {"kernels", rows}};
+  return {{"backend_calls", calls}, {"serialized_ms", total * 1e3}, {"mbytes", bytes / 1e6}, {"kernels", rows}};
 }
 
 void run_bench(const BenchArgs& a) {

@@ -1,6 +1,9 @@
 // autograd/ops/kernel_calls.cpp
 #include "autograd/ops/kernel_calls.h"
 
+#include <algorithm>
+#include <vector>
+
 namespace ttt::kc {
 
 View broadcast_view(const Tensor& t, const Shape& shape) {
@@ -53,6 +56,28 @@ Tensor contiguous(const Tensor& x) {
   Tensor out = empty(x.shape(), opts(x.dtype(), x.device()));
   if (x.numel()) backend(x.device()).unary(UnaryOp::copy, out.view(), x.view());
   return out;
+}
+
+bool dense_permuted(const Tensor& x) {
+  std::vector<int> dims;
+  for (int d = 0; d < x.dim(); ++d)
+    if (x.shape()[d] != 1) dims.push_back(d);
+  std::stable_sort(dims.begin(), dims.end(), [&](int a, int b) { return x.strides()[a] > x.strides()[b]; });
+  int64_t expect = 1;
+  for (auto it = dims.rbegin(); it != dims.rend(); ++it) {
+    if (x.strides()[*it] != expect) return false;
+    expect *= x.shape()[*it];
+  }
+  return true;
+}
+
+Tensor empty_like_layout(const Tensor& like, DType dt) {
+  if (like.is_contiguous() || !dense_permuted(like)) return empty(like.shape(), opts(dt, like.device()));
+  return empty_dense(like.shape(), like.strides(), dt, like.device());
+}
+
+Tensor empty_dense(const Shape& shape, const Shape& strides, DType dt, Device dev) {
+  return make_view(empty({shape.numel()}, opts(dt, dev)), shape, strides, 0);
 }
 
 void check_floating(const Tensor& x, const char* who) {

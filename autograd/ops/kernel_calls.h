@@ -17,6 +17,16 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b, const char* who);
 Tensor reduce_keepdim(ReduceOp op, const Tensor& x, const std::vector<int>& dims);
 // A contiguous copy (or x itself when already contiguous).
 Tensor contiguous(const Tensor& x);
+// Whether x covers its elements densely in some dim order (a permutation of a contiguous tensor,
+// e.g. a transposed matrix or a [B, T, H, D] buffer seen as [B, H, T, D]).
+bool dense_permuted(const Tensor& x);
+// An uninitialized tensor of like's shape and dtype `dt`, with like's strides when like is dense
+// permuted (so a copy between them is sequential and later views of like's layout stay views),
+// contiguous otherwise.
+Tensor empty_like_layout(const Tensor& like, DType dt);
+// The same from a shape and strides (known to be dense permuted, e.g. saved from a tensor
+// for which dense_permuted() held).
+Tensor empty_dense(const Shape& shape, const Shape& strides, DType dt, Device dev);
 // Checks that x has a floating dtype, naming the op.
 void check_floating(const Tensor& x, const char* who);
 // Checks that `t` (named `what` in the message) has an integer dtype (int64, int32, uint16).

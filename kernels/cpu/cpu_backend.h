@@ -53,6 +53,11 @@ class CpuBackend final : public Backend {
                          const int64_t* targets, int64_t rows, int64_t cols, int64_t ignore_index,
                          DType dt) override;
 
+  void rope(const View& out, const View& in, const View& cos, const View& sin, int time_dim,
+            bool inverse) override;
+  void swiglu_fwd(const View& out, const View& a, const View& b) override;
+  void swiglu_bwd(const View& da, const View& db, const View& dy, const View& a, const View& b) override;
+
   bool attention_supported(int64_t, DType dt) const override { return is_floating(dt); }
   void attention_fwd(void* out, float* lse, const void* q, const void* k, const void* v, const AttentionShape& s,
                      DType dt) override;

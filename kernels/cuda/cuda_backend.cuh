@@ -9,7 +9,7 @@
 //   - a small error slot in mapped host memory where kernels report bad indices (a GPU kernel
 //     cannot throw); the next synchronize()/copy_to_host() turns it into an exception.
 // The methods are defined by family in allocator.cu, elementwise.cu, reduce.cu, gemm.cu,
-// index.cu, rows.cu, cross_entropy.cu, random_adamw.cu and attention.cu.
+// index.cu, rows.cu, cross_entropy.cu, random_adamw.cu, fused.cu and attention.cu.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -123,6 +123,11 @@ class CudaBackend final : public Backend {
   void cross_entropy_bwd(void* dlogits, const float* dloss, const void* logits, const float* lse,
                          const int64_t* targets, int64_t rows, int64_t cols, int64_t ignore_index,
                          DType dt) override;
+
+  void rope(const View& out, const View& in, const View& cos, const View& sin, int time_dim,
+            bool inverse) override;
+  void swiglu_fwd(const View& out, const View& a, const View& b) override;
+  void swiglu_bwd(const View& da, const View& db, const View& dy, const View& a, const View& b) override;
 
   bool attention_supported(int64_t head_dim, DType dt) const override;
   void attention_fwd(void* out, float* lse, const void* q, const void* k, const void* v, const AttentionShape& s,

@@ -1,6 +1,8 @@
 // tests/op_cases/nn_cases.cpp — op-table entries: softmax, log-softmax, the norms, cross-entropy.
 #include "tests/op_table.h"
 
+#include <cmath>
+
 namespace ttt::testing {
 namespace {
 
@@ -19,8 +21,37 @@ Input targets(Shape s, int64_t classes, DType dt = DType::i64) {
   return in;
 }
 
+// RoPE tables cos/sin [T, half] of angles (3t + 1) · 100^(−i/half), in the dtype rope() wants for x.
+tensor_list rope_tables_for(const Tensor& x, int64_t T, int64_t half) {
+  std::vector<double> c, s;
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t i = 0; i < half; ++i) {
+      const double a = (3.0 * t + 1.0) * std::pow(100.0, -static_cast<double>(i) / half);
+      c.push_back(std::cos(a));
+      s.push_back(std::sin(a));
+    }
+  const DType dt = x.dtype() == DType::f64 ? DType::f64 : DType::f32;
+  return {from_vector(c, {T, half}, opts(dt)), from_vector(s, {T, half}, opts(dt))};
+}
+
 std::vector<OpCase> cases() {
   std::vector<OpCase> v;
+  v.push_back(make("swiglu", "[3,5] fused", {{{3, 5}}, {{3, 5}}},
+                   [](const tensor_list& x) { return one(swiglu(x[0], x[1])); }));
+  v.push_back(make("swiglu", "[2,3,4] with b [4] (broadcast: composite)", {{{2, 3, 4}}, {{4}}},
+                   [](const tensor_list& x) { return one(swiglu(x[0], x[1])); }));
+  v.push_back(make("rope", "[2,3,2,4] time_dim 1", {{{2, 3, 2, 4}}}, [](const tensor_list& x) {
+    tensor_list t = rope_tables_for(x[0], 3, 2);
+    return one(rope(x[0], t[0], t[1], 1));
+  }));
+  v.push_back(make("rope", "[2,5,6] time_dim -2, inverse", {{{2, 5, 6}}}, [](const tensor_list& x) {
+    tensor_list t = rope_tables_for(x[0], 5, 3);
+    return one(rope(x[0], t[0], t[1], -2, true));
+  }));
+  v.push_back(make("rope", "[2,4,3,2] transposed to [2,3,4,2], time_dim 2", {{{2, 4, 3, 2}}}, [](const tensor_list& x) {
+    tensor_list t = rope_tables_for(x[0], 4, 1);
+    return one(rope(transpose(x[0], 1, 2), t[0], t[1], 2));
+  }));
   v.push_back(make("softmax", "[3,5] dim -1", {{{3, 5}}}, [](const tensor_list& x) { return one(softmax(x[0], -1)); }));
   v.push_back(make("softmax", "[2,4,3] dim 1 (not last)", {{{2, 4, 3}}},
                    [](const tensor_list& x) { return one(softmax(x[0], 1)); }));
