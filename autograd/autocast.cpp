@@ -1,17 +1,59 @@
 // autograd/autocast.cpp
 #include "autograd/autocast.h"
 
+#include <list>
+#include <memory>
 #include <stdexcept>
+
+#include "autograd/ops/kernel_calls.h"
 
 namespace ttt {
 
 namespace {
 thread_local bool g_enabled = false;
 thread_local DType g_dtype = DType::bf16;
+
+// One cast made by cached_cast: the source's identity (its storage, held weakly so a freed and
+// reused address never matches, and its layout and version) and the cast.
+struct CastEntry {
+  std::weak_ptr<Storage> storage;
+  const Storage* raw = nullptr;
+  int64_t offset = 0;
+  Shape shape, strides;
+  uint32_t version = 0;
+  DType dtype = DType::f32;
+  Tensor cast;
+  bool matches(const Tensor& x, DType d) const {
+    const TensorImpl* t = x.impl();
+    return raw == t->storage.get() && !storage.expired() && version == t->storage->version && offset == t->offset &&
+           dtype == d && shape == t->shape && strides == t->strides;
+  }
+};
+constexpr size_t kCastEntries = 4;  // a few: the reuse is among neighbouring products
+thread_local std::list<CastEntry> g_casts;
+
 }  // namespace
 
 bool Autocast::enabled() { return g_enabled; }
 DType Autocast::dtype() { return g_dtype; }
+
+Tensor Autocast::cached_cast(const Tensor& x, DType d) {
+  if (x.dtype() == d) return x;
+  if (g_enabled)
+    for (auto it = g_casts.begin(); it != g_casts.end(); ++it)
+      if (it->matches(x, d)) {
+        g_casts.splice(g_casts.begin(), g_casts, it);
+        return it->cast;
+      }
+  Tensor y = kc::empty_like_layout(x, d);  // a transposed weight stays transposed: a sequential copy
+  if (x.numel()) backend(x.device()).unary(UnaryOp::copy, y.view(), x.view());
+  if (g_enabled) {
+    const TensorImpl* t = x.impl();
+    g_casts.push_front({t->storage, t->storage.get(), t->offset, t->shape, t->strides, t->storage->version, d, y});
+    if (g_casts.size() > kCastEntries) g_casts.pop_back();
+  }
+  return y;
+}
 
 AutocastGuard::AutocastGuard(DType operand_dtype, bool enabled) : prev_enabled_(g_enabled), prev_dtype_(g_dtype) {
   if (enabled && operand_dtype != DType::bf16 && operand_dtype != DType::f32)
@@ -22,8 +64,10 @@ AutocastGuard::AutocastGuard(DType operand_dtype, bool enabled) : prev_enabled_(
 }
 
 AutocastGuard::~AutocastGuard() {
+  const bool was_enabled = g_enabled;
   g_enabled = prev_enabled_;
   g_dtype = prev_dtype_;
+  if (was_enabled && !g_enabled) g_casts.clear();  // left the outermost enabled scope
 }
 
 }  // namespace ttt

@@ -6,8 +6,16 @@
 // master weights and optimizer moments. The matmul's backward uses the same bf16-operand GEMMs
 // (the choice is recorded at forward time, so backward() may run outside the scope); with
 // create_graph it falls back to exact float32 products so higher derivatives stay consistent.
+//
+// Cast reuse: the operand casts of an autocast product are made by cached_cast(), which hands
+// back the cast made for the same data (same storage, offset, shape, strides and version) by one
+// of the last few calls, e.g. the normalized input that the q, k and v projections (or SwiGLU's
+// w1 and w3) all multiply, so it is cast once and stored once for backward. The cache holds a
+// few entries, lives in the thread's autocast state and is dropped when the outermost autocast
+// scope ends.
 #pragma once
 
+#include "autograd/tensor.h"
 #include "kernels/dtype.h"
 
 namespace ttt {
@@ -15,6 +23,10 @@ namespace ttt {
 struct Autocast {
   static bool enabled();
   static DType dtype();  // the GEMM operand dtype while enabled (bf16)
+  // x (not taped) as dtype d: x itself when it has that dtype, else a fresh copy (with x's strides
+  // when x is a dense permuted layout such as a transposed weight, contiguous otherwise), or,
+  // inside an enabled scope, the copy a recent call made of the same data.
+  static Tensor cached_cast(const Tensor& x, DType d);
 };
 
 class AutocastGuard {

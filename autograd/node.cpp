@@ -79,7 +79,7 @@ AccumulateGrad::AccumulateGrad(std::shared_ptr<TensorImpl> leaf)
 
 tensor_list AccumulateGrad::apply(tensor_list&& grad_outputs) {
   Tensor leaf(leaf_);
-  Tensor g = grad_outputs.at(0);
+  Tensor g = std::move(grad_outputs.at(0));
   auto& meta = leaf.ensure_autograd_meta();
   for (auto& h : meta.hooks) {
     Tensor r = h(g);
@@ -93,7 +93,12 @@ tensor_list AccumulateGrad::apply(tensor_list&& grad_outputs) {
   } else {
     NoGradGuard ng;
     if (!cur.defined()) {
-      meta.grad = clone(g.detach()).impl_ptr();
+      // A dense gradient nobody else holds (no other handle, no other view of its memory) becomes
+      // .grad as it is; anything else is copied, so .grad never aliases another tensor.
+      const bool exclusive = g.impl_ptr().use_count() == 1 && g.impl()->storage.use_count() == 1 &&
+                             g.is_contiguous() && g.offset() == 0 && !g.requires_grad() &&
+                             g.impl()->storage->nbytes == static_cast<size_t>(g.numel()) * dtype_size(g.dtype());
+      meta.grad = (exclusive ? g.detach() : clone(g.detach())).impl_ptr();
     } else if (cur.requires_grad()) {
       meta.grad = add(cur.detach(), g.detach()).impl_ptr();
     } else {

@@ -5,6 +5,7 @@
 #include "autograd/autocast.h"
 #include "autograd/engine.h"
 #include "autograd/ops.h"
+#include "kernels/profiler.h"
 
 using namespace ttt;
 
@@ -68,4 +69,45 @@ TEST_CASE("autocast with create_graph: exact float32 gradients") {
   Tensor expect = matmul(mul_scalar(y, 2.0), b.detach().t());
   CHECK(max_diff(ga, expect) < 1e-4);
   CHECK(ga.requires_grad());  // differentiable again
+}
+
+TEST_CASE("autocast: one cast of an input shared by neighbouring products; a modified input is cast again") {
+  Generator g(4);
+  Tensor x = randn({8, 16}, g);
+  Tensor w1 = randn({16, 4}, g).set_requires_grad(true), w2 = randn({16, 5}, g).set_requires_grad(true);
+  Profiler::reset();
+  Profiler::set_enabled(true);
+  Tensor y1, y2;
+  {
+    AutocastGuard ac(DType::bf16);
+    y1 = matmul(x, w1);
+    y2 = matmul(x, w2);
+  }
+  Profiler::set_enabled(false);
+  int64_t copies = 0;
+  for (auto& k : Profiler::snapshot())
+    if (k.name == "unary copy") copies = k.calls;
+  CHECK(copies == 3);  // x once, w1, w2
+  CHECK(max_diff(y2, matmul(round_bf16(x), round_bf16(w2))) < 1e-5);
+  {
+    AutocastGuard ac(DType::bf16);
+    (void)matmul(x, w1);
+    x.add_(ones({8, 16}));  // bumps the version: the cached cast is stale
+    Tensor y3 = matmul(x, w1);
+    CHECK(max_diff(y3, matmul(round_bf16(x), round_bf16(w1))) < 1e-5);
+  }
+}
+
+TEST_CASE("autocast backward of x @ Wᵀ (Linear): dW laid out like W, same values") {
+  Generator g(5);
+  Tensor a = randn({7, 6}, g).set_requires_grad(true);
+  Tensor W = randn({3, 6}, g).set_requires_grad(true);
+  Tensor w = randn({7, 3}, g);
+  {
+    AutocastGuard ac(DType::bf16);
+    backward({sum(mul(matmul(a, transpose(W, 0, 1)), w))});
+  }
+  CHECK(W.grad().is_contiguous());
+  CHECK(max_diff(W.grad(), matmul(round_bf16(w).t(), round_bf16(a))) < 1e-5);
+  CHECK(max_diff(a.grad(), matmul(round_bf16(w), round_bf16(W))) < 1e-5);
 }

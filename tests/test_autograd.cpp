@@ -133,3 +133,22 @@ TEST_CASE("views in the graph: gradients flow through transpose, narrow, expand"
   // x.t() is [3,2]; rows 1..2 are x[:,1], x[:,2]; weights [[1,2],[3,4]] -> dx[0][1]=1, dx[1][1]=2, dx[0][2]=3, dx[1][2]=4
   CHECK(x.grad().tolist<double>() == std::vector<double>{0, 1, 3, 0, 2, 4});
 }
+
+TEST_CASE(".grad never aliases another tensor (the first gradient is kept without a copy only when unshared)") {
+  // add's backward hands the same gradient tensor to both inputs.
+  Tensor a = ones({3}).set_requires_grad(true), b = ones({3}).set_requires_grad(true);
+  backward({sum(mul(add(a, b), from_vector({1, 2, 3}, {3})))});
+  CHECK_FALSE(a.grad().shares_storage(b.grad()));
+  {
+    NoGradGuard ng;
+    a.grad().add_(ones({3}));
+  }
+  CHECK(b.grad().tolist<double>() == std::vector<double>{1, 2, 3});
+  CHECK(a.grad().tolist<double>() == std::vector<double>{2, 3, 4});
+  // A non-dense gradient (here sum's expanded ones, transposed back) becomes a dense copy.
+  Tensor c = ones({2, 3}).set_requires_grad(true);
+  Tensor c_t = transpose(c, 0, 1);
+  backward({sum(c_t)});
+  CHECK(c.grad().is_contiguous());
+  CHECK(c.grad().tolist<double>() == std::vector<double>(6, 1.0));
+}

@@ -22,6 +22,11 @@
 //   the kernel because lse is float32, which would cap it at float32 accuracy (as in layer_norm).
 // - autocast (autograd/autocast.h): float32 q, k, v run through the kernels as bfloat16; output
 //   and gradients come back as float32; with create_graph the composite runs in exact float32.
+//   The bf16 copies of q, k, v are saved too, so the ordinary backward does not cast them again.
+// Layouts: under autocast the float32 output is written in [B, Tq, H, D] memory order (returned
+// as the [B, H, Tq, D] view), so merging the heads afterwards is a free view; the float32
+// gradients are written in the layout of q, k, v when those are dense permuted views (e.g. the
+// [B, T, H, D] projections seen as [B, H, T, D]), for the same reason.
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -133,10 +138,22 @@ void log_fallback_once(const AttentionShape& s, DType dt, Device dev) {
                key.c_str());
 }
 
+// x converted to dtype dt in the layout of `like` (see the header: Layouts).
+Tensor cast_like(const Tensor& x, const Tensor& like, DType dt) {
+  Tensor y = kc::empty_like_layout(like, dt);
+  if (y.numel()) backend(x.device()).unary(UnaryOp::copy, y.view(), x.view());
+  return y;
+}
+
+// The fused backward. `bufs`: the forward's kernel buffers of q, k, v when saved (autocast),
+// else empty (they are made from q, k, v here).
 tensor_list fused_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
-                           const Tensor& out_low, const Tensor& lse, const AttentionShape& s, DType low) {
+                           const Tensor& out_low, const Tensor& lse, const AttentionShape& s, DType low,
+                           const tensor_list& bufs) {
   NoGradGuard ng;
-  Tensor qb = kernel_buffer(q, low), kb = kernel_buffer(k, low), vb = kernel_buffer(v, low);
+  const bool saved = bufs.size() == 3;
+  Tensor qb = saved ? bufs[0] : kernel_buffer(q, low), kb = saved ? bufs[1] : kernel_buffer(k, low),
+         vb = saved ? bufs[2] : kernel_buffer(v, low);
   Tensor dob = kernel_buffer(dout, low);
   Tensor dq = empty(q.shape(), opts(low, q.device()));
   Tensor dk = empty(k.shape(), opts(low, q.device())), dv = empty(v.shape(), opts(low, q.device()));
@@ -145,7 +162,7 @@ tensor_list fused_backward(const Tensor& dout, const Tensor& q, const Tensor& k,
                                       kb.data_ptr(), vb.data_ptr(), out_low.data_ptr(), lse.data<float>(), s, low);
   const DType dt = q.dtype();
   if (low == dt) return {dq, dk, dv};
-  return {dq.to(dt), dk.to(dt), dv.to(dt)};
+  return {cast_like(dq, q, dt), cast_like(dk, k, dt), cast_like(dv, v, dt)};
 }
 
 }  // namespace
@@ -160,22 +177,32 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
     log_fallback_once(s, low, q.device());
     return matmul(composite_probs(q, k, s), v);
   }
-  Tensor out_low, lse, out;
+  Tensor out_low, lse, out, qb, kb, vb;
   {
     NoGradGuard ng;
-    Tensor qb = kernel_buffer(q, low), kb = kernel_buffer(k, low), vb = kernel_buffer(v, low);
+    qb = kernel_buffer(q, low), kb = kernel_buffer(k, low), vb = kernel_buffer(v, low);
     out_low = empty(q.shape(), opts(low, q.device()));
     lse = empty({s.batch, s.heads, s.q_len}, opts(DType::f32, q.device()));
     if (out_low.numel()) be.attention_fwd(out_low.data_ptr(), lse.data<float>(), qb.data_ptr(), kb.data_ptr(),
                                           vb.data_ptr(), s, low);
-    out = low == q.dtype() ? out_low : out_low.to(q.dtype());
+    if (low == q.dtype()) {
+      out = out_low;
+    } else {  // float32 in [B, Tq, H, D] memory order, seen as [B, H, Tq, D]
+      Tensor merged = empty({s.batch, s.q_len, s.heads, s.head_dim}, opts(q.dtype(), q.device()));
+      out = make_view(merged, q.shape(), {merged.strides()[0], merged.strides()[2], merged.strides()[1], 1}, 0);
+      if (out.numel()) be.unary(UnaryOp::copy, out.view(), out_low.view());
+    }
   }
   if (needs_grad({&q, &k, &v})) {
-    record("scaled_dot_product_attention", {q, k, v}, {out}, {q, k, v, out_low, lse},
+    tensor_list saved = {q, k, v, out_low, lse};
+    if (low != q.dtype()) saved.insert(saved.end(), {qb, kb, vb});
+    record("scaled_dot_product_attention", {q, k, v}, {out}, saved,
            [s, low](BackwardCtx& c, const tensor_list& g) {
              const Tensor &qs = c.saved[0], &ks = c.saved[1], &vs = c.saved[2];
              if (!GradMode::is_enabled() && low != DType::f64)
-               return fused_backward(g[0], qs, ks, vs, c.saved[3], c.saved[4], s, low);
+               return fused_backward(g[0], qs, ks, vs, c.saved[3], c.saved[4], s, low,
+                                     c.saved.size() == 8 ? tensor_list(c.saved.begin() + 5, c.saved.end())
+                                                         : tensor_list());
              AutocastGuard exact(DType::f32, false);  // taped products stay exact under autocast
              return composite_backward(c, g[0], qs, ks, vs, s);
            });

@@ -6,7 +6,10 @@
 // 1-D operands follow numpy: a vector on the left is a row (1, k), on the right a column (k, 1).
 // Under autocast (autograd/autocast.h) float32 operands are multiplied as bf16 with float32
 // accumulation and output; the backward's products do the same, except with create_graph, where
-// they are exact differentiable float32 matmuls.
+// they are exact differentiable float32 matmuls. So both are saved: the float32 operands (for
+// create_graph) and their bf16 casts made by the forward (Autocast::cached_cast, shared with
+// neighbouring products of the same input), which the ordinary backward multiplies directly:
+// it casts only dC, once for both dA and dB.
 // Transposed and sliced operands are passed to the GEMM as they are (lda + transpose flags);
 // only layouts a GEMM cannot express are copied.
 #include "autograd/autocast.h"
@@ -88,17 +91,11 @@ Tensor gemm_batched(Tensor A, Tensor B, DType out) {
   return C;
 }
 
-// The product itself, no taping: numpy 1-D rules, batch broadcasting, and (when `low` is a
-// lower precision dtype) operands cast to it before the GEMM with float32 output.
-Tensor product(const Tensor& a0, const Tensor& b0, DType low) {
-  const DType out = a0.dtype();
-  Tensor a = a0, b = b0;
-  if (low != out) {  // cast the un-broadcast operands (casting an expanded view would materialize it)
-    a = empty(a0.shape(), opts(low, a0.device()));
-    b = empty(b0.shape(), opts(low, b0.device()));
-    if (a0.numel()) backend(a0.device()).unary(UnaryOp::copy, a.view(), a0.view());
-    if (b0.numel()) backend(b0.device()).unary(UnaryOp::copy, b.view(), b0.view());
-  }
+// The product itself, no taping: numpy 1-D rules, batch broadcasting, operands of dtype `low`
+// (cast first where they are not), output of dtype `out`. Casts are made of the un-broadcast
+// operands (casting an expanded view would materialize it).
+Tensor product(const Tensor& a0, const Tensor& b0, DType low, DType out) {
+  Tensor a = Autocast::cached_cast(a0, low), b = Autocast::cached_cast(b0, low);
   const bool vec_a = a.dim() == 1, vec_b = b.dim() == 1;
   if (vec_a) a = make_view(a, {1, a.shape()[0]}, {0, a.strides()[0]}, a.offset());
   if (vec_b) b = make_view(b, {b.shape()[0], 1}, {b.strides()[0], 0}, b.offset());
@@ -129,24 +126,39 @@ Tensor matmul(const Tensor& a0, const Tensor& b0) {
   check_same_dtype("matmul", a0, b0);
   kc::check_floating(a0, "matmul");
   if (a0.dim() == 0 || b0.dim() == 0) throw std::invalid_argument("matmul: operands must have at least 1 dim");
-  const DType low = Autocast::enabled() && a0.dtype() == DType::f32 ? Autocast::dtype() : a0.dtype();
-  Tensor y = product(a0.detach(), b0.detach(), low);
+  const DType out = a0.dtype();
+  const DType low = Autocast::enabled() && out == DType::f32 ? Autocast::dtype() : out;
+  // The operands as the GEMM reads them (the autocast casts, or the inputs themselves).
+  const Tensor a_low = Autocast::cached_cast(a0.detach(), low), b_low = Autocast::cached_cast(b0.detach(), low);
+  Tensor y = product(a_low, b_low, low, out);
   if (needs_grad({&a0, &b0})) {
     const bool vec_a = a0.dim() == 1, vec_b = b0.dim() == 1;
-    record("matmul", {a0, b0}, {y}, {a0, b0}, [vec_a, vec_b, low](BackwardCtx& c, const tensor_list& g) {
-      Tensor A = c.saved[0], B = c.saved[1], dC = g[0];
-      Shape sa = A.shape(), sb = B.shape();
+    // Saved: the inputs, plus their casts when they differ (used by the ordinary backward).
+    tensor_list saved = {a0, b0};
+    if (low != out) saved.insert(saved.end(), {a_low, b_low});
+    record("matmul", {a0, b0}, {y}, saved, [vec_a, vec_b, low, out](BackwardCtx& c, const tensor_list& g) {
+      // create_graph: differentiable float32 products of the inputs; otherwise the forward's
+      // precision, on the operands the forward multiplied.
+      const bool taped = GradMode::is_enabled();
+      const bool casts = !taped && c.saved.size() == 4;
+      Tensor A = c.saved[casts ? 2 : 0], B = c.saved[casts ? 3 : 1], dC = g[0];
+      Shape sa = c.saved[0].shape(), sb = c.saved[1].shape();
       if (vec_a) A = unsqueeze(A, 0);
       if (vec_b) B = unsqueeze(B, 1);
       if (vec_a) dC = unsqueeze(dC, vec_b ? 0 : -2);
       if (vec_b) dC = unsqueeze(dC, -1);
-      // create_graph: differentiable float32 products; otherwise the forward's precision.
-      const bool taped = GradMode::is_enabled();
       AutocastGuard exact(DType::f32, false);  // taped products are float32 even inside an autocast scope
-      auto mm = [&](const Tensor& x, const Tensor& w) { return taped ? matmul(x, w) : product(x, w, low); };
+      if (!taped) dC = Autocast::cached_cast(dC, low);  // once, for both products
+      auto mm = [&](const Tensor& x, const Tensor& w) { return taped ? matmul(x, w) : product(x, w, low, out); };
       Tensor dA, dB;
       if (c.needs(0)) dA = reshape(sum_to(mm(dC, transpose(B, -2, -1)), vec_a ? Shape{1, sa[0]} : sa), sa);
-      if (c.needs(1)) dB = reshape(sum_to(mm(transpose(A, -2, -1), dC), vec_b ? Shape{sb[0], 1} : sb), sb);
+      const Tensor& B0 = c.saved[1];
+      const bool weight_t = !taped && A.dim() == 2 && B0.dim() == 2 && sb[0] > 1 && sb[1] > 1 &&
+                            B0.strides()[0] == 1 && B0.strides()[1] == sb[0];
+      if (c.needs(1) && weight_t)  // B = Wᵀ of a contiguous W (Linear): dB as (dCᵀ A)ᵀ, laid out like W
+        dB = transpose(mm(transpose(dC, -2, -1), A), 0, 1);
+      else if (c.needs(1))
+        dB = reshape(sum_to(mm(transpose(A, -2, -1), dC), vec_b ? Shape{sb[0], 1} : sb), sb);
       return tensor_list{dA, dB};
     });
   }
