@@ -8,6 +8,8 @@
 //     differentiated again (TTT meta-learning through a checkpointed scan).
 #include "autograd/checkpoint.h"
 
+#include "autograd/autocast.h"
+
 #include <unordered_set>
 
 #include "autograd/engine.h"
@@ -68,7 +70,10 @@ tensor_list checkpoint(const CheckpointFn& fn, const tensor_list& inputs) {
     for (const Tensor& in : inputs)
       if (o.defined() && in.defined() && o.is_same(in)) o = o.detach();
   const size_t n_in = inputs.size();
-  record("checkpoint", inputs, outs, inputs, [fn, n_in](BackwardCtx& c, const tensor_list& g) {
+  // The recomputation must run in the forward's precision, wherever backward() is called.
+  const bool amp = Autocast::enabled();
+  const DType amp_dtype = Autocast::dtype();
+  record("checkpoint", inputs, outs, inputs, [fn, n_in, amp, amp_dtype](BackwardCtx& c, const tensor_list& g) {
     const bool create = GradMode::is_enabled();
     const uint64_t start = next_sequence_number();  // aliases and the recomputation come after
     tensor_list local(n_in);
@@ -94,6 +99,7 @@ tensor_list checkpoint(const CheckpointFn& fn, const tensor_list& inputs) {
     tensor_list re;
     {
       GradModeGuard on(true);
+      AutocastGuard same_precision(amp_dtype, amp);
       re = fn(local);
     }
     if (re.size() != g.size())

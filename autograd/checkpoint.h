@@ -8,6 +8,8 @@
 // Contract: every tensor fn uses that needs a gradient must be passed in `inputs` (a parameter
 // captured by the closure would silently get no gradient, so this is detected and reported).
 // create_graph works through a checkpoint: the recomputation is connected to the inputs' history.
+// The recomputation runs under the autocast setting of the forward (backward() may be called
+// outside the autocast scope).
 #pragma once
 
 #include <functional>

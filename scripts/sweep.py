@@ -27,17 +27,20 @@ import sys
 # Paper Table 1, cumulative: each row adds its assignments to the previous row's. "TTT
 # equivalence" is Theorem 1's setting (batch GD over the whole sequence, linear inner model
 # without bias, W0 = 0, no LN, fixed eta: base_lr = head_dim makes eta = 1 after the 1/head_dim
-# of the official parameterization); it must match linear attention.
+# of the official parameterization, no RoPE since linear attention has none); it must match linear
+# attention (tests/test_ttt_theorem1.cpp checks the layer-level equality).
 TABLE1 = [
     ("linear_attention", ["model.mixer=linear_attention", "model.backbone=transformer"]),
     ("ttt_equivalence", ["model.mixer=ttt_linear", "model.backbone=transformer", "model.ttt.mini_batch=-1",
                          "model.ttt.ln_residual=false", "model.ttt.learnable_w0=false", "model.ttt.inner_bias=false",
                          "model.ttt.learnable_lr=false", "model.ttt.learnable_token_idx=false",
-                         "model.ttt.token_idx_mean=false", "model.ttt.base_lr={head_dim}"]),
+                         "model.ttt.token_idx_mean=false", "model.ttt.base_lr={head_dim}", "model.ttt.rope=false"]),
     ("+learnable_w0", ["model.ttt.learnable_w0=true", "model.ttt.inner_bias=true"]),
     ("+ln_residual", ["model.ttt.ln_residual=true"]),
+    # RoPE with positions t mod b (official) only means something inside mini-batches: it comes
+    # with them, as do the official 1/(i+1) in-mini-batch weights.
     ("+mini_batch_16", ["model.ttt.mini_batch=16", "model.ttt.token_idx_mean=true",
-                        "model.ttt.learnable_token_idx=true"]),
+                        "model.ttt.learnable_token_idx=true", "model.ttt.rope=true"]),
     ("+learnable_eta", ["model.ttt.learnable_lr=true", "model.ttt.base_lr=1.0"]),
     ("+mamba_backbone", ["model.backbone=mamba"]),
 ]

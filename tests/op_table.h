@@ -56,5 +56,14 @@ struct OpCaseRegistrar {
 
 // Helpers for case lambdas.
 inline tensor_list one(const Tensor& t) { return {t}; }
+inline OpCase make(const char* op, const char* label, std::vector<Input> in,
+                   std::function<tensor_list(const tensor_list&)> f) {
+  OpCase c;
+  c.op = op;
+  c.label = label;
+  c.inputs = std::move(in);
+  c.fn = std::move(f);
+  return c;
+}
 
 }  // namespace ttt::testing

@@ -2,6 +2,7 @@
 // (first and second order), and a clear error when the function uses an input it was not given.
 #include <doctest/doctest.h>
 
+#include "autograd/autocast.h"
 #include "autograd/checkpoint.h"
 #include "autograd/engine.h"
 #include "autograd/ops.h"
@@ -98,4 +99,20 @@ TEST_CASE("checkpoint: inputs that need no grad pass through") {
   tensor_list out = checkpoint([](const tensor_list& in) { return tensor_list{add(in[0], in[1])}; }, {s.h0, c});
   sum(out[0]).backward();
   CHECK(s.h0.grad().tolist<double>() == std::vector<double>(8, 1.0));
+}
+
+TEST_CASE("checkpoint: the recomputation uses the forward's autocast setting") {
+  Generator g(11);
+  Tensor x = randn({4, 8}, g).set_requires_grad(true);
+  Tensor w = randn({8, 8}, g).set_requires_grad(true);
+  auto f = [](const tensor_list& in) { return tensor_list{tanh(matmul(in[0], in[1]))}; };
+  Tensor direct_out, ckpt_out;
+  {
+    AutocastGuard ac(DType::bf16);
+    direct_out = sum(f({x, w})[0]);
+    ckpt_out = sum(checkpoint(f, {x, w})[0]);
+  }
+  // Both backwards run outside the autocast scope.
+  Tensor g1 = grad({direct_out}, {w})[0], g2 = grad({ckpt_out}, {w})[0];
+  CHECK(max(abs(sub(g1, g2))).item() == 0.0);
 }

@@ -116,8 +116,7 @@ void run_bench(const BenchArgs& a) {
     AdamW opt(model.named_parameters(), {});
     Tensor rows = random_ids(B, T + 1, cfg.model.vocab_size, g).to(dev);
     Tensor ids = rows.narrow(1, 0, T).contiguous(), targets = rows.narrow(1, 1, T).contiguous();
-    be.reset_peak_memory();
-    double s = time_median(dev, a.warmup, a.repeat, [&] {
+    auto step = [&] {
       opt.zero_grad();
       Tensor loss;
       {
@@ -126,7 +125,9 @@ void run_bench(const BenchArgs& a) {
       }
       backward({loss});
       opt.step(1e-4);
-    });
+    };
+    be.reset_peak_memory();
+    double s = time_median(dev, a.warmup, a.repeat, step);
     const double tok_s = static_cast<double>(B * T) / s;
     j["train"] = {{"step_s", s}, {"tokens_per_s", tok_s}, {"peak_memory_bytes", be.memory_peak()},
                   {"model_tflops", 3.0 * model.flops_per_token(T) * tok_s / 1e12}};
@@ -134,16 +135,7 @@ void run_bench(const BenchArgs& a) {
       // One more step with every backend call timed on its own (kernels/profiler.h).
       Profiler::reset();
       Profiler::set_enabled(true);
-      opt.zero_grad();
-      {
-        Tensor loss;
-        {
-          AutocastGuard ac(DType::bf16, amp);
-          loss = model.loss(ids, targets);
-        }
-        backward({loss});
-        opt.step(1e-4);
-      }
+      step();
       Profiler::set_enabled(false);
       j["train"]["profile"] = profile_json(Profiler::snapshot());
     }

@@ -5,15 +5,6 @@
 namespace ttt::testing {
 namespace {
 
-OpCase make(const char* op, const char* label, std::vector<Input> in, std::function<tensor_list(const tensor_list&)> f) {
-  OpCase c;
-  c.op = op;
-  c.label = label;
-  c.inputs = std::move(in);
-  c.fn = std::move(f);
-  return c;
-}
-
 Input ids(Shape s, int64_t hi, DType dt = DType::i64) {
   Input in{s, Gen::index, false, hi};
   in.int_dtype = dt;

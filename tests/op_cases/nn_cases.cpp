@@ -6,15 +6,6 @@
 namespace ttt::testing {
 namespace {
 
-OpCase make(const char* op, const char* label, std::vector<Input> in, std::function<tensor_list(const tensor_list&)> f) {
-  OpCase c;
-  c.op = op;
-  c.label = label;
-  c.inputs = std::move(in);
-  c.fn = std::move(f);
-  return c;
-}
-
 Input targets(Shape s, int64_t classes, DType dt = DType::i64) {
   Input in{s, Gen::index, false, classes};
   in.int_dtype = dt;

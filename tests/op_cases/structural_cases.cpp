@@ -4,15 +4,6 @@
 namespace ttt::testing {
 namespace {
 
-OpCase make(const char* op, const char* label, std::vector<Input> in, std::function<tensor_list(const tensor_list&)> f) {
-  OpCase c;
-  c.op = op;
-  c.label = label;
-  c.inputs = std::move(in);
-  c.fn = std::move(f);
-  return c;
-}
-
 std::vector<OpCase> cases() {
   std::vector<OpCase> v;
   v.push_back(make("sum", "all dims", {{{3, 4}}}, [](const tensor_list& x) { return one(sum(x[0])); }));
