@@ -46,7 +46,7 @@ Tensor Autocast::cached_cast(const Tensor& x, DType d) {
         return it->cast;
       }
   Tensor y = kc::empty_like_layout(x, d);  // a transposed weight stays transposed: a sequential copy
-  if (x.numel()) backend(x.device()).unary(UnaryOp::copy, y.view(), x.view());
+  kc::copy_in_memory_order(y, x);
   if (g_enabled) {
     const TensorImpl* t = x.impl();
     g_casts.push_front({t->storage, t->storage.get(), t->offset, t->shape, t->strides, t->storage->version, d, y});

@@ -141,7 +141,7 @@ void log_fallback_once(const AttentionShape& s, DType dt, Device dev) {
 // x converted to dtype dt in the layout of `like` (see the header: Layouts).
 Tensor cast_like(const Tensor& x, const Tensor& like, DType dt) {
   Tensor y = kc::empty_like_layout(like, dt);
-  if (y.numel()) backend(x.device()).unary(UnaryOp::copy, y.view(), x.view());
+  kc::copy_in_memory_order(y, x);
   return y;
 }
 
@@ -190,7 +190,7 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
     } else {  // float32 in [B, Tq, H, D] memory order, seen as [B, H, Tq, D]
       Tensor merged = empty({s.batch, s.q_len, s.heads, s.head_dim}, opts(q.dtype(), q.device()));
       out = make_view(merged, q.shape(), {merged.strides()[0], merged.strides()[2], merged.strides()[1], 1}, 0);
-      if (out.numel()) be.unary(UnaryOp::copy, out.view(), out_low.view());
+      kc::copy_in_memory_order(out, out_low);
     }
   }
   if (needs_grad({&q, &k, &v})) {

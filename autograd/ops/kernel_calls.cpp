@@ -80,6 +80,21 @@ Tensor empty_dense(const Shape& shape, const Shape& strides, DType dt, Device de
   return make_view(empty({shape.numel()}, opts(dt, dev)), shape, strides, 0);
 }
 
+void copy_in_memory_order(const Tensor& dst, const Tensor& src) {
+  if (dst.numel() == 0) return;
+  std::vector<int> order(dst.dim());
+  for (int d = 0; d < dst.dim(); ++d) order[d] = d;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int a, int b) { return dst.strides()[a] > dst.strides()[b]; });
+  View o = dst.view(), i = src.view(), po = o, pi = i;
+  for (int d = 0; d < dst.dim(); ++d) {
+    po.size[d] = pi.size[d] = o.size[order[d]];
+    po.stride[d] = o.stride[order[d]];
+    pi.stride[d] = i.stride[order[d]];
+  }
+  backend(dst.device()).unary(UnaryOp::copy, po, pi);
+}
+
 void check_floating(const Tensor& x, const char* who) {
   check_defined(who, x);
   if (!is_floating(x.dtype()))

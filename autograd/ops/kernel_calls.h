@@ -27,6 +27,10 @@ Tensor empty_like_layout(const Tensor& like, DType dt);
 // The same from a shape and strides (known to be dense permuted, e.g. saved from a tensor
 // for which dense_permuted() held).
 Tensor empty_dense(const Shape& shape, const Shape& strides, DType dt, Device dev);
+// dst = src (converting dtype), with the dims walked in dst's memory order (largest stride
+// first), so that copies between tensors of the same dense permuted layout (a transposed
+// weight and its cast) run as one contiguous stream instead of a strided walk.
+void copy_in_memory_order(const Tensor& dst, const Tensor& src);
 // Checks that x has a floating dtype, naming the op.
 void check_floating(const Tensor& x, const char* who);
 // Checks that `t` (named `what` in the message) has an integer dtype (int64, int32, uint16).
