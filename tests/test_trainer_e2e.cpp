@@ -101,6 +101,18 @@ TEST_CASE("tokenizer -> data -> train -> eval -> generate, resume and SIGTERM th
   CHECK(report["results"][1]["loss_by_position"]["loss"].size() == 4);
   CHECK(report["results"][1]["loss"].get<double>() < val.front() - 2.0);
   CHECK(report["step"] == 30);
+  CHECK(report["dtype"] == "fp32");
+
+  // bf16 autocast: the same protocol within bf16 noise of fp32, but not the fp32 numbers themselves.
+  auto ev16 = run_ttt("eval --checkpoint " + ckpt + " --context 32 --max-windows 8 --dtype bf16 --out " + kDir +
+                      "/eval_bf16.json");
+  REQUIRE_MESSAGE(ev16.code == 0, ev16.output);
+  auto report16 = nlohmann::json::parse(std::ifstream(kDir + "/eval_bf16.json"));
+  CHECK(report16["dtype"] == "bf16");
+  const double loss32 = report["results"][1]["loss"].get<double>(), loss16 = report16["results"][0]["loss"];
+  CHECK(loss16 == doctest::Approx(loss32).epsilon(0.02));
+  CHECK(loss16 != loss32);
+  CHECK(run_ttt("eval --checkpoint " + ckpt + " --dtype fp16").code != 0);
 
   // --- generate: deterministic for a seed ---------------------------------------------------------
   const std::string gen = "generate --checkpoint " + ckpt + " --prompt 'the cat' --max-new-tokens 24 --top-k 20 ";

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "autograd/autocast.h"
 #include "data/sha256.h"
 #include "trainer/cli_common.h"
 #include "trainer/commands.h"
@@ -17,7 +18,7 @@ namespace ttt {
 namespace {
 
 struct EvalArgs {
-  std::string checkpoint, data_dir, out, device = "cpu";
+  std::string checkpoint, data_dir, out, device = "cpu", dtype = "fp32";
   std::vector<int64_t> contexts;
   int64_t max_windows = -1, batch = -1, buckets = -1;
 };
@@ -46,7 +47,11 @@ void run_eval(const EvalArgs& a) {
   const int64_t batch = a.batch > 0 ? a.batch : cfg.eval.batch;
   const int64_t buckets = a.buckets > 0 ? a.buckets : cfg.eval.position_buckets;
   LanguageModel& model = *m.model;
+  // bf16: the training autocast (matmul/attention operands in bf16, fp32 accumulation, norms and
+  // losses in fp32); fp32 (default) is the exact path.
+  const bool amp = a.dtype == "bf16";
   TokenLossFn fn = [&](const Tensor& ids, const Tensor& targets) {
+    AutocastGuard autocast(DType::bf16, amp);
     return model.token_losses(ids.to(dev), targets.to(dev)).to(cpu());
   };
   std::vector<ContextResult> results;
@@ -58,6 +63,7 @@ void run_eval(const EvalArgs& a) {
   nlohmann::json j;
   j["checkpoint"] = a.checkpoint;
   j["step"] = m.meta.step;
+  j["dtype"] = a.dtype;
   j["tokens_trained"] = m.meta.tokens;
   j["model"] = {{"name", cfg.name}, {"mixer", cfg.model.mixer}, {"backbone", cfg.model.backbone},
                 {"parameters", model.num_parameters()}, {"train_seq_len", cfg.seq_len()}};
@@ -102,6 +108,8 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--buckets", a->buckets, "Loss-by-position buckets")->check(CLI::PositiveNumber);
   cmd->add_option("--out", a->out, "JSON output (default: <run dir>/eval/step_N.json)");
   cmd->add_option("--device", a->device, "cpu, cuda or cuda:N");
+  cmd->add_option("--dtype", a->dtype, "fp32 (exact, default) or bf16 (autocast, as in training)")
+      ->check(CLI::IsMember({"fp32", "bf16"}));
   cmd->callback([a]() { run_eval(*a); });
 }
 
