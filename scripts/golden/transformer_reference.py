@@ -125,6 +125,21 @@ def forward(c, P, ids):
     return h @ head.T
 
 
+def sgd_loss_curve(forward_fn, c, P, ids, targets):
+    """SGD_STEPS steps of plain SGD on one batch, from a copy of the parameters P: the loss before
+    each step (also used by ttt_lm_reference.py)."""
+    Q = {n: v.detach().clone().requires_grad_(True) for n, v in P.items()}
+    sgd_losses = []
+    for _ in range(SGD_STEPS):
+        l = F.cross_entropy(forward_fn(c, Q, ids).reshape(-1, c["vocab_size"]), targets.reshape(-1))
+        sgd_losses.append(l.item())
+        g = torch.autograd.grad(l, list(Q.values()))
+        with torch.no_grad():
+            for v, gv in zip(Q.values(), g):
+                v -= SGD_LR * gv
+    return sgd_losses
+
+
 def run_case(name, c, seed, out_dir):
     gen = torch.Generator().manual_seed(seed)
     ints = init_int_weights(c, gen)
@@ -136,16 +151,7 @@ def run_case(name, c, seed, out_dir):
     loss = F.cross_entropy(logits.reshape(-1, c["vocab_size"]), targets.reshape(-1))
     grads = torch.autograd.grad(loss, list(P.values()))
 
-    # 10 steps of plain SGD on the same batch; record the loss before each step.
-    Q = {n: v.detach().clone().requires_grad_(True) for n, v in P.items()}
-    sgd_losses = []
-    for _ in range(SGD_STEPS):
-        l = F.cross_entropy(forward(c, Q, ids).reshape(-1, c["vocab_size"]), targets.reshape(-1))
-        sgd_losses.append(l.item())
-        g = torch.autograd.grad(l, list(Q.values()))
-        with torch.no_grad():
-            for v, gv in zip(Q.values(), g):
-                v -= SGD_LR * gv
+    sgd_losses = sgd_loss_curve(forward, c, P, ids, targets)
 
     doc = {
         "about": "written by scripts/golden/transformer_reference.py (PyTorch %s, float64)" % torch.__version__,

@@ -19,13 +19,12 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from transformer_reference import rms_norm  # noqa: E402
+from transformer_reference import SGD_LR, rms_norm, sgd_loss_curve  # noqa: E402
 from ttt_reference import layer_forward, make_params  # noqa: E402
 
 torch.set_default_dtype(torch.float64)
 OUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "golden")
 B, T = 2, 10  # mini-batch 4: two full mini-batches and a remainder of 2
-SGD_LR, SGD_STEPS = 0.1, 10
 WEIGHT_GRID = 4096  # weights are multiples of 1/4096: exact and short in the file
 
 
@@ -77,16 +76,7 @@ def run_case(name, mixer, seed):
     logits = forward(c, P, ids)
     loss = F.cross_entropy(logits.reshape(-1, c["vocab_size"]), targets.reshape(-1))
     grads = torch.autograd.grad(loss, list(P.values()))
-
-    Q = {n: v.detach().clone().requires_grad_(True) for n, v in P.items()}
-    sgd_losses = []
-    for _ in range(SGD_STEPS):
-        l = F.cross_entropy(forward(c, Q, ids).reshape(-1, c["vocab_size"]), targets.reshape(-1))
-        sgd_losses.append(l.item())
-        g = torch.autograd.grad(l, list(Q.values()))
-        with torch.no_grad():
-            for v, gv in zip(Q.values(), g):
-                v -= SGD_LR * gv
+    sgd_losses = sgd_loss_curve(forward, c, P, ids, targets)
 
     doc = {"source": "scripts/golden/ttt_lm_reference.py (PyTorch %s, float64)" % torch.__version__, "config": c,
            "params": {k: tensor_json(v, 17) for k, v in P.items()}, "ids": ids.tolist(), "targets": targets.tolist(),
