@@ -16,8 +16,11 @@
 #include "autograd/autocast.h"
 #include "autograd/engine.h"
 #include "autograd/ops.h"
+#include "tests/check_close.h"
 
 using namespace ttt;
+using ttt::testing::check_close;
+using ttt::testing::Tol;
 
 namespace {
 
@@ -35,27 +38,6 @@ const Config kConfigs[] = {
     {"window longer than the sequence", 1, 2, 6, 6, 4, true, 50},
     {"not causal, Tq 5, Tk 7", 2, 1, 5, 7, 8, false, 0},
 };
-
-struct Tol {
-  double atol, rtol;
-};
-
-void check_close(const Tensor& a, const Tensor& ref, Tol t, const std::string& what) {
-  REQUIRE(a.defined());
-  REQUIRE(a.shape() == ref.shape());
-  auto x = a.to(DType::f64).tolist<double>(), r = ref.to(DType::f64).tolist<double>();
-  double worst = -1;
-  size_t at = 0;
-  for (size_t i = 0; i < x.size(); ++i) {
-    double excess = std::fabs(x[i] - r[i]) - (t.atol + t.rtol * std::fabs(r[i]));
-    if (!(excess <= worst)) {  // NaN counts as the worst
-      worst = std::isnan(excess) ? INFINITY : excess;
-      at = i;
-    }
-  }
-  INFO(what, ": worst element ", at, " got ", x[at], " expected ", r[at]);
-  CHECK(worst <= 0);
-}
 
 // The additive mask [Tq, Tk] written out directly from the definition (query i at position
 // i + Tk − Tq sees key j iff j <= pos and pos − j < window).

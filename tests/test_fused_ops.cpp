@@ -17,33 +17,16 @@
 
 #include "autograd/engine.h"
 #include "autograd/ops.h"
+#include "tests/check_close.h"
 
 using namespace ttt;
+using ttt::testing::check_close;
+using ttt::testing::Tol;
 
 namespace {
 
-struct Tol {
-  double atol, rtol;
-};
 Tol tol_for(DType dt) { return dt == DType::f64 ? Tol{1e-12, 1e-10} : Tol{2e-5, 1e-4}; }
 const Tol kF32Stats{1e-6, 1e-5};  // float64 data through kernels that store float32 statistics
-
-void check_close(const Tensor& a, const Tensor& ref, Tol t, const std::string& what) {
-  REQUIRE(a.defined());
-  REQUIRE(a.shape() == ref.shape());
-  auto x = a.to(DType::f64).tolist<double>(), r = ref.to(DType::f64).tolist<double>();
-  double worst = -1;
-  size_t at = 0;
-  for (size_t i = 0; i < x.size(); ++i) {
-    double excess = std::fabs(x[i] - r[i]) - (t.atol + t.rtol * std::fabs(r[i]));
-    if (excess > worst) {
-      worst = excess;
-      at = i;
-    }
-  }
-  INFO(what, ": worst element ", at, " got ", x[at], " expected ", r[at]);
-  CHECK(worst <= 0);
-}
 
 using Fn = std::function<Tensor(const tensor_list&)>;
 
