@@ -72,12 +72,7 @@ inline OutAndGrads out_and_grads(TTTMixer& mixer, const Tensor& x, uint64_t w_se
 
 // Largest |a − b| / (1 + |b|) over the output and every gradient; names the worst tensor.
 inline std::pair<double, std::string> compare(const OutAndGrads& a, const OutAndGrads& b) {
-  auto rel = [](const Tensor& x, const Tensor& y) {
-    auto u = x.tolist<double>(), v = y.tolist<double>();
-    double e = 0;
-    for (size_t i = 0; i < u.size(); ++i) e = std::max(e, std::fabs(u[i] - v[i]) / (1.0 + std::fabs(v[i])));
-    return u.size() == v.size() ? e : INFINITY;
-  };
+  auto rel = [](const Tensor& x, const Tensor& y) { return max_rel_diff(x, y, /*floor=*/1.0); };
   std::pair<double, std::string> worst{rel(a.out, b.out), "out"};
   for (size_t i = 0; i < a.grads.size(); ++i) {
     double e = rel(a.grads[i].second, b.grads[i].second);
