@@ -9,11 +9,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
-#include <fstream>
-#include <nlohmann/json.hpp>
 
 #include "layers/language_model.h"
+#include "tests/golden_util.h"
 #include "tests/layer_helpers.h"
 
 using namespace ttt;
@@ -22,48 +20,9 @@ using json = nlohmann::json;
 
 namespace {
 
-json load_golden(const std::string& name) {
-  const auto path = std::filesystem::path(__FILE__).parent_path() / "golden" / (name + ".json");
-  std::ifstream f(path);
-  REQUIRE_MESSAGE(f.good(), "missing golden file ", path.string());
-  return json::parse(f);
-}
-
-ModelConfig config_of(const json& j) {
-  const json& c = j.at("config");
-  ModelConfig m;
-  m.vocab_size = c.at("vocab_size");
-  m.d_model = c.at("d_model");
-  m.n_layers = c.at("n_layers");
-  m.n_heads = c.at("n_heads");
-  m.d_ff = c.at("d_ff");
-  m.mixer = c.at("mixer");
-  m.backbone = c.at("backbone");
-  m.rope_theta = c.at("rope_theta");
-  m.norm_eps = c.at("norm_eps");
-  m.conv_width = c.at("conv_width");
-  m.tie_embeddings = c.at("tie_embeddings");
-  return m;
-}
-
-Tensor ids_of(const json& rows) {
-  std::vector<int64_t> v;
-  for (const auto& r : rows)
-    for (int64_t x : r) v.push_back(x);
-  return from_vector_i64(v, {static_cast<int64_t>(rows.size()), static_cast<int64_t>(rows[0].size())});
-}
-
-// max |a − b| / max |b|: the error relative to the tensor's scale.
-double rel_err(const std::vector<double>& a, const std::vector<double>& b) {
-  if (a.size() != b.size()) return INFINITY;
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); ++i) num = std::max(num, std::fabs(a[i] - b[i])), den = std::max(den, std::fabs(b[i]));
-  return num / std::max(den, 1e-300);
-}
-
 void check_case(const std::string& name) {
   const json j = load_golden(name);
-  LanguageModel lm(config_of(j));
+  LanguageModel lm(golden_model_config(j.at("config")));
   lm.to(DType::f64);
   // Weights: integers / scale, exact in float64.
   const double scale = j.at("weight_scale");
@@ -78,7 +37,7 @@ void check_case(const std::string& name) {
 
   const double tol = 1e-9;
   Tensor logits = lm.forward(ids);
-  CHECK_MESSAGE(rel_err(logits.tolist<double>(), j.at("logits").get<std::vector<double>>()) < tol, name, " logits");
+  CHECK_MESSAGE(scaled_err(logits.tolist<double>(), j.at("logits").get<std::vector<double>>()) < tol, name, " logits");
   Tensor loss = lm.loss(ids, targets);
   const double want_loss = j.at("loss");
   CHECK_MESSAGE(std::fabs(loss.item() - want_loss) < tol * std::fabs(want_loss), name, " loss");
@@ -87,7 +46,7 @@ void check_case(const std::string& name) {
   int checked = 0;
   for (const auto& [k, p] : lm.named_parameters()) {
     REQUIRE_MESSAGE(p.grad().defined(), k);
-    const double e = rel_err(p.grad().tolist<double>(), j.at("grads").at(k).get<std::vector<double>>());
+    const double e = scaled_err(p.grad().tolist<double>(), j.at("grads").at(k).get<std::vector<double>>());
     CHECK_MESSAGE(e < tol, name, " grad ", k, " rel err ", e);
     ++checked;
   }

@@ -9,11 +9,10 @@
 // Run: ./build/tests/test_golden_ttt
 #include <doctest/doctest.h>
 
-#include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "layers/language_model.h"
+#include "tests/golden_util.h"
 #include "tests/ttt_helpers.h"
 
 using namespace ttt;
@@ -21,34 +20,14 @@ using namespace ttt::testing;
 
 namespace {
 
-const std::filesystem::path kGoldenDir = std::filesystem::path(__FILE__).parent_path() / "golden";
-
 Tensor from_json(const nlohmann::json& j) {
   std::vector<int64_t> shape = j.at("shape").get<std::vector<int64_t>>();
   return from_vector(j.at("data").get<std::vector<double>>(), Shape(shape), opts(DType::f64));
 }
 
-nlohmann::json load(const std::string& name) {
-  std::ifstream in(kGoldenDir / (name + ".json"));
-  REQUIRE_MESSAGE(in.good(), "missing golden file for " << name << " (run scripts/golden/ttt_reference.py)");
-  return nlohmann::json::parse(in);
-}
-
-// max |a − b| / max |b|: the error relative to the tensor's scale.
-double scaled_err(const Tensor& a, const Tensor& b) {
-  double num = 0, den = 0;
-  auto u = a.tolist<double>(), v = b.tolist<double>();
-  REQUIRE(u.size() == v.size());
-  for (size_t i = 0; i < u.size(); ++i) {
-    num = std::max(num, std::fabs(u[i] - v[i]));
-    den = std::max(den, std::fabs(v[i]));
-  }
-  return num / std::max(den, 1e-300);
-}
-
 void check_case(const std::string& name) {
   CAPTURE(name);
-  nlohmann::json doc = load("ttt_layer_" + name);
+  nlohmann::json doc = load_golden("ttt_layer_" + name);
   const auto& c = doc.at("config");
   ModelConfig cfg;
   cfg.mixer = c.at("mixer").get<std::string>();
@@ -92,30 +71,12 @@ void check_case(const std::string& name) {
   }
 }
 
-Tensor ids_of(const nlohmann::json& rows) {
-  std::vector<int64_t> v;
-  for (const auto& r : rows)
-    for (int64_t x : r) v.push_back(x);
-  return from_vector_i64(v, {static_cast<int64_t>(rows.size()), static_cast<int64_t>(rows[0].size())});
-}
-
 void check_lm_case(const std::string& name, const std::string& impl) {
   CAPTURE(name);
   CAPTURE(impl);
-  nlohmann::json doc = load("ttt_lm_" + name);
+  nlohmann::json doc = load_golden("ttt_lm_" + name);
   const auto& c = doc.at("config");
-  ModelConfig cfg;
-  cfg.vocab_size = c.at("vocab_size");
-  cfg.d_model = c.at("d_model");
-  cfg.n_layers = c.at("n_layers");
-  cfg.n_heads = c.at("n_heads");
-  cfg.d_ff = c.at("d_ff");
-  cfg.mixer = c.at("mixer");
-  cfg.backbone = c.at("backbone");
-  cfg.rope_theta = c.at("rope_theta");
-  cfg.norm_eps = c.at("norm_eps");
-  cfg.conv_width = c.at("conv_width");
-  cfg.tie_embeddings = c.at("tie_embeddings");
+  ModelConfig cfg = golden_model_config(c);
   cfg.ttt.mini_batch = c.at("mini_batch");
   cfg.ttt.base_lr = c.at("base_lr");
   cfg.ttt.ln_eps = c.at("ln_eps");
