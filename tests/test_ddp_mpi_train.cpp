@@ -15,9 +15,9 @@
 #include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
-#include <random>
 
 #include "mpi_test_util.h"
+#include "tests/trainer_test_util.h"
 
 using namespace ttt::testing;
 namespace fs = std::filesystem;
@@ -29,21 +29,6 @@ const std::string kDir =
     (fs::temp_directory_path() / ("ttt_test_ddp_mpi_train_" + std::to_string(std::hash<std::string>{}(TTT_BINARY_DIR))))
         .string();
 const std::string kTtt = std::string(TTT_BINARY_DIR) + "/bin/ttt ";
-
-// Documents of sentences from a small grammar (learnable), fixed seed.
-void write_corpus(const std::string& path) {
-  const char* subj[] = {"the cat", "a dog", "the old man", "my sister", "the bird", "a child"};
-  const char* verb[] = {"sees", "likes", "follows", "finds", "hears", "draws"};
-  const char* obj[] = {"the sea", "a red ball", "the white whale", "the ship", "a small house", "the moon"};
-  std::mt19937 rng(11);
-  std::ofstream out(path);
-  for (int d = 0; d < 120; ++d) {
-    std::string text;
-    for (int s = 0, n = 4 + static_cast<int>(rng() % 6); s < n; ++s)
-      text += std::string(subj[rng() % 6]) + " " + verb[rng() % 6] + " " + obj[rng() % 6] + ". ";
-    out << nlohmann::json{{"text", text}}.dump() << "\n";
-  }
-}
 
 // Global batch 256 tokens = 4 sequences x 32 tokens x accumulation 2 on one rank, 1 on two.
 std::string train_args(const std::string& run_dir, int steps = 6) {
@@ -94,7 +79,7 @@ TEST_CASE("mpirun -np 2 ttt train: same curve as one process; resume a 1-process
   if (!mpi_ready()) return;
   fs::remove_all(kDir);
   fs::create_directories(kDir);
-  write_corpus(kDir + "/corpus.jsonl");
+  ttt::testing::write_grammar_corpus(kDir + "/corpus.jsonl", /*seed=*/11, /*docs=*/120);
   Run tok = run(kTtt + "tokenizer train --input " + kDir + "/corpus.jsonl --vocab-size 320 --out " + kDir + "/tok.model");
   REQUIRE_MESSAGE(tok.code == 0, tok.output);
   Run prep = run(kTtt + "data prepare --input " + kDir + "/corpus.jsonl --tokenizer " + kDir + "/tok.model --out " +

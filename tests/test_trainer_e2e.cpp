@@ -8,9 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <random>
 
-#include "trainer_test_util.h"
 #include "tests/trainer_test_util.h"
 
 using ttt::testing::run_ttt;
@@ -19,23 +17,6 @@ namespace fs = std::filesystem;
 namespace {
 
 const std::string kDir = ttt::testing::tmp_path("e2e");
-
-// Documents of simple sentences from a small grammar: learnable structure, fixed seed.
-void write_corpus(const std::string& path) {
-  const char* subj[] = {"the cat", "a dog", "the old man", "my sister", "the bird", "a child"};
-  const char* verb[] = {"sees", "likes", "follows", "finds", "hears", "draws"};
-  const char* obj[] = {"the sea", "a red ball", "the white whale", "the ship", "a small house", "the moon"};
-  std::mt19937 rng(7);
-  std::ofstream out(path);
-  for (int d = 0; d < 160; ++d) {
-    std::string text;
-    const int n = 4 + static_cast<int>(rng() % 6);
-    for (int s = 0; s < n; ++s) {
-      text += std::string(subj[rng() % 6]) + " " + verb[rng() % 6] + " " + obj[rng() % 6] + ". ";
-    }
-    out << nlohmann::json{{"text", text}}.dump() << "\n";
-  }
-}
 
 std::string train_args(const std::string& run_dir) {
   return "train --config " + std::string(TTT_SOURCE_DIR) + "/configs/tiny_transformer.yaml --data " + kDir +
@@ -65,7 +46,7 @@ std::vector<double> column(const std::vector<nlohmann::json>& rows, const char* 
 TEST_CASE("tokenizer -> data -> train -> eval -> generate, resume and SIGTERM through the CLI") {
   fs::remove_all(kDir);
   fs::create_directories(kDir);
-  write_corpus(kDir + "/corpus.jsonl");
+  ttt::testing::write_grammar_corpus(kDir + "/corpus.jsonl", /*seed=*/7, /*docs=*/160);
 
   auto tok = run_ttt("tokenizer train --input " + kDir + "/corpus.jsonl --vocab-size 320 --out " + kDir + "/tok.model");
   REQUIRE_MESSAGE(tok.code == 0, tok.output);

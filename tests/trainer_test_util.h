@@ -5,6 +5,9 @@
 
 #include <array>
 #include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
 #include <string>
 
 #include <unistd.h>
@@ -16,7 +19,6 @@ namespace ttt::testing {
 inline std::string tmp_path(const std::string& name) {
   return "/tmp/ttt_test_" + name + "_" + std::to_string(static_cast<long>(::getpid()));
 }
-
 
 struct CommandResult {
   int code = -1;       // exit status (-1 if it did not exit normally)
@@ -35,6 +37,22 @@ inline CommandResult run_ttt(const std::string& args) {
   int status = pclose(p);
   r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
+}
+
+// Writes `docs` JSONL documents ({"text": ...}) of 4 to 9 sentences each from a small grammar:
+// learnable structure, fixed by `seed`, for tests that train the model end to end.
+inline void write_grammar_corpus(const std::string& path, unsigned seed, int docs) {
+  const char* subj[] = {"the cat", "a dog", "the old man", "my sister", "the bird", "a child"};
+  const char* verb[] = {"sees", "likes", "follows", "finds", "hears", "draws"};
+  const char* obj[] = {"the sea", "a red ball", "the white whale", "the ship", "a small house", "the moon"};
+  std::mt19937 rng(seed);
+  std::ofstream out(path);
+  for (int d = 0; d < docs; ++d) {
+    std::string text;
+    const int n = 4 + static_cast<int>(rng() % 6);
+    for (int s = 0; s < n; ++s) text += std::string(subj[rng() % 6]) + " " + verb[rng() % 6] + " " + obj[rng() % 6] + ". ";
+    out << nlohmann::json{{"text", text}}.dump() << "\n";
+  }
 }
 
 }  // namespace ttt::testing
