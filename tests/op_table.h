@@ -56,6 +56,12 @@ struct OpCaseRegistrar {
 
 // Helpers for case lambdas.
 inline tensor_list one(const Tensor& t) { return {t}; }
+// A non-differentiable integer input (indices, ids, class targets) in [0, hi), stored as dt.
+inline Input index_input(Shape s, int64_t hi, DType dt = DType::i64) {
+  Input in{s, Gen::index, false, hi};
+  in.int_dtype = dt;
+  return in;
+}
 inline OpCase make(const char* op, const char* label, std::vector<Input> in,
                    std::function<tensor_list(const tensor_list&)> f) {
   OpCase c;

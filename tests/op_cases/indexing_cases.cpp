@@ -5,28 +5,22 @@
 namespace ttt::testing {
 namespace {
 
-Input ids(Shape s, int64_t hi, DType dt = DType::i64) {
-  Input in{s, Gen::index, false, hi};
-  in.int_dtype = dt;
-  return in;
-}
-
 Input mask(Shape s) { return Input{s, Gen::mask, false}; }
 
 std::vector<OpCase> cases() {
   std::vector<OpCase> v;
   // 8 ids out of 6 rows: some rows repeat (their gradients accumulate), some are unused.
-  v.push_back(make("embedding", "weight [6,3], ids [2,4]", {{{6, 3}}, ids({2, 4}, 6)},
+  v.push_back(make("embedding", "weight [6,3], ids [2,4]", {{{6, 3}}, index_input({2, 4}, 6)},
                    [](const tensor_list& x) { return one(embedding(x[0], x[1])); }));
-  v.push_back(make("embedding", "int32 ids [5]", {{{4, 2}}, ids({5}, 4, DType::i32)},
+  v.push_back(make("embedding", "int32 ids [5]", {{{4, 2}}, index_input({5}, 4, DType::i32)},
                    [](const tensor_list& x) { return one(embedding(x[0], x[1])); }));
-  v.push_back(make("index_select", "[5,3] dim 0, 6 indices", {{{5, 3}}, ids({6}, 5)},
+  v.push_back(make("index_select", "[5,3] dim 0, 6 indices", {{{5, 3}}, index_input({6}, 5)},
                    [](const tensor_list& x) { return one(index_select(x[0], 0, x[1])); }));
-  v.push_back(make("index_select", "[2,4,3] dim 1, uint16 indices", {{{2, 4, 3}}, ids({3}, 4, DType::u16)},
+  v.push_back(make("index_select", "[2,4,3] dim 1, uint16 indices", {{{2, 4, 3}}, index_input({3}, 4, DType::u16)},
                    [](const tensor_list& x) { return one(index_select(x[0], 1, x[1])); }));
-  v.push_back(make("index_add_zeros", "[4,3] into 5 rows", {{{4, 3}}, ids({4}, 5)},
+  v.push_back(make("index_add_zeros", "[4,3] into 5 rows", {{{4, 3}}, index_input({4}, 5)},
                    [](const tensor_list& x) { return one(index_add_zeros(x[0], 0, x[1], 5)); }));
-  v.push_back(make("index_add_zeros", "[2,3] dim 1 into 4", {{{2, 3}}, ids({3}, 4)},
+  v.push_back(make("index_add_zeros", "[2,3] dim 1 into 4", {{{2, 3}}, index_input({3}, 4)},
                    [](const tensor_list& x) { return one(index_add_zeros(x[0], 1, x[1], 4)); }));
 
   v.push_back(make("cat", "three along dim 1", {{{2, 3}}, {{2, 1}}, {{2, 2}}},

@@ -6,12 +6,6 @@
 namespace ttt::testing {
 namespace {
 
-Input targets(Shape s, int64_t classes, DType dt = DType::i64) {
-  Input in{s, Gen::index, false, classes};
-  in.int_dtype = dt;
-  return in;
-}
-
 // RoPE tables cos/sin [T, half] of angles (3t + 1) · 100^(−i/half), in the dtype rope() wants for x.
 tensor_list rope_tables_for(const Tensor& x, int64_t T, int64_t half) {
   std::vector<double> c, s;
@@ -62,14 +56,14 @@ std::vector<OpCase> cases() {
   v.push_back(make("rms_norm", "[3,5] no weight", {{{3, 5}}},
                    [](const tensor_list& x) { return one(rms_norm(x[0], Tensor(), 1e-6)); }));
 
-  v.push_back(make("cross_entropy", "[4,5] mean", {{{4, 5}}, targets({4}, 5)},
+  v.push_back(make("cross_entropy", "[4,5] mean", {{{4, 5}}, index_input({4}, 5)},
                    [](const tensor_list& x) { return one(cross_entropy(x[0], x[1])); }));
   // ignore_index 0 is a real class id, so about a fifth of the rows are ignored.
-  v.push_back(make("cross_entropy", "[6,5] mean, ignore_index 0", {{{6, 5}}, targets({6}, 5)},
+  v.push_back(make("cross_entropy", "[6,5] mean, ignore_index 0", {{{6, 5}}, index_input({6}, 5)},
                    [](const tensor_list& x) { return one(cross_entropy(x[0], x[1], 0, "mean")); }));
-  v.push_back(make("cross_entropy", "[2,3,4] sum, int32 targets", {{{2, 3, 4}}, targets({2, 3}, 4, DType::i32)},
+  v.push_back(make("cross_entropy", "[2,3,4] sum, int32 targets", {{{2, 3, 4}}, index_input({2, 3}, 4, DType::i32)},
                    [](const tensor_list& x) { return one(cross_entropy(x[0], x[1], -100, "sum")); }));
-  v.push_back(make("cross_entropy", "[3,4] none, ignore_index 1", {{{3, 4}}, targets({3}, 4)},
+  v.push_back(make("cross_entropy", "[3,4] none, ignore_index 1", {{{3, 4}}, index_input({3}, 4)},
                    [](const tensor_list& x) { return one(cross_entropy(x[0], x[1], 1, "none")); }));
   return v;
 }
