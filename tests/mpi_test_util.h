@@ -7,36 +7,14 @@
 #pragma once
 
 #include <doctest/doctest.h>
-#include <sys/wait.h>
 
-#include <chrono>
-#include <cstdio>
 #include <cstdlib>
 #include <string>
 
+#include "tests/trainer_test_util.h"
 #include "trainer/comm.h"
 
 namespace ttt::testing {
-
-struct Run {
-  int code = -1;
-  std::string output;
-  double seconds = 0;
-};
-
-inline Run run(const std::string& cmd) {
-  Run r;
-  auto t0 = std::chrono::steady_clock::now();
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  REQUIRE(p != nullptr);
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) r.output.append(buf, n);
-  int status = ::pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return r;
-}
 
 // True when MPI runs can be tested here; otherwise reports why (and fails if TTT_REQUIRE_MPI=1).
 inline bool mpi_ready() {
@@ -44,7 +22,7 @@ inline bool mpi_ready() {
   if (ready < 0) {
     std::string why;
     if (!ttt::mpi_built()) why = "ttt was built without MPI";
-    else if (run("command -v mpirun").code != 0) why = "mpirun is not on PATH";
+    else if (run_command("command -v mpirun").code != 0) why = "mpirun is not on PATH";
     ready = why.empty();
     if (!ready) {
       const char* req = std::getenv("TTT_REQUIRE_MPI");

@@ -90,7 +90,7 @@ std::string tmp(const std::string& name) {
 TEST_CASE("mpirun: every collective of the MPI backend on 2 and 3 ranks") {
   if (!mpi_ready()) return;
   for (int np : {2, 3}) {
-    Run r = run(mpirun(np) + kWorker + " collectives");
+    CommandResult r = run_command(mpirun(np) + kWorker + " collectives");
     INFO(r.output);
     CHECK(r.code == 0);
     for (int k = 0; k < np; ++k)
@@ -102,24 +102,24 @@ TEST_CASE("mpirun: every collective of the MPI backend on 2 and 3 ranks") {
 TEST_CASE("mpirun: 2 and 4 ranks train like one process with the same global batch") {
   if (!mpi_ready()) return;
   // 8 rows per step in micro-batches of 2: accumulation 4 (1 rank), 2 (2 ranks), 1 (4 ranks).
-  Run ref = run(kWorker + " train 6 8 2 " + tmp("w1.txt"));
+  CommandResult ref = run_command(kWorker + " train 6 8 2 " + tmp("w1.txt"));
   INFO(ref.output);
   REQUIRE(ref.code == 0);
   Trace one = read_trace(tmp("w1.txt"));
   CHECK(one.loss.front() > one.loss.back());  // it learns: a comparison of flat curves proves little
 
   // 64-byte buckets: w2 (320 B) and w1 (384 B) alone, b1 (64 B) alone: 3 buckets, launched in backward.
-  Run two = run(mpirun(2) + kWorker + " train 6 8 2 " + tmp("w2.txt") + " 64 1");
+  CommandResult two = run_command(mpirun(2) + kWorker + " train 6 8 2 " + tmp("w2.txt") + " 64 1");
   INFO(two.output);
   REQUIRE(two.code == 0);
   check_close(read_trace(tmp("w2.txt")), one, "2 ranks, small buckets, overlap");
 
-  Run two_sync = run(mpirun(2) + kWorker + " train 6 8 2 " + tmp("w2s.txt") + " 100000000 0");
+  CommandResult two_sync = run_command(mpirun(2) + kWorker + " train 6 8 2 " + tmp("w2s.txt") + " 100000000 0");
   INFO(two_sync.output);
   REQUIRE(two_sync.code == 0);
   check_close(read_trace(tmp("w2s.txt")), one, "2 ranks, one bucket, no overlap");
 
-  Run four = run(mpirun(4) + kWorker + " train 6 8 2 " + tmp("w4.txt") + " 64 1");
+  CommandResult four = run_command(mpirun(4) + kWorker + " train 6 8 2 " + tmp("w4.txt") + " 64 1");
   INFO(four.output);
   REQUIRE(four.code == 0);
   check_close(read_trace(tmp("w4.txt")), one, "4 ranks, no accumulation");
@@ -127,13 +127,13 @@ TEST_CASE("mpirun: 2 and 4 ranks train like one process with the same global bat
 
 TEST_CASE("mpirun: a failing rank stops the job with a message instead of hanging") {
   if (!mpi_ready()) return;
-  Run thrown = run(mpirun(2) + kWorker + " fail throw");
+  CommandResult thrown = run_command(mpirun(2) + kWorker + " fail throw");
   INFO(thrown.output);
   CHECK(thrown.code != 0);
   CHECK(thrown.output.find("rank 1 of 2: injected failure in step 1") != std::string::npos);
   CHECK(thrown.seconds < 60);
 
-  Run killed = run(mpirun(2) + kWorker + " fail exit");
+  CommandResult killed = run_command(mpirun(2) + kWorker + " fail exit");
   INFO(killed.output);
   CHECK(killed.code != 0);
   CHECK(killed.code != 124);  // not the `timeout` of the test: mpirun noticed the dead rank

@@ -80,21 +80,21 @@ TEST_CASE("mpirun -np 2 ttt train: same curve as one process; resume a 1-process
   fs::remove_all(kDir);
   fs::create_directories(kDir);
   ttt::testing::write_grammar_corpus(kDir + "/corpus.jsonl", /*seed=*/11, /*docs=*/120);
-  Run tok = run(kTtt + "tokenizer train --input " + kDir + "/corpus.jsonl --vocab-size 320 --out " + kDir + "/tok.model");
+  CommandResult tok = run_command(kTtt + "tokenizer train --input " + kDir + "/corpus.jsonl --vocab-size 320 --out " + kDir + "/tok.model");
   REQUIRE_MESSAGE(tok.code == 0, tok.output);
-  Run prep = run(kTtt + "data prepare --input " + kDir + "/corpus.jsonl --tokenizer " + kDir + "/tok.model --out " +
+  CommandResult prep = run_command(kTtt + "data prepare --input " + kDir + "/corpus.jsonl --tokenizer " + kDir + "/tok.model --out " +
                  kDir + "/data --val-docs 8 --quiet");
   REQUIRE_MESSAGE(prep.code == 0, prep.output);
 
   // --- one process: the reference ------------------------------------------------------------------
-  Run one = run(kTtt + train_args(kDir + "/one"));
+  CommandResult one = run_command(kTtt + train_args(kDir + "/one"));
   REQUIRE_MESSAGE(one.code == 0, one.output);
   Curve ref = read_curve(kDir + "/one");
   REQUIRE(ref.loss.size() == 6);
   CHECK(ref.loss.back() < ref.loss.front());  // it learns
 
   // --- two ranks ----------------------------------------------------------------------------------------
-  Run two = run(mpirun(2) + kTtt + train_args(kDir + "/two"));
+  CommandResult two = run_command(mpirun(2) + kTtt + train_args(kDir + "/two"));
   INFO(two.output);
   REQUIRE(two.code == 0);
   check_same_curve(ref, read_curve(kDir + "/two"));
@@ -109,9 +109,9 @@ TEST_CASE("mpirun -np 2 ttt train: same curve as one process; resume a 1-process
   CHECK(fs::exists(kDir + "/two/checkpoints/step_6.h5"));
 
   // --- 3 steps on one process, the rest on two ranks ----------------------------------------------------
-  Run part = run(kTtt + train_args(kDir + "/switch") + " --stop-at-step 3");
+  CommandResult part = run_command(kTtt + train_args(kDir + "/switch") + " --stop-at-step 3");
   REQUIRE_MESSAGE(part.code == 0, part.output);
-  Run rest = run(mpirun(2) + kTtt + train_args(kDir + "/switch") + " --resume");
+  CommandResult rest = run_command(mpirun(2) + kTtt + train_args(kDir + "/switch") + " --resume");
   INFO(rest.output);
   REQUIRE(rest.code == 0);
   Curve switched = read_curve(kDir + "/switch");
@@ -126,7 +126,7 @@ TEST_CASE("mpirun -np 2 ttt train: same curve as one process; resume a 1-process
 TEST_CASE("mpirun -np 3 ttt train: a global batch that does not split over 3 ranks stops every rank") {
   if (!mpi_ready()) return;
   if (!fs::exists(kDir + "/data")) return;  // made by the test above
-  Run r = run(mpirun(3) + kTtt + train_args(kDir + "/three"));
+  CommandResult r = run_command(mpirun(3) + kTtt + train_args(kDir + "/three"));
   INFO(r.output);
   CHECK(r.code != 0);
   CHECK(r.code != 124);  // stopped, not timed out

@@ -1,9 +1,11 @@
-// tests/trainer_test_util.h — running the built `ttt` binary from tests (CLI and end-to-end).
+// tests/trainer_test_util.h — running the built `ttt` binary (or any command) from tests (CLI,
+// end-to-end, MPI).
 #pragma once
 
 #include <sys/wait.h>
 
 #include <array>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -21,23 +23,28 @@ inline std::string tmp_path(const std::string& name) {
 }
 
 struct CommandResult {
-  int code = -1;       // exit status (-1 if it did not exit normally)
-  std::string output;  // stdout and stderr together
+  int code = -1;        // exit status; 128 + the signal when killed by one; -1 if it could not start
+  std::string output;   // stdout and stderr together
+  double seconds = 0;   // wall-clock time
 };
 
-// Runs `ttt <args>` through the shell (2>&1) and captures its output and exit status.
-inline CommandResult run_ttt(const std::string& args) {
-  const std::string cmd = std::string(TTT_BINARY_DIR) + "/bin/ttt " + args + " 2>&1";
+// Runs `cmd` through the shell (2>&1) and captures its output, exit status and wall time.
+inline CommandResult run_command(const std::string& cmd) {
   CommandResult r;
-  FILE* p = popen(cmd.c_str(), "r");
+  const auto t0 = std::chrono::steady_clock::now();
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
   if (!p) return r;
   std::array<char, 4096> buf;
   size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
-  int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
+  const int status = ::pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;
 }
+
+// Runs the built `ttt <args>`.
+inline CommandResult run_ttt(const std::string& args) { return run_command(std::string(TTT_BINARY_DIR) + "/bin/ttt " + args); }
 
 // Writes `docs` JSONL documents ({"text": ...}) of 4 to 9 sentences each from a small grammar:
 // learnable structure, fixed by `seed`, for tests that train the model end to end.
