@@ -1,13 +1,13 @@
 // tests/golden_util.h — reading the PyTorch golden files of tests/golden/*.json (written by
-// scripts/golden/*.py) for the golden tests (not a test unit itself): the file, token ids,
-// the model config, and the scale-relative error the comparisons use.
+// scripts/golden/*.py and scripts/make_golden_ops.py) for the golden tests (not a test unit
+// itself): the file, tensors, token ids, the model config, and the scale-relative error the
+// comparisons use.
 #pragma once
 
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -20,10 +20,16 @@ namespace ttt::testing {
 
 // tests/golden/<name>.json, parsed.
 inline nlohmann::json load_golden(const std::string& name) {
-  const auto path = std::filesystem::path(__FILE__).parent_path() / "golden" / (name + ".json");
+  const std::string path = std::string(TTT_SOURCE_DIR) + "/tests/golden/" + name + ".json";
   std::ifstream f(path);
-  REQUIRE_MESSAGE(f.good(), "missing golden file ", path.string(), " (regenerate with scripts/golden/*.py)");
+  REQUIRE_MESSAGE(f.good(), "missing golden file ", path, " (regenerate with the script its test names)");
   return nlohmann::json::parse(f);
+}
+
+// A float64 tensor from {"shape": [...], "data": [...]}.
+inline Tensor golden_tensor(const nlohmann::json& j) {
+  return from_vector(j.at("data").get<std::vector<double>>(), Shape(j.at("shape").get<std::vector<int64_t>>()),
+                     opts(DType::f64));
 }
 
 // A [rows, cols] int64 tensor from a JSON array of rows.

@@ -20,11 +20,6 @@ using namespace ttt::testing;
 
 namespace {
 
-Tensor from_json(const nlohmann::json& j) {
-  std::vector<int64_t> shape = j.at("shape").get<std::vector<int64_t>>();
-  return from_vector(j.at("data").get<std::vector<double>>(), Shape(shape), opts(DType::f64));
-}
-
 void check_case(const std::string& name) {
   CAPTURE(name);
   nlohmann::json doc = load_golden("ttt_layer_" + name);
@@ -45,12 +40,12 @@ void check_case(const std::string& name) {
   TTTMixer layer(cfg, g);
   layer.to(DType::f64);
   std::map<std::string, Tensor> sd;
-  for (auto& [k, v] : doc.at("params").items()) sd[k] = from_json(v);
+  for (auto& [k, v] : doc.at("params").items()) sd[k] = golden_tensor(v);
   layer.load_state_dict(sd, /*strict=*/true);
 
-  Tensor x = from_json(doc.at("x")).set_requires_grad(true);
-  Tensor w = from_json(doc.at("w"));
-  Tensor out_ref = from_json(doc.at("out"));
+  Tensor x = golden_tensor(doc.at("x")).set_requires_grad(true);
+  Tensor w = golden_tensor(doc.at("w"));
+  Tensor out_ref = golden_tensor(doc.at("out"));
   for (const char* impl : {"dual", "primal", "generic"}) {
     CAPTURE(impl);
     layer.set_impl(impl);
@@ -66,7 +61,7 @@ void check_case(const std::string& name) {
     CHECK(names.size() == doc.at("grads").size());
     for (size_t i = 0; i < names.size(); ++i) {
       CAPTURE(names[i]);
-      CHECK(scaled_err(grads[i], from_json(doc.at("grads").at(names[i]))) < 1e-10);
+      CHECK(scaled_err(grads[i], golden_tensor(doc.at("grads").at(names[i]))) < 1e-10);
     }
   }
 }
@@ -84,12 +79,12 @@ void check_lm_case(const std::string& name, const std::string& impl) {
   LanguageModel lm(cfg);
   lm.to(DType::f64);
   std::map<std::string, Tensor> sd;
-  for (auto& [k, v] : doc.at("params").items()) sd[k] = from_json(v);
+  for (auto& [k, v] : doc.at("params").items()) sd[k] = golden_tensor(v);
   lm.load_state_dict(sd, /*strict=*/true);
   const Tensor ids = ids_of(doc.at("ids")), targets = ids_of(doc.at("targets"));
 
   const double tol = 1e-9;
-  CHECK(scaled_err(lm.forward(ids), from_json(doc.at("logits"))) < tol);
+  CHECK(scaled_err(lm.forward(ids), golden_tensor(doc.at("logits"))) < tol);
   Tensor loss = lm.loss(ids, targets);
   const double want = doc.at("loss");
   CHECK(std::fabs(loss.item() - want) < tol * std::fabs(want));
@@ -99,7 +94,7 @@ void check_lm_case(const std::string& name, const std::string& impl) {
   for (auto& [k, p] : lm.named_parameters()) {
     CAPTURE(k);
     REQUIRE(p.grad().defined());
-    CHECK(scaled_err(p.grad(), from_json(doc.at("grads").at(k))) < tol);
+    CHECK(scaled_err(p.grad(), golden_tensor(doc.at("grads").at(k))) < tol);
     ++checked;
   }
   CHECK(checked == doc.at("grads").size());

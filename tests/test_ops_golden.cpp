@@ -4,7 +4,6 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
-#include <fstream>
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -12,8 +11,10 @@
 
 #include "autograd/engine.h"
 #include "autograd/ops.h"
+#include "tests/golden_util.h"
 
 using namespace ttt;
+using namespace ttt::testing;
 using json = nlohmann::json;
 
 namespace {
@@ -21,18 +22,7 @@ namespace {
 // float64 agreement up to rounding: both sides compute in double, in different orders.
 constexpr double kAtol = 1e-12, kRtol = 1e-10;
 
-json load_golden() {
-  const std::string path = std::string(TTT_SOURCE_DIR) + "/tests/golden/ops.json";
-  std::ifstream f(path);
-  if (!f) throw std::runtime_error("cannot open " + path + " (regenerate with scripts/make_golden_ops.py)");
-  return json::parse(f);
-}
-
 Shape shape_of(const json& j) { return Shape(j.at("shape").get<std::vector<int64_t>>()); }
-
-Tensor float_tensor(const json& j) {
-  return from_vector(j.at("data").get<std::vector<double>>(), shape_of(j), opts(DType::f64));
-}
 
 void check_close(const Tensor& got, const json& want, const std::string& what) {
   INFO(what);
@@ -84,7 +74,7 @@ const std::map<std::string, OpFn>& ops() {
 }  // namespace
 
 TEST_CASE("ops agree with PyTorch (tests/golden/ops.json, float64)") {
-  const json doc = load_golden();
+  const json doc = load_golden("ops");
   const json& cases = doc.at("cases");
   REQUIRE(cases.size() >= 15);
   for (const json& c : cases) {
@@ -98,7 +88,7 @@ TEST_CASE("ops agree with PyTorch (tests/golden/ops.json, float64)") {
       for (const json& j : c.at("inputs")) {
         Tensor t = j.at("dtype") == "int64"
                        ? from_vector_i64(j.at("data").get<std::vector<int64_t>>(), shape_of(j))
-                       : float_tensor(j);
+                       : golden_tensor(j);
         if (j.at("grad").get<bool>()) {
           t.set_requires_grad(true);
           diff.push_back(t);
@@ -108,7 +98,7 @@ TEST_CASE("ops agree with PyTorch (tests/golden/ops.json, float64)") {
       }
       Tensor out = op->second(c.at("params"), in);
       check_close(out, c.at("output"), name + ": output");
-      tensor_list g = grad({out}, diff, {float_tensor(c.at("weight"))});
+      tensor_list g = grad({out}, diff, {golden_tensor(c.at("weight"))});
       REQUIRE(g.size() == diff_names.size());
       for (size_t i = 0; i < g.size(); ++i)
         check_close(g[i], c.at("grads").at(diff_names[i]), name + ": gradient w.r.t. " + diff_names[i]);
