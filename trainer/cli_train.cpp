@@ -32,6 +32,18 @@ void run_train(const TrainArgs& a) {
   // Under a launcher (mpirun, srun, torchrun-style RANK/WORLD_SIZE) this process is one rank of a
   // data-parallel job: see trainer/comm.h for how the backend is chosen.
   const LaunchInfo launch = detect_launch();
+  // Every rank fails the batch split alike (it depends on the config and the world size alone), so
+  // it is checked before any communicator exists: each rank reports it and exits, and none waits in
+  // a collective. Through comm->abort below, the first rank to fail would kill the others before
+  // they could print.
+  if (launch.world_size > 1) {
+    try {
+      accumulation_steps(cfg, launch.world_size);
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument("rank " + std::to_string(launch.rank) + " of " +
+                                  std::to_string(launch.world_size) + ": " + e.what());
+    }
+  }
   const Device dev = rank_device(parse_device(cfg.train.device), launch, cuda_device_count());
   auto comm = make_communicator(dev, CommOptions{cfg.dist.backend, cfg.dist.timeout_s}, launch);
   TrainResult r;

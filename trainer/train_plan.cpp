@@ -7,6 +7,17 @@
 
 namespace ttt {
 
+int64_t accumulation_steps(const RunConfig& cfg, int64_t world) {
+  const int64_t batch_tokens = cfg.train.batch_tokens, micro_batch = cfg.train.micro_batch, seq_len = cfg.seq_len();
+  const int64_t per_micro = micro_batch * seq_len * world;
+  if (per_micro <= 0 || batch_tokens % per_micro != 0)
+    throw std::invalid_argument(
+        "train.batch_tokens (" + std::to_string(batch_tokens) + ") must be a multiple of train.micro_batch x "
+        "train.seq_len x world size = " + std::to_string(micro_batch) + " x " + std::to_string(seq_len) +
+        " x " + std::to_string(world) + " = " + std::to_string(per_micro) + " (gradient accumulation steps)");
+  return batch_tokens / per_micro;
+}
+
 TrainPlan plan_training(const RunConfig& cfg, int64_t num_params, int64_t world) {
   TrainPlan p;
   p.params = num_params;
@@ -14,13 +25,7 @@ TrainPlan plan_training(const RunConfig& cfg, int64_t num_params, int64_t world)
   p.micro_batch = cfg.train.micro_batch;
   p.world = world;
   p.batch_tokens = cfg.train.batch_tokens;
-  const int64_t per_micro = p.micro_batch * p.seq_len * world;
-  if (per_micro <= 0 || p.batch_tokens % per_micro != 0)
-    throw std::invalid_argument(
-        "train.batch_tokens (" + std::to_string(p.batch_tokens) + ") must be a multiple of train.micro_batch x "
-        "train.seq_len x world size = " + std::to_string(p.micro_batch) + " x " + std::to_string(p.seq_len) +
-        " x " + std::to_string(world) + " = " + std::to_string(per_micro) + " (gradient accumulation steps)");
-  p.accumulation = p.batch_tokens / per_micro;
+  p.accumulation = accumulation_steps(cfg, world);
   const int64_t tokens = cfg.train.tokens > 0 ? cfg.train.tokens : 20 * num_params;
   if (cfg.train.steps > 0) {
     p.total_steps = cfg.train.steps;

@@ -26,6 +26,11 @@ struct TrainPlan {
   std::string summary() const;  // one line for logs
 };
 
+// Micro-batches per optimizer step on each rank: train.batch_tokens / (micro_batch x seq_len x world).
+// Throws std::invalid_argument naming the keys when the batch does not divide. It depends on the
+// config and the world size alone, so every rank of a job gets the same answer (or the same error).
+int64_t accumulation_steps(const RunConfig& cfg, int64_t world);
+
 // Throws std::invalid_argument naming the keys when the batch does not divide.
 TrainPlan plan_training(const RunConfig& cfg, int64_t num_params, int64_t world = 1);
 
