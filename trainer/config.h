@@ -41,7 +41,7 @@ struct TrainConfig {
   bool decay_all = true;         // official: decay every parameter; false excludes norms/biases/embeddings
   double grad_clip = 1.0;        // global-norm clipping; 0 = off
   uint64_t seed = 0;             // data order (the sampler's seed)
-  std::string dtype = "fp32";    // fp32 | bf16 (bf16 autocast: CUDA only, not implemented yet)
+  std::string dtype = "fp32";    // fp32 | bf16 (autocast: bf16 matmul/attention operands, fp32 accumulation; CPU and CUDA)
   std::string device = "cpu";    // cpu | cuda | cuda:N (the CLI's --device overrides)
   int64_t log_every = 10;        // console/log line every N steps (metrics.jsonl gets every step)
   int64_t eval_every = 0;        // validation loss every N steps; 0 = off
