@@ -6,16 +6,14 @@
 
 namespace ttt {
 
-namespace {
-
-// splitmix64's output function (Steele, Lea & Flood 2014): a bijection on 64-bit integers with
-// good avalanche, so distinct counters give distinct, well-mixed values.
 uint64_t splitmix64(uint64_t z) {
   z += 0x9E3779B97F4A7C15ULL;
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
   return z ^ (z >> 31);
 }
+
+namespace {
 
 // Maps a uniform 64-bit value onto [0, n) by a 128-bit multiply (no modulo bias worth the name).
 int64_t uniform_below(uint64_t u, int64_t n) {

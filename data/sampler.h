@@ -90,6 +90,10 @@ class SequentialWindows {
   WindowIndex index_;
 };
 
+// splitmix64's output function (Steele, Lea & Flood 2014): a bijection on 64-bit integers with
+// good avalanche, so distinct counters give distinct, well-mixed values.
+uint64_t splitmix64(uint64_t z);
+
 // The counter-based hash behind the draws: splitmix64's finaliser applied to (seed, counter).
 uint64_t counter_hash(uint64_t seed, uint64_t counter);
 

@@ -1,19 +1,12 @@
 // trainer/token_source_memory.cpp — a TokenSource over in-memory token lists (tests, bench).
 #include <stdexcept>
 
+#include "data/sampler.h"
 #include "trainer/token_source.h"
 
 namespace ttt {
 
 namespace {
-
-// splitmix64's finalizer: a counter-based hash, so row g of the data order needs no state.
-uint64_t mix(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ULL;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-  return x ^ (x >> 31);
-}
 
 class MemorySource : public TokenSource {
  public:
@@ -29,7 +22,8 @@ class MemorySource : public TokenSource {
     out.reserve(static_cast<size_t>(rows * (seq_len + 1)));
     for (int64_t j = 0; j < rows; ++j) {
       const uint64_t g = static_cast<uint64_t>((step * world + rank) * rows + j);
-      const int64_t start = static_cast<int64_t>(mix(seed_ ^ mix(g)) % static_cast<uint64_t>(span));
+      // A counter-based hash, so row g of the data order needs no state.
+      const int64_t start = static_cast<int64_t>(splitmix64(seed_ ^ splitmix64(g)) % static_cast<uint64_t>(span));
       out.insert(out.end(), train_.begin() + start, train_.begin() + start + seq_len + 1);
     }
     return from_vector_i64(out, {rows, seq_len + 1});
