@@ -13,6 +13,7 @@
 
 #include "tests/data_test_util.h"
 #include "tests/export_test_util.h"
+#include "tests/train_test_util.h"
 #include "tests/trainer_test_util.h"
 #include "layers/ttt_layer.h"
 #include "trainer/export.h"
@@ -38,15 +39,6 @@ nlohmann::json read_json(const std::string& path) { return nlohmann::json::parse
 std::string read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
 }
 
 // Exports `cfg` (perturbed weights) from a fresh checkpoint; returns the export directory.
@@ -257,7 +249,7 @@ TEST_CASE("a model neither schema expresses is refused, naming the key") {
   for (const auto& [sets, key] : cases) {
     CAPTURE(key);
     RunConfig cfg = load_config("", sets);
-    CHECK(error_of([&] { external_schema_for(cfg.model); }).find(key) != std::string::npos);
+    CHECK(error_message([&] { external_schema_for(cfg.model); }).find(key) != std::string::npos);
   }
   // A Transformer++ with another norm eps is still a Llama (rms_norm_eps): only the TTT post_norm pins 1e-6.
   CHECK(external_schema_for(load_config("", {"model.mixer=attention", "model.backbone=transformer", "model.norm_eps=1e-5"}).model) ==
@@ -268,7 +260,7 @@ TEST_CASE("a model neither schema expresses is refused, naming the key") {
   const std::string base = tmp_path("export_refused");
   fs::remove_all(base);
   write_tiny_checkpoint(cfg, base + "/ckpt.h5");
-  const std::string err = error_of([&] { export_safetensors(base + "/ckpt.h5", base + "/out", false); });
+  const std::string err = error_message([&] { export_safetensors(base + "/ckpt.h5", base + "/out", false); });
   CHECK(err.find("cannot export " + base + "/ckpt.h5") != std::string::npos);
   CHECK(err.find("linear attention") != std::string::npos);
   CHECK_FALSE(fs::exists(base + "/out"));
@@ -278,10 +270,10 @@ TEST_CASE("a model neither schema expresses is refused, naming the key") {
 TEST_CASE("export and import refuse to replace files unless forced") {
   const auto cfg = tiny_export_config("ttt_linear", "transformer", {"model.n_layers=1"});
   const std::string base = export_tiny(cfg, "force");
-  CHECK(error_of([&] { export_safetensors(base + "/ckpt.h5", base + "/out", false); }).find("already holds model.safetensors") !=
+  CHECK(error_message([&] { export_safetensors(base + "/ckpt.h5", base + "/out", false); }).find("already holds model.safetensors") !=
         std::string::npos);
   CHECK_NOTHROW(export_safetensors(base + "/ckpt.h5", base + "/out", true));
-  CHECK(error_of([&] { import_safetensors(base + "/out", base + "/ckpt.h5", false); }).find("already exists") !=
+  CHECK(error_message([&] { import_safetensors(base + "/out", base + "/ckpt.h5", false); }).find("already exists") !=
         std::string::npos);
   CHECK_NOTHROW(import_safetensors(base + "/out", base + "/ckpt.h5", true));
   fs::remove_all(base);
@@ -344,7 +336,7 @@ TEST_CASE("import refuses a broken or foreign export, naming the tensor or key")
     edit(all);
     write_safetensors(st, all);
   };
-  auto import_error = [&] { return error_of([&] { import_safetensors(dir, base + "/x.h5", true); }); };
+  auto import_error = [&] { return error_message([&] { import_safetensors(dir, base + "/x.h5", true); }); };
   auto edit_config = [&](const std::function<void(nlohmann::json&)>& edit) {
     nlohmann::json j = nlohmann::json::parse(original_config);
     edit(j);

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "layers/language_model.h"
+#include "tests/train_test_util.h"
 #include "tests/trainer_test_util.h"
 #include "trainer/checkpoint.h"
 #include "trainer/eval.h"
@@ -19,6 +20,9 @@
 
 using namespace ttt;
 namespace fs = std::filesystem;
+using ttt::testing::error_message;
+using ttt::testing::learnable_memory_data;
+using ttt::testing::run_training;
 
 namespace {
 
@@ -32,36 +36,10 @@ RunConfig tiny_config(std::vector<std::string> extra = {}) {
   return load_config("", sets);
 }
 
-std::unique_ptr<TokenSource> tiny_data() {
-  std::vector<int64_t> train, val;
-  int64_t x = 0;
-  for (int i = 0; i < 4000; ++i) train.push_back(x = (i % 97 == 0) ? i % 64 : (3 * x + 1) % 64);
-  for (int i = 0; i < 200; ++i) val.push_back(x = (3 * x + 1) % 64);
-  return make_memory_source(train, val, 64, 5);
-}
-
 std::string fresh_dir(const std::string& name) {
   std::string d = ttt::testing::tmp_path("init_from_" + name);
   fs::remove_all(d);
   return d;
-}
-
-TrainResult run(const RunConfig& cfg, TokenSource& data, const std::string& dir, bool resume = false, int64_t stop_at = -1) {
-  TrainOptions o;
-  o.run_dir = dir;
-  o.resume = resume;
-  o.stop_at_step = stop_at;
-  o.console = false;
-  return train(cfg, data, o);
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
 }
 
 std::string read_text(const std::string& path) {
@@ -73,8 +51,8 @@ std::string read_text(const std::string& path) {
 const std::string& source_checkpoint() {
   static const std::string path = [] {
     const std::string dir = fresh_dir("source");
-    auto data = tiny_data();
-    run(tiny_config(), *data, dir);
+    auto data = learnable_memory_data();
+    run_training(tiny_config(), *data, dir);
     return checkpoint_path(dir + "/checkpoints", 4);
   }();
   return path;
@@ -83,10 +61,10 @@ const std::string& source_checkpoint() {
 }  // namespace
 
 TEST_CASE("a run from a checkpoint starts from its parameters, with a fresh optimizer and schedule") {
-  auto data = tiny_data();
+  auto data = learnable_memory_data();
   const RunConfig cfg = tiny_config({"train.steps=3", "train.lr=3e-3", "train.init_from=" + source_checkpoint()});
   const std::string dir = fresh_dir("b");
-  const TrainResult b = run(cfg, *data, dir);
+  const TrainResult b = run_training(cfg, *data, dir);
   REQUIRE(b.losses.size() == 3);
 
   // The first loss is the source model's loss on the new run's first batch (same data, step 0).
@@ -96,7 +74,7 @@ TEST_CASE("a run from a checkpoint starts from its parameters, with a fresh opti
   const double expected = src.loss(ids, targets).item();
   CHECK(b.losses[0] == doctest::Approx(expected).epsilon(1e-12));
   // A random start gives another (higher) loss: the check above can tell the two apart.
-  const TrainResult scratch = run(tiny_config({"train.steps=1"}), *data, fresh_dir("scratch"));
+  const TrainResult scratch = run_training(tiny_config({"train.steps=1"}), *data, fresh_dir("scratch"));
   CHECK(scratch.losses[0] > b.losses[0] + 0.1);
 
   // Fresh schedule (warmup from lr 0) and optimizer (AdamW's step count is this run's).
@@ -114,7 +92,7 @@ TEST_CASE("a run from a checkpoint starts from its parameters, with a fresh opti
 }
 
 TEST_CASE("a config with other parameter shapes is refused, naming the parameter and the keys") {
-  auto data = tiny_data();
+  auto data = learnable_memory_data();
   const std::string init = "train.init_from=" + source_checkpoint();
   struct Case {
     std::vector<std::string> sets;
@@ -138,19 +116,19 @@ TEST_CASE("a config with other parameter shapes is refused, naming the parameter
     std::vector<std::string> sets = c.sets;
     sets.push_back(init);
     const std::string dir = fresh_dir("mismatch");
-    const std::string err = error_of([&] { run(tiny_config(sets), *data, dir); });
+    const std::string err = error_message([&] { run_training(tiny_config(sets), *data, dir); });
     CHECK(err.rfind("train.init_from: " + source_checkpoint() + " cannot initialize the model of this config", 0) == 0);
     for (const auto& m : c.messages) CHECK_MESSAGE(err.find(m) != std::string::npos, err);
     CHECK(list_checkpoints(dir + "/checkpoints").empty());
   }
-  const std::string err = error_of([&] { run(tiny_config({"train.init_from=/nonexistent/step_1.h5"}), *data, fresh_dir("missing")); });
+  const std::string err = error_message([&] { run_training(tiny_config({"train.init_from=/nonexistent/step_1.h5"}), *data, fresh_dir("missing")); });
   CHECK(err.find("train.init_from: cannot use checkpoint") != std::string::npos);
 }
 
 TEST_CASE("keys that change no shape may differ (longer context, RoPE base) and are logged") {
-  auto data = tiny_data();
+  auto data = learnable_memory_data();
   const std::string dir = fresh_dir("longer");
-  const TrainResult r = run(tiny_config({"model.max_seq_len=32", "model.rope_theta=50000", "train.seq_len=16", "train.steps=1",
+  const TrainResult r = run_training(tiny_config({"model.max_seq_len=32", "model.rope_theta=50000", "train.seq_len=16", "train.steps=1",
                                          "train.init_from=" + source_checkpoint()}),
                             *data, dir);
   CHECK(r.end_step == 1);
@@ -160,12 +138,12 @@ TEST_CASE("keys that change no shape may differ (longer context, RoPE base) and 
 }
 
 TEST_CASE("--resume of a run started from a checkpoint continues from its own checkpoints, exactly") {
-  auto data = tiny_data();
+  auto data = learnable_memory_data();
   const RunConfig cfg = tiny_config({"train.steps=4", "train.init_from=" + source_checkpoint()});
-  const TrainResult full = run(cfg, *data, fresh_dir("full"));
+  const TrainResult full = run_training(cfg, *data, fresh_dir("full"));
   const std::string dir = fresh_dir("parts");
-  const TrainResult first = run(cfg, *data, dir, false, 2);
-  const TrainResult rest = run(cfg, *data, dir, true);
+  const TrainResult first = run_training(cfg, *data, dir, false, 2);
+  const TrainResult rest = run_training(cfg, *data, dir, true);
   CHECK(rest.start_step == 2);
   std::vector<double> joined = first.losses;
   joined.insert(joined.end(), rest.losses.begin(), rest.losses.end());
