@@ -215,3 +215,20 @@ TEST_CASE("the resume hint printed after an early stop works as printed") {
   CHECK(rest.code == 0);
   CHECK(rest.output.find("finished 4 steps") != std::string::npos);
 }
+
+TEST_CASE("a non-finite loss after a resume names the step and the checkpoint resumed from, in train.log too") {
+  setup();
+  const std::string run = kDir + "/run_nan";
+  auto part = run_ttt(train_args(run) + " --stop-at-step 2");
+  REQUIRE_MESSAGE(part.code == 0, part.output);
+  // An absurd learning rate: the first update blows the weights up, the next loss is not finite.
+  auto r = run_ttt(train_args(run) + " --resume --allow-config-change --set train.lr=1e30");
+  CAPTURE(r.output);
+  CHECK(r.code == 1);
+  const std::string expected = "parameters not updated (last checkpoint: " + run + "/checkpoints/step_2.h5)";
+  CHECK(r.output.find("non-finite") != std::string::npos);
+  CHECK(r.output.find(expected) != std::string::npos);
+  const std::string log = file_text(run + "/train.log");
+  CHECK(log.find("[error] non-finite") != std::string::npos);
+  CHECK(log.find(expected) != std::string::npos);
+}
