@@ -5,6 +5,7 @@
 #include "trainer/cli_common.h"
 #include "trainer/comm.h"
 #include "trainer/commands.h"
+#include "trainer/run_checks.h"
 #include "trainer/token_source.h"
 #include "trainer/train_loop.h"
 
@@ -17,7 +18,7 @@ namespace {
 struct TrainArgs {
   ConfigArgs config;
   std::string run_dir, data_dir, device, init_from;
-  bool resume = false;
+  bool resume = false, allow_config_change = false;
   int64_t stop_at_step = -1;
 };
 
@@ -40,6 +41,10 @@ void run_train(const TrainArgs& a) {
   validate_for_training(cfg);
   if (a.config.path.empty() && a.run_dir.empty())
     throw std::invalid_argument("--run-dir is required when the config comes from --init-from");
+  // Stored absolute (in config.yaml and every checkpoint), so that eval, generate and a resume work
+  // from any directory.
+  for (std::string* p : {&cfg.data.dir, &cfg.data.tokenizer})
+    if (!p->empty()) *p = fs::absolute(*p).lexically_normal().string();
   const std::string run_dir = !a.run_dir.empty() ? a.run_dir : (fs::path("runs") / fs::path(a.config.path).stem()).string();
   // Under a launcher (mpirun, srun, torchrun-style RANK/WORLD_SIZE) this process is one rank of a
   // data-parallel job: see trainer/comm.h for how the backend is chosen.
@@ -65,6 +70,7 @@ void run_train(const TrainArgs& a) {
     opt.run_dir = run_dir;
     opt.resume = a.resume;
     opt.stop_at_step = a.stop_at_step;
+    opt.allow_config_change = a.allow_config_change;
     opt.comm = comm.get();
     r = train(cfg, *data, opt);
   } catch (const std::exception& e) {
@@ -74,8 +80,7 @@ void run_train(const TrainArgs& a) {
   }
   if (comm->rank() != 0) return;
   if (r.stopped_early)
-    std::printf("to continue: ttt train %s%s --run-dir %s --resume\n", a.config.path.empty() ? "--init-from " : "--config ",
-                (a.config.path.empty() ? a.init_from : a.config.path).c_str(), run_dir.c_str());
+    std::printf("to continue: %s\n", resume_command(run_dir).c_str());
   else
     std::printf("finished %lld steps; run directory: %s (metrics.jsonl, train.log, checkpoints/)\n",
                 static_cast<long long>(r.end_step), run_dir.c_str());
@@ -89,6 +94,9 @@ void add_train_command(CLI::App& app) {
   a->config.add_to(cmd, false);  // required unless --init-from supplies the config
   cmd->add_option("--run-dir", a->run_dir, "Run directory (default: runs/<config name>)");
   cmd->add_flag("--resume", a->resume, "Continue from the newest valid checkpoint of the run directory");
+  cmd->add_flag("--allow-config-change", a->allow_config_change,
+                "With --resume: continue even though the config changes the training plan (batch, schedule, "
+                "length, model, data, ...); without it such a resume is refused, naming the changed keys");
   cmd->add_option("--data", a->data_dir, "Prepared data directory (same as --set data.dir=DIR)");
   cmd->add_option("--device", a->device, "cpu, cuda or cuda:N (same as --set train.device=...)");
   cmd->add_option("--init-from", a->init_from,
@@ -97,7 +105,7 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--stop-at-step", a->stop_at_step,
                   "Save a checkpoint and exit once this many steps are done (the schedule still "
                   "spans the whole run; continue with --resume)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(cli::positive_int());
   cmd->callback([a]() { run_train(*a); });
 }
 
