@@ -115,6 +115,11 @@ tensor_list ttt_linear_scan(const Tensor& xq, const Tensor& xk, const Tensor& xv
 std::string ttt_linear_scan_unsupported(const Tensor& xq, const Tensor& tok, const Tensor& b0, const Tensor& ln_w,
                                         const TTTScanOptions& o);
 
+// --- depthwise causal convolution (ops/causal_conv.cpp; math in kernels/causal_conv.h) ----------
+// y[b, t, c] = bias[c] + Σ_j w[c, j] x[b, t − (k−1) + j, c] for x [B, T, C], w [C, k], bias [C] or
+// undefined (x before t = 0 is 0): the Mamba backbone's short convolutions, fused.
+Tensor causal_conv1d(const Tensor& x, const Tensor& w, const Tensor& bias);
+
 // --- rotary position embedding (ops/rope.cpp) ------------------------------------------------
 // Rotates the interleaved pairs (x[2i], x[2i+1]) of x's last dim by the angles of the constant
 // tables cos, sin [T, d/2] (float64 for float64 x, float32 otherwise), row t for index t of

@@ -116,6 +116,13 @@ int main(int argc, char** argv) {
     Backend& be = backend(o.device);
     const double fwd = median_ms(be, o.reps, [&] { be.run(fc); });
     const double bwd = median_ms(be, o.reps, [&] { be.run(bc); });
+    // Cycles per phase of block 0, thread 0 (a separate run: the probe costs a little).
+    Tensor probe = zeros({32}, opts(DType::i64, o.device));
+    fc.probe = bc.probe = probe.data_ptr();
+    be.run(fc);
+    be.run(bc);
+    be.synchronize();
+    fc.probe = bc.probe = nullptr;
     const double chunks = static_cast<double>(s.chunks()), bh = static_cast<double>(o.B * o.H);
     const double K = static_cast<double>(o.K), F = static_cast<double>(o.F);
     const double f_chunk = 6 * K * F * F + 4 * K * K * F;
@@ -130,6 +137,13 @@ int main(int argc, char** argv) {
     std::printf("  backward  %8.3f ms  %6.2f us/chunk step  %6.2f TFLOP/s  %7.1f GB/s\n", bwd, 1e3 * bwd / chunks,
                 bwd_flops / bwd * 1e-9, bc.bytes() / bwd * 1e-6);
     std::printf("  fwd+bwd   %8.3f ms  %6.2f us/chunk step\n", fwd + bwd, 1e3 * (fwd + bwd) / chunks);
+    const std::vector<int64_t> cyc = probe.to(cpu()).tolist<int64_t>();
+    const char* names[] = {"F top", "F1", "F2", "F3", "F4", "", "", "", "B replay", "B top", "B operands", "B1", "B2",
+                           "B3", "B4", "B5", "B6", "B7"};
+    std::printf("  cycles per chunk, block 0 (thread 0):");
+    for (int i = 0; i < 18; ++i)
+      if (cyc[i]) std::printf(" %s %.0f,", names[i], static_cast<double>(cyc[i]) / chunks);
+    std::printf("\n");
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -76,6 +76,7 @@ struct TTTLinearScanForward final : FusedCall {
   void* b_final = nullptr;       // [B, H, f] (optional)
   void* acc_w = nullptr;         // [B, H, f, f] accumulators of a partial last chunk, else 0 (optional)
   void* acc_b = nullptr;         // [B, H, f] (optional)
+  void* probe = nullptr;         // CUDA profiling hook: int64 cycle counters per phase of block 0 (bench only)
 
   const char* name() const override { return "ttt_linear_scan_fwd"; }
   double bytes() const override;
@@ -98,6 +99,7 @@ struct TTTLinearScanBackward final : FusedCall {
   void* dln_w = nullptr;  // [H, f] (null without ln_residual)
   void* dln_b = nullptr;
   void* workspace = nullptr;  // workspace_bytes() bytes, any content
+  void* probe = nullptr;      // CUDA profiling hook, as the forward's
 
   size_t workspace_bytes() const;
   const char* name() const override { return "ttt_linear_scan_bwd"; }

@@ -35,6 +35,7 @@ float emu_shfl_xor(float v, int mask);
 void emu_ldmatrix(uint32_t* r, int n, const void* addr, bool trans);
 void emu_mma_bf16(float d[4], const uint32_t a[4], const uint32_t b[2]);
 
+TTT_DEV long long clock() { return 0; }
 TTT_DEV int tid() { return emu_tid(); }
 TTT_DEV int threads() { return emu_block_threads(); }
 TTT_DEV void sync() { emu_sync(); }
@@ -51,6 +52,7 @@ TTT_DEV void cp_async_wait_all() {}
 #else
 
 // --- CUDA ------------------------------------------------------------------------------------
+TTT_DEV long long clock() { return clock64(); }
 TTT_DEV int tid() { return static_cast<int>(threadIdx.x); }
 TTT_DEV int threads() { return static_cast<int>(blockDim.x); }
 TTT_DEV void sync() { __syncthreads(); }
@@ -66,8 +68,10 @@ TTT_DEV void ldsm_x4_t(uint32_t r[4], const void* p) {
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(smem_addr(p)));
 }
+// Not volatile: a pure register operation, so the compiler may schedule it around the (ordered)
+// ldmatrix loads and other MMAs.
 TTT_DEV void mma_bf16(float d[4], const uint32_t a[4], const uint32_t b[2]) {
-  asm volatile(
+  asm(
       "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
       "{%0, %1, %2, %3};\n"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])

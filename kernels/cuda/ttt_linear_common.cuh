@@ -66,6 +66,23 @@ struct Params {
   // backward
   Ten dout, dxq, dxk, dxv, dlr;
   float* ws = nullptr;  // replay snapshots, then per-(b, h) partials
+  long long* probe = nullptr;  // phase cycle counters of block 0 (bench/ttt_scan_bench --phases), or null
+};
+
+// Cycles spent between consecutive marks, summed per phase slot, as seen by thread 0 of block 0
+// (so barrier waits count toward the phase that waits). Off (one uniform branch) without a probe.
+struct PhaseClock {
+  long long* probe;
+  long long last = 0;
+  TTT_DEV PhaseClock(const Params& p, int bh) : probe(bh == 0 && tid() == 0 ? p.probe : nullptr) {
+    if (probe) last = simt::clock();
+  }
+  TTT_DEV void mark(int slot) {
+    if (!probe) return;
+    const long long now = simt::clock();
+    probe[slot] += now - last;
+    last = now;
+  }
 };
 
 namespace detail {
@@ -99,6 +116,7 @@ inline Params params_of(const TTTLinearScanForward& c) {
   p.w_final = static_cast<float*>(c.w_final), p.b_final = static_cast<float*>(c.b_final);
   p.acc_w = static_cast<float*>(c.acc_w), p.acc_b = static_cast<float*>(c.acc_b);
   p.vec = detail::rows_aligned({p.xq, p.xk, p.xv, p.out});
+  p.probe = static_cast<long long*>(c.probe);
   return p;
 }
 inline Params params_of(const TTTLinearScanBackward& c) {
@@ -108,6 +126,7 @@ inline Params params_of(const TTTLinearScanBackward& c) {
   p.dxv = detail::ten(c.dxv), p.dlr = detail::ten(c.dlr);
   p.ws = static_cast<float*>(c.workspace);
   p.vec = detail::rows_aligned({p.xq, p.xk, p.xv, p.dout, p.dxq, p.dxk, p.dxv});
+  p.probe = static_cast<long long*>(c.probe);
   return p;
 }
 
@@ -198,21 +217,48 @@ struct Acc {
   }
 };
 
-// acc (16 x 16 NT at columns n0 of B) += A[m0 rows] · B over k = 16 · KT, with A and B loaded by
-// the given loaders (lambdas (frag&, k0)). NT must be even (B fragments are 16 wide).
-template <class C, int NT, class LA, class LB>
-TTT_DEV void gemm_tile(Acc<NT>& acc, int KT, LA&& load_a_k, LB&& load_b_kn) {
+// acc (16 x 16·NT) += A · B over k = 16 · KT, with A and B loaded by the given loaders (lambdas
+// (frag&, k0) and (frag&, k0, n0)). Every fragment is loaded first, then the MMAs run: the loads
+// (ordered asm) pipeline instead of each waiting for the MMA before it, and the 2·(NT/2)
+// accumulators give independent MMA chains. NT must be even (B fragments are 16 wide).
+template <class C, int KT, int NT, class LA, class LB>
+TTT_DEV void gemm_tile(Acc<NT>& acc, LA&& load_a_k, LB&& load_b_kn) {
   static_assert(NT % 2 == 0, "n-tiles come in pairs");
+  FragA<C::MMA> a[KT];
+  FragB<C::MMA> b[KT][NT / 2];
+#pragma unroll
   for (int kt = 0; kt < KT; ++kt) {
-    FragA<C::MMA> a;
-    load_a_k(a, kt * 16);
+    load_a_k(a[kt], kt * 16);
+#pragma unroll
+    for (int p = 0; p < NT / 2; ++p) load_b_kn(b[kt][p], kt * 16, p * 16);
+  }
+#pragma unroll
+  for (int kt = 0; kt < KT; ++kt)
 #pragma unroll
     for (int p = 0; p < NT / 2; ++p) {
-      FragB<C::MMA> b;
-      load_b_kn(b, kt * 16, p * 16);
-      mma(acc.v[2 * p], a, b, 0);
-      mma(acc.v[2 * p + 1], a, b, 1);
+      mma(acc.v[2 * p], a[kt], b[kt][p], 0);
+      mma(acc.v[2 * p + 1], a[kt], b[kt][p], 1);
     }
+}
+
+// Two products with the same right operand: acc1 += A1 · B and acc2 += A2 · B (16 x 16 each),
+// B's fragments loaded once; four independent MMA chains.
+template <class C, int KT, class LA1, class LA2, class LB>
+TTT_DEV void gemm_tile_pair(Acc<2>& acc1, Acc<2>& acc2, LA1&& load_a1, LA2&& load_a2, LB&& load_b) {
+  FragA<C::MMA> a1[KT], a2[KT];
+  FragB<C::MMA> b[KT];
+#pragma unroll
+  for (int kt = 0; kt < KT; ++kt) {
+    load_a1(a1[kt], kt * 16);
+    load_a2(a2[kt], kt * 16);
+    load_b(b[kt], kt * 16);
+  }
+#pragma unroll
+  for (int kt = 0; kt < KT; ++kt) {
+    mma(acc1.v[0], a1[kt], b[kt], 0);
+    mma(acc1.v[1], a1[kt], b[kt], 1);
+    mma(acc2.v[0], a2[kt], b[kt], 0);
+    mma(acc2.v[1], a2[kt], b[kt], 1);
   }
 }
 

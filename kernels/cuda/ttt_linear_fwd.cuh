@@ -75,18 +75,30 @@ TTT_DEV void load_head_constants(const Params& p, int h, S& sm, float* b) {
 }
 
 // Mt = diag(tok) tril(XQ XKᵀ + β) over the first n rows/columns (0 elsewhere), from the operand
-// tiles; the raw masked tril(XQ XKᵀ + β) goes to mraw when non-null (the backward's dtok).
+// tiles; the raw masked tril(XQ XKᵀ + β) goes to mraw when non-null (the backward's dtok). The two
+// 8-column halves can go to different warps: `halves` is a mask (1: columns 0-7, 2: 8-15).
 template <class C>
 TTT_DEV void attention_tile(const typename C::Op* oq, const typename C::Op* ok, const float* tok, int n, float beta,
-                            typename C::Op* omt, float* mraw) {
+                            typename C::Op* omt, float* mraw, int halves) {
   Acc<2> s;
   s.fill(0.f);
-  gemm_tile<C>(s, C::F / 16, [&](FragA<C::MMA>& a, int k0) { load_a(a, oq, C::OS, 0, k0); },
-               [&](FragB<C::MMA>& b, int k0, int n0) { load_bt(b, ok, C::OS, k0, n0); });
+  FragA<C::MMA> a[C::F / 16];
+  FragB<C::MMA> b[C::F / 16];
+#pragma unroll
+  for (int kt = 0; kt < C::F / 16; ++kt) {
+    load_a(a[kt], oq, C::OS, 0, kt * 16);
+    load_bt(b[kt], ok, C::OS, kt * 16, 0);
+  }
+#pragma unroll
+  for (int kt = 0; kt < C::F / 16; ++kt) {
+    if (halves & 1) mma(s.v[0], a[kt], b[kt], 0);
+    if (halves & 2) mma(s.v[1], a[kt], b[kt], 1);
+  }
 #pragma unroll
   for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
+      if (!(halves & (1 << nt))) continue;
       const int i = acc_row(0, e), j = acc_col(0, nt, e);
       const float m = (j <= i && i < n) ? s.v[nt][e] + beta : 0.f;
       put_op(omt + i * C::KS + j, tok[i] * m);
@@ -138,6 +150,28 @@ TTT_DEV void inner_grad_rows(const Params& p, const float* z, const float* xk, c
   }
 }
 
+// Which halves of the attention tile this warp computes: the last two warps take one each (one
+// warp: both), so the extra products are split over two warps in F1.
+template <class C>
+TTT_DEV int attention_halves() {
+  if (C::NW == 1) return 3;
+  return warp() == C::NW - 1 ? 1 : warp() == C::NW - 2 ? 2 : 0;
+}
+
+// Z1 = XK W + b and Zq = XQ W + b (the warp's 16 columns cw..), W's fragments loaded once.
+template <class C>
+TTT_DEV void xw_pair(Acc<2>& z1, Acc<2>& zq, const typename C::Op* ok, const typename C::Op* oq,
+                     const typename C::Op* ow, const float* b, int cw) {
+#pragma unroll
+  for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) z1.v[nt][e] = zq.v[nt][e] = b[acc_col(cw, nt, e)];
+  gemm_tile_pair<C, C::F / 16>(
+      z1, zq, [&](FragA<C::MMA>& a, int k0) { load_a(a, ok, C::OS, 0, k0); },
+      [&](FragA<C::MMA>& a, int k0) { load_a(a, oq, C::OS, 0, k0); },
+      [&](FragB<C::MMA>& bb, int k0) { load_b(bb, ow, C::OS, k0, cw); });
+}
+
 // Z (the warp's 16 columns cw..) = X W + b, X an operand tile, W the operand state.
 template <class C>
 TTT_DEV void xw_plus_b(Acc<2>& z, const typename C::Op* ox, const typename C::Op* ow, const float* b, int cw) {
@@ -145,7 +179,7 @@ TTT_DEV void xw_plus_b(Acc<2>& z, const typename C::Op* ox, const typename C::Op
   for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
     for (int e = 0; e < 4; ++e) z.v[nt][e] = b[acc_col(cw, nt, e)];
-  gemm_tile<C>(z, C::F / 16, [&](FragA<C::MMA>& a, int k0) { load_a(a, ox, C::OS, 0, k0); },
+  gemm_tile<C, C::F / 16>(z, [&](FragA<C::MMA>& a, int k0) { load_a(a, ox, C::OS, 0, k0); },
                [&](FragB<C::MMA>& bb, int k0, int n0) { load_b(bb, ow, C::OS, k0, cw + n0); });
 }
 
@@ -153,7 +187,7 @@ TTT_DEV void xw_plus_b(Acc<2>& z, const typename C::Op* ox, const typename C::Op
 template <class C>
 TTT_DEV void state_update_product(Acc<C::F / 8>& P, const typename C::Op* ok, const typename C::Op* ogp, int cw) {
   P.fill(0.f);
-  gemm_tile<C>(P, 1, [&](FragA<C::MMA>& a, int k0) { load_at(a, ok, C::OS, cw, k0); },
+  gemm_tile<C, 1>(P, [&](FragA<C::MMA>& a, int k0) { load_at(a, ok, C::OS, cw, k0); },
                [&](FragB<C::MMA>& bb, int k0, int n0) { load_b(bb, ogp, C::OS, k0, n0); });
 }
 
@@ -179,6 +213,7 @@ TTT_DEV void fwd_block(const Params& p, int bh, char* smem) {
   next.load(p, b, h, 0, true);
   const RowLane<C> rl;
   bool committed_last = true;
+  PhaseClock clk(p, bh);  // slots: 0 top, 1 F1, 2 F2, 3 F3, 4 F4
 
   for (int k = 0; k < p.NC; ++k) {
     const int64_t t0 = static_cast<int64_t>(k) * p.K;
@@ -191,6 +226,7 @@ TTT_DEV void fwd_block(const Params& p, int bh, char* smem) {
     if (tid() < KP) S.lr[tid()] = next.lr;
     simt::sync();
     if (k + 1 < p.NC) next.load(p, b, h, k + 1, true);
+    clk.mark(0);
     if (k % p.G == 0) {  // the state entering this chunk, for the backward's replay
       float* st = p.states + (static_cast<int64_t>(bh) * p.NG + k / p.G) * (F * F + F);
       store_state_rows<C>(W, st, cw);
@@ -198,15 +234,16 @@ TTT_DEV void fwd_block(const Params& p, int bh, char* smem) {
     }
     // F1
     Acc<2> z1, zq;
-    xw_plus_b<C>(z1, S.ok, S.ow, S.b, cw);
-    xw_plus_b<C>(zq, S.oq, S.ow, S.b, cw);
+    xw_pair<C>(z1, zq, S.ok, S.oq, S.ow, S.b, cw);
     store_f32(z1, S.z, C::FS, 0, cw);
-    if (warp() == C::NW - 1) attention_tile<C>(S.oq, S.ok, S.tok, n, beta, S.omt, nullptr);
+    if (const int halves = attention_halves<C>()) attention_tile<C>(S.oq, S.ok, S.tok, n, beta, S.omt, nullptr, halves);
     simt::sync();
+    clk.mark(1);
     // F2
     inner_grad_rows<C>(p, S.z, S.xk[buf], S.xv[buf], S.lr, S.lnw, S.lnb, n, S.gp, S.ogp, nullptr, nullptr, nullptr,
                        nullptr);
     simt::sync();
+    clk.mark(2);
     // F3
     {
       FragA<C::MMA> a;
@@ -240,6 +277,7 @@ TTT_DEV void fwd_block(const Params& p, int bh, char* smem) {
     }
     committed_last = commit;
     simt::sync();
+    clk.mark(3);
     // F4 (every row group runs the row sums, so whole warps take part in the shuffles; rows >= n
     // are not stored)
     for (int r = rl.rg; r < KP; r += C::RPP) {
@@ -261,6 +299,7 @@ TTT_DEV void fwd_block(const Params& p, int bh, char* smem) {
 #pragma unroll
       for (int j = 0; j < C::CPL; ++j) dst[j] = y[j];
     }
+    clk.mark(4);
   }
   if (p.w_final) store_state_rows<C>(W, p.w_final + static_cast<int64_t>(bh) * F * F, cw);
   for (int i = tid(); i < F; i += C::THREADS) {

@@ -1,4 +1,5 @@
-// tests/op_cases/ttt_cases.cpp — op-table entries: ttt_linear_scan (the fused TTT-Linear scan).
+// tests/op_cases/ttt_cases.cpp — op-table entries: ttt_linear_scan (the fused TTT-Linear scan) and
+// causal_conv1d (the Mamba backbone's fused depthwise convolution).
 // First-order gradients in float64 go through the CPU reference's fused backward; gradgradcheck
 // goes through the composite twin (layers/ttt_dual.h dual_linear_scan), the create_graph path.
 // The fn scales the generated N(0, 1) / [0.5, 2] inputs into the layer's ranges (lr ~ 0.1–0.4,
@@ -38,6 +39,24 @@ std::vector<OpCase> cases() {
 }
 
 OpCaseRegistrar reg(cases());
+
+}  // namespace
+}  // namespace ttt::testing
+
+namespace ttt::testing {
+namespace {
+
+// causal_conv1d: fused forward and backward on the CPU reference (first order), the composite
+// formula under create_graph (gradgradcheck).
+OpCase conv(const char* label, Shape x, int64_t k, bool bias) {
+  OpCase c = make("causal_conv1d", label, {{x}, {{x[2], k}}}, nullptr);
+  if (bias) c.inputs.push_back({{x[2]}});
+  c.fn = [bias](const tensor_list& in) { return one(causal_conv1d(in[0], in[1], bias ? in[2] : Tensor())); };
+  return c;
+}
+
+OpCaseRegistrar conv_reg({conv("[2,7,3] width 4", {2, 7, 3}, 4, true), conv("[1,5,2] width 1, no bias", {1, 5, 2}, 1, false),
+                          conv("[1,3,2] width 5 > T", {1, 3, 2}, 5, true)});
 
 }  // namespace
 }  // namespace ttt::testing
