@@ -129,8 +129,8 @@ namespace {
 // Output and the three gradients of sum(y · g) through the op, for inputs on `dev` in dtype dt.
 std::vector<Tensor> conv_results(const Tensor& x0, const Tensor& w0, const Tensor& b0, const Tensor& g0, DType dt,
                                  Device dev) {
-  Tensor x = x0.to(dt).to(dev).set_requires_grad(true), w = w0.to(dt).to(dev).set_requires_grad(true),
-         b = b0.to(dt).to(dev).set_requires_grad(true);
+  auto leaf = [&](const Tensor& t) { return t.to(dt).to(dev).detach().set_requires_grad(true); };
+  Tensor x = leaf(x0), w = leaf(w0), b = leaf(b0);
   Tensor y = causal_conv1d(x, w, b);
   tensor_list gr = grad({sum(mul(y, g0.to(dt).to(dev)))}, {x, w, b});
   return {y.to(cpu()).to(DType::f64), gr[0].to(cpu()).to(DType::f64), gr[1].to(cpu()).to(DType::f64),
