@@ -21,13 +21,15 @@ git log -1 --format='commit %h %s' 2>/dev/null
 if has build; then
   cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DTTT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
     >"$OUT/cmake.log" 2>&1 || { tail -20 "$OUT/cmake.log"; exit 1; }
-  cmake --build build-gpu -j "$(nproc)" --target test_ttt_linear_scan ttt_scan_bench ttt >"$OUT/build.log" 2>&1 ||
+  cmake --build build-gpu -j "$(nproc)" --target test_ttt_linear_scan test_causal_conv ttt_scan_bench ttt >"$OUT/build.log" 2>&1 ||
     { grep -E "error" "$OUT/build.log" | head -20; exit 1; }
   echo "build ok $(el)"
 fi
 if has test; then
-  TTT_REQUIRE_GPU=1 ./build-gpu/tests/test_ttt_linear_scan >"$OUT/test_scan.log" 2>&1
-  echo "test rc=$? $(el)"; grep -E "ERROR|relative error|test cases|assertions" "$OUT/test_scan.log" | head -40
+  for t in test_ttt_linear_scan test_causal_conv; do
+    TTT_REQUIRE_GPU=1 ./build-gpu/tests/$t >"$OUT/$t.log" 2>&1
+    echo "$t rc=$? $(el)"; grep -E "ERROR|relative error|test cases|assertions" "$OUT/$t.log" | head -20
+  done
 fi
 if has op; then
   for bt in "8 2048" "2 8192"; do
@@ -45,6 +47,10 @@ if has model; then
     timeout 200 ./build-gpu/bin/ttt bench --config configs/125m_ttt_linear.yaml --device cuda --batch "$1" \
       --seq-len "$2" --dtype bf16 --warmup 1 --repeat 3 --phases train --out "$OUT/ttt_${1}x${2}.json" \
       >"$OUT/ttt_${1}x${2}.log" 2>&1
-    echo "ttt bench ${1}x${2} rc=$? $(grep -o '"tokens_per_s": [0-9.]*' "$OUT/ttt_${1}x${2}.json" | head -1) $(el)"
+    echo "ttt bench ${1}x${2} rc=$? $(grep -o '"tokens_per_s": [0-9.]*' "$OUT/ttt_${1}x${2}.json" | head -1) $(grep -o '"peak_memory_bytes": [0-9]*' "$OUT/ttt_${1}x${2}.json") $(el)"
   done
+  # Where the step's time goes (each backend call synchronized and timed alone).
+  timeout 200 ./build-gpu/bin/ttt bench --config configs/125m_ttt_linear.yaml --device cuda --batch 8 --seq-len 2048 \
+    --dtype bf16 --warmup 1 --repeat 1 --phases train --profile --out "$OUT/ttt_profile.json" >"$OUT/ttt_profile.log" 2>&1
+  echo "profile rc=$? $(el)"
 fi
