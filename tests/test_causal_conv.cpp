@@ -167,10 +167,11 @@ TEST_CASE("causal_conv1d on CUDA equals the CPU reference (float32, bfloat16; wi
     Generator g(40 + k);
     const Tensor x = randn({2, 200, 96}, g, opts(DType::f64)), w = randn({96, k}, g, opts(DType::f64));
     const Tensor b = randn({96}, g, opts(DType::f64)), gy = randn({2, 200, 96}, g, opts(DType::f64));
-    const auto ref = conv_results(x, w, b, gy, DType::f64, cpu());
     for (DType dt : {DType::f32, DType::bf16}) {
+      // Against the CPU reference on the same (rounded) data: only the summation order differs.
+      const auto ref = conv_results(x, w, b, gy, dt, cpu());
       const auto r = conv_results(x, w, b, gy, dt, cuda());
-      const double tol = dt == DType::f32 ? 1e-5 : 3e-2;
+      const double tol = dt == DType::f32 ? 1e-5 : 1e-2;
       for (size_t i = 0; i < r.size(); ++i) CHECK(max_rel_diff(r[i], ref[i], 1.0) < tol);
       const auto again = conv_results(x, w, b, gy, dt, cuda());
       for (size_t i = 0; i < r.size(); ++i) CHECK(max_abs_diff(r[i], again[i]) == 0.0);
