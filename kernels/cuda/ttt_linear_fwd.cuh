@@ -35,18 +35,26 @@ struct FwdSmem {
   float lr[KP], tok[KP], b[C::F], lnw[C::F], lnb[C::F];
 };
 
+// The (b, h) slices of the block's inputs and output (computed once: rows are base + t · st).
+struct HeadBases {
+  const float *xq, *xk, *xv, *lr;
+  float* out;
+  TTT_DEV HeadBases(const Params& p, int b, int h)
+      : xq(p.xq.base(b, h)), xk(p.xk.base(b, h)), xv(p.xv.base(b, h)), lr(p.lr.base(b, h)), out(p.out.base(b, h)) {}
+};
+
 // The chunk tiles a block needs next, held in registers between chunks.
 template <class C>
 struct ChunkRegs {
   TileRegs<C> q, k, v;
   float lr = 0;
-  TTT_DEV void load(const Params& p, int b, int h, int chunk, bool with_q) {
+  TTT_DEV void load(const Params& p, const HeadBases& hb, int chunk) {
     const int64_t t0 = static_cast<int64_t>(chunk) * p.K;
     const int rows = static_cast<int>(p.T - t0 < p.K ? p.T - t0 : p.K);
-    if (with_q) q.load(p.xq, b, h, t0, rows, p.vec);
-    k.load(p.xk, b, h, t0, rows, p.vec);
-    v.load(p.xv, b, h, t0, rows, p.vec);
-    lr = tid() < rows ? p.lr.row(b, h, t0 + tid())[0] : 0.f;
+    q.load(hb.xq, p.xq.st, t0, rows);
+    k.load(hb.xk, p.xk.st, t0, rows);
+    v.load(hb.xv, p.xv.st, t0, rows);
+    lr = tid() < rows ? hb.lr[(t0 + tid()) * p.lr.st] : 0.f;
   }
 };
 
@@ -107,46 +115,46 @@ TTT_DEV void attention_tile(const typename C::Op* oq, const typename C::Op* ok, 
 }
 
 // Rows of F2: Gp = lr ⊙ G (float32) and −Gp (operand); rows >= n are 0. G, x̂ and gx go to the
-// optional buffers (the backward keeps them), σ to sig.
+// optional buffers (the backward keeps them), σ to sig. One row per row group (RPP >= 16).
 template <class C>
 TTT_DEV void inner_grad_rows(const Params& p, const float* z, const float* xk, const float* xv, const float* lr,
                              const float* lnw, const float* lnb, int n, float* gp, typename C::Op* ogp, float* g_out,
                              float* xh_out, float* gx_out, float* sig_out) {
   const RowLane<C> rl;
-  for (int r = rl.rg; r < KP; r += C::RPP) {
-    float zr[C::CPL], tgt[C::CPL], xh[C::CPL], gx[C::CPL], G[C::CPL], w[C::CPL], be[C::CPL];
-    const int o = r * C::FS + rl.c0;
+  const int r = rl.rg;
+  if (r >= KP) return;
+  float zr[C::CPL], k[C::CPL], tgt[C::CPL], xh[C::CPL], gx[C::CPL], G[C::CPL], w[C::CPL], be[C::CPL];
+  const int o = r * C::FS + rl.c0;
+  load_vec(zr, z + o);
+  load_vec(tgt, xv + o);
+  load_vec(w, lnw + rl.c0);
+  load_vec(be, lnb + rl.c0);
+  float sig = 1.f;
+  if (p.ln) {
+    load_vec(k, xk + o);
 #pragma unroll
-    for (int j = 0; j < C::CPL; ++j) {
-      zr[j] = z[o + j];
-      w[j] = lnw[rl.c0 + j];
-      be[j] = lnb[rl.c0 + j];
-      tgt[j] = p.ln ? xv[o + j] - xk[o + j] : xv[o + j];
-    }
-    float sig = 1.f;
-    if (p.ln) {
-      sig = ln_l2_grad<C>(zr, tgt, w, be, p.eps, xh, gx, G);
-    } else {
+    for (int j = 0; j < C::CPL; ++j) tgt[j] -= k[j];
+    sig = ln_l2_grad<C>(zr, tgt, w, be, p.eps, xh, gx, G);
+  } else {
 #pragma unroll
-      for (int j = 0; j < C::CPL; ++j) G[j] = zr[j] - tgt[j], xh[j] = 0.f, gx[j] = 0.f;
-    }
-    const bool live = r < n;
-    const float l = live ? lr[r] : 0.f;
+    for (int j = 0; j < C::CPL; ++j) G[j] = zr[j] - tgt[j], xh[j] = 0.f, gx[j] = 0.f;
+  }
+  const bool live = r < n;
+  const float l = live ? lr[r] : 0.f;
+  float g[C::CPL];
 #pragma unroll
-    for (int j = 0; j < C::CPL; j += 2) {
-      gp[o + j] = l * G[j];
-      gp[o + j + 1] = l * G[j + 1];
-      put_op2(ogp + r * C::OS + rl.c0 + j, -l * G[j], -l * G[j + 1]);
-    }
-    if (g_out) {
+  for (int j = 0; j < C::CPL; ++j) g[j] = l * G[j];
+  store_vec(gp + o, g);
 #pragma unroll
-      for (int j = 0; j < C::CPL; ++j) {
-        g_out[o + j] = live ? G[j] : 0.f;
-        xh_out[o + j] = xh[j];
-        gx_out[o + j] = gx[j];
-      }
-      if (rl.first()) sig_out[r] = sig;
-    }
+  for (int j = 0; j < C::CPL; j += 2) put_op2(ogp + r * C::OS + rl.c0 + j, -g[j], -g[j + 1]);
+  if (g_out) {
+    if (!live)
+#pragma unroll
+      for (int j = 0; j < C::CPL; ++j) G[j] = 0.f;
+    store_vec(g_out + o, G);
+    store_vec(xh_out + o, xh);
+    store_vec(gx_out + o, gx);
+    if (rl.first()) sig_out[r] = sig;
   }
 }
 
@@ -209,8 +217,9 @@ TTT_DEV void fwd_block(const Params& p, int bh, char* smem) {
   Acc<F / 8> W;
   load_state_rows<C>(W, p.w0 + static_cast<int64_t>(h) * F * F, cw);
   store_op(W, S.ow, C::OS, cw, 0);
+  const HeadBases hb(p, b, h);
   ChunkRegs<C> next;
-  next.load(p, b, h, 0, true);
+  next.load(p, hb, 0);
   const RowLane<C> rl;
   bool committed_last = true;
   PhaseClock clk(p, bh);  // slots: 0 top, 1 F1, 2 F2, 3 F3, 4 F4
@@ -225,7 +234,7 @@ TTT_DEV void fwd_block(const Params& p, int bh, char* smem) {
     next.v.store(S.xv[buf], nullptr);
     if (tid() < KP) S.lr[tid()] = next.lr;
     simt::sync();
-    if (k + 1 < p.NC) next.load(p, b, h, k + 1, true);
+    if (k + 1 < p.NC) next.load(p, hb, k + 1);
     clk.mark(0);
     if (k % p.G == 0) {  // the state entering this chunk, for the backward's replay
       float* st = p.states + (static_cast<int64_t>(bh) * p.NG + k / p.G) * (F * F + F);
@@ -278,26 +287,25 @@ TTT_DEV void fwd_block(const Params& p, int bh, char* smem) {
     committed_last = commit;
     simt::sync();
     clk.mark(3);
-    // F4 (every row group runs the row sums, so whole warps take part in the shuffles; rows >= n
+    // F4 (every row group runs its row's sums, so whole warps take part in the shuffles; rows >= n
     // are not stored)
-    for (int r = rl.rg; r < KP; r += C::RPP) {
-      const int o = r * C::FS + rl.c0;
+    if (rl.rg < KP) {
+      const int r = rl.rg, o = r * C::FS + rl.c0;
       float zr[C::CPL], y[C::CPL];
-#pragma unroll
-      for (int j = 0; j < C::CPL; ++j) zr[j] = S.zb[o + j];
+      load_vec(zr, S.zb + o);
       if (p.ln) {
-        float xh[C::CPL];
+        float xh[C::CPL], q[C::CPL], w[C::CPL], be[C::CPL];
         normalize<C>(zr, xh, p.eps);
+        load_vec(q, S.xq[buf] + o);
+        load_vec(w, S.lnw + rl.c0);
+        load_vec(be, S.lnb + rl.c0);
 #pragma unroll
-        for (int j = 0; j < C::CPL; ++j) y[j] = S.xq[buf][o + j] + S.lnw[rl.c0 + j] * xh[j] + S.lnb[rl.c0 + j];
+        for (int j = 0; j < C::CPL; ++j) y[j] = q[j] + w[j] * xh[j] + be[j];
       } else {
 #pragma unroll
         for (int j = 0; j < C::CPL; ++j) y[j] = zr[j];
       }
-      if (r >= n) continue;
-      float* dst = p.out.row(b, h, t0 + r) + rl.c0;
-#pragma unroll
-      for (int j = 0; j < C::CPL; ++j) dst[j] = y[j];
+      if (r < n) store_vec(hb.out + (t0 + r) * p.out.st + rl.c0, y);
     }
     clk.mark(4);
   }
