@@ -53,6 +53,7 @@ struct BwdSmem {
   alignas(16) Op omt[KP * C::KS];   // Mt
   alignas(16) Op ods[KP * C::KS];   // dS
   float mraw[KP * (KP + 1)], dmt[KP * (KP + 1)];
+  alignas(16) float spart[C::NW * KP * (KP + 1)];  // the warps' partial XQ XKᵀ
   alignas(16) float tok[KP];
   alignas(16) float sig[KP];
   alignas(16) float rb[C::F];  // b during the replay
@@ -176,9 +177,12 @@ TTT_DEV void operand_tiles(const ItemBufs<C>& B, BwdSmem<C>& S) {
 // The top of every item: wait for its copies, then start those of the next item (into the other
 // buffers, whose readers finished before this barrier).
 template <class C>
-TTT_DEV void item_top(const Params& p, const BwdBases& hb, BwdSmem<C>& S, const Item& next, int tb, int wb, int bh) {
+TTT_DEV void item_top(const Params& p, const BwdBases& hb, BwdSmem<C>& S, const Item& next, int tb, int wb, int bh,
+                      PhaseClock& clk) {
   simt::cp_async_wait_all();
+  clk.mark(18);
   simt::sync();
+  clk.mark(19);
   if (next.valid) {
     prefetch_tiles<C>(p, hb, S, tb ^ 1, next.k);
     // A reverse item's state was stored by its group's replay, except the group's last chunk,
@@ -389,7 +393,7 @@ TTT_DEV void backward_chunk(const Params& p, const BwdBases& hb, BwdSmem<C>& S, 
   const int64_t t0 = static_cast<int64_t>(k) * p.K;
   const int n = static_cast<int>(p.T - t0 < p.K ? p.T - t0 : p.K);
   const bool commit = n == p.K;
-  const float beta = p.bias ? 1.f : 0.f, tokL = p.tok[p.K - 1];
+  const float tokL = p.tok[p.K - 1];
   // top: the operand copies of the tiles (the tiles and the state arrived by cp.async)
   operand_tiles<C>(B, S);
   simt::sync();
@@ -398,11 +402,12 @@ TTT_DEV void backward_chunk(const Params& p, const BwdBases& hb, BwdSmem<C>& S, 
   Acc<2> z1, zq;
   xw_pair<C>(z1, zq, S.ok, S.oq, B.ow, B.b, cw);
   store_f32(z1, S.z, C::FS, 0, cw);
-  if (const int halves = attention_halves<C>()) attention_tile<C>(S.oq, S.ok, S.tok, n, beta, S.omt, S.mraw, halves);
+  attention_partial<C>(S.oq, S.ok, S.spart);
   simt::sync();
   clk.mark(11);
   // B2
-  inner_grad_rows<C>(p, S.z, B.xk, B.xv, B.lr, S.lnw, S.lnb, n, S.gp, S.ogp, S.g, S.xh, S.gx, S.sig);
+  inner_grad_rows<C>(p, S.z, B.xk, B.xv, B.lr, S.lnw, S.lnb, n, S.gp, S.ogp, S.g, S.xh, S.gx, S.sig, S.spart, S.tok,
+                     S.omt, S.mraw);
   simt::sync();
   clk.mark(12);
   // B3
@@ -586,7 +591,7 @@ TTT_DEV void bwd_block(const Params& p, int bh, char* smem) {
   simt::cp_async_commit();
   while (it.valid) {
     const Item next = next_item(p, it);
-    item_top<C>(p, hb, S, next, tb, wb, bh);
+    item_top<C>(p, hb, S, next, tb, wb, bh, clk);
     clk.mark(9);
     const bool first_of_group = it.replay ? it.k == it.g * p.G : group_end(p, it.g) - it.g * p.G == 1;
     if (first_of_group) load_group_state<C>(p, S, W, bh, it.g, wb);
