@@ -74,12 +74,7 @@ TTT=$BUILD/bin/ttt
 # --- data: a synthetic corpus, tokenizer and shards -----------------------------------------------------
 if [ -z "${DATA:-}" ]; then
   DATA=$WORK/data
-  if [ ! -d "$DATA" ]; then
-    mkdir -p "$WORK/corpus"
-    "$PY" scripts/synthetic_corpus.py "$WORK/corpus/synthetic.jsonl"
-    "$TTT" tokenizer train --input "$WORK/corpus" --vocab-size 512 --out "$WORK/tok512.model" >/dev/null
-    "$TTT" data prepare --input "$WORK/corpus" --tokenizer "$WORK/tok512.model" --out "$DATA" --val-docs 8 >/dev/null
-  fi
+  "$PY" scripts/synthetic_data.py "$WORK" --ttt "$TTT"
 fi
 
 # Prints "step loss tokens_per_s" rows of a run's metrics.jsonl.

@@ -10,7 +10,7 @@
 # CONFIG (default configs/125m_ttt_linear.yaml), STEPS (per row, default 3), BATCH (tokens per
 # step, default 65536; the paper's is 524288), DATA (a prepared data dir instead of the synthetic
 # one), SETS (extra sweep.py arguments), DEVICE (default cuda). The machine needs no network: the
-# corpus is synthetic (scripts/synthetic_corpus.py), enough for throughput, not for perplexity.
+# corpus is synthetic (scripts/synthetic_data.py), enough for throughput, not for perplexity.
 # To try the script without a GPU: DEVICE=cpu CONFIG=configs/tiny_ttt_linear.yaml BATCH=2048.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,12 +31,7 @@ TTT=$BUILD/bin/ttt
 
 if [ -z "${DATA:-}" ]; then
   DATA=$WORK/data
-  if [ ! -d "$DATA" ]; then
-    mkdir -p "$WORK/corpus"
-    "$PY" scripts/synthetic_corpus.py "$WORK/corpus/synthetic.jsonl"
-    "$TTT" tokenizer train --input "$WORK/corpus" --vocab-size 512 --out "$WORK/tok512.model" >/dev/null
-    "$TTT" data prepare --input "$WORK/corpus" --tokenizer "$WORK/tok512.model" --out "$DATA" --val-docs 8 >/dev/null
-  fi
+  "$PY" scripts/synthetic_data.py "$WORK" --ttt "$TTT"
 fi
 
 t0=$(date +%s)
