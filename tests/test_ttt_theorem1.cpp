@@ -26,8 +26,10 @@ using namespace ttt::testing;
 
 namespace {
 
-ModelConfig theorem1_config(const std::string& backbone, bool rope) {
-  ModelConfig c = tiny_ttt_config("ttt_linear", -1, /*ln_residual=*/false, backbone);
+// Theorem 1's switches on c (see the header); RoPE as given.
+void set_theorem1(ModelConfig& c, bool rope) {
+  c.ttt.mini_batch = -1;
+  c.ttt.ln_residual = false;
   c.ttt.learnable_w0 = false;
   c.ttt.inner_bias = false;
   c.ttt.learnable_lr = false;
@@ -35,6 +37,11 @@ ModelConfig theorem1_config(const std::string& backbone, bool rope) {
   c.ttt.token_idx_mean = false;
   c.ttt.rope = rope;
   c.ttt.base_lr = static_cast<double>(c.head_dim());
+}
+
+ModelConfig theorem1_config(const std::string& backbone, bool rope) {
+  ModelConfig c = tiny_ttt_config("ttt_linear", -1, /*ln_residual=*/false, backbone);
+  set_theorem1(c, rope);
   return c;
 }
 
@@ -104,15 +111,7 @@ ModelConfig lm_config(const std::string& mixer, bool post_norm) {
   c.init_std = 0.2;  // large enough that every path moves the logits
   c.seed = 11;
   c.mixer = mixer;
-  c.ttt.mini_batch = -1;
-  c.ttt.ln_residual = false;
-  c.ttt.learnable_w0 = false;
-  c.ttt.inner_bias = false;
-  c.ttt.learnable_lr = false;
-  c.ttt.learnable_token_idx = false;
-  c.ttt.token_idx_mean = false;
-  c.ttt.rope = false;
-  c.ttt.base_lr = static_cast<double>(c.head_dim());
+  set_theorem1(c, /*rope=*/false);
   c.ttt.post_norm = post_norm;
   c.ttt.checkpoint_group = 0;
   return c;
