@@ -1,14 +1,18 @@
 // trainer/cli_eval.cpp — `ttt eval --checkpoint C [--data DIR] [--context 1024,2048,...]`:
-// perplexity at each context length and loss by token position (protocol in trainer/eval.h).
+// perplexity at each context length and loss by token position (protocol in trainer/eval.h and
+// trainer/eval_windows.h).
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 
 #include "autograd/autocast.h"
+#include "data/dataset.h"
 #include "data/sha256.h"
+#include "data/tokenizer.h"
 #include "trainer/cli_common.h"
 #include "trainer/commands.h"
 #include "trainer/eval.h"
+#include "trainer/eval_windows.h"
 #include "trainer/token_source.h"
 
 namespace fs = std::filesystem;
@@ -21,7 +25,27 @@ struct EvalArgs {
   std::string checkpoint, data_dir, out, device = "cpu", dtype = "fp32";
   std::vector<int64_t> contexts;
   int64_t max_windows = -1, batch = -1, buckets = -1;
+  std::string windows = "packed";
+  int64_t buckets_per_octave = 4;
 };
+
+// The bytes and words of each token, for bits per byte and word perplexity; null (with a note)
+// when no tokenizer is at hand.
+std::unique_ptr<TokenText> eval_token_text(const LoadedModel& m, const std::string& checkpoint, const std::string& data_dir,
+                                           const std::string& data_sha256) {
+  try {
+    std::string path;
+    if (m.meta.extras.count("tokenizer.model")) path = tokenizer_for_checkpoint(m, checkpoint, "");
+    else if (fs::exists(fs::path(data_dir) / "tokenizer.model")) path = (fs::path(data_dir) / "tokenizer.model").string();
+    else throw std::invalid_argument("neither the checkpoint nor the data directory holds a tokenizer");
+    Tokenizer tok = Tokenizer::load(path);
+    if (!data_sha256.empty() && tok.sha256() != data_sha256) throw std::invalid_argument("it is not the data's tokenizer");
+    return std::make_unique<TokenText>(TokenText::from_tokenizer(tok, m.cfg.model.vocab_size));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "note: bits per byte and word perplexity not reported (%s)\n", e.what());
+    return nullptr;
+  }
+}
 
 void run_eval(const EvalArgs& a) {
   const Device dev = device_from_option(a.device);
@@ -46,6 +70,14 @@ void run_eval(const EvalArgs& a) {
   const int64_t max_windows = a.max_windows >= 0 ? a.max_windows : cfg.eval.max_windows;
   const int64_t batch = a.batch > 0 ? a.batch : cfg.eval.batch;
   const int64_t buckets = a.buckets > 0 ? a.buckets : cfg.eval.position_buckets;
+  const WindowMode mode = window_mode_from_string(a.windows);
+  std::shared_ptr<const TokenDataset> val;
+  if (mode == WindowMode::documents) {
+    if (!TokenDataset::has_split(data_dir, "val"))
+      throw std::invalid_argument("--windows documents: '" + data_dir + "' has no validation shards (val_*.h5)");
+    val = TokenDataset::open(data_dir, "val");
+  }
+  const std::unique_ptr<TokenText> text = eval_token_text(m, a.checkpoint, data_dir, data->tokenizer_sha256());
   LanguageModel& model = *m.model;
   // bf16: the training autocast (matmul/attention operands in bf16, fp32 accumulation, norms and
   // losses in fp32); fp32 (default) is the exact path.
@@ -54,11 +86,23 @@ void run_eval(const EvalArgs& a) {
     AutocastGuard autocast(DType::bf16, amp);
     return model.token_losses(ids.to(dev), targets.to(dev)).to(cpu());
   };
+  std::printf("protocol (%s windows): %s\n", window_mode_name(mode), window_protocol(mode).c_str());
+  EvalOptions opt;
+  opt.max_windows = max_windows;
+  opt.batch = batch;
+  opt.buckets = buckets;
+  opt.buckets_per_octave = a.buckets_per_octave;
+  opt.text = text.get();
   std::vector<ContextResult> results;
   for (int64_t L : contexts) {
-    results.push_back(evaluate_context(fn, *data, L, max_windows, batch, buckets));
+    const EvalWindows windows = mode == WindowMode::packed ? packed_windows(*data, L) : document_windows(val, L);
+    results.push_back(evaluate_windows(fn, windows, opt));
     std::fprintf(stderr, "context %lld: loss %.4f ppl %.3f (%lld windows)\n", static_cast<long long>(L),
                  results.back().loss, results.back().ppl, static_cast<long long>(results.back().windows));
+    if (mode == WindowMode::documents)
+      std::fprintf(stderr, "  from %lld documents; %lld shorter than %lld tokens skipped\n",
+                   static_cast<long long>(windows.documents), static_cast<long long>(windows.documents_skipped),
+                   static_cast<long long>(L + 1));
   }
   nlohmann::json j;
   j["checkpoint"] = a.checkpoint;
@@ -67,9 +111,13 @@ void run_eval(const EvalArgs& a) {
   j["tokens_trained"] = m.meta.tokens;
   j["model"] = {{"name", cfg.name}, {"mixer", cfg.model.mixer}, {"backbone", cfg.model.backbone},
                 {"parameters", model.num_parameters()}, {"train_seq_len", cfg.seq_len()}};
-  j["protocol"] = {{"mode", "non-overlapping windows of context+1 tokens over the validation split, packed "
-                            "across documents; no state carried between windows; loss averaged over every "
-                            "predicted token; ppl = exp(loss)"},
+  j["protocol"] = {{"mode", window_protocol(mode)},
+                   {"windows", window_mode_name(mode)},
+                   {"text_units", text ? "bits_per_byte = sum of text-token losses / (ln 2 * bytes), word_perplexity = "
+                                         "exp(sum / words); EOS targets excluded (trainer/text_units.h)"
+                                       : "not reported: no tokenizer"},
+                   {"loss_by_token_index", "log-spaced buckets of token indices (tokens read), buckets_per_octave per "
+                                           "doubling"},
                    {"stride", "context"},
                    {"data", data_dir},
                    {"tokenizer_sha256", data->tokenizer_sha256()},
@@ -81,7 +129,8 @@ void run_eval(const EvalArgs& a) {
     // <run_dir>/eval/step_N.json for a checkpoint in <run_dir>/checkpoints/, else eval/ beside it.
     fs::path dir = fs::absolute(a.checkpoint).parent_path();
     if (dir.filename() == "checkpoints") dir = dir.parent_path();
-    out = (dir / "eval" / ("step_" + std::to_string(m.meta.step) + ".json")).string();
+    const std::string suffix = mode == WindowMode::documents ? "_documents" : "";
+    out = (dir / "eval" / ("step_" + std::to_string(m.meta.step) + suffix + ".json")).string();
   }
   if (fs::path(out).has_parent_path()) fs::create_directories(fs::path(out).parent_path());
   std::ofstream(out) << j.dump(2) << "\n";
@@ -110,6 +159,12 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--device", a->device, "cpu, cuda or cuda:N");
   cmd->add_option("--dtype", a->dtype, "fp32 (exact, default) or bf16 (autocast, as in training)")
       ->check(CLI::IsMember({"fp32", "bf16"}));
+  cmd->add_option("--windows", a->windows,
+                  "packed (windows across documents, default) or documents (windows inside documents; JSON "
+                  "step_N_documents.json)")
+      ->check(CLI::IsMember({"packed", "documents"}));
+  cmd->add_option("--log-buckets", a->buckets_per_octave, "Loss-by-token-index buckets per doubling of the index")
+      ->check(CLI::PositiveNumber);
   cmd->callback([a]() { run_eval(*a); });
 }
 
