@@ -1,6 +1,6 @@
 // trainer/cli_eval.cpp — `ttt eval --checkpoint C [--data DIR] [--context 1024,2048,...]`:
 // perplexity at each context length and loss by token position (protocol in trainer/eval.h and
-// trainer/eval_windows.h).
+// trainer/eval_windows.h); `--task niah` runs S-NIAH instead (trainer/cli_eval_niah.h).
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -10,6 +10,7 @@
 #include "data/sha256.h"
 #include "data/tokenizer.h"
 #include "trainer/cli_common.h"
+#include "trainer/cli_eval_niah.h"
 #include "trainer/commands.h"
 #include "trainer/eval.h"
 #include "trainer/eval_windows.h"
@@ -25,8 +26,9 @@ struct EvalArgs {
   std::string checkpoint, data_dir, out, device = "cpu", dtype = "fp32";
   std::vector<int64_t> contexts;
   int64_t max_windows = -1, batch = -1, buckets = -1;
-  std::string windows = "packed";
+  std::string task = "ppl", windows = "packed";
   int64_t buckets_per_octave = 4;
+  NiahArgs niah;
 };
 
 // The bytes and words of each token, for bits per byte and word perplexity; null (with a note)
@@ -34,11 +36,7 @@ struct EvalArgs {
 std::unique_ptr<TokenText> eval_token_text(const LoadedModel& m, const std::string& checkpoint, const std::string& data_dir,
                                            const std::string& data_sha256) {
   try {
-    std::string path;
-    if (m.meta.extras.count("tokenizer.model")) path = tokenizer_for_checkpoint(m, checkpoint, "");
-    else if (fs::exists(fs::path(data_dir) / "tokenizer.model")) path = (fs::path(data_dir) / "tokenizer.model").string();
-    else throw std::invalid_argument("neither the checkpoint nor the data directory holds a tokenizer");
-    Tokenizer tok = Tokenizer::load(path);
+    Tokenizer tok = Tokenizer::load(eval_tokenizer_path(m, checkpoint, data_dir));
     if (!data_sha256.empty() && tok.sha256() != data_sha256) throw std::invalid_argument("it is not the data's tokenizer");
     return std::make_unique<TokenText>(TokenText::from_tokenizer(tok, m.cfg.model.vocab_size));
   } catch (const std::exception& e) {
@@ -159,13 +157,30 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--device", a->device, "cpu, cuda or cuda:N");
   cmd->add_option("--dtype", a->dtype, "fp32 (exact, default) or bf16 (autocast, as in training)")
       ->check(CLI::IsMember({"fp32", "bf16"}));
+  cmd->add_option("--task", a->task, "ppl (perplexity, default) or niah (RULER single-needle retrieval)")
+      ->check(CLI::IsMember({"ppl", "niah"}));
   cmd->add_option("--windows", a->windows,
                   "packed (windows across documents, default) or documents (windows inside documents; JSON "
                   "step_N_documents.json)")
       ->check(CLI::IsMember({"packed", "documents"}));
   cmd->add_option("--log-buckets", a->buckets_per_octave, "Loss-by-token-index buckets per doubling of the index")
       ->check(CLI::PositiveNumber);
-  cmd->callback([a]() { run_eval(*a); });
+  add_niah_options(cmd, a->niah);
+  cmd->callback([a, cmd]() {
+    // Options of the other task are mistakes, not silently ignored.
+    const bool niah = a->task == "niah";
+    for (const char* name : {"--windows", "--log-buckets", "--max-windows", "--buckets", "--niah-tasks", "--depths",
+                             "--samples", "--niah-gen", "--prefill-chunk", "--seed", "--niah-split"}) {
+      const bool niah_option = cmd->get_option(name)->get_group().rfind("S-NIAH", 0) == 0;
+      if (cmd->get_option(name)->count() > 0 && niah_option != niah)
+        throw std::invalid_argument(std::string(name) + " applies to --task " + (niah_option ? "niah" : "ppl") +
+                                    ", not --task " + a->task);
+    }
+    if (niah)
+      run_niah_eval({a->checkpoint, a->data_dir, a->out, a->device, a->dtype, a->contexts, a->batch}, a->niah);
+    else
+      run_eval(*a);
+  });
 }
 
 }  // namespace ttt
