@@ -45,17 +45,7 @@ if [ -z "${DATA:-}" ]; then
   DATA=$WORK/data
   if [ ! -d "$DATA" ]; then
     mkdir -p "$WORK/corpus"
-    "$PY" - "$WORK/corpus/long.jsonl" <<'PYEOF'
-import json, random, sys
-rng = random.Random(0)
-syll = ["ka", "lo", "mi", "ne", "tu", "ra", "shi", "po", "el", "an", "or", "um", "ve", "di", "qa"]
-words = ["".join(rng.choice(syll) for _ in range(rng.randint(1, 3))) for _ in range(3000)]
-with open(sys.argv[1], "w") as f:
-    for doc in range(12):
-        sentences = [" ".join(rng.choice(words) for _ in range(rng.randint(6, 18))).capitalize() + "."
-                     for _ in range(3000)]
-        f.write(json.dumps({"text": " ".join(sentences)}) + "\n")
-PYEOF
+    "$PY" scripts/synthetic_corpus.py "$WORK/corpus/long.jsonl" --docs 12 --words 36000 36000 --sentences
     "$TTT" tokenizer train --input "$WORK/corpus" --vocab-size 512 --out "$WORK/tok512.model" >/dev/null
     "$TTT" data prepare --input "$WORK/corpus" --tokenizer "$WORK/tok512.model" --out "$DATA" --val-docs 4 >/dev/null
   fi

@@ -26,11 +26,7 @@ nlohmann::json read_json(const std::string& path) { return nlohmann::json::parse
 TEST_CASE("eval --windows documents, eval --task niah, and their plots") {
   fs::remove_all(kDir);
   fs::create_directories(kDir);
-  ttt::testing::write_grammar_corpus(kDir + "/corpus.jsonl", /*seed=*/3, /*docs=*/120);
-  auto tok = run_ttt("tokenizer train --input " + kDir + "/corpus.jsonl --vocab-size 320 --out " + kDir + "/tok.model");
-  REQUIRE_MESSAGE(tok.code == 0, tok.output);
-  auto prep = run_ttt("data prepare --input " + kDir + "/corpus.jsonl --tokenizer " + kDir + "/tok.model --out " +
-                      kDir + "/data --val-docs 12 --quiet");
+  auto prep = ttt::testing::prepare_grammar_data(kDir, /*seed=*/3, /*docs=*/120, /*val_docs=*/12);
   REQUIRE_MESSAGE(prep.code == 0, prep.output);
   const std::string run = kDir + "/run";
   auto tr = run_ttt("train --config " + std::string(TTT_SOURCE_DIR) + "/configs/tiny_transformer.yaml --data " + kDir +

@@ -12,6 +12,7 @@
 #include "data/shard_writer.h"
 #include "data/tokenizer.h"
 #include "layers/language_model.h"
+#include "layers/presets.h"
 #include "tests/data_test_util.h"
 #include "trainer/generate.h"
 #include "trainer/niah.h"
@@ -241,16 +242,8 @@ TEST_CASE("the grid: an oracle scores 1 everywhere, a half-blind one only where 
 }
 
 static void check_batched_greedy(const std::string& mixer, const std::string& backbone) {
-  ModelConfig c;
-  c.vocab_size = 40;
-  c.d_model = 16;
-  c.n_layers = 2;
-  c.n_heads = 2;
-  c.d_ff = 32;
-  c.mixer = mixer;
-  c.backbone = backbone;
-  c.max_seq_len = 64;
-  c.ttt.mini_batch = 4;
+  ModelConfig c = preset("tiny", mixer, backbone);
+  c.ttt.mini_batch = 4;  // prompts of 11 tokens span mini-batches, in chunks of 3, 4 and all
   LanguageModel model(c);
   std::vector<std::vector<int64_t>> prompts = {{5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
                                                {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11},
