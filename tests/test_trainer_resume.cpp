@@ -13,6 +13,7 @@
 #include "layers/language_model.h"
 #include "trainer/checkpoint.h"
 #include "trainer/train_loop.h"
+#include "tests/train_test_util.h"
 #include "tests/trainer_test_util.h"
 
 using namespace ttt;
@@ -38,15 +39,6 @@ RunConfig tiny_config(const std::string& mixer, const std::string& dtype = "fp32
   return load_config("", sets);
 }
 
-std::unique_ptr<TokenSource> tiny_data() {
-  // A learnable stream: token t+1 = (3 t + 1) mod 64 with occasional resets.
-  std::vector<int64_t> train, val;
-  int64_t x = 0;
-  for (int i = 0; i < 4000; ++i) train.push_back(x = (i % 97 == 0) ? i % 64 : (3 * x + 1) % 64);
-  for (int i = 0; i < 200; ++i) val.push_back(x = (3 * x + 1) % 64);
-  return make_memory_source(train, val, 64, 5);
-}
-
 std::string fresh_dir(const std::string& name) {
   std::string d = ttt::testing::tmp_path("resume_" + name);
   fs::remove_all(d);
@@ -54,12 +46,7 @@ std::string fresh_dir(const std::string& name) {
 }
 
 TrainResult run(const RunConfig& cfg, TokenSource& data, const std::string& dir, bool resume, int64_t stop_at = -1) {
-  TrainOptions o;
-  o.run_dir = dir;
-  o.resume = resume;
-  o.stop_at_step = stop_at;
-  o.console = false;
-  return train(cfg, data, o);
+  return ttt::testing::run_training(cfg, data, dir, resume, stop_at);
 }
 
 // Every tensor of a checkpoint (parameters and moments) as raw floats, by name.
@@ -78,7 +65,7 @@ std::map<std::string, std::vector<float>> tensors_of(const RunConfig& cfg, const
 
 void check_exact_resume(const std::string& mixer, const std::string& dtype = "fp32") {
   RunConfig cfg = tiny_config(mixer, dtype);
-  auto data = tiny_data();
+  auto data = ttt::testing::learnable_memory_data();
   const std::string a = fresh_dir(mixer + "_a"), b = fresh_dir(mixer + "_b");
   TrainResult full = run(cfg, *data, a, false);
   REQUIRE(full.losses.size() == 6);
@@ -131,7 +118,7 @@ TEST_CASE("exact resume with bf16 autocast: TTT-Linear") { check_exact_resume("t
 
 TEST_CASE("a truncated newest checkpoint is reported and skipped; the run still ends exactly") {
   RunConfig cfg = tiny_config("attention");
-  auto data = tiny_data();
+  auto data = ttt::testing::learnable_memory_data();
   const std::string a = fresh_dir("skip_a"), b = fresh_dir("skip_b");
   TrainResult full = run(cfg, *data, a, false);
   RunConfig every2 = cfg;
@@ -152,7 +139,7 @@ TEST_CASE("a truncated newest checkpoint is reported and skipped; the run still 
 TEST_CASE("an existing run needs --resume; --resume without checkpoints starts fresh") {
   RunConfig cfg = tiny_config("attention");
   apply_override(cfg, "train.steps=2");
-  auto data = tiny_data();
+  auto data = ttt::testing::learnable_memory_data();
   const std::string d = fresh_dir("exists");
   run(cfg, *data, d, false);
   CHECK_THROWS_WITH_AS(run(cfg, *data, d, false), doctest::Contains("already has checkpoints: pass --resume"),
@@ -188,7 +175,7 @@ class InterruptingSource : public TokenSource {
 
 TEST_CASE("SIGINT: the step finishes, a checkpoint is written, train() returns normally") {
   RunConfig cfg = tiny_config("attention");
-  InterruptingSource data(tiny_data());
+  InterruptingSource data(ttt::testing::learnable_memory_data());
   const std::string d = fresh_dir("sigint");
   TrainResult r = run(cfg, data, d, false);
   CHECK(r.stopped_early);

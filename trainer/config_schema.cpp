@@ -87,6 +87,10 @@ std::vector<ConfigKey> build_schema() {
       {"train.max_minutes", F(train.max_minutes), "Stop with a checkpoint after this many minutes; 0 = no limit."},
       {"train.peak_tflops", F(train.peak_tflops),
        "Device peak TFLOP/s for MFU (H100 SXM bf16 dense: 989); 0 = unknown, MFU is logged as null."},
+      {"train.init_from", F(train.init_from),
+       "Checkpoint whose parameters start this run (fine-tuning, context extension; `ttt import` output works too): "
+       "fresh optimizer and schedule; the model keys must give the same parameter shapes. Empty = random init. "
+       "A run resumed with --resume continues from its own checkpoints instead."},
 
       // --- data ---
       {"data.dir", F(data.dir), "Directory of prepared shards (`ttt data prepare`).", {}, true},

@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   ttt::add_bench_command(app);
   ttt::add_info_command(app);
   ttt::add_config_command(app);
+  ttt::add_export_commands(app);
   // CLI11 reports an unknown first word as "A subcommand is required"; name it instead.
   std::string known;
   bool found = false;

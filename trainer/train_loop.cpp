@@ -19,6 +19,7 @@
 #include "trainer/comm.h"
 #include "trainer/ddp.h"
 #include "trainer/eval.h"
+#include "trainer/init_from.h"
 #include "trainer/metrics.h"
 #include "trainer/model_hooks.h"
 #include "trainer/optimizer.h"
@@ -145,6 +146,14 @@ TrainResult train(const RunConfig& cfg, TokenSource& data, const TrainOptions& o
                                 "' already has checkpoints: pass --resume to continue it, or choose another --run-dir");
   }
   res.start_step = step;
+  // A new run from another run's parameters (train.init_from); the optimizer and schedule start
+  // fresh. A resumed run continues from its own checkpoint instead.
+  if (step == 0 && !cfg.train.init_from.empty()) {
+    const InitFromResult init = init_from_checkpoint(cfg.train.init_from, cfg, named, data.tokenizer_sha256());
+    for (const auto& d : init.differences) log->info("model config differs from the init checkpoint's: {}", d);
+    log->info("initialized from {} (step {} of its run); optimizer and schedule start fresh", cfg.train.init_from,
+              init.meta.step);
+  }
   if (lead) {
     fs::create_directories(ckpt_dir);
     std::ofstream(fs::path(opt.run_dir) / "config.yaml") << dump_config(cfg);
