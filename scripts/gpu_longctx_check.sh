@@ -45,7 +45,20 @@ if [ -z "${DATA:-}" ]; then
   DATA=$WORK/data
   if [ ! -d "$DATA" ]; then
     mkdir -p "$WORK/corpus"
-    "$PY" scripts/synthetic_corpus.py "$WORK/corpus/long.jsonl" --docs 12 --words 36000 36000 --sentences
+    # 12 documents of 6000 sentences (~60k tokens) from a small grammar (S-NIAH's text haystack needs sentences).
+    "$PY" - "$WORK/corpus/long.jsonl" <<'PYEOF'
+import json, random, sys
+rng = random.Random(0)
+who = ["the captain", "a sailor", "the old whale", "my friend", "the harbour master", "a stranger", "the crew"]
+did = ["watched", "followed", "remembered", "painted", "carried", "described", "forgot", "answered"]
+what = ["the grey sea", "a lantern", "the long voyage", "seven ropes", "the northern wind", "an empty boat"]
+when = ["at dawn", "in the rain", "for many days", "before the storm", "without a word", "again"]
+with open(sys.argv[1], "w") as f:
+    for _ in range(12):
+        text = " ".join(f"{rng.choice(who).capitalize()} {rng.choice(did)} {rng.choice(what)} {rng.choice(when)}."
+                        for _ in range(6000))
+        f.write(json.dumps({"text": text}) + "\n")
+PYEOF
     "$TTT" tokenizer train --input "$WORK/corpus" --vocab-size 512 --out "$WORK/tok512.model" >/dev/null
     "$TTT" data prepare --input "$WORK/corpus" --tokenizer "$WORK/tok512.model" --out "$DATA" --val-docs 4 >/dev/null
   fi

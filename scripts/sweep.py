@@ -9,6 +9,8 @@ assignments, e.g. --run "model.ttt.mini_batch=8 train.lr=1e-3"), or a --preset:
   table1     the ablation ladder of paper Table 1 (linear attention -> TTT-Linear, row by row)
   fig4       TTT mini-batch sizes b = 1, 2, 4, ... up to the training context (paper Fig. 4)
   contexts   training context 1k, 2k, ..., 32k at a fixed 0.5M-token batch (paper Fig. 7, 11, 12)
+  extend     context extension: one finetune per context 1k ... 32k from the config's
+             train.init_from (configs/125m_*_extend.yaml; paper App. C "TF finetune")
 --set assignments apply to every run. Each run lives in OUT_DIR/<name>/; after training it is
 evaluated (`ttt eval`, at --eval-context, default: its own training context) and a result.json is
 written there. A run with a result.json is skipped; one with checkpoints but no result resumes.
@@ -60,6 +62,29 @@ def resolved_config(args, sets):
     return yaml.safe_load(out)
 
 
+# --- preset extend: context extension (configs/125m_*_extend.yaml) ----------------------------------
+# One finetune per context from the config's train.init_from, the config's recipe otherwise (paper
+# App. C: 20% more tokens, peak LR 1e-4 at 125M). Attention models get RoPE theta 5e5 from 4k on
+# and 1e4 below (the paper's choice for Transformer++ on Books); TTT layers keep theirs (RoPE
+# inside mini-batches). Micro-batches hold at most 8192 tokens unless --set train.micro_batch.
+EXTEND_CONTEXTS = (1024, 2048, 4096, 8192, 16384, 32768)
+
+
+def extend_runs(base, user_sets):
+    if not base["train"].get("init_from"):
+        sys.exit("sweep.py --preset extend: the config has no train.init_from (--set train.init_from=CHECKPOINT)")
+    own_micro_batch = any(s.startswith("train.micro_batch=") for s in user_sets)
+    runs = []
+    for L in EXTEND_CONTEXTS:
+        sets = [f"model.max_seq_len={L}", "train.seq_len=0"]
+        if not own_micro_batch:
+            sets.append(f"train.micro_batch={max(1, 8192 // L)}")
+        if base["model"]["mixer"] == "attention":
+            sets.append(f"model.rope_theta={500000.0 if L >= 4096 else 10000.0}")
+        runs.append((f"extend-{L}", sets))
+    return runs
+
+
 def run_name(assignments):
     parts = []
     for a in assignments:
@@ -85,6 +110,8 @@ def build_runs(args):
     if args.preset == "contexts":
         return [(f"context-{L}", [f"model.max_seq_len={L}", "train.seq_len=0"])
                 for L in (1024, 2048, 4096, 8192, 16384, 32768)]
+    if args.preset == "extend":
+        return extend_runs(base, args.set)
     if args.run:
         return [(run_name(shlex.split(r)), shlex.split(r)) for r in args.run]
     if args.grid:
@@ -213,7 +240,7 @@ def plot(results, args, path):
     numeric_axis = None
     if args.grid and len(args.grid) == 1:
         numeric_axis = args.grid[0].split("=", 1)[0]
-    elif args.preset in ("fig4", "contexts"):
+    elif args.preset in ("fig4", "contexts", "extend"):
         numeric_axis = "model.ttt.mini_batch" if args.preset == "fig4" else "model.max_seq_len"
     xs = []
     if numeric_axis:
@@ -250,7 +277,7 @@ def main():
     ap.add_argument("--set", action="append", default=[], help="assignment for every run (repeatable)")
     ap.add_argument("--grid", action="append", default=[], help="axis key=v1,v2,... (repeatable: cartesian product)")
     ap.add_argument("--run", action="append", default=[], help='one run: "key=v key2=v2" (repeatable)')
-    ap.add_argument("--preset", choices=["table1", "fig4", "contexts"], help="a paper sweep (see above)")
+    ap.add_argument("--preset", choices=["table1", "fig4", "contexts", "extend"], help="a paper sweep (see above)")
     ap.add_argument("--eval-context", help="contexts for ttt eval, e.g. 1024,2048 (default: the run's own)")
     ap.add_argument("--eval-windows", type=int, default=0, help="windows per context (0 = all)")
     ap.add_argument("--ttt", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build", "bin", "ttt"),

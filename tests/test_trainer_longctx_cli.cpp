@@ -1,7 +1,8 @@
 // tests/test_trainer_longctx_cli.cpp — the long-context evaluations through the `ttt` binary on a
 // tiny model trained here: `ttt eval --windows documents` (protocol, documents, bits per byte,
 // word perplexity, loss by token index in the JSON), `ttt eval --task niah` (grid JSON), their
-// errors, and the plotting scripts on the reports written.
+// errors, the context-extension preset (configs/125m_transformer_extend.yaml at tiny shapes, from
+// the tiny checkpoint), the plotting scripts on the reports written and sweep.py --preset extend.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -95,7 +96,25 @@ TEST_CASE("eval --windows documents, eval --task niah, and their plots") {
   CHECK(too_long.code == 1);
   CHECK(too_long.output.find("no validation document") != std::string::npos);
 
-  // --- plots -------------------------------------------------------------------------------------
+  // --- context extension: the 125M preset's recipe at the tiny model's shapes, from its checkpoint --
+  const std::string tiny_shapes =
+      " --set model.vocab_size=320 --set model.d_model=32 --set model.n_layers=1 --set model.n_heads=2"
+      " --set model.d_ff=64 --set model.max_seq_len=64 --set train.batch_tokens=256 --set train.micro_batch=2"
+      " --set train.steps=2";
+  auto ext = run_ttt("train --config " + std::string(TTT_SOURCE_DIR) + "/configs/125m_transformer_extend.yaml --data " +
+                     kDir + "/data --run-dir " + kDir + "/extend --init-from " + ckpt + tiny_shapes);
+  REQUIRE_MESSAGE(ext.code == 0, ext.output);
+  CHECK(ext.output.find("model.max_seq_len: 32 -> 64") != std::string::npos);
+  CHECK(ext.output.find("model.rope_theta: 10000") != std::string::npos);
+  auto ext_eval = run_ttt("eval --checkpoint " + kDir + "/extend/checkpoints/step_2.h5 --windows documents --context 64");
+  CHECK_MESSAGE(ext_eval.code == 0, ext_eval.output);
+  // Without a checkpoint at the preset's path, a clear error before anything is written.
+  auto no_ckpt = run_ttt("train --config " + std::string(TTT_SOURCE_DIR) + "/configs/125m_transformer_extend.yaml --data " +
+                         kDir + "/data --run-dir " + kDir + "/extend_missing" + tiny_shapes);
+  CHECK(no_ckpt.code == 1);
+  CHECK(no_ckpt.output.find("runs/125m_transformer/checkpoints/step_4178.h5") != std::string::npos);
+
+  // --- plots and the sweep preset (Python) ----------------------------------------------------------
   if (run_command("/usr/bin/python3 -c 'import matplotlib'").code != 0) {
     MESSAGE("matplotlib missing: plot scripts not run");
   } else {
@@ -108,6 +127,20 @@ TEST_CASE("eval --windows documents, eval --task niah, and their plots") {
     CHECK_MESSAGE(np.code == 0, np.output);
     CHECK(fs::exists(kDir + "/n.png"));
     CHECK(run_command(py + "plot_niah.py " + run + "/eval/step_6.json --out " + kDir + "/x.png").code != 0);
+    // --preset extend: one finetune per context from train.init_from, RoPE theta 5e5 from 4k on.
+    auto sw = run_command(py + "sweep.py --config " + std::string(TTT_SOURCE_DIR) +
+                          "/configs/125m_transformer_extend.yaml --data " + kDir + "/data --out-dir " + kDir +
+                          "/sweep --preset extend --dry-run");
+    REQUIRE_MESSAGE(sw.code == 0, sw.output);
+    CHECK(sw.output.find("sweep: 6 runs") != std::string::npos);
+    CHECK(sw.output.find("--set model.max_seq_len=1024 --set train.seq_len=0 --set train.micro_batch=8 --set "
+                         "model.rope_theta=10000.0") != std::string::npos);
+    CHECK(sw.output.find("--set model.max_seq_len=32768 --set train.seq_len=0 --set train.micro_batch=1 --set "
+                         "model.rope_theta=500000.0") != std::string::npos);
+    auto sw_bad = run_command(py + "sweep.py --config " + std::string(TTT_SOURCE_DIR) +
+                              "/configs/125m_transformer.yaml --out-dir " + kDir + "/sweep2 --preset extend --dry-run");
+    CHECK(sw_bad.code != 0);
+    CHECK(sw_bad.output.find("no train.init_from") != std::string::npos);
   }
   fs::remove_all(kDir);
 }
