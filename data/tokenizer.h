@@ -36,6 +36,13 @@ class Tokenizer {
   int eos_id() const;  // -1 when the model defines none (prepare then refuses it)
   int bos_id() const;
   std::string piece(int id) const;
+  // The bytes token `id` contributes to decoded text: its piece with U+2581 ("▁") as a space, a
+  // byte-fallback piece (<0xNN>) as that byte, "" for control and unknown ids (EOS, BOS, UNK).
+  // Decoding drops the leading space of a text's first token when add_dummy_prefix() is on.
+  std::string token_bytes(int id) const;
+  // Whether encoding prepends a space to every text (sentencepiece's add_dummy_prefix), as seen
+  // from encode("a").
+  bool add_dummy_prefix() const;
   const std::string& sha256() const { return sha256_; }
   const std::string& path() const { return path_; }
 

@@ -12,6 +12,8 @@ of assignments, e.g. --run "model.ttt.mini_batch=8 train.lr=1e-3"). Presets:
              + LN and residual, + mini-batch TTT, + learnable eta, + Mamba backbone)
   fig4       TTT mini-batch sizes b = 1, 2, 4, ... up to the training context (paper Fig. 4)
   contexts   training context 1k ... 32k at a fixed 0.5M-token batch (paper Fig. 7, 11, 12)
+  extend     context extension: one finetune per context 1k ... 32k from the config's
+             train.init_from (configs/125m_*_extend.yaml; paper App. C "TF finetune")
 The row table (what each row sets, and why where the paper is silent) is printed first;
 --list prints it and stops.
 
@@ -129,6 +131,11 @@ def build_rows(args, ctx):
         return rowlib.fig4(base["train"]["seq_len"] or base["model"]["max_seq_len"]), base
     if args.preset == "contexts":
         return rowlib.contexts(), base
+    if args.preset == "extend":
+        if not base["train"].get("init_from"):
+            sys.exit("sweep.py --preset extend: the config has no train.init_from (--set train.init_from=CHECKPOINT)")
+        own_micro_batch = any(rowlib.key_of(s) == "train.micro_batch" for s in args.set)
+        return rowlib.extend(base["model"]["mixer"], own_micro_batch), base
     if args.run:
         return rowlib.from_runs(args.run), base
     if args.grid:
@@ -200,7 +207,8 @@ def print_commands(ctx, specs, devices):
 def numeric_axis(args):
     if args.grid and len(args.grid) == 1:
         return rowlib.key_of(args.grid[0])
-    return {"fig4": "model.ttt.mini_batch", "contexts": "model.max_seq_len"}.get(args.preset)
+    return {"fig4": "model.ttt.mini_batch", "contexts": "model.max_seq_len",
+            "extend": "model.max_seq_len"}.get(args.preset)
 
 
 def write_reports(args, name, sweep_dir, rows, specs, results, base):

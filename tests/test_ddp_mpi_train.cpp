@@ -79,11 +79,7 @@ TEST_CASE("mpirun -np 2 ttt train: same curve as one process; resume a 1-process
   if (!mpi_ready()) return;
   fs::remove_all(kDir);
   fs::create_directories(kDir);
-  ttt::testing::write_grammar_corpus(kDir + "/corpus.jsonl", /*seed=*/11, /*docs=*/120);
-  CommandResult tok = run_command(kTtt + "tokenizer train --input " + kDir + "/corpus.jsonl --vocab-size 320 --out " + kDir + "/tok.model");
-  REQUIRE_MESSAGE(tok.code == 0, tok.output);
-  CommandResult prep = run_command(kTtt + "data prepare --input " + kDir + "/corpus.jsonl --tokenizer " + kDir + "/tok.model --out " +
-                 kDir + "/data --val-docs 8 --quiet");
+  CommandResult prep = ttt::testing::prepare_grammar_data(kDir, /*seed=*/11, /*docs=*/120, /*val_docs=*/8);
   REQUIRE_MESSAGE(prep.code == 0, prep.output);
 
   // --- one process: the reference ------------------------------------------------------------------

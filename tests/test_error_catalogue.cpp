@@ -111,6 +111,10 @@ TEST_CASE("the catalogue: each bad input exits non-zero, names the problem, chan
       {"eval --checkpoint " + ckpt + " --context 16 --max-windows 2 --out /dev/full",
        "cannot write eval report '/dev/full': No space left on device"},
       {"eval --checkpoint " + ckpt + " --data /nonexistent/data", "data directory '/nonexistent/data' does not exist"},
+      {"eval --checkpoint " + ckpt + " --windows documents --context 16,100000", "--context 100000: no validation document"},
+      {"eval --checkpoint " + ckpt + " --task niah --context 512 --out " + kDir,
+       "cannot write eval report '" + kDir + "': it is a directory"},
+      {"eval --checkpoint " + ckpt + " --task niah --samples 0", "--samples: expected an integer >= 1, got '0'"},
       // generate
       {"generate --checkpoint " + ckpt + " --prompt hi --seed -1", "--seed: expected an integer in [0, 2^64 - 1], got '-1'"},
       {"generate --checkpoint " + ckpt + " --prompt hi --top-k many", "--top-k: expected an integer >= 0, got 'many'"},

@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """tests/test_sweep.py — scripts/sweep.py: the Table 1 rows (one per paper row, each changing
 exactly what it says), a --set beating a preset, the CSV columns, aggregation over seeds, the
-Theorem-1 row training exactly like linear attention, reuse and collisions of sweeps in one
-folder. Trains tiny models for 3 steps on a corpus generated here (seconds).
+Theorem-1 row training exactly like linear attention, the context-extension rows, reuse and
+collisions of sweeps in one folder. Trains tiny models for 3 steps on a corpus generated here (seconds).
 
 Run: TTT_BIN=build/bin/ttt /usr/bin/python3 tests/test_sweep.py   (ctest runs it as test_sweep)
 """
@@ -130,6 +130,32 @@ class Table1Rows(unittest.TestCase):
         p = sweep("--config", CONFIG, "--out-dir", "/nonexistent", "--seeds", "0,x", "--list")
         self.assertNotEqual(p.returncode, 0)
         self.assertIn("--seeds", p.stderr)
+
+
+class ExtendRows(unittest.TestCase):
+    """--preset extend (context extension from train.init_from): its rows (no training)."""
+
+    def test_rows_by_context_and_mixer(self):
+        rows = rowlib.extend("attention", own_micro_batch=False)
+        self.assertEqual([r.name for r in rows], [f"extend-{L}" for L in (1024, 2048, 4096, 8192, 16384, 32768)])
+        # At most 8192 tokens a micro-batch; RoPE theta 1e4 below 4k, 5e5 from 4k on (attention only).
+        self.assertEqual(rows[0].sets, ["model.max_seq_len=1024", "train.seq_len=0", "train.micro_batch=8",
+                                        "model.rope_theta=10000.0"])
+        self.assertEqual(rows[2].sets[-2:], ["train.micro_batch=2", "model.rope_theta=500000.0"])
+        self.assertEqual(rows[5].sets[-2:], ["train.micro_batch=1", "model.rope_theta=500000.0"])
+        ttt_rows = rowlib.extend("ttt_linear", own_micro_batch=True)
+        self.assertEqual(ttt_rows[3].sets, ["model.max_seq_len=8192", "train.seq_len=0"])
+
+    def test_needs_init_from_and_a_user_micro_batch_is_no_override(self):
+        p = sweep("--config", CONFIG, "--out-dir", "/nonexistent", "--preset", "extend", "--list")
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("no train.init_from", p.stderr)
+        p = sweep("--config", os.path.join(ROOT, "configs", "125m_ttt_linear_extend.yaml"), "--out-dir",
+                  "/nonexistent", "--preset", "extend", "--list", "--set", "train.micro_batch=2")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("sweep 'extend': 6 rows", p.stdout)
+        self.assertNotIn("train.micro_batch", p.stdout)
+        self.assertNotIn("warning", p.stderr)
 
 
 class Reports(unittest.TestCase):

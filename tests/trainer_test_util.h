@@ -62,4 +62,15 @@ inline void write_grammar_corpus(const std::string& path, unsigned seed, int doc
   }
 }
 
+// The grammar corpus through the built `ttt`: <dir>/corpus.jsonl (write_grammar_corpus), a
+// 320-piece tokenizer <dir>/tok.model, shards in <dir>/data with `val_docs` validation documents.
+// Returns the failing command's result, or the last one (code 0).
+inline CommandResult prepare_grammar_data(const std::string& dir, unsigned seed, int docs, int val_docs) {
+  write_grammar_corpus(dir + "/corpus.jsonl", seed, docs);
+  CommandResult r = run_ttt("tokenizer train --input " + dir + "/corpus.jsonl --vocab-size 320 --out " + dir + "/tok.model");
+  if (r.code != 0) return r;
+  return run_ttt("data prepare --input " + dir + "/corpus.jsonl --tokenizer " + dir + "/tok.model --out " + dir +
+                 "/data --val-docs " + std::to_string(val_docs) + " --quiet");
+}
+
 }  // namespace ttt::testing

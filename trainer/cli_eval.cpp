@@ -1,16 +1,21 @@
 // trainer/cli_eval.cpp — `ttt eval --checkpoint C [--data DIR] [--context 1024,2048,...]`:
-// perplexity at each context length and loss by token position (protocol in trainer/eval.h).
+// perplexity at each context length and loss by token position (protocol in trainer/eval.h and
+// trainer/eval_windows.h); `--task niah` runs S-NIAH instead (trainer/cli_eval_niah.h).
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
 
 #include "autograd/autocast.h"
+#include "data/dataset.h"
 #include "data/file_io.h"
 #include "data/sha256.h"
+#include "data/tokenizer.h"
 #include "trainer/cli_common.h"
+#include "trainer/cli_eval_niah.h"
 #include "trainer/commands.h"
 #include "trainer/eval.h"
+#include "trainer/eval_windows.h"
 #include "trainer/token_source.h"
 
 namespace fs = std::filesystem;
@@ -23,14 +28,10 @@ struct EvalArgs {
   std::string checkpoint, data_dir, out, device = "cpu", dtype = "fp32";
   std::vector<int64_t> contexts;
   int64_t max_windows = -1, batch = -1, buckets = -1;
+  std::string task = "ppl", windows = "packed";
+  int64_t buckets_per_octave = 4;
+  NiahArgs niah;
 };
-
-// <run_dir>/eval/step_N.json for a checkpoint in <run_dir>/checkpoints/, else eval/ beside it.
-std::string default_out(const std::string& checkpoint, int64_t step) {
-  fs::path dir = fs::absolute(checkpoint).parent_path();
-  if (dir.filename() == "checkpoints") dir = dir.parent_path();
-  return (dir / "eval" / ("step_" + std::to_string(step) + ".json")).string();
-}
 
 // A report already at `out` keeps the contexts this run did not evaluate when it describes the
 // same evaluation (checkpoint step, dtype, protocol: data, tokenizer, windows); results of
@@ -56,18 +57,30 @@ void merge_with_existing(nlohmann::json& report, const std::string& out) {
   for (auto& [ctx, r] : by_context) report["results"].push_back(r);
 }
 
+// The bytes and words of each token, for bits per byte and word perplexity; null (with a note)
+// when no tokenizer is at hand.
+std::unique_ptr<TokenText> eval_token_text(const LoadedModel& m, const std::string& checkpoint, const std::string& data_dir,
+                                           const std::string& data_sha256) {
+  try {
+    Tokenizer tok = eval_tokenizer(m, checkpoint, data_dir);
+    if (!data_sha256.empty() && tok.sha256() != data_sha256) throw std::invalid_argument("it is not the data's tokenizer");
+    return std::make_unique<TokenText>(TokenText::from_tokenizer(tok, m.cfg.model.vocab_size));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "note: bits per byte and word perplexity not reported (%s)\n", e.what());
+    return nullptr;
+  }
+}
+
 void run_eval(const EvalArgs& a) {
   const Device dev = device_from_option(a.device);
+  const WindowMode mode = window_mode_from_string(a.windows);
   LoadedModel m = load_model_from_checkpoint(a.checkpoint, dev);
   const RunConfig& cfg = m.cfg;
-  const std::string out = a.out.empty() ? default_out(a.checkpoint, m.meta.step) : a.out;
+  const std::string out =
+      a.out.empty() ? eval_default_out(a.checkpoint, m.meta.step, mode == WindowMode::documents ? "_documents" : "")
+                    : a.out;
   check_writable(out, "eval report");  // before the evaluation, not after it
-  const std::string data_dir = a.data_dir.empty() ? cfg.data.dir : a.data_dir;
-  if (data_dir.empty()) throw std::invalid_argument("no data directory: pass --data DIR");
-  if (a.data_dir.empty() && !fs::is_directory(data_dir))
-    throw std::invalid_argument("the checkpoint's data directory '" + data_dir + "' (data.dir" +
-                                (fs::path(data_dir).is_relative() ? ", relative to where the run was started" : "") +
-                                ") does not exist; pass --data DIR");
+  const std::string data_dir = eval_data_dir(cfg, a.data_dir);
   auto data = open_shard_source(data_dir, 0);
   // The checkpoint's tokenizer (if stored) must be the one the evaluation data was made with.
   std::string ckpt_tok;
@@ -85,6 +98,19 @@ void run_eval(const EvalArgs& a) {
   const int64_t max_windows = a.max_windows >= 0 ? a.max_windows : cfg.eval.max_windows;
   const int64_t batch = a.batch > 0 ? a.batch : cfg.eval.batch;
   const int64_t buckets = a.buckets > 0 ? a.buckets : cfg.eval.position_buckets;
+  std::shared_ptr<const TokenDataset> val;
+  if (mode == WindowMode::documents) {
+    if (!TokenDataset::has_split(data_dir, "val"))
+      throw std::invalid_argument("--windows documents: '" + data_dir + "' has no validation shards (val_*.h5)");
+    val = TokenDataset::open(data_dir, "val");
+  }
+  std::vector<EvalWindows> windows;  // every context checked before the first is evaluated
+  for (int64_t L : contexts) {
+    windows.push_back(mode == WindowMode::packed ? packed_windows(*data, L) : document_windows(val, L));
+    if (windows.back().count == 0)
+      throw std::invalid_argument("--context " + std::to_string(L) + ": " + windows.back().empty_message);
+  }
+  const std::unique_ptr<TokenText> text = eval_token_text(m, a.checkpoint, data_dir, data->tokenizer_sha256());
   LanguageModel& model = *m.model;
   // bf16: the training autocast (matmul/attention operands in bf16, fp32 accumulation, norms and
   // losses in fp32); fp32 (default) is the exact path.
@@ -93,15 +119,22 @@ void run_eval(const EvalArgs& a) {
     AutocastGuard autocast(DType::bf16, amp);
     return model.token_losses(ids.to(dev), targets.to(dev)).to(cpu());
   };
-  for (int64_t L : contexts)  // every context checked before the first is evaluated
-    if (data->val_windows(L) == 0)
-      throw std::invalid_argument("--context " + std::to_string(L) + ": the validation data (" + data->describe() +
-                                  ") holds no window of that length plus one token");
+  std::printf("protocol (%s windows): %s\n", window_mode_name(mode), window_protocol(mode).c_str());
+  EvalOptions opt;
+  opt.max_windows = max_windows;
+  opt.batch = batch;
+  opt.buckets = buckets;
+  opt.buckets_per_octave = a.buckets_per_octave;
+  opt.text = text.get();
   std::vector<ContextResult> results;
-  for (int64_t L : contexts) {
-    results.push_back(evaluate_context(fn, *data, L, max_windows, batch, buckets));
-    std::fprintf(stderr, "context %lld: loss %.4f ppl %.3f (%lld windows)\n", static_cast<long long>(L),
+  for (const EvalWindows& w : windows) {
+    results.push_back(evaluate_windows(fn, w, opt));
+    std::fprintf(stderr, "context %lld: loss %.4f ppl %.3f (%lld windows)\n", static_cast<long long>(w.context),
                  results.back().loss, results.back().ppl, static_cast<long long>(results.back().windows));
+    if (mode == WindowMode::documents)
+      std::fprintf(stderr, "  from %lld documents; %lld shorter than %lld tokens skipped\n",
+                   static_cast<long long>(w.documents), static_cast<long long>(w.documents_skipped),
+                   static_cast<long long>(w.context + 1));
   }
   nlohmann::json j;
   j["checkpoint"] = a.checkpoint;
@@ -110,9 +143,13 @@ void run_eval(const EvalArgs& a) {
   j["tokens_trained"] = m.meta.tokens;
   j["model"] = {{"name", cfg.name}, {"mixer", cfg.model.mixer}, {"backbone", cfg.model.backbone},
                 {"parameters", model.num_parameters()}, {"train_seq_len", cfg.seq_len()}};
-  j["protocol"] = {{"mode", "non-overlapping windows of context+1 tokens over the validation split, packed "
-                            "across documents; no state carried between windows; loss averaged over every "
-                            "predicted token; ppl = exp(loss)"},
+  j["protocol"] = {{"mode", window_protocol(mode)},
+                   {"windows", window_mode_name(mode)},
+                   {"text_units", text ? "bits_per_byte = sum of text-token losses / (ln 2 * bytes), word_perplexity = "
+                                         "exp(sum / words); EOS targets excluded (trainer/text_units.h)"
+                                       : "not reported: no tokenizer"},
+                   {"loss_by_token_index", "log-spaced buckets of token indices (tokens read), buckets_per_octave per "
+                                           "doubling"},
                    {"stride", "context"},
                    {"data", data_dir},
                    {"tokenizer_sha256", data->tokenizer_sha256()},
@@ -145,13 +182,37 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--buckets", a->buckets, "Loss-by-position buckets (default: the checkpoint's eval.position_buckets)")
       ->check(cli::positive_int());
   cmd->add_option("--out", a->out,
-                  "JSON output (default: <run dir>/eval/step_N.json); contexts already in it from the same "
-                  "evaluation are kept");
+                  "JSON output (default: <run dir>/eval/step_N.json; step_N_documents.json with --windows documents, "
+                  "step_N_niah.json with --task niah); a perplexity report there from the same evaluation keeps its "
+                  "other contexts");
   cmd->add_option("--device", a->device, "cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_option("--dtype", a->dtype, "fp32 (exact) or bf16 (autocast, as in training)")
       ->capture_default_str()
       ->check(CLI::IsMember({"fp32", "bf16"}));
-  cmd->callback([a]() { run_eval(*a); });
+  cmd->add_option("--task", a->task, "ppl (perplexity, default) or niah (RULER single-needle retrieval)")
+      ->check(CLI::IsMember({"ppl", "niah"}));
+  cmd->add_option("--windows", a->windows,
+                  "packed (windows across documents, default) or documents (windows inside documents; JSON "
+                  "step_N_documents.json)")
+      ->check(CLI::IsMember({"packed", "documents"}));
+  cmd->add_option("--log-buckets", a->buckets_per_octave, "Loss-by-token-index buckets per doubling of the index")
+      ->check(cli::positive_int());
+  add_niah_options(cmd, a->niah);
+  cmd->callback([a, cmd]() {
+    // Options of the other task are mistakes, not silently ignored.
+    const bool niah = a->task == "niah";
+    for (const char* name : {"--windows", "--log-buckets", "--max-windows", "--buckets", "--niah-tasks", "--depths",
+                             "--samples", "--niah-gen", "--prefill-chunk", "--seed", "--niah-split"}) {
+      const bool niah_option = cmd->get_option(name)->get_group().rfind("S-NIAH", 0) == 0;
+      if (cmd->get_option(name)->count() > 0 && niah_option != niah)
+        throw std::invalid_argument(std::string(name) + " applies to --task " + (niah_option ? "niah" : "ppl") +
+                                    ", not --task " + a->task);
+    }
+    if (niah)
+      run_niah_eval({a->checkpoint, a->data_dir, a->out, a->device, a->dtype, a->contexts, a->batch}, a->niah);
+    else
+      run_eval(*a);
+  });
 }
 
 }  // namespace ttt

@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "autograd/ops.h"
+#include "trainer/eval_windows.h"
 
 namespace ttt {
 
@@ -16,70 +17,53 @@ std::pair<Tensor, Tensor> split_inputs_targets(const Tensor& rows) {
 
 ContextResult evaluate_context(const TokenLossFn& fn, TokenSource& data, int64_t context, int64_t max_windows,
                                int64_t batch, int64_t buckets) {
-  if (context < 1) throw std::invalid_argument("eval: context length must be >= 1, got " + std::to_string(context));
-  if (batch < 1) throw std::invalid_argument("eval: batch must be >= 1");
-  const int64_t available = data.val_windows(context);
-  if (available == 0) {
-    // context + 1 computed only where it cannot overflow (--context 9223372036854775807).
-    const std::string window = context < INT64_MAX ? std::to_string(context + 1) : std::to_string(context) + " + 1";
-    throw std::invalid_argument("eval: the validation data (" + data.describe() + ") holds no window of " + window +
-                                " tokens (context " + std::to_string(context) + ")");
-  }
-  const int64_t n = max_windows > 0 ? std::min(max_windows, available) : available;
-  NoGradGuard ng;
-  // Sums in double: a long evaluation adds millions of float losses.
-  std::vector<double> pos_sum(static_cast<size_t>(context), 0.0);
-  double total = 0;
-  for (int64_t first = 0; first < n; first += batch) {
-    Tensor rows = data.val_rows(context, first, std::min(batch, n - first));
-    auto [ids, targets] = split_inputs_targets(rows);
-    Tensor losses = fn(ids, targets);
-    if (losses.shape() != ids.shape())
-      throw std::logic_error("eval: per-token losses have shape " + losses.shape().str() + ", expected " +
-                             ids.shape().str());
-    std::vector<double> l = losses.tolist<double>();  // row-major [B, T]
-    for (size_t i = 0; i < l.size(); ++i) {
-      pos_sum[i % static_cast<size_t>(context)] += l[i];
-      total += l[i];
-    }
-  }
-  ContextResult r;
-  r.context = context;
-  r.windows = n;
-  r.tokens = n * context;
-  r.loss = total / static_cast<double>(r.tokens);
-  r.ppl = std::exp(r.loss);
-  // Equal-width buckets (the last may be shorter); a log-spaced view is the plotting script's job,
-  // the raw per-bucket means keep the JSON simple and exact.
-  const int64_t nb = std::max<int64_t>(1, std::min(buckets, context));
-  r.bucket_size = (context + nb - 1) / nb;
-  for (int64_t b = 0; b * r.bucket_size < context; ++b) {
-    const int64_t lo = b * r.bucket_size, hi = std::min(context, lo + r.bucket_size);
-    double s = 0;
-    for (int64_t p = lo; p < hi; ++p) s += pos_sum[static_cast<size_t>(p)];
-    r.bucket_start.push_back(lo);
-    r.bucket_loss.push_back(s / static_cast<double>((hi - lo) * n));
-  }
-  return r;
+  EvalOptions o;
+  o.max_windows = max_windows;
+  o.batch = batch;
+  o.buckets = buckets;
+  return evaluate_windows(fn, packed_windows(data, context), o);
 }
 
 nlohmann::json context_result_json(const ContextResult& r) {
-  return {{"context", r.context},
-          {"windows", r.windows},
-          {"tokens", r.tokens},
-          {"loss", r.loss},
-          {"ppl", r.ppl},
-          {"loss_by_position",
-           {{"bucket_size", r.bucket_size}, {"bucket_start", r.bucket_start}, {"loss", r.bucket_loss}}}};
+  nlohmann::json j = {{"context", r.context},
+                      {"windows", r.windows},
+                      {"tokens", r.tokens},
+                      {"loss", r.loss},
+                      {"ppl", r.ppl},
+                      {"loss_by_position",
+                       {{"bucket_size", r.bucket_size}, {"bucket_start", r.bucket_start}, {"loss", r.bucket_loss}}}};
+  j["windows_mode"] = r.window_mode;
+  j["loss_by_token_index"] = {{"buckets_per_octave", r.buckets_per_octave},
+                              {"token_index_start", r.index_start},
+                              {"token_index_end", r.index_end},
+                              {"loss", r.index_loss}};
+  if (r.window_mode == "documents") {
+    j["documents"] = r.documents;
+    j["documents_skipped"] = r.documents_skipped;
+  }
+  if (r.has_text) {
+    // null (not NaN, which JSON cannot hold) when no byte or word was scored.
+    auto finite_or_null = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
+    j["bits_per_byte"] = finite_or_null(r.text.bits_per_byte());
+    j["word_perplexity"] = finite_or_null(r.text.word_perplexity());
+    j["text"] = {{"tokens", r.text.tokens}, {"bytes", r.text.bytes}, {"words", r.text.words}, {"nll", r.text.nll}};
+  }
+  return j;
 }
 
 std::string format_eval_table(const std::vector<ContextResult>& results) {
-  std::string out = " context   windows      tokens     loss        ppl   loss@first   loss@last\n";
-  char buf[160];
+  std::string out = " context   windows      tokens     loss        ppl   loss@first   loss@last   bits/byte    word ppl\n";
+  char buf[200];
   for (const auto& r : results) {
-    std::snprintf(buf, sizeof buf, "%8lld  %8lld  %10lld  %7.4f  %9.3f  %11.4f  %10.4f\n",
+    std::snprintf(buf, sizeof buf, "%8lld  %8lld  %10lld  %7.4f  %9.3f  %11.4f  %10.4f",
                   static_cast<long long>(r.context), static_cast<long long>(r.windows),
                   static_cast<long long>(r.tokens), r.loss, r.ppl, r.bucket_loss.front(), r.bucket_loss.back());
+    out += buf;
+    const double bpb = r.has_text ? r.text.bits_per_byte() : NAN, wppl = r.has_text ? r.text.word_perplexity() : NAN;
+    if (std::isfinite(bpb) && std::isfinite(wppl))
+      std::snprintf(buf, sizeof buf, "  %10.4f  %10.3f\n", bpb, wppl);
+    else
+      std::snprintf(buf, sizeof buf, "  %10s  %10s\n", "-", "-");
     out += buf;
   }
   return out;

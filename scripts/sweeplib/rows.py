@@ -91,9 +91,32 @@ def contexts():
     return out
 
 
+# Context extension (configs/125m_*_extend.yaml): one finetune per context from the config's
+# train.init_from, the config's recipe otherwise (paper App. C: 20% more tokens, peak LR 1e-4 at
+# 125M). Attention models get RoPE theta 5e5 from 4k on and 1e4 below (the paper's choice for
+# Transformer++ on Books); TTT layers keep theirs (RoPE inside mini-batches). Micro-batches hold at
+# most 8192 tokens unless the user sets train.micro_batch (it changes memory, not the run's math, so
+# it is left out of the rows rather than overridden with a warning).
+EXTEND_CONTEXTS = (1024, 2048, 4096, 8192, 16384, 32768)
+
+
+def extend(mixer, own_micro_batch):
+    """Context extension 1k ... 32k from train.init_from (paper App. C "TF finetune")."""
+    out = []
+    for L in EXTEND_CONTEXTS:
+        sets = [f"model.max_seq_len={L}", "train.seq_len=0"]
+        if not own_micro_batch:
+            sets.append(f"train.micro_batch={max(1, 8192 // L)}")
+        if mixer == "attention":
+            sets.append(f"model.rope_theta={500000.0 if L >= 4096 else 10000.0}")
+        out.append(Row(f"extend-{L}", sets, sets))
+    return out
+
+
 PRESETS = {"table1": "the ablation ladder of paper Table 1, one row per paper row",
            "fig4": "TTT mini-batch sizes b = 1, 2, 4, ... up to the training context (paper Fig. 4)",
-           "contexts": "training context 1k ... 32k at a fixed 0.5M-token batch (paper Fig. 7, 11, 12)"}
+           "contexts": "training context 1k ... 32k at a fixed 0.5M-token batch (paper Fig. 7, 11, 12)",
+           "extend": "context extension 1k ... 32k, one finetune per context from train.init_from (paper App. C)"}
 
 
 def key_of(assignment):
