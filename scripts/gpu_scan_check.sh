@@ -6,6 +6,9 @@
 #           beside fla's chunk_ttt_linear at the same shapes (scripts/bench_fla_ttt.py; fla's source
 #           on PYTHONPATH from $FLA, default .fla/)
 #   model   ttt bench of the 125M TTT-Linear training step at 8x2048 and 2x8192 (bf16)
+#   tf      the same for our 125M Transformer++ (the issue's other reference)
+#   fla     scripts/bench_reference.py's same 125M TTT-Linear in PyTorch with fla's chunk_ttt_linear
+#           as the scan (RUNS ttt_fla, ttt_fla_8k of scripts/bench_reference.sh)
 # Usage: OUT=dir bash scripts/gpu_scan_check.sh [steps...]   (default: build test op model)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -53,4 +56,17 @@ if has model; then
   [ -n "${QUICK:-}" ] || timeout 200 ./build-gpu/bin/ttt bench --config configs/125m_ttt_linear.yaml --device cuda --batch 8 --seq-len 2048 \
     --dtype bf16 --warmup 1 --repeat 1 --phases train --profile --out "$OUT/ttt_profile.json" >"$OUT/ttt_profile.log" 2>&1
   echo "profile rc=$? $(el)"
+fi
+if has tf; then
+  for bt in "8 2048" "2 8192"; do
+    set -- $bt
+    timeout 200 ./build-gpu/bin/ttt bench --config configs/125m_transformer.yaml --device cuda --batch "$1" \
+      --seq-len "$2" --dtype bf16 --warmup 1 --repeat 3 --phases train --out "$OUT/tf_${1}x${2}.json" \
+      >/dev/null 2>&1
+    echo "transformer bench ${1}x${2} rc=$? $(grep -o '"tokens_per_s": [0-9.]*' "$OUT/tf_${1}x${2}.json" | head -1) $(grep -o '"peak_memory_bytes": [0-9]*' "$OUT/tf_${1}x${2}.json") $(el)"
+  done
+fi
+if has fla; then
+  FLA=$FLA RUNS="ttt_fla ttt_fla_8k" bash scripts/bench_reference.sh /tmp/fla_ref >/tmp/fla_ref.log 2>&1
+  echo "fla reference rc=$? $(el)"; cat /tmp/fla_ref/summary.txt 2>/dev/null || tail -20 /tmp/fla_ref.log
 fi
