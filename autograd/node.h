@@ -4,8 +4,9 @@
 // Every op run while grad mode is on, with some input that requires grad, records one Node:
 // edges to the nodes that produced its inputs, the tensors its backward needs (SavedTensor) and
 // the backward function. Nodes get an increasing sequence number when recorded, so the order of
-// recording is a topological order: backward walks the recorded nodes reachable from the
-// outputs in decreasing sequence number, i.e. the tape in reverse. Nodes are owned by the
+// recording is a topological order: backward runs a node once every node that consumed its
+// outputs has run, and among the ready ones the most recent first, i.e. the tape in reverse;
+// leaf sinks (AccumulateGrad) run as soon as their gradient is complete. Nodes are owned by the
 // tensors they produced (grad_fn), so a graph disappears when its tensors do; nothing global
 // needs clearing between steps.
 //
@@ -41,8 +42,8 @@ class Node {
  public:
   explicit Node(const char* name);
   virtual ~Node() = default;
-  // Sinks (AccumulateGrad) have no outgoing edges and must run after every node that feeds
-  // them: they take sequence number 0 whenever they were created.
+  // Sinks (AccumulateGrad) have no outgoing edges; they take sequence number 0 whenever they
+  // were created, which the engine reads as "run as soon as ready" (see engine.cpp).
   struct SinkTag {};
   Node(const char* name, SinkTag) : name_(name), seq_(0) {}
   Node(const Node&) = delete;

@@ -73,6 +73,7 @@ struct DistConfig {
   double timeout_s = 600;        // longest wait for a collective before the job is aborted
   double bucket_mb = 25;         // gradient all-reduce bucket size (PyTorch DDP's default)
   bool overlap = true;           // all-reduce buckets during backward (false: all after it)
+  bool timeline = false;         // write each step's per-bucket all-reduce timeline (ddp_timeline.jsonl)
 };
 
 struct RunConfig {

@@ -110,6 +110,9 @@ std::vector<ConfigKey> build_schema() {
        "Seconds a collective may wait for the other ranks before the job is aborted (a rank failed or hangs)."},
       {"dist.bucket_mb", F(dist.bucket_mb), "Gradient all-reduce bucket size in MB."},
       {"dist.overlap", F(dist.overlap), "All-reduce gradient buckets during backward, as they become ready."},
+      {"dist.timeline", F(dist.timeline),
+       "Record, per step and gradient bucket, when it was ready and when its all-reduce started and ended, "
+       "against the end of backward (GPU times on NCCL), in <run-dir>/ddp_timeline.jsonl (rank 0). Costs a sync per step."},
   };
   return k;
 }
