@@ -4,7 +4,9 @@
 //  1. Collect the nodes reachable from the outputs' gradient edges.
 //  2. grad(): mark the nodes that must run — those from which some requested input is
 //     reachable; capture the gradient arriving at each requested input's slot. backward(): every
-//     reachable node runs, AccumulateGrad nodes included.
+//     reachable node runs, AccumulateGrad nodes included. Each node is told which of its inputs
+//     the pass wants (the execution mask: the edge leads to a capture or to a node that runs), so
+//     grad(loss, {W}) of x @ W computes dW and not dx.
 //  3. Count each node's dependencies: the edges into it from nodes that run. A node is ready once
 //     all of them have delivered (as in PyTorch's engine), so every gradient contribution to it
 //     has arrived. Ready nodes run in decreasing sequence number, which is the tape reversed,
@@ -205,14 +207,19 @@ tensor_list run_engine(const tensor_list& outputs, const tensor_list& grad_outpu
           grads[s] = zeros(m.shape, opts(m.dtype, m.device));
         }
       }
+      std::vector<bool> wanted(n->next_edges.size());
+      for (size_t i = 0; i < wanted.size(); ++i) {
+        const Edge& e = n->next_edges[i];
+        wanted[i] = e.valid() && (!inputs || run.count(e.fn.get()) || captures.count({e.fn.get(), e.input_nr}));
+      }
       tensor_list in_grads;
       {
         GradModeGuard gm(create_graph);
-        in_grads = n->apply(std::move(grads));
+        in_grads = n->apply_wanted(std::move(grads), wanted);
         if (!acc) {
           validate(*n, in_grads);
           for (size_t i = 0; i < in_grads.size(); ++i)
-            if (in_grads[i].defined() && n->next_edges[i].valid()) deliver(n->next_edges[i], in_grads[i]);
+            if (in_grads[i].defined() && wanted[i]) deliver(n->next_edges[i], in_grads[i]);
         }
       }
       if (!retain_graph) n->release_saved();

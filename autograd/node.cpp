@@ -56,12 +56,21 @@ Tensor SavedTensor::unpack(const std::shared_ptr<Node>& owner, const char* op) c
 
 // --- FunctionNode ----------------------------------------------------------------------------------
 
-tensor_list FunctionNode::apply(tensor_list&& grad_outputs) {
+tensor_list FunctionNode::apply(tensor_list&& grad_outputs) { return run(std::move(grad_outputs), nullptr); }
+
+tensor_list FunctionNode::apply_wanted(tensor_list&& grad_outputs, const std::vector<bool>& wanted) {
+  return run(std::move(grad_outputs), &wanted);
+}
+
+tensor_list FunctionNode::run(tensor_list&& grad_outputs, const std::vector<bool>* wanted) {
   BackwardCtx ctx;  // a released node fails in SavedTensor::unpack, only if it saved something
   ctx.saved.reserve(saved.size());
   std::shared_ptr<Node> self = self_.lock();  // alive: whoever calls apply() holds us
   for (auto& s : saved) ctx.saved.push_back(s.unpack(self, name()));
   ctx.needs_input_grad = needs_input_grad;
+  if (wanted)
+    for (size_t i = 0; i < ctx.needs_input_grad.size(); ++i)
+      ctx.needs_input_grad[i] = ctx.needs_input_grad[i] && i < wanted->size() && (*wanted)[i];
   return fn_(ctx, grad_outputs);
 }
 
