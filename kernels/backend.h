@@ -7,8 +7,10 @@
 //   (broadcast) and, for inputs, may be anything (transposed, sliced). Outputs are written
 //   through their strides too, but must not overlap themselves.
 // - Elementwise ops take operands of the output's ndim; broadcasting is expressed by stride 0.
-// - Floating math is done in float32 for f32/bf16 storage and in float64 for f64 storage;
-//   reductions accumulate in float32 (float64 for f64) and GEMMs accumulate in float32.
+// - Floating math is done in float32 for f32/bf16 storage and in float64 for f64 storage.
+//   Reductions accumulate in double on the CPU (the reference) and in float32 on CUDA (float64
+//   for f64); GEMMs accumulate in float32 (float64 for f64; the CPU's loop for small products
+//   in double).
 // - Fused kernels (norms, softmax, cross-entropy, AdamW, ...) require row-contiguous inputs;
 //   the autograd op that calls them makes inputs contiguous first.
 #pragma once
