@@ -238,6 +238,13 @@ bool cuda_built();       // compiled with CUDA support
 bool cuda_available();   // compiled with CUDA and at least one GPU is visible
 int cuda_device_count();
 
+// Deterministic mode (train.deterministic; --deterministic of eval and bench): where a kernel would
+// add in an order that varies from run to run — the CUDA float atomics of index_add (embedding
+// gradients) and of attention's dQ — it sums in a fixed order instead, so a run repeats bit for
+// bit. The CPU kernels are always deterministic. Process-wide, off by default.
+void set_deterministic(bool on);
+bool deterministic();
+
 // Thrown by alloc when memory is exhausted; the message names the device and the sizes.
 struct OutOfMemory : std::runtime_error {
   using std::runtime_error::runtime_error;

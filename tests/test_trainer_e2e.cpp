@@ -94,6 +94,14 @@ TEST_CASE("tokenizer -> data -> train -> eval -> generate, resume and SIGTERM th
   CHECK(loss16 == doctest::Approx(loss32).epsilon(0.02));
   CHECK(loss16 != loss32);
   CHECK(run_ttt("eval --checkpoint " + ckpt + " --dtype fp16").code != 0);
+  // --deterministic is recorded; on the CPU the numbers are the same either way.
+  auto evd = run_ttt("eval --checkpoint " + ckpt + " --context 32 --max-windows 8 --deterministic --out " + kDir +
+                     "/eval_det.json");
+  REQUIRE_MESSAGE(evd.code == 0, evd.output);
+  auto report_det = nlohmann::json::parse(std::ifstream(kDir + "/eval_det.json"));
+  CHECK(report_det["deterministic"] == true);
+  CHECK(report["deterministic"] == false);
+  CHECK(report_det["results"][0]["loss"].get<double>() == loss32);
 
   // --- generate: deterministic for a seed ---------------------------------------------------------
   const std::string gen = "generate --checkpoint " + ckpt + " --prompt 'the cat' --max-new-tokens 24 --top-k 20 ";

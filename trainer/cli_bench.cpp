@@ -34,7 +34,7 @@ struct BenchArgs {
   ConfigArgs config;
   std::string device = "cpu", out, phases = "train,prefill,decode", dtype;
   int64_t seq_len = 0, batch = 1, warmup = 1, repeat = 3, decode_tokens = 32;
-  bool profile = false;
+  bool profile = false, deterministic = false;
 };
 
 using Clock = std::chrono::steady_clock;
@@ -106,6 +106,8 @@ void run_bench(const BenchArgs& a) {
 #endif
   const bool amp = (a.dtype.empty() ? cfg.train.dtype : a.dtype) == "bf16";
   j["dtype"] = amp ? "bf16" : "fp32";
+  set_deterministic(a.deterministic || cfg.train.deterministic);
+  j["deterministic"] = deterministic();
   j["seq_len"] = T;
   j["batch"] = B;
   j["repeat"] = a.repeat;
@@ -202,6 +204,8 @@ void add_bench_command(CLI::App& app) {
                  "in the JSON)");
   cmd->add_option("--dtype", a->dtype, "fp32 or bf16 (autocast); default: the config's train.dtype")
       ->check(CLI::IsMember({"fp32", "bf16"}));
+  cmd->add_flag("--deterministic", a->deterministic,
+                "GPU kernels sum in a fixed order instead of with float atomics (as train.deterministic)");
   cmd->add_option("--out", a->out, "Also write the JSON to this file");
   cmd->callback([a]() { run_bench(*a); });
 }

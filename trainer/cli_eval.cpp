@@ -21,10 +21,12 @@ struct EvalArgs {
   std::string checkpoint, data_dir, out, device = "cpu", dtype = "fp32";
   std::vector<int64_t> contexts;
   int64_t max_windows = -1, batch = -1, buckets = -1;
+  bool deterministic = false;
 };
 
 void run_eval(const EvalArgs& a) {
   const Device dev = device_from_option(a.device);
+  set_deterministic(a.deterministic);
   LoadedModel m = load_model_from_checkpoint(a.checkpoint, dev);
   const RunConfig& cfg = m.cfg;
   const std::string data_dir = a.data_dir.empty() ? cfg.data.dir : a.data_dir;
@@ -64,6 +66,7 @@ void run_eval(const EvalArgs& a) {
   j["checkpoint"] = a.checkpoint;
   j["step"] = m.meta.step;
   j["dtype"] = a.dtype;
+  j["deterministic"] = a.deterministic;
   j["tokens_trained"] = m.meta.tokens;
   j["model"] = {{"name", cfg.name}, {"mixer", cfg.model.mixer}, {"backbone", cfg.model.backbone},
                 {"parameters", model.num_parameters()}, {"train_seq_len", cfg.seq_len()}};
@@ -110,6 +113,8 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--device", a->device, "cpu, cuda or cuda:N");
   cmd->add_option("--dtype", a->dtype, "fp32 (exact, default) or bf16 (autocast, as in training)")
       ->check(CLI::IsMember({"fp32", "bf16"}));
+  cmd->add_flag("--deterministic", a->deterministic,
+                "GPU kernels sum in a fixed order instead of with float atomics (as train.deterministic)");
   cmd->callback([a]() { run_eval(*a); });
 }
 

@@ -87,6 +87,9 @@ std::vector<ConfigKey> build_schema() {
       {"train.max_minutes", F(train.max_minutes), "Stop with a checkpoint after this many minutes; 0 = no limit."},
       {"train.peak_tflops", F(train.peak_tflops),
        "Device peak TFLOP/s for MFU (H100 SXM bf16 dense: 989); 0 = unknown, MFU is logged as null."},
+      {"train.deterministic", F(train.deterministic),
+       "GPU kernels sum in a fixed order instead of with float atomics (embedding gradient, attention dQ), so a run "
+       "(and a resumed run) repeats bit for bit, at some speed cost. The CPU is always deterministic."},
 
       // --- data ---
       {"data.dir", F(data.dir), "Directory of prepared shards (`ttt data prepare`).", {}, true},

@@ -79,6 +79,13 @@ std::string timeline_summary(const std::vector<BucketTiming>& tl) {
                      before, tl.size(), std::abs(1e3 * last_end), last_end < 0 ? "before" : "after");
 }
 
+// train.deterministic for the duration of one run (tests run several in one process).
+struct DeterministicScope {
+  bool prev;
+  explicit DeterministicScope(bool on) : prev(deterministic()) { set_deterministic(on); }
+  ~DeterministicScope() { set_deterministic(prev); }
+};
+
 // Mean loss over the first `windows` validation windows of the training context.
 double validation_loss(LanguageModel& model, TokenSource& data, const RunConfig& cfg, Device dev) {
   model.train(false);
@@ -107,8 +114,11 @@ TrainResult train(const RunConfig& cfg, TokenSource& data, const TrainOptions& o
   // One GPU per process: rank r of a multi-process job trains on cuda:<local rank>.
   const Device dev = rank_device(device_of(cfg), comm->launch(), cuda_device_count());
   const bool lead = rank == 0;  // rank 0 writes files and logs
+  DeterministicScope deterministic_kernels(cfg.train.deterministic);
 
   auto log = make_run_logger(lead ? opt.run_dir : "", opt.console && lead);
+  if (cfg.train.deterministic)
+    log->info("deterministic mode: GPU reductions in a fixed order (train.deterministic)");
 
   // --- model, plan, optimizer ----------------------------------------------------------------
   // A model vocabulary larger than the data's is fine (padded embeddings); smaller would index

@@ -26,6 +26,10 @@
 
 namespace ttt::cuda_impl {
 
+namespace attn {
+struct BwdArgs;  // attention.cuh
+}
+
 // --- errors found inside kernels -------------------------------------------------------------------
 
 enum DeviceErrorCode : int { kErrNone = 0, kErrIndexSelect = 1, kErrIndexAdd = 2, kErrCrossEntropy = 3 };
@@ -147,6 +151,11 @@ class CudaBackend final : public Backend {
   void activate() const;
   // Throws (and clears) an error a kernel reported; call after the stream has been synchronized.
   void raise_device_error();
+  // attention backward with dQ summed over key tiles in a fixed order (deterministic mode;
+  // attention.cu).
+  void attention_bwd_ordered(void* dq, const attn::BwdArgs& a, DType dt);
+  // index_add of f32/f64 in a fixed order (deterministic mode; index.cu).
+  void index_add_ordered(const View& out, int dim, const View& index, const View& src);
   size_t memory_reserved() const { return allocator_.reserved(); }
 
   // Temporary device memory from the caching allocator, returned when it goes out of scope.
