@@ -161,9 +161,11 @@ void run_timeline(Communicator& c, const std::string& out) {
   Generator g(7);
   std::vector<std::pair<std::string, Tensor>> params;
   const int64_t width = 64;
-  for (int l = 0; l < 5; ++l)
-    params.emplace_back("w" + std::to_string(l + 1),
-                        randn({width, width}, g, {}, 0, 1.0 / std::sqrt(double(width))).set_requires_grad(true));
+  for (int l = 0; l < 5; ++l) {
+    std::string name = "w";
+    name += std::to_string(l + 1);  // (not "w" + to_string: GCC 12 warns falsely, -Wrestrict)
+    params.emplace_back(name, randn({width, width}, g, {}, 0, 1.0 / std::sqrt(double(width))).set_requires_grad(true));
+  }
   DdpOptions o;
   o.bucket_bytes = 64;  // every weight alone
   o.timeline = true;
