@@ -138,6 +138,8 @@ class Backend {
   virtual size_t memory_allocated() const = 0;
   virtual size_t memory_peak() const = 0;
   virtual void reset_peak_memory() = 0;
+  // Bytes the allocator holds from the driver (handed out + cached); without a cache, allocated.
+  virtual size_t memory_reserved() const { return memory_allocated(); }
 
   // --- elementwise ------------------------------------------------------------------------
   virtual void fill(const View& out, double value) = 0;

@@ -102,7 +102,19 @@ TEST_CASE("tokenizer -> data -> train -> eval -> generate, resume and SIGTERM th
   CHECK(report_det["deterministic"] == true);
   CHECK(report["deterministic"] == false);
   CHECK(report_det["results"][0]["loss"].get<double>() == loss32);
-
+  // bench: the JSON carries --deterministic and the reserved memory beside the peak.
+  auto bench = run_ttt("bench --config " + std::string(TTT_SOURCE_DIR) +
+                       "/configs/tiny_transformer.yaml --phases train,prefill --batch 1 --seq-len 16 --warmup 0 "
+                       "--repeat 1 --deterministic --out " + kDir + "/bench.json");
+  REQUIRE_MESSAGE(bench.code == 0, bench.output);
+  auto bj = nlohmann::json::parse(std::ifstream(kDir + "/bench.json"));
+  CHECK(bj["deterministic"] == true);
+  for (const char* phase : {"train", "prefill"}) {
+    CAPTURE(phase);
+    REQUIRE(bj[phase].contains("reserved_memory_bytes"));
+    CHECK(bj[phase]["reserved_memory_bytes"].get<double>() > 0);
+    CHECK(bj[phase]["peak_memory_bytes"].get<double>() > 0);
+  }
   // --- generate: deterministic for a seed ---------------------------------------------------------
   const std::string gen = "generate --checkpoint " + ckpt + " --prompt 'the cat' --max-new-tokens 24 --top-k 20 ";
   auto g1 = run_ttt(gen + "--seed 3"), g2 = run_ttt(gen + "--seed 3");

@@ -7,7 +7,8 @@
 //            tokens/s = B*N / time  (TTT layers: primal form, attention: KV cache)
 // Inputs are random token ids; `--warmup` untimed repetitions come first; times are the median
 // of `--repeat` timed repetitions. Peak memory is the backend allocator's high-water mark during
-// the phase (bytes held by tensors; 0 where the backend does not track it).
+// the phase (bytes held by tensors; 0 where the backend does not track it); reserved memory is
+// what the allocator holds from the driver at the end of the phase (CUDA: handed out + cached).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -132,6 +133,7 @@ void run_bench(const BenchArgs& a) {
     double s = time_median(dev, a.warmup, a.repeat, step);
     const double tok_s = static_cast<double>(B * T) / s;
     j["train"] = {{"step_s", s}, {"tokens_per_s", tok_s}, {"peak_memory_bytes", be.memory_peak()},
+                  {"reserved_memory_bytes", be.memory_reserved()},
                   {"model_tflops", 3.0 * model.flops_per_token(T) * tok_s / 1e12}};
     if (a.profile) {
       // One more step with every backend call timed on its own (kernels/profiler.h).
@@ -153,7 +155,7 @@ void run_bench(const BenchArgs& a) {
       (void)model.forward(ids);
     });
     j["prefill"] = {{"time_s", s}, {"tokens_per_s", static_cast<double>(B * T) / s},
-                    {"peak_memory_bytes", be.memory_peak()}};
+                    {"peak_memory_bytes", be.memory_peak()}, {"reserved_memory_bytes", be.memory_reserved()}};
   }
   if (want("decode")) {
     model.train(false);
@@ -176,7 +178,7 @@ void run_bench(const BenchArgs& a) {
     const double dec = t[t.size() / 2];
     j["decode"] = {{"prompt_tokens", T}, {"new_tokens", a.decode_tokens}, {"time_s", dec},
                    {"tokens_per_s", static_cast<double>(B * a.decode_tokens) / dec},
-                   {"peak_memory_bytes", be.memory_peak()}};
+                   {"peak_memory_bytes", be.memory_peak()}, {"reserved_memory_bytes", be.memory_reserved()}};
   }
   const std::string text = j.dump(2);
   std::printf("%s\n", text.c_str());
