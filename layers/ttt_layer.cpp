@@ -22,10 +22,10 @@ void require(bool ok, const std::string& msg) {
 }
 
 SegmentFn segment_fn(const std::string& impl) {
-  if (impl == "dual") return dual_segment;
+  if (impl == "dual" || impl == "auto" || impl == "fused") return dual_segment;  // composite parts of fused
   if (impl == "primal") return primal_segment;
   if (impl == "generic") return generic_segment;
-  throw std::invalid_argument("model.ttt.impl: expected dual | primal | generic, got '" + impl + "'");
+  throw std::invalid_argument("model.ttt.impl: expected auto | fused | dual | primal | generic, got '" + impl + "'");
 }
 
 // [B, T, nh·f] -> [B, nh, T, f]
@@ -100,7 +100,9 @@ TTTMixer::TTTMixer(const ModelConfig& cfg, Generator& g, std::shared_ptr<InnerMo
     norm_w_ = register_parameter("ttt_norm_weight", ones({nh_, f_}));
     norm_b_ = register_parameter("ttt_norm_bias", zeros({nh_, f_}));
   }
-  post_norm_ = register_module("post_norm", std::make_shared<LayerNorm>(width_, cfg.norm_eps));
+  // Official: always there. Without it (and with the Theorem-1 switches) the mixer is linear
+  // attention exactly, parameters and draws included (tests/test_ttt_theorem1.cpp).
+  if (c_.post_norm) post_norm_ = register_module("post_norm", std::make_shared<LayerNorm>(width_, cfg.norm_eps));
   if (!inner) {
     if (cfg.mixer == "ttt_linear")
       inner = std::make_shared<InnerLinear>(nh_, f_, g, std, c_.learnable_w0, c_.inner_bias);
@@ -228,7 +230,7 @@ Tensor TTTMixer::run(ScanState& st, const ScanInputs& in, int64_t pos0, bool dec
   const DType dt = in.XQ.dtype();
   ScanOptions o;
   o.full = segment_fn(impl_);
-  o.partial = decode && impl_ == "dual" ? primal_segment : o.full;
+  o.partial = decode && segment_fn(impl_) == dual_segment ? primal_segment : o.full;
   o.checkpoint_group = decode ? 0 : c_.checkpoint_group;
   Tensor tok;
   int64_t tok_base = 0;
@@ -249,7 +251,7 @@ Tensor TTTMixer::run(ScanState& st, const ScanInputs& in, int64_t pos0, bool dec
 Tensor TTTMixer::finish(const Tensor& x, const Tensor& heads_out) {
   const int64_t B = x.shape()[0], T = x.shape()[1];
   Tensor z = cast(reshape(permute(heads_out, {0, 2, 1, 3}), {B, T, width_}), x.dtype());
-  z = post_norm_->forward(z);
+  if (post_norm_) z = post_norm_->forward(z);
   if (mamba_) z = mul(gelu(g_proj_->forward(x), true), z);  // tanh-GELU gate (ttt.py apply_gate)
   return o_proj_->forward(z);
 }
@@ -258,7 +260,43 @@ Tensor TTTMixer::finish(const Tensor& x, const Tensor& heads_out) {
 
 ScanInputs TTTMixer::inner_inputs(const Tensor& x) { return prepare(x, 0, nullptr, nullptr); }
 
+// The fused scan's inputs in its order (see ops.h ttt_linear_scan): W0, b0 as [nh, f, f], [nh, f].
+tensor_list TTTMixer::fused_inputs(const ScanInputs& in) const {
+  const DType dt = in.XQ.dtype();
+  const tensor_list W0 = inner_->initial();
+  const InnerNorm n = norm(dt);
+  Tensor b0 = W0[1].defined() ? reshape(cast(W0[1], dt), {nh_, f_}) : Tensor();
+  return {in.XQ, in.XK, in.XV, in.lr, token_scale(0, c_.mini_batch, dt), cast(W0[0], dt), b0,
+          c_.ln_residual ? n.w : Tensor(), c_.ln_residual ? n.b : Tensor()};
+}
+
+// Why the fused scan does not cover this call (empty when it does).
+std::string TTTMixer::fused_unsupported(const ScanInputs& in) const {
+  if (inner_->kind() != "linear") return "the fused scan covers TTT-Linear only (model.mixer=ttt_linear)";
+  if (c_.mini_batch <= 0) return "the fused scan needs model.ttt.mini_batch > 0";
+  const tensor_list x = fused_inputs(in);
+  return ttt_linear_scan_unsupported(x[0], x[4], x[6], x[7], {c_.checkpoint_group, c_.ln_eps});
+}
+
+bool TTTMixer::use_fused(const ScanInputs& in) const {
+  if (impl_ != "auto" && impl_ != "fused") return false;
+  const std::string why = fused_unsupported(in);
+  if (!why.empty() && impl_ == "fused")
+    throw std::invalid_argument("model.ttt.impl=fused: " + why + " (use impl=auto to fall back to the dual form)");
+  return why.empty();
+}
+
+// The fused scan from W0, with the composite dual form as its twin for create_graph.
+Tensor TTTMixer::fused_outputs(const ScanInputs& in) {
+  const double eps = c_.ln_eps;
+  TTTScanComposite composite = [eps](const tensor_list& x) { return dual_linear_scan(x, eps); };
+  const tensor_list x = fused_inputs(in);
+  return ttt_linear_scan(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8], {c_.checkpoint_group, eps},
+                         composite)[0];
+}
+
 Tensor TTTMixer::inner_outputs(const ScanInputs& in) {
+  if (use_fused(in)) return fused_outputs(in);
   ScanState st;
   st.W = initial_state(in.XQ.shape()[0], in.XQ.dtype());
   return run(st, in, 0, false);

@@ -52,11 +52,22 @@ std::vector<ConfigKey> build_schema() {
       {"model.ttt.inner_bias", F(model.ttt.inner_bias),
        "The inner model has biases (official b1, b2); false: f_res(x) = xW (Theorem 1)."},
       {"model.ttt.mlp_expansion", F(model.ttt.mlp_expansion), "TTT-MLP hidden size = expansion x head_dim."},
-      {"model.ttt.impl", F(model.ttt.impl), "TTT implementation (identical outputs; see tests).",
-       {"dual", "primal", "generic"}},
+      {"model.ttt.impl", F(model.ttt.impl),
+       "TTT implementation (identical outputs; see tests). auto: the fused scan kernel where it covers the "
+       "layer (TTT-Linear, mini_batch > 0, the device has a kernel), else dual; fused: the kernel or an error.",
+       {"auto", "fused", "dual", "primal", "generic"}},
       {"model.ttt.checkpoint_group", F(model.ttt.checkpoint_group),
        "Gradient checkpointing through time: keep W every G mini-batches; 0 = off."},
       {"model.ttt.ln_eps", F(model.ttt.ln_eps), "Epsilon of the inner LayerNorm."},
+      {"model.ttt.post_norm", F(model.ttt.post_norm),
+       "LayerNorm(d_model) on the inner loop's output (official); false: none (with the Theorem-1 switches the "
+       "mixer is then exactly linear attention)."},
+      {"model.linear_attention.feature_map", F(model.linear_attention.feature_map),
+       "Feature map phi on q and k: identity (Theorem 1's form) or elu_plus_one (Katharopoulos et al. 2020).",
+       {"identity", "elu_plus_one"}},
+      {"model.linear_attention.normalize", F(model.linear_attention.normalize),
+       "Divide by sum_s phi(k_s).phi(q_t) + eps (Katharopoulos et al. 2020); false: no normalizer (Theorem 1)."},
+      {"model.linear_attention.eps", F(model.linear_attention.eps), "Added to the normalizer's denominator."},
 
       // --- train (trainer/config.h TrainConfig) ---
       {"train.tokens", F(train.tokens), "Training tokens; 0 = 20 x parameters (Chinchilla)."},
@@ -87,6 +98,10 @@ std::vector<ConfigKey> build_schema() {
       {"train.max_minutes", F(train.max_minutes), "Stop with a checkpoint after this many minutes; 0 = no limit."},
       {"train.peak_tflops", F(train.peak_tflops),
        "Device peak TFLOP/s for MFU (H100 SXM bf16 dense: 989); 0 = unknown, MFU is logged as null."},
+      {"train.init_from", F(train.init_from),
+       "Checkpoint whose parameters start this run (fine-tuning, context extension; `ttt import` output works too): "
+       "fresh optimizer and schedule; the model keys must give the same parameter shapes. Empty = random init. "
+       "A run resumed with --resume continues from its own checkpoints instead."},
       {"train.deterministic", F(train.deterministic),
        "GPU kernels sum in a fixed order instead of with float atomics (embedding gradient, attention dQ), so a run "
        "(and a resumed run) repeats bit for bit, at some speed cost. The CPU is always deterministic."},
