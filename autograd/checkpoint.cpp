@@ -70,7 +70,10 @@ tensor_list recompute_gradients(const CheckpointFn& fn, const BackwardCtx& c, co
   for (size_t i = 0; i < n_in; ++i) {
     const Tensor& in = c.saved[i];
     if (!in.defined()) continue;
-    if (!c.needs(i) || !in.requires_grad()) {
+    // With create_graph every input that requires grad keeps its history, wanted or not: the
+    // returned gradients depend on all of them and may be differentiated w.r.t. any (c.needs(i)
+    // only says which gradients this pass returns; see the execution mask in engine.cpp).
+    if (!in.requires_grad() || (!create && !c.needs(i))) {
       local[i] = in.detach();
     } else if (create) {
       local[i] = alias(in);

@@ -4,15 +4,22 @@
 //  1. Collect the nodes reachable from the outputs' gradient edges.
 //  2. grad(): mark the nodes that must run — those from which some requested input is
 //     reachable; capture the gradient arriving at each requested input's slot. backward(): every
-//     reachable node runs, AccumulateGrad nodes included.
-//  3. Run the marked nodes in decreasing sequence number (recording order reversed), which
-//     guarantees every gradient contribution to a node has arrived before it runs. Gradients
-//     arriving at the same slot are summed. Missing output gradients are materialized as zeros.
+//     reachable node runs, AccumulateGrad nodes included. Each node is told which of its inputs
+//     the pass wants (the execution mask: the edge leads to a capture or to a node that runs), so
+//     grad(loss, {W}) of x @ W computes dW and not dx.
+//  3. Count each node's dependencies: the edges into it from nodes that run. A node is ready once
+//     all of them have delivered (as in PyTorch's engine), so every gradient contribution to it
+//     has arrived. Ready nodes run in decreasing sequence number, which is the tape reversed,
+//     except AccumulateGrad sinks, which run first: a leaf's .grad and its post-accumulate hooks
+//     (the data-parallel all-reduce, trainer/ddp.h) happen as soon as its gradient is complete,
+//     while the backward of earlier layers is still to come. Gradients arriving at the same slot
+//     are summed in the order they arrive; missing output gradients are materialized as zeros.
 //     Each node runs with grad mode = create_graph. Without retain_graph a node frees its saved
 //     tensors after running.
 #include "autograd/engine.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <map>
 #include <queue>
 #include <unordered_map>
@@ -24,8 +31,13 @@ namespace ttt {
 
 namespace {
 
-struct NodeSeqLess {
-  bool operator()(const Node* a, const Node* b) const { return a->seq() < b->seq(); }
+// Ready nodes: AccumulateGrad sinks (sequence number 0, see Node) first, then the most recently
+// recorded. Among the other nodes this is exactly decreasing sequence number: a node's
+// dependencies (its consumers) were all recorded after it, so a node that is not ready yet has an
+// unfinished ancestor, with a larger number, that is ready.
+struct ReadyOrder {
+  static uint64_t priority(const Node* n) { return n->seq() == 0 ? UINT64_MAX : n->seq(); }
+  bool operator()(const Node* a, const Node* b) const { return priority(a) < priority(b); }
 };
 
 Tensor accumulate(const Tensor& cur, const Tensor& g) {
@@ -138,61 +150,84 @@ tensor_list run_engine(const tensor_list& outputs, const tensor_list& grad_outpu
     for (Node* n : nodes) run.insert(n);
   }
 
-  // 3. Execute in decreasing sequence number.
+  // 3. Dependencies: edges into each node from the nodes that run.
+  std::unordered_map<const Node*, size_t> deps;
+  for (Node* n : nodes)
+    if (run.count(n))
+      for (auto& e : n->next_edges)
+        if (e.valid()) ++deps[e.fn.get()];
+
   std::unordered_map<const Node*, tensor_list> buffers;
-  std::priority_queue<Node*, std::vector<Node*>, NodeSeqLess> ready;
-  std::unordered_map<const Node*, std::shared_ptr<Node>> holders;  // keep nodes alive while running
+  std::priority_queue<Node*, std::vector<Node*>, ReadyOrder> ready;
+  std::unordered_map<const Node*, std::shared_ptr<Node>> holders;  // keep nodes alive while queued
   auto deliver = [&](const Edge& e, const Tensor& g) {
     auto it = buffers.find(e.fn.get());
-    if (it == buffers.end()) {
+    if (it == buffers.end())
       it = buffers.emplace(e.fn.get(), tensor_list(std::max<size_t>(1, e.fn->output_meta.size()))).first;
-      holders.emplace(e.fn.get(), e.fn);
-      ready.push(e.fn.get());
-    }
     if (e.input_nr >= it->second.size()) it->second.resize(e.input_nr + 1);
     it->second[e.input_nr] = accumulate(it->second[e.input_nr], g);
+  };
+  auto make_ready = [&](const std::shared_ptr<Node>& n) {
+    holders.emplace(n.get(), n);
+    ready.push(n.get());
   };
   {
     GradModeGuard gm(create_graph);
     for (auto& r : roots) deliver(r.first, r.second);
   }
+  // Roots that no other root's graph leads into start; the others wait for their dependencies.
+  for (auto& r : roots)
+    if (!deps.count(r.first.fn.get()) && !holders.count(r.first.fn.get())) make_ready(r.first.fn);
 
   while (!ready.empty()) {
     Node* n = ready.top();
     ready.pop();
-    tensor_list grads = std::move(buffers[n]);
-    buffers.erase(n);
+    auto buf = buffers.find(n);
+    const bool got = buf != buffers.end();  // some gradient arrived (else its producers sent none)
+    tensor_list grads;
+    if (got) {
+      grads = std::move(buf->second);
+      buffers.erase(buf);
+    }
     // Captures at this node's slots.
-    if (inputs) {
+    if (inputs && got) {
       for (uint32_t s = 0; s < grads.size(); ++s) {
         auto c = captures.find({n, s});
         if (c != captures.end()) results[c->second] = grads[s];
       }
     }
-    if (!run.count(n)) {
-      holders.erase(n);
-      continue;
-    }
-    auto* acc = dynamic_cast<AccumulateGrad*>(n);
-    if (acc) acc->create_graph = create_graph;
-    // Materialize zeros for unused outputs of multi-output nodes.
-    for (size_t s = 0; s < n->output_meta.size() && s < grads.size(); ++s) {
-      if (!grads[s].defined()) {
-        const TensorMeta& m = n->output_meta[s];
-        grads[s] = zeros(m.shape, opts(m.dtype, m.device));
+    const bool runs = run.count(n) > 0;
+    if (runs && got) {
+      auto* acc = dynamic_cast<AccumulateGrad*>(n);
+      if (acc) acc->create_graph = create_graph;
+      // Materialize zeros for unused outputs of multi-output nodes.
+      for (size_t s = 0; s < n->output_meta.size() && s < grads.size(); ++s) {
+        if (!grads[s].defined()) {
+          const TensorMeta& m = n->output_meta[s];
+          grads[s] = zeros(m.shape, opts(m.dtype, m.device));
+        }
       }
-    }
-    tensor_list in_grads;
-    {
-      GradModeGuard gm(create_graph);
-      in_grads = n->apply(std::move(grads));
-      if (!acc) {
-        validate(*n, in_grads);
-        for (size_t i = 0; i < in_grads.size(); ++i)
-          if (in_grads[i].defined() && n->next_edges[i].valid()) deliver(n->next_edges[i], in_grads[i]);
+      std::vector<bool> wanted(n->next_edges.size());
+      for (size_t i = 0; i < wanted.size(); ++i) {
+        const Edge& e = n->next_edges[i];
+        wanted[i] = e.valid() && (!inputs || run.count(e.fn.get()) || captures.count({e.fn.get(), e.input_nr}));
       }
+      tensor_list in_grads;
+      {
+        GradModeGuard gm(create_graph);
+        in_grads = n->apply_wanted(std::move(grads), wanted);
+        if (!acc) {
+          validate(*n, in_grads);
+          for (size_t i = 0; i < in_grads.size(); ++i)
+            if (in_grads[i].defined() && wanted[i]) deliver(n->next_edges[i], in_grads[i]);
+        }
+      }
+      if (!retain_graph) n->release_saved();
     }
-    if (!retain_graph) n->release_saved();
+    // This node's contributions are all delivered (possibly none): its inputs may now be ready.
+    if (runs)
+      for (auto& e : n->next_edges)
+        if (e.valid() && --deps[e.fn.get()] == 0) make_ready(e.fn);
     holders.erase(n);
   }
 

@@ -4,8 +4,9 @@
 // Every op run while grad mode is on, with some input that requires grad, records one Node:
 // edges to the nodes that produced its inputs, the tensors its backward needs (SavedTensor) and
 // the backward function. Nodes get an increasing sequence number when recorded, so the order of
-// recording is a topological order: backward walks the recorded nodes reachable from the
-// outputs in decreasing sequence number, i.e. the tape in reverse. Nodes are owned by the
+// recording is a topological order: backward runs a node once every node that consumed its
+// outputs has run, and among the ready ones the most recent first, i.e. the tape in reverse;
+// leaf sinks (AccumulateGrad) run as soon as their gradient is complete. Nodes are owned by the
 // tensors they produced (grad_fn), so a graph disappears when its tensors do; nothing global
 // needs clearing between steps.
 //
@@ -41,8 +42,8 @@ class Node {
  public:
   explicit Node(const char* name);
   virtual ~Node() = default;
-  // Sinks (AccumulateGrad) have no outgoing edges and must run after every node that feeds
-  // them: they take sequence number 0 whenever they were created.
+  // Sinks (AccumulateGrad) have no outgoing edges; they take sequence number 0 whenever they
+  // were created, which the engine reads as "run as soon as ready" (see engine.cpp).
   struct SinkTag {};
   Node(const char* name, SinkTag) : name_(name), seq_(0) {}
   Node(const Node&) = delete;
@@ -51,6 +52,14 @@ class Node {
   // Gradients w.r.t. this node's outputs -> gradients w.r.t. its inputs (one per next_edge;
   // undefined where next_edges[i] is invalid or the gradient is zero).
   virtual tensor_list apply(tensor_list&& grad_outputs) = 0;
+  // What the engine calls: `wanted[i]` says whether this backward pass needs the gradient of
+  // input i (its edge leads to a requested gradient: PyTorch's execution mask), so grad() of one
+  // input does not compute the others. The default computes every gradient; FunctionNode hands
+  // the mask to its backward function (BackwardCtx::needs).
+  virtual tensor_list apply_wanted(tensor_list&& grad_outputs, const std::vector<bool>& wanted) {
+    (void)wanted;
+    return apply(std::move(grad_outputs));
+  }
   // Frees saved tensors (after a backward without retain_graph).
   virtual void release_saved() {}
 
@@ -96,7 +105,8 @@ class SavedTensor {
 };
 
 // Context handed to a backward function: the unpacked saved tensors and which inputs need a
-// gradient (a backward may leave the others undefined).
+// gradient in this backward pass (recorded as requiring one, and wanted by the pass: grad() asks
+// only for its inputs); a backward should compute only those and leave the others undefined.
 struct BackwardCtx {
   tensor_list saved;
   std::vector<bool> needs_input_grad;
@@ -109,11 +119,13 @@ class FunctionNode : public Node {
  public:
   FunctionNode(const char* name, BackwardFn fn) : Node(name), fn_(std::move(fn)) {}
   tensor_list apply(tensor_list&& grad_outputs) override;
+  tensor_list apply_wanted(tensor_list&& grad_outputs, const std::vector<bool>& wanted) override;
   void release_saved() override;
   std::vector<SavedTensor> saved;
-  std::vector<bool> needs_input_grad;
+  std::vector<bool> needs_input_grad;  // as recorded: the input's edge is valid
   std::weak_ptr<Node> self_;  // to re-attach saved outputs to this node on unpack
  private:
+  tensor_list run(tensor_list&& grad_outputs, const std::vector<bool>* wanted);
   BackwardFn fn_;
 };
 

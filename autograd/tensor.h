@@ -3,7 +3,7 @@
 //
 // Views (reshape of contiguous data, permute, transpose, narrow, expand, unsqueeze, squeeze)
 // share storage. Every storage carries a version counter that in-place ops bump, so a tensor
-// saved for backward and modified afterwards is detected (see saved_tensor.h).
+// saved for backward and modified afterwards is detected (SavedTensor in node.h).
 //
 // The differentiable ops are free functions declared in autograd/ops.h; the member functions
 // here are conveniences that call them.
@@ -138,7 +138,8 @@ class Tensor {
   Tensor unsqueeze(int64_t dim) const;
   Tensor squeeze(int64_t dim) const;
 
-  // --- in-place, never taped (they refuse tensors that require grad while grad mode is on) ---
+  // --- in-place, never taped (they refuse tensors that require grad while grad mode is on, and
+  // destinations whose elements overlap in memory: see may_self_overlap in shape.h) ---
   Tensor& copy_(const Tensor& src);        // broadcasting, converting copy into this
   Tensor& fill_(double v);
   Tensor& zero_() { return fill_(0.0); }
@@ -201,8 +202,9 @@ class GradModeGuard {
   bool prev_;
 };
 
-// Throws std::invalid_argument with a message naming `op` unless the tensors are on the same
-// device (and, when `same_dtype`, have the same dtype).
+// Throw std::invalid_argument with a message naming `op`: check_same_device unless the tensors
+// are on the same device, check_same_dtype unless they have the same dtype, check_defined when
+// `t` is undefined (`what` names it in the message).
 void check_same_device(const char* op, const Tensor& a, const Tensor& b);
 void check_same_dtype(const char* op, const Tensor& a, const Tensor& b);
 void check_defined(const char* op, const Tensor& t, const char* what = "input");

@@ -2,6 +2,7 @@
 #include "kernels/backend.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 
 #include "kernels/cpu/cpu_backend.h"
@@ -43,6 +44,12 @@ int cuda_device_count() {
   return n;
 }
 bool cuda_available() { return cuda_device_count() > 0; }
+
+namespace {
+std::atomic<bool> g_deterministic{false};
+}  // namespace
+void set_deterministic(bool on) { g_deterministic.store(on); }
+bool deterministic() { return g_deterministic.load(); }
 
 DType parse_dtype(const std::string& s0) {
   std::string s = s0;

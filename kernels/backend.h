@@ -7,8 +7,10 @@
 //   (broadcast) and, for inputs, may be anything (transposed, sliced). Outputs are written
 //   through their strides too, but must not overlap themselves.
 // - Elementwise ops take operands of the output's ndim; broadcasting is expressed by stride 0.
-// - Floating math is done in float32 for f32/bf16 storage and in float64 for f64 storage;
-//   reductions accumulate in float32 (float64 for f64) and GEMMs accumulate in float32.
+// - Floating math is done in float32 for f32/bf16 storage and in float64 for f64 storage.
+//   Reductions accumulate in double on the CPU (the reference) and in float32 on CUDA (float64
+//   for f64); GEMMs accumulate in float32 (float64 for f64; the CPU's loop for small products
+//   in double).
 // - Fused kernels (norms, softmax, cross-entropy, AdamW, ...) require row-contiguous inputs;
 //   the autograd op that calls them makes inputs contiguous first.
 #pragma once
@@ -137,6 +139,8 @@ class Backend {
   virtual size_t memory_allocated() const = 0;
   virtual size_t memory_peak() const = 0;
   virtual void reset_peak_memory() = 0;
+  // Bytes the allocator holds from the driver (handed out + cached); without a cache, allocated.
+  virtual size_t memory_reserved() const { return memory_allocated(); }
 
   // --- elementwise ------------------------------------------------------------------------
   virtual void fill(const View& out, double value) = 0;
@@ -241,6 +245,13 @@ Backend& backend(Device d);
 bool cuda_built();       // compiled with CUDA support
 bool cuda_available();   // compiled with CUDA and at least one GPU is visible
 int cuda_device_count();
+
+// Deterministic mode (train.deterministic; --deterministic of eval and bench): where a kernel would
+// add in an order that varies from run to run — the CUDA float atomics of index_add (embedding
+// gradients) and of attention's dQ — it sums in a fixed order instead, so a run repeats bit for
+// bit. The CPU kernels are always deterministic. Process-wide, off by default.
+void set_deterministic(bool on);
+bool deterministic();
 
 // Thrown by alloc when memory is exhausted; the message names the device and the sizes.
 struct OutOfMemory : std::runtime_error {

@@ -101,6 +101,7 @@ class ProfilingBackend final : public Backend {
   size_t memory_allocated() const override { return b_.memory_allocated(); }
   size_t memory_peak() const override { return b_.memory_peak(); }
   void reset_peak_memory() override { b_.reset_peak_memory(); }
+  size_t memory_reserved() const override { return b_.memory_reserved(); }
 
   void fill(const View& o, double v) override { timed("fill", vb(o), [&] { b_.fill(o, v); }); }
   void unary(UnaryOp op, const View& o, const View& i, double a, double b) override {

@@ -2,7 +2,7 @@
 # scripts/gpu_check.sh — everything that needs a GPU, in one go (one call on the GPU machine):
 #   build      configure and build with CUDA for sm_90 (build-gpu/),
 #   bench      `ttt bench --profile` of the 125M Transformer++ and TTT-Linear, batch 8 x 2048, bf16 autocast,
-#   test       the whole test suite (the GPU tests run instead of skipping),
+#   test       the whole test suite (the GPU tests run instead of skipping: TTT_REQUIRE_GPU=1),
 #   attention  the fused-attention checks and benchmark (scripts/gpu_attention_check.sh),
 #   ddp        the NCCL world-size-1 training check (scripts/gpu_ddp_check.sh, part 1),
 #   reference  the PyTorch reference (scripts/bench_reference.sh; RUNS selects its runs).
@@ -38,7 +38,8 @@ if has build; then
 fi
 
 if has test; then
-  (cd build-gpu && OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 TTT_REQUIRE_MPI=1 \
+  # TTT_REQUIRE_GPU=1: a GPU test that finds no GPU fails instead of skipping.
+  (cd build-gpu && OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 TTT_REQUIRE_MPI=1 TTT_REQUIRE_GPU=1 \
      ctest -j 8 --timeout 300 --output-on-failure >"$OUT/ctest.log" 2>&1)
   summary+=("ctest: $(grep -E 'tests passed|tests failed' "$OUT/ctest.log" | tail -1) ($(elapsed))")
   grep -E "^\s*[0-9]+ - .*\((Failed|Timeout|SEGFAULT|Exception)" "$OUT/ctest.log" | sed 's/^/  FAILED: /'

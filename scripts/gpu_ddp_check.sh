@@ -8,7 +8,10 @@
 #   (b) `mpirun -np 1`                       (NCCL backend at world size 1, DataParallel on;
 #                                             skipped when mpirun is missing),
 #   (c) RANK=0 WORLD_SIZE=1 LOCAL_RANK=0     (NCCL backend, torchrun-style variables),
-#   and checks that (b) and (c) log the NCCL backend and reproduce (a)'s losses.
+#   and checks that (b) and (c) log the NCCL backend and reproduce (a)'s losses; then
+#   (d) as (c) with dist.timeline and small buckets: prints the per-bucket all-reduce timeline
+#       (scripts/ddp_timeline.py) and fails unless some all-reduce started before backward ended;
+#       with TIMELINE_BIG=1 also the same for BIG_CONFIG (BIG_SETS applied, 4 steps).
 # Part 2 (only with N >= 2 GPUs): the 125M TTT-Linear config (configs/125m_ttt_linear.yaml) at its
 #   global batch on 1 GPU and on N GPUs (mpirun -np N, or N processes with RANK/WORLD_SIZE/
 #   LOCAL_RANK and a TCP rendezvous when mpirun is missing), STEPS steps each; prints tokens/s of both,
@@ -119,6 +122,24 @@ for run in "${RUNS[@]}"; do
   same_losses "$WORK/tiny_local" "$WORK/$run" 1e-5 "part 1: $run vs plain"
 done
 echo "part 1 OK: $BACKEND backend at world size 1 (${RUNS[*]})"
+
+# (d) the all-reduce timeline at world size 1: buckets ready / all-reduce start / end vs the end of
+# backward (GPU times from CUDA events on NCCL). Small buckets, so the last layers' all-reduce can
+# start while the first layers' backward still runs.
+timeline_run() {  # timeline_run NAME ARGS...
+  local name=$1
+  shift
+  rm -rf "$WORK/$name"
+  RANK=0 WORLD_SIZE=1 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=29517 \
+    "$TTT" train "$@" --set dist.timeline=true --run-dir "$WORK/$name" > "$WORK/$name.log" 2>&1
+  echo "part 1 (d): $name"
+  "$PY" scripts/ddp_timeline.py "$WORK/$name" --require-overlap | tee "$OUT/$name.txt"
+}
+timeline_run tiny_timeline "${TINY[@]}" --set dist.bucket_mb=0.05
+if [ "${TIMELINE_BIG:-0}" = 1 ]; then
+  timeline_run big_timeline --config "$BIG_CONFIG" --data "$DATA" --device "$DEVICE" --set train.steps=4 \
+    --set train.log_every=1 --set checkpoint.every=0 --set dist.timeout_s=300 ${BIG_SETS:-}
+fi
 
 # --- part 2: 125M TTT-Linear, 1 vs N GPUs ----------------------------------------------------------------
 if [ "$NGPU" -lt 2 ]; then

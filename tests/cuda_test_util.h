@@ -3,12 +3,15 @@
 // stays NaN and fails the comparison), and |gpu - cpu| <= atol + rtol |cpu| checks.
 //
 // Every test case starts with TTT_REQUIRE_GPU(): without a visible GPU (CI has nvcc but no GPU)
-// it logs a message and returns, so the files build and pass everywhere.
+// it logs a message and returns, so the files build and pass everywhere — unless the environment
+// has TTT_REQUIRE_GPU=1 (scripts/gpu_check.sh sets it, as TTT_REQUIRE_MPI for the MPI tests): then
+// a missing GPU fails the test instead of passing it silently.
 #pragma once
 
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -16,15 +19,23 @@
 #include "autograd/ops.h"
 #include "autograd/tensor.h"
 
-#define TTT_REQUIRE_GPU()                                      \
-  do {                                                         \
-    if (!::ttt::cuda_available()) {                            \
-      MESSAGE("no CUDA device visible: test skipped");         \
-      return;                                                  \
-    }                                                          \
+#define TTT_REQUIRE_GPU()                                                          \
+  do {                                                                             \
+    if (!::ttt::cuda_available()) {                                                \
+      if (::ttt::cudatest::gpu_required())                                         \
+        FAIL("TTT_REQUIRE_GPU=1 but no CUDA device is visible (or ttt was built without CUDA)"); \
+      MESSAGE("no CUDA device visible: test skipped");                             \
+      return;                                                                      \
+    }                                                                              \
   } while (0)
 
 namespace ttt::cudatest {
+
+// TTT_REQUIRE_GPU=1 in the environment: the GPU tests must run.
+inline bool gpu_required() {
+  const char* v = std::getenv("TTT_REQUIRE_GPU");
+  return v && std::string(v) == "1";
+}
 
 inline Backend& cpu_be() { return backend(cpu()); }
 inline Backend& gpu_be() { return backend(cuda()); }

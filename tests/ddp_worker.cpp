@@ -12,6 +12,12 @@
 //       lines and then "param <name> <values...>" lines to <out>, with 17 significant digits.
 //   ttt_ddp_worker fail throw|exit
 //       rank 1 fails at step 1 (an exception, or _Exit(3) as if killed); the job must stop.
+//   ttt_ddp_worker timeline <out>
+//       one step of a 5-layer MLP (float32, 64-wide), every weight its own gradient bucket, with
+//       DataParallel's timeline on. Rank 0 writes "bucket <k> <bytes> <ready> <start> <end>
+//       <launched_in_backward>" lines (ms relative to the end of backward) and
+//       "first_layer_backward <ms>": when the backward of the first layer began.
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -20,6 +26,7 @@
 #include <string>
 
 #include "autograd/engine.h"
+#include "autograd/node.h"
 #include "autograd/ops.h"
 #include "trainer/comm.h"
 #include "trainer/ddp.h"
@@ -140,6 +147,50 @@ void run_train(Communicator& c, int64_t steps, int64_t global_rows, int64_t micr
   }
 }
 
+// A differentiable identity that stamps the host clock when its backward runs.
+Tensor stamped_identity(const Tensor& x, std::shared_ptr<CommStamp>& when) {
+  Tensor y = make_view(x, x.shape(), x.strides(), x.offset());
+  record("stamped_identity", {x}, {y}, {}, [&when](BackwardCtx&, const tensor_list& g) {
+    when = host_stamp();
+    return tensor_list{g[0]};
+  });
+  return y;
+}
+
+void run_timeline(Communicator& c, const std::string& out) {
+  Generator g(7);
+  std::vector<std::pair<std::string, Tensor>> params;
+  const int64_t width = 64;
+  for (int l = 0; l < 5; ++l) {
+    std::string name = "w";
+    name += std::to_string(l + 1);  // (not "w" + to_string: GCC 12 warns falsely, -Wrestrict)
+    params.emplace_back(name, randn({width, width}, g, {}, 0, 1.0 / std::sqrt(double(width))).set_requires_grad(true));
+  }
+  DdpOptions o;
+  o.bucket_bytes = 64;  // every weight alone
+  o.timeline = true;
+  DataParallel ddp(c, params, o);
+  ddp.broadcast_parameters();
+  Generator data(100 + static_cast<uint64_t>(c.rank()));
+  Tensor x = randn({32, width}, data);
+  std::shared_ptr<CommStamp> first_layer;
+  Tensor h = stamped_identity(matmul(x, params[0].second), first_layer);
+  for (size_t l = 1; l < params.size(); ++l) h = matmul(tanh(h), params[l].second);
+  Tensor loss = mean(square(h));
+  ddp.zero_grad();
+  ddp.set_sync(true);
+  backward({loss});
+  ddp.finish();
+  expect(first_layer != nullptr, "the first layer's backward ran");
+  std::ofstream f;
+  if (c.rank() == 0) f.open(out);
+  f << std::setprecision(17);
+  for (const BucketTiming& b : ddp.timeline())
+    f << "bucket " << b.bucket << ' ' << b.bytes << ' ' << 1e3 * b.ready_s << ' ' << 1e3 * b.start_s << ' '
+      << 1e3 * b.end_s << ' ' << (b.launched_in_backward ? 1 : 0) << '\n';
+  f << "first_layer_backward " << 1e3 * (first_layer->seconds() - ddp.timeline_zero_s()) << '\n';
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -158,11 +209,13 @@ int main(int argc, char** argv) {
       run_train(*comm, std::atoll(argv[2]), std::atoll(argv[3]), std::atoll(argv[4]), argv[5],
                 argc > 6 ? static_cast<size_t>(std::atoll(argv[6])) : (25u << 20), argc > 7 ? std::atoi(argv[7]) != 0 : true,
                 "");
+    } else if (mode == "timeline" && argc >= 3) {
+      run_timeline(*comm, argv[2]);
     } else if (mode == "fail" && argc >= 3) {
       run_train(*comm, 5, 8, 2, "/dev/null", 64, true, argv[2]);
     } else {
       std::fprintf(stderr, "usage: ttt_ddp_worker collectives | train <steps> <global_rows> <micro_rows> <out> "
-                           "[bucket_bytes] [overlap] | fail throw|exit\n");
+                           "[bucket_bytes] [overlap] | timeline <out> | fail throw|exit\n");
       return 2;
     }
   } catch (const std::exception& e) {

@@ -138,3 +138,23 @@ TEST_CASE("cuda autograd: autocast runs float32 matmuls as bf16 GEMMs with float
     return sum(gelu(y));
   });
 }
+
+TEST_CASE("cuda caching allocator: cached memory serves smaller requests; reserved >= allocated") {
+  TTT_REQUIRE_GPU();
+  Backend& be = backend(cuda());
+  be.synchronize();
+  const size_t MiB = size_t{1} << 20;
+  {
+    Tensor big = empty({int64_t(64 * MiB / 4)}, opts(DType::f32, cuda()));
+    CHECK(be.memory_reserved() >= be.memory_allocated());
+  }
+  const size_t reserved = be.memory_reserved();
+  {
+    // Three tensors of different sizes fit in the freed 64 MiB block: no new cudaMalloc.
+    Tensor a = empty({int64_t(10 * MiB / 4)}, opts(DType::f32, cuda()));
+    Tensor b = empty({int64_t(20 * MiB / 4) + 3}, opts(DType::f32, cuda()));
+    Tensor c = empty({int64_t(30 * MiB / 4)}, opts(DType::f32, cuda()));
+    CHECK(be.memory_reserved() == reserved);
+    CHECK(be.memory_allocated() >= 60 * MiB);
+  }
+}

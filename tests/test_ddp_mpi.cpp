@@ -125,6 +125,53 @@ TEST_CASE("mpirun: 2 and 4 ranks train like one process with the same global bat
   check_close(read_trace(tmp("w4.txt")), one, "4 ranks, no accumulation");
 }
 
+TEST_CASE("mpirun: gradient buckets are all-reduced during backward (per-bucket timeline on 2 ranks)") {
+  if (!mpi_ready()) return;
+  CommandResult r = run_command(mpirun(2) + kWorker + " timeline " + tmp("timeline.txt"));
+  INFO(r.output);
+  REQUIRE(r.code == 0);
+  struct Row {
+    double ready, start, end;
+    int launched;
+  };
+  std::vector<Row> rows;
+  double first_layer = 0;
+  std::ifstream f(tmp("timeline.txt"));
+  std::string word, table;
+  while (f >> word) {
+    if (word == "bucket") {
+      int k;
+      size_t bytes;
+      Row row{};
+      f >> k >> bytes >> row.ready >> row.start >> row.end >> row.launched;
+      CHECK(k == static_cast<int>(rows.size()));
+      CHECK(bytes == 64 * 64 * 4);
+      rows.push_back(row);
+    } else if (word == "first_layer_backward") {
+      f >> first_layer;
+    }
+  }
+  std::ostringstream shown;
+  shown << "ms vs end of backward (first layer's backward began at " << first_layer << "):";
+  for (size_t k = 0; k < rows.size(); ++k)
+    shown << "\n  bucket " << k << ": ready " << rows[k].ready << ", all-reduce " << rows[k].start << " .. " << rows[k].end;
+  MESSAGE(shown.str());
+  REQUIRE(rows.size() == 5);  // one bucket per layer, the last layer's first
+  for (size_t k = 0; k < rows.size(); ++k) {
+    CHECK(rows[k].launched == 1);
+    CHECK(rows[k].ready <= rows[k].start);
+    CHECK(rows[k].start <= rows[k].end);
+    CHECK(rows[k].ready <= 0);  // every gradient was complete when backward returned
+    if (k > 0) CHECK(rows[k - 1].ready <= rows[k].ready);
+  }
+  // The overlap itself: the last layer's all-reduce started (and the next layers' too) before the
+  // first layer's backward began. With the leaf sinks run after every other node, no bucket was
+  // ready before the first layer's backward.
+  CHECK(rows[0].start < first_layer);
+  CHECK(rows[3].start < first_layer);
+  CHECK(first_layer < rows[4].ready);  // the first layer's bucket, by contrast, is ready after it
+}
+
 TEST_CASE("mpirun: a failing rank stops the job with a message instead of hanging") {
   if (!mpi_ready()) return;
   CommandResult thrown = run_command(mpirun(2) + kWorker + " fail throw");

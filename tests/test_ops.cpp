@@ -232,3 +232,35 @@ TEST_CASE("hand-computed values: cross_entropy, embedding, chunk, tril/triu") {
   CHECK(values(tril(m)) == std::vector<double>{1, 0, 3, 4});
   CHECK(values(triu(m, 1)) == std::vector<double>{0, 2, 0, 0});
 }
+
+TEST_CASE("kernel edge cases: GEMM with k = 0 never reads C when beta = 0; max/min of all -inf in float64") {
+  // C starts as NaN: an empty sum with beta = 0 must write zeros, not 0 * NaN (C may be garbage).
+  for (DType dt : {DType::f64, DType::f32, DType::bf16})
+    for (double beta : {0.0, 0.5}) {
+      CAPTURE(dtype_name(dt));
+      CAPTURE(beta);
+      Tensor a = ones({2, 3, 1}, opts(dt)), b = ones({2, 1, 4}, opts(dt));  // k = 0 after narrowing
+      Tensor c = full({2, 3, 5}, beta == 0 ? NAN : 4.0, opts(dt));          // one padding column
+      GemmArgs g;
+      g.m = 3; g.n = 4; g.k = 0; g.batch = 2;
+      g.a = a.data_ptr(); g.lda = 1; g.stride_a = 3;
+      g.b = b.data_ptr(); g.ldb = 4; g.stride_b = 4;
+      g.c = c.data_ptr(); g.ldc = 5; g.stride_c = 15;
+      g.alpha = 1.0; g.beta = beta;
+      g.ab_dtype = g.c_dtype = dt;
+      backend(cpu()).gemm(g);
+      std::vector<double> v = c.tolist<double>();
+      for (size_t i = 0; i < v.size(); ++i) {
+        if (i % 5 == 4) CHECK((beta == 0 ? std::isnan(v[i]) : v[i] == 4.0));  // padding untouched
+        else CHECK(v[i] == (beta == 0 ? 0.0 : 2.0));
+      }
+    }
+  // The op: an empty inner dimension gives a zero product.
+  CHECK(matmul(zeros({2, 0}), zeros({0, 3})).tolist<double>() == std::vector<double>(6, 0.0));
+  for (DType dt : {DType::f64, DType::f32}) {
+    Tensor ninf = full({4}, -INFINITY, opts(dt)), pinf = full({4}, INFINITY, opts(dt));
+    CHECK(max(ninf).item() == -INFINITY);
+    CHECK(min(pinf).item() == INFINITY);
+    CHECK(max(full({2, 3}, -INFINITY, opts(dt)), {1}).tolist<double>() == std::vector<double>(2, -INFINITY));
+  }
+}

@@ -106,7 +106,27 @@ TEST_CASE("tokenizer -> data -> train -> eval -> generate, resume and SIGTERM th
   CHECK(loss16 == doctest::Approx(loss32).epsilon(0.02));
   CHECK(loss16 != loss32);
   CHECK(run_ttt("eval --checkpoint " + ckpt + " --dtype fp16").code != 0);
-
+  // --deterministic is recorded; on the CPU the numbers are the same either way.
+  auto evd = run_ttt("eval --checkpoint " + ckpt + " --context 32 --max-windows 8 --deterministic --out " + kDir +
+                     "/eval_det.json");
+  REQUIRE_MESSAGE(evd.code == 0, evd.output);
+  auto report_det = nlohmann::json::parse(std::ifstream(kDir + "/eval_det.json"));
+  CHECK(report_det["deterministic"] == true);
+  CHECK(report["deterministic"] == false);
+  CHECK(report_det["results"][0]["loss"].get<double>() == loss32);
+  // bench: the JSON carries --deterministic and the reserved memory beside the peak.
+  auto bench = run_ttt("bench --config " + std::string(TTT_SOURCE_DIR) +
+                       "/configs/tiny_transformer.yaml --phases train,prefill --batch 1 --seq-len 16 --warmup 0 "
+                       "--repeat 1 --deterministic --out " + kDir + "/bench.json");
+  REQUIRE_MESSAGE(bench.code == 0, bench.output);
+  auto bj = nlohmann::json::parse(std::ifstream(kDir + "/bench.json"));
+  CHECK(bj["deterministic"] == true);
+  for (const char* phase : {"train", "prefill"}) {
+    CAPTURE(phase);
+    REQUIRE(bj[phase].contains("reserved_memory_bytes"));
+    CHECK(bj[phase]["reserved_memory_bytes"].get<double>() > 0);
+    CHECK(bj[phase]["peak_memory_bytes"].get<double>() > 0);
+  }
   // --- generate: deterministic for a seed ---------------------------------------------------------
   const std::string gen = "generate --checkpoint " + ckpt + " --prompt 'the cat' --max-new-tokens 24 --top-k 20 ";
   auto g1 = run_ttt(gen + "--seed 3"), g2 = run_ttt(gen + "--seed 3");

@@ -1,10 +1,12 @@
 // tests/test_trainer_resume.cpp — resuming is exact on the CPU: N steps, stop, resume for M steps
 // gives the same losses, parameters and optimizer moments, bit for bit, as N+M uninterrupted
-// steps (Transformer and TTT-Linear tiny models); a broken newest checkpoint is set aside; a resume
+// steps (Transformer and TTT-Linear tiny models); on the GPU too with train.deterministic (skips
+// without a GPU); train.deterministic holds for the run only; a broken newest checkpoint is set aside; a resume
 // that changes the plan is refused; SIGINT stops after the step with a checkpoint; a run directory
 // with checkpoints needs --resume; errors during a run reach train.log.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -15,6 +17,7 @@
 #include "layers/language_model.h"
 #include "trainer/checkpoint.h"
 #include "trainer/train_loop.h"
+#include "tests/cuda_test_util.h"
 #include "tests/train_test_util.h"
 #include "tests/trainer_test_util.h"
 
@@ -23,13 +26,14 @@ namespace fs = std::filesystem;
 
 namespace {
 
-RunConfig tiny_config(const std::string& mixer, const std::string& dtype = "fp32") {
+RunConfig tiny_config(const std::string& mixer, const std::string& dtype = "fp32", const std::string& device = "cpu") {
   std::vector<std::string> sets = {
       "model.vocab_size=64", "model.d_model=16",  "model.n_layers=2",     "model.n_heads=2",
       "model.d_ff=32",       "model.max_seq_len=16", "model.ttt.mini_batch=4",
       "train.lr=1e-2",       "train.micro_batch=2",  "train.batch_tokens=64",  // 2 x 16 x 2 accumulation
       "train.steps=6",       "train.warmup_steps=2", "train.eval_every=2",     "train.eval_windows=2",
-      "train.log_every=1",   "checkpoint.keep_last=0", "train.dtype=" + dtype};
+      "train.log_every=1",   "checkpoint.keep_last=0", "train.dtype=" + dtype, "train.device=" + device};
+  if (device != "cpu") sets.push_back("train.deterministic=true");
   if (mixer == "attention") {
     sets.push_back("model.mixer=attention");
     sets.push_back("model.backbone=transformer");
@@ -65,8 +69,8 @@ std::map<std::string, std::vector<float>> tensors_of(const RunConfig& cfg, const
   return out;
 }
 
-void check_exact_resume(const std::string& mixer, const std::string& dtype = "fp32") {
-  RunConfig cfg = tiny_config(mixer, dtype);
+void check_exact_resume(const std::string& mixer, const std::string& dtype = "fp32", const std::string& device = "cpu") {
+  RunConfig cfg = tiny_config(mixer, dtype, device);
   auto data = ttt::testing::learnable_memory_data();
   const std::string a = fresh_dir(mixer + "_a"), b = fresh_dir(mixer + "_b");
   TrainResult full = run(cfg, *data, a, false);
@@ -116,6 +120,53 @@ TEST_CASE("exact resume: TTT-Linear (inner base-lr warmup across the resume)") {
 TEST_CASE("exact resume: TTT-MLP") { check_exact_resume("ttt_mlp"); }
 
 TEST_CASE("exact resume with bf16 autocast: TTT-Linear") { check_exact_resume("ttt_linear", "bf16"); }
+
+TEST_CASE("exact resume on the GPU with train.deterministic (embedding and attention gradients without atomics)") {
+  TTT_REQUIRE_GPU();
+  check_exact_resume("attention", "bf16", "cuda");
+  check_exact_resume("attention", "fp32", "cuda");
+  check_exact_resume("ttt_linear", "bf16", "cuda");
+}
+
+namespace {
+// A token source that records whether deterministic mode was on whenever the trainer read a batch.
+class ProbeSource final : public TokenSource {
+ public:
+  explicit ProbeSource(std::unique_ptr<TokenSource> s) : s_(std::move(s)) {}
+  Tensor train_rows(int64_t step, int64_t rank, int64_t world, int64_t rows, int64_t seq_len) override {
+    seen.push_back(deterministic());
+    return s_->train_rows(step, rank, world, rows, seq_len);
+  }
+  int64_t val_windows(int64_t seq_len) override { return s_->val_windows(seq_len); }
+  Tensor val_rows(int64_t seq_len, int64_t first, int64_t count) override { return s_->val_rows(seq_len, first, count); }
+  int64_t vocab_size() const override { return s_->vocab_size(); }
+  std::string tokenizer_sha256() const override { return s_->tokenizer_sha256(); }
+  std::string tokenizer_path() const override { return s_->tokenizer_path(); }
+  std::string describe() const override { return s_->describe(); }
+  std::vector<bool> seen;
+
+ private:
+  std::unique_ptr<TokenSource> s_;
+};
+}  // namespace
+
+TEST_CASE("train.deterministic is on while the run trains and off again after it; the CPU result is the same") {
+  set_deterministic(false);
+  RunConfig det = tiny_config("attention");
+  apply_override(det, "train.deterministic=true");
+  ProbeSource on(ttt::testing::learnable_memory_data()), off(ttt::testing::learnable_memory_data());
+  const std::string dir = fresh_dir("det");
+  TrainResult a = run(det, on, dir, false);
+  TrainResult b = run(tiny_config("attention"), off, fresh_dir("nodet"), false);
+  REQUIRE(on.seen.size() == 6);
+  CHECK(std::all_of(on.seen.begin(), on.seen.end(), [](bool x) { return x; }));
+  CHECK(std::none_of(off.seen.begin(), off.seen.end(), [](bool x) { return x; }));
+  CHECK_FALSE(deterministic());
+  CHECK(a.losses == b.losses);  // the CPU kernels are deterministic either way
+  std::ifstream log(dir + "/train.log");
+  std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  CHECK(text.find("deterministic mode") != std::string::npos);
+}
 
 
 TEST_CASE("a truncated newest checkpoint is reported and skipped; the run still ends exactly") {

@@ -6,6 +6,7 @@
 // Run: ./build/tests/test_ttt_forms
 #include <doctest/doctest.h>
 
+#include "layers/ttt_inner.h"
 #include "tests/ttt_helpers.h"
 
 using namespace ttt;
@@ -38,8 +39,13 @@ void check_forms_agree(const std::string& mixer, int64_t b, bool ln, int64_t T, 
   CHECK(grad_mass(dual) > 1e-3);
   auto [e_p, where_p] = compare(primal, dual);
   auto [e_g, where_g] = compare(generic, dual);
+  // Primal and dual share inner_loss_grad and the MLP's hand-derived inner gradient, so agreeing
+  // with each other proves nothing about those: each is also pinned against the generic form,
+  // whose inner gradient is autograd's.
+  auto [e_pg, where_pg] = compare(primal, generic);
   CHECK_MESSAGE(e_p < 1e-11, "primal vs dual: " << e_p << " at " << where_p);
   CHECK_MESSAGE(e_g < 1e-11, "generic vs dual: " << e_g << " at " << where_g);
+  CHECK_MESSAGE(e_pg < 1e-11, "primal vs generic: " << e_pg << " at " << where_pg);
   // Every parameter the layer has must receive a gradient (the comparison is not vacuous).
   for (auto& [name, gr] : dual.grads) {
     double m = 0;
@@ -86,4 +92,34 @@ TEST_CASE("TTT forms: the inner loop actually changes the output (mini-batch mat
   Tensor x = rand64({1, 12, 8}, 3);
   NoGradGuard ng;
   CHECK(max_abs_diff(a.forward(x), b.forward(x)) > 1e-3);
+}
+
+TEST_CASE("the hand-derived inner gradients equal autograd's (inner_loss_grad; the MLP's G1)") {
+  // The dual and primal forms use inner_loss_grad (dl/dZ of the LN + L2 inner loss) and, for
+  // TTT-MLP, G1 = (G2 W2^T) * gelu'(Z1); both written out by hand. Here each against grad() of the
+  // loss they differentiate, in float64, with and without LN + residual.
+  for (bool ln : {true, false}) {
+    CAPTURE(ln);
+    InnerNorm n;
+    n.ln_residual = ln;
+    if (ln) {
+      n.w = rand64({2, 5}, 11, false, 0.3);
+      n.w = add_scalar(n.w, 1.0);
+      n.b = rand64({2, 5}, 12, false, 0.3);
+    }
+    Tensor target = rand64({3, 2, 4, 5}, 13);
+    // inner_loss_grad = d sum(inner_loss) / dZ
+    Tensor Z = rand64({3, 2, 4, 5}, 14, true);
+    Tensor auto_g = grad({sum(inner_loss(Z, target, n))}, {Z})[0];
+    CHECK(max_abs_diff(inner_loss_grad(Z.detach(), target, n), auto_g) < 1e-12);
+    CHECK(max_abs_diff(auto_g, zeros_like(auto_g)) > 1e-3);
+    // The MLP: Z1 = X W1 + b1, Z2 = gelu(Z1) W2 + b2; G1 = dl/dZ1.
+    Tensor X = rand64({3, 2, 4, 5}, 15), W1 = rand64({2, 5, 7}, 16), W2 = rand64({2, 7, 5}, 17);
+    Tensor Z1 = matmul(X, W1).detach().set_requires_grad(true);
+    Tensor Z2 = matmul(gelu(Z1, true), W2);
+    Tensor auto_g1 = grad({sum(inner_loss(Z2, target, n))}, {Z1})[0];
+    Tensor G2 = inner_loss_grad(Z2.detach(), target, n);
+    Tensor G1 = mul(matmul(G2, transpose(W2, -2, -1)), gelu_tanh_grad(Z1.detach()));
+    CHECK(max_abs_diff(G1, auto_g1) < 1e-12);
+  }
 }

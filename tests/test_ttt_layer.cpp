@@ -6,6 +6,10 @@
 // Run: ./build/tests/test_ttt_layer
 #include <doctest/doctest.h>
 
+#include <map>
+
+#include "kernels/profiler.h"
+
 #include <set>
 
 #include "autograd/gradcheck.h"
@@ -228,7 +232,22 @@ TEST_CASE("config and input errors name the key") {
 }
 
 TEST_CASE("bf16 activations: the inner loop runs in float32 and the result tracks the float32 layer") {
-  for (const char* mixer : {"ttt_linear", "ttt_mlp"}) {
+  // The kernel profiler names each GEMM by its dtypes. With bf16 activations, the projections (a fixed
+  // number per call) run in bf16 and every product of the inner loop (whose number grows with the
+  // sequence: one set per mini-batch) in float32. A bf16 inner loop would add bf16 GEMMs per
+  // mini-batch and leave no float32 ones.
+  auto gemms_by_dtype = [](TTTMixer& layer, const Tensor& x) {
+    Profiler::reset();
+    Profiler::set_enabled(true);
+    (void)layer.forward(x);
+    Profiler::set_enabled(false);
+    std::map<std::string, int64_t> n;
+    for (const KernelStat& k : Profiler::snapshot())
+      if (k.name.rfind("gemm ", 0) == 0) n[k.name.substr(k.name.rfind(' ') + 1)] += k.calls;  // "<ab>-><c>"
+    Profiler::reset();
+    return n;
+  };
+  for (std::string mixer : {"ttt_linear", "ttt_mlp"}) {
     CAPTURE(mixer);
     ModelConfig cfg = tiny_ttt_config(mixer, 4);
     Generator g1(91), g2(91);
@@ -243,5 +262,24 @@ TEST_CASE("bf16 activations: the inner loop runs in float32 and the result track
     CHECK(yb.dtype() == DType::bf16);
     double scale = max_abs_diff(ya, zeros_like(ya));
     CHECK(max_abs_diff(yb.to(DType::f32), ya) < 0.05 * scale);
+
+    // The fused TTT-Linear scan (impl auto) runs on float32 (or float64) tensors only
+    // (kernels/ttt_linear_scan.h); the composite dual form is where bf16 could leak into the loop.
+    a.set_impl("dual");
+    b.set_impl("dual");
+    Tensor x17 = rand64({1, 17, cfg.d_model}, 94).to(DType::f32);  // 5 mini-batches instead of 3
+    auto a9 = gemms_by_dtype(a, x), b9 = gemms_by_dtype(b, x.to(DType::bf16));
+    auto b17 = gemms_by_dtype(b, x17.to(DType::bf16));
+    const int64_t f32_9 = b9["float32->float32"], f32_17 = b17["float32->float32"];
+    int64_t bf16_9 = 0, bf16_17 = 0;
+    for (auto& [name, n] : b9) bf16_9 += name.rfind("bfloat16", 0) == 0 ? n : 0;
+    for (auto& [name, n] : b17) bf16_17 += name.rfind("bfloat16", 0) == 0 ? n : 0;
+    INFO("bf16 layer, T = 9: " << f32_9 << " float32 and " << bf16_9 << " bf16 GEMMs; T = 17: " << f32_17 << " and "
+                               << bf16_17);
+    CHECK(bf16_9 > 0);                                  // the projections take the activations' dtype
+    CHECK(bf16_17 == bf16_9);                           // ... and only they: none per mini-batch
+    CHECK(f32_17 > f32_9);                              // the inner loop's products are float32
+    CHECK(f32_9 + bf16_9 == a9["float32->float32"]);    // and nothing else changed
+    CHECK(b9.size() <= 2);                              // no other dtype pairs
   }
 }

@@ -7,7 +7,8 @@
 //            tokens/s = B*N / time  (TTT layers: primal form, attention: KV cache)
 // Inputs are random token ids; `--warmup` untimed repetitions come first; times are the median
 // of `--repeat` timed repetitions. Peak memory is the backend allocator's high-water mark during
-// the phase (bytes held by tensors; 0 where the backend does not track it).
+// the phase (bytes held by tensors; 0 where the backend does not track it); reserved memory is
+// what the allocator holds from the driver at the end of the phase (CUDA: handed out + cached).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -36,7 +37,7 @@ struct BenchArgs {
   ConfigArgs config;
   std::string device = "cpu", out, phases = "train,prefill,decode", dtype;
   int64_t seq_len = 0, batch = 1, warmup = 1, repeat = 3, decode_tokens = 32;
-  bool profile = false;
+  bool profile = false, deterministic = false;
 };
 
 using Clock = std::chrono::steady_clock;
@@ -124,6 +125,8 @@ void run_bench(const BenchArgs& a) {
 #endif
   const bool amp = (a.dtype.empty() ? cfg.train.dtype : a.dtype) == "bf16";
   j["dtype"] = amp ? "bf16" : "fp32";
+  set_deterministic(a.deterministic || cfg.train.deterministic);
+  j["deterministic"] = deterministic();
   j["seq_len"] = T;
   j["batch"] = B;
   j["repeat"] = a.repeat;
@@ -148,6 +151,7 @@ void run_bench(const BenchArgs& a) {
     double s = time_median(dev, a.warmup, a.repeat, step);
     const double tok_s = static_cast<double>(B * T) / s;
     j["train"] = {{"step_s", s}, {"tokens_per_s", tok_s}, {"peak_memory_bytes", be.memory_peak()},
+                  {"reserved_memory_bytes", be.memory_reserved()},
                   {"model_tflops", 3.0 * model.flops_per_token(T) * tok_s / 1e12}};
     if (a.profile) {
       // One more step with every backend call timed on its own (kernels/profiler.h).
@@ -169,7 +173,7 @@ void run_bench(const BenchArgs& a) {
       (void)model.forward(ids);
     });
     j["prefill"] = {{"time_s", s}, {"tokens_per_s", static_cast<double>(B * T) / s},
-                    {"peak_memory_bytes", be.memory_peak()}};
+                    {"peak_memory_bytes", be.memory_peak()}, {"reserved_memory_bytes", be.memory_reserved()}};
   }
   if (want("decode")) {
     model.train(false);
@@ -192,7 +196,7 @@ void run_bench(const BenchArgs& a) {
     const double dec = t[t.size() / 2];
     j["decode"] = {{"prompt_tokens", T}, {"new_tokens", a.decode_tokens}, {"time_s", dec},
                    {"tokens_per_s", static_cast<double>(B * a.decode_tokens) / dec},
-                   {"peak_memory_bytes", be.memory_peak()}};
+                   {"peak_memory_bytes", be.memory_peak()}, {"reserved_memory_bytes", be.memory_reserved()}};
   }
   const std::string text = j.dump(2);
   std::printf("%s\n", text.c_str());
@@ -220,6 +224,8 @@ void add_bench_command(CLI::App& app) {
                  "in the JSON)");
   cmd->add_option("--dtype", a->dtype, "fp32 or bf16 (autocast); default: the config's train.dtype")
       ->check(CLI::IsMember({"fp32", "bf16"}));
+  cmd->add_flag("--deterministic", a->deterministic,
+                "GPU kernels sum in a fixed order instead of with float atomics (as train.deterministic)");
   cmd->add_option("--out", a->out, "Also write the JSON to this file");
   cmd->callback([a]() { run_bench(*a); });
 }

@@ -31,6 +31,7 @@ struct EvalArgs {
   std::string task = "ppl", windows = "packed";
   int64_t buckets_per_octave = 4;
   NiahArgs niah;
+  bool deterministic = false;
 };
 
 // A report already at `out` keeps the contexts this run did not evaluate when it describes the
@@ -74,6 +75,7 @@ std::unique_ptr<TokenText> eval_token_text(const LoadedModel& m, const std::stri
 void run_eval(const EvalArgs& a) {
   const Device dev = device_from_option(a.device);
   const WindowMode mode = window_mode_from_string(a.windows);
+  set_deterministic(a.deterministic);
   LoadedModel m = load_model_from_checkpoint(a.checkpoint, dev);
   const RunConfig& cfg = m.cfg;
   const std::string out =
@@ -140,6 +142,7 @@ void run_eval(const EvalArgs& a) {
   j["checkpoint"] = a.checkpoint;
   j["step"] = m.meta.step;
   j["dtype"] = a.dtype;
+  j["deterministic"] = a.deterministic;
   j["tokens_trained"] = m.meta.tokens;
   j["model"] = {{"name", cfg.name}, {"mixer", cfg.model.mixer}, {"backbone", cfg.model.backbone},
                 {"parameters", model.num_parameters()}, {"train_seq_len", cfg.seq_len()}};
@@ -198,6 +201,8 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--log-buckets", a->buckets_per_octave, "Loss-by-token-index buckets per doubling of the index")
       ->check(cli::positive_int());
   add_niah_options(cmd, a->niah);
+  cmd->add_flag("--deterministic", a->deterministic,
+                "GPU kernels sum in a fixed order instead of with float atomics (as train.deterministic)");
   cmd->callback([a, cmd]() {
     // Options of the other task are mistakes, not silently ignored.
     const bool niah = a->task == "niah";
@@ -208,10 +213,12 @@ void add_eval_command(CLI::App& app) {
         throw std::invalid_argument(std::string(name) + " applies to --task " + (niah_option ? "niah" : "ppl") +
                                     ", not --task " + a->task);
     }
-    if (niah)
+    if (niah) {
+      set_deterministic(a->deterministic);
       run_niah_eval({a->checkpoint, a->data_dir, a->out, a->device, a->dtype, a->contexts, a->batch}, a->niah);
-    else
+    } else {
       run_eval(*a);
+    }
   });
 }
 

@@ -2,12 +2,31 @@
 // communicator and the backend choice (see comm.h).
 #include "trainer/comm.h"
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 
 #include "trainer/comm_backends.h"
 
 namespace ttt {
+
+// --- host stamps --------------------------------------------------------------------------------------
+
+namespace {
+class HostStamp final : public CommStamp {
+ public:
+  HostStamp() {
+    static const auto origin = std::chrono::steady_clock::now();
+    t_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - origin).count();
+  }
+  double seconds() override { return t_; }
+
+ private:
+  double t_ = 0;
+};
+}  // namespace
+
+std::shared_ptr<CommStamp> host_stamp() { return std::make_shared<HostStamp>(); }
 
 // --- helpers built on all_gather_bytes ------------------------------------------------------------
 
@@ -64,7 +83,9 @@ class LocalCommunicator final : public Communicator {
   // The sum and the mean over one rank are the tensor itself.
   std::unique_ptr<CommWork> all_reduce_async(Tensor& t, CommReduce) override {
     check_defined("all_reduce", t, "tensor");
-    return std::make_unique<DoneWork>();
+    auto w = std::make_unique<DoneWork>();
+    if (timing_) w->started = w->ended = host_stamp();
+    return w;
   }
   void broadcast(Tensor& t, int root) override {
     if (root != 0) throw std::invalid_argument("broadcast: root " + std::to_string(root) + " is not a rank of 1");

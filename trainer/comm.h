@@ -42,6 +42,19 @@ struct CommOptions {
   double timeout_s = 600;        // longest wait for any collective or for the rendezvous
 };
 
+// A point in time on this rank, for timelines (DataParallel's per-bucket overlap measurement).
+// seconds() reads it on a clock shared by every stamp of the process (CPU stamps) or of the
+// communicator (CUDA stamps): CPU backends stamp the host clock when the stamp is made; the NCCL
+// backend records a CUDA event, so its stamps say when the GPU got there, and seconds() waits
+// until it has.
+class CommStamp {
+ public:
+  virtual ~CommStamp() = default;
+  virtual double seconds() = 0;
+};
+// The host clock now (steady_clock, seconds since the first host stamp of the process).
+std::shared_ptr<CommStamp> host_stamp();
+
 // A collective in flight. The tensor it works on must not be touched until wait() returns.
 class CommWork {
  public:
@@ -51,6 +64,11 @@ class CommWork {
   virtual void wait() = 0;
   // Non-blocking check; also lets backends without a progress thread (MPI) move the work on.
   virtual bool poll() { return false; }
+  // With Communicator::set_timing(true), when the collective started and ended on this rank
+  // (null otherwise). MPI: the host clock at MPI_Iallreduce and when a poll() or wait() first
+  // saw it complete (MPI moves only inside MPI calls, so the end is an upper bound); NCCL: CUDA
+  // events on the collective's stream just before and after it.
+  std::shared_ptr<CommStamp> started, ended;
 };
 
 class Communicator {
@@ -67,6 +85,14 @@ class Communicator {
   virtual std::string backend_name() const = 0;  // "local", "mpi", "nccl"
   // Where the tensors of the collectives live (the MPI backend stages CUDA tensors through host).
   virtual Device device() const = 0;
+
+  // --- timeline (off by default: it costs an event per collective and a sync to read them) ------
+  // Collectives record CommWork::started / ended while on.
+  void set_timing(bool on) { timing_ = on; }
+  bool timing() const { return timing_; }
+  // The point that the compute work enqueued so far will reach (CPU: now; NCCL: an event on the
+  // compute stream, i.e. when the GPU has finished the kernels launched before this call).
+  virtual std::shared_ptr<CommStamp> stamp_compute() { return host_stamp(); }
 
   // --- tensors: in place, contiguous, float64 / float32 / bfloat16 / int64 ---------------------
   // mean divides the sum by the world size (floating dtypes only).
@@ -100,6 +126,7 @@ class Communicator {
 
  protected:
   LaunchInfo info_;
+  bool timing_ = false;
 };
 
 // Chooses and starts the backend for a rank training on `device`, from the launch environment:

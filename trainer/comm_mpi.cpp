@@ -139,12 +139,14 @@ class MpiWork final : public CommWork {
     if (finished_) return true;
     int done = 0;
     MPI_Testall(static_cast<int>(reqs_.size()), reqs_.data(), &done, MPI_STATUSES_IGNORE);
+    if (done && started && !ended) ended = host_stamp();
     return done != 0;
   }
   void wait() override {
     if (finished_) return;
     finished_ = true;
     wait_all(reqs_, timeout_s_, "all_reduce of " + host_.str());
+    if (started && !ended) ended = host_stamp();
     NoGradGuard ng;
     if (mean_) host_.mul_(1.0 / world_);
     if (!host_.is_same(target_)) target_.copy_(host_);  // staged from a CUDA tensor
@@ -190,6 +192,7 @@ class MpiCommunicator final : public Communicator {
     MPI_Op mop = t.dtype() == DType::bf16 ? bf16_sum_op() : MPI_SUM;
     Tensor host = t.device().is_cpu() ? t : t.to(cpu());
     std::vector<MPI_Request> reqs;
+    std::shared_ptr<CommStamp> start = timing_ ? host_stamp() : nullptr;
     char* p = static_cast<char*>(host.data_ptr());
     const size_t es = dtype_size(t.dtype());
     for (int64_t off = 0; off < host.numel(); off += kChunk) {
@@ -198,7 +201,9 @@ class MpiCommunicator final : public Communicator {
       check(MPI_Iallreduce(MPI_IN_PLACE, p + off * es, n, type, mop, MPI_COMM_WORLD, &reqs.back()),
             "MPI_Iallreduce");
     }
-    return std::make_unique<MpiWork>(t, host, std::move(reqs), op == CommReduce::mean, world_size(), timeout_s_);
+    auto work = std::make_unique<MpiWork>(t, host, std::move(reqs), op == CommReduce::mean, world_size(), timeout_s_);
+    work->started = std::move(start);
+    return work;
   }
 
   void broadcast(Tensor& t, int root) override {

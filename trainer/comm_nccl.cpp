@@ -3,7 +3,12 @@
 //
 // Streams: collectives run on a stream of their own. Before each one, an event recorded on the
 // compute stream (Backend::native_stream) makes the NCCL stream wait for the kernels that wrote
-// the tensor, so an all-reduce launched from a gradient hook overlaps with the rest of backward.
+// the tensor (and everything enqueued before them), and no longer. So an all-reduce launched
+// from a gradient hook can run on the GPU while the kernels enqueued after it (the backward of
+// earlier layers) do: the engine runs a parameter's hook as soon as its gradient is complete
+// (autograd/engine.cpp). How much it overlaps in practice is measured per bucket by
+// `dist.timeline` (CUDA events: bucket ready / all-reduce start / end against the end of
+// backward; scripts/ddp_timeline.sh).
 // wait() blocks the host until the collective is done; nothing on the compute stream ever waits
 // for NCCL work the host has not seen finish, so a stuck collective cannot wedge the compute
 // stream where no timeout could reach it.
@@ -57,6 +62,29 @@ ncclDataType_t nccl_type(DType d) {
 }
 
 class NcclCommunicator;
+
+using EventHandle = std::shared_ptr<CUevent_st>;  // a cudaEvent_t, destroyed with its last holder
+
+EventHandle make_timing_event() {
+  cudaEvent_t e = nullptr;
+  cuda_check(cudaEventCreate(&e), "cudaEventCreate");
+  return EventHandle(e, [](cudaEvent_t ev) { cudaEventDestroy(ev); });
+}
+
+// A timeline stamp: an event recorded on a stream, read against the communicator's origin event.
+class CudaStamp final : public CommStamp {
+ public:
+  CudaStamp(EventHandle ev, EventHandle origin) : ev_(std::move(ev)), origin_(std::move(origin)) {}
+  double seconds() override {
+    cuda_check(cudaEventSynchronize(ev_.get()), "cudaEventSynchronize (timeline stamp)");
+    float ms = 0;
+    cuda_check(cudaEventElapsedTime(&ms, origin_.get(), ev_.get()), "cudaEventElapsedTime");
+    return ms / 1e3;
+  }
+
+ private:
+  EventHandle ev_, origin_;
+};
 
 // One collective in flight: an event recorded on the NCCL stream after it.
 class NcclWork final : public CommWork {
@@ -122,11 +150,18 @@ class NcclCommunicator final : public Communicator {
     if (op == CommReduce::mean && !is_floating(t.dtype()))
       throw std::invalid_argument(std::string("all_reduce: the mean of ") + dtype_name(t.dtype()) + " is not supported");
     order_after_compute();
+    std::shared_ptr<CommStamp> start = timing_ ? stamp_on(stream_) : nullptr;
     enqueued("ncclAllReduce",
              ncclAllReduce(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()), nccl_type(t.dtype()),
                            op == CommReduce::mean ? ncclAvg : ncclSum, comm_, stream_));
-    return finish_enqueue(t, "all_reduce of " + t.str());
+    std::shared_ptr<CommStamp> end = timing_ ? stamp_on(stream_) : nullptr;
+    auto work = finish_enqueue(t, "all_reduce of " + t.str());
+    work->started = std::move(start);
+    work->ended = std::move(end);
+    return work;
   }
+
+  std::shared_ptr<CommStamp> stamp_compute() override { return stamp_on(compute_stream_); }
 
   void broadcast(Tensor& t, int root) override {
     check_tensor("broadcast", t);
@@ -212,6 +247,17 @@ class NcclCommunicator final : public Communicator {
     std::string got = rdzv_->broadcast(mine);
     if (got.size() != sizeof(id)) throw CommError("rendezvous: rank 0 sent a malformed NCCL id");
     std::memcpy(&id, got.data(), sizeof(id));
+  }
+
+  // An event recorded on `stream` now, timed from the first stamp's origin (on the compute stream).
+  std::shared_ptr<CommStamp> stamp_on(cudaStream_t stream) {
+    if (!origin_) {
+      origin_ = make_timing_event();
+      cuda_check(cudaEventRecord(origin_.get(), compute_stream_), "cudaEventRecord");
+    }
+    EventHandle ev = make_timing_event();
+    cuda_check(cudaEventRecord(ev.get(), stream), "cudaEventRecord");
+    return std::make_shared<CudaStamp>(std::move(ev), origin_);
   }
 
   // The NCCL stream waits for everything enqueued on the compute stream so far.
@@ -313,6 +359,7 @@ class NcclCommunicator final : public Communicator {
   cudaStream_t stream_ = nullptr;          // NCCL's
   cudaStream_t compute_stream_ = nullptr;  // the backend's (null: synchronize instead)
   cudaEvent_t ready_ = nullptr;
+  EventHandle origin_;                     // the timeline's zero (first stamp_on)
   void* scratch_ = nullptr;                // the barrier's one float
   void* gather_buf_ = nullptr;             // all_gather_bytes' staging buffers (device, pinned host)
   void* gather_pinned_ = nullptr;

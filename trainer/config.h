@@ -50,6 +50,7 @@ struct TrainConfig {
   double max_minutes = 0;        // stop (with a checkpoint) after this wall time; 0 = no limit
   double peak_tflops = 0;        // device peak for MFU; 0 = unknown (MFU null)
   std::string init_from;         // checkpoint whose parameters start a new run (trainer/init_from.h); "" = random init
+  bool deterministic = false;    // fixed-order GPU reductions instead of float atomics (kernels/backend.h)
 };
 
 struct DataConfig {
@@ -75,6 +76,7 @@ struct DistConfig {
   double timeout_s = 600;        // longest wait for a collective before the job is aborted
   double bucket_mb = 25;         // gradient all-reduce bucket size (PyTorch DDP's default)
   bool overlap = true;           // all-reduce buckets during backward (false: all after it)
+  bool timeline = false;         // write each step's per-bucket all-reduce timeline (ddp_timeline.jsonl)
 };
 
 struct RunConfig {

@@ -102,6 +102,9 @@ std::vector<ConfigKey> build_schema() {
        "Checkpoint whose parameters start this run (fine-tuning, context extension; `ttt import` output works too): "
        "fresh optimizer and schedule; the model keys must give the same parameter shapes. Empty = random init. "
        "A run resumed with --resume continues from its own checkpoints instead."},
+      {"train.deterministic", F(train.deterministic),
+       "GPU kernels sum in a fixed order instead of with float atomics (embedding gradient, attention dQ), so a run "
+       "(and a resumed run) repeats bit for bit, at some speed cost. The CPU is always deterministic."},
 
       // --- data ---
       {"data.dir", F(data.dir), "Directory of prepared shards (`ttt data prepare`).", {}, true},
@@ -125,6 +128,9 @@ std::vector<ConfigKey> build_schema() {
        "Seconds a collective may wait for the other ranks before the job is aborted (a rank failed or hangs)."},
       {"dist.bucket_mb", F(dist.bucket_mb), "Gradient all-reduce bucket size in MB."},
       {"dist.overlap", F(dist.overlap), "All-reduce gradient buckets during backward, as they become ready."},
+      {"dist.timeline", F(dist.timeline),
+       "Record, per step and gradient bucket, when it was ready and when its all-reduce started and ended, "
+       "against the end of backward (GPU times on NCCL), in <run-dir>/ddp_timeline.jsonl (rank 0). Costs a sync per step."},
   };
   return k;
 }

@@ -47,6 +47,7 @@ struct DataParallel::State {
     bool launched = false;
     bool from_hook = false;
     std::unique_ptr<CommWork> work;
+    std::shared_ptr<CommStamp> ready_at;  // with opt.timeline: when its last gradient was complete
   };
 
   Communicator* comm = nullptr;
@@ -57,6 +58,16 @@ struct DataParallel::State {
   std::vector<Bucket> buckets;
   size_t next_launch = 0;
   int launched_in_backward = 0;
+  std::vector<BucketTiming> timeline;  // of the last finish()ed step
+  double timeline_zero = 0;            // its end of backward, on the stamps' clock
+
+  // Marks p's gradient ready in its bucket (once per step); stamps the bucket when it completes.
+  void mark_ready(Param& p) {
+    if (p.ready) return;
+    p.ready = true;
+    Bucket& b = buckets[p.bucket];
+    if (++b.ready == b.members.size() && opt.timeline) b.ready_at = comm->stamp_compute();
+  }
 
   // Makes p.param's .grad the bucket view again, keeping its value (or zero when it has none).
   void attach(Param& p) {
@@ -90,10 +101,7 @@ struct DataParallel::State {
       throw std::logic_error("DataParallel: the gradient of '" + p.name +
                              "' changed after its bucket was all-reduced (it was reached by a second backward() in "
                              "the same micro-batch); set dist.overlap: false or use one backward per micro-batch");
-    if (!p.ready) {
-      p.ready = true;
-      ++b.ready;
-    }
+    mark_ready(p);
     if (opt.overlap) launch_ready(/*from_hook=*/true);
     // Backends without a progress thread (MPI) advance their collectives when polled.
     for (size_t k = 0; k < next_launch; ++k)
@@ -108,6 +116,7 @@ DataParallel::DataParallel(Communicator& comm, std::vector<std::pair<std::string
   State& st = *state_;
   st.comm = &comm;
   st.opt = opt;
+  if (opt.timeline) comm.set_timing(true);
 
   // Every rank must hold the same parameters, or the buckets would not line up.
   std::ostringstream sig;
@@ -211,19 +220,38 @@ void DataParallel::set_sync(bool last_micro_batch) { state_->sync = last_micro_b
 
 void DataParallel::finish() {
   State& st = *state_;
+  std::shared_ptr<CommStamp> backward_end = st.opt.timeline ? st.comm->stamp_compute() : nullptr;
   // Parameters whose gradient was not (re)marked on the sync micro-batch: unused in this step,
   // used only in earlier micro-batches, or every one of them when overlap is off.
   for (auto& p : st.params) {
     if (p.ready) continue;
     st.attach(p);
-    p.ready = true;
-    ++st.buckets[p.bucket].ready;
+    st.mark_ready(p);
   }
   st.launch_ready(/*from_hook=*/false);
   int from_hook = 0;
-  for (auto& b : st.buckets) {
+  st.timeline.clear();
+  if (backward_end) {
+    for (auto& b : st.buckets) b.work->wait();  // the stamps are read once the collectives are done
+    st.timeline_zero = backward_end->seconds();
+  }
+  for (size_t k = 0; k < st.buckets.size(); ++k) {
+    State::Bucket& b = st.buckets[k];
     b.work->wait();
+    if (backward_end && b.ready_at && b.work->started && b.work->ended) {
+      const double zero = st.timeline_zero;
+      BucketTiming t;
+      t.bucket = static_cast<int>(k);
+      t.bytes = static_cast<size_t>(b.buffer.numel()) * dtype_size(b.buffer.dtype());
+      t.params = static_cast<int>(b.members.size());
+      t.ready_s = b.ready_at->seconds() - zero;
+      t.start_s = b.work->started->seconds() - zero;
+      t.end_s = b.work->ended->seconds() - zero;
+      t.launched_in_backward = b.from_hook;
+      st.timeline.push_back(t);
+    }
     b.work.reset();
+    b.ready_at.reset();
     from_hook += b.from_hook ? 1 : 0;
     b.ready = 0;
     b.launched = false;
@@ -244,5 +272,9 @@ std::vector<std::vector<size_t>> DataParallel::bucket_layout() const {
 }
 
 int DataParallel::buckets_launched_in_backward() const { return state_->launched_in_backward; }
+
+std::vector<BucketTiming> DataParallel::timeline() const { return state_->timeline; }
+
+double DataParallel::timeline_zero_s() const { return state_->timeline_zero; }
 
 }  // namespace ttt

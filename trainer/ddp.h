@@ -7,11 +7,17 @@
 // dtypes or devices. Each bucket is one flat buffer, and every parameter's .grad is a view into
 // it, so backward accumulates straight into the buffer and no gradient is ever copied.
 //
-// Overlap: a post-accumulate-grad hook on every parameter marks its gradient ready. On the last
-// micro-batch of a step (set_sync(true); the earlier micro-batches only accumulate), a bucket is
-// all-reduced (mean over ranks) as soon as all its gradients are ready, while backward goes on
-// with the earlier layers. Buckets are launched strictly in bucket order, so every rank issues
-// the same sequence of collectives even if gradients become ready in a different order.
+// Overlap: a post-accumulate-grad hook on every parameter marks its gradient ready; the engine
+// runs it as soon as that gradient is complete (autograd/engine.cpp runs a leaf's AccumulateGrad
+// once its inputs are, before the earlier layers' backward). On the last micro-batch of a step
+// (set_sync(true); the earlier micro-batches only accumulate), a bucket is all-reduced (mean over
+// ranks) as soon as all its gradients are ready, while backward goes on with the earlier layers.
+// Buckets are launched strictly in bucket order, so every rank issues the same sequence of
+// collectives even if gradients become ready in a different order.
+//
+// Timeline (DdpOptions::timeline, `dist.timeline`): per bucket of the last synced step, when it
+// became ready, when its all-reduce started and ended, against the end of backward (the call of
+// finish()); on NCCL these are CUDA events, i.e. GPU times (see CommStamp in comm.h).
 // finish() launches whatever is left (parameters that got no gradient contribute zeros) and waits
 // for all buckets; call it after the last backward and before clipping and the optimizer step.
 //
@@ -35,6 +41,21 @@ namespace ttt {
 struct DdpOptions {
   size_t bucket_bytes = 25u << 20;  // dist.bucket_mb
   bool overlap = true;              // dist.overlap: launch buckets during backward
+  bool timeline = false;            // dist.timeline: record each step's per-bucket timeline
+};
+
+// One bucket of a step's timeline. Times are seconds relative to the end of backward (when
+// finish() was called; on NCCL when the GPU finished the kernels enqueued before it): negative =
+// before it. The MPI backend sees a collective end only when it polls it (at the next gradient
+// hook or in finish()), so its end is an upper bound.
+struct BucketTiming {
+  int bucket = 0;           // launch order
+  size_t bytes = 0;
+  int params = 0;
+  double ready_s = 0;       // its last gradient was complete
+  double start_s = 0;       // its all-reduce started
+  double end_s = 0;         // ... and ended
+  bool launched_in_backward = false;  // from a gradient hook (not by finish())
 };
 
 // What bucket assignment needs to know of a parameter.
@@ -75,6 +96,10 @@ class DataParallel {
   std::vector<std::vector<size_t>> bucket_layout() const;
   // Buckets launched from hooks (during backward) in the last finish()ed step: the overlap.
   int buckets_launched_in_backward() const;
+  // The per-bucket timeline of the last finish()ed step (empty unless DdpOptions::timeline).
+  std::vector<BucketTiming> timeline() const;
+  // The reading of the timeline's clock (CommStamp::seconds) that its times are relative to.
+  double timeline_zero_s() const;
 
   struct State;  // shared with the hooks
 

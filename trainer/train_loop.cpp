@@ -3,6 +3,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cmath>
@@ -48,6 +49,37 @@ Device device_of(const RunConfig& cfg) {
   return d;
 }
 
+// One ddp_timeline.jsonl row: the step and, per gradient bucket, milliseconds relative to the
+// end of backward (negative = before it).
+nlohmann::json timeline_row(int64_t step, const std::vector<BucketTiming>& tl) {
+  nlohmann::json buckets = nlohmann::json::array();
+  for (const BucketTiming& b : tl)
+    buckets.push_back({{"bucket", b.bucket}, {"bytes", b.bytes}, {"params", b.params}, {"ready_ms", 1e3 * b.ready_s},
+                       {"start_ms", 1e3 * b.start_s}, {"end_ms", 1e3 * b.end_s},
+                       {"launched_in_backward", b.launched_in_backward}});
+  return {{"step", step}, {"buckets", buckets}};
+}
+
+// "3 of 4 buckets started their all-reduce before the end of backward; the last ended 1.2 ms after it"
+std::string timeline_summary(const std::vector<BucketTiming>& tl) {
+  int before = 0;
+  double last_end = -1e300;
+  for (const BucketTiming& b : tl) {
+    before += b.start_s < 0 ? 1 : 0;
+    last_end = std::max(last_end, b.end_s);
+  }
+  return fmt::format("{} of {} gradient buckets started their all-reduce before the end of backward; the last "
+                     "ended {:.3f} ms {} it",
+                     before, tl.size(), std::abs(1e3 * last_end), last_end < 0 ? "before" : "after");
+}
+
+// train.deterministic for the duration of one run (tests run several in one process).
+struct DeterministicScope {
+  bool prev;
+  explicit DeterministicScope(bool on) : prev(deterministic()) { set_deterministic(on); }
+  ~DeterministicScope() { set_deterministic(prev); }
+};
+
 // Mean loss over the first `windows` validation windows of the training context.
 double validation_loss(LanguageModel& model, TokenSource& data, const RunConfig& cfg, Device dev) {
   model.train(false);
@@ -77,6 +109,7 @@ TrainResult train_run(const RunConfig& cfg, TokenSource& data, const TrainOption
   // One GPU per process: rank r of a multi-process job trains on cuda:<local rank>.
   const Device dev = rank_device(device_of(cfg), comm->launch(), cuda_device_count());
   const bool lead = rank == 0;  // rank 0 writes files and logs
+  DeterministicScope deterministic_kernels(cfg.train.deterministic);
 
   // train.log is opened once the checks below pass: a refused run leaves no trace on disk.
   auto log = make_run_logger("", opt.console && lead);
@@ -212,17 +245,22 @@ TrainResult train_run(const RunConfig& cfg, TokenSource& data, const TrainOption
   log->info("model: {} ({}, {} backbone), device {}", cfg.name.empty() ? cfg.model.mixer : cfg.name, cfg.model.mixer,
             cfg.model.backbone, dev.str());
   log->info("plan: {}", plan.summary());
+  if (cfg.train.deterministic)
+    log->info("deterministic mode: GPU reductions in a fixed order (train.deterministic)");
   // Data parallelism whenever a launcher started us (even at world size 1, so that a single-GPU
   // `mpirun -np 1` exercises the same path as N GPUs); replicas start from rank 0's values.
   std::unique_ptr<DataParallel> ddp;
   if (comm->backend_name() != "local") {
     ddp = std::make_unique<DataParallel>(
-        *comm, named, DdpOptions{static_cast<size_t>(cfg.dist.bucket_mb * (1 << 20)), cfg.dist.overlap});
+        *comm, named, DdpOptions{static_cast<size_t>(cfg.dist.bucket_mb * (1 << 20)), cfg.dist.overlap, cfg.dist.timeline});
     ddp->broadcast_parameters(0);
     log->info("data parallel: {} rank(s), backend {}, {} gradient buckets of <= {} MB, overlap {}", world,
               comm->backend_name(), ddp->num_buckets(), cfg.dist.bucket_mb, cfg.dist.overlap ? "on" : "off");
   }
   log->info("data: {}", data.describe());
+  std::unique_ptr<MetricsLog> timeline_log;  // dist.timeline: per-step bucket timelines (rank 0)
+  if (ddp && cfg.dist.timeline && lead)
+    timeline_log = std::make_unique<MetricsLog>((fs::path(opt.run_dir) / "ddp_timeline.jsonl").string(), step);
 
   auto save = [&](int64_t done) {
     CheckpointMeta meta;
@@ -291,6 +329,11 @@ TrainResult train_run(const RunConfig& cfg, TokenSource& data, const TrainOption
       backward({mul_scalar(loss, 1.0 / static_cast<double>(plan.accumulation))});
     }
     if (ddp) ddp->finish();  // .grad = mean over ranks
+    if (timeline_log) {
+      timeline_log->write(timeline_row(step + 1, ddp->timeline()));
+      if (step == res.start_step || step + 1 == plan.total_steps)
+        log->info("step {} all-reduce timeline: {}", step + 1, timeline_summary(ddp->timeline()));
+    }
     // The loss over all ranks, and whether any rank wants to stop (signal, time limit).
     const int signal = stop_requested() ? (stop_signal() ? stop_signal() : -1) : 0;
     const bool time_up = cfg.train.max_minutes > 0 && seconds_since(t_start) >= 60.0 * cfg.train.max_minutes;

@@ -13,7 +13,7 @@
 // gradient of the [B, T, H, D] projection is contiguous again and merging heads is a free view. bf16 is rotated in
 // float32 (the tables' type) and rounded once. Layers build and cache the tables
 // (layers/rope.h); the composite formula this replaces is tested against it in
-// tests/test_rope_op.cpp.
+// tests/test_layers_basic.cpp ("RoPE: fused op = composite").
 #include "autograd/node.h"
 #include "autograd/ops.h"
 #include "autograd/ops/kernel_calls.h"

@@ -5,6 +5,9 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <limits>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
@@ -39,6 +42,23 @@ void small_gemm(const GemmArgs& g, const T* A, const T* B, T* C, double alpha, d
   }
 }
 
+// cblas takes int dimensions and leading dims: larger ones would be silently truncated.
+int blas_int(int64_t v, const char* what) {
+  if (v > std::numeric_limits<int>::max())
+    throw std::invalid_argument(std::string("cpu gemm: ") + what + " = " + std::to_string(v) +
+                                " exceeds the BLAS int range (2^31 - 1)");
+  return static_cast<int>(v);
+}
+
+void check_blas_dims(const GemmArgs& g) {
+  blas_int(g.m, "m");
+  blas_int(g.n, "n");
+  blas_int(g.k, "k");
+  blas_int(g.lda, "lda");
+  blas_int(g.ldb, "ldb");
+  blas_int(g.ldc, "ldc");
+}
+
 void blas_gemm(const GemmArgs& g, const float* A, const float* B, float* C) {
   cblas_sgemm(CblasRowMajor, g.trans_a ? CblasTrans : CblasNoTrans, g.trans_b ? CblasTrans : CblasNoTrans,
               static_cast<int>(g.m), static_cast<int>(g.n), static_cast<int>(g.k), static_cast<float>(g.alpha), A,
@@ -61,6 +81,7 @@ template <class T> void gemm_typed(const GemmArgs& g) {
     for (int64_t i = 0; i < g.batch; ++i)
       small_gemm<T>(g, A + i * g.stride_a, B + i * g.stride_b, C + i * g.stride_c, g.alpha, g.beta);
   } else {
+    check_blas_dims(g);  // the casts in blas_gemm are then exact
     for (int64_t i = 0; i < g.batch; ++i) blas_gemm(g, A + i * g.stride_a, B + i * g.stride_b, C + i * g.stride_c);
   }
 }
@@ -81,12 +102,13 @@ std::vector<float> widen(const void* p, DType dt, int64_t rows, int64_t cols, in
 void CpuBackend::gemm(const GemmArgs& g) {
   if (g.m == 0 || g.n == 0 || g.batch == 0) return;
   if (g.ab_dtype == g.c_dtype && (g.ab_dtype == DType::f32 || g.ab_dtype == DType::f64)) {
-    if (g.k == 0) {  // C = beta * C
+    if (g.k == 0) {  // C = beta * C: an empty sum; with beta = 0, C is not read (it may be garbage)
       View c;
       c.data = g.c; c.dtype = g.c_dtype; c.ndim = 3;
       c.size[0] = g.batch; c.size[1] = g.m; c.size[2] = g.n;
       c.stride[0] = g.stride_c; c.stride[1] = g.ldc; c.stride[2] = 1;
-      unary(UnaryOp::affine, c, c, g.beta, 0.0);
+      if (g.beta == 0) fill(c, 0.0);
+      else unary(UnaryOp::affine, c, c, g.beta, 0.0);
       return;
     }
     if (g.ab_dtype == DType::f32) gemm_typed<float>(g);

@@ -82,8 +82,15 @@ void CpuBackend::reduce(ReduceOp op, const View& out, const View& in) {
       switch (op) {
         case ReduceOp::sum:
         case ReduceOp::sum_sq: acc = 0; break;
-        case ReduceOp::max: acc = std::numeric_limits<Acc>::lowest(); break;
-        case ReduceOp::min: acc = std::numeric_limits<Acc>::max(); break;
+        // Floats start at -inf/+inf (lowest() would turn a max over all -inf into -DBL_MAX).
+        case ReduceOp::max:
+          if constexpr (std::is_integral_v<Acc>) acc = std::numeric_limits<Acc>::lowest();
+          else acc = -std::numeric_limits<Acc>::infinity();
+          break;
+        case ReduceOp::min:
+          if constexpr (std::is_integral_v<Acc>) acc = std::numeric_limits<Acc>::max();
+          else acc = std::numeric_limits<Acc>::infinity();
+          break;
       }
       bool nan = false;
       for_reduced(p, ib, [&](int64_t off) {

@@ -1,6 +1,8 @@
 // kernels/cuda/allocator.cu — the caching allocator and the backend's memory methods
-// (alloc/free, host<->device copies, synchronize). See CachingAllocator in cuda_backend.cuh.
+// (alloc/free, host<->device copies, synchronize). See CachingAllocator in cuda_backend.cuh and
+// the block scheme in kernels/block_pool.h.
 #include <cstdio>
+#include <stdexcept>
 #include <string>
 
 #include "kernels/cuda/cuda_backend.cuh"
@@ -8,10 +10,6 @@
 namespace ttt::cuda_impl {
 
 namespace {
-constexpr size_t kSmallLimit = size_t{1} << 20;  // below: 512 B classes
-constexpr size_t kSmallRound = 512;
-constexpr size_t kLargeRound = size_t{2} << 20;  // above: 2 MiB classes
-
 std::string mib(size_t bytes) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%.2f MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
@@ -19,96 +17,75 @@ std::string mib(size_t bytes) {
 }
 }  // namespace
 
-// Coarse classes keep the number of distinct sizes small, so a block freed by one step fits the
-// same request of the next step; the cost is up to 511 B (small) or 2 MiB - 1 B (large) of slack.
-size_t CachingAllocator::round_size(size_t n) {
-  if (n < kSmallLimit) return std::max(kSmallRound, (n + kSmallRound - 1) / kSmallRound * kSmallRound);
-  return (n + kLargeRound - 1) / kLargeRound * kLargeRound;
+// The driver of the block pool: cudaMalloc / cudaFree on this device. Out of memory is the one
+// failure the pool handles (by returning free segments and retrying); anything else — typically a
+// sticky error left by a faulted kernel, after which the context is unusable — is thrown as what
+// it is, not reported as an out-of-memory.
+BlockPool::Driver CachingAllocator::driver(int device) {
+  return {[device](size_t n) -> void* {
+            void* p = nullptr;
+            const cudaError_t e = cudaMalloc(&p, n);
+            if (e == cudaSuccess) return p;
+            cudaGetLastError();  // clears a non-sticky error; a sticky one stays (and is reported below)
+            if (e == cudaErrorMemoryAllocation) return nullptr;
+            throw std::runtime_error("cudaMalloc of " + mib(n) + " on cuda:" + std::to_string(device) +
+                                     " failed: " + cudaGetErrorString(e) +
+                                     " (not an out-of-memory: an earlier kernel may have faulted; the CUDA context "
+                                     "is unusable and the process must restart)");
+          },
+          [device](void* p) {
+            const cudaError_t e = cudaFree(p);
+            if (e != cudaSuccess) {
+              cudaGetLastError();
+              throw std::runtime_error("cudaFree on cuda:" + std::to_string(device) + " failed: " +
+                                       cudaGetErrorString(e));
+            }
+          }};
 }
 
 void* CachingAllocator::alloc(size_t nbytes) {
-  const size_t size = round_size(nbytes);
   // Tensors can be freed from any thread (their last handle may die anywhere): one lock guards
-  // the lists and the counters.
+  // the pool. A cache miss calls cudaMalloc (tens of microseconds, no synchronization); the steady
+  // state of a training loop never gets there.
   std::lock_guard<std::mutex> lock(mu_);
-  void* p = nullptr;
-  auto it = cached_.find(size);
-  if (it != cached_.end() && !it->second.empty()) {
-    p = it->second.back();
-    it->second.pop_back();
-  } else {
-    // Cache miss: a new block from the driver. cudaMalloc synchronizes nothing, but it is slow
-    // (tens of microseconds), which is why the steady state must not reach this line.
-    cudaError_t e = cudaMalloc(&p, size);
-    if (e == cudaErrorMemoryAllocation) {
-      // Give the cached blocks back to the driver and try once more.
-      cudaGetLastError();
-      for (auto& [sz, blocks] : cached_)
-        for (void* q : blocks) {
-          cudaFree(q);
-          reserved_ -= sz;
-        }
-      cached_.clear();
-      e = cudaMalloc(&p, size);
-    }
-    if (e != cudaSuccess) {
-      // Clear the sticky "last error" so later launch checks do not report this failure.
-      cudaGetLastError();
-      size_t free_b = 0, total_b = 0;
-      cudaMemGetInfo(&free_b, &total_b);
-      throw OutOfMemory("CUDA out of memory on cuda:" + std::to_string(device_) + ": tried to allocate " +
-                        mib(nbytes) + "; tensors hold " + mib(allocated_) + " (" + mib(reserved_) +
-                        " reserved by ttt), the device has " + mib(free_b) + " free of " + mib(total_b) +
-                        " (" + cudaGetErrorString(e) + ")");
-    }
-    reserved_ += size;
-  }
-  live_.emplace(p, size);
-  allocated_ += size;
-  peak_ = std::max(peak_, allocated_);
-  return p;
+  void* p = pool_.alloc(nbytes);
+  if (p) return p;
+  size_t free_b = 0, total_b = 0;
+  cudaMemGetInfo(&free_b, &total_b);
+  cudaGetLastError();
+  throw OutOfMemory("CUDA out of memory on cuda:" + std::to_string(device_) + ": tried to allocate " + mib(nbytes) +
+                    "; tensors hold " + mib(pool_.allocated()) + " (" + mib(pool_.reserved()) +
+                    " reserved by ttt), the device has " + mib(free_b) + " free of " + mib(total_b));
 }
 
-// The block goes back to its class's list, not to the driver: work already queued on the
-// stream that still uses it runs before any later work that reuses it.
+// The block goes back to the pool, not to the driver: work already queued on the stream that
+// still uses it runs before any later work that reuses it.
 void CachingAllocator::free(void* p) {
   if (!p) return;
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = live_.find(p);
-  if (it == live_.end()) throw std::logic_error("CUDA allocator: free of a pointer it did not allocate");
-  allocated_ -= it->second;
-  cached_[it->second].push_back(p);
-  live_.erase(it);
+  pool_.free(p);
 }
 
 size_t CachingAllocator::allocated() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return allocated_;
+  return pool_.allocated();
 }
 size_t CachingAllocator::peak() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return peak_;
+  return pool_.peak();
 }
 size_t CachingAllocator::reserved() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return reserved_;
+  return pool_.reserved();
 }
 void CachingAllocator::reset_peak() {
   std::lock_guard<std::mutex> lock(mu_);
-  peak_ = allocated_;
+  pool_.reset_peak();
 }
 // cudaFree waits for the device to go idle, so this is for memory pressure, not the hot path.
 size_t CachingAllocator::release_cached() {
   std::lock_guard<std::mutex> lock(mu_);
-  size_t released = 0;
-  for (auto& [sz, blocks] : cached_)
-    for (void* q : blocks) {
-      cudaFree(q);
-      released += sz;
-    }
-  reserved_ -= released;
-  cached_.clear();
-  return released;
+  return pool_.release_free_segments();
 }
 
 // --- backend memory methods -----------------------------------------------------------------------

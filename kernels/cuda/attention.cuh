@@ -44,7 +44,15 @@ struct BwdArgs {
   float* dq_accum;     // [B,H,Tq,Dh] float32, zeroed; receives scale · dS K by atomics
   void *dk, *dv;       // [B,H,Tk,Dh], fully written
   AttentionShape s;
+  // > 0: deterministic mode. No atomics: key tile t (blockIdx.y) stores its dQ partial at
+  // dq_accum + t · dq_tile_stride + (bh·Tq + i)·Dh + d (each element of a tile is written by one
+  // thread once; dq_accum zeroed, one slab per key tile), and the caller adds the slabs in order.
+  int64_t dq_tile_stride = 0;
 };
+
+// Keys per block of the backward kernels: the key tiles of the deterministic dQ partials.
+int64_t bwd_key_tile_bf16(int64_t head_dim);
+int64_t bwd_key_tile_f32();
 
 // Launchers (stream-ordered; they check the launch). The bf16 ones need Dh % 8 == 0, Dh <= 128.
 void launch_fwd_bf16(const FwdArgs& a, cudaStream_t stream);

@@ -13,7 +13,9 @@
 // Working with the transposes keeps the key index on the accumulator rows, so Pᵀ and dSᵀ feed
 // the dV and dK products straight from registers; dS goes through shared memory once for dQ,
 // whose rows (queries) are split over the warps. The float32 atomics make dQ's summation order
-// (over key tiles) non-deterministic at the level of float32 rounding.
+// (over key tiles) non-deterministic at the level of float32 rounding; in deterministic mode each
+// key tile stores its partial in a slab of its own instead and attention.cu adds the slabs in
+// order (BwdArgs::dq_tile_stride).
 //
 // Tiles (D = head_dim rounded up to 64, 96 or 128):
 //   D = 64:  NW = 8, kBc = 128, kBr = 64, 93 KB shared memory
@@ -252,7 +254,10 @@ __global__ void __launch_bounds__(32 * NW) attention_bwd_bf16_kernel(BwdArgs a, 
 #pragma unroll
         for (int n = 0; n < kDq / 8; ++n) {
           const int d = c0 + n * 8 + 2 * t4;
-          if (d < Dh) {
+          if (d < Dh && a.dq_tile_stride > 0) {  // deterministic: this tile's own slab (see BwdArgs)
+            *reinterpret_cast<float2*>(dst + static_cast<int64_t>(blockIdx.y) * a.dq_tile_stride + d) =
+                make_float2(dq[n][2 * h] * scale, dq[n][2 * h + 1] * scale);
+          } else if (d < Dh) {
 #if __CUDA_ARCH__ >= 900
             atomicAdd(reinterpret_cast<float2*>(dst + d), make_float2(dq[n][2 * h] * scale, dq[n][2 * h + 1] * scale));
 #else
@@ -296,6 +301,12 @@ template <int D, int NW, int BR> void launch(const BwdArgs& a, cudaStream_t stre
 }
 
 }  // namespace
+
+int64_t bwd_key_tile_bf16(int64_t head_dim) {
+  if (head_dim <= 64) return BwdTile<64, 8, 64>::kBc;
+  if (head_dim <= 96) return BwdTile<96, 4, 64>::kBc;
+  return BwdTile<128, 4, 32>::kBc;
+}
 
 void launch_bwd_bf16(const BwdArgs& a, cudaStream_t stream) {
   if (a.s.head_dim <= 64) launch<64, 8, 64>(a, stream);

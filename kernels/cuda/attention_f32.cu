@@ -8,7 +8,8 @@
 // and each thread accumulates D/4 output columns (d = quarter + 4k).
 // Backward: block = (batch·head, 32 keys), 4 threads per key accumulate dK, dV (D/4 columns each);
 // per 32-query tile: P and dS from the saved lse and D = rowsum(dO ∘ O), then dQ = scale · dS K by
-// float32 atomics straight into dq (zeroed by the caller).
+// float32 atomics straight into dq (zeroed by the caller), or in deterministic mode into the key
+// tile's own slab (BwdArgs::dq_tile_stride).
 // Head dims up to 128: D is the template bound (64 or 128), shared tiles are zero-padded.
 #include "kernels/cuda/attention.cuh"
 
@@ -181,7 +182,10 @@ template <int D> __global__ void __launch_bounds__(kThreadsF32) attention_bwd_f3
         if (d >= Dh) continue;
         float acc = 0.f;
         for (int cc = 0; cc < kTile; ++cc) acc = fmaf(sdS[cc * kLdP + r], sK[cc * kLd + d], acc);
-        atomicAdd(a.dq_accum + (bh * Tq + i) * Dh + d, acc * scale);
+        if (a.dq_tile_stride > 0)  // deterministic: this key tile's own slab (see BwdArgs)
+          a.dq_accum[static_cast<int64_t>(blockIdx.y) * a.dq_tile_stride + (bh * Tq + i) * Dh + d] = acc * scale;
+        else
+          atomicAdd(a.dq_accum + (bh * Tq + i) * Dh + d, acc * scale);
       }
     }
   }
@@ -221,6 +225,8 @@ void launch_fwd_f32(const FwdArgs& a, cudaStream_t stream) {
   if (a.s.head_dim <= 64) fwd<64>(a, stream);
   else fwd<128>(a, stream);
 }
+int64_t bwd_key_tile_f32() { return kTile; }
+
 void launch_bwd_f32(const BwdArgs& a, cudaStream_t stream) {
   if (a.s.head_dim <= 64) bwd<64>(a, stream);
   else bwd<128>(a, stream);

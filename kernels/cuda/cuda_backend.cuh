@@ -22,9 +22,14 @@
 #include <vector>
 
 #include "kernels/backend.h"
+#include "kernels/block_pool.h"
 #include "kernels/cuda/cuda_common.cuh"
 
 namespace ttt::cuda_impl {
+
+namespace attn {
+struct BwdArgs;  // attention.cuh
+}
 
 // --- errors found inside kernels -------------------------------------------------------------------
 
@@ -47,31 +52,28 @@ __device__ __forceinline__ void report_error(DeviceError* e, int code, int64_t v
 
 // --- memory -------------------------------------------------------------------------------------------
 
-// Size-class caching allocator. Requests round up to 512 B below 1 MiB and to 2 MiB above; a
-// freed block goes to a free list of its exact size class and is handed out again to the next
-// request of that class. All work of a device runs on one stream, so a block freed after kernels
-// were enqueued on it can be reused by later work on that stream without waiting. On cudaMalloc
-// failure every cached block is released and the call retried once before OutOfMemory.
+// Caching allocator: kernels/block_pool.h's best-fit, block-splitting pool (bounded waste per
+// block; cached memory serves any request that fits) over cudaMalloc, under a lock. All work of a
+// device runs on one stream, so a block freed after kernels were enqueued on it can be reused by
+// later work on that stream without waiting. When cudaMalloc runs out of memory, the fully free
+// segments are returned and the call retried once before OutOfMemory; any other cudaMalloc or
+// cudaFree failure (a sticky fault) is thrown as std::runtime_error naming it.
 class CachingAllocator {
  public:
-  explicit CachingAllocator(int device) : device_(device) {}
+  explicit CachingAllocator(int device) : device_(device), pool_(driver(device)) {}
   void* alloc(size_t nbytes);
   void free(void* p);
-  size_t allocated() const;  // bytes in blocks handed out (size-class rounded)
+  size_t allocated() const;  // bytes in blocks handed out (rounded to 512 B)
   size_t peak() const;
   size_t reserved() const;   // bytes obtained from cudaMalloc (handed out + cached)
   void reset_peak();
-  size_t release_cached();   // returns cached blocks to the driver; the bytes released
-  static size_t round_size(size_t nbytes);
+  size_t release_cached();   // returns fully free segments to the driver; the bytes released
 
  private:
+  static BlockPool::Driver driver(int device);
   int device_;
   mutable std::mutex mu_;
-  std::unordered_map<void*, size_t> live_;  // block -> size class
-  // size class -> free blocks, reused last-in first-out (the most recently freed block is the
-  // likeliest to still be in L2)
-  std::map<size_t, std::vector<void*>> cached_;
-  size_t allocated_ = 0, peak_ = 0, reserved_ = 0;
+  BlockPool pool_;
 };
 
 class GemmRunner;  // gemm.cu
@@ -91,6 +93,7 @@ class CudaBackend final : public Backend {
   size_t memory_allocated() const override { return allocator_.allocated(); }
   size_t memory_peak() const override { return allocator_.peak(); }
   void reset_peak_memory() override { allocator_.reset_peak(); }
+  size_t memory_reserved() const override { return allocator_.reserved(); }
 
   void fill(const View& out, double value) override;
   void unary(UnaryOp op, const View& out, const View& in, double a, double b) override;
@@ -147,7 +150,11 @@ class CudaBackend final : public Backend {
   void activate() const;
   // Throws (and clears) an error a kernel reported; call after the stream has been synchronized.
   void raise_device_error();
-  size_t memory_reserved() const { return allocator_.reserved(); }
+  // attention backward with dQ summed over key tiles in a fixed order (deterministic mode;
+  // attention.cu).
+  void attention_bwd_ordered(void* dq, const attn::BwdArgs& a, DType dt);
+  // index_add of f32/f64 in a fixed order (deterministic mode; index.cu).
+  void index_add_ordered(const View& out, int dim, const View& index, const View& src);
 
   // Temporary device memory from the caching allocator, returned when it goes out of scope.
   // Stream ordering makes it safe to free right after enqueuing the kernels that use it.

@@ -1,4 +1,5 @@
-// kernels/cuda/gemm.cu — batched strided GEMM through cuBLASLt (classic cuBLAS as fallback).
+// kernels/cuda/gemm.cu — batched strided GEMM through cuBLASLt (classic cuBLAS where cuBLASLt has
+// no algorithm for a problem, or its algorithm answers NOT_SUPPORTED; any other failure throws).
 //
 // The backend's GEMM is row-major: C = alpha op(A) op(B) + beta C. A row-major matrix with row
 // stride ld is, read column-major, its transpose with leading dim ld, so we ask cuBLAS for the
@@ -15,6 +16,8 @@
 #include <cublasLt.h>
 #include <cublas_v2.h>
 
+#include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -140,6 +143,13 @@ class GemmRunner {
       cublasStatus_t st = cublasLtMatmul(lt_, p.desc, alpha, g.b, p.a, g.a, p.b, beta, g.c, p.c, g.c, p.c, &p.algo,
                                          workspace_, kWorkspace, be_.stream());
       if (st == CUBLAS_STATUS_SUCCESS) return;
+      // Only "this algorithm cannot do that problem" may fall back; an execution failure (a
+      // sticky kernel fault, an illegal address) must surface, not be retried on another path.
+      if (st != CUBLAS_STATUS_NOT_SUPPORTED)
+        throw std::runtime_error(std::string("cublasLtMatmul failed: ") + cublasGetStatusString(st) + " (m " +
+                                 std::to_string(g.m) + ", n " + std::to_string(g.n) + ", k " + std::to_string(g.k) +
+                                 ", batch " + std::to_string(g.batch) + ")");
+      note_fallback(g);
     }
     // Fallback: classic cuBLAS handles every layout the backend can express.
     CUBLAS_CHECK(cublasGemmStridedBatchedEx_64(
@@ -150,6 +160,17 @@ class GemmRunner {
 
  private:
   static constexpr size_t kWorkspace = size_t{32} << 20;
+
+  // Said once per runner: cuBLASLt's heuristic picked an algorithm that then declined the problem.
+  void note_fallback(const GemmArgs& g) {
+    if (fallback_noted_) return;
+    fallback_noted_ = true;
+    std::fprintf(stderr,
+                 "note: cublasLtMatmul does not support a GEMM (m %lld, n %lld, k %lld, batch %lld, %s -> %s); "
+                 "using classic cuBLAS for such products\n",
+                 static_cast<long long>(g.m), static_cast<long long>(g.n), static_cast<long long>(g.k),
+                 static_cast<long long>(g.batch), dtype_name(g.ab_dtype), dtype_name(g.c_dtype));
+  }
 
   const Plan& plan(const GemmArgs& g, const ColMajorCall& cm, cublasComputeType_t compute) {
     const size_t ea = dtype_size(g.ab_dtype), ec = dtype_size(g.c_dtype);
@@ -206,6 +227,7 @@ class GemmRunner {
   cublasHandle_t blas_ = nullptr;
   void* workspace_ = nullptr;
   std::unordered_map<PlanKey, Plan, PlanKeyHash> plans_;
+  bool fallback_noted_ = false;
 };
 
 // Validates dtypes like the CPU, handles the cases cuBLAS does not (k == 0, f32 -> bf16), and
@@ -223,10 +245,13 @@ void CudaBackend::gemm(const GemmArgs& g) {
   c.ndim = 3;
   c.size[0] = g.batch; c.size[1] = g.m; c.size[2] = g.n;
   c.stride[0] = g.stride_c; c.stride[1] = g.ldc; c.stride[2] = 1;
-  if (g.k == 0) {  // an empty sum: C = beta * C
-    unary(UnaryOp::affine, c, c, g.beta, 0.0);
+  if (g.k == 0) {  // an empty sum: C = beta * C; with beta = 0, C is not read (it may be garbage)
+    if (g.beta == 0) fill(c, 0.0);
+    else unary(UnaryOp::affine, c, c, g.beta, 0.0);
     return;
   }
+  if (g.batch > INT32_MAX)  // cuBLASLt's batch count is an int32
+    throw std::invalid_argument("cuda gemm: batch " + std::to_string(g.batch) + " exceeds 2^31 - 1");
   if (g.ab_dtype == DType::f32 && g.c_dtype == DType::bf16) {
     // No cuBLAS kernel writes bf16 from f32 inputs: multiply into an f32 scratch, then round.
     Scratch c32(*this, static_cast<size_t>(g.batch * g.m * g.n) * sizeof(float));

@@ -7,6 +7,12 @@
 // index_add adds duplicates with atomics: float/double atomicAdd for f32/f64 (the summation
 // order, and so the last bits, vary from run to run), integer atomics for i32/i64/u16, and bf16
 // through a float32 copy of the output so repeated additions do not round to bf16 each time.
+// In deterministic mode (backend.h) f32/f64 (and so bf16) take an ordered path instead: a stable
+// radix sort (CUB) of (destination, position) pairs groups the source rows by destination, and one
+// block adds each group in increasing position order, starting from the output's value — the
+// CPU's order, so the result equals the CPU reference bit for bit.
+#include <cub/device/device_radix_sort.cuh>
+
 #include "kernels/cuda/cuda_backend.cuh"
 
 namespace ttt::cuda_impl {
@@ -92,6 +98,45 @@ __global__ void __launch_bounds__(kThreads) scatter_add_kernel(T* out, const T* 
       continue;
     }
     atomic_add(out + off[1] + j * out_dim_stride, src[off[0]]);
+  }
+}
+
+// Deterministic index_add, step 1: key = destination (n_out for an invalid index, reported), value
+// = source position.
+template <class I>
+__global__ void index_keys_kernel(uint64_t* keys, int64_t* positions, const I* index, int64_t istride, int64_t n_idx,
+                                  int64_t n_out, DeviceError* err) {
+  const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n_idx; i += step) {
+    int64_t j = load_idx(index, i * istride);
+    if (j < 0 || j >= n_out) {
+      report_error(err, kErrIndexAdd, j, n_out);
+      j = n_out;
+    }
+    keys[i] = static_cast<uint64_t>(j);
+    positions[i] = i;
+  }
+}
+
+// Step 2, after the stable sort: the block of a sorted position that starts a run of equal keys
+// adds the run's source slices, in increasing position, into the destination slice; threads
+// split the slice (the elements of every dim but `dim`, offsets from oc: operand 0 src, 1 out).
+template <class T>
+__global__ void __launch_bounds__(kThreads) sorted_runs_add_kernel(T* out, const T* src, const uint64_t* keys,
+                                                                   const int64_t* positions, int64_t n_idx,
+                                                                   int64_t n_out, OffsetCalc<2> oc, int64_t slice,
+                                                                   int64_t out_dim_stride, int64_t src_dim_stride) {
+  for (int64_t p = blockIdx.x; p < n_idx; p += gridDim.x) {
+    const uint64_t j = keys[p];
+    if (j >= static_cast<uint64_t>(n_out) || (p > 0 && keys[p - 1] == j)) continue;
+    for (int64_t e = threadIdx.x; e < slice; e += blockDim.x) {
+      int64_t off[2];
+      oc.get64(e, off);
+      T* dst = out + off[1] + static_cast<int64_t>(j) * out_dim_stride;
+      T acc = *dst;
+      for (int64_t q = p; q < n_idx && keys[q] == j; ++q) acc = acc + src[off[0] + positions[q] * src_dim_stride];
+      *dst = acc;
+    }
   }
 }
 
@@ -189,8 +234,12 @@ void CudaBackend::index_add(const View& out, int dim, const View& index, const V
     unary(UnaryOp::copy, out, f, 0, 0);
     return;
   }
-  // Iterate over src: each element knows its destination from its coordinate along dim.
   const int64_t istride = index.ndim ? index.stride[0] : 0;
+  if (deterministic() && (out.dtype == DType::f32 || out.dtype == DType::f64)) {
+    index_add_ordered(out, dim, index, src);
+    return;
+  }
+  // Iterate over src: each element knows its destination from its coordinate along dim.
   View out_b = src;  // out's strides on src's shape, without the dim stride
   for (int d = 0; d < out_b.ndim; ++d) out_b.stride[d] = d == dim ? 0 : out.stride[d];
   View coord = coordinate_view(src, dim);
@@ -213,6 +262,49 @@ void CudaBackend::index_add(const View& out, int dim, const View& index, const V
       default: throw std::invalid_argument("index_add: unsupported dtype");
     }
   });
+}
+
+// See the file comment: deterministic index_add for f32/f64.
+void CudaBackend::index_add_ordered(const View& out, int dim, const View& index, const View& src) {
+  const int64_t n_idx = index.numel(), n_out = out.size[dim];
+  const int64_t istride = index.ndim ? index.stride[0] : 0;
+  int end_bit = 1;  // keys are in [0, n_out]
+  while (end_bit < 64 && (uint64_t{1} << end_bit) <= static_cast<uint64_t>(n_out)) ++end_bit;
+  Scratch keys(*this, static_cast<size_t>(2 * n_idx) * sizeof(uint64_t));
+  Scratch pos(*this, static_cast<size_t>(2 * n_idx) * sizeof(int64_t));
+  uint64_t* k_in = keys.as<uint64_t>();
+  uint64_t* k_out = k_in + n_idx;
+  int64_t* p_in = pos.as<int64_t>();
+  int64_t* p_out = p_in + n_idx;
+  dispatch_index(index.dtype, [&](auto itag) {
+    using I = decltype(itag);
+    index_keys_kernel<I><<<grid_for(n_idx, kThreads, sm_count_), kThreads, 0, stream_>>>(
+        k_in, p_in, static_cast<const I*>(index.data), istride, n_idx, n_out, error_dev_);
+    CUDA_CHECK_LAUNCH();
+  });
+  size_t temp_bytes = 0;
+  CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, k_in, k_out, p_in, p_out, n_idx, 0, end_bit, stream_));
+  Scratch temp(*this, std::max<size_t>(temp_bytes, 1));
+  CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp.as<void>(), temp_bytes, k_in, k_out, p_in, p_out, n_idx, 0, end_bit,
+                                             stream_));
+  // The slice shape: src's shape with dim dropped (size 1); operands src and out on it.
+  View shape = src;
+  shape.size[dim] = 1;
+  View src_s = src, out_s = src;
+  for (int d = 0; d < src.ndim; ++d) out_s.stride[d] = out.stride[d];
+  OffsetCalc<2> oc = make_offset_calc<2>(shape, {&src_s, &out_s});
+  const int64_t slice = shape.numel();
+  const int threads = static_cast<int>(std::clamp<int64_t>(next_pow2(slice), 32, kThreads));
+  const unsigned grid = static_cast<unsigned>(std::min<int64_t>(n_idx, int64_t{sm_count_} * 32));
+  auto launch = [&](auto tag) {
+    using T = decltype(tag);
+    sorted_runs_add_kernel<T><<<grid, threads, 0, stream_>>>(static_cast<T*>(out.data), static_cast<const T*>(src.data),
+                                                             k_out, p_out, n_idx, n_out, oc, slice, out.stride[dim],
+                                                             src.stride[dim]);
+    CUDA_CHECK_LAUNCH();
+  };
+  if (out.dtype == DType::f32) launch(float{});
+  else launch(double{});
 }
 
 }  // namespace ttt::cuda_impl

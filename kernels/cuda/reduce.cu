@@ -96,16 +96,15 @@ template <class A> __device__ __forceinline__ bool is_nan(A v) {
   else return false;
 }
 template <class A> __device__ __forceinline__ A reduce_init(ReduceOp op) {
-  // The CPU starts max/min at numeric_limits<double>::lowest()/max(); for float outputs that
-  // converts to -inf/+inf, which is what float accumulation starts from here.
+  // As on the CPU: floating max/min start at -inf/+inf (so a max over all -inf is -inf).
   if (op == ReduceOp::max) {
     if constexpr (std::is_same_v<A, float>) return -INFINITY;
-    else if constexpr (std::is_same_v<A, double>) return -DBL_MAX;
+    else if constexpr (std::is_same_v<A, double>) return -static_cast<double>(INFINITY);
     else return INT64_MIN;
   }
   if (op == ReduceOp::min) {
     if constexpr (std::is_same_v<A, float>) return INFINITY;
-    else if constexpr (std::is_same_v<A, double>) return DBL_MAX;
+    else if constexpr (std::is_same_v<A, double>) return static_cast<double>(INFINITY);
     else return INT64_MAX;
   }
   return A(0);
