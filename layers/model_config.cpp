@@ -44,6 +44,8 @@ void validate(const ModelConfig& c) {
   positive("ttt.mlp_expansion", t.mlp_expansion);
   if (t.checkpoint_group < 0) bad("ttt.checkpoint_group", "must be >= 0 (0 = off)");
   if (!(t.ln_eps > 0)) bad("ttt.ln_eps", "must be > 0");
+  if (c.arch != "standard" && c.arch != "e2e") bad("arch", "expected standard or e2e, got '" + c.arch + "'");
+  if (c.arch == "e2e") validate_e2e(c);
 }
 
 }  // namespace ttt
