@@ -77,6 +77,20 @@ AccumulateGrad::AccumulateGrad(std::shared_ptr<TensorImpl> leaf)
   output_meta.push_back(meta_of(t));
 }
 
+namespace {
+// The first gradient of a leaf becomes its .grad as it is only when nothing else can see it: no
+// other handle, no other view of its memory (add's backward hands one tensor to both inputs;
+// sum's is a stride-0 expanded view), dense. Anything else is copied, so .grad never aliases
+// another tensor and a later in-place accumulation cannot write into something else or into
+// itself. The same rule holds with create_graph (the copy is then a differentiable clone, so
+// the gradient keeps its history).
+bool exclusive_dense(const Tensor& g) {
+  return g.impl_ptr().use_count() == 1 && g.impl()->storage.use_count() == 1 && g.is_contiguous() &&
+         g.offset() == 0 &&
+         g.impl()->storage->nbytes == static_cast<size_t>(g.numel()) * dtype_size(g.dtype());
+}
+}  // namespace
+
 tensor_list AccumulateGrad::apply(tensor_list&& grad_outputs) {
   Tensor leaf(leaf_);
   Tensor g = std::move(grad_outputs.at(0));
@@ -89,16 +103,12 @@ tensor_list AccumulateGrad::apply(tensor_list&& grad_outputs) {
   Tensor cur = leaf.grad();
   if (create_graph) {
     // Keep the history of the accumulated gradient (it may be differentiated again).
-    meta.grad = (cur.defined() ? add(cur, g) : g).impl_ptr();
+    if (cur.defined()) meta.grad = add(cur, g).impl_ptr();
+    else meta.grad = (exclusive_dense(g) ? g : clone(g)).impl_ptr();
   } else {
     NoGradGuard ng;
     if (!cur.defined()) {
-      // A dense gradient nobody else holds (no other handle, no other view of its memory) becomes
-      // .grad as it is; anything else is copied, so .grad never aliases another tensor.
-      const bool exclusive = g.impl_ptr().use_count() == 1 && g.impl()->storage.use_count() == 1 &&
-                             g.is_contiguous() && g.offset() == 0 && !g.requires_grad() &&
-                             g.impl()->storage->nbytes == static_cast<size_t>(g.numel()) * dtype_size(g.dtype());
-      meta.grad = (exclusive ? g.detach() : clone(g.detach())).impl_ptr();
+      meta.grad = (exclusive_dense(g) ? g.detach() : clone(g.detach())).impl_ptr();
     } else if (cur.requires_grad()) {
       meta.grad = add(cur.detach(), g.detach()).impl_ptr();
     } else {

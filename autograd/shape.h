@@ -1,10 +1,12 @@
 // autograd/shape.h — Shape: a small inline array of dimension sizes (or strides), no heap.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <initializer_list>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/backend.h"
@@ -78,6 +80,26 @@ inline Shape contiguous_strides(const Shape& s) {
     acc *= s[i];
   }
   return st;
+}
+
+// True when two different indices of a (shape, strides) layout may address the same element:
+// a stride-0 dimension of size > 1 (an expanded view) or dimensions whose extents interleave.
+// Sorting the dimensions by stride, a layout is overlap-free when each stride exceeds the largest
+// offset reachable with the smaller strides; this is exact for every layout views produce
+// (contiguous, permuted, narrowed, expanded) and errs on the safe side for exotic ones.
+inline bool may_self_overlap(const Shape& shape, const Shape& strides) {
+  std::vector<std::pair<int64_t, int64_t>> dims;  // (|stride|, size) of dimensions of size > 1
+  for (int i = 0; i < shape.size(); ++i) {
+    if (shape[i] == 0) return false;  // no elements
+    if (shape[i] > 1) dims.emplace_back(strides[i] < 0 ? -strides[i] : strides[i], shape[i]);
+  }
+  std::sort(dims.begin(), dims.end());
+  int64_t reach = 0;  // largest offset spanned by the dimensions seen so far
+  for (auto [stride, size] : dims) {
+    if (stride <= reach) return true;
+    reach += stride * (size - 1);
+  }
+  return false;
 }
 
 // Wraps a possibly negative dim into [0, ndim); throws naming `who` when out of range.

@@ -229,6 +229,12 @@ void check_inplace(const Tensor& t, const char* op) {
   if (GradMode::is_enabled() && t.requires_grad())
     throw std::invalid_argument(std::string(op) + ": in-place modification of a tensor that "
                                 "requires grad while grad mode is on (use NoGradGuard)");
+  // Writing through a view whose elements share memory (an expanded tensor) would add into the
+  // same element several times (and race on a GPU): refused, as PyTorch does.
+  if (may_self_overlap(t.shape(), t.strides()))
+    throw std::invalid_argument(std::string(op) + ": in-place write into " + t.str() + " with strides " +
+                                t.strides().str() + ", whose elements overlap in memory (an expanded "
+                                "view?); write into a copy (.contiguous() / clone())");
 }
 }  // namespace
 

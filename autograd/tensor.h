@@ -138,7 +138,8 @@ class Tensor {
   Tensor unsqueeze(int64_t dim) const;
   Tensor squeeze(int64_t dim) const;
 
-  // --- in-place, never taped (they refuse tensors that require grad while grad mode is on) ---
+  // --- in-place, never taped (they refuse tensors that require grad while grad mode is on, and
+  // destinations whose elements overlap in memory: see may_self_overlap in shape.h) ---
   Tensor& copy_(const Tensor& src);        // broadcasting, converting copy into this
   Tensor& fill_(double v);
   Tensor& zero_() { return fill_(0.0); }

@@ -152,3 +152,48 @@ TEST_CASE(".grad never aliases another tensor (the first gradient is kept withou
   CHECK(c.grad().is_contiguous());
   CHECK(c.grad().tolist<double>() == std::vector<double>(6, 1.0));
 }
+
+TEST_CASE("create_graph: .grad is a copy unless unshared, so a later backward accumulates correctly") {
+  // add's backward hands one gradient to both a and b, and sum's gradient is a stride-0 expanded
+  // view of a single 1: kept as .grad without a copy, a later in-place accumulation wrote
+  // a.grad = b.grad = 16.
+  Tensor a = leaf({1, 2, 3}, {3}), b = leaf({4, 5, 6}, {3});
+  Tensor c = from_vector({5, 5, 5}, {3}, opts(DType::f64));
+  backward({sum(add(a, b))}, {}, std::nullopt, /*create_graph=*/true);
+  CHECK_FALSE(a.grad().shares_storage(b.grad()));
+  CHECK(a.grad().is_contiguous());
+  backward({sum(mul(a, c))});
+  CHECK(a.grad().tolist<double>() == std::vector<double>{6, 6, 6});
+  CHECK(b.grad().tolist<double>() == std::vector<double>{1, 1, 1});
+
+  // The copy keeps the history: .grad from create_graph can be differentiated again.
+  Tensor x = leaf({0.5, 2.0}, {2});
+  Tensor y = leaf({3.0}, {1});
+  backward({add(sum(mul(mul(x, x), x)), sum(mul(x, y.expand({2}))))}, {}, std::nullopt, true);
+  Tensor gx = x.grad();  // 3x^2 + y
+  CHECK(gx.requires_grad());
+  CHECK(gx.tolist<double>() == std::vector<double>{3 * 0.25 + 3, 3 * 4.0 + 3});
+  tensor_list gg = grad({sum(gx)}, {x, y});  // d/dx = 6x, d/dy = 2 (y is used twice)
+  CHECK(gg[0].tolist<double>() == std::vector<double>{3, 12});
+  CHECK(gg[1].tolist<double>() == std::vector<double>{2});
+  // y's gradient (sum of x) keeps its history too.
+  CHECK(y.grad().tolist<double>() == std::vector<double>{2.5});
+  CHECK(y.grad().requires_grad());
+}
+
+TEST_CASE("an exclusive dense gradient becomes .grad without a copy on both paths") {
+  // mul's backward returns a fresh dense tensor only this leaf sees: kept as it is (no copy),
+  // observable through a post-accumulate hook that sees the data pointer of the incoming one.
+  for (bool create_graph : {false, true}) {
+    Tensor x = leaf({1, 2}, {2});
+    const void* incoming = nullptr;
+    x.register_hook([&](const Tensor& g) {
+      incoming = g.data_ptr();
+      return Tensor();
+    });
+    Tensor w = from_vector({3, 4}, {2}, opts(DType::f64));
+    backward({sum(mul(x, w))}, {}, std::nullopt, create_graph);
+    CHECK(x.grad().tolist<double>() == std::vector<double>{3, 4});
+    CHECK(x.grad().data_ptr() == incoming);
+  }
+}

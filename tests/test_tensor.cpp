@@ -62,6 +62,31 @@ TEST_CASE("in-place ops bump the version and refuse tensors requiring grad") {
   CHECK(p.tolist<double>() == std::vector<double>{1, 1, 1});
 }
 
+TEST_CASE("in-place ops refuse a destination whose elements overlap in memory") {
+  Tensor one = from_vector({1}, {1});
+  Tensor e = one.expand({3});  // three elements, one memory location
+  CHECK_THROWS_WITH_AS(e.add_(from_vector({1, 2, 3}, {3})), doctest::Contains("overlap"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(e.fill_(2.0), doctest::Contains("overlap"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(e.copy_(from_vector({1, 2, 3}, {3})), doctest::Contains("overlap"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(e.mul_(2.0), doctest::Contains("overlap"), std::invalid_argument);
+  CHECK(one.item() == 1.0);  // nothing was written
+  // Views whose elements are distinct stay writable: transposed, narrowed, size-1 expansions.
+  Tensor x = from_vector({0, 1, 2, 3, 4, 5}, {2, 3});
+  x.t().narrow(0, 1, 2).add_(ones({2, 2}));
+  CHECK(x.tolist<double>() == std::vector<double>{0, 2, 3, 3, 5, 6});
+  Tensor col = zeros({2, 1});
+  col.expand({2, 1}).fill_(7.0);
+  CHECK(col.tolist<double>() == std::vector<double>{7, 7});
+  // The layout rule itself: overlap-free layouts of views, and overlapping ones.
+  CHECK_FALSE(may_self_overlap({2, 3, 4}, {12, 4, 1}));
+  CHECK_FALSE(may_self_overlap({4, 3, 2}, {1, 4, 12}));  // permuted
+  CHECK_FALSE(may_self_overlap({2, 2}, {8, 1}));         // narrowed rows
+  CHECK_FALSE(may_self_overlap({3, 0}, {0, 0}));         // empty
+  CHECK(may_self_overlap({2, 3}, {3, 0}));               // expanded last dim
+  CHECK(may_self_overlap({3, 2}, {1, 1}));               // sliding window: (0,1) and (1,0) meet
+  CHECK(may_self_overlap({2, 4}, {2, 1}));               // rows of 4 every 2 elements
+}
+
 TEST_CASE("dtype conversion, bf16 rounding") {
   Tensor x = from_vector({1.0, 1.00390625, 1.005859375, -3.14159}, {4});
   Tensor b = x.to(DType::bf16);
