@@ -9,29 +9,19 @@
 #include "layers/e2e_model.h"
 #include "layers/language_model.h"
 #include "tests/cuda_test_util.h"
+#include "tests/e2e_test_util.h"
 #include "tests/layer_helpers.h"
 
 using namespace ttt;
 
 namespace {
 
+// head_dim 32: the fused attention kernels; 4 chunks of 16 at T = 56.
 ModelConfig small_e2e() {
-  ModelConfig c;
-  c.arch = "e2e";
-  c.mixer = "attention";
-  c.backbone = "transformer";
-  c.vocab_size = 97;
-  c.d_model = 64;
-  c.n_layers = 4;
-  c.n_heads = 2;  // head_dim 32: the fused attention kernels
-  c.d_ff = 96;
-  c.window = 24;
-  c.max_seq_len = 64;
+  ModelConfig c = ttt::testing::e2e_config({.vocab = 97, .d_model = 64, .n_layers = 4, .n_heads = 2, .d_ff = 96,
+                                            .window = 24, .suffix_blocks = 2, .chunk = 16});
+  c.init_std = 0.02;
   c.seed = 5;
-  c.e2e.suffix_blocks = 2;
-  c.e2e.chunk = 16;
-  c.e2e.inner_lr = 1.0;
-  c.e2e.inner_clip = 1.0;
   return c;
 }
 

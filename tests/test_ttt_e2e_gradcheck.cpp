@@ -10,6 +10,7 @@
 #include "autograd/ops.h"
 #include "layers/e2e_model.h"
 #include "layers/language_model.h"
+#include "tests/e2e_test_util.h"
 #include "tests/layer_helpers.h"
 
 using namespace ttt;
@@ -18,22 +19,9 @@ using namespace ttt::testing;
 namespace {
 
 ModelConfig tiny_e2e(double clip, bool remat) {
-  ModelConfig c;
-  c.arch = "e2e";
-  c.mixer = "attention";
-  c.backbone = "transformer";
-  c.vocab_size = 11;
-  c.d_model = 8;
-  c.n_layers = 2;
-  c.n_heads = 2;
-  c.d_ff = 8;
-  c.window = 3;
-  c.init_std = 0.3;
-  c.max_seq_len = 16;
+  ModelConfig c = e2e_config({.vocab = 11, .d_model = 8, .n_layers = 2, .n_heads = 2, .d_ff = 8, .window = 3,
+                              .suffix_blocks = 1, .chunk = 2});
   c.seed = 3;
-  c.e2e.suffix_blocks = 1;
-  c.e2e.chunk = 2;
-  c.e2e.inner_lr = 1.0;
   c.e2e.inner_clip = clip;
   c.e2e.remat = c.e2e.remat_prefix = remat;
   return c;

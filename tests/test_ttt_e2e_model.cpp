@@ -15,6 +15,7 @@
 #include "layers/language_model.h"
 #include "layers/presets.h"
 #include "tests/check_close.h"
+#include "tests/e2e_test_util.h"
 #include "tests/layer_helpers.h"
 
 using namespace ttt;
@@ -24,24 +25,10 @@ namespace {
 
 // 3 blocks (2 prefix, 1 suffix), window 3, chunk 2: every path of the inner loop is short.
 ModelConfig tiny_e2e() {
-  ModelConfig c;
-  c.arch = "e2e";
-  c.mixer = "attention";
-  c.backbone = "transformer";
-  c.vocab_size = 13;
-  c.d_model = 8;
-  c.n_layers = 3;
-  c.n_heads = 2;
-  c.d_ff = 12;
-  c.window = 3;
-  c.rope_theta = 5e5;
-  c.init_std = 0.3;  // large enough that every path visibly moves the losses
-  c.max_seq_len = 16;
+  ModelConfig c = e2e_config({.vocab = 13, .d_model = 8, .n_layers = 3, .n_heads = 2, .d_ff = 12, .window = 3,
+                              .suffix_blocks = 1, .chunk = 2});
   c.seed = 7;
-  c.e2e.suffix_blocks = 1;
-  c.e2e.chunk = 2;
   c.e2e.inner_lr = 0.5;
-  c.e2e.inner_clip = 1.0;
   return c;
 }
 
