@@ -99,7 +99,8 @@ TEST_CASE("presets: Table 2 rows, default backbones, errors") {
 // The YAML presets in configs/ carry the same numbers as preset() (the trainer maps the `model:`
 // keys onto ModelConfig by name; this reads the few keys that define the size).
 TEST_CASE("configs/*.yaml match the presets") {
-  const auto dir = std::filesystem::path(__FILE__).parent_path().parent_path() / "configs";
+  // TTT_SOURCE_DIR, not __FILE__: with CCACHE_BASEDIR the compiler sees relative paths, and ctest runs in build/tests.
+  const auto dir = std::filesystem::path(TTT_SOURCE_DIR) / "configs";
   int files = 0;
   for (const std::string& size : {std::string("tiny"), std::string("125m"), std::string("350m"),
                                   std::string("760m"), std::string("1.3b")})
