@@ -5,7 +5,9 @@
 // shapes involved. Binary ops require equal dtypes (no silent promotion); use .to(dtype).
 #pragma once
 
+#include <functional>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "autograd/tensor.h"
@@ -94,6 +96,24 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
 // every key (window must be 0). Typical scale: 1/sqrt(D).
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, int64_t window,
                                     double scale);
+
+// --- the fused TTT-Linear scan (ops/ttt_linear_scan.cpp; math in kernels/ttt_linear_scan.h) ------
+struct TTTScanOptions {
+  int64_t checkpoint_group = 0;  // chunks per stored state (0 or 1: every chunk)
+  double eps = 1e-6;             // the inner LayerNorm's eps
+};
+// The same function written with differentiable ops, from the inputs in the op's order
+// (XQ, XK, XV, lr, tok, W0, b0, ln_w, ln_b; undefined where absent): used for create_graph.
+using TTTScanComposite = std::function<Tensor(const tensor_list& inputs)>;
+// Returns {out [B, H, T, f], W_T [B, H, f, f], b_T [B, H, f], accW, accb}; only out is
+// differentiable. K = tok.size(0); b0 undefined = no inner bias; ln_w/ln_b undefined = no LN +
+// residual. Throws where the device has no kernel for the call (see the query below).
+tensor_list ttt_linear_scan(const Tensor& xq, const Tensor& xk, const Tensor& xv, const Tensor& lr, const Tensor& tok,
+                            const Tensor& w0, const Tensor& b0, const Tensor& ln_w, const Tensor& ln_b,
+                            const TTTScanOptions& o, const TTTScanComposite& composite);
+// Why ttt_linear_scan cannot run these inputs on their device (autocast included); empty when it can.
+std::string ttt_linear_scan_unsupported(const Tensor& xq, const Tensor& tok, const Tensor& b0, const Tensor& ln_w,
+                                        const TTTScanOptions& o);
 
 // --- rotary position embedding (ops/rope.cpp) ------------------------------------------------
 // Rotates the interleaved pairs (x[2i], x[2i+1]) of x's last dim by the angles of the constant
