@@ -45,15 +45,7 @@ std::vector<double> column(const std::vector<nlohmann::json>& rows, const char* 
 }  // namespace
 
 TEST_CASE("tokenizer -> data -> train -> eval -> generate, resume and SIGTERM through the CLI") {
-  fs::remove_all(kDir);
-  fs::create_directories(kDir);
-  ttt::testing::write_grammar_corpus(kDir + "/corpus.jsonl", /*seed=*/7, /*docs=*/160);
-
-  auto tok = run_ttt("tokenizer train --input " + kDir + "/corpus.jsonl --vocab-size 320 --out " + kDir + "/tok.model");
-  REQUIRE_MESSAGE(tok.code == 0, tok.output);
-  auto prep = run_ttt("data prepare --input " + kDir + "/corpus.jsonl --tokenizer " + kDir + "/tok.model --out " +
-                      kDir + "/data --val-docs 16 --quiet");
-  REQUIRE_MESSAGE(prep.code == 0, prep.output);
+  ttt::testing::prepare_grammar_data(kDir, /*seed=*/7, /*docs=*/160, /*val_docs=*/16);
 
   // --- train -----------------------------------------------------------------------------------
   const std::string run = kDir + "/run";

@@ -91,14 +91,7 @@ TEST_CASE("the trainer ramps the inner learning rate over the outer warmup") {
 }
 
 TEST_CASE("a tiny E2E model through the CLI: train, resume, eval, generate, bench, info") {
-  fs::remove_all(kDir);
-  fs::create_directories(kDir);
-  ttt::testing::write_grammar_corpus(kDir + "/corpus.jsonl", /*seed=*/11, /*docs=*/120);
-  auto tok = run_ttt("tokenizer train --input " + kDir + "/corpus.jsonl --vocab-size 320 --out " + kDir + "/tok.model");
-  REQUIRE_MESSAGE(tok.code == 0, tok.output);
-  auto prep = run_ttt("data prepare --input " + kDir + "/corpus.jsonl --tokenizer " + kDir + "/tok.model --out " +
-                      kDir + "/data --val-docs 12 --quiet");
-  REQUIRE_MESSAGE(prep.code == 0, prep.output);
+  ttt::testing::prepare_grammar_data(kDir, /*seed=*/11, /*docs=*/120, /*val_docs=*/12);
 
   const std::string run = kDir + "/run";
   auto tr = run_ttt(train_args(run));

@@ -2,11 +2,13 @@
 // end-to-end, MPI).
 #pragma once
 
+#include <doctest/doctest.h>
 #include <sys/wait.h>
 
 #include <array>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -60,6 +62,19 @@ inline void write_grammar_corpus(const std::string& path, unsigned seed, int doc
     for (int s = 0; s < n; ++s) text += std::string(subj[rng() % 6]) + " " + verb[rng() % 6] + " " + obj[rng() % 6] + ". ";
     out << nlohmann::json{{"text", text}}.dump() << "\n";
   }
+}
+
+// A fresh `dir` with the grammar corpus, a 320-piece tokenizer (dir/tok.model) and shards
+// (dir/data, `val_docs` validation documents), made through the binary.
+inline void prepare_grammar_data(const std::string& dir, unsigned seed, int docs, int val_docs) {
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  write_grammar_corpus(dir + "/corpus.jsonl", seed, docs);
+  auto tok = run_ttt("tokenizer train --input " + dir + "/corpus.jsonl --vocab-size 320 --out " + dir + "/tok.model");
+  REQUIRE_MESSAGE(tok.code == 0, tok.output);
+  auto prep = run_ttt("data prepare --input " + dir + "/corpus.jsonl --tokenizer " + dir + "/tok.model --out " + dir +
+                      "/data --val-docs " + std::to_string(val_docs) + " --quiet");
+  REQUIRE_MESSAGE(prep.code == 0, prep.output);
 }
 
 }  // namespace ttt::testing
