@@ -279,7 +279,7 @@ class HookedSource : public TokenSource {
 TEST_CASE("an error during the run names the step and is logged in train.log") {
   RunConfig cfg = tiny_config("attention");
   // Reads fail from step 3 on (a disk error, a damaged shard).
-  HookedSource data(tiny_data(), [](int64_t step) {
+  HookedSource data(ttt::testing::learnable_memory_data(), [](int64_t step) {
     if (step >= 2) throw std::runtime_error("shard train_00000.h5: read failed (checksum)");
   });
   const std::string d = fresh_dir("failing");
