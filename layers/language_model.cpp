@@ -9,6 +9,7 @@
 
 #include "autograd/ops.h"
 #include "layers/block.h"
+#include "layers/e2e_model.h"
 #include "layers/embedding.h"
 #include "layers/linear.h"
 #include "layers/norm.h"
@@ -21,6 +22,7 @@ struct LanguageModel::Impl {
   std::vector<std::shared_ptr<Block>> blocks;
   std::shared_ptr<RMSNorm> final_norm;
   std::shared_ptr<Linear> lm_head;  // null when tied to embed
+  std::shared_ptr<E2EModel> e2e;    // arch e2e: every call goes there
 
   Tensor head(const Tensor& h) const { return lm_head ? lm_head->forward(h) : embed->attend(h); }
 };
@@ -42,6 +44,10 @@ void check_ids(const char* who, const Tensor& ids, const char* what = "ids") {
 
 LanguageModel::LanguageModel(const ModelConfig& cfg) : cfg_(cfg), impl_(std::make_shared<Impl>()) {
   validate(cfg);
+  if (cfg.arch == "e2e") {
+    impl_->e2e = std::make_shared<E2EModel>(cfg, *this);
+    return;
+  }
   Generator g(cfg.seed);
   impl_->embed = register_module("embed", std::make_shared<Embedding>(cfg.vocab_size, cfg.d_model, g, cfg.init_std));
   impl_->block_list = register_module("blocks", std::make_shared<ModuleList>());
@@ -53,6 +59,7 @@ LanguageModel::LanguageModel(const ModelConfig& cfg) : cfg_(cfg), impl_(std::mak
 }
 
 Tensor LanguageModel::forward(const Tensor& ids) {
+  if (impl_->e2e) return impl_->e2e->forward(ids);
   check_ids("LanguageModel::forward", ids);
   Tensor h = impl_->embed->forward(ids);
   for (auto& b : impl_->blocks) h = b->forward(h);
@@ -64,6 +71,7 @@ Tensor LanguageModel::loss(const Tensor& ids, const Tensor& targets, int64_t ign
   if (targets.shape() != ids.shape())
     throw std::invalid_argument("LanguageModel::loss: targets " + targets.shape().str() + " must match ids " +
                                 ids.shape().str());
+  if (impl_->e2e) return impl_->e2e->loss(ids, targets, ignore_index, is_training());
   return cross_entropy(forward(ids), targets, ignore_index, "mean");
 }
 
@@ -72,10 +80,12 @@ Tensor LanguageModel::token_losses(const Tensor& ids, const Tensor& targets) {
   if (targets.shape() != ids.shape())
     throw std::invalid_argument("LanguageModel::token_losses: targets " + targets.shape().str() +
                                 " must match ids " + ids.shape().str());
+  if (impl_->e2e) return impl_->e2e->token_losses(ids, targets);
   return cross_entropy(forward(ids), targets, -100, "none");
 }
 
 std::unique_ptr<DecodeState> LanguageModel::init_decode(int64_t batch) {
+  if (impl_->e2e) return impl_->e2e->init_decode(batch);
   if (batch <= 0) throw std::invalid_argument("LanguageModel::init_decode: batch must be > 0");
   auto st = std::make_unique<LMDecodeState>();
   st->batch = batch;
@@ -84,6 +94,7 @@ std::unique_ptr<DecodeState> LanguageModel::init_decode(int64_t batch) {
 }
 
 Tensor LanguageModel::decode(const Tensor& ids, DecodeState& state) {
+  if (impl_->e2e) return impl_->e2e->decode(ids, state);
   check_ids("LanguageModel::decode", ids);
   auto* st = dynamic_cast<LMDecodeState*>(&state);
   if (!st) throw std::invalid_argument("LanguageModel::decode: the state must come from init_decode()");
@@ -101,11 +112,14 @@ double LanguageModel::flops_per_token(int64_t seq_len) const {
   // except the embedding lookup (which is free) — with tied embeddings the table is the LM head
   // and counts once. Norm weights and biases are counted too (< 0.1% at the paper's sizes).
   // Plus each mixer's sequence-length-dependent part (attention's QK^T and PV, ...).
+  if (impl_->e2e) return impl_->e2e->flops_per_token(seq_len);
   double n = static_cast<double>(num_parameters());
   if (!cfg_.tie_embeddings) n -= static_cast<double>(cfg_.vocab_size * cfg_.d_model);
   double f = 2.0 * n;
   for (auto& b : impl_->blocks) f += b->extra_flops_per_token(seq_len);
   return f;
 }
+
+E2EModel* LanguageModel::e2e() const { return impl_->e2e.get(); }
 
 }  // namespace ttt

@@ -10,6 +10,8 @@
 
 namespace ttt {
 
+class E2EModel;
+
 // Per-sequence decoding state of the whole model (one per layer inside).
 struct DecodeState {
   virtual ~DecodeState() = default;
@@ -34,6 +36,9 @@ class LanguageModel : public Module {
 
   // Forward FLOPs per token (matmuls, 2 per multiply-add) for MFU; training ~ 3x this.
   double flops_per_token(int64_t seq_len) const;
+
+  // The TTT-E2E model behind every call when model.arch is "e2e" (layers/e2e_model.h), else null.
+  E2EModel* e2e() const;
 
  private:
   ModelConfig cfg_;

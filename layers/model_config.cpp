@@ -48,6 +48,8 @@ void validate(const ModelConfig& c) {
   if (la.feature_map != "identity" && la.feature_map != "elu_plus_one")
     bad("linear_attention.feature_map", "expected identity or elu_plus_one, got '" + la.feature_map + "'");
   if (!(la.eps > 0)) bad("linear_attention.eps", "must be > 0");
+  if (c.arch != "standard" && c.arch != "e2e") bad("arch", "expected standard or e2e, got '" + c.arch + "'");
+  if (c.arch == "e2e") validate_e2e(c);
 }
 
 }  // namespace ttt

@@ -40,7 +40,28 @@ struct LinearAttentionConfig {
   double eps = 1e-6;                     // added to that denominator
 };
 
+// TTT-E2E (Tandon et al. 2025, arXiv 2512.23675; official JAX code test-time-training/e2e): a
+// sliding-window Transformer whose last blocks carry a second MLP, MLP', whose weights are trained
+// on the context's own next-token loss while reading it, their initial values meta-learned
+// (layers/e2e_model.h). Used when ModelConfig::arch is "e2e".
+struct E2EConfig {
+  int64_t suffix_blocks = -1;       // blocks with the fast MLP' (the last ones); -1 = n_layers / 4;
+                                    // 0 = none: the plain SWA / full-attention baseline of the paper
+  int64_t chunk = 1024;             // b: tokens per inner step; -1 = the whole sequence (no update)
+  double inner_lr = 1.0;            // eta of the inner SGD step (not learned)
+  double inner_lr_init = 0.1;       // eta ramps linearly from this to inner_lr over the outer warmup
+  double inner_clip = 1.0;          // global-norm clip of the inner gradient (all fast tensors); 0 = off
+  std::string train_mode = "meta";  // meta: outer loss after the inner steps, second-order gradient;
+                                    // naive: outer loss at W0 (dynamic evaluation at test time only)
+  int64_t fast_heads = 1;           // MLP' as this many independent heads (block-diagonal); 1 = full MLP
+  bool remat = true;                // recompute each chunk in the outer backward (keep W and K/V only)
+  bool remat_prefix = true;         // recompute the prefix blocks in the outer backward
+  bool qk_norm = true;              // per-head RMSNorm on q and k
+  bool post_norm = true;            // RMSNorm on each sublayer's output as well as its input
+};
+
 struct ModelConfig {
+  std::string arch = "standard";    // standard: layers/block.h blocks; e2e: TTT-E2E (E2EConfig)
   int64_t vocab_size = 32000;
   int64_t d_model = 768;
   int64_t n_layers = 12;
@@ -58,6 +79,7 @@ struct ModelConfig {
   uint64_t seed = 0;                // parameter initialization
   TTTConfig ttt;
   LinearAttentionConfig linear_attention;
+  E2EConfig e2e;
 
   int64_t head_dim() const { return d_model / n_heads; }
 };
@@ -66,5 +88,7 @@ struct ModelConfig {
 // or the values do not fit together (d_model not divisible by n_heads, unknown mixer, ...).
 // Called by every model constructor; the trainer may call it right after reading a config.
 void validate(const ModelConfig& cfg);
+// The model.e2e.* part of validate() (layers/e2e_config.cpp), run when arch is "e2e".
+void validate_e2e(const ModelConfig& cfg);
 
 }  // namespace ttt

@@ -3,6 +3,8 @@
 
 #include <stdexcept>
 
+#include "layers/e2e_config.h"
+
 namespace ttt {
 
 namespace {
@@ -48,6 +50,7 @@ ModelConfig preset(const std::string& size, const std::string& mixer, const std:
 
 int64_t count_mixer_parameters(const ModelConfig& c) {
   const int64_t D = c.d_model, H = c.n_heads, f = c.head_dim(), k = c.conv_width;
+  if (c.arch == "e2e") return 4 * D * D + (c.e2e.qk_norm ? 2 * f : 0);  // wq wk wv wo, q/k norms
   if (c.mixer == "attention" || c.mixer == "linear_attention") return 4 * D * D;  // wq wk wv wo
   if (c.mixer != "ttt_linear" && c.mixer != "ttt_mlp") throw std::invalid_argument("unknown mixer " + c.mixer);
   const TTTConfig& t = c.ttt;
@@ -74,6 +77,7 @@ int64_t count_mixer_parameters(const ModelConfig& c) {
 
 int64_t count_parameters(const ModelConfig& c) {
   validate(c);
+  if (c.arch == "e2e") return count_e2e_parameters(c);
   const int64_t D = c.d_model, V = c.vocab_size;
   int64_t block = 2 * D + 3 * D * c.d_ff + count_mixer_parameters(c);  // seq_norm, ffn_norm, SwiGLU, mixer
   if (c.backbone == "mamba") block += D + D * c.conv_width + D;          // pre_conv_norm, pre_conv (+bias)

@@ -2,11 +2,13 @@
 // end-to-end, MPI).
 #pragma once
 
+#include <doctest/doctest.h>
 #include <sys/wait.h>
 
 #include <array>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>

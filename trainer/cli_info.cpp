@@ -3,6 +3,7 @@
 // training plan the config implies (batch, accumulation, steps, tokens).
 #include <cstdio>
 
+#include "layers/e2e_config.h"
 #include "layers/presets.h"
 #include "trainer/cli_common.h"
 #include "trainer/commands.h"
@@ -30,6 +31,12 @@ void print_config_info(const RunConfig& cfg) {
               static_cast<long long>(count_mixer_parameters(mc)));
   std::printf("  rest (norms, SwiGLU, convs): %lld\n", static_cast<long long>(total - embed - mixer));
   std::printf("  non-embedding: %lld\n", static_cast<long long>(total - embed));
+  if (mc.arch == "e2e")
+    std::printf("TTT-E2E: %lld of %lld blocks updated at test time, fast weights %lld (%.1fM), chunks of %lld tokens, "
+                "window %lld, train_mode %s\n",
+                static_cast<long long>(e2e_suffix_blocks(mc)), static_cast<long long>(mc.n_layers),
+                static_cast<long long>(count_e2e_fast_parameters(mc)), count_e2e_fast_parameters(mc) / 1e6,
+                static_cast<long long>(mc.e2e.chunk), static_cast<long long>(mc.window), mc.e2e.train_mode.c_str());
   try {
     TrainPlan p = plan_training(cfg, total);
     std::printf("training plan: %s\n", p.summary().c_str());

@@ -19,6 +19,9 @@ std::vector<ConfigKey> build_schema() {
       {"description", F(description), "Free-form description."},
 
       // --- model (layers/model_config.h) ---
+      {"model.arch", F(model.arch),
+       "standard: embedding -> blocks of model.mixer/model.backbone -> head; e2e: TTT-E2E (model.e2e.*, layers/e2e_model.h).",
+       {"standard", "e2e"}},
       {"model.vocab_size", F(model.vocab_size), "Vocabulary size; must equal the tokenizer's."},
       {"model.d_model", F(model.d_model), "Hidden width."},
       {"model.n_layers", F(model.n_layers), "Number of blocks."},
@@ -68,6 +71,26 @@ std::vector<ConfigKey> build_schema() {
       {"model.linear_attention.normalize", F(model.linear_attention.normalize),
        "Divide by sum_s phi(k_s).phi(q_t) + eps (Katharopoulos et al. 2020); false: no normalizer (Theorem 1)."},
       {"model.linear_attention.eps", F(model.linear_attention.eps), "Added to the normalizer's denominator."},
+      {"model.e2e.suffix_blocks", F(model.e2e.suffix_blocks),
+       "TTT-E2E: blocks (the last ones) with the fast MLP' updated at test time; -1 = n_layers / 4; 0 = none "
+       "(the SWA / full-attention baseline)."},
+      {"model.e2e.chunk", F(model.e2e.chunk), "TTT-E2E: tokens per inner step b; -1 = the whole sequence (no step: SWA)."},
+      {"model.e2e.inner_lr", F(model.e2e.inner_lr), "TTT-E2E: inner SGD learning rate eta (paper: 1)."},
+      {"model.e2e.inner_lr_init", F(model.e2e.inner_lr_init),
+       "TTT-E2E: eta ramps linearly from this to inner_lr over the outer warmup (paper: 0.1; = inner_lr for no ramp)."},
+      {"model.e2e.inner_clip", F(model.e2e.inner_clip),
+       "TTT-E2E: clip the inner gradient to this global norm over all fast tensors; 0 = off."},
+      {"model.e2e.train_mode", F(model.e2e.train_mode),
+       "TTT-E2E: meta = outer loss after the inner steps, exact second-order gradient; naive = train at W0 "
+       "(dynamic evaluation: the inner loop runs only at test time).",
+       {"meta", "naive"}},
+      {"model.e2e.fast_heads", F(model.e2e.fast_heads),
+       "TTT-E2E: MLP' as this many independent heads of d_model/h features (block-diagonal); 1 = full MLP."},
+      {"model.e2e.remat", F(model.e2e.remat),
+       "TTT-E2E: recompute each chunk in the outer backward (keeps only W and K/V per chunk)."},
+      {"model.e2e.remat_prefix", F(model.e2e.remat_prefix), "TTT-E2E: recompute the prefix blocks in the outer backward."},
+      {"model.e2e.qk_norm", F(model.e2e.qk_norm), "TTT-E2E: per-head RMSNorm on queries and keys."},
+      {"model.e2e.post_norm", F(model.e2e.post_norm), "TTT-E2E: RMSNorm on each sublayer's output as well as its input."},
 
       // --- train (trainer/config.h TrainConfig) ---
       {"train.tokens", F(train.tokens), "Training tokens; 0 = 20 x parameters (Chinchilla)."},

@@ -101,6 +101,9 @@ Tensor permute_rope_rows(const Tensor& w, int64_t nh, bool inverse) {
 const char* schema_name(ExternalSchema s) { return s == ExternalSchema::ttt_pytorch ? "ttt-pytorch" : "hf-llama"; }
 
 ExternalSchema external_schema_for(const ModelConfig& m) {
+  if (m.arch == "e2e")
+    cannot("model.arch", m.arch, "neither the official TTT model nor HF Llama has the TTT-E2E blocks (post norms, "
+                                 "QK norms, the fast MLP')");
   if (m.mixer == "linear_attention")
     cannot("model.mixer", m.mixer, "neither the official TTT model nor HF Llama has linear attention");
   if (m.mixer == "attention") {
