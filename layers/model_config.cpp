@@ -19,14 +19,16 @@ void validate(const ModelConfig& c) {
   positive("d_model", c.d_model);
   positive("n_layers", c.n_layers);
   positive("n_heads", c.n_heads);
-  positive("d_ff", c.d_ff);
+  if (c.d_ff < 0) bad("d_ff", "must be >= 0 (0 = blocks without MLP), got " + std::to_string(c.d_ff));
   positive("conv_width", c.conv_width);
   positive("max_seq_len", c.max_seq_len);
   if (c.d_model % c.n_heads != 0)
     bad("n_heads", "model.d_model = " + std::to_string(c.d_model) + " is not divisible by n_heads = " +
                        std::to_string(c.n_heads));
-  if (c.mixer != "attention" && c.mixer != "linear_attention" && c.mixer != "ttt_linear" && c.mixer != "ttt_mlp")
-    bad("mixer", "expected one of attention, linear_attention, ttt_linear, ttt_mlp; got '" + c.mixer + "'");
+  if (c.mixer != "attention" && c.mixer != "linear_attention" && c.mixer != "ttt_linear" && c.mixer != "ttt_mlp" &&
+      !is_baseline_mixer(c.mixer))
+    bad("mixer", "expected one of attention, linear_attention, ttt_linear, ttt_mlp, " + baseline_mixer_list() +
+                     "; got '" + c.mixer + "'");
   if (c.backbone != "transformer" && c.backbone != "mamba")
     bad("backbone", "expected transformer or mamba, got '" + c.backbone + "'");
   if (c.mixer == "attention" && c.head_dim() % 2 != 0)
@@ -44,6 +46,7 @@ void validate(const ModelConfig& c) {
   positive("ttt.mlp_expansion", t.mlp_expansion);
   if (t.checkpoint_group < 0) bad("ttt.checkpoint_group", "must be >= 0 (0 = off)");
   if (!(t.ln_eps > 0)) bad("ttt.ln_eps", "must be > 0");
+  validate_baselines(c);
 }
 
 }  // namespace ttt
