@@ -9,6 +9,9 @@ assignments, e.g. --run "model.ttt.mini_batch=8 train.lr=1e-3"), or a --preset:
   table1     the ablation ladder of paper Table 1 (linear attention -> TTT-Linear, row by row)
   fig4       TTT mini-batch sizes b = 1, 2, 4, ... up to the training context (paper Fig. 4)
   contexts   training context 1k, 2k, ..., 32k at a fixed 0.5M-token batch (paper Fig. 7, 11, 12)
+  fig2       the TTT paper's comparison set: Transformer++, Mamba, TTT-Linear, TTT-MLP (base: a Transformer config)
+  e2e        the E2E paper's baselines: full attention, SWA, 5:1 hybrid, Mamba 2 / Gated DeltaNet / TTT-KVB + SWA
+             (these two also write OUT_DIR/comparison.png: loss by context and by token index)
 --set assignments apply to every run. Each run lives in OUT_DIR/<name>/; after training it is
 evaluated (`ttt eval`, at --eval-context, default: its own training context) and a result.json is
 written there. A run with a result.json is skipped; one with checkpoints but no result resumes.
@@ -46,6 +49,64 @@ TABLE1 = [
 ]
 
 
+# --- the papers' comparison sets (--preset fig2 | e2e; baselines: layers/README.md "Baselines") ---
+# Relative to a Transformer++ base config (e.g. configs/125m_transformer.yaml) of the size to compare.
+#   fig2  the TTT paper's set (Fig. 1-2, 6-7): Transformer++, Mamba (twice the blocks, no MLP, as the
+#         Mamba paper stacks them), TTT-Linear (M), TTT-MLP (M).
+#   e2e   the E2E paper's baselines (Fig. 1, 4, 6): full attention, SWA, 5 SWA : 1 full, Mamba 2 + SWA and
+#         Gated DeltaNet + SWA (alternating blocks), TTT-KVB + SWA. The window W is the base config's
+#         model.window if set, else a quarter of the training context (the E2E paper: 8K at 8K-128K);
+#         TTT-KVB updates every context/8 tokens (E2E: 1K at 8K). Evaluate at longer contexts with
+#         --eval-context to see the differences of Fig. 1.
+COMPARISON_PRESETS = ("fig2", "e2e")
+
+
+def comparison_runs(preset, base):
+    layers, ctx = base["model"]["n_layers"], base["train"]["seq_len"] or base["model"]["max_seq_len"]
+    if preset == "fig2":
+        tf = ["model.backbone=transformer", "model.window=0"]
+        return [("transformer", ["model.mixer=attention"] + tf),
+                ("mamba", ["model.mixer=mamba", f"model.n_layers={2 * layers}", "model.d_ff=0"] + tf),
+                ("ttt_linear_M", ["model.mixer=ttt_linear", "model.backbone=mamba"]),
+                ("ttt_mlp_M", ["model.mixer=ttt_mlp", "model.backbone=mamba"])]
+    w = base["model"]["window"] or max(1, ctx // 4)
+    swa = ["model.backbone=transformer", f"model.window={w}"]
+    return [("full_attention", ["model.mixer=attention", "model.backbone=transformer", "model.window=0"]),
+            ("swa", ["model.mixer=attention"] + swa),
+            ("hybrid_5swa_1full", ["model.mixer=attention", "model.pattern=swa,swa,swa,swa,swa,attention"] + swa),
+            ("mamba2_swa", ["model.mixer=attention", "model.pattern=mamba2,swa"] + swa),
+            ("gated_deltanet_swa", ["model.mixer=attention", "model.pattern=gated_deltanet,swa"] + swa),
+            ("ttt_kvb_swa", ["model.mixer=ttt_kvb", f"model.kvb.mini_batch={max(16, ctx // 8)}"] + swa)]
+
+
+def plot_comparison(args, results, path):
+    """Loss by context (left) and loss by token index at the longest evaluated context (right)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for r in results:
+        ctxs = sorted(int(c) for c in r["eval"])
+        a1.plot(ctxs, [r["eval"][str(c)]["loss"] for c in ctxs], "o-", label=r["name"])
+        with open(os.path.join(args.out_dir, r["name"], "eval.json")) as f:
+            longest = max(json.load(f)["results"], key=lambda e: e["context"])
+        by_pos = longest["loss_by_position"]
+        a2.plot([s + 1 for s in by_pos["bucket_start"]], by_pos["loss"], label=f'{r["name"]} @{longest["context"]}')
+    a1.set_xscale("log", base=2)
+    a1.set_xlabel("context length")
+    a1.set_ylabel("validation loss")
+    a2.set_xscale("log")
+    a2.set_xlabel("token index")
+    a2.set_ylabel("loss")
+    for a in (a1, a2):
+        a.grid(alpha=0.3)
+        a.legend(fontsize=8)
+    fig.suptitle(f"{args.preset}: {os.path.basename(os.path.normpath(args.out_dir))}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def ttt_cmd(args, *words):
     return [args.ttt] + list(words)
 
@@ -71,6 +132,8 @@ def run_name(assignments):
 def build_runs(args):
     """[(name, [assignments])] from --preset, --run or --grid."""
     base = resolved_config(args, args.set)
+    if args.preset in COMPARISON_PRESETS:
+        return comparison_runs(args.preset, base)
     if args.preset == "table1":
         head_dim = base["model"]["d_model"] // base["model"]["n_heads"]
         runs, acc = [], []
@@ -250,7 +313,8 @@ def main():
     ap.add_argument("--set", action="append", default=[], help="assignment for every run (repeatable)")
     ap.add_argument("--grid", action="append", default=[], help="axis key=v1,v2,... (repeatable: cartesian product)")
     ap.add_argument("--run", action="append", default=[], help='one run: "key=v key2=v2" (repeatable)')
-    ap.add_argument("--preset", choices=["table1", "fig4", "contexts"], help="a paper sweep (see above)")
+    ap.add_argument("--preset", choices=["table1", "fig4", "contexts"] + list(COMPARISON_PRESETS),
+                    help="a paper sweep (see above)")
     ap.add_argument("--eval-context", help="contexts for ttt eval, e.g. 1024,2048 (default: the run's own)")
     ap.add_argument("--eval-windows", type=int, default=0, help="windows per context (0 = all)")
     ap.add_argument("--ttt", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build", "bin", "ttt"),
@@ -278,6 +342,9 @@ def main():
         png = os.path.join(args.out_dir, "results.png")
         plot(results, args, png)
         print(f"sweep: wrote {png}")
+        if args.preset in COMPARISON_PRESETS:
+            plot_comparison(args, results, os.path.join(args.out_dir, "comparison.png"))
+            print(f"sweep: wrote {os.path.join(args.out_dir, 'comparison.png')}")
     except ImportError:
         print("sweep: matplotlib missing, no plot")
 
