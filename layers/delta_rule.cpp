@@ -83,18 +83,18 @@ ScanResult gated_delta_recurrent(const Tensor& q, const Tensor& k, const Tensor&
   check_shapes("gated_delta_recurrent", q, k, v, g, beta, M0);
   const int64_t T = q.shape()[2];
   Tensor M = M0.defined() ? M0 : zero_state(q, v);
-  Tensor alpha = exp(g);
+  if (T == 0) return {zeros_like(v), M};
+  const tensor_list qs = steps_of(q, 2), ks = steps_of(k, 2), vs = steps_of(v, 2);  // [B, H, 1, d]
+  const tensor_list as = steps_of(exp(g), 2), bs = steps_of(beta, 2);               // [B, H, 1]
   tensor_list os;
   for (int64_t t = 0; t < T; ++t) {
-    Tensor kt = narrow(k, 2, t, 1), vt = narrow(v, 2, t, 1);           // [B, H, 1, d]
-    Tensor a = unsqueeze(narrow(alpha, 2, t, 1), -1);                  // [B, H, 1, 1]
-    Tensor b = unsqueeze(narrow(beta, 2, t, 1), -1);
-    Tensor ktT = transpose(kt, -2, -1);                                // [B, H, d_k, 1]
-    Tensor erased = sub(M, mul(b, matmul(ktT, matmul(kt, M))));        // (I − β k kᵀ) M
-    M = add(mul(a, erased), mul(b, matmul(ktT, vt)));                  // + β k vᵀ
-    os.push_back(matmul(narrow(q, 2, t, 1), M));                       // oᵀ = qᵀ M
+    Tensor a = unsqueeze(as[t], -1), b = unsqueeze(bs[t], -1);         // [B, H, 1, 1]
+    Tensor ktT = transpose(ks[t], -2, -1);                             // [B, H, d_k, 1]
+    Tensor erased = sub(M, mul(b, matmul(ktT, matmul(ks[t], M))));     // (I − β k kᵀ) M
+    M = add(mul(a, erased), mul(b, matmul(ktT, vs[t])));               // + β k vᵀ
+    os.push_back(matmul(qs[t], M));                                    // oᵀ = qᵀ M
   }
-  return {T ? cat(os, 2) : zeros_like(v), M};
+  return {cat(os, 2), M};
 }
 
 ScanResult gated_delta_chunked(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g, const Tensor& beta,
@@ -128,12 +128,13 @@ ScanResult gated_delta_chunked(const Tensor& q, const Tensor& k, const Tensor& v
 
   // The state hand-off, chunk after chunk.
   Tensor M = reshape(M0.defined() ? M0 : zero_state(q, v), {B, H, 1, dk, dv});
+  const tensor_list U0s = steps_of(U0, 2), Ws = steps_of(W, 2), qgs = steps_of(qg, 2), QKs = steps_of(QK, 2),
+                    gQs = steps_of(gQ, 2), kds = steps_of(kd, 2);
   tensor_list outs;
   for (int64_t c = 0; c < K; ++c) {
-    auto at = [&](const Tensor& t) { return narrow(t, 2, c, 1); };
-    Tensor U = sub(at(U0), matmul(at(W), M));
-    outs.push_back(add(matmul(at(qg), M), matmul(at(QK), U)));
-    M = add(mul(at(gQ), M), matmul(transpose(at(kd), -2, -1), U));
+    Tensor U = sub(U0s[c], matmul(Ws[c], M));
+    outs.push_back(add(matmul(qgs[c], M), matmul(QKs[c], U)));
+    M = add(mul(gQs[c], M), matmul(transpose(kds[c], -2, -1), U));
   }
   Tensor o = reshape(cat(outs, 2), {B, H, Tp, dv});
   return {Tp == T ? o : narrow(o, 2, 0, T), reshape(M, {B, H, dk, dv})};

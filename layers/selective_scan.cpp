@@ -6,6 +6,7 @@
 
 #include "autograd/checkpoint.h"
 #include "autograd/ops.h"
+#include "layers/ssm_util.h"
 
 namespace ttt {
 
@@ -16,12 +17,13 @@ tensor_list scan_steps(const tensor_list& in) {
   const Tensor &u = in[0], &delta = in[1], &Bm = in[2], &Cm = in[3], &A = in[4];
   Tensor h = in[5];
   const int64_t Q = u.shape()[1];
-  Tensor dA = exp(mul(unsqueeze(delta, -1), A));                         // [B, Q, D, N]
-  Tensor dBu = mul(unsqueeze(mul(delta, u), -1), unsqueeze(Bm, 2));      // Δ u Bᵀ, [B, Q, D, N]
+  const tensor_list dA = steps_of(exp(mul(unsqueeze(delta, -1), A)), 1);                  // [B, 1, D, N] each
+  const tensor_list dBu = steps_of(mul(unsqueeze(mul(delta, u), -1), unsqueeze(Bm, 2)), 1);  // Δ u Bᵀ
+  const tensor_list C = steps_of(Cm, 1);                                                   // [B, 1, N]
   tensor_list ys;
   for (int64_t t = 0; t < Q; ++t) {
-    h = add(mul(squeeze(narrow(dA, 1, t, 1), 1), h), squeeze(narrow(dBu, 1, t, 1), 1));
-    ys.push_back(transpose(matmul(h, transpose(narrow(Cm, 1, t, 1), 1, 2)), 1, 2));  // [B, 1, D]
+    h = add(mul(squeeze(dA[t], 1), h), squeeze(dBu[t], 1));
+    ys.push_back(transpose(matmul(h, transpose(C[t], 1, 2)), 1, 2));  // [B, 1, D]
   }
   return {cat(ys, 1), h};
 }

@@ -43,16 +43,16 @@ ScanResult ssd_recurrent(const Tensor& x, const Tensor& dt, const Tensor& A, con
   check_shapes("ssd_recurrent", x, dt, A, Bm, Cm, h0);
   const int64_t T = x.shape()[2];
   Tensor h = h0.defined() ? h0 : zero_state(x, Bm);
-  Tensor decay = exp(mul(dt, reshape(A, {1, -1, 1})));  // [B, H, T]
-  Tensor xbar = mul(x, unsqueeze(dt, -1));              // Δ x
+  if (T == 0) return {zeros_like(x), h};
+  const tensor_list decay = steps_of(exp(mul(dt, reshape(A, {1, -1, 1}))), 2);  // [B, H, 1] each
+  const tensor_list xbar = steps_of(mul(x, unsqueeze(dt, -1)), 2);              // Δ x, [B, H, 1, P]
+  const tensor_list b = steps_of(Bm, 2), c = steps_of(Cm, 2);
   tensor_list ys;
   for (int64_t t = 0; t < T; ++t) {
-    Tensor a = unsqueeze(narrow(decay, 2, t, 1), -1);        // [B, H, 1, 1]
-    Tensor xt = transpose(narrow(xbar, 2, t, 1), -2, -1);    // [B, H, P, 1]
-    h = add(mul(a, h), matmul(xt, narrow(Bm, 2, t, 1)));     // + x̄_t B_tᵀ
-    ys.push_back(matmul(narrow(Cm, 2, t, 1), transpose(h, -2, -1)));  // y_tᵀ = C_tᵀ Hᵀ, [B, H, 1, P]
+    h = add(mul(unsqueeze(decay[t], -1), h), matmul(transpose(xbar[t], -2, -1), b[t]));  // + x̄_t B_tᵀ
+    ys.push_back(matmul(c[t], transpose(h, -2, -1)));  // y_tᵀ = C_tᵀ Hᵀ, [B, H, 1, P]
   }
-  return {T ? cat(ys, 2) : zeros_like(x), h};
+  return {cat(ys, 2), h};
 }
 
 ScanResult ssd_chunked(const Tensor& x, const Tensor& dt, const Tensor& A, const Tensor& Bm, const Tensor& Cm,

@@ -59,6 +59,11 @@ Tensor decay_matrix(const Tensor& c) {
   return mul(exp(mul(diff, m)), m);
 }
 
+tensor_list steps_of(const Tensor& x, int64_t dim) {
+  const int d = dim < 0 ? x.dim() + static_cast<int>(dim) : static_cast<int>(dim);
+  return split(x, std::vector<int64_t>(static_cast<size_t>(x.shape()[d]), 1), d);
+}
+
 DType scan_dtype(DType d) { return d == DType::f64 ? DType::f64 : DType::f32; }
 
 Tensor as_dtype(const Tensor& t, DType d) { return !t.defined() || t.dtype() == d ? t : to_dtype(t, d); }

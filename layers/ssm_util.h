@@ -29,6 +29,10 @@ Tensor decay_matrix(const Tensor& c);
 // 1 on and below the diagonal (or strictly below with strict), [L, L], cached per (L, dtype, device).
 Tensor lower_mask(int64_t L, DType dtype, Device device, bool strict = false);
 
+// x cut into its size-1 slices along dim (one split node: the backward writes the gradient once,
+// where a narrow per step would zero-pad a full-size gradient at every step).
+tensor_list steps_of(const Tensor& x, int64_t dim);
+
 // The dtype the recurrences run in: float64 for float64 inputs, float32 otherwise (the state of a
 // bf16 model stays float32, as in the reference kernels).
 DType scan_dtype(DType d);
