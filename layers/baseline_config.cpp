@@ -11,12 +11,8 @@ namespace ttt {
 
 namespace {
 
-[[noreturn]] void bad(const std::string& key, const std::string& what) {
-  throw std::invalid_argument("model." + key + ": " + what);
-}
-void positive(const std::string& key, int64_t v) {
-  if (v <= 0) bad(key, "must be > 0, got " + std::to_string(v));
-}
+[[noreturn]] void bad(const std::string& key, const std::string& what) { bad_model_key(key, what); }
+void positive(const std::string& key, int64_t v) { require_positive(key, v); }
 bool power_of_two(int64_t v) { return v > 0 && (v & (v - 1)) == 0; }
 
 const char* const kBaselines[] = {"mamba", "mamba2", "gated_deltanet", "ttt_kvb"};

@@ -29,7 +29,8 @@ Mamba2Mixer::Mamba2Mixer(const ModelConfig& cfg, Generator& g)
       head_dim_(cfg.mamba2.head_dim),
       d_state_(cfg.mamba2.d_state),
       groups_(cfg.mamba2.n_groups),
-      chunk_(cfg.mamba2.chunk) {
+      chunk_(cfg.mamba2.chunk),
+      fused_(cfg.mamba2.fused) {
   ModelConfig c = cfg;
   c.mixer = "mamba2";
   validate_block_mixer(c);  // sizes fit (a clear error naming the key otherwise)
@@ -56,19 +57,26 @@ Tensor Mamba2Mixer::mix(const Tensor& xbc_conv, const Tensor& z, const Tensor& d
   const int64_t B = xbc_conv.shape()[0], T = xbc_conv.shape()[1], GN = groups_ * d_state_;
   const DType io = xbc_conv.dtype(), S = scan_dtype(io);
   tensor_list parts = split(as_dtype(silu(xbc_conv), S), {d_inner_, GN, GN}, -1);
-  // Heads first: x [B, H, T, P]; B and C from [B, T, G, N] to every head of the group, [B, H, T, N].
-  Tensor xh = permute(reshape(parts[0], {B, T, heads_, head_dim_}), {0, 2, 1, 3});
-  auto per_head = [&](const Tensor& t) {
-    Tensor e = expand(reshape(t, {B, T, groups_, 1, d_state_}), {B, T, groups_, heads_ / groups_, d_state_});
-    return permute(reshape(e, {B, T, heads_, d_state_}), {0, 2, 1, 3});
-  };
-  Tensor dt = transpose(softplus(add(as_dtype(dt_raw, S), as_dtype(dt_bias, S))), 1, 2);  // [B, H, T]
+  Tensor xs = reshape(parts[0], {B, T, heads_, head_dim_});                              // [B, T, H, P]
+  Tensor Bg = reshape(parts[1], {B, T, groups_, d_state_}), Cg = reshape(parts[2], {B, T, groups_, d_state_});
+  Tensor dt = softplus(add(as_dtype(dt_raw, S), as_dtype(dt_bias, S)));                 // [B, T, H]
   Tensor A = neg(exp(as_dtype(A_log, S)));
-  ScanResult r = recurrent_ ? ssd_recurrent(xh, dt, A, per_head(parts[1]), per_head(parts[2]), h0)
-                            : ssd_chunked(xh, dt, A, per_head(parts[1]), per_head(parts[2]), chunk_, h0);
-  h_out = r.state;
-  Tensor y = add(r.y, mul(reshape(as_dtype(D, S), {1, heads_, 1, 1}), xh));
-  y = as_dtype(reshape(permute(y, {0, 2, 1, 3}), {B, T, d_inner_}), io);
+  Tensor y;
+  if (recurrent_) {
+    auto per_head = [&](const Tensor& t) {  // [B, T, G, N] -> [B, H, T, N]
+      Tensor e = expand(unsqueeze(t, 3), {B, T, groups_, heads_ / groups_, d_state_});
+      return permute(reshape(e, {B, T, heads_, d_state_}), {0, 2, 1, 3});
+    };
+    ScanResult r = ssd_recurrent(permute(xs, {0, 2, 1, 3}), transpose(dt, 1, 2), A, per_head(Bg), per_head(Cg), h0);
+    y = permute(r.y, {0, 2, 1, 3});
+    h_out = r.state;
+  } else {
+    tensor_list r = ssd_scan(xs, dt, A, Bg, Cg, h0, chunk_, fused_);  // fused kernels where supported
+    y = r[0];
+    h_out = r[1];
+  }
+  y = add(y, mul(reshape(as_dtype(D, S), {1, 1, heads_, 1}), xs));
+  y = as_dtype(reshape(y, {B, T, d_inner_}), io);
   // Gated RMSNorm, normalized over each group of d_inner / G channels.
   if (groups_ == 1) return out_proj->forward(gated_rms_norm(y, z, norm->weight, norm->eps, true));
   const int64_t gs = d_inner_ / groups_;

@@ -5,13 +5,16 @@
 
 namespace ttt {
 
-namespace {
-[[noreturn]] void bad(const std::string& key, const std::string& what) {
+[[noreturn]] void bad_model_key(const std::string& key, const std::string& what) {
   throw std::invalid_argument("model." + key + ": " + what);
 }
-void positive(const std::string& key, int64_t v) {
-  if (v <= 0) bad(key, "must be > 0, got " + std::to_string(v));
+void require_positive(const std::string& key, int64_t v) {
+  if (v <= 0) bad_model_key(key, "must be > 0, got " + std::to_string(v));
 }
+
+namespace {
+[[noreturn]] void bad(const std::string& key, const std::string& what) { bad_model_key(key, what); }
+void positive(const std::string& key, int64_t v) { require_positive(key, v); }
 }  // namespace
 
 void validate(const ModelConfig& c) {

@@ -61,5 +61,9 @@ struct ModelConfig {
 // or the values do not fit together (d_model not divisible by n_heads, unknown mixer, ...).
 // Called by every model constructor; the trainer may call it right after reading a config.
 void validate(const ModelConfig& cfg);
+// The errors validate() throws, for the other validators of `model.*` keys (baseline_config.cpp):
+// "model.<key>: <what>", and "must be > 0" for a non-positive v.
+[[noreturn]] void bad_model_key(const std::string& key, const std::string& what);
+void require_positive(const std::string& key, int64_t v);
 
 }  // namespace ttt

@@ -76,6 +76,8 @@ std::vector<ConfigKey> build_schema() {
       {"model.mamba2.d_conv", F(model.mamba2.d_conv), "Mamba 2: causal conv width."},
       {"model.mamba2.chunk", F(model.mamba2.chunk), "Mamba 2: SSD chunk length."},
       {"model.mamba2.norm_eps", F(model.mamba2.norm_eps), "Mamba 2: epsilon of the gated RMSNorm."},
+      {"model.mamba2.fused", F(model.mamba2.fused),
+       "Mamba 2: run the SSD scan through the fused kernels where the device has them (else the composite form)."},
       {"model.gdn.n_heads", F(model.gdn.n_heads), "Gated DeltaNet: heads; -1 = model.n_heads / 2."},
       {"model.gdn.head_dim", F(model.gdn.head_dim), "Gated DeltaNet: key head dim; -1 = 0.75 x d_model / heads."},
       {"model.gdn.expand_v", F(model.gdn.expand_v), "Gated DeltaNet: value head dim = expand_v x head_dim."},
