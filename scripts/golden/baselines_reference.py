@@ -23,23 +23,17 @@ Run (Debian's interpreter, which has torch):  /usr/bin/python3 scripts/golden/ba
 import json
 import math
 import os
+import sys
 
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from transformer_reference import rms_norm, rope  # noqa: E402  (x * rsqrt(mean x² + eps) * w; adjacent-pair RoPE)
+from ttt_reference import causal_conv, tensor_json  # noqa: E402  (F.conv1d depthwise, first T outputs)
+
 torch.set_default_dtype(torch.float64)
 OUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "golden")
-
-
-def causal_conv(h, weight, bias):
-    """Depthwise Conv1d(C, C, k, groups=C, padding=k-1) cut to the first T outputs; h [B, T, C]."""
-    T, C = h.shape[1], weight.shape[0]
-    y = F.conv1d(h.transpose(1, 2), weight.unsqueeze(1), bias, padding=weight.shape[1] - 1, groups=C)
-    return y[..., :T].transpose(1, 2)
-
-
-def rms_norm(x, w, eps):
-    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
 
 
 # --- Mamba (Mamba-1) -------------------------------------------------------------------------------
@@ -120,16 +114,6 @@ def gated_deltanet(p, x, c):
 
 
 # --- TTT-KVB (+ SWA) -------------------------------------------------------------------------------
-
-def rope(x, theta):
-    """x [B, T, H, d]: rotate adjacent pairs (x[2i], x[2i+1]) at positions 0..T-1 by theta^(-2i/d)."""
-    Bx, Tx, H, d = x.shape
-    freqs = theta ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
-    angles = torch.outer(torch.arange(Tx, dtype=torch.float64), freqs)
-    rot = torch.polar(torch.ones_like(angles), angles)[None, :, None, :]
-    xc = torch.view_as_complex(x.reshape(Bx, Tx, H, d // 2, 2).contiguous())
-    return torch.view_as_real(xc * rot).reshape(Bx, Tx, H, d)
-
 
 def swa(p, x, c):
     Bsz, T, D = x.shape
@@ -220,10 +204,6 @@ def make_params(c, gen):
 
 
 FORWARD = {"mamba": mamba, "mamba2": mamba2, "gated_deltanet": gated_deltanet, "ttt_kvb": ttt_kvb}
-
-
-def tensor_json(t):
-    return {"shape": list(t.shape), "data": [float(v) for v in t.detach().reshape(-1).tolist()]}
 
 
 def write_case(name, c, seed):
