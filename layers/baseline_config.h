@@ -31,7 +31,7 @@ struct Mamba2Config {
   int64_t d_conv = 4;      // causal conv over (x, B, C), with bias, then SiLU
   int64_t chunk = 64;      // SSD chunk length Q (the chunked form; any length works)
   double norm_eps = 1e-5;  // the gated RMSNorm before out_proj
-  bool fused = true;       // the fused SSD kernels where the backend has them (else the composite)
+  std::string kernel = "auto";  // SSD scan: fused | composite | auto (fused on CUDA, composite on CPU)
 };
 
 // Gated DeltaNet (Yang, Kautz, Hatamizadeh 2025; fla `layers/gated_deltanet.py`, NVlabs/GatedDeltaNet).

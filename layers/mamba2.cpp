@@ -30,7 +30,7 @@ Mamba2Mixer::Mamba2Mixer(const ModelConfig& cfg, Generator& g)
       d_state_(cfg.mamba2.d_state),
       groups_(cfg.mamba2.n_groups),
       chunk_(cfg.mamba2.chunk),
-      fused_(cfg.mamba2.fused) {
+      kernel_(cfg.mamba2.kernel) {
   ModelConfig c = cfg;
   c.mixer = "mamba2";
   validate_block_mixer(c);  // sizes fit (a clear error naming the key otherwise)
@@ -71,7 +71,8 @@ Tensor Mamba2Mixer::mix(const Tensor& xbc_conv, const Tensor& z, const Tensor& d
     y = permute(r.y, {0, 2, 1, 3});
     h_out = r.state;
   } else {
-    tensor_list r = ssd_scan(xs, dt, A, Bg, Cg, h0, chunk_, fused_);  // fused kernels where supported
+    const bool fused = kernel_ == "fused" || (kernel_ == "auto" && xs.device().is_cuda());
+    tensor_list r = ssd_scan(xs, dt, A, Bg, Cg, h0, chunk_, fused);
     y = r[0];
     h_out = r[1];
   }

@@ -15,14 +15,16 @@
 // softplus⁻¹(dt) with dt log-uniform in [1e-3, 0.1], A ~ U(1, 16), D = 1, norm weight 1.
 //
 // forward() runs the chunk-parallel SSD (model.mamba2.chunk) as the op ssd_scan: the fused kernels
-// (backend.h ssd_fwd/_bwd; CUDA float32, the CPU reference) when model.mamba2.fused and the backend
-// supports the shape, else the composite form; step() decodes any number of tokens
+// (backend.h ssd_fwd/_bwd: CUDA float32, and the CPU reference) or the composite form, by
+// model.mamba2.kernel (auto: fused on CUDA; on the CPU the BLAS composite is the faster); the op itself
+// falls back to the composite for shapes the backend does not support; step() decodes any number of tokens
 // from an O(1) state (the conv's last d_conv−1 inputs and the SSM state [B, H, P, N]) with the same
 // chunked code started from that state, so it equals the forward (tests/test_baseline_mixers.cpp).
 // The scan runs in float32 (float64 for float64 layers) whatever the activations' dtype.
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "layers/mixer.h"
 #include "layers/model_config.h"
@@ -43,8 +45,8 @@ class Mamba2Mixer : public SequenceMixer {
 
   // Use the per-token recurrence instead of the chunked form (tests; the same values).
   void set_recurrent(bool on) { recurrent_ = on; }
-  // Chunked form through the fused kernels (when the backend supports the shape) or the composite.
-  void set_fused(bool on) { fused_ = on; }
+  // The SSD scan's path: "fused", "composite" or "auto" (model.mamba2.kernel).
+  void set_kernel(const std::string& k) { kernel_ = k; }
 
   std::shared_ptr<Linear> in_proj, out_proj;
   std::shared_ptr<CausalConv1d> conv1d;
@@ -57,7 +59,7 @@ class Mamba2Mixer : public SequenceMixer {
   Tensor mix(const Tensor& xbc, const Tensor& z, const Tensor& dt, const Tensor& h0, Tensor& h_out) const;
   void check_input(const Tensor& x) const;
   int64_t d_model_, d_inner_, heads_, head_dim_, d_state_, groups_, chunk_;
-  bool fused_ = true;
+  std::string kernel_;
   bool recurrent_ = false;
 };
 

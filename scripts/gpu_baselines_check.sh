@@ -64,7 +64,7 @@ if has bench; then
     set -- $shape
     bench transformer 125m_transformer "$2" "$3" "$1"
     bench mamba2_fused 125m_mamba2 "$2" "$3" "$1"
-    bench mamba2_composite 125m_mamba2 "$2" "$3" "$1" model.mamba2.fused=false
+    bench mamba2_composite 125m_mamba2 "$2" "$3" "$1" model.mamba2.kernel=composite
     bench gated_deltanet 125m_gated_deltanet "$2" "$3" "$1"
     bench ttt_kvb_swa 125m_ttt_kvb "$2" "$3" "$1"
     bench mamba 125m_mamba "$2" "$3" "$1"

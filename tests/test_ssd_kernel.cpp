@@ -127,10 +127,10 @@ TEST_CASE("Mamba 2 layer: fused kernels == composite form (float32, values and g
   tensor_list in = {x};
   for (auto& p : m.parameters()) in.push_back(p);
   Tensor w = rand64({2, 7, 8}, 61).to(DType::f32);
-  m.set_fused(true);
+  m.set_kernel("fused");
   Tensor y1 = m.forward(x);
   tensor_list g1 = grad({sum(mul(y1, w))}, in);
-  m.set_fused(false);
+  m.set_kernel("composite");
   Tensor y2 = m.forward(x);
   tensor_list g2 = grad({sum(mul(y2, w))}, in);
   CHECK(max_abs_diff(y1, y2) < 1e-5);
