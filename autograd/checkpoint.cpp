@@ -58,6 +58,54 @@ void check_closed(const tensor_list& outs, uint64_t start, const std::unordered_
 
 }  // namespace
 
+tensor_list recompute_gradients(const CheckpointFn& fn, const BackwardCtx& c, const tensor_list& g, bool amp,
+                                DType amp_dtype) {
+  const size_t n_in = c.saved.size();
+  const bool create = GradMode::is_enabled();
+  const uint64_t start = next_sequence_number();  // aliases and the recomputation come after
+  tensor_list local(n_in);
+  std::unordered_set<const TensorImpl*> leaves;
+  tensor_list diff;
+  std::vector<size_t> diff_idx;
+  for (size_t i = 0; i < n_in; ++i) {
+    const Tensor& in = c.saved[i];
+    if (!in.defined()) continue;
+    if (!c.needs(i) || !in.requires_grad()) {
+      local[i] = in.detach();
+    } else if (create) {
+      local[i] = alias(in);
+    } else {
+      local[i] = in.detach().set_requires_grad(true);
+      leaves.insert(local[i].impl());
+    }
+    if (c.needs(i) && in.requires_grad()) {
+      diff.push_back(local[i]);
+      diff_idx.push_back(i);
+    }
+  }
+  tensor_list re;
+  {
+    GradModeGuard on(true);
+    AutocastGuard same_precision(amp_dtype, amp);
+    re = fn(local);
+  }
+  if (re.size() != g.size())
+    throw std::runtime_error("checkpoint: the function returned " + std::to_string(re.size()) +
+                             " outputs on recomputation, " + std::to_string(g.size()) + " the first time");
+  check_closed(re, start, leaves);
+  tensor_list live, gos;
+  for (size_t k = 0; k < re.size(); ++k)
+    if (re[k].defined() && re[k].requires_grad()) {
+      live.push_back(re[k]);
+      gos.push_back(g[k]);
+    }
+  tensor_list result(n_in);
+  if (live.empty() || diff.empty()) return result;
+  tensor_list gr = grad(live, diff, gos, create, create, /*allow_unused=*/true);
+  for (size_t j = 0; j < diff_idx.size(); ++j) result[diff_idx[j]] = gr[j];
+  return result;
+}
+
 tensor_list checkpoint(const CheckpointFn& fn, const tensor_list& inputs) {
   if (!needs_grad(inputs)) return fn(inputs);
   tensor_list outs;
@@ -69,54 +117,11 @@ tensor_list checkpoint(const CheckpointFn& fn, const tensor_list& inputs) {
   for (Tensor& o : outs)
     for (const Tensor& in : inputs)
       if (o.defined() && in.defined() && o.is_same(in)) o = o.detach();
-  const size_t n_in = inputs.size();
   // The recomputation must run in the forward's precision, wherever backward() is called.
   const bool amp = Autocast::enabled();
   const DType amp_dtype = Autocast::dtype();
-  record("checkpoint", inputs, outs, inputs, [fn, n_in, amp, amp_dtype](BackwardCtx& c, const tensor_list& g) {
-    const bool create = GradMode::is_enabled();
-    const uint64_t start = next_sequence_number();  // aliases and the recomputation come after
-    tensor_list local(n_in);
-    std::unordered_set<const TensorImpl*> leaves;
-    tensor_list diff;
-    std::vector<size_t> diff_idx;
-    for (size_t i = 0; i < n_in; ++i) {
-      const Tensor& in = c.saved[i];
-      if (!in.defined()) continue;
-      if (!c.needs(i) || !in.requires_grad()) {
-        local[i] = in.detach();
-      } else if (create) {
-        local[i] = alias(in);
-      } else {
-        local[i] = in.detach().set_requires_grad(true);
-        leaves.insert(local[i].impl());
-      }
-      if (c.needs(i) && in.requires_grad()) {
-        diff.push_back(local[i]);
-        diff_idx.push_back(i);
-      }
-    }
-    tensor_list re;
-    {
-      GradModeGuard on(true);
-      AutocastGuard same_precision(amp_dtype, amp);
-      re = fn(local);
-    }
-    if (re.size() != g.size())
-      throw std::runtime_error("checkpoint: the function returned " + std::to_string(re.size()) +
-                               " outputs on recomputation, " + std::to_string(g.size()) + " the first time");
-    check_closed(re, start, leaves);
-    tensor_list live, gos;
-    for (size_t k = 0; k < re.size(); ++k)
-      if (re[k].defined() && re[k].requires_grad()) {
-        live.push_back(re[k]);
-        gos.push_back(g[k]);
-      }
-    tensor_list result(n_in);
-    if (live.empty() || diff.empty()) return result;
-    tensor_list gr = grad(live, diff, gos, create, create, /*allow_unused=*/true);
-    for (size_t j = 0; j < diff_idx.size(); ++j) result[diff_idx[j]] = gr[j];
-    return result;
+  record("checkpoint", inputs, outs, inputs, [fn, amp, amp_dtype](BackwardCtx& c, const tensor_list& g) {
+    return recompute_gradients(fn, c, g, amp, amp_dtype);
   });
   return outs;
 }

@@ -22,4 +22,14 @@ using CheckpointFn = std::function<tensor_list(const tensor_list&)>;
 
 tensor_list checkpoint(const CheckpointFn& fn, const tensor_list& inputs);
 
+struct BackwardCtx;
+// The backward of a node that kept only its inputs (c.saved, in order) and can recompute its
+// outputs with fn: re-runs fn taped (under the given autocast setting) and differentiates it
+// against the output gradients g (one per output of fn). Without create_graph the inputs are
+// re-entered as fresh leaves; with it (grad mode on) through identity nodes, so the gradients are
+// themselves differentiable. Used by checkpoint() and by fused ops whose composite twin serves
+// for create_graph (e.g. autograd/ops/ttt_linear_scan.cpp).
+tensor_list recompute_gradients(const CheckpointFn& fn, const BackwardCtx& c, const tensor_list& g, bool amp,
+                                DType amp_dtype);
+
 }  // namespace ttt

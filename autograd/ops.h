@@ -5,7 +5,9 @@
 // shapes involved. Binary ops require equal dtypes (no silent promotion); use .to(dtype).
 #pragma once
 
+#include <functional>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "autograd/tensor.h"
@@ -94,6 +96,29 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
 // every key (window must be 0). Typical scale: 1/sqrt(D).
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, int64_t window,
                                     double scale);
+
+// --- the fused TTT-Linear scan (ops/ttt_linear_scan.cpp; math in kernels/ttt_linear_scan.h) ------
+struct TTTScanOptions {
+  int64_t checkpoint_group = 0;  // chunks per stored state (0 or 1: every chunk)
+  double eps = 1e-6;             // the inner LayerNorm's eps
+};
+// The same function written with differentiable ops, from the inputs in the op's order
+// (XQ, XK, XV, lr, tok, W0, b0, ln_w, ln_b; undefined where absent): used for create_graph.
+using TTTScanComposite = std::function<Tensor(const tensor_list& inputs)>;
+// Returns {out [B, H, T, f], W_T [B, H, f, f], b_T [B, H, f], accW, accb}; only out is
+// differentiable. K = tok.size(0); b0 undefined = no inner bias; ln_w/ln_b undefined = no LN +
+// residual. Throws where the device has no kernel for the call (see the query below).
+tensor_list ttt_linear_scan(const Tensor& xq, const Tensor& xk, const Tensor& xv, const Tensor& lr, const Tensor& tok,
+                            const Tensor& w0, const Tensor& b0, const Tensor& ln_w, const Tensor& ln_b,
+                            const TTTScanOptions& o, const TTTScanComposite& composite);
+// Why ttt_linear_scan cannot run these inputs on their device (autocast included); empty when it can.
+std::string ttt_linear_scan_unsupported(const Tensor& xq, const Tensor& tok, const Tensor& b0, const Tensor& ln_w,
+                                        const TTTScanOptions& o);
+
+// --- depthwise causal convolution (ops/causal_conv.cpp; math in kernels/causal_conv.h) ----------
+// y[b, t, c] = bias[c] + Σ_j w[c, j] x[b, t − (k−1) + j, c] for x [B, T, C], w [C, k], bias [C] or
+// undefined (x before t = 0 is 0): the Mamba backbone's short convolutions, fused.
+Tensor causal_conv1d(const Tensor& x, const Tensor& w, const Tensor& bias);
 
 // --- SSD scan of Mamba 2 (ops/ssd_scan.cpp) --------------------------------------------------------
 // Per batch and head h (B, C from group g = h / (H/G)): H_t = exp(dt_t A_h) H_{t−1} + dt_t x_t B_tᵀ,

@@ -11,6 +11,7 @@
 #include <queue>
 #include <thread>
 
+#include "data/cli_checks.h"
 #include "data/dataset.h"
 #include "data/prepare.h"
 #include "data/progress.h"
@@ -32,13 +33,13 @@ void add_tokenizer_train(CLI::App& parent) {
   auto o = std::make_shared<TokenizerTrainOptions>();
   o->threads = default_threads();
   cmd->add_option("--input", o->inputs, "Text files, globs or directories (.txt, .jsonl, .jsonl.zst)")->required();
-  cmd->add_option("--vocab-size", o->vocab_size, "Number of pieces")->required()->check(CLI::Range(260, 1 << 30));
+  cmd->add_option("--vocab-size", o->vocab_size, "Number of pieces")->required()->check(cli::number(260, 1 << 30));
   cmd->add_option("--out", o->out, "Where to write the .model file")->required();
   cmd->add_option("--character-coverage", o->character_coverage, "Fraction of characters covered by pieces")
-      ->default_val(o->character_coverage)->check(CLI::Range(0.5, 1.0));
+      ->default_val(o->character_coverage)->check(cli::number(0.5, 1.0, /*integer=*/false));
   cmd->add_option("--max-sentences", o->max_sentences, "Lines sampled for training when the input has more")
-      ->default_val(o->max_sentences);
-  cmd->add_option("--threads", o->threads, "Trainer threads")->default_val(o->threads)->check(CLI::PositiveNumber);
+      ->default_val(o->max_sentences)->check(cli::positive_int());
+  cmd->add_option("--threads", o->threads, "Trainer threads")->default_val(o->threads)->check(cli::positive_int());
   cmd->add_flag("--skip-bad", o->skip_bad, "Skip malformed records instead of stopping");
   cmd->add_flag("--overwrite", o->overwrite, "Replace an existing --out file");
   cmd->callback([o] {
@@ -56,13 +57,15 @@ void add_prepare(CLI::App& parent) {
   cmd->add_option("--input", o->inputs, "Text files, globs or directories (.txt, .jsonl, .jsonl.zst)")->required();
   cmd->add_option("--tokenizer", o->tokenizer, "sentencepiece .model")->required();
   cmd->add_option("--out", o->out_dir, "Output directory")->required();
-  auto* vd = cmd->add_option("--val-docs", o->val_docs, "Number of validation documents (spread evenly)");
+  auto* vd = cmd->add_option("--val-docs", o->val_docs, "Number of validation documents (spread evenly)")
+                 ->check(cli::non_negative_int());
   auto* vf = cmd->add_option("--val-fraction", o->val_fraction,
-                             "Fraction of documents for validation (default 0.0005, at least 1)");
+                             "Fraction of documents for validation (default 0.0005, at least 1)")
+                 ->check(cli::number(0, 1, /*integer=*/false));
   vd->excludes(vf);
   cmd->add_option("--shard-tokens", o->shard_tokens, "Tokens per shard (documents are never split)")
-      ->default_val(o->shard_tokens)->check(CLI::PositiveNumber);
-  cmd->add_option("--threads", o->threads, "Tokenizer threads")->default_val(o->threads)->check(CLI::PositiveNumber);
+      ->default_val(o->shard_tokens)->check(cli::positive_int());
+  cmd->add_option("--threads", o->threads, "Tokenizer threads")->default_val(o->threads)->check(cli::positive_int());
   cmd->add_flag("--skip-bad", o->skip_bad, "Skip malformed records / invalid UTF-8 and count them instead of stopping");
   cmd->add_flag("--overwrite", o->overwrite, "Replace an existing output directory");
   // Progress goes to stderr and the summary to stdout, so `> log` keeps just the summary.
@@ -124,7 +127,7 @@ void add_info(CLI::App& parent) {
   auto top = std::make_shared<int>(5);
   auto verify = std::make_shared<bool>(false);
   cmd->add_option("dir", *dir, "Directory written by `ttt data prepare`")->required();
-  cmd->add_option("--top", *top, "How many of the longest documents to list")->default_val(5);
+  cmd->add_option("--top", *top, "How many of the longest documents to list")->default_val(5)->check(cli::non_negative_int());
   cmd->add_flag("--verify", *verify, "Read every token and check it (checksums, vocabulary, EOS placement)");
   cmd->callback([dir, top, verify] {
     auto train = TokenDataset::open(*dir, "train");

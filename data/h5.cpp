@@ -1,6 +1,11 @@
 // data/h5.cpp — see h5.h.
 #include "data/h5.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <regex>
 #include <stdexcept>
 
 namespace ttt::data_h5 {
@@ -14,8 +19,43 @@ void init() {
   thread_local bool done = false;
   if (done) return;
   Lock lock(hdf5_mutex());
+  static bool process_done = false;
+  if (!process_done) {
+    H5dont_atexit();  // only effective before the library initializes, i.e. on the first HDF5 call
+    process_done = true;
+  }
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
   done = true;
+}
+
+std::string error_detail() {
+  Lock lock(hdf5_mutex());
+  struct Found {
+    std::string innermost;
+    int err = 0;
+  } found;
+  // The stack is walked from the API call inwards; the sec2 driver's message of a failed read or
+  // write carries ", errno = 28, error message = '...'".
+  auto walk = [](unsigned, const H5E_error2_t* e, void* data) -> herr_t {
+    auto* f = static_cast<Found*>(data);
+    const std::string desc = e->desc ? e->desc : "";
+    static const std::regex errno_re("errno = ([0-9]+)");
+    std::smatch m;
+    if (f->err == 0 && std::regex_search(desc, m, errno_re)) f->err = std::stoi(m[1].str());
+    if (!desc.empty()) f->innermost = desc;
+    return 0;
+  };
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, walk, &found);
+  if (found.err != 0) return std::string(std::strerror(found.err)) + " (errno " + std::to_string(found.err) + ")";
+  return found.innermost;
+}
+
+void abandon_file(int fd) {
+  if (fd < 0) return;
+  int null_fd = ::open("/dev/null", O_WRONLY);
+  if (null_fd < 0) return;
+  ::dup2(null_fd, fd);
+  ::close(null_fd);
 }
 
 Handle& Handle::operator=(Handle&& o) noexcept {

@@ -4,7 +4,7 @@
 // read from a prefetch thread, so every HDF5 call made by data/ holds hdf5_mutex() (recursive, so
 // helpers may nest). HDF5's own error printing is turned off (per thread: in a thread-safe build
 // the setting is thread-local); failures become exceptions naming the file.
-// (Namespace data_h5, not h5: trainer/h5.h has its own ttt::h5 wrapper for checkpoints.)
+// Checkpoints (trainer/checkpoint.cpp) use this layer too, with a few helpers of their own.
 #pragma once
 
 #include <hdf5.h>
@@ -20,8 +20,21 @@ std::recursive_mutex& hdf5_mutex();
 using Lock = std::lock_guard<std::recursive_mutex>;
 
 // Turns off HDF5's automatic error printing for the calling thread (idempotent); called by the
-// entry points that open files.
+// entry points that open files. The first call in the process also tells HDF5 not to close files
+// at exit (H5dont_atexit): after a failed write (disk full) HDF5 1.10 cannot close the file, and
+// its exit handler then crashes on it (abandon_file below is the rest of that story).
 void init();
+
+// What the calling thread's HDF5 error stack says went wrong at the lowest level: for a failed
+// read or write the operating system's error ("No space left on device (errno 28)"), else the
+// innermost HDF5 message; "" when the stack is empty. Call it right after the failing call.
+std::string error_detail();
+
+// Gives up on a file HDF5 could not close (a failed flush leaves its metadata cache unusable, so
+// no retry can succeed): its descriptor is pointed at /dev/null, so the blocks of the file are
+// released once it is unlinked and no later write of HDF5 reaches the disk. `fd` comes from
+// H5Fget_vfd_handle (sec2 driver).
+void abandon_file(int fd);
 
 // An owned hid_t, closed with the right H5*close function when it goes out of scope.
 class Handle {

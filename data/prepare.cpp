@@ -1,9 +1,11 @@
 // data/prepare.cpp — see prepare.h.
 #include "data/prepare.h"
 
+#include <signal.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cmath>
 #include <deque>
 #include <filesystem>
@@ -45,6 +47,37 @@ void check_out_dir(const fs::path& out, bool overwrite) {
     if (!e.is_regular_file() || !is_prepare_output(e.path().filename().string()))
       throw std::runtime_error("refusing to overwrite " + out.string() + ": it holds " + e.path().filename().string() +
                                ", which `ttt data prepare` did not write");
+}
+
+// Leftovers of a `data prepare` that was killed (kill -9, power loss) before it could clean up:
+// .<name>.tmp-<pid> (an unfinished output) is removed; .<name>.old-<pid> (the previous output,
+// moved aside just before the new one was moved in) is put back when <name> is missing, removed
+// otherwise. Only entries of processes that no longer run are touched.
+void clean_stale_leftovers(const fs::path& out) {
+  static const std::regex re("\\.(.+)\\.(tmp|old)-([0-9]+)");
+  std::error_code ec;
+  const fs::path parent = out.parent_path();
+  if (!fs::is_directory(parent, ec)) return;
+  std::vector<std::pair<std::string, fs::path>> stale;  // (kind, path)
+  for (const auto& e : fs::directory_iterator(parent, ec)) {
+    std::smatch m;
+    const std::string name = e.path().filename().string();
+    if (!std::regex_match(name, m, re) || m[1].str() != out.filename().string()) continue;
+    const pid_t pid = static_cast<pid_t>(std::stol(m[3].str()));
+    if (pid == ::getpid() || !(::kill(pid, 0) != 0 && errno == ESRCH)) continue;  // still running
+    stale.emplace_back(m[2].str(), e.path());
+  }
+  for (const auto& [kind, path] : stale) {
+    if (kind == "old" && !fs::exists(out, ec)) {
+      fs::rename(path, out, ec);
+      if (!ec) {
+        spdlog::warn("restored {} from {}, left by an interrupted `data prepare`", out.string(), path.string());
+        continue;
+      }
+    }
+    fs::remove_all(path, ec);
+    if (!ec) spdlog::warn("removed {}, left by an interrupted `data prepare`", path.string());
+  }
 }
 
 int64_t choose_val_docs(const PrepareOptions& opt, int64_t docs) {
@@ -123,6 +156,7 @@ PrepareSummary prepare_dataset(const PrepareOptions& opt) {
   if (opt.shard_tokens < 1) throw std::invalid_argument("data prepare: --shard-tokens must be >= 1");
   fs::path out = fs::absolute(fs::path(opt.out_dir)).lexically_normal();
   if (!out.has_filename()) out = out.parent_path();  // "dir/" -> "dir"
+  clean_stale_leftovers(out);
   check_out_dir(out, opt.overwrite);
 
   // Everything that can be checked cheaply is checked before the long passes begin.

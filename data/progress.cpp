@@ -4,6 +4,8 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 namespace ttt {
@@ -26,8 +28,45 @@ std::string human_count(double n) {
   return buf;
 }
 
+std::string format_duration(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  char buf[32];
+  const long long t = std::llround(s);
+  if (t < 60) std::snprintf(buf, sizeof buf, "%llds", t);
+  else if (t < 3600) std::snprintf(buf, sizeof buf, "%lldm%02llds", t / 60, t % 60);
+  else if (t < 86400) std::snprintf(buf, sizeof buf, "%lldh%02lldm", t / 3600, t % 3600 / 60);
+  else std::snprintf(buf, sizeof buf, "%lldd%02lldh", t / 86400, t % 86400 / 3600);
+  return buf;
+}
+
+std::string progress_bar(double frac, int width) {
+  const int filled = std::clamp(static_cast<int>(frac * width), 0, width);
+  std::string bar(static_cast<size_t>(width) + 2, '.');
+  bar.front() = '[';
+  bar.back() = ']';
+  std::fill_n(bar.begin() + 1, filled, '#');
+  return bar;
+}
+
+bool stderr_is_terminal() { return ::isatty(STDERR_FILENO) == 1; }
+
+void StatusLine::show(const std::string& text) {
+  if (!live_) return;
+  // \r returns to the line start and ESC[K clears the old text, so the line is redrawn in place.
+  std::fprintf(stderr, "\r\033[K%s", text.c_str());
+  std::fflush(stderr);
+  shown_ = true;
+}
+
+void StatusLine::clear() {
+  if (!live_ || !shown_) return;
+  std::fprintf(stderr, "\r\033[K");
+  std::fflush(stderr);
+  shown_ = false;
+}
+
 Progress::Progress(std::string label, int64_t total, bool enabled)
-    : label_(std::move(label)), total_(total), enabled_(enabled), tty_(isatty(STDERR_FILENO) == 1),
+    : label_(std::move(label)), total_(total), enabled_(enabled), line_(enabled && stderr_is_terminal()),
       t0_(std::chrono::steady_clock::now()), last_(t0_) {}
 
 double Progress::elapsed_s() const {
@@ -38,7 +77,7 @@ void Progress::update(int64_t done, int64_t docs, int64_t tokens) {
   if (!enabled_) return;
   auto now = std::chrono::steady_clock::now();
   // A terminal is redrawn ten times a second; a log gets a line every ten seconds.
-  auto period = tty_ ? std::chrono::milliseconds(100) : std::chrono::milliseconds(10000);
+  auto period = line_.live() ? std::chrono::milliseconds(100) : std::chrono::milliseconds(10000);
   if (now - last_ < period) return;
   last_ = now;
   double secs = std::chrono::duration<double>(now - t0_).count();
@@ -47,31 +86,16 @@ void Progress::update(int64_t done, int64_t docs, int64_t tokens) {
                       human_count(double(docs)) + " docs";
   if (tokens >= 0)
     stats += ", " + human_count(double(tokens)) + " tokens, " + human_count(tokens / std::max(secs, 1e-9)) + " tok/s";
-  if (frac > 0.001) {
-    int eta = static_cast<int>(secs * (1 - frac) / frac);
-    char buf[32];
-    std::snprintf(buf, sizeof buf, ", ETA %d:%02d", eta / 60, eta % 60);
-    stats += buf;
-  }
-  if (tty_) {
-    // \r returns to the line start and ESC[K clears the old text, so the line is redrawn in place.
-    constexpr int kWidth = 24;
-    int fill = static_cast<int>(frac * kWidth);
-    std::string bar = std::string(fill, '#') + std::string(kWidth - fill, '.');
-    std::fprintf(stderr, "\r\033[K%s [%s] %5.1f%%  %s", label_.c_str(), bar.c_str(), 100 * frac, stats.c_str());
-    std::fflush(stderr);
-    drawn_ = true;
+  if (frac > 0.001) stats += ", ETA " + format_duration(secs * (1 - frac) / frac);
+  if (line_.live()) {
+    char pct[16];
+    std::snprintf(pct, sizeof pct, "%5.1f%%", 100 * frac);
+    line_.show(label_ + " " + progress_bar(frac) + " " + pct + "  " + stats);
   } else {
     spdlog::info("{}: {:.1f}% ({})", label_, 100 * frac, stats);
   }
 }
 
-void Progress::finish() {
-  if (enabled_ && tty_ && drawn_) {
-    std::fprintf(stderr, "\r\033[K");
-    std::fflush(stderr);
-  }
-  drawn_ = false;
-}
+void Progress::finish() { line_.clear(); }
 
 }  // namespace ttt

@@ -1,8 +1,7 @@
 // data/sha256.h — SHA-256 (FIPS 180-4) of a byte string, as lowercase hex.
 //
 // Used to identify a tokenizer: the checksum of the .model file's bytes is stored in every shard
-// so a model and its data can be checked for agreement. Written here from the standard to keep
-// the project free of a crypto library dependency; speed is irrelevant (a .model is < 1 MB).
+// so a model and its data can be checked for agreement. Computed by OpenSSL (libssl-dev).
 #pragma once
 
 #include <string>

@@ -13,6 +13,8 @@
 #include <set>
 #include <stdexcept>
 
+#include <utf8.h>
+
 namespace fs = std::filesystem;
 
 namespace ttt {
@@ -25,6 +27,27 @@ bool ends_with(const std::string& s, std::string_view suffix) {
 
 bool is_supported(const std::string& path) {
   return ends_with(path, ".txt") || ends_with(path, ".jsonl") || ends_with(path, ".jsonl.zst");
+}
+
+// nlohmann's parse errors read "[json.exception.parse_error.N] ...; last read: '<token>'", where
+// the token can be a whole unterminated string (kilobytes of a record): keep the part after the
+// tag and cut the quoted token short.
+std::string short_json_error(const std::string& what) {
+  constexpr size_t kMaxToken = 60;
+  size_t cut = what.find("] ");
+  std::string msg = cut == std::string::npos ? what : what.substr(cut + 2);
+  const std::string tag = "last read: '";
+  size_t at = msg.find(tag);
+  if (at != std::string::npos) {
+    size_t begin = at + tag.size();
+    size_t end = msg.rfind('\'');
+    if (end != std::string::npos && end > begin && end - begin > kMaxToken) {
+      size_t keep = kMaxToken;
+      while (keep > 0 && (static_cast<unsigned char>(msg[begin + keep]) & 0xC0) == 0x80) --keep;  // whole characters
+      msg = msg.substr(0, begin + keep) + "...' (" + std::to_string(end - begin) + " bytes)" + msg.substr(end + 1);
+    }
+  }
+  return msg;
 }
 
 std::FILE* open_or_throw(const std::string& path) {
@@ -170,30 +193,11 @@ std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs) {
   return files;
 }
 
-// Well-formed UTF-8 as in the Unicode standard (Table 3-7): the lead byte fixes the length and
-// the value range; C0, C1 and F5..FF never occur; continuation bytes are 10xxxxxx.
+// utfcpp's find_invalid follows the Unicode standard's well-formed UTF-8 (Table 3-7): overlong
+// forms, surrogates, code points above U+10FFFF, stray or missing continuation bytes are invalid.
 size_t find_invalid_utf8(std::string_view s) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  size_t n = s.size(), i = 0;
-  while (i < n) {
-    unsigned char c = p[i];
-    if (c < 0x80) { ++i; continue; }
-    size_t len;
-    uint32_t cp;
-    if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; }       // 0xC0, 0xC1 would be overlong
-    else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0F; }
-    else if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07; }  // above 0xF4 exceeds U+10FFFF
-    else return i;
-    if (i + len > n) return i;
-    for (size_t k = 1; k < len; ++k) {
-      if ((p[i + k] & 0xC0) != 0x80) return i;
-      cp = cp << 6 | (p[i + k] & 0x3F);
-    }
-    bool overlong = (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000);
-    if (overlong || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
-    i += len;
-  }
-  return std::string_view::npos;
+  auto bad = utf8::find_invalid(s.begin(), s.end());
+  return bad == s.end() ? std::string_view::npos : static_cast<size_t>(bad - s.begin());
 }
 
 int64_t total_file_bytes(const std::vector<std::string>& files) {
@@ -322,10 +326,7 @@ bool DocumentReader::next_jsonl(Document& doc) {
     try {
       rec = nlohmann::json::parse(line);
     } catch (const nlohmann::json::parse_error& e) {
-      // e.what() starts with "[json.exception.parse_error.N] "; keep the part after it.
-      std::string msg = e.what();
-      size_t cut = msg.find("] ");
-      bad(where, "malformed JSON: " + (cut == std::string::npos ? msg : msg.substr(cut + 2)));
+      bad(where, "malformed JSON: " + short_json_error(e.what()));
       continue;
     }
     if (!rec.is_object()) { bad(where, "expected a JSON object with a \"text\" field"); continue; }

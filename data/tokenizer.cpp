@@ -38,14 +38,17 @@ Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
 
 Tokenizer Tokenizer::load(const std::string& path) {
   // The checksum and the model come from the same bytes, read once.
-  std::string bytes = read_file_bytes(path, "tokenizer model");
+  return from_bytes(read_file_bytes(path, "tokenizer model"), path);
+}
+
+Tokenizer Tokenizer::from_bytes(const std::string& bytes, const std::string& name) {
   Tokenizer t;
   t.sp_ = std::make_unique<sentencepiece::SentencePieceProcessor>();
   auto st = t.sp_->LoadFromSerializedProto(bytes);
   if (!st.ok() || t.sp_->GetPieceSize() <= 0)
-    throw std::runtime_error("tokenizer " + path + " is not a sentencepiece model (" + st.ToString() + ")");
+    throw std::runtime_error("tokenizer " + name + " is not a sentencepiece model (" + st.ToString() + ")");
   t.sha256_ = sha256_hex(bytes);
-  t.path_ = path;
+  t.path_ = name;
   return t;
 }
 
@@ -79,6 +82,27 @@ std::string Tokenizer::decode(const int64_t* ids, size_t n) const {
 }
 
 int64_t Tokenizer::vocab_size() const { return sp_->GetPieceSize(); }
+
+std::string StreamDecoder::push(int64_t id) {
+  ids_.push_back(id);
+  const std::string before = tok_->decode(ids_.data() + prefix_, read_ - prefix_);
+  const std::string now = tok_->decode(ids_.data() + prefix_, ids_.size() - prefix_);
+  // sentencepiece renders the bytes of an unfinished character as U+FFFD (EF BF BD); wait for the
+  // id that completes it. A U+FFFD that stays (invalid bytes) goes out with the next whole text.
+  static const std::string kReplacement = "\xEF\xBF\xBD";
+  const bool incomplete = now.size() >= 3 && now.compare(now.size() - 3, 3, kReplacement) == 0;
+  if (incomplete || now.size() <= before.size() || now.compare(0, before.size(), before) != 0) return "";
+  prefix_ = read_;
+  read_ = ids_.size();
+  return now.substr(before.size());
+}
+
+std::string StreamDecoder::finish() {
+  const std::string before = tok_->decode(ids_.data() + prefix_, read_ - prefix_);
+  const std::string now = tok_->decode(ids_.data() + prefix_, ids_.size() - prefix_);
+  prefix_ = read_ = ids_.size();
+  return now.size() > before.size() ? now.substr(before.size()) : "";
+}
 int Tokenizer::eos_id() const { return sp_->eos_id(); }
 int Tokenizer::bos_id() const { return sp_->bos_id(); }
 std::string Tokenizer::piece(int id) const { return sp_->IdToPiece(id); }
@@ -86,6 +110,12 @@ std::string Tokenizer::piece(int id) const { return sp_->IdToPiece(id); }
 // --- training ----------------------------------------------------------------------------------
 
 namespace {
+
+std::string format_coverage(double c) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", c);
+  return buf;
+}
 
 // sentencepiece skips training lines longer than max_sentence_length bytes (4192 by default), and
 // a jsonl document is often one long line (e.g. a whole speech), so long lines are cut at a space
@@ -148,6 +178,21 @@ class LineIterator : public sentencepiece::SentenceIterator {
   std::exception_ptr error_;
 };
 
+// sentencepiece's messages name its own flags; the one users hit most (a vocabulary smaller than
+// the characters the input needs) is said again in terms of our options.
+std::string explain_train_failure(const std::string& message, const TokenizerTrainOptions& opt) {
+  if (message.find("required_chars") == std::string::npos || message.find("vs") == std::string::npos)
+    return "sentencepiece failed: " + message;
+  // "... Vocabulary size is smaller than required_chars. 300 vs 355. Increase vocab_size or ..."
+  long long vocab = 0, needed = 0;
+  const size_t at = message.find(". ", message.find("required_chars"));
+  if (at == std::string::npos || std::sscanf(message.c_str() + at + 2, "%lld vs %lld", &vocab, &needed) != 2)
+    return "sentencepiece failed: " + message;
+  return "--vocab-size " + std::to_string(opt.vocab_size) + " is too small: the input's characters (at --character-coverage " +
+         format_coverage(opt.character_coverage) + ") and the special pieces need " + std::to_string(needed) +
+         "; raise --vocab-size to at least " + std::to_string(needed) + " or lower --character-coverage";
+}
+
 }  // namespace
 
 int64_t train_tokenizer(const TokenizerTrainOptions& opt) {
@@ -180,7 +225,7 @@ int64_t train_tokenizer(const TokenizerTrainOptions& opt) {
   std::string model;
   auto st = sentencepiece::SentencePieceTrainer::Train(args, &it, &model);
   if (it.error()) std::rethrow_exception(it.error());
-  if (!st.ok()) throw std::runtime_error("tokenizer train: sentencepiece failed: " + st.ToString());
+  if (!st.ok()) throw std::runtime_error("tokenizer train: " + explain_train_failure(st.ToString(), opt));
   if (it.lines() == 0) throw std::runtime_error("tokenizer train: the inputs contain no text");
 
   // Write to a temporary name and rename, so a crash never leaves a half-written model at opt.out.

@@ -20,6 +20,9 @@ class Tokenizer {
   // Reads and parses a .model file; throws std::runtime_error naming the file when it is missing
   // or is not a sentencepiece model.
   static Tokenizer load(const std::string& path);
+  // Parses a .model held in memory (e.g. the copy stored in a checkpoint); `name` stands for the
+  // file in messages.
+  static Tokenizer from_bytes(const std::string& bytes, const std::string& name);
   ~Tokenizer();
   Tokenizer(Tokenizer&&) noexcept;
   Tokenizer& operator=(Tokenizer&&) noexcept;
@@ -41,6 +44,28 @@ class Tokenizer {
   std::unique_ptr<sentencepiece::SentencePieceProcessor> sp_;
   std::string sha256_;
   std::string path_;
+};
+
+// Detokenizes a stream of ids as they arrive (generation) in amortized O(1) per token, and
+// returns only whole UTF-8 characters: sentencepiece joins pieces correctly only in context (the
+// leading space of a word, a character split over several byte-fallback pieces), so each call
+// decodes the ids since the last emitted text plus the piece before it, and holds back text that
+// ends in an incomplete character (U+FFFD) until a later id completes it. The concatenation of
+// every push() and finish() equals decode() of all ids at once. (The prefix/read offsets follow
+// Hugging Face text-generation-inference's incremental decoding.)
+class StreamDecoder {
+ public:
+  explicit StreamDecoder(const Tokenizer& tok) : tok_(&tok) {}
+  // Appends `id`; returns the text that became final ("" while a character is incomplete).
+  std::string push(int64_t id);
+  // The text still held back (an incomplete character at the end, shown as U+FFFD).
+  std::string finish();
+
+ private:
+  const Tokenizer* tok_;
+  std::vector<int64_t> ids_;
+  size_t prefix_ = 0;  // ids_[prefix_, read_) decode to the text already returned, as context
+  size_t read_ = 0;    // ids_[read_, end) are not returned yet
 };
 
 struct TokenizerTrainOptions {

@@ -18,6 +18,7 @@
 #include <string>
 
 #include "kernels/dtype.h"
+#include "kernels/fused_call.h"
 
 namespace ttt {
 
@@ -250,6 +251,11 @@ class Backend {
 
   // --- optimizer ------------------------------------------------------------------------------
   virtual void adamw(const AdamWArgs& args) = 0;
+
+  // --- fused op families (kernels/fused_call.h) --------------------------------------------------
+  // Runs a fused call (its own header picks the CPU or CUDA implementation). Wrappers (the
+  // profiler) override this to time every family without knowing it.
+  virtual void run(FusedCall& call) { call.run(*this); }
 };
 
 // The backend of a device. The CUDA backend exists only when the project is built with CUDA and

@@ -200,6 +200,7 @@ class ProfilingBackend final : public Backend {
     timed("random", vb(o), [&] { b_.random(o, d, seed, off, a, b); });
   }
   void adamw(const AdamWArgs& a) override { timed("adamw", static_cast<double>(a.n) * (28.0 + dtype_size(a.grad_dtype)), [&] { b_.adamw(a); }); }
+  void run(FusedCall& c) override { timed(c.name(), c.bytes(), [&] { b_.run(c); }); }
 
  private:
   template <class F> void timed(const std::string& name, double bytes, F&& f) {

@@ -44,8 +44,8 @@ void validate(const ModelConfig& c) {
   const TTTConfig& t = c.ttt;
   if (t.mini_batch <= 0 && t.mini_batch != -1)
     bad("ttt.mini_batch", "must be > 0, or -1 for the whole sequence; got " + std::to_string(t.mini_batch));
-  if (t.impl != "dual" && t.impl != "primal" && t.impl != "generic")
-    bad("ttt.impl", "expected dual, primal or generic, got '" + t.impl + "'");
+  if (t.impl != "auto" && t.impl != "fused" && t.impl != "dual" && t.impl != "primal" && t.impl != "generic")
+    bad("ttt.impl", "expected auto, fused, dual, primal or generic, got '" + t.impl + "'");
   positive("ttt.mlp_expansion", t.mlp_expansion);
   if (t.checkpoint_group < 0) bad("ttt.checkpoint_group", "must be >= 0 (0 = off)");
   if (!(t.ln_eps > 0)) bad("ttt.ln_eps", "must be > 0");

@@ -25,7 +25,7 @@ struct TTTConfig {
   bool rope = true;               // RoPE on XQ/XK with positions t mod b (official)
   bool inner_bias = true;         // f_res has biases (official b1, b2); false: f_res(x) = xW (Theorem 1)
   int64_t mlp_expansion = 4;      // TTT-MLP hidden = expansion * head_dim
-  std::string impl = "dual";      // dual | primal | generic   (same outputs, see tests)
+  std::string impl = "auto";      // auto | fused | dual | primal | generic (same outputs, see tests)
   int64_t checkpoint_group = 4;   // keep W every G mini-batches, recompute the rest in backward; 0 = off
   double ln_eps = 1e-6;
 };

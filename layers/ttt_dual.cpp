@@ -21,6 +21,7 @@
 #include <stdexcept>
 
 #include "autograd/ops.h"
+#include "layers/ttt_scan.h"
 
 namespace ttt {
 
@@ -80,6 +81,27 @@ Tensor dual_segment(const InnerModel& m, const tensor_list& W, tensor_list& acc,
   accumulate(acc[0], acc[1], W[1].defined(), s.XK, G1, lr_col);
   accumulate(acc[2], acc[3], W[3].defined(), X2, G2, lr_col);
   return inner_output(s.XQ, z2, n);
+}
+
+namespace {
+// The inner model the scan needs for dual_segment: only its kind matters (W comes from the inputs).
+struct LinearKind final : InnerModel {
+  tensor_list initial() const override { return {}; }
+  Tensor apply(const tensor_list& W, const Tensor& x) const override { return add_bias(matmul(x, W[0]), W[1]); }
+  std::string kind() const override { return "linear"; }
+};
+}  // namespace
+
+Tensor dual_linear_scan(const tensor_list& x, double eps) {
+  static const LinearKind linear;
+  const int64_t B = x[0].shape()[0], nh = x[0].shape()[1], f = x[0].shape()[3];
+  ScanState st;
+  st.W = {expand(unsqueeze(x[5], 0), {B, nh, f, f}),
+          x[6].defined() ? expand(reshape(x[6], {1, nh, 1, f}), {B, nh, 1, f}) : Tensor()};
+  ScanOptions o;
+  o.mini_batch = x[4].shape()[0];
+  o.full = o.partial = dual_segment;
+  return ttt_scan(linear, st, {x[0], x[1], x[2], x[3]}, x[4], 0, InnerNorm{x[7], x[8], eps, x[7].defined()}, o);
 }
 
 }  // namespace ttt

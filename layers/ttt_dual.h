@@ -12,4 +12,10 @@ namespace ttt {
 Tensor dual_segment(const InnerModel& m, const tensor_list& W, tensor_list& acc, const Segment& s,
                     const InnerNorm& n);
 
+// The whole TTT-Linear scan from W0 in this dual form, from the fused op's inputs in its order
+// (XQ, XK, XV [B, nh, T, f], lr [B, nh, T], tok [K], W0 [nh, f, f], b0 [nh, f] or undefined,
+// ln_w, ln_b [nh, f] or undefined = no LN + residual; see autograd/ops.h ttt_linear_scan): the
+// fused op's composite twin (its create_graph backward) and its oracle in the tests.
+Tensor dual_linear_scan(const tensor_list& x, double eps);
+
 }  // namespace ttt

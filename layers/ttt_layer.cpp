@@ -22,10 +22,10 @@ void require(bool ok, const std::string& msg) {
 }
 
 SegmentFn segment_fn(const std::string& impl) {
-  if (impl == "dual") return dual_segment;
+  if (impl == "dual" || impl == "auto" || impl == "fused") return dual_segment;  // composite parts of fused
   if (impl == "primal") return primal_segment;
   if (impl == "generic") return generic_segment;
-  throw std::invalid_argument("model.ttt.impl: expected dual | primal | generic, got '" + impl + "'");
+  throw std::invalid_argument("model.ttt.impl: expected auto | fused | dual | primal | generic, got '" + impl + "'");
 }
 
 // [B, T, nh·f] -> [B, nh, T, f]
@@ -228,7 +228,7 @@ Tensor TTTMixer::run(ScanState& st, const ScanInputs& in, int64_t pos0, bool dec
   const DType dt = in.XQ.dtype();
   ScanOptions o;
   o.full = segment_fn(impl_);
-  o.partial = decode && impl_ == "dual" ? primal_segment : o.full;
+  o.partial = decode && segment_fn(impl_) == dual_segment ? primal_segment : o.full;
   o.checkpoint_group = decode ? 0 : c_.checkpoint_group;
   Tensor tok;
   int64_t tok_base = 0;
@@ -258,7 +258,43 @@ Tensor TTTMixer::finish(const Tensor& x, const Tensor& heads_out) {
 
 ScanInputs TTTMixer::inner_inputs(const Tensor& x) { return prepare(x, 0, nullptr, nullptr); }
 
+// The fused scan's inputs in its order (see ops.h ttt_linear_scan): W0, b0 as [nh, f, f], [nh, f].
+tensor_list TTTMixer::fused_inputs(const ScanInputs& in) const {
+  const DType dt = in.XQ.dtype();
+  const tensor_list W0 = inner_->initial();
+  const InnerNorm n = norm(dt);
+  Tensor b0 = W0[1].defined() ? reshape(cast(W0[1], dt), {nh_, f_}) : Tensor();
+  return {in.XQ, in.XK, in.XV, in.lr, token_scale(0, c_.mini_batch, dt), cast(W0[0], dt), b0,
+          c_.ln_residual ? n.w : Tensor(), c_.ln_residual ? n.b : Tensor()};
+}
+
+// Why the fused scan does not cover this call (empty when it does).
+std::string TTTMixer::fused_unsupported(const ScanInputs& in) const {
+  if (inner_->kind() != "linear") return "the fused scan covers TTT-Linear only (model.mixer=ttt_linear)";
+  if (c_.mini_batch <= 0) return "the fused scan needs model.ttt.mini_batch > 0";
+  const tensor_list x = fused_inputs(in);
+  return ttt_linear_scan_unsupported(x[0], x[4], x[6], x[7], {c_.checkpoint_group, c_.ln_eps});
+}
+
+bool TTTMixer::use_fused(const ScanInputs& in) const {
+  if (impl_ != "auto" && impl_ != "fused") return false;
+  const std::string why = fused_unsupported(in);
+  if (!why.empty() && impl_ == "fused")
+    throw std::invalid_argument("model.ttt.impl=fused: " + why + " (use impl=auto to fall back to the dual form)");
+  return why.empty();
+}
+
+// The fused scan from W0, with the composite dual form as its twin for create_graph.
+Tensor TTTMixer::fused_outputs(const ScanInputs& in) {
+  const double eps = c_.ln_eps;
+  TTTScanComposite composite = [eps](const tensor_list& x) { return dual_linear_scan(x, eps); };
+  const tensor_list x = fused_inputs(in);
+  return ttt_linear_scan(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8], {c_.checkpoint_group, eps},
+                         composite)[0];
+}
+
 Tensor TTTMixer::inner_outputs(const ScanInputs& in) {
+  if (use_fused(in)) return fused_outputs(in);
   ScanState st;
   st.W = initial_state(in.XQ.shape()[0], in.XQ.dtype());
   return run(st, in, 0, false);

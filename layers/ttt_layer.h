@@ -11,10 +11,14 @@
 // (ttt-official.md §1). The inner loop runs in float32 (float64 when the layer is float64) even
 // for bf16 activations, as the official kernels keep W in fp32 (§9).
 //
-// Implementations (model.ttt.impl): "dual" (ttt_dual.h, the fast path), "primal" (ttt_primal.h,
-// token by token) and "generic" (ttt_generic.h, inner gradient by autograd; any InnerModel).
-// They give the same outputs and gradients (tests/test_ttt_forms.cpp). step() decodes with the
-// primal form for tokens inside a mini-batch and the configured form for whole mini-batches.
+// Implementations (model.ttt.impl): "fused" (the whole scan as one op over the kernels of
+// kernels/ttt_linear_scan.h, TTT-Linear with mini_batch > 0), "dual" (ttt_dual.h, the composite
+// matmul form, the fused op's oracle and its create_graph twin), "primal" (ttt_primal.h, token by
+// token) and "generic" (ttt_generic.h, inner gradient by autograd; any InnerModel); "auto" (the
+// default) is fused where the device's kernel covers the call, else dual. They give the same
+// outputs and gradients (tests/test_ttt_forms.cpp, tests/test_ttt_linear_scan.cpp). step()
+// decodes with the primal form for tokens inside a mini-batch and the composite form (dual for
+// auto/fused) for whole mini-batches.
 #pragma once
 
 #include <memory>
@@ -65,6 +69,10 @@ class TTTMixer : public SequenceMixer {
   tensor_list initial_state(int64_t batch, DType dt) const;
   Tensor run(ScanState& st, const ScanInputs& in, int64_t pos0, bool decode);
   Tensor finish(const Tensor& x, const Tensor& heads_out);
+  tensor_list fused_inputs(const ScanInputs& in) const;
+  std::string fused_unsupported(const ScanInputs& in) const;
+  bool use_fused(const ScanInputs& in) const;
+  Tensor fused_outputs(const ScanInputs& in);
   DType inner_dtype(DType x) const;
 
   TTTConfig c_;

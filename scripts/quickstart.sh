@@ -61,7 +61,8 @@ fi
 
 banner "6/7 train $CONFIG for $STEPS steps of 2048 tokens (validation loss every 50 steps)"
 resume=()
-ls "$OUT/run/checkpoints/"step_*.h5 >/dev/null 2>&1 && resume=(--resume)
+# A changed QUICKSTART_STEPS changes the run's plan, which a resume refuses unless asked.
+ls "$OUT/run/checkpoints/"step_*.h5 >/dev/null 2>&1 && resume=(--resume --allow-config-change)
 $TTT train --config "$CONFIG" --data "$OUT/data" --run-dir "$OUT/run" "${resume[@]}" \
   --set train.steps="$STEPS" --set train.batch_tokens=2048 --set train.micro_batch=16 \
   --set train.lr=1e-2 --set train.eval_every=50 --set train.eval_windows=24 --set train.log_every=25 \

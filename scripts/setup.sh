@@ -8,7 +8,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake ninja-build pkg-config ccache git
   libopenblas-dev libhdf5-dev libcli11-dev libspdlog-dev doctest-dev libyaml-cpp-dev
-  libsentencepiece-dev libzstd-dev nlohmann-json3-dev
+  libsentencepiece-dev libzstd-dev nlohmann-json3-dev libssl-dev libutfcpp-dev
   libopenmpi-dev openmpi-bin
   python3 python3-numpy python3-matplotlib python3-h5py python3-yaml python3-torch
   ca-certificates curl

@@ -183,6 +183,22 @@ def newest_checkpoint(run_dir):
     return max(ckpts)[1] if ckpts else None
 
 
+def training_finished(run_dir):
+    """Whether the run's last `ttt train` session reached the final step: train.log ends a session
+    with "done: N steps" or, when it stopped early (train.max_minutes, SIGINT/SIGTERM,
+    --stop-at-step; still exit status 0), with "interrupted at step N"."""
+    finished = False
+    path = os.path.join(run_dir, "train.log")
+    if os.path.exists(path):
+        with open(path, errors="replace") as f:
+            for line in f:
+                if "] done: " in line:
+                    finished = True
+                elif "] interrupted at step " in line:
+                    finished = False
+    return finished
+
+
 def execute(cmd, args, log_path=None):
     print("$ " + " ".join(shlex.quote(c) for c in cmd), flush=True)
     if args.dry_run:
@@ -214,6 +230,9 @@ def do_run(args, name, assignments):
         cmd.append("--resume")
     execute(cmd, args, os.path.join(run_dir, "sweep.log"))
     if args.dry_run:
+        return None
+    if not training_finished(run_dir):
+        print(f"sweep: {name}: stopped before its last step; not recorded (running the sweep again resumes it)")
         return None
     cfg = resolved_config(args, sets)
     ctx = cfg["train"]["seq_len"] or cfg["model"]["max_seq_len"]

@@ -401,3 +401,30 @@ TEST_CASE("prepare: missing, empty and bad inputs stop before anything is writte
   CHECK(contains(error_of([&] { prepare_dataset(o); }), "nope.model"));
   CHECK_FALSE(fs::exists(dir / "out"));
 }
+
+TEST_CASE("prepare: leftovers of a killed prepare are cleaned up by the next one") {
+  TempDir dir;
+  std::string tok = train_tiny_tokenizer(dir);
+  write_corpus(dir);
+  // PIDs far above any pid_max: processes that cannot be running.
+  fs::create_directories(dir.path / ".out.tmp-999999999");
+  write_file(dir / ".out.tmp-999999999/train_00000.h5", "half written");
+  fs::create_directories(dir.path / ".other.tmp-999999998");  // another output's: not touched
+  // A killed commit: the previous output moved aside, the new one not yet in place.
+  auto o = base_options(dir, tok, dir / "out");
+  prepare_dataset(o);
+  const std::string before = read_file(dir / "out/train_00000.h5");
+  fs::rename(dir.path / "out", dir.path / ".out.old-999999997");
+  o.overwrite = true;
+  // The old output is put back first (so --overwrite is what replaces it), the unfinished one removed.
+  prepare_dataset(o);
+  CHECK(!fs::exists(dir.path / ".out.tmp-999999999"));
+  CHECK(!fs::exists(dir.path / ".out.old-999999997"));
+  CHECK(fs::exists(dir.path / ".other.tmp-999999998"));
+  CHECK(read_file(dir / "out/train_00000.h5") == before);  // same input: same bytes
+  // Without --overwrite the restored output is refused like any existing one.
+  fs::rename(dir.path / "out", dir.path / ".out.old-999999997");
+  o.overwrite = false;
+  CHECK(contains(error_of([&] { prepare_dataset(o); }), "already exists and is not empty"));
+  CHECK(read_file(dir / "out/train_00000.h5") == before);
+}

@@ -1,10 +1,14 @@
 // tests/test_data_tokenizer.cpp — SHA-256 against published/hashlib digests; tokenizer training,
-// loading, identity and exact round trips (including bytes the tiny vocabulary has never seen).
+// loading (from a file or memory), identity and exact round trips (including bytes the tiny
+// vocabulary has never seen); streamed detokenization equals decoding at once.
 #include <doctest/doctest.h>
 
 #include <sentencepiece_trainer.h>
 
+#include <algorithm>
+
 #include "data/sha256.h"
+#include "data/text_sources.h"
 #include "data/tokenizer.h"
 #include "data_test_util.h"
 
@@ -126,4 +130,92 @@ TEST_CASE("tokenizer: a model trained elsewhere with other settings (unigram, NF
   CHECK(tok.piece(3) == "<pad>");
   CHECK(tok.decode(tok.encode("the old man and the sea")) == "the old man and the sea");
   CHECK(tok.sha256() == sha256_hex(read_file(dir / "uni.model")));
+}
+
+TEST_CASE("tokenizer: from_bytes parses a model held in memory, like load") {
+  TempDir dir;
+  const std::string path = train_tiny_tokenizer(dir);
+  Tokenizer a = Tokenizer::load(path), b = Tokenizer::from_bytes(read_file(path), "stored copy");
+  CHECK(a.sha256() == b.sha256());
+  CHECK(a.encode("the whale and the sea") == b.encode("the whale and the sea"));
+  CHECK_THROWS_WITH(Tokenizer::from_bytes("junk", "ckpt.h5 (stored tokenizer)"),
+                    doctest::Contains("ckpt.h5 (stored tokenizer) is not a sentencepiece model"));
+}
+
+// Streams `ids` through a StreamDecoder; returns every piece it printed.
+static std::vector<std::string> stream(const Tokenizer& tok, const std::vector<int64_t>& ids) {
+  StreamDecoder d(tok);
+  std::vector<std::string> out;
+  for (int64_t id : ids) out.push_back(d.push(id));
+  out.push_back(d.finish());
+  return out;
+}
+
+static std::string joined(const std::vector<std::string>& parts) {
+  std::string s;
+  for (const auto& p : parts) s += p;
+  return s;
+}
+
+TEST_CASE("StreamDecoder: the streamed text equals decoding all ids at once, and holds back split characters") {
+  TempDir dir;
+  Tokenizer tok = Tokenizer::load(train_tiny_tokenizer(dir));
+  // Text the tiny vocabulary has never seen: 日 and 🐋 are 3 and 4 byte-fallback pieces.
+  const std::string text = "the whale 日本 and 🐋 swim,  twice  spaced\nnew line";
+  auto ids32 = tok.encode(text);
+  std::vector<int64_t> ids(ids32.begin(), ids32.end());
+  auto parts = stream(tok, ids);
+  CHECK(joined(parts) == text);
+  for (const auto& p : parts) CHECK(find_invalid_utf8(p) == std::string_view::npos);  // whole characters only
+  // The byte pieces of 🐋 (F0 9F 90 8B) print nothing until the last one arrives.
+  const int first_byte = 3 + 0xF0;  // <0xF0>
+  auto at = std::find(ids.begin(), ids.end(), first_byte);
+  REQUIRE(at != ids.end());
+  const size_t k = static_cast<size_t>(at - ids.begin());
+  CHECK(parts[k] == "");
+  CHECK(parts[k + 1] == "");
+  CHECK(parts[k + 2] == "");
+  CHECK(parts[k + 3].find("🐋") != std::string::npos);
+
+  // Random ids (byte pieces in any order: incomplete and invalid sequences included), long enough
+  // that an O(n^2) decoder would show: the stream always equals decode(all).
+  uint64_t x = 88172645463325252ull;
+  for (int trial = 0; trial < 20; ++trial) {
+    std::vector<int64_t> r(trial == 0 ? 4000 : 50);
+    for (auto& id : r) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      id = 3 + static_cast<int64_t>(x % static_cast<uint64_t>(tok.vocab_size() - 3));  // no unk/bos/eos
+    }
+    CAPTURE(trial);
+    CHECK(joined(stream(tok, r)) == tok.decode(r.data(), r.size()));
+  }
+}
+
+TEST_CASE("tokenizer train: a vocabulary too small for the input's characters names our options") {
+  TempDir dir;
+  std::string text;
+  for (int c = 0; c < 400; ++c) {  // 400 distinct CJK characters, each a required piece
+    const uint32_t cp = 0x4E00 + static_cast<uint32_t>(c);
+    text += static_cast<char>(0xE0 | (cp >> 12));
+    text += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    text += static_cast<char>(0x80 | (cp & 0x3F));
+    text += (c % 20 == 19) ? "\n" : " ";
+  }
+  write_file(dir / "c.txt", text + text);
+  TokenizerTrainOptions o;
+  o.inputs = {dir / "c.txt"};
+  o.out = dir / "t.model";
+  o.vocab_size = 300;
+  o.character_coverage = 1.0;
+  try {
+    train_tokenizer(o);
+    FAIL("expected an error");
+  } catch (const std::exception& e) {
+    const std::string m = e.what();
+    CAPTURE(m);
+    CHECK(m.find("--vocab-size 300 is too small") != std::string::npos);
+    CHECK(m.find("--character-coverage") != std::string::npos);
+    CHECK(m.find("character_coverage") == std::string::npos);  // sentencepiece's flag name is gone
+  }
+  CHECK(!fs::exists(o.out));
 }

@@ -100,6 +100,8 @@ TEST_CASE("presets: Table 2 rows, default backbones, errors") {
 // The YAML presets in configs/ carry the same numbers as preset() (the trainer maps the `model:`
 // keys onto ModelConfig by name; this reads the few keys that define the size).
 TEST_CASE("configs/*.yaml match the presets") {
+  // TTT_SOURCE_DIR, not __FILE__: ccache with CCACHE_BASEDIR compiles with relative paths, and
+  // ctest runs this binary from build/tests.
   const auto dir = std::filesystem::path(TTT_SOURCE_DIR) / "configs";
   int files = 0;
   for (const std::string& size : {std::string("tiny"), std::string("125m"), std::string("350m"),

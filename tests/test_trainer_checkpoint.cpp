@@ -1,8 +1,11 @@
 // tests/test_trainer_checkpoint.cpp — checkpoint files: exact round trip of parameters, moments
 // and metadata; truncated, corrupted and foreign files are reported and skipped on resume;
-// keep_last pruning; load errors name the tensor.
+// keep_last pruning and broken files set aside; load errors name the tensor; a failed write
+// (disk full) leaves no partial file and earlier checkpoints intact.
 #include <doctest/doctest.h>
+#include <sys/resource.h>
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 
@@ -134,13 +137,14 @@ TEST_CASE("truncated and corrupted checkpoints are reported and skipped on resum
 
   CHECK(checkpoint_problem(p40).find("cannot be opened") != std::string::npos);
   CHECK(checkpoint_problem(p30).find("unreadable (checksum mismatch") != std::string::npos);
-  std::vector<std::string> skipped;
+  std::vector<SkippedCheckpoint> skipped;
   auto best = newest_valid_checkpoint(fx.dir, &skipped);
   REQUIRE(best.has_value());
   CHECK(*best == checkpoint_path(fx.dir, 20));
   REQUIRE(skipped.size() == 2);
-  CHECK(skipped[0].find("step_40.h5") != std::string::npos);
-  CHECK(skipped[1].find("step_30.h5") != std::string::npos);
+  CHECK(skipped[0].path == p40);
+  CHECK(skipped[0].problem.find("cannot be opened") != std::string::npos);
+  CHECK(skipped[1].path == p30);
   CHECK_THROWS_WITH(load_checkpoint(p30, fx.params, nullptr), doctest::Contains("checksum mismatch"));
 
   // A file that is HDF5 but not ours.
@@ -165,4 +169,70 @@ TEST_CASE("list and prune keep the newest N by step number") {
   CHECK(prune_checkpoints(fx.dir, 0).empty());  // 0 = keep all
   CHECK(list_checkpoints("/tmp/ttt_no_such_dir").empty());
   CHECK_FALSE(newest_valid_checkpoint("/tmp/ttt_no_such_dir", nullptr).has_value());
+}
+
+TEST_CASE("prune counts only checkpoints up to the step just saved; broken ones are set aside, never deleted") {
+  Fixture fx("aside");
+  for (int step : {2, 4, 10}) save_checkpoint(checkpoint_path(fx.dir, step), fx.params, nullptr, {});
+  // A checkpoint of a later step (another run's, or one to be set aside) never makes the one just
+  // written look old.
+  auto removed = prune_checkpoints(fx.dir, 1, /*through_step=*/4);
+  REQUIRE(removed.size() == 1);
+  CHECK(removed[0] == checkpoint_path(fx.dir, 2));
+  CHECK(fs::exists(checkpoint_path(fx.dir, 4)));
+  CHECK(fs::exists(checkpoint_path(fx.dir, 10)));
+
+  const std::string p10 = checkpoint_path(fx.dir, 10);
+  CHECK(set_aside_checkpoint(p10) == p10 + ".broken");
+  save_checkpoint(p10, fx.params, nullptr, {});
+  CHECK(set_aside_checkpoint(p10) == p10 + ".broken.2");  // an earlier one is not overwritten
+  CHECK(fs::exists(p10 + ".broken"));
+  auto all = list_checkpoints(fx.dir);
+  REQUIRE(all.size() == 1);  // set-aside files are not checkpoints: not loaded, not pruned
+  CHECK(all[0].first == 4);
+  CHECK(prune_checkpoints(fx.dir, 1).empty());
+  CHECK(fs::exists(p10 + ".broken.2"));
+}
+
+// A write that fails (here: a file-size limit, which fails writes with EFBIG as a full disk fails
+// them with ENOSPC) is an error with the reason; the partial file is removed and earlier
+// checkpoints are untouched; HDF5 goes on working (and the process does not crash at exit, which
+// HDF5 1.10 does on a file whose flush failed unless told not to close files at exit).
+TEST_CASE("a checkpoint write that fails: the OS reason, no partial file, earlier checkpoints intact") {
+  Fixture fx("full");
+  const std::string p1 = checkpoint_path(fx.dir, 1), p2 = checkpoint_path(fx.dir, 2);
+  save_checkpoint(p1, fx.params, nullptr, {});
+  const auto before = fs::file_size(p1);
+  std::ifstream in1(p1, std::ios::binary);
+  const std::string bytes1((std::istreambuf_iterator<char>(in1)), std::istreambuf_iterator<char>());
+
+  Generator g(3);
+  Tensor big = randn({512, 512}, g);  // 1 MiB of float32, over the limit below
+  NamedTensors params = {{"big", big}};
+  struct rlimit old;
+  REQUIRE(::getrlimit(RLIMIT_FSIZE, &old) == 0);
+  auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+  struct rlimit lim = old;
+  lim.rlim_cur = 256 * 1024;
+  REQUIRE(::setrlimit(RLIMIT_FSIZE, &lim) == 0);
+  std::string error;
+  try {
+    save_checkpoint(p2, params, nullptr, {});
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  ::setrlimit(RLIMIT_FSIZE, &old);
+  std::signal(SIGXFSZ, old_handler);
+  CAPTURE(error);
+  CHECK(error.find("cannot write checkpoint '" + p2 + "'") != std::string::npos);
+  CHECK(error.find("File too large (errno 27)") != std::string::npos);
+  CHECK(!fs::exists(p2));
+  CHECK(!fs::exists(p2 + ".tmp"));
+  REQUIRE(fs::file_size(p1) == before);
+  std::ifstream again(p1, std::ios::binary);
+  CHECK(std::string((std::istreambuf_iterator<char>(again)), std::istreambuf_iterator<char>()) == bytes1);
+  CHECK(checkpoint_problem(p1).empty());
+  // Without the limit the same save works.
+  save_checkpoint(p2, params, nullptr, {});
+  CHECK(checkpoint_problem(p2).empty());
 }

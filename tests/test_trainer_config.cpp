@@ -78,6 +78,18 @@ TEST_CASE("unknown keys: error names file, line and a suggestion") {
   CHECK(e.find("valid keys in 'checkpoint': every, keep_last") != std::string::npos);
   e = error_of([&] { load_config(write_temp("sec", "trian:\n  lr: 1\n")); });
   CHECK(e.find("did you mean 'train'") != std::string::npos);
+  // An unknown section is named as such, with the real sections listed (not an empty key list).
+  e = error_of([&] { load_config("", {"frobnicator.size=1"}); });
+  CHECK(e.find("unknown section 'frobnicator' in 'frobnicator.size'") != std::string::npos);
+  CHECK(e.find("(valid keys: name, description, model, train, data, checkpoint, eval, dist)") != std::string::npos);
+}
+
+TEST_CASE("a key given twice is an error naming both lines") {
+  std::string p = write_temp("dup", "train:\n  lr: 0.1\n  seed: 3\n  lr: 0.2\n");
+  std::string e = error_of([&] { load_config(p); });
+  CHECK(e == p + ":4: key 'train.lr' appears twice (first at " + p + ":2)");
+  e = error_of([&] { load_config(write_temp("dup2", "train:\n  lr: 0.1\ntrain:\n  seed: 1\n")); });
+  CHECK(e.find("key 'train' appears twice") != std::string::npos);
 }
 
 TEST_CASE("wrong types: error names key, expected type and value") {
@@ -120,6 +132,12 @@ TEST_CASE("missing required keys and bad values for training") {
   CHECK(e.find("train.dtype") != std::string::npos);
   CHECK_NOTHROW(validate_for_training(load_config(p, {"data.dir=x", "train.dtype=bf16"})));
   CHECK_NOTHROW(validate_for_training(load_config(p, {"data.dir=x"})));
+  // A bad value is blamed on where it was set: the --set, or the file's line.
+  e = error_of([&] { validate_for_training(load_config(p, {"data.dir=x", "train.lr=-1"})); });
+  CHECK(e == "--set train.lr=-1: key 'train.lr': must be > 0");
+  std::string q = write_temp("badlr", "train:\n  lr: -1\ndata:\n  dir: x\n");
+  e = error_of([&] { validate_for_training(load_config(q)); });
+  CHECK(e == q + ":2: key 'train.lr': must be > 0");
 }
 
 TEST_CASE("the resolved dump reads back to the same values") {

@@ -1,8 +1,9 @@
 // tests/test_trainer_e2e.cpp — the whole path through the `ttt` binary on a corpus generated
 // here: tokenizer train -> data prepare -> train (validation loss falls) -> eval at several
-// context lengths -> generate (same seed, same text); a run stopped at a step and resumed through
-// the CLI logs the same losses as the uninterrupted run (real shards and sampler); SIGTERM stops a
-// run with a checkpoint and exit code 0. Small enough for CI (seconds).
+// context lengths (a second eval merges its contexts into the report) -> generate (same seed, same
+// text); a run stopped at a step and resumed through the CLI logs the same losses as the
+// uninterrupted run (real shards and sampler); SIGTERM stops a run with a checkpoint and exit
+// code 0. Small enough for CI (seconds).
 #include <doctest/doctest.h>
 
 #include <filesystem>
@@ -83,6 +84,22 @@ TEST_CASE("tokenizer -> data -> train -> eval -> generate, resume and SIGTERM th
   CHECK(report["results"][1]["loss"].get<double>() < val.front() - 2.0);
   CHECK(report["step"] == 30);
   CHECK(report["dtype"] == "fp32");
+  // A second eval of the same checkpoint and protocol adds its contexts to the report; another
+  // protocol (here: another window count) replaces it, and says so.
+  auto ev2 = run_ttt("eval --checkpoint " + ckpt + " --context 8,32 --max-windows 8 --buckets 4");
+  REQUIRE_MESSAGE(ev2.code == 0, ev2.output);
+  auto merged = nlohmann::json::parse(std::ifstream(run + "/eval/step_30.json"));
+  REQUIRE(merged["results"].size() == 4);
+  CHECK(merged["results"][0]["context"] == 8);
+  CHECK(merged["results"][1] == report["results"][0]);  // 16 kept as it was
+  CHECK(merged["results"][2]["context"] == 32);         // 32 evaluated again (same numbers)
+  CHECK(merged["results"][2]["loss"] == report["results"][1]["loss"]);
+  CHECK(merged["results"][3] == report["results"][2]);  // 64 kept
+  auto ev3 = run_ttt("eval --checkpoint " + ckpt + " --context 8 --max-windows 4 --buckets 4");
+  REQUIRE_MESSAGE(ev3.code == 0, ev3.output);
+  CHECK(ev3.output.find("replacing " + run + "/eval/step_30.json: it held another data set or protocol") !=
+        std::string::npos);
+  CHECK(nlohmann::json::parse(std::ifstream(run + "/eval/step_30.json"))["results"].size() == 1);
 
   // bf16 autocast: the same protocol within bf16 noise of fp32, but not the fp32 numbers themselves.
   auto ev16 = run_ttt("eval --checkpoint " + ckpt + " --context 32 --max-windows 8 --dtype bf16 --out " + kDir +

@@ -66,6 +66,8 @@ TEST_CASE("errors: no window of that length, bad arguments") {
   auto src = make_memory_source(iota_tokens(100), iota_tokens(10), 1000, 0);
   CHECK_THROWS_WITH_AS(evaluate_context(loss_is_target, *src, 10, 0, 1, 1),
                        doctest::Contains("holds no window of 11 tokens (context 10)"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(evaluate_context(loss_is_target, *src, INT64_MAX, 0, 1, 1),
+                       doctest::Contains("holds no window of 9223372036854775807 + 1 tokens"), std::invalid_argument);
   CHECK_THROWS_AS(evaluate_context(loss_is_target, *src, 0, 0, 1, 1), std::invalid_argument);
   auto wrong_shape = [](const Tensor& ids, const Tensor&) { return zeros({ids.size(0)}); };
   CHECK_THROWS_AS(evaluate_context(wrong_shape, *src, 3, 0, 1, 1), std::logic_error);

@@ -1,5 +1,5 @@
 // tests/test_trainer_metrics.cpp — metrics.jsonl rows and their truncation on resume; the
-// duration and count formats of the progress line.
+// duration and count formats of the progress line; a failed write is an error.
 #include <doctest/doctest.h>
 
 #include <filesystem>
@@ -37,7 +37,17 @@ TEST_CASE("formats") {
   CHECK(format_duration(7620) == "2h07m");
   CHECK(format_duration(3 * 86400 + 4 * 3600) == "3d04h");
   CHECK(format_duration(-1) == "?");
-  CHECK(format_count(12345) == "12.3k");
-  CHECK(format_count(4.56e6) == "4.56M");
-  CHECK(format_count(7) == "7");
+  // One formatter for counts everywhere (data/progress.h): tokens/s, tokens seen, documents.
+  CHECK(human_count(12345) == "12.3k");
+  CHECK(human_count(4.56e6) == "4.56M");
+  CHECK(human_count(7.89e9) == "7.89B");
+  CHECK(human_count(7) == "7");
+  CHECK(human_bytes(1.5e9) == "1.5 GB");
+  CHECK(progress_bar(0.5, 8) == "[####....]");
+  CHECK(progress_bar(2.0, 4) == "[####]");
+}
+
+TEST_CASE("a metrics row that cannot be written is an error naming the file") {
+  MetricsLog m("/dev/full");
+  CHECK_THROWS_WITH(m.write({{"step", 1}}), doctest::Contains("cannot write metrics file '/dev/full': No space left on device"));
 }

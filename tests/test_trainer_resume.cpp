@@ -1,18 +1,21 @@
 // tests/test_trainer_resume.cpp — resuming is exact on the CPU: N steps, stop, resume for M steps
 // gives the same losses, parameters and optimizer moments, bit for bit, as N+M uninterrupted
-// steps (Transformer and TTT-Linear tiny models); a broken newest checkpoint is skipped; SIGINT
-// stops after the step with a checkpoint; a run directory with checkpoints needs --resume.
+// steps (Transformer and TTT-Linear tiny models); a broken newest checkpoint is set aside; a resume
+// that changes the plan is refused; SIGINT stops after the step with a checkpoint; a run directory
+// with checkpoints needs --resume; errors during a run reach train.log.
 #include <doctest/doctest.h>
 
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "autograd/ops.h"
 #include "layers/language_model.h"
 #include "trainer/checkpoint.h"
 #include "trainer/train_loop.h"
+#include "tests/train_test_util.h"
 #include "tests/trainer_test_util.h"
 
 using namespace ttt;
@@ -38,15 +41,6 @@ RunConfig tiny_config(const std::string& mixer, const std::string& dtype = "fp32
   return load_config("", sets);
 }
 
-std::unique_ptr<TokenSource> tiny_data() {
-  // A learnable stream: token t+1 = (3 t + 1) mod 64 with occasional resets.
-  std::vector<int64_t> train, val;
-  int64_t x = 0;
-  for (int i = 0; i < 4000; ++i) train.push_back(x = (i % 97 == 0) ? i % 64 : (3 * x + 1) % 64);
-  for (int i = 0; i < 200; ++i) val.push_back(x = (3 * x + 1) % 64);
-  return make_memory_source(train, val, 64, 5);
-}
-
 std::string fresh_dir(const std::string& name) {
   std::string d = ttt::testing::tmp_path("resume_" + name);
   fs::remove_all(d);
@@ -54,12 +48,7 @@ std::string fresh_dir(const std::string& name) {
 }
 
 TrainResult run(const RunConfig& cfg, TokenSource& data, const std::string& dir, bool resume, int64_t stop_at = -1) {
-  TrainOptions o;
-  o.run_dir = dir;
-  o.resume = resume;
-  o.stop_at_step = stop_at;
-  o.console = false;
-  return train(cfg, data, o);
+  return ttt::testing::run_training(cfg, data, dir, resume, stop_at);
 }
 
 // Every tensor of a checkpoint (parameters and moments) as raw floats, by name.
@@ -78,7 +67,7 @@ std::map<std::string, std::vector<float>> tensors_of(const RunConfig& cfg, const
 
 void check_exact_resume(const std::string& mixer, const std::string& dtype = "fp32") {
   RunConfig cfg = tiny_config(mixer, dtype);
-  auto data = tiny_data();
+  auto data = ttt::testing::learnable_memory_data();
   const std::string a = fresh_dir(mixer + "_a"), b = fresh_dir(mixer + "_b");
   TrainResult full = run(cfg, *data, a, false);
   REQUIRE(full.losses.size() == 6);
@@ -131,7 +120,7 @@ TEST_CASE("exact resume with bf16 autocast: TTT-Linear") { check_exact_resume("t
 
 TEST_CASE("a truncated newest checkpoint is reported and skipped; the run still ends exactly") {
   RunConfig cfg = tiny_config("attention");
-  auto data = tiny_data();
+  auto data = ttt::testing::learnable_memory_data();
   const std::string a = fresh_dir("skip_a"), b = fresh_dir("skip_b");
   TrainResult full = run(cfg, *data, a, false);
   RunConfig every2 = cfg;
@@ -146,13 +135,111 @@ TEST_CASE("a truncated newest checkpoint is reported and skipped; the run still 
   CHECK(resumed.losses[1] == full.losses[5]);
   std::ifstream log(b + "/train.log");
   std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
-  CHECK(text.find("skipping checkpoint " + newest) != std::string::npos);
+  CHECK(text.find("checkpoint " + newest + " is unreadable") != std::string::npos);
+  CHECK(text.find("moved aside to " + newest + ".broken") != std::string::npos);
+  CHECK(fs::exists(newest + ".broken"));  // kept for inspection, never deleted
+}
+
+namespace {
+
+std::string file_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+}  // namespace
+
+TEST_CASE("every checkpoint broken: set aside, keep_last never deletes a new one, metrics kept") {
+  RunConfig cfg = tiny_config("attention");
+  apply_override(cfg, "checkpoint.keep_last=1");
+  auto data = ttt::testing::learnable_memory_data();
+  const std::string d = fresh_dir("allbroken");
+  run(cfg, *data, d, false, 4);
+  const std::string p4 = checkpoint_path(d + "/checkpoints", 4);
+  fs::resize_file(p4, fs::file_size(p4) / 2);
+  const std::string metrics = file_text(d + "/metrics.jsonl");
+  // Refused: nothing to resume from; the broken file is set aside, the metrics stay as they were.
+  CHECK_THROWS_WITH(run(cfg, *data, d, true), doctest::Contains(("no checkpoint of " + d + "/checkpoints can be read").c_str()));
+  CHECK(fs::exists(p4 + ".broken"));
+  CHECK(!fs::exists(p4));
+  CHECK(file_text(d + "/metrics.jsonl") == metrics);
+  // Again: the run starts over, and its checkpoints survive keep_last = 1 (the set-aside file
+  // would otherwise count as the newest).
+  TrainResult r = run(cfg, *data, d, true, 2);
+  CHECK(r.start_step == 0);
+  CHECK(r.end_step == 2);
+  CHECK(fs::exists(checkpoint_path(d + "/checkpoints", 2)));
+  CHECK(fs::exists(p4 + ".broken"));
+  CHECK(run(cfg, *data, d, true).start_step == 2);
+}
+
+TEST_CASE("a resume that changes the training plan is refused, naming the keys, and writes nothing") {
+  RunConfig cfg = tiny_config("attention");
+  auto data = ttt::testing::learnable_memory_data();
+  const std::string d = fresh_dir("planchange");
+  run(cfg, *data, d, false, 3);
+  const std::string metrics = file_text(d + "/metrics.jsonl"), config = file_text(d + "/config.yaml"),
+                    log = file_text(d + "/train.log");
+  RunConfig bigger = cfg;
+  apply_override(bigger, "train.batch_tokens=128");
+  apply_override(bigger, "train.lr=2e-2");
+  try {
+    run(bigger, *data, d, true);
+    FAIL("expected a refusal");
+  } catch (const std::invalid_argument& e) {
+    const std::string m = e.what();
+    CAPTURE(m);
+    CHECK(m.find("the config changes its training plan") != std::string::npos);
+    CHECK(m.find("train.batch_tokens: 64 -> 128") != std::string::npos);
+    CHECK(m.find("train.lr: 0.01 -> 0.02") != std::string::npos);
+    CHECK(m.find("--allow-config-change") != std::string::npos);
+  }
+  CHECK(file_text(d + "/metrics.jsonl") == metrics);
+  CHECK(file_text(d + "/config.yaml") == config);
+  CHECK(file_text(d + "/train.log") == log);
+  // How the run executes may change: logging, evaluation, micro-batch (same global batch).
+  RunConfig same_plan = cfg;
+  apply_override(same_plan, "train.log_every=5");
+  apply_override(same_plan, "train.micro_batch=1");
+  apply_override(same_plan, "train.eval_every=3");
+  CHECK(run(same_plan, *data, d, true, 4).end_step == 4);
+  // Asked for, the change goes through.
+  TrainOptions o;
+  o.run_dir = d;
+  o.resume = true;
+  o.console = false;
+  o.allow_config_change = true;
+  RunConfig longer = cfg;
+  apply_override(longer, "train.steps=7");
+  TrainResult r = train(longer, *data, o);
+  CHECK(r.start_step == 4);
+  CHECK(r.end_step == 7);
+  CHECK(file_text(d + "/train.log").find("config differs from the checkpoint's: train.steps: 6 -> 7") != std::string::npos);
+}
+
+TEST_CASE("a resume already at --stop-at-step does nothing; a refused start leaves no run directory") {
+  RunConfig cfg = tiny_config("attention");
+  auto data = ttt::testing::learnable_memory_data();
+  const std::string d = fresh_dir("already");
+  run(cfg, *data, d, false, 3);
+  const std::string metrics = file_text(d + "/metrics.jsonl");
+  TrainResult r = run(cfg, *data, d, true, 2);
+  CHECK(r.stopped_early);
+  CHECK(r.end_step == 3);
+  CHECK(r.losses.empty());
+  CHECK(file_text(d + "/metrics.jsonl") == metrics);
+  // A start refused before step 0 does not create the run directory.
+  const std::string e = fresh_dir("refused");
+  RunConfig bad_tok = cfg;
+  apply_override(bad_tok, "data.tokenizer=/nonexistent/tok.model");
+  CHECK_THROWS_WITH(run(bad_tok, *data, e, false), doctest::Contains("key 'data.tokenizer': '/nonexistent/tok.model' does not exist"));
+  CHECK(!fs::exists(e));
 }
 
 TEST_CASE("an existing run needs --resume; --resume without checkpoints starts fresh") {
   RunConfig cfg = tiny_config("attention");
   apply_override(cfg, "train.steps=2");
-  auto data = tiny_data();
+  auto data = ttt::testing::learnable_memory_data();
   const std::string d = fresh_dir("exists");
   run(cfg, *data, d, false);
   CHECK_THROWS_WITH_AS(run(cfg, *data, d, false), doctest::Contains("already has checkpoints: pass --resume"),
@@ -165,12 +252,14 @@ TEST_CASE("an existing run needs --resume; --resume without checkpoints starts f
 
 namespace {
 
-// Sends SIGINT to the process while step 2 (0-based 1) reads its batch.
-class InterruptingSource : public TokenSource {
+// Another source with `before_read(step)` called before each training read (to raise a signal or
+// fail at a given step).
+class HookedSource : public TokenSource {
  public:
-  explicit InterruptingSource(std::unique_ptr<TokenSource> inner) : inner_(std::move(inner)) {}
+  HookedSource(std::unique_ptr<TokenSource> inner, std::function<void(int64_t)> before_read)
+      : inner_(std::move(inner)), before_read_(std::move(before_read)) {}
   Tensor train_rows(int64_t step, int64_t rank, int64_t world, int64_t rows, int64_t seq_len) override {
-    if (step == 1) std::raise(SIGINT);
+    before_read_(step);
     return inner_->train_rows(step, rank, world, rows, seq_len);
   }
   int64_t val_windows(int64_t seq_len) override { return inner_->val_windows(seq_len); }
@@ -178,17 +267,33 @@ class InterruptingSource : public TokenSource {
     return inner_->val_rows(seq_len, first, count);
   }
   int64_t vocab_size() const override { return inner_->vocab_size(); }
-  std::string describe() const override { return "interrupting " + inner_->describe(); }
+  std::string describe() const override { return "hooked " + inner_->describe(); }
 
  private:
   std::unique_ptr<TokenSource> inner_;
+  std::function<void(int64_t)> before_read_;
 };
 
 }  // namespace
 
+TEST_CASE("an error during the run names the step and is logged in train.log") {
+  RunConfig cfg = tiny_config("attention");
+  // Reads fail from step 3 on (a disk error, a damaged shard).
+  HookedSource data(ttt::testing::learnable_memory_data(), [](int64_t step) {
+    if (step >= 2) throw std::runtime_error("shard train_00000.h5: read failed (checksum)");
+  });
+  const std::string d = fresh_dir("failing");
+  CHECK_THROWS_WITH(run(cfg, data, d, false),
+                    "step 3: reading the training data failed: shard train_00000.h5: read failed (checksum)");
+  const std::string log = file_text(d + "/train.log");
+  CHECK(log.find("[error] step 3: reading the training data failed") != std::string::npos);
+}
+
 TEST_CASE("SIGINT: the step finishes, a checkpoint is written, train() returns normally") {
   RunConfig cfg = tiny_config("attention");
-  InterruptingSource data(tiny_data());
+  HookedSource data(ttt::testing::learnable_memory_data(), [](int64_t step) {
+    if (step == 1) std::raise(SIGINT);  // while step 2 reads its batch
+  });
   const std::string d = fresh_dir("sigint");
   TrainResult r = run(cfg, data, d, false);
   CHECK(r.stopped_early);

@@ -43,6 +43,19 @@ else()
   set(TTT_YAML_TARGET yaml-cpp)  # yaml-cpp 0.7 exports the plain target name
 endif()
 find_package(spdlog REQUIRED)
+# OpenSSL's libcrypto (libssl-dev): SHA-256 of tokenizer models (data/sha256.cpp).
+find_package(OpenSSL REQUIRED COMPONENTS Crypto)
+# utfcpp (libutfcpp-dev, header-only): UTF-8 validation of input text (data/text_sources.cpp).
+# Debian ships a CMake config (target utf8cpp); older packages only the headers.
+find_package(utf8cpp QUIET)
+if(NOT TARGET utf8cpp)
+  find_path(UTF8CPP_INCLUDE_DIR utf8.h PATH_SUFFIXES utf8cpp)
+  if(NOT UTF8CPP_INCLUDE_DIR)
+    message(FATAL_ERROR "utfcpp not found: run scripts/setup.sh (Debian package libutfcpp-dev)")
+  endif()
+  add_library(utf8cpp INTERFACE IMPORTED)
+  target_include_directories(utf8cpp INTERFACE ${UTF8CPP_INCLUDE_DIR})
+endif()
 find_package(CLI11 REQUIRED)
 find_package(nlohmann_json REQUIRED)
 

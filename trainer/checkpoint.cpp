@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <regex>
 #include <set>
@@ -32,11 +34,17 @@ inline Handle group(hid_t id) { return {id, H5Gclose}; }
 inline Handle dataset(hid_t id) { return {id, H5Dclose}; }
 inline Handle space(hid_t id) { return {id, H5Sclose}; }
 inline Handle plist(hid_t id) { return {id, H5Pclose}; }
+// Failures carry HDF5's own account of the cause (for a failed write: the operating system's
+// error, e.g. "No space left on device (errno 28)"), read before any later call replaces it.
+inline std::string with_detail(const std::string& what) {
+  const std::string detail = data_h5::error_detail();
+  return detail.empty() ? what : what + ": " + detail;
+}
 inline void check(herr_t status, const std::string& what) {
-  if (status < 0) throw std::runtime_error(what);
+  if (status < 0) throw std::runtime_error(with_detail(what));
 }
 inline Handle checked(Handle h, const std::string& what) {
-  if (!h.valid()) throw std::runtime_error(what);
+  if (!h.valid()) throw std::runtime_error(with_detail(what));
   return h;
 }
 // Attributes through data_h5 (which names the file in its errors).
@@ -111,10 +119,58 @@ Handle make_group(hid_t parent, const char* name) {
 // directory makes the rename itself durable.
 void fsync_path(const std::string& path, bool directory) {
   int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-  if (fd < 0) throw std::runtime_error("checkpoint: cannot open '" + path + "' to fsync");
+  if (fd < 0) throw std::runtime_error("cannot open '" + path + "' to fsync: " + std::strerror(errno));
   int rc = ::fsync(fd);
+  const int err = errno;
   ::close(fd);
-  if (rc != 0) throw std::runtime_error("checkpoint: fsync of '" + path + "' failed");
+  if (rc != 0) throw std::runtime_error("fsync of '" + path + "' failed: " + std::strerror(err));
+}
+
+// Writes the whole checkpoint file `file`, flushed and closed; throws naming what failed. On a
+// failure every dataset and group handle is closed (their scopes end) before the file; a file
+// HDF5 cannot close any more (a failed flush) is abandoned (data_h5::abandon_file).
+void write_checkpoint_file(const std::string& file, const NamedTensors& params, const AdamW* opt,
+                           const CheckpointMeta& meta) {
+  Handle f = h5x::checked(h5x::file(H5Fcreate(file.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT)),
+                          "cannot create '" + file + "'");
+  int fd = -1;
+  void* vfd = nullptr;
+  if (H5Fget_vfd_handle(f, H5P_DEFAULT, &vfd) >= 0 && vfd) fd = *static_cast<int*>(vfd);  // sec2: an int
+  try {
+    h5x::write_str(f, "format", "ttt-checkpoint");
+    h5x::write_i64(f, "format_version", kCheckpointFormatVersion);
+    h5x::write_i64(f, "step", meta.step);
+    h5x::write_i64(f, "tokens", meta.tokens);
+    h5x::write_u64(f, "rng_seed", meta.rng_seed);
+    h5x::write_u64(f, "rng_offset", meta.rng_offset);
+    h5x::write_i64(f, "optimizer_step", opt ? opt->step_count() : meta.optimizer_step);
+    h5x::write_str(f, "config", meta.config_yaml);
+    {
+      Handle g = make_group(f, "params");
+      for (const auto& [name, t] : params) write_tensor(g, name, t);
+    }
+    if (opt) {
+      Handle g = make_group(f, "optim");
+      Handle gm = make_group(g, "m"), gv = make_group(g, "v");
+      for (const auto& s : opt->slots()) {
+        write_tensor(gm, s.name, s.m);
+        write_tensor(gv, s.name, s.v);
+      }
+    }
+    if (!meta.extras.empty()) {
+      Handle g = make_group(f, "extra");
+      for (const auto& [name, bytes] : meta.extras) write_blob(g, name, bytes);
+    }
+    h5x::check(H5Fflush(f, H5F_SCOPE_GLOBAL), "writing '" + file + "' failed");
+  } catch (...) {
+    if (f.close() < 0) data_h5::abandon_file(fd);
+    throw;
+  }
+  if (f.close() < 0) {
+    const std::string detail = h5x::with_detail("closing '" + file + "' failed");
+    data_h5::abandon_file(fd);
+    throw std::runtime_error(detail);
+  }
 }
 
 // --- reading ------------------------------------------------------------------------------------
@@ -205,39 +261,24 @@ void save_checkpoint(const std::string& path, const NamedTensors& params, const 
   data_h5::init();
   const std::string tmp = path + ".tmp";
   fs::path parent = fs::path(path).parent_path();
-  if (!parent.empty()) fs::create_directories(parent);
-  fs::remove(tmp);  // a leftover of an earlier crash
-  {
-    Handle f = h5x::checked(h5x::file(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT)),
-                               "cannot create checkpoint file '" + tmp + "'");
-    h5x::write_str(f, "format", "ttt-checkpoint");
-    h5x::write_i64(f, "format_version", kCheckpointFormatVersion);
-    h5x::write_i64(f, "step", meta.step);
-    h5x::write_i64(f, "tokens", meta.tokens);
-    h5x::write_u64(f, "rng_seed", meta.rng_seed);
-    h5x::write_u64(f, "rng_offset", meta.rng_offset);
-    h5x::write_i64(f, "optimizer_step", opt ? opt->step_count() : meta.optimizer_step);
-    h5x::write_str(f, "config", meta.config_yaml);
-    {
-      Handle g = make_group(f, "params");
-      for (const auto& [name, t] : params) write_tensor(g, name, t);
-    }
-    if (opt) {
-      Handle g = make_group(f, "optim");
-      Handle gm = make_group(g, "m"), gv = make_group(g, "v");
-      for (const auto& s : opt->slots()) {
-        write_tensor(gm, s.name, s.m);
-        write_tensor(gv, s.name, s.v);
-      }
-    }
-    if (!meta.extras.empty()) {
-      Handle g = make_group(f, "extra");
-      for (const auto& [name, bytes] : meta.extras) write_blob(g, name, bytes);
-    }
-    h5x::check(H5Fflush(f, H5F_SCOPE_GLOBAL), "H5Fflush of '" + tmp + "' failed");
-  }  // closed here
-  fsync_path(tmp, false);
-  fs::rename(tmp, path);
+  std::error_code ec;
+  // A failure (disk full, quota, I/O error) removes the partial file, so it neither holds the
+  // space nor looks like a checkpoint; files written before are never touched.
+  auto fail = [&](const std::string& why) {
+    fs::remove(tmp, ec);
+    throw std::runtime_error("cannot write checkpoint '" + path + "': " + why +
+                             " (the partial file was removed; earlier checkpoints are untouched)");
+  };
+  try {
+    if (!parent.empty()) fs::create_directories(parent);
+    fs::remove(tmp);  // a leftover of an earlier crash
+    write_checkpoint_file(tmp, params, opt, meta);
+    fsync_path(tmp, false);
+  } catch (const std::exception& e) {
+    fail(e.what());
+  }
+  fs::rename(tmp, path, ec);
+  if (ec) fail("rename of '" + tmp + "' failed: " + ec.message());
   fsync_path(parent.empty() ? "." : parent.string(), true);
 }
 
@@ -351,22 +392,32 @@ std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string&
   return out;
 }
 
-std::optional<std::string> newest_valid_checkpoint(const std::string& dir, std::vector<std::string>* skipped) {
+std::optional<std::string> newest_valid_checkpoint(const std::string& dir, std::vector<SkippedCheckpoint>* skipped) {
   auto all = list_checkpoints(dir);
   for (auto it = all.rbegin(); it != all.rend(); ++it) {
     std::string problem = checkpoint_problem(it->second);
     if (problem.empty()) return it->second;
-    if (skipped) skipped->push_back("skipping checkpoint " + it->second + ": " + problem);
+    if (skipped) skipped->push_back({it->second, problem});
   }
   return std::nullopt;
 }
 
-// Only files named step_N.h5 are candidates: temporary files and anything a user put in the
-// directory are never deleted.
-std::vector<std::string> prune_checkpoints(const std::string& dir, int64_t keep_last) {
+std::string set_aside_checkpoint(const std::string& path) {
+  std::string target = path + ".broken";
+  for (int i = 2; fs::exists(target); ++i) target = path + ".broken." + std::to_string(i);
+  std::error_code ec;
+  fs::rename(path, target, ec);
+  if (ec) throw std::runtime_error("cannot move broken checkpoint '" + path + "' aside: " + ec.message());
+  return target;
+}
+
+// Only files named step_N.h5 are candidates: temporary files, checkpoints set aside as broken and
+// anything a user put in the directory are never deleted.
+std::vector<std::string> prune_checkpoints(const std::string& dir, int64_t keep_last, int64_t through_step) {
   std::vector<std::string> removed;
   if (keep_last <= 0) return removed;
   auto all = list_checkpoints(dir);
+  std::erase_if(all, [&](const auto& c) { return c.first > through_step; });
   for (size_t i = 0; i + static_cast<size_t>(keep_last) < all.size(); ++i) {
     fs::remove(all[i].second);
     removed.push_back(all[i].second);

@@ -60,10 +60,20 @@ std::string checkpoint_problem(const std::string& path);
 std::string checkpoint_path(const std::string& dir, int64_t step);
 // Checkpoint files (step_N.h5, not .tmp) of `dir`, ascending by step. Missing dir: empty.
 std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string& dir);
-// The newest checkpoint of `dir` that passes checkpoint_problem(); a message per skipped file
-// goes to `skipped`.
-std::optional<std::string> newest_valid_checkpoint(const std::string& dir, std::vector<std::string>* skipped);
-// Deletes all but the newest `keep_last` checkpoint files (0 = keep all). Returns the removed paths.
-std::vector<std::string> prune_checkpoints(const std::string& dir, int64_t keep_last);
+struct SkippedCheckpoint {
+  std::string path;
+  std::string problem;  // what checkpoint_problem() found
+};
+// The newest checkpoint of `dir` that passes checkpoint_problem(); the newer files that did not
+// pass go to `skipped`, newest first.
+std::optional<std::string> newest_valid_checkpoint(const std::string& dir, std::vector<SkippedCheckpoint>* skipped);
+// Renames a broken checkpoint to <path>.broken (.broken.2, ... if taken), so that it is neither
+// loaded, nor counted by prune_checkpoints, nor deleted. Returns the new path.
+std::string set_aside_checkpoint(const std::string& path);
+// Deletes all but the newest `keep_last` checkpoint files (0 = keep all) among those of step <=
+// `through_step` (files of later steps are left alone: they are not this run's). Returns the
+// removed paths.
+std::vector<std::string> prune_checkpoints(const std::string& dir, int64_t keep_last,
+                                           int64_t through_step = INT64_MAX);
 
 }  // namespace ttt

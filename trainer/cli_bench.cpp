@@ -11,13 +11,15 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
 
 #include "autograd/autocast.h"
 #include "autograd/engine.h"
 #include "kernels/profiler.h"
 #include "autograd/ops.h"
+#include "data/file_io.h"
 #include "trainer/cli_common.h"
 #include "trainer/commands.h"
 #include "trainer/optimizer.h"
@@ -84,11 +86,27 @@ nlohmann::json profile_json(const std::vector<KernelStat>& stats) {
   return {{"backend_calls", calls}, {"serialized_ms", total * 1e3}, {"mbytes", bytes / 1e6}, {"kernels", rows}};
 }
 
+// The --phases list as a set; an unknown or empty entry is an error naming it.
+std::set<std::string> parse_phases(const std::string& list) {
+  static const std::set<std::string> known = {"train", "prefill", "decode"};
+  std::set<std::string> phases;
+  std::stringstream ss(list);
+  for (std::string p; std::getline(ss, p, ',');) {
+    if (!known.count(p))
+      throw std::invalid_argument("--phases: unknown phase '" + p + "' (expected a comma-separated subset of train,prefill,decode)");
+    phases.insert(p);
+  }
+  if (phases.empty()) throw std::invalid_argument("--phases: no phase given (expected a subset of train,prefill,decode)");
+  return phases;
+}
+
 void run_bench(const BenchArgs& a) {
+  const std::set<std::string> phases = parse_phases(a.phases);
+  if (!a.out.empty()) check_writable(a.out, "benchmark report");  // before minutes of measuring
   RunConfig cfg = a.config.load();
   const Device dev = device_from_option(a.device);
   const int64_t T = a.seq_len > 0 ? a.seq_len : cfg.seq_len(), B = a.batch;
-  auto want = [&](const std::string& p) { return a.phases.find(p) != std::string::npos; };
+  auto want = [&](const std::string& p) { return phases.count(p) != 0; };
   LanguageModel model(cfg.model);
   model.to(dev);
   Generator g(1234);
@@ -178,7 +196,7 @@ void run_bench(const BenchArgs& a) {
   }
   const std::string text = j.dump(2);
   std::printf("%s\n", text.c_str());
-  if (!a.out.empty()) std::ofstream(a.out) << text << "\n";
+  if (!a.out.empty()) write_file_atomic(a.out, text + "\n", "benchmark report");
 }
 
 }  // namespace
@@ -188,13 +206,13 @@ void add_bench_command(CLI::App& app) {
   auto a = std::make_shared<BenchArgs>();
   a->config.add_to(cmd, true);
   cmd->add_option("--seq-len", a->seq_len, "Tokens per sequence (default: the config's training context)")
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--batch", a->batch, "Sequences per call")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--warmup", a->warmup, "Untimed repetitions")->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd->add_option("--repeat", a->repeat, "Timed repetitions (median)")->capture_default_str()->check(CLI::PositiveNumber);
+      ->check(cli::positive_int());
+  cmd->add_option("--batch", a->batch, "Sequences per call")->capture_default_str()->check(cli::positive_int());
+  cmd->add_option("--warmup", a->warmup, "Untimed repetitions")->capture_default_str()->check(cli::non_negative_int());
+  cmd->add_option("--repeat", a->repeat, "Timed repetitions (median)")->capture_default_str()->check(cli::positive_int());
   cmd->add_option("--decode-tokens", a->decode_tokens, "Tokens decoded one at a time")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(cli::positive_int());
   cmd->add_option("--phases", a->phases, "Comma-separated subset of train,prefill,decode")->capture_default_str();
   cmd->add_option("--device", a->device, "cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_flag("--profile", a->profile,

@@ -2,10 +2,6 @@
 #include "trainer/cli_common.h"
 
 #include <filesystem>
-#include <fstream>
-#include <functional>
-
-#include <unistd.h>
 
 namespace fs = std::filesystem;
 
@@ -38,28 +34,17 @@ LoadedModel load_model_from_checkpoint(const std::string& path, Device device) {
   return m;
 }
 
-std::string tokenizer_for_checkpoint(const LoadedModel& m, const std::string& checkpoint,
-                                     const std::string& explicit_path) {
+Tokenizer tokenizer_for_checkpoint(const LoadedModel& m, const std::string& checkpoint,
+                                   const std::string& explicit_path) {
   if (!explicit_path.empty()) {
     if (!fs::exists(explicit_path)) throw std::invalid_argument("--tokenizer: '" + explicit_path + "' does not exist");
-    return explicit_path;
+    return Tokenizer::load(explicit_path);
   }
   auto it = m.meta.extras.find("tokenizer.model");
-  if (it != m.meta.extras.end()) {
-    // sentencepiece loads from a file: materialize the stored copy in the temp directory, named by
-    // a hash of its bytes so that concurrent runs share it and never see a partial file.
-    const std::string name = "ttt_tokenizer_" + std::to_string(std::hash<std::string>{}(it->second)) + ".model";
-    const fs::path p = fs::temp_directory_path() / name;
-    if (!fs::exists(p) || fs::file_size(p) != it->second.size()) {
-      const fs::path tmp = p.string() + "." + std::to_string(::getpid()) + ".tmp";
-      std::ofstream(tmp, std::ios::binary).write(it->second.data(), static_cast<std::streamsize>(it->second.size()));
-      fs::rename(tmp, p);
-    }
-    return p.string();
-  }
-  if (!m.cfg.data.tokenizer.empty() && fs::exists(m.cfg.data.tokenizer)) return m.cfg.data.tokenizer;
+  if (it != m.meta.extras.end()) return Tokenizer::from_bytes(it->second, checkpoint + " (stored tokenizer)");
+  if (!m.cfg.data.tokenizer.empty() && fs::exists(m.cfg.data.tokenizer)) return Tokenizer::load(m.cfg.data.tokenizer);
   fs::path in_data = fs::path(m.cfg.data.dir) / "tokenizer.model";
-  if (!m.cfg.data.dir.empty() && fs::exists(in_data)) return in_data.string();
+  if (!m.cfg.data.dir.empty() && fs::exists(in_data)) return Tokenizer::load(in_data.string());
   throw std::invalid_argument("checkpoint '" + checkpoint +
                               "' holds no tokenizer and its data directory has none; pass --tokenizer FILE.model");
 }

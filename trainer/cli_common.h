@@ -7,6 +7,9 @@
 
 #include <CLI/CLI.hpp>
 
+#include "data/cli_checks.h"
+
+#include "data/tokenizer.h"
 #include "layers/language_model.h"
 #include "trainer/checkpoint.h"
 #include "trainer/config.h"
@@ -30,10 +33,10 @@ struct LoadedModel {
 LoadedModel load_model_from_checkpoint(const std::string& path, Device device);
 
 // The sentencepiece model for a checkpoint: `explicit_path` if given, else the copy stored in the
-// checkpoint (written once to the temp directory), else the run config's
-// data.tokenizer or <data.dir>/tokenizer.model. Throws when none exists.
-std::string tokenizer_for_checkpoint(const LoadedModel& m, const std::string& checkpoint,
-                                     const std::string& explicit_path);
+// checkpoint (parsed from memory), else the run config's data.tokenizer or
+// <data.dir>/tokenizer.model. Throws when none exists.
+Tokenizer tokenizer_for_checkpoint(const LoadedModel& m, const std::string& checkpoint,
+                                   const std::string& explicit_path);
 
 // "cpu" / "cuda" / "cuda:1", or throws naming the option; checks the device is usable.
 Device device_from_option(const std::string& s);

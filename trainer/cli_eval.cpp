@@ -3,8 +3,10 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "autograd/autocast.h"
+#include "data/file_io.h"
 #include "data/sha256.h"
 #include "trainer/cli_common.h"
 #include "trainer/commands.h"
@@ -23,12 +25,49 @@ struct EvalArgs {
   int64_t max_windows = -1, batch = -1, buckets = -1;
 };
 
+// <run_dir>/eval/step_N.json for a checkpoint in <run_dir>/checkpoints/, else eval/ beside it.
+std::string default_out(const std::string& checkpoint, int64_t step) {
+  fs::path dir = fs::absolute(checkpoint).parent_path();
+  if (dir.filename() == "checkpoints") dir = dir.parent_path();
+  return (dir / "eval" / ("step_" + std::to_string(step) + ".json")).string();
+}
+
+// A report already at `out` keeps the contexts this run did not evaluate when it describes the
+// same evaluation (checkpoint step, dtype, protocol: data, tokenizer, windows); results of
+// another evaluation are replaced, and said so. `report` is updated in place.
+void merge_with_existing(nlohmann::json& report, const std::string& out) {
+  std::error_code ec;
+  if (!fs::is_regular_file(out, ec)) return;
+  std::ifstream in(out);
+  nlohmann::json old = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  std::string differs;
+  if (old.is_discarded() || !old.is_object() || !old.contains("results") || !old["results"].is_array()) differs = "not an eval report";
+  else if (old.value("step", int64_t{-1}) != report["step"].get<int64_t>()) differs = "another checkpoint step";
+  else if (old.value("dtype", std::string()) != report["dtype"].get<std::string>()) differs = "another --dtype";
+  else if (old.value("protocol", nlohmann::json()) != report["protocol"]) differs = "another data set or protocol";
+  if (!differs.empty()) {
+    std::fprintf(stderr, "replacing %s: it held %s\n", out.c_str(), differs.c_str());
+    return;
+  }
+  std::map<int64_t, nlohmann::json> by_context;
+  for (const auto& r : old["results"]) by_context[r.value("context", int64_t{0})] = r;
+  for (const auto& r : report["results"]) by_context[r["context"].get<int64_t>()] = r;  // new results win
+  report["results"] = nlohmann::json::array();
+  for (auto& [ctx, r] : by_context) report["results"].push_back(r);
+}
+
 void run_eval(const EvalArgs& a) {
   const Device dev = device_from_option(a.device);
   LoadedModel m = load_model_from_checkpoint(a.checkpoint, dev);
   const RunConfig& cfg = m.cfg;
+  const std::string out = a.out.empty() ? default_out(a.checkpoint, m.meta.step) : a.out;
+  check_writable(out, "eval report");  // before the evaluation, not after it
   const std::string data_dir = a.data_dir.empty() ? cfg.data.dir : a.data_dir;
   if (data_dir.empty()) throw std::invalid_argument("no data directory: pass --data DIR");
+  if (a.data_dir.empty() && !fs::is_directory(data_dir))
+    throw std::invalid_argument("the checkpoint's data directory '" + data_dir + "' (data.dir" +
+                                (fs::path(data_dir).is_relative() ? ", relative to where the run was started" : "") +
+                                ") does not exist; pass --data DIR");
   auto data = open_shard_source(data_dir, 0);
   // The checkpoint's tokenizer (if stored) must be the one the evaluation data was made with.
   std::string ckpt_tok;
@@ -54,6 +93,10 @@ void run_eval(const EvalArgs& a) {
     AutocastGuard autocast(DType::bf16, amp);
     return model.token_losses(ids.to(dev), targets.to(dev)).to(cpu());
   };
+  for (int64_t L : contexts)  // every context checked before the first is evaluated
+    if (data->val_windows(L) == 0)
+      throw std::invalid_argument("--context " + std::to_string(L) + ": the validation data (" + data->describe() +
+                                  ") holds no window of that length plus one token");
   std::vector<ContextResult> results;
   for (int64_t L : contexts) {
     results.push_back(evaluate_context(fn, *data, L, max_windows, batch, buckets));
@@ -76,15 +119,8 @@ void run_eval(const EvalArgs& a) {
                    {"max_windows", max_windows}};
   j["results"] = nlohmann::json::array();
   for (const auto& r : results) j["results"].push_back(context_result_json(r));
-  std::string out = a.out;
-  if (out.empty()) {
-    // <run_dir>/eval/step_N.json for a checkpoint in <run_dir>/checkpoints/, else eval/ beside it.
-    fs::path dir = fs::absolute(a.checkpoint).parent_path();
-    if (dir.filename() == "checkpoints") dir = dir.parent_path();
-    out = (dir / "eval" / ("step_" + std::to_string(m.meta.step) + ".json")).string();
-  }
-  if (fs::path(out).has_parent_path()) fs::create_directories(fs::path(out).parent_path());
-  std::ofstream(out) << j.dump(2) << "\n";
+  merge_with_existing(j, out);
+  write_file_atomic(out, j.dump(2) + "\n", "eval report");
   std::printf("checkpoint %s (step %lld), data %s\n%s", a.checkpoint.c_str(), static_cast<long long>(m.meta.step),
               data_dir.c_str(), format_eval_table(results).c_str());
   std::printf("loss by position and protocol: %s\n", out.c_str());
@@ -99,16 +135,21 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--checkpoint", a->checkpoint, "Checkpoint file (runs/X/checkpoints/step_N.h5)")
       ->required()
       ->check(CLI::ExistingFile);
-  cmd->add_option("--data", a->data_dir, "Prepared data directory (default: the run's data.dir)");
-  cmd->add_option("--context", a->contexts, "Context lengths, e.g. 1024,2048,4096 (default: eval.contexts)")
+  cmd->add_option("--data", a->data_dir, "Prepared data directory (default: the checkpoint's data.dir)");
+  cmd->add_option("--context", a->contexts, "Context lengths, e.g. 1024,2048,4096 (default: the checkpoint's eval.contexts, else its training context)")
       ->delimiter(',')
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--max-windows", a->max_windows, "Windows per context length (0 = all)")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--batch", a->batch, "Windows per forward pass")->check(CLI::PositiveNumber);
-  cmd->add_option("--buckets", a->buckets, "Loss-by-position buckets")->check(CLI::PositiveNumber);
-  cmd->add_option("--out", a->out, "JSON output (default: <run dir>/eval/step_N.json)");
-  cmd->add_option("--device", a->device, "cpu, cuda or cuda:N");
-  cmd->add_option("--dtype", a->dtype, "fp32 (exact, default) or bf16 (autocast, as in training)")
+      ->check(cli::positive_int());
+  cmd->add_option("--max-windows", a->max_windows, "Windows per context length, 0 = all (default: the checkpoint's eval.max_windows)")
+      ->check(cli::non_negative_int());
+  cmd->add_option("--batch", a->batch, "Windows per forward pass (default: the checkpoint's eval.batch)")->check(cli::positive_int());
+  cmd->add_option("--buckets", a->buckets, "Loss-by-position buckets (default: the checkpoint's eval.position_buckets)")
+      ->check(cli::positive_int());
+  cmd->add_option("--out", a->out,
+                  "JSON output (default: <run dir>/eval/step_N.json); contexts already in it from the same "
+                  "evaluation are kept");
+  cmd->add_option("--device", a->device, "cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_option("--dtype", a->dtype, "fp32 (exact) or bf16 (autocast, as in training)")
+      ->capture_default_str()
       ->check(CLI::IsMember({"fp32", "bf16"}));
   cmd->callback([a]() { run_eval(*a); });
 }

@@ -25,7 +25,7 @@ void run_generate(const GenerateArgs& a) {
   validate_sampling(a.sampling);
   const Device dev = device_from_option(a.device);
   LoadedModel m = load_model_from_checkpoint(a.checkpoint, dev);
-  Tokenizer tok = Tokenizer::load(tokenizer_for_checkpoint(m, a.checkpoint, a.tokenizer));
+  Tokenizer tok = tokenizer_for_checkpoint(m, a.checkpoint, a.tokenizer);
   if (tok.vocab_size() > m.cfg.model.vocab_size)
     throw std::invalid_argument("tokenizer vocabulary (" + std::to_string(tok.vocab_size()) +
                                 ") is larger than the model's (" + std::to_string(m.cfg.model.vocab_size) + ")");
@@ -36,25 +36,22 @@ void run_generate(const GenerateArgs& a) {
   SamplingOptions o = a.sampling;
   o.stop_token = a.ignore_eos ? -1 : tok.eos_id();
 
-  // Decode prompt + continuation each time and print what is new: sentencepiece joins pieces
-  // (leading spaces, byte-fallback sequences) correctly only in context.
-  std::vector<int64_t> ids(prompt.begin() + (tok.eos_id() >= 0 ? 1 : 0), prompt.end());
-  std::string shown = tok.decode(ids.data(), ids.size());
-  std::printf("%s", shown.c_str());
-  std::fflush(stdout);
+  // The prompt (without the EOS) and the continuation go through one incremental decoder: text is
+  // printed as soon as it is final, and all of it equals decoding every id at once.
+  StreamDecoder text(tok);
+  auto print = [](const std::string& piece) {
+    if (piece.empty()) return;
+    std::fwrite(piece.data(), 1, piece.size(), stdout);
+    std::fflush(stdout);
+  };
+  for (size_t i = tok.eos_id() >= 0 ? 1 : 0; i < prompt.size(); ++i) print(text.push(prompt[i]));
   int64_t generated = 0;
   const auto t0 = std::chrono::steady_clock::now();
   generate(*m.model, prompt, o, [&](int64_t id) {
     ++generated;
-    if (id == o.stop_token) return;
-    ids.push_back(id);
-    std::string text = tok.decode(ids.data(), ids.size());
-    if (text.size() > shown.size() && text.compare(0, shown.size(), shown) == 0) {
-      std::printf("%s", text.substr(shown.size()).c_str());
-      std::fflush(stdout);
-      shown = text;
-    }
+    if (id != o.stop_token) print(text.push(id));
   });
+  print(text.finish());
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("\n");
   std::fflush(stdout);  // the text first, then the statistics on stderr
@@ -70,14 +67,14 @@ void add_generate_command(CLI::App& app) {
   auto a = std::make_shared<GenerateArgs>();
   cmd->add_option("--checkpoint", a->checkpoint, "Checkpoint file")->required()->check(CLI::ExistingFile);
   cmd->add_option("--prompt", a->prompt, "Text to continue")->required();
-  cmd->add_option("--max-new-tokens", a->sampling.max_new_tokens, "Tokens to generate")->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--max-new-tokens", a->sampling.max_new_tokens, "Tokens to generate")->capture_default_str()->check(cli::non_negative_int());
   cmd->add_option("--temperature", a->sampling.temperature, "Softmax temperature (0 = greedy)")->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(cli::number(0, std::numeric_limits<double>::infinity(), /*integer=*/false));
   cmd->add_option("--top-k", a->sampling.top_k, "Sample among the k most likely tokens (0 = all)")->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(cli::non_negative_int());
   cmd->add_option("--top-p", a->sampling.top_p, "Nucleus sampling: smallest set with this probability (1 = all)")->capture_default_str()
-      ->check(CLI::Range(0.0, 1.0));
-  cmd->add_option("--seed", a->sampling.seed, "Sampling seed (same seed, same text)")->capture_default_str();
+      ->check(cli::number(0, 1, /*integer=*/false));
+  cmd->add_option("--seed", a->sampling.seed, "Sampling seed (same seed, same text)")->capture_default_str()->check(cli::seed());
   cmd->add_option("--tokenizer", a->tokenizer, "Sentencepiece model (default: the one stored in the checkpoint)");
   cmd->add_flag("--ignore-eos", a->ignore_eos, "Keep generating past the end-of-document token");
   cmd->add_option("--device", a->device, "cpu, cuda or cuda:N")->capture_default_str();

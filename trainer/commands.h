@@ -12,5 +12,6 @@ void add_eval_command(CLI::App& app);        // trainer/cli_eval.cpp:  ttt eval
 void add_generate_command(CLI::App& app);    // trainer/cli_generate.cpp: ttt generate
 void add_bench_command(CLI::App& app);       // trainer/cli_bench.cpp: ttt bench
 void add_config_command(CLI::App& app);      // trainer/cli_config.cpp: ttt config show|defaults
+void add_export_commands(CLI::App& app);     // trainer/cli_export.cpp: ttt export, ttt import
 
 }  // namespace ttt

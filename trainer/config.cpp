@@ -128,6 +128,7 @@ void assign(RunConfig& cfg, const ConfigKey& key, const YAML::Node& v, const std
     }
   }
   cfg.set_keys.insert(key.name);
+  cfg.origins[key.name] = where;
 }
 
 // --- unknown keys --------------------------------------------------------------------------------
@@ -177,7 +178,11 @@ std::string unknown_key_message(const std::string& name) {
   }
   std::string msg = "unknown key '" + name + "'";
   if (best_d <= std::max<size_t>(2, name.size() / 4)) return msg + " (did you mean '" + best + "'?)";
-  const std::string parent = parent_of(name);
+  std::string parent = parent_of(name);
+  // "foo.bar" where "foo" is no section: name the unknown section and list the real ones.
+  std::string unknown_section;
+  while (!parent.empty() && !is_section(parent)) unknown_section = parent, parent = parent_of(parent);
+  if (!unknown_section.empty()) msg = "unknown section '" + unknown_section + "' in '" + name + "'";
   std::string valid;
   for (const auto& k : config_schema()) {
     if (parent_of(k.name) != parent && !(parent.empty() && k.name.find('.') != std::string::npos)) continue;
@@ -202,9 +207,12 @@ void load_mapping(RunConfig& cfg, const YAML::Node& node, const std::string& pre
     throw std::invalid_argument(where_of(origin, node) + ": " +
                                 (prefix.empty() ? "the config" : "section '" + prefix + "'") +
                                 " must be a mapping of keys to values, got " + describe(node));
+  std::map<std::string, std::string> seen;  // yaml-cpp keeps duplicate keys; the YAML spec forbids them
   for (const auto& it : node) {
     const std::string name = prefix.empty() ? it.first.Scalar() : prefix + "." + it.first.Scalar();
     const std::string where = where_of(origin, it.first);
+    if (!seen.emplace(name, where).second)
+      throw std::invalid_argument(where + ": key '" + name + "' appears twice (first at " + seen[name] + ")");
     if (const ConfigKey* key = find_config_key(name)) {
       assign(cfg, *key, it.second, where);
     } else if (is_section(name)) {
@@ -351,8 +359,9 @@ void validate_for_training(const RunConfig& cfg, bool check_required) {
                                   config_type_name(key.field(tmp)) + ": " + key.doc +
                                   ") — set it in the file or with --set " + key.name + "=...");
     }
+  // Blame the place that set the value (a --set, or the file and line), not just the file.
   auto need = [&](bool ok, const std::string& key, const std::string& what) {
-    if (!ok) throw std::invalid_argument(from + ": key '" + key + "': " + what);
+    if (!ok) throw std::invalid_argument(cfg.origin_of(key) + ": key '" + key + "': " + what);
   };
   const TrainConfig& t = cfg.train;
   need(t.lr > 0, "train.lr", "must be > 0");
@@ -377,6 +386,12 @@ void validate_for_training(const RunConfig& cfg, bool check_required) {
   need(cfg.checkpoint.keep_last >= 0, "checkpoint.keep_last", "must be >= 0 (0 = keep all)");
   need(cfg.model.max_seq_len > 0, "model.max_seq_len", "must be > 0");
   need(t.seq_len >= 0, "train.seq_len", "must be >= 0 (0 = model.max_seq_len)");
+}
+
+std::string RunConfig::origin_of(const std::string& key) const {
+  auto it = origins.find(key);
+  if (it != origins.end()) return it->second;
+  return source.empty() ? "config" : source;
 }
 
 std::vector<std::string> config_differences(const RunConfig& a, const RunConfig& b) {

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <set>
 #include <string>
 #include <variant>
@@ -48,6 +49,7 @@ struct TrainConfig {
   int64_t eval_windows = 16;     // validation windows (of the training context) per periodic eval
   double max_minutes = 0;        // stop (with a checkpoint) after this wall time; 0 = no limit
   double peak_tflops = 0;        // device peak for MFU; 0 = unknown (MFU null)
+  std::string init_from;         // checkpoint whose parameters start a new run (trainer/init_from.h); "" = random init
 };
 
 struct DataConfig {
@@ -87,7 +89,10 @@ struct RunConfig {
 
   std::string source;            // the file it was loaded from ("" if none)
   std::set<std::string> set_keys;// keys given explicitly (file or --set)
+  std::map<std::string, std::string> origins;  // where each set key got its value ("file:12", "--set k=v")
   bool was_set(const std::string& key) const { return set_keys.count(key) != 0; }
+  // Where `key` was set, for messages: its origin, else the file, else "config".
+  std::string origin_of(const std::string& key) const;
   // The training context: train.seq_len, or model.max_seq_len when that is 0.
   int64_t seq_len() const { return train.seq_len > 0 ? train.seq_len : model.max_seq_len; }
 };

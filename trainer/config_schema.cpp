@@ -56,8 +56,10 @@ std::vector<ConfigKey> build_schema() {
       {"model.ttt.inner_bias", F(model.ttt.inner_bias),
        "The inner model has biases (official b1, b2); false: f_res(x) = xW (Theorem 1)."},
       {"model.ttt.mlp_expansion", F(model.ttt.mlp_expansion), "TTT-MLP hidden size = expansion x head_dim."},
-      {"model.ttt.impl", F(model.ttt.impl), "TTT implementation (identical outputs; see tests).",
-       {"dual", "primal", "generic"}},
+      {"model.ttt.impl", F(model.ttt.impl),
+       "TTT implementation (identical outputs; see tests). auto: the fused scan kernel where it covers the "
+       "layer (TTT-Linear, mini_batch > 0, the device has a kernel), else dual; fused: the kernel or an error.",
+       {"auto", "fused", "dual", "primal", "generic"}},
       {"model.ttt.checkpoint_group", F(model.ttt.checkpoint_group),
        "Gradient checkpointing through time: keep W every G mini-batches; 0 = off."},
       {"model.ttt.ln_eps", F(model.ttt.ln_eps), "Epsilon of the inner LayerNorm."},
@@ -121,6 +123,10 @@ std::vector<ConfigKey> build_schema() {
       {"train.max_minutes", F(train.max_minutes), "Stop with a checkpoint after this many minutes; 0 = no limit."},
       {"train.peak_tflops", F(train.peak_tflops),
        "Device peak TFLOP/s for MFU (H100 SXM bf16 dense: 989); 0 = unknown, MFU is logged as null."},
+      {"train.init_from", F(train.init_from),
+       "Checkpoint whose parameters start this run (fine-tuning, context extension; `ttt import` output works too): "
+       "fresh optimizer and schedule; the model keys must give the same parameter shapes. Empty = random init. "
+       "A run resumed with --resume continues from its own checkpoints instead."},
 
       // --- data ---
       {"data.dir", F(data.dir), "Directory of prepared shards (`ttt data prepare`).", {}, true},

@@ -19,9 +19,12 @@ ContextResult evaluate_context(const TokenLossFn& fn, TokenSource& data, int64_t
   if (context < 1) throw std::invalid_argument("eval: context length must be >= 1, got " + std::to_string(context));
   if (batch < 1) throw std::invalid_argument("eval: batch must be >= 1");
   const int64_t available = data.val_windows(context);
-  if (available == 0)
-    throw std::invalid_argument("eval: the validation data (" + data.describe() + ") holds no window of " +
-                                std::to_string(context + 1) + " tokens (context " + std::to_string(context) + ")");
+  if (available == 0) {
+    // context + 1 computed only where it cannot overflow (--context 9223372036854775807).
+    const std::string window = context < INT64_MAX ? std::to_string(context + 1) : std::to_string(context) + " + 1";
+    throw std::invalid_argument("eval: the validation data (" + data.describe() + ") holds no window of " + window +
+                                " tokens (context " + std::to_string(context) + ")");
+  }
   const int64_t n = max_windows > 0 ? std::min(max_windows, available) : available;
   NoGradGuard ng;
   // Sums in double: a long evaluation adds millions of float losses.

@@ -1,5 +1,6 @@
 // trainer/main.cpp — the `ttt` command. Subcommands are registered by their own files
 // (trainer/commands.h); any error they throw is printed as one line and exits non-zero.
+#include <csignal>
 #include <cstdio>
 #include <exception>
 #include <string>
@@ -7,6 +8,10 @@
 #include "trainer/commands.h"
 
 int main(int argc, char** argv) {
+  // Under a file-size limit (ulimit -f) the kernel kills a process whose write crosses it; ignored,
+  // the write fails with EFBIG instead and is reported like a full disk (file, reason, nothing
+  // half-written left behind).
+  std::signal(SIGXFSZ, SIG_IGN);
   CLI::App app{"ttt — train and evaluate Test-Time-Training language models (TTT-Linear, TTT-MLP) and baselines"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "ttt 0.1");
@@ -17,6 +22,7 @@ int main(int argc, char** argv) {
   ttt::add_bench_command(app);
   ttt::add_info_command(app);
   ttt::add_config_command(app);
+  ttt::add_export_commands(app);
   // CLI11 reports an unknown first word as "A subcommand is required"; name it instead.
   std::string known;
   bool found = false;

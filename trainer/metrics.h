@@ -4,7 +4,7 @@
 //   goes; scripts/plot_run.py plots it). On resume, rows after the resumed step are dropped first,
 //   so the file reads as one uninterrupted run.
 // - ProgressLine: on a terminal, a live status line rewritten in place every step
-//   (step/total, loss, tok/s, ETA); elsewhere (logs, CI) nothing live — the periodic log line is
+//   (step/total, loss, tok/s, peak memory, ETA); elsewhere (logs, CI) nothing live — the periodic log line is
 //   the record, as tqdm_loggable does in levanter.
 // - make_run_logger: spdlog to the console and to <run_dir>/train.log.
 #pragma once
@@ -15,6 +15,8 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+
+#include "data/progress.h"
 
 namespace spdlog { class logger; }
 
@@ -31,33 +33,32 @@ class MetricsLog {
 
  private:
   std::ofstream out_;
+  std::string path_;
   nlohmann::json last_row_;
 };
 
-// "45s", "3m05s", "2h07m", "3d04h"
-std::string format_duration(double seconds);
-// "12.3k", "4.56M"
-std::string format_count(double v);
-
+// The live line of `ttt train` (numbers formatted by data/progress.h).
 class ProgressLine {
  public:
   ProgressLine(int64_t total_steps, bool live);
-  // Called after each optimizer step (step = steps completed).
-  void update(int64_t step, double loss, double tokens_per_s, double eta_seconds);
+  // Called after each optimizer step (step = steps completed); memory_bytes: the device's peak.
+  void update(int64_t step, double loss, double tokens_per_s, double memory_bytes, double eta_seconds);
   // Erases the live line so that a log line can be printed cleanly.
-  void clear();
-  bool live() const { return live_; }
+  void clear() { line_.clear(); }
+  bool live() const { return line_.live(); }
 
  private:
   int64_t total_;
-  bool live_;
-  bool shown_ = false;
+  StatusLine line_;
 };
-
-bool stderr_is_terminal();
 
 // Logger named "ttt" writing to stderr (if `console`) and, if run_dir is not empty, to
 // <run_dir>/train.log (appended).
 std::shared_ptr<spdlog::logger> make_run_logger(const std::string& run_dir, bool console = true);
+// Adds <run_dir>/train.log (appended) to a logger made without a run directory.
+void attach_run_log_file(spdlog::logger& log, const std::string& run_dir);
+// Logs `message` as an error to the logger's file sinks only: for an error that is about to reach
+// the console anyway (main prints it), so that train.log has it too.
+void log_error_to_file(spdlog::logger& log, const std::string& message);
 
 }  // namespace ttt

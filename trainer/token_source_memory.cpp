@@ -31,7 +31,7 @@ class MemorySource : public TokenSource {
 
   int64_t val_windows(int64_t seq_len) override {
     const int64_t n = static_cast<int64_t>(val_.size());
-    return n < seq_len + 1 ? 0 : (n - 1) / seq_len;
+    return seq_len >= n ? 0 : (n - 1) / seq_len;
   }
 
   Tensor val_rows(int64_t seq_len, int64_t first, int64_t count) override {

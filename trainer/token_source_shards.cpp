@@ -31,7 +31,7 @@ class ShardSource : public TokenSource {
   }
 
   int64_t val_windows(int64_t seq_len) override {
-    if (!val_ || val_->num_tokens() < seq_len + 1) return 0;
+    if (!val_ || seq_len >= val_->num_tokens()) return 0;  // no window of seq_len + 1 (never computed: overflow)
     return windows(seq_len).num_windows();
   }
 

@@ -34,7 +34,7 @@ StepAgreement agree_on_step(Communicator& comm, double loss, int signal, bool ti
 }
 
 std::optional<std::string> agree_on_resume_checkpoint(Communicator& comm, const std::string& dir,
-                                                      std::vector<std::string>* skipped) {
+                                                      std::vector<SkippedCheckpoint>* skipped) {
   std::optional<std::string> mine;
   if (comm.rank() == 0) mine = newest_valid_checkpoint(dir, skipped);
   // "" for none: a real checkpoint path is never empty.

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "trainer/checkpoint.h"
 #include "trainer/comm.h"
 
 namespace ttt {
@@ -24,9 +25,9 @@ struct StepAgreement {
 // `signal`: the stop signal this rank received (0: none, -1: a stop request without a signal).
 StepAgreement agree_on_step(Communicator& comm, double loss, int signal, bool time_up);
 
-// The newest valid checkpoint of `dir` as rank 0 sees it (problems with skipped files go to
-// `skipped` on rank 0), the same path on every rank.
+// The newest valid checkpoint of `dir` as rank 0 sees it (the newer broken files go to `skipped`
+// on rank 0), the same path on every rank.
 std::optional<std::string> agree_on_resume_checkpoint(Communicator& comm, const std::string& dir,
-                                                      std::vector<std::string>* skipped);
+                                                      std::vector<SkippedCheckpoint>* skipped);
 
 }  // namespace ttt

@@ -7,21 +7,23 @@
 #include <csignal>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
+#include <optional>
 
 #include "autograd/autocast.h"
 #include "autograd/engine.h"
 #include "autograd/ops.h"
+#include "data/file_io.h"
 #include "data/sha256.h"
 #include "layers/language_model.h"
 #include "trainer/checkpoint.h"
 #include "trainer/comm.h"
 #include "trainer/ddp.h"
 #include "trainer/eval.h"
+#include "trainer/init_from.h"
 #include "trainer/metrics.h"
 #include "trainer/model_hooks.h"
 #include "trainer/optimizer.h"
+#include "trainer/run_checks.h"
 #include "trainer/schedule.h"
 #include "trainer/signals.h"
 #include "trainer/train_dist.h"
@@ -36,14 +38,6 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-std::string read_file_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot read '" + path + "'");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 Device device_of(const RunConfig& cfg) {
@@ -67,9 +61,10 @@ double validation_loss(LanguageModel& model, TokenSource& data, const RunConfig&
   return r.loss;
 }
 
-}  // namespace
-
-TrainResult train(const RunConfig& cfg, TokenSource& data, const TrainOptions& opt) {
+// The whole of train(); `file_log` is set once the run directory's train.log is in use, so that
+// train() can record there an error that ends the run.
+TrainResult train_run(const RunConfig& cfg, TokenSource& data, const TrainOptions& opt,
+                      std::shared_ptr<spdlog::logger>& file_log) {
   validate_for_training(cfg, /*check_required=*/false);
   if (opt.run_dir.empty()) throw std::invalid_argument("train: no run directory given");
   std::unique_ptr<Communicator> own_comm;
@@ -83,7 +78,8 @@ TrainResult train(const RunConfig& cfg, TokenSource& data, const TrainOptions& o
   const Device dev = rank_device(device_of(cfg), comm->launch(), cuda_device_count());
   const bool lead = rank == 0;  // rank 0 writes files and logs
 
-  auto log = make_run_logger(lead ? opt.run_dir : "", opt.console && lead);
+  // train.log is opened once the checks below pass: a refused run leaves no trace on disk.
+  auto log = make_run_logger("", opt.console && lead);
 
   // --- model, plan, optimizer ----------------------------------------------------------------
   // A model vocabulary larger than the data's is fine (padded embeddings); smaller would index
@@ -106,48 +102,108 @@ TrainResult train(const RunConfig& cfg, TokenSource& data, const TrainOptions& o
   Generator rng(cfg.train.seed);  // no step draws from it today; saved so that any future use resumes exactly
 
   // --- run directory and resume ---------------------------------------------------------------
+  // Everything that can refuse the run is decided before anything is written to the run directory.
   const std::string ckpt_dir = (fs::path(opt.run_dir) / "checkpoints").string();
   const std::string metrics_path = (fs::path(opt.run_dir) / "metrics.jsonl").string();
+  // Every checkpoint carries the tokenizer, so eval/generate need nothing but the checkpoint; it
+  // must be the one the data was made with.
+  const std::string tokenizer_blob = training_tokenizer(cfg, data);
   int64_t step = 0;  // optimizer steps done = index of the next update
+  std::optional<std::string> resume_path;
+  std::vector<SkippedCheckpoint> broken;  // rank 0: unreadable checkpoints newer than resume_path
+  CheckpointMeta resume_meta;
   if (opt.resume) {
-    std::vector<std::string> skipped;
-    auto path = agree_on_resume_checkpoint(*comm, ckpt_dir, &skipped);  // rank 0 picks, every rank loads
-    for (const auto& s : skipped) log->warn("{}", s);
-    if (path) {
-      CheckpointMeta meta;
-      try {
-        meta = load_checkpoint(*path, named, &adam);
-      } catch (const std::exception& e) {
-        if (world == 1) throw;
-        throw std::runtime_error(std::string(e.what()) + " (rank " + std::to_string(rank) +
-                                 " loads the checkpoint rank 0 chose: the run directory must be on a file "
-                                 "system that every rank sees)");
+    resume_path = agree_on_resume_checkpoint(*comm, ckpt_dir, &broken);  // rank 0 picks, every rank loads
+    if (resume_path) {
+      resume_meta = read_checkpoint_meta(*resume_path);
+      const RunConfig stored = load_config_string(resume_meta.config_yaml, *resume_path + " (stored config)");
+      // A changed batch, schedule, model or data would silently turn the run into another one
+      // (and could even declare it finished): only on request.
+      const auto changes = training_plan_changes(stored, cfg);
+      if (!changes.empty() && !opt.allow_config_change) {
+        std::string list;
+        for (const auto& c : changes) list += "\n  " + c;
+        throw std::invalid_argument("cannot resume " + opt.run_dir + " from step " + std::to_string(resume_meta.step) +
+                                    ": the config changes its training plan (checkpoint -> now):" + list +
+                                    "\nto continue it as it was: " + resume_command(opt.run_dir) +
+                                    "\nto continue with these changes: add --allow-config-change");
       }
-      auto tok = meta.extras.find("tokenizer.model");
-      if (tok != meta.extras.end() && !data.tokenizer_sha256().empty() &&
-          sha256_hex(tok->second) != data.tokenizer_sha256())
-        throw std::invalid_argument("cannot resume " + *path + ": it was trained on data of another tokenizer than " +
-                                    data.describe());
-      step = meta.step;
-      rng.seed = meta.rng_seed;
-      rng.offset = meta.rng_offset;
-      // Changing settings on resume is allowed (e.g. more steps, another eval cadence) but never
-      // silent: the shape-changing ones already failed in load_checkpoint.
-      for (const auto& d : config_differences(load_config_string(meta.config_yaml, *path), cfg))
-        log->warn("config differs from the checkpoint's: {}", d);
-      log->info("resumed from {} (step {}, {} tokens)", *path, meta.step, meta.tokens);
-    } else {
-      log->warn("--resume: no valid checkpoint in {}; starting from scratch", ckpt_dir);
+      if (opt.stop_at_step >= 0 && resume_meta.step >= opt.stop_at_step) {
+        log->info("{} is at step {}, already at --stop-at-step {}: nothing to do", opt.run_dir, resume_meta.step,
+                  opt.stop_at_step);
+        res.start_step = res.end_step = resume_meta.step;
+        res.stopped_early = true;
+        res.stop_reason = "stop_at_step";
+        res.last_checkpoint = *resume_path;
+        return res;
+      }
     }
   } else if (comm->broadcast_string(list_checkpoints(ckpt_dir).empty() ? "" : "has checkpoints") != "") {
     // Starting over in a used directory would interleave two runs' checkpoints and metrics.
     throw std::invalid_argument("run directory '" + opt.run_dir +
                                 "' already has checkpoints: pass --resume to continue it, or choose another --run-dir");
   }
+  if (!resume_path && opt.stop_at_step == 0) {
+    log->info("--stop-at-step 0: nothing to do");
+    res.stopped_early = true;
+    res.stop_reason = "stop_at_step";
+    return res;
+  }
+
+  if (lead) attach_run_log_file(*log, opt.run_dir);
+  file_log = log;
+  // An unreadable checkpoint is set aside, never deleted and never counted as the newest again
+  // (checkpoint.keep_last would keep it and delete the good ones written after it).
+  std::string broken_list;
+  for (const auto& b : broken) {
+    const std::string moved = set_aside_checkpoint(b.path);
+    log->warn("checkpoint {} is unreadable ({}); moved aside to {}", b.path, b.problem, moved);
+    broken_list += (broken_list.empty() ? "" : ", ") + moved;
+  }
+  if (opt.resume && !resume_path) {
+    if (comm->broadcast_string(broken_list) != "")
+      throw std::runtime_error("--resume: no checkpoint of " + ckpt_dir + " can be read (moved aside: " +
+                               (broken_list.empty() ? "see rank 0" : broken_list) +
+                               "); nothing else was changed. Run the same command again to start the run over from step 0");
+    log->warn("--resume: {} has no checkpoint yet; starting from step 0", ckpt_dir);
+  }
+  std::string newest_checkpoint;  // named when a step fails
+  if (resume_path) {
+    const CheckpointMeta& meta = resume_meta;
+    try {
+      load_checkpoint(*resume_path, named, &adam);
+    } catch (const std::exception& e) {
+      if (world == 1) throw;
+      throw std::runtime_error(std::string(e.what()) + " (rank " + std::to_string(rank) +
+                               " loads the checkpoint rank 0 chose: the run directory must be on a file "
+                               "system that every rank sees)");
+    }
+    auto tok = meta.extras.find("tokenizer.model");
+    if (tok != meta.extras.end() && !data.tokenizer_sha256().empty() &&
+        sha256_hex(tok->second) != data.tokenizer_sha256())
+      throw std::invalid_argument("cannot resume " + *resume_path + ": it was trained on data of another tokenizer than " +
+                                  data.describe());
+    step = meta.step;
+    rng.seed = meta.rng_seed;
+    rng.offset = meta.rng_offset;
+    newest_checkpoint = *resume_path;
+    // Settings that do not change the plan (device, logging, evaluation, ...) may differ; said.
+    for (const auto& d : config_differences(load_config_string(meta.config_yaml, *resume_path), cfg))
+      log->warn("config differs from the checkpoint's: {}", d);
+    log->info("resumed from {} (step {}, {} tokens)", *resume_path, meta.step, meta.tokens);
+  }
   res.start_step = step;
+  // A new run from another run's parameters (train.init_from); the optimizer and schedule start
+  // fresh. A resumed run continues from its own checkpoint instead.
+  if (step == 0 && !cfg.train.init_from.empty()) {
+    const InitFromResult init = init_from_checkpoint(cfg.train.init_from, cfg, named, data.tokenizer_sha256());
+    for (const auto& d : init.differences) log->info("model config differs from the init checkpoint's: {}", d);
+    log->info("initialized from {} (step {} of its run); optimizer and schedule start fresh", cfg.train.init_from,
+              init.meta.step);
+  }
   if (lead) {
     fs::create_directories(ckpt_dir);
-    std::ofstream(fs::path(opt.run_dir) / "config.yaml") << dump_config(cfg);
+    write_file_atomic((fs::path(opt.run_dir) / "config.yaml").string(), dump_config(cfg), "run config");
     if (step == 0) fs::remove(metrics_path);  // a fresh run starts a fresh metrics file
   }
   MetricsLog metrics(lead ? metrics_path : "/dev/null", lead ? step : -1);
@@ -168,9 +224,6 @@ TrainResult train(const RunConfig& cfg, TokenSource& data, const TrainOptions& o
   }
   log->info("data: {}", data.describe());
 
-  // Every checkpoint carries the tokenizer, so eval/generate need nothing but the checkpoint.
-  std::string tokenizer_blob;
-  if (!data.tokenizer_path().empty()) tokenizer_blob = read_file_bytes(data.tokenizer_path());
   auto save = [&](int64_t done) {
     CheckpointMeta meta;
     meta.step = done;
@@ -182,9 +235,10 @@ TrainResult train(const RunConfig& cfg, TokenSource& data, const TrainOptions& o
     const std::string path = checkpoint_path(ckpt_dir, done);
     auto t0 = Clock::now();
     save_checkpoint(path, named, &adam, meta);
-    for (const auto& r : prune_checkpoints(ckpt_dir, cfg.checkpoint.keep_last)) log->info("removed old checkpoint {}", r);
-    log->info("saved checkpoint {} ({:.1f} MB, {:.2f}s)", path, fs::file_size(path) / 1e6, seconds_since(t0));
-    res.last_checkpoint = path;
+    const double mb = fs::file_size(path) / 1e6;
+    for (const auto& r : prune_checkpoints(ckpt_dir, cfg.checkpoint.keep_last, done)) log->info("removed old checkpoint {}", r);
+    log->info("saved checkpoint {} ({:.1f} MB, {:.2f}s)", path, mb, seconds_since(t0));
+    res.last_checkpoint = newest_checkpoint = path;
   };
 
   const bool has_val = data.val_windows(cfg.seq_len()) > 0;
@@ -217,7 +271,12 @@ TrainResult train(const RunConfig& cfg, TokenSource& data, const TrainOptions& o
     else adam.zero_grad();
     // All rows of the step at once, then sliced per micro-batch: the data of a step depends on
     // the global batch only, not on how it is split into micro-batches.
-    Tensor rows = data.train_rows(step, rank, world, plan.micro_batch * plan.accumulation, plan.seq_len);
+    Tensor rows;
+    try {
+      rows = data.train_rows(step, rank, world, plan.micro_batch * plan.accumulation, plan.seq_len);
+    } catch (const std::exception& e) {
+      throw std::runtime_error("step " + std::to_string(step + 1) + ": reading the training data failed: " + e.what());
+    }
     double loss_sum = 0;
     for (int64_t micro = 0; micro < plan.accumulation; ++micro) {
       auto [ids, targets] = split_inputs_targets(rows.narrow(0, micro * plan.micro_batch, plan.micro_batch));
@@ -242,7 +301,7 @@ TrainResult train(const RunConfig& cfg, TokenSource& data, const TrainOptions& o
     if (!std::isfinite(loss) || !std::isfinite(gnorm))
       throw std::runtime_error("non-finite " + std::string(std::isfinite(loss) ? "gradient norm" : "loss") + " at step " +
                                std::to_string(step + 1) + "; parameters not updated" +
-                               (res.last_checkpoint.empty() ? "" : " (last checkpoint: " + res.last_checkpoint + ")"));
+                               (newest_checkpoint.empty() ? "" : " (last checkpoint: " + newest_checkpoint + ")"));
     adam.step(lr, clip_scale(gnorm, cfg.train.grad_clip));
     if (!ddp) adam.zero_grad();
     ++step;
@@ -262,15 +321,18 @@ TrainResult train(const RunConfig& cfg, TokenSource& data, const TrainOptions& o
     if (cfg.train.peak_tflops > 0) mfu = flops_per_token * tok_s / (cfg.train.peak_tflops * 1e12);
     metrics.write({{"step", step}, {"tokens", step * plan.batch_tokens}, {"loss", loss}, {"lr", lr},
                    {"grad_norm", gnorm}, {"tokens_per_s", tok_s}, {"mfu", mfu}, {"elapsed_s", elapsed}});
-    progress.update(step, loss, tok_s, eta);
-    if (step % cfg.train.log_every == 0 || step == plan.total_steps) {
+    const double peak_memory = static_cast<double>(backend(dev).memory_peak());
+    progress.update(step, loss, tok_s, peak_memory, eta);
+    // The first step of a session is logged too: a sign of life before log_every steps have passed
+    // (its time includes the warm-up).
+    if (step % cfg.train.log_every == 0 || step == plan.total_steps || step == res.start_step + 1) {
       progress.clear();
       const double avg_tok_s = static_cast<double>(plan.batch_tokens * window_steps) / window_time;
-      log->info("step {}/{} | loss {:.4f} | lr {:.3e} | grad norm {:.3f} | {} tok/s{} | tokens {} | elapsed {} | ETA {}",
-                step, plan.total_steps, loss, lr, gnorm, format_count(avg_tok_s),
+      log->info("step {}/{} | loss {:.4f} | lr {:.3e} | grad norm {:.3f} | {} tok/s{} | tokens {} | peak mem {} | elapsed {} | ETA {}",
+                step, plan.total_steps, loss, lr, gnorm, human_count(avg_tok_s),
                 mfu.is_null() ? "" : fmt::format(" | MFU {:.1f}%", 100.0 * mfu.get<double>()),
-                format_count(static_cast<double>(step * plan.batch_tokens)), format_duration(elapsed),
-                format_duration(eta));
+                human_count(static_cast<double>(step * plan.batch_tokens)), human_bytes(peak_memory),
+                format_duration(elapsed), format_duration(eta));
       window_time = 0;
       window_steps = 0;
     }
@@ -302,10 +364,23 @@ TrainResult train(const RunConfig& cfg, TokenSource& data, const TrainOptions& o
   }
   progress.clear();
   res.end_step = step;
-  if (!res.stopped_early) log->info("done: {} steps, {} tokens, {}", step, format_count(static_cast<double>(step * plan.batch_tokens)),
+  if (!res.stopped_early) log->info("done: {} steps, {} tokens, {}", step, human_count(static_cast<double>(step * plan.batch_tokens)),
                                     format_duration(elapsed_before + seconds_since(t_start)));
   log->flush();
   return res;
+}
+
+}  // namespace
+
+TrainResult train(const RunConfig& cfg, TokenSource& data, const TrainOptions& opt) {
+  std::shared_ptr<spdlog::logger> file_log;
+  try {
+    return train_run(cfg, data, opt, file_log);
+  } catch (const std::exception& e) {
+    // main() prints the error to the console; train.log keeps it with the run.
+    if (file_log) log_error_to_file(*file_log, e.what());
+    throw;
+  }
 }
 
 }  // namespace ttt

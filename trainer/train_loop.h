@@ -10,6 +10,8 @@
 // Run directory:  config.yaml (resolved), metrics.jsonl, train.log, checkpoints/step_N.h5.
 // Stopping early (SIGINT/SIGTERM, train.max_minutes, TrainOptions::stop_at_step): the step in
 // flight finishes, a checkpoint is written, and train() returns normally (stopped_early = true).
+// Errors: a refused start (bad tokenizer, a resume that changes the plan, broken checkpoints)
+// writes nothing to the run directory; an error during the run is also logged in train.log.
 #pragma once
 
 #include <cstdint>
@@ -28,7 +30,10 @@ class Communicator;
 struct TrainOptions {
   std::string run_dir;        // required
   bool resume = false;        // continue from the newest valid checkpoint of run_dir/checkpoints
-  int64_t stop_at_step = -1;  // checkpoint and stop once this many steps are done (-1 = off)
+  int64_t stop_at_step = -1;  // checkpoint and stop once this many steps are done (-1 = off); a run
+                              // already there returns at once, writing nothing
+  bool allow_config_change = false;  // resume even when the config changes the training plan
+                                     // (trainer/run_checks.h); otherwise that is an error
   bool console = true;        // log to stderr (the file log is always written)
   // Data parallelism (trainer/comm.h): this process's rank among `comm->world_size()`; null = one
   // process. With a communicator other than the local one, gradients are averaged over the ranks

@@ -84,7 +84,7 @@ def rope(x, theta):
     angles = torch.outer(torch.arange(Tx, dtype=torch.float64), freqs)  # [T, d/2]
     rot = torch.polar(torch.ones_like(angles), angles)[None, :, None, :]
     xc = torch.view_as_complex(x.reshape(Bx, Tx, H, d // 2, 2).contiguous())
-    return torch.view_as_real(xc * rot).reshape(Bx, Tx, H, d)
+    return torch.view_as_real(xc * rot.to(xc.dtype)).reshape(Bx, Tx, H, d)  # angles in float64, rounded once
 
 
 def mixer(c, P, p, x):

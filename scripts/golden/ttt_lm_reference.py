@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Golden files for tiny TTT language models (TTT-Linear and TTT-MLP, Mamba backbone), from the
 independent PyTorch pieces of this folder: the TTT layer of ttt_reference.py (official ttt.py
-semantics) inside the block of transformer_reference.py (pre-conv, RMSNorm, SwiGLU, tied head).
+semantics) inside the block of transformer_reference.py (pre-conv in the Mamba backbone, RMSNorm,
+SwiGLU, tied or untied head; scripts/load_export.py also runs it on the Transformer backbone).
 Nothing is shared with the C++ implementation.
 
 Writes tests/golden/ttt_lm_<case>.json with the config, every weight (our dotted names), the ids
@@ -53,15 +54,17 @@ def forward(c, P, ids):
     h = P["embed.weight"][ids]
     for i in range(c["n_layers"]):
         p = f"blocks.{i}."
-        u = rms_norm(h, P[p + "pre_conv_norm.weight"], eps).transpose(1, 2)
-        conv = F.conv1d(u, P[p + "pre_conv.weight"].unsqueeze(1), P[p + "pre_conv.bias"],
-                        padding=c["conv_width"] - 1, groups=u.shape[1])
-        h = h + conv[..., : ids.shape[1]].transpose(1, 2)
+        if c["backbone"] == "mamba":
+            u = rms_norm(h, P[p + "pre_conv_norm.weight"], eps).transpose(1, 2)
+            conv = F.conv1d(u, P[p + "pre_conv.weight"].unsqueeze(1), P[p + "pre_conv.bias"],
+                            padding=c["conv_width"] - 1, groups=u.shape[1])
+            h = h + conv[..., : ids.shape[1]].transpose(1, 2)
         mixer = {k[len(p + "mixer."):]: v for k, v in P.items() if k.startswith(p + "mixer.")}
         h = h + layer_forward(mixer, rms_norm(h, P[p + "seq_norm.weight"], eps), c)
         x = rms_norm(h, P[p + "ffn_norm.weight"], eps)
         h = h + (F.silu(x @ P[p + "mlp.w1.weight"].T) * (x @ P[p + "mlp.w3.weight"].T)) @ P[p + "mlp.w2.weight"].T
-    return rms_norm(h, P["final_norm.weight"], eps) @ P["embed.weight"].T
+    head = P["embed.weight"] if c["tie_embeddings"] else P["lm_head.weight"]
+    return rms_norm(h, P["final_norm.weight"], eps) @ head.T
 
 
 def run_case(name, mixer, seed):

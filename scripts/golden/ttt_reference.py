@@ -57,7 +57,7 @@ def rope(x, positions, theta):
     inv_freq = 1.0 / (theta ** (torch.arange(0, f, 2, dtype=torch.int64).double() / f))
     freqs = positions.double()[:, None] * inv_freq[None, :]
     emb = torch.cat((freqs, freqs), dim=-1)
-    cos, sin = emb.cos(), emb.sin()
+    cos, sin = emb.cos().to(x.dtype), emb.sin().to(x.dtype)  # tables in float64, rounded once to x's dtype
     xp = x.reshape(B, H, T, f // 2, 2).transpose(3, 4).reshape(B, H, T, f)  # permute_qk
     rot = torch.cat((-xp[..., f // 2:], xp[..., : f // 2]), dim=-1)          # rotate_half
     y = xp * cos + rot * sin
@@ -78,7 +78,7 @@ def get_eta(p, X, cfg, size):
     nh, f = cfg["n_heads"], cfg["d_model"] // cfg["n_heads"]
     lr = torch.einsum("bnkc,hc->bhnk", X, p["learnable_ttt_lr_weight"]) + p["learnable_ttt_lr_bias"].reshape(1, -1, 1, 1)
     lr = torch.sigmoid(lr).unsqueeze(-2)  # [B, nh, n_mb, 1, size]: column factor
-    token_idx = 1.0 / torch.arange(1, cfg["mini_batch"] + 1).double() + p["learnable_token_idx"]
+    token_idx = 1.0 / torch.arange(1, cfg["mini_batch"] + 1).to(X.dtype) + p["learnable_token_idx"]
     token_idx = torch.clamp_min(token_idx[:size], 0.0).reshape(1, 1, 1, size, 1)
     return cfg["base_lr"] * token_idx * lr / f
 

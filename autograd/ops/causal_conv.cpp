@@ -1,0 +1,120 @@
+// autograd/ops/causal_conv.cpp — the depthwise causal convolution (math in kernels/causal_conv.h)
+// as one tape node over the fused kernels.
+//
+//   y = causal_conv1d(x [B, T, C], w [C, k], bias [C] or undefined):
+//   y[b, t, c] = bias[c] + Σ_j w[c, j] · x[b, t − (k−1) + j, c]
+// Saved: x, w, bias. Backward:
+// - grad mode off: the fused backward kernel (dx, dw, dbias; deterministic sums);
+// - create_graph: the composite formula below (shifted slices of the zero-padded x times the
+//   weight columns) re-run taped and differentiated, so gradients of gradients are exact.
+// Paths without a kernel (float64 on CUDA) run the composite directly.
+#include <stdexcept>
+
+#include "autograd/autocast.h"
+#include "autograd/checkpoint.h"
+#include "autograd/node.h"
+#include "autograd/ops.h"
+#include "autograd/ops/kernel_calls.h"
+#include "kernels/causal_conv.h"
+
+namespace ttt {
+
+namespace {
+
+const char* kOp = "causal_conv1d";
+
+// The composite formula: Σ_j narrow(pad(x), j, T) · w[:, j] + bias.
+Tensor composite(const Tensor& x, const Tensor& w, const Tensor& bias) {
+  const int64_t B = x.shape()[0], T = x.shape()[1], C = x.shape()[2], k = w.shape()[1];
+  const Tensor xp = k > 1 ? narrow_scatter(x, {B, T + k - 1, C}, 1, k - 1) : x;
+  Tensor y;
+  for (int64_t j = 0; j < k; ++j) {
+    Tensor term = mul(narrow(xp, 1, j, T), reshape(narrow(w, 1, j, 1), {C}));
+    y = y.defined() ? add(y, term) : term;
+  }
+  return bias.defined() ? add(y, bias) : y;
+}
+
+void check_inputs(const Tensor& x, const Tensor& w, const Tensor& bias) {
+  check_defined(kOp, x);
+  check_defined(kOp, w, "weight");
+  kc::check_floating(x, kOp);
+  check_same_device(kOp, x, w);
+  check_same_dtype(kOp, x, w);
+  if (bias.defined()) check_same_device(kOp, x, bias), check_same_dtype(kOp, x, bias);
+  if (x.dim() != 3 || w.dim() != 2 || w.shape()[0] != x.shape()[2] || w.shape()[1] < 1 ||
+      (bias.defined() && bias.shape() != Shape{x.shape()[2]}))
+    throw std::invalid_argument(std::string(kOp) + ": expected x [B, T, C], weight [C, k], bias [C] (x " +
+                                x.shape().str() + ", weight " + w.shape().str() +
+                                (bias.defined() ? ", bias " + bias.shape().str() : std::string()) + ")");
+}
+
+bool has_kernel(const Tensor& x, int64_t width) {
+  return x.device().is_cpu() || ((x.dtype() == DType::f32 || x.dtype() == DType::bf16) && width <= 8);
+}
+
+// The kernels take float32 weights for float32/bfloat16 data (float64 for float64).
+DType param_dtype(DType dt) { return dt == DType::f64 ? DType::f64 : DType::f32; }
+Tensor as_param(const Tensor& t, DType dt) {
+  if (!t.defined()) return t;
+  return kc::contiguous(t.dtype() == dt ? t.detach() : t.detach().to(dt));
+}
+Tensor channels_unit(const Tensor& t) { return t.strides()[2] == 1 ? t : kc::contiguous(t); }
+BTCView btc(const Tensor& t) { return {t.data_ptr(), t.strides()[0], t.strides()[1]}; }
+
+CausalConvShape shape_of(const Tensor& x, const Tensor& w) {
+  CausalConvShape s;
+  s.batch = x.shape()[0], s.len = x.shape()[1], s.channels = x.shape()[2], s.width = w.shape()[1];
+  s.dtype = x.dtype();
+  return s;
+}
+
+tensor_list fused_backward(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& dy) {
+  NoGradGuard ng;
+  const CausalConvShape s = shape_of(x, w);
+  const DType pd = param_dtype(s.dtype);
+  const TensorOptions po = opts(pd, x.device());
+  Tensor xc = channels_unit(x), dyc = channels_unit(dy), wp = as_param(w, pd);
+  Tensor dx = empty(x.shape(), opts(x.dtype(), x.device()));
+  Tensor dw = empty(w.shape(), po), db = bias.defined() ? empty(bias.shape(), po) : Tensor();
+  CausalConvBackward c;
+  c.s = s;
+  c.x = btc(xc), c.dy = btc(dyc), c.dx = btc(dx);
+  c.w = wp.data_ptr(), c.dw = dw.data_ptr(), c.dbias = db.defined() ? db.data_ptr() : nullptr;
+  Tensor ws = empty({static_cast<int64_t>(c.workspace_bytes() / dtype_size(pd)) + 1}, po);
+  c.workspace = ws.data_ptr();
+  backend(x.device()).run(c);
+  return {dx, dw.dtype() == w.dtype() ? dw : dw.to(w.dtype()),
+          db.defined() && db.dtype() != bias.dtype() ? db.to(bias.dtype()) : db};
+}
+
+}  // namespace
+
+Tensor causal_conv1d(const Tensor& x, const Tensor& w, const Tensor& bias) {
+  check_inputs(x, w, bias);
+  if (!has_kernel(x, w.shape()[1])) return composite(x, w, bias);
+  const CausalConvShape s = shape_of(x, w);
+  Tensor y = empty(x.shape(), opts(x.dtype(), x.device()));
+  {
+    NoGradGuard ng;
+    const DType pd = param_dtype(s.dtype);
+    Tensor xc = channels_unit(x), wp = as_param(w, pd), bp = as_param(bias, pd);
+    CausalConvForward c;
+    c.s = s;
+    c.x = btc(xc), c.y = btc(y);
+    c.w = wp.data_ptr(), c.bias = bp.defined() ? bp.data_ptr() : nullptr;
+    if (y.numel()) backend(x.device()).run(c);
+  }
+  if (needs_grad({&x, &w, &bias})) {
+    const bool amp = Autocast::enabled();
+    const DType amp_dtype = Autocast::dtype();
+    record(kOp, {x, w, bias}, {y}, {x, w, bias}, [amp, amp_dtype](BackwardCtx& c, const tensor_list& g) {
+      if (!GradMode::is_enabled()) return fused_backward(c.saved[0], c.saved[1], c.saved[2], g[0]);
+      const CheckpointFn fn = [](const tensor_list& in) { return tensor_list{composite(in[0], in[1], in[2])}; };
+      return recompute_gradients(fn, c, g, amp, amp_dtype);
+    });
+  }
+  return y;
+}
+
+}  // namespace ttt

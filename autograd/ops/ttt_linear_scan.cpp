@@ -1,0 +1,182 @@
+// autograd/ops/ttt_linear_scan.cpp — the fused TTT-Linear scan (kernels/ttt_linear_scan.h, whose
+// header has the math) as one tape node.
+//
+//   out, (W_T, b_T, accW, accb) = ttt_linear_scan(XQ, XK, XV, lr, tok, W0, b0, ln_w, ln_b)
+//   XQ, XK, XV [B, H, T, f], lr [B, H, T], tok [K], W0 [H, f, f], b0 [H, f] or undefined (no inner
+//   bias), ln_w, ln_b [H, f] or undefined (no LN + residual). Only `out` is differentiable; the final
+//   state and the accumulators of a partial last chunk are for decoding.
+// Saved: the inputs and the states the forward stored every checkpoint_group chunks.
+// Backward:
+// - grad mode off (an ordinary backward): the fused backward kernel, every input's gradient;
+// - create_graph: the composite twin the caller passes (the same function written with
+//   differentiable ops, e.g. the dual form of layers/ttt_dual.cpp) is re-run taped from the saved
+//   inputs and differentiated (autograd/checkpoint.h recompute_gradients), so gradients of
+//   gradients are exact — never a silent wrong answer.
+// Autocast: float32 inputs run with bf16 products and float32 accumulation (the kernels'
+// low_precision mode), as autocast's matmuls do; the composite recomputation runs under the
+// forward's autocast setting so it differentiates the same function.
+// Layout: `out` (and the gradients of XQ/XK/XV when the inputs are dense permuted views such as the
+// heads of a [B, T, H·f] projection) are written in [B, T, H, f] memory order, so merging the heads
+// afterwards is a free view.
+#include <stdexcept>
+
+#include "autograd/autocast.h"
+#include "autograd/checkpoint.h"
+#include "autograd/node.h"
+#include "autograd/ops.h"
+#include "autograd/ops/kernel_calls.h"
+#include "kernels/ttt_linear_scan.h"
+
+namespace ttt {
+
+namespace {
+
+const char* kOp = "ttt_linear_scan";
+
+TTTLinearScanShape make_shape(const Tensor& xq, const Tensor& tok, const Tensor& b0, const Tensor& ln_w,
+                              const TTTScanOptions& o) {
+  TTTLinearScanShape s;
+  s.batch = xq.shape()[0];
+  s.heads = xq.shape()[1];
+  s.len = xq.shape()[2];
+  s.head_dim = xq.shape()[3];
+  s.mini_batch = tok.shape()[0];
+  s.checkpoint_group = o.checkpoint_group > 0 ? o.checkpoint_group : 1;
+  s.eps = o.eps;
+  s.ln_residual = ln_w.defined();
+  s.bias = b0.defined();
+  s.dtype = xq.dtype();
+  s.low_precision = s.dtype == DType::f32 && Autocast::enabled();
+  return s;
+}
+
+void check_inputs(const tensor_list& in) {
+  const Tensor &xq = in[0], &xk = in[1], &xv = in[2], &lr = in[3], &tok = in[4], &w0 = in[5], &b0 = in[6],
+               &lw = in[7], &lb = in[8];
+  const char* names[] = {"XQ", "XK", "XV", "lr", "tok", "W0", "b0", "ln_w", "ln_b"};
+  for (int i : {0, 1, 2, 3, 4, 5}) check_defined(kOp, in[i], names[i]);
+  kc::check_floating(xq, kOp);
+  for (size_t i = 1; i < in.size(); ++i) {
+    if (!in[i].defined()) continue;
+    check_same_device(kOp, xq, in[i]);
+    check_same_dtype(kOp, xq, in[i]);
+  }
+  if (lw.defined() != lb.defined()) throw std::invalid_argument("ttt_linear_scan: ln_w and ln_b go together");
+  const auto bad = [&](const std::string& what) {
+    throw std::invalid_argument(std::string("ttt_linear_scan: ") + what + " (XQ " + xq.shape().str() + ", XK " +
+                                xk.shape().str() + ", XV " + xv.shape().str() + ", lr " + lr.shape().str() + ", tok " +
+                                tok.shape().str() + ", W0 " + w0.shape().str() + ")");
+  };
+  if (xq.dim() != 4 || xk.shape() != xq.shape() || xv.shape() != xq.shape()) bad("expected XQ, XK, XV [B, H, T, f]");
+  const int64_t B = xq.shape()[0], H = xq.shape()[1], T = xq.shape()[2], f = xq.shape()[3];
+  if (T == 0 || f == 0) bad("empty sequence or head");
+  if (lr.shape() != Shape{B, H, T}) bad("expected lr [B, H, T]");
+  if (tok.dim() != 1 || tok.shape()[0] < 1) bad("expected tok [K], K >= 1");
+  if (w0.shape() != Shape{H, f, f}) bad("expected W0 [H, f, f]");
+  for (const Tensor* p : {&b0, &lw, &lb})
+    if (p->defined() && p->shape() != Shape{H, f}) bad("expected b0, ln_w, ln_b [H, f]");
+}
+
+// t with unit stride in its last dim (a copy otherwise) and its [B, H, T(, f)] strides.
+Tensor unit_last(const Tensor& t) { return t.strides().back() == 1 ? t : kc::contiguous(t); }
+BHTView bht(const Tensor& t) { return {t.data_ptr(), t.strides()[0], t.strides()[1], t.strides()[2]}; }
+// The data of an already contiguous tensor (null when undefined).
+void* ptr(const Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
+
+// A [B, H, T, f] tensor stored in [B, T, H, f] order.
+Tensor empty_heads_last(const Shape& s, DType dt, Device dev) {
+  Tensor m = empty({s[0], s[2], s[1], s[3]}, opts(dt, dev));
+  return make_view(m, s, {m.strides()[0], m.strides()[2], m.strides()[1], 1}, 0);
+}
+// A gradient buffer for input x: x's layout when dense permuted with a unit last stride.
+Tensor grad_like(const Tensor& x) {
+  if (kc::dense_permuted(x) && x.strides().back() == 1) return kc::empty_like_layout(x, x.dtype());
+  return empty_heads_last(x.shape(), x.dtype(), x.device());
+}
+
+tensor_list fused_backward(const tensor_list& in, const Tensor& states, const Tensor& dout,
+                           const TTTLinearScanShape& s) {
+  NoGradGuard ng;
+  const Tensor xq = unit_last(in[0]), xk = unit_last(in[1]), xv = unit_last(in[2]), d = unit_last(dout);
+  Tensor tok = kc::contiguous(in[4]), w0 = kc::contiguous(in[5]);
+  Tensor b0 = in[6].defined() ? kc::contiguous(in[6]) : Tensor();
+  Tensor lw = in[7].defined() ? kc::contiguous(in[7]) : Tensor(), lb = in[8].defined() ? kc::contiguous(in[8]) : Tensor();
+  const Device dev = xq.device();
+  const TensorOptions o = opts(s.dtype, dev);
+  Tensor dxq = grad_like(in[0]), dxk = grad_like(in[1]), dxv = grad_like(in[2]);
+  Tensor dlr = empty(in[3].shape(), o), dtok = empty(tok.shape(), o), dw0 = empty(w0.shape(), o);
+  Tensor db0 = b0.defined() ? empty(b0.shape(), o) : Tensor();
+  Tensor dlw = lw.defined() ? empty(lw.shape(), o) : Tensor(), dlb = lb.defined() ? empty(lb.shape(), o) : Tensor();
+  TTTLinearScanBackward c;
+  c.s = s;
+  c.xq = bht(xq), c.xk = bht(xk), c.xv = bht(xv), c.lr = bht(in[3]);
+  c.tok = tok.data_ptr(), c.w0 = w0.data_ptr(), c.b0 = ptr(b0), c.ln_w = ptr(lw), c.ln_b = ptr(lb);
+  c.states = states.data_ptr();
+  c.dout = bht(d);
+  c.dxq = bht(dxq), c.dxk = bht(dxk), c.dxv = bht(dxv), c.dlr = bht(dlr);
+  c.dtok = dtok.data_ptr(), c.dw0 = dw0.data_ptr(), c.db0 = ptr(db0), c.dln_w = ptr(dlw), c.dln_b = ptr(dlb);
+  const size_t ws_elems = (c.workspace_bytes() + dtype_size(s.dtype) - 1) / dtype_size(s.dtype);
+  Tensor ws = empty({static_cast<int64_t>(ws_elems)}, o);
+  c.workspace = ws.data_ptr();
+  backend(dev).run(c);
+  return {dxq, dxk, dxv, dlr, dtok, dw0, db0, dlw, dlb};
+}
+
+}  // namespace
+
+std::string ttt_linear_scan_unsupported(const Tensor& xq, const Tensor& tok, const Tensor& b0, const Tensor& ln_w,
+                                        const TTTScanOptions& o) {
+  if (xq.dim() != 4 || tok.dim() != 1) return "expected XQ [B, H, T, f] and tok [K]";
+  return ttt_linear_scan_unsupported(xq.device(), make_shape(xq, tok, b0, ln_w, o));
+}
+
+tensor_list ttt_linear_scan(const Tensor& xq, const Tensor& xk, const Tensor& xv, const Tensor& lr, const Tensor& tok,
+                            const Tensor& w0, const Tensor& b0, const Tensor& ln_w, const Tensor& ln_b,
+                            const TTTScanOptions& o, const TTTScanComposite& composite) {
+  const tensor_list inputs = {xq, xk, xv, lr, tok, w0, b0, ln_w, ln_b};
+  check_inputs(inputs);
+  const TTTLinearScanShape s = make_shape(xq, tok, b0, ln_w, o);
+  const std::string why = ttt_linear_scan_unsupported(xq.device(), s);
+  if (!why.empty())
+    throw std::invalid_argument(std::string("ttt_linear_scan: no fused kernel for this call on ") + xq.device().str() +
+                                ": " + why);
+  const int64_t B = s.batch, H = s.heads, f = s.head_dim;
+  const TensorOptions opt = opts(s.dtype, xq.device());
+  Tensor out = empty_heads_last(xq.shape(), s.dtype, xq.device());
+  Tensor states = empty({s.state_elems()}, opt);
+  Tensor w_final = empty({B, H, f, f}, opt), b_final = empty({B, H, f}, opt);
+  Tensor acc_w = empty({B, H, f, f}, opt), acc_b = empty({B, H, f}, opt);
+  {
+    NoGradGuard ng;
+    const Tensor q = unit_last(xq), k = unit_last(xk), v = unit_last(xv);
+    Tensor tk = kc::contiguous(tok), w = kc::contiguous(w0);
+    Tensor b = b0.defined() ? kc::contiguous(b0) : Tensor();
+    Tensor lw = ln_w.defined() ? kc::contiguous(ln_w) : Tensor(), lb = ln_b.defined() ? kc::contiguous(ln_b) : Tensor();
+    TTTLinearScanForward c;
+    c.s = s;
+    c.xq = bht(q), c.xk = bht(k), c.xv = bht(v), c.lr = bht(lr);
+    c.tok = tk.data_ptr(), c.w0 = w.data_ptr(), c.b0 = ptr(b), c.ln_w = ptr(lw), c.ln_b = ptr(lb);
+    c.out = bht(out);
+    c.states = states.data_ptr();
+    c.w_final = w_final.data_ptr(), c.b_final = b_final.data_ptr();
+    c.acc_w = acc_w.data_ptr(), c.acc_b = acc_b.data_ptr();
+    backend(xq.device()).run(c);
+  }
+  if (needs_grad(inputs)) {
+    if (!composite) throw std::invalid_argument("ttt_linear_scan: a composite twin is required for autograd");
+    tensor_list saved = inputs;
+    saved.push_back(states);
+    const bool amp = Autocast::enabled();
+    const DType amp_dtype = Autocast::dtype();
+    record(kOp, inputs, {out}, saved, [s, composite, amp, amp_dtype](BackwardCtx& c, const tensor_list& g) {
+      const tensor_list in(c.saved.begin(), c.saved.begin() + 9);
+      if (!GradMode::is_enabled()) return fused_backward(in, c.saved[9], g[0], s);
+      BackwardCtx inputs_only{in, c.needs_input_grad};
+      const CheckpointFn fn = [composite](const tensor_list& x) { return tensor_list{composite(x)}; };
+      return recompute_gradients(fn, inputs_only, g, amp, amp_dtype);
+    });
+  }
+  return {out, w_final, b_final, acc_w, acc_b};
+}
+
+}  // namespace ttt

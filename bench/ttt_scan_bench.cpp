@@ -1,0 +1,152 @@
+// bench/ttt_scan_bench.cpp — the fused TTT-Linear scan (kernels/ttt_linear_scan.h) alone: forward
+// and backward kernel times of one layer at the shapes of a training step, per chunk step and in
+// achieved TFLOP/s and GB/s (llm.c's habit: numbers against the device's ceilings).
+//
+// Usage: build/bin/ttt_scan_bench [--B 8] [--H 12] [--T 2048] [--F 64] [--K 16] [--G 4]
+//                                 [--precision bf16|fp32] [--device cuda] [--reps 20]
+// Defaults: one layer of the paper's 125M TTT-Linear at 8 x 2048 with bf16 products (autocast).
+// Prints the median of `reps` synchronized runs. FLOPs per (batch, head) chunk of K tokens:
+// forward 6Kf² + 4K²f (XK W, XQ W, the W update; XQ XKᵀ, Mt Gp); backward counts its replay of
+// the group ((G−1)/G of a forward), the recomputation (a forward) and 6Kf² + 4K²f of gradient
+// products. Bytes: TTTLinearScan*::bytes() (inputs read once, outputs written once, states).
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "autograd/ops.h"
+#include "kernels/ttt_linear_scan.h"
+
+using namespace ttt;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Options {
+  int64_t B = 8, H = 12, T = 2048, F = 64, K = 16, G = 4;
+  bool low = true;
+  Device device = cuda();
+  int reps = 20;
+};
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) throw std::invalid_argument("ttt_scan_bench: " + a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "--B") o.B = std::stoll(next());
+    else if (a == "--H") o.H = std::stoll(next());
+    else if (a == "--T") o.T = std::stoll(next());
+    else if (a == "--F") o.F = std::stoll(next());
+    else if (a == "--K") o.K = std::stoll(next());
+    else if (a == "--G") o.G = std::stoll(next());
+    else if (a == "--reps") o.reps = std::stoi(next());
+    else if (a == "--device") o.device = parse_device(next());
+    else if (a == "--precision") {
+      const std::string p = next();
+      if (p != "bf16" && p != "fp32") throw std::invalid_argument("ttt_scan_bench: --precision bf16|fp32");
+      o.low = p == "bf16";
+    } else {
+      throw std::invalid_argument("ttt_scan_bench: unknown option " + a);
+    }
+  }
+  return o;
+}
+
+double median_ms(Backend& be, int reps, const std::function<void()>& f) {
+  f();  // warm-up (module load, attribute setup)
+  be.synchronize();
+  std::vector<double> ms;
+  for (int r = 0; r < reps; ++r) {
+    const auto t0 = Clock::now();
+    f();
+    be.synchronize();
+    ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+BHTView v(const Tensor& t) { return {t.data_ptr(), t.strides()[0], t.strides()[1], t.strides()[2]}; }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    const Options o = parse(argc, argv);
+    TTTLinearScanShape s;
+    s.batch = o.B, s.heads = o.H, s.len = o.T, s.head_dim = o.F, s.mini_batch = o.K, s.checkpoint_group = o.G;
+    s.low_precision = o.low, s.dtype = DType::f32;
+    const std::string why = ttt_linear_scan_unsupported(o.device, s);
+    if (!why.empty()) throw std::invalid_argument("ttt_scan_bench: not covered: " + why);
+    Generator g(1);
+    const TensorOptions to = opts(DType::f32, o.device);
+    // [B, T, H, F] buffers seen as [B, H, T, F] (the layer's head split of a projection).
+    auto heads = [&](double std) {
+      Tensor m = randn({o.B, o.T, o.H, o.F}, g, to, 0.0, std);
+      return m.permute({0, 2, 1, 3});
+    };
+    Tensor xq = heads(1), xk = heads(1), xv = heads(1), dout = heads(1);
+    Tensor lr = rand({o.B, o.H, o.T}, g, to, 0.01, 0.03), tok = rand({o.K}, g, to, 0.05, 1.0);
+    Tensor w0 = randn({o.H, o.F, o.F}, g, to, 0.0, 0.02), b0 = zeros({o.H, o.F}, to);
+    Tensor lw = ones({o.H, o.F}, to), lb = zeros({o.H, o.F}, to);
+    Tensor out = heads(1), dxq = heads(1), dxk = heads(1), dxv = heads(1);
+    Tensor states = empty({s.state_elems()}, to), dlr = empty({o.B, o.H, o.T}, to), dtok = empty({o.K}, to);
+    Tensor dw0 = empty({o.H, o.F, o.F}, to), db0 = empty({o.H, o.F}, to), dlw = empty({o.H, o.F}, to),
+           dlb = empty({o.H, o.F}, to);
+    TTTLinearScanForward fc;
+    fc.s = s;
+    fc.xq = v(xq), fc.xk = v(xk), fc.xv = v(xv), fc.lr = v(lr);
+    fc.tok = tok.data_ptr(), fc.w0 = w0.data_ptr(), fc.b0 = b0.data_ptr(), fc.ln_w = lw.data_ptr(), fc.ln_b = lb.data_ptr();
+    fc.out = v(out), fc.states = states.data_ptr();
+    TTTLinearScanBackward bc;
+    bc.s = s;
+    bc.xq = fc.xq, bc.xk = fc.xk, bc.xv = fc.xv, bc.lr = fc.lr, bc.tok = fc.tok, bc.w0 = fc.w0, bc.b0 = fc.b0;
+    bc.ln_w = fc.ln_w, bc.ln_b = fc.ln_b, bc.states = fc.states, bc.dout = v(dout);
+    bc.dxq = v(dxq), bc.dxk = v(dxk), bc.dxv = v(dxv), bc.dlr = v(dlr);
+    bc.dtok = dtok.data_ptr(), bc.dw0 = dw0.data_ptr(), bc.db0 = db0.data_ptr(), bc.dln_w = dlw.data_ptr(),
+    bc.dln_b = dlb.data_ptr();
+    Tensor ws = empty({static_cast<int64_t>(bc.workspace_bytes() / 4) + 1}, to);
+    bc.workspace = ws.data_ptr();
+    Backend& be = backend(o.device);
+    const double fwd = median_ms(be, o.reps, [&] { be.run(fc); });
+    const double bwd = median_ms(be, o.reps, [&] { be.run(bc); });
+    // Cycles per phase of block 0, thread 0 (a separate run: the probe costs a little).
+    Tensor probe = zeros({32}, opts(DType::i64, o.device));
+    fc.probe = bc.probe = probe.data_ptr();
+    be.run(fc);
+    be.run(bc);
+    be.synchronize();
+    fc.probe = bc.probe = nullptr;
+    const double chunks = static_cast<double>(s.chunks()), bh = static_cast<double>(o.B * o.H);
+    const double K = static_cast<double>(o.K), F = static_cast<double>(o.F);
+    const double f_chunk = 6 * K * F * F + 4 * K * K * F;
+    const double replay = static_cast<double>(o.G - 1) / static_cast<double>(o.G);
+    const double fwd_flops = bh * chunks * f_chunk, bwd_flops = bh * chunks * f_chunk * (2 + replay);
+    std::printf("ttt_linear_scan B %lld H %lld T %lld F %lld K %lld G %lld, %s products, %s\n",
+                static_cast<long long>(o.B), static_cast<long long>(o.H), static_cast<long long>(o.T),
+                static_cast<long long>(o.F), static_cast<long long>(o.K), static_cast<long long>(o.G),
+                o.low ? "bf16" : "fp32", o.device.str().c_str());
+    std::printf("  forward   %8.3f ms  %6.2f us/chunk step  %6.2f TFLOP/s  %7.1f GB/s\n", fwd, 1e3 * fwd / chunks,
+                fwd_flops / fwd * 1e-9, fc.bytes() / fwd * 1e-6);
+    std::printf("  backward  %8.3f ms  %6.2f us/chunk step  %6.2f TFLOP/s  %7.1f GB/s\n", bwd, 1e3 * bwd / chunks,
+                bwd_flops / bwd * 1e-9, bc.bytes() / bwd * 1e-6);
+    std::printf("  fwd+bwd   %8.3f ms  %6.2f us/chunk step\n", fwd + bwd, 1e3 * (fwd + bwd) / chunks);
+    const std::vector<int64_t> cyc = probe.to(cpu()).tolist<int64_t>();
+    const char* names[] = {"F top", "F1", "F2", "F3", "F4", "", "", "", "B replay", "B top", "B operands", "B1", "B2",
+                           "B3", "B4", "B5", "B6", "B7"};
+    std::printf("  cycles per chunk, block 0 (thread 0):");
+    for (int i = 0; i < 18; ++i)
+      if (cyc[i]) std::printf(" %s %.0f,", names[i], static_cast<double>(cyc[i]) / chunks);
+    std::printf("\n");
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,146 @@
+// kernels/cuda/causal_conv.cu — the fused causal depthwise convolution (kernels/causal_conv.h).
+// One block per (batch, tile of kConvTile time steps); each thread walks the tile's steps for its
+// channels with the last k inputs in registers, so x (forward) or x and dy (backward) are read
+// once and coalesced across channels. The backward also writes the tile's partial weight/bias
+// gradients, summed over tiles in index order by a second kernel (deterministic).
+// float32 and bfloat16 data, width 1..8 (float64 runs on the CPU reference).
+#include "kernels/causal_conv.h"
+#include "kernels/cuda/cuda_backend.cuh"
+
+namespace ttt::cuda_impl {
+
+namespace {
+
+constexpr int kConvThreads = 256;
+
+template <class S, int K>
+__global__ void conv_fwd_kernel(CausalConvShape s, BTCView xv, BTCView yv, const float* w, const float* bias) {
+  const int64_t b = blockIdx.y, t0 = static_cast<int64_t>(blockIdx.x) * kConvTile;
+  const int64_t t1 = min(s.len, t0 + kConvTile);
+  const S* x = static_cast<const S*>(xv.data) + b * xv.sb;
+  S* y = static_cast<S*>(yv.data) + b * yv.sb;
+  for (int64_t c = threadIdx.x; c < s.channels; c += blockDim.x) {
+    float wc[K], win[K];
+#pragma unroll
+    for (int j = 0; j < K; ++j) wc[j] = w[c * K + j];
+    const float bc = bias ? bias[c] : 0.f;
+#pragma unroll
+    for (int j = 0; j < K - 1; ++j) {
+      const int64_t tx = t0 - (K - 1) + j;
+      win[j] = tx >= 0 ? to_compute(x[tx * xv.st + c]) : 0.f;
+    }
+    for (int64_t t = t0; t < t1; ++t) {
+      win[K - 1] = to_compute(x[t * xv.st + c]);
+      float acc = bc;
+#pragma unroll
+      for (int j = 0; j < K; ++j) acc += wc[j] * win[j];
+      y[t * yv.st + c] = from_compute<S>(acc);
+#pragma unroll
+      for (int j = 0; j < K - 1; ++j) win[j] = win[j + 1];
+    }
+  }
+}
+
+template <class S, int K>
+__global__ void conv_bwd_kernel(CausalConvShape s, BTCView xv, BTCView dyv, BTCView dxv, const float* w, float* part) {
+  const int64_t b = blockIdx.y, tile = blockIdx.x, t0 = tile * kConvTile;
+  const int64_t t1 = min(s.len, t0 + kConvTile), tiles = gridDim.x;
+  const S* x = static_cast<const S*>(xv.data) + b * xv.sb;
+  const S* dy = static_cast<const S*>(dyv.data) + b * dyv.sb;
+  S* dx = static_cast<S*>(dxv.data) + b * dxv.sb;
+  for (int64_t c = threadIdx.x; c < s.channels; c += blockDim.x) {
+    float wc[K], xw[K], dw[K], g[K + 1];
+#pragma unroll
+    for (int j = 0; j < K; ++j) wc[j] = w[c * K + j], g[j] = 0.f;
+    g[K] = 0.f;
+#pragma unroll
+    for (int j = 0; j < K - 1; ++j) {
+      const int64_t tx = t0 - (K - 1) + j;  // x behind t (for dw)
+      xw[j] = tx >= 0 ? to_compute(x[tx * xv.st + c]) : 0.f;
+      const int64_t ty = t0 + j;            // dy ahead of t (for dx)
+      dw[j] = ty < s.len ? to_compute(dy[ty * dyv.st + c]) : 0.f;
+    }
+    for (int64_t t = t0; t < t1; ++t) {
+      xw[K - 1] = to_compute(x[t * xv.st + c]);
+      const int64_t ty = t + K - 1;
+      dw[K - 1] = ty < s.len ? to_compute(dy[ty * dyv.st + c]) : 0.f;
+      float acc = 0.f;
+#pragma unroll
+      for (int j = 0; j < K; ++j) acc += wc[j] * dw[K - 1 - j];
+      dx[t * dxv.st + c] = from_compute<S>(acc);
+      const float d = dw[0];  // dy[t]
+#pragma unroll
+      for (int j = 0; j < K; ++j) g[j] += d * xw[j];
+      g[K] += d;
+#pragma unroll
+      for (int j = 0; j < K - 1; ++j) xw[j] = xw[j + 1], dw[j] = dw[j + 1];
+    }
+    float* p = part + ((b * tiles + tile) * s.channels + c) * (K + 1);
+#pragma unroll
+    for (int j = 0; j <= K; ++j) p[j] = g[j];
+  }
+}
+
+// dw[c, j] (j < k) and dbias[c] (j = k): the partials summed over (batch, tile) in index order.
+__global__ void conv_reduce_kernel(const float* part, int64_t bt, int64_t C, int K, float* dw, float* db) {
+  const int64_t n = C * (K + 1);
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t c = i / (K + 1);
+    const int j = static_cast<int>(i % (K + 1));
+    float sum = 0.f;
+    for (int64_t r = 0; r < bt; ++r) sum += part[(r * C + c) * (K + 1) + j];
+    if (j < K) dw[c * K + j] = sum;
+    else if (db) db[c] = sum;
+  }
+}
+
+template <class Fn>
+void by_type_and_width(const CausalConvShape& s, Fn&& fn) {
+  auto width = [&](auto tag) {
+    using S = decltype(tag);
+    switch (s.width) {
+#define TTT_W(K) \
+  case K: return fn(S{}, std::integral_constant<int, K>{});
+      TTT_W(1) TTT_W(2) TTT_W(3) TTT_W(4) TTT_W(5) TTT_W(6) TTT_W(7) TTT_W(8)
+#undef TTT_W
+      default: throw std::invalid_argument("causal_conv (CUDA): width must be 1..8, got " + std::to_string(s.width));
+    }
+  };
+  if (s.dtype == DType::f32) return width(float{});
+  if (s.dtype == DType::bf16) return width(bf16{});
+  throw std::invalid_argument(std::string("causal_conv (CUDA): float32 or bfloat16 data, got ") + dtype_name(s.dtype));
+}
+
+cudaStream_t stream_of(Backend& be) { return static_cast<cudaStream_t>(be.native_stream()); }
+dim3 grid_of(const CausalConvShape& s) {
+  return dim3(static_cast<unsigned>((s.len + kConvTile - 1) / kConvTile), static_cast<unsigned>(s.batch));
+}
+
+}  // namespace
+
+void causal_conv_forward(Backend& be, CausalConvForward& c) {
+  if (c.s.batch == 0 || c.s.len == 0) return;
+  by_type_and_width(c.s, [&](auto tag, auto width) {
+    conv_fwd_kernel<decltype(tag), decltype(width)::value><<<grid_of(c.s), kConvThreads, 0, stream_of(be)>>>(
+        c.s, c.x, c.y, static_cast<const float*>(c.w), static_cast<const float*>(c.bias));
+    CUDA_CHECK_LAUNCH();
+  });
+}
+
+void causal_conv_backward(Backend& be, CausalConvBackward& c) {
+  if (c.s.batch == 0 || c.s.len == 0) return;
+  float* part = static_cast<float*>(c.workspace);
+  by_type_and_width(c.s, [&](auto tag, auto width) {
+    conv_bwd_kernel<decltype(tag), decltype(width)::value><<<grid_of(c.s), kConvThreads, 0, stream_of(be)>>>(
+        c.s, c.x, c.dy, c.dx, static_cast<const float*>(c.w), part);
+    CUDA_CHECK_LAUNCH();
+  });
+  const int64_t n = c.s.channels * (c.s.width + 1);
+  const int64_t bt = c.s.batch * ((c.s.len + kConvTile - 1) / kConvTile);
+  conv_reduce_kernel<<<static_cast<unsigned>((n + 255) / 256), 256, 0, stream_of(be)>>>(
+      part, bt, c.s.channels, static_cast<int>(c.s.width), static_cast<float*>(c.dw), static_cast<float*>(c.dbias));
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace ttt::cuda_impl

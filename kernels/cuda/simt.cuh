@@ -1,0 +1,115 @@
+// kernels/cuda/simt.cuh — the thread-level primitives the fused TTT kernels are written against:
+// thread and warp indices, block barriers, warp shuffles, ldmatrix, the bf16 tensor-core MMA
+// (m16n8k16, float32 accumulate) and cp.async.
+//
+// Why a layer of its own: the same kernel source compiles two ways.
+//  - nvcc (the default): each primitive is the CUDA intrinsic / inline PTX instruction.
+//  - TTT_SIMT_EMULATE (a host C++ build, tests/simt_emulator.*): each primitive calls a host
+//    emulator that runs every thread of a block as a fiber, so the kernels' index math, barriers,
+//    fragment layouts and shared-memory use are exercised on the CPU in CI, against the CPU
+//    reference, without a GPU. The emulated MMA and ldmatrix follow the PTX ISA's fragment
+//    layouts (mma.m16n8k16 .bf16: A rows g / g+8, cols 2t, 2t+1 (+8); B rows 2t, 2t+1 (+8), col g;
+//    C rows g / g+8, cols 2t, 2t+1; g = lane / 4, t = lane % 4).
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/dtype.h"
+
+#if defined(TTT_SIMT_EMULATE)
+#define TTT_DEV inline
+#define TTT_SMEM_ALIGN alignas(16)
+#else
+#define TTT_DEV __device__ __forceinline__
+#endif
+
+namespace ttt::simt {
+
+#if defined(TTT_SIMT_EMULATE)
+
+// --- host emulation (implemented by tests/simt_emulator.cpp) ----------------------------------
+int emu_tid();
+int emu_block_threads();
+void emu_sync();
+float emu_shfl_xor(float v, int mask);
+void emu_ldmatrix(uint32_t* r, int n, const void* addr, bool trans);
+void emu_mma_bf16(float d[4], const uint32_t a[4], const uint32_t b[2]);
+
+TTT_DEV long long clock() { return 0; }
+TTT_DEV int tid() { return emu_tid(); }
+TTT_DEV int threads() { return emu_block_threads(); }
+TTT_DEV void sync() { emu_sync(); }
+TTT_DEV float shfl_xor(float v, int mask) { return emu_shfl_xor(v, mask); }
+TTT_DEV void ldsm_x4(uint32_t r[4], const void* p) { emu_ldmatrix(r, 4, p, false); }
+TTT_DEV void ldsm_x4_t(uint32_t r[4], const void* p) { emu_ldmatrix(r, 4, p, true); }
+TTT_DEV void mma_bf16(float d[4], const uint32_t a[4], const uint32_t b[2]) { emu_mma_bf16(d, a, b); }
+// cp.async: the copy happens at once; waiting is a no-op.
+TTT_DEV void cp_async16(void* dst, const void* src) { std::memcpy(dst, src, 16); }
+TTT_DEV void cp_async4(void* dst, const void* src) { std::memcpy(dst, src, 4); }
+TTT_DEV void cp_async_commit() {}
+TTT_DEV void cp_async_wait_all() {}
+
+#else
+
+// --- CUDA ------------------------------------------------------------------------------------
+TTT_DEV long long clock() { return clock64(); }
+TTT_DEV int tid() { return static_cast<int>(threadIdx.x); }
+TTT_DEV int threads() { return static_cast<int>(blockDim.x); }
+TTT_DEV void sync() { __syncthreads(); }
+TTT_DEV float shfl_xor(float v, int mask) { return __shfl_xor_sync(0xffffffffu, v, mask); }
+TTT_DEV uint32_t smem_addr(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+TTT_DEV void ldsm_x4(uint32_t r[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+TTT_DEV void ldsm_x4_t(uint32_t r[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+// Not volatile: a pure register operation, so the compiler may schedule it around the (ordered)
+// ldmatrix loads and other MMAs.
+TTT_DEV void mma_bf16(float d[4], const uint32_t a[4], const uint32_t b[2]) {
+  asm(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+TTT_DEV void cp_async16(void* dst, const void* src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_addr(dst)), "l"(src));
+}
+TTT_DEV void cp_async4(void* dst, const void* src) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(smem_addr(dst)), "l"(src));
+}
+TTT_DEV void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+TTT_DEV void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
+
+#endif
+
+TTT_DEV int lane() { return tid() & 31; }
+TTT_DEV int warp() { return tid() >> 5; }
+
+// Two floats as a bf16x2 register (lo in the low half), rounded to nearest even.
+TTT_DEV uint32_t pack_bf16(float lo, float hi) {
+#if defined(TTT_SIMT_EMULATE)
+  return static_cast<uint32_t>(bf16::from_float(lo).bits) | (static_cast<uint32_t>(bf16::from_float(hi).bits) << 16);
+#else
+  uint32_t r;
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
+#endif
+}
+
+// Sum over the `width` consecutive lanes of a group (width a power of two <= 32): every lane of
+// the group gets the group's sum. The order of additions is fixed (butterfly), so it is
+// deterministic.
+template <int width>
+TTT_DEV float group_sum(float v) {
+#pragma unroll
+  for (int m = width / 2; m > 0; m >>= 1) v += shfl_xor(v, m);
+  return v;
+}
+
+}  // namespace ttt::simt

@@ -1,0 +1,598 @@
+// kernels/cuda/ttt_linear_bwd.cuh — the fused TTT-Linear backward: one thread block per (batch,
+// head) walks the chunks in reverse (math: kernels/ttt_linear_scan.h and the step list of
+// kernels/cpu/ttt_linear_scan.cpp, which this follows line for line).
+//
+// Checkpoint groups are taken last to first. For each group the block first replays the forward
+// state chain from the stored state (Z1, Gp and the W/b update only), writing the state entering
+// every chunk of the group to its workspace (W row-major, then b), then runs the chunks backwards:
+//   top  the chunk's tiles and its state (W as operand, b) into smem
+//   B1   Z1 = XK W + b, Zq = XQ W + b, Mt (and the raw masked tril(XQ XKᵀ + β))
+//   B2   rows: x̂1, σ1, gx, G, Gp = lr ⊙ G, −Gp
+//   B3   Z̄ = Zq + Mt (−Gp)
+//   B4   rows: dZ̄ from the output LN (dln_w, dln_b partials), the dout part of dXQ
+//   B5   dXQ = dZ̄ Wᵀ (kept in registers), dGp = −Mtᵀ dZ̄ − tok_L (XK dW' + db'), the update part of
+//        dXK, dMt = dZ̄ (−Gp)ᵀ, dW += XQᵀ dZ̄
+//   B6   rows: dS = diag(tok) dMt, dtok, dlr, the LN-L2 vjp (dZ1, dXV, dln partials)
+//   B7   dXQ += dS XK, dXK = dSᵀ XQ + dZ1 Wᵀ + (B5, B6 parts), dW += XKᵀ dZ1, db += Σ (dZ̄ + dZ1),
+//        dW published as the operand dW' of the previous chunk
+// The gradient of the state (dW in registers, rows 16w.. of warp w; db in smem) runs through all
+// chunks; at the end the block writes its partials of dW0, db0, dln_w, dln_b, dtok to the
+// workspace, reduced over the batch by a separate kernel (fixed order: deterministic).
+#pragma once
+
+#include "kernels/cuda/ttt_linear_fwd.cuh"
+
+namespace ttt::cuda_impl::tttk {
+
+template <class C>
+struct BwdSmem {
+  using Op = typename C::Op;
+  // Double-buffered by cp.async one work item ahead: the chunk's tiles, and its state.
+  alignas(16) float xq[2][KP * C::FS];
+  alignas(16) float xk[2][KP * C::FS];
+  alignas(16) float xv[2][KP * C::FS];
+  alignas(16) float dout[2][KP * C::FS];
+  alignas(16) float lr[2][KP];
+  alignas(16) Op ow[2][C::F * C::OS];  // W of the chunk
+  alignas(16) float wb[2][C::F];       // b of the chunk
+  alignas(16) float z[KP * C::FS];    // Z1, then dZ1
+  alignas(16) float xh[KP * C::FS];   // x̂1
+  alignas(16) float gx[KP * C::FS];   // ∂ℓ/∂x̂1
+  alignas(16) float g[KP * C::FS];    // G
+  alignas(16) float gp[KP * C::FS];   // Gp
+  alignas(16) float zb[KP * C::FS];   // Z̄, then dZ̄
+  alignas(16) float dgp[KP * C::FS];  // dGp
+  alignas(16) float dxq[KP * C::FS];  // row-phase parts of dXQ
+  alignas(16) float dxk[KP * C::FS];  // update and LN-L2 parts of dXK
+  alignas(16) Op oq[KP * C::OS];
+  alignas(16) Op ok[KP * C::OS];
+  alignas(16) Op ogp[KP * C::OS];   // −Gp
+  alignas(16) Op odzb[KP * C::OS];  // dZ̄
+  alignas(16) Op odz1[KP * C::OS];  // dZ1
+  alignas(16) Op odw[C::F * C::OS]; // dW' (the gradient of the state leaving the chunk)
+  alignas(16) Op omt[KP * C::KS];   // Mt
+  alignas(16) Op ods[KP * C::KS];   // dS
+  float mraw[KP * (KP + 1)], dmt[KP * (KP + 1)];
+  float tok[KP], sig[KP], rb[C::F], lnw[C::F], lnb[C::F], db[C::F];  // rb: b during the replay
+  float red[C::THREADS];            // final reductions
+};
+
+// The buffers of the current work item (one side of each double buffer).
+template <class C>
+struct ItemBufs {
+  float *xq, *xk, *xv, *dout, *lr;
+  typename C::Op* ow;
+  float* b;
+  TTT_DEV ItemBufs(BwdSmem<C>& S, int tb, int wb)
+      : xq(S.xq[tb]), xk(S.xk[tb]), xv(S.xv[tb]), dout(S.dout[tb]), lr(S.lr[tb]), ow(S.ow[wb]), b(S.wb[wb]) {}
+};
+
+// Per (b, h) workspace: the replay snapshots of one group (slot: W as operands [F, F], then b as
+// float32 [F]; G·(F² + F) floats reserved), then the partials.
+template <class C>
+TTT_DEV char* snapshot(const Params& p, int bh, int slot) {
+  constexpr int64_t slot_bytes = C::F * C::F * sizeof(typename C::Op) + 4 * C::F;
+  return reinterpret_cast<char*>(p.ws + static_cast<int64_t>(bh) * p.G * (C::F * C::F + C::F)) + slot * slot_bytes;
+}
+// The partials follow the snapshots of every (b, h).
+TTT_HD float* partials_base(const Params& p, int F) {
+  return p.ws + static_cast<int64_t>(p.B) * p.H * p.G * (F * F + F);
+}
+template <class C>
+TTT_DEV float* partials(const Params& p, int bh) {
+  return partials_base(p, C::F) + static_cast<int64_t>(bh) * (C::F * C::F + 3 * C::F + p.K);
+}
+
+// --- work items and their prefetch -------------------------------------------------------------
+// Per checkpoint group, last to first: replay items for chunks k0 .. k1−2 (ascending), then reverse
+// items for chunks k1−1 .. k0. Each item's tiles (and a reverse item's stored state) are copied
+// into smem with cp.async while the item before it computes.
+struct Item {
+  int g = 0, k = 0;
+  bool replay = false;
+  bool valid = true;
+};
+TTT_DEV int group_end(const Params& p, int g) { return (g + 1) * p.G < p.NC ? (g + 1) * p.G : p.NC; }
+TTT_DEV Item first_replay_or_reverse(const Params& p, int g) {
+  const int k0 = g * p.G, k1 = group_end(p, g);
+  return k1 - k0 >= 2 ? Item{g, k0, true, true} : Item{g, k1 - 1, false, true};
+}
+TTT_DEV Item next_item(const Params& p, const Item& it) {
+  const int k0 = it.g * p.G, k1 = group_end(p, it.g);
+  if (it.replay) return it.k + 1 < k1 - 1 ? Item{it.g, it.k + 1, true, true} : Item{it.g, k1 - 1, false, true};
+  if (it.k > k0) return Item{it.g, it.k - 1, false, true};
+  if (it.g == 0) return Item{0, 0, false, false};
+  return first_replay_or_reverse(p, it.g - 1);
+}
+
+// One [16, F] float32 tile of chunk rows t0.. into smem (row stride FS) by cp.async; rows >= rows are 0.
+template <class C>
+TTT_DEV void tile_async(float* s, const Ten& x, int b, int h, int64_t t0, int rows, bool vec) {
+#pragma unroll
+  for (int j = 0; j < 2; ++j) {
+    const int e = 4 * (tid() + j * C::THREADS), r = e / C::F, c = e % C::F;
+    float* d = s + r * C::FS + c;
+    if (r >= rows) {
+      d[0] = d[1] = d[2] = d[3] = 0.f;
+      continue;
+    }
+    const float* src = x.row(b, h, t0 + r) + c;
+    if (vec) {
+      simt::cp_async16(d, src);
+    } else {
+      for (int q = 0; q < 4; ++q) simt::cp_async4(d + q, src + q);
+    }
+  }
+}
+
+template <class C>
+TTT_DEV void prefetch_tiles(const Params& p, BwdSmem<C>& S, int tb, int b, int h, int k) {
+  const int64_t t0 = static_cast<int64_t>(k) * p.K;
+  const int rows = static_cast<int>(p.T - t0 < p.K ? p.T - t0 : p.K);
+  tile_async<C>(S.xq[tb], p.xq, b, h, t0, rows, p.vec);
+  tile_async<C>(S.xk[tb], p.xk, b, h, t0, rows, p.vec);
+  tile_async<C>(S.xv[tb], p.xv, b, h, t0, rows, p.vec);
+  tile_async<C>(S.dout[tb], p.dout, b, h, t0, rows, p.vec);
+  if (tid() < KP) {
+    if (tid() < rows) simt::cp_async4(&S.lr[tb][tid()], p.lr.row(b, h, t0 + tid()));
+    else S.lr[tb][tid()] = 0.f;
+  }
+}
+
+// The stored state of a chunk (operand W rows, then b) into S.ow[wb], S.wb[wb] by cp.async.
+template <class C>
+TTT_DEV void prefetch_state(const Params& p, BwdSmem<C>& S, int wb, int bh, int slot) {
+  constexpr int row_chunks = C::F * static_cast<int>(sizeof(typename C::Op)) / 16;
+  const char* src = snapshot<C>(p, bh, slot);
+  for (int i = tid(); i < C::F * row_chunks; i += C::THREADS) {
+    const int r = i / row_chunks, q = i % row_chunks;
+    simt::cp_async16(reinterpret_cast<char*>(S.ow[wb] + r * C::OS) + 16 * q,
+                     src + static_cast<int64_t>(r) * C::F * sizeof(typename C::Op) + 16 * q);
+  }
+  const char* bsrc = src + C::F * C::F * sizeof(typename C::Op);
+  for (int i = tid(); i < C::F / 4; i += C::THREADS) simt::cp_async16(S.wb[wb] + 4 * i, bsrc + 16 * i);
+}
+
+// The operand copies of the item's XQ and XK tiles.
+template <class C>
+TTT_DEV void operand_tiles(const ItemBufs<C>& B, BwdSmem<C>& S) {
+  for (int i = tid(); i < KP * C::F / 2; i += C::THREADS) {
+    const int r = (2 * i) / C::F, c = (2 * i) % C::F;
+    put_op2(S.oq + r * C::OS + c, B.xq[r * C::FS + c], B.xq[r * C::FS + c + 1]);
+    put_op2(S.ok + r * C::OS + c, B.xk[r * C::FS + c], B.xk[r * C::FS + c + 1]);
+  }
+}
+
+// The top of every item: wait for its copies, then start those of the next item (into the other
+// buffers, whose readers finished before this barrier).
+template <class C>
+TTT_DEV void item_top(const Params& p, BwdSmem<C>& S, const Item& next, int tb, int wb, int b, int h, int bh) {
+  simt::cp_async_wait_all();
+  simt::sync();
+  if (next.valid) {
+    prefetch_tiles<C>(p, S, tb ^ 1, b, h, next.k);
+    // A reverse item's state was stored by its group's replay, except the group's last chunk,
+    // whose state comes from the replay's registers.
+    if (!next.replay && next.k + 1 < group_end(p, next.g)) prefetch_state<C>(p, S, wb ^ 1, bh, next.k - next.g * p.G);
+  }
+  simt::cp_async_commit();
+}
+
+// A replay item: chunk k's forward chain from the state (W registers, S.rb) to the next state;
+// the state entering chunk k + 1 is stored as its snapshot (or, for the group's last chunk, put in
+// S.ow[wb_out] / S.wb[wb_out] directly).
+template <class C>
+TTT_DEV void replay_item(const Params& p, BwdSmem<C>& S, const ItemBufs<C>& B, Acc<C::F / 8>& W, int bh, int k,
+                         int wb_out) {
+  constexpr int F = C::F;
+  const int cw = 16 * warp();
+  const float tokL = p.tok[p.K - 1];
+  operand_tiles<C>(B, S);
+  store_op(W, B.ow, C::OS, cw, 0);
+  simt::sync();
+  Acc<2> z1;
+  xw_plus_b<C>(z1, S.ok, B.ow, S.rb, cw);
+  store_f32(z1, S.z, C::FS, 0, cw);
+  simt::sync();
+  inner_grad_rows<C>(p, S.z, B.xk, B.xv, B.lr, S.lnw, S.lnb, p.K, S.gp, S.ogp, nullptr, nullptr, nullptr, nullptr);
+  simt::sync();
+  Acc<F / 8> P;
+  state_update_product<C>(P, S.ok, S.ogp, cw);
+#pragma unroll
+  for (int i = 0; i < F / 8; ++i)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) W.v[i][e] += tokL * P.v[i][e];
+  if (p.bias)
+    for (int c = tid(); c < F; c += C::THREADS) S.rb[c] -= tokL * gp_column_sum<C>(S.gp, c);
+  simt::sync();  // S.rb complete
+  const int k1 = group_end(p, k / p.G), next = k + 1;
+  if (next + 1 < k1) {
+    char* snap = snapshot<C>(p, bh, next - (k / p.G) * p.G);
+    store_op(W, reinterpret_cast<typename C::Op*>(snap), F, cw, 0);
+    for (int i = tid(); i < F; i += C::THREADS) reinterpret_cast<float*>(snap + F * F * sizeof(typename C::Op))[i] = S.rb[i];
+  } else {
+    store_op(W, S.ow[wb_out], C::OS, cw, 0);
+    for (int i = tid(); i < F; i += C::THREADS) S.wb[wb_out][i] = S.rb[i];
+  }
+}
+
+// The state entering group g's first chunk, from the forward's stored states, into W and S.rb —
+// or, for a group of one chunk, straight into S.ow[wb] / S.wb[wb].
+template <class C>
+TTT_DEV void load_group_state(const Params& p, BwdSmem<C>& S, Acc<C::F / 8>& W, int bh, int g, int wb) {
+  constexpr int F = C::F;
+  const float* st = p.states + (static_cast<int64_t>(bh) * p.NG + g) * (F * F + F);
+  load_state_rows<C>(W, st, 16 * warp());
+  const bool single = group_end(p, g) - g * p.G == 1;
+  for (int i = tid(); i < F; i += C::THREADS) (single ? S.wb[wb] : S.rb)[i] = st[F * F + i];
+  if (single) {
+    store_op(W, S.ow[wb], C::OS, 16 * warp(), 0);
+    return;
+  }
+  char* snap = snapshot<C>(p, bh, 0);  // the group's first chunk, for its reverse item
+  store_op(W, reinterpret_cast<typename C::Op*>(snap), F, 16 * warp(), 0);
+  for (int i = tid(); i < F; i += C::THREADS) reinterpret_cast<float*>(snap + F * F * sizeof(typename C::Op))[i] = st[F * F + i];
+}
+
+// The thread's running partial sums of the parameter gradients.
+template <class C>
+struct BwdPartials {
+  float dlnw[C::CPL], dlnb[C::CPL];
+  float dtok_row = 0;  // Σ dMt ∘ M over row rg (first lane of the row group)
+  float dtok_last = 0; // the update path's part of dtok[K−1]
+  TTT_DEV BwdPartials() {
+#pragma unroll
+    for (int j = 0; j < C::CPL; ++j) dlnw[j] = dlnb[j] = 0.f;
+  }
+};
+
+// B4: dZ̄ and the dout part of dXQ, rows of the chunk.
+template <class C>
+TTT_DEV void output_ln_backward_rows(const Params& p, BwdSmem<C>& S, const ItemBufs<C>& B, int n,
+                                     BwdPartials<C>& part) {
+  const RowLane<C> rl;
+  for (int r = rl.rg; r < KP; r += C::RPP) {
+    const int o = r * C::FS + rl.c0;
+    float go[C::CPL], dz[C::CPL];
+#pragma unroll
+    for (int j = 0; j < C::CPL; ++j) go[j] = r < n ? B.dout[o + j] : 0.f;
+    if (p.ln) {
+      float zr[C::CPL], xh[C::CPL], dxh[C::CPL];
+#pragma unroll
+      for (int j = 0; j < C::CPL; ++j) zr[j] = S.zb[o + j];
+      const float sig = normalize<C>(zr, xh, p.eps);
+#pragma unroll
+      for (int j = 0; j < C::CPL; ++j) {
+        dxh[j] = go[j] * S.lnw[rl.c0 + j];
+        part.dlnw[j] += go[j] * xh[j];
+        part.dlnb[j] += go[j];
+      }
+      ln_vjp<C>(dxh, xh, sig, dz);
+    } else {
+#pragma unroll
+      for (int j = 0; j < C::CPL; ++j) dz[j] = go[j];
+    }
+#pragma unroll
+    for (int j = 0; j < C::CPL; j += 2) {
+      S.zb[o + j] = dz[j];
+      S.zb[o + j + 1] = dz[j + 1];
+      S.dxq[o + j] = p.ln ? go[j] : 0.f;
+      S.dxq[o + j + 1] = p.ln ? go[j + 1] : 0.f;
+      put_op2(S.odzb + r * C::OS + rl.c0 + j, dz[j], dz[j + 1]);
+    }
+  }
+}
+
+// B6: dS and dtok from dMt; dlr; the LN-L2 vjp giving dZ1, dXV and the LN partials.
+template <class C>
+TTT_DEV void inner_grad_backward_rows(const Params& p, BwdSmem<C>& S, const ItemBufs<C>& B, int b, int h, int64_t t0,
+                                      int n, BwdPartials<C>& part) {
+  const RowLane<C> rl;
+  const int li = tid() % C::LPR;
+  for (int r = rl.rg; r < KP; r += C::RPP) {
+    float dt = 0;
+    for (int j = li; j < KP; j += C::LPR) {
+      const float m = (j <= r && r < n) ? S.dmt[r * (KP + 1) + j] : 0.f;
+      dt += m * S.mraw[r * (KP + 1) + j];
+      put_op(S.ods + r * C::KS + j, S.tok[r] * m);
+    }
+    dt = row_sum<C>(dt);
+    if (rl.first()) part.dtok_row += dt;
+
+    const int o = r * C::FS + rl.c0;
+    const bool live = r < n;
+    const float l = B.lr[r];
+    float G[C::CPL], dG[C::CPL], dz[C::CPL], dxv[C::CPL];
+    float dl = 0;
+#pragma unroll
+    for (int j = 0; j < C::CPL; ++j) {
+      G[j] = S.g[o + j];
+      const float d = S.dgp[o + j];
+      dl += G[j] * d;
+      dG[j] = live ? l * d : 0.f;
+    }
+    dl = row_sum<C>(dl);
+    if (live && rl.first()) p.dlr.row(b, h, t0 + r)[0] = dl;
+    if (p.ln) {
+      float xh[C::CPL], gx[C::CPL], dgx[C::CPL], dxh[C::CPL];
+      const float sig = S.sig[r];
+      float c_gx = 0, c_dg = 0, dsig = 0;
+#pragma unroll
+      for (int j = 0; j < C::CPL; ++j) {
+        xh[j] = S.xh[o + j];
+        gx[j] = S.gx[o + j];
+        c_gx += gx[j] * xh[j];
+        c_dg += dG[j] * xh[j];
+        dsig -= dG[j] * G[j];
+      }
+      c_gx = row_sum<C>(c_gx) / C::F;
+      c_dg = row_sum<C>(c_dg) / C::F;
+      dsig = row_sum<C>(dsig) / sig;
+      ln_vjp<C>(dG, xh, sig, dgx);
+#pragma unroll
+      for (int j = 0; j < C::CPL; ++j) {
+        const float w = S.lnw[rl.c0 + j], be = S.lnb[rl.c0 + j];
+        const float tgt = B.xv[o + j] - B.xk[o + j];
+        dxh[j] = w * w * dgx[j] - (c_gx * dG[j] + gx[j] * c_dg) / sig;
+        part.dlnw[j] += dgx[j] * (2.f * w * xh[j] + be - tgt);
+        part.dlnb[j] += dgx[j] * w;
+        dxv[j] = -w * dgx[j];
+        S.dxk[o + j] += w * dgx[j];
+      }
+      ln_vjp<C>(dxh, xh, sig, dz);
+#pragma unroll
+      for (int j = 0; j < C::CPL; ++j) dz[j] += dsig * xh[j] / C::F;
+    } else {
+#pragma unroll
+      for (int j = 0; j < C::CPL; ++j) dz[j] = dG[j], dxv[j] = -dG[j];
+    }
+    if (live) {
+      float* dst = p.dxv.row(b, h, t0 + r) + rl.c0;
+#pragma unroll
+      for (int j = 0; j < C::CPL; ++j) dst[j] = dxv[j];
+    }
+#pragma unroll
+    for (int j = 0; j < C::CPL; j += 2) {
+      S.z[o + j] = dz[j];
+      S.z[o + j + 1] = dz[j + 1];
+      put_op2(S.odz1 + r * C::OS + rl.c0 + j, dz[j], dz[j + 1]);
+    }
+  }
+}
+
+// Stores rows < n of a warp's [16, 16] tile (columns cw..) plus the smem part `add` to x.
+template <class C>
+TTT_DEV void store_rows(const Acc<2>& acc, const float* add, const Ten& x, int b, int h, int64_t t0, int n, int cw) {
+#pragma unroll
+  for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int r = acc_row(0, e), c = acc_col(cw, nt, e);
+      if (r < n) x.row(b, h, t0 + r)[c] = acc.v[nt][e] + add[r * C::FS + c];
+    }
+}
+
+// One chunk of the reverse pass; dW (the warp's rows) and S.db, S.odw carry the state gradient.
+template <class C>
+TTT_DEV void backward_chunk(const Params& p, BwdSmem<C>& S, const ItemBufs<C>& B, int b, int h, int k,
+                            Acc<C::F / 8>& dW, BwdPartials<C>& part, PhaseClock& clk) {
+  constexpr int F = C::F;
+  const int cw = 16 * warp();
+  const int64_t t0 = static_cast<int64_t>(k) * p.K;
+  const int n = static_cast<int>(p.T - t0 < p.K ? p.T - t0 : p.K);
+  const bool commit = n == p.K;
+  const float beta = p.bias ? 1.f : 0.f, tokL = p.tok[p.K - 1];
+  // top: the operand copies of the tiles (the tiles and the state arrived by cp.async)
+  operand_tiles<C>(B, S);
+  simt::sync();
+  clk.mark(10);
+  // B1
+  Acc<2> z1, zq;
+  xw_pair<C>(z1, zq, S.ok, S.oq, B.ow, B.b, cw);
+  store_f32(z1, S.z, C::FS, 0, cw);
+  if (const int halves = attention_halves<C>()) attention_tile<C>(S.oq, S.ok, S.tok, n, beta, S.omt, S.mraw, halves);
+  simt::sync();
+  clk.mark(11);
+  // B2
+  inner_grad_rows<C>(p, S.z, B.xk, B.xv, B.lr, S.lnw, S.lnb, n, S.gp, S.ogp, S.g, S.xh, S.gx, S.sig);
+  simt::sync();
+  clk.mark(12);
+  // B3
+  {
+    FragA<C::MMA> a;
+    FragB<C::MMA> bb;
+    load_a(a, S.omt, C::KS, 0, 0);
+    load_b(bb, S.ogp, C::OS, 0, cw);
+    mma(zq.v[0], a, bb, 0);
+    mma(zq.v[1], a, bb, 1);
+  }
+  store_f32(zq, S.zb, C::FS, 0, cw);
+  simt::sync();
+  clk.mark(13);
+  // B4
+  output_ln_backward_rows<C>(p, S, B, n, part);
+  simt::sync();
+  clk.mark(14);
+  // B5
+  Acc<2> dxq;
+  dxq.fill(0.f);
+  gemm_tile<C, F / 16>(dxq, [&](FragA<C::MMA>& a, int kk) { load_a(a, S.odzb, C::OS, 0, kk); },
+               [&](FragB<C::MMA>& bb, int kk, int n0) { load_bt(bb, B.ow, C::OS, kk, cw + n0); });
+  {
+    Acc<2> dgp, u, dxk;
+    dgp.fill(0.f);
+    gemm_tile<C, 1>(dgp, [&](FragA<C::MMA>& a, int kk) { load_at(a, S.omt, C::KS, 0, kk); },
+                 [&](FragB<C::MMA>& bb, int kk, int n0) { load_b(bb, S.odzb, C::OS, kk, cw + n0); });
+    dxk.fill(0.f);
+    if (commit) {
+#pragma unroll
+      for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) u.v[nt][e] = p.bias ? S.db[acc_col(cw, nt, e)] : 0.f;
+      gemm_tile<C, F / 16>(u, [&](FragA<C::MMA>& a, int kk) { load_a(a, S.ok, C::OS, 0, kk); },
+                   [&](FragB<C::MMA>& bb, int kk, int n0) { load_b(bb, S.odw, C::OS, kk, cw + n0); });
+      gemm_tile<C, F / 16>(dxk, [&](FragA<C::MMA>& a, int kk) { load_a(a, S.ogp, C::OS, 0, kk); },
+                   [&](FragB<C::MMA>& bb, int kk, int n0) { load_bt(bb, S.odw, C::OS, kk, cw + n0); });
+    }
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int r = acc_row(0, e), c = acc_col(cw, nt, e), o = r * C::FS + c;
+        float d = -dgp.v[nt][e];
+        if (commit) {
+          d -= tokL * u.v[nt][e];
+          part.dtok_last -= u.v[nt][e] * S.gp[o];
+        }
+        S.dgp[o] = d;
+        S.dxk[o] = tokL * dxk.v[nt][e];
+      }
+  }
+  if (warp() == C::NW - 1) {
+    Acc<2> dmt;
+    dmt.fill(0.f);
+    gemm_tile<C, F / 16>(dmt, [&](FragA<C::MMA>& a, int kk) { load_a(a, S.odzb, C::OS, 0, kk); },
+                 [&](FragB<C::MMA>& bb, int kk, int n0) { load_bt(bb, S.ogp, C::OS, kk, n0); });
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) S.dmt[acc_row(0, e) * (KP + 1) + acc_col(0, nt, e)] = dmt.v[nt][e];
+  }
+  gemm_tile<C, 1>(dW, [&](FragA<C::MMA>& a, int kk) { load_at(a, S.oq, C::OS, cw, kk); },
+               [&](FragB<C::MMA>& bb, int kk, int n0) { load_b(bb, S.odzb, C::OS, kk, n0); });
+  simt::sync();
+  clk.mark(15);
+  // B6
+  inner_grad_backward_rows<C>(p, S, B, b, h, t0, n, part);
+  simt::sync();
+  clk.mark(16);
+  // B7
+  gemm_tile<C, 1>(dxq, [&](FragA<C::MMA>& a, int kk) { load_a(a, S.ods, C::KS, 0, kk); },
+               [&](FragB<C::MMA>& bb, int kk, int n0) { load_b(bb, S.ok, C::OS, kk, cw + n0); });
+  store_rows<C>(dxq, S.dxq, p.dxq, b, h, t0, n, cw);
+  {
+    Acc<2> dxk;
+    dxk.fill(0.f);
+    gemm_tile<C, 1>(dxk, [&](FragA<C::MMA>& a, int kk) { load_at(a, S.ods, C::KS, 0, kk); },
+                 [&](FragB<C::MMA>& bb, int kk, int n0) { load_b(bb, S.oq, C::OS, kk, cw + n0); });
+    gemm_tile<C, F / 16>(dxk, [&](FragA<C::MMA>& a, int kk) { load_a(a, S.odz1, C::OS, 0, kk); },
+                 [&](FragB<C::MMA>& bb, int kk, int n0) { load_bt(bb, B.ow, C::OS, kk, cw + n0); });
+    store_rows<C>(dxk, S.dxk, p.dxk, b, h, t0, n, cw);
+  }
+  gemm_tile<C, 1>(dW, [&](FragA<C::MMA>& a, int kk) { load_at(a, S.ok, C::OS, cw, kk); },
+               [&](FragB<C::MMA>& bb, int kk, int n0) { load_b(bb, S.odz1, C::OS, kk, n0); });
+  for (int c = tid(); c < F; c += C::THREADS) {
+    float s = 0;
+    for (int r = 0; r < KP; ++r) s += S.zb[r * C::FS + c] + S.z[r * C::FS + c];
+    S.db[c] += s;
+  }
+  store_op(dW, S.odw, C::OS, cw, 0);
+  simt::sync();
+  clk.mark(17);
+}
+
+// Σ over the row groups (in order) of the threads' per-column partials v, into out[F].
+template <class C>
+TTT_DEV void column_partials(BwdSmem<C>& S, const float (&v)[C::CPL], float* out) {
+  const RowLane<C> rl;
+  for (int g = 0; g < C::RPP; ++g) {
+    if (rl.rg == g)
+#pragma unroll
+      for (int j = 0; j < C::CPL; ++j) S.red[rl.c0 + j] = (g == 0 ? 0.f : S.red[rl.c0 + j]) + v[j];
+    simt::sync();
+  }
+  for (int i = tid(); i < C::F; i += C::THREADS) out[i] = S.red[i];
+  simt::sync();
+}
+
+// The block's partials of dW0, db0, dln_w, dln_b and dtok into the workspace.
+template <class C>
+TTT_DEV void write_partials(const Params& p, BwdSmem<C>& S, int bh, const Acc<C::F / 8>& dW, BwdPartials<C>& part) {
+  constexpr int F = C::F;
+  float* out = partials<C>(p, bh);
+  store_state_rows<C>(dW, out, 16 * warp());
+  for (int i = tid(); i < F; i += C::THREADS) out[F * F + i] = S.db[i];
+  // dln_w, dln_b: the row groups' partials summed in row-group order.
+  column_partials<C>(S, part.dlnw, out + F * F + F);
+  column_partials<C>(S, part.dlnb, out + F * F + 2 * F);
+  // dtok: the row partials (rows < K) and the update partials summed in thread order.
+  S.red[tid()] = part.dtok_last;
+  simt::sync();
+  if (tid() == 0) {
+    float s = 0;
+    for (int i = 0; i < C::THREADS; ++i) s += S.red[i];
+    S.red[0] = s;
+  }
+  simt::sync();
+  const float last = S.red[0];
+  simt::sync();
+  const RowLane<C> rl;
+  if (rl.first() && rl.rg < KP) S.red[rl.rg] = part.dtok_row;
+  simt::sync();
+  for (int i = tid(); i < p.K; i += C::THREADS) out[F * F + 3 * F + i] = S.red[i] + (i == p.K - 1 ? last : 0.f);
+}
+
+// Element i (< H (F² + 3F) + K) of the reduction of the blocks' partials: sums over the batch
+// (over every (b, h) for dtok) in index order. Run by a grid-stride kernel (and by the host
+// emulation in the tests).
+TTT_HD int64_t reduce_count(int H, int F, int K) { return static_cast<int64_t>(H) * (F * F + 3 * F) + K; }
+TTT_HD void reduce_partials_at(int64_t i, const float* partials, int B, int H, int F, int K, float* dw0, float* db0,
+                                float* dlnw, float* dlnb, float* dtok) {
+  const int per = F * F + 3 * F + K;
+  const int64_t heads_part = static_cast<int64_t>(H) * (F * F + 3 * F);
+  if (i >= heads_part) {
+    const int j = static_cast<int>(i - heads_part);
+    float s = 0;
+    for (int bh = 0; bh < B * H; ++bh) s += partials[static_cast<int64_t>(bh) * per + F * F + 3 * F + j];
+    dtok[j] = s;
+    return;
+  }
+  const int h = static_cast<int>(i / (F * F + 3 * F)), e = static_cast<int>(i % (F * F + 3 * F));
+  float s = 0;
+  for (int b = 0; b < B; ++b) s += partials[static_cast<int64_t>(b * H + h) * per + e];
+  if (e < F * F) {
+    dw0[static_cast<int64_t>(h) * F * F + e] = s;
+    return;
+  }
+  const int k = (e - F * F) / F, c = (e - F * F) % F;
+  float* dst = k == 0 ? db0 : k == 1 ? dlnw : dlnb;
+  if (dst) dst[h * F + c] = s;
+}
+
+template <class C>
+TTT_DEV void bwd_block(const Params& p, int bh, char* smem) {
+  auto& S = *reinterpret_cast<BwdSmem<C>*>(smem);
+  constexpr int F = C::F;
+  const int b = bh / p.H, h = bh % p.H;
+  load_head_constants<C>(p, h, S, nullptr);
+  for (int i = tid(); i < F; i += C::THREADS) S.db[i] = 0.f;
+  for (int i = tid(); i < F * C::OS; i += C::THREADS) put_op(S.odw + i, 0.f);
+  Acc<F / 8> dW, W;
+  dW.fill(0.f);
+  BwdPartials<C> part;
+  Item it = first_replay_or_reverse(p, p.NG - 1);
+  int tb = 0, wb = 0;
+  PhaseClock clk(p, bh);  // slots: 8 replay items, 9 item tops, 10.. the reverse chunk's phases
+  prefetch_tiles<C>(p, S, tb, b, h, it.k);
+  simt::cp_async_commit();
+  while (it.valid) {
+    const Item next = next_item(p, it);
+    item_top<C>(p, S, next, tb, wb, b, h, bh);
+    clk.mark(9);
+    const bool first_of_group = it.replay ? it.k == it.g * p.G : group_end(p, it.g) - it.g * p.G == 1;
+    if (first_of_group) load_group_state<C>(p, S, W, bh, it.g, wb);
+    const ItemBufs<C> B(S, tb, wb);
+    if (it.replay) {
+      replay_item<C>(p, S, B, W, bh, it.k, wb);
+      clk.mark(8);
+    } else {
+      backward_chunk<C>(p, S, B, b, h, it.k, dW, part, clk);
+      if (next.valid && !next.replay && next.g == it.g) wb ^= 1;
+    }
+    tb ^= 1;
+    it = next;
+  }
+  write_partials<C>(p, S, bh, dW, part);
+}
+
+}  // namespace ttt::cuda_impl::tttk

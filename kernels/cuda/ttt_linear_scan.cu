@@ -1,0 +1,128 @@
+// kernels/cuda/ttt_linear_scan.cu — launchers of the fused TTT-Linear scan (kernels/ttt_linear_scan.h):
+// one block per (batch, head) for the forward (ttt_linear_fwd.cuh) and the backward
+// (ttt_linear_bwd.cuh), then a deterministic reduction of the backward's per-(b, h) partials.
+//
+// Covered: float32 data, head_dim in {16, 32, 64, 96, 128}, mini_batch <= 16, shared memory within
+// the device's opt-in limit (low_precision: bf16 operands on the tensor cores; otherwise exact
+// float32 products). Anything else: ttt_linear_scan_unsupported says why, and the layer falls back
+// to the composite dual form.
+#include <string>
+
+#include "kernels/cuda/cuda_backend.cuh"
+#include "kernels/cuda/ttt_linear_bwd.cuh"
+#include "kernels/ttt_linear_scan.h"
+
+namespace ttt::cuda_impl {
+
+namespace {
+
+using tttk::Cfg;
+using tttk::Params;
+
+template <class C>
+__global__ void __launch_bounds__(C::THREADS, 1) ttt_linear_fwd_kernel(Params p) {
+  extern __shared__ __align__(16) char smem[];
+  tttk::fwd_block<C>(p, static_cast<int>(blockIdx.x), smem);
+}
+
+template <class C>
+__global__ void __launch_bounds__(C::THREADS, 1) ttt_linear_bwd_kernel(Params p) {
+  extern __shared__ __align__(16) char smem[];
+  tttk::bwd_block<C>(p, static_cast<int>(blockIdx.x), smem);
+}
+
+// Sums the per-(b, h) partials over the batch (and over heads for tok) in index order.
+__global__ void ttt_linear_reduce_kernel(const float* partials, int B, int H, int F, int K, float* dw0, float* db0,
+                                         float* dlnw, float* dlnb, float* dtok) {
+  const int64_t n = tttk::reduce_count(H, F, K);
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    tttk::reduce_partials_at(i, partials, B, H, F, K, dw0, db0, dlnw, dlnb, dtok);
+}
+
+template <class C>
+constexpr size_t fwd_smem() { return sizeof(tttk::FwdSmem<C>); }
+template <class C>
+constexpr size_t bwd_smem() { return sizeof(tttk::BwdSmem<C>); }
+
+int smem_optin() {
+  static const int v = [] {
+    int dev = 0, s = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&s, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    return s;
+  }();
+  return v;
+}
+
+// Calls fn(Cfg<F, MMA>{}) for the shape's head_dim and precision; false when none matches.
+template <class Fn>
+bool dispatch(const TTTLinearScanShape& s, Fn&& fn) {
+  const bool mma = s.low_precision;
+  switch (s.head_dim) {
+#define TTT_CASE(F)                          \
+  case F:                                    \
+    if (mma) fn(Cfg<F, true>{});             \
+    else fn(Cfg<F, false>{});                \
+    return true;
+    TTT_CASE(16) TTT_CASE(32) TTT_CASE(64) TTT_CASE(96) TTT_CASE(128)
+#undef TTT_CASE
+    default: return false;
+  }
+}
+
+cudaStream_t stream_of(Backend& be) { return static_cast<cudaStream_t>(be.native_stream()); }
+
+}  // namespace
+
+std::string ttt_linear_scan_unsupported(const TTTLinearScanShape& s) {
+  if (s.dtype != DType::f32) return "the CUDA kernel runs float32 data (got " + std::string(dtype_name(s.dtype)) + ")";
+  if (s.mini_batch > tttk::KP)
+    return "the CUDA kernel handles mini_batch <= 16 (got " + std::to_string(s.mini_batch) + ")";
+  if (s.len >= (int64_t{1} << 31) || s.batch * s.heads >= (int64_t{1} << 31)) return "sequence too long";
+  std::string why;
+  const bool known = dispatch(s, [&](auto c) {
+    using C = decltype(c);
+    const size_t need = fwd_smem<C>() > bwd_smem<C>() ? fwd_smem<C>() : bwd_smem<C>();
+    if (need > static_cast<size_t>(smem_optin()))
+      why = "head_dim " + std::to_string(C::F) + (C::MMA ? " (bf16)" : " (float32)") + " needs " +
+            std::to_string(need) + " bytes of shared memory, the device allows " + std::to_string(smem_optin());
+  });
+  if (!known) return "the CUDA kernel handles head_dim 16, 32, 64, 96 or 128 (got " + std::to_string(s.head_dim) + ")";
+  return why;
+}
+
+void ttt_linear_scan_forward(Backend& be, TTTLinearScanForward& c) {
+  const TTTLinearScanShape& s = c.s;
+  const Params p = tttk::params_of(c);
+  dispatch(s, [&](auto cfg) {
+    using C = decltype(cfg);
+    const size_t smem = fwd_smem<C>();
+    CUDA_CHECK(cudaFuncSetAttribute(ttt_linear_fwd_kernel<C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    static_cast<int>(smem)));
+    ttt_linear_fwd_kernel<C><<<static_cast<unsigned>(s.batch * s.heads), C::THREADS, smem, stream_of(be)>>>(p);
+    CUDA_CHECK_LAUNCH();
+  });
+}
+
+void ttt_linear_scan_backward(Backend& be, TTTLinearScanBackward& c) {
+  const TTTLinearScanShape& s = c.s;
+  const Params p = tttk::params_of(c);
+  dispatch(s, [&](auto cfg) {
+    using C = decltype(cfg);
+    const size_t smem = bwd_smem<C>();
+    CUDA_CHECK(cudaFuncSetAttribute(ttt_linear_bwd_kernel<C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    static_cast<int>(smem)));
+    ttt_linear_bwd_kernel<C><<<static_cast<unsigned>(s.batch * s.heads), C::THREADS, smem, stream_of(be)>>>(p);
+    CUDA_CHECK_LAUNCH();
+  });
+  const int F = static_cast<int>(s.head_dim);
+  const float* partials = tttk::partials_base(p, F);
+  const int64_t n = tttk::reduce_count(p.H, F, p.K);
+  ttt_linear_reduce_kernel<<<static_cast<unsigned>((n + 255) / 256), 256, 0, stream_of(be)>>>(
+      partials, p.B, p.H, F, p.K, static_cast<float*>(c.dw0), static_cast<float*>(c.db0),
+      static_cast<float*>(c.dln_w), static_cast<float*>(c.dln_b), static_cast<float*>(c.dtok));
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace ttt::cuda_impl

@@ -1,0 +1,122 @@
+// kernels/ttt_linear_scan.h — the whole mini-batch scan of a TTT-Linear layer (dual form) as one
+// forward and one backward call. CPU reference: kernels/cpu/ttt_linear_scan.cpp; CUDA:
+// kernels/cuda/ttt_linear_scan.cu. The composite dual form (layers/ttt_dual.cpp) is the oracle.
+//
+// Per batch element and head (f = head_dim, K = mini-batch, chunk c = tokens [cK, cK + n),
+// n = K except a shorter last chunk), state (W [f, f], b [f]) entering the chunk, ln = ln_residual:
+//   Z1  = XK W + b                          G  = ∂ℓ/∂Z1, ℓ = ½‖LN(Z1) − (XV − XK)‖²  (ln)
+//                                                        ℓ = ½‖Z1 − XV‖²          (!ln)
+//   Gp  = diag(lr) G                         M  = tril(XQ XKᵀ + β)   (β = 1 with bias, else 0)
+//   Z̄   = XQ W + b − diag(tok) M Gp          out = XQ + LN(Z̄)  (ln)  or  Z̄  (!ln)
+//   n = K (commit):  W ← W − tok[K−1] XKᵀ Gp,  b ← b − tok[K−1] Σ_rows Gp
+//   n < K (the last, partial chunk): the state is not committed; its accumulators
+//        accW = XKᵀ Gp, accb = Σ_rows Gp are returned instead (decode resumes from them).
+// LN is the per-head LayerNorm (weight, bias [H, f], eps, biased variance) used in both places;
+// the LN-L2 gradient is ttt.py's ln_fused_l2_bwd. This is ttt-lm-pytorch's TTTLinear dual form
+// with eta[i, j] = tok[i] · lr[j] (see layers/ttt_inner.h, layers/ttt_dual.cpp).
+//
+// Backward: gradients for XQ, XK, XV, lr, tok, W0, b0 and the LN weight/bias, given d out. The
+// final state and accumulators are not differentiable outputs. The per-(batch, head) partial sums
+// of the parameter gradients are reduced in a fixed order (no float atomics): a run reproduces
+// itself bit for bit.
+//
+// Checkpointing through time: the forward stores the state (W, b) entering every
+// checkpoint_group-th chunk (float32/64 as the data); the backward replays each group from its
+// stored state, so memory is O(T / (K·G) · f²) per (batch, head).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "kernels/backend.h"
+
+namespace ttt {
+
+// A [B, H, T, f] tensor (f contiguous) or a [B, H, T] one (f = 1): element (b, h, t, c) is at
+// data + b·sb + h·sh + t·st + c.
+struct BHTView {
+  void* data = nullptr;
+  int64_t sb = 0, sh = 0, st = 0;
+};
+
+struct TTTLinearScanShape {
+  int64_t batch = 0, heads = 0, len = 0, head_dim = 0, mini_batch = 16;
+  int64_t checkpoint_group = 1;  // >= 1: the state entering every G-th chunk is stored
+  double eps = 1e-6;
+  bool ln_residual = true;
+  bool bias = true;
+  // Products with bf16 operands and float32 accumulation (autocast) instead of exact float32.
+  // The state, every accumulation and all elementwise math stay float32 either way.
+  bool low_precision = false;
+  DType dtype = DType::f32;  // every tensor of the call: f32 or f64 (CPU only)
+
+  int64_t chunks() const { return (len + mini_batch - 1) / mini_batch; }
+  int64_t groups() const { return (chunks() + checkpoint_group - 1) / checkpoint_group; }
+  // Elements of the stored states: [B, H, groups, f·f + f].
+  int64_t state_elems() const { return batch * heads * groups() * (head_dim * head_dim + head_dim); }
+};
+
+// Why the shape cannot run on device `d` (empty when it can). The CPU reference runs every shape.
+std::string ttt_linear_scan_unsupported(Device d, const TTTLinearScanShape& s);
+
+struct TTTLinearScanForward final : FusedCall {
+  TTTLinearScanShape s;
+  // inputs
+  BHTView xq, xk, xv;  // [B, H, T, f]
+  BHTView lr;          // [B, H, T]: base_lr · gate / f (eta's column factor)
+  const void* tok = nullptr;   // [K]: eta's row factor for in-chunk index 0..K−1
+  const void* w0 = nullptr;    // [H, f, f]
+  const void* b0 = nullptr;    // [H, f] (null without bias)
+  const void* ln_w = nullptr;  // [H, f] (null without ln_residual)
+  const void* ln_b = nullptr;  // [H, f]
+  // outputs
+  BHTView out;                   // [B, H, T, f]
+  void* states = nullptr;        // [B, H, groups, f·f + f]: W (row-major) then b, per group start
+  void* w_final = nullptr;       // [B, H, f, f] after the last committed chunk (optional)
+  void* b_final = nullptr;       // [B, H, f] (optional)
+  void* acc_w = nullptr;         // [B, H, f, f] accumulators of a partial last chunk, else 0 (optional)
+  void* acc_b = nullptr;         // [B, H, f] (optional)
+  void* probe = nullptr;         // CUDA profiling hook: int64 cycle counters per phase of block 0 (bench only)
+
+  const char* name() const override { return "ttt_linear_scan_fwd"; }
+  double bytes() const override;
+  void run(Backend& be) override;
+};
+
+struct TTTLinearScanBackward final : FusedCall {
+  TTTLinearScanShape s;
+  // the forward's inputs and stored states
+  BHTView xq, xk, xv, lr;
+  const void *tok = nullptr, *w0 = nullptr, *b0 = nullptr, *ln_w = nullptr, *ln_b = nullptr;
+  const void* states = nullptr;
+  BHTView dout;  // [B, H, T, f]
+  // gradients (overwritten)
+  BHTView dxq, dxk, dxv;  // [B, H, T, f]
+  BHTView dlr;            // [B, H, T]
+  void* dtok = nullptr;   // [K]
+  void* dw0 = nullptr;    // [H, f, f]
+  void* db0 = nullptr;    // [H, f] (null without bias)
+  void* dln_w = nullptr;  // [H, f] (null without ln_residual)
+  void* dln_b = nullptr;
+  void* workspace = nullptr;  // workspace_bytes() bytes, any content
+  void* probe = nullptr;      // CUDA profiling hook, as the forward's
+
+  size_t workspace_bytes() const;
+  const char* name() const override { return "ttt_linear_scan_bwd"; }
+  double bytes() const override;
+  void run(Backend& be) override;
+};
+
+namespace cpu_impl {
+void ttt_linear_scan_forward(TTTLinearScanForward& c);
+void ttt_linear_scan_backward(TTTLinearScanBackward& c);
+}  // namespace cpu_impl
+
+namespace cuda_impl {
+// Defined in kernels/cuda/ttt_linear_scan.cu (or throwing stubs without CUDA).
+std::string ttt_linear_scan_unsupported(const TTTLinearScanShape& s);
+void ttt_linear_scan_forward(Backend& be, TTTLinearScanForward& c);
+void ttt_linear_scan_backward(Backend& be, TTTLinearScanBackward& c);
+}  // namespace cuda_impl
+
+}  // namespace ttt

@@ -1,0 +1,249 @@
+// tests/simt_emulator.cpp — see simt_emulator.h.
+#include "tests/simt_emulator.h"
+
+#include <ucontext.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kernels/dtype.h"
+
+namespace ttt::simt {
+
+namespace {
+
+constexpr size_t kStack = 256 * 1024;
+
+struct Fiber {
+  ucontext_t ctx;
+  std::unique_ptr<char[]> stack;
+  bool done = false;
+  const void* waiting = nullptr;  // the barrier it waits at
+};
+
+// A barrier over a set of fibers: generation counting.
+struct Barrier {
+  int count = 0;
+  uint64_t gen = 0;
+};
+
+// Per-warp exchange slots for the collective operations.
+struct WarpSlots {
+  Barrier bar;
+  float f[32];
+  const void* addr[32];
+  uint32_t a[32][4], b[32][2];
+};
+
+struct Block {
+  int threads = 0;
+  std::vector<Fiber> fibers;
+  ucontext_t scheduler;
+  int current = -1;
+  Barrier bar;
+  std::vector<WarpSlots> warps;
+  std::vector<char> smem_storage;
+  char* smem = nullptr;
+  const std::function<void()>* body = nullptr;
+  std::string error;
+};
+
+Block* g_block = nullptr;
+
+void yield() { swapcontext(&g_block->fibers[g_block->current].ctx, &g_block->scheduler); }
+
+// Waits until all `n` participants arrived at barrier b.
+void arrive_and_wait(Barrier& b, int n) {
+  const uint64_t gen = b.gen;
+  if (++b.count == n) {
+    b.count = 0;
+    ++b.gen;
+    return;
+  }
+  g_block->fibers[g_block->current].waiting = &b;
+  while (b.gen == gen) yield();
+  g_block->fibers[g_block->current].waiting = nullptr;
+}
+
+// Who waits where, for the deadlock message.
+std::string describe_waits(const Block& blk) {
+  int done = 0, at_block = 0;
+  std::string warps;
+  for (int i = 0; i < blk.threads; ++i) {
+    const Fiber& f = blk.fibers[i];
+    if (f.done) ++done;
+    else if (f.waiting == &blk.bar) ++at_block;
+  }
+  for (size_t w = 0; w < blk.warps.size(); ++w) {
+    int n = 0;
+    for (int l = 0; l < 32; ++l)
+      if (blk.fibers[w * 32 + l].waiting == &blk.warps[w].bar) ++n;
+    if (n) warps += " warp " + std::to_string(w) + ": " + std::to_string(n) + " lanes in a collective;";
+  }
+  return std::to_string(done) + " threads finished, " + std::to_string(at_block) + " at the block barrier;" + warps;
+}
+
+void trampoline(int index) {
+  try {
+    (*g_block->body)();
+  } catch (const std::exception& e) {
+    if (g_block->error.empty()) g_block->error = "thread " + std::to_string(index) + ": " + e.what();
+  }
+  g_block->fibers[index].done = true;
+  swapcontext(&g_block->fibers[index].ctx, &g_block->scheduler);
+}
+
+WarpSlots& my_warp() { return g_block->warps[g_block->current / 32]; }
+int my_lane() { return g_block->current % 32; }
+void warp_sync() { arrive_and_wait(my_warp().bar, 32); }
+
+uint16_t load_u16(const void* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+float bf(uint32_t reg, int half) {
+  bf16 v;
+  v.bits = static_cast<uint16_t>(half ? reg >> 16 : reg & 0xffffu);
+  return v.to_float();
+}
+
+}  // namespace
+
+int emu_tid() { return g_block->current; }
+int emu_block_threads() { return g_block->threads; }
+void emu_sync() { arrive_and_wait(g_block->bar, g_block->threads); }
+
+float emu_shfl_xor(float v, int mask) {
+  WarpSlots& w = my_warp();
+  const int l = my_lane();
+  w.f[l] = v;
+  warp_sync();
+  const float r = w.f[l ^ mask];
+  warp_sync();
+  return r;
+}
+
+// ldmatrix .x4 (.trans): lane l supplies the address of row (l % 8) of matrix l / 8. Without
+// .trans, lane L receives elements (row L/4, cols 2(L%4), 2(L%4)+1) of each matrix; with .trans,
+// the same positions of the transposed matrix.
+void emu_ldmatrix(uint32_t* r, int n, const void* addr, bool trans) {
+  WarpSlots& w = my_warp();
+  const int l = my_lane();
+  w.addr[l] = addr;
+  warp_sync();
+  for (int j = 0; j < n; ++j) {
+    uint16_t e[2];
+    for (int h = 0; h < 2; ++h) {
+      if (!trans) {
+        const char* row = static_cast<const char*>(w.addr[j * 8 + l / 4]);
+        e[h] = load_u16(row + 2 * (2 * (l % 4) + h));
+      } else {
+        const char* row = static_cast<const char*>(w.addr[j * 8 + 2 * (l % 4) + h]);
+        e[h] = load_u16(row + 2 * (l / 4));
+      }
+    }
+    r[j] = static_cast<uint32_t>(e[0]) | (static_cast<uint32_t>(e[1]) << 16);
+  }
+  warp_sync();
+}
+
+// mma.m16n8k16 row.col f32.bf16.bf16.f32: d += A B with
+//   A (16x16): a[0] rows g, cols 2t..2t+1; a[1] rows g+8; a[2] rows g, cols +8; a[3] rows g+8, cols +8
+//   B (16x8):  b[0] rows 2t..2t+1, col g; b[1] rows +8
+//   D (16x8):  d[0..1] row g, cols 2t..2t+1; d[2..3] row g+8
+void emu_mma_bf16(float d[4], const uint32_t a[4], const uint32_t b[2]) {
+  WarpSlots& w = my_warp();
+  const int l = my_lane();
+  std::memcpy(w.a[l], a, sizeof(w.a[l]));
+  std::memcpy(w.b[l], b, sizeof(w.b[l]));
+  warp_sync();
+  float A[16][16], B[16][8];
+  for (int L = 0; L < 32; ++L) {
+    const int g = L / 4, t = L % 4;
+    for (int h = 0; h < 2; ++h) {
+      A[g][2 * t + h] = bf(w.a[L][0], h);
+      A[g + 8][2 * t + h] = bf(w.a[L][1], h);
+      A[g][2 * t + 8 + h] = bf(w.a[L][2], h);
+      A[g + 8][2 * t + 8 + h] = bf(w.a[L][3], h);
+      B[2 * t + h][g] = bf(w.b[L][0], h);
+      B[2 * t + 8 + h][g] = bf(w.b[L][1], h);
+    }
+  }
+  warp_sync();
+  const int g = l / 4, t = l % 4;
+  for (int e = 0; e < 4; ++e) {
+    const int row = g + (e >> 1) * 8, col = 2 * t + (e & 1);
+    float s = d[e];
+    for (int k = 0; k < 16; ++k) s += A[row][k] * B[k][col];
+    d[e] = s;
+  }
+}
+
+char* block_smem() { return g_block->smem; }
+
+void emulate_block(int threads, size_t smem_bytes, const std::function<void()>& body) {
+  if (threads <= 0 || threads % 32 != 0) throw std::invalid_argument("emulate_block: threads must be a multiple of 32");
+  Block blk;
+  blk.threads = threads;
+  blk.body = &body;
+  blk.warps.resize(threads / 32);
+  // Shared memory starts as NaN, as an uninitialised GPU buffer might hold anything.
+  blk.smem_storage.resize(smem_bytes + 16);
+  blk.smem = blk.smem_storage.data() + (16 - reinterpret_cast<uintptr_t>(blk.smem_storage.data()) % 16) % 16;
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (size_t i = 0; i + 4 <= smem_bytes; i += 4) std::memcpy(blk.smem + i, &nan, 4);
+  blk.fibers.resize(threads);
+  Block* outer = g_block;
+  g_block = &blk;
+  for (int i = 0; i < threads; ++i) {
+    Fiber& f = blk.fibers[i];
+    f.stack.reset(new char[kStack]);
+    getcontext(&f.ctx);
+    f.ctx.uc_stack.ss_sp = f.stack.get();
+    f.ctx.uc_stack.ss_size = kStack;
+    f.ctx.uc_link = nullptr;
+    makecontext(&f.ctx, reinterpret_cast<void (*)()>(trampoline), 1, i);
+  }
+  // Round robin until every fiber is done; a full round in which no barrier generation moved and
+  // no fiber finished is a deadlock.
+  for (;;) {
+    bool all_done = true, progress = false;
+    uint64_t before = blk.bar.gen;
+    std::vector<uint64_t> wb;
+    for (auto& w : blk.warps) wb.push_back(w.bar.gen);
+    for (int i = 0; i < threads; ++i) {
+      Fiber& f = blk.fibers[i];
+      if (f.done) continue;
+      blk.current = i;
+      const int counts_before = blk.bar.count;
+      swapcontext(&blk.scheduler, &f.ctx);
+      if (f.done || blk.bar.count != counts_before) progress = true;
+      all_done = all_done && f.done;
+    }
+    if (all_done) break;
+    if (blk.bar.gen != before) progress = true;
+    for (size_t w = 0; w < blk.warps.size(); ++w)
+      if (blk.warps[w].bar.gen != wb[w]) progress = true;
+    if (!progress) {
+      g_block = outer;
+      throw std::runtime_error("emulate_block: deadlock (a barrier or warp-collective call not reached by all threads: " +
+                               describe_waits(blk) + ")" +
+                               (blk.error.empty() ? std::string() : "; first error: " + blk.error));
+    }
+    if (!blk.error.empty()) {
+      g_block = outer;
+      throw std::runtime_error("emulate_block: " + blk.error);
+    }
+  }
+  g_block = outer;
+  if (!blk.error.empty()) throw std::runtime_error("emulate_block: " + blk.error);
+}
+
+}  // namespace ttt::simt

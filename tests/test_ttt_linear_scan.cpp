@@ -1,0 +1,268 @@
+// tests/test_ttt_linear_scan.cpp — the fused TTT-Linear scan (autograd/ops.h ttt_linear_scan over
+// kernels/ttt_linear_scan.h) against its oracle, the composite dual form (layers/ttt_dual.h
+// dual_linear_scan), in float64 on the CPU reference: outputs, final state, accumulators and every
+// gradient, over remainder chunks, T < K, K in {1, 8, 16, 64}, head dims, batch 1 and > 1, every
+// switch (LN + residual, inner bias), checkpoint groups. Then the layer: impl=fused equals
+// impl=dual for both backbones, and the CUDA kernels against the CPU reference (skipped without a
+// GPU). Gradcheck and gradgradcheck (through the composite fallback) are in the op table
+// (tests/op_cases/ttt_cases.cpp); the CUDA kernel source is also run on the CPU by
+// tests/test_ttt_scan_emulated.cpp.
+#include <doctest/doctest.h>
+
+#include "autograd/autocast.h"
+#include "autograd/engine.h"
+#include "layers/ttt_dual.h"
+#include "layers/ttt_scan.h"
+#include "tests/check_close.h"
+#include "tests/cuda_test_util.h"
+#include "tests/ttt_helpers.h"
+#include "tests/ttt_scan_cases.h"
+
+using namespace ttt;
+using namespace ttt::testing;
+
+namespace {
+
+Tensor fused_out(const tensor_list& x, const ScanCase& c) {
+  return ttt_linear_scan(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8], scan_options(c),
+                         [](const tensor_list& in) { return dual_linear_scan(in, 1e-6); })[0];
+}
+
+// Gradients of sum(out · w) w.r.t. every defined input.
+tensor_list input_grads(const Tensor& out, const tensor_list& x, const Tensor& w) {
+  tensor_list leaves;
+  for (const Tensor& t : x)
+    if (t.defined()) leaves.push_back(t);
+  return grad({sum(mul(out, w))}, leaves);
+}
+
+const char* kNames[] = {"XQ", "XK", "XV", "lr", "tok", "W0", "b0", "ln_w", "ln_b"};
+
+void check_fused_matches_dual(const ScanCase& c, uint64_t seed) {
+  INFO(c.str());
+  const tensor_list x = scan_inputs(c, seed);
+  const Tensor ref = dual_linear_scan(x, 1e-6);
+  const Tensor out = fused_out(x, c);
+  check_close(out, ref, {1e-10, 1e-9}, "out");
+  const Tensor w = rand64(out.shape(), seed + 1);
+  const tensor_list g = input_grads(out, x, w), gr = input_grads(ref, x, w);
+  size_t j = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (!x[i].defined()) continue;
+    check_close(g[j], gr[j], {1e-9, 1e-8}, std::string("d") + kNames[i]);
+    ++j;
+  }
+}
+
+}  // namespace
+
+TEST_CASE("fused scan (CPU reference) equals the composite dual form: outputs and every gradient, float64") {
+  const std::vector<ScanCase> cases = {
+      {2, 2, 37, 8, 16, true, true, 1},   // remainder chunk, batch > 1
+      {1, 3, 5, 8, 16, true, true, 1},    // T < K
+      {2, 1, 12, 4, 1, true, true, 1},    // K = 1
+      {1, 2, 24, 4, 8, true, true, 2},    // K = 8, checkpoint groups of 2
+      {1, 1, 70, 4, 64, true, true, 1},   // K = 64 with a remainder
+      {2, 2, 32, 16, 16, false, true, 1}, // no LN + residual
+      {2, 2, 33, 8, 16, true, false, 3},  // no inner bias, groups of 3 with a remainder
+      {1, 2, 40, 8, 16, false, false, 1},
+  };
+  uint64_t seed = 10;
+  for (const ScanCase& c : cases) check_fused_matches_dual(c, seed += 7);
+}
+
+TEST_CASE("fused scan: the final state and the accumulators of a partial last chunk equal the composite scan's") {
+  for (int64_t T : {32, 37}) {
+    const ScanCase c{2, 2, T, 8, 16, true, true, 1};
+    const tensor_list x = scan_inputs(c, 41);
+    tensor_list res;
+    {
+      NoGradGuard ng;
+      res = ttt_linear_scan(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8], scan_options(c), nullptr);
+    }
+    // The composite scan's state after the same tokens.
+    NoGradGuard ng;
+    ScanState st;
+    st.W = {expand(unsqueeze(x[5], 0), {c.B, c.H, c.f, c.f}), expand(reshape(x[6], {1, c.H, 1, c.f}), {c.B, c.H, 1, c.f})};
+    ScanOptions o;
+    o.mini_batch = c.K;
+    o.full = o.partial = dual_segment;
+    struct : InnerModel {
+      tensor_list initial() const override { return {}; }
+      Tensor apply(const tensor_list&, const Tensor& x) const override { return x; }
+      std::string kind() const override { return "linear"; }
+    } linear;
+    ttt_scan(linear, st, {x[0], x[1], x[2], x[3]}, x[4], 0, InnerNorm{x[7], x[8], 1e-6, true}, o);
+    check_close(res[1], st.W[0], {1e-11, 1e-10}, "W_T");
+    check_close(res[2], reshape(st.W[1], {c.B, c.H, c.f}), {1e-11, 1e-10}, "b_T");
+    if (T % c.K == 0) {
+      CHECK(max_abs_diff(res[3], zeros_like(res[3])) == 0.0);
+      CHECK(max_abs_diff(res[4], zeros_like(res[4])) == 0.0);
+    } else {
+      check_close(res[3], st.acc[0], {1e-11, 1e-10}, "accW");
+      check_close(res[4], reshape(st.acc[1], {c.B, c.H, c.f}), {1e-11, 1e-10}, "accb");
+    }
+  }
+}
+
+TEST_CASE("fused scan: checkpoint groups change memory, not results (bit for bit)") {
+  const ScanCase base{2, 2, 53, 8, 16, true, true, 1};
+  const tensor_list x = scan_inputs(base, 5);
+  const Tensor w = rand64({base.B, base.H, base.T, base.f}, 6);
+  std::vector<tensor_list> grads;
+  for (int64_t G : {1, 2, 4, 100}) {
+    ScanCase c = base;
+    c.G = G;
+    grads.push_back(input_grads(fused_out(x, c), x, w));
+  }
+  for (size_t k = 1; k < grads.size(); ++k)
+    for (size_t i = 0; i < grads[0].size(); ++i) CHECK(max_abs_diff(grads[k][i], grads[0][i]) == 0.0);
+}
+
+TEST_CASE("fused scan: a resumed run reproduces itself (same inputs, same bits)") {
+  const ScanCase c{3, 2, 40, 8, 16, true, true, 2};
+  const tensor_list x = scan_inputs(c, 8);
+  const Tensor w = rand64({c.B, c.H, c.T, c.f}, 9);
+  const tensor_list a = input_grads(fused_out(x, c), x, w), b = input_grads(fused_out(x, c), x, w);
+  for (size_t i = 0; i < a.size(); ++i) CHECK(max_abs_diff(a[i], b[i]) == 0.0);
+}
+
+TEST_CASE("fused scan: clear errors") {
+  const ScanCase c{1, 2, 8, 4, 4, true, true, 1};
+  tensor_list x = scan_inputs(c, 3);
+  auto call = [&](const tensor_list& y) {
+    return ttt_linear_scan(y[0], y[1], y[2], y[3], y[4], y[5], y[6], y[7], y[8], scan_options(c),
+                           [](const tensor_list& in) { return dual_linear_scan(in, 1e-6); });
+  };
+  tensor_list bad = x;
+  bad[3] = zeros({1, 2, 7}, opts(DType::f64));
+  CHECK_THROWS_WITH_AS(call(bad), doctest::Contains("expected lr [B, H, T]"), std::invalid_argument);
+  bad = x;
+  bad[5] = zeros({2, 4, 3}, opts(DType::f64));
+  CHECK_THROWS_WITH_AS(call(bad), doctest::Contains("expected W0 [H, f, f]"), std::invalid_argument);
+  bad = x;
+  bad[8] = Tensor();
+  CHECK_THROWS_WITH_AS(call(bad), doctest::Contains("ln_w and ln_b go together"), std::invalid_argument);
+  bad = x;
+  bad[1] = x[1].to(DType::f32);
+  CHECK_THROWS_AS(call(bad), std::invalid_argument);
+  // Autograd without a composite twin.
+  CHECK_THROWS_WITH_AS(ttt_linear_scan(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8], scan_options(c), nullptr),
+                       doctest::Contains("composite twin"), std::invalid_argument);
+}
+
+// --- the layer ----------------------------------------------------------------------------------
+
+TEST_CASE("TTTMixer impl=fused equals impl=dual: output and every parameter gradient (both backbones, float64)") {
+  for (const std::string backbone : {"mamba", "transformer"})
+    for (bool ln : {true, false}) {
+      INFO(backbone, ln ? " ln" : " no-ln");
+      ModelConfig cfg = tiny_ttt_config("ttt_linear", 4, ln, backbone);
+      cfg.ttt.checkpoint_group = 2;
+      Generator g(3);
+      TTTMixer fused(cfg, g);
+      randomize(fused, 21);
+      Generator g2(3);
+      TTTMixer dual(cfg, g2);
+      randomize(dual, 21);
+      fused.set_impl("fused");
+      dual.set_impl("dual");
+      const Tensor x = rand64({2, 11, cfg.d_model}, 4);
+      const OutAndGrads a = out_and_grads(fused, x), b = out_and_grads(dual, x);
+      check_close(a.out, b.out, {1e-11, 1e-9}, "out");
+      REQUIRE(a.grads.size() == b.grads.size());
+      for (size_t i = 0; i < a.grads.size(); ++i) check_close(a.grads[i].second, b.grads[i].second, {1e-10, 1e-8}, a.grads[i].first);
+    }
+}
+
+TEST_CASE("TTTMixer impl=fused says why it cannot run TTT-MLP or mini_batch = -1; impl=auto falls back") {
+  ModelConfig cfg = tiny_ttt_config("ttt_mlp", 4);
+  Generator g(1);
+  TTTMixer m(cfg, g);
+  m.set_impl("fused");
+  const Tensor x = rand64({1, 8, cfg.d_model}, 2).to(DType::f32);
+  CHECK_THROWS_WITH_AS(m.forward(x), doctest::Contains("covers TTT-Linear only"), std::invalid_argument);
+  m.set_impl("auto");
+  CHECK(m.forward(x).shape() == Shape{1, 8, cfg.d_model});
+  ModelConfig cfg2 = tiny_ttt_config("ttt_linear", -1);
+  Generator g2(1);
+  TTTMixer m2(cfg2, g2);
+  m2.set_impl("fused");
+  CHECK_THROWS_WITH_AS(m2.forward(x), doctest::Contains("mini_batch > 0"), std::invalid_argument);
+}
+
+// --- CUDA kernels against the CPU reference (poisoned outputs; skipped without a GPU) -----------
+
+namespace {
+
+void check_cuda_against_cpu(const ScanCase& c, bool low, uint64_t seed) {
+  INFO(c.str(), low ? " bf16 products" : " float32");
+  const tensor_list x = scan_inputs(c, seed, DType::f32);
+  const Tensor d = rand64({c.B, c.H, c.T, c.f}, seed + 1).to(DType::f32);
+  ScanRun cpu_run(c, x, d, low);
+  tensor_list xg;
+  for (const Tensor& t : x) xg.push_back(t.defined() ? t.detach().to(cuda()) : Tensor());
+  ScanRun gpu_run(c, xg, d.to(cuda()), low);
+  auto f1 = cpu_run.forward(), f2 = gpu_run.forward();
+  backend(cpu()).run(f1);
+  backend(cuda()).run(f2);
+  auto b1 = cpu_run.backward(), b2 = gpu_run.backward();
+  backend(cpu()).run(b1);
+  backend(cuda()).run(b2);
+  const auto r1 = cpu_run.results(), r2 = gpu_run.results();
+  for (size_t i = 0; i < r1.size(); ++i) {
+    if (low)
+      check_rel_norm(r2[i].second.to(cpu()), r1[i].second, 3e-2, r1[i].first);
+    else
+      check_rel_norm(r2[i].second.to(cpu()), r1[i].second, 2e-5, r1[i].first);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("CUDA fused scan equals the CPU reference (float32 exact and bf16 products)") {
+  TTT_REQUIRE_GPU();
+  const std::vector<ScanCase> cases = {
+      {2, 3, 77, 64, 16, true, true, 4},  // the paper's head dim, remainder, groups
+      {1, 2, 5, 64, 16, true, true, 1},   // T < K
+      {2, 2, 40, 16, 8, true, true, 2},   // K = 8
+      {1, 2, 24, 32, 1, true, true, 3},   // K = 1
+      {2, 2, 48, 96, 16, true, true, 2},  // 760M's head dim
+      {1, 2, 36, 128, 16, true, true, 1},
+      {2, 2, 35, 64, 16, false, true, 1}, // no LN + residual
+      {2, 2, 35, 64, 16, true, false, 2}, // no bias
+  };
+  uint64_t seed = 100;
+  for (const ScanCase& c : cases)
+    for (bool low : {false, true}) {
+      TTTLinearScanShape s;
+      s.batch = c.B, s.heads = c.H, s.len = c.T, s.head_dim = c.f, s.mini_batch = c.K, s.low_precision = low;
+      if (!ttt_linear_scan_unsupported(cuda(), s).empty()) {
+        MESSAGE(c.str(), ": not covered on this GPU: ", ttt_linear_scan_unsupported(cuda(), s));
+        continue;
+      }
+      check_cuda_against_cpu(c, low, seed += 11);
+    }
+}
+
+TEST_CASE("CUDA fused scan: TTTMixer under bf16 autocast matches the float32 composite; runs reproduce bit for bit") {
+  TTT_REQUIRE_GPU();
+  ModelConfig cfg = tiny_ttt_config("ttt_linear", 16);
+  cfg.d_model = 256;
+  cfg.n_heads = 4;  // head_dim 64
+  Generator g(5);
+  TTTMixer m(cfg, g);
+  m.to(cuda());
+  const Tensor x = (rand64({2, 100, cfg.d_model}, 6, false, 0.5)).to(DType::f32).to(cuda());
+  m.set_impl("dual");
+  const Tensor ref = m.forward(x);
+  m.set_impl("fused");
+  Tensor a, b;
+  {
+    AutocastGuard ac(DType::bf16);
+    a = m.forward(x);
+    b = m.forward(x);
+  }
+  check_rel_norm(a.to(cpu()), ref.to(cpu()), 2e-2, "bf16 fused vs float32 dual");
+  CHECK(max_abs_diff(a.to(cpu()), b.to(cpu())) == 0.0);
+}

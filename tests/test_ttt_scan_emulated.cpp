@@ -1,0 +1,81 @@
+// tests/test_ttt_scan_emulated.cpp — the CUDA source of the fused TTT-Linear scan
+// (kernels/cuda/ttt_linear_{fwd,bwd}.cuh) compiled for the host and run on the SIMT emulator
+// (tests/simt_emulator.h: every thread a fiber; barriers, shuffles, ldmatrix and the bf16 MMA with
+// the PTX ISA's semantics), against the CPU reference. This checks the kernels' indexing, barriers,
+// fragment layouts and math in CI without a GPU; the same kernels run on a GPU in
+// test_ttt_linear_scan.cpp. Outputs start as NaN (and so does shared memory).
+#define TTT_SIMT_EMULATE 1
+#include "kernels/cuda/ttt_linear_bwd.cuh"
+
+#include <doctest/doctest.h>
+
+#include "tests/check_close.h"
+#include "tests/layer_helpers.h"
+#include "tests/simt_emulator.h"
+#include "tests/ttt_scan_cases.h"
+
+using namespace ttt;
+using namespace ttt::testing;
+namespace tk = ttt::cuda_impl::tttk;
+
+namespace {
+
+template <class C>
+void emulate(ScanRun& run) {
+  TTTLinearScanForward fc = run.forward();
+  const tk::Params pf = tk::params_of(fc);
+  const int blocks = pf.B * pf.H;
+  for (int bh = 0; bh < blocks; ++bh)
+    simt::emulate_block(C::THREADS, sizeof(tk::FwdSmem<C>), [&] { tk::fwd_block<C>(pf, bh, simt::block_smem()); });
+  TTTLinearScanBackward bc = run.backward();
+  const tk::Params pb = tk::params_of(bc);
+  for (int bh = 0; bh < blocks; ++bh)
+    simt::emulate_block(C::THREADS, sizeof(tk::BwdSmem<C>), [&] { tk::bwd_block<C>(pb, bh, simt::block_smem()); });
+  const float* partials = tk::partials_base(pb, C::F);
+  for (int64_t i = 0; i < tk::reduce_count(pb.H, C::F, pb.K); ++i)
+    tk::reduce_partials_at(i, partials, pb.B, pb.H, C::F, pb.K, static_cast<float*>(bc.dw0),
+                           static_cast<float*>(bc.db0), static_cast<float*>(bc.dln_w), static_cast<float*>(bc.dln_b),
+                           static_cast<float*>(bc.dtok));
+}
+
+template <int F>
+void check_case(ScanCase c, bool mma, uint64_t seed) {
+  c.f = F;
+  const std::string what = c.str() + (mma ? " bf16 MMA" : " float32");
+  INFO(what);
+  const tensor_list x = scan_inputs(c, seed, DType::f32);
+  const Tensor d = rand64({c.B, c.H, c.T, c.f}, seed + 1).to(DType::f32);
+  ScanRun ref(c, x, d, mma), emu(c, x, d, mma);
+  auto f = ref.forward();
+  backend(cpu()).run(f);
+  auto b = ref.backward();
+  backend(cpu()).run(b);
+  if (mma)
+    emulate<tk::Cfg<F, true>>(emu);
+  else
+    emulate<tk::Cfg<F, false>>(emu);
+  const auto r = ref.results(), e = emu.results();
+  for (size_t i = 0; i < r.size(); ++i) check_rel_norm(e[i].second, r[i].second, mma ? 3e-2 : 2e-5, r[i].first);
+}
+
+}  // namespace
+
+TEST_CASE("emulated CUDA scan equals the CPU reference: float32 products, head_dim 16") {
+  check_case<16>({2, 2, 37, 16, 16, true, true, 2}, false, 1);  // remainder chunk, groups of 2
+  check_case<16>({1, 1, 5, 16, 16, true, true, 1}, false, 2);   // T < K
+  check_case<16>({1, 2, 24, 16, 8, true, true, 3}, false, 3);   // K = 8
+  check_case<16>({1, 1, 6, 16, 1, true, true, 2}, false, 4);    // K = 1
+  check_case<16>({1, 2, 20, 16, 16, false, true, 1}, false, 5); // no LN + residual
+  check_case<16>({2, 1, 20, 16, 16, true, false, 1}, false, 6); // no bias
+}
+
+TEST_CASE("emulated CUDA scan equals the CPU reference: bf16 tensor-core products, head_dim 16 and 64") {
+  check_case<16>({2, 2, 37, 16, 16, true, true, 2}, true, 11);
+  check_case<16>({1, 2, 19, 16, 16, false, false, 1}, true, 12);
+  check_case<64>({1, 1, 35, 64, 16, true, true, 2}, true, 13);
+}
+
+TEST_CASE("emulated CUDA scan: float32 products, head_dim 64 and 96 (multi-warp paths)") {
+  check_case<64>({1, 1, 21, 64, 16, true, true, 1}, false, 21);
+  check_case<96>({1, 1, 18, 96, 16, true, false, 1}, false, 22);
+}

@@ -1,0 +1,117 @@
+// tests/ttt_scan_cases.h — random inputs of the fused TTT-Linear scan (autograd/ops.h
+// ttt_linear_scan) for the tests that compare it with the composite dual form, the CPU reference
+// with the CUDA kernels, and gradcheck it. Not a test unit itself.
+#pragma once
+
+#include <limits>
+#include <sstream>
+#include <utility>
+#include <vector>
+#include <string>
+
+#include "autograd/ops.h"
+#include "autograd/ops/kernel_calls.h"
+#include "autograd/tensor.h"
+#include "kernels/ttt_linear_scan.h"
+
+namespace ttt::testing {
+
+struct ScanCase {
+  int64_t B = 2, H = 2, T = 37, f = 8, K = 16;
+  bool ln = true, bias = true;
+  int64_t G = 1;  // checkpoint group
+  std::string str() const {
+    std::ostringstream o;
+    o << "B" << B << " H" << H << " T" << T << " f" << f << " K" << K << (ln ? " ln" : " no-ln")
+      << (bias ? " bias" : " no-bias") << " G" << G;
+    return o.str();
+  }
+};
+
+// XQ, XK, XV [B, H, T, f] ~ N(0, 1); lr [B, H, T] in [0.05, 0.35]; tok[i] = 1/(i+1) + N(0, 0.05)²;
+// W0, b0 ~ N(0, 0.3²); LN weight 1 + N(0, 0.2²), bias N(0, 0.2²). Leaves requiring grad (b0 and
+// the LN undefined when switched off), dtype dt on device dev; drawn in float64 on the CPU.
+inline tensor_list scan_inputs(const ScanCase& c, uint64_t seed, DType dt = DType::f64, Device dev = cpu()) {
+  Generator g(seed);
+  const TensorOptions o = opts(DType::f64);
+  auto leaf = [&](Tensor t) { return t.to(dt).to(dev).set_requires_grad(true); };
+  tensor_list x;
+  for (int i = 0; i < 3; ++i) x.push_back(leaf(randn({c.B, c.H, c.T, c.f}, g, o)));
+  x.push_back(leaf(rand({c.B, c.H, c.T}, g, o, 0.05, 0.35)));
+  std::vector<double> tok(c.K);
+  Tensor noise = randn({c.K}, g, o, 0.0, 0.05);
+  for (int64_t i = 0; i < c.K; ++i) tok[i] = 1.0 / static_cast<double>(i + 1) + noise.tolist<double>()[i];
+  x.push_back(leaf(from_vector(tok, {c.K}, o)));
+  x.push_back(leaf(randn({c.H, c.f, c.f}, g, o, 0.0, 0.3)));
+  x.push_back(c.bias ? leaf(randn({c.H, c.f}, g, o, 0.0, 0.3)) : Tensor());
+  x.push_back(c.ln ? leaf(randn({c.H, c.f}, g, o, 1.0, 0.2)) : Tensor());
+  x.push_back(c.ln ? leaf(randn({c.H, c.f}, g, o, 0.0, 0.2)) : Tensor());
+  return x;
+}
+
+inline TTTScanOptions scan_options(const ScanCase& c) { return {c.G, 1e-6}; }
+
+// Buffers of one kernel-level run of the scan (forward and backward call structs over them), on
+// the inputs' device, every output poisoned with NaN. dout: the gradient of `out`.
+struct ScanRun {
+  TTTLinearScanShape s;
+  tensor_list in;  // contiguous detached copies of the inputs
+  Tensor out, states, w_final, b_final, acc_w, acc_b;
+  Tensor dout, dxq, dxk, dxv, dlr, dtok, dw0, db0, dlnw, dlnb, ws;
+
+  ScanRun(const ScanCase& c, const tensor_list& x, const Tensor& d, bool low_precision) {
+    for (const Tensor& t : x) in.push_back(t.defined() ? t.detach().contiguous() : Tensor());
+    const Tensor& q = in[0];
+    s.batch = c.B, s.heads = c.H, s.len = c.T, s.head_dim = c.f, s.mini_batch = c.K;
+    s.checkpoint_group = c.G, s.eps = 1e-6, s.ln_residual = c.ln, s.bias = c.bias;
+    s.low_precision = low_precision, s.dtype = q.dtype();
+    const TensorOptions o = opts(q.dtype(), q.device());
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    auto poisoned = [&](const Shape& sh) { return full(sh, nan, o); };
+    out = poisoned(q.shape()), states = poisoned({s.state_elems()});
+    w_final = poisoned({c.B, c.H, c.f, c.f}), b_final = poisoned({c.B, c.H, c.f});
+    acc_w = poisoned({c.B, c.H, c.f, c.f}), acc_b = poisoned({c.B, c.H, c.f});
+    dout = d.detach().contiguous();
+    dxq = poisoned(q.shape()), dxk = poisoned(q.shape()), dxv = poisoned(q.shape());
+    dlr = poisoned(in[3].shape()), dtok = poisoned(in[4].shape()), dw0 = poisoned(in[5].shape());
+    if (c.bias) db0 = poisoned(in[6].shape());
+    if (c.ln) dlnw = poisoned(in[7].shape()), dlnb = poisoned(in[8].shape());
+    TTTLinearScanBackward probe;
+    probe.s = s;
+    ws = poisoned({static_cast<int64_t>(probe.workspace_bytes() / dtype_size(s.dtype)) + 1});
+  }
+  static BHTView v(const Tensor& t) { return {t.data_ptr(), t.strides()[0], t.strides()[1], t.strides()[2]}; }
+  static void* p(const Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
+  TTTLinearScanForward forward() {
+    TTTLinearScanForward c;
+    c.s = s;
+    c.xq = v(in[0]), c.xk = v(in[1]), c.xv = v(in[2]), c.lr = v(in[3]);
+    c.tok = p(in[4]), c.w0 = p(in[5]), c.b0 = p(in[6]), c.ln_w = p(in[7]), c.ln_b = p(in[8]);
+    c.out = v(out), c.states = p(states), c.w_final = p(w_final), c.b_final = p(b_final);
+    c.acc_w = p(acc_w), c.acc_b = p(acc_b);
+    return c;
+  }
+  TTTLinearScanBackward backward() {
+    TTTLinearScanBackward c;
+    c.s = s;
+    c.xq = v(in[0]), c.xk = v(in[1]), c.xv = v(in[2]), c.lr = v(in[3]);
+    c.tok = p(in[4]), c.w0 = p(in[5]), c.b0 = p(in[6]), c.ln_w = p(in[7]), c.ln_b = p(in[8]);
+    c.states = p(states), c.dout = v(dout);
+    c.dxq = v(dxq), c.dxk = v(dxk), c.dxv = v(dxv), c.dlr = v(dlr);
+    c.dtok = p(dtok), c.dw0 = p(dw0), c.db0 = p(db0), c.dln_w = p(dlnw), c.dln_b = p(dlnb);
+    c.workspace = p(ws);
+    return c;
+  }
+  // (name, tensor) of every result, forward then backward.
+  std::vector<std::pair<std::string, Tensor>> results() const {
+    std::vector<std::pair<std::string, Tensor>> r = {{"out", out},   {"w_final", w_final}, {"b_final", b_final},
+                                                     {"acc_w", acc_w}, {"acc_b", acc_b},   {"dxq", dxq},
+                                                     {"dxk", dxk},   {"dxv", dxv},         {"dlr", dlr},
+                                                     {"dtok", dtok}, {"dw0", dw0}};
+    if (db0.defined()) r.push_back({"db0", db0});
+    if (dlnw.defined()) r.push_back({"dln_w", dlnw}), r.push_back({"dln_b", dlnb});
+    return r;
+  }
+};
+
+}  // namespace ttt::testing
