@@ -123,7 +123,7 @@ Tensor causal_conv1d(const Tensor& x, const Tensor& w, const Tensor& bias);
 // --- SSD scan of Mamba 2 (ops/ssd_scan.cpp) --------------------------------------------------------
 // Per batch and head h (B, C from group g = h / (H/G)): H_t = exp(dt_t A_h) H_{t−1} + dt_t x_t B_tᵀ,
 // y_t = H_t C_t, H_{−1} = h0 (zeros when undefined). x [B,T,H,P], dt [B,T,H], A [H], Bm, Cm [B,T,G,N],
-// h0 [B,H,P,N] -> {y [B,T,H,P], H_T [B,H,P,N]}. One node over the fused kernels (backend ssd_fwd/_bwd)
+// h0 [B,H,P,N] -> {y [B,T,H,P], H_T [B,H,P,N]}. One node over the fused kernels (kernels/ssd.h)
 // when `fused` and the backend supports the shape and dtype, else the chunked composite (chunk tokens
 // per block); both give the same values, gradients of any order through the composite.
 tensor_list ssd_scan(const Tensor& x, const Tensor& dt, const Tensor& A, const Tensor& Bm, const Tensor& Cm,

@@ -118,17 +118,6 @@ struct AttentionShape {
   TTT_HD int64_t key_end(int64_t i) const { return causal ? i + q_offset() + 1 : kv_len; }
 };
 
-// Shape of one fused SSD scan (Mamba 2's state-space recurrence, Dao & Gu 2024), per batch b and
-// head h, whose B and C come from group g = h / (heads / groups):
-//   H_t = exp(dt_t · A_h) H_{t−1} + dt_t x_t B_tᵀ,   y_t = H_t C_t,   H_{−1} = h0 (zeros when null)
-// with H ∈ R^{head_dim × state}. Computed chunk by chunk (chunk tokens at a time: intra-chunk products,
-// chunk states, a sequential pass over chunk states; layers/ssd.h). Contiguous buffers, one dtype:
-// x, y [batch, len, heads, head_dim]; dt [batch, len, heads] (> 0); A [heads] (< 0);
-// B, C [batch, len, groups, state]; h0, h_final [batch, heads, head_dim, state].
-struct SSDShape {
-  int64_t batch = 0, len = 0, heads = 0, head_dim = 0, groups = 1, state = 0, chunk = 64;
-};
-
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -229,18 +218,6 @@ class Backend {
   virtual void attention_bwd(void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k,
                              const void* v, const void* out, const float* lse, const AttentionShape& s,
                              DType dt) = 0;
-
-  // --- fused SSD scan (Mamba 2; see SSDShape) -------------------------------------------------------
-  // Whether ssd_fwd/_bwd handle this shape and dtype here (else the caller uses the composite form).
-  virtual bool ssd_supported(const SSDShape& s, DType dt) const = 0;
-  // y and h_final (may be null) from x, dt, A, B, C and h0 (null = zeros).
-  virtual void ssd_fwd(void* y, void* h_final, const void* x, const void* dt, const void* A, const void* B,
-                       const void* C, const void* h0, const SSDShape& s, DType dtype) = 0;
-  // Gradients of <y, dy> + <h_final, dh_final> (dy or dh_final null = zero) w.r.t. x, dt, A, B, C and
-  // h0; every output buffer is overwritten (dh0 may be null).
-  virtual void ssd_bwd(void* dx, void* ddt, void* dA, void* dB, void* dC, void* dh0, const void* dy,
-                       const void* dh_final, const void* x, const void* dt, const void* A, const void* B,
-                       const void* C, const void* h0, const SSDShape& s, DType dtype) = 0;
 
   // --- random -------------------------------------------------------------------------------
   // Counter-based Philox4x32-10: element i (in row-major order of `out`) depends only on

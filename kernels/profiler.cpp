@@ -85,14 +85,6 @@ double attn_bytes(const AttentionShape& s, DType dt, double q_like, double kv_li
   const double bh = static_cast<double>(s.batch * s.heads) * static_cast<double>(s.head_dim) * dtype_size(dt);
   return bh * (q_like * static_cast<double>(s.q_len) + kv_like * static_cast<double>(s.kv_len));
 }
-// The distinct bytes of an SSD scan: x_like tensors of x's size (x, y; dx, dy, ...) plus dt, B, C
-// (and their gradients in backward, x_like = 4).
-double ssd_bytes(const SSDShape& s, DType dt, double x_like) {
-  const double rows = static_cast<double>(s.batch * s.len);
-  const double per_row = x_like * static_cast<double>(s.heads * s.head_dim) +
-                         (x_like / 2) * static_cast<double>(s.heads + 2 * s.groups * s.state);
-  return rows * per_row * dtype_size(dt);
-}
 
 // Forwards every call to `inner`; compute calls are bracketed by synchronizations and timed.
 class ProfilingBackend final : public Backend {
@@ -184,17 +176,6 @@ class ProfilingBackend final : public Backend {
   void attention_bwd(void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k, const void* v,
                      const void* out, const float* lse, const AttentionShape& s, DType dt) override {
     timed("attention_bwd", attn_bytes(s, dt, 4, 4), [&] { b_.attention_bwd(dq, dk, dv, dout, q, k, v, out, lse, s, dt); });
-  }
-  bool ssd_supported(const SSDShape& s, DType dt) const override { return b_.ssd_supported(s, dt); }
-  void ssd_fwd(void* y, void* hf, const void* x, const void* dt, const void* A, const void* B, const void* C,
-               const void* h0, const SSDShape& s, DType t) override {
-    timed("ssd_fwd", ssd_bytes(s, t, 2), [&] { b_.ssd_fwd(y, hf, x, dt, A, B, C, h0, s, t); });
-  }
-  void ssd_bwd(void* dx, void* ddt, void* dA, void* dB, void* dC, void* dh0, const void* dy, const void* dhf,
-               const void* x, const void* dt, const void* A, const void* B, const void* C, const void* h0,
-               const SSDShape& s, DType t) override {
-    timed("ssd_bwd", ssd_bytes(s, t, 4),
-          [&] { b_.ssd_bwd(dx, ddt, dA, dB, dC, dh0, dy, dhf, x, dt, A, B, C, h0, s, t); });
   }
   void random(const View& o, RandomDist d, uint64_t seed, uint64_t off, double a, double b) override {
     timed("random", vb(o), [&] { b_.random(o, d, seed, off, a, b); });

@@ -15,7 +15,7 @@
 // softplus⁻¹(dt) with dt log-uniform in [1e-3, 0.1], A ~ U(1, 16), D = 1, norm weight 1.
 //
 // forward() runs the chunk-parallel SSD (model.mamba2.chunk) as the op ssd_scan: the fused kernels
-// (backend.h ssd_fwd/_bwd: CUDA float32, and the CPU reference) or the composite form, by
+// (kernels/ssd.h: CUDA float32, and the CPU reference) or the composite form, by
 // model.mamba2.kernel (auto: fused on CUDA; on the CPU the BLAS composite is the faster); the op itself
 // falls back to the composite for shapes the backend does not support; step() decodes any number of tokens
 // from an O(1) state (the conv's last d_conv−1 inputs and the SSM state [B, H, P, N]) with the same

@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include "autograd/engine.h"
+#include "kernels/ssd.h"
 #include "layers/mamba2.h"
 #include "layers/ssm_util.h"
 #include "tests/cuda_test_util.h"
@@ -45,9 +46,21 @@ tensor_list run(Backend& be, Device dev, const Inputs& in, const SSDShape& s) {
          dhT = to(in.dhT);
   tensor_list r = {nan_like(x), nan_like(dhT), nan_like(x), nan_like(dt), nan_like(A), nan_like(B), nan_like(C),
                    nan_like(h0)};
-  be.ssd_fwd(ptr(r[0]), ptr(r[1]), ptr(x), ptr(dt), ptr(A), ptr(B), ptr(C), ptr(h0), s, DType::f32);
-  be.ssd_bwd(ptr(r[2]), ptr(r[3]), ptr(r[4]), ptr(r[5]), ptr(r[6]), ptr(r[7]), ptr(dy), ptr(dhT), ptr(x), ptr(dt),
-             ptr(A), ptr(B), ptr(C), ptr(h0), s, DType::f32);
+  SsdForward f;
+  f.s = s;
+  f.x = ptr(x), f.dt = ptr(dt), f.A = ptr(A), f.B = ptr(B), f.C = ptr(C), f.h0 = ptr(h0);
+  f.y = ptr(r[0]), f.h_final = ptr(r[1]);
+  Tensor wf = empty({static_cast<int64_t>(f.workspace_bytes(dev) / 4) + 1}, opts(DType::f32, dev));
+  f.workspace = wf.data_ptr();
+  be.run(f);
+  SsdBackward k;
+  k.s = s;
+  k.x = ptr(x), k.dt = ptr(dt), k.A = ptr(A), k.B = ptr(B), k.C = ptr(C), k.h0 = ptr(h0), k.dy = ptr(dy);
+  k.dh_final = ptr(dhT);
+  k.dx = ptr(r[2]), k.ddt = ptr(r[3]), k.dA = ptr(r[4]), k.dB = ptr(r[5]), k.dC = ptr(r[6]), k.dh0 = ptr(r[7]);
+  Tensor wb = empty({static_cast<int64_t>(k.workspace_bytes(dev) / 4) + 1}, opts(DType::f32, dev));
+  k.workspace = wb.data_ptr();
+  be.run(k);
   be.synchronize();
   for (Tensor& t : r)
     if (t.defined()) t = t.to(cpu());
@@ -68,7 +81,7 @@ double scaled(const Tensor& a, const Tensor& b) {
 
 }  // namespace
 
-TEST_CASE("CUDA ssd_fwd / ssd_bwd == the CPU reference (float32)") {
+TEST_CASE("CUDA SsdForward / SsdBackward == the CPU reference (float32)") {
   TTT_REQUIRE_GPU();
   struct Case {
     SSDShape s;
@@ -84,7 +97,7 @@ TEST_CASE("CUDA ssd_fwd / ssd_bwd == the CPU reference (float32)") {
   for (const Case& c : cases) {
     CAPTURE(c.s.len);
     CAPTURE(c.s.heads);
-    REQUIRE(gpu_be().ssd_supported(c.s, DType::f32));
+    REQUIRE(ssd_unsupported(cuda(), c.s) == "");
     Inputs in = make(c.s, c.h0, 7 + c.s.len);
     tensor_list cpu_r = run(cpu_be(), cpu(), in, c.s), gpu_r = run(gpu_be(), cuda(), in, c.s);
     for (size_t i = 0; i < cpu_r.size(); ++i) {
@@ -93,7 +106,7 @@ TEST_CASE("CUDA ssd_fwd / ssd_bwd == the CPU reference (float32)") {
       CHECK(scaled(gpu_r[i], cpu_r[i]) < 2e-4);
     }
   }
-  CHECK_FALSE(gpu_be().ssd_supported(SSDShape{1, 8, 2, 4, 1, 4, 4}, DType::bf16));  // float32 only
+  CHECK(ssd_unsupported(cuda(), SSDShape{1, 8, 2, 4, 1, 4, 4, DType::bf16}) != "");  // float32 only
 }
 
 TEST_CASE("Mamba 2 layer on the GPU (fused kernels) == on the CPU: values and every gradient") {

@@ -1,5 +1,5 @@
-// tests/test_ssd_kernel.cpp — the fused SSD scan (backend.h ssd_fwd/_bwd; Mamba 2) of the CPU
-// reference kernel (kernels/cpu/ssd.cpp) against the composite chunked form (autograd/ops/ssd_scan.cpp
+// tests/test_ssd_kernel.cpp — the fused SSD scan (kernels/ssd.h; Mamba 2) of the CPU reference
+// kernel (kernels/cpu/ssd.cpp) against the composite chunked form (autograd/ops/ssd_scan.cpp
 // with fused = false), which test_baseline_scans ties to the per-token recurrence:
 //   outputs y and H_T, and every gradient (x, dt, A, B, C, h0) of <y, dy> + <H_T, dH_T>, in float64
 //   (1e-12) and float32; groups of heads sharing B and C, chunks that do and do not divide T, a chunk
@@ -8,6 +8,7 @@
 #include <doctest/doctest.h>
 
 #include "autograd/engine.h"
+#include "kernels/ssd.h"
 #include "layers/mamba2.h"
 #include "layers/ssm_util.h"
 #include "tests/layer_helpers.h"
@@ -26,7 +27,7 @@ struct Problem {
 Problem make(int64_t Bz, int64_t T, int64_t H, int64_t P, int64_t G, int64_t N, int64_t chunk, bool with_h0,
              uint64_t seed) {
   Problem p;
-  p.s = SSDShape{Bz, T, H, P, G, N, chunk};
+  p.s = SSDShape{Bz, T, H, P, G, N, chunk, DType::f64};
   p.with_h0 = with_h0;
   p.x = rand64({Bz, T, H, P}, seed);
   p.dt = softplus(rand64({Bz, T, H}, seed + 1)).detach();
@@ -51,11 +52,20 @@ Grads kernel(const Problem& p, DType dt) {
   const Tensor x = in(p.x), d = in(p.dt), A = in(p.A), B = in(p.B), C = in(p.C), h0 = in(p.h0), dy = in(p.dy),
                dhT = in(p.dhT);
   Grads g{nan_like(x), nan_like(dhT), nan_like(x), nan_like(d), nan_like(A), nan_like(B), nan_like(C), nan_like(h0)};
-  Backend& be = backend(cpu());
-  REQUIRE(be.ssd_supported(p.s, dt));
-  be.ssd_fwd(ptr(g.y), ptr(g.hT), ptr(x), ptr(d), ptr(A), ptr(B), ptr(C), ptr(h0), p.s, dt);
-  be.ssd_bwd(ptr(g.dx), ptr(g.ddt), ptr(g.dA), ptr(g.dB), ptr(g.dC), ptr(g.dh0), ptr(dy), ptr(dhT), ptr(x), ptr(d),
-             ptr(A), ptr(B), ptr(C), ptr(h0), p.s, dt);
+  SSDShape s = p.s;
+  s.dtype = dt;
+  REQUIRE(ssd_unsupported(cpu(), s).empty());
+  SsdForward f;
+  f.s = s;
+  f.x = ptr(x), f.dt = ptr(d), f.A = ptr(A), f.B = ptr(B), f.C = ptr(C), f.h0 = ptr(h0);
+  f.y = ptr(g.y), f.h_final = ptr(g.hT);
+  backend(cpu()).run(f);
+  SsdBackward k;
+  k.s = s;
+  k.x = ptr(x), k.dt = ptr(d), k.A = ptr(A), k.B = ptr(B), k.C = ptr(C), k.h0 = ptr(h0), k.dy = ptr(dy);
+  k.dh_final = ptr(dhT);
+  k.dx = ptr(g.dx), k.ddt = ptr(g.ddt), k.dA = ptr(g.dA), k.dB = ptr(g.dB), k.dC = ptr(g.dC), k.dh0 = ptr(g.dh0);
+  backend(cpu()).run(k);
   return g;
 }
 

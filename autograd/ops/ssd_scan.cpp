@@ -1,5 +1,5 @@
 // autograd/ops/ssd_scan.cpp — the SSD scan of Mamba 2 (Dao & Gu 2024) as one tape node over the
-// fused kernels of backend.h (SSDShape), with the chunked composite form as the reference.
+// fused kernels of kernels/ssd.h, with the chunked composite form as the reference.
 //
 //   per batch b, head h (B, C of group g = h / (H / G)):
 //   H_t = e^{Δ_t A_h} H_{t−1} + Δ_t x_t B_tᵀ,   y_t = H_t C_t        H ∈ R^{P×N}, H_{−1} = h0 (or 0)
@@ -13,9 +13,9 @@
 // written with differentiable ops (batched matmuls of size Q), T zero-padded to a multiple of Q.
 //
 // Paths
-// - forward: backend(device).ssd_fwd when `fused` and ssd_supported(shape, dtype) (the CPU reference
-//   for float32/float64; CUDA for float32); otherwise the composite, taped op by op.
-// - backward, ordinary (grad mode off), float32: the fused ssd_bwd kernel.
+// - forward: SsdForward when `fused` and ssd_unsupported(device, shape) is empty (the CPU reference for
+//   float32/float64; CUDA for float32); otherwise the composite, taped op by op.
+// - backward, ordinary (grad mode off), float32: SsdBackward.
 // - backward with create_graph, and float64 always: the composite is re-run from the saved inputs and
 //   differentiated (exact gradients of gradients; float64 keeps full accuracy). The kernel's math
 //   is tested against this path (tests/test_ssd_kernel.cpp, tests/test_cuda_ssd.cpp).
@@ -25,6 +25,7 @@
 #include "autograd/node.h"
 #include "autograd/ops.h"
 #include "autograd/ops/kernel_calls.h"
+#include "kernels/ssd.h"
 
 namespace ttt {
 
@@ -39,8 +40,15 @@ SSDShape shape_of(const Tensor& x, const Tensor& Bm, int64_t chunk) {
   s.groups = Bm.shape()[2];
   s.state = Bm.shape()[3];
   s.chunk = chunk;
+  s.dtype = x.dtype();
   return s;
 }
+
+// Uninitialized bytes on `d` for a kernel's workspace (a float32 tensor; none when 0).
+Tensor workspace(size_t bytes, Device d) {
+  return bytes ? empty({static_cast<int64_t>((bytes + 3) / 4)}, opts(DType::f32, d)) : Tensor();
+}
+void* ptr(const Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
 
 void check_inputs(const Tensor& x, const Tensor& dt, const Tensor& A, const Tensor& Bm, const Tensor& Cm,
                   const Tensor& h0, int64_t chunk) {
@@ -152,11 +160,15 @@ tensor_list fused_backward(const BackwardCtx& c, const tensor_list& g, const SSD
   const Tensor dh = g[1].defined() ? kc::contiguous(g[1]) : Tensor();
   auto like = [](const Tensor& t) { return empty(t.shape(), opts(t.dtype(), t.device())); };
   tensor_list out = {like(x), like(dt), like(A), like(Bm), like(Cm), h0.defined() ? like(h0) : Tensor()};
-  backend(x.device())
-      .ssd_bwd(out[0].data_ptr(), out[1].data_ptr(), out[2].data_ptr(), out[3].data_ptr(), out[4].data_ptr(),
-               out[5].defined() ? out[5].data_ptr() : nullptr, dy.defined() ? dy.data_ptr() : nullptr,
-               dh.defined() ? dh.data_ptr() : nullptr, x.data_ptr(), dt.data_ptr(), A.data_ptr(), Bm.data_ptr(),
-               Cm.data_ptr(), h0.defined() ? h0.data_ptr() : nullptr, s, x.dtype());
+  SsdBackward k;
+  k.s = s;
+  k.x = x.data_ptr(), k.dt = dt.data_ptr(), k.A = A.data_ptr(), k.B = Bm.data_ptr(), k.C = Cm.data_ptr();
+  k.h0 = ptr(h0), k.dy = ptr(dy), k.dh_final = ptr(dh);
+  k.dx = out[0].data_ptr(), k.ddt = out[1].data_ptr(), k.dA = out[2].data_ptr(), k.dB = out[3].data_ptr();
+  k.dC = out[4].data_ptr(), k.dh0 = ptr(out[5]);
+  const Tensor ws = workspace(k.workspace_bytes(x.device()), x.device());
+  k.workspace = ptr(ws);
+  backend(x.device()).run(k);
   for (size_t i = 0; i < out.size(); ++i)
     if (!c.needs(i)) out[i] = Tensor();
   return out;
@@ -168,15 +180,21 @@ tensor_list ssd_scan(const Tensor& x0, const Tensor& dt0, const Tensor& A0, cons
                      const Tensor& h00, int64_t chunk, bool fused) {
   check_inputs(x0, dt0, A0, B0, C0, h00, chunk);
   const SSDShape s = shape_of(x0, B0, chunk);
-  if (!fused || s.len == 0 || !backend(x0.device()).ssd_supported(s, x0.dtype()))
+  if (!fused || s.len == 0 || !ssd_unsupported(x0.device(), s).empty())
     return composite(x0, dt0, A0, B0, C0, h00, chunk);
   const Tensor x = kc::contiguous(x0), dt = kc::contiguous(dt0), A = kc::contiguous(A0), Bm = kc::contiguous(B0),
                Cm = kc::contiguous(C0), h0 = h00.defined() ? kc::contiguous(h00) : Tensor();
   Tensor y = empty(x.shape(), opts(x.dtype(), x.device()));
   Tensor hT = empty({s.batch, s.heads, s.head_dim, s.state}, opts(x.dtype(), x.device()));
-  backend(x.device())
-      .ssd_fwd(y.data_ptr(), hT.data_ptr(), x.data_ptr(), dt.data_ptr(), A.data_ptr(), Bm.data_ptr(), Cm.data_ptr(),
-               h0.defined() ? h0.data_ptr() : nullptr, s, x.dtype());
+  {
+    SsdForward k;
+    k.s = s;
+    k.x = x.data_ptr(), k.dt = dt.data_ptr(), k.A = A.data_ptr(), k.B = Bm.data_ptr(), k.C = Cm.data_ptr();
+    k.h0 = ptr(h0), k.y = y.data_ptr(), k.h_final = hT.data_ptr();
+    const Tensor ws = workspace(k.workspace_bytes(x.device()), x.device());
+    k.workspace = ptr(ws);
+    backend(x.device()).run(k);
+  }
   if (needs_grad({x0, dt0, A0, B0, C0, h00})) {
     const tensor_list inputs = {x0, dt0, A0, B0, C0, h00};
     const tensor_list saved = {x0, dt0, A0, B0, C0, h00, x, dt, A, Bm, Cm, h0};

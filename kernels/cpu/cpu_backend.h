@@ -64,13 +64,6 @@ class CpuBackend final : public Backend {
   void attention_bwd(void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k, const void* v,
                      const void* out, const float* lse, const AttentionShape& s, DType dt) override;
 
-  bool ssd_supported(const SSDShape& s, DType dt) const override;
-  void ssd_fwd(void* y, void* h_final, const void* x, const void* dt, const void* A, const void* B, const void* C,
-               const void* h0, const SSDShape& s, DType dtype) override;
-  void ssd_bwd(void* dx, void* ddt, void* dA, void* dB, void* dC, void* dh0, const void* dy, const void* dh_final,
-               const void* x, const void* dt, const void* A, const void* B, const void* C, const void* h0,
-               const SSDShape& s, DType dtype) override;
-
   void random(const View& out, RandomDist dist, uint64_t seed, uint64_t offset, double a, double b) override;
   void adamw(const AdamWArgs& args) override;
 

@@ -1,4 +1,4 @@
-// kernels/cpu/ssd.cpp — the reference for the fused SSD scan (backend.h, SSDShape): plain loops per
+// kernels/cpu/ssd.cpp — the reference for the fused SSD scan (kernels/ssd.h): plain loops per
 // (batch, head), chunk by chunk, all arithmetic in double, OpenMP over (batch, group). Clarity first:
 // the CUDA kernels (kernels/cuda/ssd.cu) are tested against it, and it is tested against the
 // composite chunked form of autograd/ops/ssd_scan.cpp (tests/test_ssd_kernel.cpp).
@@ -15,9 +15,70 @@
 //   dc_Q += Σ_s w_s x̄_sᵀ g B_s + e^{c_Q} <g, H>,     g ← e^{c_Q} g + Σ_t e^{c_t} dy_t C_tᵀ
 //   da = reverse cumsum of dc;  dx = dt dx̄;  ddt = x·dx̄ + A da;  dA = Σ dt da;  dh0 = g at the end.
 #include <cmath>
+#include <stdexcept>
 #include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/ssd.h"
+
+namespace ttt {
+
+namespace {
+// Floats of one (batch, len, heads, head_dim)-like tensor and of B or C, for bytes().
+double ssd_io_bytes(const SSDShape& s, double x_like) {
+  const double rows = static_cast<double>(s.batch * s.len);
+  const double per_row = x_like * static_cast<double>(s.heads * s.head_dim) +
+                         (x_like / 2) * static_cast<double>(s.heads + 2 * s.groups * s.state);
+  return rows * per_row * dtype_size(s.dtype);
+}
+}  // namespace
+
+std::string ssd_unsupported(Device d, const SSDShape& s) {
+  if (s.dtype != DType::f32 && s.dtype != DType::f64) return "dtype must be float32 or float64";
+  if (s.chunk < 1 || s.groups < 1 || s.heads % s.groups != 0 || s.head_dim < 1 || s.state < 1)
+    return "bad shape (chunk, groups dividing heads, head_dim and state must be positive)";
+  if (d.is_cpu()) return "";
+#if TTT_WITH_CUDA
+  return cuda_impl::ssd_unsupported(s);
+#else
+  return "ttt was built without CUDA";
+#endif
+}
+
+size_t SsdForward::workspace_bytes(Device d) const {
+#if TTT_WITH_CUDA
+  if (d.is_cuda()) return cuda_impl::ssd_forward_workspace(s);
+#endif
+  return 0;
+}
+size_t SsdBackward::workspace_bytes(Device d) const {
+#if TTT_WITH_CUDA
+  if (d.is_cuda()) return cuda_impl::ssd_backward_workspace(s);
+#endif
+  return 0;
+}
+double SsdForward::bytes() const { return ssd_io_bytes(s, 2); }
+double SsdBackward::bytes() const { return ssd_io_bytes(s, 4); }
+
+void SsdForward::run(Backend& be) {
+  if (be.device().is_cpu()) return cpu_impl::ssd_forward(*this);
+#if TTT_WITH_CUDA
+  cuda_impl::ssd_forward(be, *this);
+#else
+  throw std::runtime_error("ssd: built without CUDA");
+#endif
+}
+
+void SsdBackward::run(Backend& be) {
+  if (be.device().is_cpu()) return cpu_impl::ssd_backward(*this);
+#if TTT_WITH_CUDA
+  cuda_impl::ssd_backward(be, *this);
+#else
+  throw std::runtime_error("ssd: built without CUDA");
+#endif
+}
+
+}  // namespace ttt
 
 namespace ttt::cpu_impl {
 
@@ -286,30 +347,26 @@ template <class F> void dispatch(DType dt, F&& f) {
 
 }  // namespace
 
-bool CpuBackend::ssd_supported(const SSDShape& s, DType dt) const {
-  return (dt == DType::f32 || dt == DType::f64) && s.chunk > 0 && s.groups > 0 && s.heads % s.groups == 0;
-}
-
-void CpuBackend::ssd_fwd(void* y, void* h_final, const void* x, const void* dt, const void* A, const void* B,
-                         const void* C, const void* h0, const SSDShape& s, DType dtype) {
-  if (!ssd_supported(s, dtype)) throw std::invalid_argument("ssd_fwd: unsupported shape or dtype");
-  dispatch(dtype, [&](auto z) {
+void ssd_forward(SsdForward& c) {
+  const std::string why = ssd_unsupported(cpu(), c.s);
+  if (!why.empty()) throw std::invalid_argument("ssd_fwd: " + why);
+  dispatch(c.s.dtype, [&](auto z) {
     using T = decltype(z);
-    fwd(static_cast<T*>(y), static_cast<T*>(h_final), static_cast<const T*>(x), static_cast<const T*>(dt),
-        static_cast<const T*>(A), static_cast<const T*>(B), static_cast<const T*>(C), static_cast<const T*>(h0), s);
+    fwd(static_cast<T*>(c.y), static_cast<T*>(c.h_final), static_cast<const T*>(c.x), static_cast<const T*>(c.dt),
+        static_cast<const T*>(c.A), static_cast<const T*>(c.B), static_cast<const T*>(c.C),
+        static_cast<const T*>(c.h0), c.s);
   });
 }
 
-void CpuBackend::ssd_bwd(void* dx, void* ddt, void* dA, void* dB, void* dC, void* dh0, const void* dy,
-                         const void* dh_final, const void* x, const void* dt, const void* A, const void* B,
-                         const void* C, const void* h0, const SSDShape& s, DType dtype) {
-  if (!ssd_supported(s, dtype)) throw std::invalid_argument("ssd_bwd: unsupported shape or dtype");
-  dispatch(dtype, [&](auto z) {
+void ssd_backward(SsdBackward& c) {
+  const std::string why = ssd_unsupported(cpu(), c.s);
+  if (!why.empty()) throw std::invalid_argument("ssd_bwd: " + why);
+  dispatch(c.s.dtype, [&](auto z) {
     using T = decltype(z);
-    bwd(static_cast<T*>(dx), static_cast<T*>(ddt), static_cast<T*>(dA), static_cast<T*>(dB), static_cast<T*>(dC),
-        static_cast<T*>(dh0), static_cast<const T*>(dy), static_cast<const T*>(dh_final), static_cast<const T*>(x),
-        static_cast<const T*>(dt), static_cast<const T*>(A), static_cast<const T*>(B), static_cast<const T*>(C),
-        static_cast<const T*>(h0), s);
+    bwd(static_cast<T*>(c.dx), static_cast<T*>(c.ddt), static_cast<T*>(c.dA), static_cast<T*>(c.dB),
+        static_cast<T*>(c.dC), static_cast<T*>(c.dh0), static_cast<const T*>(c.dy), static_cast<const T*>(c.dh_final),
+        static_cast<const T*>(c.x), static_cast<const T*>(c.dt), static_cast<const T*>(c.A), static_cast<const T*>(c.B),
+        static_cast<const T*>(c.C), static_cast<const T*>(c.h0), c.s);
   });
 }
 

@@ -9,7 +9,7 @@
 //   - a small error slot in mapped host memory where kernels report bad indices (a GPU kernel
 //     cannot throw); the next synchronize()/copy_to_host() turns it into an exception.
 // The methods are defined by family in allocator.cu, elementwise.cu, reduce.cu, gemm.cu,
-// index.cu, rows.cu, cross_entropy.cu, random_adamw.cu, fused.cu, attention.cu and ssd.cu.
+// index.cu, rows.cu, cross_entropy.cu, random_adamw.cu, fused.cu and attention.cu.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -134,13 +134,6 @@ class CudaBackend final : public Backend {
                      DType dt) override;
   void attention_bwd(void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k, const void* v,
                      const void* out, const float* lse, const AttentionShape& s, DType dt) override;
-
-  bool ssd_supported(const SSDShape& s, DType dt) const override;
-  void ssd_fwd(void* y, void* h_final, const void* x, const void* dt, const void* A, const void* B, const void* C,
-               const void* h0, const SSDShape& s, DType dtype) override;
-  void ssd_bwd(void* dx, void* ddt, void* dA, void* dB, void* dC, void* dh0, const void* dy, const void* dh_final,
-               const void* x, const void* dt, const void* A, const void* B, const void* C, const void* h0,
-               const SSDShape& s, DType dtype) override;
 
   void random(const View& out, RandomDist dist, uint64_t seed, uint64_t offset, double a, double b) override;
   void adamw(const AdamWArgs& args) override;

@@ -1,4 +1,4 @@
-// kernels/cuda/ssd.cu — the CUDA backend's fused SSD scan (backend.h, SSDShape; Mamba 2), float32.
+// kernels/cuda/ssd.cu — the fused SSD scan on CUDA (kernels/ssd.h; Mamba 2), float32.
 // Reference: kernels/cpu/ssd.cpp (same formulas, in double); test: tests/test_cuda_ssd.cpp.
 //
 // Chunk-parallel, in the shape of the SSD paper's algorithm (and of state-spaces/mamba's Triton
@@ -14,12 +14,14 @@
 //             chunk_grad    dx, ddt, per-head dB and dC, the chunk's part of dA (formulas: cpu/ssd.cpp)
 //             group sums    dB, dC over the heads of a group; dA over batches and chunks
 // Arithmetic: float32 throughout, CUDA cores (no tensor cores yet); sums in a fixed order except the
-// <g, H_in> reduction and the per-token terms of dc, ddt and dw (float atomics, in shared memory). Scratch: two [B, H, K, P, N] float32 buffers in backward (one in forward).
+// <g, H_in> reduction and the per-token terms of dc, ddt and dw (float atomics, in shared memory). Workspace
+// (from the caller): two [B, H, K, P, N] float32 buffers in backward (one in forward) and small ones.
 // Shared memory per block is about 4·Q·(P + N + Q/2) bytes for chunk_grad (≈ 128 KB at Q = 64,
-// P = 64, N = 128): shapes that do not fit the device take the composite path (ssd_supported).
+// P = 64, N = 128): shapes that do not fit the device take the composite path (ssd_unsupported says why).
 #include <cuda_runtime.h>
 
 #include "kernels/cuda/cuda_backend.cuh"
+#include "kernels/ssd.h"
 
 namespace ttt::cuda_impl {
 
@@ -340,18 +342,20 @@ __global__ void ssd_da_sum_kernel(const float* __restrict__ part, float* __restr
 
 // Token tile of the state kernels: bounded shared memory whatever the chunk.
 int state_tile(int64_t P, int64_t N) { return P + N <= 256 ? 32 : 16; }
+// Shared memory of each kernel, at the chunk length q actually used.
 size_t state_smem(const SSDShape& s) {
-  return sizeof(float) * (2 * s.chunk + state_tile(s.head_dim, s.state) * (s.head_dim + s.state));
+  return sizeof(float) * (2 * s.q() + state_tile(s.head_dim, s.state) * (s.head_dim + s.state));
 }
 size_t out_smem(const SSDShape& s) {
-  return sizeof(float) * (2 * s.chunk + s.chunk * s.state + s.chunk * std::max(s.head_dim, s.state) + s.chunk * s.chunk);
+  return sizeof(float) * (2 * s.q() + s.q() * s.state + s.q() * std::max(s.head_dim, s.state) + s.q() * s.q());
 }
 size_t grad_smem(const SSDShape& s) {
-  return sizeof(float) * (5 * s.chunk + 2 * s.chunk * s.head_dim + 2 * s.chunk * s.state + 2 * s.chunk * s.chunk);
+  return sizeof(float) * (5 * s.q() + 2 * s.q() * s.head_dim + 2 * s.q() * s.state + 2 * s.q() * s.q());
 }
 
-int max_optin_smem(int device) {
-  int v = 0;
+int max_optin_smem() {
+  int device = 0, v = 0;
+  CUDA_CHECK(cudaGetDevice(&device));
   CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
   return v;
 }
@@ -380,101 +384,124 @@ SsdArgs make_args(const SSDShape& s, const void* x, const void* dt, const void* 
   a.P = s.head_dim;
   a.groups = s.groups;
   a.N = s.state;
-  a.Q = std::min<int64_t>(s.chunk, std::max<int64_t>(s.len, 1));
-  a.K = ceil_div(s.len, a.Q);
+  a.Q = s.q();
+  a.K = s.chunks();
   return a;
 }
 
+// Carves float32 buffers out of the caller's workspace, 256-byte aligned.
+struct Carver {
+  char* p;
+  float* take(int64_t n) {
+    float* r = reinterpret_cast<float*>(p);
+    p += (static_cast<size_t>(n) * sizeof(float) + 255) / 256 * 256;
+    return r;
+  }
+};
+size_t carve_bytes(std::initializer_list<int64_t> counts) {
+  size_t b = 0;
+  for (int64_t n : counts) b += (static_cast<size_t>(n) * sizeof(float) + 255) / 256 * 256;
+  return b;
+}
+
+CudaBackend& cuda_backend_of(Backend& be) {
+  auto* c = dynamic_cast<CudaBackend*>(&be);
+  if (!c) throw std::invalid_argument("ssd: the CUDA kernels need the CUDA backend, got " + be.device().str());
+  c->activate();
+  return *c;
+}
+
 // Forward parts 1 and 2: buf = H_in of every chunk, cQ, and (when non-null) h_final.
-void states(CudaBackend& be, const SsdArgs& a, const SSDShape& s, float* buf, float* cQ, float* h_final) {
-  SSDShape sq = s;
-  sq.chunk = a.Q;
+void states(cudaStream_t stream, const SsdArgs& a, const SSDShape& s, float* buf, float* cQ, float* h_final) {
   const dim3 chunks(static_cast<unsigned>(a.K), static_cast<unsigned>(a.heads), static_cast<unsigned>(a.batch));
-  launch_with_smem(ssd_chunk_state_kernel, chunks, state_smem(sq), be.stream(), a, buf, cQ,
-                   state_tile(a.P, a.N));
+  launch_with_smem(ssd_chunk_state_kernel, chunks, state_smem(s), stream, a, buf, cQ, state_tile(a.P, a.N));
   const dim3 elems(static_cast<unsigned>(ceil_div(a.P * a.N, kSsdThreads)), static_cast<unsigned>(a.batch * a.heads));
-  ssd_state_pass_kernel<<<elems, kSsdThreads, 0, be.stream()>>>(a, buf, cQ, h_final);
+  ssd_state_pass_kernel<<<elems, kSsdThreads, 0, stream>>>(a, buf, cQ, h_final);
   CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace
 
-bool CudaBackend::ssd_supported(const SSDShape& s, DType dt) const {
-  if (dt != DType::f32 || s.chunk <= 0 || s.groups <= 0 || s.heads % s.groups != 0) return false;
-  SSDShape sq = s;
-  sq.chunk = std::min<int64_t>(s.chunk, std::max<int64_t>(s.len, 1));
-  if (sq.chunk > 256 || s.heads > 65535 || s.batch > 65535 || s.batch * s.heads > 65535) return false;
-  static thread_local int cached_device = -1, cached_limit = 0;
-  if (cached_device != index()) {
-    cached_limit = max_optin_smem(index());
-    cached_device = index();
-  }
-  const size_t limit = static_cast<size_t>(cached_limit);
-  return state_smem(sq) <= limit && out_smem(sq) <= limit && grad_smem(sq) <= limit;
+std::string ssd_unsupported(const SSDShape& s) {
+  if (s.dtype != DType::f32) return "the CUDA kernels run float32 (got " + std::string(dtype_name(s.dtype)) + ")";
+  if (s.q() > 256) return "the CUDA kernels handle chunks of at most 256 tokens";
+  if (s.chunks() > 2147483647 || s.heads > 65535 || s.batch > 65535 || s.batch * s.heads > 65535)
+    return "too many chunks, heads or sequences for the CUDA grid";
+  static thread_local int limit = -1;
+  if (limit < 0) limit = max_optin_smem();
+  const size_t need = std::max({state_smem(s), out_smem(s), grad_smem(s)});
+  if (need > static_cast<size_t>(limit))
+    return "needs " + std::to_string(need) + " bytes of shared memory per block, the device allows " +
+           std::to_string(limit);
+  return "";
 }
 
-void CudaBackend::ssd_fwd(void* y, void* h_final, const void* x, const void* dt, const void* A, const void* B,
-                          const void* C, const void* h0, const SSDShape& s, DType dtype) {
-  if (!ssd_supported(s, dtype))
-    throw std::invalid_argument("ssd_fwd on " + device().str() + ": unsupported shape or dtype " + dtype_name(dtype));
+size_t ssd_forward_workspace(const SSDShape& s) {
+  const int64_t chunk_elems = s.batch * s.heads * s.chunks();
+  return carve_bytes({chunk_elems * s.head_dim * s.state, chunk_elems});
+}
+
+size_t ssd_backward_workspace(const SSDShape& s) {
+  const int64_t chunk_elems = s.batch * s.heads * s.chunks(), PN = s.head_dim * s.state;
+  const int64_t per_head = s.batch * s.len * s.heads * s.state;
+  return carve_bytes({chunk_elems * PN, chunk_elems * PN, chunk_elems, chunk_elems, chunk_elems, per_head, per_head});
+}
+
+void ssd_forward(Backend& be0, SsdForward& c) {
+  const SSDShape& s = c.s;
+  const std::string why = ssd_unsupported(s);
+  if (!why.empty()) throw std::invalid_argument("ssd_fwd on " + be0.device().str() + ": " + why);
   if (s.batch * s.len * s.heads == 0) return;
-  activate();
-  const SsdArgs a = make_args(s, x, dt, A, B, C, h0, nullptr, nullptr);
-  SSDShape sq = s;
-  sq.chunk = a.Q;
-  Scratch buf(*this, sizeof(float) * a.batch * a.heads * a.K * a.P * a.N);
-  Scratch cQ(*this, sizeof(float) * a.batch * a.heads * a.K);
-  states(*this, a, s, buf.as<float>(), cQ.as<float>(), static_cast<float*>(h_final));
+  CudaBackend& be = cuda_backend_of(be0);
+  const SsdArgs a = make_args(s, c.x, c.dt, c.A, c.B, c.C, c.h0, nullptr, nullptr);
+  Carver w{static_cast<char*>(c.workspace)};
+  float* buf = w.take(a.batch * a.heads * a.K * a.P * a.N);
+  float* cQ = w.take(a.batch * a.heads * a.K);
+  states(be.stream(), a, s, buf, cQ, static_cast<float*>(c.h_final));
   const dim3 chunks(static_cast<unsigned>(a.K), static_cast<unsigned>(a.heads), static_cast<unsigned>(a.batch));
-  launch_with_smem(ssd_chunk_out_kernel, chunks, out_smem(sq), stream_, a, static_cast<const float*>(buf.as<float>()),
-                   static_cast<float*>(y));
+  launch_with_smem(ssd_chunk_out_kernel, chunks, out_smem(s), be.stream(), a, static_cast<const float*>(buf),
+                   static_cast<float*>(c.y));
 }
 
-void CudaBackend::ssd_bwd(void* dx, void* ddt, void* dA, void* dB, void* dC, void* dh0, const void* dy,
-                          const void* dh_final, const void* x, const void* dt, const void* A, const void* B,
-                          const void* C, const void* h0, const SSDShape& s, DType dtype) {
-  if (!ssd_supported(s, dtype))
-    throw std::invalid_argument("ssd_bwd on " + device().str() + ": unsupported shape or dtype " + dtype_name(dtype));
-  activate();
+void ssd_backward(Backend& be0, SsdBackward& c) {
+  const SSDShape& s = c.s;
+  const std::string why = ssd_unsupported(s);
+  if (!why.empty()) throw std::invalid_argument("ssd_bwd on " + be0.device().str() + ": " + why);
+  CudaBackend& be = cuda_backend_of(be0);
+  cudaStream_t stream = be.stream();
   if (s.batch * s.len * s.heads == 0) {
-    if (dA) CUDA_CHECK(cudaMemsetAsync(dA, 0, sizeof(float) * s.heads, stream_));
-    if (dh0) CUDA_CHECK(cudaMemsetAsync(dh0, 0, sizeof(float) * s.batch * s.heads * s.head_dim * s.state, stream_));
+    if (c.dA) CUDA_CHECK(cudaMemsetAsync(c.dA, 0, sizeof(float) * s.heads, stream));
+    if (c.dh0) CUDA_CHECK(cudaMemsetAsync(c.dh0, 0, sizeof(float) * s.batch * s.heads * s.head_dim * s.state, stream));
     return;
   }
-  const SsdArgs a = make_args(s, x, dt, A, B, C, h0, dy, dh_final);
-  SSDShape sq = s;
-  sq.chunk = a.Q;
-  const int64_t chunk_elems = a.batch * a.heads * a.K;
-  Scratch hin(*this, sizeof(float) * chunk_elems * a.P * a.N);
-  Scratch gbuf(*this, sizeof(float) * chunk_elems * a.P * a.N);
-  Scratch cQ(*this, sizeof(float) * chunk_elems);
-  Scratch gH(*this, sizeof(float) * chunk_elems);
-  Scratch dA_part(*this, sizeof(float) * chunk_elems);
-  Scratch dBh(*this, sizeof(float) * a.batch * a.len * a.heads * a.N);
-  Scratch dCh(*this, sizeof(float) * a.batch * a.len * a.heads * a.N);
-  states(*this, a, s, hin.as<float>(), cQ.as<float>(), nullptr);
+  const SsdArgs a = make_args(s, c.x, c.dt, c.A, c.B, c.C, c.h0, c.dy, c.dh_final);
+  const int64_t chunk_elems = a.batch * a.heads * a.K, PN = a.P * a.N;
+  Carver w{static_cast<char*>(c.workspace)};
+  float* hin = w.take(chunk_elems * PN);
+  float* gbuf = w.take(chunk_elems * PN);
+  float* cQ = w.take(chunk_elems);
+  float* gH = w.take(chunk_elems);
+  float* dA_part = w.take(chunk_elems);
+  float* dBh = w.take(a.batch * a.len * a.heads * a.N);
+  float* dCh = w.take(a.batch * a.len * a.heads * a.N);
+  states(stream, a, s, hin, cQ, nullptr);
   const dim3 chunks(static_cast<unsigned>(a.K), static_cast<unsigned>(a.heads), static_cast<unsigned>(a.batch));
-  launch_with_smem(ssd_chunk_dstate_kernel, chunks, state_smem(sq), stream_, a, gbuf.as<float>(),
-                   state_tile(a.P, a.N));
-  CUDA_CHECK(cudaMemsetAsync(gH.as<float>(), 0, sizeof(float) * chunk_elems, stream_));
-  const dim3 elems(static_cast<unsigned>(ceil_div(a.P * a.N, kSsdThreads)), static_cast<unsigned>(a.batch * a.heads));
-  ssd_dstate_pass_kernel<<<elems, kSsdThreads, 0, stream_>>>(a, gbuf.as<float>(), hin.as<float>(), cQ.as<float>(),
-                                                              gH.as<float>(), static_cast<float*>(dh0));
+  launch_with_smem(ssd_chunk_dstate_kernel, chunks, state_smem(s), stream, a, gbuf, state_tile(a.P, a.N));
+  CUDA_CHECK(cudaMemsetAsync(gH, 0, sizeof(float) * chunk_elems, stream));
+  const dim3 elems(static_cast<unsigned>(ceil_div(PN, kSsdThreads)), static_cast<unsigned>(a.batch * a.heads));
+  ssd_dstate_pass_kernel<<<elems, kSsdThreads, 0, stream>>>(a, gbuf, hin, cQ, gH, static_cast<float*>(c.dh0));
   CUDA_CHECK_LAUNCH();
-  launch_with_smem(ssd_chunk_grad_kernel, chunks, grad_smem(sq), stream_, a, static_cast<const float*>(gbuf.as<float>()),
-                   static_cast<const float*>(hin.as<float>()), static_cast<const float*>(gH.as<float>()),
-                   static_cast<float*>(dx), static_cast<float*>(ddt), dBh.as<float>(), dCh.as<float>(),
-                   dA_part.as<float>());
+  launch_with_smem(ssd_chunk_grad_kernel, chunks, grad_smem(s), stream, a, static_cast<const float*>(gbuf),
+                   static_cast<const float*>(hin), static_cast<const float*>(gH), static_cast<float*>(c.dx),
+                   static_cast<float*>(c.ddt), dBh, dCh, dA_part);
   const int64_t rows = a.batch * a.len;
-  const unsigned grid = grid_for(rows * a.groups * a.N, kThreads, sm_count_);
-  ssd_group_sum_kernel<<<grid, kThreads, 0, stream_>>>(dBh.as<float>(), static_cast<float*>(dB), rows, a.heads,
-                                                        a.groups, a.N);
+  const unsigned grid = grid_for(rows * a.groups * a.N, kThreads, be.sm_count());
+  ssd_group_sum_kernel<<<grid, kThreads, 0, stream>>>(dBh, static_cast<float*>(c.dB), rows, a.heads, a.groups, a.N);
   CUDA_CHECK_LAUNCH();
-  ssd_group_sum_kernel<<<grid, kThreads, 0, stream_>>>(dCh.as<float>(), static_cast<float*>(dC), rows, a.heads,
-                                                        a.groups, a.N);
+  ssd_group_sum_kernel<<<grid, kThreads, 0, stream>>>(dCh, static_cast<float*>(c.dC), rows, a.heads, a.groups, a.N);
   CUDA_CHECK_LAUNCH();
-  ssd_da_sum_kernel<<<static_cast<unsigned>(ceil_div(a.heads, kThreads)), kThreads, 0, stream_>>>(
-      dA_part.as<float>(), static_cast<float*>(dA), a.batch, a.heads, a.K);
+  ssd_da_sum_kernel<<<static_cast<unsigned>(ceil_div(a.heads, kThreads)), kThreads, 0, stream>>>(
+      dA_part, static_cast<float*>(c.dA), a.batch, a.heads, a.K);
   CUDA_CHECK_LAUNCH();
 }
 
