@@ -51,7 +51,7 @@ struct CausalConvBackward final : FusedCall {
 };
 
 // Time steps per tile of the weight-gradient partial sums.
-constexpr int64_t kConvTile = 64;
+constexpr int64_t kConvTile = 16;
 
 namespace cpu_impl {
 void causal_conv_forward(CausalConvForward& c);

@@ -33,7 +33,8 @@
 namespace ttt {
 
 // A [B, H, T, f] tensor (f contiguous) or a [B, H, T] one (f = 1): element (b, h, t, c) is at
-// data + b·sb + h·sh + t·st + c.
+// data + b·sb + h·sh + t·st + c. The CUDA kernels need every [.., f] row 16-byte aligned (data and
+// sb, sh, st multiples of 4 floats); the CPU reference takes any strides.
 struct BHTView {
   void* data = nullptr;
   int64_t sb = 0, sh = 0, st = 0;

@@ -49,6 +49,10 @@ void validate(const ModelConfig& c) {
   positive("ttt.mlp_expansion", t.mlp_expansion);
   if (t.checkpoint_group < 0) bad("ttt.checkpoint_group", "must be >= 0 (0 = off)");
   if (!(t.ln_eps > 0)) bad("ttt.ln_eps", "must be > 0");
+  const LinearAttentionConfig& la = c.linear_attention;
+  if (la.feature_map != "identity" && la.feature_map != "elu_plus_one")
+    bad("linear_attention.feature_map", "expected identity or elu_plus_one, got '" + la.feature_map + "'");
+  if (!(la.eps > 0)) bad("linear_attention.eps", "must be > 0");
   validate_baselines(c);
 }
 

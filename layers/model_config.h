@@ -28,6 +28,18 @@ struct TTTConfig {
   std::string impl = "auto";      // auto | fused | dual | primal | generic (same outputs, see tests)
   int64_t checkpoint_group = 4;   // keep W every G mini-batches, recompute the rest in backward; 0 = off
   double ln_eps = 1e-6;
+  bool post_norm = true;          // LayerNorm(d_model) on the inner loop's output (official); false:
+                                  // none, so with the Theorem-1 switches the mixer is exactly
+                                  // linear attention (Table 1 "TTT equivalence")
+};
+
+// Linear attention options (layers/linear_attention.h). The defaults are the form of Theorem 1
+// (Table 1 "linear attn. improved"); feature_map = elu_plus_one with normalize = true is
+// Katharopoulos et al. (2020) (Table 1 row 1).
+struct LinearAttentionConfig {
+  std::string feature_map = "identity";  // identity | elu_plus_one: phi applied to q and k
+  bool normalize = false;                // divide by sum_s phi(k_s) . phi(q_t) (+ eps)
+  double eps = 1e-6;                     // added to that denominator
 };
 
 struct ModelConfig {
@@ -49,6 +61,7 @@ struct ModelConfig {
   int64_t max_seq_len = 2048;       // training context; eval may go beyond for TTT / RoPE models
   uint64_t seed = 0;                // parameter initialization
   TTTConfig ttt;
+  LinearAttentionConfig linear_attention;
   MambaConfig mamba;
   Mamba2Config mamba2;
   GatedDeltaNetConfig gdn;

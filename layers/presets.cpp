@@ -100,7 +100,7 @@ int64_t count_mixer_parameters(const ModelConfig& c) {
       n += H * f * e * f + bias * H * e * f + H * e * f * f + bias * H * f;  // W1, b1, W2, b2
     }
   }
-  n += 2 * D;  // post_norm LayerNorm weight and bias
+  if (t.post_norm) n += 2 * D;  // post_norm LayerNorm weight and bias
   return n;
 }
 

@@ -100,7 +100,9 @@ TTTMixer::TTTMixer(const ModelConfig& cfg, Generator& g, std::shared_ptr<InnerMo
     norm_w_ = register_parameter("ttt_norm_weight", ones({nh_, f_}));
     norm_b_ = register_parameter("ttt_norm_bias", zeros({nh_, f_}));
   }
-  post_norm_ = register_module("post_norm", std::make_shared<LayerNorm>(width_, cfg.norm_eps));
+  // Official: always there. Without it (and with the Theorem-1 switches) the mixer is linear
+  // attention exactly, parameters and draws included (tests/test_ttt_theorem1.cpp).
+  if (c_.post_norm) post_norm_ = register_module("post_norm", std::make_shared<LayerNorm>(width_, cfg.norm_eps));
   if (!inner) {
     if (cfg.mixer == "ttt_linear")
       inner = std::make_shared<InnerLinear>(nh_, f_, g, std, c_.learnable_w0, c_.inner_bias);
@@ -249,7 +251,7 @@ Tensor TTTMixer::run(ScanState& st, const ScanInputs& in, int64_t pos0, bool dec
 Tensor TTTMixer::finish(const Tensor& x, const Tensor& heads_out) {
   const int64_t B = x.shape()[0], T = x.shape()[1];
   Tensor z = cast(reshape(permute(heads_out, {0, 2, 1, 3}), {B, T, width_}), x.dtype());
-  z = post_norm_->forward(z);
+  if (post_norm_) z = post_norm_->forward(z);
   if (mamba_) z = mul(gelu(g_proj_->forward(x), true), z);  // tanh-GELU gate (ttt.py apply_gate)
   return o_proj_->forward(z);
 }

@@ -6,7 +6,8 @@
 //   split heads (head_dim f = D / nh), RoPE on XQ, XK with positions t mod K (interleaved pairs)
 //   lr_j = base_lr · mult · σ(θ_lr,h · x_j + b_h) / f;  tok_i = max(0, 1/(i+1) + θ_tok[i])
 //   inner loop over mini-batches of K tokens (ttt_scan.h, ttt_inner.h), per head: XQ + LN(Z̄)
-//   Z = post_norm(concat heads) (LayerNorm(D));  Mamba: Z = gelu_tanh(x Wg) ⊙ Z;  out = Z Wo
+//   Z = post_norm(concat heads) (LayerNorm(D); none with model.ttt.post_norm = false)
+//   Mamba: Z = gelu_tanh(x Wg) ⊙ Z;  out = Z Wo
 // following ttt-lm-pytorch ttt.py TTTBase.forward / get_eta and ttt-lm-jax ttt_layer.py
 // (ttt-official.md §1). The inner loop runs in float32 (float64 when the layer is float64) even
 // for bf16 activations, as the official kernels keep W in fp32 (§9).

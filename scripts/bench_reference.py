@@ -158,6 +158,24 @@ def ttt_linear_scan(XQ, XK, XV, lr, token_idx_offset, W1, b1, ln_g, ln_b, K, ste
     return torch.cat(outs, 1) if len(outs) > 1 else outs[0]
 
 
+def fla_scan(XQ, XK, XV, lr, token_idx_offset, W1, b1, ln_g, ln_b, K, step_fn):
+    """The same layer with fla's Triton TTT-Linear op (fla-org/flash-linear-attention,
+    fla/ops/ttt `chunk_ttt_linear`) in place of the scan: the speed anchor of issue 12. fla's op is a
+    simplified TTT-Linear (one learning rate per token, no token_idx, GroupNorm residual), so this
+    model is not the same function; it measures what a PyTorch user gets with fla's kernel. Inputs
+    and the LN/eta operands in bf16 as fla's tests use them; W0, b0 as fp32 initial states."""
+    from fla.ops.ttt import chunk_ttt_linear
+    B, nh, L, f = XQ.shape
+    dt = torch.bfloat16
+    q, k, v = (t.transpose(1, 2).to(dt).contiguous() for t in (XQ, XK, XV))
+    eta = lr.transpose(1, 2).unsqueeze(-1).to(dt).contiguous()             # [B, L, nh, 1]
+    h0 = W1.float().unsqueeze(0).expand(B, -1, -1, -1).contiguous()
+    hb0 = b1.float().unsqueeze(0).expand(B, -1, -1, -1).contiguous()
+    o, _, _ = chunk_ttt_linear(q, k, v, ln_g.reshape(nh, f).to(dt), ln_b.reshape(nh, f).to(dt), eta, scale=1.0,
+                               chunk_size=K, initial_state=h0, initial_state_bias=hb0)
+    return o.reshape(B, L, nh * f)
+
+
 # ----------------------------------------------------------------------------- blocks
 
 class TTTIn(nn.Module):
@@ -224,10 +242,10 @@ class TTTBlock(nn.Module):
         self.ln_g, self.ln_b = nn.Parameter(torch.ones(nh, 1, f)), nn.Parameter(torch.zeros(nh, 1, f))
         self.token_idx = nn.Parameter(torch.zeros(c.mini_batch))  # learnable offset on 1/(i+1)
 
-    def forward(self, h, step_fn):
+    def forward(self, h, step_fn, scan_fn=ttt_linear_scan):
         h, x, XQ, XK, XV, lr = self.inp(h)
-        z = ttt_linear_scan(XQ, XK, XV, lr, self.token_idx, self.W1, self.b1, self.ln_g, self.ln_b,
-                            self.c.mini_batch, step_fn)
+        z = scan_fn(XQ, XK, XV, lr, self.token_idx, self.W1, self.b1, self.ln_g, self.ln_b,
+                    self.c.mini_batch, step_fn)
         return self.out(h, x, z)
 
 
@@ -282,11 +300,12 @@ class LM(nn.Module):
         self.blocks = nn.ModuleList([block(c) for _ in range(c.n_layers)])
         self.final_norm = nn.Parameter(torch.ones(c.d_model))
         self.step_fn, self.loss_fn = ttt_linear_dual_step, lm_loss  # replaced by compiled versions
+        self.scan_fn = ttt_linear_scan                               # fla_scan with --scan fla
 
     def forward_loss(self, ids, targets):
         h = F.embedding(ids, self.emb)
         for blk in self.blocks:
-            h = blk(h, self.step_fn) if self.kind == "ttt_linear" else blk(h)
+            h = blk(h, self.step_fn, self.scan_fn) if self.kind == "ttt_linear" else blk(h)
         return self.loss_fn(h, self.final_norm, self.emb, targets)
 
 
@@ -407,6 +426,9 @@ def main():
     ap.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"], help="bf16 = autocast, fp32 = none")
     ap.add_argument("--tiny", action="store_true", help="tiny config + the fp64 dual-vs-primal self-check")
     ap.add_argument("--params-only", action="store_true", help="print parameter counts and exit")
+    ap.add_argument("--scan", choices=["official", "fla"], default="official",
+                    help="TTT-Linear's scan: the official dual form (Python loop), or fla's chunk_ttt_linear "
+                         "(fla's source on PYTHONPATH)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", metavar="OUT", help="write the result as JSON here")
     a = ap.parse_args()
@@ -418,6 +440,8 @@ def main():
     batch = a.batch or (2 if a.tiny else 8)
     seq_len = a.seq_len or (40 if a.tiny else 2048)
     model = LM(c, a.model)
+    if a.scan == "fla":
+        model.scan_fn = fla_scan
     n_params = count_params(model)
     n_emb = model.emb.numel()
     print(f"{a.model}: {n_params:,} parameters ({n_params - n_emb:,} without the tied embedding); "
@@ -481,7 +505,7 @@ def main():
         sys.exit(f"error: loss is {last_loss}")
     med = statistics.median(times_ms)
     result = {
-        "model": a.model, "mode": "compile" if a.compile else "eager",
+        "model": a.model + ("+fla" if a.scan == "fla" else ""), "mode": "compile" if a.compile else "eager",
         "compile_scope": a.compile_scope if a.compile else None,
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
         "torch": torch.__version__, "dtype": a.dtype, "optimizer": f"AdamW ({opt_kind})",

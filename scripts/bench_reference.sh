@@ -34,7 +34,12 @@ for r in $RUNS; do
     tf_compile)  run tf_compile  180 --model transformer --compile --warmup 3 --steps 10 ;;
     ttt_eager)   run ttt_eager   150 --model ttt_linear --warmup 2 --steps 5 --max-seconds 30 ;;
     ttt_compile) run ttt_compile 240 --model ttt_linear --compile --warmup 3 --steps 5 --max-seconds 30 ;;
-    *) echo "unknown run '$r' (tf_eager tf_compile ttt_eager ttt_compile)"; exit 2 ;;
+    # fla's Triton TTT-Linear in the same model (PYTHONPATH must hold fla's source, e.g. FLA=.fla).
+    ttt_fla)     PYTHONPATH="${FLA:-.fla}:${PYTHONPATH:-}" run ttt_fla 150 --model ttt_linear --scan fla --warmup 3 --steps 10 ;;
+    ttt_fla_8k)  PYTHONPATH="${FLA:-.fla}:${PYTHONPATH:-}" run ttt_fla_8k 150 --model ttt_linear --scan fla --batch 2 --seq-len 8192 --warmup 3 --steps 10 ;;
+    tf_eager_8k) run tf_eager_8k 90 --model transformer --batch 2 --seq-len 8192 --warmup 3 --steps 10 ;;
+    tf_compile_8k) run tf_compile_8k 180 --model transformer --compile --batch 2 --seq-len 8192 --warmup 3 --steps 10 ;;
+    *) echo "unknown run '$r' (tf_eager tf_compile ttt_eager ttt_compile ttt_fla ttt_fla_8k tf_eager_8k tf_compile_8k)"; exit 2 ;;
   esac
 done
 

@@ -74,20 +74,7 @@ TTT=$BUILD/bin/ttt
 # --- data: a synthetic corpus, tokenizer and shards -----------------------------------------------------
 if [ -z "${DATA:-}" ]; then
   DATA=$WORK/data
-  if [ ! -d "$DATA" ]; then
-    mkdir -p "$WORK/corpus"
-    "$PY" - "$WORK/corpus/synthetic.jsonl" <<'EOF'
-import json, random, sys
-rng = random.Random(0)
-syll = ["ka", "lo", "mi", "ne", "tu", "ra", "shi", "po", "el", "an", "or", "um", "ve", "di", "qa"]
-words = ["".join(rng.choice(syll) for _ in range(rng.randint(1, 3))) for _ in range(3000)]
-with open(sys.argv[1], "w") as f:
-    for doc in range(1500):  # ~2.5M characters, one JSON document per line
-        f.write(json.dumps({"text": " ".join(rng.choice(words) for _ in range(rng.randint(100, 400)))}) + "\n")
-EOF
-    "$TTT" tokenizer train --input "$WORK/corpus" --vocab-size 512 --out "$WORK/tok512.model" >/dev/null
-    "$TTT" data prepare --input "$WORK/corpus" --tokenizer "$WORK/tok512.model" --out "$DATA" --val-docs 8 >/dev/null
-  fi
+  "$PY" scripts/synthetic_data.py "$WORK" --ttt "$TTT"
 fi
 
 # Prints "step loss tokens_per_s" rows of a run's metrics.jsonl.

@@ -36,8 +36,8 @@ if has op; then
     set -- $bt
     ./build-gpu/bin/ttt_scan_bench --B "$1" --T "$2" --G 4
   done
-  ./build-gpu/bin/ttt_scan_bench --B 8 --T 2048 --G 1
-  ./build-gpu/bin/ttt_scan_bench --B 8 --T 2048 --G 4 --precision fp32 --reps 3
+  [ -n "${QUICK:-}" ] || ./build-gpu/bin/ttt_scan_bench --B 8 --T 2048 --G 1
+  [ -n "${QUICK:-}" ] || ./build-gpu/bin/ttt_scan_bench --B 8 --T 2048 --G 4 --precision fp32 --reps 3
   PYTHONPATH="$FLA" python3 scripts/bench_fla_ttt.py --shapes 8x2048,2x8192 2>&1 | grep -v Warning
   echo "op $(el)"
 fi
@@ -50,7 +50,7 @@ if has model; then
     echo "ttt bench ${1}x${2} rc=$? $(grep -o '"tokens_per_s": [0-9.]*' "$OUT/ttt_${1}x${2}.json" | head -1) $(grep -o '"peak_memory_bytes": [0-9]*' "$OUT/ttt_${1}x${2}.json") $(el)"
   done
   # Where the step's time goes (each backend call synchronized and timed alone).
-  timeout 200 ./build-gpu/bin/ttt bench --config configs/125m_ttt_linear.yaml --device cuda --batch 8 --seq-len 2048 \
+  [ -n "${QUICK:-}" ] || timeout 200 ./build-gpu/bin/ttt bench --config configs/125m_ttt_linear.yaml --device cuda --batch 8 --seq-len 2048 \
     --dtype bf16 --warmup 1 --repeat 1 --phases train --profile --out "$OUT/ttt_profile.json" >"$OUT/ttt_profile.log" 2>&1
   echo "profile rc=$? $(el)"
 fi

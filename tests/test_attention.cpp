@@ -1,6 +1,7 @@
 // tests/test_attention.cpp — causal self-attention (full and sliding-window) and causal linear
-// attention: values against a plain-loop reference, causality, window masking, incremental
-// decoding == the matching slice of forward, gradcheck in fp64.
+// attention (Theorem 1's form and Katharopoulos' elu + 1 with normalizer): values against a
+// plain-loop reference, causality, window masking, incremental decoding == the matching slice of
+// forward, gradcheck in fp64.
 // Run: ./build/tests/test_attention
 #include <doctest/doctest.h>
 
@@ -80,6 +81,37 @@ Tensor attention_ref(const Tensor& x, const Tensor& wq, const Tensor& wk, const 
       }
     }
   return from_vector(proj(z, wo, T), {1, T, D}, opts(DType::f64));
+}
+
+// Katharopoulos et al. (2020) causal linear attention with explicit loops (batch 1):
+// z_t = Σ_{s<=t} φ(k_s)·φ(q_t) v_s / (Σ_{s<=t} φ(k_s)·φ(q_t) + eps), φ(x) = x + 1 (x > 0), eˣ (x <= 0).
+Tensor katharopoulos_ref(const Tensor& x, const Tensor& wq, const Tensor& wk, const Tensor& wv, const Tensor& wo,
+                         int64_t H, double eps) {
+  const int64_t T = x.shape()[1], D = x.shape()[2], dh = D / H;
+  auto xv = x.tolist<double>();
+  auto q = proj(xv, wq, T), k = proj(xv, wk, T), v = proj(xv, wv, T);
+  for (auto* a : {&q, &k})
+    for (double& e : *a) e = e > 0 ? e + 1 : std::exp(e);
+  std::vector<double> z(T * D, 0.0);
+  for (int64_t h = 0; h < H; ++h)
+    for (int64_t t = 0; t < T; ++t) {
+      double den = 0;
+      for (int64_t s = 0; s <= t; ++s) {
+        double w = 0;
+        for (int64_t i = 0; i < dh; ++i) w += q[t * D + h * dh + i] * k[s * D + h * dh + i];
+        den += w;
+        for (int64_t i = 0; i < dh; ++i) z[t * D + h * dh + i] += w * v[s * D + h * dh + i];
+      }
+      for (int64_t i = 0; i < dh; ++i) z[t * D + h * dh + i] /= den + eps;
+    }
+  return from_vector(proj(z, wo, T), {1, T, D}, opts(DType::f64));
+}
+
+ModelConfig katharopoulos_cfg() {
+  ModelConfig c = small_cfg();
+  c.linear_attention.feature_map = "elu_plus_one";
+  c.linear_attention.normalize = true;
+  return c;
 }
 
 // Perturbs x at positions >= from.
@@ -203,6 +235,34 @@ TEST_CASE("linear attention: z_t = sum_{s<=t} v_s (k_s . q_t), and decode reprod
   check_decode_matches(la, xb, std::vector<int64_t>(13, 1), 1e-12);
 }
 
+TEST_CASE("linear attention, Katharopoulos (elu + 1, normalized): loop reference, decode, causality") {
+  Generator g(21);
+  LinearAttention la(katharopoulos_cfg(), g);
+  la.to(DType::f64);
+  Tensor x = rand64({1, 7, 8}, 22);
+  Tensor want = katharopoulos_ref(x, la.wq->weight, la.wk->weight, la.wv->weight, la.wo->weight, 2, 1e-6);
+  CHECK(max_abs_diff(la.forward(x), want) < 1e-12);
+  // Not the plain form with the same weights.
+  CHECK(max_abs_diff(want, attention_ref(x, la.wq->weight, la.wk->weight, la.wv->weight, la.wo->weight, 2, 0, 0,
+                                         true)) > 1e-3);
+  Tensor xb = rand64({2, 13, 8}, 23);
+  check_decode_matches(la, xb, {1, 4, 1, 1, 6}, 1e-12);
+  check_decode_matches(la, xb, std::vector<int64_t>(13, 1), 1e-12);
+  Tensor y = la.forward(xb);
+  Tensor y2 = la.forward(perturb_after(xb, 5, 24));
+  CHECK(max_abs_diff(y.narrow(1, 0, 5), y2.narrow(1, 0, 5)) < 1e-14);
+  CHECK(max_abs_diff(y.narrow(1, 5, 1), y2.narrow(1, 5, 1)) > 1e-6);
+  // Each switch alone is used: the feature map without the normalizer differs from both.
+  ModelConfig c = katharopoulos_cfg();
+  c.linear_attention.normalize = false;
+  Generator g2(21);
+  LinearAttention phi_only(c, g2);
+  phi_only.to(DType::f64);
+  CHECK(max_abs_diff(phi_only.forward(x), want) > 1e-3);
+  c.linear_attention.feature_map = "relu";
+  CHECK_THROWS_AS(LinearAttention(c, g2), std::invalid_argument);
+}
+
 TEST_CASE("gradcheck: attention (windowed) and linear attention, fp64") {
   ModelConfig c = small_cfg(2);
   c.d_model = 4;
@@ -210,9 +270,14 @@ TEST_CASE("gradcheck: attention (windowed) and linear attention, fp64") {
   Generator g(17);
   CausalSelfAttention attn(c, g);
   LinearAttention la(c, g);
-  attn.to(DType::f64), la.to(DType::f64);
+  ModelConfig ck = c;
+  ck.linear_attention.feature_map = "elu_plus_one";
+  ck.linear_attention.normalize = true;
+  LinearAttention kat(ck, g);
+  attn.to(DType::f64), la.to(DType::f64), kat.to(DType::f64);
   Tensor x = rand64({1, 4, 4}, 18, true);
-  for (SequenceMixer* m : {static_cast<SequenceMixer*>(&attn), static_cast<SequenceMixer*>(&la)}) {
+  for (SequenceMixer* m : {static_cast<SequenceMixer*>(&attn), static_cast<SequenceMixer*>(&la),
+                           static_cast<SequenceMixer*>(&kat)}) {
     tensor_list in = {x};
     for (auto& p : m->parameters()) in.push_back(p);
     auto r = gradcheck([&](const tensor_list& i) { return tensor_list{m->forward(i[0])}; }, in);

@@ -9,9 +9,16 @@
 //   learnable_lr = false, learnable_token_idx = false, token_idx_mean = false (plain sum),
 //   base_lr = head_dim, so eta = base_lr / head_dim = 1 on ½‖·‖², i.e. 1/2 on ‖·‖².
 // The reference is computed directly from the layer's own XQ/XK/XV with matmul + tril.
+// With model.ttt.post_norm = false, the transformer backbone and no RoPE, the whole language
+// model is the linear-attention model: same parameters, same initial draws, same outputs and
+// gradients (Table 1's "TTT equivalence" row is then "linear attn. improved" exactly).
 // Run: ./build/tests/test_ttt_theorem1
 #include <doctest/doctest.h>
 
+#include <map>
+
+#include "layers/language_model.h"
+#include "layers/presets.h"
 #include "tests/ttt_helpers.h"
 
 using namespace ttt;
@@ -19,8 +26,10 @@ using namespace ttt::testing;
 
 namespace {
 
-ModelConfig theorem1_config(const std::string& backbone, bool rope) {
-  ModelConfig c = tiny_ttt_config("ttt_linear", -1, /*ln_residual=*/false, backbone);
+// Theorem 1's switches on c (see the header); RoPE as given.
+void set_theorem1(ModelConfig& c, bool rope) {
+  c.ttt.mini_batch = -1;
+  c.ttt.ln_residual = false;
   c.ttt.learnable_w0 = false;
   c.ttt.inner_bias = false;
   c.ttt.learnable_lr = false;
@@ -28,6 +37,11 @@ ModelConfig theorem1_config(const std::string& backbone, bool rope) {
   c.ttt.token_idx_mean = false;
   c.ttt.rope = rope;
   c.ttt.base_lr = static_cast<double>(c.head_dim());
+}
+
+ModelConfig theorem1_config(const std::string& backbone, bool rope) {
+  ModelConfig c = tiny_ttt_config("ttt_linear", -1, /*ln_residual=*/false, backbone);
+  set_theorem1(c, rope);
   return c;
 }
 
@@ -79,4 +93,68 @@ TEST_CASE("Theorem 1 fails when a condition is dropped (the test can tell)") {
   CHECK(error_with([](ModelConfig& c) { c.ttt.base_lr = 1.0; }) > 1e-3);         // eta = 1/(2 head_dim)
   CHECK(error_with([](ModelConfig& c) { c.ttt.learnable_w0 = true; }) > 1e-3);   // random W0
   CHECK(error_with([](ModelConfig& c) { c.ttt.inner_bias = true; }) > 1e-3);     // f(x) = xW + b
+}
+
+namespace {
+
+// A small whole model: Theorem 1's TTT-Linear (transformer backbone, no RoPE, post_norm as given),
+// or the linear-attention model of the same size and seed.
+ModelConfig lm_config(const std::string& mixer, bool post_norm) {
+  ModelConfig c;
+  c.vocab_size = 29;
+  c.d_model = 16;
+  c.n_layers = 2;
+  c.n_heads = 2;
+  c.d_ff = 24;
+  c.max_seq_len = 32;
+  c.backbone = "transformer";
+  c.init_std = 0.2;  // large enough that every path moves the logits
+  c.seed = 11;
+  c.mixer = mixer;
+  set_theorem1(c, /*rope=*/false);
+  c.ttt.post_norm = post_norm;
+  c.ttt.checkpoint_group = 0;
+  return c;
+}
+
+// The TTT model's name for a linear-attention parameter (wq -> q_proj, ...).
+std::string ttt_name(std::string n) {
+  for (auto [la, t] : {std::pair{".mixer.wq.", ".mixer.q_proj."}, std::pair{".mixer.wk.", ".mixer.k_proj."},
+                       std::pair{".mixer.wv.", ".mixer.v_proj."}, std::pair{".mixer.wo.", ".mixer.o_proj."}}) {
+    auto at = n.find(la);
+    if (at != std::string::npos) n.replace(at, std::string(la).size(), t);
+  }
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("Theorem 1, whole model: TTT equivalence without post_norm IS the linear-attention model") {
+  ModelConfig cl = lm_config("linear_attention", true), ct = lm_config("ttt_linear", false);
+  LanguageModel la(cl), tt(ct);
+  la.to(DType::f64), tt.to(DType::f64);
+  // Same parameters, drawn identically from the same seed.
+  CHECK(la.num_parameters() == tt.num_parameters());
+  CHECK(count_parameters(ct) == tt.num_parameters());
+  std::map<std::string, Tensor> tp;
+  for (auto& [n, p] : tt.named_parameters()) tp[n] = p;
+  REQUIRE(tp.size() == la.named_parameters().size());
+  for (auto& [n, p] : la.named_parameters()) {
+    REQUIRE_MESSAGE(tp.count(ttt_name(n)) == 1, n);
+    CHECK_MESSAGE(max_abs_diff(p, tp[ttt_name(n)]) == 0.0, n);
+  }
+  // Same logits, same loss, same gradient of every parameter.
+  Tensor ids = rand_ids({2, 13}, cl.vocab_size, 3), targets = rand_ids({2, 13}, cl.vocab_size, 4);
+  CHECK(max_rel_diff(tt.forward(ids), la.forward(ids), 1e-6) < 1e-10);
+  Tensor ll = la.loss(ids, targets), lt = tt.loss(ids, targets);
+  CHECK(lt.item() == doctest::Approx(ll.item()).epsilon(1e-12));
+  ll.backward();
+  lt.backward();
+  for (auto& [n, p] : la.named_parameters())
+    CHECK_MESSAGE(max_rel_diff(tp[ttt_name(n)].grad(), p.grad(), 1e-6) < 1e-9, n);
+  // The post-LayerNorm of the official layer makes it another model (the test can tell).
+  LanguageModel with_norm(lm_config("ttt_linear", true));
+  with_norm.to(DType::f64);
+  CHECK(with_norm.num_parameters() == la.num_parameters() + cl.n_layers * 2 * cl.d_model);
+  CHECK(max_abs_diff(with_norm.forward(ids), la.forward(ids)) > 1e-3);
 }

@@ -63,6 +63,15 @@ std::vector<ConfigKey> build_schema() {
       {"model.ttt.checkpoint_group", F(model.ttt.checkpoint_group),
        "Gradient checkpointing through time: keep W every G mini-batches; 0 = off."},
       {"model.ttt.ln_eps", F(model.ttt.ln_eps), "Epsilon of the inner LayerNorm."},
+      {"model.ttt.post_norm", F(model.ttt.post_norm),
+       "LayerNorm(d_model) on the inner loop's output (official); false: none (with the Theorem-1 switches the "
+       "mixer is then exactly linear attention)."},
+      {"model.linear_attention.feature_map", F(model.linear_attention.feature_map),
+       "Feature map phi on q and k: identity (Theorem 1's form) or elu_plus_one (Katharopoulos et al. 2020).",
+       {"identity", "elu_plus_one"}},
+      {"model.linear_attention.normalize", F(model.linear_attention.normalize),
+       "Divide by sum_s phi(k_s).phi(q_t) + eps (Katharopoulos et al. 2020); false: no normalizer (Theorem 1)."},
+      {"model.linear_attention.eps", F(model.linear_attention.eps), "Added to the normalizer's denominator."},
 
       // --- baseline mixers (layers/baseline_config.h) ---
       {"model.mamba.d_state", F(model.mamba.d_state), "Mamba: SSM state size N."},

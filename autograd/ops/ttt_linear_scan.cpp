@@ -77,8 +77,14 @@ void check_inputs(const tensor_list& in) {
     if (p->defined() && p->shape() != Shape{H, f}) bad("expected b0, ln_w, ln_b [H, f]");
 }
 
-// t with unit stride in its last dim (a copy otherwise) and its [B, H, T(, f)] strides.
-Tensor unit_last(const Tensor& t) { return t.strides().back() == 1 ? t : kc::contiguous(t); }
+// t as the kernels read it: unit stride in its last dim and 16-byte aligned rows (the CUDA kernels
+// move rows 16 bytes at a time); a contiguous copy otherwise.
+Tensor unit_last(const Tensor& t) {
+  const auto& s = t.strides();
+  const bool aligned = reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0 && s[0] % 4 == 0 && s[1] % 4 == 0 &&
+                       s[2] % 4 == 0;
+  return s.back() == 1 && aligned ? t : kc::contiguous(t);
+}
 BHTView bht(const Tensor& t) { return {t.data_ptr(), t.strides()[0], t.strides()[1], t.strides()[2]}; }
 // The data of an already contiguous tensor (null when undefined).
 void* ptr(const Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }

@@ -53,7 +53,13 @@ struct BwdSmem {
   alignas(16) Op omt[KP * C::KS];   // Mt
   alignas(16) Op ods[KP * C::KS];   // dS
   float mraw[KP * (KP + 1)], dmt[KP * (KP + 1)];
-  float tok[KP], sig[KP], rb[C::F], lnw[C::F], lnb[C::F], db[C::F];  // rb: b during the replay
+  alignas(16) float spart[C::NW * KP * (KP + 1)];  // the warps' partial XQ XKᵀ
+  alignas(16) float tok[KP];
+  alignas(16) float sig[KP];
+  alignas(16) float rb[C::F];  // b during the replay
+  alignas(16) float lnw[C::F];
+  alignas(16) float lnb[C::F];
+  alignas(16) float db[C::F];
   float red[C::THREADS];            // final reductions
 };
 
@@ -105,36 +111,41 @@ TTT_DEV Item next_item(const Params& p, const Item& it) {
   return first_replay_or_reverse(p, it.g - 1);
 }
 
-// One [16, F] float32 tile of chunk rows t0.. into smem (row stride FS) by cp.async; rows >= rows are 0.
+// One [16, F] float32 tile of chunk rows t0.. into smem (row stride FS) by 16-byte cp.async from the
+// (b, h) slice `base` (rows st apart); rows >= rows are 0.
 template <class C>
-TTT_DEV void tile_async(float* s, const Ten& x, int b, int h, int64_t t0, int rows, bool vec) {
+TTT_DEV void tile_async(float* s, const float* base, int64_t st, int64_t t0, int rows) {
 #pragma unroll
   for (int j = 0; j < 2; ++j) {
     const int e = 4 * (tid() + j * C::THREADS), r = e / C::F, c = e % C::F;
     float* d = s + r * C::FS + c;
-    if (r >= rows) {
-      d[0] = d[1] = d[2] = d[3] = 0.f;
-      continue;
-    }
-    const float* src = x.row(b, h, t0 + r) + c;
-    if (vec) {
-      simt::cp_async16(d, src);
+    if (r < rows) {
+      simt::cp_async16(d, base + (t0 + r) * st + c);
     } else {
-      for (int q = 0; q < 4; ++q) simt::cp_async4(d + q, src + q);
+      *reinterpret_cast<Vec4*>(d) = Vec4{0.f, 0.f, 0.f, 0.f};
     }
   }
 }
 
+// The (b, h) slices of the backward's tensors (computed once per block).
+struct BwdBases {
+  const float *xq, *xk, *xv, *dout, *lr;
+  float *dxq, *dxk, *dxv, *dlr;
+  TTT_DEV BwdBases(const Params& p, int b, int h)
+      : xq(p.xq.base(b, h)), xk(p.xk.base(b, h)), xv(p.xv.base(b, h)), dout(p.dout.base(b, h)), lr(p.lr.base(b, h)),
+        dxq(p.dxq.base(b, h)), dxk(p.dxk.base(b, h)), dxv(p.dxv.base(b, h)), dlr(p.dlr.base(b, h)) {}
+};
+
 template <class C>
-TTT_DEV void prefetch_tiles(const Params& p, BwdSmem<C>& S, int tb, int b, int h, int k) {
+TTT_DEV void prefetch_tiles(const Params& p, const BwdBases& hb, BwdSmem<C>& S, int tb, int k) {
   const int64_t t0 = static_cast<int64_t>(k) * p.K;
   const int rows = static_cast<int>(p.T - t0 < p.K ? p.T - t0 : p.K);
-  tile_async<C>(S.xq[tb], p.xq, b, h, t0, rows, p.vec);
-  tile_async<C>(S.xk[tb], p.xk, b, h, t0, rows, p.vec);
-  tile_async<C>(S.xv[tb], p.xv, b, h, t0, rows, p.vec);
-  tile_async<C>(S.dout[tb], p.dout, b, h, t0, rows, p.vec);
+  tile_async<C>(S.xq[tb], hb.xq, p.xq.st, t0, rows);
+  tile_async<C>(S.xk[tb], hb.xk, p.xk.st, t0, rows);
+  tile_async<C>(S.xv[tb], hb.xv, p.xv.st, t0, rows);
+  tile_async<C>(S.dout[tb], hb.dout, p.dout.st, t0, rows);
   if (tid() < KP) {
-    if (tid() < rows) simt::cp_async4(&S.lr[tb][tid()], p.lr.row(b, h, t0 + tid()));
+    if (tid() < rows) simt::cp_async4(&S.lr[tb][tid()], hb.lr + (t0 + tid()) * p.lr.st);
     else S.lr[tb][tid()] = 0.f;
   }
 }
@@ -166,11 +177,14 @@ TTT_DEV void operand_tiles(const ItemBufs<C>& B, BwdSmem<C>& S) {
 // The top of every item: wait for its copies, then start those of the next item (into the other
 // buffers, whose readers finished before this barrier).
 template <class C>
-TTT_DEV void item_top(const Params& p, BwdSmem<C>& S, const Item& next, int tb, int wb, int b, int h, int bh) {
+TTT_DEV void item_top(const Params& p, const BwdBases& hb, BwdSmem<C>& S, const Item& next, int tb, int wb, int bh,
+                      PhaseClock& clk) {
   simt::cp_async_wait_all();
+  clk.mark(18);
   simt::sync();
+  clk.mark(19);
   if (next.valid) {
-    prefetch_tiles<C>(p, S, tb ^ 1, b, h, next.k);
+    prefetch_tiles<C>(p, hb, S, tb ^ 1, next.k);
     // A reverse item's state was stored by its group's replay, except the group's last chunk,
     // whose state comes from the replay's registers.
     if (!next.replay && next.k + 1 < group_end(p, next.g)) prefetch_state<C>(p, S, wb ^ 1, bh, next.k - next.g * p.G);
@@ -246,142 +260,140 @@ struct BwdPartials {
   }
 };
 
-// B4: dZ̄ and the dout part of dXQ, rows of the chunk.
+// B4: dZ̄ and the dout part of dXQ, rows of the chunk (one row per row group).
 template <class C>
 TTT_DEV void output_ln_backward_rows(const Params& p, BwdSmem<C>& S, const ItemBufs<C>& B, int n,
                                      BwdPartials<C>& part) {
   const RowLane<C> rl;
-  for (int r = rl.rg; r < KP; r += C::RPP) {
-    const int o = r * C::FS + rl.c0;
-    float go[C::CPL], dz[C::CPL];
+  const int r = rl.rg;
+  if (r >= KP) return;
+  const int o = r * C::FS + rl.c0;
+  float go[C::CPL], dz[C::CPL];
+  load_vec(go, B.dout + o);
+  if (r >= n)
 #pragma unroll
-    for (int j = 0; j < C::CPL; ++j) go[j] = r < n ? B.dout[o + j] : 0.f;
-    if (p.ln) {
-      float zr[C::CPL], xh[C::CPL], dxh[C::CPL];
-#pragma unroll
-      for (int j = 0; j < C::CPL; ++j) zr[j] = S.zb[o + j];
-      const float sig = normalize<C>(zr, xh, p.eps);
-#pragma unroll
-      for (int j = 0; j < C::CPL; ++j) {
-        dxh[j] = go[j] * S.lnw[rl.c0 + j];
-        part.dlnw[j] += go[j] * xh[j];
-        part.dlnb[j] += go[j];
-      }
-      ln_vjp<C>(dxh, xh, sig, dz);
-    } else {
-#pragma unroll
-      for (int j = 0; j < C::CPL; ++j) dz[j] = go[j];
-    }
-#pragma unroll
-    for (int j = 0; j < C::CPL; j += 2) {
-      S.zb[o + j] = dz[j];
-      S.zb[o + j + 1] = dz[j + 1];
-      S.dxq[o + j] = p.ln ? go[j] : 0.f;
-      S.dxq[o + j + 1] = p.ln ? go[j + 1] : 0.f;
-      put_op2(S.odzb + r * C::OS + rl.c0 + j, dz[j], dz[j + 1]);
-    }
-  }
-}
-
-// B6: dS and dtok from dMt; dlr; the LN-L2 vjp giving dZ1, dXV and the LN partials.
-template <class C>
-TTT_DEV void inner_grad_backward_rows(const Params& p, BwdSmem<C>& S, const ItemBufs<C>& B, int b, int h, int64_t t0,
-                                      int n, BwdPartials<C>& part) {
-  const RowLane<C> rl;
-  const int li = tid() % C::LPR;
-  for (int r = rl.rg; r < KP; r += C::RPP) {
-    float dt = 0;
-    for (int j = li; j < KP; j += C::LPR) {
-      const float m = (j <= r && r < n) ? S.dmt[r * (KP + 1) + j] : 0.f;
-      dt += m * S.mraw[r * (KP + 1) + j];
-      put_op(S.ods + r * C::KS + j, S.tok[r] * m);
-    }
-    dt = row_sum<C>(dt);
-    if (rl.first()) part.dtok_row += dt;
-
-    const int o = r * C::FS + rl.c0;
-    const bool live = r < n;
-    const float l = B.lr[r];
-    float G[C::CPL], dG[C::CPL], dz[C::CPL], dxv[C::CPL];
-    float dl = 0;
+    for (int j = 0; j < C::CPL; ++j) go[j] = 0.f;
+  if (p.ln) {
+    float zr[C::CPL], xh[C::CPL], dxh[C::CPL], w[C::CPL];
+    load_vec(zr, S.zb + o);
+    load_vec(w, S.lnw + rl.c0);
+    const float sig = normalize<C>(zr, xh, p.eps);
 #pragma unroll
     for (int j = 0; j < C::CPL; ++j) {
-      G[j] = S.g[o + j];
-      const float d = S.dgp[o + j];
-      dl += G[j] * d;
-      dG[j] = live ? l * d : 0.f;
+      dxh[j] = go[j] * w[j];
+      part.dlnw[j] += go[j] * xh[j];
+      part.dlnb[j] += go[j];
     }
-    dl = row_sum<C>(dl);
-    if (live && rl.first()) p.dlr.row(b, h, t0 + r)[0] = dl;
-    if (p.ln) {
-      float xh[C::CPL], gx[C::CPL], dgx[C::CPL], dxh[C::CPL];
-      const float sig = S.sig[r];
-      float c_gx = 0, c_dg = 0, dsig = 0;
+    ln_vjp<C>(dxh, xh, sig, dz);
+    store_vec(S.dxq + o, go);
+  } else {
 #pragma unroll
-      for (int j = 0; j < C::CPL; ++j) {
-        xh[j] = S.xh[o + j];
-        gx[j] = S.gx[o + j];
-        c_gx += gx[j] * xh[j];
-        c_dg += dG[j] * xh[j];
-        dsig -= dG[j] * G[j];
-      }
-      c_gx = row_sum<C>(c_gx) / C::F;
-      c_dg = row_sum<C>(c_dg) / C::F;
-      dsig = row_sum<C>(dsig) / sig;
-      ln_vjp<C>(dG, xh, sig, dgx);
-#pragma unroll
-      for (int j = 0; j < C::CPL; ++j) {
-        const float w = S.lnw[rl.c0 + j], be = S.lnb[rl.c0 + j];
-        const float tgt = B.xv[o + j] - B.xk[o + j];
-        dxh[j] = w * w * dgx[j] - (c_gx * dG[j] + gx[j] * c_dg) / sig;
-        part.dlnw[j] += dgx[j] * (2.f * w * xh[j] + be - tgt);
-        part.dlnb[j] += dgx[j] * w;
-        dxv[j] = -w * dgx[j];
-        S.dxk[o + j] += w * dgx[j];
-      }
-      ln_vjp<C>(dxh, xh, sig, dz);
-#pragma unroll
-      for (int j = 0; j < C::CPL; ++j) dz[j] += dsig * xh[j] / C::F;
-    } else {
-#pragma unroll
-      for (int j = 0; j < C::CPL; ++j) dz[j] = dG[j], dxv[j] = -dG[j];
-    }
-    if (live) {
-      float* dst = p.dxv.row(b, h, t0 + r) + rl.c0;
-#pragma unroll
-      for (int j = 0; j < C::CPL; ++j) dst[j] = dxv[j];
-    }
-#pragma unroll
-    for (int j = 0; j < C::CPL; j += 2) {
-      S.z[o + j] = dz[j];
-      S.z[o + j + 1] = dz[j + 1];
-      put_op2(S.odz1 + r * C::OS + rl.c0 + j, dz[j], dz[j + 1]);
-    }
+    for (int j = 0; j < C::CPL; ++j) dz[j] = go[j], go[j] = 0.f;
+    store_vec(S.dxq + o, go);
   }
+  store_vec(S.zb + o, dz);
+#pragma unroll
+  for (int j = 0; j < C::CPL; j += 2) put_op2(S.odzb + r * C::OS + rl.c0 + j, dz[j], dz[j + 1]);
 }
 
-// Stores rows < n of a warp's [16, 16] tile (columns cw..) plus the smem part `add` to x.
+// B6: dS and dtok from dMt; dlr; the LN-L2 vjp giving dZ1, dXV and the LN partials (one row per
+// row group; every row sum of the row in two butterfly rounds).
 template <class C>
-TTT_DEV void store_rows(const Acc<2>& acc, const float* add, const Ten& x, int b, int h, int64_t t0, int n, int cw) {
+TTT_DEV void inner_grad_backward_rows(const Params& p, const BwdBases& hb, BwdSmem<C>& S, const ItemBufs<C>& B,
+                                      int64_t t0, int n, BwdPartials<C>& part) {
+  const RowLane<C> rl;
+  const int r = rl.rg;
+  if (r >= KP) return;
+  const int li = tid() % C::LPR;
+  // sums: 0 dtok_r, 1 dlr_r, 2 Σ gx x̂, 3 Σ dG, 4 Σ dG x̂, 5 Σ dG G
+  float sums[6] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+  for (int j = li; j < KP; j += C::LPR) {
+    const float m = (j <= r && r < n) ? S.dmt[r * (KP + 1) + j] : 0.f;
+    sums[0] += m * S.mraw[r * (KP + 1) + j];
+    put_op(S.ods + r * C::KS + j, S.tok[r] * m);
+  }
+  const int o = r * C::FS + rl.c0;
+  const bool live = r < n;
+  const float l = live ? B.lr[r] : 0.f;
+  float G[C::CPL], dG[C::CPL], xh[C::CPL], gx[C::CPL], dz[C::CPL], dxv[C::CPL];
+  load_vec(G, S.g + o);
+  load_vec(dG, S.dgp + o);
+  load_vec(xh, S.xh + o);
+  load_vec(gx, S.gx + o);
+#pragma unroll
+  for (int j = 0; j < C::CPL; ++j) {
+    sums[1] += G[j] * dG[j];
+    dG[j] *= l;
+    sums[2] += gx[j] * xh[j];
+    sums[3] += dG[j];
+    sums[4] += dG[j] * xh[j];
+    sums[5] += dG[j] * G[j];
+  }
+  row_sums<C>(sums);
+  if (rl.first()) part.dtok_row += sums[0];
+  if (live && rl.first()) hb.dlr[(t0 + r) * p.dlr.st] = sums[1];
+  if (p.ln) {
+    const float sig = S.sig[r], inv = 1.f / sig;
+    const float c_gx = sums[2] * (1.f / C::F), m_dg = sums[3] * (1.f / C::F), c_dg = sums[4] * (1.f / C::F);
+    const float dsig = -sums[5] * inv;
+    float w[C::CPL], be[C::CPL], xk[C::CPL], xv[C::CPL], dxk[C::CPL], dxh[C::CPL];
+    load_vec(w, S.lnw + rl.c0);
+    load_vec(be, S.lnb + rl.c0);
+    load_vec(xk, B.xk + o);
+    load_vec(xv, B.xv + o);
+    load_vec(dxk, S.dxk + o);
+    float s2[2] = {0.f, 0.f};  // Σ dx̂, Σ dx̂ x̂
+#pragma unroll
+    for (int j = 0; j < C::CPL; ++j) {
+      const float dgx = (dG[j] - m_dg - xh[j] * c_dg) * inv;
+      dxh[j] = w[j] * w[j] * dgx - (c_gx * dG[j] + gx[j] * c_dg) * inv;
+      part.dlnw[j] += dgx * (2.f * w[j] * xh[j] + be[j] - (xv[j] - xk[j]));
+      part.dlnb[j] += dgx * w[j];
+      dxv[j] = -w[j] * dgx;
+      dxk[j] += w[j] * dgx;
+      s2[0] += dxh[j];
+      s2[1] += dxh[j] * xh[j];
+    }
+    store_vec(S.dxk + o, dxk);
+    row_sums<C>(s2);
+    const float m1 = s2[0] * (1.f / C::F), m2 = s2[1] * (1.f / C::F);
+#pragma unroll
+    for (int j = 0; j < C::CPL; ++j) dz[j] = (dxh[j] - m1 - xh[j] * m2) * inv + dsig * xh[j] * (1.f / C::F);
+  } else {
+#pragma unroll
+    for (int j = 0; j < C::CPL; ++j) dz[j] = dG[j], dxv[j] = -dG[j];
+  }
+  if (live) store_vec(hb.dxv + (t0 + r) * p.dxv.st + rl.c0, dxv);
+  store_vec(S.z + o, dz);
+#pragma unroll
+  for (int j = 0; j < C::CPL; j += 2) put_op2(S.odz1 + r * C::OS + rl.c0 + j, dz[j], dz[j + 1]);
+}
+
+// Stores rows < n of a warp's [16, 16] tile (columns cw..) plus the smem part `add` to the (b, h)
+// slice `base` (rows st apart), two consecutive floats at a time.
+template <class C>
+TTT_DEV void store_rows(const Acc<2>& acc, const float* add, float* base, int64_t st, int64_t t0, int n, int cw) {
 #pragma unroll
   for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
+    for (int e = 0; e < 4; e += 2) {
       const int r = acc_row(0, e), c = acc_col(cw, nt, e);
-      if (r < n) x.row(b, h, t0 + r)[c] = acc.v[nt][e] + add[r * C::FS + c];
+      if (r >= n) continue;
+      float2v v{acc.v[nt][e] + add[r * C::FS + c], acc.v[nt][e + 1] + add[r * C::FS + c + 1]};
+      *reinterpret_cast<float2v*>(base + (t0 + r) * st + c) = v;
     }
 }
 
 // One chunk of the reverse pass; dW (the warp's rows) and S.db, S.odw carry the state gradient.
 template <class C>
-TTT_DEV void backward_chunk(const Params& p, BwdSmem<C>& S, const ItemBufs<C>& B, int b, int h, int k,
+TTT_DEV void backward_chunk(const Params& p, const BwdBases& hb, BwdSmem<C>& S, const ItemBufs<C>& B, int k,
                             Acc<C::F / 8>& dW, BwdPartials<C>& part, PhaseClock& clk) {
   constexpr int F = C::F;
   const int cw = 16 * warp();
   const int64_t t0 = static_cast<int64_t>(k) * p.K;
   const int n = static_cast<int>(p.T - t0 < p.K ? p.T - t0 : p.K);
   const bool commit = n == p.K;
-  const float beta = p.bias ? 1.f : 0.f, tokL = p.tok[p.K - 1];
+  const float tokL = p.tok[p.K - 1];
   // top: the operand copies of the tiles (the tiles and the state arrived by cp.async)
   operand_tiles<C>(B, S);
   simt::sync();
@@ -390,11 +402,12 @@ TTT_DEV void backward_chunk(const Params& p, BwdSmem<C>& S, const ItemBufs<C>& B
   Acc<2> z1, zq;
   xw_pair<C>(z1, zq, S.ok, S.oq, B.ow, B.b, cw);
   store_f32(z1, S.z, C::FS, 0, cw);
-  if (const int halves = attention_halves<C>()) attention_tile<C>(S.oq, S.ok, S.tok, n, beta, S.omt, S.mraw, halves);
+  attention_partial<C>(S.oq, S.ok, S.spart);
   simt::sync();
   clk.mark(11);
   // B2
-  inner_grad_rows<C>(p, S.z, B.xk, B.xv, B.lr, S.lnw, S.lnb, n, S.gp, S.ogp, S.g, S.xh, S.gx, S.sig);
+  inner_grad_rows<C>(p, S.z, B.xk, B.xv, B.lr, S.lnw, S.lnb, n, S.gp, S.ogp, S.g, S.xh, S.gx, S.sig, S.spart, S.tok,
+                     S.omt, S.mraw);
   simt::sync();
   clk.mark(12);
   // B3
@@ -463,13 +476,13 @@ TTT_DEV void backward_chunk(const Params& p, BwdSmem<C>& S, const ItemBufs<C>& B
   simt::sync();
   clk.mark(15);
   // B6
-  inner_grad_backward_rows<C>(p, S, B, b, h, t0, n, part);
+  inner_grad_backward_rows<C>(p, hb, S, B, t0, n, part);
   simt::sync();
   clk.mark(16);
   // B7
   gemm_tile<C, 1>(dxq, [&](FragA<C::MMA>& a, int kk) { load_a(a, S.ods, C::KS, 0, kk); },
                [&](FragB<C::MMA>& bb, int kk, int n0) { load_b(bb, S.ok, C::OS, kk, cw + n0); });
-  store_rows<C>(dxq, S.dxq, p.dxq, b, h, t0, n, cw);
+  store_rows<C>(dxq, S.dxq, hb.dxq, p.dxq.st, t0, n, cw);
   {
     Acc<2> dxk;
     dxk.fill(0.f);
@@ -477,7 +490,7 @@ TTT_DEV void backward_chunk(const Params& p, BwdSmem<C>& S, const ItemBufs<C>& B
                  [&](FragB<C::MMA>& bb, int kk, int n0) { load_b(bb, S.oq, C::OS, kk, cw + n0); });
     gemm_tile<C, F / 16>(dxk, [&](FragA<C::MMA>& a, int kk) { load_a(a, S.odz1, C::OS, 0, kk); },
                  [&](FragB<C::MMA>& bb, int kk, int n0) { load_bt(bb, B.ow, C::OS, kk, cw + n0); });
-    store_rows<C>(dxk, S.dxk, p.dxk, b, h, t0, n, cw);
+    store_rows<C>(dxk, S.dxk, hb.dxk, p.dxk.st, t0, n, cw);
   }
   gemm_tile<C, 1>(dW, [&](FragA<C::MMA>& a, int kk) { load_at(a, S.ok, C::OS, cw, kk); },
                [&](FragB<C::MMA>& bb, int kk, int n0) { load_b(bb, S.odz1, C::OS, kk, n0); });
@@ -570,14 +583,15 @@ TTT_DEV void bwd_block(const Params& p, int bh, char* smem) {
   Acc<F / 8> dW, W;
   dW.fill(0.f);
   BwdPartials<C> part;
+  const BwdBases hb(p, b, h);
   Item it = first_replay_or_reverse(p, p.NG - 1);
   int tb = 0, wb = 0;
   PhaseClock clk(p, bh);  // slots: 8 replay items, 9 item tops, 10.. the reverse chunk's phases
-  prefetch_tiles<C>(p, S, tb, b, h, it.k);
+  prefetch_tiles<C>(p, hb, S, tb, it.k);
   simt::cp_async_commit();
   while (it.valid) {
     const Item next = next_item(p, it);
-    item_top<C>(p, S, next, tb, wb, b, h, bh);
+    item_top<C>(p, hb, S, next, tb, wb, bh, clk);
     clk.mark(9);
     const bool first_of_group = it.replay ? it.k == it.g * p.G : group_end(p, it.g) - it.g * p.G == 1;
     if (first_of_group) load_group_state<C>(p, S, W, bh, it.g, wb);
@@ -586,7 +600,7 @@ TTT_DEV void bwd_block(const Params& p, int bh, char* smem) {
       replay_item<C>(p, S, B, W, bh, it.k, wb);
       clk.mark(8);
     } else {
-      backward_chunk<C>(p, S, B, b, h, it.k, dW, part, clk);
+      backward_chunk<C>(p, hb, S, B, it.k, dW, part, clk);
       if (next.valid && !next.replay && next.g == it.g) wb ^= 1;
     }
     tb ^= 1;

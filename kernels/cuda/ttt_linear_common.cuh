@@ -54,12 +54,14 @@ struct Ten {  // [B, H, T(, F)] float32, unit stride in F
   float* p = nullptr;
   int64_t sb = 0, sh = 0, st = 0;
   TTT_DEV float* row(int b, int h, int64_t t) const { return p + b * sb + h * sh + t * st; }
+  // The (b, h) slice's start: rows are then base + t · st (computed once per block).
+  TTT_DEV float* base(int b, int h) const { return p ? p + b * sb + h * sh : nullptr; }
 };
 
 struct Params {
   int B = 0, H = 0, T = 0, K = 16, G = 1, NC = 0, NG = 0;
   float eps = 1e-6f;
-  bool ln = true, bias = true, vec = false;  // vec: every [.., F] row is 16-byte aligned
+  bool ln = true, bias = true, vec = false;  // vec: every [.., F] row is 16-byte aligned (required)
   Ten xq, xk, xv, lr, out;
   const float *tok = nullptr, *w0 = nullptr, *b0 = nullptr, *lnw = nullptr, *lnb = nullptr;
   float *states = nullptr, *w_final = nullptr, *b_final = nullptr, *acc_w = nullptr, *acc_b = nullptr;
@@ -290,27 +292,21 @@ TTT_DEV void store_op(const Acc<NT>& acc, OpT* s, int ld, int m0, int n0) {
 struct alignas(16) Vec4 {
   float x, y, z, w;
 };
+struct alignas(8) float2v {
+  float x, y;
+};
 
 // One [16, F] float32 tile of a [B, H, T, F] tensor in registers: thread tid holds the float4s at
 // flat positions 4 (tid + j · THREADS), j = 0, 1 (THREADS = 2F, so exactly two). Rows at or past
-// `rows` read as 0.
+// `rows` read as 0. `base` is the (b, h) slice (Ten::base), rows st apart and 16-byte aligned.
 template <class C>
 struct TileRegs {
   Vec4 v[2];
-  TTT_DEV void load(const Ten& x, int b, int h, int64_t t0, int rows, bool vec) {
+  TTT_DEV void load(const float* base, int64_t st, int64_t t0, int rows) {
 #pragma unroll
     for (int j = 0; j < 2; ++j) {
       const int e = 4 * (tid() + j * C::THREADS), r = e / C::F, c = e % C::F;
-      if (r >= rows) {
-        v[j] = Vec4{0.f, 0.f, 0.f, 0.f};
-        continue;
-      }
-      const float* p = x.row(b, h, t0 + r) + c;
-      if (vec) {
-        v[j] = *reinterpret_cast<const Vec4*>(p);
-      } else {
-        v[j] = Vec4{p[0], p[1], p[2], p[3]};
-      }
+      v[j] = r < rows ? *reinterpret_cast<const Vec4*>(base + (t0 + r) * st + c) : Vec4{0.f, 0.f, 0.f, 0.f};
     }
   }
   // Into float32 smem (row stride FS) and, when op is non-null, the operand copy (row stride OS).
@@ -318,8 +314,7 @@ struct TileRegs {
 #pragma unroll
     for (int j = 0; j < 2; ++j) {
       const int e = 4 * (tid() + j * C::THREADS), r = e / C::F, c = e % C::F;
-      float* d = s + r * C::FS + c;
-      d[0] = v[j].x, d[1] = v[j].y, d[2] = v[j].z, d[3] = v[j].w;
+      *reinterpret_cast<Vec4*>(s + r * C::FS + c) = v[j];
       if (op) {
         put_op2(op + r * C::OS + c, v[j].x, v[j].y);
         put_op2(op + r * C::OS + c + 2, v[j].z, v[j].w);
@@ -327,6 +322,21 @@ struct TileRegs {
     }
   }
 };
+
+// CPL consecutive floats (CPL % 4 == 0) between smem/global and registers, 16 bytes at a time.
+template <int CPL>
+TTT_DEV void load_vec(float (&dst)[CPL], const float* src) {
+#pragma unroll
+  for (int j = 0; j < CPL; j += 4) {
+    const Vec4 v = *reinterpret_cast<const Vec4*>(src + j);
+    dst[j] = v.x, dst[j + 1] = v.y, dst[j + 2] = v.z, dst[j + 3] = v.w;
+  }
+}
+template <int CPL>
+TTT_DEV void store_vec(float* dst, const float (&src)[CPL]) {
+#pragma unroll
+  for (int j = 0; j < CPL; j += 4) *reinterpret_cast<Vec4*>(dst + j) = Vec4{src[j], src[j + 1], src[j + 2], src[j + 3]};
+}
 
 // --- row-wise helpers ----------------------------------------------------------------------------
 
@@ -343,18 +353,38 @@ template <class C>
 TTT_DEV float row_sum(float v) {
   return simt::group_sum<C::LPR>(v);
 }
+// N independent row sums in one butterfly round (their shuffles interleave).
+template <class C, int N>
+TTT_DEV void row_sums(float (&v)[N]) {
+#pragma unroll
+  for (int m = C::LPR / 2; m > 0; m >>= 1)
+#pragma unroll
+    for (int i = 0; i < N; ++i) v[i] += simt::shfl_xor(v[i], m);
+}
 
-// x̂ and σ of a row slice z[0..CPL) whose full row has F elements (biased variance, eps).
+// x̂ and σ of a row slice z[0..CPL) whose full row has F elements (biased variance, eps). One
+// butterfly round: each lane's (mean, M2) of its CPL values are merged pairwise (Chan et al.'s
+// parallel variance: M2 = M2a + M2b + δ² n / 2 for equal counts n), which is as stable as the
+// two-pass form and gives every lane of the group the same bits.
 template <class C>
 TTT_DEV float normalize(const float* z, float* xh, float eps) {
-  float s = 0;
+  float mu = 0;
 #pragma unroll
-  for (int j = 0; j < C::CPL; ++j) s += z[j];
-  const float mu = row_sum<C>(s) / C::F;
-  float v = 0;
+  for (int j = 0; j < C::CPL; ++j) mu += z[j];
+  mu *= 1.f / C::CPL;
+  float m2 = 0;
 #pragma unroll
-  for (int j = 0; j < C::CPL; ++j) v += (z[j] - mu) * (z[j] - mu);
-  const float sig = sqrtf(row_sum<C>(v) / C::F + eps);
+  for (int j = 0; j < C::CPL; ++j) m2 += (z[j] - mu) * (z[j] - mu);
+  float n = C::CPL;
+#pragma unroll
+  for (int m = C::LPR / 2; m > 0; m >>= 1) {
+    const float mu_o = simt::shfl_xor(mu, m), m2_o = simt::shfl_xor(m2, m);
+    const float d = mu_o - mu;
+    m2 = (m2 + m2_o) + d * d * (0.5f * n);
+    mu = 0.5f * (mu + mu_o);
+    n *= 2.f;
+  }
+  const float sig = sqrtf(m2 * (1.f / C::F) + eps);
   const float inv = 1.f / sig;
 #pragma unroll
   for (int j = 0; j < C::CPL; ++j) xh[j] = (z[j] - mu) * inv;

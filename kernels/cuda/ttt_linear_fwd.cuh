@@ -32,7 +32,16 @@ struct FwdSmem {
   alignas(16) Op ogp[KP * C::OS];    // −Gp
   alignas(16) Op ow[C::F * C::OS];   // W
   alignas(16) Op omt[KP * C::KS];    // Mt
+  alignas(16) float spart[C::NW * KP * (KP + 1)];  // the warps' partial XQ XKᵀ
   float lr[KP], tok[KP], b[C::F], lnw[C::F], lnb[C::F];
+};
+
+// The (b, h) slices of the block's inputs and output (computed once: rows are base + t · st).
+struct HeadBases {
+  const float *xq, *xk, *xv, *lr;
+  float* out;
+  TTT_DEV HeadBases(const Params& p, int b, int h)
+      : xq(p.xq.base(b, h)), xk(p.xk.base(b, h)), xv(p.xv.base(b, h)), lr(p.lr.base(b, h)), out(p.out.base(b, h)) {}
 };
 
 // The chunk tiles a block needs next, held in registers between chunks.
@@ -40,13 +49,13 @@ template <class C>
 struct ChunkRegs {
   TileRegs<C> q, k, v;
   float lr = 0;
-  TTT_DEV void load(const Params& p, int b, int h, int chunk, bool with_q) {
+  TTT_DEV void load(const Params& p, const HeadBases& hb, int chunk) {
     const int64_t t0 = static_cast<int64_t>(chunk) * p.K;
     const int rows = static_cast<int>(p.T - t0 < p.K ? p.T - t0 : p.K);
-    if (with_q) q.load(p.xq, b, h, t0, rows, p.vec);
-    k.load(p.xk, b, h, t0, rows, p.vec);
-    v.load(p.xv, b, h, t0, rows, p.vec);
-    lr = tid() < rows ? p.lr.row(b, h, t0 + tid())[0] : 0.f;
+    q.load(hb.xq, p.xq.st, t0, rows);
+    k.load(hb.xk, p.xk.st, t0, rows);
+    v.load(hb.xv, p.xv.st, t0, rows);
+    lr = tid() < rows ? hb.lr[(t0 + tid()) * p.lr.st] : 0.f;
   }
 };
 
@@ -74,88 +83,89 @@ TTT_DEV void load_head_constants(const Params& p, int h, S& sm, float* b) {
   for (int i = tid(); i < KP; i += C::THREADS) sm.tok[i] = i < p.K ? p.tok[i] : 0.f;
 }
 
-// Mt = diag(tok) tril(XQ XKᵀ + β) over the first n rows/columns (0 elsewhere), from the operand
-// tiles; the raw masked tril(XQ XKᵀ + β) goes to mraw when non-null (the backward's dtok). The two
-// 8-column halves can go to different warps: `halves` is a mask (1: columns 0-7, 2: 8-15).
+// S = XQ XKᵀ (16 x 16) is split over the warps by the contraction: warp w multiplies feature
+// columns 16w .. 16w+15 (one MMA k-step) and stores its partial product; the row phase after it
+// sums the F/16 partials while it forms Mt. This keeps the products off any single warp's path.
+constexpr int SP = KP + 1;  // row stride of the partials and of the raw/masked [16, 16] tiles
 template <class C>
-TTT_DEV void attention_tile(const typename C::Op* oq, const typename C::Op* ok, const float* tok, int n, float beta,
-                            typename C::Op* omt, float* mraw, int halves) {
+TTT_DEV void attention_partial(const typename C::Op* oq, const typename C::Op* ok, float* spart) {
+  FragA<C::MMA> a;
+  FragB<C::MMA> b;
+  const int k0 = 16 * warp();
+  load_a(a, oq, C::OS, 0, k0);
+  load_bt(b, ok, C::OS, k0, 0);
   Acc<2> s;
   s.fill(0.f);
-  FragA<C::MMA> a[C::F / 16];
-  FragB<C::MMA> b[C::F / 16];
-#pragma unroll
-  for (int kt = 0; kt < C::F / 16; ++kt) {
-    load_a(a[kt], oq, C::OS, 0, kt * 16);
-    load_bt(b[kt], ok, C::OS, kt * 16, 0);
-  }
-#pragma unroll
-  for (int kt = 0; kt < C::F / 16; ++kt) {
-    if (halves & 1) mma(s.v[0], a[kt], b[kt], 0);
-    if (halves & 2) mma(s.v[1], a[kt], b[kt], 1);
-  }
+  mma(s.v[0], a, b, 0);
+  mma(s.v[1], a, b, 1);
+  float* dst = spart + warp() * KP * SP;
 #pragma unroll
   for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      if (!(halves & (1 << nt))) continue;
-      const int i = acc_row(0, e), j = acc_col(0, nt, e);
-      const float m = (j <= i && i < n) ? s.v[nt][e] + beta : 0.f;
-      put_op(omt + i * C::KS + j, tok[i] * m);
-      if (mraw) mraw[i * (KP + 1) + j] = m;
-    }
+    for (int e = 0; e < 4; ++e) dst[acc_row(0, e) * SP + acc_col(0, nt, e)] = s.v[nt][e];
 }
 
-// Rows of F2: Gp = lr ⊙ G (float32) and −Gp (operand); rows >= n are 0. G, x̂ and gx go to the
-// optional buffers (the backward keeps them), σ to sig.
+// Row r of Mt = diag(tok) tril(S + β) over the first n rows/columns (0 elsewhere) from the warps'
+// partials, by the row group of row r (columns li, li + LPR, ...); the masked raw tril(S + β) goes to
+// mraw when non-null (the backward's dtok).
 template <class C>
-TTT_DEV void inner_grad_rows(const Params& p, const float* z, const float* xk, const float* xv, const float* lr,
-                             const float* lnw, const float* lnb, int n, float* gp, typename C::Op* ogp, float* g_out,
-                             float* xh_out, float* gx_out, float* sig_out) {
-  const RowLane<C> rl;
-  for (int r = rl.rg; r < KP; r += C::RPP) {
-    float zr[C::CPL], tgt[C::CPL], xh[C::CPL], gx[C::CPL], G[C::CPL], w[C::CPL], be[C::CPL];
-    const int o = r * C::FS + rl.c0;
+TTT_DEV void attention_row(const float* spart, const float* tok, int r, int n, float beta, typename C::Op* omt,
+                           float* mraw) {
+  for (int j = tid() % C::LPR; j < KP; j += C::LPR) {
+    float s = beta;
 #pragma unroll
-    for (int j = 0; j < C::CPL; ++j) {
-      zr[j] = z[o + j];
-      w[j] = lnw[rl.c0 + j];
-      be[j] = lnb[rl.c0 + j];
-      tgt[j] = p.ln ? xv[o + j] - xk[o + j] : xv[o + j];
-    }
-    float sig = 1.f;
-    if (p.ln) {
-      sig = ln_l2_grad<C>(zr, tgt, w, be, p.eps, xh, gx, G);
-    } else {
-#pragma unroll
-      for (int j = 0; j < C::CPL; ++j) G[j] = zr[j] - tgt[j], xh[j] = 0.f, gx[j] = 0.f;
-    }
-    const bool live = r < n;
-    const float l = live ? lr[r] : 0.f;
-#pragma unroll
-    for (int j = 0; j < C::CPL; j += 2) {
-      gp[o + j] = l * G[j];
-      gp[o + j + 1] = l * G[j + 1];
-      put_op2(ogp + r * C::OS + rl.c0 + j, -l * G[j], -l * G[j + 1]);
-    }
-    if (g_out) {
-#pragma unroll
-      for (int j = 0; j < C::CPL; ++j) {
-        g_out[o + j] = live ? G[j] : 0.f;
-        xh_out[o + j] = xh[j];
-        gx_out[o + j] = gx[j];
-      }
-      if (rl.first()) sig_out[r] = sig;
-    }
+    for (int w = 0; w < C::NW; ++w) s += spart[w * KP * SP + r * SP + j];
+    const float m = (j <= r && r < n) ? s : 0.f;
+    put_op(omt + r * C::KS + j, tok[r] * m);
+    if (mraw) mraw[r * SP + j] = m;
   }
 }
 
-// Which halves of the attention tile this warp computes: the last two warps take one each (one
-// warp: both), so the extra products are split over two warps in F1.
+// Rows of F2: Gp = lr ⊙ G (float32) and −Gp (operand); rows >= n are 0. G, x̂ and gx go to the
+// optional buffers (the backward keeps them), σ to sig. One row per row group (RPP >= 16).
+// With spart non-null the row group also forms row r of Mt (attention_row).
 template <class C>
-TTT_DEV int attention_halves() {
-  if (C::NW == 1) return 3;
-  return warp() == C::NW - 1 ? 1 : warp() == C::NW - 2 ? 2 : 0;
+TTT_DEV void inner_grad_rows(const Params& p, const float* z, const float* xk, const float* xv, const float* lr,
+                             const float* lnw, const float* lnb, int n, float* gp, typename C::Op* ogp, float* g_out,
+                             float* xh_out, float* gx_out, float* sig_out, const float* spart = nullptr,
+                             const float* tok = nullptr, typename C::Op* omt = nullptr, float* mraw = nullptr) {
+  const RowLane<C> rl;
+  const int r = rl.rg;
+  if (r >= KP) return;
+  if (spart) attention_row<C>(spart, tok, r, n, p.bias ? 1.f : 0.f, omt, mraw);
+  float zr[C::CPL], k[C::CPL], tgt[C::CPL], xh[C::CPL], gx[C::CPL], G[C::CPL], w[C::CPL], be[C::CPL];
+  const int o = r * C::FS + rl.c0;
+  load_vec(zr, z + o);
+  load_vec(tgt, xv + o);
+  load_vec(w, lnw + rl.c0);
+  load_vec(be, lnb + rl.c0);
+  float sig = 1.f;
+  if (p.ln) {
+    load_vec(k, xk + o);
+#pragma unroll
+    for (int j = 0; j < C::CPL; ++j) tgt[j] -= k[j];
+    sig = ln_l2_grad<C>(zr, tgt, w, be, p.eps, xh, gx, G);
+  } else {
+#pragma unroll
+    for (int j = 0; j < C::CPL; ++j) G[j] = zr[j] - tgt[j], xh[j] = 0.f, gx[j] = 0.f;
+  }
+  const bool live = r < n;
+  const float l = live ? lr[r] : 0.f;
+  float g[C::CPL];
+#pragma unroll
+  for (int j = 0; j < C::CPL; ++j) g[j] = l * G[j];
+  store_vec(gp + o, g);
+#pragma unroll
+  for (int j = 0; j < C::CPL; j += 2) put_op2(ogp + r * C::OS + rl.c0 + j, -g[j], -g[j + 1]);
+  if (g_out) {
+    if (!live)
+#pragma unroll
+      for (int j = 0; j < C::CPL; ++j) G[j] = 0.f;
+    store_vec(g_out + o, G);
+    store_vec(xh_out + o, xh);
+    store_vec(gx_out + o, gx);
+    if (rl.first()) sig_out[r] = sig;
+  }
 }
 
 // Z1 = XK W + b and Zq = XQ W + b (the warp's 16 columns cw..), W's fragments loaded once.
@@ -204,13 +214,14 @@ TTT_DEV void fwd_block(const Params& p, int bh, char* smem) {
   auto& S = *reinterpret_cast<FwdSmem<C>*>(smem);
   constexpr int F = C::F;
   const int b = bh / p.H, h = bh % p.H, cw = 16 * warp();
-  const float beta = p.bias ? 1.f : 0.f, tokL = p.tok[p.K - 1];
+  const float tokL = p.tok[p.K - 1];
   load_head_constants<C>(p, h, S, S.b);
   Acc<F / 8> W;
   load_state_rows<C>(W, p.w0 + static_cast<int64_t>(h) * F * F, cw);
   store_op(W, S.ow, C::OS, cw, 0);
+  const HeadBases hb(p, b, h);
   ChunkRegs<C> next;
-  next.load(p, b, h, 0, true);
+  next.load(p, hb, 0);
   const RowLane<C> rl;
   bool committed_last = true;
   PhaseClock clk(p, bh);  // slots: 0 top, 1 F1, 2 F2, 3 F3, 4 F4
@@ -225,7 +236,7 @@ TTT_DEV void fwd_block(const Params& p, int bh, char* smem) {
     next.v.store(S.xv[buf], nullptr);
     if (tid() < KP) S.lr[tid()] = next.lr;
     simt::sync();
-    if (k + 1 < p.NC) next.load(p, b, h, k + 1, true);
+    if (k + 1 < p.NC) next.load(p, hb, k + 1);
     clk.mark(0);
     if (k % p.G == 0) {  // the state entering this chunk, for the backward's replay
       float* st = p.states + (static_cast<int64_t>(bh) * p.NG + k / p.G) * (F * F + F);
@@ -236,12 +247,12 @@ TTT_DEV void fwd_block(const Params& p, int bh, char* smem) {
     Acc<2> z1, zq;
     xw_pair<C>(z1, zq, S.ok, S.oq, S.ow, S.b, cw);
     store_f32(z1, S.z, C::FS, 0, cw);
-    if (const int halves = attention_halves<C>()) attention_tile<C>(S.oq, S.ok, S.tok, n, beta, S.omt, nullptr, halves);
+    attention_partial<C>(S.oq, S.ok, S.spart);
     simt::sync();
     clk.mark(1);
     // F2
     inner_grad_rows<C>(p, S.z, S.xk[buf], S.xv[buf], S.lr, S.lnw, S.lnb, n, S.gp, S.ogp, nullptr, nullptr, nullptr,
-                       nullptr);
+                       nullptr, S.spart, S.tok, S.omt, nullptr);
     simt::sync();
     clk.mark(2);
     // F3
@@ -278,26 +289,25 @@ TTT_DEV void fwd_block(const Params& p, int bh, char* smem) {
     committed_last = commit;
     simt::sync();
     clk.mark(3);
-    // F4 (every row group runs the row sums, so whole warps take part in the shuffles; rows >= n
+    // F4 (every row group runs its row's sums, so whole warps take part in the shuffles; rows >= n
     // are not stored)
-    for (int r = rl.rg; r < KP; r += C::RPP) {
-      const int o = r * C::FS + rl.c0;
+    if (rl.rg < KP) {
+      const int r = rl.rg, o = r * C::FS + rl.c0;
       float zr[C::CPL], y[C::CPL];
-#pragma unroll
-      for (int j = 0; j < C::CPL; ++j) zr[j] = S.zb[o + j];
+      load_vec(zr, S.zb + o);
       if (p.ln) {
-        float xh[C::CPL];
+        float xh[C::CPL], q[C::CPL], w[C::CPL], be[C::CPL];
         normalize<C>(zr, xh, p.eps);
+        load_vec(q, S.xq[buf] + o);
+        load_vec(w, S.lnw + rl.c0);
+        load_vec(be, S.lnb + rl.c0);
 #pragma unroll
-        for (int j = 0; j < C::CPL; ++j) y[j] = S.xq[buf][o + j] + S.lnw[rl.c0 + j] * xh[j] + S.lnb[rl.c0 + j];
+        for (int j = 0; j < C::CPL; ++j) y[j] = q[j] + w[j] * xh[j] + be[j];
       } else {
 #pragma unroll
         for (int j = 0; j < C::CPL; ++j) y[j] = zr[j];
       }
-      if (r >= n) continue;
-      float* dst = p.out.row(b, h, t0 + r) + rl.c0;
-#pragma unroll
-      for (int j = 0; j < C::CPL; ++j) dst[j] = y[j];
+      if (r < n) store_vec(hb.out + (t0 + r) * p.out.st + rl.c0, y);
     }
     clk.mark(4);
   }

@@ -71,6 +71,14 @@ bool dispatch(const TTTLinearScanShape& s, Fn&& fn) {
   }
 }
 
+// The kernels move [.., F] rows 16 bytes at a time (autograd/ops/ttt_linear_scan.cpp copies inputs
+// that are not so aligned).
+void require_aligned(const Params& p) {
+  if (!p.vec)
+    throw std::invalid_argument("ttt_linear_scan (CUDA): every [.., head_dim] row must start 16-byte aligned "
+                                "(data pointer and B/H/T strides multiples of 4 floats)");
+}
+
 cudaStream_t stream_of(Backend& be) { return static_cast<cudaStream_t>(be.native_stream()); }
 
 }  // namespace
@@ -95,6 +103,7 @@ std::string ttt_linear_scan_unsupported(const TTTLinearScanShape& s) {
 void ttt_linear_scan_forward(Backend& be, TTTLinearScanForward& c) {
   const TTTLinearScanShape& s = c.s;
   const Params p = tttk::params_of(c);
+  require_aligned(p);
   dispatch(s, [&](auto cfg) {
     using C = decltype(cfg);
     const size_t smem = fwd_smem<C>();
@@ -108,6 +117,7 @@ void ttt_linear_scan_forward(Backend& be, TTTLinearScanForward& c) {
 void ttt_linear_scan_backward(Backend& be, TTTLinearScanBackward& c) {
   const TTTLinearScanShape& s = c.s;
   const Params p = tttk::params_of(c);
+  require_aligned(p);
   dispatch(s, [&](auto cfg) {
     using C = decltype(cfg);
     const size_t smem = bwd_smem<C>();
