@@ -120,6 +120,15 @@ std::string ttt_linear_scan_unsupported(const Tensor& xq, const Tensor& tok, con
 // undefined (x before t = 0 is 0): the Mamba backbone's short convolutions, fused.
 Tensor causal_conv1d(const Tensor& x, const Tensor& w, const Tensor& bias);
 
+// --- SSD scan of Mamba 2 (ops/ssd_scan.cpp) --------------------------------------------------------
+// Per batch and head h (B, C from group g = h / (H/G)): H_t = exp(dt_t A_h) H_{t−1} + dt_t x_t B_tᵀ,
+// y_t = H_t C_t, H_{−1} = h0 (zeros when undefined). x [B,T,H,P], dt [B,T,H], A [H], Bm, Cm [B,T,G,N],
+// h0 [B,H,P,N] -> {y [B,T,H,P], H_T [B,H,P,N]}. One node over the fused kernels (kernels/ssd.h)
+// when `fused` and the backend supports the shape and dtype, else the chunked composite (chunk tokens
+// per block); both give the same values, gradients of any order through the composite.
+tensor_list ssd_scan(const Tensor& x, const Tensor& dt, const Tensor& A, const Tensor& Bm, const Tensor& Cm,
+                     const Tensor& h0, int64_t chunk, bool fused = true);
+
 // --- rotary position embedding (ops/rope.cpp) ------------------------------------------------
 // Rotates the interleaved pairs (x[2i], x[2i+1]) of x's last dim by the angles of the constant
 // tables cos, sin [T, d/2] (float64 for float64 x, float32 otherwise), row t for index t of

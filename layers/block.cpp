@@ -14,15 +14,17 @@ Block::Block(const ModelConfig& cfg, Generator& g) {
   }
   seq_norm = register_module("seq_norm", std::make_shared<RMSNorm>(cfg.d_model, cfg.norm_eps));
   mixer = register_module("mixer", make_mixer(cfg, g));
-  ffn_norm = register_module("ffn_norm", std::make_shared<RMSNorm>(cfg.d_model, cfg.norm_eps));
-  mlp = register_module("mlp", std::make_shared<SwiGLU>(cfg.d_model, cfg.d_ff, g, cfg.init_std));
+  if (cfg.d_ff > 0) {  // d_ff = 0: a mixer-only block (the Mamba papers' language models)
+    ffn_norm = register_module("ffn_norm", std::make_shared<RMSNorm>(cfg.d_model, cfg.norm_eps));
+    mlp = register_module("mlp", std::make_shared<SwiGLU>(cfg.d_model, cfg.d_ff, g, cfg.init_std));
+  }
 }
 
 Tensor Block::forward(const Tensor& h0) {
   Tensor h = h0;
   if (pre_conv) h = add(h, pre_conv->forward(pre_conv_norm->forward(h)));
   h = add(h, mixer->forward(seq_norm->forward(h)));
-  return add(h, mlp->forward(ffn_norm->forward(h)));
+  return mlp ? add(h, mlp->forward(ffn_norm->forward(h))) : h;
 }
 
 BlockState Block::init_state(int64_t batch) {
@@ -36,7 +38,7 @@ Tensor Block::step(const Tensor& h0, BlockState& st) {
   Tensor h = h0;
   if (pre_conv) h = add(h, pre_conv->step(pre_conv_norm->forward(h), st.conv_tail));
   h = add(h, mixer->step(seq_norm->forward(h), *st.mixer));
-  return add(h, mlp->forward(ffn_norm->forward(h)));
+  return mlp ? add(h, mlp->forward(ffn_norm->forward(h))) : h;
 }
 
 }  // namespace ttt

@@ -4,7 +4,8 @@
 //   transformer backbone:  h += mixer(seq_norm(h));                      h += mlp(ffn_norm(h))
 //   mamba backbone:        h += pre_conv(pre_conv_norm(h));  then the same two residual steps
 //
-// All norms are RMSNorm (eps cfg.norm_eps), mlp is SwiGLU(d_model, d_ff), pre_conv a depthwise
+// All norms are RMSNorm (eps cfg.norm_eps), mlp is SwiGLU(d_model, d_ff) (none when d_ff = 0: the
+// Mamba papers' blocks are `h += mixer(norm(h))` only), pre_conv a depthwise
 // causal conv of width cfg.conv_width with bias and no activation. The Mamba backbone's other
 // parts (shared Q/K projection + conv_q/conv_k, output gate) live inside the TTT mixer. With
 // backbone = mamba, attention and linear attention get the pre-conv too (the paper only pairs
@@ -40,8 +41,8 @@ class Block : public Module {
   std::shared_ptr<CausalConv1d> pre_conv;     // mamba only
   std::shared_ptr<RMSNorm> seq_norm;
   std::shared_ptr<SequenceMixer> mixer;
-  std::shared_ptr<RMSNorm> ffn_norm;
-  std::shared_ptr<SwiGLU> mlp;
+  std::shared_ptr<RMSNorm> ffn_norm;          // null when cfg.d_ff = 0
+  std::shared_ptr<SwiGLU> mlp;                // null when cfg.d_ff = 0
 };
 
 }  // namespace ttt

@@ -8,13 +8,13 @@
 
 namespace ttt {
 
-CausalConv1d::CausalConv1d(int64_t c, int64_t k, Generator& g) : channels(c), width(k) {
+CausalConv1d::CausalConv1d(int64_t c, int64_t k, Generator& g, bool with_bias) : channels(c), width(k) {
   if (c <= 0 || k <= 0)
     throw std::invalid_argument("CausalConv1d: channels and width must be positive, got " + std::to_string(c) +
                                 ", " + std::to_string(k));
   const double bound = 1.0 / std::sqrt(static_cast<double>(k));
   weight = register_parameter("weight", init_uniform({c, k}, g, bound));
-  bias = register_parameter("bias", init_uniform({c}, g, bound));
+  if (with_bias) bias = register_parameter("bias", init_uniform({c}, g, bound));
 }
 
 void CausalConv1d::check_input(const Tensor& x) const {
@@ -31,7 +31,7 @@ Tensor CausalConv1d::conv_padded(const Tensor& xp, int64_t T) const {
     Tensor term = mul(narrow(xp, 1, j, T), wj);
     y = y.defined() ? add(y, term) : term;
   }
-  return add(y, bias);
+  return bias.defined() ? add(y, bias) : y;
 }
 
 // One fused op (autograd/ops.h causal_conv1d); step() below keeps the composite form for its tail.

@@ -20,7 +20,8 @@ namespace ttt {
 
 class CausalConv1d : public Module {
  public:
-  CausalConv1d(int64_t channels, int64_t width, Generator& g);
+  // bias = false: no bias (fla's ShortConvolution default, used by Gated DeltaNet).
+  CausalConv1d(int64_t channels, int64_t width, Generator& g, bool bias = true);
   // x [B, T, C] -> [B, T, C], zeros before t = 0.
   Tensor forward(const Tensor& x) const;
   // The empty history: zeros [B, k−1, C].
@@ -31,7 +32,7 @@ class CausalConv1d : public Module {
 
   int64_t channels, width;
   Tensor weight;  // [C, k]
-  Tensor bias;    // [C]
+  Tensor bias;    // [C], or undefined without bias
 
  private:
   // y = bias + Σ_j weight[:, j] · xp[:, j : j+T]; xp [B, T+k−1, C] holds the history first.

@@ -52,7 +52,7 @@ LanguageModel::LanguageModel(const ModelConfig& cfg) : cfg_(cfg), impl_(std::mak
   impl_->embed = register_module("embed", std::make_shared<Embedding>(cfg.vocab_size, cfg.d_model, g, cfg.init_std));
   impl_->block_list = register_module("blocks", std::make_shared<ModuleList>());
   for (int64_t i = 0; i < cfg.n_layers; ++i)
-    impl_->blocks.push_back(impl_->block_list->append(std::make_shared<Block>(cfg, g)));
+    impl_->blocks.push_back(impl_->block_list->append(std::make_shared<Block>(block_config(cfg, i), g)));
   impl_->final_norm = register_module("final_norm", std::make_shared<RMSNorm>(cfg.d_model, cfg.norm_eps));
   if (!cfg.tie_embeddings)
     impl_->lm_head = register_module("lm_head", std::make_shared<Linear>(cfg.d_model, cfg.vocab_size, g, cfg.init_std));

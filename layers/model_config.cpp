@@ -5,13 +5,16 @@
 
 namespace ttt {
 
-namespace {
-[[noreturn]] void bad(const std::string& key, const std::string& what) {
+[[noreturn]] void bad_model_key(const std::string& key, const std::string& what) {
   throw std::invalid_argument("model." + key + ": " + what);
 }
-void positive(const std::string& key, int64_t v) {
-  if (v <= 0) bad(key, "must be > 0, got " + std::to_string(v));
+void require_positive(const std::string& key, int64_t v) {
+  if (v <= 0) bad_model_key(key, "must be > 0, got " + std::to_string(v));
 }
+
+namespace {
+[[noreturn]] void bad(const std::string& key, const std::string& what) { bad_model_key(key, what); }
+void positive(const std::string& key, int64_t v) { require_positive(key, v); }
 }  // namespace
 
 void validate(const ModelConfig& c) {
@@ -19,14 +22,16 @@ void validate(const ModelConfig& c) {
   positive("d_model", c.d_model);
   positive("n_layers", c.n_layers);
   positive("n_heads", c.n_heads);
-  positive("d_ff", c.d_ff);
+  if (c.d_ff < 0) bad("d_ff", "must be >= 0 (0 = blocks without MLP), got " + std::to_string(c.d_ff));
   positive("conv_width", c.conv_width);
   positive("max_seq_len", c.max_seq_len);
   if (c.d_model % c.n_heads != 0)
     bad("n_heads", "model.d_model = " + std::to_string(c.d_model) + " is not divisible by n_heads = " +
                        std::to_string(c.n_heads));
-  if (c.mixer != "attention" && c.mixer != "linear_attention" && c.mixer != "ttt_linear" && c.mixer != "ttt_mlp")
-    bad("mixer", "expected one of attention, linear_attention, ttt_linear, ttt_mlp; got '" + c.mixer + "'");
+  if (c.mixer != "attention" && c.mixer != "linear_attention" && c.mixer != "ttt_linear" && c.mixer != "ttt_mlp" &&
+      !is_baseline_mixer(c.mixer))
+    bad("mixer", "expected one of attention, linear_attention, ttt_linear, ttt_mlp, " + baseline_mixer_list() +
+                     "; got '" + c.mixer + "'");
   if (c.backbone != "transformer" && c.backbone != "mamba")
     bad("backbone", "expected transformer or mamba, got '" + c.backbone + "'");
   if (c.mixer == "attention" && c.head_dim() % 2 != 0)
@@ -50,6 +55,7 @@ void validate(const ModelConfig& c) {
   if (!(la.eps > 0)) bad("linear_attention.eps", "must be > 0");
   if (c.arch != "standard" && c.arch != "e2e") bad("arch", "expected standard or e2e, got '" + c.arch + "'");
   if (c.arch == "e2e") validate_e2e(c);
+  validate_baselines(c);
 }
 
 }  // namespace ttt

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <string>
 
+#include "layers/baseline_config.h"
+
 namespace ttt {
 
 // TTT layer options (paper §2.4–2.7, Table 1; official code: ttt-lm-pytorch ttt.py, ttt-lm-jax).
@@ -66,8 +68,10 @@ struct ModelConfig {
   int64_t d_model = 768;
   int64_t n_layers = 12;
   int64_t n_heads = 12;
-  int64_t d_ff = 2048;              // SwiGLU intermediate size
-  std::string mixer = "ttt_linear"; // attention | ttt_linear | ttt_mlp | linear_attention
+  int64_t d_ff = 2048;              // SwiGLU intermediate size; 0 = blocks without MLP (Mamba LMs)
+  std::string mixer = "ttt_linear"; // attention | ttt_linear | ttt_mlp | linear_attention | mamba |
+                                    // mamba2 | gated_deltanet | ttt_kvb
+  std::string pattern;              // per-block mixers, e.g. "swa,swa,swa,swa,swa,attention" (baseline_config.h)
   std::string backbone = "mamba";   // transformer | mamba (pre-conv, shared QK + convs, gate)
   int64_t window = 0;               // attention: sliding window size, 0 = full causal
   double rope_theta = 10000.0;
@@ -80,6 +84,10 @@ struct ModelConfig {
   TTTConfig ttt;
   LinearAttentionConfig linear_attention;
   E2EConfig e2e;
+  MambaConfig mamba;
+  Mamba2Config mamba2;
+  GatedDeltaNetConfig gdn;
+  KVBConfig kvb;
 
   int64_t head_dim() const { return d_model / n_heads; }
 };
@@ -90,5 +98,9 @@ struct ModelConfig {
 void validate(const ModelConfig& cfg);
 // The model.e2e.* part of validate() (layers/e2e_config.cpp), run when arch is "e2e".
 void validate_e2e(const ModelConfig& cfg);
+// The errors validate() throws, for the other validators of `model.*` keys (baseline_config.cpp):
+// "model.<key>: <what>", and "must be > 0" for a non-positive v.
+[[noreturn]] void bad_model_key(const std::string& key, const std::string& what);
+void require_positive(const std::string& key, int64_t v);
 
 }  // namespace ttt

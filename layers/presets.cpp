@@ -7,6 +7,33 @@
 
 namespace ttt {
 
+int64_t count_baseline_mixer_parameters(const ModelConfig& c) {
+  const int64_t D = c.d_model;
+  if (c.mixer == "mamba") {
+    const int64_t in = c.mamba.expand * D, N = c.mamba.d_state, R = mamba_dt_rank(c), k = c.mamba.d_conv;
+    return D * 2 * in + (in * k + in) + in * (R + 2 * N) + (R * in + in) + in * N + in + in * D;
+    //     in_proj       conv1d (+bias)   x_proj            dt_proj (+bias)  A_log   D    out_proj
+  }
+  if (c.mixer == "mamba2") {
+    const Mamba2Config& m = c.mamba2;
+    const int64_t in = m.expand * D, H = in / m.head_dim, GN = m.n_groups * m.d_state, conv = in + 2 * GN;
+    return D * (2 * in + 2 * GN + H) + (conv * m.d_conv + conv) + 3 * H + in + in * D;
+    //     in_proj                     conv1d (+bias)               dt_bias, A_log, D; norm; out_proj
+  }
+  if (c.mixer == "gated_deltanet") {
+    const int64_t H = gdn_heads(c), dk = gdn_head_dim(c), dv = c.gdn.expand_v * dk, k = c.gdn.d_conv;
+    return 2 * D * H * dk + D * H * dv + 2 * D * H + 2 * H + (2 * H * dk + H * dv) * k + D * H * dv + dv +
+           H * dv * D;
+    //     q, k, v projections             a, b     A_log, dt_bias; convs (no bias); g_proj; o_norm; o_proj
+  }
+  if (c.mixer == "ttt_kvb") {
+    const int64_t H = kvb_heads(c), f = D / H, m = c.kvb.hidden_mult * f;
+    return 3 * D * D + (D * H + H) + 3 * H * m * f + f + 2 * D * D + (c.window > 0 ? 4 * D * D : 0);
+    //     q, k, v     lr_proj      w0 w1 w2        norm  gate, o_proj   the SWA branch
+  }
+  throw std::invalid_argument("count_baseline_mixer_parameters: not a baseline mixer: " + c.mixer);
+}
+
 namespace {
 struct SizeRow {
   const char* name;
@@ -43,6 +70,10 @@ ModelConfig preset(const std::string& size, const std::string& mixer, const std:
   c.d_ff = r.d_ff;
   c.mixer = mixer;
   c.backbone = !backbone.empty() ? backbone : (mixer == "ttt_linear" || mixer == "ttt_mlp") ? "mamba" : "transformer";
+  if (mixer == "mamba" || mixer == "mamba2") {  // the Mamba papers' LMs: mixer-only blocks, twice as many
+    c.n_layers *= 2;
+    c.d_ff = 0;
+  }
   c.max_seq_len = size == "tiny" ? 128 : 2048;
   validate(c);
   return c;
@@ -52,6 +83,7 @@ int64_t count_mixer_parameters(const ModelConfig& c) {
   const int64_t D = c.d_model, H = c.n_heads, f = c.head_dim(), k = c.conv_width;
   if (c.arch == "e2e") return 4 * D * D + (c.e2e.qk_norm ? 2 * f : 0);  // wq wk wv wo, q/k norms
   if (c.mixer == "attention" || c.mixer == "linear_attention") return 4 * D * D;  // wq wk wv wo
+  if (is_baseline_mixer(c.mixer)) return count_baseline_mixer_parameters(c);
   if (c.mixer != "ttt_linear" && c.mixer != "ttt_mlp") throw std::invalid_argument("unknown mixer " + c.mixer);
   const TTTConfig& t = c.ttt;
   int64_t n = 0;
@@ -79,9 +111,14 @@ int64_t count_parameters(const ModelConfig& c) {
   validate(c);
   if (c.arch == "e2e") return count_e2e_parameters(c);
   const int64_t D = c.d_model, V = c.vocab_size;
-  int64_t block = 2 * D + 3 * D * c.d_ff + count_mixer_parameters(c);  // seq_norm, ffn_norm, SwiGLU, mixer
-  if (c.backbone == "mamba") block += D + D * c.conv_width + D;          // pre_conv_norm, pre_conv (+bias)
-  int64_t n = V * D + c.n_layers * block + D;                            // embed, blocks, final_norm
+  int64_t n = V * D + D;  // embed, final_norm
+  for (int64_t i = 0; i < c.n_layers; ++i) {
+    const ModelConfig b = block_config(c, i);  // model.pattern picks each block's mixer
+    int64_t block = D + count_mixer_parameters(b);                           // seq_norm, mixer
+    if (c.d_ff > 0) block += D + 3 * D * c.d_ff;                             // ffn_norm, SwiGLU
+    if (c.backbone == "mamba") block += D + D * c.conv_width + D;            // pre_conv_norm, pre_conv (+bias)
+    n += block;
+  }
   if (!c.tie_embeddings) n += V * D;                                     // lm_head
   return n;
 }

@@ -22,6 +22,9 @@
 
 namespace ttt {
 
+// mamba and mamba2 follow their papers' language models (Mamba Table 12; the released Mamba-2
+// models 130m..1.3b have the same shapes): twice the blocks, each without MLP (d_ff = 0):
+// 24 × 768, 48 × 1024, 48 × 1536, 48 × 2048.
 // size: tiny | 125m | 350m | 760m | 1.3b; mixer: attention | linear_attention | ttt_linear |
 // ttt_mlp; backbone "" = the paper's default (transformer for attention and linear attention,
 // mamba for TTT layers).
@@ -36,5 +39,7 @@ int64_t count_parameters(const ModelConfig& cfg);
 // The sequence mixer's share per block (attention: 4 d²; TTT layers: the official layout,
 // ttt-official.md §1.1, §1.3, §1.7, §1.8).
 int64_t count_mixer_parameters(const ModelConfig& cfg);
+// The same for mamba, mamba2, gated_deltanet and ttt_kvb (the reference layers' layouts).
+int64_t count_baseline_mixer_parameters(const ModelConfig& cfg);
 
 }  // namespace ttt

@@ -14,6 +14,9 @@ of assignments, e.g. --run "model.ttt.mini_batch=8 train.lr=1e-3"). Presets:
   contexts   training context 1k ... 32k at a fixed 0.5M-token batch (paper Fig. 7, 11, 12)
   extend     context extension: one finetune per context 1k ... 32k from the config's
              train.init_from (configs/125m_*_extend.yaml; paper App. C "TF finetune")
+  fig2       the TTT paper's comparison set: Transformer++, Mamba, TTT-Linear, TTT-MLP (base: a Transformer config)
+  e2e        the E2E paper's baselines: full attention, SWA, 5:1 hybrid, Mamba 2 / Gated DeltaNet / TTT-KVB + SWA
+             (fig2 and e2e also write comparison.png: loss by context and by token index; sweeplib/comparisons.py)
 The row table (what each row sets, and why where the paper is silent) is printed first;
 --list prints it and stops.
 
@@ -44,6 +47,10 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sweeplib import report, runs  # noqa: E402
 from sweeplib import rows as rowlib  # noqa: E402
+
+# --- the papers' comparison sets (--preset fig2 | e2e: sweeplib/comparisons.py, the baselines' block) ---
+from sweeplib import comparisons  # noqa: E402
+rowlib.PRESETS.update(comparisons.PRESETS)
 
 # The paper's setting for presets that carry the paper's values (shown beside ours in the plot).
 PAPER_CAPTION = {"table1": "(Table 1: 125M, the Pile, context 2k)"}
@@ -125,6 +132,8 @@ def sweep_name(args):
 
 def build_rows(args, ctx):
     base = runs.resolved_config(ctx, args.set)
+    if args.preset in comparisons.PRESETS:
+        return comparisons.rows(args.preset, base), base
     if args.preset == "table1":
         return rowlib.table1(base["model"]["d_model"] // base["model"]["n_heads"]), base
     if args.preset == "fig4":
@@ -232,6 +241,9 @@ def write_reports(args, name, sweep_dir, rows, specs, results, base):
         png = os.path.join(sweep_dir, "results.png")
         report.plot(summ, title, png, numeric_axis(args), show_paper, PAPER_CAPTION.get(args.preset, ""))
         print(f"sweep: wrote {png}")
+        if args.preset in comparisons.PRESETS:
+            comparisons.plot(specs, results, os.path.join(sweep_dir, "comparison.png"), title)
+            print(f"sweep: wrote {sweep_dir}/comparison.png")
     except ImportError:
         print("sweep: matplotlib missing, no plot")
 

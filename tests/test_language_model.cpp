@@ -29,18 +29,30 @@ ModelConfig micro(const std::string& mixer, const std::string& backbone) {
   c.max_seq_len = 64;
   c.ttt.mini_batch = 4;
   c.seed = 42;
+  // Small sizes for the baseline mixers (layers/baseline_config.h).
+  c.mamba.d_state = 4;
+  c.mamba2.d_state = 4;
+  c.mamba2.head_dim = 8;
+  c.mamba2.chunk = 4;
+  c.gdn.chunk = 4;
+  c.kvb.mini_batch = 4;
   return c;
 }
 
-// Every (mixer, backbone) pair.
+// Every (mixer, backbone) pair; the baselines (transformer backbone) and a hybrid pattern.
 std::vector<ModelConfig> all_micro_configs() {
   std::vector<ModelConfig> out;
   for (std::string mixer : {"attention", "linear_attention", "ttt_linear", "ttt_mlp"})
     for (std::string backbone : {"transformer", "mamba"}) out.push_back(micro(mixer, backbone));
+  for (std::string mixer : {"mamba", "mamba2", "gated_deltanet", "ttt_kvb"}) out.push_back(micro(mixer, "transformer"));
+  ModelConfig hybrid = micro("attention", "transformer");
+  hybrid.window = 3;
+  hybrid.pattern = "gated_deltanet,swa";
+  out.push_back(hybrid);
   return out;
 }
 
-std::string label(const ModelConfig& c) { return c.mixer + "/" + c.backbone; }
+std::string label(const ModelConfig& c) { return (c.pattern.empty() ? c.mixer : c.pattern) + "/" + c.backbone; }
 
 }  // namespace
 
@@ -217,7 +229,7 @@ TEST_CASE("gradcheck of the loss w.r.t. every parameter (fp64, tiny model, both 
 
 TEST_CASE("bad configs are clear errors naming the key") {
   ModelConfig c = micro("attention", "transformer");
-  c.mixer = "mamba2";
+  c.mixer = "mamba3";
   CHECK_THROWS_WITH_AS(LanguageModel{c}, doctest::Contains("model.mixer"), std::invalid_argument);
   c = micro("attention", "transformer");
   c.backbone = "griffin";

@@ -11,6 +11,7 @@
 
 #include "layers/language_model.h"
 #include "layers/presets.h"
+#include "trainer/config.h"
 
 using namespace ttt;
 
@@ -107,7 +108,8 @@ TEST_CASE("configs/*.yaml match the presets") {
                                   std::string("760m"), std::string("1.3b")})
     for (const std::string& name : {std::string("transformer"), std::string("ttt_linear"), std::string("ttt_mlp"),
                                     std::string("ttt_linear_tbackbone"), std::string("ttt_mlp_tbackbone"),
-                                    std::string("linear_attention")}) {
+                                    std::string("linear_attention"), std::string("mamba"), std::string("mamba2"),
+                                    std::string("gated_deltanet"), std::string("ttt_kvb")}) {
       const auto path = dir / (size + "_" + name + ".yaml");
       if (!std::filesystem::exists(path)) continue;
       ++files;
@@ -127,5 +129,26 @@ TEST_CASE("configs/*.yaml match the presets") {
       CHECK(m["tie_embeddings"].as<bool>() == p.tie_embeddings);
       if (size != "tiny") CHECK(YAML::LoadFile(path.string())["train"]["lr"].as<double>() == peak_lr(size));
     }
-  CHECK(files == 4 + 4 * 5);  // tiny x 4 mixers, 4 sizes x (transformer + 2 TTT x 2 backbones)
+  // tiny x 4 mixers, 4 sizes x (transformer + 2 TTT x 2 backbones); baselines: tiny x 4, Mamba x 4
+  // sizes, 125M Mamba 2, Gated DeltaNet, TTT-KVB.
+  CHECK(files == 4 + 4 * 5 + 4 + 4 + 3);
+}
+
+// Every YAML preset loads through the trainer's config reader (nested sections included) and its
+// analytic parameter count equals the built model's at the tiny size.
+TEST_CASE("configs/*.yaml load and count") {
+  const auto dir = std::filesystem::path(TTT_SOURCE_DIR) / "configs";
+  int files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    if (e.path().extension() != ".yaml" || e.path().filename() == "defaults.yaml") continue;
+    INFO(e.path().string());
+    RunConfig rc = load_config(e.path().string(), {});
+    CHECK(count_parameters(rc.model) > 0);
+    if (e.path().filename().string().rfind("tiny_", 0) == 0) {
+      auto lm = try_build(rc.model);
+      if (lm) CHECK(lm->num_parameters() == count_parameters(rc.model));
+    }
+    ++files;
+  }
+  CHECK(files >= 30);
 }

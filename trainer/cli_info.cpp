@@ -1,6 +1,7 @@
 // trainer/cli_info.cpp — `ttt info [--config X]`: the build and devices, and for a config its
 // parameter count (analytic, so the paper's 1.3B needs no memory), parameters by part, and the
 // training plan the config implies (batch, accumulation, steps, tokens).
+#include <algorithm>
 #include <cstdio>
 
 #include "layers/e2e_config.h"
@@ -18,17 +19,19 @@ void print_config_info(const RunConfig& cfg) {
   validate(mc);
   const int64_t total = count_parameters(mc);
   const int64_t embed = mc.vocab_size * mc.d_model * (mc.tie_embeddings ? 1 : 2);
-  const int64_t mixer = count_mixer_parameters(mc) * mc.n_layers;
+  int64_t mixer = 0;  // model.pattern may give every block its own mixer
+  for (int64_t i = 0; i < mc.n_layers; ++i) mixer += count_mixer_parameters(block_config(mc, i));
   std::printf("config: %s%s\n", cfg.source.c_str(), cfg.name.empty() ? "" : (" (" + cfg.name + ")").c_str());
   std::printf("model: %s, %s backbone, %lld blocks, d_model %lld, %lld heads, d_ff %lld, vocab %lld\n",
-              mc.mixer.c_str(), mc.backbone.c_str(), static_cast<long long>(mc.n_layers),
+              mc.pattern.empty() ? mc.mixer.c_str() : ("pattern " + mc.pattern).c_str(), mc.backbone.c_str(),
+              static_cast<long long>(mc.n_layers),
               static_cast<long long>(mc.d_model), static_cast<long long>(mc.n_heads), static_cast<long long>(mc.d_ff),
               static_cast<long long>(mc.vocab_size));
   std::printf("parameters: %lld (%.1fM)\n", static_cast<long long>(total), total / 1e6);
   std::printf("  embeddings%s: %lld\n", mc.tie_embeddings ? " (tied with the LM head)" : " + LM head",
               static_cast<long long>(embed));
-  std::printf("  sequence mixers: %lld (%lld per block)\n", static_cast<long long>(mixer),
-              static_cast<long long>(count_mixer_parameters(mc)));
+  std::printf("  sequence mixers: %lld (%lld per block on average)\n", static_cast<long long>(mixer),
+              static_cast<long long>(mixer / std::max<int64_t>(mc.n_layers, 1)));
   std::printf("  rest (norms, SwiGLU, convs): %lld\n", static_cast<long long>(total - embed - mixer));
   std::printf("  non-embedding: %lld\n", static_cast<long long>(total - embed));
   if (mc.arch == "e2e")

@@ -1,0 +1,67 @@
+// layers/ssd.cpp — see ssd.h.
+#include "layers/ssd.h"
+
+#include <stdexcept>
+
+#include "autograd/ops.h"
+#include "layers/ssm_util.h"
+
+namespace ttt {
+
+namespace {
+
+void check_shapes(const char* who, const Tensor& x, const Tensor& dt, const Tensor& A, const Tensor& Bm,
+                  const Tensor& Cm, const Tensor& h0) {
+  for (const Tensor* t : {&x, &dt, &A, &Bm, &Cm}) check_defined(who, *t);
+  if (x.dim() != 4) throw std::invalid_argument(std::string(who) + ": x must be [B, H, T, P], got " + x.shape().str());
+  const int64_t B = x.shape()[0], H = x.shape()[1], T = x.shape()[2], P = x.shape()[3];
+  const int64_t N = Bm.dim() == 4 ? Bm.shape()[3] : -1;
+  const bool ok = dt.shape() == Shape{B, H, T} && A.shape() == Shape{H} && Bm.shape() == Shape{B, H, T, N} &&
+                  Cm.shape() == Shape{B, H, T, N} && (!h0.defined() || h0.shape() == Shape{B, H, P, N});
+  if (!ok)
+    throw std::invalid_argument(std::string(who) + ": shapes do not fit: x " + x.shape().str() + ", dt " +
+                                dt.shape().str() + ", A " + A.shape().str() + ", B " + Bm.shape().str() + ", C " +
+                                Cm.shape().str() + (h0.defined() ? ", h0 " + h0.shape().str() : std::string()));
+}
+
+Tensor zero_state(const Tensor& x, const Tensor& Bm) {
+  return zeros({x.shape()[0], x.shape()[1], x.shape()[3], Bm.shape()[3]}, opts(x.dtype(), x.device()));
+}
+
+}  // namespace
+
+Tensor pad_to(const Tensor& x, int64_t dim, int64_t len) {
+  const int d = dim < 0 ? x.dim() + static_cast<int>(dim) : static_cast<int>(dim);
+  if (x.shape()[d] == len) return x;
+  Shape s = x.shape();
+  s[d] = len;
+  return narrow_scatter(x, s, d, 0);
+}
+
+ScanResult ssd_recurrent(const Tensor& x, const Tensor& dt, const Tensor& A, const Tensor& Bm, const Tensor& Cm,
+                         const Tensor& h0) {
+  check_shapes("ssd_recurrent", x, dt, A, Bm, Cm, h0);
+  const int64_t T = x.shape()[2];
+  Tensor h = h0.defined() ? h0 : zero_state(x, Bm);
+  if (T == 0) return {zeros_like(x), h};
+  const tensor_list decay = steps_of(exp(mul(dt, reshape(A, {1, -1, 1}))), 2);  // [B, H, 1] each
+  const tensor_list xbar = steps_of(mul(x, unsqueeze(dt, -1)), 2);              // Δ x, [B, H, 1, P]
+  const tensor_list b = steps_of(Bm, 2), c = steps_of(Cm, 2);
+  tensor_list ys;
+  for (int64_t t = 0; t < T; ++t) {
+    h = add(mul(unsqueeze(decay[t], -1), h), matmul(transpose(xbar[t], -2, -1), b[t]));  // + x̄_t B_tᵀ
+    ys.push_back(matmul(c[t], transpose(h, -2, -1)));  // y_tᵀ = C_tᵀ Hᵀ, [B, H, 1, P]
+  }
+  return {cat(ys, 2), h};
+}
+
+ScanResult ssd_chunked(const Tensor& x, const Tensor& dt, const Tensor& A, const Tensor& Bm, const Tensor& Cm,
+                       int64_t chunk, const Tensor& h0, bool fused) {
+  check_shapes("ssd_chunked", x, dt, A, Bm, Cm, h0);
+  // The op's layout: time before heads, and every head its own group of B and C.
+  tensor_list r = ssd_scan(permute(x, {0, 2, 1, 3}), transpose(dt, 1, 2), A, permute(Bm, {0, 2, 1, 3}),
+                           permute(Cm, {0, 2, 1, 3}), h0, chunk, fused);
+  return {permute(r[0], {0, 2, 1, 3}), r[1]};
+}
+
+}  // namespace ttt

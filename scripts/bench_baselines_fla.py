@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""PyTorch reference of the baseline language models with fla's kernels (issue 18's comparison), to set
+beside `ttt bench` on the same GPU: 125M Mamba 2 and Gated DeltaNet, bf16 autocast, fp32 master weights,
+AdamW, tied embeddings (vocab 32000), the shapes of configs/125m_mamba2.yaml (24 mixer-only blocks,
+d 768, N 128, head dim 64) and configs/125m_gated_deltanet.yaml (12 blocks with SwiGLU 2048, 6 heads of
+key dim 96, value dim 192).
+
+The sequence mixers are fla's layers (fla-org/flash-linear-attention, Triton):
+  mamba2          fla.layers.Mamba2: its fused path is state-spaces/mamba's Triton SSD
+                  (mamba_chunk_scan_combined / mamba_split_conv1d_scan_combined)
+  gated_deltanet  fla.layers.GatedDeltaNet: fla's chunk_gated_delta_rule
+Mamba-1 is not here: fla's Mamba layer calls mamba_ssm's compiled CUDA selective scan.
+
+fla and mamba_ssm need no install: pass their source trees (--fla-path, --mamba-path); mamba_ssm is
+imported without its package __init__ (which loads compiled extensions) so only the Triton SSD is used.
+The script prints which kernel path each layer took; a "fast path unavailable" line means the numbers
+are those of fla's PyTorch fallback, not of the kernels.
+
+  python3 scripts/bench_baselines_fla.py --model gated_deltanet --mode train --batch 8 --seq-len 2048 \\
+      --fla-path /path/to/flash-linear-attention --json out.json
+  --mode train: fwd + bwd + AdamW step; prefill: forward under no_grad. Tokens/s = batch·seq / median step.
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+import types
+
+
+def import_kernels(fla_path, mamba_path):
+    if fla_path:
+        sys.path.insert(0, os.path.abspath(fla_path))
+    if mamba_path:
+        # A bare package object: submodules load from the source tree, __init__ (compiled extensions) does not run.
+        pkg = types.ModuleType("mamba_ssm")
+        pkg.__path__ = [os.path.join(os.path.abspath(mamba_path), "mamba_ssm")]
+        sys.modules["mamba_ssm"] = pkg
+
+
+def build_model(name, torch, nn, F):
+    from fla.modules import RMSNorm  # noqa: F401  (fla present)
+
+    V, D = 32000, 768
+
+    class SwiGLU(nn.Module):
+        def __init__(self, d, ff):
+            super().__init__()
+            self.w1, self.w3 = nn.Linear(d, ff, bias=False), nn.Linear(d, ff, bias=False)
+            self.w2 = nn.Linear(ff, d, bias=False)
+
+        def forward(self, x):
+            return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+    class Block(nn.Module):
+        def __init__(self, mixer, d_ff):
+            super().__init__()
+            self.seq_norm, self.mixer = nn.RMSNorm(D, eps=1e-6), mixer
+            self.mlp = SwiGLU(D, d_ff) if d_ff else None
+            self.ffn_norm = nn.RMSNorm(D, eps=1e-6) if d_ff else None
+
+        def forward(self, h):
+            out = self.mixer(self.seq_norm(h))
+            h = h + (out[0] if isinstance(out, tuple) else out)
+            return h + self.mlp(self.ffn_norm(h)) if self.mlp is not None else h
+
+    if name == "mamba2":
+        import fla.layers.mamba2 as m2
+        print("fla Mamba2: mamba_ssm Triton SSD available:", m2.mamba_chunk_scan_combined is not None)
+        blocks = [Block(m2.Mamba2(num_heads=24, head_dim=64, hidden_size=D, state_size=128, expand=2, n_groups=1,
+                                  conv_kernel=4, use_conv_bias=True, chunk_size=256, use_bias=False, layer_idx=i), 0)
+                  for i in range(24)]
+    else:
+        from fla.layers import GatedDeltaNet
+        blocks = [Block(GatedDeltaNet(hidden_size=D, expand_v=2, head_dim=96, num_heads=6, mode="chunk", layer_idx=i),
+                        2048) for i in range(12)]
+
+    class LM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(V, D)
+            nn.init.normal_(self.embed.weight, std=0.02)
+            self.blocks = nn.ModuleList(blocks)
+            self.norm = nn.RMSNorm(D, eps=1e-6)
+
+        def forward(self, ids, targets=None):
+            h = self.embed(ids)
+            for b in self.blocks:
+                h = b(h)
+            logits = F.linear(self.norm(h), self.embed.weight)
+            if targets is None:
+                return logits
+            return F.cross_entropy(logits.float().view(-1, V), targets.view(-1))
+
+    return LM()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", choices=["mamba2", "gated_deltanet"], required=True)
+    ap.add_argument("--mode", choices=["train", "prefill"], default="train")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--seq-len", type=int, default=2048)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--fla-path", help="flash-linear-attention source tree (else the installed fla)")
+    ap.add_argument("--mamba-path", help="state-spaces/mamba source tree (Mamba 2's Triton SSD)")
+    ap.add_argument("--json", help="write the result here")
+    args = ap.parse_args()
+    import_kernels(args.fla_path, args.mamba_path)
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    dev = torch.device("cuda")
+    model = build_model(args.model, torch, nn, F).to(dev)
+    params = sum(p.numel() for p in model.parameters())
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1, fused=True)
+    ids = torch.randint(0, 32000, (args.batch, args.seq_len), device=dev)
+    targets = torch.randint(0, 32000, (args.batch, args.seq_len), device=dev)
+
+    def step():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            if args.mode == "train":
+                loss = model(ids, targets)
+            else:
+                with torch.no_grad():
+                    model(ids)
+                return
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    model.train(args.mode == "train")
+    # fla's Mamba2 in training mode fuses the conv through causal_conv1d's compiled CUDA extension;
+    # in eval mode it runs the conv (fla's Triton conv when causal_conv1d is absent) and then
+    # mamba_chunk_scan_combined, which is differentiable: the same SSD kernels, no compiled extension.
+    for b in model.blocks:
+        if args.model == "mamba2":
+            b.mixer.eval()
+    times = []
+    for i in range(args.warmup + args.steps):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        step()
+        torch.cuda.synchronize()
+        if i >= args.warmup:
+            times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    res = {"model": args.model, "mode": args.mode, "batch": args.batch, "seq_len": args.seq_len, "parameters": params,
+           "median_step_s": med, "tokens_per_s": args.batch * args.seq_len / med,
+           "peak_memory_bytes": torch.cuda.max_memory_allocated(), "device": torch.cuda.get_device_name(),
+           "torch": torch.__version__}
+    print(json.dumps(res))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

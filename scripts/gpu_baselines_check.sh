@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# scripts/gpu_baselines_check.sh — the GPU work of the baseline mixers (issue 18), in one device call:
+#   build  configure and build with CUDA for sm_90 into build-gpu/ (skipped when build-gpu/bin/ttt exists
+#          and SKIP_BUILD=1)
+#   test   the fused SSD kernels against the CPU reference (test_cuda_ssd), and the CPU-side suites of the
+#          baselines (test_ssd_kernel, test_baseline_scans, test_baseline_mixers, test_golden_baselines)
+#   bench  `ttt bench` of the 125M baselines, bf16 autocast: train (fwd + bwd + AdamW) at 8 x 2048 and
+#          2 x 8192, prefill at 1 x 16384; Mamba 2 with the fused SSD kernels and with the composite form;
+#          the 125M Transformer++ as the yardstick
+#   fla    scripts/bench_baselines_fla.py at the same shapes (fla's Gated DeltaNet; fla's Mamba 2 on
+#          state-spaces/mamba's Triton SSD): FLA=<flash-linear-attention tree> MAMBA=<mamba tree>
+# Usage: OUT=dir [FLA=... MAMBA=...] bash scripts/gpu_baselines_check.sh [steps...]   (default: all four)
+# Files in $OUT: summary.txt (one line per measurement), tests.log, bench.jsonl, fla.jsonl.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-build-gpu/baselines}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+STEPS=${*:-build test bench fla}
+has() { [[ " $STEPS " == *" $1 "* ]]; }
+TTT=build-gpu/bin/ttt
+: >"$OUT/bench.jsonl"
+: >"$OUT/fla.jsonl"
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1
+  git log -1 --format='commit %h %s' 2>/dev/null; } | tee "$OUT/summary.txt"
+
+if has build && ! { [ "${SKIP_BUILD:-0}" = 1 ] && [ -x "$TTT" ]; }; then
+  cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DTTT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
+    >"$OUT/tests.log" 2>&1 && cmake --build build-gpu -j "$(nproc)" >>"$OUT/tests.log" 2>&1 ||
+    { echo "build FAILED (tail of tests.log)" | tee -a "$OUT/summary.txt"; tail -30 "$OUT/tests.log"; exit 1; }
+  echo "build ok" | tee -a "$OUT/summary.txt"
+fi
+
+if has test; then
+  for t in test_cuda_ssd test_ssd_kernel test_baseline_scans test_baseline_mixers test_golden_baselines; do
+    if build-gpu/tests/$t >>"$OUT/tests.log" 2>&1; then r=passed; else r=FAILED; fi
+    echo "test $t: $r" | tee -a "$OUT/summary.txt"
+  done
+fi
+
+bench() {  # label, config, batch, seq, phase, extra --set args...
+  local label=$1 cfg=$2 b=$3 t=$4 phase=$5; shift 5
+  local sets=()
+  for s in "$@"; do sets+=(--set "$s"); done
+  local tmp="$OUT/.bench.json"
+  rm -f "$tmp"
+  if timeout 300 "$TTT" bench --config "configs/$cfg.yaml" --device cuda --dtype bf16 --batch "$b" --seq-len "$t" \
+      --phases "$phase" --warmup 1 --repeat 3 "${sets[@]}" --out "$tmp" >/dev/null 2>>"$OUT/tests.log"; then
+    python3 - "$tmp" "$label" "$phase" "$b" "$t" >>"$OUT/bench.jsonl" <<'EOF'
+import json, sys
+j = json.load(open(sys.argv[1])); p = j[sys.argv[3]]
+print(json.dumps({"label": sys.argv[2], "phase": sys.argv[3], "batch": int(sys.argv[4]), "seq_len": int(sys.argv[5]),
+                  "tokens_per_s": p["tokens_per_s"], "peak_memory_bytes": p.get("peak_memory_bytes")}))
+EOF
+    tail -1 "$OUT/bench.jsonl" | tee -a "$OUT/summary.txt"
+  else
+    echo "{\"label\": \"$label\", \"phase\": \"$phase\", \"batch\": $b, \"seq_len\": $t, \"error\": \"failed or timed out\"}" |
+      tee -a "$OUT/bench.jsonl" "$OUT/summary.txt"
+  fi
+}
+
+if has bench; then
+  for shape in "train 8 2048" "train 2 8192" "prefill 1 16384"; do
+    set -- $shape
+    bench transformer 125m_transformer "$2" "$3" "$1"
+    bench mamba2_fused 125m_mamba2 "$2" "$3" "$1"
+    bench mamba2_composite 125m_mamba2 "$2" "$3" "$1" model.mamba2.kernel=composite
+    bench gated_deltanet 125m_gated_deltanet "$2" "$3" "$1"
+    bench ttt_kvb_swa 125m_ttt_kvb "$2" "$3" "$1"
+    bench mamba 125m_mamba "$2" "$3" "$1"
+  done
+fi
+
+if has fla; then
+  for shape in "train 8 2048" "train 2 8192" "prefill 1 16384"; do
+    set -- $shape
+    for m in mamba2 gated_deltanet; do
+      if timeout 300 python3 scripts/bench_baselines_fla.py --model "$m" --mode "$1" --batch "$2" --seq-len "$3" \
+          ${FLA:+--fla-path "$FLA"} ${MAMBA:+--mamba-path "$MAMBA"} --json "$OUT/.fla.json" >>"$OUT/tests.log" 2>&1; then
+        python3 -c "import json,sys; print(json.dumps(json.load(open('$OUT/.fla.json'))))" >>"$OUT/fla.jsonl"
+        tail -1 "$OUT/fla.jsonl" | sed 's/^/fla /' | tee -a "$OUT/summary.txt"
+      else
+        echo "fla $m $1 $2x$3: failed or timed out (tests.log)" | tee -a "$OUT/summary.txt"
+      fi
+    done
+  done
+fi
+rm -f "$OUT/.bench.json" "$OUT/.fla.json"
