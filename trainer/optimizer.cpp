@@ -72,17 +72,35 @@ bool decay_only_matrices(const std::string& name, const Tensor& p) {
 }
 
 double global_grad_norm(const std::vector<Tensor>& params) {
-  double total = 0;
+  // One backend reduction per tensor (on its device) into its own slot of one buffer per device,
+  // read back once, then a host sum in double over tensors in parameter order: the same norm on
+  // every run, and one device synchronisation per step instead of one per parameter.
+  std::vector<Tensor> grads;
   for (const auto& p : params) {
     Tensor g = p.grad();
     if (!g.defined()) continue;
     if (g.dtype() == DType::bf16) g = g.to(DType::f32);  // accumulate bf16 gradients in fp32
-    // One backend reduction per tensor (on its device), then a host sum in double over tensors in
-    // parameter order: the same norm on every run.
-    Shape ones_shape(std::vector<int64_t>(g.dim(), 1));
-    Tensor out = zeros(ones_shape, opts(g.dtype(), g.device()));
-    backend(g.device()).reduce(ReduceOp::sum_sq, out.view(), g.view());
-    total += out.to(DType::f64).item();
+    grads.push_back(g);
+  }
+  double total = 0;
+  std::vector<bool> done(grads.size(), false);
+  for (size_t first = 0; first < grads.size(); ++first) {
+    if (done[first]) continue;
+    const Device dev = grads[first].device();
+    std::vector<size_t> idx;
+    for (size_t i = first; i < grads.size(); ++i)
+      if (!done[i] && grads[i].device() == dev && grads[i].dtype() == grads[first].dtype()) idx.push_back(i);
+    Tensor sums = zeros({static_cast<int64_t>(idx.size())}, opts(grads[first].dtype(), dev));
+    for (size_t j = 0; j < idx.size(); ++j) {
+      const Tensor& g = grads[idx[j]];
+      View out = sums.view();
+      out.data = static_cast<char*>(out.data) + j * dtype_size(sums.dtype());
+      out.ndim = g.dim();
+      for (int d = 0; d < g.dim(); ++d) out.size[d] = 1, out.stride[d] = 1;
+      backend(dev).reduce(ReduceOp::sum_sq, out, g.view());
+      done[idx[j]] = true;
+    }
+    for (double v : sums.to(DType::f64).tolist<double>()) total += v;
   }
   return std::sqrt(total);
 }
