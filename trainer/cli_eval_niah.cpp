@@ -83,7 +83,7 @@ void run_niah_eval(const EvalCommon& c, const NiahArgs& a) {
   o.gen = a.gen;
   o.batch = c.batch > 0 ? c.batch : cfg.eval.batch;
   NiahGenerator generator(tok, split, a.seed);
-  GreedyFn greedy = model_greedy(*m.model, a.prefill_chunk, tok.eos_id(), c.dtype == "bf16");
+  GreedyFn greedy = model_greedy(*m.model, a.prefill_chunk, tok.eos_id(), c.dtype == "bf16", tok.vocab_size());
   auto records = run_niah(generator, tok, greedy, o, [](const std::string& task, int64_t context, int64_t correct, int64_t total) {
     std::fprintf(stderr, "niah %s context %lld: %lld/%lld correct\n", task.c_str(), static_cast<long long>(context),
                  static_cast<long long>(correct), static_cast<long long>(total));

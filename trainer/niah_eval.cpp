@@ -16,10 +16,10 @@ namespace ttt {
 
 namespace {
 
-// Row r of logits [B, V] (float32, on the CPU): the id of the largest value, the lowest on ties.
-int64_t argmax_row(const std::vector<float>& logits, int64_t r, int64_t V) {
+// Row r of logits [B, V] (float32, on the CPU): the id < n of the largest value, the lowest on ties.
+int64_t argmax_row(const std::vector<float>& logits, int64_t r, int64_t V, int64_t n) {
   auto first = logits.begin() + r * V;
-  return std::max_element(first, first + V) - first;
+  return std::max_element(first, first + n) - first;
 }
 
 // The ids before the first `stop`, decoded.
@@ -35,9 +35,9 @@ struct Tally {
 
 }  // namespace
 
-GreedyFn model_greedy(LanguageModel& model, int64_t prefill_chunk, int64_t stop_token, bool bf16) {
+GreedyFn model_greedy(LanguageModel& model, int64_t prefill_chunk, int64_t stop_token, bool bf16, int64_t vocab) {
   if (prefill_chunk < 1) throw std::invalid_argument("--prefill-chunk must be >= 1");
-  return [&model, prefill_chunk, stop_token, bf16](const std::vector<std::vector<int64_t>>& prompts, int64_t max_new,
+  return [&model, prefill_chunk, stop_token, bf16, vocab](const std::vector<std::vector<int64_t>>& prompts, int64_t max_new,
                                                    const RowDoneFn& done) {
     const int64_t B = static_cast<int64_t>(prompts.size());
     if (B == 0) return std::vector<std::vector<int64_t>>{};
@@ -69,7 +69,7 @@ GreedyFn model_greedy(LanguageModel& model, int64_t prefill_chunk, int64_t stop_
           next[static_cast<size_t>(r)] = o.back();  // keeps the batch in step; its output is ignored
           continue;
         }
-        const int64_t id = argmax_row(last, r, V);
+        const int64_t id = argmax_row(last, r, V, vocab > 0 && vocab < V ? vocab : V);
         o.push_back(id);
         next[static_cast<size_t>(r)] = id;
         if (id == stop_token || (done && done(static_cast<size_t>(r), o))) stopped[static_cast<size_t>(r)] = true;

@@ -26,7 +26,10 @@ using GreedyFn = std::function<std::vector<std::vector<int64_t>>(const std::vect
 // token per call; argmax with the lowest id on ties (as sample_token at temperature 0). Rows that
 // stopped keep being fed `stop_token` until every row has stopped. With bf16, decode runs under
 // the training autocast.
-GreedyFn model_greedy(LanguageModel& model, int64_t prefill_chunk, int64_t stop_token, bool bf16);
+// vocab > 0 restricts the choice to ids < vocab: a model whose embedding has more rows than the
+// tokenizer has pieces (e.g. the 125M configs' 32000 on a smaller tokenizer) must not emit an id the
+// tokenizer cannot decode.
+GreedyFn model_greedy(LanguageModel& model, int64_t prefill_chunk, int64_t stop_token, bool bf16, int64_t vocab = 0);
 
 struct NiahOptions {
   std::vector<NiahTask> tasks;
