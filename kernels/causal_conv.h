@@ -50,8 +50,10 @@ struct CausalConvBackward final : FusedCall {
   void run(Backend& be) override;
 };
 
-// Time steps per tile of the weight-gradient partial sums.
-constexpr int64_t kConvTile = 16;
+// Time steps per tile of the weight-gradient partial sums (the backward's blocks). Measured on an
+// H200 (125M TTT-Linear step, 36 calls): 64-step tiles 5.1 ms of backward, 16-step tiles 6.9 ms
+// (the reduction over 4x more partials costs more than the extra blocks gain).
+constexpr int64_t kConvTile = 64;
 
 namespace cpu_impl {
 void causal_conv_forward(CausalConvForward& c);

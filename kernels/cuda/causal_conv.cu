@@ -1,5 +1,6 @@
 // kernels/cuda/causal_conv.cu — the fused causal depthwise convolution (kernels/causal_conv.h).
-// One block per (batch, tile of kConvTile time steps); each thread walks the tile's steps for its
+// One block per (batch, tile of time steps) — kConvFwdTile for the forward, kConvTile for the
+// backward (whose tiles are the weight-gradient partials); each thread walks the tile's steps for its
 // channels with the last k inputs in registers, so x (forward) or x and dy (backward) are read
 // once and coalesced across channels. The backward also writes the tile's partial weight/bias
 // gradients, summed over tiles in index order by a second kernel (deterministic).
@@ -12,11 +13,14 @@ namespace ttt::cuda_impl {
 namespace {
 
 constexpr int kConvThreads = 256;
+// The forward writes no partials, so it takes short tiles for more blocks: measured on an H200
+// (125M TTT-Linear step, 36 calls) 1.7 ms with 16-step tiles, 3.5 ms with 64.
+constexpr int64_t kConvFwdTile = 16;
 
 template <class S, int K>
 __global__ void conv_fwd_kernel(CausalConvShape s, BTCView xv, BTCView yv, const float* w, const float* bias) {
-  const int64_t b = blockIdx.y, t0 = static_cast<int64_t>(blockIdx.x) * kConvTile;
-  const int64_t t1 = min(s.len, t0 + kConvTile);
+  const int64_t b = blockIdx.y, t0 = static_cast<int64_t>(blockIdx.x) * kConvFwdTile;
+  const int64_t t1 = min(s.len, t0 + kConvFwdTile);
   const S* x = static_cast<const S*>(xv.data) + b * xv.sb;
   S* y = static_cast<S*>(yv.data) + b * yv.sb;
   for (int64_t c = threadIdx.x; c < s.channels; c += blockDim.x) {
@@ -113,8 +117,8 @@ void by_type_and_width(const CausalConvShape& s, Fn&& fn) {
 }
 
 cudaStream_t stream_of(Backend& be) { return static_cast<cudaStream_t>(be.native_stream()); }
-dim3 grid_of(const CausalConvShape& s) {
-  return dim3(static_cast<unsigned>((s.len + kConvTile - 1) / kConvTile), static_cast<unsigned>(s.batch));
+dim3 grid_of(const CausalConvShape& s, int64_t tile) {
+  return dim3(static_cast<unsigned>((s.len + tile - 1) / tile), static_cast<unsigned>(s.batch));
 }
 
 }  // namespace
@@ -122,7 +126,7 @@ dim3 grid_of(const CausalConvShape& s) {
 void causal_conv_forward(Backend& be, CausalConvForward& c) {
   if (c.s.batch == 0 || c.s.len == 0) return;
   by_type_and_width(c.s, [&](auto tag, auto width) {
-    conv_fwd_kernel<decltype(tag), decltype(width)::value><<<grid_of(c.s), kConvThreads, 0, stream_of(be)>>>(
+    conv_fwd_kernel<decltype(tag), decltype(width)::value><<<grid_of(c.s, kConvFwdTile), kConvThreads, 0, stream_of(be)>>>(
         c.s, c.x, c.y, static_cast<const float*>(c.w), static_cast<const float*>(c.bias));
     CUDA_CHECK_LAUNCH();
   });
@@ -132,7 +136,7 @@ void causal_conv_backward(Backend& be, CausalConvBackward& c) {
   if (c.s.batch == 0 || c.s.len == 0) return;
   float* part = static_cast<float*>(c.workspace);
   by_type_and_width(c.s, [&](auto tag, auto width) {
-    conv_bwd_kernel<decltype(tag), decltype(width)::value><<<grid_of(c.s), kConvThreads, 0, stream_of(be)>>>(
+    conv_bwd_kernel<decltype(tag), decltype(width)::value><<<grid_of(c.s, kConvTile), kConvThreads, 0, stream_of(be)>>>(
         c.s, c.x, c.dy, c.dx, static_cast<const float*>(c.w), part);
     CUDA_CHECK_LAUNCH();
   });
