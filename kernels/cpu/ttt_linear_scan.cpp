@@ -285,6 +285,23 @@ struct Partials {
   Vec dW, db, dlnw, dlnb, dtok;
 };
 
+// The backward of Z = X W + b over n rows given dZ: dW += Xᵀ dZ, db += Σ dZ, dX += dZ Wᵀ.
+template <class XAt>
+void linear_backward(int64_t n, int64_t f, XAt x, const Vec& dz, const Vec& W, Vec& dW, Vec& db, double* dx) {
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t a = 0; a < f; ++a) {
+      const double xa = x(r, a);
+      double s = 0;
+      for (int64_t j = 0; j < f; ++j) {
+        dW[a * f + j] += xa * dz[r * f + j];
+        s += dz[r * f + j] * W[a * f + j];
+      }
+      dx[r * f + a] += s;
+    }
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t j = 0; j < f; ++j) db[j] += dz[r * f + j];
+}
+
 // Backward of one chunk (see the header comment). dW/db hold (dW', db') on entry and the
 // gradient of the state entering the chunk on exit.
 template <class S>
@@ -314,18 +331,7 @@ void chunk_backward(const Consts& c, const Head<S>& x, const Vec& W, const Chunk
   // The state gradient flows through unchanged (W' = W + update): dW starts as dW'.
   const Vec dW_next = dW, db_next = db;  // (dW', db')
   // Z̄ = XQ W + b − Mt Gp.
-  for (int64_t r = 0; r < n; ++r)
-    for (int64_t a = 0; a < f; ++a) {
-      const double q = x.q(t0 + r, a);
-      double s = 0;
-      for (int64_t j = 0; j < f; ++j) {
-        dW[a * f + j] += q * dzbar[r * f + j];
-        s += dzbar[r * f + j] * W[a * f + j];
-      }
-      dxq[r * f + a] += s;
-    }
-  for (int64_t r = 0; r < n; ++r)
-    for (int64_t j = 0; j < f; ++j) db[j] += dzbar[r * f + j];
+  linear_backward(n, f, [&](int64_t r, int64_t a) { return x.q(t0 + r, a); }, dzbar, W, dW, db, dxq);
   for (int64_t i = 0; i < n; ++i)
     for (int64_t m = 0; m <= i; ++m) {
       double dmt = 0;  // dMt_im = −dZ̄_i · Gp_m
@@ -407,18 +413,7 @@ void chunk_backward(const Consts& c, const Head<S>& x, const Vec& W, const Chunk
     for (int64_t j = 0; j < f; ++j) dz[j] += dsig * xh[j] / fd;
   }
   // Z1 = XK W + b.
-  for (int64_t r = 0; r < n; ++r)
-    for (int64_t a = 0; a < f; ++a) {
-      const double k = x.k(t0 + r, a);
-      double s = 0;
-      for (int64_t j = 0; j < f; ++j) {
-        dW[a * f + j] += k * dz1[r * f + j];
-        s += dz1[r * f + j] * W[a * f + j];
-      }
-      dxk[r * f + a] += s;
-    }
-  for (int64_t r = 0; r < n; ++r)
-    for (int64_t j = 0; j < f; ++j) db[j] += dz1[r * f + j];
+  linear_backward(n, f, [&](int64_t r, int64_t a) { return x.k(t0 + r, a); }, dz1, W, dW, db, dxk);
 }
 
 template <class S>

@@ -100,17 +100,20 @@ std::string ttt_linear_scan_unsupported(const TTTLinearScanShape& s) {
   return why;
 }
 
+// One block per (batch, head), `smem` bytes of dynamic shared memory.
+template <class C>
+void launch_blocks(void (*kernel)(Params), size_t smem, const Params& p, Backend& be) {
+  CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  kernel<<<static_cast<unsigned>(p.B * p.H), C::THREADS, smem, stream_of(be)>>>(p);
+  CUDA_CHECK_LAUNCH();
+}
+
 void ttt_linear_scan_forward(Backend& be, TTTLinearScanForward& c) {
-  const TTTLinearScanShape& s = c.s;
   const Params p = tttk::params_of(c);
   require_aligned(p);
-  dispatch(s, [&](auto cfg) {
+  dispatch(c.s, [&](auto cfg) {
     using C = decltype(cfg);
-    const size_t smem = fwd_smem<C>();
-    CUDA_CHECK(cudaFuncSetAttribute(ttt_linear_fwd_kernel<C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    static_cast<int>(smem)));
-    ttt_linear_fwd_kernel<C><<<static_cast<unsigned>(s.batch * s.heads), C::THREADS, smem, stream_of(be)>>>(p);
-    CUDA_CHECK_LAUNCH();
+    launch_blocks<C>(ttt_linear_fwd_kernel<C>, fwd_smem<C>(), p, be);
   });
 }
 
@@ -120,11 +123,7 @@ void ttt_linear_scan_backward(Backend& be, TTTLinearScanBackward& c) {
   require_aligned(p);
   dispatch(s, [&](auto cfg) {
     using C = decltype(cfg);
-    const size_t smem = bwd_smem<C>();
-    CUDA_CHECK(cudaFuncSetAttribute(ttt_linear_bwd_kernel<C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    static_cast<int>(smem)));
-    ttt_linear_bwd_kernel<C><<<static_cast<unsigned>(s.batch * s.heads), C::THREADS, smem, stream_of(be)>>>(p);
-    CUDA_CHECK_LAUNCH();
+    launch_blocks<C>(ttt_linear_bwd_kernel<C>, bwd_smem<C>(), p, be);
   });
   const int F = static_cast<int>(s.head_dim);
   const float* partials = tttk::partials_base(p, F);
