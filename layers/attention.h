@@ -9,8 +9,7 @@
 //
 // The attention itself is the fused op scaled_dot_product_attention (autograd/ops/attention.cpp:
 // FlashAttention-style kernels, O(T) memory, tested against the composite matmul + mask + softmax).
-// Projections bias-free, init N(0, init_std) as in the official Llama-style baseline
-// (ttt-official.md §1.8, §2).
+// Projections bias-free, init N(0, init_std) as in the official Llama-style baseline.
 //
 // Decoding: the state keeps the RoPE-rotated keys and the values of past tokens in buffers that
 // grow geometrically (with a window, only the last w − 1 tokens are kept). step() is for

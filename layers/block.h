@@ -1,5 +1,4 @@
-// layers/block.h — the residual block (paper Fig. 9 left; official JAX `Block`, PyTorch `Block`;
-// ttt-official.md §2):
+// layers/block.h — the residual block (paper Fig. 9 left; official JAX `Block`, PyTorch `Block`):
 //
 //   transformer backbone:  h += mixer(seq_norm(h));                      h += mlp(ffn_norm(h))
 //   mamba backbone:        h += pre_conv(pre_conv_norm(h));  then the same two residual steps

@@ -4,9 +4,9 @@
 //
 // i.e. PyTorch's Conv1d(C, C, k, groups=C, padding=k−1) cut to the first T outputs, which is how
 // the Mamba backbone's pre-conv and the TTT layer's conv_q / conv_k are computed in the official
-// PyTorch code (ttt-lm-pytorch ttt.py; ttt-official.md §1.1, §2). weight is PyTorch's [C, 1, k]
+// PyTorch code (ttt-lm-pytorch ttt.py). weight is PyTorch's [C, 1, k]
 // without the singleton dim. Init as PyTorch's Conv1d default, which the official PyTorch code
-// keeps (its _init_weights does not touch convs, ttt-official.md §1.8): weight and bias
+// keeps (its _init_weights does not touch convs): weight and bias
 // U(−1/√k, 1/√k) (fan_in = k for a depthwise conv).
 //
 // Decoding keeps the last k−1 inputs (the "tail", [B, k−1, C]); step() on a chunk after a tail

@@ -1,6 +1,6 @@
 // layers/embedding.h — token embedding table [vocab, d], init N(0, std) (official
 // initializer_range 0.02). With tied embeddings the language model reuses `weight` as its output
-// head: logits = h weightᵀ (ttt-official.md §2: tie_word_embeddings=True in every JAX config).
+// head: logits = h weightᵀ (tie_word_embeddings=True in every official JAX config).
 #pragma once
 
 #include "layers/module.h"

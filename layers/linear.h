@@ -1,7 +1,7 @@
 // layers/linear.h — Linear: y = x Wᵀ (+ b), weight [out, in] as in PyTorch.
 //
 // No bias by default: the Llama-style Transformer++ and the official TTT code use bias-free
-// projections everywhere (ttt-official.md §1.8). Weight init N(0, std), std 0.02 by default
+// projections everywhere (as the official code). Weight init N(0, std), std 0.02 by default
 // (official `initializer_range`); a bias, when asked for, starts at zero.
 #pragma once
 

@@ -3,7 +3,7 @@
 //   RMSNorm:   y = x / sqrt(mean(x²) + eps) ⊙ w                      w init 1
 //   LayerNorm: y = (x − mean) / sqrt(var + eps) ⊙ w + b  (biased var)  w init 1, b init 0
 //
-// eps 1e-6 for both in the official code (ttt-official.md §1.4, §1.8). The fused ops
+// eps 1e-6 for both in the official code. The fused ops
 // rms_norm / layer_norm (autograd/ops) compute statistics in fp32 for bf16 inputs.
 #pragma once
 

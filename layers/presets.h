@@ -1,4 +1,4 @@
-// layers/presets.h — the paper's model sizes (Table 2; official JAX CONFIGS, ttt-official.md §2)
+// layers/presets.h — the paper's model sizes (Table 2; official JAX CONFIGS)
 // as ModelConfigs, and an analytic parameter count that needs no allocation.
 //
 //   size   blocks  d_model  heads  d_ff    (vocab 32000, tied embeddings, RoPE theta 1e4)
@@ -36,8 +36,7 @@ double peak_lr(const std::string& size);              // Table 2 peak LR (3e-3 f
 // Parameter count of LanguageModel(cfg), computed from the shapes alone. Must equal
 // LanguageModel(cfg).num_parameters() (tests cross-check on the tiny configs and 125M).
 int64_t count_parameters(const ModelConfig& cfg);
-// The sequence mixer's share per block (attention: 4 d²; TTT layers: the official layout,
-// ttt-official.md §1.1, §1.3, §1.7, §1.8).
+// The sequence mixer's share per block (attention: 4 d²; TTT layers: the official layout).
 int64_t count_mixer_parameters(const ModelConfig& cfg);
 // The same for mamba, mamba2, gated_deltanet and ttt_kvb (the reference layers' layouts).
 int64_t count_baseline_mixer_parameters(const ModelConfig& cfg);

@@ -7,7 +7,7 @@
 //   y[2i+1] = x[2i] sin(p ω_i) + x[2i+1] cos(p ω_i),      ω_i = theta^(−2i/d), i = 0..d/2−1
 //
 // This is the pairing of the official JAX code (ttt-lm-jax ttt/models/model.py
-// `apply_rotary_emb`, complex multiply of adjacent pairs; ttt-official.md §1.2), so checkpoints
+// `apply_rotary_emb`, complex multiply of adjacent pairs), so checkpoints
 // trained there keep their meaning. Not the HF "rotate_half" pairing (x[i], x[i + d/2]).
 //
 // Positions are explicit: attention passes 0..T−1 (or offset..offset+T−1 while decoding), the TTT

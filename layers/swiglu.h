@@ -2,8 +2,7 @@
 //
 //   y = w2( silu(w1 x) ⊙ w3 x ),   w1, w3: d -> d_ff,  w2: d_ff -> d,  no biases.
 //
-// Names w1/w2/w3 and the formula follow the official JAX model (ttt-lm-jax ttt/models/model.py,
-// ttt-official.md §2); every weight N(0, std).
+// Names w1/w2/w3 and the formula follow the official JAX model (ttt-lm-jax ttt/models/model.py); every weight N(0, std).
 #pragma once
 
 #include <memory>

@@ -10,7 +10,7 @@ namespace ttt {
 // --- inner models ----------------------------------------------------------------------------
 
 namespace {
-// W0 as a parameter drawn from N(0, std) (official init, ttt-official.md §1.8), or a zero buffer
+// W0 as a parameter drawn from N(0, std) (official init), or a zero buffer
 // when W0 is not learnable (Table 1 "TTT equivalence": W0 = 0).
 Tensor initial_weight(Module& m, const std::string& name, const Shape& s, Generator& g, double std, bool learnable) {
   if (!learnable) return m.register_buffer(name, zeros(s));

@@ -2,7 +2,7 @@
 // model f_res, the per-head LayerNorm, the inner loss and its hand-derived gradient, and the
 // description of one run of tokens inside a mini-batch.
 //
-// Notation (paper §2, App. A; official code ttt-lm-pytorch ttt.py, ttt-official.md §1). Per batch
+// Notation (paper §2, App. A; official code ttt-lm-pytorch ttt.py). Per batch
 // element and head, with row vectors x ∈ R^f:
 //   inner model      f(x; W) = x + LN(f_res(x; W))        (ln_residual; else f(x) = f_res(x))
 //   inner loss       ℓ_j(W)  = ½ ‖LN(f_res(XK_j; W)) − (XV_j − XK_j)‖²   (else ½ ‖f_res(XK_j) − XV_j‖²)
@@ -15,7 +15,7 @@
 // Note [Accumulators]
 // Because eta factorizes (row factor tok, column factor lr), the state inside a mini-batch is
 // (W, acc) with acc = Σ_{j<i} lr_j ∇ℓ_j(W) over the tokens already consumed, exactly the official
-// decode cache (TTTCache W*_grad, ttt-official.md §1.10). Every implementation processes a
+// decode cache (TTTCache W*_grad). Every implementation processes a
 // "segment" — consecutive tokens inside one mini-batch, starting at in-mini-batch index i0 with
 // accumulators acc (undefined = zero) — and returns the outputs and the new acc. At the end of a
 // mini-batch the scan commits W ← W − tok[K−1] · acc, which is the official end-of-batch update
@@ -73,7 +73,7 @@ class InnerMLP : public InnerModel {
 // --- inner loss pieces (shared, differentiable, so the outer loop trains through them) ----------
 
 // The per-head LayerNorm settings of the inner loss and output (ttt_norm_weight / _bias [nh, f],
-// the same parameters in both places, ttt-official.md §1.4). w, b undefined when !ln_residual.
+// the same parameters in both places). w, b undefined when !ln_residual.
 struct InnerNorm {
   Tensor w, b;
   double eps = 1e-6;

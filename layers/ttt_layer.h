@@ -8,9 +8,9 @@
 //   inner loop over mini-batches of K tokens (ttt_scan.h, ttt_inner.h), per head: XQ + LN(Z̄)
 //   Z = post_norm(concat heads) (LayerNorm(D); none with model.ttt.post_norm = false)
 //   Mamba: Z = gelu_tanh(x Wg) ⊙ Z;  out = Z Wo
-// following ttt-lm-pytorch ttt.py TTTBase.forward / get_eta and ttt-lm-jax ttt_layer.py
-// (ttt-official.md §1). The inner loop runs in float32 (float64 when the layer is float64) even
-// for bf16 activations, as the official kernels keep W in fp32 (§9).
+// following ttt-lm-pytorch ttt.py TTTBase.forward / get_eta and ttt-lm-jax ttt_layer.py.
+// The inner loop runs in float32 (float64 when the layer is float64) even
+// for bf16 activations, as the official kernels keep W in fp32.
 //
 // Implementations (model.ttt.impl): "fused" (the whole scan as one op over the kernels of
 // kernels/ttt_linear_scan.h, TTT-Linear with mini_batch > 0), "dual" (ttt_dual.h, the composite
@@ -92,7 +92,7 @@ class TTTMixer : public SequenceMixer {
 };
 
 // The decoding state of one TTT layer: the inner loop's state and the conv tails (Mamba backbone),
-// the official TTTCache per layer (ttt-official.md §1.10).
+// the official TTTCache per layer (ttt-lm-pytorch ttt.py).
 struct TTTState : MixerState {
   ScanState scan;
   Tensor q_tail, k_tail;

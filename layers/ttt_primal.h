@@ -2,7 +2,7 @@
 // each token's inner loss at the mini-batch's start weights W is added to an accumulator, and the
 // token's output uses W_i = W − tok_i · acc. The scan commits W ← W − tok_{K−1} · acc every K
 // tokens. O(1) state per head; this is how decoding works (ttt-lm-pytorch ttt.py primal branch and
-// TTTCache; ttt-official.md §1.10).
+// TTTCache).
 #pragma once
 
 #include "layers/ttt_inner.h"

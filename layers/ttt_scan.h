@@ -9,7 +9,7 @@
 // untaped and keeps only its inputs — the state (W, acc) entering the group and views of the
 // group's XQ/XK/XV/lr — and backward recomputes the group taped. G is the number of mini-batches
 // per group, as the official JAX code's remat_mini_batch_group_size (default 4; the PyTorch code's
-// checkpoint_group is a number of segments instead, ttt-official.md §1.11). Gradients are unchanged
+// checkpoint_group is a number of segments instead). Gradients are unchanged
 // (tests/test_ttt_checkpoint.cpp).
 #pragma once
 

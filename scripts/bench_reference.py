@@ -4,7 +4,7 @@ backbone) at 2k context, bf16 autocast, fp32 master weights, AdamW, eager or tor
 
 Written for this project; the TTT-Linear semantics follow the official PyTorch model
 (test-time-training/ttt-lm-pytorch, ttt.py: TTTBase / TTTLinear / Block / Conv, TTTConfig with
-pre_conv=True, share_qk=True, use_gate=True), restated in shared/reference/ttt-official.md §1-§2.
+pre_conv=True, share_qk=True, use_gate=True).
 The scan over mini-batches is a Python loop, as in the official code: that is the eager baseline.
 
 Usage (the GPU commands for the four measurements are in scripts/bench_reference.sh):
@@ -31,7 +31,7 @@ EPS = 1e-6  # every norm in the official model: RMSNorm, post LayerNorm, the per
 
 
 class Config:
-    """Paper Table 2 / ttt-official.md §2 125M sizes; the names match layers/model_config.h."""
+    """Paper Table 2 125M sizes (official JAX CONFIGS); the names match layers/model_config.h."""
 
     def __init__(self, tiny=False):
         self.vocab_size, self.d_model, self.n_layers, self.n_heads, self.d_ff = 32000, 768, 12, 12, 2048
@@ -112,8 +112,8 @@ def ln_l2_grad(z, target, g, b):
 
 
 def ttt_linear_dual_step(W, b, xq, xk, xv, eta, ln_g, ln_b):
-    """One mini-batch of TTT-Linear in dual form (official TTTLinear.ttt.compute_mini_batch;
-    ttt-official.md §1.5). W [B,nh,f,f] and b [B,nh,1,f] in fp32 (the carry), x* [B,nh,k,f],
+    """One mini-batch of TTT-Linear in dual form (official TTTLinear.ttt.compute_mini_batch).
+    W [B,nh,f,f] and b [B,nh,1,f] in fp32 (the carry), x* [B,nh,k,f],
     eta [B,nh,k,k] with eta[i,j] = token_idx[i] * lr_j. Returns (W_next, b_next, out [B,nh,k,f])."""
     z = xk @ W + b
     grad = ln_l2_grad(z, xv - xk, ln_g, ln_b)                   # inner-loss gradient at the mini-batch start

@@ -87,7 +87,7 @@ TEST_CASE("presets: Table 2 rows, default backbones, errors") {
   CHECK(c.n_layers == 24);
   CHECK(c.d_model == 1536);
   CHECK(c.n_heads == 16);
-  CHECK(c.head_dim() == 96);  // the one size with head_dim 96 (ttt-official.md §1.1)
+  CHECK(c.head_dim() == 96);  // the one size with head_dim 96 (1536 / 16 heads, official JAX CONFIGS)
   CHECK(c.d_ff == 4096);
   CHECK(c.backbone == "mamba");
   CHECK(preset("1.3b").backbone == "transformer");

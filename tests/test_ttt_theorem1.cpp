@@ -3,7 +3,7 @@
 // causal linear attention: z_t = Σ_{s≤t} (XQ_t · XK_s) XV_s.
 //
 // Settings that reproduce it here (the official loss is ½‖·‖² and eta carries 1/head_dim and the
-// in-mini-batch average 1/(i+1), ttt-official.md §1.3):
+// in-mini-batch average 1/(i+1) — ttt-lm-pytorch get_eta):
 //   mini_batch = -1 (b = T), ln_residual = false, inner_bias = false (f(x) = xW, the official
 //   TTT-Linear has a bias b1 whose updates would add Σ_s XV_s), learnable_w0 = false (W0 = 0),
 //   learnable_lr = false, learnable_token_idx = false, token_idx_mean = false (plain sum),

@@ -2,8 +2,7 @@
 """Golden files for the TTT layers: an independent PyTorch (1.13, CPU, float64) implementation of the
 TTT-Linear and TTT-MLP sequence mixers, written after the official ttt-lm-pytorch `ttt.py`
 (TTTBase.forward / get_eta / get_qkv_projections, TTTLinear.ttt and TTTMLP.ttt dual form,
-ln_fused_l2_bwd, RotaryEmbedding + permute_qk, the remainder mini-batch, post_norm, gate, o_proj;
-see ttt-official.md §1). No code is shared with the C++ implementation.
+ln_fused_l2_bwd, RotaryEmbedding + permute_qk, the remainder mini-batch, post_norm, gate, o_proj). No code is shared with the C++ implementation.
 
 For each case it writes tests/golden/ttt_layer_<case>.json with the config, every parameter
 (named as the C++ TTTMixer names them), the input x, the weights w of the scalar loss sum(out * w),
