@@ -138,7 +138,7 @@ int main(int argc, char** argv) {
                 bwd_flops / bwd * 1e-9, bc.bytes() / bwd * 1e-6);
     std::printf("  fwd+bwd   %8.3f ms  %6.2f us/chunk step\n", fwd + bwd, 1e3 * (fwd + bwd) / chunks);
     const std::vector<int64_t> cyc = probe.to(cpu()).tolist<int64_t>();
-    const char* names[] = {"F top", "F1", "F2", "F3", "F4", "", "", "", "B replay", "B top", "B operands", "B1", "B2",
+    const char* names[] = {"F top", "F1", "F2", "F3", "F4", "", "", "", "", "B top", "B operands", "B1", "B2",
                            "B3", "B4", "B5", "B6", "B7", "B wait", "B sync"};
     std::printf("  cycles per chunk, block 0 (thread 0):");
     for (int i = 0; i < 20; ++i)

@@ -29,6 +29,8 @@ void emulate(ScanRun& run) {
     simt::emulate_block(C::THREADS, sizeof(tk::FwdSmem<C>), [&] { tk::fwd_block<C>(pf, bh, simt::block_smem()); });
   TTTLinearScanBackward bc = run.backward();
   const tk::Params pb = tk::params_of(bc);
+  for (int blk = 0; blk < blocks * pb.NG; ++blk)
+    simt::emulate_block(C::THREADS, sizeof(tk::ReplaySmem<C>), [&] { tk::replay_block<C>(pb, blk, simt::block_smem()); });
   for (int bh = 0; bh < blocks; ++bh)
     simt::emulate_block(C::THREADS, sizeof(tk::BwdSmem<C>), [&] { tk::bwd_block<C>(pb, bh, simt::block_smem()); });
   const float* partials = tk::partials_base(pb, C::F);

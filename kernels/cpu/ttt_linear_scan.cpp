@@ -44,10 +44,11 @@ double TTTLinearScanForward::bytes() const { return io_bytes(s, 4, 1); }
 double TTTLinearScanBackward::bytes() const { return io_bytes(s, 7, 2); }
 
 size_t TTTLinearScanBackward::workspace_bytes() const {
-  // Per (b, h): the replayed states of one group, and the parameter-gradient partials
-  // (dW, db, dln_w, dln_b, dtok) reduced over the batch afterwards.
+  // Per (b, h): the replayed state entering every chunk (the CUDA backward's replay kernel writes
+  // them all before the reverse walk), and the parameter-gradient partials (dW, db, dln_w, dln_b,
+  // dtok) reduced over the batch afterwards.
   const int64_t f = s.head_dim, bh = s.batch * s.heads;
-  const int64_t replay = s.checkpoint_group * (f * f + f);
+  const int64_t replay = s.chunks() * (f * f + f);
   const int64_t partial = f * f + 3 * f + s.mini_batch;
   return static_cast<size_t>(bh * (replay + partial)) * dtype_size(s.dtype);
 }

@@ -2,10 +2,9 @@
 // head) walks the chunks in reverse (math: kernels/ttt_linear_scan.h and the step list of
 // kernels/cpu/ttt_linear_scan.cpp, which this follows line for line).
 //
-// Checkpoint groups are taken last to first. For each group the block first replays the forward
-// state chain from the stored state (Z1, Gp and the W/b update only), writing the state entering
-// every chunk of the group to its workspace (W row-major, then b), then runs the chunks backwards:
-//   top  the chunk's tiles and its state (W as operand, b) into smem
+// The state entering every chunk comes from the replay kernel (ttt_linear_replay.cuh), which ran
+// first; the block runs the chunks backwards:
+//   top  the chunk's tiles and its state snapshot (W as operand, b) into smem
 //   B1   Z1 = XK W + b, Zq = XQ W + b, Mt (and the raw masked tril(XQ XKᵀ + β))
 //   B2   rows: x̂1, σ1, gx, G, Gp = lr ⊙ G, −Gp
 //   B3   Z̄ = Zq + Mt (−Gp)
@@ -20,7 +19,7 @@
 // workspace, reduced over the batch by a separate kernel (fixed order: deterministic).
 #pragma once
 
-#include "kernels/cuda/ttt_linear_fwd.cuh"
+#include "kernels/cuda/ttt_linear_replay.cuh"
 
 namespace ttt::cuda_impl::tttk {
 
@@ -56,76 +55,29 @@ struct BwdSmem {
   alignas(16) float spart[C::NW * KP * (KP + 1)];  // the warps' partial XQ XKᵀ
   alignas(16) float tok[KP];
   alignas(16) float sig[KP];
-  alignas(16) float rb[C::F];  // b during the replay
   alignas(16) float lnw[C::F];
   alignas(16) float lnb[C::F];
   alignas(16) float db[C::F];
   float red[C::THREADS];            // final reductions
 };
 
-// The buffers of the current work item (one side of each double buffer).
+// The buffers of the current chunk (one side of each double buffer).
 template <class C>
 struct ItemBufs {
   float *xq, *xk, *xv, *dout, *lr;
   typename C::Op* ow;
   float* b;
-  TTT_DEV ItemBufs(BwdSmem<C>& S, int tb, int wb)
-      : xq(S.xq[tb]), xk(S.xk[tb]), xv(S.xv[tb]), dout(S.dout[tb]), lr(S.lr[tb]), ow(S.ow[wb]), b(S.wb[wb]) {}
+  TTT_DEV ItemBufs(BwdSmem<C>& S, int buf)
+      : xq(S.xq[buf]), xk(S.xk[buf]), xv(S.xv[buf]), dout(S.dout[buf]), lr(S.lr[buf]), ow(S.ow[buf]), b(S.wb[buf]) {}
 };
 
-// Per (b, h) workspace: the replay snapshots of one group (slot: W as operands [F, F], then b as
-// float32 [F]; G·(F² + F) floats reserved), then the partials.
-template <class C>
-TTT_DEV char* snapshot(const Params& p, int bh, int slot) {
-  constexpr int64_t slot_bytes = C::F * C::F * sizeof(typename C::Op) + 4 * C::F;
-  return reinterpret_cast<char*>(p.ws + static_cast<int64_t>(bh) * p.G * (C::F * C::F + C::F)) + slot * slot_bytes;
-}
-// The partials follow the snapshots of every (b, h).
-TTT_HD float* partials_base(const Params& p, int F) {
-  return p.ws + static_cast<int64_t>(p.B) * p.H * p.G * (F * F + F);
-}
+// The (b, h) block's partials of the parameter gradients (after every snapshot: ttt_linear_replay.cuh).
 template <class C>
 TTT_DEV float* partials(const Params& p, int bh) {
   return partials_base(p, C::F) + static_cast<int64_t>(bh) * (C::F * C::F + 3 * C::F + p.K);
 }
 
-// --- work items and their prefetch -------------------------------------------------------------
-// Per checkpoint group, last to first: replay items for chunks k0 .. k1−2 (ascending), then reverse
-// items for chunks k1−1 .. k0. Each item's tiles (and a reverse item's stored state) are copied
-// into smem with cp.async while the item before it computes.
-struct Item {
-  int g = 0, k = 0;
-  bool replay = false;
-  bool valid = true;
-};
-TTT_DEV int group_end(const Params& p, int g) { return (g + 1) * p.G < p.NC ? (g + 1) * p.G : p.NC; }
-TTT_DEV Item first_replay_or_reverse(const Params& p, int g) {
-  const int k0 = g * p.G, k1 = group_end(p, g);
-  return k1 - k0 >= 2 ? Item{g, k0, true, true} : Item{g, k1 - 1, false, true};
-}
-TTT_DEV Item next_item(const Params& p, const Item& it) {
-  const int k0 = it.g * p.G, k1 = group_end(p, it.g);
-  if (it.replay) return it.k + 1 < k1 - 1 ? Item{it.g, it.k + 1, true, true} : Item{it.g, k1 - 1, false, true};
-  if (it.k > k0) return Item{it.g, it.k - 1, false, true};
-  if (it.g == 0) return Item{0, 0, false, false};
-  return first_replay_or_reverse(p, it.g - 1);
-}
-
-// One [16, F] float32 tile of chunk rows t0.. into smem (row stride FS) by 16-byte cp.async from the
-// (b, h) slice `base` (rows st apart); rows >= rows are 0.
-template <class C>
-TTT_DEV void tile_async(float* s, const float* base, int64_t st, int64_t t0, int rows) {
-#pragma unroll
-  for (int j = 0; j < 2; ++j) {
-    const int e = 4 * (tid() + j * C::THREADS), r = e / C::F, c = e % C::F;
-    float* d = s + r * C::FS + c;
-    if (r < rows) {
-      simt::cp_async16(d, base + (t0 + r) * st + c);
-    } else {
-      *reinterpret_cast<Vec4*>(d) = Vec4{0.f, 0.f, 0.f, 0.f};
-    }
-  }
-}
+// --- the reverse walk: chunk k's tiles and state arrive by cp.async while chunk k + 1 computes ---
 
 // The (b, h) slices of the backward's tensors (computed once per block).
 struct BwdBases {
@@ -150,18 +102,18 @@ TTT_DEV void prefetch_tiles(const Params& p, const BwdBases& hb, BwdSmem<C>& S, 
   }
 }
 
-// The stored state of a chunk (operand W rows, then b) into S.ow[wb], S.wb[wb] by cp.async.
+// Chunk k's state snapshot (operand W rows, then b) into S.ow[buf], S.wb[buf] by cp.async.
 template <class C>
-TTT_DEV void prefetch_state(const Params& p, BwdSmem<C>& S, int wb, int bh, int slot) {
+TTT_DEV void prefetch_state(const Params& p, BwdSmem<C>& S, int buf, int bh, int k) {
   constexpr int row_chunks = C::F * static_cast<int>(sizeof(typename C::Op)) / 16;
-  const char* src = snapshot<C>(p, bh, slot);
+  const char* src = snapshot<C>(p, bh, k);
   for (int i = tid(); i < C::F * row_chunks; i += C::THREADS) {
     const int r = i / row_chunks, q = i % row_chunks;
-    simt::cp_async16(reinterpret_cast<char*>(S.ow[wb] + r * C::OS) + 16 * q,
+    simt::cp_async16(reinterpret_cast<char*>(S.ow[buf] + r * C::OS) + 16 * q,
                      src + static_cast<int64_t>(r) * C::F * sizeof(typename C::Op) + 16 * q);
   }
   const char* bsrc = src + C::F * C::F * sizeof(typename C::Op);
-  for (int i = tid(); i < C::F / 4; i += C::THREADS) simt::cp_async16(S.wb[wb] + 4 * i, bsrc + 16 * i);
+  for (int i = tid(); i < C::F / 4; i += C::THREADS) simt::cp_async16(S.wb[buf] + 4 * i, bsrc + 16 * i);
 }
 
 // The operand copies of the item's XQ and XK tiles.
@@ -174,78 +126,19 @@ TTT_DEV void operand_tiles(const ItemBufs<C>& B, BwdSmem<C>& S) {
   }
 }
 
-// The top of every item: wait for its copies, then start those of the next item (into the other
-// buffers, whose readers finished before this barrier).
+// The top of every chunk: wait for its copies, then start those of chunk `next` (if >= 0) into the
+// other buffers, whose readers finished before this barrier.
 template <class C>
-TTT_DEV void item_top(const Params& p, const BwdBases& hb, BwdSmem<C>& S, const Item& next, int tb, int wb, int bh,
-                      PhaseClock& clk) {
+TTT_DEV void item_top(const Params& p, const BwdBases& hb, BwdSmem<C>& S, int next, int buf, int bh, PhaseClock& clk) {
   simt::cp_async_wait_all();
   clk.mark(18);
   simt::sync();
   clk.mark(19);
-  if (next.valid) {
-    prefetch_tiles<C>(p, hb, S, tb ^ 1, next.k);
-    // A reverse item's state was stored by its group's replay, except the group's last chunk,
-    // whose state comes from the replay's registers.
-    if (!next.replay && next.k + 1 < group_end(p, next.g)) prefetch_state<C>(p, S, wb ^ 1, bh, next.k - next.g * p.G);
+  if (next >= 0) {
+    prefetch_tiles<C>(p, hb, S, buf ^ 1, next);
+    prefetch_state<C>(p, S, buf ^ 1, bh, next);
   }
   simt::cp_async_commit();
-}
-
-// A replay item: chunk k's forward chain from the state (W registers, S.rb) to the next state;
-// the state entering chunk k + 1 is stored as its snapshot (or, for the group's last chunk, put in
-// S.ow[wb_out] / S.wb[wb_out] directly).
-template <class C>
-TTT_DEV void replay_item(const Params& p, BwdSmem<C>& S, const ItemBufs<C>& B, Acc<C::F / 8>& W, int bh, int k,
-                         int wb_out) {
-  constexpr int F = C::F;
-  const int cw = 16 * warp();
-  const float tokL = p.tok[p.K - 1];
-  operand_tiles<C>(B, S);
-  store_op(W, B.ow, C::OS, cw, 0);
-  simt::sync();
-  Acc<2> z1;
-  xw_plus_b<C>(z1, S.ok, B.ow, S.rb, cw);
-  store_f32(z1, S.z, C::FS, 0, cw);
-  simt::sync();
-  inner_grad_rows<C>(p, S.z, B.xk, B.xv, B.lr, S.lnw, S.lnb, p.K, S.gp, S.ogp, nullptr, nullptr, nullptr, nullptr);
-  simt::sync();
-  Acc<F / 8> P;
-  state_update_product<C>(P, S.ok, S.ogp, cw);
-#pragma unroll
-  for (int i = 0; i < F / 8; ++i)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) W.v[i][e] += tokL * P.v[i][e];
-  if (p.bias)
-    for (int c = tid(); c < F; c += C::THREADS) S.rb[c] -= tokL * gp_column_sum<C>(S.gp, c);
-  simt::sync();  // S.rb complete
-  const int k1 = group_end(p, k / p.G), next = k + 1;
-  if (next + 1 < k1) {
-    char* snap = snapshot<C>(p, bh, next - (k / p.G) * p.G);
-    store_op(W, reinterpret_cast<typename C::Op*>(snap), F, cw, 0);
-    for (int i = tid(); i < F; i += C::THREADS) reinterpret_cast<float*>(snap + F * F * sizeof(typename C::Op))[i] = S.rb[i];
-  } else {
-    store_op(W, S.ow[wb_out], C::OS, cw, 0);
-    for (int i = tid(); i < F; i += C::THREADS) S.wb[wb_out][i] = S.rb[i];
-  }
-}
-
-// The state entering group g's first chunk, from the forward's stored states, into W and S.rb —
-// or, for a group of one chunk, straight into S.ow[wb] / S.wb[wb].
-template <class C>
-TTT_DEV void load_group_state(const Params& p, BwdSmem<C>& S, Acc<C::F / 8>& W, int bh, int g, int wb) {
-  constexpr int F = C::F;
-  const float* st = p.states + (static_cast<int64_t>(bh) * p.NG + g) * (F * F + F);
-  load_state_rows<C>(W, st, 16 * warp());
-  const bool single = group_end(p, g) - g * p.G == 1;
-  for (int i = tid(); i < F; i += C::THREADS) (single ? S.wb[wb] : S.rb)[i] = st[F * F + i];
-  if (single) {
-    store_op(W, S.ow[wb], C::OS, 16 * warp(), 0);
-    return;
-  }
-  char* snap = snapshot<C>(p, bh, 0);  // the group's first chunk, for its reverse item
-  store_op(W, reinterpret_cast<typename C::Op*>(snap), F, 16 * warp(), 0);
-  for (int i = tid(); i < F; i += C::THREADS) reinterpret_cast<float*>(snap + F * F * sizeof(typename C::Op))[i] = st[F * F + i];
 }
 
 // The thread's running partial sums of the parameter gradients.
@@ -580,31 +473,19 @@ TTT_DEV void bwd_block(const Params& p, int bh, char* smem) {
   load_head_constants<C>(p, h, S, nullptr);
   for (int i = tid(); i < F; i += C::THREADS) S.db[i] = 0.f;
   for (int i = tid(); i < F * C::OS; i += C::THREADS) put_op(S.odw + i, 0.f);
-  Acc<F / 8> dW, W;
+  Acc<F / 8> dW;
   dW.fill(0.f);
   BwdPartials<C> part;
   const BwdBases hb(p, b, h);
-  Item it = first_replay_or_reverse(p, p.NG - 1);
-  int tb = 0, wb = 0;
-  PhaseClock clk(p, bh);  // slots: 8 replay items, 9 item tops, 10.. the reverse chunk's phases
-  prefetch_tiles<C>(p, hb, S, tb, it.k);
+  PhaseClock clk(p, bh);  // slots: 9 chunk tops, 10.. the chunk's phases, 18/19 waits
+  int buf = 0;
+  prefetch_tiles<C>(p, hb, S, buf, p.NC - 1);
+  prefetch_state<C>(p, S, buf, bh, p.NC - 1);
   simt::cp_async_commit();
-  while (it.valid) {
-    const Item next = next_item(p, it);
-    item_top<C>(p, hb, S, next, tb, wb, bh, clk);
+  for (int k = p.NC - 1; k >= 0; --k, buf ^= 1) {
+    item_top<C>(p, hb, S, k - 1, buf, bh, clk);
     clk.mark(9);
-    const bool first_of_group = it.replay ? it.k == it.g * p.G : group_end(p, it.g) - it.g * p.G == 1;
-    if (first_of_group) load_group_state<C>(p, S, W, bh, it.g, wb);
-    const ItemBufs<C> B(S, tb, wb);
-    if (it.replay) {
-      replay_item<C>(p, S, B, W, bh, it.k, wb);
-      clk.mark(8);
-    } else {
-      backward_chunk<C>(p, hb, S, B, it.k, dW, part, clk);
-      if (next.valid && !next.replay && next.g == it.g) wb ^= 1;
-    }
-    tb ^= 1;
-    it = next;
+    backward_chunk<C>(p, hb, S, ItemBufs<C>(S, buf), k, dW, part, clk);
   }
   write_partials<C>(p, S, bh, dW, part);
 }

@@ -1,6 +1,8 @@
 // kernels/cuda/ttt_linear_scan.cu — launchers of the fused TTT-Linear scan (kernels/ttt_linear_scan.h):
-// one block per (batch, head) for the forward (ttt_linear_fwd.cuh) and the backward
-// (ttt_linear_bwd.cuh), then a deterministic reduction of the backward's per-(b, h) partials.
+// one block per (batch, head) for the forward (ttt_linear_fwd.cuh); the backward is one block per
+// (batch, head, checkpoint group) replaying the states (ttt_linear_replay.cuh), one block per
+// (batch, head) for the reverse walk (ttt_linear_bwd.cuh), then a deterministic reduction of the
+// reverse walk's per-(b, h) partials.
 //
 // Covered: float32 data, head_dim in {16, 32, 64, 96, 128}, mini_batch <= 16, shared memory within
 // the device's opt-in limit (low_precision: bf16 operands on the tensor cores; otherwise exact
@@ -26,6 +28,12 @@ __global__ void __launch_bounds__(C::THREADS, 1) ttt_linear_fwd_kernel(Params p)
 }
 
 template <class C>
+__global__ void __launch_bounds__(C::THREADS) ttt_linear_replay_kernel(Params p) {
+  extern __shared__ __align__(16) char smem[];
+  tttk::replay_block<C>(p, static_cast<int>(blockIdx.x), smem);
+}
+
+template <class C>
 __global__ void __launch_bounds__(C::THREADS, 1) ttt_linear_bwd_kernel(Params p) {
   extern __shared__ __align__(16) char smem[];
   tttk::bwd_block<C>(p, static_cast<int>(blockIdx.x), smem);
@@ -44,6 +52,8 @@ template <class C>
 constexpr size_t fwd_smem() { return sizeof(tttk::FwdSmem<C>); }
 template <class C>
 constexpr size_t bwd_smem() { return sizeof(tttk::BwdSmem<C>); }
+template <class C>
+constexpr size_t replay_smem() { return sizeof(tttk::ReplaySmem<C>); }
 
 int smem_optin() {
   static const int v = [] {
@@ -87,7 +97,7 @@ std::string ttt_linear_scan_unsupported(const TTTLinearScanShape& s) {
   if (s.dtype != DType::f32) return "the CUDA kernel runs float32 data (got " + std::string(dtype_name(s.dtype)) + ")";
   if (s.mini_batch > tttk::KP)
     return "the CUDA kernel handles mini_batch <= 16 (got " + std::to_string(s.mini_batch) + ")";
-  if (s.len >= (int64_t{1} << 31) || s.batch * s.heads >= (int64_t{1} << 31)) return "sequence too long";
+  if (s.len >= (int64_t{1} << 31) || s.batch * s.heads * s.groups() >= (int64_t{1} << 31)) return "sequence too long";
   std::string why;
   const bool known = dispatch(s, [&](auto c) {
     using C = decltype(c);
@@ -100,11 +110,11 @@ std::string ttt_linear_scan_unsupported(const TTTLinearScanShape& s) {
   return why;
 }
 
-// One block per (batch, head), `smem` bytes of dynamic shared memory.
+// `blocks` blocks of C::THREADS threads with `smem` bytes of dynamic shared memory.
 template <class C>
-void launch_blocks(void (*kernel)(Params), size_t smem, const Params& p, Backend& be) {
+void launch_blocks(void (*kernel)(Params), int64_t blocks, size_t smem, const Params& p, Backend& be) {
   CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-  kernel<<<static_cast<unsigned>(p.B * p.H), C::THREADS, smem, stream_of(be)>>>(p);
+  kernel<<<static_cast<unsigned>(blocks), C::THREADS, smem, stream_of(be)>>>(p);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -113,7 +123,7 @@ void ttt_linear_scan_forward(Backend& be, TTTLinearScanForward& c) {
   require_aligned(p);
   dispatch(c.s, [&](auto cfg) {
     using C = decltype(cfg);
-    launch_blocks<C>(ttt_linear_fwd_kernel<C>, fwd_smem<C>(), p, be);
+    launch_blocks<C>(ttt_linear_fwd_kernel<C>, int64_t{p.B} * p.H, fwd_smem<C>(), p, be);
   });
 }
 
@@ -123,7 +133,8 @@ void ttt_linear_scan_backward(Backend& be, TTTLinearScanBackward& c) {
   require_aligned(p);
   dispatch(s, [&](auto cfg) {
     using C = decltype(cfg);
-    launch_blocks<C>(ttt_linear_bwd_kernel<C>, bwd_smem<C>(), p, be);
+    launch_blocks<C>(ttt_linear_replay_kernel<C>, int64_t{p.B} * p.H * p.NG, replay_smem<C>(), p, be);
+    launch_blocks<C>(ttt_linear_bwd_kernel<C>, int64_t{p.B} * p.H, bwd_smem<C>(), p, be);
   });
   const int F = static_cast<int>(s.head_dim);
   const float* partials = tttk::partials_base(p, F);
