@@ -107,7 +107,9 @@ struct TTTScanOptions {
 using TTTScanComposite = std::function<Tensor(const tensor_list& inputs)>;
 // Returns {out [B, H, T, f], W_T [B, H, f, f], b_T [B, H, f], accW, accb}; only out is
 // differentiable. K = tok.size(0); b0 undefined = no inner bias; ln_w/ln_b undefined = no LN +
-// residual. Throws where the device has no kernel for the call (see the query below).
+// residual. One dtype throughout, or XQ, XK, XV (and so out) bf16 with float32 others: the
+// autocast layer's projections go in without a cast. Throws where the device has no kernel for
+// the call (see the query below).
 tensor_list ttt_linear_scan(const Tensor& xq, const Tensor& xk, const Tensor& xv, const Tensor& lr, const Tensor& tok,
                             const Tensor& w0, const Tensor& b0, const Tensor& ln_w, const Tensor& ln_b,
                             const TTTScanOptions& o, const TTTScanComposite& composite);

@@ -33,8 +33,8 @@
 namespace ttt {
 
 // A [B, H, T, f] tensor (f contiguous) or a [B, H, T] one (f = 1): element (b, h, t, c) is at
-// data + b·sb + h·sh + t·st + c. The CUDA kernels need every [.., f] row 16-byte aligned (data and
-// sb, sh, st multiples of 4 floats); the CPU reference takes any strides.
+// data + b·sb + h·sh + t·st + c (in elements). The CUDA kernels need every [.., f] row 16-byte
+// aligned (data and sb, sh, st multiples of 16 bytes); the CPU reference takes any strides.
 struct BHTView {
   void* data = nullptr;
   int64_t sb = 0, sh = 0, st = 0;
@@ -49,7 +49,11 @@ struct TTTLinearScanShape {
   // Products with bf16 operands and float32 accumulation (autocast) instead of exact float32.
   // The state, every accumulation and all elementwise math stay float32 either way.
   bool low_precision = false;
-  DType dtype = DType::f32;  // every tensor of the call: f32 or f64 (CPU only)
+  DType dtype = DType::f32;  // every tensor of the call but the [B, H, T, f] ones: f32 or f64 (CPU only)
+  // XQ, XK, XV, out, dout and the gradients of XQ, XK, XV stored as bf16 (with dtype f32 and
+  // low_precision; CUDA only: an autocast model's bf16 projections go in without a cast).
+  bool bf16_io = false;
+  DType io_dtype() const { return bf16_io ? DType::bf16 : dtype; }
 
   int64_t chunks() const { return (len + mini_batch - 1) / mini_batch; }
   int64_t groups() const { return (chunks() + checkpoint_group - 1) / checkpoint_group; }

@@ -146,9 +146,32 @@ TEST_CASE("fused scan: clear errors") {
   bad = x;
   bad[1] = x[1].to(DType::f32);
   CHECK_THROWS_AS(call(bad), std::invalid_argument);
+  bad = x;  // bf16 storage goes with float32 others only
+  for (int i = 0; i < 3; ++i) bad[i] = x[i].to(DType::bf16);
+  CHECK_THROWS_WITH_AS(call(bad), doctest::Contains("bf16 with float32 others"), std::invalid_argument);
   // Autograd without a composite twin.
   CHECK_THROWS_WITH_AS(ttt_linear_scan(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8], scan_options(c), nullptr),
                        doctest::Contains("composite twin"), std::invalid_argument);
+}
+
+TEST_CASE("fused scan with bf16 XQ, XK, XV on the CPU: the float32 call on the same values, rounded (bit for bit)") {
+  const ScanCase c{2, 2, 21, 8, 4, true, true, 2};
+  const tensor_list x32 = scan_inputs(c, 41, DType::f32);
+  tensor_list xb = x32, xr = x32;
+  for (int i = 0; i < 3; ++i) {
+    xb[i] = x32[i].detach().to(DType::bf16).set_requires_grad(true);
+    xr[i] = xb[i].detach().to(DType::f32).set_requires_grad(true);
+  }
+  const Tensor ob = fused_out(xb, c), orf = fused_out(xr, c);
+  REQUIRE(ob.dtype() == DType::bf16);
+  CHECK(max_abs_diff(ob.to(DType::f32), orf.to(DType::bf16).to(DType::f32)) == 0.0);
+  const Tensor w = rand64(ob.shape(), 42).to(DType::f32);
+  const tensor_list gb = input_grads(ob.to(DType::f32), xb, w), gr = input_grads(orf.to(DType::bf16).to(DType::f32), xr, w);
+  for (size_t i = 0; i < gb.size(); ++i) {
+    INFO(i);
+    CHECK(gb[i].dtype() == (i < 3 ? DType::bf16 : DType::f32));
+    CHECK(max_abs_diff(gb[i].to(DType::f32), gr[i].to(gb[i].dtype()).to(DType::f32)) == 0.0);
+  }
 }
 
 // --- the layer ----------------------------------------------------------------------------------
@@ -195,14 +218,20 @@ TEST_CASE("TTTMixer impl=fused says why it cannot run TTT-MLP or mini_batch = -1
 
 namespace {
 
-void check_cuda_against_cpu(const ScanCase& c, bool low, uint64_t seed) {
-  INFO(c.str(), low ? " bf16 products" : " float32");
-  const tensor_list x = scan_inputs(c, seed, DType::f32);
-  const Tensor d = rand64({c.B, c.H, c.T, c.f}, seed + 1).to(DType::f32);
+// bio: the GPU run stores XQ, XK, XV, dout, out and their gradients as bf16 (the CPU run gets the
+// same rounded values in float32).
+void check_cuda_against_cpu(const ScanCase& c, bool low, uint64_t seed, bool bio = false) {
+  INFO(c.str(), low ? " bf16 products" : " float32", bio ? " bf16 storage" : "");
+  tensor_list x = scan_inputs(c, seed, DType::f32);
+  Tensor d = rand64({c.B, c.H, c.T, c.f}, seed + 1).to(DType::f32);
+  if (bio) {
+    for (int i = 0; i < 3; ++i) x[i] = x[i].to(DType::bf16).to(DType::f32);
+    d = d.to(DType::bf16).to(DType::f32);
+  }
   ScanRun cpu_run(c, x, d, low);
   tensor_list xg;
   for (const Tensor& t : x) xg.push_back(t.defined() ? t.detach().to(cuda()) : Tensor());
-  ScanRun gpu_run(c, xg, d.to(cuda()), low);
+  ScanRun gpu_run(c, xg, d.to(cuda()), low, bio);
   auto f1 = cpu_run.forward(), f2 = gpu_run.forward();
   backend(cpu()).run(f1);
   backend(cuda()).run(f2);
@@ -242,7 +271,27 @@ TEST_CASE("CUDA fused scan equals the CPU reference (float32 exact and bf16 prod
         continue;
       }
       check_cuda_against_cpu(c, low, seed += 11);
+      s.bf16_io = low;
+      if (low && ttt_linear_scan_unsupported(cuda(), s).empty()) check_cuda_against_cpu(c, low, seed += 11, true);
     }
+}
+
+TEST_CASE("CUDA fused scan op with bf16 XQ, XK, XV: output and every gradient match the CPU op on the same values") {
+  TTT_REQUIRE_GPU();
+  const ScanCase c{2, 3, 77, 64, 16, true, true, 4};
+  tensor_list xc = scan_inputs(c, 51, DType::f32), xg;
+  for (int i = 0; i < 3; ++i) xc[i] = xc[i].detach().to(DType::bf16).set_requires_grad(true);
+  for (const Tensor& t : xc) xg.push_back(t.defined() ? t.detach().to(cuda()).set_requires_grad(true) : Tensor());
+  const Tensor oc = fused_out(xc, c), og = fused_out(xg, c);
+  REQUIRE(og.dtype() == DType::bf16);
+  check_rel_norm(og.to(cpu()).to(DType::f32), oc.to(DType::f32), 2e-2, "out");
+  const Tensor w = rand64(oc.shape(), 52).to(DType::f32);
+  const tensor_list gc = input_grads(oc.to(DType::f32), xc, w), gg = input_grads(og.to(DType::f32), xg, w.to(cuda()));
+  for (size_t i = 0; i < gc.size(); ++i) {
+    INFO(i);
+    CHECK(gg[i].dtype() == gc[i].dtype());
+    check_rel_norm(gg[i].to(cpu()).to(DType::f32), gc[i].to(DType::f32), 3e-2, "gradient");
+  }
 }
 
 TEST_CASE("CUDA fused scan: TTTMixer under bf16 autocast matches the float32 composite; runs reproduce bit for bit") {

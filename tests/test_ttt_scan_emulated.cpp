@@ -40,19 +40,27 @@ void emulate(ScanRun& run) {
                            static_cast<float*>(bc.dtok));
 }
 
+// bio: the emulated kernels read and write the [B, H, T, f] tensors as bf16 (the reference gets the
+// same bf16-rounded values as float32).
 template <int F>
-void check_case(ScanCase c, bool mma, uint64_t seed) {
+void check_case(ScanCase c, bool mma, uint64_t seed, bool bio = false) {
   c.f = F;
-  const std::string what = c.str() + (mma ? " bf16 MMA" : " float32");
+  const std::string what = c.str() + (mma ? " bf16 MMA" : " float32") + (bio ? " bf16 storage" : "");
   INFO(what);
-  const tensor_list x = scan_inputs(c, seed, DType::f32);
-  const Tensor d = rand64({c.B, c.H, c.T, c.f}, seed + 1).to(DType::f32);
-  ScanRun ref(c, x, d, mma), emu(c, x, d, mma);
+  tensor_list x = scan_inputs(c, seed, DType::f32);
+  Tensor d = rand64({c.B, c.H, c.T, c.f}, seed + 1).to(DType::f32);
+  if (bio) {
+    for (int i = 0; i < 3; ++i) x[i] = x[i].to(DType::bf16).to(DType::f32);
+    d = d.to(DType::bf16).to(DType::f32);
+  }
+  ScanRun ref(c, x, d, mma), emu(c, x, d, mma, bio);
   auto f = ref.forward();
   backend(cpu()).run(f);
   auto b = ref.backward();
   backend(cpu()).run(b);
-  if (mma)
+  if (bio)
+    emulate<tk::Cfg<F, true, true>>(emu);
+  else if (mma)
     emulate<tk::Cfg<F, true>>(emu);
   else
     emulate<tk::Cfg<F, false>>(emu);
@@ -75,6 +83,12 @@ TEST_CASE("emulated CUDA scan equals the CPU reference: bf16 tensor-core product
   check_case<16>({2, 2, 37, 16, 16, true, true, 2}, true, 11);
   check_case<16>({1, 2, 19, 16, 16, false, false, 1}, true, 12);
   check_case<64>({1, 1, 35, 64, 16, true, true, 2}, true, 13);
+}
+
+TEST_CASE("emulated CUDA scan with bf16 storage of XQ, XK, XV, out and their gradients equals the CPU reference") {
+  check_case<16>({2, 2, 37, 16, 16, true, true, 2}, true, 31, true);   // remainder chunk, groups of 2
+  check_case<16>({1, 2, 19, 16, 8, false, false, 3}, true, 32, true);  // K = 8, no LN, no bias
+  check_case<64>({1, 1, 35, 64, 16, true, true, 4}, true, 33, true);
 }
 
 TEST_CASE("emulated CUDA scan: float32 products, head_dim 64 and 96 (multi-warp paths)") {

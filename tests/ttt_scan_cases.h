@@ -52,27 +52,31 @@ inline tensor_list scan_inputs(const ScanCase& c, uint64_t seed, DType dt = DTyp
 inline TTTScanOptions scan_options(const ScanCase& c) { return {c.G, 1e-6}; }
 
 // Buffers of one kernel-level run of the scan (forward and backward call structs over them), on
-// the inputs' device, every output poisoned with NaN. dout: the gradient of `out`.
+// the inputs' device, every output poisoned with NaN. dout: the gradient of `out`. bf16_io: XQ,
+// XK, XV, dout and out, dXQ, dXK, dXV stored as bf16 (the inputs rounded to it).
 struct ScanRun {
   TTTLinearScanShape s;
   tensor_list in;  // contiguous detached copies of the inputs
   Tensor out, states, w_final, b_final, acc_w, acc_b;
   Tensor dout, dxq, dxk, dxv, dlr, dtok, dw0, db0, dlnw, dlnb, ws;
 
-  ScanRun(const ScanCase& c, const tensor_list& x, const Tensor& d, bool low_precision) {
+  ScanRun(const ScanCase& c, const tensor_list& x, const Tensor& d, bool low_precision, bool bf16_io = false) {
     for (const Tensor& t : x) in.push_back(t.defined() ? t.detach().contiguous() : Tensor());
-    const Tensor& q = in[0];
+    const Tensor& lr = in[3];
     s.batch = c.B, s.heads = c.H, s.len = c.T, s.head_dim = c.f, s.mini_batch = c.K;
     s.checkpoint_group = c.G, s.eps = 1e-6, s.ln_residual = c.ln, s.bias = c.bias;
-    s.low_precision = low_precision, s.dtype = q.dtype();
-    const TensorOptions o = opts(q.dtype(), q.device());
+    s.low_precision = low_precision, s.dtype = lr.dtype(), s.bf16_io = bf16_io;
+    const TensorOptions o = opts(lr.dtype(), lr.device()), oio = opts(s.io_dtype(), lr.device());
     const double nan = std::numeric_limits<double>::quiet_NaN();
     auto poisoned = [&](const Shape& sh) { return full(sh, nan, o); };
-    out = poisoned(q.shape()), states = poisoned({s.state_elems()});
+    auto poisoned_io = [&](const Shape& sh) { return full(sh, nan, oio); };
+    for (int i = 0; i < 3; ++i) in[i] = in[i].to(s.io_dtype()).contiguous();
+    const Shape bhtf = in[0].shape();
+    out = poisoned_io(bhtf), states = poisoned({s.state_elems()});
     w_final = poisoned({c.B, c.H, c.f, c.f}), b_final = poisoned({c.B, c.H, c.f});
     acc_w = poisoned({c.B, c.H, c.f, c.f}), acc_b = poisoned({c.B, c.H, c.f});
-    dout = d.detach().contiguous();
-    dxq = poisoned(q.shape()), dxk = poisoned(q.shape()), dxv = poisoned(q.shape());
+    dout = d.detach().to(s.io_dtype()).contiguous();
+    dxq = poisoned_io(bhtf), dxk = poisoned_io(bhtf), dxv = poisoned_io(bhtf);
     dlr = poisoned(in[3].shape()), dtok = poisoned(in[4].shape()), dw0 = poisoned(in[5].shape());
     if (c.bias) db0 = poisoned(in[6].shape());
     if (c.ln) dlnw = poisoned(in[7].shape()), dlnb = poisoned(in[8].shape());
@@ -102,11 +106,12 @@ struct ScanRun {
     c.workspace = p(ws);
     return c;
   }
-  // (name, tensor) of every result, forward then backward.
+  // (name, tensor) of every result (bf16 ones widened to float32), forward then backward.
   std::vector<std::pair<std::string, Tensor>> results() const {
-    std::vector<std::pair<std::string, Tensor>> r = {{"out", out},   {"w_final", w_final}, {"b_final", b_final},
-                                                     {"acc_w", acc_w}, {"acc_b", acc_b},   {"dxq", dxq},
-                                                     {"dxk", dxk},   {"dxv", dxv},         {"dlr", dlr},
+    auto wide = [&](const Tensor& t) { return s.bf16_io ? t.to(s.dtype) : t; };
+    std::vector<std::pair<std::string, Tensor>> r = {{"out", wide(out)}, {"w_final", w_final}, {"b_final", b_final},
+                                                     {"acc_w", acc_w}, {"acc_b", acc_b},    {"dxq", wide(dxq)},
+                                                     {"dxk", wide(dxk)}, {"dxv", wide(dxv)},        {"dlr", dlr},
                                                      {"dtok", dtok}, {"dw0", dw0}};
     if (db0.defined()) r.push_back({"db0", db0});
     if (dlnw.defined()) r.push_back({"dln_w", dlnw}), r.push_back({"dln_b", dlnb});

@@ -15,6 +15,10 @@
 // Autocast: float32 inputs run with bf16 products and float32 accumulation (the kernels'
 // low_precision mode), as autocast's matmuls do; the composite recomputation runs under the
 // forward's autocast setting so it differentiates the same function.
+// bf16 storage: XQ, XK, XV may be bf16 while the other inputs are float32 (an autocast model's
+// projections, no cast): the kernels read them as bf16, compute in float32 with bf16 products,
+// and write `out` (and the gradients of XQ, XK, XV) as bf16. Where the device has no such kernel
+// (the CPU reference) they are cast to float32 around the float32 call, differentiably.
 // Layout: `out` (and the gradients of XQ/XK/XV when the inputs are dense permuted views such as the
 // heads of a [B, T, H·f] projection) are written in [B, T, H, f] memory order, so merging the heads
 // afterwards is a free view.
@@ -45,8 +49,9 @@ TTTLinearScanShape make_shape(const Tensor& xq, const Tensor& tok, const Tensor&
   s.eps = o.eps;
   s.ln_residual = ln_w.defined();
   s.bias = b0.defined();
-  s.dtype = xq.dtype();
-  s.low_precision = s.dtype == DType::f32 && Autocast::enabled();
+  s.dtype = tok.dtype();
+  s.bf16_io = xq.dtype() == DType::bf16 && s.dtype == DType::f32;
+  s.low_precision = s.dtype == DType::f32 && (Autocast::enabled() || s.bf16_io);
   return s;
 }
 
@@ -56,11 +61,16 @@ void check_inputs(const tensor_list& in) {
   const char* names[] = {"XQ", "XK", "XV", "lr", "tok", "W0", "b0", "ln_w", "ln_b"};
   for (int i : {0, 1, 2, 3, 4, 5}) check_defined(kOp, in[i], names[i]);
   kc::check_floating(xq, kOp);
+  kc::check_floating(lr, kOp);
   for (size_t i = 1; i < in.size(); ++i) {
     if (!in[i].defined()) continue;
     check_same_device(kOp, xq, in[i]);
-    check_same_dtype(kOp, xq, in[i]);
+    check_same_dtype(kOp, i < 3 ? xq : lr, in[i]);
   }
+  if (xq.dtype() != lr.dtype() && !(xq.dtype() == DType::bf16 && lr.dtype() == DType::f32))
+    throw std::invalid_argument(std::string("ttt_linear_scan: XQ, XK, XV must have the other inputs' dtype, or be bf16 "
+                                            "with float32 others; got ") + dtype_name(xq.dtype()) + " and " +
+                                dtype_name(lr.dtype()));
   if (lw.defined() != lb.defined()) throw std::invalid_argument("ttt_linear_scan: ln_w and ln_b go together");
   const auto bad = [&](const std::string& what) {
     throw std::invalid_argument(std::string("ttt_linear_scan: ") + what + " (XQ " + xq.shape().str() + ", XK " +
@@ -81,8 +91,9 @@ void check_inputs(const tensor_list& in) {
 // move rows 16 bytes at a time); a contiguous copy otherwise.
 Tensor unit_last(const Tensor& t) {
   const auto& s = t.strides();
-  const bool aligned = reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0 && s[0] % 4 == 0 && s[1] % 4 == 0 &&
-                       s[2] % 4 == 0;
+  const int64_t per16 = 16 / static_cast<int64_t>(dtype_size(t.dtype()));
+  const bool aligned = reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0 && s[0] % per16 == 0 &&
+                       s[1] % per16 == 0 && s[2] % per16 == 0;
   return s.back() == 1 && aligned ? t : kc::contiguous(t);
 }
 BHTView bht(const Tensor& t) { return {t.data_ptr(), t.strides()[0], t.strides()[1], t.strides()[2]}; }
@@ -103,7 +114,8 @@ Tensor grad_like(const Tensor& x) {
 tensor_list fused_backward(const tensor_list& in, const Tensor& states, const Tensor& dout,
                            const TTTLinearScanShape& s) {
   NoGradGuard ng;
-  const Tensor xq = unit_last(in[0]), xk = unit_last(in[1]), xv = unit_last(in[2]), d = unit_last(dout);
+  const Tensor xq = unit_last(in[0]), xk = unit_last(in[1]), xv = unit_last(in[2]);
+  const Tensor d = unit_last(dout.dtype() == in[0].dtype() ? dout : dout.to(in[0].dtype()));
   Tensor tok = kc::contiguous(in[4]), w0 = kc::contiguous(in[5]);
   Tensor b0 = in[6].defined() ? kc::contiguous(in[6]) : Tensor();
   Tensor lw = in[7].defined() ? kc::contiguous(in[7]) : Tensor(), lb = in[8].defined() ? kc::contiguous(in[8]) : Tensor();
@@ -128,12 +140,22 @@ tensor_list fused_backward(const tensor_list& in, const Tensor& states, const Te
   return {dxq, dxk, dxv, dlr, dtok, dw0, db0, dlw, dlb};
 }
 
+// bf16 XQ/XK/XV where the device has no bf16-storage kernel: the float32 call, cast around.
+bool cast_around(const Tensor& xq, const TTTLinearScanShape& s) {
+  return s.bf16_io && !ttt_linear_scan_unsupported(xq.device(), s).empty();
+}
+TTTLinearScanShape float_storage(TTTLinearScanShape s) {
+  s.bf16_io = false;
+  return s;
+}
+
 }  // namespace
 
 std::string ttt_linear_scan_unsupported(const Tensor& xq, const Tensor& tok, const Tensor& b0, const Tensor& ln_w,
                                         const TTTScanOptions& o) {
   if (xq.dim() != 4 || tok.dim() != 1) return "expected XQ [B, H, T, f] and tok [K]";
-  return ttt_linear_scan_unsupported(xq.device(), make_shape(xq, tok, b0, ln_w, o));
+  const TTTLinearScanShape s = make_shape(xq, tok, b0, ln_w, o);
+  return ttt_linear_scan_unsupported(xq.device(), cast_around(xq, s) ? float_storage(s) : s);
 }
 
 tensor_list ttt_linear_scan(const Tensor& xq, const Tensor& xk, const Tensor& xv, const Tensor& lr, const Tensor& tok,
@@ -142,13 +164,20 @@ tensor_list ttt_linear_scan(const Tensor& xq, const Tensor& xk, const Tensor& xv
   const tensor_list inputs = {xq, xk, xv, lr, tok, w0, b0, ln_w, ln_b};
   check_inputs(inputs);
   const TTTLinearScanShape s = make_shape(xq, tok, b0, ln_w, o);
+  if (cast_around(xq, s)) {
+    const DType f = tok.dtype();
+    tensor_list r = ttt_linear_scan(to_dtype(xq, f), to_dtype(xk, f), to_dtype(xv, f), lr, tok, w0, b0, ln_w, ln_b, o,
+                                    composite);
+    r[0] = to_dtype(r[0], xq.dtype());
+    return r;
+  }
   const std::string why = ttt_linear_scan_unsupported(xq.device(), s);
   if (!why.empty())
     throw std::invalid_argument(std::string("ttt_linear_scan: no fused kernel for this call on ") + xq.device().str() +
                                 ": " + why);
   const int64_t B = s.batch, H = s.heads, f = s.head_dim;
   const TensorOptions opt = opts(s.dtype, xq.device());
-  Tensor out = empty_heads_last(xq.shape(), s.dtype, xq.device());
+  Tensor out = empty_heads_last(xq.shape(), s.io_dtype(), xq.device());
   Tensor states = empty({s.state_elems()}, opt);
   Tensor w_final = empty({B, H, f, f}, opt), b_final = empty({B, H, f}, opt);
   Tensor acc_w = empty({B, H, f, f}, opt), acc_b = empty({B, H, f}, opt);
@@ -178,7 +207,13 @@ tensor_list ttt_linear_scan(const Tensor& xq, const Tensor& xk, const Tensor& xv
       const tensor_list in(c.saved.begin(), c.saved.begin() + 9);
       if (!GradMode::is_enabled()) return fused_backward(in, c.saved[9], g[0], s);
       BackwardCtx inputs_only{in, c.needs_input_grad};
-      const CheckpointFn fn = [composite](const tensor_list& x) { return tensor_list{composite(x)}; };
+      // The composite twin takes one dtype: bf16-stored XQ/XK/XV are cast to it, and out back.
+      const CheckpointFn fn = [composite](const tensor_list& x) {
+        if (x[0].dtype() == x[4].dtype()) return tensor_list{composite(x)};
+        tensor_list y = x;
+        for (int i = 0; i < 3; ++i) y[i] = to_dtype(x[i], x[4].dtype());
+        return tensor_list{to_dtype(composite(y), x[0].dtype())};
+      };
       return recompute_gradients(fn, inputs_only, g, amp, amp_dtype);
     });
   }

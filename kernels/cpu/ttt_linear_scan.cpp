@@ -33,10 +33,10 @@ namespace ttt {
 
 namespace {
 double io_bytes(const TTTLinearScanShape& s, double bhtf_tensors, double bht_tensors) {
-  const double e = static_cast<double>(dtype_size(s.dtype));
+  const double e = static_cast<double>(dtype_size(s.dtype)), eio = static_cast<double>(dtype_size(s.io_dtype()));
   const double bht = static_cast<double>(s.batch * s.heads * s.len);
-  return e * (bht * static_cast<double>(s.head_dim) * bhtf_tensors + bht * bht_tensors +
-              static_cast<double>(s.state_elems()));
+  return eio * bht * static_cast<double>(s.head_dim) * bhtf_tensors +
+         e * (bht * bht_tensors + static_cast<double>(s.state_elems()));
 }
 }  // namespace
 
@@ -56,7 +56,9 @@ size_t TTTLinearScanBackward::workspace_bytes() const {
 std::string ttt_linear_scan_unsupported(Device d, const TTTLinearScanShape& s) {
   if (s.dtype != DType::f32 && s.dtype != DType::f64) return "dtype must be float32 or float64";
   if (s.mini_batch < 1 || s.checkpoint_group < 1 || s.head_dim < 1) return "bad shape";
-  if (d.is_cpu()) return "";
+  if (s.bf16_io && !(s.dtype == DType::f32 && s.low_precision))
+    return "bf16 storage of XQ/XK/XV needs float32 data and bf16 products (low_precision)";
+  if (d.is_cpu()) return s.bf16_io ? "the CPU reference takes float32/float64 storage (cast bf16 first)" : "";
 #if TTT_WITH_CUDA
   return cuda_impl::ttt_linear_scan_unsupported(s);
 #else

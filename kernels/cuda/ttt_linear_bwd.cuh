@@ -59,6 +59,7 @@ struct BwdSmem {
   alignas(16) float lnb[C::F];
   alignas(16) float db[C::F];
   float red[C::THREADS];            // final reductions
+  alignas(16) uint16_t stage[2][4][stage_elems<C>()];  // [buffer][XQ, XK, XV, dout] (bf16 storage only)
 };
 
 // The buffers of the current chunk (one side of each double buffer).
@@ -67,8 +68,10 @@ struct ItemBufs {
   float *xq, *xk, *xv, *dout, *lr;
   typename C::Op* ow;
   float* b;
+  uint16_t (*stage)[stage_elems<C>()];
   TTT_DEV ItemBufs(BwdSmem<C>& S, int buf)
-      : xq(S.xq[buf]), xk(S.xk[buf]), xv(S.xv[buf]), dout(S.dout[buf]), lr(S.lr[buf]), ow(S.ow[buf]), b(S.wb[buf]) {}
+      : xq(S.xq[buf]), xk(S.xk[buf]), xv(S.xv[buf]), dout(S.dout[buf]), lr(S.lr[buf]), ow(S.ow[buf]), b(S.wb[buf]),
+        stage(S.stage[buf]) {}
 };
 
 // The (b, h) block's partials of the parameter gradients (after every snapshot: ttt_linear_replay.cuh).
@@ -80,22 +83,27 @@ TTT_DEV float* partials(const Params& p, int bh) {
 // --- the reverse walk: chunk k's tiles and state arrive by cp.async while chunk k + 1 computes ---
 
 // The (b, h) slices of the backward's tensors (computed once per block).
+template <class C>
 struct BwdBases {
-  const float *xq, *xk, *xv, *dout, *lr;
-  float *dxq, *dxk, *dxv, *dlr;
+  using IO = typename C::IO;
+  const IO *xq, *xk, *xv, *dout;
+  const float* lr;
+  IO *dxq, *dxk, *dxv;
+  float* dlr;
   TTT_DEV BwdBases(const Params& p, int b, int h)
-      : xq(p.xq.base(b, h)), xk(p.xk.base(b, h)), xv(p.xv.base(b, h)), dout(p.dout.base(b, h)), lr(p.lr.base(b, h)),
-        dxq(p.dxq.base(b, h)), dxk(p.dxk.base(b, h)), dxv(p.dxv.base(b, h)), dlr(p.dlr.base(b, h)) {}
+      : xq(p.xq.base<IO>(b, h)), xk(p.xk.base<IO>(b, h)), xv(p.xv.base<IO>(b, h)), dout(p.dout.base<IO>(b, h)),
+        lr(p.lr.base(b, h)), dxq(p.dxq.base<IO>(b, h)), dxk(p.dxk.base<IO>(b, h)), dxv(p.dxv.base<IO>(b, h)),
+        dlr(p.dlr.base(b, h)) {}
 };
 
 template <class C>
-TTT_DEV void prefetch_tiles(const Params& p, const BwdBases& hb, BwdSmem<C>& S, int tb, int k) {
+TTT_DEV void prefetch_tiles(const Params& p, const BwdBases<C>& hb, BwdSmem<C>& S, int tb, int k) {
   const int64_t t0 = static_cast<int64_t>(k) * p.K;
   const int rows = static_cast<int>(p.T - t0 < p.K ? p.T - t0 : p.K);
-  tile_async<C>(S.xq[tb], hb.xq, p.xq.st, t0, rows);
-  tile_async<C>(S.xk[tb], hb.xk, p.xk.st, t0, rows);
-  tile_async<C>(S.xv[tb], hb.xv, p.xv.st, t0, rows);
-  tile_async<C>(S.dout[tb], hb.dout, p.dout.st, t0, rows);
+  tile_in_async<C>(S.xq[tb], S.stage[tb][0], hb.xq, p.xq.st, t0, rows);
+  tile_in_async<C>(S.xk[tb], S.stage[tb][1], hb.xk, p.xk.st, t0, rows);
+  tile_in_async<C>(S.xv[tb], S.stage[tb][2], hb.xv, p.xv.st, t0, rows);
+  tile_in_async<C>(S.dout[tb], S.stage[tb][3], hb.dout, p.dout.st, t0, rows);
   if (tid() < KP) {
     if (tid() < rows) simt::cp_async4(&S.lr[tb][tid()], hb.lr + (t0 + tid()) * p.lr.st);
     else S.lr[tb][tid()] = 0.f;
@@ -116,9 +124,17 @@ TTT_DEV void prefetch_state(const Params& p, BwdSmem<C>& S, int buf, int bh, int
   for (int i = tid(); i < C::F / 4; i += C::THREADS) simt::cp_async16(S.wb[buf] + 4 * i, bsrc + 16 * i);
 }
 
-// The operand copies of the item's XQ and XK tiles.
+// The operand copies of the item's XQ and XK tiles (bf16 storage: the four tiles widened from
+// their staging first).
 template <class C>
 TTT_DEV void operand_tiles(const ItemBufs<C>& B, BwdSmem<C>& S) {
+  if constexpr (C::BIO) {
+    widen_tile<C>(B.stage[0], B.xq, S.oq);
+    widen_tile<C>(B.stage[1], B.xk, S.ok);
+    widen_tile<C>(B.stage[2], B.xv, nullptr);
+    widen_tile<C>(B.stage[3], B.dout, nullptr);
+    return;
+  }
   for (int i = tid(); i < KP * C::F / 2; i += C::THREADS) {
     const int r = (2 * i) / C::F, c = (2 * i) % C::F;
     put_op2(S.oq + r * C::OS + c, B.xq[r * C::FS + c], B.xq[r * C::FS + c + 1]);
@@ -129,7 +145,7 @@ TTT_DEV void operand_tiles(const ItemBufs<C>& B, BwdSmem<C>& S) {
 // The top of every chunk: wait for its copies, then start those of chunk `next` (if >= 0) into the
 // other buffers, whose readers finished before this barrier.
 template <class C>
-TTT_DEV void item_top(const Params& p, const BwdBases& hb, BwdSmem<C>& S, int next, int buf, int bh, PhaseClock& clk) {
+TTT_DEV void item_top(const Params& p, const BwdBases<C>& hb, BwdSmem<C>& S, int next, int buf, int bh, PhaseClock& clk) {
   simt::cp_async_wait_all();
   clk.mark(18);
   simt::sync();
@@ -192,7 +208,7 @@ TTT_DEV void output_ln_backward_rows(const Params& p, BwdSmem<C>& S, const ItemB
 // B6: dS and dtok from dMt; dlr; the LN-L2 vjp giving dZ1, dXV and the LN partials (one row per
 // row group; every row sum of the row in two butterfly rounds).
 template <class C>
-TTT_DEV void inner_grad_backward_rows(const Params& p, const BwdBases& hb, BwdSmem<C>& S, const ItemBufs<C>& B,
+TTT_DEV void inner_grad_backward_rows(const Params& p, const BwdBases<C>& hb, BwdSmem<C>& S, const ItemBufs<C>& B,
                                       int64_t t0, int n, BwdPartials<C>& part) {
   const RowLane<C> rl;
   const int r = rl.rg;
@@ -256,7 +272,7 @@ TTT_DEV void inner_grad_backward_rows(const Params& p, const BwdBases& hb, BwdSm
 #pragma unroll
     for (int j = 0; j < C::CPL; ++j) dz[j] = dG[j], dxv[j] = -dG[j];
   }
-  if (live) store_vec(hb.dxv + (t0 + r) * p.dxv.st + rl.c0, dxv);
+  if (live) store_io(hb.dxv + (t0 + r) * p.dxv.st + rl.c0, dxv);
   store_vec(S.z + o, dz);
 #pragma unroll
   for (int j = 0; j < C::CPL; j += 2) put_op2(S.odz1 + r * C::OS + rl.c0 + j, dz[j], dz[j + 1]);
@@ -265,21 +281,21 @@ TTT_DEV void inner_grad_backward_rows(const Params& p, const BwdBases& hb, BwdSm
 // Stores rows < n of a warp's [16, 16] tile (columns cw..) plus the smem part `add` to the (b, h)
 // slice `base` (rows st apart), two consecutive floats at a time.
 template <class C>
-TTT_DEV void store_rows(const Acc<2>& acc, const float* add, float* base, int64_t st, int64_t t0, int n, int cw) {
+TTT_DEV void store_rows(const Acc<2>& acc, const float* add, typename C::IO* base, int64_t st, int64_t t0, int n,
+                        int cw) {
 #pragma unroll
   for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
     for (int e = 0; e < 4; e += 2) {
       const int r = acc_row(0, e), c = acc_col(cw, nt, e);
       if (r >= n) continue;
-      float2v v{acc.v[nt][e] + add[r * C::FS + c], acc.v[nt][e + 1] + add[r * C::FS + c + 1]};
-      *reinterpret_cast<float2v*>(base + (t0 + r) * st + c) = v;
+      store_io2(base + (t0 + r) * st + c, acc.v[nt][e] + add[r * C::FS + c], acc.v[nt][e + 1] + add[r * C::FS + c + 1]);
     }
 }
 
 // One chunk of the reverse pass; dW (the warp's rows) and S.db, S.odw carry the state gradient.
 template <class C>
-TTT_DEV void backward_chunk(const Params& p, const BwdBases& hb, BwdSmem<C>& S, const ItemBufs<C>& B, int k,
+TTT_DEV void backward_chunk(const Params& p, const BwdBases<C>& hb, BwdSmem<C>& S, const ItemBufs<C>& B, int k,
                             Acc<C::F / 8>& dW, BwdPartials<C>& part, PhaseClock& clk) {
   constexpr int F = C::F;
   const int cw = 16 * warp();
@@ -476,7 +492,7 @@ TTT_DEV void bwd_block(const Params& p, int bh, char* smem) {
   Acc<F / 8> dW;
   dW.fill(0.f);
   BwdPartials<C> part;
-  const BwdBases hb(p, b, h);
+  const BwdBases<C> hb(p, b, h);
   PhaseClock clk(p, bh);  // slots: 9 chunk tops, 10.. the chunk's phases, 18/19 waits
   int buf = 0;
   prefetch_tiles<C>(p, hb, S, buf, p.NC - 1);

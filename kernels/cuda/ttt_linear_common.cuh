@@ -31,10 +31,15 @@ using simt::warp;
 
 constexpr int KP = 16;  // rows of a chunk tile (mini-batch <= 16)
 
-template <int F_, bool MMA_>
+// F: head_dim; MMA: bf16 tensor-core products (else exact float32 FMAs); BIO: XQ, XK, XV, out,
+// dout and the gradients of XQ, XK, XV are stored as bf16 in global memory (else float32), so an
+// autocast model hands its bf16 projections to the scan without a cast (the math is float32 either way).
+template <int F_, bool MMA_, bool BIO_ = false>
 struct Cfg {
   static constexpr int F = F_;
   static constexpr bool MMA = MMA_;
+  static constexpr bool BIO = BIO_;
+  using IO = std::conditional_t<BIO, uint16_t, float>;  // storage of the [B, H, T, F] tensors
   static constexpr int NW = F / 16;
   static constexpr int THREADS = 32 * NW;
   static constexpr int LPR = F == 96 ? 8 : F / 8;  // lanes per row: a power of two
@@ -46,22 +51,27 @@ struct Cfg {
   using Op = std::conditional_t<MMA, uint16_t, float>;
   static_assert(F % 16 == 0 && F >= 16 && F <= 128, "head_dim must be a multiple of 16 in [16, 128]");
   static_assert(RPP >= KP && (32 / LPR) <= KP, "row mapping");
+  static_assert(!BIO || MMA, "bf16 storage comes with bf16 products");
+  static_assert(THREADS * 8 == KP * F, "a bf16 tile is one 16-byte piece per thread");
 };
 
 // --- parameters --------------------------------------------------------------------------------
 
-struct Ten {  // [B, H, T(, F)] float32, unit stride in F
-  float* p = nullptr;
+struct Ten {  // [B, H, T(, F)] of float32 or bf16 (Cfg::IO) elements, unit stride in F
+  void* p = nullptr;
   int64_t sb = 0, sh = 0, st = 0;
-  TTT_DEV float* row(int b, int h, int64_t t) const { return p + b * sb + h * sh + t * st; }
   // The (b, h) slice's start: rows are then base + t · st (computed once per block).
-  TTT_DEV float* base(int b, int h) const { return p ? p + b * sb + h * sh : nullptr; }
+  template <class T = float>
+  TTT_DEV T* base(int b, int h) const {
+    return p ? static_cast<T*>(p) + b * sb + h * sh : nullptr;
+  }
 };
 
 struct Params {
   int B = 0, H = 0, T = 0, K = 16, G = 1, NC = 0, NG = 0;
   float eps = 1e-6f;
   bool ln = true, bias = true, vec = false;  // vec: every [.., F] row is 16-byte aligned (required)
+  bool bio = false;                          // the [B, H, T, F] tensors are bf16 (Cfg::BIO)
   Ten xq, xk, xv, lr, out;
   const float *tok = nullptr, *w0 = nullptr, *b0 = nullptr, *lnw = nullptr, *lnb = nullptr;
   float *states = nullptr, *w_final = nullptr, *b_final = nullptr, *acc_w = nullptr, *acc_b = nullptr;
@@ -88,10 +98,12 @@ struct PhaseClock {
 };
 
 namespace detail {
-inline Ten ten(const BHTView& v) { return {static_cast<float*>(v.data), v.sb, v.sh, v.st}; }
-inline bool rows_aligned(std::initializer_list<Ten> ts) {
+inline Ten ten(const BHTView& v) { return {v.data, v.sb, v.sh, v.st}; }
+// Every [.., F] row 16-byte aligned: the data pointer and the strides (elements of `elem` bytes).
+inline bool rows_aligned(std::initializer_list<Ten> ts, int elem) {
+  const int64_t per16 = 16 / elem;
   for (const Ten& t : ts)
-    if (reinterpret_cast<uintptr_t>(t.p) % 16 || t.sb % 4 || t.sh % 4 || t.st % 4) return false;
+    if (reinterpret_cast<uintptr_t>(t.p) % 16 || t.sb % per16 || t.sh % per16 || t.st % per16) return false;
   return true;
 }
 template <class Call>
@@ -101,7 +113,7 @@ Params common(const Call& c) {
   p.B = static_cast<int>(s.batch), p.H = static_cast<int>(s.heads), p.T = static_cast<int>(s.len);
   p.K = static_cast<int>(s.mini_batch), p.G = static_cast<int>(s.checkpoint_group);
   p.NC = static_cast<int>(s.chunks()), p.NG = static_cast<int>(s.groups());
-  p.eps = static_cast<float>(s.eps), p.ln = s.ln_residual, p.bias = s.bias;
+  p.eps = static_cast<float>(s.eps), p.ln = s.ln_residual, p.bias = s.bias, p.bio = s.bf16_io;
   p.xq = ten(c.xq), p.xk = ten(c.xk), p.xv = ten(c.xv), p.lr = ten(c.lr);
   p.tok = static_cast<const float*>(c.tok), p.w0 = static_cast<const float*>(c.w0);
   p.b0 = static_cast<const float*>(c.b0);
@@ -117,7 +129,7 @@ inline Params params_of(const TTTLinearScanForward& c) {
   p.states = static_cast<float*>(c.states);
   p.w_final = static_cast<float*>(c.w_final), p.b_final = static_cast<float*>(c.b_final);
   p.acc_w = static_cast<float*>(c.acc_w), p.acc_b = static_cast<float*>(c.acc_b);
-  p.vec = detail::rows_aligned({p.xq, p.xk, p.xv, p.out});
+  p.vec = detail::rows_aligned({p.xq, p.xk, p.xv, p.out}, p.bio ? 2 : 4);
   p.probe = static_cast<long long*>(c.probe);
   return p;
 }
@@ -127,7 +139,7 @@ inline Params params_of(const TTTLinearScanBackward& c) {
   p.dout = detail::ten(c.dout), p.dxq = detail::ten(c.dxq), p.dxk = detail::ten(c.dxk);
   p.dxv = detail::ten(c.dxv), p.dlr = detail::ten(c.dlr);
   p.ws = static_cast<float*>(c.workspace);
-  p.vec = detail::rows_aligned({p.xq, p.xk, p.xv, p.dout, p.dxq, p.dxk, p.dxv});
+  p.vec = detail::rows_aligned({p.xq, p.xk, p.xv, p.dout, p.dxq, p.dxk, p.dxv}, p.bio ? 2 : 4);
   p.probe = static_cast<long long*>(c.probe);
   return p;
 }
@@ -295,6 +307,9 @@ struct alignas(16) Vec4 {
 struct alignas(8) float2v {
   float x, y;
 };
+struct alignas(8) uint2v {
+  uint32_t x, y;
+};
 
 // One [16, F] float32 tile of a [B, H, T, F] tensor in registers: thread tid holds the float4s at
 // flat positions 4 (tid + j · THREADS), j = 0, 1 (THREADS = 2F, so exactly two). Rows at or past
@@ -323,6 +338,38 @@ struct TileRegs {
   }
 };
 
+// The same tile stored as bf16 (Cfg::BIO): thread tid holds the 8 elements at flat position
+// 8 tid (one 16-byte piece; THREADS · 8 = 16 F).
+struct alignas(16) U4 {
+  uint32_t x, y, z, w;
+};
+// 8 bf16 (a U4) into float32 smem s[0..8) and, when op is non-null, the operand copy op[0..8).
+template <class C>
+TTT_DEV void widen8(const U4& u, float* s, typename C::Op* op) {
+  const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    s[2 * i] = bf16{static_cast<uint16_t>(w[i] & 0xffffu)}.to_float();
+    s[2 * i + 1] = bf16{static_cast<uint16_t>(w[i] >> 16)}.to_float();
+  }
+  if constexpr (C::MMA)
+    if (op) *reinterpret_cast<U4*>(op) = u;
+}
+template <class C>
+struct TileRegsBF16 {
+  U4 v;
+  TTT_DEV void load(const uint16_t* base, int64_t st, int64_t t0, int rows) {
+    const int e = 8 * tid(), r = e / C::F, c = e % C::F;
+    v = r < rows ? *reinterpret_cast<const U4*>(base + (t0 + r) * st + c) : U4{0, 0, 0, 0};
+  }
+  TTT_DEV void store(float* s, typename C::Op* op) const {
+    const int e = 8 * tid(), r = e / C::F, c = e % C::F;
+    widen8<C>(v, s + r * C::FS + c, op ? op + r * C::OS + c : nullptr);
+  }
+};
+template <class C>
+using TileIn = std::conditional_t<C::BIO, TileRegsBF16<C>, TileRegs<C>>;
+
 // CPL consecutive floats (CPL % 4 == 0) between smem/global and registers, 16 bytes at a time.
 template <int CPL>
 TTT_DEV void load_vec(float (&dst)[CPL], const float* src) {
@@ -337,6 +384,21 @@ TTT_DEV void store_vec(float* dst, const float (&src)[CPL]) {
 #pragma unroll
   for (int j = 0; j < CPL; j += 4) *reinterpret_cast<Vec4*>(dst + j) = Vec4{src[j], src[j + 1], src[j + 2], src[j + 3]};
 }
+
+// CPL consecutive floats into global storage of the IO type (bf16: rounded, 8 bytes at a time).
+template <int CPL>
+TTT_DEV void store_io(float* dst, const float (&src)[CPL]) {
+  store_vec(dst, src);
+}
+template <int CPL>
+TTT_DEV void store_io(uint16_t* dst, const float (&src)[CPL]) {
+#pragma unroll
+  for (int j = 0; j < CPL; j += 4)
+    *reinterpret_cast<uint2v*>(dst + j) = uint2v{simt::pack_bf16(src[j], src[j + 1]), simt::pack_bf16(src[j + 2], src[j + 3])};
+}
+// Two consecutive floats into IO storage.
+TTT_DEV void store_io2(float* dst, float a, float b) { *reinterpret_cast<float2v*>(dst) = float2v{a, b}; }
+TTT_DEV void store_io2(uint16_t* dst, float a, float b) { *reinterpret_cast<uint32_t*>(dst) = simt::pack_bf16(a, b); }
 
 // --- row-wise helpers ----------------------------------------------------------------------------
 

@@ -37,19 +37,23 @@ struct FwdSmem {
 };
 
 // The (b, h) slices of the block's inputs and output (computed once: rows are base + t · st).
+template <class C>
 struct HeadBases {
-  const float *xq, *xk, *xv, *lr;
-  float* out;
+  using IO = typename C::IO;
+  const IO *xq, *xk, *xv;
+  const float* lr;
+  IO* out;
   TTT_DEV HeadBases(const Params& p, int b, int h)
-      : xq(p.xq.base(b, h)), xk(p.xk.base(b, h)), xv(p.xv.base(b, h)), lr(p.lr.base(b, h)), out(p.out.base(b, h)) {}
+      : xq(p.xq.base<IO>(b, h)), xk(p.xk.base<IO>(b, h)), xv(p.xv.base<IO>(b, h)), lr(p.lr.base(b, h)),
+        out(p.out.base<IO>(b, h)) {}
 };
 
 // The chunk tiles a block needs next, held in registers between chunks.
 template <class C>
 struct ChunkRegs {
-  TileRegs<C> q, k, v;
+  TileIn<C> q, k, v;
   float lr = 0;
-  TTT_DEV void load(const Params& p, const HeadBases& hb, int chunk) {
+  TTT_DEV void load(const Params& p, const HeadBases<C>& hb, int chunk) {
     const int64_t t0 = static_cast<int64_t>(chunk) * p.K;
     const int rows = static_cast<int>(p.T - t0 < p.K ? p.T - t0 : p.K);
     q.load(hb.xq, p.xq.st, t0, rows);
@@ -219,7 +223,7 @@ TTT_DEV void fwd_block(const Params& p, int bh, char* smem) {
   Acc<F / 8> W;
   load_state_rows<C>(W, p.w0 + static_cast<int64_t>(h) * F * F, cw);
   store_op(W, S.ow, C::OS, cw, 0);
-  const HeadBases hb(p, b, h);
+  const HeadBases<C> hb(p, b, h);
   ChunkRegs<C> next;
   next.load(p, hb, 0);
   const RowLane<C> rl;
@@ -307,7 +311,7 @@ TTT_DEV void fwd_block(const Params& p, int bh, char* smem) {
 #pragma unroll
         for (int j = 0; j < C::CPL; ++j) y[j] = zr[j];
       }
-      if (r < n) store_vec(hb.out + (t0 + r) * p.out.st + rl.c0, y);
+      if (r < n) store_io(hb.out + (t0 + r) * p.out.st + rl.c0, y);
     }
     clk.mark(4);
   }

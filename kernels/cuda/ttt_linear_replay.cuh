@@ -50,6 +50,35 @@ TTT_DEV void tile_async(float* s, const float* base, int64_t st, int64_t t0, int
   }
 }
 
+// bf16 storage (Cfg::BIO): a [16, F] tile lands by cp.async in a bf16 staging tile (row stride
+// F + 8, one 16-byte piece per thread; rows >= rows are 0), and is widened into the float32 tile
+// (and the operand copy) at the top of the chunk that uses it.
+template <class C>
+constexpr int stage_elems() {
+  return C::BIO ? KP * (C::F + 8) : 8;
+}
+template <class C>
+TTT_DEV void tile_async_bf16(uint16_t* s, const uint16_t* base, int64_t st, int64_t t0, int rows) {
+  const int e = 8 * tid(), r = e / C::F, c = e % C::F;
+  uint16_t* d = s + r * (C::F + 8) + c;
+  if (r < rows) {
+    simt::cp_async16(d, base + (t0 + r) * st + c);
+  } else {
+    *reinterpret_cast<U4*>(d) = U4{0, 0, 0, 0};
+  }
+}
+template <class C>
+TTT_DEV void widen_tile(const uint16_t* s, float* f, typename C::Op* op) {
+  const int e = 8 * tid(), r = e / C::F, c = e % C::F;
+  widen8<C>(*reinterpret_cast<const U4*>(s + r * (C::F + 8) + c), f + r * C::FS + c, op ? op + r * C::OS + c : nullptr);
+}
+// A tile of IO storage into smem by cp.async: float32 straight into the tile, bf16 into its staging.
+template <class C>
+TTT_DEV void tile_in_async(float* f, uint16_t* stage, const typename C::IO* base, int64_t st, int64_t t0, int rows) {
+  if constexpr (C::BIO) tile_async_bf16<C>(stage, base, st, t0, rows);
+  else tile_async<C>(f, base, st, t0, rows);
+}
+
 template <class C>
 struct ReplaySmem {
   using Op = typename C::Op;
@@ -65,16 +94,17 @@ struct ReplaySmem {
   alignas(16) float lnw[C::F];
   alignas(16) float lnb[C::F];
   alignas(16) float tok[KP];
+  alignas(16) uint16_t stage[2][2][stage_elems<C>()];  // [buffer][XK, XV] (bf16 storage only)
 };
 
 // Chunk k's XK, XV and lr (a whole chunk: only chunks before a group's last are replayed) into
 // buffer `buf`.
 template <class C>
-TTT_DEV void replay_prefetch(const Params& p, ReplaySmem<C>& S, const float* xk, const float* xv, const float* lr,
-                             int buf, int k) {
+TTT_DEV void replay_prefetch(const Params& p, ReplaySmem<C>& S, const typename C::IO* xk, const typename C::IO* xv,
+                             const float* lr, int buf, int k) {
   const int64_t t0 = static_cast<int64_t>(k) * p.K;
-  tile_async<C>(S.xk[buf], xk, p.xk.st, t0, p.K);
-  tile_async<C>(S.xv[buf], xv, p.xv.st, t0, p.K);
+  tile_in_async<C>(S.xk[buf], S.stage[buf][0], xk, p.xk.st, t0, p.K);
+  tile_in_async<C>(S.xv[buf], S.stage[buf][1], xv, p.xv.st, t0, p.K);
   if (tid() < KP) {
     if (tid() < p.K) simt::cp_async4(&S.lr[buf][tid()], lr + (t0 + tid()) * p.lr.st);
     else S.lr[buf][tid()] = 0.f;
@@ -98,7 +128,9 @@ TTT_DEV void replay_block(const Params& p, int blk, char* smem) {
   const int bh = blk / p.NG, g = blk % p.NG, b = bh / p.H, h = bh % p.H, cw = 16 * warp();
   const int k0 = g * p.G, k1 = (g + 1) * p.G < p.NC ? (g + 1) * p.G : p.NC;
   const float tokL = p.tok[p.K - 1];
-  const float *xk = p.xk.base(b, h), *xv = p.xv.base(b, h), *lr = p.lr.base(b, h);
+  using IO = typename C::IO;
+  const IO *xk = p.xk.base<IO>(b, h), *xv = p.xv.base<IO>(b, h);
+  const float* lr = p.lr.base(b, h);
   if (k0 + 1 < k1) replay_prefetch<C>(p, S, xk, xv, lr, 0, k0);
   load_head_constants<C>(p, h, S, nullptr);
   Acc<F / 8> W;
@@ -112,9 +144,14 @@ TTT_DEV void replay_block(const Params& p, int blk, char* smem) {
     simt::cp_async_wait_all();
     simt::sync();  // the tiles have landed; the readers of the other buffer are done
     if (k + 2 < k1) replay_prefetch<C>(p, S, xk, xv, lr, buf ^ 1, k + 1);
-    for (int i = tid(); i < KP * F / 2; i += C::THREADS) {
-      const int r = (2 * i) / F, c = (2 * i) % F;
-      put_op2(S.ok + r * C::OS + c, S.xk[buf][r * C::FS + c], S.xk[buf][r * C::FS + c + 1]);
+    if constexpr (C::BIO) {
+      widen_tile<C>(S.stage[buf][0], S.xk[buf], S.ok);
+      widen_tile<C>(S.stage[buf][1], S.xv[buf], nullptr);
+    } else {
+      for (int i = tid(); i < KP * F / 2; i += C::THREADS) {
+        const int r = (2 * i) / F, c = (2 * i) % F;
+        put_op2(S.ok + r * C::OS + c, S.xk[buf][r * C::FS + c], S.xk[buf][r * C::FS + c + 1]);
+      }
     }
     store_op(W, S.ow, C::OS, cw, 0);
     simt::sync();

@@ -8,6 +8,7 @@
 // the device's opt-in limit (low_precision: bf16 operands on the tensor cores; otherwise exact
 // float32 products). Anything else: ttt_linear_scan_unsupported says why, and the layer falls back
 // to the composite dual form.
+#include <algorithm>
 #include <string>
 
 #include "kernels/cuda/cuda_backend.cuh"
@@ -65,14 +66,16 @@ int smem_optin() {
   return v;
 }
 
-// Calls fn(Cfg<F, MMA>{}) for the shape's head_dim and precision; false when none matches.
+// Calls fn(Cfg<F, MMA, BIO>{}) for the shape's head_dim, precision and storage; false when none
+// matches.
 template <class Fn>
 bool dispatch(const TTTLinearScanShape& s, Fn&& fn) {
-  const bool mma = s.low_precision;
+  const bool mma = s.low_precision, bio = s.bf16_io;
   switch (s.head_dim) {
 #define TTT_CASE(F)                          \
   case F:                                    \
-    if (mma) fn(Cfg<F, true>{});             \
+    if (bio) fn(Cfg<F, true, true>{});       \
+    else if (mma) fn(Cfg<F, true>{});        \
     else fn(Cfg<F, false>{});                \
     return true;
     TTT_CASE(16) TTT_CASE(32) TTT_CASE(64) TTT_CASE(96) TTT_CASE(128)
@@ -101,10 +104,11 @@ std::string ttt_linear_scan_unsupported(const TTTLinearScanShape& s) {
   std::string why;
   const bool known = dispatch(s, [&](auto c) {
     using C = decltype(c);
-    const size_t need = fwd_smem<C>() > bwd_smem<C>() ? fwd_smem<C>() : bwd_smem<C>();
+    const size_t need = std::max({fwd_smem<C>(), bwd_smem<C>(), replay_smem<C>()});
     if (need > static_cast<size_t>(smem_optin()))
       why = "head_dim " + std::to_string(C::F) + (C::MMA ? " (bf16)" : " (float32)") + " needs " +
-            std::to_string(need) + " bytes of shared memory, the device allows " + std::to_string(smem_optin());
+            std::to_string(need) + " bytes of shared memory, the device allows " + std::to_string(smem_optin()) +
+            (C::BIO ? " (bf16 storage)" : "");
   });
   if (!known) return "the CUDA kernel handles head_dim 16, 32, 64, 96 or 128 (got " + std::to_string(s.head_dim) + ")";
   return why;
