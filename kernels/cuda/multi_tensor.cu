@@ -11,6 +11,8 @@
 // (sums of squares are >= +0, and x + 0 == x).
 //
 // As in random_adamw.cu's AdamW, a launch's tensor table travels as the kernel's parameters.
+#include <vector>
+
 #include "kernels/cuda/cuda_backend.cuh"
 #include "kernels/cuda/reduce.cuh"
 #include "kernels/multi_tensor.h"
@@ -106,45 +108,46 @@ __global__ void sum_sq_finish_kernel(const __grid_constant__ SumSqTable t, const
 
 void sum_sq_multi(Backend& be0, const SumSqMulti& c) {
   CudaBackend& be = cuda_backend_of(be0, "sum_sq_multi");
-  auto table = std::make_unique<SumSqTable>();
-  size_t i = 0;
-  while (i < c.count) {
-    SumSqTable& t = *table;
-    t.count = 0;
-    int64_t blocks = 0;
-    for (; i < c.count && t.count < kSumSqTensors; ++i) {
-      const SumSqTensor& x = c.tensors[i];
-      // The plan reduce() makes for this tensor as a float32 [n] -> [1] reduction (a bf16
-      // gradient is reduced through its float32 copy: same geometry, same float values).
-      View in, out;
-      in.dtype = out.dtype = DType::f32;
-      in.ndim = out.ndim = 1;
-      in.size[0] = x.n;
-      in.stride[0] = 1;
-      out.size[0] = 1;
-      out.stride[0] = 1;
-      const ReduceLaunch L = plan_launch(plan_reduce(out, in), be.sm_count());
-      if (L.grid_x != 1 || (!L.row_mode && L.block.y != 1))
-        throw std::logic_error("sum_sq_multi: unexpected reduction plan for " + std::to_string(x.n) + " elements");
-      if (t.count > 0 && blocks + L.splits > INT32_MAX) break;  // the grid's x limit: next launch
-      const int k = t.count++;
-      t.data[k] = x.data;
-      t.out[k] = x.out;
-      t.n[k] = x.n;
-      t.r_chunk[k] = L.r_chunk;
-      blocks += L.splits;
-      t.block_end[k] = static_cast<uint32_t>(blocks);
-      t.lanes[k] = static_cast<uint16_t>(L.row_mode ? L.block.x : 1);
-      t.bf16[k] = x.dtype == DType::bf16;
-    }
-    if (t.count == 0) continue;
-    CudaBackend::Scratch partial(be, static_cast<size_t>(blocks) * sizeof(float));
-    sum_sq_split_kernel<<<static_cast<unsigned>(blocks), kSumSqThreads, 0, be.stream()>>>(t, partial.as<float>());
-    CUDA_CHECK_LAUNCH();
-    sum_sq_finish_kernel<<<static_cast<unsigned>(ceil_div(t.count, kThreads)), kThreads, 0, be.stream()>>>(
-        t, partial.as<float>());
-    CUDA_CHECK_LAUNCH();
+  // The plan reduce() makes for each tensor as a float32 [n] -> [1] reduction (a bf16 gradient is
+  // reduced through its float32 copy: same geometry, same float values).
+  std::vector<ReduceLaunch> plans;
+  plans.reserve(c.count);
+  for (size_t i = 0; i < c.count; ++i) {
+    View in, out;
+    in.dtype = out.dtype = DType::f32;
+    in.ndim = out.ndim = 1;
+    in.size[0] = c.tensors[i].n;
+    in.stride[0] = 1;
+    out.size[0] = 1;
+    out.stride[0] = 1;
+    plans.push_back(plan_launch(plan_reduce(out, in), be.sm_count()));
+    const ReduceLaunch& L = plans.back();
+    if (L.grid_x != 1 || (!L.row_mode && L.block.y != 1))
+      throw std::logic_error("sum_sq_multi: unexpected reduction plan for " + std::to_string(c.tensors[i].n) + " elements");
   }
+  auto table = std::make_unique<SumSqTable>();
+  SumSqTable& t = *table;
+  launch_in_tables(
+      c.count, kSumSqTensors, [&](size_t i) { return plans[i].splits; },
+      [&](int k, size_t i, int64_t blocks_end) {
+        const SumSqTensor& x = c.tensors[i];
+        t.data[k] = x.data;
+        t.out[k] = x.out;
+        t.n[k] = x.n;
+        t.r_chunk[k] = plans[i].r_chunk;
+        t.block_end[k] = static_cast<uint32_t>(blocks_end);
+        t.lanes[k] = static_cast<uint16_t>(plans[i].row_mode ? plans[i].block.x : 1);
+        t.bf16[k] = x.dtype == DType::bf16;
+      },
+      [&](int entries, int64_t blocks) {
+        t.count = entries;
+        CudaBackend::Scratch partial(be, static_cast<size_t>(blocks) * sizeof(float));
+        sum_sq_split_kernel<<<static_cast<unsigned>(blocks), kSumSqThreads, 0, be.stream()>>>(t, partial.as<float>());
+        CUDA_CHECK_LAUNCH();
+        sum_sq_finish_kernel<<<static_cast<unsigned>(ceil_div(entries, kThreads)), kThreads, 0, be.stream()>>>(
+            t, partial.as<float>());
+        CUDA_CHECK_LAUNCH();
+      });
 }
 
 }  // namespace ttt::cuda_impl

@@ -161,35 +161,28 @@ void adamw_multi(Backend& be0, const AdamWMulti& c) {
   CudaBackend& be = cuda_backend_of(be0, "adamw_multi");
   const smath::AdamWScalars s{c.lr, c.beta1, c.beta2, c.eps, c.bias_correction1, c.bias_correction2, c.grad_scale};
   auto table = std::make_unique<AdamWTable>();
-  size_t i = 0;
-  while (i < c.count) {
-    AdamWTable& t = *table;
-    t.count = 0;
-    int64_t chunks = 0;
-    for (; i < c.count && t.count < kMultiTensors; ++i) {
-      const AdamWTensor& x = c.tensors[i];
-      if (x.n == 0) continue;
-      const int64_t need = ceil_div(x.n, kAdamWChunk);
-      if (t.count > 0 && chunks + need > INT32_MAX) break;  // the grid's x limit: next launch
-      const bool bf = x.grad && x.grad_dtype == DType::bf16;
-      const size_t gsize = bf ? 2 : 4;
-      const int k = t.count++;
-      t.param[k] = x.param;
-      t.grad[k] = x.grad;
-      t.m[k] = x.m;
-      t.v[k] = x.v;
-      t.n[k] = x.n;
-      t.wd[k] = x.weight_decay;
-      chunks += need;
-      t.chunk_end[k] = static_cast<uint32_t>(chunks);
-      const bool aligned = is_aligned(x.param, 16) && is_aligned(x.m, 16) && is_aligned(x.v, 16) &&
-                           (!x.grad || is_aligned(x.grad, 4 * gsize));
-      t.kind[k] = static_cast<uint8_t>((bf ? kGradBf16 : 0) | (x.grad ? 0 : kGradZero) | (aligned ? kAligned : 0));
-    }
-    if (t.count == 0) continue;
-    adamw_multi_kernel<<<static_cast<unsigned>(chunks), kThreads, 0, be.stream()>>>(t, s);
-    CUDA_CHECK_LAUNCH();
-  }
+  AdamWTable& t = *table;
+  launch_in_tables(
+      c.count, kMultiTensors, [&](size_t i) { return ceil_div(c.tensors[i].n, kAdamWChunk); },
+      [&](int k, size_t i, int64_t blocks_end) {
+        const AdamWTensor& x = c.tensors[i];
+        const bool bf = x.grad && x.grad_dtype == DType::bf16;
+        t.param[k] = x.param;
+        t.grad[k] = x.grad;
+        t.m[k] = x.m;
+        t.v[k] = x.v;
+        t.n[k] = x.n;
+        t.wd[k] = x.weight_decay;
+        t.chunk_end[k] = static_cast<uint32_t>(blocks_end);
+        const bool aligned = is_aligned(x.param, 16) && is_aligned(x.m, 16) && is_aligned(x.v, 16) &&
+                             (!x.grad || is_aligned(x.grad, bf ? 8 : 16));
+        t.kind[k] = static_cast<uint8_t>((bf ? kGradBf16 : 0) | (x.grad ? 0 : kGradZero) | (aligned ? kAligned : 0));
+      },
+      [&](int entries, int64_t blocks) {
+        t.count = entries;
+        adamw_multi_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, be.stream()>>>(t, s);
+        CUDA_CHECK_LAUNCH();
+      });
 }
 
 }  // namespace ttt::cuda_impl
