@@ -181,7 +181,7 @@ class ProfilingBackend final : public Backend {
   void random(const View& o, RandomDist d, uint64_t seed, uint64_t off, double a, double b) override {
     timed("random", vb(o), [&] { b_.random(o, d, seed, off, a, b); });
   }
-  void adamw(const AdamWArgs& a) override { timed("adamw", static_cast<double>(a.n) * (28.0 + dtype_size(a.grad_dtype)), [&] { b_.adamw(a); }); }
+  void adamw(const AdamWArgs& a) override { timed("adamw", static_cast<double>(a.n) * (24.0 + dtype_size(a.grad_dtype)), [&] { b_.adamw(a); }); }
   void run(FusedCall& c) override { timed(c.name(), c.bytes(), [&] { b_.run(c); }); }
 
  private:

@@ -1,5 +1,5 @@
-// kernels/scalar_math.h — the per-element math of UnaryOp / BinaryOp, shared by the CPU and CUDA
-// backends (TTT_HD), so both compute the same formulas. T is float or double.
+// kernels/scalar_math.h — the per-element math of UnaryOp / BinaryOp and of the AdamW step, shared
+// by the CPU and CUDA backends (TTT_HD), so both compute the same formulas. T is float or double.
 #pragma once
 
 #include <cmath>
@@ -98,6 +98,69 @@ TTT_HD int64_t binary_int(BinaryOp op, int64_t x, int64_t y) {
     case BinaryOp::ge: return x >= y;
   }
   return x;
+}
+
+// --- AdamW -----------------------------------------------------------------------------------------
+
+// Double operations rounded one at a time. nvcc fuses a*b + c into one FMA (one rounding) by
+// default; the explicit round-to-nearest intrinsics keep it from doing so, so a CUDA kernel rounds
+// exactly like the host build (x86-64 without -mfma has no FMA to contract into).
+TTT_HD double dmul(double a, double b) {
+#ifdef __CUDA_ARCH__
+  return __dmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+TTT_HD double dadd(double a, double b) {
+#ifdef __CUDA_ARCH__
+  return __dadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+TTT_HD double dsub(double a, double b) {
+#ifdef __CUDA_ARCH__
+  return __dsub_rn(a, b);
+#else
+  return a - b;
+#endif
+}
+TTT_HD double ddiv(double a, double b) {
+#ifdef __CUDA_ARCH__
+  return __ddiv_rn(a, b);
+#else
+  return a / b;
+#endif
+}
+TTT_HD double dsqrt(double a) {
+#ifdef __CUDA_ARCH__
+  return __dsqrt_rn(a);
+#else
+  return std::sqrt(a);
+#endif
+}
+
+// The hyper-parameters of one AdamW step (AdamWArgs in backend.h; bias corrections precomputed).
+struct AdamWScalars {
+  double lr, beta1, beta2, eps, bias_correction1, bias_correction2, grad_scale;
+};
+
+// One element of the AdamW step, in double, every operation in the written order:
+//   g = grad * grad_scale;  m = b1 m + (1-b1) g;  v = b2 v + ((1-b2) g) g
+//   p -= lr * ((m / bc1) / (sqrt(v / bc2) + eps) + wd * p)
+// m and v are stored as float32 but the update uses their double values. Both backends' adamw
+// and the multi-tensor AdamW (kernels/multi_tensor.h) call this, so they agree bit for bit.
+TTT_HD void adamw_step(float& p, float& m, float& v, float grad, double weight_decay, const AdamWScalars& s) {
+  const double g = dmul(static_cast<double>(grad), s.grad_scale);
+  const double m2 = dadd(dmul(s.beta1, static_cast<double>(m)), dmul(1 - s.beta1, g));
+  const double v2 = dadd(dmul(s.beta2, static_cast<double>(v)), dmul(dmul(1 - s.beta2, g), g));
+  m = static_cast<float>(m2);
+  v = static_cast<float>(v2);
+  const double pd = p;
+  const double step = dadd(ddiv(ddiv(m2, s.bias_correction1), dadd(dsqrt(ddiv(v2, s.bias_correction2)), s.eps)),
+                           dmul(weight_decay, pd));
+  p = static_cast<float>(dsub(pd, dmul(s.lr, step)));
 }
 
 }  // namespace ttt::smath

@@ -2,7 +2,8 @@
 // as `bench_cuda_backend` when CUDA is on, never run by ctest). Prints one line per kernel: the
 // median time over repeated runs and the achieved rate (TFLOP/s for GEMMs, GB/s of the bytes a
 // kernel must move at minimum: each input read once, each output written once). Inputs are random
-// (never zeros). Usage: ./build/tests/bench_cuda_backend
+// (never zeros). Usage: ./build/tests/bench_cuda_backend [optimizer]  (optimizer: only the rows of
+// the optimizer step, per-tensor kernels against the multi-tensor ones of kernels/multi_tensor.h)
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "kernels/backend.h"
+#include "kernels/multi_tensor.h"
 
 using namespace ttt;
 
@@ -79,12 +81,93 @@ void bench_gemm(int64_t m, int64_t n, int64_t k, DType ab, DType c, int reps) {
                ms, 2.0 * m * n * k);
 }
 
+
+// The optimizer step's kernels over the parameter list of a 125M TTT-Linear-like model (302
+// tensors, 110M parameters: a 32000 x 768 embedding; per layer of 12, four 768 x 768 and three
+// 768 x 2048 matrices, a 12 x 64 x 64 inner weight, a 768 x 12 gate and 16 small vectors; a
+// final norm), each tensor at its own 512-byte aligned address as the allocator gives them: one
+// kernel call per tensor (the path before kernels/multi_tensor.h) against one multi-tensor call.
+void bench_optimizer() {
+  std::vector<int64_t> sizes = {32000 * 768};
+  for (int layer = 0; layer < 12; ++layer) {
+    for (int i = 0; i < 4; ++i) sizes.push_back(768 * 768);
+    for (int i = 0; i < 3; ++i) sizes.push_back(768 * 2048);
+    sizes.push_back(12 * 64 * 64);
+    sizes.push_back(768 * 12);
+    for (int i = 0; i < 16; ++i) sizes.push_back(i % 3 ? 768 : 64);
+  }
+  sizes.push_back(768);
+  std::vector<int64_t> offsets;
+  int64_t total = 0;
+  for (int64_t n : sizes) {
+    offsets.push_back(total);
+    total += (n + 127) / 128 * 128;
+  }
+  const double P = static_cast<double>(total);
+  std::printf("optimizer step over %zu tensors, %.1fM parameters\n", sizes.size(), P / 1e6);
+  Buf p(total, DType::f32), m(total, DType::f32, -0.01, 0.01), v(total, DType::f32, 0.0001, 0.01);
+  for (DType gd : {DType::f32, DType::bf16}) {
+    Buf g(total, gd);
+    const double gs = static_cast<double>(dtype_size(gd)), bytes = (24.0 + gs) * P;
+    auto f = [](const Buf& b, int64_t o) { return static_cast<float*>(b.p) + o; };
+    std::vector<AdamWTensor> list;
+    for (size_t i = 0; i < sizes.size(); ++i)
+      list.push_back({f(p, offsets[i]), static_cast<char*>(g.p) + offsets[i] * dtype_size(gd), gd, f(m, offsets[i]),
+                      f(v, offsets[i]), sizes[i], i % 2 ? 0.0 : 0.1});
+    report_bw(std::string("adamw per tensor (302 calls), ") + dtype_name(gd) + " grads", time_ms([&] {
+                for (const AdamWTensor& t : list) {
+                  AdamWArgs a;
+                  a.param = t.param; a.grad = t.grad; a.grad_dtype = gd; a.m = t.m; a.v = t.v; a.n = t.n;
+                  a.lr = 1e-4; a.weight_decay = t.weight_decay;
+                  gpu().adamw(a);
+                }
+              }),
+              bytes);
+    AdamWMulti call;
+    call.tensors = list.data();
+    call.count = list.size();
+    call.lr = 1e-4;
+    report_bw(std::string("adamw_multi (1 call), ") + dtype_name(gd) + " grads", time_ms([&] { gpu().run(call); }), bytes);
+
+    Buf sums(static_cast<int64_t>(sizes.size()), DType::f32);
+    Buf g32(gd == DType::f32 ? 1 : total, DType::f32);  // the per-tensor norm reduces a float32 copy of bf16 grads
+    report_bw(std::string("sum_sq per tensor (302 reduce calls), ") + dtype_name(gd) + " grads", time_ms([&] {
+                for (size_t i = 0; i < sizes.size(); ++i) {
+                  View in = g.view({sizes[i]});
+                  in.data = static_cast<char*>(g.p) + offsets[i] * dtype_size(gd);
+                  if (gd != DType::f32) {
+                    View c = g32.view({sizes[i]});
+                    c.data = f(g32, offsets[i]);
+                    gpu().unary(UnaryOp::copy, c, in);
+                    in = c;
+                  }
+                  View out = sums.view({1});
+                  out.data = f(sums, static_cast<int64_t>(i));
+                  gpu().reduce(ReduceOp::sum_sq, out, in);
+                }
+              }),
+              gs * P);
+    std::vector<SumSqTensor> sq;
+    for (size_t i = 0; i < sizes.size(); ++i)
+      sq.push_back({static_cast<char*>(g.p) + offsets[i] * dtype_size(gd), gd, sizes[i], f(sums, static_cast<int64_t>(i))});
+    SumSqMulti sq_call;
+    sq_call.tensors = sq.data();
+    sq_call.count = sq.size();
+    report_bw(std::string("sum_sq_multi (1 call), ") + dtype_name(gd) + " grads", time_ms([&] { gpu().run(sq_call); }),
+              gs * P);
+  }
+}
+
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
   if (!cuda_available()) {
     std::printf("no CUDA device visible\n");
     return 1;
+  }
+  if (argc > 1 && std::string(argv[1]) == "optimizer") {
+    bench_optimizer();
+    return 0;
   }
   bench_gemm(4096, 4096, 4096, DType::bf16, DType::bf16, 20);
   bench_gemm(8192, 8192, 8192, DType::bf16, DType::bf16, 10);
@@ -173,6 +256,7 @@ int main() {
     a.grad = g.p; a.grad_dtype = DType::bf16; a.n = P; a.lr = 1e-4; a.weight_decay = 0.1;
     report_bw("adamw 125M params, bf16 grads", time_ms([&] { gpu().adamw(a); }), 26.0 * P);
   }
+  bench_optimizer();
   {
     const int64_t V = 32000, D = 768, T = 16384;
     Buf w(V * D, DType::bf16), y(T * D, DType::bf16);

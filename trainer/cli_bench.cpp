@@ -1,7 +1,8 @@
 // trainer/cli_bench.cpp — `ttt bench --config X [--seq-len T --batch B ...]`: throughput and
 // memory of one model on one device, as JSON (stdout, and --out FILE).
 //
-//   train    forward + backward + AdamW step on [B, T] tokens: tokens/s = B*T / step time
+//   train    forward + backward + gradient-norm clipping (train.grad_clip) + AdamW step on [B, T]
+//            tokens, the optimizer step as the train loop runs it: tokens/s = B*T / step time
 //   prefill  forward without gradients on [B, T]:              tokens/s = B*T / time
 //   decode   after a prefill of T tokens, one token per call for each of B sequences:
 //            tokens/s = B*N / time  (TTT layers: primal form, attention: KV cache)
@@ -145,7 +146,7 @@ void run_bench(const BenchArgs& a) {
         loss = model.loss(ids, targets);
       }
       backward({loss});
-      opt.step(1e-4);
+      opt.step(1e-4, clip_scale(global_grad_norm(model.parameters()), cfg.train.grad_clip));
     };
     be.reset_peak_memory();
     double s = time_median(dev, a.warmup, a.repeat, step);

@@ -1,10 +1,12 @@
 // trainer/optimizer.cpp — see optimizer.h.
 #include "trainer/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
 #include "autograd/ops.h"
+#include "kernels/multi_tensor.h"
 
 namespace ttt {
 
@@ -30,17 +32,32 @@ void AdamW::step(double lr, double grad_scale) {
   ++t_;
   const double bc1 = 1.0 - std::pow(opt_.beta1, static_cast<double>(t_));
   const double bc2 = 1.0 - std::pow(opt_.beta2, static_cast<double>(t_));
+  if (multi_tensor_) step_multi_tensor(lr, grad_scale, bc1, bc2);
+  else step_per_tensor(lr, grad_scale, bc1, bc2);
+  // The parameters changed behind autograd's back: saved copies of them are now stale.
+  for (auto& s : slots_) s.param.bump_version();
+}
+
+namespace {
+// The slot's gradient, checked and contiguous; undefined when the parameter has none this step.
+Tensor checked_grad(const AdamW::Slot& s) {
+  Tensor g = s.param.grad();
+  if (!g.defined()) return g;
+  if (g.shape() != s.param.shape())
+    throw std::logic_error("AdamW: gradient of '" + s.name + "' has shape " + g.shape().str() + ", parameter " +
+                           s.param.shape().str());
+  if (g.dtype() != DType::f32 && g.dtype() != DType::bf16)
+    throw std::invalid_argument("AdamW: gradient of '" + s.name + "' is " + dtype_name(g.dtype()));
+  return g.contiguous();
+}
+}  // namespace
+
+void AdamW::step_per_tensor(double lr, double grad_scale, double bc1, double bc2) {
   for (auto& s : slots_) {
-    Tensor g = s.param.grad();
+    Tensor g = checked_grad(s);
     // No gradient (the parameter did not take part in the loss): optax still updates it with a
     // zero gradient, so do we, to follow the official trainer exactly.
     if (!g.defined()) g = zeros(s.param.shape(), opts(DType::f32, s.param.device()));
-    if (g.shape() != s.param.shape())
-      throw std::logic_error("AdamW: gradient of '" + s.name + "' has shape " + g.shape().str() + ", parameter " +
-                             s.param.shape().str());
-    if (g.dtype() != DType::f32 && g.dtype() != DType::bf16)
-      throw std::invalid_argument("AdamW: gradient of '" + s.name + "' is " + dtype_name(g.dtype()));
-    g = g.contiguous();
     AdamWArgs a;
     a.param = s.param.data<float>();
     a.grad = g.data_ptr();
@@ -57,8 +74,43 @@ void AdamW::step(double lr, double grad_scale) {
     a.bias_correction2 = bc2;
     a.grad_scale = grad_scale;
     backend(s.param.device()).adamw(a);
-    // The parameter changed behind autograd's back: saved copies of it are now stale.
-    s.param.bump_version();
+  }
+}
+
+// One AdamWMulti per device. A parameter without a gradient gets a null grad: the kernel's zero
+// gradient, the same update as the per-tensor path's zeros without allocating or filling them.
+void AdamW::step_multi_tensor(double lr, double grad_scale, double bc1, double bc2) {
+  std::vector<Tensor> grads;  // contiguous copies stay alive until their kernels are enqueued
+  grads.reserve(slots_.size());
+  std::vector<std::pair<Device, std::vector<AdamWTensor>>> by_device;
+  for (auto& s : slots_) {
+    Tensor g = checked_grad(s);
+    AdamWTensor t;
+    t.param = s.param.data<float>();
+    t.grad = g.defined() ? g.data_ptr() : nullptr;
+    t.grad_dtype = g.defined() ? g.dtype() : DType::f32;
+    t.m = s.m.data<float>();
+    t.v = s.v.data<float>();
+    t.n = s.param.numel();
+    t.weight_decay = s.decay ? opt_.weight_decay : 0.0;
+    grads.push_back(std::move(g));
+    const Device dev = s.param.device();
+    auto it = std::find_if(by_device.begin(), by_device.end(), [&](const auto& d) { return d.first == dev; });
+    if (it == by_device.end()) it = by_device.insert(by_device.end(), {dev, {}});
+    it->second.push_back(t);
+  }
+  for (auto& [dev, list] : by_device) {
+    AdamWMulti call;
+    call.tensors = list.data();
+    call.count = list.size();
+    call.lr = lr;
+    call.beta1 = opt_.beta1;
+    call.beta2 = opt_.beta2;
+    call.eps = opt_.eps;
+    call.bias_correction1 = bc1;
+    call.bias_correction2 = bc2;
+    call.grad_scale = grad_scale;
+    backend(dev).run(call);
   }
 }
 
@@ -71,35 +123,73 @@ bool decay_only_matrices(const std::string& name, const Tensor& p) {
   return name.find("embed") == std::string::npos;
 }
 
-double global_grad_norm(const std::vector<Tensor>& params) {
+namespace {
+// The sums of squares of `grads` (float32 on `dev`), one per slot of `sums` (a float32 buffer
+// there): by one SumSqMulti for the contiguous f32/bf16 ones, by reduce() for any other.
+void sum_squares_multi(const std::vector<Tensor>& grads, const Tensor& sums) {
+  const Device dev = sums.device();
+  std::vector<SumSqTensor> list;
+  float* out = sums.data<float>();
+  for (size_t j = 0; j < grads.size(); ++j) {
+    const Tensor& g = grads[j];
+    if (g.is_contiguous() && (g.dtype() == DType::f32 || g.dtype() == DType::bf16)) {
+      list.push_back({g.data_ptr(), g.dtype(), g.numel(), out + j});
+      continue;
+    }
+    Tensor gf = g.dtype() == DType::f32 ? g : g.to(DType::f32);
+    View o = sums.view();
+    o.data = out + j;
+    o.ndim = gf.dim();
+    for (int d = 0; d < gf.dim(); ++d) o.size[d] = 1, o.stride[d] = 1;
+    backend(dev).reduce(ReduceOp::sum_sq, o, gf.view());
+  }
+  SumSqMulti call;
+  call.tensors = list.data();
+  call.count = list.size();
+  if (call.count) backend(dev).run(call);
+}
+}  // namespace
+
+double global_grad_norm(const std::vector<Tensor>& params, bool multi_tensor) {
   // One backend reduction per tensor (on its device) into its own slot of one buffer per device,
   // read back once, then a host sum in double over tensors in parameter order: the same norm on
-  // every run, and one device synchronisation per step instead of one per parameter.
+  // every run, and one device synchronisation per step instead of one per parameter. The multi-
+  // tensor path reads bf16 gradients as they are; the per-tensor one reduces their float32 copy
+  // (the same values).
   std::vector<Tensor> grads;
   for (const auto& p : params) {
     Tensor g = p.grad();
     if (!g.defined()) continue;
-    if (g.dtype() == DType::bf16) g = g.to(DType::f32);  // accumulate bf16 gradients in fp32
+    if (g.dtype() == DType::bf16 && !multi_tensor) g = g.to(DType::f32);  // accumulate bf16 gradients in fp32
     grads.push_back(g);
   }
+  // Groups of (device, accumulation dtype): bf16 gradients sum in float32.
+  auto acc_dtype = [](const Tensor& g) { return g.dtype() == DType::bf16 ? DType::f32 : g.dtype(); };
   double total = 0;
   std::vector<bool> done(grads.size(), false);
   for (size_t first = 0; first < grads.size(); ++first) {
     if (done[first]) continue;
     const Device dev = grads[first].device();
+    const DType dt = acc_dtype(grads[first]);
     std::vector<size_t> idx;
     for (size_t i = first; i < grads.size(); ++i)
-      if (!done[i] && grads[i].device() == dev && grads[i].dtype() == grads[first].dtype()) idx.push_back(i);
-    Tensor sums = zeros({static_cast<int64_t>(idx.size())}, opts(grads[first].dtype(), dev));
-    for (size_t j = 0; j < idx.size(); ++j) {
-      const Tensor& g = grads[idx[j]];
-      View out = sums.view();
-      out.data = static_cast<char*>(out.data) + j * dtype_size(sums.dtype());
-      out.ndim = g.dim();
-      for (int d = 0; d < g.dim(); ++d) out.size[d] = 1, out.stride[d] = 1;
-      backend(dev).reduce(ReduceOp::sum_sq, out, g.view());
-      done[idx[j]] = true;
+      if (!done[i] && grads[i].device() == dev && acc_dtype(grads[i]) == dt) idx.push_back(i);
+    Tensor sums = zeros({static_cast<int64_t>(idx.size())}, opts(dt, dev));
+    if (multi_tensor && dt == DType::f32) {
+      std::vector<Tensor> group;
+      for (size_t i : idx) group.push_back(grads[i]);
+      sum_squares_multi(group, sums);
+    } else {
+      for (size_t j = 0; j < idx.size(); ++j) {
+        const Tensor& g = grads[idx[j]];
+        View out = sums.view();
+        out.data = static_cast<char*>(out.data) + j * dtype_size(sums.dtype());
+        out.ndim = g.dim();
+        for (int d = 0; d < g.dim(); ++d) out.size[d] = 1, out.stride[d] = 1;
+        backend(dev).reduce(ReduceOp::sum_sq, out, g.view());
+      }
     }
+    for (size_t i : idx) done[i] = true;
     for (double v : sums.to(DType::f64).tolist<double>()) total += v;
   }
   return std::sqrt(total);

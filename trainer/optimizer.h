@@ -1,6 +1,8 @@
 // trainer/optimizer.h — AdamW over named parameters, and global gradient-norm clipping.
 //
-// One fused kernel call per parameter (Backend::adamw): fp32 parameters (master weights), fp32
+// One multi-tensor kernel call per device and step (AdamWMulti, kernels/multi_tensor.h: every
+// parameter of the device in one or two launches, bit-identical to one Backend::adamw call per
+// parameter, the path kept behind set_multi_tensor(false)): fp32 parameters (master weights), fp32
 // moments m and v on the parameter's device, decoupled weight decay multiplied by the lr:
 //   g' = g * grad_scale
 //   m = b1 m + (1-b1) g';  v = b2 v + (1-b2) g'^2;  t = t + 1
@@ -43,6 +45,10 @@ class AdamW {
   void step(double lr, double grad_scale = 1.0);
   void zero_grad();
 
+  // false: one Backend::adamw call per parameter (the path before the multi-tensor kernel; the
+  // same bits, kept for tests that compare the two). Default true.
+  void set_multi_tensor(bool on) { multi_tensor_ = on; }
+
   int64_t step_count() const { return t_; }
   void set_step_count(int64_t t) { t_ = t; }
   const AdamWOptions& options() const { return opt_; }
@@ -53,6 +59,10 @@ class AdamW {
   AdamWOptions opt_;
   std::vector<Slot> slots_;
   int64_t t_ = 0;
+  bool multi_tensor_ = true;
+
+  void step_per_tensor(double lr, double grad_scale, double bc1, double bc2);
+  void step_multi_tensor(double lr, double grad_scale, double bc1, double bc2);
 };
 
 // The decay filter of `train.decay_all: false`: no decay for 1-D tensors (norm weights, biases,
@@ -60,8 +70,10 @@ class AdamW {
 bool decay_only_matrices(const std::string& name, const Tensor& p);
 
 // sqrt(sum of squares of every .grad), accumulated per tensor by the backend's sum_sq reduction
-// and across tensors in double, in the order given (deterministic).
-double global_grad_norm(const std::vector<Tensor>& params);
+// and across tensors in double, in the order given (deterministic). The per-tensor sums of a
+// device come from one multi-tensor call (SumSqMulti, kernels/multi_tensor.h), which gives each
+// tensor's reduce(sum_sq) bit for bit; multi_tensor = false runs one reduction per tensor (tests).
+double global_grad_norm(const std::vector<Tensor>& params, bool multi_tensor = true);
 // The factor clipping applies: 1 if norm <= max_norm (or max_norm <= 0), else max_norm / norm
 // (optax.clip_by_global_norm, as the official code).
 double clip_scale(double norm, double max_norm);

@@ -7,6 +7,7 @@
 
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/strided.h"
+#include "kernels/scalar_math.h"
 
 namespace ttt::cpu_impl {
 
@@ -223,18 +224,12 @@ void CpuBackend::cross_entropy_bwd(void* dv, const float* dloss, const void* lv,
 }
 
 void CpuBackend::adamw(const AdamWArgs& a) {
-  const double b1 = a.beta1, b2 = a.beta2;
+  const smath::AdamWScalars s{a.lr, a.beta1, a.beta2, a.eps, a.bias_correction1, a.bias_correction2, a.grad_scale};
+  const bool bf16_grad = a.grad_dtype == DType::bf16;
 #pragma omp parallel for schedule(static) if (a.n >= kParallelGrain)
   for (int64_t i = 0; i < a.n; ++i) {
-    double g = (a.grad_dtype == DType::bf16 ? static_cast<const bf16*>(a.grad)[i].to_float()
-                                            : static_cast<const float*>(a.grad)[i]) * a.grad_scale;
-    double m = b1 * a.m[i] + (1 - b1) * g;
-    double v = b2 * a.v[i] + (1 - b2) * g * g;
-    a.m[i] = static_cast<float>(m);
-    a.v[i] = static_cast<float>(v);
-    double p = a.param[i];
-    p -= a.lr * ((m / a.bias_correction1) / (std::sqrt(v / a.bias_correction2) + a.eps) + a.weight_decay * p);
-    a.param[i] = static_cast<float>(p);
+    const float g = bf16_grad ? static_cast<const bf16*>(a.grad)[i].to_float() : static_cast<const float*>(a.grad)[i];
+    smath::adamw_step(a.param[i], a.m[i], a.v[i], g, a.weight_decay, s);
   }
 }
 

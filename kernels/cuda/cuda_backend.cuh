@@ -185,4 +185,13 @@ class CudaBackend final : public Backend {
   std::mutex gemm_mu_;
 };
 
+// The CUDA backend behind a fused call's Backend& (kernels/fused_call.h), its device made current;
+// `who` names the call in the error for any other backend.
+inline CudaBackend& cuda_backend_of(Backend& be, const char* who) {
+  auto* c = dynamic_cast<CudaBackend*>(&be);
+  if (!c) throw std::invalid_argument(std::string(who) + ": the CUDA kernels need the CUDA backend, got " + be.device().str());
+  c->activate();
+  return *c;
+}
+
 }  // namespace ttt::cuda_impl

@@ -47,6 +47,27 @@ inline unsigned grid_for(int64_t work, int threads, int sm_count) {
   return static_cast<unsigned>(std::min<int64_t>(want, static_cast<int64_t>(sm_count) * kBlocksPerSm));
 }
 
+// Multi-tensor launches (kernels/multi_tensor.h): items [0, count) go into tables of at most
+// `capacity` entries and fewer than 2^31 blocks (the grid's x limit), one launch per table.
+// blocks_of(i): the blocks item i needs (0: leave it out); add(k, i, blocks_end): put item i in
+// entry k, the table's blocks up to and including it being blocks_end; launch(entries, blocks).
+template <class BlocksOf, class Add, class Launch>
+void launch_in_tables(size_t count, int capacity, BlocksOf&& blocks_of, Add&& add, Launch&& launch) {
+  size_t i = 0;
+  while (i < count) {
+    int k = 0;
+    int64_t blocks = 0;
+    for (; i < count && k < capacity; ++i) {
+      const int64_t need = blocks_of(i);
+      if (need == 0) continue;
+      if (k > 0 && blocks + need > INT32_MAX) break;  // the next table starts with item i
+      blocks += need;
+      add(k++, i, blocks);
+    }
+    if (k > 0) launch(k, blocks);
+  }
+}
+
 // --- strided index math ----------------------------------------------------------------------
 
 // Division by a run-time constant with a multiply-high and a shift (round-up method, Hacker's

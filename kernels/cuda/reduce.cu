@@ -13,83 +13,11 @@
 #include <cfloat>
 
 #include "kernels/cuda/cuda_backend.cuh"
+#include "kernels/cuda/reduce.cuh"
 
 namespace ttt::cuda_impl {
 
 namespace {
-
-struct ReduceGeom {
-  int nk = 0, nr = 0;
-  int64_t ksize[kMaxDims], kin[kMaxDims], kout[kMaxDims];
-  int64_t rsize[kMaxDims], rin[kMaxDims];
-  int64_t K = 1, R = 1;
-
-  __device__ __forceinline__ void kept_offsets(int64_t k, int64_t& in_off, int64_t& out_off) const {
-    in_off = 0;
-    out_off = 0;
-    for (int d = nk - 1; d >= 0; --d) {
-      const int64_t q = k / ksize[d], i = k - q * ksize[d];
-      in_off += i * kin[d];
-      out_off += i * kout[d];
-      k = q;
-    }
-  }
-  __device__ __forceinline__ int64_t reduced_offset(int64_t r) const {
-    if (nr == 1) return r * rin[0];
-    int64_t off = 0;
-    for (int d = nr - 1; d >= 0; --d) {
-      const int64_t q = r / rsize[d];
-      off += (r - q * rsize[d]) * rin[d];
-      r = q;
-    }
-    return off;
-  }
-};
-
-// Host-side planning: classify, order and coalesce the dims once per call, so the kernel only
-// decomposes an output index (kept dims) and, with several reduced dims, a reduced index.
-ReduceGeom plan_reduce(const View& out, const View& in) {
-  if (out.ndim != in.ndim) throw std::invalid_argument("reduce: output rank differs from input rank");
-  ReduceGeom g;
-  struct Dim { int64_t size, sin, sout; };
-  Dim kept[kMaxDims], red[kMaxDims];
-  int nk = 0, nr = 0;
-  for (int d = 0; d < in.ndim; ++d) {
-    if (in.size[d] == 1 && out.size[d] == 1) continue;
-    if (out.size[d] == in.size[d]) kept[nk++] = {in.size[d], in.stride[d], out.stride[d]};
-    else if (out.size[d] == 1) red[nr++] = {in.size[d], in.stride[d], 0};
-    else throw std::invalid_argument("reduce: output size must be 1 or the input size in every dim");
-  }
-  // Reduced dims: largest stride first, so the innermost loop walks the smallest stride.
-  std::stable_sort(red, red + nr, [](const Dim& a, const Dim& b) {
-    return std::abs(a.sin) > std::abs(b.sin);
-  });
-  for (int i = 0; i < nk; ++i) {
-    if (g.nk > 0 && g.kin[g.nk - 1] == kept[i].sin * kept[i].size && g.kout[g.nk - 1] == kept[i].sout * kept[i].size) {
-      g.ksize[g.nk - 1] *= kept[i].size;
-      g.kin[g.nk - 1] = kept[i].sin;
-      g.kout[g.nk - 1] = kept[i].sout;
-    } else {
-      g.ksize[g.nk] = kept[i].size;
-      g.kin[g.nk] = kept[i].sin;
-      g.kout[g.nk] = kept[i].sout;
-      g.nk++;
-    }
-    g.K *= kept[i].size;
-  }
-  for (int i = 0; i < nr; ++i) {
-    if (g.nr > 0 && g.rin[g.nr - 1] == red[i].sin * red[i].size) {
-      g.rsize[g.nr - 1] *= red[i].size;
-      g.rin[g.nr - 1] = red[i].sin;
-    } else {
-      g.rsize[g.nr] = red[i].size;
-      g.rin[g.nr] = red[i].sin;
-      g.nr++;
-    }
-    g.R *= red[i].size;
-  }
-  return g;
-}
 
 template <class A> __device__ __forceinline__ bool is_nan(A v) {
   if constexpr (std::is_floating_point_v<A>) return v != v;
@@ -134,7 +62,7 @@ __global__ void __launch_bounds__(1024) reduce_kernel(ReduceOp op, const T* __re
   int64_t in_off = 0, out_off = 0;
   auto add = [&](T x) {
     const A v = static_cast<A>(to_compute(x));
-    acc = reduce_combine(op, acc, op == ReduceOp::sum_sq ? v * v : v);
+    acc = op == ReduceOp::sum_sq ? square_add(acc, v) : reduce_combine(op, acc, v);
   };
   if (k < g.K) {
     g.kept_offsets(k, in_off, out_off);
@@ -301,33 +229,10 @@ void CudaBackend::reduce(ReduceOp op, const View& out, const View& in) {
   activate();
   const ReduceGeom g = plan_reduce(out, in);
   if (g.K == 0) return;
-  // Row mode when the reduced elements are adjacent in memory (or nothing better exists);
-  // column mode when neighbouring outputs are adjacent, so a warp reads 32 consecutive values.
-  const bool inner_reduced = g.nr > 0 && g.rin[g.nr - 1] == 1;
-  const bool inner_kept = g.nk > 0 && g.kin[g.nk - 1] == 1;
-  // Short reductions: one thread per output (column mode with a single lane).
-  const bool row_mode = g.R > 16 && (inner_reduced || !inner_kept);
-  dim3 block;
-  int64_t outputs_per_block;
-  if (row_mode) {
-    block.x = static_cast<unsigned>(std::clamp(next_pow2(ceil_div(g.R, 4)), 32, 512));
-    block.y = std::max(1u, 256u / block.x);
-    outputs_per_block = block.y;
-  } else {
-    block.x = 32;
-    block.y = g.R <= 16 ? 1u : static_cast<unsigned>(std::clamp(next_pow2(ceil_div(g.R, 8)), 1, 16));
-    outputs_per_block = 32;
-  }
-  const int nlanes = row_mode ? block.x : block.y;
-  const int64_t grid_x = ceil_div(g.K, outputs_per_block);
-  // Split the reduced range when the outputs alone leave the GPU mostly idle.
-  const int64_t target_threads = int64_t{sm_count_} * 2048;
-  const int64_t threads = grid_x * block.x * block.y;
-  int64_t splits = 1;
-  if (threads < target_threads && g.R >= int64_t{nlanes} * 64)
-    splits = std::min<int64_t>({65535, ceil_div(target_threads, threads), ceil_div(g.R, int64_t{nlanes} * 32)});
-  const int64_t r_chunk = std::max<int64_t>(1, ceil_div(g.R, splits));
-  splits = std::max<int64_t>(1, ceil_div(g.R, r_chunk));
+  const ReduceLaunch L = plan_launch(g, sm_count_);
+  const bool row_mode = L.row_mode;
+  const dim3 block = L.block;
+  const int64_t grid_x = L.grid_x, splits = L.splits, r_chunk = L.r_chunk;
   dispatch_dtype(in.dtype, [&](auto tag) {
     using T = decltype(tag);
     using A = reduce_acc_t<T>;
