@@ -87,6 +87,11 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps = 1e-6);
 // "none" (per-target losses, shape of targets).
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100,
                      const std::string& reduction = "mean");
+// cross_entropy(h Wᵀ, targets) without the logits (ops/linear_cross_entropy.cpp): h [..., d], W [V, d]
+// (an LM head or tied embedding), reduction "mean" or "sum". Runs over chunks of chunk_rows rows
+// (0: float32 logits of at most 256 MiB per chunk) and computes the gradients during the forward.
+Tensor linear_cross_entropy(const Tensor& h, const Tensor& weight, const Tensor& targets, int64_t ignore_index = -100,
+                            const std::string& reduction = "mean", int64_t chunk_rows = 0);
 
 // --- attention (ops/attention.cpp) -------------------------------------------------------------
 // softmax(scale · q kᵀ + mask) v for q [B,H,Tq,D], k, v [B,H,Tk,D] -> [B,H,Tq,D], fused (the

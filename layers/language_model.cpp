@@ -25,6 +25,14 @@ struct LanguageModel::Impl {
   std::shared_ptr<E2EModel> e2e;    // arch e2e: every call goes there
 
   Tensor head(const Tensor& h) const { return lm_head ? lm_head->forward(h) : embed->attend(h); }
+  // The head's weight [V, d] (lm_head has no bias): what linear_cross_entropy multiplies.
+  const Tensor& head_weight() const { return lm_head ? lm_head->weight : embed->weight; }
+  // ids -> the final norm's output [B, T, d], the head's input.
+  Tensor features(const Tensor& ids) const {
+    Tensor h = embed->forward(ids);
+    for (auto& b : blocks) h = b->forward(h);
+    return final_norm->forward(h);
+  }
 };
 
 namespace {
@@ -61,9 +69,7 @@ LanguageModel::LanguageModel(const ModelConfig& cfg) : cfg_(cfg), impl_(std::mak
 Tensor LanguageModel::forward(const Tensor& ids) {
   if (impl_->e2e) return impl_->e2e->forward(ids);
   check_ids("LanguageModel::forward", ids);
-  Tensor h = impl_->embed->forward(ids);
-  for (auto& b : impl_->blocks) h = b->forward(h);
-  return impl_->head(impl_->final_norm->forward(h));
+  return impl_->head(impl_->features(ids));
 }
 
 Tensor LanguageModel::loss(const Tensor& ids, const Tensor& targets, int64_t ignore_index) {
@@ -72,7 +78,11 @@ Tensor LanguageModel::loss(const Tensor& ids, const Tensor& targets, int64_t ign
     throw std::invalid_argument("LanguageModel::loss: targets " + targets.shape().str() + " must match ids " +
                                 ids.shape().str());
   if (impl_->e2e) return impl_->e2e->loss(ids, targets, ignore_index, is_training());
-  return cross_entropy(forward(ids), targets, ignore_index, "mean");
+  check_ids("LanguageModel::loss", ids);
+  // The head and the loss fused over chunks of rows: the [B·T, V] logits are never stored.
+  Tensor h = impl_->features(ids);
+  const int64_t d = h.shape().back();
+  return linear_cross_entropy(reshape(h, {-1, d}), impl_->head_weight(), reshape(targets, {-1}), ignore_index, "mean");
 }
 
 Tensor LanguageModel::token_losses(const Tensor& ids, const Tensor& targets) {

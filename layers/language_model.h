@@ -26,6 +26,7 @@ class LanguageModel : public Module {
   // ids [B, T] int64 -> logits [B, T, V] (float32; or bf16 if the model is in bf16).
   Tensor forward(const Tensor& ids);
   // Mean next-token cross-entropy of ids[:, t] -> targets[:, t] over targets != ignore_index.
+  // The LM head and the loss are one op (linear_cross_entropy, chunks of rows): no [B·T, V] logits.
   Tensor loss(const Tensor& ids, const Tensor& targets, int64_t ignore_index = -100);
   // Per-token losses [B, T] (no reduction) for evaluation by position.
   Tensor token_losses(const Tensor& ids, const Tensor& targets);

@@ -1,12 +1,15 @@
 // tests/test_language_model.cpp — the whole language model for every mixer and backbone:
-// causality, incremental decoding == full forward, loss == hand cross-entropy, stable
-// hierarchical parameter names, seeded init, state-dict round trip, FLOP count, gradcheck.
+// causality, incremental decoding == full forward, loss == hand cross-entropy and == the composite
+// head + cross-entropy (value and gradients), stable hierarchical parameter names, seeded init,
+// state-dict round trip, FLOP count, gradcheck.
 // Run: ./build/tests/test_language_model
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <set>
 
+#include "autograd/autocast.h"
+#include "autograd/engine.h"
 #include "layers/language_model.h"
 #include "layers/presets.h"
 #include "tests/layer_helpers.h"
@@ -128,6 +131,31 @@ TEST_CASE("loss = mean cross-entropy by hand; token_losses; ignore_index") {
   CHECK(lm.loss(ids, from_vector_i64(tv, {2, 5})).item() == doctest::Approx(mean_kept).epsilon(1e-12));
   CHECK_THROWS_AS(lm.loss(ids, rand_ids({2, 4}, V, 5)), std::invalid_argument);
   CHECK_THROWS_AS(lm.forward(zeros({2, 5})), std::invalid_argument);  // float ids
+}
+
+TEST_CASE("loss (fused head + cross-entropy) = cross_entropy(forward): value and every gradient") {
+  for (bool tied : {true, false})
+    for (bool amp : {false, true}) {
+      ModelConfig c = micro("attention", "transformer");
+      c.tie_embeddings = tied;
+      LanguageModel lm(c);
+      Tensor ids = rand_ids({2, 6}, c.vocab_size, 12), targets = rand_ids({2, 6}, c.vocab_size, 13);
+      {
+        NoGradGuard ng;
+        targets.narrow(1, 0, 2).fill_(-100);
+      }
+      const tensor_list params = lm.parameters();
+      Tensor fused, composite;
+      {
+        AutocastGuard ac(DType::bf16, amp);
+        fused = lm.loss(ids, targets);
+        composite = cross_entropy(lm.forward(ids), targets, -100, "mean");
+      }
+      INFO("tied ", tied, ", autocast ", amp);
+      CHECK(fused.item() == doctest::Approx(composite.item()).epsilon(1e-6));
+      tensor_list gf = grad({fused}, params), gc = grad({composite}, params);
+      for (size_t i = 0; i < params.size(); ++i) CHECK(max_rel_diff(gf[i], gc[i], 1e-3) < 1e-4);
+    }
 }
 
 TEST_CASE("parameter names are hierarchical and stable") {

@@ -95,6 +95,32 @@ void copy_in_memory_order(const Tensor& dst, const Tensor& src) {
   backend(dst.device()).unary(UnaryOp::copy, po, pi);
 }
 
+void gemm_into(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, double beta) {
+  for (const Tensor* t : {&c, &a, &b})
+    if (t->dim() != 2 || (t->shape()[1] > 1 && t->strides()[1] != 1))
+      throw std::invalid_argument("gemm_into: expected matrices with unit column stride, got " + t->str());
+  check_same_dtype("gemm_into", a, b);
+  check_same_device("gemm_into", a, b);
+  check_same_device("gemm_into", a, c);
+  const int64_t m = a.shape()[trans_a ? 1 : 0], k = a.shape()[trans_a ? 0 : 1];
+  const int64_t n = b.shape()[trans_b ? 0 : 1], kb = b.shape()[trans_b ? 1 : 0];
+  if (kb != k || c.shape() != Shape{m, n})
+    throw std::invalid_argument("gemm_into: shapes do not chain: " + a.shape().str() + (trans_a ? "^T" : "") + " @ " +
+                                b.shape().str() + (trans_b ? "^T" : "") + " -> " + c.shape().str());
+  GemmArgs g;
+  g.trans_a = trans_a;
+  g.trans_b = trans_b;
+  g.m = m; g.n = n; g.k = k;
+  g.beta = beta;
+  // A single row's stride is never read; a GEMM still wants it at least the row's length.
+  g.a = a.data_ptr(); g.lda = std::max(a.strides()[0], a.shape()[1]);
+  g.b = b.data_ptr(); g.ldb = std::max(b.strides()[0], b.shape()[1]);
+  g.c = c.data_ptr(); g.ldc = std::max(c.strides()[0], c.shape()[1]);
+  g.ab_dtype = a.dtype();
+  g.c_dtype = c.dtype();
+  backend(c.device()).gemm(g);
+}
+
 void check_floating(const Tensor& x, const char* who) {
   check_defined(who, x);
   if (!is_floating(x.dtype()))

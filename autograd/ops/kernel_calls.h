@@ -31,6 +31,10 @@ Tensor empty_dense(const Shape& shape, const Shape& strides, DType dt, Device de
 // first), so that copies between tensors of the same dense permuted layout (a transposed
 // weight and its cast) run as one contiguous stream instead of a strided walk.
 void copy_in_memory_order(const Tensor& dst, const Tensor& src);
+// c = op(a) op(b) + beta c for matrices (2-D) with unit stride in their last dim (row slices of a
+// contiguous tensor qualify), op = transpose where trans_* is set. a and b share a dtype; c may
+// be wider (bf16 operands, float32 c). beta = 1 accumulates into c (beta = 0: c is not read).
+void gemm_into(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, double beta = 0);
 // Checks that x has a floating dtype, naming the op.
 void check_floating(const Tensor& x, const char* who);
 // Checks that `t` (named `what` in the message) has an integer dtype (int64, int32, uint16).

@@ -1,4 +1,5 @@
-// tests/op_cases/nn_cases.cpp — op-table entries: softmax, log-softmax, the norms, cross-entropy.
+// tests/op_cases/nn_cases.cpp — op-table entries: softmax, log-softmax, the norms, cross-entropy
+// (alone and fused with its linear head).
 #include "tests/op_table.h"
 
 #include <cmath>
@@ -65,6 +66,17 @@ std::vector<OpCase> cases() {
                    [](const tensor_list& x) { return one(cross_entropy(x[0], x[1], -100, "sum")); }));
   v.push_back(make("cross_entropy", "[3,4] none, ignore_index 1", {{{3, 4}}, index_input({3}, 4)},
                    [](const tensor_list& x) { return one(cross_entropy(x[0], x[1], 1, "none")); }));
+  // h [.., d], W [V, d]: first order from the gradients the chunked forward computed, gradgrad
+  // from the composite it falls back to under create_graph. ignore_index 0 is a real class id.
+  v.push_back(make("linear_cross_entropy", "h [5,3], W [4,3], mean, chunks of 2 (short last)",
+                   {{{5, 3}}, {{4, 3}}, index_input({5}, 4)},
+                   [](const tensor_list& x) { return one(linear_cross_entropy(x[0], x[1], x[2], -100, "mean", 2)); }));
+  v.push_back(make("linear_cross_entropy", "h [2,3,4], W [5,4], sum, ignore_index 0, chunks of 4",
+                   {{{2, 3, 4}}, {{5, 4}}, index_input({2, 3}, 5, DType::i32)},
+                   [](const tensor_list& x) { return one(linear_cross_entropy(x[0], x[1], x[2], 0, "sum", 4)); }));
+  v.push_back(make("linear_cross_entropy", "h [6,2], W [3,2], mean, ignore_index 1, one chunk",
+                   {{{6, 2}}, {{3, 2}}, index_input({6}, 3)},
+                   [](const tensor_list& x) { return one(linear_cross_entropy(x[0], x[1], x[2], 1, "mean")); }));
   return v;
 }
 
