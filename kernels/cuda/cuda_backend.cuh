@@ -18,6 +18,8 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -184,5 +186,14 @@ class CudaBackend final : public Backend {
   std::shared_ptr<GemmRunner> gemm_;  // created by the first gemm (gemm.cu)
   std::mutex gemm_mu_;
 };
+
+// The CUDA backend behind `be` (a fused call's run() gets the Backend interface), made current;
+// `who` names the op in the error when `be` is another backend.
+inline CudaBackend& cuda_backend_of(Backend& be, const char* who) {
+  auto* c = dynamic_cast<CudaBackend*>(&be);
+  if (!c) throw std::invalid_argument(std::string(who) + ": the CUDA kernels need the CUDA backend, got " + be.device().str());
+  c->activate();
+  return *c;
+}
 
 }  // namespace ttt::cuda_impl

@@ -404,13 +404,6 @@ size_t carve_bytes(std::initializer_list<int64_t> counts) {
   return b;
 }
 
-CudaBackend& cuda_backend_of(Backend& be) {
-  auto* c = dynamic_cast<CudaBackend*>(&be);
-  if (!c) throw std::invalid_argument("ssd: the CUDA kernels need the CUDA backend, got " + be.device().str());
-  c->activate();
-  return *c;
-}
-
 // Forward parts 1 and 2: buf = H_in of every chunk, cQ, and (when non-null) h_final.
 void states(cudaStream_t stream, const SsdArgs& a, const SSDShape& s, float* buf, float* cQ, float* h_final) {
   const dim3 chunks(static_cast<unsigned>(a.K), static_cast<unsigned>(a.heads), static_cast<unsigned>(a.batch));
@@ -452,7 +445,7 @@ void ssd_forward(Backend& be0, SsdForward& c) {
   const std::string why = ssd_unsupported(s);
   if (!why.empty()) throw std::invalid_argument("ssd_fwd on " + be0.device().str() + ": " + why);
   if (s.batch * s.len * s.heads == 0) return;
-  CudaBackend& be = cuda_backend_of(be0);
+  CudaBackend& be = cuda_backend_of(be0, "ssd");
   const SsdArgs a = make_args(s, c.x, c.dt, c.A, c.B, c.C, c.h0, nullptr, nullptr);
   Carver w{static_cast<char*>(c.workspace)};
   float* buf = w.take(a.batch * a.heads * a.K * a.P * a.N);
@@ -467,7 +460,7 @@ void ssd_backward(Backend& be0, SsdBackward& c) {
   const SSDShape& s = c.s;
   const std::string why = ssd_unsupported(s);
   if (!why.empty()) throw std::invalid_argument("ssd_bwd on " + be0.device().str() + ": " + why);
-  CudaBackend& be = cuda_backend_of(be0);
+  CudaBackend& be = cuda_backend_of(be0, "ssd");
   cudaStream_t stream = be.stream();
   if (s.batch * s.len * s.heads == 0) {
     if (c.dA) CUDA_CHECK(cudaMemsetAsync(c.dA, 0, sizeof(float) * s.heads, stream));
