@@ -61,9 +61,9 @@ LanguageModel::LanguageModel(const ModelConfig& cfg) : cfg_(cfg), impl_(std::mak
 Tensor LanguageModel::forward(const Tensor& ids) {
   if (impl_->e2e) return impl_->e2e->forward(ids);
   check_ids("LanguageModel::forward", ids);
-  Tensor h = impl_->embed->forward(ids);
-  for (auto& b : impl_->blocks) h = b->forward(h);
-  return impl_->head(impl_->final_norm->forward(h));
+  Residual r{impl_->embed->forward(ids)};
+  for (auto& b : impl_->blocks) r = b->forward(std::move(r));
+  return impl_->head(r.normalized(*impl_->final_norm));  // the last block's add fused with the final norm
 }
 
 Tensor LanguageModel::loss(const Tensor& ids, const Tensor& targets, int64_t ignore_index) {
@@ -101,10 +101,10 @@ Tensor LanguageModel::decode(const Tensor& ids, DecodeState& state) {
   if (ids.shape()[0] != st->batch)
     throw std::invalid_argument("LanguageModel::decode: ids batch " + std::to_string(ids.shape()[0]) +
                                 " differs from the state's " + std::to_string(st->batch));
-  Tensor h = impl_->embed->forward(ids);
-  for (size_t i = 0; i < impl_->blocks.size(); ++i) h = impl_->blocks[i]->step(h, st->blocks[i]);
+  Residual r{impl_->embed->forward(ids)};
+  for (size_t i = 0; i < impl_->blocks.size(); ++i) r = impl_->blocks[i]->step(std::move(r), st->blocks[i]);
   st->position += ids.shape()[1];
-  return impl_->head(impl_->final_norm->forward(h));
+  return impl_->head(r.normalized(*impl_->final_norm));
 }
 
 double LanguageModel::flops_per_token(int64_t seq_len) const {

@@ -4,6 +4,8 @@
 //   - the op against add + rms_norm: outputs, rstd-dependent outputs and every gradient bit for bit
 //     in float32 and bfloat16 (the same roundings and arithmetic), and one gradient tensor for h and y;
 //   - the composite backward (create_graph) against the fused one;
+//   - two blocks and the final norm (both backbones, float32 and bf16 autocast) against the same
+//     modules run with separate adds and norms: logits and every gradient bit for bit;
 //   - on a GPU (skipped without one): the CUDA kernels against the CPU reference with NaN-poisoned
 //     outputs, and the fused op against add + rms_norm on the GPU bit for bit.
 #include <doctest/doctest.h>
@@ -17,6 +19,7 @@
 #include "autograd/gradcheck.h"
 #include "autograd/ops.h"
 #include "kernels/add_rms_norm.h"
+#include "layers/block.h"
 #include "tests/check_close.h"
 #include "tests/cuda_test_util.h"
 
@@ -145,6 +148,57 @@ TEST_CASE("add_rms_norm: only the requested gradients; empty rows; bad inputs ar
   throws_with([&] { add_rms_norm(h, zeros({3, 7}), w); }, "same shape");
   throws_with([&] { add_rms_norm(h, y.detach().to(DType::bf16), w); }, "add_rms_norm");
   throws_with([&] { add_rms_norm(h, y, zeros({7})); }, "weight must have shape [8]");
+}
+
+namespace {
+
+// Block::forward as it was before the fusion: separate adds and norms.
+Tensor unfused_block(Block& b, Tensor h) {
+  if (b.pre_conv) h = add(h, b.pre_conv->forward(b.pre_conv_norm->forward(h)));
+  h = add(h, b.mixer->forward(b.seq_norm->forward(h)));
+  return b.mlp ? add(h, b.mlp->forward(b.ffn_norm->forward(h))) : h;
+}
+
+}  // namespace
+
+TEST_CASE("blocks with fused residual norms = separate adds and norms, bit for bit (both backbones)") {
+  for (std::string backbone : {"transformer", "mamba"})
+    for (int64_t d_ff : {24, 0})
+      for (bool autocast : {false, true}) {
+        ModelConfig c;
+        c.d_model = 16;
+        c.n_heads = 2;
+        c.d_ff = d_ff;
+        c.mixer = "attention";
+        c.backbone = backbone;
+        c.init_std = 0.2;
+        Generator gen(5);
+        std::vector<std::shared_ptr<Block>> blocks = {std::make_shared<Block>(c, gen), std::make_shared<Block>(c, gen)};
+        RMSNorm final_norm(c.d_model, c.norm_eps);
+        {
+          NoGradGuard ng;  // a weight other than ones
+          final_norm.weight.copy_(rand({c.d_model}, gen, opts(DType::f32), 0.5, 1.5));
+        }
+        const Tensor x = randn({2, 9, c.d_model}, gen, opts(DType::f32)).set_requires_grad(true);
+        const Tensor dout = randn({2, 9, c.d_model}, gen, opts(DType::f32));
+        tensor_list params = {x, final_norm.weight};
+        for (auto& b : blocks)
+          for (const Tensor& p : b->parameters()) params.push_back(p);
+
+        AutocastGuard ac(DType::bf16, autocast);
+        Residual r{x};
+        for (auto& b : blocks) r = b->forward(std::move(r));
+        const Tensor out = r.normalized(final_norm);
+        Tensor h = x;
+        for (auto& b : blocks) h = unfused_block(*b, h);
+        const Tensor out_ref = final_norm.forward(h);
+
+        const std::string what = backbone + " d_ff " + std::to_string(d_ff) + (autocast ? " autocast" : "");
+        check_identical(out, out_ref, what + " output");
+        const tensor_list g = grad({out}, params, {dout});
+        const tensor_list g_ref = grad({out_ref}, params, {dout});
+        for (size_t i = 0; i < params.size(); ++i) check_identical(g[i], g_ref[i], what + " gradient " + std::to_string(i));
+      }
 }
 
 // --- CUDA -------------------------------------------------------------------------------------------
