@@ -83,6 +83,10 @@ Tensor log_softmax(const Tensor& x, int64_t dim = -1);
 // Over the last dim; weight/bias optional (undefined Tensor).
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-5);
 Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps = 1e-6);
+// {s, n} = {h + y, rms_norm(h + y, weight, eps)} in one pass (ops/add_rms_norm.cpp): a pre-norm
+// block's residual add and the next norm. h, y: same shape and dtype; the gradients of h and y are
+// one tensor. Equal to add + rms_norm (the same roundings and arithmetic).
+tensor_list add_rms_norm(const Tensor& h, const Tensor& y, const Tensor& weight, double eps = 1e-6);
 // logits (..., V), targets (...) int64. Mean over targets != ignore_index ("mean") or "sum" or
 // "none" (per-target losses, shape of targets).
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100,

@@ -6,6 +6,14 @@
 
 namespace ttt {
 
+Tensor Residual::normalized(const RMSNorm& norm) {
+  if (!pending.defined()) return norm.forward(h);
+  tensor_list sum_and_norm = norm.add_forward(h, pending);
+  h = sum_and_norm[0];
+  pending = Tensor();
+  return sum_and_norm[1];
+}
+
 Block::Block(const ModelConfig& cfg, Generator& g) {
   // Registration order = draw order = the order of the computation.
   if (cfg.backbone == "mamba") {
@@ -20,11 +28,11 @@ Block::Block(const ModelConfig& cfg, Generator& g) {
   }
 }
 
-Tensor Block::forward(const Tensor& h0) {
-  Tensor h = h0;
-  if (pre_conv) h = add(h, pre_conv->forward(pre_conv_norm->forward(h)));
-  h = add(h, mixer->forward(seq_norm->forward(h)));
-  return mlp ? add(h, mlp->forward(ffn_norm->forward(h))) : h;
+Residual Block::forward(Residual r) {
+  if (pre_conv) r.pending = pre_conv->forward(r.normalized(*pre_conv_norm));
+  r.pending = mixer->forward(r.normalized(*seq_norm));
+  if (mlp) r.pending = mlp->forward(r.normalized(*ffn_norm));
+  return r;
 }
 
 BlockState Block::init_state(int64_t batch) {
@@ -34,11 +42,11 @@ BlockState Block::init_state(int64_t batch) {
   return st;
 }
 
-Tensor Block::step(const Tensor& h0, BlockState& st) {
-  Tensor h = h0;
-  if (pre_conv) h = add(h, pre_conv->step(pre_conv_norm->forward(h), st.conv_tail));
-  h = add(h, mixer->step(seq_norm->forward(h), *st.mixer));
-  return mlp ? add(h, mlp->forward(ffn_norm->forward(h))) : h;
+Residual Block::step(Residual r, BlockState& st) {
+  if (pre_conv) r.pending = pre_conv->step(r.normalized(*pre_conv_norm), st.conv_tail);
+  r.pending = mixer->step(r.normalized(*seq_norm), *st.mixer);
+  if (mlp) r.pending = mlp->forward(r.normalized(*ffn_norm));
+  return r;
 }
 
 }  // namespace ttt

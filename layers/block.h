@@ -3,6 +3,10 @@
 //   transformer backbone:  h += mixer(seq_norm(h));                      h += mlp(ffn_norm(h))
 //   mamba backbone:        h += pre_conv(pre_conv_norm(h));  then the same two residual steps
 //
+// Each residual add runs fused with the norm that reads the sum next (`Residual`, add_rms_norm):
+// forward returns the last sublayer's output still pending, and the next block's first norm, or
+// the model's final norm, adds it. The values are those of the separate adds and norms.
+//
 // All norms are RMSNorm (eps cfg.norm_eps), mlp is SwiGLU(d_model, d_ff) (none when d_ff = 0: the
 // Mamba papers' blocks are `h += mixer(norm(h))` only), pre_conv a depthwise
 // causal conv of width cfg.conv_width with bias and no activation. The Mamba backbone's other
@@ -22,6 +26,16 @@
 
 namespace ttt {
 
+// The residual stream between sublayers and blocks: its value is h + pending, where pending (if
+// defined) is the last sublayer's output, not yet added so that the add runs fused with the norm
+// that reads the sum next (add_rms_norm: one kernel instead of two forward and three backward).
+struct Residual {
+  explicit Residual(Tensor h0) : h(std::move(h0)) {}
+  Tensor h, pending;
+  // norm(h + pending); afterwards h is the sum and nothing is pending.
+  Tensor normalized(const RMSNorm& norm);
+};
+
 // Decoding state of one block: the pre-conv's last k−1 inputs (mamba) and the mixer's state.
 struct BlockState {
   Tensor conv_tail;
@@ -31,9 +45,10 @@ struct BlockState {
 class Block : public Module {
  public:
   Block(const ModelConfig& cfg, Generator& g);
-  Tensor forward(const Tensor& h);  // [B, T, D] -> [B, T, D]
+  // [B, T, D] -> [B, T, D]; the last sublayer's output is left pending for the next norm.
+  Residual forward(Residual r);
   BlockState init_state(int64_t batch);
-  Tensor step(const Tensor& h, BlockState& state);  // continues after the tokens in state
+  Residual step(Residual r, BlockState& state);  // continues after the tokens in state
   double extra_flops_per_token(int64_t seq_len) const { return mixer->extra_flops_per_token(seq_len); }
 
   std::shared_ptr<RMSNorm> pre_conv_norm;     // mamba only

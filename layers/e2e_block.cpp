@@ -84,13 +84,16 @@ Tensor e2e_block_apply(const E2EBlockShape& s, const E2EBlockWeights& w, const F
   if (h0.dim() != 3 || h0.shape()[2] != s.d_model)
     throw std::invalid_argument("e2e block: expected input [B, T, " + std::to_string(s.d_model) + "], got " +
                                 h0.shape().str());
-  Tensor h = add(h0, maybe_norm(attention(s, w, rms_norm(h0, w.seq_norm, s.eps), start, past, own),
-                                w.seq_post_norm, s.eps));
-  if (fast && fast->w1.defined())
-    h = add(h, maybe_norm(e2e_fast_mlp(*fast, rms_norm(h, w.prime_norm, s.eps), s.fast_heads), w.prime_post_norm,
-                          s.eps));
-  Tensor a = rms_norm(h, w.ffn_norm, s.eps);
-  Tensor y = e2e_linear(swiglu(e2e_linear(a, w.w1), e2e_linear(a, w.w3)), w.w2);
+  // Each residual add inside the block runs fused with the norm that reads the sum (add_rms_norm).
+  const bool prime = fast && fast->w1.defined();
+  Tensor y = maybe_norm(attention(s, w, rms_norm(h0, w.seq_norm, s.eps), start, past, own), w.seq_post_norm, s.eps);
+  tensor_list h_a = add_rms_norm(h0, y, prime ? w.prime_norm : w.ffn_norm, s.eps);
+  if (prime) {
+    y = maybe_norm(e2e_fast_mlp(*fast, h_a[1], s.fast_heads), w.prime_post_norm, s.eps);
+    h_a = add_rms_norm(h_a[0], y, w.ffn_norm, s.eps);
+  }
+  const Tensor &h = h_a[0], &a = h_a[1];
+  y = e2e_linear(swiglu(e2e_linear(a, w.w1), e2e_linear(a, w.w3)), w.w2);
   return add(h, maybe_norm(y, w.ffn_post_norm, s.eps));
 }
 

@@ -29,9 +29,9 @@ struct LanguageModel::Impl {
   const Tensor& head_weight() const { return lm_head ? lm_head->weight : embed->weight; }
   // ids -> the final norm's output [B, T, d], the head's input.
   Tensor features(const Tensor& ids) const {
-    Tensor h = embed->forward(ids);
-    for (auto& b : blocks) h = b->forward(h);
-    return final_norm->forward(h);
+    Residual r{embed->forward(ids)};
+    for (auto& b : blocks) r = b->forward(std::move(r));
+    return r.normalized(*final_norm);  // the last block's add fused with the final norm
   }
 };
 
@@ -111,10 +111,10 @@ Tensor LanguageModel::decode(const Tensor& ids, DecodeState& state) {
   if (ids.shape()[0] != st->batch)
     throw std::invalid_argument("LanguageModel::decode: ids batch " + std::to_string(ids.shape()[0]) +
                                 " differs from the state's " + std::to_string(st->batch));
-  Tensor h = impl_->embed->forward(ids);
-  for (size_t i = 0; i < impl_->blocks.size(); ++i) h = impl_->blocks[i]->step(h, st->blocks[i]);
+  Residual r{impl_->embed->forward(ids)};
+  for (size_t i = 0; i < impl_->blocks.size(); ++i) r = impl_->blocks[i]->step(std::move(r), st->blocks[i]);
   st->position += ids.shape()[1];
-  return impl_->head(impl_->final_norm->forward(h));
+  return impl_->head(r.normalized(*impl_->final_norm));
 }
 
 double LanguageModel::flops_per_token(int64_t seq_len) const {

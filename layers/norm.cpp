@@ -23,6 +23,11 @@ Tensor RMSNorm::forward(const Tensor& x) const {
   return rms_norm(x, weight, eps);
 }
 
+tensor_list RMSNorm::add_forward(const Tensor& h, const Tensor& y) const {
+  check_last_dim("RMSNorm", h, dim);
+  return add_rms_norm(h, y, weight, eps);
+}
+
 LayerNorm::LayerNorm(int64_t d, double e, bool affine) : dim(d), eps(e) {
   if (affine) {
     weight = register_parameter("weight", ones({d}));

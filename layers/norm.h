@@ -15,6 +15,8 @@ class RMSNorm : public Module {
  public:
   explicit RMSNorm(int64_t dim, double eps = 1e-6);
   Tensor forward(const Tensor& x) const;
+  // {h + y, forward(h + y)} in one pass (the add_rms_norm op): a residual add and this norm.
+  tensor_list add_forward(const Tensor& h, const Tensor& y) const;
   int64_t dim;
   double eps;
   Tensor weight;  // [dim]

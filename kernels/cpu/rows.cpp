@@ -5,6 +5,7 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/add_rms_norm.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/strided.h"
 #include "kernels/scalar_math.h"
@@ -20,6 +21,41 @@ template <class T> double ld(const T* p, int64_t i) { return static_cast<double>
 template <class T> void st(T* p, int64_t i, double v) {
   using C = decltype(to_compute(T{}));
   p[i] = from_compute<T>(static_cast<C>(v));
+}
+
+// RMSNorm of one row (the rms_norm forward; add_rms_norm runs it on the rounded sum).
+template <class T>
+void rms_norm_row(T* y, float* rstd, const T* x, const T* w, int64_t cols, double eps) {
+  double ms = 0;
+  for (int64_t c = 0; c < cols; ++c) ms += ld(x, c) * ld(x, c);
+  double rs = 1.0 / std::sqrt(ms / static_cast<double>(cols) + eps);
+  if (rstd) *rstd = static_cast<float>(rs);
+  for (int64_t c = 0; c < cols; ++c) st(y, c, ld(x, c) * rs * (w ? ld(w, c) : 1.0));
+}
+
+// dx of one row: g = dy * w; dx = rs * (g - xhat * mean(g * xhat)), xhat = x * rs.
+template <class T> void rms_norm_dx_row(T* dx, const T* dy, const T* x, double rs, const T* w, int64_t cols) {
+  double sgx = 0;
+  for (int64_t c = 0; c < cols; ++c) sgx += ld(dy, c) * (w ? ld(w, c) : 1.0) * ld(x, c) * rs;
+  sgx /= static_cast<double>(cols);
+  for (int64_t c = 0; c < cols; ++c) {
+    double g = ld(dy, c) * (w ? ld(w, c) : 1.0), xh = ld(x, c) * rs;
+    st(dx, c, rs * (g - xh * sgx));
+  }
+}
+
+// dw = sum over rows of dy * xhat, rows in order, in double.
+template <class T>
+void rms_norm_dw(float* dw, const T* dy, const T* x, const float* rstd, int64_t rows, int64_t cols) {
+  std::vector<double> aw(static_cast<size_t>(cols), 0.0);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) aw[c] += ld(dy, r * cols + c) * ld(x, r * cols + c) * rstd[r];
+  for (int64_t c = 0; c < cols; ++c) dw[c] = static_cast<float>(aw[c]);
+}
+
+// out = a + b in T's compute type, as the elementwise add computes it.
+template <class T> void add_row(T* out, const T* a, const T* b, int64_t cols) {
+  for (int64_t c = 0; c < cols; ++c) out[c] = from_compute<T>(to_compute(a[c]) + to_compute(b[c]));
 }
 }  // namespace
 
@@ -138,12 +174,7 @@ void CpuBackend::rms_norm_fwd(void* yv, float* rstd, const void* xv, const void*
     const T *x = static_cast<const T*>(xv), *w = static_cast<const T*>(wv);
     T* y = static_cast<T*>(yv);
     parallel_rows(rows, cols, [&](int64_t r) {
-      const T* xr = x + r * cols;
-      double ms = 0;
-      for (int64_t c = 0; c < cols; ++c) ms += ld(xr, c) * ld(xr, c);
-      double rs = 1.0 / std::sqrt(ms / static_cast<double>(cols) + eps);
-      if (rstd) rstd[r] = static_cast<float>(rs);
-      for (int64_t c = 0; c < cols; ++c) st(y + r * cols, c, ld(xr, c) * rs * (w ? ld(w, c) : 1.0));
+      rms_norm_row(y + r * cols, rstd ? rstd + r : nullptr, x + r * cols, w, cols, eps);
     });
   });
 }
@@ -154,26 +185,11 @@ void CpuBackend::rms_norm_bwd(void* dxv, float* dw, const void* dyv, const void*
     using T = decltype(tag);
     const T *x = static_cast<const T*>(xv), *dy = static_cast<const T*>(dyv), *w = static_cast<const T*>(wv);
     T* dx = static_cast<T*>(dxv);
-    if (dx) {
+    if (dx)
       parallel_rows(rows, cols, [&](int64_t r) {
-        const T *xr = x + r * cols, *dyr = dy + r * cols;
-        double rs = rstd[r];
-        // g = dy * w; dx = rs * (g - xhat * mean(g * xhat)), xhat = x * rs
-        double sgx = 0;
-        for (int64_t c = 0; c < cols; ++c) sgx += ld(dyr, c) * (w ? ld(w, c) : 1.0) * ld(xr, c) * rs;
-        sgx /= static_cast<double>(cols);
-        for (int64_t c = 0; c < cols; ++c) {
-          double g = ld(dyr, c) * (w ? ld(w, c) : 1.0), xh = ld(xr, c) * rs;
-          st(dx + r * cols, c, rs * (g - xh * sgx));
-        }
+        rms_norm_dx_row(dx + r * cols, dy + r * cols, x + r * cols, rstd[r], w, cols);
       });
-    }
-    if (dw) {
-      std::vector<double> aw(static_cast<size_t>(cols), 0.0);
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t c = 0; c < cols; ++c) aw[c] += ld(dy, r * cols + c) * ld(x, r * cols + c) * rstd[r];
-      for (int64_t c = 0; c < cols; ++c) dw[c] = static_cast<float>(aw[c]);
-    }
+    if (dw) rms_norm_dw(dw, dy, x, rstd, rows, cols);
   });
 }
 
@@ -234,3 +250,73 @@ void CpuBackend::adamw(const AdamWArgs& a) {
 }
 
 }  // namespace ttt::cpu_impl
+
+// --- add_rms_norm (kernels/add_rms_norm.h): the rms_norm row functions above after the add ------------
+
+namespace ttt {
+
+namespace {
+double row_io(int64_t rows, int64_t cols, DType dt, double tensors) {
+  return tensors * static_cast<double>(rows * cols) * static_cast<double>(dtype_size(dt));
+}
+}  // namespace
+
+double AddRmsNormForward::bytes() const {
+  return row_io(rows, cols, dtype, 4) + (w ? row_io(1, cols, dtype, 1) : 0) + 4.0 * static_cast<double>(rows);
+}
+double AddRmsNormBackward::bytes() const {
+  return row_io(rows, cols, dtype, dsum ? 4 : 2) + (w ? row_io(1, cols, dtype, 1) : 0) + 4.0 * static_cast<double>(rows);
+}
+
+void AddRmsNormForward::run(Backend& be) {
+  if (be.device().is_cpu()) return cpu_impl::add_rms_norm_forward(*this);
+#if TTT_WITH_CUDA
+  cuda_impl::add_rms_norm_forward(be, *this);
+#else
+  throw std::runtime_error("add_rms_norm: built without CUDA");
+#endif
+}
+
+void AddRmsNormBackward::run(Backend& be) {
+  if (be.device().is_cpu()) return cpu_impl::add_rms_norm_backward(*this);
+#if TTT_WITH_CUDA
+  cuda_impl::add_rms_norm_backward(be, *this);
+#else
+  throw std::runtime_error("add_rms_norm: built without CUDA");
+#endif
+}
+
+namespace cpu_impl {
+
+void add_rms_norm_forward(AddRmsNormForward& a) {
+  dispatch_float(a.dtype, "add_rms_norm", [&](auto tag) {
+    using T = decltype(tag);
+    const T *h = static_cast<const T*>(a.h), *y = static_cast<const T*>(a.y), *w = static_cast<const T*>(a.w);
+    T *s = static_cast<T*>(a.s), *n = static_cast<T*>(a.n);
+    const int64_t cols = a.cols;
+    parallel_rows(a.rows, cols, [&](int64_t r) {
+      add_row(s + r * cols, h + r * cols, y + r * cols, cols);
+      rms_norm_row(n + r * cols, a.rstd + r, s + r * cols, w, cols, a.eps);
+    });
+  });
+}
+
+void add_rms_norm_backward(AddRmsNormBackward& a) {
+  dispatch_float(a.dtype, "add_rms_norm backward", [&](auto tag) {
+    using T = decltype(tag);
+    const T *ds = static_cast<const T*>(a.ds), *dn = static_cast<const T*>(a.dn), *s = static_cast<const T*>(a.s),
+            *w = static_cast<const T*>(a.w);
+    T* dsum = static_cast<T*>(a.dsum);
+    const int64_t cols = a.cols;
+    if (dsum)
+      parallel_rows(a.rows, cols, [&](int64_t r) {
+        T* out = dsum + r * cols;
+        rms_norm_dx_row(out, dn + r * cols, s + r * cols, a.rstd[r], w, cols);  // the norm's dx, in T
+        add_row(out, ds + r * cols, out, cols);
+      });
+    if (a.dw) rms_norm_dw(a.dw, dn, s, a.rstd, a.rows, cols);
+  });
+}
+
+}  // namespace cpu_impl
+}  // namespace ttt

@@ -1,8 +1,13 @@
 // kernels/cuda/rows.cu — softmax / log-softmax, LayerNorm and RMSNorm, forward and backward, on
 // contiguous rows `cols` wide (formulas as in kernels/cpu/rows.cpp).
 //
+// add_rms_norm (kernels/add_rms_norm.h) runs the RMSNorm kernels with the residual add fused in:
+// the forward reads h and y and writes their sum as it takes the squares; the backward adds the
+// residual's gradient to dx before storing it.
+//
 // The weight/bias gradients sum over rows: a column-tiled kernel writes per-chunk partial sums
 // and a second kernel adds the chunks in a fixed order, so the result is deterministic.
+#include "kernels/add_rms_norm.h"
 #include "kernels/cuda/cuda_backend.cuh"
 #include "kernels/cuda/rows.cuh"
 
@@ -66,18 +71,50 @@ __global__ void __launch_bounds__(1024) softmax_bwd_kernel(T* __restrict__ dx, c
   }
 }
 
+// a rounded to T and widened back (what a value stored as T and loaded again is).
+template <class T, class A> __device__ __forceinline__ A round_to(A a) {
+  return static_cast<A>(to_compute(from_compute<T>(static_cast<compute_t<T>>(a))));
+}
+// a + b, never contracted with a product that computed b into an FMA (so b is rounded first, as
+// it is when it was stored before a separate add).
+__device__ __forceinline__ float add_rn(float a, float b) { return __fadd_rn(a, b); }
+__device__ __forceinline__ double add_rn(double a, double b) { return __dadd_rn(a, b); }
+
 // LayerNorm (rms = false) and RMSNorm (rms = true) forward; mean/rstd outputs optional.
-template <class T, int VEC>
+// kAdd (RMSNorm only; add_rms_norm): the row normalized is x + res, computed and written to `sum`
+// in the first pass (the squares are taken of the stored, rounded sums), and the second pass
+// reads it back from `sum` (this thread's own writes, mostly from L2). The arithmetic and its
+// order are the same as for an x that held the sum, so the results are those of add + rms_norm.
+template <class T, int VEC, bool kAdd = false>
 __global__ void __launch_bounds__(1024) norm_fwd_kernel(T* __restrict__ y, float* __restrict__ mean_out,
                                                         float* __restrict__ rstd_out, const T* __restrict__ x,
                                                         const T* __restrict__ w, const T* __restrict__ b,
-                                                        int64_t rows, int64_t cols, double eps, bool rms) {
+                                                        int64_t rows, int64_t cols, double eps, bool rms,
+                                                        const T* __restrict__ res = nullptr,
+                                                        T* __restrict__ sum = nullptr) {
   using A = compute_t<T>;
   __shared__ A sh[32];
   const A inv_n = A(1) / static_cast<A>(cols);
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* xr = x + r * cols;
     A mu = 0;
+    A q = 0;  // sum of squares of the centred values (two passes: no cancellation)
+    if constexpr (kAdd) {
+      // The same per-thread order of columns as row_pass, so q is summed exactly as there.
+      T* sr = sum + r * cols;
+#pragma unroll 4
+      for (int64_t c = threadIdx.x * VEC; c < cols; c += blockDim.x * VEC) {
+        A v[VEC], u[VEC];
+        load_row<VEC>(v, xr, c);
+        load_row<VEC>(u, res + r * cols, c);
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) v[j] = round_to<T>(v[j] + u[j]);
+        store_row<VEC>(sr, c, v);
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) q += (v[j] - mu) * (v[j] - mu);
+      }
+      xr = sr;
+    }
     if (!rms) {
       A s = 0;
       row_pass<VEC, 4, A>(xr, cols, [&](const A(&v)[VEC], int64_t) {
@@ -86,11 +123,11 @@ __global__ void __launch_bounds__(1024) norm_fwd_kernel(T* __restrict__ y, float
       });
       mu = block_sum(s, sh) * inv_n;
     }
-    A q = 0;  // sum of squares of the centred values (two passes: no cancellation)
-    row_pass<VEC, 4, A>(xr, cols, [&](const A(&v)[VEC], int64_t) {
+    if constexpr (!kAdd)
+      row_pass<VEC, 4, A>(xr, cols, [&](const A(&v)[VEC], int64_t) {
 #pragma unroll
-      for (int j = 0; j < VEC; ++j) q += (v[j] - mu) * (v[j] - mu);
-    });
+        for (int j = 0; j < VEC; ++j) q += (v[j] - mu) * (v[j] - mu);
+      });
     const A rs = A(1) / ::sqrt(block_sum(q, sh) * inv_n + static_cast<A>(eps));
     if (threadIdx.x == 0) {
       if (mean_out) mean_out[r] = static_cast<float>(mu);
@@ -111,11 +148,14 @@ __global__ void __launch_bounds__(1024) norm_fwd_kernel(T* __restrict__ y, float
 
 // dx of LayerNorm / RMSNorm with g = dy * w, xhat = (x - mean) * rstd (mean = 0 for RMSNorm):
 //   LayerNorm: dx = rstd (g - mean(g) - xhat mean(g xhat));  RMSNorm: dx = rstd (g - xhat mean(g xhat))
-template <class T, int VEC>
+// kAdd (add_rms_norm's backward): writes dres + dx instead, dx rounded to T first, as the separate
+// add of the stored dx would see it.
+template <class T, int VEC, bool kAdd = false>
 __global__ void __launch_bounds__(1024) norm_bwd_dx_kernel(T* __restrict__ dx, const T* __restrict__ dy,
                                                            const T* __restrict__ x, const float* __restrict__ mean,
                                                            const float* __restrict__ rstd, const T* __restrict__ w,
-                                                           int64_t rows, int64_t cols, bool rms) {
+                                                           int64_t rows, int64_t cols, bool rms,
+                                                           const T* __restrict__ dres = nullptr) {
   using A = compute_t<T>;
   __shared__ A sh[32];
   const A inv_n = A(1) / static_cast<A>(cols);
@@ -146,6 +186,11 @@ __global__ void __launch_bounds__(1024) norm_bwd_dx_kernel(T* __restrict__ dx, c
       load_row<VEC>(wv, w, c, A(1));
 #pragma unroll
       for (int j = 0; j < VEC; ++j) v[j] = rs * (g[j] * wv[j] - sg - (v[j] - mu) * rs * sgx);
+      if constexpr (kAdd) {
+        load_row<VEC>(g, dres + r * cols, c);
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) v[j] = add_rn(g[j], round_to<T>(v[j]));
+      }
       store_row<VEC>(dx + r * cols, c, v);
     }
   }
@@ -234,31 +279,35 @@ void CudaBackend::softmax_bwd(void* dx, const void* dy, const void* y, int64_t r
 
 namespace {
 // Launches the forward of either norm (LayerNorm subtracts the mean and adds the bias, RMSNorm
-// does neither; one kernel with a block-uniform flag serves both).
+// does neither; one kernel with a block-uniform flag serves both). With `sum` (RMSNorm only) the
+// row normalized is x + res, written to `sum` (add_rms_norm).
 template <class T>
 void norm_fwd(CudaBackend& be, void* y, float* mean, float* rstd, const void* x, const void* w, const void* b,
-              int64_t rows, int64_t cols, double eps, bool rms) {
-  dispatch_row_vec<T>(cols, {y, x, w, b}, [&](auto vec) {
+              int64_t rows, int64_t cols, double eps, bool rms, const void* res = nullptr, void* sum = nullptr) {
+  dispatch_row_vec<T>(cols, {y, x, w, b, res, sum}, [&](auto vec) {
     constexpr int V = decltype(vec)::value;
     const int threads = row_threads(cols / V);
-    norm_fwd_kernel<T, V><<<row_grid(rows, threads, be.sm_count()), threads, 0, be.stream()>>>(
+    const auto kernel = sum ? norm_fwd_kernel<T, V, true> : norm_fwd_kernel<T, V, false>;
+    kernel<<<row_grid(rows, threads, be.sm_count()), threads, 0, be.stream()>>>(
         static_cast<T*>(y), mean, rstd, static_cast<const T*>(x), static_cast<const T*>(w),
-        static_cast<const T*>(b), rows, cols, eps, rms);
+        static_cast<const T*>(b), rows, cols, eps, rms, static_cast<const T*>(res), static_cast<T*>(sum));
     CUDA_CHECK_LAUNCH();
   });
 }
 
 // dx (when dx is non-null) and the parameter gradients dw/db (when non-null) of either norm.
+// With `dres`, dx is dres + the norm's dx (add_rms_norm's backward).
 template <class T>
 void norm_bwd(CudaBackend& be, void* dx, float* dw, float* db, const void* dy, const void* x, const float* mean,
-              const float* rstd, const void* w, int64_t rows, int64_t cols, bool rms) {
+              const float* rstd, const void* w, int64_t rows, int64_t cols, bool rms, const void* dres = nullptr) {
   if (dx) {
-    dispatch_row_vec<T>(cols, {dx, dy, x, w}, [&](auto vec) {
+    dispatch_row_vec<T>(cols, {dx, dy, x, w, dres}, [&](auto vec) {
       constexpr int V = decltype(vec)::value;
       const int threads = row_threads(cols / V);
-      norm_bwd_dx_kernel<T, V><<<row_grid(rows, threads, be.sm_count()), threads, 0, be.stream()>>>(
+      const auto kernel = dres ? norm_bwd_dx_kernel<T, V, true> : norm_bwd_dx_kernel<T, V, false>;
+      kernel<<<row_grid(rows, threads, be.sm_count()), threads, 0, be.stream()>>>(
           static_cast<T*>(dx), static_cast<const T*>(dy), static_cast<const T*>(x), mean, rstd,
-          static_cast<const T*>(w), rows, cols, rms);
+          static_cast<const T*>(w), rows, cols, rms, static_cast<const T*>(dres));
       CUDA_CHECK_LAUNCH();
     });
   }
@@ -317,6 +366,25 @@ void CudaBackend::rms_norm_bwd(void* dx, float* dw, const void* dy, const void* 
   activate();
   dispatch_float(dt, "rms_norm backward", [&](auto tag) {
     norm_bwd<decltype(tag)>(*this, rows ? dx : nullptr, dw, nullptr, dy, x, nullptr, rstd, w, rows, cols, true);
+  });
+}
+
+// --- add_rms_norm (kernels/add_rms_norm.h): the RMSNorm kernels above with the residual add fused --
+
+void add_rms_norm_forward(Backend& be0, AddRmsNormForward& c) {
+  if (c.rows == 0 || c.cols == 0) return;
+  CudaBackend& be = cuda_backend_of(be0, "add_rms_norm");
+  dispatch_float(c.dtype, "add_rms_norm", [&](auto tag) {
+    norm_fwd<decltype(tag)>(be, c.n, nullptr, c.rstd, c.h, c.w, nullptr, c.rows, c.cols, c.eps, true, c.y, c.s);
+  });
+}
+
+void add_rms_norm_backward(Backend& be0, AddRmsNormBackward& c) {
+  if (c.cols == 0) return;
+  CudaBackend& be = cuda_backend_of(be0, "add_rms_norm");
+  dispatch_float(c.dtype, "add_rms_norm backward", [&](auto tag) {
+    norm_bwd<decltype(tag)>(be, c.rows ? c.dsum : nullptr, c.dw, nullptr, c.dn, c.s, nullptr, c.rstd, c.w, c.rows,
+                            c.cols, true, c.ds);
   });
 }
 

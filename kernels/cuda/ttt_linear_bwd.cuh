@@ -133,12 +133,12 @@ TTT_DEV void operand_tiles(const ItemBufs<C>& B, BwdSmem<C>& S) {
     widen_tile<C>(B.stage[1], B.xk, S.ok);
     widen_tile<C>(B.stage[2], B.xv, nullptr);
     widen_tile<C>(B.stage[3], B.dout, nullptr);
-    return;
-  }
-  for (int i = tid(); i < KP * C::F / 2; i += C::THREADS) {
-    const int r = (2 * i) / C::F, c = (2 * i) % C::F;
-    put_op2(S.oq + r * C::OS + c, B.xq[r * C::FS + c], B.xq[r * C::FS + c + 1]);
-    put_op2(S.ok + r * C::OS + c, B.xk[r * C::FS + c], B.xk[r * C::FS + c + 1]);
+  } else {
+    for (int i = tid(); i < KP * C::F / 2; i += C::THREADS) {
+      const int r = (2 * i) / C::F, c = (2 * i) % C::F;
+      put_op2(S.oq + r * C::OS + c, B.xq[r * C::FS + c], B.xq[r * C::FS + c + 1]);
+      put_op2(S.ok + r * C::OS + c, B.xk[r * C::FS + c], B.xk[r * C::FS + c + 1]);
+    }
   }
 }
 

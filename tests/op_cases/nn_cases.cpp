@@ -56,6 +56,10 @@ std::vector<OpCase> cases() {
                    [](const tensor_list& x) { return one(rms_norm(x[0], x[1], 1e-6)); }));
   v.push_back(make("rms_norm", "[3,5] no weight", {{{3, 5}}},
                    [](const tensor_list& x) { return one(rms_norm(x[0], Tensor(), 1e-6)); }));
+  v.push_back(make("add_rms_norm", "[2,3,4] weight", {{{2, 3, 4}}, {{2, 3, 4}}, {{4}}},
+                   [](const tensor_list& x) { return add_rms_norm(x[0], x[1], x[2], 1e-6); }));
+  v.push_back(make("add_rms_norm", "[3,5] no weight", {{{3, 5}}, {{3, 5}}},
+                   [](const tensor_list& x) { return add_rms_norm(x[0], x[1], Tensor(), 1e-6); }));
 
   v.push_back(make("cross_entropy", "[4,5] mean", {{{4, 5}}, index_input({4}, 5)},
                    [](const tensor_list& x) { return one(cross_entropy(x[0], x[1])); }));
