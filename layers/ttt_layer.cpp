@@ -286,13 +286,30 @@ bool TTTMixer::use_fused(const ScanInputs& in) const {
   return why.empty();
 }
 
-// The fused scan from W0, with the composite dual form as its twin for create_graph.
-Tensor TTTMixer::fused_outputs(const ScanInputs& in) {
+// The fused scan from W0, with the composite dual form as its twin for create_graph: the outputs,
+// then the final state and the accumulators of a partial last mini-batch (ops.h ttt_linear_scan).
+tensor_list TTTMixer::fused_scan(const ScanInputs& in) {
   const double eps = c_.ln_eps;
   TTTScanComposite composite = [eps](const tensor_list& x) { return dual_linear_scan(x, eps); };
   const tensor_list x = fused_inputs(in);
-  return ttt_linear_scan(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8], {c_.checkpoint_group, eps},
-                         composite)[0];
+  return ttt_linear_scan(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8], {c_.checkpoint_group, eps}, composite);
+}
+
+Tensor TTTMixer::fused_outputs(const ScanInputs& in) { return fused_scan(in)[0]; }
+
+// Prefill: the fused scan from W0 over the whole prompt, leaving the state step() continues from —
+// W, b after the last complete mini-batch ([B, nh, f, f], [B, nh, 1, f] as initial_state() lays
+// them out) and, when the prompt ends inside a mini-batch, its accumulators Σ lr_j ∇ℓ_j (Note
+// [Accumulators]), which the primal form resumes from; none (undefined = zero) at a boundary.
+Tensor TTTMixer::prefill_fused(const ScanInputs& in, ScanState& st) {
+  const tensor_list r = fused_scan(in);
+  const int64_t B = in.XQ.shape()[0], T = in.XQ.shape()[2];
+  const bool bias = inner_->initial()[1].defined();
+  const auto bias_row = [&](const Tensor& b) { return bias ? reshape(b, {B, nh_, 1, f_}) : Tensor(); };
+  st.index = T % c_.mini_batch;
+  st.W = {r[1], bias_row(r[2])};
+  st.acc = st.index > 0 ? tensor_list{r[3], bias_row(r[4])} : tensor_list{Tensor(), Tensor()};
+  return r[0];
 }
 
 Tensor TTTMixer::inner_outputs(const ScanInputs& in) {
@@ -323,7 +340,12 @@ Tensor TTTMixer::step(const Tensor& x, MixerState& state) {
   const DType dt = in.XQ.dtype();
   for (Tensor& w : st->scan.W) w = cast(w, dt);
   for (Tensor& a : st->scan.acc) a = cast(a, dt);
-  Tensor out = run(st->scan, in, pos0, true);
+  // From the start and without a graph to record, the prompt runs through the fused scan (one
+  // call instead of a few ops per mini-batch); its final state is not differentiable, so a step
+  // that autograd must see through (grad mode on) keeps the composite forms.
+  const bool fresh = pos0 == 0 && st->scan.index == 0;
+  Tensor out = fresh && !GradMode::is_enabled() && use_fused(in) ? prefill_fused(in, st->scan)
+                                                                   : run(st->scan, in, pos0, true);
   st->position += x.shape()[1];
   return finish(x, out);
 }
