@@ -288,22 +288,24 @@ bool TTTMixer::use_fused(const ScanInputs& in) const {
 
 // The fused scan from W0, with the composite dual form as its twin for create_graph: the outputs,
 // then the final state and the accumulators of a partial last mini-batch (ops.h ttt_linear_scan).
-tensor_list TTTMixer::fused_scan(const ScanInputs& in) {
+tensor_list TTTMixer::fused_scan(const ScanInputs& in, int64_t checkpoint_group) {
   const double eps = c_.ln_eps;
   TTTScanComposite composite = [eps](const tensor_list& x) { return dual_linear_scan(x, eps); };
   const tensor_list x = fused_inputs(in);
-  return ttt_linear_scan(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8], {c_.checkpoint_group, eps}, composite);
+  return ttt_linear_scan(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8], {checkpoint_group, eps}, composite);
 }
 
-Tensor TTTMixer::fused_outputs(const ScanInputs& in) { return fused_scan(in)[0]; }
+Tensor TTTMixer::fused_outputs(const ScanInputs& in) { return fused_scan(in, c_.checkpoint_group)[0]; }
 
 // Prefill: the fused scan from W0 over the whole prompt, leaving the state step() continues from —
 // W, b after the last complete mini-batch ([B, nh, f, f], [B, nh, 1, f] as initial_state() lays
 // them out) and, when the prompt ends inside a mini-batch, its accumulators Σ lr_j ∇ℓ_j (Note
 // [Accumulators]), which the primal form resumes from; none (undefined = zero) at a boundary.
+// No backward will replay the scan, so it stores one state per layer instead of one every
+// checkpoint_group mini-batches (at batch 16 × 32k tokens that would be 1.6 GB per layer, for nothing).
 Tensor TTTMixer::prefill_fused(const ScanInputs& in, ScanState& st) {
-  const tensor_list r = fused_scan(in);
   const int64_t B = in.XQ.shape()[0], T = in.XQ.shape()[2];
+  const tensor_list r = fused_scan(in, (T + c_.mini_batch - 1) / c_.mini_batch);
   const bool bias = inner_->initial()[1].defined();
   const auto bias_row = [&](const Tensor& b) { return bias ? reshape(b, {B, nh_, 1, f_}) : Tensor(); };
   st.index = T % c_.mini_batch;

@@ -75,7 +75,7 @@ class TTTMixer : public SequenceMixer {
   tensor_list fused_inputs(const ScanInputs& in) const;
   std::string fused_unsupported(const ScanInputs& in) const;
   bool use_fused(const ScanInputs& in) const;
-  tensor_list fused_scan(const ScanInputs& in);
+  tensor_list fused_scan(const ScanInputs& in, int64_t checkpoint_group);
   Tensor fused_outputs(const ScanInputs& in);
   Tensor prefill_fused(const ScanInputs& in, ScanState& st);
   DType inner_dtype(DType x) const;
