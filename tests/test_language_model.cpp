@@ -119,6 +119,11 @@ TEST_CASE("prefill (fused TTT-Linear scan) + decode reproduces the forward's log
       auto st = lm.init_decode(2);
       Tensor y = lm.decode(ids.narrow(1, 0, P), *st);
       CHECK_MESSAGE(max_abs_diff(y, full.narrow(1, 0, P)) < 1e-10, backbone, " prompt ", P);
+      auto st_last = lm.init_decode(2);  // last_only: the prompt's last position only, same state
+      Tensor last = lm.decode(ids.narrow(1, 0, P), *st_last, /*last_only=*/true);
+      CHECK(last.shape() == Shape{2, 1, c.vocab_size});
+      CHECK(max_abs_diff(last, full.narrow(1, P - 1, 1)) < 1e-10);
+      CHECK(max_abs_diff(lm.decode(ids.narrow(1, P, 1), *st_last), full.narrow(1, P, 1)) < 1e-10);
       for (int64_t t = P; t < T; ++t) {
         y = lm.decode(ids.narrow(1, t, 1), *st);
         CHECK_MESSAGE(max_abs_diff(y, full.narrow(1, t, 1)) < 1e-10, backbone, " prompt ", P, " token ", t);

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "tests/trainer_test_util.h"
 
@@ -135,6 +136,25 @@ TEST_CASE("tokenizer -> data -> train -> eval -> generate, resume and SIGTERM th
   CHECK(text(g1.output) == text(g2.output));
   CHECK(text(g1.output).rfind("the cat", 0) == 0);
   CHECK(text(g1.output).size() > std::string("the cat").size());
+  // --prompts FILE: one batch, one JSON line per prompt in file order; a row's text is that of
+  // --prompt alone with the same seed (rows sample from their own generator).
+  {
+    std::ofstream(kDir + "/prompts.txt") << "the cat\n\na dog sat on the mat and\n";
+    auto gb = run_ttt("generate --checkpoint " + ckpt + " --prompts " + kDir +
+                      "/prompts.txt --max-new-tokens 24 --top-k 20 --seed 3");
+    REQUIRE_MESSAGE(gb.code == 0, gb.output);
+    std::vector<nlohmann::json> rows;
+    std::istringstream lines(gb.output);
+    for (std::string line; std::getline(lines, line);)
+      if (!line.empty() && line[0] == '{') rows.push_back(nlohmann::json::parse(line));
+    REQUIRE(rows.size() == 2);
+    CHECK(rows[0]["prompt"] == "the cat");
+    CHECK(rows[1]["prompt"] == "a dog sat on the mat and");
+    CHECK("the cat" + rows[0]["completion"].get<std::string>() == text(g1.output));
+    CHECK(rows[1]["tokens"].get<int64_t>() > 0);
+    auto both = run_ttt("generate --checkpoint " + ckpt + " --prompt x --prompts " + kDir + "/prompts.txt");
+    CHECK(both.code != 0);
+  }
 
   // --- stop at step 12, resume: the same losses as the uninterrupted run --------------------------
   const std::string run2 = kDir + "/run2";
