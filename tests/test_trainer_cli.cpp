@@ -46,6 +46,8 @@ TEST_CASE("usage errors") {
   expect_error("generate --checkpoint " + kTiny + " --prompt hi --top-p 2", "--top-p");
   expect_error("generate --checkpoint " + kTiny, "give exactly one of --prompt TEXT and --prompts FILE");
   expect_error("bench --config " + kTiny + " --batch 0", "--batch");
+  expect_error("bench --config " + kTiny + " --contexts 64,128 --phases train,decode", "--contexts measures the prefill");
+  expect_error("bench --config " + kTiny + " --contexts 64,x", "--contexts");
 }
 
 TEST_CASE("config errors name the key") {
