@@ -206,6 +206,54 @@ TEST_CASE("prefill through the fused scan leaves the composite path's decode sta
       }
 }
 
+TEST_CASE("a prompt prefilled in chunks: every chunk with a whole mini-batch runs the fused scan; == forward") {
+  // K = 4, T = 19: chunks that start on a boundary or inside a mini-batch (whose rest runs in the
+  // composite forms first), shorter ones (composite only), then single tokens. The state after
+  // each chunk equals the composite step()'s; the outputs equal the forward's. fp64.
+  const int64_t T = 19, K = 4;
+  for (const char* backbone : {"mamba", "transformer"})
+    for (bool bias : {true, false}) {
+      ModelConfig cfg = tiny_ttt_config("ttt_linear", K, true, backbone);
+      cfg.ttt.inner_bias = bias;
+      Generator g(81);
+      TTTMixer layer(cfg, g);
+      randomize(layer, 82);
+      NoGradGuard ng;
+      Tensor x = rand64({2, T, cfg.d_model}, 83);
+      Tensor ref = layer.forward(x);
+      for (const std::vector<int64_t>& chunks : std::vector<std::vector<int64_t>>{
+               {8, 8, 3}, {5, 9, 5}, {3, 7, 1, 8}, {2, 3, 14}, {4, 4, 4, 4, 3}, {6, 2, 11}}) {
+        CAPTURE(backbone);
+        CAPTURE(bias);
+        CAPTURE(chunks.size());
+        CAPTURE(chunks[0]);
+        CAPTURE(chunks[1]);
+        auto st = layer.init_state(2);
+        layer.set_impl("dual");
+        auto want = layer.init_state(2);
+        layer.set_impl("auto");
+        int64_t t = 0;
+        for (int64_t n : chunks) {
+          CAPTURE(t);
+          const int64_t index = t % K, head = index == 0 ? 0 : K - index;
+          const bool expect_fused = t == 0 || n - head >= K;
+          Tensor y;
+          CHECK(fused_forward_calls([&] { y = layer.step(narrow(x, 1, t, n), *st); }) == (expect_fused ? 1 : 0));
+          CHECK(max_abs_diff(y, narrow(ref, 1, t, n)) < 1e-12);
+          layer.set_impl("dual");
+          (void)layer.step(narrow(x, 1, t, n), *want);
+          layer.set_impl("auto");
+          t += n;
+          auto& a = dynamic_cast<TTTState&>(*st);
+          auto& b = dynamic_cast<TTTState&>(*want);
+          CHECK(a.scan.index == b.scan.index);
+          for (size_t k = 0; k < a.scan.W.size(); ++k)
+            if (a.scan.W[k].defined()) CHECK(max_abs_diff(a.scan.W[k], b.scan.W[k]) < 1e-12);
+        }
+      }
+    }
+}
+
 TEST_CASE("prefill keeps the composite path where the fused scan does not apply") {
   NoGradGuard ng;
   // TTT-MLP, batch GD (mini_batch = -1) and a state already past position 0: no fused call.
@@ -226,7 +274,8 @@ TEST_CASE("prefill keeps the composite path where the fused scan does not apply"
   Tensor x = rand64({1, 9, cfg.d_model}, 76);
   auto st = layer.init_state(1);
   CHECK(fused_forward_calls([&] { (void)layer.step(narrow(x, 1, 0, 1), *st); }) == 1);
-  CHECK(fused_forward_calls([&] { (void)layer.step(narrow(x, 1, 1, 8), *st); }) == 0);
+  // Fewer tokens than the rest of the mini-batch plus a whole one: the composite forms.
+  CHECK(fused_forward_calls([&] { (void)layer.step(narrow(x, 1, 1, 6), *st); }) == 0);
   // Grad mode on: the step stays differentiable through the state (composite forms).
   GradMode::set_enabled(true);
   auto st2 = layer.init_state(1);
