@@ -85,7 +85,8 @@ TEST_CASE("option checks name the option") {
   CHECK_THROWS_WITH_AS(validate_sampling(o), doctest::Contains("--top-k"), std::invalid_argument);
 }
 
-static void check_generation(const std::string& mixer, const std::string& backbone) {
+// A tiny model: vocabulary 40, 2 layers of width 16, TTT mini-batch 4.
+static ModelConfig tiny_config(const std::string& mixer, const std::string& backbone) {
   ModelConfig c;
   c.vocab_size = 40;
   c.d_model = 16;
@@ -96,7 +97,11 @@ static void check_generation(const std::string& mixer, const std::string& backbo
   c.backbone = backbone;
   c.max_seq_len = 64;
   c.ttt.mini_batch = 4;
-  LanguageModel model(c);
+  return c;
+}
+
+static void check_generation(const std::string& mixer, const std::string& backbone) {
+  LanguageModel model(tiny_config(mixer, backbone));
   SamplingOptions o;
   o.seed = 11;
   o.max_new_tokens = 12;
@@ -142,16 +147,7 @@ TEST_CASE("generation is deterministic, greedy decode = full forward: TTT-Linear
 TEST_CASE("a batch of prompts of different lengths: each row = generate() of its prompt alone") {
   for (std::string mixer : {"ttt_linear", "attention"}) {
     CAPTURE(mixer);
-    ModelConfig c;
-    c.vocab_size = 40;
-    c.d_model = 16;
-    c.n_layers = 2;
-    c.n_heads = 2;
-    c.d_ff = 32;
-    c.mixer = mixer;
-    c.backbone = mixer == "attention" ? "transformer" : "mamba";
-    c.max_seq_len = 64;
-    c.ttt.mini_batch = 4;
+    ModelConfig c = tiny_config(mixer, mixer == "attention" ? "transformer" : "mamba");
     c.init_std = 0.2;  // logits far apart: no near-ties for the rounding of batched kernels to flip
     LanguageModel model(c);
     model.to(DType::f64);

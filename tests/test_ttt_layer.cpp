@@ -16,6 +16,7 @@
 
 #include "autograd/gradcheck.h"
 #include "layers/language_model.h"
+#include "tests/profile_count.h"
 #include "tests/ttt_helpers.h"
 #include "trainer/model_hooks.h"
 
@@ -131,17 +132,7 @@ TEST_CASE("incremental decoding (step) reproduces the full forward") {
 }
 
 // Calls of the fused scan's forward kernel while fn runs.
-static int64_t fused_forward_calls(const std::function<void()>& fn) {
-  Profiler::reset();
-  Profiler::set_enabled(true);
-  fn();
-  Profiler::set_enabled(false);
-  int64_t n = 0;
-  for (const KernelStat& k : Profiler::snapshot())
-    if (k.name == "ttt_linear_scan_fwd") n += k.calls;
-  Profiler::reset();
-  return n;
-}
+static int64_t fused_forward_calls(const std::function<void()>& fn) { return backend_calls(fn, "ttt_linear_scan_fwd"); }
 
 TEST_CASE("prefill through the fused scan leaves the composite path's decode state; prefill + decode == forward") {
   // Prompts that end on a mini-batch boundary (4, 8, 16), inside one (1, 3, 5, 7, 18) and the
