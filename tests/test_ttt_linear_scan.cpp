@@ -336,7 +336,8 @@ TEST_CASE("CUDA fused scan from a per-sequence state (decoding) equals the CPU r
       TTTLinearScanShape s;
       s.batch = c.B, s.heads = c.H, s.len = c.T, s.head_dim = c.f, s.mini_batch = c.K, s.low_precision = low;
       if (!ttt_linear_scan_unsupported(cuda(), s).empty()) continue;
-      const tensor_list x = with_per_sequence_init(scan_inputs(c, seed += 7, DType::f32), c, seed + 1);
+      seed += 7;
+      const tensor_list x = with_per_sequence_init(scan_inputs(c, seed, DType::f32), c, seed + 1);
       const Tensor d = rand64({c.B, c.H, c.T, c.f}, seed + 2).to(DType::f32);
       tensor_list xg;
       for (const Tensor& t : x) xg.push_back(t.defined() ? t.to(cuda()) : Tensor());

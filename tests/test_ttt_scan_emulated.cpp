@@ -107,7 +107,8 @@ TEST_CASE("emulated CUDA scan from a per-sequence state (decoding) equals the CP
                         Case{{2, 2, 21, 16, 16, true, true, 1}, true}}) {
     const ScanCase& c = k.c;
     INFO(c.str(), k.mma ? " bf16 MMA" : " float32");
-    const tensor_list x = with_per_sequence_init(scan_inputs(c, seed += 3, DType::f32), c, seed + 1);
+    seed += 3;
+    const tensor_list x = with_per_sequence_init(scan_inputs(c, seed, DType::f32), c, seed + 1);
     const Tensor d = rand64({c.B, c.H, c.T, c.f}, seed + 2).to(DType::f32);
     ScanRun ref(c, x, d, k.mma), emu(c, x, d, k.mma);
     auto f = ref.forward();
