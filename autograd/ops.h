@@ -116,7 +116,8 @@ struct TTTScanOptions {
 using TTTScanComposite = std::function<Tensor(const tensor_list& inputs)>;
 // Returns {out [B, H, T, f], W_T [B, H, f, f], b_T [B, H, f], accW, accb}; only out is
 // differentiable. K = tok.size(0); b0 undefined = no inner bias; ln_w/ln_b undefined = no LN +
-// residual. One dtype throughout, or XQ, XK, XV (and so out) bf16 with float32 others: the
+// residual. W0 [B, H, f, f] with b0 [B, H, f] (or undefined): a state per sequence, for decoding
+// from a mini-batch boundary; forward only (throws if an input requires grad). One dtype throughout, or XQ, XK, XV (and so out) bf16 with float32 others: the
 // autocast layer's projections go in without a cast. Throws where the device has no kernel for
 // the call (see the query below).
 tensor_list ttt_linear_scan(const Tensor& xq, const Tensor& xk, const Tensor& xv, const Tensor& lr, const Tensor& tok,

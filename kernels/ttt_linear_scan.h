@@ -20,6 +20,9 @@
 // of the parameter gradients are reduced in a fixed order (no float atomics): a run reproduces
 // itself bit for bit.
 //
+// Decoding: with per_sequence_init the scan starts from a per-sequence state (W, b) at a mini-batch
+// boundary, e.g. the second chunk of a chunked prefill; forward only.
+//
 // Checkpointing through time: the forward stores the state (W, b) entering every
 // checkpoint_group-th chunk (float32/64 as the data); the backward replays each group from its
 // stored state, so memory is O(T / (K·G) · f²) per (batch, head).
@@ -54,6 +57,10 @@ struct TTTLinearScanShape {
   // low_precision; CUDA only: an autocast model's bf16 projections go in without a cast).
   bool bf16_io = false;
   DType io_dtype() const { return bf16_io ? DType::bf16 : dtype; }
+  // W0 [B, H, f, f] and b0 [B, H, f]: one initial state per sequence (a decode state resumed at
+  // a mini-batch boundary) instead of the shared [H, f, f], [H, f]. Forward only: the backward
+  // refuses it (the parameter gradients of a shared W0 would have no meaning).
+  bool per_sequence_init = false;
 
   int64_t chunks() const { return (len + mini_batch - 1) / mini_batch; }
   int64_t groups() const { return (chunks() + checkpoint_group - 1) / checkpoint_group; }
@@ -70,8 +77,8 @@ struct TTTLinearScanForward final : FusedCall {
   BHTView xq, xk, xv;  // [B, H, T, f]
   BHTView lr;          // [B, H, T]: base_lr · gate / f (eta's column factor)
   const void* tok = nullptr;   // [K]: eta's row factor for in-chunk index 0..K−1
-  const void* w0 = nullptr;    // [H, f, f]
-  const void* b0 = nullptr;    // [H, f] (null without bias)
+  const void* w0 = nullptr;    // [H, f, f] ([B, H, f, f] with per_sequence_init)
+  const void* b0 = nullptr;    // [H, f] ([B, H, f] with per_sequence_init; null without bias)
   const void* ln_w = nullptr;  // [H, f] (null without ln_residual)
   const void* ln_b = nullptr;  // [H, f]
   // outputs

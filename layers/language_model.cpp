@@ -103,8 +103,11 @@ std::unique_ptr<DecodeState> LanguageModel::init_decode(int64_t batch) {
   return st;
 }
 
-Tensor LanguageModel::decode(const Tensor& ids, DecodeState& state) {
-  if (impl_->e2e) return impl_->e2e->decode(ids, state);
+Tensor LanguageModel::decode(const Tensor& ids, DecodeState& state, bool last_only) {
+  if (impl_->e2e) {
+    Tensor logits = impl_->e2e->decode(ids, state);
+    return last_only ? narrow(logits, 1, logits.shape()[1] - 1, 1) : logits;
+  }
   check_ids("LanguageModel::decode", ids);
   auto* st = dynamic_cast<LMDecodeState*>(&state);
   if (!st) throw std::invalid_argument("LanguageModel::decode: the state must come from init_decode()");
@@ -114,7 +117,8 @@ Tensor LanguageModel::decode(const Tensor& ids, DecodeState& state) {
   Residual r{impl_->embed->forward(ids)};
   for (size_t i = 0; i < impl_->blocks.size(); ++i) r = impl_->blocks[i]->step(std::move(r), st->blocks[i]);
   st->position += ids.shape()[1];
-  return impl_->head(r.normalized(*impl_->final_norm));
+  Tensor h = r.normalized(*impl_->final_norm);
+  return impl_->head(last_only ? narrow(h, 1, h.shape()[1] - 1, 1) : h);
 }
 
 double LanguageModel::flops_per_token(int64_t seq_len) const {

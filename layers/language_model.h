@@ -32,8 +32,11 @@ class LanguageModel : public Module {
   Tensor token_losses(const Tensor& ids, const Tensor& targets);
 
   std::unique_ptr<DecodeState> init_decode(int64_t batch);
-  // Consumes ids [B, T] (T >= 1) after the tokens already in `state`; returns logits [B, T, V].
-  Tensor decode(const Tensor& ids, DecodeState& state);
+  // Consumes ids [B, T] (T >= 1) after the tokens already in `state`; returns logits [B, T, V], or
+  // only the last position's [B, 1, V] with last_only (a prompt's prefill: the head and the
+  // [B, T, V] logits of the other positions are not computed). TTT-Linear layers run a prompt
+  // given to a fresh state through the fused scan (layers/ttt_layer.h) when grad mode is off.
+  Tensor decode(const Tensor& ids, DecodeState& state, bool last_only = false);
 
   // Forward FLOPs per token (matmuls, 2 per multiply-add) for MFU; training ~ 3x this.
   double flops_per_token(int64_t seq_len) const;

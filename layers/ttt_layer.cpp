@@ -286,13 +286,37 @@ bool TTTMixer::use_fused(const ScanInputs& in) const {
   return why.empty();
 }
 
-// The fused scan from W0, with the composite dual form as its twin for create_graph.
-Tensor TTTMixer::fused_outputs(const ScanInputs& in) {
+// The fused scan from W0, with the composite dual form as its twin for create_graph: the outputs,
+// then the final state and the accumulators of a partial last mini-batch (ops.h ttt_linear_scan).
+tensor_list TTTMixer::fused_scan(const tensor_list& x, int64_t checkpoint_group) {
   const double eps = c_.ln_eps;
-  TTTScanComposite composite = [eps](const tensor_list& x) { return dual_linear_scan(x, eps); };
-  const tensor_list x = fused_inputs(in);
-  return ttt_linear_scan(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8], {c_.checkpoint_group, eps},
-                         composite)[0];
+  TTTScanComposite composite = [eps](const tensor_list& y) { return dual_linear_scan(y, eps); };
+  return ttt_linear_scan(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8], {checkpoint_group, eps}, composite);
+}
+
+Tensor TTTMixer::fused_outputs(const ScanInputs& in) { return fused_scan(fused_inputs(in), c_.checkpoint_group)[0]; }
+
+// Prefill: the fused scan over tokens that start a mini-batch — from W0 (a fresh state: the
+// forward's call) or from the state's own W, b per sequence (a later chunk) — leaving the state
+// step() continues from: W, b after the last complete mini-batch ([B, nh, f, f], [B, nh, 1, f] as
+// initial_state() lays them out) and, when the tokens end inside a mini-batch, its accumulators
+// Σ lr_j ∇ℓ_j (Note [Accumulators]), which the primal form resumes from; none (undefined = zero)
+// at a boundary. No backward will replay the scan, so it stores one state per layer instead of
+// one every checkpoint_group mini-batches (at batch 16 × 32k tokens: 1.6 GB per layer, for nothing).
+Tensor TTTMixer::prefill_fused(const ScanInputs& in, ScanState& st, bool from_w0) {
+  const int64_t B = in.XQ.shape()[0], T = in.XQ.shape()[2];
+  const bool bias = inner_->initial()[1].defined();
+  tensor_list x = fused_inputs(in);
+  if (!from_w0) {
+    x[5] = st.W[0];
+    x[6] = bias ? reshape(st.W[1], {B, nh_, f_}) : Tensor();
+  }
+  const tensor_list r = fused_scan(x, (T + c_.mini_batch - 1) / c_.mini_batch);
+  const auto bias_row = [&](const Tensor& b) { return bias ? reshape(b, {B, nh_, 1, f_}) : Tensor(); };
+  st.index = T % c_.mini_batch;
+  st.W = {r[1], bias_row(r[2])};
+  st.acc = st.index > 0 ? tensor_list{r[3], bias_row(r[4])} : tensor_list{Tensor(), Tensor()};
+  return r[0];
 }
 
 Tensor TTTMixer::inner_outputs(const ScanInputs& in) {
@@ -323,9 +347,30 @@ Tensor TTTMixer::step(const Tensor& x, MixerState& state) {
   const DType dt = in.XQ.dtype();
   for (Tensor& w : st->scan.W) w = cast(w, dt);
   for (Tensor& a : st->scan.acc) a = cast(a, dt);
-  Tensor out = run(st->scan, in, pos0, true);
+  Tensor out = decode_scan(st->scan, in, pos0);
   st->position += x.shape()[1];
   return finish(x, out);
+}
+
+// Without a graph to record, tokens that cover a whole mini-batch run through the fused scan (one
+// call instead of a few ops per mini-batch): a prompt from the start, and a later chunk of one
+// (ttt eval --niah prefills in chunks) after the rest of the current mini-batch in the composite
+// forms. The scan's final state is not differentiable, so a step that autograd must see through
+// (grad mode on) keeps the composite forms; so do single tokens.
+Tensor TTTMixer::decode_scan(ScanState& st, const ScanInputs& in, int64_t pos0) {
+  const int64_t T = in.XQ.shape()[2], K = c_.mini_batch;
+  const bool fused = !GradMode::is_enabled() && K > 0 && (impl_ == "auto" || impl_ == "fused") &&
+                     fused_unsupported(in).empty();
+  if (fused && pos0 == 0 && st.index == 0) return prefill_fused(in, st, /*from_w0=*/true);
+  const int64_t head = st.index == 0 ? 0 : K - st.index;  // tokens left in the current mini-batch
+  if (!fused || T - head < K) return run(st, in, pos0, true);
+  const auto part = [&](int64_t t0, int64_t n) {
+    return ScanInputs{narrow(in.XQ, 2, t0, n), narrow(in.XK, 2, t0, n), narrow(in.XV, 2, t0, n), narrow(in.lr, 2, t0, n)};
+  };
+  tensor_list outs;
+  if (head > 0) outs.push_back(run(st, part(0, head), pos0, true));  // ends the mini-batch: commits
+  outs.push_back(prefill_fused(part(head, T - head), st, /*from_w0=*/false));
+  return outs.size() == 1 ? outs[0] : cat(outs, 2);
 }
 
 }  // namespace ttt

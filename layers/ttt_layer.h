@@ -19,7 +19,10 @@
 // default) is fused where the device's kernel covers the call, else dual. They give the same
 // outputs and gradients (tests/test_ttt_forms.cpp, tests/test_ttt_linear_scan.cpp). step()
 // decodes with the primal form for tokens inside a mini-batch and the composite form (dual for
-// auto/fused) for whole mini-batches.
+// auto/fused) for whole mini-batches; without grad mode, a step() over at least a whole
+// mini-batch (a prompt's prefill, from the start or in chunks) runs the fused scan where forward()
+// would — from W0, or from the state per sequence — and takes its final state (W, b, the
+// accumulators of a trailing partial mini-batch) from the scan's extra outputs.
 #pragma once
 
 #include <memory>
@@ -73,7 +76,10 @@ class TTTMixer : public SequenceMixer {
   tensor_list fused_inputs(const ScanInputs& in) const;
   std::string fused_unsupported(const ScanInputs& in) const;
   bool use_fused(const ScanInputs& in) const;
+  tensor_list fused_scan(const tensor_list& x, int64_t checkpoint_group);
   Tensor fused_outputs(const ScanInputs& in);
+  Tensor prefill_fused(const ScanInputs& in, ScanState& st, bool from_w0);
+  Tensor decode_scan(ScanState& st, const ScanInputs& in, int64_t pos0);
   DType inner_dtype(DType x) const;
 
   TTTConfig c_;

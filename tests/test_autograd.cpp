@@ -12,7 +12,7 @@
 #include "autograd/node.h"
 #include "autograd/checkpoint.h"
 #include "autograd/ops.h"
-#include "kernels/profiler.h"
+#include "tests/profile_count.h"
 
 using namespace ttt;
 
@@ -280,17 +280,7 @@ TEST_CASE("backward of several outputs where one depends on the other; grad() of
 
 namespace {
 // GEMM calls (backend gemm of any dtype) made by fn, counted by the kernel profiler.
-int64_t gemm_calls(const std::function<void()>& fn) {
-  Profiler::reset();
-  Profiler::set_enabled(true);
-  fn();
-  Profiler::set_enabled(false);
-  int64_t n = 0;
-  for (const KernelStat& k : Profiler::snapshot())
-    if (k.name.rfind("gemm", 0) == 0) n += k.calls;
-  Profiler::reset();
-  return n;
-}
+int64_t gemm_calls(const std::function<void()>& fn) { return ttt::testing::backend_calls(fn, "gemm"); }
 }  // namespace
 
 TEST_CASE("grad() computes only the requested gradients (execution mask): GEMMs counted") {

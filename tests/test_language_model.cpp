@@ -103,6 +103,36 @@ TEST_CASE("incremental decoding reproduces the full forward's logits") {
   }
 }
 
+TEST_CASE("prefill (fused TTT-Linear scan) + decode reproduces the forward's logits at any prompt length") {
+  // Without grad mode the prompt's decode call runs the TTT layers' fused scan (tests/
+  // test_ttt_layer.cpp checks the call and the state); prompts ending on a mini-batch boundary
+  // (K = 4) and inside one, then single tokens. fp64.
+  for (std::string backbone : {"transformer", "mamba"}) {
+    ModelConfig c = micro("ttt_linear", backbone);
+    LanguageModel lm(c);
+    lm.to(DType::f64);
+    NoGradGuard ng;
+    const int64_t T = 14;
+    Tensor ids = rand_ids({2, T}, c.vocab_size, 3);
+    Tensor full = lm.forward(ids);
+    for (int64_t P : {1, 4, 6, 8, 11}) {
+      auto st = lm.init_decode(2);
+      Tensor y = lm.decode(ids.narrow(1, 0, P), *st);
+      CHECK_MESSAGE(max_abs_diff(y, full.narrow(1, 0, P)) < 1e-10, backbone, " prompt ", P);
+      auto st_last = lm.init_decode(2);  // last_only: the prompt's last position only, same state
+      Tensor last = lm.decode(ids.narrow(1, 0, P), *st_last, /*last_only=*/true);
+      CHECK(last.shape() == Shape{2, 1, c.vocab_size});
+      CHECK(max_abs_diff(last, full.narrow(1, P - 1, 1)) < 1e-10);
+      CHECK(max_abs_diff(lm.decode(ids.narrow(1, P, 1), *st_last), full.narrow(1, P, 1)) < 1e-10);
+      for (int64_t t = P; t < T; ++t) {
+        y = lm.decode(ids.narrow(1, t, 1), *st);
+        CHECK_MESSAGE(max_abs_diff(y, full.narrow(1, t, 1)) < 1e-10, backbone, " prompt ", P, " token ", t);
+      }
+      CHECK(st->position == T);
+    }
+  }
+}
+
 TEST_CASE("loss = mean cross-entropy by hand; token_losses; ignore_index") {
   ModelConfig c = micro("attention", "transformer");
   LanguageModel lm(c);

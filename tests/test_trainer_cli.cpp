@@ -44,8 +44,10 @@ TEST_CASE("usage errors") {
   expect_error("eval --checkpoint " + kTiny + " --context 128,abc", "--context");
   expect_error("generate --checkpoint " + kTiny + " --prompt hi --top-k many", "--top-k");
   expect_error("generate --checkpoint " + kTiny + " --prompt hi --top-p 2", "--top-p");
-  expect_error("generate --checkpoint " + kTiny, "--prompt is required");
+  expect_error("generate --checkpoint " + kTiny, "give exactly one of --prompt TEXT and --prompts FILE");
   expect_error("bench --config " + kTiny + " --batch 0", "--batch");
+  expect_error("bench --config " + kTiny + " --contexts 64,128 --phases train,decode", "--contexts measures the prefill");
+  expect_error("bench --config " + kTiny + " --contexts 64,x", "--contexts");
 }
 
 TEST_CASE("config errors name the key") {

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "tests/trainer_test_util.h"
 
@@ -127,6 +128,24 @@ TEST_CASE("tokenizer -> data -> train -> eval -> generate, resume and SIGTERM th
     CHECK(bj[phase]["reserved_memory_bytes"].get<double>() > 0);
     CHECK(bj[phase]["peak_memory_bytes"].get<double>() > 0);
   }
+  // bench --contexts: prefill and decode latency per context, in the order given.
+  auto bc = run_ttt("bench --config " + std::string(TTT_SOURCE_DIR) +
+                    "/configs/tiny_ttt_linear.yaml --phases prefill,decode --contexts 24,16 --batch 2 --warmup 0 "
+                    "--repeat 1 --decode-tokens 3 --out " + kDir + "/bench_ctx.json");
+  REQUIRE_MESSAGE(bc.code == 0, bc.output);
+  auto bcj = nlohmann::json::parse(std::ifstream(kDir + "/bench_ctx.json"));
+  REQUIRE(bcj["contexts"].size() == 2);
+  CHECK(bcj["contexts"][0]["context"] == 24);
+  CHECK(bcj["contexts"][1]["context"] == 16);
+  for (const auto& row : bcj["contexts"]) {
+    const double pre = row["prefill"]["time_s"].get<double>(), dec = row["decode"]["time_s"].get<double>();
+    CHECK(pre > 0);
+    CHECK(row["prefill"]["ms_per_token"].get<double>() == doctest::Approx(1e3 * pre / row["context"].get<double>()));
+    CHECK(row["decode"]["new_tokens"] == 3);
+    CHECK(row["decode"]["ms_per_token"].get<double>() == doctest::Approx(1e3 * dec / 3));
+    CHECK(row["decode"]["tokens_per_s"].get<double>() == doctest::Approx(2 * 3 / dec));
+  }
+  CHECK(!bcj.contains("seq_len"));
   // --- generate: deterministic for a seed ---------------------------------------------------------
   const std::string gen = "generate --checkpoint " + ckpt + " --prompt 'the cat' --max-new-tokens 24 --top-k 20 ";
   auto g1 = run_ttt(gen + "--seed 3"), g2 = run_ttt(gen + "--seed 3");
@@ -135,6 +154,25 @@ TEST_CASE("tokenizer -> data -> train -> eval -> generate, resume and SIGTERM th
   CHECK(text(g1.output) == text(g2.output));
   CHECK(text(g1.output).rfind("the cat", 0) == 0);
   CHECK(text(g1.output).size() > std::string("the cat").size());
+  // --prompts FILE: one batch, one JSON line per prompt in file order; a row's text is that of
+  // --prompt alone with the same seed (rows sample from their own generator).
+  {
+    std::ofstream(kDir + "/prompts.txt") << "the cat\n\na dog sat on the mat and\n";
+    auto gb = run_ttt("generate --checkpoint " + ckpt + " --prompts " + kDir +
+                      "/prompts.txt --max-new-tokens 24 --top-k 20 --seed 3");
+    REQUIRE_MESSAGE(gb.code == 0, gb.output);
+    std::vector<nlohmann::json> rows;
+    std::istringstream lines(gb.output);
+    for (std::string line; std::getline(lines, line);)
+      if (!line.empty() && line[0] == '{') rows.push_back(nlohmann::json::parse(line));
+    REQUIRE(rows.size() == 2);
+    CHECK(rows[0]["prompt"] == "the cat");
+    CHECK(rows[1]["prompt"] == "a dog sat on the mat and");
+    CHECK("the cat" + rows[0]["completion"].get<std::string>() == text(g1.output));
+    CHECK(rows[1]["tokens"].get<int64_t>() > 0);
+    auto both = run_ttt("generate --checkpoint " + ckpt + " --prompt x --prompts " + kDir + "/prompts.txt");
+    CHECK(both.code != 0);
+  }
 
   // --- stop at step 12, resume: the same losses as the uninterrupted run --------------------------
   const std::string run2 = kDir + "/run2";

@@ -85,7 +85,8 @@ TEST_CASE("option checks name the option") {
   CHECK_THROWS_WITH_AS(validate_sampling(o), doctest::Contains("--top-k"), std::invalid_argument);
 }
 
-static void check_generation(const std::string& mixer, const std::string& backbone) {
+// A tiny model: vocabulary 40, 2 layers of width 16, TTT mini-batch 4.
+static ModelConfig tiny_config(const std::string& mixer, const std::string& backbone) {
   ModelConfig c;
   c.vocab_size = 40;
   c.d_model = 16;
@@ -96,7 +97,11 @@ static void check_generation(const std::string& mixer, const std::string& backbo
   c.backbone = backbone;
   c.max_seq_len = 64;
   c.ttt.mini_batch = 4;
-  LanguageModel model(c);
+  return c;
+}
+
+static void check_generation(const std::string& mixer, const std::string& backbone) {
+  LanguageModel model(tiny_config(mixer, backbone));
   SamplingOptions o;
   o.seed = 11;
   o.max_new_tokens = 12;
@@ -137,4 +142,41 @@ TEST_CASE("generation is deterministic, greedy decode = full forward: Transforme
 
 TEST_CASE("generation is deterministic, greedy decode = full forward: TTT-Linear (primal decode)") {
   check_generation("ttt_linear", "mamba");
+}
+
+TEST_CASE("a batch of prompts of different lengths: each row = generate() of its prompt alone") {
+  for (std::string mixer : {"ttt_linear", "attention"}) {
+    CAPTURE(mixer);
+    ModelConfig c = tiny_config(mixer, mixer == "attention" ? "transformer" : "mamba");
+    c.init_std = 0.2;  // logits far apart: no near-ties for the rounding of batched kernels to flip
+    LanguageModel model(c);
+    model.to(DType::f64);
+    // Lengths 6 (mid-mini-batch), 3, 8 (a mini-batch boundary) and 9: prefill of the 3 common tokens,
+    // then each row reads the rest of its prompt while shorter ones already sample.
+    const std::vector<std::vector<int64_t>> prompts = {
+        {5, 6, 7, 8, 9, 10}, {1, 2, 3}, {4, 4, 9, 30, 2, 17, 8, 1}, {3, 1, 4, 1, 5, 9, 2, 6, 5}};
+    for (double temperature : {0.0, 1.3}) {
+      CAPTURE(temperature);
+      SamplingOptions o;
+      o.seed = 5;
+      o.max_new_tokens = 7;
+      o.temperature = temperature;
+      std::vector<std::vector<int64_t>> streamed(prompts.size());
+      auto rows = generate_batch(model, prompts, o, [&](size_t r, int64_t id) { streamed[r].push_back(id); });
+      REQUIRE(rows.size() == prompts.size());
+      for (size_t r = 0; r < prompts.size(); ++r) {
+        CAPTURE(r);
+        CHECK(rows[r].size() == 7);
+        CHECK(rows[r] == generate(model, prompts[r], o));
+        CHECK(streamed[r] == rows[r]);
+      }
+      // A stop token ends its row only; the others go on.
+      SamplingOptions s = o;
+      s.stop_token = rows[1][1];
+      auto stopped = generate_batch(model, prompts, s);
+      for (size_t r = 0; r < prompts.size(); ++r) CHECK(stopped[r] == generate(model, prompts[r], s));
+      CHECK(stopped[1].size() <= 2);
+    }
+    CHECK_THROWS_AS(generate_batch(model, {{1, 2}, {}}, SamplingOptions{}), std::invalid_argument);
+  }
 }

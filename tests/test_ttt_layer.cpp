@@ -2,10 +2,12 @@
 // and every parameter (θK/θQ (shared, Mamba) or separate, θV, convs, gate, W0, θ_lr, token_idx, the
 // TTT LN, the post-norm, Wo), causality, incremental decoding == the full forward (both
 // backbones, all implementations, mini-batch-aligned or not), the Table 1 switches, the inner
-// learning-rate multiplier, and config errors.
+// learning-rate multiplier, config errors, and the prefill through the fused scan (its decode
+// state == the composite step()'s, prefill + decode == forward).
 // Run: ./build/tests/test_ttt_layer
 #include <doctest/doctest.h>
 
+#include <functional>
 #include <map>
 
 #include "kernels/profiler.h"
@@ -14,6 +16,7 @@
 
 #include "autograd/gradcheck.h"
 #include "layers/language_model.h"
+#include "tests/profile_count.h"
 #include "tests/ttt_helpers.h"
 #include "trainer/model_hooks.h"
 
@@ -126,6 +129,149 @@ TEST_CASE("incremental decoding (step) reproduces the full forward") {
             CHECK(max_abs_diff(decode_in_chunks(layer, x, ch), ref) < 1e-12);
           }
         }
+}
+
+// Calls of the fused scan's forward kernel while fn runs.
+static int64_t fused_forward_calls(const std::function<void()>& fn) { return backend_calls(fn, "ttt_linear_scan_fwd"); }
+
+TEST_CASE("prefill through the fused scan leaves the composite path's decode state; prefill + decode == forward") {
+  // Prompts that end on a mini-batch boundary (4, 8, 16), inside one (1, 3, 5, 7, 18) and the
+  // whole text; K = 4, fp64 (the CPU reference's float64 instantiation). The reference state is
+  // the composite step()'s (impl = dual: dual for whole mini-batches, primal for partial ones).
+  const int64_t T = 19, K = 4;
+  for (const char* backbone : {"mamba", "transformer"})
+    for (bool ln : {true, false})
+      for (bool bias : {true, false}) {
+        CAPTURE(backbone);
+        CAPTURE(ln);
+        CAPTURE(bias);
+        ModelConfig cfg = tiny_ttt_config("ttt_linear", K, ln, backbone);
+        cfg.ttt.inner_bias = bias;
+        Generator g(61);
+        TTTMixer layer(cfg, g);
+        randomize(layer, 62);
+        NoGradGuard ng;
+        Tensor x = rand64({2, T, cfg.d_model}, 63);
+        Tensor ref = layer.forward(x);
+        for (int64_t P : {1, 3, 4, 5, 7, 8, 16, 18, 19}) {
+          CAPTURE(P);
+          auto st = layer.init_state(2);
+          Tensor pre;
+          CHECK(fused_forward_calls([&] { pre = layer.step(narrow(x, 1, 0, P), *st); }) == 1);
+          CHECK(max_abs_diff(pre, narrow(ref, 1, 0, P)) < 1e-12);
+          // The state the composite step() leaves after the same prompt.
+          layer.set_impl("dual");
+          auto want = layer.init_state(2);
+          CHECK(fused_forward_calls([&] { (void)layer.step(narrow(x, 1, 0, P), *want); }) == 0);
+          layer.set_impl("auto");
+          auto& a = dynamic_cast<TTTState&>(*st);
+          auto& b = dynamic_cast<TTTState&>(*want);
+          CHECK(a.position == P);
+          CHECK(a.scan.index == P % K);
+          CHECK(b.scan.index == P % K);
+          REQUIRE(a.scan.W.size() == b.scan.W.size());
+          for (size_t k = 0; k < a.scan.W.size(); ++k) {
+            CAPTURE(k);
+            REQUIRE(a.scan.W[k].defined() == b.scan.W[k].defined());
+            if (a.scan.W[k].defined()) CHECK(max_abs_diff(a.scan.W[k], b.scan.W[k]) < 1e-12);
+            // Accumulators: undefined means zero on either side.
+            const bool da = k < a.scan.acc.size() && a.scan.acc[k].defined();
+            const bool db = k < b.scan.acc.size() && b.scan.acc[k].defined();
+            CHECK(da == db);
+            if (da && db) CHECK(max_abs_diff(a.scan.acc[k], b.scan.acc[k]) < 1e-12);
+          }
+          if (std::string(backbone) == "mamba") {
+            CHECK(max_abs_diff(a.q_tail, b.q_tail) == 0);
+            CHECK(max_abs_diff(a.k_tail, b.k_tail) == 0);
+          }
+          // Decoding on, one token at a time, then a ragged chunk: the forward's outputs.
+          int64_t t = P;
+          for (int64_t len : {int64_t{1}, int64_t{1}, int64_t{5}}) {
+            len = std::min(len, T - t);
+            if (len <= 0) break;
+            Tensor y = layer.step(narrow(x, 1, t, len), *st);
+            CHECK_MESSAGE(max_abs_diff(y, narrow(ref, 1, t, len)) < 1e-12, "decode at ", t);
+            t += len;
+          }
+        }
+      }
+}
+
+TEST_CASE("a prompt prefilled in chunks: every chunk with a whole mini-batch runs the fused scan; == forward") {
+  // K = 4, T = 19: chunks that start on a boundary or inside a mini-batch (whose rest runs in the
+  // composite forms first), shorter ones (composite only), then single tokens. The state after
+  // each chunk equals the composite step()'s; the outputs equal the forward's. fp64.
+  const int64_t T = 19, K = 4;
+  for (const char* backbone : {"mamba", "transformer"})
+    for (bool bias : {true, false}) {
+      ModelConfig cfg = tiny_ttt_config("ttt_linear", K, true, backbone);
+      cfg.ttt.inner_bias = bias;
+      Generator g(81);
+      TTTMixer layer(cfg, g);
+      randomize(layer, 82);
+      NoGradGuard ng;
+      Tensor x = rand64({2, T, cfg.d_model}, 83);
+      Tensor ref = layer.forward(x);
+      for (const std::vector<int64_t>& chunks : std::vector<std::vector<int64_t>>{
+               {8, 8, 3}, {5, 9, 5}, {3, 7, 1, 8}, {2, 3, 14}, {4, 4, 4, 4, 3}, {6, 2, 11}}) {
+        CAPTURE(backbone);
+        CAPTURE(bias);
+        CAPTURE(chunks.size());
+        CAPTURE(chunks[0]);
+        CAPTURE(chunks[1]);
+        auto st = layer.init_state(2);
+        layer.set_impl("dual");
+        auto want = layer.init_state(2);
+        layer.set_impl("auto");
+        int64_t t = 0;
+        for (int64_t n : chunks) {
+          CAPTURE(t);
+          const int64_t index = t % K, head = index == 0 ? 0 : K - index;
+          const bool expect_fused = t == 0 || n - head >= K;
+          Tensor y;
+          CHECK(fused_forward_calls([&] { y = layer.step(narrow(x, 1, t, n), *st); }) == (expect_fused ? 1 : 0));
+          CHECK(max_abs_diff(y, narrow(ref, 1, t, n)) < 1e-12);
+          layer.set_impl("dual");
+          (void)layer.step(narrow(x, 1, t, n), *want);
+          layer.set_impl("auto");
+          t += n;
+          auto& a = dynamic_cast<TTTState&>(*st);
+          auto& b = dynamic_cast<TTTState&>(*want);
+          CHECK(a.scan.index == b.scan.index);
+          for (size_t k = 0; k < a.scan.W.size(); ++k)
+            if (a.scan.W[k].defined()) CHECK(max_abs_diff(a.scan.W[k], b.scan.W[k]) < 1e-12);
+        }
+      }
+    }
+}
+
+TEST_CASE("prefill keeps the composite path where the fused scan does not apply") {
+  NoGradGuard ng;
+  // TTT-MLP, batch GD (mini_batch = -1) and a state already past position 0: no fused call.
+  for (auto [mixer, K] : {std::pair<const char*, int64_t>{"ttt_mlp", 4}, {"ttt_linear", -1}}) {
+    CAPTURE(mixer);
+    ModelConfig cfg = tiny_ttt_config(mixer, K);
+    Generator g(71);
+    TTTMixer layer(cfg, g);
+    randomize(layer, 72);
+    Tensor x = rand64({1, 9, cfg.d_model}, 73);
+    auto st = layer.init_state(1);
+    CHECK(fused_forward_calls([&] { (void)layer.step(x, *st); }) == 0);
+  }
+  ModelConfig cfg = tiny_ttt_config("ttt_linear", 4);
+  Generator g(74);
+  TTTMixer layer(cfg, g);
+  randomize(layer, 75);
+  Tensor x = rand64({1, 9, cfg.d_model}, 76);
+  auto st = layer.init_state(1);
+  CHECK(fused_forward_calls([&] { (void)layer.step(narrow(x, 1, 0, 1), *st); }) == 1);
+  // Fewer tokens than the rest of the mini-batch plus a whole one: the composite forms.
+  CHECK(fused_forward_calls([&] { (void)layer.step(narrow(x, 1, 1, 6), *st); }) == 0);
+  // Grad mode on: the step stays differentiable through the state (composite forms).
+  GradMode::set_enabled(true);
+  auto st2 = layer.init_state(1);
+  CHECK(fused_forward_calls([&] { (void)layer.step(x, *st2); }) == 0);
+  GradMode::set_enabled(false);
 }
 
 TEST_CASE("Table 1 switches map to parameters and behaviour") {

@@ -105,6 +105,52 @@ TEST_CASE("fused scan: the final state and the accumulators of a partial last ch
   }
 }
 
+TEST_CASE("fused scan from a per-sequence state: two calls split at a mini-batch boundary equal one call") {
+  // Decoding resumes each sequence from its own state (W0 [B, H, f, f], b0 [B, H, f]): the second
+  // call from the first's final state gives the rest of the one-call outputs, final state and
+  // accumulators — with the split at 8 and 16 tokens, and the whole text ending mid-chunk or not.
+  for (bool bias : {true, false})
+    for (int64_t T : {37, 40})
+      for (int64_t split : {8, 16}) {
+        const ScanCase c{2, 2, T, 8, 8, true, bias, 1};
+        INFO(c.str(), " split ", split);
+        const tensor_list x = scan_inputs(c, 61);
+        NoGradGuard ng;
+        auto call = [&](const tensor_list& y) {
+          return ttt_linear_scan(y[0], y[1], y[2], y[3], y[4], y[5], y[6], y[7], y[8], scan_options(c), nullptr);
+        };
+        const tensor_list whole = call(x);
+        const tensor_list first = call({narrow(x[0], 2, 0, split), narrow(x[1], 2, 0, split), narrow(x[2], 2, 0, split),
+                                        narrow(x[3], 2, 0, split), x[4], x[5], x[6], x[7], x[8]});
+        const int64_t n = T - split;
+        const tensor_list rest = call({narrow(x[0], 2, split, n), narrow(x[1], 2, split, n), narrow(x[2], 2, split, n),
+                                       narrow(x[3], 2, split, n), x[4], first[1], bias ? first[2] : Tensor(), x[7], x[8]});
+        check_close(rest[0], narrow(whole[0], 2, split, n), {1e-12, 1e-11}, "out");
+        const char* names[] = {"out", "W_T", "b_T", "accW", "accb"};
+        for (int i = 1; i < 5; ++i) check_close(rest[i], whole[i], {1e-12, 1e-11}, names[i]);
+      }
+  // Forward only; the shapes must agree.
+  const ScanCase c{2, 2, 8, 4, 4, true, true, 1};
+  tensor_list x = with_per_sequence_init(scan_inputs(c, 62), c, 63);
+  auto call = [&](const tensor_list& y) {
+    return ttt_linear_scan(y[0], y[1], y[2], y[3], y[4], y[5], y[6], y[7], y[8], scan_options(c),
+                           [](const tensor_list& in) { return dual_linear_scan(in, 1e-6); });
+  };
+  tensor_list needs = x;
+  needs[0] = x[0].detach().set_requires_grad(true);
+  CHECK_THROWS_WITH_AS(call(needs), doctest::Contains("forward-only"), std::invalid_argument);
+  tensor_list bad = x;
+  bad[6] = zeros({2, 4}, opts(DType::f64));
+  CHECK_THROWS_WITH_AS(call(bad), doctest::Contains("expected b0 [B, H, f] with W0 [B, H, f, f]"), std::invalid_argument);
+  bad = x;
+  bad[5] = zeros({3, 2, 4, 4}, opts(DType::f64));
+  CHECK_THROWS_WITH_AS(call(bad), doctest::Contains("expected W0 [H, f, f] or [B, H, f, f]"), std::invalid_argument);
+  // The kernels' backward refuses per-sequence states.
+  ScanRun run(c, x, rand64({c.B, c.H, c.T, c.f}, 64), false);
+  auto b = run.backward();
+  CHECK_THROWS_WITH_AS(backend(cpu()).run(b), doctest::Contains("per-sequence"), std::invalid_argument);
+}
+
 TEST_CASE("fused scan: checkpoint groups change memory, not results (bit for bit)") {
   const ScanCase base{2, 2, 53, 8, 16, true, true, 1};
   const tensor_list x = scan_inputs(base, 5);
@@ -139,7 +185,7 @@ TEST_CASE("fused scan: clear errors") {
   CHECK_THROWS_WITH_AS(call(bad), doctest::Contains("expected lr [B, H, T]"), std::invalid_argument);
   bad = x;
   bad[5] = zeros({2, 4, 3}, opts(DType::f64));
-  CHECK_THROWS_WITH_AS(call(bad), doctest::Contains("expected W0 [H, f, f]"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(call(bad), doctest::Contains("expected W0 [H, f, f] or [B, H, f, f]"), std::invalid_argument);
   bad = x;
   bad[8] = Tensor();
   CHECK_THROWS_WITH_AS(call(bad), doctest::Contains("ln_w and ln_b go together"), std::invalid_argument);
@@ -273,6 +319,36 @@ TEST_CASE("CUDA fused scan equals the CPU reference (float32 exact and bf16 prod
       check_cuda_against_cpu(c, low, seed += 11);
       s.bf16_io = low;
       if (low && ttt_linear_scan_unsupported(cuda(), s).empty()) check_cuda_against_cpu(c, low, seed += 11, true);
+    }
+}
+
+TEST_CASE("CUDA fused scan from a per-sequence state (decoding) equals the CPU reference: forward outputs") {
+  TTT_REQUIRE_GPU();
+  const std::vector<ScanCase> cases = {
+      {2, 3, 77, 64, 16, true, true, 1},  // ends mid-chunk
+      {3, 2, 32, 64, 16, true, false, 1}, // no bias, ends on a boundary
+      {2, 2, 5, 32, 16, false, true, 1},  // T < K, no LN + residual
+  };
+  uint64_t seed = 300;
+  for (const ScanCase& c : cases)
+    for (bool low : {false, true}) {
+      INFO(c.str(), low ? " bf16 products" : " float32");
+      TTTLinearScanShape s;
+      s.batch = c.B, s.heads = c.H, s.len = c.T, s.head_dim = c.f, s.mini_batch = c.K, s.low_precision = low;
+      if (!ttt_linear_scan_unsupported(cuda(), s).empty()) continue;
+      seed += 7;
+      const tensor_list x = with_per_sequence_init(scan_inputs(c, seed, DType::f32), c, seed + 1);
+      const Tensor d = rand64({c.B, c.H, c.T, c.f}, seed + 2).to(DType::f32);
+      tensor_list xg;
+      for (const Tensor& t : x) xg.push_back(t.defined() ? t.to(cuda()) : Tensor());
+      ScanRun cpu_run(c, x, d, low), gpu_run(c, xg, d.to(cuda()), low);
+      REQUIRE(gpu_run.s.per_sequence_init);
+      auto f1 = cpu_run.forward(), f2 = gpu_run.forward();
+      backend(cpu()).run(f1);
+      backend(cuda()).run(f2);
+      const auto r1 = cpu_run.forward_results(), r2 = gpu_run.forward_results();
+      for (size_t i = 0; i < r1.size(); ++i)
+        check_rel_norm(r2[i].second.to(cpu()), r1[i].second, low ? 3e-2 : 2e-5, r1[i].first);
     }
 }
 

@@ -95,3 +95,36 @@ TEST_CASE("emulated CUDA scan: float32 products, head_dim 64 and 96 (multi-warp 
   check_case<64>({1, 1, 21, 64, 16, true, true, 1}, false, 21);
   check_case<96>({1, 1, 18, 96, 16, true, false, 1}, false, 22);
 }
+
+TEST_CASE("emulated CUDA scan from a per-sequence state (decoding) equals the CPU reference: forward outputs") {
+  // W0 [B, H, f, f], b0 [B, H, f]: each (b, h) block loads its own initial state.
+  struct Case {
+    ScanCase c;
+    bool mma;
+  };
+  uint64_t seed = 40;
+  for (const Case& k : {Case{{2, 2, 37, 16, 16, true, true, 1}, false}, Case{{3, 1, 16, 16, 8, true, false, 1}, false},
+                        Case{{2, 2, 21, 16, 16, true, true, 1}, true}}) {
+    const ScanCase& c = k.c;
+    INFO(c.str(), k.mma ? " bf16 MMA" : " float32");
+    seed += 3;
+    const tensor_list x = with_per_sequence_init(scan_inputs(c, seed, DType::f32), c, seed + 1);
+    const Tensor d = rand64({c.B, c.H, c.T, c.f}, seed + 2).to(DType::f32);
+    ScanRun ref(c, x, d, k.mma), emu(c, x, d, k.mma);
+    auto f = ref.forward();
+    backend(cpu()).run(f);
+    TTTLinearScanForward fc = emu.forward();
+    const tk::Params pf = tk::params_of(fc);
+    REQUIRE(pf.init_bh);
+    for (int bh = 0; bh < pf.B * pf.H; ++bh) {
+      if (k.mma)
+        simt::emulate_block(tk::Cfg<16, true>::THREADS, sizeof(tk::FwdSmem<tk::Cfg<16, true>>),
+                            [&] { tk::fwd_block<tk::Cfg<16, true>>(pf, bh, simt::block_smem()); });
+      else
+        simt::emulate_block(tk::Cfg<16, false>::THREADS, sizeof(tk::FwdSmem<tk::Cfg<16, false>>),
+                            [&] { tk::fwd_block<tk::Cfg<16, false>>(pf, bh, simt::block_smem()); });
+    }
+    const auto r = ref.forward_results(), e = emu.forward_results();
+    for (size_t i = 0; i < r.size(); ++i) check_rel_norm(e[i].second, r[i].second, k.mma ? 3e-2 : 2e-5, r[i].first);
+  }
+}

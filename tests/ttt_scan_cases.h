@@ -51,6 +51,20 @@ inline tensor_list scan_inputs(const ScanCase& c, uint64_t seed, DType dt = DTyp
 
 inline TTTScanOptions scan_options(const ScanCase& c) { return {c.G, 1e-6}; }
 
+// x with W0 [B, H, f, f] and b0 [B, H, f] (when c.bias) drawn per sequence, N(0, 0.3²), not
+// requiring grad: the inputs of a decode call that resumes each sequence from its own state.
+inline tensor_list with_per_sequence_init(tensor_list x, const ScanCase& c, uint64_t seed) {
+  Generator g(seed);
+  const TensorOptions o = opts(DType::f64);
+  const DType dt = x[5].dtype();
+  const Device dev = x[5].device();
+  for (Tensor& t : x)
+    if (t.defined()) t = t.detach();
+  x[5] = randn({c.B, c.H, c.f, c.f}, g, o, 0.0, 0.3).to(dt).to(dev);
+  if (c.bias) x[6] = randn({c.B, c.H, c.f}, g, o, 0.0, 0.3).to(dt).to(dev);
+  return x;
+}
+
 // Buffers of one kernel-level run of the scan (forward and backward call structs over them), on
 // the inputs' device, every output poisoned with NaN. dout: the gradient of `out`. bf16_io: XQ,
 // XK, XV, dout and out, dXQ, dXK, dXV stored as bf16 (the inputs rounded to it).
@@ -66,6 +80,7 @@ struct ScanRun {
     s.batch = c.B, s.heads = c.H, s.len = c.T, s.head_dim = c.f, s.mini_batch = c.K;
     s.checkpoint_group = c.G, s.eps = 1e-6, s.ln_residual = c.ln, s.bias = c.bias;
     s.low_precision = low_precision, s.dtype = lr.dtype(), s.bf16_io = bf16_io;
+    s.per_sequence_init = in[5].dim() == 4;  // then only forward() may run
     const TensorOptions o = opts(lr.dtype(), lr.device()), oio = opts(s.io_dtype(), lr.device());
     const double nan = std::numeric_limits<double>::quiet_NaN();
     auto poisoned = [&](const Shape& sh) { return full(sh, nan, o); };
@@ -105,6 +120,12 @@ struct ScanRun {
     c.dtok = p(dtok), c.dw0 = p(dw0), c.db0 = p(db0), c.dln_w = p(dlnw), c.dln_b = p(dlnb);
     c.workspace = p(ws);
     return c;
+  }
+  // (name, tensor) of the forward's results (bf16 ones widened to float32).
+  std::vector<std::pair<std::string, Tensor>> forward_results() const {
+    std::vector<std::pair<std::string, Tensor>> r = results();
+    r.resize(5);  // out, w_final, b_final, acc_w, acc_b
+    return r;
   }
   // (name, tensor) of every result (bf16 ones widened to float32), forward then backward.
   std::vector<std::pair<std::string, Tensor>> results() const {

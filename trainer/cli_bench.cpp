@@ -5,7 +5,14 @@
 //            tokens, the optimizer step as the train loop runs it: tokens/s = B*T / step time
 //   prefill  forward without gradients on [B, T]:              tokens/s = B*T / time
 //   decode   after a prefill of T tokens, one token per call for each of B sequences:
-//            tokens/s = B*N / time  (TTT layers: primal form, attention: KV cache)
+//            tokens/s = B*N / time  (TTT layers: primal form, attention: KV cache); also the
+//            prefill's own time (prefill_time_s: init_decode + one decode call over the prompt,
+//            head at the last position only: what ttt generate runs, leaving the decode state)
+//            and ms_per_token = time / N (one step of the batch).
+// --contexts T1,T2,...: the prefill and decode phases at each context instead of at --seq-len, as
+// a "contexts" array of {context, prefill: {time_s, ms_per_token = time / T, ...}, decode: {...}};
+// here prefill is the decode-state prefill (init_decode + decode of the prompt), the latency a
+// generation pays (scripts/plot_latency.py draws ms_per_token against context).
 // Inputs are random token ids; `--warmup` untimed repetitions come first; times are the median
 // of `--repeat` timed repetitions. Peak memory is the backend allocator's high-water mark during
 // the phase (bytes held by tensors; 0 where the backend does not track it); reserved memory is
@@ -38,6 +45,7 @@ struct BenchArgs {
   ConfigArgs config;
   std::string device = "cpu", out, phases = "train,prefill,decode", dtype;
   int64_t seq_len = 0, batch = 1, warmup = 1, repeat = 3, decode_tokens = 32;
+  std::vector<int64_t> contexts;
   bool profile = false, deterministic = false;
 };
 
@@ -88,6 +96,72 @@ nlohmann::json profile_json(const std::vector<KernelStat>& stats) {
   return {{"backend_calls", calls}, {"serialized_ms", total * 1e3}, {"mbytes", bytes / 1e6}, {"kernels", rows}};
 }
 
+double median(std::vector<double> t) {
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+// Median times of the prefill (a fresh decode state, then one decode call over `prompt`, logits of
+// the last position only) and of `steps` single-token decode calls after it, over a.repeat runs
+// after a.warmup; the device is synchronized around each part.
+std::pair<double, double> time_prefill_decode(LanguageModel& model, Backend& be, const BenchArgs& a, const Tensor& prompt,
+                                              const Tensor& next, bool amp, int64_t steps) {
+  std::vector<double> tp, td;
+  for (int64_t r = 0; r < a.warmup + a.repeat; ++r) {
+    AutocastGuard ac(DType::bf16, amp);
+    be.synchronize();
+    const auto t0 = Clock::now();
+    auto st = model.init_decode(prompt.size(0));
+    (void)model.decode(prompt, *st, /*last_only=*/true);
+    be.synchronize();
+    const auto t1 = Clock::now();
+    for (int64_t i = 0; i < steps; ++i) (void)model.decode(next, *st);
+    be.synchronize();
+    const auto t2 = Clock::now();
+    if (r < a.warmup) continue;
+    tp.push_back(std::chrono::duration<double>(t1 - t0).count());
+    td.push_back(std::chrono::duration<double>(t2 - t1).count());
+  }
+  return {median(tp), median(td)};
+}
+
+nlohmann::json decode_json(const BenchArgs& a, int64_t B, double s, Backend& be) {
+  return {{"new_tokens", a.decode_tokens}, {"time_s", s}, {"ms_per_token", 1e3 * s / static_cast<double>(a.decode_tokens)},
+          {"tokens_per_s", static_cast<double>(B * a.decode_tokens) / s}, {"peak_memory_bytes", be.memory_peak()},
+          {"reserved_memory_bytes", be.memory_reserved()}};
+}
+
+// --contexts: prefill and decode latency at each context, one entry per context.
+nlohmann::json by_context(LanguageModel& model, Backend& be, Device dev, const BenchArgs& a, bool prefill, bool decode,
+                          bool amp, int64_t vocab, Generator& g) {
+  model.train(false);
+  NoGradGuard ng;
+  nlohmann::json rows = nlohmann::json::array();
+  const int64_t B = a.batch;
+  for (int64_t T : a.contexts) {
+    Tensor prompt = random_ids(B, T, vocab, g).to(dev), next = random_ids(B, 1, vocab, g).to(dev);
+    be.reset_peak_memory();
+    const auto [p, d] = time_prefill_decode(model, be, a, prompt, next, amp, decode ? a.decode_tokens : 0);
+    nlohmann::json row = {{"context", T}, {"peak_memory_bytes", be.memory_peak()},
+                          {"reserved_memory_bytes", be.memory_reserved()}};
+    std::string line = "context " + std::to_string(T) + ":";
+    if (prefill) {
+      row["prefill"] = {{"time_s", p}, {"ms_per_token", 1e3 * p / static_cast<double>(T)},
+                        {"tokens_per_s", static_cast<double>(B * T) / p}};
+      line += " prefill " + std::to_string(1e3 * p) + " ms";
+    }
+    if (decode) {
+      row["decode"] = decode_json(a, B, d, be);
+      row["decode"].erase("peak_memory_bytes");
+      row["decode"].erase("reserved_memory_bytes");
+      line += " decode " + std::to_string(row["decode"]["ms_per_token"].get<double>()) + " ms/token";
+    }
+    std::fprintf(stderr, "%s\n", line.c_str());  // progress: a long sweep shows each context as it ends
+    rows.push_back(row);
+  }
+  return rows;
+}
+
 // The --phases list as a set; an unknown or empty entry is an error naming it.
 std::set<std::string> parse_phases(const std::string& list) {
   static const std::set<std::string> known = {"train", "prefill", "decode"};
@@ -104,6 +178,9 @@ std::set<std::string> parse_phases(const std::string& list) {
 
 void run_bench(const BenchArgs& a) {
   const std::set<std::string> phases = parse_phases(a.phases);
+  if (!a.contexts.empty() && (phases.count("train") || a.seq_len > 0))
+    throw std::invalid_argument("--contexts measures the prefill and decode phases at each context: drop train from "
+                                "--phases and --seq-len");
   if (!a.out.empty()) check_writable(a.out, "benchmark report");  // before minutes of measuring
   RunConfig cfg = a.config.load();
   const Device dev = device_from_option(a.device);
@@ -128,7 +205,7 @@ void run_bench(const BenchArgs& a) {
   j["dtype"] = amp ? "bf16" : "fp32";
   set_deterministic(a.deterministic || cfg.train.deterministic);
   j["deterministic"] = deterministic();
-  j["seq_len"] = T;
+  if (a.contexts.empty()) j["seq_len"] = T;
   j["batch"] = B;
   j["repeat"] = a.repeat;
   j["warmup"] = a.warmup;
@@ -164,7 +241,9 @@ void run_bench(const BenchArgs& a) {
     }
     opt.zero_grad();
   }
-  if (want("prefill")) {
+  if (!a.contexts.empty()) {
+    j["contexts"] = by_context(model, be, dev, a, want("prefill"), want("decode"), amp, cfg.model.vocab_size, g);
+  } else if (want("prefill")) {
     model.train(false);
     NoGradGuard ng;
     Tensor ids = random_ids(B, T, cfg.model.vocab_size, g).to(dev);
@@ -176,28 +255,16 @@ void run_bench(const BenchArgs& a) {
     j["prefill"] = {{"time_s", s}, {"tokens_per_s", static_cast<double>(B * T) / s},
                     {"peak_memory_bytes", be.memory_peak()}, {"reserved_memory_bytes", be.memory_reserved()}};
   }
-  if (want("decode")) {
+  if (want("decode") && a.contexts.empty()) {
     model.train(false);
     NoGradGuard ng;
     Tensor prompt = random_ids(B, T, cfg.model.vocab_size, g).to(dev);
     Tensor next = random_ids(B, 1, cfg.model.vocab_size, g).to(dev);
     be.reset_peak_memory();
-    std::vector<double> t;
-    for (int64_t r = 0; r < a.warmup + a.repeat; ++r) {
-      AutocastGuard ac(DType::bf16, amp);
-      auto st = model.init_decode(B);
-      (void)model.decode(prompt, *st);  // prefill, not timed here
-      be.synchronize();
-      auto t0 = Clock::now();
-      for (int64_t i = 0; i < a.decode_tokens; ++i) (void)model.decode(next, *st);
-      be.synchronize();
-      if (r >= a.warmup) t.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
-    }
-    std::sort(t.begin(), t.end());
-    const double dec = t[t.size() / 2];
-    j["decode"] = {{"prompt_tokens", T}, {"new_tokens", a.decode_tokens}, {"time_s", dec},
-                   {"tokens_per_s", static_cast<double>(B * a.decode_tokens) / dec},
-                   {"peak_memory_bytes", be.memory_peak()}, {"reserved_memory_bytes", be.memory_reserved()}};
+    const auto [pre, dec] = time_prefill_decode(model, be, a, prompt, next, amp, a.decode_tokens);
+    j["decode"] = decode_json(a, B, dec, be);
+    j["decode"]["prompt_tokens"] = T;
+    j["decode"]["prefill_time_s"] = pre;
   }
   const std::string text = j.dump(2);
   std::printf("%s\n", text.c_str());
@@ -219,6 +286,10 @@ void add_bench_command(CLI::App& app) {
       ->capture_default_str()
       ->check(cli::positive_int());
   cmd->add_option("--phases", a->phases, "Comma-separated subset of train,prefill,decode")->capture_default_str();
+  cmd->add_option("--contexts", a->contexts,
+                  "Context lengths, e.g. 1024,2048,4096: prefill and decode latency at each (JSON \"contexts\")")
+      ->delimiter(',')
+      ->check(cli::positive_int());
   cmd->add_option("--device", a->device, "cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_flag("--profile", a->profile,
                  "After the timed train steps, time every backend call of one more step (kernel table on stderr and "

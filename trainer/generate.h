@@ -1,7 +1,7 @@
 // trainer/generate.h — sampling text from a language model.
 //
-// The prompt is consumed in one decode call (prefill); then one token at a time, each decode call
-// continuing the model's DecodeState: TTT layers update their hidden state in primal form (constant
+// The prompt is consumed in one decode call (prefill: TTT-Linear layers run the fused scan, which
+// leaves the decode state); then one token at a time, each decode call continuing the model's DecodeState: TTT layers update their hidden state in primal form (constant
 // memory per token), attention appends to its KV cache.
 //
 // Sampling a token from logits (sample_token): temperature 0 = greedy (argmax, lowest id on ties);
@@ -40,5 +40,13 @@ int64_t sample_token(const std::vector<float>& logits, const SamplingOptions& o,
 // Returns the new ids.
 std::vector<int64_t> generate(LanguageModel& model, const std::vector<int64_t>& prompt, const SamplingOptions& o,
                               const std::function<void(int64_t)>& on_token = nullptr);
+
+// Generates for several prompts (non-empty, any lengths) decoded as one batch, calling
+// on_token(row, id) as each arrives; rows stop on their own (stop_token, max_new_tokens). Row r's
+// ids are those generate(model, prompts[r], o) returns (each row samples from its own
+// Generator(seed)), up to the rounding of batched kernels. Returns the new ids per row.
+std::vector<std::vector<int64_t>> generate_batch(LanguageModel& model, const std::vector<std::vector<int64_t>>& prompts,
+                                                 const SamplingOptions& o,
+                                                 const std::function<void(size_t, int64_t)>& on_token = nullptr);
 
 }  // namespace ttt

@@ -55,7 +55,8 @@ GreedyFn model_greedy(LanguageModel& model, int64_t prefill_chunk, int64_t stop_
     const Tensor all = from_vector_i64(flat, {B, T});
     Tensor logits;
     for (int64_t start = 0; start < T; start += prefill_chunk)
-      logits = model.decode(all.narrow(1, start, std::min(prefill_chunk, T - start)).contiguous().to(dev), *state);
+      logits = model.decode(all.narrow(1, start, std::min(prefill_chunk, T - start)).contiguous().to(dev), *state,
+                            /*last_only=*/true);
     std::vector<std::vector<int64_t>> out(static_cast<size_t>(B));
     std::vector<bool> stopped(static_cast<size_t>(B), false);
     for (int64_t step = 0; step < max_new; ++step) {

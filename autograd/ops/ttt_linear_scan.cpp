@@ -3,7 +3,8 @@
 //
 //   out, (W_T, b_T, accW, accb) = ttt_linear_scan(XQ, XK, XV, lr, tok, W0, b0, ln_w, ln_b)
 //   XQ, XK, XV [B, H, T, f], lr [B, H, T], tok [K], W0 [H, f, f], b0 [H, f] or undefined (no inner
-//   bias), ln_w, ln_b [H, f] or undefined (no LN + residual). Only `out` is differentiable; the final
+//   bias), ln_w, ln_b [H, f] or undefined (no LN + residual). W0 [B, H, f, f] with b0 [B, H, f]: a
+//   state per sequence (decoding from a mini-batch boundary), forward only (no input may need grad). Only `out` is differentiable; the final
 //   state and the accumulators of a partial last chunk are for decoding.
 // Saved: the inputs and the states the forward stored every checkpoint_group chunks.
 // Backward:
@@ -37,8 +38,8 @@ namespace {
 
 const char* kOp = "ttt_linear_scan";
 
-TTTLinearScanShape make_shape(const Tensor& xq, const Tensor& tok, const Tensor& b0, const Tensor& ln_w,
-                              const TTTScanOptions& o) {
+TTTLinearScanShape make_shape(const Tensor& xq, const Tensor& tok, const Tensor& w0, const Tensor& b0,
+                              const Tensor& ln_w, const TTTScanOptions& o) {
   TTTLinearScanShape s;
   s.batch = xq.shape()[0];
   s.heads = xq.shape()[1];
@@ -51,6 +52,7 @@ TTTLinearScanShape make_shape(const Tensor& xq, const Tensor& tok, const Tensor&
   s.bias = b0.defined();
   s.dtype = tok.dtype();
   s.bf16_io = xq.dtype() == DType::bf16 && s.dtype == DType::f32;
+  s.per_sequence_init = w0.defined() && w0.dim() == 4;
   s.low_precision = s.dtype == DType::f32 && (Autocast::enabled() || s.bf16_io);
   return s;
 }
@@ -82,9 +84,12 @@ void check_inputs(const tensor_list& in) {
   if (T == 0 || f == 0) bad("empty sequence or head");
   if (lr.shape() != Shape{B, H, T}) bad("expected lr [B, H, T]");
   if (tok.dim() != 1 || tok.shape()[0] < 1) bad("expected tok [K], K >= 1");
-  if (w0.shape() != Shape{H, f, f}) bad("expected W0 [H, f, f]");
-  for (const Tensor* p : {&b0, &lw, &lb})
-    if (p->defined() && p->shape() != Shape{H, f}) bad("expected b0, ln_w, ln_b [H, f]");
+  const bool per_sequence = w0.dim() == 4;
+  if (w0.shape() != Shape{H, f, f} && w0.shape() != Shape{B, H, f, f}) bad("expected W0 [H, f, f] or [B, H, f, f]");
+  if (b0.defined() && b0.shape() != (per_sequence ? Shape{B, H, f} : Shape{H, f}))
+    bad(per_sequence ? "expected b0 [B, H, f] with W0 [B, H, f, f]" : "expected b0 [H, f]");
+  for (const Tensor* p : {&lw, &lb})
+    if (p->defined() && p->shape() != Shape{H, f}) bad("expected ln_w, ln_b [H, f]");
 }
 
 // t as the kernels read it: unit stride in its last dim and 16-byte aligned rows (the CUDA kernels
@@ -154,7 +159,7 @@ TTTLinearScanShape float_storage(TTTLinearScanShape s) {
 std::string ttt_linear_scan_unsupported(const Tensor& xq, const Tensor& tok, const Tensor& b0, const Tensor& ln_w,
                                         const TTTScanOptions& o) {
   if (xq.dim() != 4 || tok.dim() != 1) return "expected XQ [B, H, T, f] and tok [K]";
-  const TTTLinearScanShape s = make_shape(xq, tok, b0, ln_w, o);
+  const TTTLinearScanShape s = make_shape(xq, tok, Tensor(), b0, ln_w, o);  // the initial state's layout does not matter
   return ttt_linear_scan_unsupported(xq.device(), cast_around(xq, s) ? float_storage(s) : s);
 }
 
@@ -163,7 +168,7 @@ tensor_list ttt_linear_scan(const Tensor& xq, const Tensor& xk, const Tensor& xv
                             const TTTScanOptions& o, const TTTScanComposite& composite) {
   const tensor_list inputs = {xq, xk, xv, lr, tok, w0, b0, ln_w, ln_b};
   check_inputs(inputs);
-  const TTTLinearScanShape s = make_shape(xq, tok, b0, ln_w, o);
+  const TTTLinearScanShape s = make_shape(xq, tok, w0, b0, ln_w, o);
   if (cast_around(xq, s)) {
     const DType f = tok.dtype();
     tensor_list r = ttt_linear_scan(to_dtype(xq, f), to_dtype(xk, f), to_dtype(xv, f), lr, tok, w0, b0, ln_w, ln_b, o,
@@ -171,6 +176,9 @@ tensor_list ttt_linear_scan(const Tensor& xq, const Tensor& xk, const Tensor& xv
     r[0] = to_dtype(r[0], xq.dtype());
     return r;
   }
+  if (s.per_sequence_init && needs_grad(inputs))
+    throw std::invalid_argument("ttt_linear_scan: a per-sequence initial state W0 [B, H, f, f] is forward-only (decoding); "
+                                "no input may require grad");
   const std::string why = ttt_linear_scan_unsupported(xq.device(), s);
   if (!why.empty())
     throw std::invalid_argument(std::string("ttt_linear_scan: no fused kernel for this call on ") + xq.device().str() +

@@ -76,6 +76,8 @@ void TTTLinearScanForward::run(Backend& be) {
 }
 
 void TTTLinearScanBackward::run(Backend& be) {
+  if (s.per_sequence_init)
+    throw std::invalid_argument("ttt_linear_scan: the backward does not take per-sequence initial states");
   if (be.device().is_cpu()) return cpu_impl::ttt_linear_scan_backward(*this);
 #if TTT_WITH_CUDA
   cuda_impl::ttt_linear_scan_backward(be, *this);
@@ -247,9 +249,10 @@ void forward_typed(TTTLinearScanForward& a) {
     const int64_t bi = bh / s.heads, h = bh % s.heads;
     const Consts c = consts_of<S>(s, a.tok, a.ln_w, a.ln_b, h);
     const Head<S> x = head_of<S>(s, a.xq, a.xk, a.xv, a.lr, bi, h);
-    Vec W(static_cast<const S*>(a.w0) + h * f * f, static_cast<const S*>(a.w0) + (h + 1) * f * f);
+    const int64_t i0 = s.per_sequence_init ? bh : h;  // which initial state
+    Vec W(static_cast<const S*>(a.w0) + i0 * f * f, static_cast<const S*>(a.w0) + (i0 + 1) * f * f);
     Vec b(f, 0.0);
-    if (s.bias) b.assign(static_cast<const S*>(a.b0) + h * f, static_cast<const S*>(a.b0) + (h + 1) * f);
+    if (s.bias) b.assign(static_cast<const S*>(a.b0) + i0 * f, static_cast<const S*>(a.b0) + (i0 + 1) * f);
     S* states = static_cast<S*>(a.states) + bh * s.groups() * state_size;
     S* out = static_cast<S*>(a.out.data) + bi * a.out.sb + h * a.out.sh;
     Vec acc_w(f * f, 0.0), acc_b(f, 0.0), o;

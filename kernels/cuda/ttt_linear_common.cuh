@@ -72,6 +72,7 @@ struct Params {
   float eps = 1e-6f;
   bool ln = true, bias = true, vec = false;  // vec: every [.., F] row is 16-byte aligned (required)
   bool bio = false;                          // the [B, H, T, F] tensors are bf16 (Cfg::BIO)
+  bool init_bh = false;                      // W0, b0 per (b, h) (per_sequence_init), else per h
   Ten xq, xk, xv, lr, out;
   const float *tok = nullptr, *w0 = nullptr, *b0 = nullptr, *lnw = nullptr, *lnb = nullptr;
   float *states = nullptr, *w_final = nullptr, *b_final = nullptr, *acc_w = nullptr, *acc_b = nullptr;
@@ -114,6 +115,7 @@ Params common(const Call& c) {
   p.K = static_cast<int>(s.mini_batch), p.G = static_cast<int>(s.checkpoint_group);
   p.NC = static_cast<int>(s.chunks()), p.NG = static_cast<int>(s.groups());
   p.eps = static_cast<float>(s.eps), p.ln = s.ln_residual, p.bias = s.bias, p.bio = s.bf16_io;
+  p.init_bh = s.per_sequence_init;
   p.xq = ten(c.xq), p.xk = ten(c.xk), p.xv = ten(c.xv), p.lr = ten(c.lr);
   p.tok = static_cast<const float*>(c.tok), p.w0 = static_cast<const float*>(c.w0);
   p.b0 = static_cast<const float*>(c.b0);

@@ -76,11 +76,13 @@ TTT_DEV void store_state_rows(const Acc<C::F / 8>& W, float* dst, int r0, float 
   store_f32(W, dst, C::F, r0, 0, scale);
 }
 
-// Per-head constants into smem: b0 (or 0), the LN weight/bias (or 1/0), tok (0 past K).
+// Per-head constants into smem: b0 (or 0) of initial state i0, the LN weight/bias (or 1/0), tok
+// (0 past K).
 template <class C, class S>
-TTT_DEV void load_head_constants(const Params& p, int h, S& sm, float* b) {
+TTT_DEV void load_head_constants(const Params& p, int h, S& sm, float* b, int i0 = -1) {
+  if (i0 < 0) i0 = h;
   for (int i = tid(); i < C::F; i += C::THREADS) {
-    if (b) b[i] = p.bias ? p.b0[h * C::F + i] : 0.f;
+    if (b) b[i] = p.bias ? p.b0[static_cast<int64_t>(i0) * C::F + i] : 0.f;
     sm.lnw[i] = p.ln ? p.lnw[h * C::F + i] : 1.f;
     sm.lnb[i] = p.ln ? p.lnb[h * C::F + i] : 0.f;
   }
@@ -219,9 +221,10 @@ TTT_DEV void fwd_block(const Params& p, int bh, char* smem) {
   constexpr int F = C::F;
   const int b = bh / p.H, h = bh % p.H, cw = 16 * warp();
   const float tokL = p.tok[p.K - 1];
-  load_head_constants<C>(p, h, S, S.b);
+  const int i0 = p.init_bh ? bh : h;  // the initial state: per sequence and head, or per head
+  load_head_constants<C>(p, h, S, S.b, i0);
   Acc<F / 8> W;
-  load_state_rows<C>(W, p.w0 + static_cast<int64_t>(h) * F * F, cw);
+  load_state_rows<C>(W, p.w0 + static_cast<int64_t>(i0) * F * F, cw);
   store_op(W, S.ow, C::OS, cw, 0);
   const HeadBases<C> hb(p, b, h);
   ChunkRegs<C> next;
