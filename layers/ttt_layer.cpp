@@ -260,22 +260,35 @@ Tensor TTTMixer::finish(const Tensor& x, const Tensor& heads_out) {
 
 ScanInputs TTTMixer::inner_inputs(const Tensor& x) { return prepare(x, 0, nullptr, nullptr); }
 
-// The fused scan's inputs in its order (see ops.h ttt_linear_scan): W0, b0 as [nh, f, f], [nh, f].
+// The fused scan's inputs in its order (see ops.h ttt_linear_scan / ttt_mlp_scan): XQ, XK, XV, lr,
+// tok, then the inner weights with biases as [nh, c] (TTT-Linear W0, b0; TTT-MLP W1, b1, W2, b2),
+// then the LN weight and bias (undefined without ln_residual).
 tensor_list TTTMixer::fused_inputs(const ScanInputs& in) const {
   const DType dt = in.XQ.dtype();
-  const tensor_list W0 = inner_->initial();
   const InnerNorm n = norm(dt);
-  Tensor b0 = W0[1].defined() ? reshape(cast(W0[1], dt), {nh_, f_}) : Tensor();
-  return {in.XQ, in.XK, in.XV, in.lr, token_scale(0, c_.mini_batch, dt), cast(W0[0], dt), b0,
-          c_.ln_residual ? n.w : Tensor(), c_.ln_residual ? n.b : Tensor()};
+  tensor_list x = {in.XQ, in.XK, in.XV, in.lr, token_scale(0, c_.mini_batch, dt)};
+  const tensor_list W0 = inner_->initial();
+  for (size_t i = 0; i < W0.size(); i += 2) {
+    const Tensor& b = W0[i + 1];
+    x.push_back(cast(W0[i], dt));
+    x.push_back(b.defined() ? reshape(cast(b, dt), {nh_, b.shape().back()}) : Tensor());
+  }
+  x.push_back(c_.ln_residual ? n.w : Tensor());
+  x.push_back(c_.ln_residual ? n.b : Tensor());
+  return x;
 }
 
 // Why the fused scan does not cover this call (empty when it does).
 std::string TTTMixer::fused_unsupported(const ScanInputs& in) const {
-  if (inner_->kind() != "linear") return "the fused scan covers TTT-Linear only (model.mixer=ttt_linear)";
+  const std::string kind = inner_->kind();
+  if (kind != "linear" && kind != "mlp")
+    return "the fused scan covers TTT-Linear and TTT-MLP only (model.mixer=ttt_linear | ttt_mlp), not inner model '" +
+           kind + "'";
   if (c_.mini_batch <= 0) return "the fused scan needs model.ttt.mini_batch > 0";
   const tensor_list x = fused_inputs(in);
-  return ttt_linear_scan_unsupported(x[0], x[4], x[6], x[7], {c_.checkpoint_group, c_.ln_eps});
+  const TTTScanOptions o{c_.checkpoint_group, c_.ln_eps};
+  if (kind == "mlp") return ttt_mlp_scan_unsupported(x[0], x[4], x[5], x[6], x[9], o);
+  return ttt_linear_scan_unsupported(x[0], x[4], x[6], x[7], o);
 }
 
 bool TTTMixer::use_fused(const ScanInputs& in) const {
@@ -289,10 +302,14 @@ bool TTTMixer::use_fused(const ScanInputs& in) const {
 // The fused scan from W0, with the composite dual form as its twin for create_graph.
 Tensor TTTMixer::fused_outputs(const ScanInputs& in) {
   const double eps = c_.ln_eps;
-  TTTScanComposite composite = [eps](const tensor_list& x) { return dual_linear_scan(x, eps); };
   const tensor_list x = fused_inputs(in);
-  return ttt_linear_scan(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8], {c_.checkpoint_group, eps},
-                         composite)[0];
+  const TTTScanOptions o{c_.checkpoint_group, eps};
+  if (inner_->kind() == "mlp") {
+    TTTScanComposite composite = [eps](const tensor_list& y) { return dual_mlp_scan(y, eps); };
+    return ttt_mlp_scan(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8], x[9], x[10], o, composite)[0];
+  }
+  TTTScanComposite composite = [eps](const tensor_list& y) { return dual_linear_scan(y, eps); };
+  return ttt_linear_scan(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8], o, composite)[0];
 }
 
 Tensor TTTMixer::inner_outputs(const ScanInputs& in) {

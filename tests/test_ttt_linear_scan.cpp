@@ -198,20 +198,30 @@ TEST_CASE("TTTMixer impl=fused equals impl=dual: output and every parameter grad
     }
 }
 
-TEST_CASE("TTTMixer impl=fused says why it cannot run TTT-MLP or mini_batch = -1; impl=auto falls back") {
-  ModelConfig cfg = tiny_ttt_config("ttt_mlp", 4);
+TEST_CASE("TTTMixer impl=fused says why it cannot run a custom inner model or mini_batch = -1; impl=auto falls back") {
+  // An inner model with no closed form (a one-layer MLP without output layer): generic only.
+  struct Custom final : InnerModel {
+    Tensor W;
+    explicit Custom(Generator& g) { W = register_parameter("W", init_normal({2, 4, 4}, g, 0.1)); }
+    tensor_list initial() const override { return {W}; }
+    Tensor apply(const tensor_list& w, const Tensor& x) const override { return gelu(matmul(x, w[0]), true); }
+    std::string kind() const override { return "custom"; }
+  };
+  ModelConfig cfg = tiny_ttt_config("ttt_linear", 4);
   Generator g(1);
-  TTTMixer m(cfg, g);
+  TTTMixer m(cfg, g, std::make_shared<Custom>(g));
   m.set_impl("fused");
   const Tensor x = rand64({1, 8, cfg.d_model}, 2).to(DType::f32);
-  CHECK_THROWS_WITH_AS(m.forward(x), doctest::Contains("covers TTT-Linear only"), std::invalid_argument);
-  m.set_impl("auto");
+  CHECK_THROWS_WITH_AS(m.forward(x), doctest::Contains("covers TTT-Linear and TTT-MLP only"), std::invalid_argument);
+  m.set_impl("generic");
   CHECK(m.forward(x).shape() == Shape{1, 8, cfg.d_model});
   ModelConfig cfg2 = tiny_ttt_config("ttt_linear", -1);
   Generator g2(1);
   TTTMixer m2(cfg2, g2);
   m2.set_impl("fused");
   CHECK_THROWS_WITH_AS(m2.forward(x), doctest::Contains("mini_batch > 0"), std::invalid_argument);
+  m2.set_impl("auto");
+  CHECK(m2.forward(x).shape() == Shape{1, 8, cfg.d_model});
 }
 
 // --- CUDA kernels against the CPU reference (poisoned outputs; skipped without a GPU) -----------

@@ -3,6 +3,7 @@
 // with the CUDA kernels, and gradcheck it. Not a test unit itself.
 #pragma once
 
+#include <cmath>
 #include <limits>
 #include <sstream>
 #include <utility>
@@ -50,6 +51,27 @@ inline tensor_list scan_inputs(const ScanCase& c, uint64_t seed, DType dt = DTyp
 }
 
 inline TTTScanOptions scan_options(const ScanCase& c) { return {c.G, 1e-6}; }
+
+// The same for the fused TTT-MLP scan (autograd/ops.h ttt_mlp_scan), hidden h = expansion · f:
+// XQ, XK, XV, lr, tok as above; W1 [H, f, h] ~ N(0, 1/f), b1 [H, h] ~ N(0, 0.3²),
+// W2 [H, h, f] ~ N(0, 1/h), b2 [H, f] ~ N(0, 0.3²) (so Z1 and Z2 are O(1) and GELU is curved), LN
+// as above.
+inline tensor_list mlp_scan_inputs(const ScanCase& c, uint64_t seed, int64_t expansion = 4, DType dt = DType::f64) {
+  const tensor_list lin = scan_inputs(c, seed, dt);
+  Generator g(seed + 1000);
+  const TensorOptions o = opts(DType::f64);
+  auto leaf = [&](Tensor t) { return t.to(dt).set_requires_grad(true); };
+  const int64_t h = expansion * c.f;
+  const double sf = 1.0 / std::sqrt(static_cast<double>(c.f)), sh = 1.0 / std::sqrt(static_cast<double>(h));
+  tensor_list x(lin.begin(), lin.begin() + 5);
+  x.push_back(leaf(randn({c.H, c.f, h}, g, o, 0.0, sf)));
+  x.push_back(c.bias ? leaf(randn({c.H, h}, g, o, 0.0, 0.3)) : Tensor());
+  x.push_back(leaf(randn({c.H, h, c.f}, g, o, 0.0, sh)));
+  x.push_back(c.bias ? leaf(randn({c.H, c.f}, g, o, 0.0, 0.3)) : Tensor());
+  x.push_back(lin[7]);
+  x.push_back(lin[8]);
+  return x;
+}
 
 // Buffers of one kernel-level run of the scan (forward and backward call structs over them), on
 // the inputs' device, every output poisoned with NaN. dout: the gradient of `out`. bf16_io: XQ,
