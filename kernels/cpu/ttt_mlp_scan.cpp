@@ -1,5 +1,5 @@
 // kernels/cpu/ttt_mlp_scan.cpp — the CPU reference of the fused TTT-MLP scan (kernels/ttt_mlp_scan.h):
-// plain loops over one (batch, head) at a time, OpenMP across them, all arithmetic in double
+// loops and small dgemms over one (batch, head) at a time, OpenMP across them, all arithmetic in double
 // whatever the storage (float32 / float64). Also the call structs' dispatch, byte counts and
 // workspace size.
 //
@@ -22,6 +22,8 @@
 //     (without ln: G2 = Z2 − XV: dZ2 = dG2, dXV = −dG2)
 //   dW2 += X2ᵀ dZ2, db2 += Σ dZ2, dX2 += dZ2 W2ᵀ;  dZ1 += dX2 ⊙ gelu'(Z1)
 //   dW1 += XKᵀ dZ1, db1 += Σ dZ1, dXK += dZ1 W1ᵀ;  then dS is the previous chunk's dS'.
+#include <cblas.h>
+
 #include <algorithm>
 #include <stdexcept>
 #include <vector>
@@ -77,25 +79,14 @@ namespace {
 using namespace scan_rows;
 
 // C (n × m) += alpha · op(A) op(B), row-major; op(A) is n × k (A stored k × n when ta), op(B) is
-// k × m (B stored m × k when tb).
+// k × m (B stored m × k when tb). OpenBLAS's dgemm (as kernels/cpu/gemm.cpp): these products are
+// most of the scan's time. Matrices this small run on the calling thread, in a fixed order.
 void gemm(bool ta, bool tb, int64_t n, int64_t m, int64_t k, double alpha, const double* A, const double* B,
           double* C) {
-  if (tb) {
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t j = 0; j < m; ++j) {
-        double s = 0;
-        for (int64_t p = 0; p < k; ++p) s += (ta ? A[p * n + i] : A[i * k + p]) * B[j * k + p];
-        C[i * m + j] += alpha * s;
-      }
-    return;
-  }
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t p = 0; p < k; ++p) {
-      const double a = alpha * (ta ? A[p * n + i] : A[i * k + p]);
-      const double* b = B + p * m;
-      double* c = C + i * m;
-      for (int64_t j = 0; j < m; ++j) c[j] += a * b[j];
-    }
+  if (n == 0 || m == 0) return;
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, static_cast<int>(n),
+              static_cast<int>(m), static_cast<int>(k), alpha, A, static_cast<int>(ta ? n : k), B,
+              static_cast<int>(tb ? k : m), 1.0, C, static_cast<int>(m));
 }
 
 // Rows of a matrix set to a broadcast bias (or 0 without one).
@@ -169,10 +160,10 @@ struct Chunk {
   int64_t t0 = 0, n = 0;
   bool commit = false;
   Vec xq, xk, tgt, lr;               // inputs: [n, f] (tgt: the inner loss target), [n]
-  Vec z1, x2, gp1;                   // [n, h]: Z1, gelu(Z1), gelu'(Z1)
+  Vec z1, x2, gp1, gpp1;             // [n, h]: Z1, gelu(Z1), gelu'(Z1), gelu''(Z1)
   Vec z2, xh2, sig2, gx2, G2;        // [n, f] (sig2 [n]): Z2 and its LN-L2 gradient
   Vec P, G1, Gp1, Gp2;               // [n, h], [n, h], [n, h], [n, f]
-  Vec M1, zb1, xb2, M2, zb2, xho, sigo;  // [n, n], [n, h], [n, h], [n, n], [n, f], [n, f], [n]
+  Vec M1, zb1, xb2, gpb1, M2, zb2, xho, sigo;  // [n, n], [n, h] (Z̄1, gelu, gelu'), [n, n], [n, f] × 2, [n]
 };
 
 // tril(A Bᵀ + β) of two n-row matrices with m columns, rows scaled by nothing: M[i, j], j ≤ i.
@@ -210,10 +201,10 @@ void chunk_forward(const Consts& c, const Head<S>& x, const State& st, int64_t t
   // The training path: Z1, X2, Z2 and the inner gradients G2, G1.
   fill_rows(ch.z1, n, st.b1);
   gemm(false, false, n, h, f, 1.0, ch.xk.data(), st.w1.data(), ch.z1.data());
-  ch.x2.resize(n * h), ch.gp1.resize(n * h);
+  ch.x2.resize(n * h), ch.gp1.resize(n * h), ch.gpp1.resize(n * h);
   for (int64_t i = 0; i < n * h; ++i) {
-    ch.x2[i] = smath::gelu_tanh(ch.z1[i]);
-    ch.gp1[i] = smath::gelu_tanh_grad(ch.z1[i]);
+    const smath::GeluTerms<double> g = smath::gelu_tanh_terms(ch.z1[i]);
+    ch.x2[i] = g.y, ch.gp1[i] = g.d1, ch.gpp1[i] = g.d2;
   }
   fill_rows(ch.z2, n, st.b2);
   gemm(false, false, n, f, h, 1.0, ch.x2.data(), st.w2.data(), ch.z2.data());
@@ -241,8 +232,11 @@ void chunk_forward(const Consts& c, const Head<S>& x, const State& st, int64_t t
   fill_rows(ch.zb1, n, st.b1);
   gemm(false, false, n, h, f, 1.0, ch.xq.data(), st.w1.data(), ch.zb1.data());
   gemm(false, false, n, h, n, -1.0, row_scaled(ch.M1, c.tok, n).data(), ch.Gp1.data(), ch.zb1.data());
-  ch.xb2.resize(n * h);
-  for (int64_t i = 0; i < n * h; ++i) ch.xb2[i] = smath::gelu_tanh(ch.zb1[i]);
+  ch.xb2.resize(n * h), ch.gpb1.resize(n * h);
+  for (int64_t i = 0; i < n * h; ++i) {
+    const smath::GeluTerms<double> g = smath::gelu_tanh_terms(ch.zb1[i]);
+    ch.xb2[i] = g.y, ch.gpb1[i] = g.d1;
+  }
   causal_scores(ch.xb2, ch.x2, n, h, c.beta_attn, ch.M2);
   fill_rows(ch.zb2, n, st.b2);
   gemm(false, false, n, f, h, 1.0, ch.xb2.data(), st.w2.data(), ch.zb2.data());
@@ -352,7 +346,7 @@ void chunk_backward(const Consts& c, const State& st, const Chunk& ch, const dou
   }
   test_layer_backward(c, n, h, f, ch.xb2, ch.x2, st.w2, ch.M2, ch.Gp2, dzb2, d.w2, d.b2, dxb2, dx2, dGp2, p.dtok);
   Vec dzb1(n * h);
-  for (int64_t i = 0; i < n * h; ++i) dzb1[i] = dxb2[i] * smath::gelu_tanh_grad(ch.zb1[i]);
+  for (int64_t i = 0; i < n * h; ++i) dzb1[i] = dxb2[i] * ch.gpb1[i];
   test_layer_backward(c, n, f, h, ch.xq, ch.xk, st.w1, ch.M1, ch.Gp1, dzb1, d.w1, d.b1, g.dxq, g.dxk, dGp1, p.dtok);
   if (ch.commit) {  // st' = st − τ (XKᵀ Gp1, Σ Gp1, X2ᵀ Gp2, Σ Gp2)
     const double tl = c.tok[c.K - 1];
@@ -377,7 +371,7 @@ void chunk_backward(const Consts& c, const State& st, const Chunk& ch, const dou
       dl += ch.G1[i] * dGp1[i];
       const double dg1 = ch.lr[r] * dGp1[i];
       dP[i] = dg1 * ch.gp1[i];
-      dz1[i] = dg1 * ch.P[i] * smath::gelu_tanh_grad2(ch.z1[i]);
+      dz1[i] = dg1 * ch.P[i] * ch.gpp1[i];
     }
     for (int64_t j = 0; j < f; ++j) {
       dl += ch.G2[r * f + j] * dGp2[r * f + j];
