@@ -32,14 +32,7 @@ namespace ttt {
 
 // --- the call structs (shared by both implementations) -------------------------------------------
 
-namespace {
-double io_bytes(const TTTLinearScanShape& s, double bhtf_tensors, double bht_tensors) {
-  const double e = static_cast<double>(dtype_size(s.dtype)), eio = static_cast<double>(dtype_size(s.io_dtype()));
-  const double bht = static_cast<double>(s.batch * s.heads * s.len);
-  return eio * bht * static_cast<double>(s.head_dim) * bhtf_tensors +
-         e * (bht * bht_tensors + static_cast<double>(s.state_elems()));
-}
-}  // namespace
+using cpu_impl::scan_rows::io_bytes;
 
 double TTTLinearScanForward::bytes() const { return io_bytes(s, 4, 1); }
 double TTTLinearScanBackward::bytes() const { return io_bytes(s, 7, 2); }

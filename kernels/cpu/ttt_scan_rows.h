@@ -20,6 +20,15 @@ namespace ttt::cpu_impl::scan_rows {
 
 using Vec = std::vector<double>;
 
+// Bytes a scan call moves (the profiler's count): `bhtf` [B, H, T, f] tensors in the I/O dtype,
+// `bht` [B, H, T] ones and the stored states in the data dtype. Shape: a TTT*ScanShape.
+template <class Shape>
+double io_bytes(const Shape& s, double bhtf, double bht) {
+  const double e = static_cast<double>(dtype_size(s.dtype)), eio = static_cast<double>(dtype_size(s.io_dtype()));
+  const double n = static_cast<double>(s.batch * s.heads * s.len);
+  return eio * n * static_cast<double>(s.head_dim) * bhtf + e * (n * bht + static_cast<double>(s.state_elems()));
+}
+
 // Element access of one (b, h) slice of XQ, XK, XV and lr, storage type S.
 template <class S>
 struct Head {
