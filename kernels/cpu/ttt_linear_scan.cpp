@@ -394,30 +394,12 @@ void backward_typed(TTTLinearScanBackward& a) {
     p.db = db;
   }
   // Deterministic reductions over the batch (and heads for tok), in index order.
-  auto out = [](void* p) { return static_cast<S*>(p); };
-  for (int64_t h = 0; h < H; ++h) {
-    for (int64_t i = 0; i < f * f; ++i) {
-      double sum = 0;
-      for (int64_t bi = 0; bi < s.batch; ++bi) sum += parts[bi * H + h].dW[i];
-      out(a.dw0)[h * f * f + i] = static_cast<S>(sum);
-    }
-    for (int64_t j = 0; j < f; ++j) {
-      double sb = 0, sw = 0, sl = 0;
-      for (int64_t bi = 0; bi < s.batch; ++bi) {
-        sb += parts[bi * H + h].db[j];
-        sw += parts[bi * H + h].dlnw[j];
-        sl += parts[bi * H + h].dlnb[j];
-      }
-      if (a.db0) out(a.db0)[h * f + j] = static_cast<S>(sb);
-      if (a.dln_w) out(a.dln_w)[h * f + j] = static_cast<S>(sw);
-      if (a.dln_b) out(a.dln_b)[h * f + j] = static_cast<S>(sl);
-    }
-  }
-  for (int64_t i = 0; i < K; ++i) {
-    double sum = 0;
-    for (int64_t bh = 0; bh < BH; ++bh) sum += parts[bh].dtok[i];
-    out(a.dtok)[i] = static_cast<S>(sum);
-  }
+  const int64_t B = s.batch;
+  reduce_over_batch<S>(a.dw0, B, H, f * f, [&](int64_t bh) { return parts[bh].dW.data(); });
+  reduce_over_batch<S>(a.db0, B, H, f, [&](int64_t bh) { return parts[bh].db.data(); });
+  reduce_over_batch<S>(a.dln_w, B, H, f, [&](int64_t bh) { return parts[bh].dlnw.data(); });
+  reduce_over_batch<S>(a.dln_b, B, H, f, [&](int64_t bh) { return parts[bh].dlnb.data(); });
+  reduce_over_batch<S>(a.dtok, BH, 1, K, [&](int64_t bh) { return parts[bh].dtok.data(); });
 }
 
 }  // namespace

@@ -446,31 +446,16 @@ void backward_typed(TTTMLPScanBackward& a) {
     }
   }
   // Deterministic reductions over the batch (and heads for tok), in index order.
-  const int64_t hd = s.hidden;
-  auto reduce = [&](void* dst, Vec State::*field, int64_t size) {
-    if (!dst) return;
-    for (int64_t h = 0; h < H; ++h)
-      for (int64_t i = 0; i < size; ++i) {
-        double sum = 0;
-        for (int64_t bi = 0; bi < s.batch; ++bi) sum += (parts[bi * H + h].dS.*field)[i];
-        static_cast<S*>(dst)[h * size + i] = static_cast<S>(sum);
-      }
-  };
-  reduce(a.dw1, &State::w1, f * hd);
-  reduce(a.dw2, &State::w2, hd * f);
-  if (s.bias) reduce(a.db1, &State::b1, hd), reduce(a.db2, &State::b2, f);
-  for (int64_t h = 0; h < H; ++h)
-    for (int64_t j = 0; j < f; ++j) {
-      double sw = 0, sl = 0;
-      for (int64_t bi = 0; bi < s.batch; ++bi) sw += parts[bi * H + h].dlnw[j], sl += parts[bi * H + h].dlnb[j];
-      if (a.dln_w) static_cast<S*>(a.dln_w)[h * f + j] = static_cast<S>(sw);
-      if (a.dln_b) static_cast<S*>(a.dln_b)[h * f + j] = static_cast<S>(sl);
-    }
-  for (int64_t i = 0; i < K; ++i) {
-    double sum = 0;
-    for (int64_t bh = 0; bh < BH; ++bh) sum += parts[bh].dtok[i];
-    static_cast<S*>(a.dtok)[i] = static_cast<S>(sum);
+  const int64_t B = s.batch, hd = s.hidden;
+  reduce_over_batch<S>(a.dw1, B, H, f * hd, [&](int64_t bh) { return parts[bh].dS.w1.data(); });
+  reduce_over_batch<S>(a.dw2, B, H, hd * f, [&](int64_t bh) { return parts[bh].dS.w2.data(); });
+  if (s.bias) {
+    reduce_over_batch<S>(a.db1, B, H, hd, [&](int64_t bh) { return parts[bh].dS.b1.data(); });
+    reduce_over_batch<S>(a.db2, B, H, f, [&](int64_t bh) { return parts[bh].dS.b2.data(); });
   }
+  reduce_over_batch<S>(a.dln_w, B, H, f, [&](int64_t bh) { return parts[bh].dlnw.data(); });
+  reduce_over_batch<S>(a.dln_b, B, H, f, [&](int64_t bh) { return parts[bh].dlnb.data(); });
+  reduce_over_batch<S>(a.dtok, BH, 1, K, [&](int64_t bh) { return parts[bh].dtok.data(); });
 }
 
 }  // namespace

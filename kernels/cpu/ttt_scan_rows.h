@@ -116,6 +116,19 @@ inline void output_ln_row_backward(const double* dout, const double* xh, double 
   ln_vjp_row(dxh.data(), xh, sig, f, dz);
 }
 
+// dst[h, i] = Σ_b part(b · heads + h)[i] for i < size, summed in batch order (deterministic: the
+// backward's per-(batch, head) partials of a shared parameter); nothing when dst is null.
+template <class S, class Part>
+void reduce_over_batch(void* dst, int64_t batch, int64_t heads, int64_t size, Part part) {
+  if (!dst) return;
+  for (int64_t h = 0; h < heads; ++h)
+    for (int64_t i = 0; i < size; ++i) {
+      double sum = 0;
+      for (int64_t b = 0; b < batch; ++b) sum += part(b * heads + h)[i];
+      static_cast<S*>(dst)[h * size + i] = static_cast<S>(sum);
+    }
+}
+
 // Calls fn(double{}) or fn(float{}) by the storage dtype.
 template <class F>
 void by_dtype(DType dt, const char* op, F&& fn) {
