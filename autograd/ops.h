@@ -137,9 +137,11 @@ std::string ttt_linear_scan_unsupported(const Tensor& xq, const Tensor& tok, con
 tensor_list ttt_mlp_scan(const Tensor& xq, const Tensor& xk, const Tensor& xv, const Tensor& lr, const Tensor& tok,
                          const Tensor& w1, const Tensor& b1, const Tensor& w2, const Tensor& b2, const Tensor& ln_w,
                          const Tensor& ln_b, const TTTScanOptions& o, const TTTScanComposite& composite);
-// Why ttt_mlp_scan cannot run these inputs on their device; empty when it can.
-std::string ttt_mlp_scan_unsupported(const Tensor& xq, const Tensor& tok, const Tensor& w1, const Tensor& b1,
-                                     const Tensor& ln_w, const TTTScanOptions& o);
+// Why ttt_mlp_scan cannot run XQ (on its device, dtype and shape) with mini-batch K, hidden size h,
+// inner biases and LN + residual as given; empty when it can. Needs no other tensor, so a layer can
+// ask before building the op's inputs.
+std::string ttt_mlp_scan_unsupported(const Tensor& xq, int64_t mini_batch, int64_t hidden, bool bias, bool ln,
+                                     const TTTScanOptions& o);
 
 // --- depthwise causal convolution (ops/causal_conv.cpp; math in kernels/causal_conv.h) ----------
 // y[b, t, c] = bias[c] + Σ_j w[c, j] x[b, t − (k−1) + j, c] for x [B, T, C], w [C, k], bias [C] or

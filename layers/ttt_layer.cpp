@@ -285,9 +285,12 @@ std::string TTTMixer::fused_unsupported(const ScanInputs& in) const {
     return "the fused scan covers TTT-Linear and TTT-MLP only (model.mixer=ttt_linear | ttt_mlp), not inner model '" +
            kind + "'";
   if (c_.mini_batch <= 0) return "the fused scan needs model.ttt.mini_batch > 0";
-  const tensor_list x = fused_inputs(in);
   const TTTScanOptions o{c_.checkpoint_group, c_.ln_eps};
-  if (kind == "mlp") return ttt_mlp_scan_unsupported(x[0], x[4], x[5], x[6], x[9], o);
+  if (kind == "mlp") {  // asked without building the inputs: on a GPU the answer is no (dual form)
+    const tensor_list W0 = inner_->initial();  // W1, b1, W2, b2
+    return ttt_mlp_scan_unsupported(in.XQ, c_.mini_batch, W0[0].shape().back(), W0[1].defined(), c_.ln_residual, o);
+  }
+  const tensor_list x = fused_inputs(in);
   return ttt_linear_scan_unsupported(x[0], x[4], x[6], x[7], o);
 }
 

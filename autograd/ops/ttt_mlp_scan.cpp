@@ -35,20 +35,20 @@ using namespace scan_tensors;
 const char* kOp = "ttt_mlp_scan";
 constexpr size_t kInputs = 11;
 
-TTTMLPScanShape make_shape(const Tensor& xq, const Tensor& tok, const Tensor& w1, const Tensor& b1,
-                           const Tensor& ln_w, const TTTScanOptions& o) {
+TTTMLPScanShape make_shape(const Tensor& xq, int64_t mini_batch, int64_t hidden, bool bias, bool ln,
+                           const TTTScanOptions& o) {
   TTTMLPScanShape s;
   s.batch = xq.shape()[0];
   s.heads = xq.shape()[1];
   s.len = xq.shape()[2];
   s.head_dim = xq.shape()[3];
-  s.hidden = w1.shape()[2];
-  s.mini_batch = tok.shape()[0];
+  s.hidden = hidden;
+  s.mini_batch = mini_batch;
   s.checkpoint_group = o.checkpoint_group > 0 ? o.checkpoint_group : 1;
   s.eps = o.eps;
-  s.ln_residual = ln_w.defined();
-  s.bias = b1.defined();
-  s.dtype = tok.dtype();
+  s.ln_residual = ln;
+  s.bias = bias;
+  s.dtype = xq.dtype();
   s.low_precision = s.dtype == DType::f32 && Autocast::enabled();
   return s;
 }
@@ -135,10 +135,10 @@ tensor_list split_state(const Tensor& flat, const TTTMLPScanShape& s) {
 
 }  // namespace
 
-std::string ttt_mlp_scan_unsupported(const Tensor& xq, const Tensor& tok, const Tensor& w1, const Tensor& b1,
-                                     const Tensor& ln_w, const TTTScanOptions& o) {
-  if (xq.dim() != 4 || tok.dim() != 1 || w1.dim() != 3) return "expected XQ [B, H, T, f], tok [K] and W1 [H, f, h]";
-  return ttt_mlp_scan_unsupported(xq.device(), make_shape(xq, tok, w1, b1, ln_w, o));
+std::string ttt_mlp_scan_unsupported(const Tensor& xq, int64_t mini_batch, int64_t hidden, bool bias, bool ln,
+                                     const TTTScanOptions& o) {
+  if (xq.dim() != 4) return "expected XQ [B, H, T, f]";
+  return ttt_mlp_scan_unsupported(xq.device(), make_shape(xq, mini_batch, hidden, bias, ln, o));
 }
 
 tensor_list ttt_mlp_scan(const Tensor& xq, const Tensor& xk, const Tensor& xv, const Tensor& lr, const Tensor& tok,
@@ -146,7 +146,7 @@ tensor_list ttt_mlp_scan(const Tensor& xq, const Tensor& xk, const Tensor& xv, c
                          const Tensor& ln_b, const TTTScanOptions& o, const TTTScanComposite& composite) {
   const tensor_list inputs = {xq, xk, xv, lr, tok, w1, b1, w2, b2, ln_w, ln_b};
   check_inputs(inputs);
-  const TTTMLPScanShape s = make_shape(xq, tok, w1, b1, ln_w, o);
+  const TTTMLPScanShape s = make_shape(xq, tok.shape()[0], w1.shape()[2], b1.defined(), ln_w.defined(), o);
   const std::string why = ttt_mlp_scan_unsupported(xq.device(), s);
   if (!why.empty())
     throw std::invalid_argument(std::string("ttt_mlp_scan: no fused kernel for this call on ") + xq.device().str() +
