@@ -260,22 +260,38 @@ Tensor TTTMixer::finish(const Tensor& x, const Tensor& heads_out) {
 
 ScanInputs TTTMixer::inner_inputs(const Tensor& x) { return prepare(x, 0, nullptr, nullptr); }
 
-// The fused scan's inputs in its order (see ops.h ttt_linear_scan): W0, b0 as [nh, f, f], [nh, f].
+// The fused scan's inputs in its order (see ops.h ttt_linear_scan / ttt_mlp_scan): XQ, XK, XV, lr,
+// tok, then the inner weights with biases as [nh, c] (TTT-Linear W0, b0; TTT-MLP W1, b1, W2, b2),
+// then the LN weight and bias (undefined without ln_residual).
 tensor_list TTTMixer::fused_inputs(const ScanInputs& in) const {
   const DType dt = in.XQ.dtype();
-  const tensor_list W0 = inner_->initial();
   const InnerNorm n = norm(dt);
-  Tensor b0 = W0[1].defined() ? reshape(cast(W0[1], dt), {nh_, f_}) : Tensor();
-  return {in.XQ, in.XK, in.XV, in.lr, token_scale(0, c_.mini_batch, dt), cast(W0[0], dt), b0,
-          c_.ln_residual ? n.w : Tensor(), c_.ln_residual ? n.b : Tensor()};
+  tensor_list x = {in.XQ, in.XK, in.XV, in.lr, token_scale(0, c_.mini_batch, dt)};
+  const tensor_list W0 = inner_->initial();
+  for (size_t i = 0; i < W0.size(); i += 2) {
+    const Tensor& b = W0[i + 1];
+    x.push_back(cast(W0[i], dt));
+    x.push_back(b.defined() ? reshape(cast(b, dt), {nh_, b.shape().back()}) : Tensor());
+  }
+  x.push_back(c_.ln_residual ? n.w : Tensor());
+  x.push_back(c_.ln_residual ? n.b : Tensor());
+  return x;
 }
 
 // Why the fused scan does not cover this call (empty when it does).
 std::string TTTMixer::fused_unsupported(const ScanInputs& in) const {
-  if (inner_->kind() != "linear") return "the fused scan covers TTT-Linear only (model.mixer=ttt_linear)";
+  const std::string kind = inner_->kind();
+  if (kind != "linear" && kind != "mlp")
+    return "the fused scan covers TTT-Linear and TTT-MLP only (model.mixer=ttt_linear | ttt_mlp), not inner model '" +
+           kind + "'";
   if (c_.mini_batch <= 0) return "the fused scan needs model.ttt.mini_batch > 0";
+  const TTTScanOptions o{c_.checkpoint_group, c_.ln_eps};
+  if (kind == "mlp") {  // asked without building the inputs: on a GPU the answer is no (dual form)
+    const tensor_list W0 = inner_->initial();  // W1, b1, W2, b2
+    return ttt_mlp_scan_unsupported(in.XQ, c_.mini_batch, W0[0].shape().back(), W0[1].defined(), c_.ln_residual, o);
+  }
   const tensor_list x = fused_inputs(in);
-  return ttt_linear_scan_unsupported(x[0], x[4], x[6], x[7], {c_.checkpoint_group, c_.ln_eps});
+  return ttt_linear_scan_unsupported(x[0], x[4], x[6], x[7], o);
 }
 
 bool TTTMixer::use_fused(const ScanInputs& in) const {
@@ -286,17 +302,23 @@ bool TTTMixer::use_fused(const ScanInputs& in) const {
   return why.empty();
 }
 
-// The fused scan from W0, with the composite dual form as its twin for create_graph: the outputs,
-// then the final state and the accumulators of a partial last mini-batch (ops.h ttt_linear_scan).
+// The fused scan from the initial state in x (fused_inputs' order), with the composite dual form as
+// its twin for create_graph: the outputs, then the final state and the accumulators of a partial
+// last mini-batch (ops.h ttt_linear_scan / ttt_mlp_scan).
 tensor_list TTTMixer::fused_scan(const tensor_list& x, int64_t checkpoint_group) {
   const double eps = c_.ln_eps;
+  const TTTScanOptions o{checkpoint_group, eps};
+  if (inner_->kind() == "mlp") {
+    TTTScanComposite composite = [eps](const tensor_list& y) { return dual_mlp_scan(y, eps); };
+    return ttt_mlp_scan(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8], x[9], x[10], o, composite);
+  }
   TTTScanComposite composite = [eps](const tensor_list& y) { return dual_linear_scan(y, eps); };
-  return ttt_linear_scan(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8], {checkpoint_group, eps}, composite);
+  return ttt_linear_scan(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8], o, composite);
 }
 
 Tensor TTTMixer::fused_outputs(const ScanInputs& in) { return fused_scan(fused_inputs(in), c_.checkpoint_group)[0]; }
 
-// Prefill: the fused scan over tokens that start a mini-batch — from W0 (a fresh state: the
+// Prefill (TTT-Linear): the fused scan over tokens that start a mini-batch — from W0 (a fresh state: the
 // forward's call) or from the state's own W, b per sequence (a later chunk) — leaving the state
 // step() continues from: W, b after the last complete mini-batch ([B, nh, f, f], [B, nh, 1, f] as
 // initial_state() lays them out) and, when the tokens end inside a mini-batch, its accumulators
@@ -356,11 +378,12 @@ Tensor TTTMixer::step(const Tensor& x, MixerState& state) {
 // call instead of a few ops per mini-batch): a prompt from the start, and a later chunk of one
 // (ttt eval --niah prefills in chunks) after the rest of the current mini-batch in the composite
 // forms. The scan's final state is not differentiable, so a step that autograd must see through
-// (grad mode on) keeps the composite forms; so do single tokens.
+// (grad mode on) keeps the composite forms; so do single tokens, and TTT-MLP (its fused scan has
+// no per-sequence initial state, and prefill_fused() lays out TTT-Linear's W, b only).
 Tensor TTTMixer::decode_scan(ScanState& st, const ScanInputs& in, int64_t pos0) {
   const int64_t T = in.XQ.shape()[2], K = c_.mini_batch;
   const bool fused = !GradMode::is_enabled() && K > 0 && (impl_ == "auto" || impl_ == "fused") &&
-                     fused_unsupported(in).empty();
+                     inner_->kind() == "linear" && fused_unsupported(in).empty();
   if (fused && pos0 == 0 && st.index == 0) return prefill_fused(in, st, /*from_w0=*/true);
   const int64_t head = st.index == 0 ? 0 : K - st.index;  // tokens left in the current mini-batch
   if (!fused || T - head < K) return run(st, in, pos0, true);

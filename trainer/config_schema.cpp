@@ -61,7 +61,8 @@ std::vector<ConfigKey> build_schema() {
       {"model.ttt.mlp_expansion", F(model.ttt.mlp_expansion), "TTT-MLP hidden size = expansion x head_dim."},
       {"model.ttt.impl", F(model.ttt.impl),
        "TTT implementation (identical outputs; see tests). auto: the fused scan kernel where it covers the "
-       "layer (TTT-Linear, mini_batch > 0, the device has a kernel), else dual; fused: the kernel or an error.",
+       "layer (TTT-Linear or TTT-MLP, mini_batch > 0, the device has a kernel: TTT-MLP's is CPU-only so far), "
+       "else dual; fused: the kernel or an error.",
        {"auto", "fused", "dual", "primal", "generic"}},
       {"model.ttt.checkpoint_group", F(model.ttt.checkpoint_group),
        "Gradient checkpointing through time: keep W every G mini-batches; 0 = off."},
