@@ -338,6 +338,10 @@ Tensor TTTMixer::prefill_fused(const ScanInputs& in, ScanState& st, bool from_w0
   st.index = T % c_.mini_batch;
   st.W = {r[1], bias_row(r[2])};
   st.acc = st.index > 0 ? tensor_list{r[3], bias_row(r[4])} : tensor_list{Tensor(), Tensor()};
+  // The partial mini-batch's inputs, copied (a view would keep the whole prompt's tensors alive).
+  const int64_t n = st.index;
+  const auto tail = [&](const Tensor& t) { return narrow(t, 2, T - n, n).clone(); };
+  st.pending = n > 0 ? ScanInputs{tail(in.XQ), tail(in.XK), tail(in.XV), tail(in.lr)} : ScanInputs{};
   return r[0];
 }
 
@@ -374,24 +378,38 @@ Tensor TTTMixer::step(const Tensor& x, MixerState& state) {
   return finish(x, out);
 }
 
-// Without a graph to record, tokens that cover a whole mini-batch run through the fused scan (one
-// call instead of a few ops per mini-batch): a prompt from the start, and a later chunk of one
-// (ttt eval --niah prefills in chunks) after the rest of the current mini-batch in the composite
-// forms. The scan's final state is not differentiable, so a step that autograd must see through
-// (grad mode on) keeps the composite forms; so do single tokens, and TTT-MLP (its fused scan has
-// no per-sequence initial state, and prefill_fused() lays out TTT-Linear's W, b only).
+// Without a graph to record, TTT-Linear decodes through the fused scan: every call scans the
+// current mini-batch's earlier tokens (the state's `pending` inputs) again from W together with its
+// own, so a prompt, a chunk of one (ttt eval --niah prefills in chunks) and each single generated
+// token are one kernel call per layer instead of a few ops per token. After a composite step the
+// mini-batch is carried by accumulators instead, and a chunk that completes it runs its first
+// tokens in the composite forms, the rest fused. The scan's final state is not differentiable, so a
+// step that autograd must see through (grad mode on) keeps the composite forms; so does TTT-MLP
+// (its fused scan has no per-sequence initial state, and prefill_fused() lays out TTT-Linear's W, b
+// only).
 Tensor TTTMixer::decode_scan(ScanState& st, const ScanInputs& in, int64_t pos0) {
   const int64_t T = in.XQ.shape()[2], K = c_.mini_batch;
   const bool fused = !GradMode::is_enabled() && K > 0 && (impl_ == "auto" || impl_ == "fused") &&
                      inner_->kind() == "linear" && fused_unsupported(in).empty();
-  if (fused && pos0 == 0 && st.index == 0) return prefill_fused(in, st, /*from_w0=*/true);
+  if (fused && (st.index == 0 || st.pending.XQ.defined())) {
+    const int64_t n = st.index;  // the mini-batch's tokens already seen (their outputs are not returned again)
+    if (n == 0) return prefill_fused(in, st, /*from_w0=*/pos0 == 0);
+    const ScanInputs& p = st.pending;
+    const ScanInputs chunk{cat({p.XQ, in.XQ}, 2), cat({p.XK, in.XK}, 2), cat({p.XV, in.XV}, 2), cat({p.lr, in.lr}, 2)};
+    return narrow(prefill_fused(chunk, st, /*from_w0=*/pos0 == n), 2, n, T);
+  }
   const int64_t head = st.index == 0 ? 0 : K - st.index;  // tokens left in the current mini-batch
-  if (!fused || T - head < K) return run(st, in, pos0, true);
+  const auto composite = [&](const ScanInputs& part, int64_t p0) {
+    Tensor y = run(st, part, p0, true);
+    st.pending = ScanInputs{};  // the accumulators carry the mini-batch now
+    return y;
+  };
+  if (!fused || T - head < K) return composite(in, pos0);
   const auto part = [&](int64_t t0, int64_t n) {
     return ScanInputs{narrow(in.XQ, 2, t0, n), narrow(in.XK, 2, t0, n), narrow(in.XV, 2, t0, n), narrow(in.lr, 2, t0, n)};
   };
   tensor_list outs;
-  if (head > 0) outs.push_back(run(st, part(0, head), pos0, true));  // ends the mini-batch: commits
+  if (head > 0) outs.push_back(composite(part(0, head), pos0));  // ends the mini-batch: commits
   outs.push_back(prefill_fused(part(head, T - head), st, /*from_w0=*/false));
   return outs.size() == 1 ? outs[0] : cat(outs, 2);
 }
