@@ -128,6 +128,9 @@ TEST_CASE("local communicator: collectives over one rank are the identity") {
   c->all_reduce_sum(t);
   c->all_reduce_mean(t);
   CHECK(t.tolist<double>() == std::vector<double>{1.5, -2, 3});
+  c->reduce_scatter_async(t, CommReduce::mean)->wait();
+  c->all_gather_async(t)->wait();
+  CHECK(t.tolist<double>() == std::vector<double>{1.5, -2, 3});
   c->broadcast(t, 0);
   c->barrier();
   CHECK(c->all_gather(int64_t{42}) == std::vector<int64_t>{42});

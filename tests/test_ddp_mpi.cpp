@@ -7,7 +7,7 @@
 // are last-bit rounding (~1e-7 relative) that AdamW carries along; the checks allow 1e-5
 // relative on losses and grad norms and 1e-5 absolute on parameters, far below any real bug
 // (a missed bucket, a rank seeing the wrong rows or a sum instead of a mean changes the loss or
-// the norm in the first or second digit).
+// the norm in the first or second digit). AdamW's moments are compared as well.
 //
 // When mpirun (or the MPI backend) is missing, the tests say so and pass, unless TTT_REQUIRE_MPI=1
 // (CI sets it: scripts/setup.sh installs openmpi-bin and libopenmpi-dev). As root, OpenMPI needs
@@ -33,7 +33,8 @@ const std::string kWorker = std::string(TTT_BINARY_DIR) + "/tests/ttt_ddp_worker
 
 struct Trace {
   std::vector<double> loss, norm;
-  std::map<std::string, std::vector<double>> params;
+  std::map<std::string, std::vector<double>> params;  // "param w1", "m w1", "v w1", ...
+  std::vector<double> state_bytes;                    // ZeRO-1: unsharded, then rank 0's, rank 1's, ...
 };
 
 Trace read_trace(const std::string& path) {
@@ -45,11 +46,14 @@ Trace read_trace(const std::string& path) {
     std::istringstream in(line);
     std::string first;
     in >> first;
-    if (first == "param") {
+    if (first == "param" || first == "m" || first == "v") {
       std::string name;
       in >> name;
       double v;
-      while (in >> v) t.params[name].push_back(v);
+      while (in >> v) t.params[first + " " + name].push_back(v);
+    } else if (first == "state_bytes") {
+      double v;
+      while (in >> v) t.state_bytes.push_back(v);
     } else {
       double loss, norm;
       in >> loss >> norm;
@@ -125,6 +129,44 @@ TEST_CASE("mpirun: 2 and 4 ranks train like one process with the same global bat
   check_close(read_trace(tmp("w4.txt")), one, "4 ranks, no accumulation");
 }
 
+// ZeRO-1 changes who updates which element, not the arithmetic: with 2 ranks the reduce-scatter adds
+// the same two values as the all-reduce; only the gradient norm is summed over other pieces (the
+// shards), so the comparison allows the same float rounding as above (seen here: ~5e-8 relative
+// on losses and norms, one float32 ulp, 6e-8, on parameters and moments).
+TEST_CASE("mpirun: ZeRO-1 on 2 and 3 ranks trains like one process and like dist.zero 0, with 1/W of AdamW's state") {
+  if (!mpi_ready()) return;
+  // 12 rows per step in micro-batches of 2: accumulation 6 (1 rank), 3 (2 ranks), 2 (3 ranks).
+  CommandResult ref = run_command(kWorker + " train 6 12 2 " + tmp("z1.txt"));
+  INFO(ref.output);
+  REQUIRE(ref.code == 0);
+  Trace one = read_trace(tmp("z1.txt"));
+  CHECK(one.loss.front() > one.loss.back());
+  CHECK(one.params.count("m w1") == 1);  // the moments are compared too (gathered from the shards)
+
+  // 64-byte buckets: w2 | b1 | w1, each cut in two halves.
+  CommandResult two = run_command(mpirun(2) + kWorker + " train 6 12 2 " + tmp("z2.txt") + " 64 1 1");
+  INFO(two.output);
+  REQUIRE(two.code == 0);
+  Trace z2 = read_trace(tmp("z2.txt"));
+  check_close(z2, one, "ZeRO-1, 2 ranks, small buckets, overlap");
+  CommandResult plain = run_command(mpirun(2) + kWorker + " train 6 12 2 " + tmp("d2.txt") + " 64 1 0");
+  INFO(plain.output);
+  REQUIRE(plain.code == 0);
+  check_close(z2, read_trace(tmp("d2.txt")), "ZeRO-1 vs dist.zero 0, 2 ranks");
+
+  // One bucket [w2 (80) | b1 (16) | w1 (96)] in slices of 64: slice boundaries inside w2 and w1.
+  CommandResult three = run_command(mpirun(3) + kWorker + " train 6 12 2 " + tmp("z3.txt") + " 100000000 0 1");
+  INFO(three.output);
+  REQUIRE(three.code == 0);
+  Trace z3 = read_trace(tmp("z3.txt"));
+  check_close(z3, one, "ZeRO-1, 3 ranks, one bucket, no overlap");
+
+  // Memory: each rank holds m and v (8 bytes) for 1/W of the 192 parameters' elements.
+  const double full = 192 * 8;
+  CHECK(z2.state_bytes == std::vector<double>{full, full / 2, full / 2});
+  CHECK(z3.state_bytes == std::vector<double>{full, full / 3, full / 3, full / 3});
+}
+
 TEST_CASE("mpirun: gradient buckets are all-reduced during backward (per-bucket timeline on 2 ranks)") {
   if (!mpi_ready()) return;
   CommandResult r = run_command(mpirun(2) + kWorker + " timeline " + tmp("timeline.txt"));
@@ -184,5 +226,22 @@ TEST_CASE("mpirun: a failing rank stops the job with a message instead of hangin
   INFO(killed.output);
   CHECK(killed.code != 0);
   CHECK(killed.code != 124);  // not the `timeout` of the test: mpirun noticed the dead rank
+  CHECK(killed.seconds < 60);
+}
+
+TEST_CASE("mpirun: under ZeRO-1 a failing rank stops the job with a message instead of hanging") {
+  if (!mpi_ready()) return;
+  // Rank 0 is then waiting in a reduce-scatter (from a gradient hook) or the all-gather of weights.
+  CommandResult thrown = run_command(mpirun(2) + kWorker + " fail throw 1");
+  INFO(thrown.output);
+  CHECK(thrown.code != 0);
+  CHECK(thrown.code != 124);
+  CHECK(thrown.output.find("rank 1 of 2: injected failure in step 1") != std::string::npos);
+  CHECK(thrown.seconds < 60);
+
+  CommandResult killed = run_command(mpirun(2) + kWorker + " fail exit 1");
+  INFO(killed.output);
+  CHECK(killed.code != 0);
+  CHECK(killed.code != 124);
   CHECK(killed.seconds < 60);
 }
