@@ -67,6 +67,19 @@ TEST_CASE("detect_launch: torchrun-style, OpenMPI, PMI and Slurm variables") {
   CHECK(s.local_rank == 1);
 }
 
+TEST_CASE("detect_launch: under torchrun's agent store the rendezvous takes the port after MASTER_PORT") {
+  // Recent torchrun exports TORCHELASTIC_USE_AGENT_STORE=True: its TCPStore listens on MASTER_PORT.
+  std::map<std::string, std::string> vars = {{"RANK", "1"},        {"WORLD_SIZE", "2"},         {"LOCAL_RANK", "1"},
+                                             {"MASTER_ADDR", "h0"}, {"MASTER_PORT", "29500"},
+                                             {"TORCHELASTIC_USE_AGENT_STORE", "True"}};
+  CHECK(detect(vars).master_port == 29501);
+  vars["TORCHELASTIC_USE_AGENT_STORE"] = "False";  // older torchrun: the workers' MASTER_PORT is free
+  CHECK(detect(vars).master_port == 29500);
+  vars["TORCHELASTIC_USE_AGENT_STORE"] = "True";
+  vars["MASTER_PORT"] = "65535";
+  CHECK_THROWS_WITH_AS(detect(vars), doctest::Contains("choose a lower --master-port"), std::invalid_argument);
+}
+
 TEST_CASE("detect_launch: explicit RANK/WORLD_SIZE win over MPI; an sbatch script alone is no launch") {
   LaunchInfo i = detect({{"RANK", "0"}, {"WORLD_SIZE", "1"}, {"OMPI_COMM_WORLD_RANK", "1"}, {"OMPI_COMM_WORLD_SIZE", "2"}});
   CHECK(i.launcher == "env");
