@@ -82,6 +82,17 @@ void check_close(const Trace& a, const Trace& b, const std::string& what) {
   }
 }
 
+std::string tmp(const std::string& name);
+
+// Runs `ttt_ddp_worker train <args> <out> <more>` on np ranks (np = 1: alone) and reads its trace.
+Trace train_trace(int np, const std::string& args, const std::string& out, const std::string& more = "") {
+  CommandResult r = run_command((np > 1 ? mpirun(np) : std::string()) + kWorker + " train " + args + " " + tmp(out) + " " +
+                                more);
+  INFO(r.output);
+  REQUIRE(r.code == 0);
+  return read_trace(tmp(out));
+}
+
 std::string tmp(const std::string& name) {
   // One directory per build tree: other checkouts may run this test at the same time.
   fs::path d = fs::temp_directory_path() / ("ttt_test_ddp_mpi_" + std::to_string(std::hash<std::string>{}(TTT_BINARY_DIR)));
@@ -136,29 +147,15 @@ TEST_CASE("mpirun: 2 and 4 ranks train like one process with the same global bat
 TEST_CASE("mpirun: ZeRO-1 on 2 and 3 ranks trains like one process and like dist.zero 0, with 1/W of AdamW's state") {
   if (!mpi_ready()) return;
   // 12 rows per step in micro-batches of 2: accumulation 6 (1 rank), 3 (2 ranks), 2 (3 ranks).
-  CommandResult ref = run_command(kWorker + " train 6 12 2 " + tmp("z1.txt"));
-  INFO(ref.output);
-  REQUIRE(ref.code == 0);
-  Trace one = read_trace(tmp("z1.txt"));
+  Trace one = train_trace(1, "6 12 2", "z1.txt");
   CHECK(one.loss.front() > one.loss.back());
   CHECK(one.params.count("m w1") == 1);  // the moments are compared too (gathered from the shards)
-
   // 64-byte buckets: w2 | b1 | w1, each cut in two halves.
-  CommandResult two = run_command(mpirun(2) + kWorker + " train 6 12 2 " + tmp("z2.txt") + " 64 1 1");
-  INFO(two.output);
-  REQUIRE(two.code == 0);
-  Trace z2 = read_trace(tmp("z2.txt"));
+  Trace z2 = train_trace(2, "6 12 2", "z2.txt", "64 1 1");
   check_close(z2, one, "ZeRO-1, 2 ranks, small buckets, overlap");
-  CommandResult plain = run_command(mpirun(2) + kWorker + " train 6 12 2 " + tmp("d2.txt") + " 64 1 0");
-  INFO(plain.output);
-  REQUIRE(plain.code == 0);
-  check_close(z2, read_trace(tmp("d2.txt")), "ZeRO-1 vs dist.zero 0, 2 ranks");
-
+  check_close(z2, train_trace(2, "6 12 2", "d2.txt", "64 1 0"), "ZeRO-1 vs dist.zero 0, 2 ranks");
   // One bucket [w2 (80) | b1 (16) | w1 (96)] in slices of 64: slice boundaries inside w2 and w1.
-  CommandResult three = run_command(mpirun(3) + kWorker + " train 6 12 2 " + tmp("z3.txt") + " 100000000 0 1");
-  INFO(three.output);
-  REQUIRE(three.code == 0);
-  Trace z3 = read_trace(tmp("z3.txt"));
+  Trace z3 = train_trace(3, "6 12 2", "z3.txt", "100000000 0 1");
   check_close(z3, one, "ZeRO-1, 3 ranks, one bucket, no overlap");
 
   // Memory: each rank holds m and v (8 bytes) for 1/W of the 192 parameters' elements.

@@ -149,16 +149,10 @@ class NcclCommunicator final : public Communicator {
     check_tensor("all_reduce", t);
     if (op == CommReduce::mean && !is_floating(t.dtype()))
       throw std::invalid_argument(std::string("all_reduce: the mean of ") + dtype_name(t.dtype()) + " is not supported");
-    order_after_compute();
-    std::shared_ptr<CommStamp> start = timing_ ? stamp_on(stream_) : nullptr;
-    enqueued("ncclAllReduce",
-             ncclAllReduce(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()), nccl_type(t.dtype()),
-                           op == CommReduce::mean ? ncclAvg : ncclSum, comm_, stream_));
-    std::shared_ptr<CommStamp> end = timing_ ? stamp_on(stream_) : nullptr;
-    auto work = finish_enqueue(t, "all_reduce of " + t.str());
-    work->started = std::move(start);
-    work->ended = std::move(end);
-    return work;
+    return launch("ncclAllReduce", t, "all_reduce", [&] {
+      return ncclAllReduce(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()), nccl_type(t.dtype()),
+                           op == CommReduce::mean ? ncclAvg : ncclSum, comm_, stream_);
+    });
   }
 
   // In place: NCCL reduces into recvbuff = sendbuff + rank * recvcount (ncclReduceScatter's
@@ -170,15 +164,10 @@ class NcclCommunicator final : public Communicator {
     const size_t slice = slice_elements("reduce_scatter", t);
     char* base = static_cast<char*>(t.data_ptr());
     char* mine = base + slice * static_cast<size_t>(rank()) * dtype_size(t.dtype());
-    order_after_compute();
-    std::shared_ptr<CommStamp> start = timing_ ? stamp_on(stream_) : nullptr;
-    enqueued("ncclReduceScatter", ncclReduceScatter(base, mine, slice, nccl_type(t.dtype()),
-                                                    op == CommReduce::mean ? ncclAvg : ncclSum, comm_, stream_));
-    std::shared_ptr<CommStamp> end = timing_ ? stamp_on(stream_) : nullptr;
-    auto work = finish_enqueue(t, "reduce_scatter of " + t.str());
-    work->started = std::move(start);
-    work->ended = std::move(end);
-    return work;
+    return launch("ncclReduceScatter", t, "reduce_scatter", [&] {
+      return ncclReduceScatter(base, mine, slice, nccl_type(t.dtype()), op == CommReduce::mean ? ncclAvg : ncclSum,
+                               comm_, stream_);
+    });
   }
 
   // In place: sendbuff = recvbuff + rank * sendcount (ncclAllGather's in-place form).
@@ -187,14 +176,9 @@ class NcclCommunicator final : public Communicator {
     const size_t slice = slice_elements("all_gather", t);
     char* base = static_cast<char*>(t.data_ptr());
     char* mine = base + slice * static_cast<size_t>(rank()) * dtype_size(t.dtype());
-    order_after_compute();
-    std::shared_ptr<CommStamp> start = timing_ ? stamp_on(stream_) : nullptr;
-    enqueued("ncclAllGather", ncclAllGather(mine, base, slice, nccl_type(t.dtype()), comm_, stream_));
-    std::shared_ptr<CommStamp> end = timing_ ? stamp_on(stream_) : nullptr;
-    auto work = finish_enqueue(t, "all_gather of " + t.str());
-    work->started = std::move(start);
-    work->ended = std::move(end);
-    return work;
+    return launch("ncclAllGather", t, "all_gather", [&] {
+      return ncclAllGather(mine, base, slice, nccl_type(t.dtype()), comm_, stream_);
+    });
   }
 
   std::shared_ptr<CommStamp> stamp_compute() override { return stamp_on(compute_stream_); }
@@ -260,6 +244,20 @@ class NcclCommunicator final : public Communicator {
     if (t.device() != device_)
       throw std::invalid_argument(std::string(op) + ": " + t.str() + " is not on this rank's device " + device_.str());
     if (!t.is_contiguous()) throw std::invalid_argument(std::string(op) + ": " + t.str() + " is not contiguous");
+  }
+
+  // A collective on `t`: ordered after the compute stream, enqueued by `call` (an ncclXxx call on
+  // stream_), with timeline stamps around it when timing; its work keeps `t` alive.
+  template <class Call>
+  std::unique_ptr<CommWork> launch(const char* nccl_name, const Tensor& t, const char* what, Call call) {
+    order_after_compute();
+    std::shared_ptr<CommStamp> start = timing_ ? stamp_on(stream_) : nullptr;
+    enqueued(nccl_name, call());
+    std::shared_ptr<CommStamp> end = timing_ ? stamp_on(stream_) : nullptr;
+    auto work = finish_enqueue(t, std::string(what) + " of " + t.str());
+    work->started = std::move(start);
+    work->ended = std::move(end);
+    return work;
   }
 
   // Elements per rank of a reduce-scatter / all-gather of t.

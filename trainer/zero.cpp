@@ -16,7 +16,7 @@ Tensor flat(const Tensor& p) { return p.detach().reshape({p.numel()}); }
 ShardedAdamW::ShardedAdamW(Communicator& comm, DataParallel& ddp,
                            const std::vector<std::pair<std::string, Tensor>>& named_params, AdamWOptions opt,
                            const std::function<bool(const std::string&, const Tensor&)>& decay)
-    : comm_(comm), ddp_(ddp), params_(ddp.parameters()), buckets_(ddp.buckets()) {
+    : comm_(comm), params_(ddp.parameters()), buckets_(ddp.buckets()) {
   if (!ddp.reduce_scatter())
     throw std::logic_error("ShardedAdamW: the DataParallel must reduce-scatter (DdpOptions::reduce_scatter)");
   // The segments cover the buckets, which cover DataParallel's parameters: those must be all of

@@ -48,7 +48,8 @@ namespace ttt {
 class ShardedAdamW {
  public:
   // `ddp` must reduce-scatter (DdpOptions::reduce_scatter) and hold exactly `named_params` (every
-  // parameter trainable and registered once); `decay` as for AdamW. Both must outlive this object.
+  // parameter trainable and registered once); `decay` as for AdamW. `comm` and `ddp` (its gradient
+  // buffers) must outlive this object.
   ShardedAdamW(Communicator& comm, DataParallel& ddp, const std::vector<std::pair<std::string, Tensor>>& named_params,
                AdamWOptions opt, const std::function<bool(const std::string&, const Tensor&)>& decay = nullptr);
 
@@ -81,7 +82,6 @@ class ShardedAdamW {
 
  private:
   Communicator& comm_;
-  DataParallel& ddp_;
   std::vector<std::pair<std::string, Tensor>> params_;
   std::vector<BucketMembers> buckets_;
   std::vector<Segment> segments_;
