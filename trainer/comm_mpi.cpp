@@ -208,26 +208,28 @@ class MpiCommunicator final : public Communicator {
     return work;
   }
 
-  // MPI's in-place reduce-scatter puts the result at the start of the buffer, not at the rank's
-  // slice: reduce into a slice-sized buffer and copy it into place when done.
+  // MPI's in-place reduce-scatter leaves the result at the start of the buffer, not at the rank's
+  // slice: it is moved there when done (no slice-sized buffer per collective in flight: ZeRO-1
+  // launches every bucket before waiting for any).
   std::unique_ptr<CommWork> reduce_scatter_async(Tensor& t, CommReduce op) override {
     check_tensor("reduce_scatter", t, op);
     const int64_t slice = slice_elements("reduce_scatter", t);
     MPI_Datatype type = mpi_type(t.dtype());
     MPI_Op mop = t.dtype() == DType::bf16 ? bf16_sum_op() : MPI_SUM;
     Tensor host = t.device().is_cpu() ? t : t.to(cpu());
-    Tensor out = empty({slice}, opts(t.dtype()));
     std::shared_ptr<CommStamp> start = timing_ ? host_stamp() : nullptr;
     std::vector<MPI_Request> reqs(1);
-    check(MPI_Ireduce_scatter_block(host.data_ptr(), out.data_ptr(), static_cast<int>(slice), type, mop,
-                                    MPI_COMM_WORLD, &reqs[0]),
+    check(MPI_Ireduce_scatter_block(MPI_IN_PLACE, host.data_ptr(), static_cast<int>(slice), type, mop, MPI_COMM_WORLD,
+                                    &reqs[0]),
           "MPI_Ireduce_scatter_block");
     const double scale = op == CommReduce::mean ? 1.0 / world_size() : 1.0;
     const int64_t at = slice * rank();
     auto work = std::make_unique<MpiWork>(std::move(reqs), "reduce_scatter of " + host.str(), timeout_s_,
-                                          [t, out, scale, at, slice]() mutable {
-                                            if (scale != 1.0) out.mul_(scale);
-                                            t.narrow(0, at, slice).copy_(out);
+                                          [t, host, scale, at, slice]() mutable {
+                                            Tensor result = host.narrow(0, 0, slice);
+                                            if (scale != 1.0) result.mul_(scale);
+                                            // [0, slice) and [at, at + slice) do not overlap for at > 0.
+                                            if (at > 0 || !host.is_same(t)) t.narrow(0, at, slice).copy_(result);
                                           });
     work->started = std::move(start);
     return work;
