@@ -189,6 +189,10 @@ std::vector<ConfigKey> build_schema() {
       {"dist.timeline", F(dist.timeline),
        "Record, per step and gradient bucket, when it was ready and when its all-reduce started and ended, "
        "against the end of backward (GPU times on NCCL), in <run-dir>/ddp_timeline.jsonl (rank 0). Costs a sync per step."},
+      {"dist.zero", F(dist.zero),
+       "0: every rank keeps all of AdamW's state; 1: ZeRO-1, each rank keeps AdamW's moments for 1/world-size of the "
+       "parameters (gradients reduce-scattered, updated weights all-gathered). Same results up to float rounding; "
+       "checkpoints resume with either value at any world size."},
   };
   return k;
 }
