@@ -111,4 +111,11 @@ void ttt_mlp_scan_forward(TTTMLPScanForward& c);
 void ttt_mlp_scan_backward(TTTMLPScanBackward& c);
 }  // namespace cpu_impl
 
+namespace cuda_impl {
+// Defined in kernels/cuda/ttt_mlp_scan.cu (CUDA builds only).
+std::string ttt_mlp_scan_unsupported(const TTTMLPScanShape& s);
+void ttt_mlp_scan_forward(Backend& be, TTTMLPScanForward& c);
+void ttt_mlp_scan_backward(Backend& be, TTTMLPScanBackward& c);
+}  // namespace cuda_impl
+
 }  // namespace ttt
