@@ -43,9 +43,12 @@ double TTTMLPScanBackward::bytes() const { return io_bytes(s, 7, 2); }
 
 size_t TTTMLPScanBackward::workspace_bytes() const {
   // Per (b, h): the parameter-gradient partials (dW1, db1, dW2, db2, dln_w, dln_b, dtok) that a
-  // device implementation reduces over the batch afterwards. The CPU reference keeps its own.
+  // device implementation reduces over the batch afterwards, then (with checkpoint groups > 1) the
+  // state entering every chunk, which the CUDA backward's replay kernel writes before the reverse
+  // walk. The CPU reference keeps its own.
   const int64_t partial = s.state_size() + 2 * s.head_dim + s.mini_batch;
-  return static_cast<size_t>(s.batch * s.heads * partial) * dtype_size(s.dtype);
+  const int64_t replay = s.checkpoint_group > 1 ? s.chunks() * s.state_size() : 0;
+  return static_cast<size_t>(s.batch * s.heads * (partial + replay)) * dtype_size(s.dtype);
 }
 
 std::string ttt_mlp_scan_unsupported(Device d, const TTTMLPScanShape& s) {

@@ -69,6 +69,9 @@ struct Cfg {
   static constexpr int OS = MMA ? F + 8 : F + 4;    // operand row stride of [., F] tiles
   static constexpr int HS = MMA ? HD + 8 : HD + 4;  // operand row stride of [., HD] tiles
   static constexpr int KS = MMA ? KP + 8 : KP + 4;  // operand row stride of [16, 16] tiles
+  // Row stride of the backward's [HD, F] operand matrices (W2, dW2'): unpadded with bf16, to fit
+  // shared memory at F = 64 (ldmatrix then meets bank conflicts on them).
+  static constexpr int WS = MMA ? F : F + 4;
   static constexpr int CB = F / 16;                 // column blocks of a [16, F] product
   static constexpr int NKS = NW / CB;               // contraction slices of a product over HD (4)
   static constexpr int KSPAN = HD / NKS;            // hidden units per slice (F)
@@ -158,13 +161,23 @@ struct Tile2 {
       x = y = 0.f;
     }
   }
-  // Into float32 smem (row stride FS) and, when op is non-null, its operand copy (row stride OS).
+  // Into float32 smem (row stride FS) when s is non-null and, when op is non-null, its operand copy
+  // (row stride OS).
   TTT_DEV void store(float* s, typename C::Op* op) const {
     const int r = row(), c = col();
-    s[r * C::FS + c] = x, s[r * C::FS + c + 1] = y;
+    if (s) s[r * C::FS + c] = x, s[r * C::FS + c + 1] = y;
     if (op) put_op2(op + r * C::OS + c, x, y);
   }
 };
+
+// The inner loss target of the chunk's rows (XV − XK with the LN + residual, else XV) into float32
+// smem (row stride FS), from the thread's elements of the XK and XV tiles.
+template <class C>
+TTT_DEV void store_target(const Tile2<C>& k, const Tile2<C>& v, bool ln, float* tgt) {
+  const int r = Tile2<C>::row(), c = Tile2<C>::col();
+  tgt[r * C::FS + c] = ln ? v.x - k.x : v.x;
+  tgt[r * C::FS + c + 1] = ln ? v.y - k.y : v.y;
+}
 
 // The (b, h) slices of the [B, H, T, F] inputs.
 struct InBases {
@@ -264,13 +277,14 @@ struct Split {
   TTT_DEV int k0() const { return ks * C::KSPAN; }
 };
 
-// Slice partial of X W2 (X an operand [16, HD] tile, W2 the operand [HD, F]) into part[ks].
+// Slice partial of X W2 (X an operand [16, HD] tile, W2 the operand [HD, F], row stride ws) into
+// part[ks].
 template <class C>
-TTT_DEV void x_w2_partial(const typename C::Op* x, const typename C::Op* ow2, float* part) {
+TTT_DEV void x_w2_partial(const typename C::Op* x, const typename C::Op* ow2, int ws, float* part) {
   const Split<C> sp;
   Acc<2> acc;
   acc.fill(0.f);
-  xy<C, C::KSPAN / 16>(acc, x, C::HS, sp.k0(), ow2, C::OS, sp.k0(), sp.col());
+  xy<C, C::KSPAN / 16>(acc, x, C::HS, sp.k0(), ow2, ws, sp.k0(), sp.col());
   store_f32(acc, part + sp.ks * KP * C::FS, C::FS, 0, sp.col());
 }
 

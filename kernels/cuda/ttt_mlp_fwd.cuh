@@ -25,8 +25,7 @@ template <class C>
 struct FwdSmem {
   using Op = typename C::Op;
   alignas(16) float xq[2][KP * C::FS];  // double-buffered: F6 of chunk k reads what the top of k+1 writes
-  alignas(16) float xk[KP * C::FS];
-  alignas(16) float xv[KP * C::FS];
+  alignas(16) float tgt[KP * C::FS];   // the inner loss target
   alignas(16) Op oq[KP * C::OS];
   alignas(16) Op ok[KP * C::OS];
   alignas(16) Op ow1[C::F * C::HS];   // W1 [F, HD]
@@ -57,14 +56,23 @@ TTT_DEV void store_state(const StateRegs<C>& W, const float* b1, const float* b2
   for (int i = tid(); i < C::F; i += C::THREADS) st[off_b2(C::F) + i] = b2[i];
 }
 
-// F3 rows: Z2 = b2 + Σ slice partials, its LN-L2 gradient G2, Gp2 = lr ⊙ G2 (float32 and −Gp2 as an
-// operand), G2 as an operand; rows >= n have Gp2 = 0. x̂2, gx2, σ2 go to the optional buffers (the
-// backward keeps them). Also row r of Mt1 from S1 (and its raw mask into mraw when non-null).
+// The LN-L2 gradient G of row slice z (target tgt; without the LN: G = z − tgt), x̂ and gx with it.
 template <class C>
-TTT_DEV void inner_grad_rows(const Params& p, const float* part, const float* b2, const float* xk, const float* xv,
+TTT_DEV float inner_grad(const Params& p, const float* z, const float* tgt, const float* w, const float* be, float* xh,
+                         float* gx, float* G) {
+  if (p.ln) return tttk::ln_l2_grad<C>(z, tgt, w, be, p.eps, xh, gx, G);
+#pragma unroll
+  for (int j = 0; j < C::CPL; ++j) G[j] = z[j] - tgt[j], xh[j] = 0.f, gx[j] = 0.f;
+  return 1.f;
+}
+
+// F3 rows: Z2 = b2 + Σ slice partials, its LN-L2 gradient G2, Gp2 = lr ⊙ G2 (float32 and −Gp2 as an
+// operand), G2 as an operand; rows >= n have Gp2 = 0. Z2 goes to z2_out when non-null (the backward
+// recomputes G2 from it).
+template <class C>
+TTT_DEV void inner_grad_rows(const Params& p, const float* part, const float* b2, const float* tgt_tile,
                              const float* lr, const float* lnw, const float* lnb, int n, float* gp2,
-                             typename C::Op* og2, typename C::Op* ogp2, float* g2_out, float* xh_out, float* gx_out,
-                             float* sig_out) {
+                             typename C::Op* og2, typename C::Op* ogp2, float* z2_out) {
   const RowLane<C> rl;
   const int r = rl.rg;
   if (r >= KP) return;
@@ -78,20 +86,11 @@ TTT_DEV void inner_grad_rows(const Params& p, const float* part, const float* b2
 #pragma unroll
     for (int j = 0; j < C::CPL; ++j) z[j] += t[j];
   }
-  load_vec(tgt, xv + o);
+  load_vec(tgt, tgt_tile + o);
   load_vec(w, lnw + rl.c0);
   load_vec(be, lnb + rl.c0);
-  float sig = 1.f;
-  if (p.ln) {
-    float k[C::CPL];
-    load_vec(k, xk + o);
-#pragma unroll
-    for (int j = 0; j < C::CPL; ++j) tgt[j] -= k[j];
-    sig = tttk::ln_l2_grad<C>(z, tgt, w, be, p.eps, xh, gx, G);
-  } else {
-#pragma unroll
-    for (int j = 0; j < C::CPL; ++j) G[j] = z[j] - tgt[j], xh[j] = 0.f, gx[j] = 0.f;
-  }
+  if (z2_out) store_vec(z2_out + o, z);
+  inner_grad<C>(p, z, tgt, w, be, xh, gx, G);
   const bool live = r < n;
   const float l = live ? lr[r] : 0.f;
   float g[C::CPL];
@@ -102,12 +101,6 @@ TTT_DEV void inner_grad_rows(const Params& p, const float* part, const float* b2
   for (int j = 0; j < C::CPL; j += 2) {
     put_op2(ogp2 + r * C::OS + rl.c0 + j, -g[j], -g[j + 1]);
     put_op2(og2 + r * C::OS + rl.c0 + j, G[j], G[j + 1]);
-  }
-  if (g2_out) {
-    store_vec(g2_out + o, G);
-    store_vec(xh_out + o, xh);
-    store_vec(gx_out + o, gx);
-    if (rl.first()) sig_out[r] = sig;
   }
 }
 
@@ -153,55 +146,81 @@ TTT_DEV void update_products(StateRegs<C>& P, const typename C::Op* ok, const ty
   xty<C, C::F / 8>(P.w2, ox2, C::HS, hw, ogp2, C::OS, 0);
 }
 
+// What fwd_range runs: the forward (chunks 0 .. NC−1 from the parameters, outputs, the state stored
+// every G chunks, final state, accumulators) or the backward's replay of checkpoint group g (the
+// state chain of chunks k0 .. k1−2 from stored state g, k1 = min(k0 + G, NC); no outputs; the state
+// entering each chunk k0+1 .. k1−1 stored as its snapshot).
+struct FwdMode {
+  bool replay = false;
+  int group = 0;
+};
+
+// The flat state the backward reads for chunk k: the stored state at group boundaries, otherwise
+// the replay's snapshot in the workspace (after the per-(b, h) partials: ttt_mlp_bwd.cuh).
+TTT_HD int64_t partial_size(int F, int K) { return state_size(F) + 2 * F + K; }
+TTT_HD float* snapshot(const Params& p, int F, int bh, int k) {
+  const int64_t SS = state_size(F);
+  if (k % p.G == 0) return p.states + (static_cast<int64_t>(bh) * p.NG + k / p.G) * SS;
+  return p.ws + static_cast<int64_t>(p.B) * p.H * partial_size(F, p.K) + (static_cast<int64_t>(bh) * p.NC + k) * SS;
+}
+
 template <class C>
-TTT_DEV void fwd_block(const Params& p, int bh, char* smem) {
+TTT_DEV void fwd_range(const Params& p, int bh, char* smem, FwdMode mode) {
   auto& S = *reinterpret_cast<FwdSmem<C>*>(smem);
   constexpr int F = C::F, HD = C::HD;
   const int b = bh / p.H, h = bh % p.H, hw = 16 * warp();
   const float tokL = p.tok[p.K - 1], beta = p.bias ? 1.f : 0.f;
   const int64_t SS = state_size(F);
+  const int k0 = mode.replay ? mode.group * p.G : 0;
+  const int k1 = mode.replay ? ((mode.group + 1) * p.G < p.NC ? (mode.group + 1) * p.G : p.NC) : p.NC;
   load_ln_tok<C>(p, h, S);
-  for (int i = tid(); i < HD; i += C::THREADS) S.b1[i] = p.bias ? p.b1[h * HD + i] : 0.f;
-  for (int i = tid(); i < F; i += C::THREADS) S.b2[0][i] = p.bias ? p.b2[h * F + i] : 0.f;
   StateRegs<C> W;
-  {
+  if (mode.replay) {
+    const float* st = snapshot(p, F, bh, k0);
+    W.load(st);
+    for (int i = tid(); i < HD; i += C::THREADS) S.b1[i] = st[off_b1(F) + i];
+    for (int i = tid(); i < F; i += C::THREADS) S.b2[0][i] = st[off_b2(F) + i];
+  } else {
+    for (int i = tid(); i < HD; i += C::THREADS) S.b1[i] = p.bias ? p.b1[h * HD + i] : 0.f;
+    for (int i = tid(); i < F; i += C::THREADS) S.b2[0][i] = p.bias ? p.b2[h * F + i] : 0.f;
     const float* w1 = p.w1 + static_cast<int64_t>(h) * F * HD;
-    const int hh = hw;
 #pragma unroll
     for (int mt = 0; mt < F / 16; ++mt)
 #pragma unroll
       for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) W.w1[mt].v[nt][e] = w1[acc_row(16 * mt, e) * HD + acc_col(hh, nt, e)];
+        for (int e = 0; e < 4; ++e) W.w1[mt].v[nt][e] = w1[acc_row(16 * mt, e) * HD + acc_col(hw, nt, e)];
     const float* w2 = p.w2 + static_cast<int64_t>(h) * HD * F;
 #pragma unroll
     for (int nt = 0; nt < F / 8; ++nt)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) W.w2.v[nt][e] = w2[acc_row(hh, e) * F + acc_col(0, nt, e)];
+      for (int e = 0; e < 4; ++e) W.w2.v[nt][e] = w2[acc_row(hw, e) * F + acc_col(0, nt, e)];
   }
   W.store_w1_op(S.ow1);
   W.store_w2_op(S.ow2);
   const InBases hb(p, b, h);
-  float* out = p.out.base(b, h);
+  float* out = mode.replay ? nullptr : p.out.base(b, h);
   ChunkRegs<C> next;
-  next.load(p, hb, 0);
+  if (k0 < k1) next.load(p, hb, k0);
   const RowLane<C> rl;
   bool committed_last = true;
   int bb = 0;  // the b2 buffer holding the state's b2
 
-  for (int k = 0; k < p.NC; ++k) {
+  for (int k = k0; k < k1; ++k) {
     const int64_t t0 = static_cast<int64_t>(k) * p.K;
     const int n = chunk_rows(p, k);
-    const bool commit = n == p.K, accumulate = !commit && p.acc && k == p.NC - 1;
+    const bool commit = n == p.K, accumulate = !mode.replay && !commit && p.acc && k == p.NC - 1;
     const int qb = k & 1;
     // top
     next.q.store(S.xq[qb], S.oq);
-    next.k.store(S.xk, S.ok);
-    next.v.store(S.xv, nullptr);
+    next.k.store(nullptr, S.ok);
+    store_target(next.k, next.v, p.ln, S.tgt);
     if (tid() < KP) S.lr[tid()] = next.lr;
     simt::sync();
-    if (k + 1 < p.NC) next.load(p, hb, k + 1);
-    if (k % p.G == 0) store_state<C>(W, S.b1, S.b2[bb], p.states + (static_cast<int64_t>(bh) * p.NG + k / p.G) * SS);
+    if (k + 1 < k1) next.load(p, hb, k + 1);
+    if (!mode.replay && k % p.G == 0) store_state<C>(W, S.b1, S.b2[bb], snapshot(p, F, bh, k));
+    if (mode.replay && k > k0) store_state<C>(W, S.b1, S.b2[bb], snapshot(p, F, bh, k));
+    if (mode.replay && k + 1 == k1) break;  // the group's last chunk is the reverse walk's
     // F1
     Acc<2> z1, zq;
     first_layer<C>(z1, zq, S.ok, S.oq, S.ow1, S.b1);
@@ -214,11 +233,10 @@ TTT_DEV void fwd_block(const Params& p, int bh, char* smem) {
     }
     simt::sync();
     // F2
-    x_w2_partial<C>(S.ox2, S.ow2, S.part);
+    x_w2_partial<C>(S.ox2, S.ow2, C::OS, S.part);
     simt::sync();
     // F3
-    inner_grad_rows<C>(p, S.part, S.b2[bb], S.xk, S.xv, S.lr, S.lnw, S.lnb, n, S.gp2, S.og2, S.ogp2, nullptr, nullptr,
-                       nullptr, nullptr);
+    inner_grad_rows<C>(p, S.part, S.b2[bb], S.tgt, S.lr, S.lnw, S.lnb, n, S.gp2, S.og2, S.ogp2, nullptr);
     if (rl.rg < KP) causal_row<C>(S.s1, 1, S.tok, rl.rg, n, beta, S.omt1, nullptr, nullptr);
     simt::sync();
     // F4: G1 = (G2 W2ᵀ) ⊙ gelu'(Z1), Gp1 = lr ⊙ G1 (−Gp1 as the operand)
@@ -251,10 +269,10 @@ TTT_DEV void fwd_block(const Params& p, int bh, char* smem) {
     }
     simt::syncwarp();
     // Z̄1 = Zq + Mt1 (−Gp1), X̄2 = gelu(Z̄1), and the warp's partial of X̄2 X2ᵀ
-    xy<C, 1>(zq, S.omt1, C::KS, 0, S.ogp1, C::HS, 0, hw);
-    gelu_tile<C>(zq, S.oxb2, nullptr);
-    simt::syncwarp();
-    {
+    if (!mode.replay) {
+      xy<C, 1>(zq, S.omt1, C::KS, 0, S.ogp1, C::HS, 0, hw);
+      gelu_tile<C>(zq, S.oxb2, nullptr);
+      simt::syncwarp();
       Acc<2> m;
       m.fill(0.f);
       xyt<C, 1>(m, S.oxb2, C::HS, hw, S.ox2, C::HS, hw, 0);
@@ -281,8 +299,18 @@ TTT_DEV void fwd_block(const Params& p, int bh, char* smem) {
     }
     committed_last = commit;
     simt::sync();
+    if (mode.replay) {  // the state update's b2 (the output path is the forward's only)
+      if (commit) W.store_w2_op(S.ow2);
+      for (int c = tid(); c < F; c += C::THREADS) {
+        float s = 0;
+        for (int r = 0; r < KP; ++r) s += S.gp2[r * C::FS + c];
+        S.b2[bb ^ 1][c] = S.b2[bb][c] - (p.bias ? tokL * s : 0.f);
+      }
+      bb ^= 1;
+      continue;
+    }
     // F5
-    x_w2_partial<C>(S.oxb2, S.ow2, S.part);
+    x_w2_partial<C>(S.oxb2, S.ow2, C::OS, S.part);
     if (rl.rg < KP) causal_row<C>(S.mpart, C::NW, S.tok, rl.rg, n, beta, nullptr, S.mt2, nullptr);
     simt::sync();
     // F6
@@ -327,10 +355,22 @@ TTT_DEV void fwd_block(const Params& p, int bh, char* smem) {
     }
     bb ^= 1;
   }
+  if (mode.replay) return;
   simt::sync();
   if (p.final_state) store_state<C>(W, S.b1, S.b2[bb], p.final_state + static_cast<int64_t>(bh) * SS);
   if (committed_last && p.acc)
     for (int64_t i = tid(); i < SS; i += C::THREADS) p.acc[static_cast<int64_t>(bh) * SS + i] = 0.f;
+}
+
+template <class C>
+TTT_DEV void fwd_block(const Params& p, int bh, char* smem) {
+  fwd_range<C>(p, bh, smem, FwdMode{});
+}
+
+// The backward's replay of checkpoint group g of (batch, head) bh (block index bh · NG + g).
+template <class C>
+TTT_DEV void replay_block(const Params& p, int blk, char* smem) {
+  fwd_range<C>(p, blk / p.NG, smem, FwdMode{true, blk % p.NG});
 }
 
 }  // namespace ttt::cuda_impl::tttm
