@@ -9,18 +9,16 @@
 // forward 6Kf² + 4K²f (XK W, XQ W, the W update; XQ XKᵀ, Mt Gp); backward counts its replay of
 // the group ((G−1)/G of a forward), the recomputation (a forward) and 6Kf² + 4K²f of gradient
 // products. Bytes: TTTLinearScan*::bytes() (inputs read once, outputs written once, states).
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
-#include <functional>
 #include <string>
 #include <vector>
 
 #include "autograd/ops.h"
+#include "bench/bench_timing.h"
 #include "kernels/ttt_linear_scan.h"
 
 using namespace ttt;
-using Clock = std::chrono::steady_clock;
+using bench::median_ms;
 
 namespace {
 
@@ -58,21 +56,7 @@ Options parse(int argc, char** argv) {
   return o;
 }
 
-double median_ms(Backend& be, int reps, const std::function<void()>& f) {
-  f();  // warm-up (module load, attribute setup)
-  be.synchronize();
-  std::vector<double> ms;
-  for (int r = 0; r < reps; ++r) {
-    const auto t0 = Clock::now();
-    f();
-    be.synchronize();
-    ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
-  }
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
-}
-
-BHTView v(const Tensor& t) { return {t.data_ptr(), t.strides()[0], t.strides()[1], t.strides()[2]}; }
+BHTView v(const Tensor& t) { return bench::bht(t); }
 
 }  // namespace
 

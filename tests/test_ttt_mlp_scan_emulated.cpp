@@ -102,5 +102,5 @@ TEST_CASE("emulated CUDA TTT-MLP backward equals the CPU reference: every gradie
 TEST_CASE("emulated CUDA TTT-MLP backward equals the CPU reference: bf16 tensor-core products, head_dim 16, 32, 64") {
   check_case<16>({2, 2, 37, 16, 16, true, true, 2}, true, 51, true);
   check_case<32>({1, 1, 21, 32, 8, false, false, 2}, true, 52, true);
-  check_case<64>({1, 1, 35, 64, 16, true, true, 2}, true, 53, true);
+  check_case<64>({1, 1, 19, 64, 16, true, true, 2}, true, 53, true);  // replayed group, remainder chunk
 }

@@ -29,6 +29,8 @@
 
 namespace ttt::cuda_impl::tttm {
 
+// Buffers whose lifetimes do not overlap share storage (accessors below): shared memory at F = 64
+// with bf16 products is 227 KB of the H200's 227 KB opt-in limit otherwise exceeded.
 template <class C>
 struct BwdSmem {
   using Op = typename C::Op;
@@ -45,24 +47,20 @@ struct BwdSmem {
   alignas(16) Op og2[KP * C::OS];      // G2
   alignas(16) Op ogp2[KP * C::OS];     // −Gp2
   alignas(16) Op odzb2[KP * C::OS];    // dZ̄2, then dZ2
-  alignas(16) Op omt1[KP * C::KS];
-  alignas(16) Op omt2[KP * C::KS];
-  alignas(16) Op ods1[KP * C::KS];
-  alignas(16) Op ods2[KP * C::KS];
+  alignas(16) Op omt1[KP * C::KS];     // Mt1 (R3 .. B3), then dS1 (B5 ..)
+  alignas(16) Op omt2[KP * C::KS];     // Mt2 (B0 .. B1), then dS2 (B2 .. B3)
   alignas(16) float tgt[KP * C::FS];   // the inner loss target
   alignas(16) float z2[KP * C::FS];    // Z2, then dtgt (B5)
   alignas(16) float gp2[KP * C::FS];   // Gp2
   alignas(16) float dgp2[KP * C::FS];  // dGp2
-  alignas(16) float dz[KP * C::FS];    // dZ̄2, then dZ2 (float32, for db2)
   alignas(16) float part[C::NKS * KP * C::FS];  // slice partials of [16, F] products
   alignas(16) float mpart[C::NKS * KP * SP];    // slice partials of X̄2 X2ᵀ, then of dMt1
-  alignas(16) float s1[KP * SP];                // XQ XKᵀ
+  alignas(16) float s1[KP * SP];                // XQ XKᵀ (R1 .. R3), then tril(X̄2 X2ᵀ + β) (B0 .. B2)
   alignas(16) float m1raw[KP * SP];             // tril(XQ XKᵀ + β)
-  alignas(16) float m2raw[KP * SP];             // tril(X̄2 X2ᵀ + β)
-  alignas(16) float mt2[KP * SP];               // Mt2
-  alignas(16) float dmt2[KP * SP];              // dMt2
-  alignas(16) float dlnw[KP * C::F];            // per-row partials of dln_w, dln_b
-  alignas(16) float dlnb[KP * C::F];
+  alignas(16) float mt2[KP * SP];               // Mt2 (B0), then dMt2 (B1 .. B2)
+  alignas(16) float colpart[C::CB * C::F];      // the row warps' column sums of dZ̄2, then of dZ2
+  alignas(16) float dlnw[C::CB * C::F];         // the row warps' partials of dln_w, dln_b
+  alignas(16) float dlnb[C::CB * C::F];
   alignas(16) float dlrp[C::NW * KP];           // the warps' parts of dlr (their hidden columns)
   alignas(16) float b1[C::HD];
   alignas(16) float db1[C::HD];
@@ -72,8 +70,39 @@ struct BwdSmem {
   alignas(16) float db2p[C::F];
   alignas(16) float lnw[C::F];
   alignas(16) float lnb[C::F];
-  float tok[KP], lr[KP], dtok[KP], red[C::THREADS];
+  float tok[KP], lr[KP], dtok[KP];
+  TTT_DEV Op* ods1() { return omt1; }
+  TTT_DEV Op* ods2() { return omt2; }
+  TTT_DEV float* m2raw() { return s1; }
+  TTT_DEV float* dmt2() { return mt2; }
+  TTT_DEV float* red() { return part; }  // the final reduction (C::THREADS floats)
+  static_assert(C::THREADS <= C::NKS * KP * C::FS, "red() fits in part");
 };
+
+// Column sums over the chunk's rows of the row threads' slices v (8 columns each): butterfly over
+// the rows a warp holds, then lanes < LPR of row warp rw (= warp, rows 32/LPR · rw ..) write (add
+// when `add`) dst[rw][c0 ..]. Called by the row threads (rg < 16: whole warps) only.
+template <class C>
+TTT_DEV void row_warp_column_sums(float (&v)[C::CPL], float* dst, bool add) {
+#pragma unroll
+  for (int m = C::LPR; m < 32; m <<= 1)
+#pragma unroll
+    for (int j = 0; j < C::CPL; ++j) v[j] += simt::shfl_xor(v[j], m);
+  if (lane() >= C::LPR) return;
+  float* d = dst + warp() * C::F + lane() * C::CPL;
+#pragma unroll
+  for (int j = 0; j < C::CPL; ++j) d[j] = add ? d[j] + v[j] : v[j];
+}
+
+// db2 += Σ over the row warps of colpart (threads c < F).
+template <class C>
+TTT_DEV void add_colpart(const float* colpart, float* db2) {
+  for (int c = tid(); c < C::F; c += C::THREADS) {
+    float s = 0;
+    for (int w = 0; w < C::CB; ++w) s += colpart[w * C::F + c];
+    db2[c] += s;
+  }
+}
 
 // The block's partials of the parameter gradients: dW1, db1, dW2, db2 (a flat state), dln_w, dln_b,
 // dtok; after those, the replay's snapshots (snapshot() in ttt_mlp_fwd.cuh).
@@ -115,23 +144,6 @@ TTT_DEV void load_chunk(const Params& p, const InBases& hb, BwdSmem<C>& S, int b
   for (int i = tid(); i < F; i += C::THREADS) S.b2[i] = st[off_b2(F) + i];
 }
 
-// Adds the rows' 8-column slices of v to the per-row partials acc[r][c0..] (each (r, c) one thread's).
-template <class C>
-TTT_DEV void add_row_partial(float* acc, int r, int c0, const float (&v)[C::CPL]) {
-#pragma unroll
-  for (int j = 0; j < C::CPL; ++j) acc[r * C::F + c0 + j] += v[j];
-}
-
-// Σ over the chunk's 16 rows of each column of a float32 [16, F] tile, added to acc (threads c < F).
-template <class C>
-TTT_DEV void add_column_sums(const float* tile, float* acc) {
-  for (int c = tid(); c < C::F; c += C::THREADS) {
-    float s = 0;
-    for (int r = 0; r < KP; ++r) s += tile[r * C::FS + c];
-    acc[c] += s;
-  }
-}
-
 // B0 rows: Z̄2 = b2 + Σ slice partials − Mt2 Gp2 (Mt2 formed here from the X̄2 X2ᵀ partials), then
 // dZ̄2 from the output LN (float32 and operand) and the LN partials; rows >= n get dZ̄2 = 0.
 template <class C>
@@ -139,7 +151,7 @@ TTT_DEV void output_rows(const Params& p, const BwdBases& bb, BwdSmem<C>& S, int
   const RowLane<C> rl;
   const int r = rl.rg;
   if (r >= KP) return;
-  causal_row<C>(S.mpart, C::NKS, S.tok, r, n, p.bias ? 1.f : 0.f, S.omt2, S.mt2, S.m2raw);
+  causal_row<C>(S.mpart, C::NKS, S.tok, r, n, p.bias ? 1.f : 0.f, S.omt2, S.mt2, S.m2raw());
   simt::syncwarp();  // the row's Mt2 entries come from the lanes of its group
   const int o = r * C::FS + rl.c0;
   float z[C::CPL], go[C::CPL], dz[C::CPL];
@@ -173,16 +185,19 @@ TTT_DEV void output_rows(const Params& p, const BwdBases& bb, BwdSmem<C>& S, int
       dxh[j] = go[j] * w[j];
       pw[j] = go[j] * xh[j];
     }
-    add_row_partial<C>(S.dlnw, r, rl.c0, pw);
-    add_row_partial<C>(S.dlnb, r, rl.c0, go);
+    float pb[C::CPL];
+#pragma unroll
+    for (int j = 0; j < C::CPL; ++j) pb[j] = go[j];
+    row_warp_column_sums<C>(pw, S.dlnw, true);
+    row_warp_column_sums<C>(pb, S.dlnb, true);
     tttk::ln_vjp<C>(dxh, xh, sig, dz);
   } else {
 #pragma unroll
     for (int j = 0; j < C::CPL; ++j) dz[j] = go[j];
   }
-  store_vec(S.dz + o, dz);
 #pragma unroll
   for (int j = 0; j < C::CPL; j += 2) put_op2(S.odzb2 + r * C::OS + rl.c0 + j, dz[j], dz[j + 1]);
+  row_warp_column_sums<C>(dz, S.colpart, false);
 }
 
 // B5 rows: dS1 = diag(tok) dMt1 (from the slice partials) and dtok; G2 again from Z2; dG2 = lr dGp2 +
@@ -200,7 +215,7 @@ TTT_DEV void inner_grad_backward_rows(const Params& p, const BwdBases& bb, BwdSm
     for (int s = 0; s < C::NKS; ++s) d += S.mpart[s * KP * SP + r * SP + j];
     const float m = (j <= r && r < n) ? d : 0.f;
     dtok_row += m * S.m1raw[r * SP + j];
-    put_op(S.ods1 + r * C::KS + j, S.tok[r] * m);
+    put_op(S.ods1() + r * C::KS + j, S.tok[r] * m);
   }
   float z[C::CPL], tgt[C::CPL], w[C::CPL], be[C::CPL], xh[C::CPL], gx[C::CPL], G[C::CPL], dG[C::CPL];
   load_vec(z, S.z2 + o);
@@ -255,8 +270,8 @@ TTT_DEV void inner_grad_backward_rows(const Params& p, const BwdBases& bb, BwdSm
       s2[0] += dxh[j];
       s2[1] += dxh[j] * xh[j];
     }
-    add_row_partial<C>(S.dlnw, r, rl.c0, pw);
-    add_row_partial<C>(S.dlnb, r, rl.c0, pb);
+    row_warp_column_sums<C>(pw, S.dlnw, true);
+    row_warp_column_sums<C>(pb, S.dlnb, true);
     tttk::row_sums<C>(s2);
     const float m1 = s2[0] * (1.f / C::F), m2 = s2[1] * (1.f / C::F);
 #pragma unroll
@@ -270,9 +285,9 @@ TTT_DEV void inner_grad_backward_rows(const Params& p, const BwdBases& bb, BwdSm
 #pragma unroll
     for (int j = 0; j < C::CPL; ++j) dtgt[j] = 0.f;  // the target is XV alone: no part of dXK
   store_vec(S.z2 + o, dtgt);
-  store_vec(S.dz + o, dz);
 #pragma unroll
   for (int j = 0; j < C::CPL; j += 2) put_op2(S.odzb2 + r * C::OS + rl.c0 + j, dz[j], dz[j + 1]);
+  row_warp_column_sums<C>(dz, S.colpart, false);
 }
 
 // Rows < n of Σ slice partials (+ the float32 tile `add` scaled by `scale`, when non-null) into the
@@ -315,7 +330,7 @@ TTT_DEV void bwd_block(const Params& p, int bh, char* smem) {
   load_ln_tok<C>(p, h, S);
   for (int i = tid(); i < HD; i += C::THREADS) S.db1[i] = S.db1p[i] = 0.f;
   for (int i = tid(); i < F; i += C::THREADS) S.db2[i] = S.db2p[i] = 0.f;
-  for (int i = tid(); i < KP * F; i += C::THREADS) S.dlnw[i] = S.dlnb[i] = 0.f;
+  for (int i = tid(); i < C::CB * F; i += C::THREADS) S.dlnw[i] = S.dlnb[i] = 0.f;
   for (int i = tid(); i < F * C::HS; i += C::THREADS) put_op(S.odw1 + i, 0.f);
   for (int i = tid(); i < HD * C::WS; i += C::THREADS) put_op(S.odw2 + i, 0.f);
   StateRegs<C> dW;
@@ -332,7 +347,7 @@ TTT_DEV void bwd_block(const Params& p, int bh, char* smem) {
   for (int i = tid(); i < F; i += C::THREADS) {
     out[off_b2(F) + i] = S.db2[i];
     float sw = 0, sb = 0;
-    for (int r = 0; r < KP; ++r) sw += S.dlnw[r * F + i], sb += S.dlnb[r * F + i];
+    for (int w = 0; w < C::CB; ++w) sw += S.dlnw[w * F + i], sb += S.dlnb[w * F + i];
     out[state_size(F) + i] = sw;
     out[state_size(F) + F + i] = sb;
   }
@@ -342,11 +357,11 @@ TTT_DEV void bwd_block(const Params& p, int bh, char* smem) {
     const float s = tttk::row_sum<C>(dtok_row);
     if (rl.first()) S.dtok[rl.rg] = s;
   }
-  S.red[tid()] = dtok_last;
+  S.red()[tid()] = dtok_last;
   simt::sync();
   if (tid() == 0) {
     float s = 0;
-    for (int i = 0; i < C::THREADS; ++i) s += S.red[i];
+    for (int i = 0; i < C::THREADS; ++i) s += S.red()[i];
     for (int i = 0; i < p.K; ++i) out[state_size(F) + 2 * F + i] = S.dtok[i] + (i == p.K - 1 ? s : 0.f);
   }
 }
@@ -417,7 +432,7 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
     Acc<2> m;
     m.fill(0.f);
     xyt<C, F / 16>(m, S.odzb2, C::OS, 0, S.ogp2, C::OS, 0, 0);
-    store_f32(m, S.dmt2, SP, 0, 0);
+    store_f32(m, S.dmt2(), SP, 0, 0);
   }
   if (sp.ks == 0) {
     Acc<2> d;
@@ -425,7 +440,7 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
     xty<C, 2>(d, S.omt2, C::KS, 0, S.odzb2, C::OS, sp.col());
     store_f32(d, S.dgp2, C::FS, 0, sp.col(), -1.f);
   }
-  if (p.bias) add_column_sums<C>(S.dz, S.db2);
+  if (p.bias) add_colpart<C>(S.colpart, S.db2);
   if (commit) {
     Acc<2> u;
     u.fill(0.f);
@@ -437,9 +452,9 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
   if (rl.rg < KP) {
     const int r = rl.rg;
     for (int j = tid() % C::LPR; j < KP; j += C::LPR) {
-      const float m = (j <= r && r < n) ? S.dmt2[r * SP + j] : 0.f;
-      dtok_row += m * S.m2raw[r * SP + j];
-      put_op(S.ods2 + r * C::KS + j, S.tok[r] * m);
+      const float m = (j <= r && r < n) ? S.dmt2()[r * SP + j] : 0.f;
+      dtok_row += m * S.m2raw()[r * SP + j];
+      put_op(S.ods2() + r * C::KS + j, S.tok[r] * m);
     }
     if (commit) {
       const int o = r * C::FS + rl.c0;
@@ -458,7 +473,7 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
     Acc<2> d;  // dX̄2, then dZ̄1
     d.fill(0.f);
     xyt<C, F / 16>(d, S.odzb2, C::OS, 0, S.ow2, C::WS, 0, hw);
-    xy<C, 1>(d, S.ods2, C::KS, 0, S.ox2, C::HS, 0, hw);
+    xy<C, 1>(d, S.ods2(), C::KS, 0, S.ox2, C::HS, 0, hw);
 #pragma unroll
     for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
@@ -476,7 +491,7 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
   }
   Acc<2> dx2;  // dX2 (to B6)
   dx2.fill(0.f);
-  xty<C, 2>(dx2, S.ods2, C::KS, 0, S.oxb2, C::HS, hw);
+  xty<C, 2>(dx2, S.ods2(), C::KS, 0, S.oxb2, C::HS, hw);
   if (commit) {
     Acc<2> t;
     t.fill(0.f);
@@ -563,7 +578,7 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
       for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
         for (int hh = 0; hh < 2; ++hh) S.db1[acc_col(hw, nt, hh)] += s[nt][hh];
-    add_column_sums<C>(S.dz, S.db2);
+    add_colpart<C>(S.colpart, S.db2);
   }
   simt::syncwarp();
 #pragma unroll
@@ -574,7 +589,7 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
     Acc<2> a;
     a.fill(0.f);
     xyt<C, C::KSPAN / 16>(a, S.odzb1, C::HS, sp.k0(), S.ow1, C::HS, sp.k0(), sp.col());
-    if (sp.ks == 0) xy<C, 1>(a, S.ods1, C::KS, 0, S.ok, C::OS, 0, sp.col());
+    if (sp.ks == 0) xy<C, 1>(a, S.ods1(), C::KS, 0, S.ok, C::OS, 0, sp.col());
     store_f32(a, S.part + sp.ks * KP * C::FS, C::FS, 0, sp.col());
   }
   simt::sync();
@@ -612,7 +627,7 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
 #pragma unroll
         for (int e = 0; e < 4; ++e) a.v[nt][e] += tokL * t.v[nt][e];
     }
-    if (sp.ks == 0) xty<C, 2>(a, S.ods1, C::KS, 0, S.oq, C::OS, sp.col());
+    if (sp.ks == 0) xty<C, 2>(a, S.ods1(), C::KS, 0, S.oq, C::OS, sp.col());
     store_f32(a, S.part + sp.ks * KP * C::FS, C::FS, 0, sp.col());
   }
   simt::sync();

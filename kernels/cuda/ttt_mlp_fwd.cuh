@@ -158,10 +158,13 @@ struct FwdMode {
 // The flat state the backward reads for chunk k: the stored state at group boundaries, otherwise
 // the replay's snapshot in the workspace (after the per-(b, h) partials: ttt_mlp_bwd.cuh).
 TTT_HD int64_t partial_size(int F, int K) { return state_size(F) + 2 * F + K; }
+// The workspace holds G − 1 slots per group (chunks k0 + 1 .. k0 + G − 1), replay_slots() per (b, h).
+TTT_HD int64_t replay_slots(const Params& p) { return p.G > 1 ? static_cast<int64_t>(p.NG) * (p.G - 1) : 0; }
 TTT_HD float* snapshot(const Params& p, int F, int bh, int k) {
   const int64_t SS = state_size(F);
   if (k % p.G == 0) return p.states + (static_cast<int64_t>(bh) * p.NG + k / p.G) * SS;
-  return p.ws + static_cast<int64_t>(p.B) * p.H * partial_size(F, p.K) + (static_cast<int64_t>(bh) * p.NC + k) * SS;
+  const int64_t slot = static_cast<int64_t>(k / p.G) * (p.G - 1) + k % p.G - 1;
+  return p.ws + static_cast<int64_t>(p.B) * p.H * partial_size(F, p.K) + (bh * replay_slots(p) + slot) * SS;
 }
 
 template <class C>
