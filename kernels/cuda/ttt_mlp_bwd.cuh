@@ -94,6 +94,17 @@ TTT_DEV void row_warp_column_sums(float (&v)[C::CPL], float* dst, bool add) {
   for (int j = 0; j < C::CPL; ++j) d[j] = add ? d[j] + v[j] : v[j];
 }
 
+// dst[hw ..] += Σ over the chunk's rows of the warp's [16, 16] tile (b1's gradient).
+TTT_DEV void add_tile_column_sums(const Acc<2>& acc, float* dst) {
+  float s[2][2];
+  column_sums(acc, s);
+  if (lane() < 4)
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) dst[acc_col(16 * warp(), nt, hh)] += s[nt][hh];
+}
+
 // db2 += Σ over the row warps of colpart (threads c < F).
 template <class C>
 TTT_DEV void add_colpart(const float* colpart, float* db2) {
@@ -153,23 +164,8 @@ TTT_DEV void output_rows(const Params& p, const BwdBases& bb, BwdSmem<C>& S, int
   if (r >= KP) return;
   causal_row<C>(S.mpart, C::NKS, S.tok, r, n, p.bias ? 1.f : 0.f, S.omt2, S.mt2, S.m2raw());
   simt::syncwarp();  // the row's Mt2 entries come from the lanes of its group
-  const int o = r * C::FS + rl.c0;
   float z[C::CPL], go[C::CPL], dz[C::CPL];
-  load_vec(z, S.b2 + rl.c0);
-#pragma unroll
-  for (int s = 0; s < C::NKS; ++s) {
-    float t[C::CPL];
-    load_vec(t, S.part + s * KP * C::FS + o);
-#pragma unroll
-    for (int j = 0; j < C::CPL; ++j) z[j] += t[j];
-  }
-  for (int i = 0; i < KP; ++i) {
-    const float m = S.mt2[r * SP + i];
-    float g[C::CPL];
-    load_vec(g, S.gp2 + i * C::FS + rl.c0);
-#pragma unroll
-    for (int j = 0; j < C::CPL; ++j) z[j] -= m * g[j];
-  }
+  zbar2_row<C>(S.b2, S.part, S.mt2, S.gp2, r, rl.c0, z);
   if (r < n) {
     load_vec(go, bb.dout + (t0 + r) * p.dout.st + rl.c0);
   } else {
@@ -383,14 +379,7 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
   simt::sync();
   // R1
   Acc<2> z1, zq;
-  first_layer<C>(z1, zq, S.ok, S.oq, S.ow1, S.b1);
-  gelu_tile<C>(z1, S.ox2, nullptr);
-  if (warp() == C::NW - 1) {
-    Acc<2> s;
-    s.fill(0.f);
-    xyt<C, F / 16>(s, S.oq, C::OS, 0, S.ok, C::OS, 0, 0);
-    store_f32(s, S.s1, SP, 0, 0);
-  }
+  first_phase<C>(z1, zq, S.ok, S.oq, S.ow1, S.b1, S.ox2, S.s1);
   simt::sync();
   // R2
   x_w2_partial<C>(S.ox2, S.ow2, C::WS, S.part);
@@ -402,12 +391,7 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
   // R4: −Gp1 = −lr ⊙ (G2 W2ᵀ) ⊙ gelu'(Z1); Z̄1 = Zq + Mt1 (−Gp1) (kept in zq); X̄2
   {
     Acc<2> g1;
-    g1.fill(0.f);
-    xyt<C, F / 16>(g1, S.og2, C::OS, 0, S.ow2, C::WS, 0, hw);
-#pragma unroll
-    for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) g1.v[nt][e] *= -S.lr[acc_row(0, e)] * smath::gelu_tanh_terms(z1.v[nt][e]).d1;
+    neg_gp1<C>(g1, S.og2, S.ow2, C::WS, S.lr, z1);
     store_op(g1, S.ogp1, C::HS, 0, hw);
   }
   simt::syncwarp();
@@ -479,15 +463,7 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
 #pragma unroll
       for (int e = 0; e < 4; ++e) d.v[nt][e] *= smath::gelu_tanh_terms(zq.v[nt][e]).d1;
     store_op(d, S.odzb1, C::HS, 0, hw);
-    if (p.bias) {
-      float s[2][2];
-      column_sums(d, s);
-      if (lane() < 4)
-#pragma unroll
-        for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-          for (int hh = 0; hh < 2; ++hh) S.db1[acc_col(hw, nt, hh)] += s[nt][hh];
-    }
+    if (p.bias) add_tile_column_sums(d, S.db1);
   }
   Acc<2> dx2;  // dX2 (to B6)
   dx2.fill(0.f);
@@ -571,13 +547,7 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
     for (int e = 0; e < 4; ++e) P.v[nt][e] += dx2.v[nt][e] * smath::gelu_tanh_terms(z1.v[nt][e]).d1;  // dZ1
   store_op(P, S.oxb2, C::HS, 0, hw);
   if (p.bias) {
-    float s[2][2];
-    column_sums(P, s);
-    if (lane() < 4)
-#pragma unroll
-      for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-        for (int hh = 0; hh < 2; ++hh) S.db1[acc_col(hw, nt, hh)] += s[nt][hh];
+    add_tile_column_sums(P, S.db1);
     add_colpart<C>(S.colpart, S.db2);
   }
   simt::syncwarp();

@@ -134,6 +134,54 @@ TTT_DEV void gelu_tile(const Acc<2>& z, typename C::Op* out, Acc<2>* d1) {
   store_op(y, out, C::HS, 0, 16 * warp());
 }
 
+// F1 / R1: Z1, Zq (the warp's columns, registers), X2 = gelu(Z1) as an operand; the last warp
+// forms S1 = XQ XKᵀ.
+template <class C>
+TTT_DEV void first_phase(Acc<2>& z1, Acc<2>& zq, const typename C::Op* ok, const typename C::Op* oq,
+                         const typename C::Op* ow1, const float* b1, typename C::Op* ox2, float* s1) {
+  first_layer<C>(z1, zq, ok, oq, ow1, b1);
+  gelu_tile<C>(z1, ox2, nullptr);
+  if (warp() == C::NW - 1) {
+    Acc<2> s;
+    s.fill(0.f);
+    xyt<C, C::F / 16>(s, oq, C::OS, 0, ok, C::OS, 0, 0);
+    store_f32(s, s1, SP, 0, 0);
+  }
+}
+
+// −Gp1 = −lr ⊙ (G2 W2ᵀ) ⊙ gelu'(Z1) over the warp's hidden columns (W2 operand rows ws apart).
+template <class C>
+TTT_DEV void neg_gp1(Acc<2>& g1, const typename C::Op* og2, const typename C::Op* ow2, int ws, const float* lr,
+                     const Acc<2>& z1) {
+  g1.fill(0.f);
+  xyt<C, C::F / 16>(g1, og2, C::OS, 0, ow2, ws, 0, 16 * warp());
+#pragma unroll
+  for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) g1.v[nt][e] *= -lr[acc_row(0, e)] * smath::gelu_tanh_terms(z1.v[nt][e]).d1;
+}
+
+// Row r's slice (columns c0..) of Z̄2 = b2 + Σ slice partials − Mt2 Gp2 (Mt2, Gp2 float32 tiles).
+template <class C>
+TTT_DEV void zbar2_row(const float* b2, const float* part, const float* mt2, const float* gp2, int r, int c0,
+                       float (&z)[C::CPL]) {
+  load_vec(z, b2 + c0);
+#pragma unroll
+  for (int s = 0; s < C::NKS; ++s) {
+    float t[C::CPL];
+    load_vec(t, part + s * KP * C::FS + r * C::FS + c0);
+#pragma unroll
+    for (int j = 0; j < C::CPL; ++j) z[j] += t[j];
+  }
+  for (int i = 0; i < KP; ++i) {
+    const float m = mt2[r * SP + i];
+    float g[C::CPL];
+    load_vec(g, gp2 + i * C::FS + c0);
+#pragma unroll
+    for (int j = 0; j < C::CPL; ++j) z[j] -= m * g[j];
+  }
+}
+
 // F4's products of the state update over the chunk's rows: P1 = XKᵀ (−Gp1)[:, hw] and
 // P2 = X2[:, hw]ᵀ (−Gp2) (the warp's slice, StateRegs layout).
 template <class C>
@@ -226,14 +274,7 @@ TTT_DEV void fwd_range(const Params& p, int bh, char* smem, FwdMode mode) {
     if (mode.replay && k + 1 == k1) break;  // the group's last chunk is the reverse walk's
     // F1
     Acc<2> z1, zq;
-    first_layer<C>(z1, zq, S.ok, S.oq, S.ow1, S.b1);
-    gelu_tile<C>(z1, S.ox2, nullptr);
-    if (warp() == C::NW - 1) {
-      Acc<2> s;
-      s.fill(0.f);
-      xyt<C, F / 16>(s, S.oq, C::OS, 0, S.ok, C::OS, 0, 0);
-      store_f32(s, S.s1, SP, 0, 0);
-    }
+    first_phase<C>(z1, zq, S.ok, S.oq, S.ow1, S.b1, S.ox2, S.s1);
     simt::sync();
     // F2
     x_w2_partial<C>(S.ox2, S.ow2, C::OS, S.part);
@@ -245,13 +286,7 @@ TTT_DEV void fwd_range(const Params& p, int bh, char* smem, FwdMode mode) {
     // F4: G1 = (G2 W2ᵀ) ⊙ gelu'(Z1), Gp1 = lr ⊙ G1 (−Gp1 as the operand)
     {
       Acc<2> g1;
-      g1.fill(0.f);
-      xyt<C, F / 16>(g1, S.og2, C::OS, 0, S.ow2, C::OS, 0, hw);
-#pragma unroll
-      for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e)
-          g1.v[nt][e] *= -S.lr[acc_row(0, e)] * smath::gelu_tanh_terms(z1.v[nt][e]).d1;
+      neg_gp1<C>(g1, S.og2, S.ow2, C::OS, S.lr, z1);
       store_op(g1, S.ogp1, C::HS, 0, hw);
       if (commit || accumulate) {  // b1 −= τ Σ Gp1, or the accumulator Σ Gp1
         float s[2][2];
@@ -327,21 +362,7 @@ TTT_DEV void fwd_range(const Params& p, int bh, char* smem, FwdMode mode) {
     if (rl.rg < KP) {
       const int r = rl.rg, o = r * C::FS + rl.c0;
       float z[C::CPL], y[C::CPL];
-      load_vec(z, S.b2[bb] + rl.c0);
-#pragma unroll
-      for (int s = 0; s < C::NKS; ++s) {
-        float t[C::CPL];
-        load_vec(t, S.part + s * KP * C::FS + o);
-#pragma unroll
-        for (int j = 0; j < C::CPL; ++j) z[j] += t[j];
-      }
-      for (int i = 0; i < KP; ++i) {  // − Mt2 Gp2
-        const float m = S.mt2[r * SP + i];
-        float g[C::CPL];
-        load_vec(g, S.gp2 + i * C::FS + rl.c0);
-#pragma unroll
-        for (int j = 0; j < C::CPL; ++j) z[j] -= m * g[j];
-      }
+      zbar2_row<C>(S.b2[bb], S.part, S.mt2, S.gp2, r, rl.c0, z);
       if (p.ln) {
         float xh[C::CPL], q[C::CPL], w[C::CPL], be[C::CPL];
         tttk::normalize<C>(z, xh, p.eps);

@@ -13,12 +13,16 @@
 #include <string>
 
 #include "kernels/cuda/cuda_backend.cuh"
+#include "kernels/cuda/scan_launch.cuh"
 #include "kernels/cuda/ttt_mlp_bwd.cuh"
 #include "kernels/ttt_mlp_scan.h"
 
 namespace ttt::cuda_impl {
 
 namespace {
+
+using scan_launch::smem_optin;
+using scan_launch::stream_of;
 
 using tttm::Cfg;
 using tttm::Params;
@@ -50,15 +54,6 @@ __global__ void ttt_mlp_reduce_kernel(Params p, int F, float* dw1, float* db1, f
     tttm::reduce_partials_at(i, p, F, dw1, db1, dw2, db2, dlnw, dlnb, dtok);
 }
 
-int smem_optin() {
-  static const int v = [] {
-    int dev = 0, s = 0;
-    CUDA_CHECK(cudaGetDevice(&dev));
-    CUDA_CHECK(cudaDeviceGetAttribute(&s, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-    return s;
-  }();
-  return v;
-}
 
 // Calls fn(Cfg<F, MMA>{}) for the shape's head_dim and precision; false when none matches. head_dim
 // 64 with exact float32 products is not instantiated: its shared memory (FwdSmem/BwdSmem of
@@ -77,14 +72,7 @@ bool dispatch(const TTTMLPScanShape& s, Fn&& fn) {
   }
 }
 
-cudaStream_t stream_of(Backend& be) { return static_cast<cudaStream_t>(be.native_stream()); }
 
-template <class C>
-void launch_blocks(void (*kernel)(Params), int64_t blocks, size_t smem, const Params& p, Backend& be) {
-  CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-  kernel<<<static_cast<unsigned>(blocks), C::THREADS, smem, stream_of(be)>>>(p);
-  CUDA_CHECK_LAUNCH();
-}
 
 }  // namespace
 
@@ -117,7 +105,8 @@ void ttt_mlp_scan_forward(Backend& be, TTTMLPScanForward& c) {
   const Params p = tttm::params_of(c);
   dispatch(c.s, [&](auto cfg) {
     using C = decltype(cfg);
-    launch_blocks<C>(ttt_mlp_fwd_kernel<C>, int64_t{p.B} * p.H, sizeof(tttm::FwdSmem<C>), p, be);
+    scan_launch::launch_blocks(ttt_mlp_fwd_kernel<C>, C::THREADS, int64_t{p.B} * p.H, sizeof(tttm::FwdSmem<C>), p,
+                               be);
   });
 }
 
@@ -126,8 +115,10 @@ void ttt_mlp_scan_backward(Backend& be, TTTMLPScanBackward& c) {
   dispatch(c.s, [&](auto cfg) {
     using C = decltype(cfg);
     if (p.G > 1)  // the state entering every chunk, all checkpoint groups side by side
-      launch_blocks<C>(ttt_mlp_replay_kernel<C>, int64_t{p.B} * p.H * p.NG, sizeof(tttm::FwdSmem<C>), p, be);
-    launch_blocks<C>(ttt_mlp_bwd_kernel<C>, int64_t{p.B} * p.H, sizeof(tttm::BwdSmem<C>), p, be);
+      scan_launch::launch_blocks(ttt_mlp_replay_kernel<C>, C::THREADS, int64_t{p.B} * p.H * p.NG,
+                                 sizeof(tttm::FwdSmem<C>), p, be);
+    scan_launch::launch_blocks(ttt_mlp_bwd_kernel<C>, C::THREADS, int64_t{p.B} * p.H, sizeof(tttm::BwdSmem<C>), p,
+                               be);
   });
   const int F = static_cast<int>(c.s.head_dim);
   const int64_t n = tttm::reduce_count(p, F);
