@@ -46,7 +46,7 @@ size_t TTTMLPScanBackward::workspace_bytes() const {
   // device implementation reduces over the batch afterwards, then (with checkpoint groups > 1) the
   // state entering every chunk inside a group (G − 1 per group), which the CUDA backward's replay
   // kernel writes before the reverse walk. The CPU reference keeps its own.
-  const int64_t partial = s.state_size() + 2 * s.head_dim + s.mini_batch;
+  const int64_t partial = s.state_size() + 2 * s.head_dim + (s.mini_batch + 3) / 4 * 4;  // 16-byte multiples
   const int64_t replay = s.checkpoint_group > 1 ? s.groups() * (s.checkpoint_group - 1) * s.state_size() : 0;
   return static_cast<size_t>(s.batch * s.heads * (partial + replay)) * dtype_size(s.dtype);
 }

@@ -141,15 +141,24 @@ TTT_DEV void load_chunk(const Params& p, const InBases& hb, BwdSmem<C>& S, int b
   kk.store(nullptr, S.ok);
   store_target(kk, v, p.ln, S.tgt);
   if (tid() < KP) S.lr[tid()] = tid() < n ? hb.lr[(t0 + tid()) * p.lr.st] : 0.f;
+  // 16-byte loads, several in flight per thread (the state is 128 KiB at F = 64; snapshots are
+  // 16-byte aligned: partial_size() and the state's parts are multiples of 4 floats).
   const float* st = snapshot(p, F, bh, k);
-  for (int i = tid(); i < F * HD / 2; i += C::THREADS) {
-    const int r = 2 * i / HD, c = 2 * i % HD;
-    put_op2(S.ow1 + r * C::HS + c, st[2 * i], st[2 * i + 1]);
+  const tttk::Vec4* w1 = reinterpret_cast<const tttk::Vec4*>(st);
+#pragma unroll 4
+  for (int i = tid(); i < F * HD / 4; i += C::THREADS) {
+    const tttk::Vec4 v = w1[i];
+    const int r = 4 * i / HD, c = 4 * i % HD;
+    put_op2(S.ow1 + r * C::HS + c, v.x, v.y);
+    put_op2(S.ow1 + r * C::HS + c + 2, v.z, v.w);
   }
-  const float* s2 = st + off_w2(F);
-  for (int i = tid(); i < HD * F / 2; i += C::THREADS) {
-    const int r = 2 * i / F, c = 2 * i % F;
-    put_op2(S.ow2 + r * C::WS + c, s2[2 * i], s2[2 * i + 1]);
+  const tttk::Vec4* w2 = reinterpret_cast<const tttk::Vec4*>(st + off_w2(F));
+#pragma unroll 4
+  for (int i = tid(); i < HD * F / 4; i += C::THREADS) {
+    const tttk::Vec4 v = w2[i];
+    const int r = 4 * i / F, c = 4 * i % F;
+    put_op2(S.ow2 + r * C::WS + c, v.x, v.y);
+    put_op2(S.ow2 + r * C::WS + c + 2, v.z, v.w);
   }
   for (int i = tid(); i < HD; i += C::THREADS) S.b1[i] = st[off_b1(F) + i];
   for (int i = tid(); i < F; i += C::THREADS) S.b2[i] = st[off_b2(F) + i];

@@ -203,9 +203,12 @@ struct FwdMode {
   int group = 0;
 };
 
+// Floats of one (b, h)'s parameter-gradient partials in the backward's workspace (ttt_mlp_bwd.cuh),
+// rounded up to 4 so that the snapshots after them start 16-byte aligned.
+TTT_HD int64_t partial_size(int F, int K) { return state_size(F) + 2 * F + (K + 3) / 4 * 4; }
+
 // The flat state the backward reads for chunk k: the stored state at group boundaries, otherwise
-// the replay's snapshot in the workspace (after the per-(b, h) partials: ttt_mlp_bwd.cuh).
-TTT_HD int64_t partial_size(int F, int K) { return state_size(F) + 2 * F + K; }
+// the replay's snapshot in the workspace (after the per-(b, h) partials).
 // The workspace holds G − 1 slots per group (chunks k0 + 1 .. k0 + G − 1), replay_slots() per (b, h).
 TTT_HD int64_t replay_slots(const Params& p) { return p.G > 1 ? static_cast<int64_t>(p.NG) * (p.G - 1) : 0; }
 TTT_HD float* snapshot(const Params& p, int F, int bh, int k) {
