@@ -134,7 +134,7 @@ std::string ttt_linear_scan_unsupported(const Tensor& xq, const Tensor& tok, con
 // and the accumulators of a partial last chunk in the same four shapes (0 when T % K == 0)}; only
 // out is differentiable. composite: the same function from the inputs in this order (XQ, XK, XV,
 // lr, tok, W1, b1, W2, b2, ln_w, ln_b), used for create_graph. Throws where the device has no
-// kernel (today: the CPU reference only; see the query below).
+// kernel (the query below says why).
 tensor_list ttt_mlp_scan(const Tensor& xq, const Tensor& xk, const Tensor& xv, const Tensor& lr, const Tensor& tok,
                          const Tensor& w1, const Tensor& b1, const Tensor& w2, const Tensor& b2, const Tensor& ln_w,
                          const Tensor& ln_b, const TTTScanOptions& o, const TTTScanComposite& composite);

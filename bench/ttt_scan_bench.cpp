@@ -9,76 +9,24 @@
 // forward 6Kf² + 4K²f (XK W, XQ W, the W update; XQ XKᵀ, Mt Gp); backward counts its replay of
 // the group ((G−1)/G of a forward), the recomputation (a forward) and 6Kf² + 4K²f of gradient
 // products. Bytes: TTTLinearScan*::bytes() (inputs read once, outputs written once, states).
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
-#include <functional>
 #include <string>
 #include <vector>
 
 #include "autograd/ops.h"
+#include "bench/scan_bench.h"
 #include "kernels/ttt_linear_scan.h"
 
 using namespace ttt;
-using Clock = std::chrono::steady_clock;
+using bench::median_ms;
 
 namespace {
-
-struct Options {
-  int64_t B = 8, H = 12, T = 2048, F = 64, K = 16, G = 4;
-  bool low = true;
-  Device device = cuda();
-  int reps = 20;
-};
-
-Options parse(int argc, char** argv) {
-  Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) throw std::invalid_argument("ttt_scan_bench: " + a + " needs a value");
-      return argv[++i];
-    };
-    if (a == "--B") o.B = std::stoll(next());
-    else if (a == "--H") o.H = std::stoll(next());
-    else if (a == "--T") o.T = std::stoll(next());
-    else if (a == "--F") o.F = std::stoll(next());
-    else if (a == "--K") o.K = std::stoll(next());
-    else if (a == "--G") o.G = std::stoll(next());
-    else if (a == "--reps") o.reps = std::stoi(next());
-    else if (a == "--device") o.device = parse_device(next());
-    else if (a == "--precision") {
-      const std::string p = next();
-      if (p != "bf16" && p != "fp32") throw std::invalid_argument("ttt_scan_bench: --precision bf16|fp32");
-      o.low = p == "bf16";
-    } else {
-      throw std::invalid_argument("ttt_scan_bench: unknown option " + a);
-    }
-  }
-  return o;
-}
-
-double median_ms(Backend& be, int reps, const std::function<void()>& f) {
-  f();  // warm-up (module load, attribute setup)
-  be.synchronize();
-  std::vector<double> ms;
-  for (int r = 0; r < reps; ++r) {
-    const auto t0 = Clock::now();
-    f();
-    be.synchronize();
-    ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
-  }
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
-}
-
-BHTView v(const Tensor& t) { return {t.data_ptr(), t.strides()[0], t.strides()[1], t.strides()[2]}; }
-
+BHTView v(const Tensor& t) { return bench::bht(t); }
 }  // namespace
 
 int main(int argc, char** argv) {
   try {
-    const Options o = parse(argc, argv);
+    const bench::ScanOptions o = bench::parse_scan_options(argc, argv, "ttt_scan_bench");
     TTTLinearScanShape s;
     s.batch = o.B, s.heads = o.H, s.len = o.T, s.head_dim = o.F, s.mini_batch = o.K, s.checkpoint_group = o.G;
     s.low_precision = o.low, s.dtype = DType::f32;

@@ -1,7 +1,7 @@
 // kernels/ttt_mlp_scan.h — the whole mini-batch scan of a TTT-MLP layer (dual form) as one forward
-// and one backward call. CPU reference: kernels/cpu/ttt_mlp_scan.cpp; CUDA: not written yet (issue
-// 13), so ttt_mlp_scan_unsupported() names the reason on a GPU and the layer keeps its composite
-// dual form there. The composite dual form (layers/ttt_dual.cpp) is the oracle.
+// and one backward call. CPU reference: kernels/cpu/ttt_mlp_scan.cpp; CUDA: kernels/cuda/ttt_mlp_scan.cu
+// (ttt_mlp_scan_unsupported() names what it does not cover; the layer then keeps its composite dual
+// form). The composite dual form (layers/ttt_dual.cpp) is the oracle.
 //
 // Per batch element and head (f = head_dim, h = hidden (4f), K = mini-batch, chunk c = tokens
 // [cK, cK + n), n = K except a shorter last chunk), state (W1 [f, h], b1 [h], W2 [h, f], b2 [f])
@@ -22,10 +22,7 @@
 //
 // Checkpointing through time: the forward stores the state entering every checkpoint_group-th chunk;
 // the backward replays each group from it, so memory is O(T / (K·G) · f·h) per (batch, head).
-//
-// A CUDA implementation plugs in as the TTT-Linear one does (kernels/ttt_linear_scan.h): define
-// cuda_impl::ttt_mlp_scan_unsupported / _forward / _backward below in kernels/cuda/ttt_mlp_scan.cu
-// and route ttt_mlp_scan_unsupported() and the run() methods to them (kernels/cpu/ttt_mlp_scan.cpp).
+
 #pragma once
 
 #include <cstdint>
@@ -58,7 +55,7 @@ struct TTTMLPScanShape {
 };
 
 // Why the shape cannot run on device `d` (empty when it can). The CPU reference runs every
-// float32/float64 shape; no device has a CUDA kernel yet.
+// float32/float64 shape; CUDA: kernels/cuda/ttt_mlp_scan.cu.
 std::string ttt_mlp_scan_unsupported(Device d, const TTTMLPScanShape& s);
 
 struct TTTMLPScanForward final : FusedCall {
@@ -98,7 +95,8 @@ struct TTTMLPScanBackward final : FusedCall {
   void* dtok = nullptr;   // [K]
   void *dw1 = nullptr, *db1 = nullptr, *dw2 = nullptr, *db2 = nullptr;  // as W1, b1, W2, b2 (b null without bias)
   void *dln_w = nullptr, *dln_b = nullptr;                              // [H, f] (null without ln_residual)
-  void* workspace = nullptr;  // workspace_bytes() bytes, any content
+  void* workspace = nullptr;  // workspace_bytes() bytes, any content (checkpoint_group > 1: the CUDA
+                              // replay's states, 129 KiB per (b, h) and chunk at f = 64)
 
   size_t workspace_bytes() const;
   const char* name() const override { return "ttt_mlp_scan_bwd"; }
@@ -110,5 +108,12 @@ namespace cpu_impl {
 void ttt_mlp_scan_forward(TTTMLPScanForward& c);
 void ttt_mlp_scan_backward(TTTMLPScanBackward& c);
 }  // namespace cpu_impl
+
+namespace cuda_impl {
+// Defined in kernels/cuda/ttt_mlp_scan.cu (CUDA builds only).
+std::string ttt_mlp_scan_unsupported(const TTTMLPScanShape& s);
+void ttt_mlp_scan_forward(Backend& be, TTTMLPScanForward& c);
+void ttt_mlp_scan_backward(Backend& be, TTTMLPScanBackward& c);
+}  // namespace cuda_impl
 
 }  // namespace ttt

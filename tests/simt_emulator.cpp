@@ -119,6 +119,7 @@ float bf(uint32_t reg, int half) {
 int emu_tid() { return g_block->current; }
 int emu_block_threads() { return g_block->threads; }
 void emu_sync() { arrive_and_wait(g_block->bar, g_block->threads); }
+void emu_syncwarp() { warp_sync(); }
 
 float emu_shfl_xor(float v, int mask) {
   WarpSlots& w = my_warp();

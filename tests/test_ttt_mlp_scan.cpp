@@ -4,13 +4,17 @@
 // gradient, over remainder chunks, T < K, K in {1, 8, 16}, batch 1 and > 1, every switch (LN +
 // residual, inner biases), checkpoint groups 0, 1, 4; kernel outputs poisoned with NaN before
 // the run. Then the layer: impl=fused equals impl=dual for both backbones, a tiny TTT-MLP language
-// model trains to the same losses with and without the op, and on a GPU the op declines (no CUDA
-// kernel yet) so impl=auto keeps the dual form. Gradcheck and gradgradcheck (through the composite
-// fallback) are in the op table (tests/op_cases/ttt_cases.cpp).
+// model trains to the same losses with and without the op. On a GPU (skipped without one;
+// TTT_REQUIRE_GPU=1 makes a missing GPU a failure): the CUDA kernels (kernels/cuda/ttt_mlp_*.cuh)
+// against the CPU reference on poisoned outputs, float32 and bf16 products; runs reproduce bit for
+// bit; the layer's impl=auto uses them and falls back where they do not apply. Gradcheck and
+// gradgradcheck (through the composite fallback) are in the op table (tests/op_cases/ttt_cases.cpp);
+// the CUDA source also runs on the CPU in test_ttt_mlp_scan_emulated.cpp.
 #include <doctest/doctest.h>
 
 #include <limits>
 
+#include "autograd/autocast.h"
 #include "autograd/engine.h"
 #include "kernels/ttt_mlp_scan.h"
 #include "layers/language_model.h"
@@ -176,11 +180,13 @@ TEST_CASE("fused TTT-MLP scan: clear errors") {
   bad[1] = x[1].to(DType::f32);
   CHECK_THROWS_AS(call(bad), std::invalid_argument);
   CHECK_THROWS_WITH_AS(fused(x, c, false), doctest::Contains("composite twin"), std::invalid_argument);
-  // No device but the CPU has a kernel yet: the query says why, so the layer falls back.
+  // The CUDA kernel's limits (or a build without CUDA): the query says why, so the layer falls back.
   TTTMLPScanShape s;
   s.batch = 1, s.heads = 1, s.len = 16, s.head_dim = 64, s.hidden = 256;
   CHECK(ttt_mlp_scan_unsupported(cpu(), s).empty());
-  CHECK(ttt_mlp_scan_unsupported(cuda(), s).find("no CUDA kernel") != std::string::npos);
+  CHECK(!ttt_mlp_scan_unsupported(cuda(), s).empty());  // float32 products at head_dim 64
+  s.dtype = DType::f64;
+  CHECK(!ttt_mlp_scan_unsupported(cuda(), s).empty());
 }
 
 // --- the layer ----------------------------------------------------------------------------------
@@ -248,9 +254,131 @@ TEST_CASE("tiny TTT-MLP language model: the same training losses with and withou
   }
 }
 
-TEST_CASE("CUDA: no fused TTT-MLP kernel yet; impl=auto runs the dual form, impl=fused says why") {
+// --- CUDA kernels against the CPU reference (poisoned outputs; skipped without a GPU) -----------
+
+namespace {
+
+// The shape of case c as the kernels see it (to ask whether the GPU covers it).
+TTTMLPScanShape mlp_shape(const ScanCase& c, bool low) {
+  TTTMLPScanShape s;
+  s.batch = c.B, s.heads = c.H, s.len = c.T, s.head_dim = c.f, s.hidden = 4 * c.f, s.mini_batch = c.K;
+  s.checkpoint_group = c.G, s.ln_residual = c.ln, s.bias = c.bias, s.low_precision = low;
+  return s;
+}
+
+// Runs the kernels of case c on the GPU (all outputs poisoned first) and on the CPU reference:
+// the output, stored states, final state, accumulators and every gradient agree. Returns the GPU
+// run (for the reproducibility check).
+MlpScanRun check_cuda_against_cpu(const ScanCase& c, bool low, uint64_t seed) {
+  INFO(c.str(), low ? " bf16 products" : " float32");
+  const tensor_list x = mlp_scan_inputs(c, seed, 4, DType::f32);
+  const Tensor d = rand64({c.B, c.H, c.T, c.f}, seed + 1).to(DType::f32);
+  MlpScanRun cpu_run(c, x, d, low);
+  tensor_list xg;
+  for (const Tensor& t : x) xg.push_back(t.defined() ? t.detach().to(cuda()) : Tensor());
+  MlpScanRun gpu_run(c, xg, d.to(cuda()), low);
+  auto f1 = cpu_run.forward(), f2 = gpu_run.forward();
+  backend(cpu()).run(f1);
+  backend(cuda()).run(f2);
+  auto b1 = cpu_run.backward(), b2 = gpu_run.backward();
+  backend(cpu()).run(b1);
+  backend(cuda()).run(b2);
+  const auto r1 = cpu_run.results(true), r2 = gpu_run.results(true);
+  REQUIRE(r1.size() == r2.size());
+  for (size_t i = 0; i < r1.size(); ++i)
+    check_rel_norm(r2[i].second.to(cpu()), r1[i].second, low ? 2e-2 : 1e-4, r1[i].first);
+  return gpu_run;
+}
+
+}  // namespace
+
+TEST_CASE("CUDA fused TTT-MLP scan equals the CPU reference: every output and gradient, float32 and bf16 products") {
   TTT_REQUIRE_GPU();
-  ModelConfig cfg = tiny_ttt_config("ttt_mlp", 4);
+  const std::vector<ScanCase> cases = {
+      {2, 3, 77, 64, 16, true, true, 4},   // the paper's head dim, remainder chunk, groups of 4
+      {1, 2, 150, 64, 16, true, true, 2},  // ten chunks
+      {1, 2, 5, 64, 16, true, true, 1},    // T < K
+      {2, 2, 40, 16, 8, true, true, 2},    // K = 8
+      {1, 2, 24, 32, 1, true, true, 3},    // K = 1
+      {2, 2, 35, 64, 16, false, true, 1},  // no LN + residual
+      {2, 2, 35, 32, 16, true, false, 2},  // no inner biases
+      {2, 2, 35, 16, 16, false, false, 3},
+  };
+  uint64_t seed = 200;
+  int covered = 0;
+  for (const ScanCase& c : cases)
+    for (bool low : {false, true}) {
+      const std::string why = ttt_mlp_scan_unsupported(cuda(), mlp_shape(c, low));
+      if (!why.empty()) {
+        MESSAGE(c.str(), low ? " bf16" : " float32", ": not covered: ", why);
+        continue;
+      }
+      check_cuda_against_cpu(c, low, seed += 11);
+      ++covered;
+    }
+  CHECK(covered >= 12);  // every case in bf16, and float32 below head_dim 64
+}
+
+TEST_CASE("CUDA fused TTT-MLP scan: a rerun reproduces every result bit for bit (no float atomics)") {
+  TTT_REQUIRE_GPU();
+  const ScanCase c{3, 2, 70, 64, 16, true, true, 2};
+  MlpScanRun a = check_cuda_against_cpu(c, true, 31), b = check_cuda_against_cpu(c, true, 31);
+  const auto ra = a.results(true), rb = b.results(true);
+  for (size_t i = 0; i < ra.size(); ++i) {
+    INFO(ra[i].first);
+    CHECK(max_abs_diff(ra[i].second.to(cpu()), rb[i].second.to(cpu())) == 0.0);
+  }
+}
+
+TEST_CASE("CUDA TTTMixer TTT-MLP: impl=auto runs the fused kernels (float32 and bf16 autocast) and equals the dual form") {
+  TTT_REQUIRE_GPU();
+  for (const std::string backbone : {"mamba", "transformer"}) {
+    INFO(backbone);
+    // head_dim 32: float32 products are covered, so fused and dual agree to float32 rounding.
+    ModelConfig cfg = tiny_ttt_config("ttt_mlp", 16, true, backbone);
+    cfg.d_model = 128;
+    cfg.n_heads = 4;
+    cfg.ttt.base_lr = 0.1;
+    cfg.ttt.checkpoint_group = 2;
+    Generator g(5);
+    TTTMixer m(cfg, g);
+    m.to(cuda());
+    const Tensor x = rand64({2, 70, cfg.d_model}, 6, false, 0.5).to(DType::f32).to(cuda());
+    m.set_impl("dual");
+    const OutAndGrads ref = out_and_grads(m, x);
+    m.set_impl("auto");
+    const OutAndGrads got = out_and_grads(m, x);
+    check_rel_norm(got.out.to(cpu()), ref.out.to(cpu()), 1e-4, "out");
+    for (size_t i = 0; i < ref.grads.size(); ++i)
+      check_rel_norm(got.grads[i].second.to(cpu()), ref.grads[i].second.to(cpu()), 1e-3, ref.grads[i].first);
+    m.set_impl("fused");  // the same kernels: no fallback happened above
+    CHECK(max_abs_diff(m.forward(x).to(cpu()), got.out.to(cpu())) == 0.0);
+  }
+  // head_dim 64 (the 125M) under bf16 autocast against the float32 dual form.
+  ModelConfig cfg = tiny_ttt_config("ttt_mlp", 16);
+  cfg.d_model = 256;
+  cfg.n_heads = 4;
+  cfg.ttt.base_lr = 0.1;
+  Generator g(7);
+  TTTMixer m(cfg, g);
+  m.to(cuda());
+  const Tensor x = rand64({2, 100, cfg.d_model}, 8, false, 0.5).to(DType::f32).to(cuda());
+  m.set_impl("dual");
+  const Tensor ref = m.forward(x);
+  m.set_impl("fused");
+  Tensor a, b;
+  {
+    AutocastGuard ac(DType::bf16);
+    a = m.forward(x);
+    b = m.forward(x);
+  }
+  check_rel_norm(a.to(cpu()), ref.to(cpu()), 2e-2, "bf16 fused vs float32 dual");
+  CHECK(max_abs_diff(a.to(cpu()), b.to(cpu())) == 0.0);
+}
+
+TEST_CASE("CUDA TTTMixer TTT-MLP: where the kernels do not apply impl=auto falls back to the dual form, impl=fused says why") {
+  TTT_REQUIRE_GPU();
+  ModelConfig cfg = tiny_ttt_config("ttt_mlp", 4);  // head_dim 4
   Generator g(5);
   TTTMixer m(cfg, g);
   m.to(cuda());
@@ -260,5 +388,5 @@ TEST_CASE("CUDA: no fused TTT-MLP kernel yet; impl=auto runs the dual form, impl
   m.set_impl("auto");
   CHECK(max_abs_diff(m.forward(x).to(cpu()), ref.to(cpu())) == 0.0);
   m.set_impl("fused");
-  CHECK_THROWS_WITH_AS(m.forward(x), doctest::Contains("no CUDA kernel"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(m.forward(x), doctest::Contains("head_dim 16, 32 or 64"), std::invalid_argument);
 }

@@ -55,7 +55,7 @@ struct OutAndGrads {
 inline OutAndGrads out_and_grads(TTTMixer& mixer, const Tensor& x, uint64_t w_seed = 99) {
   Tensor xin = x.detach().set_requires_grad(true);
   Tensor out = mixer.forward(xin);
-  Tensor w = rand64(out.shape(), w_seed);
+  Tensor w = rand64(out.shape(), w_seed).to(out.dtype()).to(out.device());
   Tensor loss = sum(mul(out, w));
   tensor_list inputs{xin};
   std::vector<std::string> names{"x"};

@@ -15,6 +15,7 @@
 #include "autograd/ops/kernel_calls.h"
 #include "autograd/tensor.h"
 #include "kernels/ttt_linear_scan.h"
+#include "kernels/ttt_mlp_scan.h"
 #include "tests/check_close.h"
 #include "tests/layer_helpers.h"
 
@@ -185,6 +186,66 @@ struct ScanRun {
                                                      {"dtok", dtok}, {"dw0", dw0}};
     if (db0.defined()) r.push_back({"db0", db0});
     if (dlnw.defined()) r.push_back({"dln_w", dlnw}), r.push_back({"dln_b", dlnb});
+    return r;
+  }
+};
+
+// The same for the fused TTT-MLP scan (kernels/ttt_mlp_scan.h) on the inputs of mlp_scan_inputs
+// (expansion 4): buffers on the inputs' device, every output poisoned with NaN.
+struct MlpScanRun {
+  TTTMLPScanShape s;
+  tensor_list in;  // contiguous detached copies of the 11 inputs
+  Tensor out, states, fin, acc;
+  Tensor dout, ws;
+  tensor_list grads;  // dXQ, dXK, dXV, dlr, dtok, dW1, db1, dW2, db2, dln_w, dln_b (undefined where the input is)
+
+  MlpScanRun(const ScanCase& c, const tensor_list& x, const Tensor& d, bool low_precision) {
+    for (const Tensor& t : x) in.push_back(t.defined() ? t.detach().contiguous() : Tensor());
+    s.batch = c.B, s.heads = c.H, s.len = c.T, s.head_dim = c.f, s.hidden = in[5].shape()[2], s.mini_batch = c.K;
+    s.checkpoint_group = c.G, s.eps = 1e-6, s.ln_residual = c.ln, s.bias = c.bias;
+    s.low_precision = low_precision, s.dtype = in[3].dtype();
+    const TensorOptions o = opts(s.dtype, in[3].device());
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    auto poisoned = [&](const Shape& sh) { return full(sh, nan, o); };
+    out = poisoned(in[0].shape()), states = poisoned({s.state_elems()});
+    fin = poisoned({c.B, c.H, s.state_size()}), acc = poisoned({c.B, c.H, s.state_size()});
+    dout = d.detach().to(s.dtype).contiguous();
+    for (const Tensor& t : in) grads.push_back(t.defined() ? poisoned(t.shape()) : Tensor());
+    TTTMLPScanBackward probe;
+    probe.s = s;
+    ws = poisoned({static_cast<int64_t>(probe.workspace_bytes() / dtype_size(s.dtype)) + 1});
+  }
+  static BHTView v(const Tensor& t) { return {t.data_ptr(), t.strides()[0], t.strides()[1], t.strides()[2]}; }
+  static void* p(const Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
+  TTTMLPScanForward forward() {
+    TTTMLPScanForward c;
+    c.s = s;
+    c.xq = v(in[0]), c.xk = v(in[1]), c.xv = v(in[2]), c.lr = v(in[3]);
+    c.tok = p(in[4]), c.w1 = p(in[5]), c.b1 = p(in[6]), c.w2 = p(in[7]), c.b2 = p(in[8]);
+    c.ln_w = p(in[9]), c.ln_b = p(in[10]);
+    c.out = v(out), c.states = p(states), c.final_state = p(fin), c.acc = p(acc);
+    return c;
+  }
+  TTTMLPScanBackward backward() {
+    TTTMLPScanBackward c;
+    c.s = s;
+    c.xq = v(in[0]), c.xk = v(in[1]), c.xv = v(in[2]), c.lr = v(in[3]);
+    c.tok = p(in[4]), c.w1 = p(in[5]), c.b1 = p(in[6]), c.w2 = p(in[7]), c.b2 = p(in[8]);
+    c.ln_w = p(in[9]), c.ln_b = p(in[10]);
+    c.states = p(states), c.dout = v(dout);
+    c.dxq = v(grads[0]), c.dxk = v(grads[1]), c.dxv = v(grads[2]), c.dlr = v(grads[3]);
+    c.dtok = p(grads[4]), c.dw1 = p(grads[5]), c.db1 = p(grads[6]), c.dw2 = p(grads[7]), c.db2 = p(grads[8]);
+    c.dln_w = p(grads[9]), c.dln_b = p(grads[10]);
+    c.workspace = p(ws);
+    return c;
+  }
+  // (name, tensor) of the forward's results, then (with_backward) every gradient.
+  std::vector<std::pair<std::string, Tensor>> results(bool with_backward) const {
+    std::vector<std::pair<std::string, Tensor>> r = {{"out", out}, {"states", states}, {"final_state", fin}, {"acc", acc}};
+    if (!with_backward) return r;
+    const char* names[] = {"dXQ", "dXK", "dXV", "dlr", "dtok", "dW1", "db1", "dW2", "db2", "dln_w", "dln_b"};
+    for (size_t i = 0; i < grads.size(); ++i)
+      if (grads[i].defined()) r.push_back({names[i], grads[i]});
     return r;
   }
 };

@@ -43,26 +43,41 @@ double TTTMLPScanBackward::bytes() const { return io_bytes(s, 7, 2); }
 
 size_t TTTMLPScanBackward::workspace_bytes() const {
   // Per (b, h): the parameter-gradient partials (dW1, db1, dW2, db2, dln_w, dln_b, dtok) that a
-  // device implementation reduces over the batch afterwards. The CPU reference keeps its own.
-  const int64_t partial = s.state_size() + 2 * s.head_dim + s.mini_batch;
-  return static_cast<size_t>(s.batch * s.heads * partial) * dtype_size(s.dtype);
+  // device implementation reduces over the batch afterwards, then (with checkpoint groups > 1) the
+  // state entering every chunk inside a group (G − 1 per group), which the CUDA backward's replay
+  // kernel writes before the reverse walk. The CPU reference keeps its own.
+  const int64_t partial = s.state_size() + 2 * s.head_dim + (s.mini_batch + 3) / 4 * 4;  // 16-byte multiples
+  const int64_t replay = s.checkpoint_group > 1 ? s.groups() * (s.checkpoint_group - 1) * s.state_size() : 0;
+  return static_cast<size_t>(s.batch * s.heads * (partial + replay)) * dtype_size(s.dtype);
 }
 
 std::string ttt_mlp_scan_unsupported(Device d, const TTTMLPScanShape& s) {
   if (s.dtype != DType::f32 && s.dtype != DType::f64) return "dtype must be float32 or float64";
   if (s.mini_batch < 1 || s.checkpoint_group < 1 || s.head_dim < 1 || s.hidden < 1) return "bad shape";
   if (d.is_cpu()) return s.bf16_io ? "the CPU reference takes float32/float64 storage (cast bf16 first)" : "";
-  return "no CUDA kernel for the TTT-MLP scan yet (issue 13)";
+#if TTT_WITH_CUDA
+  return cuda_impl::ttt_mlp_scan_unsupported(s);
+#else
+  return "ttt was built without CUDA";
+#endif
 }
 
 void TTTMLPScanForward::run(Backend& be) {
-  if (!be.device().is_cpu()) throw std::runtime_error("ttt_mlp_scan: " + ttt_mlp_scan_unsupported(be.device(), s));
-  cpu_impl::ttt_mlp_scan_forward(*this);
+  if (be.device().is_cpu()) return cpu_impl::ttt_mlp_scan_forward(*this);
+#if TTT_WITH_CUDA
+  cuda_impl::ttt_mlp_scan_forward(be, *this);
+#else
+  throw std::runtime_error("ttt_mlp_scan: built without CUDA");
+#endif
 }
 
 void TTTMLPScanBackward::run(Backend& be) {
-  if (!be.device().is_cpu()) throw std::runtime_error("ttt_mlp_scan: " + ttt_mlp_scan_unsupported(be.device(), s));
-  cpu_impl::ttt_mlp_scan_backward(*this);
+  if (be.device().is_cpu()) return cpu_impl::ttt_mlp_scan_backward(*this);
+#if TTT_WITH_CUDA
+  cuda_impl::ttt_mlp_scan_backward(be, *this);
+#else
+  throw std::runtime_error("ttt_mlp_scan: built without CUDA");
+#endif
 }
 
 namespace cpu_impl {

@@ -1,5 +1,5 @@
 // kernels/cuda/simt.cuh — the thread-level primitives the fused TTT kernels are written against:
-// thread and warp indices, block barriers, warp shuffles, ldmatrix, the bf16 tensor-core MMA
+// thread and warp indices, block and warp barriers, warp shuffles, ldmatrix, the bf16 tensor-core MMA
 // (m16n8k16, float32 accumulate) and cp.async.
 //
 // Why a layer of its own: the same kernel source compiles two ways.
@@ -31,6 +31,7 @@ namespace ttt::simt {
 int emu_tid();
 int emu_block_threads();
 void emu_sync();
+void emu_syncwarp();
 float emu_shfl_xor(float v, int mask);
 void emu_ldmatrix(uint32_t* r, int n, const void* addr, bool trans);
 void emu_mma_bf16(float d[4], const uint32_t a[4], const uint32_t b[2]);
@@ -39,6 +40,7 @@ TTT_DEV long long clock() { return 0; }
 TTT_DEV int tid() { return emu_tid(); }
 TTT_DEV int threads() { return emu_block_threads(); }
 TTT_DEV void sync() { emu_sync(); }
+TTT_DEV void syncwarp() { emu_syncwarp(); }
 TTT_DEV float shfl_xor(float v, int mask) { return emu_shfl_xor(v, mask); }
 TTT_DEV void ldsm_x4(uint32_t r[4], const void* p) { emu_ldmatrix(r, 4, p, false); }
 TTT_DEV void ldsm_x4_t(uint32_t r[4], const void* p) { emu_ldmatrix(r, 4, p, true); }
@@ -56,6 +58,9 @@ TTT_DEV long long clock() { return clock64(); }
 TTT_DEV int tid() { return static_cast<int>(threadIdx.x); }
 TTT_DEV int threads() { return static_cast<int>(blockDim.x); }
 TTT_DEV void sync() { __syncthreads(); }
+// Orders a warp's shared-memory writes before its lanes read each other's (an operand tile a warp
+// writes and then loads by ldmatrix).
+TTT_DEV void syncwarp() { __syncwarp(); }
 TTT_DEV float shfl_xor(float v, int mask) { return __shfl_xor_sync(0xffffffffu, v, mask); }
 TTT_DEV uint32_t smem_addr(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
 TTT_DEV void ldsm_x4(uint32_t r[4], const void* p) {

@@ -12,12 +12,16 @@
 #include <string>
 
 #include "kernels/cuda/cuda_backend.cuh"
+#include "kernels/cuda/scan_launch.cuh"
 #include "kernels/cuda/ttt_linear_bwd.cuh"
 #include "kernels/ttt_linear_scan.h"
 
 namespace ttt::cuda_impl {
 
 namespace {
+
+using scan_launch::smem_optin;
+using scan_launch::stream_of;
 
 using tttk::Cfg;
 using tttk::Params;
@@ -56,15 +60,6 @@ constexpr size_t bwd_smem() { return sizeof(tttk::BwdSmem<C>); }
 template <class C>
 constexpr size_t replay_smem() { return sizeof(tttk::ReplaySmem<C>); }
 
-int smem_optin() {
-  static const int v = [] {
-    int dev = 0, s = 0;
-    CUDA_CHECK(cudaGetDevice(&dev));
-    CUDA_CHECK(cudaDeviceGetAttribute(&s, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-    return s;
-  }();
-  return v;
-}
 
 // Calls fn(Cfg<F, MMA, BIO>{}) for the shape's head_dim, precision and storage; false when none
 // matches.
@@ -92,7 +87,6 @@ void require_aligned(const Params& p) {
                                 "(data pointer and B/H/T strides multiples of 4 floats)");
 }
 
-cudaStream_t stream_of(Backend& be) { return static_cast<cudaStream_t>(be.native_stream()); }
 
 }  // namespace
 
@@ -114,20 +108,13 @@ std::string ttt_linear_scan_unsupported(const TTTLinearScanShape& s) {
   return why;
 }
 
-// `blocks` blocks of C::THREADS threads with `smem` bytes of dynamic shared memory.
-template <class C>
-void launch_blocks(void (*kernel)(Params), int64_t blocks, size_t smem, const Params& p, Backend& be) {
-  CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-  kernel<<<static_cast<unsigned>(blocks), C::THREADS, smem, stream_of(be)>>>(p);
-  CUDA_CHECK_LAUNCH();
-}
 
 void ttt_linear_scan_forward(Backend& be, TTTLinearScanForward& c) {
   const Params p = tttk::params_of(c);
   require_aligned(p);
   dispatch(c.s, [&](auto cfg) {
     using C = decltype(cfg);
-    launch_blocks<C>(ttt_linear_fwd_kernel<C>, int64_t{p.B} * p.H, fwd_smem<C>(), p, be);
+    scan_launch::launch_blocks(ttt_linear_fwd_kernel<C>, C::THREADS, int64_t{p.B} * p.H, fwd_smem<C>(), p, be);
   });
 }
 
@@ -137,8 +124,9 @@ void ttt_linear_scan_backward(Backend& be, TTTLinearScanBackward& c) {
   require_aligned(p);
   dispatch(s, [&](auto cfg) {
     using C = decltype(cfg);
-    launch_blocks<C>(ttt_linear_replay_kernel<C>, int64_t{p.B} * p.H * p.NG, replay_smem<C>(), p, be);
-    launch_blocks<C>(ttt_linear_bwd_kernel<C>, int64_t{p.B} * p.H, bwd_smem<C>(), p, be);
+    scan_launch::launch_blocks(ttt_linear_replay_kernel<C>, C::THREADS, int64_t{p.B} * p.H * p.NG, replay_smem<C>(), p,
+                               be);
+    scan_launch::launch_blocks(ttt_linear_bwd_kernel<C>, C::THREADS, int64_t{p.B} * p.H, bwd_smem<C>(), p, be);
   });
   const int F = static_cast<int>(s.head_dim);
   const float* partials = tttk::partials_base(p, F);

@@ -1,0 +1,73 @@
+// bench/scan_bench.h — what the fused-scan benchmarks (ttt_scan_bench, ttt_mlp_scan_bench) share:
+// their options, the median wall time of synchronized runs and the [B, H, T, F] view of a tensor the
+// scan calls take.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "autograd/tensor.h"
+#include "kernels/backend.h"
+#include "kernels/ttt_linear_scan.h"
+
+namespace ttt::bench {
+
+// --B --H --T --F --K --G --precision bf16|fp32 --device --reps (defaults: one 125M layer at 8 x 2048,
+// checkpoint group 4, bf16 products).
+struct ScanOptions {
+  int64_t B = 8, H = 12, T = 2048, F = 64, K = 16, G = 4;
+  bool low = true;
+  Device device = cuda();
+  int reps = 20;
+};
+
+inline ScanOptions parse_scan_options(int argc, char** argv, const std::string& prog) {
+  ScanOptions o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) throw std::invalid_argument(prog + ": " + a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "--B") o.B = std::stoll(next());
+    else if (a == "--H") o.H = std::stoll(next());
+    else if (a == "--T") o.T = std::stoll(next());
+    else if (a == "--F") o.F = std::stoll(next());
+    else if (a == "--K") o.K = std::stoll(next());
+    else if (a == "--G") o.G = std::stoll(next());
+    else if (a == "--reps") o.reps = std::stoi(next());
+    else if (a == "--device") o.device = parse_device(next());
+    else if (a == "--precision") {
+      const std::string p = next();
+      if (p != "bf16" && p != "fp32") throw std::invalid_argument(prog + ": --precision bf16|fp32");
+      o.low = p == "bf16";
+    } else {
+      throw std::invalid_argument(prog + ": unknown option " + a);
+    }
+  }
+  return o;
+}
+
+// Median milliseconds of `reps` runs of f, each followed by a device synchronize, after one warm-up
+// run (module load, attribute setup).
+inline double median_ms(Backend& be, int reps, const std::function<void()>& f) {
+  f();
+  be.synchronize();
+  std::vector<double> ms;
+  for (int r = 0; r < reps; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    be.synchronize();
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+inline BHTView bht(const Tensor& t) { return {t.data_ptr(), t.strides()[0], t.strides()[1], t.strides()[2]}; }
+
+}  // namespace ttt::bench

@@ -1,0 +1,31 @@
+// kernels/cuda/scan_launch.cuh — what the fused-scan launchers (ttt_linear_scan.cu, ttt_mlp_scan.cu)
+// share: the device's opt-in shared-memory limit, the backend's stream, and a launch of `blocks`
+// blocks of one kernel configuration with its dynamic shared memory.
+#pragma once
+
+#include "kernels/cuda/cuda_backend.cuh"
+
+namespace ttt::cuda_impl::scan_launch {
+
+// cudaDevAttrMaxSharedMemoryPerBlockOptin of the current device (queried once).
+inline int smem_optin() {
+  static const int v = [] {
+    int dev = 0, s = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&s, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    return s;
+  }();
+  return v;
+}
+
+inline cudaStream_t stream_of(Backend& be) { return static_cast<cudaStream_t>(be.native_stream()); }
+
+// `blocks` blocks of `threads` threads with `smem` bytes of dynamic shared memory on be's stream.
+template <class P>
+void launch_blocks(void (*kernel)(P), int threads, int64_t blocks, size_t smem, const P& p, Backend& be) {
+  CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  kernel<<<static_cast<unsigned>(blocks), threads, smem, stream_of(be)>>>(p);
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace ttt::cuda_impl::scan_launch

@@ -1,0 +1,650 @@
+// kernels/cuda/ttt_mlp_bwd.cuh — the fused TTT-MLP backward: one thread block per (batch, head) walks
+// the chunks in reverse (math: the step list of kernels/cpu/ttt_mlp_scan.cpp, which this follows;
+// layout: ttt_mlp_common.cuh). The state entering chunk k comes from the forward's stored states
+// (k a multiple of G) or from the replay kernel's snapshots (ttt_mlp_fwd.cuh replay_block, which ran
+// first, all checkpoint groups side by side).
+//
+// The gradient of the state, dS = (dW1, db1, dW2, db2), runs through all chunks: dW1[:, hw] and
+// dW2[hw, :] in the warp's registers (as the forward holds W), db1 and db2 in smem; at the end of a
+// chunk it is published as operands (dS' of the chunk before). Per chunk (17 barriers):
+//   top  the chunk's tiles; its state (operands of W1, W2; b1, b2)
+//   R1-R5 the forward of the chunk again: Z1, X2 (R1), Z2 (R2), G2, Gp2, Mt1 (R3), G1, Gp1, Z̄1, X̄2
+//        (R4), the partials of Z̄2 and X̄2 X2ᵀ (R5)
+//   B0   rows: Z̄2, Mt2, dZ̄2 from the output LN (dln partials)
+//   B1   dW2 += X̄2ᵀ dZ̄2; dMt2 = dZ̄2 (−Gp2)ᵀ; dGp2 = −Mt2ᵀ dZ̄2; db2 += Σ dZ̄2; U2 partials X2 dW2'
+//   B2   rows: dS2 = diag(tok) dMt2, dtok; dGp2 −= τ U2, dτ −= Σ U2 ⊙ Gp2
+//   B3   warp: dZ̄1 = (dZ̄2 W2ᵀ + dS2 X2) ⊙ gelu'(Z̄1), db1, dW1 += XQᵀ dZ̄1, dX2 = dS2ᵀ X̄2 − τ Gp2 dW2'ᵀ,
+//        dGp1 = −Mt1ᵀ dZ̄1 − τ (XK dW1' + db1'), dτ, dlr's hidden part, dP = lr dGp1 ⊙ gelu'(Z1),
+//        dZ1's part lr dGp1 ⊙ P ⊙ gelu''(Z1)
+//   B4   partials of dP W2 and of dMt1 = dZ̄1 (−Gp1)ᵀ; dW2 += dPᵀ G2
+//   B5   rows: dS1, dtok; dG2 = lr dGp2 + dP W2; dlr; the LN-L2 vjp → dZ2, dXV, dln partials
+//   B6   warp: dW2 += X2ᵀ dZ2, dX2 += dZ2 W2ᵀ, dZ1, db1, dW1 += XKᵀ dZ1; db2 += Σ dZ2
+//   B7   dXQ = dout + dZ̄1 W1ᵀ + dS1 XK; dXK = dZ1 W1ᵀ − τ Gp1 dW1'ᵀ + dS1ᵀ XQ − dtgt (slice
+//        partials, summed by the rows); dS published as operands
+// At the end the block writes its partials of dW1, db1, dW2, db2, dln_w, dln_b and dtok to the
+// workspace, reduced over the batch by a separate kernel (fixed order: deterministic).
+#pragma once
+
+#include "kernels/cuda/ttt_mlp_fwd.cuh"
+
+namespace ttt::cuda_impl::tttm {
+
+// Buffers whose lifetimes do not overlap share storage (accessors below): shared memory at F = 64
+// with bf16 products is 227 KB of the H200's 227 KB opt-in limit otherwise exceeded.
+template <class C>
+struct BwdSmem {
+  using Op = typename C::Op;
+  alignas(16) Op ow1[C::F * C::HS];    // W1 of the chunk
+  alignas(16) Op ow2[C::HD * C::WS];   // W2 of the chunk
+  alignas(16) Op odw1[C::F * C::HS];   // dW1' (the gradient of the state leaving the chunk)
+  alignas(16) Op odw2[C::HD * C::WS];  // dW2'
+  alignas(16) Op ox2[KP * C::HS];      // X2
+  alignas(16) Op oxb2[KP * C::HS];     // X̄2, then dP (B3), then dZ1 (B6)
+  alignas(16) Op ogp1[KP * C::HS];     // −Gp1
+  alignas(16) Op odzb1[KP * C::HS];    // dZ̄1
+  alignas(16) Op oq[KP * C::OS];
+  alignas(16) Op ok[KP * C::OS];
+  alignas(16) Op og2[KP * C::OS];      // G2
+  alignas(16) Op ogp2[KP * C::OS];     // −Gp2
+  alignas(16) Op odzb2[KP * C::OS];    // dZ̄2, then dZ2
+  alignas(16) Op omt1[KP * C::KS];     // Mt1 (R3 .. B3), then dS1 (B5 ..)
+  alignas(16) Op omt2[KP * C::KS];     // Mt2 (B0 .. B1), then dS2 (B2 .. B3)
+  alignas(16) float tgt[KP * C::FS];   // the inner loss target
+  alignas(16) float z2[KP * C::FS];    // Z2, then dtgt (B5)
+  alignas(16) float gp2[KP * C::FS];   // Gp2
+  alignas(16) float dgp2[KP * C::FS];  // dGp2
+  alignas(16) float part[C::NKS * KP * C::FS];  // slice partials of [16, F] products
+  alignas(16) float mpart[C::NKS * KP * SP];    // slice partials of X̄2 X2ᵀ, then of dMt1
+  alignas(16) float s1[KP * SP];                // XQ XKᵀ (R1 .. R3), then tril(X̄2 X2ᵀ + β) (B0 .. B2)
+  alignas(16) float m1raw[KP * SP];             // tril(XQ XKᵀ + β)
+  alignas(16) float mt2[KP * SP];               // Mt2 (B0), then dMt2 (B1 .. B2)
+  alignas(16) float colpart[C::CB * C::F];      // the row warps' column sums of dZ̄2, then of dZ2
+  alignas(16) float dlnw[C::CB * C::F];         // the row warps' partials of dln_w, dln_b
+  alignas(16) float dlnb[C::CB * C::F];
+  alignas(16) float dlrp[C::NW * KP];           // the warps' parts of dlr (their hidden columns)
+  alignas(16) float b1[C::HD];
+  alignas(16) float db1[C::HD];
+  alignas(16) float db1p[C::HD];  // db1' (of the state leaving the chunk)
+  alignas(16) float b2[C::F];
+  alignas(16) float db2[C::F];
+  alignas(16) float db2p[C::F];
+  alignas(16) float lnw[C::F];
+  alignas(16) float lnb[C::F];
+  float tok[KP], lr[KP], dtok[KP];
+  TTT_DEV Op* ods1() { return omt1; }
+  TTT_DEV Op* ods2() { return omt2; }
+  TTT_DEV float* m2raw() { return s1; }
+  TTT_DEV float* dmt2() { return mt2; }
+  TTT_DEV float* red() { return part; }  // the final reduction (C::THREADS floats)
+  static_assert(C::THREADS <= C::NKS * KP * C::FS, "red() fits in part");
+};
+
+// Column sums over the chunk's rows of the row threads' slices v (8 columns each): butterfly over
+// the rows a warp holds, then lanes < LPR of row warp rw (= warp, rows 32/LPR · rw ..) write (add
+// when `add`) dst[rw][c0 ..]. Called by the row threads (rg < 16: whole warps) only.
+template <class C>
+TTT_DEV void row_warp_column_sums(float (&v)[C::CPL], float* dst, bool add) {
+#pragma unroll
+  for (int m = C::LPR; m < 32; m <<= 1)
+#pragma unroll
+    for (int j = 0; j < C::CPL; ++j) v[j] += simt::shfl_xor(v[j], m);
+  if (lane() >= C::LPR) return;
+  float* d = dst + warp() * C::F + lane() * C::CPL;
+#pragma unroll
+  for (int j = 0; j < C::CPL; ++j) d[j] = add ? d[j] + v[j] : v[j];
+}
+
+// dst[hw ..] += Σ over the chunk's rows of the warp's [16, 16] tile (b1's gradient).
+TTT_DEV void add_tile_column_sums(const Acc<2>& acc, float* dst) {
+  float s[2][2];
+  column_sums(acc, s);
+  if (lane() < 4)
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) dst[acc_col(16 * warp(), nt, hh)] += s[nt][hh];
+}
+
+// db2 += Σ over the row warps of colpart (threads c < F).
+template <class C>
+TTT_DEV void add_colpart(const float* colpart, float* db2) {
+  for (int c = tid(); c < C::F; c += C::THREADS) {
+    float s = 0;
+    for (int w = 0; w < C::CB; ++w) s += colpart[w * C::F + c];
+    db2[c] += s;
+  }
+}
+
+// The block's partials of the parameter gradients: dW1, db1, dW2, db2 (a flat state), dln_w, dln_b,
+// dtok; after those, the replay's snapshots (snapshot() in ttt_mlp_fwd.cuh).
+TTT_HD float* partials(const Params& p, int F, int bh) { return p.ws + static_cast<int64_t>(bh) * partial_size(F, p.K); }
+
+// The (b, h) slices of the backward's [B, H, T(, F)] tensors.
+struct BwdBases {
+  const float *dout;
+  float *dxq, *dxk, *dxv, *dlr;
+  TTT_DEV BwdBases(const Params& p, int b, int h)
+      : dout(p.dout.base(b, h)), dxq(p.dxq.base(b, h)), dxk(p.dxk.base(b, h)), dxv(p.dxv.base(b, h)),
+        dlr(p.dlr.base(b, h)) {}
+};
+
+// The chunk's tiles (operands of XQ, XK; the target; lr) and its state (operands of W1, W2; b1, b2).
+template <class C>
+TTT_DEV void load_chunk(const Params& p, const InBases& hb, BwdSmem<C>& S, int bh, int k, int n) {
+  constexpr int F = C::F, HD = C::HD;
+  const int64_t t0 = static_cast<int64_t>(k) * p.K;
+  Tile2<C> q, kk, v;
+  q.load(hb.xq, p.xq.st, t0, n);
+  kk.load(hb.xk, p.xk.st, t0, n);
+  v.load(hb.xv, p.xv.st, t0, n);
+  q.store(nullptr, S.oq);
+  kk.store(nullptr, S.ok);
+  store_target(kk, v, p.ln, S.tgt);
+  if (tid() < KP) S.lr[tid()] = tid() < n ? hb.lr[(t0 + tid()) * p.lr.st] : 0.f;
+  // 16-byte loads, several in flight per thread (the state is 128 KiB at F = 64; snapshots are
+  // 16-byte aligned: partial_size() and the state's parts are multiples of 4 floats).
+  const float* st = snapshot(p, F, bh, k);
+  const tttk::Vec4* w1 = reinterpret_cast<const tttk::Vec4*>(st);
+#pragma unroll 4
+  for (int i = tid(); i < F * HD / 4; i += C::THREADS) {
+    const tttk::Vec4 v = w1[i];
+    const int r = 4 * i / HD, c = 4 * i % HD;
+    put_op2(S.ow1 + r * C::HS + c, v.x, v.y);
+    put_op2(S.ow1 + r * C::HS + c + 2, v.z, v.w);
+  }
+  const tttk::Vec4* w2 = reinterpret_cast<const tttk::Vec4*>(st + off_w2(F));
+#pragma unroll 4
+  for (int i = tid(); i < HD * F / 4; i += C::THREADS) {
+    const tttk::Vec4 v = w2[i];
+    const int r = 4 * i / F, c = 4 * i % F;
+    put_op2(S.ow2 + r * C::WS + c, v.x, v.y);
+    put_op2(S.ow2 + r * C::WS + c + 2, v.z, v.w);
+  }
+  for (int i = tid(); i < HD; i += C::THREADS) S.b1[i] = st[off_b1(F) + i];
+  for (int i = tid(); i < F; i += C::THREADS) S.b2[i] = st[off_b2(F) + i];
+}
+
+// B0 rows: Z̄2 = b2 + Σ slice partials − Mt2 Gp2 (Mt2 formed here from the X̄2 X2ᵀ partials), then
+// dZ̄2 from the output LN (float32 and operand) and the LN partials; rows >= n get dZ̄2 = 0.
+template <class C>
+TTT_DEV void output_rows(const Params& p, const BwdBases& bb, BwdSmem<C>& S, int64_t t0, int n) {
+  const RowLane<C> rl;
+  const int r = rl.rg;
+  if (r >= KP) return;
+  causal_row<C>(S.mpart, C::NKS, S.tok, r, n, p.bias ? 1.f : 0.f, S.omt2, S.mt2, S.m2raw());
+  simt::syncwarp();  // the row's Mt2 entries come from the lanes of its group
+  float z[C::CPL], go[C::CPL], dz[C::CPL];
+  zbar2_row<C>(S.b2, S.part, S.mt2, S.gp2, r, rl.c0, z);
+  if (r < n) {
+    load_vec(go, bb.dout + (t0 + r) * p.dout.st + rl.c0);
+  } else {
+#pragma unroll
+    for (int j = 0; j < C::CPL; ++j) go[j] = 0.f;
+  }
+  if (p.ln) {
+    float xh[C::CPL], dxh[C::CPL], w[C::CPL], pw[C::CPL];
+    load_vec(w, S.lnw + rl.c0);
+    const float sig = tttk::normalize<C>(z, xh, p.eps);
+#pragma unroll
+    for (int j = 0; j < C::CPL; ++j) {
+      dxh[j] = go[j] * w[j];
+      pw[j] = go[j] * xh[j];
+    }
+    float pb[C::CPL];
+#pragma unroll
+    for (int j = 0; j < C::CPL; ++j) pb[j] = go[j];
+    row_warp_column_sums<C>(pw, S.dlnw, true);
+    row_warp_column_sums<C>(pb, S.dlnb, true);
+    tttk::ln_vjp<C>(dxh, xh, sig, dz);
+  } else {
+#pragma unroll
+    for (int j = 0; j < C::CPL; ++j) dz[j] = go[j];
+  }
+#pragma unroll
+  for (int j = 0; j < C::CPL; j += 2) put_op2(S.odzb2 + r * C::OS + rl.c0 + j, dz[j], dz[j + 1]);
+  row_warp_column_sums<C>(dz, S.colpart, false);
+}
+
+// B5 rows: dS1 = diag(tok) dMt1 (from the slice partials) and dtok; G2 again from Z2; dG2 = lr dGp2 +
+// Σ partials of dP W2; dlr; the LN-L2 vjp (kernels/cpu/ttt_scan_rows.h) giving dZ2 (float32 and
+// operand), dtgt (dXV = dtgt; −dtgt kept in the Z2 tile for dXK) and the LN partials.
+template <class C>
+TTT_DEV void inner_grad_backward_rows(const Params& p, const BwdBases& bb, BwdSmem<C>& S, int64_t t0, int n,
+                                      float& dtok_row) {
+  const RowLane<C> rl;
+  const int r = rl.rg;
+  if (r >= KP) return;
+  const int li = tid() % C::LPR, o = r * C::FS + rl.c0;
+  for (int j = li; j < KP; j += C::LPR) {
+    float d = 0;
+    for (int s = 0; s < C::NKS; ++s) d += S.mpart[s * KP * SP + r * SP + j];
+    const float m = (j <= r && r < n) ? d : 0.f;
+    dtok_row += m * S.m1raw[r * SP + j];
+    put_op(S.ods1() + r * C::KS + j, S.tok[r] * m);
+  }
+  float z[C::CPL], tgt[C::CPL], w[C::CPL], be[C::CPL], xh[C::CPL], gx[C::CPL], G[C::CPL], dG[C::CPL];
+  load_vec(z, S.z2 + o);
+  load_vec(tgt, S.tgt + o);
+  load_vec(w, S.lnw + rl.c0);
+  load_vec(be, S.lnb + rl.c0);
+  const float sig = inner_grad<C>(p, z, tgt, w, be, xh, gx, G);
+  const bool live = r < n;
+  const float l = live ? S.lr[r] : 0.f;
+  load_vec(dG, S.dgp2 + o);
+  // sums: 0 dlr (G2 part), 1 Σ gx x̂, 2 Σ dG, 3 Σ dG x̂, 4 Σ dG G
+  float sums[5] = {0.f, 0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+  for (int j = 0; j < C::CPL; ++j) {
+    sums[0] += G[j] * dG[j];
+    dG[j] *= l;
+  }
+#pragma unroll
+  for (int s = 0; s < C::NKS; ++s) {
+    float t[C::CPL];
+    load_vec(t, S.part + s * KP * C::FS + o);
+#pragma unroll
+    for (int j = 0; j < C::CPL; ++j) dG[j] += t[j];
+  }
+#pragma unroll
+  for (int j = 0; j < C::CPL; ++j) {
+    sums[1] += gx[j] * xh[j];
+    sums[2] += dG[j];
+    sums[3] += dG[j] * xh[j];
+    sums[4] += dG[j] * G[j];
+  }
+  tttk::row_sums<C>(sums);
+  if (live && rl.first()) {
+    float d = sums[0];
+    for (int w2 = 0; w2 < C::NW; ++w2) d += S.dlrp[w2 * KP + r];
+    bb.dlr[(t0 + r) * p.dlr.st] = d;
+  }
+  float dz[C::CPL], dtgt[C::CPL];
+  if (p.ln) {
+    const float inv = 1.f / sig;
+    const float c_gx = sums[1] * (1.f / C::F), m_dg = sums[2] * (1.f / C::F), c_dg = sums[3] * (1.f / C::F);
+    const float dsig = -sums[4] * inv;
+    float dxh[C::CPL], pw[C::CPL], pb[C::CPL];
+    float s2[2] = {0.f, 0.f};  // Σ dx̂, Σ dx̂ x̂
+#pragma unroll
+    for (int j = 0; j < C::CPL; ++j) {
+      const float dgx = (dG[j] - m_dg - xh[j] * c_dg) * inv;
+      dxh[j] = w[j] * w[j] * dgx - (c_gx * dG[j] + gx[j] * c_dg) * inv;
+      pw[j] = dgx * (2.f * w[j] * xh[j] + be[j] - tgt[j]);
+      pb[j] = dgx * w[j];
+      dtgt[j] = -w[j] * dgx;
+      s2[0] += dxh[j];
+      s2[1] += dxh[j] * xh[j];
+    }
+    row_warp_column_sums<C>(pw, S.dlnw, true);
+    row_warp_column_sums<C>(pb, S.dlnb, true);
+    tttk::row_sums<C>(s2);
+    const float m1 = s2[0] * (1.f / C::F), m2 = s2[1] * (1.f / C::F);
+#pragma unroll
+    for (int j = 0; j < C::CPL; ++j) dz[j] = (dxh[j] - m1 - xh[j] * m2) * inv + dsig * xh[j] * (1.f / C::F);
+  } else {
+#pragma unroll
+    for (int j = 0; j < C::CPL; ++j) dz[j] = dG[j], dtgt[j] = -dG[j];
+  }
+  if (live) store_vec(bb.dxv + (t0 + r) * p.dxv.st + rl.c0, dtgt);
+  if (!p.ln)
+#pragma unroll
+    for (int j = 0; j < C::CPL; ++j) dtgt[j] = 0.f;  // the target is XV alone: no part of dXK
+  store_vec(S.z2 + o, dtgt);
+#pragma unroll
+  for (int j = 0; j < C::CPL; j += 2) put_op2(S.odzb2 + r * C::OS + rl.c0 + j, dz[j], dz[j + 1]);
+  row_warp_column_sums<C>(dz, S.colpart, false);
+}
+
+// Rows < n of Σ slice partials (+ the float32 tile `add` scaled by `scale`, when non-null) into the
+// (b, h) slice `base` of a [B, H, T, F] tensor (rows st apart).
+template <class C>
+TTT_DEV void store_sum_rows(const float* part, const float* add, float scale, float* base, int64_t st, int64_t t0,
+                            int n) {
+  const RowLane<C> rl;
+  const int r = rl.rg;
+  if (r >= n) return;
+  const int o = r * C::FS + rl.c0;
+  float y[C::CPL];
+  if (add) {
+    load_vec(y, add + o);
+#pragma unroll
+    for (int j = 0; j < C::CPL; ++j) y[j] *= scale;
+  } else {
+#pragma unroll
+    for (int j = 0; j < C::CPL; ++j) y[j] = 0.f;
+  }
+#pragma unroll
+  for (int s = 0; s < C::NKS; ++s) {
+    float t[C::CPL];
+    load_vec(t, part + s * KP * C::FS + o);
+#pragma unroll
+    for (int j = 0; j < C::CPL; ++j) y[j] += t[j];
+  }
+  store_vec(base + (t0 + r) * st + rl.c0, y);
+}
+
+template <class C>
+TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, BwdSmem<C>& S, int bh, int k,
+                       StateRegs<C>& dW, float& dtok_row, float& dtok_last);
+
+template <class C>
+TTT_DEV void bwd_block(const Params& p, int bh, char* smem) {
+  auto& S = *reinterpret_cast<BwdSmem<C>*>(smem);
+  constexpr int F = C::F, HD = C::HD;
+  const int b = bh / p.H, h = bh % p.H;
+  load_ln_tok<C>(p, h, S);
+  for (int i = tid(); i < HD; i += C::THREADS) S.db1[i] = S.db1p[i] = 0.f;
+  for (int i = tid(); i < F; i += C::THREADS) S.db2[i] = S.db2p[i] = 0.f;
+  for (int i = tid(); i < C::CB * F; i += C::THREADS) S.dlnw[i] = S.dlnb[i] = 0.f;
+  for (int i = tid(); i < F * C::HS; i += C::THREADS) put_op(S.odw1 + i, 0.f);
+  for (int i = tid(); i < HD * C::WS; i += C::THREADS) put_op(S.odw2 + i, 0.f);
+  StateRegs<C> dW;
+  dW.fill(0.f);
+  float dtok_row = 0, dtok_last = 0;
+  const InBases hb(p, b, h);
+  const BwdBases bb(p, b, h);
+  for (int k = p.NC - 1; k >= 0; --k) bwd_chunk<C>(p, hb, bb, S, bh, k, dW, dtok_row, dtok_last);
+  // The block's partials.
+  simt::sync();
+  float* out = partials(p, F, bh);
+  dW.store(out);
+  for (int i = tid(); i < HD; i += C::THREADS) out[off_b1(F) + i] = S.db1[i];
+  for (int i = tid(); i < F; i += C::THREADS) {
+    out[off_b2(F) + i] = S.db2[i];
+    float sw = 0, sb = 0;
+    for (int w = 0; w < C::CB; ++w) sw += S.dlnw[w * F + i], sb += S.dlnb[w * F + i];
+    out[state_size(F) + i] = sw;
+    out[state_size(F) + F + i] = sb;
+  }
+  // dtok: each row's lanes summed (butterfly), then the update path's part summed in thread order.
+  const RowLane<C> rl;
+  if (rl.rg < KP) {
+    const float s = tttk::row_sum<C>(dtok_row);
+    if (rl.first()) S.dtok[rl.rg] = s;
+  }
+  S.red()[tid()] = dtok_last;
+  simt::sync();
+  if (tid() == 0) {
+    float s = 0;
+    for (int i = 0; i < C::THREADS; ++i) s += S.red()[i];
+    for (int i = 0; i < p.K; ++i) out[state_size(F) + 2 * F + i] = S.dtok[i] + (i == p.K - 1 ? s : 0.f);
+  }
+}
+
+template <class C>
+TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, BwdSmem<C>& S, int bh, int k,
+                       StateRegs<C>& dW, float& dtok_row, float& dtok_last) {
+  constexpr int F = C::F;
+  const int hw = 16 * warp();
+  const int64_t t0 = static_cast<int64_t>(k) * p.K;
+  const int n = chunk_rows(p, k);
+  const bool commit = n == p.K;
+  const float tokL = p.tok[p.K - 1], beta = p.bias ? 1.f : 0.f;
+  const Split<C> sp;
+  const RowLane<C> rl;
+  // top
+  simt::sync();  // the previous chunk's readers are done
+  load_chunk<C>(p, hb, S, bh, k, n);
+  simt::sync();
+  // R1
+  Acc<2> z1, zq;
+  first_phase<C>(z1, zq, S.ok, S.oq, S.ow1, S.b1, S.ox2, S.s1);
+  simt::sync();
+  // R2
+  x_w2_partial<C>(S.ox2, S.ow2, C::WS, S.part);
+  simt::sync();
+  // R3
+  inner_grad_rows<C>(p, S.part, S.b2, S.tgt, S.lr, S.lnw, S.lnb, n, S.gp2, S.og2, S.ogp2, S.z2);
+  if (rl.rg < KP) causal_row<C>(S.s1, 1, S.tok, rl.rg, n, beta, S.omt1, nullptr, S.m1raw);
+  simt::sync();
+  // R4: −Gp1 = −lr ⊙ (G2 W2ᵀ) ⊙ gelu'(Z1); Z̄1 = Zq + Mt1 (−Gp1) (kept in zq); X̄2
+  {
+    Acc<2> g1;
+    neg_gp1<C>(g1, S.og2, S.ow2, C::WS, S.lr, z1);
+    store_op(g1, S.ogp1, C::HS, 0, hw);
+  }
+  simt::syncwarp();
+  xy<C, 1>(zq, S.omt1, C::KS, 0, S.ogp1, C::HS, 0, hw);
+  gelu_tile<C>(zq, S.oxb2, nullptr);
+  simt::sync();
+  // R5
+  x_w2_partial<C>(S.oxb2, S.ow2, C::WS, S.part);
+  if (sp.cb == 0) {
+    Acc<2> m;
+    m.fill(0.f);
+    xyt<C, C::KSPAN / 16>(m, S.oxb2, C::HS, sp.k0(), S.ox2, C::HS, sp.k0(), 0);
+    store_f32(m, S.mpart + sp.ks * KP * SP, SP, 0, 0);
+  }
+  simt::sync();
+  // B0
+  output_rows<C>(p, bb, S, t0, n);
+  simt::sync();
+  // B1
+  xty<C, F / 8>(dW.w2, S.oxb2, C::HS, hw, S.odzb2, C::OS, 0);
+  if (warp() == C::NW - 1) {
+    Acc<2> m;
+    m.fill(0.f);
+    xyt<C, F / 16>(m, S.odzb2, C::OS, 0, S.ogp2, C::OS, 0, 0);
+    store_f32(m, S.dmt2(), SP, 0, 0);
+  }
+  if (sp.ks == 0) {
+    Acc<2> d;
+    d.fill(0.f);
+    xty<C, 2>(d, S.omt2, C::KS, 0, S.odzb2, C::OS, sp.col());
+    store_f32(d, S.dgp2, C::FS, 0, sp.col(), -1.f);
+  }
+  if (p.bias) add_colpart<C>(S.colpart, S.db2);
+  if (commit) {
+    Acc<2> u;
+    u.fill(0.f);
+    xy<C, C::KSPAN / 16>(u, S.ox2, C::HS, sp.k0(), S.odw2, C::WS, sp.k0(), sp.col());
+    store_f32(u, S.part + sp.ks * KP * C::FS, C::FS, 0, sp.col());
+  }
+  simt::sync();
+  // B2
+  if (rl.rg < KP) {
+    const int r = rl.rg;
+    for (int j = tid() % C::LPR; j < KP; j += C::LPR) {
+      const float m = (j <= r && r < n) ? S.dmt2()[r * SP + j] : 0.f;
+      dtok_row += m * S.m2raw()[r * SP + j];
+      put_op(S.ods2() + r * C::KS + j, S.tok[r] * m);
+    }
+    if (commit) {
+      const int o = r * C::FS + rl.c0;
+#pragma unroll
+      for (int j = 0; j < C::CPL; ++j) {
+        float u = S.db2p[rl.c0 + j];
+        for (int s = 0; s < C::NKS; ++s) u += S.part[s * KP * C::FS + o + j];
+        S.dgp2[o + j] -= tokL * u;
+        dtok_last -= u * S.gp2[o + j];
+      }
+    }
+  }
+  simt::sync();
+  // B3
+  {
+    Acc<2> d;  // dX̄2, then dZ̄1
+    d.fill(0.f);
+    xyt<C, F / 16>(d, S.odzb2, C::OS, 0, S.ow2, C::WS, 0, hw);
+    xy<C, 1>(d, S.ods2(), C::KS, 0, S.ox2, C::HS, 0, hw);
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) d.v[nt][e] *= smath::gelu_tanh_terms(zq.v[nt][e]).d1;
+    store_op(d, S.odzb1, C::HS, 0, hw);
+    if (p.bias) add_tile_column_sums(d, S.db1);
+  }
+  Acc<2> dx2;  // dX2 (to B6)
+  dx2.fill(0.f);
+  xty<C, 2>(dx2, S.ods2(), C::KS, 0, S.oxb2, C::HS, hw);
+  if (commit) {
+    Acc<2> t;
+    t.fill(0.f);
+    xyt<C, F / 16>(t, S.ogp2, C::OS, 0, S.odw2, C::WS, 0, hw);
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) dx2.v[nt][e] += tokL * t.v[nt][e];
+  }
+  simt::syncwarp();
+#pragma unroll
+  for (int mt = 0; mt < F / 16; ++mt) xty<C, 2>(dW.w1[mt], S.oq, C::OS, 16 * mt, S.odzb1, C::HS, hw);
+  Acc<2> P, dg, u1;
+  P.fill(0.f);
+  xyt<C, F / 16>(P, S.og2, C::OS, 0, S.ow2, C::WS, 0, hw);
+  dg.fill(0.f);
+  xty<C, 2>(dg, S.omt1, C::KS, 0, S.odzb1, C::HS, hw);
+  if (commit) {
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) u1.v[nt][e] = S.db1p[acc_col(hw, nt, e)];
+    xy<C, F / 16>(u1, S.ok, C::OS, 0, S.odw1, C::HS, 0, hw);
+  }
+  {
+    float dl[2] = {0.f, 0.f};  // rows g, g + 8
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const smath::GeluTerms<float> gt = smath::gelu_tanh_terms(z1.v[nt][e]);
+        const float l = S.lr[acc_row(0, e)], g1 = P.v[nt][e] * gt.d1, gp1 = l * g1;
+        float dgp1 = -dg.v[nt][e];
+        if (commit) {
+          dgp1 -= tokL * u1.v[nt][e];
+          dtok_last -= u1.v[nt][e] * gp1;
+        }
+        dl[e >> 1] += g1 * dgp1;
+        const float dg1 = l * dgp1;
+        dg.v[nt][e] = dg1 * gt.d1;                     // dP
+        P.v[nt][e] = dg1 * P.v[nt][e] * gt.d2;         // dZ1's part through gelu'
+      }
+#pragma unroll
+    for (int i = 0; i < 2; ++i) dl[i] += simt::shfl_xor(dl[i], 1), dl[i] += simt::shfl_xor(dl[i], 2);
+    if ((lane() & 3) == 0) {
+      S.dlrp[warp() * KP + (lane() >> 2)] = dl[0];
+      S.dlrp[warp() * KP + (lane() >> 2) + 8] = dl[1];
+    }
+  }
+  simt::syncwarp();  // this warp's reads of its X̄2 columns are done
+  store_op(dg, S.oxb2, C::HS, 0, hw);  // dP
+  simt::sync();
+  // B4
+  {
+    Acc<2> g;
+    g.fill(0.f);
+    xy<C, C::KSPAN / 16>(g, S.oxb2, C::HS, sp.k0(), S.ow2, C::WS, sp.k0(), sp.col());
+    store_f32(g, S.part + sp.ks * KP * C::FS, C::FS, 0, sp.col());
+  }
+  if (sp.cb == 0) {
+    Acc<2> m;
+    m.fill(0.f);
+    xyt<C, C::KSPAN / 16>(m, S.odzb1, C::HS, sp.k0(), S.ogp1, C::HS, sp.k0(), 0);
+    store_f32(m, S.mpart + sp.ks * KP * SP, SP, 0, 0);
+  }
+  xty<C, F / 8>(dW.w2, S.oxb2, C::HS, hw, S.og2, C::OS, 0);
+  simt::sync();
+  // B5
+  inner_grad_backward_rows<C>(p, bb, S, t0, n, dtok_row);
+  simt::sync();
+  // B6
+  xty<C, F / 8>(dW.w2, S.ox2, C::HS, hw, S.odzb2, C::OS, 0);
+  xyt<C, F / 16>(dx2, S.odzb2, C::OS, 0, S.ow2, C::WS, 0, hw);
+#pragma unroll
+  for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) P.v[nt][e] += dx2.v[nt][e] * smath::gelu_tanh_terms(z1.v[nt][e]).d1;  // dZ1
+  store_op(P, S.oxb2, C::HS, 0, hw);
+  if (p.bias) {
+    add_tile_column_sums(P, S.db1);
+    add_colpart<C>(S.colpart, S.db2);
+  }
+  simt::syncwarp();
+#pragma unroll
+  for (int mt = 0; mt < F / 16; ++mt) xty<C, 2>(dW.w1[mt], S.ok, C::OS, 16 * mt, S.oxb2, C::HS, hw);
+  simt::sync();
+  // B7: dXQ
+  {
+    Acc<2> a;
+    a.fill(0.f);
+    xyt<C, C::KSPAN / 16>(a, S.odzb1, C::HS, sp.k0(), S.ow1, C::HS, sp.k0(), sp.col());
+    if (sp.ks == 0) xy<C, 1>(a, S.ods1(), C::KS, 0, S.ok, C::OS, 0, sp.col());
+    store_f32(a, S.part + sp.ks * KP * C::FS, C::FS, 0, sp.col());
+  }
+  simt::sync();
+  if (p.ln) {
+    // dout is dXQ's own part: summed straight from global memory
+    const int r = rl.rg;
+    if (r < n) {
+      const int o = r * C::FS + rl.c0;
+      float y[C::CPL];
+      load_vec(y, bb.dout + (t0 + r) * p.dout.st + rl.c0);
+#pragma unroll
+      for (int s = 0; s < C::NKS; ++s) {
+        float t[C::CPL];
+        load_vec(t, S.part + s * KP * C::FS + o);
+#pragma unroll
+        for (int j = 0; j < C::CPL; ++j) y[j] += t[j];
+      }
+      store_vec(bb.dxq + (t0 + r) * p.dxq.st + rl.c0, y);
+    }
+  } else {
+    store_sum_rows<C>(S.part, nullptr, 0.f, bb.dxq, p.dxq.st, t0, n);
+  }
+  simt::sync();
+  // B7: dXK
+  {
+    Acc<2> a;
+    a.fill(0.f);
+    xyt<C, C::KSPAN / 16>(a, S.oxb2, C::HS, sp.k0(), S.ow1, C::HS, sp.k0(), sp.col());
+    if (commit) {
+      Acc<2> t;
+      t.fill(0.f);
+      xyt<C, C::KSPAN / 16>(t, S.ogp1, C::HS, sp.k0(), S.odw1, C::HS, sp.k0(), sp.col());
+#pragma unroll
+      for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) a.v[nt][e] += tokL * t.v[nt][e];
+    }
+    if (sp.ks == 0) xty<C, 2>(a, S.ods1(), C::KS, 0, S.oq, C::OS, sp.col());
+    store_f32(a, S.part + sp.ks * KP * C::FS, C::FS, 0, sp.col());
+  }
+  simt::sync();
+  store_sum_rows<C>(S.part, S.z2, -1.f, bb.dxk, p.dxk.st, t0, n);  // − dtgt
+  // dS, the gradient of the state entering this chunk, is dS' of the chunk before.
+  dW.store_w1_op(S.odw1);
+  store_op(dW.w2, S.odw2, C::WS, hw, 0);
+  for (int i = tid(); i < C::HD; i += C::THREADS) S.db1p[i] = S.db1[i];
+  for (int i = tid(); i < F; i += C::THREADS) S.db2p[i] = S.db2[i];
+}
+
+// Element i (< reduce_count) of the reduction of the blocks' partials: sums over the batch (over
+// every (b, h) for dtok) in index order. Run by a grid-stride kernel (and by the host emulation in
+// the tests).
+TTT_HD int64_t reduce_count(const Params& p, int F) {
+  return static_cast<int64_t>(p.H) * (state_size(F) + 2 * F) + p.K;
+}
+TTT_HD void reduce_partials_at(int64_t i, const Params& p, int F, float* dw1, float* db1, float* dw2, float* db2,
+                               float* dlnw, float* dlnb, float* dtok) {
+  const int64_t per = partial_size(F, p.K), SS = state_size(F), head = SS + 2 * F;
+  const int64_t heads_part = static_cast<int64_t>(p.H) * head;
+  if (i >= heads_part) {
+    const int64_t j = i - heads_part;
+    float s = 0;
+    for (int64_t bh = 0; bh < static_cast<int64_t>(p.B) * p.H; ++bh) s += p.ws[bh * per + head + j];
+    dtok[j] = s;
+    return;
+  }
+  const int64_t h = i / head, e = i % head;
+  float s = 0;
+  for (int64_t b = 0; b < p.B; ++b) s += p.ws[(b * p.H + h) * per + e];
+  const int64_t HD = 4 * F;
+  if (e < off_b1(F)) dw1[h * F * HD + e] = s;
+  else if (e < off_w2(F)) { if (db1) db1[h * HD + e - off_b1(F)] = s; }
+  else if (e < off_b2(F)) dw2[h * HD * F + e - off_w2(F)] = s;
+  else if (e < SS) { if (db2) db2[h * F + e - off_b2(F)] = s; }
+  else if (e < SS + F) { if (dlnw) dlnw[h * F + e - SS] = s; }
+  else if (dlnb) dlnb[h * F + e - SS - F] = s;
+}
+
+}  // namespace ttt::cuda_impl::tttm

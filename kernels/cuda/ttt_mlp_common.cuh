@@ -1,0 +1,333 @@
+// kernels/cuda/ttt_mlp_common.cuh — what the fused TTT-MLP forward and backward kernels
+// (ttt_mlp_fwd.cuh, ttt_mlp_bwd.cuh) share: the configuration, the parameter block, the chunk tile
+// loads, the products over the hidden units and the state's register layout. Math:
+// kernels/ttt_mlp_scan.h. The fragment, MMA and row helpers are the TTT-Linear scan's
+// (ttt_linear_common.cuh), which these kernels reuse through a Cfg with the same member names.
+//
+// Layout of the work (one thread block per (batch, head); f = F, hidden HD = 4F; chunk = K <= 16
+// tokens padded to 16 rows):
+//  - NW = HD / 16 warps; warp w owns hidden units hw = 16w .. 16w+15: the columns hw of W1 [F, HD]
+//    and the rows hw of W2 [HD, F], kept in registers (float32, MMA accumulator layout) for the whole
+//    sequence, 2F + 2F = 4F floats per lane (64 at F = 64); and the columns hw of every [16, HD]
+//    intermediate (Z1, X2, G1, Z̄1, X̄2), so the first layer and both state updates need no data of
+//    other warps.
+//  - A [16, F] product contracting over the hidden units (Z2 = X2 W2, Z̄2 = X̄2 W2) is split over the
+//    warps as CB = F/16 column blocks × NKS = 4 contraction slices of F hidden units; the slices'
+//    partial tiles go to shared memory and the row phase after it adds them.
+//  - Row phases (LayerNorms, the LN-L2 gradient and its vjp) run on 16 row groups of LPR = F/8 lanes
+//    (8 columns per lane), as in the TTT-Linear kernels.
+//  - Operands live in shared memory as bf16 (MMA: tensor cores, ldmatrix) or float32 (the same tiles
+//    multiplied with FMAs, exact); every elementwise value and the state are float32.
+#pragma once
+
+#include "kernels/cuda/ttt_linear_common.cuh"
+#include "kernels/scalar_math.h"
+#include "kernels/ttt_mlp_scan.h"
+
+namespace ttt::cuda_impl::tttm {
+
+using simt::lane;
+using simt::tid;
+using simt::warp;
+using tttk::Acc;
+using tttk::acc_col;
+using tttk::acc_row;
+using tttk::FragA;
+using tttk::FragB;
+using tttk::gemm_tile;
+using tttk::KP;
+using tttk::load_a;
+using tttk::load_at;
+using tttk::load_b;
+using tttk::load_bt;
+using tttk::load_vec;
+using tttk::mma;
+using tttk::put_op;
+using tttk::put_op2;
+using tttk::RowLane;
+using tttk::store_f32;
+using tttk::store_op;
+using tttk::store_vec;
+using tttk::Ten;
+
+constexpr int SP = KP + 1;  // row stride of float32 [16, 16] tiles
+
+// F: head_dim (hidden 4F); MMA: bf16 tensor-core products (else exact float32 FMAs).
+template <int F_, bool MMA_>
+struct Cfg {
+  static constexpr int F = F_;
+  static constexpr int HD = 4 * F_;
+  static constexpr bool MMA = MMA_;
+  static constexpr bool BIO = false;
+  using IO = float;
+  static constexpr int NW = HD / 16;
+  static constexpr int THREADS = 32 * NW;  // 8F: a [16, F] tile is 2 floats per thread
+  static constexpr int LPR = F / 8;        // lanes per row
+  static constexpr int CPL = 8;            // columns per lane
+  static constexpr int RPP = THREADS / LPR;
+  static constexpr int FS = F + 4;                  // float32 row stride of [16, F] tiles
+  static constexpr int OS = MMA ? F + 8 : F + 4;    // operand row stride of [., F] tiles
+  static constexpr int HS = MMA ? HD + 8 : HD + 4;  // operand row stride of [., HD] tiles
+  static constexpr int KS = MMA ? KP + 8 : KP + 4;  // operand row stride of [16, 16] tiles
+  // Row stride of the backward's [HD, F] operand matrices (W2, dW2'): unpadded with bf16, to fit
+  // shared memory at F = 64 (ldmatrix then meets bank conflicts on them).
+  static constexpr int WS = MMA ? F : F + 4;
+  static constexpr int CB = F / 16;                 // column blocks of a [16, F] product
+  static constexpr int NKS = NW / CB;               // contraction slices of a product over HD (4)
+  static constexpr int KSPAN = HD / NKS;            // hidden units per slice (F)
+  using Op = std::conditional_t<MMA, uint16_t, float>;
+  static_assert(F == 16 || F == 32 || F == 64, "head_dim 16, 32 or 64");
+  static_assert(THREADS * 2 == KP * F && RPP >= KP && NKS * CB == NW, "work mapping");
+};
+
+// --- parameters --------------------------------------------------------------------------------
+
+struct Params {
+  int B = 0, H = 0, T = 0, K = 16, G = 1, NC = 0, NG = 0;
+  float eps = 1e-6f;
+  bool ln = true, bias = true;
+  Ten xq, xk, xv, lr, out;
+  const float *tok = nullptr, *w1 = nullptr, *b1 = nullptr, *w2 = nullptr, *b2 = nullptr;
+  const float *lnw = nullptr, *lnb = nullptr;
+  float *states = nullptr, *final_state = nullptr, *acc = nullptr;
+  // backward
+  Ten dout, dxq, dxk, dxv, dlr;
+  float* ws = nullptr;
+};
+
+// Elements of one state (W1 [F, HD], b1 [HD], W2 [HD, F], b2 [F]) and the offsets of its parts.
+TTT_HD int64_t state_size(int F) { return 8 * static_cast<int64_t>(F) * F + 4 * F + F; }
+TTT_HD int64_t off_b1(int F) { return 4 * static_cast<int64_t>(F) * F; }
+TTT_HD int64_t off_w2(int F) { return off_b1(F) + 4 * F; }
+TTT_HD int64_t off_b2(int F) { return off_w2(F) + 4 * static_cast<int64_t>(F) * F; }
+
+namespace detail {
+inline Ten ten(const BHTView& v) { return {v.data, v.sb, v.sh, v.st}; }
+template <class Call>
+Params common(const Call& c) {
+  const TTTMLPScanShape& s = c.s;
+  Params p;
+  p.B = static_cast<int>(s.batch), p.H = static_cast<int>(s.heads), p.T = static_cast<int>(s.len);
+  p.K = static_cast<int>(s.mini_batch), p.G = static_cast<int>(s.checkpoint_group);
+  p.NC = static_cast<int>(s.chunks()), p.NG = static_cast<int>(s.groups());
+  p.eps = static_cast<float>(s.eps), p.ln = s.ln_residual, p.bias = s.bias;
+  p.xq = ten(c.xq), p.xk = ten(c.xk), p.xv = ten(c.xv), p.lr = ten(c.lr);
+  p.tok = static_cast<const float*>(c.tok);
+  p.w1 = static_cast<const float*>(c.w1), p.b1 = static_cast<const float*>(c.b1);
+  p.w2 = static_cast<const float*>(c.w2), p.b2 = static_cast<const float*>(c.b2);
+  p.lnw = static_cast<const float*>(c.ln_w), p.lnb = static_cast<const float*>(c.ln_b);
+  return p;
+}
+}  // namespace detail
+
+inline Params params_of(const TTTMLPScanForward& c) {
+  Params p = detail::common(c);
+  p.out = detail::ten(c.out);
+  p.states = static_cast<float*>(c.states);
+  p.final_state = static_cast<float*>(c.final_state), p.acc = static_cast<float*>(c.acc);
+  return p;
+}
+inline Params params_of(const TTTMLPScanBackward& c) {
+  Params p = detail::common(c);
+  p.states = static_cast<float*>(const_cast<void*>(c.states));
+  p.dout = detail::ten(c.dout), p.dxq = detail::ten(c.dxq), p.dxk = detail::ten(c.dxk);
+  p.dxv = detail::ten(c.dxv), p.dlr = detail::ten(c.dlr);
+  p.ws = static_cast<float*>(c.workspace);
+  return p;
+}
+
+// --- chunk tiles -------------------------------------------------------------------------------
+
+// Rows of chunk k (K, or fewer for the last).
+TTT_DEV int chunk_rows(const Params& p, int k) {
+  const int64_t t0 = static_cast<int64_t>(k) * p.K;
+  return static_cast<int>(p.T - t0 < p.K ? p.T - t0 : p.K);
+}
+
+// One [16, F] float32 tile of a [B, H, T, F] tensor: thread tid holds the two consecutive
+// elements at flat position 2 tid (THREADS = 8F). Rows at or past `rows` read as 0. Plain 4-byte
+// loads: no alignment is required of the caller's strides.
+template <class C>
+struct Tile2 {
+  float x = 0, y = 0;
+  TTT_DEV static int row() { return 2 * tid() / C::F; }
+  TTT_DEV static int col() { return 2 * tid() % C::F; }
+  TTT_DEV void load(const float* base, int64_t st, int64_t t0, int rows) {
+    const int r = row(), c = col();
+    if (r < rows) {
+      const float* s = base + (t0 + r) * st + c;
+      x = s[0], y = s[1];
+    } else {
+      x = y = 0.f;
+    }
+  }
+  // Into float32 smem (row stride FS) when s is non-null and, when op is non-null, its operand copy
+  // (row stride OS).
+  TTT_DEV void store(float* s, typename C::Op* op) const {
+    const int r = row(), c = col();
+    if (s) s[r * C::FS + c] = x, s[r * C::FS + c + 1] = y;
+    if (op) put_op2(op + r * C::OS + c, x, y);
+  }
+};
+
+// The inner loss target of the chunk's rows (XV − XK with the LN + residual, else XV) into float32
+// smem (row stride FS), from the thread's elements of the XK and XV tiles.
+template <class C>
+TTT_DEV void store_target(const Tile2<C>& k, const Tile2<C>& v, bool ln, float* tgt) {
+  const int r = Tile2<C>::row(), c = Tile2<C>::col();
+  tgt[r * C::FS + c] = ln ? v.x - k.x : v.x;
+  tgt[r * C::FS + c + 1] = ln ? v.y - k.y : v.y;
+}
+
+// The (b, h) slices of the [B, H, T, F] inputs.
+struct InBases {
+  const float *xq, *xk, *xv, *lr;
+  TTT_DEV InBases(const Params& p, int b, int h)
+      : xq(p.xq.base(b, h)), xk(p.xk.base(b, h)), xv(p.xv.base(b, h)), lr(p.lr.base(b, h)) {}
+};
+
+// The chunk tiles a block needs next, held in registers while the current chunk computes.
+template <class C>
+struct ChunkRegs {
+  Tile2<C> q, k, v;
+  float lr = 0;
+  TTT_DEV void load(const Params& p, const InBases& hb, int chunk) {
+    const int64_t t0 = static_cast<int64_t>(chunk) * p.K;
+    const int rows = chunk_rows(p, chunk);
+    q.load(hb.xq, p.xq.st, t0, rows);
+    k.load(hb.xk, p.xk.st, t0, rows);
+    v.load(hb.xv, p.xv.st, t0, rows);
+    lr = tid() < rows ? hb.lr[(t0 + tid()) * p.lr.st] : 0.f;
+  }
+};
+
+// --- the state in registers --------------------------------------------------------------------
+
+// The warp's slice of a state (or of its gradient): W1[:, hw] as F/16 tiles [16, 16] (m-tile mt:
+// rows 16 mt ..), W2[hw, :] as one [16, F] tile.
+template <class C>
+struct StateRegs {
+  Acc<2> w1[C::F / 16];
+  Acc<C::F / 8> w2;
+  TTT_DEV void fill(float x) {
+#pragma unroll
+    for (int mt = 0; mt < C::F / 16; ++mt) w1[mt].fill(x);
+    w2.fill(x);
+  }
+  // From / to a flat state (W1 [F, HD] at 0, W2 [HD, F] at off_w2), scaled on the way out.
+  TTT_DEV void load(const float* st) {
+    const int hw = 16 * warp();
+#pragma unroll
+    for (int mt = 0; mt < C::F / 16; ++mt)
+#pragma unroll
+      for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) w1[mt].v[nt][e] = st[acc_row(16 * mt, e) * C::HD + acc_col(hw, nt, e)];
+    const float* s2 = st + off_w2(C::F);
+#pragma unroll
+    for (int nt = 0; nt < C::F / 8; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) w2.v[nt][e] = s2[acc_row(hw, e) * C::F + acc_col(0, nt, e)];
+  }
+  TTT_DEV void store(float* st, float scale = 1.f) const {
+    const int hw = 16 * warp();
+#pragma unroll
+    for (int mt = 0; mt < C::F / 16; ++mt) store_f32(w1[mt], st, C::HD, 16 * mt, hw, scale);
+    store_f32(w2, st + off_w2(C::F), C::F, hw, 0, scale);
+  }
+  // The operand copies: W1 [F, HD] (row stride HS), W2 [HD, F] (row stride OS); each warp its slice.
+  TTT_DEV void store_w1_op(typename C::Op* ow1) const {
+#pragma unroll
+    for (int mt = 0; mt < C::F / 16; ++mt) store_op(w1[mt], ow1, C::HS, 16 * mt, 16 * warp());
+  }
+  TTT_DEV void store_w2_op(typename C::Op* ow2) const { store_op(w2, ow2, C::OS, 16 * warp(), 0); }
+};
+
+// --- products ----------------------------------------------------------------------------------
+
+// acc (16 x 16: rows of the chunk, columns cw..) += X Y[:, cw..] over k = 16 KT, X an operand tile
+// (row stride xs, columns k0x..), Y row-major (row stride ys, rows k0y..).
+template <class C, int KT>
+TTT_DEV void xy(Acc<2>& acc, const typename C::Op* x, int xs, int k0x, const typename C::Op* y, int ys, int k0y,
+                int cw) {
+  gemm_tile<C, KT>(acc, [&](FragA<C::MMA>& a, int k0) { load_a(a, x, xs, 0, k0x + k0); },
+                   [&](FragB<C::MMA>& b, int k0, int n0) { load_b(b, y, ys, k0y + k0, cw + n0); });
+}
+// acc (16 x 16, columns cw..) += X Y[cw.., :]ᵀ over k = 16 KT: Y row-major with its rows as the
+// output columns (row stride ys), contraction over its columns k0y...
+template <class C, int KT>
+TTT_DEV void xyt(Acc<2>& acc, const typename C::Op* x, int xs, int k0x, const typename C::Op* y, int ys, int k0y,
+                 int cw) {
+  gemm_tile<C, KT>(acc, [&](FragA<C::MMA>& a, int k0) { load_a(a, x, xs, 0, k0x + k0); },
+                   [&](FragB<C::MMA>& b, int k0, int n0) { load_bt(b, y, ys, k0y + k0, cw + n0); });
+}
+// acc (16 x NT·8: rows m0.. of Xᵀ, columns n0..) += X[:, m0..]ᵀ Y[:, n0..] over the chunk's 16 rows.
+template <class C, int NT>
+TTT_DEV void xty(Acc<NT>& acc, const typename C::Op* x, int xs, int m0, const typename C::Op* y, int ys, int n0) {
+  gemm_tile<C, 1>(acc, [&](FragA<C::MMA>& a, int k0) { load_at(a, x, xs, m0, k0); },
+                  [&](FragB<C::MMA>& b, int k0, int nn) { load_b(b, y, ys, k0, n0 + nn); });
+}
+
+// The warp's column block and contraction slice of a [16, F] product over the hidden units.
+template <class C>
+struct Split {
+  int cb, ks;
+  TTT_DEV Split() : cb(warp() % C::CB), ks(warp() / C::CB) {}
+  TTT_DEV int col() const { return 16 * cb; }
+  TTT_DEV int k0() const { return ks * C::KSPAN; }
+};
+
+// Slice partial of X W2 (X an operand [16, HD] tile, W2 the operand [HD, F], row stride ws) into
+// part[ks].
+template <class C>
+TTT_DEV void x_w2_partial(const typename C::Op* x, const typename C::Op* ow2, int ws, float* part) {
+  const Split<C> sp;
+  Acc<2> acc;
+  acc.fill(0.f);
+  xy<C, C::KSPAN / 16>(acc, x, C::HS, sp.k0(), ow2, ws, sp.k0(), sp.col());
+  store_f32(acc, part + sp.ks * KP * C::FS, C::FS, 0, sp.col());
+}
+
+// Σ over the chunk's 16 rows of each column of a warp's [16, 16] accumulator tile: lanes 0..3 get
+// the sums of columns 2t, 2t+1 of n-tiles 0 and 1 (s[nt][0..1]); every lane takes part.
+TTT_DEV void column_sums(const Acc<2>& acc, float (&s)[2][2]) {
+#pragma unroll
+  for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float v = acc.v[nt][h] + acc.v[nt][h + 2];
+      v += simt::shfl_xor(v, 4);
+      v += simt::shfl_xor(v, 8);
+      v += simt::shfl_xor(v, 16);
+      s[nt][h] = v;
+    }
+}
+
+// Per-head constants into smem: the LN weight/bias (or 1/0), tok (0 past K).
+template <class C, class S>
+TTT_DEV void load_ln_tok(const Params& p, int h, S& sm) {
+  for (int i = tid(); i < C::F; i += C::THREADS) {
+    sm.lnw[i] = p.ln ? p.lnw[h * C::F + i] : 1.f;
+    sm.lnb[i] = p.ln ? p.lnb[h * C::F + i] : 0.f;
+  }
+  for (int i = tid(); i < KP; i += C::THREADS) sm.tok[i] = i < p.K ? p.tok[i] : 0.f;
+}
+
+// Row r of Mt = diag(tok) tril(S + β) over the first n rows (0 elsewhere), S the sum of np partial
+// [16, 16] tiles (stride SP, np apart by KP·SP), by the LPR lanes of row r's group (columns li,
+// li + LPR, ...): to the operand tile omt (if non-null), the float32 tile mt (if non-null) and the
+// raw masked tril(S + β) mraw (if non-null).
+template <class C>
+TTT_DEV void causal_row(const float* parts, int np, const float* tok, int r, int n, float beta, typename C::Op* omt,
+                        float* mt, float* mraw) {
+  for (int j = tid() % C::LPR; j < KP; j += C::LPR) {
+    float s = beta;
+    for (int w = 0; w < np; ++w) s += parts[w * KP * SP + r * SP + j];
+    const float m = (j <= r && r < n) ? s : 0.f;
+    if (omt) put_op(omt + r * C::KS + j, tok[r] * m);
+    if (mt) mt[r * SP + j] = tok[r] * m;
+    if (mraw) mraw[r * SP + j] = m;
+  }
+}
+
+}  // namespace ttt::cuda_impl::tttm

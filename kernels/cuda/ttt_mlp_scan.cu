@@ -1,0 +1,132 @@
+// kernels/cuda/ttt_mlp_scan.cu — launchers of the fused TTT-MLP scan (kernels/ttt_mlp_scan.h): one
+// block of 8·head_dim threads per (batch, head) for the forward (ttt_mlp_fwd.cuh); the backward is
+// one block per (batch, head, checkpoint group) replaying the states (replay_block, only with
+// checkpoint groups > 1), one block per (batch, head) for the reverse walk (ttt_mlp_bwd.cuh), then a
+// deterministic reduction of the reverse walk's per-(b, h) partials.
+//
+// Covered: float32 data, head_dim 16, 32 or 64 with hidden 4·head_dim, mini_batch <= 16, shared
+// memory within the device's opt-in limit (bf16 products: every covered head_dim; exact float32
+// products: the operand copies of W1 and W2 need twice the space, which head_dim 64 exceeds).
+// Anything else: ttt_mlp_scan_unsupported says why, and the layer falls back to the composite dual
+// form.
+#include <algorithm>
+#include <string>
+
+#include "kernels/cuda/cuda_backend.cuh"
+#include "kernels/cuda/scan_launch.cuh"
+#include "kernels/cuda/ttt_mlp_bwd.cuh"
+#include "kernels/ttt_mlp_scan.h"
+
+namespace ttt::cuda_impl {
+
+namespace {
+
+using scan_launch::smem_optin;
+using scan_launch::stream_of;
+
+using tttm::Cfg;
+using tttm::Params;
+
+template <class C>
+__global__ void __launch_bounds__(C::THREADS, 1) ttt_mlp_fwd_kernel(Params p) {
+  extern __shared__ __align__(16) char smem[];
+  tttm::fwd_block<C>(p, static_cast<int>(blockIdx.x), smem);
+}
+
+template <class C>
+__global__ void __launch_bounds__(C::THREADS, 1) ttt_mlp_replay_kernel(Params p) {
+  extern __shared__ __align__(16) char smem[];
+  tttm::replay_block<C>(p, static_cast<int>(blockIdx.x), smem);
+}
+
+template <class C>
+__global__ void __launch_bounds__(C::THREADS, 1) ttt_mlp_bwd_kernel(Params p) {
+  extern __shared__ __align__(16) char smem[];
+  tttm::bwd_block<C>(p, static_cast<int>(blockIdx.x), smem);
+}
+
+// Sums the per-(b, h) partials over the batch (and over heads for tok) in index order.
+__global__ void ttt_mlp_reduce_kernel(Params p, int F, float* dw1, float* db1, float* dw2, float* db2, float* dlnw,
+                                      float* dlnb, float* dtok) {
+  const int64_t n = tttm::reduce_count(p, F);
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    tttm::reduce_partials_at(i, p, F, dw1, db1, dw2, db2, dlnw, dlnb, dtok);
+}
+
+
+// Calls fn(Cfg<F, MMA>{}) for the shape's head_dim and precision; false when none matches. head_dim
+// 64 with exact float32 products is not instantiated: its shared memory (FwdSmem/BwdSmem of
+// Cfg<64, false>: 255 / 405 KiB) exceeds every device's limit.
+template <class Fn>
+bool dispatch(const TTTMLPScanShape& s, Fn&& fn) {
+  const bool mma = s.low_precision;
+  switch (s.head_dim) {
+    case 16: mma ? fn(Cfg<16, true>{}) : fn(Cfg<16, false>{}); return true;
+    case 32: mma ? fn(Cfg<32, true>{}) : fn(Cfg<32, false>{}); return true;
+    case 64:
+      if (!mma) return false;
+      fn(Cfg<64, true>{});
+      return true;
+    default: return false;
+  }
+}
+
+
+
+}  // namespace
+
+std::string ttt_mlp_scan_unsupported(const TTTMLPScanShape& s) {
+  if (s.dtype != DType::f32) return "the CUDA kernel runs float32 data (got " + std::string(dtype_name(s.dtype)) + ")";
+  if (s.bf16_io) return "the CUDA kernel reads float32 XQ/XK/XV (bf16 storage is not implemented)";
+  if (s.mini_batch > tttk::KP)
+    return "the CUDA kernel handles mini_batch <= 16 (got " + std::to_string(s.mini_batch) + ")";
+  if (s.hidden != 4 * s.head_dim)
+    return "the CUDA kernel handles hidden = 4 · head_dim (got " + std::to_string(s.hidden) + ")";
+  if (s.len >= (int64_t{1} << 31) || s.batch * s.heads * s.groups() >= (int64_t{1} << 31)) return "sequence too long";
+  std::string why;
+  const bool known = dispatch(s, [&](auto c) {
+    using C = decltype(c);
+    const size_t need = std::max(sizeof(tttm::FwdSmem<C>), sizeof(tttm::BwdSmem<C>));
+    if (need > static_cast<size_t>(smem_optin()))
+      why = "head_dim " + std::to_string(C::F) + (C::MMA ? " (bf16 products)" : " (float32 products)") + " needs " +
+            std::to_string(need) + " bytes of shared memory, the device allows " + std::to_string(smem_optin()) +
+            (C::MMA ? "" : " (bf16 products, i.e. autocast, fit)");
+  });
+  if (!known && s.head_dim == 64)
+    return "head_dim 64 with float32 products needs " + std::to_string(sizeof(tttm::BwdSmem<Cfg<64, false>>)) +
+           " bytes of shared memory (bf16 products, i.e. autocast, need " +
+           std::to_string(sizeof(tttm::BwdSmem<Cfg<64, true>>)) + ")";
+  if (!known) return "the CUDA kernel handles head_dim 16, 32 or 64 (got " + std::to_string(s.head_dim) + ")";
+  return why;
+}
+
+void ttt_mlp_scan_forward(Backend& be, TTTMLPScanForward& c) {
+  const Params p = tttm::params_of(c);
+  dispatch(c.s, [&](auto cfg) {
+    using C = decltype(cfg);
+    scan_launch::launch_blocks(ttt_mlp_fwd_kernel<C>, C::THREADS, int64_t{p.B} * p.H, sizeof(tttm::FwdSmem<C>), p,
+                               be);
+  });
+}
+
+void ttt_mlp_scan_backward(Backend& be, TTTMLPScanBackward& c) {
+  const Params p = tttm::params_of(c);
+  dispatch(c.s, [&](auto cfg) {
+    using C = decltype(cfg);
+    if (p.G > 1)  // the state entering every chunk, all checkpoint groups side by side
+      scan_launch::launch_blocks(ttt_mlp_replay_kernel<C>, C::THREADS, int64_t{p.B} * p.H * p.NG,
+                                 sizeof(tttm::FwdSmem<C>), p, be);
+    scan_launch::launch_blocks(ttt_mlp_bwd_kernel<C>, C::THREADS, int64_t{p.B} * p.H, sizeof(tttm::BwdSmem<C>), p,
+                               be);
+  });
+  const int F = static_cast<int>(c.s.head_dim);
+  const int64_t n = tttm::reduce_count(p, F);
+  ttt_mlp_reduce_kernel<<<static_cast<unsigned>((n + 255) / 256), 256, 0, stream_of(be)>>>(
+      p, F, static_cast<float*>(c.dw1), static_cast<float*>(c.db1), static_cast<float*>(c.dw2),
+      static_cast<float*>(c.db2), static_cast<float*>(c.dln_w), static_cast<float*>(c.dln_b),
+      static_cast<float*>(c.dtok));
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace ttt::cuda_impl

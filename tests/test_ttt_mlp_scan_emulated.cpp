@@ -1,0 +1,106 @@
+// tests/test_ttt_mlp_scan_emulated.cpp — the CUDA source of the fused TTT-MLP scan
+// (kernels/cuda/ttt_mlp_{fwd,bwd}.cuh) compiled for the host and run on the SIMT emulator
+// (tests/simt_emulator.h: every thread a fiber; barriers, shuffles, ldmatrix and the bf16 MMA with
+// the PTX ISA's semantics), against the CPU reference (kernels/cpu/ttt_mlp_scan.cpp): the output,
+// the stored checkpoint states, the final state, the accumulators of a partial last chunk and every
+// gradient, with remainder chunks and checkpoint groups; outputs start as NaN (and so does shared
+// memory). The same kernels run on a GPU in test_ttt_mlp_scan.cpp. Sizes stay small: the emulator
+// runs a 16-warp block (head_dim 64) at a few chunks per second.
+#define TTT_SIMT_EMULATE 1
+#include "kernels/cuda/ttt_mlp_bwd.cuh"
+
+#include <doctest/doctest.h>
+
+#include "tests/check_close.h"
+#include "tests/layer_helpers.h"
+#include "tests/simt_emulator.h"
+#include "tests/ttt_scan_cases.h"
+
+using namespace ttt;
+using namespace ttt::testing;
+namespace mk = ttt::cuda_impl::tttm;
+
+namespace {
+
+template <class C>
+void emulate_forward(MlpScanRun& run) {
+  TTTMLPScanForward fc = run.forward();
+  const mk::Params pf = mk::params_of(fc);
+  for (int bh = 0; bh < pf.B * pf.H; ++bh)
+    simt::emulate_block(C::THREADS, sizeof(mk::FwdSmem<C>), [&] { mk::fwd_block<C>(pf, bh, simt::block_smem()); });
+}
+
+template <class C>
+void emulate_backward(MlpScanRun& run) {
+  TTTMLPScanBackward bc = run.backward();
+  const mk::Params pb = mk::params_of(bc);
+  const int blocks = pb.B * pb.H;
+  if (pb.G > 1)
+    for (int blk = 0; blk < blocks * pb.NG; ++blk)
+      simt::emulate_block(C::THREADS, sizeof(mk::FwdSmem<C>), [&] { mk::replay_block<C>(pb, blk, simt::block_smem()); });
+  for (int bh = 0; bh < blocks; ++bh)
+    simt::emulate_block(C::THREADS, sizeof(mk::BwdSmem<C>), [&] { mk::bwd_block<C>(pb, bh, simt::block_smem()); });
+  for (int64_t i = 0; i < mk::reduce_count(pb, C::F); ++i)
+    mk::reduce_partials_at(i, pb, C::F, static_cast<float*>(bc.dw1), static_cast<float*>(bc.db1),
+                           static_cast<float*>(bc.dw2), static_cast<float*>(bc.db2), static_cast<float*>(bc.dln_w),
+                           static_cast<float*>(bc.dln_b), static_cast<float*>(bc.dtok));
+}
+
+template <class C>
+void emulate(MlpScanRun& run, bool backward) {
+  emulate_forward<C>(run);
+  if (backward) emulate_backward<C>(run);
+}
+
+template <int F>
+void check_case(ScanCase c, bool mma, uint64_t seed, bool backward) {
+  c.f = F;
+  INFO(c.str(), mma ? " bf16 MMA" : " float32");
+  const tensor_list x = mlp_scan_inputs(c, seed, 4, DType::f32);
+  const Tensor d = rand64({c.B, c.H, c.T, c.f}, seed + 1).to(DType::f32);
+  MlpScanRun ref(c, x, d, mma), emu(c, x, d, mma);
+  auto f = ref.forward();
+  backend(cpu()).run(f);
+  if (backward) {
+    auto b = ref.backward();
+    backend(cpu()).run(b);
+  }
+  if (mma)
+    emulate<mk::Cfg<F, true>>(emu, backward);
+  else
+    emulate<mk::Cfg<F, false>>(emu, backward);
+  const auto r = ref.results(backward), e = emu.results(backward);
+  for (size_t i = 0; i < r.size(); ++i) check_rel_norm(e[i].second, r[i].second, mma ? 2e-2 : 2e-5, r[i].first);
+}
+
+}  // namespace
+
+TEST_CASE("emulated CUDA TTT-MLP forward equals the CPU reference: float32 products, head_dim 16") {
+  check_case<16>({2, 2, 37, 16, 16, true, true, 2}, false, 1, false);  // remainder chunk, groups of 2
+  check_case<16>({1, 1, 5, 16, 16, true, true, 1}, false, 2, false);   // T < K
+  check_case<16>({1, 2, 24, 16, 8, true, true, 3}, false, 3, false);   // K = 8, remainder group
+  check_case<16>({1, 1, 6, 16, 1, true, true, 2}, false, 4, false);    // K = 1
+  check_case<16>({1, 2, 20, 16, 16, false, true, 1}, false, 5, false); // no LN + residual
+  check_case<16>({2, 1, 20, 16, 16, true, false, 1}, false, 6, false); // no bias
+}
+
+TEST_CASE("emulated CUDA TTT-MLP forward equals the CPU reference: bf16 tensor-core products, head_dim 16, 32, 64") {
+  check_case<16>({2, 2, 37, 16, 16, true, true, 2}, true, 11, false);
+  check_case<32>({1, 1, 21, 32, 16, false, false, 1}, true, 12, false);
+  check_case<64>({1, 1, 19, 64, 16, true, true, 1}, true, 13, false);
+}
+
+TEST_CASE("emulated CUDA TTT-MLP backward equals the CPU reference: every gradient, float32 products, head_dim 16") {
+  check_case<16>({2, 2, 37, 16, 16, true, true, 2}, false, 41, true);  // remainder chunk, groups of 2, batch 2
+  check_case<16>({1, 1, 5, 16, 16, true, true, 1}, false, 42, true);   // T < K
+  check_case<16>({1, 2, 24, 16, 8, true, true, 3}, false, 43, true);   // K = 8, remainder group
+  check_case<16>({1, 1, 6, 16, 1, true, true, 2}, false, 44, true);    // K = 1
+  check_case<16>({1, 2, 20, 16, 16, false, true, 1}, false, 45, true); // no LN + residual
+  check_case<16>({2, 1, 20, 16, 16, true, false, 1}, false, 46, true); // no bias
+}
+
+TEST_CASE("emulated CUDA TTT-MLP backward equals the CPU reference: bf16 tensor-core products, head_dim 16, 32, 64") {
+  check_case<16>({2, 2, 37, 16, 16, true, true, 2}, true, 51, true);
+  check_case<32>({1, 1, 21, 32, 8, false, false, 2}, true, 52, true);
+  check_case<64>({1, 1, 19, 64, 16, true, true, 2}, true, 53, true);  // replayed group, remainder chunk
+}
