@@ -17,12 +17,13 @@
 
 #include "autograd/engine.h"
 #include "autograd/ops.h"
+#include "bench/bench_util.h"
 #include "kernels/selective_scan.h"
 #include "layers/selective_scan.h"
 #include "layers/ssm_util.h"
 
 using namespace ttt;
-using Clock = std::chrono::steady_clock;
+using ttt::bench::median_ms;
 
 namespace {
 
@@ -51,20 +52,6 @@ Options parse(int argc, char** argv) {
     else throw std::invalid_argument("selective_scan_bench: unknown option " + a);
   }
   return o;
-}
-
-double median_ms(Backend& be, int reps, const std::function<void()>& f) {
-  f();  // warm-up
-  be.synchronize();
-  std::vector<double> ms;
-  for (int r = 0; r < reps; ++r) {
-    const auto t0 = Clock::now();
-    f();
-    be.synchronize();
-    ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
-  }
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
 }
 
 }  // namespace

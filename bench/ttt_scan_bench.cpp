@@ -17,10 +17,11 @@
 #include <vector>
 
 #include "autograd/ops.h"
+#include "bench/bench_util.h"
 #include "kernels/ttt_linear_scan.h"
 
 using namespace ttt;
-using Clock = std::chrono::steady_clock;
+using ttt::bench::median_ms;
 
 namespace {
 
@@ -56,20 +57,6 @@ Options parse(int argc, char** argv) {
     }
   }
   return o;
-}
-
-double median_ms(Backend& be, int reps, const std::function<void()>& f) {
-  f();  // warm-up (module load, attribute setup)
-  be.synchronize();
-  std::vector<double> ms;
-  for (int r = 0; r < reps; ++r) {
-    const auto t0 = Clock::now();
-    f();
-    be.synchronize();
-    ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
-  }
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
 }
 
 BHTView v(const Tensor& t) { return {t.data_ptr(), t.strides()[0], t.strides()[1], t.strides()[2]}; }

@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "autograd/ops.h"
@@ -68,7 +69,13 @@ Tensor MambaMixer::mix(const Tensor& x_conv, const Tensor& z, const Tensor& h0, 
     h_out = r.state;
     y = r.y;
   } else {
-    const bool fused = kernel_ == "fused" || (kernel_ == "auto" && u.device().is_cuda());
+    if (kernel_ == "fused") {
+      const std::string why = mamba_selective_scan_unsupported(u, A);
+      if (!why.empty())
+        throw std::invalid_argument("mamba: model.mamba.kernel is 'fused' but the fused selective scan cannot run on " +
+                                    u.device().str() + ": " + why + " (use auto or composite)");
+    }
+    const bool fused = kernel_ != "composite";  // auto: the op itself falls back where unsupported
     const int64_t chunk = scan_chunk_;
     const SelectiveScanComposite twin = [chunk](const tensor_list& in) {
       return selective_scan_with_skip(in[0], in[1], in[2], in[3], in[4], in[5], in[6], Tensor(), chunk).y;

@@ -67,3 +67,22 @@ TEST_CASE("Mamba layer on the GPU (fused scan) == on the CPU (composite): values
     CHECK(sscan_scaled_err(pb[i].second.grad().to(cpu()).to(DType::f64), pa[i].second.grad().to(DType::f64)) < 5e-4);
   }
 }
+
+TEST_CASE("Mamba layer on the GPU: kernel fused is an error where the kernels do not cover the shape; auto falls back") {
+  TTT_REQUIRE_GPU();
+  ModelConfig c;
+  c.d_model = 16;
+  c.mixer = "mamba";
+  c.mamba.d_state = 4;  // the CUDA kernels need 16
+  Generator g(5);
+  MambaMixer m(c, g);
+  m.to(cuda());
+  Generator gx(6);
+  const Tensor x = randn({1, 9, 16}, gx).to(cuda());
+  m.set_kernel("fused");
+  CHECK_THROWS_WITH_AS(m.forward(x), doctest::Contains("state 16"), std::invalid_argument);
+  m.set_kernel("auto");
+  const Tensor y = m.forward(x);
+  m.set_kernel("composite");
+  CHECK(max_abs_diff(y.to(cpu()), m.forward(x).to(cpu())) == 0.0);
+}

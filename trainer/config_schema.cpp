@@ -104,8 +104,8 @@ std::vector<ConfigKey> build_schema() {
       {"model.mamba.scan_chunk", F(model.mamba.scan_chunk),
        "Mamba: keep the scan state every N steps and recompute the rest in backward; 0 = keep all."},
       {"model.mamba.kernel", F(model.mamba.kernel),
-       "Mamba selective scan: fused kernels (CUDA float32, state 16; the CPU reference), the composite form, or auto "
-       "(fused on CUDA).",
+       "Mamba selective scan: fused kernels (the CPU reference; CUDA float32 with d_state 16; an error elsewhere), the "
+       "composite form, or auto (fused where the kernels cover the shape, else composite).",
        {"auto", "fused", "composite"}},
       {"model.mamba2.d_state", F(model.mamba2.d_state), "Mamba 2: SSM state size N."},
       {"model.mamba2.head_dim", F(model.mamba2.head_dim), "Mamba 2: head dim P (heads = expand x d_model / P)."},

@@ -82,12 +82,6 @@ namespace ttt::cpu_impl {
 
 namespace {
 
-template <class T> double ld(const T* p, int64_t i) { return static_cast<double>(to_compute(p[i])); }
-template <class T> void st(T* p, int64_t i, double v) {
-  using C = decltype(to_compute(T{}));
-  p[i] = from_compute<T>(static_cast<C>(v));
-}
-
 double softplus(double v) { return std::max(v, 0.0) + std::log1p(std::exp(-std::fabs(v))); }
 double sigmoid(double v) { return 1.0 / (1.0 + std::exp(-v)); }
 
