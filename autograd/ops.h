@@ -148,9 +148,11 @@ tensor_list ssd_scan(const Tensor& x, const Tensor& dt, const Tensor& A, const T
 // the device supports the shape; otherwise, and for gradients of gradients, `composite` (the same
 // function written with differentiable ops, from the inputs in this order).
 using SelectiveScanComposite = std::function<Tensor(const tensor_list& inputs)>;
+// Forward only (decoding, prefill; nothing may require grad, and the fused kernels must cover the
+// call): from h0 [B,D,N] (undefined: zeros), and with h_final set to the state after the last step.
 Tensor mamba_selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A, const Tensor& Bm, const Tensor& Cm,
                             const Tensor& D, const Tensor& bias, const SelectiveScanComposite& composite,
-                            bool fused = true);
+                            bool fused = true, const Tensor& h0 = Tensor(), Tensor* h_final = nullptr);
 // Why the fused kernels cannot run u [B,T,D], A [D,N] on u's device; empty when they can.
 std::string mamba_selective_scan_unsupported(const Tensor& u, const Tensor& A);
 

@@ -4,13 +4,13 @@
 // (float32, the block bodies in selective_scan.cuh). Per batch b, channel d and state index n:
 //
 //   Δ_t[d]    = softplus(δ_t[d] + bias[d])
-//   h_t[d, n] = exp(Δ_t[d] A[d, n]) h_{t−1}[d, n] + Δ_t[d] B_t[n] u_t[d],   h_{−1} = 0
+//   h_t[d, n] = exp(Δ_t[d] A[d, n]) h_{t−1}[d, n] + Δ_t[d] B_t[n] u_t[d],   h_{−1} = h0 (or 0)
 //   y_t[d]    = Σ_n C_t[n] h_t[d, n] + D[d] u_t[d]
 //
 // i.e. the composite layers/selective_scan.h with the layer's softplus(dt_proj(·)) bias and D skip
 // folded in (state-spaces/mamba `selective_scan_fn` with delta_bias, delta_softplus and D; the
 // SiLU gate stays outside). Contiguous buffers of one dtype: u, δ, y [batch, len, channels];
-// A [channels, state]; B, C [batch, len, state]; D, bias [channels].
+// A [channels, state]; B, C [batch, len, state]; D, bias [channels]; h0, h_final [batch, channels, state].
 #pragma once
 
 #include <cstdint>
@@ -31,13 +31,16 @@ std::string selective_scan_unsupported(Device d, const SelectiveScanShape& s);
 
 // Forward. `states`, when not null, receives what the backward needs besides the inputs
 // (states_bytes(device) bytes: on CUDA the state at every chunk start; nothing on the CPU) and must
-// be handed to the backward unchanged.
+// be handed to the backward unchanged. h0 and h_final (decoding, prefill) are forward-only: the
+// backward assumes h0 = 0 and no gradient on h_final.
 struct SelectiveScanForward final : FusedCall {
   SelectiveScanShape s;
   const void *u = nullptr, *delta = nullptr, *A = nullptr, *B = nullptr, *C = nullptr, *D = nullptr,
              *bias = nullptr;
+  const void* h0 = nullptr;   // null: zeros
   void* y = nullptr;
   void* states = nullptr;
+  void* h_final = nullptr;    // null: not wanted
 
   size_t states_bytes(Device d) const;
   const char* name() const override { return "selective_scan_fwd"; }

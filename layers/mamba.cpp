@@ -63,24 +63,24 @@ Tensor MambaMixer::mix(const Tensor& x_conv, const Tensor& z, const Tensor& h0, 
   Tensor delta = as_dtype(reshape(matmul(reshape(p[0], {-1, dt_rank_}), transpose(w, 0, 1)), xs.shape()), S);
   Tensor u = as_dtype(xs, S), A = neg(exp(as_dtype(A_log, S))), Bm = as_dtype(p[1], S), Cm = as_dtype(p[2], S);
   Tensor Ds = as_dtype(D, S), bias = as_dtype(dt_proj->bias, S);
+  const std::string why = mamba_selective_scan_unsupported(u, A);
+  if (kernel_ == "fused" && !why.empty())
+    throw std::invalid_argument("mamba: model.mamba.kernel is 'fused' but the fused selective scan cannot run on " +
+                                u.device().str() + ": " + why + " (use auto or composite)");
+  const bool fused = kernel_ != "composite";  // auto: the op itself falls back where unsupported
+  const int64_t chunk = scan_chunk_;
+  const SelectiveScanComposite twin = [chunk](const tensor_list& in) {
+    return selective_scan_with_skip(in[0], in[1], in[2], in[3], in[4], in[5], in[6], Tensor(), chunk).y;
+  };
   Tensor y;
-  if (h0.defined()) {  // decoding: the composite scan from the state, returning the new one
+  if (!h0.defined()) {
+    y = mamba_selective_scan(u, delta, A, Bm, Cm, Ds, bias, twin, fused);
+  } else if (fused && why.empty() && !GradMode::is_enabled()) {  // decoding, prefill: the kernels from the state
+    y = mamba_selective_scan(u, delta, A, Bm, Cm, Ds, bias, twin, true, h0, &h_out);
+  } else {  // decoding under grad mode: the composite scan from the state (its new state differentiable)
     ScanResult r = selective_scan_with_skip(u, delta, A, Bm, Cm, Ds, bias, h0, scan_chunk_);
     h_out = r.state;
     y = r.y;
-  } else {
-    if (kernel_ == "fused") {
-      const std::string why = mamba_selective_scan_unsupported(u, A);
-      if (!why.empty())
-        throw std::invalid_argument("mamba: model.mamba.kernel is 'fused' but the fused selective scan cannot run on " +
-                                    u.device().str() + ": " + why + " (use auto or composite)");
-    }
-    const bool fused = kernel_ != "composite";  // auto: the op itself falls back where unsupported
-    const int64_t chunk = scan_chunk_;
-    const SelectiveScanComposite twin = [chunk](const tensor_list& in) {
-      return selective_scan_with_skip(in[0], in[1], in[2], in[3], in[4], in[5], in[6], Tensor(), chunk).y;
-    };
-    y = mamba_selective_scan(u, delta, A, Bm, Cm, Ds, bias, twin, fused);
   }
   return out_proj->forward(mul(as_dtype(y, io), silu(z)));
 }

@@ -48,6 +48,22 @@ inline const char* sscan_name(size_t i) {
   return names[i];
 }
 
+// The forward-only state path: y and h_final from h0 (float64 on the CPU) through the forward call.
+inline tensor_list run_sscan_forward_state(const SScanProblem& p, const Tensor& h0, DType dt, Device dev) {
+  auto in = [&](const Tensor& x) { return contiguous(x.to(dt).to(dev)); };
+  const Tensor u = in(p.u), d = in(p.delta), A = in(p.A), B = in(p.B), C = in(p.C), D = in(p.D), bias = in(p.bias),
+               h = in(h0);
+  Tensor y = full(u.shape(), NAN, opts(dt, dev)), hT = full(h.shape(), NAN, opts(dt, dev));
+  SelectiveScanForward f;
+  f.s = p.s;
+  f.s.dtype = dt;
+  f.u = u.data_ptr(), f.delta = d.data_ptr(), f.A = A.data_ptr(), f.B = B.data_ptr(), f.C = C.data_ptr();
+  f.D = D.data_ptr(), f.bias = bias.data_ptr(), f.h0 = h.data_ptr(), f.y = y.data_ptr(), f.h_final = hT.data_ptr();
+  backend(dev).run(f);
+  backend(dev).synchronize();
+  return {y.to(cpu()).to(DType::f64), hT.to(cpu()).to(DType::f64)};
+}
+
 // The fused forward and backward calls on `dev` in dtype `dt`, every output first filled with NaN.
 inline SScanOut run_sscan_kernels(const SScanProblem& p, DType dt, Device dev) {
   auto in = [&](const Tensor& x) { return contiguous(x.to(dt).to(dev)); };

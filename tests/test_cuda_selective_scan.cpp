@@ -3,8 +3,9 @@
 // itself tested against the composite twin in test_selective_scan_kernel): y and every gradient
 // (u, δ, A, B, C, D, bias) in float32 on the same inputs, every output NaN-poisoned before the run;
 // shapes: a short last chunk, several channel blocks and batch elements, a sequence shorter than a
-// chunk, and the 125M Mamba layer's channels (1536) at 300 tokens; two runs bit-identical (no
-// atomics); then the Mamba layer on the GPU (fused scan) against the same layer on the CPU (composite).
+// chunk, and the 125M Mamba layer's channels (1536) at 300 tokens; the forward from h0 with h_final;
+// two runs bit-identical (no atomics); then the Mamba layer on the GPU (fused scan) against the same
+// layer on the CPU (composite), and `kernel: fused` refused where the kernels do not apply.
 // Skips itself without a GPU (TTT_REQUIRE_GPU=1 makes that a failure).
 // Run: ./build/tests/test_cuda_selective_scan
 #include "layers/mamba.h"
@@ -36,6 +37,19 @@ TEST_CASE("CUDA selective scan == the CPU reference (float32, y and every gradie
   CHECK(selective_scan_unsupported(cuda(), s) != "");
   s.state = 16, s.channels = 24;
   CHECK(selective_scan_unsupported(cuda(), s) != "");
+}
+
+TEST_CASE("CUDA selective scan forward from h0 with h_final == the CPU reference (decoding, prefill)") {
+  TTT_REQUIRE_GPU();
+  for (int64_t T : {1, 45, 300}) {
+    CAPTURE(T);
+    const SScanProblem p = make_sscan(2, T, 64, 16, 60 + T);
+    const Tensor h0 = rand64({2, 64, 16}, 61);
+    const tensor_list g = run_sscan_forward_state(p, h0, DType::f32, cuda()),
+                      c = run_sscan_forward_state(p, h0, DType::f32, cpu());
+    CHECK(sscan_scaled_err(g[0], c[0]) < 1e-4);
+    CHECK(sscan_scaled_err(g[1], c[1]) < 1e-4);
+  }
 }
 
 TEST_CASE("CUDA selective scan: two runs are bit-identical") {

@@ -3,7 +3,8 @@
 // (tests/simt_emulator.h: every thread a fiber; barriers and shuffles with the PTX semantics), against
 // the CPU reference kernels (kernels/cpu/selective_scan.cpp): y and every gradient, float32, outputs,
 // workspace and shared memory NaN at the start. Shapes: one and two channel blocks, a last chunk of
-// 13 steps, a sequence shorter than a chunk, several chunks. The same kernels run on a GPU in
+// 13 steps, a sequence shorter than a chunk, several chunks; the forward from an initial state
+// with the final state (decoding, prefill). The same kernels run on a GPU in
 // test_cuda_selective_scan.cpp. Run: ./build/tests/test_selective_scan_emulated
 #define TTT_SIMT_EMULATE 1
 #include "kernels/cuda/selective_scan.cuh"
@@ -54,6 +55,23 @@ SScanOut emulate(const SScanProblem& p) {
   return o;
 }
 
+// The forward blocks from h0, returning y and h_final.
+tensor_list emulate_forward_state(const SScanProblem& p, const Tensor& h0) {
+  auto in = [&](const Tensor& x) { return contiguous(x.to(DType::f32)); };
+  const Tensor u = in(p.u), d = in(p.delta), A = in(p.A), B = in(p.B), C = in(p.C), D = in(p.D), bias = in(p.bias),
+               h = in(h0);
+  Tensor y = full(u.shape(), NAN, opts(DType::f32)), hT = full(h.shape(), NAN, opts(DType::f32));
+  SelectiveScanForward f;
+  f.s = p.s;
+  f.s.dtype = DType::f32;
+  f.u = u.data_ptr(), f.delta = d.data_ptr(), f.A = A.data_ptr(), f.B = B.data_ptr(), f.C = C.data_ptr();
+  f.D = D.data_ptr(), f.bias = bias.data_ptr(), f.h0 = h.data_ptr(), f.y = y.data_ptr(), f.h_final = hT.data_ptr();
+  const sk::Params pf = sk::params_of(f);
+  for (int blk = 0; blk < static_cast<int>(pf.batch * pf.groups); ++blk)
+    simt::emulate_block(sk::THREADS, sizeof(sk::FwdSmem), [&] { sk::fwd_block(pf, blk, simt::block_smem()); });
+  return {y.to(DType::f64), hT.to(DType::f64)};
+}
+
 }  // namespace
 
 TEST_CASE("emulated CUDA selective scan == CPU reference (float32, y and every gradient)") {
@@ -68,4 +86,12 @@ TEST_CASE("emulated CUDA selective scan == CPU reference (float32, y and every g
     CAPTURE(p.s.channels);
     compare_sscan(emulate(p), run_sscan_kernels(p, DType::f32, cpu()), 2e-5, "emulated vs CPU reference");
   }
+}
+
+TEST_CASE("emulated CUDA selective scan forward from h0 with h_final == CPU reference (float32)") {
+  const SScanProblem p = make_sscan(2, 45, 32, 16, 50);
+  const Tensor h0 = rand64({2, 32, 16}, 51);
+  const tensor_list e = emulate_forward_state(p, h0), r = run_sscan_forward_state(p, h0, DType::f32, cpu());
+  CHECK(sscan_scaled_err(e[0], r[0]) < 2e-5);
+  CHECK(sscan_scaled_err(e[1], r[1]) < 2e-5);
 }

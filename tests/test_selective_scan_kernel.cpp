@@ -69,6 +69,23 @@ TEST_CASE("mamba_selective_scan: gradcheck (fused backward) and gradgradcheck (c
   CHECK_MESSAGE(r2.ok, r2.message);
 }
 
+TEST_CASE("CPU selective scan forward from h0 with h_final == the composite from h0, float64") {
+  for (const SScanProblem& p : problems()) {
+    const Tensor h0 = rand64({p.s.batch, p.s.channels, p.s.state}, 90);
+    const tensor_list k = run_sscan_forward_state(p, h0, DType::f64, cpu());
+    const ScanResult r = selective_scan_with_skip(p.u, p.delta, p.A, p.B, p.C, p.D, p.bias, h0, 0);
+    CHECK(sscan_scaled_err(k[0], r.y) < 1e-12);
+    CHECK(sscan_scaled_err(k[1], r.state) < 1e-12);
+    // The op's state path returns the same.
+    NoGradGuard ng;
+    Tensor hT;
+    const Tensor y = mamba_selective_scan(p.u, p.delta, p.A, p.B, p.C, p.D, p.bias, [](const tensor_list& x) { return x[0]; },
+                                         true, h0, &hT);
+    CHECK(sscan_scaled_err(y, r.y) < 1e-12);
+    CHECK(sscan_scaled_err(hT, r.state) < 1e-12);
+  }
+}
+
 TEST_CASE("mamba_selective_scan: bad inputs name the op and the shapes") {
   const SScanProblem p = make_sscan(1, 3, 2, 3, 70);
   const SelectiveScanComposite twin = [](const tensor_list& x) { return x[0]; };
@@ -76,6 +93,14 @@ TEST_CASE("mamba_selective_scan: bad inputs name the op and the shapes") {
                        doctest::Contains("mamba_selective_scan: shapes do not fit"), std::invalid_argument);
   CHECK_THROWS_WITH_AS(mamba_selective_scan(p.u, p.delta.to(DType::f32), p.A, p.B, p.C, p.D, p.bias, twin),
                        doctest::Contains("u's dtype"), std::invalid_argument);
+  Tensor hT;
+  const Tensor u = p.u.detach().set_requires_grad(true);
+  CHECK_THROWS_WITH_AS(mamba_selective_scan(u, p.delta, p.A, p.B, p.C, p.D, p.bias, twin, true, Tensor(), &hT),
+                       doctest::Contains("forward-only"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(mamba_selective_scan(p.u, p.delta, p.A, p.B, p.C, p.D, p.bias, twin, true, rand64({1, 3, 2}, 2), &hT),
+                       doctest::Contains("h0 must be [B, D, N]"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(mamba_selective_scan(p.u, p.delta, p.A, p.B, p.C, p.D, p.bias, twin, false, Tensor(), &hT),
+                       doctest::Contains("needs the fused kernels"), std::invalid_argument);
 }
 
 TEST_CASE("Mamba layer: fused selective scan == composite (float32, values and every gradient)") {
@@ -101,4 +126,28 @@ TEST_CASE("Mamba layer: fused selective scan == composite (float32, values and e
   CHECK(backend_calls([&] { y2 = m.forward(x); g2 = grad({sum(mul(y2, w))}, in); }, "selective_scan_") == 0);
   CHECK(max_abs_diff(y1, y2) < 1e-5);
   for (size_t i = 0; i < in.size(); ++i) CHECK_MESSAGE(max_abs_diff(g1[i], g2[i]) < 1e-4, "input ", i);
+}
+
+TEST_CASE("Mamba layer: step() without grad runs the fused scan from the state; == the composite step, float64") {
+  ModelConfig c;
+  c.d_model = 8;
+  c.mixer = "mamba";
+  c.init_std = 0.3;
+  c.mamba.d_state = 4;
+  Generator g1(4), g2(4);
+  MambaMixer a(c, g1), b(c, g2);
+  a.to(DType::f64);
+  b.to(DType::f64);
+  b.set_kernel("composite");
+  const Tensor x = rand64({2, 11, 8}, 95);
+  NoGradGuard ng;
+  auto sa = a.init_state(2), sb = b.init_state(2);
+  for (auto [t0, len] : {std::pair<int64_t, int64_t>{0, 5}, {5, 1}, {6, 5}}) {
+    const Tensor piece = narrow(x, 1, t0, len);
+    Tensor ya, yb;
+    CHECK(backend_calls([&] { ya = a.step(piece, *sa); }, "selective_scan_fwd") == 1);
+    CHECK(backend_calls([&] { yb = b.step(piece, *sb); }, "selective_scan_") == 0);
+    CHECK(max_abs_diff(ya, yb) < 1e-12);
+  }
+  CHECK(max_abs_diff(a.forward(x), b.forward(x)) < 1e-12);
 }

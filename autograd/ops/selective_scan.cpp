@@ -3,6 +3,7 @@
 //
 //   Δ_t = softplus(δ_t + bias),  h_t = exp(Δ_t A) ⊙ h_{t−1} + Δ_t u_t B_tᵀ,  y_t = h_t C_t + D ⊙ u_t
 //   u, δ [B, T, D], A [D, N], Bm, Cm [B, T, N], D, bias [D] -> y [B, T, D]     (h_{−1} = 0)
+//   Forward only (decoding, prefill): from h0 [B, D, N] and/or returning h_T.
 //
 // Paths
 // - forward: SelectiveScanForward when `fused` and selective_scan_unsupported(device, shape) is empty
@@ -86,6 +87,21 @@ tensor_list fused_backward(const BackwardCtx& c, const tensor_list& in, const Te
   return out;
 }
 
+// The forward-only state path (decoding, prefill): h0 [B, D, N] of u's dtype and device, nothing
+// requiring grad, the fused kernels available.
+void check_state(const Tensor& u, const Tensor& A, const Tensor& h0, bool grad, bool kernels) {
+  const Shape want{u.shape()[0], u.shape()[2], A.shape()[1]};
+  if (h0.defined() && (h0.shape() != want || h0.dtype() != u.dtype() || h0.device() != u.device()))
+    throw std::invalid_argument(std::string(kOp) + ": h0 must be [B, D, N] = " + want.str() +
+                                " of u's dtype and device, got " + h0.str());
+  if (grad)
+    throw std::invalid_argument(std::string(kOp) + ": an initial or final state is forward-only (decoding); no input "
+                                "may require grad");
+  if (!kernels)
+    throw std::invalid_argument(std::string(kOp) + ": an initial or final state needs the fused kernels (" +
+                                selective_scan_unsupported(u.device(), shape_of(u, A)) + ")");
+}
+
 }  // namespace
 
 std::string mamba_selective_scan_unsupported(const Tensor& u, const Tensor& A) {
@@ -94,17 +110,23 @@ std::string mamba_selective_scan_unsupported(const Tensor& u, const Tensor& A) {
 }
 
 Tensor mamba_selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A, const Tensor& Bm, const Tensor& Cm,
-                            const Tensor& D, const Tensor& bias, const SelectiveScanComposite& composite, bool fused) {
+                            const Tensor& D, const Tensor& bias, const SelectiveScanComposite& composite, bool fused,
+                            const Tensor& h0, Tensor* h_final) {
   const tensor_list inputs = {u, delta, A, Bm, Cm, D, bias};
   check_inputs(inputs);
   if (!composite) throw std::invalid_argument(std::string(kOp) + ": a composite twin is required");
   const SelectiveScanShape s = shape_of(u, A);
-  if (!fused || s.len == 0 || !selective_scan_unsupported(u.device(), s).empty()) return composite(inputs);
+  const bool with_state = h0.defined() || h_final;
+  if (with_state)
+    check_state(u, A, h0, needs_grad(tensor_list{u, delta, A, Bm, Cm, D, bias, h0}),
+                fused && selective_scan_unsupported(u.device(), s).empty());
+  else if (!fused || s.len == 0 || !selective_scan_unsupported(u.device(), s).empty()) return composite(inputs);
   tensor_list in;
   for (const Tensor& t : inputs) in.push_back(kc::contiguous(t));
   const bool grad = needs_grad(inputs);
   Tensor y = empty(u.shape(), opts(u.dtype(), u.device()));
-  Tensor states;
+  Tensor states, h0c = h0.defined() ? kc::contiguous(h0) : Tensor();
+  if (h_final) *h_final = empty({s.batch, s.channels, s.state}, opts(u.dtype(), u.device()));
   {
     SelectiveScanForward k;
     k.s = s;
@@ -112,6 +134,8 @@ Tensor mamba_selective_scan(const Tensor& u, const Tensor& delta, const Tensor& 
     k.C = in[4].data_ptr(), k.D = in[5].data_ptr(), k.bias = in[6].data_ptr(), k.y = y.data_ptr();
     if (grad) states = bytes_on(k.states_bytes(u.device()), u.device());
     k.states = ptr(states);
+    k.h0 = ptr(h0c);
+    k.h_final = h_final ? h_final->data_ptr() : nullptr;
     backend(u.device()).run(k);
   }
   if (grad) {

@@ -4,7 +4,8 @@
 // tested against it, and it is tested against the composite scan of layers/selective_scan.cpp
 // (tests/test_selective_scan_kernel.cpp).
 //
-// Forward, per (b, d), with v_t = δ_t + bias, Δ_t = softplus(v_t), a_t[n] = exp(Δ_t A[n]):
+// Forward, per (b, d), from h_{−1} = h0 (or 0), with v_t = δ_t + bias, Δ_t = softplus(v_t) and
+// a_t[n] = exp(Δ_t A[n]):
 //   h_t[n] = a_t[n] h_{t−1}[n] + Δ_t B_t[n] u_t,   y_t = Σ_n C_t[n] h_t[n] + D u_t
 // Backward: a reverse walk with g_t = dL/dh_t (the adjoint of the state),
 //   g_t[n] = dy_t C_t[n] + a_{t+1}[n] g_{t+1}[n]
@@ -88,7 +89,7 @@ double sigmoid(double v) { return 1.0 / (1.0 + std::exp(-v)); }
 // The inputs of the scan, typed; index helpers over the contiguous buffers.
 template <class T> struct In {
   const SelectiveScanShape& s;
-  const T *u, *delta, *A, *B, *C, *D, *bias;
+  const T *u, *delta, *A, *B, *C, *D, *bias, *h0;  // h0 null: zeros
   int64_t tok(int64_t b, int64_t t, int64_t d) const { return (b * s.len + t) * s.channels + d; }
   int64_t bc(int64_t b, int64_t t, int64_t n) const { return (b * s.len + t) * s.state + n; }
   double dlt(int64_t b, int64_t t, int64_t d) const { return ld(delta, tok(b, t, d)) + ld(bias, d); }  // v_t
@@ -98,6 +99,8 @@ template <class T> struct In {
 template <class T> void states_of(const In<T>& in, int64_t b, int64_t d, std::vector<double>& hs) {
   const int64_t N = in.s.state;
   hs.assign((in.s.len + 1) * N, 0.0);
+  if (in.h0)
+    for (int64_t n = 0; n < N; ++n) hs[n] = ld(in.h0, (b * in.s.channels + d) * N + n);
   for (int64_t t = 0; t < in.s.len; ++t) {
     const double dl = softplus(in.dlt(b, t, d)), du = dl * ld(in.u, in.tok(b, t, d));
     for (int64_t n = 0; n < N; ++n)
@@ -105,7 +108,7 @@ template <class T> void states_of(const In<T>& in, int64_t b, int64_t d, std::ve
   }
 }
 
-template <class T> void fwd(const In<T>& in, T* y) {
+template <class T> void fwd(const In<T>& in, T* y, T* h_final) {
   const SelectiveScanShape& s = in.s;
   const int64_t N = s.state;
 #pragma omp parallel for schedule(dynamic, 1) if (s.batch > 1 && s.len * s.channels * N >= 65536)
@@ -118,6 +121,8 @@ template <class T> void fwd(const In<T>& in, T* y) {
         for (int64_t n = 0; n < N; ++n) acc += ld(in.C, in.bc(b, t, n)) * hs[(t + 1) * N + n];
         st(y, in.tok(b, t, d), acc);
       }
+      if (h_final)
+        for (int64_t n = 0; n < N; ++n) st(h_final, (b * s.channels + d) * N + n, hs[s.len * N + n]);
     }
   }
 }
@@ -185,7 +190,7 @@ template <class F> void dispatch(DType dt, F&& f) {
   }
 }
 
-template <class T, class Call> In<T> inputs_of(const Call& c) {
+template <class T, class Call> In<T> inputs_of(const Call& c, const void* h0 = nullptr) {
   return In<T>{c.s,
                static_cast<const T*>(c.u),
                static_cast<const T*>(c.delta),
@@ -193,7 +198,8 @@ template <class T, class Call> In<T> inputs_of(const Call& c) {
                static_cast<const T*>(c.B),
                static_cast<const T*>(c.C),
                static_cast<const T*>(c.D),
-               static_cast<const T*>(c.bias)};
+               static_cast<const T*>(c.bias),
+               static_cast<const T*>(h0)};
 }
 
 }  // namespace
@@ -203,7 +209,7 @@ void selective_scan_forward(SelectiveScanForward& c) {
   if (!why.empty()) throw std::invalid_argument("selective_scan_fwd: " + why);
   dispatch(c.s.dtype, [&](auto z) {
     using T = decltype(z);
-    fwd(inputs_of<T>(c), static_cast<T*>(c.y));
+    fwd(inputs_of<T>(c, c.h0), static_cast<T*>(c.y), static_cast<T*>(c.h_final));
   });
 }
 

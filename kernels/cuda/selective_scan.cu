@@ -61,8 +61,14 @@ size_t selective_scan_workspace_bytes(const SelectiveScanShape& s) { return ssca
 void selective_scan_forward(Backend& be0, SelectiveScanForward& c) {
   const std::string why = selective_scan_unsupported(c.s);
   if (!why.empty()) throw std::invalid_argument("selective_scan_fwd: " + why);
-  if (c.s.batch == 0 || c.s.len == 0) return;
   CudaBackend& be = cuda_backend_of(be0, "selective_scan");
+  if (c.s.batch == 0) return;
+  if (c.s.len == 0) {  // nothing to walk: the final state is the initial one
+    const size_t bytes = sizeof(float) * c.s.batch * c.s.channels * c.s.state;
+    if (c.h_final && c.h0) CUDA_CHECK(cudaMemcpyAsync(c.h_final, c.h0, bytes, cudaMemcpyDeviceToDevice, be.stream()));
+    else if (c.h_final) CUDA_CHECK(cudaMemsetAsync(c.h_final, 0, bytes, be.stream()));
+    return;
+  }
   const Params p = sscan::params_of(c);
   const unsigned grid = static_cast<unsigned>(p.batch * p.groups);
   selective_scan_fwd_kernel<<<grid, sscan::THREADS, sizeof(sscan::FwdSmem), be.stream()>>>(p);

@@ -3,9 +3,12 @@
 // (selective_scan.cu launches them) and on the host SIMT emulator
 // (tests/test_selective_scan_emulated.cpp). Math and reference: kernels/cpu/selective_scan.cpp.
 //
-// Design (after state-spaces/mamba's selective_scan CUDA kernels — one pass over time that keeps the
-// state in registers, exp in base 2 with A pre-scaled by log2 e, the chunk states saved by the forward
-// and the states inside a chunk recomputed by the backward — but with a different layout, ours):
+// What we took from state-spaces/mamba's selective_scan CUDA kernels (csrc/selective_scan): the
+// softplus and the D skip fused into the scan, exp2f with A pre-scaled by log2 e, the running state
+// saved by the forward at every chunk end and the states inside a chunk recomputed by the backward.
+// Their layout differs: one block per (batch, channel) with time split over the threads, a block-wide
+// scan of (decay, input) pairs per state index (cub BlockScan), [B, D, T] tensors. Ours walks time
+// sequentially per state entry, which suits the [B, T, D] layout of our projections (no transposes):
 //  - One thread per (batch, channel d, state index n): the state h[d, n] is one register. A block
 //    is one batch element and CH = 16 channels: 256 threads, lane group of N = 16 lanes per channel
 //    (two channels per warp). Grid: batch · channels / 16 blocks (768 at 8 × 1536).
@@ -54,7 +57,8 @@ static_assert(L % N == 0, "a chunk is whole reduce-scatter groups");
 struct Params {
   const float *u = nullptr, *delta = nullptr, *A = nullptr, *B = nullptr, *C = nullptr, *D = nullptr,
               *bias = nullptr, *dy = nullptr;
-  float *y = nullptr, *states = nullptr, *du = nullptr, *ddelta = nullptr;
+  const float* h0 = nullptr;  // forward only; null: zeros
+  float *y = nullptr, *states = nullptr, *h_final = nullptr, *du = nullptr, *ddelta = nullptr;
   float *part_B = nullptr, *part_C = nullptr, *part_A = nullptr, *part_D = nullptr, *part_bias = nullptr;
   int64_t batch = 0, len = 0, channels = 0;
   int chunks = 0;  // ceil(len / L)
@@ -102,6 +106,7 @@ inline Params params_of(const SelectiveScanForward& c) {
   p.A = static_cast<const float*>(c.A), p.B = static_cast<const float*>(c.B), p.C = static_cast<const float*>(c.C);
   p.D = static_cast<const float*>(c.D), p.bias = static_cast<const float*>(c.bias);
   p.y = static_cast<float*>(c.y), p.states = static_cast<float*>(c.states);
+  p.h0 = static_cast<const float*>(c.h0), p.h_final = static_cast<float*>(c.h_final);
   return p;
 }
 inline Params params_of(const SelectiveScanBackward& c) {
@@ -200,7 +205,7 @@ TTT_DEV void fwd_block(const Params& p, int blk, char* smem) {
   const int c = tid() / N, n = tid() % N;
   const int64_t d = d0 + c;
   const float A2 = p.A[d * N + n] * kLog2e, Dd = p.D[d];
-  float h = 0.f;
+  float h = p.h0 ? p.h0[(b * p.channels + d) * N + n] : 0.f;
   for (int k = 0; k < p.chunks; ++k) {
     const int64_t t0 = static_cast<int64_t>(k) * L;
     const int q = static_cast<int>(p.len - t0 < L ? p.len - t0 : L);
@@ -223,6 +228,7 @@ TTT_DEV void fwd_block(const Params& p, int blk, char* smem) {
     simt::sync();
     store_rows(p, p.y, S.y, b, d0, t0, q);
   }
+  if (p.h_final) p.h_final[(b * p.channels + d) * N + n] = h;
 }
 
 // --- backward ----------------------------------------------------------------------------------
