@@ -4,6 +4,7 @@
 #include <list>
 #include <memory>
 #include <stdexcept>
+#include <vector>
 
 #include "autograd/ops/kernel_calls.h"
 
@@ -32,6 +33,30 @@ struct CastEntry {
 constexpr size_t kCastEntries = 4;  // a few: the reuse is among neighbouring products
 thread_local std::list<CastEntry> g_casts;
 
+// Casts of parameters (storage that holds a leaf requiring grad, Storage::holds_parameter: matmul
+// casts a detached or transposed view of it) made with grad mode off, kept across autocast
+// scopes while the parameter is unchanged (same version) and alive: decoding casts each weight once
+// instead of once per generated token. A cast with grad mode on (training, where the weights change
+// every step and the forward's casts are saved for the backward) drops them all.
+thread_local std::vector<CastEntry> g_weight_casts;
+
+bool is_parameter(const Tensor& x) { return x.impl()->storage->holds_parameter; }
+
+const Tensor* find_weight_cast(const Tensor& x, DType d) {
+  for (const CastEntry& e : g_weight_casts)
+    if (e.matches(x, d)) return &e.cast;
+  return nullptr;
+}
+
+void keep_weight_cast(const Tensor& x, DType d, const Tensor& y) {
+  const TensorImpl* t = x.impl();
+  // Entries of freed storage, or of this one at an older version, can never match again.
+  std::erase_if(g_weight_casts, [&](const CastEntry& e) {
+    return e.storage.expired() || (e.raw == t->storage.get() && e.version != t->storage->version);
+  });
+  g_weight_casts.push_back({t->storage, t->storage.get(), t->offset, t->shape, t->strides, t->storage->version, d, y});
+}
+
 }  // namespace
 
 bool Autocast::enabled() { return g_enabled; }
@@ -39,6 +64,10 @@ DType Autocast::dtype() { return g_dtype; }
 
 Tensor Autocast::cached_cast(const Tensor& x, DType d) {
   if (x.dtype() == d) return x;
+  const bool weight = g_enabled && !GradMode::is_enabled() && is_parameter(x);
+  if (weight)
+    if (const Tensor* y = find_weight_cast(x, d)) return *y;
+  if (g_enabled && GradMode::is_enabled()) g_weight_casts.clear();
   if (g_enabled)
     for (auto it = g_casts.begin(); it != g_casts.end(); ++it)
       if (it->matches(x, d)) {
@@ -52,6 +81,7 @@ Tensor Autocast::cached_cast(const Tensor& x, DType d) {
     g_casts.push_front({t->storage, t->storage.get(), t->offset, t->shape, t->strides, t->storage->version, d, y});
     if (g_casts.size() > kCastEntries) g_casts.pop_back();
   }
+  if (weight) keep_weight_cast(x, d, y);
   return y;
 }
 

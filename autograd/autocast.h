@@ -12,7 +12,9 @@
 // of the last few calls, e.g. the normalized input that the q, k and v projections (or SwiGLU's
 // w1 and w3) all multiply, so it is cast once and stored once for backward. The cache holds a
 // few entries, lives in the thread's autocast state and is dropped when the outermost autocast
-// scope ends.
+// scope ends. With grad mode off, casts of parameters (leaves that require grad) are also kept
+// across scopes until the parameter changes or is freed, so a decoder casts each weight once rather
+// than once per token; a cast with grad mode on drops them (training changes weights every step).
 #pragma once
 
 #include "autograd/tensor.h"

@@ -12,7 +12,7 @@
   X(matmul)                                                                                     \
   X(softmax) X(log_softmax) X(layer_norm) X(rms_norm) X(add_rms_norm) X(cross_entropy)          \
   X(linear_cross_entropy)                                                                       \
-  X(scaled_dot_product_attention) X(ttt_linear_scan) X(causal_conv1d)                           \
+  X(scaled_dot_product_attention) X(ttt_linear_scan) X(ttt_mlp_scan) X(causal_conv1d)             \
   X(ssd_scan)                                                                                   \
   X(embedding) X(index_select) X(index_add_zeros) X(cat) X(stack) X(split) X(where)           \
   X(masked_fill) X(tril) X(triu) X(narrow_scatter)                                              \

@@ -92,6 +92,7 @@ Tensor& Tensor::set_requires_grad(bool r) {
     throw std::invalid_argument("set_requires_grad: only floating tensors can require grad, got " +
                                 std::string(dtype_name(dtype())));
   ensure_autograd_meta().requires_grad = r;
+  if (r) impl_->storage->holds_parameter = true;
   return *this;
 }
 
@@ -255,6 +256,7 @@ void Tensor::set_data(const Tensor& other) {
   impl_->strides = other.strides();
   impl_->offset = other.offset();
   impl_->dtype = other.dtype();
+  if (requires_grad()) impl_->storage->holds_parameter = true;
   if (auto* m = autograd_meta()) m->grad.reset();
 }
 

@@ -34,6 +34,9 @@ struct Storage {
   size_t nbytes = 0;
   Device device;
   uint32_t version = 0;
+  // A leaf that requires grad (a parameter) lives here: set by set_requires_grad(true) and
+  // set_data(); autocast keeps the casts of such storage across scopes (autograd/autocast.h).
+  bool holds_parameter = false;
 };
 
 struct TensorImpl;

@@ -22,6 +22,18 @@ template <class T> TTT_HD T gelu_tanh_grad(T x) {
   T du = c * (T(1) + T(3) * T(0.044715) * x * x);
   return T(0.5) * (T(1) + th) + T(0.5) * x * (T(1) - th * th) * du;
 }
+// gelu_tanh(x) with its first and second derivatives from one tanh (the fused TTT-MLP scan's
+// backward differentiates its inner gradient through gelu'):
+//   y = ½ x (1 + th),  y' = ½ (1 + th) + ½ x (1 − th²) du,  y'' = (1 − th²) (du + ½ x (ddu − 2 th du²))
+// with th = tanh(c (x + 0.044715 x³)), du = c (1 + 3 · 0.044715 x²), ddu = 6 · 0.044715 c x.
+template <class T> struct GeluTerms { T y, d1, d2; };
+template <class T> TTT_HD GeluTerms<T> gelu_tanh_terms(T x) {
+  const T c = T(0.7978845608028654), a = T(0.044715);
+  const T th = tanh(c * (x + a * x * x * x));
+  const T du = c * (T(1) + T(3) * a * x * x), ddu = T(6) * a * c * x, sech2 = T(1) - th * th;
+  return {T(0.5) * x * (T(1) + th), T(0.5) * (T(1) + th) + T(0.5) * x * sech2 * du,
+          sech2 * (du + T(0.5) * x * (ddu - T(2) * th * du * du))};
+}
 // gelu_erf(x) = 0.5 x (1 + erf(x / sqrt 2))
 template <class T> TTT_HD T gelu_erf(T x) { return T(0.5) * x * (T(1) + erf(x * T(0.7071067811865476))); }
 template <class T> TTT_HD T gelu_erf_grad(T x) {

@@ -24,17 +24,7 @@ void CausalConv1d::check_input(const Tensor& x) const {
                                 x.shape().str());
 }
 
-Tensor CausalConv1d::conv_padded(const Tensor& xp, int64_t T) const {
-  Tensor y;
-  for (int64_t j = 0; j < width; ++j) {
-    Tensor wj = reshape(narrow(weight, 1, j, 1), {channels});  // [C], broadcast over [B, T, C]
-    Tensor term = mul(narrow(xp, 1, j, T), wj);
-    y = y.defined() ? add(y, term) : term;
-  }
-  return bias.defined() ? add(y, bias) : y;
-}
-
-// One fused op (autograd/ops.h causal_conv1d); step() below keeps the composite form for its tail.
+// One fused op (autograd/ops.h causal_conv1d).
 Tensor CausalConv1d::forward(const Tensor& x) const {
   check_input(x);
   return causal_conv1d(x, weight, bias);
@@ -51,12 +41,13 @@ Tensor CausalConv1d::step(const Tensor& x, Tensor& tail) const {
     throw std::invalid_argument("CausalConv1d::step: tail must be [" + std::to_string(B) + ", " +
                                 std::to_string(width - 1) + ", " + std::to_string(channels) + "], got " +
                                 (tail.defined() ? tail.shape().str() : std::string("undefined")));
-  if (width == 1) return conv_padded(x, T);
-  const Shape full = {B, T + width - 1, channels};
-  Tensor xp = add(narrow_scatter(tail, full, 1, 0), narrow_scatter(x, full, 1, width - 1));
-  Tensor y = conv_padded(xp, T);
+  if (width == 1) return causal_conv1d(x, weight, bias);
+  // The fused conv over (tail, x): its outputs past the first k−1 are those of x continuing after
+  // the tail, each summed from the same k inputs in the same order as forward() sums them, so a
+  // prompt decoded in chunks gives forward()'s bits.
+  const Tensor xp = cat({tail, x}, 1);
   tail = contiguous(narrow(xp, 1, T, width - 1));
-  return y;
+  return narrow(causal_conv1d(xp, weight, bias), 1, width - 1, T);
 }
 
 }  // namespace ttt

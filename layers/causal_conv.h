@@ -11,7 +11,8 @@
 //
 // Decoding keeps the last k−1 inputs (the "tail", [B, k−1, C]); step() on a chunk after a tail
 // equals the matching slice of forward() on the whole sequence (tests/test_causal_conv.cpp).
-// Composite implementation (narrow_scatter, narrow, mul, add): differentiable to any order.
+// Both run the fused op causal_conv1d (autograd/ops.h; its backward falls back to composite ops
+// under create_graph), step() on the concatenation (tail, x).
 #pragma once
 
 #include "layers/module.h"
@@ -35,8 +36,6 @@ class CausalConv1d : public Module {
   Tensor bias;    // [C], or undefined without bias
 
  private:
-  // y = bias + Σ_j weight[:, j] · xp[:, j : j+T]; xp [B, T+k−1, C] holds the history first.
-  Tensor conv_padded(const Tensor& xp, int64_t T) const;
   void check_input(const Tensor& x) const;
 };
 

@@ -19,6 +19,7 @@
 #include "layers/ttt_dual.h"
 
 #include <stdexcept>
+#include <utility>
 
 #include "autograd/ops.h"
 #include "layers/ttt_scan.h"
@@ -85,23 +86,51 @@ Tensor dual_segment(const InnerModel& m, const tensor_list& W, tensor_list& acc,
 
 namespace {
 // The inner model the scan needs for dual_segment: only its kind matters (W comes from the inputs).
-struct LinearKind final : InnerModel {
+struct KindOnly final : InnerModel {
+  explicit KindOnly(std::string k) : k_(std::move(k)) {}
   tensor_list initial() const override { return {}; }
-  Tensor apply(const tensor_list& W, const Tensor& x) const override { return add_bias(matmul(x, W[0]), W[1]); }
-  std::string kind() const override { return "linear"; }
+  Tensor apply(const tensor_list&, const Tensor&) const override {
+    throw std::logic_error("dual scan: the kind-only inner model has no weights");
+  }
+  std::string kind() const override { return k_; }
+  std::string k_;
 };
-}  // namespace
 
-Tensor dual_linear_scan(const tensor_list& x, double eps) {
-  static const LinearKind linear;
-  const int64_t B = x[0].shape()[0], nh = x[0].shape()[1], f = x[0].shape()[3];
+// W [nh, a, c] as the batch's state [B, nh, a, c]; b [nh, c] as [B, nh, 1, c] (undefined stays so).
+Tensor batch_weight(const Tensor& W, int64_t B) {
+  Shape s = W.shape();
+  s.insert(0, B);
+  return expand(unsqueeze(W, 0), s);
+}
+Tensor batch_bias(const Tensor& b, int64_t B) {
+  if (!b.defined()) return Tensor();
+  const int64_t nh = b.shape()[0], c = b.shape()[1];
+  return expand(reshape(b, {1, nh, 1, c}), {B, nh, 1, c});
+}
+
+// The whole scan from state W over the inputs x (XQ, XK, XV, lr, tok first), dual form throughout.
+Tensor dual_scan(const InnerModel& m, tensor_list W, const tensor_list& x, const Tensor& ln_w, const Tensor& ln_b,
+                 double eps) {
   ScanState st;
-  st.W = {expand(unsqueeze(x[5], 0), {B, nh, f, f}),
-          x[6].defined() ? expand(reshape(x[6], {1, nh, 1, f}), {B, nh, 1, f}) : Tensor()};
+  st.W = std::move(W);
   ScanOptions o;
   o.mini_batch = x[4].shape()[0];
   o.full = o.partial = dual_segment;
-  return ttt_scan(linear, st, {x[0], x[1], x[2], x[3]}, x[4], 0, InnerNorm{x[7], x[8], eps, x[7].defined()}, o);
+  return ttt_scan(m, st, {x[0], x[1], x[2], x[3]}, x[4], 0, InnerNorm{ln_w, ln_b, eps, ln_w.defined()}, o);
+}
+}  // namespace
+
+Tensor dual_linear_scan(const tensor_list& x, double eps) {
+  static const KindOnly linear("linear");
+  const int64_t B = x[0].shape()[0];
+  return dual_scan(linear, {batch_weight(x[5], B), batch_bias(x[6], B)}, x, x[7], x[8], eps);
+}
+
+Tensor dual_mlp_scan(const tensor_list& x, double eps) {
+  static const KindOnly mlp("mlp");
+  const int64_t B = x[0].shape()[0];
+  return dual_scan(mlp, {batch_weight(x[5], B), batch_bias(x[6], B), batch_weight(x[7], B), batch_bias(x[8], B)}, x,
+                   x[9], x[10], eps);
 }
 
 }  // namespace ttt

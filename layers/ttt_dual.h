@@ -18,4 +18,9 @@ Tensor dual_segment(const InnerModel& m, const tensor_list& W, tensor_list& acc,
 // fused op's composite twin (its create_graph backward) and its oracle in the tests.
 Tensor dual_linear_scan(const tensor_list& x, double eps);
 
+// The same for TTT-MLP from ttt_mlp_scan's inputs in its order (XQ, XK, XV, lr, tok, W1 [nh, f, h],
+// b1 [nh, h], W2 [nh, h, f], b2 [nh, f] (biases undefined = none), ln_w, ln_b): its composite twin
+// and oracle.
+Tensor dual_mlp_scan(const tensor_list& x, double eps);
+
 }  // namespace ttt

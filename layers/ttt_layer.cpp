@@ -260,22 +260,38 @@ Tensor TTTMixer::finish(const Tensor& x, const Tensor& heads_out) {
 
 ScanInputs TTTMixer::inner_inputs(const Tensor& x) { return prepare(x, 0, nullptr, nullptr); }
 
-// The fused scan's inputs in its order (see ops.h ttt_linear_scan): W0, b0 as [nh, f, f], [nh, f].
+// The fused scan's inputs in its order (see ops.h ttt_linear_scan / ttt_mlp_scan): XQ, XK, XV, lr,
+// tok, then the inner weights with biases as [nh, c] (TTT-Linear W0, b0; TTT-MLP W1, b1, W2, b2),
+// then the LN weight and bias (undefined without ln_residual).
 tensor_list TTTMixer::fused_inputs(const ScanInputs& in) const {
   const DType dt = in.XQ.dtype();
-  const tensor_list W0 = inner_->initial();
   const InnerNorm n = norm(dt);
-  Tensor b0 = W0[1].defined() ? reshape(cast(W0[1], dt), {nh_, f_}) : Tensor();
-  return {in.XQ, in.XK, in.XV, in.lr, token_scale(0, c_.mini_batch, dt), cast(W0[0], dt), b0,
-          c_.ln_residual ? n.w : Tensor(), c_.ln_residual ? n.b : Tensor()};
+  tensor_list x = {in.XQ, in.XK, in.XV, in.lr, token_scale(0, c_.mini_batch, dt)};
+  const tensor_list W0 = inner_->initial();
+  for (size_t i = 0; i < W0.size(); i += 2) {
+    const Tensor& b = W0[i + 1];
+    x.push_back(cast(W0[i], dt));
+    x.push_back(b.defined() ? reshape(cast(b, dt), {nh_, b.shape().back()}) : Tensor());
+  }
+  x.push_back(c_.ln_residual ? n.w : Tensor());
+  x.push_back(c_.ln_residual ? n.b : Tensor());
+  return x;
 }
 
 // Why the fused scan does not cover this call (empty when it does).
 std::string TTTMixer::fused_unsupported(const ScanInputs& in) const {
-  if (inner_->kind() != "linear") return "the fused scan covers TTT-Linear only (model.mixer=ttt_linear)";
+  const std::string kind = inner_->kind();
+  if (kind != "linear" && kind != "mlp")
+    return "the fused scan covers TTT-Linear and TTT-MLP only (model.mixer=ttt_linear | ttt_mlp), not inner model '" +
+           kind + "'";
   if (c_.mini_batch <= 0) return "the fused scan needs model.ttt.mini_batch > 0";
+  const TTTScanOptions o{c_.checkpoint_group, c_.ln_eps};
+  if (kind == "mlp") {  // asked without building the inputs: on a GPU the answer is no (dual form)
+    const tensor_list W0 = inner_->initial();  // W1, b1, W2, b2
+    return ttt_mlp_scan_unsupported(in.XQ, c_.mini_batch, W0[0].shape().back(), W0[1].defined(), c_.ln_residual, o);
+  }
   const tensor_list x = fused_inputs(in);
-  return ttt_linear_scan_unsupported(x[0], x[4], x[6], x[7], {c_.checkpoint_group, c_.ln_eps});
+  return ttt_linear_scan_unsupported(x[0], x[4], x[6], x[7], o);
 }
 
 bool TTTMixer::use_fused(const ScanInputs& in) const {
@@ -286,17 +302,23 @@ bool TTTMixer::use_fused(const ScanInputs& in) const {
   return why.empty();
 }
 
-// The fused scan from W0, with the composite dual form as its twin for create_graph: the outputs,
-// then the final state and the accumulators of a partial last mini-batch (ops.h ttt_linear_scan).
+// The fused scan from the initial state in x (fused_inputs' order), with the composite dual form as
+// its twin for create_graph: the outputs, then the final state and the accumulators of a partial
+// last mini-batch (ops.h ttt_linear_scan / ttt_mlp_scan).
 tensor_list TTTMixer::fused_scan(const tensor_list& x, int64_t checkpoint_group) {
   const double eps = c_.ln_eps;
+  const TTTScanOptions o{checkpoint_group, eps};
+  if (inner_->kind() == "mlp") {
+    TTTScanComposite composite = [eps](const tensor_list& y) { return dual_mlp_scan(y, eps); };
+    return ttt_mlp_scan(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8], x[9], x[10], o, composite);
+  }
   TTTScanComposite composite = [eps](const tensor_list& y) { return dual_linear_scan(y, eps); };
-  return ttt_linear_scan(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8], {checkpoint_group, eps}, composite);
+  return ttt_linear_scan(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8], o, composite);
 }
 
 Tensor TTTMixer::fused_outputs(const ScanInputs& in) { return fused_scan(fused_inputs(in), c_.checkpoint_group)[0]; }
 
-// Prefill: the fused scan over tokens that start a mini-batch — from W0 (a fresh state: the
+// Prefill (TTT-Linear): the fused scan over tokens that start a mini-batch — from W0 (a fresh state: the
 // forward's call) or from the state's own W, b per sequence (a later chunk) — leaving the state
 // step() continues from: W, b after the last complete mini-batch ([B, nh, f, f], [B, nh, 1, f] as
 // initial_state() lays them out) and, when the tokens end inside a mini-batch, its accumulators
@@ -316,6 +338,10 @@ Tensor TTTMixer::prefill_fused(const ScanInputs& in, ScanState& st, bool from_w0
   st.index = T % c_.mini_batch;
   st.W = {r[1], bias_row(r[2])};
   st.acc = st.index > 0 ? tensor_list{r[3], bias_row(r[4])} : tensor_list{Tensor(), Tensor()};
+  // The partial mini-batch's inputs, copied (a view would keep the whole prompt's tensors alive).
+  const int64_t n = st.index;
+  const auto tail = [&](const Tensor& t) { return narrow(t, 2, T - n, n).clone(); };
+  st.pending = n > 0 ? ScanInputs{tail(in.XQ), tail(in.XK), tail(in.XV), tail(in.lr)} : ScanInputs{};
   return r[0];
 }
 
@@ -352,23 +378,38 @@ Tensor TTTMixer::step(const Tensor& x, MixerState& state) {
   return finish(x, out);
 }
 
-// Without a graph to record, tokens that cover a whole mini-batch run through the fused scan (one
-// call instead of a few ops per mini-batch): a prompt from the start, and a later chunk of one
-// (ttt eval --niah prefills in chunks) after the rest of the current mini-batch in the composite
-// forms. The scan's final state is not differentiable, so a step that autograd must see through
-// (grad mode on) keeps the composite forms; so do single tokens.
+// Without a graph to record, TTT-Linear decodes through the fused scan: every call scans the
+// current mini-batch's earlier tokens (the state's `pending` inputs) again from W together with its
+// own, so a prompt, a chunk of one (ttt eval --niah prefills in chunks) and each single generated
+// token are one kernel call per layer instead of a few ops per token. After a composite step the
+// mini-batch is carried by accumulators instead, and a chunk that completes it runs its first
+// tokens in the composite forms, the rest fused. The scan's final state is not differentiable, so a
+// step that autograd must see through (grad mode on) keeps the composite forms; so does TTT-MLP
+// (its fused scan has no per-sequence initial state, and prefill_fused() lays out TTT-Linear's W, b
+// only).
 Tensor TTTMixer::decode_scan(ScanState& st, const ScanInputs& in, int64_t pos0) {
   const int64_t T = in.XQ.shape()[2], K = c_.mini_batch;
   const bool fused = !GradMode::is_enabled() && K > 0 && (impl_ == "auto" || impl_ == "fused") &&
-                     fused_unsupported(in).empty();
-  if (fused && pos0 == 0 && st.index == 0) return prefill_fused(in, st, /*from_w0=*/true);
+                     inner_->kind() == "linear" && fused_unsupported(in).empty();
+  if (fused && (st.index == 0 || st.pending.XQ.defined())) {
+    const int64_t n = st.index;  // the mini-batch's tokens already seen (their outputs are not returned again)
+    if (n == 0) return prefill_fused(in, st, /*from_w0=*/pos0 == 0);
+    const ScanInputs& p = st.pending;
+    const ScanInputs chunk{cat({p.XQ, in.XQ}, 2), cat({p.XK, in.XK}, 2), cat({p.XV, in.XV}, 2), cat({p.lr, in.lr}, 2)};
+    return narrow(prefill_fused(chunk, st, /*from_w0=*/pos0 == n), 2, n, T);
+  }
   const int64_t head = st.index == 0 ? 0 : K - st.index;  // tokens left in the current mini-batch
-  if (!fused || T - head < K) return run(st, in, pos0, true);
+  const auto composite = [&](const ScanInputs& part, int64_t p0) {
+    Tensor y = run(st, part, p0, true);
+    st.pending = ScanInputs{};  // the accumulators carry the mini-batch now
+    return y;
+  };
+  if (!fused || T - head < K) return composite(in, pos0);
   const auto part = [&](int64_t t0, int64_t n) {
     return ScanInputs{narrow(in.XQ, 2, t0, n), narrow(in.XK, 2, t0, n), narrow(in.XV, 2, t0, n), narrow(in.lr, 2, t0, n)};
   };
   tensor_list outs;
-  if (head > 0) outs.push_back(run(st, part(0, head), pos0, true));  // ends the mini-batch: commits
+  if (head > 0) outs.push_back(composite(part(0, head), pos0));  // ends the mini-batch: commits
   outs.push_back(prefill_fused(part(head, T - head), st, /*from_w0=*/false));
   return outs.size() == 1 ? outs[0] : cat(outs, 2);
 }

@@ -13,16 +13,19 @@
 // for bf16 activations, as the official kernels keep W in fp32.
 //
 // Implementations (model.ttt.impl): "fused" (the whole scan as one op over the kernels of
-// kernels/ttt_linear_scan.h, TTT-Linear with mini_batch > 0), "dual" (ttt_dual.h, the composite
-// matmul form, the fused op's oracle and its create_graph twin), "primal" (ttt_primal.h, token by
-// token) and "generic" (ttt_generic.h, inner gradient by autograd; any InnerModel); "auto" (the
-// default) is fused where the device's kernel covers the call, else dual. They give the same
-// outputs and gradients (tests/test_ttt_forms.cpp, tests/test_ttt_linear_scan.cpp). step()
-// decodes with the primal form for tokens inside a mini-batch and the composite form (dual for
-// auto/fused) for whole mini-batches; without grad mode, a step() over at least a whole
-// mini-batch (a prompt's prefill, from the start or in chunks) runs the fused scan where forward()
-// would — from W0, or from the state per sequence — and takes its final state (W, b, the
-// accumulators of a trailing partial mini-batch) from the scan's extra outputs.
+// kernels/ttt_linear_scan.h or kernels/ttt_mlp_scan.h, TTT-Linear / TTT-MLP with mini_batch > 0;
+// TTT-MLP has only the CPU reference so far), "dual" (ttt_dual.h, the composite matmul form, the
+// fused ops' oracle and their create_graph twin), "primal" (ttt_primal.h, token by token) and
+// "generic" (ttt_generic.h, inner gradient by autograd; any InnerModel); "auto" (the default) is
+// fused where the device has a kernel for the call, else dual (so TTT-MLP on a GPU runs the dual
+// form). They give the same outputs and gradients (tests/test_ttt_forms.cpp,
+// tests/test_ttt_linear_scan.cpp, tests/test_ttt_mlp_scan.cpp). step() (decoding) in the
+// composite forms: primal for tokens inside a mini-batch, dual for whole ones. Without grad mode a
+// TTT-Linear step() runs the fused scan where forward() would, for any number of tokens: from W0
+// or from the state's W, b per sequence, scanning the current mini-batch's earlier tokens (kept in
+// the state) again with the new ones, and takes the next state (W, b, the partial mini-batch's
+// inputs and accumulators) from the scan's outputs. TTT-MLP decodes in the composite forms (its
+// fused scan takes no per-sequence initial state yet).
 #pragma once
 
 #include <memory>

@@ -11,11 +11,18 @@
 #   and checks that (b) and (c) log the NCCL backend and reproduce (a)'s losses; then
 #   (d) as (c) with dist.timeline and small buckets: prints the per-bucket all-reduce timeline
 #       (scripts/ddp_timeline.py) and fails unless some all-reduce started before backward ended;
-#       with TIMELINE_BIG=1 also the same for BIG_CONFIG (BIG_SETS applied, 4 steps).
+#       with TIMELINE_BIG=1 also the same for BIG_CONFIG (BIG_SETS applied, 4 steps);
+#   (e) as (c) with dist.zero=1 (ZeRO-1: NCCL reduce-scatter and all-gather at world size 1),
+#       which must reproduce (a)'s losses.
 # Part 2 (only with N >= 2 GPUs): the 125M TTT-Linear config (configs/125m_ttt_linear.yaml) at its
 #   global batch on 1 GPU and on N GPUs (mpirun -np N, or N processes with RANK/WORLD_SIZE/
 #   LOCAL_RANK and a TCP rendezvous when mpirun is missing), STEPS steps each; prints tokens/s of both,
-#   the speedup and the scaling efficiency, and checks that the N-GPU loss curve matches 1 GPU.
+#   the speedup and the scaling efficiency, and checks that the N-GPU loss curve matches 1 GPU;
+#   then the same N-GPU run with dist.zero=1 (ZeRO-1): its loss curve, tokens/s and rank 0's peak
+#   memory next to dist.zero 0's, and the AdamW moments each rank holds (from train.log).
+# Part 3 (only with N >= 2 GPUs): ZeRO-1 checkpoints move between world sizes: the tiny model 4
+#   steps on N ZeRO-1 ranks then the rest on 1 GPU, and 4 steps on 1 GPU then the rest on N ZeRO-1
+#   ranks; both must continue (a)'s loss curve.
 #
 # Environment: BUILD (build dir, default build), WORK (scratch, default /tmp/ttt_gpu_ddp),
 # TINY_CONFIG (default configs/tiny_transformer.yaml), BIG_CONFIG (default configs/125m_ttt_linear.yaml),
@@ -141,6 +148,13 @@ if [ "${TIMELINE_BIG:-0}" = 1 ]; then
     --set train.log_every=1 --set checkpoint.every=0 --set dist.timeout_s=300 ${BIG_SETS:-}
 fi
 
+# (e) ZeRO-1 at world size 1: the reduce-scatter / all-gather path, same losses as plain.
+rm -rf "$WORK/tiny_zero"
+RANK=0 WORLD_SIZE=1 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=29517 \
+  "$TTT" train "${TINY[@]}" --set dist.zero=1 --run-dir "$WORK/tiny_zero" > "$WORK/tiny_zero.log" 2>&1
+grep -q "reduce-scatter, ZeRO-1" "$WORK/tiny_zero/train.log" || { echo "tiny_zero: ZeRO-1 was not used" >&2; exit 1; }
+same_losses "$WORK/tiny_local" "$WORK/tiny_zero" 1e-5 "part 1 (e): ZeRO-1 at world size 1 vs plain"
+
 # --- part 2: 125M TTT-Linear, 1 vs N GPUs ----------------------------------------------------------------
 if [ "$NGPU" -lt 2 ]; then
   echo "part 2 skipped: needs at least 2 GPUs (found $NGPU)"
@@ -163,3 +177,38 @@ res = {"gpus": n, "tokens_per_s_1gpu": one, "tokens_per_s_ngpu": many, "speedup"
 json.dump(res, open(sys.argv[4], "w"), indent=1)
 print(f"part 2: 1 GPU {one:,.0f} tok/s | {n} GPUs {many:,.0f} tok/s | speedup {many/one:.2f}x | efficiency {100*many/one/n:.1f}%")
 EOF
+
+# ZeRO-1 on N GPUs: the same curve, its speed and memory next to dist.zero 0's.
+rm -rf "$WORK/big_${NGPU}_zero"
+launch "$NGPU" "$WORK/big_${NGPU}_zero.log" train "${BIG[@]}" --set dist.zero=1 --run-dir "$WORK/big_${NGPU}_zero"
+same_losses "$WORK/big_1" "$WORK/big_${NGPU}_zero" 2e-3 "part 2: $NGPU GPUs ZeRO-1 vs 1 GPU" || echo "WARNING: loss curves differ"
+same_losses "$WORK/big_$NGPU" "$WORK/big_${NGPU}_zero" 2e-3 "part 2: $NGPU GPUs ZeRO-1 vs dist.zero 0" ||
+  echo "WARNING: loss curves differ"
+"$PY" - "$WORK/big_$NGPU" "$WORK/big_${NGPU}_zero" "$OUT/ddp_zero.json" <<'EOF'
+import json, re, statistics, sys
+def summary(run):
+    rows = [json.loads(l) for l in open(run + "/metrics.jsonl") if '"loss"' in l]
+    log = open(run + "/train.log").read()
+    peaks = re.findall(r"peak mem ([0-9.]+ [kMGT]?B)", log)
+    moments = re.search(r"AdamW moments per rank \(bytes\): ([0-9 ]+) \(unsharded: ([0-9]+)\)", log)
+    return {"tokens_per_s": statistics.median(r["tokens_per_s"] for r in rows[2:]),
+            "peak_mem_rank0": peaks[-1] if peaks else None,
+            "moments_bytes_per_rank": [int(x) for x in moments.group(1).split()] if moments else None,
+            "moments_bytes_unsharded": int(moments.group(2)) if moments else None}
+res = {"zero0": summary(sys.argv[1]), "zero1": summary(sys.argv[2])}
+json.dump(res, open(sys.argv[3], "w"), indent=1)
+for k, v in res.items():
+    print(f"part 2 {k}: {v['tokens_per_s']:,.0f} tok/s, rank 0 peak memory {v['peak_mem_rank0']}"
+          + (f", AdamW moments per rank {v['moments_bytes_per_rank']} of {v['moments_bytes_unsharded']} bytes"
+             if v["moments_bytes_per_rank"] else ""))
+EOF
+
+# --- part 3: ZeRO-1 checkpoints across world sizes (tiny model) -------------------------------------------
+rm -rf "$WORK/tiny_zN_to_1" "$WORK/tiny_1_to_zN"
+launch "$NGPU" "$WORK/tiny_zN_to_1.log" train "${TINY[@]}" --set dist.zero=1 --stop-at-step 4 --run-dir "$WORK/tiny_zN_to_1"
+"$TTT" train "${TINY[@]}" --resume --run-dir "$WORK/tiny_zN_to_1" >> "$WORK/tiny_zN_to_1.log" 2>&1
+same_losses "$WORK/tiny_local" "$WORK/tiny_zN_to_1" 1e-4 "part 3: 4 steps ZeRO-1 on $NGPU GPUs, then 1 GPU"
+"$TTT" train "${TINY[@]}" --stop-at-step 4 --run-dir "$WORK/tiny_1_to_zN" > "$WORK/tiny_1_to_zN.log" 2>&1
+launch "$NGPU" "$WORK/tiny_1_to_zN.resume.log" train "${TINY[@]}" --set dist.zero=1 --resume --run-dir "$WORK/tiny_1_to_zN"
+same_losses "$WORK/tiny_local" "$WORK/tiny_1_to_zN" 1e-4 "part 3: 4 steps on 1 GPU, then ZeRO-1 on $NGPU GPUs"
+echo "part 3 OK: ZeRO-1 checkpoints resume across world sizes"

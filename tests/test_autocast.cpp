@@ -2,6 +2,8 @@
 // and output, same precision in backward, exact float32 with create_graph.
 #include <doctest/doctest.h>
 
+#include <functional>
+
 #include "autograd/autocast.h"
 #include "autograd/engine.h"
 #include "autograd/ops.h"
@@ -110,4 +112,43 @@ TEST_CASE("autocast backward of x @ Wᵀ (Linear): dW laid out like W, same valu
   CHECK(W.grad().is_contiguous());
   CHECK(max_diff(W.grad(), matmul(round_bf16(w).t(), round_bf16(a))) < 1e-5);
   CHECK(max_diff(a.grad(), matmul(round_bf16(w), round_bf16(W))) < 1e-5);
+}
+
+TEST_CASE("autocast without grad: a parameter's cast is kept across scopes until the parameter changes") {
+  Generator g(5);
+  Tensor x = randn({8, 16}, g);
+  Tensor w = randn({16, 4}, g).set_requires_grad(true);
+  Tensor a = randn({16, 4}, g);  // not a parameter: cast in every scope
+  const auto copies_in = [](const std::function<void()>& fn) {
+    Profiler::reset();
+    Profiler::set_enabled(true);
+    fn();
+    Profiler::set_enabled(false);
+    int64_t n = 0;
+    for (auto& k : Profiler::snapshot())
+      if (k.name == "unary copy") n = k.calls;
+    return n;
+  };
+  NoGradGuard ng;
+  const auto product = [&](const Tensor& m) {
+    AutocastGuard ac(DType::bf16);
+    return matmul(x, m);
+  };
+  CHECK(copies_in([&] { (void)product(w); }) == 2);  // x and w
+  Tensor y;
+  CHECK(copies_in([&] { y = product(w); }) == 1);    // a new scope: x again, w kept
+  CHECK(max_diff(y, matmul(round_bf16(x), round_bf16(w))) < 1e-5);
+  CHECK(copies_in([&] { (void)product(a); }) == 2);
+  CHECK(copies_in([&] { (void)product(a); }) == 2);
+  // An in-place update (an optimizer step) makes the kept cast stale: cast again, new values.
+  w.add_(ones({16, 4}));
+  CHECK(copies_in([&] { y = product(w); }) == 2);
+  CHECK(max_diff(y, matmul(round_bf16(x), round_bf16(w))) < 1e-5);
+  // A cast with grad mode on (training) drops the kept ones.
+  {
+    GradModeGuard on(true);
+    AutocastGuard ac(DType::bf16);
+    (void)matmul(x, a);
+  }
+  CHECK(copies_in([&] { (void)product(w); }) == 2);
 }

@@ -1,7 +1,8 @@
 // tests/test_comm.cpp — the communicator in one process: launcher detection from environment
 // variables, the rank's device, the backend choice, the world-size-1 (local) communicator, bucket
-// assignment, and DataParallel over the local communicator (gradients land in the buckets,
-// accumulate over micro-batches, unused parameters get zeros, buckets launch during backward).
+// assignment, DataParallel over the local communicator (gradients land in the buckets,
+// accumulate over micro-batches, unused parameters get zeros, buckets launch during backward), and
+// ZeRO-1's ShardedAdamW at world size 1 against AdamW.
 // Multi-process runs are in test_ddp_mpi.cpp; the TCP rendezvous in test_rendezvous.cpp.
 // Run: ./build/tests/test_comm
 #include <doctest/doctest.h>
@@ -12,6 +13,8 @@
 #include "autograd/ops.h"
 #include "trainer/comm.h"
 #include "trainer/ddp.h"
+#include "trainer/optimizer.h"
+#include "trainer/zero.h"
 
 using namespace ttt;
 
@@ -65,6 +68,19 @@ TEST_CASE("detect_launch: torchrun-style, OpenMPI, PMI and Slurm variables") {
   CHECK(s.rank == 5);
   CHECK(s.world_size == 6);
   CHECK(s.local_rank == 1);
+}
+
+TEST_CASE("detect_launch: under torchrun's agent store the rendezvous takes the port after MASTER_PORT") {
+  // Recent torchrun exports TORCHELASTIC_USE_AGENT_STORE=True: its TCPStore listens on MASTER_PORT.
+  std::map<std::string, std::string> vars = {{"RANK", "1"},        {"WORLD_SIZE", "2"},         {"LOCAL_RANK", "1"},
+                                             {"MASTER_ADDR", "h0"}, {"MASTER_PORT", "29500"},
+                                             {"TORCHELASTIC_USE_AGENT_STORE", "True"}};
+  CHECK(detect(vars).master_port == 29501);
+  vars["TORCHELASTIC_USE_AGENT_STORE"] = "False";  // older torchrun: the workers' MASTER_PORT is free
+  CHECK(detect(vars).master_port == 29500);
+  vars["TORCHELASTIC_USE_AGENT_STORE"] = "True";
+  vars["MASTER_PORT"] = "65535";
+  CHECK_THROWS_WITH_AS(detect(vars), doctest::Contains("choose a lower --master-port"), std::invalid_argument);
 }
 
 TEST_CASE("detect_launch: explicit RANK/WORLD_SIZE win over MPI; an sbatch script alone is no launch") {
@@ -127,6 +143,9 @@ TEST_CASE("local communicator: collectives over one rank are the identity") {
   Tensor t = from_vector({1.5, -2, 3}, {3});
   c->all_reduce_sum(t);
   c->all_reduce_mean(t);
+  CHECK(t.tolist<double>() == std::vector<double>{1.5, -2, 3});
+  c->reduce_scatter_async(t, CommReduce::mean)->wait();
+  c->all_gather_async(t)->wait();
   CHECK(t.tolist<double>() == std::vector<double>{1.5, -2, 3});
   c->broadcast(t, 0);
   c->barrier();
@@ -233,4 +252,65 @@ TEST_CASE("DataParallel: a gradient arriving after its bucket was launched is an
   backward({net.loss(x)});
   CHECK_THROWS_WITH_AS(backward({net.loss(x)}), doctest::Contains("after its bucket was all-reduced"),
                        std::logic_error);
+}
+
+// --- ZeRO-1's optimizer in one process ----------------------------------------------------------------
+
+TEST_CASE("ShardedAdamW (world 1): the same updates and moments as AdamW, bit for bit; moments round-trip") {
+  // Two copies of a float32 net: w (2-D, decayed), b (1-D, not decayed by decay_only_matrices),
+  // unused (no gradient: AdamW's zero-gradient update, ShardedAdamW's zeroed bucket slice).
+  auto make = [](std::vector<std::pair<std::string, Tensor>>& named) {
+    Generator g(21);
+    named = {{"w", randn({4, 3}, g).set_requires_grad(true)},
+             {"b", randn({3}, g).set_requires_grad(true)},
+             {"unused", randn({5}, g).set_requires_grad(true)}};
+  };
+  std::vector<std::pair<std::string, Tensor>> ref, net;
+  make(ref);
+  make(net);
+  AdamW adam(ref, {}, decay_only_matrices);
+  auto comm = make_local_communicator(cpu());
+  DdpOptions o;
+  o.bucket_bytes = 40;  // unused (20 B) | b (12 B) ... in small buckets
+  o.reduce_scatter = true;
+  DataParallel ddp(*comm, net, o);
+  ShardedAdamW zero(*comm, ddp, net, {}, decay_only_matrices);
+  CHECK(zero.state_bytes() == zero.full_state_bytes());  // one rank holds everything
+  CHECK(zero.full_state_bytes() == 8 * (12 + 3 + 5));
+  Generator data(3);
+  for (int step = 0; step < 3; ++step) {
+    Tensor x = randn({6, 4}, data);
+    auto loss = [&](const std::vector<std::pair<std::string, Tensor>>& p) {
+      return sum(square(tanh(add(matmul(x, p[0].second), p[1].second))));
+    };
+    adam.zero_grad();
+    backward({loss(ref)});
+    std::vector<Tensor> ref_params = {ref[0].second, ref[1].second, ref[2].second};
+    const double norm = global_grad_norm(ref_params);
+    adam.step(1e-2, clip_scale(norm, 0.5));
+    ddp.zero_grad();
+    backward({loss(net)});
+    ddp.finish();
+    CHECK(zero.grad_norm() == doctest::Approx(norm).epsilon(1e-12));
+    zero.step(1e-2, clip_scale(norm, 0.5));  // the same clip factor: the updates must be identical
+    for (size_t i = 0; i < ref.size(); ++i) CHECK(net[i].second.tolist<float>() == ref[i].second.tolist<float>());
+  }
+  OptimizerState gathered = zero.gather_moments(0);
+  CHECK(gathered.step_count == 3);
+  REQUIRE(gathered.moments.size() == 3);
+  for (size_t i = 0; i < ref.size(); ++i) {
+    CHECK(gathered.moments[i].name == adam.slots()[i].name);
+    CHECK(gathered.moments[i].m.tolist<float>() == adam.slots()[i].m.tolist<float>());
+    CHECK(gathered.moments[i].v.tolist<float>() == adam.slots()[i].v.tolist<float>());
+  }
+  // A fresh sharded optimizer takes the moments back (what a resume does).
+  DataParallel ddp2(*comm, net, o);
+  ShardedAdamW again(*comm, ddp2, net, {}, decay_only_matrices);
+  again.load_moments(gathered);
+  CHECK(again.step_count() == 3);
+  OptimizerState back = again.gather_moments(0);
+  for (size_t i = 0; i < ref.size(); ++i) CHECK(back.moments[i].v.tolist<float>() == gathered.moments[i].v.tolist<float>());
+  // Not every parameter in the buckets: refused.
+  CHECK_THROWS_WITH_AS(ShardedAdamW(*comm, ddp2, {net[0], net[1]}, {}), doctest::Contains("every parameter"),
+                       std::invalid_argument);
 }

@@ -7,7 +7,7 @@
 // are last-bit rounding (~1e-7 relative) that AdamW carries along; the checks allow 1e-5
 // relative on losses and grad norms and 1e-5 absolute on parameters, far below any real bug
 // (a missed bucket, a rank seeing the wrong rows or a sum instead of a mean changes the loss or
-// the norm in the first or second digit).
+// the norm in the first or second digit). AdamW's moments are compared as well.
 //
 // When mpirun (or the MPI backend) is missing, the tests say so and pass, unless TTT_REQUIRE_MPI=1
 // (CI sets it: scripts/setup.sh installs openmpi-bin and libopenmpi-dev). As root, OpenMPI needs
@@ -33,7 +33,8 @@ const std::string kWorker = std::string(TTT_BINARY_DIR) + "/tests/ttt_ddp_worker
 
 struct Trace {
   std::vector<double> loss, norm;
-  std::map<std::string, std::vector<double>> params;
+  std::map<std::string, std::vector<double>> params;  // "param w1", "m w1", "v w1", ...
+  std::vector<double> state_bytes;                    // ZeRO-1: unsharded, then rank 0's, rank 1's, ...
 };
 
 Trace read_trace(const std::string& path) {
@@ -45,11 +46,14 @@ Trace read_trace(const std::string& path) {
     std::istringstream in(line);
     std::string first;
     in >> first;
-    if (first == "param") {
+    if (first == "param" || first == "m" || first == "v") {
       std::string name;
       in >> name;
       double v;
-      while (in >> v) t.params[name].push_back(v);
+      while (in >> v) t.params[first + " " + name].push_back(v);
+    } else if (first == "state_bytes") {
+      double v;
+      while (in >> v) t.state_bytes.push_back(v);
     } else {
       double loss, norm;
       in >> loss >> norm;
@@ -76,6 +80,17 @@ void check_close(const Trace& a, const Trace& b, const std::string& what) {
     for (size_t i = 0; i < vals.size(); ++i) worst = std::max(worst, std::abs(other[i] - vals[i]));
     CHECK_MESSAGE(worst <= 1e-5, name << " differs by " << worst);
   }
+}
+
+std::string tmp(const std::string& name);
+
+// Runs `ttt_ddp_worker train <args> <out> <more>` on np ranks (np = 1: alone) and reads its trace.
+Trace train_trace(int np, const std::string& args, const std::string& out, const std::string& more = "") {
+  CommandResult r = run_command((np > 1 ? mpirun(np) : std::string()) + kWorker + " train " + args + " " + tmp(out) + " " +
+                                more);
+  INFO(r.output);
+  REQUIRE(r.code == 0);
+  return read_trace(tmp(out));
 }
 
 std::string tmp(const std::string& name) {
@@ -125,6 +140,30 @@ TEST_CASE("mpirun: 2 and 4 ranks train like one process with the same global bat
   check_close(read_trace(tmp("w4.txt")), one, "4 ranks, no accumulation");
 }
 
+// ZeRO-1 changes who updates which element, not the arithmetic: with 2 ranks the reduce-scatter adds
+// the same two values as the all-reduce; only the gradient norm is summed over other pieces (the
+// shards), so the comparison allows the same float rounding as above (seen here: ~5e-8 relative
+// on losses and norms, one float32 ulp, 6e-8, on parameters and moments).
+TEST_CASE("mpirun: ZeRO-1 on 2 and 3 ranks trains like one process and like dist.zero 0, with 1/W of AdamW's state") {
+  if (!mpi_ready()) return;
+  // 12 rows per step in micro-batches of 2: accumulation 6 (1 rank), 3 (2 ranks), 2 (3 ranks).
+  Trace one = train_trace(1, "6 12 2", "z1.txt");
+  CHECK(one.loss.front() > one.loss.back());
+  CHECK(one.params.count("m w1") == 1);  // the moments are compared too (gathered from the shards)
+  // 64-byte buckets: w2 | b1 | w1, each cut in two halves.
+  Trace z2 = train_trace(2, "6 12 2", "z2.txt", "64 1 1");
+  check_close(z2, one, "ZeRO-1, 2 ranks, small buckets, overlap");
+  check_close(z2, train_trace(2, "6 12 2", "d2.txt", "64 1 0"), "ZeRO-1 vs dist.zero 0, 2 ranks");
+  // One bucket [w2 (80) | b1 (16) | w1 (96)] in slices of 64: slice boundaries inside w2 and w1.
+  Trace z3 = train_trace(3, "6 12 2", "z3.txt", "100000000 0 1");
+  check_close(z3, one, "ZeRO-1, 3 ranks, one bucket, no overlap");
+
+  // Memory: each rank holds m and v (8 bytes) for 1/W of the 192 parameters' elements.
+  const double full = 192 * 8;
+  CHECK(z2.state_bytes == std::vector<double>{full, full / 2, full / 2});
+  CHECK(z3.state_bytes == std::vector<double>{full, full / 3, full / 3, full / 3});
+}
+
 TEST_CASE("mpirun: gradient buckets are all-reduced during backward (per-bucket timeline on 2 ranks)") {
   if (!mpi_ready()) return;
   CommandResult r = run_command(mpirun(2) + kWorker + " timeline " + tmp("timeline.txt"));
@@ -172,17 +211,23 @@ TEST_CASE("mpirun: gradient buckets are all-reduced during backward (per-bucket 
   CHECK(first_layer < rows[4].ready);  // the first layer's bucket, by contrast, is ready after it
 }
 
-TEST_CASE("mpirun: a failing rank stops the job with a message instead of hanging") {
+TEST_CASE("mpirun: a failing rank stops the job with a message instead of hanging (all-reduce and ZeRO-1)") {
   if (!mpi_ready()) return;
-  CommandResult thrown = run_command(mpirun(2) + kWorker + " fail throw");
-  INFO(thrown.output);
-  CHECK(thrown.code != 0);
-  CHECK(thrown.output.find("rank 1 of 2: injected failure in step 1") != std::string::npos);
-  CHECK(thrown.seconds < 60);
+  // Under ZeRO-1 rank 0 is then waiting in a reduce-scatter (from a gradient hook) or in the
+  // all-gather of the updated weights.
+  for (const std::string zero : {"0", "1"}) {
+    INFO("dist.zero " << zero);
+    CommandResult thrown = run_command(mpirun(2) + kWorker + " fail throw " + zero);
+    INFO(thrown.output);
+    CHECK(thrown.code != 0);
+    CHECK(thrown.code != 124);  // not the `timeout` of the test
+    CHECK(thrown.output.find("rank 1 of 2: injected failure in step 1") != std::string::npos);
+    CHECK(thrown.seconds < 60);
 
-  CommandResult killed = run_command(mpirun(2) + kWorker + " fail exit");
-  INFO(killed.output);
-  CHECK(killed.code != 0);
-  CHECK(killed.code != 124);  // not the `timeout` of the test: mpirun noticed the dead rank
-  CHECK(killed.seconds < 60);
+    CommandResult killed = run_command(mpirun(2) + kWorker + " fail exit " + zero);
+    INFO(killed.output);
+    CHECK(killed.code != 0);
+    CHECK(killed.code != 124);  // mpirun noticed the dead rank
+    CHECK(killed.seconds < 60);
+  }
 }

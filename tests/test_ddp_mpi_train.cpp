@@ -6,18 +6,29 @@
 //     (tolerance 1e-5 relative, see test_ddp_mpi.cpp);
 //   - a checkpoint written by 1 process resumes on 2 ranks and continues the 1-process curve;
 //   - only rank 0 writes files; a global batch that does not divide by the world size is an error
-//     that stops every rank.
+//     that stops every rank;
+//   - ZeRO-1 (dist.zero 1): the same curve, weights and AdamW moments as one process, 1/2 of the
+//     moments per rank, and checkpoints that move between 2 ZeRO-1 ranks and 1 process both ways;
+//   - launchers: torchrun-style RANK/WORLD_SIZE/LOCAL_RANK and Slurm's SLURM_PROCID/... variables
+//     (set per rank under mpirun, which still carries MPI: CPU ranks need it), and the clear error
+//     of CPU ranks started by hand without an MPI launcher.
 // Skipped without mpirun unless TTT_REQUIRE_MPI=1 (tests/mpi_test_util.h). A few seconds.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
+#include "layers/language_model.h"
 #include "mpi_test_util.h"
 #include "tests/trainer_test_util.h"
+#include "trainer/checkpoint.h"
+#include "trainer/config.h"
 
 using namespace ttt::testing;
 namespace fs = std::filesystem;
@@ -65,6 +76,49 @@ void check_same_curve(const Curve& a, const Curve& b, size_t offset = 0) {
     INFO("step " << offset + i + 1);
     CHECK(std::abs(b.loss[i] - a.loss[offset + i]) <= 1e-5 * std::abs(a.loss[offset + i]));
     CHECK(std::abs(b.grad_norm[i] - a.grad_norm[offset + i]) <= 1e-5 * std::abs(a.grad_norm[offset + i]));
+  }
+}
+
+// b = steps [offset, offset + |b|) of a's curve, from a run directory whose first `offset` steps
+// were logged by an earlier session.
+Curve tail_of(const Curve& c, size_t offset) {
+  Curve t;
+  t.loss.assign(c.loss.begin() + static_cast<std::ptrdiff_t>(offset), c.loss.end());
+  t.grad_norm.assign(c.grad_norm.begin() + static_cast<std::ptrdiff_t>(offset), c.grad_norm.end());
+  return t;
+}
+
+// Every tensor of a checkpoint (parameters, m, v) by name, the model rebuilt from its stored config.
+std::map<std::string, ttt::Tensor> tensors_of(const std::string& path) {
+  const ttt::RunConfig cfg = ttt::load_config_string(ttt::read_checkpoint_meta(path).config_yaml, path);
+  ttt::LanguageModel model(cfg.model);
+  ttt::OptimizerState state;
+  for (auto& [name, p] : model.named_parameters())
+    state.moments.push_back({name, ttt::zeros(p.shape()), ttt::zeros(p.shape())});
+  ttt::load_checkpoint(path, model.named_parameters(), &state);
+  std::map<std::string, ttt::Tensor> out;
+  for (auto& [name, p] : model.named_parameters()) out["p:" + name] = p;
+  for (auto& m : state.moments) {
+    out["m:" + m.name] = m.m;
+    out["v:" + m.name] = m.v;
+  }
+  return out;
+}
+
+// Every tensor of checkpoint b equals a's to 1e-5 of the tensor's largest value (the float
+// rounding of test_ddp_mpi.cpp, carried through 6 steps).
+void check_same_checkpoint(const std::string& a, const std::string& b) {
+  auto ta = tensors_of(a), tb = tensors_of(b);
+  REQUIRE(ta.size() == tb.size());
+  for (auto& [name, t] : ta) {
+    std::vector<float> x = t.tolist<float>(), y = tb.at(name).tolist<float>();
+    REQUIRE(x.size() == y.size());
+    float scale = 0, worst = 0;
+    for (size_t i = 0; i < x.size(); ++i) {
+      scale = std::max(scale, std::abs(x[i]));
+      worst = std::max(worst, std::abs(x[i] - y[i]));
+    }
+    CHECK_MESSAGE(worst <= 1e-5f * scale, name << " differs by " << worst << " (largest value " << scale << ")");
   }
 }
 
@@ -128,4 +182,102 @@ TEST_CASE("mpirun -np 3 ttt train: a global batch that does not split over 3 ran
   CHECK(r.code != 124);  // stopped, not timed out
   CHECK(r.output.find("train.batch_tokens (256) must be a multiple") != std::string::npos);
   CHECK(r.output.find("rank 0 of 3") != std::string::npos);
+}
+
+TEST_CASE("mpirun -np 2 ttt train with dist.zero 1: same curve, weights and moments; checkpoints move 2 ranks <-> 1") {
+  if (!mpi_ready()) return;
+  REQUIRE_MESSAGE(fs::exists(kDir + "/one/checkpoints/step_6.h5"), "made by the first test case");
+  const Curve ref = read_curve(kDir + "/one");
+  const std::string zero = " --set dist.zero=1";
+
+  // --- 6 steps on 2 ZeRO-1 ranks ------------------------------------------------------------------------
+  CommandResult z = run_command(mpirun(2) + kTtt + train_args(kDir + "/zero") + zero);
+  INFO(z.output);
+  REQUIRE(z.code == 0);
+  check_same_curve(ref, read_curve(kDir + "/zero"));
+  check_same_checkpoint(kDir + "/one/checkpoints/step_6.h5", kDir + "/zero/checkpoints/step_6.h5");
+  const std::string log = read_text(kDir + "/zero/train.log");
+  CHECK(log.find("(reduce-scatter, ZeRO-1)") != std::string::npos);
+  // Each rank holds the moments of half the 20576 parameters (+ < 2 padding elements per bucket).
+  const std::string key = "ZeRO-1: AdamW moments per rank (bytes): ";
+  const size_t at = log.find(key);
+  REQUIRE(at != std::string::npos);
+  std::istringstream in(log.substr(at + key.size()));
+  int64_t r0 = 0, r1 = 0;
+  std::string unsharded;
+  in >> r0 >> r1 >> unsharded >> unsharded;
+  const int64_t full = 20576 * 8;
+  CHECK(unsharded == std::to_string(full) + ")");
+  CHECK(r0 + r1 >= full);
+  CHECK(r0 <= full / 2 + 6 * 8);  // 6 buckets
+  CHECK(r1 <= full / 2 + 6 * 8);
+
+  // --- 3 steps on 2 ZeRO-1 ranks, the rest on one process (N = 2 -> M = 1, zero 1 -> 0) ------------------
+  CommandResult a = run_command(mpirun(2) + kTtt + train_args(kDir + "/z2to1") + zero + " --stop-at-step 3");
+  INFO(a.output);
+  REQUIRE(a.code == 0);
+  CommandResult a2 = run_command(kTtt + train_args(kDir + "/z2to1") + " --resume");
+  INFO(a2.output);
+  REQUIRE(a2.code == 0);
+  Curve c = read_curve(kDir + "/z2to1");
+  REQUIRE(c.loss.size() == 6);
+  check_same_curve(ref, tail_of(c, 3), 3);
+
+  // --- 3 steps on one process, the rest on 2 ZeRO-1 ranks (M = 1 -> N = 2, zero 0 -> 1) ------------------
+  CommandResult b = run_command(kTtt + train_args(kDir + "/z1to2") + " --stop-at-step 3");
+  INFO(b.output);
+  REQUIRE(b.code == 0);
+  CommandResult b2 = run_command(mpirun(2) + kTtt + train_args(kDir + "/z1to2") + zero + " --resume");
+  INFO(b2.output);
+  REQUIRE(b2.code == 0);
+  Curve d = read_curve(kDir + "/z1to2");
+  REQUIRE(d.loss.size() == 6);
+  check_same_curve(ref, tail_of(d, 3), 3);
+  check_same_checkpoint(kDir + "/one/checkpoints/step_6.h5", kDir + "/z1to2/checkpoints/step_6.h5");
+}
+
+// CPU ranks communicate through MPI, so these launches run under mpirun, each rank's environment
+// rewritten to what the other launcher would set: the trainer must take its rank from those
+// variables (the log names the launcher) and train the same curve.
+TEST_CASE("mpirun -np 2 ttt train: torchrun-style and Slurm environments; CPU ranks by hand say they need MPI") {
+  if (!mpi_ready()) return;
+  REQUIRE_MESSAGE(fs::exists(kDir + "/one/metrics.jsonl"), "made by the first test case");
+  const Curve ref = read_curve(kDir + "/one");
+  const std::string as_env =
+      "sh -c 'export RANK=$OMPI_COMM_WORLD_RANK WORLD_SIZE=$OMPI_COMM_WORLD_SIZE "
+      "LOCAL_RANK=$OMPI_COMM_WORLD_LOCAL_RANK LOCAL_WORLD_SIZE=$OMPI_COMM_WORLD_LOCAL_SIZE; exec \"$0\" \"$@\"' ";
+  CommandResult env = run_command(mpirun(2) + as_env + kTtt + train_args(kDir + "/env") + " --set dist.zero=1");
+  INFO(env.output);
+  REQUIRE(env.code == 0);
+  CHECK(read_text(kDir + "/env/train.log").find("data parallel: 2 rank(s), backend mpi, launcher env") !=
+        std::string::npos);
+  check_same_curve(ref, read_curve(kDir + "/env"));
+
+  // As `srun --mpi=pmix` starts tasks: Slurm's variables, MPI through PMIx, no OMPI_COMM_WORLD_*.
+  const std::string as_srun =
+      "sh -c 'export SLURM_PROCID=$OMPI_COMM_WORLD_RANK SLURM_STEP_NUM_TASKS=$OMPI_COMM_WORLD_SIZE "
+      "SLURM_LOCALID=$OMPI_COMM_WORLD_LOCAL_RANK; unset OMPI_COMM_WORLD_RANK OMPI_COMM_WORLD_SIZE "
+      "OMPI_COMM_WORLD_LOCAL_RANK OMPI_COMM_WORLD_LOCAL_SIZE; exec \"$0\" \"$@\"' ";
+  CommandResult srun = run_command(mpirun(2) + as_srun + kTtt + train_args(kDir + "/srun"));
+  INFO(srun.output);
+  REQUIRE(srun.code == 0);
+  CHECK(read_text(kDir + "/srun/train.log").find("data parallel: 2 rank(s), backend mpi, launcher slurm") !=
+        std::string::npos);
+  check_same_curve(ref, read_curve(kDir + "/srun"));
+
+  // Two CPU processes started by hand (as torchrun would): no MPI connects them; each stops at once.
+  auto by_hand = [&](int r) {
+    const std::string rs = std::to_string(r);
+    return "(RANK=" + rs + " WORLD_SIZE=2 LOCAL_RANK=" + rs + " MASTER_ADDR=127.0.0.1 MASTER_PORT=29517 timeout 60 " + kTtt +
+           train_args(kDir + "/hand") + " 2>&1; echo rank " + rs + " exit $?)";
+  };
+  CommandResult hand = run_command(by_hand(1) + " & " + by_hand(0) + "; wait");
+  INFO(hand.output);
+  CHECK(hand.seconds < 30);
+  CHECK(hand.output.find("says rank 0 of 2") != std::string::npos);
+  CHECK(hand.output.find("says rank 1 of 2") != std::string::npos);
+  CHECK(hand.output.find("CPU ranks communicate through MPI, so start them with mpirun") != std::string::npos);
+  CHECK(hand.output.find("rank 0 exit 1") != std::string::npos);
+  CHECK(hand.output.find("rank 1 exit 1") != std::string::npos);
+  CHECK_FALSE(fs::exists(kDir + "/hand/checkpoints"));
 }

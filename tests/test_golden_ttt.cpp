@@ -2,7 +2,8 @@
 // official semantics (scripts/golden/ttt_reference.py, float64): TTT-Linear and TTT-MLP, Mamba and
 // Transformer backbones, 11 tokens with mini-batch 4 (a shorter final mini-batch). Output and the
 // gradients of sum(out · w) w.r.t. the input and every parameter, for the dual, primal and generic
-// forms. Parameters load with a strict state dict, so the names must match too.
+// forms and the fused scan (the CPU reference). Parameters load with a strict state dict, so the
+// names must match too.
 // Also tiny TTT language models (2 blocks, Mamba backbone) against scripts/golden/ttt_lm_reference.py:
 // logits, loss, every gradient and a 10-step plain-SGD loss curve.
 // Regenerate the files: /usr/bin/python3 scripts/golden/ttt_reference.py (and ttt_lm_reference.py)
@@ -46,7 +47,7 @@ void check_case(const std::string& name) {
   Tensor x = golden_tensor(doc.at("x")).set_requires_grad(true);
   Tensor w = golden_tensor(doc.at("w"));
   Tensor out_ref = golden_tensor(doc.at("out"));
-  for (const char* impl : {"dual", "primal", "generic"}) {
+  for (const char* impl : {"fused", "dual", "primal", "generic"}) {
     CAPTURE(impl);
     layer.set_impl(impl);
     Tensor out = layer.forward(x);
@@ -123,10 +124,12 @@ TEST_CASE("golden vs PyTorch: TTT-Linear, Transformer backbone") { check_case("l
 TEST_CASE("golden vs PyTorch: TTT-MLP, Transformer backbone") { check_case("mlp_transformer"); }
 
 TEST_CASE("golden vs PyTorch: tiny TTT-Linear LM (logits, loss, every gradient, 10 SGD steps)") {
+  check_lm_case("linear_mamba", "fused");
   check_lm_case("linear_mamba", "dual");
   check_lm_case("linear_mamba", "generic");
 }
 TEST_CASE("golden vs PyTorch: tiny TTT-MLP LM (logits, loss, every gradient, 10 SGD steps)") {
+  check_lm_case("mlp_mamba", "fused");
   check_lm_case("mlp_mamba", "dual");
   check_lm_case("mlp_mamba", "primal");
 }

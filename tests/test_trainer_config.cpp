@@ -131,6 +131,9 @@ TEST_CASE("missing required keys and bad values for training") {
   e = error_of([&] { validate_for_training(load_config(p, {"data.dir=x", "train.dtype=fp16"})); });
   CHECK(e.find("train.dtype") != std::string::npos);
   CHECK_NOTHROW(validate_for_training(load_config(p, {"data.dir=x", "train.dtype=bf16"})));
+  e = error_of([&] { validate_for_training(load_config(p, {"data.dir=x", "dist.zero=2"})); });
+  CHECK(e == "--set dist.zero=2: key 'dist.zero': must be 0 or 1");
+  CHECK_NOTHROW(validate_for_training(load_config(p, {"data.dir=x", "dist.zero=1"})));
   CHECK_NOTHROW(validate_for_training(load_config(p, {"data.dir=x"})));
   // A bad value is blamed on where it was set: the --set, or the file's line.
   e = error_of([&] { validate_for_training(load_config(p, {"data.dir=x", "train.lr=-1"})); });

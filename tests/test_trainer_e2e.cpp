@@ -131,7 +131,7 @@ TEST_CASE("tokenizer -> data -> train -> eval -> generate, resume and SIGTERM th
   // bench --contexts: prefill and decode latency per context, in the order given.
   auto bc = run_ttt("bench --config " + std::string(TTT_SOURCE_DIR) +
                     "/configs/tiny_ttt_linear.yaml --phases prefill,decode --contexts 24,16 --batch 2 --warmup 0 "
-                    "--repeat 1 --decode-tokens 3 --out " + kDir + "/bench_ctx.json");
+                    "--repeat 1 --decode-tokens 3 --profile --out " + kDir + "/bench_ctx.json");
   REQUIRE_MESSAGE(bc.code == 0, bc.output);
   auto bcj = nlohmann::json::parse(std::ifstream(kDir + "/bench_ctx.json"));
   REQUIRE(bcj["contexts"].size() == 2);
@@ -144,6 +144,16 @@ TEST_CASE("tokenizer -> data -> train -> eval -> generate, resume and SIGTERM th
     CHECK(row["decode"]["new_tokens"] == 3);
     CHECK(row["decode"]["ms_per_token"].get<double>() == doctest::Approx(1e3 * dec / 3));
     CHECK(row["decode"]["tokens_per_s"].get<double>() == doctest::Approx(2 * 3 / dec));
+    // --profile: the prefill runs the fused scan once per layer (2 blocks), and so does each of the
+    // 3 single-token decode steps after it.
+    const auto calls_of = [](const nlohmann::json& prof, const std::string& kernel) {
+      for (const auto& k : prof["kernels"])
+        if (k["kernel"] == kernel) return k["calls"].get<int64_t>();
+      return int64_t{0};
+    };
+    CHECK(calls_of(row["prefill_profile"], "ttt_linear_scan_fwd") == 2);
+    CHECK(row["decode_profile"]["backend_calls"].get<int64_t>() > 0);
+    CHECK(calls_of(row["decode_profile"], "ttt_linear_scan_fwd") == 2 * 3);
   }
   CHECK(!bcj.contains("seq_len"));
   // --- generate: deterministic for a seed ---------------------------------------------------------

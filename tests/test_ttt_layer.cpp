@@ -197,57 +197,72 @@ TEST_CASE("prefill through the fused scan leaves the composite path's decode sta
       }
 }
 
-TEST_CASE("a prompt prefilled in chunks: every chunk with a whole mini-batch runs the fused scan; == forward") {
-  // K = 4, T = 19: chunks that start on a boundary or inside a mini-batch (whose rest runs in the
-  // composite forms first), shorter ones (composite only), then single tokens. The state after
-  // each chunk equals the composite step()'s; the outputs equal the forward's. fp64.
+TEST_CASE("a prompt decoded in chunks: each chunk is one fused scan call (after a composite step, once a mini-batch completes); == forward") {
+  // K = 4, T = 19: chunks that start on a boundary or inside a mini-batch, shorter than one, then
+  // single tokens. Under impl auto from the start every chunk is one fused call (the partial
+  // mini-batch's inputs ride in the state). When the first chunk runs composite (impl dual), the
+  // partial mini-batch is only in the accumulators: a later chunk finishes it in the composite
+  // forms and runs the rest fused if that holds a whole mini-batch, else stays composite; after a
+  // fused call every chunk is fused again. The state after each chunk equals the composite
+  // step()'s; the outputs equal the forward's. fp64.
   const int64_t T = 19, K = 4;
   for (const char* backbone : {"mamba", "transformer"})
-    for (bool bias : {true, false}) {
-      ModelConfig cfg = tiny_ttt_config("ttt_linear", K, true, backbone);
-      cfg.ttt.inner_bias = bias;
-      Generator g(81);
-      TTTMixer layer(cfg, g);
-      randomize(layer, 82);
-      NoGradGuard ng;
-      Tensor x = rand64({2, T, cfg.d_model}, 83);
-      Tensor ref = layer.forward(x);
-      for (const std::vector<int64_t>& chunks : std::vector<std::vector<int64_t>>{
-               {8, 8, 3}, {5, 9, 5}, {3, 7, 1, 8}, {2, 3, 14}, {4, 4, 4, 4, 3}, {6, 2, 11}}) {
-        CAPTURE(backbone);
-        CAPTURE(bias);
-        CAPTURE(chunks.size());
-        CAPTURE(chunks[0]);
-        CAPTURE(chunks[1]);
-        auto st = layer.init_state(2);
-        layer.set_impl("dual");
-        auto want = layer.init_state(2);
-        layer.set_impl("auto");
-        int64_t t = 0;
-        for (int64_t n : chunks) {
-          CAPTURE(t);
-          const int64_t index = t % K, head = index == 0 ? 0 : K - index;
-          const bool expect_fused = t == 0 || n - head >= K;
-          Tensor y;
-          CHECK(fused_forward_calls([&] { y = layer.step(narrow(x, 1, t, n), *st); }) == (expect_fused ? 1 : 0));
-          CHECK(max_abs_diff(y, narrow(ref, 1, t, n)) < 1e-12);
+    for (bool bias : {true, false})
+      for (bool first_dual : {false, true}) {
+        ModelConfig cfg = tiny_ttt_config("ttt_linear", K, true, backbone);
+        cfg.ttt.inner_bias = bias;
+        Generator g(81);
+        TTTMixer layer(cfg, g);
+        randomize(layer, 82);
+        NoGradGuard ng;
+        Tensor x = rand64({2, T, cfg.d_model}, 83);
+        Tensor ref = layer.forward(x);
+        for (const std::vector<int64_t>& chunks : std::vector<std::vector<int64_t>>{
+                 {8, 8, 3}, {5, 9, 5}, {3, 7, 1, 8}, {2, 3, 14}, {4, 4, 4, 4, 3}, {6, 2, 11}, {3, 1, 1, 1, 1, 1, 11}}) {
+          CAPTURE(backbone);
+          CAPTURE(bias);
+          CAPTURE(first_dual);
+          CAPTURE(chunks.size());
+          CAPTURE(chunks[0]);
+          CAPTURE(chunks[1]);
+          auto st = layer.init_state(2);
           layer.set_impl("dual");
-          (void)layer.step(narrow(x, 1, t, n), *want);
+          auto want = layer.init_state(2);
           layer.set_impl("auto");
-          t += n;
-          auto& a = dynamic_cast<TTTState&>(*st);
-          auto& b = dynamic_cast<TTTState&>(*want);
-          CHECK(a.scan.index == b.scan.index);
-          for (size_t k = 0; k < a.scan.W.size(); ++k)
-            if (a.scan.W[k].defined()) CHECK(max_abs_diff(a.scan.W[k], b.scan.W[k]) < 1e-12);
+          int64_t t = 0;
+          bool carried = true;  // the partial mini-batch's inputs are in the state (or none is open)
+          for (size_t i = 0; i < chunks.size(); ++i) {
+            const int64_t n = chunks[i];
+            CAPTURE(t);
+            const int64_t index = t % K, head = index == 0 ? 0 : K - index;
+            const bool dual = first_dual && i == 0;
+            const bool expect_fused = !dual && (index == 0 || carried || n - head >= K);
+            if (dual) layer.set_impl("dual");
+            Tensor y;
+            CHECK(fused_forward_calls([&] { y = layer.step(narrow(x, 1, t, n), *st); }) == (expect_fused ? 1 : 0));
+            layer.set_impl("auto");
+            carried = expect_fused || (t + n) % K == 0;
+            CHECK(max_abs_diff(y, narrow(ref, 1, t, n)) < 1e-12);
+            layer.set_impl("dual");
+            (void)layer.step(narrow(x, 1, t, n), *want);
+            layer.set_impl("auto");
+            t += n;
+            auto& a = dynamic_cast<TTTState&>(*st);
+            auto& b = dynamic_cast<TTTState&>(*want);
+            CHECK(a.scan.index == b.scan.index);
+            CHECK(a.scan.pending.XQ.defined() == (carried && a.scan.index > 0));
+            for (size_t k = 0; k < a.scan.W.size(); ++k)
+              if (a.scan.W[k].defined()) CHECK(max_abs_diff(a.scan.W[k], b.scan.W[k]) < 1e-12);
+          }
         }
       }
-    }
 }
 
 TEST_CASE("prefill keeps the composite path where the fused scan does not apply") {
   NoGradGuard ng;
-  // TTT-MLP, batch GD (mini_batch = -1) and a state already past position 0: no fused call.
+  // TTT-MLP (whose forward runs its fused scan on the CPU, but whose scan takes no per-sequence
+  // state), batch GD (mini_batch = -1) and a mini-batch left open by a composite step: no fused call, and
+  // the step's outputs are still the forward's.
   for (auto [mixer, K] : {std::pair<const char*, int64_t>{"ttt_mlp", 4}, {"ttt_linear", -1}}) {
     CAPTURE(mixer);
     ModelConfig cfg = tiny_ttt_config(mixer, K);
@@ -256,7 +271,12 @@ TEST_CASE("prefill keeps the composite path where the fused scan does not apply"
     randomize(layer, 72);
     Tensor x = rand64({1, 9, cfg.d_model}, 73);
     auto st = layer.init_state(1);
-    CHECK(fused_forward_calls([&] { (void)layer.step(x, *st); }) == 0);
+    Tensor y;
+    CHECK(backend_calls([&] { y = layer.step(x, *st); }, "ttt_") == 0);  // any fused TTT scan
+    Tensor ref;
+    // The forward does fuse TTT-MLP (so the count above could see a call).
+    CHECK(backend_calls([&] { ref = layer.forward(x); }, "ttt_") == (K > 0 ? 1 : 0));
+    CHECK(max_abs_diff(y, ref) < 1e-12);
   }
   ModelConfig cfg = tiny_ttt_config("ttt_linear", 4);
   Generator g(74);
@@ -264,8 +284,11 @@ TEST_CASE("prefill keeps the composite path where the fused scan does not apply"
   randomize(layer, 75);
   Tensor x = rand64({1, 9, cfg.d_model}, 76);
   auto st = layer.init_state(1);
-  CHECK(fused_forward_calls([&] { (void)layer.step(narrow(x, 1, 0, 1), *st); }) == 1);
-  // Fewer tokens than the rest of the mini-batch plus a whole one: the composite forms.
+  // After a composite step (impl dual) that leaves a mini-batch open, fewer tokens than its rest
+  // plus a whole one: the composite forms.
+  layer.set_impl("dual");
+  CHECK(fused_forward_calls([&] { (void)layer.step(narrow(x, 1, 0, 1), *st); }) == 0);
+  layer.set_impl("auto");
   CHECK(fused_forward_calls([&] { (void)layer.step(narrow(x, 1, 1, 6), *st); }) == 0);
   // Grad mode on: the step stays differentiable through the state (composite forms).
   GradMode::set_enabled(true);

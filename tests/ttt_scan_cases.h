@@ -3,16 +3,20 @@
 // with the CUDA kernels, and gradcheck it. Not a test unit itself.
 #pragma once
 
+#include <cmath>
 #include <limits>
 #include <sstream>
 #include <utility>
 #include <vector>
 #include <string>
 
+#include "autograd/engine.h"
 #include "autograd/ops.h"
 #include "autograd/ops/kernel_calls.h"
 #include "autograd/tensor.h"
 #include "kernels/ttt_linear_scan.h"
+#include "tests/check_close.h"
+#include "tests/layer_helpers.h"
 
 namespace ttt::testing {
 
@@ -50,6 +54,51 @@ inline tensor_list scan_inputs(const ScanCase& c, uint64_t seed, DType dt = DTyp
 }
 
 inline TTTScanOptions scan_options(const ScanCase& c) { return {c.G, 1e-6}; }
+
+// Gradients of sum(out · w) w.r.t. every defined input.
+inline tensor_list input_grads(const Tensor& out, const tensor_list& x, const Tensor& w) {
+  tensor_list leaves;
+  for (const Tensor& t : x)
+    if (t.defined()) leaves.push_back(t);
+  return grad({sum(mul(out, w))}, leaves);
+}
+
+// A fused scan's output `out` against its composite twin's `ref` on the same inputs x (float64):
+// the values, and the gradients of sum(out · w) for a random w w.r.t. every defined input
+// (names[i] names x[i]).
+inline void check_scan_matches_twin(const Tensor& out, const Tensor& ref, const tensor_list& x, const char* const* names,
+                                    uint64_t seed) {
+  check_close(out, ref, {1e-10, 1e-9}, "out");
+  const Tensor w = rand64(out.shape(), seed);
+  const tensor_list g = input_grads(out, x, w), gr = input_grads(ref, x, w);
+  size_t j = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (!x[i].defined()) continue;
+    check_close(g[j], gr[j], {1e-9, 1e-8}, std::string("d") + names[i]);
+    ++j;
+  }
+}
+
+// The same for the fused TTT-MLP scan (autograd/ops.h ttt_mlp_scan), hidden h = expansion · f:
+// XQ, XK, XV, lr, tok as above; W1 [H, f, h] ~ N(0, 1/f), b1 [H, h] ~ N(0, 0.3²),
+// W2 [H, h, f] ~ N(0, 1/h), b2 [H, f] ~ N(0, 0.3²) (so Z1 and Z2 are O(1) and GELU is curved), LN
+// as above.
+inline tensor_list mlp_scan_inputs(const ScanCase& c, uint64_t seed, int64_t expansion = 4, DType dt = DType::f64) {
+  const tensor_list lin = scan_inputs(c, seed, dt);
+  Generator g(seed + 1000);
+  const TensorOptions o = opts(DType::f64);
+  auto leaf = [&](Tensor t) { return t.to(dt).set_requires_grad(true); };
+  const int64_t h = expansion * c.f;
+  const double sf = 1.0 / std::sqrt(static_cast<double>(c.f)), sh = 1.0 / std::sqrt(static_cast<double>(h));
+  tensor_list x(lin.begin(), lin.begin() + 5);
+  x.push_back(leaf(randn({c.H, c.f, h}, g, o, 0.0, sf)));
+  x.push_back(c.bias ? leaf(randn({c.H, h}, g, o, 0.0, 0.3)) : Tensor());
+  x.push_back(leaf(randn({c.H, h, c.f}, g, o, 0.0, sh)));
+  x.push_back(c.bias ? leaf(randn({c.H, c.f}, g, o, 0.0, 0.3)) : Tensor());
+  x.push_back(lin[7]);
+  x.push_back(lin[8]);
+  return x;
+}
 
 // x with W0 [B, H, f, f] and b0 [B, H, f] (when c.bias) drawn per sequence, N(0, 0.3²), not
 // requiring grad: the inputs of a decode call that resumes each sequence from its own state.

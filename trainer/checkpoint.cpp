@@ -129,7 +129,7 @@ void fsync_path(const std::string& path, bool directory) {
 // Writes the whole checkpoint file `file`, flushed and closed; throws naming what failed. On a
 // failure every dataset and group handle is closed (their scopes end) before the file; a file
 // HDF5 cannot close any more (a failed flush) is abandoned (data_h5::abandon_file).
-void write_checkpoint_file(const std::string& file, const NamedTensors& params, const AdamW* opt,
+void write_checkpoint_file(const std::string& file, const NamedTensors& params, const OptimizerState* opt,
                            const CheckpointMeta& meta) {
   Handle f = h5x::checked(h5x::file(H5Fcreate(file.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT)),
                           "cannot create '" + file + "'");
@@ -143,7 +143,7 @@ void write_checkpoint_file(const std::string& file, const NamedTensors& params, 
     h5x::write_i64(f, "tokens", meta.tokens);
     h5x::write_u64(f, "rng_seed", meta.rng_seed);
     h5x::write_u64(f, "rng_offset", meta.rng_offset);
-    h5x::write_i64(f, "optimizer_step", opt ? opt->step_count() : meta.optimizer_step);
+    h5x::write_i64(f, "optimizer_step", opt ? opt->step_count : meta.optimizer_step);
     h5x::write_str(f, "config", meta.config_yaml);
     {
       Handle g = make_group(f, "params");
@@ -152,7 +152,7 @@ void write_checkpoint_file(const std::string& file, const NamedTensors& params, 
     if (opt) {
       Handle g = make_group(f, "optim");
       Handle gm = make_group(g, "m"), gv = make_group(g, "v");
-      for (const auto& s : opt->slots()) {
+      for (const auto& s : opt->moments) {
         write_tensor(gm, s.name, s.m);
         write_tensor(gv, s.name, s.v);
       }
@@ -255,7 +255,21 @@ std::string shape_str(const Tensor& t) { return t.shape().str(); }
 
 // --- public API ---------------------------------------------------------------------------------
 
+OptimizerState optimizer_state_of(const AdamW& opt) {
+  OptimizerState s;
+  s.step_count = opt.step_count();
+  for (const auto& slot : opt.slots()) s.moments.push_back({slot.name, slot.m, slot.v});
+  return s;
+}
+
 void save_checkpoint(const std::string& path, const NamedTensors& params, const AdamW* opt,
+                     const CheckpointMeta& meta) {
+  if (!opt) return save_checkpoint(path, params, static_cast<const OptimizerState*>(nullptr), meta);
+  const OptimizerState state = optimizer_state_of(*opt);
+  save_checkpoint(path, params, &state, meta);
+}
+
+void save_checkpoint(const std::string& path, const NamedTensors& params, const OptimizerState* opt,
                      const CheckpointMeta& meta) {
   data_h5::Lock lock(data_h5::hdf5_mutex());
   data_h5::init();
@@ -290,6 +304,14 @@ CheckpointMeta read_checkpoint_meta(const std::string& path) {
 }
 
 CheckpointMeta load_checkpoint(const std::string& path, const NamedTensors& params, AdamW* opt) {
+  if (!opt) return load_checkpoint(path, params, static_cast<OptimizerState*>(nullptr));
+  OptimizerState state = optimizer_state_of(*opt);
+  CheckpointMeta meta = load_checkpoint(path, params, &state);
+  opt->set_step_count(state.step_count);
+  return meta;
+}
+
+CheckpointMeta load_checkpoint(const std::string& path, const NamedTensors& params, OptimizerState* opt) {
   data_h5::Lock lock(data_h5::hdf5_mutex());
   data_h5::init();
   Handle f = open_checkpoint(path);
@@ -320,7 +342,7 @@ CheckpointMeta load_checkpoint(const std::string& path, const NamedTensors& para
     if (H5Lexists(f, "optim", H5P_DEFAULT) <= 0) throw std::runtime_error(path + ": no optimizer state (/optim)");
     Handle gm = h5x::checked(h5x::group(H5Gopen2(f, "optim/m", H5P_DEFAULT)), path + ": no /optim/m");
     Handle gv = h5x::checked(h5x::group(H5Gopen2(f, "optim/v", H5P_DEFAULT)), path + ": no /optim/v");
-    for (const auto& s : opt->slots()) {
+    for (const auto& s : opt->moments) {
       Tensor m = read_tensor(gm, s.name, path), v = read_tensor(gv, s.name, path);
       if (m.shape() != s.m.shape() || v.shape() != s.v.shape())
         throw std::runtime_error(path + ": optimizer state of '" + s.name + "' has the wrong shape");
@@ -334,11 +356,11 @@ CheckpointMeta load_checkpoint(const std::string& path, const NamedTensors& para
     dst.copy_(values[i].to(dst.device()).to(dst.dtype()));
   }
   if (opt) {
-    for (size_t i = 0; i < opt->slots().size(); ++i) {
-      opt->slots()[i].m.copy_(ms[i].to(opt->slots()[i].m.device()));
-      opt->slots()[i].v.copy_(vs[i].to(opt->slots()[i].v.device()));
+    for (size_t i = 0; i < opt->moments.size(); ++i) {
+      opt->moments[i].m.copy_(ms[i].to(opt->moments[i].m.device()));
+      opt->moments[i].v.copy_(vs[i].to(opt->moments[i].v.device()));
     }
-    opt->set_step_count(meta.optimizer_step);
+    opt->step_count = meta.optimizer_step;
   }
   return meta;
 }

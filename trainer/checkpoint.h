@@ -15,6 +15,7 @@
 // skipped, never loaded.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -41,9 +42,30 @@ struct CheckpointMeta {
 
 using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
+// AdamW's state as a checkpoint stores it: the step count and the full-shape moments of every
+// parameter by name. An AdamW's slots give it directly; ZeRO-1 gathers it from the ranks' shards
+// (trainer/zero.h), so a checkpoint does not depend on the world size or on dist.zero.
+struct OptimizerState {
+  struct Moments {
+    std::string name;
+    Tensor m, v;
+  };
+  int64_t step_count = 0;
+  std::vector<Moments> moments;
+};
+// Handles to `opt`'s own tensors (no copy): saving reads them, loading writes into them.
+OptimizerState optimizer_state_of(const AdamW& opt);
+
 // Writes a checkpoint of `params` (and the optimizer's moments if `opt`) to `path` atomically.
 void save_checkpoint(const std::string& path, const NamedTensors& params, const AdamW* opt,
                      const CheckpointMeta& meta);
+void save_checkpoint(const std::string& path, const NamedTensors& params, const OptimizerState* opt,
+                     const CheckpointMeta& meta);
+// Parameters only (`nullptr` picks this one, not one of the two above).
+inline void save_checkpoint(const std::string& path, const NamedTensors& params, std::nullptr_t,
+                            const CheckpointMeta& meta) {
+  save_checkpoint(path, params, static_cast<const OptimizerState*>(nullptr), meta);
+}
 
 // Reads the attributes and extras only (cheap; for eval/generate to rebuild the model first).
 CheckpointMeta read_checkpoint_meta(const std::string& path);
@@ -51,6 +73,12 @@ CheckpointMeta read_checkpoint_meta(const std::string& path);
 // Loads parameter values into `params` (same names and shapes, both ways) and, if `opt`, the
 // moments and step count. Errors name the file and the tensor. Returns the metadata.
 CheckpointMeta load_checkpoint(const std::string& path, const NamedTensors& params, AdamW* opt);
+// The same into `opt`'s moments (their names and shapes say what to read; the values are copied
+// into the tensors given) and step_count.
+CheckpointMeta load_checkpoint(const std::string& path, const NamedTensors& params, OptimizerState* opt);
+inline CheckpointMeta load_checkpoint(const std::string& path, const NamedTensors& params, std::nullptr_t) {
+  return load_checkpoint(path, params, static_cast<OptimizerState*>(nullptr));
+}
 
 // "" if the file opens, has the format attributes, and every dataset reads back with a valid
 // checksum and consistent shapes; otherwise what is wrong with it.

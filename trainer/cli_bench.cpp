@@ -73,6 +73,17 @@ Tensor random_ids(int64_t rows, int64_t cols, int64_t vocab, Generator& g) {
   return from_vector_i64(ids, {rows, cols});
 }
 
+// Per kernel, `all` less `part` (calls, time, bytes; kernels left with no calls dropped), largest
+// first: what a run did beyond a run of its first part.
+std::vector<KernelStat> profile_minus(std::vector<KernelStat> all, const std::vector<KernelStat>& part) {
+  for (const KernelStat& p : part)
+    for (KernelStat& k : all)
+      if (k.name == p.name) k.calls -= p.calls, k.seconds -= p.seconds, k.bytes -= p.bytes;
+  std::erase_if(all, [](const KernelStat& k) { return k.calls <= 0; });
+  std::sort(all.begin(), all.end(), [](const KernelStat& x, const KernelStat& y) { return x.seconds > y.seconds; });
+  return all;
+}
+
 // The per-kernel table of one profiled step, largest first; also printed to stderr.
 nlohmann::json profile_json(const std::vector<KernelStat>& stats) {
   double total = 0, bytes = 0;
@@ -157,6 +168,21 @@ nlohmann::json by_context(LanguageModel& model, Backend& be, Device dev, const B
       line += " decode " + std::to_string(row["decode"]["ms_per_token"].get<double>()) + " ms/token";
     }
     std::fprintf(stderr, "%s\n", line.c_str());  // progress: a long sweep shows each context as it ends
+    if (a.profile) {
+      // One more prefill, then one with its decode steps, every backend call timed on its own
+      // (kernels/profiler.h); the decode table is the second minus the first.
+      const BenchArgs once{.warmup = 0, .repeat = 1};
+      const auto profiled = [&](int64_t steps) {
+        Profiler::reset();
+        Profiler::set_enabled(true);
+        (void)time_prefill_decode(model, be, once, prompt, next, amp, steps);
+        Profiler::set_enabled(false);
+        return Profiler::snapshot();
+      };
+      const std::vector<KernelStat> pre = profiled(0);
+      row["prefill_profile"] = profile_json(pre);
+      if (decode) row["decode_profile"] = profile_json(profile_minus(profiled(a.decode_tokens), pre));
+    }
     rows.push_back(row);
   }
   return rows;
@@ -293,7 +319,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--device", a->device, "cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_flag("--profile", a->profile,
                  "After the timed train steps, time every backend call of one more step (kernel table on stderr and "
-                 "in the JSON)");
+                 "in the JSON); with --contexts, of one more prefill and its decode steps at each context");
   cmd->add_option("--dtype", a->dtype, "fp32 or bf16 (autocast); default: the config's train.dtype")
       ->check(CLI::IsMember({"fp32", "bf16"}));
   cmd->add_flag("--deterministic", a->deterministic,

@@ -87,6 +87,9 @@ class LocalCommunicator final : public Communicator {
     if (timing_) w->started = w->ended = host_stamp();
     return w;
   }
+  // Over one rank, the one slice is the whole tensor: reduced and gathered already.
+  std::unique_ptr<CommWork> reduce_scatter_async(Tensor& t, CommReduce op) override { return all_reduce_async(t, op); }
+  std::unique_ptr<CommWork> all_gather_async(Tensor& t) override { return all_reduce_async(t, CommReduce::sum); }
   void broadcast(Tensor& t, int root) override {
     if (root != 0) throw std::invalid_argument("broadcast: root " + std::to_string(root) + " is not a rank of 1");
   }

@@ -99,6 +99,14 @@ class Communicator {
   virtual std::unique_ptr<CommWork> all_reduce_async(Tensor& t, CommReduce op) = 0;
   void all_reduce_sum(Tensor& t) { all_reduce_async(t, CommReduce::sum)->wait(); }
   void all_reduce_mean(Tensor& t) { all_reduce_async(t, CommReduce::mean)->wait(); }
+  // Reduce-scatter in place (ZeRO-1's gradient reduction): t.numel() must be a multiple of the
+  // world size W; rank r's slice [r n/W, (r+1) n/W) of t gets the sum (or mean) over ranks of that
+  // slice; the rest of t is unspecified afterwards (NCCL leaves it, MPI's in-place form writes
+  // into slice 0). (NCCL's in-place form of ncclReduceScatter.)
+  virtual std::unique_ptr<CommWork> reduce_scatter_async(Tensor& t, CommReduce op) = 0;
+  // All-gather in place (ZeRO-1's weight exchange): t.numel() a multiple of W; afterwards every
+  // rank's t holds, in slice r, rank r's slice r. (NCCL's in-place form of ncclAllGather.)
+  virtual std::unique_ptr<CommWork> all_gather_async(Tensor& t) = 0;
   // Every rank gets root's values.
   virtual void broadcast(Tensor& t, int root) = 0;
   virtual void barrier() = 0;

@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <functional>
 #include <mutex>
 #include <thread>
 #endif
@@ -115,7 +116,7 @@ MPI_Datatype mpi_type(DType d) {
     case DType::f32: return MPI_FLOAT;
     case DType::bf16: return MPI_UINT16_T;  // with bf16_sum_op
     case DType::i64: return MPI_INT64_T;
-    default: throw std::invalid_argument(std::string("all_reduce: dtype ") + dtype_name(d) +
+    default: throw std::invalid_argument(std::string("MPI collective: dtype ") + dtype_name(d) +
                                          " is not supported (float64, float32, bfloat16, int64)");
   }
 }
@@ -125,11 +126,12 @@ constexpr int64_t kChunk = INT_MAX / 2;
 
 // --- the communicator -----------------------------------------------------------------------------------
 
+// A collective in flight: its requests, and what to do once they complete (scale a mean, move a
+// reduce-scatter's result into place, copy a staged CUDA tensor back).
 class MpiWork final : public CommWork {
  public:
-  MpiWork(Tensor target, Tensor host, std::vector<MPI_Request> reqs, bool mean, int world, double timeout_s)
-      : target_(std::move(target)), host_(std::move(host)), reqs_(std::move(reqs)), mean_(mean), world_(world),
-        timeout_s_(timeout_s) {}
+  MpiWork(std::vector<MPI_Request> reqs, std::string what, double timeout_s, std::function<void()> on_done)
+      : reqs_(std::move(reqs)), what_(std::move(what)), timeout_s_(timeout_s), on_done_(std::move(on_done)) {}
   ~MpiWork() override {
     // A work dropped without wait() must still complete before its buffer goes away, unless an
     // exception is unwinding: the job is going down, and waiting could block until the timeout.
@@ -145,19 +147,17 @@ class MpiWork final : public CommWork {
   void wait() override {
     if (finished_) return;
     finished_ = true;
-    wait_all(reqs_, timeout_s_, "all_reduce of " + host_.str());
+    wait_all(reqs_, timeout_s_, what_);
     if (started && !ended) ended = host_stamp();
     NoGradGuard ng;
-    if (mean_) host_.mul_(1.0 / world_);
-    if (!host_.is_same(target_)) target_.copy_(host_);  // staged from a CUDA tensor
+    if (on_done_) on_done_();
   }
 
  private:
-  Tensor target_, host_;
   std::vector<MPI_Request> reqs_;
-  bool mean_;
-  int world_;
+  std::string what_;
   double timeout_s_;
+  std::function<void()> on_done_;
   bool finished_ = false;
 };
 
@@ -184,11 +184,8 @@ class MpiCommunicator final : public Communicator {
   Device device() const override { return cpu(); }
 
   std::unique_ptr<CommWork> all_reduce_async(Tensor& t, CommReduce op) override {
-    check_defined("all_reduce", t, "tensor");
-    if (!t.is_contiguous()) throw std::invalid_argument("all_reduce: " + t.str() + " is not contiguous");
+    check_tensor("all_reduce", t, op);
     MPI_Datatype type = mpi_type(t.dtype());
-    if (op == CommReduce::mean && !is_floating(t.dtype()))
-      throw std::invalid_argument(std::string("all_reduce: the mean of ") + dtype_name(t.dtype()) + " is not supported");
     MPI_Op mop = t.dtype() == DType::bf16 ? bf16_sum_op() : MPI_SUM;
     Tensor host = t.device().is_cpu() ? t : t.to(cpu());
     std::vector<MPI_Request> reqs;
@@ -201,7 +198,57 @@ class MpiCommunicator final : public Communicator {
       check(MPI_Iallreduce(MPI_IN_PLACE, p + off * es, n, type, mop, MPI_COMM_WORLD, &reqs.back()),
             "MPI_Iallreduce");
     }
-    auto work = std::make_unique<MpiWork>(t, host, std::move(reqs), op == CommReduce::mean, world_size(), timeout_s_);
+    const double scale = op == CommReduce::mean ? 1.0 / world_size() : 1.0;
+    auto work = std::make_unique<MpiWork>(std::move(reqs), "all_reduce of " + host.str(), timeout_s_,
+                                          [t, host, scale]() mutable {
+                                            if (scale != 1.0) host.mul_(scale);
+                                            if (!host.is_same(t)) t.copy_(host);  // staged from a CUDA tensor
+                                          });
+    work->started = std::move(start);
+    return work;
+  }
+
+  // MPI's in-place reduce-scatter leaves the result at the start of the buffer, not at the rank's
+  // slice: it is moved there when done (no slice-sized buffer per collective in flight: ZeRO-1
+  // launches every bucket before waiting for any).
+  std::unique_ptr<CommWork> reduce_scatter_async(Tensor& t, CommReduce op) override {
+    check_tensor("reduce_scatter", t, op);
+    const int64_t slice = slice_elements("reduce_scatter", t);
+    MPI_Datatype type = mpi_type(t.dtype());
+    MPI_Op mop = t.dtype() == DType::bf16 ? bf16_sum_op() : MPI_SUM;
+    Tensor host = t.device().is_cpu() ? t : t.to(cpu());
+    std::shared_ptr<CommStamp> start = timing_ ? host_stamp() : nullptr;
+    std::vector<MPI_Request> reqs(1);
+    check(MPI_Ireduce_scatter_block(MPI_IN_PLACE, host.data_ptr(), static_cast<int>(slice), type, mop, MPI_COMM_WORLD,
+                                    &reqs[0]),
+          "MPI_Ireduce_scatter_block");
+    const double scale = op == CommReduce::mean ? 1.0 / world_size() : 1.0;
+    const int64_t at = slice * rank();
+    auto work = std::make_unique<MpiWork>(std::move(reqs), "reduce_scatter of " + host.str(), timeout_s_,
+                                          [t, host, scale, at, slice]() mutable {
+                                            Tensor result = host.narrow(0, 0, slice);
+                                            if (scale != 1.0) result.mul_(scale);
+                                            // [0, slice) and [at, at + slice) do not overlap for at > 0.
+                                            if (at > 0 || !host.is_same(t)) t.narrow(0, at, slice).copy_(result);
+                                          });
+    work->started = std::move(start);
+    return work;
+  }
+
+  std::unique_ptr<CommWork> all_gather_async(Tensor& t) override {
+    check_tensor("all_gather", t, CommReduce::sum);
+    const int64_t slice = slice_elements("all_gather", t);
+    Tensor host = t.device().is_cpu() ? t : t.to(cpu());
+    std::shared_ptr<CommStamp> start = timing_ ? host_stamp() : nullptr;
+    std::vector<MPI_Request> reqs(1);
+    // Raw elements: bf16 travels as 16-bit words, any dtype as its bytes' type.
+    check(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, host.data_ptr(), static_cast<int>(slice),
+                         mpi_type(t.dtype()), MPI_COMM_WORLD, &reqs[0]),
+          "MPI_Iallgather");
+    auto work = std::make_unique<MpiWork>(std::move(reqs), "all_gather of " + host.str(), timeout_s_,
+                                          [t, host]() mutable {
+                                            if (!host.is_same(t)) t.copy_(host);
+                                          });
     work->started = std::move(start);
     return work;
   }
@@ -258,6 +305,25 @@ class MpiCommunicator final : public Communicator {
   }
 
  private:
+  void check_tensor(const char* what, const Tensor& t, CommReduce op) const {
+    check_defined(what, t, "tensor");
+    if (!t.is_contiguous()) throw std::invalid_argument(std::string(what) + ": " + t.str() + " is not contiguous");
+    (void)mpi_type(t.dtype());  // throws for unsupported dtypes
+    if (op == CommReduce::mean && !is_floating(t.dtype()))
+      throw std::invalid_argument(std::string(what) + ": the mean of " + dtype_name(t.dtype()) + " is not supported");
+  }
+
+  // Elements per rank of a reduce-scatter / all-gather of t (one MPI call: an int count).
+  int64_t slice_elements(const char* what, const Tensor& t) const {
+    const int64_t w = world_size();
+    if (t.dim() != 1 || t.numel() % w != 0)
+      throw std::invalid_argument(std::string(what) + ": " + t.str() + " must be 1-D with a multiple of " +
+                                  std::to_string(w) + " (the world size) elements");
+    if (t.numel() / w > INT_MAX)
+      throw std::invalid_argument(std::string(what) + ": " + t.str() + " has more than INT_MAX elements per rank");
+    return t.numel() / w;
+  }
+
   std::shared_ptr<void> session_;
   double timeout_s_;
 };
@@ -283,8 +349,9 @@ std::shared_ptr<void> mpi_acquire(const LaunchInfo& info) {
   if (info.launched() && (r != info.rank || n != info.world_size))
     throw std::invalid_argument("MPI sees rank " + std::to_string(r) + " of " + std::to_string(n) +
                                 ", but the launcher's environment (" + info.launcher + ") says " + info.describe() +
-                                ": start the job with mpirun (or srun --mpi=pmix) for the MPI backend, or set "
-                                "dist.backend: nccl with MASTER_ADDR/MASTER_PORT for CUDA ranks");
+                                ": CPU ranks communicate through MPI, so start them with mpirun (or srun --mpi=pmix); "
+                                "RANK/WORLD_SIZE without an MPI launcher (by hand, torchrun, plain srun) work for CUDA "
+                                "ranks, whose NCCL backend meets on MASTER_ADDR/MASTER_PORT");
   g_session = s;
   return s;
 }

@@ -56,7 +56,7 @@ ncclDataType_t nccl_type(DType d) {
     case DType::bf16: return ncclBfloat16;
     case DType::i64: return ncclInt64;
     default:
-      throw std::invalid_argument(std::string("all_reduce: dtype ") + dtype_name(d) +
+      throw std::invalid_argument(std::string("NCCL collective: dtype ") + dtype_name(d) +
                                   " is not supported (float64, float32, bfloat16, int64)");
   }
 }
@@ -149,16 +149,36 @@ class NcclCommunicator final : public Communicator {
     check_tensor("all_reduce", t);
     if (op == CommReduce::mean && !is_floating(t.dtype()))
       throw std::invalid_argument(std::string("all_reduce: the mean of ") + dtype_name(t.dtype()) + " is not supported");
-    order_after_compute();
-    std::shared_ptr<CommStamp> start = timing_ ? stamp_on(stream_) : nullptr;
-    enqueued("ncclAllReduce",
-             ncclAllReduce(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()), nccl_type(t.dtype()),
-                           op == CommReduce::mean ? ncclAvg : ncclSum, comm_, stream_));
-    std::shared_ptr<CommStamp> end = timing_ ? stamp_on(stream_) : nullptr;
-    auto work = finish_enqueue(t, "all_reduce of " + t.str());
-    work->started = std::move(start);
-    work->ended = std::move(end);
-    return work;
+    return launch("ncclAllReduce", t, "all_reduce", [&] {
+      return ncclAllReduce(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()), nccl_type(t.dtype()),
+                           op == CommReduce::mean ? ncclAvg : ncclSum, comm_, stream_);
+    });
+  }
+
+  // In place: NCCL reduces into recvbuff = sendbuff + rank * recvcount (ncclReduceScatter's
+  // in-place form), the rest of the buffer is only read.
+  std::unique_ptr<CommWork> reduce_scatter_async(Tensor& t, CommReduce op) override {
+    check_tensor("reduce_scatter", t);
+    if (op == CommReduce::mean && !is_floating(t.dtype()))
+      throw std::invalid_argument(std::string("reduce_scatter: the mean of ") + dtype_name(t.dtype()) + " is not supported");
+    const size_t slice = slice_elements("reduce_scatter", t);
+    char* base = static_cast<char*>(t.data_ptr());
+    char* mine = base + slice * static_cast<size_t>(rank()) * dtype_size(t.dtype());
+    return launch("ncclReduceScatter", t, "reduce_scatter", [&] {
+      return ncclReduceScatter(base, mine, slice, nccl_type(t.dtype()), op == CommReduce::mean ? ncclAvg : ncclSum,
+                               comm_, stream_);
+    });
+  }
+
+  // In place: sendbuff = recvbuff + rank * sendcount (ncclAllGather's in-place form).
+  std::unique_ptr<CommWork> all_gather_async(Tensor& t) override {
+    check_tensor("all_gather", t);
+    const size_t slice = slice_elements("all_gather", t);
+    char* base = static_cast<char*>(t.data_ptr());
+    char* mine = base + slice * static_cast<size_t>(rank()) * dtype_size(t.dtype());
+    return launch("ncclAllGather", t, "all_gather", [&] {
+      return ncclAllGather(mine, base, slice, nccl_type(t.dtype()), comm_, stream_);
+    });
   }
 
   std::shared_ptr<CommStamp> stamp_compute() override { return stamp_on(compute_stream_); }
@@ -224,6 +244,29 @@ class NcclCommunicator final : public Communicator {
     if (t.device() != device_)
       throw std::invalid_argument(std::string(op) + ": " + t.str() + " is not on this rank's device " + device_.str());
     if (!t.is_contiguous()) throw std::invalid_argument(std::string(op) + ": " + t.str() + " is not contiguous");
+  }
+
+  // A collective on `t`: ordered after the compute stream, enqueued by `call` (an ncclXxx call on
+  // stream_), with timeline stamps around it when timing; its work keeps `t` alive.
+  template <class Call>
+  std::unique_ptr<CommWork> launch(const char* nccl_name, const Tensor& t, const char* what, Call call) {
+    order_after_compute();
+    std::shared_ptr<CommStamp> start = timing_ ? stamp_on(stream_) : nullptr;
+    enqueued(nccl_name, call());
+    std::shared_ptr<CommStamp> end = timing_ ? stamp_on(stream_) : nullptr;
+    auto work = finish_enqueue(t, std::string(what) + " of " + t.str());
+    work->started = std::move(start);
+    work->ended = std::move(end);
+    return work;
+  }
+
+  // Elements per rank of a reduce-scatter / all-gather of t.
+  size_t slice_elements(const char* op, const Tensor& t) const {
+    const int64_t w = world_size();
+    if (t.dim() != 1 || t.numel() % w != 0)
+      throw std::invalid_argument(std::string(op) + ": " + t.str() + " must be 1-D with a multiple of " +
+                                  std::to_string(w) + " (the world size) elements");
+    return static_cast<size_t>(t.numel() / w);
   }
 
   void exchange_id(const LaunchInfo& info, ncclUniqueId& id) {

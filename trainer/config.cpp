@@ -382,6 +382,7 @@ void validate_for_training(const RunConfig& cfg, bool check_required) {
   need(t.dtype == "fp32" || t.dtype == "bf16", "train.dtype", "must be fp32 or bf16");
   need(cfg.dist.timeout_s > 0, "dist.timeout_s", "must be > 0");
   need(cfg.dist.bucket_mb > 0, "dist.bucket_mb", "must be > 0");
+  need(cfg.dist.zero == 0 || cfg.dist.zero == 1, "dist.zero", "must be 0 or 1");
   need(cfg.checkpoint.every >= 0, "checkpoint.every", "must be >= 0");
   need(cfg.checkpoint.keep_last >= 0, "checkpoint.keep_last", "must be >= 0 (0 = keep all)");
   need(cfg.model.max_seq_len > 0, "model.max_seq_len", "must be > 0");

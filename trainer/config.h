@@ -77,6 +77,7 @@ struct DistConfig {
   double bucket_mb = 25;         // gradient all-reduce bucket size (PyTorch DDP's default)
   bool overlap = true;           // all-reduce buckets during backward (false: all after it)
   bool timeline = false;         // write each step's per-bucket all-reduce timeline (ddp_timeline.jsonl)
+  int64_t zero = 0;              // 1: ZeRO-1, AdamW's moments sharded over the ranks (trainer/zero.h)
 };
 
 struct RunConfig {

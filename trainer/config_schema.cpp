@@ -61,7 +61,8 @@ std::vector<ConfigKey> build_schema() {
       {"model.ttt.mlp_expansion", F(model.ttt.mlp_expansion), "TTT-MLP hidden size = expansion x head_dim."},
       {"model.ttt.impl", F(model.ttt.impl),
        "TTT implementation (identical outputs; see tests). auto: the fused scan kernel where it covers the "
-       "layer (TTT-Linear, mini_batch > 0, the device has a kernel), else dual; fused: the kernel or an error.",
+       "layer (TTT-Linear or TTT-MLP, mini_batch > 0, the device has a kernel: TTT-MLP's is CPU-only so far), "
+       "else dual; fused: the kernel or an error.",
        {"auto", "fused", "dual", "primal", "generic"}},
       {"model.ttt.checkpoint_group", F(model.ttt.checkpoint_group),
        "Gradient checkpointing through time: keep W every G mini-batches; 0 = off."},
@@ -192,6 +193,10 @@ std::vector<ConfigKey> build_schema() {
       {"dist.timeline", F(dist.timeline),
        "Record, per step and gradient bucket, when it was ready and when its all-reduce started and ended, "
        "against the end of backward (GPU times on NCCL), in <run-dir>/ddp_timeline.jsonl (rank 0). Costs a sync per step."},
+      {"dist.zero", F(dist.zero),
+       "0: every rank keeps all of AdamW's state; 1: ZeRO-1, each rank keeps AdamW's moments for 1/world-size of the "
+       "parameters (gradients reduce-scattered, updated weights all-gathered). Same results up to float rounding; "
+       "checkpoints resume with either value at any world size."},
   };
   return k;
 }

@@ -38,6 +38,7 @@ struct DataParallel::State {
     Tensor param;
     Tensor view;        // the parameter's slice of its bucket, shaped like the parameter
     size_t bucket = 0;
+    int64_t offset = 0; // of the view in the bucket's buffer, in elements
     bool ready = false; // its gradient of this step is complete
   };
   struct Bucket {
@@ -81,7 +82,8 @@ struct DataParallel::State {
 
   void launch(size_t k, bool from_hook) {
     Bucket& b = buckets[k];
-    b.work = comm->all_reduce_async(b.buffer, CommReduce::mean);
+    b.work = opt.reduce_scatter ? comm->reduce_scatter_async(b.buffer, CommReduce::mean)
+                                : comm->all_reduce_async(b.buffer, CommReduce::mean);
     b.launched = true;
     b.from_hook = from_hook;
   }
@@ -137,12 +139,16 @@ DataParallel::DataParallel(Communicator& comm, std::vector<std::pair<std::string
     const Tensor& head = st.params[members.front()].param;
     int64_t total = 0;
     for (size_t i : members) total += st.params[i].param.numel();
-    b.buffer = zeros({total}, opts(head.dtype(), head.device()));
+    // A reduce-scatter needs equal slices: pad to a multiple of the world size (< W elements).
+    const int64_t w = comm.world_size();
+    const int64_t padded = opt.reduce_scatter ? (total + w - 1) / w * w : total;
+    b.buffer = zeros({padded}, opts(head.dtype(), head.device()));
     int64_t offset = 0;
     for (size_t i : members) {
       State::Param& p = st.params[i];
       p.view = b.buffer.narrow(0, offset, p.param.numel()).reshape(p.param.shape());
       p.bucket = st.buckets.size();
+      p.offset = offset;
       offset += p.param.numel();
     }
     b.members = std::move(members);
@@ -262,6 +268,25 @@ void DataParallel::finish() {
   st.sync = true;
   st.launched_in_backward = from_hook;
 }
+
+std::vector<std::pair<std::string, Tensor>> DataParallel::parameters() const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (const auto& p : state_->params) out.emplace_back(p.name, p.param);
+  return out;
+}
+
+std::vector<BucketMembers> DataParallel::buckets() const {
+  std::vector<BucketMembers> out;
+  for (const auto& b : state_->buckets) {
+    BucketMembers m;
+    m.buffer = b.buffer;
+    for (size_t i : b.members) m.members.emplace_back(i, state_->params[i].offset);
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+bool DataParallel::reduce_scatter() const { return state_->opt.reduce_scatter; }
 
 int DataParallel::num_buckets() const { return static_cast<int>(state_->buckets.size()); }
 

@@ -25,6 +25,12 @@
 // leaf reached by two separate backward() calls in the same micro-batch) would change a buffer
 // that is being reduced; that is reported as an error rather than silently averaged wrong.
 //
+// ZeRO-1 (DdpOptions::reduce_scatter, `dist.zero: 1`): the same buckets, hooks and launch order,
+// but each bucket is reduce-scattered instead of all-reduced: its buffer is padded to a multiple
+// of the world size W and rank r receives the mean over ranks of slice r only (the rest of the
+// buffer keeps this rank's own gradients). ShardedAdamW (trainer/zero.h) updates the parameters'
+// elements of those slices and all-gathers them back.
+//
 // World size 1 with the local communicator needs none of this: the trainer does not build it.
 #pragma once
 
@@ -42,6 +48,14 @@ struct DdpOptions {
   size_t bucket_bytes = 25u << 20;  // dist.bucket_mb
   bool overlap = true;              // dist.overlap: launch buckets during backward
   bool timeline = false;            // dist.timeline: record each step's per-bucket timeline
+  bool reduce_scatter = false;      // dist.zero 1: rank r gets the mean of slice r of each bucket
+};
+
+// A bucket as ZeRO-1 sees it: the flat gradient buffer (numel a multiple of the world size when
+// reduce-scattered) and each member parameter's element offset in it.
+struct BucketMembers {
+  Tensor buffer;
+  std::vector<std::pair<size_t, int64_t>> members;  // (index into DataParallel::parameters(), offset)
 };
 
 // One bucket of a step's timeline. Times are seconds relative to the end of backward (when
@@ -90,6 +104,13 @@ class DataParallel {
   void set_sync(bool last_micro_batch);
   // Launches the remaining buckets and waits for all; .grad then holds the mean over ranks.
   void finish();
+
+  // The parameters it reduces, in registration order (frozen ones and second names of a shared
+  // tensor left out).
+  std::vector<std::pair<std::string, Tensor>> parameters() const;
+  // Every bucket's buffer and members, in launch order.
+  std::vector<BucketMembers> buckets() const;
+  bool reduce_scatter() const;
 
   int num_buckets() const;
   // Parameter indices (registration order) of each bucket, in launch order.

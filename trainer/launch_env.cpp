@@ -3,6 +3,7 @@
 
 #include <cstdlib>
 #include <stdexcept>
+#include <string>
 
 namespace ttt {
 
@@ -68,6 +69,16 @@ LaunchInfo detect_launch(const EnvLookup& env) {
   if (info.master_port < 1 || info.master_port > 65535)
     throw std::invalid_argument("environment variable MASTER_PORT=" + std::to_string(info.master_port) +
                                 " is not a TCP port (1..65535)");
+  // Recent torchrun (PyTorch 2.x) runs its agent's TCPStore on MASTER_ADDR:MASTER_PORT and tells its
+  // workers so with TORCHELASTIC_USE_AGENT_STORE=True: rank 0 could not listen there, and the
+  // other ranks would greet a TCPStore. The rendezvous takes the next port instead.
+  const char* agent_store = env("TORCHELASTIC_USE_AGENT_STORE");
+  if (agent_store && std::string(agent_store) == "True" && info.launcher == "env") {
+    if (info.master_port == 65535)
+      throw std::invalid_argument("MASTER_PORT=65535 is held by torchrun's agent (TORCHELASTIC_USE_AGENT_STORE=True) "
+                                  "and the rendezvous needs the port after it: choose a lower --master-port");
+    ++info.master_port;
+  }
   return info;
 }
 

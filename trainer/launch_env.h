@@ -3,7 +3,9 @@
 //
 // Launchers recognised, first match wins (the variables each sets):
 //   env       RANK, WORLD_SIZE, LOCAL_RANK [, LOCAL_WORLD_SIZE]      torchrun, or set by hand;
-//             MASTER_ADDR / MASTER_PORT (default 29500) name rank 0's rendezvous for NCCL
+//             MASTER_ADDR / MASTER_PORT (default 29500) name rank 0's rendezvous for NCCL (under
+//             recent torchrun, TORCHELASTIC_USE_AGENT_STORE=True: its agent holds MASTER_PORT, so
+//             the rendezvous uses MASTER_PORT + 1)
 //   openmpi   OMPI_COMM_WORLD_RANK, OMPI_COMM_WORLD_SIZE, OMPI_COMM_WORLD_LOCAL_RANK,
 //             OMPI_COMM_WORLD_LOCAL_SIZE                              `mpirun -np N` (OpenMPI)
 //   pmi       PMI_RANK, PMI_SIZE [, MPI_LOCALRANKID]                  MPICH / Intel MPI hydra
@@ -30,7 +32,7 @@ struct LaunchInfo {
   int local_world_size = 1;  // processes on this node (-1: the launcher does not say)
   std::string launcher = "none";  // none | env | openmpi | pmi | slurm
   std::string master_addr;        // MASTER_ADDR ("" if unset)
-  int master_port = 29500;        // MASTER_PORT, torchrun's default when unset
+  int master_port = 29500;        // MASTER_PORT, torchrun's default when unset (+1 under torchrun's agent store)
   bool launched() const { return launcher != "none"; }
   // "rank 1 of 2 (local rank 1, launcher openmpi)"
   std::string describe() const;

@@ -151,6 +151,10 @@ void sum_squares_multi(const std::vector<Tensor>& grads, const Tensor& sums) {
 }  // namespace
 
 double global_grad_norm(const std::vector<Tensor>& params, bool multi_tensor) {
+  return std::sqrt(grad_sum_of_squares(params, multi_tensor));
+}
+
+double grad_sum_of_squares(const std::vector<Tensor>& params, bool multi_tensor) {
   // One backend reduction per tensor (on its device) into its own slot of one buffer per device,
   // read back once, then a host sum in double over tensors in parameter order: the same norm on
   // every run, and one device synchronisation per step instead of one per parameter. The multi-
@@ -192,7 +196,7 @@ double global_grad_norm(const std::vector<Tensor>& params, bool multi_tensor) {
     for (size_t i : idx) done[i] = true;
     for (double v : sums.to(DType::f64).tolist<double>()) total += v;
   }
-  return std::sqrt(total);
+  return total;
 }
 
 double clip_scale(double norm, double max_norm) {

@@ -74,6 +74,8 @@ bool decay_only_matrices(const std::string& name, const Tensor& p);
 // device come from one multi-tensor call (SumSqMulti, kernels/multi_tensor.h), which gives each
 // tensor's reduce(sum_sq) bit for bit; multi_tensor = false runs one reduction per tensor (tests).
 double global_grad_norm(const std::vector<Tensor>& params, bool multi_tensor = true);
+// The sum of squares under that square root (ZeRO-1 adds it over the ranks' shards).
+double grad_sum_of_squares(const std::vector<Tensor>& params, bool multi_tensor = true);
 // The factor clipping applies: 1 if norm <= max_norm (or max_norm <= 0), else max_norm / norm
 // (optax.clip_by_global_norm, as the official code).
 double clip_scale(double norm, double max_norm);

@@ -164,7 +164,8 @@ void TcpRendezvous::serve(const std::string& addr, int port, double timeout_s) {
   }
   ::freeaddrinfo(res);
   if (lfd < 0)
-    throw CommError("rendezvous: rank 0 cannot listen on port " + std::to_string(port) + " (MASTER_PORT): " + why);
+    throw CommError("rendezvous: rank 0 cannot listen on port " + std::to_string(port) + " (MASTER_PORT): " + why +
+                    " (another job on this node may use it: choose another MASTER_PORT)");
 
   const auto deadline = deadline_after(timeout_s);
   std::vector<bool> seen(static_cast<size_t>(world_), false);

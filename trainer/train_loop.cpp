@@ -24,6 +24,7 @@
 #include "trainer/metrics.h"
 #include "trainer/model_hooks.h"
 #include "trainer/optimizer.h"
+#include "trainer/train_optimizer.h"
 #include "trainer/run_checks.h"
 #include "trainer/schedule.h"
 #include "trainer/signals.h"
@@ -129,8 +130,11 @@ TrainResult train_run(const RunConfig& cfg, TokenSource& data, const TrainOption
   TrainResult res;
   res.plan = plan_training(cfg, model.num_parameters(), world);
   const TrainPlan& plan = res.plan;
-  AdamW adam(named, AdamWOptions{cfg.train.beta1, cfg.train.beta2, cfg.train.eps, cfg.train.weight_decay},
-             cfg.train.decay_all ? std::function<bool(const std::string&, const Tensor&)>() : decay_only_matrices);
+  // dist.zero 1 shards AdamW's moments over the ranks of DataParallel (one process: nothing to shard).
+  const bool data_parallel = comm->backend_name() != "local";
+  TrainOptimizer optim(named, AdamWOptions{cfg.train.beta1, cfg.train.beta2, cfg.train.eps, cfg.train.weight_decay},
+                       cfg.train.decay_all ? TrainOptimizer::DecayFn() : decay_only_matrices,
+                       data_parallel && cfg.dist.zero == 1);
   const LRSchedule sched{cfg.train.lr, cfg.train.min_lr, plan.warmup_steps, plan.total_steps};
   Generator rng(cfg.train.seed);  // no step draws from it today; saved so that any future use resumes exactly
 
@@ -204,7 +208,7 @@ TrainResult train_run(const RunConfig& cfg, TokenSource& data, const TrainOption
   if (resume_path) {
     const CheckpointMeta& meta = resume_meta;
     try {
-      load_checkpoint(*resume_path, named, &adam);
+      optim.load(*resume_path);
     } catch (const std::exception& e) {
       if (world == 1) throw;
       throw std::runtime_error(std::string(e.what()) + " (rank " + std::to_string(rank) +
@@ -250,19 +254,29 @@ TrainResult train_run(const RunConfig& cfg, TokenSource& data, const TrainOption
   // Data parallelism whenever a launcher started us (even at world size 1, so that a single-GPU
   // `mpirun -np 1` exercises the same path as N GPUs); replicas start from rank 0's values.
   std::unique_ptr<DataParallel> ddp;
-  if (comm->backend_name() != "local") {
+  if (data_parallel) {
     ddp = std::make_unique<DataParallel>(
-        *comm, named, DdpOptions{static_cast<size_t>(cfg.dist.bucket_mb * (1 << 20)), cfg.dist.overlap, cfg.dist.timeline});
+        *comm, named, DdpOptions{static_cast<size_t>(cfg.dist.bucket_mb * (1 << 20)), cfg.dist.overlap, cfg.dist.timeline,
+                                 optim.sharded()});
     ddp->broadcast_parameters(0);
-    log->info("data parallel: {} rank(s), backend {}, {} gradient buckets of <= {} MB, overlap {}", world,
-              comm->backend_name(), ddp->num_buckets(), cfg.dist.bucket_mb, cfg.dist.overlap ? "on" : "off");
+    optim.attach(*comm, *ddp);
+    log->info("data parallel: {} rank(s), backend {}, launcher {}, {} gradient buckets of <= {} MB ({}), overlap {}",
+              world, comm->backend_name(), comm->launch().launcher, ddp->num_buckets(), cfg.dist.bucket_mb,
+              optim.sharded() ? "reduce-scatter, ZeRO-1" : "all-reduce", cfg.dist.overlap ? "on" : "off");
+    if (optim.sharded()) {  // every rank's share of AdamW's moments, in bytes
+      std::string per_rank;
+      for (uint64_t b : comm->all_gather<uint64_t>(optim.state_bytes())) per_rank += (per_rank.empty() ? "" : " ") + std::to_string(b);
+      log->info("ZeRO-1: AdamW moments per rank (bytes): {} (unsharded: {})", per_rank, optim.full_state_bytes());
+    }
+  } else if (cfg.dist.zero == 1) {
+    log->info("dist.zero 1: one process, nothing to shard (plain AdamW)");
   }
   log->info("data: {}", data.describe());
   std::unique_ptr<MetricsLog> timeline_log;  // dist.timeline: per-step bucket timelines (rank 0)
   if (ddp && cfg.dist.timeline && lead)
     timeline_log = std::make_unique<MetricsLog>((fs::path(opt.run_dir) / "ddp_timeline.jsonl").string(), step);
 
-  auto save = [&](int64_t done) {
+  auto save = [&](int64_t done, const OptimizerState& optim_state) {
     CheckpointMeta meta;
     meta.step = done;
     meta.tokens = done * plan.batch_tokens;
@@ -272,7 +286,7 @@ TrainResult train_run(const RunConfig& cfg, TokenSource& data, const TrainOption
     if (!tokenizer_blob.empty()) meta.extras["tokenizer.model"] = tokenizer_blob;
     const std::string path = checkpoint_path(ckpt_dir, done);
     auto t0 = Clock::now();
-    save_checkpoint(path, named, &adam, meta);
+    save_checkpoint(path, named, &optim_state, meta);
     const double mb = fs::file_size(path) / 1e6;
     for (const auto& r : prune_checkpoints(ckpt_dir, cfg.checkpoint.keep_last, done)) log->info("removed old checkpoint {}", r);
     log->info("saved checkpoint {} ({:.1f} MB, {:.2f}s)", path, mb, seconds_since(t0));
@@ -306,7 +320,7 @@ TrainResult train_run(const RunConfig& cfg, TokenSource& data, const TrainOption
     const double lr = sched.at(step);
     apply_ttt_base_lr_warmup(model, step, plan.warmup_steps);
     if (ddp) ddp->zero_grad();  // gradients are views into the all-reduce buckets
-    else adam.zero_grad();
+    else optim.zero_grad();
     // All rows of the step at once, then sliced per micro-batch: the data of a step depends on
     // the global batch only, not on how it is split into micro-batches.
     Tensor rows;
@@ -339,14 +353,14 @@ TrainResult train_run(const RunConfig& cfg, TokenSource& data, const TrainOption
     const bool time_up = cfg.train.max_minutes > 0 && seconds_since(t_start) >= 60.0 * cfg.train.max_minutes;
     const StepAgreement agreed = agree_on_step(*comm, loss_sum / static_cast<double>(plan.accumulation), signal, time_up);
     const double loss = agreed.loss;
-    const double gnorm = global_grad_norm(model.parameters());
+    const double gnorm = optim.grad_norm();  // ZeRO-1: from the shards, summed over ranks
     // Stop before the update: a NaN written into the weights would be saved by the next checkpoint.
     if (!std::isfinite(loss) || !std::isfinite(gnorm))
       throw std::runtime_error("non-finite " + std::string(std::isfinite(loss) ? "gradient norm" : "loss") + " at step " +
                                std::to_string(step + 1) + "; parameters not updated" +
                                (newest_checkpoint.empty() ? "" : " (last checkpoint: " + newest_checkpoint + ")"));
-    adam.step(lr, clip_scale(gnorm, cfg.train.grad_clip));
-    if (!ddp) adam.zero_grad();
+    optim.step(lr, clip_scale(gnorm, cfg.train.grad_clip));
+    if (!ddp) optim.zero_grad();
     ++step;
     res.losses.push_back(loss);
 
@@ -393,9 +407,10 @@ TrainResult train_run(const RunConfig& cfg, TokenSource& data, const TrainOption
     if (periodic || step == plan.total_steps || !reason.empty()) {
       // Replicas must be bit-identical: check before their state is written down.
       if (ddp) ddp->check_parameters_in_sync();
+      const OptimizerState optim_state = optim.checkpoint_state();  // ZeRO-1: gathered to rank 0
       if (lead) {
         progress.clear();
-        save(step);
+        save(step, optim_state);
       }
     }
     if (!reason.empty()) {

@@ -30,11 +30,14 @@
 #include "autograd/node.h"
 #include "autograd/ops.h"
 #include "autograd/ops/kernel_calls.h"
+#include "autograd/ops/ttt_scan_tensors.h"
 #include "kernels/ttt_linear_scan.h"
 
 namespace ttt {
 
 namespace {
+
+using namespace scan_tensors;
 
 const char* kOp = "ttt_linear_scan";
 
@@ -90,30 +93,6 @@ void check_inputs(const tensor_list& in) {
     bad(per_sequence ? "expected b0 [B, H, f] with W0 [B, H, f, f]" : "expected b0 [H, f]");
   for (const Tensor* p : {&lw, &lb})
     if (p->defined() && p->shape() != Shape{H, f}) bad("expected ln_w, ln_b [H, f]");
-}
-
-// t as the kernels read it: unit stride in its last dim and 16-byte aligned rows (the CUDA kernels
-// move rows 16 bytes at a time); a contiguous copy otherwise.
-Tensor unit_last(const Tensor& t) {
-  const auto& s = t.strides();
-  const int64_t per16 = 16 / static_cast<int64_t>(dtype_size(t.dtype()));
-  const bool aligned = reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0 && s[0] % per16 == 0 &&
-                       s[1] % per16 == 0 && s[2] % per16 == 0;
-  return s.back() == 1 && aligned ? t : kc::contiguous(t);
-}
-BHTView bht(const Tensor& t) { return {t.data_ptr(), t.strides()[0], t.strides()[1], t.strides()[2]}; }
-// The data of an already contiguous tensor (null when undefined).
-void* ptr(const Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
-
-// A [B, H, T, f] tensor stored in [B, T, H, f] order.
-Tensor empty_heads_last(const Shape& s, DType dt, Device dev) {
-  Tensor m = empty({s[0], s[2], s[1], s[3]}, opts(dt, dev));
-  return make_view(m, s, {m.strides()[0], m.strides()[2], m.strides()[1], 1}, 0);
-}
-// A gradient buffer for input x: x's layout when dense permuted with a unit last stride.
-Tensor grad_like(const Tensor& x) {
-  if (kc::dense_permuted(x) && x.strides().back() == 1) return kc::empty_like_layout(x, x.dtype());
-  return empty_heads_last(x.shape(), x.dtype(), x.device());
 }
 
 tensor_list fused_backward(const tensor_list& in, const Tensor& states, const Tensor& dout,

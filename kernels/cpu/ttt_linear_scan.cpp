@@ -25,20 +25,14 @@
 #include <stdexcept>
 #include <vector>
 
+#include "kernels/cpu/ttt_scan_rows.h"
 #include "kernels/ttt_linear_scan.h"
 
 namespace ttt {
 
 // --- the call structs (shared by both implementations) -------------------------------------------
 
-namespace {
-double io_bytes(const TTTLinearScanShape& s, double bhtf_tensors, double bht_tensors) {
-  const double e = static_cast<double>(dtype_size(s.dtype)), eio = static_cast<double>(dtype_size(s.io_dtype()));
-  const double bht = static_cast<double>(s.batch * s.heads * s.len);
-  return eio * bht * static_cast<double>(s.head_dim) * bhtf_tensors +
-         e * (bht * bht_tensors + static_cast<double>(s.state_elems()));
-}
-}  // namespace
+using cpu_impl::scan_rows::io_bytes;
 
 double TTTLinearScanForward::bytes() const { return io_bytes(s, 4, 1); }
 double TTTLinearScanBackward::bytes() const { return io_bytes(s, 7, 2); }
@@ -90,25 +84,7 @@ namespace cpu_impl {
 
 namespace {
 
-using Vec = std::vector<double>;
-
-// Element access of one (b, h) slice of the call's tensors, storage type S.
-template <class S>
-struct Head {
-  const S *xq, *xk, *xv, *lr;
-  int64_t st_q, st_k, st_v, st_lr;
-  double q(int64_t t, int64_t c) const { return xq[t * st_q + c]; }
-  double k(int64_t t, int64_t c) const { return xk[t * st_k + c]; }
-  double v(int64_t t, int64_t c) const { return xv[t * st_v + c]; }
-  double l(int64_t t) const { return lr[t * st_lr]; }
-};
-
-template <class S>
-Head<S> head_of(const TTTLinearScanShape& s, const BHTView& xq, const BHTView& xk, const BHTView& xv,
-                const BHTView& lr, int64_t b, int64_t h) {
-  auto at = [&](const BHTView& v) { return static_cast<const S*>(v.data) + b * v.sb + h * v.sh; };
-  return {at(xq), at(xk), at(xv), at(lr), xq.st, xk.st, xv.st, lr.st};
-}
+using namespace scan_rows;
 
 // Per-head constants: token scale, LN weight/bias, f.
 struct Consts {
@@ -138,28 +114,6 @@ struct Chunk {
   Vec z1, xh1, sig1, gx, G, Gp, M, zbar, xho, sigo;
 };
 
-// Row statistics: x̂ = (z − μ)/σ, σ = sqrt(var + eps), biased variance.
-void normalize_row(const double* z, int64_t f, double eps, double* xh, double* sig) {
-  double mu = 0, var = 0;
-  for (int64_t j = 0; j < f; ++j) mu += z[j];
-  mu /= static_cast<double>(f);
-  for (int64_t j = 0; j < f; ++j) var += (z[j] - mu) * (z[j] - mu);
-  *sig = std::sqrt(var / static_cast<double>(f) + eps);
-  for (int64_t j = 0; j < f; ++j) xh[j] = (z[j] - mu) / *sig;
-}
-
-// L(v) = (v − mean v − x̂ mean(v x̂)) / σ on one row.
-void ln_vjp_row(const double* v, const double* xh, double sig, int64_t f, double* out) {
-  double m1 = 0, m2 = 0;
-  for (int64_t j = 0; j < f; ++j) {
-    m1 += v[j];
-    m2 += v[j] * xh[j];
-  }
-  m1 /= static_cast<double>(f);
-  m2 /= static_cast<double>(f);
-  for (int64_t j = 0; j < f; ++j) out[j] = (v[j] - m1 - xh[j] * m2) / sig;
-}
-
 // Runs chunk [t0, t0 + n) from state (W, b): fills ch and returns the outputs in `out` (n × f)
 // when non-null. Does not update the state.
 template <class S>
@@ -182,12 +136,9 @@ void chunk_forward(const Consts& c, const Head<S>& x, const Vec& W, const Vec& b
     }
     double* g = &ch.G[r * f];
     if (c.ln) {
-      normalize_row(z, f, c.eps, &ch.xh1[r * f], &ch.sig1[r]);
-      const double* xh = &ch.xh1[r * f];
-      double* gx = &ch.gx[r * f];
-      for (int64_t j = 0; j < f; ++j)
-        gx[j] = (c.w[j] * xh[j] + c.beta[j] - (x.v(t0 + r, j) - x.k(t0 + r, j))) * c.w[j];
-      ln_vjp_row(gx, xh, ch.sig1[r], f, g);
+      Vec tgt(f);
+      for (int64_t j = 0; j < f; ++j) tgt[j] = x.v(t0 + r, j) - x.k(t0 + r, j);
+      ln_l2_grad_row(z, tgt.data(), c.w.data(), c.beta.data(), f, c.eps, &ch.xh1[r * f], &ch.sig1[r], &ch.gx[r * f], g);
     } else {
       for (int64_t j = 0; j < f; ++j) g[j] = z[j] - x.v(t0 + r, j);
     }
@@ -248,7 +199,7 @@ void forward_typed(TTTLinearScanForward& a) {
   for (int64_t bh = 0; bh < s.batch * s.heads; ++bh) {
     const int64_t bi = bh / s.heads, h = bh % s.heads;
     const Consts c = consts_of<S>(s, a.tok, a.ln_w, a.ln_b, h);
-    const Head<S> x = head_of<S>(s, a.xq, a.xk, a.xv, a.lr, bi, h);
+    const Head<S> x = head_of<S>(a.xq, a.xk, a.xv, a.lr, bi, h);
     const int64_t i0 = s.per_sequence_init ? bh : h;  // which initial state
     Vec W(static_cast<const S*>(a.w0) + i0 * f * f, static_cast<const S*>(a.w0) + (i0 + 1) * f * f);
     Vec b(f, 0.0);
@@ -314,7 +265,6 @@ template <class S>
 void chunk_backward(const Consts& c, const Head<S>& x, const Vec& W, const Chunk& ch, const double* dout, Vec& dW,
                     Vec& db, Partials& p, double* dxq, double* dxk, double* dxv, double* dlr) {
   const int64_t f = c.f, n = ch.n, t0 = ch.t0;
-  const double fd = static_cast<double>(f);
   Vec dzbar(n * f), dGp(n * f, 0.0), dz1(n * f), dS(n * n, 0.0);
   std::fill(dxq, dxq + n * f, 0.0);
   std::fill(dxk, dxk + n * f, 0.0);
@@ -322,14 +272,8 @@ void chunk_backward(const Consts& c, const Head<S>& x, const Vec& W, const Chunk
   for (int64_t r = 0; r < n; ++r) {
     const double* go = dout + r * f;
     if (c.ln) {
-      Vec dxh(f);
-      for (int64_t j = 0; j < f; ++j) {
-        dxh[j] = go[j] * c.w[j];
-        p.dlnw[j] += go[j] * ch.xho[r * f + j];
-        p.dlnb[j] += go[j];
-        dxq[r * f + j] = go[j];
-      }
-      ln_vjp_row(dxh.data(), &ch.xho[r * f], ch.sigo[r], f, &dzbar[r * f]);
+      for (int64_t j = 0; j < f; ++j) dxq[r * f + j] = go[j];
+      output_ln_row_backward(go, &ch.xho[r * f], ch.sigo[r], c.w.data(), f, &dzbar[r * f], p.dlnw.data(), p.dlnb.data());
     } else {
       for (int64_t j = 0; j < f; ++j) dzbar[r * f + j] = go[j];
     }
@@ -392,31 +336,14 @@ void chunk_backward(const Consts& c, const Head<S>& x, const Vec& W, const Chunk
       }
       continue;
     }
-    const double* xh = &ch.xh1[r * f];
-    const double* gx = &ch.gx[r * f];
-    const double sig = ch.sig1[r];
-    Vec dgx(f), dxh(f);
-    ln_vjp_row(dG.data(), xh, sig, f, dgx.data());
-    double c_gx = 0, c_dg = 0, dsig = 0;
+    Vec tgt(f), dtgt(f);
+    for (int64_t j = 0; j < f; ++j) tgt[j] = x.v(t0 + r, j) - x.k(t0 + r, j);
+    ln_l2_grad_row_backward(dG.data(), &ch.xh1[r * f], ch.sig1[r], &ch.gx[r * f], &ch.G[r * f], tgt.data(), c.w.data(),
+                            c.beta.data(), f, dz, dtgt.data(), p.dlnw.data(), p.dlnb.data());
     for (int64_t j = 0; j < f; ++j) {
-      c_gx += gx[j] * xh[j];
-      c_dg += dG[j] * xh[j];
-      dsig -= dG[j] * ch.G[r * f + j];
+      dxv[r * f + j] = dtgt[j];
+      dxk[r * f + j] -= dtgt[j];
     }
-    c_gx /= fd;
-    c_dg /= fd;
-    dsig /= sig;
-    for (int64_t j = 0; j < f; ++j) {
-      const double tgt = x.v(t0 + r, j) - x.k(t0 + r, j);
-      dxh[j] = c.w[j] * c.w[j] * dgx[j] - (c_gx * dG[j] + gx[j] * c_dg) / sig;
-      p.dlnw[j] += dgx[j] * (2 * c.w[j] * xh[j] + c.beta[j] - tgt);
-      p.dlnb[j] += dgx[j] * c.w[j];
-      const double dtgt = -c.w[j] * dgx[j];
-      dxv[r * f + j] = dtgt;
-      dxk[r * f + j] -= dtgt;
-    }
-    ln_vjp_row(dxh.data(), xh, sig, f, dz);
-    for (int64_t j = 0; j < f; ++j) dz[j] += dsig * xh[j] / fd;
   }
   // Z1 = XK W + b.
   linear_backward(n, f, [&](int64_t r, int64_t a) { return x.k(t0 + r, a); }, dz1, W, dW, db, dxk);
@@ -432,7 +359,7 @@ void backward_typed(TTTLinearScanBackward& a) {
   for (int64_t bh = 0; bh < BH; ++bh) {
     const int64_t bi = bh / H, h = bh % H;
     const Consts c = consts_of<S>(s, a.tok, a.ln_w, a.ln_b, h);
-    const Head<S> x = head_of<S>(s, a.xq, a.xk, a.xv, a.lr, bi, h);
+    const Head<S> x = head_of<S>(a.xq, a.xk, a.xv, a.lr, bi, h);
     Partials& p = parts[bh];
     p = {Vec(f * f, 0.0), Vec(f, 0.0), Vec(f, 0.0), Vec(f, 0.0), Vec(K, 0.0)};
     const S* states = static_cast<const S*>(a.states) + bh * s.groups() * state_size;
@@ -470,47 +397,22 @@ void backward_typed(TTTLinearScanBackward& a) {
     p.db = db;
   }
   // Deterministic reductions over the batch (and heads for tok), in index order.
-  auto out = [](void* p) { return static_cast<S*>(p); };
-  for (int64_t h = 0; h < H; ++h) {
-    for (int64_t i = 0; i < f * f; ++i) {
-      double sum = 0;
-      for (int64_t bi = 0; bi < s.batch; ++bi) sum += parts[bi * H + h].dW[i];
-      out(a.dw0)[h * f * f + i] = static_cast<S>(sum);
-    }
-    for (int64_t j = 0; j < f; ++j) {
-      double sb = 0, sw = 0, sl = 0;
-      for (int64_t bi = 0; bi < s.batch; ++bi) {
-        sb += parts[bi * H + h].db[j];
-        sw += parts[bi * H + h].dlnw[j];
-        sl += parts[bi * H + h].dlnb[j];
-      }
-      if (a.db0) out(a.db0)[h * f + j] = static_cast<S>(sb);
-      if (a.dln_w) out(a.dln_w)[h * f + j] = static_cast<S>(sw);
-      if (a.dln_b) out(a.dln_b)[h * f + j] = static_cast<S>(sl);
-    }
-  }
-  for (int64_t i = 0; i < K; ++i) {
-    double sum = 0;
-    for (int64_t bh = 0; bh < BH; ++bh) sum += parts[bh].dtok[i];
-    out(a.dtok)[i] = static_cast<S>(sum);
-  }
-}
-
-template <class F>
-void by_dtype(DType dt, F&& fn) {
-  if (dt == DType::f64) return fn(double{});
-  if (dt == DType::f32) return fn(float{});
-  throw std::invalid_argument("ttt_linear_scan: dtype must be float32 or float64");
+  const int64_t B = s.batch;
+  reduce_over_batch<S>(a.dw0, B, H, f * f, [&](int64_t bh) { return parts[bh].dW.data(); });
+  reduce_over_batch<S>(a.db0, B, H, f, [&](int64_t bh) { return parts[bh].db.data(); });
+  reduce_over_batch<S>(a.dln_w, B, H, f, [&](int64_t bh) { return parts[bh].dlnw.data(); });
+  reduce_over_batch<S>(a.dln_b, B, H, f, [&](int64_t bh) { return parts[bh].dlnb.data(); });
+  reduce_over_batch<S>(a.dtok, BH, 1, K, [&](int64_t bh) { return parts[bh].dtok.data(); });
 }
 
 }  // namespace
 
 void ttt_linear_scan_forward(TTTLinearScanForward& c) {
-  by_dtype(c.s.dtype, [&](auto tag) { forward_typed<decltype(tag)>(c); });
+  by_dtype(c.s.dtype, "ttt_linear_scan", [&](auto tag) { forward_typed<decltype(tag)>(c); });
 }
 
 void ttt_linear_scan_backward(TTTLinearScanBackward& c) {
-  by_dtype(c.s.dtype, [&](auto tag) { backward_typed<decltype(tag)>(c); });
+  by_dtype(c.s.dtype, "ttt_linear_scan", [&](auto tag) { backward_typed<decltype(tag)>(c); });
 }
 
 }  // namespace cpu_impl

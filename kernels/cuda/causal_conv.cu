@@ -1,9 +1,9 @@
 // kernels/cuda/causal_conv.cu — the fused causal depthwise convolution (kernels/causal_conv.h).
-// One block per (batch, tile of time steps) — kConvFwdTile for the forward, kConvTile for the
+// One block per (batch, tile of time steps, 256 channels) — kConvFwdTile steps for the forward, kConvTile for the
 // backward (whose tiles are the weight-gradient partials); each thread walks the tile's steps for its
-// channels with the last k inputs in registers, so x (forward) or x and dy (backward) are read
+// channel with the last k inputs in registers, so x (forward) or x and dy (backward) are read
 // once and coalesced across channels. The backward also writes the tile's partial weight/bias
-// gradients, summed over tiles in index order by a second kernel (deterministic).
+// gradients, summed over tiles in a fixed order by a second kernel (deterministic).
 // float32 and bfloat16 data, width 1..8 (float64 runs on the CPU reference).
 #include "kernels/causal_conv.h"
 #include "kernels/cuda/cuda_backend.cuh"
@@ -23,7 +23,8 @@ __global__ void conv_fwd_kernel(CausalConvShape s, BTCView xv, BTCView yv, const
   const int64_t t1 = min(s.len, t0 + kConvFwdTile);
   const S* x = static_cast<const S*>(xv.data) + b * xv.sb;
   S* y = static_cast<S*>(yv.data) + b * yv.sb;
-  for (int64_t c = threadIdx.x; c < s.channels; c += blockDim.x) {
+  const int64_t c = static_cast<int64_t>(blockIdx.z) * blockDim.x + threadIdx.x;
+  if (c < s.channels) {
     float wc[K], win[K];
 #pragma unroll
     for (int j = 0; j < K; ++j) wc[j] = w[c * K + j];
@@ -52,7 +53,8 @@ __global__ void conv_bwd_kernel(CausalConvShape s, BTCView xv, BTCView dyv, BTCV
   const S* x = static_cast<const S*>(xv.data) + b * xv.sb;
   const S* dy = static_cast<const S*>(dyv.data) + b * dyv.sb;
   S* dx = static_cast<S*>(dxv.data) + b * dxv.sb;
-  for (int64_t c = threadIdx.x; c < s.channels; c += blockDim.x) {
+  const int64_t c = static_cast<int64_t>(blockIdx.z) * blockDim.x + threadIdx.x;
+  if (c < s.channels) {
     float wc[K], xw[K], dw[K], g[K + 1];
 #pragma unroll
     for (int j = 0; j < K; ++j) wc[j] = w[c * K + j], g[j] = 0.f;
@@ -85,18 +87,31 @@ __global__ void conv_bwd_kernel(CausalConvShape s, BTCView xv, BTCView dyv, BTCV
   }
 }
 
-// dw[c, j] (j < k) and dbias[c] (j = k): the partials summed over (batch, tile) in index order.
-__global__ void conv_reduce_kernel(const float* part, int64_t bt, int64_t C, int K, float* dw, float* db) {
+// dw[c, j] (j < k) and dbias[c] (j = k): the partials summed over the bt (batch, tile) rows. A
+// block owns kReduceCols consecutive columns of the [bt, C·(k+1)] partials; warp w sums rows
+// w, w + 8, ... of its lane's column (each row's 32 columns one 128-byte load), then the 8 warp sums
+// are added in warp order: the same order on every run (deterministic), and C·(k+1)/32 blocks
+// with bt/8 independent loads per thread instead of one thread per column walking all bt rows.
+constexpr int kReduceWarps = 8, kReduceCols = 32;
+__global__ void __launch_bounds__(kReduceWarps * 32)
+    conv_reduce_kernel(const float* part, int64_t bt, int64_t C, int K, float* dw, float* db) {
+  __shared__ float sums[kReduceWarps][kReduceCols];
   const int64_t n = C * (K + 1);
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t c = i / (K + 1);
-    const int j = static_cast<int>(i % (K + 1));
-    float sum = 0.f;
-    for (int64_t r = 0; r < bt; ++r) sum += part[(r * C + c) * (K + 1) + j];
-    if (j < K) dw[c * K + j] = sum;
-    else if (db) db[c] = sum;
-  }
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * kReduceCols + lane;
+  float sum = 0.f;
+  if (i < n)
+    for (int64_t r = warp; r < bt; r += kReduceWarps) sum += part[r * n + i];
+  sums[warp][lane] = sum;
+  __syncthreads();
+  if (warp != 0 || i >= n) return;
+  float total = 0.f;
+#pragma unroll
+  for (int w = 0; w < kReduceWarps; ++w) total += sums[w][lane];
+  const int64_t c = i / (K + 1);
+  const int j = static_cast<int>(i % (K + 1));
+  if (j < K) dw[c * K + j] = total;
+  else if (db) db[c] = total;
 }
 
 template <class Fn>
@@ -117,8 +132,10 @@ void by_type_and_width(const CausalConvShape& s, Fn&& fn) {
 }
 
 cudaStream_t stream_of(Backend& be) { return static_cast<cudaStream_t>(be.native_stream()); }
+// (time tiles, batch, blocks of kConvThreads channels): one channel per thread.
 dim3 grid_of(const CausalConvShape& s, int64_t tile) {
-  return dim3(static_cast<unsigned>((s.len + tile - 1) / tile), static_cast<unsigned>(s.batch));
+  return dim3(static_cast<unsigned>((s.len + tile - 1) / tile), static_cast<unsigned>(s.batch),
+              static_cast<unsigned>((s.channels + kConvThreads - 1) / kConvThreads));
 }
 
 }  // namespace
@@ -142,7 +159,7 @@ void causal_conv_backward(Backend& be, CausalConvBackward& c) {
   });
   const int64_t n = c.s.channels * (c.s.width + 1);
   const int64_t bt = c.s.batch * ((c.s.len + kConvTile - 1) / kConvTile);
-  conv_reduce_kernel<<<static_cast<unsigned>((n + 255) / 256), 256, 0, stream_of(be)>>>(
+  conv_reduce_kernel<<<static_cast<unsigned>((n + kReduceCols - 1) / kReduceCols), kReduceWarps * 32, 0, stream_of(be)>>>(
       part, bt, c.s.channels, static_cast<int>(c.s.width), static_cast<float*>(c.dw), static_cast<float*>(c.dbias));
   CUDA_CHECK_LAUNCH();
 }

@@ -1,0 +1,114 @@
+// kernels/ttt_mlp_scan.h — the whole mini-batch scan of a TTT-MLP layer (dual form) as one forward
+// and one backward call. CPU reference: kernels/cpu/ttt_mlp_scan.cpp; CUDA: not written yet (issue
+// 13), so ttt_mlp_scan_unsupported() names the reason on a GPU and the layer keeps its composite
+// dual form there. The composite dual form (layers/ttt_dual.cpp) is the oracle.
+//
+// Per batch element and head (f = head_dim, h = hidden (4f), K = mini-batch, chunk c = tokens
+// [cK, cK + n), n = K except a shorter last chunk), state (W1 [f, h], b1 [h], W2 [h, f], b2 [f])
+// entering the chunk, ln = ln_residual, β = 1 with the inner biases else 0, gelu = tanh GELU:
+//   Z1 = XK W1 + b1,  X2 = gelu(Z1),  Z2 = X2 W2 + b2
+//   G2 = ∂ℓ/∂Z2 (ℓ = ½‖LN(Z2) − (XV − XK)‖², or ½‖Z2 − XV‖² without ln)
+//   G1 = (G2 W2ᵀ) ⊙ gelu'(Z1),   Gp1 = diag(lr) G1,  Gp2 = diag(lr) G2
+//   Z̄1 = XQ W1 + b1 − diag(tok) tril(XQ XKᵀ + β) Gp1,     X̄2 = gelu(Z̄1)
+//   Z̄2 = X̄2 W2 + b2 − diag(tok) tril(X̄2 X2ᵀ + β) Gp2,     out = XQ + LN(Z̄2) (ln) or Z̄2
+//   n = K (commit): W1 −= τ XKᵀ Gp1, b1 −= τ Σ Gp1, W2 −= τ X2ᵀ Gp2, b2 −= τ Σ Gp2  (τ = tok[K−1])
+//   n < K: not committed; the accumulators (XKᵀ Gp1, Σ Gp1, X2ᵀ Gp2, Σ Gp2) are returned instead.
+// This is ttt-lm-pytorch's TTTMLP dual form (compute_mini_batch) with eta[i, j] = tok[i] · lr[j];
+// see layers/ttt_dual.cpp for the composite twin.
+//
+// Backward: gradients for XQ, XK, XV, lr, tok, W1, b1, W2, b2 and the LN weight/bias, given d out;
+// the final state and accumulators are not differentiable outputs. Parameter-gradient partials per
+// (batch, head) are reduced in a fixed order (no float atomics): a run reproduces itself bit for bit.
+//
+// Checkpointing through time: the forward stores the state entering every checkpoint_group-th chunk;
+// the backward replays each group from it, so memory is O(T / (K·G) · f·h) per (batch, head).
+//
+// A CUDA implementation plugs in as the TTT-Linear one does (kernels/ttt_linear_scan.h): define
+// cuda_impl::ttt_mlp_scan_unsupported / _forward / _backward below in kernels/cuda/ttt_mlp_scan.cu
+// and route ttt_mlp_scan_unsupported() and the run() methods to them (kernels/cpu/ttt_mlp_scan.cpp).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "kernels/backend.h"
+#include "kernels/ttt_linear_scan.h"  // BHTView
+
+namespace ttt {
+
+struct TTTMLPScanShape {
+  int64_t batch = 0, heads = 0, len = 0, head_dim = 0, hidden = 0, mini_batch = 16;
+  int64_t checkpoint_group = 1;  // >= 1: the state entering every G-th chunk is stored
+  double eps = 1e-6;
+  bool ln_residual = true;
+  bool bias = true;  // b1 and b2 (the official model has both, or neither with inner_bias off)
+  // As TTTLinearScanShape: bf16 products (autocast) and bf16 storage of XQ/XK/XV for a CUDA kernel;
+  // the CPU reference computes exactly (in double) and takes float32/float64 storage only.
+  bool low_precision = false;
+  DType dtype = DType::f32;
+  bool bf16_io = false;
+  DType io_dtype() const { return bf16_io ? DType::bf16 : dtype; }
+
+  int64_t chunks() const { return (len + mini_batch - 1) / mini_batch; }
+  int64_t groups() const { return (chunks() + checkpoint_group - 1) / checkpoint_group; }
+  // Elements of one state: W1, b1, W2, b2 in that order (row-major).
+  int64_t state_size() const { return 2 * head_dim * hidden + hidden + head_dim; }
+  // Elements of the stored states: [B, H, groups, state_size()].
+  int64_t state_elems() const { return batch * heads * groups() * state_size(); }
+};
+
+// Why the shape cannot run on device `d` (empty when it can). The CPU reference runs every
+// float32/float64 shape; no device has a CUDA kernel yet.
+std::string ttt_mlp_scan_unsupported(Device d, const TTTMLPScanShape& s);
+
+struct TTTMLPScanForward final : FusedCall {
+  TTTMLPScanShape s;
+  // inputs
+  BHTView xq, xk, xv;        // [B, H, T, f]
+  BHTView lr;                // [B, H, T]: base_lr · gate / f (eta's column factor)
+  const void* tok = nullptr; // [K]
+  const void* w1 = nullptr;  // [H, f, h]
+  const void* b1 = nullptr;  // [H, h] (null without bias)
+  const void* w2 = nullptr;  // [H, h, f]
+  const void* b2 = nullptr;  // [H, f] (null without bias)
+  const void* ln_w = nullptr;  // [H, f] (null without ln_residual)
+  const void* ln_b = nullptr;  // [H, f]
+  // outputs
+  BHTView out;                 // [B, H, T, f]
+  void* states = nullptr;      // [B, H, groups, state_size]
+  void* final_state = nullptr; // [B, H, state_size] after the last committed chunk (optional)
+  void* acc = nullptr;         // [B, H, state_size] accumulators of a partial last chunk, else 0 (optional)
+
+  const char* name() const override { return "ttt_mlp_scan_fwd"; }
+  double bytes() const override;
+  void run(Backend& be) override;
+};
+
+struct TTTMLPScanBackward final : FusedCall {
+  TTTMLPScanShape s;
+  // the forward's inputs and stored states
+  BHTView xq, xk, xv, lr;
+  const void *tok = nullptr, *w1 = nullptr, *b1 = nullptr, *w2 = nullptr, *b2 = nullptr;
+  const void *ln_w = nullptr, *ln_b = nullptr;
+  const void* states = nullptr;
+  BHTView dout;  // [B, H, T, f]
+  // gradients (overwritten)
+  BHTView dxq, dxk, dxv;  // [B, H, T, f]
+  BHTView dlr;            // [B, H, T]
+  void* dtok = nullptr;   // [K]
+  void *dw1 = nullptr, *db1 = nullptr, *dw2 = nullptr, *db2 = nullptr;  // as W1, b1, W2, b2 (b null without bias)
+  void *dln_w = nullptr, *dln_b = nullptr;                              // [H, f] (null without ln_residual)
+  void* workspace = nullptr;  // workspace_bytes() bytes, any content
+
+  size_t workspace_bytes() const;
+  const char* name() const override { return "ttt_mlp_scan_bwd"; }
+  double bytes() const override;
+  void run(Backend& be) override;
+};
+
+namespace cpu_impl {
+void ttt_mlp_scan_forward(TTTMLPScanForward& c);
+void ttt_mlp_scan_backward(TTTMLPScanBackward& c);
+}  // namespace cpu_impl
+
+}  // namespace ttt

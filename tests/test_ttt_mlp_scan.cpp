@@ -1,0 +1,264 @@
+// tests/test_ttt_mlp_scan.cpp — the fused TTT-MLP scan (autograd/ops.h ttt_mlp_scan over
+// kernels/ttt_mlp_scan.h) against its oracle, the composite dual form (layers/ttt_dual.h
+// dual_mlp_scan), in float64 on the CPU reference: outputs, final state, accumulators and every
+// gradient, over remainder chunks, T < K, K in {1, 8, 16}, batch 1 and > 1, every switch (LN +
+// residual, inner biases), checkpoint groups 0, 1, 4; kernel outputs poisoned with NaN before
+// the run. Then the layer: impl=fused equals impl=dual for both backbones, a tiny TTT-MLP language
+// model trains to the same losses with and without the op, and on a GPU the op declines (no CUDA
+// kernel yet) so impl=auto keeps the dual form. Gradcheck and gradgradcheck (through the composite
+// fallback) are in the op table (tests/op_cases/ttt_cases.cpp).
+#include <doctest/doctest.h>
+
+#include <limits>
+
+#include "autograd/engine.h"
+#include "kernels/ttt_mlp_scan.h"
+#include "layers/language_model.h"
+#include "layers/ttt_dual.h"
+#include "layers/ttt_scan.h"
+#include "tests/check_close.h"
+#include "tests/cuda_test_util.h"
+#include "tests/ttt_helpers.h"
+#include "tests/ttt_scan_cases.h"
+
+using namespace ttt;
+using namespace ttt::testing;
+
+namespace {
+
+tensor_list fused(const tensor_list& x, const ScanCase& c, bool with_twin = true) {
+  TTTScanComposite twin = [](const tensor_list& in) { return dual_mlp_scan(in, 1e-6); };
+  return ttt_mlp_scan(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8], x[9], x[10], scan_options(c),
+                      with_twin ? twin : nullptr);
+}
+
+const char* kNames[] = {"XQ", "XK", "XV", "lr", "tok", "W1", "b1", "W2", "b2", "ln_w", "ln_b"};
+
+void check_fused_matches_dual(const ScanCase& c, uint64_t seed) {
+  INFO(c.str());
+  const tensor_list x = mlp_scan_inputs(c, seed);
+  const Tensor ref = dual_mlp_scan(x, 1e-6);
+  check_scan_matches_twin(fused(x, c)[0], ref, x, kNames, seed + 1);
+}
+
+}  // namespace
+
+TEST_CASE("fused TTT-MLP scan (CPU reference) equals the composite dual form: outputs and every gradient, float64") {
+  const std::vector<ScanCase> cases = {
+      {2, 2, 37, 4, 16, true, true, 1},   // remainder chunk, batch > 1
+      {1, 2, 5, 4, 16, true, true, 1},    // T < K
+      {2, 1, 9, 4, 1, true, true, 1},     // K = 1
+      {1, 2, 29, 4, 8, true, true, 0},    // K = 8, checkpoint_group 0 (off: a state per chunk)
+      {1, 2, 40, 4, 4, true, true, 4},    // groups of 4 with a remainder group
+      {2, 2, 20, 8, 8, false, true, 1},   // no LN + residual
+      {2, 2, 21, 4, 4, true, false, 3},   // no inner biases, groups of 3
+      {1, 2, 19, 4, 8, false, false, 1},
+  };
+  uint64_t seed = 10;
+  for (const ScanCase& c : cases) check_fused_matches_dual(c, seed += 7);
+}
+
+TEST_CASE("fused TTT-MLP scan: the final state and the accumulators of a partial last chunk equal the composite scan's") {
+  struct : InnerModel {
+    tensor_list initial() const override { return {}; }
+    Tensor apply(const tensor_list&, const Tensor& x) const override { return x; }
+    std::string kind() const override { return "mlp"; }
+  } mlp;
+  for (int64_t T : {16, 19}) {
+    const ScanCase c{2, 2, T, 4, 8, true, true, 1};
+    const tensor_list x = mlp_scan_inputs(c, 41);
+    const int64_t h = x[5].shape()[2];
+    NoGradGuard ng;
+    const tensor_list res = fused(x, c, false);
+    ScanState st;
+    st.W = {expand(unsqueeze(x[5], 0), {c.B, c.H, c.f, h}), expand(reshape(x[6], {1, c.H, 1, h}), {c.B, c.H, 1, h}),
+            expand(unsqueeze(x[7], 0), {c.B, c.H, h, c.f}), expand(reshape(x[8], {1, c.H, 1, c.f}), {c.B, c.H, 1, c.f})};
+    ScanOptions o;
+    o.mini_batch = c.K;
+    o.full = o.partial = dual_segment;
+    ttt_scan(mlp, st, {x[0], x[1], x[2], x[3]}, x[4], 0, InnerNorm{x[9], x[10], 1e-6, true}, o);
+    const char* names[] = {"W1", "b1", "W2", "b2"};
+    for (int i = 0; i < 4; ++i) {
+      INFO(names[i], " T ", T);
+      check_close(res[1 + i], reshape(st.W[i], res[1 + i].shape()), {1e-11, 1e-10}, "final state");
+      if (T % c.K == 0)
+        CHECK(max_abs_diff(res[5 + i], zeros_like(res[5 + i])) == 0.0);
+      else
+        check_close(res[5 + i], reshape(st.acc[i], res[5 + i].shape()), {1e-11, 1e-10}, "accumulator");
+    }
+  }
+}
+
+TEST_CASE("fused TTT-MLP scan: checkpoint groups change memory, not results (bit for bit); a rerun reproduces itself") {
+  const ScanCase base{2, 2, 45, 4, 4, true, true, 1};
+  const tensor_list x = mlp_scan_inputs(base, 5);
+  const Tensor w = rand64({base.B, base.H, base.T, base.f}, 6);
+  std::vector<tensor_list> grads;
+  for (int64_t G : {0, 1, 4, 100, 4}) {
+    ScanCase c = base;
+    c.G = G;
+    grads.push_back(input_grads(fused(x, c)[0], x, w));
+  }
+  for (size_t k = 1; k < grads.size(); ++k)
+    for (size_t i = 0; i < grads[0].size(); ++i) CHECK(max_abs_diff(grads[k][i], grads[0][i]) == 0.0);
+}
+
+TEST_CASE("fused TTT-MLP scan kernels write every output: NaN-poisoned buffers, float64 and float32") {
+  for (DType dt : {DType::f64, DType::f32}) {
+    const ScanCase c{2, 2, 23, 4, 8, true, true, 2};
+    INFO(dtype_name(dt));
+    const tensor_list x = mlp_scan_inputs(c, 77, 4, dt);
+    const Tensor dout = rand64({c.B, c.H, c.T, c.f}, 78).to(dt);
+    // The reference: the composite form's output and gradients.
+    const Tensor ref = dual_mlp_scan(x, 1e-6);
+    const tensor_list gref = input_grads(ref, x, dout);
+    // The kernels on poisoned buffers.
+    tensor_list in;
+    for (const Tensor& t : x) in.push_back(t.detach().contiguous());
+    TTTMLPScanShape s;
+    s.batch = c.B, s.heads = c.H, s.len = c.T, s.head_dim = c.f, s.hidden = 4 * c.f, s.mini_batch = c.K;
+    s.checkpoint_group = c.G, s.dtype = dt;
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    auto poisoned = [&](const Shape& sh) { return full(sh, nan, opts(dt)); };
+    auto view = [](const Tensor& t) { return BHTView{t.data_ptr(), t.strides()[0], t.strides()[1], t.strides()[2]}; };
+    Tensor out = poisoned(in[0].shape()), states = poisoned({s.state_elems()});
+    Tensor fin = poisoned({c.B, c.H, s.state_size()}), acc = poisoned({c.B, c.H, s.state_size()});
+    TTTMLPScanForward f;
+    f.s = s;
+    f.xq = view(in[0]), f.xk = view(in[1]), f.xv = view(in[2]), f.lr = view(in[3]);
+    f.tok = in[4].data_ptr(), f.w1 = in[5].data_ptr(), f.b1 = in[6].data_ptr(), f.w2 = in[7].data_ptr();
+    f.b2 = in[8].data_ptr(), f.ln_w = in[9].data_ptr(), f.ln_b = in[10].data_ptr();
+    f.out = view(out), f.states = states.data_ptr(), f.final_state = fin.data_ptr(), f.acc = acc.data_ptr();
+    backend(cpu()).run(f);
+    tensor_list grads;
+    for (const Tensor& t : in) grads.push_back(poisoned(t.shape()));
+    TTTMLPScanBackward b;
+    b.s = s;
+    Tensor ws = poisoned({static_cast<int64_t>(b.workspace_bytes() / dtype_size(dt)) + 1});
+    b.xq = f.xq, b.xk = f.xk, b.xv = f.xv, b.lr = f.lr, b.tok = f.tok, b.w1 = f.w1, b.b1 = f.b1, b.w2 = f.w2;
+    b.b2 = f.b2, b.ln_w = f.ln_w, b.ln_b = f.ln_b, b.states = states.data_ptr();
+    const Tensor d = dout.contiguous();
+    b.dout = view(d);
+    b.dxq = view(grads[0]), b.dxk = view(grads[1]), b.dxv = view(grads[2]), b.dlr = view(grads[3]);
+    b.dtok = grads[4].data_ptr(), b.dw1 = grads[5].data_ptr(), b.db1 = grads[6].data_ptr();
+    b.dw2 = grads[7].data_ptr(), b.db2 = grads[8].data_ptr(), b.dln_w = grads[9].data_ptr();
+    b.dln_b = grads[10].data_ptr();
+    b.workspace = ws.data_ptr();
+    backend(cpu()).run(b);
+    const bool f64 = dt == DType::f64;
+    check_close(out, ref, f64 ? Tol{1e-10, 1e-9} : Tol{1e-5, 1e-4}, "out");
+    for (size_t i = 0; i < grads.size(); ++i) check_close(grads[i], gref[i], f64 ? Tol{1e-9, 1e-8} : Tol{1e-4, 1e-3}, kNames[i]);
+    CHECK(std::isfinite(max_abs_diff(fin, zeros_like(fin))));
+    CHECK(std::isfinite(max_abs_diff(acc, zeros_like(acc))));
+  }
+}
+
+TEST_CASE("fused TTT-MLP scan: clear errors") {
+  const ScanCase c{1, 2, 8, 4, 4, true, true, 1};
+  const tensor_list x = mlp_scan_inputs(c, 3);
+  auto call = [&](const tensor_list& y) {
+    return ttt_mlp_scan(y[0], y[1], y[2], y[3], y[4], y[5], y[6], y[7], y[8], y[9], y[10], scan_options(c),
+                        [](const tensor_list& in) { return dual_mlp_scan(in, 1e-6); });
+  };
+  tensor_list bad = x;
+  bad[3] = zeros({1, 2, 7}, opts(DType::f64));
+  CHECK_THROWS_WITH_AS(call(bad), doctest::Contains("expected lr [B, H, T]"), std::invalid_argument);
+  bad = x;
+  bad[7] = zeros({2, 4, 16}, opts(DType::f64));
+  CHECK_THROWS_WITH_AS(call(bad), doctest::Contains("expected W2 [H, h, f]"), std::invalid_argument);
+  bad = x;
+  bad[8] = Tensor();
+  CHECK_THROWS_WITH_AS(call(bad), doctest::Contains("b1 and b2 go together"), std::invalid_argument);
+  bad = x;
+  bad[10] = Tensor();
+  CHECK_THROWS_WITH_AS(call(bad), doctest::Contains("ln_w and ln_b go together"), std::invalid_argument);
+  bad = x;
+  bad[1] = x[1].to(DType::f32);
+  CHECK_THROWS_AS(call(bad), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(fused(x, c, false), doctest::Contains("composite twin"), std::invalid_argument);
+  // No device but the CPU has a kernel yet: the query says why, so the layer falls back.
+  TTTMLPScanShape s;
+  s.batch = 1, s.heads = 1, s.len = 16, s.head_dim = 64, s.hidden = 256;
+  CHECK(ttt_mlp_scan_unsupported(cpu(), s).empty());
+  CHECK(ttt_mlp_scan_unsupported(cuda(), s).find("no CUDA kernel") != std::string::npos);
+}
+
+// --- the layer ----------------------------------------------------------------------------------
+
+TEST_CASE("TTTMixer TTT-MLP impl=fused equals impl=dual: output and every parameter gradient (both backbones, float64)") {
+  for (const std::string backbone : {"mamba", "transformer"})
+    for (bool ln : {true, false}) {
+      INFO(backbone, ln ? " ln" : " no-ln");
+      ModelConfig cfg = tiny_ttt_config("ttt_mlp", 4, ln, backbone);
+      cfg.ttt.checkpoint_group = 2;
+      Generator g(3);
+      TTTMixer fused_layer(cfg, g);
+      randomize(fused_layer, 21);
+      Generator g2(3);
+      TTTMixer dual(cfg, g2);
+      randomize(dual, 21);
+      fused_layer.set_impl("fused");
+      dual.set_impl("dual");
+      // The TTT-MLP warmup's multiplier reaches the op through lr, as it reaches the dual form.
+      fused_layer.set_base_lr_multiplier(0.3);
+      dual.set_base_lr_multiplier(0.3);
+      const Tensor x = rand64({2, 11, cfg.d_model}, 4);
+      const OutAndGrads a = out_and_grads(fused_layer, x), b = out_and_grads(dual, x);
+      check_close(a.out, b.out, {1e-11, 1e-9}, "out");
+      REQUIRE(a.grads.size() == b.grads.size());
+      for (size_t i = 0; i < a.grads.size(); ++i)
+        check_close(a.grads[i].second, b.grads[i].second, {1e-10, 1e-8}, a.grads[i].first);
+    }
+}
+
+TEST_CASE("tiny TTT-MLP language model: the same training losses with and without the fused op (both backbones)") {
+  for (const std::string backbone : {"mamba", "transformer"}) {
+    INFO(backbone);
+    std::vector<std::vector<double>> curves;
+    for (const std::string impl : {"auto", "dual"}) {
+      ModelConfig cfg = tiny_ttt_config("ttt_mlp", 4, true, backbone);
+      cfg.vocab_size = 32;
+      cfg.n_layers = 2;
+      cfg.d_ff = 16;
+      cfg.max_seq_len = 16;
+      cfg.ttt.base_lr = 0.1;
+      cfg.ttt.checkpoint_group = 2;
+      cfg.ttt.impl = impl;
+      LanguageModel lm(cfg);
+      lm.to(DType::f64);
+      std::vector<int64_t> ids(2 * 14), targets(2 * 14);
+      for (size_t i = 0; i < ids.size(); ++i) ids[i] = (7 * i + 3) % 32, targets[i] = (7 * i + 10) % 32;
+      const Tensor tid = from_vector_i64(ids, {2, 14}), ttg = from_vector_i64(targets, {2, 14});
+      std::vector<double> curve;
+      for (int step = 0; step < 6; ++step) {
+        lm.zero_grad();
+        Tensor l = lm.loss(tid, ttg);
+        curve.push_back(l.item());
+        l.backward();
+        NoGradGuard ng;
+        for (auto& p : lm.parameters()) p.add_(p.grad(), -0.1);
+      }
+      curves.push_back(curve);
+    }
+    for (size_t s = 0; s < curves[0].size(); ++s) {
+      INFO("step ", s);
+      CHECK(std::fabs(curves[0][s] - curves[1][s]) <= 1e-10 * std::fabs(curves[1][s]));
+    }
+    CHECK(curves[0].back() < curves[0].front());
+  }
+}
+
+TEST_CASE("CUDA: no fused TTT-MLP kernel yet; impl=auto runs the dual form, impl=fused says why") {
+  TTT_REQUIRE_GPU();
+  ModelConfig cfg = tiny_ttt_config("ttt_mlp", 4);
+  Generator g(5);
+  TTTMixer m(cfg, g);
+  m.to(cuda());
+  const Tensor x = rand64({2, 11, cfg.d_model}, 6).to(DType::f32).to(cuda());
+  m.set_impl("dual");
+  const Tensor ref = m.forward(x);
+  m.set_impl("auto");
+  CHECK(max_abs_diff(m.forward(x).to(cpu()), ref.to(cpu())) == 0.0);
+  m.set_impl("fused");
+  CHECK_THROWS_WITH_AS(m.forward(x), doctest::Contains("no CUDA kernel"), std::invalid_argument);
+}
