@@ -20,7 +20,8 @@
 // (autograd/ops.h; kernels/selective_scan.h) per model.mamba.kernel (auto: where the device's kernels
 // cover the shape — the CPU reference always, CUDA float32 with N = 16; fused: an error elsewhere),
 // the composite selective_scan_with_skip (selective_scan.h) otherwise and for gradients of gradients.
-// step() decodes from an O(1) state: the conv's last d_conv − 1 inputs and h [B, d_inner, N].
+// step() decodes from an O(1) state (without grad mode through the same fused op, forward-only from
+// the state; under grad mode the composite): the conv's last d_conv − 1 inputs and h [B, d_inner, N].
 // The scan runs in float32 (float64 for float64 layers).
 #pragma once
 

@@ -6,6 +6,7 @@
 // anything else takes the composite path (selective_scan_unsupported says why).
 // Tests: tests/test_cuda_selective_scan.cpp (GPU), tests/test_selective_scan_emulated.cpp (this
 // source on the host SIMT emulator).
+#include <stdexcept>
 #include <string>
 
 #include "kernels/cuda/cuda_backend.cuh"
