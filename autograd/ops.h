@@ -158,6 +158,21 @@ Tensor causal_conv1d(const Tensor& x, const Tensor& w, const Tensor& bias);
 tensor_list ssd_scan(const Tensor& x, const Tensor& dt, const Tensor& A, const Tensor& Bm, const Tensor& Cm,
                      const Tensor& h0, int64_t chunk, bool fused = true);
 
+// --- selective scan of Mamba-1 (ops/selective_scan.cpp; math in kernels/selective_scan.h) --------
+// Per batch, channel d and state n: Δ_t = softplus(δ_t + bias), h_t = exp(Δ_t A) h_{t−1} + Δ_t B_t u_t,
+// y_t = Σ_n C_t h_t + D u_t (h_{−1} = 0). u, delta [B,T,D], A [D,N], Bm, Cm [B,T,N], D, bias [D], one
+// dtype -> y [B,T,D]. One node over the fused kernels (kernels/selective_scan.h) when `fused` and
+// the device supports the shape; otherwise, and for gradients of gradients, `composite` (the same
+// function written with differentiable ops, from the inputs in this order).
+using SelectiveScanComposite = std::function<Tensor(const tensor_list& inputs)>;
+// Forward only (decoding, prefill; nothing may require grad, and the fused kernels must cover the
+// call): from h0 [B,D,N] (undefined: zeros), and with h_final set to the state after the last step.
+Tensor mamba_selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A, const Tensor& Bm, const Tensor& Cm,
+                            const Tensor& D, const Tensor& bias, const SelectiveScanComposite& composite,
+                            bool fused = true, const Tensor& h0 = Tensor(), Tensor* h_final = nullptr);
+// Why the fused kernels cannot run u [B,T,D], A [D,N] on u's device; empty when they can.
+std::string mamba_selective_scan_unsupported(const Tensor& u, const Tensor& A);
+
 // --- rotary position embedding (ops/rope.cpp) ------------------------------------------------
 // Rotates the interleaved pairs (x[2i], x[2i+1]) of x's last dim by the angles of the constant
 // tables cos, sin [T, d/2] (float64 for float64 x, float32 otherwise), row t for index t of

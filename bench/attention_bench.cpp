@@ -23,9 +23,10 @@
 
 #include "autograd/engine.h"
 #include "autograd/ops.h"
+#include "bench/bench_util.h"
 
 using namespace ttt;
-using Clock = std::chrono::steady_clock;
+using ttt::bench::median_ms;
 
 namespace {
 
@@ -60,20 +61,6 @@ Options parse(int argc, char** argv) {
 }
 
 // Median wall time in ms of f() followed by a device synchronization, after one warm-up run.
-double median_ms(Backend& be, int reps, const std::function<void()>& f) {
-  f();
-  be.synchronize();
-  std::vector<double> t;
-  for (int i = 0; i < reps; ++i) {
-    const auto a = Clock::now();
-    f();
-    be.synchronize();
-    t.push_back(std::chrono::duration<double, std::milli>(Clock::now() - a).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
-
 // softmax(q kᵀ · scale + mask) v from primitive ops, the mask [T, T] additive (0 / −inf).
 Tensor composite(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, double scale) {
   Tensor scores = add(mul_scalar(matmul(q, transpose(k, -2, -1)), scale), mask);

@@ -36,6 +36,8 @@ void validate_block_mixer(const ModelConfig& c) {
     positive("mamba.d_conv", m.d_conv);
     if (m.dt_rank <= 0 && m.dt_rank != -1) bad("mamba.dt_rank", "must be > 0, or -1 for ceil(d_model / 16)");
     if (m.scan_chunk < 0) bad("mamba.scan_chunk", "must be >= 0 (0 = keep the state at every step)");
+    if (m.kernel != "auto" && m.kernel != "fused" && m.kernel != "composite")
+      bad("mamba.kernel", "expected auto, fused or composite, got '" + m.kernel + "'");
   } else if (c.mixer == "mamba2") {
     const Mamba2Config& m = c.mamba2;
     positive("mamba2.d_state", m.d_state);

@@ -20,6 +20,7 @@ struct MambaConfig {
   int64_t dt_rank = -1;    // -1 = ceil(d_model / 16)
   int64_t scan_chunk = 64; // the composite scan keeps its state every this many steps and
                            // recomputes the steps in between during backward; 0 = keep every step
+  std::string kernel = "auto";  // selective scan: fused | composite | auto (fused where the device's kernels run it)
 };
 
 // Mamba-2 (Dao & Gu 2024; state-spaces/mamba `mamba2.py` defaults; E2E paper baseline 4).

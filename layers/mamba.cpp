@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "autograd/ops.h"
@@ -24,7 +25,7 @@ struct MambaState : MixerState {
 
 MambaMixer::MambaMixer(const ModelConfig& cfg, Generator& g)
     : d_model_(cfg.d_model), d_inner_(cfg.mamba.expand * cfg.d_model), d_state_(cfg.mamba.d_state),
-      dt_rank_(mamba_dt_rank(cfg)), scan_chunk_(cfg.mamba.scan_chunk) {
+      dt_rank_(mamba_dt_rank(cfg)), scan_chunk_(cfg.mamba.scan_chunk), kernel_(cfg.mamba.kernel) {
   ModelConfig c = cfg;
   c.mixer = "mamba";
   validate_block_mixer(c);
@@ -57,13 +58,31 @@ Tensor MambaMixer::mix(const Tensor& x_conv, const Tensor& z, const Tensor& h0, 
   const DType io = x_conv.dtype(), S = scan_dtype(io);
   Tensor xs = silu(x_conv);
   tensor_list p = split(x_proj->forward(xs), {dt_rank_, d_state_, d_state_}, -1);  // δ, B, C
-  Tensor delta = softplus(as_dtype(dt_proj->forward(p[0]), S));
-  Tensor u = as_dtype(xs, S);
-  Tensor A = neg(exp(as_dtype(A_log, S)));
-  ScanResult r = selective_scan(u, delta, A, as_dtype(p[1], S), as_dtype(p[2], S), h0, scan_chunk_);
-  h_out = r.state;
-  Tensor y = as_dtype(add(r.y, mul(u, as_dtype(D, S))), io);
-  return out_proj->forward(mul(y, silu(z)));
+  // dt_proj without its bias: the scan adds the bias in its own precision before the softplus.
+  const Tensor& w = dt_proj->weight;
+  Tensor delta = as_dtype(reshape(matmul(reshape(p[0], {-1, dt_rank_}), transpose(w, 0, 1)), xs.shape()), S);
+  Tensor u = as_dtype(xs, S), A = neg(exp(as_dtype(A_log, S))), Bm = as_dtype(p[1], S), Cm = as_dtype(p[2], S);
+  Tensor Ds = as_dtype(D, S), bias = as_dtype(dt_proj->bias, S);
+  const std::string why = mamba_selective_scan_unsupported(u, A);
+  if (kernel_ == "fused" && !why.empty())
+    throw std::invalid_argument("mamba: model.mamba.kernel is 'fused' but the fused selective scan cannot run on " +
+                                u.device().str() + ": " + why + " (use auto or composite)");
+  const bool fused = kernel_ != "composite";  // auto: the op itself falls back where unsupported
+  const int64_t chunk = scan_chunk_;
+  const SelectiveScanComposite twin = [chunk](const tensor_list& in) {
+    return selective_scan_with_skip(in[0], in[1], in[2], in[3], in[4], in[5], in[6], Tensor(), chunk).y;
+  };
+  Tensor y;
+  if (!h0.defined()) {
+    y = mamba_selective_scan(u, delta, A, Bm, Cm, Ds, bias, twin, fused);
+  } else if (fused && why.empty() && !GradMode::is_enabled()) {  // decoding, prefill: the kernels from the state
+    y = mamba_selective_scan(u, delta, A, Bm, Cm, Ds, bias, twin, true, h0, &h_out);
+  } else {  // decoding under grad mode: the composite scan from the state (its new state differentiable)
+    ScanResult r = selective_scan_with_skip(u, delta, A, Bm, Cm, Ds, bias, h0, scan_chunk_);
+    h_out = r.state;
+    y = r.y;
+  }
+  return out_proj->forward(mul(as_dtype(y, io), silu(z)));
 }
 
 Tensor MambaMixer::forward(const Tensor& x) {

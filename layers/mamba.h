@@ -16,11 +16,17 @@
 // U(±dt_rank^−½), dt_proj.bias = softplus⁻¹(dt) with dt log-uniform in [1e-3, 0.1] (floor 1e-4),
 // A_log[d, n] = log(n + 1) (S4D-real), D = 1.
 //
-// step() decodes from an O(1) state: the conv's last d_conv − 1 inputs and h [B, d_inner, N].
+// forward() runs the scan (with its Δ bias, softplus and D skip) as the fused op mamba_selective_scan
+// (autograd/ops.h; kernels/selective_scan.h) per model.mamba.kernel (auto: where the device's kernels
+// cover the shape — the CPU reference always, CUDA float32 with N = 16; fused: an error elsewhere),
+// the composite selective_scan_with_skip (selective_scan.h) otherwise and for gradients of gradients.
+// step() decodes from an O(1) state (without grad mode through the same fused op, forward-only from
+// the state; under grad mode the composite): the conv's last d_conv − 1 inputs and h [B, d_inner, N].
 // The scan runs in float32 (float64 for float64 layers).
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "layers/mixer.h"
 #include "layers/model_config.h"
@@ -40,6 +46,8 @@ class MambaMixer : public SequenceMixer {
 
   // Steps kept between recomputations in backward (selective_scan.h); 0 = keep every step.
   void set_scan_chunk(int64_t c) { scan_chunk_ = c; }
+  // The selective scan's path in forward(): "fused", "composite" or "auto" (model.mamba.kernel).
+  void set_kernel(const std::string& k) { kernel_ = k; }
 
   std::shared_ptr<Linear> in_proj, x_proj, dt_proj, out_proj;
   std::shared_ptr<CausalConv1d> conv1d;
@@ -50,6 +58,7 @@ class MambaMixer : public SequenceMixer {
   Tensor mix(const Tensor& x_conv, const Tensor& z, const Tensor& h0, Tensor& h_out) const;
   void check_input(const Tensor& x) const;
   int64_t d_model_, d_inner_, d_state_, dt_rank_, scan_chunk_;
+  std::string kernel_;
 };
 
 }  // namespace ttt

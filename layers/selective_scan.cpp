@@ -58,4 +58,12 @@ ScanResult selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A,
   return {ys.size() == 1 ? ys[0] : cat(ys, 1), h};
 }
 
+ScanResult selective_scan_with_skip(const Tensor& u, const Tensor& delta, const Tensor& A, const Tensor& Bm,
+                                    const Tensor& Cm, const Tensor& D, const Tensor& bias, const Tensor& h0,
+                                    int64_t chunk) {
+  ScanResult r = selective_scan(u, softplus(add(delta, bias)), A, Bm, Cm, h0, chunk);
+  r.y = add(r.y, mul(u, D));
+  return r;
+}
+
 }  // namespace ttt

@@ -22,4 +22,12 @@ namespace ttt {
 ScanResult selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A, const Tensor& Bm, const Tensor& Cm,
                           const Tensor& h0 = Tensor(), int64_t chunk = 0);
 
+// The scan with the Mamba layer's Δ bias and D skip around it: Δ = softplus(δ + bias), then
+// selective_scan(u, Δ, A, Bm, Cm, h0, chunk) with y + D ⊙ u. δ [B, T, D] (dt_proj without its
+// bias), D, bias [D]. With h0 undefined this is the function the fused op mamba_selective_scan
+// (autograd/ops.h) computes, and its composite twin.
+ScanResult selective_scan_with_skip(const Tensor& u, const Tensor& delta, const Tensor& A, const Tensor& Bm,
+                                    const Tensor& Cm, const Tensor& D, const Tensor& bias, const Tensor& h0,
+                                    int64_t chunk);
+
 }  // namespace ttt

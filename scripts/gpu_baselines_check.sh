@@ -2,21 +2,25 @@
 # scripts/gpu_baselines_check.sh — the GPU work of the baseline mixers (issue 18), in one device call:
 #   build  configure and build with CUDA for sm_90 into build-gpu/ (skipped when build-gpu/bin/ttt exists
 #          and SKIP_BUILD=1)
-#   test   the fused SSD kernels against the CPU reference (test_cuda_ssd), and the CPU-side suites of the
-#          baselines (test_ssd_kernel, test_baseline_scans, test_baseline_mixers, test_golden_baselines)
+#   test   the fused SSD and selective-scan kernels against the CPU references (test_cuda_ssd,
+#          test_cuda_selective_scan, with TTT_REQUIRE_GPU=1), and the CPU-side suites of the baselines
+#          (test_ssd_kernel, test_selective_scan_kernel, test_selective_scan_emulated, test_baseline_scans,
+#          test_baseline_mixers, test_golden_baselines)
+#   scan   build-gpu/bin/selective_scan_bench: the fused Mamba-1 scan alone at the 125M layer's shape
+#          (8 x 2048, d_inner 1536), beside its composite twin
 #   bench  `ttt bench` of the 125M baselines, bf16 autocast: train (fwd + bwd + AdamW) at 8 x 2048 and
-#          2 x 8192, prefill at 1 x 16384; Mamba 2 with the fused SSD kernels and with the composite form;
+#          2 x 8192, prefill at 1 x 16384; Mamba 2 and Mamba with their fused scans and with the composite forms;
 #          the 125M Transformer++ as the yardstick
 #   fla    scripts/bench_baselines_fla.py at the same shapes (fla's Gated DeltaNet; fla's Mamba 2 on
 #          state-spaces/mamba's Triton SSD): FLA=<flash-linear-attention tree> MAMBA=<mamba tree>
-# Usage: OUT=dir [FLA=... MAMBA=...] bash scripts/gpu_baselines_check.sh [steps...]   (default: all four)
-# Files in $OUT: summary.txt (one line per measurement), tests.log, bench.jsonl, fla.jsonl.
+# Usage: OUT=dir [FLA=... MAMBA=...] bash scripts/gpu_baselines_check.sh [steps...]   (default: all five)
+# Files in $OUT: summary.txt (one line per measurement), tests.log, scan.txt, bench.jsonl, fla.jsonl.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-build-gpu/baselines}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-STEPS=${*:-build test bench fla}
+STEPS=${*:-build test scan bench fla}
 has() { [[ " $STEPS " == *" $1 "* ]]; }
 TTT=build-gpu/bin/ttt
 : >"$OUT/bench.jsonl"
@@ -32,10 +36,19 @@ if has build && ! { [ "${SKIP_BUILD:-0}" = 1 ] && [ -x "$TTT" ]; }; then
 fi
 
 if has test; then
-  for t in test_cuda_ssd test_ssd_kernel test_baseline_scans test_baseline_mixers test_golden_baselines; do
-    if build-gpu/tests/$t >>"$OUT/tests.log" 2>&1; then r=passed; else r=FAILED; fi
+  for t in test_cuda_ssd test_cuda_selective_scan test_ssd_kernel test_selective_scan_kernel \
+           test_selective_scan_emulated test_baseline_scans test_baseline_mixers test_golden_baselines; do
+    if TTT_REQUIRE_GPU=1 build-gpu/tests/$t >>"$OUT/tests.log" 2>&1; then r=passed; else r=FAILED; fi
     echo "test $t: $r" | tee -a "$OUT/summary.txt"
   done
+fi
+
+if has scan; then
+  if timeout 300 build-gpu/bin/selective_scan_bench --composite >"$OUT/scan.txt" 2>&1; then
+    sed 's/^/scan /' "$OUT/scan.txt" | tee -a "$OUT/summary.txt"
+  else
+    echo "scan: selective_scan_bench failed (scan.txt)" | tee -a "$OUT/summary.txt"
+  fi
 fi
 
 bench() {  # label, config, batch, seq, phase, extra --set args...
@@ -67,7 +80,8 @@ if has bench; then
     bench mamba2_composite 125m_mamba2 "$2" "$3" "$1" model.mamba2.kernel=composite
     bench gated_deltanet 125m_gated_deltanet "$2" "$3" "$1"
     bench ttt_kvb_swa 125m_ttt_kvb "$2" "$3" "$1"
-    bench mamba 125m_mamba "$2" "$3" "$1"
+    bench mamba_fused 125m_mamba "$2" "$3" "$1"
+    bench mamba_composite 125m_mamba "$2" "$3" "$1" model.mamba.kernel=composite
   done
 fi
 

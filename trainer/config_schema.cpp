@@ -104,6 +104,10 @@ std::vector<ConfigKey> build_schema() {
       {"model.mamba.dt_rank", F(model.mamba.dt_rank), "Mamba: rank of the dt projection; -1 = ceil(d_model / 16)."},
       {"model.mamba.scan_chunk", F(model.mamba.scan_chunk),
        "Mamba: keep the scan state every N steps and recompute the rest in backward; 0 = keep all."},
+      {"model.mamba.kernel", F(model.mamba.kernel),
+       "Mamba selective scan: fused kernels (the CPU reference; CUDA float32 with d_state 16; an error elsewhere), the "
+       "composite form, or auto (fused where the kernels cover the shape, else composite).",
+       {"auto", "fused", "composite"}},
       {"model.mamba2.d_state", F(model.mamba2.d_state), "Mamba 2: SSM state size N."},
       {"model.mamba2.head_dim", F(model.mamba2.head_dim), "Mamba 2: head dim P (heads = expand x d_model / P)."},
       {"model.mamba2.expand", F(model.mamba2.expand), "Mamba 2: d_inner = expand x d_model."},

@@ -20,12 +20,6 @@ namespace ttt::cpu_impl {
 
 namespace {
 
-template <class T> double ld(const T* p, int64_t i) { return static_cast<double>(to_compute(p[i])); }
-template <class T> void st(T* p, int64_t i, double v) {
-  using C = decltype(to_compute(T{}));
-  p[i] = from_compute<T>(static_cast<C>(v));
-}
-
 // q_i · k_j over D elements, in double.
 template <class T> double dot(const T* a, const T* b, int64_t D) {
   double s = 0;

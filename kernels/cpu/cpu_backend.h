@@ -72,6 +72,14 @@ class CpuBackend final : public Backend {
   std::atomic<size_t> peak_{0};
 };
 
+// The reference kernels' typed loads and stores with every value in double (attention, the row
+// kernels, the fused scans): element i of p as double; v rounded once into element i.
+template <class T> double ld(const T* p, int64_t i) { return static_cast<double>(to_compute(p[i])); }
+template <class T> void st(T* p, int64_t i, double v) {
+  using C = decltype(to_compute(T{}));
+  p[i] = from_compute<T>(static_cast<C>(v));
+}
+
 // Reads element `i` of a raw buffer of dtype `dt` as double / writes it (slow paths, indices).
 double load_as_double(const void* p, DType dt, int64_t i);
 int64_t load_index(const void* p, DType dt, int64_t i);

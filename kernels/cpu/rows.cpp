@@ -17,11 +17,6 @@ template <class F> void parallel_rows(int64_t rows, int64_t cols, F&& f) {
 #pragma omp parallel for schedule(static) if (rows > 1 && rows * cols >= kParallelGrain)
   for (int64_t r = 0; r < rows; ++r) f(r);
 }
-template <class T> double ld(const T* p, int64_t i) { return static_cast<double>(to_compute(p[i])); }
-template <class T> void st(T* p, int64_t i, double v) {
-  using C = decltype(to_compute(T{}));
-  p[i] = from_compute<T>(static_cast<C>(v));
-}
 
 // RMSNorm of one row (the rms_norm forward; add_rms_norm runs it on the rounded sum).
 template <class T>

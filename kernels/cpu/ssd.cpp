@@ -84,13 +84,6 @@ namespace ttt::cpu_impl {
 
 namespace {
 
-// The kernels' loads and stores: every value in double (as attention.cpp and rows.cpp do).
-template <class T> double ld(const T* p, int64_t i) { return static_cast<double>(to_compute(p[i])); }
-template <class T> void st(T* p, int64_t i, double v) {
-  using C = decltype(to_compute(T{}));
-  p[i] = from_compute<T>(static_cast<C>(v));
-}
-
 // The inputs of one (batch, head) pair, as index helpers over the contiguous buffers.
 struct Idx {
   const SSDShape& s;
