@@ -320,6 +320,24 @@ TEST_CASE("CUDA fused scan equals the CPU reference (float32 exact and bf16 prod
     }
 }
 
+TEST_CASE("CUDA chunk-parallel backward (direct pass, state-gradient walk, tokens pass) equals the CPU reference") {
+  TTT_REQUIRE_GPU();
+  uint64_t seed = 500;
+  for (const char* plan : {"chunks", "chunks:3"}) {
+    ForceBwdPlan force(plan);
+    INFO("TTT_LINEAR_SCAN_BWD=", plan);
+    for (const ScanCase& c : {ScanCase{2, 3, 77, 64, 16, true, true, 4}, ScanCase{2, 2, 40, 16, 8, true, true, 2},
+                              ScanCase{2, 2, 48, 96, 16, true, true, 2}, ScanCase{2, 2, 35, 64, 16, false, true, 1},
+                              ScanCase{2, 2, 35, 64, 16, true, false, 2}})
+      for (bool low : {false, true}) {
+        check_cuda_against_cpu(c, low, seed += 11);
+        if (low) check_cuda_against_cpu(c, low, seed += 11, true);
+      }
+  }
+  // The plan's own choice for a long sequence at B·H = 2 (chunk-parallel, 63 chunks in ranges).
+  check_cuda_against_cpu({1, 2, 1000, 64, 16, true, true, 4}, true, seed += 11, true);
+}
+
 TEST_CASE("CUDA fused scan from a per-sequence state (decoding) equals the CPU reference: forward outputs") {
   TTT_REQUIRE_GPU();
   const std::vector<ScanCase> cases = {

@@ -5,7 +5,7 @@
 // fragment layouts and math in CI without a GPU; the same kernels run on a GPU in
 // test_ttt_linear_scan.cpp. Outputs start as NaN (and so does shared memory).
 #define TTT_SIMT_EMULATE 1
-#include "kernels/cuda/ttt_linear_bwd.cuh"
+#include "kernels/cuda/ttt_linear_chain.cuh"
 
 #include <doctest/doctest.h>
 
@@ -31,11 +31,23 @@ void emulate(ScanRun& run) {
   const tk::Params pb = tk::params_of(bc);
   for (int blk = 0; blk < blocks * pb.NG; ++blk)
     simt::emulate_block(C::THREADS, sizeof(tk::ReplaySmem<C>), [&] { tk::replay_block<C>(pb, blk, simt::block_smem()); });
-  for (int bh = 0; bh < blocks; ++bh)
-    simt::emulate_block(C::THREADS, sizeof(tk::BwdSmem<C>), [&] { tk::bwd_block<C>(pb, bh, simt::block_smem()); });
+  // The launch sequence of kernels/cuda/ttt_linear_scan.cu for the shape's plan.
+  auto pass = [&](auto mode, int n) {
+    for (int blk = 0; blk < n; ++blk)
+      simt::emulate_block(C::THREADS, sizeof(tk::BwdSmem<C>),
+                          [&] { tk::bwd_block<C, decltype(mode)::value>(pb, blk, simt::block_smem()); });
+  };
+  if (!pb.par) {
+    pass(std::integral_constant<tk::Mode, tk::Mode::walk>{}, blocks);
+  } else {
+    pass(std::integral_constant<tk::Mode, tk::Mode::direct>{}, blocks * pb.R);
+    for (int bh = 0; bh < blocks; ++bh)
+      simt::emulate_block(C::THREADS, sizeof(tk::ChainSmem<C>), [&] { tk::chain_block<C>(pb, bh, simt::block_smem()); });
+    pass(std::integral_constant<tk::Mode, tk::Mode::tokens>{}, blocks * pb.R);
+  }
   const float* partials = tk::partials_base(pb, C::F);
   for (int64_t i = 0; i < tk::reduce_count(pb.H, C::F, pb.K); ++i)
-    tk::reduce_partials_at(i, partials, pb.B, pb.H, C::F, pb.K, static_cast<float*>(bc.dw0),
+    tk::reduce_partials_at(i, partials, pb.B, pb.H, C::F, pb.K, pb.R, static_cast<float*>(bc.dw0),
                            static_cast<float*>(bc.db0), static_cast<float*>(bc.dln_w), static_cast<float*>(bc.dln_b),
                            static_cast<float*>(bc.dtok));
 }
@@ -94,6 +106,47 @@ TEST_CASE("emulated CUDA scan with bf16 storage of XQ, XK, XV, out and their gra
 TEST_CASE("emulated CUDA scan: float32 products, head_dim 64 and 96 (multi-warp paths)") {
   check_case<64>({1, 1, 21, 64, 16, true, true, 1}, false, 21);
   check_case<96>({1, 1, 18, 96, 16, true, false, 1}, false, 22);
+}
+
+TEST_CASE("emulated chunk-parallel backward (direct pass, state-gradient walk, tokens pass) equals the CPU reference") {
+  {
+    ForceBwdPlan plan("chunks");  // one chunk per range at these sizes
+    check_case<16>({2, 2, 37, 16, 16, true, true, 2}, false, 51);  // remainder chunk, groups of 2
+    check_case<16>({1, 2, 24, 16, 8, true, true, 3}, false, 52);   // K = 8
+    check_case<16>({1, 2, 20, 16, 16, false, true, 1}, false, 53); // no LN + residual
+    check_case<16>({2, 1, 20, 16, 16, true, false, 1}, false, 54); // no bias
+    check_case<16>({1, 1, 6, 16, 1, true, true, 2}, false, 55);    // K = 1
+    check_case<64>({1, 1, 35, 64, 16, true, true, 2}, true, 56);   // bf16 products
+    check_case<64>({1, 1, 35, 64, 16, true, true, 4}, true, 57, true);  // bf16 storage
+  }
+  {
+    ForceBwdPlan plan("chunks:3");  // ranges of 3 chunks (5 chunks: the last range shorter)
+    check_case<16>({2, 2, 75, 16, 16, true, true, 2}, false, 58);
+    check_case<16>({1, 2, 70, 16, 8, false, false, 1}, true, 59, true);
+  }
+  ForceBwdPlan plan("chunks:2");
+  const tk::Params p = tk::params_of(ScanRun({1, 1, 75, 16, 16, true, true, 1},
+                                             scan_inputs({1, 1, 75, 16, 16, true, true, 1}, 1, DType::f32),
+                                             rand64({1, 1, 75, 16}, 2).to(DType::f32), false)
+                                         .backward());
+  CHECK(p.par);
+  CHECK(p.Q == 2);
+  CHECK(p.R == 3);  // 5 chunks
+}
+
+TEST_CASE("the backward's plan: walk for many (batch, head) pairs, chunk-parallel for few long ones") {
+  TTTLinearScanShape s;
+  s.batch = 8, s.heads = 12, s.len = 2048, s.head_dim = 64, s.mini_batch = 16;
+  CHECK_FALSE(ttt_linear_bwd_plan(s).chunk_parallel);
+  s.batch = 2, s.len = 8192;
+  const TTTLinearBwdPlan p = ttt_linear_bwd_plan(s);
+  CHECK(p.chunk_parallel);
+  CHECK(p.per_range == 12);  // 512 chunks in ranges of 12: 43 per (b, h), 1032 blocks
+  CHECK(p.ranges == 43);
+  s.len = 128;  // 8 chunks: too few to split
+  CHECK_FALSE(ttt_linear_bwd_plan(s).chunk_parallel);
+  ForceBwdPlan bad("sideways");
+  CHECK_THROWS_WITH_AS(ttt_linear_bwd_plan(s), doctest::Contains("TTT_LINEAR_SCAN_BWD"), std::invalid_argument);
 }
 
 TEST_CASE("emulated CUDA scan from a per-sequence state (decoding) equals the CPU reference: forward outputs") {

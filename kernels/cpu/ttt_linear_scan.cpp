@@ -22,6 +22,8 @@
 //   dW += XKᵀ dZ1,  db += Σ dZ1,  dXK += dZ1 Wᵀ;   then (dW, db) is the previous chunk's (dW', db').
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <string>
 #include <stdexcept>
 #include <vector>
 
@@ -37,14 +39,45 @@ using cpu_impl::scan_rows::io_bytes;
 double TTTLinearScanForward::bytes() const { return io_bytes(s, 4, 1); }
 double TTTLinearScanBackward::bytes() const { return io_bytes(s, 7, 2); }
 
+TTTLinearBwdPlan ttt_linear_bwd_plan(const TTTLinearScanShape& s) {
+  TTTLinearBwdPlan plan;
+  const int64_t bh = s.batch * s.heads, nc = s.chunks();
+  const char* env = std::getenv("TTT_LINEAR_SCAN_BWD");
+  const std::string force = env ? env : "";
+  int64_t forced_per_range = 0;  // "chunks:N": N chunks per range
+  if (force.rfind("chunks:", 0) == 0) {
+    try {
+      forced_per_range = std::stoll(force.substr(7));
+    } catch (const std::exception&) {
+    }
+    if (forced_per_range < 1)
+      throw std::invalid_argument("TTT_LINEAR_SCAN_BWD=chunks:N needs a whole number N >= 1 (got '" + force + "')");
+  } else if (!force.empty() && force != "walk" && force != "chunks" && force != "auto") {
+    throw std::invalid_argument("TTT_LINEAR_SCAN_BWD must be walk, chunks, chunks:N or auto (got '" + force + "')");
+  }
+  plan.chunk_parallel =
+      forced_per_range > 0 || force == "chunks" || (force != "walk" && bh < 64 && nc >= 16);
+  plan.per_range = nc;
+  if (plan.chunk_parallel) {
+    // About 1024 blocks in all (several waves on 132 SMs), at least one chunk each.
+    const int64_t want = std::max<int64_t>(1, (1024 + bh - 1) / bh);
+    plan.per_range = forced_per_range > 0 ? std::min(forced_per_range, nc) : std::max<int64_t>(1, (nc + want - 1) / want);
+    plan.ranges = (nc + plan.per_range - 1) / plan.per_range;
+  }
+  return plan;
+}
+
 size_t TTTLinearScanBackward::workspace_bytes() const {
   // Per (b, h): the replayed state entering every chunk (the CUDA backward's replay kernel writes
-  // them all before the reverse walk), and the parameter-gradient partials (dW, db, dln_w, dln_b,
-  // dtok) reduced over the batch afterwards.
+  // them all first), and per (b, h, range) the parameter-gradient partials (dW, db, dln_w, dln_b,
+  // dtok) reduced afterwards. Chunk-parallel adds per chunk the state gradient leaving it and the
+  // serial walk's inputs (ttt_linear_chain.cuh: f² + f + 3·16·f + 16 floats).
+  const TTTLinearBwdPlan plan = ttt_linear_bwd_plan(s);
   const int64_t f = s.head_dim, bh = s.batch * s.heads;
   const int64_t replay = s.chunks() * (f * f + f);
-  const int64_t partial = f * f + 3 * f + s.mini_batch;
-  return static_cast<size_t>(bh * (replay + partial)) * dtype_size(s.dtype);
+  const int64_t chain = plan.chunk_parallel ? s.chunks() * ((f * f + f) + (f * f + f + 48 * f + 16)) : 0;
+  const int64_t partial = plan.ranges * (f * f + 3 * f + s.mini_batch);
+  return static_cast<size_t>(bh * (replay + chain + partial)) * dtype_size(s.dtype);
 }
 
 std::string ttt_linear_scan_unsupported(Device d, const TTTLinearScanShape& s) {

@@ -50,6 +50,8 @@ TTT_DEV void cp_async16(void* dst, const void* src) { std::memcpy(dst, src, 16);
 TTT_DEV void cp_async4(void* dst, const void* src) { std::memcpy(dst, src, 4); }
 TTT_DEV void cp_async_commit() {}
 TTT_DEV void cp_async_wait_all() {}
+template <int N>
+TTT_DEV void cp_async_wait_group() {}
 
 #else
 
@@ -90,6 +92,9 @@ TTT_DEV void cp_async4(void* dst, const void* src) {
 }
 TTT_DEV void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 TTT_DEV void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
+// Waits until at most N of this thread's most recent commit groups are still in flight.
+template <int N>
+TTT_DEV void cp_async_wait_group() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
 
 #endif
 

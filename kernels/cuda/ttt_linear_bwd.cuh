@@ -23,6 +23,13 @@
 
 namespace ttt::cuda_impl::tttk {
 
+// What a pass over chunks computes (the chunk-parallel passes: ttt_linear_chain.cuh).
+//  walk:   everything, carrying the state gradient from chunk to chunk (version 5);
+//  direct: only the state gradient the chunk adds with no gradient arriving from later chunks
+//          (dW' = 0): XQᵀ dZ̄ + XKᵀ dZ1, Σ (dZ̄ + dZ1), for the serial walk;
+//  tokens: everything but the state gradient, with the chunk's dW', db' read from the workspace.
+enum class Mode { walk, direct, tokens };
+
 template <class C>
 struct BwdSmem {
   using Op = typename C::Op;
@@ -74,10 +81,10 @@ struct ItemBufs {
         stage(S.stage[buf]) {}
 };
 
-// The (b, h) block's partials of the parameter gradients (after every snapshot: ttt_linear_replay.cuh).
+// Slot `slot` (= bh · R + range) of the parameter-gradient partials (ttt_linear_replay.cuh).
 template <class C>
-TTT_DEV float* partials(const Params& p, int bh) {
-  return partials_base(p, C::F) + static_cast<int64_t>(bh) * (C::F * C::F + 3 * C::F + p.K);
+TTT_DEV float* partials(const Params& p, int64_t slot) {
+  return partials_base(p, C::F) + slot * (C::F * C::F + 3 * C::F + p.K);
 }
 
 // --- the reverse walk: chunk k's tiles and state arrive by cp.async while chunk k + 1 computes ---
@@ -110,18 +117,23 @@ TTT_DEV void prefetch_tiles(const Params& p, const BwdBases<C>& hb, BwdSmem<C>& 
   }
 }
 
-// Chunk k's state snapshot (operand W rows, then b) into S.ow[buf], S.wb[buf] by cp.async.
+// A snapshot-layout state (operand rows [F, F], then b [F]) at src into ow (row stride OS) and b by
+// cp.async.
 template <class C>
-TTT_DEV void prefetch_state(const Params& p, BwdSmem<C>& S, int buf, int bh, int k) {
+TTT_DEV void state_in_async(const char* src, typename C::Op* ow, float* b) {
   constexpr int row_chunks = C::F * static_cast<int>(sizeof(typename C::Op)) / 16;
-  const char* src = snapshot<C>(p, bh, k);
   for (int i = tid(); i < C::F * row_chunks; i += C::THREADS) {
     const int r = i / row_chunks, q = i % row_chunks;
-    simt::cp_async16(reinterpret_cast<char*>(S.ow[buf] + r * C::OS) + 16 * q,
+    simt::cp_async16(reinterpret_cast<char*>(ow + r * C::OS) + 16 * q,
                      src + static_cast<int64_t>(r) * C::F * sizeof(typename C::Op) + 16 * q);
   }
   const char* bsrc = src + C::F * C::F * sizeof(typename C::Op);
-  for (int i = tid(); i < C::F / 4; i += C::THREADS) simt::cp_async16(S.wb[buf] + 4 * i, bsrc + 16 * i);
+  for (int i = tid(); i < C::F / 4; i += C::THREADS) simt::cp_async16(b + 4 * i, bsrc + 16 * i);
+}
+// Chunk k's state snapshot into S.ow[buf], S.wb[buf].
+template <class C>
+TTT_DEV void prefetch_state(const Params& p, BwdSmem<C>& S, int buf, int bh, int k) {
+  state_in_async<C>(snapshot<C>(p, bh, k), S.ow[buf], S.wb[buf]);
 }
 
 // The operand copies of the item's XQ and XK tiles (bf16 storage: the four tiles widened from
@@ -144,12 +156,19 @@ TTT_DEV void operand_tiles(const ItemBufs<C>& B, BwdSmem<C>& S) {
 
 // The top of every chunk: wait for its copies, then start those of chunk `next` (if >= 0) into the
 // other buffers, whose readers finished before this barrier.
-template <class C>
-TTT_DEV void item_top(const Params& p, const BwdBases<C>& hb, BwdSmem<C>& S, int next, int buf, int bh, PhaseClock& clk) {
+// In tokens mode the current chunk's state gradient (dW', db') is copied into S.odw, S.db first, as
+// a group of its own that backward_chunk waits for before B5 (B1..B4 hide the copy).
+template <class C, Mode M = Mode::walk>
+TTT_DEV void item_top(const Params& p, const BwdBases<C>& hb, BwdSmem<C>& S, int next, int buf, int bh, PhaseClock& clk,
+                      int cur = -1) {
   simt::cp_async_wait_all();
   clk.mark(18);
   simt::sync();
   clk.mark(19);
+  if constexpr (M == Mode::tokens) {
+    state_in_async<C>(dsnap<C>(p, bh, cur), S.odw, S.db);
+    simt::cp_async_commit();
+  }
   if (next >= 0) {
     prefetch_tiles<C>(p, hb, S, buf ^ 1, next);
     prefetch_state<C>(p, S, buf ^ 1, bh, next);
@@ -205,22 +224,49 @@ TTT_DEV void output_ln_backward_rows(const Params& p, BwdSmem<C>& S, const ItemB
   for (int j = 0; j < C::CPL; j += 2) put_op2(S.odzb + r * C::OS + rl.c0 + j, dz[j], dz[j + 1]);
 }
 
-// B6: dS and dtok from dMt; dlr; the LN-L2 vjp giving dZ1, dXV and the LN partials (one row per
-// row group; every row sum of the row in two butterfly rounds).
+// The LN-L2 gradient's vjp for one row slice (kernels/cpu/ttt_linear_scan.cpp has the formulas):
+// from dG (already ⊙ lr), x̂, gx, G, w and σ, and the row sums c_gx = Σ gx x̂, Σ dG, Σ dG x̂,
+// Σ dG G (`sums`, one butterfly round by the caller): dgx (out) and dZ1 (dz, one more round).
 template <class C>
+TTT_DEV void ln_l2_vjp(const float (&dG)[C::CPL], const float (&xh)[C::CPL], const float (&gx)[C::CPL],
+                       const float (&w)[C::CPL], float sig, const float (&sums)[4], float (&dgx)[C::CPL],
+                       float (&dz)[C::CPL]) {
+  const float inv = 1.f / sig;
+  const float c_gx = sums[0] * (1.f / C::F), m_dg = sums[1] * (1.f / C::F), c_dg = sums[2] * (1.f / C::F);
+  const float dsig = -sums[3] * inv;
+  float dxh[C::CPL];
+  float s2[2] = {0.f, 0.f};  // Σ dx̂, Σ dx̂ x̂
+#pragma unroll
+  for (int j = 0; j < C::CPL; ++j) {
+    dgx[j] = (dG[j] - m_dg - xh[j] * c_dg) * inv;
+    dxh[j] = w[j] * w[j] * dgx[j] - (c_gx * dG[j] + gx[j] * c_dg) * inv;
+    s2[0] += dxh[j];
+    s2[1] += dxh[j] * xh[j];
+  }
+  row_sums<C>(s2);
+  const float m1 = s2[0] * (1.f / C::F), m2 = s2[1] * (1.f / C::F);
+#pragma unroll
+  for (int j = 0; j < C::CPL; ++j) dz[j] = (dxh[j] - m1 - xh[j] * m2) * inv + dsig * xh[j] * (1.f / C::F);
+}
+
+// B6: dS and dtok from dMt; dlr; the LN-L2 vjp giving dZ1, dXV and the LN partials (one row per
+// row group; every row sum of the row in two butterfly rounds). Direct mode only forms dZ1.
+template <class C, Mode M>
 TTT_DEV void inner_grad_backward_rows(const Params& p, const BwdBases<C>& hb, BwdSmem<C>& S, const ItemBufs<C>& B,
                                       int64_t t0, int n, BwdPartials<C>& part) {
+  constexpr bool outputs = M != Mode::direct;
   const RowLane<C> rl;
   const int r = rl.rg;
   if (r >= KP) return;
   const int li = tid() % C::LPR;
-  // sums: 0 dtok_r, 1 dlr_r, 2 Σ gx x̂, 3 Σ dG, 4 Σ dG x̂, 5 Σ dG G
+  // sums: 0 Σ gx x̂, 1 Σ dG, 2 Σ dG x̂, 3 Σ dG G, 4 dtok_r, 5 dlr_r
   float sums[6] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-  for (int j = li; j < KP; j += C::LPR) {
-    const float m = (j <= r && r < n) ? S.dmt[r * (KP + 1) + j] : 0.f;
-    sums[0] += m * S.mraw[r * (KP + 1) + j];
-    put_op(S.ods + r * C::KS + j, S.tok[r] * m);
-  }
+  if constexpr (outputs)
+    for (int j = li; j < KP; j += C::LPR) {
+      const float m = (j <= r && r < n) ? S.dmt[r * (KP + 1) + j] : 0.f;
+      sums[4] += m * S.mraw[r * (KP + 1) + j];
+      put_op(S.ods + r * C::KS + j, S.tok[r] * m);
+    }
   const int o = r * C::FS + rl.c0;
   const bool live = r < n;
   const float l = live ? B.lr[r] : 0.f;
@@ -231,48 +277,44 @@ TTT_DEV void inner_grad_backward_rows(const Params& p, const BwdBases<C>& hb, Bw
   load_vec(gx, S.gx + o);
 #pragma unroll
   for (int j = 0; j < C::CPL; ++j) {
-    sums[1] += G[j] * dG[j];
+    sums[5] += G[j] * dG[j];
     dG[j] *= l;
-    sums[2] += gx[j] * xh[j];
-    sums[3] += dG[j];
-    sums[4] += dG[j] * xh[j];
-    sums[5] += dG[j] * G[j];
+    sums[0] += gx[j] * xh[j];
+    sums[1] += dG[j];
+    sums[2] += dG[j] * xh[j];
+    sums[3] += dG[j] * G[j];
   }
   row_sums<C>(sums);
-  if (rl.first()) part.dtok_row += sums[0];
-  if (live && rl.first()) hb.dlr[(t0 + r) * p.dlr.st] = sums[1];
+  if constexpr (outputs) {
+    if (rl.first()) part.dtok_row += sums[4];
+    if (live && rl.first()) hb.dlr[(t0 + r) * p.dlr.st] = sums[5];
+  }
   if (p.ln) {
-    const float sig = S.sig[r], inv = 1.f / sig;
-    const float c_gx = sums[2] * (1.f / C::F), m_dg = sums[3] * (1.f / C::F), c_dg = sums[4] * (1.f / C::F);
-    const float dsig = -sums[5] * inv;
-    float w[C::CPL], be[C::CPL], xk[C::CPL], xv[C::CPL], dxk[C::CPL], dxh[C::CPL];
+    float w[C::CPL], dgx[C::CPL];
     load_vec(w, S.lnw + rl.c0);
-    load_vec(be, S.lnb + rl.c0);
-    load_vec(xk, B.xk + o);
-    load_vec(xv, B.xv + o);
-    load_vec(dxk, S.dxk + o);
-    float s2[2] = {0.f, 0.f};  // Σ dx̂, Σ dx̂ x̂
+    const float four[4] = {sums[0], sums[1], sums[2], sums[3]};
+    ln_l2_vjp<C>(dG, xh, gx, w, S.sig[r], four, dgx, dz);
+    if constexpr (outputs) {
+      float be[C::CPL], xk[C::CPL], xv[C::CPL], dxk[C::CPL];
+      load_vec(be, S.lnb + rl.c0);
+      load_vec(xk, B.xk + o);
+      load_vec(xv, B.xv + o);
+      load_vec(dxk, S.dxk + o);
 #pragma unroll
-    for (int j = 0; j < C::CPL; ++j) {
-      const float dgx = (dG[j] - m_dg - xh[j] * c_dg) * inv;
-      dxh[j] = w[j] * w[j] * dgx - (c_gx * dG[j] + gx[j] * c_dg) * inv;
-      part.dlnw[j] += dgx * (2.f * w[j] * xh[j] + be[j] - (xv[j] - xk[j]));
-      part.dlnb[j] += dgx * w[j];
-      dxv[j] = -w[j] * dgx;
-      dxk[j] += w[j] * dgx;
-      s2[0] += dxh[j];
-      s2[1] += dxh[j] * xh[j];
+      for (int j = 0; j < C::CPL; ++j) {
+        part.dlnw[j] += dgx[j] * (2.f * w[j] * xh[j] + be[j] - (xv[j] - xk[j]));
+        part.dlnb[j] += dgx[j] * w[j];
+        dxv[j] = -w[j] * dgx[j];
+        dxk[j] += w[j] * dgx[j];
+      }
+      store_vec(S.dxk + o, dxk);
     }
-    store_vec(S.dxk + o, dxk);
-    row_sums<C>(s2);
-    const float m1 = s2[0] * (1.f / C::F), m2 = s2[1] * (1.f / C::F);
-#pragma unroll
-    for (int j = 0; j < C::CPL; ++j) dz[j] = (dxh[j] - m1 - xh[j] * m2) * inv + dsig * xh[j] * (1.f / C::F);
   } else {
 #pragma unroll
     for (int j = 0; j < C::CPL; ++j) dz[j] = dG[j], dxv[j] = -dG[j];
   }
-  if (live) store_io(hb.dxv + (t0 + r) * p.dxv.st + rl.c0, dxv);
+  if constexpr (outputs)
+    if (live) store_io(hb.dxv + (t0 + r) * p.dxv.st + rl.c0, dxv);
   store_vec(S.z + o, dz);
 #pragma unroll
   for (int j = 0; j < C::CPL; j += 2) put_op2(S.odz1 + r * C::OS + rl.c0 + j, dz[j], dz[j + 1]);
@@ -293,15 +335,39 @@ TTT_DEV void store_rows(const Acc<2>& acc, const float* add, typename C::IO* bas
     }
 }
 
-// One chunk of the reverse pass; dW (the warp's rows) and S.db, S.odw carry the state gradient.
+// B7's token-gradient products: dXQ += dS XK (stored with the row-phase parts), dXK = dSᵀ XQ +
+// dZ1 Wᵀ + the row-phase parts.
 template <class C>
+TTT_DEV void tokens_b7(const Params& p, const BwdBases<C>& hb, BwdSmem<C>& S, const ItemBufs<C>& B, int64_t t0, int n,
+                       Acc<2>& dxq) {
+  constexpr int F = C::F;
+  const int cw = 16 * warp();
+  gemm_tile<C, 1>(dxq, [&](FragA<C::MMA>& a, int kk) { load_a(a, S.ods, C::KS, 0, kk); },
+               [&](FragB<C::MMA>& bb, int kk, int n0) { load_b(bb, S.ok, C::OS, kk, cw + n0); });
+  store_rows<C>(dxq, S.dxq, hb.dxq, p.dxq.st, t0, n, cw);
+  {
+    Acc<2> dxk;
+    dxk.fill(0.f);
+    gemm_tile<C, 1>(dxk, [&](FragA<C::MMA>& a, int kk) { load_at(a, S.ods, C::KS, 0, kk); },
+                 [&](FragB<C::MMA>& bb, int kk, int n0) { load_b(bb, S.oq, C::OS, kk, cw + n0); });
+    gemm_tile<C, F / 16>(dxk, [&](FragA<C::MMA>& a, int kk) { load_a(a, S.odz1, C::OS, 0, kk); },
+                 [&](FragB<C::MMA>& bb, int kk, int n0) { load_bt(bb, B.ow, C::OS, kk, cw + n0); });
+    store_rows<C>(dxk, S.dxk, hb.dxk, p.dxk.st, t0, n, cw);
+  }
+}
+
+// One chunk of the reverse pass; dW (the warp's rows) and S.db, S.odw carry the state gradient
+// (walk). Direct: dW and S.db receive the chunk's direct part only (dW' = 0, nothing stored);
+// tokens: S.odw, S.db hold the chunk's dW', db' (arriving by cp.async, item_top) and dW is untouched.
+template <class C, Mode M = Mode::walk>
 TTT_DEV void backward_chunk(const Params& p, const BwdBases<C>& hb, BwdSmem<C>& S, const ItemBufs<C>& B, int k,
                             Acc<C::F / 8>& dW, BwdPartials<C>& part, PhaseClock& clk) {
   constexpr int F = C::F;
   const int cw = 16 * warp();
   const int64_t t0 = static_cast<int64_t>(k) * p.K;
   const int n = static_cast<int>(p.T - t0 < p.K ? p.T - t0 : p.K);
-  const bool commit = n == p.K;
+  constexpr bool outputs = M != Mode::direct, state = M != Mode::tokens;
+  const bool commit = n == p.K && M != Mode::direct;  // direct: dW' = 0, so the update path adds nothing
   const float tokL = p.tok[p.K - 1];
   // top: the operand copies of the tiles (the tiles and the state arrived by cp.async)
   operand_tiles<C>(B, S);
@@ -333,12 +399,14 @@ TTT_DEV void backward_chunk(const Params& p, const BwdBases<C>& hb, BwdSmem<C>& 
   clk.mark(13);
   // B4
   output_ln_backward_rows<C>(p, S, B, n, part);
+  if constexpr (M == Mode::tokens) simt::cp_async_wait_group<1>();  // dW', db' (item_top) have landed
   simt::sync();
   clk.mark(14);
   // B5
   Acc<2> dxq;
   dxq.fill(0.f);
-  gemm_tile<C, F / 16>(dxq, [&](FragA<C::MMA>& a, int kk) { load_a(a, S.odzb, C::OS, 0, kk); },
+  if constexpr (outputs)
+    gemm_tile<C, F / 16>(dxq, [&](FragA<C::MMA>& a, int kk) { load_a(a, S.odzb, C::OS, 0, kk); },
                [&](FragB<C::MMA>& bb, int kk, int n0) { load_bt(bb, B.ow, C::OS, kk, cw + n0); });
   {
     Acc<2> dgp, u, dxk;
@@ -370,7 +438,7 @@ TTT_DEV void backward_chunk(const Params& p, const BwdBases<C>& hb, BwdSmem<C>& 
         S.dxk[o] = tokL * dxk.v[nt][e];
       }
   }
-  if (warp() == C::NW - 1) {
+  if (outputs && warp() == C::NW - 1) {
     Acc<2> dmt;
     dmt.fill(0.f);
     gemm_tile<C, F / 16>(dmt, [&](FragA<C::MMA>& a, int kk) { load_a(a, S.odzb, C::OS, 0, kk); },
@@ -380,35 +448,27 @@ TTT_DEV void backward_chunk(const Params& p, const BwdBases<C>& hb, BwdSmem<C>& 
 #pragma unroll
       for (int e = 0; e < 4; ++e) S.dmt[acc_row(0, e) * (KP + 1) + acc_col(0, nt, e)] = dmt.v[nt][e];
   }
-  gemm_tile<C, 1>(dW, [&](FragA<C::MMA>& a, int kk) { load_at(a, S.oq, C::OS, cw, kk); },
-               [&](FragB<C::MMA>& bb, int kk, int n0) { load_b(bb, S.odzb, C::OS, kk, n0); });
+  if constexpr (state)
+    gemm_tile<C, 1>(dW, [&](FragA<C::MMA>& a, int kk) { load_at(a, S.oq, C::OS, cw, kk); },
+                 [&](FragB<C::MMA>& bb, int kk, int n0) { load_b(bb, S.odzb, C::OS, kk, n0); });
   simt::sync();
   clk.mark(15);
   // B6
-  inner_grad_backward_rows<C>(p, hb, S, B, t0, n, part);
+  inner_grad_backward_rows<C, M>(p, hb, S, B, t0, n, part);
   simt::sync();
   clk.mark(16);
   // B7
-  gemm_tile<C, 1>(dxq, [&](FragA<C::MMA>& a, int kk) { load_a(a, S.ods, C::KS, 0, kk); },
-               [&](FragB<C::MMA>& bb, int kk, int n0) { load_b(bb, S.ok, C::OS, kk, cw + n0); });
-  store_rows<C>(dxq, S.dxq, hb.dxq, p.dxq.st, t0, n, cw);
-  {
-    Acc<2> dxk;
-    dxk.fill(0.f);
-    gemm_tile<C, 1>(dxk, [&](FragA<C::MMA>& a, int kk) { load_at(a, S.ods, C::KS, 0, kk); },
-                 [&](FragB<C::MMA>& bb, int kk, int n0) { load_b(bb, S.oq, C::OS, kk, cw + n0); });
-    gemm_tile<C, F / 16>(dxk, [&](FragA<C::MMA>& a, int kk) { load_a(a, S.odz1, C::OS, 0, kk); },
-                 [&](FragB<C::MMA>& bb, int kk, int n0) { load_bt(bb, B.ow, C::OS, kk, cw + n0); });
-    store_rows<C>(dxk, S.dxk, hb.dxk, p.dxk.st, t0, n, cw);
+  if constexpr (outputs) tokens_b7<C>(p, hb, S, B, t0, n, dxq);
+  if constexpr (state) {
+    gemm_tile<C, 1>(dW, [&](FragA<C::MMA>& a, int kk) { load_at(a, S.ok, C::OS, cw, kk); },
+                 [&](FragB<C::MMA>& bb, int kk, int n0) { load_b(bb, S.odz1, C::OS, kk, n0); });
+    for (int c = tid(); c < F; c += C::THREADS) {
+      float s = 0;
+      for (int r = 0; r < KP; ++r) s += S.zb[r * C::FS + c] + S.z[r * C::FS + c];
+      S.db[c] += s;
+    }
   }
-  gemm_tile<C, 1>(dW, [&](FragA<C::MMA>& a, int kk) { load_at(a, S.ok, C::OS, cw, kk); },
-               [&](FragB<C::MMA>& bb, int kk, int n0) { load_b(bb, S.odz1, C::OS, kk, n0); });
-  for (int c = tid(); c < F; c += C::THREADS) {
-    float s = 0;
-    for (int r = 0; r < KP; ++r) s += S.zb[r * C::FS + c] + S.z[r * C::FS + c];
-    S.db[c] += s;
-  }
-  store_op(dW, S.odw, C::OS, cw, 0);
+  if constexpr (M == Mode::walk) store_op(dW, S.odw, C::OS, cw, 0);
   simt::sync();
   clk.mark(17);
 }
@@ -427,13 +487,17 @@ TTT_DEV void column_partials(BwdSmem<C>& S, const float (&v)[C::CPL], float* out
   simt::sync();
 }
 
-// The block's partials of dW0, db0, dln_w, dln_b and dtok into the workspace.
+// The block's partials into its slot of the workspace: dW0 and db0 (with `state`), dln_w, dln_b
+// and dtok.
 template <class C>
-TTT_DEV void write_partials(const Params& p, BwdSmem<C>& S, int bh, const Acc<C::F / 8>& dW, BwdPartials<C>& part) {
+TTT_DEV void write_partials(const Params& p, BwdSmem<C>& S, int64_t slot, const Acc<C::F / 8>& dW,
+                            BwdPartials<C>& part, bool state = true) {
   constexpr int F = C::F;
-  float* out = partials<C>(p, bh);
-  store_state_rows<C>(dW, out, 16 * warp());
-  for (int i = tid(); i < F; i += C::THREADS) out[F * F + i] = S.db[i];
+  float* out = partials<C>(p, slot);
+  if (state) {
+    store_state_rows<C>(dW, out, 16 * warp());
+    for (int i = tid(); i < F; i += C::THREADS) out[F * F + i] = S.db[i];
+  }
   // dln_w, dln_b: the row groups' partials summed in row-group order.
   column_partials<C>(S, part.dlnw, out + F * F + F);
   column_partials<C>(S, part.dlnb, out + F * F + 2 * F);
@@ -454,37 +518,37 @@ TTT_DEV void write_partials(const Params& p, BwdSmem<C>& S, int bh, const Acc<C:
   for (int i = tid(); i < p.K; i += C::THREADS) out[F * F + 3 * F + i] = S.red[i] + (i == p.K - 1 ? last : 0.f);
 }
 
-// Element i (< H (F² + 3F) + K) of the reduction of the blocks' partials: sums over the batch
-// (over every (b, h) for dtok) in index order. Run by a grid-stride kernel (and by the host
-// emulation in the tests).
-TTT_HD int64_t reduce_count(int H, int F, int K) { return static_cast<int64_t>(H) * (F * F + 3 * F) + K; }
-TTT_HD void reduce_partials_at(int64_t i, const float* partials, int B, int H, int F, int K, float* dw0, float* db0,
-                                float* dlnw, float* dlnb, float* dtok) {
-  const int per = F * F + 3 * F + K;
-  const int64_t heads_part = static_cast<int64_t>(H) * (F * F + 3 * F);
-  if (i >= heads_part) {
-    const int j = static_cast<int>(i - heads_part);
-    float s = 0;
-    for (int bh = 0; bh < B * H; ++bh) s += partials[static_cast<int64_t>(bh) * per + F * F + 3 * F + j];
-    dtok[j] = s;
-    return;
+// The chain inputs of chunk k (direct mode, after the chunk): the chunk's direct state gradient D
+// (dW's accumulator fragments: float4 n of thread t at n · THREADS + t, so the serial walk's
+// threads read back exactly their own fragments) and its bias part, then x̂, gx, G [3, 16, F] and
+// σ [16] of the chunk's inner LN; the block's dW and S.db are then zeroed for the next chunk.
+template <class C>
+TTT_DEV void write_chain_inputs(const Params& p, BwdSmem<C>& S, int bh, int k, Acc<C::F / 8>& dW) {
+  constexpr int F = C::F, TILE4 = KP * F / 4;
+  float* ci = chain_in<C>(p, bh, k);
+  Vec4* d = reinterpret_cast<Vec4*>(ci);
+#pragma unroll
+  for (int n = 0; n < F / 8; ++n) d[n * C::THREADS + tid()] = Vec4{dW.v[n][0], dW.v[n][1], dW.v[n][2], dW.v[n][3]};
+  dW.fill(0.f);
+  float* dbk = ci + F * F;
+  for (int c = tid(); c < F; c += C::THREADS) dbk[c] = S.db[c], S.db[c] = 0.f;  // S.db's owner threads (B7)
+  float* rows = dbk + F;
+  for (int i = tid(); i < 3 * TILE4; i += C::THREADS) {
+    const int a = i / TILE4, e = 4 * (i % TILE4), r = e / F, c = e % F;
+    const float* src = a == 0 ? S.xh : a == 1 ? S.gx : S.g;
+    *reinterpret_cast<Vec4*>(rows + a * KP * F + e) = *reinterpret_cast<const Vec4*>(src + r * C::FS + c);
   }
-  const int h = static_cast<int>(i / (F * F + 3 * F)), e = static_cast<int>(i % (F * F + 3 * F));
-  float s = 0;
-  for (int b = 0; b < B; ++b) s += partials[static_cast<int64_t>(b * H + h) * per + e];
-  if (e < F * F) {
-    dw0[static_cast<int64_t>(h) * F * F + e] = s;
-    return;
-  }
-  const int k = (e - F * F) / F, c = (e - F * F) % F;
-  float* dst = k == 0 ? db0 : k == 1 ? dlnw : dlnb;
-  if (dst) dst[h * F + c] = s;
+  if (tid() < KP) rows[3 * KP * F + tid()] = S.sig[tid()];
 }
 
-template <class C>
-TTT_DEV void bwd_block(const Params& p, int bh, char* smem) {
+// One block of a pass over chunks in reverse: walk (block = (b, h), every chunk) or, chunk-parallel,
+// direct / tokens (block = (b, h, range r), chunks r·Q .. r·Q + Q − 1).
+template <class C, Mode M = Mode::walk>
+TTT_DEV void bwd_block(const Params& p, int blk, char* smem) {
   auto& S = *reinterpret_cast<BwdSmem<C>*>(smem);
   constexpr int F = C::F;
+  const int bh = M == Mode::walk ? blk : blk / p.R, r = M == Mode::walk ? 0 : blk % p.R;
+  const int lo = M == Mode::walk ? 0 : r * p.Q, hi = M == Mode::walk ? p.NC : (lo + p.Q < p.NC ? lo + p.Q : p.NC);
   const int b = bh / p.H, h = bh % p.H;
   load_head_constants<C>(p, h, S, nullptr);
   for (int i = tid(); i < F; i += C::THREADS) S.db[i] = 0.f;
@@ -493,17 +557,19 @@ TTT_DEV void bwd_block(const Params& p, int bh, char* smem) {
   dW.fill(0.f);
   BwdPartials<C> part;
   const BwdBases<C> hb(p, b, h);
-  PhaseClock clk(p, bh);  // slots: 9 chunk tops, 10.. the chunk's phases, 18/19 waits
+  PhaseClock clk(p, blk);  // slots: 9 chunk tops, 10.. the chunk's phases, 18/19 waits
   int buf = 0;
-  prefetch_tiles<C>(p, hb, S, buf, p.NC - 1);
-  prefetch_state<C>(p, S, buf, bh, p.NC - 1);
+  prefetch_tiles<C>(p, hb, S, buf, hi - 1);
+  prefetch_state<C>(p, S, buf, bh, hi - 1);
   simt::cp_async_commit();
-  for (int k = p.NC - 1; k >= 0; --k, buf ^= 1) {
-    item_top<C>(p, hb, S, k - 1, buf, bh, clk);
+  for (int k = hi - 1; k >= lo; --k, buf ^= 1) {
+    item_top<C, M>(p, hb, S, k - 1 >= lo ? k - 1 : -1, buf, bh, clk, k);
     clk.mark(9);
-    backward_chunk<C>(p, hb, S, ItemBufs<C>(S, buf), k, dW, part, clk);
+    backward_chunk<C, M>(p, hb, S, ItemBufs<C>(S, buf), k, dW, part, clk);
+    if constexpr (M == Mode::direct) write_chain_inputs<C>(p, S, bh, k, dW);
   }
-  write_partials<C>(p, S, bh, dW, part);
+  if constexpr (M == Mode::walk) write_partials<C>(p, S, bh, dW, part);
+  if constexpr (M == Mode::tokens) write_partials<C>(p, S, static_cast<int64_t>(bh) * p.R + r, dW, part, false);
 }
 
 }  // namespace ttt::cuda_impl::tttk

@@ -78,7 +78,9 @@ struct Params {
   float *states = nullptr, *w_final = nullptr, *b_final = nullptr, *acc_w = nullptr, *acc_b = nullptr;
   // backward
   Ten dout, dxq, dxk, dxv, dlr;
-  float* ws = nullptr;  // replay snapshots, then per-(b, h) partials
+  float* ws = nullptr;  // replay snapshots, (chunk-parallel: state gradients, chain inputs), partials
+  bool par = false;     // chunk-parallel backward (TTTLinearBwdPlan)
+  int R = 1, Q = 0;     // ranges of chunks per (b, h) and chunks per range (walk: 1 and NC)
   long long* probe = nullptr;  // phase cycle counters of block 0 (bench/ttt_scan_bench --phases), or null
 };
 
@@ -141,6 +143,8 @@ inline Params params_of(const TTTLinearScanBackward& c) {
   p.dout = detail::ten(c.dout), p.dxq = detail::ten(c.dxq), p.dxk = detail::ten(c.dxk);
   p.dxv = detail::ten(c.dxv), p.dlr = detail::ten(c.dlr);
   p.ws = static_cast<float*>(c.workspace);
+  const TTTLinearBwdPlan plan = ttt_linear_bwd_plan(c.s);
+  p.par = plan.chunk_parallel, p.R = static_cast<int>(plan.ranges), p.Q = static_cast<int>(plan.per_range);
   p.vec = detail::rows_aligned({p.xq, p.xk, p.xv, p.dout, p.dxq, p.dxk, p.dxv}, p.bio ? 2 : 4);
   p.probe = static_cast<long long*>(c.probe);
   return p;

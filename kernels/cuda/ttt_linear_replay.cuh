@@ -30,8 +30,28 @@ TTT_DEV char* snapshot(const Params& p, int bh, int k) {
   return reinterpret_cast<char*>(p.ws + static_cast<int64_t>(bh) * p.NC * (C::F * C::F + C::F)) +
          k * snapshot_bytes<C>();
 }
-TTT_HD float* partials_base(const Params& p, int F) {
+// Chunk-parallel only (ttt_linear_chain.cuh), after the snapshots: per (b, h) and chunk the state
+// gradient leaving the chunk (the snapshot layout), then per (b, h) and chunk the serial walk's
+// inputs (chain_in_floats). The partials come last: [B·H, R] slots of F² + 3F + K floats.
+TTT_HD int64_t chain_in_floats(int F) { return static_cast<int64_t>(F) * F + F + 3 * KP * F + KP; }
+TTT_HD float* dsnap_base(const Params& p, int F) {
   return p.ws + static_cast<int64_t>(p.B) * p.H * p.NC * (F * F + F);
+}
+TTT_HD float* chain_in_base(const Params& p, int F) {
+  return dsnap_base(p, F) + static_cast<int64_t>(p.B) * p.H * p.NC * (F * F + F);
+}
+TTT_HD float* partials_base(const Params& p, int F) {
+  return p.par ? chain_in_base(p, F) + static_cast<int64_t>(p.B) * p.H * p.NC * chain_in_floats(F)
+               : dsnap_base(p, F);
+}
+template <class C>
+TTT_DEV char* dsnap(const Params& p, int bh, int k) {
+  return reinterpret_cast<char*>(dsnap_base(p, C::F) + static_cast<int64_t>(bh) * p.NC * (C::F * C::F + C::F)) +
+         k * snapshot_bytes<C>();
+}
+template <class C>
+TTT_DEV float* chain_in(const Params& p, int bh, int k) {
+  return chain_in_base(p, C::F) + (static_cast<int64_t>(bh) * p.NC + k) * chain_in_floats(C::F);
 }
 
 // One [16, F] float32 tile of chunk rows t0.. into smem (row stride FS) by 16-byte cp.async from the

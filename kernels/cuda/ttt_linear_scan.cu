@@ -1,8 +1,9 @@
 // kernels/cuda/ttt_linear_scan.cu — launchers of the fused TTT-Linear scan (kernels/ttt_linear_scan.h):
 // one block per (batch, head) for the forward (ttt_linear_fwd.cuh); the backward is one block per
-// (batch, head, checkpoint group) replaying the states (ttt_linear_replay.cuh), one block per
-// (batch, head) for the reverse walk (ttt_linear_bwd.cuh), then a deterministic reduction of the
-// reverse walk's per-(b, h) partials.
+// (batch, head, checkpoint group) replaying the states (ttt_linear_replay.cuh), then either one
+// block per (batch, head) for the reverse walk (ttt_linear_bwd.cuh), or chunk-parallel
+// (TTTLinearBwdPlan, ttt_linear_chain.cuh) the direct pass, the serial state-gradient walk and the
+// tokens pass; then a deterministic reduction of the partials.
 //
 // Covered: float32 data, head_dim in {16, 32, 64, 96, 128}, mini_batch <= 16, shared memory within
 // the device's opt-in limit (low_precision: bf16 operands on the tensor cores; otherwise exact
@@ -13,7 +14,7 @@
 
 #include "kernels/cuda/cuda_backend.cuh"
 #include "kernels/cuda/scan_launch.cuh"
-#include "kernels/cuda/ttt_linear_bwd.cuh"
+#include "kernels/cuda/ttt_linear_chain.cuh"
 #include "kernels/ttt_linear_scan.h"
 
 namespace ttt::cuda_impl {
@@ -38,19 +39,25 @@ __global__ void __launch_bounds__(C::THREADS) ttt_linear_replay_kernel(Params p)
   tttk::replay_block<C>(p, static_cast<int>(blockIdx.x), smem);
 }
 
-template <class C>
+template <class C, tttk::Mode M>
 __global__ void __launch_bounds__(C::THREADS, 1) ttt_linear_bwd_kernel(Params p) {
   extern __shared__ __align__(16) char smem[];
-  tttk::bwd_block<C>(p, static_cast<int>(blockIdx.x), smem);
+  tttk::bwd_block<C, M>(p, static_cast<int>(blockIdx.x), smem);
 }
 
-// Sums the per-(b, h) partials over the batch (and over heads for tok) in index order.
-__global__ void ttt_linear_reduce_kernel(const float* partials, int B, int H, int F, int K, float* dw0, float* db0,
-                                         float* dlnw, float* dlnb, float* dtok) {
+template <class C>
+__global__ void __launch_bounds__(C::THREADS, 1) ttt_linear_chain_kernel(Params p) {
+  extern __shared__ __align__(16) char smem[];
+  tttk::chain_block<C>(p, static_cast<int>(blockIdx.x), smem);
+}
+
+// Sums the partial slots in index order (tttk::reduce_partials_at).
+__global__ void ttt_linear_reduce_kernel(const float* partials, int B, int H, int F, int K, int R, float* dw0,
+                                         float* db0, float* dlnw, float* dlnb, float* dtok) {
   const int64_t n = tttk::reduce_count(H, F, K);
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    tttk::reduce_partials_at(i, partials, B, H, F, K, dw0, db0, dlnw, dlnb, dtok);
+    tttk::reduce_partials_at(i, partials, B, H, F, K, R, dw0, db0, dlnw, dlnb, dtok);
 }
 
 template <class C>
@@ -59,6 +66,8 @@ template <class C>
 constexpr size_t bwd_smem() { return sizeof(tttk::BwdSmem<C>); }
 template <class C>
 constexpr size_t replay_smem() { return sizeof(tttk::ReplaySmem<C>); }
+template <class C>
+constexpr size_t chain_smem() { return sizeof(tttk::ChainSmem<C>); }
 
 
 // Calls fn(Cfg<F, MMA, BIO>{}) for the shape's head_dim, precision and storage; false when none
@@ -98,7 +107,7 @@ std::string ttt_linear_scan_unsupported(const TTTLinearScanShape& s) {
   std::string why;
   const bool known = dispatch(s, [&](auto c) {
     using C = decltype(c);
-    const size_t need = std::max({fwd_smem<C>(), bwd_smem<C>(), replay_smem<C>()});
+    const size_t need = std::max({fwd_smem<C>(), bwd_smem<C>(), replay_smem<C>(), chain_smem<C>()});
     if (need > static_cast<size_t>(smem_optin()))
       why = "head_dim " + std::to_string(C::F) + (C::MMA ? " (bf16)" : " (float32)") + " needs " +
             std::to_string(need) + " bytes of shared memory, the device allows " + std::to_string(smem_optin()) +
@@ -126,13 +135,22 @@ void ttt_linear_scan_backward(Backend& be, TTTLinearScanBackward& c) {
     using C = decltype(cfg);
     scan_launch::launch_blocks(ttt_linear_replay_kernel<C>, C::THREADS, int64_t{p.B} * p.H * p.NG, replay_smem<C>(), p,
                                be);
-    scan_launch::launch_blocks(ttt_linear_bwd_kernel<C>, C::THREADS, int64_t{p.B} * p.H, bwd_smem<C>(), p, be);
+    const int64_t bh = int64_t{p.B} * p.H;
+    if (!p.par) {
+      scan_launch::launch_blocks(ttt_linear_bwd_kernel<C, tttk::Mode::walk>, C::THREADS, bh, bwd_smem<C>(), p, be);
+      return;
+    }
+    scan_launch::launch_blocks(ttt_linear_bwd_kernel<C, tttk::Mode::direct>, C::THREADS, bh * p.R, bwd_smem<C>(), p,
+                               be);
+    scan_launch::launch_blocks(ttt_linear_chain_kernel<C>, C::THREADS, bh, chain_smem<C>(), p, be);
+    scan_launch::launch_blocks(ttt_linear_bwd_kernel<C, tttk::Mode::tokens>, C::THREADS, bh * p.R, bwd_smem<C>(), p,
+                               be);
   });
   const int F = static_cast<int>(s.head_dim);
   const float* partials = tttk::partials_base(p, F);
   const int64_t n = tttk::reduce_count(p.H, F, p.K);
   ttt_linear_reduce_kernel<<<static_cast<unsigned>((n + 255) / 256), 256, 0, stream_of(be)>>>(
-      partials, p.B, p.H, F, p.K, static_cast<float*>(c.dw0), static_cast<float*>(c.db0),
+      partials, p.B, p.H, F, p.K, p.R, static_cast<float*>(c.dw0), static_cast<float*>(c.db0),
       static_cast<float*>(c.dln_w), static_cast<float*>(c.dln_b), static_cast<float*>(c.dtok));
   CUDA_CHECK_LAUNCH();
 }
