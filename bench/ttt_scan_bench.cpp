@@ -65,7 +65,7 @@ int main(int argc, char** argv) {
     const double fwd = median_ms(be, o.reps, [&] { be.run(fc); });
     const double bwd = median_ms(be, o.reps, [&] { be.run(bc); });
     // Cycles per phase of block 0, thread 0 (a separate run: the probe costs a little).
-    Tensor probe = zeros({32}, opts(DType::i64, o.device));
+    Tensor probe = zeros({64}, opts(DType::i64, o.device));
     fc.probe = bc.probe = probe.data_ptr();
     be.run(fc);
     be.run(bc);
@@ -88,10 +88,21 @@ int main(int argc, char** argv) {
     const std::vector<int64_t> cyc = probe.to(cpu()).tolist<int64_t>();
     const char* names[] = {"F top", "F1", "F2", "F3", "F4", "", "", "", "", "B top", "B operands", "B1", "B2",
                            "B3", "B4", "B5", "B6", "B7", "B wait", "B sync"};
+    const TTTLinearBwdPlan plan = ttt_linear_bwd_plan(s);
+    // Block 0 of each pass per chunk it ran: the backward's passes run Q chunks a block when
+    // chunk-parallel (slots 9..19: the tokens pass), the forward and the serial walks all of them.
+    const double q = static_cast<double>(plan.per_range);
     std::printf("  cycles per chunk, block 0 (thread 0):");
     for (int i = 0; i < 20; ++i)
-      if (cyc[i]) std::printf(" %s %.0f,", names[i], static_cast<double>(cyc[i]) / chunks);
+      if (cyc[i]) std::printf(" %s %.0f,", names[i], static_cast<double>(cyc[i]) / (i >= 9 ? q : chunks));
     std::printf("\n");
+    if (plan.chunk_parallel)
+      std::printf("  chunk-parallel backward, %lld ranges of %lld chunks per (b, h); cycles per chunk, block 0:"
+                  " direct pass %.0f, tokens pass %.0f, state-gradient walk %.0f (top %.0f, 1 %.0f, 2 %.0f, 3 %.0f)\n",
+                  static_cast<long long>(plan.ranges), static_cast<long long>(plan.per_range), cyc[53] / q, cyc[21] / q,
+                  cyc[26] / chunks, cyc[22] / chunks, cyc[23] / chunks, cyc[24] / chunks, cyc[25] / chunks);
+    else
+      std::printf("  reverse walk: block 0 %.0f cycles per chunk\n", cyc[20] / chunks);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -330,6 +330,9 @@ TEST_CASE("CUDA chunk-parallel backward (direct pass, state-gradient walk, token
                               ScanCase{2, 2, 48, 96, 16, true, true, 2}, ScanCase{2, 2, 35, 64, 16, false, true, 1},
                               ScanCase{2, 2, 35, 64, 16, true, false, 2}})
       for (bool low : {false, true}) {
+        TTTLinearScanShape s;
+        s.batch = c.B, s.heads = c.H, s.len = c.T, s.head_dim = c.f, s.mini_batch = c.K, s.low_precision = low;
+        if (!ttt_linear_scan_unsupported(cuda(), s).empty()) continue;  // e.g. head_dim 96 with float32 products
         check_cuda_against_cpu(c, low, seed += 11);
         if (low) check_cuda_against_cpu(c, low, seed += 11, true);
       }

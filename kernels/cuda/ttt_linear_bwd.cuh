@@ -557,7 +557,9 @@ TTT_DEV void bwd_block(const Params& p, int blk, char* smem) {
   dW.fill(0.f);
   BwdPartials<C> part;
   const BwdBases<C> hb(p, b, h);
-  PhaseClock clk(p, blk);  // slots: 9 chunk tops, 10.. the chunk's phases, 18/19 waits
+  // Probe slots: 9 chunk tops, 10.. the chunk's phases, 18/19 waits, 20 (walk) or 21 the block's
+  // total; the direct pass's at 32 + the same.
+  PhaseClock clk(p, blk, M == Mode::direct ? 32 : 0);
   int buf = 0;
   prefetch_tiles<C>(p, hb, S, buf, hi - 1);
   prefetch_state<C>(p, S, buf, bh, hi - 1);
@@ -570,6 +572,7 @@ TTT_DEV void bwd_block(const Params& p, int blk, char* smem) {
   }
   if constexpr (M == Mode::walk) write_partials<C>(p, S, bh, dW, part);
   if constexpr (M == Mode::tokens) write_partials<C>(p, S, static_cast<int64_t>(bh) * p.R + r, dW, part, false);
+  clk.total(M == Mode::walk ? 20 : 21);
 }
 
 }  // namespace ttt::cuda_impl::tttk

@@ -19,16 +19,24 @@
 
 namespace ttt::cuda_impl::tttk {
 
+// Chunk inputs come by cp.async NB − 1 chunks ahead (NB buffers): the walk does little per chunk,
+// so one chunk of lead does not cover the memory latency of the direct pass's outputs.
+template <class C>
+constexpr int chain_buffers() {
+  return C::F <= 64 ? 3 : 2;  // D_k is F² floats a buffer
+}
+
 template <class C>
 struct ChainSmem {
   using Op = typename C::Op;
-  // Double-buffered by cp.async one chunk ahead.
-  alignas(16) float xk[2][KP * C::FS];              // XK (float32 storage)
-  alignas(16) uint16_t stage[2][stage_elems<C>()];  // XK (bf16 storage): row stride F + 8 = OS, the operand itself
-  alignas(16) float rows[2][3][KP * C::FS];         // x̂, gx, G of the chunk's inner LN
-  alignas(16) float dbk[2][C::F];                   // the bias part of D_k
-  alignas(16) float sig[2][KP];
-  alignas(16) float lr[2][KP];
+  static constexpr int NB = chain_buffers<C>();
+  alignas(16) float xk[NB][KP * C::FS];              // XK (float32 storage)
+  alignas(16) uint16_t stage[NB][stage_elems<C>()];  // XK (bf16 storage): row stride F + 8 = OS, the operand itself
+  alignas(16) float rows[NB][3][KP * C::FS];         // x̂, gx, G of the chunk's inner LN
+  alignas(16) float dk[NB][C::F * C::F];             // D_k (fragment order: write_chain_inputs)
+  alignas(16) float dbk[NB][C::F];                   // the bias part of D_k
+  alignas(16) float sig[NB][KP];
+  alignas(16) float lr[NB][KP];
   alignas(16) Op ok[KP * C::OS];   // XK's operand copy (float32 storage with bf16 products)
   alignas(16) float dgp[KP * C::FS];  // −tok_L (XK Γ + γ)
   alignas(16) float dz[KP * C::FS];   // its vjp
@@ -40,7 +48,8 @@ struct ChainSmem {
   alignas(16) float tok[KP];
 };
 
-// Chunk k's inputs into buffer buf by cp.async: XK, lr, and the direct pass's D_b, x̂, gx, G, σ.
+// Chunk k's inputs into buffer buf by cp.async: XK, lr, and the direct pass's D_k, D_b, x̂, gx, G, σ
+// (each thread copies its own fragments of D_k).
 template <class C>
 TTT_DEV void chain_prefetch(const Params& p, ChainSmem<C>& S, const typename C::IO* xk, const float* lr, int bh,
                             int k, int buf) {
@@ -52,7 +61,13 @@ TTT_DEV void chain_prefetch(const Params& p, ChainSmem<C>& S, const typename C::
     if (tid() < rows) simt::cp_async4(&S.lr[buf][tid()], lr + (t0 + tid()) * p.lr.st);
     else S.lr[buf][tid()] = 0.f;
   }
-  const float* ci = chain_in<C>(p, bh, k) + F * F;
+  const float* dsrc = chain_in<C>(p, bh, k);
+#pragma unroll
+  for (int i = 0; i < F / 8; ++i) {
+    const int e = 4 * (i * C::THREADS + tid());
+    simt::cp_async16(S.dk[buf] + e, dsrc + e);
+  }
+  const float* ci = dsrc + F * F;
   for (int i = tid(); i < F / 4; i += C::THREADS) simt::cp_async16(S.dbk[buf] + 4 * i, ci + 4 * i);
   const float* rsrc = ci + F;
   for (int i = tid(); i < 3 * KP * F / 4; i += C::THREADS) {
@@ -130,20 +145,23 @@ TTT_DEV void chain_block(const Params& p, int bh, char* smem) {
   for (int i = tid(); i < F * C::OS; i += C::THREADS) put_op(S.odw + i, 0.f);
   Acc<F / 8> dW;
   dW.fill(0.f);
-  chain_prefetch<C>(p, S, xk, lr, bh, p.NC - 1, 0);
-  simt::cp_async_commit();
-  int buf = 0;
-  for (int k = p.NC - 1; k >= 0; --k, buf ^= 1) {
+  constexpr int NB = ChainSmem<C>::NB;
+  // Chunk k uses buffer k % NB; chunks NC−1 .. NC−NB+1 are requested before the walk (one commit
+  // group each, empty past chunk 0, so that the wait below always leaves NB − 2 groups in flight).
+  for (int j = 1; j < NB; ++j) {
+    if (p.NC - j >= 0) chain_prefetch<C>(p, S, xk, lr, bh, p.NC - j, (p.NC - j) % NB);
+    simt::cp_async_commit();
+  }
+  PhaseClock clk(p, bh);  // probe slots 22 top, 23..25 the phases, 26 the block's total
+  for (int k = p.NC - 1; k >= 0; --k) {
+    const int buf = k % NB;
     const int64_t t0 = static_cast<int64_t>(k) * p.K;
     const int n = static_cast<int>(p.T - t0 < p.K ? p.T - t0 : p.K);
-    simt::cp_async_wait_all();
+    simt::cp_async_wait_group<NB - 2>();
     simt::sync();  // chunk k's inputs have landed; Γ, γ of the chunk after are complete
-    if (k > 0) chain_prefetch<C>(p, S, xk, lr, bh, k - 1, buf ^ 1);
+    clk.mark(22);
+    if (k - (NB - 1) >= 0) chain_prefetch<C>(p, S, xk, lr, bh, k - (NB - 1), (k - (NB - 1)) % NB);
     simt::cp_async_commit();
-    Vec4 dk[F / 8];  // this thread's fragments of D_k, used in the third phase
-    const Vec4* dsrc = reinterpret_cast<const Vec4*>(chain_in<C>(p, bh, k));
-#pragma unroll
-    for (int i = 0; i < F / 8; ++i) dk[i] = dsrc[i * C::THREADS + tid()];
     write_dsnap<C>(p, S, bh, k);
     const Op* opk;  // XK as operand
     if constexpr (C::BIO) {
@@ -168,16 +186,19 @@ TTT_DEV void chain_block(const Params& p, int bh, char* smem) {
                          [&](FragB<C::MMA>& bb, int kk, int n0) { load_b(bb, S.odw, C::OS, kk, cw + n0); });
     store_f32(u, S.dgp, C::FS, 0, cw, -tokL);
     simt::sync();
+    clk.mark(23);
     // 2: its vjp dZ1
     chain_rows<C>(p, S, buf, n);
     simt::sync();
+    clk.mark(24);
     // 3: Γ += D_k + XKᵀ dZ1, γ += D_b + Σ dZ1
 #pragma unroll
     for (int i = 0; i < F / 8; ++i) {
-      dW.v[i][0] += dk[i].x;
-      dW.v[i][1] += dk[i].y;
-      dW.v[i][2] += dk[i].z;
-      dW.v[i][3] += dk[i].w;
+      const Vec4 d = *reinterpret_cast<const Vec4*>(S.dk[buf] + 4 * (i * C::THREADS + tid()));
+      dW.v[i][0] += d.x;
+      dW.v[i][1] += d.y;
+      dW.v[i][2] += d.z;
+      dW.v[i][3] += d.w;
     }
     gemm_tile<C, 1>(dW, [&](FragA<C::MMA>& a, int kk) { load_at(a, opk, C::OS, cw, kk); },
                     [&](FragB<C::MMA>& bb, int kk, int n0) { load_b(bb, S.odz, C::OS, kk, n0); });
@@ -187,10 +208,12 @@ TTT_DEV void chain_block(const Params& p, int bh, char* smem) {
       S.db[c] += S.dbk[buf][c] + s;
     }
     store_op(dW, S.odw, C::OS, cw, 0);
+    clk.mark(25);
   }
   float* out = partials<C>(p, static_cast<int64_t>(bh) * p.R);
   store_state_rows<C>(dW, out, cw);
   for (int i = tid(); i < F; i += C::THREADS) out[F * F + i] = S.db[i];  // S.db's owner threads
+  clk.total(26);
 }
 
 // Element i (< H (F² + 3F) + K) of the reduction of the blocks' partials, slots (b, h, r) of R per

@@ -86,17 +86,24 @@ struct Params {
 
 // Cycles spent between consecutive marks, summed per phase slot, as seen by thread 0 of block 0
 // (so barrier waits count toward the phase that waits). Off (one uniform branch) without a probe.
+// Slots are offset by `base` (a kernel run twice in one call keeps its passes apart); total(slot)
+// adds the cycles since construction.
 struct PhaseClock {
   long long* probe;
-  long long last = 0;
-  TTT_DEV PhaseClock(const Params& p, int bh) : probe(bh == 0 && tid() == 0 ? p.probe : nullptr) {
-    if (probe) last = simt::clock();
+  int base;
+  long long start = 0, last = 0;
+  TTT_DEV PhaseClock(const Params& p, int bh, int base_slot = 0)
+      : probe(bh == 0 && tid() == 0 ? p.probe : nullptr), base(base_slot) {
+    if (probe) start = last = simt::clock();
   }
   TTT_DEV void mark(int slot) {
     if (!probe) return;
     const long long now = simt::clock();
-    probe[slot] += now - last;
+    probe[base + slot] += now - last;
     last = now;
+  }
+  TTT_DEV void total(int slot) {
+    if (probe) probe[base + slot] += simt::clock() - start;
   }
 };
 
