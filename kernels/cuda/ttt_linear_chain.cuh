@@ -160,9 +160,6 @@ TTT_DEV void chain_block(const Params& p, int bh, char* smem) {
     simt::cp_async_wait_group<NB - 2>();
     simt::sync();  // chunk k's inputs have landed; Γ, γ of the chunk after are complete
     clk.mark(22);
-    if (k - (NB - 1) >= 0) chain_prefetch<C>(p, S, xk, lr, bh, k - (NB - 1), (k - (NB - 1)) % NB);
-    simt::cp_async_commit();
-    write_dsnap<C>(p, S, bh, k);
     const Op* opk;  // XK as operand
     if constexpr (C::BIO) {
       opk = S.stage[buf];
@@ -184,6 +181,10 @@ TTT_DEV void chain_block(const Params& p, int bh, char* smem) {
       for (int e = 0; e < 4; ++e) u.v[nt][e] = p.bias ? S.db[acc_col(cw, nt, e)] : 0.f;
     gemm_tile<C, F / 16>(u, [&](FragA<C::MMA>& a, int kk) { load_a(a, opk, C::OS, 0, kk); },
                          [&](FragB<C::MMA>& bb, int kk, int n0) { load_b(bb, S.odw, C::OS, kk, cw + n0); });
+    // The copies while the MMAs run (they only read S.odw, S.db and fill another buffer).
+    if (k - (NB - 1) >= 0) chain_prefetch<C>(p, S, xk, lr, bh, k - (NB - 1), (k - (NB - 1)) % NB);
+    simt::cp_async_commit();
+    write_dsnap<C>(p, S, bh, k);
     store_f32(u, S.dgp, C::FS, 0, cw, -tokL);
     simt::sync();
     clk.mark(23);
