@@ -141,8 +141,8 @@ TEST_CASE("the backward's plan: walk for many (batch, head) pairs, chunk-paralle
   s.batch = 2, s.len = 8192;
   const TTTLinearBwdPlan p = ttt_linear_bwd_plan(s);
   CHECK(p.chunk_parallel);
-  CHECK(p.per_range == 12);  // 512 chunks in ranges of 12: 43 per (b, h), 1032 blocks
-  CHECK(p.ranges == 43);
+  CHECK(p.per_range == 24);  // 512 chunks in ranges of 24: 22 per (b, h), 528 blocks
+  CHECK(p.ranges == 22);
   s.len = 128;  // 8 chunks: too few to split
   CHECK_FALSE(ttt_linear_bwd_plan(s).chunk_parallel);
   ForceBwdPlan bad("sideways");
