@@ -249,6 +249,21 @@ TTT_DEV void ln_l2_vjp(const float (&dG)[C::CPL], const float (&xh)[C::CPL], con
   for (int j = 0; j < C::CPL; ++j) dz[j] = (dxh[j] - m1 - xh[j] * m2) * inv + dsig * xh[j] * (1.f / C::F);
 }
 
+// dG ⊙= l (the row's lr), then this lane's parts of the vjp's row sums (ln_l2_vjp's `sums`):
+// sums[0..3] += Σ gx x̂, Σ dG, Σ dG x̂, Σ dG G.
+template <class C, int N>
+TTT_DEV void vjp_row_partials(float (&dG)[C::CPL], const float (&xh)[C::CPL], const float (&gx)[C::CPL],
+                              const float (&G)[C::CPL], float l, float (&sums)[N]) {
+#pragma unroll
+  for (int j = 0; j < C::CPL; ++j) {
+    dG[j] *= l;
+    sums[0] += gx[j] * xh[j];
+    sums[1] += dG[j];
+    sums[2] += dG[j] * xh[j];
+    sums[3] += dG[j] * G[j];
+  }
+}
+
 // B6: dS and dtok from dMt; dlr; the LN-L2 vjp giving dZ1, dXV and the LN partials (one row per
 // row group; every row sum of the row in two butterfly rounds). Direct mode only forms dZ1.
 template <class C, Mode M>
@@ -276,14 +291,8 @@ TTT_DEV void inner_grad_backward_rows(const Params& p, const BwdBases<C>& hb, Bw
   load_vec(xh, S.xh + o);
   load_vec(gx, S.gx + o);
 #pragma unroll
-  for (int j = 0; j < C::CPL; ++j) {
-    sums[5] += G[j] * dG[j];
-    dG[j] *= l;
-    sums[0] += gx[j] * xh[j];
-    sums[1] += dG[j];
-    sums[2] += dG[j] * xh[j];
-    sums[3] += dG[j] * G[j];
-  }
+  for (int j = 0; j < C::CPL; ++j) sums[5] += G[j] * dG[j];
+  vjp_row_partials<C>(dG, xh, gx, G, l, sums);
   row_sums<C>(sums);
   if constexpr (outputs) {
     if (rl.first()) part.dtok_row += sums[4];

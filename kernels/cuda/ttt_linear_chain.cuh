@@ -90,15 +90,8 @@ TTT_DEV void chain_rows(const Params& p, ChainSmem<C>& S, int buf, int n) {
   load_vec(xh, S.rows[buf][0] + o);
   load_vec(gx, S.rows[buf][1] + o);
   load_vec(G, S.rows[buf][2] + o);
-  float sums[4] = {0.f, 0.f, 0.f, 0.f};  // Σ gx x̂, Σ dG, Σ dG x̂, Σ dG G
-#pragma unroll
-  for (int j = 0; j < C::CPL; ++j) {
-    dG[j] *= l;
-    sums[0] += gx[j] * xh[j];
-    sums[1] += dG[j];
-    sums[2] += dG[j] * xh[j];
-    sums[3] += dG[j] * G[j];
-  }
+  float sums[4] = {0.f, 0.f, 0.f, 0.f};
+  vjp_row_partials<C>(dG, xh, gx, G, l, sums);
   row_sums<C>(sums);
   if (p.ln) {
     float w[C::CPL], dgx[C::CPL];
