@@ -88,14 +88,18 @@ int main(int argc, char** argv) {
     const std::vector<int64_t> cyc = probe.to(cpu()).tolist<int64_t>();
     const char* names[] = {"F top", "F1", "F2", "F3", "F4", "", "", "", "", "B top", "B operands", "B1", "B2",
                            "B3", "B4", "B5", "B6", "B7", "B wait", "B sync"};
-    const TTTLinearBwdPlan plan = ttt_linear_bwd_plan(s);
+    const TTTLinearScanPlan plan = ttt_linear_scan_plan(s);
     // Block 0 of each pass per chunk it ran: the backward's passes run Q chunks a block when
     // chunk-parallel (slots 9..19: the tokens pass), the forward and the serial walks all of them.
     const double q = static_cast<double>(plan.per_range);
     std::printf("  cycles per chunk, block 0 (thread 0):");
     for (int i = 0; i < 20; ++i)
-      if (cyc[i]) std::printf(" %s %.0f,", names[i], static_cast<double>(cyc[i]) / (i >= 9 ? q : chunks));
+      if (cyc[i] && names[i][0]) std::printf(" %s %.0f,", names[i], static_cast<double>(cyc[i]) / (i >= 9 ? q : chunks));
     std::printf("\n");
+    if (plan.chunk_parallel)
+      std::printf("  chunk-parallel forward; cycles per chunk, block 0: state walk %.0f, outputs %.0f (ranges of %lld)\n",
+                  cyc[5] / chunks, cyc[6] / static_cast<double>((plan.per_range + 3) / 4),
+                  static_cast<long long>((plan.per_range + 3) / 4));
     if (plan.chunk_parallel)
       std::printf("  chunk-parallel backward, %lld ranges of %lld chunks per (b, h); cycles per chunk, block 0:"
                   " direct pass %.0f, tokens pass %.0f, state-gradient walk %.0f (top %.0f, 1 %.0f, 2 %.0f, 3 %.0f)\n",

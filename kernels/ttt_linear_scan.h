@@ -68,20 +68,22 @@ struct TTTLinearScanShape {
   int64_t state_elems() const { return batch * heads * groups() * (head_dim * head_dim + head_dim); }
 };
 
-// How the CUDA backward is organised for a shape (kernels/cuda/README.md, "Backward"):
-//  - walk (version 5): one block per (batch, head) walks every chunk in reverse, carrying the state
-//    gradient and computing each chunk's token gradients on the way;
-//  - chunk-parallel (version 6): the per-chunk work runs side by side in `ranges` blocks per (batch,
-//    head) of `per_range` chunks each, twice (the state gradient each chunk adds directly; then the
-//    token gradients), and the serial walk in between only carries the state gradient.
+// How the CUDA kernels are organised for a shape (kernels/cuda/README.md):
+//  - walk: one block per (batch, head) walks every chunk, forward (the state in registers, the
+//    output on the way) and backward (version 5: in reverse, carrying the state gradient and
+//    computing each chunk's token gradients on the way);
+//  - chunk-parallel: the serial walks carry only the state (forward) or its gradient (backward,
+//    version 6), and the per-chunk work runs side by side in `ranges` blocks per (batch, head) of
+//    `per_range` chunks each (forward: the outputs, in ranges of per_range / 4; backward: the state
+//    gradient each chunk adds directly, then the token gradients).
 // Chunk-parallel pays for itself when B·H blocks leave most of the GPU idle (long sequences at a
-// small batch): it is chosen for B·H < 64 and at least 16 chunks. TTT_LINEAR_SCAN_BWD=walk|chunks
+// small batch): it is chosen for B·H < 64 and at least 16 chunks. TTT_LINEAR_SCAN_PLAN=walk|chunks
 // forces one, chunks:N with N chunks per range (benchmarks, tests).
-struct TTTLinearBwdPlan {
+struct TTTLinearScanPlan {
   bool chunk_parallel = false;
   int64_t ranges = 1, per_range = 0;
 };
-TTTLinearBwdPlan ttt_linear_bwd_plan(const TTTLinearScanShape& s);
+TTTLinearScanPlan ttt_linear_scan_plan(const TTTLinearScanShape& s);
 
 // Why the shape cannot run on device `d` (empty when it can). The CPU reference runs every shape.
 std::string ttt_linear_scan_unsupported(Device d, const TTTLinearScanShape& s);

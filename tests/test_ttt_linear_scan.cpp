@@ -324,8 +324,8 @@ TEST_CASE("CUDA chunk-parallel backward (direct pass, state-gradient walk, token
   TTT_REQUIRE_GPU();
   uint64_t seed = 500;
   for (const char* plan : {"chunks", "chunks:3"}) {
-    ForceBwdPlan force(plan);
-    INFO("TTT_LINEAR_SCAN_BWD=", plan);
+    ForceScanPlan force(plan);
+    INFO("TTT_LINEAR_SCAN_PLAN=", plan);
     for (const ScanCase& c : {ScanCase{2, 3, 77, 64, 16, true, true, 4}, ScanCase{2, 2, 40, 16, 8, true, true, 2},
                               ScanCase{2, 2, 48, 96, 16, true, true, 2}, ScanCase{2, 2, 35, 64, 16, false, true, 1},
                               ScanCase{2, 2, 35, 64, 16, true, false, 2}})

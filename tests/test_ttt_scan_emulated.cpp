@@ -6,8 +6,13 @@
 // test_ttt_linear_scan.cpp. Outputs start as NaN (and so does shared memory).
 #define TTT_SIMT_EMULATE 1
 #include "kernels/cuda/ttt_linear_chain.cuh"
+#include "kernels/cuda/ttt_linear_fwd_par.cuh"
 
 #include <doctest/doctest.h>
+
+#include <limits>
+#include <string>
+#include <vector>
 
 #include "tests/check_close.h"
 #include "tests/layer_helpers.h"
@@ -20,13 +25,30 @@ namespace tk = ttt::cuda_impl::tttk;
 
 namespace {
 
+// The forward's launch sequence of kernels/cuda/ttt_linear_scan.cu for the shape's plan.
+template <class C>
+void emulate_forward(TTTLinearScanForward& fc) {
+  tk::Params pf = tk::params_of(fc);
+  const int blocks = pf.B * pf.H;
+  if (!pf.par) {
+    for (int bh = 0; bh < blocks; ++bh)
+      simt::emulate_block(C::THREADS, sizeof(tk::FwdSmem<C>), [&] { tk::fwd_block<C>(pf, bh, simt::block_smem()); });
+    return;
+  }
+  std::vector<float> snapshots(static_cast<size_t>(blocks) * pf.NC * (C::F * C::F + C::F),
+                               std::numeric_limits<float>::quiet_NaN());
+  pf.ws = snapshots.data();
+  for (int bh = 0; bh < blocks; ++bh)
+    simt::emulate_block(C::THREADS, sizeof(tk::ReplaySmem<C>), [&] { tk::fwd_state_block<C>(pf, bh, simt::block_smem()); });
+  for (int blk = 0; blk < blocks * pf.R; ++blk)
+    simt::emulate_block(C::THREADS, sizeof(tk::FwdSmem<C>), [&] { tk::fwd_out_block<C>(pf, blk, simt::block_smem()); });
+}
+
 template <class C>
 void emulate(ScanRun& run) {
   TTTLinearScanForward fc = run.forward();
-  const tk::Params pf = tk::params_of(fc);
-  const int blocks = pf.B * pf.H;
-  for (int bh = 0; bh < blocks; ++bh)
-    simt::emulate_block(C::THREADS, sizeof(tk::FwdSmem<C>), [&] { tk::fwd_block<C>(pf, bh, simt::block_smem()); });
+  emulate_forward<C>(fc);
+  const int blocks = static_cast<int>(run.s.batch * run.s.heads);
   TTTLinearScanBackward bc = run.backward();
   const tk::Params pb = tk::params_of(bc);
   for (int blk = 0; blk < blocks * pb.NG; ++blk)
@@ -110,7 +132,7 @@ TEST_CASE("emulated CUDA scan: float32 products, head_dim 64 and 96 (multi-warp 
 
 TEST_CASE("emulated chunk-parallel backward (direct pass, state-gradient walk, tokens pass) equals the CPU reference") {
   {
-    ForceBwdPlan plan("chunks");  // one chunk per range at these sizes
+    ForceScanPlan plan("chunks");  // one chunk per range at these sizes
     check_case<16>({2, 2, 37, 16, 16, true, true, 2}, false, 51);  // remainder chunk, groups of 2
     check_case<16>({1, 2, 24, 16, 8, true, true, 3}, false, 52);   // K = 8
     check_case<16>({1, 2, 20, 16, 16, false, true, 1}, false, 53); // no LN + residual
@@ -120,11 +142,11 @@ TEST_CASE("emulated chunk-parallel backward (direct pass, state-gradient walk, t
     check_case<64>({1, 1, 35, 64, 16, true, true, 4}, true, 57, true);  // bf16 storage
   }
   {
-    ForceBwdPlan plan("chunks:3");  // ranges of 3 chunks (5 chunks: the last range shorter)
+    ForceScanPlan plan("chunks:3");  // ranges of 3 chunks (5 chunks: the last range shorter)
     check_case<16>({2, 2, 75, 16, 16, true, true, 2}, false, 58);
     check_case<16>({1, 2, 70, 16, 8, false, false, 1}, true, 59, true);
   }
-  ForceBwdPlan plan("chunks:2");
+  ForceScanPlan plan("chunks:2");
   const tk::Params p = tk::params_of(ScanRun({1, 1, 75, 16, 16, true, true, 1},
                                              scan_inputs({1, 1, 75, 16, 16, true, true, 1}, 1, DType::f32),
                                              rand64({1, 1, 75, 16}, 2).to(DType::f32), false)
@@ -137,16 +159,16 @@ TEST_CASE("emulated chunk-parallel backward (direct pass, state-gradient walk, t
 TEST_CASE("the backward's plan: walk for many (batch, head) pairs, chunk-parallel for few long ones") {
   TTTLinearScanShape s;
   s.batch = 8, s.heads = 12, s.len = 2048, s.head_dim = 64, s.mini_batch = 16;
-  CHECK_FALSE(ttt_linear_bwd_plan(s).chunk_parallel);
+  CHECK_FALSE(ttt_linear_scan_plan(s).chunk_parallel);
   s.batch = 2, s.len = 8192;
-  const TTTLinearBwdPlan p = ttt_linear_bwd_plan(s);
+  const TTTLinearScanPlan p = ttt_linear_scan_plan(s);
   CHECK(p.chunk_parallel);
   CHECK(p.per_range == 24);  // 512 chunks in ranges of 24: 22 per (b, h), 528 blocks
   CHECK(p.ranges == 22);
   s.len = 128;  // 8 chunks: too few to split
-  CHECK_FALSE(ttt_linear_bwd_plan(s).chunk_parallel);
-  ForceBwdPlan bad("sideways");
-  CHECK_THROWS_WITH_AS(ttt_linear_bwd_plan(s), doctest::Contains("TTT_LINEAR_SCAN_BWD"), std::invalid_argument);
+  CHECK_FALSE(ttt_linear_scan_plan(s).chunk_parallel);
+  ForceScanPlan bad("sideways");
+  CHECK_THROWS_WITH_AS(ttt_linear_scan_plan(s), doctest::Contains("TTT_LINEAR_SCAN_PLAN"), std::invalid_argument);
 }
 
 TEST_CASE("emulated CUDA scan from a per-sequence state (decoding) equals the CPU reference: forward outputs") {
@@ -156,8 +178,10 @@ TEST_CASE("emulated CUDA scan from a per-sequence state (decoding) equals the CP
     bool mma;
   };
   uint64_t seed = 40;
+  for (const char* plan : {"walk", "chunks:2"})
   for (const Case& k : {Case{{2, 2, 37, 16, 16, true, true, 1}, false}, Case{{3, 1, 16, 16, 8, true, false, 1}, false},
                         Case{{2, 2, 21, 16, 16, true, true, 1}, true}}) {
+    ForceScanPlan force(plan);
     const ScanCase& c = k.c;
     INFO(c.str(), k.mma ? " bf16 MMA" : " float32");
     seed += 3;
@@ -169,14 +193,11 @@ TEST_CASE("emulated CUDA scan from a per-sequence state (decoding) equals the CP
     TTTLinearScanForward fc = emu.forward();
     const tk::Params pf = tk::params_of(fc);
     REQUIRE(pf.init_bh);
-    for (int bh = 0; bh < pf.B * pf.H; ++bh) {
-      if (k.mma)
-        simt::emulate_block(tk::Cfg<16, true>::THREADS, sizeof(tk::FwdSmem<tk::Cfg<16, true>>),
-                            [&] { tk::fwd_block<tk::Cfg<16, true>>(pf, bh, simt::block_smem()); });
-      else
-        simt::emulate_block(tk::Cfg<16, false>::THREADS, sizeof(tk::FwdSmem<tk::Cfg<16, false>>),
-                            [&] { tk::fwd_block<tk::Cfg<16, false>>(pf, bh, simt::block_smem()); });
-    }
+    CHECK(pf.par == (std::string(plan) != "walk"));
+    if (k.mma)
+      emulate_forward<tk::Cfg<16, true>>(fc);
+    else
+      emulate_forward<tk::Cfg<16, false>>(fc);
     const auto r = ref.forward_results(), e = emu.forward_results();
     for (size_t i = 0; i < r.size(); ++i) check_rel_norm(e[i].second, r[i].second, k.mma ? 3e-2 : 2e-5, r[i].first);
   }

@@ -119,13 +119,13 @@ inline tensor_list with_per_sequence_init(tensor_list x, const ScanCase& c, uint
 // Buffers of one kernel-level run of the scan (forward and backward call structs over them), on
 // the inputs' device, every output poisoned with NaN. dout: the gradient of `out`. bf16_io: XQ,
 // XK, XV, dout and out, dXQ, dXK, dXV stored as bf16 (the inputs rounded to it).
-// Forces the CUDA backward's plan (TTTLinearBwdPlan: walk, chunks, chunks:N) for one scope; a
+// Forces the CUDA backward's plan (TTTLinearScanPlan: walk, chunks, chunks:N) for one scope; a
 // ScanRun sizes its workspace for the plan in force when it is constructed.
-struct ForceBwdPlan {
-  explicit ForceBwdPlan(const char* v) { setenv("TTT_LINEAR_SCAN_BWD", v, 1); }
-  ~ForceBwdPlan() { unsetenv("TTT_LINEAR_SCAN_BWD"); }
-  ForceBwdPlan(const ForceBwdPlan&) = delete;
-  ForceBwdPlan& operator=(const ForceBwdPlan&) = delete;
+struct ForceScanPlan {
+  explicit ForceScanPlan(const char* v) { setenv("TTT_LINEAR_SCAN_PLAN", v, 1); }
+  ~ForceScanPlan() { unsetenv("TTT_LINEAR_SCAN_PLAN"); }
+  ForceScanPlan(const ForceScanPlan&) = delete;
+  ForceScanPlan& operator=(const ForceScanPlan&) = delete;
 };
 
 struct ScanRun {

@@ -39,10 +39,10 @@ using cpu_impl::scan_rows::io_bytes;
 double TTTLinearScanForward::bytes() const { return io_bytes(s, 4, 1); }
 double TTTLinearScanBackward::bytes() const { return io_bytes(s, 7, 2); }
 
-TTTLinearBwdPlan ttt_linear_bwd_plan(const TTTLinearScanShape& s) {
-  TTTLinearBwdPlan plan;
+TTTLinearScanPlan ttt_linear_scan_plan(const TTTLinearScanShape& s) {
+  TTTLinearScanPlan plan;
   const int64_t bh = s.batch * s.heads, nc = s.chunks();
-  const char* env = std::getenv("TTT_LINEAR_SCAN_BWD");
+  const char* env = std::getenv("TTT_LINEAR_SCAN_PLAN");
   const std::string force = env ? env : "";
   int64_t forced_per_range = 0;  // "chunks:N": N chunks per range
   if (force.rfind("chunks:", 0) == 0) {
@@ -51,9 +51,9 @@ TTTLinearBwdPlan ttt_linear_bwd_plan(const TTTLinearScanShape& s) {
     } catch (const std::exception&) {
     }
     if (forced_per_range < 1)
-      throw std::invalid_argument("TTT_LINEAR_SCAN_BWD=chunks:N needs a whole number N >= 1 (got '" + force + "')");
+      throw std::invalid_argument("TTT_LINEAR_SCAN_PLAN=chunks:N needs a whole number N >= 1 (got '" + force + "')");
   } else if (!force.empty() && force != "walk" && force != "chunks" && force != "auto") {
-    throw std::invalid_argument("TTT_LINEAR_SCAN_BWD must be walk, chunks, chunks:N or auto (got '" + force + "')");
+    throw std::invalid_argument("TTT_LINEAR_SCAN_PLAN must be walk, chunks, chunks:N or auto (got '" + force + "')");
   }
   plan.chunk_parallel =
       forced_per_range > 0 || force == "chunks" || (force != "walk" && bh < 64 && nc >= 16);
@@ -74,7 +74,7 @@ size_t TTTLinearScanBackward::workspace_bytes() const {
   // them all first), and per (b, h, range) the parameter-gradient partials (dW, db, dln_w, dln_b,
   // dtok) reduced afterwards. Chunk-parallel adds per chunk the state gradient leaving it and the
   // serial walk's inputs (ttt_linear_chain.cuh: f² + f + 3·16·f + 16 floats).
-  const TTTLinearBwdPlan plan = ttt_linear_bwd_plan(s);
+  const TTTLinearScanPlan plan = ttt_linear_scan_plan(s);
   const int64_t f = s.head_dim, bh = s.batch * s.heads;
   const int64_t replay = s.chunks() * (f * f + f);
   const int64_t chain = plan.chunk_parallel ? s.chunks() * ((f * f + f) + (f * f + f + 48 * f + 16)) : 0;

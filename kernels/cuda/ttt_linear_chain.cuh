@@ -1,5 +1,5 @@
 // kernels/cuda/ttt_linear_chain.cuh — the chunk-parallel TTT-Linear backward (version 6,
-// TTTLinearBwdPlan): the serial walk that carries only the state gradient, and the reduction of
+// TTTLinearScanPlan): the serial walk that carries only the state gradient, and the reduction of
 // the parameter-gradient partials both backward forms share.
 //
 // With W_k the state entering chunk k and Γ_k = ∂L/∂W_{k+1} the gradient of the state leaving it

@@ -79,7 +79,7 @@ struct Params {
   // backward
   Ten dout, dxq, dxk, dxv, dlr;
   float* ws = nullptr;  // replay snapshots, (chunk-parallel: state gradients, chain inputs), partials
-  bool par = false;     // chunk-parallel backward (TTTLinearBwdPlan)
+  bool par = false;     // chunk-parallel (TTTLinearScanPlan)
   int R = 1, Q = 0;     // ranges of chunks per (b, h) and chunks per range (walk: 1 and NC)
   long long* probe = nullptr;  // phase cycle counters of block 0 (bench/ttt_scan_bench --phases), or null
 };
@@ -141,6 +141,12 @@ inline Params params_of(const TTTLinearScanForward& c) {
   p.w_final = static_cast<float*>(c.w_final), p.b_final = static_cast<float*>(c.b_final);
   p.acc_w = static_cast<float*>(c.acc_w), p.acc_b = static_cast<float*>(c.acc_b);
   p.vec = detail::rows_aligned({p.xq, p.xk, p.xv, p.out}, p.bio ? 2 : 4);
+  // Chunk-parallel: the outputs in ranges of a quarter of the backward's (FwdSmem fits three blocks
+  // per SM); the launcher sets p.ws to the chunks' state snapshots.
+  const TTTLinearScanPlan plan = ttt_linear_scan_plan(c.s);
+  p.par = plan.chunk_parallel;
+  p.Q = static_cast<int>(plan.chunk_parallel ? (plan.per_range + 3) / 4 : plan.per_range);
+  p.R = (p.NC + p.Q - 1) / p.Q;
   p.probe = static_cast<long long*>(c.probe);
   return p;
 }
@@ -150,7 +156,7 @@ inline Params params_of(const TTTLinearScanBackward& c) {
   p.dout = detail::ten(c.dout), p.dxq = detail::ten(c.dxq), p.dxk = detail::ten(c.dxk);
   p.dxv = detail::ten(c.dxv), p.dlr = detail::ten(c.dlr);
   p.ws = static_cast<float*>(c.workspace);
-  const TTTLinearBwdPlan plan = ttt_linear_bwd_plan(c.s);
+  const TTTLinearScanPlan plan = ttt_linear_scan_plan(c.s);
   p.par = plan.chunk_parallel, p.R = static_cast<int>(plan.ranges), p.Q = static_cast<int>(plan.per_range);
   p.vec = detail::rows_aligned({p.xq, p.xk, p.xv, p.dout, p.dxq, p.dxk, p.dxv}, p.bio ? 2 : 4);
   p.probe = static_cast<long long*>(c.probe);

@@ -33,7 +33,9 @@ struct FwdSmem {
   alignas(16) Op ow[C::F * C::OS];   // W
   alignas(16) Op omt[KP * C::KS];    // Mt
   alignas(16) float spart[C::NW * KP * (KP + 1)];  // the warps' partial XQ XKᵀ
-  float lr[KP], tok[KP], b[C::F], lnw[C::F], lnb[C::F];
+  float lr[KP], tok[KP];
+  alignas(16) float b[C::F];  // (the chunk-parallel outputs copy it in by cp.async)
+  float lnw[C::F], lnb[C::F];
 };
 
 // The (b, h) slices of the block's inputs and output (computed once: rows are base + t · st).
@@ -215,6 +217,30 @@ TTT_DEV float gp_column_sum(const float* gp, int c) {
   return s;
 }
 
+// F4: out = XQ + LN(Z̄) (or Z̄) for rows < n of the chunk at t0, from S.zb and the float32 XQ tile
+// xq. Every row group runs its row's sums, so whole warps take part in the shuffles.
+template <class C, class Smem>
+TTT_DEV void output_rows(const Params& p, const Smem& S, const RowLane<C>& rl, const float* xq, typename C::IO* out,
+                         int64_t t0, int n) {
+  if (rl.rg >= KP) return;
+  const int r = rl.rg, o = r * C::FS + rl.c0;
+  float zr[C::CPL], y[C::CPL];
+  load_vec(zr, S.zb + o);
+  if (p.ln) {
+    float xh[C::CPL], q[C::CPL], w[C::CPL], be[C::CPL];
+    normalize<C>(zr, xh, p.eps);
+    load_vec(q, xq + o);
+    load_vec(w, S.lnw + rl.c0);
+    load_vec(be, S.lnb + rl.c0);
+#pragma unroll
+    for (int j = 0; j < C::CPL; ++j) y[j] = q[j] + w[j] * xh[j] + be[j];
+  } else {
+#pragma unroll
+    for (int j = 0; j < C::CPL; ++j) y[j] = zr[j];
+  }
+  if (r < n) store_io(out + (t0 + r) * p.out.st + rl.c0, y);
+}
+
 template <class C>
 TTT_DEV void fwd_block(const Params& p, int bh, char* smem) {
   auto& S = *reinterpret_cast<FwdSmem<C>*>(smem);
@@ -296,26 +322,8 @@ TTT_DEV void fwd_block(const Params& p, int bh, char* smem) {
     committed_last = commit;
     simt::sync();
     clk.mark(3);
-    // F4 (every row group runs its row's sums, so whole warps take part in the shuffles; rows >= n
-    // are not stored)
-    if (rl.rg < KP) {
-      const int r = rl.rg, o = r * C::FS + rl.c0;
-      float zr[C::CPL], y[C::CPL];
-      load_vec(zr, S.zb + o);
-      if (p.ln) {
-        float xh[C::CPL], q[C::CPL], w[C::CPL], be[C::CPL];
-        normalize<C>(zr, xh, p.eps);
-        load_vec(q, S.xq[buf] + o);
-        load_vec(w, S.lnw + rl.c0);
-        load_vec(be, S.lnb + rl.c0);
-#pragma unroll
-        for (int j = 0; j < C::CPL; ++j) y[j] = q[j] + w[j] * xh[j] + be[j];
-      } else {
-#pragma unroll
-        for (int j = 0; j < C::CPL; ++j) y[j] = zr[j];
-      }
-      if (r < n) store_io(hb.out + (t0 + r) * p.out.st + rl.c0, y);
-    }
+    // F4
+    output_rows<C>(p, S, rl, S.xq[buf], hb.out, t0, n);
     clk.mark(4);
   }
   if (p.w_final) store_state_rows<C>(W, p.w_final + static_cast<int64_t>(bh) * F * F, cw);

@@ -117,16 +117,17 @@ struct ReplaySmem {
   alignas(16) uint16_t stage[2][2][stage_elems<C>()];  // [buffer][XK, XV] (bf16 storage only)
 };
 
-// Chunk k's XK, XV and lr (a whole chunk: only chunks before a group's last are replayed) into
-// buffer `buf`.
+// Chunk k's XK, XV and lr into buffer `buf` (rows past the sequence are 0: the forward's state
+// walk, ttt_linear_fwd_par.cuh, also reads a partial last chunk).
 template <class C>
 TTT_DEV void replay_prefetch(const Params& p, ReplaySmem<C>& S, const typename C::IO* xk, const typename C::IO* xv,
                              const float* lr, int buf, int k) {
   const int64_t t0 = static_cast<int64_t>(k) * p.K;
-  tile_in_async<C>(S.xk[buf], S.stage[buf][0], xk, p.xk.st, t0, p.K);
-  tile_in_async<C>(S.xv[buf], S.stage[buf][1], xv, p.xv.st, t0, p.K);
+  const int rows = static_cast<int>(p.T - t0 < p.K ? p.T - t0 : p.K);
+  tile_in_async<C>(S.xk[buf], S.stage[buf][0], xk, p.xk.st, t0, rows);
+  tile_in_async<C>(S.xv[buf], S.stage[buf][1], xv, p.xv.st, t0, rows);
   if (tid() < KP) {
-    if (tid() < p.K) simt::cp_async4(&S.lr[buf][tid()], lr + (t0 + tid()) * p.lr.st);
+    if (tid() < rows) simt::cp_async4(&S.lr[buf][tid()], lr + (t0 + tid()) * p.lr.st);
     else S.lr[buf][tid()] = 0.f;
   }
   simt::cp_async_commit();

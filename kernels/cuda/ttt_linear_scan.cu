@@ -2,7 +2,7 @@
 // one block per (batch, head) for the forward (ttt_linear_fwd.cuh); the backward is one block per
 // (batch, head, checkpoint group) replaying the states (ttt_linear_replay.cuh), then either one
 // block per (batch, head) for the reverse walk (ttt_linear_bwd.cuh), or chunk-parallel
-// (TTTLinearBwdPlan, ttt_linear_chain.cuh) the direct pass, the serial state-gradient walk and the
+// (TTTLinearScanPlan, ttt_linear_chain.cuh) the direct pass, the serial state-gradient walk and the
 // tokens pass; then a deterministic reduction of the partials.
 //
 // Covered: float32 data, head_dim in {16, 32, 64, 96, 128}, mini_batch <= 16, shared memory within
@@ -15,6 +15,7 @@
 #include "kernels/cuda/cuda_backend.cuh"
 #include "kernels/cuda/scan_launch.cuh"
 #include "kernels/cuda/ttt_linear_chain.cuh"
+#include "kernels/cuda/ttt_linear_fwd_par.cuh"
 #include "kernels/ttt_linear_scan.h"
 
 namespace ttt::cuda_impl {
@@ -31,6 +32,18 @@ template <class C>
 __global__ void __launch_bounds__(C::THREADS, 1) ttt_linear_fwd_kernel(Params p) {
   extern __shared__ __align__(16) char smem[];
   tttk::fwd_block<C>(p, static_cast<int>(blockIdx.x), smem);
+}
+
+template <class C>
+__global__ void __launch_bounds__(C::THREADS, 1) ttt_linear_fwd_state_kernel(Params p) {
+  extern __shared__ __align__(16) char smem[];
+  tttk::fwd_state_block<C>(p, static_cast<int>(blockIdx.x), smem);
+}
+
+template <class C>
+__global__ void __launch_bounds__(C::THREADS) ttt_linear_fwd_out_kernel(Params p) {
+  extern __shared__ __align__(16) char smem[];
+  tttk::fwd_out_block<C>(p, static_cast<int>(blockIdx.x), smem);
 }
 
 template <class C>
@@ -119,11 +132,22 @@ std::string ttt_linear_scan_unsupported(const TTTLinearScanShape& s) {
 
 
 void ttt_linear_scan_forward(Backend& be, TTTLinearScanForward& c) {
-  const Params p = tttk::params_of(c);
+  Params p = tttk::params_of(c);
   require_aligned(p);
   dispatch(c.s, [&](auto cfg) {
     using C = decltype(cfg);
-    scan_launch::launch_blocks(ttt_linear_fwd_kernel<C>, C::THREADS, int64_t{p.B} * p.H, fwd_smem<C>(), p, be);
+    const int64_t bh = int64_t{p.B} * p.H;
+    if (!p.par) {
+      scan_launch::launch_blocks(ttt_linear_fwd_kernel<C>, C::THREADS, bh, fwd_smem<C>(), p, be);
+      return;
+    }
+    // The state entering every chunk, between the two kernels (freed at once: the caching allocator
+    // hands it out again only to work later on the same stream).
+    const size_t bytes = static_cast<size_t>(bh * p.NC * (C::F * C::F + C::F)) * sizeof(float);
+    p.ws = static_cast<float*>(be.alloc(bytes));
+    scan_launch::launch_blocks(ttt_linear_fwd_state_kernel<C>, C::THREADS, bh, replay_smem<C>(), p, be);
+    scan_launch::launch_blocks(ttt_linear_fwd_out_kernel<C>, C::THREADS, bh * p.R, fwd_smem<C>(), p, be);
+    be.free(p.ws, bytes);
   });
 }
 

@@ -1,0 +1,155 @@
+// kernels/cuda/ttt_linear_fwd_par.cuh — the chunk-parallel TTT-Linear forward (TTTLinearScanPlan):
+// a serial walk that carries only the state, then the outputs of every chunk side by side.
+//
+// The walk of ttt_linear_fwd.cuh computes per chunk the state update (Z1 = XK W + b, the LN-L2
+// gradient Gp, W += tok_L XKᵀ(−Gp)) and the output (Zq = XQ W + b, Mt = diag(tok) tril(XQ XKᵀ + β),
+// Z̄ = Zq + Mt(−Gp), out = XQ + LN(Z̄)). Only the first part is a recurrence. So:
+//  - the state walk (fwd_state_block, one block per (b, h), ReplaySmem): the replay kernel's chain
+//    from W0, b0 over every chunk, storing what the walk stores (the state entering every G-th
+//    chunk, the final state, the accumulators of a partial last chunk) and the state entering every
+//    chunk as a snapshot (W as product operands, b as float32: ttt_linear_replay.cuh's layout) in a
+//    workspace the launcher allocates;
+//  - the outputs (fwd_out_block, B·H·R blocks of Q chunks, FwdSmem): each chunk's F1..F4 from its
+//    snapshot, the same operands the walk multiplies (so the same results).
+#pragma once
+
+#include "kernels/cuda/ttt_linear_bwd.cuh"
+
+namespace ttt::cuda_impl::tttk {
+
+template <class C>
+TTT_DEV void fwd_state_block(const Params& p, int bh, char* smem) {
+  auto& S = *reinterpret_cast<ReplaySmem<C>*>(smem);
+  constexpr int F = C::F;
+  const int b = bh / p.H, h = bh % p.H, cw = 16 * warp();
+  const float tokL = p.tok[p.K - 1];
+  const int i0 = p.init_bh ? bh : h;  // the initial state: per sequence and head, or per head
+  using IO = typename C::IO;
+  const IO *xk = p.xk.base<IO>(b, h), *xv = p.xv.base<IO>(b, h);
+  const float* lr = p.lr.base(b, h);
+  replay_prefetch<C>(p, S, xk, xv, lr, 0, 0);
+  load_head_constants<C>(p, h, S, S.b, i0);
+  Acc<F / 8> W;
+  load_state_rows<C>(W, p.w0 + static_cast<int64_t>(i0) * F * F, cw);
+  bool committed_last = true;
+  PhaseClock clk(p, bh);  // probe slot 5: the block's total
+  for (int k = 0; k < p.NC; ++k) {
+    const int buf = k & 1;
+    const int64_t t0 = static_cast<int64_t>(k) * p.K;
+    const int n = static_cast<int>(p.T - t0 < p.K ? p.T - t0 : p.K);
+    const bool commit = n == p.K;
+    simt::cp_async_wait_all();
+    simt::sync();  // the tiles have landed; the readers of the other buffer and of S.b are done
+    if (k + 1 < p.NC) replay_prefetch<C>(p, S, xk, xv, lr, buf ^ 1, k + 1);
+    if constexpr (C::BIO) {
+      widen_tile<C>(S.stage[buf][0], S.xk[buf], S.ok);
+      widen_tile<C>(S.stage[buf][1], S.xv[buf], nullptr);
+    } else {
+      for (int i = tid(); i < KP * F / 2; i += C::THREADS) {
+        const int r = (2 * i) / F, c = (2 * i) % F;
+        put_op2(S.ok + r * C::OS + c, S.xk[buf][r * C::FS + c], S.xk[buf][r * C::FS + c + 1]);
+      }
+    }
+    if (k % p.G == 0) {  // the state entering this chunk, for the backward's replay
+      float* st = p.states + (static_cast<int64_t>(bh) * p.NG + k / p.G) * (F * F + F);
+      store_state_rows<C>(W, st, cw);
+      for (int i = tid(); i < F; i += C::THREADS) st[F * F + i] = S.b[i];
+    }
+    write_snapshot<C>(p, S, W, bh, k);
+    store_op(W, S.ow, C::OS, cw, 0);
+    simt::sync();
+    Acc<2> z1;
+    xw_plus_b<C>(z1, S.ok, S.ow, S.b, cw);
+    store_f32(z1, S.z, C::FS, 0, cw);
+    simt::sync();
+    inner_grad_rows<C>(p, S.z, S.xk[buf], S.xv[buf], S.lr[buf], S.lnw, S.lnb, n, S.gp, S.ogp, nullptr, nullptr,
+                       nullptr, nullptr);
+    simt::sync();
+    if (commit || (p.acc_w && k == p.NC - 1)) {
+      Acc<F / 8> P;
+      state_update_product<C>(P, S.ok, S.ogp, cw);
+      if (commit) {
+#pragma unroll
+        for (int i = 0; i < F / 8; ++i)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) W.v[i][e] += tokL * P.v[i][e];
+      } else {  // accumulators of the partial last chunk: XKᵀ Gp = −P
+        store_state_rows<C>(P, p.acc_w + static_cast<int64_t>(bh) * F * F, cw, -1.f);
+      }
+    }
+    for (int c = tid(); c < F; c += C::THREADS) {
+      const float s = gp_column_sum<C>(S.gp, c);
+      if (commit) {
+        if (p.bias) S.b[c] -= tokL * s;
+      } else if (p.acc_b) {
+        p.acc_b[static_cast<int64_t>(bh) * F + c] = p.bias ? s : 0.f;
+      }
+    }
+    committed_last = commit;
+  }
+  simt::sync();  // S.b complete
+  if (p.w_final) store_state_rows<C>(W, p.w_final + static_cast<int64_t>(bh) * F * F, cw);
+  for (int i = tid(); i < F; i += C::THREADS) {
+    if (p.b_final) p.b_final[static_cast<int64_t>(bh) * F + i] = S.b[i];
+    if (committed_last && p.acc_b) p.acc_b[static_cast<int64_t>(bh) * F + i] = 0.f;
+  }
+  if (committed_last && p.acc_w)
+    for (int i = tid(); i < F * F; i += C::THREADS) p.acc_w[static_cast<int64_t>(bh) * F * F + i] = 0.f;
+  clk.total(5);
+}
+
+// The outputs of chunks r·Q .. r·Q + Q − 1 of one (b, h) (block = (b, h, r)); each chunk's tiles
+// come into registers one chunk ahead, its state snapshot by cp.async.
+template <class C>
+TTT_DEV void fwd_out_block(const Params& p, int blk, char* smem) {
+  auto& S = *reinterpret_cast<FwdSmem<C>*>(smem);
+  constexpr int F = C::F;
+  const int bh = blk / p.R, r = blk % p.R, b = bh / p.H, h = bh % p.H, cw = 16 * warp();
+  const int lo = r * p.Q, hi = lo + p.Q < p.NC ? lo + p.Q : p.NC;
+  load_head_constants<C>(p, h, S, nullptr);
+  const HeadBases<C> hb(p, b, h);
+  ChunkRegs<C> next;
+  next.load(p, hb, lo);
+  const RowLane<C> rl;
+  PhaseClock clk(p, blk);  // probe slot 6: the block's total
+  for (int k = lo; k < hi; ++k) {
+    const int64_t t0 = static_cast<int64_t>(k) * p.K;
+    const int n = static_cast<int>(p.T - t0 < p.K ? p.T - t0 : p.K);
+    simt::sync();  // the previous chunk's readers are done
+    state_in_async<C>(snapshot<C>(p, bh, k), S.ow, S.b);
+    simt::cp_async_commit();
+    next.q.store(S.xq[0], S.oq);
+    next.k.store(S.xk[0], S.ok);
+    next.v.store(S.xv[0], nullptr);
+    if (tid() < KP) S.lr[tid()] = next.lr;
+    if (k + 1 < hi) next.load(p, hb, k + 1);
+    simt::cp_async_wait_all();
+    simt::sync();
+    // F1
+    Acc<2> z1, zq;
+    xw_pair<C>(z1, zq, S.ok, S.oq, S.ow, S.b, cw);
+    store_f32(z1, S.z, C::FS, 0, cw);
+    attention_partial<C>(S.oq, S.ok, S.spart);
+    simt::sync();
+    // F2
+    inner_grad_rows<C>(p, S.z, S.xk[0], S.xv[0], S.lr, S.lnw, S.lnb, n, S.gp, S.ogp, nullptr, nullptr, nullptr,
+                       nullptr, S.spart, S.tok, S.omt, nullptr);
+    simt::sync();
+    // F3: Z̄ = Zq + Mt (−Gp)
+    {
+      FragA<C::MMA> a;
+      FragB<C::MMA> bb;
+      load_a(a, S.omt, C::KS, 0, 0);
+      load_b(bb, S.ogp, C::OS, 0, cw);
+      mma(zq.v[0], a, bb, 0);
+      mma(zq.v[1], a, bb, 1);
+    }
+    store_f32(zq, S.zb, C::FS, 0, cw);
+    simt::sync();
+    // F4
+    output_rows<C>(p, S, rl, S.xq[0], hb.out, t0, n);
+  }
+  clk.total(6);
+}
+
+}  // namespace ttt::cuda_impl::tttk
