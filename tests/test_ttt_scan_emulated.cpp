@@ -64,8 +64,7 @@ void emulate(ScanRun& run) {
   } else {
     pass(std::integral_constant<tk::Mode, tk::Mode::direct>{}, blocks * pb.R);
     for (int bh = 0; bh < blocks; ++bh)
-      simt::emulate_block(tk::chain_threads<C>(), sizeof(tk::ChainSmem<C>),
-                          [&] { tk::chain_block<C>(pb, bh, simt::block_smem()); });
+      simt::emulate_block(C::THREADS, sizeof(tk::ChainSmem<C>), [&] { tk::chain_block<C>(pb, bh, simt::block_smem()); });
     pass(std::integral_constant<tk::Mode, tk::Mode::tokens>{}, blocks * pb.R);
   }
   const float* partials = tk::partials_base(pb, C::F);

@@ -48,56 +48,33 @@ struct ChainSmem {
   alignas(16) float tok[KP];
 };
 
-// The chain block is C::THREADS compute threads (the usual warp layout) and PRODUCERS producer
-// threads after them, which do every copy: the next chunks' inputs by cp.async and the state-
-// gradient snapshots, while the compute warps run the chunk (the copies' issue was most of a
-// chunk's first phase when the compute warps did them).
-constexpr int PRODUCERS = 64;
-template <class C>
-constexpr int chain_threads() {
-  return C::THREADS + PRODUCERS;
-}
-
-// n rows of `row_bytes` bytes (a multiple of 16) from src (rows src_st bytes apart) to dst (rows
-// dst_st bytes apart) by cp.async, 16 bytes a piece, pieces split over the producer threads
-// (index pt); rows n .. rows_total − 1 are zero-filled.
-TTT_DEV void rows_async(char* dst, int dst_st, const char* src, int64_t src_st, int n, int rows_total, int row_bytes,
-                        int pt) {
-  const int per_row = row_bytes / 16;
-  for (int i = pt; i < rows_total * per_row; i += PRODUCERS) {
-    const int r = i / per_row, q = i % per_row;
-    char* d = dst + r * dst_st + 16 * q;
-    if (r < n) simt::cp_async16(d, src + r * src_st + 16 * q);
-    else *reinterpret_cast<U4*>(d) = U4{0, 0, 0, 0};
-  }
-}
-
-// Chunk k's inputs into buffer buf (producer thread pt): XK, lr, and the direct pass's D_k, D_b,
-// x̂, gx, G, σ.
+// Chunk k's inputs into buffer buf by cp.async: XK, lr, and the direct pass's D_k, D_b, x̂, gx, G, σ
+// (each thread copies its own fragments of D_k).
 template <class C>
 TTT_DEV void chain_prefetch(const Params& p, ChainSmem<C>& S, const typename C::IO* xk, const float* lr, int bh,
-                            int k, int buf, int pt) {
-  using IO = typename C::IO;
+                            int k, int buf) {
   constexpr int F = C::F;
   const int64_t t0 = static_cast<int64_t>(k) * p.K;
   const int rows = static_cast<int>(p.T - t0 < p.K ? p.T - t0 : p.K);
-  const char* xsrc = reinterpret_cast<const char*>(xk + t0 * p.xk.st);
-  if constexpr (C::BIO)
-    rows_async(reinterpret_cast<char*>(S.stage[buf]), (F + 8) * 2, xsrc, p.xk.st * 2, rows, KP, F * 2, pt);
-  else
-    rows_async(reinterpret_cast<char*>(S.xk[buf]), C::FS * 4, xsrc, p.xk.st * static_cast<int64_t>(sizeof(IO)), rows,
-               KP, F * 4, pt);
-  if (pt < KP) {
-    if (pt < rows) simt::cp_async4(&S.lr[buf][pt], lr + (t0 + pt) * p.lr.st);
-    else S.lr[buf][pt] = 0.f;
+  tile_in_async<C>(S.xk[buf], S.stage[buf], xk, p.xk.st, t0, rows);
+  if (tid() < KP) {
+    if (tid() < rows) simt::cp_async4(&S.lr[buf][tid()], lr + (t0 + tid()) * p.lr.st);
+    else S.lr[buf][tid()] = 0.f;
   }
-  const char* ci = reinterpret_cast<const char*>(chain_in<C>(p, bh, k));
-  rows_async(reinterpret_cast<char*>(S.dk[buf]), 0, ci, 0, 1, 1, F * F * 4, pt);  // D_k: one long row
-  rows_async(reinterpret_cast<char*>(S.dbk[buf]), 0, ci + F * F * 4, 0, 1, 1, F * 4, pt);
-  const char* rsrc = ci + (F * F + F) * 4;
-  for (int a = 0; a < 3; ++a)
-    rows_async(reinterpret_cast<char*>(S.rows[buf][a]), C::FS * 4, rsrc + a * KP * F * 4, F * 4, KP, KP, F * 4, pt);
-  rows_async(reinterpret_cast<char*>(S.sig[buf]), 0, rsrc + 3 * KP * F * 4, 0, 1, 1, KP * 4, pt);
+  const float* dsrc = chain_in<C>(p, bh, k);
+#pragma unroll
+  for (int i = 0; i < F / 8; ++i) {
+    const int e = 4 * (i * C::THREADS + tid());
+    simt::cp_async16(S.dk[buf] + e, dsrc + e);
+  }
+  const float* ci = dsrc + F * F;
+  for (int i = tid(); i < F / 4; i += C::THREADS) simt::cp_async16(S.dbk[buf] + 4 * i, ci + 4 * i);
+  const float* rsrc = ci + F;
+  for (int i = tid(); i < 3 * KP * F / 4; i += C::THREADS) {
+    const int a = i / (KP * F / 4), e = 4 * (i % (KP * F / 4)), r = e / F, c = e % F;
+    simt::cp_async16(S.rows[buf][a] + r * C::FS + c, rsrc + a * KP * F + e);
+  }
+  if (tid() < KP / 4) simt::cp_async16(S.sig[buf] + 4 * tid(), rsrc + 3 * KP * F + 4 * tid());
 }
 
 // Row phase: dZ1 of the chunk for the gradient −tok_L (XK Γ + γ) in S.dgp (one row per row group).
@@ -129,64 +106,58 @@ TTT_DEV void chain_rows(const Params& p, ChainSmem<C>& S, int buf, int n) {
   for (int j = 0; j < C::CPL; j += 2) put_op2(S.odz + r * C::OS + rl.c0 + j, dz[j], dz[j + 1]);
 }
 
-// Γ (operand rows) and γ as chunk k's state-gradient snapshot, for the tokens pass (producer
-// thread pt).
+// Γ (operand rows) and γ as chunk k's state-gradient snapshot, for the tokens pass.
 template <class C>
-TTT_DEV void write_dsnap(const Params& p, const ChainSmem<C>& S, int bh, int k, int pt) {
+TTT_DEV void write_dsnap(const Params& p, const ChainSmem<C>& S, int bh, int k) {
   using Op = typename C::Op;
   constexpr int F = C::F, row_chunks = F * static_cast<int>(sizeof(Op)) / 16;
   char* dst = dsnap<C>(p, bh, k);
-  for (int i = pt; i < F * row_chunks; i += PRODUCERS) {
+  for (int i = tid(); i < F * row_chunks; i += C::THREADS) {
     const int r = i / row_chunks, q = i % row_chunks;
     *reinterpret_cast<U4*>(dst + static_cast<int64_t>(r) * F * sizeof(Op) + 16 * q) =
         *reinterpret_cast<const U4*>(reinterpret_cast<const char*>(S.odw + r * C::OS) + 16 * q);
   }
   float* b = reinterpret_cast<float*>(dst + F * F * sizeof(Op));
-  for (int i = pt; i < F; i += PRODUCERS) b[i] = S.db[i];
+  for (int i = tid(); i < F; i += C::THREADS) b[i] = S.db[i];
 }
 
 // The serial walk of one (b, h): Γ and γ through every chunk in reverse; Γ_k of every chunk to the
 // workspace (dsnap), Γ_{−1} and γ_{−1} (the gradients of W0, b0) to the (b, h)'s partial slot.
-// chain_threads<C>() threads: the compute warps, then the producers (every barrier is the block's).
 template <class C>
 TTT_DEV void chain_block(const Params& p, int bh, char* smem) {
   auto& S = *reinterpret_cast<ChainSmem<C>*>(smem);
   using Op = typename C::Op;
-  constexpr int F = C::F, NB = ChainSmem<C>::NB;
-  const bool compute = tid() < C::THREADS;
-  const int pt = tid() - C::THREADS;  // producer index (>= 0 for producers)
+  constexpr int F = C::F;
   const int b = bh / p.H, h = bh % p.H, cw = 16 * warp();
   const float tokL = p.tok[p.K - 1];
   using IO = typename C::IO;
   const IO* xk = p.xk.base<IO>(b, h);
   const float* lr = p.lr.base(b, h);
+  load_head_constants<C>(p, h, S, nullptr);
+  for (int i = tid(); i < F; i += C::THREADS) S.db[i] = 0.f;
+  for (int i = tid(); i < F * C::OS; i += C::THREADS) put_op(S.odw + i, 0.f);
   Acc<F / 8> dW;
   dW.fill(0.f);
-  if (compute) {
-    load_head_constants<C>(p, h, S, nullptr);
-    for (int i = tid(); i < F; i += C::THREADS) S.db[i] = 0.f;
-    for (int i = tid(); i < F * C::OS; i += C::THREADS) put_op(S.odw + i, 0.f);
-  } else {
-    // Chunk k uses buffer k % NB; chunks NC−1 .. NC−NB+1 are requested before the walk (one commit
-    // group each, empty past chunk 0, so that the wait leaves NB − 2 groups in flight).
-    for (int j = 1; j < NB; ++j) {
-      if (p.NC - j >= 0) chain_prefetch<C>(p, S, xk, lr, bh, p.NC - j, (p.NC - j) % NB, pt);
-      simt::cp_async_commit();
-    }
-    simt::cp_async_wait_group<NB - 2>();
+  constexpr int NB = ChainSmem<C>::NB;
+  // Chunk k uses buffer k % NB; chunks NC−1 .. NC−NB+1 are requested before the walk (one commit
+  // group each, empty past chunk 0, so that the wait below always leaves NB − 2 groups in flight).
+  for (int j = 1; j < NB; ++j) {
+    if (p.NC - j >= 0) chain_prefetch<C>(p, S, xk, lr, bh, p.NC - j, (p.NC - j) % NB);
+    simt::cp_async_commit();
   }
   PhaseClock clk(p, bh);  // probe slots 22 top, 23..25 the phases, 26 the block's total
   for (int k = p.NC - 1; k >= 0; --k) {
     const int buf = k % NB;
     const int64_t t0 = static_cast<int64_t>(k) * p.K;
     const int n = static_cast<int>(p.T - t0 < p.K ? p.T - t0 : p.K);
+    simt::cp_async_wait_group<NB - 2>();
     simt::sync();  // chunk k's inputs have landed; Γ, γ of the chunk after are complete
     clk.mark(22);
     const Op* opk;  // XK as operand
     if constexpr (C::BIO) {
       opk = S.stage[buf];
     } else if constexpr (C::MMA) {
-      for (int i = tid(); i < KP * F / 2; i += chain_threads<C>()) {
+      for (int i = tid(); i < KP * F / 2; i += C::THREADS) {
         const int r = (2 * i) / F, c = (2 * i) % F;
         put_op2(S.ok + r * C::OS + c, S.xk[buf][r * C::FS + c], S.xk[buf][r * C::FS + c + 1]);
       }
@@ -195,52 +166,47 @@ TTT_DEV void chain_block(const Params& p, int bh, char* smem) {
     } else {
       opk = S.xk[buf];
     }
-    if (compute) {  // 1: −tok_L (XK Γ + γ), the warp's columns
-      Acc<2> u;
+    // 1: −tok_L (XK Γ + γ), the warp's columns
+    Acc<2> u;
 #pragma unroll
-      for (int nt = 0; nt < 2; ++nt)
+    for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) u.v[nt][e] = p.bias ? S.db[acc_col(cw, nt, e)] : 0.f;
-      gemm_tile<C, F / 16>(u, [&](FragA<C::MMA>& a, int kk) { load_a(a, opk, C::OS, 0, kk); },
-                           [&](FragB<C::MMA>& bb, int kk, int n0) { load_b(bb, S.odw, C::OS, kk, cw + n0); });
-      store_f32(u, S.dgp, C::FS, 0, cw, -tokL);
-    } else {  // the inputs of chunk k − NB + 1 into the buffer chunk k + 1 used
-      if (k - (NB - 1) >= 0) chain_prefetch<C>(p, S, xk, lr, bh, k - (NB - 1), (k - (NB - 1)) % NB, pt);
-      simt::cp_async_commit();
-    }
+      for (int e = 0; e < 4; ++e) u.v[nt][e] = p.bias ? S.db[acc_col(cw, nt, e)] : 0.f;
+    gemm_tile<C, F / 16>(u, [&](FragA<C::MMA>& a, int kk) { load_a(a, opk, C::OS, 0, kk); },
+                         [&](FragB<C::MMA>& bb, int kk, int n0) { load_b(bb, S.odw, C::OS, kk, cw + n0); });
+    // The copies while the MMAs run (they only read S.odw, S.db and fill another buffer).
+    if (k - (NB - 1) >= 0) chain_prefetch<C>(p, S, xk, lr, bh, k - (NB - 1), (k - (NB - 1)) % NB);
+    simt::cp_async_commit();
+    write_dsnap<C>(p, S, bh, k);
+    store_f32(u, S.dgp, C::FS, 0, cw, -tokL);
     simt::sync();
     clk.mark(23);
-    if (compute) chain_rows<C>(p, S, buf, n);  // 2: its vjp dZ1
-    else write_dsnap<C>(p, S, bh, k, pt);      // S.odw, S.db change only in phase 3
+    // 2: its vjp dZ1
+    chain_rows<C>(p, S, buf, n);
     simt::sync();
     clk.mark(24);
-    if (compute) {  // 3: Γ += D_k + XKᵀ dZ1, γ += D_b + Σ dZ1
+    // 3: Γ += D_k + XKᵀ dZ1, γ += D_b + Σ dZ1
 #pragma unroll
-      for (int i = 0; i < F / 8; ++i) {
-        const Vec4 d = *reinterpret_cast<const Vec4*>(S.dk[buf] + 4 * (i * C::THREADS + tid()));
-        dW.v[i][0] += d.x;
-        dW.v[i][1] += d.y;
-        dW.v[i][2] += d.z;
-        dW.v[i][3] += d.w;
-      }
-      gemm_tile<C, 1>(dW, [&](FragA<C::MMA>& a, int kk) { load_at(a, opk, C::OS, cw, kk); },
-                      [&](FragB<C::MMA>& bb, int kk, int n0) { load_b(bb, S.odz, C::OS, kk, n0); });
-      for (int c = tid(); c < F; c += C::THREADS) {
-        float s = 0;
-        for (int r = 0; r < KP; ++r) s += S.dz[r * C::FS + c];
-        S.db[c] += S.dbk[buf][c] + s;
-      }
-      store_op(dW, S.odw, C::OS, cw, 0);
-    } else {
-      simt::cp_async_wait_group<NB - 2>();  // chunk k − 1's inputs, before the next top's barrier
+    for (int i = 0; i < F / 8; ++i) {
+      const Vec4 d = *reinterpret_cast<const Vec4*>(S.dk[buf] + 4 * (i * C::THREADS + tid()));
+      dW.v[i][0] += d.x;
+      dW.v[i][1] += d.y;
+      dW.v[i][2] += d.z;
+      dW.v[i][3] += d.w;
     }
+    gemm_tile<C, 1>(dW, [&](FragA<C::MMA>& a, int kk) { load_at(a, opk, C::OS, cw, kk); },
+                    [&](FragB<C::MMA>& bb, int kk, int n0) { load_b(bb, S.odz, C::OS, kk, n0); });
+    for (int c = tid(); c < F; c += C::THREADS) {
+      float s = 0;
+      for (int r = 0; r < KP; ++r) s += S.dz[r * C::FS + c];
+      S.db[c] += S.dbk[buf][c] + s;
+    }
+    store_op(dW, S.odw, C::OS, cw, 0);
     clk.mark(25);
   }
-  if (compute) {
-    float* out = partials<C>(p, static_cast<int64_t>(bh) * p.R);
-    store_state_rows<C>(dW, out, cw);
-    for (int i = tid(); i < F; i += C::THREADS) out[F * F + i] = S.db[i];  // S.db's owner threads
-  }
+  float* out = partials<C>(p, static_cast<int64_t>(bh) * p.R);
+  store_state_rows<C>(dW, out, cw);
+  for (int i = tid(); i < F; i += C::THREADS) out[F * F + i] = S.db[i];  // S.db's owner threads
   clk.total(26);
 }
 

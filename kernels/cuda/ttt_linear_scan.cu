@@ -59,7 +59,7 @@ __global__ void __launch_bounds__(C::THREADS, 1) ttt_linear_bwd_kernel(Params p)
 }
 
 template <class C>
-__global__ void __launch_bounds__(tttk::chain_threads<C>(), 1) ttt_linear_chain_kernel(Params p) {
+__global__ void __launch_bounds__(C::THREADS, 1) ttt_linear_chain_kernel(Params p) {
   extern __shared__ __align__(16) char smem[];
   tttk::chain_block<C>(p, static_cast<int>(blockIdx.x), smem);
 }
@@ -166,7 +166,7 @@ void ttt_linear_scan_backward(Backend& be, TTTLinearScanBackward& c) {
     }
     scan_launch::launch_blocks(ttt_linear_bwd_kernel<C, tttk::Mode::direct>, C::THREADS, bh * p.R, bwd_smem<C>(), p,
                                be);
-    scan_launch::launch_blocks(ttt_linear_chain_kernel<C>, tttk::chain_threads<C>(), bh, chain_smem<C>(), p, be);
+    scan_launch::launch_blocks(ttt_linear_chain_kernel<C>, C::THREADS, bh, chain_smem<C>(), p, be);
     scan_launch::launch_blocks(ttt_linear_bwd_kernel<C, tttk::Mode::tokens>, C::THREADS, bh * p.R, bwd_smem<C>(), p,
                                be);
   });
