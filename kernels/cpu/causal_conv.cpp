@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "kernels/causal_conv.h"
+#include "kernels/cpu/fused_dispatch.h"
 
 namespace ttt {
 
@@ -25,21 +26,13 @@ size_t CausalConvBackward::workspace_bytes() const {
 }
 
 void CausalConvForward::run(Backend& be) {
-  if (be.device().is_cpu()) return cpu_impl::causal_conv_forward(*this);
-#if TTT_WITH_CUDA
-  cuda_impl::causal_conv_forward(be, *this);
-#else
-  throw std::runtime_error("causal_conv: built without CUDA");
-#endif
+  cpu_impl::dispatch_fused(be, *this, cpu_impl::causal_conv_forward,
+                           [](Backend& b, auto& c) { cuda_impl::causal_conv_forward(b, c); });
 }
 
 void CausalConvBackward::run(Backend& be) {
-  if (be.device().is_cpu()) return cpu_impl::causal_conv_backward(*this);
-#if TTT_WITH_CUDA
-  cuda_impl::causal_conv_backward(be, *this);
-#else
-  throw std::runtime_error("causal_conv: built without CUDA");
-#endif
+  cpu_impl::dispatch_fused(be, *this, cpu_impl::causal_conv_backward,
+                           [](Backend& b, auto& c) { cuda_impl::causal_conv_backward(b, c); });
 }
 
 namespace cpu_impl {

@@ -1,5 +1,6 @@
 // kernels/cpu/multi_tensor.cpp — the CPU reference of kernels/multi_tensor.h, and the dispatch of
 // both calls by device.
+#include "kernels/cpu/fused_dispatch.h"
 #include "kernels/multi_tensor.h"
 
 #include <algorithm>
@@ -36,22 +37,14 @@ double SumSqMulti::bytes() const {
 void AdamWMulti::run(Backend& be) {
   for (size_t i = 0; i < count; ++i)
     if (tensors[i].grad) check_grad_dtype("adamw_multi", tensors[i].grad_dtype);
-  if (be.device().is_cpu()) return cpu_impl::adamw_multi(*this);
-#if TTT_WITH_CUDA
-  cuda_impl::adamw_multi(be, *this);
-#else
-  throw std::runtime_error("adamw_multi: built without CUDA");
-#endif
+  cpu_impl::dispatch_fused(be, *this, cpu_impl::adamw_multi,
+                           [](Backend& b, auto& c) { cuda_impl::adamw_multi(b, c); });
 }
 
 void SumSqMulti::run(Backend& be) {
   for (size_t i = 0; i < count; ++i) check_grad_dtype("sum_sq_multi", tensors[i].dtype);
-  if (be.device().is_cpu()) return cpu_impl::sum_sq_multi(*this);
-#if TTT_WITH_CUDA
-  cuda_impl::sum_sq_multi(be, *this);
-#else
-  throw std::runtime_error("sum_sq_multi: built without CUDA");
-#endif
+  cpu_impl::dispatch_fused(be, *this, cpu_impl::sum_sq_multi,
+                           [](Backend& b, auto& c) { cuda_impl::sum_sq_multi(b, c); });
 }
 
 namespace cpu_impl {

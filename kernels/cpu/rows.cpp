@@ -7,6 +7,7 @@
 
 #include "kernels/add_rms_norm.h"
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/fused_dispatch.h"
 #include "kernels/cpu/strided.h"
 #include "kernels/scalar_math.h"
 
@@ -264,21 +265,13 @@ double AddRmsNormBackward::bytes() const {
 }
 
 void AddRmsNormForward::run(Backend& be) {
-  if (be.device().is_cpu()) return cpu_impl::add_rms_norm_forward(*this);
-#if TTT_WITH_CUDA
-  cuda_impl::add_rms_norm_forward(be, *this);
-#else
-  throw std::runtime_error("add_rms_norm: built without CUDA");
-#endif
+  cpu_impl::dispatch_fused(be, *this, cpu_impl::add_rms_norm_forward,
+                           [](Backend& b, auto& c) { cuda_impl::add_rms_norm_forward(b, c); });
 }
 
 void AddRmsNormBackward::run(Backend& be) {
-  if (be.device().is_cpu()) return cpu_impl::add_rms_norm_backward(*this);
-#if TTT_WITH_CUDA
-  cuda_impl::add_rms_norm_backward(be, *this);
-#else
-  throw std::runtime_error("add_rms_norm: built without CUDA");
-#endif
+  cpu_impl::dispatch_fused(be, *this, cpu_impl::add_rms_norm_backward,
+                           [](Backend& b, auto& c) { cuda_impl::add_rms_norm_backward(b, c); });
 }
 
 namespace cpu_impl {

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/fused_dispatch.h"
 #include "kernels/selective_scan.h"
 
 namespace ttt {
@@ -60,21 +61,13 @@ double SelectiveScanForward::bytes() const { return scan_io_bytes(s, 3); }   // 
 double SelectiveScanBackward::bytes() const { return scan_io_bytes(s, 5); }  // u, δ, dy -> du, dδ (+ dB, dC)
 
 void SelectiveScanForward::run(Backend& be) {
-  if (be.device().is_cpu()) return cpu_impl::selective_scan_forward(*this);
-#if TTT_WITH_CUDA
-  cuda_impl::selective_scan_forward(be, *this);
-#else
-  throw std::runtime_error("selective_scan: built without CUDA");
-#endif
+  cpu_impl::dispatch_fused(be, *this, cpu_impl::selective_scan_forward,
+                           [](Backend& b, auto& c) { cuda_impl::selective_scan_forward(b, c); });
 }
 
 void SelectiveScanBackward::run(Backend& be) {
-  if (be.device().is_cpu()) return cpu_impl::selective_scan_backward(*this);
-#if TTT_WITH_CUDA
-  cuda_impl::selective_scan_backward(be, *this);
-#else
-  throw std::runtime_error("selective_scan: built without CUDA");
-#endif
+  cpu_impl::dispatch_fused(be, *this, cpu_impl::selective_scan_backward,
+                           [](Backend& b, auto& c) { cuda_impl::selective_scan_backward(b, c); });
 }
 
 }  // namespace ttt

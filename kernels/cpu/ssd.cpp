@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/fused_dispatch.h"
 #include "kernels/ssd.h"
 
 namespace ttt {
@@ -61,21 +62,13 @@ double SsdForward::bytes() const { return ssd_io_bytes(s, 2); }
 double SsdBackward::bytes() const { return ssd_io_bytes(s, 4); }
 
 void SsdForward::run(Backend& be) {
-  if (be.device().is_cpu()) return cpu_impl::ssd_forward(*this);
-#if TTT_WITH_CUDA
-  cuda_impl::ssd_forward(be, *this);
-#else
-  throw std::runtime_error("ssd: built without CUDA");
-#endif
+  cpu_impl::dispatch_fused(be, *this, cpu_impl::ssd_forward,
+                           [](Backend& b, auto& c) { cuda_impl::ssd_forward(b, c); });
 }
 
 void SsdBackward::run(Backend& be) {
-  if (be.device().is_cpu()) return cpu_impl::ssd_backward(*this);
-#if TTT_WITH_CUDA
-  cuda_impl::ssd_backward(be, *this);
-#else
-  throw std::runtime_error("ssd: built without CUDA");
-#endif
+  cpu_impl::dispatch_fused(be, *this, cpu_impl::ssd_backward,
+                           [](Backend& b, auto& c) { cuda_impl::ssd_backward(b, c); });
 }
 
 }  // namespace ttt

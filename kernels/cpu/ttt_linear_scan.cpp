@@ -27,6 +27,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "kernels/cpu/fused_dispatch.h"
 #include "kernels/cpu/ttt_scan_rows.h"
 #include "kernels/ttt_linear_scan.h"
 
@@ -96,23 +97,15 @@ std::string ttt_linear_scan_unsupported(Device d, const TTTLinearScanShape& s) {
 }
 
 void TTTLinearScanForward::run(Backend& be) {
-  if (be.device().is_cpu()) return cpu_impl::ttt_linear_scan_forward(*this);
-#if TTT_WITH_CUDA
-  cuda_impl::ttt_linear_scan_forward(be, *this);
-#else
-  throw std::runtime_error("ttt_linear_scan: built without CUDA");
-#endif
+  cpu_impl::dispatch_fused(be, *this, cpu_impl::ttt_linear_scan_forward,
+                           [](Backend& b, auto& c) { cuda_impl::ttt_linear_scan_forward(b, c); });
 }
 
 void TTTLinearScanBackward::run(Backend& be) {
   if (s.per_sequence_init)
     throw std::invalid_argument("ttt_linear_scan: the backward does not take per-sequence initial states");
-  if (be.device().is_cpu()) return cpu_impl::ttt_linear_scan_backward(*this);
-#if TTT_WITH_CUDA
-  cuda_impl::ttt_linear_scan_backward(be, *this);
-#else
-  throw std::runtime_error("ttt_linear_scan: built without CUDA");
-#endif
+  cpu_impl::dispatch_fused(be, *this, cpu_impl::ttt_linear_scan_backward,
+                           [](Backend& b, auto& c) { cuda_impl::ttt_linear_scan_backward(b, c); });
 }
 
 namespace cpu_impl {

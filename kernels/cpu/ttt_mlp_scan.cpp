@@ -28,6 +28,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "kernels/cpu/fused_dispatch.h"
 #include "kernels/cpu/ttt_scan_rows.h"
 #include "kernels/scalar_math.h"
 #include "kernels/ttt_mlp_scan.h"
@@ -63,21 +64,13 @@ std::string ttt_mlp_scan_unsupported(Device d, const TTTMLPScanShape& s) {
 }
 
 void TTTMLPScanForward::run(Backend& be) {
-  if (be.device().is_cpu()) return cpu_impl::ttt_mlp_scan_forward(*this);
-#if TTT_WITH_CUDA
-  cuda_impl::ttt_mlp_scan_forward(be, *this);
-#else
-  throw std::runtime_error("ttt_mlp_scan: built without CUDA");
-#endif
+  cpu_impl::dispatch_fused(be, *this, cpu_impl::ttt_mlp_scan_forward,
+                           [](Backend& b, auto& c) { cuda_impl::ttt_mlp_scan_forward(b, c); });
 }
 
 void TTTMLPScanBackward::run(Backend& be) {
-  if (be.device().is_cpu()) return cpu_impl::ttt_mlp_scan_backward(*this);
-#if TTT_WITH_CUDA
-  cuda_impl::ttt_mlp_scan_backward(be, *this);
-#else
-  throw std::runtime_error("ttt_mlp_scan: built without CUDA");
-#endif
+  cpu_impl::dispatch_fused(be, *this, cpu_impl::ttt_mlp_scan_backward,
+                           [](Backend& b, auto& c) { cuda_impl::ttt_mlp_scan_backward(b, c); });
 }
 
 namespace cpu_impl {
