@@ -395,14 +395,7 @@ TTT_DEV void backward_chunk(const Params& p, const BwdBases<C>& hb, BwdSmem<C>& 
   simt::sync();
   clk.mark(12);
   // B3
-  {
-    FragA<C::MMA> a;
-    FragB<C::MMA> bb;
-    load_a(a, S.omt, C::KS, 0, 0);
-    load_b(bb, S.ogp, C::OS, 0, cw);
-    mma(zq.v[0], a, bb, 0);
-    mma(zq.v[1], a, bb, 1);
-  }
+  add_mt_gp<C>(zq, S.omt, S.ogp, cw);
   store_f32(zq, S.zb, C::FS, 0, cw);
   simt::sync();
   clk.mark(13);

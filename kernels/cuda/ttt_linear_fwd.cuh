@@ -217,6 +217,61 @@ TTT_DEV float gp_column_sum(const float* gp, int c) {
   return s;
 }
 
+// F3's product Z̄ = Zq + Mt (−Gp) (the warp's 16 columns cw.., in zq).
+template <class C>
+TTT_DEV void add_mt_gp(Acc<2>& zq, const typename C::Op* omt, const typename C::Op* ogp, int cw) {
+  FragA<C::MMA> a;
+  FragB<C::MMA> bb;
+  load_a(a, omt, C::KS, 0, 0);
+  load_b(bb, ogp, C::OS, 0, cw);
+  mma(zq.v[0], a, bb, 0);
+  mma(zq.v[1], a, bb, 1);
+}
+
+// F3's state part for chunk k (n rows): a full chunk commits W += tok_L XKᵀ (−Gp) (the warp's rows)
+// and b −= tok_L Σ Gp (S.b, threads c < F); a partial last chunk writes the accumulators XKᵀ Gp,
+// Σ Gp instead (when asked for). Reads S.ok, S.ogp, S.gp.
+template <class C, class Smem>
+TTT_DEV void commit_chunk(const Params& p, Smem& S, Acc<C::F / 8>& W, int bh, int k, int n, int cw) {
+  constexpr int F = C::F;
+  const bool commit = n == p.K;
+  const float tokL = p.tok[p.K - 1];
+  if (commit || (p.acc_w && k == p.NC - 1)) {
+    Acc<F / 8> P;
+    state_update_product<C>(P, S.ok, S.ogp, cw);
+    if (commit) {
+#pragma unroll
+      for (int i = 0; i < F / 8; ++i)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) W.v[i][e] += tokL * P.v[i][e];
+    } else {  // accumulators of the partial last chunk: XKᵀ Gp = −P
+      store_state_rows<C>(P, p.acc_w + static_cast<int64_t>(bh) * F * F, cw, -1.f);
+    }
+  }
+  for (int c = tid(); c < F; c += C::THREADS) {
+    const float s = gp_column_sum<C>(S.gp, c);
+    if (commit) {
+      if (p.bias) S.b[c] -= tokL * s;  // without an inner bias b stays 0
+    } else if (p.acc_b) {
+      p.acc_b[static_cast<int64_t>(bh) * F + c] = p.bias ? s : 0.f;
+    }
+  }
+}
+
+// After the last chunk (S.b complete): the final state, and zero accumulators when the last chunk
+// committed.
+template <class C, class Smem>
+TTT_DEV void finish_state(const Params& p, const Smem& S, const Acc<C::F / 8>& W, int bh, bool committed_last, int cw) {
+  constexpr int F = C::F;
+  if (p.w_final) store_state_rows<C>(W, p.w_final + static_cast<int64_t>(bh) * F * F, cw);
+  for (int i = tid(); i < F; i += C::THREADS) {
+    if (p.b_final) p.b_final[static_cast<int64_t>(bh) * F + i] = S.b[i];
+    if (committed_last && p.acc_b) p.acc_b[static_cast<int64_t>(bh) * F + i] = 0.f;
+  }
+  if (committed_last && p.acc_w)
+    for (int i = tid(); i < F * F; i += C::THREADS) p.acc_w[static_cast<int64_t>(bh) * F * F + i] = 0.f;
+}
+
 // F4: out = XQ + LN(Z̄) (or Z̄) for rows < n of the chunk at t0, from S.zb and the float32 XQ tile
 // xq. Every row group runs its row's sums, so whole warps take part in the shuffles.
 template <class C, class Smem>
@@ -246,7 +301,6 @@ TTT_DEV void fwd_block(const Params& p, int bh, char* smem) {
   auto& S = *reinterpret_cast<FwdSmem<C>*>(smem);
   constexpr int F = C::F;
   const int b = bh / p.H, h = bh % p.H, cw = 16 * warp();
-  const float tokL = p.tok[p.K - 1];
   const int i0 = p.init_bh ? bh : h;  // the initial state: per sequence and head, or per head
   load_head_constants<C>(p, h, S, S.b, i0);
   Acc<F / 8> W;
@@ -289,36 +343,10 @@ TTT_DEV void fwd_block(const Params& p, int bh, char* smem) {
     simt::sync();
     clk.mark(2);
     // F3
-    {
-      FragA<C::MMA> a;
-      FragB<C::MMA> bb;
-      load_a(a, S.omt, C::KS, 0, 0);
-      load_b(bb, S.ogp, C::OS, 0, cw);
-      mma(zq.v[0], a, bb, 0);
-      mma(zq.v[1], a, bb, 1);
-    }
+    add_mt_gp<C>(zq, S.omt, S.ogp, cw);
     store_f32(zq, S.zb, C::FS, 0, cw);
-    if (commit || (p.acc_w && k == p.NC - 1)) {
-      Acc<F / 8> P;
-      state_update_product<C>(P, S.ok, S.ogp, cw);
-      if (commit) {
-#pragma unroll
-        for (int i = 0; i < F / 8; ++i)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) W.v[i][e] += tokL * P.v[i][e];
-        store_op(W, S.ow, C::OS, cw, 0);
-      } else {  // accumulators of the partial last chunk: XKᵀ Gp = −P
-        store_state_rows<C>(P, p.acc_w + static_cast<int64_t>(bh) * F * F, cw, -1.f);
-      }
-    }
-    for (int c = tid(); c < F; c += C::THREADS) {
-      const float s = gp_column_sum<C>(S.gp, c);
-      if (commit) {
-        if (p.bias) S.b[c] -= tokL * s;  // without an inner bias b stays 0
-      } else if (p.acc_b) {
-        p.acc_b[static_cast<int64_t>(bh) * F + c] = p.bias ? s : 0.f;
-      }
-    }
+    commit_chunk<C>(p, S, W, bh, k, n, cw);
+    if (commit) store_op(W, S.ow, C::OS, cw, 0);
     committed_last = commit;
     simt::sync();
     clk.mark(3);
@@ -326,13 +354,7 @@ TTT_DEV void fwd_block(const Params& p, int bh, char* smem) {
     output_rows<C>(p, S, rl, S.xq[buf], hb.out, t0, n);
     clk.mark(4);
   }
-  if (p.w_final) store_state_rows<C>(W, p.w_final + static_cast<int64_t>(bh) * F * F, cw);
-  for (int i = tid(); i < F; i += C::THREADS) {
-    if (p.b_final) p.b_final[static_cast<int64_t>(bh) * F + i] = S.b[i];
-    if (committed_last && p.acc_b) p.acc_b[static_cast<int64_t>(bh) * F + i] = 0.f;
-  }
-  if (committed_last && p.acc_w)
-    for (int i = tid(); i < F * F; i += C::THREADS) p.acc_w[static_cast<int64_t>(bh) * F * F + i] = 0.f;
+  finish_state<C>(p, S, W, bh, committed_last, cw);  // S.b's owner threads wrote it last
 }
 
 }  // namespace ttt::cuda_impl::tttk

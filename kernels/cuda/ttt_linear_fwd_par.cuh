@@ -22,7 +22,6 @@ TTT_DEV void fwd_state_block(const Params& p, int bh, char* smem) {
   auto& S = *reinterpret_cast<ReplaySmem<C>*>(smem);
   constexpr int F = C::F;
   const int b = bh / p.H, h = bh % p.H, cw = 16 * warp();
-  const float tokL = p.tok[p.K - 1];
   const int i0 = p.init_bh ? bh : h;  // the initial state: per sequence and head, or per head
   using IO = typename C::IO;
   const IO *xk = p.xk.base<IO>(b, h), *xv = p.xv.base<IO>(b, h);
@@ -41,60 +40,19 @@ TTT_DEV void fwd_state_block(const Params& p, int bh, char* smem) {
     simt::cp_async_wait_all();
     simt::sync();  // the tiles have landed; the readers of the other buffer and of S.b are done
     if (k + 1 < p.NC) replay_prefetch<C>(p, S, xk, xv, lr, buf ^ 1, k + 1);
-    if constexpr (C::BIO) {
-      widen_tile<C>(S.stage[buf][0], S.xk[buf], S.ok);
-      widen_tile<C>(S.stage[buf][1], S.xv[buf], nullptr);
-    } else {
-      for (int i = tid(); i < KP * F / 2; i += C::THREADS) {
-        const int r = (2 * i) / F, c = (2 * i) % F;
-        put_op2(S.ok + r * C::OS + c, S.xk[buf][r * C::FS + c], S.xk[buf][r * C::FS + c + 1]);
-      }
-    }
+    replay_tiles<C>(S, buf);
     if (k % p.G == 0) {  // the state entering this chunk, for the backward's replay
       float* st = p.states + (static_cast<int64_t>(bh) * p.NG + k / p.G) * (F * F + F);
       store_state_rows<C>(W, st, cw);
       for (int i = tid(); i < F; i += C::THREADS) st[F * F + i] = S.b[i];
     }
     write_snapshot<C>(p, S, W, bh, k);
-    store_op(W, S.ow, C::OS, cw, 0);
+    replay_gradient<C>(p, S, W, buf, n, cw);
     simt::sync();
-    Acc<2> z1;
-    xw_plus_b<C>(z1, S.ok, S.ow, S.b, cw);
-    store_f32(z1, S.z, C::FS, 0, cw);
-    simt::sync();
-    inner_grad_rows<C>(p, S.z, S.xk[buf], S.xv[buf], S.lr[buf], S.lnw, S.lnb, n, S.gp, S.ogp, nullptr, nullptr,
-                       nullptr, nullptr);
-    simt::sync();
-    if (commit || (p.acc_w && k == p.NC - 1)) {
-      Acc<F / 8> P;
-      state_update_product<C>(P, S.ok, S.ogp, cw);
-      if (commit) {
-#pragma unroll
-        for (int i = 0; i < F / 8; ++i)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) W.v[i][e] += tokL * P.v[i][e];
-      } else {  // accumulators of the partial last chunk: XKᵀ Gp = −P
-        store_state_rows<C>(P, p.acc_w + static_cast<int64_t>(bh) * F * F, cw, -1.f);
-      }
-    }
-    for (int c = tid(); c < F; c += C::THREADS) {
-      const float s = gp_column_sum<C>(S.gp, c);
-      if (commit) {
-        if (p.bias) S.b[c] -= tokL * s;
-      } else if (p.acc_b) {
-        p.acc_b[static_cast<int64_t>(bh) * F + c] = p.bias ? s : 0.f;
-      }
-    }
+    commit_chunk<C>(p, S, W, bh, k, n, cw);
     committed_last = commit;
   }
-  simt::sync();  // S.b complete
-  if (p.w_final) store_state_rows<C>(W, p.w_final + static_cast<int64_t>(bh) * F * F, cw);
-  for (int i = tid(); i < F; i += C::THREADS) {
-    if (p.b_final) p.b_final[static_cast<int64_t>(bh) * F + i] = S.b[i];
-    if (committed_last && p.acc_b) p.acc_b[static_cast<int64_t>(bh) * F + i] = 0.f;
-  }
-  if (committed_last && p.acc_w)
-    for (int i = tid(); i < F * F; i += C::THREADS) p.acc_w[static_cast<int64_t>(bh) * F * F + i] = 0.f;
+  finish_state<C>(p, S, W, bh, committed_last, cw);  // S.b's owner threads wrote it last
   clk.total(5);
 }
 
@@ -103,7 +61,6 @@ TTT_DEV void fwd_state_block(const Params& p, int bh, char* smem) {
 template <class C>
 TTT_DEV void fwd_out_block(const Params& p, int blk, char* smem) {
   auto& S = *reinterpret_cast<FwdSmem<C>*>(smem);
-  constexpr int F = C::F;
   const int bh = blk / p.R, r = blk % p.R, b = bh / p.H, h = bh % p.H, cw = 16 * warp();
   const int lo = r * p.Q, hi = lo + p.Q < p.NC ? lo + p.Q : p.NC;
   load_head_constants<C>(p, h, S, nullptr);
@@ -136,14 +93,7 @@ TTT_DEV void fwd_out_block(const Params& p, int blk, char* smem) {
                        nullptr, S.spart, S.tok, S.omt, nullptr);
     simt::sync();
     // F3: Z̄ = Zq + Mt (−Gp)
-    {
-      FragA<C::MMA> a;
-      FragB<C::MMA> bb;
-      load_a(a, S.omt, C::KS, 0, 0);
-      load_b(bb, S.ogp, C::OS, 0, cw);
-      mma(zq.v[0], a, bb, 0);
-      mma(zq.v[1], a, bb, 1);
-    }
+    add_mt_gp<C>(zq, S.omt, S.ogp, cw);
     store_f32(zq, S.zb, C::FS, 0, cw);
     simt::sync();
     // F4

@@ -142,6 +142,34 @@ TTT_DEV void write_snapshot(const Params& p, const ReplaySmem<C>& S, const Acc<C
   for (int i = tid(); i < C::F; i += C::THREADS) b[i] = S.b[i];
 }
 
+// The chunk's XK and XV tiles of buffer buf widened (bf16 storage) and XK's operand copy in S.ok.
+template <class C>
+TTT_DEV void replay_tiles(ReplaySmem<C>& S, int buf) {
+  if constexpr (C::BIO) {
+    widen_tile<C>(S.stage[buf][0], S.xk[buf], S.ok);
+    widen_tile<C>(S.stage[buf][1], S.xv[buf], nullptr);
+  } else {
+    for (int i = tid(); i < KP * C::F / 2; i += C::THREADS) {
+      const int r = (2 * i) / C::F, c = (2 * i) % C::F;
+      put_op2(S.ok + r * C::OS + c, S.xk[buf][r * C::FS + c], S.xk[buf][r * C::FS + c + 1]);
+    }
+  }
+}
+
+// The chunk's inner gradient from the state W (the warp's rows) and S.b: W's operand copy,
+// Z1 = XK W + b, then the rows' Gp and −Gp (S.gp, S.ogp) for n rows.
+template <class C>
+TTT_DEV void replay_gradient(const Params& p, ReplaySmem<C>& S, const Acc<C::F / 8>& W, int buf, int n, int cw) {
+  store_op(W, S.ow, C::OS, cw, 0);
+  simt::sync();
+  Acc<2> z1;
+  xw_plus_b<C>(z1, S.ok, S.ow, S.b, cw);
+  store_f32(z1, S.z, C::FS, 0, cw);
+  simt::sync();
+  inner_grad_rows<C>(p, S.z, S.xk[buf], S.xv[buf], S.lr[buf], S.lnw, S.lnb, n, S.gp, S.ogp, nullptr, nullptr,
+                     nullptr, nullptr);
+}
+
 template <class C>
 TTT_DEV void replay_block(const Params& p, int blk, char* smem) {
   auto& S = *reinterpret_cast<ReplaySmem<C>*>(smem);
@@ -165,23 +193,8 @@ TTT_DEV void replay_block(const Params& p, int blk, char* smem) {
     simt::cp_async_wait_all();
     simt::sync();  // the tiles have landed; the readers of the other buffer are done
     if (k + 2 < k1) replay_prefetch<C>(p, S, xk, xv, lr, buf ^ 1, k + 1);
-    if constexpr (C::BIO) {
-      widen_tile<C>(S.stage[buf][0], S.xk[buf], S.ok);
-      widen_tile<C>(S.stage[buf][1], S.xv[buf], nullptr);
-    } else {
-      for (int i = tid(); i < KP * F / 2; i += C::THREADS) {
-        const int r = (2 * i) / F, c = (2 * i) % F;
-        put_op2(S.ok + r * C::OS + c, S.xk[buf][r * C::FS + c], S.xk[buf][r * C::FS + c + 1]);
-      }
-    }
-    store_op(W, S.ow, C::OS, cw, 0);
-    simt::sync();
-    Acc<2> z1;
-    xw_plus_b<C>(z1, S.ok, S.ow, S.b, cw);
-    store_f32(z1, S.z, C::FS, 0, cw);
-    simt::sync();
-    inner_grad_rows<C>(p, S.z, S.xk[buf], S.xv[buf], S.lr[buf], S.lnw, S.lnb, p.K, S.gp, S.ogp, nullptr, nullptr,
-                       nullptr, nullptr);
+    replay_tiles<C>(S, buf);
+    replay_gradient<C>(p, S, W, buf, p.K, cw);
     simt::sync();
     Acc<F / 8> P;
     state_update_product<C>(P, S.ok, S.ogp, cw);
