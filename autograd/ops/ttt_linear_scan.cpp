@@ -23,6 +23,7 @@
 // Layout: `out` (and the gradients of XQ/XK/XV when the inputs are dense permuted views such as the
 // heads of a [B, T, H·f] projection) are written in [B, T, H, f] memory order, so merging the heads
 // afterwards is a free view.
+#include <functional>
 #include <stdexcept>
 
 #include "autograd/autocast.h"
@@ -134,6 +135,17 @@ TTTLinearScanShape float_storage(TTTLinearScanShape s) {
   return s;
 }
 
+// fn on the inputs with XQ, XK, XV (x[0..2]) cast to dtype `to`, differentiably; its first result
+// (the output) cast back to XQ's dtype. The bf16-storage call's two float32 stand-ins: the CPU
+// reference and the composite twin.
+tensor_list with_qkv_as(const tensor_list& x, DType to, const std::function<tensor_list(const tensor_list&)>& fn) {
+  tensor_list y = x;
+  for (int i = 0; i < 3; ++i) y[i] = to_dtype(x[i], to);
+  tensor_list r = fn(y);
+  r[0] = to_dtype(r[0], x[0].dtype());
+  return r;
+}
+
 }  // namespace
 
 std::string ttt_linear_scan_unsupported(const Tensor& xq, const Tensor& tok, const Tensor& b0, const Tensor& ln_w,
@@ -149,13 +161,10 @@ tensor_list ttt_linear_scan(const Tensor& xq, const Tensor& xk, const Tensor& xv
   const tensor_list inputs = {xq, xk, xv, lr, tok, w0, b0, ln_w, ln_b};
   check_inputs(inputs);
   const TTTLinearScanShape s = make_shape(xq, tok, w0, b0, ln_w, o);
-  if (cast_around(xq, s)) {
-    const DType f = tok.dtype();
-    tensor_list r = ttt_linear_scan(to_dtype(xq, f), to_dtype(xk, f), to_dtype(xv, f), lr, tok, w0, b0, ln_w, ln_b, o,
-                                    composite);
-    r[0] = to_dtype(r[0], xq.dtype());
-    return r;
-  }
+  if (cast_around(xq, s))
+    return with_qkv_as(inputs, tok.dtype(), [&](const tensor_list& y) {
+      return ttt_linear_scan(y[0], y[1], y[2], lr, tok, w0, b0, ln_w, ln_b, o, composite);
+    });
   if (s.per_sequence_init && needs_grad(inputs))
     throw std::invalid_argument("ttt_linear_scan: a per-sequence initial state W0 [B, H, f, f] is forward-only (decoding); "
                                 "no input may require grad");
@@ -198,9 +207,7 @@ tensor_list ttt_linear_scan(const Tensor& xq, const Tensor& xk, const Tensor& xv
       // The composite twin takes one dtype: bf16-stored XQ/XK/XV are cast to it, and out back.
       const CheckpointFn fn = [composite](const tensor_list& x) {
         if (x[0].dtype() == x[4].dtype()) return tensor_list{composite(x)};
-        tensor_list y = x;
-        for (int i = 0; i < 3; ++i) y[i] = to_dtype(x[i], x[4].dtype());
-        return tensor_list{to_dtype(composite(y), x[0].dtype())};
+        return with_qkv_as(x, x[4].dtype(), [&](const tensor_list& y) { return tensor_list{composite(y)}; });
       };
       return recompute_gradients(fn, inputs_only, g, amp, amp_dtype);
     });
