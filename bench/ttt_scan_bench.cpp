@@ -59,7 +59,7 @@ int main(int argc, char** argv) {
     bc.dxq = v(dxq), bc.dxk = v(dxk), bc.dxv = v(dxv), bc.dlr = v(dlr);
     bc.dtok = dtok.data_ptr(), bc.dw0 = dw0.data_ptr(), bc.db0 = db0.data_ptr(), bc.dln_w = dlw.data_ptr(),
     bc.dln_b = dlb.data_ptr();
-    Tensor ws = empty({static_cast<int64_t>(bc.workspace_bytes() / 4) + 1}, to);
+    Tensor ws = empty({static_cast<int64_t>(bc.workspace_bytes(o.device) / 4) + 1}, to);
     bc.workspace = ws.data_ptr();
     Backend& be = backend(o.device);
     const double fwd = median_ms(be, o.reps, [&] { be.run(fc); });

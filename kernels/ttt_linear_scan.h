@@ -127,10 +127,10 @@ struct TTTLinearScanBackward final : FusedCall {
   void* db0 = nullptr;    // [H, f] (null without bias)
   void* dln_w = nullptr;  // [H, f] (null without ln_residual)
   void* dln_b = nullptr;
-  void* workspace = nullptr;  // workspace_bytes() bytes, any content
+  void* workspace = nullptr;  // workspace_bytes(device) bytes, any content (none on the CPU)
   void* probe = nullptr;      // CUDA profiling hook, as the forward's
 
-  size_t workspace_bytes() const;
+  size_t workspace_bytes(Device d) const;
   const char* name() const override { return "ttt_linear_scan_bwd"; }
   double bytes() const override;
   void run(Backend& be) override;

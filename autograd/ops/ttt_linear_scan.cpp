@@ -118,8 +118,7 @@ tensor_list fused_backward(const tensor_list& in, const Tensor& states, const Te
   c.dout = bht(d);
   c.dxq = bht(dxq), c.dxk = bht(dxk), c.dxv = bht(dxv), c.dlr = bht(dlr);
   c.dtok = dtok.data_ptr(), c.dw0 = dw0.data_ptr(), c.db0 = ptr(db0), c.dln_w = ptr(dlw), c.dln_b = ptr(dlb);
-  // The workspace is the CUDA backward's (the CPU reference needs none).
-  const size_t ws_elems = dev.is_cpu() ? 0 : (c.workspace_bytes() + dtype_size(s.dtype) - 1) / dtype_size(s.dtype);
+  const size_t ws_elems = (c.workspace_bytes(dev) + dtype_size(s.dtype) - 1) / dtype_size(s.dtype);
   Tensor ws = ws_elems ? empty({static_cast<int64_t>(ws_elems)}, o) : Tensor();
   c.workspace = ws.defined() ? ws.data_ptr() : nullptr;
   backend(dev).run(c);

@@ -70,7 +70,8 @@ TTTLinearScanPlan ttt_linear_scan_plan(const TTTLinearScanShape& s) {
   return plan;
 }
 
-size_t TTTLinearScanBackward::workspace_bytes() const {
+size_t TTTLinearScanBackward::workspace_bytes(Device d) const {
+  if (d.is_cpu()) return 0;  // the CPU reference keeps its intermediates itself
   // Per (b, h): the replayed state entering every chunk (the CUDA backward's replay kernel writes
   // them all first), and per (b, h, range) the parameter-gradient partials (dW, db, dln_w, dln_b,
   // dtok) reduced afterwards. Chunk-parallel adds per chunk the state gradient leaving it and the
