@@ -486,6 +486,25 @@ TTT_DEV void ln_vjp(const float* v, const float* xh, float sig, float* out) {
   for (int j = 0; j < C::CPL; ++j) out[j] = (v[j] - m1 - xh[j] * m2) * inv;
 }
 
+// The layer's output of one row slice: XQ + LN(z) (weight w, bias β at the slice's columns) with
+// ln, else z itself. Every lane of the row's group calls it (the LN's statistics are shuffles).
+template <class C>
+TTT_DEV void ln_residual_row(bool ln, float eps, const float (&z)[C::CPL], const float* xq, const float* w,
+                             const float* beta, float (&y)[C::CPL]) {
+  if (!ln) {
+#pragma unroll
+    for (int j = 0; j < C::CPL; ++j) y[j] = z[j];
+    return;
+  }
+  float xh[C::CPL], q[C::CPL], wv[C::CPL], be[C::CPL];
+  normalize<C>(z, xh, eps);
+  load_vec(q, xq);
+  load_vec(wv, w);
+  load_vec(be, beta);
+#pragma unroll
+  for (int j = 0; j < C::CPL; ++j) y[j] = q[j] + wv[j] * xh[j] + be[j];
+}
+
 // The LN-L2 gradient of one row (ttt.py ln_fused_l2_bwd): from Z1 (z), the target tgt, LN w, β.
 // Returns σ and fills x̂, gx = w (w x̂ + β − tgt) and G.
 template <class C>

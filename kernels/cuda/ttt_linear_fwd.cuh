@@ -281,18 +281,7 @@ TTT_DEV void output_rows(const Params& p, const Smem& S, const RowLane<C>& rl, c
   const int r = rl.rg, o = r * C::FS + rl.c0;
   float zr[C::CPL], y[C::CPL];
   load_vec(zr, S.zb + o);
-  if (p.ln) {
-    float xh[C::CPL], q[C::CPL], w[C::CPL], be[C::CPL];
-    normalize<C>(zr, xh, p.eps);
-    load_vec(q, xq + o);
-    load_vec(w, S.lnw + rl.c0);
-    load_vec(be, S.lnb + rl.c0);
-#pragma unroll
-    for (int j = 0; j < C::CPL; ++j) y[j] = q[j] + w[j] * xh[j] + be[j];
-  } else {
-#pragma unroll
-    for (int j = 0; j < C::CPL; ++j) y[j] = zr[j];
-  }
+  ln_residual_row<C>(p.ln, p.eps, zr, xq + o, S.lnw + rl.c0, S.lnb + rl.c0, y);
   if (r < n) store_io(out + (t0 + r) * p.out.st + rl.c0, y);
 }
 

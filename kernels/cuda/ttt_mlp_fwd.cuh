@@ -366,18 +366,7 @@ TTT_DEV void fwd_range(const Params& p, int bh, char* smem, FwdMode mode) {
       const int r = rl.rg, o = r * C::FS + rl.c0;
       float z[C::CPL], y[C::CPL];
       zbar2_row<C>(S.b2[bb], S.part, S.mt2, S.gp2, r, rl.c0, z);
-      if (p.ln) {
-        float xh[C::CPL], q[C::CPL], w[C::CPL], be[C::CPL];
-        tttk::normalize<C>(z, xh, p.eps);
-        load_vec(q, S.xq[qb] + o);
-        load_vec(w, S.lnw + rl.c0);
-        load_vec(be, S.lnb + rl.c0);
-#pragma unroll
-        for (int j = 0; j < C::CPL; ++j) y[j] = q[j] + w[j] * xh[j] + be[j];
-      } else {
-#pragma unroll
-        for (int j = 0; j < C::CPL; ++j) y[j] = z[j];
-      }
+      tttk::ln_residual_row<C>(p.ln, p.eps, z, S.xq[qb] + o, S.lnw + rl.c0, S.lnb + rl.c0, y);
       if (r < n) store_vec(out + (t0 + r) * p.out.st + rl.c0, y);
     }
     bb ^= 1;
