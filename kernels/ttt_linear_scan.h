@@ -77,10 +77,14 @@ struct TTTLinearScanShape {
 //    `per_range` chunks each (forward: the outputs, in ranges of per_range / 4; backward: the state
 //    gradient each chunk adds directly, then the token gradients).
 // Chunk-parallel pays for itself when B·H blocks leave most of the GPU idle (long sequences at a
-// small batch): it is chosen for B·H < 64 and at least 16 chunks. TTT_LINEAR_SCAN_PLAN=walk|chunks
-// forces one, chunks:N with N chunks per range (benchmarks, tests).
+// small batch): it is chosen for B·H < 64 and at least 16 chunks. Its backward passes overlap by
+// default: one grid runs the serial walks beside the direct and tokens blocks, which signal each
+// other per range through flags in the workspace (`overlap`); chunks-serial runs them as three
+// kernels one after another. TTT_LINEAR_SCAN_PLAN=walk|chunks|chunks-serial forces one, with :N for N
+// chunks per range (benchmarks, tests).
 struct TTTLinearScanPlan {
   bool chunk_parallel = false;
+  bool overlap = false;  // chunk-parallel backward as one grid (ttt_linear_chain.cuh bwd_overlap_block)
   int64_t ranges = 1, per_range = 0;
 };
 TTTLinearScanPlan ttt_linear_scan_plan(const TTTLinearScanShape& s);

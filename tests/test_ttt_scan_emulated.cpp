@@ -10,6 +10,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <limits>
 #include <string>
 #include <vector>
@@ -35,9 +36,16 @@ void emulate_forward(TTTLinearScanForward& fc) {
       simt::emulate_block(C::THREADS, sizeof(tk::FwdSmem<C>), [&] { tk::fwd_block<C>(pf, bh, simt::block_smem()); });
     return;
   }
-  std::vector<float> snapshots(static_cast<size_t>(blocks) * pf.NC * (C::F * C::F + C::F),
+  std::vector<float> snapshots(static_cast<size_t>(tk::fwd_snapshot_floats(pf, C::F) + blocks * pf.R),
                                std::numeric_limits<float>::quiet_NaN());
   pf.ws = snapshots.data();
+  if (pf.overlap) {  // the one grid of fwd_overlap_block, in its index order (the walks come first)
+    std::fill_n(tk::fwd_done(pf, C::F, 0, 0), blocks * pf.R, 0u);
+    for (int blk = 0; blk < tk::fwd_overlap_blocks(pf); ++blk)
+      simt::emulate_block(C::THREADS, std::max(sizeof(tk::ReplaySmem<C>), sizeof(tk::FwdSmem<C>)),
+                          [&] { tk::fwd_overlap_block<C>(pf, blk, simt::block_smem()); });
+    return;
+  }
   for (int bh = 0; bh < blocks; ++bh)
     simt::emulate_block(C::THREADS, sizeof(tk::ReplaySmem<C>), [&] { tk::fwd_state_block<C>(pf, bh, simt::block_smem()); });
   for (int blk = 0; blk < blocks * pf.R; ++blk)
@@ -61,6 +69,19 @@ void emulate(ScanRun& run) {
   };
   if (!pb.par) {
     pass(std::integral_constant<tk::Mode, tk::Mode::walk>{}, blocks);
+  } else if (pb.overlap) {
+    // The one grid of bwd_overlap_block, its blocks run in an order that meets every wait: the
+    // direct blocks, the walks, the tokens blocks (a block waiting for an unset flag aborts).
+    std::fill_n(tk::flags_base(pb, C::F), tk::flag_count(pb), 0u);
+    const int n = blocks, nr = blocks * pb.R;
+    std::vector<int> order;
+    for (int i = n; i < n + nr; ++i) order.push_back(i);
+    for (int i = 0; i < n; ++i) order.push_back(i);
+    for (int i = n + nr; i < n + 2 * nr; ++i) order.push_back(i);
+    REQUIRE(static_cast<int64_t>(order.size()) == tk::overlap_blocks(pb));
+    for (int blk : order)
+      simt::emulate_block(C::THREADS, std::max(sizeof(tk::BwdSmem<C>), sizeof(tk::ChainSmem<C>)),
+                          [&] { tk::bwd_overlap_block<C>(pb, blk, simt::block_smem()); });
   } else {
     pass(std::integral_constant<tk::Mode, tk::Mode::direct>{}, blocks * pb.R);
     for (int bh = 0; bh < blocks; ++bh)
@@ -131,8 +152,9 @@ TEST_CASE("emulated CUDA scan: float32 products, head_dim 64 and 96 (multi-warp 
 }
 
 TEST_CASE("emulated chunk-parallel backward (direct pass, state-gradient walk, tokens pass) equals the CPU reference") {
-  {
-    ForceScanPlan plan("chunks");  // one chunk per range at these sizes
+  for (const char* kind : {"chunks", "chunks-serial"}) {  // one grid with flags, or three kernels
+    INFO(kind);
+    ForceScanPlan plan(kind);  // one chunk per range at these sizes
     check_case<16>({2, 2, 37, 16, 16, true, true, 2}, false, 51);  // remainder chunk, groups of 2
     check_case<16>({1, 2, 24, 16, 8, true, true, 3}, false, 52);   // K = 8
     check_case<16>({1, 2, 20, 16, 16, false, true, 1}, false, 53); // no LN + residual
@@ -141,8 +163,9 @@ TEST_CASE("emulated chunk-parallel backward (direct pass, state-gradient walk, t
     check_case<64>({1, 1, 35, 64, 16, true, true, 2}, true, 56);   // bf16 products
     check_case<64>({1, 1, 35, 64, 16, true, true, 4}, true, 57, true);  // bf16 storage
   }
-  {
-    ForceScanPlan plan("chunks:3");  // ranges of 3 chunks (5 chunks: the last range shorter)
+  for (const char* kind : {"chunks:3", "chunks-serial:3"}) {  // ranges of 3 chunks (5 chunks: the last shorter)
+    INFO(kind);
+    ForceScanPlan plan(kind);
     check_case<16>({2, 2, 75, 16, 16, true, true, 2}, false, 58);
     check_case<16>({1, 2, 70, 16, 8, false, false, 1}, true, 59, true);
   }
@@ -152,6 +175,7 @@ TEST_CASE("emulated chunk-parallel backward (direct pass, state-gradient walk, t
                                              rand64({1, 1, 75, 16}, 2).to(DType::f32), false)
                                          .backward());
   CHECK(p.par);
+  CHECK(p.overlap);
   CHECK(p.Q == 2);
   CHECK(p.R == 3);  // 5 chunks
 }
@@ -165,6 +189,18 @@ TEST_CASE("the backward's plan: walk for many (batch, head) pairs, chunk-paralle
   CHECK(p.chunk_parallel);
   CHECK(p.per_range == 24);  // 512 chunks in ranges of 24: 22 per (b, h), 528 blocks
   CHECK(p.ranges == 22);
+  CHECK(p.overlap);
+  {
+    ForceScanPlan serial("chunks-serial:8");
+    const TTTLinearScanPlan q = ttt_linear_scan_plan(s);
+    CHECK(q.chunk_parallel);
+    CHECK_FALSE(q.overlap);
+    CHECK(q.per_range == 8);
+  }
+  for (const char* bad_n : {"chunks:0", "chunks-serial:x", "chunks-serial:"}) {
+    ForceScanPlan bad(bad_n);
+    CHECK_THROWS_WITH_AS(ttt_linear_scan_plan(s), doctest::Contains("needs a whole number"), std::invalid_argument);
+  }
   s.len = 128;  // 8 chunks: too few to split
   CHECK_FALSE(ttt_linear_scan_plan(s).chunk_parallel);
   ForceScanPlan bad("sideways");
@@ -178,7 +214,7 @@ TEST_CASE("emulated CUDA scan from a per-sequence state (decoding) equals the CP
     bool mma;
   };
   uint64_t seed = 40;
-  for (const char* plan : {"walk", "chunks:2"})
+  for (const char* plan : {"walk", "chunks:2", "chunks-serial:2"})
   for (const Case& k : {Case{{2, 2, 37, 16, 16, true, true, 1}, false}, Case{{3, 1, 16, 16, 8, true, false, 1}, false},
                         Case{{2, 2, 21, 16, 16, true, true, 1}, true}}) {
     ForceScanPlan force(plan);

@@ -45,19 +45,25 @@ TTTLinearScanPlan ttt_linear_scan_plan(const TTTLinearScanShape& s) {
   const int64_t bh = s.batch * s.heads, nc = s.chunks();
   const char* env = std::getenv("TTT_LINEAR_SCAN_PLAN");
   const std::string force = env ? env : "";
-  int64_t forced_per_range = 0;  // "chunks:N": N chunks per range
-  if (force.rfind("chunks:", 0) == 0) {
-    try {
-      forced_per_range = std::stoll(force.substr(7));
-    } catch (const std::exception&) {
+  // "chunks[:N]" / "chunks-serial[:N]": chunk-parallel (N chunks per range), overlapped or not.
+  const bool serial = force.rfind("chunks-serial", 0) == 0;
+  const std::string kind = serial ? "chunks-serial" : force.rfind("chunks", 0) == 0 ? "chunks" : force;
+  int64_t forced_per_range = 0;
+  if (kind != force && force.size() > kind.size()) {
+    if (force[kind.size()] == ':') {
+      try {
+        forced_per_range = std::stoll(force.substr(kind.size() + 1));
+      } catch (const std::exception&) {
+      }
     }
     if (forced_per_range < 1)
-      throw std::invalid_argument("TTT_LINEAR_SCAN_PLAN=chunks:N needs a whole number N >= 1 (got '" + force + "')");
-  } else if (!force.empty() && force != "walk" && force != "chunks" && force != "auto") {
-    throw std::invalid_argument("TTT_LINEAR_SCAN_PLAN must be walk, chunks, chunks:N or auto (got '" + force + "')");
+      throw std::invalid_argument("TTT_LINEAR_SCAN_PLAN=" + kind + ":N needs a whole number N >= 1 (got '" + force + "')");
+  } else if (!force.empty() && kind != "walk" && kind != "chunks" && kind != "chunks-serial" && kind != "auto") {
+    throw std::invalid_argument("TTT_LINEAR_SCAN_PLAN must be walk, chunks, chunks:N, chunks-serial, chunks-serial:N or "
+                                "auto (got '" + force + "')");
   }
-  plan.chunk_parallel =
-      forced_per_range > 0 || force == "chunks" || (force != "walk" && bh < 64 && nc >= 16);
+  plan.chunk_parallel = kind == "chunks" || kind == "chunks-serial" || (kind != "walk" && bh < 64 && nc >= 16);
+  plan.overlap = plan.chunk_parallel && !serial;
   plan.per_range = nc;
   if (plan.chunk_parallel) {
     // About 512 blocks in all (4 waves on an H200's 132 SMs, one block per SM), at least one chunk
@@ -75,13 +81,15 @@ size_t TTTLinearScanBackward::workspace_bytes(Device d) const {
   // Per (b, h): the replayed state entering every chunk (the CUDA backward's replay kernel writes
   // them all first), and per (b, h, range) the parameter-gradient partials (dW, db, dln_w, dln_b,
   // dtok) reduced afterwards. Chunk-parallel adds per chunk the state gradient leaving it and the
-  // serial walk's inputs (ttt_linear_chain.cuh: f² + f + 3·16·f + 16 floats).
+  // serial walk's inputs (ttt_linear_chain.cuh: f² + f + 3·16·f + 16 floats), and per range two
+  // 4-byte flags (the overlapped grid's signals).
   const TTTLinearScanPlan plan = ttt_linear_scan_plan(s);
   const int64_t f = s.head_dim, bh = s.batch * s.heads;
   const int64_t replay = s.chunks() * (f * f + f);
   const int64_t chain = plan.chunk_parallel ? s.chunks() * ((f * f + f) + (f * f + f + 48 * f + 16)) : 0;
   const int64_t partial = plan.ranges * (f * f + 3 * f + s.mini_batch);
-  return static_cast<size_t>(bh * (replay + chain + partial)) * dtype_size(s.dtype);
+  const int64_t flags = plan.chunk_parallel ? 2 * plan.ranges * 4 : 0;
+  return static_cast<size_t>(bh * (replay + chain + partial)) * dtype_size(s.dtype) + static_cast<size_t>(bh * flags);
 }
 
 std::string ttt_linear_scan_unsupported(Device d, const TTTLinearScanShape& s) {

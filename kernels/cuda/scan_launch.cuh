@@ -3,6 +3,8 @@
 // blocks of one kernel configuration with its dynamic shared memory.
 #pragma once
 
+#include <algorithm>
+
 #include "kernels/cuda/cuda_backend.cuh"
 
 namespace ttt::cuda_impl::scan_launch {
@@ -16,6 +18,24 @@ inline int smem_optin() {
     return s;
   }();
   return v;
+}
+
+// cudaDevAttrMaxSharedMemoryPerMultiprocessor of the current device (queried once).
+inline int smem_per_sm() {
+  static const int v = [] {
+    int dev = 0, s = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&s, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev));
+    return s;
+  }();
+  return v;
+}
+
+// Dynamic shared memory of at least `need` bytes that also leaves room for only one block per SM
+// (a latency-bound serial walk must not share its SM with other blocks of its grid).
+inline size_t smem_one_block_per_sm(size_t need) {
+  const size_t half = static_cast<size_t>(smem_per_sm()) / 2 + 1024;
+  return std::max(need, std::min(half, static_cast<size_t>(smem_optin())));
 }
 
 inline cudaStream_t stream_of(Backend& be) { return static_cast<cudaStream_t>(be.native_stream()); }

@@ -13,6 +13,11 @@
 #pragma once
 
 #include <cstdint>
+#if defined(TTT_SIMT_EMULATE)
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#endif
 
 #include "kernels/dtype.h"
 
@@ -52,6 +57,16 @@ TTT_DEV void cp_async_commit() {}
 TTT_DEV void cp_async_wait_all() {}
 template <int N>
 TTT_DEV void cp_async_wait_group() {}
+// Flags between blocks of one grid: the emulator runs blocks one after another, so a flag a block
+// waits for must already be set (by an earlier block); if not, the kernel's order is wrong and
+// waiting would never end on a GPU either.
+TTT_DEV void flag_set(unsigned* f) { *f = 1u; }
+TTT_DEV void flag_wait(const unsigned* f) {
+  if (*f == 0u) {
+    std::fprintf(stderr, "simt emulator: a block waits for a flag that no earlier block set\n");
+    std::abort();
+  }
+}
 
 #else
 
@@ -95,6 +110,22 @@ TTT_DEV void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memo
 // Waits until at most N of this thread's most recent commit groups are still in flight.
 template <int N>
 TTT_DEV void cp_async_wait_group() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
+// Flags between blocks of one grid (a block waits only for blocks the hardware started before it).
+// flag_set: by one thread after a block barrier; the fence makes every write the block made before
+// the barrier visible at device scope before the flag (cooperative groups' grid sync does the same).
+TTT_DEV void flag_set(unsigned* f) {
+  __threadfence();
+  asm volatile("st.release.gpu.global.u32 [%0], %1;\n" ::"l"(f), "r"(1u) : "memory");
+}
+// flag_wait: each calling thread spins until the flag is set; its later reads see the setter's writes.
+TTT_DEV void flag_wait(const unsigned* f) {
+  unsigned v;
+  for (;;) {
+    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(f) : "memory");
+    if (v) break;
+    __nanosleep(64);
+  }
+}
 
 #endif
 

@@ -552,6 +552,8 @@ TTT_DEV void bwd_block(const Params& p, int blk, char* smem) {
   const int bh = M == Mode::walk ? blk : blk / p.R, r = M == Mode::walk ? 0 : blk % p.R;
   const int lo = M == Mode::walk ? 0 : r * p.Q, hi = M == Mode::walk ? p.NC : (lo + p.Q < p.NC ? lo + p.Q : p.NC);
   const int b = bh / p.H, h = bh % p.H;
+  // Overlapped (ttt_linear_chain.cuh bwd_overlap_block): the range's state gradients come from the walk.
+  if (M == Mode::tokens && p.overlap) simt::flag_wait(chain_done(p, F, bh, r));
   load_head_constants<C>(p, h, S, nullptr);
   for (int i = tid(); i < F; i += C::THREADS) S.db[i] = 0.f;
   for (int i = tid(); i < F * C::OS; i += C::THREADS) put_op(S.odw + i, 0.f);
@@ -574,6 +576,12 @@ TTT_DEV void bwd_block(const Params& p, int blk, char* smem) {
   }
   if constexpr (M == Mode::walk) write_partials<C>(p, S, bh, dW, part);
   if constexpr (M == Mode::tokens) write_partials<C>(p, S, static_cast<int64_t>(bh) * p.R + r, dW, part, false);
+  if constexpr (M == Mode::direct) {
+    if (p.overlap) {  // the range's chain inputs are written: the walk may read them
+      simt::sync();
+      if (tid() == 0) simt::flag_set(direct_done(p, F, bh, r));
+    }
+  }
   clk.total(M == Mode::walk ? 20 : 21);
 }
 

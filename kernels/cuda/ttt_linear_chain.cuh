@@ -12,7 +12,8 @@
 // writes them per chunk. The walk below then does per chunk only two small products and one row
 // phase (3 barriers, against the 8 of the full chunk), writing Γ_k per chunk; and the tokens pass
 // (bwd_block<Mode::tokens>, side by side again) computes every token gradient of every chunk from
-// W_k and Γ_k. Order: replay, direct, chain, tokens, reduce (ttt_linear_scan.cu).
+// W_k and Γ_k. Order: replay, then direct, chain, tokens (one overlapped grid, bwd_overlap_block,
+// or three kernels), then reduce (ttt_linear_scan.cu).
 #pragma once
 
 #include "kernels/cuda/ttt_linear_bwd.cuh"
@@ -50,10 +51,13 @@ struct ChainSmem {
 
 // Chunk k's inputs into buffer buf by cp.async: XK, lr, and the direct pass's D_k, D_b, x̂, gx, G, σ
 // (each thread copies its own fragments of D_k).
+// Overlapped (p.overlap): the first of a range's chunks the walk asks for is its last; before
+// that, wait until the direct pass has written the range.
 template <class C>
 TTT_DEV void chain_prefetch(const Params& p, ChainSmem<C>& S, const typename C::IO* xk, const float* lr, int bh,
                             int k, int buf) {
   constexpr int F = C::F;
+  if (p.overlap && (k % p.Q == p.Q - 1 || k == p.NC - 1)) simt::flag_wait(direct_done(p, F, bh, k / p.Q));
   const int64_t t0 = static_cast<int64_t>(k) * p.K;
   const int rows = static_cast<int>(p.T - t0 < p.K ? p.T - t0 : p.K);
   tile_in_async<C>(S.xk[buf], S.stage[buf], xk, p.xk.st, t0, rows);
@@ -180,6 +184,8 @@ TTT_DEV void chain_block(const Params& p, int bh, char* smem) {
     write_dsnap<C>(p, S, bh, k);
     store_f32(u, S.dgp, C::FS, 0, cw, -tokL);
     simt::sync();
+    // Every state gradient of the range (this chunk is its first) is written: its tokens block may go.
+    if (p.overlap && k % p.Q == 0 && tid() == 0) simt::flag_set(chain_done(p, F, bh, k / p.Q));
     clk.mark(23);
     // 2: its vjp dZ1
     chain_rows<C>(p, S, buf, n);
@@ -208,6 +214,27 @@ TTT_DEV void chain_block(const Params& p, int bh, char* smem) {
   store_state_rows<C>(dW, out, cw);
   for (int i = tid(); i < F; i += C::THREADS) out[F * F + i] = S.db[i];  // S.db's owner threads
   clk.total(26);
+}
+
+// The chunk-parallel backward as one grid (p.overlap): blocks [0, B·H) are the serial walks, then
+// B·H·R direct blocks, then B·H·R tokens blocks, each pass in reverse range order (range R−1 of
+// every (b, h) first), so the walks, which need the last ranges first, can start as soon as the first
+// direct blocks end, and the tokens blocks of a range start as soon as its walk has passed.
+// Signals, per (b, h, range): direct_done (direct block -> walk), chain_done (walk -> tokens block).
+// A block only waits for blocks of lower index, which the hardware starts first, and the walks
+// (resident from the start) take B·H SMs: the direct blocks, which wait for nothing, always find
+// SMs, so the grid cannot deadlock. The passes' work is the three kernels' of chunks-serial.
+TTT_HD int64_t overlap_blocks(const Params& p) { return static_cast<int64_t>(p.B) * p.H * (1 + 2 * p.R); }
+template <class C>
+TTT_DEV void bwd_overlap_block(const Params& p, int blk, char* smem) {
+  const int n = p.B * p.H;
+  if (blk < n) return chain_block<C>(p, blk, smem);
+  int i = blk - n;
+  const bool tokens = i >= n * p.R;
+  if (tokens) i -= n * p.R;
+  const int item = (i % n) * p.R + (p.R - 1 - i / n);  // (b, h) = i % n, range R − 1 − i / n
+  if (tokens) bwd_block<C, Mode::tokens>(p, item, smem);
+  else bwd_block<C, Mode::direct>(p, item, smem);
 }
 
 // Element i (< H (F² + 3F) + K) of the reduction of the blocks' partials, slots (b, h, r) of R per

@@ -80,6 +80,7 @@ struct Params {
   Ten dout, dxq, dxk, dxv, dlr;
   float* ws = nullptr;  // replay snapshots, (chunk-parallel: state gradients, chain inputs), partials
   bool par = false;     // chunk-parallel (TTTLinearScanPlan)
+  bool overlap = false; // chunk-parallel backward as one grid whose blocks signal each other per range
   int R = 1, Q = 0;     // ranges of chunks per (b, h) and chunks per range (walk: 1 and NC)
   long long* probe = nullptr;  // phase cycle counters of block 0 (bench/ttt_scan_bench --phases), or null
 };
@@ -144,7 +145,7 @@ inline Params params_of(const TTTLinearScanForward& c) {
   // Chunk-parallel: the outputs in ranges of a quarter of the backward's (FwdSmem fits three blocks
   // per SM); the launcher sets p.ws to the chunks' state snapshots.
   const TTTLinearScanPlan plan = ttt_linear_scan_plan(c.s);
-  p.par = plan.chunk_parallel;
+  p.par = plan.chunk_parallel, p.overlap = plan.overlap;
   p.Q = static_cast<int>(plan.chunk_parallel ? (plan.per_range + 3) / 4 : plan.per_range);
   p.R = (p.NC + p.Q - 1) / p.Q;
   p.probe = static_cast<long long*>(c.probe);
@@ -158,6 +159,7 @@ inline Params params_of(const TTTLinearScanBackward& c) {
   p.ws = static_cast<float*>(c.workspace);
   const TTTLinearScanPlan plan = ttt_linear_scan_plan(c.s);
   p.par = plan.chunk_parallel, p.R = static_cast<int>(plan.ranges), p.Q = static_cast<int>(plan.per_range);
+  p.overlap = plan.overlap;
   p.vec = detail::rows_aligned({p.xq, p.xk, p.xv, p.dout, p.dxq, p.dxk, p.dxv}, p.bio ? 2 : 4);
   p.probe = static_cast<long long*>(c.probe);
   return p;

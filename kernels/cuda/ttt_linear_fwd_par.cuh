@@ -11,11 +11,22 @@
 //    workspace the launcher allocates;
 //  - the outputs (fwd_out_block, B·H·R blocks of Q chunks, FwdSmem): each chunk's F1..F4 from its
 //    snapshot, the same operands the walk multiplies (so the same results).
+// Overlapped (p.overlap, the default): one grid, the B·H walks first, then the output blocks in
+// range order (range 0 of every (b, h) first); a walk sets a flag per range once the range's
+// snapshots are written, and the range's output block waits for it (fwd_overlap_block).
 #pragma once
 
 #include "kernels/cuda/ttt_linear_bwd.cuh"
 
 namespace ttt::cuda_impl::tttk {
+
+// The overlapped forward's flags, one per (b, h, range), after the snapshots (the launcher zeroes them).
+TTT_HD int64_t fwd_snapshot_floats(const Params& p, int F) {
+  return static_cast<int64_t>(p.B) * p.H * p.NC * (F * F + F);
+}
+TTT_HD unsigned* fwd_done(const Params& p, int F, int bh, int r) {
+  return reinterpret_cast<unsigned*>(p.ws + fwd_snapshot_floats(p, F)) + static_cast<int64_t>(bh) * p.R + r;
+}
 
 template <class C>
 TTT_DEV void fwd_state_block(const Params& p, int bh, char* smem) {
@@ -49,6 +60,7 @@ TTT_DEV void fwd_state_block(const Params& p, int bh, char* smem) {
     write_snapshot<C>(p, S, W, bh, k);
     replay_gradient<C>(p, S, W, buf, n, cw);
     simt::sync();
+    if (p.overlap && (k % p.Q == p.Q - 1 || k == p.NC - 1) && tid() == 0) simt::flag_set(fwd_done(p, F, bh, k / p.Q));
     commit_chunk<C>(p, S, W, bh, k, n, cw);
     committed_last = commit;
   }
@@ -67,6 +79,7 @@ TTT_DEV void fwd_out_block(const Params& p, int blk, char* smem) {
   const HeadBases<C> hb(p, b, h);
   ChunkRegs<C> next;
   next.load(p, hb, lo);
+  if (p.overlap) simt::flag_wait(fwd_done(p, C::F, bh, r));  // the range's snapshots are written
   const RowLane<C> rl;
   PhaseClock clk(p, blk);  // probe slot 6: the block's total
   for (int k = lo; k < hi; ++k) {
@@ -100,6 +113,17 @@ TTT_DEV void fwd_out_block(const Params& p, int blk, char* smem) {
     output_rows<C>(p, S, rl, S.xq[0], hb.out, t0, n);
   }
   clk.total(6);
+}
+
+// One block of the overlapped forward grid: [0, B·H) the walks, then B·H·R output blocks, range 0
+// of every (b, h) first, the order in which the walks finish ranges.
+TTT_HD int64_t fwd_overlap_blocks(const Params& p) { return static_cast<int64_t>(p.B) * p.H * (1 + p.R); }
+template <class C>
+TTT_DEV void fwd_overlap_block(const Params& p, int blk, char* smem) {
+  const int n = p.B * p.H;
+  if (blk < n) return fwd_state_block<C>(p, blk, smem);
+  const int i = blk - n;
+  fwd_out_block<C>(p, (i % n) * p.R + i / n, smem);  // (b, h) = i % n, range i / n
 }
 
 }  // namespace ttt::cuda_impl::tttk

@@ -44,6 +44,16 @@ TTT_HD float* partials_base(const Params& p, int F) {
   return p.par ? chain_in_base(p, F) + static_cast<int64_t>(p.B) * p.H * p.NC * chain_in_floats(F)
                : dsnap_base(p, F);
 }
+// Chunk-parallel, after the partials: per (b, h) and range two flags of the overlapped backward
+// (ttt_linear_chain.cuh bwd_overlap_block): the direct pass has written the range's chain inputs,
+// and the serial walk has written the range's state gradients. The launcher zeroes them.
+TTT_HD unsigned* flags_base(const Params& p, int F) {
+  return reinterpret_cast<unsigned*>(partials_base(p, F) +
+                                     static_cast<int64_t>(p.B) * p.H * p.R * (F * F + 3 * F + p.K));
+}
+TTT_HD int64_t flag_count(const Params& p) { return 2 * static_cast<int64_t>(p.B) * p.H * p.R; }
+TTT_HD unsigned* direct_done(const Params& p, int F, int bh, int r) { return flags_base(p, F) + 2 * (bh * p.R + r); }
+TTT_HD unsigned* chain_done(const Params& p, int F, int bh, int r) { return direct_done(p, F, bh, r) + 1; }
 template <class C>
 TTT_DEV char* dsnap(const Params& p, int bh, int k) {
   return reinterpret_cast<char*>(dsnap_base(p, C::F) + static_cast<int64_t>(bh) * p.NC * (C::F * C::F + C::F)) +

@@ -3,7 +3,8 @@
 // (batch, head, checkpoint group) replaying the states (ttt_linear_replay.cuh), then either one
 // block per (batch, head) for the reverse walk (ttt_linear_bwd.cuh), or chunk-parallel
 // (TTTLinearScanPlan, ttt_linear_chain.cuh) the direct pass, the serial state-gradient walk and the
-// tokens pass; then a deterministic reduction of the partials.
+// tokens pass, overlapped in one grid (bwd_overlap_block) or as three kernels (chunks-serial); then a
+// deterministic reduction of the partials.
 //
 // Covered: float32 data, head_dim in {16, 32, 64, 96, 128}, mini_batch <= 16, shared memory within
 // the device's opt-in limit (low_precision: bf16 operands on the tensor cores; otherwise exact
@@ -47,6 +48,12 @@ __global__ void __launch_bounds__(C::THREADS) ttt_linear_fwd_out_kernel(Params p
 }
 
 template <class C>
+__global__ void __launch_bounds__(C::THREADS) ttt_linear_fwd_overlap_kernel(Params p) {
+  extern __shared__ __align__(16) char smem[];
+  tttk::fwd_overlap_block<C>(p, static_cast<int>(blockIdx.x), smem);
+}
+
+template <class C>
 __global__ void __launch_bounds__(C::THREADS) ttt_linear_replay_kernel(Params p) {
   extern __shared__ __align__(16) char smem[];
   tttk::replay_block<C>(p, static_cast<int>(blockIdx.x), smem);
@@ -62,6 +69,12 @@ template <class C>
 __global__ void __launch_bounds__(C::THREADS, 1) ttt_linear_chain_kernel(Params p) {
   extern __shared__ __align__(16) char smem[];
   tttk::chain_block<C>(p, static_cast<int>(blockIdx.x), smem);
+}
+
+template <class C>
+__global__ void __launch_bounds__(C::THREADS, 1) ttt_linear_bwd_overlap_kernel(Params p) {
+  extern __shared__ __align__(16) char smem[];
+  tttk::bwd_overlap_block<C>(p, static_cast<int>(blockIdx.x), smem);
 }
 
 // Sums the partial slots in index order (tttk::reduce_partials_at).
@@ -143,11 +156,22 @@ void ttt_linear_scan_forward(Backend& be, TTTLinearScanForward& c) {
     }
     // The state entering every chunk, between the two kernels (freed at once: the caching allocator
     // hands it out again only to work later on the same stream).
-    const size_t bytes = static_cast<size_t>(bh * p.NC * (C::F * C::F + C::F)) * sizeof(float);
-    p.ws = static_cast<float*>(be.alloc(bytes));
-    scan_launch::launch_blocks(ttt_linear_fwd_state_kernel<C>, C::THREADS, bh, replay_smem<C>(), p, be);
-    scan_launch::launch_blocks(ttt_linear_fwd_out_kernel<C>, C::THREADS, bh * p.R, fwd_smem<C>(), p, be);
-    be.free(p.ws, bytes);
+    // Overlapped: one grid, with a flag per (b, h, range) after the snapshots; one block per SM (at
+    // three per SM a walk sharing its SM with output blocks took 4,806 cycles a chunk, against 4,062
+    // alone: the forward did not gain).
+    const size_t snap = static_cast<size_t>(tttk::fwd_snapshot_floats(p, C::F)) * sizeof(float);
+    const size_t flags = p.overlap ? static_cast<size_t>(bh * p.R) * sizeof(unsigned) : 0;
+    p.ws = static_cast<float*>(be.alloc(snap + flags));
+    if (p.overlap) {
+      CUDA_CHECK(cudaMemsetAsync(tttk::fwd_done(p, C::F, 0, 0), 0, flags, stream_of(be)));
+      scan_launch::launch_blocks(ttt_linear_fwd_overlap_kernel<C>, C::THREADS, tttk::fwd_overlap_blocks(p),
+                                 scan_launch::smem_one_block_per_sm(std::max(replay_smem<C>(), fwd_smem<C>())), p,
+                                 be);
+    } else {
+      scan_launch::launch_blocks(ttt_linear_fwd_state_kernel<C>, C::THREADS, bh, replay_smem<C>(), p, be);
+      scan_launch::launch_blocks(ttt_linear_fwd_out_kernel<C>, C::THREADS, bh * p.R, fwd_smem<C>(), p, be);
+    }
+    be.free(p.ws, snap + flags);
   });
 }
 
@@ -162,6 +186,12 @@ void ttt_linear_scan_backward(Backend& be, TTTLinearScanBackward& c) {
     const int64_t bh = int64_t{p.B} * p.H;
     if (!p.par) {
       scan_launch::launch_blocks(ttt_linear_bwd_kernel<C, tttk::Mode::walk>, C::THREADS, bh, bwd_smem<C>(), p, be);
+      return;
+    }
+    if (p.overlap) {
+      CUDA_CHECK(cudaMemsetAsync(tttk::flags_base(p, C::F), 0, tttk::flag_count(p) * sizeof(unsigned), stream_of(be)));
+      scan_launch::launch_blocks(ttt_linear_bwd_overlap_kernel<C>, C::THREADS, tttk::overlap_blocks(p),
+                                 std::max(bwd_smem<C>(), chain_smem<C>()), p, be);
       return;
     }
     scan_launch::launch_blocks(ttt_linear_bwd_kernel<C, tttk::Mode::direct>, C::THREADS, bh * p.R, bwd_smem<C>(), p,
