@@ -5,7 +5,7 @@
 #   op      bench/ttt_scan_bench (one layer, 125M shapes 8x2048 and 2x8192, bf16 and fp32 products)
 #           beside fla's chunk_ttt_linear at the same shapes (scripts/bench_fla_ttt.py; fla's source
 #           on PYTHONPATH from $FLA, default .fla/)
-#   plans   ttt_scan_bench at both shapes under each backward plan (TTT_LINEAR_SCAN_PLAN=walk|chunks)
+#   plans   ttt_scan_bench at both shapes under each backward plan (TTT_LINEAR_SCAN_PLAN=walk|chunks|chunks-serial)
 #   model   ttt bench of the 125M TTT-Linear training step at 8x2048 and 2x8192 (bf16)
 #   tf      the same for our 125M Transformer++ (the other reference)
 #   fla     scripts/bench_reference.py's same 125M TTT-Linear in PyTorch with fla's chunk_ttt_linear
@@ -46,7 +46,7 @@ if has op; then
   echo "op $(el)"
 fi
 if has plans; then
-  for plan in walk chunks; do
+  for plan in walk chunks chunks-serial; do
     for bt in "8 2048" "2 8192"; do
       set -- $bt
       echo "TTT_LINEAR_SCAN_PLAN=$plan"
