@@ -1,6 +1,6 @@
 // kernels/cuda/scan_launch.cuh — what the fused-scan launchers (ttt_linear_scan.cu, ttt_mlp_scan.cu)
-// share: the device's opt-in shared-memory limit, the backend's stream, and a launch of `blocks`
-// blocks of one kernel configuration with its dynamic shared memory.
+// share: the device's shared-memory limits, the backend's stream, and a launch of `blocks` blocks of
+// one kernel configuration with its dynamic shared memory.
 #pragma once
 
 #include <algorithm>
@@ -9,27 +9,19 @@
 
 namespace ttt::cuda_impl::scan_launch {
 
-// cudaDevAttrMaxSharedMemoryPerBlockOptin of the current device (queried once).
-inline int smem_optin() {
+// An attribute of the current device (the device is fixed for the process: queried once per attribute).
+template <cudaDeviceAttr A>
+int device_attribute() {
   static const int v = [] {
     int dev = 0, s = 0;
     CUDA_CHECK(cudaGetDevice(&dev));
-    CUDA_CHECK(cudaDeviceGetAttribute(&s, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&s, A, dev));
     return s;
   }();
   return v;
 }
-
-// cudaDevAttrMaxSharedMemoryPerMultiprocessor of the current device (queried once).
-inline int smem_per_sm() {
-  static const int v = [] {
-    int dev = 0, s = 0;
-    CUDA_CHECK(cudaGetDevice(&dev));
-    CUDA_CHECK(cudaDeviceGetAttribute(&s, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev));
-    return s;
-  }();
-  return v;
-}
+inline int smem_optin() { return device_attribute<cudaDevAttrMaxSharedMemoryPerBlockOptin>(); }
+inline int smem_per_sm() { return device_attribute<cudaDevAttrMaxSharedMemoryPerMultiprocessor>(); }
 
 // Dynamic shared memory of at least `need` bytes that also leaves room for only one block per SM
 // (a latency-bound serial walk must not share its SM with other blocks of its grid).
