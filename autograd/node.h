@@ -94,6 +94,7 @@ class SavedTensor {
   SavedTensor(const Tensor& t, bool is_output);
   Tensor unpack(const std::shared_ptr<Node>& owner, const char* op) const;
   void release() { data_ = Tensor(); released_ = true; }
+  const Tensor& data() const { return data_; }  // as held (undefined once released); for accounting
  private:
   Tensor data_;
   bool is_output_ = false;

@@ -118,10 +118,21 @@ TEST_CASE("tokenizer -> data -> train -> eval -> generate, resume and SIGTERM th
   // bench: the JSON carries --deterministic and the reserved memory beside the peak.
   auto bench = run_ttt("bench --config " + std::string(TTT_SOURCE_DIR) +
                        "/configs/tiny_transformer.yaml --phases train,prefill --batch 1 --seq-len 16 --warmup 0 "
-                       "--repeat 1 --deterministic --out " + kDir + "/bench.json");
+                       "--repeat 1 --deterministic --saved --out " + kDir + "/bench.json");
   REQUIRE_MESSAGE(bench.code == 0, bench.output);
   auto bj = nlohmann::json::parse(std::ifstream(kDir + "/bench.json"));
   CHECK(bj["deterministic"] == true);
+  // --saved: what the training forward keeps for backward, by op, largest first; attention saves
+  // its inputs and output in every block.
+  const auto& saved = bj["train"]["saved_by_op"];
+  REQUIRE(saved.size() > 1);
+  bool attention = false;
+  for (size_t i = 0; i < saved.size(); ++i) {
+    CHECK(saved[i]["bytes"].get<int64_t>() > 0);
+    if (i > 0) CHECK(saved[i]["bytes"].get<int64_t>() <= saved[i - 1]["bytes"].get<int64_t>());
+    attention = attention || saved[i]["op"] == "scaled_dot_product_attention";
+  }
+  CHECK(attention);
   for (const char* phase : {"train", "prefill"}) {
     CAPTURE(phase);
     REQUIRE(bj[phase].contains("reserved_memory_bytes"));

@@ -26,9 +26,10 @@
 
 #include "autograd/autocast.h"
 #include "autograd/engine.h"
-#include "kernels/profiler.h"
+#include "autograd/graph_memory.h"
 #include "autograd/ops.h"
 #include "data/file_io.h"
+#include "kernels/profiler.h"
 #include "trainer/cli_common.h"
 #include "trainer/commands.h"
 #include "trainer/optimizer.h"
@@ -46,7 +47,7 @@ struct BenchArgs {
   std::string device = "cpu", out, phases = "train,prefill,decode", dtype;
   int64_t seq_len = 0, batch = 1, warmup = 1, repeat = 3, decode_tokens = 32;
   std::vector<int64_t> contexts;
-  bool profile = false, deterministic = false;
+  bool profile = false, deterministic = false, saved = false;
 };
 
 using Clock = std::chrono::steady_clock;
@@ -82,6 +83,21 @@ std::vector<KernelStat> profile_minus(std::vector<KernelStat> all, const std::ve
   std::erase_if(all, [](const KernelStat& k) { return k.calls <= 0; });
   std::sort(all.begin(), all.end(), [](const KernelStat& x, const KernelStat& y) { return x.seconds > y.seconds; });
   return all;
+}
+
+// The saved-tensor table of one training forward, largest first; also printed to stderr.
+nlohmann::json saved_json(const std::vector<SavedBytes>& rows) {
+  int64_t total = 0;
+  for (const SavedBytes& r : rows) total += r.bytes;
+  std::fprintf(stderr, "saved for backward by one training forward: %.1f MB\n", total / 1e6);
+  nlohmann::json out = nlohmann::json::array();
+  for (const SavedBytes& r : rows) {
+    if (r.bytes == 0) continue;
+    std::fprintf(stderr, "  %-28s %10.1f MB  %5lld storages  %5lld nodes\n", r.op.c_str(), r.bytes / 1e6,
+                 static_cast<long long>(r.storages), static_cast<long long>(r.nodes));
+    out.push_back({{"op", r.op}, {"bytes", r.bytes}, {"storages", r.storages}, {"nodes", r.nodes}});
+  }
+  return out;
 }
 
 // The per-kernel table of one profiled step, largest first; also printed to stderr.
@@ -257,6 +273,15 @@ void run_bench(const BenchArgs& a) {
     j["train"] = {{"step_s", s}, {"tokens_per_s", tok_s}, {"peak_memory_bytes", be.memory_peak()},
                   {"reserved_memory_bytes", be.memory_reserved()},
                   {"model_tflops", 3.0 * model.flops_per_token(T) * tok_s / 1e12}};
+    if (a.saved) {
+      // What one training forward keeps for its backward, by op (autograd/graph_memory.h).
+      Tensor loss;
+      {
+        AutocastGuard ac(DType::bf16, amp);
+        loss = model.loss(ids, targets);
+      }
+      j["train"]["saved_by_op"] = saved_json(saved_bytes_by_op(loss));
+    }
     if (a.profile) {
       // One more step with every backend call timed on its own (kernels/profiler.h).
       Profiler::reset();
@@ -320,6 +345,9 @@ void add_bench_command(CLI::App& app) {
   cmd->add_flag("--profile", a->profile,
                  "After the timed train steps, time every backend call of one more step (kernel table on stderr and "
                  "in the JSON); with --contexts, of one more prefill and its decode steps at each context");
+  cmd->add_flag("--saved", a->saved,
+                "After the timed train steps, list what one training forward saves for backward, by op (bytes of "
+                "distinct storages; stderr and the JSON's train.saved_by_op)");
   cmd->add_option("--dtype", a->dtype, "fp32 or bf16 (autocast); default: the config's train.dtype")
       ->check(CLI::IsMember({"fp32", "bf16"}));
   cmd->add_flag("--deterministic", a->deterministic,
