@@ -22,6 +22,13 @@ int device_attribute() {
 }
 inline int smem_optin() { return device_attribute<cudaDevAttrMaxSharedMemoryPerBlockOptin>(); }
 inline int smem_per_sm() { return device_attribute<cudaDevAttrMaxSharedMemoryPerMultiprocessor>(); }
+inline int sm_count() { return device_attribute<cudaDevAttrMultiProcessorCount>(); }
+
+// Whether a grid whose first `waiting` blocks wait for later ones (and the later ones for nothing)
+// is sure to progress: the waiting blocks must leave an SM free for the others. With `waiting` at
+// least the SM count (a small MIG slice, or a batch of many short sequences forced chunk-parallel)
+// they could hold every SM and spin forever.
+inline bool leaves_sm_free(int64_t waiting) { return waiting < sm_count(); }
 
 // Dynamic shared memory of at least `need` bytes that also leaves room for only one block per SM
 // (a latency-bound serial walk must not share its SM with other blocks of its grid).

@@ -177,8 +177,10 @@ void ttt_linear_scan_forward(Backend& be, TTTLinearScanForward& c) {
 
 void ttt_linear_scan_backward(Backend& be, TTTLinearScanBackward& c) {
   const TTTLinearScanShape& s = c.s;
-  const Params p = tttk::params_of(c);
+  Params p = tttk::params_of(c);
   require_aligned(p);
+  // The overlapped grid's walks (B·H blocks) wait for direct blocks: they must leave an SM free.
+  p.overlap = p.overlap && scan_launch::leaves_sm_free(int64_t{p.B} * p.H);
   dispatch(s, [&](auto cfg) {
     using C = decltype(cfg);
     scan_launch::launch_blocks(ttt_linear_replay_kernel<C>, C::THREADS, int64_t{p.B} * p.H * p.NG, replay_smem<C>(), p,
