@@ -91,6 +91,15 @@ TTT_DEV void load_head_constants(const Params& p, int h, S& sm, float* b, int i0
   for (int i = tid(); i < KP; i += C::THREADS) sm.tok[i] = i < p.K ? p.tok[i] : 0.f;
 }
 
+// The state a forward walk of block bh starts from: W0 into the warp's register rows (rows cw..),
+// b0 and the head's constants into smem; W0, b0 per sequence and head with p.init_bh, else per head.
+template <class C, class S>
+TTT_DEV void load_initial_state(const Params& p, int bh, S& sm, Acc<C::F / 8>& W, int cw) {
+  const int h = bh % p.H, i0 = p.init_bh ? bh : h;
+  load_head_constants<C>(p, h, sm, sm.b, i0);
+  load_state_rows<C>(W, p.w0 + static_cast<int64_t>(i0) * C::F * C::F, cw);
+}
+
 // S = XQ XKᵀ (16 x 16) is split over the warps by the contraction: warp w multiplies feature
 // columns 16w .. 16w+15 (one MMA k-step) and stores its partial product; the row phase after it
 // sums the F/16 partials while it forms Mt. This keeps the products off any single warp's path.
@@ -290,10 +299,8 @@ TTT_DEV void fwd_block(const Params& p, int bh, char* smem) {
   auto& S = *reinterpret_cast<FwdSmem<C>*>(smem);
   constexpr int F = C::F;
   const int b = bh / p.H, h = bh % p.H, cw = 16 * warp();
-  const int i0 = p.init_bh ? bh : h;  // the initial state: per sequence and head, or per head
-  load_head_constants<C>(p, h, S, S.b, i0);
   Acc<F / 8> W;
-  load_state_rows<C>(W, p.w0 + static_cast<int64_t>(i0) * F * F, cw);
+  load_initial_state<C>(p, bh, S, W, cw);
   store_op(W, S.ow, C::OS, cw, 0);
   const HeadBases<C> hb(p, b, h);
   ChunkRegs<C> next;

@@ -33,14 +33,12 @@ TTT_DEV void fwd_state_block(const Params& p, int bh, char* smem) {
   auto& S = *reinterpret_cast<ReplaySmem<C>*>(smem);
   constexpr int F = C::F;
   const int b = bh / p.H, h = bh % p.H, cw = 16 * warp();
-  const int i0 = p.init_bh ? bh : h;  // the initial state: per sequence and head, or per head
   using IO = typename C::IO;
   const IO *xk = p.xk.base<IO>(b, h), *xv = p.xv.base<IO>(b, h);
   const float* lr = p.lr.base(b, h);
   replay_prefetch<C>(p, S, xk, xv, lr, 0, 0);
-  load_head_constants<C>(p, h, S, S.b, i0);
   Acc<F / 8> W;
-  load_state_rows<C>(W, p.w0 + static_cast<int64_t>(i0) * F * F, cw);
+  load_initial_state<C>(p, bh, S, W, cw);
   bool committed_last = true;
   PhaseClock clk(p, bh);  // probe slot 5: the block's total
   for (int k = 0; k < p.NC; ++k) {
