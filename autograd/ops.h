@@ -127,6 +127,11 @@ tensor_list ttt_linear_scan(const Tensor& xq, const Tensor& xk, const Tensor& xv
 std::string ttt_linear_scan_unsupported(const Tensor& xq, const Tensor& tok, const Tensor& b0, const Tensor& ln_w,
                                         const TTTScanOptions& o);
 
+// Whether ttt_linear_scan has a kernel on XQ's device that reads these float32 inputs' XQ, XK, XV
+// as bf16 under the current autocast (CUDA; the CPU reference takes float32 only).
+bool ttt_linear_scan_reads_bf16(const Tensor& xq, const Tensor& tok, const Tensor& b0, const Tensor& ln_w,
+                                const TTTScanOptions& o);
+
 // --- the fused TTT-MLP scan (ops/ttt_mlp_scan.cpp; math in kernels/ttt_mlp_scan.h) ---------------
 // Inputs as ttt_linear_scan's with the two-layer state W1 [H, f, h], b1 [H, h], W2 [H, h, f],
 // b2 [H, f] (b1, b2 both undefined: no inner biases); one dtype throughout (float32 or float64).

@@ -1,6 +1,7 @@
 // layers/block.cpp — see block.h.
 #include "layers/block.h"
 
+#include "autograd/checkpoint.h"
 #include "autograd/ops.h"
 #include "layers/mixer_factory.h"
 
@@ -14,7 +15,13 @@ Tensor Residual::normalized(const RMSNorm& norm) {
   return sum_and_norm[1];
 }
 
-Block::Block(const ModelConfig& cfg, Generator& g) {
+Tensor Residual::settled() {
+  if (pending.defined()) h = add(h, pending);
+  pending = Tensor();
+  return h;
+}
+
+Block::Block(const ModelConfig& cfg, Generator& g) : remat_io_(cfg.remat_io) {
   // Registration order = draw order = the order of the computation.
   if (cfg.backbone == "mamba") {
     pre_conv_norm = register_module("pre_conv_norm", std::make_shared<RMSNorm>(cfg.d_model, cfg.norm_eps));
@@ -28,9 +35,23 @@ Block::Block(const ModelConfig& cfg, Generator& g) {
   }
 }
 
+// conv(norm(h)), keeping only h for the backward.
+Tensor Block::pre_conv_remat(const Tensor& h) const {
+  const double eps = pre_conv_norm->eps;
+  const CheckpointFn fn = [eps](const tensor_list& a) {
+    return tensor_list{causal_conv1d(rms_norm(a[0], a[1], eps), a[2], a[3])};
+  };
+  return checkpoint(fn, {h, pre_conv_norm->weight, pre_conv->weight, pre_conv->bias})[0];
+}
+
 Residual Block::forward(Residual r) {
-  if (pre_conv) r.pending = pre_conv->forward(r.normalized(*pre_conv_norm));
-  r.pending = mixer->forward(r.normalized(*seq_norm));
+  const bool remat = remat_io_ && GradMode::is_enabled();
+  if (pre_conv)
+    r.pending = remat ? pre_conv_remat(r.settled()) : pre_conv->forward(r.normalized(*pre_conv_norm));
+  if (remat && mixer->remats_input_norm())
+    r.pending = mixer->forward_residual(r.settled(), *seq_norm);
+  else
+    r.pending = mixer->forward(r.normalized(*seq_norm));
   if (mlp) r.pending = mlp->forward(r.normalized(*ffn_norm));
   return r;
 }

@@ -7,6 +7,12 @@
 // forward returns the last sublayer's output still pending, and the next block's first norm, or
 // the model's final norm, adds it. The values are those of the separate adds and norms.
 //
+// With cfg.remat_io, a training forward (grad mode on) stores less for the backward: the pre-conv
+// sublayer conv(norm(h)) is a checkpoint region that keeps only h (recomputing the norm and the
+// conv), and a mixer that offers it (remats_input_norm: the TTT layers) gets h and its norm
+// instead of norm(h) (ttt_layer.h Note [Remat]). The values are the same; the residual adds are
+// then plain adds instead of add_rms_norm for those sublayers.
+//
 // All norms are RMSNorm (eps cfg.norm_eps), mlp is SwiGLU(d_model, d_ff) (none when d_ff = 0: the
 // Mamba papers' blocks are `h += mixer(norm(h))` only), pre_conv a depthwise
 // causal conv of width cfg.conv_width with bias and no activation. The Mamba backbone's other
@@ -34,6 +40,9 @@ struct Residual {
   Tensor h, pending;
   // norm(h + pending); afterwards h is the sum and nothing is pending.
   Tensor normalized(const RMSNorm& norm);
+  // h + pending (a plain add: the sublayer that reads it normalizes it itself); afterwards h is
+  // the sum and nothing is pending.
+  Tensor settled();
 };
 
 // Decoding state of one block: the pre-conv's last k−1 inputs (mamba) and the mixer's state.
@@ -57,6 +66,10 @@ class Block : public Module {
   std::shared_ptr<SequenceMixer> mixer;
   std::shared_ptr<RMSNorm> ffn_norm;          // null when cfg.d_ff = 0
   std::shared_ptr<SwiGLU> mlp;                // null when cfg.d_ff = 0
+
+ private:
+  Tensor pre_conv_remat(const Tensor& h) const;
+  bool remat_io_;
 };
 
 }  // namespace ttt

@@ -16,16 +16,21 @@ Linear::Linear(int64_t in, int64_t out, Generator& g, double std, bool with_bias
   if (with_bias) bias = register_parameter("bias", zeros({out}));
 }
 
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  const int64_t in = weight.shape()[1];
+  Shape out_shape = x.shape();
+  out_shape[out_shape.size() - 1] = weight.shape()[0];
+  Tensor y = matmul(reshape(x, {-1, in}), transpose(weight, 0, 1));
+  if (bias.defined()) y = add(y, bias);
+  return reshape(y, out_shape);
+}
+
 Tensor Linear::forward(const Tensor& x) const {
   check_defined("Linear", x);
   if (x.dim() < 1 || x.shape().back() != in_features)
     throw std::invalid_argument("Linear: expected input [..., " + std::to_string(in_features) + "], got " +
                                 x.shape().str());
-  Shape out_shape = x.shape();
-  out_shape[out_shape.size() - 1] = out_features;
-  Tensor y = matmul(reshape(x, {-1, in_features}), transpose(weight, 0, 1));
-  if (bias.defined()) y = add(y, bias);
-  return reshape(y, out_shape);
+  return linear(x, weight, bias);
 }
 
 }  // namespace ttt

@@ -9,6 +9,10 @@
 
 namespace ttt {
 
+// x Wᵀ (+ b) for x [..., in], W [out, in], b [out] or undefined: Linear::forward on given weights
+// (a checkpoint region passes its own stand-ins for a module's parameters).
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
+
 class Linear : public Module {
  public:
   Linear(int64_t in_features, int64_t out_features, Generator& g, double std = 0.02, bool bias = false);

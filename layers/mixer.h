@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "layers/module.h"
+#include "layers/norm.h"
 
 namespace ttt {
 
@@ -18,6 +19,11 @@ class SequenceMixer : public Module {
  public:
   // x [B, T, D] (already normalized by the block) -> [B, T, D]; positions 0..T-1; causal.
   virtual Tensor forward(const Tensor& x) = 0;
+  // forward(norm(h)) from the block's residual h (the sum, already settled) and its norm, for a
+  // mixer that recomputes the norm and what it cheaply derives from it in the backward instead of
+  // storing them (remats_input_norm(); the block asks for this with model.remat_io while training).
+  virtual bool remats_input_norm() const { return false; }
+  virtual Tensor forward_residual(const Tensor& h, const RMSNorm& norm) { return forward(norm.forward(h)); }
   virtual std::unique_ptr<MixerState> init_state(int64_t batch) = 0;
   // x [B, T, D] continuing after state.position; updates the state. Must equal the matching
   // slice of forward() on the concatenated sequence (tests check this).

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "autograd/autocast.h"
+#include "autograd/checkpoint.h"
 #include "autograd/ops.h"
 #include "layers/causal_conv.h"
 #include "layers/linear.h"
@@ -183,7 +185,28 @@ tensor_list TTTMixer::initial_state(int64_t batch, DType dt) const {
   return W;
 }
 
+// The parameters the layer's input side reads (prepare), in Input order; undefined where the
+// configuration has none. A checkpoint region passes stand-ins for them (remat_inputs).
+enum Input : size_t { kQ, kQBias, kK, kKBias, kV, kVBias, kConvQ, kConvQBias, kConvK, kConvKBias, kLr, kLrBias };
+tensor_list TTTMixer::input_params() const {
+  const auto w = [](const auto& m) { return m ? m->weight : Tensor(); };
+  const auto b = [](const auto& m) { return m ? m->bias : Tensor(); };
+  return {w(q_proj_), b(q_proj_), w(k_proj_), b(k_proj_), w(v_proj_), b(v_proj_),
+          w(conv_q_), b(conv_q_), w(conv_k_), b(conv_k_), lr_weight_, lr_bias_};
+}
+
+// The parameters the output side reads (gate_output) before o_proj, in Output order.
+enum Output : size_t { kPostNorm, kPostNormBias, kGate, kGateBias };
+tensor_list TTTMixer::output_params() const {
+  return {post_norm_ ? post_norm_->weight : Tensor(), post_norm_ ? post_norm_->bias : Tensor(),
+          g_proj_ ? g_proj_->weight : Tensor(), g_proj_ ? g_proj_->bias : Tensor()};
+}
+
 ScanInputs TTTMixer::prepare(const Tensor& x, int64_t pos0, Tensor* q_tail, Tensor* k_tail) {
+  return prepare(x, pos0, q_tail, k_tail, input_params());
+}
+
+ScanInputs TTTMixer::prepare(const Tensor& x, int64_t pos0, Tensor* q_tail, Tensor* k_tail, const tensor_list& p) {
   check_defined("TTT layer", x);
   require(x.dim() == 3 && x.shape()[2] == width_,
           "TTT layer: expected input [B, T, " + std::to_string(width_) + "], got " + x.shape().str());
@@ -192,29 +215,30 @@ ScanInputs TTTMixer::prepare(const Tensor& x, int64_t pos0, Tensor* q_tail, Tens
   Tensor xq, xk;
   if (mamba_) {
     // Shared Q/K projection, then separate causal convs (ttt.py get_qkv_projections, share_qk).
-    Tensor xqk = q_proj_->forward(x);
-    xq = q_tail ? conv_q_->step(xqk, *q_tail) : conv_q_->forward(xqk);
-    xk = k_tail ? conv_k_->step(xqk, *k_tail) : conv_k_->forward(xqk);
+    // Decoding steps the modules' convs through their tails (no checkpoint region is involved).
+    Tensor xqk = linear(x, p[kQ], p[kQBias]);
+    xq = q_tail ? conv_q_->step(xqk, *q_tail) : causal_conv1d(xqk, p[kConvQ], p[kConvQBias]);
+    xk = k_tail ? conv_k_->step(xqk, *k_tail) : causal_conv1d(xqk, p[kConvK], p[kConvKBias]);
   } else {
-    xq = q_proj_->forward(x);
-    xk = k_proj_->forward(x);
+    xq = linear(x, p[kQ], p[kQBias]);
+    xk = linear(x, p[kK], p[kKBias]);
   }
   ScanInputs in;
   in.XQ = cast(split_heads(xq, nh_, f_), dt);
   in.XK = cast(split_heads(xk, nh_, f_), dt);
-  in.XV = cast(split_heads(v_proj_->forward(x), nh_, f_), dt);
+  in.XV = cast(split_heads(linear(x, p[kV], p[kVBias]), nh_, f_), dt);
   if (c_.rope) {
     // Positions inside the mini-batch, t mod K (ttt.py: position_ids % mini_batch_size).
     std::vector<int64_t> pos(T);
     for (int64_t t = 0; t < T; ++t) pos[t] = c_.mini_batch > 0 ? (pos0 + t) % c_.mini_batch : pos0 + t;
-    Tensor p = from_vector_i64(pos, {T});
-    in.XQ = apply_rope(in.XQ, p, rope_theta_);
-    in.XK = apply_rope(in.XK, p, rope_theta_);
+    Tensor pt = from_vector_i64(pos, {T});
+    in.XQ = apply_rope(in.XQ, pt, rope_theta_);
+    in.XK = apply_rope(in.XK, pt, rope_theta_);
   }
   // lr_j = base_lr · mult · σ(θ_lr,h · x_j + b_h) / f, from the layer's input x (ttt.py get_eta).
   const double scale = base_lr_ * lr_mult_ / static_cast<double>(f_);
   if (c_.learnable_lr) {
-    Tensor logits = add(matmul(x, transpose(cast(lr_weight_, x.dtype()), 0, 1)), cast(lr_bias_, x.dtype()));
+    Tensor logits = add(matmul(x, transpose(cast(p[kLr], x.dtype()), 0, 1)), cast(p[kLrBias], x.dtype()));
     in.lr = mul_scalar(cast(permute(sigmoid(logits), {0, 2, 1}), dt), scale);  // [B, nh, T]
   } else {
     in.lr = full({x.shape()[0], nh_, T}, scale, opts(dt, x.device()));
@@ -249,11 +273,17 @@ Tensor TTTMixer::run(ScanState& st, const ScanInputs& in, int64_t pos0, bool dec
 }
 
 Tensor TTTMixer::finish(const Tensor& x, const Tensor& heads_out) {
-  const int64_t B = x.shape()[0], T = x.shape()[1];
+  return o_proj_->forward(gate_output(x, heads_out, output_params()));
+}
+
+// post_norm(merged heads), gated by gelu_tanh(x Wg) on the Mamba backbone (ttt.py apply_gate), in
+// x's dtype; p in Output order (x is read only by the gate).
+Tensor TTTMixer::gate_output(const Tensor& x, const Tensor& heads_out, const tensor_list& p) const {
+  const int64_t B = heads_out.shape()[0], T = heads_out.shape()[2];
   Tensor z = cast(reshape(permute(heads_out, {0, 2, 1, 3}), {B, T, width_}), x.dtype());
-  if (post_norm_) z = post_norm_->forward(z);
-  if (mamba_) z = mul(gelu(g_proj_->forward(x), true), z);  // tanh-GELU gate (ttt.py apply_gate)
-  return o_proj_->forward(z);
+  if (post_norm_) z = layer_norm(z, p[kPostNorm], p[kPostNormBias], post_norm_->eps);
+  if (mamba_) z = mul(gelu(linear(x, p[kGate], p[kGateBias]), true), z);
+  return z;
 }
 
 // --- forward and decoding ----------------------------------------------------------------------
@@ -316,7 +346,16 @@ tensor_list TTTMixer::fused_scan(const tensor_list& x, int64_t checkpoint_group)
   return ttt_linear_scan(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8], o, composite);
 }
 
-Tensor TTTMixer::fused_outputs(const ScanInputs& in) { return fused_scan(fused_inputs(in), c_.checkpoint_group)[0]; }
+// Under bf16 autocast the TTT-Linear kernel multiplies bf16 operands anyway; with model.ttt.bf16_io
+// (and a kernel that reads bf16, CUDA) XQ, XK, XV also go in, and are kept for the backward, as
+// bf16: half the bytes (the output comes back bf16 too). The inner state and every sum stay float32.
+Tensor TTTMixer::fused_outputs(const ScanInputs& in) {
+  tensor_list x = fused_inputs(in);
+  if (c_.bf16_io && inner_->kind() == "linear" && Autocast::enabled() && Autocast::dtype() == DType::bf16 &&
+      x[0].dtype() == DType::f32 && ttt_linear_scan_reads_bf16(x[0], x[4], x[6], x[7], {c_.checkpoint_group, c_.ln_eps}))
+    for (int i = 0; i < 3; ++i) x[i] = to_dtype(x[i], DType::bf16);
+  return fused_scan(x, c_.checkpoint_group)[0];
+}
 
 // Prefill (TTT-Linear): the fused scan over tokens that start a mini-batch — from W0 (a fresh state: the
 // forward's call) or from the state's own W, b per sequence (a later chunk) — leaving the state
@@ -353,6 +392,33 @@ Tensor TTTMixer::inner_outputs(const ScanInputs& in) {
 }
 
 Tensor TTTMixer::forward(const Tensor& x) { return finish(x, inner_outputs(inner_inputs(x))); }
+
+// forward(norm(h)) that keeps, for the backward, h and the scan's own inputs only (Note [Remat] in
+// ttt_layer.h): the input side (norm, projections, convs, RoPE, the lr gate) and the output side
+// (norm again, post-norm, the gelu gate) run as two checkpoint regions around the scan and are
+// recomputed in the backward. o_proj stays outside (its input is the bf16 cast it keeps anyway).
+Tensor TTTMixer::forward_residual(const Tensor& h, const RMSNorm& norm) {
+  if (!GradMode::is_enabled()) return forward(norm.forward(h));
+  const double eps = norm.eps;
+  tensor_list args = {h, norm.weight};
+  for (const Tensor& p : input_params()) args.push_back(p);
+  const tensor_list qkv = checkpoint(
+      [this, eps](const tensor_list& a) {
+        const ScanInputs in = prepare(rms_norm(a[0], a[1], eps), 0, nullptr, nullptr, tensor_list(a.begin() + 2, a.end()));
+        return tensor_list{in.XQ, in.XK, in.XV, in.lr};
+      },
+      args);
+  const Tensor heads_out = inner_outputs(ScanInputs{qkv[0], qkv[1], qkv[2], qkv[3]});
+  args = {heads_out, h, norm.weight};
+  for (const Tensor& p : output_params()) args.push_back(p);
+  const Tensor z = checkpoint(
+      [this, eps](const tensor_list& a) {
+        const Tensor x = mamba_ ? rms_norm(a[1], a[2], eps) : a[1];  // only the gate reads x (else: its dtype)
+        return tensor_list{gate_output(x, a[0], tensor_list(a.begin() + 3, a.end()))};
+      },
+      args)[0];
+  return o_proj_->forward(z);
+}
 
 std::unique_ptr<MixerState> TTTMixer::init_state(int64_t batch) {
   auto st = std::make_unique<TTTState>();

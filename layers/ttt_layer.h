@@ -25,6 +25,13 @@
 // mini-batch's earlier tokens (kept in the state) again with the new ones, and takes the next
 // state (W, b, the partial mini-batch's inputs and accumulators) from the scan's outputs. TTT-MLP
 // decodes in the composite forms (its fused scan takes no per-sequence initial state yet).
+//
+// Note [Remat]: with model.remat_io (the default) a training forward keeps for the backward only
+// the block's residual h, the scan's inputs (bf16 under autocast with model.ttt.bf16_io) and its
+// output: the input side (the block's norm, the projections, the convs, RoPE, the lr gate) and the
+// output side (the norm again, post_norm, the gelu gate) are checkpoint regions recomputed in the
+// backward (block.h forward_residual). At 125M that is about 7 activations of [B, T, d_model] per
+// layer fewer, for the recomputed projections' GEMMs (q, v, g: about 8% more GEMM FLOPs).
 #pragma once
 
 #include <memory>
@@ -47,6 +54,8 @@ class TTTMixer : public SequenceMixer {
   TTTMixer(const ModelConfig& cfg, Generator& g, std::shared_ptr<InnerModel> inner = nullptr);
 
   Tensor forward(const Tensor& x) override;
+  bool remats_input_norm() const override { return true; }
+  Tensor forward_residual(const Tensor& h, const RMSNorm& norm) override;
   std::unique_ptr<MixerState> init_state(int64_t batch) override;
   Tensor step(const Tensor& x, MixerState& state) override;
   double extra_flops_per_token(int64_t seq_len) const override;
@@ -70,6 +79,10 @@ class TTTMixer : public SequenceMixer {
 
  private:
   ScanInputs prepare(const Tensor& x, int64_t pos0, Tensor* q_tail, Tensor* k_tail);
+  ScanInputs prepare(const Tensor& x, int64_t pos0, Tensor* q_tail, Tensor* k_tail, const tensor_list& params);
+  tensor_list input_params() const;
+  tensor_list output_params() const;
+  Tensor gate_output(const Tensor& x, const Tensor& heads_out, const tensor_list& params) const;
   Tensor token_scale(int64_t first, int64_t len, DType dt) const;
   InnerNorm norm(DType dt) const;
   tensor_list initial_state(int64_t batch, DType dt) const;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/gpu_scan_check.sh — the fused TTT-Linear scan on a GPU, in one go (one device call):
 #   build   the scan's GPU test, its op benchmark and `ttt` (build-gpu/, sm_90)
-#   test    test_ttt_linear_scan, test_ttt_mlp_scan, test_causal_conv with TTT_REQUIRE_GPU=1 (CUDA vs the CPU reference, poisoned outputs)
+#   test    test_ttt_linear_scan, test_ttt_mlp_scan, test_causal_conv, test_remat_io with TTT_REQUIRE_GPU=1 (CUDA vs the CPU reference, poisoned outputs)
 #   op      bench/ttt_scan_bench (one layer, 125M shapes 8x2048 and 2x8192, bf16 and fp32 products)
 #           beside fla's chunk_ttt_linear at the same shapes (scripts/bench_fla_ttt.py; fla's source
 #           on PYTHONPATH from $FLA, default .fla/)
@@ -25,12 +25,12 @@ git log -1 --format='commit %h %s' 2>/dev/null
 if has build; then
   cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DTTT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
     >"$OUT/cmake.log" 2>&1 || { tail -20 "$OUT/cmake.log"; exit 1; }
-  cmake --build build-gpu -j "$(nproc)" --target test_ttt_linear_scan test_ttt_mlp_scan test_causal_conv ttt_scan_bench ttt >"$OUT/build.log" 2>&1 ||
+  cmake --build build-gpu -j "$(nproc)" --target test_ttt_linear_scan test_ttt_mlp_scan test_causal_conv test_remat_io ttt_scan_bench ttt >"$OUT/build.log" 2>&1 ||
     { grep -E "error" "$OUT/build.log" | head -20; exit 1; }
   echo "build ok $(el)"
 fi
 if has test; then
-  for t in test_ttt_linear_scan test_ttt_mlp_scan test_causal_conv; do
+  for t in test_ttt_linear_scan test_ttt_mlp_scan test_causal_conv test_remat_io; do
     TTT_REQUIRE_GPU=1 ./build-gpu/tests/$t >"$OUT/$t.log" 2>&1
     echo "$t rc=$? $(el)"; grep -E "ERROR|relative error|test cases|assertions" "$OUT/$t.log" | head -20
   done

@@ -60,7 +60,7 @@ std::string training_tokenizer(const RunConfig& cfg, const TokenSource& data) {
 
 std::vector<std::string> training_plan_changes(const RunConfig& stored, const RunConfig& now) {
   static const std::set<std::string> free_keys = {
-      "name", "description", "model.seed", "model.ttt.impl", "model.ttt.checkpoint_group", "train.micro_batch",
+      "name", "description", "model.seed", "model.ttt.impl", "model.ttt.checkpoint_group", "model.remat_io", "train.micro_batch",
       "train.device", "train.log_every", "train.eval_every", "train.eval_windows", "train.max_minutes",
       "train.peak_tflops", "data.tokenizer"};
   static const std::vector<std::string> free_sections = {"checkpoint.", "eval.", "dist."};

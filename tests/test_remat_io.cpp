@@ -1,0 +1,185 @@
+// tests/test_remat_io.cpp — model.remat_io (layers/block.h; layers/ttt_layer.h Note [Remat]) and
+// model.ttt.bf16_io: the recomputed pre-conv and the TTT layer's checkpointed input and output
+// sides give the values and gradients of the stored path (gradcheck in float64, the whole model
+// on and off), and they keep less for the backward, by a hand count of the tensors they no longer
+// store. On CUDA: the bf16-stored scan inputs track the float32 ones and halve their bytes.
+// Run: ./build/tests/test_remat_io
+#include <doctest/doctest.h>
+
+#include <map>
+
+#include "autograd/autocast.h"
+#include "autograd/gradcheck.h"
+#include "autograd/graph_memory.h"
+#include "layers/language_model.h"
+#include "layers/norm.h"
+#include "tests/check_close.h"
+#include "tests/cuda_test_util.h"
+#include "tests/ttt_helpers.h"
+
+using namespace ttt;
+using namespace ttt::testing;
+
+namespace {
+
+ModelConfig micro_lm(const std::string& mixer, const std::string& backbone, bool remat) {
+  ModelConfig c;
+  c.vocab_size = 29;
+  c.d_model = 16;
+  c.n_layers = 2;
+  c.n_heads = 2;
+  c.d_ff = 24;
+  c.mixer = mixer;
+  c.backbone = backbone;
+  c.init_std = 0.2;  // every path visibly changes the loss
+  c.max_seq_len = 64;
+  c.ttt.mini_batch = 4;
+  c.ttt.checkpoint_group = 0;
+  c.seed = 7;
+  c.remat_io = remat;
+  return c;
+}
+
+std::map<std::string, int64_t> saved_by_op(const Tensor& loss) {
+  std::map<std::string, int64_t> m;
+  for (const SavedBytes& r : saved_bytes_by_op(loss)) m[r.op] = r.bytes;
+  return m;
+}
+
+int64_t total(const std::map<std::string, int64_t>& m) {
+  int64_t t = 0;
+  for (const auto& [op, b] : m) t += b;
+  return t;
+}
+
+}  // namespace
+
+TEST_CASE("TTT forward_residual(h, norm) == forward(norm(h)); gradcheck w.r.t. h, the norm and every parameter") {
+  struct Case {
+    const char* mixer;
+    const char* backbone;
+  };
+  for (Case c : {Case{"ttt_linear", "mamba"}, Case{"ttt_mlp", "mamba"}, Case{"ttt_linear", "transformer"}}) {
+    CAPTURE(c.mixer);
+    CAPTURE(c.backbone);
+    ModelConfig cfg = tiny_ttt_config(c.mixer, 4, true, c.backbone);
+    cfg.d_model = 4;
+    cfg.ttt.mlp_expansion = 2;
+    Generator g(31);
+    TTTMixer layer(cfg, g);
+    randomize(layer, 32);
+    RMSNorm norm(cfg.d_model);
+    randomize(norm, 33);
+    const Tensor h = rand64({1, 6, cfg.d_model}, 34, true);
+    // Same values as the stored path (a loose check would let a region drop a term).
+    Tensor direct, remat;
+    {
+      NoGradGuard ng;
+      direct = layer.forward(norm.forward(h));
+    }
+    remat = layer.forward_residual(h, norm);
+    REQUIRE(remat.grad_fn() != nullptr);
+    CHECK(max_rel_diff(remat.detach(), direct, 1.0) < 1e-14);
+    tensor_list inputs{h, norm.weight};
+    for (const Tensor& p : layer.parameters()) inputs.push_back(p);
+    auto fn = [&](const tensor_list& in) { return tensor_list{layer.forward_residual(in[0], norm)}; };
+    GradcheckResult r = gradcheck(fn, inputs);
+    CHECK_MESSAGE(r.ok, r.message);
+  }
+}
+
+TEST_CASE("remat_io on and off: the same loss and the same gradient for every parameter (whole model)") {
+  struct Case {
+    const char* mixer;
+    const char* backbone;
+  };
+  for (Case c : {Case{"ttt_linear", "mamba"}, Case{"ttt_mlp", "mamba"}, Case{"ttt_linear", "transformer"},
+                 Case{"attention", "mamba"}}) {
+    CAPTURE(c.mixer);
+    CAPTURE(c.backbone);
+    LanguageModel on(micro_lm(c.mixer, c.backbone, true)), off(micro_lm(c.mixer, c.backbone, false));
+    const Tensor ids = rand_ids({2, 10}, 29, 3), targets = rand_ids({2, 10}, 29, 4);
+    const Tensor l_on = on.loss(ids, targets), l_off = off.loss(ids, targets);
+    CHECK(l_on.item() == doctest::Approx(l_off.item()).epsilon(1e-6));
+    const tensor_list p_on = on.parameters(), p_off = off.parameters();
+    const tensor_list g_on = grad({l_on}, p_on), g_off = grad({l_off}, p_off);
+    REQUIRE(g_on.size() == g_off.size());
+    for (size_t i = 0; i < g_on.size(); ++i) {
+      CAPTURE(i);
+      CHECK(max_rel_diff(g_on[i], g_off[i], 1e-3) < 1e-4);
+    }
+  }
+}
+
+TEST_CASE("remat_io keeps 6 activations [B, T, d_model] per TTT block fewer for the backward (hand count)") {
+  // Float32, no autocast: each activation a block stops storing is U = B·T·D·4 bytes. Stored path,
+  // per block: the pre-conv's normed input, the projections' input x, conv_q/conv_k's input x Wq,
+  // the post-norm's input, the gate's gelu input and the product's two factors = 7 U. Remat path:
+  // the output region's input (the scan's output, merged heads) = 1 U. The residual h each region
+  // keeps is the sum add_rms_norm kept before (plain adds now save nothing): 0.
+  const int64_t B = 2, T = 12;
+  LanguageModel on(micro_lm("ttt_linear", "mamba", true)), off(micro_lm("ttt_linear", "mamba", false));
+  const Tensor ids = rand_ids({B, T}, 29, 5), targets = rand_ids({B, T}, 29, 6);
+  const auto m_on = saved_by_op(on.loss(ids, targets)), m_off = saved_by_op(off.loss(ids, targets));
+  const int64_t U = B * T * 16 * 4, blocks = 2;
+  for (const char* op : {"causal_conv1d", "layer_norm", "gelu_tanh", "mul"}) {
+    CAPTURE(op);
+    CHECK(m_off.count(op) == 1);
+    CHECK(m_on.count(op) == 0);  // inside the regions: recomputed, not stored
+  }
+  REQUIRE(m_on.count("checkpoint") == 1);
+  INFO("saved with remat_io: ", total(m_on), " B, without: ", total(m_off), " B, U = ", U, " B");
+  // The rms norms' per-row rstd and the like differ by a few hundred bytes; the activations by 6 U each.
+  const int64_t saved_less = total(m_off) - total(m_on);
+  CHECK(saved_less >= 6 * U * blocks);
+  CHECK(saved_less < 7 * U * blocks);
+}
+
+TEST_CASE("bf16_io: the CPU reference reads float32 only, so the mixer keeps float32 scan inputs there") {
+  const Tensor xq = zeros({1, 2, 8, 4}), tok = zeros({4});
+  AutocastGuard ac(DType::bf16);
+  CHECK_FALSE(ttt_linear_scan_reads_bf16(xq, tok, Tensor(), Tensor(), TTTScanOptions{}));
+}
+
+TEST_CASE("CUDA bf16_io: a TTT-Linear layer under autocast stores bf16 scan inputs, half the bytes, same results to bf16") {
+  TTT_REQUIRE_GPU();
+  ModelConfig cfg = tiny_ttt_config("ttt_linear", 16);
+  cfg.d_model = 256;
+  cfg.n_heads = 4;  // head_dim 64
+  Generator g(8);
+  TTTMixer m(cfg, g);
+  m.to(cuda());
+  const Tensor tok = zeros({16}, opts(DType::f32, cuda()));
+  const Tensor probe = zeros({2, 4, 128, 64}, opts(DType::f32, cuda()));
+  {
+    AutocastGuard ac(DType::bf16);
+    CHECK(ttt_linear_scan_reads_bf16(probe, tok, Tensor(), Tensor(), TTTScanOptions{}));
+  }
+  const Tensor x = rand64({2, 128, cfg.d_model}, 9, false, 0.5).to(DType::f32).to(cuda());
+  auto run = [&](bool bf16_io, std::map<std::string, int64_t>* saved) {
+    cfg.ttt.bf16_io = bf16_io;
+    Generator g2(8);
+    TTTMixer layer(cfg, g2);
+    layer.to(cuda());
+    Tensor xin = x.detach().set_requires_grad(true);
+    AutocastGuard ac(DType::bf16);
+    Tensor out = layer.forward(xin);
+    Tensor loss = sum(mul(out, out));
+    *saved = saved_by_op(loss);
+    tensor_list in{xin};
+    for (const Tensor& p : layer.parameters()) in.push_back(p);
+    tensor_list gr = grad({loss}, in, {}, std::nullopt, false, /*allow_unused=*/true);
+    gr.insert(gr.begin(), out.detach());
+    return gr;
+  };
+  std::map<std::string, int64_t> s16, s32;
+  const tensor_list a = run(true, &s16), b = run(false, &s32);
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!b[i].defined()) continue;
+    CAPTURE(i);
+    check_rel_norm(a[i].to(DType::f32).to(cpu()), b[i].to(DType::f32).to(cpu()), 2e-2, "bf16_io vs float32 storage");
+  }
+  // XQ, XK, XV: 3 · B·T·D floats become bf16 (the stored states and the rest are unchanged).
+  const int64_t qkv_f32 = 3 * 2 * 128 * 256 * 4;
+  CHECK(s32.at("ttt_linear_scan") - s16.at("ttt_linear_scan") == qkv_f32 / 2);
+}
