@@ -26,8 +26,9 @@ struct TTTConfig {
   bool inner_bias = true;         // f_res has biases (official b1, b2); false: f_res(x) = xW (Theorem 1)
   int64_t mlp_expansion = 4;      // TTT-MLP hidden = expansion * head_dim
   std::string impl = "auto";      // auto | fused | dual | primal | generic (same outputs, see tests)
-  bool bf16_io = true;            // under bf16 autocast, the fused TTT-Linear scan reads and keeps
-                                  // XQ, XK, XV as bf16 (its products are bf16 anyway; CUDA)
+  bool bf16_io = false;           // under bf16 autocast, the fused TTT-Linear scan reads and keeps
+                                  // XQ, XK, XV as bf16 (its products are bf16 anyway; CUDA): less
+                                  // memory, slower (the casts around it; BENCHMARKS.md)
   int64_t checkpoint_group = 4;   // keep W every G mini-batches, recompute the rest in backward; 0 = off
   double ln_eps = 1e-6;
   bool post_norm = true;          // LayerNorm(d_model) on the inner loop's output (official); false:
@@ -83,8 +84,9 @@ struct ModelConfig {
   double init_std = 0.02;
   int64_t max_seq_len = 2048;       // training context; eval may go beyond for TTT / RoPE models
   uint64_t seed = 0;                // parameter initialization
-  bool remat_io = true;             // training: recompute the pre-conv and a TTT layer's input and
-                                    // output sides in the backward instead of storing them (block.h)
+  bool remat_io = false;            // training: recompute the pre-conv and a TTT layer's input and
+                                    // output sides in the backward instead of storing them (block.h):
+                                    // ~4.3 GB less at 125M 8x2048, ~15% slower (BENCHMARKS.md)
   TTTConfig ttt;
   LinearAttentionConfig linear_attention;
   E2EConfig e2e;

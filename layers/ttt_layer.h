@@ -26,12 +26,14 @@
 // state (W, b, the partial mini-batch's inputs and accumulators) from the scan's outputs. TTT-MLP
 // decodes in the composite forms (its fused scan takes no per-sequence initial state yet).
 //
-// Note [Remat]: with model.remat_io (the default) a training forward keeps for the backward only
-// the block's residual h, the scan's inputs (bf16 under autocast with model.ttt.bf16_io) and its
-// output: the input side (the block's norm, the projections, the convs, RoPE, the lr gate) and the
-// output side (the norm again, post_norm, the gelu gate) are checkpoint regions recomputed in the
-// backward (block.h forward_residual). At 125M that is about 7 activations of [B, T, d_model] per
-// layer fewer, for the recomputed projections' GEMMs (q, v, g: about 8% more GEMM FLOPs).
+// Note [Remat]: with model.remat_io (off by default: it trades speed for memory) a training
+// forward keeps for the backward only the block's residual h, the scan's inputs (bf16 under
+// autocast with model.ttt.bf16_io) and its output: the input side (the block's norm, the
+// projections, the convs, RoPE, the lr gate) and the output side (the norm again, post_norm, the
+// gelu gate) are checkpoint regions recomputed in the backward (block.h forward_residual). At 125M
+// that is about 7 activations of [B, T, d_model] per layer fewer, for the recomputed projections'
+// GEMMs (q, v, g) and the elementwise passes around them, which cost more: on an H200 the 125M at
+// 8 x 2048 peaks at 14.6 GB instead of 18.9 GB and trains 15% slower (BENCHMARKS.md).
 #pragma once
 
 #include <memory>

@@ -47,7 +47,7 @@ std::vector<ConfigKey> build_schema() {
       {"model.remat_io", F(model.remat_io),
        "Training stores less for the backward: the Mamba backbone's pre-conv (with its norm) and a TTT layer's input "
        "side (norm, projections, convs, RoPE, lr gate) and output side (post-norm, gelu gate) are recomputed in the "
-       "backward instead (same values; a few percent more compute)."},
+       "backward instead (same values). At 125M, 8 x 2048 on an H200: 4.3 GB less peak memory, 15% fewer tokens/s."},
       {"model.ttt.mini_batch", F(model.ttt.mini_batch), "TTT mini-batch size b; -1 = whole sequence (batch GD)."},
       {"model.ttt.base_lr", F(model.ttt.base_lr), "Inner learning rate eta_base; -1 = 1.0 (linear) / 0.1 (mlp)."},
       {"model.ttt.base_lr_init", F(model.ttt.base_lr_init),
@@ -70,8 +70,8 @@ std::vector<ConfigKey> build_schema() {
        {"auto", "fused", "dual", "primal", "generic"}},
       {"model.ttt.bf16_io", F(model.ttt.bf16_io),
        "Under bf16 autocast on CUDA, the fused TTT-Linear scan reads and keeps XQ, XK, XV (and returns its output) "
-       "as bf16: half the bytes; its products are bf16 anyway, the inner state and every sum stay fp32. "
-       "false: float32 storage."},
+       "as bf16: half their bytes (0.9 GB at 125M, 8 x 2048), but the casts around the scan cost ~4-6% tokens/s; its "
+       "products are bf16 anyway, the inner state and every sum stay fp32. false: float32 storage."},
       {"model.ttt.checkpoint_group", F(model.ttt.checkpoint_group),
        "Gradient checkpointing through time: keep W every G mini-batches; 0 = off."},
       {"model.ttt.ln_eps", F(model.ttt.ln_eps), "Epsilon of the inner LayerNorm."},
