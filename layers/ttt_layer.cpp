@@ -186,7 +186,7 @@ tensor_list TTTMixer::initial_state(int64_t batch, DType dt) const {
 }
 
 // The parameters the layer's input side reads (prepare), in Input order; undefined where the
-// configuration has none. A checkpoint region passes stand-ins for them (remat_inputs).
+// configuration has none. A checkpoint region passes stand-ins for them (forward_residual).
 enum Input : size_t { kQ, kQBias, kK, kKBias, kV, kVBias, kConvQ, kConvQBias, kConvK, kConvKBias, kLr, kLrBias };
 tensor_list TTTMixer::input_params() const {
   const auto w = [](const auto& m) { return m ? m->weight : Tensor(); };
