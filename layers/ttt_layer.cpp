@@ -351,8 +351,9 @@ tensor_list TTTMixer::fused_scan(const tensor_list& x, int64_t checkpoint_group)
 // bf16: half the bytes (the output comes back bf16 too). The inner state and every sum stay float32.
 Tensor TTTMixer::fused_outputs(const ScanInputs& in) {
   tensor_list x = fused_inputs(in);
+  const TTTScanOptions o{c_.checkpoint_group, c_.ln_eps};
   if (c_.bf16_io && inner_->kind() == "linear" && Autocast::enabled() && Autocast::dtype() == DType::bf16 &&
-      x[0].dtype() == DType::f32 && ttt_linear_scan_reads_bf16(x[0], x[4], x[6], x[7], {c_.checkpoint_group, c_.ln_eps}))
+      x[0].dtype() == DType::f32 && ttt_linear_scan_reads_bf16(x[0], x[4], x[6], x[7], o))
     for (int i = 0; i < 3; ++i) x[i] = to_dtype(x[i], DType::bf16);
   return fused_scan(x, c_.checkpoint_group)[0];
 }
@@ -404,7 +405,8 @@ Tensor TTTMixer::forward_residual(const Tensor& h, const RMSNorm& norm) {
   for (const Tensor& p : input_params()) args.push_back(p);
   const tensor_list qkv = checkpoint(
       [this, eps](const tensor_list& a) {
-        const ScanInputs in = prepare(rms_norm(a[0], a[1], eps), 0, nullptr, nullptr, tensor_list(a.begin() + 2, a.end()));
+        const tensor_list params(a.begin() + 2, a.end());
+        const ScanInputs in = prepare(rms_norm(a[0], a[1], eps), 0, nullptr, nullptr, params);
         return tensor_list{in.XQ, in.XK, in.XV, in.lr};
       },
       args);

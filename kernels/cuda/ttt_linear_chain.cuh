@@ -223,7 +223,8 @@ TTT_DEV void chain_block(const Params& p, int bh, char* smem) {
 // Signals, per (b, h, range): direct_done (direct block -> walk), chain_done (walk -> tokens block).
 // A block only waits for blocks of lower index, which the hardware starts first, and the walks
 // (resident from the start) take B·H SMs: the direct blocks, which wait for nothing, always find
-// SMs, so the grid cannot deadlock (the launcher uses it only where B·H is below the SM count). The passes' work is the three kernels' of chunks-serial.
+// SMs, so the grid cannot deadlock (the launcher uses it only where B·H is below the SM count).
+// The passes' work is that of chunks-serial's three kernels.
 TTT_HD int64_t overlap_blocks(const Params& p) { return static_cast<int64_t>(p.B) * p.H * (1 + 2 * p.R); }
 template <class C>
 TTT_DEV void bwd_overlap_block(const Params& p, int blk, char* smem) {
