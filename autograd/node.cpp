@@ -54,6 +54,13 @@ Tensor SavedTensor::unpack(const std::shared_ptr<Node>& owner, const char* op) c
   return t;
 }
 
+Tensor BackwardCtx::input_stand_in(size_t i, const Tensor& values) const {
+  Tensor t = values.detach();
+  if (input_edges && i < input_edges->size() && (*input_edges)[i].valid())
+    set_history(t, (*input_edges)[i].fn, (*input_edges)[i].input_nr);
+  return t;
+}
+
 // --- FunctionNode ----------------------------------------------------------------------------------
 
 tensor_list FunctionNode::apply(tensor_list&& grad_outputs) { return run(std::move(grad_outputs), nullptr); }
@@ -68,6 +75,7 @@ tensor_list FunctionNode::run(tensor_list&& grad_outputs, const std::vector<bool
   std::shared_ptr<Node> self = self_.lock();  // alive: whoever calls apply() holds us
   for (auto& s : saved) ctx.saved.push_back(s.unpack(self, name()));
   ctx.needs_input_grad = needs_input_grad;
+  ctx.input_edges = &next_edges;
   if (wanted)
     for (size_t i = 0; i < ctx.needs_input_grad.size(); ++i)
       ctx.needs_input_grad[i] = ctx.needs_input_grad[i] && i < wanted->size() && (*wanted)[i];

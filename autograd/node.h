@@ -111,7 +111,15 @@ class SavedTensor {
 struct BackwardCtx {
   tensor_list saved;
   std::vector<bool> needs_input_grad;
+  const std::vector<Edge>* input_edges = nullptr;  // the node's edges (set by FunctionNode)
   bool needs(size_t i) const { return i < needs_input_grad.size() && needs_input_grad[i]; }
+  // `values` standing in for input i in a taped backward: a new handle on the same data whose
+  // gradient goes where input i's goes (its edge), so a create_graph backward written with it is
+  // differentiable with respect to the input although the input itself was not saved. Ops use
+  // it to keep only a low-precision copy of an operand (e.g. autocast's bf16 casts) instead of
+  // the float32 original; `values` must have the input's shape and dtype. Without an edge (the
+  // input needs no gradient, or a context made by hand) it is `values` detached.
+  Tensor input_stand_in(size_t i, const Tensor& values) const;
 };
 using BackwardFn = std::function<tensor_list(BackwardCtx& ctx, const tensor_list& grad_outputs)>;
 

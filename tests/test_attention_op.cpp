@@ -192,15 +192,30 @@ TEST_CASE("attention under autocast: bf16 kernels, float32 output and gradients"
     CHECK(g[i].dtype() == DType::f32);
     check_close(g[i], gb[i], {0, 0}, "autocast gradient " + std::to_string(i));
   }
-  // create_graph: exact float32 composite, so it matches the float32 reference closely.
-  Tensor y2;
-  {
-    AutocastGuard ac(DType::bf16);
-    y2 = scaled_dot_product_attention(in.q, in.k, in.v, c.causal, c.window, scale);
+  // create_graph: the float32 composite on the bf16 values the kernels read (only those are
+  // saved), differentiable again with respect to q, k, v: first and second derivatives match the
+  // float32 reference on bf16-rounded inputs whose rounding has derivative 1. q, k, v are
+  // activations here (views made by an op), as in a model.
+  const auto rounded = [](const Tensor& x) { return add(x, sub(x.detach().to(DType::bf16).to(DType::f32), x.detach())); };
+  Generator gw(15);
+  const Tensor w = randn(in.q.shape(), gw);
+  tensor_list g2, gg2, ref, ggref;
+  for (bool autocast : {true, false}) {
+    Tensor q = mul_scalar(in.q, 1.0), k = mul_scalar(in.k, 1.0), v = mul_scalar(in.v, 1.0), y2;
+    {
+      AutocastGuard ac(DType::bf16, autocast);
+      y2 = autocast ? scaled_dot_product_attention(q, k, v, c.causal, c.window, scale)
+                    : reference_attention(rounded(q), rounded(k), rounded(v), c, scale);
+    }
+    tensor_list g1 = grad({y2}, {q, k, v}, {in.dout}, true, true);
+    tensor_list gg = grad({sum(mul(g1[0], w))}, {in.q, in.k, in.v});
+    (autocast ? g2 : ref) = g1;
+    (autocast ? gg2 : ggref) = gg;
   }
-  tensor_list g2 = grad({y2}, {in.q, in.k, in.v}, {in.dout}, true, true);
-  tensor_list ref = grad({reference_attention(in.q, in.k, in.v, c, scale)}, {in.q, in.k, in.v}, {in.dout});
-  for (int i = 0; i < 3; ++i) check_close(g2[i], ref[i], {2e-5, 1e-4}, "autocast create_graph " + std::to_string(i));
+  for (int i = 0; i < 3; ++i) {
+    check_close(g2[i], ref[i], {2e-5, 1e-4}, "autocast create_graph " + std::to_string(i));
+    check_close(gg2[i], ggref[i], {2e-5, 1e-4}, "autocast second derivative " + std::to_string(i));
+  }
 }
 
 TEST_CASE("attention errors name the op and the shapes") {

@@ -1,11 +1,13 @@
 // tests/test_autocast.cpp — bf16 mixed precision for matmul: bf16 operands, float32 accumulation
-// and output, same precision in backward, exact float32 with create_graph.
+// and output, same precision in backward, float32 products with create_graph (exact for
+// parameters, on the bf16-rounded values for activations, which are not kept in float32).
 #include <doctest/doctest.h>
 
 #include <functional>
 
 #include "autograd/autocast.h"
 #include "autograd/engine.h"
+#include "autograd/graph_memory.h"
 #include "autograd/ops.h"
 #include "kernels/profiler.h"
 
@@ -14,6 +16,8 @@ using namespace ttt;
 namespace {
 Tensor round_bf16(const Tensor& x) { return x.detach().to(DType::bf16).to(DType::f32); }
 double max_diff(const Tensor& a, const Tensor& b) { return max(abs(sub(a, b))).item(); }
+// x rounded to bf16 in value, with derivative 1 (what an autocast operand is to create_graph).
+Tensor straight_through_bf16(const Tensor& x) { return add(x, sub(round_bf16(x), x.detach())); }
 }  // namespace
 
 TEST_CASE("autocast matmul = float32 product of bf16-rounded operands") {
@@ -71,6 +75,39 @@ TEST_CASE("autocast with create_graph: exact float32 gradients") {
   Tensor expect = matmul(mul_scalar(y, 2.0), b.detach().t());
   CHECK(max_diff(ga, expect) < 1e-4);
   CHECK(ga.requires_grad());  // differentiable again
+}
+
+TEST_CASE("autocast keeps no float32 copy of an activation operand; create_graph still differentiates it") {
+  Generator g(6);
+  Tensor u = randn({5, 6}, g).set_requires_grad(true), v = randn({6, 4}, g).set_requires_grad(true);
+  Tensor w2 = randn({6, 4}, g);
+  // a and b are activations (mul_scalar saves nothing): the product must save only their casts.
+  const auto second_order = [&](bool autocast) {
+    Tensor a = mul_scalar(u, 1.5), b = mul_scalar(v, -0.5);
+    if (!autocast) a = straight_through_bf16(a), b = straight_through_bf16(b);
+    Tensor y;
+    {
+      AutocastGuard ac(DType::bf16, autocast);
+      y = matmul(a, b);
+    }
+    Tensor loss = sum(square(y));
+    if (autocast) {
+      int64_t bytes = 0;
+      for (const SavedBytes& r : saved_bytes_by_op(loss)) bytes += r.bytes;
+      CHECK(bytes == (5 * 6 + 6 * 4) * 2 + 5 * 4 * 4);  // the bf16 casts, and y for square
+    }
+    Tensor gb = grad({loss}, {b}, {}, std::nullopt, true)[0];
+    // Taped again, so the forward product's own backward also runs in float32 (the ordinary
+    // backward would use bf16 products, which the reference does not model).
+    tensor_list gu = grad({sum(mul(gb, w2))}, {u, v}, {}, std::nullopt, true);
+    return tensor_list{gb, gu[0], gu[1]};
+  };
+  const tensor_list got = second_order(true), expect = second_order(false);
+  for (int i = 0; i < 3; ++i) {
+    INFO("output " << i);
+    CHECK(max_diff(got[i], expect[i]) < 1e-4);
+    CHECK(max(abs(expect[i])).item() > 0.1);
+  }
 }
 
 TEST_CASE("autocast: one cast of an input shared by neighbouring products; a modified input is cast again") {

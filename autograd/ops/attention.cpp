@@ -21,12 +21,15 @@
 //   (P recomputed by the composite forward), so gradients of gradients are right. float64 skips
 //   the kernel because lse is float32, which would cap it at float32 accuracy (as in layer_norm).
 // - autocast (autograd/autocast.h): float32 q, k, v run through the kernels as bfloat16; output
-//   and gradients come back as float32; with create_graph the composite runs in exact float32.
-//   The bf16 copies of q, k, v are saved too, so the ordinary backward does not cast them again.
+//   and gradients come back as float32. Only the bf16 copies of q, k, v are saved (not the
+//   float32 inputs: as matmul, see matmul.cpp), so the ordinary backward does not cast them
+//   again; with create_graph the composite runs in float32 on their upcasts, standing in for
+//   q, k, v (BackwardCtx::input_stand_in).
 // Layouts: under autocast the float32 output is written in [B, Tq, H, D] memory order (returned
 // as the [B, H, Tq, D] view), so merging the heads afterwards is a free view; the float32
 // gradients are written in the layout of q, k, v when those are dense permuted views (e.g. the
 // [B, T, H, D] projections seen as [B, H, T, D]), for the same reason.
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -138,31 +141,35 @@ void log_fallback_once(const AttentionShape& s, DType dt, Device dev) {
                key.c_str());
 }
 
-// x converted to dtype dt in the layout of `like` (see the header: Layouts).
-Tensor cast_like(const Tensor& x, const Tensor& like, DType dt) {
-  Tensor y = kc::empty_like_layout(like, dt);
+// Where a gradient for x goes in memory: x's own strides when x is a dense permuted view (see the
+// header: Layouts), else contiguous. Kept instead of x when x itself is not saved.
+struct GradLayout {
+  Shape shape, strides;
+  explicit GradLayout(const Tensor& x)
+      : shape(x.shape()), strides(kc::dense_permuted(x) ? x.strides() : contiguous_strides(x.shape())) {}
+};
+
+// x converted to dtype dt in layout l.
+Tensor cast_into(const Tensor& x, const GradLayout& l, DType dt) {
+  Tensor y = kc::empty_dense(l.shape, l.strides, dt, x.device());
   kc::copy_in_memory_order(y, x);
   return y;
 }
 
-// The fused backward. `bufs`: the forward's kernel buffers of q, k, v when saved (autocast),
-// else empty (they are made from q, k, v here).
-tensor_list fused_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
-                           const Tensor& out_low, const Tensor& lse, const AttentionShape& s, DType low,
-                           const tensor_list& bufs) {
+// The fused backward on the kernel buffers of q, k, v (dtype `low`); gradients of dtype dt in the
+// layouts of q, k, v.
+tensor_list fused_backward(const Tensor& dout, const tensor_list& bufs, const Tensor& out_low, const Tensor& lse,
+                           const AttentionShape& s, DType low, DType dt, const std::array<GradLayout, 3>& layouts) {
   NoGradGuard ng;
-  const bool saved = bufs.size() == 3;
-  Tensor qb = saved ? bufs[0] : kernel_buffer(q, low), kb = saved ? bufs[1] : kernel_buffer(k, low),
-         vb = saved ? bufs[2] : kernel_buffer(v, low);
+  const Tensor &qb = bufs[0], &kb = bufs[1], &vb = bufs[2];
   Tensor dob = kernel_buffer(dout, low);
-  Tensor dq = empty(q.shape(), opts(low, q.device()));
-  Tensor dk = empty(k.shape(), opts(low, q.device())), dv = empty(v.shape(), opts(low, q.device()));
+  Tensor dq = empty(qb.shape(), opts(low, qb.device()));
+  Tensor dk = empty(kb.shape(), opts(low, qb.device())), dv = empty(vb.shape(), opts(low, qb.device()));
   if (dq.numel() || dk.numel())
-    backend(q.device()).attention_bwd(dq.data_ptr(), dk.data_ptr(), dv.data_ptr(), dob.data_ptr(), qb.data_ptr(),
-                                      kb.data_ptr(), vb.data_ptr(), out_low.data_ptr(), lse.data<float>(), s, low);
-  const DType dt = q.dtype();
+    backend(qb.device()).attention_bwd(dq.data_ptr(), dk.data_ptr(), dv.data_ptr(), dob.data_ptr(), qb.data_ptr(),
+                                       kb.data_ptr(), vb.data_ptr(), out_low.data_ptr(), lse.data<float>(), s, low);
   if (low == dt) return {dq, dk, dv};
-  return {cast_like(dq, q, dt), cast_like(dk, k, dt), cast_like(dv, v, dt)};
+  return {cast_into(dq, layouts[0], dt), cast_into(dk, layouts[1], dt), cast_into(dv, layouts[2], dt)};
 }
 
 }  // namespace
@@ -194,16 +201,27 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
     }
   }
   if (needs_grad({&q, &k, &v})) {
-    tensor_list saved = {q, k, v, out_low, lse};
-    if (low != q.dtype()) saved.insert(saved.end(), {qb, kb, vb});
+    // Saved: q, k, v as the kernels read them (under autocast the bf16 buffers, not the inputs).
+    const DType dt = q.dtype();
+    const bool casts = low != dt;
+    const tensor_list saved = casts ? tensor_list{qb, kb, vb, out_low, lse} : tensor_list{q, k, v, out_low, lse};
+    const std::array<GradLayout, 3> layouts{GradLayout(q), GradLayout(k), GradLayout(v)};
     record("scaled_dot_product_attention", {q, k, v}, {out}, saved,
-           [s, low](BackwardCtx& c, const tensor_list& g) {
-             const Tensor &qs = c.saved[0], &ks = c.saved[1], &vs = c.saved[2];
-             if (!GradMode::is_enabled() && low != DType::f64)
-               return fused_backward(g[0], qs, ks, vs, c.saved[3], c.saved[4], s, low,
-                                     c.saved.size() == 8 ? tensor_list(c.saved.begin() + 5, c.saved.end())
-                                                         : tensor_list());
-             AutocastGuard exact(DType::f32, false);  // taped products stay exact under autocast
+           [s, low, dt, casts, layouts](BackwardCtx& c, const tensor_list& g) {
+             if (!GradMode::is_enabled() && low != DType::f64) {
+               const tensor_list bufs = casts ? tensor_list(c.saved.begin(), c.saved.begin() + 3)
+                                              : tensor_list{kernel_buffer(c.saved[0], low),
+                                                            kernel_buffer(c.saved[1], low),
+                                                            kernel_buffer(c.saved[2], low)};
+               return fused_backward(g[0], bufs, c.saved[3], c.saved[4], s, low, dt, layouts);
+             }
+             Tensor qs = c.saved[0], ks = c.saved[1], vs = c.saved[2];
+             if (casts) {  // float32 upcasts of the buffers, standing in for q, k, v
+               NoGradGuard ng;
+               qs = qs.to(dt), ks = ks.to(dt), vs = vs.to(dt);
+             }
+             if (casts) qs = c.input_stand_in(0, qs), ks = c.input_stand_in(1, ks), vs = c.input_stand_in(2, vs);
+             AutocastGuard exact(DType::f32, false);  // taped products are float32 under autocast
              return composite_backward(c, g[0], qs, ks, vs, s);
            });
   }

@@ -6,10 +6,14 @@
 // 1-D operands follow numpy: a vector on the left is a row (1, k), on the right a column (k, 1).
 // Under autocast (autograd/autocast.h) float32 operands are multiplied as bf16 with float32
 // accumulation and output; the backward's products do the same, except with create_graph, where
-// they are exact differentiable float32 matmuls. So both are saved: the float32 operands (for
-// create_graph) and their bf16 casts made by the forward (Autocast::cached_cast, shared with
-// neighbouring products of the same input), which the ordinary backward multiplies directly:
-// it casts only dC, once for both dA and dB.
+// they are differentiable float32 matmuls. Saved under autocast: the bf16 casts made by the
+// forward (Autocast::cached_cast, shared with neighbouring products of the same input), which the
+// ordinary backward multiplies directly (it casts only dC, once for both dA and dB), and of the
+// float32 operands only those that are parameters (alive anyway). A float32 activation is not
+// kept for a create_graph that most backwards never do (it would double what a product keeps:
+// 3.4 GB of the 125M TTT-Linear at 8 x 2048): a taped backward multiplies, in float32, the
+// upcasts of the casts standing in for the operands (BackwardCtx::input_stand_in), i.e. the
+// values the forward multiplied, and differentiates through them to the operands as usual.
 // Transposed and sliced operands are passed to the GEMM as they are (lda + transpose flags);
 // only layouts a GEMM cannot express are copied.
 #include "autograd/autocast.h"
@@ -117,6 +121,12 @@ Tensor product(const Tensor& a0, const Tensor& b0, DType low, DType out) {
   return shape == C.shape() ? C : make_view(C, shape, contiguous_strides(shape), 0);
 }
 
+// x (a saved bf16 cast) as dtype d, untaped.
+Tensor upcast(const Tensor& x, DType d) {
+  NoGradGuard ng;
+  return x.to(d);
+}
+
 }  // namespace
 
 Tensor matmul(const Tensor& a0, const Tensor& b0) {
@@ -133,15 +143,19 @@ Tensor matmul(const Tensor& a0, const Tensor& b0) {
   Tensor y = product(a_low, b_low, low, out);
   if (needs_grad({&a0, &b0})) {
     const bool vec_a = a0.dim() == 1, vec_b = b0.dim() == 1;
-    // Saved: the inputs, plus their casts when they differ (used by the ordinary backward).
-    tensor_list saved = {a0, b0};
-    if (low != out) saved.insert(saved.end(), {a_low, b_low});
-    record("matmul", {a0, b0}, {y}, saved, [vec_a, vec_b, low, out](BackwardCtx& c, const tensor_list& g) {
-      // create_graph: differentiable float32 products of the inputs; otherwise the forward's
-      // precision, on the operands the forward multiplied.
+    // Saved: the inputs; under autocast their casts instead, plus the inputs that are parameters.
+    const bool casts = low != out;
+    const auto parameter = [](const Tensor& t) { return t.is_leaf() && t.requires_grad() ? t : Tensor(); };
+    const tensor_list saved = casts ? tensor_list{a_low, b_low, parameter(a0), parameter(b0)} : tensor_list{a0, b0};
+    record("matmul", {a0, b0}, {y}, saved, [vec_a, vec_b, casts, low, out](BackwardCtx& c, const tensor_list& g) {
+      // create_graph: differentiable float32 products of the inputs (or of their stand-ins);
+      // otherwise the forward's precision, on the operands the forward multiplied.
       const bool taped = GradMode::is_enabled();
-      const bool casts = !taped && c.saved.size() == 4;
-      Tensor A = c.saved[casts ? 2 : 0], B = c.saved[casts ? 3 : 1], dC = g[0];
+      Tensor A = c.saved[0], B = c.saved[1], dC = g[0];
+      if (taped && casts) {
+        A = c.saved[2].defined() ? c.saved[2] : c.input_stand_in(0, upcast(A, out));
+        B = c.saved[3].defined() ? c.saved[3] : c.input_stand_in(1, upcast(B, out));
+      }
       Shape sa = c.saved[0].shape(), sb = c.saved[1].shape();
       if (vec_a) A = unsqueeze(A, 0);
       if (vec_b) B = unsqueeze(B, 1);
