@@ -87,6 +87,10 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps = 1e-6);
 // block's residual add and the next norm. h, y: same shape and dtype; the gradients of h and y are
 // one tensor. Equal to add + rms_norm (the same roundings and arithmetic).
 tensor_list add_rms_norm(const Tensor& h, const Tensor& y, const Tensor& weight, double eps = 1e-6);
+// gelu_tanh(gate) · layer_norm(z, weight, bias, eps) in one pass (ops/gated_layer_norm.cpp: the TTT
+// layer's gated output); z, gate: same shape and dtype; weight / bias optional.
+Tensor gated_layer_norm(const Tensor& z, const Tensor& weight, const Tensor& bias, const Tensor& gate,
+                        double eps = 1e-5);
 // logits (..., V), targets (...) int64. Mean over targets != ignore_index ("mean") or "sum" or
 // "none" (per-target losses, shape of targets).
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100,

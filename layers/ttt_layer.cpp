@@ -277,12 +277,15 @@ Tensor TTTMixer::finish(const Tensor& x, const Tensor& heads_out) {
 }
 
 // post_norm(merged heads), gated by gelu_tanh(x Wg) on the Mamba backbone (ttt.py apply_gate), in
-// x's dtype; p in Output order (x is read only by the gate).
+// x's dtype; p in Output order (x is read only by the gate). Norm and gate are one op
+// (gated_layer_norm), which keeps z and x Wg for the backward rather than also LN(z) and gelu(x Wg).
 Tensor TTTMixer::gate_output(const Tensor& x, const Tensor& heads_out, const tensor_list& p) const {
   const int64_t B = heads_out.shape()[0], T = heads_out.shape()[2];
   Tensor z = cast(reshape(permute(heads_out, {0, 2, 1, 3}), {B, T, width_}), x.dtype());
+  const Tensor gate = mamba_ ? linear(x, p[kGate], p[kGateBias]) : Tensor();
+  if (post_norm_ && mamba_) return gated_layer_norm(z, p[kPostNorm], p[kPostNormBias], gate, post_norm_->eps);
   if (post_norm_) z = layer_norm(z, p[kPostNorm], p[kPostNormBias], post_norm_->eps);
-  if (mamba_) z = mul(gelu(linear(x, p[kGate], p[kGateBias]), true), z);
+  if (mamba_) z = mul(gelu(gate, true), z);
   return z;
 }
 

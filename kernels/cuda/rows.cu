@@ -5,9 +5,15 @@
 // the forward reads h and y and writes their sum as it takes the squares; the backward adds the
 // residual's gradient to dx before storing it.
 //
+// gated_layer_norm (kernels/gated_layer_norm.h) runs the LayerNorm kernels with a gate read in:
+// the forward multiplies the normalized row by gelu_tanh(gate); the backward multiplies dy by it
+// before the LayerNorm's dx and parameter sums, and writes the gate's gradient in the same pass.
+//
 // The weight/bias gradients sum over rows: a column-tiled kernel writes per-chunk partial sums
 // and a second kernel adds the chunks in a fixed order, so the result is deterministic.
 #include "kernels/add_rms_norm.h"
+#include "kernels/gated_layer_norm.h"
+#include "kernels/scalar_math.h"
 #include "kernels/cuda/cuda_backend.cuh"
 #include "kernels/cuda/rows.cuh"
 
@@ -80,6 +86,15 @@ template <class T, class A> __device__ __forceinline__ A round_to(A a) {
 __device__ __forceinline__ float add_rn(float a, float b) { return __fadd_rn(a, b); }
 __device__ __forceinline__ double add_rn(double a, double b) { return __dadd_rn(a, b); }
 
+// g *= gelu_tanh(gate[c..c+VEC)): the gradient reaching the norm's output through the gate.
+template <int VEC, class A, class T>
+__device__ __forceinline__ void gate_grad(A (&g)[VEC], const T* __restrict__ gate_row, int64_t c) {
+  A gv[VEC];
+  load_row<VEC>(gv, gate_row, c);
+#pragma unroll
+  for (int j = 0; j < VEC; ++j) g[j] *= smath::gelu_tanh(gv[j]);
+}
+
 // LayerNorm (rms = false) and RMSNorm (rms = true) forward; mean/rstd outputs optional.
 // kAdd (RMSNorm only; add_rms_norm): the row normalized is x + res, computed and written to `sum`
 // in the first pass (the squares are taken of the stored, rounded sums), and the second pass
@@ -91,7 +106,8 @@ __global__ void __launch_bounds__(1024) norm_fwd_kernel(T* __restrict__ y, float
                                                         const T* __restrict__ w, const T* __restrict__ b,
                                                         int64_t rows, int64_t cols, double eps, bool rms,
                                                         const T* __restrict__ res = nullptr,
-                                                        T* __restrict__ sum = nullptr) {
+                                                        T* __restrict__ sum = nullptr,
+                                                        const T* __restrict__ gate = nullptr) {
   using A = compute_t<T>;
   __shared__ A sh[32];
   const A inv_n = A(1) / static_cast<A>(cols);
@@ -141,6 +157,12 @@ __global__ void __launch_bounds__(1024) norm_fwd_kernel(T* __restrict__ y, float
       load_row<VEC>(bv, b, c, A(0));
 #pragma unroll
       for (int j = 0; j < VEC; ++j) v[j] = (v[j] - mu) * rs * wv[j] + bv[j];
+      if (gate) {  // gated_layer_norm: y = gelu_tanh(gate) · LN(x)
+        A gv[VEC];
+        load_row<VEC>(gv, gate + r * cols, c);
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) v[j] *= smath::gelu_tanh(gv[j]);
+      }
       store_row<VEC>(y + r * cols, c, v);
     }
   }
@@ -150,12 +172,18 @@ __global__ void __launch_bounds__(1024) norm_fwd_kernel(T* __restrict__ y, float
 //   LayerNorm: dx = rstd (g - mean(g) - xhat mean(g xhat));  RMSNorm: dx = rstd (g - xhat mean(g xhat))
 // kAdd (add_rms_norm's backward): writes dres + dx instead, dx rounded to T first, as the separate
 // add of the stored dx would see it.
+// gate (gated_layer_norm's backward): the norm's output was multiplied by gelu_tanh(gate), so dy
+// is multiplied by it first; dgate (when non-null) = dy · (xhat w + b) · gelu_tanh'(gate). dx may
+// then be null (not wanted).
 template <class T, int VEC, bool kAdd = false>
 __global__ void __launch_bounds__(1024) norm_bwd_dx_kernel(T* __restrict__ dx, const T* __restrict__ dy,
                                                            const T* __restrict__ x, const float* __restrict__ mean,
                                                            const float* __restrict__ rstd, const T* __restrict__ w,
                                                            int64_t rows, int64_t cols, bool rms,
-                                                           const T* __restrict__ dres = nullptr) {
+                                                           const T* __restrict__ dres = nullptr,
+                                                           const T* __restrict__ gate = nullptr,
+                                                           const T* __restrict__ b = nullptr,
+                                                           T* __restrict__ dgate = nullptr) {
   using A = compute_t<T>;
   __shared__ A sh[32];
   const A inv_n = A(1) / static_cast<A>(cols);
@@ -169,6 +197,7 @@ __global__ void __launch_bounds__(1024) norm_bwd_dx_kernel(T* __restrict__ dx, c
       load_row<VEC>(v, xr, c);
       load_row<VEC>(g, dyr, c);
       load_row<VEC>(wv, w, c, A(1));
+      if (gate) gate_grad(g, gate + r * cols, c);
 #pragma unroll
       for (int j = 0; j < VEC; ++j) {
         const A gj = g[j] * wv[j];
@@ -184,6 +213,20 @@ __global__ void __launch_bounds__(1024) norm_bwd_dx_kernel(T* __restrict__ dx, c
       load_row<VEC>(v, xr, c);
       load_row<VEC>(g, dyr, c);
       load_row<VEC>(wv, w, c, A(1));
+      if (gate) {
+        A gv[VEC], bv[VEC];
+        load_row<VEC>(gv, gate + r * cols, c);
+        load_row<VEC>(bv, b, c, A(0));
+        if (dgate) {
+#pragma unroll
+          for (int j = 0; j < VEC; ++j) gv[j] = g[j] * ((v[j] - mu) * rs * wv[j] + bv[j]) * smath::gelu_tanh_grad(gv[j]);
+          store_row<VEC>(dgate + r * cols, c, gv);
+          load_row<VEC>(gv, gate + r * cols, c);
+        }
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) g[j] *= smath::gelu_tanh(gv[j]);
+      }
+      if (!dx) continue;
 #pragma unroll
       for (int j = 0; j < VEC; ++j) v[j] = rs * (g[j] * wv[j] - sg - (v[j] - mu) * rs * sgx);
       if constexpr (kAdd) {
@@ -203,7 +246,8 @@ __global__ void __launch_bounds__(256) norm_param_partial_kernel(A* __restrict__
                                                                  const T* __restrict__ dy, const T* __restrict__ x,
                                                                  const float* __restrict__ mean,
                                                                  const float* __restrict__ rstd, int64_t rows,
-                                                                 int64_t cols, int64_t rows_per_chunk) {
+                                                                 int64_t cols, int64_t rows_per_chunk,
+                                                                 const T* __restrict__ gate = nullptr) {
   __shared__ A sw[8][33], sb[8][33];
   const int64_t c = static_cast<int64_t>(blockIdx.x) * 32 + threadIdx.x;
   const int64_t r0 = static_cast<int64_t>(blockIdx.y) * rows_per_chunk;
@@ -211,7 +255,8 @@ __global__ void __launch_bounds__(256) norm_param_partial_kernel(A* __restrict__
   A aw = 0, ab = 0;
   if (c < cols) {
     for (int64_t r = r0 + threadIdx.y; r < r1; r += 8) {
-      const A d = static_cast<A>(to_compute(dy[r * cols + c]));
+      A d = static_cast<A>(to_compute(dy[r * cols + c]));
+      if (gate) d *= smath::gelu_tanh(static_cast<A>(to_compute(gate[r * cols + c])));
       const A mu = mean ? static_cast<A>(mean[r]) : A(0);
       aw += d * (static_cast<A>(to_compute(x[r * cols + c])) - mu) * static_cast<A>(rstd[r]);
       ab += d;
@@ -280,34 +325,46 @@ void CudaBackend::softmax_bwd(void* dx, const void* dy, const void* y, int64_t r
 namespace {
 // Launches the forward of either norm (LayerNorm subtracts the mean and adds the bias, RMSNorm
 // does neither; one kernel with a block-uniform flag serves both). With `sum` (RMSNorm only) the
-// row normalized is x + res, written to `sum` (add_rms_norm).
+// row normalized is x + res, written to `sum` (add_rms_norm). With `gate`, y is multiplied by
+// gelu_tanh(gate) (gated_layer_norm).
 template <class T>
 void norm_fwd(CudaBackend& be, void* y, float* mean, float* rstd, const void* x, const void* w, const void* b,
-              int64_t rows, int64_t cols, double eps, bool rms, const void* res = nullptr, void* sum = nullptr) {
-  dispatch_row_vec<T>(cols, {y, x, w, b, res, sum}, [&](auto vec) {
+              int64_t rows, int64_t cols, double eps, bool rms, const void* res = nullptr, void* sum = nullptr,
+              const void* gate = nullptr) {
+  dispatch_row_vec<T>(cols, {y, x, w, b, res, sum, gate}, [&](auto vec) {
     constexpr int V = decltype(vec)::value;
     const int threads = row_threads(cols / V);
     const auto kernel = sum ? norm_fwd_kernel<T, V, true> : norm_fwd_kernel<T, V, false>;
     kernel<<<row_grid(rows, threads, be.sm_count()), threads, 0, be.stream()>>>(
         static_cast<T*>(y), mean, rstd, static_cast<const T*>(x), static_cast<const T*>(w),
-        static_cast<const T*>(b), rows, cols, eps, rms, static_cast<const T*>(res), static_cast<T*>(sum));
+        static_cast<const T*>(b), rows, cols, eps, rms, static_cast<const T*>(res), static_cast<T*>(sum),
+        static_cast<const T*>(gate));
     CUDA_CHECK_LAUNCH();
   });
 }
 
 // dx (when dx is non-null) and the parameter gradients dw/db (when non-null) of either norm.
-// With `dres`, dx is dres + the norm's dx (add_rms_norm's backward).
+// With `dres`, dx is dres + the norm's dx (add_rms_norm's backward). With `gate` (LayerNorm),
+// the output was gated by gelu_tanh(gate): dy is multiplied by it, and dgate (when non-null) is
+// written too (gated_layer_norm's backward; b is the norm's bias).
+struct NormGate {
+  const void* gate = nullptr;
+  const void* b = nullptr;
+  void* dgate = nullptr;
+};
 template <class T>
 void norm_bwd(CudaBackend& be, void* dx, float* dw, float* db, const void* dy, const void* x, const float* mean,
-              const float* rstd, const void* w, int64_t rows, int64_t cols, bool rms, const void* dres = nullptr) {
-  if (dx) {
-    dispatch_row_vec<T>(cols, {dx, dy, x, w, dres}, [&](auto vec) {
+              const float* rstd, const void* w, int64_t rows, int64_t cols, bool rms, const void* dres = nullptr,
+              const NormGate& gt = {}) {
+  if (dx || gt.dgate) {
+    dispatch_row_vec<T>(cols, {dx, dy, x, w, dres, gt.gate, gt.b, gt.dgate}, [&](auto vec) {
       constexpr int V = decltype(vec)::value;
       const int threads = row_threads(cols / V);
       const auto kernel = dres ? norm_bwd_dx_kernel<T, V, true> : norm_bwd_dx_kernel<T, V, false>;
       kernel<<<row_grid(rows, threads, be.sm_count()), threads, 0, be.stream()>>>(
           static_cast<T*>(dx), static_cast<const T*>(dy), static_cast<const T*>(x), mean, rstd,
-          static_cast<const T*>(w), rows, cols, rms, static_cast<const T*>(dres));
+          static_cast<const T*>(w), rows, cols, rms, static_cast<const T*>(dres), static_cast<const T*>(gt.gate),
+          static_cast<const T*>(gt.b), static_cast<T*>(gt.dgate));
       CUDA_CHECK_LAUNCH();
     });
   }
@@ -325,7 +382,7 @@ void norm_bwd(CudaBackend& be, void* dx, float* dw, float* db, const void* dy, c
   norm_param_partial_kernel<T, A>
       <<<dim3(static_cast<unsigned>(col_tiles), static_cast<unsigned>(chunks)), dim3(32, 8), 0, be.stream()>>>(
           pw.as<A>(), pb.as<A>(), static_cast<const T*>(dy), static_cast<const T*>(x), rms ? nullptr : mean, rstd,
-          rows, cols, rows_per_chunk);
+          rows, cols, rows_per_chunk, static_cast<const T*>(gt.gate));
   CUDA_CHECK_LAUNCH();
   norm_param_finish_kernel<A><<<static_cast<unsigned>(ceil_div(cols, kThreads)), kThreads, 0, be.stream()>>>(
       dw, db, pw.as<A>(), pb.as<A>(), cols, chunks);
@@ -385,6 +442,26 @@ void add_rms_norm_backward(Backend& be0, AddRmsNormBackward& c) {
   dispatch_float(c.dtype, "add_rms_norm backward", [&](auto tag) {
     norm_bwd<decltype(tag)>(be, c.rows ? c.dsum : nullptr, c.dw, nullptr, c.dn, c.s, nullptr, c.rstd, c.w, c.rows,
                             c.cols, true, c.ds);
+  });
+}
+
+// --- gated_layer_norm (kernels/gated_layer_norm.h): the LayerNorm kernels above with the gate ---
+
+void gated_layer_norm_forward(Backend& be0, GatedLayerNormForward& c) {
+  if (c.rows == 0 || c.cols == 0) return;
+  CudaBackend& be = cuda_backend_of(be0, "gated_layer_norm");
+  dispatch_float(c.dtype, "gated_layer_norm", [&](auto tag) {
+    norm_fwd<decltype(tag)>(be, c.y, c.mean, c.rstd, c.z, c.w, c.b, c.rows, c.cols, c.eps, false, nullptr, nullptr,
+                            c.g);
+  });
+}
+
+void gated_layer_norm_backward(Backend& be0, GatedLayerNormBackward& c) {
+  if (c.cols == 0) return;
+  CudaBackend& be = cuda_backend_of(be0, "gated_layer_norm");
+  dispatch_float(c.dtype, "gated_layer_norm backward", [&](auto tag) {
+    norm_bwd<decltype(tag)>(be, c.rows ? c.dz : nullptr, c.dw, c.db, c.dy, c.z, c.mean, c.rstd, c.w, c.rows, c.cols,
+                            false, nullptr, NormGate{c.g, c.b, c.rows ? c.dg : nullptr});
   });
 }
 

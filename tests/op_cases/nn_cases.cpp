@@ -60,6 +60,10 @@ std::vector<OpCase> cases() {
                    [](const tensor_list& x) { return add_rms_norm(x[0], x[1], x[2], 1e-6); }));
   v.push_back(make("add_rms_norm", "[3,5] no weight", {{{3, 5}}, {{3, 5}}},
                    [](const tensor_list& x) { return add_rms_norm(x[0], x[1], Tensor(), 1e-6); }));
+  v.push_back(make("gated_layer_norm", "[2,3,4] weight, bias", {{{2, 3, 4}}, {{4}}, {{4}}, {{2, 3, 4}}},
+                   [](const tensor_list& x) { return one(gated_layer_norm(x[0], x[1], x[2], x[3], 1e-5)); }));
+  v.push_back(make("gated_layer_norm", "[3,5] no affine", {{{3, 5}}, {{3, 5}}},
+                   [](const tensor_list& x) { return one(gated_layer_norm(x[0], Tensor(), Tensor(), x[1], 1e-5)); }));
 
   v.push_back(make("cross_entropy", "[4,5] mean", {{{4, 5}}, index_input({4}, 5)},
                    [](const tensor_list& x) { return one(cross_entropy(x[0], x[1])); }));

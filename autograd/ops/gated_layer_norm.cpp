@@ -1,0 +1,122 @@
+// autograd/ops/gated_layer_norm.cpp — a LayerNorm over the last dim gated by gelu_tanh of a second
+// input, as one op (the TTT layer's output side on the Mamba backbone; kernels/gated_layer_norm.h
+// has the math and the backward's formulas):
+//
+//   y = gelu_tanh(g) · (xhat · w + b),   xhat = (z − mean(z)) · rstd,   rstd = 1 / sqrt(var(z) + eps)
+//
+// Saved: z, g, w, b and the kernel's per-row mean and rstd (float32) — not gelu(g) and LN(z), which
+// the composite mul(gelu_tanh(g), layer_norm(z, w, b)) keeps beside z and g (two activations fewer
+// per TTT layer, and one kernel forward and one backward instead of three and four).
+// The result equals that composite up to rounding: the composite rounds LN(z) and gelu(g) to the
+// dtype before their product, the kernel keeps them in its compute type.
+// Backward:
+// - grad mode off, float32 / bfloat16: the fused kernel, every gradient in one pass over the rows
+//   (dw, db summed in a fixed order);
+// - create_graph, and float64 always (the saved statistics are float32): the composite re-run taped
+//   from the saved inputs and differentiated (recompute_gradients), so higher derivatives are exact.
+#include "autograd/checkpoint.h"
+#include "autograd/node.h"
+#include "autograd/ops.h"
+#include "autograd/ops/kernel_calls.h"
+#include "kernels/gated_layer_norm.h"
+
+namespace ttt {
+
+namespace {
+
+const char* kOp = "gated_layer_norm";
+
+void check_inputs(const Tensor& z, const Tensor& w, const Tensor& b, const Tensor& g) {
+  kc::check_floating(z, kOp);
+  check_defined(kOp, g, "gate");
+  check_same_device(kOp, z, g);
+  check_same_dtype(kOp, z, g);
+  if (z.dim() == 0) throw std::invalid_argument(std::string(kOp) + ": z must have at least one dim, got a scalar");
+  if (z.shape() != g.shape())
+    throw std::invalid_argument(std::string(kOp) + ": z " + z.shape().str() + " and gate " + g.shape().str() +
+                                " must have the same shape");
+  for (const Tensor* p : {&w, &b}) {
+    if (!p->defined()) continue;
+    check_same_device(kOp, z, *p);
+    check_same_dtype(kOp, z, *p);
+    if (p->dim() != 1 || p->shape()[0] != z.shape().back())
+      throw std::invalid_argument(std::string(kOp) + ": " + (p == &w ? "weight" : "bias") + " must have shape [" +
+                                  std::to_string(z.shape().back()) + "] for z " + z.shape().str() + ", got " +
+                                  p->shape().str());
+  }
+}
+
+const void* ptr_or_null(const Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
+
+// c.saved: z, g, w, b, mean, rstd as the forward saved them.
+tensor_list fused_backward(const BackwardCtx& c, const Tensor& dy0) {
+  const Tensor &z = c.saved[0], &g = c.saved[1], &w = c.saved[2], &b = c.saved[3], &mean = c.saved[4],
+               &rstd = c.saved[5];
+  const Tensor dy = kc::contiguous(dy0);
+  GatedLayerNormBackward k;
+  k.cols = z.shape().back();
+  k.rows = k.cols ? z.numel() / k.cols : 0;
+  k.dtype = z.dtype();
+  const TensorOptions o = opts(z.dtype(), z.device()), o32 = opts(DType::f32, z.device());
+  tensor_list out(4);
+  if (c.needs(0)) out[0] = empty(z.shape(), o);
+  if (c.needs(3)) out[3] = empty(z.shape(), o);
+  Tensor dw = c.needs(1) ? empty({k.cols}, o32) : Tensor(), db = c.needs(2) ? empty({k.cols}, o32) : Tensor();
+  k.dy = dy.data_ptr();
+  k.z = z.data_ptr();
+  k.g = g.data_ptr();
+  k.w = ptr_or_null(w);
+  k.b = ptr_or_null(b);
+  k.mean = mean.data<float>();
+  k.rstd = rstd.data<float>();
+  k.dz = out[0].defined() ? out[0].data_ptr() : nullptr;
+  k.dg = out[3].defined() ? out[3].data_ptr() : nullptr;
+  k.dw = dw.defined() ? dw.data<float>() : nullptr;
+  k.db = db.defined() ? db.data<float>() : nullptr;
+  if (k.cols > 0 && (k.dz || k.dg || k.dw || k.db)) backend(z.device()).run(k);
+  if (dw.defined()) out[1] = dw.to(w.dtype());
+  if (db.defined()) out[2] = db.to(b.dtype());
+  return out;
+}
+
+}  // namespace
+
+Tensor gated_layer_norm(const Tensor& z, const Tensor& weight, const Tensor& bias, const Tensor& gate, double eps) {
+  check_inputs(z, weight, bias, gate);
+  const Tensor zc = kc::contiguous(z), gc = kc::contiguous(gate);
+  const Tensor w = weight.defined() ? kc::contiguous(weight) : Tensor(), b = bias.defined() ? kc::contiguous(bias) : Tensor();
+  GatedLayerNormForward k;
+  k.cols = z.shape().back();
+  k.rows = k.cols ? z.numel() / k.cols : 0;
+  k.dtype = z.dtype();
+  k.eps = eps;
+  Tensor y = empty(z.shape(), opts(z.dtype(), z.device()));
+  Tensor mean = empty({k.rows}, opts(DType::f32, z.device())), rstd = empty({k.rows}, opts(DType::f32, z.device()));
+  k.z = zc.data_ptr();
+  k.g = gc.data_ptr();
+  k.w = ptr_or_null(w);
+  k.b = ptr_or_null(b);
+  k.y = y.data_ptr();
+  k.mean = mean.data<float>();
+  k.rstd = rstd.data<float>();
+  if (y.numel()) backend(z.device()).run(k);
+  if (needs_grad({&z, &weight, &bias, &gate})) {
+    // Saved: the contiguous z and g the kernel read (z and g themselves when contiguous), w, b and
+    // the kernel's statistics. The composite fallback differentiates stand-ins of them attached
+    // to the inputs' edges (BackwardCtx::input_stand_in), as the copies have no history.
+    record(kOp, {z, weight, bias, gate}, {y}, {zc, gc, w, b, mean, rstd}, [eps](BackwardCtx& c, const tensor_list& g) {
+      if (!GradMode::is_enabled() && c.saved[0].dtype() != DType::f64) return fused_backward(c, g[0]);
+      const auto stand_in = [&](size_t input, const Tensor& t) { return t.defined() ? c.input_stand_in(input, t) : t; };
+      const BackwardCtx inputs{{stand_in(0, c.saved[0]), stand_in(1, c.saved[2]), stand_in(2, c.saved[3]),
+                                stand_in(3, c.saved[1])},
+                               c.needs_input_grad};
+      const CheckpointFn composite = [eps](const tensor_list& x) {
+        return tensor_list{mul(gelu(x[3], true), layer_norm(x[0], x[1], x[2], eps))};
+      };
+      return recompute_gradients(composite, inputs, g, false, DType::f32);
+    });
+  }
+  return y;
+}
+
+}  // namespace ttt
