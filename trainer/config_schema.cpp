@@ -65,7 +65,7 @@ std::vector<ConfigKey> build_schema() {
       {"model.ttt.mlp_expansion", F(model.ttt.mlp_expansion), "TTT-MLP hidden size = expansion x head_dim."},
       {"model.ttt.impl", F(model.ttt.impl),
        "TTT implementation (identical outputs; see tests). auto: the fused scan kernel where it covers the "
-       "layer (TTT-Linear or TTT-MLP, mini_batch > 0, the device has a kernel: TTT-MLP's is CPU-only so far), "
+       "layer (TTT-Linear or TTT-MLP, mini_batch > 0, a kernel for the device, head dim and dtype), "
        "else dual; fused: the kernel or an error.",
        {"auto", "fused", "dual", "primal", "generic"}},
       {"model.ttt.bf16_io", F(model.ttt.bf16_io),
