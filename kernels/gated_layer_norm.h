@@ -1,7 +1,7 @@
 // kernels/gated_layer_norm.h — a LayerNorm whose output is gated by gelu_tanh of a second input,
 // forward and backward, as fused calls (kernels/fused_call.h): the TTT layer's output side on the
 // Mamba backbone, gelu_tanh(x W_g) ⊙ post_norm(z) (ttt.py apply_gate). CPU reference:
-// kernels/cpu/gated_layer_norm.cpp; CUDA: kernels/cuda/rows.cu, the LayerNorm kernels with the
+// kernels/cpu/rows.cpp; CUDA: kernels/cuda/rows.cu, the LayerNorm kernels with the
 // gate read in.
 //
 // Per row of `cols` values (z, g, y: [rows, cols] contiguous, one dtype T; w, b [cols] or null):

@@ -1,11 +1,13 @@
 // kernels/cpu/rows.cpp — the fused row kernels: softmax / log-softmax, LayerNorm, RMSNorm and
-// cross-entropy, forward and backward. Rows are contiguous, `cols` wide. Statistics are computed
-// in double and stored as float32 (mean, rstd, logsumexp), as the CUDA kernels store them.
+// cross-entropy, forward and backward, and the fused add_rms_norm and gated_layer_norm. Rows are
+// contiguous, `cols` wide. Statistics are computed in double and stored as float32 (mean, rstd,
+// logsumexp), as the CUDA kernels store them.
 #include <cmath>
 #include <limits>
 #include <vector>
 
 #include "kernels/add_rms_norm.h"
+#include "kernels/gated_layer_norm.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/fused_dispatch.h"
 #include "kernels/cpu/strided.h"
@@ -48,6 +50,9 @@ void rms_norm_dw(float* dw, const T* dy, const T* x, const float* rstd, int64_t 
     for (int64_t c = 0; c < cols; ++c) aw[c] += ld(dy, r * cols + c) * ld(x, r * cols + c) * rstd[r];
   for (int64_t c = 0; c < cols; ++c) dw[c] = static_cast<float>(aw[c]);
 }
+
+// p[i] as double, or dflt when p is null (an optional weight or bias).
+template <class T> double at_or(const T* p, int64_t i, double dflt) { return p ? ld(p, i) : dflt; }
 
 // out = a + b in T's compute type, as the elementwise add computes it.
 template <class T> void add_row(T* out, const T* a, const T* b, int64_t cols) {
@@ -303,6 +308,105 @@ void add_rms_norm_backward(AddRmsNormBackward& a) {
         add_row(out, ds + r * cols, out, cols);
       });
     if (a.dw) rms_norm_dw(a.dw, dn, s, a.rstd, a.rows, cols);
+  });
+}
+
+}  // namespace cpu_impl
+
+// --- gated_layer_norm (kernels/gated_layer_norm.h): LayerNorm rows with the gelu gate, every value in
+// double, the parameter sums over rows in order ---------------------------------------------------
+
+double GatedLayerNormForward::bytes() const {  // z, g read; y written; w, b; mean, rstd
+  return row_io(rows, cols, dtype, 3) + row_io(1, cols, dtype, 2) + 8.0 * static_cast<double>(rows);
+}
+double GatedLayerNormBackward::bytes() const {  // dy, z, g read; dz, dg written
+  return row_io(rows, cols, dtype, 3 + (dz ? 1 : 0) + (dg ? 1 : 0)) + row_io(1, cols, dtype, 2) +
+         8.0 * static_cast<double>(rows);
+}
+
+void GatedLayerNormForward::run(Backend& be) {
+  cpu_impl::dispatch_fused(be, *this, cpu_impl::gated_layer_norm_forward,
+                           [](Backend& b, auto& c) { cuda_impl::gated_layer_norm_forward(b, c); });
+}
+void GatedLayerNormBackward::run(Backend& be) {
+  cpu_impl::dispatch_fused(be, *this, cpu_impl::gated_layer_norm_backward,
+                           [](Backend& b, auto& c) { cuda_impl::gated_layer_norm_backward(b, c); });
+}
+
+namespace cpu_impl {
+
+void gated_layer_norm_forward(GatedLayerNormForward& a) {
+  dispatch_float(a.dtype, "gated_layer_norm", [&](auto tag) {
+    using T = decltype(tag);
+    const T *z = static_cast<const T*>(a.z), *g = static_cast<const T*>(a.g), *w = static_cast<const T*>(a.w),
+            *b = static_cast<const T*>(a.b);
+    T* y = static_cast<T*>(a.y);
+    const int64_t cols = a.cols;
+    parallel_rows(a.rows, cols, [&](int64_t r) {
+      const T *zr = z + r * cols, *gr = g + r * cols;
+      double mu = 0, var = 0;
+      for (int64_t c = 0; c < cols; ++c) mu += ld(zr, c);
+      mu /= static_cast<double>(cols);
+      for (int64_t c = 0; c < cols; ++c) var += (ld(zr, c) - mu) * (ld(zr, c) - mu);
+      const double rs = 1.0 / std::sqrt(var / static_cast<double>(cols) + a.eps);
+      a.mean[r] = static_cast<float>(mu);
+      a.rstd[r] = static_cast<float>(rs);
+      for (int64_t c = 0; c < cols; ++c) {
+        const double l = (ld(zr, c) - mu) * rs * at_or(w, c, 1.0) + at_or(b, c, 0.0);
+        st(y + r * cols, c, smath::gelu_tanh(ld(gr, c)) * l);
+      }
+    });
+  });
+}
+
+void gated_layer_norm_backward(GatedLayerNormBackward& a) {
+  dispatch_float(a.dtype, "gated_layer_norm backward", [&](auto tag) {
+    using T = decltype(tag);
+    const T *dy = static_cast<const T*>(a.dy), *z = static_cast<const T*>(a.z), *g = static_cast<const T*>(a.g),
+            *w = static_cast<const T*>(a.w), *b = static_cast<const T*>(a.b);
+    T *dz = static_cast<T*>(a.dz), *dg = static_cast<T*>(a.dg);
+    const int64_t cols = a.cols;
+    // e = dy · gelu(g) and n, element (r, c).
+    const auto terms = [&](int64_t r, int64_t c, double& e, double& n) {
+      const int64_t i = r * cols + c;
+      e = ld(dy, i) * smath::gelu_tanh(ld(g, i));
+      n = (ld(z, i) - a.mean[r]) * a.rstd[r];
+    };
+    parallel_rows(a.rows, cols, [&](int64_t r) {
+      double se = 0, sen = 0;  // sums of e·w and e·w·n over the row
+      for (int64_t c = 0; c < cols; ++c) {
+        double e, n;
+        terms(r, c, e, n);
+        const double ew = e * at_or(w, c, 1.0);
+        se += ew;
+        sen += ew * n;
+        if (dg) {
+          const int64_t i = r * cols + c;
+          st(dg, i, ld(dy, i) * (n * at_or(w, c, 1.0) + at_or(b, c, 0.0)) * smath::gelu_tanh_grad(ld(g, i)));
+        }
+      }
+      se /= static_cast<double>(cols);
+      sen /= static_cast<double>(cols);
+      if (dz)
+        for (int64_t c = 0; c < cols; ++c) {
+          double e, n;
+          terms(r, c, e, n);
+          st(dz, r * cols + c, a.rstd[r] * (e * at_or(w, c, 1.0) - se - n * sen));
+        }
+    });
+    if (!a.dw && !a.db) return;
+    std::vector<double> aw(static_cast<size_t>(cols), 0.0), ab(static_cast<size_t>(cols), 0.0);
+    for (int64_t r = 0; r < a.rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) {
+        double e, n;
+        terms(r, c, e, n);
+        aw[c] += e * n;
+        ab[c] += e;
+      }
+    for (int64_t c = 0; c < cols; ++c) {
+      if (a.dw) a.dw[c] = static_cast<float>(aw[c]);
+      if (a.db) a.db[c] = static_cast<float>(ab[c]);
+    }
   });
 }
 
