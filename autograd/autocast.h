@@ -5,7 +5,9 @@
 // (norms, softmax, losses, the TTT inner-loop state and its updates) stays float32, and so do the
 // master weights and optimizer moments. The matmul's backward uses the same bf16-operand GEMMs
 // (the choice is recorded at forward time, so backward() may run outside the scope); with
-// create_graph it falls back to exact float32 products so higher derivatives stay consistent.
+// create_graph it uses float32 products of the values the forward multiplied (the bf16 casts,
+// upcast; float32 parameters as they are), so higher derivatives stay consistent without keeping
+// float32 copies of activations alive (autograd/ops/matmul.cpp).
 //
 // Cast reuse: the operand casts of an autocast product are made by cached_cast(), which hands
 // back the cast made for the same data (same storage, offset, shape, strides and version) by one
