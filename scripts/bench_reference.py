@@ -518,7 +518,7 @@ def main():
     print(f"{a.model} {result['mode']} on {result['device']} (torch {torch.__version__}): "
           f"{result['tokens_per_s']:,.0f} tok/s, step {med:.1f} ms median of {len(times_ms)}, "
           f"warm-up {warmup_s:.1f} s, peak mem "
-          + (f"{result['peak_mem_gb']:.2f} GB" if result["peak_mem_gb"] is not None else "n/a")
+          + (f"{result['peak_mem_gb']:.2f} GiB" if result["peak_mem_gb"] is not None else "n/a")
           + f", loss {last_loss:.4f}")
     if a.json:
         with open(a.json, "w") as fh:

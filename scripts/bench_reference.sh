@@ -49,6 +49,6 @@ import glob, json, os, sys
 for p in sorted(glob.glob(os.path.join(sys.argv[1], "*.json"))):
     r = json.load(open(p))
     print(f"{os.path.basename(p):22s} {r['model']:12s} {r['mode']:8s} {r['tokens_per_s']:>10,.0f} tok/s "
-          f"step {r['step_ms']:8.1f} ms  warm-up {r['warmup_s']:6.1f} s  peak {r['peak_mem_gb'] or 0:5.1f} GB  "
+          f"step {r['step_ms']:8.1f} ms  warm-up {r['warmup_s']:6.1f} s  peak {r['peak_mem_gb'] or 0:5.1f} GiB  "
           f"params {r['params']:,}  {r['device']}  torch {r['torch']}")
 EOF
