@@ -196,7 +196,9 @@ TEST_CASE("attention under autocast: bf16 kernels, float32 output and gradients"
   // saved), differentiable again with respect to q, k, v: first and second derivatives match the
   // float32 reference on bf16-rounded inputs whose rounding has derivative 1. q, k, v are
   // activations here (views made by an op), as in a model.
-  const auto rounded = [](const Tensor& x) { return add(x, sub(x.detach().to(DType::bf16).to(DType::f32), x.detach())); };
+  const auto rounded = [](const Tensor& x) {
+    return add(x, sub(x.detach().to(DType::bf16).to(DType::f32), x.detach()));
+  };
   Generator gw(15);
   const Tensor w = randn(in.q.shape(), gw);
   tensor_list g2, gg2, ref, ggref;

@@ -134,7 +134,8 @@ TEST_CASE("gated_layer_norm with create_graph: second derivatives equal the comp
     tensor_list g1 = grad({y}, {in.z, in.g}, {in.dy}, std::nullopt, true);
     second[fused] = grad({add(sum(mul(g1[0], v)), sum(mul(g1[1], g1[1])))}, {in.z, in.w, in.b, in.g});
   }
-  for (int i = 0; i < 4; ++i) check_close(second[1][i], second[0][i], {1e-12, 1e-10}, "second derivative " + std::to_string(i));
+  for (int i = 0; i < 4; ++i)
+    check_close(second[1][i], second[0][i], {1e-12, 1e-10}, "second derivative " + std::to_string(i));
 }
 
 TEST_CASE("gated_layer_norm errors name the op and the shapes") {

@@ -47,8 +47,8 @@ std::vector<ConfigKey> build_schema() {
       {"model.remat_io", F(model.remat_io),
        "Training stores less for the backward: the Mamba backbone's pre-conv (with its norm) and a TTT layer's input "
        "side (norm, projections, convs, RoPE, lr gate) and output side (post-norm, gelu gate) are recomputed in the "
-       "backward instead (same values). At 125M, 8 x 2048 on an H200 (with model.ttt.bf16_io): 3.7 GB less peak memory, "
-       "17% fewer tokens/s."},
+       "backward instead (same values). At 125M, 8 x 2048 on an H200 (with model.ttt.bf16_io): 3.7 GB less peak "
+       "memory, 17% fewer tokens/s."},
       {"model.ttt.mini_batch", F(model.ttt.mini_batch), "TTT mini-batch size b; -1 = whole sequence (batch GD)."},
       {"model.ttt.base_lr", F(model.ttt.base_lr), "Inner learning rate eta_base; -1 = 1.0 (linear) / 0.1 (mlp)."},
       {"model.ttt.base_lr_init", F(model.ttt.base_lr_init),

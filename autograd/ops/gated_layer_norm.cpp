@@ -84,7 +84,8 @@ tensor_list fused_backward(const BackwardCtx& c, const Tensor& dy0) {
 Tensor gated_layer_norm(const Tensor& z, const Tensor& weight, const Tensor& bias, const Tensor& gate, double eps) {
   check_inputs(z, weight, bias, gate);
   const Tensor zc = kc::contiguous(z), gc = kc::contiguous(gate);
-  const Tensor w = weight.defined() ? kc::contiguous(weight) : Tensor(), b = bias.defined() ? kc::contiguous(bias) : Tensor();
+  const auto contiguous_or_none = [](const Tensor& t) { return t.defined() ? kc::contiguous(t) : Tensor(); };
+  const Tensor w = contiguous_or_none(weight), b = contiguous_or_none(bias);
   GatedLayerNormForward k;
   k.cols = z.shape().back();
   k.rows = k.cols ? z.numel() / k.cols : 0;

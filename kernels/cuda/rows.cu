@@ -219,7 +219,8 @@ __global__ void __launch_bounds__(1024) norm_bwd_dx_kernel(T* __restrict__ dx, c
         load_row<VEC>(bv, b, c, A(0));
         if (dgate) {
 #pragma unroll
-          for (int j = 0; j < VEC; ++j) gv[j] = g[j] * ((v[j] - mu) * rs * wv[j] + bv[j]) * smath::gelu_tanh_grad(gv[j]);
+          for (int j = 0; j < VEC; ++j)
+            gv[j] = g[j] * ((v[j] - mu) * rs * wv[j] + bv[j]) * smath::gelu_tanh_grad(gv[j]);
           store_row<VEC>(dgate + r * cols, c, gv);
           load_row<VEC>(gv, gate + r * cols, c);
         }
