@@ -59,7 +59,12 @@ void keep_weight_cast(const Tensor& x, DType d, const Tensor& y) {
 
 }  // namespace
 
+thread_local bool g_keep_float32_operands = false;
+
 bool Autocast::enabled() { return g_enabled; }
+bool Autocast::keep_float32_operands() { return g_keep_float32_operands; }
+KeepFloat32Operands::KeepFloat32Operands() : prev_(g_keep_float32_operands) { g_keep_float32_operands = true; }
+KeepFloat32Operands::~KeepFloat32Operands() { g_keep_float32_operands = prev_; }
 DType Autocast::dtype() { return g_dtype; }
 
 Tensor Autocast::cached_cast(const Tensor& x, DType d) {

@@ -31,6 +31,23 @@ struct Autocast {
   // when x is a dense permuted layout such as a transposed weight, contiguous otherwise), or,
   // inside an enabled scope, the copy a recent call made of the same data.
   static Tensor cached_cast(const Tensor& x, DType d);
+  // Whether products recorded now also keep their float32 operands (KeepFloat32Operands).
+  static bool keep_float32_operands();
+};
+
+// While alive, autocast products (matmul, attention) recorded on this thread save their float32
+// operands beside the bf16 casts, as a forward whose backward certainly runs with create_graph
+// wants (TTT-E2E's inner step): the taped backward then multiplies those, exactly and without
+// upcasting the casts (fewer copies). Elsewhere products save only the casts (memory).
+class KeepFloat32Operands {
+ public:
+  KeepFloat32Operands();
+  ~KeepFloat32Operands();
+  KeepFloat32Operands(const KeepFloat32Operands&) = delete;
+  KeepFloat32Operands& operator=(const KeepFloat32Operands&) = delete;
+
+ private:
+  bool prev_;
 };
 
 class AutocastGuard {

@@ -14,6 +14,7 @@
 
 #include <stdexcept>
 
+#include "autograd/autocast.h"
 #include "autograd/checkpoint.h"
 #include "autograd/engine.h"
 #include "autograd/ops.h"
@@ -167,7 +168,13 @@ ChunkResult e2e_chunk(const ChunkSpec& spec, const SuffixWeights& P, const Chunk
   if (!spec.update) return forward_only(spec, P, Wb, past, h, targets);
 
   if (GradMode::is_enabled() && any_requires_grad(W)) {  // the outer loop records: second order
-    ChunkResult r = forward_only(spec, P, Wb, past, h, targets);
+    ChunkResult r;
+    {
+      // The inner gradient below is taken with create_graph: its products multiply the float32
+      // operands, kept for it, rather than upcasts of autocast's bf16 casts.
+      KeepFloat32Operands keep;
+      r = forward_only(spec, P, Wb, past, h, targets);
+    }
     tensor_list g = grad({inner_loss(r.losses, weights)}, W, {}, /*retain_graph=*/true, /*create_graph=*/true);
     r.W = sgd_step(W, g, spec.inner_lr, spec.inner_clip, S);
     return r;

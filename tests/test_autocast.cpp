@@ -110,6 +110,27 @@ TEST_CASE("autocast keeps no float32 copy of an activation operand; create_graph
   }
 }
 
+TEST_CASE("KeepFloat32Operands: products also save float32 activations, and create_graph multiplies them exactly") {
+  Generator g(7);
+  Tensor u = randn({5, 6}, g).set_requires_grad(true), v = randn({6, 4}, g).set_requires_grad(true);
+  Tensor a = mul_scalar(u, 1.5), b = mul_scalar(v, -0.5), y;
+  {
+    AutocastGuard ac(DType::bf16);
+    KeepFloat32Operands keep;
+    CHECK(Autocast::keep_float32_operands());
+    y = matmul(a, b);
+  }
+  CHECK_FALSE(Autocast::keep_float32_operands());
+  Tensor loss = sum(square(y));
+  int64_t bytes = 0;
+  for (const SavedBytes& r : saved_bytes_by_op(loss)) bytes += r.bytes;
+  CHECK(bytes == (5 * 6 + 6 * 4) * (2 + 4) + 5 * 4 * 4);  // casts, float32 a and b, y for square
+  // dL/db = aᵀ (2y) with the exact float32 a (y itself is the bf16 product).
+  const Tensor gb = grad({loss}, {b}, {}, std::nullopt, true)[0];
+  CHECK(max_diff(gb, matmul(a.detach().t(), mul_scalar(y.detach(), 2.0))) < 1e-5);
+  CHECK(gb.requires_grad());
+}
+
 TEST_CASE("autocast: one cast of an input shared by neighbouring products; a modified input is cast again") {
   Generator g(4);
   Tensor x = randn({8, 16}, g);

@@ -24,7 +24,8 @@
 //   and gradients come back as float32. Only the bf16 copies of q, k, v are saved (not the
 //   float32 inputs: as matmul, see matmul.cpp), so the ordinary backward does not cast them
 //   again; with create_graph the composite runs in float32 on their upcasts, standing in for
-//   q, k, v (BackwardCtx::input_stand_in).
+//   q, k, v (BackwardCtx::input_stand_in), or on q, k, v themselves when a KeepFloat32Operands
+//   scope (autograd/autocast.h) had them saved too.
 // Layouts: under autocast the float32 output is written in [B, Tq, H, D] memory order (returned
 // as the [B, H, Tq, D] view), so merging the heads afterwards is a free view; the float32
 // gradients are written in the layout of q, k, v when those are dense permuted views (e.g. the
@@ -204,7 +205,8 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
     // Saved: q, k, v as the kernels read them (under autocast the bf16 buffers, not the inputs).
     const DType dt = q.dtype();
     const bool casts = low != dt;
-    const tensor_list saved = casts ? tensor_list{qb, kb, vb, out_low, lse} : tensor_list{q, k, v, out_low, lse};
+    tensor_list saved = casts ? tensor_list{qb, kb, vb, out_low, lse} : tensor_list{q, k, v, out_low, lse};
+    if (casts && Autocast::keep_float32_operands()) saved.insert(saved.end(), {q, k, v});
     const std::array<GradLayout, 3> layouts{GradLayout(q), GradLayout(k), GradLayout(v)};
     record("scaled_dot_product_attention", {q, k, v}, {out}, saved,
            [s, low, dt, casts, layouts](BackwardCtx& c, const tensor_list& g) {
@@ -216,11 +218,15 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
                return fused_backward(g[0], bufs, c.saved[3], c.saved[4], s, low, dt, layouts);
              }
              Tensor qs = c.saved[0], ks = c.saved[1], vs = c.saved[2];
-             if (casts) {  // float32 upcasts of the buffers, standing in for q, k, v
-               NoGradGuard ng;
-               qs = qs.to(dt), ks = ks.to(dt), vs = vs.to(dt);
+             if (casts && c.saved.size() == 8) {  // KeepFloat32Operands: the inputs themselves
+               qs = c.saved[5], ks = c.saved[6], vs = c.saved[7];
+             } else if (casts) {  // float32 upcasts of the buffers, standing in for q, k, v
+               {
+                 NoGradGuard ng;
+                 qs = qs.to(dt), ks = ks.to(dt), vs = vs.to(dt);
+               }
+               qs = c.input_stand_in(0, qs), ks = c.input_stand_in(1, ks), vs = c.input_stand_in(2, vs);
              }
-             if (casts) qs = c.input_stand_in(0, qs), ks = c.input_stand_in(1, ks), vs = c.input_stand_in(2, vs);
              AutocastGuard exact(DType::f32, false);  // taped products are float32 under autocast
              return composite_backward(c, g[0], qs, ks, vs, s);
            });

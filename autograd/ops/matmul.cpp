@@ -13,7 +13,8 @@
 // kept for a create_graph that most backwards never do (it would double what a product keeps:
 // 3.4 GB of the 125M TTT-Linear at 8 x 2048): a taped backward multiplies, in float32, the
 // upcasts of the casts standing in for the operands (BackwardCtx::input_stand_in), i.e. the
-// values the forward multiplied, and differentiates through them to the operands as usual.
+// values the forward multiplied, and differentiates through them to the operands as usual
+// (a KeepFloat32Operands scope keeps the float32 operands instead: autograd/autocast.h).
 // Transposed and sliced operands are passed to the GEMM as they are (lda + transpose flags);
 // only layouts a GEMM cannot express are copied.
 #include "autograd/autocast.h"
@@ -143,9 +144,10 @@ Tensor matmul(const Tensor& a0, const Tensor& b0) {
   Tensor y = product(a_low, b_low, low, out);
   if (needs_grad({&a0, &b0})) {
     const bool vec_a = a0.dim() == 1, vec_b = b0.dim() == 1;
-    // Saved: the inputs; under autocast their casts instead, plus the inputs that are parameters.
-    const bool casts = low != out;
-    const auto parameter = [](const Tensor& t) { return t.is_leaf() && t.requires_grad() ? t : Tensor(); };
+    // Saved: the inputs; under autocast their casts instead, plus the inputs that are parameters
+    // (all inputs under KeepFloat32Operands).
+    const bool casts = low != out, keep = Autocast::keep_float32_operands();
+    const auto parameter = [keep](const Tensor& t) { return keep || (t.is_leaf() && t.requires_grad()) ? t : Tensor(); };
     const tensor_list saved = casts ? tensor_list{a_low, b_low, parameter(a0), parameter(b0)} : tensor_list{a0, b0};
     record("matmul", {a0, b0}, {y}, saved, [vec_a, vec_b, casts, low, out](BackwardCtx& c, const tensor_list& g) {
       // create_graph: differentiable float32 products of the inputs (or of their stand-ins);
