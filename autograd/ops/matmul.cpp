@@ -147,8 +147,10 @@ Tensor matmul(const Tensor& a0, const Tensor& b0) {
     // Saved: the inputs; under autocast their casts instead, plus the inputs that are parameters
     // (all inputs under KeepFloat32Operands).
     const bool casts = low != out, keep = Autocast::keep_float32_operands();
-    const auto parameter = [keep](const Tensor& t) { return keep || (t.is_leaf() && t.requires_grad()) ? t : Tensor(); };
-    const tensor_list saved = casts ? tensor_list{a_low, b_low, parameter(a0), parameter(b0)} : tensor_list{a0, b0};
+    const auto kept = [keep](const Tensor& t) {
+      return keep || (t.is_leaf() && t.requires_grad()) ? t : Tensor();
+    };
+    const tensor_list saved = casts ? tensor_list{a_low, b_low, kept(a0), kept(b0)} : tensor_list{a0, b0};
     record("matmul", {a0, b0}, {y}, saved, [vec_a, vec_b, casts, low, out](BackwardCtx& c, const tensor_list& g) {
       // create_graph: differentiable float32 products of the inputs (or of their stand-ins);
       // otherwise the forward's precision, on the operands the forward multiplied.
