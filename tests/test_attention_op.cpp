@@ -218,6 +218,17 @@ TEST_CASE("attention under autocast: bf16 kernels, float32 output and gradients"
     check_close(g2[i], ref[i], {2e-5, 1e-4}, "autocast create_graph " + std::to_string(i));
     check_close(gg2[i], ggref[i], {2e-5, 1e-4}, "autocast second derivative " + std::to_string(i));
   }
+  // Under KeepFloat32Operands the float32 q, k, v are saved too and the composite runs on them:
+  // the gradients match the float32 reference on the unrounded inputs.
+  Tensor q = mul_scalar(in.q, 1.0), k = mul_scalar(in.k, 1.0), v = mul_scalar(in.v, 1.0), y3;
+  {
+    AutocastGuard ac(DType::bf16);
+    KeepFloat32Operands keep;
+    y3 = scaled_dot_product_attention(q, k, v, c.causal, c.window, scale);
+  }
+  const tensor_list g3 = grad({y3}, {q, k, v}, {in.dout}, true, true);
+  const tensor_list exact = grad({reference_attention(q, k, v, c, scale)}, {q, k, v}, {in.dout});
+  for (int i = 0; i < 3; ++i) check_close(g3[i], exact[i], {2e-5, 1e-4}, "kept operands " + std::to_string(i));
 }
 
 TEST_CASE("attention errors name the op and the shapes") {
