@@ -266,10 +266,13 @@ TEST_CASE("mpirun -np 2 ttt train: torchrun-style and Slurm environments; CPU ra
   check_same_curve(ref, read_curve(kDir + "/srun"));
 
   // Two CPU processes started by hand (as torchrun would): no MPI connects them; each stops at once.
+  // Each gets its own TMPDIR: two MPI singletons starting together race to create the same
+  // OpenMPI session directory under /tmp (seen failing: "mkdir ... /tmp/ompi.<host>.0: File exists").
   auto by_hand = [&](int r) {
-    const std::string rs = std::to_string(r);
-    return "(RANK=" + rs + " WORLD_SIZE=2 LOCAL_RANK=" + rs + " MASTER_ADDR=127.0.0.1 MASTER_PORT=29517 timeout 60 " + kTtt +
-           train_args(kDir + "/hand") + " 2>&1; echo rank " + rs + " exit $?)";
+    const std::string rs = std::to_string(r), tmp = kDir + "/hand_tmp" + rs;
+    return "(mkdir -p " + tmp + " && TMPDIR=" + tmp + " RANK=" + rs + " WORLD_SIZE=2 LOCAL_RANK=" + rs +
+           " MASTER_ADDR=127.0.0.1 MASTER_PORT=29517 timeout 60 " + kTtt + train_args(kDir + "/hand") +
+           " 2>&1; echo rank " + rs + " exit $?)";
   };
   CommandResult hand = run_command(by_hand(1) + " & " + by_hand(0) + "; wait");
   INFO(hand.output);
