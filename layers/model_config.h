@@ -86,7 +86,8 @@ struct ModelConfig {
   uint64_t seed = 0;                // parameter initialization
   bool remat_io = false;            // training: recompute the pre-conv and a TTT layer's input and
                                     // output sides in the backward instead of storing them (block.h):
-                                    // ~4.3 GB less at 125M 8x2048, ~15% slower (BENCHMARKS.md)
+                                    // with ttt.bf16_io 3.7 GB less at 125M 8x2048, 17% slower
+                                    // (BENCHMARKS.md)
   TTTConfig ttt;
   LinearAttentionConfig linear_attention;
   E2EConfig e2e;

@@ -185,21 +185,25 @@ tensor_list TTTMixer::initial_state(int64_t batch, DType dt) const {
   return W;
 }
 
+namespace {
+// A module's weight / bias, undefined when the configuration has no such module.
+template <class M> Tensor weight_of(const std::shared_ptr<M>& m) { return m ? m->weight : Tensor(); }
+template <class M> Tensor bias_of(const std::shared_ptr<M>& m) { return m ? m->bias : Tensor(); }
+}  // namespace
+
 // The parameters the layer's input side reads (prepare), in Input order; undefined where the
 // configuration has none. A checkpoint region passes stand-ins for them (forward_residual).
 enum Input : size_t { kQ, kQBias, kK, kKBias, kV, kVBias, kConvQ, kConvQBias, kConvK, kConvKBias, kLr, kLrBias };
 tensor_list TTTMixer::input_params() const {
-  const auto w = [](const auto& m) { return m ? m->weight : Tensor(); };
-  const auto b = [](const auto& m) { return m ? m->bias : Tensor(); };
-  return {w(q_proj_), b(q_proj_), w(k_proj_), b(k_proj_), w(v_proj_), b(v_proj_),
-          w(conv_q_), b(conv_q_), w(conv_k_), b(conv_k_), lr_weight_, lr_bias_};
+  return {weight_of(q_proj_), bias_of(q_proj_), weight_of(k_proj_), bias_of(k_proj_), weight_of(v_proj_),
+          bias_of(v_proj_), weight_of(conv_q_), bias_of(conv_q_), weight_of(conv_k_), bias_of(conv_k_),
+          lr_weight_, lr_bias_};
 }
 
 // The parameters the output side reads (gate_output) before o_proj, in Output order.
 enum Output : size_t { kPostNorm, kPostNormBias, kGate, kGateBias };
 tensor_list TTTMixer::output_params() const {
-  return {post_norm_ ? post_norm_->weight : Tensor(), post_norm_ ? post_norm_->bias : Tensor(),
-          g_proj_ ? g_proj_->weight : Tensor(), g_proj_ ? g_proj_->bias : Tensor()};
+  return {weight_of(post_norm_), bias_of(post_norm_), weight_of(g_proj_), bias_of(g_proj_)};
 }
 
 ScanInputs TTTMixer::prepare(const Tensor& x, int64_t pos0, Tensor* q_tail, Tensor* k_tail) {

@@ -30,10 +30,11 @@
 // forward keeps for the backward only the block's residual h, the scan's inputs (bf16 under
 // autocast with model.ttt.bf16_io) and its output: the input side (the block's norm, the
 // projections, the convs, RoPE, the lr gate) and the output side (the norm again, post_norm, the
-// gelu gate) are checkpoint regions recomputed in the backward (block.h forward_residual). At 125M
-// that is about 7 activations of [B, T, d_model] per layer fewer, for the recomputed projections'
-// GEMMs (q, v, g) and the elementwise passes around them, which cost more: on an H200 the 125M at
-// 8 x 2048 peaks at 14.6 GB instead of 18.9 GB and trains 15% slower (BENCHMARKS.md).
+// gelu gate) are checkpoint regions recomputed in the backward (block.h forward_residual). In
+// float32 that is 4 activations of [B, T, d_model] per layer fewer (tests/test_remat_io.cpp counts
+// them), for the recomputed projections' GEMMs (q, v, g) and the elementwise passes around them,
+// which cost more: on an H200 the 125M at 8 x 2048 with model.ttt.bf16_io as well peaks at 10.6 GB
+// instead of 14.3 GB and trains 17% slower (BENCHMARKS.md, session 5).
 #pragma once
 
 #include <memory>
