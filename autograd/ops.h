@@ -75,7 +75,12 @@ Tensor cumsum(const Tensor& x, int64_t dim);
 
 // --- linear algebra (ops/matmul.cpp) --------------------------------------------------------
 // (..., m, k) @ (..., k, n) with batch broadcasting; 1-D operands as in numpy.
+// Under autocast one operand may be bf16 and the other float32 (an activation kept in bf16 times a
+// weight); the product is float32 then, and each gradient has its input's dtype.
 Tensor matmul(const Tensor& a, const Tensor& b);
+// matmul whose result, under autocast, is in the autocast dtype (bf16) rather than float32: for an
+// activation that its consumers read in bf16 anyway. Outside autocast: matmul.
+Tensor matmul_low_output(const Tensor& a, const Tensor& b);
 
 // --- normalization, softmax, losses (one file each) ---------------------------------------------
 Tensor softmax(const Tensor& x, int64_t dim = -1);
@@ -130,11 +135,6 @@ tensor_list ttt_linear_scan(const Tensor& xq, const Tensor& xk, const Tensor& xv
 // Why ttt_linear_scan cannot run these inputs on their device (autocast included); empty when it can.
 std::string ttt_linear_scan_unsupported(const Tensor& xq, const Tensor& tok, const Tensor& b0, const Tensor& ln_w,
                                         const TTTScanOptions& o);
-
-// Whether ttt_linear_scan has a kernel on XQ's device that reads these float32 inputs' XQ, XK, XV
-// as bf16 under the current autocast (CUDA; the CPU reference takes float32 only).
-bool ttt_linear_scan_reads_bf16(const Tensor& xq, const Tensor& tok, const Tensor& b0, const Tensor& ln_w,
-                                const TTTScanOptions& o);
 
 // --- the fused TTT-MLP scan (ops/ttt_mlp_scan.cpp; math in kernels/ttt_mlp_scan.h) ---------------
 // Inputs as ttt_linear_scan's with the two-layer state W1 [H, f, h], b1 [H, h], W2 [H, h, f],

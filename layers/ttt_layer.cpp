@@ -206,11 +206,26 @@ tensor_list TTTMixer::output_params() const {
   return {weight_of(post_norm_), bias_of(post_norm_), weight_of(g_proj_), bias_of(g_proj_)};
 }
 
-ScanInputs TTTMixer::prepare(const Tensor& x, int64_t pos0, Tensor* q_tail, Tensor* k_tail) {
-  return prepare(x, pos0, q_tail, k_tail, input_params());
+// Note [bf16 activations]: with model.ttt.bf16_io under bf16 autocast (TTT-Linear through the
+// fused scan, training and forward), the tensors between the projections and the scan and between
+// the scan and o_proj are bf16, written so by their producers: the q/k, v and gate projections
+// (linear with low_output), the convs and RoPE (bf16 in, bf16 out), the scan (bf16 XQ, XK, XV in,
+// bf16 out) and the gated LayerNorm. The scan multiplies bf16 operands anyway and keeps its state
+// and sums in float32; what changes is what is stored between the ops (half the bytes: ~3
+// activations of [B, T, d_model] float32 fewer per layer) and what is cast (nothing). Decoding
+// keeps float32 (its state and the conv tails are float32). The composite forms read float32:
+// run() casts.
+bool TTTMixer::low_precision_io(const Tensor& x) const {
+  return c_.bf16_io && Autocast::enabled() && Autocast::dtype() == DType::bf16 && x.dtype() == DType::f32 &&
+         inner_->kind() == "linear" && c_.mini_batch > 0 && (impl_ == "auto" || impl_ == "fused");
 }
 
-ScanInputs TTTMixer::prepare(const Tensor& x, int64_t pos0, Tensor* q_tail, Tensor* k_tail, const tensor_list& p) {
+ScanInputs TTTMixer::prepare(const Tensor& x, int64_t pos0, Tensor* q_tail, Tensor* k_tail) {
+  return prepare(x, pos0, q_tail, k_tail, input_params(), low_precision_io(x));
+}
+
+ScanInputs TTTMixer::prepare(const Tensor& x, int64_t pos0, Tensor* q_tail, Tensor* k_tail, const tensor_list& p,
+                             bool low) {
   check_defined("TTT layer", x);
   require(x.dim() == 3 && x.shape()[2] == width_,
           "TTT layer: expected input [B, T, " + std::to_string(width_) + "], got " + x.shape().str());
@@ -220,17 +235,19 @@ ScanInputs TTTMixer::prepare(const Tensor& x, int64_t pos0, Tensor* q_tail, Tens
   if (mamba_) {
     // Shared Q/K projection, then separate causal convs (ttt.py get_qkv_projections, share_qk).
     // Decoding steps the modules' convs through their tails (no checkpoint region is involved).
-    Tensor xqk = linear(x, p[kQ], p[kQBias]);
+    Tensor xqk = linear(x, p[kQ], p[kQBias], low);
     xq = q_tail ? conv_q_->step(xqk, *q_tail) : causal_conv1d(xqk, p[kConvQ], p[kConvQBias]);
     xk = k_tail ? conv_k_->step(xqk, *k_tail) : causal_conv1d(xqk, p[kConvK], p[kConvKBias]);
   } else {
-    xq = linear(x, p[kQ], p[kQBias]);
-    xk = linear(x, p[kK], p[kKBias]);
+    xq = linear(x, p[kQ], p[kQBias], low);
+    xk = linear(x, p[kK], p[kKBias], low);
   }
+  // Low: the heads stay bf16 (Note [bf16 activations]); else the inner dtype.
+  const auto heads = [&](const Tensor& t) { return low ? split_heads(t, nh_, f_) : cast(split_heads(t, nh_, f_), dt); };
   ScanInputs in;
-  in.XQ = cast(split_heads(xq, nh_, f_), dt);
-  in.XK = cast(split_heads(xk, nh_, f_), dt);
-  in.XV = cast(split_heads(linear(x, p[kV], p[kVBias]), nh_, f_), dt);
+  in.XQ = heads(xq);
+  in.XK = heads(xk);
+  in.XV = heads(linear(x, p[kV], p[kVBias], low));
   if (c_.rope) {
     // Positions inside the mini-batch, t mod K (ttt.py: position_ids % mini_batch_size).
     std::vector<int64_t> pos(T);
@@ -253,9 +270,10 @@ ScanInputs TTTMixer::prepare(const Tensor& x, int64_t pos0, Tensor* q_tail, Tens
 // Runs the scan from state st at absolute position pos0. Forward: the configured form throughout,
 // K = T when mini_batch = -1. Decode: whole mini-batches in the configured form, partial ones in
 // the primal form (generic stays generic), no checkpointing.
-Tensor TTTMixer::run(ScanState& st, const ScanInputs& in, int64_t pos0, bool decode) {
+Tensor TTTMixer::run(ScanState& st, const ScanInputs& in0, int64_t pos0, bool decode) {
+  const DType dt = in0.lr.dtype();  // the inner dtype; XQ, XK, XV may be bf16 (Note [bf16 activations])
+  const ScanInputs in{cast(in0.XQ, dt), cast(in0.XK, dt), cast(in0.XV, dt), in0.lr};
   const int64_t T = in.XQ.shape()[2];
-  const DType dt = in.XQ.dtype();
   ScanOptions o;
   o.full = segment_fn(impl_);
   o.partial = decode && segment_fn(impl_) == dual_segment ? primal_segment : o.full;
@@ -283,10 +301,14 @@ Tensor TTTMixer::finish(const Tensor& x, const Tensor& heads_out) {
 // post_norm(merged heads), gated by gelu_tanh(x Wg) on the Mamba backbone (ttt.py apply_gate), in
 // x's dtype; p in Output order (x is read only by the gate). Norm and gate are one op
 // (gated_layer_norm), which keeps z and x Wg for the backward rather than also LN(z) and gelu(x Wg).
+// With bf16 heads (Note [bf16 activations]) the gate is a bf16 product and the gated norm reads and
+// writes bf16; o_proj multiplies its bf16 output as it is.
 Tensor TTTMixer::gate_output(const Tensor& x, const Tensor& heads_out, const tensor_list& p) const {
   const int64_t B = heads_out.shape()[0], T = heads_out.shape()[2];
-  Tensor z = cast(reshape(permute(heads_out, {0, 2, 1, 3}), {B, T, width_}), x.dtype());
-  const Tensor gate = mamba_ ? linear(x, p[kGate], p[kGateBias]) : Tensor();
+  const bool low = mamba_ && post_norm_ && heads_out.dtype() == DType::bf16 && x.dtype() == DType::f32;
+  Tensor z = reshape(permute(heads_out, {0, 2, 1, 3}), {B, T, width_});
+  if (!low) z = cast(z, x.dtype());
+  const Tensor gate = mamba_ ? linear(x, p[kGate], p[kGateBias], low) : Tensor();
   if (post_norm_ && mamba_) return gated_layer_norm(z, p[kPostNorm], p[kPostNormBias], gate, post_norm_->eps);
   if (post_norm_) z = layer_norm(z, p[kPostNorm], p[kPostNormBias], post_norm_->eps);
   if (mamba_) z = mul(gelu(gate, true), z);
@@ -301,7 +323,7 @@ ScanInputs TTTMixer::inner_inputs(const Tensor& x) { return prepare(x, 0, nullpt
 // tok, then the inner weights with biases as [nh, c] (TTT-Linear W0, b0; TTT-MLP W1, b1, W2, b2),
 // then the LN weight and bias (undefined without ln_residual).
 tensor_list TTTMixer::fused_inputs(const ScanInputs& in) const {
-  const DType dt = in.XQ.dtype();
+  const DType dt = in.lr.dtype();  // XQ, XK, XV may be bf16 (Note [bf16 activations])
   const InnerNorm n = norm(dt);
   tensor_list x = {in.XQ, in.XK, in.XV, in.lr, token_scale(0, c_.mini_batch, dt)};
   const tensor_list W0 = inner_->initial();
@@ -353,17 +375,9 @@ tensor_list TTTMixer::fused_scan(const tensor_list& x, int64_t checkpoint_group)
   return ttt_linear_scan(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8], o, composite);
 }
 
-// Under bf16 autocast the TTT-Linear kernel multiplies bf16 operands anyway; with model.ttt.bf16_io
-// (and a kernel that reads bf16, CUDA) XQ, XK, XV also go in, and are kept for the backward, as
-// bf16: half the bytes (the output comes back bf16 too). The inner state and every sum stay float32.
-Tensor TTTMixer::fused_outputs(const ScanInputs& in) {
-  tensor_list x = fused_inputs(in);
-  const TTTScanOptions o{c_.checkpoint_group, c_.ln_eps};
-  if (c_.bf16_io && inner_->kind() == "linear" && Autocast::enabled() && Autocast::dtype() == DType::bf16 &&
-      x[0].dtype() == DType::f32 && ttt_linear_scan_reads_bf16(x[0], x[4], x[6], x[7], o))
-    for (int i = 0; i < 3; ++i) x[i] = to_dtype(x[i], DType::bf16);
-  return fused_scan(x, c_.checkpoint_group)[0];
-}
+// XQ, XK, XV may be bf16 (Note [bf16 activations]): the scan then keeps them for the backward as
+// bf16 and writes its output as bf16 (the CPU reference casts around, ops/ttt_linear_scan.cpp).
+Tensor TTTMixer::fused_outputs(const ScanInputs& in) { return fused_scan(fused_inputs(in), c_.checkpoint_group)[0]; }
 
 // Prefill (TTT-Linear): the fused scan over tokens that start a mini-batch — from W0 (a fresh state: the
 // forward's call) or from the state's own W, b per sequence (a later chunk) — leaving the state
@@ -413,7 +427,8 @@ Tensor TTTMixer::forward_residual(const Tensor& h, const RMSNorm& norm) {
   const tensor_list qkv = checkpoint(
       [this, eps](const tensor_list& a) {
         const tensor_list params(a.begin() + 2, a.end());
-        const ScanInputs in = prepare(rms_norm(a[0], a[1], eps), 0, nullptr, nullptr, params);
+        const Tensor x = rms_norm(a[0], a[1], eps);
+        const ScanInputs in = prepare(x, 0, nullptr, nullptr, params, low_precision_io(x));
         return tensor_list{in.XQ, in.XK, in.XV, in.lr};
       },
       args);
@@ -444,8 +459,9 @@ Tensor TTTMixer::step(const Tensor& x, MixerState& state) {
   auto* st = dynamic_cast<TTTState*>(&state);
   require(st != nullptr, "TTT layer step: the state was not made by this layer's init_state()");
   const int64_t pos0 = st->position;
-  ScanInputs in = prepare(x, pos0, mamba_ ? &st->q_tail : nullptr, mamba_ ? &st->k_tail : nullptr);
-  const DType dt = in.XQ.dtype();
+  ScanInputs in = prepare(x, pos0, mamba_ ? &st->q_tail : nullptr, mamba_ ? &st->k_tail : nullptr, input_params(),
+                          /*low=*/false);  // decoding: float32 throughout (Note [bf16 activations])
+  const DType dt = in.lr.dtype();
   for (Tensor& w : st->scan.W) w = cast(w, dt);
   for (Tensor& a : st->scan.acc) a = cast(a, dt);
   Tensor out = decode_scan(st->scan, in, pos0);

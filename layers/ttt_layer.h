@@ -82,7 +82,10 @@ class TTTMixer : public SequenceMixer {
 
  private:
   ScanInputs prepare(const Tensor& x, int64_t pos0, Tensor* q_tail, Tensor* k_tail);
-  ScanInputs prepare(const Tensor& x, int64_t pos0, Tensor* q_tail, Tensor* k_tail, const tensor_list& params);
+  ScanInputs prepare(const Tensor& x, int64_t pos0, Tensor* q_tail, Tensor* k_tail, const tensor_list& params,
+                     bool low);
+  // Whether a forward on x keeps the scan's inputs and output in bf16 (Note [bf16 activations]).
+  bool low_precision_io(const Tensor& x) const;
   tensor_list input_params() const;
   tensor_list output_params() const;
   Tensor gate_output(const Tensor& x, const Tensor& heads_out, const tensor_list& params) const;

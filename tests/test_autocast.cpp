@@ -210,3 +210,76 @@ TEST_CASE("autocast without grad: a parameter's cast is kept across scopes until
   }
   CHECK(copies_in([&] { (void)product(w); }) == 2);
 }
+
+TEST_CASE("matmul_low_output: the autocast product rounded once to bf16; gradients as matmul's, in the inputs' dtypes") {
+  Generator g(11);
+  Tensor x = randn({6, 8}, g).set_requires_grad(true), w = randn({5, 8}, g).set_requires_grad(true);
+  const Tensor up = randn({6, 5}, g).to(DType::bf16);  // the upstream gradient, as a bf16 output gets it
+  Tensor y_low, y;
+  {
+    AutocastGuard ac(DType::bf16);
+    y_low = matmul_low_output(x, w.t());
+    y = matmul(x, w.t());
+  }
+  CHECK(y_low.dtype() == DType::bf16);
+  CHECK(max_diff(y_low.to(DType::f32), y.detach().to(DType::bf16).to(DType::f32)) == 0);
+  const tensor_list g_low = grad({y_low}, {x, w}, {up}), g_ref = grad({y}, {x, w}, {up.to(DType::f32)});
+  for (int i = 0; i < 2; ++i) {
+    CAPTURE(i);
+    CHECK(g_low[i].dtype() == DType::f32);
+    CHECK(max_diff(g_low[i], g_ref[i]) < 1e-6);
+    CHECK(max(abs(g_ref[i])).item() > 0.1);
+  }
+  // Outside autocast it is matmul.
+  CHECK(matmul_low_output(x, w.t()).dtype() == DType::f32);
+  CHECK(max_diff(matmul_low_output(x, w.t()), matmul(x, w.t())) == 0);
+}
+
+TEST_CASE("autocast matmul of a bf16 activation and a float32 weight = the float32 product; dx bf16, dW float32") {
+  Generator g(12);
+  const Tensor x32 = randn({7, 6}, g);
+  Tensor x = x32.to(DType::bf16).set_requires_grad(true), w = randn({4, 6}, g).set_requires_grad(true);
+  Tensor xr = x.detach().to(DType::f32).set_requires_grad(true);  // the same values in float32
+  const Tensor up = randn({7, 4}, g);
+  tensor_list gm, gr;
+  {
+    AutocastGuard ac(DType::bf16);
+    const Tensor y = matmul(x, w.t()), yr = matmul(xr, w.t());
+    CHECK(y.dtype() == DType::f32);
+    CHECK(max_diff(y, yr) == 0);
+    gm = grad({y}, {x, w}, {up});
+    gr = grad({yr}, {xr, w}, {up});
+    // Either order of the operands.
+    CHECK(max_diff(matmul(w, x.t()), matmul(w, xr.t())) == 0);
+  }
+  CHECK(gm[0].dtype() == DType::bf16);
+  CHECK(gm[1].dtype() == DType::f32);
+  CHECK(max_diff(gm[0].to(DType::f32), gr[0].to(DType::bf16).to(DType::f32)) == 0);
+  CHECK(max_diff(gm[1], gr[1]) < 1e-6);
+  // Without autocast, mixed dtypes are an error that says so.
+  CHECK_THROWS_WITH_AS(matmul(x, w.t()), doctest::Contains("only under autocast"), std::invalid_argument);
+}
+
+TEST_CASE("create_graph through a mixed autocast product: float32 gradients of the bf16 values, differentiable again") {
+  Generator g(13);
+  Tensor u = randn({5, 6}, g).set_requires_grad(true), w = randn({3, 6}, g).set_requires_grad(true);
+  const Tensor c = randn({5, 6}, g);
+  const auto grads = [&](bool autocast) {
+    // x: a bf16 activation (autocast) or the same values in float32 with a straight-through rounding.
+    Tensor x = autocast ? mul_scalar(u, 1.5).to(DType::bf16) : straight_through_bf16(mul_scalar(u, 1.5));
+    Tensor y;
+    {
+      AutocastGuard ac(DType::bf16, autocast);
+      y = autocast ? matmul_low_output(x, w.t()).to(DType::f32) : straight_through_bf16(matmul(x, straight_through_bf16(w).t()));
+    }
+    const Tensor gx = grad({sum(square(y))}, {x}, {}, std::nullopt, true)[0];
+    return grad({sum(mul(gx.to(DType::f32), c))}, {u, w}, {}, std::nullopt, true);
+  };
+  const tensor_list got = grads(true), expect = grads(false);
+  for (int i = 0; i < 2; ++i) {
+    CAPTURE(i);
+    CHECK(got[i].dtype() == DType::f32);
+    CHECK(max_diff(got[i], expect[i]) < 0.02 * max(abs(expect[i])).item());
+    CHECK(max(abs(expect[i])).item() > 0.1);
+  }
+}

@@ -203,3 +203,30 @@ TEST_CASE("causal_conv1d CUDA kernels write every output element (outputs poison
     CHECK(std::none_of(v.begin(), v.end(), [](double e) { return std::isnan(e); }));
   }
 }
+
+TEST_CASE("causal_conv1d of bf16 data with float32 weight and bias = the float32 conv of the same values, rounded once") {
+  // An autocast model's bf16 activation and its float32 parameters (the kernels read float32
+  // parameters for bf16 data): y and dx bf16, dw and dbias float32; the create_graph path too.
+  Generator g(41);
+  const Tensor x = randn({2, 37, 6}, g).to(DType::bf16).set_requires_grad(true);
+  const Tensor w = randn({6, 4}, g).set_requires_grad(true), b = randn({6}, g).set_requires_grad(true);
+  const Tensor x32 = x.detach().to(DType::f32).set_requires_grad(true);
+  const Tensor dy = randn({2, 37, 6}, g).to(DType::bf16);
+  const Tensor y = causal_conv1d(x, w, b), y32 = causal_conv1d(x32, w, b);
+  CHECK(y.dtype() == DType::bf16);
+  CHECK(max_abs_diff(y.to(DType::f32), y32.detach().to(DType::bf16).to(DType::f32)) == 0.0);
+  const tensor_list gm = grad({y}, {x, w, b}, {dy}), gr = grad({y32}, {x32, w, b}, {dy.to(DType::f32)});
+  CHECK(gm[0].dtype() == DType::bf16);
+  CHECK(gm[1].dtype() == DType::f32);
+  CHECK(gm[2].dtype() == DType::f32);
+  CHECK(max_abs_diff(gm[0].to(DType::f32), gr[0].to(DType::bf16).to(DType::f32)) == 0.0);
+  CHECK(max_rel_diff(gm[1], gr[1], 1.0) < 1e-5);
+  CHECK(max_rel_diff(gm[2], gr[2], 1.0) < 1e-5);
+  // create_graph: the composite with the parameters cast to bf16, differentiable to the float32 leaves.
+  const tensor_list gg = grad({causal_conv1d(x, w, b)}, {x, w, b}, {dy}, std::nullopt, true);
+  CHECK(gg[1].dtype() == DType::f32);
+  CHECK(max_rel_diff(gg[1], gr[1], 1.0) < 1e-2);
+  CHECK(gg[1].requires_grad());
+  // float64 data with float32 weights stays an error.
+  CHECK_THROWS_AS(causal_conv1d(x.detach().to(DType::f64), w, b), std::invalid_argument);
+}

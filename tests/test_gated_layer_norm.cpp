@@ -229,3 +229,26 @@ TEST_CASE("cuda gated_layer_norm op = the composite on the GPU") {
         }
       }
 }
+
+TEST_CASE("gated_layer_norm of bf16 z and gate with float32 weight and bias = the op on the bf16-cast parameters; dw, db float32") {
+  Generator gen(77);
+  const Inputs lo = make_inputs(9, 40, true, DType::bf16, gen);
+  Inputs mixed = lo;
+  mixed.w = lo.w.detach().to(DType::f32).set_requires_grad(true);
+  mixed.b = lo.b.detach().to(DType::f32).set_requires_grad(true);
+  const auto op = [](const Inputs& in) { return gated_layer_norm(in.z, in.w, in.b, in.g, 1e-5); };
+  const tensor_list a = run(mixed, op), b = run(lo, op);
+  CHECK(a[3].dtype() == DType::f32);
+  CHECK(a[4].dtype() == DType::f32);
+  for (int i = 0; i < 5; ++i) {
+    CAPTURE(kNames[i]);
+    // dw, db: the kernel's float32 sums, rounded to bf16 only in the all-bf16 call.
+    const Tensor got = i >= 3 ? a[i].to(DType::bf16) : a[i];
+    CHECK(max(abs(sub(got.to(DType::f32), b[i].to(DType::f32)))).item() == 0.0);
+  }
+  // create_graph falls back to the composite on the same values; the parameter grads stay float32.
+  const tensor_list gg = grad({op(mixed)}, {mixed.w, mixed.b}, {mixed.dy}, std::nullopt, true);
+  CHECK(gg[0].dtype() == DType::f32);
+  check_close(gg[0], a[3], {2e-2, 2e-2}, "create_graph dw");
+  check_close(gg[1], a[4], {2e-2, 2e-2}, "create_graph db");
+}

@@ -5,7 +5,9 @@
 
 #include <cmath>
 
+#include "autograd/autocast.h"
 #include "autograd/engine.h"
+#include "autograd/graph_memory.h"
 #include "layers/embedding.h"
 #include "layers/linear.h"
 #include "layers/norm.h"
@@ -100,6 +102,43 @@ TEST_CASE("SwiGLU: gradcheck (fp64)") {
   for (auto& p : mlp.parameters()) in.push_back(p);
   auto r = gradcheck([&](const tensor_list& i) { return tensor_list{mlp.forward(i[0])}; }, in);
   CHECK_MESSAGE(r.ok, r.message);
+}
+
+TEST_CASE("SwiGLU bf16_hidden under autocast: the hidden layer is bf16 (half its saved bytes), same results to bf16") {
+  // w1 x and w3 x (the swiglu op's saved inputs) and w2's input become bf16: of 3 · d_ff floats per
+  // token stored in float32 (w2 keeps a bf16 cast of its input then), 2 · d_ff float32 + d_ff bf16
+  // become 3 · d_ff bf16.
+  const int64_t N = 10, D = 8, F = 24;
+  Generator g0(3);
+  const Tensor x0 = randn({N, D}, g0);
+  const auto run = [&](bool low, int64_t* saved) {
+    Generator g(5);
+    SwiGLU mlp(D, F, g, 0.3, low);
+    Tensor x = x0.detach().set_requires_grad(true);
+    Tensor y;
+    {
+      AutocastGuard ac(DType::bf16);
+      y = mlp.forward(x);
+    }
+    CHECK(y.dtype() == DType::f32);
+    Tensor loss = sum(square(y));
+    *saved = 0;
+    for (const SavedBytes& r : saved_bytes_by_op(loss)) *saved += r.bytes;
+    tensor_list in = {x, mlp.w1->weight, mlp.w2->weight, mlp.w3->weight};
+    tensor_list gr = grad({loss}, in);
+    gr.insert(gr.begin(), y.detach());
+    return gr;
+  };
+  int64_t s_low = 0, s_f32 = 0;
+  const tensor_list a = run(true, &s_low), b = run(false, &s_f32);
+  for (size_t i = 0; i < a.size(); ++i) {
+    CAPTURE(i);
+    CHECK(a[i].dtype() == DType::f32);
+    const double scale = max(abs(b[i])).item();
+    CHECK(scale > 0.01);
+    CHECK(max(abs(sub(a[i], b[i]))).item() < 2e-2 * scale);
+  }
+  CHECK(s_f32 - s_low == N * F * (2 * 4 - 2 * 2));
 }
 
 // --- RoPE ---------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 // model.ttt.bf16_io: the recomputed pre-conv and the TTT layer's checkpointed input and output
 // sides give the values and gradients of the stored path (gradcheck in float64, the whole model
 // on and off), and they keep less for the backward, by a hand count of the tensors they no longer
-// store. On CUDA: the bf16-stored scan inputs track the float32 ones and halve their bytes.
+// store. model.ttt.bf16_io (Note [bf16 activations] in layers/ttt_layer.cpp): bf16 activations
+// between the projections, the scan and o_proj track the float32 ones and keep fewer bytes.
 // Run: ./build/tests/test_remat_io
 #include <doctest/doctest.h>
 
@@ -135,51 +136,70 @@ TEST_CASE("remat_io keeps 4 activations [B, T, d_model] per TTT block fewer for 
   CHECK(saved_less < 5 * U * blocks);
 }
 
-TEST_CASE("bf16_io: the CPU reference reads float32 only, so the mixer keeps float32 scan inputs there") {
-  const Tensor xq = zeros({1, 2, 8, 4}), tok = zeros({4});
+// One TTTMixer (Mamba backbone) forward + backward under bf16 autocast, with bf16_io on or off:
+// the output and the gradients of x and of every parameter, and what the graph keeps, by op.
+tensor_list bf16_io_run(ModelConfig cfg, bool bf16_io, const Tensor& x, Device dev,
+                        std::map<std::string, int64_t>* saved) {
+  cfg.ttt.bf16_io = bf16_io;
+  Generator g(8);
+  TTTMixer layer(cfg, g);
+  layer.to(dev);
+  Tensor xin = x.detach().set_requires_grad(true);
   AutocastGuard ac(DType::bf16);
-  CHECK_FALSE(ttt_linear_scan_reads_bf16(xq, tok, Tensor(), Tensor(), TTTScanOptions{}));
+  Tensor out = layer.forward(xin);
+  CHECK(out.dtype() == DType::f32);  // o_proj's output: the residual branch stays float32
+  Tensor loss = sum(mul(out, out));
+  *saved = saved_by_op(loss);
+  tensor_list in{xin};
+  for (const Tensor& p : layer.parameters()) in.push_back(p);
+  tensor_list gr = grad({loss}, in, {}, std::nullopt, false, /*allow_unused=*/true);
+  gr.insert(gr.begin(), out.detach());
+  return gr;
 }
 
-TEST_CASE("CUDA bf16_io: a TTT-Linear layer under autocast stores bf16 scan inputs, half the bytes, same results to bf16") {
+void check_bf16_io_results(const tensor_list& a, const tensor_list& b) {
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!b[i].defined()) continue;
+    CAPTURE(i);
+    REQUIRE(a[i].defined());
+    CHECK(a[i].dtype() == b[i].dtype());  // every parameter's gradient stays float32
+    check_rel_norm(a[i].to(DType::f32).to(cpu()), b[i].to(DType::f32).to(cpu()), 2e-2, "bf16_io vs float32 activations");
+  }
+}
+
+TEST_CASE("bf16_io (CPU): the convs and the gated norm keep bf16 activations, 1.5 U fewer; same results to bf16") {
+  // U = one float32 [B, T, d_model]. conv_q/conv_k keep x Wq in bf16 (U/2 fewer); the gated
+  // LayerNorm keeps z and x Wg in bf16 (U fewer; its float32 weight and bias are read as bf16
+  // copies). The CPU scan reads float32, so the op casts around it and keeps float32 XQ, XK, XV.
+  ModelConfig cfg = tiny_ttt_config("ttt_linear", 4);
+  cfg.d_model = 16;
+  cfg.n_heads = 2;
+  const int64_t B = 2, T = 12, U = B * T * cfg.d_model * 4;
+  const Tensor x = rand64({B, T, cfg.d_model}, 9, false, 0.5).to(DType::f32);
+  std::map<std::string, int64_t> s16, s32;
+  const tensor_list a = bf16_io_run(cfg, true, x, cpu(), &s16), b = bf16_io_run(cfg, false, x, cpu(), &s32);
+  check_bf16_io_results(a, b);
+  CHECK(s32.at("causal_conv1d") - s16.at("causal_conv1d") == U / 2);
+  const int64_t gated_less = s32.at("gated_layer_norm") - s16.at("gated_layer_norm");
+  CHECK(gated_less >= U);
+  CHECK(gated_less <= U + 4 * cfg.d_model);  // + the float32 weight and bias against their bf16 copies
+  CHECK(s32.at("ttt_linear_scan") == s16.at("ttt_linear_scan"));
+  CHECK(total(s32) - total(s16) >= 3 * U / 2);
+}
+
+TEST_CASE("CUDA bf16_io: the scan also keeps bf16 XQ, XK, XV (3 U fewer in all); same results to bf16") {
   TTT_REQUIRE_GPU();
   ModelConfig cfg = tiny_ttt_config("ttt_linear", 16);
   cfg.d_model = 256;
   cfg.n_heads = 4;  // head_dim 64
-  Generator g(8);
-  TTTMixer m(cfg, g);
-  m.to(cuda());
-  const Tensor tok = zeros({16}, opts(DType::f32, cuda()));
-  const Tensor probe = zeros({2, 4, 128, 64}, opts(DType::f32, cuda()));
-  {
-    AutocastGuard ac(DType::bf16);
-    CHECK(ttt_linear_scan_reads_bf16(probe, tok, Tensor(), Tensor(), TTTScanOptions{}));
-  }
-  const Tensor x = rand64({2, 128, cfg.d_model}, 9, false, 0.5).to(DType::f32).to(cuda());
-  auto run = [&](bool bf16_io, std::map<std::string, int64_t>* saved) {
-    cfg.ttt.bf16_io = bf16_io;
-    Generator g2(8);
-    TTTMixer layer(cfg, g2);
-    layer.to(cuda());
-    Tensor xin = x.detach().set_requires_grad(true);
-    AutocastGuard ac(DType::bf16);
-    Tensor out = layer.forward(xin);
-    Tensor loss = sum(mul(out, out));
-    *saved = saved_by_op(loss);
-    tensor_list in{xin};
-    for (const Tensor& p : layer.parameters()) in.push_back(p);
-    tensor_list gr = grad({loss}, in, {}, std::nullopt, false, /*allow_unused=*/true);
-    gr.insert(gr.begin(), out.detach());
-    return gr;
-  };
+  const int64_t B = 2, T = 128, U = B * T * cfg.d_model * 4;
+  const Tensor x = rand64({B, T, cfg.d_model}, 9, false, 0.5).to(DType::f32).to(cuda());
   std::map<std::string, int64_t> s16, s32;
-  const tensor_list a = run(true, &s16), b = run(false, &s32);
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (!b[i].defined()) continue;
-    CAPTURE(i);
-    check_rel_norm(a[i].to(DType::f32).to(cpu()), b[i].to(DType::f32).to(cpu()), 2e-2, "bf16_io vs float32 storage");
-  }
-  // XQ, XK, XV: 3 · B·T·D floats become bf16 (the stored states and the rest are unchanged).
-  const int64_t qkv_f32 = 3 * 2 * 128 * 256 * 4;
-  CHECK(s32.at("ttt_linear_scan") - s16.at("ttt_linear_scan") == qkv_f32 / 2);
+  const tensor_list a = bf16_io_run(cfg, true, x, cuda(), &s16), b = bf16_io_run(cfg, false, x, cuda(), &s32);
+  check_bf16_io_results(a, b);
+  // XQ, XK, XV: 3 U become bf16 (the stored states are unchanged); the convs and the gated norm as on the CPU.
+  CHECK(s32.at("ttt_linear_scan") - s16.at("ttt_linear_scan") == 3 * U / 2);
+  CHECK(s32.at("causal_conv1d") - s16.at("causal_conv1d") == U / 2);
+  CHECK(s32.at("gated_layer_norm") - s16.at("gated_layer_norm") >= U);
+  CHECK(total(s32) - total(s16) >= 3 * U);
 }

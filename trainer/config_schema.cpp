@@ -49,6 +49,9 @@ std::vector<ConfigKey> build_schema() {
        "side (norm, projections, convs, RoPE, lr gate) and output side (post-norm, gelu gate) are recomputed in the "
        "backward instead (same values). At 125M, 8 x 2048 on an H200 (with model.ttt.bf16_io): 3.7 GB less peak "
        "memory, 17% fewer tokens/s."},
+      {"model.bf16_mlp", F(model.bf16_mlp),
+       "Under bf16 autocast, the SwiGLU MLP's w1 and w3 write their outputs as bf16 and the gated product reads, "
+       "keeps and writes bf16 (w2 multiplies it as it is): half the bytes it stores, no casts. false: float32."},
       {"model.ttt.mini_batch", F(model.ttt.mini_batch), "TTT mini-batch size b; -1 = whole sequence (batch GD)."},
       {"model.ttt.base_lr", F(model.ttt.base_lr), "Inner learning rate eta_base; -1 = 1.0 (linear) / 0.1 (mlp)."},
       {"model.ttt.base_lr_init", F(model.ttt.base_lr_init),
@@ -70,9 +73,10 @@ std::vector<ConfigKey> build_schema() {
        "else dual; fused: the kernel or an error.",
        {"auto", "fused", "dual", "primal", "generic"}},
       {"model.ttt.bf16_io", F(model.ttt.bf16_io),
-       "Under bf16 autocast on CUDA, the fused TTT-Linear scan reads and keeps XQ, XK, XV (and returns its output) "
-       "as bf16: half their bytes (0.9 GB at 125M, 8 x 2048), but the casts around the scan cost ~4-6% tokens/s; its "
-       "products are bf16 anyway, the inner state and every sum stay fp32. false: float32 storage."},
+       "Under bf16 autocast (TTT-Linear through the fused scan): the q/k, v and gate projections, the convs and RoPE "
+       "write bf16, the scan reads XQ, XK, XV and writes its output as bf16, and the gated post-norm reads and writes "
+       "bf16 up to o_proj. Its products are bf16 anyway and the inner state and every sum stay fp32; what is stored "
+       "between the ops takes half the bytes, with no casts. Decoding stays fp32. false: float32 activations."},
       {"model.ttt.checkpoint_group", F(model.ttt.checkpoint_group),
        "Gradient checkpointing through time: keep W every G mini-batches; 0 = off."},
       {"model.ttt.ln_eps", F(model.ttt.ln_eps), "Epsilon of the inner LayerNorm."},

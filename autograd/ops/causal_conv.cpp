@@ -8,6 +8,8 @@
 // - create_graph: the composite formula below (shifted slices of the zero-padded x times the
 //   weight columns) re-run taped and differentiated, so gradients of gradients are exact.
 // Paths without a kernel (float64 on CUDA) run the composite directly.
+// bf16 x may come with float32 weight and bias (an autocast model's bf16 activation and its float32
+// parameters): the kernels read float32 parameters anyway; y and dx are bf16, dw and dbias float32.
 #include <stdexcept>
 
 #include "autograd/autocast.h"
@@ -23,8 +25,14 @@ namespace {
 
 const char* kOp = "causal_conv1d";
 
+// t in x's dtype, differentiably (float32 parameters of bf16 data).
+Tensor as_data_dtype(const Tensor& t, const Tensor& x) {
+  return !t.defined() || t.dtype() == x.dtype() ? t : to_dtype(t, x.dtype());
+}
+
 // The composite formula: Σ_j narrow(pad(x), j, T) · w[:, j] + bias.
-Tensor composite(const Tensor& x, const Tensor& w, const Tensor& bias) {
+Tensor composite(const Tensor& x, const Tensor& w0, const Tensor& bias0) {
+  const Tensor w = as_data_dtype(w0, x), bias = as_data_dtype(bias0, x);
   const int64_t B = x.shape()[0], T = x.shape()[1], C = x.shape()[2], k = w.shape()[1];
   const Tensor xp = k > 1 ? narrow_scatter(x, {B, T + k - 1, C}, 1, k - 1) : x;
   Tensor y;
@@ -39,9 +47,12 @@ void check_inputs(const Tensor& x, const Tensor& w, const Tensor& bias) {
   check_defined(kOp, x);
   check_defined(kOp, w, "weight");
   kc::check_floating(x, kOp);
-  check_same_device(kOp, x, w);
-  check_same_dtype(kOp, x, w);
-  if (bias.defined()) check_same_device(kOp, x, bias), check_same_dtype(kOp, x, bias);
+  const auto check_param = [&](const Tensor& p) {
+    check_same_device(kOp, x, p);
+    if (!(x.dtype() == DType::bf16 && p.dtype() == DType::f32)) check_same_dtype(kOp, x, p);
+  };
+  check_param(w);
+  if (bias.defined()) check_param(bias);
   if (x.dim() != 3 || w.dim() != 2 || w.shape()[0] != x.shape()[2] || w.shape()[1] < 1 ||
       (bias.defined() && bias.shape() != Shape{x.shape()[2]}))
     throw std::invalid_argument(std::string(kOp) + ": expected x [B, T, C], weight [C, k], bias [C] (x " +

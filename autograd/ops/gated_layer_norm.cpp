@@ -9,6 +9,8 @@
 // per TTT layer, and one kernel forward and one backward instead of three and four).
 // The result equals that composite up to rounding: the composite rounds LN(z) and gelu(g) to the
 // dtype before their product, the kernel keeps them in its compute type.
+// bf16 z and g may come with float32 weight and bias (an autocast model's parameters): the kernels
+// read them cast to bf16 (rounded once, like the output); dw and db are float32.
 // Backward:
 // - grad mode off, float32 / bfloat16: the fused kernel, every gradient in one pass over the rows
 //   (dw, db summed in a fixed order);
@@ -38,7 +40,7 @@ void check_inputs(const Tensor& z, const Tensor& w, const Tensor& b, const Tenso
   for (const Tensor* p : {&w, &b}) {
     if (!p->defined()) continue;
     check_same_device(kOp, z, *p);
-    check_same_dtype(kOp, z, *p);
+    if (!(z.dtype() == DType::bf16 && p->dtype() == DType::f32)) check_same_dtype(kOp, z, *p);
     if (p->dim() != 1 || p->shape()[0] != z.shape().back())
       throw std::invalid_argument(std::string(kOp) + ": " + (p == &w ? "weight" : "bias") + " must have shape [" +
                                   std::to_string(z.shape().back()) + "] for z " + z.shape().str() + ", got " +
@@ -48,8 +50,9 @@ void check_inputs(const Tensor& z, const Tensor& w, const Tensor& b, const Tenso
 
 const void* ptr_or_null(const Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
 
-// c.saved: z, g, w, b, mean, rstd as the forward saved them.
-tensor_list fused_backward(const BackwardCtx& c, const Tensor& dy0) {
+// c.saved: z, g, w, b, mean, rstd as the forward saved them (w, b in z's dtype); dw, db are
+// returned in param_dtype.
+tensor_list fused_backward(const BackwardCtx& c, const Tensor& dy0, DType param_dtype) {
   const Tensor &z = c.saved[0], &g = c.saved[1], &w = c.saved[2], &b = c.saved[3], &mean = c.saved[4],
                &rstd = c.saved[5];
   const Tensor dy = kc::contiguous(dy0);
@@ -74,8 +77,8 @@ tensor_list fused_backward(const BackwardCtx& c, const Tensor& dy0) {
   k.dw = dw.defined() ? dw.data<float>() : nullptr;
   k.db = db.defined() ? db.data<float>() : nullptr;
   if (k.cols > 0 && (k.dz || k.dg || k.dw || k.db)) backend(z.device()).run(k);
-  if (dw.defined()) out[1] = dw.to(w.dtype());
-  if (db.defined()) out[2] = db.to(b.dtype());
+  if (dw.defined()) out[1] = dw.to(param_dtype);
+  if (db.defined()) out[2] = db.to(param_dtype);
   return out;
 }
 
@@ -84,8 +87,14 @@ tensor_list fused_backward(const BackwardCtx& c, const Tensor& dy0) {
 Tensor gated_layer_norm(const Tensor& z, const Tensor& weight, const Tensor& bias, const Tensor& gate, double eps) {
   check_inputs(z, weight, bias, gate);
   const Tensor zc = kc::contiguous(z), gc = kc::contiguous(gate);
-  const auto contiguous_or_none = [](const Tensor& t) { return t.defined() ? kc::contiguous(t) : Tensor(); };
-  const Tensor w = contiguous_or_none(weight), b = contiguous_or_none(bias);
+  // The parameters as the kernel reads them: contiguous, in z's dtype.
+  const auto kernel_param = [&](const Tensor& t) {
+    if (!t.defined()) return t;
+    NoGradGuard ng;
+    return kc::contiguous(t.dtype() == z.dtype() ? t : t.detach().to(z.dtype()));
+  };
+  const Tensor w = kernel_param(weight), b = kernel_param(bias);
+  const DType param_dtype = weight.defined() ? weight.dtype() : bias.defined() ? bias.dtype() : z.dtype();
   GatedLayerNormForward k;
   k.cols = z.shape().back();
   k.rows = k.cols ? z.numel() / k.cols : 0;
@@ -105,14 +114,20 @@ Tensor gated_layer_norm(const Tensor& z, const Tensor& weight, const Tensor& bia
     // Saved: the contiguous z and g the kernel read (z and g themselves when contiguous), w, b and
     // the kernel's statistics. The composite fallback differentiates stand-ins of them attached
     // to the inputs' edges (BackwardCtx::input_stand_in), as the copies have no history.
-    record(kOp, {z, weight, bias, gate}, {y}, {zc, gc, w, b, mean, rstd}, [eps](BackwardCtx& c, const tensor_list& g) {
-      if (!GradMode::is_enabled() && c.saved[0].dtype() != DType::f64) return fused_backward(c, g[0]);
-      const auto stand_in = [&](size_t input, const Tensor& t) { return t.defined() ? c.input_stand_in(input, t) : t; };
-      const BackwardCtx inputs{{stand_in(0, c.saved[0]), stand_in(1, c.saved[2]), stand_in(2, c.saved[3]),
-                                stand_in(3, c.saved[1])},
+    // (The parameters' stand-ins are the kernel's copies in the parameters' dtype.)
+    record(kOp, {z, weight, bias, gate}, {y}, {zc, gc, w, b, mean, rstd},
+           [eps, param_dtype](BackwardCtx& c, const tensor_list& g) {
+      if (!GradMode::is_enabled() && c.saved[0].dtype() != DType::f64) return fused_backward(c, g[0], param_dtype);
+      const auto stand_in = [&](size_t input, const Tensor& t, DType d) {
+        return t.defined() ? c.input_stand_in(input, t.dtype() == d ? t : t.to(d)) : t;
+      };
+      const DType zd = c.saved[0].dtype();
+      const BackwardCtx inputs{{stand_in(0, c.saved[0], zd), stand_in(1, c.saved[2], param_dtype),
+                                stand_in(2, c.saved[3], param_dtype), stand_in(3, c.saved[1], zd)},
                                c.needs_input_grad};
       const CheckpointFn composite = [eps](const tensor_list& x) {
-        return tensor_list{mul(gelu(x[3], true), layer_norm(x[0], x[1], x[2], eps))};
+        const auto as_z = [&](const Tensor& p) { return !p.defined() || p.dtype() == x[0].dtype() ? p : to_dtype(p, x[0].dtype()); };
+        return tensor_list{mul(gelu(x[3], true), layer_norm(x[0], as_z(x[1]), as_z(x[2]), eps))};
       };
       return recompute_gradients(composite, inputs, g, false, DType::f32);
     });

@@ -15,6 +15,11 @@
 // upcasts of the casts standing in for the operands (BackwardCtx::input_stand_in), i.e. the
 // values the forward multiplied, and differentiates through them to the operands as usual
 // (a KeepFloat32Operands scope keeps the float32 operands instead: autograd/autocast.h).
+// Mixed operands under autocast: one bf16 operand and one float32 (a bf16 activation times a
+// float32 weight) multiply like two float32 ones (the float32 one is cast); the result is float32
+// and each gradient comes back in its input's dtype. matmul_low_output returns the product in
+// the autocast dtype instead (the GEMM writes bf16): for an activation whose consumers read bf16
+// anyway, it saves the float32 write, the cast that would follow and half of what they keep.
 // Transposed and sliced operands are passed to the GEMM as they are (lda + transpose flags);
 // only layouts a GEMM cannot express are copied.
 #include "autograd/autocast.h"
@@ -130,57 +135,93 @@ Tensor upcast(const Tensor& x, DType d) {
 
 }  // namespace
 
-Tensor matmul(const Tensor& a0, const Tensor& b0) {
+namespace {
+
+// The dtypes of an autocast product of a0 and b0: `wide` is what the product means (float32 when
+// either operand is float32), `low` what the GEMM reads.
+struct ProductDtypes {
+  DType wide, low;
+};
+
+ProductDtypes product_dtypes(const Tensor& a0, const Tensor& b0) {
+  const bool amp = Autocast::enabled();
+  const DType ad = a0.dtype(), bd = b0.dtype();
+  if (ad != bd) {
+    const bool mixable = amp && ((ad == DType::f32 && bd == Autocast::dtype()) || (bd == DType::f32 && ad == Autocast::dtype()));
+    if (!mixable)
+      throw std::invalid_argument(std::string("matmul: operands of different dtypes (") + dtype_name(ad) + " and " +
+                                  dtype_name(bd) + ") multiply only under autocast, as its dtype and float32");
+    return {DType::f32, Autocast::dtype()};
+  }
+  return {ad, amp && ad == DType::f32 ? Autocast::dtype() : ad};
+}
+
+Tensor matmul_as(const Tensor& a0, const Tensor& b0, bool low_output) {
   check_defined("matmul", a0);
   check_defined("matmul", b0);
   check_same_device("matmul", a0, b0);
-  check_same_dtype("matmul", a0, b0);
   kc::check_floating(a0, "matmul");
+  kc::check_floating(b0, "matmul");
   if (a0.dim() == 0 || b0.dim() == 0) throw std::invalid_argument("matmul: operands must have at least 1 dim");
-  const DType out = a0.dtype();
-  const DType low = Autocast::enabled() && out == DType::f32 ? Autocast::dtype() : out;
+  const auto [wide, low] = product_dtypes(a0, b0);
+  const DType out = low_output ? low : wide;
   // The operands as the GEMM reads them (the autocast casts, or the inputs themselves).
   const Tensor a_low = Autocast::cached_cast(a0.detach(), low), b_low = Autocast::cached_cast(b0.detach(), low);
   Tensor y = product(a_low, b_low, low, out);
   if (needs_grad({&a0, &b0})) {
     const bool vec_a = a0.dim() == 1, vec_b = b0.dim() == 1;
-    // Saved: the inputs; under autocast their casts instead, plus the inputs that are parameters
-    // (all inputs under KeepFloat32Operands).
-    const bool casts = low != out, keep = Autocast::keep_float32_operands();
-    const auto kept = [keep](const Tensor& t) {
-      return keep || (t.is_leaf() && t.requires_grad()) ? t : Tensor();
+    const DType a_dtype = a0.dtype(), b_dtype = b0.dtype();
+    // Saved: the inputs; under autocast the operands the GEMM read instead (casts, or the inputs
+    // already in its dtype), plus the float32 inputs that are parameters (all of them under
+    // KeepFloat32Operands).
+    const bool casts = low != wide, keep = Autocast::keep_float32_operands();
+    const auto kept = [keep, low](const Tensor& t) {
+      return t.dtype() != low && (keep || (t.is_leaf() && t.requires_grad())) ? t : Tensor();
     };
     const tensor_list saved = casts ? tensor_list{a_low, b_low, kept(a0), kept(b0)} : tensor_list{a0, b0};
-    record("matmul", {a0, b0}, {y}, saved, [vec_a, vec_b, casts, low, out](BackwardCtx& c, const tensor_list& g) {
-      // create_graph: differentiable float32 products of the inputs (or of their stand-ins);
-      // otherwise the forward's precision, on the operands the forward multiplied.
+    record("matmul", {a0, b0}, {y}, saved,
+           [vec_a, vec_b, casts, low, wide, a_dtype, b_dtype](BackwardCtx& c, const tensor_list& g) {
+      // create_graph: differentiable `wide` products of the inputs (or of their stand-ins: the
+      // values the forward multiplied); otherwise the forward's precision, on the operands the
+      // forward multiplied, each gradient written in its input's dtype.
       const bool taped = GradMode::is_enabled();
       Tensor A = c.saved[0], B = c.saved[1], dC = g[0];
+      const auto as_wide = [wide](const Tensor& t) { return t.dtype() == wide ? t : to_dtype(t, wide); };
       if (taped && casts) {
-        A = c.saved[2].defined() ? c.saved[2] : c.input_stand_in(0, upcast(A, out));
-        B = c.saved[3].defined() ? c.saved[3] : c.input_stand_in(1, upcast(B, out));
+        A = as_wide(c.saved[2].defined() ? c.saved[2] : c.input_stand_in(0, upcast(A, a_dtype)));
+        B = as_wide(c.saved[3].defined() ? c.saved[3] : c.input_stand_in(1, upcast(B, b_dtype)));
+        dC = as_wide(dC);
       }
       Shape sa = c.saved[0].shape(), sb = c.saved[1].shape();
       if (vec_a) A = unsqueeze(A, 0);
       if (vec_b) B = unsqueeze(B, 1);
       if (vec_a) dC = unsqueeze(dC, vec_b ? 0 : -2);
       if (vec_b) dC = unsqueeze(dC, -1);
-      AutocastGuard exact(DType::f32, false);  // taped products are float32 even inside an autocast scope
+      AutocastGuard exact(DType::f32, false);  // taped products are `wide` even inside an autocast scope
       if (!taped) dC = Autocast::cached_cast(dC, low);  // once, for both products
-      auto mm = [&](const Tensor& x, const Tensor& w) { return taped ? matmul(x, w) : product(x, w, low, out); };
+      const auto mm = [&](const Tensor& x, const Tensor& w, DType o) {
+        if (!taped) return product(x, w, low, o);
+        const Tensor r = matmul(x, w);
+        return r.dtype() == o ? r : to_dtype(r, o);
+      };
       Tensor dA, dB;
-      if (c.needs(0)) dA = reshape(sum_to(mm(dC, transpose(B, -2, -1)), vec_a ? Shape{1, sa[0]} : sa), sa);
+      if (c.needs(0)) dA = reshape(sum_to(mm(dC, transpose(B, -2, -1), a_dtype), vec_a ? Shape{1, sa[0]} : sa), sa);
       const Tensor& B0 = c.saved[1];
       const bool weight_t = !taped && A.dim() == 2 && B0.dim() == 2 && sb[0] > 1 && sb[1] > 1 &&
                             B0.strides()[0] == 1 && B0.strides()[1] == sb[0];
       if (c.needs(1) && weight_t)  // B = Wᵀ of a contiguous W (Linear): dB as (dCᵀ A)ᵀ, laid out like W
-        dB = transpose(mm(transpose(dC, -2, -1), A), 0, 1);
+        dB = transpose(mm(transpose(dC, -2, -1), A, b_dtype), 0, 1);
       else if (c.needs(1))
-        dB = reshape(sum_to(mm(transpose(A, -2, -1), dC), vec_b ? Shape{sb[0], 1} : sb), sb);
+        dB = reshape(sum_to(mm(transpose(A, -2, -1), dC, b_dtype), vec_b ? Shape{sb[0], 1} : sb), sb);
       return tensor_list{dA, dB};
     });
   }
   return y;
 }
+
+}  // namespace
+
+Tensor matmul(const Tensor& a, const Tensor& b) { return matmul_as(a, b, false); }
+Tensor matmul_low_output(const Tensor& a, const Tensor& b) { return matmul_as(a, b, true); }
 
 }  // namespace ttt

@@ -154,14 +154,6 @@ std::string ttt_linear_scan_unsupported(const Tensor& xq, const Tensor& tok, con
   return ttt_linear_scan_unsupported(xq.device(), cast_around(xq, s) ? float_storage(s) : s);
 }
 
-bool ttt_linear_scan_reads_bf16(const Tensor& xq, const Tensor& tok, const Tensor& b0, const Tensor& ln_w,
-                                const TTTScanOptions& o) {
-  if (xq.dim() != 4 || tok.dim() != 1 || xq.dtype() != DType::f32 || tok.dtype() != DType::f32) return false;
-  TTTLinearScanShape s = make_shape(xq, tok, Tensor(), b0, ln_w, o);
-  s.bf16_io = s.low_precision = true;
-  return ttt_linear_scan_unsupported(xq.device(), s).empty();
-}
-
 tensor_list ttt_linear_scan(const Tensor& xq, const Tensor& xk, const Tensor& xv, const Tensor& lr, const Tensor& tok,
                             const Tensor& w0, const Tensor& b0, const Tensor& ln_w, const Tensor& ln_b,
                             const TTTScanOptions& o, const TTTScanComposite& composite) {
