@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "autograd/autocast.h"
 #include "autograd/ops.h"
 #include "layers/rope.h"
 
@@ -38,7 +39,7 @@ Tensor attention_mask(int64_t Tq, int64_t Tk, int64_t q_start, int64_t k_start, 
 
 CausalSelfAttention::CausalSelfAttention(const ModelConfig& cfg, Generator& g)
     : d_model_(cfg.d_model), n_heads_(cfg.n_heads), head_dim_(cfg.head_dim()), window_(cfg.window),
-      rope_theta_(cfg.rope_theta) {
+      rope_theta_(cfg.rope_theta), bf16_activations_(cfg.bf16_activations) {
   if (cfg.n_heads <= 0 || cfg.d_model % cfg.n_heads != 0 || cfg.head_dim() % 2 != 0)
     throw std::invalid_argument("attention: model.d_model (" + std::to_string(cfg.d_model) +
                                 ") must split into model.n_heads (" + std::to_string(cfg.n_heads) +
@@ -51,7 +52,7 @@ CausalSelfAttention::CausalSelfAttention(const ModelConfig& cfg, Generator& g)
   wo = register_module("wo", std::make_shared<Linear>(D, D, g, cfg.init_std));
 }
 
-void CausalSelfAttention::project(const Tensor& x, int64_t start, Tensor& q, Tensor& k, Tensor& v) const {
+void CausalSelfAttention::project(const Tensor& x, int64_t start, Tensor& q, Tensor& k, Tensor& v, bool low) const {
   check_defined("attention", x);
   if (x.dim() != 3 || x.shape()[2] != d_model_)
     throw std::invalid_argument("attention: expected input [B, T, " + std::to_string(d_model_) + "], got " +
@@ -62,9 +63,10 @@ void CausalSelfAttention::project(const Tensor& x, int64_t start, Tensor& q, Ten
   // The fused RoPE reads the [B, T, H, d_h] projections through transposed views and writes
   // q, k contiguous [B, H, T, d_h]: rotation and head split in one pass, as the attention
   // kernels want them.
-  q = apply_rope(transpose(reshape(wq->forward(x), heads), 1, 2), pos, rope_theta_);
-  k = apply_rope(transpose(reshape(wk->forward(x), heads), 1, 2), pos, rope_theta_);
-  v = transpose(reshape(wv->forward(x), heads), 1, 2);
+  const auto proj = [&](const Linear& w) { return transpose(reshape(linear(x, w.weight, w.bias, low), heads), 1, 2); };
+  q = apply_rope(proj(*wq), pos, rope_theta_);
+  k = apply_rope(proj(*wk), pos, rope_theta_);
+  v = proj(*wv);
 }
 
 Tensor CausalSelfAttention::attend(const Tensor& q, const Tensor& k, const Tensor& v, int64_t q_start,
@@ -81,7 +83,8 @@ Tensor CausalSelfAttention::attend(const Tensor& q, const Tensor& k, const Tenso
 
 Tensor CausalSelfAttention::forward(const Tensor& x) {
   Tensor q, k, v;
-  project(x, 0, q, k, v);
+  const bool low = bf16_activations_ && Autocast::enabled() && Autocast::dtype() == DType::bf16 && x.dtype() == DType::f32;
+  project(x, 0, q, k, v, low);
   return attend(q, k, v, 0, 0);
 }
 
@@ -99,7 +102,7 @@ Tensor CausalSelfAttention::step(const Tensor& x, MixerState& state) {
   NoGradGuard ng;  // the cache is written in place: inference only
   const int64_t T = x.shape()[1], p0 = st->position;
   Tensor q, k, v;
-  project(x, p0, q, k, v);
+  project(x, p0, q, k, v, /*low=*/false);
   if (k.shape()[0] != st->k.shape()[0])
     throw std::invalid_argument("attention: step() batch " + std::to_string(k.shape()[0]) +
                                 " differs from the state's " + std::to_string(st->k.shape()[0]));

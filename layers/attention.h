@@ -11,6 +11,11 @@
 // FlashAttention-style kernels, O(T) memory, tested against the composite matmul + mask + softmax).
 // Projections bias-free, init N(0, init_std) as in the official Llama-style baseline.
 //
+// model.bf16_activations (training and forward under bf16 autocast): the projections write q, k, v
+// as bf16, RoPE rotates them in bf16, the attention kernels read them as they are and write a bf16
+// output, which Wo multiplies as it is: no casts, half the bytes between the ops (the kernels read
+// bf16 either way). Decoding keeps float32 (its cache has the weights' dtype).
+//
 // Decoding: the state keeps the RoPE-rotated keys and the values of past tokens in buffers that
 // grow geometrically (with a window, only the last w − 1 tokens are kept). step() is for
 // inference: it writes the cache in place, so no gradient flows into past keys/values.
@@ -35,14 +40,16 @@ class CausalSelfAttention : public SequenceMixer {
   std::shared_ptr<Linear> wq, wk, wv, wo;
 
  private:
-  // x [B, T, D] at absolute positions start.. -> q, k, v [B, H, T, d_h] (q, k rotated).
-  void project(const Tensor& x, int64_t start, Tensor& q, Tensor& k, Tensor& v) const;
+  // x [B, T, D] at absolute positions start.. -> q, k, v [B, H, T, d_h] (q, k rotated); low: bf16
+  // under autocast (model.bf16_activations).
+  void project(const Tensor& x, int64_t start, Tensor& q, Tensor& k, Tensor& v, bool low) const;
   // Attention of q (positions q_start..) over k, v (positions k_start..), merged to [B, Tq, D]
   // and projected by Wo.
   Tensor attend(const Tensor& q, const Tensor& k, const Tensor& v, int64_t q_start, int64_t k_start) const;
 
   int64_t d_model_, n_heads_, head_dim_, window_;
   double rope_theta_;
+  bool bf16_activations_;
 };
 
 // The additive mask [Tq, Tk] (0 allowed, −inf masked) for queries at q_start.. and keys at

@@ -31,7 +31,7 @@ Block::Block(const ModelConfig& cfg, Generator& g) : remat_io_(cfg.remat_io) {
   mixer = register_module("mixer", make_mixer(cfg, g));
   if (cfg.d_ff > 0) {  // d_ff = 0: a mixer-only block (the Mamba papers' language models)
     ffn_norm = register_module("ffn_norm", std::make_shared<RMSNorm>(cfg.d_model, cfg.norm_eps));
-    mlp = register_module("mlp", std::make_shared<SwiGLU>(cfg.d_model, cfg.d_ff, g, cfg.init_std, cfg.bf16_mlp));
+    mlp = register_module("mlp", std::make_shared<SwiGLU>(cfg.d_model, cfg.d_ff, g, cfg.init_std, cfg.bf16_activations));
   }
 }
 

@@ -26,11 +26,11 @@ struct TTTConfig {
   bool inner_bias = true;         // f_res has biases (official b1, b2); false: f_res(x) = xW (Theorem 1)
   int64_t mlp_expansion = 4;      // TTT-MLP hidden = expansion * head_dim
   std::string impl = "auto";      // auto | fused | dual | primal | generic (same outputs, see tests)
-  bool bf16_io = false;           // under bf16 autocast (TTT-Linear, fused scan): the projections,
+  bool bf16_io = true;            // under bf16 autocast (TTT-Linear, fused scan): the projections,
                                   // convs and RoPE write XQ, XK, XV as bf16, the scan reads them and
                                   // writes its output as bf16, the gate side stays bf16 up to o_proj
                                   // (Note [bf16 activations] in layers/ttt_layer.cpp): less memory
-  int64_t checkpoint_group = 4;   // keep W every G mini-batches, recompute the rest in backward; 0 = off
+  int64_t checkpoint_group = 16;   // keep W every G mini-batches, recompute the rest in backward; 0 = off
   double ln_eps = 1e-6;
   bool post_norm = true;          // LayerNorm(d_model) on the inner loop's output (official); false:
                                   // none, so with the Theorem-1 switches the mixer is exactly
@@ -89,8 +89,8 @@ struct ModelConfig {
                                     // output sides in the backward instead of storing them (block.h):
                                     // with ttt.bf16_io 3.7 GB less at 125M 8x2048, 17% slower
                                     // (BENCHMARKS.md)
-  bool bf16_mlp = false;            // under bf16 autocast the SwiGLU hidden layer (w1 x, w3 x and
-                                    // their gated product) is bf16 (layers/swiglu.h)
+  bool bf16_activations = true;     // under bf16 autocast the SwiGLU hidden layer and attention's
+                                    // q, k, v and output are bf16 (layers/swiglu.h, attention.h)
   TTTConfig ttt;
   LinearAttentionConfig linear_attention;
   E2EConfig e2e;

@@ -11,7 +11,7 @@
 
 namespace ttt {
 
-// bf16_hidden (model.bf16_mlp): under bf16 autocast w1 x and w3 x are written as bf16 and
+// bf16_hidden (model.bf16_activations): under bf16 autocast w1 x and w3 x are written as bf16 and
 // the fused silu-product reads, keeps and writes bf16, which w2 multiplies as it is: the hidden
 // layer (2 · d_ff per token stored for the backward, the largest activation of a block) takes half
 // the bytes and no cast runs. The products are bf16 either way; the output is float32.

@@ -8,6 +8,10 @@
 #include <cmath>
 #include <limits>
 
+#include "autograd/autocast.h"
+#include "autograd/engine.h"
+#include "autograd/graph_memory.h"
+#include "kernels/profiler.h"
 #include "layers/attention.h"
 #include "layers/linear_attention.h"
 #include "tests/layer_helpers.h"
@@ -292,4 +296,48 @@ TEST_CASE("attention: bad shapes and configs are clear errors") {
   CHECK_THROWS_AS(attn.forward(zeros({1, 3, 6})), std::invalid_argument);
   c.n_heads = 3;
   CHECK_THROWS_AS(CausalSelfAttention(c, g), std::invalid_argument);
+}
+
+TEST_CASE("attention with bf16_activations under autocast: bf16 q, k, v and output, fewer casts; same results to bf16") {
+  // The projections write bf16, so the op casts nothing: its bf16 buffers are the projections' own
+  // outputs, and Wo reads the bf16 output as it is (no cast kept beside it).
+  const auto run = [&](bool low, int64_t* saved, int64_t* copies) {
+    ModelConfig c = small_cfg(3);
+    c.bf16_activations = low;
+    Generator g(21);
+    CausalSelfAttention m(c, g);
+    Tensor x = rand64({2, 9, c.d_model}, 22, false, 0.8).to(DType::f32).set_requires_grad(true);
+    Profiler::reset();
+    Profiler::set_enabled(true);
+    Tensor y;
+    {
+      AutocastGuard ac(DType::bf16);
+      y = m.forward(x);
+    }
+    CHECK(y.dtype() == DType::f32);
+    Tensor loss = sum(square(y));
+    *saved = 0;
+    for (const SavedBytes& r : saved_bytes_by_op(loss)) *saved += r.bytes;
+    tensor_list in = {x};
+    for (const Tensor& p : m.parameters()) in.push_back(p);
+    tensor_list gr = grad({loss}, in);
+    Profiler::set_enabled(false);
+    *copies = 0;
+    for (const KernelStat& k : Profiler::snapshot())
+      if (k.name == "unary copy") *copies += k.calls;
+    gr.insert(gr.begin(), y.detach());
+    return gr;
+  };
+  int64_t s_low = 0, s_f32 = 0, c_low = 0, c_f32 = 0;
+  const tensor_list a = run(true, &s_low, &c_low), b = run(false, &s_f32, &c_f32);
+  for (size_t i = 0; i < a.size(); ++i) {
+    CAPTURE(i);
+    CHECK(a[i].dtype() == DType::f32);
+    const double scale = max(abs(b[i])).item();
+    CHECK(scale > 0.01);
+    CHECK(max(abs(sub(a[i], b[i]))).item() < 3e-2 * scale);
+  }
+  CHECK(s_low <= s_f32);
+  INFO("copies and casts, forward and backward: ", c_low, " with bf16 activations, ", c_f32, " without");
+  CHECK(c_low < c_f32);
 }

@@ -49,9 +49,11 @@ std::vector<ConfigKey> build_schema() {
        "side (norm, projections, convs, RoPE, lr gate) and output side (post-norm, gelu gate) are recomputed in the "
        "backward instead (same values). At 125M, 8 x 2048 on an H200 (with model.ttt.bf16_io): 3.7 GB less peak "
        "memory, 17% fewer tokens/s."},
-      {"model.bf16_mlp", F(model.bf16_mlp),
-       "Under bf16 autocast, the SwiGLU MLP's w1 and w3 write their outputs as bf16 and the gated product reads, "
-       "keeps and writes bf16 (w2 multiplies it as it is): half the bytes it stores, no casts. false: float32."},
+      {"model.bf16_activations", F(model.bf16_activations),
+       "Under bf16 autocast, activations that only products read stay bf16, written so by their producers: the "
+       "SwiGLU MLP's hidden layer (w1 x, w3 x, their gated product) and attention's q, k, v (projections and RoPE) "
+       "and output. Half the bytes they store and move, no casts; products are bf16 either way, norms, residual "
+       "stream and loss stay fp32. TTT layers: model.ttt.bf16_io. false: float32 activations."},
       {"model.ttt.mini_batch", F(model.ttt.mini_batch), "TTT mini-batch size b; -1 = whole sequence (batch GD)."},
       {"model.ttt.base_lr", F(model.ttt.base_lr), "Inner learning rate eta_base; -1 = 1.0 (linear) / 0.1 (mlp)."},
       {"model.ttt.base_lr_init", F(model.ttt.base_lr_init),
