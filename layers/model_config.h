@@ -87,7 +87,7 @@ struct ModelConfig {
   uint64_t seed = 0;                // parameter initialization
   bool remat_io = false;            // training: recompute the pre-conv and a TTT layer's input and
                                     // output sides in the backward instead of storing them (block.h):
-                                    // with ttt.bf16_io 3.7 GB less at 125M 8x2048, 17% slower
+                                    // 8.5 instead of 10.4 GB at 125M 8x2048 on an H200, 15% slower
                                     // (BENCHMARKS.md)
   bool bf16_activations = true;     // under bf16 autocast the SwiGLU hidden layer and attention's
                                     // q, k, v and output are bf16 (layers/swiglu.h, attention.h)

@@ -33,8 +33,8 @@
 // gelu gate) are checkpoint regions recomputed in the backward (block.h forward_residual). In
 // float32 that is 4 activations of [B, T, d_model] per layer fewer (tests/test_remat_io.cpp counts
 // them), for the recomputed projections' GEMMs (q, v, g) and the elementwise passes around them,
-// which cost more: on an H200 the 125M at 8 x 2048 with model.ttt.bf16_io as well peaks at 10.6 GB
-// instead of 14.3 GB and trains 17% slower (BENCHMARKS.md, session 5).
+// which cost more: on an H200 the 125M at 8 x 2048 (bf16 autocast, the default bf16 activations)
+// peaks at 8.5 GB instead of 10.4 GB and trains 15% slower (BENCHMARKS.md, session 6).
 #pragma once
 
 #include <memory>
