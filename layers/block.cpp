@@ -46,17 +46,6 @@ Tensor Block::pre_conv_remat(const Tensor& h) const {
 
 Residual Block::forward(Residual r) {
   const bool remat = remat_io_ && GradMode::is_enabled();
-  if (remat && pre_conv && mixer->remats_input_norm()) {
-    // The mixer's regions recompute the pre-conv sublayer from h as well, so its sum h + conv is
-    // stored by no one (the next norm's add_rms_norm keeps its own sum).
-    const Tensor h = r.settled();
-    r.pending = pre_conv_remat(h);
-    r.settled();
-    const PreConv pre{*pre_conv_norm, *pre_conv};
-    r.pending = mixer->forward_residual(h, *seq_norm, &pre);
-    if (mlp) r.pending = mlp->forward(r.normalized(*ffn_norm));
-    return r;
-  }
   if (pre_conv)
     r.pending = remat ? pre_conv_remat(r.settled()) : pre_conv->forward(r.normalized(*pre_conv_norm));
   if (remat && mixer->remats_input_norm())

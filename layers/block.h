@@ -10,10 +10,8 @@
 // With cfg.remat_io, a training forward (grad mode on) stores less for the backward: the pre-conv
 // sublayer conv(norm(h)) is a checkpoint region that keeps only h (recomputing the norm and the
 // conv), and a mixer that offers it (remats_input_norm: the TTT layers) gets h and its norm
-// instead of norm(h) (ttt_layer.h Note [Remat]); with both, the mixer gets the residual before
-// the pre-conv and recomputes the pre-conv sublayer too, so the sum between the two sublayers is
-// not stored. The values are the same; the residual adds are then plain adds instead of
-// add_rms_norm for those sublayers.
+// instead of norm(h) (ttt_layer.h Note [Remat]). The values are the same; the residual adds are
+// then plain adds instead of add_rms_norm for those sublayers.
 //
 // All norms are RMSNorm (eps cfg.norm_eps), mlp is SwiGLU(d_model, d_ff) (none when d_ff = 0: the
 // Mamba papers' blocks are `h += mixer(norm(h))` only), pre_conv a depthwise

@@ -5,18 +5,10 @@
 
 #include <memory>
 
-#include "autograd/ops.h"
-#include "layers/causal_conv.h"
 #include "layers/module.h"
 #include "layers/norm.h"
 
 namespace ttt {
-
-// The Mamba backbone's pre-conv sublayer as the first step of forward_residual: h ← h + conv(norm(h)).
-struct PreConv {
-  const RMSNorm& norm;
-  const CausalConv1d& conv;
-};
 
 struct MixerState {
   virtual ~MixerState() = default;
@@ -30,12 +22,8 @@ class SequenceMixer : public Module {
   // forward(norm(h)) from the block's residual h (the sum, already settled) and its norm, for a
   // mixer that recomputes the norm and what it cheaply derives from it in the backward instead of
   // storing them (remats_input_norm(); the block asks for this with model.remat_io while training).
-  // With pre, h is the residual before the pre-conv sublayer: forward(norm(h + conv(pre_norm(h)))),
-  // the sublayer recomputed too, so that its sum need not be stored either.
   virtual bool remats_input_norm() const { return false; }
-  virtual Tensor forward_residual(const Tensor& h, const RMSNorm& norm, const PreConv* pre = nullptr) {
-    return forward(norm.forward(pre ? add(h, pre->conv.forward(pre->norm.forward(h))) : h));
-  }
+  virtual Tensor forward_residual(const Tensor& h, const RMSNorm& norm) { return forward(norm.forward(h)); }
   virtual std::unique_ptr<MixerState> init_state(int64_t batch) = 0;
   // x [B, T, D] continuing after state.position; updates the state. Must equal the matching
   // slice of forward() on the concatenated sequence (tests check this).

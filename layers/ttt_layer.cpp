@@ -419,41 +419,26 @@ Tensor TTTMixer::forward(const Tensor& x) { return finish(x, inner_outputs(inner
 // ttt_layer.h): the input side (norm, projections, convs, RoPE, the lr gate) and the output side
 // (norm again, post-norm, the gelu gate) run as two checkpoint regions around the scan and are
 // recomputed in the backward. o_proj stays outside (its input is the bf16 cast it keeps anyway).
-// With pre (the Mamba backbone's pre-conv), both regions start from the residual before it and
-// recompute h + conv(pre_norm(h)) as well: its sum is then stored by no one (one activation of
-// [B, T, d_model] float32 per block, for a norm and a conv more in each region's recompute).
-Tensor TTTMixer::forward_residual(const Tensor& h, const RMSNorm& norm, const PreConv* pre) {
-  if (!GradMode::is_enabled()) return SequenceMixer::forward_residual(h, norm, pre);
-  // Region arguments from `at`: h, the norm's weight, [the pre-conv's norm weight, conv weight,
-  // conv bias], then the layer's parameters.
-  tensor_list common = {h, norm.weight};
-  if (pre) common.insert(common.end(), {pre->norm.weight, pre->conv.weight, pre->conv.bias});
-  const size_t params_at = common.size();
-  const double eps = norm.eps, pre_eps = pre ? pre->norm.eps : 0.0;
-  const bool has_pre = pre != nullptr;
-  const auto block_input = [eps, pre_eps, has_pre](const tensor_list& a, size_t at) {
-    const Tensor hs = has_pre ? add(a[at], causal_conv1d(rms_norm(a[at], a[at + 2], pre_eps), a[at + 3], a[at + 4]))
-                              : a[at];
-    return rms_norm(hs, a[at + 1], eps);
-  };
-  tensor_list args = common;
+Tensor TTTMixer::forward_residual(const Tensor& h, const RMSNorm& norm) {
+  if (!GradMode::is_enabled()) return forward(norm.forward(h));
+  const double eps = norm.eps;
+  tensor_list args = {h, norm.weight};
   for (const Tensor& p : input_params()) args.push_back(p);
   const tensor_list qkv = checkpoint(
-      [this, block_input, params_at](const tensor_list& a) {
-        const tensor_list params(a.begin() + params_at, a.end());
-        const Tensor x = block_input(a, 0);
+      [this, eps](const tensor_list& a) {
+        const tensor_list params(a.begin() + 2, a.end());
+        const Tensor x = rms_norm(a[0], a[1], eps);
         const ScanInputs in = prepare(x, 0, nullptr, nullptr, params, low_precision_io(x));
         return tensor_list{in.XQ, in.XK, in.XV, in.lr};
       },
       args);
   const Tensor heads_out = inner_outputs(ScanInputs{qkv[0], qkv[1], qkv[2], qkv[3]});
-  args = {heads_out};
-  args.insert(args.end(), common.begin(), common.end());
+  args = {heads_out, h, norm.weight};
   for (const Tensor& p : output_params()) args.push_back(p);
   const Tensor z = checkpoint(
-      [this, block_input, params_at](const tensor_list& a) {
-        const Tensor x = mamba_ ? block_input(a, 1) : a[1];  // only the gate reads x (else: its dtype)
-        return tensor_list{gate_output(x, a[0], tensor_list(a.begin() + 1 + params_at, a.end()))};
+      [this, eps](const tensor_list& a) {
+        const Tensor x = mamba_ ? rms_norm(a[1], a[2], eps) : a[1];  // only the gate reads x (else: its dtype)
+        return tensor_list{gate_output(x, a[0], tensor_list(a.begin() + 3, a.end()))};
       },
       args)[0];
   return o_proj_->forward(z);

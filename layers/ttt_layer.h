@@ -30,11 +30,11 @@
 // forward keeps for the backward only the block's residual h, the scan's inputs (bf16 under
 // autocast with model.ttt.bf16_io) and its output: the input side (the block's norm, the
 // projections, the convs, RoPE, the lr gate) and the output side (the norm again, post_norm, the
-// gelu gate) are checkpoint regions recomputed in the backward (block.h forward_residual); on the
-// Mamba backbone they also recompute the pre-conv sublayer before them. In float32 that is 5
-// activations of [B, T, d_model] per block fewer (tests/test_remat_io.cpp counts them), for the
-// recomputed projections' GEMMs (q, v, g) and the elementwise passes around them, which cost
-// more (BENCHMARKS.md: the 125M's peak and tokens/s with and without it on an H200).
+// gelu gate) are checkpoint regions recomputed in the backward (block.h forward_residual). In
+// float32 that is 4 activations of [B, T, d_model] per layer fewer (tests/test_remat_io.cpp counts
+// them), for the recomputed projections' GEMMs (q, v, g) and the elementwise passes around them,
+// which cost more: on an H200 the 125M at 8 x 2048 (bf16 autocast, the default bf16 activations)
+// peaks at 8.5 GB instead of 10.4 GB and trains 15% slower (BENCHMARKS.md, session 6).
 #pragma once
 
 #include <memory>
@@ -58,7 +58,7 @@ class TTTMixer : public SequenceMixer {
 
   Tensor forward(const Tensor& x) override;
   bool remats_input_norm() const override { return true; }
-  Tensor forward_residual(const Tensor& h, const RMSNorm& norm, const PreConv* pre = nullptr) override;
+  Tensor forward_residual(const Tensor& h, const RMSNorm& norm) override;
   std::unique_ptr<MixerState> init_state(int64_t batch) override;
   Tensor step(const Tensor& x, MixerState& state) override;
   double extra_flops_per_token(int64_t seq_len) const override;
