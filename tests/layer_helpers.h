@@ -1,6 +1,8 @@
 // tests/layer_helpers.h — small helpers shared by the layers/ tests (not a test unit itself).
 #pragma once
 
+#include <doctest/doctest.h>
+
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -54,5 +56,18 @@ inline Tensor rand_ids(const Shape& s, int64_t vocab, uint64_t seed) {
 
 // All parameters of m, in f64, as gradcheck inputs (they are leaves requiring grad already).
 inline tensor_list params_of(const Module& m) { return m.parameters(); }
+
+// Results of a bf16-activation path against the float32-activation path: each float32, nonzero in
+// the reference, and within rel · max|reference| of it (the bf16 roundings of what is stored).
+inline void check_near_reference(const tensor_list& got, const tensor_list& ref, double rel) {
+  REQUIRE(got.size() == ref.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    CAPTURE(i);
+    CHECK(got[i].dtype() == DType::f32);
+    const double scale = max(abs(ref[i])).item();
+    CHECK(scale > 0.01);
+    CHECK(max(abs(sub(got[i], ref[i]))).item() < rel * scale);
+  }
+}
 
 }  // namespace ttt::testing
