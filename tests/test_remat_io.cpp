@@ -112,6 +112,32 @@ TEST_CASE("remat_io on and off: the same loss and the same gradient for every pa
   }
 }
 
+TEST_CASE("remat_io under bf16 autocast with the bf16 activations on: the same loss and gradients as without remat") {
+  // The regions recompute the bf16 products, convs, RoPE and gated norm exactly as the stored
+  // path ran them (Note [bf16 activations] inside the checkpoint regions).
+  for (const char* mixer : {"ttt_linear", "attention"}) {
+    CAPTURE(mixer);
+    ModelConfig c_on = micro_lm(mixer, "mamba", true), c_off = micro_lm(mixer, "mamba", false);
+    REQUIRE(c_on.ttt.bf16_io);
+    REQUIRE(c_on.bf16_activations);
+    LanguageModel on(c_on), off(c_off);
+    const Tensor ids = rand_ids({2, 10}, 29, 3), targets = rand_ids({2, 10}, 29, 4);
+    Tensor l_on, l_off;
+    {
+      AutocastGuard ac(DType::bf16);
+      l_on = on.loss(ids, targets);
+      l_off = off.loss(ids, targets);
+    }
+    CHECK(l_on.item() == doctest::Approx(l_off.item()).epsilon(1e-6));
+    const tensor_list g_on = grad({l_on}, on.parameters()), g_off = grad({l_off}, off.parameters());
+    REQUIRE(g_on.size() == g_off.size());
+    for (size_t i = 0; i < g_on.size(); ++i) {
+      CAPTURE(i);
+      CHECK(max_rel_diff(g_on[i], g_off[i], 1e-3) < 1e-4);
+    }
+  }
+}
+
 TEST_CASE("remat_io keeps 4 activations [B, T, d_model] per TTT block fewer for the backward (hand count)") {
   // Float32, no autocast: each activation a block stops storing is U = B·T·D·4 bytes. Stored path,
   // per block: the pre-conv's normed input, the projections' input x, conv_q/conv_k's input x Wq,
