@@ -63,7 +63,7 @@ void CausalSelfAttention::project(const Tensor& x, int64_t start, Tensor& q, Ten
   // The fused RoPE reads the [B, T, H, d_h] projections through transposed views and writes
   // q, k contiguous [B, H, T, d_h]: rotation and head split in one pass, as the attention
   // kernels want them.
-  const auto proj = [&](const Linear& w) { return transpose(reshape(linear(x, w.weight, w.bias, low), heads), 1, 2); };
+  const auto proj = [&](const Linear& w) { return transpose(reshape(w.forward(x, low), heads), 1, 2); };
   q = apply_rope(proj(*wq), pos, rope_theta_);
   k = apply_rope(proj(*wk), pos, rope_theta_);
   v = proj(*wv);

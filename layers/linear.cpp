@@ -22,16 +22,16 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, bool lo
   out_shape[out_shape.size() - 1] = weight.shape()[0];
   const Tensor x2 = reshape(x, {-1, in}), wt = transpose(weight, 0, 1);
   Tensor y = low_output ? matmul_low_output(x2, wt) : matmul(x2, wt);
-  if (bias.defined()) y = add(y, bias.dtype() == y.dtype() ? bias : to_dtype(bias, y.dtype()));
+  if (bias.defined()) y = add(y, to_dtype(bias, y.dtype()));
   return reshape(y, out_shape);
 }
 
-Tensor Linear::forward(const Tensor& x) const {
+Tensor Linear::forward(const Tensor& x, bool low_output) const {
   check_defined("Linear", x);
   if (x.dim() < 1 || x.shape().back() != in_features)
     throw std::invalid_argument("Linear: expected input [..., " + std::to_string(in_features) + "], got " +
                                 x.shape().str());
-  return linear(x, weight, bias);
+  return linear(x, weight, bias, low_output);
 }
 
 }  // namespace ttt

@@ -19,8 +19,9 @@ class Linear : public Module {
  public:
   Linear(int64_t in_features, int64_t out_features, Generator& g, double std = 0.02, bool bias = false);
   // x [..., in] -> [..., out]. The leading dims are flattened into one GEMM (a plain 2-D
-  // product, so the weight gradient is one GEMM too instead of a per-batch sum).
-  Tensor forward(const Tensor& x) const;
+  // product, so the weight gradient is one GEMM too instead of a per-batch sum). low_output: as
+  // linear()'s.
+  Tensor forward(const Tensor& x, bool low_output = false) const;
 
   int64_t in_features, out_features;
   Tensor weight;  // [out, in]

@@ -15,7 +15,7 @@ SwiGLU::SwiGLU(int64_t d_model, int64_t d_ff, Generator& g, double std, bool bf1
 Tensor SwiGLU::forward(const Tensor& x) const {
   // silu(w1 x) ⊙ w3 x, one fused op; low: bf16 under autocast (outside it, linear as usual).
   const bool low = bf16_hidden && x.dtype() == DType::f32;
-  return w2->forward(swiglu(linear(x, w1->weight, w1->bias, low), linear(x, w3->weight, w3->bias, low)));
+  return w2->forward(swiglu(w1->forward(x, low), w3->forward(x, low)));
 }
 
 }  // namespace ttt

@@ -25,10 +25,8 @@ namespace {
 
 const char* kOp = "causal_conv1d";
 
-// t in x's dtype, differentiably (float32 parameters of bf16 data).
-Tensor as_data_dtype(const Tensor& t, const Tensor& x) {
-  return !t.defined() || t.dtype() == x.dtype() ? t : to_dtype(t, x.dtype());
-}
+// t (optional) in x's dtype, differentiably (float32 parameters of bf16 data).
+Tensor as_data_dtype(const Tensor& t, const Tensor& x) { return t.defined() ? to_dtype(t, x.dtype()) : t; }
 
 // The composite formula: Σ_j narrow(pad(x), j, T) · w[:, j] + bias.
 Tensor composite(const Tensor& x, const Tensor& w0, const Tensor& bias0) {

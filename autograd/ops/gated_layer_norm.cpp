@@ -126,7 +126,7 @@ Tensor gated_layer_norm(const Tensor& z, const Tensor& weight, const Tensor& bia
                                 stand_in(2, c.saved[3], param_dtype), stand_in(3, c.saved[1], zd)},
                                c.needs_input_grad};
       const CheckpointFn composite = [eps](const tensor_list& x) {
-        const auto as_z = [&](const Tensor& p) { return !p.defined() || p.dtype() == x[0].dtype() ? p : to_dtype(p, x[0].dtype()); };
+        const auto as_z = [&](const Tensor& p) { return p.defined() ? to_dtype(p, x[0].dtype()) : p; };
         return tensor_list{mul(gelu(x[3], true), layer_norm(x[0], as_z(x[1]), as_z(x[2]), eps))};
       };
       return recompute_gradients(composite, inputs, g, false, DType::f32);

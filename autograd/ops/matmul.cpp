@@ -133,10 +133,6 @@ Tensor upcast(const Tensor& x, DType d) {
   return x.to(d);
 }
 
-}  // namespace
-
-namespace {
-
 // The dtypes of an autocast product of a0 and b0: `wide` is what the product means (float32 when
 // either operand is float32), `low` what the GEMM reads.
 struct ProductDtypes {
@@ -186,7 +182,7 @@ Tensor matmul_as(const Tensor& a0, const Tensor& b0, bool low_output) {
       // forward multiplied, each gradient written in its input's dtype.
       const bool taped = GradMode::is_enabled();
       Tensor A = c.saved[0], B = c.saved[1], dC = g[0];
-      const auto as_wide = [wide](const Tensor& t) { return t.dtype() == wide ? t : to_dtype(t, wide); };
+      const auto as_wide = [wide](const Tensor& t) { return to_dtype(t, wide); };
       if (taped && casts) {
         A = as_wide(c.saved[2].defined() ? c.saved[2] : c.input_stand_in(0, upcast(A, a_dtype)));
         B = as_wide(c.saved[3].defined() ? c.saved[3] : c.input_stand_in(1, upcast(B, b_dtype)));
@@ -200,9 +196,7 @@ Tensor matmul_as(const Tensor& a0, const Tensor& b0, bool low_output) {
       AutocastGuard exact(DType::f32, false);  // taped products are `wide` even inside an autocast scope
       if (!taped) dC = Autocast::cached_cast(dC, low);  // once, for both products
       const auto mm = [&](const Tensor& x, const Tensor& w, DType o) {
-        if (!taped) return product(x, w, low, o);
-        const Tensor r = matmul(x, w);
-        return r.dtype() == o ? r : to_dtype(r, o);
+        return taped ? to_dtype(matmul(x, w), o) : product(x, w, low, o);
       };
       Tensor dA, dB;
       if (c.needs(0)) dA = reshape(sum_to(mm(dC, transpose(B, -2, -1), a_dtype), vec_a ? Shape{1, sa[0]} : sa), sa);

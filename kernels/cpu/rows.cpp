@@ -51,6 +51,17 @@ void rms_norm_dw(float* dw, const T* dy, const T* x, const float* rstd, int64_t 
   for (int64_t c = 0; c < cols; ++c) dw[c] = static_cast<float>(aw[c]);
 }
 
+// A LayerNorm row's mean and 1 / sqrt(var + eps), in double (two passes: no cancellation).
+template <class T> void layer_norm_stats(const T* xr, int64_t cols, double eps, double& mu, double& rs) {
+  mu = 0;
+  for (int64_t c = 0; c < cols; ++c) mu += ld(xr, c);
+  mu /= static_cast<double>(cols);
+  double var = 0;
+  for (int64_t c = 0; c < cols; ++c) var += (ld(xr, c) - mu) * (ld(xr, c) - mu);
+  var /= static_cast<double>(cols);
+  rs = 1.0 / std::sqrt(var + eps);
+}
+
 // p[i] as double, or dflt when p is null (an optional weight or bias).
 template <class T> double at_or(const T* p, int64_t i, double dflt) { return p ? ld(p, i) : dflt; }
 
@@ -108,13 +119,8 @@ void CpuBackend::layer_norm_fwd(void* yv, float* mean, float* rstd, const void* 
     T* y = static_cast<T*>(yv);
     parallel_rows(rows, cols, [&](int64_t r) {
       const T* xr = x + r * cols;
-      double mu = 0;
-      for (int64_t c = 0; c < cols; ++c) mu += ld(xr, c);
-      mu /= static_cast<double>(cols);
-      double var = 0;
-      for (int64_t c = 0; c < cols; ++c) var += (ld(xr, c) - mu) * (ld(xr, c) - mu);
-      var /= static_cast<double>(cols);
-      double rs = 1.0 / std::sqrt(var + eps);
+      double mu, rs;
+      layer_norm_stats(xr, cols, eps, mu, rs);
       if (mean) mean[r] = static_cast<float>(mu);
       if (rstd) rstd[r] = static_cast<float>(rs);
       for (int64_t c = 0; c < cols; ++c) {
@@ -344,11 +350,8 @@ void gated_layer_norm_forward(GatedLayerNormForward& a) {
     const int64_t cols = a.cols;
     parallel_rows(a.rows, cols, [&](int64_t r) {
       const T *zr = z + r * cols, *gr = g + r * cols;
-      double mu = 0, var = 0;
-      for (int64_t c = 0; c < cols; ++c) mu += ld(zr, c);
-      mu /= static_cast<double>(cols);
-      for (int64_t c = 0; c < cols; ++c) var += (ld(zr, c) - mu) * (ld(zr, c) - mu);
-      const double rs = 1.0 / std::sqrt(var / static_cast<double>(cols) + a.eps);
+      double mu, rs;
+      layer_norm_stats(zr, cols, a.eps, mu, rs);
       a.mean[r] = static_cast<float>(mu);
       a.rstd[r] = static_cast<float>(rs);
       for (int64_t c = 0; c < cols; ++c) {
