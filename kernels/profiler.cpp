@@ -18,6 +18,8 @@ std::map<std::string, KernelStat>& stats() {
   static std::map<std::string, KernelStat> s;
   return s;
 }
+MemoryPeakStat g_peak;
+std::string g_last_call;
 
 const char* unary_name(UnaryOp op) {
   switch (op) {
@@ -92,7 +94,11 @@ class ProfilingBackend final : public Backend {
   explicit ProfilingBackend(Backend& inner) : b_(inner) {}
 
   Device device() const override { return b_.device(); }
-  void* alloc(size_t n) override { return b_.alloc(n); }
+  void* alloc(size_t n) override {
+    void* p = b_.alloc(n);
+    if (Profiler::enabled()) Profiler::note_allocation(b_.memory_allocated(), n);
+    return p;
+  }
   void free(void* p, size_t n) override { b_.free(p, n); }
   void copy_from_host(void* d, const void* s, size_t n) override { timed("copy_from_host", static_cast<double>(n), [&] { b_.copy_from_host(d, s, n); }); }
   void copy_to_host(void* d, const void* s, size_t n) override { timed("copy_to_host", static_cast<double>(n), [&] { b_.copy_to_host(d, s, n); }); }
@@ -207,11 +213,24 @@ void Profiler::set_enabled(bool on) { g_enabled.store(on); }
 void Profiler::reset() {
   std::lock_guard<std::mutex> lock(g_mu);
   stats().clear();
+  g_peak = MemoryPeakStat{};
+  g_last_call.clear();
+}
+
+MemoryPeakStat Profiler::memory_peak() {
+  std::lock_guard<std::mutex> lock(g_mu);
+  return g_peak;
+}
+
+void Profiler::note_allocation(size_t held, size_t alloc_bytes) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  if (held > g_peak.bytes) g_peak = {held, alloc_bytes, g_last_call};
 }
 
 void Profiler::add(const std::string& name, double seconds, double bytes) {
   std::lock_guard<std::mutex> lock(g_mu);
   KernelStat& s = stats()[name];
+  g_last_call = name;
   s.name = name;
   s.calls++;
   s.seconds += seconds;

@@ -7,7 +7,8 @@
 // per-kernel shares say which kernels and how many launches a step costs. Each call also counts
 // the bytes it must move (every operand's distinct elements once: a broadcast operand counts its
 // own size), which is device-independent: a CPU run gives the GPU's memory traffic per kernel.
-// `ttt bench --profile` prints the table.
+// `ttt bench --profile` prints the table, and where the memory peaked (the allocation and the
+// call before it), which says whether a peak is the forward's saved tensors or a backward's workspace.
 #pragma once
 
 #include <string>
@@ -24,6 +25,14 @@ struct KernelStat {
   double bytes = 0;  // bytes the calls must move: inputs read once, outputs written once
 };
 
+// Where a profiled run's memory peaked: the bytes held at the peak, the allocation that set it and
+// the backend call that ran last before it (the op that allocated is the one after that call).
+struct MemoryPeakStat {
+  size_t bytes = 0;
+  size_t alloc_bytes = 0;
+  std::string after;  // name of the last backend call before the allocation ("" if none)
+};
+
 struct Profiler {
   static bool enabled();
   static void set_enabled(bool on);
@@ -32,6 +41,9 @@ struct Profiler {
   static std::vector<KernelStat> snapshot();
   // Records one call (used by the profiling backend).
   static void add(const std::string& name, double seconds, double bytes = 0);
+  // The largest memory_allocated() seen after an allocation while enabled (reset() clears it).
+  static MemoryPeakStat memory_peak();
+  static void note_allocation(size_t held, size_t alloc_bytes);
 };
 
 // The profiling wrapper of `inner` (kept per device by backend()).

@@ -35,23 +35,37 @@ Block::Block(const ModelConfig& cfg, Generator& g) : remat_io_(cfg.remat_io) {
   }
 }
 
+// The pre-conv sublayer as a function of the residual: conv(norm(h)) (mamba backbone only).
+ResidualPrelude Block::pre_conv_prelude() const {
+  const double eps = pre_conv_norm->eps;
+  return {[eps](const Tensor& h, const tensor_list& p) { return causal_conv1d(rms_norm(h, p[0], eps), p[1], p[2]); },
+          {pre_conv_norm->weight, pre_conv->weight, pre_conv->bias}};
+}
+
 // conv(norm(h)), keeping only h for the backward.
 Tensor Block::pre_conv_remat(const Tensor& h) const {
-  const double eps = pre_conv_norm->eps;
-  const CheckpointFn fn = [eps](const tensor_list& a) {
-    return tensor_list{causal_conv1d(rms_norm(a[0], a[1], eps), a[2], a[3])};
+  const ResidualPrelude pre = pre_conv_prelude();
+  tensor_list args = {h};
+  args.insert(args.end(), pre.params.begin(), pre.params.end());
+  const CheckpointFn fn = [pre](const tensor_list& a) {
+    return tensor_list{pre.fn(a[0], tensor_list(a.begin() + 1, a.end()))};
   };
-  return checkpoint(fn, {h, pre_conv_norm->weight, pre_conv->weight, pre_conv->bias})[0];
+  return checkpoint(fn, args)[0];
 }
 
 Residual Block::forward(Residual r) {
   const bool remat = remat_io_ && GradMode::is_enabled();
-  if (pre_conv)
-    r.pending = remat ? pre_conv_remat(r.settled()) : pre_conv->forward(r.normalized(*pre_conv_norm));
-  if (remat && mixer->remats_input_norm())
-    r.pending = mixer->forward_residual(r.settled(), *seq_norm);
-  else
+  if (remat && mixer->remats_input_norm()) {
+    // The mixer's input region recomputes the pre-conv too: the sum after it is stored by no one.
+    const ResidualPrelude pre = pre_conv ? pre_conv_prelude() : ResidualPrelude{};
+    ResidualOutput o = mixer->forward_residual(r.settled(), *seq_norm, pre_conv ? &pre : nullptr);
+    r.h = o.h;
+    r.pending = o.out;
+  } else {
+    if (pre_conv)
+      r.pending = remat ? pre_conv_remat(r.settled()) : pre_conv->forward(r.normalized(*pre_conv_norm));
     r.pending = mixer->forward(r.normalized(*seq_norm));
+  }
   if (mlp) r.pending = mlp->forward(r.normalized(*ffn_norm));
   return r;
 }

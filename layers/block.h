@@ -7,11 +7,12 @@
 // forward returns the last sublayer's output still pending, and the next block's first norm, or
 // the model's final norm, adds it. The values are those of the separate adds and norms.
 //
-// With cfg.remat_io, a training forward (grad mode on) stores less for the backward: the pre-conv
-// sublayer conv(norm(h)) is a checkpoint region that keeps only h (recomputing the norm and the
-// conv), and a mixer that offers it (remats_input_norm: the TTT layers) gets h and its norm
-// instead of norm(h) (ttt_layer.h Note [Remat]). The values are the same; the residual adds are
-// then plain adds instead of add_rms_norm for those sublayers.
+// With cfg.remat_io, a training forward (grad mode on) stores less for the backward. A mixer that
+// offers it (remats_input_norm: the TTT layers) gets the residual h, its norm and the pre-conv
+// sublayer as a function (ResidualPrelude), and recomputes h + conv(norm(h)), its norm and its own
+// input side in one checkpoint region that keeps only h (ttt_layer.h Note [Remat]). With another
+// mixer the pre-conv alone is such a region. The values are the same; the residual adds are then
+// plain adds instead of add_rms_norm for those sublayers.
 //
 // All norms are RMSNorm (eps cfg.norm_eps), mlp is SwiGLU(d_model, d_ff) (none when d_ff = 0: the
 // Mamba papers' blocks are `h += mixer(norm(h))` only), pre_conv a depthwise
@@ -68,6 +69,7 @@ class Block : public Module {
   std::shared_ptr<SwiGLU> mlp;                // null when cfg.d_ff = 0
 
  private:
+  ResidualPrelude pre_conv_prelude() const;
   Tensor pre_conv_remat(const Tensor& h) const;
   bool remat_io_;
 };

@@ -3,12 +3,27 @@
 // init_state()/step() for incremental decoding.
 #pragma once
 
+#include <functional>
 #include <memory>
 
+#include "autograd/ops.h"
 #include "layers/module.h"
 #include "layers/norm.h"
 
 namespace ttt {
+
+// A sublayer that a block runs on its residual before the mixer: h -> h + fn(h, params), e.g. the
+// Mamba backbone's pre-conv conv(norm(h)). params are every tensor fn reads that needs a gradient
+// (fn may run inside a checkpoint region).
+struct ResidualPrelude {
+  std::function<Tensor(const Tensor& h, const tensor_list& params)> fn;
+  tensor_list params;
+};
+
+// What SequenceMixer::forward_residual returns: the residual after the prelude, the mixer's output.
+struct ResidualOutput {
+  Tensor h, out;
+};
 
 struct MixerState {
   virtual ~MixerState() = default;
@@ -19,11 +34,17 @@ class SequenceMixer : public Module {
  public:
   // x [B, T, D] (already normalized by the block) -> [B, T, D]; positions 0..T-1; causal.
   virtual Tensor forward(const Tensor& x) = 0;
-  // forward(norm(h)) from the block's residual h (the sum, already settled) and its norm, for a
+  // forward(norm(h')) from the block's residual h (the sum, already settled) and its norm, for a
   // mixer that recomputes the norm and what it cheaply derives from it in the backward instead of
   // storing them (remats_input_norm(); the block asks for this with model.remat_io while training).
+  // h' = h + pre->fn(h, pre->params) when the block has a sublayer before the mixer (the Mamba
+  // backbone's pre-conv; the mixer recomputes it too, so that h' is stored by no one), else h.
+  // Returns h' (the residual the block continues from) and the mixer's output.
   virtual bool remats_input_norm() const { return false; }
-  virtual Tensor forward_residual(const Tensor& h, const RMSNorm& norm) { return forward(norm.forward(h)); }
+  virtual ResidualOutput forward_residual(const Tensor& h, const RMSNorm& norm, const ResidualPrelude* pre = nullptr) {
+    const Tensor h1 = pre ? add(h, pre->fn(h, pre->params)) : h;
+    return {h1, forward(norm.forward(h1))};
+  }
   virtual std::unique_ptr<MixerState> init_state(int64_t batch) = 0;
   // x [B, T, D] continuing after state.position; updates the state. Must equal the matching
   // slice of forward() on the concatenated sequence (tests check this).

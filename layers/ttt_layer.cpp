@@ -200,10 +200,11 @@ tensor_list TTTMixer::input_params() const {
           lr_weight_, lr_bias_};
 }
 
-// The parameters the output side reads (gate_output) before o_proj, in Output order.
-enum Output : size_t { kPostNorm, kPostNormBias, kGate, kGateBias };
+// The parameters the output side reads (the gate, gate_output, o_proj), in Output order.
+enum Output : size_t { kPostNorm, kPostNormBias, kGate, kGateBias, kOut, kOutBias };
 tensor_list TTTMixer::output_params() const {
-  return {weight_of(post_norm_), bias_of(post_norm_), weight_of(g_proj_), bias_of(g_proj_)};
+  return {weight_of(post_norm_), bias_of(post_norm_), weight_of(g_proj_), bias_of(g_proj_),
+          weight_of(o_proj_),    bias_of(o_proj_)};
 }
 
 // Note [bf16 activations]: with model.ttt.bf16_io under bf16 autocast (TTT-Linear through the
@@ -295,20 +296,27 @@ Tensor TTTMixer::run(ScanState& st, const ScanInputs& in0, int64_t pos0, bool de
 }
 
 Tensor TTTMixer::finish(const Tensor& x, const Tensor& heads_out) {
-  return o_proj_->forward(gate_output(x, heads_out, output_params()));
+  const tensor_list p = output_params();
+  const bool low = low_gate(x.dtype(), heads_out);
+  const Tensor gate = mamba_ ? linear(x, p[kGate], p[kGateBias], low) : Tensor();
+  return o_proj_->forward(gate_output(gate, heads_out, x.dtype(), p));
 }
 
-// post_norm(merged heads), gated by gelu_tanh(x Wg) on the Mamba backbone (ttt.py apply_gate), in
-// x's dtype; p in Output order (x is read only by the gate). Norm and gate are one op
-// (gated_layer_norm), which keeps z and x Wg for the backward rather than also LN(z) and gelu(x Wg).
-// With bf16 heads (Note [bf16 activations]) the gate is a bf16 product and the gated norm reads and
-// writes bf16; o_proj multiplies its bf16 output as it is.
-Tensor TTTMixer::gate_output(const Tensor& x, const Tensor& heads_out, const tensor_list& p) const {
+// Whether the gate and the gated norm run in bf16: bf16 heads (Note [bf16 activations]) from a
+// float32 input under autocast.
+bool TTTMixer::low_gate(DType x_dtype, const Tensor& heads_out) const {
+  return mamba_ && post_norm_ && heads_out.dtype() == DType::bf16 && x_dtype == DType::f32;
+}
+
+// post_norm(merged heads), gated by gelu_tanh(gate) with gate = x Wg on the Mamba backbone (ttt.py
+// apply_gate; undefined on the Transformer backbone), in the input's dtype x_dtype; p in Output
+// order. Norm and gate are one op (gated_layer_norm), which keeps z and x Wg for the backward
+// rather than also LN(z) and gelu(x Wg). With bf16 heads (low_gate) the gate is a bf16 product and
+// the gated norm reads and writes bf16; o_proj multiplies its bf16 output as it is.
+Tensor TTTMixer::gate_output(const Tensor& gate, const Tensor& heads_out, DType x_dtype, const tensor_list& p) const {
   const int64_t B = heads_out.shape()[0], T = heads_out.shape()[2];
-  const bool low = mamba_ && post_norm_ && heads_out.dtype() == DType::bf16 && x.dtype() == DType::f32;
   Tensor z = reshape(permute(heads_out, {0, 2, 1, 3}), {B, T, width_});
-  if (!low) z = cast(z, x.dtype());
-  const Tensor gate = mamba_ ? linear(x, p[kGate], p[kGateBias], low) : Tensor();
+  if (!low_gate(x_dtype, heads_out)) z = cast(z, x_dtype);
   if (post_norm_ && mamba_) return gated_layer_norm(z, p[kPostNorm], p[kPostNormBias], gate, post_norm_->eps);
   if (post_norm_) z = layer_norm(z, p[kPostNorm], p[kPostNormBias], post_norm_->eps);
   if (mamba_) z = mul(gelu(gate, true), z);
@@ -415,33 +423,55 @@ Tensor TTTMixer::inner_outputs(const ScanInputs& in) {
 
 Tensor TTTMixer::forward(const Tensor& x) { return finish(x, inner_outputs(inner_inputs(x))); }
 
-// forward(norm(h)) that keeps, for the backward, h and the scan's own inputs only (Note [Remat] in
-// ttt_layer.h): the input side (norm, projections, convs, RoPE, the lr gate) and the output side
-// (norm again, post-norm, the gelu gate) run as two checkpoint regions around the scan and are
-// recomputed in the backward. o_proj stays outside (its input is the bf16 cast it keeps anyway).
-Tensor TTTMixer::forward_residual(const Tensor& h, const RMSNorm& norm) {
-  if (!GradMode::is_enabled()) return forward(norm.forward(h));
+// forward(norm(h')) with h' = h + pre(h) that keeps, for the backward, h, the scan's own inputs,
+// its output and the gate only (Note [Remat] in ttt_layer.h): the input side (the prelude, the
+// norm, the projections and the gate's, the convs, RoPE, the lr gate) and the output side (the
+// gated post-norm and o_proj) are two checkpoint regions recomputed in the backward.
+ResidualOutput TTTMixer::forward_residual(const Tensor& h, const RMSNorm& norm, const ResidualPrelude* pre) {
+  if (!GradMode::is_enabled()) return SequenceMixer::forward_residual(h, norm, pre);
   const double eps = norm.eps;
-  tensor_list args = {h, norm.weight};
+  const tensor_list out_p = output_params();
+  const size_t n_pre = pre ? pre->params.size() : 0;
+  // The region outlives this call (its backward recomputes it): it keeps its own copy of the
+  // prelude's function; the tensors it reads arrive as the region's inputs.
+  const std::function<Tensor(const Tensor&, const tensor_list&)> pre_fn = pre ? pre->fn : nullptr;
+  tensor_list args = {h, norm.weight, out_p[kGate], out_p[kGateBias]};
+  if (pre) args.insert(args.end(), pre->params.begin(), pre->params.end());
   for (const Tensor& p : input_params()) args.push_back(p);
-  const tensor_list qkv = checkpoint(
-      [this, eps](const tensor_list& a) {
-        const tensor_list params(a.begin() + 2, a.end());
-        const Tensor x = rms_norm(a[0], a[1], eps);
-        const ScanInputs in = prepare(x, 0, nullptr, nullptr, params, low_precision_io(x));
-        return tensor_list{in.XQ, in.XK, in.XV, in.lr};
+  // Outputs: XQ, XK, XV, lr, then the gate (Mamba backbone), then h' (with a prelude).
+  const tensor_list in_out = checkpoint(
+      [this, eps, pre_fn, n_pre](const tensor_list& a) {
+        const auto first_input = a.begin() + 4 + static_cast<std::ptrdiff_t>(n_pre);
+        // h' = h + pre(h) and its norm in one pass (add_rms_norm; the values of add and rms_norm).
+        Tensor h1 = a[0], x;
+        if (pre_fn) {
+          const tensor_list sum_and_norm = add_rms_norm(h1, pre_fn(h1, tensor_list(a.begin() + 4, first_input)), a[1], eps);
+          h1 = sum_and_norm[0];
+          x = sum_and_norm[1];
+        } else {
+          x = rms_norm(h1, a[1], eps);
+        }
+        const bool low = low_precision_io(x);
+        const ScanInputs in = prepare(x, 0, nullptr, nullptr, tensor_list(first_input, a.end()), low);
+        tensor_list o = {in.XQ, in.XK, in.XV, in.lr};
+        // The gate's dtype as finish() picks it: bf16 heads come only from the fused scan.
+        if (mamba_) o.push_back(linear(x, a[2], a[3], post_norm_ && low && use_fused(in)));
+        if (pre_fn) o.push_back(h1);
+        return o;
       },
       args);
-  const Tensor heads_out = inner_outputs(ScanInputs{qkv[0], qkv[1], qkv[2], qkv[3]});
-  args = {heads_out, h, norm.weight};
-  for (const Tensor& p : output_params()) args.push_back(p);
-  const Tensor z = checkpoint(
-      [this, eps](const tensor_list& a) {
-        const Tensor x = mamba_ ? rms_norm(a[1], a[2], eps) : a[1];  // only the gate reads x (else: its dtype)
-        return tensor_list{gate_output(x, a[0], tensor_list(a.begin() + 3, a.end()))};
+  const Tensor heads_out = inner_outputs(ScanInputs{in_out[0], in_out[1], in_out[2], in_out[3]});
+  const Tensor gate = mamba_ ? in_out[4] : Tensor();
+  const DType x_dtype = h.dtype();
+  args = {heads_out, gate};
+  args.insert(args.end(), out_p.begin(), out_p.end());
+  const Tensor out = checkpoint(
+      [this, x_dtype](const tensor_list& a) {
+        const tensor_list p(a.begin() + 2, a.end());
+        return tensor_list{linear(gate_output(a[1], a[0], x_dtype, p), p[kOut], p[kOutBias])};
       },
       args)[0];
-  return o_proj_->forward(z);
+  return {pre ? in_out.back() : h, out};
 }
 
 std::unique_ptr<MixerState> TTTMixer::init_state(int64_t batch) {

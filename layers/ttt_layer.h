@@ -27,14 +27,14 @@
 // decodes in the composite forms (its fused scan takes no per-sequence initial state yet).
 //
 // Note [Remat]: with model.remat_io (off by default: it trades speed for memory) a training
-// forward keeps for the backward only the block's residual h, the scan's inputs (bf16 under
-// autocast with model.ttt.bf16_io) and its output: the input side (the block's norm, the
-// projections, the convs, RoPE, the lr gate) and the output side (the norm again, post_norm, the
-// gelu gate) are checkpoint regions recomputed in the backward (block.h forward_residual). In
-// float32 that is 4 activations of [B, T, d_model] per layer fewer (tests/test_remat_io.cpp counts
-// them), for the recomputed projections' GEMMs (q, v, g) and the elementwise passes around them,
-// which cost more: on an H200 the 125M at 8 x 2048 (bf16 autocast, the default bf16 activations)
-// peaks at 8.5 GB instead of 10.4 GB and trains 15% slower (BENCHMARKS.md, session 6).
+// forward keeps for the backward only the block's residual h (before the Mamba backbone's
+// pre-conv), the scan's inputs (bf16 under autocast with model.ttt.bf16_io), its output and the
+// gate x Wg: the input side (the pre-conv h' = h + conv(norm(h)), the norm of h', the projections
+// with the gate's, the convs, RoPE, the lr gate) and the output side (the gated post-norm and
+// o_proj) are two checkpoint regions recomputed in the backward (forward_residual; block.h). In
+// float32 that is 5 activations of [B, T, d_model] per block fewer (tests/test_remat_io.cpp counts
+// them): neither h' nor the norms' outputs nor o_proj's input are stored, for the recomputed
+// projections' GEMMs (q, v, g, o) and the elementwise passes around them.
 #pragma once
 
 #include <memory>
@@ -58,7 +58,7 @@ class TTTMixer : public SequenceMixer {
 
   Tensor forward(const Tensor& x) override;
   bool remats_input_norm() const override { return true; }
-  Tensor forward_residual(const Tensor& h, const RMSNorm& norm) override;
+  ResidualOutput forward_residual(const Tensor& h, const RMSNorm& norm, const ResidualPrelude* pre = nullptr) override;
   std::unique_ptr<MixerState> init_state(int64_t batch) override;
   Tensor step(const Tensor& x, MixerState& state) override;
   double extra_flops_per_token(int64_t seq_len) const override;
@@ -88,7 +88,8 @@ class TTTMixer : public SequenceMixer {
   bool low_precision_io(const Tensor& x) const;
   tensor_list input_params() const;
   tensor_list output_params() const;
-  Tensor gate_output(const Tensor& x, const Tensor& heads_out, const tensor_list& params) const;
+  bool low_gate(DType x_dtype, const Tensor& heads_out) const;
+  Tensor gate_output(const Tensor& gate, const Tensor& heads_out, DType x_dtype, const tensor_list& params) const;
   Tensor token_scale(int64_t first, int64_t len, DType dt) const;
   InnerNorm norm(DType dt) const;
   tensor_list initial_state(int64_t batch, DType dt) const;

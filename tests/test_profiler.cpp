@@ -36,3 +36,26 @@ TEST_CASE("profiler: calls by kernel name, only while enabled") {
   Profiler::reset();
   CHECK(Profiler::snapshot().empty());
 }
+
+TEST_CASE("profiler: the memory peak, the allocation that set it and the call before it") {
+  Tensor a = ones({64, 64});
+  Profiler::reset();
+  Profiler::set_enabled(true);
+  const size_t held0 = backend(cpu()).memory_allocated();
+  Tensor e = exp(a);  // allocates its output (16 KiB), then runs "unary exp"
+  Tensor big;
+  {
+    Tensor n = neg(a);          // "unary neg" after the output of neg is allocated
+    big = empty({256, 256});    // 256 KiB: the largest holding so far, right after "unary neg"
+  }
+  Tensor s = sqrt(a);           // n freed first: less held than at the peak
+  Profiler::set_enabled(false);
+  const MemoryPeakStat p = Profiler::memory_peak();
+  CHECK(p.alloc_bytes == 256 * 256 * 4);
+  CHECK(p.after == "unary neg");
+  CHECK(p.bytes >= held0 + (2 * 64 * 64 + 256 * 256) * 4);
+  CHECK(p.bytes == backend(cpu()).memory_allocated());  // n is gone and s (the same size) came
+  Profiler::reset();
+  CHECK(Profiler::memory_peak().bytes == 0);
+  CHECK(Profiler::memory_peak().after.empty());
+}

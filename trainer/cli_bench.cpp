@@ -123,6 +123,15 @@ nlohmann::json profile_json(const std::vector<KernelStat>& stats) {
   return {{"backend_calls", calls}, {"serialized_ms", total * 1e3}, {"mbytes", bytes / 1e6}, {"kernels", rows}};
 }
 
+// Where the profiled step's memory peaked, beside what the forward left held for the backward (the
+// saved tensors, parameters, gradients and optimizer state); also printed to stderr.
+nlohmann::json memory_peak_json(const MemoryPeakStat& peak, size_t held_after_forward) {
+  std::fprintf(stderr, "memory: %.3f GB held after the forward; peak %.3f GB at an allocation of %.1f MB after '%s'\n",
+               held_after_forward / 1e9, peak.bytes / 1e9, peak.alloc_bytes / 1e6, peak.after.c_str());
+  return {{"held_after_forward_bytes", held_after_forward}, {"peak_bytes", peak.bytes},
+          {"peak_alloc_bytes", peak.alloc_bytes}, {"peak_after_call", peak.after}};
+}
+
 double median(std::vector<double> t) {
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
@@ -257,6 +266,7 @@ void run_bench(const BenchArgs& a) {
     AdamW opt(model.named_parameters(), {});
     Tensor rows = random_ids(B, T + 1, cfg.model.vocab_size, g).to(dev);
     Tensor ids = rows.narrow(1, 0, T).contiguous(), targets = rows.narrow(1, 1, T).contiguous();
+    size_t held_after_forward = 0;  // read by --profile
     auto step = [&] {
       opt.zero_grad();
       Tensor loss;
@@ -264,6 +274,7 @@ void run_bench(const BenchArgs& a) {
         AutocastGuard ac(DType::bf16, amp);
         loss = model.loss(ids, targets);
       }
+      held_after_forward = be.memory_allocated();
       backward({loss});
       opt.step(1e-4, clip_scale(global_grad_norm(model.parameters()), cfg.train.grad_clip));
     };
@@ -289,6 +300,7 @@ void run_bench(const BenchArgs& a) {
       step();
       Profiler::set_enabled(false);
       j["train"]["profile"] = profile_json(Profiler::snapshot());
+      j["train"]["profile"]["memory"] = memory_peak_json(Profiler::memory_peak(), held_after_forward);
     }
     opt.zero_grad();
   }
