@@ -138,7 +138,8 @@ std::string ttt_linear_scan_unsupported(const Tensor& xq, const Tensor& tok, con
 
 // --- the fused TTT-MLP scan (ops/ttt_mlp_scan.cpp; math in kernels/ttt_mlp_scan.h) ---------------
 // Inputs as ttt_linear_scan's with the two-layer state W1 [H, f, h], b1 [H, h], W2 [H, h, f],
-// b2 [H, f] (b1, b2 both undefined: no inner biases); one dtype throughout (float32 or float64).
+// b2 [H, f] (b1, b2 both undefined: no inner biases); one dtype throughout (float32 or float64),
+// except that XQ, XK, XV may be bf16 with float32 others (kept as bf16; out is then bf16).
 // Returns {out [B, H, T, f], W1_T [B, H, f, h], b1_T [B, H, h], W2_T [B, H, h, f], b2_T [B, H, f],
 // and the accumulators of a partial last chunk in the same four shapes (0 when T % K == 0)}; only
 // out is differentiable. composite: the same function from the inputs in this order (XQ, XK, XV,
@@ -147,11 +148,11 @@ std::string ttt_linear_scan_unsupported(const Tensor& xq, const Tensor& tok, con
 tensor_list ttt_mlp_scan(const Tensor& xq, const Tensor& xk, const Tensor& xv, const Tensor& lr, const Tensor& tok,
                          const Tensor& w1, const Tensor& b1, const Tensor& w2, const Tensor& b2, const Tensor& ln_w,
                          const Tensor& ln_b, const TTTScanOptions& o, const TTTScanComposite& composite);
-// Why ttt_mlp_scan cannot run XQ (on its device, dtype and shape) with mini-batch K, hidden size h,
-// inner biases and LN + residual as given; empty when it can. Needs no other tensor, so a layer can
-// ask before building the op's inputs.
-std::string ttt_mlp_scan_unsupported(const Tensor& xq, int64_t mini_batch, int64_t hidden, bool bias, bool ln,
-                                     const TTTScanOptions& o);
+// Why ttt_mlp_scan cannot run XQ (on its device and shape) with the other inputs of dtype `dtype`,
+// mini-batch K, hidden size h, inner biases and LN + residual as given; empty when it can. Needs no
+// other tensor, so a layer can ask before building the op's inputs.
+std::string ttt_mlp_scan_unsupported(const Tensor& xq, DType dtype, int64_t mini_batch, int64_t hidden, bool bias,
+                                     bool ln, const TTTScanOptions& o);
 
 // --- depthwise causal convolution (ops/causal_conv.cpp; math in kernels/causal_conv.h) ----------
 // y[b, t, c] = bias[c] + Σ_j w[c, j] x[b, t − (k−1) + j, c] for x [B, T, C], w [C, k], bias [C] or

@@ -26,7 +26,7 @@ struct TTTConfig {
   bool inner_bias = true;         // f_res has biases (official b1, b2); false: f_res(x) = xW (Theorem 1)
   int64_t mlp_expansion = 4;      // TTT-MLP hidden = expansion * head_dim
   std::string impl = "auto";      // auto | fused | dual | primal | generic (same outputs, see tests)
-  bool bf16_io = true;            // under bf16 autocast (TTT-Linear, fused scan): the projections,
+  bool bf16_io = true;            // under bf16 autocast (fused scan, TTT-Linear / TTT-MLP): the projections,
                                   // convs and RoPE write XQ, XK, XV as bf16, the scan reads them and
                                   // writes its output as bf16, the gate side stays bf16 up to o_proj
                                   // (Note [bf16 activations] in layers/ttt_layer.cpp): less memory
@@ -86,9 +86,9 @@ struct ModelConfig {
   int64_t max_seq_len = 2048;       // training context; eval may go beyond for TTT / RoPE models
   uint64_t seed = 0;                // parameter initialization
   bool remat_io = false;            // training: recompute the pre-conv and a TTT layer's input and
-                                    // output sides in the backward instead of storing them (block.h):
-                                    // 8.5 instead of 10.4 GB at 125M 8x2048 on an H200, 15% slower
-                                    // (BENCHMARKS.md)
+                                    // output sides in the backward instead of storing them (block.h;
+                                    // the TTT configs set it): 7.9 instead of 10.4 GB at 125M 8x2048
+                                    // on an H200, 10% slower (BENCHMARKS.md)
   bool bf16_activations = true;     // under bf16 autocast the SwiGLU hidden layer and attention's
                                     // q, k, v and output are bf16 (layers/swiglu.h, attention.h)
   TTTConfig ttt;

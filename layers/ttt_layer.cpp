@@ -207,18 +207,20 @@ tensor_list TTTMixer::output_params() const {
           weight_of(o_proj_),    bias_of(o_proj_)};
 }
 
-// Note [bf16 activations]: with model.ttt.bf16_io under bf16 autocast (TTT-Linear through the
-// fused scan, training and forward), the tensors between the projections and the scan and between
+// Note [bf16 activations]: with model.ttt.bf16_io under bf16 autocast (TTT-Linear or TTT-MLP through
+// the fused scan, training and forward), the tensors between the projections and the scan and between
 // the scan and o_proj are bf16, written so by their producers: the q/k, v and gate projections
 // (linear with low_output), the convs and RoPE (bf16 in, bf16 out), the scan (bf16 XQ, XK, XV in,
 // bf16 out) and the gated LayerNorm. The scan multiplies bf16 operands anyway and keeps its state
 // and sums in float32; what changes is what is stored between the ops (half the bytes: ~3
 // activations of [B, T, d_model] float32 fewer per layer) and what is cast (nothing). Decoding
 // keeps float32 (its state and the conv tails are float32). The composite forms read float32:
-// run() casts.
+// run() casts. TTT-MLP's scan keeps the bf16 tensors but computes on float32 copies made on the way
+// in (autograd/ops/ttt_mlp_scan.cpp): the memory is saved, the casts are not (yet).
 bool TTTMixer::low_precision_io(const Tensor& x) const {
   return c_.bf16_io && Autocast::enabled() && Autocast::dtype() == DType::bf16 && x.dtype() == DType::f32 &&
-         inner_->kind() == "linear" && c_.mini_batch > 0 && (impl_ == "auto" || impl_ == "fused");
+         (inner_->kind() == "linear" || inner_->kind() == "mlp") && c_.mini_batch > 0 &&
+         (impl_ == "auto" || impl_ == "fused");
 }
 
 ScanInputs TTTMixer::prepare(const Tensor& x, int64_t pos0, Tensor* q_tail, Tensor* k_tail) {
@@ -355,7 +357,8 @@ std::string TTTMixer::fused_unsupported(const ScanInputs& in) const {
   const TTTScanOptions o{c_.checkpoint_group, c_.ln_eps};
   if (kind == "mlp") {  // asked without building the inputs: on a GPU the answer is no (dual form)
     const tensor_list W0 = inner_->initial();  // W1, b1, W2, b2
-    return ttt_mlp_scan_unsupported(in.XQ, c_.mini_batch, W0[0].shape().back(), W0[1].defined(), c_.ln_residual, o);
+    return ttt_mlp_scan_unsupported(in.XQ, in.lr.dtype(), c_.mini_batch, W0[0].shape().back(), W0[1].defined(),
+                                    c_.ln_residual, o);
   }
   const tensor_list x = fused_inputs(in);
   return ttt_linear_scan_unsupported(x[0], x[4], x[6], x[7], o);

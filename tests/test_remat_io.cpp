@@ -263,6 +263,23 @@ TEST_CASE("bf16_io (CPU): the convs and the gated norm keep bf16 activations, 1.
   CHECK(total(s32) - total(s16) >= 3 * U / 2);
 }
 
+TEST_CASE("bf16_io TTT-MLP (CPU): the scan keeps bf16 XQ, XK, XV too, the convs and the gated norm bf16 activations; same results to bf16") {
+  // The TTT-MLP scan computes on float32 copies made on the way in, but keeps the bf16 tensors:
+  // XQ, XK, XV 3 U / 2 fewer, the convs U / 2, the gated norm U (U = one float32 [B, T, d_model]).
+  ModelConfig cfg = tiny_ttt_config("ttt_mlp", 4);
+  cfg.d_model = 16;
+  cfg.n_heads = 2;
+  const int64_t B = 2, T = 12, U = B * T * cfg.d_model * 4;
+  const Tensor x = rand64({B, T, cfg.d_model}, 9, false, 0.5).to(DType::f32);
+  std::map<std::string, int64_t> s16, s32;
+  const tensor_list a = bf16_io_run(cfg, true, x, cpu(), &s16), b = bf16_io_run(cfg, false, x, cpu(), &s32);
+  check_bf16_io_results(a, b);
+  CHECK(s32.at("ttt_mlp_scan") - s16.at("ttt_mlp_scan") == 3 * U / 2);
+  CHECK(s32.at("causal_conv1d") - s16.at("causal_conv1d") == U / 2);
+  CHECK(s32.at("gated_layer_norm") - s16.at("gated_layer_norm") >= U);
+  CHECK(total(s32) - total(s16) >= 3 * U);
+}
+
 TEST_CASE("CUDA bf16_io: the scan also keeps bf16 XQ, XK, XV (3 U fewer in all); same results to bf16") {
   TTT_REQUIRE_GPU();
   ModelConfig cfg = tiny_ttt_config("ttt_linear", 16);

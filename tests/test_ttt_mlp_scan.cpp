@@ -12,11 +12,14 @@
 // the CUDA source also runs on the CPU in test_ttt_mlp_scan_emulated.cpp.
 #include <doctest/doctest.h>
 
+#include <map>
+
 #include <limits>
 
 #include "autograd/autocast.h"
 #include "autograd/engine.h"
 #include "kernels/ttt_mlp_scan.h"
+#include "autograd/graph_memory.h"
 #include "layers/language_model.h"
 #include "layers/ttt_dual.h"
 #include "layers/ttt_scan.h"
@@ -187,6 +190,48 @@ TEST_CASE("fused TTT-MLP scan: clear errors") {
   CHECK(!ttt_mlp_scan_unsupported(cuda(), s).empty());  // float32 products at head_dim 64
   s.dtype = DType::f64;
   CHECK(!ttt_mlp_scan_unsupported(cuda(), s).empty());
+}
+
+TEST_CASE("fused TTT-MLP scan with bf16-stored XQ, XK, XV: the float32 call on the same values, bf16 out and input gradients, half their saved bytes") {
+  const ScanCase c{2, 2, 23, 4, 8, true, true, 2};
+  const tensor_list x = mlp_scan_inputs(c, 91, 4, DType::f32);
+  tensor_list a = x, b = x;  // a: the bf16 values in float32; b: the same values stored as bf16
+  for (int i = 0; i < 3; ++i) {
+    Tensor v = x[i].detach().to(DType::bf16);
+    a[i] = v.to(DType::f32).set_requires_grad(true);
+    b[i] = v.set_requires_grad(true);
+  }
+  const Tensor d16 = rand64({c.B, c.H, c.T, c.f}, 92).to(DType::bf16);
+  AutocastGuard ac(DType::bf16);  // the same bf16 products in both calls
+  const Tensor out_a = fused(a, c)[0], out_b = fused(b, c)[0];
+  REQUIRE(out_b.dtype() == DType::bf16);
+  CHECK(max_abs_diff(out_b.to(DType::f32), out_a.to(DType::bf16).to(DType::f32)) == 0.0);
+  const Tensor loss_a = sum(mul(out_a, d16.to(DType::f32))), loss_b = sum(mul(out_b, d16));
+  const int64_t qkv_bytes = 3 * c.B * c.H * c.T * c.f * 2;  // what bf16 storage saves on XQ, XK, XV
+  std::map<std::string, int64_t> saved_a, saved_b;
+  for (const SavedBytes& r : saved_bytes_by_op(loss_a)) saved_a[r.op] = r.bytes;
+  for (const SavedBytes& r : saved_bytes_by_op(loss_b)) saved_b[r.op] = r.bytes;
+  CHECK(saved_a.at("ttt_mlp_scan") - saved_b.at("ttt_mlp_scan") == qkv_bytes);
+  const tensor_list ga = grad({loss_a}, a, {}, std::nullopt, false, true), gb = grad({loss_b}, b, {}, std::nullopt, false, true);
+  for (size_t i = 0; i < ga.size(); ++i) {
+    if (!ga[i].defined()) continue;
+    CAPTURE(kNames[i]);
+    REQUIRE(gb[i].dtype() == b[i].dtype());
+    const Tensor expect = i < 3 ? ga[i].to(DType::bf16) : ga[i];
+    CHECK(max_abs_diff(gb[i].to(DType::f32), expect.to(DType::f32)) == 0.0);
+  }
+  // create_graph runs the composite twin on float32 casts of the bf16 values: exactly what it runs
+  // for the float32 call on the same values.
+  const tensor_list gca = grad({sum(mul(fused(a, c)[0], d16.to(DType::f32)))}, a, {}, std::nullopt, true, true);
+  const tensor_list gcb = grad({sum(mul(fused(b, c)[0], d16))}, b, {}, std::nullopt, /*create_graph=*/true, true);
+  for (size_t i = 0; i < gca.size(); ++i) {
+    if (!gca[i].defined()) continue;
+    CAPTURE(kNames[i]);
+    REQUIRE(gcb[i].defined());
+    CHECK(gcb[i].requires_grad());
+    const Tensor expect = i < 3 ? gca[i].detach().to(DType::bf16) : gca[i].detach();
+    CHECK(max_abs_diff(gcb[i].detach().to(DType::f32), expect.to(DType::f32)) == 0.0);
+  }
 }
 
 // --- the layer ----------------------------------------------------------------------------------

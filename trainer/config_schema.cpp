@@ -45,10 +45,10 @@ std::vector<ConfigKey> build_schema() {
        "Longest context the model is meant for (train.seq_len defaults to it); eval may go longer."},
       {"model.seed", F(model.seed), "Seed of the parameter initialization."},
       {"model.remat_io", F(model.remat_io),
-       "Training stores less for the backward: the Mamba backbone's pre-conv (with its norm) and a TTT layer's input "
-       "side (norm, projections, convs, RoPE, lr gate) and output side (post-norm, gelu gate) are recomputed in the "
-       "backward instead (same values). At 125M, 8 x 2048 on an H200: 8.5 instead of 10.4 GB peak memory, 15% "
-       "fewer tokens/s."},
+       "Training stores less for the backward: a TTT layer's input side (the Mamba backbone's pre-conv, the norm, the "
+       "projections, convs, RoPE, lr gate) and output side (gated post-norm, o_proj) are recomputed in the backward "
+       "instead (same values; with other mixers only the pre-conv). The TTT configs set it. 125M TTT-Linear, 8 x 2048 "
+       "on an H200: 7.9 instead of 10.4 GB peak memory, 10% fewer tokens/s."},
       {"model.bf16_activations", F(model.bf16_activations),
        "Under bf16 autocast, activations that only products read stay bf16, written so by their producers: the "
        "SwiGLU MLP's hidden layer (w1 x, w3 x, their gated product) and attention's q, k, v (projections and RoPE) "
@@ -75,10 +75,11 @@ std::vector<ConfigKey> build_schema() {
        "else dual; fused: the kernel or an error.",
        {"auto", "fused", "dual", "primal", "generic"}},
       {"model.ttt.bf16_io", F(model.ttt.bf16_io),
-       "Under bf16 autocast (TTT-Linear through the fused scan): the q/k, v and gate projections, the convs and RoPE "
-       "write bf16, the scan reads XQ, XK, XV and writes its output as bf16, and the gated post-norm reads and writes "
-       "bf16 up to o_proj. Its products are bf16 anyway and the inner state and every sum stay fp32; what is stored "
-       "between the ops takes half the bytes, with no casts. Decoding stays fp32. false: float32 activations."},
+       "Under bf16 autocast (TTT-Linear and TTT-MLP through the fused scan): the q/k, v and gate projections, the "
+       "convs and RoPE write bf16, the scan reads XQ, XK, XV and writes its output as bf16, and the gated post-norm "
+       "reads and writes bf16 up to o_proj. Its products are bf16 anyway and the inner state and every sum stay fp32; "
+       "what is stored between the ops takes half the bytes (TTT-MLP's scan still computes on float32 copies made "
+       "on the way in). Decoding stays fp32. false: float32 activations."},
       {"model.ttt.checkpoint_group", F(model.ttt.checkpoint_group),
        "Gradient checkpointing through time: keep W every G mini-batches; 0 = off."},
       {"model.ttt.ln_eps", F(model.ttt.ln_eps), "Epsilon of the inner LayerNorm."},

@@ -134,17 +134,6 @@ TTTLinearScanShape float_storage(TTTLinearScanShape s) {
   return s;
 }
 
-// fn on the inputs with XQ, XK, XV (x[0..2]) cast to dtype `to`, differentiably; its first result
-// (the output) cast back to XQ's dtype. The bf16-storage call's two float32 stand-ins: the CPU
-// reference and the composite twin.
-tensor_list with_qkv_as(const tensor_list& x, DType to, const std::function<tensor_list(const tensor_list&)>& fn) {
-  tensor_list y = x;
-  for (int i = 0; i < 3; ++i) y[i] = to_dtype(x[i], to);
-  tensor_list r = fn(y);
-  r[0] = to_dtype(r[0], x[0].dtype());
-  return r;
-}
-
 }  // namespace
 
 std::string ttt_linear_scan_unsupported(const Tensor& xq, const Tensor& tok, const Tensor& b0, const Tensor& ln_w,

@@ -14,6 +14,11 @@
 //   gradients of gradients are exact.
 // Autocast: float32 inputs ask for bf16 products (the shape's low_precision, for a device kernel);
 // the composite recomputation runs under the forward's autocast setting.
+// bf16 storage: XQ, XK, XV may be bf16 while the other inputs are float32 (an autocast model's
+// projections, model.ttt.bf16_io). No kernel reads bf16 yet, so the op keeps the bf16 tensors for
+// the backward (half the bytes of float32 copies) and hands the kernels float32 copies made on the
+// way in, forward and backward (transient); `out` and the gradients of XQ, XK, XV come back as
+// bf16. The values are those of the float32 call on the bf16 values.
 // Layout: `out` and the gradients of XQ/XK/XV are written as ttt_linear_scan's are
 // (autograd/ops/ttt_scan_tensors.h).
 #include <stdexcept>
@@ -35,7 +40,8 @@ using namespace scan_tensors;
 const char* kOp = "ttt_mlp_scan";
 constexpr size_t kInputs = 11;
 
-TTTMLPScanShape make_shape(const Tensor& xq, int64_t mini_batch, int64_t hidden, bool bias, bool ln,
+// dtype: the other inputs' (the kernels' float32 or float64; XQ may be bf16 storage of float32).
+TTTMLPScanShape make_shape(const Tensor& xq, DType dtype, int64_t mini_batch, int64_t hidden, bool bias, bool ln,
                            const TTTScanOptions& o) {
   TTTMLPScanShape s;
   s.batch = xq.shape()[0];
@@ -48,8 +54,8 @@ TTTMLPScanShape make_shape(const Tensor& xq, int64_t mini_batch, int64_t hidden,
   s.eps = o.eps;
   s.ln_residual = ln;
   s.bias = bias;
-  s.dtype = xq.dtype();
-  s.low_precision = s.dtype == DType::f32 && Autocast::enabled();
+  s.dtype = dtype;
+  s.low_precision = s.dtype == DType::f32 && (Autocast::enabled() || xq.dtype() == DType::bf16);
   return s;
 }
 
@@ -62,8 +68,12 @@ void check_inputs(const tensor_list& in) {
   for (size_t i = 1; i < in.size(); ++i) {
     if (!in[i].defined()) continue;
     check_same_device(kOp, xq, in[i]);
-    check_same_dtype(kOp, xq, in[i]);
+    check_same_dtype(kOp, i < 3 ? xq : lr, in[i]);
   }
+  if (xq.dtype() != lr.dtype() && !(xq.dtype() == DType::bf16 && lr.dtype() == DType::f32))
+    throw std::invalid_argument(std::string("ttt_mlp_scan: XQ, XK, XV must have the other inputs' dtype, or be bf16 "
+                                            "with float32 others; got ") + dtype_name(xq.dtype()) + " and " +
+                                dtype_name(lr.dtype()));
   if (lw.defined() != lb.defined()) throw std::invalid_argument("ttt_mlp_scan: ln_w and ln_b go together");
   if (b1.defined() != b2.defined()) throw std::invalid_argument("ttt_mlp_scan: b1 and b2 go together");
   const auto bad = [&](const std::string& what) {
@@ -93,11 +103,13 @@ tensor_list contiguous_params(const tensor_list& in) {
 
 tensor_list fused_backward(const tensor_list& in, const Tensor& states, const Tensor& dout, const TTTMLPScanShape& s) {
   NoGradGuard ng;
-  const Tensor xq = unit_last(in[0]), xk = unit_last(in[1]), xv = unit_last(in[2]);
-  const Tensor d = unit_last(dout.dtype() == in[0].dtype() ? dout : dout.to(in[0].dtype()));
+  // bf16 storage: float32 copies for the kernel, gradients cast back below.
+  const DType dt = s.dtype;
+  const Tensor xq = unit_last(as_dtype(in[0], dt)), xk = unit_last(as_dtype(in[1], dt)), xv = unit_last(as_dtype(in[2], dt));
+  const Tensor d = unit_last(as_dtype(dout, dt));
   const tensor_list p = contiguous_params(in);  // tok, W1, b1, W2, b2, ln_w, ln_b
-  const TensorOptions o = opts(s.dtype, xq.device());
-  Tensor dxq = grad_like(in[0]), dxk = grad_like(in[1]), dxv = grad_like(in[2]), dlr = empty(in[3].shape(), o);
+  const TensorOptions o = opts(dt, xq.device());
+  Tensor dxq = grad_like(in[0], dt), dxk = grad_like(in[1], dt), dxv = grad_like(in[2], dt), dlr = empty(in[3].shape(), o);
   tensor_list dp;
   for (const Tensor& t : p) dp.push_back(empty_or_none(t, o));
   TTTMLPScanBackward c;
@@ -114,7 +126,7 @@ tensor_list fused_backward(const tensor_list& in, const Tensor& states, const Te
   Tensor ws = empty({static_cast<int64_t>(ws_elems)}, o);
   c.workspace = ws.data_ptr();
   backend(xq.device()).run(c);
-  tensor_list grads = {dxq, dxk, dxv, dlr};
+  tensor_list grads = {as_dtype(dxq, in[0].dtype()), as_dtype(dxk, in[1].dtype()), as_dtype(dxv, in[2].dtype()), dlr};
   grads.insert(grads.end(), dp.begin(), dp.end());
   return grads;
 }
@@ -135,10 +147,12 @@ tensor_list split_state(const Tensor& flat, const TTTMLPScanShape& s) {
 
 }  // namespace
 
-std::string ttt_mlp_scan_unsupported(const Tensor& xq, int64_t mini_batch, int64_t hidden, bool bias, bool ln,
-                                     const TTTScanOptions& o) {
+std::string ttt_mlp_scan_unsupported(const Tensor& xq, DType dtype, int64_t mini_batch, int64_t hidden, bool bias,
+                                     bool ln, const TTTScanOptions& o) {
   if (xq.dim() != 4) return "expected XQ [B, H, T, f]";
-  return ttt_mlp_scan_unsupported(xq.device(), make_shape(xq, mini_batch, hidden, bias, ln, o));
+  if (xq.dtype() != dtype && !(xq.dtype() == DType::bf16 && dtype == DType::f32))
+    return "XQ must have the other inputs' dtype, or be bf16 with float32 others";
+  return ttt_mlp_scan_unsupported(xq.device(), make_shape(xq, dtype, mini_batch, hidden, bias, ln, o));
 }
 
 tensor_list ttt_mlp_scan(const Tensor& xq, const Tensor& xk, const Tensor& xv, const Tensor& lr, const Tensor& tok,
@@ -146,18 +160,19 @@ tensor_list ttt_mlp_scan(const Tensor& xq, const Tensor& xk, const Tensor& xv, c
                          const Tensor& ln_b, const TTTScanOptions& o, const TTTScanComposite& composite) {
   const tensor_list inputs = {xq, xk, xv, lr, tok, w1, b1, w2, b2, ln_w, ln_b};
   check_inputs(inputs);
-  const TTTMLPScanShape s = make_shape(xq, tok.shape()[0], w1.shape()[2], b1.defined(), ln_w.defined(), o);
+  const TTTMLPScanShape s = make_shape(xq, lr.dtype(), tok.shape()[0], w1.shape()[2], b1.defined(), ln_w.defined(), o);
   const std::string why = ttt_mlp_scan_unsupported(xq.device(), s);
   if (!why.empty())
     throw std::invalid_argument(std::string("ttt_mlp_scan: no fused kernel for this call on ") + xq.device().str() +
                                 ": " + why);
   const TensorOptions opt = opts(s.dtype, xq.device());
-  Tensor out = empty_heads_last(xq.shape(), s.io_dtype(), xq.device());
+  Tensor out = empty_heads_last(xq.shape(), s.dtype, xq.device());
   Tensor states = empty({s.state_elems()}, opt);
   Tensor final_state = empty({s.batch, s.heads, s.state_size()}, opt), acc = empty(final_state.shape(), opt);
   {
     NoGradGuard ng;
-    const Tensor q = unit_last(xq), k = unit_last(xk), v = unit_last(xv);
+    const Tensor q = unit_last(as_dtype(xq, s.dtype)), k = unit_last(as_dtype(xk, s.dtype)),
+                 v = unit_last(as_dtype(xv, s.dtype));
     const tensor_list p = contiguous_params(inputs);
     TTTMLPScanForward c;
     c.s = s;
@@ -168,6 +183,7 @@ tensor_list ttt_mlp_scan(const Tensor& xq, const Tensor& xk, const Tensor& xv, c
     c.states = states.data_ptr();
     c.final_state = final_state.data_ptr(), c.acc = acc.data_ptr();
     backend(xq.device()).run(c);
+    out = as_dtype(out, xq.dtype());  // bf16 storage: out as bf16 too
   }
   if (needs_grad(inputs)) {
     if (!composite) throw std::invalid_argument("ttt_mlp_scan: a composite twin is required for autograd");
@@ -179,7 +195,11 @@ tensor_list ttt_mlp_scan(const Tensor& xq, const Tensor& xk, const Tensor& xv, c
       const tensor_list in(c.saved.begin(), c.saved.begin() + kInputs);
       if (!GradMode::is_enabled()) return fused_backward(in, c.saved[kInputs], g[0], s);
       BackwardCtx inputs_only{in, c.needs_input_grad};
-      const CheckpointFn fn = [composite](const tensor_list& x) { return tensor_list{composite(x)}; };
+      // The composite twin takes one dtype: bf16-stored XQ/XK/XV are cast to it, and out back.
+      const CheckpointFn fn = [composite](const tensor_list& x) {
+        if (x[0].dtype() == x[3].dtype()) return tensor_list{composite(x)};
+        return with_qkv_as(x, x[3].dtype(), [&](const tensor_list& y) { return tensor_list{composite(y)}; });
+      };
       return recompute_gradients(fn, inputs_only, g, amp, amp_dtype);
     });
   }

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 
 #include "autograd/ops.h"
 #include "autograd/ops/kernel_calls.h"
@@ -33,10 +35,31 @@ inline Tensor empty_heads_last(const Shape& s, DType dt, Device dev) {
   Tensor m = empty({s[0], s[2], s[1], s[3]}, opts(dt, dev));
   return make_view(m, s, {m.strides()[0], m.strides()[2], m.strides()[1], 1}, 0);
 }
-// A gradient buffer for input x: x's layout when dense permuted with a unit last stride.
-inline Tensor grad_like(const Tensor& x) {
-  if (kc::dense_permuted(x) && x.strides().back() == 1) return kc::empty_like_layout(x, x.dtype());
-  return empty_heads_last(x.shape(), x.dtype(), x.device());
+// A gradient buffer for input x (of dtype dt, x's own by default): x's layout when dense permuted
+// with a unit last stride.
+inline Tensor grad_like(const Tensor& x, std::optional<DType> dt = std::nullopt) {
+  const DType d = dt.value_or(x.dtype());
+  if (kc::dense_permuted(x) && x.strides().back() == 1) return kc::empty_like_layout(x, d);
+  return empty_heads_last(x.shape(), d, x.device());
+}
+// x as dtype dt, not taped: x itself when it has it, else a copy in x's layout when x is a dense
+// permuted view (heads of a projection, heads-last outputs: merging heads stays a free view),
+// contiguous otherwise.
+inline Tensor as_dtype(const Tensor& x, DType dt) {
+  if (!x.defined() || x.dtype() == dt) return x;
+  Tensor y = kc::empty_like_layout(x, dt);
+  kc::copy_in_memory_order(y, x);
+  return y;
+}
+// fn on the inputs with XQ, XK, XV (x[0..2]) cast to dtype `to`, differentiably; its first result
+// (the output) cast back to XQ's dtype: the float32 stand-in of a call with bf16-stored XQ/XK/XV
+// (a CPU reference, the composite twin).
+inline tensor_list with_qkv_as(const tensor_list& x, DType to, const std::function<tensor_list(const tensor_list&)>& fn) {
+  tensor_list y = x;
+  for (int i = 0; i < 3; ++i) y[i] = to_dtype(x[i], to);
+  tensor_list r = fn(y);
+  r[0] = to_dtype(r[0], x[0].dtype());
+  return r;
 }
 
 }  // namespace ttt::scan_tensors
