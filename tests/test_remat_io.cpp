@@ -53,6 +53,24 @@ int64_t total(const std::map<std::string, int64_t>& m) {
   return t;
 }
 
+// The loss and every parameter gradient of the same batch through `on` and `off` under bf16
+// autocast (on the models' device): equal to the last digits.
+void check_same_under_autocast(LanguageModel& on, LanguageModel& off, const Tensor& ids, const Tensor& targets) {
+  Tensor l_on, l_off;
+  {
+    AutocastGuard ac(DType::bf16);
+    l_on = on.loss(ids, targets);
+    l_off = off.loss(ids, targets);
+  }
+  CHECK(l_on.item() == doctest::Approx(l_off.item()).epsilon(1e-6));
+  const tensor_list g_on = grad({l_on}, on.parameters()), g_off = grad({l_off}, off.parameters());
+  REQUIRE(g_on.size() == g_off.size());
+  for (size_t i = 0; i < g_on.size(); ++i) {
+    CAPTURE(i);
+    CHECK(max_rel_diff(g_on[i].to(cpu()), g_off[i].to(cpu()), 1e-3) < 1e-4);
+  }
+}
+
 }  // namespace
 
 TEST_CASE("TTT forward_residual(h, norm, prelude) == forward(norm(h + prelude(h))); gradcheck w.r.t. h, the norm, the prelude and every parameter") {
@@ -139,20 +157,7 @@ TEST_CASE("remat_io under bf16 autocast with the bf16 activations on: the same l
     REQUIRE(c_on.ttt.bf16_io);
     REQUIRE(c_on.bf16_activations);
     LanguageModel on(c_on), off(c_off);
-    const Tensor ids = rand_ids({2, 10}, 29, 3), targets = rand_ids({2, 10}, 29, 4);
-    Tensor l_on, l_off;
-    {
-      AutocastGuard ac(DType::bf16);
-      l_on = on.loss(ids, targets);
-      l_off = off.loss(ids, targets);
-    }
-    CHECK(l_on.item() == doctest::Approx(l_off.item()).epsilon(1e-6));
-    const tensor_list g_on = grad({l_on}, on.parameters()), g_off = grad({l_off}, off.parameters());
-    REQUIRE(g_on.size() == g_off.size());
-    for (size_t i = 0; i < g_on.size(); ++i) {
-      CAPTURE(i);
-      CHECK(max_rel_diff(g_on[i], g_off[i], 1e-3) < 1e-4);
-    }
+    check_same_under_autocast(on, off, rand_ids({2, 10}, 29, 3), rand_ids({2, 10}, 29, 4));
   }
 }
 
@@ -171,20 +176,7 @@ TEST_CASE("CUDA remat_io under bf16 autocast through the fused scan (bf16 heads 
   LanguageModel on(c_on), off(c_off);
   on.to(cuda());
   off.to(cuda());
-  const Tensor ids = rand_ids({2, 40}, 29, 3).to(cuda()), targets = rand_ids({2, 40}, 29, 4).to(cuda());
-  Tensor l_on, l_off;
-  {
-    AutocastGuard ac(DType::bf16);
-    l_on = on.loss(ids, targets);
-    l_off = off.loss(ids, targets);
-  }
-  CHECK(l_on.item() == doctest::Approx(l_off.item()).epsilon(1e-6));
-  const tensor_list g_on = grad({l_on}, on.parameters()), g_off = grad({l_off}, off.parameters());
-  REQUIRE(g_on.size() == g_off.size());
-  for (size_t i = 0; i < g_on.size(); ++i) {
-    CAPTURE(i);
-    CHECK(max_rel_diff(g_on[i].to(cpu()), g_off[i].to(cpu()), 1e-3) < 1e-4);
-  }
+  check_same_under_autocast(on, off, rand_ids({2, 40}, 29, 3).to(cuda()), rand_ids({2, 40}, 29, 4).to(cuda()));
 }
 
 TEST_CASE("remat_io keeps 5 activations [B, T, d_model] per TTT block fewer for the backward (hand count)") {
