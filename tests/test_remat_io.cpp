@@ -235,41 +235,33 @@ void check_bf16_io_results(const tensor_list& a, const tensor_list& b) {
   }
 }
 
-TEST_CASE("bf16_io (CPU): the convs and the gated norm keep bf16 activations, 1.5 U fewer; same results to bf16") {
+TEST_CASE("bf16_io (CPU): the convs and the gated norm keep bf16 activations; TTT-MLP's scan bf16 XQ, XK, XV; same results to bf16") {
   // U = one float32 [B, T, d_model]. conv_q/conv_k keep x Wq in bf16 (U/2 fewer); the gated
   // LayerNorm keeps z and x Wg in bf16 (U fewer; its float32 weight and bias are read as bf16
-  // copies). The CPU scan reads float32, so the op casts around it and keeps float32 XQ, XK, XV.
-  ModelConfig cfg = tiny_ttt_config("ttt_linear", 4);
-  cfg.d_model = 16;
-  cfg.n_heads = 2;
-  const int64_t B = 2, T = 12, U = B * T * cfg.d_model * 4;
-  const Tensor x = rand64({B, T, cfg.d_model}, 9, false, 0.5).to(DType::f32);
-  std::map<std::string, int64_t> s16, s32;
-  const tensor_list a = bf16_io_run(cfg, true, x, cpu(), &s16), b = bf16_io_run(cfg, false, x, cpu(), &s32);
-  check_bf16_io_results(a, b);
-  CHECK(s32.at("causal_conv1d") - s16.at("causal_conv1d") == U / 2);
-  const int64_t gated_less = s32.at("gated_layer_norm") - s16.at("gated_layer_norm");
-  CHECK(gated_less >= U);
-  CHECK(gated_less <= U + 4 * cfg.d_model);  // + the float32 weight and bias against their bf16 copies
-  CHECK(s32.at("ttt_linear_scan") == s16.at("ttt_linear_scan"));
-  CHECK(total(s32) - total(s16) >= 3 * U / 2);
-}
-
-TEST_CASE("bf16_io TTT-MLP (CPU): the scan keeps bf16 XQ, XK, XV too, the convs and the gated norm bf16 activations; same results to bf16") {
-  // The TTT-MLP scan computes on float32 copies made on the way in, but keeps the bf16 tensors:
-  // XQ, XK, XV 3 U / 2 fewer, the convs U / 2, the gated norm U (U = one float32 [B, T, d_model]).
-  ModelConfig cfg = tiny_ttt_config("ttt_mlp", 4);
-  cfg.d_model = 16;
-  cfg.n_heads = 2;
-  const int64_t B = 2, T = 12, U = B * T * cfg.d_model * 4;
-  const Tensor x = rand64({B, T, cfg.d_model}, 9, false, 0.5).to(DType::f32);
-  std::map<std::string, int64_t> s16, s32;
-  const tensor_list a = bf16_io_run(cfg, true, x, cpu(), &s16), b = bf16_io_run(cfg, false, x, cpu(), &s32);
-  check_bf16_io_results(a, b);
-  CHECK(s32.at("ttt_mlp_scan") - s16.at("ttt_mlp_scan") == 3 * U / 2);
-  CHECK(s32.at("causal_conv1d") - s16.at("causal_conv1d") == U / 2);
-  CHECK(s32.at("gated_layer_norm") - s16.at("gated_layer_norm") >= U);
-  CHECK(total(s32) - total(s16) >= 3 * U);
+  // copies). TTT-Linear's CPU scan reads float32, so its op casts around it and keeps float32 XQ,
+  // XK, XV; TTT-MLP's op keeps them as bf16 and makes float32 copies on the way in (3 U / 2 fewer).
+  struct Case {
+    const char* mixer;
+    const char* scan_op;
+    int64_t scan_saves_less_halves;  // in units of U / 2
+  };
+  for (Case c : {Case{"ttt_linear", "ttt_linear_scan", 0}, Case{"ttt_mlp", "ttt_mlp_scan", 3}}) {
+    CAPTURE(c.mixer);
+    ModelConfig cfg = tiny_ttt_config(c.mixer, 4);
+    cfg.d_model = 16;
+    cfg.n_heads = 2;
+    const int64_t B = 2, T = 12, U = B * T * cfg.d_model * 4;
+    const Tensor x = rand64({B, T, cfg.d_model}, 9, false, 0.5).to(DType::f32);
+    std::map<std::string, int64_t> s16, s32;
+    const tensor_list a = bf16_io_run(cfg, true, x, cpu(), &s16), b = bf16_io_run(cfg, false, x, cpu(), &s32);
+    check_bf16_io_results(a, b);
+    CHECK(s32.at("causal_conv1d") - s16.at("causal_conv1d") == U / 2);
+    const int64_t gated_less = s32.at("gated_layer_norm") - s16.at("gated_layer_norm");
+    CHECK(gated_less >= U);
+    CHECK(gated_less <= U + 4 * cfg.d_model);  // + the float32 weight and bias against their bf16 copies
+    CHECK(s32.at(c.scan_op) - s16.at(c.scan_op) == c.scan_saves_less_halves * U / 2);
+    CHECK(total(s32) - total(s16) >= 3 * U / 2 + c.scan_saves_less_halves * U / 2);
+  }
 }
 
 TEST_CASE("CUDA bf16_io: the scan also keeps bf16 XQ, XK, XV (3 U fewer in all); same results to bf16") {
