@@ -26,6 +26,7 @@
 #include <unordered_set>
 
 #include "autograd/ops.h"
+#include "kernels/profiler.h"
 
 namespace ttt {
 
@@ -201,6 +202,7 @@ tensor_list run_engine(const tensor_list& outputs, const tensor_list& grad_outpu
       auto* acc = dynamic_cast<AccumulateGrad*>(n);
       if (acc) acc->create_graph = create_graph;
       // Materialize zeros for unused outputs of multi-output nodes.
+      ProfileScope node_scope(n->name());  // `ttt bench --profile`: backend calls by node
       for (size_t s = 0; s < n->output_meta.size() && s < grads.size(); ++s) {
         if (!grads[s].defined()) {
           const TensorMeta& m = n->output_meta[s];
@@ -218,6 +220,7 @@ tensor_list run_engine(const tensor_list& outputs, const tensor_list& grad_outpu
         in_grads = n->apply_wanted(std::move(grads), wanted);
         if (!acc) {
           validate(*n, in_grads);
+          ProfileScope accumulation("gradient accumulation");
           for (size_t i = 0; i < in_grads.size(); ++i)
             if (in_grads[i].defined() && wanted[i]) deliver(n->next_edges[i], in_grads[i]);
         }

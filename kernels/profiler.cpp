@@ -20,6 +20,11 @@ std::map<std::string, KernelStat>& stats() {
 }
 MemoryPeakStat g_peak;
 std::string g_last_call;
+std::map<std::pair<std::string, std::string>, ScopedKernelStat>& scoped_stats() {
+  static std::map<std::pair<std::string, std::string>, ScopedKernelStat> s;
+  return s;
+}
+thread_local const char* g_scope = nullptr;
 
 const char* unary_name(UnaryOp op) {
   switch (op) {
@@ -213,6 +218,7 @@ void Profiler::set_enabled(bool on) { g_enabled.store(on); }
 void Profiler::reset() {
   std::lock_guard<std::mutex> lock(g_mu);
   stats().clear();
+  scoped_stats().clear();
   g_peak = MemoryPeakStat{};
   g_last_call.clear();
 }
@@ -229,6 +235,13 @@ void Profiler::note_allocation(size_t held, size_t alloc_bytes) {
 
 void Profiler::add(const std::string& name, double seconds, double bytes) {
   std::lock_guard<std::mutex> lock(g_mu);
+  const std::string scope = g_scope ? g_scope : "forward";
+  ScopedKernelStat& sk = scoped_stats()[{scope, name}];
+  sk.scope = scope;
+  sk.kernel = name;
+  sk.calls++;
+  sk.seconds += seconds;
+  sk.bytes += bytes;
   KernelStat& s = stats()[name];
   g_last_call = name;
   s.name = name;
@@ -244,6 +257,17 @@ std::vector<KernelStat> Profiler::snapshot() {
   std::sort(v.begin(), v.end(), [](const KernelStat& a, const KernelStat& b) { return a.seconds > b.seconds; });
   return v;
 }
+
+std::vector<ScopedKernelStat> Profiler::scoped_snapshot() {
+  std::lock_guard<std::mutex> lock(g_mu);
+  std::vector<ScopedKernelStat> v;
+  for (auto& [k, s] : scoped_stats()) v.push_back(s);
+  std::sort(v.begin(), v.end(), [](const ScopedKernelStat& a, const ScopedKernelStat& b) { return a.seconds > b.seconds; });
+  return v;
+}
+
+ProfileScope::ProfileScope(const char* scope) : prev_(g_scope) { g_scope = scope; }
+ProfileScope::~ProfileScope() { g_scope = prev_; }
 
 Backend& profiling_backend(Backend& inner) {
   static std::mutex mu;

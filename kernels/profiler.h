@@ -33,6 +33,15 @@ struct MemoryPeakStat {
   std::string after;  // name of the last backend call before the allocation ("" if none)
 };
 
+// Calls and time of one kernel inside one scope: the autograd node whose backward issued it (the
+// engine names it; ProfileScope), "gradient accumulation", or "forward" outside any scope.
+struct ScopedKernelStat {
+  std::string scope, kernel;
+  int64_t calls = 0;
+  double seconds = 0;
+  double bytes = 0;
+};
+
 struct Profiler {
   static bool enabled();
   static void set_enabled(bool on);
@@ -43,7 +52,22 @@ struct Profiler {
   static void add(const std::string& name, double seconds, double bytes = 0);
   // The largest memory_allocated() seen after an allocation while enabled (reset() clears it).
   static MemoryPeakStat memory_peak();
+  // By (scope, kernel), sorted by time, largest first.
+  static std::vector<ScopedKernelStat> scoped_snapshot();
   static void note_allocation(size_t held, size_t alloc_bytes);
+};
+
+// While alive, the backend calls this thread makes count toward `scope` (a string that outlives
+// the guard, e.g. an autograd node's name); nested guards restore the outer scope.
+class ProfileScope {
+ public:
+  explicit ProfileScope(const char* scope);
+  ~ProfileScope();
+  ProfileScope(const ProfileScope&) = delete;
+  ProfileScope& operator=(const ProfileScope&) = delete;
+
+ private:
+  const char* prev_;
 };
 
 // The profiling wrapper of `inner` (kept per device by backend()).

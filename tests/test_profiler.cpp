@@ -2,6 +2,7 @@
 // and nothing while disabled.
 #include <doctest/doctest.h>
 
+#include "autograd/engine.h"
 #include "autograd/ops.h"
 #include "kernels/profiler.h"
 
@@ -58,4 +59,35 @@ TEST_CASE("profiler: the memory peak, the allocation that set it and the call be
   Profiler::reset();
   CHECK(Profiler::memory_peak().bytes == 0);
   CHECK(Profiler::memory_peak().after.empty());
+}
+
+TEST_CASE("profiler: calls by scope, the backward's by autograd node, nested scopes restore the outer one") {
+  Tensor a = ones({8, 8}).set_requires_grad(true);
+  Profiler::reset();
+  Profiler::set_enabled(true);
+  Tensor y = exp(a);  // forward: no scope
+  {
+    ProfileScope outer("outer");
+    (void)neg(a);
+    {
+      ProfileScope inner("inner");
+      (void)neg(a);
+    }
+    (void)neg(a);
+  }
+  backward({sum(y)});  // exp's backward multiplies by its output, under the node's name
+  Profiler::set_enabled(false);
+  int64_t outer = 0, inner = 0, fwd_exp = 0, bwd_mul = 0;
+  for (const ScopedKernelStat& k : Profiler::scoped_snapshot()) {
+    if (k.scope == "outer" && k.kernel == "unary neg") outer += k.calls;
+    if (k.scope == "inner" && k.kernel == "unary neg") inner += k.calls;
+    if (k.scope == "forward" && k.kernel == "unary exp") fwd_exp += k.calls;
+    if (k.scope == "exp" && k.kernel == "binary mul") bwd_mul += k.calls;
+  }
+  CHECK(outer == 2);
+  CHECK(inner == 1);
+  CHECK(fwd_exp == 1);
+  CHECK(bwd_mul == 1);
+  Profiler::reset();
+  CHECK(Profiler::scoped_snapshot().empty());
 }

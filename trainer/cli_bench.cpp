@@ -132,6 +132,23 @@ nlohmann::json memory_peak_json(const MemoryPeakStat& peak, size_t held_after_fo
           {"peak_alloc_bytes", peak.alloc_bytes}, {"peak_after_call", peak.after}};
 }
 
+// The profiled step's calls by (scope, kernel): the autograd node whose backward made them,
+// "gradient accumulation" or "forward"; the 25 largest by time also printed to stderr.
+nlohmann::json scoped_profile_json(const std::vector<ScopedKernelStat>& stats) {
+  nlohmann::json rows = nlohmann::json::array();
+  std::fprintf(stderr, "  by scope (the node whose backward made the call, or forward):\n");
+  std::fprintf(stderr, "  %-28s %-30s %8s %10s %11s\n", "scope", "kernel", "calls", "ms", "MB");
+  for (size_t i = 0; i < stats.size(); ++i) {
+    const ScopedKernelStat& k = stats[i];
+    rows.push_back({{"scope", k.scope}, {"kernel", k.kernel}, {"calls", k.calls}, {"ms", k.seconds * 1e3},
+                    {"mbytes", k.bytes / 1e6}});
+    if (i < 25)
+      std::fprintf(stderr, "  %-28s %-30s %8lld %10.2f %11.1f\n", k.scope.c_str(), k.kernel.c_str(),
+                   static_cast<long long>(k.calls), k.seconds * 1e3, k.bytes / 1e6);
+  }
+  return rows;
+}
+
 double median(std::vector<double> t) {
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
@@ -301,6 +318,7 @@ void run_bench(const BenchArgs& a) {
       Profiler::set_enabled(false);
       j["train"]["profile"] = profile_json(Profiler::snapshot());
       j["train"]["profile"]["memory"] = memory_peak_json(Profiler::memory_peak(), held_after_forward);
+      j["train"]["profile"]["by_scope"] = scoped_profile_json(Profiler::scoped_snapshot());
     }
     opt.zero_grad();
   }
