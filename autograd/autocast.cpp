@@ -65,6 +65,11 @@ bool Autocast::enabled() { return g_enabled; }
 bool Autocast::keep_float32_operands() { return g_keep_float32_operands; }
 KeepFloat32Operands::KeepFloat32Operands() : prev_(g_keep_float32_operands) { g_keep_float32_operands = true; }
 KeepFloat32Operands::~KeepFloat32Operands() { g_keep_float32_operands = prev_; }
+
+thread_local bool g_create_graph_at_autocast = false;
+bool Autocast::create_graph_at_autocast() { return g_create_graph_at_autocast; }
+AutocastCreateGraph::AutocastCreateGraph() : prev_(g_create_graph_at_autocast) { g_create_graph_at_autocast = true; }
+AutocastCreateGraph::~AutocastCreateGraph() { g_create_graph_at_autocast = prev_; }
 DType Autocast::dtype() { return g_dtype; }
 
 Tensor Autocast::cached_cast(const Tensor& x, DType d) {

@@ -33,6 +33,9 @@ struct Autocast {
   static Tensor cached_cast(const Tensor& x, DType d);
   // Whether products recorded now also keep their float32 operands (KeepFloat32Operands).
   static bool keep_float32_operands();
+  // Whether products recorded now differentiate as autocast products under create_graph
+  // (AutocastCreateGraph), rather than as exact float32 products.
+  static bool create_graph_at_autocast();
 };
 
 // While alive, autocast products (matmul, attention) recorded on this thread save their float32
@@ -45,6 +48,24 @@ class KeepFloat32Operands {
   ~KeepFloat32Operands();
   KeepFloat32Operands(const KeepFloat32Operands&) = delete;
   KeepFloat32Operands& operator=(const KeepFloat32Operands&) = delete;
+
+ private:
+  bool prev_;
+};
+
+// While alive, autocast products (matmul, attention) recorded on this thread differentiate, when
+// their backward runs with create_graph, as autocast products too: bf16 operands, float32
+// accumulation and output (the forward's precision, as JAX and PyTorch differentiate a bf16
+// product), instead of exact float32 products. For second-order training under bf16 (TTT-E2E's
+// inner step, model.e2e.second_order = autocast): the taped backward's GEMMs run on the tensor
+// cores, and no float32 operand needs keeping for it. The choice is recorded per product at
+// forward time; the taped backward's own products are recorded in the same mode.
+class AutocastCreateGraph {
+ public:
+  AutocastCreateGraph();
+  ~AutocastCreateGraph();
+  AutocastCreateGraph(const AutocastCreateGraph&) = delete;
+  AutocastCreateGraph& operator=(const AutocastCreateGraph&) = delete;
 
  private:
   bool prev_;

@@ -42,6 +42,8 @@ void validate_e2e(const ModelConfig& c) {
   if (!(e.inner_clip >= 0)) bad("e2e.inner_clip", "must be >= 0 (0 = off)");
   if (e.train_mode != "meta" && e.train_mode != "naive")
     bad("e2e.train_mode", "expected meta or naive, got '" + e.train_mode + "'");
+  if (e.second_order != "float32" && e.second_order != "autocast")
+    bad("e2e.second_order", "expected float32 or autocast, got '" + e.second_order + "'");
   if (e.fast_heads <= 0 || c.d_model % e.fast_heads != 0 || c.d_ff % e.fast_heads != 0)
     bad("e2e.fast_heads", "must be > 0 and divide model.d_model (" + std::to_string(c.d_model) + ") and model.d_ff (" +
                               std::to_string(c.d_ff) + "), got " + std::to_string(e.fast_heads));

@@ -12,6 +12,8 @@
 // composite formulas), which is also what a recomputing checkpoint sees.
 #include "layers/e2e_inner.h"
 
+#include <optional>
+
 #include <stdexcept>
 
 #include "autograd/autocast.h"
@@ -170,9 +172,15 @@ ChunkResult e2e_chunk(const ChunkSpec& spec, const SuffixWeights& P, const Chunk
   if (GradMode::is_enabled() && any_requires_grad(W)) {  // the outer loop records: second order
     ChunkResult r;
     {
-      // The inner gradient below is taken with create_graph: its products multiply the float32
-      // operands, kept for it, rather than upcasts of autocast's bf16 casts.
-      KeepFloat32Operands keep;
+      // The inner gradient below is taken with create_graph: under autocast its products multiply
+      // the float32 operands, kept for it, rather than upcasts of autocast's bf16 casts; or, with
+      // model.e2e.second_order = autocast, they are autocast products themselves (bf16 operands).
+      std::optional<KeepFloat32Operands> keep;
+      std::optional<AutocastCreateGraph> at_autocast;
+      if (spec.second_order_at_autocast)
+        at_autocast.emplace();
+      else
+        keep.emplace();
       r = forward_only(spec, P, Wb, past, h, targets);
     }
     tensor_list g = grad({inner_loss(r.losses, weights)}, W, {}, /*retain_graph=*/true, /*create_graph=*/true);

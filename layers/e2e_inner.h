@@ -45,6 +45,7 @@ struct ChunkSpec {
   int64_t ignore_index = -100; // targets scored 0 (their weight must be 0 too)
   bool update = true;          // take the inner step (the last chunk of a sequence does not need it)
   bool want_logits = false;    // also return the logits
+  bool second_order_at_autocast = false;  // model.e2e.second_order = autocast (autograd/autocast.h AutocastCreateGraph)
   explicit ChunkSpec(const E2EBlockShape& s) : shape(s) {}
 };
 

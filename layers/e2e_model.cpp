@@ -125,6 +125,7 @@ E2EModel::Run E2EModel::run(const Tensor& ids, const Tensor& targets, int64_t ig
     spec.ignore_index = ignore_index;
     spec.update = s + n < T;
     spec.want_logits = want_logits;
+    spec.second_order_at_autocast = cfg_.e2e.second_order == "autocast";
     const Tensor h = narrow(H, 1, s, n), tg = contiguous(narrow(targets, 1, s, n)),
                  wt = contiguous(narrow(weights, 1, s, n));
     ChunkResult r = cfg_.e2e.remat ? e2e_chunk_remat(spec, P, carry, h, tg, wt) : e2e_chunk(spec, P, carry, h, tg, wt);

@@ -77,6 +77,34 @@ TEST_CASE("autocast with create_graph: exact float32 gradients") {
   CHECK(ga.requires_grad());  // differentiable again
 }
 
+TEST_CASE("AutocastCreateGraph: create_graph gradients of an autocast product are autocast products, differentiable again") {
+  Generator g(3);
+  Tensor a = randn({4, 6}, g).set_requires_grad(true);
+  Tensor b = randn({6, 3}, g).set_requires_grad(true);
+  Tensor ga;
+  {
+    AutocastGuard ac(DType::bf16);
+    AutocastCreateGraph at_autocast;
+    CHECK(Autocast::create_graph_at_autocast());
+    ga = grad({sum(square(matmul(a, b)))}, {a}, {}, std::nullopt, true)[0];
+  }
+  CHECK_FALSE(Autocast::create_graph_at_autocast());
+  // dL/da = (2y) bᵀ as a bf16 product: both operands rounded to bf16, float32 accumulation.
+  const Tensor y = matmul(round_bf16(a), round_bf16(b));
+  const Tensor expect = matmul(round_bf16(mul_scalar(y, 2.0)), round_bf16(b.detach()).t());
+  CHECK(max_diff(ga, expect) < 1e-5);
+  // Not the exact float32 product of the default mode (what a mode that is ignored would give).
+  CHECK(max_diff(ga, matmul(mul_scalar(y, 2.0), b.detach().t())) > 1e-3);
+  REQUIRE(ga.requires_grad());
+  // Differentiable again: d/db of Σ ga ∘ c = d/db Σ ((2y) bᵀ) ∘ c, to bf16 accuracy.
+  const Tensor c = randn({4, 6}, g);
+  const Tensor gb = grad({sum(mul(ga, c))}, {b})[0];
+  Tensor a64 = a.detach().to(DType::f64), b64 = b.detach().to(DType::f64).set_requires_grad(true);
+  const Tensor y64 = matmul(a64, b64);
+  const Tensor gb64 = grad({sum(mul(matmul(mul_scalar(y64, 2.0), b64.t()), c.to(DType::f64)))}, {b64})[0];
+  CHECK(max_diff(gb.to(DType::f64), gb64) < 5e-2 * max_diff(gb64, zeros_like(gb64)));
+}
+
 TEST_CASE("autocast keeps no float32 copy of an activation operand; create_graph still differentiates it") {
   Generator g(6);
   Tensor u = randn({5, 6}, g).set_requires_grad(true), v = randn({6, 4}, g).set_requires_grad(true);

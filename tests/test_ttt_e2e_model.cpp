@@ -5,10 +5,13 @@
 // (The finite-difference checks of the meta-gradient are in test_ttt_e2e_gradcheck.cpp.)
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 
+#include "autograd/autocast.h"
 #include "autograd/engine.h"
+#include "autograd/graph_memory.h"
 #include "autograd/ops.h"
 #include "layers/e2e_config.h"
 #include "layers/e2e_model.h"
@@ -306,4 +309,46 @@ TEST_CASE("bad E2E settings name the key") {
   c = tiny_e2e();
   c.arch = "hybrid";
   throws_with(c, "model.arch");
+}
+
+TEST_CASE("second_order = autocast: the same model without autocast; under bf16 autocast close to float32 products, fewer bytes kept") {
+  ModelConfig c = tiny_e2e();
+  c.d_model = 16;
+  c.d_ff = 24;
+  c.e2e.remat = c.e2e.remat_prefix = false;  // what the graph keeps is then visible from the loss
+  ModelConfig ca = c;
+  ca.e2e.second_order = "autocast";
+  LanguageModel exact(c), at_autocast(ca);  // float32 models, the same weights
+  const int64_t T = 9;
+  const Tensor ids = rand_ids({2, T}, c.vocab_size, 17), targets = rand_ids({2, T}, c.vocab_size, 18);
+  // Without autocast the mode has nothing to act on: the same values and gradients, bit for bit.
+  {
+    const Tensor l1 = exact.loss(ids, targets), l2 = at_autocast.loss(ids, targets);
+    CHECK(l1.item() == l2.item());
+    check_grads_equal(grads_of(at_autocast, l2), grads_of(exact, l1), exact.named_parameters(), 0.0);
+  }
+  Tensor l_exact, l_auto;
+  {
+    AutocastGuard ac(DType::bf16);
+    l_exact = exact.loss(ids, targets);
+    l_auto = at_autocast.loss(ids, targets);
+  }
+  // The inner gradients' products are bf16 now, so the updated fast weights and later chunks' losses
+  // move by bf16 rounding, no more.
+  CHECK(l_auto.item() == doctest::Approx(l_exact.item()).epsilon(1e-2));
+  int64_t kept_exact = 0, kept_auto = 0;
+  for (const SavedBytes& r : saved_bytes_by_op(l_exact)) kept_exact += r.bytes;
+  for (const SavedBytes& r : saved_bytes_by_op(l_auto)) kept_auto += r.bytes;
+  CHECK(kept_auto < kept_exact);  // no float32 operands kept for the taped products
+  const tensor_list g_exact = grads_of(exact, l_exact), g_auto = grads_of(at_autocast, l_auto);
+  REQUIRE(g_exact.size() == g_auto.size());
+  double largest = 0;
+  for (size_t i = 0; i < g_exact.size(); ++i) {
+    if (!g_exact[i].defined()) continue;
+    CAPTURE(exact.named_parameters()[i].first);
+    REQUIRE(g_auto[i].defined());
+    check_rel_norm(g_auto[i], g_exact[i], 5e-2, "meta-gradient, autocast vs float32 second-order products");
+    largest = std::max(largest, max_abs_diff(g_auto[i], g_exact[i]));
+  }
+  CHECK(largest > 0);  // the mode acted
 }

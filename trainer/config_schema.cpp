@@ -105,6 +105,12 @@ std::vector<ConfigKey> build_schema() {
        "TTT-E2E: meta = outer loss after the inner steps, exact second-order gradient; naive = train at W0 "
        "(dynamic evaluation: the inner loop runs only at test time).",
        {"meta", "naive"}},
+      {"model.e2e.second_order", F(model.e2e.second_order),
+       "TTT-E2E under bf16 autocast: the products of the inner gradient's differentiable backward (the second-order "
+       "path). float32 = exact float32 products of the float32 operands, which the chunk's forward keeps for them; "
+       "autocast = bf16 operands with float32 accumulation, as JAX differentiates a bf16 product (tensor-core GEMMs, "
+       "no float32 operands kept). No effect without autocast.",
+       {"float32", "autocast"}},
       {"model.e2e.fast_heads", F(model.e2e.fast_heads),
        "TTT-E2E: MLP' as this many independent heads of d_model/h features (block-diagonal); 1 = full MLP."},
       {"model.e2e.remat", F(model.e2e.remat),

@@ -25,7 +25,8 @@
 //   float32 inputs: as matmul, see matmul.cpp), so the ordinary backward does not cast them
 //   again; with create_graph the composite runs in float32 on their upcasts, standing in for
 //   q, k, v (BackwardCtx::input_stand_in), or on q, k, v themselves when a KeepFloat32Operands
-//   scope (autograd/autocast.h) had them saved too.
+//   scope (autograd/autocast.h) had them saved too; in an AutocastCreateGraph scope the composite's
+//   products are autocast products (bf16 operands) instead, recorded in the same mode.
 // Layouts: under autocast the float32 output is written in [B, Tq, H, D] memory order (returned
 // as the [B, H, Tq, D] view), so merging the heads afterwards is a free view; the float32
 // gradients are written in the layout of q, k, v when those are dense permuted views (e.g. the
@@ -36,6 +37,7 @@
 #include <cstdio>
 #include <limits>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -208,8 +210,9 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
     tensor_list saved = casts ? tensor_list{qb, kb, vb, out_low, lse} : tensor_list{q, k, v, out_low, lse};
     if (casts && Autocast::keep_float32_operands()) saved.insert(saved.end(), {q, k, v});
     const std::array<GradLayout, 3> layouts{GradLayout(q), GradLayout(k), GradLayout(v)};
+    const bool graph_at_autocast = casts && Autocast::create_graph_at_autocast();
     record("scaled_dot_product_attention", {q, k, v}, {out}, saved,
-           [s, low, dt, casts, layouts](BackwardCtx& c, const tensor_list& g) {
+           [s, low, dt, casts, layouts, graph_at_autocast](BackwardCtx& c, const tensor_list& g) {
              if (!GradMode::is_enabled() && low != DType::f64) {
                const tensor_list bufs = casts ? tensor_list(c.saved.begin(), c.saved.begin() + 3)
                                               : tensor_list{kernel_buffer(c.saved[0], low),
@@ -227,7 +230,10 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
                }
                qs = c.input_stand_in(0, qs), ks = c.input_stand_in(1, ks), vs = c.input_stand_in(2, vs);
              }
-             AutocastGuard exact(DType::f32, false);  // taped products are float32 under autocast
+             // Taped products are float32 under autocast, or autocast products (AutocastCreateGraph).
+             AutocastGuard precision(graph_at_autocast ? low : DType::f32, graph_at_autocast);
+             std::optional<AutocastCreateGraph> same_mode;
+             if (graph_at_autocast) same_mode.emplace();
              return composite_backward(c, g[0], qs, ks, vs, s);
            });
   }

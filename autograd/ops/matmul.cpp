@@ -14,7 +14,9 @@
 // 3.4 GB of the 125M TTT-Linear at 8 x 2048): a taped backward multiplies, in float32, the
 // upcasts of the casts standing in for the operands (BackwardCtx::input_stand_in), i.e. the
 // values the forward multiplied, and differentiates through them to the operands as usual
-// (a KeepFloat32Operands scope keeps the float32 operands instead: autograd/autocast.h).
+// (a KeepFloat32Operands scope keeps the float32 operands instead: autograd/autocast.h). A product
+// recorded in an AutocastCreateGraph scope differentiates under create_graph as autocast products
+// instead (bf16 operands, float32 accumulation), recorded in the same mode.
 // Mixed operands under autocast: one bf16 operand and one float32 (a bf16 activation times a
 // float32 weight) multiply like two float32 ones (the float32 one is cast); the result is float32
 // and each gradient comes back in its input's dtype. matmul_low_output returns the product in
@@ -22,6 +24,8 @@
 // anyway, it saves the float32 write, the cast that would follow and half of what they keep.
 // Transposed and sliced operands are passed to the GEMM as they are (lda + transpose flags);
 // only layouts a GEMM cannot express are copied.
+#include <optional>
+
 #include "autograd/autocast.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
@@ -171,12 +175,13 @@ Tensor matmul_as(const Tensor& a0, const Tensor& b0, bool low_output) {
     // already in its dtype), plus the float32 inputs that are parameters (all of them under
     // KeepFloat32Operands).
     const bool casts = low != wide, keep = Autocast::keep_float32_operands();
+    const bool graph_at_autocast = casts && Autocast::create_graph_at_autocast();
     const auto kept = [keep, low](const Tensor& t) {
       return t.dtype() != low && (keep || (t.is_leaf() && t.requires_grad())) ? t : Tensor();
     };
     const tensor_list saved = casts ? tensor_list{a_low, b_low, kept(a0), kept(b0)} : tensor_list{a0, b0};
     record("matmul", {a0, b0}, {y}, saved,
-           [vec_a, vec_b, casts, low, wide, a_dtype, b_dtype](BackwardCtx& c, const tensor_list& g) {
+           [vec_a, vec_b, casts, low, wide, a_dtype, b_dtype, graph_at_autocast](BackwardCtx& c, const tensor_list& g) {
       // create_graph: differentiable `wide` products of the inputs (or of their stand-ins: the
       // values the forward multiplied); otherwise the forward's precision, on the operands the
       // forward multiplied, each gradient written in its input's dtype.
@@ -193,7 +198,12 @@ Tensor matmul_as(const Tensor& a0, const Tensor& b0, bool low_output) {
       if (vec_b) B = unsqueeze(B, 1);
       if (vec_a) dC = unsqueeze(dC, vec_b ? 0 : -2);
       if (vec_b) dC = unsqueeze(dC, -1);
-      AutocastGuard exact(DType::f32, false);  // taped products are `wide` even inside an autocast scope
+      // Taped products are `wide` even inside an autocast scope, or autocast products recorded in
+      // the same mode (AutocastCreateGraph at the forward); the ordinary backward's are explicit.
+      const bool at_autocast = taped && graph_at_autocast;
+      AutocastGuard precision(at_autocast ? low : DType::f32, at_autocast);
+      std::optional<AutocastCreateGraph> same_mode;
+      if (at_autocast) same_mode.emplace();
       if (!taped) dC = Autocast::cached_cast(dC, low);  // once, for both products
       const auto mm = [&](const Tensor& x, const Tensor& w, DType o) {
         return taped ? to_dtype(matmul(x, w), o) : product(x, w, low, o);
