@@ -73,10 +73,7 @@ void check_inputs(const tensor_list& in) {
     check_same_device(kOp, xq, in[i]);
     check_same_dtype(kOp, i < 3 ? xq : lr, in[i]);
   }
-  if (xq.dtype() != lr.dtype() && !(xq.dtype() == DType::bf16 && lr.dtype() == DType::f32))
-    throw std::invalid_argument(std::string("ttt_linear_scan: XQ, XK, XV must have the other inputs' dtype, or be bf16 "
-                                            "with float32 others; got ") + dtype_name(xq.dtype()) + " and " +
-                                dtype_name(lr.dtype()));
+  check_qkv_dtype(kOp, xq.dtype(), lr.dtype());
   if (lw.defined() != lb.defined()) throw std::invalid_argument("ttt_linear_scan: ln_w and ln_b go together");
   const auto bad = [&](const std::string& what) {
     throw std::invalid_argument(std::string("ttt_linear_scan: ") + what + " (XQ " + xq.shape().str() + ", XK " +

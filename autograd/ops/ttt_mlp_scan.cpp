@@ -70,10 +70,7 @@ void check_inputs(const tensor_list& in) {
     check_same_device(kOp, xq, in[i]);
     check_same_dtype(kOp, i < 3 ? xq : lr, in[i]);
   }
-  if (xq.dtype() != lr.dtype() && !(xq.dtype() == DType::bf16 && lr.dtype() == DType::f32))
-    throw std::invalid_argument(std::string("ttt_mlp_scan: XQ, XK, XV must have the other inputs' dtype, or be bf16 "
-                                            "with float32 others; got ") + dtype_name(xq.dtype()) + " and " +
-                                dtype_name(lr.dtype()));
+  check_qkv_dtype(kOp, xq.dtype(), lr.dtype());
   if (lw.defined() != lb.defined()) throw std::invalid_argument("ttt_mlp_scan: ln_w and ln_b go together");
   if (b1.defined() != b2.defined()) throw std::invalid_argument("ttt_mlp_scan: b1 and b2 go together");
   const auto bad = [&](const std::string& what) {
@@ -150,8 +147,7 @@ tensor_list split_state(const Tensor& flat, const TTTMLPScanShape& s) {
 std::string ttt_mlp_scan_unsupported(const Tensor& xq, DType dtype, int64_t mini_batch, int64_t hidden, bool bias,
                                      bool ln, const TTTScanOptions& o) {
   if (xq.dim() != 4) return "expected XQ [B, H, T, f]";
-  if (xq.dtype() != dtype && !(xq.dtype() == DType::bf16 && dtype == DType::f32))
-    return "XQ must have the other inputs' dtype, or be bf16 with float32 others";
+  if (!qkv_dtype_fits(xq.dtype(), dtype)) return "XQ must have the other inputs' dtype, or be bf16 with float32 others";
   return ttt_mlp_scan_unsupported(xq.device(), make_shape(xq, dtype, mini_batch, hidden, bias, ln, o));
 }
 

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <stdexcept>
+#include <string>
 
 #include "autograd/ops.h"
 #include "autograd/ops/kernel_calls.h"
@@ -50,6 +52,17 @@ inline Tensor as_dtype(const Tensor& x, DType dt) {
   Tensor y = kc::empty_like_layout(x, dt);
   kc::copy_in_memory_order(y, x);
   return y;
+}
+// Whether XQ, XK, XV of dtype `qkv` go with the scan's other inputs of dtype `others`: the same
+// dtype, or bf16 storage of float32 (an autocast model's projections).
+inline bool qkv_dtype_fits(DType qkv, DType others) {
+  return qkv == others || (qkv == DType::bf16 && others == DType::f32);
+}
+// Throws, naming op, unless qkv_dtype_fits.
+inline void check_qkv_dtype(const char* op, DType qkv, DType others) {
+  if (!qkv_dtype_fits(qkv, others))
+    throw std::invalid_argument(std::string(op) + ": XQ, XK, XV must have the other inputs' dtype, or be bf16 with "
+                                "float32 others; got " + dtype_name(qkv) + " and " + dtype_name(others));
 }
 // fn on the inputs with XQ, XK, XV (x[0..2]) cast to dtype `to`, differentiably; its first result
 // (the output) cast back to XQ's dtype: the float32 stand-in of a call with bf16-stored XQ/XK/XV
