@@ -84,8 +84,7 @@ Tensor Autocast::cached_cast(const Tensor& x, DType d) {
         g_casts.splice(g_casts.begin(), g_casts, it);
         return it->cast;
       }
-  Tensor y = kc::empty_like_layout(x, d);  // a transposed weight stays transposed: a sequential copy
-  kc::copy_in_memory_order(y, x);
+  Tensor y = kc::cast_in_layout(x, d);  // a transposed weight stays transposed: a sequential copy
   if (g_enabled) {
     const TensorImpl* t = x.impl();
     g_casts.push_front({t->storage, t->storage.get(), t->offset, t->shape, t->strides, t->storage->version, d, y});

@@ -80,6 +80,12 @@ Tensor empty_dense(const Shape& shape, const Shape& strides, DType dt, Device de
   return make_view(empty({shape.numel()}, opts(dt, dev)), shape, strides, 0);
 }
 
+Tensor cast_in_layout(const Tensor& x, DType dt) {
+  Tensor y = empty_like_layout(x, dt);
+  copy_in_memory_order(y, x);
+  return y;
+}
+
 void copy_in_memory_order(const Tensor& dst, const Tensor& src) {
   if (dst.numel() == 0) return;
   std::vector<int> order(dst.dim());

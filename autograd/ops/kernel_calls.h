@@ -31,6 +31,9 @@ Tensor empty_dense(const Shape& shape, const Shape& strides, DType dt, Device de
 // first), so that copies between tensors of the same dense permuted layout (a transposed
 // weight and its cast) run as one contiguous stream instead of a strided walk.
 void copy_in_memory_order(const Tensor& dst, const Tensor& src);
+// x converted to dtype dt (not taped), as a fresh tensor in x's layout when x is dense permuted
+// (empty_like_layout), contiguous otherwise; the copy runs in memory order.
+Tensor cast_in_layout(const Tensor& x, DType dt);
 // c = op(a) op(b) + beta c for matrices (2-D) with unit stride in their last dim (row slices of a
 // contiguous tensor qualify), op = transpose where trans_* is set. a and b share a dtype; c may
 // be wider (bf16 operands, float32 c). beta = 1 accumulates into c (beta = 0: c is not read).

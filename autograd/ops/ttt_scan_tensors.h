@@ -48,10 +48,7 @@ inline Tensor grad_like(const Tensor& x, std::optional<DType> dt = std::nullopt)
 // permuted view (heads of a projection, heads-last outputs: merging heads stays a free view),
 // contiguous otherwise.
 inline Tensor as_dtype(const Tensor& x, DType dt) {
-  if (!x.defined() || x.dtype() == dt) return x;
-  Tensor y = kc::empty_like_layout(x, dt);
-  kc::copy_in_memory_order(y, x);
-  return y;
+  return !x.defined() || x.dtype() == dt ? x : kc::cast_in_layout(x, dt);
 }
 // Whether XQ, XK, XV of dtype `qkv` go with the scan's other inputs of dtype `others`: the same
 // dtype, or bf16 storage of float32 (an autocast model's projections).
