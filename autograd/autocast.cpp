@@ -63,6 +63,7 @@ thread_local bool g_keep_float32_operands = false;
 
 bool Autocast::enabled() { return g_enabled; }
 bool Autocast::keep_float32_operands() { return g_keep_float32_operands; }
+bool Autocast::bf16_for(const Tensor& x) { return g_enabled && g_dtype == DType::bf16 && x.dtype() == DType::f32; }
 KeepFloat32Operands::KeepFloat32Operands() : prev_(g_keep_float32_operands) { g_keep_float32_operands = true; }
 KeepFloat32Operands::~KeepFloat32Operands() { g_keep_float32_operands = prev_; }
 

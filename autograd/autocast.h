@@ -31,6 +31,9 @@ struct Autocast {
   // when x is a dense permuted layout such as a transposed weight, contiguous otherwise), or,
   // inside an enabled scope, the copy a recent call made of the same data.
   static Tensor cached_cast(const Tensor& x, DType d);
+  // Whether a bf16 autocast scope is on and x is float32: an activation made from x that only
+  // products read may then be written as bf16 (model.bf16_activations, model.ttt.bf16_io).
+  static bool bf16_for(const Tensor& x);
   // Whether products recorded now also keep their float32 operands (KeepFloat32Operands).
   static bool keep_float32_operands();
   // Whether products recorded now differentiate as autocast products under create_graph

@@ -83,7 +83,7 @@ Tensor CausalSelfAttention::attend(const Tensor& q, const Tensor& k, const Tenso
 
 Tensor CausalSelfAttention::forward(const Tensor& x) {
   Tensor q, k, v;
-  const bool low = bf16_activations_ && Autocast::enabled() && Autocast::dtype() == DType::bf16 && x.dtype() == DType::f32;
+  const bool low = bf16_activations_ && Autocast::bf16_for(x);
   project(x, 0, q, k, v, low);
   return attend(q, k, v, 0, 0);
 }

@@ -218,7 +218,7 @@ tensor_list TTTMixer::output_params() const {
 // run() casts. TTT-MLP's scan keeps the bf16 tensors but computes on float32 copies made on the way
 // in (autograd/ops/ttt_mlp_scan.cpp): the memory is saved, the casts are not (yet).
 bool TTTMixer::low_precision_io(const Tensor& x) const {
-  return c_.bf16_io && Autocast::enabled() && Autocast::dtype() == DType::bf16 && x.dtype() == DType::f32 &&
+  return c_.bf16_io && Autocast::bf16_for(x) &&
          (inner_->kind() == "linear" || inner_->kind() == "mlp") && c_.mini_batch > 0 &&
          (impl_ == "auto" || impl_ == "fused");
 }
