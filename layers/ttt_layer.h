@@ -26,15 +26,15 @@
 // state (W, b, the partial mini-batch's inputs and accumulators) from the scan's outputs. TTT-MLP
 // decodes in the composite forms (its fused scan takes no per-sequence initial state yet).
 //
-// Note [Remat]: with model.remat_io (off by default: it trades speed for memory) a training
-// forward keeps for the backward only the block's residual h (before the Mamba backbone's
-// pre-conv), the scan's inputs (bf16 under autocast with model.ttt.bf16_io), its output and the
-// gate x Wg: the input side (the pre-conv h' = h + conv(norm(h)), the norm of h', the projections
-// with the gate's, the convs, RoPE, the lr gate) and the output side (the gated post-norm and
-// o_proj) are two checkpoint regions recomputed in the backward (forward_residual; block.h). In
-// float32 that is 5 activations of [B, T, d_model] per block fewer (tests/test_remat_io.cpp counts
-// them): neither h' nor the norms' outputs nor o_proj's input are stored, for the recomputed
-// projections' GEMMs (q, v, g, o) and the elementwise passes around them.
+// Note [Remat]: with model.remat_io (off in ModelConfig, set by the TTT configs: it trades speed
+// for memory) a training forward keeps for the backward only the block's residual h (before the
+// Mamba backbone's pre-conv), the scan's inputs (bf16 under autocast with model.ttt.bf16_io), its
+// output and the gate x Wg: the input side (the pre-conv h' = h + conv(norm(h)), the norm of h',
+// the projections with the gate's, the convs, RoPE, the lr gate) and the output side (the gated
+// post-norm and o_proj) are two checkpoint regions recomputed in the backward (forward_residual;
+// block.h). In float32 that is 5 activations of [B, T, d_model] per block fewer
+// (tests/test_remat_io.cpp counts them): neither h' nor the norms' outputs nor o_proj's input are
+// stored, for the recomputed projections' GEMMs (q, v, g, o) and the elementwise passes around them.
 #pragma once
 
 #include <memory>
