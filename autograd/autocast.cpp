@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "autograd/cuda_graph.h"
 #include "autograd/ops/kernel_calls.h"
 
 namespace ttt {
@@ -77,12 +78,16 @@ Tensor Autocast::cached_cast(const Tensor& x, DType d) {
   if (x.dtype() == d) return x;
   const bool weight = g_enabled && !GradMode::is_enabled() && is_parameter(x);
   if (weight)
-    if (const Tensor* y = find_weight_cast(x, d)) return *y;
+    if (const Tensor* y = find_weight_cast(x, d)) {
+      keep_alive_while_captured(*y);  // made before a graph capture under way: the graph reads it
+      return *y;
+    }
   if (g_enabled && GradMode::is_enabled()) g_weight_casts.clear();
   if (g_enabled)
     for (auto it = g_casts.begin(); it != g_casts.end(); ++it)
       if (it->matches(x, d)) {
         g_casts.splice(g_casts.begin(), g_casts, it);
+        keep_alive_while_captured(it->cast);
         return it->cast;
       }
   Tensor y = kc::cast_in_layout(x, d);  // a transposed weight stays transposed: a sequential copy

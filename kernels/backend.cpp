@@ -37,6 +37,15 @@ Backend& backend(Device d) {
   return Profiler::enabled() ? profiling_backend(b) : b;
 }
 
+// No graphs by default (kernels/backend.h); graphs_supported() says so before anyone asks.
+int64_t Backend::graph_begin_capture() {
+  throw GraphCaptureError("graph capture is not supported on " + device().str());
+}
+void Backend::graph_end_capture(int64_t) { throw GraphCaptureError("graph capture is not supported on " + device().str()); }
+void Backend::graph_abort_capture(int64_t) {}
+void Backend::graph_replay(int64_t) { throw GraphCaptureError("graphs are not supported on " + device().str()); }
+void Backend::graph_release(int64_t) {}
+
 bool cuda_built() { return cuda_built_impl(); }
 int cuda_device_count() {
   // Asked on every op that touches a GPU: query the driver once per process.

@@ -17,6 +17,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 
 #include "kernels/dtype.h"
@@ -237,6 +238,30 @@ class Backend {
   // Runs a fused call (its own header picks the CPU or CUDA implementation). Wrappers (the
   // profiler) override this to time every family without knowing it.
   virtual void run(FusedCall& call) { call.run(*this); }
+
+  // --- graphs: capture and replay of this backend's stream (CUDA graphs, kernels/cuda/graph.cu) ---
+  // Between graph_begin_capture() and graph_end_capture() nothing runs: every call is recorded,
+  // to run again at each graph_replay(). While capturing:
+  //   - alloc() draws from a pool private to the graph, so that memory the recorded kernels write
+  //     is never handed to anyone else; the pool lives until the graph is released and every
+  //     block of it is freed (tensors made in the capture may outlive the graph);
+  //   - copy_from_host() records a copy from a staging buffer the graph keeps (the host values of
+  //     the capture are the graph's constants);
+  //   - whatever must wait for the device (copy_to_host, synchronize) throws GraphCaptureError,
+  //     and so does any call of a backend that cannot record it.
+  // Memory made before the capture that the graph reads must stay alive while it is replayed:
+  // that is the caller's business (autograd/cuda_graph.h). Defaults: no graphs (the CPU).
+  virtual bool graphs_supported() const { return false; }
+  virtual int64_t graph_begin_capture();        // a handle > 0
+  virtual void graph_end_capture(int64_t graph);  // ends and instantiates; throws on failure
+  virtual void graph_abort_capture(int64_t graph);  // ends a capture that failed; nothing is kept
+  virtual void graph_replay(int64_t graph);
+  virtual void graph_release(int64_t graph);
+};
+
+// Thrown while capturing a graph by a call that cannot be recorded (kernels/backend.h, graphs).
+struct GraphCaptureError : std::runtime_error {
+  using std::runtime_error::runtime_error;
 };
 
 // The backend of a device. The CUDA backend exists only when the project is built with CUDA and

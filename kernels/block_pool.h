@@ -142,6 +142,7 @@ class BlockPool {
   size_t reserved() const { return reserved_; }    // bytes of all segments (handed out + free)
   size_t segments() const { return segments_; }
   size_t live_blocks() const { return live_.size(); }
+  bool owns(const void* p) const { return live_.count(reinterpret_cast<uintptr_t>(p)) != 0; }
   // Size of the block behind a pointer this pool handed out (0 if it did not).
   size_t block_size(const void* p) const {
     auto it = live_.find(reinterpret_cast<uintptr_t>(p));

@@ -8,6 +8,7 @@
 #include <tuple>
 #include <vector>
 
+#include "autograd/cuda_graph.h"
 #include "autograd/ops.h"
 
 namespace ttt {
@@ -44,6 +45,8 @@ class TableCache {
       for (auto it = entries_.begin(); it != entries_.end(); ++it)
         if (it->first == key) {
           entries_.splice(entries_.begin(), entries_, it);
+          keep_alive_while_captured(it->second.cos);  // evicted later, still read by a graph
+          keep_alive_while_captured(it->second.sin);
           return it->second;
         }
     }

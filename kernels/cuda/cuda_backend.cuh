@@ -71,11 +71,27 @@ class CachingAllocator {
   void reset_peak();
   size_t release_cached();   // returns fully free segments to the driver; the bytes released
 
+  // Private pools (graph capture, kernels/backend.h): between begin_private() and end_private()
+  // every alloc() comes from a new pool of its own; free() finds a block's pool wherever it was
+  // made. retire_private(): the pool's memory goes back to the driver once its last block is freed.
+  int64_t begin_private();
+  void end_private();
+  void retire_private(int64_t id);
+
  private:
   static BlockPool::Driver driver(int device);
+  void* alloc_in(BlockPool& pool, size_t nbytes);  // mu_ held
+  size_t allocated_locked() const;                  // mu_ held
   int device_;
   mutable std::mutex mu_;
   BlockPool pool_;
+  struct PrivatePool {
+    std::unique_ptr<BlockPool> pool;
+    bool retired = false;
+  };
+  std::map<int64_t, PrivatePool> private_;
+  int64_t allocating_in_ = 0, next_private_ = 1;  // 0: the shared pool
+  size_t private_peak_ = 0;
 };
 
 class GemmRunner;  // gemm.cu
@@ -143,6 +159,14 @@ class CudaBackend final : public Backend {
   void random(const View& out, RandomDist dist, uint64_t seed, uint64_t offset, double a, double b) override;
   void adamw(const AdamWArgs& args) override;
 
+  bool graphs_supported() const override { return true; }  // graph.cu
+  int64_t graph_begin_capture() override;
+  void graph_end_capture(int64_t graph) override;
+  void graph_abort_capture(int64_t graph) override;
+  void graph_replay(int64_t graph) override;
+  void graph_release(int64_t graph) override;
+  bool capturing() const { return capturing_ != 0; }
+
   // --- for the kernel files ---------------------------------------------------------------------
   int index() const { return index_; }
   cudaStream_t stream() const { return stream_; }
@@ -185,6 +209,19 @@ class CudaBackend final : public Backend {
   DeviceError* error_dev_ = nullptr;   // ... and its device address
   std::shared_ptr<GemmRunner> gemm_;  // created by the first gemm (gemm.cu)
   std::mutex gemm_mu_;
+
+  // Graphs (graph.cu). A graph's handle is the id of its allocator pool. The host values uploaded
+  // during its capture stay in a pinned staging buffer of its own, which the recorded copy reads.
+  struct Graph {
+    cudaGraphExec_t exec = nullptr;
+    char* staging = nullptr;
+    size_t staging_used = 0;
+  };
+  static constexpr size_t kStagingBytes = size_t{64} << 10;
+  void stage_upload(void* dst, const void* src, size_t n);  // copy_from_host while capturing
+  std::map<int64_t, Graph> graphs_;
+  int64_t capturing_ = 0;
+  std::vector<char*> staging_to_free_;  // of released graphs, freed when no capture is under way
 };
 
 // The CUDA backend behind a fused call's Backend& (kernels/fused_call.h), its device made current;
