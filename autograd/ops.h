@@ -158,6 +158,10 @@ std::string ttt_mlp_scan_unsupported(const Tensor& xq, DType dtype, int64_t mini
 // y[b, t, c] = bias[c] + Σ_j w[c, j] x[b, t − (k−1) + j, c] for x [B, T, C], w [C, k], bias [C] or
 // undefined (x before t = 0 is 0): the Mamba backbone's short convolutions, fused.
 Tensor causal_conv1d(const Tensor& x, const Tensor& w, const Tensor& bias);
+// Decoding: x [B, T, C] continuing after `history` (the k−1 inputs before it, [B, k−1, C]) in one
+// kernel; returns {y [B, T, C], the last k−1 inputs of (history, x)}. Not differentiable (grad mode
+// off, or no input requiring grad).
+tensor_list causal_conv1d_continue(const Tensor& x, const Tensor& history, const Tensor& w, const Tensor& bias);
 
 // --- SSD scan of Mamba 2 (ops/ssd_scan.cpp) --------------------------------------------------------
 // Per batch and head h (B, C from group g = h / (H/G)): H_t = exp(dt_t A_h) H_{t−1} + dt_t x_t B_tᵀ,

@@ -27,9 +27,14 @@ struct BTCView {
   int64_t sb = 0, st = 0;
 };
 
+// Decoding continues a sequence: with `history` (the k−1 inputs before t = 0, [B, k−1, C]) those
+// stand in for the zeros, and `history_out` (optional, [B, k−1, C], not overlapping history or x)
+// gets the last k−1 inputs of (history, x): what the next call's history is. One kernel instead of
+// concatenating (history, x), convolving and copying the new history out.
 struct CausalConvForward final : FusedCall {
   CausalConvShape s;
   BTCView x, y;
+  BTCView history, history_out;  // optional (null data)
   const void* w = nullptr;     // [C, k]
   const void* bias = nullptr;  // [C]
   const char* name() const override { return "causal_conv_fwd"; }

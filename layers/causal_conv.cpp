@@ -42,11 +42,18 @@ Tensor CausalConv1d::step(const Tensor& x, Tensor& tail) const {
                                 std::to_string(width - 1) + ", " + std::to_string(channels) + "], got " +
                                 (tail.defined() ? tail.shape().str() : std::string("undefined")));
   if (width == 1) return causal_conv1d(x, weight, bias);
+  if (!GradMode::is_enabled() && tail.dtype() == x.dtype()) {  // decoding: one kernel reads the tail, writes the next
+    tensor_list y_and_tail = causal_conv1d_continue(x, tail, weight, bias);
+    tail = y_and_tail[1];
+    return y_and_tail[0];
+  }
   // The fused conv over (tail, x): its outputs past the first k−1 are those of x continuing after
   // the tail, each summed from the same k inputs in the same order as forward() sums them, so a
   // prompt decoded in chunks gives forward()'s bits.
   const Tensor xp = cat({tail, x}, 1);
-  tail = contiguous(narrow(xp, 1, T, width - 1));
+  // A view when xp is small (decoding a token: one copy fewer per step), a copy after a long chunk
+  // (a view would keep the whole chunk alive).
+  tail = T <= width ? narrow(xp, 1, T, width - 1) : contiguous(narrow(xp, 1, T, width - 1));
   return narrow(causal_conv1d(xp, weight, bias), 1, width - 1, T);
 }
 

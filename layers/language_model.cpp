@@ -9,12 +9,58 @@
 
 #include "autograd/ops.h"
 #include "layers/block.h"
+#include "layers/decode_graphs.h"
 #include "layers/e2e_model.h"
 #include "layers/embedding.h"
 #include "layers/linear.h"
 #include "layers/norm.h"
 
 namespace ttt {
+
+namespace {
+
+struct LMDecodeState : DecodeState {
+  std::vector<BlockState> blocks;
+  int64_t batch = 0;
+
+  bool graphable() const override {
+    for (const BlockState& b : blocks)
+      if (!b.mixer->graphable()) return false;
+    return true;
+  }
+  void graph_key(std::vector<int64_t>& key) const override {
+    for (const BlockState& b : blocks) b.mixer->graph_key(key);
+  }
+  void for_each_tensor(const std::function<void(Tensor&)>& f) override {
+    for (BlockState& b : blocks) {
+      f(b.conv_tail);
+      b.mixer->for_each_tensor(f);
+    }
+  }
+  std::unique_ptr<DecodeState> clone() const override {
+    auto c = std::make_unique<LMDecodeState>();
+    c->position = position;
+    c->batch = batch;
+    for (const BlockState& b : blocks) {
+      std::unique_ptr<MixerState> m = b.mixer->clone();
+      if (!m) return nullptr;
+      c->blocks.push_back(BlockState{b.conv_tail, std::move(m)});
+    }
+    return c;
+  }
+  void assign(const DecodeState& s0, int64_t shift) override {
+    const auto& s = dynamic_cast<const LMDecodeState&>(s0);
+    position = s.position + shift;
+    batch = s.batch;
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      blocks[i].conv_tail = s.blocks[i].conv_tail;
+      blocks[i].mixer = s.blocks[i].mixer->clone();
+      blocks[i].mixer->position += shift;
+    }
+  }
+};
+
+}  // namespace
 
 struct LanguageModel::Impl {
   std::shared_ptr<Embedding> embed;
@@ -23,6 +69,7 @@ struct LanguageModel::Impl {
   std::shared_ptr<RMSNorm> final_norm;
   std::shared_ptr<Linear> lm_head;  // null when tied to embed
   std::shared_ptr<E2EModel> e2e;    // arch e2e: every call goes there
+  DecodeGraphs graphs;              // one-token decode steps as CUDA graphs
 
   Tensor head(const Tensor& h) const { return lm_head ? lm_head->forward(h) : embed->attend(h); }
   // The head's weight [V, d] (lm_head has no bias): what linear_cross_entropy multiplies.
@@ -33,14 +80,11 @@ struct LanguageModel::Impl {
     for (auto& b : blocks) r = b->forward(std::move(r));
     return r.normalized(*final_norm);  // the last block's add fused with the final norm
   }
+  // One decode call's work: ids [B, T] after the tokens in st.
+  Tensor step(const Tensor& ids, LMDecodeState& st, bool last_only);
 };
 
 namespace {
-
-struct LMDecodeState : DecodeState {
-  std::vector<BlockState> blocks;
-  int64_t batch = 0;
-};
 
 void check_ids(const char* who, const Tensor& ids, const char* what = "ids") {
   check_defined(who, ids, what);
@@ -114,12 +158,35 @@ Tensor LanguageModel::decode(const Tensor& ids, DecodeState& state, bool last_on
   if (ids.shape()[0] != st->batch)
     throw std::invalid_argument("LanguageModel::decode: ids batch " + std::to_string(ids.shape()[0]) +
                                 " differs from the state's " + std::to_string(st->batch));
-  Residual r{impl_->embed->forward(ids)};
-  for (size_t i = 0; i < impl_->blocks.size(); ++i) r = impl_->blocks[i]->step(std::move(r), st->blocks[i]);
-  st->position += ids.shape()[1];
-  Tensor h = r.normalized(*impl_->final_norm);
-  return impl_->head(last_only ? narrow(h, 1, h.shape()[1] - 1, 1) : h);
+  const Device dev = impl_->embed->weight.device();
+  if (impl_->graphs.applies(ids, *st, dev))
+    return impl_->graphs.step(ids, *st, dev, weights_stamp(),
+                              [this](const Tensor& x, DecodeState& s) { return impl_->step(x, dynamic_cast<LMDecodeState&>(s), false); });
+  return impl_->step(ids, *st, last_only);
 }
+
+Tensor LanguageModel::Impl::step(const Tensor& ids, LMDecodeState& st, bool last_only) {
+  Residual r{embed->forward(ids)};
+  for (size_t i = 0; i < blocks.size(); ++i) r = blocks[i]->step(std::move(r), st.blocks[i]);
+  st.position += ids.shape()[1];
+  Tensor h = r.normalized(*final_norm);
+  return head(last_only ? narrow(h, 1, h.shape()[1] - 1, 1) : h);
+}
+
+// Changes whenever a parameter's data does (its storage or version): decode graphs read the weights
+// as they were when recorded.
+uint64_t LanguageModel::weights_stamp() const {
+  uint64_t h = 1469598103934665603ull;
+  for (const Tensor& p : parameters()) {
+    for (uint64_t v : {static_cast<uint64_t>(reinterpret_cast<uintptr_t>(p.impl()->storage.get())),
+                       static_cast<uint64_t>(p.version())})
+      h = (h ^ v) * 1099511628211ull;
+  }
+  return h;
+}
+
+void LanguageModel::set_decode_graphs(bool on) { impl_->graphs.set_enabled(on); }
+const DecodeGraphs& LanguageModel::decode_graphs() const { return impl_->graphs; }
 
 double LanguageModel::flops_per_token(int64_t seq_len) const {
   // 2 FLOPs per multiply-add for every parameter used in a matmul per token, i.e. all parameters

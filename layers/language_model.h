@@ -3,19 +3,38 @@
 // KV cache). Implemented in layers/language_model.cpp.
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <vector>
 
 #include "layers/model_config.h"
 #include "layers/module.h"
 
 namespace ttt {
 
+class DecodeGraphs;
 class E2EModel;
 
 // Per-sequence decoding state of the whole model (one per layer inside).
 struct DecodeState {
+  DecodeState() = default;
+  DecodeState(const DecodeState& o) : position(o.position) {}  // a copy is another state: its own liveness
+  DecodeState& operator=(const DecodeState&) = delete;
   virtual ~DecodeState() = default;
   int64_t position = 0;  // tokens consumed so far
+
+  // Decoding through CUDA graphs (layers/decode_graphs.h; MixerState says what the methods mean).
+  virtual bool graphable() const { return false; }
+  virtual void graph_key(std::vector<int64_t>& key) const {}
+  virtual void for_each_tensor(const std::function<void(Tensor&)>& f) {}
+  virtual std::unique_ptr<DecodeState> clone() const { return nullptr; }
+  // Makes this state s (shallow) with every position, its own and its layers', moved by `shift`.
+  virtual void assign(const DecodeState& s, int64_t shift) {}
+  // Expires with this state (not with its clones): how decode graphs notice it is gone.
+  std::weak_ptr<int> liveness() const { return alive_; }
+
+ private:
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
 
 class LanguageModel : public Module {
@@ -37,6 +56,12 @@ class LanguageModel : public Module {
   // [B, T, V] logits of the other positions are not computed). TTT-Linear layers run a prompt
   // given to a fresh state through the fused scan (layers/ttt_layer.h) when grad mode is off.
   Tensor decode(const Tensor& ids, DecodeState& state, bool last_only = false);
+  // One-token decode calls on a GPU run as CUDA graphs (layers/decode_graphs.h) when every layer's
+  // state allows it (the TTT layers with mini-batches); on by default. Off: every call eager.
+  void set_decode_graphs(bool on);
+  const DecodeGraphs& decode_graphs() const;
+  // Changes whenever a parameter's data does.
+  uint64_t weights_stamp() const;
 
   // Forward FLOPs per token (matmuls, 2 per multiply-add) for MFU; training ~ 3x this.
   double flops_per_token(int64_t seq_len) const;

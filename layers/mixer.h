@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <memory>
+#include <vector>
 
 #include "autograd/ops.h"
 #include "layers/module.h"
@@ -28,6 +29,19 @@ struct ResidualOutput {
 struct MixerState {
   virtual ~MixerState() = default;
   int64_t position = 0;  // tokens consumed so far (absolute position of the next token)
+
+  // Decoding through CUDA graphs (layers/decode_graphs.h). A state that says graphable() promises
+  // that its mixer's step() of one token computes in the same way — the same shapes, kernels and
+  // host values — for any two states whose tensors have equal shapes and dtypes and whose
+  // graph_key() is equal: a step recorded once replays for every later such state, on the values
+  // its tensors then hold. The default: not graphable (a KV cache that grows every token).
+  virtual bool graphable() const { return false; }
+  virtual void graph_key(std::vector<int64_t>& key) const {}
+  // Every tensor slot of the state, defined or not, in a fixed order (the count may vary only with
+  // what graph_key() says).
+  virtual void for_each_tensor(const std::function<void(Tensor&)>& f) {}
+  // A copy holding the same tensors (shallow); null when not graphable.
+  virtual std::unique_ptr<MixerState> clone() const { return nullptr; }
 };
 
 class SequenceMixer : public Module {

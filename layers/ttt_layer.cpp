@@ -6,6 +6,7 @@
 
 #include "autograd/autocast.h"
 #include "autograd/checkpoint.h"
+#include "autograd/cuda_graph.h"
 #include "autograd/ops.h"
 #include "layers/causal_conv.h"
 #include "layers/linear.h"
@@ -158,7 +159,25 @@ InnerNorm TTTMixer::norm(DType dt) const { return {cast(norm_w_, dt), cast(norm_
 
 // tok_i for in-mini-batch indices first .. first+len−1: max(0, 1/(i+1) + θ_tok[i]) (ttt.py get_eta;
 // clamp as torch.clamp_min, gradient where the value is >= 0), or 1 (+ θ_tok) without averaging.
+// With grad mode off (decoding: every token of every layer asks) the result is kept while θ_tok is
+// unchanged: made once instead of an upload and three kernels per call.
 Tensor TTTMixer::token_scale(int64_t first, int64_t len, DType dt) const {
+  if (GradMode::is_enabled()) return make_token_scale(first, len, dt);
+  const uint32_t version = token_idx_.defined() ? token_idx_.version() : 0;
+  const void* storage = token_idx_.defined() ? token_idx_.impl()->storage.get() : nullptr;
+  const Device dev = q_proj_->weight.device();
+  for (const TokenScale& e : token_scales_)
+    if (e.first == first && e.len == len && e.dtype == dt && e.version == version && e.storage == storage &&
+        e.value.device() == dev) {
+      keep_alive_while_captured(e.value);  // a CUDA graph recorded now reads it (autograd/cuda_graph.h)
+      return e.value;
+    }
+  if (token_scales_.size() >= 4) token_scales_.erase(token_scales_.begin());
+  token_scales_.push_back({first, len, dt, version, storage, make_token_scale(first, len, dt)});
+  return token_scales_.back().value;
+}
+
+Tensor TTTMixer::make_token_scale(int64_t first, int64_t len, DType dt) const {
   std::vector<double> v(len);
   for (int64_t i = 0; i < len; ++i) v[i] = c_.token_idx_mean ? 1.0 / static_cast<double>(first + i + 1) : 1.0;
   Device dev = q_proj_->weight.device();
@@ -410,9 +429,10 @@ Tensor TTTMixer::prefill_fused(const ScanInputs& in, ScanState& st, bool from_w0
   st.index = T % c_.mini_batch;
   st.W = {r[1], bias_row(r[2])};
   st.acc = st.index > 0 ? tensor_list{r[3], bias_row(r[4])} : tensor_list{Tensor(), Tensor()};
-  // The partial mini-batch's inputs, copied (a view would keep the whole prompt's tensors alive).
+  // The partial mini-batch's inputs, copied when they are part of a longer call's (a view would
+  // keep the whole prompt's tensors alive).
   const int64_t n = st.index;
-  const auto tail = [&](const Tensor& t) { return narrow(t, 2, T - n, n).clone(); };
+  const auto tail = [&](const Tensor& t) { return n == T ? t : narrow(t, 2, T - n, n).clone(); };
   st.pending = n > 0 ? ScanInputs{tail(in.XQ), tail(in.XK), tail(in.XV), tail(in.lr)} : ScanInputs{};
   return r[0];
 }
@@ -477,8 +497,20 @@ ResidualOutput TTTMixer::forward_residual(const Tensor& h, const RMSNorm& norm, 
   return {pre ? in_out.back() : h, out};
 }
 
+void TTTState::graph_key(std::vector<int64_t>& key) const {
+  key.insert(key.end(), {scan.index, position < mini_batch ? position : -1, static_cast<int64_t>(scan.W.size()),
+                         static_cast<int64_t>(scan.acc.size())});
+}
+
+void TTTState::for_each_tensor(const std::function<void(Tensor&)>& f) {
+  for (Tensor& t : scan.W) f(t);
+  for (Tensor& t : scan.acc) f(t);
+  for (Tensor* t : {&scan.pending.XQ, &scan.pending.XK, &scan.pending.XV, &scan.pending.lr, &q_tail, &k_tail}) f(*t);
+}
+
 std::unique_ptr<MixerState> TTTMixer::init_state(int64_t batch) {
   auto st = std::make_unique<TTTState>();
+  st->mini_batch = std::max<int64_t>(c_.mini_batch, 0);
   const Tensor& w = q_proj_->weight;
   st->scan.W = initial_state(batch, inner_dtype(w.dtype()));
   if (mamba_) {
@@ -511,6 +543,18 @@ Tensor TTTMixer::step(const Tensor& x, MixerState& state) {
 // step that autograd must see through (grad mode on) keeps the composite forms; so does TTT-MLP
 // (its fused scan has no per-sequence initial state, and prefill_fused() lays out TTT-Linear's W, b
 // only).
+// Buffers of K tokens along the time axis holding p's tokens first (the rest unset).
+ScanInputs TTTMixer::pending_buffers(const ScanInputs& p, int64_t K) {
+  const auto grown = [&](const Tensor& t) {
+    Shape s = t.shape();
+    s[2] = K;
+    Tensor b = empty(s, opts(t.dtype(), t.device()));
+    narrow(b, 2, 0, t.shape()[2]).copy_(t);
+    return b;
+  };
+  return {grown(p.XQ), grown(p.XK), grown(p.XV), grown(p.lr)};
+}
+
 Tensor TTTMixer::decode_scan(ScanState& st, const ScanInputs& in, int64_t pos0) {
   const int64_t T = in.XQ.shape()[2], K = c_.mini_batch;
   const bool fused = !GradMode::is_enabled() && K > 0 && (impl_ == "auto" || impl_ == "fused") &&
@@ -518,7 +562,20 @@ Tensor TTTMixer::decode_scan(ScanState& st, const ScanInputs& in, int64_t pos0) 
   if (fused && (st.index == 0 || st.pending.XQ.defined())) {
     const int64_t n = st.index;  // the mini-batch's tokens already seen (their outputs are not returned again)
     if (n == 0) return prefill_fused(in, st, /*from_w0=*/pos0 == 0);
-    const ScanInputs& p = st.pending;
+    const auto first = [](const ScanInputs& a, int64_t len) {
+      return ScanInputs{narrow(a.XQ, 2, 0, len), narrow(a.XK, 2, 0, len), narrow(a.XV, 2, 0, len), narrow(a.lr, 2, 0, len)};
+    };
+    const ScanInputs p = first(st.pending, n);
+    if (n + T < K) {
+      // The mini-batch stays open: its inputs live in buffers of K tokens (the scan reads strided
+      // views), so a decoded token adds one copy per input instead of a concatenation of all.
+      const ScanInputs buf = st.pending.XQ.shape()[2] == K ? st.pending : pending_buffers(p, K);
+      const ScanInputs slot{narrow(buf.XQ, 2, n, T), narrow(buf.XK, 2, n, T), narrow(buf.XV, 2, n, T), narrow(buf.lr, 2, n, T)};
+      for (auto [dst, src] : {std::pair{slot.XQ, in.XQ}, {slot.XK, in.XK}, {slot.XV, in.XV}, {slot.lr, in.lr}}) dst.copy_(src);
+      Tensor y = narrow(prefill_fused(first(buf, n + T), st, /*from_w0=*/pos0 == n), 2, n, T);
+      st.pending = buf;  // its first st.index tokens
+      return y;
+    }
     const ScanInputs chunk{cat({p.XQ, in.XQ}, 2), cat({p.XK, in.XK}, 2), cat({p.XV, in.XV}, 2), cat({p.lr, in.lr}, 2)};
     return narrow(prefill_fused(chunk, st, /*from_w0=*/pos0 == n), 2, n, T);
   }

@@ -91,6 +91,7 @@ class TTTMixer : public SequenceMixer {
   bool low_gate(DType x_dtype, const Tensor& heads_out) const;
   Tensor gate_output(const Tensor& gate, const Tensor& heads_out, DType x_dtype, const tensor_list& params) const;
   Tensor token_scale(int64_t first, int64_t len, DType dt) const;
+  Tensor make_token_scale(int64_t first, int64_t len, DType dt) const;
   InnerNorm norm(DType dt) const;
   tensor_list initial_state(int64_t batch, DType dt) const;
   Tensor run(ScanState& st, const ScanInputs& in, int64_t pos0, bool decode);
@@ -102,6 +103,7 @@ class TTTMixer : public SequenceMixer {
   Tensor fused_outputs(const ScanInputs& in);
   Tensor prefill_fused(const ScanInputs& in, ScanState& st, bool from_w0);
   Tensor decode_scan(ScanState& st, const ScanInputs& in, int64_t pos0);
+  static ScanInputs pending_buffers(const ScanInputs& p, int64_t K);
   DType inner_dtype(DType x) const;
 
   TTTConfig c_;
@@ -117,6 +119,15 @@ class TTTMixer : public SequenceMixer {
   Tensor lr_weight_, lr_bias_;  // [nh, D], [nh]        (learnable_lr)
   Tensor token_idx_;            // [K]                  (learnable_token_idx)
   Tensor norm_w_, norm_b_;      // [nh, f] each         (ln_residual)
+  // token_scale() results made with grad mode off, while θ_tok (storage, version) is unchanged.
+  struct TokenScale {
+    int64_t first, len;
+    DType dtype;
+    uint32_t version;
+    const void* storage;
+    Tensor value;
+  };
+  mutable std::vector<TokenScale> token_scales_;
 };
 
 // The decoding state of one TTT layer: the inner loop's state and the conv tails (Mamba backbone),
@@ -124,6 +135,15 @@ class TTTMixer : public SequenceMixer {
 struct TTTState : MixerState {
   ScanState scan;
   Tensor q_tail, k_tail;
+  int64_t mini_batch = 0;  // K of the layer (0: none, a never-ending mini-batch)
+
+  // A step depends on the position only through t mod K (RoPE inside the mini-batch, the
+  // mini-batch's index) and on whether the first mini-batch is still open (it scans from W0, the
+  // layer's parameters): with mini-batches, 2K keys cover every step.
+  bool graphable() const override { return mini_batch > 0; }
+  void graph_key(std::vector<int64_t>& key) const override;
+  void for_each_tensor(const std::function<void(Tensor&)>& f) override;
+  std::unique_ptr<MixerState> clone() const override { return std::make_unique<TTTState>(*this); }
 };
 
 // cfg.mixer is "ttt_linear" or "ttt_mlp"; cfg.backbone selects the Mamba-backbone extras inside the

@@ -30,8 +30,9 @@ struct ScanState {
   tensor_list W, acc;
   int64_t index = 0;
   // Fused decoding (TTT-Linear, layers/ttt_layer.cpp decode_scan): the inputs of this mini-batch's
-  // `index` tokens so far, which the next call scans again from W together with its own tokens.
-  // Undefined at a boundary, and after a composite step (whose accumulators carry the mini-batch).
+  // `index` tokens so far (the first `index` along the time axis: decoding keeps buffers of K), which
+  // the next call scans again from W together with its own tokens. Undefined at a boundary, and
+  // after a composite step (whose accumulators carry the mini-batch).
   ScanInputs pending;
 };
 

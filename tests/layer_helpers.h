@@ -24,7 +24,11 @@ inline double max_abs_diff(const Tensor& a, const Tensor& b) {
   auto x = a.tolist<double>(), y = b.tolist<double>();
   if (x.size() != y.size()) return INFINITY;
   double e = 0;
-  for (size_t i = 0; i < x.size(); ++i) e = std::max(e, std::fabs(x[i] - y[i]));
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double d = std::fabs(x[i] - y[i]);
+    if (std::isnan(d)) return INFINITY;  // std::max would drop it: a NaN must fail any tolerance
+    e = std::max(e, d);
+  }
   return e;
 }
 
@@ -33,7 +37,11 @@ inline double max_rel_diff(const Tensor& a, const Tensor& b, double floor = 1e-1
   auto x = a.tolist<double>(), y = b.tolist<double>();
   if (x.size() != y.size()) return INFINITY;
   double e = 0;
-  for (size_t i = 0; i < x.size(); ++i) e = std::max(e, std::fabs(x[i] - y[i]) / (floor + std::fabs(y[i])));
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double d = std::fabs(x[i] - y[i]) / (floor + std::fabs(y[i]));
+    if (std::isnan(d)) return INFINITY;
+    e = std::max(e, d);
+  }
   return e;
 }
 

@@ -230,3 +230,57 @@ TEST_CASE("causal_conv1d of bf16 data with float32 weight and bias = the float32
   // float64 data with float32 weights stays an error.
   CHECK_THROWS_AS(causal_conv1d(x.detach().to(DType::f64), w, b), std::invalid_argument);
 }
+
+TEST_CASE("CausalConv1d: step with grad mode off (one kernel reads the tail, writes the next) reproduces forward") {
+  // The CPU reference of causal_conv1d_continue, fp64: chunks of 1, 3, 1, 2, 5 tokens, widths 2..4.
+  NoGradGuard ng;
+  for (int64_t k : {2, 3, 4}) {
+    CAPTURE(k);
+    Generator g(3 + k);
+    CausalConv1d conv(5, k, g);
+    conv.to(DType::f64);
+    Tensor x = rand64({2, 12, 5}, 41);
+    Tensor full = conv.forward(x);
+    Tensor tail = conv.init_tail(2, DType::f64);
+    int64_t t0 = 0;
+    for (int64_t len : {1, 3, 1, 2, 5}) {
+      const Tensor before = tail;
+      Tensor y = conv.step(x.narrow(1, t0, len), tail);
+      CHECK(max_abs_diff(y, full.narrow(1, t0, len)) < 1e-14);
+      CHECK(tail.data_ptr() != before.data_ptr());  // a new tensor: the old tail is unchanged
+      t0 += len;
+    }
+    CHECK(max_abs_diff(tail, x.narrow(1, 12 - (k - 1), k - 1)) == 0.0);
+  }
+  // Not differentiable: refused for inputs that need a gradient while grad mode is on.
+  GradModeGuard on(true);
+  Tensor w = rand64({5, 4}, 42).set_requires_grad(true);
+  CHECK_THROWS_AS(causal_conv1d_continue(rand64({1, 2, 5}, 43), rand64({1, 3, 5}, 44), w, Tensor()), std::invalid_argument);
+}
+
+TEST_CASE("causal_conv1d_continue on CUDA equals the CPU reference and writes every element (outputs poisoned)") {
+  TTT_REQUIRE_GPU();
+  NoGradGuard ng;
+  for (int64_t T : {1, 3, 40}) {
+    CAPTURE(T);
+    Generator g(50 + T);
+    const Tensor x = randn({2, T, 300}, g), h = randn({2, 3, 300}, g), w = randn({300, 4}, g), b = randn({300}, g);
+    const tensor_list ref = causal_conv1d_continue(x, h, w, b);
+    const tensor_list r = causal_conv1d_continue(x.to(cuda()), h.to(cuda()), w.to(cuda()), b.to(cuda()));
+    CHECK(max_abs_diff(r[0].to(cpu()), ref[0]) < 1e-5);
+    CHECK(max_abs_diff(r[1].to(cpu()), ref[1]) == 0.0);  // copies of inputs
+    // The kernel call itself with NaN-poisoned outputs.
+    const TensorOptions o = opts(DType::f32, cuda());
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    Tensor xd = x.to(cuda()), hd = h.to(cuda()), wd = w.to(cuda()), bd = b.to(cuda());
+    Tensor y = full({2, T, 300}, nan, o), next = full({2, 3, 300}, nan, o);
+    CausalConvForward f;
+    f.s = {2, T, 300, 4, DType::f32};
+    const auto view = [](const Tensor& t) { return BTCView{t.data_ptr(), t.strides()[0], t.strides()[1]}; };
+    f.x = view(xd), f.y = view(y), f.history = view(hd), f.history_out = view(next);
+    f.w = wd.data_ptr(), f.bias = bd.data_ptr();
+    backend(cuda()).run(f);
+    CHECK(max_abs_diff(y.to(cpu()), ref[0]) < 1e-5);
+    CHECK(max_abs_diff(next.to(cpu()), ref[1]) == 0.0);
+  }
+}

@@ -30,6 +30,7 @@
 #include "autograd/ops.h"
 #include "data/file_io.h"
 #include "kernels/profiler.h"
+#include "layers/decode_graphs.h"
 #include "trainer/cli_common.h"
 #include "trainer/commands.h"
 #include "trainer/optimizer.h"
@@ -47,7 +48,7 @@ struct BenchArgs {
   std::string device = "cpu", out, phases = "train,prefill,decode", dtype;
   int64_t seq_len = 0, batch = 1, warmup = 1, repeat = 3, decode_tokens = 32;
   std::vector<int64_t> contexts;
-  bool profile = false, deterministic = false, saved = false;
+  bool profile = false, deterministic = false, saved = false, no_cuda_graphs = false;
 };
 
 using Clock = std::chrono::steady_clock;
@@ -256,6 +257,7 @@ void run_bench(const BenchArgs& a) {
   auto want = [&](const std::string& p) { return phases.count(p) != 0; };
   LanguageModel model(cfg.model);
   model.to(dev);
+  model.set_decode_graphs(!a.no_cuda_graphs);
   Generator g(1234);
   Backend& be = backend(dev);
 
@@ -273,6 +275,7 @@ void run_bench(const BenchArgs& a) {
   j["dtype"] = amp ? "bf16" : "fp32";
   set_deterministic(a.deterministic || cfg.train.deterministic);
   j["deterministic"] = deterministic();
+  j["cuda_graphs"] = !a.no_cuda_graphs;
   if (a.contexts.empty()) j["seq_len"] = T;
   j["batch"] = B;
   j["repeat"] = a.repeat;
@@ -347,6 +350,8 @@ void run_bench(const BenchArgs& a) {
     j["decode"]["prompt_tokens"] = T;
     j["decode"]["prefill_time_s"] = pre;
   }
+  if (want("decode"))
+    j["decode_graphs"] = {{"recorded", model.decode_graphs().recorded()}, {"replays", model.decode_graphs().replays()}};
   const std::string text = j.dump(2);
   std::printf("%s\n", text.c_str());
   if (!a.out.empty()) write_file_atomic(a.out, text + "\n", "benchmark report");
@@ -382,6 +387,8 @@ void add_bench_command(CLI::App& app) {
       ->check(CLI::IsMember({"fp32", "bf16"}));
   cmd->add_flag("--deterministic", a->deterministic,
                 "GPU kernels sum in a fixed order instead of with float atomics (as train.deterministic)");
+  cmd->add_flag("--no-cuda-graphs", a->no_cuda_graphs,
+                "Decode every token eagerly (default: one-token decode steps replay CUDA graphs where the model allows)");
   cmd->add_option("--out", a->out, "Also write the JSON to this file");
   cmd->callback([a]() { run_bench(*a); });
 }

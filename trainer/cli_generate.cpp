@@ -22,7 +22,7 @@ namespace {
 struct GenerateArgs {
   std::string checkpoint, prompt, prompts_file, tokenizer, device = "cpu";
   SamplingOptions sampling;
-  bool ignore_eos = false;
+  bool ignore_eos = false, no_cuda_graphs = false;
   bool prompt_given = false;  // --prompt was on the command line (it may be the empty text)
 };
 
@@ -77,6 +77,7 @@ void run_generate(const GenerateArgs& a) {
     throw std::invalid_argument("ttt generate: give exactly one of --prompt TEXT and --prompts FILE");
   const Device dev = device_from_option(a.device);
   LoadedModel m = load_model_from_checkpoint(a.checkpoint, dev);
+  m.model->set_decode_graphs(!a.no_cuda_graphs);
   Tokenizer tok = tokenizer_for_checkpoint(m, a.checkpoint, a.tokenizer);
   if (tok.vocab_size() > m.cfg.model.vocab_size)
     throw std::invalid_argument("tokenizer vocabulary (" + std::to_string(tok.vocab_size()) +
@@ -131,6 +132,8 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--seed", a->sampling.seed, "Sampling seed (same seed, same text)")->capture_default_str()->check(cli::seed());
   cmd->add_option("--tokenizer", a->tokenizer, "Sentencepiece model (default: the one stored in the checkpoint)");
   cmd->add_flag("--ignore-eos", a->ignore_eos, "Keep generating past the end-of-document token");
+  cmd->add_flag("--no-cuda-graphs", a->no_cuda_graphs,
+                "Run every decode step eagerly (default: on a GPU, one-token steps replay CUDA graphs where the model allows)");
   cmd->add_option("--device", a->device, "cpu, cuda or cuda:N")->capture_default_str();
   cmd->callback([a, one]() {
     a->prompt_given = one->count() > 0;

@@ -126,4 +126,34 @@ Tensor causal_conv1d(const Tensor& x, const Tensor& w, const Tensor& bias) {
   return y;
 }
 
+// Decoding (not taped): the kernel reads the history in place of the zeros before t = 0 and writes
+// the next history; equal to causal_conv1d over cat(history, x), its last T outputs.
+tensor_list causal_conv1d_continue(const Tensor& x, const Tensor& history, const Tensor& w, const Tensor& bias) {
+  check_inputs(x, w, bias);
+  check_defined(kOp, history, "history");
+  const int64_t k = w.shape()[1];
+  if (history.shape() != Shape{x.shape()[0], k - 1, x.shape()[2]} || history.dtype() != x.dtype())
+    throw std::invalid_argument(std::string(kOp) + ": history must be " + dtype_name(x.dtype()) + " [" +
+                                std::to_string(x.shape()[0]) + ", " + std::to_string(k - 1) + ", " +
+                                std::to_string(x.shape()[2]) + "], got " + history.str());
+  if (GradMode::is_enabled() && needs_grad({&x, &history, &w, &bias}))
+    throw std::invalid_argument(std::string(kOp) + " (continue): decoding only; it is not differentiable");
+  if (!has_kernel(x, k)) {
+    const Tensor xp = cat({history, x}, 1);
+    const int64_t T = x.shape()[1];
+    return {narrow(causal_conv1d(xp, w, bias), 1, k - 1, T), contiguous(narrow(xp, 1, T, k - 1))};
+  }
+  NoGradGuard ng;
+  const CausalConvShape s = shape_of(x, w);
+  const DType pd = param_dtype(s.dtype);
+  Tensor y = empty(x.shape(), opts(x.dtype(), x.device())), next = empty(history.shape(), opts(x.dtype(), x.device()));
+  Tensor xc = channels_unit(x), hc = channels_unit(history), wp = as_param(w, pd), bp = as_param(bias, pd);
+  CausalConvForward c;
+  c.s = s;
+  c.x = btc(xc), c.y = btc(y), c.history = btc(hc), c.history_out = btc(next);
+  c.w = wp.data_ptr(), c.bias = bp.defined() ? bp.data_ptr() : nullptr;
+  if (y.numel()) backend(x.device()).run(c);
+  return {y, next};
+}
+
 }  // namespace ttt

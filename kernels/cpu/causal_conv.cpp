@@ -49,14 +49,21 @@ void forward_typed(CausalConvForward& a) {
   for (int64_t b = 0; b < s.batch; ++b)
     for (int64_t c = 0; c < C; ++c) {
       const S* x = static_cast<const S*>(a.x.data) + b * a.x.sb + c;
+      const S* h = a.history.data ? static_cast<const S*>(a.history.data) + b * a.history.sb + c : nullptr;
       S* y = static_cast<S*>(a.y.data) + b * a.y.sb + c;
+      // The input at time tx of (history, x): history for tx < 0, zero without one.
+      const auto input = [&](int64_t tx) -> double {
+        if (tx >= 0) return static_cast<double>(to_compute(x[tx * a.x.st]));
+        return h ? static_cast<double>(to_compute(h[(tx + k - 1) * a.history.st])) : 0.0;
+      };
       for (int64_t t = 0; t < s.len; ++t) {
         double acc = bias ? static_cast<double>(bias[c]) : 0.0;
-        for (int64_t j = 0; j < k; ++j) {
-          const int64_t tx = t - (k - 1) + j;
-          if (tx >= 0) acc += static_cast<double>(w[c * k + j]) * static_cast<double>(to_compute(x[tx * a.x.st]));
-        }
+        for (int64_t j = 0; j < k; ++j) acc += static_cast<double>(w[c * k + j]) * input(t - (k - 1) + j);
         y[t * a.y.st] = from_compute<S>(acc);
+      }
+      if (a.history_out.data) {
+        S* ho = static_cast<S*>(a.history_out.data) + b * a.history_out.sb + c;
+        for (int64_t j = 0; j < k - 1; ++j) ho[j * a.history_out.st] = from_compute<S>(input(s.len - (k - 1) + j));
       }
     }
 }

@@ -18,22 +18,29 @@ constexpr int kConvThreads = 256;
 constexpr int64_t kConvFwdTile = 16;
 
 template <class S, int K>
-__global__ void conv_fwd_kernel(CausalConvShape s, BTCView xv, BTCView yv, const float* w, const float* bias) {
+__global__ void conv_fwd_kernel(CausalConvShape s, BTCView xv, BTCView yv, BTCView hv, BTCView hov, const float* w,
+                                const float* bias) {
   const int64_t b = blockIdx.y, t0 = static_cast<int64_t>(blockIdx.x) * kConvFwdTile;
   const int64_t t1 = min(s.len, t0 + kConvFwdTile);
   const S* x = static_cast<const S*>(xv.data) + b * xv.sb;
+  const S* h = hv.data ? static_cast<const S*>(hv.data) + b * hv.sb : nullptr;
   S* y = static_cast<S*>(yv.data) + b * yv.sb;
   const int64_t c = static_cast<int64_t>(blockIdx.z) * blockDim.x + threadIdx.x;
+  // The input at time tx of (history, x): history for tx < 0, zero without one.
+  const auto input = [&](int64_t tx) { return tx >= 0 ? to_compute(x[tx * xv.st + c]) : h ? to_compute(h[(tx + K - 1) * hv.st + c]) : 0.f; };
   if (c < s.channels) {
+    // The block of the last tile writes the next call's history.
+    if (hov.data && t1 == s.len) {
+      S* ho = static_cast<S*>(hov.data) + b * hov.sb;
+#pragma unroll
+      for (int j = 0; j < K - 1; ++j) ho[j * hov.st + c] = from_compute<S>(input(s.len - (K - 1) + j));
+    }
     float wc[K], win[K];
 #pragma unroll
     for (int j = 0; j < K; ++j) wc[j] = w[c * K + j];
     const float bc = bias ? bias[c] : 0.f;
 #pragma unroll
-    for (int j = 0; j < K - 1; ++j) {
-      const int64_t tx = t0 - (K - 1) + j;
-      win[j] = tx >= 0 ? to_compute(x[tx * xv.st + c]) : 0.f;
-    }
+    for (int j = 0; j < K - 1; ++j) win[j] = input(t0 - (K - 1) + j);
     for (int64_t t = t0; t < t1; ++t) {
       win[K - 1] = to_compute(x[t * xv.st + c]);
       float acc = bc;
@@ -144,7 +151,7 @@ void causal_conv_forward(Backend& be, CausalConvForward& c) {
   if (c.s.batch == 0 || c.s.len == 0) return;
   by_type_and_width(c.s, [&](auto tag, auto width) {
     conv_fwd_kernel<decltype(tag), decltype(width)::value><<<grid_of(c.s, kConvFwdTile), kConvThreads, 0, stream_of(be)>>>(
-        c.s, c.x, c.y, static_cast<const float*>(c.w), static_cast<const float*>(c.bias));
+        c.s, c.x, c.y, c.history, c.history_out, static_cast<const float*>(c.w), static_cast<const float*>(c.bias));
     CUDA_CHECK_LAUNCH();
   });
 }

@@ -1,0 +1,133 @@
+// layers/decode_graphs.cpp — see decode_graphs.h.
+#include "layers/decode_graphs.h"
+
+#include <cstdio>
+#include <set>
+#include <stdexcept>
+#include <utility>
+
+#include "autograd/autocast.h"
+
+namespace ttt {
+
+namespace {
+
+std::vector<Tensor> tensors_of(DecodeState& s) {
+  std::vector<Tensor> v;
+  s.for_each_tensor([&](Tensor& t) { v.push_back(t); });
+  return v;
+}
+
+// Whether a and b are the same elements of the same memory.
+bool same_view(const Tensor& a, const Tensor& b) {
+  const TensorImpl* x = a.impl();
+  const TensorImpl* y = b.impl();
+  return x->storage == y->storage && x->offset == y->offset && x->shape == y->shape && x->strides == y->strides;
+}
+
+}  // namespace
+
+void DecodeGraphs::set_enabled(bool on) {
+  enabled_ = on;
+  if (!on) clear();
+}
+
+void DecodeGraphs::clear() {
+  entries_.clear();
+  owner_ = nullptr;
+  owner_alive_.reset();
+}
+
+bool DecodeGraphs::applies(const Tensor& ids, const DecodeState& state, Device device) const {
+  return enabled_ && !failed_ && !GradMode::is_enabled() && ids.dim() == 2 && ids.shape()[1] == 1 &&
+         state.graphable() && graphs_supported(device);
+}
+
+// The step's shapes and control flow: the ids' shape, the autocast mode, the state's key and the
+// shape and dtype of every state tensor.
+std::vector<int64_t> DecodeGraphs::key(const Tensor& ids, DecodeState& state, Device device) const {
+  std::vector<int64_t> k = {ids.shape()[0], device.index, Autocast::enabled() ? 1 : 0,
+                            static_cast<int64_t>(Autocast::dtype()), deterministic() ? 1 : 0};
+  state.graph_key(k);
+  state.for_each_tensor([&](Tensor& t) {
+    k.push_back(t.defined() ? static_cast<int64_t>(t.dtype()) : -1);
+    if (!t.defined()) return;
+    k.push_back(t.dim());
+    for (int64_t s : t.shape()) k.push_back(s);
+  });
+  return k;
+}
+
+// The owner is the one state that holds tensors recordings rewrite; a previous owner still alive
+// gets its own copies of them before this one's replays begin.
+void DecodeGraphs::take_ownership(DecodeState& state) {
+  if (owner_ == &state && !owner_alive_.expired()) return;
+  if (auto alive = owner_alive_.lock()) {
+    auto* previous = const_cast<DecodeState*>(owner_);
+    previous->for_each_tensor([](Tensor& t) {
+      if (t.defined()) t = t.clone();
+    });
+  }
+  owner_ = &state;
+  owner_alive_ = state.liveness();
+}
+
+Tensor DecodeGraphs::step(const Tensor& ids, DecodeState& state, Device device, uint64_t weights_stamp,
+                          const StepFn& eager) {
+  if (weights_stamp != stamp_) {
+    clear();
+    stamp_ = weights_stamp;
+  }
+  take_ownership(state);
+  if (entries_.size() >= kMaxEntries) clear();
+  Entry& e = entries_[key(ids, state, device)];
+  if (e.graph) return replay(e, ids, state);
+  if (++e.seen < 2) return eager(ids, state);  // the first time: caches (weight casts, tables) fill
+  return record(e, ids, state, device, eager);
+}
+
+Tensor DecodeGraphs::record(Entry& e, const Tensor& ids, DecodeState& state, Device device, const StepFn& eager) {
+  std::unique_ptr<DecodeState> pre = state.clone();
+  if (!pre) throw std::logic_error("DecodeGraphs: a graphable state must clone()");
+  e.ids = ids.to(device).clone();
+  Tensor logits;
+  try {
+    e.graph = capture_graph(device, [&] { logits = eager(e.ids, state); });
+  } catch (const std::exception& err) {
+    // Nothing ran: the state's new tensors were never computed. Back to the state before, then eager.
+    state.assign(*pre, 0);
+    e.ids = Tensor();
+    failed_ = true;
+    std::fprintf(stderr, "ttt: decoding without CUDA graphs from here on: %s\n", err.what());
+    return eager(ids, state);
+  }
+  e.pre = std::move(pre);
+  e.post = state.clone();
+  e.logits = logits;
+  ++recorded_;
+  e.graph->replay();
+  return logits.clone();
+}
+
+Tensor DecodeGraphs::replay(Entry& e, const Tensor& ids, DecodeState& state) {
+  e.ids.copy_(ids);
+  // The state's tensors into the buffers the recording read, where they are not those already. A
+  // source that is also another slot's destination is copied aside first.
+  const std::vector<Tensor> now = tensors_of(state), buffers = tensors_of(*e.pre);
+  std::set<const Storage*> destinations;
+  for (const Tensor& b : buffers)
+    if (b.defined()) destinations.insert(b.impl()->storage.get());
+  std::vector<std::pair<Tensor, Tensor>> copies;  // (buffer, source)
+  for (size_t i = 0; i < now.size(); ++i) {
+    if (!now[i].defined() || same_view(now[i], buffers[i])) continue;
+    const bool aliased = destinations.count(now[i].impl()->storage.get()) != 0;
+    copies.emplace_back(buffers[i], aliased ? now[i].clone() : now[i]);
+  }
+  for (auto& [buffer, source] : copies) buffer.copy_(source);
+  e.graph->replay();
+  ++replays_;
+  state.assign(*e.post, state.position - e.pre->position);
+  return e.logits.clone();
+}
+
+}  // namespace ttt
