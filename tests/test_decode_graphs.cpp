@@ -81,9 +81,12 @@ TEST_CASE("decode graphs give the eager decode's logits") {
         Tensor pre = narrow(ids, 1, 0, prompt).to(cuda());
         CHECK(max_abs_diff(p.graphed.decode(pre, *sg, true).to(cpu()), p.eager.decode(pre, *se, true).to(cpu())) <= 1e-5);
         decode_and_compare(p, *sg, *se, ids, prompt, steps, what);
-        // 4 keys of the open mini-batch: 4 eager steps, 4 recorded, the rest replayed.
+        // 4 keys of the open mini-batch: 4 eager steps, 4 recorded, the rest replayed. TTT-Linear's
+        // first step after the prompt has a key of its own, seen once (eager): the prompt left its
+        // open mini-batch's 2 tokens as they were, later steps find them in buffers of K.
+        const int64_t once = mixer == "ttt_linear" ? 1 : 0;
         CHECK_MESSAGE(p.graphed.decode_graphs().recorded() == 4, what);
-        CHECK_MESSAGE(p.graphed.decode_graphs().replays() == steps - 8, what);
+        CHECK_MESSAGE(p.graphed.decode_graphs().replays() == steps - 8 - once, what);
         CHECK(p.eager.decode_graphs().recorded() == 0);
         // The state after the replays continues as the eager one: a multi-token chunk (eager).
         Tensor more = rand_ids({2, 5}, 53, 4).to(cuda());
