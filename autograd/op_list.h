@@ -4,7 +4,7 @@
 
 #define TTT_DIFFERENTIABLE_OPS(X)                                                              \
   X(add) X(sub) X(mul) X(div) X(maximum) X(minimum) X(pow)                                      \
-  X(add_scalar) X(mul_scalar) X(rsub_scalar) X(pow_scalar) X(div_scalar) X(rdiv_scalar)          \
+  X(add_scalar) X(mul_scalar) X(rsub_scalar) X(pow_scalar) X(scaled_sigmoid) X(div_scalar) X(rdiv_scalar)          \
   X(neg) X(exp) X(log) X(sqrt) X(rsqrt) X(abs) X(square) X(reciprocal)                          \
   X(tanh) X(sigmoid) X(relu) X(silu) X(gelu_tanh) X(gelu_erf)                                   \
   X(silu_grad) X(gelu_tanh_grad) X(gelu_erf_grad) X(swiglu) X(rope)                                \

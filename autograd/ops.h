@@ -33,6 +33,7 @@ Tensor le(const Tensor& a, const Tensor& b);
 Tensor add_scalar(const Tensor& x, double s);
 Tensor mul_scalar(const Tensor& x, double s);
 Tensor rsub_scalar(const Tensor& x, double s);      // s - x
+Tensor scaled_sigmoid(const Tensor& x, double s);   // s · sigmoid(x), one kernel
 Tensor pow_scalar(const Tensor& x, double p);       // x^p
 Tensor div_scalar(const Tensor& x, double s);
 Tensor rdiv_scalar(const Tensor& x, double s);      // s / x

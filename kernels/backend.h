@@ -55,6 +55,7 @@ enum class UnaryOp : uint8_t {
   reciprocal, square,
   pow_scalar,  // y = x^a
   affine,      // y = a*x + b
+  scaled_sigmoid,  // y = a * sigmoid(x)
   // Derivatives used by the fused (non-create_graph) backward paths:
   silu_grad,       // d silu / dx
   gelu_tanh_grad,  // d gelu_tanh / dx

@@ -36,6 +36,7 @@ const char* unary_name(UnaryOp op) {
     case UnaryOp::rsqrt: return "rsqrt";
     case UnaryOp::tanh: return "tanh";
     case UnaryOp::sigmoid: return "sigmoid";
+    case UnaryOp::scaled_sigmoid: return "scaled_sigmoid";
     case UnaryOp::relu: return "relu";
     case UnaryOp::silu: return "silu";
     case UnaryOp::gelu_tanh: return "gelu_tanh";

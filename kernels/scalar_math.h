@@ -65,6 +65,7 @@ template <class T> TTT_HD T unary(UnaryOp op, T x, T a, T b) {
     case UnaryOp::square: return x * x;
     case UnaryOp::pow_scalar: return pow(x, a);
     case UnaryOp::affine: return a * x + b;
+    case UnaryOp::scaled_sigmoid: return a * sigmoid(x);
     case UnaryOp::silu_grad: return silu_grad(x);
     case UnaryOp::gelu_tanh_grad: return gelu_tanh_grad(x);
     case UnaryOp::gelu_erf_grad: return gelu_erf_grad(x);

@@ -282,7 +282,7 @@ ScanInputs TTTMixer::prepare(const Tensor& x, int64_t pos0, Tensor* q_tail, Tens
   const double scale = base_lr_ * lr_mult_ / static_cast<double>(f_);
   if (c_.learnable_lr) {
     Tensor logits = add(matmul(x, transpose(cast(p[kLr], x.dtype()), 0, 1)), cast(p[kLrBias], x.dtype()));
-    in.lr = mul_scalar(cast(permute(sigmoid(logits), {0, 2, 1}), dt), scale);  // [B, nh, T]
+    in.lr = cast(permute(scaled_sigmoid(logits, scale), {0, 2, 1}), dt);  // [B, nh, T]
   } else {
     in.lr = full({x.shape()[0], nh_, T}, scale, opts(dt, x.device()));
   }

@@ -6,6 +6,7 @@
 //   div_scalar   y = x / s     dx = dy / s
 //   rdiv_scalar  y = s / x     dx = -dy y / x
 //   pow_scalar   y = x^p       dx = dy p x^(p-1)
+//   scaled_sigmoid  y = s σ(x)  dx = dy y (1 - y/s)   (one kernel: a gate times a constant)
 #include "autograd/node.h"
 #include "autograd/ops.h"
 #include "autograd/ops/kernel_calls.h"
@@ -51,6 +52,18 @@ Tensor pow_scalar(const Tensor& x, double p) {
       if (p == 0.0) return tensor_list{zeros_like(g[0])};
       Tensor d = p == 1.0 ? g[0] : mul(g[0], mul_scalar(pow_scalar(c.saved[0], p - 1.0), p));
       return tensor_list{d};
+    });
+  return y;
+}
+
+Tensor scaled_sigmoid(const Tensor& x, double s) {
+  kc::check_floating(x, "scaled_sigmoid");
+  Tensor y = kc::unary(UnaryOp::scaled_sigmoid, x, s);
+  if (needs_grad({&x}))
+    record("scaled_sigmoid", {x}, {y}, {y}, [s](BackwardCtx& c, const tensor_list& g) {
+      if (s == 0.0) return tensor_list{zeros_like(g[0])};
+      const Tensor& y = c.saved[0];
+      return tensor_list{mul(g[0], mul(y, rsub_scalar(mul_scalar(y, 1.0 / s), 1.0)))};
     });
   return y;
 }

@@ -44,6 +44,7 @@ std::vector<OpCase> cases() {
   v.push_back(unary_case("div_scalar", [](const Tensor& x) { return div_scalar(x, 4.0); }, Gen::normal));
   v.push_back(unary_case("rdiv_scalar", [](const Tensor& x) { return rdiv_scalar(x, 2.0); }, Gen::positive));
   v.push_back(unary_case("pow_scalar", [](const Tensor& x) { return pow_scalar(x, 2.5); }, Gen::positive));
+  v.push_back(unary_case("scaled_sigmoid", [](const Tensor& x) { return scaled_sigmoid(x, 0.75); }, Gen::normal));
   v.push_back(unary_case("pow_scalar", [](const Tensor& x) { return pow_scalar(x, 3.0); }, Gen::normal));
   v.back().label = "integer exponent, negative base";
 
