@@ -534,15 +534,6 @@ Tensor TTTMixer::step(const Tensor& x, MixerState& state) {
   return finish(x, out);
 }
 
-// Without a graph to record, TTT-Linear decodes through the fused scan: every call scans the
-// current mini-batch's earlier tokens (the state's `pending` inputs) again from W together with its
-// own, so a prompt, a chunk of one (ttt eval --niah prefills in chunks) and each single generated
-// token are one kernel call per layer instead of a few ops per token. After a composite step the
-// mini-batch is carried by accumulators instead, and a chunk that completes it runs its first
-// tokens in the composite forms, the rest fused. The scan's final state is not differentiable, so a
-// step that autograd must see through (grad mode on) keeps the composite forms; so does TTT-MLP
-// (its fused scan has no per-sequence initial state, and prefill_fused() lays out TTT-Linear's W, b
-// only).
 // Buffers of K tokens along the time axis holding p's tokens first (the rest unset).
 ScanInputs TTTMixer::pending_buffers(const ScanInputs& p, int64_t K) {
   const auto grown = [&](const Tensor& t) {
@@ -555,6 +546,15 @@ ScanInputs TTTMixer::pending_buffers(const ScanInputs& p, int64_t K) {
   return {grown(p.XQ), grown(p.XK), grown(p.XV), grown(p.lr)};
 }
 
+// Without a graph to record, TTT-Linear decodes through the fused scan: every call scans the
+// current mini-batch's earlier tokens (the state's `pending` inputs) again from W together with its
+// own, so a prompt, a chunk of one (ttt eval --niah prefills in chunks) and each single generated
+// token are one kernel call per layer instead of a few ops per token. After a composite step the
+// mini-batch is carried by accumulators instead, and a chunk that completes it runs its first
+// tokens in the composite forms, the rest fused. The scan's final state is not differentiable, so a
+// step that autograd must see through (grad mode on) keeps the composite forms; so does TTT-MLP
+// (its fused scan has no per-sequence initial state, and prefill_fused() lays out TTT-Linear's W, b
+// only).
 Tensor TTTMixer::decode_scan(ScanState& st, const ScanInputs& in, int64_t pos0) {
   const int64_t T = in.XQ.shape()[2], K = c_.mini_batch;
   const bool fused = !GradMode::is_enabled() && K > 0 && (impl_ == "auto" || impl_ == "fused") &&
