@@ -180,3 +180,22 @@ TEST_CASE("block pool: driver failures that are not out-of-memory propagate") {
   CHECK_THROWS_WITH_AS(pool.alloc(64 * MiB), doctest::Contains("illegal memory access"), std::runtime_error);
   CHECK_THROWS_WITH_AS(pool.release_free_segments(), doctest::Contains("cudaFree"), std::runtime_error);
 }
+
+TEST_CASE("block pool: owns() names the pool of a block (how the CUDA allocator routes a free to a graph's pool)") {
+  FakeDriver d;
+  BlockPool shared(d.driver()), graph(d.driver());
+  void* a = shared.alloc(4096);
+  void* b = graph.alloc(4096);
+  void* split = graph.alloc(600);  // a block carved from the same small segment as b
+  CHECK(shared.owns(a));
+  CHECK_FALSE(shared.owns(b));
+  CHECK(graph.owns(b));
+  CHECK(graph.owns(split));
+  CHECK_FALSE(graph.owns(reinterpret_cast<void*>(addr(b) + 512)));  // inside a block is not a block
+  graph.free(b);
+  CHECK_FALSE(graph.owns(b));  // free again: no longer handed out
+  graph.free(split);
+  CHECK(graph.allocated() == 0);
+  CHECK(graph.release_free_segments() == 2 * MiB);  // a retired graph's pool gives its memory back
+  shared.free(a);
+}
