@@ -19,8 +19,6 @@ void CapturedGraph::replay() const { backend(device_).graph_replay(id_); }
 
 bool graphs_supported(Device d) { return !d.is_cpu() && backend(d).graphs_supported(); }
 
-bool graph_capture_active() { return g_keep != nullptr; }
-
 void keep_alive_while_captured(const Tensor& t) {
   if (g_keep && t.defined()) g_keep->push_back(t);
 }

@@ -43,8 +43,6 @@ class CapturedGraph {
 bool graphs_supported(Device d);
 // Records fn's device work on d into a graph (see the file comment).
 std::unique_ptr<CapturedGraph> capture_graph(Device d, const std::function<void()>& fn);
-// Whether a capture is under way on this thread.
-bool graph_capture_active();
 // Called by caches that hand out a tensor made earlier: while a capture is under way on this
 // thread, the graph keeps t alive. A no-op otherwise.
 void keep_alive_while_captured(const Tensor& t);

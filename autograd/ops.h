@@ -163,6 +163,10 @@ Tensor causal_conv1d(const Tensor& x, const Tensor& w, const Tensor& bias);
 // kernel; returns {y [B, T, C], the last k−1 inputs of (history, x)}. Not differentiable (grad mode
 // off, or no input requiring grad).
 tensor_list causal_conv1d_continue(const Tensor& x, const Tensor& history, const Tensor& w, const Tensor& bias);
+// The same composed of differentiable ops (cat, causal_conv1d, narrow): for steps autograd sees
+// through, and where the kernel does not run.
+tensor_list causal_conv1d_continue_composite(const Tensor& x, const Tensor& history, const Tensor& w,
+                                             const Tensor& bias);
 
 // --- SSD scan of Mamba 2 (ops/ssd_scan.cpp) --------------------------------------------------------
 // Per batch and head h (B, C from group g = h / (H/G)): H_t = exp(dt_t A_h) H_{t−1} + dt_t x_t B_tᵀ,

@@ -36,25 +36,18 @@ Tensor CausalConv1d::init_tail(int64_t batch, DType dtype, Device device) const 
 
 Tensor CausalConv1d::step(const Tensor& x, Tensor& tail) const {
   check_input(x);
-  const int64_t B = x.shape()[0], T = x.shape()[1];
+  const int64_t B = x.shape()[0];
   if (!tail.defined() || tail.shape() != Shape{B, width - 1, channels})
     throw std::invalid_argument("CausalConv1d::step: tail must be [" + std::to_string(B) + ", " +
                                 std::to_string(width - 1) + ", " + std::to_string(channels) + "], got " +
                                 (tail.defined() ? tail.shape().str() : std::string("undefined")));
   if (width == 1) return causal_conv1d(x, weight, bias);
-  if (!GradMode::is_enabled() && tail.dtype() == x.dtype()) {  // decoding: one kernel reads the tail, writes the next
-    tensor_list y_and_tail = causal_conv1d_continue(x, tail, weight, bias);
-    tail = y_and_tail[1];
-    return y_and_tail[0];
-  }
-  // The fused conv over (tail, x): its outputs past the first k−1 are those of x continuing after
-  // the tail, each summed from the same k inputs in the same order as forward() sums them, so a
-  // prompt decoded in chunks gives forward()'s bits.
-  const Tensor xp = cat({tail, x}, 1);
-  // A view when xp is small (decoding a token: one copy fewer per step), a copy after a long chunk
-  // (a view would keep the whole chunk alive).
-  tail = T <= width ? narrow(xp, 1, T, width - 1) : contiguous(narrow(xp, 1, T, width - 1));
-  return narrow(causal_conv1d(xp, weight, bias), 1, width - 1, T);
+  // Decoding: one kernel reads the tail and writes the next; autograd sees through the composite.
+  const bool fused = !GradMode::is_enabled() && tail.dtype() == x.dtype();
+  tensor_list y_and_tail = fused ? causal_conv1d_continue(x, tail, weight, bias)
+                                 : causal_conv1d_continue_composite(x, tail, weight, bias);
+  tail = y_and_tail[1];
+  return y_and_tail[0];
 }
 
 }  // namespace ttt

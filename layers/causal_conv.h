@@ -12,7 +12,8 @@
 // Decoding keeps the last k−1 inputs (the "tail", [B, k−1, C]); step() on a chunk after a tail
 // equals the matching slice of forward() on the whole sequence (tests/test_causal_conv.cpp).
 // Both run the fused op causal_conv1d (autograd/ops.h; its backward falls back to composite ops
-// under create_graph), step() on the concatenation (tail, x).
+// under create_graph): step() with grad mode off as causal_conv1d_continue (one kernel reads the
+// tail and writes the next), else on the concatenation (tail, x) (causal_conv1d_continue_composite).
 #pragma once
 
 #include "layers/module.h"

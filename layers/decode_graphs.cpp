@@ -2,7 +2,6 @@
 #include "layers/decode_graphs.h"
 
 #include <cstdio>
-#include <set>
 #include <stdexcept>
 #include <utility>
 
@@ -102,6 +101,9 @@ Tensor DecodeGraphs::record(Entry& e, const Tensor& ids, DecodeState& state, Dev
     return eager(ids, state);
   }
   e.pre = std::move(pre);
+  e.buffers = tensors_of(*e.pre);
+  for (const Tensor& b : e.buffers)
+    if (b.defined()) e.buffer_storage.insert(b.impl()->storage.get());
   e.post = state.clone();
   e.logits = logits;
   ++recorded_;
@@ -113,15 +115,12 @@ Tensor DecodeGraphs::replay(Entry& e, const Tensor& ids, DecodeState& state) {
   e.ids.copy_(ids);
   // The state's tensors into the buffers the recording read, where they are not those already. A
   // source that is also another slot's destination is copied aside first.
-  const std::vector<Tensor> now = tensors_of(state), buffers = tensors_of(*e.pre);
-  std::set<const Storage*> destinations;
-  for (const Tensor& b : buffers)
-    if (b.defined()) destinations.insert(b.impl()->storage.get());
+  const std::vector<Tensor> now = tensors_of(state);
   std::vector<std::pair<Tensor, Tensor>> copies;  // (buffer, source)
   for (size_t i = 0; i < now.size(); ++i) {
-    if (!now[i].defined() || same_view(now[i], buffers[i])) continue;
-    const bool aliased = destinations.count(now[i].impl()->storage.get()) != 0;
-    copies.emplace_back(buffers[i], aliased ? now[i].clone() : now[i]);
+    if (!now[i].defined() || same_view(now[i], e.buffers[i])) continue;
+    const bool aliased = e.buffer_storage.count(now[i].impl()->storage.get()) != 0;
+    copies.emplace_back(e.buffers[i], aliased ? now[i].clone() : now[i]);
   }
   for (auto& [buffer, source] : copies) buffer.copy_(source);
   e.graph->replay();

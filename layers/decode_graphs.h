@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <set>
 #include <memory>
 #include <vector>
 
@@ -53,6 +54,8 @@ class DecodeGraphs {
     std::unique_ptr<CapturedGraph> graph;
     Tensor ids, logits;                       // the recording's input buffer and output
     std::unique_ptr<DecodeState> pre, post;   // the state it read (its buffers), the state it left
+    std::vector<Tensor> buffers;              // pre's tensors, in for_each_tensor order
+    std::set<const Storage*> buffer_storage;  // their storage
   };
   std::vector<int64_t> key(const Tensor& ids, DecodeState& state, Device device) const;
   Tensor record(Entry& e, const Tensor& ids, DecodeState& state, Device device, const StepFn& eager);

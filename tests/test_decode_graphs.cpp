@@ -53,8 +53,7 @@ struct Pair {
 
 Tensor column(const Tensor& ids, int64_t t) { return contiguous(narrow(ids, 1, t, 1)).to(cuda()); }
 
-// Prefills ids[:, :prompt] into both states, then decodes ids[:, prompt:prompt+n] one token at a
-// time, checking every step's logits.
+// Decodes ids[:, from:from+n] one token at a time into both states, checking every step's logits.
 void decode_and_compare(Pair& p, DecodeState& sg, DecodeState& se, const Tensor& ids, int64_t from, int64_t n,
                         const std::string& what) {
   for (int64_t t = from; t < from + n; ++t) {

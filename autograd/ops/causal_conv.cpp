@@ -126,6 +126,18 @@ Tensor causal_conv1d(const Tensor& x, const Tensor& w, const Tensor& bias) {
   return y;
 }
 
+// The conv over cat(history, x): its outputs past the first k−1 are those of x continuing after the
+// history, each summed from the same k inputs in the same order as over the whole sequence, so a
+// sequence decoded in chunks gives the forward's bits. The next history is a view of the
+// concatenation when that is small (one token: a copy fewer), a copy after a long chunk (a view would
+// keep the whole chunk alive).
+tensor_list causal_conv1d_continue_composite(const Tensor& x, const Tensor& history, const Tensor& w, const Tensor& bias) {
+  const int64_t k = w.shape()[1], T = x.shape()[1];
+  const Tensor xp = cat({history, x}, 1);
+  const Tensor next = T <= k ? narrow(xp, 1, T, k - 1) : contiguous(narrow(xp, 1, T, k - 1));
+  return {narrow(causal_conv1d(xp, w, bias), 1, k - 1, T), next};
+}
+
 // Decoding (not taped): the kernel reads the history in place of the zeros before t = 0 and writes
 // the next history; equal to causal_conv1d over cat(history, x), its last T outputs.
 tensor_list causal_conv1d_continue(const Tensor& x, const Tensor& history, const Tensor& w, const Tensor& bias) {
@@ -138,11 +150,7 @@ tensor_list causal_conv1d_continue(const Tensor& x, const Tensor& history, const
                                 std::to_string(x.shape()[2]) + "], got " + history.str());
   if (GradMode::is_enabled() && needs_grad({&x, &history, &w, &bias}))
     throw std::invalid_argument(std::string(kOp) + " (continue): decoding only; it is not differentiable");
-  if (!has_kernel(x, k)) {
-    const Tensor xp = cat({history, x}, 1);
-    const int64_t T = x.shape()[1];
-    return {narrow(causal_conv1d(xp, w, bias), 1, k - 1, T), contiguous(narrow(xp, 1, T, k - 1))};
-  }
+  if (!has_kernel(x, k)) return causal_conv1d_continue_composite(x, history, w, bias);
   NoGradGuard ng;
   const CausalConvShape s = shape_of(x, w);
   const DType pd = param_dtype(s.dtype);

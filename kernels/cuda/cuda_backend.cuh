@@ -165,7 +165,6 @@ class CudaBackend final : public Backend {
   void graph_abort_capture(int64_t graph) override;
   void graph_replay(int64_t graph) override;
   void graph_release(int64_t graph) override;
-  bool capturing() const { return capturing_ != 0; }
 
   // --- for the kernel files ---------------------------------------------------------------------
   int index() const { return index_; }
