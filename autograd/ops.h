@@ -137,6 +137,18 @@ tensor_list ttt_linear_scan(const Tensor& xq, const Tensor& xk, const Tensor& xv
 std::string ttt_linear_scan_unsupported(const Tensor& xq, const Tensor& tok, const Tensor& b0, const Tensor& ln_w,
                                         const TTTScanOptions& o);
 
+// One decoded token of TTT-Linear in primal form as one kernel (ops/ttt_linear_decode.cpp; math in
+// kernels/ttt_linear_decode.h): xq, xk, xv [B, H, 1, f], lr [B, H, 1], tok [1] (the position's token
+// factor), the state W [B, H, f, f], b [B, H, 1, f] of the open mini-batch's start, its accumulators
+// accW, accb (undefined = zero) and ln_w, ln_b [H, f] (undefined = no LN + residual); one dtype.
+// Returns {out [B, H, 1, f], the accumulators with this token} or with `commit` {out, the next state
+// W, b}. Not differentiable (decoding: grad mode off or no input needing grad).
+tensor_list ttt_linear_decode_step(const Tensor& xq, const Tensor& xk, const Tensor& xv, const Tensor& lr,
+                                   const Tensor& tok, const Tensor& w, const Tensor& b, const Tensor& acc_w,
+                                   const Tensor& acc_b, const Tensor& ln_w, const Tensor& ln_b, double eps, bool commit);
+// Why ttt_linear_decode_step has no kernel for xq's device and dtype at this head_dim (empty when it has).
+std::string ttt_linear_decode_step_unsupported(const Tensor& xq, int64_t head_dim);
+
 // --- the fused TTT-MLP scan (ops/ttt_mlp_scan.cpp; math in kernels/ttt_mlp_scan.h) ---------------
 // Inputs as ttt_linear_scan's with the two-layer state W1 [H, f, h], b1 [H, h], W2 [H, h, f],
 // b2 [H, f] (b1, b2 both undefined: no inner biases); one dtype throughout (float32 or float64),

@@ -546,10 +546,40 @@ ScanInputs TTTMixer::pending_buffers(const ScanInputs& p, int64_t K) {
   return {grown(p.XQ), grown(p.XK), grown(p.XV), grown(p.lr)};
 }
 
-// Without a graph to record, TTT-Linear decodes through the fused scan: every call scans the
+// One generated token of TTT-Linear (grad mode off) is one kernel: the primal form continuing from
+// the accumulators of the open mini-batch (which prefill_fused() and the composite steps leave), so
+// nothing of the mini-batch's earlier tokens is kept or scanned again.
+bool TTTMixer::decode_step_applies(const ScanInputs& in) const {
+  return !GradMode::is_enabled() && c_.mini_batch > 0 && (impl_ == "auto" || impl_ == "fused") &&
+         inner_->kind() == "linear" && in.XQ.dtype() == in.lr.dtype() &&
+         ttt_linear_decode_step_unsupported(in.XQ, f_).empty();
+}
+
+Tensor TTTMixer::decode_step(ScanState& st, const ScanInputs& in) {
+  const int64_t K = c_.mini_batch, i = st.index;
+  const DType dt = in.lr.dtype();
+  const InnerNorm n = norm(dt);
+  const Tensor tok = narrow(token_scale(0, K, dt), 0, i, 1);
+  const bool commit = i + 1 == K, open = i > 0 && !st.acc.empty();
+  const Tensor ln_w = c_.ln_residual ? n.w : Tensor(), ln_b = c_.ln_residual ? n.b : Tensor();
+  const tensor_list r = ttt_linear_decode_step(in.XQ, in.XK, in.XV, in.lr, tok, st.W[0], st.W[1],
+                                               open ? st.acc[0] : Tensor(), open ? st.acc[1] : Tensor(), ln_w, ln_b,
+                                               c_.ln_eps, commit);
+  if (commit) {
+    st.W = {r[1], r[2]};
+    st.acc = {Tensor(), Tensor()};
+  } else {
+    st.acc = {r[1], r[2]};
+  }
+  st.index = commit ? 0 : i + 1;
+  st.pending = ScanInputs{};  // the accumulators carry the mini-batch
+  return r[0];
+}
+
+// A chunk of several tokens of TTT-Linear (grad mode off) runs the fused scan: every call scans the
 // current mini-batch's earlier tokens (the state's `pending` inputs) again from W together with its
-// own, so a prompt, a chunk of one (ttt eval --niah prefills in chunks) and each single generated
-// token are one kernel call per layer instead of a few ops per token. After a composite step the
+// own, so a prompt or a chunk of one (ttt eval --niah prefills in chunks) is one kernel call per
+// layer instead of a few ops per token; a single token is decode_step()'s. After a composite step the
 // mini-batch is carried by accumulators instead, and a chunk that completes it runs its first
 // tokens in the composite forms, the rest fused. The scan's final state is not differentiable, so a
 // step that autograd must see through (grad mode on) keeps the composite forms; so does TTT-MLP
@@ -557,6 +587,7 @@ ScanInputs TTTMixer::pending_buffers(const ScanInputs& p, int64_t K) {
 // only).
 Tensor TTTMixer::decode_scan(ScanState& st, const ScanInputs& in, int64_t pos0) {
   const int64_t T = in.XQ.shape()[2], K = c_.mini_batch;
+  if (T == 1 && decode_step_applies(in)) return decode_step(st, in);
   const bool fused = !GradMode::is_enabled() && K > 0 && (impl_ == "auto" || impl_ == "fused") &&
                      inner_->kind() == "linear" && fused_unsupported(in).empty();
   if (fused && (st.index == 0 || st.pending.XQ.defined())) {

@@ -103,6 +103,8 @@ class TTTMixer : public SequenceMixer {
   Tensor fused_outputs(const ScanInputs& in);
   Tensor prefill_fused(const ScanInputs& in, ScanState& st, bool from_w0);
   Tensor decode_scan(ScanState& st, const ScanInputs& in, int64_t pos0);
+  bool decode_step_applies(const ScanInputs& in) const;
+  Tensor decode_step(ScanState& st, const ScanInputs& in);
   static ScanInputs pending_buffers(const ScanInputs& p, int64_t K);
   DType inner_dtype(DType x) const;
 

@@ -133,6 +133,21 @@ TEST_CASE("incremental decoding (step) reproduces the full forward") {
 
 // Calls of the fused scan's forward kernel while fn runs.
 static int64_t fused_forward_calls(const std::function<void()>& fn) { return backend_calls(fn, "ttt_linear_scan_fwd"); }
+// Calls of the fused scan's forward kernel and of the one-token decode kernel (a single generated
+// token: the primal form from the accumulators) while fn runs.
+static std::pair<int64_t, int64_t> scan_and_step_calls(const std::function<void()>& fn) {
+  Profiler::reset();
+  Profiler::set_enabled(true);
+  fn();
+  Profiler::set_enabled(false);
+  std::pair<int64_t, int64_t> n{0, 0};
+  for (const KernelStat& k : Profiler::snapshot()) {
+    if (k.name == "ttt_linear_scan_fwd") n.first += k.calls;
+    if (k.name == "ttt_linear_decode_step") n.second += k.calls;
+  }
+  Profiler::reset();
+  return n;
+}
 
 TEST_CASE("prefill through the fused scan leaves the composite path's decode state; prefill + decode == forward") {
   // Prompts that end on a mini-batch boundary (4, 8, 16), inside one (1, 3, 5, 7, 18) and the
@@ -157,7 +172,10 @@ TEST_CASE("prefill through the fused scan leaves the composite path's decode sta
           CAPTURE(P);
           auto st = layer.init_state(2);
           Tensor pre;
-          CHECK(fused_forward_calls([&] { pre = layer.step(narrow(x, 1, 0, P), *st); }) == 1);
+          // A one-token prompt is a decode step: the kernel of one token, not the scan.
+          const auto calls = scan_and_step_calls([&] { pre = layer.step(narrow(x, 1, 0, P), *st); });
+          CHECK(calls.first == (P == 1 ? 0 : 1));
+          CHECK(calls.second == (P == 1 ? 1 : 0));
           CHECK(max_abs_diff(pre, narrow(ref, 1, 0, P)) < 1e-12);
           // The state the composite step() leaves after the same prompt.
           layer.set_impl("dual");
@@ -197,13 +215,14 @@ TEST_CASE("prefill through the fused scan leaves the composite path's decode sta
       }
 }
 
-TEST_CASE("a prompt decoded in chunks: each chunk is one fused scan call (after a composite step, once a mini-batch completes); == forward") {
+TEST_CASE("a prompt decoded in chunks: each chunk is one fused scan call (after a composite step, once a mini-batch completes), a single token one decode-step call; == forward") {
   // K = 4, T = 19: chunks that start on a boundary or inside a mini-batch, shorter than one, then
   // single tokens. Under impl auto from the start every chunk is one fused call (the partial
   // mini-batch's inputs ride in the state). When the first chunk runs composite (impl dual), the
   // partial mini-batch is only in the accumulators: a later chunk finishes it in the composite
   // forms and runs the rest fused if that holds a whole mini-batch, else stays composite; after a
-  // fused call every chunk is fused again. The state after each chunk equals the composite
+  // fused call every chunk is fused again. A chunk of one token is the one-token decode kernel from
+  // the accumulators (the inputs are then no longer carried). The state after each chunk equals the composite
   // step()'s; the outputs equal the forward's. fp64.
   const int64_t T = 19, K = 4;
   for (const char* backbone : {"mamba", "transformer"})
@@ -236,10 +255,14 @@ TEST_CASE("a prompt decoded in chunks: each chunk is one fused scan call (after 
             CAPTURE(t);
             const int64_t index = t % K, head = index == 0 ? 0 : K - index;
             const bool dual = first_dual && i == 0;
-            const bool expect_fused = !dual && (index == 0 || carried || n - head >= K);
+            // One token is the decode kernel's (from the accumulators: the inputs are no longer carried).
+            const bool one = !dual && n == 1;
+            const bool expect_fused = !dual && !one && (index == 0 || carried || n - head >= K);
             if (dual) layer.set_impl("dual");
             Tensor y;
-            CHECK(fused_forward_calls([&] { y = layer.step(narrow(x, 1, t, n), *st); }) == (expect_fused ? 1 : 0));
+            const auto calls = scan_and_step_calls([&] { y = layer.step(narrow(x, 1, t, n), *st); });
+            CHECK(calls.first == (expect_fused ? 1 : 0));
+            CHECK(calls.second == (one ? 1 : 0));
             layer.set_impl("auto");
             carried = expect_fused || (t + n) % K == 0;
             CHECK(max_abs_diff(y, narrow(ref, 1, t, n)) < 1e-12);

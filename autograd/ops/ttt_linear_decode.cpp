@@ -1,0 +1,117 @@
+// autograd/ops/ttt_linear_decode.cpp — one TTT-Linear decode step in primal form as one kernel call
+// (kernels/ttt_linear_decode.h has the math). Not taped: decoding only; a step autograd must see
+// through runs the composite primal form (layers/ttt_primal.cpp), which this equals.
+//
+//   out, next_W, next_b = ttt_linear_decode_step(xq, xk, xv, lr, tok, W, b, accW, accb, ln_w, ln_b)
+//   xq, xk, xv [B, H, 1, f], lr [B, H, 1], tok [1], W [B, H, f, f], b [B, H, 1, f] or undefined (no
+//   inner bias), accW / accb in W / b's shapes or undefined (zero: the mini-batch's first token),
+//   ln_w, ln_b [H, f] or undefined (no LN + residual). next_* are the accumulators with this token,
+//   or with `commit` the state after the mini-batch.
+#include <stdexcept>
+#include <string>
+
+#include "autograd/node.h"
+#include "autograd/ops.h"
+#include "autograd/ops/kernel_calls.h"
+#include "kernels/ttt_linear_decode.h"
+
+namespace ttt {
+
+namespace {
+
+const char* kOp = "ttt_linear_decode_step";
+
+// t with each head's trailing block contiguous (a broadcast over the batch stays a view).
+Tensor blocks_unit(const Tensor& t) {
+  if (!t.defined()) return t;
+  const auto& s = t.strides();
+  const int64_t rows = t.shape()[2], f = t.shape()[3];
+  return s[3] == 1 && (s[2] == f || rows == 1) ? t : kc::contiguous(t);
+}
+HeadBlocks blocks(const Tensor& t) {
+  return t.defined() ? HeadBlocks{t.data_ptr(), t.strides()[0], t.strides()[1]} : HeadBlocks{};
+}
+// A [B, H, T, f] view with a unit last stride (copied otherwise).
+Tensor rows_unit(const Tensor& t) { return t.strides().back() == 1 ? t : kc::contiguous(t); }
+BHTView rows(const Tensor& t) { return {t.data_ptr(), t.strides()[0], t.strides()[1], t.strides()[2]}; }
+
+void check_inputs(const tensor_list& in) {
+  const char* names[] = {"xq", "xk", "xv", "lr", "tok", "W", "b", "accW", "accb", "ln_w", "ln_b"};
+  for (int i : {0, 1, 2, 3, 4, 5}) check_defined(kOp, in[i], names[i]);
+  const Tensor& xq = in[0];
+  kc::check_floating(xq, kOp);
+  for (size_t i = 1; i < in.size(); ++i) {
+    if (!in[i].defined()) continue;
+    check_same_device(kOp, xq, in[i]);
+    check_same_dtype(kOp, xq, in[i]);
+  }
+  const auto bad = [&](const std::string& what) {
+    throw std::invalid_argument(std::string(kOp) + ": " + what + " (xq " + xq.shape().str() + ", lr " +
+                                in[3].shape().str() + ", W " + in[5].shape().str() + ")");
+  };
+  if (xq.dim() != 4 || xq.shape()[2] != 1) bad("expected xq [B, H, 1, f]: one token");
+  const int64_t B = xq.shape()[0], H = xq.shape()[1], f = xq.shape()[3];
+  if (in[1].shape() != xq.shape() || in[2].shape() != xq.shape()) bad("expected xk, xv as xq");
+  if (in[3].shape() != Shape{B, H, 1}) bad("expected lr [B, H, 1]");
+  if (in[4].numel() != 1) bad("expected tok of one element");
+  if (in[5].shape() != Shape{B, H, f, f}) bad("expected W [B, H, f, f]");
+  if (in[7].defined() && in[7].shape() != in[5].shape()) bad("expected accW as W");
+  const Shape row{B, H, 1, f};
+  for (int i : {6, 8})
+    if (in[i].defined() && in[i].shape() != row) bad(std::string("expected ") + names[i] + " [B, H, 1, f]");
+  if (in[8].defined() && !in[6].defined()) bad("accb without b");
+  if (in[9].defined() != in[10].defined()) bad("ln_w and ln_b go together");
+  for (int i : {9, 10})
+    if (in[i].defined() && in[i].shape() != Shape{H, f}) bad("expected ln_w, ln_b [H, f]");
+}
+
+}  // namespace
+
+std::string ttt_linear_decode_step_unsupported(const Tensor& xq, int64_t head_dim) {
+  TTTLinearDecodeShape s;
+  s.head_dim = head_dim;
+  s.dtype = xq.dtype();
+  return ttt_linear_decode_unsupported(xq.device(), s);
+}
+
+tensor_list ttt_linear_decode_step(const Tensor& xq, const Tensor& xk, const Tensor& xv, const Tensor& lr,
+                                   const Tensor& tok, const Tensor& w, const Tensor& b, const Tensor& acc_w,
+                                   const Tensor& acc_b, const Tensor& ln_w, const Tensor& ln_b, double eps, bool commit) {
+  const tensor_list in = {xq, xk, xv, lr, tok, w, b, acc_w, acc_b, ln_w, ln_b};
+  check_inputs(in);
+  if (GradMode::is_enabled() && needs_grad(in))
+    throw std::invalid_argument(std::string(kOp) + ": decoding only; it is not differentiable (use the primal form)");
+  NoGradGuard ng;
+  TTTLinearDecodeStep c;
+  c.s.batch = xq.shape()[0];
+  c.s.heads = xq.shape()[1];
+  c.s.head_dim = xq.shape()[3];
+  c.s.eps = eps;
+  c.s.ln_residual = ln_w.defined();
+  c.s.bias = b.defined();
+  c.s.commit = commit;
+  c.s.dtype = xq.dtype();
+  const std::string why = ttt_linear_decode_unsupported(xq.device(), c.s);
+  if (!why.empty()) throw std::invalid_argument(std::string(kOp) + ": no kernel on " + xq.device().str() + ": " + why);
+  const Tensor q = rows_unit(xq), k = rows_unit(xk), v = rows_unit(xv);
+  const Tensor W = blocks_unit(w), bb = blocks_unit(b), aw = blocks_unit(acc_w), ab = blocks_unit(acc_b);
+  const Tensor t = kc::contiguous(tok), lw = ln_w.defined() ? kc::contiguous(ln_w) : Tensor();
+  const Tensor lb = ln_b.defined() ? kc::contiguous(ln_b) : Tensor();
+  const TensorOptions o = opts(xq.dtype(), xq.device());
+  // out in [B, 1, H, f] memory order: merging the heads afterwards is a view.
+  Tensor out_mem = empty({c.s.batch, 1, c.s.heads, c.s.head_dim}, o);
+  Tensor out = transpose(out_mem, 1, 2);
+  Tensor next_w = empty(w.shape(), o), next_b = b.defined() ? empty(b.shape(), o) : Tensor();
+  c.xq = rows(q), c.xk = rows(k), c.xv = rows(v), c.lr = {lr.data_ptr(), lr.strides()[0], lr.strides()[1], lr.strides()[2]};
+  c.tok = t.data_ptr();
+  c.w = blocks(W), c.b = blocks(bb), c.acc_w = blocks(aw), c.acc_b = blocks(ab);
+  c.ln_w = lw.defined() ? lw.data_ptr() : nullptr;
+  c.ln_b = lb.defined() ? lb.data_ptr() : nullptr;
+  c.out = rows(out);
+  c.next_w = next_w.data_ptr();
+  c.next_b = next_b.defined() ? next_b.data_ptr() : nullptr;
+  if (out.numel()) backend(xq.device()).run(c);
+  return {out, next_w, next_b};
+}
+
+}  // namespace ttt

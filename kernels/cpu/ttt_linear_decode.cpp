@@ -1,0 +1,113 @@
+// kernels/cpu/ttt_linear_decode.cpp — the CPU reference of one TTT-Linear decode step
+// (kernels/ttt_linear_decode.h has the formulas), plus the call's dispatch and byte count.
+// Plain loops over (batch, head), math in double with the row helpers of the scan's reference.
+#include <vector>
+
+#include "kernels/cpu/fused_dispatch.h"
+#include "kernels/cpu/ttt_scan_rows.h"
+#include "kernels/ttt_linear_decode.h"
+
+namespace ttt {
+
+double TTTLinearDecodeStep::bytes() const {
+  const double e = static_cast<double>(dtype_size(s.dtype)), f = static_cast<double>(s.head_dim);
+  const double heads = static_cast<double>(s.batch * s.heads);
+  const double state = f * f + (s.bias ? f : 0.0);  // W, b
+  const double read = 3 * f + 1 + state + (acc_w.data ? state : 0.0);
+  return e * heads * (read + f + state);  // + out, + the written state or accumulators
+}
+
+std::string ttt_linear_decode_unsupported(Device d, const TTTLinearDecodeShape& s) {
+  if (s.dtype != DType::f32 && s.dtype != DType::f64) return "dtype must be float32 or float64";
+  if (s.head_dim < 1 || s.batch < 0 || s.heads < 0) return "bad shape";
+  if (d.is_cpu()) return "";
+#if TTT_WITH_CUDA
+  return cuda_impl::ttt_linear_decode_unsupported(s);
+#else
+  return "ttt was built without CUDA";
+#endif
+}
+
+void TTTLinearDecodeStep::run(Backend& be) {
+  cpu_impl::dispatch_fused(be, *this, cpu_impl::ttt_linear_decode_step,
+                           [](Backend& b, auto& c) { cuda_impl::ttt_linear_decode_step(b, c); });
+}
+
+namespace cpu_impl {
+
+namespace {
+
+using namespace scan_rows;
+
+template <class S>
+void decode_typed(TTTLinearDecodeStep& c) {
+  const TTTLinearDecodeShape& s = c.s;
+  const int64_t f = s.head_dim;
+  const double tok = static_cast<double>(*static_cast<const S*>(c.tok));
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t bi = 0; bi < s.batch; ++bi)
+    for (int64_t h = 0; h < s.heads; ++h) {
+      const auto row = [&](const BHTView& v) { return static_cast<const S*>(v.data) + bi * v.sb + h * v.sh; };
+      const auto block = [&](const HeadBlocks& m) {
+        return m.data ? static_cast<const S*>(m.data) + bi * m.sb + h * m.sh : nullptr;
+      };
+      const S *xq = row(c.xq), *xk = row(c.xk), *xv = row(c.xv);
+      const double lr = static_cast<double>(*row(c.lr));
+      const S *W = block(c.w), *acc_w = block(c.acc_w);
+      const S *b = s.bias ? block(c.b) : nullptr, *acc_b = s.bias ? block(c.acc_b) : nullptr;
+      Vec Z(f), G(f), xh(f), gx(f), tgt(f), lw(f, 1.0), lb(f, 0.0);
+      if (s.ln_residual)
+        for (int64_t j = 0; j < f; ++j) {
+          lw[j] = static_cast<const S*>(c.ln_w)[h * f + j];
+          lb[j] = static_cast<const S*>(c.ln_b)[h * f + j];
+        }
+      // Z = xk W + b, and its gradient G.
+      for (int64_t j = 0; j < f; ++j) {
+        double z = b ? static_cast<double>(b[j]) : 0.0;
+        for (int64_t i = 0; i < f; ++i) z += static_cast<double>(xk[i]) * static_cast<double>(W[i * f + j]);
+        Z[j] = z;
+      }
+      double sig = 0;
+      if (s.ln_residual) {
+        for (int64_t j = 0; j < f; ++j) tgt[j] = static_cast<double>(xv[j]) - static_cast<double>(xk[j]);
+        ln_l2_grad_row(Z.data(), tgt.data(), lw.data(), lb.data(), f, s.eps, xh.data(), &sig, gx.data(), G.data());
+      } else {
+        for (int64_t j = 0; j < f; ++j) G[j] = Z[j] - static_cast<double>(xv[j]);
+      }
+      // The accumulators with this token, the weights they give, and z̄ = xq W̄ + b̄.
+      S* next_w = static_cast<S*>(c.next_w) + (bi * s.heads + h) * f * f;
+      S* next_b = s.bias ? static_cast<S*>(c.next_b) + (bi * s.heads + h) * f : nullptr;
+      Vec zbar(f, 0.0);
+      for (int64_t j = 0; j < f; ++j) {
+        if (!b) continue;
+        const double a = (acc_b ? static_cast<double>(acc_b[j]) : 0.0) + lr * G[j];
+        const double bbar = static_cast<double>(b[j]) - tok * a;
+        zbar[j] = bbar;
+        next_b[j] = static_cast<S>(s.commit ? bbar : a);
+      }
+      for (int64_t i = 0; i < f; ++i)
+        for (int64_t j = 0; j < f; ++j) {
+          const double a = (acc_w ? static_cast<double>(acc_w[i * f + j]) : 0.0) + lr * static_cast<double>(xk[i]) * G[j];
+          const double wbar = static_cast<double>(W[i * f + j]) - tok * a;
+          zbar[j] += static_cast<double>(xq[i]) * wbar;
+          next_w[i * f + j] = static_cast<S>(s.commit ? wbar : a);
+        }
+      S* out = static_cast<S*>(c.out.data) + bi * c.out.sb + h * c.out.sh;
+      if (s.ln_residual) {
+        normalize_row(zbar.data(), f, s.eps, xh.data(), &sig);
+        for (int64_t j = 0; j < f; ++j) out[j] = static_cast<S>(static_cast<double>(xq[j]) + lw[j] * xh[j] + lb[j]);
+      } else {
+        for (int64_t j = 0; j < f; ++j) out[j] = static_cast<S>(zbar[j]);
+      }
+    }
+}
+
+}  // namespace
+
+void ttt_linear_decode_step(TTTLinearDecodeStep& c) {
+  by_dtype(c.s.dtype, "ttt_linear_decode_step", [&](auto tag) { decode_typed<decltype(tag)>(c); });
+}
+
+}  // namespace cpu_impl
+
+}  // namespace ttt
