@@ -116,6 +116,17 @@ Tensor linear_cross_entropy(const Tensor& h, const Tensor& weight, const Tensor&
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, int64_t window,
                                     double scale);
 
+// One decoded token against a KV cache in one call (ops/attention_decode.cpp; math in
+// kernels/attention_decode.h): RoPE (θ = theta, adjacent pairs) of q, k [B, 1, H, D] at the position
+// counters[0], k and v appended to the cache K, V [B, H, capacity, D] at counters[1], softmax(scale q Kᵀ) V
+// over the last `window` entries (0: all), counters advanced by one; returns [B, 1, H, D]. The
+// counters (int64 [2], on the cache's device) are read on the device: a CUDA graph of the call
+// replays for every position. Not differentiable.
+Tensor attention_decode_step(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& k_cache,
+                             const Tensor& v_cache, const Tensor& counters, int64_t window, double scale, double theta);
+// Why attention_decode_step has no kernel for this device, head_dim and cache dtype (empty when it has).
+std::string attention_decode_step_unsupported(Device device, int64_t head_dim, DType dtype);
+
 // --- the fused TTT-Linear scan (ops/ttt_linear_scan.cpp; math in kernels/ttt_linear_scan.h) ------
 struct TTTScanOptions {
   int64_t checkpoint_group = 0;  // chunks per stored state (0 or 1: every chunk)

@@ -13,16 +13,30 @@
 
 namespace ttt {
 
-namespace {
-
 // KV cache: rotated keys and values of past tokens, entry e at absolute position
 // (position − len + e). Buffers [B, H, capacity, d_h]; only [0, len) is valid.
+// With `fused`, one-token steps run attention_decode_step, which reads the position and the length
+// from `counters` (int64 [2] on the cache's device, kept equal to position and len) and writes the
+// cache in place: the step is then the same at every position until the cache must grow, so it is
+// graphable (the key: whether this step makes room).
 struct KVCache : MixerState {
-  Tensor k, v;
+  Tensor k, v, counters;
   int64_t len = 0;
-};
+  bool fused = false;
 
-}  // namespace
+  bool graphable() const override { return fused; }
+  void graph_key(std::vector<int64_t>& key) const override { key.push_back(len + 1 > k.shape()[2] ? 1 : 0); }
+  void for_each_tensor(const std::function<void(Tensor&)>& f) override {
+    f(k);
+    f(v);
+    f(counters);
+  }
+  std::unique_ptr<MixerState> clone() const override { return std::make_unique<KVCache>(*this); }
+  void rebase(const MixerState& now, const MixerState& pre) override {
+    MixerState::rebase(now, pre);
+    len = dynamic_cast<const KVCache&>(now).len + (len - dynamic_cast<const KVCache&>(pre).len);
+  }
+};
 
 Tensor attention_mask(int64_t Tq, int64_t Tk, int64_t q_start, int64_t k_start, int64_t window, DType dtype,
                       Device device) {
@@ -93,42 +107,69 @@ std::unique_ptr<MixerState> CausalSelfAttention::init_state(int64_t batch) {
   const TensorOptions o = opts(wq->weight.dtype(), wq->weight.device());
   st->k = zeros({batch, n_heads_, 0, head_dim_}, o);
   st->v = zeros({batch, n_heads_, 0, head_dim_}, o);
+  st->fused = attention_decode_step_unsupported(o.device, head_dim_, o.dtype).empty();
+  if (st->fused) st->counters = zeros({2}, opts(DType::i64, o.device));
   return st;
+}
+
+// Room for T more entries: with a window keep only the w − 1 newest entries; grow geometrically.
+// The device's length follows (a fill of a value that depends only on the capacity and the window,
+// so a recorded step that makes room replays right).
+void CausalSelfAttention::make_room(KVCache& st, int64_t T) const {
+  const int64_t cap = st.k.shape()[2];
+  if (st.len + T <= cap) return;
+  const int64_t keep = window_ > 0 ? std::min(st.len, window_ - 1) : st.len;
+  const int64_t new_cap = window_ > 0 ? std::max<int64_t>(2 * (keep + T), 16)
+                                      : std::max<int64_t>({2 * cap, st.len + T, 16});
+  Shape s = st.k.shape();
+  s[2] = new_cap;
+  const TensorOptions o = opts(st.k.dtype(), st.k.device());
+  Tensor nk = zeros(s, o), nv = zeros(s, o);
+  if (keep > 0) {
+    nk.narrow(2, 0, keep).copy_(st.k.narrow(2, st.len - keep, keep));
+    nv.narrow(2, 0, keep).copy_(st.v.narrow(2, st.len - keep, keep));
+  }
+  st.k = nk;
+  st.v = nv;
+  st.len = keep;
+  if (st.counters.defined()) st.counters.narrow(0, 1, 1).fill_(static_cast<double>(keep));
+}
+
+// One token through attention_decode_step: the projections, then RoPE, the cache append and the
+// attention in one call that reads the position from the device.
+Tensor CausalSelfAttention::fused_step(const Tensor& x, KVCache& st) {
+  const int64_t B = x.shape()[0];
+  make_room(st, 1);
+  const Shape heads = {B, 1, n_heads_, head_dim_};
+  const auto proj = [&](const Linear& w) { return reshape(w.forward(x, /*low=*/false), heads); };
+  const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
+  const Tensor o = attention_decode_step(proj(*wq), proj(*wk), proj(*wv), st.k, st.v, st.counters, window_, scale,
+                                         rope_theta_);
+  st.len += 1;
+  st.position += 1;
+  return wo->forward(reshape(o, {B, 1, d_model_}));
 }
 
 Tensor CausalSelfAttention::step(const Tensor& x, MixerState& state) {
   auto* st = dynamic_cast<KVCache*>(&state);
   if (!st) throw std::invalid_argument("attention: step() needs the state made by this layer's init_state()");
   NoGradGuard ng;  // the cache is written in place: inference only
+  if (x.dim() == 3 && x.shape()[0] != st->k.shape()[0])
+    throw std::invalid_argument("attention: step() batch " + std::to_string(x.shape()[0]) +
+                                " differs from the state's " + std::to_string(st->k.shape()[0]));
+  if (st->fused && x.dim() == 3 && x.shape()[1] == 1 && x.shape()[2] == d_model_) return fused_step(x, *st);
   const int64_t T = x.shape()[1], p0 = st->position;
   Tensor q, k, v;
   project(x, p0, q, k, v, /*low=*/false);
-  if (k.shape()[0] != st->k.shape()[0])
-    throw std::invalid_argument("attention: step() batch " + std::to_string(k.shape()[0]) +
-                                " differs from the state's " + std::to_string(st->k.shape()[0]));
-  // Make room: with a window keep only the w − 1 newest entries; grow geometrically.
-  const int64_t cap = st->k.shape()[2];
-  if (st->len + T > cap) {
-    const int64_t keep = window_ > 0 ? std::min(st->len, window_ - 1) : st->len;
-    const int64_t new_cap = window_ > 0 ? std::max<int64_t>(2 * (keep + T), 16)
-                                        : std::max<int64_t>({2 * cap, st->len + T, 16});
-    Shape s = st->k.shape();
-    s[2] = new_cap;
-    Tensor nk = zeros(s, opts(k.dtype(), k.device())), nv = zeros(s, opts(k.dtype(), k.device()));
-    if (keep > 0) {
-      nk.narrow(2, 0, keep).copy_(st->k.narrow(2, st->len - keep, keep));
-      nv.narrow(2, 0, keep).copy_(st->v.narrow(2, st->len - keep, keep));
-    }
-    st->k = nk;
-    st->v = nv;
-    st->len = keep;
-  }
+  make_room(*st, T);
   st->k.narrow(2, st->len, T).copy_(k);
   st->v.narrow(2, st->len, T).copy_(v);
   st->len += T;
   const int64_t k_start = p0 + T - st->len;
   Tensor y = attend(q, st->k.narrow(2, 0, st->len), st->v.narrow(2, 0, st->len), p0, k_start);
   st->position += T;
+  if (st->counters.defined())  // the fused steps that follow read them
+    st->counters.copy_(from_vector_i64({st->position, st->len}, {2}).to(st->counters.device()));
   return y;
 }
 

@@ -18,7 +18,10 @@
 //
 // Decoding: the state keeps the RoPE-rotated keys and the values of past tokens in buffers that
 // grow geometrically (with a window, only the last w − 1 tokens are kept). step() is for
-// inference: it writes the cache in place, so no gradient flows into past keys/values.
+// inference: it writes the cache in place, so no gradient flows into past keys/values. A step of
+// one token is one call of attention_decode_step after the projections (RoPE, the append and the
+// attention split over the cache, reading the position from device memory), so a CUDA graph of
+// the model's step replays at every position (layers/decode_graphs.h).
 #pragma once
 
 #include <memory>
@@ -28,6 +31,8 @@
 #include "layers/model_config.h"
 
 namespace ttt {
+
+struct KVCache;  // the decoding state (attention.cpp)
 
 class CausalSelfAttention : public SequenceMixer {
  public:
@@ -46,6 +51,10 @@ class CausalSelfAttention : public SequenceMixer {
   // Attention of q (positions q_start..) over k, v (positions k_start..), merged to [B, Tq, D]
   // and projected by Wo.
   Tensor attend(const Tensor& q, const Tensor& k, const Tensor& v, int64_t q_start, int64_t k_start) const;
+  // Grows (or, with a window, compacts) the cache so that T more entries fit.
+  void make_room(KVCache& st, int64_t T) const;
+  // One token through the fused decode call (KVCache::fused).
+  Tensor fused_step(const Tensor& x, KVCache& st);
 
   int64_t d_model_, n_heads_, head_dim_, window_;
   double rope_theta_;

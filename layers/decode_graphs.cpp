@@ -94,7 +94,7 @@ Tensor DecodeGraphs::record(Entry& e, const Tensor& ids, DecodeState& state, Dev
     e.graph = capture_graph(device, [&] { logits = eager(e.ids, state); });
   } catch (const std::exception& err) {
     // Nothing ran: the state's new tensors were never computed. Back to the state before, then eager.
-    state.assign(*pre, 0);
+    state.assign(*pre);
     e.ids = Tensor();
     failed_ = true;
     std::fprintf(stderr, "ttt: decoding without CUDA graphs from here on: %s\n", err.what());
@@ -125,7 +125,7 @@ Tensor DecodeGraphs::replay(Entry& e, const Tensor& ids, DecodeState& state) {
   for (auto& [buffer, source] : copies) buffer.copy_(source);
   e.graph->replay();
   ++replays_;
-  state.assign(*e.post, state.position - e.pre->position);
+  state.advance(*e.post, *e.pre);
   return e.logits.clone();
 }
 

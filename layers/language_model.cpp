@@ -48,14 +48,24 @@ struct LMDecodeState : DecodeState {
     }
     return c;
   }
-  void assign(const DecodeState& s0, int64_t shift) override {
+  void advance(const DecodeState& post0, const DecodeState& pre0) override {
+    const auto& post = dynamic_cast<const LMDecodeState&>(post0);
+    const auto& pre = dynamic_cast<const LMDecodeState&>(pre0);
+    position += post.position - pre.position;
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      std::unique_ptr<MixerState> m = post.blocks[i].mixer->clone();
+      m->rebase(*blocks[i].mixer, *pre.blocks[i].mixer);
+      blocks[i].conv_tail = post.blocks[i].conv_tail;
+      blocks[i].mixer = std::move(m);
+    }
+  }
+  void assign(const DecodeState& s0) override {
     const auto& s = dynamic_cast<const LMDecodeState&>(s0);
-    position = s.position + shift;
+    position = s.position;
     batch = s.batch;
     for (size_t i = 0; i < blocks.size(); ++i) {
       blocks[i].conv_tail = s.blocks[i].conv_tail;
       blocks[i].mixer = s.blocks[i].mixer->clone();
-      blocks[i].mixer->position += shift;
     }
   }
 };

@@ -28,8 +28,11 @@ struct DecodeState {
   virtual void graph_key(std::vector<int64_t>& key) const {}
   virtual void for_each_tensor(const std::function<void(Tensor&)>& f) {}
   virtual std::unique_ptr<DecodeState> clone() const { return nullptr; }
-  // Makes this state s (shallow) with every position, its own and its layers', moved by `shift`.
-  virtual void assign(const DecodeState& s, int64_t shift) {}
+  // Makes this state s (shallow): its tensors and counters, its layers' too.
+  virtual void assign(const DecodeState& s) {}
+  // After a replay of the recording (pre -> post): this state becomes post (shallow), with its
+  // own counters and its layers' moved as the recording moved pre's (MixerState::rebase).
+  virtual void advance(const DecodeState& post, const DecodeState& pre) {}
   // Expires with this state (not with its clones): how decode graphs notice it is gone.
   std::weak_ptr<int> liveness() const { return alive_; }
 

@@ -42,6 +42,10 @@ struct MixerState {
   virtual void for_each_tensor(const std::function<void(Tensor&)>& f) {}
   // A copy holding the same tensors (shallow); null when not graphable.
   virtual std::unique_ptr<MixerState> clone() const { return nullptr; }
+  // After a replay this state (a clone of the recording's state after its step) takes the counters
+  // of `now` (the state the replay ran for) moved as the recording's step moved them from `pre`:
+  // the tensors are the recording's, the host-side counters the replayed state's own.
+  virtual void rebase(const MixerState& now, const MixerState& pre) { position = now.position + (position - pre.position); }
 };
 
 class SequenceMixer : public Module {

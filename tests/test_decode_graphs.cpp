@@ -136,3 +136,35 @@ TEST_CASE("decode graphs: two states taking turns, a training step between steps
     decode_and_compare(p, *gb, *eb, ids_b, 13, 10, "B after A's steps");
   }
 }
+
+TEST_CASE("decode graphs of Transformer++ (full and sliding-window attention) give the eager decode's logits") {
+  // The KV cache is written in place and its length read on the device, so one recording per cache
+  // capacity serves every position; the step that grows (or, with a window, compacts) the cache has a
+  // key of its own. head_dim 64: the CUDA decode kernel's.
+  TTT_REQUIRE_GPU();
+  for (const int64_t window : {0, 24})
+    for (const bool bf16 : {false, true}) {
+      const std::string what = std::string("attention window ") + std::to_string(window) + (bf16 ? " bf16" : " float32");
+      ModelConfig c = small("attention", "transformer");
+      c.n_heads = 1;  // head_dim 64
+      c.window = window;
+      Pair p(c);
+      NoGradGuard ng;
+      AutocastGuard ac(DType::bf16, bf16);
+      const int64_t prompt = 5, steps = 70;
+      Tensor ids = rand_ids({2, prompt + steps}, 53, 8);
+      auto sg = p.graphed.init_decode(2), se = p.eager.init_decode(2);
+      Tensor pre = narrow(ids, 1, 0, prompt).to(cuda());
+      CHECK(max_abs_diff(p.graphed.decode(pre, *sg, true).to(cpu()), p.eager.decode(pre, *se, true).to(cpu())) <= 1e-5);
+      decode_and_compare(p, *sg, *se, ids, prompt, steps, what);
+      CAPTURE(p.graphed.decode_graphs().recorded());
+      CAPTURE(p.graphed.decode_graphs().replays());
+      // Full: capacities 16, 32, 64, 128 (a recording each; the growing steps are seen once).
+      // Window 24: the cache compacts to 23 entries in a capacity of 48 every 25 steps.
+      CHECK_MESSAGE(p.graphed.decode_graphs().recorded() >= 3, what);
+      CHECK_MESSAGE(p.graphed.decode_graphs().replays() >= steps - 12, what);
+      Tensor more = rand_ids({2, 3}, 53, 9).to(cuda());
+      CHECK_MESSAGE(max_abs_diff(p.graphed.decode(more, *sg).to(cpu()), p.eager.decode(more, *se).to(cpu())) <= 1e-5, what);
+      decode_and_compare(p, *sg, *se, rand_ids({2, 6}, 53, 10), 0, 6, what + " after a chunk");
+    }
+}
