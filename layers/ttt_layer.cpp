@@ -416,22 +416,36 @@ Tensor TTTMixer::fused_outputs(const ScanInputs& in) { return fused_scan(fused_i
 // Σ lr_j ∇ℓ_j (Note [Accumulators]), which the primal form resumes from; none (undefined = zero)
 // at a boundary. No backward will replay the scan, so it stores one state per layer instead of
 // one every checkpoint_group mini-batches (at batch 16 × 32k tokens: 1.6 GB per layer, for nothing).
+// TTT-MLP (whose scan takes no per-sequence state) prefills this way from W0 only, leaving W1, b1,
+// W2, b2 and their accumulators for the composite primal steps that follow (no pending inputs).
 Tensor TTTMixer::prefill_fused(const ScanInputs& in, ScanState& st, bool from_w0) {
   const int64_t B = in.XQ.shape()[0], T = in.XQ.shape()[2];
-  const bool bias = inner_->initial()[1].defined();
+  const bool mlp = inner_->kind() == "mlp";
+  if (mlp && !from_w0) throw std::logic_error("TTT-MLP prefill: the fused scan starts from W0 only");
+  const size_t nw = mlp ? 4 : 2;
   tensor_list x = fused_inputs(in);
   if (!from_w0) {
     x[5] = st.W[0];
-    x[6] = bias ? reshape(st.W[1], {B, nh_, f_}) : Tensor();
+    x[6] = st.W[1].defined() ? reshape(st.W[1], {B, nh_, f_}) : Tensor();
   }
   const tensor_list r = fused_scan(x, (T + c_.mini_batch - 1) / c_.mini_batch);
-  const auto bias_row = [&](const Tensor& b) { return bias ? reshape(b, {B, nh_, 1, f_}) : Tensor(); };
+  // The scan's [B, H, c] biases as the state's [B, H, 1, c] rows (undefined without inner biases).
+  const tensor_list W0 = inner_->initial();
+  const auto state_of = [&](size_t first) {
+    tensor_list w(nw);
+    for (size_t k = 0; k < nw; ++k) {
+      const Tensor& t = r[first + k];
+      const bool bias = k % 2 == 1;
+      w[k] = !bias ? t : W0[k].defined() ? reshape(t, {B, nh_, 1, t.shape().back()}) : Tensor();
+    }
+    return w;
+  };
   st.index = T % c_.mini_batch;
-  st.W = {r[1], bias_row(r[2])};
-  st.acc = st.index > 0 ? tensor_list{r[3], bias_row(r[4])} : tensor_list{Tensor(), Tensor()};
-  // The partial mini-batch's inputs, copied when they are part of a longer call's (a view would
-  // keep the whole prompt's tensors alive).
-  const int64_t n = st.index;
+  st.W = state_of(1);
+  st.acc = st.index > 0 ? state_of(1 + nw) : tensor_list(nw);
+  // The partial mini-batch's inputs (TTT-Linear's next chunk scans them again), copied when they are
+  // part of a longer call's (a view would keep the whole prompt's tensors alive).
+  const int64_t n = mlp ? 0 : st.index;
   const auto tail = [&](const Tensor& t) { return n == T ? t : narrow(t, 2, T - n, n).clone(); };
   st.pending = n > 0 ? ScanInputs{tail(in.XQ), tail(in.XK), tail(in.XV), tail(in.lr)} : ScanInputs{};
   return r[0];
@@ -588,6 +602,11 @@ Tensor TTTMixer::decode_step(ScanState& st, const ScanInputs& in) {
 Tensor TTTMixer::decode_scan(ScanState& st, const ScanInputs& in, int64_t pos0) {
   const int64_t T = in.XQ.shape()[2], K = c_.mini_batch;
   if (T == 1 && decode_step_applies(in)) return decode_step(st, in);
+  // TTT-MLP: a prompt from the start runs the fused scan (the steps after it, the composite forms).
+  const bool fresh = pos0 == 0 && st.index == 0 && !st.pending.XQ.defined();
+  if (fresh && !GradMode::is_enabled() && K > 0 && (impl_ == "auto" || impl_ == "fused") && inner_->kind() == "mlp" &&
+      fused_unsupported(in).empty())
+    return prefill_fused(in, st, /*from_w0=*/true);
   const bool fused = !GradMode::is_enabled() && K > 0 && (impl_ == "auto" || impl_ == "fused") &&
                      inner_->kind() == "linear" && fused_unsupported(in).empty();
   if (fused && (st.index == 0 || st.pending.XQ.defined())) {

@@ -281,14 +281,54 @@ TEST_CASE("a prompt decoded in chunks: each chunk is one fused scan call (after 
       }
 }
 
+TEST_CASE("TTT-MLP prefill from the start is one fused scan call and leaves the composite path's state; + decode == forward") {
+  NoGradGuard ng;
+  const int64_t T = 11, K = 4;
+  for (bool bias : {true, false})
+    for (int64_t P : {3, 4, 9}) {
+      CAPTURE(bias);
+      CAPTURE(P);
+      ModelConfig cfg = tiny_ttt_config("ttt_mlp", K);
+      cfg.ttt.inner_bias = bias;
+      Generator g(91);
+      TTTMixer layer(cfg, g);
+      randomize(layer, 92);
+      Tensor x = rand64({2, T, cfg.d_model}, 93);
+      const Tensor ref = layer.forward(x);
+      auto st = layer.init_state(2);
+      Tensor pre;
+      CHECK(backend_calls([&] { pre = layer.step(narrow(x, 1, 0, P), *st); }, "ttt_mlp_scan_fwd") == 1);
+      CHECK(max_abs_diff(pre, narrow(ref, 1, 0, P)) < 1e-12);
+      layer.set_impl("dual");
+      auto want = layer.init_state(2);
+      (void)layer.step(narrow(x, 1, 0, P), *want);
+      layer.set_impl("auto");
+      auto& a = dynamic_cast<TTTState&>(*st);
+      auto& b = dynamic_cast<TTTState&>(*want);
+      CHECK(a.scan.index == P % K);
+      REQUIRE(a.scan.W.size() == 4);
+      REQUIRE(b.scan.W.size() == 4);
+      for (size_t k = 0; k < 4; ++k) {
+        CAPTURE(k);
+        REQUIRE(a.scan.W[k].defined() == b.scan.W[k].defined());
+        if (a.scan.W[k].defined()) CHECK(max_abs_diff(a.scan.W[k], b.scan.W[k]) < 1e-12);
+        const bool da = k < a.scan.acc.size() && a.scan.acc[k].defined();
+        const bool db = k < b.scan.acc.size() && b.scan.acc[k].defined();
+        CHECK(da == db);
+        if (da && db) CHECK(max_abs_diff(a.scan.acc[k], b.scan.acc[k]) < 1e-12);
+      }
+      for (int64_t t = P; t < T; ++t)  // the composite primal steps continue from that state
+        CHECK_MESSAGE(max_abs_diff(layer.step(narrow(x, 1, t, 1), *st), narrow(ref, 1, t, 1)) < 1e-12, "decode at ", t);
+    }
+}
+
 TEST_CASE("prefill keeps the composite path where the fused scan does not apply") {
   NoGradGuard ng;
-  // TTT-MLP (whose forward runs its fused scan on the CPU, but whose scan takes no per-sequence
-  // state), batch GD (mini_batch = -1) and a mini-batch left open by a composite step: no fused call, and
-  // the step's outputs are still the forward's.
-  for (auto [mixer, K] : {std::pair<const char*, int64_t>{"ttt_mlp", 4}, {"ttt_linear", -1}}) {
-    CAPTURE(mixer);
-    ModelConfig cfg = tiny_ttt_config(mixer, K);
+  // Batch GD (mini_batch = -1), a TTT-MLP chunk after the start (its scan takes no per-sequence
+  // state) and a mini-batch left open by a composite step: no fused call, and the step's outputs are
+  // still the forward's.
+  {
+    ModelConfig cfg = tiny_ttt_config("ttt_linear", -1);
     Generator g(71);
     TTTMixer layer(cfg, g);
     randomize(layer, 72);
@@ -296,10 +336,21 @@ TEST_CASE("prefill keeps the composite path where the fused scan does not apply"
     auto st = layer.init_state(1);
     Tensor y;
     CHECK(backend_calls([&] { y = layer.step(x, *st); }, "ttt_") == 0);  // any fused TTT scan
+    CHECK(max_abs_diff(y, layer.forward(x)) < 1e-12);
+  }
+  {
+    ModelConfig cfg = tiny_ttt_config("ttt_mlp", 4);
+    Generator g(71);
+    TTTMixer layer(cfg, g);
+    randomize(layer, 72);
+    Tensor x = rand64({1, 9, cfg.d_model}, 73);
+    auto st = layer.init_state(1);
+    Tensor y0 = layer.step(narrow(x, 1, 0, 2), *st), y1;
+    CHECK(backend_calls([&] { y1 = layer.step(narrow(x, 1, 2, 7), *st); }, "ttt_") == 0);
     Tensor ref;
     // The forward does fuse TTT-MLP (so the count above could see a call).
-    CHECK(backend_calls([&] { ref = layer.forward(x); }, "ttt_") == (K > 0 ? 1 : 0));
-    CHECK(max_abs_diff(y, ref) < 1e-12);
+    CHECK(backend_calls([&] { ref = layer.forward(x); }, "ttt_") == 1);
+    CHECK(max_abs_diff(cat({y0, y1}, 1), ref) < 1e-12);
   }
   ModelConfig cfg = tiny_ttt_config("ttt_linear", 4);
   Generator g(74);
