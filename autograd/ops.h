@@ -160,6 +160,17 @@ tensor_list ttt_linear_decode_step(const Tensor& xq, const Tensor& xk, const Ten
 // Why ttt_linear_decode_step has no kernel for xq's device and dtype at this head_dim (empty when it has).
 std::string ttt_linear_decode_step_unsupported(const Tensor& xq, int64_t head_dim);
 
+// One decoded token of TTT-MLP in primal form as one kernel (ops/ttt_mlp_decode.cpp; math in
+// kernels/ttt_mlp_decode.h): inputs as ttt_linear_decode_step's with the state w = {W1 [B, H, f, h],
+// b1 [B, H, 1, h], W2 [B, H, h, f], b2 [B, H, 1, f]} (biases undefined: none) and its accumulators acc
+// (all undefined = zero). Returns {out [B, H, 1, f], the four accumulators with this token} or with
+// `commit` {out, the next state}. Not differentiable.
+tensor_list ttt_mlp_decode_step(const Tensor& xq, const Tensor& xk, const Tensor& xv, const Tensor& lr,
+                                const Tensor& tok, const tensor_list& w, const tensor_list& acc, const Tensor& ln_w,
+                                const Tensor& ln_b, double eps, bool commit);
+// Why ttt_mlp_decode_step has no kernel for xq's device and dtype at this head_dim and hidden size.
+std::string ttt_mlp_decode_step_unsupported(const Tensor& xq, int64_t head_dim, int64_t hidden);
+
 // --- the fused TTT-MLP scan (ops/ttt_mlp_scan.cpp; math in kernels/ttt_mlp_scan.h) ---------------
 // Inputs as ttt_linear_scan's with the two-layer state W1 [H, f, h], b1 [H, h], W2 [H, h, f],
 // b2 [H, f] (b1, b2 both undefined: no inner biases); one dtype throughout (float32 or float64),

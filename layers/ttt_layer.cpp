@@ -560,13 +560,16 @@ ScanInputs TTTMixer::pending_buffers(const ScanInputs& p, int64_t K) {
   return {grown(p.XQ), grown(p.XK), grown(p.XV), grown(p.lr)};
 }
 
-// One generated token of TTT-Linear (grad mode off) is one kernel: the primal form continuing from
-// the accumulators of the open mini-batch (which prefill_fused() and the composite steps leave), so
-// nothing of the mini-batch's earlier tokens is kept or scanned again.
+// One generated token of TTT-Linear or TTT-MLP (grad mode off) is one kernel: the primal form
+// continuing from the accumulators of the open mini-batch (which prefill_fused() and the composite
+// steps leave), so nothing of the mini-batch's earlier tokens is kept or scanned again.
 bool TTTMixer::decode_step_applies(const ScanInputs& in) const {
-  return !GradMode::is_enabled() && c_.mini_batch > 0 && (impl_ == "auto" || impl_ == "fused") &&
-         inner_->kind() == "linear" && in.XQ.dtype() == in.lr.dtype() &&
-         ttt_linear_decode_step_unsupported(in.XQ, f_).empty();
+  if (GradMode::is_enabled() || c_.mini_batch <= 0 || (impl_ != "auto" && impl_ != "fused") ||
+      in.XQ.dtype() != in.lr.dtype())
+    return false;
+  const std::string kind = inner_->kind();
+  if (kind == "linear") return ttt_linear_decode_step_unsupported(in.XQ, f_).empty();
+  return kind == "mlp" && ttt_mlp_decode_step_unsupported(in.XQ, f_, inner_->initial()[0].shape().back()).empty();
 }
 
 Tensor TTTMixer::decode_step(ScanState& st, const ScanInputs& in) {
@@ -574,16 +577,22 @@ Tensor TTTMixer::decode_step(ScanState& st, const ScanInputs& in) {
   const DType dt = in.lr.dtype();
   const InnerNorm n = norm(dt);
   const Tensor tok = narrow(token_scale(0, K, dt), 0, i, 1);
-  const bool commit = i + 1 == K, open = i > 0 && !st.acc.empty();
+  const bool commit = i + 1 == K;
+  const size_t nw = st.W.size();
+  tensor_list acc = i > 0 && st.acc.size() == nw ? st.acc : tensor_list(nw);
   const Tensor ln_w = c_.ln_residual ? n.w : Tensor(), ln_b = c_.ln_residual ? n.b : Tensor();
-  const tensor_list r = ttt_linear_decode_step(in.XQ, in.XK, in.XV, in.lr, tok, st.W[0], st.W[1],
-                                               open ? st.acc[0] : Tensor(), open ? st.acc[1] : Tensor(), ln_w, ln_b,
-                                               c_.ln_eps, commit);
+  tensor_list r;
+  if (inner_->kind() == "linear")
+    r = ttt_linear_decode_step(in.XQ, in.XK, in.XV, in.lr, tok, st.W[0], st.W[1], acc[0], acc[1], ln_w, ln_b,
+                               c_.ln_eps, commit);
+  else
+    r = ttt_mlp_decode_step(in.XQ, in.XK, in.XV, in.lr, tok, st.W, acc, ln_w, ln_b, c_.ln_eps, commit);
+  const tensor_list next(r.begin() + 1, r.end());
   if (commit) {
-    st.W = {r[1], r[2]};
-    st.acc = {Tensor(), Tensor()};
+    st.W = next;
+    st.acc = tensor_list(nw);
   } else {
-    st.acc = {r[1], r[2]};
+    st.acc = next;
   }
   st.index = commit ? 0 : i + 1;
   st.pending = ScanInputs{};  // the accumulators carry the mini-batch
