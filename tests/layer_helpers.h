@@ -45,6 +45,16 @@ inline double max_rel_diff(const Tensor& a, const Tensor& b, double floor = 1e-1
   return e;
 }
 
+// max |a − b| / max(1, max |b|): for float32 results against a float64-accumulated reference,
+// where single elements can be small differences of larger terms (an elementwise relative check
+// would flag their rounding).
+inline double max_scaled_diff(const Tensor& a, const Tensor& b) {
+  const auto y = b.tolist<double>();
+  double scale = 1.0;
+  for (double v : y) scale = std::max(scale, std::fabs(v));
+  return max_abs_diff(a, b) / scale;
+}
+
 // Random float64 leaf (requires grad when asked), seeded.
 inline Tensor rand64(const Shape& s, uint64_t seed, bool requires_grad = false, double std = 1.0) {
   Generator g(seed);

@@ -7,6 +7,7 @@
 //   b2 [B, H, 1, f]} (biases both undefined: none); acc in the same shapes, or all undefined (zero);
 //   ln_w, ln_b [H, f] or undefined (no LN + residual). next: the accumulators with this token, or
 //   with `commit` the state after the mini-batch.
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 
@@ -29,6 +30,11 @@ Tensor blocks_unit(const Tensor& t) {
 }
 HeadBlocks blocks(const Tensor& t) {
   return t.defined() ? HeadBlocks{t.data_ptr(), t.strides()[0], t.strides()[1]} : HeadBlocks{};
+}
+bool aligned16(const Tensor& t) {
+  const int64_t per16 = 16 / static_cast<int64_t>(dtype_size(t.dtype()));
+  return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0 && t.strides()[0] % per16 == 0 &&
+         t.strides()[1] % per16 == 0 && t.strides()[2] % per16 == 0;
 }
 Tensor rows_unit(const Tensor& t) { return t.strides().back() == 1 ? t : kc::contiguous(t); }
 BHTView rows(const Tensor& t) { return {t.data_ptr(), t.strides()[0], t.strides()[1], t.strides()[2]}; }
@@ -87,6 +93,7 @@ tensor_list ttt_mlp_decode_step(const Tensor& xq, const Tensor& xk, const Tensor
   tensor_list wu(4), au(4), next(4);
   for (int i = 0; i < 4; ++i) {
     wu[i] = blocks_unit(w[i]), au[i] = blocks_unit(acc[i]);
+    if (i == 2 && !aligned16(wu[i])) wu[i] = kc::contiguous(wu[i]);  // the CUDA kernel reads W2's rows 16 bytes at a time
     if (w[i].defined()) next[i] = empty(shapes[i], o);
     c.w[i] = blocks(wu[i]), c.acc[i] = blocks(au[i]);
     c.next[i] = next[i].defined() ? next[i].data_ptr() : nullptr;

@@ -23,6 +23,7 @@
 #include <functional>
 
 #include "kernels/cuda/cuda_backend.cuh"
+#include "kernels/cuda/gemv.cuh"
 
 namespace ttt::cuda_impl {
 
@@ -250,6 +251,7 @@ void CudaBackend::gemm(const GemmArgs& g) {
     else unary(UnaryOp::affine, c, c, g.beta, 0.0);
     return;
   }
+  if (skinny_gemm_applies(g)) return skinny_gemm(g, stream());  // decoding's few rows (gemv.cu)
   if (g.batch > INT32_MAX)  // cuBLASLt's batch count is an int32
     throw std::invalid_argument("cuda gemm: batch " + std::to_string(g.batch) + " exceeds 2^31 - 1");
   if (g.ab_dtype == DType::f32 && g.c_dtype == DType::bf16) {

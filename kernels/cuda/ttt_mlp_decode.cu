@@ -3,7 +3,7 @@
 //  1. Z1 = xk W1 + b1 and X2 = gelu(Z1): thread k walks column k of W1 (rows contiguous in k);
 //  2. Z2 = X2 W2 + b2: thread (column j, slice r) walks the h / P rows of slice r (P = 256 / f), the
 //     slices added in order; then G2 from the LayerNorm (block sums over the f columns);
-//  3. G1 = (G2 W2ᵀ) ⊙ gelu'(Z1): one warp per row k of W2, lanes over its f columns, a warp sum;
+//  3. G1 = (G2 W2ᵀ) ⊙ gelu'(Z1): thread k reads row k of W2 in 16-byte pieces (W2 16-byte aligned);
 //  4. W̄1 column k with its accumulators (written), xq W̄1 + b̄1 and its GELU; then W̄2 as in pass 2
 //     with z̄ = gelu(…) W̄2 + b̄2; the output LayerNorm.
 // float32 only (float64 runs on the CPU reference); f in {16, 32, 64}, h a multiple of 256 / f and
@@ -49,12 +49,15 @@ __device__ float mlp_normalized(float v, bool owner, int f, float eps, float* re
   return d / *sig;
 }
 
-__global__ void mlp_decode_kernel(MlpArgs c) {
+// F: head_dim as a compile-time constant, so the loops over it unroll and each thread's loads are
+// in flight together instead of one after another.
+template <int F>
+__global__ void __launch_bounds__(kMlpThreads) mlp_decode_kernel(MlpArgs c) {
   const TTTMLPDecodeShape& s = c.s;
-  const int f = static_cast<int>(s.head_dim), hd = static_cast<int>(s.hidden);
-  const int P = kMlpThreads / f, R = hd / P;
+  constexpr int f = F, P = kMlpThreads / F;
+  const int hd = static_cast<int>(s.hidden), R = hd / P;
   const int64_t bi = blockIdx.x / s.heads, h = blockIdx.x % s.heads;
-  const int t = threadIdx.x, j = t % f, r = t / f, lane = t % 32, warp = t / 32;
+  const int t = threadIdx.x, j = t % f, r = t / f;
   const bool owner = t < f;
   __shared__ float xq[kMlpMaxF], xk[kMlpMaxF], g2[kMlpMaxF], x2[kMlpMaxHidden], d1[kMlpMaxHidden],
       g1[kMlpMaxHidden], hq[kMlpMaxHidden], part[kMlpThreads], red[kMlpThreads / 32];
@@ -84,12 +87,14 @@ __global__ void mlp_decode_kernel(MlpArgs c) {
   // 1. Z1, X2 = gelu(Z1), gelu'(Z1).
   for (int k = t; k < hd; k += kMlpThreads) {
     float z = W[1] ? W[1][k] : 0.f;
+#pragma unroll
     for (int i = 0; i < f; ++i) z += xk[i] * W[0][i * hd + k];
     x2[k] = smath::gelu_tanh(z), d1[k] = smath::gelu_tanh_grad(z);
   }
   __syncthreads();
   // 2. Z2 = X2 W2 + b2, then lr G2.
   float z = 0;
+#pragma unroll 16
   for (int k = r * R; k < (r + 1) * R; ++k) z += x2[k] * W[2][k * f + j];
   part[t] = z;
   __syncthreads();
@@ -117,12 +122,16 @@ __global__ void mlp_decode_kernel(MlpArgs c) {
     }
   }
   __syncthreads();
-  // 3. lr G1 = (lr G2 W2ᵀ) ⊙ gelu'(Z1): a warp per row of W2.
-  for (int k = warp; k < hd; k += kMlpThreads / 32) {
+  // 3. lr G1 = (lr G2 W2ᵀ) ⊙ gelu'(Z1): thread k reads row k of W2 (contiguous, 16-byte pieces).
+  for (int k = t; k < hd; k += kMlpThreads) {
+    const float4* w2 = reinterpret_cast<const float4*>(W[2] + int64_t{k} * f);
     float p = 0;
-    for (int jj = lane; jj < f; jj += 32) p += g2[jj] * W[2][k * f + jj];
-    for (int o = 16; o > 0; o >>= 1) p += __shfl_xor_sync(0xffffffffu, p, o);
-    if (lane == 0) g1[k] = p * d1[k];
+#pragma unroll
+    for (int q4 = 0; q4 < f / 4; ++q4) {
+      const float4 x = w2[q4];
+      p += g2[4 * q4] * x.x + g2[4 * q4 + 1] * x.y + g2[4 * q4 + 2] * x.z + g2[4 * q4 + 3] * x.w;
+    }
+    g1[k] = p * d1[k];
   }
   __syncthreads();
   // 4. W̄1 (accumulators written), hq = gelu(xq W̄1 + b̄1).
@@ -133,6 +142,7 @@ __global__ void mlp_decode_kernel(MlpArgs c) {
       zq = wbar;
       N[1][k] = s.commit ? wbar : a;
     }
+#pragma unroll
     for (int i = 0; i < f; ++i) {
       const int e = i * hd + k;
       const float a = (A[0] ? A[0][e] : 0.f) + xk[i] * g1[k], wbar = W[0][e] - tok * a;
@@ -144,6 +154,7 @@ __global__ void mlp_decode_kernel(MlpArgs c) {
   __syncthreads();
   //    W̄2 (accumulators written), z̄ = hq W̄2 + b̄2.
   float zp = 0;
+#pragma unroll 16
   for (int k = r * R; k < (r + 1) * R; ++k) {
     const int e = k * f + j;
     const float a = (A[2] ? A[2][e] : 0.f) + x2[k] * g2[j], wbar = W[2][e] - tok * a;
@@ -180,8 +191,11 @@ void ttt_mlp_decode_step(Backend& be, TTTMLPDecodeStep& c) {
   if (c.s.batch == 0 || c.s.heads == 0) return;
   MlpArgs a{c.s, c.xq, c.xk, c.xv, c.lr, c.out, c.tok, {}, {}, c.ln_w, c.ln_b, {}};
   for (int k = 0; k < 4; ++k) a.w[k] = c.w[k], a.acc[k] = c.acc[k], a.next[k] = c.next[k];
-  mlp_decode_kernel<<<static_cast<unsigned>(c.s.batch * c.s.heads), kMlpThreads, 0,
-                      static_cast<cudaStream_t>(be.native_stream())>>>(a);
+  const auto grid = static_cast<unsigned>(c.s.batch * c.s.heads);
+  const auto stream = static_cast<cudaStream_t>(be.native_stream());
+  if (c.s.head_dim == 16) mlp_decode_kernel<16><<<grid, kMlpThreads, 0, stream>>>(a);
+  else if (c.s.head_dim == 32) mlp_decode_kernel<32><<<grid, kMlpThreads, 0, stream>>>(a);
+  else mlp_decode_kernel<kMlpMaxF><<<grid, kMlpThreads, 0, stream>>>(a);
   CUDA_CHECK_LAUNCH();
 }
 
