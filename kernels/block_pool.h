@@ -14,7 +14,9 @@
 //     to 2 MiB; a rest is split off when it exceeds 1 MiB, so a large block wastes <= 1 MiB + 511 B;
 //   - small and large blocks live in separate pools, so small tensors never pin a large segment.
 // When the driver refuses a segment (out of memory), every fully free segment is returned to it
-// and the request is retried once; only then does alloc() report failure.
+// and the request is retried once; only then does alloc() report failure. A pool made with
+// keep_segments (a CUDA graph's: the addresses of its free blocks are baked into the recorded
+// kernels, which use them again at every replay) never returns segments on its own.
 // This is the scheme of PyTorch's CUDACachingAllocator (block splitting, best fit, small/large
 // pools), reduced to what one stream per device needs: no per-stream pools, no events.
 //
@@ -47,7 +49,7 @@ class BlockPool {
     std::function<void(void*)> segment_free;
   };
 
-  explicit BlockPool(Driver d) : driver_(std::move(d)) {}
+  explicit BlockPool(Driver d, bool keep_segments = false) : driver_(std::move(d)), keep_segments_(keep_segments) {}
   ~BlockPool() {
     // Blocks still handed out keep their segments (freed with the process); free ones are only
     // bookkeeping here: the CUDA backends live until exit and never destroy their pool.
@@ -79,11 +81,11 @@ class BlockPool {
     } else {
       const size_t seg = segment_size(size);
       void* p = driver_.segment_alloc(seg);
-      if (!p) {
+      if (!p && !keep_segments_) {
         release_free_segments();
         p = driver_.segment_alloc(seg);
-        if (!p) return nullptr;
       }
+      if (!p) return nullptr;
       b = new Block{reinterpret_cast<uintptr_t>(p), seg};
       b->small = small;
       all_.insert(b);
@@ -195,6 +197,7 @@ class BlockPool {
   }
 
   Driver driver_;
+  bool keep_segments_ = false;
   FreeSet small_free_, large_free_;
   std::unordered_map<uintptr_t, Block*> live_;
   std::set<Block*> all_;  // every block, for the destructor

@@ -168,6 +168,25 @@ TEST_CASE("block pool: out of memory returns the free segments and retries; then
   pool.free(b);
 }
 
+TEST_CASE("block pool: a graph's pool (keep_segments) keeps its free segments when the driver is out of memory") {
+  // A CUDA graph's recorded kernels use the addresses of blocks freed during the recording again at
+  // every replay: returning those segments to the driver under memory pressure made a later replay
+  // read freed memory (an illegal access, Transformer++ decoding at batch 16 after 1k, 4k and 16k).
+  FakeDriver d;
+  d.capacity = 100 * MiB;
+  BlockPool graph(d.driver(), /*keep_segments=*/true);
+  void* a = graph.alloc(60 * MiB);
+  graph.free(a);
+  CHECK(graph.alloc(80 * MiB) == nullptr);  // the caller frees other memory and retries instead
+  CHECK(d.frees == 0);
+  CHECK(graph.reserved() == 60 * MiB);
+  d.capacity = 200 * MiB;
+  void* b = graph.alloc(80 * MiB);
+  CHECK(b != nullptr);
+  CHECK(graph.alloc(50 * MiB) == a);  // the kept segment still serves requests
+  graph.free(b);
+}
+
 TEST_CASE("block pool: driver failures that are not out-of-memory propagate") {
   FakeDriver d;
   BlockPool pool(d.driver());

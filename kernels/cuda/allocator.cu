@@ -57,7 +57,8 @@ void* CachingAllocator::alloc(size_t nbytes) {
 
 void* CachingAllocator::alloc_in(BlockPool& pool, size_t nbytes) {
   void* p = pool.alloc(nbytes);
-  // A private pool cannot use the shared pool's cached segments: give those back and retry.
+  // A private pool cannot use the shared pool's cached segments: give those back and retry. (It
+  // keeps its own free segments: the graph being recorded may already use their addresses.)
   if (!p && &pool != &pool_ && pool_.release_free_segments() > 0) p = pool.alloc(nbytes);
   if (p) return p;
   size_t free_b = 0, total_b = 0;
@@ -91,7 +92,7 @@ int64_t CachingAllocator::begin_private() {
   std::lock_guard<std::mutex> lock(mu_);
   if (allocating_in_ != 0) throw std::logic_error("CUDA allocator: a private pool is already being allocated from");
   const int64_t id = next_private_++;
-  private_[id] = PrivatePool{std::make_unique<BlockPool>(driver(device_)), false};
+  private_[id] = PrivatePool{std::make_unique<BlockPool>(driver(device_), /*keep_segments=*/true), false};
   allocating_in_ = id;
   return id;
 }
