@@ -18,19 +18,20 @@ namespace ttt {
 // With `fused`, one-token steps run attention_decode_step, which reads the position and the length
 // from `counters` (int64 [2] on the cache's device, kept equal to position and len) and writes the
 // cache in place: the step is then the same at every position until the cache must grow, so it is
-// graphable (the key: whether this step makes room).
+// graphable (a recording per capacity). A step that grows the cache runs eagerly: recorded, it
+// would allocate the new cache in the graph's own memory, and it happens once per capacity.
 struct KVCache : MixerState {
   Tensor k, v, counters;
   int64_t len = 0;
   bool fused = false;
 
-  bool graphable() const override { return fused; }
-  void graph_key(std::vector<int64_t>& key) const override { key.push_back(len + 1 > k.shape()[2] ? 1 : 0); }
+  bool graphable() const override { return fused && len + 1 <= k.shape()[2]; }
   void for_each_tensor(const std::function<void(Tensor&)>& f) override {
     f(k);
     f(v);
     f(counters);
   }
+  void for_each_in_place_tensor(const std::function<void(Tensor&)>& f) override { for_each_tensor(f); }
   std::unique_ptr<MixerState> clone() const override { return std::make_unique<KVCache>(*this); }
   void rebase(const MixerState& now, const MixerState& pre) override {
     MixerState::rebase(now, pre);

@@ -17,6 +17,14 @@ std::vector<Tensor> tensors_of(DecodeState& s) {
   return v;
 }
 
+std::set<const Storage*> in_place_storage(DecodeState& s) {
+  std::set<const Storage*> v;
+  s.for_each_in_place_tensor([&](Tensor& t) {
+    if (t.defined()) v.insert(t.impl()->storage.get());
+  });
+  return v;
+}
+
 // Whether a and b are the same elements of the same memory.
 bool same_view(const Tensor& a, const Tensor& b) {
   const TensorImpl* x = a.impl();
@@ -62,9 +70,12 @@ std::vector<int64_t> DecodeGraphs::key(const Tensor& ids, DecodeState& state, De
 void DecodeGraphs::take_ownership(DecodeState& state) {
   if (owner_ == &state && !owner_alive_.expired()) return;
   if (auto alive = owner_alive_.lock()) {
+    // Its in-place tensors (a KV cache) stay as they are: the recordings that write them are
+    // dropped before this state's replays (drop_stale_in_place), so no graph touches them again.
     auto* previous = const_cast<DecodeState*>(owner_);
-    previous->for_each_tensor([](Tensor& t) {
-      if (t.defined()) t = t.clone();
+    const std::set<const Storage*> in_place = in_place_storage(*previous);
+    previous->for_each_tensor([&](Tensor& t) {
+      if (t.defined() && !in_place.count(t.impl()->storage.get())) t = t.clone();
     });
   }
   owner_ = &state;
@@ -78,11 +89,23 @@ Tensor DecodeGraphs::step(const Tensor& ids, DecodeState& state, Device device, 
     stamp_ = weights_stamp;
   }
   take_ownership(state);
+  drop_stale_in_place(state);
   if (entries_.size() >= kMaxEntries) clear();
   Entry& e = entries_[key(ids, state, device)];
   if (e.graph) return replay(e, ids, state);
   if (++e.seen < 2) return eager(ids, state);  // the first time: caches (weight casts, tables) fill
   return record(e, ids, state, device, eager);
+}
+
+// Recordings whose in-place buffers are not the state's current ones (see the header).
+void DecodeGraphs::drop_stale_in_place(DecodeState& state) {
+  const std::set<const Storage*> now = in_place_storage(state);
+  if (now.empty()) return;
+  for (auto it = entries_.begin(); it != entries_.end();) {
+    const Entry& e = it->second;
+    if (e.graph && e.in_place != now) it = entries_.erase(it);
+    else ++it;
+  }
 }
 
 Tensor DecodeGraphs::record(Entry& e, const Tensor& ids, DecodeState& state, Device device, const StepFn& eager) {
@@ -102,6 +125,7 @@ Tensor DecodeGraphs::record(Entry& e, const Tensor& ids, DecodeState& state, Dev
   }
   e.pre = std::move(pre);
   e.buffers = tensors_of(*e.pre);
+  e.in_place = in_place_storage(*e.pre);
   for (const Tensor& b : e.buffers)
     if (b.defined()) e.buffer_storage.insert(b.impl()->storage.get());
   e.post = state.clone();

@@ -14,7 +14,11 @@
 //     rewrites. So one state at a time — the owner — may hold them: when another state decodes, the
 //     previous owner, if still alive, gets its own copies first. The logits are returned as a copy;
 //   - the weights: a recording reads the weights (and their bf16 casts) as they were; a step after a
-//     weight changed (weights_stamp) drops every graph.
+//     weight changed (weights_stamp) drops every graph;
+//   - state updated in place (a KV cache): the recording writes into the cache it was recorded with,
+//     and keeps it alive. A recording that holds such a cache other than the decoding state's
+//     current one (the cache grew, or another state decodes) is dropped rather than fed by copying
+//     the whole cache in: it is recorded again in two steps, and the old cache's memory goes back.
 // Anything the recording cannot take (a read of device values on the host) ends it: the state is
 // put back, the step runs eagerly, and this decoder stops recording (a message on stderr says why).
 #pragma once
@@ -56,11 +60,13 @@ class DecodeGraphs {
     std::unique_ptr<DecodeState> pre, post;   // the state it read (its buffers), the state it left
     std::vector<Tensor> buffers;              // pre's tensors, in for_each_tensor order
     std::set<const Storage*> buffer_storage;  // their storage
+    std::set<const Storage*> in_place;        // the storage of pre's in-place tensors
   };
   std::vector<int64_t> key(const Tensor& ids, DecodeState& state, Device device) const;
   Tensor record(Entry& e, const Tensor& ids, DecodeState& state, Device device, const StepFn& eager);
   Tensor replay(Entry& e, const Tensor& ids, DecodeState& state);
   void take_ownership(DecodeState& state);
+  void drop_stale_in_place(DecodeState& state);
 
   static constexpr size_t kMaxEntries = 256;  // a runaway of keys (a state that lies) stops growing here
   bool enabled_ = true, failed_ = false;

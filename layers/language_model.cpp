@@ -37,6 +37,9 @@ struct LMDecodeState : DecodeState {
       b.mixer->for_each_tensor(f);
     }
   }
+  void for_each_in_place_tensor(const std::function<void(Tensor&)>& f) override {
+    for (BlockState& b : blocks) b.mixer->for_each_in_place_tensor(f);
+  }
   std::unique_ptr<DecodeState> clone() const override {
     auto c = std::make_unique<LMDecodeState>();
     c->position = position;

@@ -27,6 +27,7 @@ struct DecodeState {
   virtual bool graphable() const { return false; }
   virtual void graph_key(std::vector<int64_t>& key) const {}
   virtual void for_each_tensor(const std::function<void(Tensor&)>& f) {}
+  virtual void for_each_in_place_tensor(const std::function<void(Tensor&)>& f) {}
   virtual std::unique_ptr<DecodeState> clone() const { return nullptr; }
   // Makes this state s (shallow): its tensors and counters, its layers' too.
   virtual void assign(const DecodeState& s) {}

@@ -40,6 +40,9 @@ struct MixerState {
   // Every tensor slot of the state, defined or not, in a fixed order (the count may vary only with
   // what graph_key() says).
   virtual void for_each_tensor(const std::function<void(Tensor&)>& f) {}
+  // The tensors a step updates in place (a KV cache), which a recording therefore keeps as its
+  // buffers; a subset of for_each_tensor's.
+  virtual void for_each_in_place_tensor(const std::function<void(Tensor&)>& f) {}
   // A copy holding the same tensors (shallow); null when not graphable.
   virtual std::unique_ptr<MixerState> clone() const { return nullptr; }
   // After a replay this state (a clone of the recording's state after its step) takes the counters

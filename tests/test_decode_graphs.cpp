@@ -139,8 +139,8 @@ TEST_CASE("decode graphs: two states taking turns, a training step between steps
 
 TEST_CASE("decode graphs of Transformer++ (full and sliding-window attention) give the eager decode's logits") {
   // The KV cache is written in place and its length read on the device, so one recording per cache
-  // capacity serves every position; the step that grows (or, with a window, compacts) the cache has a
-  // key of its own. head_dim 64: the CUDA decode kernel's.
+  // capacity serves every position; the step that grows (or, with a window, compacts) the cache runs
+  // eagerly and the recording of the old cache is dropped. head_dim 64: the CUDA decode kernel's.
   TTT_REQUIRE_GPU();
   for (const int64_t window : {0, 24})
     for (const bool bf16 : {false, true}) {
@@ -166,5 +166,16 @@ TEST_CASE("decode graphs of Transformer++ (full and sliding-window attention) gi
       Tensor more = rand_ids({2, 3}, 53, 9).to(cuda());
       CHECK_MESSAGE(max_abs_diff(p.graphed.decode(more, *sg).to(cpu()), p.eager.decode(more, *se).to(cpu())) <= 1e-5, what);
       decode_and_compare(p, *sg, *se, rand_ids({2, 6}, 53, 10), 0, 6, what + " after a chunk");
+      // A second state taking turns with the first: each switch drops the recordings that write the
+      // other's cache (they are recorded again), and neither cache is disturbed.
+      auto sg2 = p.graphed.init_decode(2), se2 = p.eager.init_decode(2);
+      Tensor pre2 = rand_ids({2, 7}, 53, 11).to(cuda());
+      (void)p.graphed.decode(pre2, *sg2);
+      (void)p.eager.decode(pre2, *se2);
+      const Tensor ids_a = rand_ids({2, 8}, 53, 12), ids_b = rand_ids({2, 8}, 53, 13);
+      for (int64_t t = 0; t < 8; t += 4) {
+        decode_and_compare(p, *sg, *se, ids_a, t, 4, what + " first state in turns");
+        decode_and_compare(p, *sg2, *se2, ids_b, t, 4, what + " second state in turns");
+      }
     }
 }
