@@ -13,27 +13,16 @@
 #include "autograd/node.h"
 #include "autograd/ops.h"
 #include "autograd/ops/kernel_calls.h"
+#include "autograd/ops/ttt_scan_tensors.h"
 #include "kernels/ttt_linear_decode.h"
 
 namespace ttt {
 
 namespace {
 
-const char* kOp = "ttt_linear_decode_step";
+using namespace scan_tensors;
 
-// t with each head's trailing block contiguous (a broadcast over the batch stays a view).
-Tensor blocks_unit(const Tensor& t) {
-  if (!t.defined()) return t;
-  const auto& s = t.strides();
-  const int64_t rows = t.shape()[2], f = t.shape()[3];
-  return s[3] == 1 && (s[2] == f || rows == 1) ? t : kc::contiguous(t);
-}
-HeadBlocks blocks(const Tensor& t) {
-  return t.defined() ? HeadBlocks{t.data_ptr(), t.strides()[0], t.strides()[1]} : HeadBlocks{};
-}
-// A [B, H, T, f] view with a unit last stride (copied otherwise).
-Tensor rows_unit(const Tensor& t) { return t.strides().back() == 1 ? t : kc::contiguous(t); }
-BHTView rows(const Tensor& t) { return {t.data_ptr(), t.strides()[0], t.strides()[1], t.strides()[2]}; }
+const char* kOp = "ttt_linear_decode_step";
 
 void check_inputs(const tensor_list& in) {
   const char* names[] = {"xq", "xk", "xv", "lr", "tok", "W", "b", "accW", "accb", "ln_w", "ln_b"};
@@ -93,8 +82,8 @@ tensor_list ttt_linear_decode_step(const Tensor& xq, const Tensor& xk, const Ten
   c.s.dtype = xq.dtype();
   const std::string why = ttt_linear_decode_unsupported(xq.device(), c.s);
   if (!why.empty()) throw std::invalid_argument(std::string(kOp) + ": no kernel on " + xq.device().str() + ": " + why);
-  const Tensor q = rows_unit(xq), k = rows_unit(xk), v = rows_unit(xv);
-  const Tensor W = blocks_unit(w), bb = blocks_unit(b), aw = blocks_unit(acc_w), ab = blocks_unit(acc_b);
+  const Tensor q = unit_stride_last(xq), k = unit_stride_last(xk), v = unit_stride_last(xv);
+  const Tensor W = head_blocks_unit(w), bb = head_blocks_unit(b), aw = head_blocks_unit(acc_w), ab = head_blocks_unit(acc_b);
   const Tensor t = kc::contiguous(tok), lw = ln_w.defined() ? kc::contiguous(ln_w) : Tensor();
   const Tensor lb = ln_b.defined() ? kc::contiguous(ln_b) : Tensor();
   const TensorOptions o = opts(xq.dtype(), xq.device());
@@ -102,12 +91,12 @@ tensor_list ttt_linear_decode_step(const Tensor& xq, const Tensor& xk, const Ten
   Tensor out_mem = empty({c.s.batch, 1, c.s.heads, c.s.head_dim}, o);
   Tensor out = transpose(out_mem, 1, 2);
   Tensor next_w = empty(w.shape(), o), next_b = b.defined() ? empty(b.shape(), o) : Tensor();
-  c.xq = rows(q), c.xk = rows(k), c.xv = rows(v), c.lr = {lr.data_ptr(), lr.strides()[0], lr.strides()[1], lr.strides()[2]};
+  c.xq = bht(q), c.xk = bht(k), c.xv = bht(v), c.lr = bht(lr);
   c.tok = t.data_ptr();
-  c.w = blocks(W), c.b = blocks(bb), c.acc_w = blocks(aw), c.acc_b = blocks(ab);
+  c.w = head_blocks(W), c.b = head_blocks(bb), c.acc_w = head_blocks(aw), c.acc_b = head_blocks(ab);
   c.ln_w = lw.defined() ? lw.data_ptr() : nullptr;
   c.ln_b = lb.defined() ? lb.data_ptr() : nullptr;
-  c.out = rows(out);
+  c.out = bht(out);
   c.next_w = next_w.data_ptr();
   c.next_b = next_b.defined() ? next_b.data_ptr() : nullptr;
   if (out.numel()) backend(xq.device()).run(c);

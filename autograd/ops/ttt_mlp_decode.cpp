@@ -14,30 +14,16 @@
 #include "autograd/node.h"
 #include "autograd/ops.h"
 #include "autograd/ops/kernel_calls.h"
+#include "autograd/ops/ttt_scan_tensors.h"
 #include "kernels/ttt_mlp_decode.h"
 
 namespace ttt {
 
 namespace {
 
-const char* kOp = "ttt_mlp_decode_step";
+using namespace scan_tensors;
 
-// t with each head's trailing block contiguous (a broadcast over the batch stays a view).
-Tensor blocks_unit(const Tensor& t) {
-  if (!t.defined()) return t;
-  const auto& s = t.strides();
-  return s[3] == 1 && (s[2] == t.shape()[3] || t.shape()[2] == 1) ? t : kc::contiguous(t);
-}
-HeadBlocks blocks(const Tensor& t) {
-  return t.defined() ? HeadBlocks{t.data_ptr(), t.strides()[0], t.strides()[1]} : HeadBlocks{};
-}
-bool aligned16(const Tensor& t) {
-  const int64_t per16 = 16 / static_cast<int64_t>(dtype_size(t.dtype()));
-  return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0 && t.strides()[0] % per16 == 0 &&
-         t.strides()[1] % per16 == 0 && t.strides()[2] % per16 == 0;
-}
-Tensor rows_unit(const Tensor& t) { return t.strides().back() == 1 ? t : kc::contiguous(t); }
-BHTView rows(const Tensor& t) { return {t.data_ptr(), t.strides()[0], t.strides()[1], t.strides()[2]}; }
+const char* kOp = "ttt_mlp_decode_step";
 
 }  // namespace
 
@@ -87,22 +73,22 @@ tensor_list ttt_mlp_decode_step(const Tensor& xq, const Tensor& xk, const Tensor
   c.s.eps = eps, c.s.ln_residual = ln_w.defined(), c.s.bias = bias, c.s.commit = commit, c.s.dtype = xq.dtype();
   const std::string why = ttt_mlp_decode_unsupported(xq.device(), c.s);
   if (!why.empty()) throw std::invalid_argument(std::string(kOp) + ": no kernel on " + xq.device().str() + ": " + why);
-  const Tensor q = rows_unit(xq), k = rows_unit(xk), v = rows_unit(xv), t = kc::contiguous(tok);
+  const Tensor q = unit_stride_last(xq), k = unit_stride_last(xk), v = unit_stride_last(xv), t = kc::contiguous(tok);
   const Tensor lw = ln_w.defined() ? kc::contiguous(ln_w) : Tensor(), lb = ln_b.defined() ? kc::contiguous(ln_b) : Tensor();
   const TensorOptions o = opts(xq.dtype(), xq.device());
   tensor_list wu(4), au(4), next(4);
   for (int i = 0; i < 4; ++i) {
-    wu[i] = blocks_unit(w[i]), au[i] = blocks_unit(acc[i]);
-    if (i == 2 && !aligned16(wu[i])) wu[i] = kc::contiguous(wu[i]);  // the CUDA kernel reads W2's rows 16 bytes at a time
+    // The CUDA kernel reads W2's rows 16 bytes at a time.
+    wu[i] = head_blocks_unit(w[i], /*aligned=*/i == 2), au[i] = head_blocks_unit(acc[i]);
     if (w[i].defined()) next[i] = empty(shapes[i], o);
-    c.w[i] = blocks(wu[i]), c.acc[i] = blocks(au[i]);
+    c.w[i] = head_blocks(wu[i]), c.acc[i] = head_blocks(au[i]);
     c.next[i] = next[i].defined() ? next[i].data_ptr() : nullptr;
   }
   Tensor out_mem = empty({B, 1, H, f}, o);  // [B, 1, H, f] memory: merging the heads is a view
   Tensor out = transpose(out_mem, 1, 2);
-  c.xq = rows(q), c.xk = rows(k), c.xv = rows(v), c.lr = {lr.data_ptr(), lr.strides()[0], lr.strides()[1], lr.strides()[2]};
+  c.xq = bht(q), c.xk = bht(k), c.xv = bht(v), c.lr = bht(lr);
   c.tok = t.data_ptr(), c.ln_w = lw.defined() ? lw.data_ptr() : nullptr, c.ln_b = lb.defined() ? lb.data_ptr() : nullptr;
-  c.out = rows(out);
+  c.out = bht(out);
   if (out.numel()) backend(xq.device()).run(c);
   tensor_list r = {out};
   r.insert(r.end(), next.begin(), next.end());

@@ -11,7 +11,8 @@
 
 #include "autograd/ops.h"
 #include "autograd/ops/kernel_calls.h"
-#include "kernels/ttt_linear_scan.h"  // BHTView
+#include "kernels/ttt_linear_decode.h"  // HeadBlocks
+#include "kernels/ttt_linear_scan.h"    // BHTView
 
 namespace ttt::scan_tensors {
 
@@ -25,6 +26,23 @@ inline Tensor unit_last(const Tensor& t) {
   return s.back() == 1 && aligned ? t : kc::contiguous(t);
 }
 inline BHTView bht(const Tensor& t) { return {t.data_ptr(), t.strides()[0], t.strides()[1], t.strides()[2]}; }
+// A [B, H, rows, c] state tensor with each head's trailing [rows, c] block contiguous (a broadcast over
+// the batch stays a view), or a contiguous copy; `aligned`: also 16-byte aligned blocks and strides
+// (kernels that read rows in 16-byte pieces). Undefined stays undefined.
+inline Tensor head_blocks_unit(const Tensor& t, bool aligned = false) {
+  if (!t.defined()) return t;
+  const auto& s = t.strides();
+  const int64_t per16 = 16 / static_cast<int64_t>(dtype_size(t.dtype()));
+  const bool dense = s[3] == 1 && (s[2] == t.shape()[3] || t.shape()[2] == 1);
+  const bool al = reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0 && s[0] % per16 == 0 && s[1] % per16 == 0 &&
+                  s[2] % per16 == 0;
+  return dense && (!aligned || al) ? t : kc::contiguous(t);
+}
+inline HeadBlocks head_blocks(const Tensor& t) {
+  return t.defined() ? HeadBlocks{t.data_ptr(), t.strides()[0], t.strides()[1]} : HeadBlocks{};
+}
+// A [B, H, T, f] tensor with a unit last stride (a copy otherwise).
+inline Tensor unit_stride_last(const Tensor& t) { return t.strides().back() == 1 ? t : kc::contiguous(t); }
 // The data of an already contiguous tensor (null when undefined).
 inline void* ptr(const Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
 // A contiguous t, or undefined when t is.

@@ -47,33 +47,19 @@ void decode_typed(TTTLinearDecodeStep& c) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t bi = 0; bi < s.batch; ++bi)
     for (int64_t h = 0; h < s.heads; ++h) {
-      const auto row = [&](const BHTView& v) { return static_cast<const S*>(v.data) + bi * v.sb + h * v.sh; };
-      const auto block = [&](const HeadBlocks& m) {
-        return m.data ? static_cast<const S*>(m.data) + bi * m.sb + h * m.sh : nullptr;
-      };
-      const S *xq = row(c.xq), *xk = row(c.xk), *xv = row(c.xv);
-      const double lr = static_cast<double>(*row(c.lr));
-      const S *W = block(c.w), *acc_w = block(c.acc_w);
-      const S *b = s.bias ? block(c.b) : nullptr, *acc_b = s.bias ? block(c.acc_b) : nullptr;
-      Vec Z(f), G(f), xh(f), gx(f), tgt(f), lw(f, 1.0), lb(f, 0.0);
-      if (s.ln_residual)
-        for (int64_t j = 0; j < f; ++j) {
-          lw[j] = static_cast<const S*>(c.ln_w)[h * f + j];
-          lb[j] = static_cast<const S*>(c.ln_b)[h * f + j];
-        }
+      const S *xq = row_at<S>(c.xq, bi, h), *xk = row_at<S>(c.xk, bi, h), *xv = row_at<S>(c.xv, bi, h);
+      const double lr = static_cast<double>(*row_at<S>(c.lr, bi, h));
+      const S *W = block_at<S>(c.w, bi, h), *acc_w = block_at<S>(c.acc_w, bi, h);
+      const S *b = s.bias ? block_at<S>(c.b, bi, h) : nullptr, *acc_b = s.bias ? block_at<S>(c.acc_b, bi, h) : nullptr;
+      Vec Z(f), G, lw, lb;
+      ln_affine<S>(c.ln_w, c.ln_b, h, f, s.ln_residual, lw, lb);
       // Z = xk W + b, and its gradient G.
       for (int64_t j = 0; j < f; ++j) {
         double z = b ? static_cast<double>(b[j]) : 0.0;
         for (int64_t i = 0; i < f; ++i) z += static_cast<double>(xk[i]) * static_cast<double>(W[i * f + j]);
         Z[j] = z;
       }
-      double sig = 0;
-      if (s.ln_residual) {
-        for (int64_t j = 0; j < f; ++j) tgt[j] = static_cast<double>(xv[j]) - static_cast<double>(xk[j]);
-        ln_l2_grad_row(Z.data(), tgt.data(), lw.data(), lb.data(), f, s.eps, xh.data(), &sig, gx.data(), G.data());
-      } else {
-        for (int64_t j = 0; j < f; ++j) G[j] = Z[j] - static_cast<double>(xv[j]);
-      }
+      token_loss_grad(Z, xv, xk, lw, lb, f, s.eps, s.ln_residual, G);
       // The accumulators with this token, the weights they give, and z̄ = xq W̄ + b̄.
       S* next_w = static_cast<S*>(c.next_w) + (bi * s.heads + h) * f * f;
       S* next_b = s.bias ? static_cast<S*>(c.next_b) + (bi * s.heads + h) * f : nullptr;
@@ -92,13 +78,7 @@ void decode_typed(TTTLinearDecodeStep& c) {
           zbar[j] += static_cast<double>(xq[i]) * wbar;
           next_w[i * f + j] = static_cast<S>(s.commit ? wbar : a);
         }
-      S* out = static_cast<S*>(c.out.data) + bi * c.out.sb + h * c.out.sh;
-      if (s.ln_residual) {
-        normalize_row(zbar.data(), f, s.eps, xh.data(), &sig);
-        for (int64_t j = 0; j < f; ++j) out[j] = static_cast<S>(static_cast<double>(xq[j]) + lw[j] * xh[j] + lb[j]);
-      } else {
-        for (int64_t j = 0; j < f; ++j) out[j] = static_cast<S>(zbar[j]);
-      }
+      token_output(static_cast<S*>(c.out.data) + bi * c.out.sb + h * c.out.sh, xq, zbar, lw, lb, f, s.eps, s.ln_residual);
     }
 }
 

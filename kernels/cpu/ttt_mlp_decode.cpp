@@ -48,28 +48,20 @@ void decode_typed(TTTMLPDecodeStep& c) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t bi = 0; bi < s.batch; ++bi)
     for (int64_t h = 0; h < s.heads; ++h) {
-      const auto row = [&](const BHTView& v) { return static_cast<const S*>(v.data) + bi * v.sb + h * v.sh; };
-      const auto block = [&](const HeadBlocks& m) {
-        return m.data ? static_cast<const S*>(m.data) + bi * m.sb + h * m.sh : nullptr;
-      };
-      const S *xq = row(c.xq), *xk = row(c.xk), *xv = row(c.xv);
-      const double lr = static_cast<double>(*row(c.lr));
+      const S *xq = row_at<S>(c.xq, bi, h), *xk = row_at<S>(c.xk, bi, h), *xv = row_at<S>(c.xv, bi, h);
+      const double lr = static_cast<double>(*row_at<S>(c.lr, bi, h));
       const S* W[4];
       const S* A[4];
       S* N[4];
       for (int k = 0; k < 4; ++k) {
         const bool used = k % 2 == 0 || s.bias;
-        W[k] = used ? block(c.w[k]) : nullptr;
-        A[k] = used ? block(c.acc[k]) : nullptr;
+        W[k] = used ? block_at<S>(c.w[k], bi, h) : nullptr;
+        A[k] = used ? block_at<S>(c.acc[k], bi, h) : nullptr;
         N[k] = used ? static_cast<S*>(c.next[k]) + (bi * s.heads + h) * sizes[k] : nullptr;
       }
       const auto val = [](const S* p, int64_t i) { return p ? static_cast<double>(p[i]) : 0.0; };
-      Vec z1(hd), x2(hd), d1(hd), z2(f), G2(f), G1(hd), xh(f), gx(f), tgt(f), lw(f, 1.0), lb(f, 0.0);
-      if (s.ln_residual)
-        for (int64_t j = 0; j < f; ++j) {
-          lw[j] = static_cast<const S*>(c.ln_w)[h * f + j];
-          lb[j] = static_cast<const S*>(c.ln_b)[h * f + j];
-        }
+      Vec z1(hd), x2(hd), d1(hd), z2(f), G2, G1(hd), lw, lb;
+      ln_affine<S>(c.ln_w, c.ln_b, h, f, s.ln_residual, lw, lb);
       for (int64_t k = 0; k < hd; ++k) {
         double z = val(W[1], k);
         for (int64_t i = 0; i < f; ++i) z += static_cast<double>(xk[i]) * static_cast<double>(W[0][i * hd + k]);
@@ -80,13 +72,7 @@ void decode_typed(TTTMLPDecodeStep& c) {
         for (int64_t k = 0; k < hd; ++k) z += x2[k] * static_cast<double>(W[2][k * f + j]);
         z2[j] = z;
       }
-      double sig = 0;
-      if (s.ln_residual) {
-        for (int64_t j = 0; j < f; ++j) tgt[j] = static_cast<double>(xv[j]) - static_cast<double>(xk[j]);
-        ln_l2_grad_row(z2.data(), tgt.data(), lw.data(), lb.data(), f, s.eps, xh.data(), &sig, gx.data(), G2.data());
-      } else {
-        for (int64_t j = 0; j < f; ++j) G2[j] = z2[j] - static_cast<double>(xv[j]);
-      }
+      token_loss_grad(z2, xv, xk, lw, lb, f, s.eps, s.ln_residual, G2);
       for (int64_t k = 0; k < hd; ++k) {
         double p = 0;
         for (int64_t j = 0; j < f; ++j) p += G2[j] * static_cast<double>(W[2][k * f + j]);
@@ -108,13 +94,7 @@ void decode_typed(TTTMLPDecodeStep& c) {
       for (int64_t j = 0; j < f; ++j) zbar[j] = s.bias ? update(3, j, G2[j]) : 0.0;
       for (int64_t k = 0; k < hd; ++k)
         for (int64_t j = 0; j < f; ++j) zbar[j] += hq[k] * update(2, k * f + j, x2[k] * G2[j]);
-      S* out = static_cast<S*>(c.out.data) + bi * c.out.sb + h * c.out.sh;
-      if (s.ln_residual) {
-        normalize_row(zbar.data(), f, s.eps, xh.data(), &sig);
-        for (int64_t j = 0; j < f; ++j) out[j] = static_cast<S>(static_cast<double>(xq[j]) + lw[j] * xh[j] + lb[j]);
-      } else {
-        for (int64_t j = 0; j < f; ++j) out[j] = static_cast<S>(zbar[j]);
-      }
+      token_output(static_cast<S*>(c.out.data) + bi * c.out.sb + h * c.out.sh, xq, zbar, lw, lb, f, s.eps, s.ln_residual);
     }
 }
 

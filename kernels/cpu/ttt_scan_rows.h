@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "kernels/ttt_linear_decode.h"
 #include "kernels/ttt_linear_scan.h"
 
 namespace ttt::cpu_impl::scan_rows {
@@ -127,6 +128,58 @@ void reduce_over_batch(void* dst, int64_t batch, int64_t heads, int64_t size, Pa
       for (int64_t b = 0; b < batch; ++b) sum += part(b * heads + h)[i];
       static_cast<S*>(dst)[h * size + i] = static_cast<S>(sum);
     }
+}
+
+// --- the decode steps' per-(batch, head) pieces (ttt_linear_decode.cpp, ttt_mlp_decode.cpp) ----------
+
+// The (b, h) row of a [B, H, T, c] view, and the (b, h) block of a state tensor (null without data).
+template <class S>
+const S* row_at(const BHTView& v, int64_t b, int64_t h) {
+  return static_cast<const S*>(v.data) + b * v.sb + h * v.sh;
+}
+template <class S>
+const S* block_at(const HeadBlocks& m, int64_t b, int64_t h) {
+  return m.data ? static_cast<const S*>(m.data) + b * m.sb + h * m.sh : nullptr;
+}
+
+// The inner LayerNorm's weight and bias of head h (1 and 0 without ln).
+template <class S>
+void ln_affine(const void* w, const void* b, int64_t h, int64_t f, bool ln, Vec& lw, Vec& lb) {
+  lw.assign(f, 1.0);
+  lb.assign(f, 0.0);
+  if (!ln) return;
+  for (int64_t j = 0; j < f; ++j) {
+    lw[j] = static_cast<const S*>(w)[h * f + j];
+    lb[j] = static_cast<const S*>(b)[h * f + j];
+  }
+}
+
+// G = ∂ℓ/∂z for one token: the LN-L2 gradient with target xv − xk (ln), else z − xv.
+template <class S>
+void token_loss_grad(const Vec& z, const S* xv, const S* xk, const Vec& lw, const Vec& lb, int64_t f, double eps,
+                     bool ln, Vec& G) {
+  G.assign(f, 0.0);
+  if (!ln) {
+    for (int64_t j = 0; j < f; ++j) G[j] = z[j] - static_cast<double>(xv[j]);
+    return;
+  }
+  Vec tgt(f), xh(f), gx(f);
+  double sig = 0;
+  for (int64_t j = 0; j < f; ++j) tgt[j] = static_cast<double>(xv[j]) - static_cast<double>(xk[j]);
+  ln_l2_grad_row(z.data(), tgt.data(), lw.data(), lb.data(), f, eps, xh.data(), &sig, gx.data(), G.data());
+}
+
+// out = xq + LN(z̄) (ln) or z̄ for one token.
+template <class S>
+void token_output(S* out, const S* xq, const Vec& zbar, const Vec& lw, const Vec& lb, int64_t f, double eps, bool ln) {
+  if (!ln) {
+    for (int64_t j = 0; j < f; ++j) out[j] = static_cast<S>(zbar[j]);
+    return;
+  }
+  Vec xh(f);
+  double sig = 0;
+  normalize_row(zbar.data(), f, eps, xh.data(), &sig);
+  for (int64_t j = 0; j < f; ++j) out[j] = static_cast<S>(static_cast<double>(xq[j]) + lw[j] * xh[j] + lb[j]);
 }
 
 // Calls fn(double{}) or fn(float{}) by the storage dtype.

@@ -8,6 +8,7 @@
 // The step is latency bound (12 blocks at batch 1 read 2 × 16 KB each): one kernel instead of the
 // scan over the open mini-batch plus four copies is the point, not the arithmetic.
 #include "kernels/cuda/cuda_backend.cuh"
+#include "kernels/cuda/ttt_decode_rows.cuh"
 #include "kernels/ttt_linear_decode.h"
 
 namespace ttt::cuda_impl {
@@ -16,28 +17,6 @@ namespace {
 
 constexpr int kDecodeThreads = 256;
 constexpr int kDecodeMaxF = 128;
-
-// Sum of v over the block's threads (every thread gets it). red: kDecodeThreads / 32 floats of scratch.
-__device__ float block_sum(float v, float* red) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  __syncthreads();  // red may still be read by a previous call
-  if (lane == 0) red[warp] = v;
-  __syncthreads();
-  float s = 0;
-#pragma unroll
-  for (int w = 0; w < kDecodeThreads / 32; ++w) s += red[w];
-  return s;
-}
-
-// Row statistics of the f values held by threads j < f (others pass anything): x̂ = (v − μ)/σ.
-__device__ float normalized(float v, bool owner, int f, float eps, float* red, float* sig) {
-  const float mu = block_sum(owner ? v : 0.f, red) / f;
-  const float d = owner ? v - mu : 0.f;
-  const float var = block_sum(d * d, red) / f;
-  *sig = sqrtf(var + eps);
-  return d / *sig;
-}
 
 // The call's fields as a kernel argument (a FusedCall has virtual functions: not passable by value).
 struct DecodeArgs {
@@ -95,16 +74,8 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_kernel(DecodeArgs c) {
     for (int p = 0; p < P; ++p) z += part[p * f + t];
   }
   // G = ∂ℓ/∂Z (ln_fused_l2_bwd, or Z − xv), scaled by lr.
-  float g;
-  if (s.ln_residual) {
-    float sig;
-    const float xh = normalized(z, owner, f, static_cast<float>(s.eps), red, &sig);
-    const float gx = owner ? (lw * xh + lb - (v - k)) * lw : 0.f;
-    const float m1 = block_sum(gx, red) / f, m2 = block_sum(gx * xh, red) / f;
-    g = (gx - m1 - xh * m2) / sig;
-  } else {
-    g = z - v;
-  }
+  const float g = decode_rows::loss_grad<kDecodeThreads>(z, v, k, lw, lb, s.ln_residual, owner, f,
+                                                        static_cast<float>(s.eps), red);
   float zbar = 0;
   if (owner) {
     gp[t] = lr * g;
@@ -132,13 +103,7 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_kernel(DecodeArgs c) {
   if (owner)
     for (int p = 0; p < P; ++p) zbar += part[p * f + t];
   float* out = static_cast<float*>(c.out.data) + bi * c.out.sb + h * c.out.sh;
-  if (s.ln_residual) {
-    float sig;
-    const float xh = normalized(zbar, owner, f, static_cast<float>(s.eps), red, &sig);
-    if (owner) out[t] = q + lw * xh + lb;
-  } else if (owner) {
-    out[t] = zbar;
-  }
+  decode_rows::write_output<kDecodeThreads>(out, zbar, q, lw, lb, s.ln_residual, owner, f, static_cast<float>(s.eps), red);
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 // float32 only (float64 runs on the CPU reference); f in {16, 32, 64}, h a multiple of 256 / f and
 // at most kMlpMaxHidden.
 #include "kernels/cuda/cuda_backend.cuh"
+#include "kernels/cuda/ttt_decode_rows.cuh"
 #include "kernels/scalar_math.h"
 #include "kernels/ttt_mlp_decode.h"
 
@@ -28,26 +29,6 @@ struct MlpArgs {  // the call's fields (a FusedCall has virtual functions: not a
   const void *ln_w, *ln_b;
   void* next[4];
 };
-
-// Sum of v over the block (every thread gets it); red: 8 floats of scratch.
-__device__ float mlp_block_sum(float v, float* red) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  __syncthreads();
-  if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = v;
-  __syncthreads();
-  float s = 0;
-#pragma unroll
-  for (int w = 0; w < kMlpThreads / 32; ++w) s += red[w];
-  return s;
-}
-
-// x̂ of the f values held by threads j < f.
-__device__ float mlp_normalized(float v, bool owner, int f, float eps, float* red, float* sig) {
-  const float mu = mlp_block_sum(owner ? v : 0.f, red) / f;
-  const float d = owner ? v - mu : 0.f;
-  *sig = sqrtf(mlp_block_sum(d * d, red) / f + eps);
-  return d / *sig;
-}
 
 // F: head_dim as a compile-time constant, so the loops over it unroll and each thread's loads are
 // in flight together instead of one after another.
@@ -102,16 +83,8 @@ __global__ void __launch_bounds__(kMlpThreads) mlp_decode_kernel(MlpArgs c) {
     z = W[3] ? W[3][t] : 0.f;
     for (int p = 0; p < P; ++p) z += part[p * f + t];
   }
-  float g;
-  if (s.ln_residual) {
-    float sig;
-    const float xh = mlp_normalized(z, owner, f, static_cast<float>(s.eps), red, &sig);
-    const float gx = owner ? (lw * xh + lb - (v - kk)) * lw : 0.f;
-    const float m1 = mlp_block_sum(gx, red) / f, m2 = mlp_block_sum(gx * xh, red) / f;
-    g = (gx - m1 - xh * m2) / sig;
-  } else {
-    g = z - v;
-  }
+  const float g = decode_rows::loss_grad<kMlpThreads>(z, v, kk, lw, lb, s.ln_residual, owner, f,
+                                                     static_cast<float>(s.eps), red);
   float zbar = 0;
   if (owner) {
     g2[t] = lr * g;
@@ -166,13 +139,7 @@ __global__ void __launch_bounds__(kMlpThreads) mlp_decode_kernel(MlpArgs c) {
   if (owner)
     for (int p = 0; p < P; ++p) zbar += part[p * f + t];
   float* out = static_cast<float*>(c.out.data) + bi * c.out.sb + h * c.out.sh;
-  if (s.ln_residual) {
-    float sig;
-    const float xh = mlp_normalized(zbar, owner, f, static_cast<float>(s.eps), red, &sig);
-    if (owner) out[t] = q + lw * xh + lb;
-  } else if (owner) {
-    out[t] = zbar;
-  }
+  decode_rows::write_output<kMlpThreads>(out, zbar, q, lw, lb, s.ln_residual, owner, f, static_cast<float>(s.eps), red);
 }
 
 }  // namespace
