@@ -611,7 +611,8 @@ Tensor TTTMixer::decode_step(ScanState& st, const ScanInputs& in) {
 Tensor TTTMixer::decode_scan(ScanState& st, const ScanInputs& in, int64_t pos0) {
   const int64_t T = in.XQ.shape()[2], K = c_.mini_batch;
   if (T == 1 && decode_step_applies(in)) return decode_step(st, in);
-  // TTT-MLP: a prompt from the start runs the fused scan (the steps after it, the composite forms).
+  // TTT-MLP: a prompt from the start runs the fused scan (then single tokens the decode kernel, chunks
+  // the composite forms).
   const bool fresh = pos0 == 0 && st.index == 0 && !st.pending.XQ.defined();
   if (fresh && !GradMode::is_enabled() && K > 0 && (impl_ == "auto" || impl_ == "fused") && inner_->kind() == "mlp" &&
       fused_unsupported(in).empty())
