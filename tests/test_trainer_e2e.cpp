@@ -155,8 +155,8 @@ TEST_CASE("tokenizer -> data -> train -> eval -> generate, resume and SIGTERM th
     CHECK(row["decode"]["new_tokens"] == 3);
     CHECK(row["decode"]["ms_per_token"].get<double>() == doctest::Approx(1e3 * dec / 3));
     CHECK(row["decode"]["tokens_per_s"].get<double>() == doctest::Approx(2 * 3 / dec));
-    // --profile: the prefill runs the fused scan once per layer (2 blocks), and so does each of the
-    // 3 single-token decode steps after it.
+    // --profile: the prefill runs the fused scan once per layer (2 blocks); each of the 3 single-token
+    // decode steps after it runs the one-token decode kernel once per layer instead.
     const auto calls_of = [](const nlohmann::json& prof, const std::string& kernel) {
       for (const auto& k : prof["kernels"])
         if (k["kernel"] == kernel) return k["calls"].get<int64_t>();
@@ -164,7 +164,8 @@ TEST_CASE("tokenizer -> data -> train -> eval -> generate, resume and SIGTERM th
     };
     CHECK(calls_of(row["prefill_profile"], "ttt_linear_scan_fwd") == 2);
     CHECK(row["decode_profile"]["backend_calls"].get<int64_t>() > 0);
-    CHECK(calls_of(row["decode_profile"], "ttt_linear_scan_fwd") == 2 * 3);
+    CHECK(calls_of(row["decode_profile"], "ttt_linear_scan_fwd") == 0);
+    CHECK(calls_of(row["decode_profile"], "ttt_linear_decode_step") == 2 * 3);
   }
   CHECK(!bcj.contains("seq_len"));
   // --- generate: deterministic for a seed ---------------------------------------------------------
