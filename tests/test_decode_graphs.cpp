@@ -82,7 +82,7 @@ TEST_CASE("decode graphs give the eager decode's logits") {
         decode_and_compare(p, *sg, *se, ids, prompt, steps, what);
         // 4 keys of the open mini-batch: 4 eager steps, 4 recorded, the rest replayed. TTT-Linear's
         // first step after the prompt has a key of its own, seen once (eager): the prompt left its
-        // open mini-batch's 2 tokens as they were, later steps find them in buffers of K.
+        // open mini-batch's 2 tokens in the state, and the one-token steps carry none.
         const int64_t once = mixer == "ttt_linear" ? 1 : 0;
         CHECK_MESSAGE(p.graphed.decode_graphs().recorded() == 4, what);
         CHECK_MESSAGE(p.graphed.decode_graphs().replays() == steps - 8 - once, what);

@@ -82,23 +82,18 @@ tensor_list ttt_linear_decode_step(const Tensor& xq, const Tensor& xk, const Ten
   c.s.dtype = xq.dtype();
   const std::string why = ttt_linear_decode_unsupported(xq.device(), c.s);
   if (!why.empty()) throw std::invalid_argument(std::string(kOp) + ": no kernel on " + xq.device().str() + ": " + why);
-  const Tensor q = unit_stride_last(xq), k = unit_stride_last(xk), v = unit_stride_last(xv);
+  const Tensor q = unit_last(xq), k = unit_last(xk), v = unit_last(xv);
   const Tensor W = head_blocks_unit(w), bb = head_blocks_unit(b), aw = head_blocks_unit(acc_w), ab = head_blocks_unit(acc_b);
-  const Tensor t = kc::contiguous(tok), lw = ln_w.defined() ? kc::contiguous(ln_w) : Tensor();
-  const Tensor lb = ln_b.defined() ? kc::contiguous(ln_b) : Tensor();
+  const Tensor t = kc::contiguous(tok), lw = contiguous_or_none(ln_w), lb = contiguous_or_none(ln_b);
   const TensorOptions o = opts(xq.dtype(), xq.device());
-  // out in [B, 1, H, f] memory order: merging the heads afterwards is a view.
-  Tensor out_mem = empty({c.s.batch, 1, c.s.heads, c.s.head_dim}, o);
-  Tensor out = transpose(out_mem, 1, 2);
-  Tensor next_w = empty(w.shape(), o), next_b = b.defined() ? empty(b.shape(), o) : Tensor();
+  Tensor out = empty_heads_last(xq.shape(), xq.dtype(), xq.device());  // merging the heads afterwards is a view
+  Tensor next_w = empty(w.shape(), o), next_b = empty_or_none(b, o);
   c.xq = bht(q), c.xk = bht(k), c.xv = bht(v), c.lr = bht(lr);
   c.tok = t.data_ptr();
   c.w = head_blocks(W), c.b = head_blocks(bb), c.acc_w = head_blocks(aw), c.acc_b = head_blocks(ab);
-  c.ln_w = lw.defined() ? lw.data_ptr() : nullptr;
-  c.ln_b = lb.defined() ? lb.data_ptr() : nullptr;
+  c.ln_w = ptr(lw), c.ln_b = ptr(lb);
   c.out = bht(out);
-  c.next_w = next_w.data_ptr();
-  c.next_b = next_b.defined() ? next_b.data_ptr() : nullptr;
+  c.next_w = next_w.data_ptr(), c.next_b = ptr(next_b);
   if (out.numel()) backend(xq.device()).run(c);
   return {out, next_w, next_b};
 }

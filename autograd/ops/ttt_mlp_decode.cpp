@@ -7,7 +7,6 @@
 //   b2 [B, H, 1, f]} (biases both undefined: none); acc in the same shapes, or all undefined (zero);
 //   ln_w, ln_b [H, f] or undefined (no LN + residual). next: the accumulators with this token, or
 //   with `commit` the state after the mini-batch.
-#include <cstdint>
 #include <stdexcept>
 #include <string>
 
@@ -73,21 +72,19 @@ tensor_list ttt_mlp_decode_step(const Tensor& xq, const Tensor& xk, const Tensor
   c.s.eps = eps, c.s.ln_residual = ln_w.defined(), c.s.bias = bias, c.s.commit = commit, c.s.dtype = xq.dtype();
   const std::string why = ttt_mlp_decode_unsupported(xq.device(), c.s);
   if (!why.empty()) throw std::invalid_argument(std::string(kOp) + ": no kernel on " + xq.device().str() + ": " + why);
-  const Tensor q = unit_stride_last(xq), k = unit_stride_last(xk), v = unit_stride_last(xv), t = kc::contiguous(tok);
-  const Tensor lw = ln_w.defined() ? kc::contiguous(ln_w) : Tensor(), lb = ln_b.defined() ? kc::contiguous(ln_b) : Tensor();
+  const Tensor q = unit_last(xq), k = unit_last(xk), v = unit_last(xv), t = kc::contiguous(tok);
+  const Tensor lw = contiguous_or_none(ln_w), lb = contiguous_or_none(ln_b);
   const TensorOptions o = opts(xq.dtype(), xq.device());
   tensor_list wu(4), au(4), next(4);
   for (int i = 0; i < 4; ++i) {
     // The CUDA kernel reads W2's rows 16 bytes at a time.
     wu[i] = head_blocks_unit(w[i], /*aligned=*/i == 2), au[i] = head_blocks_unit(acc[i]);
-    if (w[i].defined()) next[i] = empty(shapes[i], o);
-    c.w[i] = head_blocks(wu[i]), c.acc[i] = head_blocks(au[i]);
-    c.next[i] = next[i].defined() ? next[i].data_ptr() : nullptr;
+    next[i] = empty_or_none(w[i], o);
+    c.w[i] = head_blocks(wu[i]), c.acc[i] = head_blocks(au[i]), c.next[i] = ptr(next[i]);
   }
-  Tensor out_mem = empty({B, 1, H, f}, o);  // [B, 1, H, f] memory: merging the heads is a view
-  Tensor out = transpose(out_mem, 1, 2);
+  Tensor out = empty_heads_last(xq.shape(), xq.dtype(), xq.device());  // merging the heads afterwards is a view
   c.xq = bht(q), c.xk = bht(k), c.xv = bht(v), c.lr = bht(lr);
-  c.tok = t.data_ptr(), c.ln_w = lw.defined() ? lw.data_ptr() : nullptr, c.ln_b = lb.defined() ? lb.data_ptr() : nullptr;
+  c.tok = t.data_ptr(), c.ln_w = ptr(lw), c.ln_b = ptr(lb);
   c.out = bht(out);
   if (out.numel()) backend(xq.device()).run(c);
   tensor_list r = {out};

@@ -41,8 +41,6 @@ inline Tensor head_blocks_unit(const Tensor& t, bool aligned = false) {
 inline HeadBlocks head_blocks(const Tensor& t) {
   return t.defined() ? HeadBlocks{t.data_ptr(), t.strides()[0], t.strides()[1]} : HeadBlocks{};
 }
-// A [B, H, T, f] tensor with a unit last stride (a copy otherwise).
-inline Tensor unit_stride_last(const Tensor& t) { return t.strides().back() == 1 ? t : kc::contiguous(t); }
 // The data of an already contiguous tensor (null when undefined).
 inline void* ptr(const Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
 // A contiguous t, or undefined when t is.

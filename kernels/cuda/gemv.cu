@@ -13,17 +13,9 @@ namespace {
 
 constexpr int kGemvWarps = 8;  // output columns per block
 
-template <class T> struct Piece;  // 16 bytes of T
-template <> struct Piece<bf16> {
-  static constexpr int N = 8;
-};
-template <> struct Piece<float> {
-  static constexpr int N = 4;
-};
-
 template <class T, class TC, int M>
 __global__ void __launch_bounds__(kGemvWarps * 32) skinny_kernel(GemmArgs g) {
-  constexpr int V = Piece<T>::N;
+  constexpr int V = 16 / sizeof(T);  // elements per 16-byte piece
   const int lane = threadIdx.x % 32;
   const int64_t col = static_cast<int64_t>(blockIdx.x) * kGemvWarps + threadIdx.x / 32, batch = blockIdx.y;
   if (col >= g.n) return;
