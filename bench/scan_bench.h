@@ -17,11 +17,13 @@
 
 namespace ttt::bench {
 
-// --B --H --T --F --K --G --precision bf16|fp32 --device --reps (defaults: one 125M layer at 8 x 2048,
-// checkpoint group 4, bf16 products).
+// --B --H --T --F --K --G --precision bf16|fp32 --io bf16|fp32 --device --reps (defaults: one 125M
+// layer at 8 x 2048, checkpoint group 4, bf16 products, float32 storage of the [B, H, T, F] tensors;
+// --io bf16 stores them as bf16, as a model under autocast hands them over).
 struct ScanOptions {
   int64_t B = 8, H = 12, T = 2048, F = 64, K = 16, G = 4;
   bool low = true;
+  bool bio = false;
   Device device = cuda();
   int reps = 20;
 };
@@ -46,6 +48,10 @@ inline ScanOptions parse_scan_options(int argc, char** argv, const std::string& 
       const std::string p = next();
       if (p != "bf16" && p != "fp32") throw std::invalid_argument(prog + ": --precision bf16|fp32");
       o.low = p == "bf16";
+    } else if (a == "--io") {
+      const std::string p = next();
+      if (p != "bf16" && p != "fp32") throw std::invalid_argument(prog + ": --io bf16|fp32");
+      o.bio = p == "bf16";
     } else {
       throw std::invalid_argument(prog + ": unknown option " + a);
     }

@@ -24,6 +24,7 @@ using bench::median_ms;
 int main(int argc, char** argv) {
   try {
     const bench::ScanOptions o = bench::parse_scan_options(argc, argv, "ttt_mlp_scan_bench");
+    if (o.bio) throw std::invalid_argument("ttt_mlp_scan_bench: --io bf16 is not offered (float32 storage only)");
     TTTMLPScanShape s;
     s.batch = o.B, s.heads = o.H, s.len = o.T, s.head_dim = o.F, s.hidden = 4 * o.F, s.mini_batch = o.K;
     s.checkpoint_group = o.G, s.low_precision = o.low, s.dtype = DType::f32;

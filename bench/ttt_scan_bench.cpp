@@ -3,7 +3,7 @@
 // achieved TFLOP/s and GB/s (llm.c's habit: numbers against the device's ceilings).
 //
 // Usage: build/bin/ttt_scan_bench [--B 8] [--H 12] [--T 2048] [--F 64] [--K 16] [--G 4]
-//                                 [--precision bf16|fp32] [--device cuda] [--reps 20]
+//                                 [--precision bf16|fp32] [--io bf16|fp32] [--device cuda] [--reps 20]
 // Defaults: one layer of the paper's 125M TTT-Linear at 8 x 2048 with bf16 products (autocast).
 // Prints the median of `reps` synchronized runs. FLOPs per (batch, head) chunk of K tokens:
 // forward 6Kf² + 4K²f (XK W, XQ W, the W update; XQ XKᵀ, Mt Gp); backward counts its replay of
@@ -29,7 +29,8 @@ int main(int argc, char** argv) {
     const bench::ScanOptions o = bench::parse_scan_options(argc, argv, "ttt_scan_bench");
     TTTLinearScanShape s;
     s.batch = o.B, s.heads = o.H, s.len = o.T, s.head_dim = o.F, s.mini_batch = o.K, s.checkpoint_group = o.G;
-    s.low_precision = o.low, s.dtype = DType::f32;
+    s.low_precision = o.low, s.dtype = DType::f32, s.bf16_io = o.bio;
+    if (o.bio && !o.low) throw std::invalid_argument("ttt_scan_bench: --io bf16 comes with --precision bf16");
     const std::string why = ttt_linear_scan_unsupported(o.device, s);
     if (!why.empty()) throw std::invalid_argument("ttt_scan_bench: not covered: " + why);
     Generator g(1);
@@ -37,6 +38,7 @@ int main(int argc, char** argv) {
     // [B, T, H, F] buffers seen as [B, H, T, F] (the layer's head split of a projection).
     auto heads = [&](double std) {
       Tensor m = randn({o.B, o.T, o.H, o.F}, g, to, 0.0, std);
+      if (o.bio) m = m.to(DType::bf16);
       return m.permute({0, 2, 1, 3});
     };
     Tensor xq = heads(1), xk = heads(1), xv = heads(1), dout = heads(1);
@@ -76,10 +78,10 @@ int main(int argc, char** argv) {
     const double f_chunk = 6 * K * F * F + 4 * K * K * F;
     const double replay = static_cast<double>(o.G - 1) / static_cast<double>(o.G);
     const double fwd_flops = bh * chunks * f_chunk, bwd_flops = bh * chunks * f_chunk * (2 + replay);
-    std::printf("ttt_linear_scan B %lld H %lld T %lld F %lld K %lld G %lld, %s products, %s\n",
+    std::printf("ttt_linear_scan B %lld H %lld T %lld F %lld K %lld G %lld, %s products, %s storage, %s\n",
                 static_cast<long long>(o.B), static_cast<long long>(o.H), static_cast<long long>(o.T),
                 static_cast<long long>(o.F), static_cast<long long>(o.K), static_cast<long long>(o.G),
-                o.low ? "bf16" : "fp32", o.device.str().c_str());
+                o.low ? "bf16" : "fp32", o.bio ? "bf16" : "fp32", o.device.str().c_str());
     std::printf("  forward   %8.3f ms  %6.2f us/chunk step  %6.2f TFLOP/s  %7.1f GB/s\n", fwd, 1e3 * fwd / chunks,
                 fwd_flops / fwd * 1e-9, fc.bytes() / fwd * 1e-6);
     std::printf("  backward  %8.3f ms  %6.2f us/chunk step  %6.2f TFLOP/s  %7.1f GB/s\n", bwd, 1e3 * bwd / chunks,

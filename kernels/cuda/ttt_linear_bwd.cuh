@@ -384,7 +384,7 @@ TTT_DEV void backward_chunk(const Params& p, const BwdBases<C>& hb, BwdSmem<C>& 
   clk.mark(10);
   // B1
   Acc<2> z1, zq;
-  xw_pair<C>(z1, zq, S.ok, S.oq, B.ow, B.b, cw);
+  xw_pair<C>(z1, zq, S.ok, S.oq, B.b, cw, [&](FragB<C::MMA>& bb, int k0) { load_b(bb, B.ow, C::OS, k0, cw); });
   store_f32(z1, S.z, C::FS, 0, cw);
   attention_partial<C>(S.oq, S.ok, S.spart);
   simt::sync();

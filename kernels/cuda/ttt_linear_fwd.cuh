@@ -185,18 +185,18 @@ TTT_DEV void inner_grad_rows(const Params& p, const float* z, const float* xk, c
   }
 }
 
-// Z1 = XK W + b and Zq = XQ W + b (the warp's 16 columns cw..), W's fragments loaded once.
-template <class C>
-TTT_DEV void xw_pair(Acc<2>& z1, Acc<2>& zq, const typename C::Op* ok, const typename C::Op* oq,
-                     const typename C::Op* ow, const float* b, int cw) {
+// Z1 = XK W + b and Zq = XQ W + b (the warp's 16 columns cw..), W's fragments loaded once by
+// load_w(frag, k0) (from the operand state in smem, or from registers).
+template <class C, class LW>
+TTT_DEV void xw_pair(Acc<2>& z1, Acc<2>& zq, const typename C::Op* ok, const typename C::Op* oq, const float* b, int cw,
+                     LW&& load_w) {
 #pragma unroll
   for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
     for (int e = 0; e < 4; ++e) z1.v[nt][e] = zq.v[nt][e] = b[acc_col(cw, nt, e)];
   gemm_tile_pair<C, C::F / 16>(
       z1, zq, [&](FragA<C::MMA>& a, int k0) { load_a(a, ok, C::OS, 0, k0); },
-      [&](FragA<C::MMA>& a, int k0) { load_a(a, oq, C::OS, 0, k0); },
-      [&](FragB<C::MMA>& bb, int k0) { load_b(bb, ow, C::OS, k0, cw); });
+      [&](FragA<C::MMA>& a, int k0) { load_a(a, oq, C::OS, 0, k0); }, load_w);
 }
 
 // Z (the warp's 16 columns cw..) = X W + b, X an operand tile, W the operand state.
@@ -328,7 +328,7 @@ TTT_DEV void fwd_block(const Params& p, int bh, char* smem) {
     }
     // F1
     Acc<2> z1, zq;
-    xw_pair<C>(z1, zq, S.ok, S.oq, S.ow, S.b, cw);
+    xw_pair<C>(z1, zq, S.ok, S.oq, S.b, cw, [&](FragB<C::MMA>& bb, int k0) { load_b(bb, S.ow, C::OS, k0, cw); });
     store_f32(z1, S.z, C::FS, 0, cw);
     attention_partial<C>(S.oq, S.ok, S.spart);
     simt::sync();

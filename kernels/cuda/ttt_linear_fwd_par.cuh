@@ -8,7 +8,8 @@
 //    from W0, b0 over every chunk, storing what the walk stores (the state entering every G-th
 //    chunk, the final state, the accumulators of a partial last chunk) and the state entering every
 //    chunk as a snapshot (W as product operands, b as float32: ttt_linear_replay.cuh's layout) in a
-//    workspace the launcher allocates;
+//    workspace the launcher allocates; with bf16 storage and head_dim <= 64 one warp walks instead
+//    (ttt_linear_fwd_warp.cuh: W's snapshot in fragment order, which fwd_out_block reads as such);
 //  - the outputs (fwd_out_block, B·H·R blocks of Q chunks, FwdSmem): each chunk's F1..F4 from its
 //    snapshot, the same operands the walk multiplies (so the same results).
 // Overlapped (p.overlap, the default): one grid, the B·H walks first, then the output blocks in
@@ -17,19 +18,17 @@
 #pragma once
 
 #include "kernels/cuda/ttt_linear_bwd.cuh"
+#include "kernels/cuda/ttt_linear_fwd_warp.cuh"
 
 namespace ttt::cuda_impl::tttk {
 
-// The overlapped forward's flags, one per (b, h, range), after the snapshots (the launcher zeroes them).
-TTT_HD int64_t fwd_snapshot_floats(const Params& p, int F) {
-  return static_cast<int64_t>(p.B) * p.H * p.NC * (F * F + F);
-}
-TTT_HD unsigned* fwd_done(const Params& p, int F, int bh, int r) {
-  return reinterpret_cast<unsigned*>(p.ws + fwd_snapshot_floats(p, F)) + static_cast<int64_t>(bh) * p.R + r;
-}
-
 template <class C>
 TTT_DEV void fwd_state_block(const Params& p, int bh, char* smem) {
+  if constexpr (warp_walk<C>()) {  // ttt_linear_fwd_warp.cuh
+    static_assert(sizeof(WarpWalkSmem<C>) <= sizeof(ReplaySmem<C>), "the launchers size the walk's smem as ReplaySmem");
+    if (warp() == 0) fwd_state_warp<C>(p, bh, smem);
+    return;
+  }
   auto& S = *reinterpret_cast<ReplaySmem<C>*>(smem);
   constexpr int F = C::F;
   const int b = bh / p.H, h = bh % p.H, cw = 16 * warp();
@@ -84,7 +83,18 @@ TTT_DEV void fwd_out_block(const Params& p, int blk, char* smem) {
     const int64_t t0 = static_cast<int64_t>(k) * p.K;
     const int n = static_cast<int>(p.T - t0 < p.K ? p.T - t0 : p.K);
     simt::sync();  // the previous chunk's readers are done
-    state_in_async<C>(snapshot<C>(p, bh, k), S.ow, S.b);
+    FragB<C::MMA> wf[C::F / 16];  // the one-warp walk's snapshot: this warp's B fragments of W
+    if constexpr (warp_walk<C>()) {
+      const char* snap = snapshot<C>(p, bh, k);
+#pragma unroll
+      for (int kk = 0; kk < C::F / 16; ++kk) {
+        const U4 u = *reinterpret_cast<const U4*>(snap + snapshot_frag_offset(C::F, kk, warp(), lane()));
+        wf[kk].r[0] = u.x, wf[kk].r[1] = u.y, wf[kk].r[2] = u.z, wf[kk].r[3] = u.w;
+      }
+      for (int i = tid(); i < C::F / 4; i += C::THREADS) simt::cp_async16(S.b + 4 * i, snap + 2 * C::F * C::F + 16 * i);
+    } else {
+      state_in_async<C>(snapshot<C>(p, bh, k), S.ow, S.b);
+    }
     simt::cp_async_commit();
     next.q.store(S.xq[0], S.oq);
     next.k.store(S.xk[0], S.ok);
@@ -95,7 +105,10 @@ TTT_DEV void fwd_out_block(const Params& p, int blk, char* smem) {
     simt::sync();
     // F1
     Acc<2> z1, zq;
-    xw_pair<C>(z1, zq, S.ok, S.oq, S.ow, S.b, cw);
+    if constexpr (warp_walk<C>())
+      xw_pair<C>(z1, zq, S.ok, S.oq, S.b, cw, [&](FragB<C::MMA>& bb, int k0) { bb = wf[k0 / 16]; });
+    else
+      xw_pair<C>(z1, zq, S.ok, S.oq, S.b, cw, [&](FragB<C::MMA>& bb, int k0) { load_b(bb, S.ow, C::OS, k0, cw); });
     store_f32(z1, S.z, C::FS, 0, cw);
     attention_partial<C>(S.oq, S.ok, S.spart);
     simt::sync();
