@@ -108,6 +108,28 @@ struct PhaseClock {
   }
 };
 
+// Cycles per phase of one walk, summed in registers (a PhaseClock mark is a global read-modify-
+// write, which a walk of ~1,000 cycles a chunk would feel) and added to probe slots base.. at the end.
+template <int N>
+struct LocalPhases {
+  long long* probe;
+  long long sum[N] = {};
+  long long last = 0;
+  TTT_DEV LocalPhases(const Params& p, int bh) : probe(bh == 0 && tid() == 0 ? p.probe : nullptr) {
+    if (probe) last = simt::clock();
+  }
+  TTT_DEV void mark(int i) {
+    if (!probe) return;
+    const long long now = simt::clock();
+    sum[i] += now - last;
+    last = now;
+  }
+  TTT_DEV void flush(int base) const {
+    if (probe)
+      for (int i = 0; i < N; ++i) probe[base + i] += sum[i];
+  }
+};
+
 namespace detail {
 inline Ten ten(const BHTView& v) { return {v.data, v.sb, v.sh, v.st}; }
 // Every [.., F] row 16-byte aligned: the data pointer and the strides (elements of `elem` bytes).

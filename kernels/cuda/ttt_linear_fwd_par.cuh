@@ -8,7 +8,7 @@
 //    from W0, b0 over every chunk, storing what the walk stores (the state entering every G-th
 //    chunk, the final state, the accumulators of a partial last chunk) and the state entering every
 //    chunk as a snapshot (W as product operands, b as float32: ttt_linear_replay.cuh's layout) in a
-//    workspace the launcher allocates; with bf16 storage and head_dim <= 64 one warp walks instead
+//    workspace the launcher allocates; with bf16 storage the walk keeps W in MMA accumulators instead
 //    (ttt_linear_fwd_warp.cuh: W's snapshot in fragment order, which fwd_out_block reads as such);
 //  - the outputs (fwd_out_block, B·H·R blocks of Q chunks, FwdSmem): each chunk's F1..F4 from its
 //    snapshot, the same operands the walk multiplies (so the same results).
@@ -26,8 +26,7 @@ template <class C>
 TTT_DEV void fwd_state_block(const Params& p, int bh, char* smem) {
   if constexpr (warp_walk<C>()) {  // ttt_linear_fwd_warp.cuh
     static_assert(sizeof(WarpWalkSmem<C>) <= sizeof(ReplaySmem<C>), "the launchers size the walk's smem as ReplaySmem");
-    if (warp() == 0) fwd_state_warp<C>(p, bh, smem);
-    return;
+    return fwd_state_regs<C>(p, bh, smem);
   }
   auto& S = *reinterpret_cast<ReplaySmem<C>*>(smem);
   constexpr int F = C::F;
