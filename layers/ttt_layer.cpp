@@ -232,8 +232,10 @@ tensor_list TTTMixer::output_params() const {
 // (linear with low_output), the convs and RoPE (bf16 in, bf16 out), the scan (bf16 XQ, XK, XV in,
 // bf16 out) and the gated LayerNorm. The scan multiplies bf16 operands anyway and keeps its state
 // and sums in float32; what changes is what is stored between the ops (half the bytes: ~3
-// activations of [B, T, d_model] float32 fewer per layer) and what is cast (nothing). Decoding
-// keeps float32 (its state and the conv tails are float32). The composite forms read float32:
+// activations of [B, T, d_model] float32 fewer per layer) and what is cast (nothing). Decoding: a
+// prompt (step() with several tokens) runs so too, and TTT-Linear's prefill scan then keeps W in
+// registers (kernels/cuda/ttt_linear_fwd_warp.cuh); a single token keeps float32 (its state and the
+// conv tails are float32; the tails a bf16 prompt leaves hold bf16 values). The composite forms read float32:
 // run() casts. TTT-MLP's scan keeps the bf16 tensors but computes on float32 copies made on the way
 // in (autograd/ops/ttt_mlp_scan.cpp): the memory is saved, the casts are not (yet).
 bool TTTMixer::low_precision_io(const Tensor& x) const {
@@ -258,8 +260,17 @@ ScanInputs TTTMixer::prepare(const Tensor& x, int64_t pos0, Tensor* q_tail, Tens
     // Shared Q/K projection, then separate causal convs (ttt.py get_qkv_projections, share_qk).
     // Decoding steps the modules' convs through their tails (no checkpoint region is involved).
     Tensor xqk = linear(x, p[kQ], p[kQBias], low);
-    xq = q_tail ? conv_q_->step(xqk, *q_tail) : causal_conv1d(xqk, p[kConvQ], p[kConvQBias]);
-    xk = k_tail ? conv_k_->step(xqk, *k_tail) : causal_conv1d(xqk, p[kConvK], p[kConvKBias]);
+    // A bf16 prompt continues float32 tails: the conv steps through bf16 copies, and the tails it
+    // leaves (the prompt's last bf16 inputs) are exact in float32.
+    const auto step = [&](const CausalConv1d& conv, Tensor& tail) {
+      if (tail.dtype() == xqk.dtype()) return conv.step(xqk, tail);
+      Tensor t = cast(tail, xqk.dtype());
+      Tensor y = conv.step(xqk, t);
+      tail = cast(t, tail.dtype());
+      return y;
+    };
+    xq = q_tail ? step(*conv_q_, *q_tail) : causal_conv1d(xqk, p[kConvQ], p[kConvQBias]);
+    xk = k_tail ? step(*conv_k_, *k_tail) : causal_conv1d(xqk, p[kConvK], p[kConvKBias]);
   } else {
     xq = linear(x, p[kQ], p[kQBias], low);
     xk = linear(x, p[kK], p[kKBias], low);
@@ -538,8 +549,10 @@ Tensor TTTMixer::step(const Tensor& x, MixerState& state) {
   auto* st = dynamic_cast<TTTState*>(&state);
   require(st != nullptr, "TTT layer step: the state was not made by this layer's init_state()");
   const int64_t pos0 = st->position;
-  ScanInputs in = prepare(x, pos0, mamba_ ? &st->q_tail : nullptr, mamba_ ? &st->k_tail : nullptr, input_params(),
-                          /*low=*/false);  // decoding: float32 throughout (Note [bf16 activations])
+  // A prompt (several tokens) runs as the forward does; a single token in float32 throughout
+  // (Note [bf16 activations]).
+  const bool low = x.shape()[1] > 1 && low_precision_io(x);
+  ScanInputs in = prepare(x, pos0, mamba_ ? &st->q_tail : nullptr, mamba_ ? &st->k_tail : nullptr, input_params(), low);
   const DType dt = in.lr.dtype();
   for (Tensor& w : st->scan.W) w = cast(w, dt);
   for (Tensor& a : st->scan.acc) a = cast(a, dt);

@@ -321,8 +321,9 @@ TTT_DEV void fwd_state_regs(const Params& p, int bh, char* smem) {
     const int64_t t0 = static_cast<int64_t>(k) * p.K;
     const int n = static_cast<int>(p.T - t0 < p.K ? p.T - t0 : p.K);
     const bool commit = n == p.K;
-    if (k + kWalkAhead < p.NC) walk_prefetch<C>(p, S, xk, xv, lr, k + kWalkAhead);
-    simt::cp_async_commit();
+    // A range that ended with the chunk before: its snapshots were stored before that chunk's first
+    // barrier, and thread 0's own stores (the fence waits for them) have had a chunk to land.
+    if (p.overlap && k > 0 && (k - 1) % p.Q == p.Q - 1 && tid() == 0) simt::flag_set(fwd_done(p, F, bh, (k - 1) / p.Q));
     if (p.states && k % p.G == 0) {  // the state entering this chunk, for the backward's replay
       float* st = p.states + (static_cast<int64_t>(bh) * p.NG + k / p.G) * (F * F + F);
       W.store(st, st + F * F);
@@ -330,11 +331,13 @@ TTT_DEV void fwd_state_regs(const Params& p, int bh, char* smem) {
     ph.mark(0);
     float z[2][4];
     walk_z1<C>(S, W, buf, snapshot<C>(p, bh, k), z);
+    // The copies of a later chunk, issued while Z1's products run (the row phase waits for them).
+    if (k + kWalkAhead < p.NC) walk_prefetch<C>(p, S, xk, xv, lr, k + kWalkAhead);
+    simt::cp_async_commit();
     ph.mark(1);
     float cs[2][2];
     walk_rows<C>(p, S, buf, lw, lb, z, commit ? -tokL : 1.f, cs);  // its first barrier orders the snapshot
-    if (p.overlap && (k % p.Q == p.Q - 1 || k == p.NC - 1) && tid() == 0)
-      simt::flag_set(fwd_done(p, F, bh, k / p.Q));  // the range's snapshots are written
+    if (p.overlap && k == p.NC - 1 && tid() == 0) simt::flag_set(fwd_done(p, F, bh, k / p.Q));  // the last range
     simt::syncwarp();  // the warp's columns of S.gp are complete
     ph.mark(2);
     if (commit) {
