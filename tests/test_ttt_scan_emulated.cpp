@@ -11,7 +11,6 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
-#include <cmath>
 #include <limits>
 #include <string>
 #include <vector>
@@ -125,49 +124,6 @@ void check_case(ScanCase c, bool mma, uint64_t seed, bool bio = false) {
 }
 
 }  // namespace
-
-// The register walk's row statistics (ttt_linear_fwd_warp.cuh merge_row_partials): the LN-L2
-// gradient's μ, 1/σ, s1/F and s2/F of a row from its column blocks' sums about their own means,
-// against the direct two-pass sums in float64, on rows whose blocks sit far apart (so every shift
-// term matters) with LN weights far from 1.
-TEST_CASE("the register walk's row statistics from per-block partial sums equal the direct sums") {
-  constexpr int NB = 4, N = 16, F = NB * N;
-  Generator g(7);
-  for (int rep = 0; rep < 20; ++rep) {
-    CAPTURE(rep);
-    const std::vector<double> z0 = randn({F}, g, opts(DType::f64)).tolist<double>();
-    const std::vector<double> w = rand({F}, g, opts(DType::f64), 0.3, 1.7).tolist<double>();
-    const std::vector<double> d = randn({F}, g, opts(DType::f64)).tolist<double>();
-    std::vector<double> z(F);
-    for (int j = 0; j < F; ++j) z[j] = 3.0 * z0[j] + 8.0 * (j / N) - 10.0 + (rep % 3);  // blocks 8 apart
-    alignas(16) float parts[NB * 8] = {};
-    for (int v = 0; v < NB; ++v) {
-      double m = 0;
-      for (int j = v * N; j < (v + 1) * N; ++j) m += static_cast<float>(z[j]);
-      m /= N;
-      double s[7] = {m, 0, 0, 0, 0, 0, 0};
-      for (int j = v * N; j < (v + 1) * N; ++j) {
-        const double u = static_cast<float>(z[j]) - m, w2 = w[j] * w[j], wd = w[j] * d[j];
-        s[1] += u * u, s[2] += w2 * u, s[3] += w2 * u * u, s[4] += wd, s[5] += wd * u, s[6] += w2;
-      }
-      for (int i = 0; i < 7; ++i) parts[v * 8 + i] = static_cast<float>(s[i]);
-    }
-    const tk::RowStats r = tk::merge_row_partials<NB, N>(parts, 8, 1e-6f);
-    double mu = 0, m2 = 0, s1 = 0, s2 = 0;
-    for (int j = 0; j < F; ++j) mu += static_cast<float>(z[j]);
-    mu /= F;
-    for (int j = 0; j < F; ++j) m2 += (static_cast<float>(z[j]) - mu) * (static_cast<float>(z[j]) - mu);
-    const double inv = 1.0 / std::sqrt(m2 / F + 1e-6);
-    for (int j = 0; j < F; ++j) {
-      const double xh = (static_cast<float>(z[j]) - mu) * inv, gx = w[j] * (w[j] * xh + d[j]);
-      s1 += gx, s2 += gx * xh;
-    }
-    CHECK(r.mu == doctest::Approx(mu).epsilon(1e-5));
-    CHECK(r.inv == doctest::Approx(inv).epsilon(1e-5));
-    CHECK(r.m1 == doctest::Approx(s1 / F).epsilon(1e-4));
-    CHECK(r.ms2 == doctest::Approx(s2 / F).epsilon(1e-4));
-  }
-}
 
 TEST_CASE("emulated CUDA scan equals the CPU reference: float32 products, head_dim 16") {
   check_case<16>({2, 2, 37, 16, 16, true, true, 2}, false, 1);  // remainder chunk, groups of 2

@@ -111,12 +111,10 @@ TTT_DEV void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memo
 template <int N>
 TTT_DEV void cp_async_wait_group() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
 // Flags between blocks of one grid (a block waits only for blocks the hardware started before it).
-// flag_set: by one thread after a block barrier. The release store orders before the flag every
-// write the block made before the barrier (the barrier synchronizes the writers with this thread,
-// and release is cumulative: CUTLASS's Semaphore::release does the same on sm_70+). No
-// __threadfence (a fence.sc.gpu): with one every 6 chunks, the forward's overlapped walk took ~400
-// cycles a chunk more than the same walk alone (scan version 8).
+// flag_set: by one thread after a block barrier; the fence makes every write the block made before
+// the barrier visible at device scope before the flag (cooperative groups' grid sync does the same).
 TTT_DEV void flag_set(unsigned* f) {
+  __threadfence();
   asm volatile("st.release.gpu.global.u32 [%0], %1;\n" ::"l"(f), "r"(1u) : "memory");
 }
 // flag_wait: each calling thread spins until the flag is set; its later reads see the setter's writes.

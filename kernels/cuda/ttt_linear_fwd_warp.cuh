@@ -13,8 +13,8 @@
 //    fragments from it directly);
 //  - the update Wᵀ[16w ..] += (−tok_L Gp[:, 16w ..])ᵀ XK needs only the warp's own columns of Gp
 //    (through a shared-memory tile and ldmatrix.trans, a __syncwarp) and XK;
-//  - only the LN-L2 gradient's row statistics cross warps: one block barrier a chunk (walk_rows:
-//    every sum the gradient needs, each warp's about its own mean, shifted exactly after).
+//  - only the LN-L2 gradient's row statistics cross warps: two block barriers a chunk (mean and M2
+//    merged with Chan's formula, then the two sums of the gradient's projection).
 // The chunk tiles come by cp.async three chunks ahead into a ring of five.
 //
 // Math: that of fwd_state_block, except that tok_L is folded into the bf16 operand −tok_L Gp (the
@@ -61,9 +61,8 @@ struct WarpWalkSmem {
   alignas(16) uint16_t xv[kWalkBufs][KP * S];
   alignas(16) float lr[kWalkBufs][KP];
   alignas(16) uint16_t gp[KP * S];      // the update's operand c·Gp, row-major [token][feature]
-  // Per warp and row, its 16 columns' sums (walk_rows), for chunk k in red[k & 1]: a warp may write
-  // chunk k + 1's before a slower one has read chunk k's (one barrier a chunk).
-  alignas(16) float red[2][C::NW][KP][8];
+  alignas(16) float red1[C::NW][KP][2];  // per warp and row: mean and M2 of its 16 columns
+  alignas(16) float red2[C::NW][KP][2];  // per warp and row: Σ gx, Σ gx x̂ over its columns
 };
 
 // One warp's part of the state: wt[nj][e] = Wᵀ[16w + g + 8(e>>1)][8nj + 2t + (e&1)]
@@ -171,90 +170,72 @@ TTT_DEV float quad_sum(float v) {
   return v + simt::shfl_xor(v, 2);
 }
 
-// A row's LN-L2 statistics from the partial sums of NB blocks of N columns (walk_rows): block v's
-// eight floats at parts + v · stride are, about its own mean m, m, Σ(z − m)², Σ w²(z − m),
-// Σ w²(z − m)², Σ w d, Σ w d (z − m), Σ w² (d = β − target). Returns μ, 1/σ, s1/F and s2/F.
-struct RowStats {
-  float mu, inv, m1, ms2;
-};
-template <int NB, int N>
-TTT_HD RowStats merge_row_partials(const float* parts, int stride, float eps) {
-  constexpr float F = NB * N;
-  float mu = 0;
-  for (int v = 0; v < NB; ++v) mu += parts[v * stride];
-  mu *= 1.f / NB;
-  float m2 = 0, a1 = 0, a2 = 0, b0 = 0, b1 = 0;  // about μ: Σ(z−μ)², Σw²(z−μ), Σw²(z−μ)², Σwd, Σwd(z−μ)
-  for (int v = 0; v < NB; ++v) {  // (parts 16-byte aligned: two 16-byte loads a block)
-    const Vec4 q0 = *reinterpret_cast<const Vec4*>(parts + v * stride);
-    const Vec4 q1 = *reinterpret_cast<const Vec4*>(parts + v * stride + 4);
-    const float dm = q0.x - mu;
-    m2 += q0.y + N * dm * dm;
-    a1 += q0.z + dm * q1.z;
-    a2 += q0.w + 2.f * dm * q0.z + dm * dm * q1.z;
-    b0 += q1.x;
-    b1 += q1.y + dm * q1.x;
-  }
-  RowStats r;
-  r.mu = mu;
-  r.inv = 1.f / sqrtf(m2 * (1.f / F) + eps);
-  r.m1 = (a1 * r.inv + b0) * (1.f / F);
-  r.ms2 = (a2 * r.inv * r.inv + b1 * r.inv) * (1.f / F);
-  return r;
-}
-
 // The chunk's row phase for the warp's columns and the rows g, g + 8 (index rh): c · lr ⊙ (the
 // LN-L2 gradient of Z1, or Z1 − XV without LN) into S.gp (the warp's columns, bf16) and its column
-// sums over the 16 rows (float32, every lane) into cs. One block barrier: the gradient
-//   G = (gx − s1/F − x̂ s2/F) / σ,  gx = w (w x̂ + β − tg),  x̂ = (z − μ) / σ,
-// needs the row sums s1 = Σ gx and s2 = Σ gx x̂, which depend on μ and σ; with d = β − tg,
-//   s1 = Σ w²(z − μ) / σ + Σ w d,   s2 = Σ w²(z − μ)² / σ² + Σ w d (z − μ) / σ,
-// and each warp's sums about its own columns' mean m (n = 16 columns) shift to μ exactly:
-//   Σ w²(z − μ) = Σ w²(z − m) + (m − μ) Σ w²,  Σ w d (z − μ) = Σ w d (z − m) + (m − μ) Σ w d,
-//   Σ w²(z − μ)² = Σ w²(z − m)² + 2(m − μ) Σ w²(z − m) + (m − μ)² Σ w²,
-// with μ and M2 = Σ (z − μ)² merged from the warps' (m, Σ (z − m)²) (Chan et al.). So every warp
-// publishes, per row, m, Σ(z − m)², Σ w²(z − m), Σ w²(z − m)², Σ w d, Σ w d (z − m) and Σ w² at
-// once, and no sum is a difference of large terms. Before the barrier the thread waits for its
-// copies of chunk k + 1 (every thread reaches it).
+// sums over the 16 rows (float32, every lane) into cs. Two block barriers (the row statistics).
+// Before the second, the thread waits for its copies of chunk k + 1 (every thread reaches it).
 template <class C>
-TTT_DEV void walk_rows(const Params& p, WarpWalkSmem<C>& S, int k, const float (&lw)[2][2], const float (&lb)[2][2],
+TTT_DEV void walk_rows(const Params& p, WarpWalkSmem<C>& S, int buf, const float (&lw)[2][2], const float (&lb)[2][2],
                        const float (&z)[2][4], float c, float (&cs)[2][2]) {
-  const int buf = k % kWalkBufs;
-  auto& red = S.red[k & 1];
   constexpr int F = C::F, SS = WarpWalkSmem<C>::S;
   const int g = lane() >> 2, t = lane() & 3, w = warp();
   FragA<true> fk, fv;  // XK, XV at the warp's columns: r[2h + rh] is (row g + 8rh, cols 16w + 8h + 2t, +1)
   load_a(fk, S.xk[buf], SS, 0, 16 * w);
   load_a(fv, S.xv[buf], SS, 0, 16 * w);
-  float x[2][2][2], d[2][2][2];  // [rh][h][e]: z, then x̂; d = β − tg
+  float x[2][2][2], tg[2][2][2];  // [rh][h][e]
 #pragma unroll
   for (int rh = 0; rh < 2; ++rh)
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const uint32_t wv = fv.r[2 * h + rh], wk = fk.r[2 * h + rh];
-      const float tg0 = p.ln ? bf_lo(wv) - bf_lo(wk) : bf_lo(wv), tg1 = p.ln ? bf_hi(wv) - bf_hi(wk) : bf_hi(wv);
-      d[rh][h][0] = lb[h][0] - tg0, d[rh][h][1] = lb[h][1] - tg1;
+      tg[rh][h][0] = p.ln ? bf_lo(wv) - bf_lo(wk) : bf_lo(wv);
+      tg[rh][h][1] = p.ln ? bf_hi(wv) - bf_hi(wk) : bf_hi(wv);
       x[rh][h][0] = z[h][2 * rh], x[rh][h][1] = z[h][2 * rh + 1];
     }
-  if (p.ln) {
+  // Round 1: each warp's mean and M2 over its 16 columns, merged over the warps (Chan et al.).
+  float inv[2] = {1.f, 1.f};
 #pragma unroll
-    for (int rh = 0; rh < 2; ++rh) {
-      const float m = quad_sum(x[rh][0][0] + x[rh][0][1] + x[rh][1][0] + x[rh][1][1]) * (1.f / 16);
-      float v[7] = {m, 0, 0, 0, 0, 0, 0};  // m, Σ(z−m)², Σw²(z−m), Σw²(z−m)², Σwd, Σwd(z−m), Σw²
+  for (int rh = 0; rh < 2; ++rh) {
+    const float m = quad_sum(x[rh][0][0] + x[rh][0][1] + x[rh][1][0] + x[rh][1][1]) * (1.f / 16);
+    float m2 = 0;
 #pragma unroll
-      for (int h = 0; h < 2; ++h)
+    for (int h = 0; h < 2; ++h)
 #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const float u = x[rh][h][e] - m, w2 = lw[h][e] * lw[h][e], wd = lw[h][e] * d[rh][h][e];
-          v[1] += u * u, v[2] += w2 * u, v[3] += w2 * u * u, v[4] += wd, v[5] += wd * u, v[6] += w2;
-        }
+      for (int e = 0; e < 2; ++e) m2 += (x[rh][h][e] - m) * (x[rh][h][e] - m);
+    m2 = quad_sum(m2);
+    if (t == 0) *reinterpret_cast<float2v*>(S.red1[w][g + 8 * rh]) = float2v{m, m2};
+  }
+  simt::sync();
+  float G[2][2][2];
 #pragma unroll
-      for (int i = 1; i < 7; ++i) v[i] = quad_sum(v[i]);
-      float* dst = red[w][g + 8 * rh];
-      if (t == 0) {
-        *reinterpret_cast<Vec4*>(dst) = Vec4{v[0], v[1], v[2], v[3]};
-        *reinterpret_cast<Vec4*>(dst + 4) = Vec4{v[4], v[5], v[6], 0.f};
-      }
+  for (int rh = 0; rh < 2; ++rh) {
+    const int r = g + 8 * rh;
+    float mu = 0, m2 = 0;
+#pragma unroll
+    for (int v = 0; v < C::NW; ++v) mu += S.red1[v][r][0];
+    mu *= 1.f / C::NW;
+#pragma unroll
+    for (int v = 0; v < C::NW; ++v) {
+      const float d = S.red1[v][r][0] - mu;
+      m2 += S.red1[v][r][1] + 16.f * d * d;
     }
+    inv[rh] = 1.f / sqrtf(m2 * (1.f / F) + p.eps);
+    float s1 = 0, s2 = 0;
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        if (p.ln) {
+          x[rh][h][e] = (x[rh][h][e] - mu) * inv[rh];                              // x̂
+          G[rh][h][e] = (lw[h][e] * x[rh][h][e] + lb[h][e] - tg[rh][h][e]) * lw[h][e];  // gx
+        } else {
+          G[rh][h][e] = x[rh][h][e] - tg[rh][h][e];
+        }
+        s1 += G[rh][h][e];
+        s2 += G[rh][h][e] * x[rh][h][e];
+      }
+    s1 = quad_sum(s1), s2 = quad_sum(s2);
+    if (t == 0) *reinterpret_cast<float2v*>(S.red2[w][r]) = float2v{s1, s2};
   }
   simt::cp_async_wait_group<kWalkAhead - 1>();  // this thread's copies of the next chunk have landed
   simt::sync();  // ... everyone's too; the row sums are in
@@ -263,30 +244,21 @@ TTT_DEV void walk_rows(const Params& p, WarpWalkSmem<C>& S, int k, const float (
 #pragma unroll
   for (int rh = 0; rh < 2; ++rh) {
     const int r = g + 8 * rh;
-    float G[2][2];
-    if (p.ln) {
-      const RowStats rs = merge_row_partials<C::NW, 16>(red[0][r], KP * 8, p.eps);
-      const float mu = rs.mu, inv = rs.inv, m1 = rs.m1, ms2 = rs.ms2;
+    float m1 = 0, m2 = 0;
 #pragma unroll
-      for (int h = 0; h < 2; ++h)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const float xh = (x[rh][h][e] - mu) * inv;
-          const float gx = lw[h][e] * (lw[h][e] * xh + d[rh][h][e]);
-          G[h][e] = (gx - m1 - xh * ms2) * inv;
-        }
-    } else {
-#pragma unroll
-      for (int h = 0; h < 2; ++h)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) G[h][e] = x[rh][h][e] + d[rh][h][e];  // z − XV (β = 0 without LN)
-    }
+    for (int v = 0; v < C::NW; ++v) m1 += S.red2[v][r][0], m2 += S.red2[v][r][1];
+    m1 *= 1.f / F, m2 *= 1.f / F;
     const float scale = c * S.lr[buf][r];  // rows past the chunk have lr 0
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const float v0 = scale * G[h][0], v1 = scale * G[h][1];
-      cs[h][0] += v0, cs[h][1] += v1;
-      *reinterpret_cast<uint32_t*>(S.gp + r * SS + 16 * w + 8 * h + 2 * t) = simt::pack_bf16(v0, v1);
+      float v[2];
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const float gr = p.ln ? (G[rh][h][e] - m1 - x[rh][h][e] * m2) * inv[rh] : G[rh][h][e];
+        v[e] = scale * gr;
+        cs[h][e] += v[e];
+      }
+      *reinterpret_cast<uint32_t*>(S.gp + r * SS + 16 * w + 8 * h + 2 * t) = simt::pack_bf16(v[0], v[1]);
     }
   }
 #pragma unroll
@@ -364,7 +336,7 @@ TTT_DEV void fwd_state_regs(const Params& p, int bh, char* smem) {
     simt::cp_async_commit();
     ph.mark(1);
     float cs[2][2];
-    walk_rows<C>(p, S, k, lw, lb, z, commit ? -tokL : 1.f, cs);  // its first barrier orders the snapshot
+    walk_rows<C>(p, S, buf, lw, lb, z, commit ? -tokL : 1.f, cs);  // its first barrier orders the snapshot
     if (p.overlap && k == p.NC - 1 && tid() == 0) simt::flag_set(fwd_done(p, F, bh, k / p.Q));  // the last range
     simt::syncwarp();  // the warp's columns of S.gp are complete
     ph.mark(2);
