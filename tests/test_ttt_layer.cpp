@@ -221,33 +221,37 @@ TEST_CASE("prefill under bf16 autocast hands the fused scan bf16 XQ, XK, XV (mod
   // convs through the float32 tails, bf16 into the scan; single tokens after it float32. With
   // bf16_io off the prompt's scan reads float32: the two prefills must differ (by the rounding), the
   // one with bf16_io must equal the autocast forward (the same ops on the same values), and both
-  // stay within bf16 tolerance of it, decoding on included.
+  // stay within bf16 tolerance of it, decoding on included. TTT-MLP prefills from the start the same way.
   const int64_t T = 19, K = 4, P = 14;
-  Tensor out[2];
-  for (bool io : {true, false}) {
-    CAPTURE(io);
-    ModelConfig cfg = tiny_ttt_config("ttt_linear", K);
-    cfg.ttt.bf16_io = io;
-    Generator g(71);
-    TTTMixer layer(cfg, g);
-    randomize(layer, 72);
-    layer.to(DType::f32);
-    NoGradGuard ng;
-    AutocastGuard ac(DType::bf16);
-    const Tensor x = rand64({2, T, cfg.d_model}, 73).to(DType::f32);
-    const Tensor ref = layer.forward(x).to(DType::f32);
-    auto st = layer.init_state(2);
-    Tensor pre;
-    CHECK(fused_forward_calls([&] { pre = layer.step(narrow(x, 1, 0, P), *st); }) == 1);
-    if (io) CHECK(max_abs_diff(pre.to(DType::f32), narrow(ref, 1, 0, P)) == 0);
-    pre = pre.to(DType::f32);
-    const Tensor one = layer.step(narrow(x, 1, P, 1), *st).to(DType::f32);
-    const Tensor y = cat({pre, one, layer.step(narrow(x, 1, P + 1, T - P - 1), *st).to(DType::f32)}, 1);
-    const double scale = max_abs_diff(ref, zeros_like(ref));
-    CHECK(max_abs_diff(y, ref) < 0.03 * scale);
-    out[io ? 1 : 0] = pre;
+  for (const char* mixer : {"ttt_linear", "ttt_mlp"}) {
+    CAPTURE(mixer);
+    const std::string kernel = std::string(mixer) + "_scan_fwd";
+    Tensor out[2];
+    for (bool io : {true, false}) {
+      CAPTURE(io);
+      ModelConfig cfg = tiny_ttt_config(mixer, K);
+      cfg.ttt.bf16_io = io;
+      Generator g(71);
+      TTTMixer layer(cfg, g);
+      randomize(layer, 72);
+      layer.to(DType::f32);
+      NoGradGuard ng;
+      AutocastGuard ac(DType::bf16);
+      const Tensor x = rand64({2, T, cfg.d_model}, 73).to(DType::f32);
+      const Tensor ref = layer.forward(x).to(DType::f32);
+      auto st = layer.init_state(2);
+      Tensor pre;
+      CHECK(backend_calls([&] { pre = layer.step(narrow(x, 1, 0, P), *st); }, kernel.c_str()) == 1);
+      if (io) CHECK(max_abs_diff(pre.to(DType::f32), narrow(ref, 1, 0, P)) == 0);
+      pre = pre.to(DType::f32);
+      const Tensor one = layer.step(narrow(x, 1, P, 1), *st).to(DType::f32);
+      const Tensor y = cat({pre, one, layer.step(narrow(x, 1, P + 1, T - P - 1), *st).to(DType::f32)}, 1);
+      const double scale = max_abs_diff(ref, zeros_like(ref));
+      CHECK(max_abs_diff(y, ref) < 0.03 * scale);
+      out[io ? 1 : 0] = pre;
+    }
+    CHECK(max_abs_diff(out[0], out[1]) > 0);
   }
-  CHECK(max_abs_diff(out[0], out[1]) > 0);
 }
 
 TEST_CASE("a prompt decoded in chunks: each chunk is one fused scan call (after a composite step, once a mini-batch completes), a single token one decode-step call; == forward") {
