@@ -82,7 +82,7 @@ TTT_DEV void fwd_out_block(const Params& p, int blk, char* smem) {
     const int64_t t0 = static_cast<int64_t>(k) * p.K;
     const int n = static_cast<int>(p.T - t0 < p.K ? p.T - t0 : p.K);
     simt::sync();  // the previous chunk's readers are done
-    FragB<C::MMA> wf[C::F / 16];  // the one-warp walk's snapshot: this warp's B fragments of W
+    FragB<C::MMA> wf[C::F / 16];  // the register walk's snapshot: this warp's B fragments of W
     if constexpr (warp_walk<C>()) {
       const char* snap = snapshot<C>(p, bh, k);
 #pragma unroll
