@@ -386,14 +386,17 @@ struct TileRegs {
 struct alignas(16) U4 {
   uint32_t x, y, z, w;
 };
+// The two bf16 halves of a packed register as floats.
+TTT_DEV float bf_lo(uint32_t w) { return bf16{static_cast<uint16_t>(w & 0xffffu)}.to_float(); }
+TTT_DEV float bf_hi(uint32_t w) { return bf16{static_cast<uint16_t>(w >> 16)}.to_float(); }
 // 8 bf16 (a U4) into float32 smem s[0..8) and, when op is non-null, the operand copy op[0..8).
 template <class C>
 TTT_DEV void widen8(const U4& u, float* s, typename C::Op* op) {
   const uint32_t w[4] = {u.x, u.y, u.z, u.w};
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
-    s[2 * i] = bf16{static_cast<uint16_t>(w[i] & 0xffffu)}.to_float();
-    s[2 * i + 1] = bf16{static_cast<uint16_t>(w[i] >> 16)}.to_float();
+    s[2 * i] = bf_lo(w[i]);
+    s[2 * i + 1] = bf_hi(w[i]);
   }
   if constexpr (C::MMA)
     if (op) *reinterpret_cast<U4*>(op) = u;

@@ -113,10 +113,6 @@ struct WalkState {
   }
 };
 
-// The two bf16 halves of a packed register as floats.
-TTT_DEV float bf_lo(uint32_t w) { return bf16{static_cast<uint16_t>(w & 0xffffu)}.to_float(); }
-TTT_DEV float bf_hi(uint32_t w) { return bf16{static_cast<uint16_t>(w >> 16)}.to_float(); }
-
 // Chunk k's XK, XV (bf16, rows past the sequence 0) and lr (0 past it) into its ring buffer.
 template <class C>
 TTT_DEV void walk_prefetch(const Params& p, WarpWalkSmem<C>& S, const uint16_t* xk, const uint16_t* xv,
