@@ -11,6 +11,8 @@
 
 #include <doctest/doctest.h>
 
+#include <vector>
+
 #include "tests/check_close.h"
 #include "tests/layer_helpers.h"
 #include "tests/simt_emulator.h"
@@ -103,4 +105,31 @@ TEST_CASE("emulated CUDA TTT-MLP backward equals the CPU reference: bf16 tensor-
   check_case<16>({2, 2, 37, 16, 16, true, true, 2}, true, 51, true);
   check_case<32>({1, 1, 21, 32, 8, false, false, 2}, true, 52, true);
   check_case<64>({1, 1, 19, 64, 16, true, true, 2}, true, 53, true);  // replayed group, remainder chunk
+}
+
+// The backward's unpadded operand matrices (SwizzledOps): each row's elements are a permutation of
+// the row's own slots, 16-byte pieces stay whole, and the eight row addresses of any ldmatrix (eight
+// consecutive rows from a multiple of 8, one piece column) fall in eight distinct 16-byte bank groups
+// of a 128-byte line, for every row length the kernels use (f = 16, 32, 64 and 4f = 256).
+TEST_CASE("SwizzledOps: rows stay permutations of themselves and ldmatrix rows meet no bank conflict") {
+  namespace tk = ttt::cuda_impl::tttk;
+  for (int ld : {16, 32, 64, 128, 256}) {
+    INFO("ld ", ld);
+    const int rows = 32;
+    std::vector<int> hits(static_cast<size_t>(rows * ld), 0);
+    for (int r = 0; r < rows; ++r)
+      for (int c = 0; c < ld; ++c) {
+        const int o = tk::swizzled_offset(r, c, ld);
+        REQUIRE(o / ld == r);
+        CHECK(o % 8 == c % 8);
+        ++hits[static_cast<size_t>(o)];
+      }
+    for (int h : hits) CHECK(h == 1);
+    for (int r0 = 0; r0 < rows; r0 += 8)
+      for (int c = 0; c < ld; c += 8) {
+        int groups = 0;
+        for (int i = 0; i < 8; ++i) groups |= 1 << ((tk::swizzled_offset(r0 + i, c, ld) * 2 / 16) % 8);
+        CHECK(groups == 0xff);
+      }
+  }
 }

@@ -214,28 +214,50 @@ template <> struct FragB<false> { const float* p; int rs, cs; };
 TTT_DEV int ldsm_q() { return lane() >> 3; }
 TTT_DEV int ldsm_i() { return lane() & 7; }
 
+// Operand matrices in shared memory are row-major with row stride ld: a plain pointer, or
+// SwizzledOps, bf16 rows of exactly ld elements (no padding) whose 16-byte pieces are XOR-permuted
+// by row (piece j of row r at piece j ^ perm(r)), so the eight row addresses of an ldmatrix fall in
+// eight distinct bank groups (CUTLASS's Swizzle<3,3,3> idea). Unpadded rows of a multiple of 128 bytes
+// send all eight to the same four banks: an 8-way conflict on every load. op_at(m, ld, r, c): where
+// element (r, c) is; c is a multiple of 8 for ldmatrix addresses, even for put_op2.
+struct SwizzledOps {
+  uint16_t* p;
+};
+TTT_DEV int swizzled_offset(int r, int c, int ld) {
+  const int ppr = ld / 8;  // 16-byte pieces per row (ld a multiple of 16)
+  const int perm = ppr >= 8 ? (r & 7) : (r / (8 / ppr)) & (ppr - 1);
+  return r * ld + (((c >> 3) ^ perm) << 3) + (c & 7);
+}
+template <class OpT>
+TTT_DEV OpT* op_at(OpT* m, int ld, int r, int c) { return m + r * ld + c; }
+TTT_DEV uint16_t* op_at(SwizzledOps m, int ld, int r, int c) { return m.p + swizzled_offset(r, c, ld); }
+
 // A from row-major [m][k] storage (row stride ld), tile at (m0, k0).
-TTT_DEV void load_a(FragA<true>& a, const uint16_t* s, int ld, int m0, int k0) {
+template <class M>
+TTT_DEV void load_a(FragA<true>& a, M s, int ld, int m0, int k0) {
   const int q = ldsm_q(), i = ldsm_i();
-  simt::ldsm_x4(a.r, s + (m0 + i + (q & 1) * 8) * ld + k0 + (q >> 1) * 8);
+  simt::ldsm_x4(a.r, op_at(s, ld, m0 + i + (q & 1) * 8, k0 + (q >> 1) * 8));
 }
 TTT_DEV void load_a(FragA<false>& a, const float* s, int ld, int m0, int k0) { a = {s + m0 * ld + k0, ld, 1}; }
 // A = Xᵀ with X row-major [k][m] (row stride ld), tile at (m0, k0).
-TTT_DEV void load_at(FragA<true>& a, const uint16_t* s, int ld, int m0, int k0) {
+template <class M>
+TTT_DEV void load_at(FragA<true>& a, M s, int ld, int m0, int k0) {
   const int q = ldsm_q(), i = ldsm_i();
-  simt::ldsm_x4_t(a.r, s + (k0 + i + (q >> 1) * 8) * ld + m0 + (q & 1) * 8);
+  simt::ldsm_x4_t(a.r, op_at(s, ld, k0 + i + (q >> 1) * 8, m0 + (q & 1) * 8));
 }
 TTT_DEV void load_at(FragA<false>& a, const float* s, int ld, int m0, int k0) { a = {s + k0 * ld + m0, 1, ld}; }
 // B = Yᵀ with Y row-major [n][k] (row stride ld), tile at (k0, n0).
-TTT_DEV void load_bt(FragB<true>& b, const uint16_t* s, int ld, int k0, int n0) {
+template <class M>
+TTT_DEV void load_bt(FragB<true>& b, M s, int ld, int k0, int n0) {
   const int q = ldsm_q(), i = ldsm_i();
-  simt::ldsm_x4(b.r, s + (n0 + i + (q >> 1) * 8) * ld + k0 + (q & 1) * 8);
+  simt::ldsm_x4(b.r, op_at(s, ld, n0 + i + (q >> 1) * 8, k0 + (q & 1) * 8));
 }
 TTT_DEV void load_bt(FragB<false>& b, const float* s, int ld, int k0, int n0) { b = {s + n0 * ld + k0, 1, ld}; }
 // B row-major [k][n] (row stride ld), tile at (k0, n0).
-TTT_DEV void load_b(FragB<true>& b, const uint16_t* s, int ld, int k0, int n0) {
+template <class M>
+TTT_DEV void load_b(FragB<true>& b, M s, int ld, int k0, int n0) {
   const int q = ldsm_q(), i = ldsm_i();
-  simt::ldsm_x4_t(b.r, s + (k0 + i + (q & 1) * 8) * ld + n0 + (q >> 1) * 8);
+  simt::ldsm_x4_t(b.r, op_at(s, ld, k0 + i + (q & 1) * 8, n0 + (q >> 1) * 8));
 }
 TTT_DEV void load_b(FragB<false>& b, const float* s, int ld, int k0, int n0) { b = {s + k0 * ld + n0, ld, 1}; }
 
@@ -332,13 +354,13 @@ TTT_DEV void store_f32(const Acc<NT>& acc, float* s, int ld, int m0, int n0, flo
     s[(r + 8) * ld + c + 1] = scale * acc.v[n][3];
   }
 }
-template <class OpT, int NT>
-TTT_DEV void store_op(const Acc<NT>& acc, OpT* s, int ld, int m0, int n0) {
+template <class M, int NT>
+TTT_DEV void store_op(const Acc<NT>& acc, M s, int ld, int m0, int n0) {
 #pragma unroll
   for (int n = 0; n < NT; ++n) {
     const int r = acc_row(m0, 0), c = acc_col(n0, n, 0);
-    put_op2(s + r * ld + c, acc.v[n][0], acc.v[n][1]);
-    put_op2(s + (r + 8) * ld + c, acc.v[n][2], acc.v[n][3]);
+    put_op2(op_at(s, ld, r, c), acc.v[n][0], acc.v[n][1]);
+    put_op2(op_at(s, ld, r + 8, c), acc.v[n][2], acc.v[n][3]);
   }
 }
 

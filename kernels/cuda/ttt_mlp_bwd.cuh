@@ -34,9 +34,9 @@ namespace ttt::cuda_impl::tttm {
 template <class C>
 struct BwdSmem {
   using Op = typename C::Op;
-  alignas(16) Op ow1[C::F * C::HS];    // W1 of the chunk
+  alignas(16) Op ow1[C::F * C::W1S];   // W1 of the chunk
   alignas(16) Op ow2[C::HD * C::WS];   // W2 of the chunk
-  alignas(16) Op odw1[C::F * C::HS];   // dW1' (the gradient of the state leaving the chunk)
+  alignas(16) Op odw1[C::F * C::W1S];  // dW1' (the gradient of the state leaving the chunk)
   alignas(16) Op odw2[C::HD * C::WS];  // dW2'
   alignas(16) Op ox2[KP * C::HS];      // X2
   alignas(16) Op oxb2[KP * C::HS];     // X̄2, then dP (B3), then dZ1 (B6)
@@ -58,9 +58,9 @@ struct BwdSmem {
   alignas(16) float s1[KP * SP];                // XQ XKᵀ (R1 .. R3), then tril(X̄2 X2ᵀ + β) (B0 .. B2)
   alignas(16) float m1raw[KP * SP];             // tril(XQ XKᵀ + β)
   alignas(16) float mt2[KP * SP];               // Mt2 (B0), then dMt2 (B1 .. B2)
-  alignas(16) float colpart[C::CB * C::F];      // the row warps' column sums of dZ̄2, then of dZ2
-  alignas(16) float dlnw[C::CB * C::F];         // the row warps' partials of dln_w, dln_b
-  alignas(16) float dlnb[C::CB * C::F];
+  alignas(16) float colpart[C::RW * C::F];      // the row warps' column sums of dZ̄2, then of dZ2
+  alignas(16) float dlnw[C::RW * C::F];         // the row warps' partials of dln_w, dln_b
+  alignas(16) float dlnb[C::RW * C::F];
   alignas(16) float dlrp[C::NW * KP];           // the warps' parts of dlr (their hidden columns)
   alignas(16) float b1[C::HD];
   alignas(16) float db1[C::HD];
@@ -71,6 +71,20 @@ struct BwdSmem {
   alignas(16) float lnw[C::F];
   alignas(16) float lnb[C::F];
   float tok[KP], lr[KP], dtok[KP];
+  // W1, dW1', W2 and dW2' as the products read and write them: unpadded bf16 rows, XOR-swizzled
+  // (SwizzledOps) with MMA; padded float32 rows without.
+  TTT_DEV auto w1() {
+    if constexpr (C::MMA) return SwizzledOps{ow1}; else return ow1;
+  }
+  TTT_DEV auto dw1() {
+    if constexpr (C::MMA) return SwizzledOps{odw1}; else return odw1;
+  }
+  TTT_DEV auto w2() {
+    if constexpr (C::MMA) return SwizzledOps{ow2}; else return ow2;
+  }
+  TTT_DEV auto dw2() {
+    if constexpr (C::MMA) return SwizzledOps{odw2}; else return odw2;
+  }
   TTT_DEV Op* ods1() { return omt1; }
   TTT_DEV Op* ods2() { return omt2; }
   TTT_DEV float* m2raw() { return s1; }
@@ -110,7 +124,7 @@ template <class C>
 TTT_DEV void add_colpart(const float* colpart, float* db2) {
   for (int c = tid(); c < C::F; c += C::THREADS) {
     float s = 0;
-    for (int w = 0; w < C::CB; ++w) s += colpart[w * C::F + c];
+    for (int w = 0; w < C::RW; ++w) s += colpart[w * C::F + c];
     db2[c] += s;
   }
 }
@@ -149,16 +163,16 @@ TTT_DEV void load_chunk(const Params& p, const InBases& hb, BwdSmem<C>& S, int b
   for (int i = tid(); i < F * HD / 4; i += C::THREADS) {
     const tttk::Vec4 v = w1[i];
     const int r = 4 * i / HD, c = 4 * i % HD;
-    put_op2(S.ow1 + r * C::HS + c, v.x, v.y);
-    put_op2(S.ow1 + r * C::HS + c + 2, v.z, v.w);
+    put_op2(op_at(S.w1(), C::W1S, r, c), v.x, v.y);
+    put_op2(op_at(S.w1(), C::W1S, r, c + 2), v.z, v.w);
   }
   const tttk::Vec4* w2 = reinterpret_cast<const tttk::Vec4*>(st + off_w2(F));
 #pragma unroll 4
   for (int i = tid(); i < HD * F / 4; i += C::THREADS) {
     const tttk::Vec4 v = w2[i];
     const int r = 4 * i / F, c = 4 * i % F;
-    put_op2(S.ow2 + r * C::WS + c, v.x, v.y);
-    put_op2(S.ow2 + r * C::WS + c + 2, v.z, v.w);
+    put_op2(op_at(S.w2(), C::WS, r, c), v.x, v.y);
+    put_op2(op_at(S.w2(), C::WS, r, c + 2), v.z, v.w);
   }
   for (int i = tid(); i < HD; i += C::THREADS) S.b1[i] = st[off_b1(F) + i];
   for (int i = tid(); i < F; i += C::THREADS) S.b2[i] = st[off_b2(F) + i];
@@ -335,8 +349,8 @@ TTT_DEV void bwd_block(const Params& p, int bh, char* smem) {
   load_ln_tok<C>(p, h, S);
   for (int i = tid(); i < HD; i += C::THREADS) S.db1[i] = S.db1p[i] = 0.f;
   for (int i = tid(); i < F; i += C::THREADS) S.db2[i] = S.db2p[i] = 0.f;
-  for (int i = tid(); i < C::CB * F; i += C::THREADS) S.dlnw[i] = S.dlnb[i] = 0.f;
-  for (int i = tid(); i < F * C::HS; i += C::THREADS) put_op(S.odw1 + i, 0.f);
+  for (int i = tid(); i < C::RW * F; i += C::THREADS) S.dlnw[i] = S.dlnb[i] = 0.f;
+  for (int i = tid(); i < F * C::W1S; i += C::THREADS) put_op(S.odw1 + i, 0.f);
   for (int i = tid(); i < HD * C::WS; i += C::THREADS) put_op(S.odw2 + i, 0.f);
   StateRegs<C> dW;
   dW.fill(0.f);
@@ -352,7 +366,7 @@ TTT_DEV void bwd_block(const Params& p, int bh, char* smem) {
   for (int i = tid(); i < F; i += C::THREADS) {
     out[off_b2(F) + i] = S.db2[i];
     float sw = 0, sb = 0;
-    for (int w = 0; w < C::CB; ++w) sw += S.dlnw[w * F + i], sb += S.dlnb[w * F + i];
+    for (int w = 0; w < C::RW; ++w) sw += S.dlnw[w * F + i], sb += S.dlnb[w * F + i];
     out[state_size(F) + i] = sw;
     out[state_size(F) + F + i] = sb;
   }
@@ -388,10 +402,10 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
   simt::sync();
   // R1
   Acc<2> z1, zq;
-  first_phase<C>(z1, zq, S.ok, S.oq, S.ow1, S.b1, S.ox2, S.s1);
+  first_phase<C>(z1, zq, S.ok, S.oq, S.w1(), C::W1S, S.b1, S.ox2, S.s1);
   simt::sync();
   // R2
-  x_w2_partial<C>(S.ox2, S.ow2, C::WS, S.part);
+  x_w2_partial<C>(S.ox2, S.w2(), C::WS, S.part);
   simt::sync();
   // R3
   inner_grad_rows<C>(p, S.part, S.b2, S.tgt, S.lr, S.lnw, S.lnb, n, S.gp2, S.og2, S.ogp2, S.z2);
@@ -400,7 +414,7 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
   // R4: −Gp1 = −lr ⊙ (G2 W2ᵀ) ⊙ gelu'(Z1); Z̄1 = Zq + Mt1 (−Gp1) (kept in zq); X̄2
   {
     Acc<2> g1;
-    neg_gp1<C>(g1, S.og2, S.ow2, C::WS, S.lr, z1);
+    neg_gp1<C>(g1, S.og2, S.w2(), C::WS, S.lr, z1);
     store_op(g1, S.ogp1, C::HS, 0, hw);
   }
   simt::syncwarp();
@@ -408,7 +422,7 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
   gelu_tile<C>(zq, S.oxb2, nullptr);
   simt::sync();
   // R5
-  x_w2_partial<C>(S.oxb2, S.ow2, C::WS, S.part);
+  x_w2_partial<C>(S.oxb2, S.w2(), C::WS, S.part);
   if (sp.cb == 0) {
     Acc<2> m;
     m.fill(0.f);
@@ -437,7 +451,7 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
   if (commit) {
     Acc<2> u;
     u.fill(0.f);
-    xy<C, C::KSPAN / 16>(u, S.ox2, C::HS, sp.k0(), S.odw2, C::WS, sp.k0(), sp.col());
+    xy<C, C::KSPAN / 16>(u, S.ox2, C::HS, sp.k0(), S.dw2(), C::WS, sp.k0(), sp.col());
     store_f32(u, S.part + sp.ks * KP * C::FS, C::FS, 0, sp.col());
   }
   simt::sync();
@@ -465,7 +479,7 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
   {
     Acc<2> d;  // dX̄2, then dZ̄1
     d.fill(0.f);
-    xyt<C, F / 16>(d, S.odzb2, C::OS, 0, S.ow2, C::WS, 0, hw);
+    xyt<C, F / 16>(d, S.odzb2, C::OS, 0, S.w2(), C::WS, 0, hw);
     xy<C, 1>(d, S.ods2(), C::KS, 0, S.ox2, C::HS, 0, hw);
 #pragma unroll
     for (int nt = 0; nt < 2; ++nt)
@@ -480,7 +494,7 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
   if (commit) {
     Acc<2> t;
     t.fill(0.f);
-    xyt<C, F / 16>(t, S.ogp2, C::OS, 0, S.odw2, C::WS, 0, hw);
+    xyt<C, F / 16>(t, S.ogp2, C::OS, 0, S.dw2(), C::WS, 0, hw);
 #pragma unroll
     for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
@@ -491,7 +505,7 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
   for (int mt = 0; mt < F / 16; ++mt) xty<C, 2>(dW.w1[mt], S.oq, C::OS, 16 * mt, S.odzb1, C::HS, hw);
   Acc<2> P, dg, u1;
   P.fill(0.f);
-  xyt<C, F / 16>(P, S.og2, C::OS, 0, S.ow2, C::WS, 0, hw);
+  xyt<C, F / 16>(P, S.og2, C::OS, 0, S.w2(), C::WS, 0, hw);
   dg.fill(0.f);
   xty<C, 2>(dg, S.omt1, C::KS, 0, S.odzb1, C::HS, hw);
   if (commit) {
@@ -499,7 +513,7 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
     for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
       for (int e = 0; e < 4; ++e) u1.v[nt][e] = S.db1p[acc_col(hw, nt, e)];
-    xy<C, F / 16>(u1, S.ok, C::OS, 0, S.odw1, C::HS, 0, hw);
+    xy<C, F / 16>(u1, S.ok, C::OS, 0, S.dw1(), C::W1S, 0, hw);
   }
   {
     float dl[2] = {0.f, 0.f};  // rows g, g + 8
@@ -533,7 +547,7 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
   {
     Acc<2> g;
     g.fill(0.f);
-    xy<C, C::KSPAN / 16>(g, S.oxb2, C::HS, sp.k0(), S.ow2, C::WS, sp.k0(), sp.col());
+    xy<C, C::KSPAN / 16>(g, S.oxb2, C::HS, sp.k0(), S.w2(), C::WS, sp.k0(), sp.col());
     store_f32(g, S.part + sp.ks * KP * C::FS, C::FS, 0, sp.col());
   }
   if (sp.cb == 0) {
@@ -549,7 +563,7 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
   simt::sync();
   // B6
   xty<C, F / 8>(dW.w2, S.ox2, C::HS, hw, S.odzb2, C::OS, 0);
-  xyt<C, F / 16>(dx2, S.odzb2, C::OS, 0, S.ow2, C::WS, 0, hw);
+  xyt<C, F / 16>(dx2, S.odzb2, C::OS, 0, S.w2(), C::WS, 0, hw);
 #pragma unroll
   for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
@@ -567,7 +581,7 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
   {
     Acc<2> a;
     a.fill(0.f);
-    xyt<C, C::KSPAN / 16>(a, S.odzb1, C::HS, sp.k0(), S.ow1, C::HS, sp.k0(), sp.col());
+    xyt<C, C::KSPAN / 16>(a, S.odzb1, C::HS, sp.k0(), S.w1(), C::W1S, sp.k0(), sp.col());
     if (sp.ks == 0) xy<C, 1>(a, S.ods1(), C::KS, 0, S.ok, C::OS, 0, sp.col());
     store_f32(a, S.part + sp.ks * KP * C::FS, C::FS, 0, sp.col());
   }
@@ -596,11 +610,11 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
   {
     Acc<2> a;
     a.fill(0.f);
-    xyt<C, C::KSPAN / 16>(a, S.oxb2, C::HS, sp.k0(), S.ow1, C::HS, sp.k0(), sp.col());
+    xyt<C, C::KSPAN / 16>(a, S.oxb2, C::HS, sp.k0(), S.w1(), C::W1S, sp.k0(), sp.col());
     if (commit) {
       Acc<2> t;
       t.fill(0.f);
-      xyt<C, C::KSPAN / 16>(t, S.ogp1, C::HS, sp.k0(), S.odw1, C::HS, sp.k0(), sp.col());
+      xyt<C, C::KSPAN / 16>(t, S.ogp1, C::HS, sp.k0(), S.dw1(), C::W1S, sp.k0(), sp.col());
 #pragma unroll
       for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
@@ -612,8 +626,8 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
   simt::sync();
   store_sum_rows<C>(S.part, S.z2, -1.f, bb.dxk, p.dxk.st, t0, n);  // − dtgt
   // dS, the gradient of the state entering this chunk, is dS' of the chunk before.
-  dW.store_w1_op(S.odw1);
-  store_op(dW.w2, S.odw2, C::WS, hw, 0);
+  dW.store_w1_op(S.dw1(), C::W1S);
+  store_op(dW.w2, S.dw2(), C::WS, hw, 0);
   for (int i = tid(); i < C::HD; i += C::THREADS) S.db1p[i] = S.db1[i];
   for (int i = tid(); i < F; i += C::THREADS) S.db2p[i] = S.db2[i];
 }

@@ -14,8 +14,9 @@
 //  - A [16, F] product contracting over the hidden units (Z2 = X2 W2, Z̄2 = X̄2 W2) is split over the
 //    warps as CB = F/16 column blocks × NKS = 4 contraction slices of F hidden units; the slices'
 //    partial tiles go to shared memory and the row phase after it adds them.
-//  - Row phases (LayerNorms, the LN-L2 gradient and its vjp) run on 16 row groups of LPR = F/8 lanes
-//    (8 columns per lane), as in the TTT-Linear kernels.
+//  - Row phases (LayerNorms, the LN-L2 gradient and its vjp) run on 16 row groups of LPR lanes
+//    (CPL = F / LPR columns per lane), as in the TTT-Linear kernels: 8 lanes at F = 16 and 32, 16 at
+//    F = 64 (Cfg says why).
 //  - Operands live in shared memory as bf16 (MMA: tensor cores, ldmatrix) or float32 (the same tiles
 //    multiplied with FMAs, exact); every elementwise value and the state are float32.
 #pragma once
@@ -48,6 +49,8 @@ using tttk::RowLane;
 using tttk::store_f32;
 using tttk::store_op;
 using tttk::store_vec;
+using tttk::SwizzledOps;
+using tttk::op_at;
 using tttk::Ten;
 
 constexpr int SP = KP + 1;  // row stride of float32 [16, 16] tiles
@@ -62,15 +65,21 @@ struct Cfg {
   using IO = float;
   static constexpr int NW = HD / 16;
   static constexpr int THREADS = 32 * NW;  // 8F: a [16, F] tile is 2 floats per thread
-  static constexpr int LPR = F / 8;        // lanes per row
-  static constexpr int CPL = 8;            // columns per lane
+  // Row phases: LPR lanes per row, CPL columns per lane. At F = 64, 16 lanes of 4 columns: the rows
+  // then spread over 8 warps instead of 4 (the other warps wait at the barrier after a row phase),
+  // and the row threads' arrays crowd the state's 64 registers a lane less.
+  static constexpr int LPR = F == 64 ? 16 : F / 8;
+  static constexpr int CPL = F / LPR;
+  static constexpr int RW = KP * LPR / 32;  // row warps: the warps holding the chunk's rows
   static constexpr int RPP = THREADS / LPR;
   static constexpr int FS = F + 4;                  // float32 row stride of [16, F] tiles
   static constexpr int OS = MMA ? F + 8 : F + 4;    // operand row stride of [., F] tiles
   static constexpr int HS = MMA ? HD + 8 : HD + 4;  // operand row stride of [., HD] tiles
   static constexpr int KS = MMA ? KP + 8 : KP + 4;  // operand row stride of [16, 16] tiles
-  // Row stride of the backward's [HD, F] operand matrices (W2, dW2'): unpadded with bf16, to fit
-  // shared memory at F = 64 (ldmatrix then meets bank conflicts on them).
+  // Row strides of the backward's operand matrices W1, dW1' [F, HD] and W2, dW2' [HD, F]: unpadded
+  // with bf16, to fit shared memory at F = 64, their rows XOR-swizzled (SwizzledOps) so that
+  // ldmatrix meets no bank conflicts on them.
+  static constexpr int W1S = MMA ? HD : HD + 4;
   static constexpr int WS = MMA ? F : F + 4;
   static constexpr int CB = F / 16;                 // column blocks of a [16, F] product
   static constexpr int NKS = NW / CB;               // contraction slices of a product over HD (4)
@@ -235,10 +244,12 @@ struct StateRegs {
     for (int mt = 0; mt < C::F / 16; ++mt) store_f32(w1[mt], st, C::HD, 16 * mt, hw, scale);
     store_f32(w2, st + off_w2(C::F), C::F, hw, 0, scale);
   }
-  // The operand copies: W1 [F, HD] (row stride HS), W2 [HD, F] (row stride OS); each warp its slice.
-  TTT_DEV void store_w1_op(typename C::Op* ow1) const {
+  // The operand copies: W1 [F, HD] (row stride ld: a pointer or SwizzledOps), W2 [HD, F] (row stride
+  // OS); each warp its slice.
+  template <class M>
+  TTT_DEV void store_w1_op(M ow1, int ld) const {
 #pragma unroll
-    for (int mt = 0; mt < C::F / 16; ++mt) store_op(w1[mt], ow1, C::HS, 16 * mt, 16 * warp());
+    for (int mt = 0; mt < C::F / 16; ++mt) store_op(w1[mt], ow1, ld, 16 * mt, 16 * warp());
   }
   TTT_DEV void store_w2_op(typename C::Op* ow2) const { store_op(w2, ow2, C::OS, 16 * warp(), 0); }
 };
@@ -246,18 +257,16 @@ struct StateRegs {
 // --- products ----------------------------------------------------------------------------------
 
 // acc (16 x 16: rows of the chunk, columns cw..) += X Y[:, cw..] over k = 16 KT, X an operand tile
-// (row stride xs, columns k0x..), Y row-major (row stride ys, rows k0y..).
-template <class C, int KT>
-TTT_DEV void xy(Acc<2>& acc, const typename C::Op* x, int xs, int k0x, const typename C::Op* y, int ys, int k0y,
-                int cw) {
+// (row stride xs, columns k0x..), Y row-major (row stride ys, rows k0y..; a pointer or SwizzledOps).
+template <class C, int KT, class Y>
+TTT_DEV void xy(Acc<2>& acc, const typename C::Op* x, int xs, int k0x, Y y, int ys, int k0y, int cw) {
   gemm_tile<C, KT>(acc, [&](FragA<C::MMA>& a, int k0) { load_a(a, x, xs, 0, k0x + k0); },
                    [&](FragB<C::MMA>& b, int k0, int n0) { load_b(b, y, ys, k0y + k0, cw + n0); });
 }
 // acc (16 x 16, columns cw..) += X Y[cw.., :]ᵀ over k = 16 KT: Y row-major with its rows as the
 // output columns (row stride ys), contraction over its columns k0y...
-template <class C, int KT>
-TTT_DEV void xyt(Acc<2>& acc, const typename C::Op* x, int xs, int k0x, const typename C::Op* y, int ys, int k0y,
-                 int cw) {
+template <class C, int KT, class Y>
+TTT_DEV void xyt(Acc<2>& acc, const typename C::Op* x, int xs, int k0x, Y y, int ys, int k0y, int cw) {
   gemm_tile<C, KT>(acc, [&](FragA<C::MMA>& a, int k0) { load_a(a, x, xs, 0, k0x + k0); },
                    [&](FragB<C::MMA>& b, int k0, int n0) { load_bt(b, y, ys, k0y + k0, cw + n0); });
 }
@@ -277,10 +286,10 @@ struct Split {
   TTT_DEV int k0() const { return ks * C::KSPAN; }
 };
 
-// Slice partial of X W2 (X an operand [16, HD] tile, W2 the operand [HD, F], row stride ws) into
-// part[ks].
-template <class C>
-TTT_DEV void x_w2_partial(const typename C::Op* x, const typename C::Op* ow2, int ws, float* part) {
+// Slice partial of X W2 (X an operand [16, HD] tile, W2 the operand [HD, F], row stride ws; a pointer
+// or SwizzledOps) into part[ks].
+template <class C, class W2>
+TTT_DEV void x_w2_partial(const typename C::Op* x, W2 ow2, int ws, float* part) {
   const Split<C> sp;
   Acc<2> acc;
   acc.fill(0.f);

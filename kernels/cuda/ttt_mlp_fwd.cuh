@@ -105,9 +105,9 @@ TTT_DEV void inner_grad_rows(const Params& p, const float* part, const float* b2
 }
 
 // F1 (warp): Z1 = XK W1 + b1 and Zq = XQ W1 + b1 over the warp's hidden units, W1's fragments once.
-template <class C>
-TTT_DEV void first_layer(Acc<2>& z1, Acc<2>& zq, const typename C::Op* ok, const typename C::Op* oq,
-                         const typename C::Op* ow1, const float* b1) {
+template <class C, class W1>
+TTT_DEV void first_layer(Acc<2>& z1, Acc<2>& zq, const typename C::Op* ok, const typename C::Op* oq, W1 ow1,
+                         int w1s, const float* b1) {
   const int hw = 16 * warp();
 #pragma unroll
   for (int nt = 0; nt < 2; ++nt)
@@ -116,7 +116,7 @@ TTT_DEV void first_layer(Acc<2>& z1, Acc<2>& zq, const typename C::Op* ok, const
   tttk::gemm_tile_pair<C, C::F / 16>(
       z1, zq, [&](FragA<C::MMA>& a, int k0) { load_a(a, ok, C::OS, 0, k0); },
       [&](FragA<C::MMA>& a, int k0) { load_a(a, oq, C::OS, 0, k0); },
-      [&](FragB<C::MMA>& b, int k0) { load_b(b, ow1, C::HS, k0, hw); });
+      [&](FragB<C::MMA>& b, int k0) { load_b(b, ow1, w1s, k0, hw); });
 }
 
 // gelu of a warp tile into an operand tile's columns hw.. (and gelu' into d1 when non-null).
@@ -136,10 +136,10 @@ TTT_DEV void gelu_tile(const Acc<2>& z, typename C::Op* out, Acc<2>* d1) {
 
 // F1 / R1: Z1, Zq (the warp's columns, registers), X2 = gelu(Z1) as an operand; the last warp
 // forms S1 = XQ XKᵀ.
-template <class C>
-TTT_DEV void first_phase(Acc<2>& z1, Acc<2>& zq, const typename C::Op* ok, const typename C::Op* oq,
-                         const typename C::Op* ow1, const float* b1, typename C::Op* ox2, float* s1) {
-  first_layer<C>(z1, zq, ok, oq, ow1, b1);
+template <class C, class W1>
+TTT_DEV void first_phase(Acc<2>& z1, Acc<2>& zq, const typename C::Op* ok, const typename C::Op* oq, W1 ow1,
+                         int w1s, const float* b1, typename C::Op* ox2, float* s1) {
+  first_layer<C>(z1, zq, ok, oq, ow1, w1s, b1);
   gelu_tile<C>(z1, ox2, nullptr);
   if (warp() == C::NW - 1) {
     Acc<2> s;
@@ -150,8 +150,8 @@ TTT_DEV void first_phase(Acc<2>& z1, Acc<2>& zq, const typename C::Op* ok, const
 }
 
 // −Gp1 = −lr ⊙ (G2 W2ᵀ) ⊙ gelu'(Z1) over the warp's hidden columns (W2 operand rows ws apart).
-template <class C>
-TTT_DEV void neg_gp1(Acc<2>& g1, const typename C::Op* og2, const typename C::Op* ow2, int ws, const float* lr,
+template <class C, class W2>
+TTT_DEV void neg_gp1(Acc<2>& g1, const typename C::Op* og2, W2 ow2, int ws, const float* lr,
                      const Acc<2>& z1) {
   g1.fill(0.f);
   xyt<C, C::F / 16>(g1, og2, C::OS, 0, ow2, ws, 0, 16 * warp());
@@ -250,7 +250,7 @@ TTT_DEV void fwd_range(const Params& p, int bh, char* smem, FwdMode mode) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) W.w2.v[nt][e] = w2[acc_row(hw, e) * F + acc_col(0, nt, e)];
   }
-  W.store_w1_op(S.ow1);
+  W.store_w1_op(S.ow1, C::HS);
   W.store_w2_op(S.ow2);
   const InBases hb(p, b, h);
   float* out = mode.replay ? nullptr : p.out.base(b, h);
@@ -277,7 +277,7 @@ TTT_DEV void fwd_range(const Params& p, int bh, char* smem, FwdMode mode) {
     if (mode.replay && k + 1 == k1) break;  // the group's last chunk is the reverse walk's
     // F1
     Acc<2> z1, zq;
-    first_phase<C>(z1, zq, S.ok, S.oq, S.ow1, S.b1, S.ox2, S.s1);
+    first_phase<C>(z1, zq, S.ok, S.oq, S.ow1, C::HS, S.b1, S.ox2, S.s1);
     simt::sync();
     // F2
     x_w2_partial<C>(S.ox2, S.ow2, C::OS, S.part);
@@ -333,7 +333,7 @@ TTT_DEV void fwd_range(const Params& p, int bh, char* smem, FwdMode mode) {
         for (int nt = 0; nt < F / 8; ++nt)
 #pragma unroll
           for (int e = 0; e < 4; ++e) W.w2.v[nt][e] += tokL * P.w2.v[nt][e];
-        W.store_w1_op(S.ow1);  // only this warp reads its columns of W1
+        W.store_w1_op(S.ow1, C::HS);  // only this warp reads its columns of W1
       } else {  // the accumulators XKᵀ Gp1, X2ᵀ Gp2 = −P
         P.store(p.acc + static_cast<int64_t>(bh) * SS, -1.f);
       }
