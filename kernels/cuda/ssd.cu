@@ -16,8 +16,12 @@
 // Arithmetic: float32 throughout, CUDA cores (no tensor cores yet); sums in a fixed order except the
 // <g, H_in> reduction and the per-token terms of dc, ddt and dw (float atomics, in shared memory). Workspace
 // (from the caller): two [B, H, K, P, N] float32 buffers in backward (one in forward) and small ones.
-// Shared memory per block is about 4·Q·(P + N + Q/2) bytes for chunk_grad (≈ 128 KB at Q = 64,
+// Shared memory per block is about 4·(2Q(P + N) + 3Q² + PN) bytes for chunk_grad (≈ 183 KB at Q = 64,
 // P = 64, N = 128): shapes that do not fit the device take the composite path (ssd_unsupported says why).
+// Tiles whose rows the lanes of a warp read side by side are padded by a float a row (pad_rows), and
+// the chunk's state H_in and its gradient g_k are staged in shared memory for the same reason (read
+// from global memory they were a cache line per lane): H200, 125M Mamba 2 at 8 × 2048, the step's
+// ssd_fwd 536 -> 147 ms and ssd_bwd 1,091 -> 567 ms (24 layers), BENCHMARKS.md. Still SIMT float32.
 #include <cuda_runtime.h>
 
 #include "kernels/cuda/cuda_backend.cuh"
@@ -43,6 +47,10 @@ struct SsdArgs {
   __device__ int64_t ichunk(int64_t b, int64_t h, int64_t k) const { return ((b * heads + h) * K + k) * P * N; }
   __device__ int64_t ic(int64_t b, int64_t h, int64_t k) const { return (b * heads + h) * K + k; }
 };
+
+// Row stride of a [rows][n] float tile in shared memory whose rows the lanes of a warp read side by side
+// (lane i row i, same column): one float of padding puts them in distinct banks whatever n is.
+__host__ __device__ inline int64_t pad_rows(int64_t n) { return n + 1; }
 
 // The tokens of chunk blockIdx.x: start t0 and count q (the last chunk may be short).
 struct ChunkPos {
@@ -128,29 +136,34 @@ __global__ void ssd_state_pass_kernel(SsdArgs a, float* __restrict__ buf, const 
   if (h_final) h_final[a.ist(b, h) + i] = state;
 }
 
-// Forward part 3: y of the chunk. smem: c[Q], dt[Q], C [Q][N], then B [Q][N] (for G) reused as
-// x̄ [Q][P], and G [Q][Q] (masked, decayed C·B).
+// Forward part 3: y of the chunk. smem: c[Q], dt[Q], C [Q][NS], then B [Q][NS] (for G) reused as
+// x̄ [Q][P], G [Q][Q] (masked, decayed C·B), and H_in [P][NS]. Rows of N floats are padded to NS = N + 1
+// (pad_rows): the lanes of a warp walk u (G) or p (the state read-out) and so read different rows,
+// which at a stride of N = 128 floats all sit in one bank.
 __global__ void ssd_chunk_out_kernel(SsdArgs a, const float* __restrict__ hin, float* __restrict__ y) {
   extern __shared__ float sm[];
   const ChunkPos cp = chunk_pos(a);
-  const int64_t Q = a.Q, P = a.P, N = a.N, q = cp.q;
+  const int64_t Q = a.Q, P = a.P, N = a.N, NS = pad_rows(N), q = cp.q;
   float* c = sm;
   float* dtv = c + Q;
   float* Cs = dtv + Q;
-  float* BX = Cs + Q * N;                 // B, then x̄
-  float* G = BX + Q * imax(P, N);
+  float* BX = Cs + Q * NS;                // B, then x̄
+  float* G = BX + Q * imax(P, NS);
+  float* Hs = G + Q * Q;
   chunk_cumsum(a, cp, c, dtv);
   for (int64_t i = threadIdx.x; i < q * N; i += blockDim.x) {
     const int64_t t = i / N, n = i % N;
-    Cs[i] = a.C[a.ibc(cp.b, cp.t0 + t, cp.g, n)];
-    BX[i] = a.B[a.ibc(cp.b, cp.t0 + t, cp.g, n)];
+    Cs[t * NS + n] = a.C[a.ibc(cp.b, cp.t0 + t, cp.g, n)];
+    BX[t * NS + n] = a.B[a.ibc(cp.b, cp.t0 + t, cp.g, n)];
   }
+  const float* H = hin + a.ichunk(cp.b, cp.h, cp.k);
+  for (int64_t i = threadIdx.x; i < P * N; i += blockDim.x) Hs[(i / N) * NS + i % N] = H[i];
   __syncthreads();
   for (int64_t i = threadIdx.x; i < q * q; i += blockDim.x) {
     const int64_t t = i / q, u = i % q;
     float acc = 0.f;
     if (u <= t) {
-      for (int64_t n = 0; n < N; ++n) acc += Cs[t * N + n] * BX[u * N + n];
+      for (int64_t n = 0; n < N; ++n) acc += Cs[t * NS + n] * BX[u * NS + n];
       acc *= expf(c[t] - c[u]);
     }
     G[i] = acc;
@@ -161,11 +174,10 @@ __global__ void ssd_chunk_out_kernel(SsdArgs a, const float* __restrict__ hin, f
     BX[i] = dtv[u] * a.x[a.ix(cp.b, cp.t0 + u, cp.h, p)];
   }
   __syncthreads();
-  const float* H = hin + a.ichunk(cp.b, cp.h, cp.k);
   for (int64_t i = threadIdx.x; i < q * P; i += blockDim.x) {
     const int64_t t = i / P, p = i % P;
     float off = 0.f;
-    for (int64_t n = 0; n < N; ++n) off += H[p * N + n] * Cs[t * N + n];
+    for (int64_t n = 0; n < N; ++n) off += Hs[p * NS + n] * Cs[t * NS + n];
     float acc = expf(c[t]) * off;
     for (int64_t u = 0; u <= t; ++u) acc += G[t * q + u] * BX[u * P + p];
     y[a.ix(cp.b, cp.t0 + t, cp.h, p)] = acc;
@@ -218,81 +230,87 @@ __global__ void ssd_dstate_pass_kernel(SsdArgs a, float* __restrict__ ebuf, cons
 
 // Backward part 3: every gradient of chunk k (formulas in kernels/cpu/ssd.cpp). Writes dx, ddt, the
 // per-head dB, dC [B, T, H, N] and the chunk's part of dA. smem: c, dt, dc, ddt_x, dw [Q] each;
-// x̄, dy [Q][P]; B, C [Q][N]; M, dM [Q][Q].
+// x̄, dy [Q][PS]; B, C [Q][NS]; M, dM and the decays L [Q][Q]; g_k [P][NS] (rows padded by one float,
+// pad_rows: lanes walking u or p then read distinct banks).
 __global__ void ssd_chunk_grad_kernel(SsdArgs a, const float* __restrict__ gbuf, const float* __restrict__ hin,
                                       const float* __restrict__ gH, float* __restrict__ dx, float* __restrict__ ddt,
                                       float* __restrict__ dBh, float* __restrict__ dCh, float* __restrict__ dA_part) {
   extern __shared__ float sm[];
   const ChunkPos cp = chunk_pos(a);
-  const int64_t Q = a.Q, P = a.P, N = a.N, q = cp.q;
+  const int64_t Q = a.Q, P = a.P, N = a.N, PS = pad_rows(P), NS = pad_rows(N), q = cp.q;
   float* c = sm;
   float* dtv = c + Q;
   float* dc = dtv + Q;
   float* ddx = dc + Q;  // Σ_p x·dx̄
   float* dw = ddx + Q;  // x̄_uᵀ g B_u
   float* xb = dw + Q;
-  float* dys = xb + Q * P;
-  float* Bs = dys + Q * P;
-  float* Cs = Bs + Q * N;
-  float* M = Cs + Q * N;
+  float* dys = xb + Q * PS;
+  float* Bs = dys + Q * PS;
+  float* Cs = Bs + Q * NS;
+  float* M = Cs + Q * NS;
   float* dM = M + Q * Q;
+  float* L = dM + Q * Q;   // e^{c_t − c_u} for u ≤ t, else 0
+  float* gs = L + Q * Q;   // g_k [P][NS]
   chunk_cumsum(a, cp, c, dtv);
   for (int64_t t = threadIdx.x; t < Q; t += blockDim.x) dc[t] = ddx[t] = dw[t] = 0.f;
   for (int64_t i = threadIdx.x; i < q * P; i += blockDim.x) {
     const int64_t t = i / P, p = i % P;
-    xb[i] = dtv[t] * a.x[a.ix(cp.b, cp.t0 + t, cp.h, p)];
-    dys[i] = a.dy ? a.dy[a.ix(cp.b, cp.t0 + t, cp.h, p)] : 0.f;
+    xb[t * PS + p] = dtv[t] * a.x[a.ix(cp.b, cp.t0 + t, cp.h, p)];
+    dys[t * PS + p] = a.dy ? a.dy[a.ix(cp.b, cp.t0 + t, cp.h, p)] : 0.f;
   }
   for (int64_t i = threadIdx.x; i < q * N; i += blockDim.x) {
     const int64_t t = i / N, n = i % N;
-    Bs[i] = a.B[a.ibc(cp.b, cp.t0 + t, cp.g, n)];
-    Cs[i] = a.C[a.ibc(cp.b, cp.t0 + t, cp.g, n)];
+    Bs[t * NS + n] = a.B[a.ibc(cp.b, cp.t0 + t, cp.g, n)];
+    Cs[t * NS + n] = a.C[a.ibc(cp.b, cp.t0 + t, cp.g, n)];
   }
-  __syncthreads();
   const float* g = gbuf + a.ichunk(cp.b, cp.h, cp.k);
+  for (int64_t i = threadIdx.x; i < P * N; i += blockDim.x) gs[(i / N) * NS + i % N] = g[i];
+  __syncthreads();
   const float* H = hin + a.ichunk(cp.b, cp.h, cp.k);
   const float cq = c[q - 1];
   // M = (C Bᵀ) ⊙ L and dM = dy x̄ᵀ, lower triangles; the decay terms R = dM ⊙ M of dc.
   for (int64_t i = threadIdx.x; i < q * q; i += blockDim.x) {
     const int64_t t = i / q, u = i % q;
-    float m = 0.f, d = 0.f;
+    float m = 0.f, d = 0.f, l = 0.f;
     if (u <= t) {
-      for (int64_t n = 0; n < N; ++n) m += Cs[t * N + n] * Bs[u * N + n];
-      m *= expf(c[t] - c[u]);
-      for (int64_t p = 0; p < P; ++p) d += dys[t * P + p] * xb[u * P + p];
+      for (int64_t n = 0; n < N; ++n) m += Cs[t * NS + n] * Bs[u * NS + n];
+      l = expf(c[t] - c[u]);
+      m *= l;
+      for (int64_t p = 0; p < P; ++p) d += dys[t * PS + p] * xb[u * PS + p];
       atomicAdd(dc + t, d * m);
       atomicAdd(dc + u, -d * m);
     }
     M[i] = m;
     dM[i] = d;
+    L[i] = l;
   }
   __syncthreads();
   // dx̄ (then dx and Σ_p x·dx̄), and dw_u = x̄_uᵀ g B_u.
   for (int64_t i = threadIdx.x; i < q * P; i += blockDim.x) {
     const int64_t u = i / P, p = i % P;
     float gb = 0.f;
-    for (int64_t n = 0; n < N; ++n) gb += g[p * N + n] * Bs[u * N + n];
+    for (int64_t n = 0; n < N; ++n) gb += gs[p * NS + n] * Bs[u * NS + n];
     float acc = expf(cq - c[u]) * gb;
-    for (int64_t t = u; t < q; ++t) acc += M[t * q + u] * dys[t * P + p];
+    for (int64_t t = u; t < q; ++t) acc += M[t * q + u] * dys[t * PS + p];
     dx[a.ix(cp.b, cp.t0 + u, cp.h, p)] = dtv[u] * acc;
     atomicAdd(ddx + u, a.x[a.ix(cp.b, cp.t0 + u, cp.h, p)] * acc);
-    atomicAdd(dw + u, xb[i] * gb);
+    atomicAdd(dw + u, xb[u * PS + p] * gb);
   }
   // dC (and the state read-out's part of dc) and dB.
   for (int64_t i = threadIdx.x; i < q * N; i += blockDim.x) {
     const int64_t t = i / N, n = i % N;
     float hdy = 0.f;
-    for (int64_t p = 0; p < P; ++p) hdy += H[p * N + n] * dys[t * P + p];
+    for (int64_t p = 0; p < P; ++p) hdy += H[p * N + n] * dys[t * PS + p];
     const float et = expf(c[t]);
     float acc = et * hdy;
-    for (int64_t u = 0; u <= t; ++u) acc += dM[t * q + u] * expf(c[t] - c[u]) * Bs[u * N + n];
+    for (int64_t u = 0; u <= t; ++u) acc += dM[t * q + u] * L[t * q + u] * Bs[u * NS + n];
     dCh[((cp.b * a.len + cp.t0 + t) * a.heads + cp.h) * N + n] = acc;
-    atomicAdd(dc + t, et * Cs[i] * hdy);
+    atomicAdd(dc + t, et * Cs[t * NS + n] * hdy);
     const int64_t u = t;  // the same (token, n) pair as a key: dB
     float gx = 0.f;
-    for (int64_t p = 0; p < P; ++p) gx += g[p * N + n] * xb[u * P + p];
+    for (int64_t p = 0; p < P; ++p) gx += gs[p * NS + n] * xb[u * PS + p];
     float bcc = expf(cq - c[u]) * gx;
-    for (int64_t t2 = u; t2 < q; ++t2) bcc += dM[t2 * q + u] * expf(c[t2] - c[u]) * Cs[t2 * N + n];
+    for (int64_t t2 = u; t2 < q; ++t2) bcc += dM[t2 * q + u] * L[t2 * q + u] * Cs[t2 * NS + n];
     dBh[((cp.b * a.len + cp.t0 + u) * a.heads + cp.h) * N + n] = bcc;
   }
   __syncthreads();
@@ -347,10 +365,12 @@ size_t state_smem(const SSDShape& s) {
   return sizeof(float) * (2 * s.q() + state_tile(s.head_dim, s.state) * (s.head_dim + s.state));
 }
 size_t out_smem(const SSDShape& s) {
-  return sizeof(float) * (2 * s.q() + s.q() * s.state + s.q() * std::max(s.head_dim, s.state) + s.q() * s.q());
+  const int64_t q = s.q(), NS = pad_rows(s.state);
+  return sizeof(float) * (2 * q + q * NS + q * std::max<int64_t>(s.head_dim, NS) + q * q + s.head_dim * NS);
 }
 size_t grad_smem(const SSDShape& s) {
-  return sizeof(float) * (5 * s.q() + 2 * s.q() * s.head_dim + 2 * s.q() * s.state + 2 * s.q() * s.q());
+  const int64_t q = s.q(), PS = pad_rows(s.head_dim), NS = pad_rows(s.state);
+  return sizeof(float) * (5 * q + 2 * q * PS + 2 * q * NS + 3 * q * q + s.head_dim * NS);
 }
 
 int max_optin_smem() {
