@@ -38,6 +38,23 @@ Tensor unit_blocks(const Shape& lead, int64_t n, DType d, Device dev) {
   return ones(s, opts(d, dev));
 }
 
+// The inclusive scan of affine maps x ↦ A_c x + B_c along dimension `dim` (A [..., K, n, n],
+// B [..., K, n, m]): entry c of the result is the composition of maps c, c − 1, ..., 0 (Hillis–Steele:
+// at the level of stride s, entry c ≥ s composes with entry c − s of the level before).
+struct AffineMaps {
+  Tensor A, B;
+};
+AffineMaps affine_scan(AffineMaps m, int dim) {
+  const int64_t K = m.A.shape()[dim];
+  for (int64_t s = 1; s < K; s *= 2) {
+    const Tensor A_hi = narrow(m.A, dim, s, K - s);
+    const Tensor A = cat({narrow(m.A, dim, 0, s), matmul(A_hi, narrow(m.A, dim, 0, K - s))}, dim);
+    const Tensor B = cat({narrow(m.B, dim, 0, s), add(matmul(A_hi, narrow(m.B, dim, 0, K - s)), narrow(m.B, dim, s, K - s))}, dim);
+    m = {A, B};
+  }
+  return m;
+}
+
 }  // namespace
 
 Tensor unit_lower_inverse(const Tensor& A) {
@@ -126,17 +143,20 @@ ScanResult gated_delta_chunked(const Tensor& q, const Tensor& k, const Tensor& v
   Tensor kd = mul(kc, unsqueeze(exp(sub(glast, gc)), -1));             // (γ_Q/γ_s) k_s
   Tensor gQ = unsqueeze(exp(glast), -1);                               // [B, H, K, 1, 1]
 
-  // The state hand-off, chunk after chunk.
-  Tensor M = reshape(M0.defined() ? M0 : zero_state(q, v), {B, H, 1, dk, dv});
-  const tensor_list U0s = steps_of(U0, 2), Ws = steps_of(W, 2), qgs = steps_of(qg, 2), QKs = steps_of(QK, 2),
-                    gQs = steps_of(gQ, 2), kds = steps_of(kd, 2);
-  tensor_list outs;
-  for (int64_t c = 0; c < K; ++c) {
-    Tensor U = sub(U0s[c], matmul(Ws[c], M));
-    outs.push_back(add(matmul(qgs[c], M), matmul(QKs[c], U)));
-    M = add(mul(gQs[c], M), matmul(transpose(kds[c], -2, -1), U));
-  }
-  Tensor o = reshape(cat(outs, 2), {B, H, Tp, dv});
+  // The state hand-off. Chunk c maps the state entering it affinely, M_{c+1} = A_c M_c + B_c with
+  // A_c = γ_Q I − kdᵀ W and B_c = kdᵀ U0 (from U = U0 − W M_c), so the states entering every chunk are
+  // an inclusive scan of these maps over the chunks, log₂ K levels of batched products
+  // (affine_scan), instead of K dependent steps of small ones.
+  const Tensor M0s = reshape(M0.defined() ? M0 : zero_state(q, v), {B, H, 1, dk, dv});
+  const Tensor kdT = transpose(kd, -2, -1);                                      // [B, H, K, d_k, Q]
+  const Tensor eye = sub(lower_mask(dk, q.dtype(), q.device()), lower_mask(dk, q.dtype(), q.device(), true));
+  const AffineMaps maps = affine_scan({sub(mul(gQ, eye), matmul(kdT, W)), matmul(kdT, U0)}, 2);
+  const Tensor leaving = add(matmul(maps.A, M0s), maps.B);                     // M_{c+1}
+  const Tensor Min = K == 1 ? M0s : cat({M0s, narrow(leaving, 2, 0, K - 1)}, 2);  // M_c
+  const Tensor U = sub(U0, matmul(W, Min));
+  const Tensor M = narrow(leaving, 2, K - 1, 1);
+  const Tensor outs = add(matmul(qg, Min), matmul(QK, U));                    // [B, H, K, Q, d_v]
+  Tensor o = reshape(outs, {B, H, Tp, dv});
   return {Tp == T ? o : narrow(o, 2, 0, T), reshape(M, {B, H, dk, dv})};
 }
 

@@ -16,7 +16,10 @@
 // T is a unit lower-triangular inverse, computed for all chunks at once by recursive doubling
 // ([[L₁₁, 0], [L₂₁, L₂₂]]⁻¹ = [[X₁₁, 0], [−X₂₂ L₂₁ X₁₁, X₂₂]], log₂ Q levels of batched matmuls,
 // as stable as forward substitution), so Q must be a power of two; T is zero-padded to a multiple
-// of Q (β = 0, g = 0 leave the state unchanged). Only the M₀ hand-off runs chunk after chunk.
+// of Q (β = 0, g = 0 leave the state unchanged). The hand-off of M₀ from chunk to chunk is affine,
+// M_{c+1} = (γ_Q I − (diag(γ_Q/γ) K)ᵀ W) M_c + (diag(γ_Q/γ) K)ᵀ Ũ, so the states entering the chunks
+// come from an inclusive scan of those maps (log₂ #chunks levels of batched d_k × d_k products) rather
+// than a loop over the chunks.
 // All differentiable ops: gradients of any order.
 //
 // Shapes: q, k [B, H, T, d_k] (q already scaled; the layer L2-normalizes both), v [B, H, T, d_v],
