@@ -59,7 +59,7 @@ struct E2EConfig {
   double inner_clip = 1.0;          // global-norm clip of the inner gradient (all fast tensors); 0 = off
   std::string train_mode = "meta";  // meta: outer loss after the inner steps, second-order gradient;
                                     // naive: outer loss at W0 (dynamic evaluation at test time only)
-  std::string second_order = "float32";  // under bf16 autocast, the products of the inner gradient's
+  std::string second_order = "autocast";  // under bf16 autocast, the products of the inner gradient's
                                     // differentiable backward: float32 (exact, on the float32 operands,
                                     // kept for it) or autocast (bf16 operands, float32 accumulation,
                                     // as JAX differentiates a bf16 product; nothing extra kept)

@@ -316,6 +316,7 @@ TEST_CASE("second_order = autocast: the same model without autocast; under bf16 
   c.d_model = 16;
   c.d_ff = 24;
   c.e2e.remat = c.e2e.remat_prefix = false;  // what the graph keeps is then visible from the loss
+  c.e2e.second_order = "float32";             // not the default: the exact mode to compare with
   ModelConfig ca = c;
   ca.e2e.second_order = "autocast";
   LanguageModel exact(c), at_autocast(ca);  // float32 models, the same weights
