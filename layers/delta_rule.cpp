@@ -49,7 +49,8 @@ AffineMaps affine_scan(AffineMaps m, int dim) {
   for (int64_t s = 1; s < K; s *= 2) {
     const Tensor A_hi = narrow(m.A, dim, s, K - s);
     const Tensor A = cat({narrow(m.A, dim, 0, s), matmul(A_hi, narrow(m.A, dim, 0, K - s))}, dim);
-    const Tensor B = cat({narrow(m.B, dim, 0, s), add(matmul(A_hi, narrow(m.B, dim, 0, K - s)), narrow(m.B, dim, s, K - s))}, dim);
+    const Tensor B_hi = add(matmul(A_hi, narrow(m.B, dim, 0, K - s)), narrow(m.B, dim, s, K - s));
+    const Tensor B = cat({narrow(m.B, dim, 0, s), B_hi}, dim);
     m = {A, B};
   }
   return m;
