@@ -39,6 +39,37 @@ def import_kernels(fla_path, mamba_path):
         sys.modules["mamba_ssm"] = pkg
 
 
+def version_tuple(v):
+    """'3.5.1+git123' -> (3, 5, 1)."""
+    parts = []
+    for p in v.split("+")[0].split(".")[:3]:
+        digits = "".join(c for c in p if c.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts + [0] * (3 - len(parts)))
+
+
+def fla_training_refused(args, torch):
+    """fla refuses the gated delta rule's backward on Hopper with Triton >= 3.4.0 and < 3.7.1 unless
+    tilelang is installed (its issue #640: wrong results) -- but only after minutes of Triton
+    compilation. Say so up front (measured on an H200 image with torch 2.11, 2026-12-04)."""
+    if args.model != "gated_deltanet" or args.mode != "train" or not torch.cuda.is_available():
+        return ""
+    try:
+        import triton
+    except ImportError:
+        return ""
+    try:
+        import tilelang  # noqa: F401
+        return ""
+    except ImportError:
+        pass
+    v = version_tuple(triton.__version__)
+    if torch.cuda.get_device_capability()[0] == 9 and (3, 4, 0) <= v < (3, 7, 1):
+        return ("fla refuses the gated delta rule's backward on Hopper with Triton %s (>= 3.4.0, < 3.7.1; "
+                "fla issue #640) unless tilelang is installed" % triton.__version__)
+    return ""
+
+
 def build_model(name, torch, nn, F):
     from fla.modules import RMSNorm  # noqa: F401  (fla present)
 
@@ -110,6 +141,10 @@ def main():
     args = ap.parse_args()
     import_kernels(args.fla_path, args.mamba_path)
     import torch
+
+    why = fla_training_refused(args, torch)
+    if why:
+        sys.exit("bench_baselines_fla: " + why)
     import torch.nn as nn
     import torch.nn.functional as F
 
