@@ -29,6 +29,9 @@ Tensor zero_state(const Tensor& q, const Tensor& v) {
   return zeros({q.shape()[0], q.shape()[1], q.shape()[3], v.shape()[3]}, opts(q.dtype(), q.device()));
 }
 
+// The n × n identity.
+Tensor identity(int64_t n, DType d, Device dev) { return sub(lower_mask(n, d, dev), lower_mask(n, d, dev, true)); }
+
 // Identity blocks [..., n, 1, 1] — the inverses of the 1×1 unit diagonal blocks.
 Tensor unit_blocks(const Shape& lead, int64_t n, DType d, Device dev) {
   Shape s = lead;
@@ -81,8 +84,7 @@ Tensor unit_lower_inverse(const Tensor& A) {
       for (int i : {0, 2, 1, 3}) p.push_back(r + i);
       return p;
     }());                                                                        // [..., nb, nb, 2s, 2s]
-    Tensor eye = sub(lower_mask(nb, A.dtype(), A.device()), lower_mask(nb, A.dtype(), A.device(), true));
-    eye = unsqueeze(unsqueeze(eye, -1), -1);                                     // [nb, nb, 1, 1] identity
+    const Tensor eye = unsqueeze(unsqueeze(identity(nb, A.dtype(), A.device()), -1), -1);  // [nb, nb, 1, 1]
     Tensor diag = sum(mul(blocks, eye), {r + 1});                                // [..., nb, 2s, 2s]
     Tensor L21 = narrow(narrow(diag, -2, s, s), -1, 0, s);                       // [..., nb, s, s]
     Tensor pairs = reshape(X, with({nb, 2, s, s}));
@@ -150,7 +152,7 @@ ScanResult gated_delta_chunked(const Tensor& q, const Tensor& k, const Tensor& v
   // (affine_scan), instead of K dependent steps of small ones.
   const Tensor M0s = reshape(M0.defined() ? M0 : zero_state(q, v), {B, H, 1, dk, dv});
   const Tensor kdT = transpose(kd, -2, -1);                                      // [B, H, K, d_k, Q]
-  const Tensor eye = sub(lower_mask(dk, q.dtype(), q.device()), lower_mask(dk, q.dtype(), q.device(), true));
+  const Tensor eye = identity(dk, q.dtype(), q.device());
   const AffineMaps maps = affine_scan({sub(mul(gQ, eye), matmul(kdT, W)), matmul(kdT, U0)}, 2);
   const Tensor leaving = add(matmul(maps.A, M0s), maps.B);                     // M_{c+1}
   const Tensor Min = K == 1 ? M0s : cat({M0s, narrow(leaving, 2, 0, K - 1)}, 2);  // M_c

@@ -52,6 +52,12 @@ struct SsdArgs {
 // (lane i row i, same column): one float of padding puts them in distinct banks whatever n is.
 __host__ __device__ inline int64_t pad_rows(int64_t n) { return n + 1; }
 
+// The dense [rows][n] src into shared memory at row stride pad_rows(n), by the whole block.
+__device__ void stage_padded(float* dst, const float* __restrict__ src, int64_t rows, int64_t n) {
+  const int64_t ns = pad_rows(n);
+  for (int64_t i = threadIdx.x; i < rows * n; i += blockDim.x) dst[(i / n) * ns + i % n] = src[i];
+}
+
 // The tokens of chunk blockIdx.x: start t0 and count q (the last chunk may be short).
 struct ChunkPos {
   int64_t b, h, g, k, t0, q;
@@ -156,8 +162,7 @@ __global__ void ssd_chunk_out_kernel(SsdArgs a, const float* __restrict__ hin, f
     Cs[t * NS + n] = a.C[a.ibc(cp.b, cp.t0 + t, cp.g, n)];
     BX[t * NS + n] = a.B[a.ibc(cp.b, cp.t0 + t, cp.g, n)];
   }
-  const float* H = hin + a.ichunk(cp.b, cp.h, cp.k);
-  for (int64_t i = threadIdx.x; i < P * N; i += blockDim.x) Hs[(i / N) * NS + i % N] = H[i];
+  stage_padded(Hs, hin + a.ichunk(cp.b, cp.h, cp.k), P, N);
   __syncthreads();
   for (int64_t i = threadIdx.x; i < q * q; i += blockDim.x) {
     const int64_t t = i / q, u = i % q;
@@ -263,8 +268,7 @@ __global__ void ssd_chunk_grad_kernel(SsdArgs a, const float* __restrict__ gbuf,
     Bs[t * NS + n] = a.B[a.ibc(cp.b, cp.t0 + t, cp.g, n)];
     Cs[t * NS + n] = a.C[a.ibc(cp.b, cp.t0 + t, cp.g, n)];
   }
-  const float* g = gbuf + a.ichunk(cp.b, cp.h, cp.k);
-  for (int64_t i = threadIdx.x; i < P * N; i += blockDim.x) gs[(i / N) * NS + i % N] = g[i];
+  stage_padded(gs, gbuf + a.ichunk(cp.b, cp.h, cp.k), P, N);
   __syncthreads();
   const float* H = hin + a.ichunk(cp.b, cp.h, cp.k);
   const float cq = c[q - 1];

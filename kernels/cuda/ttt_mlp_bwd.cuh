@@ -73,18 +73,13 @@ struct BwdSmem {
   float tok[KP], lr[KP], dtok[KP];
   // W1, dW1', W2 and dW2' as the products read and write them: unpadded bf16 rows, XOR-swizzled
   // (SwizzledOps) with MMA; padded float32 rows without.
-  TTT_DEV auto w1() {
-    if constexpr (C::MMA) return SwizzledOps{ow1}; else return ow1;
+  TTT_DEV static auto rows(Op* m) {
+    if constexpr (C::MMA) return SwizzledOps{m}; else return m;
   }
-  TTT_DEV auto dw1() {
-    if constexpr (C::MMA) return SwizzledOps{odw1}; else return odw1;
-  }
-  TTT_DEV auto w2() {
-    if constexpr (C::MMA) return SwizzledOps{ow2}; else return ow2;
-  }
-  TTT_DEV auto dw2() {
-    if constexpr (C::MMA) return SwizzledOps{odw2}; else return odw2;
-  }
+  TTT_DEV auto w1() { return rows(ow1); }
+  TTT_DEV auto dw1() { return rows(odw1); }
+  TTT_DEV auto w2() { return rows(ow2); }
+  TTT_DEV auto dw2() { return rows(odw2); }
   TTT_DEV Op* ods1() { return omt1; }
   TTT_DEV Op* ods2() { return omt2; }
   TTT_DEV float* m2raw() { return s1; }
