@@ -4,7 +4,10 @@
 // that order, so the same config and seed give the same model on every device.
 #include "layers/language_model.h"
 
+#include <algorithm>
+#include <cstdlib>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "autograd/ops.h"
@@ -93,8 +96,15 @@ struct LanguageModel::Impl {
     for (auto& b : blocks) r = b->forward(std::move(r));
     return r.normalized(*final_norm);  // the last block's add fused with the final norm
   }
+  int64_t prefill_segment = 0;     // set_prefill_segment()
+
   // One decode call's work: ids [B, T] after the tokens in st.
   Tensor step(const Tensor& ids, LMDecodeState& st, bool last_only);
+  // The segment length a prompt of ids runs in as a wavefront (set_prefill_segment), 0 for none.
+  int64_t wavefront_segment(const Tensor& ids) const;
+  // The blocks over ids as a wavefront of segments of `seg` tokens; the residual of the last
+  // segment only with last_only, else of the whole.
+  Residual wavefront(const Tensor& ids, LMDecodeState& st, int64_t seg, bool last_only);
 };
 
 namespace {
@@ -179,11 +189,74 @@ Tensor LanguageModel::decode(const Tensor& ids, DecodeState& state, bool last_on
 }
 
 Tensor LanguageModel::Impl::step(const Tensor& ids, LMDecodeState& st, bool last_only) {
-  Residual r{embed->forward(ids)};
-  for (size_t i = 0; i < blocks.size(); ++i) r = blocks[i]->step(std::move(r), st.blocks[i]);
+  const int64_t seg = wavefront_segment(ids);
+  Residual r{Tensor()};
+  if (seg > 0) {
+    r = wavefront(ids, st, seg, last_only);
+  } else {
+    r = Residual{embed->forward(ids)};
+    for (size_t i = 0; i < blocks.size(); ++i) r = blocks[i]->step(std::move(r), st.blocks[i]);
+  }
   st.position += ids.shape()[1];
   Tensor h = r.normalized(*final_norm);
   return head(last_only ? narrow(h, 1, h.shape()[1] - 1, 1) : h);
+}
+
+// Note [Wavefront prefill]
+// A TTT-Linear layer's step over a long prompt is one serial walk per head (kernels/cuda/README.md,
+// the register walk): at batch 1 × 16k tokens, 12 blocks on a GPU of 132 SMs for ~1.6 ms, twelve
+// times over. The walks of different layers depend on each other only through the residual: layer
+// l's segment s needs layer l − 1's segment s and its own segment s − 1. So the prompt is cut into
+// S segments and run in S + L − 1 waves; in wave w, layer l steps segment w − l, the layers of one
+// wave side by side on the backend's lanes (kernels/backend.h: streams on a GPU, forked at the
+// wave's start and joined at its end, so that each wave reads only what the waves before it wrote).
+// Each layer's state carries its segments in order, as decode() carries calls: the result is that
+// of one pass (the same arithmetic but for the products' row blocking; tests/test_prefill_wavefront).
+int64_t LanguageModel::Impl::wavefront_segment(const Tensor& ids) const {
+  if (GradMode::is_enabled() || prefill_segment < 0 || blocks.size() < 2) return 0;
+  for (const auto& b : blocks)
+    if (!b->mixer->prefill_in_segments()) return 0;
+  const int64_t T = ids.shape()[1];
+  int64_t seg = prefill_segment;
+  if (seg == 0) {
+    if (!ids.device().is_cuda() || T < 4096) return 0;
+    // Four segments, a multiple of 256 tokens (mini-batch boundaries).
+    seg = (T / 4 + 255) / 256 * 256;
+    if (const char* env = std::getenv("TTT_PREFILL_SEGMENT")) {
+      char* end = nullptr;
+      seg = std::strtoll(env, &end, 10);
+      if (end == env || *end != '\0' || seg < 0)
+        throw std::invalid_argument(std::string("TTT_PREFILL_SEGMENT must be a token count >= 0 (0: one pass), got '") +
+                                    env + "'");
+    }
+    if (seg == 0) return 0;
+  }
+  return T > seg ? seg : 0;
+}
+
+Residual LanguageModel::Impl::wavefront(const Tensor& ids, LMDecodeState& st, int64_t seg, bool last_only) {
+  const int64_t T = ids.shape()[1], S = (T + seg - 1) / seg, L = static_cast<int64_t>(blocks.size());
+  std::vector<Residual> carry;  // carry[s]: segment s after the layers it has passed
+  for (int64_t s = 0; s < S; ++s) carry.emplace_back(embed->forward(narrow(ids, 1, s * seg, std::min(seg, T - s * seg))));
+  Backend& be = backend(ids.device());
+  for (int64_t w = 0; w < S + L - 1; ++w) {
+    const int64_t first = std::max<int64_t>(0, w - S + 1), last = std::min(L - 1, w);
+    LaneScope lanes(be, static_cast<int>(last - first + 1));
+    for (int64_t l = first; l <= last; ++l) {
+      lanes.use(static_cast<int>(l - first));
+      carry[w - l] = blocks[l]->step(std::move(carry[w - l]), st.blocks[l]);
+    }
+    lanes.join();
+  }
+  if (last_only) return std::move(carry.back());
+  tensor_list h, pending;
+  for (Residual& r : carry) {
+    h.push_back(r.h);
+    pending.push_back(r.pending);
+  }
+  Residual r{cat(h, 1)};
+  if (pending[0].defined()) r.pending = cat(pending, 1);
+  return r;
 }
 
 // Changes whenever a parameter's data does (its storage or version): decode graphs read the weights
@@ -199,6 +272,7 @@ uint64_t LanguageModel::weights_stamp() const {
 }
 
 void LanguageModel::set_decode_graphs(bool on) { impl_->graphs.set_enabled(on); }
+void LanguageModel::set_prefill_segment(int64_t tokens) { impl_->prefill_segment = tokens; }
 const DecodeGraphs& LanguageModel::decode_graphs() const { return impl_->graphs; }
 
 double LanguageModel::flops_per_token(int64_t seq_len) const {

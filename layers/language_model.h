@@ -64,6 +64,14 @@ class LanguageModel : public Module {
   // state allows it (the TTT layers with mini-batches); on by default. Off: every call eager.
   void set_decode_graphs(bool on);
   const DecodeGraphs& decode_graphs() const;
+  // A prompt whose layers all allow it (SequenceMixer::prefill_in_segments: TTT-Linear's fused
+  // scan) runs as a wavefront (Note [Wavefront prefill] in language_model.cpp): cut into segments,
+  // layer l on segment s beside layer l + 1 on segment s − 1, on the device's lanes. tokens > 0:
+  // segments of that many tokens, on any device (the CPU runs them in order; the results equal
+  // one pass's up to rounding); 0 (the default): automatic, on a GPU only, for prompts of at
+  // least 4,096 tokens (TTT_PREFILL_SEGMENT=<tokens> in the environment overrides it, 0 turns
+  // it off there); < 0: never.
+  void set_prefill_segment(int64_t tokens);
   // Changes whenever a parameter's data does.
   uint64_t weights_stamp() const;
 

@@ -70,6 +70,11 @@ class SequenceMixer : public Module {
   // x [B, T, D] continuing after state.position; updates the state. Must equal the matching
   // slice of forward() on the concatenated sequence (tests check this).
   virtual Tensor step(const Tensor& x, MixerState& state) = 0;
+  // Whether a prompt's step() may be cut into segments that run as a wavefront over the layers
+  // (LanguageModel::set_prefill_segment) at no loss: a later segment's step costs what the same
+  // tokens cost in one call (a fused scan resuming from the state), and one layer's step alone
+  // leaves most of a GPU idle (one serial walk per head), so layers side by side gain.
+  virtual bool prefill_in_segments() const { return false; }
   // Forward FLOPs per token (2 per multiply-add) beyond the matmuls with this mixer's own
   // parameters (which the language model counts from the parameter count): e.g. attention's
   // QK^T and PV, averaged over the positions of a causal sequence of length seq_len.

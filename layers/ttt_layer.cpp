@@ -394,6 +394,10 @@ std::string TTTMixer::fused_unsupported(const ScanInputs& in) const {
   return ttt_linear_scan_unsupported(x[0], x[4], x[6], x[7], o);
 }
 
+bool TTTMixer::prefill_in_segments() const {
+  return (impl_ == "auto" || impl_ == "fused") && inner_->kind() == "linear" && c_.mini_batch > 0;
+}
+
 bool TTTMixer::use_fused(const ScanInputs& in) const {
   if (impl_ != "auto" && impl_ != "fused") return false;
   const std::string why = fused_unsupported(in);

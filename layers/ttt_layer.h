@@ -61,6 +61,8 @@ class TTTMixer : public SequenceMixer {
   ResidualOutput forward_residual(const Tensor& h, const RMSNorm& norm, const ResidualPrelude* pre = nullptr) override;
   std::unique_ptr<MixerState> init_state(int64_t batch) override;
   Tensor step(const Tensor& x, MixerState& state) override;
+  // TTT-Linear with the fused scan (decode_scan resumes it from a later segment's state).
+  bool prefill_in_segments() const override;
   double extra_flops_per_token(int64_t seq_len) const override;
 
   // The inner learning rate is base_lr · multiplier. TTT-MLP warms base_lr up over the outer

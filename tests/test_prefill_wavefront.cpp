@@ -1,0 +1,181 @@
+// tests/test_prefill_wavefront.cpp — a prompt prefilled as a wavefront of segments over the layers
+// (LanguageModel::set_prefill_segment, Note [Wavefront prefill] in layers/language_model.cpp) and
+// the backend lanes it runs on (kernels/backend.h):
+//   - CPU, fp64: the logits and the state it leaves equal the forward's and one pass's, for
+//     segments ending on and inside mini-batches, both backbones; the profile shows S + L − 1
+//     waves and L · S scans (so the wavefront did run); mixers that do not allow it run one pass;
+//   - CUDA: lanes run independent work side by side with the results of one stream, and hold
+//     frees until they join; the wavefront on the GPU (lanes open) equals one pass and the CPU.
+// Run: ./build/tests/test_prefill_wavefront
+#include <doctest/doctest.h>
+
+#include <cstdlib>
+
+#include "autograd/ops.h"
+#include "layers/language_model.h"
+#include "tests/cuda_test_util.h"
+#include "tests/layer_helpers.h"
+#include "tests/profile_count.h"
+
+using namespace ttt;
+using namespace ttt::testing;
+
+namespace {
+
+ModelConfig small_ttt(const std::string& backbone, int64_t d_model, int64_t heads, int64_t layers) {
+  ModelConfig c;
+  c.vocab_size = 41;
+  c.d_model = d_model;
+  c.n_layers = layers;
+  c.n_heads = heads;
+  c.d_ff = 2 * d_model;
+  c.mixer = "ttt_linear";
+  c.backbone = backbone;
+  c.init_std = 0.2;  // large enough that every layer visibly changes the logits
+  c.max_seq_len = 1024;
+  c.ttt.mini_batch = 4;
+  c.seed = 7;
+  return c;
+}
+
+// The logits of a decode call over the prompt and of the next `more` single tokens after it.
+std::vector<Tensor> prefill_then_decode(LanguageModel& lm, const Tensor& ids, int64_t prompt, int64_t more,
+                                        bool last_only = false) {
+  auto st = lm.init_decode(ids.shape()[0]);
+  std::vector<Tensor> out{lm.decode(ids.narrow(1, 0, prompt), *st, last_only)};
+  for (int64_t t = prompt; t < prompt + more; ++t) out.push_back(lm.decode(ids.narrow(1, t, 1), *st));
+  CHECK(st->position == prompt + more);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("wavefront prefill (CPU, fp64) = the forward, and = one pass, for any segment length") {
+  for (std::string backbone : {"transformer", "mamba"}) {
+    LanguageModel lm(small_ttt(backbone, 16, 2, 3));
+    lm.to(DType::f64);
+    NoGradGuard ng;
+    const int64_t T = 30, P = 27;
+    Tensor ids = rand_ids({2, T}, 41, 5);
+    const Tensor full = lm.forward(ids);
+    // 4, 8, 24: segments end on mini-batch boundaries (24: two segments); 5 and 10: inside them.
+    for (int64_t seg : {4, 5, 8, 10, 24}) {
+      lm.set_prefill_segment(seg);
+      const int64_t S = (P + seg - 1) / seg, L = 3;
+      const std::vector<Tensor> got = prefill_then_decode(lm, ids, P, T - P);
+      CHECK_MESSAGE(max_abs_diff(got[0], full.narrow(1, 0, P)) < 1e-10, backbone, " segment ", seg);
+      for (int64_t t = P; t < T; ++t)
+        CHECK_MESSAGE(max_abs_diff(got[t - P + 1], full.narrow(1, t, 1)) < 1e-10, backbone, " segment ", seg, " t ", t);
+      // One scan per layer and segment, in S + L − 1 waves.
+      const int64_t scans = backend_calls([&] { prefill_then_decode(lm, ids, P, 0); }, "ttt_linear_scan_fwd");
+      CHECK_MESSAGE(scans == L * S, backbone, " segment ", seg);
+      const int64_t waves = backend_calls([&] { prefill_then_decode(lm, ids, P, 0); }, "lanes_fork");
+      CHECK_MESSAGE(waves == S + L - 1, backbone, " segment ", seg);
+      const std::vector<Tensor> last = prefill_then_decode(lm, ids, P, 1, /*last_only=*/true);
+      CHECK(last[0].shape() == Shape{2, 1, 41});
+      CHECK(max_abs_diff(last[0], full.narrow(1, P - 1, 1)) < 1e-10);
+      CHECK(max_abs_diff(last[1], full.narrow(1, P, 1)) < 1e-10);
+    }
+    // Off (the CPU's default, and < 0): one pass, no waves.
+    for (int64_t off : {0, -1}) {
+      lm.set_prefill_segment(off);
+      CHECK(backend_calls([&] { prefill_then_decode(lm, ids, P, 0); }, "lanes_fork") == 0);
+      CHECK(backend_calls([&] { prefill_then_decode(lm, ids, P, 0); }, "ttt_linear_scan_fwd") == 3);
+    }
+  }
+}
+
+TEST_CASE("wavefront prefill: only when every layer allows it, and never under grad mode") {
+  ModelConfig c = small_ttt("mamba", 16, 2, 2);
+  c.pattern = "ttt_linear,attention";  // attention's step over a later segment is not a resumed scan
+  LanguageModel mixed(c);
+  mixed.to(DType::f64);
+  mixed.set_prefill_segment(8);
+  Tensor ids = rand_ids({1, 24}, 41, 6);
+  {
+    NoGradGuard ng;
+    CHECK(backend_calls([&] { prefill_then_decode(mixed, ids, 24, 0); }, "lanes_fork") == 0);
+  }
+  LanguageModel lm(small_ttt("mamba", 16, 2, 2));
+  lm.to(DType::f64);
+  lm.set_prefill_segment(8);
+  CHECK(backend_calls([&] { prefill_then_decode(lm, ids, 24, 0); }, "lanes_fork") == 0);  // grad mode on
+  NoGradGuard ng;
+  CHECK(backend_calls([&] { prefill_then_decode(lm, ids, 24, 0); }, "lanes_fork") == 4);
+}
+
+TEST_CASE("the CPU backend has one lane: fork opens 1, set_lane(0) and join do nothing") {
+  Backend& be = backend(cpu());
+  LaneScope lanes(be, 4);
+  CHECK(lanes.lanes() == 1);
+  lanes.use(3);  // 3 mod 1 = lane 0
+  lanes.join();
+}
+
+TEST_CASE("CUDA lanes: independent work side by side = one stream; frees held until the join") {
+  TTT_REQUIRE_GPU();
+  Backend& be = backend(cuda());
+  Generator g(11);
+  const Tensor a = randn({512, 512}, g, opts(DType::f32, cuda()), 0.0, 0.05);
+  const Tensor b = randn({512, 512}, g, opts(DType::f32, cuda()), 0.0, 0.05);
+  // A chain of products on each lane, each lane's inputs made before the fork.
+  const auto chain = [](const Tensor& x, int n) {
+    Tensor y = x;
+    for (int i = 0; i < n; ++i) y = tanh(matmul(y, x));
+    return y;
+  };
+  const Tensor ya_ref = chain(a, 20), yb_ref = chain(b, 20);
+  Tensor ya, yb;
+  {
+    LaneScope lanes(be, 2);
+    REQUIRE(lanes.lanes() == 2);
+    lanes.use(0);
+    ya = chain(a, 20);
+    lanes.use(1);
+    yb = chain(b, 20);
+    lanes.join();
+  }
+  CHECK(max_abs_diff(ya, ya_ref) == 0.0);
+  CHECK(max_abs_diff(yb, yb_ref) == 0.0);
+
+  be.synchronize();
+  Tensor big = empty({1 << 20}, opts(DType::f32, cuda()));
+  const size_t with_big = be.memory_allocated();
+  {
+    LaneScope lanes(be, 3);
+    lanes.use(2);
+    big = Tensor();
+    CHECK(be.memory_allocated() == with_big);  // held: lane 2's work could still read it
+    lanes.join();
+  }
+  CHECK(be.memory_allocated() + (size_t{4} << 20) <= with_big);
+  CHECK_THROWS_AS(be.set_lane(1), std::logic_error);  // no lanes open
+  LaneScope outer(be, 2);
+  CHECK_THROWS_AS(be.lanes_fork(2), std::logic_error);
+  CHECK_THROWS_AS(be.set_lane(2), std::out_of_range);
+  outer.join();
+}
+
+TEST_CASE("CUDA wavefront prefill (lanes open) = one pass on the GPU = the CPU") {
+  TTT_REQUIRE_GPU();
+  for (std::string backbone : {"transformer", "mamba"}) {
+    LanguageModel cpu_lm(small_ttt(backbone, 64, 2, 4));  // head_dim 32
+    LanguageModel gpu_lm(small_ttt(backbone, 64, 2, 4));
+    gpu_lm.to(cuda());
+    NoGradGuard ng;
+    const int64_t T = 520, P = 500;  // 500 = 4 · 125: the last segment ends inside a mini-batch
+    Tensor ids = rand_ids({2, T}, 41, 8);
+    cpu_lm.set_prefill_segment(-1);
+    gpu_lm.set_prefill_segment(-1);
+    const std::vector<Tensor> ref = prefill_then_decode(cpu_lm, ids, P, T - P);
+    const std::vector<Tensor> one = prefill_then_decode(gpu_lm, ids.to(cuda()), P, T - P);
+    for (int64_t seg : {64, 125, 256}) {
+      gpu_lm.set_prefill_segment(seg);
+      const std::vector<Tensor> got = prefill_then_decode(gpu_lm, ids.to(cuda()), P, T - P);
+      for (size_t i = 0; i < got.size(); ++i) {
+        CHECK_MESSAGE(max_abs_diff(got[i], one[i]) < 2e-4, backbone, " segment ", seg, " call ", i);
+        CHECK_MESSAGE(max_abs_diff(got[i], ref[i]) < 2e-4, backbone, " segment ", seg, " call ", i);
+      }
+    }
+  }
+}
