@@ -182,6 +182,7 @@ class CudaBackend final : public Backend {
   int index() const { return index_; }
   cudaStream_t stream() const { return stream_; }  // the current lane's stream
   cudaStream_t home_stream() const { return home_; }  // lane 0's: the backend's own
+  bool lanes_open() const { return lanes_open_ > 0; }
   int sm_count() const { return sm_count_; }
   DeviceError* error_slot() const { return error_dev_; }
   // Makes this backend's device current for the calling thread (cheap when it already is).

@@ -13,6 +13,7 @@
 // may still be reading it. Holding every free until the join costs the memory that the lanes'
 // work frees meanwhile (one wave of a wavefront prefill).
 #include <algorithm>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 
@@ -21,14 +22,26 @@
 namespace ttt::cuda_impl {
 
 namespace {
-constexpr int kMaxLanes = 16;
+// At most 16 lanes; TTT_MAX_LANES=n caps them lower (1: none, the work runs in order on one stream).
+int max_lanes() {
+  static const int n = [] {
+    const char* env = std::getenv("TTT_MAX_LANES");
+    if (!env) return 16;
+    char* end = nullptr;
+    const long v = std::strtol(env, &end, 10);
+    if (end == env || *end != '\0' || v < 1)
+      throw std::invalid_argument(std::string("TTT_MAX_LANES must be a lane count >= 1, got '") + env + "'");
+    return static_cast<int>(std::min<long>(v, 16));
+  }();
+  return n;
 }
+}  // namespace
 
 int CudaBackend::lanes_fork(int n) {
   if (lanes_open_ > 0) throw std::logic_error("lanes_fork on " + device().str() + ": lanes are already open");
+  n = std::min(n, max_lanes());
   if (capturing_ || n <= 1) return 1;
   activate();
-  n = std::min(n, kMaxLanes);
   while (static_cast<int>(lane_events_.size()) < n) {
     cudaEvent_t e = nullptr;
     CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
