@@ -5,6 +5,7 @@
 #include "layers/language_model.h"
 
 #include <algorithm>
+#include <climits>
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
@@ -96,7 +97,8 @@ struct LanguageModel::Impl {
     for (auto& b : blocks) r = b->forward(std::move(r));
     return r.normalized(*final_norm);  // the last block's add fused with the final norm
   }
-  int64_t prefill_segment = 0;     // set_prefill_segment()
+  static constexpr int64_t kSegmentFromEnvironment = INT64_MIN;
+  int64_t prefill_segment = kSegmentFromEnvironment;  // set_prefill_segment()
 
   // One decode call's work: ids [B, T] after the tokens in st.
   Tensor step(const Tensor& ids, LMDecodeState& st, bool last_only);
@@ -212,24 +214,35 @@ Tensor LanguageModel::Impl::step(const Tensor& ids, LMDecodeState& st, bool last
 // wave's start and joined at its end, so that each wave reads only what the waves before it wrote).
 // Each layer's state carries its segments in order, as decode() carries calls: the result is that
 // of one pass (the same arithmetic but for the products' row blocking; tests/test_prefill_wavefront).
+namespace {
+
+// TTT_PREFILL_SEGMENT: unset, "off" or 0: never; "auto": automatic; N > 0: segments of N tokens.
+int64_t segment_from_environment() {
+  const char* env = std::getenv("TTT_PREFILL_SEGMENT");
+  if (!env || std::string(env) == "off") return -1;
+  if (std::string(env) == "auto") return 0;
+  char* end = nullptr;
+  const long long v = std::strtoll(env, &end, 10);
+  if (end == env || *end != '\0' || v < 0)
+    throw std::invalid_argument(std::string("TTT_PREFILL_SEGMENT must be a token count, 'auto' or 'off', got '") + env +
+                                "'");
+  return v == 0 ? -1 : v;
+}
+
+}  // namespace
+
 int64_t LanguageModel::Impl::wavefront_segment(const Tensor& ids) const {
-  if (GradMode::is_enabled() || prefill_segment < 0 || blocks.size() < 2) return 0;
+  int64_t seg = prefill_segment == kSegmentFromEnvironment ? segment_from_environment() : prefill_segment;
+  if (seg < 0 || GradMode::is_enabled() || blocks.size() < 2) return 0;
   for (const auto& b : blocks)
     if (!b->mixer->prefill_in_segments()) return 0;
   const int64_t T = ids.shape()[1];
-  int64_t seg = prefill_segment;
   if (seg == 0) {
-    if (!ids.device().is_cuda() || T < 4096) return 0;
-    // Four segments, a multiple of 256 tokens (mini-batch boundaries).
+    // From 16k tokens, four segments (a multiple of 256 tokens: mini-batch boundaries). Measured on
+    // an H200 (125M TTT-Linear, batch 1, BENCHMARKS.md): 16k 29.5 -> ~20 ms, 32k 54.8 -> 33.6 ms; at
+    // 4k and 8k the waves' launches cost more than they gain (4k: 12.3 -> 20.2 ms with four).
+    if (!ids.device().is_cuda() || T < 16384) return 0;
     seg = (T / 4 + 255) / 256 * 256;
-    if (const char* env = std::getenv("TTT_PREFILL_SEGMENT")) {
-      char* end = nullptr;
-      seg = std::strtoll(env, &end, 10);
-      if (end == env || *end != '\0' || seg < 0)
-        throw std::invalid_argument(std::string("TTT_PREFILL_SEGMENT must be a token count >= 0 (0: one pass), got '") +
-                                    env + "'");
-    }
-    if (seg == 0) return 0;
   }
   return T > seg ? seg : 0;
 }

@@ -65,12 +65,14 @@ class LanguageModel : public Module {
   void set_decode_graphs(bool on);
   const DecodeGraphs& decode_graphs() const;
   // A prompt whose layers all allow it (SequenceMixer::prefill_in_segments: TTT-Linear's fused
-  // scan) runs as a wavefront (Note [Wavefront prefill] in language_model.cpp): cut into segments,
-  // layer l on segment s beside layer l + 1 on segment s − 1, on the device's lanes. tokens > 0:
-  // segments of that many tokens, on any device (the CPU runs them in order; the results equal
-  // one pass's up to rounding); 0 (the default): automatic, on a GPU only, for prompts of at
-  // least 4,096 tokens (TTT_PREFILL_SEGMENT=<tokens> in the environment overrides it, 0 turns
-  // it off there); < 0: never.
+  // scan) may run as a wavefront (Note [Wavefront prefill] in language_model.cpp): cut into
+  // segments, layer l on segment s beside layer l + 1 on segment s − 1, on the device's lanes.
+  // tokens > 0: segments of that many tokens, on any device (the CPU runs them in order; the
+  // results equal one pass's up to rounding); 0: automatic (on a GPU, four segments for prompts of
+  // at least 16,384 tokens); < 0: never. Until this is called, TTT_PREFILL_SEGMENT in the
+  // environment decides (a token count, "auto" or "off"); unset: never. Off by default because
+  // on an H200 every later one-token decode step of the process ran 13% slower after a prompt ran
+  // on lanes (BENCHMARKS.md, 2026-12-04, session 14).
   void set_prefill_segment(int64_t tokens);
   // Changes whenever a parameter's data does.
   uint64_t weights_stamp() const;

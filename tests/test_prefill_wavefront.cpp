@@ -9,6 +9,7 @@
 // Run: ./build/tests/test_prefill_wavefront
 #include <doctest/doctest.h>
 
+#include <climits>
 #include <cstdlib>
 
 #include "autograd/ops.h"
@@ -76,7 +77,7 @@ TEST_CASE("wavefront prefill (CPU, fp64) = the forward, and = one pass, for any 
       CHECK(max_abs_diff(last[0], full.narrow(1, P - 1, 1)) < 1e-10);
       CHECK(max_abs_diff(last[1], full.narrow(1, P, 1)) < 1e-10);
     }
-    // Off (the CPU's default, and < 0): one pass, no waves.
+    // Automatic (0: a GPU only) and never (< 0): one pass, no waves.
     for (int64_t off : {0, -1}) {
       lm.set_prefill_segment(off);
       CHECK(backend_calls([&] { prefill_then_decode(lm, ids, P, 0); }, "lanes_fork") == 0);
@@ -102,6 +103,32 @@ TEST_CASE("wavefront prefill: only when every layer allows it, and never under g
   CHECK(backend_calls([&] { prefill_then_decode(lm, ids, 24, 0); }, "lanes_fork") == 0);  // grad mode on
   NoGradGuard ng;
   CHECK(backend_calls([&] { prefill_then_decode(lm, ids, 24, 0); }, "lanes_fork") == 4);
+}
+
+TEST_CASE("wavefront prefill: off by default; TTT_PREFILL_SEGMENT decides until set_prefill_segment") {
+  Tensor ids = rand_ids({1, 24}, 41, 9);
+  NoGradGuard ng;
+  const auto waves = [&](const char* env, int64_t set = INT64_MIN) {
+    if (env) setenv("TTT_PREFILL_SEGMENT", env, 1);
+    else unsetenv("TTT_PREFILL_SEGMENT");
+    LanguageModel lm(small_ttt("mamba", 16, 2, 2));
+    lm.to(DType::f64);
+    if (set != INT64_MIN) lm.set_prefill_segment(set);
+    const int64_t n = backend_calls([&] { prefill_then_decode(lm, ids, 24, 0); }, "lanes_fork");
+    unsetenv("TTT_PREFILL_SEGMENT");
+    return n;
+  };
+  CHECK(waves(nullptr) == 0);
+  CHECK(waves("8") == 4);     // 3 segments, 2 layers
+  CHECK(waves("auto") == 0);  // automatic: a GPU only
+  CHECK(waves("off") == 0);
+  CHECK(waves("0") == 0);
+  CHECK(waves("8", -1) == 0);       // the model's setting wins
+  CHECK(waves(nullptr, 12) == 3);   // 2 segments
+  setenv("TTT_PREFILL_SEGMENT", "eight", 1);
+  LanguageModel lm(small_ttt("mamba", 16, 2, 2));
+  CHECK_THROWS_WITH_AS(prefill_then_decode(lm, ids, 24, 0), doctest::Contains("TTT_PREFILL_SEGMENT"), std::invalid_argument);
+  unsetenv("TTT_PREFILL_SEGMENT");
 }
 
 TEST_CASE("the CPU backend has one lane: fork opens 1, set_lane(0) and join do nothing") {
