@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -276,6 +277,9 @@ void run_bench(const BenchArgs& a) {
   set_deterministic(a.deterministic || cfg.train.deterministic);
   j["deterministic"] = deterministic();
   j["cuda_graphs"] = !a.no_cuda_graphs;
+  // The wavefront prefill's setting (LanguageModel::set_prefill_segment; off unless set there).
+  const char* segment = std::getenv("TTT_PREFILL_SEGMENT");
+  j["prefill_segment"] = segment ? segment : "off";
   if (a.contexts.empty()) j["seq_len"] = T;
   j["batch"] = B;
   j["repeat"] = a.repeat;
