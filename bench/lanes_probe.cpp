@@ -4,7 +4,8 @@
 // (BENCHMARKS.md, session 14), and stayed so after the lane streams were destroyed. This isolates
 // the question from the model: a CUDA graph of `--ops` tiny adds and the same adds eager, timed
 // before and after `--lane-ops` adds on each of two lanes (and, as a control, before and after the
-// same adds with lanes forked and joined but every add on the home stream).
+// same adds with lanes forked and joined but every add on the home stream), and a graph recorded
+// after the lanes.
 // Usage: build/bin/lanes_probe [--ops 300] [--lane-ops 200] [--reps 200]. Needs a GPU.
 #include <algorithm>
 #include <chrono>
@@ -86,10 +87,15 @@ int main(int argc, char** argv) {
   const Times control = measure(be, *g, x, ops, reps);
   run_lanes(true);
   const Times after = measure(be, *g, x, ops, reps);
+  // A graph recorded after the lanes: whether only graphs made before are slower, or every graph.
+  Tensor y2;
+  const std::unique_ptr<CapturedGraph> g2 = capture_graph(dev, [&] { y2 = chain(x, ops); });
+  const Times fresh = measure(be, *g2, x, ops, reps);
   std::printf("lanes_probe: a graph of %d adds and the same adds eager, median µs over %d replays\n", ops, reps);
   std::printf("%-44s %12s %12s\n", "", "graph µs", "eager µs");
   std::printf("%-44s %12.1f %12.1f\n", "before any lane", before.graph, before.eager);
   std::printf("%-44s %12.1f %12.1f\n", "after a fork/join, every add on home", control.graph, control.eager);
   std::printf("%-44s %12.1f %12.1f\n", "after adds on a second lane", after.graph, after.eager);
+  std::printf("%-44s %12.1f %12s\n", "  a graph recorded after them", fresh.graph, "");
   return 0;
 }
