@@ -102,6 +102,8 @@ struct LanguageModel::Impl {
 
   // One decode call's work: ids [B, T] after the tokens in st.
   Tensor step(const Tensor& ids, LMDecodeState& st, bool last_only);
+  // set_prefill_segment's value, or the environment's until it is called (-1 off, 0 auto, N).
+  int64_t segment_setting() const;
   // The segment length a prompt of ids runs in as a wavefront (set_prefill_segment), 0 for none.
   int64_t wavefront_segment(const Tensor& ids) const;
   // The blocks over ids as a wavefront of segments of `seg` tokens; the residual of the last
@@ -231,12 +233,17 @@ int64_t segment_from_environment() {
 
 }  // namespace
 
+int64_t LanguageModel::Impl::segment_setting() const {
+  return prefill_segment == kSegmentFromEnvironment ? segment_from_environment() : prefill_segment;
+}
+
 int64_t LanguageModel::Impl::wavefront_segment(const Tensor& ids) const {
-  int64_t seg = prefill_segment == kSegmentFromEnvironment ? segment_from_environment() : prefill_segment;
-  if (seg < 0 || GradMode::is_enabled() || blocks.size() < 2) return 0;
+  const int64_t T = ids.shape()[1];
+  if (T < 2 || GradMode::is_enabled() || blocks.size() < 2) return 0;  // a generated token: no lookup
+  int64_t seg = segment_setting();
+  if (seg < 0) return 0;
   for (const auto& b : blocks)
     if (!b->mixer->prefill_in_segments()) return 0;
-  const int64_t T = ids.shape()[1];
   if (seg == 0) {
     // From 16k tokens, four segments (a multiple of 256 tokens: mini-batch boundaries). Measured on
     // an H200 (125M TTT-Linear, batch 1, BENCHMARKS.md): 16k 29.5 -> ~20 ms, 32k 54.8 -> 33.6 ms; at
@@ -286,6 +293,7 @@ uint64_t LanguageModel::weights_stamp() const {
 
 void LanguageModel::set_decode_graphs(bool on) { impl_->graphs.set_enabled(on); }
 void LanguageModel::set_prefill_segment(int64_t tokens) { impl_->prefill_segment = tokens; }
+int64_t LanguageModel::prefill_segment() const { return impl_->segment_setting(); }
 const DecodeGraphs& LanguageModel::decode_graphs() const { return impl_->graphs; }
 
 double LanguageModel::flops_per_token(int64_t seq_len) const {

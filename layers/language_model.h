@@ -74,6 +74,8 @@ class LanguageModel : public Module {
   // on an H200 every later one-token decode step of the process ran 13% slower after a prompt ran
   // on lanes (BENCHMARKS.md, 2026-12-04, session 14).
   void set_prefill_segment(int64_t tokens);
+  // The setting in effect: set_prefill_segment's, else the environment's (< 0 never, 0 automatic).
+  int64_t prefill_segment() const;
   // Changes whenever a parameter's data does.
   uint64_t weights_stamp() const;
 

@@ -125,6 +125,22 @@ TEST_CASE("wavefront prefill: off by default; TTT_PREFILL_SEGMENT decides until 
   CHECK(waves("0") == 0);
   CHECK(waves("8", -1) == 0);       // the model's setting wins
   CHECK(waves(nullptr, 12) == 3);   // 2 segments
+  // The setting in effect, as `ttt bench` reports it.
+  const auto setting = [&](const char* env, int64_t set = INT64_MIN) {
+    setenv("TTT_PREFILL_SEGMENT", env, 1);
+    LanguageModel lm(small_ttt("mamba", 16, 2, 2));
+    if (set != INT64_MIN) lm.set_prefill_segment(set);
+    const int64_t v = lm.prefill_segment();
+    unsetenv("TTT_PREFILL_SEGMENT");
+    return v;
+  };
+  CHECK(setting("8") == 8);
+  CHECK(setting("auto") == 0);
+  CHECK(setting("off") == -1);
+  CHECK(setting("0") == -1);
+  CHECK(setting("8", -1) == -1);
+  CHECK(setting("off", 12) == 12);
+  CHECK(LanguageModel(small_ttt("mamba", 16, 2, 2)).prefill_segment() == -1);  // unset
   setenv("TTT_PREFILL_SEGMENT", "eight", 1);
   LanguageModel lm(small_ttt("mamba", 16, 2, 2));
   CHECK_THROWS_WITH_AS(prefill_then_decode(lm, ids, 24, 0), doctest::Contains("TTT_PREFILL_SEGMENT"), std::invalid_argument);

@@ -20,7 +20,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -277,9 +276,11 @@ void run_bench(const BenchArgs& a) {
   set_deterministic(a.deterministic || cfg.train.deterministic);
   j["deterministic"] = deterministic();
   j["cuda_graphs"] = !a.no_cuda_graphs;
-  // The wavefront prefill's setting (LanguageModel::set_prefill_segment; off unless set there).
-  const char* segment = std::getenv("TTT_PREFILL_SEGMENT");
-  j["prefill_segment"] = segment ? segment : "off";
+  // The wavefront prefill's setting (LanguageModel::prefill_segment: off, auto or a token count).
+  const int64_t segment = model.prefill_segment();
+  if (segment < 0) j["prefill_segment"] = "off";
+  else if (segment == 0) j["prefill_segment"] = "auto";
+  else j["prefill_segment"] = segment;
   if (a.contexts.empty()) j["seq_len"] = T;
   j["batch"] = B;
   j["repeat"] = a.repeat;
