@@ -144,6 +144,12 @@ using TTTScanComposite = std::function<Tensor(const tensor_list& inputs)>;
 tensor_list ttt_linear_scan(const Tensor& xq, const Tensor& xk, const Tensor& xv, const Tensor& lr, const Tensor& tok,
                             const Tensor& w0, const Tensor& b0, const Tensor& ln_w, const Tensor& ln_b,
                             const TTTScanOptions& o, const TTTScanComposite& composite);
+// Several ttt_linear_scan calls (each its 9 inputs, with its options), forward only (grad mode
+// off): on a GPU as one launch per pass (kernels/ttt_linear_scan.h TTTLinearScanForwardGroup), which
+// a wavefront prefill uses for the scans of a wave. Returns each call's five outputs, as
+// ttt_linear_scan's.
+std::vector<tensor_list> ttt_linear_scan_group(const std::vector<tensor_list>& calls,
+                                               const std::vector<TTTScanOptions>& options);
 // Why ttt_linear_scan cannot run these inputs on their device (autocast included); empty when it can.
 std::string ttt_linear_scan_unsupported(const Tensor& xq, const Tensor& tok, const Tensor& b0, const Tensor& ln_w,
                                         const TTTScanOptions& o);

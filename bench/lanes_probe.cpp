@@ -43,13 +43,24 @@ Tensor chain(const Tensor& x, int n) {
   return y;
 }
 
+// n products of a [16, 768] by a [768, 768] (cuBLASLt, as a decode step's projections).
+Tensor product_chain(const Tensor& x, const Tensor& w, int n) {
+  Tensor y = x;
+  for (int i = 0; i < n; ++i) y = matmul(y, w);
+  return y;
+}
+
 // Replay and eager times of the chain, in microseconds.
 struct Times {
   double graph, eager;
 };
 
-Times measure(Backend& be, const CapturedGraph& g, const Tensor& x, int ops, int reps) {
-  return {median_us(be, reps, [&] { g.replay(); }), median_us(be, reps / 4 + 1, [&] { (void)chain(x, ops); })};
+template <class F> Times measure(Backend& be, const CapturedGraph& g, F&& eager, int reps) {
+  return {median_us(be, reps, [&] { g.replay(); }), median_us(be, reps / 4 + 1, eager)};
+}
+
+void print_row(const char* what, const Times& adds, const Times& products) {
+  std::printf("%-40s %10.1f %10.1f %12.1f %12.1f\n", what, adds.graph, adds.eager, products.graph, products.eager);
 }
 
 }  // namespace
@@ -69,33 +80,39 @@ int main(int argc, char** argv) {
   const Device dev = cuda();
   Backend& be = backend(dev);
   const Tensor x = full({1, 768}, 1.0, opts(DType::f32, dev));
-  Tensor y;
+  const Tensor xp = full({16, 768}, 1.0, opts(DType::bf16, dev));
+  const Tensor w = full({768, 768}, 1.0 / 768, opts(DType::bf16, dev));
+  const int products = std::max(1, ops / 3);
+  Tensor y, yp;
   const std::unique_ptr<CapturedGraph> g = capture_graph(dev, [&] { y = chain(x, ops); });
+  const std::unique_ptr<CapturedGraph> gp = capture_graph(dev, [&] { yp = product_chain(xp, w, products); });
+  const auto adds = [&] { (void)chain(x, ops); };
+  const auto prods = [&] { (void)product_chain(xp, w, products); };
 
   const auto run_lanes = [&](bool on_lanes) {
     LaneScope lanes(be, 2);
-    Tensor a, b;
+    Tensor a, b, c, d;
     lanes.use(0);
     a = chain(x, lane_ops);
+    c = product_chain(xp, w, lane_ops / 3);
     lanes.use(on_lanes ? 1 : 0);
     b = chain(x, lane_ops);
+    d = product_chain(xp, w, lane_ops / 3);
     lanes.join();
     be.synchronize();
   };
-  const Times before = measure(be, *g, x, ops, reps);
+  std::printf("lanes_probe: graphs of %d adds [1,768] and of %d products [16,768]x[768,768] bf16, and the same eager;"
+              " median µs over %d replays\n", ops, products, reps);
+  std::printf("%-40s %10s %10s %12s %12s\n", "", "adds graph", "adds eager", "prods graph", "prods eager");
+  print_row("before any lane", measure(be, *g, adds, reps), measure(be, *gp, prods, reps));
   run_lanes(false);
-  const Times control = measure(be, *g, x, ops, reps);
+  print_row("after a fork/join, all on home", measure(be, *g, adds, reps), measure(be, *gp, prods, reps));
   run_lanes(true);
-  const Times after = measure(be, *g, x, ops, reps);
-  // A graph recorded after the lanes: whether only graphs made before are slower, or every graph.
-  Tensor y2;
+  print_row("after work on a second lane", measure(be, *g, adds, reps), measure(be, *gp, prods, reps));
+  // Graphs recorded after the lanes: whether only graphs made before are slower, or every graph.
+  Tensor y2, yp2;
   const std::unique_ptr<CapturedGraph> g2 = capture_graph(dev, [&] { y2 = chain(x, ops); });
-  const Times fresh = measure(be, *g2, x, ops, reps);
-  std::printf("lanes_probe: a graph of %d adds and the same adds eager, median µs over %d replays\n", ops, reps);
-  std::printf("%-44s %12s %12s\n", "", "graph µs", "eager µs");
-  std::printf("%-44s %12.1f %12.1f\n", "before any lane", before.graph, before.eager);
-  std::printf("%-44s %12.1f %12.1f\n", "after a fork/join, every add on home", control.graph, control.eager);
-  std::printf("%-44s %12.1f %12.1f\n", "after adds on a second lane", after.graph, after.eager);
-  std::printf("%-44s %12.1f %12s\n", "  a graph recorded after them", fresh.graph, "");
+  const std::unique_ptr<CapturedGraph> gp2 = capture_graph(dev, [&] { yp2 = product_chain(xp, w, products); });
+  print_row("  graphs recorded after them", measure(be, *g2, adds, reps), measure(be, *gp2, prods, reps));
   return 0;
 }

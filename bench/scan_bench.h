@@ -26,6 +26,7 @@ struct ScanOptions {
   bool bio = false;
   Device device = cuda();
   int reps = 20;
+  int group = 1;  // ttt_scan_bench: also time this many forward calls as one group (a wavefront's wave)
 };
 
 inline ScanOptions parse_scan_options(int argc, char** argv, const std::string& prog) {
@@ -43,6 +44,7 @@ inline ScanOptions parse_scan_options(int argc, char** argv, const std::string& 
     else if (a == "--K") o.K = std::stoll(next());
     else if (a == "--G") o.G = std::stoll(next());
     else if (a == "--reps") o.reps = std::stoi(next());
+    else if (a == "--group") o.group = std::stoi(next());
     else if (a == "--device") o.device = parse_device(next());
     else if (a == "--precision") {
       const std::string p = next();

@@ -4,6 +4,7 @@
 //
 // Usage: build/bin/ttt_scan_bench [--B 8] [--H 12] [--T 2048] [--F 64] [--K 16] [--G 4]
 //                                 [--precision bf16|fp32] [--io bf16|fp32] [--device cuda] [--reps 20]
+//                                 [--group N] (also N forward calls as one group: a wavefront's wave)
 // Defaults: one layer of the paper's 125M TTT-Linear at 8 x 2048 with bf16 products (autocast).
 // Prints the median of `reps` synchronized runs. FLOPs per (batch, head) chunk of K tokens:
 // forward 6Kf² + 4K²f (XK W, XQ W, the W update; XQ XKᵀ, Mt Gp); backward counts its replay of
@@ -66,6 +67,17 @@ int main(int argc, char** argv) {
     Backend& be = backend(o.device);
     const double fwd = median_ms(be, o.reps, [&] { be.run(fc); });
     const double bwd = median_ms(be, o.reps, [&] { be.run(bc); });
+    // --group N: N forward calls on the same inputs, each its own outputs, as one group.
+    std::vector<Tensor> group_buffers;
+    std::vector<TTTLinearScanForward> group_calls(o.group, fc);
+    TTTLinearScanForwardGroup group;
+    for (TTTLinearScanForward& c : group_calls) {
+      group_buffers.push_back(heads(1));
+      group_buffers.push_back(empty({s.state_elems()}, to));
+      c.out = v(group_buffers[group_buffers.size() - 2]), c.states = group_buffers.back().data_ptr();
+      group.calls.push_back(&c);
+    }
+    const double fwd_group = o.group > 1 ? median_ms(be, o.reps, [&] { be.run(group); }) : 0.0;
     // Cycles per phase of block 0, thread 0 (a separate run: the probe costs a little).
     Tensor probe = zeros({64}, opts(DType::i64, o.device));
     fc.probe = bc.probe = probe.data_ptr();
@@ -84,6 +96,8 @@ int main(int argc, char** argv) {
                 o.low ? "bf16" : "fp32", o.bio ? "bf16" : "fp32", o.device.str().c_str());
     std::printf("  forward   %8.3f ms  %6.2f us/chunk step  %6.2f TFLOP/s  %7.1f GB/s\n", fwd, 1e3 * fwd / chunks,
                 fwd_flops / fwd * 1e-9, fc.bytes() / fwd * 1e-6);
+    if (o.group > 1)
+      std::printf("  forward, a group of %d calls: %8.3f ms (%.2f x one call)\n", o.group, fwd_group, fwd_group / fwd);
     std::printf("  backward  %8.3f ms  %6.2f us/chunk step  %6.2f TFLOP/s  %7.1f GB/s\n", bwd, 1e3 * bwd / chunks,
                 bwd_flops / bwd * 1e-9, bc.bytes() / bwd * 1e-6);
     std::printf("  fwd+bwd   %8.3f ms  %6.2f us/chunk step\n", fwd + bwd, 1e3 * (fwd + bwd) / chunks);

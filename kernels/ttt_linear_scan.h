@@ -30,6 +30,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "kernels/backend.h"
 
@@ -140,6 +141,21 @@ struct TTTLinearScanBackward final : FusedCall {
   void run(Backend& be) override;
 };
 
+// Several forward calls run as one: on a GPU their blocks side by side in one launch per pass
+// (the serial walks of B·H blocks each leave most SMs idle at a small batch; a wavefront prefill
+// runs the scans of its active layers this way, layers/language_model.cpp), on the CPU one after
+// another. The calls must not write what another reads. CUDA groups calls of one kernel
+// configuration (head_dim, precision, storage), one B·H and one plan, at most kMaxCalls to a
+// launch; the rest run in further launches.
+struct TTTLinearScanForwardGroup final : FusedCall {
+  static constexpr int kMaxCalls = 16;
+  std::vector<TTTLinearScanForward*> calls;
+
+  const char* name() const override { return "ttt_linear_scan_fwd_group"; }
+  double bytes() const override;
+  void run(Backend& be) override;
+};
+
 namespace cpu_impl {
 void ttt_linear_scan_forward(TTTLinearScanForward& c);
 void ttt_linear_scan_backward(TTTLinearScanBackward& c);
@@ -149,6 +165,7 @@ namespace cuda_impl {
 // Defined in kernels/cuda/ttt_linear_scan.cu (or throwing stubs without CUDA).
 std::string ttt_linear_scan_unsupported(const TTTLinearScanShape& s);
 void ttt_linear_scan_forward(Backend& be, TTTLinearScanForward& c);
+void ttt_linear_scan_forward_group(Backend& be, TTTLinearScanForwardGroup& g);
 void ttt_linear_scan_backward(Backend& be, TTTLinearScanBackward& c);
 }  // namespace cuda_impl
 

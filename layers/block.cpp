@@ -80,6 +80,20 @@ BlockState Block::init_state(int64_t batch) {
 Residual Block::step(Residual r, BlockState& st) {
   if (pre_conv) r.pending = pre_conv->step(r.normalized(*pre_conv_norm), st.conv_tail);
   r.pending = mixer->step(r.normalized(*seq_norm), *st.mixer);
+  return after_mixer(std::move(r));
+}
+
+SplitStep Block::step_begin(Residual& r, BlockState& st) {
+  if (pre_conv) r.pending = pre_conv->step(r.normalized(*pre_conv_norm), st.conv_tail);
+  return mixer->step_begin(r.normalized(*seq_norm), *st.mixer);
+}
+
+Residual Block::step_end(Residual r, SplitStep& split, const tensor_list& scan_outputs) {
+  r.pending = split.scan_inputs.empty() ? split.output : split.finish(scan_outputs);
+  return after_mixer(std::move(r));
+}
+
+Residual Block::after_mixer(Residual r) {
   if (mlp) r.pending = mlp->forward(r.normalized(*ffn_norm));
   return r;
 }

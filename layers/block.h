@@ -59,6 +59,10 @@ class Block : public Module {
   Residual forward(Residual r);
   BlockState init_state(int64_t batch);
   Residual step(Residual r, BlockState& state);  // continues after the tokens in state
+  // step() in two halves around the mixer's scan (SplitStep, layers/mixer.h): begin() settles r up
+  // to the mixer's input; end() continues from the scan's outputs (ignored when it has none).
+  SplitStep step_begin(Residual& r, BlockState& state);
+  Residual step_end(Residual r, SplitStep& split, const tensor_list& scan_outputs);
   double extra_flops_per_token(int64_t seq_len) const { return mixer->extra_flops_per_token(seq_len); }
 
   std::shared_ptr<RMSNorm> pre_conv_norm;     // mamba only
@@ -69,6 +73,7 @@ class Block : public Module {
   std::shared_ptr<SwiGLU> mlp;                // null when cfg.d_ff = 0
 
  private:
+  Residual after_mixer(Residual r);  // the MLP sublayer of a step
   ResidualPrelude pre_conv_prelude() const;
   Tensor pre_conv_remat(const Tensor& h) const;
   bool remat_io_;

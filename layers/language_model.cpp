@@ -97,6 +97,7 @@ struct LanguageModel::Impl {
     for (auto& b : blocks) r = b->forward(std::move(r));
     return r.normalized(*final_norm);  // the last block's add fused with the final norm
   }
+  int64_t heads = 0;  // cfg.n_heads: a TTT layer's walks per sequence
   static constexpr int64_t kSegmentFromEnvironment = INT64_MIN;
   int64_t prefill_segment = kSegmentFromEnvironment;  // set_prefill_segment()
 
@@ -128,6 +129,7 @@ LanguageModel::LanguageModel(const ModelConfig& cfg) : cfg_(cfg), impl_(std::mak
     return;
   }
   Generator g(cfg.seed);
+  impl_->heads = cfg.n_heads;
   impl_->embed = register_module("embed", std::make_shared<Embedding>(cfg.vocab_size, cfg.d_model, g, cfg.init_std));
   impl_->block_list = register_module("blocks", std::make_shared<ModuleList>());
   for (int64_t i = 0; i < cfg.n_layers; ++i)
@@ -211,18 +213,22 @@ Tensor LanguageModel::Impl::step(const Tensor& ids, LMDecodeState& st, bool last
 // the register walk): at batch 1 × 16k tokens, 12 blocks on a GPU of 132 SMs for ~1.6 ms, twelve
 // times over. The walks of different layers depend on each other only through the residual: layer
 // l's segment s needs layer l − 1's segment s and its own segment s − 1. So the prompt is cut into
-// S segments and run in S + L − 1 waves; in wave w, layer l steps segment w − l, the layers of one
-// wave side by side on the backend's lanes (kernels/backend.h: streams on a GPU, forked at the
-// wave's start and joined at its end, so that each wave reads only what the waves before it wrote).
+// S segments and run in S + L − 1 waves; in wave w, layer l steps segment w − l: every active layer
+// runs its step up to its scan (Block::step_begin), then the wave's scans run as one launch
+// (ttt_linear_scan_group: the walks of every layer side by side), then every layer the rest of its
+// step. All on one stream: running the layers on streams side by side gained as much, but left every
+// later CUDA graph replay of the process slower (the 125M's decode step 0.82 -> 0.93 ms on an H200;
+// bench/stream_probe: any kernel run eagerly on a second stream slowed the replays of a graph of 300
+// small kernels from 225 to 279 µs, for good).
 // Each layer's state carries its segments in order, as decode() carries calls: the result is that
 // of one pass (the same arithmetic but for the products' row blocking; tests/test_prefill_wavefront).
 namespace {
 
-// TTT_PREFILL_SEGMENT: unset, "off" or 0: never; "auto": automatic; N > 0: segments of N tokens.
+// TTT_PREFILL_SEGMENT: unset or "auto": automatic; "off" or 0: never; N > 0: segments of N tokens.
 int64_t segment_from_environment() {
   const char* env = std::getenv("TTT_PREFILL_SEGMENT");
-  if (!env || std::string(env) == "off") return -1;
-  if (std::string(env) == "auto") return 0;
+  if (!env || std::string(env) == "auto") return 0;
+  if (std::string(env) == "off") return -1;
   char* end = nullptr;
   const long long v = std::strtoll(env, &end, 10);
   if (end == env || *end != '\0' || v < 0)
@@ -245,10 +251,11 @@ int64_t LanguageModel::Impl::wavefront_segment(const Tensor& ids) const {
   for (const auto& b : blocks)
     if (!b->mixer->prefill_in_segments()) return 0;
   if (seg == 0) {
-    // From 16k tokens, four segments (a multiple of 256 tokens: mini-batch boundaries). Measured on
-    // an H200 (125M TTT-Linear, batch 1, BENCHMARKS.md): 16k 29.5 -> ~20 ms, 32k 54.8 -> 33.6 ms; at
-    // 4k and 8k the waves' launches cost more than they gain (4k: 12.3 -> 20.2 ms with four).
-    if (!ids.device().is_cuda() || T < 16384) return 0;
+    // On a GPU, from 8k tokens, four segments (a multiple of 256 tokens: mini-batch boundaries), while
+    // batch × heads walks leave most SMs idle (the scan's chunk-parallel rule, B·H < 64). Measured on
+    // an H200 (125M TTT-Linear, batch 1, BENCHMARKS.md, session 15): 8k 16.3 -> 14.9 ms, 16k 29.5 ->
+    // 22.0 ms, 32k 55.3 -> 37.9 ms; at 4k two segments gained 3% (9.45 -> 9.15 ms), so not there.
+    if (!ids.device().is_cuda() || T < 8192 || ids.shape()[0] * heads >= 64) return 0;
     seg = (T / 4 + 255) / 256 * 256;
   }
   return T > seg ? seg : 0;
@@ -258,15 +265,23 @@ Residual LanguageModel::Impl::wavefront(const Tensor& ids, LMDecodeState& st, in
   const int64_t T = ids.shape()[1], S = (T + seg - 1) / seg, L = static_cast<int64_t>(blocks.size());
   std::vector<Residual> carry;  // carry[s]: segment s after the layers it has passed
   for (int64_t s = 0; s < S; ++s) carry.emplace_back(embed->forward(narrow(ids, 1, s * seg, std::min(seg, T - s * seg))));
-  Backend& be = backend(ids.device());
   for (int64_t w = 0; w < S + L - 1; ++w) {
     const int64_t first = std::max<int64_t>(0, w - S + 1), last = std::min(L - 1, w);
-    LaneScope lanes(be, static_cast<int>(last - first + 1));
+    std::vector<SplitStep> splits;
+    std::vector<tensor_list> scans;
+    std::vector<TTTScanOptions> options;
     for (int64_t l = first; l <= last; ++l) {
-      lanes.use(static_cast<int>(l - first));
-      carry[w - l] = blocks[l]->step(std::move(carry[w - l]), st.blocks[l]);
+      splits.push_back(blocks[l]->step_begin(carry[w - l], st.blocks[l]));
+      if (splits.back().scan_inputs.empty()) continue;
+      scans.push_back(splits.back().scan_inputs);
+      options.push_back(splits.back().scan_options);
     }
-    lanes.join();
+    const std::vector<tensor_list> outputs = ttt_linear_scan_group(scans, options);
+    for (int64_t l = first, k = 0; l <= last; ++l) {
+      SplitStep& split = splits[l - first];
+      const tensor_list none;
+      carry[w - l] = blocks[l]->step_end(std::move(carry[w - l]), split, split.scan_inputs.empty() ? none : outputs[k++]);
+    }
   }
   if (last_only) return std::move(carry.back());
   tensor_list h, pending;

@@ -66,13 +66,11 @@ class LanguageModel : public Module {
   const DecodeGraphs& decode_graphs() const;
   // A prompt whose layers all allow it (SequenceMixer::prefill_in_segments: TTT-Linear's fused
   // scan) may run as a wavefront (Note [Wavefront prefill] in language_model.cpp): cut into
-  // segments, layer l on segment s beside layer l + 1 on segment s − 1, on the device's lanes.
-  // tokens > 0: segments of that many tokens, on any device (the CPU runs them in order; the
-  // results equal one pass's up to rounding); 0: automatic (on a GPU, four segments for prompts of
-  // at least 16,384 tokens); < 0: never. Until this is called, TTT_PREFILL_SEGMENT in the
-  // environment decides (a token count, "auto" or "off"); unset: never. Off by default because
-  // on an H200 every later one-token decode step of the process ran 13% slower after a prompt ran
-  // on lanes (BENCHMARKS.md, 2026-12-04, session 14).
+  // segments, layer l on segment s in the same wave as layer l + 1 on segment s − 1, the wave's
+  // scans in one launch. tokens > 0: segments of that many tokens, on any device (the CPU runs them
+  // in order; the results equal one pass's up to rounding); 0: automatic (on a GPU, four segments
+  // for prompts of at least 8,192 tokens at batch × heads < 64); < 0: never. Until this is called,
+  // TTT_PREFILL_SEGMENT in the environment decides (a token count, "auto" or "off"); unset: automatic.
   void set_prefill_segment(int64_t tokens);
   // The setting in effect: set_prefill_segment's, else the environment's (< 0 never, 0 automatic).
   int64_t prefill_segment() const;

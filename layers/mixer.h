@@ -26,6 +26,17 @@ struct ResidualOutput {
   Tensor h, out;
 };
 
+// step() in two halves around the layer's scan, for a wavefront prefill (layers/language_model.cpp,
+// Note [Wavefront prefill]): every active layer of a wave begins its step, the wave's scans run as
+// one launch (ttt_linear_scan_group), then every layer finishes. With no scan_inputs the step was
+// done whole and `output` is its result.
+struct SplitStep {
+  tensor_list scan_inputs;  // ttt_linear_scan's nine inputs
+  TTTScanOptions scan_options;
+  std::function<Tensor(const tensor_list& scan_outputs)> finish;  // the rest of the step: its output
+  Tensor output;
+};
+
 struct MixerState {
   virtual ~MixerState() = default;
   int64_t position = 0;  // tokens consumed so far (absolute position of the next token)
@@ -75,6 +86,8 @@ class SequenceMixer : public Module {
   // tokens cost in one call (a fused scan resuming from the state), and one layer's step alone
   // leaves most of a GPU idle (one serial walk per head), so layers side by side gain.
   virtual bool prefill_in_segments() const { return false; }
+  // step() as a SplitStep (above); by default the whole step at once.
+  virtual SplitStep step_begin(const Tensor& x, MixerState& state) { return {{}, {}, nullptr, step(x, state)}; }
   // Forward FLOPs per token (2 per multiply-add) beyond the matmuls with this mixer's own
   // parameters (which the language model counts from the parameter count): e.g. attention's
   // QK^T and PV, averaged over the positions of a causal sequence of length seq_len.

@@ -434,16 +434,26 @@ Tensor TTTMixer::fused_outputs(const ScanInputs& in) { return fused_scan(fused_i
 // TTT-MLP (whose scan takes no per-sequence state) prefills this way from W0 only, leaving W1, b1,
 // W2, b2 and their accumulators for the composite primal steps that follow (no pending inputs).
 Tensor TTTMixer::prefill_fused(const ScanInputs& in, ScanState& st, bool from_w0) {
-  const int64_t B = in.XQ.shape()[0], T = in.XQ.shape()[2];
-  const bool mlp = inner_->kind() == "mlp";
-  if (mlp && !from_w0) throw std::logic_error("TTT-MLP prefill: the fused scan starts from W0 only");
-  const size_t nw = mlp ? 4 : 2;
+  const int64_t T = in.XQ.shape()[2];
+  return prefill_commit(in, st, fused_scan(prefill_inputs(in, st, from_w0), (T + c_.mini_batch - 1) / c_.mini_batch));
+}
+
+// prefill_fused's scan inputs (fused_inputs' order): the initial state W0 or the state's W, b.
+tensor_list TTTMixer::prefill_inputs(const ScanInputs& in, const ScanState& st, bool from_w0) const {
+  if (inner_->kind() == "mlp" && !from_w0) throw std::logic_error("TTT-MLP prefill: the fused scan starts from W0 only");
   tensor_list x = fused_inputs(in);
   if (!from_w0) {
     x[5] = st.W[0];
-    x[6] = st.W[1].defined() ? reshape(st.W[1], {B, nh_, f_}) : Tensor();
+    x[6] = st.W[1].defined() ? reshape(st.W[1], {in.XQ.shape()[0], nh_, f_}) : Tensor();
   }
-  const tensor_list r = fused_scan(x, (T + c_.mini_batch - 1) / c_.mini_batch);
+  return x;
+}
+
+// After prefill_fused's scan (its outputs r): the state it leaves; returns the heads' outputs.
+Tensor TTTMixer::prefill_commit(const ScanInputs& in, ScanState& st, const tensor_list& r) {
+  const int64_t B = in.XQ.shape()[0], T = in.XQ.shape()[2];
+  const bool mlp = inner_->kind() == "mlp";
+  const size_t nw = mlp ? 4 : 2;
   // The scan's [B, H, c] biases as the state's [B, H, 1, c] rows (undefined without inner biases).
   const tensor_list W0 = inner_->initial();
   const auto state_of = [&](size_t first) {
@@ -550,19 +560,51 @@ std::unique_ptr<MixerState> TTTMixer::init_state(int64_t batch) {
 }
 
 Tensor TTTMixer::step(const Tensor& x, MixerState& state) {
+  TTTState& st = state_of(state);
+  const int64_t pos0 = st.position;
+  Tensor out = decode_scan(st.scan, step_inputs(x, st), pos0);
+  st.position += x.shape()[1];
+  return finish(x, out);
+}
+
+// A prompt segment at a mini-batch boundary that the fused scan runs (decode_scan's prefill_fused)
+// splits around that scan; anything else is stepped whole.
+SplitStep TTTMixer::step_begin(const Tensor& x, MixerState& state) {
+  TTTState& st = state_of(state);
+  const int64_t pos0 = st.position, T = x.shape()[1];
+  const ScanInputs in = step_inputs(x, st);
+  SplitStep split;
+  if (T < 2 || st.scan.index != 0 || st.scan.pending.XQ.defined() || !fused_chunk(in)) {
+    split.output = finish(x, decode_scan(st.scan, in, pos0));
+    st.position += T;
+    return split;
+  }
+  split.scan_inputs = prefill_inputs(in, st.scan, /*from_w0=*/pos0 == 0);
+  split.scan_options = TTTScanOptions{(T + c_.mini_batch - 1) / c_.mini_batch, c_.ln_eps};
+  split.finish = [this, x, in, &st](const tensor_list& r) {
+    Tensor out = prefill_commit(in, st.scan, r);
+    st.position += x.shape()[1];
+    return finish(x, out);
+  };
+  return split;
+}
+
+TTTState& TTTMixer::state_of(MixerState& state) const {
   auto* st = dynamic_cast<TTTState*>(&state);
   require(st != nullptr, "TTT layer step: the state was not made by this layer's init_state()");
-  const int64_t pos0 = st->position;
-  // A prompt (several tokens) runs as the forward does; a single token in float32 throughout
-  // (Note [bf16 activations]).
+  return *st;
+}
+
+// The scan inputs of x continuing after st (its conv tails updated), the state cast to their dtype.
+// A prompt (several tokens) runs as the forward does; a single token in float32 throughout
+// (Note [bf16 activations]).
+ScanInputs TTTMixer::step_inputs(const Tensor& x, TTTState& st) {
   const bool low = x.shape()[1] > 1 && low_precision_io(x);
-  ScanInputs in = prepare(x, pos0, mamba_ ? &st->q_tail : nullptr, mamba_ ? &st->k_tail : nullptr, input_params(), low);
+  ScanInputs in = prepare(x, st.position, mamba_ ? &st.q_tail : nullptr, mamba_ ? &st.k_tail : nullptr, input_params(), low);
   const DType dt = in.lr.dtype();
-  for (Tensor& w : st->scan.W) w = cast(w, dt);
-  for (Tensor& a : st->scan.acc) a = cast(a, dt);
-  Tensor out = decode_scan(st->scan, in, pos0);
-  st->position += x.shape()[1];
-  return finish(x, out);
+  for (Tensor& w : st.scan.W) w = cast(w, dt);
+  for (Tensor& a : st.scan.acc) a = cast(a, dt);
+  return in;
 }
 
 // Buffers of K tokens along the time axis holding p's tokens first (the rest unset).
@@ -625,6 +667,12 @@ Tensor TTTMixer::decode_step(ScanState& st, const ScanInputs& in) {
 // step that autograd must see through (grad mode on) keeps the composite forms; so does TTT-MLP
 // (its fused scan has no per-sequence initial state, and prefill_fused() lays out TTT-Linear's W, b
 // only).
+// Whether a chunk of several tokens of TTT-Linear runs the fused scan (decode_scan).
+bool TTTMixer::fused_chunk(const ScanInputs& in) const {
+  return !GradMode::is_enabled() && c_.mini_batch > 0 && (impl_ == "auto" || impl_ == "fused") &&
+         inner_->kind() == "linear" && fused_unsupported(in).empty();
+}
+
 Tensor TTTMixer::decode_scan(ScanState& st, const ScanInputs& in, int64_t pos0) {
   const int64_t T = in.XQ.shape()[2], K = c_.mini_batch;
   if (T == 1 && decode_step_applies(in)) return decode_step(st, in);
@@ -634,8 +682,7 @@ Tensor TTTMixer::decode_scan(ScanState& st, const ScanInputs& in, int64_t pos0) 
   if (fresh && !GradMode::is_enabled() && K > 0 && (impl_ == "auto" || impl_ == "fused") && inner_->kind() == "mlp" &&
       fused_unsupported(in).empty())
     return prefill_fused(in, st, /*from_w0=*/true);
-  const bool fused = !GradMode::is_enabled() && K > 0 && (impl_ == "auto" || impl_ == "fused") &&
-                     inner_->kind() == "linear" && fused_unsupported(in).empty();
+  const bool fused = fused_chunk(in);
   if (fused && (st.index == 0 || st.pending.XQ.defined())) {
     const int64_t n = st.index;  // the mini-batch's tokens already seen (their outputs are not returned again)
     if (n == 0) return prefill_fused(in, st, /*from_w0=*/pos0 == 0);

@@ -49,6 +49,7 @@ namespace ttt {
 class Linear;
 class LayerNorm;
 class CausalConv1d;
+struct TTTState;
 
 class TTTMixer : public SequenceMixer {
  public:
@@ -63,6 +64,7 @@ class TTTMixer : public SequenceMixer {
   Tensor step(const Tensor& x, MixerState& state) override;
   // TTT-Linear with the fused scan (decode_scan resumes it from a later segment's state).
   bool prefill_in_segments() const override;
+  SplitStep step_begin(const Tensor& x, MixerState& state) override;
   double extra_flops_per_token(int64_t seq_len) const override;
 
   // The inner learning rate is base_lr · multiplier. TTT-MLP warms base_lr up over the outer
@@ -104,6 +106,11 @@ class TTTMixer : public SequenceMixer {
   tensor_list fused_scan(const tensor_list& x, int64_t checkpoint_group);
   Tensor fused_outputs(const ScanInputs& in);
   Tensor prefill_fused(const ScanInputs& in, ScanState& st, bool from_w0);
+  tensor_list prefill_inputs(const ScanInputs& in, const ScanState& st, bool from_w0) const;
+  Tensor prefill_commit(const ScanInputs& in, ScanState& st, const tensor_list& scan_outputs);
+  bool fused_chunk(const ScanInputs& in) const;
+  TTTState& state_of(MixerState& state) const;
+  ScanInputs step_inputs(const Tensor& x, TTTState& st);
   Tensor decode_scan(ScanState& st, const ScanInputs& in, int64_t pos0);
   bool decode_step_applies(const ScanInputs& in) const;
   Tensor decode_step(ScanState& st, const ScanInputs& in);

@@ -122,7 +122,7 @@ TEST_CASE("tokenizer -> data -> train -> eval -> generate, resume and SIGTERM th
   REQUIRE_MESSAGE(bench.code == 0, bench.output);
   auto bj = nlohmann::json::parse(std::ifstream(kDir + "/bench.json"));
   CHECK(bj["deterministic"] == true);
-  CHECK(bj["prefill_segment"] == "off");  // the wavefront prefill's setting (TTT_PREFILL_SEGMENT unset)
+  CHECK(bj["prefill_segment"] == "auto");  // the wavefront prefill's setting (TTT_PREFILL_SEGMENT unset)
   // --saved: what the training forward keeps for backward, by op, largest first; attention saves
   // its inputs and output in every block.
   const auto& saved = bj["train"]["saved_by_op"];

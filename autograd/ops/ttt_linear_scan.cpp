@@ -25,6 +25,8 @@
 // afterwards is a free view.
 #include <functional>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "autograd/autocast.h"
 #include "autograd/checkpoint.h"
@@ -131,6 +133,38 @@ TTTLinearScanShape float_storage(TTTLinearScanShape s) {
   return s;
 }
 
+// A forward call ready to run: its outputs {out, W_T, b_T, accW, accb, states} allocated and the
+// operands it reads (contiguous copies where needed) kept alive until it has been enqueued.
+struct PreparedForward {
+  TTTLinearScanForward call;
+  tensor_list outputs, operands;
+};
+
+PreparedForward prepare_forward(const tensor_list& in, const TTTLinearScanShape& s) {
+  NoGradGuard ng;
+  const Tensor& xq = in[0];
+  const int64_t B = s.batch, H = s.heads, f = s.head_dim;
+  const TensorOptions opt = opts(s.dtype, xq.device());
+  PreparedForward r;
+  r.outputs = {empty_heads_last(xq.shape(), s.io_dtype(), xq.device()), empty({B, H, f, f}, opt), empty({B, H, f}, opt),
+               empty({B, H, f, f}, opt), empty({B, H, f}, opt), empty({s.state_elems()}, opt)};
+  const auto maybe = [](const Tensor& t) { return t.defined() ? kc::contiguous(t) : Tensor(); };
+  // XQ, XK, XV, lr, tok, W0, b0, ln_w, ln_b as the kernels read them
+  r.operands = {unit_last(in[0]), unit_last(in[1]), unit_last(in[2]), in[3], kc::contiguous(in[4]),
+                kc::contiguous(in[5]), maybe(in[6]), maybe(in[7]), maybe(in[8])};
+  const tensor_list& x = r.operands;
+  TTTLinearScanForward& c = r.call;
+  c.s = s;
+  c.xq = bht(x[0]), c.xk = bht(x[1]), c.xv = bht(x[2]), c.lr = bht(x[3]);
+  c.tok = x[4].data_ptr(), c.w0 = x[5].data_ptr(), c.b0 = ptr(x[6]), c.ln_w = ptr(x[7]), c.ln_b = ptr(x[8]);
+  const tensor_list& o = r.outputs;
+  c.out = bht(o[0]);
+  c.w_final = o[1].data_ptr(), c.b_final = o[2].data_ptr();
+  c.acc_w = o[3].data_ptr(), c.acc_b = o[4].data_ptr();
+  c.states = o[5].data_ptr();
+  return r;
+}
+
 }  // namespace
 
 std::string ttt_linear_scan_unsupported(const Tensor& xq, const Tensor& tok, const Tensor& b0, const Tensor& ln_w,
@@ -157,28 +191,10 @@ tensor_list ttt_linear_scan(const Tensor& xq, const Tensor& xk, const Tensor& xv
   if (!why.empty())
     throw std::invalid_argument(std::string("ttt_linear_scan: no fused kernel for this call on ") + xq.device().str() +
                                 ": " + why);
-  const int64_t B = s.batch, H = s.heads, f = s.head_dim;
-  const TensorOptions opt = opts(s.dtype, xq.device());
-  Tensor out = empty_heads_last(xq.shape(), s.io_dtype(), xq.device());
-  Tensor states = empty({s.state_elems()}, opt);
-  Tensor w_final = empty({B, H, f, f}, opt), b_final = empty({B, H, f}, opt);
-  Tensor acc_w = empty({B, H, f, f}, opt), acc_b = empty({B, H, f}, opt);
-  {
-    NoGradGuard ng;
-    const Tensor q = unit_last(xq), k = unit_last(xk), v = unit_last(xv);
-    Tensor tk = kc::contiguous(tok), w = kc::contiguous(w0);
-    Tensor b = b0.defined() ? kc::contiguous(b0) : Tensor();
-    Tensor lw = ln_w.defined() ? kc::contiguous(ln_w) : Tensor(), lb = ln_b.defined() ? kc::contiguous(ln_b) : Tensor();
-    TTTLinearScanForward c;
-    c.s = s;
-    c.xq = bht(q), c.xk = bht(k), c.xv = bht(v), c.lr = bht(lr);
-    c.tok = tk.data_ptr(), c.w0 = w.data_ptr(), c.b0 = ptr(b), c.ln_w = ptr(lw), c.ln_b = ptr(lb);
-    c.out = bht(out);
-    c.states = states.data_ptr();
-    c.w_final = w_final.data_ptr(), c.b_final = b_final.data_ptr();
-    c.acc_w = acc_w.data_ptr(), c.acc_b = acc_b.data_ptr();
-    backend(xq.device()).run(c);
-  }
+  PreparedForward fwd = prepare_forward(inputs, s);
+  backend(xq.device()).run(fwd.call);
+  const Tensor& out = fwd.outputs[0];
+  const Tensor& states = fwd.outputs[5];
   if (needs_grad(inputs)) {
     if (!composite) throw std::invalid_argument("ttt_linear_scan: a composite twin is required for autograd");
     tensor_list saved = inputs;
@@ -197,7 +213,47 @@ tensor_list ttt_linear_scan(const Tensor& xq, const Tensor& xk, const Tensor& xv
       return recompute_gradients(fn, inputs_only, g, amp, amp_dtype);
     });
   }
-  return {out, w_final, b_final, acc_w, acc_b};
+  return {out, fwd.outputs[1], fwd.outputs[2], fwd.outputs[3], fwd.outputs[4]};
+}
+
+std::vector<tensor_list> ttt_linear_scan_group(const std::vector<tensor_list>& calls,
+                                               const std::vector<TTTScanOptions>& options) {
+  if (GradMode::is_enabled())
+    throw std::invalid_argument("ttt_linear_scan_group: forward only (run it under NoGradGuard)");
+  if (options.size() != calls.size())
+    throw std::invalid_argument("ttt_linear_scan_group: " + std::to_string(calls.size()) + " calls but " +
+                                std::to_string(options.size()) + " options");
+  if (calls.empty()) return {};
+  std::vector<PreparedForward> fwd;
+  std::vector<tensor_list> results;
+  for (size_t i = 0; i < calls.size(); ++i) {
+    const tensor_list& in = calls[i];
+    const TTTScanOptions& o = options[i];
+    if (in.size() != 9) throw std::invalid_argument("ttt_linear_scan_group: every call takes ttt_linear_scan's 9 inputs");
+    check_inputs(in);
+    check_same_device("ttt_linear_scan_group", calls[0][0], in[0]);
+    const TTTLinearScanShape s = make_shape(in[0], in[4], in[5], in[6], in[7], o);
+    const std::string why = cast_around(in[0], s) ? "" : ttt_linear_scan_unsupported(in[0].device(), s);
+    if (!why.empty())
+      throw std::invalid_argument("ttt_linear_scan_group: no fused kernel for a call on " + in[0].device().str() + ": " +
+                                  why);
+    if (cast_around(in[0], s)) {  // the CPU: bf16 storage cast around a float32 call, alone
+      results.push_back(ttt_linear_scan(in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7], in[8], o, nullptr));
+      continue;
+    }
+    fwd.push_back(prepare_forward(in, s));
+    results.emplace_back();  // filled below
+  }
+  TTTLinearScanForwardGroup group;
+  for (PreparedForward& f : fwd) group.calls.push_back(&f.call);
+  if (!group.calls.empty()) backend(calls[0][0].device()).run(group);
+  size_t next = 0;
+  for (tensor_list& r : results)
+    if (r.empty()) {
+      const tensor_list& out = fwd[next++].outputs;
+      r = {out[0], out[1], out[2], out[3], out[4]};
+    }
+  return results;
 }
 
 }  // namespace ttt

@@ -110,6 +110,21 @@ void TTTLinearScanForward::run(Backend& be) {
                            [](Backend& b, auto& c) { cuda_impl::ttt_linear_scan_forward(b, c); });
 }
 
+double TTTLinearScanForwardGroup::bytes() const {
+  double b = 0;
+  for (const TTTLinearScanForward* c : calls) b += c->bytes();
+  return b;
+}
+
+void TTTLinearScanForwardGroup::run(Backend& be) {
+  cpu_impl::dispatch_fused(
+      be, *this,
+      [&](TTTLinearScanForwardGroup& g) {
+        for (TTTLinearScanForward* c : g.calls) cpu_impl::ttt_linear_scan_forward(*c);
+      },
+      [](Backend& b, auto& g) { cuda_impl::ttt_linear_scan_forward_group(b, g); });
+}
+
 void TTTLinearScanBackward::run(Backend& be) {
   if (s.per_sequence_init)
     throw std::invalid_argument("ttt_linear_scan: the backward does not take per-sequence initial states");

@@ -12,6 +12,7 @@
 // to the composite dual form.
 #include <algorithm>
 #include <string>
+#include <vector>
 
 #include "kernels/cuda/cuda_backend.cuh"
 #include "kernels/cuda/scan_launch.cuh"
@@ -51,6 +52,49 @@ template <class C>
 __global__ void __launch_bounds__(C::THREADS) ttt_linear_fwd_overlap_kernel(Params p) {
   extern __shared__ __align__(16) char smem[];
   tttk::fwd_overlap_block<C>(p, static_cast<int>(blockIdx.x), smem);
+}
+
+// Several forward calls in one launch per pass (TTTLinearScanForwardGroup): every call's B·H walks
+// side by side, call c's (b, h) at block c·bh + (b, h); output blocks range-major over (call, b, h),
+// the order in which the walks finish ranges (a call with fewer ranges leaves its late blocks idle).
+struct ParamsGroup {
+  Params p[TTTLinearScanForwardGroup::kMaxCalls];
+  int count = 0, bh = 0, max_ranges = 1;
+};
+
+template <class C>
+TTT_DEV void group_out_block(const ParamsGroup& g, int i, char* smem) {
+  const int n = g.count * g.bh, r = i / n, j = i % n;
+  const Params& p = g.p[j / g.bh];
+  if (r < p.R) tttk::fwd_out_block<C>(p, (j % g.bh) * p.R + r, smem);
+}
+
+template <class C>
+__global__ void __launch_bounds__(C::THREADS, 1) ttt_linear_fwd_group_kernel(const __grid_constant__ ParamsGroup g) {
+  extern __shared__ __align__(16) char smem[];
+  const int blk = static_cast<int>(blockIdx.x);
+  tttk::fwd_block<C>(g.p[blk / g.bh], blk % g.bh, smem);
+}
+
+template <class C>
+__global__ void __launch_bounds__(C::THREADS, 1) ttt_linear_fwd_state_group_kernel(const __grid_constant__ ParamsGroup g) {
+  extern __shared__ __align__(16) char smem[];
+  const int blk = static_cast<int>(blockIdx.x);
+  tttk::fwd_state_block<C>(g.p[blk / g.bh], blk % g.bh, smem);
+}
+
+template <class C>
+__global__ void __launch_bounds__(C::THREADS) ttt_linear_fwd_out_group_kernel(const __grid_constant__ ParamsGroup g) {
+  extern __shared__ __align__(16) char smem[];
+  group_out_block<C>(g, static_cast<int>(blockIdx.x), smem);
+}
+
+template <class C>
+__global__ void __launch_bounds__(C::THREADS) ttt_linear_fwd_overlap_group_kernel(const __grid_constant__ ParamsGroup g) {
+  extern __shared__ __align__(16) char smem[];
+  const int blk = static_cast<int>(blockIdx.x), n = g.count * g.bh;
+  if (blk < n) return tttk::fwd_state_block<C>(g.p[blk / g.bh], blk % g.bh, smem);
+  group_out_block<C>(g, blk - n, smem);
 }
 
 template <class C>
@@ -174,6 +218,80 @@ void ttt_linear_scan_forward(Backend& be, TTTLinearScanForward& c) {
     }
     be.free(p.ws, snap + flags);
   });
+}
+
+namespace {
+
+// Whether two forward calls can share a grouped launch: one kernel configuration, B·H and plan.
+bool groupable(const TTTLinearScanForward& a, const Params& pa, const TTTLinearScanForward& b, const Params& pb) {
+  return a.s.head_dim == b.s.head_dim && a.s.low_precision == b.s.low_precision && a.s.bf16_io == b.s.bf16_io &&
+         pa.B * pa.H == pb.B * pb.H && pa.par == pb.par && pa.overlap == pb.overlap;
+}
+
+// Calls whose params are g.p[0 .. g.count): each pass of the forward as one launch.
+void launch_group(Backend& be, const TTTLinearScanShape& s, ParamsGroup& g) {
+  dispatch(s, [&](auto cfg) {
+    using C = decltype(cfg);
+    const int64_t walks = int64_t{g.count} * g.bh;
+    const Params& p0 = g.p[0];
+    if (!p0.par) {
+      scan_launch::launch_blocks(ttt_linear_fwd_group_kernel<C>, C::THREADS, walks, fwd_smem<C>(), g, be);
+      return;
+    }
+    // Every call's snapshots (and flags) in one workspace, 256-byte aligned per call.
+    std::vector<size_t> offset(g.count + 1, 0), flags(g.count);
+    for (int k = 0; k < g.count; ++k) {
+      const size_t snap = static_cast<size_t>(tttk::fwd_snapshot_floats(g.p[k], C::F)) * sizeof(float);
+      flags[k] = p0.overlap ? static_cast<size_t>(g.bh) * g.p[k].R * sizeof(unsigned) : 0;
+      offset[k + 1] = offset[k] + (snap + flags[k] + 255) / 256 * 256;
+    }
+    const size_t total = offset[g.count];
+    char* ws = static_cast<char*>(be.alloc(total));
+    for (int k = 0; k < g.count; ++k) {
+      g.p[k].ws = reinterpret_cast<float*>(ws + offset[k]);
+      if (p0.overlap) CUDA_CHECK(cudaMemsetAsync(tttk::fwd_done(g.p[k], C::F, 0, 0), 0, flags[k], stream_of(be)));
+    }
+    const int64_t outs = walks * g.max_ranges;
+    if (p0.overlap) {
+      scan_launch::launch_blocks(ttt_linear_fwd_overlap_group_kernel<C>, C::THREADS, walks + outs,
+                                 scan_launch::smem_one_block_per_sm(std::max(replay_smem<C>(), fwd_smem<C>())), g,
+                                 be);
+    } else {
+      scan_launch::launch_blocks(ttt_linear_fwd_state_group_kernel<C>, C::THREADS, walks, replay_smem<C>(), g, be);
+      scan_launch::launch_blocks(ttt_linear_fwd_out_group_kernel<C>, C::THREADS, outs, fwd_smem<C>(), g, be);
+    }
+    be.free(ws, total);
+  });
+}
+
+}  // namespace
+
+void ttt_linear_scan_forward_group(Backend& be, TTTLinearScanForwardGroup& grp) {
+  const std::vector<TTTLinearScanForward*>& calls = grp.calls;
+  std::vector<Params> ps;
+  for (TTTLinearScanForward* c : calls) {
+    ps.push_back(tttk::params_of(*c));
+    require_aligned(ps.back());
+    ps.back().overlap = ps.back().overlap && scan_launch::may_overlap(be, 0);
+  }
+  // Runs of consecutive groupable calls, at most kMaxCalls each, as one launch per pass.
+  for (size_t i = 0, j = 0; i < calls.size(); i = j) {
+    for (j = i + 1; j < calls.size() && j - i < TTTLinearScanForwardGroup::kMaxCalls &&
+                    groupable(*calls[i], ps[i], *calls[j], ps[j]);)
+      ++j;
+    if (j - i == 1) {
+      ttt_linear_scan_forward(be, *calls[i]);
+      continue;
+    }
+    ParamsGroup g;
+    g.count = static_cast<int>(j - i);
+    g.bh = ps[i].B * ps[i].H;
+    for (size_t k = i; k < j; ++k) {
+      g.p[k - i] = ps[k];
+      g.max_ranges = std::max(g.max_ranges, ps[k].R);
+    }
+    launch_group(be, calls[i]->s, g);
+  }
 }
 
 void ttt_linear_scan_backward(Backend& be, TTTLinearScanBackward& c) {
