@@ -114,8 +114,8 @@ int main(int argc, char** argv) {
     std::printf("\n");
     if (plan.chunk_parallel)
       std::printf("  chunk-parallel forward; cycles per chunk, block 0: state walk %.0f, outputs %.0f (ranges of %lld)\n",
-                  cyc[5] / chunks, cyc[6] / static_cast<double>((plan.per_range + 3) / 4),
-                  static_cast<long long>((plan.per_range + 3) / 4));
+                  cyc[5] / chunks, cyc[6] / static_cast<double>(plan.fwd_per_range),
+                  static_cast<long long>(plan.fwd_per_range));
     if (plan.chunk_parallel)
       std::printf("  chunk-parallel backward, %lld ranges of %lld chunks per (b, h); cycles per chunk, block 0:"
                   " direct pass %.0f, tokens pass %.0f, state-gradient walk %.0f (top %.0f, 1 %.0f, 2 %.0f, 3 %.0f)\n",

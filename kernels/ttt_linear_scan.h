@@ -86,7 +86,8 @@ struct TTTLinearScanShape {
 struct TTTLinearScanPlan {
   bool chunk_parallel = false;
   bool overlap = false;  // chunk-parallel backward as one grid (ttt_linear_chain.cuh bwd_overlap_block)
-  int64_t ranges = 1, per_range = 0;
+  int64_t ranges = 1, per_range = 0;  // the backward's
+  int64_t fwd_per_range = 0;           // chunks per output block of the chunk-parallel forward
 };
 TTTLinearScanPlan ttt_linear_scan_plan(const TTTLinearScanShape& s);
 

@@ -255,11 +255,17 @@ ScanInputs TTTMixer::prepare(const Tensor& x, int64_t pos0, Tensor* q_tail, Tens
           "TTT layer: expected input [B, T, " + std::to_string(width_) + "], got " + x.shape().str());
   const int64_t T = x.shape()[1];
   const DType dt = inner_dtype(x.dtype());
-  Tensor xq, xk;
+  Tensor xq, xk, xv, gate;
   if (mamba_) {
     // Shared Q/K projection, then separate causal convs (ttt.py get_qkv_projections, share_qk).
     // Decoding steps the modules' convs through their tails (no checkpoint region is involved).
-    Tensor xqk = linear(x, p[kQ], p[kQBias], low);
+    Tensor xqk;
+    if (low && !GradMode::is_enabled() && g_proj_) {
+      const tensor_list y = prompt_projections(x);
+      xqk = y[0], xv = y[1], gate = y[2];
+    } else {
+      xqk = linear(x, p[kQ], p[kQBias], low);
+    }
     // A bf16 prompt continues float32 tails: the conv steps through bf16 copies, and the tails it
     // leaves (the prompt's last bf16 inputs) are exact in float32.
     const auto step = [&](const CausalConv1d& conv, Tensor& tail) {
@@ -280,7 +286,8 @@ ScanInputs TTTMixer::prepare(const Tensor& x, int64_t pos0, Tensor* q_tail, Tens
   ScanInputs in;
   in.XQ = heads(xq);
   in.XK = heads(xk);
-  in.XV = heads(linear(x, p[kV], p[kVBias], low));
+  in.XV = heads(xv.defined() ? xv : linear(x, p[kV], p[kVBias], low));
+  in.gate = gate;
   if (c_.rope) {
     // Positions inside the mini-batch, t mod K (ttt.py: position_ids % mini_batch_size).
     std::vector<int64_t> pos(T);
@@ -327,11 +334,41 @@ Tensor TTTMixer::run(ScanState& st, const ScanInputs& in0, int64_t pos0, bool de
   return ttt_scan(*inner_, st, in, tok, tok_base, norm(dt), o);
 }
 
-Tensor TTTMixer::finish(const Tensor& x, const Tensor& heads_out) {
+// gate: the gate projection prepare() made (prompt_projections), used when it is what this call's
+// gate would be (bf16 heads); undefined: made here.
+Tensor TTTMixer::finish(const Tensor& x, const Tensor& heads_out, const Tensor& gate0) {
   const tensor_list p = output_params();
   const bool low = low_gate(x.dtype(), heads_out);
-  const Tensor gate = mamba_ ? linear(x, p[kGate], p[kGateBias], low) : Tensor();
+  const Tensor gate = !mamba_ ? Tensor() : gate0.defined() && low ? gate0 : linear(x, p[kGate], p[kGateBias], low);
   return o_proj_->forward(gate_output(gate, heads_out, x.dtype(), p));
+}
+
+// A prompt under bf16 autocast with grad mode off (prepare's low path, Mamba backbone): the Q/K,
+// V and gate projections of x as one product, [Wqk; Wv; Wg] concatenated in bf16 (made again when
+// a weight changes), each output a column slice of it. The same bf16 operands and float32 sums as
+// three products (linear with low output), at a third of the launches: at batch 1 × 4,096 tokens
+// three products of N = 768 leave an H200 mostly idle.
+tensor_list TTTMixer::prompt_projections(const Tensor& x) {
+  const tensor_list p = {q_proj_->weight, q_proj_->bias, v_proj_->weight, v_proj_->bias, g_proj_->weight, g_proj_->bias};
+  uint64_t stamp = 1469598103934665603ull;
+  for (const Tensor& t : p)
+    if (t.defined())
+      for (uint64_t v : {static_cast<uint64_t>(reinterpret_cast<uintptr_t>(t.impl()->storage.get())),
+                         static_cast<uint64_t>(t.version())})
+        stamp = (stamp ^ v) * 1099511628211ull;
+  const DType low = Autocast::dtype();
+  if (!prompt_proj_.w.defined() || prompt_proj_.stamp != stamp || prompt_proj_.w.device() != x.device() ||
+      prompt_proj_.w.dtype() != low) {
+    prompt_proj_.w = cat({p[0], p[2], p[4]}, 0).to(low);
+    // The biases in the dtype linear() adds them in (the product's); a missing one as zeros.
+    const bool bias = p[1].defined() || p[3].defined() || p[5].defined();
+    const auto b = [&](const Tensor& t) { return t.defined() ? t : zeros({width_}, opts(p[0].dtype(), x.device())); };
+    prompt_proj_.b = bias ? cat({b(p[1]), b(p[3]), b(p[5])}, 0).to(low) : Tensor();
+    prompt_proj_.stamp = stamp;
+  }
+  const Tensor y = linear(x, prompt_proj_.w, prompt_proj_.b, /*low_output=*/true);
+  const int64_t n = width_;
+  return {narrow(y, 2, 0, n), narrow(y, 2, n, n), narrow(y, 2, 2 * n, n)};
 }
 
 // Whether the gate and the gated norm run in bf16: bf16 heads (Note [bf16 activations]) from a
@@ -562,9 +599,10 @@ std::unique_ptr<MixerState> TTTMixer::init_state(int64_t batch) {
 Tensor TTTMixer::step(const Tensor& x, MixerState& state) {
   TTTState& st = state_of(state);
   const int64_t pos0 = st.position;
-  Tensor out = decode_scan(st.scan, step_inputs(x, st), pos0);
+  const ScanInputs in = step_inputs(x, st);
+  Tensor out = decode_scan(st.scan, in, pos0);
   st.position += x.shape()[1];
-  return finish(x, out);
+  return finish(x, out, in.gate);
 }
 
 // A prompt segment at a mini-batch boundary that the fused scan runs (decode_scan's prefill_fused)
@@ -575,7 +613,7 @@ SplitStep TTTMixer::step_begin(const Tensor& x, MixerState& state) {
   const ScanInputs in = step_inputs(x, st);
   SplitStep split;
   if (T < 2 || st.scan.index != 0 || st.scan.pending.XQ.defined() || !fused_chunk(in)) {
-    split.output = finish(x, decode_scan(st.scan, in, pos0));
+    split.output = finish(x, decode_scan(st.scan, in, pos0), in.gate);
     st.position += T;
     return split;
   }
@@ -584,7 +622,7 @@ SplitStep TTTMixer::step_begin(const Tensor& x, MixerState& state) {
   split.finish = [this, x, in, &st](const tensor_list& r) {
     Tensor out = prefill_commit(in, st.scan, r);
     st.position += x.shape()[1];
-    return finish(x, out);
+    return finish(x, out, in.gate);
   };
   return split;
 }

@@ -99,7 +99,8 @@ class TTTMixer : public SequenceMixer {
   InnerNorm norm(DType dt) const;
   tensor_list initial_state(int64_t batch, DType dt) const;
   Tensor run(ScanState& st, const ScanInputs& in, int64_t pos0, bool decode);
-  Tensor finish(const Tensor& x, const Tensor& heads_out);
+  Tensor finish(const Tensor& x, const Tensor& heads_out, const Tensor& gate = Tensor());
+  tensor_list prompt_projections(const Tensor& x);
   tensor_list fused_inputs(const ScanInputs& in) const;
   std::string fused_unsupported(const ScanInputs& in) const;
   bool use_fused(const ScanInputs& in) const;
@@ -125,6 +126,10 @@ class TTTMixer : public SequenceMixer {
   std::string impl_;
   std::shared_ptr<Linear> q_proj_, k_proj_, v_proj_, o_proj_, g_proj_;
   std::shared_ptr<CausalConv1d> conv_q_, conv_k_;
+  struct ConcatWeights {
+    Tensor w, b;
+    uint64_t stamp = 0;
+  } prompt_proj_;  // prompt_projections' [Wqk; Wv; Wg] (bf16) and biases, for the weights of `stamp`
   std::shared_ptr<LayerNorm> post_norm_;
   std::shared_ptr<InnerModel> inner_;
   Tensor lr_weight_, lr_bias_;  // [nh, D], [nh]        (learnable_lr)

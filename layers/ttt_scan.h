@@ -21,6 +21,7 @@ namespace ttt {
 struct ScanInputs {
   Tensor XQ, XK, XV;  // [B, nh, T, f]
   Tensor lr;          // [B, nh, T]
+  Tensor gate;        // [B, T, width]: the TTT layer's gate projection when made with the others, else undefined
 };
 
 // The inner loop's carried state: the weights at the current mini-batch's start, the accumulators

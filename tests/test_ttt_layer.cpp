@@ -217,8 +217,10 @@ TEST_CASE("prefill through the fused scan leaves the composite path's decode sta
 }
 
 TEST_CASE("prefill under bf16 autocast hands the fused scan bf16 XQ, XK, XV (model.ttt.bf16_io); + decode tracks the forward") {
-  // A prompt of several tokens runs as the forward does (Note [bf16 activations]): bf16 projections,
-  // convs through the float32 tails, bf16 into the scan; single tokens after it float32. With
+  // A prompt of several tokens runs as the forward does (Note [bf16 activations]): bf16 projections
+  // (with bf16_io on the Mamba backbone Q/K, V and the gate as one product of concatenated weights,
+  // TTTMixer::prompt_projections: a wrong slice would break the bit-for-bit equality below), convs
+  // through the float32 tails, bf16 into the scan; single tokens after it float32. With
   // bf16_io off the prompt's scan reads float32: the two prefills must differ (by the rounding), the
   // one with bf16_io must equal the autocast forward (the same ops on the same values), and both
   // stay within bf16 tolerance of it, decoding on included. TTT-MLP prefills from the start the same way.

@@ -189,6 +189,7 @@ TEST_CASE("the backward's plan: walk for many (batch, head) pairs, chunk-paralle
   CHECK(p.chunk_parallel);
   CHECK(p.per_range == 24);  // 512 chunks in ranges of 24: 22 per (b, h), 528 blocks
   CHECK(p.ranges == 22);
+  CHECK(p.fwd_per_range == 8);  // the forward's output blocks: a quarter of 24 chunks, at least 8
   CHECK(p.overlap);
   {
     ForceScanPlan serial("chunks-serial:8");
@@ -196,6 +197,7 @@ TEST_CASE("the backward's plan: walk for many (batch, head) pairs, chunk-paralle
     CHECK(q.chunk_parallel);
     CHECK_FALSE(q.overlap);
     CHECK(q.per_range == 8);
+    CHECK(q.fwd_per_range == 2);  // forced: a quarter, however short
   }
   for (const char* bad_n : {"chunks:0", "chunks-serial:x", "chunks-serial:"}) {
     ForceScanPlan bad(bad_n);

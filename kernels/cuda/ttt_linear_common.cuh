@@ -164,11 +164,11 @@ inline Params params_of(const TTTLinearScanForward& c) {
   p.w_final = static_cast<float*>(c.w_final), p.b_final = static_cast<float*>(c.b_final);
   p.acc_w = static_cast<float*>(c.acc_w), p.acc_b = static_cast<float*>(c.acc_b);
   p.vec = detail::rows_aligned({p.xq, p.xk, p.xv, p.out}, p.bio ? 2 : 4);
-  // Chunk-parallel: the outputs in ranges of a quarter of the backward's (FwdSmem fits three blocks
-  // per SM); the launcher sets p.ws to the chunks' state snapshots.
+  // Chunk-parallel: the outputs in the plan's forward ranges; the launcher sets p.ws to the chunks'
+  // state snapshots.
   const TTTLinearScanPlan plan = ttt_linear_scan_plan(c.s);
   p.par = plan.chunk_parallel, p.overlap = plan.overlap;
-  p.Q = static_cast<int>(plan.chunk_parallel ? (plan.per_range + 3) / 4 : plan.per_range);
+  p.Q = static_cast<int>(plan.fwd_per_range);
   p.R = (p.NC + p.Q - 1) / p.Q;
   p.probe = static_cast<long long*>(c.probe);
   return p;
