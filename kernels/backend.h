@@ -258,47 +258,6 @@ class Backend {
   virtual void graph_abort_capture(int64_t graph);  // ends a capture that failed; nothing is kept
   virtual void graph_replay(int64_t graph);
   virtual void graph_release(int64_t graph);
-
-  // --- lanes: independent streams of work side by side (CUDA: kernels/cuda/lanes.cu) ------------
-  // For work whose parts are independent and each alone leaves most of the device idle (the
-  // layers of a prompt prefilled as a wavefront: layers/language_model.cpp). lanes_fork(n) opens
-  // up to n lanes and returns how many it opened: lane 0 is the backend's own stream, the others
-  // start after everything enqueued before the fork. set_lane(k) sends the calls that follow to
-  // lane k: in order within a lane, unordered between lanes, so a lane may read only what was
-  // written before the fork or by itself. lanes_join() orders all later work after every lane and
-  // returns to lane 0. Between the fork and the join, freed memory is held back until the join, so
-  // no lane is handed a block that another may still read. Not while a graph is being captured
-  // (one lane). Default (the CPU): one lane, calls run in order.
-  virtual int lanes_fork(int n) { return 1; }
-  virtual void set_lane(int k) {}
-  virtual void lanes_join() {}
-};
-
-// Lanes of a backend (above) for one scope: join() ends them (and may throw a CUDA error); if the
-// scope ends first (an exception), the destructor joins and drops any error, which being sticky
-// surfaces at the device's next call.
-class LaneScope {
- public:
-  LaneScope(Backend& be, int n) : be_(be), n_(be.lanes_fork(n)) {}
-  ~LaneScope() {
-    if (open_) try {
-        be_.lanes_join();
-      } catch (...) {
-      }
-  }
-  LaneScope(const LaneScope&) = delete;
-  LaneScope& operator=(const LaneScope&) = delete;
-  int lanes() const { return n_; }
-  void use(int k) { be_.set_lane(k % n_); }
-  void join() {
-    open_ = false;
-    be_.lanes_join();
-  }
-
- private:
-  Backend& be_;
-  int n_;
-  bool open_ = true;
 };
 
 // Thrown while capturing a graph by a call that cannot be recorded (kernels/backend.h, graphs).

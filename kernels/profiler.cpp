@@ -195,12 +195,6 @@ class ProfilingBackend final : public Backend {
   }
   void adamw(const AdamWArgs& a) override { timed("adamw", static_cast<double>(a.n) * (24.0 + dtype_size(a.grad_dtype)), [&] { b_.adamw(a); }); }
   void run(FusedCall& c) override { timed(c.name(), c.bytes(), [&] { b_.run(c); }); }
-  // Lanes are not opened while profiling (each call is timed alone, between synchronizations): the
-  // forks are counted, as calls that take no time, so that a profile shows the waves.
-  int lanes_fork(int n) override {
-    timed("lanes_fork", 0.0, [] {});
-    return 1;
-  }
 
  private:
   template <class F> void timed(const std::string& name, double bytes, F&& f) {

@@ -1,12 +1,12 @@
 // tests/test_prefill_wavefront.cpp — a prompt prefilled as a wavefront of segments over the layers
-// (LanguageModel::set_prefill_segment, Note [Wavefront prefill] in layers/language_model.cpp) and
-// the backend lanes it runs on (kernels/backend.h):
+// (LanguageModel::set_prefill_segment, Note [Wavefront prefill] in layers/language_model.cpp):
 //   - CPU, fp64: the logits and the state it leaves equal the forward's and one pass's, for
 //     segments ending on and inside mini-batches, both backbones; the profile shows S + L − 1
-//     waves, each one group of scans (so the wavefront did run); mixers that do not allow it run
-//     one pass;
-//   - CUDA: lanes run independent work side by side with the results of one stream, and hold
-//     frees until they join; the wavefront on the GPU (lanes open) equals one pass and the CPU.
+//     waves, each one group of scans (so the wavefront did run); mixers that do not allow it, and
+//     grad mode, run one pass;
+//   - the automatic rule: TTT_PREFILL_SEGMENT decides until set_prefill_segment; on the GPU, four
+//     segments from 8k tokens while batch × heads < 64;
+//   - CUDA: the wavefront on the GPU equals one pass and the CPU.
 // Run: ./build/tests/test_prefill_wavefront
 #include <doctest/doctest.h>
 
@@ -157,58 +157,6 @@ TEST_CASE("wavefront prefill: automatic by default; TTT_PREFILL_SEGMENT decides 
   LanguageModel lm(small_ttt("mamba", 16, 2, 2));
   CHECK_THROWS_WITH_AS(prefill_then_decode(lm, ids, 24, 0), doctest::Contains("TTT_PREFILL_SEGMENT"), std::invalid_argument);
   unsetenv("TTT_PREFILL_SEGMENT");
-}
-
-TEST_CASE("the CPU backend has one lane: fork opens 1, set_lane(0) and join do nothing") {
-  Backend& be = backend(cpu());
-  LaneScope lanes(be, 4);
-  CHECK(lanes.lanes() == 1);
-  lanes.use(3);  // 3 mod 1 = lane 0
-  lanes.join();
-}
-
-TEST_CASE("CUDA lanes: independent work side by side = one stream; frees held until the join") {
-  TTT_REQUIRE_GPU();
-  Backend& be = backend(cuda());
-  Generator g(11);
-  const Tensor a = randn({512, 512}, g, opts(DType::f32, cuda()), 0.0, 0.05);
-  const Tensor b = randn({512, 512}, g, opts(DType::f32, cuda()), 0.0, 0.05);
-  // A chain of products on each lane, each lane's inputs made before the fork.
-  const auto chain = [](const Tensor& x, int n) {
-    Tensor y = x;
-    for (int i = 0; i < n; ++i) y = tanh(matmul(y, x));
-    return y;
-  };
-  const Tensor ya_ref = chain(a, 20), yb_ref = chain(b, 20);
-  Tensor ya, yb;
-  {
-    LaneScope lanes(be, 2);
-    REQUIRE(lanes.lanes() == 2);
-    lanes.use(0);
-    ya = chain(a, 20);
-    lanes.use(1);
-    yb = chain(b, 20);
-    lanes.join();
-  }
-  CHECK(max_abs_diff(ya, ya_ref) == 0.0);
-  CHECK(max_abs_diff(yb, yb_ref) == 0.0);
-
-  be.synchronize();
-  Tensor big = empty({1 << 20}, opts(DType::f32, cuda()));
-  const size_t with_big = be.memory_allocated();
-  {
-    LaneScope lanes(be, 3);
-    lanes.use(2);
-    big = Tensor();
-    CHECK(be.memory_allocated() == with_big);  // held: lane 2's work could still read it
-    lanes.join();
-  }
-  CHECK(be.memory_allocated() + (size_t{4} << 20) <= with_big);
-  CHECK_THROWS_AS(be.set_lane(1), std::logic_error);  // no lanes open
-  LaneScope outer(be, 2);
-  CHECK_THROWS_AS(be.lanes_fork(2), std::logic_error);
-  CHECK_THROWS_AS(be.set_lane(2), std::out_of_range);
-  outer.join();
 }
 
 TEST_CASE("CUDA wavefront prefill = one pass on the GPU = the CPU") {

@@ -74,7 +74,6 @@ void* CachingAllocator::alloc_in(BlockPool& pool, size_t nbytes) {
 void CachingAllocator::free(void* p) {
   if (!p) return;
   std::lock_guard<std::mutex> lock(mu_);
-  if (holding_) return held_.push_back(p);
   if (private_.empty() || pool_.owns(p)) return pool_.free(p);
   for (auto it = private_.begin(); it != private_.end(); ++it) {
     BlockPool& pool = *it->second.pool;
@@ -87,21 +86,6 @@ void CachingAllocator::free(void* p) {
     return;
   }
   pool_.free(p);  // throws: a pointer no pool handed out
-}
-
-void CachingAllocator::hold_frees() {
-  std::lock_guard<std::mutex> lock(mu_);
-  holding_ = true;
-}
-
-void CachingAllocator::release_held() {
-  std::vector<void*> held;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    holding_ = false;
-    held.swap(held_);
-  }
-  for (void* p : held) free(p);
 }
 
 int64_t CachingAllocator::begin_private() {

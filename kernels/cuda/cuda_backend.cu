@@ -18,7 +18,6 @@ CudaBackend::CudaBackend(int index) : index_(index), allocator_(index) {
   CUDA_CHECK(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, index));
   // Non-blocking: never implicitly synchronizes with the legacy default stream.
   CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-  home_ = stream_;
   CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&error_host_), sizeof(DeviceError), cudaHostAllocMapped));
   *error_host_ = DeviceError{kErrNone, 0, 0, 0};
   CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&error_dev_), error_host_, 0));
@@ -26,7 +25,7 @@ CudaBackend::CudaBackend(int index) : index_(index), allocator_(index) {
 
 CudaBackend::~CudaBackend() {
   // Never reached for the registered backends (they live until exit); kept for completeness.
-  cudaStreamDestroy(home_);
+  cudaStreamDestroy(stream_);
   cudaFreeHost(error_host_);
 }
 

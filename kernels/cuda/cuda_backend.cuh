@@ -3,8 +3,7 @@
 // One backend object per device, created on first use and never destroyed (tensors freed during
 // static destruction must still find it). It owns:
 //   - a non-blocking stream on which every kernel, copy and cuBLAS call of this device runs, so
-//     work is ordered without device-wide syncs and a freed block can be reused at once (lanes,
-//     lanes.cu, add streams beside it for a while: frees are then held until they join);
+//     work is ordered without device-wide syncs and a freed block can be reused at once;
 //   - a caching allocator (no cudaMalloc in the steady state of a training loop);
 //   - the cuBLASLt state (handle, workspace, per-shape plans), see gemm.cu;
 //   - a small error slot in mapped host memory where kernels report bad indices (a GPU kernel
@@ -79,11 +78,6 @@ class CachingAllocator {
   void end_private();
   void retire_private(int64_t id);
 
-  // Lanes (lanes.cu): between hold_frees() and release_held(), free() keeps blocks out of every
-  // pool, so that work on one stream cannot be handed a block another stream may still read.
-  void hold_frees();
-  void release_held();
-
  private:
   static BlockPool::Driver driver(int device);
   void* alloc_in(BlockPool& pool, size_t nbytes);  // mu_ held
@@ -97,8 +91,6 @@ class CachingAllocator {
   };
   std::map<int64_t, PrivatePool> private_;
   int64_t allocating_in_ = 0, next_private_ = 1;  // 0: the shared pool
-  bool holding_ = false;
-  std::vector<void*> held_;
   size_t private_peak_ = 0;
 };
 
@@ -174,15 +166,9 @@ class CudaBackend final : public Backend {
   void graph_replay(int64_t graph) override;
   void graph_release(int64_t graph) override;
 
-  int lanes_fork(int n) override;  // lanes.cu
-  void set_lane(int k) override;
-  void lanes_join() override;
-
   // --- for the kernel files ---------------------------------------------------------------------
   int index() const { return index_; }
-  cudaStream_t stream() const { return stream_; }  // the current lane's stream
-  cudaStream_t home_stream() const { return home_; }  // lane 0's: the backend's own
-  bool lanes_open() const { return lanes_open_ > 0; }
+  cudaStream_t stream() const { return stream_; }
   int sm_count() const { return sm_count_; }
   DeviceError* error_slot() const { return error_dev_; }
   // Makes this backend's device current for the calling thread (cheap when it already is).
@@ -216,13 +202,8 @@ class CudaBackend final : public Backend {
  private:
   int index_;
   int sm_count_ = 1;
-  cudaStream_t stream_ = nullptr;  // where calls go: home_ or, between lanes_fork and lanes_join, a lane's
-  cudaStream_t home_ = nullptr;
+  cudaStream_t stream_ = nullptr;
   CachingAllocator allocator_;
-  // Lanes (lanes.cu): streams 1.. (made on first use, kept), an event per lane, how many are open.
-  std::vector<cudaStream_t> lane_streams_;
-  std::vector<cudaEvent_t> lane_events_;
-  int lanes_open_ = 0;
   DeviceError* error_host_ = nullptr;  // mapped pinned memory ...
   DeviceError* error_dev_ = nullptr;   // ... and its device address
   std::shared_ptr<GemmRunner> gemm_;  // created by the first gemm (gemm.cu)

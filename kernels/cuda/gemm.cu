@@ -12,7 +12,7 @@
 // digits, several times faster).
 //
 // Per distinct shape/layout/alignment a plan (descriptors + heuristic algorithm) is built once
-// and cached; the handle and a 32 MiB workspace per stream (lanes.cu) live as long as the backend.
+// and cached; the handle and a 32 MiB workspace live as long as the backend.
 #include <cublasLt.h>
 #include <cublas_v2.h>
 
@@ -111,9 +111,9 @@ class GemmRunner {
     allow_tf32_ = tf32 && std::strcmp(tf32, "1") == 0;
     CUBLAS_CHECK(cublasLtCreate(&lt_));
     CUBLAS_CHECK(cublasCreate(&blas_));
-    blas_stream_ = be.home_stream();
-    CUBLAS_CHECK(cublasSetStream(blas_, blas_stream_));
-    CUBLAS_CHECK(cublasSetWorkspace(blas_, workspace_of(blas_stream_), kWorkspace));
+    CUBLAS_CHECK(cublasSetStream(blas_, be.stream()));
+    CUDA_CHECK(cudaMalloc(&workspace_, kWorkspace));
+    CUBLAS_CHECK(cublasSetWorkspace(blas_, workspace_, kWorkspace));
     CUBLAS_CHECK(cublasSetMathMode(blas_, allow_tf32_ ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
   }
   ~GemmRunner() {
@@ -125,7 +125,7 @@ class GemmRunner {
     }
     cublasLtDestroy(lt_);
     cublasDestroy(blas_);
-    for (auto& [stream, w] : workspaces_) cudaFree(w);
+    cudaFree(workspace_);
   }
 
   // Enqueues one (batched) product on the backend's stream; alpha/beta are host scalars of the
@@ -140,11 +140,9 @@ class GemmRunner {
     const void* alpha = f64 ? static_cast<const void*>(&g.alpha) : &alpha_f;
     const void* beta = f64 ? static_cast<const void*>(&g.beta) : &beta_f;
     const Plan& p = plan(g, cm, compute);
-    const cudaStream_t stream = be_.stream();
-    void* const workspace = workspace_of(stream);
     if (p.has_algo) {
       cublasStatus_t st = cublasLtMatmul(lt_, p.desc, alpha, g.b, p.a, g.a, p.b, beta, g.c, p.c, g.c, p.c, &p.algo,
-                                         workspace, kWorkspace, stream);
+                                         workspace_, kWorkspace, be_.stream());
       if (st == CUBLAS_STATUS_SUCCESS) return;
       // Only "this algorithm cannot do that problem" may fall back; an execution failure (a
       // sticky kernel fault, an illegal address) must surface, not be retried on another path.
@@ -155,11 +153,6 @@ class GemmRunner {
       note_fallback(g);
     }
     // Fallback: classic cuBLAS handles every layout the backend can express.
-    if (stream != blas_stream_) {
-      CUBLAS_CHECK(cublasSetStream(blas_, stream));
-      CUBLAS_CHECK(cublasSetWorkspace(blas_, workspace, kWorkspace));
-      blas_stream_ = stream;
-    }
     CUBLAS_CHECK(cublasGemmStridedBatchedEx_64(
         blas_, cm.opa, cm.opb, cm.m, cm.n, cm.k, alpha, g.b, cuda_type(g.ab_dtype), cm.lda, g.stride_b, g.a,
         cuda_type(g.ab_dtype), cm.ldb, g.stride_a, beta, g.c, cuda_type(g.c_dtype), cm.ldc, g.stride_c, g.batch,
@@ -168,13 +161,6 @@ class GemmRunner {
 
  private:
   static constexpr size_t kWorkspace = size_t{32} << 20;
-
-  // A workspace per stream: products on two lanes (kernels/cuda/lanes.cu) may run at once.
-  void* workspace_of(cudaStream_t stream) {
-    void*& w = workspaces_[stream];
-    if (!w) CUDA_CHECK(cudaMalloc(&w, kWorkspace));
-    return w;
-  }
 
   // Said once per runner: cuBLASLt's heuristic picked an algorithm that then declined the problem.
   void note_fallback(const GemmArgs& g) {
@@ -240,8 +226,7 @@ class GemmRunner {
   bool allow_tf32_ = false;
   cublasLtHandle_t lt_ = nullptr;
   cublasHandle_t blas_ = nullptr;
-  std::unordered_map<cudaStream_t, void*> workspaces_;
-  cudaStream_t blas_stream_ = nullptr;  // the stream (and workspace) the classic handle is set to
+  void* workspace_ = nullptr;
   std::unordered_map<PlanKey, Plan, PlanKeyHash> plans_;
   bool fallback_noted_ = false;
 };

@@ -30,15 +30,6 @@ inline int sm_count() { return device_attribute<cudaDevAttrMultiProcessorCount>(
 // they could hold every SM and spin forever.
 inline bool leaves_sm_free(int64_t waiting) { return waiting < sm_count(); }
 
-// Whether a scan may run its passes overlapped in one grid (blocks that spin on flags beside the
-// serial walks). Not on lanes (kernels/cuda/lanes.cu): there the spinning blocks of one lane's grid
-// hold SMs that other lanes' walks need (the 125M TTT-Linear's 16k prefill as a wavefront of four
-// segments, one H200: 36.6 ms overlapped, 24.9 ms as separate kernels).
-inline bool may_overlap(Backend& be, int64_t waiting) {
-  const auto* cb = dynamic_cast<const CudaBackend*>(&be);
-  return leaves_sm_free(waiting) && !(cb && cb->lanes_open());
-}
-
 // Dynamic shared memory of at least `need` bytes that also leaves room for only one block per SM
 // (a latency-bound serial walk must not share its SM with other blocks of its grid).
 inline size_t smem_one_block_per_sm(size_t need) {

@@ -191,7 +191,6 @@ std::string ttt_linear_scan_unsupported(const TTTLinearScanShape& s) {
 void ttt_linear_scan_forward(Backend& be, TTTLinearScanForward& c) {
   Params p = tttk::params_of(c);
   require_aligned(p);
-  p.overlap = p.overlap && scan_launch::may_overlap(be, 0);  // no block waits for a later one
   dispatch(c.s, [&](auto cfg) {
     using C = decltype(cfg);
     const int64_t bh = int64_t{p.B} * p.H;
@@ -272,7 +271,6 @@ void ttt_linear_scan_forward_group(Backend& be, TTTLinearScanForwardGroup& grp) 
   for (TTTLinearScanForward* c : calls) {
     ps.push_back(tttk::params_of(*c));
     require_aligned(ps.back());
-    ps.back().overlap = ps.back().overlap && scan_launch::may_overlap(be, 0);
   }
   // Runs of consecutive groupable calls, at most kMaxCalls each, as one launch per pass.
   for (size_t i = 0, j = 0; i < calls.size(); i = j) {
@@ -299,7 +297,7 @@ void ttt_linear_scan_backward(Backend& be, TTTLinearScanBackward& c) {
   Params p = tttk::params_of(c);
   require_aligned(p);
   // The overlapped grid's walks (B·H blocks) wait for direct blocks: they must leave an SM free.
-  p.overlap = p.overlap && scan_launch::may_overlap(be, int64_t{p.B} * p.H);
+  p.overlap = p.overlap && scan_launch::leaves_sm_free(int64_t{p.B} * p.H);
   dispatch(s, [&](auto cfg) {
     using C = decltype(cfg);
     scan_launch::launch_blocks(ttt_linear_replay_kernel<C>, C::THREADS, int64_t{p.B} * p.H * p.NG, replay_smem<C>(), p,
