@@ -30,6 +30,14 @@ struct CastEntry {
     return raw == t->storage.get() && !storage.expired() && version == t->storage->version && offset == t->offset &&
            dtype == d && shape == t->shape && strides == t->strides;
   }
+  // The same dense data seen with another shape (a [B, T, C] activation that a product reads as
+  // [B·T, C]): the cast, viewed with x's shape, serves.
+  bool matches_reshaped(const Tensor& x, DType d) const {
+    const TensorImpl* t = x.impl();
+    return raw == t->storage.get() && !storage.expired() && version == t->storage->version && offset == t->offset &&
+           dtype == d && x.is_contiguous() && cast.is_contiguous() && x.numel() == cast.numel() &&
+           strides == contiguous_strides(shape);
+  }
 };
 constexpr size_t kCastEntries = 4;  // a few: the reuse is among neighbouring products
 thread_local std::list<CastEntry> g_casts;
@@ -85,10 +93,11 @@ Tensor Autocast::cached_cast(const Tensor& x, DType d) {
   if (g_enabled && GradMode::is_enabled()) g_weight_casts.clear();
   if (g_enabled)
     for (auto it = g_casts.begin(); it != g_casts.end(); ++it)
-      if (it->matches(x, d)) {
+      if (it->matches(x, d) || it->matches_reshaped(x, d)) {
         g_casts.splice(g_casts.begin(), g_casts, it);
         keep_alive_while_captured(it->cast);
-        return it->cast;
+        return it->cast.shape() == x.shape() ? it->cast
+                                             : make_view(it->cast, x.shape(), contiguous_strides(x.shape()), it->cast.offset());
       }
   Tensor y = kc::cast_in_layout(x, d);  // a transposed weight stays transposed: a sequential copy
   if (g_enabled) {
@@ -98,6 +107,13 @@ Tensor Autocast::cached_cast(const Tensor& x, DType d) {
   }
   if (weight) keep_weight_cast(x, d, y);
   return y;
+}
+
+void Autocast::remember_cast(const Tensor& x, const Tensor& cast) {
+  if (!g_enabled) return;
+  const TensorImpl* t = x.impl();
+  g_casts.push_front({t->storage, t->storage.get(), t->offset, t->shape, t->strides, t->storage->version, cast.dtype(), cast});
+  if (g_casts.size() > kCastEntries) g_casts.pop_back();
 }
 
 AutocastGuard::AutocastGuard(DType operand_dtype, bool enabled) : prev_enabled_(g_enabled), prev_dtype_(g_dtype) {

@@ -31,6 +31,10 @@ struct Autocast {
   // when x is a dense permuted layout such as a transposed weight, contiguous otherwise), or,
   // inside an enabled scope, the copy a recent call made of the same data.
   static Tensor cached_cast(const Tensor& x, DType d);
+  // Inside an enabled scope: records `cast` (x's values in cast's dtype, made by the kernel that
+  // made x) as the cast of x, which the next cached_cast(x, cast.dtype()) then hands back instead
+  // of casting (add_rms_norm writes its output's bf16 copy when a prompt's products will read it).
+  static void remember_cast(const Tensor& x, const Tensor& cast);
   // Whether a bf16 autocast scope is on and x is float32: an activation made from x that only
   // products read may then be written as bf16 (model.bf16_activations, model.ttt.bf16_io).
   static bool bf16_for(const Tensor& x);

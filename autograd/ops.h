@@ -201,7 +201,9 @@ std::string ttt_mlp_scan_unsupported(const Tensor& xq, DType dtype, int64_t mini
 Tensor causal_conv1d(const Tensor& x, const Tensor& w, const Tensor& bias);
 // Decoding: x [B, T, C] continuing after `history` (the k−1 inputs before it, [B, k−1, C]) in one
 // kernel; returns {y [B, T, C], the last k−1 inputs of (history, x)}. Not differentiable (grad mode
-// off, or no input requiring grad).
+// off, or no input requiring grad). A float32 history with bfloat16 x (a decoder's tails through a
+// bf16 prompt) is read rounded to bf16 and the new history returned as float32: the results of
+// casting it to bf16 and back around the call.
 tensor_list causal_conv1d_continue(const Tensor& x, const Tensor& history, const Tensor& w, const Tensor& bias);
 // The same composed of differentiable ops (cat, causal_conv1d, narrow): for steps autograd sees
 // through, and where the kernel does not run.

@@ -29,6 +29,9 @@ struct AddRmsNormForward final : FusedCall {
   void* s = nullptr;        // h + y
   void* n = nullptr;        // rms_norm(s) · w
   float* rstd = nullptr;    // [rows]
+  // Optional, float32 data only: n rounded to bf16 as well (what an autocast product would cast n
+  // to), written in the same pass.
+  void* n_low = nullptr;
   const char* name() const override { return "add_rms_norm_fwd"; }
   double bytes() const override;
   void run(Backend& be) override;

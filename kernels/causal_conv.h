@@ -35,6 +35,10 @@ struct CausalConvForward final : FusedCall {
   CausalConvShape s;
   BTCView x, y;
   BTCView history, history_out;  // optional (null data)
+  // history and history_out float32 while x and y are bfloat16 (a decoder's float32 tails through a
+  // bf16 prompt): history values are rounded to bf16 as they are read, so the results are those of
+  // casting the history to bf16, convolving and casting the new history back, in one kernel.
+  bool history_f32 = false;
   const void* w = nullptr;     // [C, k]
   const void* bias = nullptr;  // [C]
   const char* name() const override { return "causal_conv_fwd"; }

@@ -42,11 +42,16 @@ Tensor CausalConv1d::step(const Tensor& x, Tensor& tail) const {
                                 std::to_string(width - 1) + ", " + std::to_string(channels) + "], got " +
                                 (tail.defined() ? tail.shape().str() : std::string("undefined")));
   if (width == 1) return causal_conv1d(x, weight, bias);
-  // Decoding: one kernel reads the tail and writes the next; autograd sees through the composite.
-  const bool fused = !GradMode::is_enabled() && tail.dtype() == x.dtype();
-  tensor_list y_and_tail = fused ? causal_conv1d_continue(x, tail, weight, bias)
-                                 : causal_conv1d_continue_composite(x, tail, weight, bias);
-  tail = y_and_tail[1];
+  // Decoding: one kernel reads the tail and writes the next (also a float32 tail through bf16 x);
+  // autograd sees through the composite, on the tail cast to x's dtype and the new one cast back.
+  const bool f32_tail = tail.dtype() == DType::f32 && x.dtype() == DType::bf16;
+  if (!GradMode::is_enabled() && (tail.dtype() == x.dtype() || f32_tail)) {
+    tensor_list y_and_tail = causal_conv1d_continue(x, tail, weight, bias);
+    tail = y_and_tail[1];
+    return y_and_tail[0];
+  }
+  tensor_list y_and_tail = causal_conv1d_continue_composite(x, to_dtype(tail, x.dtype()), weight, bias);
+  tail = to_dtype(y_and_tail[1], tail.dtype());
   return y_and_tail[0];
 }
 

@@ -266,17 +266,10 @@ ScanInputs TTTMixer::prepare(const Tensor& x, int64_t pos0, Tensor* q_tail, Tens
     } else {
       xqk = linear(x, p[kQ], p[kQBias], low);
     }
-    // A bf16 prompt continues float32 tails: the conv steps through bf16 copies, and the tails it
-    // leaves (the prompt's last bf16 inputs) are exact in float32.
-    const auto step = [&](const CausalConv1d& conv, Tensor& tail) {
-      if (tail.dtype() == xqk.dtype()) return conv.step(xqk, tail);
-      Tensor t = cast(tail, xqk.dtype());
-      Tensor y = conv.step(xqk, t);
-      tail = cast(t, tail.dtype());
-      return y;
-    };
-    xq = q_tail ? step(*conv_q_, *q_tail) : causal_conv1d(xqk, p[kConvQ], p[kConvQBias]);
-    xk = k_tail ? step(*conv_k_, *k_tail) : causal_conv1d(xqk, p[kConvK], p[kConvKBias]);
+    // A bf16 prompt continues float32 tails (CausalConv1d::step: read rounded to bf16 in the conv's
+    // kernel); the tails it leaves (the prompt's last bf16 inputs) are exact in float32.
+    xq = q_tail ? conv_q_->step(xqk, *q_tail) : causal_conv1d(xqk, p[kConvQ], p[kConvQBias]);
+    xk = k_tail ? conv_k_->step(xqk, *k_tail) : causal_conv1d(xqk, p[kConvK], p[kConvKBias]);
   } else {
     xq = linear(x, p[kQ], p[kQBias], low);
     xk = linear(x, p[kK], p[kKBias], low);

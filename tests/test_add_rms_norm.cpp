@@ -22,6 +22,7 @@
 #include "layers/block.h"
 #include "tests/check_close.h"
 #include "tests/cuda_test_util.h"
+#include "tests/profile_count.h"
 
 using namespace ttt;
 
@@ -203,6 +204,31 @@ TEST_CASE("blocks with fused residual norms = separate adds and norms, bit for b
 
 // --- CUDA -------------------------------------------------------------------------------------------
 
+TEST_CASE("add_rms_norm under bf16 autocast, grad mode off: n's bf16 copy serves the products that read n") {
+  // The op writes n's bf16 rounding in the same pass and records it as n's cast: a product of n (as
+  // [B, T, C] or reshaped to [B·T, C]) then makes no cast of its own, and multiplies exactly the
+  // values a cast would have given. With grad mode on nothing is recorded (the product casts).
+  Generator g(12);
+  const Tensor h = randn({2, 5, 16}, g, opts(DType::f32)), y = randn({2, 5, 16}, g, opts(DType::f32));
+  const Tensor w = randn({16}, g, opts(DType::f32), 1.0, 0.1), m = randn({16, 8}, g, opts(DType::f32)).to(DType::bf16);
+  AutocastGuard ac(DType::bf16);
+  {
+    NoGradGuard ng;
+    const Tensor n = add_rms_norm(h, y, w, 1e-6)[1];
+    const Tensor seeded = Autocast::cached_cast(n, DType::bf16);
+    check_identical(seeded, n.to(DType::bf16), "recorded cast");
+    Tensor p3, p2;
+    CHECK(testing::backend_calls([&] { p3 = matmul(n, m); }, "unary copy") == 0);
+    CHECK(testing::backend_calls([&] { p2 = matmul(reshape(n, {10, 16}), m); }, "unary copy") == 0);
+    check_identical(p2, matmul(n.to(DType::bf16).to(DType::f32).reshape({10, 16}), m.to(DType::f32)).to(p2.dtype()),
+                    "product");
+    check_identical(reshape(p3, {10, 8}), p2, "product of the [B, T, C] view");
+  }
+  const Tensor hg = h.detach().set_requires_grad(true);
+  const Tensor n = add_rms_norm(hg, y, w, 1e-6)[1];
+  CHECK(testing::backend_calls([&] { (void)matmul(n, m); }, "unary copy") == 1);
+}
+
 TEST_CASE("cuda add_rms_norm kernels = CPU reference (poisoned outputs), forward and backward") {
   TTT_REQUIRE_GPU();
   using namespace ttt::cudatest;
@@ -216,6 +242,7 @@ TEST_CASE("cuda add_rms_norm kernels = CPU reference (poisoned outputs), forward
           Pair h = random_pair({rows, cols}, dt, gen, -2, 3), y = random_pair({rows, cols}, dt, gen, -1, 1),
                w = random_pair({cols}, dt, gen, 0.5, 1.5);
           Pair s = poisoned({rows, cols}, dt), n = poisoned({rows, cols}, dt), rstd = poisoned({rows}, DType::f32);
+          Pair n_low = poisoned({rows, cols}, DType::bf16);
           for (int dev = 0; dev < 2; ++dev) {
             auto p = [&](const Pair& t) { return (dev ? t.g : t.c).data_ptr(); };
             AddRmsNormForward k;
@@ -229,7 +256,13 @@ TEST_CASE("cuda add_rms_norm kernels = CPU reference (poisoned outputs), forward
             k.s = p(s);
             k.n = p(n);
             k.rstd = static_cast<float*>(p(rstd));
+            if (dt == DType::f32) k.n_low = p(n_low);
             (dev ? gpu_be() : cpu_be()).run(k);
+          }
+          // n's bf16 rounding, written beside it: on each device, exactly its own n cast.
+          if (dt == DType::f32) {
+            check_identical(n_low.c, n.c.to(DType::bf16), what + " n_low (CPU)");
+            check_identical(n_low.g, n.g.to(DType::bf16), what + " n_low (CUDA)");
           }
           // The sum is one rounding of h + y on both devices: identical.
           check_identical(s.g, s.c, what + " s");

@@ -284,3 +284,63 @@ TEST_CASE("causal_conv1d_continue on CUDA equals the CPU reference and writes ev
     CHECK(max_abs_diff(next.to(cpu()), ref[1]) == 0.0);
   }
 }
+
+namespace {
+
+// A float32 history through bf16 x, as the op takes it, and as casting around the bf16 call: the
+// history rounded to bf16, the new one back in float32 (the same values, bit for bit).
+void check_f32_history(Device dev) {
+  NoGradGuard ng;
+  for (int64_t T : {1, 2, 40}) {
+    CAPTURE(T);
+    Generator g(70 + T);
+    const Tensor x = randn({2, T, 300}, g).to(DType::bf16).to(dev), h = randn({2, 3, 300}, g).to(dev);
+    const Tensor w = randn({300, 4}, g).to(dev), b = randn({300}, g).to(dev);
+    const tensor_list got = causal_conv1d_continue(x, h, w, b);
+    const tensor_list ref = causal_conv1d_continue(x, h.to(DType::bf16), w, b);
+    REQUIRE(got[1].dtype() == DType::f32);
+    CHECK(max_abs_diff(got[0].to(DType::f32), ref[0].to(DType::f32)) == 0.0);
+    CHECK(max_abs_diff(got[1], ref[1].to(DType::f32)) == 0.0);
+    // The module: a float32 tail stays float32 through bf16 steps, with grad mode off and on.
+    CausalConv1d conv(300, 4, g);
+    conv.to(dev);
+    Tensor tail = h, tail_bf16 = h.to(DType::bf16);
+    const Tensor y = conv.step(x, tail), y_ref = conv.step(x, tail_bf16);
+    CHECK(tail.dtype() == DType::f32);
+    CHECK(max_abs_diff(y.to(DType::f32), y_ref.to(DType::f32)) == 0.0);
+    CHECK(max_abs_diff(tail, tail_bf16.to(DType::f32)) == 0.0);
+    GradModeGuard on(true);
+    Tensor tail_g = h;
+    const Tensor yg = conv.step(x, tail_g);  // the composite, cast around
+    CHECK(tail_g.dtype() == DType::f32);
+    CHECK(max_abs_diff(yg.to(DType::f32), y_ref.to(DType::f32)) == 0.0);
+    CHECK(max_abs_diff(tail_g, tail) == 0.0);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("causal_conv1d_continue: a float32 history through bf16 x = casting around the bf16 call (CPU)") {
+  check_f32_history(cpu());
+}
+
+TEST_CASE("causal_conv1d_continue on CUDA: a float32 history through bf16 x (outputs poisoned) = the CPU reference") {
+  TTT_REQUIRE_GPU();
+  check_f32_history(cuda());
+  NoGradGuard ng;
+  Generator g(90);
+  const Tensor x = randn({2, 40, 300}, g).to(DType::bf16), h = randn({2, 3, 300}, g), w = randn({300, 4}, g);
+  const tensor_list ref = causal_conv1d_continue(x, h, w, Tensor());
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  Tensor xd = x.to(cuda()), hd = h.to(cuda()), wd = w.to(cuda());
+  Tensor y = full({2, 40, 300}, nan, opts(DType::bf16, cuda())), next = full({2, 3, 300}, nan, opts(DType::f32, cuda()));
+  CausalConvForward f;
+  f.s = {2, 40, 300, 4, DType::bf16};
+  f.history_f32 = true;
+  const auto view = [](const Tensor& t) { return BTCView{t.data_ptr(), t.strides()[0], t.strides()[1]}; };
+  f.x = view(xd), f.y = view(y), f.history = view(hd), f.history_out = view(next);
+  f.w = wd.data_ptr();
+  backend(cuda()).run(f);
+  CHECK(max_abs_diff(y.to(cpu()).to(DType::f32), ref[0].to(DType::f32)) < 2e-2);  // bf16 outputs, float sums
+  CHECK(max_abs_diff(next.to(cpu()), ref[1]) == 0.0);
+}

@@ -15,6 +15,9 @@
 // it runs the formulas above with differentiable ops as rms_norm.cpp does (rstd recomputed from s,
 // which is re-attached to this node when unpacked, so higher derivatives flow through the sum).
 // h and y must have the same shape, dtype and device: no broadcasting, as a residual has none.
+// Under bf16 autocast with grad mode off, n's bf16 rounding is written too and recorded as n's cast
+// (Autocast::remember_cast): the products of a prompt read it without a cast of their own.
+#include "autograd/autocast.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
 #include "autograd/ops/kernel_calls.h"
@@ -100,7 +103,15 @@ tensor_list add_rms_norm(const Tensor& h, const Tensor& y, const Tensor& weight,
   k.s = s.data_ptr();
   k.n = n.data_ptr();
   k.rstd = rstd.data<float>();
+  // A prompt under bf16 autocast (grad mode off): n's bf16 copy in the same pass, handed to the
+  // products that read n (Autocast::remember_cast) instead of a cast kernel of their own.
+  Tensor n_low;
+  if (!GradMode::is_enabled() && Autocast::bf16_for(n) && s.numel()) {
+    n_low = empty(h.shape(), opts(DType::bf16, h.device()));
+    k.n_low = n_low.data_ptr();
+  }
   if (s.numel()) backend(h.device()).run(k);
+  if (n_low.defined()) Autocast::remember_cast(n, n_low);
   if (needs_grad({&h, &y, &weight})) {
     record("add_rms_norm", {h, y, weight}, {s, n}, {s, weight, rstd},
            [eps](BackwardCtx& c, const tensor_list& g) {

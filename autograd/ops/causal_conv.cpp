@@ -144,19 +144,27 @@ tensor_list causal_conv1d_continue(const Tensor& x, const Tensor& history, const
   check_inputs(x, w, bias);
   check_defined(kOp, history, "history");
   const int64_t k = w.shape()[1];
-  if (history.shape() != Shape{x.shape()[0], k - 1, x.shape()[2]} || history.dtype() != x.dtype())
+  // A float32 history with bfloat16 x: a decoder's float32 tails through a bf16 prompt.
+  const bool history_f32 = x.dtype() == DType::bf16 && history.dtype() == DType::f32;
+  if (history.shape() != Shape{x.shape()[0], k - 1, x.shape()[2]} || (history.dtype() != x.dtype() && !history_f32))
     throw std::invalid_argument(std::string(kOp) + ": history must be " + dtype_name(x.dtype()) + " [" +
                                 std::to_string(x.shape()[0]) + ", " + std::to_string(k - 1) + ", " +
-                                std::to_string(x.shape()[2]) + "], got " + history.str());
+                                std::to_string(x.shape()[2]) + "] (or float32 with bfloat16 x), got " + history.str());
   if (GradMode::is_enabled() && needs_grad({&x, &history, &w, &bias}))
     throw std::invalid_argument(std::string(kOp) + " (continue): decoding only; it is not differentiable");
-  if (!has_kernel(x, k)) return causal_conv1d_continue_composite(x, history, w, bias);
+  if (!has_kernel(x, k)) {
+    if (!history_f32) return causal_conv1d_continue_composite(x, history, w, bias);
+    tensor_list r = causal_conv1d_continue_composite(x, to_dtype(history, x.dtype()), w, bias);
+    return {r[0], to_dtype(r[1], DType::f32)};
+  }
   NoGradGuard ng;
   const CausalConvShape s = shape_of(x, w);
   const DType pd = param_dtype(s.dtype);
-  Tensor y = empty(x.shape(), opts(x.dtype(), x.device())), next = empty(history.shape(), opts(x.dtype(), x.device()));
+  Tensor y = empty(x.shape(), opts(x.dtype(), x.device()));
+  Tensor next = empty(history.shape(), opts(history.dtype(), x.device()));
   Tensor xc = channels_unit(x), hc = channels_unit(history), wp = as_param(w, pd), bp = as_param(bias, pd);
   CausalConvForward c;
+  c.history_f32 = history_f32;
   c.s = s;
   c.x = btc(xc), c.y = btc(y), c.history = btc(hc), c.history_out = btc(next);
   c.w = wp.data_ptr(), c.bias = bp.defined() ? bp.data_ptr() : nullptr;

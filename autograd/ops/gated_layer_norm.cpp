@@ -16,6 +16,7 @@
 //   (dw, db summed in a fixed order);
 // - create_graph, and float64 always (the saved statistics are float32): the composite re-run taped
 //   from the saved inputs and differentiated (recompute_gradients), so higher derivatives are exact.
+#include "autograd/autocast.h"
 #include "autograd/checkpoint.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
@@ -87,11 +88,14 @@ tensor_list fused_backward(const BackwardCtx& c, const Tensor& dy0, DType param_
 Tensor gated_layer_norm(const Tensor& z, const Tensor& weight, const Tensor& bias, const Tensor& gate, double eps) {
   check_inputs(z, weight, bias, gate);
   const Tensor zc = kc::contiguous(z), gc = kc::contiguous(gate);
-  // The parameters as the kernel reads them: contiguous, in z's dtype.
+  // The parameters as the kernel reads them: contiguous, in z's dtype. With grad mode off (decoding
+  // a prompt under autocast) the cast is the autocast weight cache's: made once per weight version.
+  const bool inference = !GradMode::is_enabled();
   const auto kernel_param = [&](const Tensor& t) {
     if (!t.defined()) return t;
     NoGradGuard ng;
-    return kc::contiguous(t.dtype() == z.dtype() ? t : t.detach().to(z.dtype()));
+    if (t.dtype() == z.dtype()) return kc::contiguous(t);
+    return kc::contiguous(inference ? Autocast::cached_cast(t, z.dtype()) : t.detach().to(z.dtype()));
   };
   const Tensor w = kernel_param(weight), b = kernel_param(bias);
   const DType param_dtype = weight.defined() ? weight.dtype() : bias.defined() ? bias.dtype() : z.dtype();

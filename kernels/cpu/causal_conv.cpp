@@ -39,7 +39,8 @@ namespace cpu_impl {
 
 namespace {
 
-template <class S, class P>
+// H: the history's element type (S, or float under history_f32 with bf16 data).
+template <class S, class P, class H = S>
 void forward_typed(CausalConvForward& a) {
   const CausalConvShape& s = a.s;
   const int64_t k = s.width, C = s.channels;
@@ -49,12 +50,13 @@ void forward_typed(CausalConvForward& a) {
   for (int64_t b = 0; b < s.batch; ++b)
     for (int64_t c = 0; c < C; ++c) {
       const S* x = static_cast<const S*>(a.x.data) + b * a.x.sb + c;
-      const S* h = a.history.data ? static_cast<const S*>(a.history.data) + b * a.history.sb + c : nullptr;
+      const H* h = a.history.data ? static_cast<const H*>(a.history.data) + b * a.history.sb + c : nullptr;
       S* y = static_cast<S*>(a.y.data) + b * a.y.sb + c;
-      // The input at time tx of (history, x): history for tx < 0, zero without one.
+      // The input at time tx of (history, x): history for tx < 0 (rounded to S), zero without one.
       const auto input = [&](int64_t tx) -> double {
         if (tx >= 0) return static_cast<double>(to_compute(x[tx * a.x.st]));
-        return h ? static_cast<double>(to_compute(h[(tx + k - 1) * a.history.st])) : 0.0;
+        if (!h) return 0.0;
+        return static_cast<double>(to_compute(from_compute<S>(to_compute(h[(tx + k - 1) * a.history.st]))));
       };
       for (int64_t t = 0; t < s.len; ++t) {
         double acc = bias ? static_cast<double>(bias[c]) : 0.0;
@@ -62,8 +64,8 @@ void forward_typed(CausalConvForward& a) {
         y[t * a.y.st] = from_compute<S>(acc);
       }
       if (a.history_out.data) {
-        S* ho = static_cast<S*>(a.history_out.data) + b * a.history_out.sb + c;
-        for (int64_t j = 0; j < k - 1; ++j) ho[j * a.history_out.st] = from_compute<S>(input(s.len - (k - 1) + j));
+        H* ho = static_cast<H*>(a.history_out.data) + b * a.history_out.sb + c;
+        for (int64_t j = 0; j < k - 1; ++j) ho[j * a.history_out.st] = from_compute<H>(input(s.len - (k - 1) + j));
       }
     }
 }
@@ -126,6 +128,10 @@ void by_dtype(DType dt, F&& fn) {
 }  // namespace
 
 void causal_conv_forward(CausalConvForward& c) {
+  if (c.history_f32) {
+    if (c.s.dtype != DType::bf16) throw std::invalid_argument("causal_conv: a float32 history goes with bfloat16 data");
+    return forward_typed<bf16, float, float>(c);
+  }
   by_dtype(c.s.dtype, [&](auto s, auto p) { forward_typed<decltype(s), decltype(p)>(c); });
 }
 void causal_conv_backward(CausalConvBackward& c) {

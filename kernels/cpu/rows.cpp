@@ -293,9 +293,13 @@ void add_rms_norm_forward(AddRmsNormForward& a) {
     const T *h = static_cast<const T*>(a.h), *y = static_cast<const T*>(a.y), *w = static_cast<const T*>(a.w);
     T *s = static_cast<T*>(a.s), *n = static_cast<T*>(a.n);
     const int64_t cols = a.cols;
+    bf16* low = static_cast<bf16*>(a.n_low);
+    if (low && a.dtype != DType::f32) throw std::invalid_argument("add_rms_norm: n_low needs float32 data");
     parallel_rows(a.rows, cols, [&](int64_t r) {
       add_row(s + r * cols, h + r * cols, y + r * cols, cols);
       rms_norm_row(n + r * cols, a.rstd + r, s + r * cols, w, cols, a.eps);
+      if (low)
+        for (int64_t c = 0; c < cols; ++c) low[r * cols + c] = bf16::from_float(static_cast<float>(to_compute(n[r * cols + c])));
     });
   });
 }

@@ -107,7 +107,8 @@ __global__ void __launch_bounds__(1024) norm_fwd_kernel(T* __restrict__ y, float
                                                         int64_t rows, int64_t cols, double eps, bool rms,
                                                         const T* __restrict__ res = nullptr,
                                                         T* __restrict__ sum = nullptr,
-                                                        const T* __restrict__ gate = nullptr) {
+                                                        const T* __restrict__ gate = nullptr,
+                                                        bf16* __restrict__ low = nullptr) {
   using A = compute_t<T>;
   __shared__ A sh[32];
   const A inv_n = A(1) / static_cast<A>(cols);
@@ -164,6 +165,7 @@ __global__ void __launch_bounds__(1024) norm_fwd_kernel(T* __restrict__ y, float
         for (int j = 0; j < VEC; ++j) v[j] *= smath::gelu_tanh(gv[j]);
       }
       store_row<VEC>(y + r * cols, c, v);
+      if (low) store_row<VEC>(low + r * cols, c, v);  // float32 y: its bf16 rounding (T = float only)
     }
   }
 }
@@ -328,18 +330,19 @@ namespace {
 // does neither; one kernel with a block-uniform flag serves both). With `sum` (RMSNorm only) the
 // row normalized is x + res, written to `sum` (add_rms_norm). With `gate`, y is multiplied by
 // gelu_tanh(gate) (gated_layer_norm).
+// With `low` (float32 data), y's bf16 rounding is written there too.
 template <class T>
 void norm_fwd(CudaBackend& be, void* y, float* mean, float* rstd, const void* x, const void* w, const void* b,
               int64_t rows, int64_t cols, double eps, bool rms, const void* res = nullptr, void* sum = nullptr,
-              const void* gate = nullptr) {
-  dispatch_row_vec<T>(cols, {y, x, w, b, res, sum, gate}, [&](auto vec) {
+              const void* gate = nullptr, void* low = nullptr) {
+  dispatch_row_vec<T>(cols, {y, x, w, b, res, sum, gate, low}, [&](auto vec) {
     constexpr int V = decltype(vec)::value;
     const int threads = row_threads(cols / V);
     const auto kernel = sum ? norm_fwd_kernel<T, V, true> : norm_fwd_kernel<T, V, false>;
     kernel<<<row_grid(rows, threads, be.sm_count()), threads, 0, be.stream()>>>(
         static_cast<T*>(y), mean, rstd, static_cast<const T*>(x), static_cast<const T*>(w),
         static_cast<const T*>(b), rows, cols, eps, rms, static_cast<const T*>(res), static_cast<T*>(sum),
-        static_cast<const T*>(gate));
+        static_cast<const T*>(gate), static_cast<bf16*>(low));
     CUDA_CHECK_LAUNCH();
   });
 }
@@ -432,8 +435,10 @@ void CudaBackend::rms_norm_bwd(void* dx, float* dw, const void* dy, const void* 
 void add_rms_norm_forward(Backend& be0, AddRmsNormForward& c) {
   if (c.rows == 0 || c.cols == 0) return;
   CudaBackend& be = cuda_backend_of(be0, "add_rms_norm");
+  if (c.n_low && c.dtype != DType::f32) throw std::invalid_argument("add_rms_norm: n_low needs float32 data");
   dispatch_float(c.dtype, "add_rms_norm", [&](auto tag) {
-    norm_fwd<decltype(tag)>(be, c.n, nullptr, c.rstd, c.h, c.w, nullptr, c.rows, c.cols, c.eps, true, c.y, c.s);
+    norm_fwd<decltype(tag)>(be, c.n, nullptr, c.rstd, c.h, c.w, nullptr, c.rows, c.cols, c.eps, true, c.y, c.s,
+                            nullptr, c.n_low);
   });
 }
 
