@@ -104,35 +104,31 @@ void side_by_side(const std::string& mode, cudaStream_t s, cudaStream_t s2, floa
   cudaEvent_t fork, join;
   CHECK(cudaEventCreateWithFlags(&fork, cudaEventDisableTiming));
   CHECK(cudaEventCreateWithFlags(&join, cudaEventDisableTiming));
+  // The two streams' kernels interleaved, forked from and joined to s by events (with_events).
+  const auto two_streams = [&](bool with_events) {
+    if (with_events) {
+      CHECK(cudaEventRecord(fork, s));
+      CHECK(cudaStreamWaitEvent(s2, fork, 0));
+    }
+    for (int i = 0; i < work; ++i) {
+      spin<<<1, 32, 0, s>>>(x, ns);
+      spin<<<1, 32, 0, s2>>>(y, ns);
+    }
+    if (with_events) {
+      CHECK(cudaEventRecord(join, s2));
+      CHECK(cudaStreamWaitEvent(s, join, 0));
+    }
+  };
   if (mode == "serial") {
     for (int i = 0; i < work; ++i) spin<<<1, 32, 0, s>>>(x, ns);
     CHECK(cudaStreamSynchronize(s));
     for (int i = 0; i < work; ++i) spin<<<1, 32, 0, s2>>>(y, ns);
-  } else if (mode == "streams") {
-    CHECK(cudaEventRecord(fork, s));
-    CHECK(cudaStreamWaitEvent(s2, fork, 0));
-    for (int i = 0; i < work; ++i) {
-      spin<<<1, 32, 0, s>>>(x, ns);
-      spin<<<1, 32, 0, s2>>>(y, ns);
-    }
-    CHECK(cudaEventRecord(join, s2));
-    CHECK(cudaStreamWaitEvent(s, join, 0));
-  } else if (mode == "noevent") {
-    for (int i = 0; i < work; ++i) {
-      spin<<<1, 32, 0, s>>>(x, ns);
-      spin<<<1, 32, 0, s2>>>(y, ns);
-    }
+  } else if (mode == "streams" || mode == "noevent") {
+    two_streams(mode == "streams");
   } else if (mode == "branches") {
     cudaGraph_t g;
     CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed));
-    CHECK(cudaEventRecord(fork, s));
-    CHECK(cudaStreamWaitEvent(s2, fork, 0));
-    for (int i = 0; i < work; ++i) {
-      spin<<<1, 32, 0, s>>>(x, ns);
-      spin<<<1, 32, 0, s2>>>(y, ns);
-    }
-    CHECK(cudaEventRecord(join, s2));
-    CHECK(cudaStreamWaitEvent(s, join, 0));
+    two_streams(true);
     CHECK(cudaStreamEndCapture(s, &g));
     cudaGraphExec_t e;
     CHECK(cudaGraphInstantiate(&e, g, 0));
