@@ -25,20 +25,27 @@ struct CastEntry {
   uint32_t version = 0;
   DType dtype = DType::f32;
   Tensor cast;
-  bool matches(const Tensor& x, DType d) const {
+  // A cast of x's storage at its version and offset, to d.
+  bool same_start(const Tensor& x, DType d) const {
     const TensorImpl* t = x.impl();
     return raw == t->storage.get() && !storage.expired() && version == t->storage->version && offset == t->offset &&
-           dtype == d && shape == t->shape && strides == t->strides;
+           dtype == d;
+  }
+  bool matches(const Tensor& x, DType d) const {
+    return same_start(x, d) && shape == x.shape() && strides == x.strides();
   }
   // The same dense data seen with another shape (a [B, T, C] activation that a product reads as
   // [B·T, C]): the cast, viewed with x's shape, serves.
   bool matches_reshaped(const Tensor& x, DType d) const {
-    const TensorImpl* t = x.impl();
-    return raw == t->storage.get() && !storage.expired() && version == t->storage->version && offset == t->offset &&
-           dtype == d && x.is_contiguous() && cast.is_contiguous() && x.numel() == cast.numel() &&
+    return same_start(x, d) && x.is_contiguous() && cast.is_contiguous() && x.numel() == cast.numel() &&
            strides == contiguous_strides(shape);
   }
 };
+
+CastEntry entry_of(const Tensor& x, const Tensor& cast) {
+  const TensorImpl* t = x.impl();
+  return {t->storage, t->storage.get(), t->offset, t->shape, t->strides, t->storage->version, cast.dtype(), cast};
+}
 constexpr size_t kCastEntries = 4;  // a few: the reuse is among neighbouring products
 thread_local std::list<CastEntry> g_casts;
 
@@ -57,13 +64,13 @@ const Tensor* find_weight_cast(const Tensor& x, DType d) {
   return nullptr;
 }
 
-void keep_weight_cast(const Tensor& x, DType d, const Tensor& y) {
+void keep_weight_cast(const Tensor& x, const Tensor& y) {
   const TensorImpl* t = x.impl();
   // Entries of freed storage, or of this one at an older version, can never match again.
   std::erase_if(g_weight_casts, [&](const CastEntry& e) {
     return e.storage.expired() || (e.raw == t->storage.get() && e.version != t->storage->version);
   });
-  g_weight_casts.push_back({t->storage, t->storage.get(), t->offset, t->shape, t->strides, t->storage->version, d, y});
+  g_weight_casts.push_back(entry_of(x, y));
 }
 
 }  // namespace
@@ -100,19 +107,14 @@ Tensor Autocast::cached_cast(const Tensor& x, DType d) {
                                              : make_view(it->cast, x.shape(), contiguous_strides(x.shape()), it->cast.offset());
       }
   Tensor y = kc::cast_in_layout(x, d);  // a transposed weight stays transposed: a sequential copy
-  if (g_enabled) {
-    const TensorImpl* t = x.impl();
-    g_casts.push_front({t->storage, t->storage.get(), t->offset, t->shape, t->strides, t->storage->version, d, y});
-    if (g_casts.size() > kCastEntries) g_casts.pop_back();
-  }
-  if (weight) keep_weight_cast(x, d, y);
+  remember_cast(x, y);
+  if (weight) keep_weight_cast(x, y);
   return y;
 }
 
 void Autocast::remember_cast(const Tensor& x, const Tensor& cast) {
   if (!g_enabled) return;
-  const TensorImpl* t = x.impl();
-  g_casts.push_front({t->storage, t->storage.get(), t->offset, t->shape, t->strides, t->storage->version, cast.dtype(), cast});
+  g_casts.push_front(entry_of(x, cast));
   if (g_casts.size() > kCastEntries) g_casts.pop_back();
 }
 

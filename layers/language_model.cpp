@@ -296,15 +296,7 @@ Residual LanguageModel::Impl::wavefront(const Tensor& ids, LMDecodeState& st, in
 
 // Changes whenever a parameter's data does (its storage or version): decode graphs read the weights
 // as they were when recorded.
-uint64_t LanguageModel::weights_stamp() const {
-  uint64_t h = 1469598103934665603ull;
-  for (const Tensor& p : parameters()) {
-    for (uint64_t v : {static_cast<uint64_t>(reinterpret_cast<uintptr_t>(p.impl()->storage.get())),
-                       static_cast<uint64_t>(p.version())})
-      h = (h ^ v) * 1099511628211ull;
-  }
-  return h;
-}
+uint64_t LanguageModel::weights_stamp() const { return data_stamp(parameters()); }
 
 void LanguageModel::set_decode_graphs(bool on) { impl_->graphs.set_enabled(on); }
 void LanguageModel::set_prefill_segment(int64_t tokens) { impl_->prefill_segment = tokens; }

@@ -138,6 +138,16 @@ void Module::train(bool on) {
   for (auto& c : children_) c.second->train(on);
 }
 
+uint64_t data_stamp(const tensor_list& tensors) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a over (storage, version) pairs
+  for (const Tensor& t : tensors)
+    if (t.defined())
+      for (uint64_t v : {static_cast<uint64_t>(reinterpret_cast<uintptr_t>(t.impl()->storage.get())),
+                         static_cast<uint64_t>(t.version())})
+        h = (h ^ v) * 1099511628211ull;
+  return h;
+}
+
 Tensor init_normal(const Shape& s, Generator& g, double std, TensorOptions o) {
   o.requires_grad = false;
   return randn(s, g, o, 0.0, std);

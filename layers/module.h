@@ -74,6 +74,11 @@ class ModuleList : public Module {
   int64_t size_ = 0;
 };
 
+// A number that changes whenever one of the tensors' data does (its storage or version), for
+// caches of values derived from weights (decode graphs, concatenated projections). Undefined
+// tensors are skipped.
+uint64_t data_stamp(const tensor_list& tensors);
+
 // Initializers (draw from g in row-major order).
 Tensor init_normal(const Shape& s, Generator& g, double std, TensorOptions o = {});
 Tensor init_uniform(const Shape& s, Generator& g, double bound, TensorOptions o = {});

@@ -10,18 +10,12 @@
 #include "layers/causal_conv.h"
 #include "layers/linear.h"
 #include "layers/ttt_layer.h"
+#include "layers/ttt_layer_internal.h"
 
 namespace ttt {
 
-namespace {
-
-void require(bool ok, const std::string& msg) {
-  if (!ok) throw std::invalid_argument(msg);
-}
-
-Tensor cast(const Tensor& t, DType d) { return !t.defined() || t.dtype() == d ? t : to_dtype(t, d); }
-
-}  // namespace
+using ttt_layer_detail::cast;
+using ttt_layer_detail::require;
 
 // Prefill (TTT-Linear): the fused scan over tokens that start a mini-batch — from W0 (a fresh state: the
 // forward's call) or from the state's own W, b per sequence (a later chunk) — leaving the state

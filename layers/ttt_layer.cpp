@@ -14,15 +14,15 @@
 #include "layers/rope.h"
 #include "layers/ttt_dual.h"
 #include "layers/ttt_generic.h"
+#include "layers/ttt_layer_internal.h"
 #include "layers/ttt_primal.h"
 
 namespace ttt {
 
-namespace {
+using ttt_layer_detail::cast;
+using ttt_layer_detail::require;
 
-void require(bool ok, const std::string& msg) {
-  if (!ok) throw std::invalid_argument(msg);
-}
+namespace {
 
 SegmentFn segment_fn(const std::string& impl) {
   if (impl == "dual" || impl == "auto" || impl == "fused") return dual_segment;  // composite parts of fused
@@ -37,7 +37,6 @@ Tensor split_heads(const Tensor& x, int64_t nh, int64_t f) {
   return permute(reshape(x, {B, T, nh, f}), {0, 2, 1, 3});
 }
 
-Tensor cast(const Tensor& t, DType d) { return !t.defined() || t.dtype() == d ? t : to_dtype(t, d); }
 
 }  // namespace
 
@@ -343,12 +342,7 @@ Tensor TTTMixer::finish(const Tensor& x, const Tensor& heads_out, const Tensor& 
 // three products of N = 768 leave an H200 mostly idle.
 tensor_list TTTMixer::prompt_projections(const Tensor& x) {
   const tensor_list p = {q_proj_->weight, q_proj_->bias, v_proj_->weight, v_proj_->bias, g_proj_->weight, g_proj_->bias};
-  uint64_t stamp = 1469598103934665603ull;
-  for (const Tensor& t : p)
-    if (t.defined())
-      for (uint64_t v : {static_cast<uint64_t>(reinterpret_cast<uintptr_t>(t.impl()->storage.get())),
-                         static_cast<uint64_t>(t.version())})
-        stamp = (stamp ^ v) * 1099511628211ull;
+  const uint64_t stamp = data_stamp(p);
   const DType low = Autocast::dtype();
   if (!prompt_proj_.w.defined() || prompt_proj_.stamp != stamp || prompt_proj_.w.device() != x.device() ||
       prompt_proj_.w.dtype() != low) {
