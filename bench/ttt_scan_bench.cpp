@@ -69,7 +69,7 @@ int main(int argc, char** argv) {
     const double bwd = median_ms(be, o.reps, [&] { be.run(bc); });
     // --group N: N forward calls on the same inputs, each its own outputs, as one group.
     std::vector<Tensor> group_buffers;
-    std::vector<TTTLinearScanForward> group_calls(o.group, fc);
+    std::vector<TTTLinearScanForward> group_calls(o.group > 1 ? o.group : 0, fc);
     TTTLinearScanForwardGroup group;
     for (TTTLinearScanForward& c : group_calls) {
       group_buffers.push_back(heads(1));
@@ -77,7 +77,7 @@ int main(int argc, char** argv) {
       c.out = v(group_buffers[group_buffers.size() - 2]), c.states = group_buffers.back().data_ptr();
       group.calls.push_back(&c);
     }
-    const double fwd_group = o.group > 1 ? median_ms(be, o.reps, [&] { be.run(group); }) : 0.0;
+    const double fwd_group = group.calls.empty() ? 0.0 : median_ms(be, o.reps, [&] { be.run(group); });
     // Cycles per phase of block 0, thread 0 (a separate run: the probe costs a little).
     Tensor probe = zeros({64}, opts(DType::i64, o.device));
     fc.probe = bc.probe = probe.data_ptr();

@@ -279,8 +279,8 @@ Residual LanguageModel::Impl::wavefront(const Tensor& ids, LMDecodeState& st, in
     const std::vector<tensor_list> outputs = ttt_linear_scan_group(scans, options);
     for (int64_t l = first, k = 0; l <= last; ++l) {
       SplitStep& split = splits[l - first];
-      const tensor_list none;
-      carry[w - l] = blocks[l]->step_end(std::move(carry[w - l]), split, split.scan_inputs.empty() ? none : outputs[k++]);
+      carry[w - l] = blocks[l]->step_end(std::move(carry[w - l]), split,
+                                         split.scan_inputs.empty() ? tensor_list() : outputs[k++]);
     }
   }
   if (last_only) return std::move(carry.back());

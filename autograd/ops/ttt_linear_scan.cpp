@@ -233,14 +233,14 @@ std::vector<tensor_list> ttt_linear_scan_group(const std::vector<tensor_list>& c
     check_inputs(in);
     check_same_device("ttt_linear_scan_group", calls[0][0], in[0]);
     const TTTLinearScanShape s = make_shape(in[0], in[4], in[5], in[6], in[7], o);
-    const std::string why = cast_around(in[0], s) ? "" : ttt_linear_scan_unsupported(in[0].device(), s);
-    if (!why.empty())
-      throw std::invalid_argument("ttt_linear_scan_group: no fused kernel for a call on " + in[0].device().str() + ": " +
-                                  why);
     if (cast_around(in[0], s)) {  // the CPU: bf16 storage cast around a float32 call, alone
       results.push_back(ttt_linear_scan(in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7], in[8], o, nullptr));
       continue;
     }
+    const std::string why = ttt_linear_scan_unsupported(in[0].device(), s);
+    if (!why.empty())
+      throw std::invalid_argument("ttt_linear_scan_group: no fused kernel for a call on " + in[0].device().str() + ": " +
+                                  why);
     fwd.push_back(prepare_forward(in, s));
     results.emplace_back();  // filled below
   }
