@@ -100,8 +100,21 @@ struct AdamWArgs {
   double grad_scale = 1.0;  // grads are multiplied by this first (clipping)
 };
 
+// Where the rows of one [batch, heads, len, head_dim] attention operand lie (in elements; a row's
+// head_dim values are contiguous): row t of head h of batch b starts at b·sb + h·sh + t·st. Unset
+// (st == 0) means contiguous. A [B, T, H, D] projection seen as [B, H, T, D] is {T·H·D, D, H·D}: the
+// kernels read and write it in place, so splitting and merging heads cost no copies.
+struct AttentionLayout {
+  int64_t sb = 0, sh = 0, st = 0;
+  TTT_HD bool set() const { return st != 0; }
+  TTT_HD int64_t at(int64_t b, int64_t h, int64_t t) const { return b * sb + h * sh + t * st; }
+  // Element offset of row t of flat head bh = b · heads + h.
+  TTT_HD int64_t row(int64_t bh, int64_t heads, int64_t t) const { return at(bh / heads, bh % heads, t); }
+};
+
 // Shape and masking of one fused causal attention call (Backend::attention_fwd / _bwd).
-// Buffers are contiguous [batch, heads, len, head_dim]; q has q_len rows, k and v kv_len rows.
+// Buffers are [batch, heads, len, head_dim] in the layouts below (contiguous where unset); q has
+// q_len rows, k and v kv_len rows; dq, dk, dv are written in their own layouts.
 // Query row i sits at absolute position i + (kv_len - q_len): the queries are the LAST q_len
 // positions of the keys (decode: the new tokens against the whole KV cache), so q_len <= kv_len
 // when causal. Row i attends to key j iff
@@ -113,6 +126,17 @@ struct AttentionShape {
   bool causal = true;
   int64_t window = 0;
   double scale = 1.0;  // scores = scale * q . k
+  AttentionLayout q, k, v, out, dout, dq, dk, dv;
+  // This shape with every unset layout contiguous (what the backends index with).
+  AttentionShape resolved() const {
+    AttentionShape r = *this;
+    const auto fill = [&](AttentionLayout& l, int64_t len) {
+      if (!l.set()) l = {heads * len * head_dim, len * head_dim, head_dim};
+    };
+    for (AttentionLayout* l : {&r.q, &r.out, &r.dout, &r.dq}) fill(*l, q_len);
+    for (AttentionLayout* l : {&r.k, &r.v, &r.dk, &r.dv}) fill(*l, kv_len);
+    return r;
+  }
   TTT_HD int64_t q_offset() const { return kv_len - q_len; }
   // The keys query row i attends to: [key_begin(i), key_end(i)).
   TTT_HD int64_t key_begin(int64_t i) const {

@@ -5,6 +5,8 @@
 //   - first-order gradients: ordinary backward (fused attention_bwd kernel) and create_graph
 //     (the op's composite backward) against the gradients of the reference;
 //   - float64 through attention_bwd directly (the op routes float64 around it: float32 lse);
+//   - strided layouts (AttentionLayout): the kernels on operands inside [B, T, 3, H, D] buffers
+//     equal them on contiguous ones, and the op reads [B, T, H, D] projections in place;
 //   - hand-computed cases, autocast, and the error messages.
 // Shapes cover causal, sliding window, Tq < Tk (decode) and non-causal.
 #include <doctest/doctest.h>
@@ -16,10 +18,15 @@
 #include "autograd/autocast.h"
 #include "autograd/engine.h"
 #include "autograd/ops.h"
+#include "tests/attention_layouts.h"
 #include "tests/check_close.h"
+#include "tests/profile_count.h"
 
 using namespace ttt;
 using ttt::testing::check_close;
+using ttt::testing::backend_calls;
+using ttt::testing::LayoutResult;
+using ttt::testing::run_strided;
 using ttt::testing::Tol;
 
 namespace {
@@ -144,6 +151,57 @@ TEST_CASE("float64 through attention_fwd / attention_bwd directly: lse and gradi
     check_close(dq, ref[0], t, std::string(c.name) + " dq");
     check_close(dk, ref[1], t, std::string(c.name) + " dk");
     check_close(dv, ref[2], t, std::string(c.name) + " dv");
+  }
+}
+
+TEST_CASE("strided layouts: the CPU kernels on [B, T, 3, H, D] slots equal them on contiguous operands") {
+  Backend& be = backend(cpu());
+  for (DType dt : {DType::f64, DType::f32, DType::bf16})
+    for (const Config& c : kConfigs) {
+      Inputs in = make_inputs(c, dt, 16);
+      AttentionShape s{c.B, c.H, c.Tq, c.Tk, c.D, c.causal, c.window, 0.4};
+      Tensor out = empty({c.B, c.H, c.Tq, c.D}, opts(dt)), lse = empty({c.B, c.H, c.Tq}, opts(DType::f32));
+      Tensor dq = empty(in.q.shape(), opts(dt)), dk = empty(in.k.shape(), opts(dt)), dv = empty(in.v.shape(), opts(dt));
+      be.attention_fwd(out.data_ptr(), lse.data<float>(), in.q.data_ptr(), in.k.data_ptr(), in.v.data_ptr(), s, dt);
+      be.attention_bwd(dq.data_ptr(), dk.data_ptr(), dv.data_ptr(), in.dout.data_ptr(), in.q.data_ptr(),
+                       in.k.data_ptr(), in.v.data_ptr(), out.data_ptr(), lse.data<float>(), s, dt);
+      const LayoutResult r = run_strided(be, cpu(), in.q.detach(), in.k.detach(), in.v.detach(), in.dout, s, dt);
+      const std::string tag = std::string(c.name) + " " + dtype_name(dt);
+      check_close(r.out, out, {0, 0}, tag + " out");
+      check_close(r.lse, lse, {0, 0}, tag + " lse");
+      check_close(r.dq, dq, {0, 0}, tag + " dq");
+      check_close(r.dk, dk, {0, 0}, tag + " dk");
+      check_close(r.dv, dv, {0, 0}, tag + " dv");
+    }
+}
+
+TEST_CASE("the op reads [B, T, H, D] projections in place and writes heads-last outputs and gradients") {
+  const Config c = kConfigs[2];  // decode-shaped (Tq != Tk); head_dim 8: rows of 16-byte multiples
+  for (DType dt : {DType::f32, DType::bf16}) {
+    Inputs in = make_inputs(c, dt, 17);
+    // The same values as [B, T, H, D] leaves seen as [B, H, T, D] (what a layer's projections give);
+    // the incoming gradient likewise, as it comes back through the merged heads.
+    const auto heads_last = [](const Tensor& x) { return transpose(x.detach(), 1, 2).contiguous(); };
+    Tensor xq = heads_last(in.q).set_requires_grad(true), xk = heads_last(in.k).set_requires_grad(true);
+    Tensor xv = heads_last(in.v).set_requires_grad(true), dout = transpose(heads_last(in.dout), 1, 2);
+    Tensor y, y_ref = scaled_dot_product_attention(in.q, in.k, in.v, c.causal, c.window, 0.4);
+    tensor_list g;
+    // No copies forward or backward: the kernels read and write every operand where it lies.
+    const int64_t copies = backend_calls(
+        [&] {
+          y = scaled_dot_product_attention(transpose(xq, 1, 2), transpose(xk, 1, 2), transpose(xv, 1, 2), c.causal,
+                                           c.window, 0.4);
+          g = grad({y}, {xq, xk, xv}, {dout});
+        },
+        "unary");
+    CHECK(copies == 0);
+    // Heads-last output: merging the heads is a free view.
+    CHECK(y.strides() == Shape{c.Tq * c.H * c.D, c.D, c.H * c.D, 1});
+    check_close(y, y_ref, {0, 0}, std::string("strided forward ") + dtype_name(dt));
+    const tensor_list g_ref = grad({y_ref}, {in.q, in.k, in.v}, {in.dout});
+    for (int i = 0; i < 3; ++i)
+      check_close(transpose(g[i], 1, 2), g_ref[i], {0, 0},
+                  std::string("strided gradient ") + std::to_string(i) + " " + dtype_name(dt));
   }
 }
 

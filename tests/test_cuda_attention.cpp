@@ -4,13 +4,16 @@
 //   head_dim 64 and 128 (plus 96, and 40 / 33 that the kernels pad), bf16 and float32, causal,
 //   sliding window, decode-shaped Tq < Tk and non-causal. Outputs start as NaN, so an element a
 //   kernel forgets to write fails. Then the autograd op on the GPU against the op on the CPU
-//   (fused path, composite fallback for shapes the kernels refuse, autocast).
+//   (fused path, composite fallback for shapes the kernels refuse, autocast). Strided layouts: every
+//   operand a slot of a NaN [B, T, 3, H, D] buffer (tests/attention_layouts.h), with and without
+//   deterministic mode, against the CPU reference on contiguous operands.
 // Skips itself without a GPU. Run: ./build/tests/test_cuda_attention
 #include <algorithm>
 #include <cmath>
 
 #include "autograd/autocast.h"
 #include "autograd/engine.h"
+#include "tests/attention_layouts.h"
 #include "tests/cuda_test_util.h"
 
 using namespace ttt;
@@ -78,6 +81,28 @@ void compare(const Tensor& gpu, const Tensor& ref, double atol, double rtol, dou
   CHECK(std::sqrt(num / den) <= rel_norm);
 }
 
+// The CUDA kernels with every operand strided (tests/attention_layouts.h) against the CPU
+// reference on contiguous operands.
+void check_strided_case(const Case& c, Generator& gen) {
+  const int64_t B = 2, H = 3;
+  AttentionShape s{B, H, c.Tq, c.Tk, c.D, c.causal, c.window, 1.0 / std::sqrt(static_cast<double>(c.D))};
+  Tensor q = mul_scalar(randn({B, H, c.Tq, c.D}, gen, opts(DType::f64)), 2.0).to(c.dt);
+  Tensor k = randn({B, H, c.Tk, c.D}, gen, opts(DType::f64)).to(c.dt);
+  Tensor v = randn({B, H, c.Tk, c.D}, gen, opts(DType::f64)).to(c.dt);
+  Tensor dout = randn({B, H, c.Tq, c.D}, gen, opts(DType::f64)).to(c.dt);
+  Result ref = run(cpu_be(), cpu(), q, k, v, dout, s, c.dt);
+  const testing::LayoutResult got = testing::run_strided(gpu_be(), cuda(), q, k, v, dout, s, c.dt);
+  const bool bf = c.dt == DType::bf16;
+  const double atol = bf ? 6e-2 : 1e-4, rtol = bf ? 3e-2 : 1e-4, rel = bf ? 1.5e-2 : 2e-5;
+  const std::string tag = "strided " + c.str();
+  compare(got.out, ref.out, atol, rtol, rel, tag + " out");
+  expect_close(got.lse.to(cpu()), ref.lse, {bf ? 2e-3 : 1e-4, 1e-4}, tag + " lse");
+  const double grad_scale = rms(ref.dv.to(DType::f64).tolist<double>());
+  compare(got.dq, ref.dq, atol, rtol, rel, tag + " dq", grad_scale);
+  compare(got.dk, ref.dk, atol, rtol, rel, tag + " dk", grad_scale);
+  compare(got.dv, ref.dv, atol, rtol, rel, tag + " dv");
+}
+
 void check_case(const Case& c, Generator& gen) {
   const int64_t B = 2, H = 3;
   AttentionShape s{B, H, c.Tq, c.Tk, c.D, c.causal, c.window, 1.0 / std::sqrt(static_cast<double>(c.D))};
@@ -128,6 +153,21 @@ TEST_CASE("cuda attention kernels: padded head dims, narrow windows, keys nobody
     check_case({200, 200, 128, true, 1, dt}, gen);  // window 1: every row sees only itself
   }
   check_case({33, 40, 33, true, 0, DType::f32}, gen);  // float32 takes any head_dim <= 128
+}
+
+TEST_CASE("cuda attention kernels read and write strided layouts in place (atomic and deterministic dQ)") {
+  TTT_REQUIRE_GPU();
+  Generator gen(33);
+  for (bool det : {false, true}) {
+    set_deterministic(det);
+    for (DType dt : {DType::bf16, DType::f32}) {
+      check_strided_case({257, 257, 64, true, 0, dt}, gen);
+      check_strided_case({130, 130, 128, true, 48, dt}, gen);
+      check_strided_case({9, 200, 64, true, 0, dt}, gen);
+      check_strided_case({70, 70, 40, false, 0, dt}, gen);
+    }
+  }
+  set_deterministic(false);
 }
 
 TEST_CASE("cuda attention: support matrix and refusals") {

@@ -10,7 +10,8 @@
 //   S = scale · Q Kᵀ + M   (M = 0 where allowed, −inf elsewhere),  P = softmax(S),  O = P V
 // Backward, with dO given and D = rowsum(dO ∘ O) = rowsum(dP ∘ P):
 //   dV = Pᵀ dO,  dP = dO Vᵀ,  dS = P ∘ (dP − D),  dQ = scale · dS K,  dK = scale · dSᵀ Q
-// Saved: q, k, v, the kernel's output and its lse (float32 [B,H,Tq]).
+// Saved: q, k, v as the kernels read them (a compact copy of one that is a slice of a larger
+// storage), the kernel's output and its lse (float32 [B,H,Tq]).
 //
 // Paths
 // - forward: backend(device).attention_fwd when attention_supported(D, dtype) (always on CPU);
@@ -27,10 +28,12 @@
 //   q, k, v (BackwardCtx::input_stand_in), or on q, k, v themselves when a KeepFloat32Operands
 //   scope (autograd/autocast.h) had them saved too; in an AutocastCreateGraph scope the composite's
 //   products are autocast products (bf16 operands) instead, recorded in the same mode.
-// Layouts: under autocast the float32 output is written in [B, Tq, H, D] memory order (returned
-// as the [B, H, Tq, D] view), so merging the heads afterwards is a free view; the float32
-// gradients are written in the layout of q, k, v when those are dense permuted views (e.g. the
-// [B, T, H, D] projections seen as [B, H, T, D]), for the same reason.
+// Layouts (AttentionLayout): the kernels read q, k, v and dout where they lie when their rows are
+// 16-byte aligned (e.g. [B, T, H, D] projections seen as [B, H, T, D]; anything else is copied
+// first), write the output in [B, Tq, H, D] memory order (returned as the [B, H, Tq, D] view, so
+// merging the heads afterwards is a free view) and the gradients densely in the memory order of
+// q, k, v (their own layouts when those are dense permuted views); under autocast the float32
+// output and gradients are cast into those layouts.
 #include <array>
 #include <cmath>
 #include <cstdint>
@@ -125,11 +128,43 @@ tensor_list composite_backward(const BackwardCtx& c, const Tensor& dout, const T
 
 // --- fused path -------------------------------------------------------------------------------
 
-// t as a contiguous, 16-byte aligned buffer of dtype dt (what the kernels read).
+// Whether the kernels can read or write t [B, H, T, D] of dtype dt where it lies: rows of
+// contiguous values, 16-byte aligned with 16-byte multiple strides (AttentionLayout).
+bool kernel_layout_ok(const Tensor& t, DType dt) {
+  const int64_t unit = 16 / static_cast<int64_t>(dtype_size(dt));
+  const Shape& st = t.strides();
+  if (t.dtype() != dt || (st[3] != 1 && t.shape()[3] > 1)) return false;
+  if (reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 != 0) return false;
+  for (int d = 0; d < 3; ++d)
+    if (st[d] < 0 || st[d] % unit != 0) return false;
+  return true;
+}
+
+AttentionLayout layout_of(const Tensor& t) { return {t.strides()[0], t.strides()[1], t.strides()[2]}; }
+
+// t as a buffer of dtype dt the kernels read in place (AttentionLayout): t itself when its layout
+// allows (e.g. a [B, T, H, D] projection seen as [B, H, T, D]), else a contiguous aligned copy.
 Tensor kernel_buffer(const Tensor& t, DType dt) {
+  if (kernel_layout_ok(t, dt)) return t.detach();
   Tensor c = kc::contiguous(t.dtype() == dt ? t.detach() : t.detach().to(dt));
   if (reinterpret_cast<uintptr_t>(c.data_ptr()) % 16 != 0) c = clone(c);
   return c;
+}
+
+// x holding only its own elements: x itself, or, when x is a slice of a larger storage, a dense
+// copy in x's memory order (what the op saves: a slice would keep the whole storage alive).
+Tensor compact(const Tensor& x) {
+  if (x.impl()->storage->nbytes <= static_cast<size_t>(x.numel()) * dtype_size(x.dtype())) return x;
+  Tensor c = kc::empty_dense(x.shape(), kc::memory_order_strides(x), x.dtype(), x.device());
+  kc::copy_in_memory_order(c, x);
+  return c;
+}
+
+// An uninitialized [B, H, T, D] tensor of dtype dt laid out as [B, T, H, D] in memory: merging
+// the heads afterwards (transpose(1, 2) then reshape) is then a free view.
+Tensor empty_heads_last(const Shape& bhtd, DType dt, Device dev) {
+  Tensor merged = empty({bhtd[0], bhtd[2], bhtd[1], bhtd[3]}, opts(dt, dev));
+  return make_view(merged, bhtd, {merged.strides()[0], merged.strides()[2], merged.strides()[1], 1}, 0);
 }
 
 void log_fallback_once(const AttentionShape& s, DType dt, Device dev) {
@@ -144,12 +179,11 @@ void log_fallback_once(const AttentionShape& s, DType dt, Device dev) {
                key.c_str());
 }
 
-// Where a gradient for x goes in memory: x's own strides when x is a dense permuted view (see the
-// header: Layouts), else contiguous. Kept instead of x when x itself is not saved.
+// Where a gradient for x goes in memory: dense in x's memory order (x's own strides when x is a
+// dense permuted view; see the header: Layouts). Kept instead of x when x itself is not saved.
 struct GradLayout {
   Shape shape, strides;
-  explicit GradLayout(const Tensor& x)
-      : shape(x.shape()), strides(kc::dense_permuted(x) ? x.strides() : contiguous_strides(x.shape())) {}
+  explicit GradLayout(const Tensor& x) : shape(x.shape()), strides(kc::memory_order_strides(x)) {}
 };
 
 // x converted to dtype dt in layout l.
@@ -159,19 +193,30 @@ Tensor cast_into(const Tensor& x, const GradLayout& l, DType dt) {
   return y;
 }
 
+// A gradient buffer of dtype dt in layout l, if the kernels can write it there, else contiguous.
+Tensor grad_buffer(const GradLayout& l, DType dt, Device dev) {
+  Tensor g = kc::empty_dense(l.shape, l.strides, dt, dev);
+  return kernel_layout_ok(g, dt) ? g : empty(l.shape, opts(dt, dev));
+}
+
 // The fused backward on the kernel buffers of q, k, v (dtype `low`); gradients of dtype dt in the
-// layouts of q, k, v.
+// layouts of q, k, v (written there by the kernels when low == dt).
 tensor_list fused_backward(const Tensor& dout, const tensor_list& bufs, const Tensor& out_low, const Tensor& lse,
-                           const AttentionShape& s, DType low, DType dt, const std::array<GradLayout, 3>& layouts) {
+                           AttentionShape s, DType low, DType dt, const std::array<GradLayout, 3>& layouts) {
   NoGradGuard ng;
   const Tensor &qb = bufs[0], &kb = bufs[1], &vb = bufs[2];
+  const Device dev = qb.device();
   Tensor dob = kernel_buffer(dout, low);
-  Tensor dq = empty(qb.shape(), opts(low, qb.device()));
-  Tensor dk = empty(kb.shape(), opts(low, qb.device())), dv = empty(vb.shape(), opts(low, qb.device()));
+  const bool direct = low == dt;
+  Tensor dq = direct ? grad_buffer(layouts[0], low, dev) : empty(qb.shape(), opts(low, dev));
+  Tensor dk = direct ? grad_buffer(layouts[1], low, dev) : empty(kb.shape(), opts(low, dev));
+  Tensor dv = direct ? grad_buffer(layouts[2], low, dev) : empty(vb.shape(), opts(low, dev));
+  s.q = layout_of(qb), s.k = layout_of(kb), s.v = layout_of(vb), s.out = layout_of(out_low), s.dout = layout_of(dob);
+  s.dq = layout_of(dq), s.dk = layout_of(dk), s.dv = layout_of(dv);
   if (dq.numel() || dk.numel())
-    backend(qb.device()).attention_bwd(dq.data_ptr(), dk.data_ptr(), dv.data_ptr(), dob.data_ptr(), qb.data_ptr(),
-                                       kb.data_ptr(), vb.data_ptr(), out_low.data_ptr(), lse.data<float>(), s, low);
-  if (low == dt) return {dq, dk, dv};
+    backend(dev).attention_bwd(dq.data_ptr(), dk.data_ptr(), dv.data_ptr(), dob.data_ptr(), qb.data_ptr(),
+                               kb.data_ptr(), vb.data_ptr(), out_low.data_ptr(), lse.data<float>(), s, low);
+  if (direct) return {dq, dk, dv};
   return {cast_into(dq, layouts[0], dt), cast_into(dk, layouts[1], dt), cast_into(dv, layouts[2], dt)};
 }
 
@@ -191,40 +236,40 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   {
     NoGradGuard ng;
     qb = kernel_buffer(q, low), kb = kernel_buffer(k, low), vb = kernel_buffer(v, low);
-    out_low = empty(q.shape(), opts(low, q.device()));
+    // The output in [B, Tq, H, D] memory order (the kernel writes it there when no cast follows).
+    out_low = low == q.dtype() ? empty_heads_last(q.shape(), low, q.device()) : empty(q.shape(), opts(low, q.device()));
     lse = empty({s.batch, s.heads, s.q_len}, opts(DType::f32, q.device()));
+    AttentionShape sf = s;
+    sf.q = layout_of(qb), sf.k = layout_of(kb), sf.v = layout_of(vb), sf.out = layout_of(out_low);
     if (out_low.numel()) be.attention_fwd(out_low.data_ptr(), lse.data<float>(), qb.data_ptr(), kb.data_ptr(),
-                                          vb.data_ptr(), s, low);
+                                          vb.data_ptr(), sf, low);
     if (low == q.dtype()) {
       out = out_low;
-    } else {  // float32 in [B, Tq, H, D] memory order, seen as [B, H, Tq, D]
-      Tensor merged = empty({s.batch, s.q_len, s.heads, s.head_dim}, opts(q.dtype(), q.device()));
-      out = make_view(merged, q.shape(), {merged.strides()[0], merged.strides()[2], merged.strides()[1], 1}, 0);
+    } else {
+      out = empty_heads_last(q.shape(), q.dtype(), q.device());
       kc::copy_in_memory_order(out, out_low);
     }
   }
   if (needs_grad({&q, &k, &v})) {
-    // Saved: q, k, v as the kernels read them (under autocast the bf16 buffers, not the inputs).
+    // Saved: q, k, v as the kernels read them (under autocast the bf16 buffers, not the inputs),
+    // each holding only its own elements (compact: v inside the fused projection's output would
+    // otherwise keep q's and k's slots alive too).
     const DType dt = q.dtype();
     const bool casts = low != dt;
-    tensor_list saved = casts ? tensor_list{qb, kb, vb, out_low, lse} : tensor_list{q, k, v, out_low, lse};
+    tensor_list saved = {compact(qb), compact(kb), compact(vb), out_low, lse};
     if (casts && Autocast::keep_float32_operands()) saved.insert(saved.end(), {q, k, v});
     const std::array<GradLayout, 3> layouts{GradLayout(q), GradLayout(k), GradLayout(v)};
     const bool graph_at_autocast = casts && Autocast::create_graph_at_autocast();
     record("scaled_dot_product_attention", {q, k, v}, {out}, saved,
            [s, low, dt, casts, layouts, graph_at_autocast](BackwardCtx& c, const tensor_list& g) {
-             if (!GradMode::is_enabled() && low != DType::f64) {
-               const tensor_list bufs = casts ? tensor_list(c.saved.begin(), c.saved.begin() + 3)
-                                              : tensor_list{kernel_buffer(c.saved[0], low),
-                                                            kernel_buffer(c.saved[1], low),
-                                                            kernel_buffer(c.saved[2], low)};
-               return fused_backward(g[0], bufs, c.saved[3], c.saved[4], s, low, dt, layouts);
-             }
+             if (!GradMode::is_enabled() && low != DType::f64)
+               return fused_backward(g[0], tensor_list(c.saved.begin(), c.saved.begin() + 3), c.saved[3],
+                                     c.saved[4], s, low, dt, layouts);
              Tensor qs = c.saved[0], ks = c.saved[1], vs = c.saved[2];
              if (casts && c.saved.size() == 8) {  // KeepFloat32Operands: the inputs themselves
                qs = c.saved[5], ks = c.saved[6], vs = c.saved[7];
-             } else if (casts) {  // float32 upcasts of the buffers, standing in for q, k, v
-               {
+             } else {  // the buffers (float32 upcasts of the casts), standing in for q, k, v
+               if (casts) {
                  NoGradGuard ng;
                  qs = qs.to(dt), ks = ks.to(dt), vs = vs.to(dt);
                }

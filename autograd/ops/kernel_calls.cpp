@@ -71,6 +71,20 @@ bool dense_permuted(const Tensor& x) {
   return true;
 }
 
+Shape memory_order_strides(const Tensor& like) {
+  const int nd = like.dim();
+  std::vector<int> order(nd);
+  for (int d = 0; d < nd; ++d) order[d] = d;
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return like.strides()[a] > like.strides()[b]; });
+  Shape strides = like.shape();
+  int64_t expect = 1;
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    strides[*it] = expect;
+    expect *= std::max<int64_t>(like.shape()[*it], 1);
+  }
+  return strides;
+}
+
 Tensor empty_like_layout(const Tensor& like, DType dt) {
   if (like.is_contiguous() || !dense_permuted(like)) return empty(like.shape(), opts(dt, like.device()));
   return empty_dense(like.shape(), like.strides(), dt, like.device());

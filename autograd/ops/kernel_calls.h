@@ -24,6 +24,10 @@ bool dense_permuted(const Tensor& x);
 // permuted (so a copy between them is sequential and later views of like's layout stay views),
 // contiguous otherwise.
 Tensor empty_like_layout(const Tensor& like, DType dt);
+// The strides of a dense tensor of like's shape with its dims in like's memory order (largest
+// stride outermost): like's own strides when like is dense permuted; for a slice such as one of
+// q, k, v inside a [B, T, 3, H, D] projection seen as [B, H, T, D], the dense [B, T, H, D] order.
+Shape memory_order_strides(const Tensor& like);
 // The same from a shape and strides (known to be dense permuted, e.g. saved from a tensor
 // for which dense_permuted() held).
 Tensor empty_dense(const Shape& shape, const Shape& strides, DType dt, Device dev);

@@ -2,8 +2,9 @@
 // dispatch to the bf16 tensor-core kernels (attention_fwd.cu, attention_bwd.cu) or the float32
 // CUDA-core kernels (attention_f32.cu), plus the small kernels around the backward:
 //   D_i = rowsum(dout_i ∘ out_i) in float32 (read by every key tile of the backward),
-//   dq = dq_accum (float32 atomics target) converted to bf16, and, in deterministic mode
-//   (backend.h), dq = the key tiles' dQ slabs added in order (attention_bwd_ordered).
+//   dq = dq_accum (float32 atomics target) stored in dq's layout and dtype, and, in deterministic
+//   mode (backend.h), dq = the key tiles' dQ slabs added in order (attention_bwd_ordered).
+// Every operand is read and written in the layouts of its AttentionShape (AttentionLayout).
 // Reference: kernels/cpu/attention.cpp; test: tests/test_cuda_attention.cpp.
 //
 // Supported: bf16 with head_dim % 8 == 0 (16-byte rows) and float32, head_dim in [1, 128]. The
@@ -16,41 +17,46 @@ namespace ttt::cuda_impl {
 
 namespace {
 
-// One warp per row: D_i = Σ_d dout[i,d] · out[i,d], float32.
+// One warp per row: D_i = Σ_d dout[i,d] · out[i,d], float32; rows r = bh · Tq + i.
 template <class T>
 __global__ void attention_delta_kernel(float* __restrict__ delta, const T* __restrict__ dout, const T* __restrict__ out,
-                                       int64_t rows, int D) {
-  const int lane = threadIdx.x % 32;
-  const int64_t warps = static_cast<int64_t>(gridDim.x) * (blockDim.x / 32);
+                                       AttentionShape s) {
+  const int lane = threadIdx.x % 32, D = static_cast<int>(s.head_dim);
+  const int64_t rows = s.batch * s.heads * s.q_len, warps = static_cast<int64_t>(gridDim.x) * (blockDim.x / 32);
   for (int64_t r = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32; r < rows; r += warps) {
+    const int64_t bh = r / s.q_len, i = r % s.q_len;
+    const T* dr = dout + s.dout.row(bh, s.heads, i);
+    const T* orow = out + s.out.row(bh, s.heads, i);
     float acc = 0.f;
-    for (int d = lane; d < D; d += 32) acc += to_compute(dout[r * D + d]) * to_compute(out[r * D + d]);
+    for (int d = lane; d < D; d += 32) acc += to_compute(dr[d]) * to_compute(orow[d]);
     acc = warp_sum(acc);
     if (lane == 0) delta[r] = acc;
   }
 }
 
-// Deterministic dQ: dst[e] = Σ_t slabs[t · n + e] over the key tiles t in increasing order.
+// dq (layout s.dq) of heads [bh_begin, bh_begin + n) = Σ_t slabs[t · slab + e] over `tiles` slabs
+// in increasing order, e the element's index in the contiguous float32 [n, Tq, D] accumulator (one
+// slab: the atomics' accumulator converted; several: the deterministic key tiles' partials). One
+// warp per row: the index arithmetic once per row, the row's D values read and written coalesced.
 template <class T>
-__global__ void sum_slabs_kernel(T* __restrict__ dst, const float* __restrict__ slabs, int64_t tiles, int64_t n) {
-  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < n;
-       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    float acc = 0.f;
-    for (int64_t t = 0; t < tiles; ++t) acc += slabs[t * n + e];
-    if constexpr (std::is_same_v<T, float>) dst[e] = acc;
-    else dst[e] = bf16::from_float(acc);
+__global__ void store_dq_kernel(T* __restrict__ dq, const float* __restrict__ slabs, int64_t tiles, AttentionShape s,
+                                int64_t bh_begin, int64_t n) {
+  const int lane = threadIdx.x % 32, D = static_cast<int>(s.head_dim);
+  const int64_t rows = n * s.q_len, slab = rows * D, warps = static_cast<int64_t>(gridDim.x) * (blockDim.x / 32);
+  for (int64_t r = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32; r < rows; r += warps) {
+    T* dst = dq + s.dq.row(bh_begin + r / s.q_len, s.heads, r % s.q_len);
+    for (int d = lane; d < D; d += 32) {
+      float acc = 0.f;
+      for (int64_t t = 0; t < tiles; ++t) acc += slabs[t * slab + r * D + d];
+      if constexpr (std::is_same_v<T, float>) dst[d] = acc;
+      else dst[d] = bf16::from_float(acc);
+    }
   }
 }
 
 // The slabs of the deterministic dQ: at most this many bytes at once (heads are processed in
 // groups to stay under it; one head may exceed it).
 constexpr size_t kDqSlabBudget = size_t{512} << 20;
-
-__global__ void float_to_bf16_kernel(bf16* __restrict__ dst, const float* __restrict__ src, int64_t n) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    dst[i] = bf16::from_float(src[i]);
-}
 
 void check_call(const CudaBackend& be, const AttentionShape& s, DType dt, std::initializer_list<const void*> bufs,
                 const char* who) {
@@ -61,6 +67,15 @@ void check_call(const CudaBackend& be, const AttentionShape& s, DType dt, std::i
   for (const void* p : bufs)
     if (p && !is_aligned(p, 16))
       throw std::invalid_argument(std::string(who) + ": buffers must be 16-byte aligned");
+  // bf16 rows are read and written 16 bytes at a time; row strides are 32-bit in the kernels.
+  const int64_t unit = dt == DType::bf16 ? 8 : 1;
+  for (const AttentionLayout& l : {s.q, s.k, s.v, s.out, s.dout, s.dq, s.dk, s.dv}) {
+    if (l.sb % unit || l.sh % unit || l.st % unit)
+      throw std::invalid_argument(std::string(who) + ": bfloat16 row strides must be multiples of 8 elements");
+    if (l.st < 0 || l.st >= (int64_t{1} << 31))
+      throw std::invalid_argument(std::string(who) + ": row strides must be in [0, 2^31) elements, got " +
+                                  std::to_string(l.st));
+  }
 }
 
 }  // namespace
@@ -72,7 +87,8 @@ bool CudaBackend::attention_supported(int64_t head_dim, DType dt) const {
 }
 
 void CudaBackend::attention_fwd(void* out, float* lse, const void* q, const void* k, const void* v,
-                                const AttentionShape& s, DType dt) {
+                                const AttentionShape& shape, DType dt) {
+  const AttentionShape s = shape.resolved();
   check_call(*this, s, dt, {out, q, k, v}, "attention");
   if (s.batch * s.heads * s.q_len == 0) return;
   activate();
@@ -82,54 +98,66 @@ void CudaBackend::attention_fwd(void* out, float* lse, const void* q, const void
 }
 
 void CudaBackend::attention_bwd(void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k,
-                                const void* v, const void* out, const float* lse, const AttentionShape& s,
+                                const void* v, const void* out, const float* lse, const AttentionShape& shape,
                                 DType dt) {
+  const AttentionShape s = shape.resolved();
   check_call(*this, s, dt, {dq, dk, dv, dout, q, k, v, out}, "attention backward");
   const int64_t heads = s.batch * s.heads, q_rows = heads * s.q_len;
-  const size_t esize = dtype_size(dt);
   if (heads * s.kv_len == 0) return;
   activate();
   if (q_rows == 0) {  // no queries: nothing reaches k and v
-    CUDA_CHECK(cudaMemsetAsync(dk, 0, heads * s.kv_len * s.head_dim * esize, stream_));
-    CUDA_CHECK(cudaMemsetAsync(dv, 0, heads * s.kv_len * s.head_dim * esize, stream_));
+    zero_rows(dk, s.dk, s, dt);
+    zero_rows(dv, s.dv, s, dt);
     return;
   }
   Scratch delta(*this, q_rows * sizeof(float));
   const int threads = 256;
   const unsigned blocks = grid_for(q_rows * 32, threads, sm_count_);
   if (dt == DType::bf16)
-    attention_delta_kernel<bf16><<<blocks, threads, 0, stream_>>>(
-        delta.as<float>(), static_cast<const bf16*>(dout), static_cast<const bf16*>(out), q_rows,
-        static_cast<int>(s.head_dim));
+    attention_delta_kernel<bf16><<<blocks, threads, 0, stream_>>>(delta.as<float>(), static_cast<const bf16*>(dout),
+                                                                  static_cast<const bf16*>(out), s);
   else
-    attention_delta_kernel<float><<<blocks, threads, 0, stream_>>>(
-        delta.as<float>(), static_cast<const float*>(dout), static_cast<const float*>(out), q_rows,
-        static_cast<int>(s.head_dim));
+    attention_delta_kernel<float><<<blocks, threads, 0, stream_>>>(delta.as<float>(), static_cast<const float*>(dout),
+                                                                   static_cast<const float*>(out), s);
   CUDA_CHECK_LAUNCH();
-  const int64_t dq_numel = q_rows * s.head_dim;
   attn::BwdArgs a{q, k, v, out, dout, lse, delta.as<float>(), nullptr, dk, dv, s};
+  a.bh_count = heads;
   if (deterministic()) {
     attention_bwd_ordered(dq, a, dt);
     return;
   }
-  if (dt == DType::f32) {  // dq itself is the float32 atomics target
-    a.dq_accum = static_cast<float*>(dq);
-    CUDA_CHECK(cudaMemsetAsync(dq, 0, dq_numel * sizeof(float), stream_));
-    attn::launch_bwd_f32(a, stream_);
-    return;
-  }
+  const int64_t dq_numel = q_rows * s.head_dim;
   Scratch dq_accum(*this, dq_numel * sizeof(float));
   a.dq_accum = dq_accum.as<float>();
   CUDA_CHECK(cudaMemsetAsync(a.dq_accum, 0, dq_numel * sizeof(float), stream_));
-  attn::launch_bwd_bf16(a, stream_);
-  float_to_bf16_kernel<<<grid_for(dq_numel, kThreads, sm_count_), kThreads, 0, stream_>>>(
-      static_cast<bf16*>(dq), a.dq_accum, dq_numel);
+  if (dt == DType::bf16) attn::launch_bwd_bf16(a, stream_);
+  else attn::launch_bwd_f32(a, stream_);
+  store_dq(dq, a, 1, dt);
+}
+
+// dq of the launch's heads from its float32 accumulator (tiles slabs of it, added in order).
+void CudaBackend::store_dq(void* dq, const attn::BwdArgs& a, int64_t tiles, DType dt) {
+  const unsigned blocks = grid_for(a.bh_count * a.s.q_len * 32, kThreads, sm_count_);  // a warp per row
+  if (dt == DType::bf16)
+    store_dq_kernel<bf16><<<blocks, kThreads, 0, stream_>>>(static_cast<bf16*>(dq), a.dq_accum, tiles, a.s,
+                                                            a.bh_begin, a.bh_count);
+  else
+    store_dq_kernel<float><<<blocks, kThreads, 0, stream_>>>(static_cast<float*>(dq), a.dq_accum, tiles, a.s,
+                                                             a.bh_begin, a.bh_count);
   CUDA_CHECK_LAUNCH();
 }
 
+// Zeros the kv_len rows of every head of a [B, H, Tk, D] buffer in layout l.
+void CudaBackend::zero_rows(void* p, const AttentionLayout& l, const AttentionShape& s, DType dt) {
+  const size_t es = dtype_size(dt);
+  for (int64_t bh = 0; bh < s.batch * s.heads; ++bh)
+    CUDA_CHECK(cudaMemset2DAsync(static_cast<char*>(p) + l.row(bh, s.heads, 0) * es, l.st * es, 0,
+                                 s.head_dim * es, s.kv_len, stream_));
+}
+
 // Deterministic mode: the backward runs over groups of heads; each key tile writes its dQ partial
-// to a slab of its own (no atomics) and sum_slabs_kernel adds the slabs in key-tile order. Memory:
-// key tiles × group heads × Tq × Dh float32 (bounded by kDqSlabBudget per group).
+// to a slab of its own (no atomics) and store_dq adds the slabs in key-tile order. Memory: key
+// tiles × group heads × Tq × Dh float32 (bounded by kDqSlabBudget per group).
 void CudaBackend::attention_bwd_ordered(void* dq, const attn::BwdArgs& a, DType dt) {
   const AttentionShape& s = a.s;
   const int64_t heads = s.batch * s.heads, Dh = s.head_dim, Tq = s.q_len, Tk = s.kv_len;
@@ -137,39 +165,17 @@ void CudaBackend::attention_bwd_ordered(void* dq, const attn::BwdArgs& a, DType 
   const int64_t k_tiles = (Tk + tile - 1) / tile;
   const size_t per_head = static_cast<size_t>(k_tiles * Tq * Dh) * sizeof(float);
   const int64_t group = std::clamp<int64_t>(static_cast<int64_t>(kDqSlabBudget / std::max<size_t>(per_head, 1)), 1, heads);
-  const size_t es = dtype_size(dt);
   Scratch slabs(*this, per_head * static_cast<size_t>(group));
   for (int64_t h0 = 0; h0 < heads; h0 += group) {
-    const int64_t n = std::min(group, heads - h0);
     attn::BwdArgs g = a;
-    auto at = [&](const void* p, int64_t rows) {
-      return static_cast<const char*>(p) + static_cast<size_t>(h0 * rows * Dh) * es;
-    };
-    g.q = at(a.q, Tq);
-    g.out = at(a.out, Tq);
-    g.dout = at(a.dout, Tq);
-    g.k = at(a.k, Tk);
-    g.v = at(a.v, Tk);
-    g.dk = const_cast<char*>(at(a.dk, Tk));
-    g.dv = const_cast<char*>(at(a.dv, Tk));
-    g.lse = a.lse + h0 * Tq;
-    g.delta = a.delta + h0 * Tq;
-    g.s.batch = n;
-    g.s.heads = 1;
+    g.bh_begin = h0;
+    g.bh_count = std::min(group, heads - h0);
     g.dq_accum = slabs.as<float>();
-    g.dq_tile_stride = n * Tq * Dh;
-    CUDA_CHECK(cudaMemsetAsync(g.dq_accum, 0, per_head * static_cast<size_t>(n), stream_));
+    g.dq_tile_stride = g.bh_count * Tq * Dh;
+    CUDA_CHECK(cudaMemsetAsync(g.dq_accum, 0, per_head * static_cast<size_t>(g.bh_count), stream_));
     if (dt == DType::bf16) attn::launch_bwd_bf16(g, stream_);
     else attn::launch_bwd_f32(g, stream_);
-    const int64_t numel = n * Tq * Dh;
-    void* dst = static_cast<char*>(dq) + static_cast<size_t>(h0 * Tq * Dh) * es;
-    if (dt == DType::bf16)
-      sum_slabs_kernel<bf16><<<grid_for(numel, kThreads, sm_count_), kThreads, 0, stream_>>>(
-          static_cast<bf16*>(dst), g.dq_accum, k_tiles, numel);
-    else
-      sum_slabs_kernel<float><<<grid_for(numel, kThreads, sm_count_), kThreads, 0, stream_>>>(
-          static_cast<float*>(dst), g.dq_accum, k_tiles, numel);
-    CUDA_CHECK_LAUNCH();
+    store_dq(dq, g, k_tiles, dt);
   }
 }
 

@@ -30,9 +30,12 @@ namespace ttt::cuda_impl::attn {
 
 // --- arguments ---------------------------------------------------------------------------------
 
+// Operands are [B,H,Tq|Tk,Dh] in the layouts of s (resolved: every layout set), rows 16-byte
+// aligned for bf16.
 struct FwdArgs {
-  const void *q, *k, *v;  // [B,H,Tq|Tk,Dh] contiguous, 16-byte aligned
-  void* out;              // [B,H,Tq,Dh]
+  const void *q, *k, *v;
+  void* out;
+
   float* lse;             // [B,H,Tq]
   AttentionShape s;
 };
@@ -41,13 +44,16 @@ struct BwdArgs {
   const void *q, *k, *v, *out, *dout;
   const float* lse;    // [B,H,Tq], from the forward
   const float* delta;  // [B,H,Tq] = rowsum(dout ∘ out), from attention.cu's preprocessing kernel
-  float* dq_accum;     // [B,H,Tq,Dh] float32, zeroed; receives scale · dS K by atomics
-  void *dk, *dv;       // [B,H,Tk,Dh], fully written
+  float* dq_accum;     // [B,H,Tq,Dh] float32 contiguous, zeroed; receives scale · dS K by atomics
+  void *dk, *dv;       // in the layouts s.dk, s.dv, fully written
   AttentionShape s;
   // > 0: deterministic mode. No atomics: key tile t (blockIdx.y) stores its dQ partial at
   // dq_accum + t · dq_tile_stride + (bh·Tq + i)·Dh + d (each element of a tile is written by one
   // thread once; dq_accum zeroed, one slab per key tile), and the caller adds the slabs in order.
   int64_t dq_tile_stride = 0;
+  // The flat heads (b·H + h) of this launch, bh_begin + blockIdx.x: all of them, or a group in
+  // deterministic mode. dq_accum is indexed from head bh_begin; lse and delta from head 0.
+  int64_t bh_begin = 0, bh_count = 0;
 };
 
 // Keys per block of the backward kernels: the key tiles of the deterministic dQ partials.
@@ -135,6 +141,33 @@ __device__ __forceinline__ int bt_row(int l) { return l % 16; }
 __device__ __forceinline__ int bt_col(int l) { return (l / 16) * 8; }
 __device__ __forceinline__ int at_row(int l) { return l % 8 + (l / 16) * 8; }
 __device__ __forceinline__ int at_col(int l) { return ((l / 8) % 2) * 8; }
+
+// (batch, head) of the flat head bh = b · heads + h, in 32-bit arithmetic (a 64-bit division costs
+// the tensor-core kernels registers they cannot spare; grids have fewer than 2^31 heads).
+struct HeadIndex {
+  int b, h;
+  __device__ __forceinline__ HeadIndex(int64_t bh, int64_t heads)
+      : b(static_cast<int>(bh) / static_cast<int>(heads)), h(static_cast<int>(bh) - b * static_cast<int>(heads)) {}
+};
+
+// Rows [row0, row0 + kRows) of a bf16 matrix with n_rows rows of Dh values, row stride ld
+// (elements, a multiple of 8, below 2^31: AttentionShape's row strides, checked by the launchers)
+// -> shared [kRows][D + 8], zero-filled past n_rows and Dh. All threads take part; one cp.async
+// per 16 bytes.
+template <int D, int kRows, int kThreads>
+__device__ __forceinline__ void load_rows(__nv_bfloat16* dst, const __nv_bfloat16* src, int64_t row0,
+                                          int64_t n_rows, int Dh, int ld) {
+  constexpr int kChunks = D / 8;
+  const __nv_bfloat16* base = src + row0 * ld;  // 32-bit offsets from here: fewer registers
+  const int64_t left = n_rows - row0;
+  const int rows = left < kRows ? static_cast<int>(left) : kRows;
+#pragma unroll
+  for (int c = threadIdx.x; c < kRows * kChunks; c += kThreads) {
+    const int r = c / kChunks, col = (c % kChunks) * 8;
+    const bool ok = r < rows && col < Dh;
+    cp_async16(dst + r * (D + 8) + col, ok ? base + r * ld + col : src, ok);
+  }
+}
 
 #endif  // __CUDACC__
 

@@ -42,19 +42,6 @@ template <int D, int NW, int BR> struct BwdTile {
   static_assert(NW % (BR / 16) == 0 && kDq % 16 == 0, "dQ work split must be whole 16x16 blocks");
 };
 
-// See attention_fwd.cu: rows [row0, row0 + kRows) -> shared [kRows][D + 8], zero-filled.
-template <int D, int kRows, int kThreads>
-__device__ __forceinline__ void load_rows(__nv_bfloat16* dst, const __nv_bfloat16* src, int64_t row0,
-                                          int64_t n_rows, int Dh) {
-  constexpr int kChunks = D / 8;
-#pragma unroll
-  for (int c = threadIdx.x; c < kRows * kChunks; c += kThreads) {
-    const int r = c / kChunks, col = (c % kChunks) * 8;
-    const bool ok = row0 + r < n_rows && col < Dh;
-    cp_async16(dst + r * (D + 8) + col, ok ? src + (row0 + r) * Dh + col : src, ok);
-  }
-}
-
 template <int D, int NW, int BR>
 __global__ void __launch_bounds__(32 * NW) attention_bwd_bf16_kernel(BwdArgs a, float scale_log2) {
   using Tile = BwdTile<D, NW, BR>;
@@ -68,15 +55,19 @@ __global__ void __launch_bounds__(32 * NW) attention_bwd_bf16_kernel(BwdArgs a, 
   float* sLse = reinterpret_cast<float*>(sdS + kBc * kLdS);     // [2][kBr], times log2 e
   float* sDelta = sLse + 2 * kBr;                               // [2][kBr]
 
-  const AttentionShape s = a.s;
+  const AttentionShape& s = a.s;
   const int Dh = static_cast<int>(s.head_dim);
-  const int64_t Tq = s.q_len, Tk = s.kv_len, bh = blockIdx.x, off = s.q_offset();
+  const int ldq = static_cast<int>(s.q.st), ldk = static_cast<int>(s.k.st), ldv = static_cast<int>(s.v.st);
+  const int ldo = static_cast<int>(s.dout.st);
+  const int64_t Tq = s.q_len, Tk = s.kv_len, off = s.q_offset(), H = s.heads;
+  const int64_t bh = a.bh_begin + blockIdx.x;  // flat head b·H + h
+  const HeadIndex hi(bh, H);
   const int64_t j0 = static_cast<int64_t>(blockIdx.y) * kBc;  // first key of the tile
   const int64_t j_last = min(j0 + kBc, Tk) - 1;
-  const auto* Q = static_cast<const __nv_bfloat16*>(a.q) + bh * Tq * Dh;
-  const auto* K = static_cast<const __nv_bfloat16*>(a.k) + bh * Tk * Dh;
-  const auto* V = static_cast<const __nv_bfloat16*>(a.v) + bh * Tk * Dh;
-  const auto* dO = static_cast<const __nv_bfloat16*>(a.dout) + bh * Tq * Dh;
+  const auto* Q = static_cast<const __nv_bfloat16*>(a.q) + s.q.at(hi.b, hi.h, 0);
+  const auto* K = static_cast<const __nv_bfloat16*>(a.k) + s.k.at(hi.b, hi.h, 0);
+  const auto* V = static_cast<const __nv_bfloat16*>(a.v) + s.v.at(hi.b, hi.h, 0);
+  const auto* dO = static_cast<const __nv_bfloat16*>(a.dout) + s.dout.at(hi.b, hi.h, 0);
   const float* lse = a.lse + bh * Tq;
   const float* delta = a.delta + bh * Tq;
 
@@ -89,8 +80,8 @@ __global__ void __launch_bounds__(32 * NW) attention_bwd_bf16_kernel(BwdArgs a, 
   // Stage a query tile: Q and dO by cp.async, lse and D by plain loads (ordered by the barrier
   // that follows the wait).
   auto load_query_tile = [&](int buf, int64_t i0) {
-    load_rows<D, kBr, kThreads>(sQ + buf * kBr * kLd, Q, i0, Tq, Dh);
-    load_rows<D, kBr, kThreads>(sdO + buf * kBr * kLd, dO, i0, Tq, Dh);
+    load_rows<D, kBr, kThreads>(sQ + buf * kBr * kLd, Q, i0, Tq, Dh, ldq);
+    load_rows<D, kBr, kThreads>(sdO + buf * kBr * kLd, dO, i0, Tq, Dh, ldo);
     for (int r = threadIdx.x; r < kBr; r += kThreads) {
       const bool ok = i0 + r < Tq;
       sLse[buf * kBr + r] = ok ? lse[i0 + r] * kLog2e : 0.f;
@@ -98,8 +89,8 @@ __global__ void __launch_bounds__(32 * NW) attention_bwd_bf16_kernel(BwdArgs a, 
     }
   };
   if (n_tiles > 0) {  // (a tile no query sees only writes zeros)
-    load_rows<D, kBc, kThreads>(sK, K, j0, Tk, Dh);
-    load_rows<D, kBc, kThreads>(sV, V, j0, Tk, Dh);
+    load_rows<D, kBc, kThreads>(sK, K, j0, Tk, Dh, ldk);
+    load_rows<D, kBc, kThreads>(sV, V, j0, Tk, Dh, ldv);
     load_query_tile(0, qt_first * kBr);
     cp_async_commit();
   }
@@ -250,7 +241,7 @@ __global__ void __launch_bounds__(32 * NW) attention_bwd_bf16_kernel(BwdArgs a, 
       for (int h = 0; h < 2; ++h) {
         const int64_t i = i0 + qg * 16 + g + 8 * h;
         if (i >= Tq) continue;
-        float* dst = a.dq_accum + (bh * Tq + i) * Dh;
+        float* dst = a.dq_accum + ((bh - a.bh_begin) * Tq + i) * Dh;
 #pragma unroll
         for (int n = 0; n < kDq / 8; ++n) {
           const int d = c0 + n * 8 + 2 * t4;
@@ -272,8 +263,8 @@ __global__ void __launch_bounds__(32 * NW) attention_bwd_bf16_kernel(BwdArgs a, 
 
   // dK (times scale) and dV of the warp's keys; keys no query sees get zeros.
   const float scale = a.s.scale;
-  auto* dK = static_cast<__nv_bfloat16*>(a.dk) + bh * Tk * Dh;
-  auto* dV = static_cast<__nv_bfloat16*>(a.dv) + bh * Tk * Dh;
+  auto* dK = static_cast<__nv_bfloat16*>(a.dk) + s.dk.at(hi.b, hi.h, 0);
+  auto* dV = static_cast<__nv_bfloat16*>(a.dv) + s.dv.at(hi.b, hi.h, 0);
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     if (key[h] >= Tk) continue;
@@ -281,8 +272,8 @@ __global__ void __launch_bounds__(32 * NW) attention_bwd_bf16_kernel(BwdArgs a, 
     for (int n = 0; n < D / 8; ++n) {
       const int d = n * 8 + 2 * t4;
       if (d >= Dh) continue;
-      *reinterpret_cast<uint32_t*>(dK + key[h] * Dh + d) = pack_bf16(dk[n][2 * h] * scale, dk[n][2 * h + 1] * scale);
-      *reinterpret_cast<uint32_t*>(dV + key[h] * Dh + d) = pack_bf16(dv[n][2 * h], dv[n][2 * h + 1]);
+      *reinterpret_cast<uint32_t*>(dK + key[h] * static_cast<int>(s.dk.st) + d) = pack_bf16(dk[n][2 * h] * scale, dk[n][2 * h + 1] * scale);
+      *reinterpret_cast<uint32_t*>(dV + key[h] * static_cast<int>(s.dv.st) + d) = pack_bf16(dv[n][2 * h], dv[n][2 * h + 1]);
     }
   }
 }
@@ -295,7 +286,7 @@ template <int D, int NW, int BR> void launch(const BwdArgs& a, cudaStream_t stre
                                 " keys exceed the grid limit");
   auto kernel = attention_bwd_bf16_kernel<D, NW, BR>;
   allow_smem(kernel, Tile::kSmemBytes);
-  const dim3 grid(static_cast<unsigned>(a.s.batch * a.s.heads), static_cast<unsigned>(k_tiles));
+  const dim3 grid(static_cast<unsigned>(a.bh_count), static_cast<unsigned>(k_tiles));
   kernel<<<grid, Tile::kThreads, Tile::kSmemBytes, stream>>>(a, static_cast<float>(a.s.scale) * kLog2e);
   CUDA_CHECK_LAUNCH();
 }

@@ -8,7 +8,7 @@
 // and each thread accumulates D/4 output columns (d = quarter + 4k).
 // Backward: block = (batch·head, 32 keys), 4 threads per key accumulate dK, dV (D/4 columns each);
 // per 32-query tile: P and dS from the saved lse and D = rowsum(dO ∘ O), then dQ = scale · dS K by
-// float32 atomics straight into dq (zeroed by the caller), or in deterministic mode into the key
+// float32 atomics into dq_accum (zeroed by the caller), or in deterministic mode into the key
 // tile's own slab (BwdArgs::dq_tile_stride).
 // Head dims up to 128: D is the template bound (64 or 128), shared tiles are zero-padded.
 #include "kernels/cuda/attention.cuh"
@@ -20,13 +20,14 @@ namespace {
 constexpr int kTile = 32;       // query rows and keys per tile
 constexpr int kThreadsF32 = 128;  // 4 per row
 
-// rows [row0, row0 + 32) of [n_rows, Dh] -> shared [32][ld], zero-padded.
+// rows [row0, row0 + 32) of n_rows rows of Dh values (row stride src_ld) -> shared [32][ld],
+// zero-padded.
 template <int D>
 __device__ __forceinline__ void load_rows_f32(float* dst, int ld, const float* src, int64_t row0, int64_t n_rows,
-                                              int Dh) {
+                                              int Dh, int64_t src_ld) {
   for (int idx = threadIdx.x; idx < kTile * D; idx += kThreadsF32) {
     const int r = idx / D, d = idx % D;
-    dst[r * ld + d] = row0 + r < n_rows && d < Dh ? src[(row0 + r) * Dh + d] : 0.f;
+    dst[r * ld + d] = row0 + r < n_rows && d < Dh ? src[(row0 + r) * src_ld + d] : 0.f;
   }
 }
 
@@ -48,18 +49,19 @@ template <int D> __global__ void __launch_bounds__(kThreadsF32) attention_fwd_f3
   float* sP = sV + kTile * D;                  // [32][33]
   const AttentionShape s = a.s;
   const int Dh = static_cast<int>(s.head_dim);
-  const int64_t Tq = s.q_len, Tk = s.kv_len, bh = blockIdx.x;
+  const int64_t Tq = s.q_len, Tk = s.kv_len, bh = blockIdx.x, H = s.heads;
+  const HeadIndex hi(bh, H);
   const int64_t i0 = static_cast<int64_t>(gridDim.y - 1 - blockIdx.y) * kTile;
   const int64_t i_last = min(i0 + kTile, Tq) - 1;
-  const float* Q = static_cast<const float*>(a.q) + bh * Tq * Dh;
-  const float* K = static_cast<const float*>(a.k) + bh * Tk * Dh;
-  const float* V = static_cast<const float*>(a.v) + bh * Tk * Dh;
+  const float* Q = static_cast<const float*>(a.q) + s.q.at(hi.b, hi.h, 0);
+  const float* K = static_cast<const float*>(a.k) + s.k.at(hi.b, hi.h, 0);
+  const float* V = static_cast<const float*>(a.v) + s.v.at(hi.b, hi.h, 0);
   const int r = threadIdx.x / 4, quarter = threadIdx.x % 4;
   const int64_t i = i0 + r;
   const int64_t kb = i < Tq ? s.key_begin(i) : 0, ke = i < Tq ? min(s.key_end(i), Tk) : 0;
   const float scale = static_cast<float>(s.scale);
 
-  load_rows_f32<D>(sQ, D + 1, Q, i0, Tq, Dh);
+  load_rows_f32<D>(sQ, D + 1, Q, i0, Tq, Dh, s.q.st);
   float o[D / 4];
 #pragma unroll
   for (int k = 0; k < D / 4; ++k) o[k] = 0.f;
@@ -67,8 +69,8 @@ template <int D> __global__ void __launch_bounds__(kThreadsF32) attention_fwd_f3
   const int64_t j_end = min(s.key_end(i_last), Tk);
   for (int64_t j0 = s.key_begin(i0) / kTile * kTile; j0 < j_end; j0 += kTile) {
     __syncthreads();  // the previous tile is no longer read
-    load_rows_f32<D>(sK, D + 1, K, j0, Tk, Dh);
-    load_rows_f32<D>(sV, D, V, j0, Tk, Dh);
+    load_rows_f32<D>(sK, D + 1, K, j0, Tk, Dh, s.k.st);
+    load_rows_f32<D>(sV, D, V, j0, Tk, Dh, s.v.st);
     __syncthreads();
     float sc[kTile / 4], mx = m;
 #pragma unroll
@@ -102,7 +104,7 @@ template <int D> __global__ void __launch_bounds__(kThreadsF32) attention_fwd_f3
   l += __shfl_xor_sync(0xffffffffu, l, 1);
   l += __shfl_xor_sync(0xffffffffu, l, 2);
   if (i >= Tq) return;
-  float* out = static_cast<float*>(a.out) + (bh * Tq + i) * Dh;
+  float* out = static_cast<float*>(a.out) + s.out.at(hi.b, hi.h, i);
 #pragma unroll
   for (int k = 0; k < D / 4; ++k)
     if (quarter + 4 * k < Dh) out[quarter + 4 * k] = o[k] / l;
@@ -122,18 +124,20 @@ template <int D> __global__ void __launch_bounds__(kThreadsF32) attention_bwd_f3
   float* sDelta = sLse + kTile;
   const AttentionShape s = a.s;
   const int Dh = static_cast<int>(s.head_dim);
-  const int64_t Tq = s.q_len, Tk = s.kv_len, bh = blockIdx.x, off = s.q_offset();
+  const int64_t Tq = s.q_len, Tk = s.kv_len, off = s.q_offset(), H = s.heads;
+  const int64_t bh = a.bh_begin + blockIdx.x, bq = bh - a.bh_begin;  // flat head; its dq_accum index
+  const HeadIndex hi(bh, H);
   const int64_t j0 = static_cast<int64_t>(blockIdx.y) * kTile, j_last = min(j0 + kTile, Tk) - 1;
-  const float* Q = static_cast<const float*>(a.q) + bh * Tq * Dh;
-  const float* K = static_cast<const float*>(a.k) + bh * Tk * Dh;
-  const float* V = static_cast<const float*>(a.v) + bh * Tk * Dh;
-  const float* dO = static_cast<const float*>(a.dout) + bh * Tq * Dh;
+  const float* Q = static_cast<const float*>(a.q) + s.q.at(hi.b, hi.h, 0);
+  const float* K = static_cast<const float*>(a.k) + s.k.at(hi.b, hi.h, 0);
+  const float* V = static_cast<const float*>(a.v) + s.v.at(hi.b, hi.h, 0);
+  const float* dO = static_cast<const float*>(a.dout) + s.dout.at(hi.b, hi.h, 0);
   const int c = threadIdx.x / 4, quarter = threadIdx.x % 4;  // key row c of the tile
   const int64_t j = j0 + c;
   const float scale = static_cast<float>(s.scale);
 
-  load_rows_f32<D>(sK, kLd, K, j0, Tk, Dh);
-  load_rows_f32<D>(sV, kLd, V, j0, Tk, Dh);
+  load_rows_f32<D>(sK, kLd, K, j0, Tk, Dh, s.k.st);
+  load_rows_f32<D>(sV, kLd, V, j0, Tk, Dh, s.v.st);
   float dk[D / 4], dv[D / 4];
 #pragma unroll
   for (int k = 0; k < D / 4; ++k) dk[k] = dv[k] = 0.f;
@@ -142,8 +146,8 @@ template <int D> __global__ void __launch_bounds__(kThreadsF32) attention_bwd_f3
   const int64_t i_hi = s.causal && s.window > 0 ? min(Tq - 1, j_last + s.window - 1 - off) : Tq - 1;
   for (int64_t i0 = i_lo / kTile * kTile; i0 <= i_hi; i0 += kTile) {
     __syncthreads();  // the previous query tile and dS are no longer read
-    load_rows_f32<D>(sQ, kLd, Q, i0, Tq, Dh);
-    load_rows_f32<D>(sdO, kLd, dO, i0, Tq, Dh);
+    load_rows_f32<D>(sQ, kLd, Q, i0, Tq, Dh, s.q.st);
+    load_rows_f32<D>(sdO, kLd, dO, i0, Tq, Dh, s.dout.st);
     if (threadIdx.x < kTile) {
       const bool ok = i0 + threadIdx.x < Tq;
       sLse[threadIdx.x] = ok ? a.lse[bh * Tq + i0 + threadIdx.x] : 0.f;
@@ -183,15 +187,15 @@ template <int D> __global__ void __launch_bounds__(kThreadsF32) attention_bwd_f3
         float acc = 0.f;
         for (int cc = 0; cc < kTile; ++cc) acc = fmaf(sdS[cc * kLdP + r], sK[cc * kLd + d], acc);
         if (a.dq_tile_stride > 0)  // deterministic: this key tile's own slab (see BwdArgs)
-          a.dq_accum[static_cast<int64_t>(blockIdx.y) * a.dq_tile_stride + (bh * Tq + i) * Dh + d] = acc * scale;
+          a.dq_accum[static_cast<int64_t>(blockIdx.y) * a.dq_tile_stride + (bq * Tq + i) * Dh + d] = acc * scale;
         else
-          atomicAdd(a.dq_accum + (bh * Tq + i) * Dh + d, acc * scale);
+          atomicAdd(a.dq_accum + (bq * Tq + i) * Dh + d, acc * scale);
       }
     }
   }
   if (j >= Tk) return;
-  float* dK = static_cast<float*>(a.dk) + (bh * Tk + j) * Dh;
-  float* dV = static_cast<float*>(a.dv) + (bh * Tk + j) * Dh;
+  float* dK = static_cast<float*>(a.dk) + s.dk.at(hi.b, hi.h, j);
+  float* dV = static_cast<float*>(a.dv) + s.dv.at(hi.b, hi.h, j);
 #pragma unroll
   for (int k = 0; k < D / 4; ++k) {
     const int d = quarter + 4 * k;
@@ -214,7 +218,7 @@ template <int D> void bwd(const BwdArgs& a, cudaStream_t stream) {
   const int64_t tiles = (a.s.kv_len + kTile - 1) / kTile;
   if (tiles > 65535) throw std::invalid_argument("attention backward (CUDA, float32): too many keys for the grid");
   allow_smem(attention_bwd_f32_kernel<D>, bwd_smem_bytes<D>());
-  const dim3 grid(static_cast<unsigned>(a.s.batch * a.s.heads), static_cast<unsigned>(tiles));
+  const dim3 grid(static_cast<unsigned>(a.bh_count), static_cast<unsigned>(tiles));
   attention_bwd_f32_kernel<D><<<grid, kThreadsF32, bwd_smem_bytes<D>(), stream>>>(a);
   CUDA_CHECK_LAUNCH();
 }

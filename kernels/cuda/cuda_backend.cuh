@@ -178,6 +178,12 @@ class CudaBackend final : public Backend {
   // attention backward with dQ summed over key tiles in a fixed order (deterministic mode;
   // attention.cu).
   void attention_bwd_ordered(void* dq, const attn::BwdArgs& a, DType dt);
+  // rope's fast path over rows of contiguous values (fused.cu).
+  void rope_rows(const View& out, const View& in, const View& cos, const View& sin, int time_dim, bool inverse);
+  // dq of an attention backward launch from its float32 accumulator; zeros of a [B, H, Tk, D]
+  // operand in its layout (attention.cu).
+  void store_dq(void* dq, const attn::BwdArgs& a, int64_t tiles, DType dt);
+  void zero_rows(void* p, const AttentionLayout& l, const AttentionShape& s, DType dt);
   // index_add of f32/f64 in a fixed order (deterministic mode; index.cu).
   void index_add_ordered(const View& out, int dim, const View& index, const View& src);
 
