@@ -237,9 +237,12 @@ std::string mamba_selective_scan_unsupported(const Tensor& u, const Tensor& A);
 // --- rotary position embedding (ops/rope.cpp) ------------------------------------------------
 // Rotates the interleaved pairs (x[2i], x[2i+1]) of x's last dim by the angles of the constant
 // tables cos, sin [T, d/2] (float64 for float64 x, float32 otherwise), row t for index t of
-// `time_dim`; inverse rotates by the negative angles (the backward). Output: contiguous, x's
-// shape and dtype. layers/rope.h builds the tables from positions and theta.
-Tensor rope(const Tensor& x, const Tensor& cos, const Tensor& sin, int64_t time_dim, bool inverse = false);
+// `time_dim`; inverse rotates by the negative angles (the backward). Output: x's shape and dtype,
+// contiguous, or with keep_layout in x's memory layout when x is a dense permuted view (a
+// [B, T, H, D] projection seen as [B, H, T, D] stays heads-last, as the attention kernels read it).
+// layers/rope.h builds the tables from positions and theta.
+Tensor rope(const Tensor& x, const Tensor& cos, const Tensor& sin, int64_t time_dim, bool inverse = false,
+            bool keep_layout = false);
 
 // --- indexing and structure (one file each) -------------------------------------------------
 Tensor embedding(const Tensor& weight, const Tensor& ids);  // weight[V, D], ids any shape

@@ -94,12 +94,12 @@ RopeTables rope_tables(const Tensor& positions, int64_t dim, double theta, DType
   return {from_vector(c, {T, half}, opts(dtype)).to(device), from_vector(s, {T, half}, opts(dtype)).to(device)};
 }
 
-Tensor apply_rope(const Tensor& x, const Tensor& positions, double theta, int64_t time_dim) {
+Tensor apply_rope(const Tensor& x, const Tensor& positions, double theta, int64_t time_dim, bool keep_layout) {
   const int td = check_rope_args(x, positions, time_dim);
   // bf16 (and float32) rotate in float32 tables; float64 in float64.
   const DType cd = x.dtype() == DType::f64 ? DType::f64 : DType::f32;
   RopeTables tab = table_cache().get(positions, x.shape()[x.dim() - 1], theta, cd, x.device());
-  return rope(x, tab.cos, tab.sin, td);
+  return rope(x, tab.cos, tab.sin, td, /*inverse=*/false, keep_layout);
 }
 
 Tensor apply_rope_composite(const Tensor& x0, const Tensor& positions, double theta, int64_t time_dim) {

@@ -31,7 +31,9 @@ namespace ttt {
 // x: any rank >= 2 with the rotated features last (even size) and the time axis at `time_dim`
 // (default −2: [B, H, T, d]; pass 1 for [B, T, H, d]). positions: 1-D integer tensor of length
 // x.size(time_dim), on any device. Returns a tensor of x's shape, dtype and device.
-Tensor apply_rope(const Tensor& x, const Tensor& positions, double theta, int64_t time_dim = -2);
+// keep_layout: the result in x's memory layout when x is a dense permuted view (ops.h, rope).
+Tensor apply_rope(const Tensor& x, const Tensor& positions, double theta, int64_t time_dim = -2,
+                  bool keep_layout = false);
 // The same from primitive ops, tables rebuilt on every call (reference for tests).
 Tensor apply_rope_composite(const Tensor& x, const Tensor& positions, double theta, int64_t time_dim = -2);
 // Positions start, start+1, ..., start+len−1 (int64, CPU).

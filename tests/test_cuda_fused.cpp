@@ -22,16 +22,20 @@ Tol loose(DType a, DType b) {
 TEST_CASE("cuda rope: strided inputs and outputs, dtype pairs, inverse") {
   TTT_REQUIRE_GPU();
   Generator gen(41);
-  const int64_t B = 2, T = 37, H = 3, D = 16;
+  const int64_t B = 2, T = 37, H = 3;
   const std::vector<std::pair<DType, DType>> pairs = {{DType::f64, DType::f64}, {DType::f32, DType::f32},
                                                       {DType::bf16, DType::bf16}, {DType::f32, DType::bf16},
                                                       {DType::bf16, DType::f32}};
+  // D 16 and 64: same-dtype bf16 / float32 rows take the vectorized row kernel (16-byte multiples);
+  // D 6 the per-pair kernel.
+  for (int64_t D : {16, 64, 6})
   for (const auto& [in_dt, out_dt] : pairs) {
     const DType tab_dt = in_dt == DType::f64 ? DType::f64 : DType::f32;
     Pair x = random_pair({B, T, H, D}, in_dt, gen);  // a [B, T, H, D] projection
     Pair cs = random_pair({T, D / 2}, tab_dt, gen), sn = random_pair({T, D / 2}, tab_dt, gen);
     for (bool inverse : {false, true}) {
-      const std::string tag = dname(in_dt) + "->" + dname(out_dt) + (inverse ? " inverse" : "");
+      const std::string tag =
+          dname(in_dt) + "->" + dname(out_dt) + " D " + std::to_string(D) + (inverse ? " inverse" : "");
       // Read as [B, H, T, D] (strided), written contiguous.
       Pair y = poisoned({B, H, T, D}, out_dt);
       for (int dev = 0; dev < 2; ++dev) {

@@ -210,6 +210,11 @@ TEST_CASE("RoPE: fused op = composite (absolute and t mod K positions, strided i
       Tensor g_taped = grad({apply_rope(transpose(base, 1, 2), pos, 500.0)}, {base}, {wl}, true, true)[0];
       CHECK(g_taped.requires_grad());
       CHECK(max_abs_diff(g_taped.to(DType::f64), g_comp.to(DType::f64)) < tol);
+      // keep_layout: the same values, left in the projection's [B, T, H, d] memory order.
+      Tensor kept = apply_rope(transpose(base, 1, 2), pos, 500.0, -2, /*keep_layout=*/true);
+      CHECK(kept.strides() == transpose(base, 1, 2).strides());
+      CHECK(max_abs_diff(kept.to(DType::f64), fused.to(DType::f64)) == 0);
+      CHECK(max_abs_diff(grad({kept}, {base}, {w})[0].to(DType::f64), g_fused.to(DType::f64)) == 0);
       // time_dim 1 on the contiguous layout.
       CHECK(max_abs_diff(apply_rope(base, pos, 500.0, 1).to(DType::f64),
                          apply_rope_composite(base, pos, 500.0, 1).to(DType::f64)) < tol);

@@ -8,10 +8,10 @@
 // RoPE: they depend only on positions and theta. Nothing is saved.
 //
 // x may be any strided view (e.g. a [B, T, H, D] projection seen as [B, H, T, D]); the output is
-// a fresh contiguous tensor of x's shape and dtype, written in the same pass. The backward writes
-// dx in x's memory layout when x is a dense permuted view (kc::empty_like_layout), so that the
-// gradient of the [B, T, H, D] projection is contiguous again and merging heads is a free view. bf16 is rotated in
-// float32 (the tables' type) and rounded once. Layers build and cache the tables
+// a fresh tensor of x's shape and dtype, written in the same pass: contiguous, or, when asked
+// (keep_layout), dense in x's memory order (kc::memory_order_strides). The backward writes dx dense
+// in x's memory order, so that the gradient of the [B, T, H, D] projection is contiguous again and
+// merging heads is a free view. bf16 is rotated in float32 (the tables' type) and rounded once. Layers build and cache the tables
 // (layers/rope.h); the composite formula this replaces is tested against it in
 // tests/test_layers_basic.cpp ("RoPE: fused op = composite").
 #include "autograd/node.h"
@@ -49,19 +49,23 @@ Tensor rope_impl(const Tensor& x, const Tensor& cos, const Tensor& sin, int64_t 
                      : empty(x.shape(), opts(x.dtype(), x.device()));
   if (y.numel()) backend(x.device()).rope(y.view(), x.view(), c.view(), s.view(), td, inverse);
   if (needs_grad({&x})) {
-    // dx in x's layout when that is a dense permutation (only the strides are kept, not x).
-    const bool keep = !x.is_contiguous() && kc::dense_permuted(x);
-    record("rope", {x}, {y}, {}, [c, s, td, inverse, keep, xs = x.strides()](BackwardCtx&, const tensor_list& g) {
-      return tensor_list{rope_impl(g[0], c, s, td, !inverse, keep ? &xs : nullptr)};
-    });
+    // dx densely in x's memory order (x's own layout when that is a dense permutation; only the
+    // strides are kept, not x), so that the views x was made from stay views on the way back.
+    const bool keep = !x.is_contiguous();
+    record("rope", {x}, {y}, {},
+           [c, s, td, inverse, keep, xs = kc::memory_order_strides(x)](BackwardCtx&, const tensor_list& g) {
+             return tensor_list{rope_impl(g[0], c, s, td, !inverse, keep ? &xs : nullptr)};
+           });
   }
   return y;
 }
 
 }  // namespace
 
-Tensor rope(const Tensor& x, const Tensor& cos, const Tensor& sin, int64_t time_dim, bool inverse) {
-  return rope_impl(x, cos, sin, time_dim, inverse, nullptr);
+Tensor rope(const Tensor& x, const Tensor& cos, const Tensor& sin, int64_t time_dim, bool inverse, bool keep_layout) {
+  const bool keep = keep_layout && x.defined() && !x.is_contiguous();
+  const Shape xs = keep ? kc::memory_order_strides(x) : Shape{};
+  return rope_impl(x, cos, sin, time_dim, inverse, keep ? &xs : nullptr);
 }
 
 }  // namespace ttt
