@@ -204,10 +204,10 @@ TEST_CASE("blocks with fused residual norms = separate adds and norms, bit for b
 
 // --- CUDA -------------------------------------------------------------------------------------------
 
-TEST_CASE("add_rms_norm under bf16 autocast, grad mode off: n's bf16 copy serves the products that read n") {
+TEST_CASE("add_rms_norm under bf16 autocast: n's bf16 copy serves the products that read n") {
   // The op writes n's bf16 rounding in the same pass and records it as n's cast: a product of n (as
   // [B, T, C] or reshaped to [B·T, C]) then makes no cast of its own, and multiplies exactly the
-  // values a cast would have given. With grad mode on nothing is recorded (the product casts).
+  // values a cast would have given; with grad mode on too.
   Generator g(12);
   const Tensor h = randn({2, 5, 16}, g, opts(DType::f32)), y = randn({2, 5, 16}, g, opts(DType::f32));
   const Tensor w = randn({16}, g, opts(DType::f32), 1.0, 0.1), m = randn({16, 8}, g, opts(DType::f32)).to(DType::bf16);
@@ -224,9 +224,16 @@ TEST_CASE("add_rms_norm under bf16 autocast, grad mode off: n's bf16 copy serves
                     "product");
     check_identical(reshape(p3, {10, 8}), p2, "product of the [B, T, C] view");
   }
-  const Tensor hg = h.detach().set_requires_grad(true);
-  const Tensor n = add_rms_norm(hg, y, w, 1e-6)[1];
-  CHECK(testing::backend_calls([&] { (void)matmul(n, m); }, "unary copy") == 1);
+  // Grad mode on (training): the same, and the product's gradient reaches h exactly as through a cast
+  // of its own (add then rms_norm: the same values, no recorded cast, so the product casts).
+  const Tensor hg = h.detach().set_requires_grad(true), hr = h.detach().set_requires_grad(true);
+  const Tensor n = add_rms_norm(hg, y, w, 1e-6)[1], nr = rms_norm(add(hr, y), w, 1e-6);
+  Tensor p, pr;
+  CHECK(testing::backend_calls([&] { p = matmul(n, m); }, "unary copy") == 0);
+  CHECK(testing::backend_calls([&] { pr = matmul(nr, m); }, "unary copy") == 1);
+  check_identical(p, pr, "product, grad mode on");
+  const Tensor dp = randn(p.shape(), g, opts(p.dtype()));
+  check_identical(grad({p}, {hg}, {dp})[0], grad({pr}, {hr}, {dp})[0], "gradient through the recorded cast");
 }
 
 TEST_CASE("cuda add_rms_norm kernels = CPU reference (poisoned outputs), forward and backward") {

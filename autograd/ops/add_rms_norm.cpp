@@ -15,8 +15,9 @@
 // it runs the formulas above with differentiable ops as rms_norm.cpp does (rstd recomputed from s,
 // which is re-attached to this node when unpacked, so higher derivatives flow through the sum).
 // h and y must have the same shape, dtype and device: no broadcasting, as a residual has none.
-// Under bf16 autocast with grad mode off, n's bf16 rounding is written too and recorded as n's cast
-// (Autocast::remember_cast): the products of a prompt read it without a cast of their own.
+// Under bf16 autocast n's bf16 rounding is written too and recorded as n's cast
+// (Autocast::remember_cast): the products that read n (the block's projections) read it without a
+// cast of their own, in training and in prompts.
 #include "autograd/autocast.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
@@ -103,10 +104,11 @@ tensor_list add_rms_norm(const Tensor& h, const Tensor& y, const Tensor& weight,
   k.s = s.data_ptr();
   k.n = n.data_ptr();
   k.rstd = rstd.data<float>();
-  // A prompt under bf16 autocast (grad mode off): n's bf16 copy in the same pass, handed to the
-  // products that read n (Autocast::remember_cast) instead of a cast kernel of their own.
+  // Under bf16 autocast: n's bf16 copy in the same pass, handed to the products that read n
+  // (Autocast::remember_cast) instead of a cast kernel of their own. In training they save it for
+  // their backward as they would their own cast, so it costs no memory.
   Tensor n_low;
-  if (!GradMode::is_enabled() && Autocast::bf16_for(n) && s.numel()) {
+  if (Autocast::bf16_for(n) && s.numel()) {
     n_low = empty(h.shape(), opts(DType::bf16, h.device()));
     k.n_low = n_low.data_ptr();
   }
