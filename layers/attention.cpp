@@ -73,15 +73,20 @@ void CausalSelfAttention::project(const Tensor& x, int64_t start, Tensor& q, Ten
     throw std::invalid_argument("attention: expected input [B, T, " + std::to_string(d_model_) + "], got " +
                                 x.shape().str());
   const int64_t B = x.shape()[0], T = x.shape()[1];
-  const Shape heads = {B, T, n_heads_, head_dim_};
   const Tensor pos = rope_positions(start, T);
-  // The fused RoPE reads the [B, T, H, d_h] projections through transposed views and writes
-  // q, k contiguous [B, H, T, d_h]: rotation and head split in one pass, as the attention
-  // kernels want them.
-  const auto proj = [&](const Linear& w) { return transpose(reshape(w.forward(x, low), heads), 1, 2); };
-  q = apply_rope(proj(*wq), pos, rope_theta_);
-  k = apply_rope(proj(*wk), pos, rope_theta_);
-  v = proj(*wv);
+  // One product for q, k and v (the three weights stacked, [3D, D]): its output [B, T, 3, H, d_h]
+  // holds them side by side, and each is a slot of it seen as [B, H, T, d_h]. The fused RoPE writes
+  // q and k densely in that [B, T, H, d_h] order, and the attention kernels read all three where
+  // they lie (and write the output and the gradients the same way), so splitting and merging
+  // heads copy nothing. Backward: one product for the input's gradient (no sum of three), and the
+  // split's gradient, one concatenation, is the product's incoming gradient.
+  const Tensor w = cat({wq->weight, wk->weight, wv->weight}, 0);
+  const Tensor y = reshape(linear(x, w, Tensor(), low), {B, T, 3, n_heads_, head_dim_});
+  const tensor_list parts = split(y, {1, 1, 1}, 2);
+  const auto heads = [](const Tensor& p) { return transpose(squeeze(p, 2), 1, 2); };
+  q = apply_rope(heads(parts[0]), pos, rope_theta_, -2, /*keep_layout=*/true);
+  k = apply_rope(heads(parts[1]), pos, rope_theta_, -2, /*keep_layout=*/true);
+  v = heads(parts[2]);
 }
 
 Tensor CausalSelfAttention::attend(const Tensor& q, const Tensor& k, const Tensor& v, int64_t q_start,
