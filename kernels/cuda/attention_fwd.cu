@@ -37,8 +37,10 @@ template <int D, int NW> struct FwdTile {
   static constexpr int kSmemBytes = (kBr * kLd + 4 * kBc * kLd) * 2;
 };
 
-// At D = 64 two blocks must fit an SM (2 × 256 threads × 128 registers): without the bound the
-// compiler takes ~150 registers and one block runs per SM, 1.7x slower (measured on an H200).
+// At D = 64 two blocks must fit an SM (2 × 256 threads × 128 registers). Since the strided layouts
+// the compiler takes 137-149 registers without the bound and runs one block per SM (8 × 12 × 2048 on
+// an H200: 0.443 ms; with the bound 0.369 ms; before the layouts, at 128 registers unbounded,
+// 0.258 ms: BENCHMARKS.md, session 16; the rest of that gap is not understood yet).
 template <int D, int NW>
 __global__ void __launch_bounds__(32 * NW, NW == 8 ? 2 : 1) attention_fwd_bf16_kernel(FwdArgs a, float scale_log2) {
   using Tile = FwdTile<D, NW>;
