@@ -49,12 +49,12 @@ Tensor rope_impl(const Tensor& x, const Tensor& cos, const Tensor& sin, int64_t 
                      : empty(x.shape(), opts(x.dtype(), x.device()));
   if (y.numel()) backend(x.device()).rope(y.view(), x.view(), c.view(), s.view(), td, inverse);
   if (needs_grad({&x})) {
-    // dx densely in x's memory order (x's own layout when that is a dense permutation; only the
-    // strides are kept, not x), so that the views x was made from stay views on the way back.
-    const bool keep = !x.is_contiguous();
+    // dx densely in x's memory order (x's own layout when that is a dense permutation, contiguous
+    // for a contiguous x; only the strides are kept, not x), so that the views x was made from stay
+    // views on the way back.
     record("rope", {x}, {y}, {},
-           [c, s, td, inverse, keep, xs = kc::memory_order_strides(x)](BackwardCtx&, const tensor_list& g) {
-             return tensor_list{rope_impl(g[0], c, s, td, !inverse, keep ? &xs : nullptr)};
+           [c, s, td, inverse, xs = kc::memory_order_strides(x)](BackwardCtx&, const tensor_list& g) {
+             return tensor_list{rope_impl(g[0], c, s, td, !inverse, &xs)};
            });
   }
   return y;
@@ -63,9 +63,8 @@ Tensor rope_impl(const Tensor& x, const Tensor& cos, const Tensor& sin, int64_t 
 }  // namespace
 
 Tensor rope(const Tensor& x, const Tensor& cos, const Tensor& sin, int64_t time_dim, bool inverse, bool keep_layout) {
-  const bool keep = keep_layout && x.defined() && !x.is_contiguous();
-  const Shape xs = keep ? kc::memory_order_strides(x) : Shape{};
-  return rope_impl(x, cos, sin, time_dim, inverse, keep ? &xs : nullptr);
+  const Shape xs = keep_layout && x.defined() ? kc::memory_order_strides(x) : Shape{};
+  return rope_impl(x, cos, sin, time_dim, inverse, xs.empty() ? nullptr : &xs);
 }
 
 }  // namespace ttt
