@@ -41,8 +41,9 @@ struct GatedDeltaNetConfig {
   int64_t head_dim = -1;   // key head dim; -1 = 0.75 · d_model / n_heads (fla: key_dim = 0.75 · hidden)
   int64_t expand_v = 2;    // value head dim = expand_v · head_dim
   int64_t d_conv = 4;      // short convs on q, k, v (no bias), then SiLU
-  int64_t chunk = 64;      // WY/UT chunk length (a power of two)
+  int64_t chunk = 64;      // WY/UT chunk length (a power of two); the fused kernels' checkpoint interval
   double norm_eps = 1e-5;  // the gated RMSNorm of the output
+  std::string kernel = "auto";  // the scan: fused | composite | auto (fused where the device's kernels cover it)
 };
 
 // TTT-KVB as the E2E paper's baseline 6 (LaCT, Zhang et al. 2025): a SwiGLU fast-weight MLP per

@@ -22,8 +22,14 @@
 // than a loop over the chunks.
 // All differentiable ops: gradients of any order.
 //
+// gated_delta_rule — what the layer runs: the op gated_delta_scan (autograd/ops.h: the fused kernels
+// of kernels/gated_delta.h when `fused` and the device covers the shape) with gated_delta_chunked as
+// its composite twin, on heads-last tensors (the projections' layout, no transposes for the kernels).
+//
 // Shapes: q, k [B, H, T, d_k] (q already scaled; the layer L2-normalizes both), v [B, H, T, d_v],
 // g, beta [B, H, T], M0 [B, H, d_k, d_v] or undefined (zeros). Result: o [B, H, T, d_v] and M_T.
+// gated_delta_rule takes q, k [B, T, H, d_k], v [B, T, H, d_v], g, beta [B, T, H] and returns
+// o [B, T, H, d_v] and M_T.
 #pragma once
 
 #include "layers/ssd.h"  // ScanResult, pad_to
@@ -34,6 +40,9 @@ ScanResult gated_delta_recurrent(const Tensor& q, const Tensor& k, const Tensor&
                                  const Tensor& beta, const Tensor& M0 = Tensor());
 ScanResult gated_delta_chunked(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g, const Tensor& beta,
                                int64_t chunk, const Tensor& M0 = Tensor());
+
+ScanResult gated_delta_rule(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g, const Tensor& beta,
+                            int64_t chunk, const Tensor& M0, bool fused);
 
 // (I + A)⁻¹ for strictly lower-triangular A [..., Q, Q], Q a power of two (recursive doubling).
 Tensor unit_lower_inverse(const Tensor& A);

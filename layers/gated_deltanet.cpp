@@ -21,16 +21,11 @@ struct GDNState : MixerState {
   Tensor S;         // M = Sᵀ [B, H, d_k, d_v], float32 (float64 for float64 layers)
 };
 
-// [B, T, H·d] -> [B, H, T, d]
-Tensor heads_first(const Tensor& x, int64_t H, int64_t d) {
-  return permute(reshape(x, {x.shape()[0], x.shape()[1], H, d}), {0, 2, 1, 3});
-}
-
 }  // namespace
 
 GatedDeltaNetMixer::GatedDeltaNetMixer(const ModelConfig& cfg, Generator& g)
     : d_model_(cfg.d_model), heads_(gdn_heads(cfg)), dk_(gdn_head_dim(cfg)),
-      dv_(cfg.gdn.expand_v * gdn_head_dim(cfg)), chunk_(cfg.gdn.chunk) {
+      dv_(cfg.gdn.expand_v * gdn_head_dim(cfg)), chunk_(cfg.gdn.chunk), kernel_(cfg.gdn.kernel) {
   ModelConfig c = cfg;
   c.mixer = "gated_deltanet";
   validate_block_mixer(c);
@@ -62,19 +57,29 @@ Tensor GatedDeltaNetMixer::run(const Tensor& x, Tensor* tails, const Tensor& S0,
   auto conv = [&](const CausalConv1d& c, const Tensor& u, int i) {
     return silu(tails ? c.step(u, tails[i]) : c.forward(u));
   };
-  Tensor q = heads_first(as_dtype(conv(*q_conv1d, q_proj->forward(x), 0), S), heads_, dk_);
-  Tensor k = heads_first(as_dtype(conv(*k_conv1d, k_proj->forward(x), 1), S), heads_, dk_);
-  Tensor v = heads_first(as_dtype(conv(*v_conv1d, v_proj->forward(x), 2), S), heads_, dv_);
+  // Heads last, [B, T, H, d]: the projections' layout, which the fused kernels read as it is.
+  auto heads = [&](const Tensor& t, int64_t d) { return reshape(t, {B, T, heads_, d}); };
+  Tensor q = heads(as_dtype(conv(*q_conv1d, q_proj->forward(x), 0), S), dk_);
+  Tensor k = heads(as_dtype(conv(*k_conv1d, k_proj->forward(x), 1), S), dk_);
+  Tensor v = heads(as_dtype(conv(*v_conv1d, v_proj->forward(x), 2), S), dv_);
   q = mul_scalar(l2_normalize(q), 1.0 / std::sqrt(static_cast<double>(dk_)));
   k = l2_normalize(k);
   Tensor gate = mul(neg(exp(as_dtype(A_log, S))), softplus(add(as_dtype(a_proj->forward(x), S), as_dtype(dt_bias, S))));
-  Tensor beta = sigmoid(as_dtype(b_proj->forward(x), S));
-  gate = transpose(gate, 1, 2);  // [B, H, T]
-  beta = transpose(beta, 1, 2);
-  ScanResult r = recurrent_ ? gated_delta_recurrent(q, k, v, gate, beta, S0)
-                            : gated_delta_chunked(q, k, v, gate, beta, chunk_, S0);
+  Tensor beta = sigmoid(as_dtype(b_proj->forward(x), S));  // gate, beta [B, T, H]
+  ScanResult r;
+  if (recurrent_) {
+    auto first = [](const Tensor& t) { return permute(t, {0, 2, 1, 3}); };
+    r = gated_delta_recurrent(first(q), first(k), first(v), transpose(gate, 1, 2), transpose(beta, 1, 2), S0);
+    r.y = first(r.y);
+  } else {
+    const std::string why = gated_delta_scan_unsupported(q, v, chunk_);
+    if (kernel_ == "fused" && !why.empty())
+      throw std::invalid_argument("gated_deltanet: model.gdn.kernel is 'fused' but the fused scan cannot run on " +
+                                  q.device().str() + ": " + why + " (use auto or composite)");
+    r = gated_delta_rule(q, k, v, gate, beta, chunk_, S0, kernel_ != "composite");  // auto: the op falls back
+  }
   S_out = r.state;
-  Tensor o = as_dtype(permute(r.y, {0, 2, 1, 3}), io);                                  // [B, T, H, d_v]
+  Tensor o = as_dtype(r.y, io);                                                        // [B, T, H, d_v]
   Tensor gz = reshape(g_proj->forward(x), {B, T, heads_, dv_});
   o = gated_rms_norm(o, gz, o_norm->weight, o_norm->eps, false);                      // RMSNorm(o)·w ⊙ silu(g)
   return o_proj->forward(reshape(o, {B, T, heads_ * dv_}));

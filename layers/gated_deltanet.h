@@ -14,11 +14,13 @@
 // dt_bias q_conv1d k_conv1d v_conv1d g_proj o_norm o_proj. Init: projections N(0, init_std), convs
 // U(±1/√k), A ~ U(0, 16) (floored at 1e-4), dt_bias as Mamba's (ssm_util.h), norm weight 1.
 //
-// forward() runs the chunkwise WY/UT form (model.gdn.chunk); step() decodes from an O(1) state
-// (three conv tails and S) through the same code started from that state.
+// forward() runs the scan as the op gated_delta_scan: the fused kernels (kernels/gated_delta.h) where
+// model.gdn.kernel and the device allow, else the chunkwise WY/UT form (model.gdn.chunk); step()
+// decodes from an O(1) state (three conv tails and S) through the same code started from that state.
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "layers/mixer.h"
 #include "layers/model_config.h"
@@ -38,6 +40,7 @@ class GatedDeltaNetMixer : public SequenceMixer {
   double extra_flops_per_token(int64_t seq_len) const override;
 
   void set_recurrent(bool on) { recurrent_ = on; }  // per-token recurrence (tests; same values)
+  void set_kernel(const std::string& k) { kernel_ = k; }  // model.gdn.kernel (tests)
 
   std::shared_ptr<Linear> q_proj, k_proj, v_proj, a_proj, b_proj, g_proj, o_proj;
   std::shared_ptr<CausalConv1d> q_conv1d, k_conv1d, v_conv1d;
@@ -49,6 +52,7 @@ class GatedDeltaNetMixer : public SequenceMixer {
   // S0 the state (undefined = zeros); the final state goes to S_out.
   Tensor run(const Tensor& x, Tensor* tails, const Tensor& S0, Tensor& S_out) const;
   int64_t d_model_, heads_, dk_, dv_, chunk_;
+  std::string kernel_;  // model.gdn.kernel
   bool recurrent_ = false;
 };
 

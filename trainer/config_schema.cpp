@@ -146,6 +146,9 @@ std::vector<ConfigKey> build_schema() {
       {"model.gdn.d_conv", F(model.gdn.d_conv), "Gated DeltaNet: short conv width."},
       {"model.gdn.chunk", F(model.gdn.chunk), "Gated DeltaNet: WY/UT chunk length (a power of two)."},
       {"model.gdn.norm_eps", F(model.gdn.norm_eps), "Gated DeltaNet: epsilon of the gated output RMSNorm."},
+      {"model.gdn.kernel", F(model.gdn.kernel),
+       "Gated DeltaNet scan: fused kernels (the CPU reference; CUDA float32; an error where they cannot run), the "
+       "composite chunked WY form, or auto (fused where the kernels cover the shape, else composite)."},
       {"model.kvb.n_heads", F(model.kvb.n_heads), "TTT-KVB: fast-weight heads; -1 = model.n_heads."},
       {"model.kvb.hidden_mult", F(model.kvb.hidden_mult), "TTT-KVB: fast-weight MLP hidden = hidden_mult x head dim."},
       {"model.kvb.mini_batch", F(model.kvb.mini_batch), "TTT-KVB: tokens per fast-weight update (E2E: 1024)."},

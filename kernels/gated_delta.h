@@ -1,0 +1,79 @@
+// kernels/gated_delta.h — the gated delta rule of Gated DeltaNet (Yang, Kautz, Hatamizadeh, ICLR
+// 2025) as one fused forward and one fused backward call (kernels/fused_call.h). CPU reference:
+// kernels/cpu/gated_delta.cpp (double arithmetic, the backward's formulas in its header); CUDA:
+// kernels/cuda/gated_delta.cu (float32). Per batch b and head h, with the state kept as
+// M = Sᵀ ∈ R^{d_k×d_v} and a_t = e^{g_t}:
+//
+//   p_t = M_{t−1}ᵀ k_t,   u_t = β_t (v_t − a_t p_t),   M_t = a_t M_{t−1} + k_t u_tᵀ,   o_t = M_tᵀ q_t
+//
+// which is S_t = a_t S_{t−1}(I − β_t k_t k_tᵀ) + β_t v_t k_tᵀ, o_t = S_t q_t; M_{−1} = M0 (zeros when
+// null). The kernels walk the tokens in order (the recurrent form) and keep the state entering every
+// `chunk`-th token for the backward, which recomputes the states in between.
+// Contiguous buffers of one dtype: q, k [batch, len, heads, dk]; v, o [batch, len, heads, dv];
+// g, beta [batch, len, heads]; M0, M_final [batch, heads, dk, dv].
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "kernels/backend.h"
+#include "kernels/fused_call.h"
+
+namespace ttt {
+
+struct GatedDeltaShape {
+  int64_t batch = 0, len = 0, heads = 0, dk = 0, dv = 0;
+  int64_t chunk = 64;        // tokens between the states the backward keeps
+  DType dtype = DType::f32;  // f32, or f64 (CPU only)
+
+  int64_t chunks() const { return (len + chunk - 1) / chunk; }
+};
+
+// Why the shape cannot run on device `d` (empty when it can). The CPU reference runs float32 and
+// float64 of any shape; CUDA runs float32 with the head dims its kernels cover.
+std::string gated_delta_unsupported(Device d, const GatedDeltaShape& s);
+
+struct GatedDeltaForward final : FusedCall {
+  GatedDeltaShape s;
+  const void *q = nullptr, *k = nullptr, *v = nullptr, *g = nullptr, *beta = nullptr;
+  const void* M0 = nullptr;   // null: zeros
+  void* o = nullptr;
+  void* M_final = nullptr;    // null: not wanted
+  void* workspace = nullptr;  // workspace_bytes(device) bytes, any content
+
+  size_t workspace_bytes(Device d) const;
+  const char* name() const override { return "gated_delta_fwd"; }
+  double bytes() const override;
+  void run(Backend& be) override;
+};
+
+// Gradients of <o, do> + <M_final, dM_final> (do or dM_final null = zero) w.r.t. q, k, v, g, beta
+// and M0; every gradient buffer is overwritten (dM0 may be null).
+struct GatedDeltaBackward final : FusedCall {
+  GatedDeltaShape s;
+  const void *q = nullptr, *k = nullptr, *v = nullptr, *g = nullptr, *beta = nullptr, *M0 = nullptr;
+  const void *d_o = nullptr, *dM_final = nullptr;
+  void *dq = nullptr, *dk = nullptr, *dv = nullptr, *dg = nullptr, *dbeta = nullptr, *dM0 = nullptr;
+  void* workspace = nullptr;
+
+  size_t workspace_bytes(Device d) const;
+  const char* name() const override { return "gated_delta_bwd"; }
+  double bytes() const override;
+  void run(Backend& be) override;
+};
+
+namespace cpu_impl {
+void gated_delta_forward(GatedDeltaForward& c);
+void gated_delta_backward(GatedDeltaBackward& c);
+}  // namespace cpu_impl
+
+namespace cuda_impl {
+// Defined in kernels/cuda/gated_delta.cu (CUDA builds only).
+std::string gated_delta_unsupported(const GatedDeltaShape& s);
+size_t gated_delta_forward_workspace(const GatedDeltaShape& s);
+size_t gated_delta_backward_workspace(const GatedDeltaShape& s);
+void gated_delta_forward(Backend& be, GatedDeltaForward& c);
+void gated_delta_backward(Backend& be, GatedDeltaBackward& c);
+}  // namespace cuda_impl
+
+}  // namespace ttt

@@ -1,0 +1,196 @@
+// tests/test_gated_delta_kernel.cpp — the fused gated delta rule (kernels/gated_delta.h; Gated
+// DeltaNet) of the CPU reference kernel (kernels/cpu/gated_delta.cpp: token by token, states kept
+// every `chunk` tokens and recomputed in the backward) against the composite chunked WY form
+// (layers/delta_rule.cpp through the op with fused = false), which test_baseline_scans ties to the
+// per-token recurrence:
+//   outputs o and M_T, and every gradient (q, k, v, g, beta, M0) of <o, do> + <M_T, dM_T>, with every
+//   output poisoned (NaN) before the kernels run, in float64 (1e-10) and float32; chunks that do and
+//   do not divide T, a chunk longer than T, chunk 1, no initial state, one token, gates close to 0
+//   (a state that forgets almost all); the op's fused paths == its composite path, with either
+//   output unused; gradgradcheck through the op (create_graph takes the composite twin); the Gated
+//   DeltaNet layer fused == composite, and its decoding steps == its forward.
+// Run: ./build/tests/test_gated_delta_kernel
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "autograd/engine.h"
+#include "autograd/gradcheck.h"
+#include "kernels/gated_delta.h"
+#include "layers/delta_rule.h"
+#include "layers/gated_deltanet.h"
+#include "layers/ssm_util.h"
+#include "tests/layer_helpers.h"
+
+using namespace ttt;
+using namespace ttt::testing;
+
+namespace {
+
+struct Problem {
+  GatedDeltaShape s;
+  Tensor q, k, v, g, beta, M0, d_o, dMT;  // float64, heads last
+};
+
+Problem make(int64_t Bz, int64_t T, int64_t H, int64_t dk, int64_t dv, int64_t chunk, bool with_M0, uint64_t seed,
+             double gate_scale = 1.0) {
+  Problem p;
+  p.s = GatedDeltaShape{Bz, T, H, dk, dv, chunk, DType::f64};
+  p.q = rand64({Bz, T, H, dk}, seed);
+  p.k = l2_normalize(rand64({Bz, T, H, dk}, seed + 1)).detach();
+  p.v = rand64({Bz, T, H, dv}, seed + 2);
+  p.g = mul_scalar(neg(softplus(rand64({Bz, T, H}, seed + 3))), gate_scale).detach();
+  p.beta = sigmoid(rand64({Bz, T, H}, seed + 4)).detach();
+  if (with_M0) p.M0 = rand64({Bz, H, dk, dv}, seed + 5);
+  p.d_o = rand64({Bz, T, H, dv}, seed + 6);
+  p.dMT = rand64({Bz, H, dk, dv}, seed + 7);
+  return p;
+}
+
+struct Grads {
+  Tensor o, MT, dq, dk, dv, dg, dbeta, dM0;
+};
+
+// The backend kernels on buffers of dtype dt, every output NaN before the run.
+Grads kernel(const Problem& p, DType dt) {
+  auto in = [&](const Tensor& t) { return t.defined() ? contiguous(t.to(dt)) : Tensor(); };
+  auto ptr = [](const Tensor& t) -> void* { return t.defined() ? t.data_ptr() : nullptr; };
+  auto nan_like = [&](const Tensor& t) { return t.defined() ? full(t.shape(), NAN, opts(dt)) : Tensor(); };
+  const Tensor q = in(p.q), k = in(p.k), v = in(p.v), g = in(p.g), beta = in(p.beta), M0 = in(p.M0), d_o = in(p.d_o),
+               dMT = in(p.dMT);
+  Grads r{nan_like(v), nan_like(dMT), nan_like(q), nan_like(k), nan_like(v), nan_like(g), nan_like(beta), nan_like(M0)};
+  GatedDeltaShape s = p.s;
+  s.dtype = dt;
+  REQUIRE(gated_delta_unsupported(cpu(), s).empty());
+  GatedDeltaForward f;
+  f.s = s;
+  f.q = ptr(q), f.k = ptr(k), f.v = ptr(v), f.g = ptr(g), f.beta = ptr(beta), f.M0 = ptr(M0);
+  f.o = ptr(r.o), f.M_final = ptr(r.MT);
+  backend(cpu()).run(f);
+  GatedDeltaBackward b;
+  b.s = s;
+  b.q = ptr(q), b.k = ptr(k), b.v = ptr(v), b.g = ptr(g), b.beta = ptr(beta), b.M0 = ptr(M0);
+  b.d_o = ptr(d_o), b.dM_final = ptr(dMT);
+  b.dq = ptr(r.dq), b.dk = ptr(r.dk), b.dv = ptr(r.dv), b.dg = ptr(r.dg), b.dbeta = ptr(r.dbeta), b.dM0 = ptr(r.dM0);
+  backend(cpu()).run(b);
+  return r;
+}
+
+// The op (fused kernels or the composite twin) with autograd; `use_o` / `use_MT` pick the loss terms.
+Grads op(const Problem& p, bool fused, DType dt = DType::f64, bool use_o = true, bool use_MT = true) {
+  auto leaf = [&](const Tensor& t) { return t.defined() ? t.to(dt).detach().set_requires_grad(true) : Tensor(); };
+  Tensor q = leaf(p.q), k = leaf(p.k), v = leaf(p.v), g = leaf(p.g), beta = leaf(p.beta), M0 = leaf(p.M0);
+  ScanResult r = gated_delta_rule(q, k, v, g, beta, p.s.chunk, M0, fused);
+  Tensor lo = sum(mul(r.y, p.d_o.to(dt))), lM = sum(mul(r.state, p.dMT.to(dt)));
+  Tensor loss = use_o && use_MT ? add(lo, lM) : use_o ? lo : lM;
+  tensor_list in = {q, k, v, g, beta};
+  if (M0.defined()) in.push_back(M0);
+  tensor_list gr = grad({loss}, in, {}, false, false, /*allow_unused=*/true);
+  return {r.y, r.state, gr[0], gr[1], gr[2], gr[3], gr[4], M0.defined() ? gr[5] : Tensor()};
+}
+
+double rel(const Tensor& x, const Tensor& y) {
+  const Tensor a = x.to(DType::f64), b = y.to(DType::f64);
+  return max_abs_diff(a, b) / std::max(1.0, max_abs_diff(b, zeros_like(b)));
+}
+
+void compare(const Grads& a, const Grads& b, double tol, const std::string& what, bool outputs = true) {
+  CAPTURE(what);
+  if (outputs) {
+    CHECK_MESSAGE(rel(a.o, b.o) < tol, "o ", rel(a.o, b.o));
+    CHECK_MESSAGE(rel(a.MT, b.MT) < tol, "M_T ", rel(a.MT, b.MT));
+  }
+  const std::pair<const char*, std::pair<Tensor, Tensor>> grads[] = {
+      {"dq", {a.dq, b.dq}}, {"dk", {a.dk, b.dk}}, {"dv", {a.dv, b.dv}}, {"dg", {a.dg, b.dg}}, {"dbeta", {a.dbeta, b.dbeta}}};
+  for (const auto& [name, ab] : grads) {
+    const Tensor x = ab.first.defined() ? ab.first : zeros_like(ab.second);
+    const Tensor y = ab.second.defined() ? ab.second : zeros_like(x);
+    CHECK_MESSAGE(rel(x, y) < tol, name, " ", rel(x, y));
+  }
+  REQUIRE(a.dM0.defined() == b.dM0.defined());
+  if (a.dM0.defined()) CHECK_MESSAGE(rel(a.dM0, b.dM0) < tol, "dM0 ", rel(a.dM0, b.dM0));
+}
+
+std::vector<Problem> problems() {
+  return {make(2, 7, 3, 3, 2, 4, true, 10),        // a short last chunk
+          make(1, 8, 2, 4, 5, 4, true, 20),        // chunks divide T, d_v > d_k
+          make(2, 5, 1, 2, 3, 8, false, 30),       // one chunk longer than T, no M0
+          make(1, 6, 2, 3, 2, 1, true, 40),        // chunk 1: a state kept at every token
+          make(1, 1, 1, 2, 2, 4, true, 50),        // one token
+          make(1, 9, 2, 3, 3, 2, true, 60, 12.0)}; // gates near 0: a ≈ e^{-8}
+}
+
+}  // namespace
+
+TEST_CASE("CPU gated delta kernels == the composite chunked WY form, float64 (values and every gradient)") {
+  for (const Problem& p : problems()) compare(kernel(p, DType::f64), op(p, false), 1e-10, "f64");
+}
+
+TEST_CASE("CPU gated delta kernels in float32 == the float64 composite to float32 accuracy") {
+  for (const Problem& p : problems()) compare(kernel(p, DType::f32), op(p, false), 2e-5, "f32");
+}
+
+TEST_CASE("gated_delta_scan op: the fused path == the composite path, either output unused") {
+  for (const Problem& p : problems()) {
+    compare(op(p, true), op(p, false), 1e-10, "op f64");
+    compare(op(p, true, DType::f32), op(p, false, DType::f32), 2e-5, "op f32");
+    compare(op(p, true, DType::f64, true, false), op(p, false, DType::f64, true, false), 1e-10, "only o", false);
+    compare(op(p, true, DType::f64, false, true), op(p, false, DType::f64, false, true), 1e-10, "only M_T", false);
+  }
+}
+
+TEST_CASE("gated_delta_scan op: gradcheck on the fused path, gradgradcheck through its composite twin") {
+  const Problem p = make(1, 5, 1, 2, 2, 2, true, 70);
+  auto fn = [](const tensor_list& in) {
+    ScanResult r = gated_delta_rule(in[0], in[1], in[2], in[3], in[4], 2, in[5], /*fused=*/true);
+    return tensor_list{r.y, r.state};
+  };
+  auto leaf = [](const Tensor& t) { return t.detach().set_requires_grad(true); };
+  const tensor_list in = {leaf(p.q), leaf(p.k), leaf(p.v), leaf(p.g), leaf(p.beta), leaf(p.M0)};
+  auto r1 = gradcheck(fn, in);
+  CHECK_MESSAGE(r1.ok, r1.message);
+  auto r2 = gradgradcheck(fn, in);
+  CHECK_MESSAGE(r2.ok, r2.message);
+}
+
+TEST_CASE("gated_delta_scan op: unsupported dtypes and bad shapes are clear errors") {
+  const Tensor q = rand64({1, 4, 2, 3}, 1).to(DType::bf16), v = rand64({1, 4, 2, 2}, 2).to(DType::bf16);
+  CHECK(gated_delta_scan_unsupported(q, v, 4).find("float32 or float64") != std::string::npos);
+  const Problem p = make(1, 4, 2, 3, 2, 4, false, 80);
+  CHECK_THROWS_WITH_AS(gated_delta_rule(p.q, p.k, p.v, p.g, narrow(p.beta, 1, 0, 3), 4, Tensor(), true),
+                       doctest::Contains("shapes do not fit"), std::invalid_argument);
+}
+
+TEST_CASE("Gated DeltaNet layer: fused kernels == composite form (float32), decoding steps == forward") {
+  ModelConfig c;
+  c.d_model = 16;
+  c.n_heads = 4;
+  c.mixer = "gated_deltanet";
+  c.init_std = 0.3;
+  c.gdn.chunk = 4;
+  Generator gen(3);
+  GatedDeltaNetMixer m(c, gen);
+  Tensor x = rand64({2, 11, 16}, 90).to(DType::f32).detach().set_requires_grad(true);
+  tensor_list in = {x};
+  for (auto& p : m.parameters()) in.push_back(p);
+  Tensor w = rand64({2, 11, 16}, 91).to(DType::f32);
+  m.set_kernel("fused");
+  Tensor y1 = m.forward(x);
+  tensor_list g1 = grad({sum(mul(y1, w))}, in);
+  m.set_kernel("composite");
+  Tensor y2 = m.forward(x);
+  tensor_list g2 = grad({sum(mul(y2, w))}, in);
+  CHECK(max_abs_diff(y1, y2) < 1e-5);
+  for (size_t i = 0; i < in.size(); ++i) CHECK_MESSAGE(max_abs_diff(g1[i], g2[i]) < 1e-4, "input ", i);
+  // Decoding through the fused kernels: 3 + 1 + 7 tokens from the O(1) state == the forward.
+  m.set_kernel("fused");
+  NoGradGuard ng;
+  auto st = m.init_state(2);
+  tensor_list ys;
+  int64_t t0 = 0;
+  for (int64_t n : {3, 1, 7}) {
+    ys.push_back(m.step(narrow(x.detach(), 1, t0, n), *st));
+    t0 += n;
+  }
+  CHECK(max_abs_diff(cat(ys, 1), y1.detach()) < 1e-5);
+}
