@@ -16,65 +16,14 @@
 
 #include "autograd/engine.h"
 #include "autograd/gradcheck.h"
-#include "kernels/gated_delta.h"
 #include "layers/delta_rule.h"
 #include "layers/gated_deltanet.h"
-#include "layers/ssm_util.h"
-#include "tests/layer_helpers.h"
+#include "tests/gated_delta_cases.h"
 
 using namespace ttt;
 using namespace ttt::testing;
 
 namespace {
-
-struct Problem {
-  GatedDeltaShape s;
-  Tensor q, k, v, g, beta, M0, d_o, dMT;  // float64, heads last
-};
-
-Problem make(int64_t Bz, int64_t T, int64_t H, int64_t dk, int64_t dv, int64_t chunk, bool with_M0, uint64_t seed,
-             double gate_scale = 1.0) {
-  Problem p;
-  p.s = GatedDeltaShape{Bz, T, H, dk, dv, chunk, DType::f64};
-  p.q = rand64({Bz, T, H, dk}, seed);
-  p.k = l2_normalize(rand64({Bz, T, H, dk}, seed + 1)).detach();
-  p.v = rand64({Bz, T, H, dv}, seed + 2);
-  p.g = mul_scalar(neg(softplus(rand64({Bz, T, H}, seed + 3))), gate_scale).detach();
-  p.beta = sigmoid(rand64({Bz, T, H}, seed + 4)).detach();
-  if (with_M0) p.M0 = rand64({Bz, H, dk, dv}, seed + 5);
-  p.d_o = rand64({Bz, T, H, dv}, seed + 6);
-  p.dMT = rand64({Bz, H, dk, dv}, seed + 7);
-  return p;
-}
-
-struct Grads {
-  Tensor o, MT, dq, dk, dv, dg, dbeta, dM0;
-};
-
-// The backend kernels on buffers of dtype dt, every output NaN before the run.
-Grads kernel(const Problem& p, DType dt) {
-  auto in = [&](const Tensor& t) { return t.defined() ? contiguous(t.to(dt)) : Tensor(); };
-  auto ptr = [](const Tensor& t) -> void* { return t.defined() ? t.data_ptr() : nullptr; };
-  auto nan_like = [&](const Tensor& t) { return t.defined() ? full(t.shape(), NAN, opts(dt)) : Tensor(); };
-  const Tensor q = in(p.q), k = in(p.k), v = in(p.v), g = in(p.g), beta = in(p.beta), M0 = in(p.M0), d_o = in(p.d_o),
-               dMT = in(p.dMT);
-  Grads r{nan_like(v), nan_like(dMT), nan_like(q), nan_like(k), nan_like(v), nan_like(g), nan_like(beta), nan_like(M0)};
-  GatedDeltaShape s = p.s;
-  s.dtype = dt;
-  REQUIRE(gated_delta_unsupported(cpu(), s).empty());
-  GatedDeltaForward f;
-  f.s = s;
-  f.q = ptr(q), f.k = ptr(k), f.v = ptr(v), f.g = ptr(g), f.beta = ptr(beta), f.M0 = ptr(M0);
-  f.o = ptr(r.o), f.M_final = ptr(r.MT);
-  backend(cpu()).run(f);
-  GatedDeltaBackward b;
-  b.s = s;
-  b.q = ptr(q), b.k = ptr(k), b.v = ptr(v), b.g = ptr(g), b.beta = ptr(beta), b.M0 = ptr(M0);
-  b.d_o = ptr(d_o), b.dM_final = ptr(dMT);
-  b.dq = ptr(r.dq), b.dk = ptr(r.dk), b.dv = ptr(r.dv), b.dg = ptr(r.dg), b.dbeta = ptr(r.dbeta), b.dM0 = ptr(r.dM0);
-  backend(cpu()).run(b);
-  return r;
-}
 
 // The op (fused kernels or the composite twin) with autograd; `use_o` / `use_MT` pick the loss terms.
 Grads op(const Problem& p, bool fused, DType dt = DType::f64, bool use_o = true, bool use_MT = true) {
@@ -87,28 +36,6 @@ Grads op(const Problem& p, bool fused, DType dt = DType::f64, bool use_o = true,
   if (M0.defined()) in.push_back(M0);
   tensor_list gr = grad({loss}, in, {}, false, false, /*allow_unused=*/true);
   return {r.y, r.state, gr[0], gr[1], gr[2], gr[3], gr[4], M0.defined() ? gr[5] : Tensor()};
-}
-
-double rel(const Tensor& x, const Tensor& y) {
-  const Tensor a = x.to(DType::f64), b = y.to(DType::f64);
-  return max_abs_diff(a, b) / std::max(1.0, max_abs_diff(b, zeros_like(b)));
-}
-
-void compare(const Grads& a, const Grads& b, double tol, const std::string& what, bool outputs = true) {
-  CAPTURE(what);
-  if (outputs) {
-    CHECK_MESSAGE(rel(a.o, b.o) < tol, "o ", rel(a.o, b.o));
-    CHECK_MESSAGE(rel(a.MT, b.MT) < tol, "M_T ", rel(a.MT, b.MT));
-  }
-  const std::pair<const char*, std::pair<Tensor, Tensor>> grads[] = {
-      {"dq", {a.dq, b.dq}}, {"dk", {a.dk, b.dk}}, {"dv", {a.dv, b.dv}}, {"dg", {a.dg, b.dg}}, {"dbeta", {a.dbeta, b.dbeta}}};
-  for (const auto& [name, ab] : grads) {
-    const Tensor x = ab.first.defined() ? ab.first : zeros_like(ab.second);
-    const Tensor y = ab.second.defined() ? ab.second : zeros_like(x);
-    CHECK_MESSAGE(rel(x, y) < tol, name, " ", rel(x, y));
-  }
-  REQUIRE(a.dM0.defined() == b.dM0.defined());
-  if (a.dM0.defined()) CHECK_MESSAGE(rel(a.dM0, b.dM0) < tol, "dM0 ", rel(a.dM0, b.dM0));
 }
 
 std::vector<Problem> problems() {

@@ -1,0 +1,409 @@
+// kernels/cuda/gated_delta.cuh — the block bodies of the fused gated delta rule (Gated DeltaNet;
+// kernels/gated_delta.h), written against simt.cuh so that the same source runs on a GPU
+// (gated_delta.cu launches them) and on the host SIMT emulator (tests/test_gated_delta_emulated.cpp).
+// Math and reference: kernels/cpu/gated_delta.cpp.
+//
+// The recurrent form, token by token (fla's fused_recurrent_gated_delta_rule walks tokens the same
+// way; its training path is the chunked WY form, which this is not yet):
+//  - A block owns one (batch, head) and a slice of BV = 32 value columns of the state M [d_k, d_v]
+//    (grid: value slices × batch · heads). 128 threads: lane = jj + 8 r, column jb = 8 · warp + jj,
+//    row group r ∈ 0..3 owning the ROWS consecutive rows r · ROWS .. of the column (d_k ≤ 4 ROWS,
+//    padding rows zero). The thread's part of the state is ROWS registers.
+//  - Per token: p = Mᵀk and o = Mᵀq are sums over the rows, i.e. over the thread's registers and
+//    then the 4 row groups (two xor shuffles, 8 and 16); u = β(v − a p) and M ← aM + k uᵀ are
+//    per thread. q, k (and v, a, β) of LT tokens are staged in shared memory by coalesced loads.
+//  - The forward writes nothing but o (and M_final). For a backward, the same walk keeps the state
+//    at every CK-th token (`ckpt`, [batch·heads, chunks, 4 ROWS, d_v]).
+//  - Backward, chunks of CK tokens in reverse. Phase A walks the chunk from its checkpoint and keeps
+//    the state at every S-th token in the block's scratch. Phase B takes the segments of S tokens in
+//    reverse: recompute their S + 1 states into shared memory (rows padded to BV + 1 floats, so a
+//    lane-varying row hits distinct banks), then walk them backward with the adjoint D = dL/dM in
+//    registers (D += q doᵀ; du = Dᵀk by the same row reduction; dv = β du; D ← aD + k dpᵀ with
+//    dp = −aβ du), keeping each token's D in shared memory too. The sums over the columns that
+//    dq = M_t do, dk = D u + M_{t−1} dp and da = <D, M_{t−1}> need are then done per (token, row)
+//    from shared memory, after the walk, instead of a 32-column shuffle reduction per token.
+//  - The value slices' partial dq, dk, da, dβ go to the workspace; one small kernel adds them in
+//    slice order (no atomics: runs reproduce bit for bit) and forms dg = a · da.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/cuda/simt.cuh"
+#include "kernels/gated_delta.h"
+
+namespace ttt::cuda_impl::gdelta {
+
+using simt::lane;
+using simt::tid;
+using simt::warp;
+
+constexpr int BV = 32;       // value columns per block
+constexpr int THREADS = 128; // 4 warps of 8 columns × 4 row groups
+constexpr int RG = 4;        // row groups
+constexpr int RS = BV + 1;   // row stride of [rows, BV] state tiles in shared memory
+constexpr int LT = 16;       // tokens staged at a time by the forward walk
+constexpr int S = 4;         // tokens per backward segment (states recomputed into shared memory)
+constexpr int CK = 64;       // tokens between the checkpoints the backward keeps in global memory
+static_assert(CK % S == 0 && CK % LT == 0, "checkpoints fall on segment and tile boundaries");
+
+struct Params {
+  const float *q = nullptr, *k = nullptr, *v = nullptr, *g = nullptr, *beta = nullptr, *M0 = nullptr;
+  const float *d_o = nullptr, *dM_final = nullptr;
+  float *o = nullptr, *M_final = nullptr;
+  float *ckpt = nullptr, *scratch = nullptr;            // [BH, chunks, DKP, dv]; [blocks, CK / S, DKP, BV]
+  float *part_dq = nullptr, *part_dk = nullptr;        // [slices, B, T, H, dk]
+  float *part_da = nullptr, *part_db = nullptr;        // [slices, B, T, H]
+  float *dq = nullptr, *dk = nullptr, *dv = nullptr, *dg = nullptr, *dbeta = nullptr, *dM0 = nullptr;
+  int64_t batch = 0, len = 0;
+  int heads = 0, dk_dim = 0, dv_dim = 0;
+  int rows = 0;    // ROWS: rows per row group (4 ROWS ≥ d_k)
+  int slices = 0;  // ceil(dv / BV)
+  int chunks = 0;  // ceil(len / CK)
+};
+
+// --- host-side setup, shared by the launchers and the emulated test -----------------------------
+
+// Rows per row group: the smallest of 8, 16, 24, 32 with 4 ROWS ≥ d_k (0: d_k > 128, not covered).
+inline int rows_for(int64_t dk) {
+  for (int r : {8, 16, 24, 32})
+    if (RG * r >= dk) return r;
+  return 0;
+}
+inline int64_t chunks_of(const GatedDeltaShape& s) { return (s.len + CK - 1) / CK; }
+inline int64_t slices_of(const GatedDeltaShape& s) { return (s.dv + BV - 1) / BV; }
+
+template <int ROWS> struct FwdSmem {
+  float q[LT][RG * ROWS], k[LT][RG * ROWS], v[LT][BV], a[LT], beta[LT];
+};
+template <int ROWS> struct BwdSmem {
+  float st[S + 1][RG * ROWS][RS];  // M_{t−1} of the segment's tokens, then M of its last
+  float D[S][RG * ROWS][RS];       // dL/dM_t of each token
+  float q[S][RG * ROWS], k[S][RG * ROWS], v[S][BV], d_o[S][BV], a[S], beta[S];
+  float p[S][BV], u[S][BV], dp[S][BV], col_da[S][BV], col_db[S][BV], row_da[S][RG * ROWS];
+};
+inline size_t fwd_smem_bytes(int rows) {
+  switch (rows) {
+    case 8: return sizeof(FwdSmem<8>);
+    case 16: return sizeof(FwdSmem<16>);
+    case 24: return sizeof(FwdSmem<24>);
+    default: return sizeof(FwdSmem<32>);
+  }
+}
+inline size_t bwd_smem_bytes(int rows) {
+  switch (rows) {
+    case 8: return sizeof(BwdSmem<8>);
+    case 16: return sizeof(BwdSmem<16>);
+    case 24: return sizeof(BwdSmem<24>);
+    default: return sizeof(BwdSmem<32>);
+  }
+}
+
+// Workspace floats: the checkpoints, the blocks' scratch and the slices' partial gradients.
+struct Workspace {
+  size_t ckpt = 0, scratch = 0, part_qk = 0, part_ab = 0;
+  size_t total() const { return ckpt + scratch + 2 * part_qk + 2 * part_ab; }
+};
+inline Workspace workspace_of(const GatedDeltaShape& s) {
+  Workspace w;
+  const size_t bh = static_cast<size_t>(s.batch * s.heads), dkp = static_cast<size_t>(RG * rows_for(s.dk));
+  const size_t sl = static_cast<size_t>(slices_of(s)), tokens = static_cast<size_t>(s.batch * s.len * s.heads);
+  w.ckpt = bh * static_cast<size_t>(chunks_of(s)) * dkp * static_cast<size_t>(s.dv);
+  w.scratch = bh * sl * (CK / S) * dkp * BV;
+  w.part_qk = sl * tokens * static_cast<size_t>(s.dk);
+  w.part_ab = sl * tokens;
+  return w;
+}
+
+inline Params params_of(const GatedDeltaShape& s) {
+  Params p;
+  p.batch = s.batch;
+  p.len = s.len;
+  p.heads = static_cast<int>(s.heads);
+  p.dk_dim = static_cast<int>(s.dk);
+  p.dv_dim = static_cast<int>(s.dv);
+  p.rows = rows_for(s.dk);
+  p.slices = static_cast<int>(slices_of(s));
+  p.chunks = static_cast<int>(chunks_of(s));
+  return p;
+}
+inline Params params_of(const GatedDeltaForward& c) {
+  Params p = params_of(c.s);
+  p.q = static_cast<const float*>(c.q), p.k = static_cast<const float*>(c.k), p.v = static_cast<const float*>(c.v);
+  p.g = static_cast<const float*>(c.g), p.beta = static_cast<const float*>(c.beta);
+  p.M0 = static_cast<const float*>(c.M0);
+  p.o = static_cast<float*>(c.o), p.M_final = static_cast<float*>(c.M_final);
+  return p;
+}
+// The backward's parameters; `ws` has workspace_of(c.s).total() floats.
+inline Params params_of(const GatedDeltaBackward& c, float* ws) {
+  Params p = params_of(c.s);
+  p.q = static_cast<const float*>(c.q), p.k = static_cast<const float*>(c.k), p.v = static_cast<const float*>(c.v);
+  p.g = static_cast<const float*>(c.g), p.beta = static_cast<const float*>(c.beta);
+  p.M0 = static_cast<const float*>(c.M0);
+  p.d_o = static_cast<const float*>(c.d_o), p.dM_final = static_cast<const float*>(c.dM_final);
+  p.dq = static_cast<float*>(c.dq), p.dk = static_cast<float*>(c.dk), p.dv = static_cast<float*>(c.dv);
+  p.dg = static_cast<float*>(c.dg), p.dbeta = static_cast<float*>(c.dbeta), p.dM0 = static_cast<float*>(c.dM0);
+  const Workspace w = workspace_of(c.s);
+  p.ckpt = ws;
+  p.scratch = p.ckpt + w.ckpt;
+  p.part_dq = p.scratch + w.scratch;
+  p.part_dk = p.part_dq + w.part_qk;
+  p.part_da = p.part_dk + w.part_qk;
+  p.part_db = p.part_da + w.part_ab;
+  return p;
+}
+
+// --- device side -----------------------------------------------------------------------------------
+
+// The thread's place: (batch · heads) pair, value slice, its column and row group.
+struct Place {
+  int64_t bh, b;
+  int h, slice, jb, j, r;
+  bool col;  // the column exists (j < d_v)
+};
+TTT_DEV Place place_of(const Params& p, int64_t block) {
+  Place w;
+  w.slice = static_cast<int>(block % p.slices);
+  w.bh = block / p.slices;
+  w.b = w.bh / p.heads;
+  w.h = static_cast<int>(w.bh % p.heads);
+  w.jb = warp() * 8 + (lane() & 7);
+  w.j = w.slice * BV + w.jb;
+  w.r = lane() >> 3;
+  w.col = w.j < p.dv_dim;
+  return w;
+}
+
+// Offsets of token t of the place's head in the [B, T, H, ·] and [B, T, H] buffers.
+TTT_DEV int64_t tok(const Params& p, const Place& w, int64_t t) { return (w.b * p.len + t) * p.heads + w.h; }
+
+// Sum over the 4 row groups of a column (lanes jj, jj + 8, jj + 16, jj + 24); every lane gets it.
+TTT_DEV float row_sum(float x) {
+  x += simt::shfl_xor(x, 8);
+  x += simt::shfl_xor(x, 16);
+  return x;
+}
+
+// Loads the state of the thread's column rows from a [·, d_v]-row buffer (`ld` floats per row;
+// missing rows and columns 0), or zeros when `src` is null.
+template <int ROWS>
+TTT_DEV void load_state(float M[ROWS], const float* src, const Params& p, const Place& w, int64_t ld_cols, int col,
+                        bool ok) {
+#pragma unroll
+  for (int m = 0; m < ROWS; ++m) {
+    const int i = w.r * ROWS + m;
+    M[m] = src && ok && i < p.dk_dim ? src[static_cast<int64_t>(i) * ld_cols + col] : 0.f;
+  }
+}
+template <int ROWS>
+TTT_DEV void store_state(const float M[ROWS], float* dst, const Params& p, const Place& w, int64_t ld_cols, int col,
+                         bool ok, int row_limit) {
+  if (!dst || !ok) return;
+#pragma unroll
+  for (int m = 0; m < ROWS; ++m) {
+    const int i = w.r * ROWS + m;
+    if (i < row_limit) dst[static_cast<int64_t>(i) * ld_cols + col] = M[m];
+  }
+}
+
+// Stages n tokens from t0 of q (when `with_q`), k, v (the slice), a = e^g and β; rows past n, padding
+// rows and columns are zeros (a = 1, β = 0: such a token leaves the state as it is).
+template <int ROWS>
+TTT_DEV void stage(const Params& p, const Place& w, int64_t t0, int n, int cap, float (*q)[RG * ROWS],
+                   float (*k)[RG * ROWS], float (*v)[BV], float* a, float* beta, const float* dsrc = nullptr,
+                   float (*dst)[BV] = nullptr) {
+  constexpr int DKP = RG * ROWS;
+  for (int e = tid(); e < cap * DKP; e += THREADS) {
+    const int t = e / DKP, i = e % DKP;
+    const bool in = t < n && i < p.dk_dim;
+    const int64_t off = tok(p, w, t0 + t) * p.dk_dim + i;
+    if (q) q[t][i] = in ? p.q[off] : 0.f;
+    k[t][i] = in ? p.k[off] : 0.f;
+  }
+  for (int e = tid(); e < cap * BV; e += THREADS) {
+    const int t = e / BV, jb = e % BV, j = w.slice * BV + jb;
+    const bool in = t < n && j < p.dv_dim;
+    const int64_t off = tok(p, w, t0 + t) * p.dv_dim + j;
+    v[t][jb] = in ? p.v[off] : 0.f;
+    if (dst) dst[t][jb] = in && dsrc ? dsrc[off] : 0.f;
+  }
+  for (int t = tid(); t < cap; t += THREADS) {
+    const bool in = t < n;
+    a[t] = in ? expf(p.g[tok(p, w, t0 + t)]) : 1.f;
+    beta[t] = in ? p.beta[tok(p, w, t0 + t)] : 0.f;
+  }
+}
+
+// One token's step on the thread's rows: returns p = (M_{t−1}ᵀ k)_j and leaves M = M_t.
+template <int ROWS>
+TTT_DEV float step(float M[ROWS], const float* k, int r, float v, float a, float beta) {
+  float acc[2] = {0.f, 0.f};
+#pragma unroll
+  for (int m = 0; m < ROWS; ++m) acc[m & 1] += M[m] * k[r * ROWS + m];
+  const float pj = row_sum(acc[0] + acc[1]);
+  const float u = beta * (v - a * pj);
+#pragma unroll
+  for (int m = 0; m < ROWS; ++m) M[m] = a * M[m] + k[r * ROWS + m] * u;
+  return pj;
+}
+
+// The forward walk of one block. With `o` it writes the outputs; with `ckpt` the state at every CK-th
+// token; with M_final the last state.
+template <int ROWS>
+TTT_DEV void fwd_block(const Params& p, int64_t block, char* smem_raw) {
+  auto& sm = *reinterpret_cast<FwdSmem<ROWS>*>(smem_raw);
+  constexpr int DKP = RG * ROWS;
+  const Place w = place_of(p, block);
+  float M[ROWS];
+  load_state<ROWS>(M, p.M0 ? p.M0 + w.bh * p.dk_dim * static_cast<int64_t>(p.dv_dim) : nullptr, p, w, p.dv_dim, w.j,
+                   w.col);
+  for (int64_t t0 = 0; t0 < p.len; t0 += LT) {
+    const int n = static_cast<int>(p.len - t0 < LT ? p.len - t0 : LT);
+    simt::sync();  // the previous tile is read
+    stage<ROWS>(p, w, t0, n, LT, p.o ? sm.q : nullptr, sm.k, sm.v, sm.a, sm.beta);
+    simt::sync();
+    if (p.ckpt && t0 % CK == 0)
+      store_state<ROWS>(M, p.ckpt + (w.bh * p.chunks + t0 / CK) * DKP * static_cast<int64_t>(p.dv_dim), p, w,
+                        p.dv_dim, w.j, w.col, DKP);
+    for (int t = 0; t < n; ++t) {
+      step<ROWS>(M, sm.k[t], w.r, sm.v[t][w.jb], sm.a[t], sm.beta[t]);
+      if (p.o) {
+        float acc[2] = {0.f, 0.f};
+#pragma unroll
+        for (int m = 0; m < ROWS; ++m) acc[m & 1] += M[m] * sm.q[t][w.r * ROWS + m];
+        const float oj = row_sum(acc[0] + acc[1]);
+        if (w.r == 0 && w.col) p.o[tok(p, w, t0 + t) * p.dv_dim + w.j] = oj;
+      }
+    }
+  }
+  if (p.M_final)
+    store_state<ROWS>(M, p.M_final + w.bh * p.dk_dim * static_cast<int64_t>(p.dv_dim), p, w, p.dv_dim, w.j, w.col,
+                      p.dk_dim);
+}
+
+// The backward of one block: chunks in reverse, each as phase A (sub-checkpoints) and phase B
+// (segments of S tokens in reverse); see the header.
+template <int ROWS>
+TTT_DEV void bwd_block(const Params& p, int64_t block, char* smem_raw) {
+  auto& sm = *reinterpret_cast<BwdSmem<ROWS>*>(smem_raw);
+  constexpr int DKP = RG * ROWS;
+  const Place w = place_of(p, block);
+  const int64_t state_elems = p.dk_dim * static_cast<int64_t>(p.dv_dim);
+  float* scratch = p.scratch + block * (CK / S) * static_cast<int64_t>(DKP * BV);
+  float D[ROWS], M[ROWS];
+  load_state<ROWS>(D, p.dM_final ? p.dM_final + w.bh * state_elems : nullptr, p, w, p.dv_dim, w.j, w.col);
+  for (int c = p.chunks - 1; c >= 0; --c) {
+    const int64_t t0 = static_cast<int64_t>(c) * CK;
+    const int n_chunk = static_cast<int>(p.len - t0 < CK ? p.len - t0 : CK);
+    const int segs = (n_chunk + S - 1) / S;
+    // Phase A: the states entering each segment of the chunk, into the block's scratch.
+    load_state<ROWS>(M, p.ckpt + (w.bh * p.chunks + c) * DKP * static_cast<int64_t>(p.dv_dim), p, w, p.dv_dim, w.j,
+                     w.col);
+    for (int sg = 0; sg < segs; ++sg) {
+      const int n = n_chunk - sg * S < S ? n_chunk - sg * S : S;
+      simt::sync();
+      stage<ROWS>(p, w, t0 + sg * S, n, S, nullptr, sm.k, sm.v, sm.a, sm.beta);
+      simt::sync();
+      store_state<ROWS>(M, scratch + sg * DKP * BV, p, w, BV, w.jb, true, DKP);
+      for (int t = 0; t < n; ++t) step<ROWS>(M, sm.k[t], w.r, sm.v[t][w.jb], sm.a[t], sm.beta[t]);
+    }
+    // Phase B: the segments in reverse.
+    for (int sg = segs - 1; sg >= 0; --sg) {
+      const int64_t ts = t0 + sg * S;
+      const int n = n_chunk - sg * S < S ? n_chunk - sg * S : S;
+      simt::sync();  // the previous segment's shared memory is read
+      stage<ROWS>(p, w, ts, n, S, sm.q, sm.k, sm.v, sm.a, sm.beta, p.d_o, sm.d_o);
+      load_state<ROWS>(M, scratch + sg * DKP * BV, p, w, BV, w.jb, true);
+#pragma unroll
+      for (int m = 0; m < ROWS; ++m) sm.st[0][w.r * ROWS + m][w.jb] = M[m];
+      simt::sync();
+      for (int t = 0; t < n; ++t) {
+        const float pj = step<ROWS>(M, sm.k[t], w.r, sm.v[t][w.jb], sm.a[t], sm.beta[t]);
+        if (w.r == 0) sm.p[t][w.jb] = pj;
+#pragma unroll
+        for (int m = 0; m < ROWS; ++m) sm.st[t + 1][w.r * ROWS + m][w.jb] = M[m];
+      }
+      simt::syncwarp();  // p of a column, written by its row group 0, is read by its other lanes
+      for (int t = n - 1; t >= 0; --t) {
+        const float doj = sm.d_o[t][w.jb], a = sm.a[t], beta = sm.beta[t];
+        float acc[2] = {0.f, 0.f};
+#pragma unroll
+        for (int m = 0; m < ROWS; ++m) {
+          const int i = w.r * ROWS + m;
+          D[m] += sm.q[t][i] * doj;
+          sm.D[t][i][w.jb] = D[m];
+          acc[m & 1] += D[m] * sm.k[t][i];
+        }
+        const float du = row_sum(acc[0] + acc[1]);
+        const float pj = sm.p[t][w.jb], rj = sm.v[t][w.jb] - a * pj, dp = -a * beta * du;
+        if (w.r == 0) {
+          if (w.col) p.dv[tok(p, w, ts + t) * p.dv_dim + w.j] = beta * du;
+          sm.u[t][w.jb] = beta * rj;
+          sm.dp[t][w.jb] = dp;
+          sm.col_db[t][w.jb] = du * rj;
+          sm.col_da[t][w.jb] = -beta * du * pj;
+        }
+#pragma unroll
+        for (int m = 0; m < ROWS; ++m) D[m] = a * D[m] + sm.k[t][w.r * ROWS + m] * dp;
+      }
+      simt::sync();
+      // Sums over the block's columns, per (token, row).
+      for (int e = tid(); e < n * DKP; e += THREADS) {
+        const int t = e / DKP, i = e % DKP;
+        float dkp = 0.f, dqp = 0.f, dap = 0.f;
+        for (int jb = 0; jb < BV; ++jb) {
+          const float Dt = sm.D[t][i][jb], Mp = sm.st[t][i][jb];
+          dkp += Dt * sm.u[t][jb] + Mp * sm.dp[t][jb];
+          dqp += sm.st[t + 1][i][jb] * sm.d_o[t][jb];
+          dap += Dt * Mp;
+        }
+        sm.row_da[t][i] = dap;
+        if (i < p.dk_dim) {
+          const int64_t off = (static_cast<int64_t>(w.slice) * p.batch * p.len * p.heads + tok(p, w, ts + t)) * p.dk_dim + i;
+          p.part_dq[off] = dqp;
+          p.part_dk[off] = dkp;
+        }
+      }
+      simt::sync();
+      for (int t = tid(); t < n; t += THREADS) {
+        float da = 0.f, db = 0.f;
+        for (int i = 0; i < DKP; ++i) da += sm.row_da[t][i];
+        for (int jb = 0; jb < BV; ++jb) {
+          da += sm.col_da[t][jb];
+          db += sm.col_db[t][jb];
+        }
+        const int64_t off = static_cast<int64_t>(w.slice) * p.batch * p.len * p.heads + tok(p, w, ts + t);
+        p.part_da[off] = da;
+        p.part_db[off] = db;
+      }
+    }
+  }
+  if (p.dM0) store_state<ROWS>(D, p.dM0 + w.bh * state_elems, p, w, p.dv_dim, w.j, w.col, p.dk_dim);
+}
+
+// Element e of the gradient reductions over the value slices: e < tokens · d_k gives dq and dk
+// of (token, i); e < tokens also gives dg and dβ of token e.
+TTT_DEV void reduce_at(const Params& p, int64_t e) {
+  const int64_t tokens = p.batch * p.len * p.heads, per_slice_qk = tokens * p.dk_dim;
+  if (e < per_slice_qk) {
+    float q = 0.f, k = 0.f;
+    for (int s = 0; s < p.slices; ++s) {
+      q += p.part_dq[s * per_slice_qk + e];
+      k += p.part_dk[s * per_slice_qk + e];
+    }
+    p.dq[e] = q;
+    p.dk[e] = k;
+  }
+  if (e < tokens) {
+    float a = 0.f, b = 0.f;
+    for (int s = 0; s < p.slices; ++s) {
+      a += p.part_da[s * tokens + e];
+      b += p.part_db[s * tokens + e];
+    }
+    p.dg[e] = expf(p.g[e]) * a;
+    p.dbeta[e] = b;
+  }
+}
+
+}  // namespace ttt::cuda_impl::gdelta

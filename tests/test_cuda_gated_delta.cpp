@@ -1,0 +1,57 @@
+// tests/test_cuda_gated_delta.cpp — the CUDA fused gated delta rule (kernels/cuda/gated_delta.cu,
+// Gated DeltaNet) against the CPU reference (kernels/cpu/gated_delta.cpp, itself tested against the
+// composite chunked form in test_gated_delta_kernel): o, M_T and every gradient in float32 on the
+// same inputs, outputs and workspace NaN-poisoned; shapes of every row template, partial value
+// slices, several checkpoints, no initial state, and the 125M layer's heads (d_k 96, d_v 192, 300
+// tokens); then the Gated DeltaNet layer on the GPU (fused) against the same layer on the CPU.
+// Skips itself without a GPU (TTT_REQUIRE_GPU=1 makes that a failure). Run: ./build/tests/test_cuda_gated_delta
+#include "autograd/engine.h"
+#include "layers/gated_deltanet.h"
+#include "tests/cuda_test_util.h"
+#include "tests/gated_delta_cases.h"
+
+using namespace ttt;
+using namespace ttt::testing;
+
+TEST_CASE("CUDA gated delta kernels == CPU reference (float32, o, M_T and every gradient)") {
+  TTT_REQUIRE_GPU();
+  const std::vector<Problem> cases = {
+      make(2, 7, 2, 3, 5, 64, true, 10),     make(1, 70, 1, 16, 40, 64, true, 20),
+      make(1, 9, 2, 40, 32, 64, false, 30),  make(1, 5, 1, 128, 8, 64, true, 50),
+      make(1, 130, 1, 8, 8, 64, true, 60, 12.0),
+      make(2, 300, 6, 96, 192, 64, true, 70)};  // the 125M layer's heads
+  for (const Problem& p : cases) {
+    CAPTURE(p.s.len);
+    CAPTURE(p.s.dk);
+    CAPTURE(p.s.dv);
+    compare(kernel(p, DType::f32, cuda()), kernel(p, DType::f32), 1e-4, "cuda");
+  }
+  CHECK(gated_delta_unsupported(cuda(), GatedDeltaShape{1, 8, 2, 4, 4, 64, DType::bf16}) != "");  // float32 only
+  CHECK(gated_delta_unsupported(cuda(), GatedDeltaShape{1, 8, 2, 129, 4, 64, DType::f32}) != "");  // d_k ≤ 128
+}
+
+TEST_CASE("Gated DeltaNet layer on the GPU (fused kernels) == on the CPU: values and every gradient") {
+  TTT_REQUIRE_GPU();
+  ModelConfig c;
+  c.d_model = 64;
+  c.n_heads = 4;
+  c.mixer = "gated_deltanet";
+  c.gdn.chunk = 16;
+  c.gdn.kernel = "fused";
+  Generator g1(5), g2(5);
+  GatedDeltaNetMixer a(c, g1), b(c, g2);
+  b.to(cuda());
+  Generator gx(6);
+  Tensor x = randn({2, 50, 64}, gx);
+  Tensor w = randn({2, 50, 64}, gx);
+  Tensor ya = a.forward(x.detach().set_requires_grad(true));
+  Tensor yb = b.forward(x.to(cuda()));
+  CHECK(rel(yb.to(cpu()), ya) < 2e-4);
+  sum(mul(ya, w)).backward();
+  sum(mul(yb, w.to(cuda()))).backward();
+  auto pa = a.named_parameters(), pb = b.named_parameters();
+  for (size_t i = 0; i < pa.size(); ++i) {
+    CAPTURE(pa[i].first);
+    CHECK(rel(pb[i].second.grad().to(cpu()), pa[i].second.grad()) < 5e-4);
+  }
+}
