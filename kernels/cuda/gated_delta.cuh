@@ -46,6 +46,7 @@ constexpr int LT = 16;       // tokens staged at a time by the forward walk
 constexpr int S = 4;         // tokens per backward segment (states recomputed into shared memory)
 constexpr int CK = 64;       // tokens between the checkpoints the backward keeps in global memory
 static_assert(CK % S == 0 && CK % LT == 0, "checkpoints fall on segment and tile boundaries");
+static_assert(BV == 32, "a warp holds 8 columns x 4 row groups; per-token column sums take one lane a column");
 
 struct Params {
   const float *q = nullptr, *k = nullptr, *v = nullptr, *g = nullptr, *beta = nullptr, *M0 = nullptr;
@@ -366,16 +367,22 @@ TTT_DEV void bwd_block(const Params& p, int64_t block, char* smem_raw) {
         }
       }
       simt::sync();
-      for (int t = tid(); t < n; t += THREADS) {
-        float da = 0.f, db = 0.f;
-        for (int i = 0; i < DKP; ++i) da += sm.row_da[t][i];
-        for (int jb = 0; jb < BV; ++jb) {
-          da += sm.col_da[t][jb];
-          db += sm.col_db[t][jb];
+      // da and dβ of token t: warp t sums its rows' and columns' terms (S ≤ the block's 4 warps).
+      static_assert(S <= THREADS / 32, "one warp per token of a segment");
+      if (warp() < n) {
+        const int t = warp();
+        float da = sm.col_da[t][lane()], db = sm.col_db[t][lane()];
+        for (int i = lane(); i < DKP; i += 32) da += sm.row_da[t][i];
+#pragma unroll
+        for (int o = 16; o > 0; o /= 2) {
+          da += simt::shfl_xor(da, o);
+          db += simt::shfl_xor(db, o);
         }
         const int64_t off = static_cast<int64_t>(w.slice) * p.batch * p.len * p.heads + tok(p, w, ts + t);
-        p.part_da[off] = da;
-        p.part_db[off] = db;
+        if (lane() == 0) {
+          p.part_da[off] = da;
+          p.part_db[off] = db;
+        }
       }
     }
   }
