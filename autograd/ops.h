@@ -225,10 +225,12 @@ tensor_list ssd_scan(const Tensor& x, const Tensor& dt, const Tensor& A, const T
 // M0 [B,H,d_k,d_v] -> {o [B,T,H,d_v], M_T [B,H,d_k,d_v]}. One node over the fused kernels when `fused`
 // and the device covers the shape (the backward keeps the state every `chunk` tokens); otherwise,
 // and for gradients of gradients, `composite` (the same function written with differentiable ops,
-// from the inputs in this order, returning {o, M_T}).
+// from the inputs in this order, returning {o, M_T}). With erase = false the recurrence has no erase
+// term, M_t = e^{g_t} M_{t−1} + β_t k_t v_tᵀ (Mamba 2's SSD with k = B, q = C, v = x, β = Δ, g = ΔA).
 using GatedDeltaComposite = std::function<tensor_list(const tensor_list& inputs)>;
 tensor_list gated_delta_scan(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g, const Tensor& beta,
-                             const Tensor& M0, int64_t chunk, const GatedDeltaComposite& composite, bool fused = true);
+                             const Tensor& M0, int64_t chunk, const GatedDeltaComposite& composite, bool fused = true,
+                             bool erase = true);
 // Why the fused kernels cannot run q [B,T,H,d_k], v [B,T,H,d_v] on q's device; empty when they can.
 std::string gated_delta_scan_unsupported(const Tensor& q, const Tensor& v, int64_t chunk);
 

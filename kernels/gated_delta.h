@@ -7,8 +7,11 @@
 //   p_t = M_{t−1}ᵀ k_t,   u_t = β_t (v_t − a_t p_t),   M_t = a_t M_{t−1} + k_t u_tᵀ,   o_t = M_tᵀ q_t
 //
 // which is S_t = a_t S_{t−1}(I − β_t k_t k_tᵀ) + β_t v_t k_tᵀ, o_t = S_t q_t; M_{−1} = M0 (zeros when
-// null). The kernels walk the tokens in order (the recurrent form) and keep the state entering every
-// `chunk`-th token for the backward, which recomputes the states in between.
+// null). Without the erase term (`erase` false) the same kernels run the gated linear recurrence
+//   M_t = a_t M_{t−1} + β_t k_t v_tᵀ,   o_t = M_tᵀ q_t
+// which is Mamba 2's SSD (k = B, q = C, v = x, β = Δ, g = ΔA; the state is Hᵀ). The kernels walk the
+// tokens in order (the recurrent form) and keep the state entering every `chunk`-th token for the
+// backward, which recomputes the states in between.
 // Contiguous buffers of one dtype: q, k [batch, len, heads, dk]; v, o [batch, len, heads, dv];
 // g, beta [batch, len, heads]; M0, M_final [batch, heads, dk, dv].
 #pragma once
@@ -23,8 +26,9 @@ namespace ttt {
 
 struct GatedDeltaShape {
   int64_t batch = 0, len = 0, heads = 0, dk = 0, dv = 0;
-  int64_t chunk = 64;        // tokens between the states the backward keeps
+  int64_t chunk = 64;        // tokens between the states the backward keeps (the CPU reference)
   DType dtype = DType::f32;  // f32, or f64 (CPU only)
+  bool erase = true;         // the delta rule's −a β k kᵀ M term (false: the gated linear recurrence)
 
   int64_t chunks() const { return (len + chunk - 1) / chunk; }
 };

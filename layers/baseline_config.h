@@ -32,7 +32,8 @@ struct Mamba2Config {
   int64_t d_conv = 4;      // causal conv over (x, B, C), with bias, then SiLU
   int64_t chunk = 64;      // SSD chunk length Q (the chunked form; any length works)
   double norm_eps = 1e-5;  // the gated RMSNorm before out_proj
-  std::string kernel = "auto";  // SSD scan: fused | composite | auto (fused on CUDA, composite on CPU)
+  std::string kernel = "auto";  // SSD scan: fused | composite | recurrent (the token-by-token kernels of
+                                // kernels/gated_delta.h) | auto (fused on CUDA, recurrent on the CPU)
 };
 
 // Gated DeltaNet (Yang, Kautz, Hatamizadeh 2025; fla `layers/gated_deltanet.py`, NVlabs/GatedDeltaNet).

@@ -42,6 +42,19 @@ ScanResult ssd_recurrent(const Tensor& x, const Tensor& dt, const Tensor& A, con
 ScanResult ssd_chunked(const Tensor& x, const Tensor& dt, const Tensor& A, const Tensor& Bm, const Tensor& Cm,
                        int64_t chunk, const Tensor& h0 = Tensor(), bool fused = true);
 
+// The same recurrence in the delta-rule kernels' terms (kernels/gated_delta.h without the erase term),
+// on heads-last tensors: with the state M = Hᵀ [d_k = N, d_v = P],
+//   M_t = e^{g_t} M_{t−1} + β_t k_t v_tᵀ,   o_t = M_tᵀ q_t        (k = B, q = C, v = x, β = Δ, g = ΔA)
+// q, k [B, T, H, d_k], v [B, T, H, d_v], g, beta [B, T, H], M0 [B, H, d_k, d_v] or undefined ->
+// {o [B, T, H, d_v], M_T}.
+// gated_linear_chunked — the chunked composite (this header's SSD form with x̄ = β v), any chunk.
+// gated_linear_rule — the op gated_delta_scan with erase = false (its fused token-by-token kernels
+// when `fused` and the device covers the shape) and gated_linear_chunked as its twin.
+ScanResult gated_linear_chunked(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g, const Tensor& beta,
+                                int64_t chunk, const Tensor& M0 = Tensor());
+ScanResult gated_linear_rule(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g, const Tensor& beta,
+                             int64_t chunk, const Tensor& M0, bool fused);
+
 // Zero-pads dim `dim` of x to length `len` (>= its size): differentiable.
 Tensor pad_to(const Tensor& x, int64_t dim, int64_t len);
 

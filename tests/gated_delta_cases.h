@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "kernels/gated_delta.h"
+#include "layers/ssd.h"
 #include "layers/ssm_util.h"
 #include "tests/layer_helpers.h"
 
@@ -35,6 +36,12 @@ inline Problem make(int64_t Bz, int64_t T, int64_t H, int64_t dk, int64_t dv, in
   if (with_M0) p.M0 = rand64({Bz, H, dk, dv}, seed + 5);
   p.d_o = rand64({Bz, T, H, dv}, seed + 6);
   p.dMT = rand64({Bz, H, dk, dv}, seed + 7);
+  return p;
+}
+
+// The same problem for the gated linear recurrence (no erase term; Mamba 2's SSD).
+inline Problem linear(Problem p) {
+  p.s.erase = false;
   return p;
 }
 

@@ -3,10 +3,13 @@
 // composite chunked form in test_gated_delta_kernel): o, M_T and every gradient in float32 on the
 // same inputs, outputs and workspace NaN-poisoned; shapes of every row template, partial value
 // slices, several checkpoints, no initial state, and the 125M layer's heads (d_k 96, d_v 192, 300
-// tokens); then the Gated DeltaNet layer on the GPU (fused) against the same layer on the CPU.
+// tokens), each with and without the erase term, and Mamba 2's heads (d_k = N 128, d_v = P 64); then
+// the Gated DeltaNet layer and the Mamba 2 layer (`mamba2.kernel: recurrent`) on the GPU against the
+// same layers on the CPU.
 // Skips itself without a GPU (TTT_REQUIRE_GPU=1 makes that a failure). Run: ./build/tests/test_cuda_gated_delta
 #include "autograd/engine.h"
 #include "layers/gated_deltanet.h"
+#include "layers/mamba2.h"
 #include "tests/cuda_test_util.h"
 #include "tests/gated_delta_cases.h"
 
@@ -25,7 +28,11 @@ TEST_CASE("CUDA gated delta kernels == CPU reference (float32, o, M_T and every 
     CAPTURE(p.s.dk);
     CAPTURE(p.s.dv);
     compare(kernel(p, DType::f32, cuda()), kernel(p, DType::f32), 1e-4, "cuda");
+    compare(kernel(linear(p), DType::f32, cuda()), kernel(linear(p), DType::f32), 1e-4, "cuda, no erase term");
   }
+  // The 125M Mamba 2's heads through the linear recurrence: N = 128 = d_k, P = 64 = d_v.
+  const Problem m2 = linear(make(1, 200, 4, 128, 64, 64, true, 80));
+  compare(kernel(m2, DType::f32, cuda()), kernel(m2, DType::f32), 1e-4, "cuda, Mamba 2 heads");
   CHECK(gated_delta_unsupported(cuda(), GatedDeltaShape{1, 8, 2, 4, 4, 64, DType::bf16}) != "");  // float32 only
   CHECK(gated_delta_unsupported(cuda(), GatedDeltaShape{1, 8, 2, 129, 4, 64, DType::f32}) != "");  // d_k ≤ 128
 }
@@ -40,6 +47,35 @@ TEST_CASE("Gated DeltaNet layer on the GPU (fused kernels) == on the CPU: values
   c.gdn.kernel = "fused";
   Generator g1(5), g2(5);
   GatedDeltaNetMixer a(c, g1), b(c, g2);
+  b.to(cuda());
+  Generator gx(6);
+  Tensor x = randn({2, 50, 64}, gx);
+  Tensor w = randn({2, 50, 64}, gx);
+  Tensor ya = a.forward(x.detach().set_requires_grad(true));
+  Tensor yb = b.forward(x.to(cuda()));
+  CHECK(rel(yb.to(cpu()), ya) < 2e-4);
+  sum(mul(ya, w)).backward();
+  sum(mul(yb, w.to(cuda()))).backward();
+  auto pa = a.named_parameters(), pb = b.named_parameters();
+  for (size_t i = 0; i < pa.size(); ++i) {
+    CAPTURE(pa[i].first);
+    CHECK(rel(pb[i].second.grad().to(cpu()), pa[i].second.grad()) < 5e-4);
+  }
+}
+
+TEST_CASE("Mamba 2 layer on the GPU through the recurrent kernels == on the CPU: values and every gradient") {
+  TTT_REQUIRE_GPU();
+  ModelConfig c;
+  c.d_model = 64;
+  c.n_heads = 4;
+  c.mixer = "mamba2";
+  c.mamba2.d_state = 32;
+  c.mamba2.head_dim = 16;
+  c.mamba2.n_groups = 2;
+  c.mamba2.chunk = 16;
+  c.mamba2.kernel = "recurrent";
+  Generator g1(5), g2(5);
+  Mamba2Mixer a(c, g1), b(c, g2);
   b.to(cuda());
   Generator gx(6);
   Tensor x = randn({2, 50, 64}, gx);

@@ -5,7 +5,7 @@
 // float32, with outputs, workspace and shared memory NaN at the start. Shapes cover each row
 // template (key head dims 3 .. 128), value dims below, at and above one 32-column slice, sequences
 // shorter than a segment, with a short last segment and chunk, and over several 64-token
-// checkpoints; with and without an initial state. The same kernels run on a GPU in
+// checkpoints; with and without an initial state; with and without the erase term (Mamba 2's SSD). The same kernels run on a GPU in
 // test_cuda_gated_delta.cpp. Run: ./build/tests/test_gated_delta_emulated
 #define TTT_SIMT_EMULATE 1
 #include "kernels/cuda/gated_delta.cuh"
@@ -19,18 +19,25 @@ namespace gd = ttt::cuda_impl::gdelta;
 
 namespace {
 
-template <int ROWS> void run_fwd(const gd::Params& p, int64_t blocks) {
+template <int ROWS, bool ERASE> void run_fwd(const gd::Params& p, int64_t blocks) {
   for (int64_t blk = 0; blk < blocks; ++blk)
-    simt::emulate_block(gd::THREADS, sizeof(gd::FwdSmem<ROWS>), [&] { gd::fwd_block<ROWS>(p, blk, simt::block_smem()); });
+    simt::emulate_block(gd::THREADS, sizeof(gd::FwdSmem<ROWS>),
+                        [&] { gd::fwd_block<ROWS, ERASE>(p, blk, simt::block_smem()); });
 }
-template <int ROWS> void run_bwd(const gd::Params& p, int64_t blocks) {
+template <int ROWS, bool ERASE> void run_bwd(const gd::Params& p, int64_t blocks) {
   for (int64_t blk = 0; blk < blocks; ++blk)
-    simt::emulate_block(gd::THREADS, sizeof(gd::BwdSmem<ROWS>), [&] { gd::bwd_block<ROWS>(p, blk, simt::block_smem()); });
+    simt::emulate_block(gd::THREADS, sizeof(gd::BwdSmem<ROWS>),
+                        [&] { gd::bwd_block<ROWS, ERASE>(p, blk, simt::block_smem()); });
+}
+template <int ROWS, bool ERASE>
+void run_as(const gd::Params& pf, const gd::Params& walk, const gd::Params& pb, int64_t blocks) {
+  run_fwd<ROWS, ERASE>(pf, blocks);
+  run_fwd<ROWS, ERASE>(walk, blocks);
+  run_bwd<ROWS, ERASE>(pb, blocks);
 }
 template <int ROWS> void run_all(const gd::Params& pf, const gd::Params& walk, const gd::Params& pb, int64_t blocks) {
-  run_fwd<ROWS>(pf, blocks);
-  run_fwd<ROWS>(walk, blocks);
-  run_bwd<ROWS>(pb, blocks);
+  if (pf.erase) run_as<ROWS, true>(pf, walk, pb, blocks);
+  else run_as<ROWS, false>(pf, walk, pb, blocks);
 }
 
 // The launchers' sequence (gated_delta.cu) on the emulator, on float32 CPU buffers.
@@ -86,6 +93,7 @@ TEST_CASE("emulated CUDA gated delta kernels == CPU reference (float32, o, M_T a
     CAPTURE(p.s.dk);
     CAPTURE(p.s.dv);
     compare(emulate(p), kernel(p, DType::f32), 2e-5, "emulated");
+    compare(emulate(linear(p)), kernel(linear(p), DType::f32), 2e-5, "emulated, no erase term");
   }
 }
 

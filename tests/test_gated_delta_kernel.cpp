@@ -29,7 +29,8 @@ namespace {
 Grads op(const Problem& p, bool fused, DType dt = DType::f64, bool use_o = true, bool use_MT = true) {
   auto leaf = [&](const Tensor& t) { return t.defined() ? t.to(dt).detach().set_requires_grad(true) : Tensor(); };
   Tensor q = leaf(p.q), k = leaf(p.k), v = leaf(p.v), g = leaf(p.g), beta = leaf(p.beta), M0 = leaf(p.M0);
-  ScanResult r = gated_delta_rule(q, k, v, g, beta, p.s.chunk, M0, fused);
+  ScanResult r = p.s.erase ? gated_delta_rule(q, k, v, g, beta, p.s.chunk, M0, fused)
+                           : gated_linear_rule(q, k, v, g, beta, p.s.chunk, M0, fused);
   Tensor lo = sum(mul(r.y, p.d_o.to(dt))), lM = sum(mul(r.state, p.dMT.to(dt)));
   Tensor loss = use_o && use_MT ? add(lo, lM) : use_o ? lo : lM;
   tensor_list in = {q, k, v, g, beta};
@@ -51,6 +52,34 @@ std::vector<Problem> problems() {
 
 TEST_CASE("CPU gated delta kernels == the composite chunked WY form, float64 (values and every gradient)") {
   for (const Problem& p : problems()) compare(kernel(p, DType::f64), op(p, false), 1e-10, "f64");
+}
+
+TEST_CASE("CPU kernels without the erase term == the chunked gated linear form (Mamba 2's SSD), float64") {
+  for (const Problem& p : problems()) {
+    compare(kernel(linear(p), DType::f64), op(linear(p), false), 1e-10, "linear f64");
+    compare(op(linear(p), true), op(linear(p), false), 1e-10, "linear op f64");
+    compare(op(linear(p), true, DType::f32), op(linear(p), false, DType::f32), 2e-5, "linear op f32");
+  }
+  // The erase term matters: the two recurrences differ on the same inputs.
+  const Problem p = problems()[1];
+  CHECK(rel(kernel(linear(p), DType::f64).o, kernel(p, DType::f64).o) > 1e-3);
+}
+
+TEST_CASE("gated linear form == Mamba 2's SSD recurrence (k = B, q = C, v = x, beta = dt, g = dt A)") {
+  const int64_t B = 2, T = 9, H = 3, P = 2, N = 3;
+  Tensor x = rand64({B, H, T, P}, 90), dt = softplus(rand64({B, H, T}, 91)), A = neg(exp(rand64({H}, 92, false, 0.5)));
+  Tensor Bm = rand64({B, H, T, N}, 93), Cm = rand64({B, H, T, N}, 94), h0 = rand64({B, H, P, N}, 95);
+  const ScanResult want = ssd_recurrent(x, dt, A, Bm, Cm, h0);
+  auto last = [](const Tensor& t) { return permute(t, {0, 2, 1, 3}); };
+  const Tensor dtl = transpose(dt, 1, 2);
+  for (int64_t chunk : {1, 4, 16}) {
+    for (bool fused : {false, true}) {
+      const ScanResult got = gated_linear_rule(last(Cm), last(Bm), last(x), mul(dtl, reshape(A, {1, 1, H})), dtl,
+                                               chunk, transpose(h0, 2, 3), fused);
+      CHECK(max_abs_diff(last(got.y), want.y) < 1e-12);
+      CHECK(max_abs_diff(transpose(got.state, 2, 3), want.state) < 1e-12);
+    }
+  }
 }
 
 TEST_CASE("CPU gated delta kernels in float32 == the float64 composite to float32 accuracy") {
@@ -78,6 +107,14 @@ TEST_CASE("gated_delta_scan op: gradcheck on the fused path, gradgradcheck throu
   CHECK_MESSAGE(r1.ok, r1.message);
   auto r2 = gradgradcheck(fn, in);
   CHECK_MESSAGE(r2.ok, r2.message);
+  auto lin = [](const tensor_list& in) {
+    ScanResult r = gated_linear_rule(in[0], in[1], in[2], in[3], in[4], 2, in[5], /*fused=*/true);
+    return tensor_list{r.y, r.state};
+  };
+  auto r3 = gradcheck(lin, in);
+  CHECK_MESSAGE(r3.ok, r3.message);
+  auto r4 = gradgradcheck(lin, in);
+  CHECK_MESSAGE(r4.ok, r4.message);
 }
 
 TEST_CASE("gated_delta_scan op: unsupported dtypes and bad shapes are clear errors") {

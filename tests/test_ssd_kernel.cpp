@@ -4,7 +4,8 @@
 //   outputs y and H_T, and every gradient (x, dt, A, B, C, h0) of <y, dy> + <H_T, dH_T>, in float64
 //   (1e-12) and float32; groups of heads sharing B and C, chunks that do and do not divide T, a chunk
 //   longer than T, no initial state; the op's fused backward (float32) == the composite's; the Mamba 2
-//   layer fused == composite. Run: ./build/tests/test_ssd_kernel
+//   layer fused == recurrent (kernels/gated_delta.h without the erase term) == composite, and its
+//   decoding steps through the recurrent kernels == its forward. Run: ./build/tests/test_ssd_kernel
 #include <doctest/doctest.h>
 
 #include "autograd/engine.h"
@@ -137,12 +138,26 @@ TEST_CASE("Mamba 2 layer: fused kernels == composite form (float32, values and g
   tensor_list in = {x};
   for (auto& p : m.parameters()) in.push_back(p);
   Tensor w = rand64({2, 7, 8}, 61).to(DType::f32);
-  m.set_kernel("fused");
-  Tensor y1 = m.forward(x);
-  tensor_list g1 = grad({sum(mul(y1, w))}, in);
   m.set_kernel("composite");
   Tensor y2 = m.forward(x);
   tensor_list g2 = grad({sum(mul(y2, w))}, in);
-  CHECK(max_abs_diff(y1, y2) < 1e-5);
-  for (size_t i = 0; i < in.size(); ++i) CHECK_MESSAGE(max_abs_diff(g1[i], g2[i]) < 1e-4, "input ", i);
+  for (const char* kernel : {"fused", "recurrent"}) {
+    CAPTURE(kernel);
+    m.set_kernel(kernel);
+    Tensor y1 = m.forward(x);
+    tensor_list g1 = grad({sum(mul(y1, w))}, in);
+    CHECK(max_abs_diff(y1, y2) < 1e-5);
+    for (size_t i = 0; i < in.size(); ++i) CHECK_MESSAGE(max_abs_diff(g1[i], g2[i]) < 1e-4, "input ", i);
+  }
+  // Decoding through the recurrent kernels (from the state Hᵀ): 2 + 1 + 4 tokens == the forward.
+  m.set_kernel("recurrent");
+  NoGradGuard ng;
+  auto st = m.init_state(2);
+  tensor_list ys;
+  int64_t t0 = 0;
+  for (int64_t n : {2, 1, 4}) {
+    ys.push_back(m.step(narrow(x.detach(), 1, t0, n), *st));
+    t0 += n;
+  }
+  CHECK(max_abs_diff(cat(ys, 1), y2.detach()) < 1e-5);
 }

@@ -138,8 +138,10 @@ std::vector<ConfigKey> build_schema() {
       {"model.mamba2.chunk", F(model.mamba2.chunk), "Mamba 2: SSD chunk length."},
       {"model.mamba2.norm_eps", F(model.mamba2.norm_eps), "Mamba 2: epsilon of the gated RMSNorm."},
       {"model.mamba2.kernel", F(model.mamba2.kernel),
-       "Mamba 2 SSD scan: fused kernels (CUDA float32; the CPU reference), the composite form, or auto (fused on CUDA).",
-       {"auto", "fused", "composite"}},
+       "Mamba 2 SSD scan: fused chunked kernels (CUDA float32; the CPU reference), the composite form, recurrent (the "
+       "token-by-token kernels of the gated delta rule without its erase term), or auto (fused on CUDA, recurrent on "
+       "the CPU).",
+       {"auto", "fused", "composite", "recurrent"}},
       {"model.gdn.n_heads", F(model.gdn.n_heads), "Gated DeltaNet: heads; -1 = model.n_heads / 2."},
       {"model.gdn.head_dim", F(model.gdn.head_dim), "Gated DeltaNet: key head dim; -1 = 0.75 x d_model / heads."},
       {"model.gdn.expand_v", F(model.gdn.expand_v), "Gated DeltaNet: value head dim = expand_v x head_dim."},

@@ -3,6 +3,7 @@
 //
 //   per batch b, head h (state M = Sᵀ ∈ R^{d_k×d_v}, a_t = e^{g_t}):
 //   M_t = a_t (I − β_t k_t k_tᵀ) M_{t−1} + β_t k_t v_tᵀ,   o_t = M_tᵀ q_t,   M_{−1} = M0 (or 0)
+//   (with erase = false: M_t = a_t M_{t−1} + β_t k_t v_tᵀ, the gated linear recurrence of Mamba 2's SSD)
 //   q, k [B, T, H, d_k], v [B, T, H, d_v], g, beta [B, T, H], M0 [B, H, d_k, d_v] -> {o [B, T, H, d_v], M_T}
 //
 // Paths
@@ -29,8 +30,9 @@ namespace {
 constexpr const char* kOp = "gated_delta_scan";
 constexpr size_t kInputs = 6;  // q, k, v, g, beta, M0
 
-GatedDeltaShape shape_of(const Tensor& q, const Tensor& v, int64_t chunk) {
+GatedDeltaShape shape_of(const Tensor& q, const Tensor& v, int64_t chunk, bool erase) {
   GatedDeltaShape s;
+  s.erase = erase;
   s.batch = q.shape()[0];
   s.len = q.shape()[1];
   s.heads = q.shape()[2];
@@ -97,15 +99,16 @@ tensor_list fused_backward(const BackwardCtx& c, const tensor_list& in, const te
 
 std::string gated_delta_scan_unsupported(const Tensor& q, const Tensor& v, int64_t chunk) {
   if (q.dim() != 4 || v.dim() != 4) return "expected q [B, T, H, d_k] and v [B, T, H, d_v]";
-  return gated_delta_unsupported(q.device(), shape_of(q, v, chunk));
+  return gated_delta_unsupported(q.device(), shape_of(q, v, chunk, true));
 }
 
 tensor_list gated_delta_scan(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g, const Tensor& beta,
-                             const Tensor& M0, int64_t chunk, const GatedDeltaComposite& composite, bool fused) {
+                             const Tensor& M0, int64_t chunk, const GatedDeltaComposite& composite, bool fused,
+                             bool erase) {
   const tensor_list inputs = {q, k, v, g, beta, M0};
   check_inputs(inputs, chunk);
   if (!composite) throw std::invalid_argument(std::string(kOp) + ": a composite twin is required");
-  const GatedDeltaShape s = shape_of(q, v, chunk);
+  const GatedDeltaShape s = shape_of(q, v, chunk, erase);
   if (!fused || s.len == 0 || !gated_delta_unsupported(q.device(), s).empty()) return composite(inputs);
   tensor_list in;
   for (const Tensor& t : inputs) in.push_back(t.defined() ? kc::contiguous(t) : Tensor());

@@ -5,6 +5,7 @@
 // (tests/test_gated_delta_kernel.cpp).
 //
 // Forward, per token (a = e^g):  p = M_{t−1}ᵀ k,  r = v − a p,  u = β r,  M_t = a M_{t−1} + k uᵀ,  o = M_tᵀ q.
+// Without the erase term p = 0 throughout (r = v; dp = 0 below).
 // Backward, tokens in reverse, with D = dL/dM_t (starting at dM_final):
 //   D += q doᵀ,  dq = M_t do,
 //   du = Dᵀ k,  dv = β du,  dβ = du·r,  dp = −a β du,
@@ -114,10 +115,17 @@ void state_times(std::vector<double>& p, const std::vector<double>& M, const std
     for (int64_t j = 0; j < dv; ++j) p[j] += M[i * dv + j] * k[i];
 }
 
-// M ← a M + k uᵀ with u = β (v − a Mᵀ k); `p` receives Mᵀ k of the state before the step.
-void step_state(std::vector<double>& M, const Token& x, std::vector<double>& p) {
+// p = Mᵀ k with the erase term, else zeros.
+void erase_term(std::vector<double>& p, const std::vector<double>& M, const std::vector<double>& k, int64_t dv,
+                bool erase) {
+  if (erase) state_times(p, M, k, dv);
+  else p.assign(dv, 0.0);
+}
+
+// M ← a M + k uᵀ with u = β (v − a p), p = Mᵀ k (erase) or 0; `p` receives p of the state before the step.
+void step_state(std::vector<double>& M, const Token& x, std::vector<double>& p, bool erase) {
   const int64_t dv = static_cast<int64_t>(x.v.size());
-  state_times(p, M, x.k, dv);
+  erase_term(p, M, x.k, dv, erase);
   for (size_t i = 0; i < x.k.size(); ++i)
     for (int64_t j = 0; j < dv; ++j)
       M[i * dv + j] = x.a * M[i * dv + j] + x.k[i] * x.beta * (x.v[j] - x.a * p[j]);
@@ -149,7 +157,7 @@ void fwd(const GatedDeltaForward& c, T* o, T* M_final, const T* q, const T* k, c
     Token x;
     for (int64_t t = 0; t < s.len; ++t) {
       load_token(x, ix, t, q, k, v, g, beta);
-      step_state(M, x, p);
+      step_state(M, x, p, s.erase);
       state_times(p, M, x.q, s.dv);
       for (int64_t j = 0; j < s.dv; ++j) st(o, ix.vo(t, j), p[j]);
     }
@@ -174,7 +182,7 @@ void bwd(const GatedDeltaBackward& c, T* dq, T* dk, T* dv, T* dg, T* dbeta, T* d
     for (int64_t t = 0; t < s.len; ++t) {
       if (t % s.chunk == 0) kept[t / s.chunk] = M;
       load_token(x, ix, t, q, k, v, g, beta);
-      step_state(M, x, p);
+      step_state(M, x, p, s.erase);
     }
     std::vector<double> D(S, 0.0);
     if (dM_final)
@@ -187,7 +195,7 @@ void bwd(const GatedDeltaBackward& c, T* dq, T* dk, T* dv, T* dg, T* dbeta, T* d
       for (int64_t t = t0; t < t1; ++t) {
         load_token(x, ix, t, q, k, v, g, beta);
         states.push_back(states.back());
-        step_state(states.back(), x, p);
+        step_state(states.back(), x, p, s.erase);
       }
       for (int64_t t = t1 - 1; t >= t0; --t) {
         load_token(x, ix, t, q, k, v, g, beta);
@@ -197,7 +205,7 @@ void bwd(const GatedDeltaBackward& c, T* dq, T* dk, T* dv, T* dg, T* dbeta, T* d
         for (int64_t j = 0; j < DV; ++j) dov[j] = d_o ? ld(d_o, ix.vo(t, j)) : 0.0;
         for (int64_t i = 0; i < DK; ++i)
           for (int64_t j = 0; j < DV; ++j) D[i * DV + j] += x.q[i] * dov[j];
-        state_times(p, Mp, x.k, DV);
+        erase_term(p, Mp, x.k, DV, s.erase);
         double dbeta_t = 0, da = 0;
         for (int64_t j = 0; j < DV; ++j) {
           double acc = 0;
@@ -206,7 +214,7 @@ void bwd(const GatedDeltaBackward& c, T* dq, T* dk, T* dv, T* dg, T* dbeta, T* d
           const double r = x.v[j] - x.a * p[j];
           st(dv, ix.vo(t, j), x.beta * acc);
           dbeta_t += acc * r;
-          dp[j] = -x.a * x.beta * acc;
+          dp[j] = s.erase ? -x.a * x.beta * acc : 0.0;
           da -= x.beta * acc * p[j];
         }
         for (int64_t i = 0; i < DK; ++i) {

@@ -19,14 +19,16 @@ namespace {
 
 using gdelta::Params;
 
-template <int ROWS> __global__ void __launch_bounds__(gdelta::THREADS) gated_delta_fwd_kernel(Params p) {
+template <int ROWS, bool ERASE>
+__global__ void __launch_bounds__(gdelta::THREADS) gated_delta_fwd_kernel(Params p) {
   extern __shared__ __align__(16) char smem[];
-  gdelta::fwd_block<ROWS>(p, static_cast<int64_t>(blockIdx.x), smem);
+  gdelta::fwd_block<ROWS, ERASE>(p, static_cast<int64_t>(blockIdx.x), smem);
 }
 
-template <int ROWS> __global__ void __launch_bounds__(gdelta::THREADS) gated_delta_bwd_kernel(Params p) {
+template <int ROWS, bool ERASE>
+__global__ void __launch_bounds__(gdelta::THREADS) gated_delta_bwd_kernel(Params p) {
   extern __shared__ __align__(16) char smem[];
-  gdelta::bwd_block<ROWS>(p, static_cast<int64_t>(blockIdx.x), smem);
+  gdelta::bwd_block<ROWS, ERASE>(p, static_cast<int64_t>(blockIdx.x), smem);
 }
 
 __global__ void gated_delta_reduce_kernel(Params p, int64_t n) {
@@ -41,24 +43,30 @@ template <class K> void launch(K kernel, int64_t blocks, size_t smem, cudaStream
   CUDA_CHECK_LAUNCH();
 }
 
-// The forward (or checkpoint) walk for p.rows.
-void launch_fwd(const Params& p, int64_t blocks, cudaStream_t stream) {
+// The forward (or checkpoint) walk for p.rows and p.erase.
+template <bool ERASE> void launch_fwd_as(const Params& p, int64_t blocks, cudaStream_t stream) {
   const size_t smem = gdelta::fwd_smem_bytes(p.rows);
   switch (p.rows) {
-    case 8: return launch(gated_delta_fwd_kernel<8>, blocks, smem, stream, p);
-    case 16: return launch(gated_delta_fwd_kernel<16>, blocks, smem, stream, p);
-    case 24: return launch(gated_delta_fwd_kernel<24>, blocks, smem, stream, p);
-    default: return launch(gated_delta_fwd_kernel<32>, blocks, smem, stream, p);
+    case 8: return launch(gated_delta_fwd_kernel<8, ERASE>, blocks, smem, stream, p);
+    case 16: return launch(gated_delta_fwd_kernel<16, ERASE>, blocks, smem, stream, p);
+    case 24: return launch(gated_delta_fwd_kernel<24, ERASE>, blocks, smem, stream, p);
+    default: return launch(gated_delta_fwd_kernel<32, ERASE>, blocks, smem, stream, p);
   }
 }
-void launch_bwd(const Params& p, int64_t blocks, cudaStream_t stream) {
+template <bool ERASE> void launch_bwd_as(const Params& p, int64_t blocks, cudaStream_t stream) {
   const size_t smem = gdelta::bwd_smem_bytes(p.rows);
   switch (p.rows) {
-    case 8: return launch(gated_delta_bwd_kernel<8>, blocks, smem, stream, p);
-    case 16: return launch(gated_delta_bwd_kernel<16>, blocks, smem, stream, p);
-    case 24: return launch(gated_delta_bwd_kernel<24>, blocks, smem, stream, p);
-    default: return launch(gated_delta_bwd_kernel<32>, blocks, smem, stream, p);
+    case 8: return launch(gated_delta_bwd_kernel<8, ERASE>, blocks, smem, stream, p);
+    case 16: return launch(gated_delta_bwd_kernel<16, ERASE>, blocks, smem, stream, p);
+    case 24: return launch(gated_delta_bwd_kernel<24, ERASE>, blocks, smem, stream, p);
+    default: return launch(gated_delta_bwd_kernel<32, ERASE>, blocks, smem, stream, p);
   }
+}
+void launch_fwd(const Params& p, int64_t blocks, cudaStream_t stream) {
+  return p.erase ? launch_fwd_as<true>(p, blocks, stream) : launch_fwd_as<false>(p, blocks, stream);
+}
+void launch_bwd(const Params& p, int64_t blocks, cudaStream_t stream) {
+  return p.erase ? launch_bwd_as<true>(p, blocks, stream) : launch_bwd_as<false>(p, blocks, stream);
 }
 
 int64_t blocks_of(const GatedDeltaShape& s) { return s.batch * s.heads * gdelta::slices_of(s); }

@@ -3,6 +3,9 @@
 // (gated_delta.cu launches them) and on the host SIMT emulator (tests/test_gated_delta_emulated.cpp).
 // Math and reference: kernels/cpu/gated_delta.cpp.
 //
+// Without the erase term (ERASE false: the gated linear recurrence of Mamba 2's SSD) p = 0: the
+// forward's per-token critical path is the update alone, and dp = 0 in the backward.
+//
 // The recurrent form, token by token (fla's fused_recurrent_gated_delta_rule walks tokens the same
 // way; its training path is the chunked WY form, which this is not yet):
 //  - A block owns one (batch, head) and a slice of BV = 32 value columns of the state M [d_k, d_v]
@@ -59,6 +62,7 @@ struct Params {
   int64_t batch = 0, len = 0;
   int heads = 0, dk_dim = 0, dv_dim = 0;
   int rows = 0;    // ROWS: rows per row group (4 ROWS ≥ d_k)
+  bool erase = true;  // the delta rule's erase term (the ERASE template argument of the blocks)
   int slices = 0;  // ceil(dv / BV)
   int chunks = 0;  // ceil(len / CK)
 };
@@ -124,6 +128,7 @@ inline Params params_of(const GatedDeltaShape& s) {
   p.dk_dim = static_cast<int>(s.dk);
   p.dv_dim = static_cast<int>(s.dv);
   p.rows = rows_for(s.dk);
+  p.erase = s.erase;
   p.slices = static_cast<int>(slices_of(s));
   p.chunks = static_cast<int>(chunks_of(s));
   return p;
@@ -236,13 +241,17 @@ TTT_DEV void stage(const Params& p, const Place& w, int64_t t0, int n, int cap, 
   }
 }
 
-// One token's step on the thread's rows: returns p = (M_{t−1}ᵀ k)_j and leaves M = M_t.
-template <int ROWS>
+// One token's step on the thread's rows: returns p = (M_{t−1}ᵀ k)_j (0 without the erase term) and
+// leaves M = M_t.
+template <int ROWS, bool ERASE>
 TTT_DEV float step(float M[ROWS], const float* k, int r, float v, float a, float beta) {
-  float acc[2] = {0.f, 0.f};
+  float pj = 0.f;
+  if (ERASE) {
+    float acc[2] = {0.f, 0.f};
 #pragma unroll
-  for (int m = 0; m < ROWS; ++m) acc[m & 1] += M[m] * k[r * ROWS + m];
-  const float pj = row_sum(acc[0] + acc[1]);
+    for (int m = 0; m < ROWS; ++m) acc[m & 1] += M[m] * k[r * ROWS + m];
+    pj = row_sum(acc[0] + acc[1]);
+  }
   const float u = beta * (v - a * pj);
 #pragma unroll
   for (int m = 0; m < ROWS; ++m) M[m] = a * M[m] + k[r * ROWS + m] * u;
@@ -251,7 +260,7 @@ TTT_DEV float step(float M[ROWS], const float* k, int r, float v, float a, float
 
 // The forward walk of one block. With `o` it writes the outputs; with `ckpt` the state at every CK-th
 // token; with M_final the last state.
-template <int ROWS>
+template <int ROWS, bool ERASE>
 TTT_DEV void fwd_block(const Params& p, int64_t block, char* smem_raw) {
   auto& sm = *reinterpret_cast<FwdSmem<ROWS>*>(smem_raw);
   constexpr int DKP = RG * ROWS;
@@ -268,7 +277,7 @@ TTT_DEV void fwd_block(const Params& p, int64_t block, char* smem_raw) {
       store_state<ROWS>(M, p.ckpt + (w.bh * p.chunks + t0 / CK) * DKP * static_cast<int64_t>(p.dv_dim), p, w,
                         p.dv_dim, w.j, w.col, DKP);
     for (int t = 0; t < n; ++t) {
-      step<ROWS>(M, sm.k[t], w.r, sm.v[t][w.jb], sm.a[t], sm.beta[t]);
+      step<ROWS, ERASE>(M, sm.k[t], w.r, sm.v[t][w.jb], sm.a[t], sm.beta[t]);
       if (p.o) {
         float acc[2] = {0.f, 0.f};
 #pragma unroll
@@ -285,7 +294,7 @@ TTT_DEV void fwd_block(const Params& p, int64_t block, char* smem_raw) {
 
 // The backward of one block: chunks in reverse, each as phase A (sub-checkpoints) and phase B
 // (segments of S tokens in reverse); see the header.
-template <int ROWS>
+template <int ROWS, bool ERASE>
 TTT_DEV void bwd_block(const Params& p, int64_t block, char* smem_raw) {
   auto& sm = *reinterpret_cast<BwdSmem<ROWS>*>(smem_raw);
   constexpr int DKP = RG * ROWS;
@@ -307,7 +316,7 @@ TTT_DEV void bwd_block(const Params& p, int64_t block, char* smem_raw) {
       stage<ROWS>(p, w, t0 + sg * S, n, S, nullptr, sm.k, sm.v, sm.a, sm.beta);
       simt::sync();
       store_state<ROWS>(M, scratch + sg * DKP * BV, p, w, BV, w.jb, true, DKP);
-      for (int t = 0; t < n; ++t) step<ROWS>(M, sm.k[t], w.r, sm.v[t][w.jb], sm.a[t], sm.beta[t]);
+      for (int t = 0; t < n; ++t) step<ROWS, ERASE>(M, sm.k[t], w.r, sm.v[t][w.jb], sm.a[t], sm.beta[t]);
     }
     // Phase B: the segments in reverse.
     for (int sg = segs - 1; sg >= 0; --sg) {
@@ -320,7 +329,7 @@ TTT_DEV void bwd_block(const Params& p, int64_t block, char* smem_raw) {
       for (int m = 0; m < ROWS; ++m) sm.st[0][w.r * ROWS + m][w.jb] = M[m];
       simt::sync();
       for (int t = 0; t < n; ++t) {
-        const float pj = step<ROWS>(M, sm.k[t], w.r, sm.v[t][w.jb], sm.a[t], sm.beta[t]);
+        const float pj = step<ROWS, ERASE>(M, sm.k[t], w.r, sm.v[t][w.jb], sm.a[t], sm.beta[t]);
         if (w.r == 0) sm.p[t][w.jb] = pj;
 #pragma unroll
         for (int m = 0; m < ROWS; ++m) sm.st[t + 1][w.r * ROWS + m][w.jb] = M[m];
@@ -337,7 +346,7 @@ TTT_DEV void bwd_block(const Params& p, int64_t block, char* smem_raw) {
           acc[m & 1] += D[m] * sm.k[t][i];
         }
         const float du = row_sum(acc[0] + acc[1]);
-        const float pj = sm.p[t][w.jb], rj = sm.v[t][w.jb] - a * pj, dp = -a * beta * du;
+        const float pj = sm.p[t][w.jb], rj = sm.v[t][w.jb] - a * pj, dp = ERASE ? -a * beta * du : 0.f;
         if (w.r == 0) {
           if (w.col) p.dv[tok(p, w, ts + t) * p.dv_dim + w.j] = beta * du;
           sm.u[t][w.jb] = beta * rj;
