@@ -2,15 +2,17 @@
 # scripts/gpu_baselines_check.sh — the GPU work of the baseline mixers (issue 18), in one device call:
 #   build  configure and build with CUDA for sm_90 into build-gpu/ (skipped when build-gpu/bin/ttt exists
 #          and SKIP_BUILD=1)
-#   test   the fused SSD and selective-scan kernels against the CPU references (test_cuda_ssd,
-#          test_cuda_selective_scan, with TTT_REQUIRE_GPU=1), and the CPU-side suites of the baselines
-#          (test_ssd_kernel, test_selective_scan_kernel, test_selective_scan_emulated, test_baseline_scans,
-#          test_baseline_mixers, test_golden_baselines)
+#   test   the fused SSD, selective-scan and gated-delta kernels against the CPU references (test_cuda_ssd,
+#          test_cuda_selective_scan, test_cuda_gated_delta, with TTT_REQUIRE_GPU=1), and the CPU-side suites of
+#          the baselines (test_ssd_kernel, test_selective_scan_kernel, test_selective_scan_emulated,
+#          test_gated_delta_kernel, test_gated_delta_emulated, test_baseline_scans, test_baseline_mixers,
+#          test_golden_baselines)
 #   scan   build-gpu/bin/selective_scan_bench: the fused Mamba-1 scan alone at the 125M layer's shape
 #          (8 x 2048, d_inner 1536), beside its composite twin
 #   bench  `ttt bench` of the 125M baselines, bf16 autocast: train (fwd + bwd + AdamW) at 8 x 2048 and
-#          2 x 8192, prefill at 1 x 16384; Mamba 2 and Mamba with their fused scans and with the composite forms;
-#          the 125M Transformer++ as the yardstick
+#          2 x 8192, prefill at 1 x 16384; Mamba 2 with its fused chunked SSD kernels, the recurrent (gated
+#          delta) kernels and the composite form; Gated DeltaNet with its fused kernels and the composite; Mamba
+#          with its fused scan and the composite; the 125M Transformer++ as the yardstick
 #   fla    scripts/bench_baselines_fla.py at the same shapes (fla's Gated DeltaNet; fla's Mamba 2 on
 #          state-spaces/mamba's Triton SSD): FLA=<flash-linear-attention tree> MAMBA=<mamba tree>
 # Usage: OUT=dir [FLA=... MAMBA=...] bash scripts/gpu_baselines_check.sh [steps...]   (default: all five)
@@ -36,8 +38,9 @@ if has build && ! { [ "${SKIP_BUILD:-0}" = 1 ] && [ -x "$TTT" ]; }; then
 fi
 
 if has test; then
-  for t in test_cuda_ssd test_cuda_selective_scan test_ssd_kernel test_selective_scan_kernel \
-           test_selective_scan_emulated test_baseline_scans test_baseline_mixers test_golden_baselines; do
+  for t in test_cuda_ssd test_cuda_selective_scan test_cuda_gated_delta test_ssd_kernel test_selective_scan_kernel \
+           test_selective_scan_emulated test_gated_delta_kernel test_gated_delta_emulated test_baseline_scans \
+           test_baseline_mixers test_golden_baselines; do
     if TTT_REQUIRE_GPU=1 build-gpu/tests/$t >>"$OUT/tests.log" 2>&1; then r=passed; else r=FAILED; fi
     echo "test $t: $r" | tee -a "$OUT/summary.txt"
   done
@@ -77,8 +80,10 @@ if has bench; then
     set -- $shape
     bench transformer 125m_transformer "$2" "$3" "$1"
     bench mamba2_fused 125m_mamba2 "$2" "$3" "$1"
+    bench mamba2_recurrent 125m_mamba2 "$2" "$3" "$1" model.mamba2.kernel=recurrent
     bench mamba2_composite 125m_mamba2 "$2" "$3" "$1" model.mamba2.kernel=composite
-    bench gated_deltanet 125m_gated_deltanet "$2" "$3" "$1"
+    bench gated_deltanet_fused 125m_gated_deltanet "$2" "$3" "$1"
+    bench gated_deltanet_composite 125m_gated_deltanet "$2" "$3" "$1" model.gdn.kernel=composite
     bench ttt_kvb_swa 125m_ttt_kvb "$2" "$3" "$1"
     bench mamba_fused 125m_mamba "$2" "$3" "$1"
     bench mamba_composite 125m_mamba "$2" "$3" "$1" model.mamba.kernel=composite

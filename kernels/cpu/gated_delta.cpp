@@ -13,6 +13,7 @@
 //   D ← a D + k dpᵀ  (= dL/dM_{t−1});  dM0 = D at the end.
 // The states M_{t−1} come from the states kept at every `chunk`-th token, recomputed forward
 // chunk by chunk (checkpointing through time, as the CUDA kernels do).
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <vector>
@@ -177,7 +178,7 @@ void bwd(const GatedDeltaBackward& c, T* dq, T* dk, T* dv, T* dg, T* dbeta, T* d
     const int64_t K = s.chunks();
     // The states entering every chunk.
     std::vector<std::vector<double>> kept(K);
-    std::vector<double> M = initial_state(ix, M0), p, du(DV), dp(DV);
+    std::vector<double> M = initial_state(ix, M0), p, du(DV), dp(DV), u(DV), dov(DV);
     Token x;
     for (int64_t t = 0; t < s.len; ++t) {
       if (t % s.chunk == 0) kept[t / s.chunk] = M;
@@ -188,50 +189,56 @@ void bwd(const GatedDeltaBackward& c, T* dq, T* dk, T* dv, T* dg, T* dbeta, T* d
     if (dM_final)
       for (int64_t i = 0; i < DK; ++i)
         for (int64_t j = 0; j < DV; ++j) D[i * DV + j] = ld(dM_final, ix.st(i, j));
-    std::vector<std::vector<double>> states;  // M_{t0−1} .. M_{t1−1} of the chunk
+    // M_{t0−1} .. M_{t1−1} of a chunk, allocated once: copies into them reuse the storage.
+    std::vector<std::vector<double>> states(static_cast<size_t>(std::min(s.chunk, s.len) + 1), std::vector<double>(S));
     for (int64_t ci = K - 1; ci >= 0; --ci) {
       const int64_t t0 = ci * s.chunk, t1 = std::min(s.len, t0 + s.chunk);
-      states.assign(1, kept[ci]);
+      states[0] = kept[ci];
       for (int64_t t = t0; t < t1; ++t) {
         load_token(x, ix, t, q, k, v, g, beta);
-        states.push_back(states.back());
-        step_state(states.back(), x, p, s.erase);
+        states[t - t0 + 1] = states[t - t0];
+        step_state(states[t - t0 + 1], x, p, s.erase);
       }
       for (int64_t t = t1 - 1; t >= t0; --t) {
         load_token(x, ix, t, q, k, v, g, beta);
-        const std::vector<double>& Mp = states[t - t0];
-        const std::vector<double>& Mt = states[t - t0 + 1];
-        std::vector<double> dov(DV);
+        const double* Mp = states[t - t0].data();
+        const double* Mt = states[t - t0 + 1].data();
         for (int64_t j = 0; j < DV; ++j) dov[j] = d_o ? ld(d_o, ix.vo(t, j)) : 0.0;
-        for (int64_t i = 0; i < DK; ++i)
-          for (int64_t j = 0; j < DV; ++j) D[i * DV + j] += x.q[i] * dov[j];
-        erase_term(p, Mp, x.k, DV, s.erase);
+        // D += q doᵀ and du = Dᵀ k, in one row-major pass.
+        std::fill(du.begin(), du.end(), 0.0);
+        for (int64_t i = 0; i < DK; ++i) {
+          double* Di = D.data() + i * DV;
+          for (int64_t j = 0; j < DV; ++j) {
+            Di[j] += x.q[i] * dov[j];
+            du[j] += Di[j] * x.k[i];
+          }
+        }
+        erase_term(p, states[t - t0], x.k, DV, s.erase);
         double dbeta_t = 0, da = 0;
         for (int64_t j = 0; j < DV; ++j) {
-          double acc = 0;
-          for (int64_t i = 0; i < DK; ++i) acc += D[i * DV + j] * x.k[i];
-          du[j] = acc;
           const double r = x.v[j] - x.a * p[j];
-          st(dv, ix.vo(t, j), x.beta * acc);
-          dbeta_t += acc * r;
-          dp[j] = s.erase ? -x.a * x.beta * acc : 0.0;
-          da -= x.beta * acc * p[j];
+          u[j] = x.beta * r;
+          st(dv, ix.vo(t, j), x.beta * du[j]);
+          dbeta_t += du[j] * r;
+          dp[j] = s.erase ? -x.a * x.beta * du[j] : 0.0;
+          da -= x.beta * du[j] * p[j];
         }
+        // dq = M_t do, dk = D u + M_{t−1} dp, da += <D, M_{t−1}>; then D ← a D + k dpᵀ (row by row).
         for (int64_t i = 0; i < DK; ++i) {
+          double* Di = D.data() + i * DV;
+          const double *Mpi = Mp + i * DV, *Mti = Mt + i * DV;
           double qa = 0, ka = 0;
           for (int64_t j = 0; j < DV; ++j) {
-            const double u = x.beta * (x.v[j] - x.a * p[j]);
-            qa += Mt[i * DV + j] * dov[j];
-            ka += D[i * DV + j] * u + Mp[i * DV + j] * dp[j];
-            da += D[i * DV + j] * Mp[i * DV + j];
+            qa += Mti[j] * dov[j];
+            ka += Di[j] * u[j] + Mpi[j] * dp[j];
+            da += Di[j] * Mpi[j];
+            Di[j] = x.a * Di[j] + x.k[i] * dp[j];
           }
           st(dq, ix.qk(t, i), qa);
           st(dk, ix.qk(t, i), ka);
         }
         st(dbeta, ix.gb(t), dbeta_t);
         st(dg, ix.gb(t), x.a * da);
-        for (int64_t i = 0; i < DK; ++i)
-          for (int64_t j = 0; j < DV; ++j) D[i * DV + j] = x.a * D[i * DV + j] + x.k[i] * dp[j];
       }
     }
     if (dM0)

@@ -1,0 +1,120 @@
+// bench/gated_delta_bench.cpp — the fused gated delta rule (kernels/gated_delta.h; Gated DeltaNet,
+// and with --linear the same kernels without the erase term, Mamba 2's SSD) alone: forward and
+// backward kernel times of one layer at the shapes of a training step, in ms, ns per token, GB/s
+// against the bytes the calls must move (GatedDelta*::bytes(): inputs read once, outputs written
+// once) and TFLOP/s of the recurrence's own arithmetic (per token and head: with the erase term
+// 2·d_k·d_v for each of p = Mᵀk, the update and o = Mᵀq in the forward, 7 such products in the
+// backward; without it 2 and 5), and optionally the composite twin (chunked WY / SSD form through
+// autograd, forward + backward) at the same shape.
+//
+// Usage: build/bin/gated_delta_bench [--B 8] [--T 2048] [--H 6] [--dk 96] [--dv 192] [--linear]
+//                                    [--mamba2] [--device cuda] [--reps 20] [--composite]
+// Defaults: one layer of the 125M Gated DeltaNet (configs/125m_gated_deltanet.yaml) at 8 x 2048;
+// --mamba2: the 125M Mamba 2's (24 heads, N = d_k 128, P = d_v 64, no erase term).
+// Prints the median of `reps` synchronized runs.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <string>
+
+#include "autograd/engine.h"
+#include "autograd/ops.h"
+#include "bench/bench_util.h"
+#include "kernels/gated_delta.h"
+#include "layers/delta_rule.h"
+#include "layers/ssd.h"
+#include "layers/ssm_util.h"
+
+using namespace ttt;
+using ttt::bench::median_ms;
+
+namespace {
+
+struct Options {
+  int64_t B = 8, T = 2048, H = 6, dk = 96, dv = 192;
+  bool linear = false, composite = false;
+  Device device = cuda();
+  int reps = 20;
+};
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) throw std::invalid_argument("gated_delta_bench: " + a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "--B") o.B = std::stoll(next());
+    else if (a == "--T") o.T = std::stoll(next());
+    else if (a == "--H") o.H = std::stoll(next());
+    else if (a == "--dk") o.dk = std::stoll(next());
+    else if (a == "--dv") o.dv = std::stoll(next());
+    else if (a == "--linear") o.linear = true;
+    else if (a == "--mamba2") o.H = 24, o.dk = 128, o.dv = 64, o.linear = true;
+    else if (a == "--reps") o.reps = std::stoi(next());
+    else if (a == "--device") o.device = parse_device(next());
+    else if (a == "--composite") o.composite = true;
+    else throw std::invalid_argument("gated_delta_bench: unknown option " + a);
+  }
+  return o;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    const Options o = parse(argc, argv);
+    GatedDeltaShape s{o.B, o.T, o.H, o.dk, o.dv, 64, DType::f32};
+    s.erase = !o.linear;
+    const std::string why = gated_delta_unsupported(o.device, s);
+    if (!why.empty()) throw std::invalid_argument("gated_delta_bench: not covered: " + why);
+    Generator g(1);
+    const TensorOptions to = opts(DType::f32, o.device);
+    Tensor q = mul_scalar(l2_normalize(randn({o.B, o.T, o.H, o.dk}, g, to)), 1.0 / std::sqrt(double(o.dk)));
+    Tensor k = l2_normalize(randn({o.B, o.T, o.H, o.dk}, g, to)), v = randn({o.B, o.T, o.H, o.dv}, g, to);
+    Tensor gate = neg(softplus(randn({o.B, o.T, o.H}, g, to, -3.0, 1.0))), beta = sigmoid(randn({o.B, o.T, o.H}, g, to));
+    Tensor d_o = randn(v.shape(), g, to), o_out = empty(v.shape(), to), MT = empty({o.B, o.H, o.dk, o.dv}, to);
+    Tensor dq = empty(q.shape(), to), dk = empty(k.shape(), to), dv = empty(v.shape(), to);
+    Tensor dg = empty(gate.shape(), to), db = empty(beta.shape(), to);
+    GatedDeltaForward fc;
+    fc.s = s;
+    fc.q = q.data_ptr(), fc.k = k.data_ptr(), fc.v = v.data_ptr(), fc.g = gate.data_ptr(), fc.beta = beta.data_ptr();
+    fc.o = o_out.data_ptr(), fc.M_final = MT.data_ptr();
+    GatedDeltaBackward bc;
+    bc.s = s;
+    bc.q = fc.q, bc.k = fc.k, bc.v = fc.v, bc.g = fc.g, bc.beta = fc.beta, bc.d_o = d_o.data_ptr();
+    bc.dq = dq.data_ptr(), bc.dk = dk.data_ptr(), bc.dv = dv.data_ptr(), bc.dg = dg.data_ptr(), bc.dbeta = db.data_ptr();
+    Tensor ws = empty({static_cast<int64_t>(bc.workspace_bytes(o.device) / 4) + 1}, to);
+    bc.workspace = ws.data_ptr();
+    Backend& be = backend(o.device);
+    const double fwd = median_ms(be, o.reps, [&] { be.run(fc); });
+    const double bwd = median_ms(be, o.reps, [&] { be.run(bc); });
+    const double tokens = static_cast<double>(o.B * o.T), heads_tokens = tokens * static_cast<double>(o.H);
+    const double kv = 2.0 * static_cast<double>(o.dk * o.dv) * heads_tokens;
+    const double fwd_flop = (s.erase ? 3 : 2) * kv, bwd_flop = (s.erase ? 7 : 5) * kv;
+    std::printf("gated_delta%s B %lld T %lld H %lld d_k %lld d_v %lld, float32, %s (backward workspace %.1f MB)\n",
+                s.erase ? "" : " (no erase term)", static_cast<long long>(o.B), static_cast<long long>(o.T),
+                static_cast<long long>(o.H), static_cast<long long>(o.dk), static_cast<long long>(o.dv),
+                o.device.str().c_str(), bc.workspace_bytes(o.device) / 1e6);
+    std::printf("  forward   %8.3f ms  %7.3f ns/token  %7.1f GB/s  %6.2f TFLOP/s\n", fwd, 1e6 * fwd / tokens,
+                fc.bytes() / fwd * 1e-6, fwd_flop / fwd * 1e-9);
+    std::printf("  backward  %8.3f ms  %7.3f ns/token  %7.1f GB/s  %6.2f TFLOP/s\n", bwd, 1e6 * bwd / tokens,
+                bc.bytes() / bwd * 1e-6, bwd_flop / bwd * 1e-9);
+    std::printf("  fwd+bwd   %8.3f ms\n", fwd + bwd);
+    if (o.composite) {
+      tensor_list in = {q, k, v, gate, beta};
+      for (Tensor& t : in) t = t.detach().set_requires_grad(true);
+      const double ms = median_ms(be, std::max(1, o.reps / 10), [&] {
+        ScanResult r = s.erase ? gated_delta_rule(in[0], in[1], in[2], in[3], in[4], 64, Tensor(), false)
+                               : gated_linear_rule(in[0], in[1], in[2], in[3], in[4], 64, Tensor(), false);
+        grad({sum(mul(r.y, d_o))}, in);
+      });
+      std::printf("  composite fwd+bwd (chunk 64)  %8.3f ms  (%.1fx the fused)\n", ms, ms / (fwd + bwd));
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+}
