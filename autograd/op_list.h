@@ -14,7 +14,7 @@
   X(cross_entropy)                                                                              \
   X(linear_cross_entropy)                                                                       \
   X(scaled_dot_product_attention) X(ttt_linear_scan) X(ttt_mlp_scan) X(causal_conv1d)             \
-  X(ssd_scan)                                                                                   \
+  X(ssd_scan) X(gated_delta_scan)                                                               \
   X(embedding) X(index_select) X(index_add_zeros) X(cat) X(stack) X(split) X(where)           \
   X(masked_fill) X(tril) X(triu) X(narrow_scatter)                                              \
   X(reshape) X(permute) X(transpose) X(narrow) X(expand) X(unsqueeze) X(squeeze)                \

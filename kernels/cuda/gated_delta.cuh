@@ -22,9 +22,10 @@
 //    reverse: recompute their S + 1 states into shared memory (rows padded to BV + 1 floats, so a
 //    lane-varying row hits distinct banks), then walk them backward with the adjoint D = dL/dM in
 //    registers (D += q doᵀ; du = Dᵀk by the same row reduction; dv = β du; D ← aD + k dpᵀ with
-//    dp = −aβ du), keeping each token's D in shared memory too. The sums over the columns that
-//    dq = M_t do, dk = D u + M_{t−1} dp and da = <D, M_{t−1}> need are then done per (token, row)
-//    from shared memory, after the walk, instead of a 32-column shuffle reduction per token.
+//    dp = −aβ du). The sums over the columns that dq = M_t do, dk = D u + M_{t−1} dp and
+//    da = <D, M_{t−1}> need are then done by one thread per row, which walks the segment backward
+//    again with its row of D (from the adjoint entering the segment, kept in shared memory, and the
+//    walk's u, dp), instead of a 32-column shuffle reduction per token. Shared memory: S + 2 states.
 //  - The value slices' partial dq, dk, da, dβ go to the workspace; one small kernel adds them in
 //    slice order (no atomics: runs reproduce bit for bit) and forms dg = a · da.
 #pragma once
@@ -83,7 +84,7 @@ template <int ROWS> struct FwdSmem {
 };
 template <int ROWS> struct BwdSmem {
   float st[S + 1][RG * ROWS][RS];  // M_{t−1} of the segment's tokens, then M of its last
-  float D[S][RG * ROWS][RS];       // dL/dM_t of each token
+  float Din[RG * ROWS][RS];        // the adjoint entering the segment's reverse walk
   float q[S][RG * ROWS], k[S][RG * ROWS], v[S][BV], d_o[S][BV], a[S], beta[S];
   float p[S][BV], u[S][BV], dp[S][BV], col_da[S][BV], col_db[S][BV], row_da[S][RG * ROWS];
 };
@@ -334,6 +335,8 @@ TTT_DEV void bwd_block(const Params& p, int64_t block, char* smem_raw) {
 #pragma unroll
         for (int m = 0; m < ROWS; ++m) sm.st[t + 1][w.r * ROWS + m][w.jb] = M[m];
       }
+#pragma unroll
+      for (int m = 0; m < ROWS; ++m) sm.Din[w.r * ROWS + m][w.jb] = D[m];
       simt::syncwarp();  // p of a column, written by its row group 0, is read by its other lanes
       for (int t = n - 1; t >= 0; --t) {
         const float doj = sm.d_o[t][w.jb], a = sm.a[t], beta = sm.beta[t];
@@ -342,7 +345,6 @@ TTT_DEV void bwd_block(const Params& p, int64_t block, char* smem_raw) {
         for (int m = 0; m < ROWS; ++m) {
           const int i = w.r * ROWS + m;
           D[m] += sm.q[t][i] * doj;
-          sm.D[t][i][w.jb] = D[m];
           acc[m & 1] += D[m] * sm.k[t][i];
         }
         const float du = row_sum(acc[0] + acc[1]);
@@ -358,21 +360,33 @@ TTT_DEV void bwd_block(const Params& p, int64_t block, char* smem_raw) {
         for (int m = 0; m < ROWS; ++m) D[m] = a * D[m] + sm.k[t][w.r * ROWS + m] * dp;
       }
       simt::sync();
-      // Sums over the block's columns, per (token, row).
-      for (int e = tid(); e < n * DKP; e += THREADS) {
-        const int t = e / DKP, i = e % DKP;
-        float dkp = 0.f, dqp = 0.f, dap = 0.f;
-        for (int jb = 0; jb < BV; ++jb) {
-          const float Dt = sm.D[t][i][jb], Mp = sm.st[t][i][jb];
-          dkp += Dt * sm.u[t][jb] + Mp * sm.dp[t][jb];
-          dqp += sm.st[t + 1][i][jb] * sm.d_o[t][jb];
-          dap += Dt * Mp;
-        }
-        sm.row_da[t][i] = dap;
-        if (i < p.dk_dim) {
-          const int64_t off = (static_cast<int64_t>(w.slice) * p.batch * p.len * p.heads + tok(p, w, ts + t)) * p.dk_dim + i;
-          p.part_dq[off] = dqp;
-          p.part_dk[off] = dkp;
+      // Sums over the block's columns, per (token, row): one thread a row walks the segment's tokens
+      // backward again with its row of the adjoint (from the entering one, the walk's own updates).
+      static_assert(RG * ROWS <= THREADS, "one thread a row");
+      if (tid() < DKP) {
+        const int i = tid();
+        float d[BV];
+#pragma unroll
+        for (int jb = 0; jb < BV; ++jb) d[jb] = sm.Din[i][jb];
+        for (int t = n - 1; t >= 0; --t) {
+          const float qi = sm.q[t][i], ki = sm.k[t][i], a = sm.a[t];
+          float dkp = 0.f, dqp = 0.f, dap = 0.f;
+#pragma unroll
+          for (int jb = 0; jb < BV; ++jb) {
+            const float Mp = sm.st[t][i][jb], dpj = sm.dp[t][jb];
+            d[jb] += qi * sm.d_o[t][jb];
+            dkp += d[jb] * sm.u[t][jb] + Mp * dpj;
+            dqp += sm.st[t + 1][i][jb] * sm.d_o[t][jb];
+            dap += d[jb] * Mp;
+            d[jb] = a * d[jb] + ki * dpj;
+          }
+          sm.row_da[t][i] = dap;
+          if (i < p.dk_dim) {
+            const int64_t off =
+                (static_cast<int64_t>(w.slice) * p.batch * p.len * p.heads + tok(p, w, ts + t)) * p.dk_dim + i;
+            p.part_dq[off] = dqp;
+            p.part_dk[off] = dkp;
+          }
         }
       }
       simt::sync();
