@@ -186,6 +186,7 @@ TTT_DEV Place place_of(const Params& p, int64_t block) {
 TTT_DEV int64_t tok(const Params& p, const Place& w, int64_t t) { return (w.b * p.len + t) * p.heads + w.h; }
 
 // Sum over the 4 row groups of a column (lanes jj, jj + 8, jj + 16, jj + 24); every lane gets it.
+// The sums before it run in 4 accumulators: a ROWS / 4-deep chain of FMAs on the token's critical path.
 TTT_DEV float row_sum(float x) {
   x += simt::shfl_xor(x, 8);
   x += simt::shfl_xor(x, 16);
@@ -248,10 +249,10 @@ template <int ROWS, bool ERASE>
 TTT_DEV float step(float M[ROWS], const float* k, int r, float v, float a, float beta) {
   float pj = 0.f;
   if (ERASE) {
-    float acc[2] = {0.f, 0.f};
+    float acc[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
-    for (int m = 0; m < ROWS; ++m) acc[m & 1] += M[m] * k[r * ROWS + m];
-    pj = row_sum(acc[0] + acc[1]);
+    for (int m = 0; m < ROWS; ++m) acc[m & 3] += M[m] * k[r * ROWS + m];
+    pj = row_sum((acc[0] + acc[1]) + (acc[2] + acc[3]));
   }
   const float u = beta * (v - a * pj);
 #pragma unroll
@@ -280,10 +281,10 @@ TTT_DEV void fwd_block(const Params& p, int64_t block, char* smem_raw) {
     for (int t = 0; t < n; ++t) {
       step<ROWS, ERASE>(M, sm.k[t], w.r, sm.v[t][w.jb], sm.a[t], sm.beta[t]);
       if (p.o) {
-        float acc[2] = {0.f, 0.f};
+        float acc[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
-        for (int m = 0; m < ROWS; ++m) acc[m & 1] += M[m] * sm.q[t][w.r * ROWS + m];
-        const float oj = row_sum(acc[0] + acc[1]);
+        for (int m = 0; m < ROWS; ++m) acc[m & 3] += M[m] * sm.q[t][w.r * ROWS + m];
+        const float oj = row_sum((acc[0] + acc[1]) + (acc[2] + acc[3]));
         if (w.r == 0 && w.col) p.o[tok(p, w, t0 + t) * p.dv_dim + w.j] = oj;
       }
     }
@@ -340,14 +341,14 @@ TTT_DEV void bwd_block(const Params& p, int64_t block, char* smem_raw) {
       simt::syncwarp();  // p of a column, written by its row group 0, is read by its other lanes
       for (int t = n - 1; t >= 0; --t) {
         const float doj = sm.d_o[t][w.jb], a = sm.a[t], beta = sm.beta[t];
-        float acc[2] = {0.f, 0.f};
+        float acc[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
         for (int m = 0; m < ROWS; ++m) {
           const int i = w.r * ROWS + m;
           D[m] += sm.q[t][i] * doj;
-          acc[m & 1] += D[m] * sm.k[t][i];
+          acc[m & 3] += D[m] * sm.k[t][i];
         }
-        const float du = row_sum(acc[0] + acc[1]);
+        const float du = row_sum((acc[0] + acc[1]) + (acc[2] + acc[3]));
         const float pj = sm.p[t][w.jb], rj = sm.v[t][w.jb] - a * pj, dp = ERASE ? -a * beta * du : 0.f;
         if (w.r == 0) {
           if (w.col) p.dv[tok(p, w, ts + t) * p.dv_dim + w.j] = beta * du;
