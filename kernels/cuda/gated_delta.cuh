@@ -14,7 +14,8 @@
 //    padding rows zero). The thread's part of the state is ROWS registers.
 //  - Per token: p = Mᵀk and o = Mᵀq are sums over the rows, i.e. over the thread's registers and
 //    then the 4 row groups (two xor shuffles, 8 and 16); u = β(v − a p) and M ← aM + k uᵀ are
-//    per thread. q, k (and v, a, β) of LT tokens are staged in shared memory by coalesced loads.
+//    per thread. q, k (and v, g, β) of LT tokens are staged in shared memory by coalesced cp.async,
+//    double-buffered in the forward walk (the next tile arrives while one is walked).
 //  - The forward writes nothing but o (and M_final). For a backward, the same walk keeps the state
 //    at every CK-th token (`ckpt`, [batch·heads, chunks, 4 ROWS, d_v]).
 //  - Backward, chunks of CK tokens in reverse. Phase A walks the chunk from its checkpoint and keeps
@@ -79,8 +80,8 @@ inline int rows_for(int64_t dk) {
 inline int64_t chunks_of(const GatedDeltaShape& s) { return (s.len + CK - 1) / CK; }
 inline int64_t slices_of(const GatedDeltaShape& s) { return (s.dv + BV - 1) / BV; }
 
-template <int ROWS> struct FwdSmem {
-  float q[LT][RG * ROWS], k[LT][RG * ROWS], v[LT][BV], a[LT], beta[LT];
+template <int ROWS> struct FwdSmem {  // two tiles: the walk reads one while the next one arrives
+  float q[2][LT][RG * ROWS], k[2][LT][RG * ROWS], v[2][LT][BV], g[2][LT], beta[2][LT];
 };
 template <int ROWS> struct BwdSmem {
   float st[S + 1][RG * ROWS][RS];  // M_{t−1} of the segment's tokens, then M of its last
@@ -243,6 +244,40 @@ TTT_DEV void stage(const Params& p, const Place& w, int64_t t0, int n, int cap, 
   }
 }
 
+// The forward walk's tile of n tokens from t0 into buffer `b`, by cp.async (4 bytes each, any
+// alignment): q (when the walk writes outputs), k, the slice of v, g and β; elements past n or past
+// d_k / d_v are written as zeros directly (g = 0, β = 0: such a token leaves the state as it is).
+// The caller commits the group and waits for it before reading.
+template <int ROWS>
+TTT_DEV void stage_async(FwdSmem<ROWS>& sm, int b, const Params& p, const Place& w, int64_t t0, int n, bool with_q) {
+  constexpr int DKP = RG * ROWS;
+  for (int e = tid(); e < LT * DKP; e += THREADS) {
+    const int t = e / DKP, i = e % DKP;
+    const int64_t off = tok(p, w, t0 + t) * p.dk_dim + i;
+    if (t < n && i < p.dk_dim) {
+      if (with_q) simt::cp_async4(&sm.q[b][t][i], p.q + off);
+      simt::cp_async4(&sm.k[b][t][i], p.k + off);
+    } else {
+      sm.q[b][t][i] = 0.f;
+      sm.k[b][t][i] = 0.f;
+    }
+  }
+  for (int e = tid(); e < LT * BV; e += THREADS) {
+    const int t = e / BV, jb = e % BV, j = w.slice * BV + jb;
+    if (t < n && j < p.dv_dim) simt::cp_async4(&sm.v[b][t][jb], p.v + tok(p, w, t0 + t) * p.dv_dim + j);
+    else sm.v[b][t][jb] = 0.f;
+  }
+  for (int t = tid(); t < LT; t += THREADS) {
+    if (t < n) {
+      simt::cp_async4(&sm.g[b][t], p.g + tok(p, w, t0 + t));
+      simt::cp_async4(&sm.beta[b][t], p.beta + tok(p, w, t0 + t));
+    } else {
+      sm.g[b][t] = 0.f;
+      sm.beta[b][t] = 0.f;
+    }
+  }
+}
+
 // One token's step on the thread's rows: returns p = (M_{t−1}ᵀ k)_j (0 without the erase term) and
 // leaves M = M_t.
 template <int ROWS, bool ERASE>
@@ -270,24 +305,37 @@ TTT_DEV void fwd_block(const Params& p, int64_t block, char* smem_raw) {
   float M[ROWS];
   load_state<ROWS>(M, p.M0 ? p.M0 + w.bh * p.dk_dim * static_cast<int64_t>(p.dv_dim) : nullptr, p, w, p.dv_dim, w.j,
                    w.col);
-  for (int64_t t0 = 0; t0 < p.len; t0 += LT) {
-    const int n = static_cast<int>(p.len - t0 < LT ? p.len - t0 : LT);
-    simt::sync();  // the previous tile is read
-    stage<ROWS>(p, w, t0, n, LT, p.o ? sm.q : nullptr, sm.k, sm.v, sm.a, sm.beta);
+  // Tiles of LT tokens, double-buffered: tile i + 1 is in flight (cp.async) while tile i is walked.
+  const int64_t tiles = (p.len + LT - 1) / LT;
+  auto tile_len = [&](int64_t i) { return static_cast<int>(p.len - i * LT < LT ? p.len - i * LT : LT); };
+  const bool with_q = p.o != nullptr;
+  stage_async<ROWS>(sm, 0, p, w, 0, tile_len(0), with_q);
+  simt::cp_async_commit();
+  for (int64_t it = 0; it < tiles; ++it) {
+    const int64_t t0 = it * LT;
+    const int n = tile_len(it), b = static_cast<int>(it & 1);
+    if (it + 1 < tiles) {
+      stage_async<ROWS>(sm, b ^ 1, p, w, t0 + LT, tile_len(it + 1), with_q);
+      simt::cp_async_commit();
+      simt::cp_async_wait_group<1>();  // this tile's copies are done, the next tile's may not be
+    } else {
+      simt::cp_async_wait_all();
+    }
     simt::sync();
     if (p.ckpt && t0 % CK == 0)
       store_state<ROWS>(M, p.ckpt + (w.bh * p.chunks + t0 / CK) * DKP * static_cast<int64_t>(p.dv_dim), p, w,
                         p.dv_dim, w.j, w.col, DKP);
     for (int t = 0; t < n; ++t) {
-      step<ROWS, ERASE>(M, sm.k[t], w.r, sm.v[t][w.jb], sm.a[t], sm.beta[t]);
-      if (p.o) {
+      step<ROWS, ERASE>(M, sm.k[b][t], w.r, sm.v[b][t][w.jb], expf(sm.g[b][t]), sm.beta[b][t]);
+      if (with_q) {
         float acc[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
-        for (int m = 0; m < ROWS; ++m) acc[m & 3] += M[m] * sm.q[t][w.r * ROWS + m];
+        for (int m = 0; m < ROWS; ++m) acc[m & 3] += M[m] * sm.q[b][t][w.r * ROWS + m];
         const float oj = row_sum((acc[0] + acc[1]) + (acc[2] + acc[3]));
         if (w.r == 0 && w.col) p.o[tok(p, w, t0 + t) * p.dv_dim + w.j] = oj;
       }
     }
+    simt::sync();  // buffer b is read before tile i + 2 is staged into it
   }
   if (p.M_final)
     store_state<ROWS>(M, p.M_final + w.bh * p.dk_dim * static_cast<int64_t>(p.dv_dim), p, w, p.dv_dim, w.j, w.col,
