@@ -80,13 +80,17 @@ inline int rows_for(int64_t dk) {
 inline int64_t chunks_of(const GatedDeltaShape& s) { return (s.len + CK - 1) / CK; }
 inline int64_t slices_of(const GatedDeltaShape& s) { return (s.dv + BV - 1) / BV; }
 
-template <int ROWS> struct FwdSmem {  // two tiles: the walk reads one while the next one arrives
-  float q[2][LT][RG * ROWS], k[2][LT][RG * ROWS], v[2][LT][BV], g[2][LT], beta[2][LT];
+// Two buffers of a tile of TL tokens' inputs: a walk reads one while the next tile arrives.
+template <int ROWS, int TL> struct Tiles {
+  float q[2][TL][RG * ROWS], k[2][TL][RG * ROWS], v[2][TL][BV], d_o[2][TL][BV], g[2][TL], beta[2][TL];
+};
+template <int ROWS> struct FwdSmem {
+  Tiles<ROWS, LT> in;  // d_o unused
 };
 template <int ROWS> struct BwdSmem {
   float st[S + 1][RG * ROWS][RS];  // M_{t−1} of the segment's tokens, then M of its last
   float Din[RG * ROWS][RS];        // the adjoint entering the segment's reverse walk
-  float q[S][RG * ROWS], k[S][RG * ROWS], v[S][BV], d_o[S][BV], a[S], beta[S];
+  Tiles<ROWS, S> in;
   float p[S][BV], u[S][BV], dp[S][BV], col_da[S][BV], col_db[S][BV], row_da[S][RG * ROWS];
 };
 inline size_t fwd_smem_bytes(int rows) {
@@ -216,66 +220,53 @@ TTT_DEV void store_state(const float M[ROWS], float* dst, const Params& p, const
   }
 }
 
-// Stages n tokens from t0 of q (when `with_q`), k, v (the slice), a = e^g and β; rows past n, padding
-// rows and columns are zeros (a = 1, β = 0: such a token leaves the state as it is).
-template <int ROWS>
-TTT_DEV void stage(const Params& p, const Place& w, int64_t t0, int n, int cap, float (*q)[RG * ROWS],
-                   float (*k)[RG * ROWS], float (*v)[BV], float* a, float* beta, const float* dsrc = nullptr,
-                   float (*dst)[BV] = nullptr) {
+// Tile `b` of `tl`: n tokens from t0 by cp.async (4 bytes each, any alignment): q and d_o when asked
+// (the walks that need them), k, the slice of v, g and β; elements past n or past d_k / d_v are
+// written as zeros directly (g = 0, β = 0: such a token leaves the state as it is). The caller
+// commits the group and waits for it (then a block barrier) before reading.
+template <int ROWS, int TL>
+TTT_DEV void stage_async(Tiles<ROWS, TL>& tl, int b, const Params& p, const Place& w, int64_t t0, int n, bool with_q,
+                         bool with_do) {
   constexpr int DKP = RG * ROWS;
-  for (int e = tid(); e < cap * DKP; e += THREADS) {
-    const int t = e / DKP, i = e % DKP;
-    const bool in = t < n && i < p.dk_dim;
-    const int64_t off = tok(p, w, t0 + t) * p.dk_dim + i;
-    if (q) q[t][i] = in ? p.q[off] : 0.f;
-    k[t][i] = in ? p.k[off] : 0.f;
-  }
-  for (int e = tid(); e < cap * BV; e += THREADS) {
-    const int t = e / BV, jb = e % BV, j = w.slice * BV + jb;
-    const bool in = t < n && j < p.dv_dim;
-    const int64_t off = tok(p, w, t0 + t) * p.dv_dim + j;
-    v[t][jb] = in ? p.v[off] : 0.f;
-    if (dst) dst[t][jb] = in && dsrc ? dsrc[off] : 0.f;
-  }
-  for (int t = tid(); t < cap; t += THREADS) {
-    const bool in = t < n;
-    a[t] = in ? expf(p.g[tok(p, w, t0 + t)]) : 1.f;
-    beta[t] = in ? p.beta[tok(p, w, t0 + t)] : 0.f;
-  }
-}
-
-// The forward walk's tile of n tokens from t0 into buffer `b`, by cp.async (4 bytes each, any
-// alignment): q (when the walk writes outputs), k, the slice of v, g and β; elements past n or past
-// d_k / d_v are written as zeros directly (g = 0, β = 0: such a token leaves the state as it is).
-// The caller commits the group and waits for it before reading.
-template <int ROWS>
-TTT_DEV void stage_async(FwdSmem<ROWS>& sm, int b, const Params& p, const Place& w, int64_t t0, int n, bool with_q) {
-  constexpr int DKP = RG * ROWS;
-  for (int e = tid(); e < LT * DKP; e += THREADS) {
+  for (int e = tid(); e < TL * DKP; e += THREADS) {
     const int t = e / DKP, i = e % DKP;
     const int64_t off = tok(p, w, t0 + t) * p.dk_dim + i;
     if (t < n && i < p.dk_dim) {
-      if (with_q) simt::cp_async4(&sm.q[b][t][i], p.q + off);
-      simt::cp_async4(&sm.k[b][t][i], p.k + off);
+      if (with_q) simt::cp_async4(&tl.q[b][t][i], p.q + off);
+      simt::cp_async4(&tl.k[b][t][i], p.k + off);
     } else {
-      sm.q[b][t][i] = 0.f;
-      sm.k[b][t][i] = 0.f;
+      tl.q[b][t][i] = 0.f;
+      tl.k[b][t][i] = 0.f;
     }
   }
-  for (int e = tid(); e < LT * BV; e += THREADS) {
+  for (int e = tid(); e < TL * BV; e += THREADS) {
     const int t = e / BV, jb = e % BV, j = w.slice * BV + jb;
-    if (t < n && j < p.dv_dim) simt::cp_async4(&sm.v[b][t][jb], p.v + tok(p, w, t0 + t) * p.dv_dim + j);
-    else sm.v[b][t][jb] = 0.f;
-  }
-  for (int t = tid(); t < LT; t += THREADS) {
-    if (t < n) {
-      simt::cp_async4(&sm.g[b][t], p.g + tok(p, w, t0 + t));
-      simt::cp_async4(&sm.beta[b][t], p.beta + tok(p, w, t0 + t));
+    const int64_t off = tok(p, w, t0 + t) * p.dv_dim + j;
+    if (t < n && j < p.dv_dim) {
+      simt::cp_async4(&tl.v[b][t][jb], p.v + off);
+      if (with_do) simt::cp_async4(&tl.d_o[b][t][jb], p.d_o + off);
     } else {
-      sm.g[b][t] = 0.f;
-      sm.beta[b][t] = 0.f;
+      tl.v[b][t][jb] = 0.f;
+      tl.d_o[b][t][jb] = 0.f;
     }
   }
+  for (int t = tid(); t < TL; t += THREADS) {
+    if (t < n) {
+      simt::cp_async4(&tl.g[b][t], p.g + tok(p, w, t0 + t));
+      simt::cp_async4(&tl.beta[b][t], p.beta + tok(p, w, t0 + t));
+    } else {
+      tl.g[b][t] = 0.f;
+      tl.beta[b][t] = 0.f;
+    }
+  }
+}
+
+// Waits for this thread's copies of the current tile (all but the newest group when a next tile was
+// staged after it), then for every thread's.
+TTT_DEV void wait_tile(bool next_in_flight) {
+  if (next_in_flight) simt::cp_async_wait_group<1>();
+  else simt::cp_async_wait_all();
+  simt::sync();
 }
 
 // One token's step on the thread's rows: returns p = (M_{t−1}ᵀ k)_j (0 without the erase term) and
@@ -309,28 +300,26 @@ TTT_DEV void fwd_block(const Params& p, int64_t block, char* smem_raw) {
   const int64_t tiles = (p.len + LT - 1) / LT;
   auto tile_len = [&](int64_t i) { return static_cast<int>(p.len - i * LT < LT ? p.len - i * LT : LT); };
   const bool with_q = p.o != nullptr;
-  stage_async<ROWS>(sm, 0, p, w, 0, tile_len(0), with_q);
+  auto& in = sm.in;
+  stage_async<ROWS, LT>(in, 0, p, w, 0, tile_len(0), with_q, false);
   simt::cp_async_commit();
   for (int64_t it = 0; it < tiles; ++it) {
     const int64_t t0 = it * LT;
     const int n = tile_len(it), b = static_cast<int>(it & 1);
     if (it + 1 < tiles) {
-      stage_async<ROWS>(sm, b ^ 1, p, w, t0 + LT, tile_len(it + 1), with_q);
+      stage_async<ROWS, LT>(in, b ^ 1, p, w, t0 + LT, tile_len(it + 1), with_q, false);
       simt::cp_async_commit();
-      simt::cp_async_wait_group<1>();  // this tile's copies are done, the next tile's may not be
-    } else {
-      simt::cp_async_wait_all();
     }
-    simt::sync();
+    wait_tile(it + 1 < tiles);
     if (p.ckpt && t0 % CK == 0)
       store_state<ROWS>(M, p.ckpt + (w.bh * p.chunks + t0 / CK) * DKP * static_cast<int64_t>(p.dv_dim), p, w,
                         p.dv_dim, w.j, w.col, DKP);
     for (int t = 0; t < n; ++t) {
-      step<ROWS, ERASE>(M, sm.k[b][t], w.r, sm.v[b][t][w.jb], expf(sm.g[b][t]), sm.beta[b][t]);
+      step<ROWS, ERASE>(M, in.k[b][t], w.r, in.v[b][t][w.jb], expf(in.g[b][t]), in.beta[b][t]);
       if (with_q) {
         float acc[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
-        for (int m = 0; m < ROWS; ++m) acc[m & 3] += M[m] * sm.q[b][t][w.r * ROWS + m];
+        for (int m = 0; m < ROWS; ++m) acc[m & 3] += M[m] * in.q[b][t][w.r * ROWS + m];
         const float oj = row_sum((acc[0] + acc[1]) + (acc[2] + acc[3]));
         if (w.r == 0 && w.col) p.o[tok(p, w, t0 + t) * p.dv_dim + w.j] = oj;
       }
@@ -351,35 +340,51 @@ TTT_DEV void bwd_block(const Params& p, int64_t block, char* smem_raw) {
   const Place w = place_of(p, block);
   const int64_t state_elems = p.dk_dim * static_cast<int64_t>(p.dv_dim);
   float* scratch = p.scratch + block * (CK / S) * static_cast<int64_t>(DKP * BV);
+  auto& in = sm.in;
   float D[ROWS], M[ROWS];
   load_state<ROWS>(D, p.dM_final ? p.dM_final + w.bh * state_elems : nullptr, p, w, p.dv_dim, w.j, w.col);
   for (int c = p.chunks - 1; c >= 0; --c) {
     const int64_t t0 = static_cast<int64_t>(c) * CK;
     const int n_chunk = static_cast<int>(p.len - t0 < CK ? p.len - t0 : CK);
     const int segs = (n_chunk + S - 1) / S;
-    // Phase A: the states entering each segment of the chunk, into the block's scratch.
+    auto seg_len = [&](int sg) { return n_chunk - sg * S < S ? n_chunk - sg * S : S; };
+    // Phase A: the states entering each segment of the chunk, into the block's scratch (segments in
+    // order, the next one's inputs in flight while one is walked).
     load_state<ROWS>(M, p.ckpt + (w.bh * p.chunks + c) * DKP * static_cast<int64_t>(p.dv_dim), p, w, p.dv_dim, w.j,
                      w.col);
+    stage_async<ROWS, S>(in, 0, p, w, t0, seg_len(0), false, false);
+    simt::cp_async_commit();
     for (int sg = 0; sg < segs; ++sg) {
-      const int n = n_chunk - sg * S < S ? n_chunk - sg * S : S;
-      simt::sync();
-      stage<ROWS>(p, w, t0 + sg * S, n, S, nullptr, sm.k, sm.v, sm.a, sm.beta);
-      simt::sync();
+      const int b = sg & 1;
+      if (sg + 1 < segs) {
+        stage_async<ROWS, S>(in, b ^ 1, p, w, t0 + (sg + 1) * S, seg_len(sg + 1), false, false);
+        simt::cp_async_commit();
+      }
+      wait_tile(sg + 1 < segs);
       store_state<ROWS>(M, scratch + sg * DKP * BV, p, w, BV, w.jb, true, DKP);
-      for (int t = 0; t < n; ++t) step<ROWS, ERASE>(M, sm.k[t], w.r, sm.v[t][w.jb], sm.a[t], sm.beta[t]);
+      for (int t = 0; t < seg_len(sg); ++t)
+        step<ROWS, ERASE>(M, in.k[b][t], w.r, in.v[b][t][w.jb], expf(in.g[b][t]), in.beta[b][t]);
+      simt::sync();  // buffer b is read before the segment after next is staged into it
     }
-    // Phase B: the segments in reverse.
-    for (int sg = segs - 1; sg >= 0; --sg) {
+    // Phase B: the segments in reverse, the previous one's inputs in flight while one is walked.
+    stage_async<ROWS, S>(in, 0, p, w, t0 + (segs - 1) * S, seg_len(segs - 1), true, p.d_o != nullptr);
+    simt::cp_async_commit();
+    for (int idx = 0; idx < segs; ++idx) {
+      const int sg = segs - 1 - idx, b = idx & 1, n = seg_len(sg);
       const int64_t ts = t0 + sg * S;
-      const int n = n_chunk - sg * S < S ? n_chunk - sg * S : S;
-      simt::sync();  // the previous segment's shared memory is read
-      stage<ROWS>(p, w, ts, n, S, sm.q, sm.k, sm.v, sm.a, sm.beta, p.d_o, sm.d_o);
+      if (idx + 1 < segs) {
+        stage_async<ROWS, S>(in, b ^ 1, p, w, ts - S, seg_len(sg - 1), true, p.d_o != nullptr);
+        simt::cp_async_commit();
+      }
       load_state<ROWS>(M, scratch + sg * DKP * BV, p, w, BV, w.jb, true);
 #pragma unroll
       for (int m = 0; m < ROWS; ++m) sm.st[0][w.r * ROWS + m][w.jb] = M[m];
-      simt::sync();
+      wait_tile(idx + 1 < segs);
+      const auto& q = in.q[b];
+      const auto& k = in.k[b];
+      const auto& d_o = in.d_o[b];
       for (int t = 0; t < n; ++t) {
-        const float pj = step<ROWS, ERASE>(M, sm.k[t], w.r, sm.v[t][w.jb], sm.a[t], sm.beta[t]);
+        const float pj = step<ROWS, ERASE>(M, k[t], w.r, in.v[b][t][w.jb], expf(in.g[b][t]), in.beta[b][t]);
         if (w.r == 0) sm.p[t][w.jb] = pj;
 #pragma unroll
         for (int m = 0; m < ROWS; ++m) sm.st[t + 1][w.r * ROWS + m][w.jb] = M[m];
@@ -388,16 +393,16 @@ TTT_DEV void bwd_block(const Params& p, int64_t block, char* smem_raw) {
       for (int m = 0; m < ROWS; ++m) sm.Din[w.r * ROWS + m][w.jb] = D[m];
       simt::syncwarp();  // p of a column, written by its row group 0, is read by its other lanes
       for (int t = n - 1; t >= 0; --t) {
-        const float doj = sm.d_o[t][w.jb], a = sm.a[t], beta = sm.beta[t];
+        const float doj = d_o[t][w.jb], a = expf(in.g[b][t]), beta = in.beta[b][t];
         float acc[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
         for (int m = 0; m < ROWS; ++m) {
           const int i = w.r * ROWS + m;
-          D[m] += sm.q[t][i] * doj;
-          acc[m & 3] += D[m] * sm.k[t][i];
+          D[m] += q[t][i] * doj;
+          acc[m & 3] += D[m] * k[t][i];
         }
         const float du = row_sum((acc[0] + acc[1]) + (acc[2] + acc[3]));
-        const float pj = sm.p[t][w.jb], rj = sm.v[t][w.jb] - a * pj, dp = ERASE ? -a * beta * du : 0.f;
+        const float pj = sm.p[t][w.jb], rj = in.v[b][t][w.jb] - a * pj, dp = ERASE ? -a * beta * du : 0.f;
         if (w.r == 0) {
           if (w.col) p.dv[tok(p, w, ts + t) * p.dv_dim + w.j] = beta * du;
           sm.u[t][w.jb] = beta * rj;
@@ -406,7 +411,7 @@ TTT_DEV void bwd_block(const Params& p, int64_t block, char* smem_raw) {
           sm.col_da[t][w.jb] = -beta * du * pj;
         }
 #pragma unroll
-        for (int m = 0; m < ROWS; ++m) D[m] = a * D[m] + sm.k[t][w.r * ROWS + m] * dp;
+        for (int m = 0; m < ROWS; ++m) D[m] = a * D[m] + k[t][w.r * ROWS + m] * dp;
       }
       simt::sync();
       // Sums over the block's columns, per (token, row): one thread a row walks the segment's tokens
@@ -418,14 +423,14 @@ TTT_DEV void bwd_block(const Params& p, int64_t block, char* smem_raw) {
 #pragma unroll
         for (int jb = 0; jb < BV; ++jb) d[jb] = sm.Din[i][jb];
         for (int t = n - 1; t >= 0; --t) {
-          const float qi = sm.q[t][i], ki = sm.k[t][i], a = sm.a[t];
+          const float qi = q[t][i], ki = k[t][i], a = expf(in.g[b][t]);
           float dkp = 0.f, dqp = 0.f, dap = 0.f;
 #pragma unroll
           for (int jb = 0; jb < BV; ++jb) {
             const float Mp = sm.st[t][i][jb], dpj = sm.dp[t][jb];
-            d[jb] += qi * sm.d_o[t][jb];
+            d[jb] += qi * d_o[t][jb];
             dkp += d[jb] * sm.u[t][jb] + Mp * dpj;
-            dqp += sm.st[t + 1][i][jb] * sm.d_o[t][jb];
+            dqp += sm.st[t + 1][i][jb] * d_o[t][jb];
             dap += d[jb] * Mp;
             d[jb] = a * d[jb] + ki * dpj;
           }
