@@ -82,27 +82,22 @@ inline Grads kernel(const Problem& p, DType dt, Device dev = cpu()) {
   return r;
 }
 
-inline double rel(const Tensor& x, const Tensor& y) {
-  const Tensor a = x.to(DType::f64), b = y.to(DType::f64);
-  return max_abs_diff(a, b) / std::max(1.0, max_abs_diff(b, zeros_like(b)));
-}
-
 // Values (unless `outputs` is false) and every gradient; an undefined gradient counts as zeros.
 inline void compare(const Grads& a, const Grads& b, double tol, const std::string& what, bool outputs = true) {
   CAPTURE(what);
   if (outputs) {
-    CHECK_MESSAGE(rel(a.o, b.o) < tol, "o ", rel(a.o, b.o));
-    CHECK_MESSAGE(rel(a.MT, b.MT) < tol, "M_T ", rel(a.MT, b.MT));
+    CHECK_MESSAGE(max_scaled_diff(a.o, b.o) < tol, "o ", max_scaled_diff(a.o, b.o));
+    CHECK_MESSAGE(max_scaled_diff(a.MT, b.MT) < tol, "M_T ", max_scaled_diff(a.MT, b.MT));
   }
   const std::pair<const char*, std::pair<Tensor, Tensor>> grads[] = {
       {"dq", {a.dq, b.dq}}, {"dk", {a.dk, b.dk}}, {"dv", {a.dv, b.dv}}, {"dg", {a.dg, b.dg}}, {"dbeta", {a.dbeta, b.dbeta}}};
   for (const auto& [name, ab] : grads) {
     const Tensor x = ab.first.defined() ? ab.first : zeros_like(ab.second);
     const Tensor y = ab.second.defined() ? ab.second : zeros_like(x);
-    CHECK_MESSAGE(rel(x, y) < tol, name, " ", rel(x, y));
+    CHECK_MESSAGE(max_scaled_diff(x, y) < tol, name, " ", max_scaled_diff(x, y));
   }
   REQUIRE(a.dM0.defined() == b.dM0.defined());
-  if (a.dM0.defined()) CHECK_MESSAGE(rel(a.dM0, b.dM0) < tol, "dM0 ", rel(a.dM0, b.dM0));
+  if (a.dM0.defined()) CHECK_MESSAGE(max_scaled_diff(a.dM0, b.dM0) < tol, "dM0 ", max_scaled_diff(a.dM0, b.dM0));
 }
 
 }  // namespace ttt::testing

@@ -5,11 +5,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <string>
 #include <vector>
 
+#include "autograd/engine.h"
 #include "autograd/gradcheck.h"
 #include "autograd/ops.h"
+#include "layers/mixer.h"
 #include "layers/module.h"
 
 namespace ttt::testing {
@@ -85,6 +88,53 @@ inline void check_near_reference(const tensor_list& got, const tensor_list& ref,
     const double scale = max(abs(ref[i])).item();
     CHECK(scale > 0.01);
     CHECK(max(abs(sub(got[i], ref[i]))).item() < rel * scale);
+  }
+}
+
+// Runs m.step() on x [B, T, D] in pieces of the given lengths from a fresh state, without autograd,
+// and joins the outputs over time: forward(x) again for a correct O(1) state.
+inline Tensor decode_in_pieces(SequenceMixer& m, const Tensor& x, const std::vector<int64_t>& pieces) {
+  NoGradGuard ng;
+  auto st = m.init_state(x.shape()[0]);
+  tensor_list ys;
+  int64_t t0 = 0;
+  for (int64_t n : pieces) {
+    ys.push_back(m.step(narrow(x.detach(), 1, t0, n), *st));
+    t0 += n;
+  }
+  REQUIRE(t0 == x.shape()[1]);
+  return cat(ys, 1);
+}
+
+// The forward of `f` and the gradients of <f(), w> w.r.t. `in`.
+struct ValuesAndGrads {
+  Tensor y;
+  tensor_list grads;
+};
+inline ValuesAndGrads values_and_grads(const std::function<Tensor()>& f, const tensor_list& in, const Tensor& w) {
+  ValuesAndGrads r{f(), {}};
+  r.grads = grad({sum(mul(r.y, w))}, in);
+  return r;
+}
+
+// A mixer built twice from one seed, `on_gpu` already moved to the GPU: its output on x [B, T, D]
+// and every parameter's gradient of <y, w> against `on_cpu`'s, as max_scaled_diff below y_tol and
+// g_tol (x and w random, seeded).
+inline void check_mixer_on_gpu(SequenceMixer& on_cpu, SequenceMixer& on_gpu, const Shape& x_shape, double y_tol,
+                               double g_tol) {
+  Generator gx(6);
+  Tensor x = randn(x_shape, gx);
+  Tensor w = randn(x_shape, gx);
+  Tensor ya = on_cpu.forward(x.detach().set_requires_grad(true));
+  Tensor yb = on_gpu.forward(x.to(cuda()));
+  CHECK(max_scaled_diff(yb.to(cpu()), ya) < y_tol);
+  sum(mul(ya, w)).backward();
+  sum(mul(yb, w.to(cuda()))).backward();
+  auto pa = on_cpu.named_parameters(), pb = on_gpu.named_parameters();
+  REQUIRE(pa.size() == pb.size());
+  for (size_t i = 0; i < pa.size(); ++i) {
+    CAPTURE(pa[i].first);
+    CHECK(max_scaled_diff(pb[i].second.grad().to(cpu()), pa[i].second.grad()) < g_tol);
   }
 }
 

@@ -37,7 +37,7 @@ TEST_CASE("CUDA gated delta kernels == CPU reference (float32, o, M_T and every 
   CHECK(gated_delta_unsupported(cuda(), GatedDeltaShape{1, 8, 2, 129, 4, 64, DType::f32}) != "");  // d_k ≤ 128
 }
 
-TEST_CASE("Gated DeltaNet layer on the GPU (fused kernels) == on the CPU: values and every gradient") {
+TEST_CASE("Gated DeltaNet and Mamba 2 (recurrent kernels) layers on the GPU == on the CPU: values and every gradient") {
   TTT_REQUIRE_GPU();
   ModelConfig c;
   c.d_model = 64;
@@ -45,49 +45,22 @@ TEST_CASE("Gated DeltaNet layer on the GPU (fused kernels) == on the CPU: values
   c.mixer = "gated_deltanet";
   c.gdn.chunk = 16;
   c.gdn.kernel = "fused";
-  Generator g1(5), g2(5);
-  GatedDeltaNetMixer a(c, g1), b(c, g2);
-  b.to(cuda());
-  Generator gx(6);
-  Tensor x = randn({2, 50, 64}, gx);
-  Tensor w = randn({2, 50, 64}, gx);
-  Tensor ya = a.forward(x.detach().set_requires_grad(true));
-  Tensor yb = b.forward(x.to(cuda()));
-  CHECK(rel(yb.to(cpu()), ya) < 2e-4);
-  sum(mul(ya, w)).backward();
-  sum(mul(yb, w.to(cuda()))).backward();
-  auto pa = a.named_parameters(), pb = b.named_parameters();
-  for (size_t i = 0; i < pa.size(); ++i) {
-    CAPTURE(pa[i].first);
-    CHECK(rel(pb[i].second.grad().to(cpu()), pa[i].second.grad()) < 5e-4);
+  {
+    Generator g1(5), g2(5);
+    GatedDeltaNetMixer a(c, g1), b(c, g2);
+    b.to(cuda());
+    check_mixer_on_gpu(a, b, {2, 50, 64}, 2e-4, 5e-4);
   }
-}
-
-TEST_CASE("Mamba 2 layer on the GPU through the recurrent kernels == on the CPU: values and every gradient") {
-  TTT_REQUIRE_GPU();
-  ModelConfig c;
-  c.d_model = 64;
-  c.n_heads = 4;
   c.mixer = "mamba2";
   c.mamba2.d_state = 32;
   c.mamba2.head_dim = 16;
   c.mamba2.n_groups = 2;
   c.mamba2.chunk = 16;
   c.mamba2.kernel = "recurrent";
-  Generator g1(5), g2(5);
-  Mamba2Mixer a(c, g1), b(c, g2);
-  b.to(cuda());
-  Generator gx(6);
-  Tensor x = randn({2, 50, 64}, gx);
-  Tensor w = randn({2, 50, 64}, gx);
-  Tensor ya = a.forward(x.detach().set_requires_grad(true));
-  Tensor yb = b.forward(x.to(cuda()));
-  CHECK(rel(yb.to(cpu()), ya) < 2e-4);
-  sum(mul(ya, w)).backward();
-  sum(mul(yb, w.to(cuda()))).backward();
-  auto pa = a.named_parameters(), pb = b.named_parameters();
-  for (size_t i = 0; i < pa.size(); ++i) {
-    CAPTURE(pa[i].first);
-    CHECK(rel(pb[i].second.grad().to(cpu()), pa[i].second.grad()) < 5e-4);
+  {
+    Generator g1(5), g2(5);
+    Mamba2Mixer a(c, g1), b(c, g2);
+    b.to(cuda());
+    check_mixer_on_gpu(a, b, {2, 50, 64}, 2e-4, 5e-4);
   }
 }

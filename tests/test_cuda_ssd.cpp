@@ -13,9 +13,11 @@
 #include "layers/mamba2.h"
 #include "layers/ssm_util.h"
 #include "tests/cuda_test_util.h"
+#include "tests/layer_helpers.h"
 
 using namespace ttt;
 using namespace ttt::cudatest;
+using ttt::testing::check_mixer_on_gpu;
 
 namespace {
 
@@ -122,17 +124,5 @@ TEST_CASE("Mamba 2 layer on the GPU (fused kernels) == on the CPU: values and ev
   Generator g1(5), g2(5);
   Mamba2Mixer a(c, g1), b(c, g2);
   b.to(cuda());
-  Generator gx(6);
-  Tensor x = randn({2, 50, 64}, gx);
-  Tensor w = randn({2, 50, 64}, gx);
-  Tensor ya = a.forward(x.detach().set_requires_grad(true));
-  Tensor yb = b.forward(x.to(cuda()));
-  CHECK(scaled(yb.to(cpu()), ya) < 2e-4);
-  sum(mul(ya, w)).backward();
-  sum(mul(yb, w.to(cuda()))).backward();
-  auto pa = a.named_parameters(), pb = b.named_parameters();
-  for (size_t i = 0; i < pa.size(); ++i) {
-    CAPTURE(pa[i].first);
-    CHECK(scaled(pb[i].second.grad().to(cpu()), pa[i].second.grad()) < 5e-4);
-  }
+  check_mixer_on_gpu(a, b, {2, 50, 64}, 2e-4, 5e-4);
 }
