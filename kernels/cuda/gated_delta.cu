@@ -43,30 +43,22 @@ template <class K> void launch(K kernel, int64_t blocks, size_t smem, cudaStream
   CUDA_CHECK_LAUNCH();
 }
 
-// The forward (or checkpoint) walk for p.rows and p.erase.
-template <bool ERASE> void launch_fwd_as(const Params& p, int64_t blocks, cudaStream_t stream) {
-  const size_t smem = gdelta::fwd_smem_bytes(p.rows);
-  switch (p.rows) {
-    case 8: return launch(gated_delta_fwd_kernel<8, ERASE>, blocks, smem, stream, p);
-    case 16: return launch(gated_delta_fwd_kernel<16, ERASE>, blocks, smem, stream, p);
-    case 24: return launch(gated_delta_fwd_kernel<24, ERASE>, blocks, smem, stream, p);
-    default: return launch(gated_delta_fwd_kernel<32, ERASE>, blocks, smem, stream, p);
-  }
-}
-template <bool ERASE> void launch_bwd_as(const Params& p, int64_t blocks, cudaStream_t stream) {
-  const size_t smem = gdelta::bwd_smem_bytes(p.rows);
-  switch (p.rows) {
-    case 8: return launch(gated_delta_bwd_kernel<8, ERASE>, blocks, smem, stream, p);
-    case 16: return launch(gated_delta_bwd_kernel<16, ERASE>, blocks, smem, stream, p);
-    case 24: return launch(gated_delta_bwd_kernel<24, ERASE>, blocks, smem, stream, p);
-    default: return launch(gated_delta_bwd_kernel<32, ERASE>, blocks, smem, stream, p);
-  }
-}
+// The forward (or checkpoint) walk and the backward walk for p.rows and p.erase.
 void launch_fwd(const Params& p, int64_t blocks, cudaStream_t stream) {
-  return p.erase ? launch_fwd_as<true>(p, blocks, stream) : launch_fwd_as<false>(p, blocks, stream);
+  gdelta::with_rows(p.rows, [&](auto r) {
+    constexpr int R = decltype(r)::value;
+    const size_t smem = sizeof(gdelta::FwdSmem<R>);
+    if (p.erase) launch(gated_delta_fwd_kernel<R, true>, blocks, smem, stream, p);
+    else launch(gated_delta_fwd_kernel<R, false>, blocks, smem, stream, p);
+  });
 }
 void launch_bwd(const Params& p, int64_t blocks, cudaStream_t stream) {
-  return p.erase ? launch_bwd_as<true>(p, blocks, stream) : launch_bwd_as<false>(p, blocks, stream);
+  gdelta::with_rows(p.rows, [&](auto r) {
+    constexpr int R = decltype(r)::value;
+    const size_t smem = sizeof(gdelta::BwdSmem<R>);
+    if (p.erase) launch(gated_delta_bwd_kernel<R, true>, blocks, smem, stream, p);
+    else launch(gated_delta_bwd_kernel<R, false>, blocks, smem, stream, p);
+  });
 }
 
 int64_t blocks_of(const GatedDeltaShape& s) { return s.batch * s.heads * gdelta::slices_of(s); }

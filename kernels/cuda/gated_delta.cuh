@@ -33,6 +33,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/cuda/simt.cuh"
 #include "kernels/gated_delta.h"
@@ -93,21 +94,20 @@ template <int ROWS> struct BwdSmem {
   Tiles<ROWS, S> in;
   float p[S][BV], u[S][BV], dp[S][BV], col_da[S][BV], col_db[S][BV], row_da[S][RG * ROWS];
 };
-inline size_t fwd_smem_bytes(int rows) {
+// Calls f(std::integral_constant<int, ROWS>) for the row template `rows` (one of rows_for's values).
+template <class F> auto with_rows(int rows, F&& f) {
   switch (rows) {
-    case 8: return sizeof(FwdSmem<8>);
-    case 16: return sizeof(FwdSmem<16>);
-    case 24: return sizeof(FwdSmem<24>);
-    default: return sizeof(FwdSmem<32>);
+    case 8: return f(std::integral_constant<int, 8>{});
+    case 16: return f(std::integral_constant<int, 16>{});
+    case 24: return f(std::integral_constant<int, 24>{});
+    default: return f(std::integral_constant<int, 32>{});
   }
 }
+inline size_t fwd_smem_bytes(int rows) {
+  return with_rows(rows, [](auto r) { return sizeof(FwdSmem<decltype(r)::value>); });
+}
 inline size_t bwd_smem_bytes(int rows) {
-  switch (rows) {
-    case 8: return sizeof(BwdSmem<8>);
-    case 16: return sizeof(BwdSmem<16>);
-    case 24: return sizeof(BwdSmem<24>);
-    default: return sizeof(BwdSmem<32>);
-  }
+  return with_rows(rows, [](auto r) { return sizeof(BwdSmem<decltype(r)::value>); });
 }
 
 // Workspace floats: the checkpoints, the blocks' scratch and the slices' partial gradients.
