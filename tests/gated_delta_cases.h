@@ -21,6 +21,7 @@ namespace ttt::testing {
 
 struct Problem {
   GatedDeltaShape s;
+  bool with_do = true;  // false: the output has no gradient (only M_T's), d_o null
   Tensor q, k, v, g, beta, M0, d_o, dMT;  // float64, heads last
 };
 
@@ -44,6 +45,11 @@ inline Problem linear(Problem p) {
   p.s.erase = false;
   return p;
 }
+// The same problem with a gradient for M_T only.
+inline Problem without_do(Problem p) {
+  p.with_do = false;
+  return p;
+}
 
 struct Grads {
   Tensor o, MT, dq, dk, dv, dg, dbeta, dM0;
@@ -55,8 +61,8 @@ inline Grads kernel(const Problem& p, DType dt, Device dev = cpu()) {
   auto in = [&](const Tensor& t) { return t.defined() ? contiguous(t.to(dt)).to(dev) : Tensor(); };
   auto ptr = [](const Tensor& t) -> void* { return t.defined() ? t.data_ptr() : nullptr; };
   auto nan_like = [&](const Tensor& t) { return t.defined() ? full(t.shape(), NAN, opts(dt, dev)) : Tensor(); };
-  const Tensor q = in(p.q), k = in(p.k), v = in(p.v), g = in(p.g), beta = in(p.beta), M0 = in(p.M0), d_o = in(p.d_o),
-               dMT = in(p.dMT);
+  const Tensor q = in(p.q), k = in(p.k), v = in(p.v), g = in(p.g), beta = in(p.beta), M0 = in(p.M0),
+               d_o = p.with_do ? in(p.d_o) : Tensor(), dMT = in(p.dMT);
   Grads r{nan_like(v), nan_like(dMT), nan_like(q), nan_like(k), nan_like(v), nan_like(g), nan_like(beta), nan_like(M0)};
   GatedDeltaShape s = p.s;
   s.dtype = dt;

@@ -30,6 +30,8 @@ TEST_CASE("CUDA gated delta kernels == CPU reference (float32, o, M_T and every 
     compare(kernel(p, DType::f32, cuda()), kernel(p, DType::f32), 1e-4, "cuda");
     compare(kernel(linear(p), DType::f32, cuda()), kernel(linear(p), DType::f32), 1e-4, "cuda, no erase term");
   }
+  const Problem no_do = without_do(cases[1]);  // only M_T has a gradient
+  compare(kernel(no_do, DType::f32, cuda()), kernel(no_do, DType::f32), 1e-4, "cuda, no output gradient", false);
   // The 125M Mamba 2's heads through the linear recurrence: N = 128 = d_k, P = 64 = d_v.
   const Problem m2 = linear(make(1, 200, 4, 128, 64, 64, true, 80));
   compare(kernel(m2, DType::f32, cuda()), kernel(m2, DType::f32), 1e-4, "cuda, Mamba 2 heads");

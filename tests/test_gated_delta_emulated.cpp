@@ -5,7 +5,8 @@
 // float32, with outputs, workspace and shared memory NaN at the start. Shapes cover each row
 // template (key head dims 3 .. 128), value dims below, at and above one 32-column slice, sequences
 // shorter than a segment, with a short last segment and chunk, and over several 64-token
-// checkpoints; with and without an initial state; with and without the erase term (Mamba 2's SSD). The same kernels run on a GPU in
+// checkpoints; with and without an initial state; with and without the erase term (Mamba 2's SSD);
+// without an output gradient. The same kernels run on a GPU in
 // test_cuda_gated_delta.cpp. Run: ./build/tests/test_gated_delta_emulated
 #define TTT_SIMT_EMULATE 1
 #include "kernels/cuda/gated_delta.cuh"
@@ -46,8 +47,8 @@ Grads emulate(const Problem& p) {
   auto in = [&](const Tensor& t) { return t.defined() ? contiguous(t.to(f)) : Tensor(); };
   auto ptr = [](const Tensor& t) -> void* { return t.defined() ? t.data_ptr() : nullptr; };
   auto nan_like = [&](const Tensor& t) { return t.defined() ? full(t.shape(), NAN, opts(f)) : Tensor(); };
-  const Tensor q = in(p.q), k = in(p.k), v = in(p.v), g = in(p.g), beta = in(p.beta), M0 = in(p.M0), d_o = in(p.d_o),
-               dMT = in(p.dMT);
+  const Tensor q = in(p.q), k = in(p.k), v = in(p.v), g = in(p.g), beta = in(p.beta), M0 = in(p.M0),
+               d_o = p.with_do ? in(p.d_o) : Tensor(), dMT = in(p.dMT);
   Grads r{nan_like(v), nan_like(dMT), nan_like(q), nan_like(k), nan_like(v), nan_like(g), nan_like(beta), nan_like(M0)};
   GatedDeltaShape s = p.s;
   s.dtype = f;
@@ -90,6 +91,9 @@ TEST_CASE("emulated CUDA gated delta kernels == CPU reference (float32, o, M_T a
     compare(emulate(p), kernel(p, DType::f32), 2e-5, "emulated");
     compare(emulate(linear(p)), kernel(linear(p), DType::f32), 2e-5, "emulated, no erase term");
   }
+  // Only M_T has a gradient (d_o null): the staged output gradient must read as zeros.
+  const Problem p = without_do(cases[1]);
+  compare(emulate(p), kernel(p, DType::f32), 2e-5, "emulated, no output gradient", false);
 }
 
 TEST_CASE("CUDA gated delta coverage: key head dims up to 128") {

@@ -82,6 +82,11 @@ TEST_CASE("gated linear form == Mamba 2's SSD recurrence (k = B, q = C, v = x, b
   }
 }
 
+TEST_CASE("CPU gated delta kernels with a gradient for M_T only (d_o null) == the composite") {
+  for (const Problem& p : problems())
+    compare(kernel(without_do(p), DType::f64), op(p, false, DType::f64, false, true), 1e-10, "no d_o", false);
+}
+
 TEST_CASE("CPU gated delta kernels in float32 == the float64 composite to float32 accuracy") {
   for (const Problem& p : problems()) compare(kernel(p, DType::f32), op(p, false), 2e-5, "f32");
 }

@@ -245,6 +245,7 @@ TTT_DEV void stage_async(Tiles<ROWS, TL>& tl, int b, const Params& p, const Plac
     if (t < n && j < p.dv_dim) {
       simt::cp_async4(&tl.v[b][t][jb], p.v + off);
       if (with_do) simt::cp_async4(&tl.d_o[b][t][jb], p.d_o + off);
+      else tl.d_o[b][t][jb] = 0.f;  // no output gradient: zeros
     } else {
       tl.v[b][t][jb] = 0.f;
       tl.d_o[b][t][jb] = 0.f;
