@@ -42,7 +42,7 @@ struct GatedDeltaNetConfig {
   int64_t head_dim = -1;   // key head dim; -1 = 0.75 · d_model / n_heads (fla: key_dim = 0.75 · hidden)
   int64_t expand_v = 2;    // value head dim = expand_v · head_dim
   int64_t d_conv = 4;      // short convs on q, k, v (no bias), then SiLU
-  int64_t chunk = 64;      // WY/UT chunk length (a power of two); the fused kernels' checkpoint interval
+  int64_t chunk = 64;      // WY/UT chunk length (a power of two); the CPU fused kernels keep the state this often
   double norm_eps = 1e-5;  // the gated RMSNorm of the output
   std::string kernel = "auto";  // the scan: fused | composite | auto (fused where the device's kernels cover it)
 };
