@@ -49,9 +49,11 @@ constexpr int THREADS = 128; // 4 warps of 8 columns × 4 row groups
 constexpr int RG = 4;        // row groups
 constexpr int RS = BV + 1;   // row stride of [rows, BV] state tiles in shared memory
 constexpr int LT = 16;       // tokens staged at a time by the forward walk
-constexpr int S = 4;         // tokens per backward segment (states recomputed into shared memory)
 constexpr int CK = 64;       // tokens between the checkpoints the backward keeps in global memory
-static_assert(CK % S == 0 && CK % LT == 0, "checkpoints fall on segment and tile boundaries");
+// Tokens per backward segment (their states are recomputed into shared memory, S + 2 states in all):
+// 4, and 2 at ROWS 32, where 6 states of 128 rows would leave room for one block per SM.
+constexpr int seg_tokens(int rows) { return rows >= 32 ? 2 : 4; }
+static_assert(CK % 4 == 0 && CK % 2 == 0 && CK % LT == 0, "checkpoints fall on segment and tile boundaries");
 static_assert(BV == 32, "a warp holds 8 columns x 4 row groups; per-token column sums take one lane a column");
 
 struct Params {
@@ -89,6 +91,7 @@ template <int ROWS> struct FwdSmem {
   Tiles<ROWS, LT> in;  // d_o unused
 };
 template <int ROWS> struct BwdSmem {
+  static constexpr int S = seg_tokens(ROWS);
   float st[S + 1][RG * ROWS][RS];  // M_{t−1} of the segment's tokens, then M of its last
   float Din[RG * ROWS][RS];        // the adjoint entering the segment's reverse walk
   Tiles<ROWS, S> in;
@@ -120,7 +123,7 @@ inline Workspace workspace_of(const GatedDeltaShape& s) {
   const size_t bh = static_cast<size_t>(s.batch * s.heads), dkp = static_cast<size_t>(RG * rows_for(s.dk));
   const size_t sl = static_cast<size_t>(slices_of(s)), tokens = static_cast<size_t>(s.batch * s.len * s.heads);
   w.ckpt = bh * static_cast<size_t>(chunks_of(s)) * dkp * static_cast<size_t>(s.dv);
-  w.scratch = bh * sl * (CK / S) * dkp * BV;
+  w.scratch = bh * sl * static_cast<size_t>(CK / seg_tokens(rows_for(s.dk))) * dkp * BV;
   w.part_qk = sl * tokens * static_cast<size_t>(s.dk);
   w.part_ab = sl * tokens;
   return w;
@@ -337,7 +340,7 @@ TTT_DEV void fwd_block(const Params& p, int64_t block, char* smem_raw) {
 template <int ROWS, bool ERASE>
 TTT_DEV void bwd_block(const Params& p, int64_t block, char* smem_raw) {
   auto& sm = *reinterpret_cast<BwdSmem<ROWS>*>(smem_raw);
-  constexpr int DKP = RG * ROWS;
+  constexpr int DKP = RG * ROWS, S = seg_tokens(ROWS);
   const Place w = place_of(p, block);
   const int64_t state_elems = p.dk_dim * static_cast<int64_t>(p.dv_dim);
   float* scratch = p.scratch + block * (CK / S) * static_cast<int64_t>(DKP * BV);
