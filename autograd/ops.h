@@ -221,8 +221,8 @@ tensor_list ssd_scan(const Tensor& x, const Tensor& dt, const Tensor& A, const T
 
 // --- gated delta rule of Gated DeltaNet (ops/gated_delta_scan.cpp; math in kernels/gated_delta.h) -
 // Per batch and head, state M = Sᵀ [d_k, d_v]: M_t = e^{g_t} (I − β_t k_t k_tᵀ) M_{t−1} + β_t k_t v_tᵀ,
-// o_t = M_tᵀ q_t, M_{−1} = M0 (zeros when undefined). q, k [B,T,H,d_k], v [B,T,H,d_v], g, beta [B,T,H],
-// M0 [B,H,d_k,d_v] -> {o [B,T,H,d_v], M_T [B,H,d_k,d_v]}. One node over the fused kernels when `fused`
+// o_t = M_tᵀ q_t, M_{−1} = M0 (zeros when undefined). q, k [B,T,G,d_k] (G dividing H; head h reads
+// q/k head h / (H/G)), v [B,T,H,d_v], g, beta [B,T,H], M0 [B,H,d_k,d_v] -> {o [B,T,H,d_v], M_T [B,H,d_k,d_v]}. One node over the fused kernels when `fused`
 // and the device covers the shape (the backward keeps the state every `chunk` tokens); otherwise,
 // and for gradients of gradients, `composite` (the same function written with differentiable ops,
 // from the inputs in this order, returning {o, M_T}). With erase = false the recurrence has no erase
@@ -231,7 +231,7 @@ using GatedDeltaComposite = std::function<tensor_list(const tensor_list& inputs)
 tensor_list gated_delta_scan(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g, const Tensor& beta,
                              const Tensor& M0, int64_t chunk, const GatedDeltaComposite& composite, bool fused = true,
                              bool erase = true);
-// Why the fused kernels cannot run q [B,T,H,d_k], v [B,T,H,d_v] on q's device; empty when they can.
+// Why the fused kernels cannot run q [B,T,G,d_k], v [B,T,H,d_v] on q's device; empty when they can.
 std::string gated_delta_scan_unsupported(const Tensor& q, const Tensor& v, int64_t chunk);
 
 // --- selective scan of Mamba-1 (ops/selective_scan.cpp; math in kernels/selective_scan.h) --------

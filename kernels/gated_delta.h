@@ -12,8 +12,9 @@
 // which is Mamba 2's SSD (k = B, q = C, v = x, β = Δ, g = ΔA; the state is Hᵀ). The kernels walk the
 // tokens in order (the recurrent form) and keep the state entering every `chunk`-th token for the
 // backward, which recomputes the states in between.
-// Contiguous buffers of one dtype: q, k [batch, len, heads, dk]; v, o [batch, len, heads, dv];
-// g, beta [batch, len, heads]; M0, M_final [batch, heads, dk, dv].
+// Contiguous buffers of one dtype: q, k [batch, len, qk_heads, dk]; v, o [batch, len, heads, dv];
+// g, beta [batch, len, heads]; M0, M_final [batch, heads, dk, dv]. Head h reads q, k head
+// h / (heads / qk_heads) (groups of heads share them, as Mamba 2's B and C); dq, dk sum over the group.
 #pragma once
 
 #include <cstdint>
@@ -29,8 +30,11 @@ struct GatedDeltaShape {
   int64_t chunk = 64;        // tokens between the states the backward keeps (the CPU reference)
   DType dtype = DType::f32;  // f32, or f64 (CPU only)
   bool erase = true;         // the delta rule's −a β k kᵀ M term (false: the gated linear recurrence)
+  int64_t qk_heads = 0;      // heads of q and k (dividing heads); 0 = heads
 
   int64_t chunks() const { return (len + chunk - 1) / chunk; }
+  int64_t groups() const { return qk_heads > 0 ? qk_heads : heads; }
+  int64_t heads_per_group() const { return heads / groups(); }
 };
 
 // Why the shape cannot run on device `d` (empty when it can). The CPU reference runs float32 and

@@ -168,7 +168,9 @@ ScanResult gated_delta_rule(const Tensor& q, const Tensor& k, const Tensor& v, c
   // The twin sees the op's heads-last inputs and answers in the same layout.
   const GatedDeltaComposite composite = [chunk](const tensor_list& in) {
     auto heads_first = [](const Tensor& t) { return permute(t, {0, 2, 1, 3}); };
-    ScanResult r = gated_delta_chunked(heads_first(in[0]), heads_first(in[1]), heads_first(in[2]),
+    const int64_t H = in[2].shape()[2];
+    ScanResult r = gated_delta_chunked(heads_first(expand_groups(in[0], H)), heads_first(expand_groups(in[1], H)),
+                                       heads_first(in[2]),
                                        transpose(in[3], 1, 2), transpose(in[4], 1, 2), chunk, in[5]);
     return tensor_list{heads_first(r.y), r.state};
   };

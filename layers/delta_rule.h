@@ -28,8 +28,8 @@
 //
 // Shapes: q, k [B, H, T, d_k] (q already scaled; the layer L2-normalizes both), v [B, H, T, d_v],
 // g, beta [B, H, T], M0 [B, H, d_k, d_v] or undefined (zeros). Result: o [B, H, T, d_v] and M_T.
-// gated_delta_rule takes q, k [B, T, H, d_k], v [B, T, H, d_v], g, beta [B, T, H] and returns
-// o [B, T, H, d_v] and M_T.
+// gated_delta_rule takes q, k [B, T, G, d_k] (G = H, or groups of heads sharing them), v [B, T, H, d_v],
+// g, beta [B, T, H] and returns o [B, T, H, d_v] and M_T.
 #pragma once
 
 #include "layers/ssd.h"  // ScanResult, pad_to

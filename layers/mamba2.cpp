@@ -71,12 +71,10 @@ Tensor Mamba2Mixer::mix(const Tensor& xbc_conv, const Tensor& z, const Tensor& d
     y = permute(r.y, {0, 2, 1, 3});
     h_out = r.state;
   } else if (kernel_ == "recurrent" || (kernel_ == "auto" && xs.device().is_cpu())) {
-    // The token-by-token kernels of the delta rule without its erase term, on the state Hᵀ.
-    auto per_head = [&](const Tensor& t) {  // [B, T, G, N] -> [B, T, H, N]
-      return reshape(expand(unsqueeze(t, 3), {B, T, groups_, heads_ / groups_, d_state_}), {B, T, heads_, d_state_});
-    };
+    // The token-by-token kernels of the delta rule without its erase term, on the state Hᵀ; the
+    // heads of a group read its B and C (q/k heads = groups).
     const Tensor g = mul(dt, reshape(A, {1, 1, heads_}));
-    ScanResult r = gated_linear_rule(per_head(Cg), per_head(Bg), xs, g, dt, chunk_,
+    ScanResult r = gated_linear_rule(Cg, Bg, xs, g, dt, chunk_,
                                      h0.defined() ? transpose(h0, 2, 3) : Tensor(), /*fused=*/true);
     y = r.y;
     h_out = transpose(r.state, 2, 3);

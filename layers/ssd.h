@@ -46,7 +46,7 @@ ScanResult ssd_chunked(const Tensor& x, const Tensor& dt, const Tensor& A, const
 // on heads-last tensors: with the state M = Hᵀ [d_k = N, d_v = P],
 //   M_t = e^{g_t} M_{t−1} + β_t k_t v_tᵀ,   o_t = M_tᵀ q_t        (k = B, q = C, v = x, β = Δ, g = ΔA)
 // q, k [B, T, H, d_k], v [B, T, H, d_v], g, beta [B, T, H], M0 [B, H, d_k, d_v] or undefined ->
-// {o [B, T, H, d_v], M_T}.
+// {o [B, T, H, d_v], M_T}; gated_linear_rule also takes q, k [B, T, G, d_k] shared by groups of heads.
 // gated_linear_chunked — the chunked composite (this header's SSD form with x̄ = β v), any chunk.
 // gated_linear_rule — the op gated_delta_scan with erase = false (its fused token-by-token kernels
 // when `fused` and the device covers the shape) and gated_linear_chunked as its twin.

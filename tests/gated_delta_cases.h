@@ -45,6 +45,13 @@ inline Problem linear(Problem p) {
   p.s.erase = false;
   return p;
 }
+// The same problem with q and k shared by groups of heads: G q/k heads (G dividing the heads), drawn anew.
+inline Problem grouped(Problem p, int64_t G, uint64_t seed) {
+  p.s.qk_heads = G;
+  p.q = rand64({p.s.batch, p.s.len, G, p.s.dk}, seed);
+  p.k = l2_normalize(rand64({p.s.batch, p.s.len, G, p.s.dk}, seed + 1)).detach();
+  return p;
+}
 // The same problem with a gradient for M_T only.
 inline Problem without_do(Problem p) {
   p.with_do = false;

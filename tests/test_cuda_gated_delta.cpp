@@ -30,6 +30,9 @@ TEST_CASE("CUDA gated delta kernels == CPU reference (float32, o, M_T and every 
     compare(kernel(p, DType::f32, cuda()), kernel(p, DType::f32), 1e-4, "cuda");
     compare(kernel(linear(p), DType::f32, cuda()), kernel(linear(p), DType::f32), 1e-4, "cuda, no erase term");
   }
+  const Problem groups = grouped(make(2, 100, 4, 128, 64, 64, true, 90), 1, 91);  // Mamba 2's one group
+  compare(kernel(groups, DType::f32, cuda()), kernel(groups, DType::f32), 1e-4, "cuda, groups");
+  compare(kernel(linear(groups), DType::f32, cuda()), kernel(linear(groups), DType::f32), 1e-4, "cuda, groups, linear");
   const Problem no_do = without_do(cases[1]);  // only M_T has a gradient
   compare(kernel(no_do, DType::f32, cuda()), kernel(no_do, DType::f32), 1e-4, "cuda, no output gradient", false);
   // The 125M Mamba 2's heads through the linear recurrence: N = 128 = d_k, P = 64 = d_v.

@@ -6,7 +6,7 @@
 // template (key head dims 3 .. 128), value dims below, at and above one 32-column slice, sequences
 // shorter than a segment, with a short last segment and chunk, and over several 64-token
 // checkpoints; with and without an initial state; with and without the erase term (Mamba 2's SSD);
-// without an output gradient. The same kernels run on a GPU in
+// without an output gradient; q and k shared by groups of heads. The same kernels run on a GPU in
 // test_cuda_gated_delta.cpp. Run: ./build/tests/test_gated_delta_emulated
 #define TTT_SIMT_EMULATE 1
 #include "kernels/cuda/gated_delta.cuh"
@@ -70,7 +70,7 @@ Grads emulate(const Problem& p) {
   const int64_t blocks = s.batch * s.heads * gd::slices_of(s);
   REQUIRE(pf.rows != 0);
   gd::with_rows(pf.rows, [&](auto r) { run_all<decltype(r)::value>(pf, walk, pb, blocks); });
-  for (int64_t e = 0; e < s.batch * s.len * s.heads * s.dk; ++e) gd::reduce_at(pb, e);
+  for (int64_t e = 0; e < gd::reduce_elems(pb); ++e) gd::reduce_at(pb, e);
   return r;
 }
 
@@ -90,6 +90,11 @@ TEST_CASE("emulated CUDA gated delta kernels == CPU reference (float32, o, M_T a
     CAPTURE(p.s.dv);
     compare(emulate(p), kernel(p, DType::f32), 2e-5, "emulated");
     compare(emulate(linear(p)), kernel(linear(p), DType::f32), 2e-5, "emulated, no erase term");
+  }
+  // q and k shared by groups of heads (2 groups of 2 heads; one group of 3), both recurrences.
+  for (const Problem& p : {grouped(make(2, 20, 4, 8, 40, 64, true, 70), 2, 71), grouped(make(1, 9, 3, 40, 8, 64, true, 72), 1, 73)}) {
+    compare(emulate(p), kernel(p, DType::f32), 2e-5, "emulated, groups");
+    compare(emulate(linear(p)), kernel(linear(p), DType::f32), 2e-5, "emulated, groups, no erase term");
   }
   // Only M_T has a gradient (d_o null): the staged output gradient must read as zeros.
   const Problem p = without_do(cases[1]);

@@ -6,7 +6,8 @@
 //   outputs o and M_T, and every gradient (q, k, v, g, beta, M0) of <o, do> + <M_T, dM_T>, with every
 //   output poisoned (NaN) before the kernels run, in float64 (1e-10) and float32; chunks that do and
 //   do not divide T, a chunk longer than T, chunk 1, no initial state, one token, gates close to 0
-//   (a state that forgets almost all); the op's fused paths == its composite path, with either
+//   (a state that forgets almost all), q and k shared by groups of heads, the recurrence without the
+//   erase term (Mamba 2's SSD); the op's fused paths == its composite path, with either
 //   output unused; gradgradcheck through the op (create_graph takes the composite twin); the Gated
 //   DeltaNet layer fused == composite, and its decoding steps == its forward.
 // Run: ./build/tests/test_gated_delta_kernel
@@ -80,6 +81,18 @@ TEST_CASE("gated linear form == Mamba 2's SSD recurrence (k = B, q = C, v = x, b
       CHECK(max_abs_diff(transpose(got.state, 2, 3), want.state) < 1e-12);
     }
   }
+}
+
+TEST_CASE("CPU gated delta kernels with q, k shared by groups of heads == the composite (both recurrences)") {
+  const std::vector<Problem> cases = {grouped(make(2, 7, 4, 3, 2, 4, true, 110), 2, 120),
+                                      grouped(make(1, 9, 3, 2, 3, 2, false, 130), 1, 140)};
+  for (const Problem& p : cases) {
+    compare(kernel(p, DType::f64), op(p, false), 1e-10, "groups, f64");
+    compare(kernel(linear(p), DType::f64), op(linear(p), false), 1e-10, "groups, no erase term, f64");
+    compare(op(p, true, DType::f32), op(p, false, DType::f32), 2e-5, "groups, op f32");
+  }
+  const Problem bad = grouped(make(1, 3, 3, 2, 2, 4, false, 150), 2, 160);  // 2 groups do not divide 3 heads
+  CHECK_THROWS_WITH_AS(op(bad, true), doctest::Contains("shapes do not fit"), std::invalid_argument);
 }
 
 TEST_CASE("CPU gated delta kernels with a gradient for M_T only (d_o null) == the composite") {

@@ -4,7 +4,8 @@
 //   per batch b, head h (state M = Sᵀ ∈ R^{d_k×d_v}, a_t = e^{g_t}):
 //   M_t = a_t (I − β_t k_t k_tᵀ) M_{t−1} + β_t k_t v_tᵀ,   o_t = M_tᵀ q_t,   M_{−1} = M0 (or 0)
 //   (with erase = false: M_t = a_t M_{t−1} + β_t k_t v_tᵀ, the gated linear recurrence of Mamba 2's SSD)
-//   q, k [B, T, H, d_k], v [B, T, H, d_v], g, beta [B, T, H], M0 [B, H, d_k, d_v] -> {o [B, T, H, d_v], M_T}
+//   q, k [B, T, G, d_k] (G dividing H: head h reads q/k head h / (H / G)), v [B, T, H, d_v],
+//   g, beta [B, T, H], M0 [B, H, d_k, d_v] -> {o [B, T, H, d_v], M_T}
 //
 // Paths
 // - forward: GatedDeltaForward when `fused` and gated_delta_unsupported(device, shape) is empty (the
@@ -35,7 +36,8 @@ GatedDeltaShape shape_of(const Tensor& q, const Tensor& v, int64_t chunk, bool e
   s.erase = erase;
   s.batch = q.shape()[0];
   s.len = q.shape()[1];
-  s.heads = q.shape()[2];
+  s.heads = v.shape()[2];
+  s.qk_heads = q.shape()[2];
   s.dk = q.shape()[3];
   s.dv = v.shape()[3];
   s.chunk = chunk;
@@ -49,11 +51,13 @@ void check_inputs(const tensor_list& in, int64_t chunk) {
     if (!in[i].defined()) throw std::invalid_argument(std::string(kOp) + ": input " + names[i] + " is undefined");
   const Tensor &q = in[0], &v = in[2], &M0 = in[5];
   if (q.dim() != 4 || v.dim() != 4)
-    throw std::invalid_argument(std::string(kOp) + ": q, k must be [B, T, H, d_k] and v [B, T, H, d_v], got " +
+    throw std::invalid_argument(std::string(kOp) + ": q, k must be [B, T, G, d_k] and v [B, T, H, d_v], got " +
                                 q.shape().str() + ", " + v.shape().str());
-  const int64_t B = q.shape()[0], T = q.shape()[1], H = q.shape()[2], dk = q.shape()[3], dv = v.shape()[3];
-  const bool ok = in[1].shape() == q.shape() && v.shape() == Shape{B, T, H, dv} && in[3].shape() == Shape{B, T, H} &&
-                  in[4].shape() == Shape{B, T, H} && (!M0.defined() || M0.shape() == Shape{B, H, dk, dv});
+  const int64_t B = q.shape()[0], T = q.shape()[1], G = q.shape()[2], dk = q.shape()[3], H = v.shape()[2];
+  const int64_t dv = v.shape()[3];
+  const bool ok = in[1].shape() == q.shape() && v.shape() == Shape{B, T, H, dv} && G > 0 && H % G == 0 &&
+                  in[3].shape() == Shape{B, T, H} && in[4].shape() == Shape{B, T, H} &&
+                  (!M0.defined() || M0.shape() == Shape{B, H, dk, dv});
   if (!ok)
     throw std::invalid_argument(std::string(kOp) + ": shapes do not fit: q " + q.shape().str() + ", k " +
                                 in[1].shape().str() + ", v " + v.shape().str() + ", g " + in[3].shape().str() +
@@ -98,7 +102,7 @@ tensor_list fused_backward(const BackwardCtx& c, const tensor_list& in, const te
 }  // namespace
 
 std::string gated_delta_scan_unsupported(const Tensor& q, const Tensor& v, int64_t chunk) {
-  if (q.dim() != 4 || v.dim() != 4) return "expected q [B, T, H, d_k] and v [B, T, H, d_v]";
+  if (q.dim() != 4 || v.dim() != 4) return "expected q [B, T, G, d_k] and v [B, T, H, d_v]";
   return gated_delta_unsupported(q.device(), shape_of(q, v, chunk, true));
 }
 

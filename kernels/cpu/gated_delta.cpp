@@ -12,7 +12,8 @@
 //   dk = D u + M_{t−1} dp,  da = <D, M_{t−1}> − β du·p,  dg = a da,
 //   D ← a D + k dpᵀ  (= dL/dM_{t−1});  dM0 = D at the end.
 // The states M_{t−1} come from the states kept at every `chunk`-th token, recomputed forward
-// chunk by chunk (checkpointing through time, as the CUDA kernels do).
+// chunk by chunk (checkpointing through time, as the CUDA kernels do). Heads sharing q and k (groups)
+// add their dq, dk in head order.
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
@@ -26,8 +27,9 @@ namespace ttt {
 
 std::string gated_delta_unsupported(Device d, const GatedDeltaShape& s) {
   if (s.dtype != DType::f32 && s.dtype != DType::f64) return "dtype must be float32 or float64";
-  if (s.batch < 0 || s.len < 0 || s.heads < 1 || s.dk < 1 || s.dv < 1 || s.chunk < 1)
-    return "bad shape (heads, head dims and chunk must be positive)";
+  if (s.batch < 0 || s.len < 0 || s.heads < 1 || s.dk < 1 || s.dv < 1 || s.chunk < 1 || s.qk_heads < 0 ||
+      s.heads % s.groups() != 0)
+    return "bad shape (heads, head dims and chunk must be positive, q/k heads must divide the heads)";
   if (d.is_cpu()) return "";
 #if TTT_WITH_CUDA
   return cuda_impl::gated_delta_unsupported(s);
@@ -39,9 +41,10 @@ std::string gated_delta_unsupported(Device d, const GatedDeltaShape& s) {
 namespace {
 // Elements of the per-token tensors read or written: q, k, v, o-like rows and g, beta, times `rows`.
 double io_bytes(const GatedDeltaShape& s, double qkv_like, double o_like) {
-  const double tokens = static_cast<double>(s.batch * s.len * s.heads);
-  const double per = qkv_like * static_cast<double>(2 * s.dk + s.dv + 2) + o_like * static_cast<double>(s.dv);
-  return tokens * per * dtype_size(s.dtype);
+  const double rows = static_cast<double>(s.batch * s.len);
+  const double per = qkv_like * static_cast<double>(2 * s.groups() * s.dk + s.heads * (s.dv + 2)) +
+                     o_like * static_cast<double>(s.heads * s.dv);
+  return rows * per * dtype_size(s.dtype);
 }
 }  // namespace
 
@@ -82,8 +85,11 @@ namespace {
 struct Idx {
   const GatedDeltaShape& s;
   int64_t b, h;
-  int64_t qk(int64_t t, int64_t i) const { return ((b * s.len + t) * s.heads + h) * s.dk + i; }
+  int64_t qk(int64_t t, int64_t i) const {
+    return ((b * s.len + t) * s.groups() + h / s.heads_per_group()) * s.dk + i;
+  }
   int64_t vo(int64_t t, int64_t j) const { return ((b * s.len + t) * s.heads + h) * s.dv + j; }
+  int64_t head_qk(int64_t t, int64_t i) const { return ((b * s.len + t) * s.heads + h) * s.dk + i; }
   int64_t gb(int64_t t) const { return (b * s.len + t) * s.heads + h; }
   int64_t st(int64_t i, int64_t j) const { return ((b * s.heads + h) * s.dk + i) * s.dv + j; }
 };
@@ -173,6 +179,8 @@ void bwd(const GatedDeltaBackward& c, T* dq, T* dk, T* dv, T* dg, T* dbeta, T* d
          const T* q, const T* k, const T* v, const T* g, const T* beta, const T* M0) {
   const GatedDeltaShape& s = c.s;
   const int64_t DK = s.dk, DV = s.dv, S = DK * DV;
+  // dq, dk per head first: the heads of a group share q and k, and run in parallel.
+  std::vector<double> dq_head(static_cast<size_t>(s.batch * s.len * s.heads * DK)), dk_head(dq_head.size());
   for_each_head(s, [&](int64_t b, int64_t h) {
     const Idx ix{s, b, h};
     const int64_t K = s.chunks();
@@ -234,8 +242,8 @@ void bwd(const GatedDeltaBackward& c, T* dq, T* dk, T* dv, T* dg, T* dbeta, T* d
             da += Di[j] * Mpi[j];
             Di[j] = x.a * Di[j] + x.k[i] * dp[j];
           }
-          st(dq, ix.qk(t, i), qa);
-          st(dk, ix.qk(t, i), ka);
+          dq_head[ix.head_qk(t, i)] = qa;
+          dk_head[ix.head_qk(t, i)] = ka;
         }
         st(dbeta, ix.gb(t), dbeta_t);
         st(dg, ix.gb(t), x.a * da);
@@ -245,6 +253,18 @@ void bwd(const GatedDeltaBackward& c, T* dq, T* dk, T* dv, T* dg, T* dbeta, T* d
       for (int64_t i = 0; i < DK; ++i)
         for (int64_t j = 0; j < DV; ++j) st(dM0, ix.st(i, j), D[i * DV + j]);
   });
+  const int64_t G = s.groups(), hpg = s.heads_per_group();
+  for (int64_t r = 0; r < s.batch * s.len; ++r)
+    for (int64_t gi = 0; gi < G; ++gi)
+      for (int64_t i = 0; i < DK; ++i) {
+        double qa = 0, ka = 0;
+        for (int64_t h = gi * hpg; h < (gi + 1) * hpg; ++h) {
+          qa += dq_head[(r * s.heads + h) * DK + i];
+          ka += dk_head[(r * s.heads + h) * DK + i];
+        }
+        st(dq, (r * G + gi) * DK + i, qa);
+        st(dk, (r * G + gi) * DK + i, ka);
+      }
 }
 
 template <class F> void dispatch(DType dt, F&& f) {

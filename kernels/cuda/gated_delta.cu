@@ -113,7 +113,7 @@ void gated_delta_backward(Backend& be0, GatedDeltaBackward& c) {
   launch_fwd(walk, blocks, stream);
   launch_bwd(p, blocks, stream);
   constexpr int kThreads = 256;
-  const int64_t n = s.batch * s.len * s.heads * s.dk;
+  const int64_t n = gdelta::reduce_elems(p);
   const int64_t grid = std::min<int64_t>((n + kThreads - 1) / kThreads, 8192);
   gated_delta_reduce_kernel<<<static_cast<unsigned>(grid), kThreads, 0, stream>>>(p, n);
   CUDA_CHECK_LAUNCH();

@@ -28,7 +28,8 @@
 //    again with its row of D (from the adjoint entering the segment, kept in shared memory, and the
 //    walk's u, dp), instead of a 32-column shuffle reduction per token. Shared memory: S + 2 states.
 //  - The value slices' partial dq, dk, da, dβ go to the workspace; one small kernel adds them in
-//    slice order (no atomics: runs reproduce bit for bit) and forms dg = a · da.
+//    slice order, and dq, dk also over the heads that share q and k (groups), in head order (no
+//    atomics: runs reproduce bit for bit), and forms dg = a · da.
 #pragma once
 
 #include <cmath>
@@ -66,6 +67,7 @@ struct Params {
   float *dq = nullptr, *dk = nullptr, *dv = nullptr, *dg = nullptr, *dbeta = nullptr, *dM0 = nullptr;
   int64_t batch = 0, len = 0;
   int heads = 0, dk_dim = 0, dv_dim = 0;
+  int qk_heads = 0, heads_per_group = 1;  // q and k heads (groups of heads share them)
   int rows = 0;    // ROWS: rows per row group (4 ROWS ≥ d_k)
   bool erase = true;  // the delta rule's erase term (the ERASE template argument of the blocks)
   int slices = 0;  // ceil(dv / BV)
@@ -134,6 +136,8 @@ inline Params params_of(const GatedDeltaShape& s) {
   p.batch = s.batch;
   p.len = s.len;
   p.heads = static_cast<int>(s.heads);
+  p.qk_heads = static_cast<int>(s.groups());
+  p.heads_per_group = static_cast<int>(s.heads_per_group());
   p.dk_dim = static_cast<int>(s.dk);
   p.dv_dim = static_cast<int>(s.dv);
   p.rows = rows_for(s.dk);
@@ -190,8 +194,12 @@ TTT_DEV Place place_of(const Params& p, int64_t block) {
   return w;
 }
 
-// Offsets of token t of the place's head in the [B, T, H, ·] and [B, T, H] buffers.
+// Offsets of token t of the place's head in the [B, T, H, ·] and [B, T, H] buffers, and of its q/k
+// head in the [B, T, qk_heads, ·] ones.
 TTT_DEV int64_t tok(const Params& p, const Place& w, int64_t t) { return (w.b * p.len + t) * p.heads + w.h; }
+TTT_DEV int64_t tok_qk(const Params& p, const Place& w, int64_t t) {
+  return (w.b * p.len + t) * p.qk_heads + w.h / p.heads_per_group;
+}
 
 // Sum over the 4 row groups of a column (lanes jj, jj + 8, jj + 16, jj + 24); every lane gets it.
 // The sums before it run in 4 accumulators: a ROWS / 4-deep chain of FMAs on the token's critical path.
@@ -233,7 +241,7 @@ TTT_DEV void stage_async(Tiles<ROWS, TL>& tl, int b, const Params& p, const Plac
   constexpr int DKP = RG * ROWS;
   for (int e = tid(); e < TL * DKP; e += THREADS) {
     const int t = e / DKP, i = e % DKP;
-    const int64_t off = tok(p, w, t0 + t) * p.dk_dim + i;
+    const int64_t off = tok_qk(p, w, t0 + t) * p.dk_dim + i;
     if (t < n && i < p.dk_dim) {
       if (with_q) simt::cp_async4(&tl.q[b][t][i], p.q + off);
       simt::cp_async4(&tl.k[b][t][i], p.k + off);
@@ -470,16 +478,25 @@ TTT_DEV void bwd_block(const Params& p, int64_t block, char* smem_raw) {
   if (p.dM0) store_state<ROWS>(D, p.dM0 + w.bh * state_elems, p, w, p.dv_dim, w.j, w.col, p.dk_dim);
 }
 
-// Element e of the gradient reductions over the value slices: e < tokens · d_k gives dq and dk
-// of (token, i); e < tokens also gives dg and dβ of token e.
+// Element e of the gradient reductions: e < rows · qk_heads · d_k gives dq and dk of (row, q/k head,
+// i), summed over the value slices and the heads of the group in order; e < tokens (rows · heads)
+// also gives dg and dβ of token e, summed over the slices.
+inline int64_t reduce_elems(const Params& p) {
+  const int64_t rows = p.batch * p.len, qk = rows * p.qk_heads * p.dk_dim, tokens = rows * p.heads;
+  return qk > tokens ? qk : tokens;
+}
 TTT_DEV void reduce_at(const Params& p, int64_t e) {
   const int64_t tokens = p.batch * p.len * p.heads, per_slice_qk = tokens * p.dk_dim;
-  if (e < per_slice_qk) {
+  if (e < p.batch * p.len * p.qk_heads * p.dk_dim) {
+    const int64_t i = e % p.dk_dim, row_group = e / p.dk_dim;
+    const int64_t row = row_group / p.qk_heads, group = row_group % p.qk_heads;
     float q = 0.f, k = 0.f;
-    for (int s = 0; s < p.slices; ++s) {
-      q += p.part_dq[s * per_slice_qk + e];
-      k += p.part_dk[s * per_slice_qk + e];
-    }
+    for (int s = 0; s < p.slices; ++s)
+      for (int hh = 0; hh < p.heads_per_group; ++hh) {
+        const int64_t at = s * per_slice_qk + (row * p.heads + group * p.heads_per_group + hh) * p.dk_dim + i;
+        q += p.part_dq[at];
+        k += p.part_dk[at];
+      }
     p.dq[e] = q;
     p.dk[e] = k;
   }
