@@ -8,7 +8,9 @@
 #          test_gated_delta_kernel, test_gated_delta_emulated, test_baseline_scans, test_baseline_mixers,
 #          test_golden_baselines)
 #   scan   build-gpu/bin/selective_scan_bench: the fused Mamba-1 scan alone at the 125M layer's shape
-#          (8 x 2048, d_inner 1536), beside its composite twin
+#          (8 x 2048, d_inner 1536), beside its composite twin; build-gpu/bin/gated_delta_bench: the gated
+#          delta kernels alone at the 125M Gated DeltaNet layer's heads and (--mamba2) Mamba 2's, at 8 x 2048
+#          and 2 x 8192, beside the composite forms
 #   bench  `ttt bench` of the 125M baselines, bf16 autocast: train (fwd + bwd + AdamW) at 8 x 2048 and
 #          2 x 8192, prefill at 1 x 16384; Mamba 2 with its fused chunked SSD kernels, the recurrent (gated
 #          delta) kernels and the composite form; Gated DeltaNet with its fused kernels and the composite; Mamba
@@ -52,6 +54,13 @@ if has scan; then
   else
     echo "scan: selective_scan_bench failed (scan.txt)" | tee -a "$OUT/summary.txt"
   fi
+  for args in "" "--B 2 --T 8192" "--mamba2" "--mamba2 --B 2 --T 8192"; do
+    if timeout 300 build-gpu/bin/gated_delta_bench $args --composite >"$OUT/.gdn.txt" 2>&1; then
+      sed 's/^/scan /' "$OUT/.gdn.txt" | tee -a "$OUT/scan.txt" "$OUT/summary.txt"
+    else
+      echo "scan: gated_delta_bench $args failed" | tee -a "$OUT/summary.txt"; tail -5 "$OUT/.gdn.txt"
+    fi
+  done
 fi
 
 bench() {  # label, config, batch, seq, phase, extra --set args...
@@ -104,4 +113,4 @@ if has fla; then
     done
   done
 fi
-rm -f "$OUT/.bench.json" "$OUT/.fla.json"
+rm -f "$OUT/.bench.json" "$OUT/.fla.json" "$OUT/.gdn.txt"
