@@ -292,6 +292,12 @@ TEST_CASE("baseline configs: clear errors naming the key") {
   c = tiny("gated_deltanet");
   c.gdn.chunk = 6;
   CHECK_THROWS_WITH_AS(validate(c), doctest::Contains("model.gdn.chunk"), std::invalid_argument);
+  c = tiny("gated_deltanet");
+  c.gdn.kernel = "recurrent";  // a Mamba 2 choice, not Gated DeltaNet's
+  CHECK_THROWS_WITH_AS(validate(c), doctest::Contains("model.gdn.kernel"), std::invalid_argument);
+  c = tiny("mamba2");
+  c.mamba2.kernel = "wy";
+  CHECK_THROWS_WITH_AS(validate(c), doctest::Contains("model.mamba2.kernel"), std::invalid_argument);
   c = tiny("ttt_kvb");
   c.kvb.n_heads = 3;
   CHECK_THROWS_WITH_AS(validate(c), doctest::Contains("model.kvb.n_heads"), std::invalid_argument);
