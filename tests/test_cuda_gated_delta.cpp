@@ -5,7 +5,7 @@
 // slices, several checkpoints, no initial state, and the 125M layer's heads (d_k 96, d_v 192, 300
 // tokens), each with and without the erase term, and Mamba 2's heads (d_k = N 128, d_v = P 64); then
 // the Gated DeltaNet layer and the Mamba 2 layer (`mamba2.kernel: recurrent`) on the GPU against the
-// same layers on the CPU.
+// same layers on the CPU; two runs are bit-identical (no atomics).
 // Skips itself without a GPU (TTT_REQUIRE_GPU=1 makes that a failure). Run: ./build/tests/test_cuda_gated_delta
 #include "autograd/engine.h"
 #include "layers/gated_deltanet.h"
@@ -38,6 +38,11 @@ TEST_CASE("CUDA gated delta kernels == CPU reference (float32, o, M_T and every 
   // The 125M Mamba 2's heads through the linear recurrence: N = 128 = d_k, P = 64 = d_v.
   const Problem m2 = linear(make(1, 200, 4, 128, 64, 64, true, 80));
   compare(kernel(m2, DType::f32, cuda()), kernel(m2, DType::f32), 1e-4, "cuda, Mamba 2 heads");
+  // Fixed-order reductions: a second run reproduces the first bit for bit.
+  const Grads r1 = kernel(cases.back(), DType::f32, cuda()), r2 = kernel(cases.back(), DType::f32, cuda());
+  for (const auto& [a, b] : {std::pair{r1.o, r2.o}, {r1.dq, r2.dq}, {r1.dk, r2.dk}, {r1.dv, r2.dv}, {r1.dg, r2.dg},
+                             {r1.dbeta, r2.dbeta}, {r1.dM0, r2.dM0}})
+    CHECK(max_abs_diff(a, b) == 0.0);
   CHECK(gated_delta_unsupported(cuda(), GatedDeltaShape{1, 8, 2, 4, 4, 64, DType::bf16}) != "");  // float32 only
   CHECK(gated_delta_unsupported(cuda(), GatedDeltaShape{1, 8, 2, 129, 4, 64, DType::f32}) != "");  // d_k ≤ 128
 }
