@@ -21,6 +21,7 @@ TEST_CASE("CUDA gated delta kernels == CPU reference (float32, o, M_T and every 
   const std::vector<Problem> cases = {
       make(2, 7, 2, 3, 5, 64, true, 10),     make(1, 70, 1, 16, 40, 64, true, 20),
       make(1, 9, 2, 40, 32, 64, false, 30),  make(1, 5, 1, 128, 8, 64, true, 50),
+      make(1, 40, 2, 192, 48, 64, true, 55),  make(1, 20, 1, 256, 64, 64, true, 56),
       make(1, 130, 1, 8, 8, 64, true, 60, 12.0),
       make(2, 300, 6, 96, 192, 64, true, 70)};  // the 125M layer's heads
   for (const Problem& p : cases) {
@@ -44,7 +45,7 @@ TEST_CASE("CUDA gated delta kernels == CPU reference (float32, o, M_T and every 
                              {r1.dbeta, r2.dbeta}, {r1.dM0, r2.dM0}})
     CHECK(max_abs_diff(a, b) == 0.0);
   CHECK(gated_delta_unsupported(cuda(), GatedDeltaShape{1, 8, 2, 4, 4, 64, DType::bf16}) != "");  // float32 only
-  CHECK(gated_delta_unsupported(cuda(), GatedDeltaShape{1, 8, 2, 129, 4, 64, DType::f32}) != "");  // d_k ≤ 128
+  CHECK(gated_delta_unsupported(cuda(), GatedDeltaShape{1, 8, 2, 257, 4, 64, DType::f32}) != "");  // d_k ≤ 256
 }
 
 TEST_CASE("Gated DeltaNet and Mamba 2 (recurrent kernels) layers on the GPU == on the CPU: values and every gradient") {

@@ -3,7 +3,7 @@
 // (tests/simt_emulator.h: every thread a fiber; barriers and shuffles with the PTX semantics),
 // against the CPU reference kernels (kernels/cpu/gated_delta.cpp): o, M_T and every gradient in
 // float32, with outputs, workspace and shared memory NaN at the start. Shapes cover each row
-// template (key head dims 3 .. 128), value dims below, at and above one 32-column slice, sequences
+// template (key head dims 3 .. 256), value dims below, at and above one 32-column slice, sequences
 // shorter than a segment, with a short last segment and chunk, and over several 64-token
 // checkpoints; with and without an initial state; with and without the erase term (Mamba 2's SSD);
 // without an output gradient; q and k shared by groups of heads. The same kernels run on a GPU in
@@ -101,9 +101,19 @@ TEST_CASE("emulated CUDA gated delta kernels == CPU reference (float32, o, M_T a
   compare(emulate(p), kernel(p, DType::f32), 2e-5, "emulated, no output gradient", false);
 }
 
-TEST_CASE("CUDA gated delta coverage: key head dims up to 128") {
+TEST_CASE("emulated CUDA gated delta kernels at key head dims above 128 (two rows a thread in the backward)") {
+  for (const Problem& p : {make(1, 6, 1, 192, 8, 64, true, 80), make(1, 5, 1, 256, 33, 64, true, 81)}) {
+    CAPTURE(p.s.dk);
+    compare(emulate(p), kernel(p, DType::f32), 2e-5, "emulated, wide keys");
+    compare(emulate(linear(p)), kernel(linear(p), DType::f32), 2e-5, "emulated, wide keys, no erase term");
+  }
+}
+
+TEST_CASE("CUDA gated delta coverage: key head dims up to 256") {
   CHECK(gd::rows_for(1) == 8);
   CHECK(gd::rows_for(96) == 24);
   CHECK(gd::rows_for(128) == 32);
-  CHECK(gd::rows_for(129) == 0);
+  CHECK(gd::rows_for(129) == 48);
+  CHECK(gd::rows_for(256) == 64);
+  CHECK(gd::rows_for(257) == 0);
 }

@@ -2,7 +2,7 @@
 // block bodies and design in gated_delta.cuh). Forward: one kernel, one block per (value slice of
 // 32 columns, batch · head). Backward: the forward walk keeping a checkpoint every 64 tokens, the
 // reverse walk (same grid), then one ordered reduction of the slices' partial dq, dk, dg, dβ.
-// Covered: float32, key head dim ≤ 128 (any value head dim); anything else takes the composite
+// Covered: float32, key head dim ≤ 256 (any value head dim); anything else takes the composite
 // path (gated_delta_unsupported says why). The CPU reference's `chunk` (its checkpoint interval)
 // does not apply: these kernels keep states every 64 tokens and every 4 inside them.
 // Tests: tests/test_gated_delta_emulated.cpp (this source on the host SIMT emulator); on a GPU,
@@ -67,7 +67,7 @@ int64_t blocks_of(const GatedDeltaShape& s) { return s.batch * s.heads * gdelta:
 
 std::string gated_delta_unsupported(const GatedDeltaShape& s) {
   if (s.dtype != DType::f32) return "the CUDA kernels run float32 (got " + std::string(dtype_name(s.dtype)) + ")";
-  if (gdelta::rows_for(s.dk) == 0) return "the CUDA kernels cover key head dims up to 128, got " + std::to_string(s.dk);
+  if (gdelta::rows_for(s.dk) == 0) return "the CUDA kernels cover key head dims up to 256, got " + std::to_string(s.dk);
   if (blocks_of(s) > 0x7fffffff) return "too many (batch, head, value slice) blocks for one grid";
   return "";
 }

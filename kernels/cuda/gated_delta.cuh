@@ -52,7 +52,7 @@ constexpr int RS = BV + 1;   // row stride of [rows, BV] state tiles in shared m
 constexpr int LT = 16;       // tokens staged at a time by the forward walk
 constexpr int CK = 64;       // tokens between the checkpoints the backward keeps in global memory
 // Tokens per backward segment (their states are recomputed into shared memory, S + 2 states in all):
-// 4, and 2 at ROWS 32, where 6 states of 128 rows would leave room for one block per SM.
+// 4, and 2 from ROWS 32, where 6 states of 128 or more rows would leave room for one block per SM.
 constexpr int seg_tokens(int rows) { return rows >= 32 ? 2 : 4; }
 static_assert(CK % 4 == 0 && CK % 2 == 0 && CK % LT == 0, "checkpoints fall on segment and tile boundaries");
 static_assert(BV == 32, "a warp holds 8 columns x 4 row groups; per-token column sums take one lane a column");
@@ -76,9 +76,10 @@ struct Params {
 
 // --- host-side setup, shared by the launchers and the emulated test -----------------------------
 
-// Rows per row group: the smallest of 8, 16, 24, 32 with 4 ROWS ≥ d_k (0: d_k > 128, not covered).
+// Rows per row group: the smallest of 8, 16, 24, 32, 48, 64 with 4 ROWS ≥ d_k (0: d_k > 256, not
+// covered).
 inline int rows_for(int64_t dk) {
-  for (int r : {8, 16, 24, 32})
+  for (int r : {8, 16, 24, 32, 48, 64})
     if (RG * r >= dk) return r;
   return 0;
 }
@@ -105,7 +106,9 @@ template <class F> auto with_rows(int rows, F&& f) {
     case 8: return f(std::integral_constant<int, 8>{});
     case 16: return f(std::integral_constant<int, 16>{});
     case 24: return f(std::integral_constant<int, 24>{});
-    default: return f(std::integral_constant<int, 32>{});
+    case 32: return f(std::integral_constant<int, 32>{});
+    case 48: return f(std::integral_constant<int, 48>{});
+    default: return f(std::integral_constant<int, 64>{});
   }
 }
 inline size_t fwd_smem_bytes(int rows) {
@@ -428,9 +431,7 @@ TTT_DEV void bwd_block(const Params& p, int64_t block, char* smem_raw) {
       simt::sync();
       // Sums over the block's columns, per (token, row): one thread a row walks the segment's tokens
       // backward again with its row of the adjoint (from the entering one, the walk's own updates).
-      static_assert(RG * ROWS <= THREADS, "one thread a row");
-      if (tid() < DKP) {
-        const int i = tid();
+      auto row_sums = [&](int i) {
         float d[BV];
 #pragma unroll
         for (int jb = 0; jb < BV; ++jb) d[jb] = sm.Din[i][jb];
@@ -454,6 +455,11 @@ TTT_DEV void bwd_block(const Params& p, int64_t block, char* smem_raw) {
             p.part_dk[off] = dkp;
           }
         }
+      };
+      if constexpr (DKP <= THREADS) {  // one row a thread
+        if (tid() < DKP) row_sums(tid());
+      } else {  // two rows a thread at d_k > 128
+        for (int i = tid(); i < DKP; i += THREADS) row_sums(i);
       }
       simt::sync();
       // da and dβ of token t: warp t sums its rows' and columns' terms (S ≤ the block's 4 warps).
