@@ -134,19 +134,12 @@ tensor_list gated_delta_scan(const Tensor& q, const Tensor& k, const Tensor& v, 
     saved.insert(saved.end(), in.begin(), in.end());
     const bool amp = Autocast::enabled();
     const DType amp_dtype = Autocast::dtype();
-    const Shape o_shape = o.shape(), M_shape = MT.shape();
-    record(kOp, inputs, {o, MT}, saved,
-           [s, composite, amp, amp_dtype, o_shape, M_shape](BackwardCtx& c, const tensor_list& g) {
-             if (!GradMode::is_enabled())
-               return fused_backward(c, tensor_list(c.saved.begin() + kInputs, c.saved.end()), g, s);
-             // An output without a gradient contributes zero.
-             tensor_list gz = g;
-             const TensorOptions o_opts = opts(c.saved[2].dtype(), c.saved[2].device());
-             if (!gz[0].defined()) gz[0] = zeros(o_shape, o_opts);
-             if (!gz[1].defined()) gz[1] = zeros(M_shape, o_opts);
-             const BackwardCtx originals{tensor_list(c.saved.begin(), c.saved.begin() + kInputs), c.needs_input_grad};
-             return recompute_gradients(composite, originals, gz, amp, amp_dtype);
-           });
+    record(kOp, inputs, {o, MT}, saved, [s, composite, amp, amp_dtype](BackwardCtx& c, const tensor_list& g) {
+      if (!GradMode::is_enabled())
+        return fused_backward(c, tensor_list(c.saved.begin() + kInputs, c.saved.end()), g, s);
+      const BackwardCtx originals{tensor_list(c.saved.begin(), c.saved.begin() + kInputs), c.needs_input_grad};
+      return recompute_gradients(composite, originals, g, amp, amp_dtype);
+    });
   }
   return {o, MT};
 }
