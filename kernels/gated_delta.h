@@ -47,9 +47,7 @@ struct GatedDeltaForward final : FusedCall {
   const void* M0 = nullptr;   // null: zeros
   void* o = nullptr;
   void* M_final = nullptr;    // null: not wanted
-  void* workspace = nullptr;  // workspace_bytes(device) bytes, any content
 
-  size_t workspace_bytes(Device d) const;
   const char* name() const override { return "gated_delta_fwd"; }
   double bytes() const override;
   void run(Backend& be) override;
@@ -62,7 +60,7 @@ struct GatedDeltaBackward final : FusedCall {
   const void *q = nullptr, *k = nullptr, *v = nullptr, *g = nullptr, *beta = nullptr, *M0 = nullptr;
   const void *d_o = nullptr, *dM_final = nullptr;
   void *dq = nullptr, *dk = nullptr, *dv = nullptr, *dg = nullptr, *dbeta = nullptr, *dM0 = nullptr;
-  void* workspace = nullptr;
+  void* workspace = nullptr;  // workspace_bytes(device) bytes, any content
 
   size_t workspace_bytes(Device d) const;
   const char* name() const override { return "gated_delta_bwd"; }
@@ -78,7 +76,6 @@ void gated_delta_backward(GatedDeltaBackward& c);
 namespace cuda_impl {
 // Defined in kernels/cuda/gated_delta.cu (CUDA builds only).
 std::string gated_delta_unsupported(const GatedDeltaShape& s);
-size_t gated_delta_forward_workspace(const GatedDeltaShape& s);
 size_t gated_delta_backward_workspace(const GatedDeltaShape& s);
 void gated_delta_forward(Backend& be, GatedDeltaForward& c);
 void gated_delta_backward(Backend& be, GatedDeltaBackward& c);

@@ -79,8 +79,6 @@ inline Grads kernel(const Problem& p, DType dt, Device dev = cpu()) {
   f.s = s;
   f.q = ptr(q), f.k = ptr(k), f.v = ptr(v), f.g = ptr(g), f.beta = ptr(beta), f.M0 = ptr(M0);
   f.o = ptr(r.o), f.M_final = ptr(r.MT);
-  const Tensor wf = workspace(f.workspace_bytes(dev));
-  f.workspace = ptr(wf);
   backend(dev).run(f);
   GatedDeltaBackward b;
   b.s = s;

@@ -123,8 +123,6 @@ tensor_list gated_delta_scan(const Tensor& q, const Tensor& k, const Tensor& v, 
     f.s = s;
     f.q = in[0].data_ptr(), f.k = in[1].data_ptr(), f.v = in[2].data_ptr(), f.g = in[3].data_ptr();
     f.beta = in[4].data_ptr(), f.M0 = ptr(in[5]), f.o = o.data_ptr(), f.M_final = MT.data_ptr();
-    const Tensor ws = bytes_on(f.workspace_bytes(q.device()), q.device());
-    f.workspace = ptr(ws);
     backend(q.device()).run(f);
   }
   if (needs_grad(inputs)) {

@@ -4,9 +4,9 @@
 // reverse walk (same grid), then one ordered reduction of the slices' partial dq, dk, dg, dβ.
 // Covered: float32, key head dim ≤ 256 (any value head dim); anything else takes the composite
 // path (gated_delta_unsupported says why). The CPU reference's `chunk` (its checkpoint interval)
-// does not apply: these kernels keep states every 64 tokens and every 4 inside them.
-// Tests: tests/test_gated_delta_emulated.cpp (this source on the host SIMT emulator); on a GPU,
-// tests/test_gated_delta_kernel.cpp's CUDA case.
+// does not apply: these kernels keep states every 64 tokens and every S (4, or 2 from ROWS 32)
+// inside them. Tests: tests/test_gated_delta_emulated.cpp (this source on the host SIMT emulator),
+// tests/test_cuda_gated_delta.cpp (on a GPU).
 #include <stdexcept>
 #include <string>
 
@@ -72,7 +72,6 @@ std::string gated_delta_unsupported(const GatedDeltaShape& s) {
   return "";
 }
 
-size_t gated_delta_forward_workspace(const GatedDeltaShape&) { return 0; }
 size_t gated_delta_backward_workspace(const GatedDeltaShape& s) { return gdelta::workspace_of(s).total() * sizeof(float); }
 
 void gated_delta_forward(Backend& be0, GatedDeltaForward& c) {

@@ -111,12 +111,6 @@ template <class F> auto with_rows(int rows, F&& f) {
     default: return f(std::integral_constant<int, 64>{});
   }
 }
-inline size_t fwd_smem_bytes(int rows) {
-  return with_rows(rows, [](auto r) { return sizeof(FwdSmem<decltype(r)::value>); });
-}
-inline size_t bwd_smem_bytes(int rows) {
-  return with_rows(rows, [](auto r) { return sizeof(BwdSmem<decltype(r)::value>); });
-}
 
 // Workspace floats: the checkpoints, the blocks' scratch and the slices' partial gradients.
 struct Workspace {
