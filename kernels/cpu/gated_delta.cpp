@@ -115,17 +115,11 @@ void state_times(std::vector<double>& p, const std::vector<double>& M, const std
     for (int64_t j = 0; j < dv; ++j) p[j] += M[i * dv + j] * k[i];
 }
 
-// p = Mᵀ k with the erase term, else zeros.
-void erase_term(std::vector<double>& p, const std::vector<double>& M, const std::vector<double>& k, int64_t dv,
-                bool erase) {
-  if (erase) state_times(p, M, k, dv);
-  else p.assign(dv, 0.0);
-}
-
 // M ← a M + k uᵀ with u = β (v − a p), p = Mᵀ k (erase) or 0; `p` receives p of the state before the step.
 void step_state(std::vector<double>& M, const Token& x, std::vector<double>& p, bool erase) {
   const int64_t dv = static_cast<int64_t>(x.v.size());
-  erase_term(p, M, x.k, dv, erase);
+  if (erase) state_times(p, M, x.k, dv);
+  else p.assign(dv, 0.0);
   for (size_t i = 0; i < x.k.size(); ++i)
     for (int64_t j = 0; j < dv; ++j)
       M[i * dv + j] = x.a * M[i * dv + j] + x.k[i] * x.beta * (x.v[j] - x.a * p[j]);
@@ -190,15 +184,16 @@ void bwd(const GatedDeltaBackward& c, T* dq, T* dk, T* dv, T* dg, T* dbeta, T* d
     if (dM_final)
       for (int64_t i = 0; i < DK; ++i)
         for (int64_t j = 0; j < DV; ++j) D[i * DV + j] = ld(dM_final, ix.st(i, j));
-    // M_{t0−1} .. M_{t1−1} of a chunk, allocated once: copies into them reuse the storage.
-    std::vector<std::vector<double>> states(static_cast<size_t>(std::min(s.chunk, s.len) + 1), std::vector<double>(S));
+    // M_{t0−1} .. M_{t1−1} of a chunk and each token's p, allocated once: copies reuse the storage.
+    const size_t span = static_cast<size_t>(std::min(s.chunk, s.len));
+    std::vector<std::vector<double>> states(span + 1, std::vector<double>(S)), ps(span);
     for (int64_t ci = K - 1; ci >= 0; --ci) {
       const int64_t t0 = ci * s.chunk, t1 = std::min(s.len, t0 + s.chunk);
       states[0] = kept[ci];
       for (int64_t t = t0; t < t1; ++t) {
         load_token(x, ix, t, q, k, v, g, beta);
         states[t - t0 + 1] = states[t - t0];
-        step_state(states[t - t0 + 1], x, p, s.erase);
+        step_state(states[t - t0 + 1], x, ps[t - t0], s.erase);
       }
       for (int64_t t = t1 - 1; t >= t0; --t) {
         load_token(x, ix, t, q, k, v, g, beta);
@@ -214,15 +209,15 @@ void bwd(const GatedDeltaBackward& c, T* dq, T* dk, T* dv, T* dg, T* dbeta, T* d
             du[j] += Di[j] * x.k[i];
           }
         }
-        erase_term(p, states[t - t0], x.k, DV, s.erase);
+        const std::vector<double>& pt = ps[t - t0];  // M_{t−1}ᵀ k (0 without the erase term)
         double dbeta_t = 0, da = 0;
         for (int64_t j = 0; j < DV; ++j) {
-          const double r = x.v[j] - x.a * p[j];
+          const double r = x.v[j] - x.a * pt[j];
           u[j] = x.beta * r;
           st(dv, ix.vo(t, j), x.beta * du[j]);
           dbeta_t += du[j] * r;
           dp[j] = s.erase ? -x.a * x.beta * du[j] : 0.0;
-          da -= x.beta * du[j] * p[j];
+          da -= x.beta * du[j] * pt[j];
         }
         // dq = M_t do, dk = D u + M_{t−1} dp, da += <D, M_{t−1}>; then D ← a D + k dpᵀ (row by row).
         for (int64_t i = 0; i < DK; ++i) {
