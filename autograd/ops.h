@@ -218,6 +218,13 @@ tensor_list causal_conv1d_continue_composite(const Tensor& x, const Tensor& hist
 // per block); both give the same values, gradients of any order through the composite.
 tensor_list ssd_scan(const Tensor& x, const Tensor& dt, const Tensor& A, const Tensor& Bm, const Tensor& Cm,
                      const Tensor& h0, int64_t chunk, bool fused = true);
+// The chunked composite ssd_scan falls back to, on heads-first tensors with the input already scaled
+// and the log-decay given per token: H_t = e^{a_t} H_{t−1} + x̄_t b_tᵀ, y_t = H_t c_t. xbar [B,H,T,P],
+// a [B,H,T], b, c [B,H,T,N], h0 [B,H,P,N] (undefined: zeros) -> {y [B,H,T,P], H_T [B,H,P,N]}; chunks
+// of `chunk` tokens, differentiable ops (any order). Other recurrences of this shape build on it
+// (layers/ssd.h gated_linear_chunked).
+tensor_list ssd_composite(const Tensor& xbar, const Tensor& a, const Tensor& b, const Tensor& c, const Tensor& h0,
+                          int64_t chunk);
 
 // --- gated delta rule of Gated DeltaNet (ops/gated_delta_scan.cpp; math in kernels/gated_delta.h) -
 // Per batch and head, state M = Sᵀ [d_k, d_v]: M_t = e^{g_t} (I − β_t k_t k_tᵀ) M_{t−1} + β_t k_t v_tᵀ,

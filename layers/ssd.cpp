@@ -1,7 +1,6 @@
 // layers/ssd.cpp — see ssd.h.
 #include "layers/ssd.h"
 
-#include <algorithm>
 #include <stdexcept>
 
 #include "autograd/ops.h"
@@ -71,28 +70,12 @@ ScanResult gated_linear_chunked(const Tensor& q, const Tensor& k, const Tensor& 
   if (q.dim() != 4 || v.dim() != 4 || k.shape() != q.shape() || chunk <= 0)
     throw std::invalid_argument("gated_linear_chunked: expected q, k [B, T, H, d_k], v [B, T, H, d_v] and chunk > 0, "
                                 "got q " + q.shape().str() + ", k " + k.shape().str() + ", v " + v.shape().str());
-  const int64_t B = q.shape()[0], T = q.shape()[1], H = q.shape()[2], dk = q.shape()[3], dv = v.shape()[3];
-  const Tensor start = M0.defined() ? M0 : zeros({B, H, dk, dv}, opts(q.dtype(), q.device()));
-  if (T == 0) return {zeros_like(v), start};
-  const int64_t Q = std::min(chunk, T), K = (T + Q - 1) / Q, Tp = K * Q;
-  auto chunks = [&](const Tensor& t, int64_t d) {  // [B, T, H, d] -> [B, H, K, Q, d]
-    return reshape(pad_to(permute(t, {0, 2, 1, 3}), 2, Tp), {B, H, K, Q, d});
-  };
-  auto per_token = [&](const Tensor& t) { return reshape(pad_to(transpose(t, 1, 2), 2, Tp), {B, H, K, Q}); };
-  const Tensor qc = chunks(q, dk), kc = chunks(k, dk);
-  const Tensor vb = mul(chunks(v, dv), unsqueeze(per_token(beta), -1));           // β v (padding: 0)
-  const Tensor gc = cumsum(per_token(g), -1);                                       // log-decay inside a chunk
-  const Tensor intra = matmul(mul(matmul(qc, transpose(kc, -2, -1)), decay_matrix(gc)), vb);
-  const Tensor glast = narrow(gc, 3, Q - 1, 1);                                     // [B, H, K, 1]
-  const Tensor S = matmul(transpose(mul(kc, unsqueeze(exp(sub(glast, gc)), -1)), -2, -1), vb);  // [B, H, K, dk, dv]
-  const Tensor zk = cumsum(reshape(glast, {B, H, K}), -1);
-  const Tensor zc = cat({zeros({B, H, 1}, opts(zk.dtype(), zk.device())), zk}, 2);  // [B, H, K + 1]
-  const Tensor s_all = reshape(cat({unsqueeze(start, 2), S}, 2), {B, H, K + 1, dk * dv});
-  const Tensor mixed = reshape(matmul(decay_matrix(zc), s_all), {B, H, K + 1, dk, dv});  // states entering chunks
-  const Tensor inter = matmul(mul(qc, unsqueeze(exp(gc), -1)), narrow(mixed, 2, 0, K));
-  Tensor o = reshape(add(intra, inter), {B, H, Tp, dv});
-  if (Tp != T) o = narrow(o, 2, 0, T);
-  return {permute(o, {0, 2, 1, 3}), reshape(narrow(mixed, 2, K, 1), {B, H, dk, dv})};
+  // SSD's chunked form with H = Mᵀ: x̄ = β v, log-decay g, b = k, c = q.
+  auto heads_first = [](const Tensor& t) { return permute(t, {0, 2, 1, 3}); };
+  const Tensor gh = transpose(g, 1, 2), bh = transpose(beta, 1, 2);  // [B, H, T]
+  const tensor_list r = ssd_composite(mul(heads_first(v), unsqueeze(bh, -1)), gh, heads_first(k), heads_first(q),
+                                      M0.defined() ? transpose(M0, 2, 3) : Tensor(), chunk);
+  return {heads_first(r[0]), transpose(r[1], 2, 3)};
 }
 
 ScanResult gated_linear_rule(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g, const Tensor& beta,

@@ -84,36 +84,19 @@ Tensor pad_time(const Tensor& x, int64_t len) {  // zero-pads dim 2 to len
 Tensor segment_decay(const Tensor& c) { return tril(exp(tril(sub(unsqueeze(c, -1), unsqueeze(c, -2)))), 0); }
 
 // The composite chunked form (see the header), any dtype and device.
+// The composite chunked form (see the header), any dtype and device: x̄ = Δ x and a = Δ A per token.
 tensor_list composite(const Tensor& x, const Tensor& dt, const Tensor& A, const Tensor& Bm, const Tensor& Cm,
                       const Tensor& h0, int64_t chunk) {
-  const int64_t Bz = x.shape()[0], T = x.shape()[1], H = x.shape()[2], P = x.shape()[3];
-  const int64_t G = Bm.shape()[2], N = Bm.shape()[3];
-  const Tensor start = h0.defined() ? h0 : zeros({Bz, H, P, N}, opts(x.dtype(), x.device()));
-  if (T == 0) return {zeros_like(x), start};
-  const int64_t Q = std::min(chunk, T), K = (T + Q - 1) / Q, Tp = K * Q;
+  const int64_t Bz = x.shape()[0], T = x.shape()[1], H = x.shape()[2], N = Bm.shape()[3];
+  const int64_t G = Bm.shape()[2];
   auto per_head = [&](const Tensor& t) {  // [B, T, G, N] -> [B, H, T, N]
     Tensor e = expand(reshape(t, {Bz, T, G, 1, N}), {Bz, T, G, H / G, N});
     return permute(reshape(e, {Bz, T, H, N}), {0, 2, 1, 3});
   };
-  Tensor dth = transpose(dt, 1, 2);                                                   // [B, H, T]
-  Tensor a = reshape(pad_time(mul(dth, reshape(A, {1, -1, 1})), Tp), {Bz, H, K, Q});
-  Tensor xbar = reshape(pad_time(mul(permute(x, {0, 2, 1, 3}), unsqueeze(dth, -1)), Tp), {Bz, H, K, Q, P});
-  Tensor b = reshape(pad_time(per_head(Bm), Tp), {Bz, H, K, Q, N});
-  Tensor c = reshape(pad_time(per_head(Cm), Tp), {Bz, H, K, Q, N});
-
-  Tensor acum = cumsum(a, -1);
-  Tensor y_diag = matmul(mul(matmul(c, transpose(b, -2, -1)), segment_decay(acum)), xbar);
-  Tensor alast = narrow(acum, 3, Q - 1, 1);
-  Tensor states = matmul(transpose(mul(xbar, unsqueeze(exp(sub(alast, acum)), -1)), -2, -1), b);  // [B,H,K,P,N]
-  Tensor zk = cumsum(reshape(alast, {Bz, H, K}), -1);
-  Tensor zc = cat({zeros({Bz, H, 1}, opts(zk.dtype(), zk.device())), zk}, 2);                   // [B, H, K+1]
-  Tensor s_all = reshape(cat({unsqueeze(start, 2), states}, 2), {Bz, H, K + 1, P * N});
-  Tensor mixed = reshape(matmul(segment_decay(zc), s_all), {Bz, H, K + 1, P, N});
-  Tensor h_in = narrow(mixed, 2, 0, K);
-  Tensor y_off = mul(matmul(c, transpose(h_in, -2, -1)), unsqueeze(exp(acum), -1));
-  Tensor y = reshape(add(y_diag, y_off), {Bz, H, Tp, P});
-  if (Tp != T) y = narrow(y, 2, 0, T);
-  return {permute(y, {0, 2, 1, 3}), reshape(narrow(mixed, 2, K, 1), {Bz, H, P, N})};
+  const Tensor dth = transpose(dt, 1, 2);                                              // [B, H, T]
+  const Tensor xbar = mul(permute(x, {0, 2, 1, 3}), unsqueeze(dth, -1));               // [B, H, T, P]
+  tensor_list r = ssd_composite(xbar, mul(dth, reshape(A, {1, -1, 1})), per_head(Bm), per_head(Cm), h0, chunk);
+  return {permute(r[0], {0, 2, 1, 3}), r[1]};
 }
 
 // Backward by re-running the composite from the saved inputs themselves (saved[0..5], with their
@@ -175,6 +158,32 @@ tensor_list fused_backward(const BackwardCtx& c, const tensor_list& g, const SSD
 }
 
 }  // namespace
+
+tensor_list ssd_composite(const Tensor& xbar, const Tensor& a, const Tensor& b0, const Tensor& c0, const Tensor& h0,
+                          int64_t chunk) {
+  const int64_t Bz = xbar.shape()[0], H = xbar.shape()[1], T = xbar.shape()[2], P = xbar.shape()[3];
+  const int64_t N = b0.shape()[3];
+  const Tensor start = h0.defined() ? h0 : zeros({Bz, H, P, N}, opts(xbar.dtype(), xbar.device()));
+  if (T == 0) return {zeros_like(xbar), start};
+  const int64_t Q = std::min(chunk, T), K = (T + Q - 1) / Q, Tp = K * Q;
+  auto chunks = [&](const Tensor& t, int64_t d) { return reshape(pad_time(t, Tp), {Bz, H, K, Q, d}); };
+  const Tensor ac = reshape(pad_time(a, Tp), {Bz, H, K, Q});
+  const Tensor xb = chunks(xbar, P), b = chunks(b0, N), c = chunks(c0, N);
+
+  Tensor acum = cumsum(ac, -1);
+  Tensor y_diag = matmul(mul(matmul(c, transpose(b, -2, -1)), segment_decay(acum)), xb);
+  Tensor alast = narrow(acum, 3, Q - 1, 1);
+  Tensor states = matmul(transpose(mul(xb, unsqueeze(exp(sub(alast, acum)), -1)), -2, -1), b);  // [B,H,K,P,N]
+  Tensor zk = cumsum(reshape(alast, {Bz, H, K}), -1);
+  Tensor zc = cat({zeros({Bz, H, 1}, opts(zk.dtype(), zk.device())), zk}, 2);                  // [B, H, K+1]
+  Tensor s_all = reshape(cat({unsqueeze(start, 2), states}, 2), {Bz, H, K + 1, P * N});
+  Tensor mixed = reshape(matmul(segment_decay(zc), s_all), {Bz, H, K + 1, P, N});
+  Tensor h_in = narrow(mixed, 2, 0, K);
+  Tensor y_off = mul(matmul(c, transpose(h_in, -2, -1)), unsqueeze(exp(acum), -1));
+  Tensor y = reshape(add(y_diag, y_off), {Bz, H, Tp, P});
+  if (Tp != T) y = narrow(y, 2, 0, T);
+  return {y, reshape(narrow(mixed, 2, K, 1), {Bz, H, P, N})};
+}
 
 tensor_list ssd_scan(const Tensor& x0, const Tensor& dt0, const Tensor& A0, const Tensor& B0, const Tensor& C0,
                      const Tensor& h00, int64_t chunk, bool fused) {
