@@ -63,10 +63,7 @@ Tensor Mamba2Mixer::mix(const Tensor& xbc_conv, const Tensor& z, const Tensor& d
   Tensor A = neg(exp(as_dtype(A_log, S)));
   Tensor y;
   if (recurrent_) {
-    auto per_head = [&](const Tensor& t) {  // [B, T, G, N] -> [B, H, T, N]
-      Tensor e = expand(unsqueeze(t, 3), {B, T, groups_, heads_ / groups_, d_state_});
-      return permute(reshape(e, {B, T, heads_, d_state_}), {0, 2, 1, 3});
-    };
+    auto per_head = [&](const Tensor& t) { return permute(expand_groups(t, heads_), {0, 2, 1, 3}); };  // [B, H, T, N]
     ScanResult r = ssd_recurrent(permute(xs, {0, 2, 1, 3}), transpose(dt, 1, 2), A, per_head(Bg), per_head(Cg), h0);
     y = permute(r.y, {0, 2, 1, 3});
     h_out = r.state;
