@@ -103,7 +103,7 @@ if has fla; then
   for shape in "train 8 2048" "train 2 8192" "prefill 1 16384"; do
     set -- $shape
     for m in mamba2 gated_deltanet; do
-      if timeout 300 python3 scripts/bench_baselines_fla.py --model "$m" --mode "$1" --batch "$2" --seq-len "$3" \
+      if timeout 300 python3 scripts/bench_baselines_fla.py --model "$m" --mode "$1" --batch "$2" --seq-len "$3" --timing-only \
           ${FLA:+--fla-path "$FLA"} ${MAMBA:+--mamba-path "$MAMBA"} --json "$OUT/.fla.json" >>"$OUT/tests.log" 2>&1; then
         python3 -c "import json,sys; print(json.dumps(json.load(open('$OUT/.fla.json'))))" >>"$OUT/fla.jsonl"
         tail -1 "$OUT/fla.jsonl" | sed 's/^/fla /' | tee -a "$OUT/summary.txt"
