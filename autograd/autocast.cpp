@@ -50,10 +50,13 @@ constexpr size_t kCastEntries = 4;  // a few: the reuse is among neighbouring pr
 thread_local std::list<CastEntry> g_casts;
 
 // Casts of parameters (storage that holds a leaf requiring grad, Storage::holds_parameter: matmul
-// casts a detached or transposed view of it) made with grad mode off, kept across autocast
-// scopes while the parameter is unchanged (same version) and alive: decoding casts each weight once
-// instead of once per generated token. A cast with grad mode on (training, where the weights change
-// every step and the forward's casts are saved for the backward) drops them all.
+// casts a detached or transposed view of it), kept across autocast scopes while the parameter is
+// unchanged (same version: the optimizer bumps it) and alive. Decoding casts each weight once
+// instead of once per generated token; training once per step instead of once per use: per
+// micro-batch, per recomputation of a checkpointed region, per TTT-E2E chunk (whose suffix and head
+// weights every chunk multiplies, twice with remat). A weight's stale cast is dropped when the
+// weight is cast at its new version (keep_weight_cast), so a step holds one cast of each weight, as
+// the backward keeps anyway.
 thread_local std::vector<CastEntry> g_weight_casts;
 
 bool is_parameter(const Tensor& x) { return x.impl()->storage->holds_parameter; }
@@ -91,13 +94,12 @@ DType Autocast::dtype() { return g_dtype; }
 
 Tensor Autocast::cached_cast(const Tensor& x, DType d) {
   if (x.dtype() == d) return x;
-  const bool weight = g_enabled && !GradMode::is_enabled() && is_parameter(x);
+  const bool weight = g_enabled && is_parameter(x);
   if (weight)
     if (const Tensor* y = find_weight_cast(x, d)) {
       keep_alive_while_captured(*y);  // made before a graph capture under way: the graph reads it
       return *y;
     }
-  if (g_enabled && GradMode::is_enabled()) g_weight_casts.clear();
   if (g_enabled)
     for (auto it = g_casts.begin(); it != g_casts.end(); ++it)
       if (it->matches(x, d) || it->matches_reshaped(x, d)) {

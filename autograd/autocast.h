@@ -14,9 +14,10 @@
 // of the last few calls, e.g. the normalized input that the q, k and v projections (or SwiGLU's
 // w1 and w3) all multiply, so it is cast once and stored once for backward. The cache holds a
 // few entries, lives in the thread's autocast state and is dropped when the outermost autocast
-// scope ends. With grad mode off, casts of parameters (leaves that require grad) are also kept
-// across scopes until the parameter changes or is freed, so a decoder casts each weight once rather
-// than once per token; a cast with grad mode on drops them (training changes weights every step).
+// scope ends. Casts of parameters (leaves that require grad) are also kept across scopes until the
+// parameter changes (its version: the optimizer bumps it) or is freed, so a decoder casts each
+// weight once rather than once per token, and a training step once rather than once per use
+// (micro-batches, recomputed checkpoints, TTT-E2E's chunks).
 #pragma once
 
 #include "autograd/tensor.h"

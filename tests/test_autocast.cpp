@@ -200,7 +200,7 @@ TEST_CASE("autocast backward of x @ Wᵀ (Linear): dW laid out like W, same valu
   CHECK(max_diff(a.grad(), matmul(round_bf16(w), round_bf16(W))) < 1e-5);
 }
 
-TEST_CASE("autocast without grad: a parameter's cast is kept across scopes until the parameter changes") {
+TEST_CASE("autocast: a parameter's cast is kept across scopes until the parameter changes") {
   Generator g(5);
   Tensor x = randn({8, 16}, g);
   Tensor w = randn({16, 4}, g).set_requires_grad(true);
@@ -230,13 +230,55 @@ TEST_CASE("autocast without grad: a parameter's cast is kept across scopes until
   w.add_(ones({16, 4}));
   CHECK(copies_in([&] { y = product(w); }) == 2);
   CHECK(max_diff(y, matmul(round_bf16(x), round_bf16(w))) < 1e-5);
-  // A cast with grad mode on (training) drops the kept ones.
+  // A cast with grad mode on (training) keeps them too.
   {
     GradModeGuard on(true);
     AutocastGuard ac(DType::bf16);
     (void)matmul(x, a);
   }
-  CHECK(copies_in([&] { (void)product(w); }) == 2);
+  CHECK(copies_in([&] { (void)product(w); }) == 1);
+}
+
+TEST_CASE("autocast in training: a parameter is cast once per step, across micro-batches; again after its update") {
+  Generator g(6);
+  Tensor w = randn({16, 4}, g).set_requires_grad(true);
+  const Tensor x1 = randn({8, 16}, g), x2 = randn({8, 16}, g), dy = randn({8, 4}, g);
+  int64_t copies = 0;
+  // One micro-batch: forward and backward in a scope of its own; the copies it makes; dW (the bf16 product).
+  const auto micro_batch = [&](const Tensor& x) {
+    Profiler::reset();
+    Profiler::set_enabled(true);
+    {
+      AutocastGuard ac(DType::bf16);
+      backward({matmul(x, w)}, {dy});
+    }
+    Profiler::set_enabled(false);
+    for (auto& k : Profiler::snapshot())
+      if (k.name == "unary copy") copies = k.calls;
+  };
+  micro_batch(x1);
+  CHECK(copies == 3);  // x1, w, dy
+  micro_batch(x2);
+  CHECK(copies == 2);  // x2, dy: w's cast kept
+  // dW summed over both micro-batches, from bf16 operands.
+  const Tensor dw = matmul(transpose(round_bf16(x1), 0, 1), round_bf16(dy)) + matmul(transpose(round_bf16(x2), 0, 1), round_bf16(dy));
+  CHECK(max_diff(w.grad(), dw) < 1e-4);
+  // The optimizer's update (in place, version bumped): the next step casts w again and multiplies the new values.
+  {
+    NoGradGuard ng;
+    w.add_(ones({16, 4}));
+  }
+  Tensor y;
+  {
+    AutocastGuard ac(DType::bf16);
+    Profiler::reset();
+    Profiler::set_enabled(true);
+    y = matmul(x1, w);
+    Profiler::set_enabled(false);
+  }
+  for (auto& k : Profiler::snapshot())
+    if (k.name == "unary copy") CHECK(k.calls == 2);  // x1 and the new w
+  CHECK(max_diff(y, matmul(round_bf16(x1), round_bf16(w))) < 1e-5);
 }
 
 TEST_CASE("matmul_low_output: the autocast product rounded once to bf16; gradients as matmul's, in the inputs' dtypes") {

@@ -114,8 +114,8 @@ TEST_CASE("decode graphs: two states taking turns, a training step between steps
   }
   const int64_t replays = p.graphed.decode_graphs().replays();
   CHECK(replays > 10);
-  // A training step of the same model between decode steps: every block of memory freed and made
-  // again, the weight casts dropped (a cast with grad mode on).
+  // A training step of the same model between decode steps: memory freed and made again (the
+  // weights are unchanged, so their kept casts serve it too).
   {
     AutocastGuard ac(DType::bf16);
     Tensor x = rand_ids({2, 32}, 53, 7).to(cuda());
