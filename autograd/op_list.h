@@ -10,7 +10,7 @@
   X(silu_grad) X(gelu_tanh_grad) X(gelu_erf_grad) X(swiglu) X(rope)                                \
   X(sum) X(mean) X(max) X(min) X(sum_to) X(cumsum)                                              \
   X(matmul)                                                                                     \
-  X(softmax) X(log_softmax) X(layer_norm) X(rms_norm) X(add_rms_norm) X(gated_layer_norm)       \
+  X(softmax) X(log_softmax) X(layer_norm) X(rms_norm) X(add_rms_norm) X(rms_norm_backward) X(gated_layer_norm) \
   X(cross_entropy)                                                                              \
   X(linear_cross_entropy)                                                                       \
   X(scaled_dot_product_attention) X(ttt_linear_scan) X(ttt_mlp_scan) X(causal_conv1d)             \

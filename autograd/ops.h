@@ -93,6 +93,13 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps = 1e-6);
 // block's residual add and the next norm. h, y: same shape and dtype; the gradients of h and y are
 // one tensor. Equal to add + rms_norm (the same roundings and arithmetic).
 tensor_list add_rms_norm(const Tensor& h, const Tensor& y, const Tensor& weight, double eps = 1e-6);
+// RMSNorm's backward as a differentiable op (ops/rms_norm_backward.cpp): {dx, dw} of rms_norm(x, w,
+// eps) for the output gradient dy, each only when wanted (dw needs w), else undefined. rms_norm and
+// add_rms_norm record it under create_graph; its own backward is one fused kernel
+// (kernels/rms_norm_grad.h). rstd (float32 [rows], the forward's) lets float32 / bfloat16 run the
+// rms_norm_bwd kernel; without it the formulas run.
+tensor_list rms_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, double eps, bool want_dx,
+                              bool want_dw, const Tensor& rstd = Tensor());
 // gelu_tanh(gate) · layer_norm(z, weight, bias, eps) in one pass (ops/gated_layer_norm.cpp: the TTT
 // layer's gated output); z, gate: same shape and dtype; weight / bias optional.
 Tensor gated_layer_norm(const Tensor& z, const Tensor& weight, const Tensor& bias, const Tensor& gate,

@@ -12,8 +12,8 @@
 // with the rms_norm kernels' arithmetic), in one pass over the rows instead of two kernels forward
 // and three backward (the norm's dx, the add of the residual's gradient). The backward runs the
 // fused kernel in float32 / bfloat16 with grad mode off; under create_graph, and in float64 always,
-// it runs the formulas above with differentiable ops as rms_norm.cpp does (rstd recomputed from s,
-// which is re-attached to this node when unpacked, so higher derivatives flow through the sum).
+// ds plus the rms_norm_backward op (ops/rms_norm_backward.cpp), as rms_norm.cpp does (s is
+// re-attached to this node when unpacked, so higher derivatives flow through the sum).
 // h and y must have the same shape, dtype and device: no broadcasting, as a residual has none.
 // Under bf16 autocast n's bf16 rounding is written too and recorded as n's cast
 // (Autocast::remember_cast): the products that read n (the block's projections) read it without a
@@ -28,17 +28,14 @@ namespace ttt {
 
 namespace {
 
-// The norm's dx and dw from differentiable ops (rms_norm.cpp's composite backward, x = s).
-tensor_list composite_backward(const BackwardCtx& c, const Tensor& ds, const Tensor& dn, const Tensor& s,
-                               const Tensor& w, double eps) {
-  Tensor rstd = rsqrt(add_scalar(mean(square(s), {-1}, true), eps));
-  Tensor shat = mul(s, rstd);
+// Differentiable: the norm's dx and dw as one rms_norm_backward node (x = s), plus ds.
+tensor_list taped_backward(const BackwardCtx& c, const Tensor& ds, const Tensor& dn, const Tensor& s,
+                           const Tensor& w, const Tensor& rstd, double eps) {
+  const bool want_dsum = c.needs(0) || c.needs(1);
+  const tensor_list norm = rms_norm_backward(dn, s, w, eps, want_dsum, c.needs(2), rstd);
   tensor_list out(3);
-  if (c.needs(0) || c.needs(1)) {
-    Tensor g = w.defined() ? mul(dn, w) : dn;
-    out[0] = out[1] = add(ds, mul(rstd, sub(g, mul(shat, mean(mul(g, shat), {-1}, true)))));
-  }
-  if (c.needs(2)) out[2] = sum_to(mul(dn, shat), w.shape());
+  if (want_dsum) out[0] = out[1] = add(ds, norm[0]);
+  out[2] = norm[1];
   return out;
 }
 
@@ -120,7 +117,7 @@ tensor_list add_rms_norm(const Tensor& h, const Tensor& y, const Tensor& weight,
              const Tensor &ss = c.saved[0], &ws = c.saved[1];
              if (!GradMode::is_enabled() && ss.dtype() != DType::f64)
                return fused_backward(c, g[0], g[1], ss, ws, c.saved[2]);
-             return composite_backward(c, g[0], g[1], ss, ws, eps);
+             return taped_backward(c, g[0], g[1], ss, ws, c.saved[2], eps);
            });
   }
   return {s, n};

@@ -8,8 +8,9 @@
 //
 // Forward runs the fused kernel (rows = all leading dims, made contiguous; exact in float64).
 // Backward: the fused rms_norm_bwd kernel under ordinary backward in float32 / bfloat16; under
-// create_graph, and in float64 always (the kernel's saved rstd is float32), the formulas above
-// from differentiable ops with rstd recomputed from x. See layer_norm.cpp for the same scheme.
+// create_graph, and in float64 always (the kernel's saved rstd is float32), the rms_norm_backward
+// op (ops/rms_norm_backward.cpp): the same values as one differentiable node whose own backward is
+// a fused kernel, rstd recomputed from x in float64.
 #include "autograd/node.h"
 #include "autograd/ops.h"
 #include "autograd/ops/kernel_calls.h"
@@ -17,19 +18,6 @@
 namespace ttt {
 
 namespace {
-
-tensor_list composite_backward(const BackwardCtx& c, const Tensor& dy, const Tensor& x, const Tensor& w,
-                               double eps) {
-  Tensor rstd = rsqrt(add_scalar(mean(square(x), {-1}, true), eps));
-  Tensor xhat = mul(x, rstd);
-  tensor_list out(2);
-  if (c.needs(0)) {
-    Tensor g = w.defined() ? mul(dy, w) : dy;
-    out[0] = mul(rstd, sub(g, mul(xhat, mean(mul(g, xhat), {-1}, true))));
-  }
-  if (c.needs(1)) out[1] = sum_to(mul(dy, xhat), w.shape());
-  return out;
-}
 
 tensor_list fused_backward(const BackwardCtx& c, const Tensor& dy0, const Tensor& x0, const Tensor& w0,
                            const Tensor& rstd_t) {
@@ -71,7 +59,7 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
     record("rms_norm", {x, weight}, {y}, {x, weight, rstd_t}, [eps](BackwardCtx& c, const tensor_list& g) {
       const Tensor &xs = c.saved[0], &ws = c.saved[1];
       if (!GradMode::is_enabled() && xs.dtype() != DType::f64) return fused_backward(c, g[0], xs, ws, c.saved[2]);
-      return composite_backward(c, g[0], xs, ws, eps);
+      return rms_norm_backward(g[0], xs, ws, eps, c.needs(0), c.needs(1), c.saved[2]);
     });
   }
   return y;

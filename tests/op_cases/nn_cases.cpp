@@ -60,6 +60,17 @@ std::vector<OpCase> cases() {
                    [](const tensor_list& x) { return add_rms_norm(x[0], x[1], x[2], 1e-6); }));
   v.push_back(make("add_rms_norm", "[3,5] no weight", {{{3, 5}}, {{3, 5}}},
                    [](const tensor_list& x) { return add_rms_norm(x[0], x[1], Tensor(), 1e-6); }));
+  // RMSNorm's backward as an op (inputs dy, x, w): first order is the fused double-backward kernel
+  // (float64: exact), second order its composite recomputation.
+  v.push_back(make("rms_norm_backward", "[2,3,4] dy, x, weight: dx and dw", {{{2, 3, 4}}, {{2, 3, 4}}, {{4}}},
+                   [](const tensor_list& x) { return rms_norm_backward(x[0], x[1], x[2], 1e-6, true, true); }));
+  v.push_back(make("rms_norm_backward", "[3,5] no weight: dx", {{{3, 5}}, {{3, 5}}},
+                   [](const tensor_list& x) { return one(rms_norm_backward(x[0], x[1], Tensor(), 1e-6, true, false)[0]); }));
+  v.push_back(make("rms_norm_backward", "[4,6] dw only, the forward's rstd (the rms_norm_bwd kernel below float64)",
+                   {{{4, 6}}, {{4, 6}}, {{6}}}, [](const tensor_list& x) {
+                     const Tensor rstd = to_dtype(reshape(rsqrt(add_scalar(mean(square(x[1].detach()), {-1}, true), 1e-6)), {4}), DType::f32);
+                     return one(rms_norm_backward(x[0], x[1], x[2], 1e-6, false, true, rstd)[1]);
+                   }));
   v.push_back(make("gated_layer_norm", "[2,3,4] weight, bias", {{{2, 3, 4}}, {{4}}, {{4}}, {{2, 3, 4}}},
                    [](const tensor_list& x) { return one(gated_layer_norm(x[0], x[1], x[2], x[3], 1e-5)); }));
   v.push_back(make("gated_layer_norm", "[3,5] no affine", {{{3, 5}}, {{3, 5}}},
