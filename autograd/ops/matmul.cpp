@@ -204,6 +204,14 @@ Tensor matmul_as(const Tensor& a0, const Tensor& b0, bool low_output) {
       AutocastGuard precision(at_autocast ? low : DType::f32, at_autocast);
       std::optional<AutocastCreateGraph> same_mode;
       if (at_autocast) same_mode.emplace();
+      if (at_autocast && !vec_a && !vec_b) {
+        // The products below read Aᵀ and Bᵀ as bf16: that is the forward's casts (the stand-ins hold
+        // their upcasts, or the float32 operands they were cast from), so hand those over instead
+        // of casting again.
+        NoGradGuard ng;
+        Autocast::remember_cast(transpose(A, -2, -1), transpose(c.saved[0], -2, -1));
+        Autocast::remember_cast(transpose(B, -2, -1), transpose(c.saved[1], -2, -1));
+      }
       if (!taped) dC = Autocast::cached_cast(dC, low);  // once, for both products
       const auto mm = [&](const Tensor& x, const Tensor& w, DType o) {
         return taped ? to_dtype(matmul(x, w), o) : product(x, w, low, o);
