@@ -7,7 +7,7 @@
   X(add_scalar) X(mul_scalar) X(rsub_scalar) X(pow_scalar) X(scaled_sigmoid) X(div_scalar) X(rdiv_scalar)          \
   X(neg) X(exp) X(log) X(sqrt) X(rsqrt) X(abs) X(square) X(reciprocal)                          \
   X(tanh) X(sigmoid) X(relu) X(silu) X(gelu_tanh) X(gelu_erf)                                   \
-  X(silu_grad) X(gelu_tanh_grad) X(gelu_erf_grad) X(swiglu) X(rope)                                \
+  X(silu_grad) X(gelu_tanh_grad) X(gelu_erf_grad) X(swiglu) X(swiglu_backward) X(rope)                                \
   X(sum) X(mean) X(max) X(min) X(sum_to) X(cumsum)                                              \
   X(matmul)                                                                                     \
   X(softmax) X(log_softmax) X(layer_norm) X(rms_norm) X(add_rms_norm) X(rms_norm_backward) X(gated_layer_norm) \

@@ -62,6 +62,10 @@ Tensor gelu_erf_grad(const Tensor& x);
 // SwiGLU's gate silu(a) ⊙ b as one fused op (ops/swiglu.cpp); broadcasting shapes fall back to
 // the composite.
 Tensor swiglu(const Tensor& a, const Tensor& b);
+// SwiGLU's backward as a differentiable op (ops/swiglu_backward.cpp): {da, db} of swiglu(a, b) for the
+// output gradient dy (same shapes), each only when wanted. swiglu records it under create_graph; its
+// own backward is one fused kernel (kernels/swiglu_grad.h).
+tensor_list swiglu_backward(const Tensor& dy, const Tensor& a, const Tensor& b, bool want_da, bool want_db);
 
 // --- reductions (ops/reduce.cpp) --------------------------------------------------------------
 // dims empty = all dims.

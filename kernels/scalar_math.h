@@ -44,6 +44,11 @@ template <class T> TTT_HD T silu_grad(T x) {
   T s = sigmoid(x);
   return s * (T(1) + x * (T(1) - s));
 }
+// silu''(x) = σ (1 − σ) (2 + x (1 − 2σ))
+template <class T> TTT_HD T silu_second(T x) {
+  T s = sigmoid(x);
+  return s * (T(1) - s) * (T(2) + x * (T(1) - T(2) * s));
+}
 
 template <class T> TTT_HD T unary(UnaryOp op, T x, T a, T b) {
   switch (op) {

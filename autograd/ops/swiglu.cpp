@@ -5,8 +5,9 @@
 //
 // Forward: one fused kernel (backend swiglu_fwd) instead of silu + mul (one pass over a and b,
 // no silu(a) intermediate). Backward, ordinary (grad mode off): one fused kernel writing da and
-// db (instead of silu, silu_grad and three muls). With create_graph: the formulas above from
-// differentiable ops (silu, silu_grad, mul), so gradients of gradients are exact. Operands of
+// db (instead of silu, silu_grad and three muls). With create_graph: the same kernel as one
+// differentiable node, swiglu_backward (ops/swiglu_backward.cpp), whose own backward is a fused
+// kernel too, so gradients of gradients are exact. Operands of
 // different shapes (broadcasting) take the composite mul(silu(a), b). Tested against the
 // composite in tests/test_fused_ops.cpp.
 #include "autograd/node.h"
@@ -26,9 +27,7 @@ Tensor swiglu(const Tensor& a, const Tensor& b) {
   if (needs_grad({&a, &b})) {
     record("swiglu", {a, b}, {y}, {a, b}, [](BackwardCtx& c, const tensor_list& g) {
       const Tensor &A = c.saved[0], &B = c.saved[1];
-      if (GradMode::is_enabled())
-        return tensor_list{c.needs(0) ? mul(mul(g[0], B), silu_grad(A)) : Tensor(),
-                           c.needs(1) ? mul(g[0], silu(A)) : Tensor()};
+      if (GradMode::is_enabled()) return swiglu_backward(g[0], A, B, c.needs(0), c.needs(1));
       Tensor da = empty(A.shape(), opts(A.dtype(), A.device())), db = empty(A.shape(), opts(A.dtype(), A.device()));
       if (da.numel()) backend(A.device()).swiglu_bwd(da.view(), db.view(), g[0].view(), A.view(), B.view());
       return tensor_list{c.needs(0) ? da : Tensor(), c.needs(1) ? db : Tensor()};

@@ -26,6 +26,14 @@ std::vector<OpCase> cases() {
                    [](const tensor_list& x) { return one(swiglu(x[0], x[1])); }));
   v.push_back(make("swiglu", "[2,3,4] with b [4] (broadcast: composite)", {{{2, 3, 4}}, {{4}}},
                    [](const tensor_list& x) { return one(swiglu(x[0], x[1])); }));
+  // SwiGLU's backward as an op (inputs dy, a, b): first order is the fused double-backward kernel,
+  // second order its composite recomputation.
+  v.push_back(make("swiglu_backward", "[3,5] da and db", {{{3, 5}}, {{3, 5}}, {{3, 5}}},
+                   [](const tensor_list& x) { return swiglu_backward(x[0], x[1], x[2], true, true); }));
+  v.push_back(make("swiglu_backward", "[2,3,2] da only", {{{2, 3, 2}}, {{2, 3, 2}}, {{2, 3, 2}}},
+                   [](const tensor_list& x) { return one(swiglu_backward(x[0], x[1], x[2], true, false)[0]); }));
+  v.push_back(make("swiglu_backward", "[4,3] db only", {{{4, 3}}, {{4, 3}}, {{4, 3}}},
+                   [](const tensor_list& x) { return one(swiglu_backward(x[0], x[1], x[2], false, true)[1]); }));
   v.push_back(make("rope", "[2,3,2,4] time_dim 1", {{{2, 3, 2, 4}}}, [](const tensor_list& x) {
     tensor_list t = rope_tables_for(x[0], 3, 2);
     return one(rope(x[0], t[0], t[1], 1));
