@@ -7,35 +7,14 @@
 // Saved: x, w, and the kernel's per-row rstd (float32).
 //
 // Forward runs the fused kernel (rows = all leading dims, made contiguous; exact in float64).
-// Backward: the fused rms_norm_bwd kernel under ordinary backward in float32 / bfloat16; under
-// create_graph, and in float64 always (the kernel's saved rstd is float32), the rms_norm_backward
-// op (ops/rms_norm_backward.cpp): the same values as one differentiable node whose own backward is
-// a fused kernel, rstd recomputed from x in float64.
+// Backward: the rms_norm_backward op (ops/rms_norm_backward.cpp): the fused rms_norm_bwd kernel in
+// float32 / bfloat16, the formulas in float64 (the kernel's saved rstd is float32); under
+// create_graph it is one differentiable node whose own backward is a fused kernel.
 #include "autograd/node.h"
 #include "autograd/ops.h"
 #include "autograd/ops/kernel_calls.h"
 
 namespace ttt {
-
-namespace {
-
-tensor_list fused_backward(const BackwardCtx& c, const Tensor& dy0, const Tensor& x0, const Tensor& w0,
-                           const Tensor& rstd_t) {
-  Tensor dy = kc::contiguous(dy0), x = kc::contiguous(x0);
-  Tensor w = w0.defined() ? kc::contiguous(w0) : Tensor();
-  const int64_t cols = x.shape().back(), rows = cols ? x.numel() / cols : 0;
-  Tensor dx = c.needs(0) ? empty(x.shape(), opts(x.dtype(), x.device())) : Tensor();
-  Tensor dw = c.needs(1) ? empty({cols}, opts(DType::f32, x.device())) : Tensor();
-  if (rows > 0)
-    backend(x.device()).rms_norm_bwd(dx.defined() ? dx.data_ptr() : nullptr, dw.defined() ? dw.data<float>() : nullptr,
-                                     dy.data_ptr(), x.data_ptr(), rstd_t.data<float>(),
-                                     w.defined() ? w.data_ptr() : nullptr, rows, cols, x.dtype());
-  else if (dw.defined())
-    dw.zero_();
-  return {dx, dw.defined() ? dw.to(w0.dtype()) : Tensor()};
-}
-
-}  // namespace
 
 Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
   kc::check_floating(x, "rms_norm");
@@ -57,9 +36,8 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
                                      w.defined() ? w.data_ptr() : nullptr, rows, cols, eps, x.dtype());
   if (needs_grad({&x, &weight})) {
     record("rms_norm", {x, weight}, {y}, {x, weight, rstd_t}, [eps](BackwardCtx& c, const tensor_list& g) {
-      const Tensor &xs = c.saved[0], &ws = c.saved[1];
-      if (!GradMode::is_enabled() && xs.dtype() != DType::f64) return fused_backward(c, g[0], xs, ws, c.saved[2]);
-      return rms_norm_backward(g[0], xs, ws, eps, c.needs(0), c.needs(1), c.saved[2]);
+      // One op for both: with grad mode off it only computes (no node).
+      return rms_norm_backward(g[0], c.saved[0], c.saved[1], eps, c.needs(0), c.needs(1), c.saved[2]);
     });
   }
   return y;
