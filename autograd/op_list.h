@@ -11,7 +11,7 @@
   X(sum) X(mean) X(max) X(min) X(sum_to) X(cumsum)                                              \
   X(matmul)                                                                                     \
   X(softmax) X(log_softmax) X(layer_norm) X(rms_norm) X(add_rms_norm) X(rms_norm_backward) X(gated_layer_norm) \
-  X(cross_entropy)                                                                              \
+  X(cross_entropy) X(cross_entropy_backward)                                                     \
   X(linear_cross_entropy)                                                                       \
   X(scaled_dot_product_attention) X(ttt_linear_scan) X(ttt_mlp_scan) X(causal_conv1d)             \
   X(ssd_scan) X(gated_delta_scan)                                                               \

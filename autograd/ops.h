@@ -112,6 +112,13 @@ Tensor gated_layer_norm(const Tensor& z, const Tensor& weight, const Tensor& bia
 // "none" (per-target losses, shape of targets).
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100,
                      const std::string& reduction = "mean");
+// Cross-entropy's backward as a differentiable op (ops/cross_entropy_backward.cpp): dx = w_i (softmax(x_i) −
+// onehot(t_i)) per row of x [rows, classes], 0 for rows whose target is ignore_index; w [rows] the
+// rows' loss gradients. cross_entropy records it under create_graph; its own backward is one fused
+// kernel (kernels/cross_entropy_grad.h). lse (float32 [rows], the forward's) lets float32 /
+// bfloat16 run the cross_entropy_bwd kernel.
+Tensor cross_entropy_backward(const Tensor& x, const Tensor& w, const Tensor& targets, int64_t ignore_index,
+                              const Tensor& lse = Tensor());
 // cross_entropy(h Wᵀ, targets) without the logits (ops/linear_cross_entropy.cpp): h [..., d], W [V, d]
 // (an LM head or tied embedding), reduction "mean" or "sum". Runs over chunks of chunk_rows rows
 // (0: float32 logits of at most 256 MiB per chunk) and computes the gradients during the forward.

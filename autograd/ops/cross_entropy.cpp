@@ -11,9 +11,10 @@
 //
 // float32 / bfloat16: forward is the fused cross_entropy_fwd kernel (per-row losses in float32,
 // reduced in float32, then cast to the logits' dtype); ordinary backward is cross_entropy_bwd.
-// float64 and create_graph: the same math from ops — the forward from the (exact) log-softmax
-// kernel, the backward as the formula above with softmax(x) a differentiable op, so gradients of
-// gradients work. float64 never takes the fused kernels: their statistics are float32.
+// float64 and create_graph: the forward from the (exact) log-softmax kernel; the backward as the
+// cross_entropy_backward op (ops/cross_entropy_backward.cpp: the fused kernel below float64, the
+// formula in float64), one differentiable node whose own backward is a fused kernel, so gradients
+// of gradients work. float64 never takes the fused kernels: their statistics are float32.
 //
 // Targets outside [0, V) (other than ignore_index) are an error naming the op and the shapes.
 // They are checked on the host for CPU tensors and on the composite path; the CUDA fused kernel
@@ -45,28 +46,6 @@ void check_targets(const Tensor& tg, int64_t classes, int64_t ignore_index, cons
                                   std::to_string(ignore_index) + ")");
 }
 
-// Comparisons of class ids run in float32 (exact below 2^24 classes), float64 beyond.
-DType compare_dtype(int64_t classes) { return classes <= (int64_t{1} << 24) ? DType::f32 : DType::f64; }
-
-// 1 for rows whose target != ignore_index, else 0: [rows] in `dt`.
-Tensor valid_rows(const Tensor& tg, int64_t classes, int64_t ignore_index, DType dt) {
-  NoGradGuard ng;
-  DType cd = compare_dtype(classes);
-  Tensor t = tg.to(cd);
-  Tensor ign = scalar_tensor(static_cast<double>(ignore_index), opts(cd, tg.device()));
-  return kc::binary(BinaryOp::ne, t, ign, "cross_entropy").to(dt);
-}
-
-// onehot(t_r) for valid rows, zero rows for ignored ones: [rows, classes] in `dt`.
-Tensor onehot_rows(const Tensor& tg, int64_t classes, int64_t ignore_index, DType dt) {
-  NoGradGuard ng;
-  DType cd = compare_dtype(classes);
-  const int64_t rows = tg.numel();
-  Tensor ids = arange(0, classes, 1, opts(cd, tg.device()));
-  Tensor hit = kc::binary(BinaryOp::eq, reshape(tg.to(cd), {rows, 1}), ids, "cross_entropy");
-  return mul(hit, unsqueeze(valid_rows(tg, classes, ignore_index, cd), 1)).to(dt);
-}
-
 // Per-row losses [rows] in float32 (fused) and the row logsumexp (float32).
 void fused_forward(const Tensor& x2, const Tensor& tg, int64_t ignore_index, Tensor& loss, Tensor& lse) {
   const int64_t rows = x2.shape()[0], classes = x2.shape()[1];
@@ -81,7 +60,7 @@ void fused_forward(const Tensor& x2, const Tensor& tg, int64_t ignore_index, Ten
 Tensor composite_forward(const Tensor& x2, const Tensor& tg, int64_t ignore_index) {
   NoGradGuard ng;
   Tensor logp = log_softmax(x2, -1);
-  return neg(sum(mul(logp, onehot_rows(tg, x2.shape()[1], ignore_index, x2.dtype())), {-1}));
+  return neg(sum(mul(logp, kc::onehot_rows(tg, x2.shape()[1], ignore_index, x2.dtype())), {-1}));
 }
 
 }  // namespace
@@ -118,7 +97,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
     } else if (red == Reduction::sum) {
       out = sum(loss);
     } else {
-      count = sum(valid_rows(tg, classes, ignore_index, loss.dtype()));
+      count = sum(kc::valid_rows(tg, classes, ignore_index, loss.dtype()));
       out = div(sum(loss), count);
     }
     out = out.to(dt);
@@ -143,10 +122,10 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
                                                        ignore_index, x.dtype());
                return tensor_list{dx};
              }
-             Tensor p = softmax(reshape(x, {rows, classes}), -1);
-             Tensor onehot = onehot_rows(tg, classes, ignore_index, x.dtype());
-             Tensor w = mul(row_grads(g[0]), valid_rows(tg, classes, ignore_index, x.dtype()));
-             return tensor_list{reshape(mul(sub(p, onehot), unsqueeze(w, 1)), x_shape)};
+             // Differentiable: one cross_entropy_backward node (its own backward a fused kernel).
+             const Tensor w = row_grads(to_dtype(g[0], x.dtype()));
+             return tensor_list{reshape(cross_entropy_backward(reshape(x, {rows, classes}), w, tg, ignore_index, lse),
+                                        x_shape)};
            });
   }
   return out;

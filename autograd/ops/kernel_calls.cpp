@@ -4,6 +4,9 @@
 #include <algorithm>
 #include <vector>
 
+#include "autograd/node.h"
+#include "autograd/ops.h"
+
 namespace ttt::kc {
 
 View broadcast_view(const Tensor& t, const Shape& shape) {
@@ -152,6 +155,28 @@ void check_integer(const Tensor& t, const char* who, const char* what) {
   if (is_floating(t.dtype()))
     throw std::invalid_argument(std::string(who) + ": " + what +
                                 " must be an integer tensor (int64, int32 or uint16), got " + t.str());
+}
+
+namespace {
+// Comparisons of class ids run in float32 (exact below 2^24 classes), float64 beyond.
+DType compare_dtype(int64_t classes) { return classes <= (int64_t{1} << 24) ? DType::f32 : DType::f64; }
+}  // namespace
+
+Tensor valid_rows(const Tensor& tg, int64_t classes, int64_t ignore_index, DType dt) {
+  NoGradGuard ng;
+  DType cd = compare_dtype(classes);
+  Tensor t = tg.to(cd);
+  Tensor ign = scalar_tensor(static_cast<double>(ignore_index), opts(cd, tg.device()));
+  return binary(BinaryOp::ne, t, ign, "cross_entropy").to(dt);
+}
+
+Tensor onehot_rows(const Tensor& tg, int64_t classes, int64_t ignore_index, DType dt) {
+  NoGradGuard ng;
+  DType cd = compare_dtype(classes);
+  const int64_t rows = tg.numel();
+  Tensor ids = arange(0, classes, 1, opts(cd, tg.device()));
+  Tensor hit = binary(BinaryOp::eq, reshape(tg.to(cd), {rows, 1}), ids, "cross_entropy");
+  return mul(hit, unsqueeze(valid_rows(tg, classes, ignore_index, cd), 1)).to(dt);
 }
 
 }  // namespace ttt::kc

@@ -42,6 +42,11 @@ Tensor cast_in_layout(const Tensor& x, DType dt);
 // contiguous tensor qualify), op = transpose where trans_* is set. a and b share a dtype; c may
 // be wider (bf16 operands, float32 c). beta = 1 accumulates into c (beta = 0: c is not read).
 void gemm_into(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, double beta = 0);
+// Class-id rows of a cross-entropy (targets tg: int64 [rows]; not taped): 1 for rows whose target
+// != ignore_index, else 0 ([rows] in dt); onehot(t_r) for valid rows and zero rows for ignored ones
+// ([rows, classes] in dt).
+Tensor valid_rows(const Tensor& tg, int64_t classes, int64_t ignore_index, DType dt);
+Tensor onehot_rows(const Tensor& tg, int64_t classes, int64_t ignore_index, DType dt);
 // Checks that x has a floating dtype, naming the op.
 void check_floating(const Tensor& x, const char* who);
 // Checks that `t` (named `what` in the message) has an integer dtype (int64, int32, uint16).

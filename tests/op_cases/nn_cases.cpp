@@ -93,6 +93,12 @@ std::vector<OpCase> cases() {
                    [](const tensor_list& x) { return one(cross_entropy(x[0], x[1], -100, "sum")); }));
   v.push_back(make("cross_entropy", "[3,4] none, ignore_index 1", {{{3, 4}}, index_input({3}, 4)},
                    [](const tensor_list& x) { return one(cross_entropy(x[0], x[1], 1, "none")); }));
+  // Cross-entropy's backward as an op (inputs logits, row gradients): first order is the fused
+  // double-backward kernel, second order its composite recomputation.
+  v.push_back(make("cross_entropy_backward", "[4,5] rows' gradients w", {{{4, 5}}, {{4}}, index_input({4}, 5)},
+                   [](const tensor_list& x) { return one(cross_entropy_backward(x[0], x[1], x[2], -100)); }));
+  v.push_back(make("cross_entropy_backward", "[6,3] ignore_index 0", {{{6, 3}}, {{6}}, index_input({6}, 3)},
+                   [](const tensor_list& x) { return one(cross_entropy_backward(x[0], x[1], x[2], 0)); }));
   // h [.., d], W [V, d]: first order from the gradients the chunked forward computed, gradgrad
   // from the composite it falls back to under create_graph. ignore_index 0 is a real class id.
   v.push_back(make("linear_cross_entropy", "h [5,3], W [4,3], mean, chunks of 2 (short last)",
