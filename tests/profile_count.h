@@ -6,21 +6,28 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "kernels/profiler.h"
 
 namespace ttt::testing {
 
-// Calls made while fn runs to kernels whose name starts with `prefix` (e.g. "gemm").
-inline int64_t backend_calls(const std::function<void()>& fn, const std::string& prefix) {
+// The calls made while fn runs, by kernel (kernels/profiler.h's snapshot).
+inline std::vector<KernelStat> profiled_calls(const std::function<void()>& fn) {
   Profiler::reset();
   Profiler::set_enabled(true);
   fn();
   Profiler::set_enabled(false);
-  int64_t n = 0;
-  for (const KernelStat& k : Profiler::snapshot())
-    if (k.name.rfind(prefix, 0) == 0) n += k.calls;
+  std::vector<KernelStat> calls = Profiler::snapshot();
   Profiler::reset();
+  return calls;
+}
+
+// Calls made while fn runs to kernels whose name starts with `prefix` (e.g. "gemm").
+inline int64_t backend_calls(const std::function<void()>& fn, const std::string& prefix) {
+  int64_t n = 0;
+  for (const KernelStat& k : profiled_calls(fn))
+    if (k.name.rfind(prefix, 0) == 0) n += k.calls;
   return n;
 }
 

@@ -18,9 +18,9 @@
 #include "autograd/engine.h"
 #include "autograd/ops.h"
 #include "kernels/cross_entropy_grad.h"
-#include "kernels/profiler.h"
 #include "tests/check_close.h"
 #include "tests/cuda_test_util.h"
+#include "tests/profile_count.h"
 
 using namespace ttt;
 using testing::check_close;
@@ -103,12 +103,10 @@ void check_second_order(Device dev, DType dt, testing::Tol tol, const std::strin
       loss = reduction == "none" ? rows : div(sum(rows), sum(oh[1]));
     }
     const Tensor L = reduction == "none" ? sum(mul(c.w, loss)) : loss;
-    Profiler::reset();
-    Profiler::set_enabled(calls != nullptr);
-    const tensor_list g1 = grad({L}, {x}, {}, std::nullopt, /*create_graph=*/true);
-    Profiler::set_enabled(false);
-    if (calls) *calls = Profiler::snapshot();
-    Profiler::reset();
+    tensor_list g1;
+    const auto first = [&] { g1 = grad({L}, {x}, {}, std::nullopt, /*create_graph=*/true); };
+    if (calls) *calls = testing::profiled_calls(first);
+    else first();
     return grad({sum(mul(c.G, g1[0]))}, {x});
   };
   std::vector<KernelStat> calls;

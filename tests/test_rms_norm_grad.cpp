@@ -19,7 +19,7 @@
 #include "kernels/rms_norm_grad.h"
 #include "tests/check_close.h"
 #include "tests/cuda_test_util.h"
-#include "kernels/profiler.h"
+#include "tests/profile_count.h"
 
 using namespace ttt;
 using testing::check_close;
@@ -149,16 +149,8 @@ void check_second_order(Device dev, DType dt, testing::Tol tol, bool add_first) 
     }
     tensor_list gx;
     const auto first = [&] { gx = grad({sum(mul(u, n))}, {x}, {}, std::nullopt, /*create_graph=*/true); };
-    if (calls) {
-      Profiler::reset();
-      Profiler::set_enabled(true);
-      first();
-      Profiler::set_enabled(false);
-      *calls = Profiler::snapshot();
-      Profiler::reset();
-    } else {
-      first();
-    }
+    if (calls) *calls = testing::profiled_calls(first);
+    else first();
     return grad({sum(mul(v, gx[0]))}, {x, w, res}, {}, std::nullopt, false, /*allow_unused=*/true);
   };
   std::vector<KernelStat> calls;

@@ -15,10 +15,10 @@
 
 #include "autograd/engine.h"
 #include "autograd/ops.h"
-#include "kernels/profiler.h"
 #include "kernels/swiglu_grad.h"
 #include "tests/check_close.h"
 #include "tests/cuda_test_util.h"
+#include "tests/profile_count.h"
 
 using namespace ttt;
 using testing::check_close;
@@ -93,12 +93,9 @@ void check_second_order(Device dev, DType dt, testing::Tol tol) {
     Tensor a = a0.detach().set_requires_grad(true), b = b0.detach().set_requires_grad(true);
     const Tensor y = op ? swiglu(a, b) : mul(mul(a, sigmoid(a)), b);
     tensor_list g1;
-    Profiler::reset();
-    Profiler::set_enabled(calls != nullptr);
-    g1 = grad({sum(mul(u, y))}, {a, b}, {}, std::nullopt, /*create_graph=*/true);
-    Profiler::set_enabled(false);
-    if (calls) *calls = Profiler::snapshot();
-    Profiler::reset();
+    const auto first = [&] { g1 = grad({sum(mul(u, y))}, {a, b}, {}, std::nullopt, /*create_graph=*/true); };
+    if (calls) *calls = testing::profiled_calls(first);
+    else first();
     return grad({add(sum(mul(v, g1[0])), sum(mul(w, g1[1])))}, {a, b});
   };
   std::vector<KernelStat> calls;
