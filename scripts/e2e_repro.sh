@@ -8,7 +8,8 @@
 #   scripts/e2e_repro.sh data            # on any machine (CPU): corpus -> tokenizer -> shards (<= 60 MiB)
 #   scripts/e2e_repro.sh train e2e|swa|full   # on the GPU, one run per call (a few minutes each)
 #   scripts/e2e_repro.sh eval            # on the GPU: loss by position at 4096 for the three runs
-#   scripts/e2e_repro.sh bench           # on the GPU: train step at 8192 tokens, tokens/s and peak memory
+#   scripts/e2e_repro.sh bench           # on the GPU: train step at 8192 tokens (BATCHES, default "1 8"),
+#                                        # tokens/s and peak memory
 #   scripts/e2e_repro.sh report          # anywhere: loss_by_position.png and summary.md
 #
 # The corpus: long documents already on a Debian machine set up by scripts/setup.sh — the Python
@@ -24,6 +25,7 @@ PY=/usr/bin/python3
 DATA=data_cache/e2e_repro
 RUNS=runs/e2e_repro
 DEVICE=${DEVICE:-cuda}
+BATCHES=${BATCHES:-1 8}  # bench: batch sizes at 8192 tokens (8 x 8192: the reproduction's 64k tokens a step)
 
 step_data() {
   mkdir -p "$DATA/corpus"
@@ -83,9 +85,12 @@ step_eval() {
 }
 
 step_bench() {
-  for v in e2e swa full; do
-    "$TTT" bench --config "configs/e2e_repro_$v.yaml" --device "$DEVICE" --dtype bf16 --seq-len 8192 --batch 1 \
-      --phases train --repeat 3 --out "$RUNS/bench_8192_$v.json"
+  mkdir -p "$RUNS"
+  for b in $BATCHES; do
+    for v in e2e swa full; do
+      "$TTT" bench --config "configs/e2e_repro_$v.yaml" --device "$DEVICE" --dtype bf16 --seq-len 8192 --batch "$b" \
+        --phases train --repeat 3 --out "$RUNS/bench_8192_b${b}_$v.json"
+    done
   done
 }
 
@@ -99,9 +104,10 @@ for v in ("e2e", "swa", "full"):
     if os.path.exists(ev):
         r = json.load(open(ev))["results"][0]
         curves[v] = r
-    b = os.path.join(runs, f"bench_8192_{v}.json")
-    if os.path.exists(b):
-        rows.append((v, json.load(open(b))))
+    for name in sorted(os.listdir(runs)) if os.path.isdir(runs) else []:
+        if name.startswith("bench_8192_b") and name.endswith(f"_{v}.json"):
+            batch = int(name[len("bench_8192_b"):-len(f"_{v}.json")])
+            rows.append((batch, v, json.load(open(os.path.join(runs, name)))))
 lines = ["# TTT-E2E small reproduction", ""]
 if curves:
     lines += ["## Loss at context 4096 (bf16)", "", "| model | loss | loss of positions < 512 | >= 2048 |", "|---|---|---|---|"]
@@ -111,13 +117,13 @@ if curves:
         late = [l for p, l in zip(pos, loss) if p >= 2048]
         lines.append(f"| {v} | {r['loss']:.4f} | {sum(early)/len(early):.4f} | {sum(late)/len(late):.4f} |")
 if rows:
-    lines += ["", "## Training step at 8192 tokens (bf16, batch 1)", "", "| model | tokens/s | cost per token vs full attention | peak memory (GiB) |", "|---|---|---|---|"]
-    base = dict(rows).get("full")
+    lines += ["", "## Training step at 8192 tokens (bf16)", "", "| batch | model | tokens/s | cost per token vs full attention | peak memory (GiB) |", "|---|---|---|---|---|"]
     def tps(j):
         return j["train"]["tokens_per_s"]
-    for v, j in rows:
+    for batch, v, j in sorted(rows, key=lambda r: (r[0], ("e2e", "swa", "full").index(r[1]))):
+        base = next((jj for bb, vv, jj in rows if bb == batch and vv == "full"), None)
         rel = tps(base) / tps(j) if base else float("nan")
-        lines.append(f"| {v} | {tps(j):.0f} | {rel:.2f}x | {j['train']['peak_memory_bytes'] / 2**30:.2f} |")
+        lines.append(f"| {batch} | {v} | {tps(j):.0f} | {rel:.2f}x | {j['train']['peak_memory_bytes'] / 2**30:.2f} |")
 open(os.path.join(runs, "summary.md"), "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
 if curves:
