@@ -243,6 +243,9 @@ tensor_list ssd_scan(const Tensor& x, const Tensor& dt, const Tensor& A, const T
 // (layers/ssd.h gated_linear_chunked).
 tensor_list ssd_composite(const Tensor& xbar, const Tensor& a, const Tensor& b, const Tensor& c, const Tensor& h0,
                           int64_t chunk);
+// [B, T, G, d] -> [B, T, H, d]: head h reads group h / (H / G) (H a multiple of G), a view; t itself
+// when G = H. (SSD's B and C, and the q/k groups of the gated delta rule, per head.)
+Tensor expand_groups(const Tensor& t, int64_t heads);
 
 // --- gated delta rule of Gated DeltaNet (ops/gated_delta_scan.cpp; math in kernels/gated_delta.h) -
 // Per batch and head, state M = Sᵀ [d_k, d_v]: M_t = e^{g_t} (I − β_t k_t k_tᵀ) M_{t−1} + β_t k_t v_tᵀ,

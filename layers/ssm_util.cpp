@@ -4,7 +4,6 @@
 #include <cmath>
 #include <map>
 #include <mutex>
-#include <stdexcept>
 #include <tuple>
 #include <vector>
 
@@ -63,15 +62,6 @@ Tensor decay_matrix(const Tensor& c) {
 tensor_list steps_of(const Tensor& x, int64_t dim) {
   const int d = dim < 0 ? x.dim() + static_cast<int>(dim) : static_cast<int>(dim);
   return split(x, std::vector<int64_t>(static_cast<size_t>(x.shape()[d]), 1), d);
-}
-
-Tensor expand_groups(const Tensor& t, int64_t heads) {
-  const int64_t B = t.shape()[0], T = t.shape()[1], G = t.shape()[2], d = t.shape()[3];
-  if (G == heads) return t;
-  if (G <= 0 || heads % G != 0)
-    throw std::invalid_argument("expand_groups: " + std::to_string(G) + " groups do not divide " +
-                                std::to_string(heads) + " heads");
-  return reshape(expand(unsqueeze(t, 3), {B, T, G, heads / G, d}), {B, T, heads, d});
 }
 
 DType scan_dtype(DType d) { return d == DType::f64 ? DType::f64 : DType::f32; }

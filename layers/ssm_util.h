@@ -33,9 +33,6 @@ Tensor lower_mask(int64_t L, DType dtype, Device device, bool strict = false);
 // where a narrow per step would zero-pad a full-size gradient at every step).
 tensor_list steps_of(const Tensor& x, int64_t dim);
 
-// [B, T, G, d] -> [B, T, H, d]: head h gets group h / (H / G) (H a multiple of G); t itself when G = H.
-Tensor expand_groups(const Tensor& t, int64_t heads);
-
 // The dtype the recurrences run in: float64 for float64 inputs, float32 otherwise (the state of a
 // bf16 model stays float32, as in the reference kernels).
 DType scan_dtype(DType d);

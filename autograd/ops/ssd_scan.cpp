@@ -83,16 +83,11 @@ Tensor pad_time(const Tensor& x, int64_t len) {  // zero-pads dim 2 to len
 // zeroed above the diagonal before exp, so nothing overflows.
 Tensor segment_decay(const Tensor& c) { return tril(exp(tril(sub(unsqueeze(c, -1), unsqueeze(c, -2)))), 0); }
 
-// The composite chunked form (see the header), any dtype and device.
 // The composite chunked form (see the header), any dtype and device: x̄ = Δ x and a = Δ A per token.
 tensor_list composite(const Tensor& x, const Tensor& dt, const Tensor& A, const Tensor& Bm, const Tensor& Cm,
                       const Tensor& h0, int64_t chunk) {
-  const int64_t Bz = x.shape()[0], T = x.shape()[1], H = x.shape()[2], N = Bm.shape()[3];
-  const int64_t G = Bm.shape()[2];
-  auto per_head = [&](const Tensor& t) {  // [B, T, G, N] -> [B, H, T, N]
-    Tensor e = expand(reshape(t, {Bz, T, G, 1, N}), {Bz, T, G, H / G, N});
-    return permute(reshape(e, {Bz, T, H, N}), {0, 2, 1, 3});
-  };
+  const int64_t H = x.shape()[2];
+  auto per_head = [&](const Tensor& t) { return permute(expand_groups(t, H), {0, 2, 1, 3}); };  // [B, H, T, N]
   const Tensor dth = transpose(dt, 1, 2);                                              // [B, H, T]
   const Tensor xbar = mul(permute(x, {0, 2, 1, 3}), unsqueeze(dth, -1));               // [B, H, T, P]
   tensor_list r = ssd_composite(xbar, mul(dth, reshape(A, {1, -1, 1})), per_head(Bm), per_head(Cm), h0, chunk);
@@ -158,6 +153,15 @@ tensor_list fused_backward(const BackwardCtx& c, const tensor_list& g, const SSD
 }
 
 }  // namespace
+
+Tensor expand_groups(const Tensor& t, int64_t heads) {
+  const int64_t B = t.shape()[0], T = t.shape()[1], G = t.shape()[2], d = t.shape()[3];
+  if (G == heads) return t;
+  if (G <= 0 || heads % G != 0)
+    throw std::invalid_argument("expand_groups: " + std::to_string(G) + " groups do not divide " +
+                                std::to_string(heads) + " heads");
+  return reshape(expand(unsqueeze(t, 3), {B, T, G, heads / G, d}), {B, T, heads, d});
+}
 
 tensor_list ssd_composite(const Tensor& xbar, const Tensor& a, const Tensor& b0, const Tensor& c0, const Tensor& h0,
                           int64_t chunk) {
