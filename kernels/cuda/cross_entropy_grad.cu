@@ -31,28 +31,34 @@ __global__ void __launch_bounds__(1024) cross_entropy_grad_kernel(const T* __res
     row_pass<VEC, 4, A>(xr, cols, [&](const A(&v)[VEC], int64_t) { online_max_sum_vec(m, z, v); });
     block_max_sum(m, z, sm, ss);
     const A lse = m + ::log(z);
-    A s = 0;
+    // f(p, G, c) for each VEC-wide vector of the row: p = softmax(x) there, G the upstream gradient.
+    const auto columns = [&](auto&& f) {
 #pragma unroll 4
-    for (int64_t c = threadIdx.x * VEC; c < cols; c += blockDim.x * VEC) {
-      A v[VEC], g[VEC];
-      load_row<VEC>(v, xr, c);
-      load_row<VEC>(g, gr, c);
+      for (int64_t c = threadIdx.x * VEC; c < cols; c += blockDim.x * VEC) {
+        A p[VEC], g[VEC];
+        load_row<VEC>(p, xr, c);
+        load_row<VEC>(g, gr, c);
 #pragma unroll
-      for (int j = 0; j < VEC; ++j) s += g[j] * ::exp(v[j] - lse);
-    }
+        for (int j = 0; j < VEC; ++j) p[j] = ::exp(p[j] - lse);
+        f(p, g, c);
+      }
+    };
+    using Vec = A[VEC];
+    A s = 0;
+    columns([&](const Vec& p, const Vec& g, int64_t) {
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) s += g[j] * p[j];
+    });
     s = block_sum(s, sm);
     if (gw && threadIdx.x == 0) gw[r] = from_compute<T>(static_cast<compute_t<T>>(s - static_cast<A>(to_compute(gr[t]))));
     if (!gx) continue;
     const A wr = static_cast<A>(to_compute(w[r]));
-#pragma unroll 4
-    for (int64_t c = threadIdx.x * VEC; c < cols; c += blockDim.x * VEC) {
-      A v[VEC], g[VEC];
-      load_row<VEC>(v, xr, c);
-      load_row<VEC>(g, gr, c);
+    columns([&](const Vec& p, const Vec& g, int64_t c) {
+      A out[VEC];
 #pragma unroll
-      for (int j = 0; j < VEC; ++j) v[j] = wr * ::exp(v[j] - lse) * (g[j] - s);
-      store_row<VEC>(gx + r * cols, c, v);
-    }
+      for (int j = 0; j < VEC; ++j) out[j] = wr * p[j] * (g[j] - s);
+      store_row<VEC>(gx + r * cols, c, out);
+    });
   }
 }
 

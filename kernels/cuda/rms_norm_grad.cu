@@ -35,14 +35,22 @@ __global__ void __launch_bounds__(1024) rms_norm_grad_kernel(Args<T> a, compute_
       for (int j = 0; j < VEC; ++j) ss += v[j] * v[j];
     });
     const A rs = A(1) / ::sqrt(block_sum(ss, sh) * inv_n + static_cast<A>(a.eps));
-    A m = 0, sa = 0, sb = 0;  // Σ g x̂ (then its mean), Σ Gx x̂, Σ Gx g
+    // f(x, dy, w, Gx, Gw, c) for each VEC-wide vector of the row (w = 1, Gx and Gw = 0 where absent).
+    const auto columns = [&](auto&& f) {
 #pragma unroll 4
-    for (int64_t c = threadIdx.x * VEC; c < cols; c += blockDim.x * VEC) {
-      A xv[VEC], d[VEC], wv[VEC], G[VEC];
-      load_row<VEC>(xv, xr, c);
-      load_row<VEC>(d, dyr, c);
-      load_row<VEC>(wv, a.w, c, A(1));
-      load_row<VEC>(G, gr, c);
+      for (int64_t c = threadIdx.x * VEC; c < cols; c += blockDim.x * VEC) {
+        A xv[VEC], d[VEC], wv[VEC], G[VEC], gw[VEC];
+        load_row<VEC>(xv, xr, c);
+        load_row<VEC>(d, dyr, c);
+        load_row<VEC>(wv, a.w, c, A(1));
+        load_row<VEC>(G, gr, c);
+        load_row<VEC>(gw, a.gdw, c);
+        f(xv, d, wv, G, gw, c);
+      }
+    };
+    using Vec = A[VEC];
+    A m = 0, sa = 0, sb = 0;  // Σ g x̂ (then its mean), Σ Gx x̂, Σ Gx g
+    columns([&](const Vec& xv, const Vec& d, const Vec& wv, const Vec& G, const Vec&, int64_t) {
 #pragma unroll
       for (int j = 0; j < VEC; ++j) {
         const A g = d[j] * wv[j], xh = xv[j] * rs;
@@ -50,7 +58,7 @@ __global__ void __launch_bounds__(1024) rms_norm_grad_kernel(Args<T> a, compute_
         sa += G[j] * xh;
         sb += G[j] * g;
       }
-    }
+    });
     m = block_sum(m, sh) * inv_n;
     sa = block_sum(sa, sh);
     sb = block_sum(sb, sh);
@@ -58,44 +66,27 @@ __global__ void __launch_bounds__(1024) rms_norm_grad_kernel(Args<T> a, compute_
     // h = ∂L/∂x̂ with r held fixed; its value per column is formed again in the last pass.
     const auto h_of = [&](A g, A G, A gw, A d) { return -rs * (sa * g * inv_n + m * G) + gw * d; };
     A shx = 0;
-#pragma unroll 4
-    for (int64_t c = threadIdx.x * VEC; c < cols; c += blockDim.x * VEC) {
-      A xv[VEC], d[VEC], wv[VEC], G[VEC], gw[VEC];
-      load_row<VEC>(xv, xr, c);
-      load_row<VEC>(d, dyr, c);
-      load_row<VEC>(wv, a.w, c, A(1));
-      load_row<VEC>(G, gr, c);
-      load_row<VEC>(gw, a.gdw, c);
+    columns([&](const Vec& xv, const Vec& d, const Vec& wv, const Vec& G, const Vec& gw, int64_t) {
 #pragma unroll
       for (int j = 0; j < VEC; ++j) shx += h_of(d[j] * wv[j], G[j], gw[j], d[j]) * xv[j] * rs;
-    }
+    });
     shx = block_sum(shx, sh);
     const A coef = (shx + rs * rho) * inv_n;
-#pragma unroll 4
-    for (int64_t c = threadIdx.x * VEC; c < cols; c += blockDim.x * VEC) {
-      A xv[VEC], d[VEC], wv[VEC], G[VEC], gw[VEC], out[VEC];
-      load_row<VEC>(xv, xr, c);
-      load_row<VEC>(d, dyr, c);
-      load_row<VEC>(wv, a.w, c, A(1));
-      load_row<VEC>(G, gr, c);
-      load_row<VEC>(gw, a.gdw, c);
-      if (a.gdy) {
+    columns([&](const Vec& xv, const Vec& d, const Vec& wv, const Vec& G, const Vec& gw, int64_t c) {
+      A q[VEC], gdy[VEC], gx[VEC];
 #pragma unroll
-        for (int j = 0; j < VEC; ++j) out[j] = rs * (G[j] - sa * xv[j] * rs * inv_n) * wv[j] + gw[j] * xv[j] * rs;
-        store_row<VEC>(a.gdy + r * cols, c, out);
+      for (int j = 0; j < VEC; ++j) {
+        const A xh = xv[j] * rs;
+        q[j] = rs * (G[j] - sa * xh * inv_n);  // ∂L/∂g
+        gdy[j] = q[j] * wv[j] + gw[j] * xh;
+        gx[j] = rs * (h_of(d[j] * wv[j], G[j], gw[j], d[j]) - xh * coef);
       }
-      if (a.gx) {
-#pragma unroll
-        for (int j = 0; j < VEC; ++j) {
-          const A xh = xv[j] * rs;
-          out[j] = rs * (h_of(d[j] * wv[j], G[j], gw[j], d[j]) - xh * coef);
-        }
-        store_row<VEC>(a.gx + r * cols, c, out);
-      }
+      if (a.gdy) store_row<VEC>(a.gdy + r * cols, c, gdy);
+      if (a.gx) store_row<VEC>(a.gx + r * cols, c, gx);
       if (t)
 #pragma unroll
-        for (int j = 0; j < VEC; ++j) t[r * cols + c + j] = rs * (G[j] - sa * xv[j] * rs * inv_n) * d[j];
-    }
+        for (int j = 0; j < VEC; ++j) t[r * cols + c + j] = q[j] * d[j];
+    });
   }
 }
 
