@@ -17,7 +17,8 @@
 #          with its fused scan and the composite; the 125M Transformer++ as the yardstick
 #   fla    scripts/bench_baselines_fla.py at the same shapes (fla's Gated DeltaNet; fla's Mamba 2 on
 #          state-spaces/mamba's Triton SSD): FLA=<flash-linear-attention tree> MAMBA=<mamba tree>
-# Usage: OUT=dir [FLA=... MAMBA=...] bash scripts/gpu_baselines_check.sh [steps...]   (default: all five)
+# Usage: OUT=dir [FLA=... MAMBA=...] [LABELS="transformer mamba2_fused ..."] bash scripts/gpu_baselines_check.sh [steps...]
+#        (default: all five steps; LABELS limits the bench step to those labels, e.g. to leave out the slow composites)
 # Files in $OUT: summary.txt (one line per measurement), tests.log, scan.txt, bench.jsonl, fla.jsonl.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -65,6 +66,7 @@ fi
 
 bench() {  # label, config, batch, seq, phase, extra --set args...
   local label=$1 cfg=$2 b=$3 t=$4 phase=$5; shift 5
+  [ -z "${LABELS:-}" ] || [[ " $LABELS " == *" $label "* ]] || return 0
   local sets=()
   for s in "$@"; do sets+=(--set "$s"); done
   local tmp="$OUT/.bench.json"
