@@ -14,10 +14,11 @@
 // Linear here (the reference keeps PyTorch's default Linear init), conv U(±1/√k), dt_bias =
 // softplus⁻¹(dt) with dt log-uniform in [1e-3, 0.1], A ~ U(1, 16), D = 1, norm weight 1.
 //
-// forward() runs the chunk-parallel SSD (model.mamba2.chunk) as the op ssd_scan: the fused kernels
-// (kernels/ssd.h: CUDA float32, and the CPU reference) or the composite form, by
-// model.mamba2.kernel (auto: fused on CUDA; on the CPU the BLAS composite is the faster); the op itself
-// falls back to the composite for shapes the backend does not support; step() decodes any number of tokens
+// forward() runs the scan by model.mamba2.kernel: `recurrent` (and `auto`, the faster on both devices)
+// the token-by-token gated delta kernels without the erase term (kernels/gated_delta.h); `fused` the
+// chunk-parallel SSD (model.mamba2.chunk) as the op ssd_scan through its fused kernels (kernels/ssd.h:
+// CUDA float32, and the CPU reference); `composite` the same chunked form from autograd ops. The ops
+// fall back to their composites for shapes the backend does not support; step() decodes any number of tokens
 // from an O(1) state (the conv's last d_conv−1 inputs and the SSM state [B, H, P, N]) with the same
 // chunked code started from that state, so it equals the forward (tests/test_baseline_mixers.cpp).
 // The scan runs in float32 (float64 for float64 layers) whatever the activations' dtype.

@@ -147,6 +147,11 @@ TEST_CASE("Mamba 2 layer: fused kernels == composite form (float32, values and g
     CHECK(max_abs_diff(got.y, want.y) < 1e-5);
     for (size_t i = 0; i < in.size(); ++i) CHECK_MESSAGE(max_abs_diff(got.grads[i], want.grads[i]) < 1e-4, "input ", i);
   }
+  // `auto` is the recurrent kernels (the faster on the CPU and on an H200): bit for bit.
+  m.set_kernel("recurrent");
+  const Tensor recurrent = m.forward(x).detach();
+  m.set_kernel("auto");
+  CHECK(max_abs_diff(m.forward(x).detach(), recurrent) == 0.0);
   // Decoding through the recurrent kernels (from the state Hᵀ): 2 + 1 + 4 tokens == the forward.
   m.set_kernel("recurrent");
   CHECK(max_abs_diff(decode_in_pieces(m, x, {2, 1, 4}), want.y.detach()) < 1e-5);
