@@ -102,7 +102,7 @@ if has bench; then
 fi
 
 if has fla; then
-  for shape in "train 8 2048" "train 2 8192" "prefill 1 16384"; do
+  for shape in "prefill 1 16384" "train 8 2048" "train 2 8192"; do  # prefill first: seconds, where training compiles for minutes
     set -- $shape
     for m in mamba2 gated_deltanet; do
       if timeout 300 python3 scripts/bench_baselines_fla.py --model "$m" --mode "$1" --batch "$2" --seq-len "$3" --timing-only \
