@@ -9,6 +9,12 @@ The sequence mixers are fla's layers (fla-org/flash-linear-attention, Triton):
   mamba2          fla.layers.Mamba2: its fused path is state-spaces/mamba's Triton SSD
                   (mamba_chunk_scan_combined / mamba_split_conv1d_scan_combined)
   gated_deltanet  fla.layers.GatedDeltaNet: fla's chunk_gated_delta_rule
+  mamba2_gla      the same Mamba 2 layer written here from PyTorch ops around fla's own chunked kernel
+                  for its recurrence, chunk_simple_gla (h_t = exp(g_t) h_{t-1} + k_t v_t^T, o_t = q_t^T h_t
+                  with q = C, k = B, v = dt x, g = dt A, scale 1: the SSD of the Mamba 2 paper), and fla's
+                  gated RMSNorm; the conv is PyTorch's depthwise conv1d, and B, C are expanded to the heads.
+                  A training reference where mamba_ssm's Triton SSD does not run (session 19: "illegal
+                  memory access" in its backward on Triton 3.6); needs no --mamba-path.
 Mamba-1 is not here: fla's Mamba layer calls mamba_ssm's compiled CUDA selective scan.
 
 fla and mamba_ssm need no install: pass their source trees (--fla-path, --mamba-path); mamba_ssm is
@@ -20,8 +26,8 @@ are those of fla's PyTorch fallback, not of the kernels.
       --fla-path /path/to/flash-linear-attention --json out.json
   --mode train: fwd + bwd + AdamW step; prefill: forward under no_grad. Tokens/s = batch·seq / median step.
 
-fla refuses Gated DeltaNet's training on Hopper with Triton >= 3.4.0 and < 3.7.1 (its issue #640: one
-backward kernel, chunk_bwd_dqkwg, computes wrong values there) unless tilelang is installed. With
+fla refuses Gated DeltaNet's (and mamba2_gla's) training on Hopper with Triton >= 3.4.0 and < 3.7.1 (its
+issue #640: one backward kernel, chunk_bwd_dqkwg, computes wrong values there) unless tilelang is installed. With
 --timing-only the script lifts that guard and times the same kernels anyway: the step does the same
 work, so its time is a fair reference, but its gradients may be wrong, so the result is marked
 "timing_only" and is good for nothing else.
@@ -55,10 +61,11 @@ def version_tuple(v):
 
 
 def fla_training_refused(args, torch):
-    """fla refuses the gated delta rule's backward on Hopper with Triton >= 3.4.0 and < 3.7.1 unless
-    tilelang is installed (its issue #640: wrong results) -- but only after minutes of Triton
-    compilation. Say so up front (measured on an H200 image with torch 2.11, 2026-12-04)."""
-    if args.model != "gated_deltanet" or args.mode != "train" or not torch.cuda.is_available():
+    """fla refuses the backward of its gated chunked kernels (chunk_bwd_dqkwg with a gate: the gated delta
+    rule's, and chunk_simple_gla's) on Hopper with Triton >= 3.4.0 and < 3.7.1 unless tilelang is
+    installed (its issue #640: wrong results) -- but only after minutes of Triton compilation. Say so up
+    front (measured on an H200 image with torch 2.11, 2026-12-04)."""
+    if args.model not in ("gated_deltanet", "mamba2_gla") or args.mode != "train" or not torch.cuda.is_available():
         return ""
     try:
         import triton
@@ -71,7 +78,7 @@ def fla_training_refused(args, torch):
         pass
     v = version_tuple(triton.__version__)
     if torch.cuda.get_device_capability()[0] == 9 and (3, 4, 0) <= v < (3, 7, 1):
-        return ("fla refuses the gated delta rule's backward on Hopper with Triton %s (>= 3.4.0, < 3.7.1; "
+        return ("fla refuses its gated chunk_bwd_dqkwg on Hopper with Triton %s (>= 3.4.0, < 3.7.1; "
                 "fla issue #640) unless tilelang is installed" % triton.__version__)
     return ""
 
@@ -111,7 +118,48 @@ def build_model(name, torch, nn, F):
             h = h + (out[0] if isinstance(out, tuple) else out)
             return h + self.mlp(self.ffn_norm(h)) if self.mlp is not None else h
 
-    if name == "mamba2":
+    if name == "mamba2_gla":
+        from fla.modules.layernorm_gated import RMSNormGated
+        from fla.ops.simple_gla import chunk_simple_gla
+
+        class Mamba2GLA(nn.Module):
+            """configs/125m_mamba2.yaml's mixer (layers/mamba2.h): in_proj to (z, xBC, dt), causal depthwise
+            conv + SiLU over xBC, dt = softplus(dt + dt_bias), A = -exp(A_log), SSD scan, D skip,
+            RMSNorm(y * silu(z)), out_proj."""
+
+            def __init__(self, d=D, heads=24, head_dim=64, state=128, conv=4):
+                super().__init__()
+                self.h, self.p, self.n = heads, head_dim, state
+                self.d_inner = heads * head_dim
+                conv_dim = self.d_inner + 2 * state
+                self.in_proj = nn.Linear(d, self.d_inner + conv_dim + heads, bias=False)
+                self.conv1d = nn.Conv1d(conv_dim, conv_dim, conv, groups=conv_dim, padding=conv - 1)
+                dt = torch.exp(torch.rand(heads) * (torch.log(torch.tensor(0.1)) - torch.log(torch.tensor(1e-3)))
+                               + torch.log(torch.tensor(1e-3)))
+                self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))
+                self.A_log = nn.Parameter(torch.log(torch.empty(heads).uniform_(1, 16)))
+                self.D = nn.Parameter(torch.ones(heads))
+                self.norm = RMSNormGated(self.d_inner, eps=1e-5, norm_before_gate=False)
+                self.out_proj = nn.Linear(self.d_inner, d, bias=False)
+
+            def forward(self, x):
+                Bt, T, _ = x.shape
+                z, xbc, dt = torch.split(self.in_proj(x), [self.d_inner, self.d_inner + 2 * self.n, self.h], dim=-1)
+                xbc = F.silu(self.conv1d(xbc.transpose(1, 2))[..., :T].transpose(1, 2))
+                xs, Bm, Cm = torch.split(xbc, [self.d_inner, self.n, self.n], dim=-1)
+                dt = F.softplus(dt.float() + self.dt_bias)                             # [B, T, H]
+                A = -torch.exp(self.A_log.float())
+                xs = xs.reshape(Bt, T, self.h, self.p)
+                heads = (Bt, T, self.h, self.n)
+                y, _ = chunk_simple_gla(q=Cm.unsqueeze(2).expand(heads).contiguous(),
+                                        k=Bm.unsqueeze(2).expand(heads).contiguous(),
+                                        v=(xs * dt.unsqueeze(-1)).to(xs.dtype), g=dt * A, scale=1.0)
+                y = y + xs * self.D.view(1, 1, -1, 1)
+                return self.out_proj(self.norm(y.reshape(Bt, T, self.d_inner).to(z.dtype), z))
+
+        print("fla Mamba 2 through chunk_simple_gla (no mamba_ssm)")
+        blocks = [Block(Mamba2GLA(), 0) for _ in range(24)]
+    elif name == "mamba2":
         import fla.layers.mamba2 as m2
         print("fla Mamba2: mamba_ssm Triton SSD available:", m2.mamba_chunk_scan_combined is not None)
         blocks = [Block(m2.Mamba2(num_heads=24, head_dim=64, hidden_size=D, state_size=128, expand=2, n_groups=1,
@@ -144,7 +192,7 @@ def build_model(name, torch, nn, F):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", choices=["mamba2", "gated_deltanet"], required=True)
+    ap.add_argument("--model", choices=["mamba2", "mamba2_gla", "gated_deltanet"], required=True)
     ap.add_argument("--mode", choices=["train", "prefill"], default="train")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq-len", type=int, default=2048)
@@ -153,7 +201,7 @@ def main():
     ap.add_argument("--fla-path", help="flash-linear-attention source tree (else the installed fla)")
     ap.add_argument("--mamba-path", help="state-spaces/mamba source tree (Mamba 2's Triton SSD)")
     ap.add_argument("--timing-only", action="store_true",
-                    help="time Gated DeltaNet training even where fla refuses it (Hopper, Triton 3.4-3.7.0): "
+                    help="time Gated DeltaNet (and mamba2_gla) training even where fla refuses it (Hopper, Triton 3.4-3.7.0): "
                          "same kernels, possibly wrong gradients; the result is marked timing_only")
     ap.add_argument("--json", help="write the result here")
     args = ap.parse_args()
@@ -196,7 +244,7 @@ def main():
     # in eval mode it runs the conv (fla's Triton conv when causal_conv1d is absent) and then
     # mamba_chunk_scan_combined, which is differentiable: the same SSD kernels, no compiled extension.
     for b in model.blocks:
-        if args.model == "mamba2":
+        if args.model == "mamba2":  # (mamba2_gla's mixer has no such mode: it is the same in both)
             b.mixer.eval()
     times = []
     for i in range(args.warmup + args.steps):

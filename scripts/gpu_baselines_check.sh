@@ -16,7 +16,8 @@
 #          delta) kernels and the composite form; Gated DeltaNet with its fused kernels and the composite; Mamba
 #          with its fused scan and the composite; the 125M Transformer++ as the yardstick
 #   fla    scripts/bench_baselines_fla.py at the same shapes (fla's Gated DeltaNet; fla's Mamba 2 on
-#          state-spaces/mamba's Triton SSD): FLA=<flash-linear-attention tree> MAMBA=<mamba tree>
+#          state-spaces/mamba's Triton SSD; the same Mamba 2 on fla's chunk_simple_gla, mamba2_gla):
+#          FLA=<flash-linear-attention tree> MAMBA=<mamba tree>
 # Usage: OUT=dir [FLA=... MAMBA=...] [LABELS="transformer mamba2_fused ..."] bash scripts/gpu_baselines_check.sh [steps...]
 #        (default: all five steps; LABELS limits the bench step to those labels, e.g. to leave out the slow composites)
 # Files in $OUT: summary.txt (one line per measurement), tests.log, scan.txt, bench.jsonl, fla.jsonl.
@@ -104,7 +105,7 @@ fi
 if has fla; then
   for shape in "prefill 1 16384" "train 8 2048" "train 2 8192"; do  # prefill first: seconds, where training compiles for minutes
     set -- $shape
-    for m in mamba2 gated_deltanet; do
+    for m in mamba2 mamba2_gla gated_deltanet; do
       if timeout 300 python3 scripts/bench_baselines_fla.py --model "$m" --mode "$1" --batch "$2" --seq-len "$3" --timing-only \
           ${FLA:+--fla-path "$FLA"} ${MAMBA:+--mamba-path "$MAMBA"} --json "$OUT/.fla.json" >>"$OUT/tests.log" 2>&1; then
         python3 -c "import json,sys; print(json.dumps(json.load(open('$OUT/.fla.json'))))" >>"$OUT/fla.jsonl"
