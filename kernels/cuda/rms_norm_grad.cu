@@ -141,9 +141,7 @@ void rms_norm_grad_backward(Backend& be0, RmsNormGradBackward& c) {
     });
     if (!want_gw) return;
     const int64_t col_tiles = ceil_div(c.cols, 32);
-    // Enough row chunks to give every SM several blocks, each chunk at least 32 rows (as rows.cu's norms).
-    const int64_t chunks = std::max<int64_t>(
-        1, std::min<int64_t>({ceil_div(int64_t{be.sm_count()} * 8, col_tiles), ceil_div(c.rows, 32), 65535}));
+    const int64_t chunks = column_sum_chunks(c.rows, c.cols, be.sm_count());  // as rows.cu's norms
     const int64_t rows_per_chunk = ceil_div(c.rows, chunks);
     CudaBackend::Scratch part(be, static_cast<size_t>(chunks * c.cols) * sizeof(A));
     column_partial_kernel<A><<<dim3(static_cast<unsigned>(col_tiles), static_cast<unsigned>(chunks)), dim3(32, 8), 0,

@@ -377,9 +377,7 @@ void norm_bwd(CudaBackend& be, void* dx, float* dw, float* db, const void* dy, c
   // float32, as the interface asks.
   using A = compute_t<T>;
   const int64_t col_tiles = ceil_div(cols, 32);
-  // Enough row chunks to give every SM several blocks, each chunk at least 32 rows.
-  const int64_t chunks = std::max<int64_t>(
-      1, std::min<int64_t>({ceil_div(int64_t{be.sm_count()} * 8, col_tiles), ceil_div(rows, 32), 65535}));
+  const int64_t chunks = column_sum_chunks(rows, cols, be.sm_count());
   const int64_t rows_per_chunk = ceil_div(rows, chunks);
   CudaBackend::Scratch pw(be, static_cast<size_t>(chunks * cols) * sizeof(A));
   CudaBackend::Scratch pb(be, db ? static_cast<size_t>(chunks * cols) * sizeof(A) : 0);

@@ -18,6 +18,14 @@ inline unsigned row_grid(int64_t rows, int threads, int sm_count) {
   return static_cast<unsigned>(std::min<int64_t>(rows, int64_t{sm_count} * (2048 / threads)));
 }
 
+// Column sums over rows (norm weight gradients) go as per-chunk partials over tiles of 32 columns,
+// then a sum over the chunks in order (deterministic): enough row chunks to give every SM several
+// blocks, each chunk at least 32 rows, at most the grid's y limit.
+inline int64_t column_sum_chunks(int64_t rows, int64_t cols, int sm_count) {
+  return std::max<int64_t>(
+      1, std::min<int64_t>({ceil_div(int64_t{sm_count} * 8, ceil_div(cols, 32)), ceil_div(rows, 32), 65535}));
+}
+
 // Calls f(VEC_tag) with the widest vector width usable for rows of `cols` elements of T whose
 // base pointers are `ptrs` (null pointers are ignored).
 template <class T, class F> void dispatch_row_vec(int64_t cols, std::initializer_list<const void*> ptrs, F&& f) {
