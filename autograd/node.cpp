@@ -61,6 +61,13 @@ Tensor BackwardCtx::input_stand_in(size_t i, const Tensor& values) const {
   return t;
 }
 
+BackwardCtx BackwardCtx::stand_in_inputs(size_t n) const {
+  BackwardCtx r;
+  r.needs_input_grad = needs_input_grad;
+  for (size_t i = 0; i < n; ++i) r.saved.push_back(saved[i].defined() ? input_stand_in(i, saved[i]) : Tensor());
+  return r;
+}
+
 // --- FunctionNode ----------------------------------------------------------------------------------
 
 tensor_list FunctionNode::apply(tensor_list&& grad_outputs) { return run(std::move(grad_outputs), nullptr); }

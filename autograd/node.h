@@ -120,6 +120,9 @@ struct BackwardCtx {
   // the float32 original; `values` must have the input's shape and dtype. Without an edge (the
   // input needs no gradient, or a context made by hand) it is `values` detached.
   Tensor input_stand_in(size_t i, const Tensor& values) const;
+  // A context for a taped backward that recomputes from the saved inputs (recompute_gradients):
+  // saved[i] for i < n as stand-ins of input i (undefined ones stay undefined), the same needs.
+  BackwardCtx stand_in_inputs(size_t n) const;
 };
 using BackwardFn = std::function<tensor_list(BackwardCtx& ctx, const tensor_list& grad_outputs)>;
 

@@ -88,12 +88,10 @@ Tensor cross_entropy_backward(const Tensor& x0, const Tensor& w0, const Tensor& 
     record(kOp, {x0, w0}, {dx}, {x, w, tg}, [ignore_index](BackwardCtx& c, const tensor_list& g) {
       if (!GradMode::is_enabled()) return fused_double_backward(c, g[0], ignore_index);
       const Tensor tg = c.saved[2];
-      const BackwardCtx inputs{{c.input_stand_in(0, c.saved[0]), c.input_stand_in(1, c.saved[1])},
-                               c.needs_input_grad};
       const CheckpointFn composite = [tg, ignore_index](const tensor_list& in) {
         return tensor_list{formulas(in[0], in[1], tg, ignore_index)};
       };
-      return recompute_gradients(composite, inputs, g, false, DType::f32);
+      return recompute_gradients(composite, c.stand_in_inputs(2), g, false, DType::f32);
     });
   }
   return dx;

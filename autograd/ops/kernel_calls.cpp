@@ -157,6 +157,21 @@ void check_integer(const Tensor& t, const char* who, const char* what) {
                                 " must be an integer tensor (int64, int32 or uint16), got " + t.str());
 }
 
+tensor_list wanted_only(const tensor_list& xs, const std::vector<bool>& wanted) {
+  tensor_list out;
+  for (size_t i = 0; i < wanted.size(); ++i)
+    if (wanted[i]) out.push_back(xs[i]);
+  return out;
+}
+
+tensor_list spread_wanted(const tensor_list& g, const std::vector<bool>& wanted) {
+  tensor_list out(wanted.size());
+  size_t k = 0;
+  for (size_t i = 0; i < wanted.size(); ++i)
+    if (wanted[i]) out[i] = g[k++];
+  return out;
+}
+
 namespace {
 // Comparisons of class ids run in float32 (exact below 2^24 classes), float64 beyond.
 DType compare_dtype(int64_t classes) { return classes <= (int64_t{1} << 24) ? DType::f32 : DType::f64; }

@@ -47,6 +47,10 @@ void gemm_into(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, 
 // ([rows, classes] in dt).
 Tensor valid_rows(const Tensor& tg, int64_t classes, int64_t ignore_index, DType dt);
 Tensor onehot_rows(const Tensor& tg, int64_t classes, int64_t ignore_index, DType dt);
+// An op with optional outputs records only the wanted ones: wanted_only keeps xs[i] where wanted[i]
+// (in order); spread_wanted puts the node's gradients g back in their slots (undefined elsewhere).
+tensor_list wanted_only(const tensor_list& xs, const std::vector<bool>& wanted);
+tensor_list spread_wanted(const tensor_list& g, const std::vector<bool>& wanted);
 // Checks that x has a floating dtype, naming the op.
 void check_floating(const Tensor& x, const char* who);
 // Checks that `t` (named `what` in the message) has an integer dtype (int64, int32, uint16).

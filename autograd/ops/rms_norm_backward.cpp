@@ -109,25 +109,19 @@ tensor_list rms_norm_backward(const Tensor& dy0, const Tensor& x0, const Tensor&
   want_dw = want_dw && w0.defined();
   const Tensor dy = kc::contiguous(dy0), x = kc::contiguous(x0), w = w0.defined() ? kc::contiguous(w0) : Tensor();
   tensor_list out = values(dy, x, w, rstd, eps, want_dx, want_dw);
-  tensor_list recorded;  // the outputs the node has: dx and/or dw
-  if (want_dx) recorded.push_back(out[0]);
-  if (want_dw) recorded.push_back(out[1]);
+  const std::vector<bool> wanted = {want_dx, want_dw};
+  const tensor_list recorded = kc::wanted_only(out, wanted);  // the outputs the node has: dx and/or dw
   if (!recorded.empty() && needs_grad({&dy0, &x0, &w0})) {
     // The node's inputs are the originals (their edges); it saves the contiguous copies.
-    record(kOp, {dy0, x0, w0}, recorded, {dy, x, w}, [eps, want_dx, want_dw](BackwardCtx& c, const tensor_list& g) {
-      const Tensor Gx = want_dx ? g[0] : Tensor(), Gw = want_dw ? g[want_dx ? 1 : 0] : Tensor();
-      if (!GradMode::is_enabled()) return fused_double_backward(c, Gx, Gw, eps);
-      const BackwardCtx inputs{{c.input_stand_in(0, c.saved[0]), c.input_stand_in(1, c.saved[1]),
-                                c.saved[2].defined() ? c.input_stand_in(2, c.saved[2]) : Tensor()},
-                               c.needs_input_grad};
-      const CheckpointFn composite = [eps, want_dx, want_dw](const tensor_list& in) {
-        const tensor_list r = formulas(in[0], in[1], in[2], eps, want_dx, want_dw);
-        tensor_list live;
-        if (want_dx) live.push_back(r[0]);
-        if (want_dw) live.push_back(r[1]);
-        return live;
+    record(kOp, {dy0, x0, w0}, recorded, {dy, x, w}, [eps, wanted](BackwardCtx& c, const tensor_list& g) {
+      if (!GradMode::is_enabled()) {
+        const tensor_list G = kc::spread_wanted(g, wanted);
+        return fused_double_backward(c, G[0], G[1], eps);
+      }
+      const CheckpointFn composite = [eps, wanted](const tensor_list& in) {
+        return kc::wanted_only(formulas(in[0], in[1], in[2], eps, wanted[0], wanted[1]), wanted);
       };
-      return recompute_gradients(composite, inputs, g, false, DType::f32);
+      return recompute_gradients(composite, c.stand_in_inputs(3), g, false, DType::f32);
     });
   }
   return out;

@@ -71,23 +71,21 @@ tensor_list swiglu_backward(const Tensor& dy0, const Tensor& a0, const Tensor& b
     if (want_da) out[0] = da;
     if (want_db) out[1] = db;
   }
-  tensor_list recorded;  // the node's outputs: da and/or db
-  if (want_da) recorded.push_back(out[0]);
-  if (want_db) recorded.push_back(out[1]);
+  const std::vector<bool> wanted = {want_da, want_db};
+  const tensor_list recorded = kc::wanted_only(out, wanted);  // the node's outputs: da and/or db
   if (!recorded.empty() && needs_grad({&dy0, &a0, &b0})) {
-    record(kOp, {dy0, a0, b0}, recorded, {dy, a, b}, [want_da, want_db](BackwardCtx& c, const tensor_list& g) {
-      const Tensor Ga = want_da ? g[0] : Tensor(), Gb = want_db ? g[want_da ? 1 : 0] : Tensor();
-      if (!GradMode::is_enabled()) return fused_double_backward(c, Ga, Gb);
-      const BackwardCtx inputs{{c.input_stand_in(0, c.saved[0]), c.input_stand_in(1, c.saved[1]),
-                                c.input_stand_in(2, c.saved[2])},
-                               c.needs_input_grad};
-      const CheckpointFn composite = [want_da, want_db](const tensor_list& in) {
-        tensor_list live;
-        if (want_da) live.push_back(mul(mul(in[0], in[2]), silu_grad(in[1])));
-        if (want_db) live.push_back(mul(in[0], silu(in[1])));
-        return live;
+    record(kOp, {dy0, a0, b0}, recorded, {dy, a, b}, [wanted](BackwardCtx& c, const tensor_list& g) {
+      if (!GradMode::is_enabled()) {
+        const tensor_list G = kc::spread_wanted(g, wanted);
+        return fused_double_backward(c, G[0], G[1]);
+      }
+      const CheckpointFn composite = [wanted](const tensor_list& in) {
+        tensor_list r(2);
+        if (wanted[0]) r[0] = mul(mul(in[0], in[2]), silu_grad(in[1]));
+        if (wanted[1]) r[1] = mul(in[0], silu(in[1]));
+        return kc::wanted_only(r, wanted);
       };
-      return recompute_gradients(composite, inputs, g, false, DType::f32);
+      return recompute_gradients(composite, c.stand_in_inputs(3), g, false, DType::f32);
     });
   }
   return out;
