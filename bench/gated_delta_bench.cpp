@@ -4,11 +4,12 @@
 // against the bytes the calls must move (GatedDelta*::bytes(): inputs read once, outputs written
 // once) and TFLOP/s of the recurrence's own arithmetic (per token and head: with the erase term
 // 2·d_k·d_v for each of p = Mᵀk, the update and o = Mᵀq in the forward, 7 such products in the
-// backward; without it 2 and 5), and optionally the composite twin (chunked WY / SSD form through
-// autograd, forward + backward) at the same shape.
+// backward; without it 2 and 5), and optionally the chunked WY kernels (--chunked:
+// GatedDeltaShape::chunked, the same inputs, timed beside the token walk in the same run) and the
+// composite twin (chunked WY / SSD form through autograd, forward + backward) at the same shape.
 //
 // Usage: build/bin/gated_delta_bench [--B 8] [--T 2048] [--H 6] [--dk 96] [--dv 192] [--linear]
-//                                    [--mamba2] [--device cuda] [--reps 20] [--composite]
+//                                    [--mamba2] [--device cuda] [--reps 20] [--chunked] [--composite]
 // Defaults: one layer of the 125M Gated DeltaNet (configs/125m_gated_deltanet.yaml) at 8 x 2048;
 // --mamba2: the 125M Mamba 2's (24 heads, N = d_k 128, P = d_v 64, no erase term).
 // Prints the median of `reps` synchronized runs.
@@ -32,7 +33,7 @@ namespace {
 
 struct Options {
   int64_t B = 8, T = 2048, H = 6, dk = 96, dv = 192;
-  bool linear = false, composite = false;
+  bool linear = false, composite = false, chunked = false;
   Device device = cuda();
   int reps = 20;
 };
@@ -55,9 +56,42 @@ Options parse(int argc, char** argv) {
     else if (a == "--reps") o.reps = std::stoi(next());
     else if (a == "--device") o.device = parse_device(next());
     else if (a == "--composite") o.composite = true;
+    else if (a == "--chunked") o.chunked = true;
     else throw std::invalid_argument("gated_delta_bench: unknown option " + a);
   }
   return o;
+}
+
+struct Times {
+  double fwd = 0, bwd = 0;
+};
+
+// Forward and backward kernel times of shape `s` on fc's and bc's buffers (their shape replaced), and
+// their rows of the table.
+Times time_kernels(const Options& o, const GatedDeltaShape& s, GatedDeltaForward fc, GatedDeltaBackward bc,
+                   const char* label) {
+  fc.s = s;
+  bc.s = s;
+  const TensorOptions to = opts(DType::f32, o.device);
+  Tensor wf = empty({static_cast<int64_t>(fc.workspace_bytes(o.device) / 4) + 1}, to);
+  Tensor wb = empty({static_cast<int64_t>(bc.workspace_bytes(o.device) / 4) + 1}, to);
+  fc.workspace = wf.data_ptr();
+  bc.workspace = wb.data_ptr();
+  Backend& be = backend(o.device);
+  Times t;
+  t.fwd = median_ms(be, o.reps, [&] { be.run(fc); });
+  t.bwd = median_ms(be, o.reps, [&] { be.run(bc); });
+  const double tokens = static_cast<double>(o.B * o.T), heads_tokens = tokens * static_cast<double>(o.H);
+  const double kv = 2.0 * static_cast<double>(o.dk * o.dv) * heads_tokens;
+  const double fwd_flop = (s.erase ? 3 : 2) * kv, bwd_flop = (s.erase ? 7 : 5) * kv;
+  std::printf("  %s (workspace: forward %.1f MB, backward %.1f MB)\n", label, fc.workspace_bytes(o.device) / 1e6,
+              bc.workspace_bytes(o.device) / 1e6);
+  std::printf("  forward   %8.3f ms  %7.3f ns/token  %7.1f GB/s  %6.2f TFLOP/s\n", t.fwd, 1e6 * t.fwd / tokens,
+              fc.bytes() / t.fwd * 1e-6, fwd_flop / t.fwd * 1e-9);
+  std::printf("  backward  %8.3f ms  %7.3f ns/token  %7.1f GB/s  %6.2f TFLOP/s\n", t.bwd, 1e6 * t.bwd / tokens,
+              bc.bytes() / t.bwd * 1e-6, bwd_flop / t.bwd * 1e-9);
+  std::printf("  fwd+bwd   %8.3f ms\n", t.fwd + t.bwd);
+  return t;
 }
 
 }  // namespace
@@ -85,23 +119,21 @@ int main(int argc, char** argv) {
     bc.s = s;
     bc.q = fc.q, bc.k = fc.k, bc.v = fc.v, bc.g = fc.g, bc.beta = fc.beta, bc.d_o = d_o.data_ptr();
     bc.dq = dq.data_ptr(), bc.dk = dk.data_ptr(), bc.dv = dv.data_ptr(), bc.dg = dg.data_ptr(), bc.dbeta = db.data_ptr();
-    Tensor ws = empty({static_cast<int64_t>(bc.workspace_bytes(o.device) / 4) + 1}, to);
-    bc.workspace = ws.data_ptr();
     Backend& be = backend(o.device);
-    const double fwd = median_ms(be, o.reps, [&] { be.run(fc); });
-    const double bwd = median_ms(be, o.reps, [&] { be.run(bc); });
-    const double tokens = static_cast<double>(o.B * o.T), heads_tokens = tokens * static_cast<double>(o.H);
-    const double kv = 2.0 * static_cast<double>(o.dk * o.dv) * heads_tokens;
-    const double fwd_flop = (s.erase ? 3 : 2) * kv, bwd_flop = (s.erase ? 7 : 5) * kv;
-    std::printf("gated_delta%s B %lld T %lld H %lld d_k %lld d_v %lld, float32, %s (backward workspace %.1f MB)\n",
-                s.erase ? "" : " (no erase term)", static_cast<long long>(o.B), static_cast<long long>(o.T),
-                static_cast<long long>(o.H), static_cast<long long>(o.dk), static_cast<long long>(o.dv),
-                o.device.str().c_str(), bc.workspace_bytes(o.device) / 1e6);
-    std::printf("  forward   %8.3f ms  %7.3f ns/token  %7.1f GB/s  %6.2f TFLOP/s\n", fwd, 1e6 * fwd / tokens,
-                fc.bytes() / fwd * 1e-6, fwd_flop / fwd * 1e-9);
-    std::printf("  backward  %8.3f ms  %7.3f ns/token  %7.1f GB/s  %6.2f TFLOP/s\n", bwd, 1e6 * bwd / tokens,
-                bc.bytes() / bwd * 1e-6, bwd_flop / bwd * 1e-9);
-    std::printf("  fwd+bwd   %8.3f ms\n", fwd + bwd);
+    std::printf("gated_delta%s B %lld T %lld H %lld d_k %lld d_v %lld, float32, %s\n", s.erase ? "" : " (no erase term)",
+                static_cast<long long>(o.B), static_cast<long long>(o.T), static_cast<long long>(o.H),
+                static_cast<long long>(o.dk), static_cast<long long>(o.dv), o.device.str().c_str());
+    const Times walk = time_kernels(o, s, fc, bc, "token walk");
+    const double fwd = walk.fwd, bwd = walk.bwd;
+    if (o.chunked) {
+      GatedDeltaShape sc = s;
+      sc.chunked = true;
+      const std::string why_c = gated_delta_unsupported(o.device, sc);
+      if (!why_c.empty()) throw std::invalid_argument("gated_delta_bench: --chunked not covered: " + why_c);
+      const Times c = time_kernels(o, sc, fc, bc, "chunked WY kernels (CUDA; the CPU runs its reference)");
+      std::printf("  chunked / token walk: forward %.2fx, backward %.2fx, fwd+bwd %.2fx\n", c.fwd / fwd, c.bwd / bwd,
+                  (c.fwd + c.bwd) / (fwd + bwd));
+    }
     if (o.composite) {
       tensor_list in = {q, k, v, gate, beta};
       for (Tensor& t : in) t = t.detach().set_requires_grad(true);

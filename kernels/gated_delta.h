@@ -31,6 +31,10 @@ struct GatedDeltaShape {
   DType dtype = DType::f32;  // f32, or f64 (CPU only)
   bool erase = true;         // the delta rule's −a β k kᵀ M term (false: the gated linear recurrence)
   int64_t qk_heads = 0;      // heads of q and k (dividing heads); 0 = heads
+  // CUDA: the chunked WY / UT kernels (kernels/cuda/gated_delta_chunk*.cuh: chunks of 32 tokens,
+  // key head dims up to 128) instead of the token-by-token walk. The CPU reference computes the
+  // same values either way.
+  bool chunked = false;
 
   int64_t chunks() const { return (len + chunk - 1) / chunk; }
   int64_t groups() const { return qk_heads > 0 ? qk_heads : heads; }
@@ -47,7 +51,9 @@ struct GatedDeltaForward final : FusedCall {
   const void* M0 = nullptr;   // null: zeros
   void* o = nullptr;
   void* M_final = nullptr;    // null: not wanted
+  void* workspace = nullptr;  // workspace_bytes(device) bytes, any content (0 bytes: may be null)
 
+  size_t workspace_bytes(Device d) const;
   const char* name() const override { return "gated_delta_fwd"; }
   double bytes() const override;
   void run(Backend& be) override;
@@ -76,9 +82,15 @@ void gated_delta_backward(GatedDeltaBackward& c);
 namespace cuda_impl {
 // Defined in kernels/cuda/gated_delta.cu (CUDA builds only).
 std::string gated_delta_unsupported(const GatedDeltaShape& s);
+size_t gated_delta_forward_workspace(const GatedDeltaShape& s);
 size_t gated_delta_backward_workspace(const GatedDeltaShape& s);
 void gated_delta_forward(Backend& be, GatedDeltaForward& c);
 void gated_delta_backward(Backend& be, GatedDeltaBackward& c);
+// The chunked kernels (kernels/cuda/gated_delta_chunk.cu), which the two above call when s.chunked.
+std::string gated_delta_chunk_unsupported(const GatedDeltaShape& s);
+size_t gated_delta_chunk_workspace(const GatedDeltaShape& s, bool backward);
+void gated_delta_chunk_forward(Backend& be, GatedDeltaForward& c);
+void gated_delta_chunk_backward(Backend& be, GatedDeltaBackward& c);
 }  // namespace cuda_impl
 
 }  // namespace ttt

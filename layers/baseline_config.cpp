@@ -68,8 +68,8 @@ void validate_block_mixer(const ModelConfig& c) {
     positive("gdn.d_conv", m.d_conv);
     if (!power_of_two(m.chunk)) bad("gdn.chunk", "must be a power of two, got " + std::to_string(m.chunk));
     if (!(m.norm_eps > 0)) bad("gdn.norm_eps", "must be > 0");
-    if (m.kernel != "auto" && m.kernel != "fused" && m.kernel != "composite")
-      bad("gdn.kernel", "expected auto, fused or composite, got '" + m.kernel + "'");
+    if (m.kernel != "auto" && m.kernel != "fused" && m.kernel != "chunked" && m.kernel != "composite")
+      bad("gdn.kernel", "expected auto, fused, chunked or composite, got '" + m.kernel + "'");
   } else if (c.mixer == "ttt_kvb") {
     const KVBConfig& m = c.kvb;
     if (m.n_heads <= 0 && m.n_heads != -1) bad("kvb.n_heads", "must be > 0, or -1 for model.n_heads");

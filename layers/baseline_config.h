@@ -44,7 +44,8 @@ struct GatedDeltaNetConfig {
   int64_t d_conv = 4;      // short convs on q, k, v (no bias), then SiLU
   int64_t chunk = 64;      // WY/UT chunk length (a power of two); the CPU fused kernels keep the state this often
   double norm_eps = 1e-5;  // the gated RMSNorm of the output
-  std::string kernel = "auto";  // the scan: fused | composite | auto (fused where the device's kernels cover it)
+  std::string kernel = "auto";  // the scan: fused (token walk) | chunked (chunked WY kernels on CUDA; d_k ≤ 128) |
+                                // composite | auto (fused where the device's kernels cover it)
 };
 
 // TTT-KVB as the E2E paper's baseline 6 (LaCT, Zhang et al. 2025): a SwiGLU fast-weight MLP per

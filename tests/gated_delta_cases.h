@@ -52,6 +52,11 @@ inline Problem grouped(Problem p, int64_t G, uint64_t seed) {
   p.k = l2_normalize(rand64({p.s.batch, p.s.len, G, p.s.dk}, seed + 1)).detach();
   return p;
 }
+// The same problem for the chunked CUDA kernels (GatedDeltaShape::chunked).
+inline Problem chunked(Problem p) {
+  p.s.chunked = true;
+  return p;
+}
 // The same problem with a gradient for M_T only.
 inline Problem without_do(Problem p) {
   p.with_do = false;
@@ -79,6 +84,8 @@ inline Grads kernel(const Problem& p, DType dt, Device dev = cpu()) {
   f.s = s;
   f.q = ptr(q), f.k = ptr(k), f.v = ptr(v), f.g = ptr(g), f.beta = ptr(beta), f.M0 = ptr(M0);
   f.o = ptr(r.o), f.M_final = ptr(r.MT);
+  const Tensor wf = workspace(f.workspace_bytes(dev));
+  f.workspace = ptr(wf);
   backend(dev).run(f);
   GatedDeltaBackward b;
   b.s = s;

@@ -295,6 +295,8 @@ TEST_CASE("baseline configs: clear errors naming the key") {
   c = tiny("gated_deltanet");
   c.gdn.kernel = "recurrent";  // a Mamba 2 choice, not Gated DeltaNet's
   CHECK_THROWS_WITH_AS(validate(c), doctest::Contains("model.gdn.kernel"), std::invalid_argument);
+  c.gdn.kernel = "chunked";  // the chunked WY kernels on CUDA
+  CHECK_NOTHROW(validate(c));
   c = tiny("mamba2");
   c.mamba2.kernel = "wy";
   CHECK_THROWS_WITH_AS(validate(c), doctest::Contains("model.mamba2.kernel"), std::invalid_argument);

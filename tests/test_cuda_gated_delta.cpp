@@ -5,7 +5,9 @@
 // slices, several checkpoints, no initial state, and the 125M layer's heads (d_k 96, d_v 192, 300
 // tokens), each with and without the erase term, and Mamba 2's heads (d_k = N 128, d_v = P 64); then
 // the Gated DeltaNet layer and the Mamba 2 layer (`mamba2.kernel: recurrent`) on the GPU against the
-// same layers on the CPU; two runs are bit-identical (no atomics).
+// same layers on the CPU; two runs are bit-identical (no atomics). The chunked kernels
+// (GatedDeltaShape::chunked, kernels/cuda/gated_delta_chunk.cu) against the float64 reference, and
+// the layer with `gdn.kernel: chunked`.
 // Skips itself without a GPU (TTT_REQUIRE_GPU=1 makes that a failure). Run: ./build/tests/test_cuda_gated_delta
 #include "autograd/engine.h"
 #include "layers/gated_deltanet.h"
@@ -48,6 +50,36 @@ TEST_CASE("CUDA gated delta kernels == CPU reference (float32, o, M_T and every 
   CHECK(gated_delta_unsupported(cuda(), GatedDeltaShape{1, 8, 2, 257, 4, 64, DType::f32}) != "");  // d_k ≤ 256
 }
 
+TEST_CASE("CUDA chunked gated delta kernels == CPU reference (float32, o, M_T and every gradient)") {
+  TTT_REQUIRE_GPU();
+  const std::vector<Problem> cases = {
+      make(2, 7, 2, 3, 5, 64, true, 10),     make(1, 70, 1, 16, 40, 64, true, 20),
+      make(1, 9, 2, 40, 32, 64, false, 30),  make(1, 33, 1, 128, 8, 64, true, 50),
+      make(1, 130, 1, 8, 8, 64, true, 60, 12.0),
+      make(2, 300, 6, 96, 192, 64, true, 70)};  // the 125M layer's heads
+  for (const Problem& p : cases) {
+    CAPTURE(p.s.len);
+    CAPTURE(p.s.dk);
+    CAPTURE(p.s.dv);
+    compare(kernel(chunked(p), DType::f32, cuda()), kernel(p, DType::f64), 1e-4, "cuda chunked");
+    compare(kernel(chunked(linear(p)), DType::f32, cuda()), kernel(linear(p), DType::f64), 1e-4, "cuda chunked, linear");
+  }
+  const Problem groups = grouped(make(2, 100, 4, 128, 64, 64, true, 90), 1, 91);  // Mamba 2's one group
+  compare(kernel(chunked(groups), DType::f32, cuda()), kernel(groups, DType::f64), 1e-4, "cuda chunked, groups");
+  compare(kernel(chunked(linear(groups)), DType::f32, cuda()), kernel(linear(groups), DType::f64), 1e-4,
+          "cuda chunked, groups, linear");
+  const Problem no_do = without_do(cases[1]);
+  compare(kernel(chunked(no_do), DType::f32, cuda()), kernel(no_do, DType::f64), 1e-4, "cuda chunked, no d_o", false);
+  // Fixed-order reductions: a second run reproduces the first bit for bit.
+  const Grads r1 = kernel(chunked(cases.back()), DType::f32, cuda()), r2 = kernel(chunked(cases.back()), DType::f32, cuda());
+  for (const auto& [a, b] : {std::pair{r1.o, r2.o}, {r1.dq, r2.dq}, {r1.dk, r2.dk}, {r1.dv, r2.dv}, {r1.dg, r2.dg},
+                             {r1.dbeta, r2.dbeta}, {r1.dM0, r2.dM0}})
+    CHECK(max_abs_diff(a, b) == 0.0);
+  GatedDeltaShape wide{1, 8, 2, 129, 4, 64, DType::f32};
+  wide.chunked = true;
+  CHECK(gated_delta_unsupported(cuda(), wide) != "");  // the chunked kernels: d_k ≤ 128
+}
+
 TEST_CASE("Gated DeltaNet and Mamba 2 (recurrent kernels) layers on the GPU == on the CPU: values and every gradient") {
   TTT_REQUIRE_GPU();
   ModelConfig c;
@@ -56,6 +88,13 @@ TEST_CASE("Gated DeltaNet and Mamba 2 (recurrent kernels) layers on the GPU == o
   c.mixer = "gated_deltanet";
   c.gdn.chunk = 16;
   c.gdn.kernel = "fused";
+  {
+    Generator g1(5), g2(5);
+    GatedDeltaNetMixer a(c, g1), b(c, g2);
+    b.to(cuda());
+    check_mixer_on_gpu(a, b, {2, 50, 64}, 2e-4, 5e-4);
+  }
+  c.gdn.kernel = "chunked";
   {
     Generator g1(5), g2(5);
     GatedDeltaNetMixer a(c, g1), b(c, g2);

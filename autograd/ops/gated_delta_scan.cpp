@@ -31,9 +31,10 @@ namespace {
 constexpr const char* kOp = "gated_delta_scan";
 constexpr size_t kInputs = 6;  // q, k, v, g, beta, M0
 
-GatedDeltaShape shape_of(const Tensor& q, const Tensor& v, int64_t chunk, bool erase) {
+GatedDeltaShape shape_of(const Tensor& q, const Tensor& v, int64_t chunk, bool erase, bool chunked) {
   GatedDeltaShape s;
   s.erase = erase;
+  s.chunked = chunked;
   s.batch = q.shape()[0];
   s.len = q.shape()[1];
   s.heads = v.shape()[2];
@@ -101,18 +102,18 @@ tensor_list fused_backward(const BackwardCtx& c, const tensor_list& in, const te
 
 }  // namespace
 
-std::string gated_delta_scan_unsupported(const Tensor& q, const Tensor& v, int64_t chunk) {
+std::string gated_delta_scan_unsupported(const Tensor& q, const Tensor& v, int64_t chunk, bool chunked) {
   if (q.dim() != 4 || v.dim() != 4) return "expected q [B, T, G, d_k] and v [B, T, H, d_v]";
-  return gated_delta_unsupported(q.device(), shape_of(q, v, chunk, true));
+  return gated_delta_unsupported(q.device(), shape_of(q, v, chunk, true, chunked));
 }
 
 tensor_list gated_delta_scan(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g, const Tensor& beta,
                              const Tensor& M0, int64_t chunk, const GatedDeltaComposite& composite, bool fused,
-                             bool erase) {
+                             bool erase, bool chunked) {
   const tensor_list inputs = {q, k, v, g, beta, M0};
   check_inputs(inputs, chunk);
   if (!composite) throw std::invalid_argument(std::string(kOp) + ": a composite twin is required");
-  const GatedDeltaShape s = shape_of(q, v, chunk, erase);
+  const GatedDeltaShape s = shape_of(q, v, chunk, erase, chunked);
   if (!fused || s.len == 0 || !gated_delta_unsupported(q.device(), s).empty()) return composite(inputs);
   tensor_list in;
   for (const Tensor& t : inputs) in.push_back(t.defined() ? kc::contiguous(t) : Tensor());
@@ -123,6 +124,8 @@ tensor_list gated_delta_scan(const Tensor& q, const Tensor& k, const Tensor& v, 
     f.s = s;
     f.q = in[0].data_ptr(), f.k = in[1].data_ptr(), f.v = in[2].data_ptr(), f.g = in[3].data_ptr();
     f.beta = in[4].data_ptr(), f.M0 = ptr(in[5]), f.o = o.data_ptr(), f.M_final = MT.data_ptr();
+    const Tensor ws = bytes_on(f.workspace_bytes(q.device()), q.device());
+    f.workspace = ptr(ws);
     backend(q.device()).run(f);
   }
   if (needs_grad(inputs)) {

@@ -48,6 +48,13 @@ double io_bytes(const GatedDeltaShape& s, double qkv_like, double o_like) {
 }
 }  // namespace
 
+size_t GatedDeltaForward::workspace_bytes(Device d) const {
+#if TTT_WITH_CUDA
+  if (d.is_cuda()) return cuda_impl::gated_delta_forward_workspace(s);
+#endif
+  (void)d;
+  return 0;
+}
 size_t GatedDeltaBackward::workspace_bytes(Device d) const {
 #if TTT_WITH_CUDA
   if (d.is_cuda()) return cuda_impl::gated_delta_backward_workspace(s);

@@ -3,7 +3,8 @@
 // 32 columns, batch · head). Backward: the forward walk keeping a checkpoint every 64 tokens, the
 // reverse walk (same grid), then one ordered reduction of the slices' partial dq, dk, dg, dβ.
 // Covered: float32, key head dim ≤ 256 (any value head dim); anything else takes the composite
-// path (gated_delta_unsupported says why). The CPU reference's `chunk` (its checkpoint interval)
+// path (gated_delta_unsupported says why). With GatedDeltaShape::chunked the chunked WY kernels of
+// gated_delta_chunk.cu run instead (key head dims ≤ 128). The CPU reference's `chunk` (its checkpoint interval)
 // does not apply: these kernels keep states every 64 tokens and every S (4, or 2 from ROWS 32)
 // inside them. Tests: tests/test_gated_delta_emulated.cpp (this source on the host SIMT emulator),
 // tests/test_cuda_gated_delta.cpp (on a GPU).
@@ -67,12 +68,19 @@ int64_t blocks_of(const GatedDeltaShape& s) { return s.batch * s.heads * gdelta:
 
 std::string gated_delta_unsupported(const GatedDeltaShape& s) {
   if (s.dtype != DType::f32) return "the CUDA kernels run float32 (got " + std::string(dtype_name(s.dtype)) + ")";
+  if (s.chunked) return gated_delta_chunk_unsupported(s);
   if (gdelta::rows_for(s.dk) == 0) return "the CUDA kernels cover key head dims up to 256, got " + std::to_string(s.dk);
   if (blocks_of(s) > 0x7fffffff) return "too many (batch, head, value slice) blocks for one grid";
   return "";
 }
 
-size_t gated_delta_backward_workspace(const GatedDeltaShape& s) { return gdelta::workspace_of(s).total() * sizeof(float); }
+size_t gated_delta_forward_workspace(const GatedDeltaShape& s) {
+  return s.chunked && s.len > 0 ? gated_delta_chunk_workspace(s, false) : 0;
+}
+size_t gated_delta_backward_workspace(const GatedDeltaShape& s) {
+  if (s.chunked) return s.len > 0 ? gated_delta_chunk_workspace(s, true) : 0;
+  return gdelta::workspace_of(s).total() * sizeof(float);
+}
 
 void gated_delta_forward(Backend& be0, GatedDeltaForward& c) {
   const GatedDeltaShape& s = c.s;
@@ -86,7 +94,8 @@ void gated_delta_forward(Backend& be0, GatedDeltaForward& c) {
     else if (c.M_final) CUDA_CHECK(cudaMemsetAsync(c.M_final, 0, bytes, be.stream()));
     return;
   }
-  launch_fwd(gdelta::params_of(c), blocks_of(s), be.stream());
+  if (s.chunked) gated_delta_chunk_forward(be, c);
+  else launch_fwd(gdelta::params_of(c), blocks_of(s), be.stream());
 }
 
 void gated_delta_backward(Backend& be0, GatedDeltaBackward& c) {
@@ -102,6 +111,7 @@ void gated_delta_backward(Backend& be0, GatedDeltaBackward& c) {
     else if (c.dM0) CUDA_CHECK(cudaMemsetAsync(c.dM0, 0, bytes, stream));
     return;
   }
+  if (s.chunked) return gated_delta_chunk_backward(be, c);
   if (!c.workspace) throw std::invalid_argument("gated_delta_bwd: the workspace is required on CUDA");
   Params p = gdelta::params_of(c, static_cast<float*>(c.workspace));
   const int64_t blocks = blocks_of(s);

@@ -1,0 +1,79 @@
+// kernels/cuda/block_mm.cuh — float32 products of small tiles by one thread block, on the CUDA
+// cores, written against simt.cuh (so the same source runs on the host SIMT emulator). They are the
+// building blocks of the chunked gated delta kernels (gated_delta_chunk*.cuh), whose chunk-sized
+// products ([32, 32] · [32, d] and the like) are too small and too many for a GEMM library call.
+//
+// Each thread computes 4 × 4 outputs at a time in registers (4 + 4 operand loads per 16 FMAs), so
+// shared-memory traffic is half a load per FMA. No barrier inside: the caller makes the operands
+// ready before (simt::sync()) and syncs after before anyone reads `out` or overwrites an operand.
+// `out` may be shared or global memory; it must not overlap A or B. Two products of the same M × N
+// into the same `out` need no barrier between them: a thread owns the same outputs in both.
+#pragma once
+
+#include "kernels/cuda/simt.cuh"
+
+namespace ttt::cuda_impl::blk {
+
+// out[i·ldo + j] = alpha · Σ_k a(i, k) b(k, j) + beta · out[i·ldo + j] for i < M, j < N, with
+// a(i, k) = TA ? A[k·lda + i] : A[i·lda + k] and b(k, j) = TB ? B[j·ldb + k] : B[k·ldb + j].
+// beta == 0 writes without reading out (it may hold NaN).
+template <bool TA, bool TB>
+TTT_DEV void mm(float* out, int ldo, const float* A, int lda, const float* B, int ldb, int M, int N, int K, float alpha,
+                float beta) {
+  const int tiles_n = (N + 3) / 4, tiles = ((M + 3) / 4) * tiles_n;
+  for (int e = simt::tid(); e < tiles; e += simt::threads()) {
+    const int i0 = (e / tiles_n) * 4, j0 = (e % tiles_n) * 4;
+    float c[4][4] = {};
+    for (int k = 0; k < K; ++k) {
+      float a[4], b[4];
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int i = i0 + r < M ? i0 + r : M - 1;  // a clamped row: computed, never stored
+        a[r] = TA ? A[k * lda + i] : A[i * lda + k];
+      }
+#pragma unroll
+      for (int s = 0; s < 4; ++s) {
+        const int j = j0 + s < N ? j0 + s : N - 1;
+        b[s] = TB ? B[j * ldb + k] : B[k * ldb + j];
+      }
+#pragma unroll
+      for (int r = 0; r < 4; ++r)
+#pragma unroll
+        for (int s = 0; s < 4; ++s) c[r][s] = fmaf(a[r], b[s], c[r][s]);
+    }
+#pragma unroll
+    for (int r = 0; r < 4; ++r)
+#pragma unroll
+      for (int s = 0; s < 4; ++s) {
+        if (i0 + r >= M || j0 + s >= N) continue;
+        float* o = out + (i0 + r) * ldo + (j0 + s);
+        *o = beta == 0.f ? alpha * c[r][s] : fmaf(alpha, c[r][s], beta * *o);
+      }
+  }
+}
+
+// out[i] (+)= Σ_{d < n} a[i·lda + d] · b[i·ldb + d] for i < rows: one warp a row, a fixed-order
+// butterfly over its lanes (deterministic). `accumulate` false overwrites. Caller syncs after.
+TTT_DEV void row_dots(float* out, const float* a, int lda, const float* b, int ldb, int rows, int n, bool accumulate) {
+  const int warps = simt::threads() / 32;
+  for (int i = simt::warp(); i < rows; i += warps) {
+    float s = 0.f;
+    for (int d = simt::lane(); d < n; d += 32) s = fmaf(a[i * lda + d], b[i * ldb + d], s);
+    s = simt::group_sum<32>(s);
+    if (simt::lane() == 0) out[i] = accumulate ? out[i] + s : s;
+  }
+}
+
+// Shared memory carved into float arrays, each rounded up to 4 floats (16 bytes).
+struct Carve {
+  float* at;
+  TTT_DEV float* take(int n) {
+    float* r = at;
+    at += (n + 3) & ~3;
+    return r;
+  }
+};
+// Floats a carve of these array sizes takes (host and device).
+constexpr int carve_floats(int n) { return (n + 3) & ~3; }
+
+}  // namespace ttt::cuda_impl::blk

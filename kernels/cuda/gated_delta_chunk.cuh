@@ -1,0 +1,347 @@
+// kernels/cuda/gated_delta_chunk.cuh — the gated delta rule (kernels/gated_delta.h) in the chunked
+// WY / UT form, on the CUDA cores in float32: the setup, the forward's block bodies, and the
+// helpers the backward (gated_delta_chunk_bwd.cuh) shares. Written against simt.cuh, so that the
+// same source runs on a GPU (gated_delta.cu launches it when GatedDeltaShape::chunked) and on the host
+// SIMT emulator (tests/test_gated_delta_chunk_emulated.cpp).
+//
+// Why: the recurrent kernels (gated_delta.cuh) walk every token in order, and their backward walk
+// is most of the layer's time (8.3 of 9.3 ms at 8 × 2048 for the 125M's shapes on an H200). Here
+// only a short walk over chunks stays sequential; the work inside chunks runs chunk-parallel. The
+// form is the one of fla's chunk_gated_delta_rule (fla/ops/gated_delta_rule/chunk.py, and
+// fla/ops/common/chunk_delta_h.py for the walk over chunks); the code is ours.
+//
+// Math, per (batch, head), chunk of C tokens, local index i, state M = Sᵀ [d_k, d_v] entering it:
+//   G_i = Σ_{s≤i} g_s (in the chunk),  γ_i = e^{G_i},  E_ij = e^{G_i − G_j} (j ≤ i),  c = C − 1
+//   A_ij = β_i E_ij k_i·k_j (i > j, else 0),  T = (I + A)⁻¹             (erase term; else T = I, W = 0)
+//   W = T diag(βγ) K,  U0 = T diag(β) V                                   (prep_block)
+//   U = U0 − W M,  M ← γ_c M + Σ_j E_cj k_j U_jᵀ                          (state_block, over chunks)
+//   o_i = γ_i Mᵀ q_i + Σ_{j≤i} P_ij U_j,  P_ij = E_ij q_i·k_j             (out_block)
+// U are the tokens' actual updates u_t of kernels/gated_delta.h. Tokens past the end of the
+// sequence are zeros with g = 0, β = 0: they leave the state as it is and add nothing.
+//
+// Kernels (all 128 threads; C = 32):
+//  - prep_block, one block a chunk: G, P, T (backward only), W and U0 into the workspace.
+//  - state_block, one block a (batch · head, 32-column value slice): the walk over chunks, keeping
+//    the state entering every chunk (`states`) and replacing U0 by U.
+//  - out_block, one block a chunk: o from the chunk's entering state, P and U.
+// The workspace keeps, per chunk: G [C], P [C, C], T [C, C], W [C, d_k], U [C, d_v], the entering
+// state [d_k, d_v]; the backward adds the adjoints and dU. Key head dims up to 128 (shared memory).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/cuda/block_mm.cuh"
+#include "kernels/gated_delta.h"
+
+namespace ttt::cuda_impl::gdchunk {
+
+using simt::sync;
+using simt::tid;
+
+constexpr int C = 32;         // tokens a chunk
+constexpr int THREADS = 128;
+constexpr int VS = 32;        // value columns a state_block / dstate_block owns, and the tile of the others
+constexpr int MAX_DK = 128;   // key head dims covered (shared memory of grads_block)
+
+struct Params {
+  const float *q = nullptr, *k = nullptr, *v = nullptr, *g = nullptr, *beta = nullptr, *M0 = nullptr;
+  const float *d_o = nullptr, *dM_final = nullptr;
+  float *o = nullptr, *M_final = nullptr;
+  float *dq = nullptr, *dk = nullptr, *dv = nullptr, *dg = nullptr, *dbeta = nullptr, *dM0 = nullptr;
+  // workspace, per (batch · head, chunk): see Workspace
+  float *G = nullptr, *P = nullptr, *T = nullptr, *W = nullptr, *U = nullptr, *states = nullptr;
+  float *dstates = nullptr, *dU = nullptr, *part_dq = nullptr, *part_dk = nullptr;
+  int64_t batch = 0, len = 0;
+  int heads = 0, dk_dim = 0, dv_dim = 0, qk_heads = 0, heads_per_group = 1;
+  int chunks = 0, slices = 0;
+  bool erase = true;
+};
+
+inline int64_t chunks_of(const GatedDeltaShape& s) { return (s.len + C - 1) / C; }
+inline int64_t slices_of(const GatedDeltaShape& s) { return (s.dv + VS - 1) / VS; }
+
+// Workspace floats of each array (0 where the pass does not use it).
+struct Workspace {
+  size_t G = 0, P = 0, T = 0, W = 0, U = 0, states = 0, dstates = 0, dU = 0, part_qk = 0;
+  size_t total() const { return G + P + T + W + U + states + dstates + dU + 2 * part_qk; }
+};
+inline Workspace workspace_of(const GatedDeltaShape& s, bool backward) {
+  const size_t n = static_cast<size_t>(s.batch * s.heads * chunks_of(s)), dk = static_cast<size_t>(s.dk),
+               dv = static_cast<size_t>(s.dv);
+  Workspace w;
+  w.G = n * C;
+  w.P = n * C * C;
+  w.T = backward && s.erase ? n * C * C : 0;
+  w.W = s.erase ? n * C * dk : 0;
+  w.U = n * C * dv;
+  w.states = n * dk * dv;
+  if (backward) {
+    w.dstates = n * dk * dv;
+    w.dU = n * C * dv;
+    w.part_qk = s.heads_per_group() > 1 ? static_cast<size_t>(s.batch * s.len * s.heads) * dk : 0;
+  }
+  return w;
+}
+
+inline Params params_of(const GatedDeltaShape& s, float* ws, bool backward) {
+  Params p;
+  p.batch = s.batch;
+  p.len = s.len;
+  p.heads = static_cast<int>(s.heads);
+  p.qk_heads = static_cast<int>(s.groups());
+  p.heads_per_group = static_cast<int>(s.heads_per_group());
+  p.dk_dim = static_cast<int>(s.dk);
+  p.dv_dim = static_cast<int>(s.dv);
+  p.chunks = static_cast<int>(chunks_of(s));
+  p.slices = static_cast<int>(slices_of(s));
+  p.erase = s.erase;
+  const Workspace w = workspace_of(s, backward);
+  float* at = ws;
+  auto take = [&](size_t n) {
+    float* r = n ? at : nullptr;
+    at += n;
+    return r;
+  };
+  p.G = take(w.G), p.P = take(w.P), p.T = take(w.T), p.W = take(w.W), p.U = take(w.U);
+  p.states = take(w.states), p.dstates = take(w.dstates), p.dU = take(w.dU);
+  p.part_dq = take(w.part_qk), p.part_dk = take(w.part_qk);
+  return p;
+}
+inline Params params_of(const GatedDeltaForward& c, float* ws) {
+  Params p = params_of(c.s, ws, false);
+  p.q = static_cast<const float*>(c.q), p.k = static_cast<const float*>(c.k), p.v = static_cast<const float*>(c.v);
+  p.g = static_cast<const float*>(c.g), p.beta = static_cast<const float*>(c.beta);
+  p.M0 = static_cast<const float*>(c.M0);
+  p.o = static_cast<float*>(c.o), p.M_final = static_cast<float*>(c.M_final);
+  return p;
+}
+inline Params params_of(const GatedDeltaBackward& c, float* ws) {
+  Params p = params_of(c.s, ws, true);
+  p.q = static_cast<const float*>(c.q), p.k = static_cast<const float*>(c.k), p.v = static_cast<const float*>(c.v);
+  p.g = static_cast<const float*>(c.g), p.beta = static_cast<const float*>(c.beta);
+  p.M0 = static_cast<const float*>(c.M0);
+  p.d_o = static_cast<const float*>(c.d_o), p.dM_final = static_cast<const float*>(c.dM_final);
+  p.dq = static_cast<float*>(c.dq), p.dk = static_cast<float*>(c.dk), p.dv = static_cast<float*>(c.dv);
+  p.dg = static_cast<float*>(c.dg), p.dbeta = static_cast<float*>(c.dbeta), p.dM0 = static_cast<float*>(c.dM0);
+  return p;
+}
+
+// --- shared memory of each block (floats; host and device) -----------------------------------------
+using blk::carve_floats;
+constexpr int prep_smem_floats(int dk) { return 2 * carve_floats(C * dk) + 2 * carve_floats(C * C) + carve_floats(C * VS) + 2 * carve_floats(C); }
+constexpr int state_smem_floats(int dk) { return carve_floats(dk * VS) + 2 * carve_floats(C * dk) + carve_floats(C * VS) + carve_floats(C); }
+constexpr int out_smem_floats(int dk) {
+  return carve_floats(C * dk) + carve_floats(C * C) + carve_floats(dk * VS) + 2 * carve_floats(C * VS) + carve_floats(C);
+}
+
+// --- device side -----------------------------------------------------------------------------------
+
+// A chunk's place: (batch · head) index, batch, head, first token and its real tokens.
+struct Chunk {
+  int64_t bh, b, t0;
+  int h, n, len;
+};
+TTT_DEV Chunk chunk_at(const Params& p, int64_t bh, int n) {
+  Chunk c;
+  c.bh = bh;
+  c.b = bh / p.heads;
+  c.h = static_cast<int>(bh % p.heads);
+  c.n = n;
+  c.t0 = static_cast<int64_t>(n) * C;
+  const int64_t left = p.len - c.t0;
+  c.len = left < C ? static_cast<int>(left) : C;
+  return c;
+}
+// Workspace offsets of the chunk's arrays.
+TTT_DEV int64_t at_chunk(const Chunk& c, const Params& p) { return c.bh * p.chunks + c.n; }
+// Element offsets of token t (local) of the chunk in the [B, T, H, ·] / [B, T, H] buffers and in q, k.
+TTT_DEV int64_t tok(const Params& p, const Chunk& c, int t) { return (c.b * p.len + c.t0 + t) * p.heads + c.h; }
+TTT_DEV int64_t tok_qk(const Params& p, const Chunk& c, int t) {
+  return (c.b * p.len + c.t0 + t) * p.qk_heads + c.h / p.heads_per_group;
+}
+
+// [C, dk] rows of q or k of the chunk (zeros past its tokens), times scale[t] when scale is given.
+TTT_DEV void load_qk(float* dst, const float* src, const Params& p, const Chunk& c, const float* scale = nullptr) {
+  const int dk = p.dk_dim;
+  for (int e = tid(); e < C * dk; e += THREADS) {
+    const int t = e / dk, i = e % dk;
+    dst[e] = t < c.len ? src[tok_qk(p, c, t) * dk + i] * (scale ? scale[t] : 1.f) : 0.f;
+  }
+}
+// [C, VS] columns c0 .. c0 + VS of a [B, T, H, d_v] buffer (zeros past the tokens and columns, or when null).
+TTT_DEV void load_cols(float* dst, const float* src, const Params& p, const Chunk& c, int c0) {
+  for (int e = tid(); e < C * VS; e += THREADS) {
+    const int t = e / VS, j = c0 + e % VS;
+    dst[e] = src && t < c.len && j < p.dv_dim ? src[tok(p, c, t) * p.dv_dim + j] : 0.f;
+  }
+}
+// [C] values of a [B, T, H] buffer (zeros past the tokens).
+TTT_DEV void load_tokens(float* dst, const float* src, const Params& p, const Chunk& c) {
+  for (int t = tid(); t < C; t += THREADS) dst[t] = t < c.len ? src[tok(p, c, t)] : 0.f;
+}
+// Copies n floats (global <-> shared, or either way).
+TTT_DEV void copy(float* dst, const float* src, int n) {
+  for (int e = tid(); e < n; e += THREADS) dst[e] = src[e];
+}
+// A [rows, VS] tile of columns c0 .. of a [rows, d_v] array, to or from shared memory (missing columns:
+// zeros in; not written out). src null reads zeros.
+TTT_DEV void tile_in(float* dst, const float* src, int rows, int dv, int c0) {
+  for (int e = tid(); e < rows * VS; e += THREADS) {
+    const int r = e / VS, j = c0 + e % VS;
+    dst[e] = src && j < dv ? src[static_cast<int64_t>(r) * dv + j] : 0.f;
+  }
+}
+TTT_DEV void tile_out(float* dst, const float* src, int rows, int dv, int c0) {
+  for (int e = tid(); e < rows * VS; e += THREADS) {
+    const int r = e / VS, j = c0 + e % VS;
+    if (j < dv) dst[static_cast<int64_t>(r) * dv + j] = src[e];
+  }
+}
+// E_cj k_j: the rows of k as they enter the state update (Kd), from raw k rows and G.
+TTT_DEV void decay_to_last(float* kd, const float* G, int dk) {
+  for (int e = tid(); e < C * dk; e += THREADS) kd[e] *= expf(G[C - 1] - G[e / dk]);
+}
+
+// T = (I + A)⁻¹ for a strictly lower A [C, C] by forward substitution, one row at a time:
+// T_ik = −A_ik − Σ_{k<j<i} A_ij T_jk for k < i, T_ii = 1.
+TTT_DEV void unit_lower_inverse(float* T, const float* A) {
+  for (int e = tid(); e < C * C; e += THREADS) T[e] = (e / C == e % C) ? 1.f : 0.f;
+  sync();
+  for (int i = 1; i < C; ++i) {
+    for (int k = tid(); k < i; k += THREADS) {
+      float s = -A[i * C + k];
+      for (int j = k + 1; j < i; ++j) s = fmaf(-A[i * C + j], T[j * C + k], s);
+      T[i * C + k] = s;
+    }
+    sync();
+  }
+}
+
+// --- forward blocks --------------------------------------------------------------------------------
+
+// One chunk: G (the gates' cumulative sum), P, and with the erase term A, T (kept when p.T), W; then
+// U0 = T diag(β) V (or diag(β) V) into p.U.
+template <bool ERASE>
+TTT_DEV void prep_block(const Params& p, int64_t block, char* smem) {
+  const Chunk c = chunk_at(p, block / p.chunks, static_cast<int>(block % p.chunks));
+  const int dk = p.dk_dim;
+  const int64_t at = at_chunk(c, p);
+  blk::Carve cv{reinterpret_cast<float*>(smem)};
+  float *K = cv.take(C * dk), *X = cv.take(C * dk), *S = cv.take(C * C), *Tm = cv.take(C * C), *Vt = cv.take(C * VS);
+  float *G = cv.take(C), *Bt = cv.take(C);
+  load_qk(K, p.k, p, c);
+  load_qk(X, p.q, p, c);
+  load_tokens(G, p.g, p, c);
+  load_tokens(Bt, p.beta, p, c);
+  sync();
+  if (tid() == 0)
+    for (int i = 1; i < C; ++i) G[i] += G[i - 1];
+  sync();
+  copy(p.G + at * C, G, C);
+  // P = (Q Kᵀ) ∘ E, causal (j ≤ i)
+  blk::mm<false, true>(S, C, X, dk, K, dk, C, C, dk, 1.f, 0.f);
+  sync();
+  for (int e = tid(); e < C * C; e += THREADS) {
+    const int i = e / C, j = e % C;
+    p.P[at * C * C + e] = j <= i ? S[e] * expf(G[i] - G[j]) : 0.f;
+  }
+  if constexpr (ERASE) {
+    sync();  // P has read S
+    blk::mm<false, true>(S, C, K, dk, K, dk, C, C, dk, 1.f, 0.f);  // K Kᵀ
+    sync();
+    for (int e = tid(); e < C * C; e += THREADS) {
+      const int i = e / C, j = e % C;
+      S[e] = j < i ? Bt[i] * expf(G[i] - G[j]) * S[e] : 0.f;  // A
+    }
+    sync();
+    unit_lower_inverse(Tm, S);
+    if (p.T) copy(p.T + at * C * C, Tm, C * C);
+    for (int e = tid(); e < C * dk; e += THREADS) {
+      const int t = e / dk;
+      X[e] = K[e] * Bt[t] * expf(G[t]);  // diag(βγ) K
+    }
+    sync();
+    blk::mm<false, false>(p.W + at * C * dk, dk, Tm, C, X, dk, C, dk, C, 1.f, 0.f);
+  }
+  for (int c0 = 0; c0 < p.dv_dim; c0 += VS) {
+    sync();  // the previous tile's product has read Vt
+    load_cols(Vt, p.v, p, c, c0);
+    sync();
+    for (int e = tid(); e < C * VS; e += THREADS) Vt[e] *= Bt[e / VS];  // diag(β) V
+    sync();
+    const int nc = p.dv_dim - c0 < VS ? p.dv_dim - c0 : VS;
+    float* U0 = p.U + at * C * p.dv_dim + c0;
+    if constexpr (ERASE) {
+      blk::mm<false, false>(U0, p.dv_dim, Tm, C, Vt, VS, C, nc, C, 1.f, 0.f);
+    } else {
+      for (int e = tid(); e < C * VS; e += THREADS)
+        if (e % VS < nc) U0[(e / VS) * p.dv_dim + e % VS] = Vt[e];
+    }
+  }
+}
+
+// The walk over the chunks of one (batch · head, value slice): the entering state of every chunk
+// into p.states, U = U0 − W M in place of U0, and the final state into p.M_final when asked.
+template <bool ERASE>
+TTT_DEV void state_block(const Params& p, int64_t block, char* smem) {
+  const int64_t bh = block / p.slices;
+  const int c0 = static_cast<int>(block % p.slices) * VS, dk = p.dk_dim, dv = p.dv_dim;
+  const int nc = dv - c0 < VS ? dv - c0 : VS;
+  blk::Carve cv{reinterpret_cast<float*>(smem)};
+  float *M = cv.take(dk * VS), *Wt = cv.take(C * dk), *Kd = cv.take(C * dk), *Ut = cv.take(C * VS), *G = cv.take(C);
+  tile_in(M, p.M0 ? p.M0 + bh * dk * dv : nullptr, dk, dv, c0);
+  for (int n = 0; n < p.chunks; ++n) {
+    const Chunk c = chunk_at(p, bh, n);
+    const int64_t at = at_chunk(c, p);
+    float* U = p.U + at * C * dv;
+    sync();  // M is complete; the previous chunk's products are done with the buffers
+    tile_out(p.states + at * dk * dv, M, dk, dv, c0);
+    if constexpr (ERASE) copy(Wt, p.W + at * C * dk, C * dk);
+    load_qk(Kd, p.k, p, c);
+    copy(G, p.G + at * C, C);
+    tile_in(Ut, U, C, dv, c0);
+    sync();
+    decay_to_last(Kd, G, dk);
+    if constexpr (ERASE) {
+      blk::mm<false, false>(Ut, VS, Wt, dk, M, VS, C, nc, dk, -1.f, 1.f);  // U = U0 − W M
+    }
+    sync();
+    tile_out(U, Ut, C, dv, c0);
+    blk::mm<true, false>(M, VS, Kd, dk, Ut, VS, dk, nc, C, 1.f, expf(G[C - 1]));  // M ← γ_c M + Kdᵀ U
+  }
+  sync();
+  if (p.M_final) tile_out(p.M_final + bh * dk * dv, M, dk, dv, c0);
+}
+
+// One chunk's outputs, a value tile at a time: o = diag(γ) Q M + P U.
+TTT_DEV void out_block(const Params& p, int64_t block, char* smem) {
+  const Chunk c = chunk_at(p, block / p.chunks, static_cast<int>(block % p.chunks));
+  const int dk = p.dk_dim, dv = p.dv_dim;
+  const int64_t at = at_chunk(c, p);
+  blk::Carve cv{reinterpret_cast<float*>(smem)};
+  float *Qg = cv.take(C * dk), *Pm = cv.take(C * C), *Mt = cv.take(dk * VS), *Ut = cv.take(C * VS),
+        *Ot = cv.take(C * VS), *G = cv.take(C);
+  copy(G, p.G + at * C, C);
+  copy(Pm, p.P + at * C * C, C * C);
+  sync();
+  for (int t = tid(); t < C; t += THREADS) G[t] = expf(G[t]);  // γ
+  sync();
+  load_qk(Qg, p.q, p, c, G);
+  for (int c0 = 0; c0 < dv; c0 += VS) {
+    const int nc = dv - c0 < VS ? dv - c0 : VS;
+    tile_in(Mt, p.states + at * dk * dv, dk, dv, c0);
+    tile_in(Ut, p.U + at * C * dv, C, dv, c0);
+    sync();
+    blk::mm<false, false>(Ot, VS, Qg, dk, Mt, VS, C, nc, dk, 1.f, 0.f);
+    blk::mm<false, false>(Ot, VS, Pm, C, Ut, VS, C, nc, C, 1.f, 1.f);
+    sync();
+    for (int e = tid(); e < C * VS; e += THREADS) {
+      const int t = e / VS, j = c0 + e % VS;
+      if (t < c.len && j < dv) p.o[tok(p, c, t) * dv + j] = Ot[e];
+    }
+    sync();  // Ot, Mt, Ut are refilled next
+  }
+}
+
+}  // namespace ttt::cuda_impl::gdchunk
