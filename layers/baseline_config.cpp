@@ -47,8 +47,9 @@ void validate_block_mixer(const ModelConfig& c) {
     positive("mamba2.d_conv", m.d_conv);
     positive("mamba2.chunk", m.chunk);
     if (!(m.norm_eps > 0)) bad("mamba2.norm_eps", "must be > 0");
-    if (m.kernel != "auto" && m.kernel != "fused" && m.kernel != "composite" && m.kernel != "recurrent")
-      bad("mamba2.kernel", "expected auto, fused, composite or recurrent, got '" + m.kernel + "'");
+    if (m.kernel != "auto" && m.kernel != "fused" && m.kernel != "composite" && m.kernel != "recurrent" &&
+        m.kernel != "delta_chunked")
+      bad("mamba2.kernel", "expected auto, fused, composite, recurrent or delta_chunked, got '" + m.kernel + "'");
     const int64_t inner = m.expand * D;
     if (inner % m.head_dim != 0)
       bad("mamba2.head_dim", "d_inner = expand · d_model = " + std::to_string(inner) +

@@ -33,7 +33,9 @@ struct Mamba2Config {
   int64_t chunk = 64;      // SSD chunk length Q (the chunked form; any length works)
   double norm_eps = 1e-5;  // the gated RMSNorm before out_proj
   std::string kernel = "auto";  // SSD scan: fused | composite | recurrent (the token-by-token kernels of
-                                // kernels/gated_delta.h) | auto (fused on CUDA, recurrent on the CPU)
+                                // kernels/gated_delta.h) | delta_chunked (the same recurrence through the
+                                // gated delta rule's chunked WY kernels on CUDA; d_state ≤ 128) |
+                                // auto (recurrent)
 };
 
 // Gated DeltaNet (Yang, Kautz, Hatamizadeh 2025; fla `layers/gated_deltanet.py`, NVlabs/GatedDeltaNet).

@@ -9,11 +9,13 @@
 #          test_golden_baselines)
 #   scan   build-gpu/bin/selective_scan_bench: the fused Mamba-1 scan alone at the 125M layer's shape
 #          (8 x 2048, d_inner 1536), beside its composite twin; build-gpu/bin/gated_delta_bench: the gated
-#          delta kernels alone at the 125M Gated DeltaNet layer's heads and (--mamba2) Mamba 2's, at 8 x 2048
-#          and 2 x 8192, beside the composite forms
+#          delta kernels alone (the token walk and the chunked WY kernels) at the 125M Gated DeltaNet layer's
+#          heads and (--mamba2) Mamba 2's, at 8 x 2048 and 2 x 8192, beside the composite forms when
+#          SCAN_COMPOSITE=1
 #   bench  `ttt bench` of the 125M baselines, bf16 autocast: train (fwd + bwd + AdamW) at 8 x 2048 and
 #          2 x 8192, prefill at 1 x 16384; Mamba 2 with its fused chunked SSD kernels, the recurrent (gated
-#          delta) kernels and the composite form; Gated DeltaNet with its fused kernels and the composite; Mamba
+#          delta) kernels, the chunked gated delta kernels (delta_chunked) and the composite form; Gated
+#          DeltaNet with its fused kernels, its chunked kernels (gdn.kernel=chunked) and the composite; Mamba
 #          with its fused scan and the composite; the 125M Transformer++ as the yardstick
 #   fla    scripts/bench_baselines_fla.py at the same shapes (fla's Gated DeltaNet; fla's Mamba 2 on
 #          state-spaces/mamba's Triton SSD; the same Mamba 2 on fla's chunk_simple_gla, mamba2_gla):
@@ -43,7 +45,8 @@ fi
 
 if has test; then
   for t in test_cuda_ssd test_cuda_selective_scan test_cuda_gated_delta test_ssd_kernel test_selective_scan_kernel \
-           test_selective_scan_emulated test_gated_delta_kernel test_gated_delta_emulated test_baseline_scans \
+           test_selective_scan_emulated test_gated_delta_kernel test_gated_delta_emulated \
+           test_gated_delta_chunk_emulated test_baseline_scans \
            test_baseline_mixers test_golden_baselines; do
     if TTT_REQUIRE_GPU=1 build-gpu/tests/$t >>"$OUT/tests.log" 2>&1; then r=passed; else r=FAILED; fi
     echo "test $t: $r" | tee -a "$OUT/summary.txt"
@@ -57,7 +60,7 @@ if has scan; then
     echo "scan: selective_scan_bench failed (scan.txt)" | tee -a "$OUT/summary.txt"
   fi
   for args in "" "--B 2 --T 8192" "--mamba2" "--mamba2 --B 2 --T 8192"; do
-    if timeout 300 build-gpu/bin/gated_delta_bench $args --composite >"$OUT/.gdn.txt" 2>&1; then
+    if timeout 300 build-gpu/bin/gated_delta_bench $args --chunked ${SCAN_COMPOSITE:+--composite} >"$OUT/.gdn.txt" 2>&1; then
       sed 's/^/scan /' "$OUT/.gdn.txt" | tee -a "$OUT/scan.txt" "$OUT/summary.txt"
     else
       echo "scan: gated_delta_bench $args failed" | tee -a "$OUT/summary.txt"; tail -5 "$OUT/.gdn.txt"
@@ -95,6 +98,8 @@ if has bench; then
     bench mamba2_recurrent 125m_mamba2 "$2" "$3" "$1" model.mamba2.kernel=recurrent
     bench mamba2_composite 125m_mamba2 "$2" "$3" "$1" model.mamba2.kernel=composite
     bench gated_deltanet_fused 125m_gated_deltanet "$2" "$3" "$1"
+    bench gated_deltanet_chunked 125m_gated_deltanet "$2" "$3" "$1" model.gdn.kernel=chunked
+    bench mamba2_delta_chunked 125m_mamba2 "$2" "$3" "$1" model.mamba2.kernel=delta_chunked
     bench gated_deltanet_composite 125m_gated_deltanet "$2" "$3" "$1" model.gdn.kernel=composite
     bench ttt_kvb_swa 125m_ttt_kvb "$2" "$3" "$1"
     bench mamba_fused 125m_mamba "$2" "$3" "$1"

@@ -300,6 +300,8 @@ TEST_CASE("baseline configs: clear errors naming the key") {
   c = tiny("mamba2");
   c.mamba2.kernel = "wy";
   CHECK_THROWS_WITH_AS(validate(c), doctest::Contains("model.mamba2.kernel"), std::invalid_argument);
+  c.mamba2.kernel = "delta_chunked";
+  CHECK_NOTHROW(validate(c));
   c = tiny("ttt_kvb");
   c.kvb.n_heads = 3;
   CHECK_THROWS_WITH_AS(validate(c), doctest::Contains("model.kvb.n_heads"), std::invalid_argument);

@@ -106,8 +106,9 @@ TEST_CASE("Gated DeltaNet and Mamba 2 (recurrent kernels) layers on the GPU == o
   c.mamba2.head_dim = 16;
   c.mamba2.n_groups = 2;
   c.mamba2.chunk = 16;
-  c.mamba2.kernel = "recurrent";
-  {
+  for (const char* kernel : {"recurrent", "delta_chunked"}) {
+    CAPTURE(kernel);
+    c.mamba2.kernel = kernel;
     Generator g1(5), g2(5);
     Mamba2Mixer a(c, g1), b(c, g2);
     b.to(cuda());
