@@ -3,8 +3,8 @@
 // building blocks of the chunked gated delta kernels (gated_delta_chunk*.cuh), whose chunk-sized
 // products ([32, 32] · [32, d] and the like) are too small and too many for a GEMM library call.
 //
-// Each thread computes 4 × 4 outputs at a time in registers (4 + 4 operand loads per 16 FMAs), so
-// shared-memory traffic is half a load per FMA. No barrier inside: the caller makes the operands
+// Each thread computes 4 × 4 outputs at a time in registers (4 + 4 operand loads per 16 FMAs, half
+// a shared-memory load per FMA), or 2 × 2 for products too small to give every thread a 4 × 4 tile. No barrier inside: the caller makes the operands
 // ready before (simt::sync()) and syncs after before anyone reads `out` or overwrites an operand.
 // `out` may be shared or global memory; it must not overlap A or B. Two products of the same M × N
 // into the same `out` need no barrier between them: a thread owns the same outputs in both.
@@ -14,42 +14,54 @@
 
 namespace ttt::cuda_impl::blk {
 
-// out[i·ldo + j] = alpha · Σ_k a(i, k) b(k, j) + beta · out[i·ldo + j] for i < M, j < N, with
-// a(i, k) = TA ? A[k·lda + i] : A[i·lda + k] and b(k, j) = TB ? B[j·ldb + k] : B[k·ldb + j].
-// beta == 0 writes without reading out (it may hold NaN).
-template <bool TA, bool TB>
-TTT_DEV void mm(float* out, int ldo, const float* A, int lda, const float* B, int ldb, int M, int N, int K, float alpha,
-                float beta) {
-  const int tiles_n = (N + 3) / 4, tiles = ((M + 3) / 4) * tiles_n;
+// The product with R × R outputs a thread (see mm).
+template <bool TA, bool TB, int R>
+TTT_DEV void mm_tiles(float* out, int ldo, const float* A, int lda, const float* B, int ldb, int M, int N, int K,
+                      float alpha, float beta) {
+  const int tiles_n = (N + R - 1) / R, tiles = ((M + R - 1) / R) * tiles_n;
   for (int e = simt::tid(); e < tiles; e += simt::threads()) {
-    const int i0 = (e / tiles_n) * 4, j0 = (e % tiles_n) * 4;
-    float c[4][4] = {};
+    const int i0 = (e / tiles_n) * R, j0 = (e % tiles_n) * R;
+    float c[R][R] = {};
     for (int k = 0; k < K; ++k) {
-      float a[4], b[4];
+      float a[R], b[R];
 #pragma unroll
-      for (int r = 0; r < 4; ++r) {
+      for (int r = 0; r < R; ++r) {
         const int i = i0 + r < M ? i0 + r : M - 1;  // a clamped row: computed, never stored
         a[r] = TA ? A[k * lda + i] : A[i * lda + k];
       }
 #pragma unroll
-      for (int s = 0; s < 4; ++s) {
+      for (int s = 0; s < R; ++s) {
         const int j = j0 + s < N ? j0 + s : N - 1;
         b[s] = TB ? B[j * ldb + k] : B[k * ldb + j];
       }
 #pragma unroll
-      for (int r = 0; r < 4; ++r)
+      for (int r = 0; r < R; ++r)
 #pragma unroll
-        for (int s = 0; s < 4; ++s) c[r][s] = fmaf(a[r], b[s], c[r][s]);
+        for (int s = 0; s < R; ++s) c[r][s] = fmaf(a[r], b[s], c[r][s]);
     }
 #pragma unroll
-    for (int r = 0; r < 4; ++r)
+    for (int r = 0; r < R; ++r)
 #pragma unroll
-      for (int s = 0; s < 4; ++s) {
+      for (int s = 0; s < R; ++s) {
         if (i0 + r >= M || j0 + s >= N) continue;
         float* o = out + (i0 + r) * ldo + (j0 + s);
         *o = beta == 0.f ? alpha * c[r][s] : fmaf(alpha, c[r][s], beta * *o);
       }
   }
+}
+
+// out[i·ldo + j] = alpha · Σ_k a(i, k) b(k, j) + beta · out[i·ldo + j] for i < M, j < N (M, N ≥ 1), with
+// a(i, k) = TA ? A[k·lda + i] : A[i·lda + k] and b(k, j) = TB ? B[j·ldb + k] : B[k·ldb + j].
+// beta == 0 writes without reading out (it may hold NaN). 4 × 4 outputs a thread where that gives
+// every thread work, else 2 × 2 (a [32, 32] product has 64 tiles of 4 × 4 for 128 threads); the
+// choice depends on M and N only.
+template <bool TA, bool TB>
+TTT_DEV void mm(float* out, int ldo, const float* A, int lda, const float* B, int ldb, int M, int N, int K, float alpha,
+                float beta) {
+  if (((M + 3) / 4) * ((N + 3) / 4) >= simt::threads())
+    mm_tiles<TA, TB, 4>(out, ldo, A, lda, B, ldb, M, N, K, alpha, beta);
+  else
+    mm_tiles<TA, TB, 2>(out, ldo, A, lda, B, ldb, M, N, K, alpha, beta);
 }
 
 // out[i] (+)= Σ_{d < n} a[i·lda + d] · b[i·ldb + d] for i < rows: one warp a row, a fixed-order

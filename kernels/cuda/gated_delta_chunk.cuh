@@ -41,7 +41,8 @@ using simt::tid;
 
 constexpr int C = 32;         // tokens a chunk
 constexpr int THREADS = 128;
-constexpr int VS = 32;        // value columns a state_block / dstate_block owns, and the tile of the others
+constexpr int VS = 32;        // value columns a state_block / dstate_block owns, and out_block's tile
+constexpr int TV = 16;        // grads_block's tile of value columns (its shared memory: two blocks an SM at d_k 96)
 constexpr int MAX_DK = 128;   // key head dims covered (shared memory of grads_block)
 
 struct Params {
@@ -169,10 +170,10 @@ TTT_DEV void load_qk(float* dst, const float* src, const Params& p, const Chunk&
     dst[e] = t < c.len ? src[tok_qk(p, c, t) * dk + i] * (scale ? scale[t] : 1.f) : 0.f;
   }
 }
-// [C, VS] columns c0 .. c0 + VS of a [B, T, H, d_v] buffer (zeros past the tokens and columns, or when null).
-TTT_DEV void load_cols(float* dst, const float* src, const Params& p, const Chunk& c, int c0) {
-  for (int e = tid(); e < C * VS; e += THREADS) {
-    const int t = e / VS, j = c0 + e % VS;
+// [C, w] columns c0 .. c0 + w of a [B, T, H, d_v] buffer (zeros past the tokens and columns, or when null).
+TTT_DEV void load_cols(float* dst, const float* src, const Params& p, const Chunk& c, int c0, int w = VS) {
+  for (int e = tid(); e < C * w; e += THREADS) {
+    const int t = e / w, j = c0 + e % w;
     dst[e] = src && t < c.len && j < p.dv_dim ? src[tok(p, c, t) * p.dv_dim + j] : 0.f;
   }
 }
@@ -184,11 +185,11 @@ TTT_DEV void load_tokens(float* dst, const float* src, const Params& p, const Ch
 TTT_DEV void copy(float* dst, const float* src, int n) {
   for (int e = tid(); e < n; e += THREADS) dst[e] = src[e];
 }
-// A [rows, VS] tile of columns c0 .. of a [rows, d_v] array, to or from shared memory (missing columns:
+// A [rows, w] tile of columns c0 .. of a [rows, d_v] array, to or from shared memory (missing columns:
 // zeros in; not written out). src null reads zeros.
-TTT_DEV void tile_in(float* dst, const float* src, int rows, int dv, int c0) {
-  for (int e = tid(); e < rows * VS; e += THREADS) {
-    const int r = e / VS, j = c0 + e % VS;
+TTT_DEV void tile_in(float* dst, const float* src, int rows, int dv, int c0, int w = VS) {
+  for (int e = tid(); e < rows * w; e += THREADS) {
+    const int r = e / w, j = c0 + e % w;
     dst[e] = src && j < dv ? src[static_cast<int64_t>(r) * dv + j] : 0.f;
   }
 }

@@ -27,7 +27,7 @@ constexpr int dstate_smem_floats(int dk) {
          2 * carve_floats(C);
 }
 // The tile region of grads_block: the value tiles in the loop over d_v, then Y [C, d_k].
-constexpr int grads_tiles_floats(int dk) { return 4 * carve_floats(C * VS) + 2 * carve_floats(dk * VS); }
+constexpr int grads_tiles_floats(int dk) { return 4 * carve_floats(C * TV) + 2 * carve_floats(dk * TV); }
 constexpr int grads_smem_floats(int dk) {
   return 5 * carve_floats(C * dk) + 4 * carve_floats(C * C) + grads_tiles_floats(dk) + 7 * carve_floats(C) +
          carve_floats(THREADS);
@@ -87,7 +87,7 @@ TTT_DEV void grads_block(const Params& p, int64_t block, char* smem) {
   float *K = cv.take(C * dk), *Q = cv.take(C * dk), *dQ = cv.take(C * dk), *dK = cv.take(C * dk), *dW = cv.take(C * dk);
   float *Tm = cv.take(C * C), *dP = cv.take(C * C), *dT = cv.take(C * C), *S = cv.take(C * C);
   float* tiles = cv.take(grads_tiles_floats(dk));
-  float *Dt = tiles, *Ut = Dt + C * VS, *dUt = Ut + C * VS, *Vt = dUt + C * VS, *Mt = Vt + C * VS, *dMt = Mt + dk * VS;
+  float *Dt = tiles, *Ut = Dt + C * TV, *dUt = Ut + C * TV, *Vt = dUt + C * TV, *Mt = Vt + C * TV, *dMt = Mt + dk * TV;
   float* Y = tiles;  // after the loop over d_v
   float *G = cv.take(C), *gam = cv.take(C), *Bt = cv.take(C), *dG = cv.take(C), *dB = cv.take(C), *r1 = cv.take(C),
         *r2 = cv.take(C), *red = cv.take(THREADS);
@@ -102,34 +102,34 @@ TTT_DEV void grads_block(const Params& p, int64_t block, char* smem) {
   // Products over d_v, a tile at a time: dQ = dO Mᵀ, dK = U Dᵀ, dW = dU Mᵀ, dP = dO Uᵀ, dT = dU Vᵀ,
   // <M, D>; and dV, the V part of dβ.
   float mdm = 0.f;
-  for (int c0 = 0; c0 < dv; c0 += VS) {
-    const int nc = dv - c0 < VS ? dv - c0 : VS;
+  for (int c0 = 0; c0 < dv; c0 += TV) {
+    const int nc = dv - c0 < TV ? dv - c0 : TV;
     const float acc = c0 > 0 ? 1.f : 0.f;
-    load_cols(Dt, p.d_o, p, c, c0);
-    tile_in(Ut, p.U + at * C * dv, C, dv, c0);
-    tile_in(dUt, p.dU + at * C * dv, C, dv, c0);
-    load_cols(Vt, p.v, p, c, c0);
-    tile_in(Mt, p.states + at * dk * dv, dk, dv, c0);
-    tile_in(dMt, p.dstates + at * dk * dv, dk, dv, c0);
+    load_cols(Dt, p.d_o, p, c, c0, TV);
+    tile_in(Ut, p.U + at * C * dv, C, dv, c0, TV);
+    tile_in(dUt, p.dU + at * C * dv, C, dv, c0, TV);
+    load_cols(Vt, p.v, p, c, c0, TV);
+    tile_in(Mt, p.states + at * dk * dv, dk, dv, c0, TV);
+    tile_in(dMt, p.dstates + at * dk * dv, dk, dv, c0, TV);
     sync();
-    blk::mm<false, true>(dQ, dk, Dt, VS, Mt, VS, C, dk, nc, 1.f, acc);
-    blk::mm<false, true>(dK, dk, Ut, VS, dMt, VS, C, dk, nc, 1.f, acc);
-    if constexpr (ERASE) blk::mm<false, true>(dW, dk, dUt, VS, Mt, VS, C, dk, nc, 1.f, acc);
-    blk::mm<false, true>(dP, C, Dt, VS, Ut, VS, C, C, nc, 1.f, acc);
-    if constexpr (ERASE) blk::mm<false, true>(dT, C, dUt, VS, Vt, VS, C, C, nc, 1.f, acc);
-    for (int e = tid(); e < dk * VS; e += THREADS) mdm = fmaf(Mt[e], dMt[e], mdm);
+    blk::mm<false, true>(dQ, dk, Dt, TV, Mt, TV, C, dk, nc, 1.f, acc);
+    blk::mm<false, true>(dK, dk, Ut, TV, dMt, TV, C, dk, nc, 1.f, acc);
+    if constexpr (ERASE) blk::mm<false, true>(dW, dk, dUt, TV, Mt, TV, C, dk, nc, 1.f, acc);
+    blk::mm<false, true>(dP, C, Dt, TV, Ut, TV, C, C, nc, 1.f, acc);
+    if constexpr (ERASE) blk::mm<false, true>(dT, C, dUt, TV, Vt, TV, C, C, nc, 1.f, acc);
+    for (int e = tid(); e < dk * TV; e += THREADS) mdm = fmaf(Mt[e], dMt[e], mdm);
     sync();
     float* dU0 = dUt;  // d(diag(β) V): Tᵀ dU, or dU itself without the erase term
     if constexpr (ERASE) {
-      blk::mm<true, false>(Ut, VS, Tm, C, dUt, VS, C, nc, C, 1.f, 0.f);
+      blk::mm<true, false>(Ut, TV, Tm, C, dUt, TV, C, nc, C, 1.f, 0.f);
       dU0 = Ut;
       sync();
     }
-    for (int e = tid(); e < C * VS; e += THREADS) {
-      const int t = e / VS, j = c0 + e % VS;
+    for (int e = tid(); e < C * TV; e += THREADS) {
+      const int t = e / TV, j = c0 + e % TV;
       if (t < c.len && j < dv) p.dv[tok(p, c, t) * dv + j] = Bt[t] * dU0[e];
     }
-    blk::row_dots(dB, Vt, VS, dU0, VS, C, VS, true);
+    blk::row_dots(dB, Vt, TV, dU0, TV, C, TV, true);
     sync();  // the next tile overwrites the buffers
   }
   red[tid()] = mdm;
