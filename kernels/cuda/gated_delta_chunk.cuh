@@ -131,7 +131,9 @@ inline Params params_of(const GatedDeltaBackward& c, float* ws) {
 // --- shared memory of each block (floats; host and device) -----------------------------------------
 using blk::carve_floats;
 constexpr int prep_smem_floats(int dk) { return 2 * carve_floats(C * dk) + 2 * carve_floats(C * C) + carve_floats(C * VS) + 2 * carve_floats(C); }
-constexpr int state_smem_floats(int dk) { return carve_floats(dk * VS) + 2 * carve_floats(C * dk) + carve_floats(C * VS) + carve_floats(C); }
+constexpr int state_smem_floats(int dk) {
+  return carve_floats(dk * VS) + 2 * (2 * carve_floats(C * dk) + carve_floats(C * VS) + carve_floats(C));
+}
 constexpr int out_smem_floats(int dk) {
   return carve_floats(C * dk) + carve_floats(C * C) + carve_floats(dk * VS) + 2 * carve_floats(C * VS) + carve_floats(C);
 }
@@ -199,6 +201,41 @@ TTT_DEV void tile_out(float* dst, const float* src, int rows, int dv, int c0) {
     if (j < dv) dst[static_cast<int64_t>(r) * dv + j] = src[e];
   }
 }
+// The same loads by cp.async (4 bytes each, any alignment), for the walks over chunks to stage the
+// next chunk while they compute on this one; elements past the tokens or columns are stored as zeros
+// directly. The caller commits the group, waits for it, then syncs before reading.
+TTT_DEV void load_qk_async(float* dst, const float* src, const Params& p, const Chunk& c) {
+  const int dk = p.dk_dim;
+  for (int e = tid(); e < C * dk; e += THREADS) {
+    const int t = e / dk, i = e % dk;
+    if (t < c.len) simt::cp_async4(&dst[e], src + tok_qk(p, c, t) * dk + i);
+    else dst[e] = 0.f;
+  }
+}
+TTT_DEV void load_cols_async(float* dst, const float* src, const Params& p, const Chunk& c, int c0) {
+  for (int e = tid(); e < C * VS; e += THREADS) {
+    const int t = e / VS, j = c0 + e % VS;
+    if (src && t < c.len && j < p.dv_dim) simt::cp_async4(&dst[e], src + tok(p, c, t) * p.dv_dim + j);
+    else dst[e] = 0.f;
+  }
+}
+TTT_DEV void copy_async(float* dst, const float* src, int n) {
+  for (int e = tid(); e < n; e += THREADS) simt::cp_async4(&dst[e], src + e);
+}
+TTT_DEV void tile_in_async(float* dst, const float* src, int rows, int dv, int c0) {
+  for (int e = tid(); e < rows * VS; e += THREADS) {
+    const int r = e / VS, j = c0 + e % VS;
+    if (j < dv) simt::cp_async4(&dst[e], src + static_cast<int64_t>(r) * dv + j);
+    else dst[e] = 0.f;
+  }
+}
+// Waits for the group staging this chunk; `next` says whether a later group (the next chunk's) was
+// committed after it and may stay in flight.
+TTT_DEV void wait_stage(bool next) {
+  if (next) simt::cp_async_wait_group<1>();
+  else simt::cp_async_wait_all();
+}
+
 // E_cj k_j: the rows of k as they enter the state update (Kd), from raw k rows and G.
 TTT_DEV void decay_to_last(float* kd, const float* G, int dk) {
   for (int e = tid(); e < C * dk; e += THREADS) kd[e] *= expf(G[C - 1] - G[e / dk]);
@@ -283,33 +320,48 @@ TTT_DEV void prep_block(const Params& p, int64_t block, char* smem) {
 }
 
 // The walk over the chunks of one (batch · head, value slice): the entering state of every chunk
-// into p.states, U = U0 − W M in place of U0, and the final state into p.M_final when asked.
+// into p.states, U = U0 − W M in place of U0, and the final state into p.M_final when asked. The
+// next chunk's W, k, G and U0 arrive (cp.async, two buffer sets) while this one's products run.
 template <bool ERASE>
 TTT_DEV void state_block(const Params& p, int64_t block, char* smem) {
   const int64_t bh = block / p.slices;
   const int c0 = static_cast<int>(block % p.slices) * VS, dk = p.dk_dim, dv = p.dv_dim;
   const int nc = dv - c0 < VS ? dv - c0 : VS;
   blk::Carve cv{reinterpret_cast<float*>(smem)};
-  float *M = cv.take(dk * VS), *Wt = cv.take(C * dk), *Kd = cv.take(C * dk), *Ut = cv.take(C * VS), *G = cv.take(C);
-  tile_in(M, p.M0 ? p.M0 + bh * dk * dv : nullptr, dk, dv, c0);
-  for (int n = 0; n < p.chunks; ++n) {
+  float* M = cv.take(dk * VS);
+  struct Stage {
+    float *W, *K, *U, *G;
+  };
+  // Two sets, picked by value (registers; an indexed array would live in local memory).
+  const Stage st0 = {cv.take(C * dk), cv.take(C * dk), cv.take(C * VS), cv.take(C)};
+  const Stage st1 = {cv.take(C * dk), cv.take(C * dk), cv.take(C * VS), cv.take(C)};
+  auto stage = [&](int n, const Stage& b) {
     const Chunk c = chunk_at(p, bh, n);
     const int64_t at = at_chunk(c, p);
-    float* U = p.U + at * C * dv;
-    sync();  // M is complete; the previous chunk's products are done with the buffers
+    if constexpr (ERASE) copy_async(b.W, p.W + at * C * dk, C * dk);
+    load_qk_async(b.K, p.k, p, c);
+    copy_async(b.G, p.G + at * C, C);
+    tile_in_async(b.U, p.U + at * C * dv, C, dv, c0);
+    simt::cp_async_commit();
+  };
+  tile_in(M, p.M0 ? p.M0 + bh * dk * dv : nullptr, dk, dv, c0);
+  stage(0, st0);
+  for (int n = 0; n < p.chunks; ++n) {
+    const Stage b = (n & 1) ? st1 : st0;
+    const int64_t at = at_chunk(chunk_at(p, bh, n), p);
+    sync();  // M is complete; the previous chunk's products are done with the other buffer set
+    if (n + 1 < p.chunks) stage(n + 1, (n & 1) ? st0 : st1);
+    wait_stage(n + 1 < p.chunks);
+    sync();  // this chunk's buffers have arrived, every thread's copies
     tile_out(p.states + at * dk * dv, M, dk, dv, c0);
-    if constexpr (ERASE) copy(Wt, p.W + at * C * dk, C * dk);
-    load_qk(Kd, p.k, p, c);
-    copy(G, p.G + at * C, C);
-    tile_in(Ut, U, C, dv, c0);
+    decay_to_last(b.K, b.G, dk);
     sync();
-    decay_to_last(Kd, G, dk);
     if constexpr (ERASE) {
-      blk::mm<false, false>(Ut, VS, Wt, dk, M, VS, C, nc, dk, -1.f, 1.f);  // U = U0 − W M
+      blk::mm<false, false>(b.U, VS, b.W, dk, M, VS, C, nc, dk, -1.f, 1.f);  // U = U0 − W M
     }
     sync();
-    tile_out(U, Ut, C, dv, c0);
-    blk::mm<true, false>(M, VS, Kd, dk, Ut, VS, dk, nc, C, 1.f, expf(G[C - 1]));  // M ← γ_c M + Kdᵀ U
+    tile_out(p.U + at * C * dv, b.U, C, dv, c0);
+    blk::mm<true, false>(M, VS, b.K, dk, b.U, VS, dk, nc, C, 1.f, expf(b.G[C - 1]));  // M ← γ_c M + Kdᵀ U
   }
   sync();
   if (p.M_final) tile_out(p.M_final + bh * dk * dv, M, dk, dv, c0);

@@ -23,8 +23,8 @@
 namespace ttt::cuda_impl::gdchunk {
 
 constexpr int dstate_smem_floats(int dk) {
-  return carve_floats(dk * VS) + 3 * carve_floats(C * dk) + carve_floats(C * C) + 2 * carve_floats(C * VS) +
-         2 * carve_floats(C);
+  return carve_floats(dk * VS) + carve_floats(C * VS) + carve_floats(C) +
+         2 * (3 * carve_floats(C * dk) + carve_floats(C * C) + carve_floats(C * VS) + carve_floats(C));
 }
 // The tile region of grads_block: the value tiles in the loop over d_v, then Y [C, d_k].
 constexpr int grads_tiles_floats(int dk) { return 4 * carve_floats(C * TV) + 2 * carve_floats(dk * TV); }
@@ -33,36 +33,53 @@ constexpr int grads_smem_floats(int dk) {
          carve_floats(THREADS);
 }
 
+// The next chunk's (in reverse) W, k, q, P, dO and G arrive (cp.async, two buffer sets) while this
+// one's products run.
 template <bool ERASE>
 TTT_DEV void dstate_block(const Params& p, int64_t block, char* smem) {
   const int64_t bh = block / p.slices;
   const int c0 = static_cast<int>(block % p.slices) * VS, dk = p.dk_dim, dv = p.dv_dim;
   const int nc = dv - c0 < VS ? dv - c0 : VS;
   blk::Carve cv{reinterpret_cast<float*>(smem)};
-  float *D = cv.take(dk * VS), *Wt = cv.take(C * dk), *Kd = cv.take(C * dk), *Qg = cv.take(C * dk);
-  float *Pm = cv.take(C * C), *Dt = cv.take(C * VS), *dUt = cv.take(C * VS), *G = cv.take(C), *gam = cv.take(C);
-  tile_in(D, p.dM_final ? p.dM_final + bh * dk * dv : nullptr, dk, dv, c0);
-  for (int n = p.chunks - 1; n >= 0; --n) {
+  float *D = cv.take(dk * VS), *dUt = cv.take(C * VS), *gam = cv.take(C);
+  struct Stage {
+    float *W, *K, *Q, *P, *dO, *G;
+  };
+  // Two sets, picked by value (registers; an indexed array would live in local memory).
+  const Stage st0 = {cv.take(C * dk), cv.take(C * dk), cv.take(C * dk), cv.take(C * C), cv.take(C * VS), cv.take(C)};
+  const Stage st1 = {cv.take(C * dk), cv.take(C * dk), cv.take(C * dk), cv.take(C * C), cv.take(C * VS), cv.take(C)};
+  auto stage = [&](int n, const Stage& b) {
     const Chunk c = chunk_at(p, bh, n);
     const int64_t at = at_chunk(c, p);
-    sync();  // D is complete; the previous step's products are done with the buffers
+    if constexpr (ERASE) copy_async(b.W, p.W + at * C * dk, C * dk);
+    load_qk_async(b.K, p.k, p, c);
+    load_qk_async(b.Q, p.q, p, c);
+    copy_async(b.P, p.P + at * C * C, C * C);
+    load_cols_async(b.dO, p.d_o, p, c, c0);
+    copy_async(b.G, p.G + at * C, C);
+    simt::cp_async_commit();
+  };
+  tile_in(D, p.dM_final ? p.dM_final + bh * dk * dv : nullptr, dk, dv, c0);
+  stage(p.chunks - 1, st0);
+  for (int i = 0; i < p.chunks; ++i) {
+    const int n = p.chunks - 1 - i;
+    const Stage b = (i & 1) ? st1 : st0;
+    const int64_t at = at_chunk(chunk_at(p, bh, n), p);
+    sync();  // D is complete; the previous step's products are done with the other buffer set
+    if (n > 0) stage(n - 1, (i & 1) ? st0 : st1);
+    wait_stage(n > 0);
+    sync();  // this chunk's buffers have arrived, every thread's copies
     tile_out(p.dstates + at * dk * dv, D, dk, dv, c0);
-    if constexpr (ERASE) copy(Wt, p.W + at * C * dk, C * dk);
-    copy(G, p.G + at * C, C);
-    copy(Pm, p.P + at * C * C, C * C);
-    load_cols(Dt, p.d_o, p, c, c0);
-    load_qk(Kd, p.k, p, c);
+    for (int t = tid(); t < C; t += THREADS) gam[t] = expf(b.G[t]);
+    decay_to_last(b.K, b.G, dk);
     sync();
-    for (int t = tid(); t < C; t += THREADS) gam[t] = expf(G[t]);
-    decay_to_last(Kd, G, dk);
-    sync();
-    load_qk(Qg, p.q, p, c, gam);
-    blk::mm<true, false>(dUt, VS, Pm, C, Dt, VS, C, nc, C, 1.f, 0.f);  // Pᵀ dO
-    blk::mm<false, false>(dUt, VS, Kd, dk, D, VS, C, nc, dk, 1.f, 1.f);  // + Kd D
+    for (int e = tid(); e < C * dk; e += THREADS) b.Q[e] *= gam[e / dk];  // diag(γ) Q
+    blk::mm<true, false>(dUt, VS, b.P, C, b.dO, VS, C, nc, C, 1.f, 0.f);  // Pᵀ dO
+    blk::mm<false, false>(dUt, VS, b.K, dk, D, VS, C, nc, dk, 1.f, 1.f);  // + Kd D
     sync();
     tile_out(p.dU + at * C * dv, dUt, C, dv, c0);
-    blk::mm<true, false>(D, VS, Qg, dk, Dt, VS, dk, nc, C, 1.f, gam[C - 1]);  // γ_c D + Qgᵀ dO
-    if constexpr (ERASE) blk::mm<true, false>(D, VS, Wt, dk, dUt, VS, dk, nc, C, -1.f, 1.f);  // − Wᵀ dU
+    blk::mm<true, false>(D, VS, b.Q, dk, b.dO, VS, dk, nc, C, 1.f, gam[C - 1]);  // γ_c D + (diag(γ) Q)ᵀ dO
+    if constexpr (ERASE) blk::mm<true, false>(D, VS, b.W, dk, dUt, VS, dk, nc, C, -1.f, 1.f);  // − Wᵀ dU
   }
   sync();
   if (p.dM0) tile_out(p.dM0 + bh * dk * dv, D, dk, dv, c0);
