@@ -4,8 +4,11 @@
 // products ([32, 32] · [32, d] and the like) are too small and too many for a GEMM library call.
 //
 // Each thread computes 4 × 4 outputs at a time in registers (4 + 4 operand loads per 16 FMAs, half
-// a shared-memory load per FMA), or 2 × 2 for products too small to give every thread a 4 × 4 tile. No barrier inside: the caller makes the operands
-// ready before (simt::sync()) and syncs after before anyone reads `out` or overwrites an operand.
+// a shared-memory load per FMA), or 2 × 2 for products too small to give every thread a 4 × 4 tile.
+// Shared-memory operands should have odd leading dimensions (`odd_ld`): then neither a transposed
+// operand nor a warp spanning several row tiles meets bank conflicts (see mm_tiles).
+// No barrier inside: the caller makes the operands ready before (simt::sync()) and syncs after
+// before anyone reads `out` or overwrites an operand.
 // `out` may be shared or global memory; it must not overlap A or B. Two products of the same M × N
 // into the same `out` need no barrier between them: a thread owns the same outputs in both.
 #pragma once
@@ -14,26 +17,29 @@
 
 namespace ttt::cuda_impl::blk {
 
-// The product with R × R outputs a thread (see mm).
+// The product with R × R outputs a thread (see mm). Thread tile (it, jt) owns rows it + r·mt and
+// columns jt + s·nt (r, s < R): lanes of a warp take consecutive jt, so they read consecutive
+// columns of B (distinct banks) and, for a transposed B or several row tiles in a warp, rows of an
+// odd leading dimension (distinct banks again); the same row of A is a broadcast.
 template <bool TA, bool TB, int R>
 TTT_DEV void mm_tiles(float* out, int ldo, const float* A, int lda, const float* B, int ldb, int M, int N, int K,
                       float alpha, float beta) {
-  const int tiles_n = (N + R - 1) / R, tiles = ((M + R - 1) / R) * tiles_n;
+  const int mt = (M + R - 1) / R, nt = (N + R - 1) / R, tiles = mt * nt;
   for (int e = simt::tid(); e < tiles; e += simt::threads()) {
-    const int i0 = (e / tiles_n) * R, j0 = (e % tiles_n) * R;
+    const int it = e / nt, jt = e % nt;
+    int ri[R], cj[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      ri[r] = it + r * mt < M ? it + r * mt : M - 1;  // a clamped row or column: computed, never stored
+      cj[r] = jt + r * nt < N ? jt + r * nt : N - 1;
+    }
     float c[R][R] = {};
     for (int k = 0; k < K; ++k) {
       float a[R], b[R];
 #pragma unroll
-      for (int r = 0; r < R; ++r) {
-        const int i = i0 + r < M ? i0 + r : M - 1;  // a clamped row: computed, never stored
-        a[r] = TA ? A[k * lda + i] : A[i * lda + k];
-      }
+      for (int r = 0; r < R; ++r) a[r] = TA ? A[k * lda + ri[r]] : A[ri[r] * lda + k];
 #pragma unroll
-      for (int s = 0; s < R; ++s) {
-        const int j = j0 + s < N ? j0 + s : N - 1;
-        b[s] = TB ? B[j * ldb + k] : B[k * ldb + j];
-      }
+      for (int s = 0; s < R; ++s) b[s] = TB ? B[cj[s] * ldb + k] : B[k * ldb + cj[s]];
 #pragma unroll
       for (int r = 0; r < R; ++r)
 #pragma unroll
@@ -43,8 +49,8 @@ TTT_DEV void mm_tiles(float* out, int ldo, const float* A, int lda, const float*
     for (int r = 0; r < R; ++r)
 #pragma unroll
       for (int s = 0; s < R; ++s) {
-        if (i0 + r >= M || j0 + s >= N) continue;
-        float* o = out + (i0 + r) * ldo + (j0 + s);
+        if (it + r * mt >= M || jt + s * nt >= N) continue;
+        float* o = out + (it + r * mt) * ldo + (jt + s * nt);
         *o = beta == 0.f ? alpha * c[r][s] : fmaf(alpha, c[r][s], beta * *o);
       }
   }
@@ -75,6 +81,10 @@ TTT_DEV void row_dots(float* out, const float* a, int lda, const float* b, int l
     if (simt::lane() == 0) out[i] = accumulate ? out[i] + s : s;
   }
 }
+
+// The leading dimension of a shared [rows, n] tile: n rounded up to odd, so that a column walked by
+// consecutive lanes (rows) falls in distinct banks.
+constexpr int odd_ld(int n) { return n | 1; }
 
 // Shared memory carved into float arrays, each rounded up to 4 floats (16 bytes).
 struct Carve {

@@ -44,6 +44,11 @@ constexpr int THREADS = 128;
 constexpr int VS = 32;        // value columns a state_block / dstate_block owns, and out_block's tile
 constexpr int TV = 16;        // grads_block's tile of value columns (its shared memory: two blocks an SM at d_k 96)
 constexpr int MAX_DK = 128;   // key head dims covered (shared memory of grads_block)
+// Leading dimensions of the shared tiles, odd (block_mm.cuh: no bank conflicts in the products).
+constexpr int LC = C + 1;     // [C, C]
+constexpr int LV = VS + 1;    // [·, VS]
+constexpr int LT = TV + 1;    // grads_block's [·, TV]
+constexpr int ld_k(int dk) { return blk::odd_ld(dk); }  // [·, d_k]
 
 struct Params {
   const float *q = nullptr, *k = nullptr, *v = nullptr, *g = nullptr, *beta = nullptr, *M0 = nullptr;
@@ -130,12 +135,15 @@ inline Params params_of(const GatedDeltaBackward& c, float* ws) {
 
 // --- shared memory of each block (floats; host and device) -----------------------------------------
 using blk::carve_floats;
-constexpr int prep_smem_floats(int dk) { return 2 * carve_floats(C * dk) + 2 * carve_floats(C * C) + carve_floats(C * VS) + 2 * carve_floats(C); }
+constexpr int prep_smem_floats(int dk) {
+  return 2 * carve_floats(C * ld_k(dk)) + 2 * carve_floats(C * LC) + carve_floats(C * LV) + 2 * carve_floats(C);
+}
 constexpr int state_smem_floats(int dk) {
-  return carve_floats(dk * VS) + 2 * (2 * carve_floats(C * dk) + carve_floats(C * VS) + carve_floats(C));
+  return carve_floats(dk * LV) + 2 * (2 * carve_floats(C * ld_k(dk)) + carve_floats(C * LV) + carve_floats(C));
 }
 constexpr int out_smem_floats(int dk) {
-  return carve_floats(C * dk) + carve_floats(C * C) + carve_floats(dk * VS) + 2 * carve_floats(C * VS) + carve_floats(C);
+  return carve_floats(C * ld_k(dk)) + carve_floats(C * LC) + carve_floats(dk * LV) + 2 * carve_floats(C * LV) +
+         carve_floats(C);
 }
 
 // --- device side -----------------------------------------------------------------------------------
@@ -164,69 +172,78 @@ TTT_DEV int64_t tok_qk(const Params& p, const Chunk& c, int t) {
   return (c.b * p.len + c.t0 + t) * p.qk_heads + c.h / p.heads_per_group;
 }
 
-// [C, dk] rows of q or k of the chunk (zeros past its tokens), times scale[t] when scale is given.
-TTT_DEV void load_qk(float* dst, const float* src, const Params& p, const Chunk& c, const float* scale = nullptr) {
+// Loads into shared tiles of leading dimension `ld`. Elements past the chunk's tokens or the
+// columns are zeros.
+// [C, d_k] rows of q or k of the chunk, times scale[t] when scale is given.
+TTT_DEV void load_qk(float* dst, int ld, const float* src, const Params& p, const Chunk& c,
+                     const float* scale = nullptr) {
   const int dk = p.dk_dim;
   for (int e = tid(); e < C * dk; e += THREADS) {
     const int t = e / dk, i = e % dk;
-    dst[e] = t < c.len ? src[tok_qk(p, c, t) * dk + i] * (scale ? scale[t] : 1.f) : 0.f;
+    dst[t * ld + i] = t < c.len ? src[tok_qk(p, c, t) * dk + i] * (scale ? scale[t] : 1.f) : 0.f;
   }
 }
-// [C, w] columns c0 .. c0 + w of a [B, T, H, d_v] buffer (zeros past the tokens and columns, or when null).
-TTT_DEV void load_cols(float* dst, const float* src, const Params& p, const Chunk& c, int c0, int w = VS) {
+// [C, w] columns c0 .. c0 + w of a [B, T, H, d_v] buffer (zeros too when src is null).
+TTT_DEV void load_cols(float* dst, int ld, const float* src, const Params& p, const Chunk& c, int c0, int w) {
   for (int e = tid(); e < C * w; e += THREADS) {
     const int t = e / w, j = c0 + e % w;
-    dst[e] = src && t < c.len && j < p.dv_dim ? src[tok(p, c, t) * p.dv_dim + j] : 0.f;
+    dst[t * ld + e % w] = src && t < c.len && j < p.dv_dim ? src[tok(p, c, t) * p.dv_dim + j] : 0.f;
   }
 }
-// [C] values of a [B, T, H] buffer (zeros past the tokens).
+// [C] values of a [B, T, H] buffer.
 TTT_DEV void load_tokens(float* dst, const float* src, const Params& p, const Chunk& c) {
   for (int t = tid(); t < C; t += THREADS) dst[t] = t < c.len ? src[tok(p, c, t)] : 0.f;
 }
-// Copies n floats (global <-> shared, or either way).
-TTT_DEV void copy(float* dst, const float* src, int n) {
+// n consecutive floats.
+TTT_DEV void copy_vec(float* dst, const float* src, int n) {
   for (int e = tid(); e < n; e += THREADS) dst[e] = src[e];
 }
-// A [rows, w] tile of columns c0 .. of a [rows, d_v] array, to or from shared memory (missing columns:
-// zeros in; not written out). src null reads zeros.
-TTT_DEV void tile_in(float* dst, const float* src, int rows, int dv, int c0, int w = VS) {
+// A [rows, cols] matrix between leading dimensions (shared <-> global, either way).
+TTT_DEV void copy_rows(float* dst, int ldd, const float* src, int lds, int rows, int cols) {
+  for (int e = tid(); e < rows * cols; e += THREADS) dst[(e / cols) * ldd + e % cols] = src[(e / cols) * lds + e % cols];
+}
+// A [rows, w] tile of columns c0 .. of a dense [rows, d_v] array into a shared tile (src null: zeros),
+// and back (columns past d_v not written).
+TTT_DEV void tile_in(float* dst, int ld, const float* src, int rows, int dv, int c0, int w) {
   for (int e = tid(); e < rows * w; e += THREADS) {
     const int r = e / w, j = c0 + e % w;
-    dst[e] = src && j < dv ? src[static_cast<int64_t>(r) * dv + j] : 0.f;
+    dst[r * ld + e % w] = src && j < dv ? src[static_cast<int64_t>(r) * dv + j] : 0.f;
   }
 }
-TTT_DEV void tile_out(float* dst, const float* src, int rows, int dv, int c0) {
-  for (int e = tid(); e < rows * VS; e += THREADS) {
-    const int r = e / VS, j = c0 + e % VS;
-    if (j < dv) dst[static_cast<int64_t>(r) * dv + j] = src[e];
+TTT_DEV void tile_out(float* dst, const float* src, int ld, int rows, int dv, int c0, int w) {
+  for (int e = tid(); e < rows * w; e += THREADS) {
+    const int r = e / w, j = c0 + e % w;
+    if (j < dv) dst[static_cast<int64_t>(r) * dv + j] = src[r * ld + e % w];
   }
 }
+
 // The same loads by cp.async (4 bytes each, any alignment), for the walks over chunks to stage the
 // next chunk while they compute on this one; elements past the tokens or columns are stored as zeros
 // directly. The caller commits the group, waits for it, then syncs before reading.
-TTT_DEV void load_qk_async(float* dst, const float* src, const Params& p, const Chunk& c) {
+TTT_DEV void load_qk_async(float* dst, int ld, const float* src, const Params& p, const Chunk& c) {
   const int dk = p.dk_dim;
   for (int e = tid(); e < C * dk; e += THREADS) {
     const int t = e / dk, i = e % dk;
-    if (t < c.len) simt::cp_async4(&dst[e], src + tok_qk(p, c, t) * dk + i);
-    else dst[e] = 0.f;
+    if (t < c.len) simt::cp_async4(&dst[t * ld + i], src + tok_qk(p, c, t) * dk + i);
+    else dst[t * ld + i] = 0.f;
   }
 }
-TTT_DEV void load_cols_async(float* dst, const float* src, const Params& p, const Chunk& c, int c0) {
+TTT_DEV void load_cols_async(float* dst, int ld, const float* src, const Params& p, const Chunk& c, int c0) {
   for (int e = tid(); e < C * VS; e += THREADS) {
     const int t = e / VS, j = c0 + e % VS;
-    if (src && t < c.len && j < p.dv_dim) simt::cp_async4(&dst[e], src + tok(p, c, t) * p.dv_dim + j);
-    else dst[e] = 0.f;
+    if (src && t < c.len && j < p.dv_dim) simt::cp_async4(&dst[t * ld + e % VS], src + tok(p, c, t) * p.dv_dim + j);
+    else dst[t * ld + e % VS] = 0.f;
   }
 }
-TTT_DEV void copy_async(float* dst, const float* src, int n) {
-  for (int e = tid(); e < n; e += THREADS) simt::cp_async4(&dst[e], src + e);
+TTT_DEV void copy_rows_async(float* dst, int ldd, const float* src, int lds, int rows, int cols) {
+  for (int e = tid(); e < rows * cols; e += THREADS)
+    simt::cp_async4(&dst[(e / cols) * ldd + e % cols], src + (e / cols) * lds + e % cols);
 }
-TTT_DEV void tile_in_async(float* dst, const float* src, int rows, int dv, int c0) {
+TTT_DEV void tile_in_async(float* dst, int ld, const float* src, int rows, int dv, int c0) {
   for (int e = tid(); e < rows * VS; e += THREADS) {
     const int r = e / VS, j = c0 + e % VS;
-    if (j < dv) simt::cp_async4(&dst[e], src + static_cast<int64_t>(r) * dv + j);
-    else dst[e] = 0.f;
+    if (j < dv) simt::cp_async4(&dst[r * ld + e % VS], src + static_cast<int64_t>(r) * dv + j);
+    else dst[r * ld + e % VS] = 0.f;
   }
 }
 // Waits for the group staging this chunk; `next` says whether a later group (the next chunk's) was
@@ -236,21 +253,21 @@ TTT_DEV void wait_stage(bool next) {
   else simt::cp_async_wait_all();
 }
 
-// E_cj k_j: the rows of k as they enter the state update (Kd), from raw k rows and G.
-TTT_DEV void decay_to_last(float* kd, const float* G, int dk) {
-  for (int e = tid(); e < C * dk; e += THREADS) kd[e] *= expf(G[C - 1] - G[e / dk]);
+// E_cj k_j: the rows of k as they enter the state update (Kd), in place from raw k rows and G.
+TTT_DEV void decay_to_last(float* kd, int ld, const float* G, int dk) {
+  for (int e = tid(); e < C * dk; e += THREADS) kd[(e / dk) * ld + e % dk] *= expf(G[C - 1] - G[e / dk]);
 }
 
-// T = (I + A)⁻¹ for a strictly lower A [C, C] by forward substitution, one row at a time:
-// T_ik = −A_ik − Σ_{k<j<i} A_ij T_jk for k < i, T_ii = 1.
+// T = (I + A)⁻¹ for a strictly lower A [C, C] (both of leading dimension LC) by forward
+// substitution, one row at a time: T_ik = −A_ik − Σ_{k<j<i} A_ij T_jk for k < i, T_ii = 1.
 TTT_DEV void unit_lower_inverse(float* T, const float* A) {
-  for (int e = tid(); e < C * C; e += THREADS) T[e] = (e / C == e % C) ? 1.f : 0.f;
+  for (int e = tid(); e < C * C; e += THREADS) T[(e / C) * LC + e % C] = (e / C == e % C) ? 1.f : 0.f;
   sync();
   for (int i = 1; i < C; ++i) {
     for (int k = tid(); k < i; k += THREADS) {
-      float s = -A[i * C + k];
-      for (int j = k + 1; j < i; ++j) s = fmaf(-A[i * C + j], T[j * C + k], s);
-      T[i * C + k] = s;
+      float s = -A[i * LC + k];
+      for (int j = k + 1; j < i; ++j) s = fmaf(-A[i * LC + j], T[j * LC + k], s);
+      T[i * LC + k] = s;
     }
     sync();
   }
@@ -263,58 +280,58 @@ TTT_DEV void unit_lower_inverse(float* T, const float* A) {
 template <bool ERASE>
 TTT_DEV void prep_block(const Params& p, int64_t block, char* smem) {
   const Chunk c = chunk_at(p, block / p.chunks, static_cast<int>(block % p.chunks));
-  const int dk = p.dk_dim;
+  const int dk = p.dk_dim, lk = ld_k(dk), dv = p.dv_dim;
   const int64_t at = at_chunk(c, p);
   blk::Carve cv{reinterpret_cast<float*>(smem)};
-  float *K = cv.take(C * dk), *X = cv.take(C * dk), *S = cv.take(C * C), *Tm = cv.take(C * C), *Vt = cv.take(C * VS);
+  float *K = cv.take(C * lk), *X = cv.take(C * lk), *S = cv.take(C * LC), *Tm = cv.take(C * LC), *Vt = cv.take(C * LV);
   float *G = cv.take(C), *Bt = cv.take(C);
-  load_qk(K, p.k, p, c);
-  load_qk(X, p.q, p, c);
+  load_qk(K, lk, p.k, p, c);
+  load_qk(X, lk, p.q, p, c);
   load_tokens(G, p.g, p, c);
   load_tokens(Bt, p.beta, p, c);
   sync();
   if (tid() == 0)
     for (int i = 1; i < C; ++i) G[i] += G[i - 1];
   sync();
-  copy(p.G + at * C, G, C);
+  copy_vec(p.G + at * C, G, C);
   // P = (Q Kᵀ) ∘ E, causal (j ≤ i)
-  blk::mm<false, true>(S, C, X, dk, K, dk, C, C, dk, 1.f, 0.f);
+  blk::mm<false, true>(S, LC, X, lk, K, lk, C, C, dk, 1.f, 0.f);
   sync();
   for (int e = tid(); e < C * C; e += THREADS) {
     const int i = e / C, j = e % C;
-    p.P[at * C * C + e] = j <= i ? S[e] * expf(G[i] - G[j]) : 0.f;
+    p.P[at * C * C + e] = j <= i ? S[i * LC + j] * expf(G[i] - G[j]) : 0.f;
   }
   if constexpr (ERASE) {
     sync();  // P has read S
-    blk::mm<false, true>(S, C, K, dk, K, dk, C, C, dk, 1.f, 0.f);  // K Kᵀ
+    blk::mm<false, true>(S, LC, K, lk, K, lk, C, C, dk, 1.f, 0.f);  // K Kᵀ
     sync();
     for (int e = tid(); e < C * C; e += THREADS) {
       const int i = e / C, j = e % C;
-      S[e] = j < i ? Bt[i] * expf(G[i] - G[j]) * S[e] : 0.f;  // A
+      S[i * LC + j] = j < i ? Bt[i] * expf(G[i] - G[j]) * S[i * LC + j] : 0.f;  // A
     }
     sync();
     unit_lower_inverse(Tm, S);
-    if (p.T) copy(p.T + at * C * C, Tm, C * C);
+    if (p.T) copy_rows(p.T + at * C * C, C, Tm, LC, C, C);
     for (int e = tid(); e < C * dk; e += THREADS) {
-      const int t = e / dk;
-      X[e] = K[e] * Bt[t] * expf(G[t]);  // diag(βγ) K
+      const int t = e / dk, i = t * lk + e % dk;
+      X[i] = K[i] * Bt[t] * expf(G[t]);  // diag(βγ) K
     }
     sync();
-    blk::mm<false, false>(p.W + at * C * dk, dk, Tm, C, X, dk, C, dk, C, 1.f, 0.f);
+    blk::mm<false, false>(p.W + at * C * dk, dk, Tm, LC, X, lk, C, dk, C, 1.f, 0.f);
   }
-  for (int c0 = 0; c0 < p.dv_dim; c0 += VS) {
+  for (int c0 = 0; c0 < dv; c0 += VS) {
     sync();  // the previous tile's product has read Vt
-    load_cols(Vt, p.v, p, c, c0);
+    load_cols(Vt, LV, p.v, p, c, c0, VS);
     sync();
-    for (int e = tid(); e < C * VS; e += THREADS) Vt[e] *= Bt[e / VS];  // diag(β) V
+    for (int e = tid(); e < C * VS; e += THREADS) Vt[(e / VS) * LV + e % VS] *= Bt[e / VS];  // diag(β) V
     sync();
-    const int nc = p.dv_dim - c0 < VS ? p.dv_dim - c0 : VS;
-    float* U0 = p.U + at * C * p.dv_dim + c0;
+    const int nc = dv - c0 < VS ? dv - c0 : VS;
+    float* U0 = p.U + at * C * dv + c0;
     if constexpr (ERASE) {
-      blk::mm<false, false>(U0, p.dv_dim, Tm, C, Vt, VS, C, nc, C, 1.f, 0.f);
+      blk::mm<false, false>(U0, dv, Tm, LC, Vt, LV, C, nc, C, 1.f, 0.f);
     } else {
       for (int e = tid(); e < C * VS; e += THREADS)
-        if (e % VS < nc) U0[(e / VS) * p.dv_dim + e % VS] = Vt[e];
+        if (e % VS < nc) U0[(e / VS) * dv + e % VS] = Vt[(e / VS) * LV + e % VS];
     }
   }
 }
@@ -325,26 +342,26 @@ TTT_DEV void prep_block(const Params& p, int64_t block, char* smem) {
 template <bool ERASE>
 TTT_DEV void state_block(const Params& p, int64_t block, char* smem) {
   const int64_t bh = block / p.slices;
-  const int c0 = static_cast<int>(block % p.slices) * VS, dk = p.dk_dim, dv = p.dv_dim;
+  const int c0 = static_cast<int>(block % p.slices) * VS, dk = p.dk_dim, lk = ld_k(dk), dv = p.dv_dim;
   const int nc = dv - c0 < VS ? dv - c0 : VS;
   blk::Carve cv{reinterpret_cast<float*>(smem)};
-  float* M = cv.take(dk * VS);
+  float* M = cv.take(dk * LV);
   struct Stage {
     float *W, *K, *U, *G;
   };
   // Two sets, picked by value (registers; an indexed array would live in local memory).
-  const Stage st0 = {cv.take(C * dk), cv.take(C * dk), cv.take(C * VS), cv.take(C)};
-  const Stage st1 = {cv.take(C * dk), cv.take(C * dk), cv.take(C * VS), cv.take(C)};
-  auto stage = [&](int n, const Stage& b) {
+  const Stage st0 = {cv.take(C * lk), cv.take(C * lk), cv.take(C * LV), cv.take(C)};
+  const Stage st1 = {cv.take(C * lk), cv.take(C * lk), cv.take(C * LV), cv.take(C)};
+  auto stage = [&](int n, Stage b) {
     const Chunk c = chunk_at(p, bh, n);
     const int64_t at = at_chunk(c, p);
-    if constexpr (ERASE) copy_async(b.W, p.W + at * C * dk, C * dk);
-    load_qk_async(b.K, p.k, p, c);
-    copy_async(b.G, p.G + at * C, C);
-    tile_in_async(b.U, p.U + at * C * dv, C, dv, c0);
+    if constexpr (ERASE) copy_rows_async(b.W, lk, p.W + at * C * dk, dk, C, dk);
+    load_qk_async(b.K, lk, p.k, p, c);
+    copy_rows_async(b.G, C, p.G + at * C, C, 1, C);
+    tile_in_async(b.U, LV, p.U + at * C * dv, C, dv, c0);
     simt::cp_async_commit();
   };
-  tile_in(M, p.M0 ? p.M0 + bh * dk * dv : nullptr, dk, dv, c0);
+  tile_in(M, LV, p.M0 ? p.M0 + bh * dk * dv : nullptr, dk, dv, c0, VS);
   stage(0, st0);
   for (int n = 0; n < p.chunks; ++n) {
     const Stage b = (n & 1) ? st1 : st0;
@@ -353,45 +370,45 @@ TTT_DEV void state_block(const Params& p, int64_t block, char* smem) {
     if (n + 1 < p.chunks) stage(n + 1, (n & 1) ? st0 : st1);
     wait_stage(n + 1 < p.chunks);
     sync();  // this chunk's buffers have arrived, every thread's copies
-    tile_out(p.states + at * dk * dv, M, dk, dv, c0);
-    decay_to_last(b.K, b.G, dk);
+    tile_out(p.states + at * dk * dv, M, LV, dk, dv, c0, VS);
+    decay_to_last(b.K, lk, b.G, dk);
     sync();
     if constexpr (ERASE) {
-      blk::mm<false, false>(b.U, VS, b.W, dk, M, VS, C, nc, dk, -1.f, 1.f);  // U = U0 − W M
+      blk::mm<false, false>(b.U, LV, b.W, lk, M, LV, C, nc, dk, -1.f, 1.f);  // U = U0 − W M
     }
     sync();
-    tile_out(p.U + at * C * dv, b.U, C, dv, c0);
-    blk::mm<true, false>(M, VS, b.K, dk, b.U, VS, dk, nc, C, 1.f, expf(b.G[C - 1]));  // M ← γ_c M + Kdᵀ U
+    tile_out(p.U + at * C * dv, b.U, LV, C, dv, c0, VS);
+    blk::mm<true, false>(M, LV, b.K, lk, b.U, LV, dk, nc, C, 1.f, expf(b.G[C - 1]));  // M ← γ_c M + Kdᵀ U
   }
   sync();
-  if (p.M_final) tile_out(p.M_final + bh * dk * dv, M, dk, dv, c0);
+  if (p.M_final) tile_out(p.M_final + bh * dk * dv, M, LV, dk, dv, c0, VS);
 }
 
 // One chunk's outputs, a value tile at a time: o = diag(γ) Q M + P U.
 TTT_DEV void out_block(const Params& p, int64_t block, char* smem) {
   const Chunk c = chunk_at(p, block / p.chunks, static_cast<int>(block % p.chunks));
-  const int dk = p.dk_dim, dv = p.dv_dim;
+  const int dk = p.dk_dim, lk = ld_k(dk), dv = p.dv_dim;
   const int64_t at = at_chunk(c, p);
   blk::Carve cv{reinterpret_cast<float*>(smem)};
-  float *Qg = cv.take(C * dk), *Pm = cv.take(C * C), *Mt = cv.take(dk * VS), *Ut = cv.take(C * VS),
-        *Ot = cv.take(C * VS), *G = cv.take(C);
-  copy(G, p.G + at * C, C);
-  copy(Pm, p.P + at * C * C, C * C);
+  float *Qg = cv.take(C * lk), *Pm = cv.take(C * LC), *Mt = cv.take(dk * LV), *Ut = cv.take(C * LV),
+        *Ot = cv.take(C * LV), *G = cv.take(C);
+  copy_vec(G, p.G + at * C, C);
+  copy_rows(Pm, LC, p.P + at * C * C, C, C, C);
   sync();
   for (int t = tid(); t < C; t += THREADS) G[t] = expf(G[t]);  // γ
   sync();
-  load_qk(Qg, p.q, p, c, G);
+  load_qk(Qg, lk, p.q, p, c, G);
   for (int c0 = 0; c0 < dv; c0 += VS) {
     const int nc = dv - c0 < VS ? dv - c0 : VS;
-    tile_in(Mt, p.states + at * dk * dv, dk, dv, c0);
-    tile_in(Ut, p.U + at * C * dv, C, dv, c0);
+    tile_in(Mt, LV, p.states + at * dk * dv, dk, dv, c0, VS);
+    tile_in(Ut, LV, p.U + at * C * dv, C, dv, c0, VS);
     sync();
-    blk::mm<false, false>(Ot, VS, Qg, dk, Mt, VS, C, nc, dk, 1.f, 0.f);
-    blk::mm<false, false>(Ot, VS, Pm, C, Ut, VS, C, nc, C, 1.f, 1.f);
+    blk::mm<false, false>(Ot, LV, Qg, lk, Mt, LV, C, nc, dk, 1.f, 0.f);
+    blk::mm<false, false>(Ot, LV, Pm, LC, Ut, LV, C, nc, C, 1.f, 1.f);
     sync();
     for (int e = tid(); e < C * VS; e += THREADS) {
       const int t = e / VS, j = c0 + e % VS;
-      if (t < c.len && j < dv) p.o[tok(p, c, t) * dv + j] = Ot[e];
+      if (t < c.len && j < dv) p.o[tok(p, c, t) * dv + j] = Ot[t * LV + e % VS];
     }
     sync();  // Ot, Mt, Ut are refilled next
   }

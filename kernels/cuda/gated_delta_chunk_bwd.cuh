@@ -23,43 +23,45 @@
 namespace ttt::cuda_impl::gdchunk {
 
 constexpr int dstate_smem_floats(int dk) {
-  return carve_floats(dk * VS) + carve_floats(C * VS) + carve_floats(C) +
-         2 * (3 * carve_floats(C * dk) + carve_floats(C * C) + carve_floats(C * VS) + carve_floats(C));
+  return carve_floats(dk * LV) + carve_floats(C * LV) + carve_floats(C) +
+         2 * (3 * carve_floats(C * ld_k(dk)) + carve_floats(C * LC) + carve_floats(C * LV) + carve_floats(C));
 }
 // The tile region of grads_block: the value tiles in the loop over d_v, then Y [C, d_k].
-constexpr int grads_tiles_floats(int dk) { return 4 * carve_floats(C * TV) + 2 * carve_floats(dk * TV); }
+constexpr int grads_tiles_floats(int dk) { return 4 * carve_floats(C * LT) + 2 * carve_floats(dk * LT); }
 constexpr int grads_smem_floats(int dk) {
-  return 5 * carve_floats(C * dk) + 4 * carve_floats(C * C) + grads_tiles_floats(dk) + 7 * carve_floats(C) +
+  return 5 * carve_floats(C * ld_k(dk)) + 4 * carve_floats(C * LC) + grads_tiles_floats(dk) + 7 * carve_floats(C) +
          carve_floats(THREADS);
 }
+static_assert(grads_tiles_floats(1) >= C * ld_k(1) && grads_tiles_floats(MAX_DK) >= C * ld_k(MAX_DK),
+              "Y [C, d_k] fits the tile region");
 
 // The next chunk's (in reverse) W, k, q, P, dO and G arrive (cp.async, two buffer sets) while this
 // one's products run.
 template <bool ERASE>
 TTT_DEV void dstate_block(const Params& p, int64_t block, char* smem) {
   const int64_t bh = block / p.slices;
-  const int c0 = static_cast<int>(block % p.slices) * VS, dk = p.dk_dim, dv = p.dv_dim;
+  const int c0 = static_cast<int>(block % p.slices) * VS, dk = p.dk_dim, lk = ld_k(dk), dv = p.dv_dim;
   const int nc = dv - c0 < VS ? dv - c0 : VS;
   blk::Carve cv{reinterpret_cast<float*>(smem)};
-  float *D = cv.take(dk * VS), *dUt = cv.take(C * VS), *gam = cv.take(C);
+  float *D = cv.take(dk * LV), *dUt = cv.take(C * LV), *gam = cv.take(C);
   struct Stage {
     float *W, *K, *Q, *P, *dO, *G;
   };
   // Two sets, picked by value (registers; an indexed array would live in local memory).
-  const Stage st0 = {cv.take(C * dk), cv.take(C * dk), cv.take(C * dk), cv.take(C * C), cv.take(C * VS), cv.take(C)};
-  const Stage st1 = {cv.take(C * dk), cv.take(C * dk), cv.take(C * dk), cv.take(C * C), cv.take(C * VS), cv.take(C)};
-  auto stage = [&](int n, const Stage& b) {
+  const Stage st0 = {cv.take(C * lk), cv.take(C * lk), cv.take(C * lk), cv.take(C * LC), cv.take(C * LV), cv.take(C)};
+  const Stage st1 = {cv.take(C * lk), cv.take(C * lk), cv.take(C * lk), cv.take(C * LC), cv.take(C * LV), cv.take(C)};
+  auto stage = [&](int n, Stage b) {
     const Chunk c = chunk_at(p, bh, n);
     const int64_t at = at_chunk(c, p);
-    if constexpr (ERASE) copy_async(b.W, p.W + at * C * dk, C * dk);
-    load_qk_async(b.K, p.k, p, c);
-    load_qk_async(b.Q, p.q, p, c);
-    copy_async(b.P, p.P + at * C * C, C * C);
-    load_cols_async(b.dO, p.d_o, p, c, c0);
-    copy_async(b.G, p.G + at * C, C);
+    if constexpr (ERASE) copy_rows_async(b.W, lk, p.W + at * C * dk, dk, C, dk);
+    load_qk_async(b.K, lk, p.k, p, c);
+    load_qk_async(b.Q, lk, p.q, p, c);
+    copy_rows_async(b.P, LC, p.P + at * C * C, C, C, C);
+    load_cols_async(b.dO, LV, p.d_o, p, c, c0);
+    copy_rows_async(b.G, C, p.G + at * C, C, 1, C);
     simt::cp_async_commit();
   };
-  tile_in(D, p.dM_final ? p.dM_final + bh * dk * dv : nullptr, dk, dv, c0);
+  tile_in(D, LV, p.dM_final ? p.dM_final + bh * dk * dv : nullptr, dk, dv, c0, VS);
   stage(p.chunks - 1, st0);
   for (int i = 0; i < p.chunks; ++i) {
     const int n = p.chunks - 1 - i;
@@ -69,24 +71,24 @@ TTT_DEV void dstate_block(const Params& p, int64_t block, char* smem) {
     if (n > 0) stage(n - 1, (i & 1) ? st0 : st1);
     wait_stage(n > 0);
     sync();  // this chunk's buffers have arrived, every thread's copies
-    tile_out(p.dstates + at * dk * dv, D, dk, dv, c0);
+    tile_out(p.dstates + at * dk * dv, D, LV, dk, dv, c0, VS);
     for (int t = tid(); t < C; t += THREADS) gam[t] = expf(b.G[t]);
-    decay_to_last(b.K, b.G, dk);
+    decay_to_last(b.K, lk, b.G, dk);
     sync();
-    for (int e = tid(); e < C * dk; e += THREADS) b.Q[e] *= gam[e / dk];  // diag(γ) Q
-    blk::mm<true, false>(dUt, VS, b.P, C, b.dO, VS, C, nc, C, 1.f, 0.f);  // Pᵀ dO
-    blk::mm<false, false>(dUt, VS, b.K, dk, D, VS, C, nc, dk, 1.f, 1.f);  // + Kd D
+    for (int e = tid(); e < C * dk; e += THREADS) b.Q[(e / dk) * lk + e % dk] *= gam[e / dk];  // diag(γ) Q
+    blk::mm<true, false>(dUt, LV, b.P, LC, b.dO, LV, C, nc, C, 1.f, 0.f);  // Pᵀ dO
+    blk::mm<false, false>(dUt, LV, b.K, lk, D, LV, C, nc, dk, 1.f, 1.f);  // + Kd D
     sync();
-    tile_out(p.dU + at * C * dv, dUt, C, dv, c0);
-    blk::mm<true, false>(D, VS, b.Q, dk, b.dO, VS, dk, nc, C, 1.f, gam[C - 1]);  // γ_c D + (diag(γ) Q)ᵀ dO
-    if constexpr (ERASE) blk::mm<true, false>(D, VS, b.W, dk, dUt, VS, dk, nc, C, -1.f, 1.f);  // − Wᵀ dU
+    tile_out(p.dU + at * C * dv, dUt, LV, C, dv, c0, VS);
+    blk::mm<true, false>(D, LV, b.Q, lk, b.dO, LV, dk, nc, C, 1.f, gam[C - 1]);  // γ_c D + (diag(γ) Q)ᵀ dO
+    if constexpr (ERASE) blk::mm<true, false>(D, LV, b.W, lk, dUt, LV, dk, nc, C, -1.f, 1.f);  // − Wᵀ dU
   }
   sync();
-  if (p.dM0) tile_out(p.dM0 + bh * dk * dv, D, dk, dv, c0);
+  if (p.dM0) tile_out(p.dM0 + bh * dk * dv, D, LV, dk, dv, c0, VS);
 }
 
-// Per row i of the chunk: out[i] (+)= Σ_j f(i, j) over j in the row (by_row) or over i in column j
-// (the transpose), one thread a row; f sees i, j. Caller syncs after.
+// Per row a of the chunk: out[a] (+)= sign · Σ_b f(a, b) (by_row) or Σ_b f(b, a) (the column),
+// one thread a row. Caller syncs after.
 template <class F> TTT_DEV void row_sums(float* out, bool by_row, float sign, F f) {
   for (int a = tid(); a < C; a += THREADS) {
     float s = 0.f;
@@ -98,21 +100,25 @@ template <class F> TTT_DEV void row_sums(float* out, bool by_row, float sign, F 
 template <bool ERASE>
 TTT_DEV void grads_block(const Params& p, int64_t block, char* smem) {
   const Chunk c = chunk_at(p, block / p.chunks, static_cast<int>(block % p.chunks));
-  const int dk = p.dk_dim, dv = p.dv_dim;
+  const int dk = p.dk_dim, lk = ld_k(dk), dv = p.dv_dim;
   const int64_t at = at_chunk(c, p);
   blk::Carve cv{reinterpret_cast<float*>(smem)};
-  float *K = cv.take(C * dk), *Q = cv.take(C * dk), *dQ = cv.take(C * dk), *dK = cv.take(C * dk), *dW = cv.take(C * dk);
-  float *Tm = cv.take(C * C), *dP = cv.take(C * C), *dT = cv.take(C * C), *S = cv.take(C * C);
+  float *K = cv.take(C * lk), *Q = cv.take(C * lk), *dQ = cv.take(C * lk), *dK = cv.take(C * lk), *dW = cv.take(C * lk);
+  float *Tm = cv.take(C * LC), *dP = cv.take(C * LC), *dT = cv.take(C * LC), *S = cv.take(C * LC);
   float* tiles = cv.take(grads_tiles_floats(dk));
-  float *Dt = tiles, *Ut = Dt + C * TV, *dUt = Ut + C * TV, *Vt = dUt + C * TV, *Mt = Vt + C * TV, *dMt = Mt + dk * TV;
-  float* Y = tiles;  // after the loop over d_v
+  float *Dt = tiles, *Ut = Dt + C * LT, *dUt = Ut + C * LT, *Vt = dUt + C * LT, *Mt = Vt + C * LT, *dMt = Mt + dk * LT;
+  float* Y = tiles;  // [C, d_k] (leading dimension lk) after the loop over d_v
   float *G = cv.take(C), *gam = cv.take(C), *Bt = cv.take(C), *dG = cv.take(C), *dB = cv.take(C), *r1 = cv.take(C),
         *r2 = cv.take(C), *red = cv.take(THREADS);
-  load_qk(K, p.k, p, c);
-  load_qk(Q, p.q, p, c);
-  copy(G, p.G + at * C, C);
+  // Element e of a [C, d_k] tile: its row and its offset in shared memory.
+  auto row_k = [&](int e) { return e / dk; };
+  auto at_k = [&](int e) { return (e / dk) * lk + e % dk; };
+  auto E = [&](int i, int j) { return expf(G[i] - G[j]); };
+  load_qk(K, lk, p.k, p, c);
+  load_qk(Q, lk, p.q, p, c);
+  copy_vec(G, p.G + at * C, C);
   load_tokens(Bt, p.beta, p, c);
-  if constexpr (ERASE) copy(Tm, p.T + at * C * C, C * C);
+  if constexpr (ERASE) copy_rows(Tm, LC, p.T + at * C * C, C, C, C);
   for (int t = tid(); t < C; t += THREADS) dB[t] = 0.f;
   sync();
   for (int t = tid(); t < C; t += THREADS) gam[t] = expf(G[t]);
@@ -122,31 +128,34 @@ TTT_DEV void grads_block(const Params& p, int64_t block, char* smem) {
   for (int c0 = 0; c0 < dv; c0 += TV) {
     const int nc = dv - c0 < TV ? dv - c0 : TV;
     const float acc = c0 > 0 ? 1.f : 0.f;
-    load_cols(Dt, p.d_o, p, c, c0, TV);
-    tile_in(Ut, p.U + at * C * dv, C, dv, c0, TV);
-    tile_in(dUt, p.dU + at * C * dv, C, dv, c0, TV);
-    load_cols(Vt, p.v, p, c, c0, TV);
-    tile_in(Mt, p.states + at * dk * dv, dk, dv, c0, TV);
-    tile_in(dMt, p.dstates + at * dk * dv, dk, dv, c0, TV);
+    load_cols(Dt, LT, p.d_o, p, c, c0, TV);
+    tile_in(Ut, LT, p.U + at * C * dv, C, dv, c0, TV);
+    tile_in(dUt, LT, p.dU + at * C * dv, C, dv, c0, TV);
+    load_cols(Vt, LT, p.v, p, c, c0, TV);
+    tile_in(Mt, LT, p.states + at * dk * dv, dk, dv, c0, TV);
+    tile_in(dMt, LT, p.dstates + at * dk * dv, dk, dv, c0, TV);
     sync();
-    blk::mm<false, true>(dQ, dk, Dt, TV, Mt, TV, C, dk, nc, 1.f, acc);
-    blk::mm<false, true>(dK, dk, Ut, TV, dMt, TV, C, dk, nc, 1.f, acc);
-    if constexpr (ERASE) blk::mm<false, true>(dW, dk, dUt, TV, Mt, TV, C, dk, nc, 1.f, acc);
-    blk::mm<false, true>(dP, C, Dt, TV, Ut, TV, C, C, nc, 1.f, acc);
-    if constexpr (ERASE) blk::mm<false, true>(dT, C, dUt, TV, Vt, TV, C, C, nc, 1.f, acc);
-    for (int e = tid(); e < dk * TV; e += THREADS) mdm = fmaf(Mt[e], dMt[e], mdm);
+    blk::mm<false, true>(dQ, lk, Dt, LT, Mt, LT, C, dk, nc, 1.f, acc);
+    blk::mm<false, true>(dK, lk, Ut, LT, dMt, LT, C, dk, nc, 1.f, acc);
+    if constexpr (ERASE) blk::mm<false, true>(dW, lk, dUt, LT, Mt, LT, C, dk, nc, 1.f, acc);
+    blk::mm<false, true>(dP, LC, Dt, LT, Ut, LT, C, C, nc, 1.f, acc);
+    if constexpr (ERASE) blk::mm<false, true>(dT, LC, dUt, LT, Vt, LT, C, C, nc, 1.f, acc);
+    for (int e = tid(); e < dk * TV; e += THREADS) {
+      const int o = (e / TV) * LT + e % TV;
+      mdm = fmaf(Mt[o], dMt[o], mdm);
+    }
     sync();
     float* dU0 = dUt;  // d(diag(β) V): Tᵀ dU, or dU itself without the erase term
     if constexpr (ERASE) {
-      blk::mm<true, false>(Ut, TV, Tm, C, dUt, TV, C, nc, C, 1.f, 0.f);
+      blk::mm<true, false>(Ut, LT, Tm, LC, dUt, LT, C, nc, C, 1.f, 0.f);
       dU0 = Ut;
       sync();
     }
     for (int e = tid(); e < C * TV; e += THREADS) {
       const int t = e / TV, j = c0 + e % TV;
-      if (t < c.len && j < dv) p.dv[tok(p, c, t) * dv + j] = Bt[t] * dU0[e];
+      if (t < c.len && j < dv) p.dv[tok(p, c, t) * dv + j] = Bt[t] * dU0[t * LT + e % TV];
     }
-    blk::row_dots(dB, Vt, TV, dU0, TV, C, TV, true);
+    blk::row_dots(dB, Vt, LT, dU0, LT, C, TV, true);
     sync();  // the next tile overwrites the buffers
   }
   red[tid()] = mdm;
@@ -157,69 +166,69 @@ TTT_DEV void grads_block(const Params& p, int64_t block, char* smem) {
     red[0] = s;  // <M, D>
   }
   // (a) dQ = diag(γ) dO Mᵀ and dK = diag(E_c·) U Dᵀ, with their gate terms.
-  blk::row_dots(r1, Q, dk, dQ, dk, C, dk, false);
-  blk::row_dots(r2, K, dk, dK, dk, C, dk, false);
+  blk::row_dots(r1, Q, lk, dQ, lk, C, dk, false);
+  blk::row_dots(r2, K, lk, dK, lk, C, dk, false);
   sync();
-  for (int t = tid(); t < C; t += THREADS) dG[t] = gam[t] * r1[t] - expf(G[C - 1] - G[t]) * r2[t];
+  for (int t = tid(); t < C; t += THREADS) dG[t] = gam[t] * r1[t] - E(C - 1, t) * r2[t];
   for (int e = tid(); e < C * dk; e += THREADS) {
-    const int t = e / dk;
-    dQ[e] *= gam[t];
-    dK[e] *= expf(G[C - 1] - G[t]);
+    dQ[at_k(e)] *= gam[row_k(e)];
+    dK[at_k(e)] *= E(C - 1, row_k(e));
   }
   sync();
   if (tid() == 0) {
     float s = gam[C - 1] * red[0];
-    for (int t = 0; t < C; ++t) s += expf(G[C - 1] - G[t]) * r2[t];
+    for (int t = 0; t < C; ++t) s += E(C - 1, t) * r2[t];
     dG[C - 1] += s;
   }
   // (b) the intra-chunk outputs: P = (Q Kᵀ) ∘ E.
-  blk::mm<false, true>(S, C, Q, dk, K, dk, C, C, dk, 1.f, 0.f);
+  blk::mm<false, true>(S, LC, Q, lk, K, lk, C, C, dk, 1.f, 0.f);
   sync();
   for (int e = tid(); e < C * C; e += THREADS) {
     const int i = e / C, j = e % C;
-    dP[e] = j <= i ? dP[e] * expf(G[i] - G[j]) : 0.f;
+    dP[i * LC + j] = j <= i ? dP[i * LC + j] * E(i, j) : 0.f;
   }
   sync();
-  row_sums(dG, true, 1.f, [&](int i, int j) { return dP[i * C + j] * S[i * C + j]; });
+  auto dP_S = [&](int i, int j) { return dP[i * LC + j] * S[i * LC + j]; };
+  row_sums(dG, true, 1.f, dP_S);
   sync();
-  row_sums(dG, false, -1.f, [&](int i, int j) { return dP[i * C + j] * S[i * C + j]; });
-  blk::mm<false, false>(dQ, dk, dP, C, K, dk, C, dk, C, 1.f, 1.f);
-  blk::mm<true, false>(dK, dk, dP, C, Q, dk, C, dk, C, 1.f, 1.f);
+  row_sums(dG, false, -1.f, dP_S);
+  blk::mm<false, false>(dQ, lk, dP, LC, K, lk, C, dk, C, 1.f, 1.f);
+  blk::mm<true, false>(dK, lk, dP, LC, Q, lk, C, dk, C, 1.f, 1.f);
   sync();
   if constexpr (ERASE) {
     // (c) W = T diag(βγ) K, U0 = T diag(β) V and T = (I + A)⁻¹.
-    for (int e = tid(); e < C * dk; e += THREADS) Q[e] = K[e] * Bt[e / dk] * gam[e / dk];  // X = diag(βγ) K
-    for (int e = tid(); e < C * C; e += THREADS) dT[e] *= Bt[e % C];                     // dU Vᵀ diag(β)
+    for (int e = tid(); e < C * dk; e += THREADS) Q[at_k(e)] = K[at_k(e)] * Bt[row_k(e)] * gam[row_k(e)];  // X
+    for (int e = tid(); e < C * C; e += THREADS) dT[(e / C) * LC + e % C] *= Bt[e % C];  // dU Vᵀ diag(β)
     sync();
-    blk::mm<false, true>(dT, C, dW, dk, Q, dk, C, C, dk, -1.f, 1.f);  // + dW_true Xᵀ, dW_true = −dW
-    blk::mm<true, false>(Y, dk, Tm, C, dW, dk, C, dk, C, -1.f, 0.f);  // Y = Tᵀ dW_true
+    blk::mm<false, true>(dT, LC, dW, lk, Q, lk, C, C, dk, -1.f, 1.f);  // + dW_true Xᵀ, dW_true = −dW
+    blk::mm<true, false>(Y, lk, Tm, LC, dW, lk, C, dk, C, -1.f, 0.f);  // Y = Tᵀ dW_true
     sync();
-    blk::row_dots(r1, K, dk, Y, dk, C, dk, false);
-    blk::mm<true, false>(S, C, Tm, C, dT, C, C, C, C, 1.f, 0.f);  // Tᵀ dT
+    blk::row_dots(r1, K, lk, Y, lk, C, dk, false);
+    blk::mm<true, false>(S, LC, Tm, LC, dT, LC, C, C, C, 1.f, 0.f);  // Tᵀ dT
     sync();
     for (int t = tid(); t < C; t += THREADS) {
       dB[t] += gam[t] * r1[t];
       dG[t] += Bt[t] * gam[t] * r1[t];
     }
-    for (int e = tid(); e < C * dk; e += THREADS) dK[e] = fmaf(Bt[e / dk] * gam[e / dk], Y[e], dK[e]);
-    blk::mm<false, true>(dP, C, S, C, Tm, C, C, C, C, -1.f, 0.f);  // dA = −Tᵀ dT Tᵀ (lower part used)
+    for (int e = tid(); e < C * dk; e += THREADS) dK[at_k(e)] = fmaf(Bt[row_k(e)] * gam[row_k(e)], Y[at_k(e)], dK[at_k(e)]);
+    blk::mm<false, true>(dP, LC, S, LC, Tm, LC, C, C, C, -1.f, 0.f);  // dA = −Tᵀ dT Tᵀ (lower part used)
     sync();
-    blk::mm<false, true>(S, C, K, dk, K, dk, C, C, dk, 1.f, 0.f);  // K Kᵀ
+    blk::mm<false, true>(S, LC, K, lk, K, lk, C, C, dk, 1.f, 0.f);  // K Kᵀ
     sync();
     // A_ij = β_i E_ij (K Kᵀ)_ij for i > j
-    auto dA_A = [&](int i, int j) { return j < i ? dP[i * C + j] * Bt[i] * expf(G[i] - G[j]) * S[i * C + j] : 0.f; };
+    auto dA_A = [&](int i, int j) { return j < i ? dP[i * LC + j] * Bt[i] * E(i, j) * S[i * LC + j] : 0.f; };
     row_sums(dG, true, 1.f, dA_A);
-    row_sums(dB, true, 1.f, [&](int i, int j) { return j < i ? dP[i * C + j] * expf(G[i] - G[j]) * S[i * C + j] : 0.f; });
+    row_sums(dB, true, 1.f, [&](int i, int j) { return j < i ? dP[i * LC + j] * E(i, j) * S[i * LC + j] : 0.f; });
     sync();
     row_sums(dG, false, -1.f, dA_A);
     sync();
     for (int e = tid(); e < C * C; e += THREADS) {
       const int i = e / C, j = e % C;
-      dP[e] = j < i ? dP[e] * Bt[i] * expf(G[i] - G[j]) : 0.f;  // dKK
+      dP[i * LC + j] = j < i ? dP[i * LC + j] * Bt[i] * E(i, j) : 0.f;  // dKK
     }
     sync();
-    blk::mm<false, false>(dK, dk, dP, C, K, dk, C, dk, C, 1.f, 1.f);
-    blk::mm<true, false>(dK, dk, dP, C, K, dk, C, dk, C, 1.f, 1.f);
+    blk::mm<false, false>(dK, lk, dP, LC, K, lk, C, dk, C, 1.f, 1.f);
+    blk::mm<true, false>(dK, lk, dP, LC, K, lk, C, dk, C, 1.f, 1.f);
     sync();
   }
   if (tid() == 0)
@@ -230,8 +239,8 @@ TTT_DEV void grads_block(const Params& p, int64_t block, char* smem) {
     const int t = e / dk, i = e % dk;
     if (t >= c.len) continue;
     const int64_t o = (shared_qk ? tok(p, c, t) : tok_qk(p, c, t)) * dk + i;
-    (shared_qk ? p.part_dq : p.dq)[o] = dQ[e];
-    (shared_qk ? p.part_dk : p.dk)[o] = dK[e];
+    (shared_qk ? p.part_dq : p.dq)[o] = dQ[at_k(e)];
+    (shared_qk ? p.part_dk : p.dk)[o] = dK[at_k(e)];
   }
   for (int t = tid(); t < c.len; t += THREADS) {
     p.dg[tok(p, c, t)] = dG[t];
