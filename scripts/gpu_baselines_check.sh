@@ -11,7 +11,7 @@
 #          (8 x 2048, d_inner 1536), beside its composite twin; build-gpu/bin/gated_delta_bench: the gated
 #          delta kernels alone (the token walk and the chunked WY kernels) at the 125M Gated DeltaNet layer's
 #          heads and (--mamba2) Mamba 2's, at 8 x 2048 and 2 x 8192, beside the composite forms when
-#          SCAN_COMPOSITE=1
+#          SCAN_COMPOSITE=1; with NCU=1 also each kernel's time under Nsight Compute (ncu_gdn.txt)
 #   bench  `ttt bench` of the 125M baselines, bf16 autocast: train (fwd + bwd + AdamW) at 8 x 2048 and
 #          2 x 8192, prefill at 1 x 16384; Mamba 2 with its fused chunked SSD kernels, the recurrent (gated
 #          delta) kernels, the chunked gated delta kernels (delta_chunked) and the composite form; Gated
@@ -66,6 +66,18 @@ if has scan; then
       echo "scan: gated_delta_bench $args failed" | tee -a "$OUT/summary.txt"; tail -5 "$OUT/.gdn.txt"
     fi
   done
+  # NCU=1: each kernel's time (Nsight Compute, one run each) of the two gated delta forms at the 125M
+  # layer's 8 x 2048 and 2 x 8192, into ncu_gdn.txt.
+  if [ "${NCU:-0}" = 1 ]; then
+    for args in "" "--B 2 --T 8192"; do
+      echo "== gated_delta_bench $args --chunked" >>"$OUT/ncu_gdn.txt"
+      timeout 300 ncu --metrics gpu__time_duration.sum,sm__throughput.avg.pct_of_peak_sustained_elapsed \
+        --print-summary per-kernel build-gpu/bin/gated_delta_bench $args --chunked --reps 1 >>"$OUT/ncu_gdn.txt" 2>&1 ||
+        echo "scan: ncu gated_delta_bench $args failed (ncu_gdn.txt)" | tee -a "$OUT/summary.txt"
+    done
+    grep -E "^==|gated|prep|state|out_kernel|grads|reduce|gpu__time_duration|sm__throughput" "$OUT/ncu_gdn.txt" |
+      sed 's/^/ncu /' >>"$OUT/summary.txt"
+  fi
 fi
 
 bench() {  # label, config, batch, seq, phase, extra --set args...
