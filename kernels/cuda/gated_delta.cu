@@ -3,10 +3,10 @@
 // 32 columns, batch · head). Backward: the forward walk keeping a checkpoint every 64 tokens, the
 // reverse walk (same grid), then one ordered reduction of the slices' partial dq, dk, dg, dβ.
 // Covered: float32, key head dim ≤ 256 (any value head dim); anything else takes the composite
-// path (gated_delta_unsupported says why). With GatedDeltaShape::chunked the chunked WY kernels of
-// gated_delta_chunk.cu run instead (key head dims ≤ 128). The CPU reference's `chunk` (its checkpoint interval)
-// does not apply: these kernels keep states every 64 tokens and every S (4, or 2 from ROWS 32)
-// inside them. Tests: tests/test_gated_delta_emulated.cpp (this source on the host SIMT emulator),
+// path (gated_delta_unsupported says why). With GatedDeltaShape::chunked the chunked WY kernels
+// of gated_delta_chunk.cu run instead (key head dims ≤ 128). The CPU reference's `chunk` (its
+// checkpoint interval) does not apply: these kernels keep states every 64 tokens and every S (4,
+// or 2 from ROWS 32) inside them. Tests: tests/test_gated_delta_emulated.cpp (this source on the host SIMT emulator),
 // tests/test_cuda_gated_delta.cpp (on a GPU).
 #include <stdexcept>
 #include <string>
