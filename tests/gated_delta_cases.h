@@ -67,37 +67,56 @@ struct Grads {
   Tensor o, MT, dq, dk, dv, dg, dbeta, dM0;
 };
 
-// The backend kernels of `dev` on buffers of dtype dt, every output NaN before the run; results on
-// the CPU.
-inline Grads kernel(const Problem& p, DType dt, Device dev = cpu()) {
+// A problem's inputs as contiguous buffers of dtype dt on `dev` (d_o undefined without an output
+// gradient), result buffers NaN before any run, and the forward and backward calls on them (no
+// workspace yet).
+struct Run {
+  Tensor q, k, v, g, beta, M0, d_o, dMT;
+  Grads r;
+  GatedDeltaForward f;
+  GatedDeltaBackward b;
+};
+inline Run run_of(const Problem& p, DType dt, Device dev) {
   auto in = [&](const Tensor& t) { return t.defined() ? contiguous(t.to(dt)).to(dev) : Tensor(); };
   auto ptr = [](const Tensor& t) -> void* { return t.defined() ? t.data_ptr() : nullptr; };
   auto nan_like = [&](const Tensor& t) { return t.defined() ? full(t.shape(), NAN, opts(dt, dev)) : Tensor(); };
-  const Tensor q = in(p.q), k = in(p.k), v = in(p.v), g = in(p.g), beta = in(p.beta), M0 = in(p.M0),
-               d_o = p.with_do ? in(p.d_o) : Tensor(), dMT = in(p.dMT);
-  Grads r{nan_like(v), nan_like(dMT), nan_like(q), nan_like(k), nan_like(v), nan_like(g), nan_like(beta), nan_like(M0)};
+  Run u;
+  u.q = in(p.q), u.k = in(p.k), u.v = in(p.v), u.g = in(p.g), u.beta = in(p.beta), u.M0 = in(p.M0);
+  u.d_o = p.with_do ? in(p.d_o) : Tensor(), u.dMT = in(p.dMT);
+  u.r = Grads{nan_like(u.v),  nan_like(u.dMT), nan_like(u.q),    nan_like(u.k),
+              nan_like(u.v),  nan_like(u.g),   nan_like(u.beta), nan_like(u.M0)};
   GatedDeltaShape s = p.s;
   s.dtype = dt;
-  REQUIRE(gated_delta_unsupported(dev, s).empty());
-  auto workspace = [&](size_t bytes) { return full({static_cast<int64_t>(bytes / 4) + 1}, NAN, opts(DType::f32, dev)); };
-  GatedDeltaForward f;
+  GatedDeltaForward& f = u.f;
   f.s = s;
-  f.q = ptr(q), f.k = ptr(k), f.v = ptr(v), f.g = ptr(g), f.beta = ptr(beta), f.M0 = ptr(M0);
-  f.o = ptr(r.o), f.M_final = ptr(r.MT);
-  const Tensor wf = workspace(f.workspace_bytes(dev));
-  f.workspace = ptr(wf);
-  backend(dev).run(f);
-  GatedDeltaBackward b;
+  f.q = ptr(u.q), f.k = ptr(u.k), f.v = ptr(u.v), f.g = ptr(u.g), f.beta = ptr(u.beta), f.M0 = ptr(u.M0);
+  f.o = ptr(u.r.o), f.M_final = ptr(u.r.MT);
+  GatedDeltaBackward& b = u.b;
   b.s = s;
-  b.q = ptr(q), b.k = ptr(k), b.v = ptr(v), b.g = ptr(g), b.beta = ptr(beta), b.M0 = ptr(M0);
-  b.d_o = ptr(d_o), b.dM_final = ptr(dMT);
-  b.dq = ptr(r.dq), b.dk = ptr(r.dk), b.dv = ptr(r.dv), b.dg = ptr(r.dg), b.dbeta = ptr(r.dbeta), b.dM0 = ptr(r.dM0);
-  const Tensor wb = workspace(b.workspace_bytes(dev));
-  b.workspace = ptr(wb);
-  backend(dev).run(b);
-  for (Tensor* t : {&r.o, &r.MT, &r.dq, &r.dk, &r.dv, &r.dg, &r.dbeta, &r.dM0})
+  b.q = f.q, b.k = f.k, b.v = f.v, b.g = f.g, b.beta = f.beta, b.M0 = f.M0;
+  b.d_o = ptr(u.d_o), b.dM_final = ptr(u.dMT);
+  b.dq = ptr(u.r.dq), b.dk = ptr(u.r.dk), b.dv = ptr(u.r.dv), b.dg = ptr(u.r.dg), b.dbeta = ptr(u.r.dbeta);
+  b.dM0 = ptr(u.r.dM0);
+  return u;
+}
+// A workspace of `bytes` on `dev`, NaN.
+inline Tensor nan_workspace(size_t bytes, Device dev = cpu()) {
+  return full({static_cast<int64_t>(bytes / 4) + 1}, NAN, opts(DType::f32, dev));
+}
+
+// The backend kernels of `dev` on buffers of dtype dt, every output and workspace NaN before the
+// run; results on the CPU.
+inline Grads kernel(const Problem& p, DType dt, Device dev = cpu()) {
+  Run u = run_of(p, dt, dev);
+  REQUIRE(gated_delta_unsupported(dev, u.f.s).empty());
+  const Tensor wf = nan_workspace(u.f.workspace_bytes(dev), dev), wb = nan_workspace(u.b.workspace_bytes(dev), dev);
+  u.f.workspace = wf.data_ptr();
+  u.b.workspace = wb.data_ptr();
+  backend(dev).run(u.f);
+  backend(dev).run(u.b);
+  for (Tensor* t : {&u.r.o, &u.r.MT, &u.r.dq, &u.r.dk, &u.r.dv, &u.r.dg, &u.r.dbeta, &u.r.dM0})
     if (t->defined()) *t = t->to(cpu());
-  return r;
+  return u.r;
 }
 
 // Values (unless `outputs` is false) and every gradient; an undefined gradient counts as zeros.

@@ -18,63 +18,56 @@
 using namespace ttt;
 using namespace ttt::testing;
 
-TEST_CASE("CUDA gated delta kernels == CPU reference (float32, o, M_T and every gradient)") {
-  TTT_REQUIRE_GPU();
-  const std::vector<Problem> cases = {
-      make(2, 7, 2, 3, 5, 64, true, 10),     make(1, 70, 1, 16, 40, 64, true, 20),
-      make(1, 9, 2, 40, 32, 64, false, 30),  make(1, 5, 1, 128, 8, 64, true, 50),
-      make(1, 40, 2, 192, 48, 64, true, 55),  make(1, 20, 1, 256, 64, 64, true, 56),
-      make(1, 130, 1, 8, 8, 64, true, 60, 12.0),
-      make(2, 300, 6, 96, 192, 64, true, 70)};  // the 125M layer's heads
+namespace {
+
+// The CUDA kernels (the token walk, or with `chunked_kernels` the chunked WY form) against the CPU
+// reference in precision `ref` on every case, with and without the erase term; then groups of heads
+// sharing q and k, an output without gradient, and a second run equal bit for bit to the first.
+void check_cuda(const std::vector<Problem>& cases, bool chunked_kernels, DType ref, const std::string& what) {
+  auto on_gpu = [&](const Problem& p) { return kernel(chunked_kernels ? chunked(p) : p, DType::f32, cuda()); };
   for (const Problem& p : cases) {
     CAPTURE(p.s.len);
     CAPTURE(p.s.dk);
     CAPTURE(p.s.dv);
-    compare(kernel(p, DType::f32, cuda()), kernel(p, DType::f32), 1e-4, "cuda");
-    compare(kernel(linear(p), DType::f32, cuda()), kernel(linear(p), DType::f32), 1e-4, "cuda, no erase term");
+    compare(on_gpu(p), kernel(p, ref), 1e-4, what);
+    compare(on_gpu(linear(p)), kernel(linear(p), ref), 1e-4, what + ", no erase term");
   }
   const Problem groups = grouped(make(2, 100, 4, 128, 64, 64, true, 90), 1, 91);  // Mamba 2's one group
-  compare(kernel(groups, DType::f32, cuda()), kernel(groups, DType::f32), 1e-4, "cuda, groups");
-  compare(kernel(linear(groups), DType::f32, cuda()), kernel(linear(groups), DType::f32), 1e-4, "cuda, groups, linear");
+  compare(on_gpu(groups), kernel(groups, ref), 1e-4, what + ", groups");
+  compare(on_gpu(linear(groups)), kernel(linear(groups), ref), 1e-4, what + ", groups, no erase term");
   const Problem no_do = without_do(cases[1]);  // only M_T has a gradient
-  compare(kernel(no_do, DType::f32, cuda()), kernel(no_do, DType::f32), 1e-4, "cuda, no output gradient", false);
+  compare(on_gpu(no_do), kernel(no_do, ref), 1e-4, what + ", no output gradient", false);
   // The 125M Mamba 2's heads through the linear recurrence: N = 128 = d_k, P = 64 = d_v.
   const Problem m2 = linear(make(1, 200, 4, 128, 64, 64, true, 80));
-  compare(kernel(m2, DType::f32, cuda()), kernel(m2, DType::f32), 1e-4, "cuda, Mamba 2 heads");
+  compare(on_gpu(m2), kernel(m2, ref), 1e-4, what + ", Mamba 2 heads");
   // Fixed-order reductions: a second run reproduces the first bit for bit.
-  const Grads r1 = kernel(cases.back(), DType::f32, cuda()), r2 = kernel(cases.back(), DType::f32, cuda());
+  const Grads r1 = on_gpu(cases.back()), r2 = on_gpu(cases.back());
   for (const auto& [a, b] : {std::pair{r1.o, r2.o}, {r1.dq, r2.dq}, {r1.dk, r2.dk}, {r1.dv, r2.dv}, {r1.dg, r2.dg},
                              {r1.dbeta, r2.dbeta}, {r1.dM0, r2.dM0}})
     CHECK(max_abs_diff(a, b) == 0.0);
+}
+
+}  // namespace
+
+TEST_CASE("CUDA gated delta kernels == CPU reference (float32, o, M_T and every gradient)") {
+  TTT_REQUIRE_GPU();
+  check_cuda({make(2, 7, 2, 3, 5, 64, true, 10), make(1, 70, 1, 16, 40, 64, true, 20),
+              make(1, 9, 2, 40, 32, 64, false, 30), make(1, 5, 1, 128, 8, 64, true, 50),
+              make(1, 40, 2, 192, 48, 64, true, 55), make(1, 20, 1, 256, 64, 64, true, 56),
+              make(1, 130, 1, 8, 8, 64, true, 60, 12.0),
+              make(2, 300, 6, 96, 192, 64, true, 70)},  // the 125M layer's heads
+             false, DType::f32, "cuda");
   CHECK(gated_delta_unsupported(cuda(), GatedDeltaShape{1, 8, 2, 4, 4, 64, DType::bf16}) != "");  // float32 only
   CHECK(gated_delta_unsupported(cuda(), GatedDeltaShape{1, 8, 2, 257, 4, 64, DType::f32}) != "");  // d_k ≤ 256
 }
 
-TEST_CASE("CUDA chunked gated delta kernels == CPU reference (float32, o, M_T and every gradient)") {
+TEST_CASE("CUDA chunked gated delta kernels == CPU reference (float64, o, M_T and every gradient)") {
   TTT_REQUIRE_GPU();
-  const std::vector<Problem> cases = {
-      make(2, 7, 2, 3, 5, 64, true, 10),     make(1, 70, 1, 16, 40, 64, true, 20),
-      make(1, 9, 2, 40, 32, 64, false, 30),  make(1, 33, 1, 128, 8, 64, true, 50),
-      make(1, 130, 1, 8, 8, 64, true, 60, 12.0),
-      make(2, 300, 6, 96, 192, 64, true, 70)};  // the 125M layer's heads
-  for (const Problem& p : cases) {
-    CAPTURE(p.s.len);
-    CAPTURE(p.s.dk);
-    CAPTURE(p.s.dv);
-    compare(kernel(chunked(p), DType::f32, cuda()), kernel(p, DType::f64), 1e-4, "cuda chunked");
-    compare(kernel(chunked(linear(p)), DType::f32, cuda()), kernel(linear(p), DType::f64), 1e-4, "cuda chunked, linear");
-  }
-  const Problem groups = grouped(make(2, 100, 4, 128, 64, 64, true, 90), 1, 91);  // Mamba 2's one group
-  compare(kernel(chunked(groups), DType::f32, cuda()), kernel(groups, DType::f64), 1e-4, "cuda chunked, groups");
-  compare(kernel(chunked(linear(groups)), DType::f32, cuda()), kernel(linear(groups), DType::f64), 1e-4,
-          "cuda chunked, groups, linear");
-  const Problem no_do = without_do(cases[1]);
-  compare(kernel(chunked(no_do), DType::f32, cuda()), kernel(no_do, DType::f64), 1e-4, "cuda chunked, no d_o", false);
-  // Fixed-order reductions: a second run reproduces the first bit for bit.
-  const Grads r1 = kernel(chunked(cases.back()), DType::f32, cuda()), r2 = kernel(chunked(cases.back()), DType::f32, cuda());
-  for (const auto& [a, b] : {std::pair{r1.o, r2.o}, {r1.dq, r2.dq}, {r1.dk, r2.dk}, {r1.dv, r2.dv}, {r1.dg, r2.dg},
-                             {r1.dbeta, r2.dbeta}, {r1.dM0, r2.dM0}})
-    CHECK(max_abs_diff(a, b) == 0.0);
+  check_cuda({make(2, 7, 2, 3, 5, 64, true, 10), make(1, 70, 1, 16, 40, 64, true, 20),
+              make(1, 9, 2, 40, 32, 64, false, 30), make(1, 33, 1, 128, 8, 64, true, 50),
+              make(1, 130, 1, 8, 8, 64, true, 60, 12.0),
+              make(2, 300, 6, 96, 192, 64, true, 70)},  // the 125M layer's heads
+             true, DType::f64, "cuda chunked");
   GatedDeltaShape wide{1, 8, 2, 129, 4, 64, DType::f32};
   wide.chunked = true;
   CHECK(gated_delta_unsupported(cuda(), wide) != "");  // the chunked kernels: d_k ≤ 128

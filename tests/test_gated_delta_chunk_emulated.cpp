@@ -43,38 +43,19 @@ template <bool E> void backward(const gc::Params& p) {
 
 // The launchers' sequence on the emulator, on float32 CPU buffers.
 Grads emulate(const Problem& p) {
-  const DType f = DType::f32;
-  auto in = [&](const Tensor& t) { return t.defined() ? contiguous(t.to(f)) : Tensor(); };
-  auto ptr = [](const Tensor& t) -> void* { return t.defined() ? t.data_ptr() : nullptr; };
-  auto nan_like = [&](const Tensor& t) { return t.defined() ? full(t.shape(), NAN, opts(f)) : Tensor(); };
-  auto nan_floats = [&](size_t n) { return full({static_cast<int64_t>(n) + 1}, NAN, opts(f)); };
-  const Tensor q = in(p.q), k = in(p.k), v = in(p.v), g = in(p.g), beta = in(p.beta), M0 = in(p.M0),
-               d_o = p.with_do ? in(p.d_o) : Tensor(), dMT = in(p.dMT);
-  Grads r{nan_like(v), nan_like(dMT), nan_like(q), nan_like(k), nan_like(v), nan_like(g), nan_like(beta), nan_like(M0)};
-  GatedDeltaShape s = p.s;
-  s.dtype = f;
-  s.chunked = true;
-  const Tensor wf = nan_floats(gc::workspace_of(s, false).total()), wb = nan_floats(gc::workspace_of(s, true).total());
-  GatedDeltaForward fc;
-  fc.s = s;
-  fc.q = ptr(q), fc.k = ptr(k), fc.v = ptr(v), fc.g = ptr(g), fc.beta = ptr(beta), fc.M0 = ptr(M0);
-  fc.o = ptr(r.o), fc.M_final = ptr(r.MT);
-  GatedDeltaBackward bc;
-  bc.s = s;
-  bc.q = fc.q, bc.k = fc.k, bc.v = fc.v, bc.g = fc.g, bc.beta = fc.beta, bc.M0 = fc.M0;
-  bc.d_o = ptr(d_o), bc.dM_final = ptr(dMT);
-  bc.dq = ptr(r.dq), bc.dk = ptr(r.dk), bc.dv = ptr(r.dv), bc.dg = ptr(r.dg), bc.dbeta = ptr(r.dbeta);
-  bc.dM0 = ptr(r.dM0);
-  const gc::Params pf = gc::params_of(fc, static_cast<float*>(wf.data_ptr()));
-  const gc::Params pb = gc::params_of(bc, static_cast<float*>(wb.data_ptr()));
-  if (s.erase) {
+  Run u = run_of(chunked(p), DType::f32, cpu());
+  const Tensor wf = nan_workspace(gc::workspace_of(u.f.s, false).total() * sizeof(float));
+  const Tensor wb = nan_workspace(gc::workspace_of(u.b.s, true).total() * sizeof(float));
+  const gc::Params pf = gc::params_of(u.f, static_cast<float*>(wf.data_ptr()));
+  const gc::Params pb = gc::params_of(u.b, static_cast<float*>(wb.data_ptr()));
+  if (pf.erase) {
     forward<true>(pf);
     backward<true>(pb);
   } else {
     forward<false>(pf);
     backward<false>(pb);
   }
-  return r;
+  return u.r;
 }
 
 void check(const Problem& p, const std::string& what, bool outputs = true) {

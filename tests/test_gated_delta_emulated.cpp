@@ -43,35 +43,17 @@ template <int ROWS> void run_all(const gd::Params& pf, const gd::Params& walk, c
 
 // The launchers' sequence (gated_delta.cu) on the emulator, on float32 CPU buffers.
 Grads emulate(const Problem& p) {
-  const DType f = DType::f32;
-  auto in = [&](const Tensor& t) { return t.defined() ? contiguous(t.to(f)) : Tensor(); };
-  auto ptr = [](const Tensor& t) -> void* { return t.defined() ? t.data_ptr() : nullptr; };
-  auto nan_like = [&](const Tensor& t) { return t.defined() ? full(t.shape(), NAN, opts(f)) : Tensor(); };
-  const Tensor q = in(p.q), k = in(p.k), v = in(p.v), g = in(p.g), beta = in(p.beta), M0 = in(p.M0),
-               d_o = p.with_do ? in(p.d_o) : Tensor(), dMT = in(p.dMT);
-  Grads r{nan_like(v), nan_like(dMT), nan_like(q), nan_like(k), nan_like(v), nan_like(g), nan_like(beta), nan_like(M0)};
-  GatedDeltaShape s = p.s;
-  s.dtype = f;
-  const Tensor ws = full({static_cast<int64_t>(gd::workspace_of(s).total()) + 1}, NAN, opts(f));
-  GatedDeltaForward fc;
-  fc.s = s;
-  fc.q = ptr(q), fc.k = ptr(k), fc.v = ptr(v), fc.g = ptr(g), fc.beta = ptr(beta), fc.M0 = ptr(M0);
-  fc.o = ptr(r.o), fc.M_final = ptr(r.MT);
-  GatedDeltaBackward bc;
-  bc.s = s;
-  bc.q = fc.q, bc.k = fc.k, bc.v = fc.v, bc.g = fc.g, bc.beta = fc.beta, bc.M0 = fc.M0;
-  bc.d_o = ptr(d_o), bc.dM_final = ptr(dMT);
-  bc.dq = ptr(r.dq), bc.dk = ptr(r.dk), bc.dv = ptr(r.dv), bc.dg = ptr(r.dg), bc.dbeta = ptr(r.dbeta);
-  bc.dM0 = ptr(r.dM0);
-  const gd::Params pf = gd::params_of(fc), pb = gd::params_of(bc, static_cast<float*>(ws.data_ptr()));
+  Run u = run_of(p, DType::f32, cpu());
+  const Tensor ws = nan_workspace(gd::workspace_of(u.b.s).total() * sizeof(float));
+  const gd::Params pf = gd::params_of(u.f), pb = gd::params_of(u.b, static_cast<float*>(ws.data_ptr()));
   gd::Params walk = pb;
   walk.o = nullptr;
   walk.M_final = nullptr;
-  const int64_t blocks = s.batch * s.heads * gd::slices_of(s);
+  const int64_t blocks = u.f.s.batch * u.f.s.heads * gd::slices_of(u.f.s);
   REQUIRE(pf.rows != 0);
   gd::with_rows(pf.rows, [&](auto r) { run_all<decltype(r)::value>(pf, walk, pb, blocks); });
   for (int64_t e = 0; e < gd::reduce_elems(pb); ++e) gd::reduce_at(pb, e);
-  return r;
+  return u.r;
 }
 
 }  // namespace

@@ -36,6 +36,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "kernels/cuda/gated_delta_io.cuh"
 #include "kernels/cuda/simt.cuh"
 #include "kernels/gated_delta.h"
 
@@ -130,36 +131,21 @@ inline Workspace workspace_of(const GatedDeltaShape& s) {
 
 inline Params params_of(const GatedDeltaShape& s) {
   Params p;
-  p.batch = s.batch;
-  p.len = s.len;
-  p.heads = static_cast<int>(s.heads);
-  p.qk_heads = static_cast<int>(s.groups());
-  p.heads_per_group = static_cast<int>(s.heads_per_group());
-  p.dk_dim = static_cast<int>(s.dk);
-  p.dv_dim = static_cast<int>(s.dv);
+  set_gated_delta_sizes(p, s);
   p.rows = rows_for(s.dk);
-  p.erase = s.erase;
   p.slices = static_cast<int>(slices_of(s));
   p.chunks = static_cast<int>(chunks_of(s));
   return p;
 }
 inline Params params_of(const GatedDeltaForward& c) {
   Params p = params_of(c.s);
-  p.q = static_cast<const float*>(c.q), p.k = static_cast<const float*>(c.k), p.v = static_cast<const float*>(c.v);
-  p.g = static_cast<const float*>(c.g), p.beta = static_cast<const float*>(c.beta);
-  p.M0 = static_cast<const float*>(c.M0);
-  p.o = static_cast<float*>(c.o), p.M_final = static_cast<float*>(c.M_final);
+  set_gated_delta_buffers(p, c);
   return p;
 }
 // The backward's parameters; `ws` has workspace_of(c.s).total() floats.
 inline Params params_of(const GatedDeltaBackward& c, float* ws) {
   Params p = params_of(c.s);
-  p.q = static_cast<const float*>(c.q), p.k = static_cast<const float*>(c.k), p.v = static_cast<const float*>(c.v);
-  p.g = static_cast<const float*>(c.g), p.beta = static_cast<const float*>(c.beta);
-  p.M0 = static_cast<const float*>(c.M0);
-  p.d_o = static_cast<const float*>(c.d_o), p.dM_final = static_cast<const float*>(c.dM_final);
-  p.dq = static_cast<float*>(c.dq), p.dk = static_cast<float*>(c.dk), p.dv = static_cast<float*>(c.dv);
-  p.dg = static_cast<float*>(c.dg), p.dbeta = static_cast<float*>(c.dbeta), p.dM0 = static_cast<float*>(c.dM0);
+  set_gated_delta_buffers(p, c);
   const Workspace w = workspace_of(c.s);
   p.ckpt = ws;
   p.scratch = p.ckpt + w.ckpt;

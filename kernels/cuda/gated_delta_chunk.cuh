@@ -30,8 +30,10 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/cuda/block_mm.cuh"
+#include "kernels/cuda/gated_delta_io.cuh"
 #include "kernels/gated_delta.h"
 
 namespace ttt::cuda_impl::gdchunk {
@@ -92,16 +94,9 @@ inline Workspace workspace_of(const GatedDeltaShape& s, bool backward) {
 
 inline Params params_of(const GatedDeltaShape& s, float* ws, bool backward) {
   Params p;
-  p.batch = s.batch;
-  p.len = s.len;
-  p.heads = static_cast<int>(s.heads);
-  p.qk_heads = static_cast<int>(s.groups());
-  p.heads_per_group = static_cast<int>(s.heads_per_group());
-  p.dk_dim = static_cast<int>(s.dk);
-  p.dv_dim = static_cast<int>(s.dv);
+  set_gated_delta_sizes(p, s);
   p.chunks = static_cast<int>(chunks_of(s));
   p.slices = static_cast<int>(slices_of(s));
-  p.erase = s.erase;
   const Workspace w = workspace_of(s, backward);
   float* at = ws;
   auto take = [&](size_t n) {
@@ -114,22 +109,10 @@ inline Params params_of(const GatedDeltaShape& s, float* ws, bool backward) {
   p.part_dq = take(w.part_qk), p.part_dk = take(w.part_qk);
   return p;
 }
-inline Params params_of(const GatedDeltaForward& c, float* ws) {
-  Params p = params_of(c.s, ws, false);
-  p.q = static_cast<const float*>(c.q), p.k = static_cast<const float*>(c.k), p.v = static_cast<const float*>(c.v);
-  p.g = static_cast<const float*>(c.g), p.beta = static_cast<const float*>(c.beta);
-  p.M0 = static_cast<const float*>(c.M0);
-  p.o = static_cast<float*>(c.o), p.M_final = static_cast<float*>(c.M_final);
-  return p;
-}
-inline Params params_of(const GatedDeltaBackward& c, float* ws) {
-  Params p = params_of(c.s, ws, true);
-  p.q = static_cast<const float*>(c.q), p.k = static_cast<const float*>(c.k), p.v = static_cast<const float*>(c.v);
-  p.g = static_cast<const float*>(c.g), p.beta = static_cast<const float*>(c.beta);
-  p.M0 = static_cast<const float*>(c.M0);
-  p.d_o = static_cast<const float*>(c.d_o), p.dM_final = static_cast<const float*>(c.dM_final);
-  p.dq = static_cast<float*>(c.dq), p.dk = static_cast<float*>(c.dk), p.dv = static_cast<float*>(c.dv);
-  p.dg = static_cast<float*>(c.dg), p.dbeta = static_cast<float*>(c.dbeta), p.dM0 = static_cast<float*>(c.dM0);
+// A call's parameters; `ws` has workspace_of(c.s, backward).total() floats.
+template <class Call> Params params_of(const Call& c, float* ws) {
+  Params p = params_of(c.s, ws, std::is_same_v<Call, GatedDeltaBackward>);
+  set_gated_delta_buffers(p, c);
   return p;
 }
 
