@@ -3,11 +3,15 @@
 
 #include <ucontext.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <numeric>
+#include <random>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -189,6 +193,15 @@ void emu_mma_bf16(float d[4], const uint32_t a[4], const uint32_t b[2]) {
 
 char* block_smem() { return g_block->smem; }
 
+Schedule schedule_from_env() {
+  const char* v = std::getenv("TTT_SIMT_ORDER");
+  const std::string s = v ? v : "";
+  if (s.empty() || s == "forward") return Schedule::forward;
+  if (s == "reverse") return Schedule::reverse;
+  if (s == "shuffle") return Schedule::shuffle;
+  throw std::invalid_argument("TTT_SIMT_ORDER must be forward, reverse or shuffle, got '" + s + "'");
+}
+
 void emulate_block(int threads, size_t smem_bytes, const std::function<void()>& body) {
   if (threads <= 0 || threads % 32 != 0) throw std::invalid_argument("emulate_block: threads must be a multiple of 32");
   Block blk;
@@ -212,14 +225,21 @@ void emulate_block(int threads, size_t smem_bytes, const std::function<void()>& 
     f.ctx.uc_link = nullptr;
     makecontext(&f.ctx, reinterpret_cast<void (*)()>(trampoline), 1, i);
   }
-  // Round robin until every fiber is done; a full round in which no barrier generation moved and
-  // no fiber finished is a deadlock.
+  // Round robin until every fiber is done, in the order of TTT_SIMT_ORDER (schedule_from_env); a
+  // full round in which no barrier generation moved and no fiber finished is a deadlock.
+  const Schedule schedule = schedule_from_env();
+  std::vector<int> order(threads);
+  std::iota(order.begin(), order.end(), 0);
+  if (schedule == Schedule::reverse) std::reverse(order.begin(), order.end());
+  static uint64_t blocks_run = 0;  // seeds the shuffles: every block, and every run, the same way
+  std::mt19937_64 rng(0x5eed + blocks_run++);
   for (;;) {
     bool all_done = true, progress = false;
     uint64_t before = blk.bar.gen;
     std::vector<uint64_t> wb;
     for (auto& w : blk.warps) wb.push_back(w.bar.gen);
-    for (int i = 0; i < threads; ++i) {
+    if (schedule == Schedule::shuffle) std::shuffle(order.begin(), order.end(), rng);
+    for (int i : order) {
       Fiber& f = blk.fibers[i];
       if (f.done) continue;
       blk.current = i;

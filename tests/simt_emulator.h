@@ -6,12 +6,21 @@
 // What it checks: index math, barrier placement (a thread waiting at a barrier that not every
 // thread reaches is reported as a deadlock), warp-collective calls made by part of a warp (also a
 // deadlock), fragment layouts, and the numbers (against the CPU reference). What it cannot see:
-// real data races between warps (fibers run one at a time, in a fixed order), timing.
+// timing, and races whose outcome the schedule orders below do not change (fibers run one at a
+// time, each until it waits).
 #pragma once
 
 #include <functional>
 
 namespace ttt::simt {
+
+// The order in which the scheduler runs the block's fibers, each until it waits at a barrier (or
+// a warp collective): thread order, its reverse, or a fresh seeded shuffle every round. Taken from
+// the environment variable TTT_SIMT_ORDER (forward, the default; reverse; shuffle). Work split
+// between threads without a barrier between a write and another thread's read (a race) gives
+// results that depend on the order: CTest runs every emulated test in all three orders.
+enum class Schedule { forward, reverse, shuffle };
+Schedule schedule_from_env();
 
 // Runs body() on `threads` fibers as one thread block (threads a multiple of 32). body gets the
 // block's `smem_bytes` of shared memory from block_smem(), filled with NaN (a kernel that reads
