@@ -2,11 +2,12 @@
 // and with --linear the same kernels without the erase term, Mamba 2's SSD) alone: forward and
 // backward kernel times of one layer at the shapes of a training step, in ms, ns per token, GB/s
 // against the bytes the calls must move (GatedDelta*::bytes(): inputs read once, outputs written
-// once) and TFLOP/s of the recurrence's own arithmetic (per token and head: with the erase term
-// 2·d_k·d_v for each of p = Mᵀk, the update and o = Mᵀq in the forward, 7 such products in the
-// backward; without it 2 and 5), and optionally the chunked WY kernels (--chunked:
-// GatedDeltaShape::chunked, the same inputs, timed beside the token walk in the same run) and the
-// composite twin (chunked WY / SSD form through autograd, forward + backward) at the same shape.
+// once) and TFLOP/s of the arithmetic each form does: the token walk, the recurrence's own (per token
+// and head: with the erase term 2·d_k·d_v for each of p = Mᵀk, the update and o = Mᵀq in the forward,
+// 7 such products in the backward; without it 2 and 5); the chunked kernels, their products
+// (chunked_flops). The chunked WY kernels run with --chunked (GatedDeltaShape::chunked, the same
+// inputs, timed beside the token walk in the same run), and with --composite the composite twin
+// (chunked WY / SSD form through autograd, forward + backward) at the same shape.
 //
 // Usage: build/bin/gated_delta_bench [--B 8] [--T 2048] [--H 6] [--dk 96] [--dv 192] [--linear]
 //                                    [--mamba2] [--device cuda] [--reps 20] [--chunked] [--composite]
@@ -66,10 +67,33 @@ struct Times {
   double fwd = 0, bwd = 0;
 };
 
+struct Flops {
+  double fwd = 0, bwd = 0;
+};
+// The arithmetic of the recurrence itself, per token and head (the header's count).
+Flops recurrence_flops(const Options& o, bool erase) {
+  const double kv = 2.0 * static_cast<double>(o.dk * o.dv) * static_cast<double>(o.B * o.T * o.H);
+  return {(erase ? 3 : 2) * kv, (erase ? 7 : 5) * kv};
+}
+// The arithmetic the chunked kernels do (gated_delta_chunk*.cuh, chunks of 32 tokens): every
+// product of prep, state and out in the forward; prep and state again, dstate and grads in the
+// backward. Counted from the kernels, 2 FLOPs a multiply-add.
+Flops chunked_flops(const Options& o, bool erase) {
+  const double C = 32, dk = static_cast<double>(o.dk), dv = static_cast<double>(o.dv), e = erase ? 1 : 0;
+  const double chunks = static_cast<double>(o.B * o.H * ((o.T + 31) / 32));
+  const double prep = C * C * dk + e * (2 * C * C * dk + C * C * dv);
+  const double state = e * C * dk * dv + dk * C * dv;
+  const double out = C * dk * dv + C * C * dv;
+  const double dstate = C * C * dv + (2 + e) * C * dk * dv;
+  const double grads_loop = (2 + e) * C * dk * dv + (1 + 2 * e) * C * C * dv;
+  const double grads_rest = 3 * C * C * dk + e * (5 * C * C * dk + 2 * C * C * C);
+  return {2 * chunks * (prep + state + out), 2 * chunks * (prep + state + dstate + grads_loop + grads_rest)};
+}
+
 // Forward and backward kernel times of shape `s` on fc's and bc's buffers (their shape replaced), and
 // their rows of the table.
 Times time_kernels(const Options& o, const GatedDeltaShape& s, GatedDeltaForward fc, GatedDeltaBackward bc,
-                   const char* label) {
+                   const char* label, const Flops& flops) {
   fc.s = s;
   bc.s = s;
   const TensorOptions to = opts(DType::f32, o.device);
@@ -81,11 +105,10 @@ Times time_kernels(const Options& o, const GatedDeltaShape& s, GatedDeltaForward
   Times t;
   t.fwd = median_ms(be, o.reps, [&] { be.run(fc); });
   t.bwd = median_ms(be, o.reps, [&] { be.run(bc); });
-  const double tokens = static_cast<double>(o.B * o.T), heads_tokens = tokens * static_cast<double>(o.H);
-  const double kv = 2.0 * static_cast<double>(o.dk * o.dv) * heads_tokens;
-  const double fwd_flop = (s.erase ? 3 : 2) * kv, bwd_flop = (s.erase ? 7 : 5) * kv;
-  std::printf("  %s (workspace: forward %.1f MB, backward %.1f MB)\n", label, fc.workspace_bytes(o.device) / 1e6,
-              bc.workspace_bytes(o.device) / 1e6);
+  const double tokens = static_cast<double>(o.B * o.T);
+  const double fwd_flop = flops.fwd, bwd_flop = flops.bwd;
+  std::printf("  %s (workspace: forward %.1f MB, backward %.1f MB; %.1f + %.1f GFLOP)\n", label,
+              fc.workspace_bytes(o.device) / 1e6, bc.workspace_bytes(o.device) / 1e6, flops.fwd * 1e-9, flops.bwd * 1e-9);
   std::printf("  forward   %8.3f ms  %7.3f ns/token  %7.1f GB/s  %6.2f TFLOP/s\n", t.fwd, 1e6 * t.fwd / tokens,
               fc.bytes() / t.fwd * 1e-6, fwd_flop / t.fwd * 1e-9);
   std::printf("  backward  %8.3f ms  %7.3f ns/token  %7.1f GB/s  %6.2f TFLOP/s\n", t.bwd, 1e6 * t.bwd / tokens,
@@ -123,14 +146,15 @@ int main(int argc, char** argv) {
     std::printf("gated_delta%s B %lld T %lld H %lld d_k %lld d_v %lld, float32, %s\n", s.erase ? "" : " (no erase term)",
                 static_cast<long long>(o.B), static_cast<long long>(o.T), static_cast<long long>(o.H),
                 static_cast<long long>(o.dk), static_cast<long long>(o.dv), o.device.str().c_str());
-    const Times walk = time_kernels(o, s, fc, bc, "token walk");
+    const Times walk = time_kernels(o, s, fc, bc, "token walk", recurrence_flops(o, s.erase));
     const double fwd = walk.fwd, bwd = walk.bwd;
     if (o.chunked) {
       GatedDeltaShape sc = s;
       sc.chunked = true;
       const std::string why_c = gated_delta_unsupported(o.device, sc);
       if (!why_c.empty()) throw std::invalid_argument("gated_delta_bench: --chunked not covered: " + why_c);
-      const Times c = time_kernels(o, sc, fc, bc, "chunked WY kernels (CUDA; the CPU runs its reference)");
+      const Times c = time_kernels(o, sc, fc, bc, "chunked WY kernels (CUDA; the CPU runs its reference)",
+                                   chunked_flops(o, s.erase));
       std::printf("  chunked / token walk: forward %.2fx, backward %.2fx, fwd+bwd %.2fx\n", c.fwd / fwd, c.bwd / bwd,
                   (c.fwd + c.bwd) / (fwd + bwd));
     }
