@@ -255,13 +255,16 @@ Tensor expand_groups(const Tensor& t, int64_t heads);
 // and for gradients of gradients, `composite` (the same function written with differentiable ops,
 // from the inputs in this order, returning {o, M_T}). With erase = false the recurrence has no erase
 // term, M_t = e^{g_t} M_{t−1} + β_t k_t v_tᵀ (Mamba 2's SSD with k = B, q = C, v = x, β = Δ, g = ΔA).
-// `chunked` picks the chunked WY kernels on CUDA (GatedDeltaShape::chunked) over the token walk.
+// `form` picks the CUDA kernels: the token walk, or the chunked WY kernels (GatedDeltaShape::chunked)
+// with their products on the CUDA cores or on the tensor cores (3xTF32; ::tensor_cores).
+enum class DeltaForm { walk, chunked, chunked_tc };
 using GatedDeltaComposite = std::function<tensor_list(const tensor_list& inputs)>;
 tensor_list gated_delta_scan(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g, const Tensor& beta,
                              const Tensor& M0, int64_t chunk, const GatedDeltaComposite& composite, bool fused = true,
-                             bool erase = true, bool chunked = false);
+                             bool erase = true, DeltaForm form = DeltaForm::walk);
 // Why the fused kernels cannot run q [B,T,G,d_k], v [B,T,H,d_v] on q's device; empty when they can.
-std::string gated_delta_scan_unsupported(const Tensor& q, const Tensor& v, int64_t chunk, bool chunked = false);
+std::string gated_delta_scan_unsupported(const Tensor& q, const Tensor& v, int64_t chunk,
+                                        DeltaForm form = DeltaForm::walk);
 
 // --- selective scan of Mamba-1 (ops/selective_scan.cpp; math in kernels/selective_scan.h) --------
 // Per batch, channel d and state n: Δ_t = softplus(δ_t + bias), h_t = exp(Δ_t A) h_{t−1} + Δ_t B_t u_t,

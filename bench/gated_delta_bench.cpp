@@ -6,7 +6,8 @@
 // and head: with the erase term 2·d_k·d_v for each of p = Mᵀk, the update and o = Mᵀq in the forward,
 // 7 such products in the backward; without it 2 and 5); the chunked kernels, their products
 // (chunked_flops). The chunked WY kernels run with --chunked (GatedDeltaShape::chunked, the same
-// inputs, timed beside the token walk in the same run), and with --composite the composite twin
+// inputs, timed beside the token walk in the same run; their products on the CUDA cores, then on the
+// tensor cores in 3xTF32), and with --composite the composite twin
 // (chunked WY / SSD form through autograd, forward + backward) at the same shape.
 //
 // Usage: build/bin/gated_delta_bench [--B 8] [--T 2048] [--H 6] [--dk 96] [--dv 192] [--linear]
@@ -153,10 +154,14 @@ int main(int argc, char** argv) {
       sc.chunked = true;
       const std::string why_c = gated_delta_unsupported(o.device, sc);
       if (!why_c.empty()) throw std::invalid_argument("gated_delta_bench: --chunked not covered: " + why_c);
-      const Times c = time_kernels(o, sc, fc, bc, "chunked WY kernels (CUDA; the CPU runs its reference)",
+      const Times c = time_kernels(o, sc, fc, bc, "chunked WY kernels, CUDA cores (the CPU runs its reference)",
                                    chunked_flops(o, s.erase));
       std::printf("  chunked / token walk: forward %.2fx, backward %.2fx, fwd+bwd %.2fx\n", c.fwd / fwd, c.bwd / bwd,
                   (c.fwd + c.bwd) / (fwd + bwd));
+      sc.tensor_cores = true;
+      const Times t = time_kernels(o, sc, fc, bc, "chunked WY kernels, tensor cores (3xTF32)", chunked_flops(o, s.erase));
+      std::printf("  chunked on tensor cores / token walk: forward %.2fx, backward %.2fx, fwd+bwd %.2fx\n", t.fwd / fwd,
+                  t.bwd / bwd, (t.fwd + t.bwd) / (fwd + bwd));
     }
     if (o.composite) {
       tensor_list in = {q, k, v, gate, beta};

@@ -35,6 +35,9 @@ struct GatedDeltaShape {
   // key head dims up to 128) instead of the token-by-token walk. The CPU reference computes the
   // same values either way.
   bool chunked = false;
+  // With chunked: the chunked kernels' block products on the tensor cores in 3xTF32 (float32-level
+  // accuracy, kernels/cuda/block_mm.cuh) instead of the CUDA cores.
+  bool tensor_cores = false;
 
   int64_t chunks() const { return (len + chunk - 1) / chunk; }
   int64_t groups() const { return qk_heads > 0 ? qk_heads : heads; }

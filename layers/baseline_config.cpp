@@ -48,8 +48,9 @@ void validate_block_mixer(const ModelConfig& c) {
     positive("mamba2.chunk", m.chunk);
     if (!(m.norm_eps > 0)) bad("mamba2.norm_eps", "must be > 0");
     if (m.kernel != "auto" && m.kernel != "fused" && m.kernel != "composite" && m.kernel != "recurrent" &&
-        m.kernel != "delta_chunked")
-      bad("mamba2.kernel", "expected auto, fused, composite, recurrent or delta_chunked, got '" + m.kernel + "'");
+        m.kernel != "delta_chunked" && m.kernel != "delta_chunked_tc")
+      bad("mamba2.kernel",
+          "expected auto, fused, composite, recurrent, delta_chunked or delta_chunked_tc, got '" + m.kernel + "'");
     const int64_t inner = m.expand * D;
     if (inner % m.head_dim != 0)
       bad("mamba2.head_dim", "d_inner = expand · d_model = " + std::to_string(inner) +
@@ -69,8 +70,9 @@ void validate_block_mixer(const ModelConfig& c) {
     positive("gdn.d_conv", m.d_conv);
     if (!power_of_two(m.chunk)) bad("gdn.chunk", "must be a power of two, got " + std::to_string(m.chunk));
     if (!(m.norm_eps > 0)) bad("gdn.norm_eps", "must be > 0");
-    if (m.kernel != "auto" && m.kernel != "fused" && m.kernel != "chunked" && m.kernel != "composite")
-      bad("gdn.kernel", "expected auto, fused, chunked or composite, got '" + m.kernel + "'");
+    if (m.kernel != "auto" && m.kernel != "fused" && m.kernel != "chunked" && m.kernel != "chunked_tc" &&
+        m.kernel != "composite")
+      bad("gdn.kernel", "expected auto, fused, chunked, chunked_tc or composite, got '" + m.kernel + "'");
   } else if (c.mixer == "ttt_kvb") {
     const KVBConfig& m = c.kvb;
     if (m.n_heads <= 0 && m.n_heads != -1) bad("kvb.n_heads", "must be > 0, or -1 for model.n_heads");

@@ -35,7 +35,7 @@ struct Mamba2Config {
   std::string kernel = "auto";  // SSD scan: fused | composite | recurrent (the token-by-token kernels of
                                 // kernels/gated_delta.h) | delta_chunked (the same recurrence through the
                                 // gated delta rule's chunked WY kernels on CUDA; d_state ≤ 128) |
-                                // auto (recurrent)
+                                // delta_chunked_tc (the same, products on the tensor cores) | auto (recurrent)
 };
 
 // Gated DeltaNet (Yang, Kautz, Hatamizadeh 2025; fla `layers/gated_deltanet.py`, NVlabs/GatedDeltaNet).
@@ -47,7 +47,8 @@ struct GatedDeltaNetConfig {
   int64_t chunk = 64;      // WY/UT chunk length (a power of two); the CPU fused kernels keep the state this often
   double norm_eps = 1e-5;  // the gated RMSNorm of the output
   std::string kernel = "auto";  // the scan: fused (token walk) | chunked (chunked WY kernels on CUDA; d_k ≤ 128) |
-                                // composite | auto (fused where the device's kernels cover it)
+                                // chunked_tc (the same, products on the tensor cores in 3xTF32) | composite |
+                                // auto (fused where the device's kernels cover it)
 };
 
 // TTT-KVB as the E2E paper's baseline 6 (LaCT, Zhang et al. 2025): a SwiGLU fast-weight MLP per

@@ -164,7 +164,7 @@ ScanResult gated_delta_chunked(const Tensor& q, const Tensor& k, const Tensor& v
 }
 
 ScanResult gated_delta_rule(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g, const Tensor& beta,
-                            int64_t chunk, const Tensor& M0, bool fused, bool chunked) {
+                            int64_t chunk, const Tensor& M0, bool fused, DeltaForm form) {
   // The twin sees the op's heads-last inputs and answers in the same layout.
   const GatedDeltaComposite composite = [chunk](const tensor_list& in) {
     auto heads_first = [](const Tensor& t) { return permute(t, {0, 2, 1, 3}); };
@@ -174,7 +174,7 @@ ScanResult gated_delta_rule(const Tensor& q, const Tensor& k, const Tensor& v, c
                                        transpose(in[3], 1, 2), transpose(in[4], 1, 2), chunk, in[5]);
     return tensor_list{heads_first(r.y), r.state};
   };
-  const tensor_list r = gated_delta_scan(q, k, v, g, beta, M0, chunk, composite, fused, true, chunked);
+  const tensor_list r = gated_delta_scan(q, k, v, g, beta, M0, chunk, composite, fused, true, form);
   return {r[0], r[1]};
 }
 

@@ -42,7 +42,7 @@ ScanResult gated_delta_chunked(const Tensor& q, const Tensor& k, const Tensor& v
                                int64_t chunk, const Tensor& M0 = Tensor());
 
 ScanResult gated_delta_rule(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g, const Tensor& beta,
-                            int64_t chunk, const Tensor& M0, bool fused, bool chunked = false);
+                            int64_t chunk, const Tensor& M0, bool fused, DeltaForm form = DeltaForm::walk);
 
 // (I + A)⁻¹ for strictly lower-triangular A [..., Q, Q], Q a power of two (recursive doubling).
 Tensor unit_lower_inverse(const Tensor& A);

@@ -79,14 +79,14 @@ ScanResult gated_linear_chunked(const Tensor& q, const Tensor& k, const Tensor& 
 }
 
 ScanResult gated_linear_rule(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g, const Tensor& beta,
-                             int64_t chunk, const Tensor& M0, bool fused, bool chunked) {
+                             int64_t chunk, const Tensor& M0, bool fused, DeltaForm form) {
   const GatedDeltaComposite twin = [chunk](const tensor_list& in) {
     const int64_t H = in[2].shape()[2];
     ScanResult r = gated_linear_chunked(expand_groups(in[0], H), expand_groups(in[1], H), in[2], in[3], in[4], chunk,
                                         in[5]);
     return tensor_list{r.y, r.state};
   };
-  const tensor_list r = gated_delta_scan(q, k, v, g, beta, M0, chunk, twin, fused, /*erase=*/false, chunked);
+  const tensor_list r = gated_delta_scan(q, k, v, g, beta, M0, chunk, twin, fused, /*erase=*/false, form);
   return {r[0], r[1]};
 }
 

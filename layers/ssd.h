@@ -26,6 +26,7 @@
 // y [B, H, T, P] and the final state [B, H, P, N]. Everything must have one dtype.
 #pragma once
 
+#include "autograd/ops.h"  // DeltaForm
 #include "autograd/tensor.h"
 
 namespace ttt {
@@ -49,12 +50,12 @@ ScanResult ssd_chunked(const Tensor& x, const Tensor& dt, const Tensor& A, const
 // {o [B, T, H, d_v], M_T}; gated_linear_rule also takes q, k [B, T, G, d_k] shared by groups of heads.
 // gated_linear_chunked — the chunked composite (this header's SSD form with x̄ = β v), any chunk.
 // gated_linear_rule — the op gated_delta_scan with erase = false (its fused token-by-token kernels
-// when `fused` and the device covers the shape; its chunked CUDA kernels when also `chunked`) and
+// when `fused` and the device covers the shape; `form` picks the CUDA kernels) and
 // gated_linear_chunked as its twin.
 ScanResult gated_linear_chunked(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g, const Tensor& beta,
                                 int64_t chunk, const Tensor& M0 = Tensor());
 ScanResult gated_linear_rule(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g, const Tensor& beta,
-                             int64_t chunk, const Tensor& M0, bool fused, bool chunked = false);
+                             int64_t chunk, const Tensor& M0, bool fused, DeltaForm form = DeltaForm::walk);
 
 // Zero-pads dim `dim` of x to length `len` (>= its size): differentiable.
 Tensor pad_to(const Tensor& x, int64_t dim, int64_t len);

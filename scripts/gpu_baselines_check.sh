@@ -111,7 +111,9 @@ if has bench; then
     bench mamba2_composite 125m_mamba2 "$2" "$3" "$1" model.mamba2.kernel=composite
     bench gated_deltanet_fused 125m_gated_deltanet "$2" "$3" "$1"
     bench gated_deltanet_chunked 125m_gated_deltanet "$2" "$3" "$1" model.gdn.kernel=chunked
+    bench gated_deltanet_chunked_tc 125m_gated_deltanet "$2" "$3" "$1" model.gdn.kernel=chunked_tc
     bench mamba2_delta_chunked 125m_mamba2 "$2" "$3" "$1" model.mamba2.kernel=delta_chunked
+    bench mamba2_delta_chunked_tc 125m_mamba2 "$2" "$3" "$1" model.mamba2.kernel=delta_chunked_tc
     bench gated_deltanet_composite 125m_gated_deltanet "$2" "$3" "$1" model.gdn.kernel=composite
     bench ttt_kvb_swa 125m_ttt_kvb "$2" "$3" "$1"
     bench mamba_fused 125m_mamba "$2" "$3" "$1"

@@ -57,6 +57,12 @@ inline Problem chunked(Problem p) {
   p.s.chunked = true;
   return p;
 }
+// The same problem for the chunked kernels with their products on the tensor cores (3xTF32).
+inline Problem chunked_tc(Problem p) {
+  p.s.chunked = true;
+  p.s.tensor_cores = true;
+  return p;
+}
 // The same problem with a gradient for M_T only.
 inline Problem without_do(Problem p) {
   p.with_do = false;

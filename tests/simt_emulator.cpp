@@ -191,6 +191,43 @@ void emu_mma_bf16(float d[4], const uint32_t a[4], const uint32_t b[2]) {
   }
 }
 
+// mma.m16n8k8 row.col f32.tf32.tf32.f32: d += A B with
+//   A (16x8): a[0] row g, col t; a[1] row g+8; a[2] row g, col t+4; a[3] row g+8, col t+4
+//   B (8x8):  b[0] row t, col g; b[1] row t+4
+//   D (16x8): as m16n8k16's
+// The hardware reads the top 19 bits of each operand (sign, exponent, 10 mantissa bits): so does this.
+void emu_mma_tf32(float d[4], const uint32_t a[4], const uint32_t b[2]) {
+  WarpSlots& w = my_warp();
+  const int l = my_lane();
+  std::memcpy(w.a[l], a, sizeof(w.a[l]));
+  std::memcpy(w.b[l], b, sizeof(w.b[l]));
+  warp_sync();
+  auto tf = [](uint32_t bits) {
+    bits &= 0xffffe000u;
+    float f;
+    std::memcpy(&f, &bits, 4);
+    return f;
+  };
+  float A[16][8], B[8][8];
+  for (int L = 0; L < 32; ++L) {
+    const int g = L / 4, t = L % 4;
+    A[g][t] = tf(w.a[L][0]);
+    A[g + 8][t] = tf(w.a[L][1]);
+    A[g][t + 4] = tf(w.a[L][2]);
+    A[g + 8][t + 4] = tf(w.a[L][3]);
+    B[t][g] = tf(w.b[L][0]);
+    B[t + 4][g] = tf(w.b[L][1]);
+  }
+  warp_sync();
+  const int g = l / 4, t = l % 4;
+  for (int e = 0; e < 4; ++e) {
+    const int row = g + (e >> 1) * 8, col = 2 * t + (e & 1);
+    float s = d[e];
+    for (int k = 0; k < 8; ++k) s += A[row][k] * B[k][col];
+    d[e] = s;
+  }
+}
+
 char* block_smem() { return g_block->smem; }
 
 Schedule schedule_from_env() {

@@ -295,13 +295,17 @@ TEST_CASE("baseline configs: clear errors naming the key") {
   c = tiny("gated_deltanet");
   c.gdn.kernel = "recurrent";  // a Mamba 2 choice, not Gated DeltaNet's
   CHECK_THROWS_WITH_AS(validate(c), doctest::Contains("model.gdn.kernel"), std::invalid_argument);
-  c.gdn.kernel = "chunked";  // the chunked WY kernels on CUDA
-  CHECK_NOTHROW(validate(c));
+  for (const char* k : {"chunked", "chunked_tc"}) {  // the chunked WY kernels on CUDA
+    c.gdn.kernel = k;
+    CHECK_NOTHROW(validate(c));
+  }
   c = tiny("mamba2");
   c.mamba2.kernel = "wy";
   CHECK_THROWS_WITH_AS(validate(c), doctest::Contains("model.mamba2.kernel"), std::invalid_argument);
-  c.mamba2.kernel = "delta_chunked";
-  CHECK_NOTHROW(validate(c));
+  for (const char* k : {"delta_chunked", "delta_chunked_tc"}) {
+    c.mamba2.kernel = k;
+    CHECK_NOTHROW(validate(c));
+  }
   c = tiny("ttt_kvb");
   c.kvb.n_heads = 3;
   CHECK_THROWS_WITH_AS(validate(c), doctest::Contains("model.kvb.n_heads"), std::invalid_argument);

@@ -20,11 +20,12 @@ using namespace ttt::testing;
 
 namespace {
 
-// The CUDA kernels (the token walk, or with `chunked_kernels` the chunked WY form) against the CPU
-// reference in precision `ref` on every case, with and without the erase term; then groups of heads
+// The CUDA kernels of `form` (the problem as it is: the token walk; chunked, chunked_tc: the chunked
+// WY form, its products on the CUDA or the tensor cores) against the CPU reference in precision `ref`
+// on every case, with and without the erase term; then groups of heads
 // sharing q and k, an output without gradient, and a second run equal bit for bit to the first.
-void check_cuda(const std::vector<Problem>& cases, bool chunked_kernels, DType ref, const std::string& what) {
-  auto on_gpu = [&](const Problem& p) { return kernel(chunked_kernels ? chunked(p) : p, DType::f32, cuda()); };
+void check_cuda(const std::vector<Problem>& cases, Problem (*form)(Problem), DType ref, const std::string& what) {
+  auto on_gpu = [&](const Problem& p) { return kernel(form(p), DType::f32, cuda()); };
   for (const Problem& p : cases) {
     CAPTURE(p.s.len);
     CAPTURE(p.s.dk);
@@ -56,18 +57,19 @@ TEST_CASE("CUDA gated delta kernels == CPU reference (float32, o, M_T and every 
               make(1, 40, 2, 192, 48, 64, true, 55), make(1, 20, 1, 256, 64, 64, true, 56),
               make(1, 130, 1, 8, 8, 64, true, 60, 12.0),
               make(2, 300, 6, 96, 192, 64, true, 70)},  // the 125M layer's heads
-             false, DType::f32, "cuda");
+             [](Problem p) { return p; }, DType::f32, "cuda");
   CHECK(gated_delta_unsupported(cuda(), GatedDeltaShape{1, 8, 2, 4, 4, 64, DType::bf16}) != "");  // float32 only
   CHECK(gated_delta_unsupported(cuda(), GatedDeltaShape{1, 8, 2, 257, 4, 64, DType::f32}) != "");  // d_k ≤ 256
 }
 
 TEST_CASE("CUDA chunked gated delta kernels == CPU reference (float64, o, M_T and every gradient)") {
   TTT_REQUIRE_GPU();
-  check_cuda({make(2, 7, 2, 3, 5, 64, true, 10), make(1, 70, 1, 16, 40, 64, true, 20),
-              make(1, 9, 2, 40, 32, 64, false, 30), make(1, 33, 1, 128, 8, 64, true, 50),
-              make(1, 130, 1, 8, 8, 64, true, 60, 12.0),
-              make(2, 300, 6, 96, 192, 64, true, 70)},  // the 125M layer's heads
-             true, DType::f64, "cuda chunked");
+  const std::vector<Problem> cases = {make(2, 7, 2, 3, 5, 64, true, 10),    make(1, 70, 1, 16, 40, 64, true, 20),
+                                      make(1, 9, 2, 40, 32, 64, false, 30), make(1, 33, 1, 128, 8, 64, true, 50),
+                                      make(1, 130, 1, 8, 8, 64, true, 60, 12.0),
+                                      make(2, 300, 6, 96, 192, 64, true, 70)};  // the 125M layer's heads
+  check_cuda(cases, chunked, DType::f64, "cuda chunked");
+  check_cuda(cases, chunked_tc, DType::f64, "cuda chunked, tensor cores");
   GatedDeltaShape wide{1, 8, 2, 129, 4, 64, DType::f32};
   wide.chunked = true;
   CHECK(gated_delta_unsupported(cuda(), wide) != "");  // the chunked kernels: d_k ≤ 128
@@ -87,8 +89,9 @@ TEST_CASE("Gated DeltaNet and Mamba 2 (recurrent kernels) layers on the GPU == o
     b.to(cuda());
     check_mixer_on_gpu(a, b, {2, 50, 64}, 2e-4, 5e-4);
   }
-  c.gdn.kernel = "chunked";
-  {
+  for (const char* kernel : {"chunked", "chunked_tc"}) {
+    CAPTURE(kernel);
+    c.gdn.kernel = kernel;
     Generator g1(5), g2(5);
     GatedDeltaNetMixer a(c, g1), b(c, g2);
     b.to(cuda());
@@ -99,7 +102,7 @@ TEST_CASE("Gated DeltaNet and Mamba 2 (recurrent kernels) layers on the GPU == o
   c.mamba2.head_dim = 16;
   c.mamba2.n_groups = 2;
   c.mamba2.chunk = 16;
-  for (const char* kernel : {"recurrent", "delta_chunked"}) {
+  for (const char* kernel : {"recurrent", "delta_chunked", "delta_chunked_tc"}) {
     CAPTURE(kernel);
     c.mamba2.kernel = kernel;
     Generator g1(5), g2(5);

@@ -1,7 +1,8 @@
 // tests/test_gated_delta_chunk_emulated.cpp — the CUDA source of the chunked gated delta kernels
 // (kernels/cuda/gated_delta_chunk*.cuh) compiled for the host and run on the SIMT emulator
 // (tests/simt_emulator.h), in the launchers' order (gated_delta_chunk.cu), against the CPU
-// reference kernels (kernels/cpu/gated_delta.cpp, float64): o, M_T and every gradient, with outputs,
+// reference kernels (kernels/cpu/gated_delta.cpp, float64): o, M_T and every gradient, the block
+// products on the CUDA cores and on the tensor cores (3xTF32, the emulated mma.m16n8k8), with outputs,
 // workspace and shared memory NaN at the start. Shapes: key head dims 3 .. 128, value dims below,
 // at and above one 32-column tile, sequences shorter than a chunk, with a short last chunk and over
 // several chunks; gates near 0 (states that vanish inside a chunk); with and without an initial
@@ -43,7 +44,7 @@ template <bool E> void backward(const gc::Params& p) {
 
 // The launchers' sequence on the emulator, on float32 CPU buffers.
 Grads emulate(const Problem& p) {
-  Run u = run_of(chunked(p), DType::f32, cpu());
+  Run u = run_of(p.s.chunked ? p : chunked(p), DType::f32, cpu());
   const Tensor wf = nan_workspace(gc::workspace_of(u.f.s, false).total() * sizeof(float));
   const Tensor wb = nan_workspace(gc::workspace_of(u.b.s, true).total() * sizeof(float));
   const gc::Params pf = gc::params_of(u.f, static_cast<float*>(wf.data_ptr()));
@@ -58,8 +59,11 @@ Grads emulate(const Problem& p) {
   return u.r;
 }
 
+// The chunked kernels on the CUDA cores and on the tensor cores (3xTF32), against the float64 reference.
 void check(const Problem& p, const std::string& what, bool outputs = true) {
-  compare(emulate(p), kernel(p, DType::f64), 2e-5, what, outputs);
+  const Grads ref = kernel(p, DType::f64);
+  compare(emulate(p), ref, 2e-5, what, outputs);
+  compare(emulate(chunked_tc(p)), ref, 2e-5, what + ", tensor cores", outputs);
 }
 
 }  // namespace

@@ -140,9 +140,9 @@ std::vector<ConfigKey> build_schema() {
       {"model.mamba2.kernel", F(model.mamba2.kernel),
        "Mamba 2 SSD scan: fused chunked SSD kernels (CUDA float32; the CPU reference), the composite form, recurrent "
        "(the token-by-token kernels of the gated delta rule without its erase term), delta_chunked (the gated delta "
-       "rule's chunked WY kernels without the erase term; CUDA, d_state <= 128; the CPU reference elsewhere), or auto "
-       "(recurrent).",
-       {"auto", "fused", "composite", "recurrent", "delta_chunked"}},
+       "rule's chunked WY kernels without the erase term; CUDA, d_state <= 128; the CPU reference elsewhere), "
+       "delta_chunked_tc (the same with their products on the tensor cores in 3xTF32), or auto (recurrent).",
+       {"auto", "fused", "composite", "recurrent", "delta_chunked", "delta_chunked_tc"}},
       {"model.gdn.n_heads", F(model.gdn.n_heads), "Gated DeltaNet: heads; -1 = model.n_heads / 2."},
       {"model.gdn.head_dim", F(model.gdn.head_dim), "Gated DeltaNet: key head dim; -1 = 0.75 x d_model / heads."},
       {"model.gdn.expand_v", F(model.gdn.expand_v), "Gated DeltaNet: value head dim = expand_v x head_dim."},
@@ -151,9 +151,10 @@ std::vector<ConfigKey> build_schema() {
       {"model.gdn.norm_eps", F(model.gdn.norm_eps), "Gated DeltaNet: epsilon of the gated output RMSNorm."},
       {"model.gdn.kernel", F(model.gdn.kernel),
        "Gated DeltaNet scan: fused kernels (the CPU reference; CUDA float32 walking the tokens; an error where they "
-       "cannot run), chunked (the same with CUDA's chunked WY kernels; key head dim <= 128), the composite chunked WY "
-       "form, or auto (fused where the kernels cover the shape, else composite).",
-       {"auto", "fused", "chunked", "composite"}},
+       "cannot run), chunked (the same with CUDA's chunked WY kernels; key head dim <= 128), chunked_tc (those with "
+       "their products on the tensor cores in 3xTF32), the composite chunked WY form, or auto (fused where the "
+       "kernels cover the shape, else composite).",
+       {"auto", "fused", "chunked", "chunked_tc", "composite"}},
       {"model.kvb.n_heads", F(model.kvb.n_heads), "TTT-KVB: fast-weight heads; -1 = model.n_heads."},
       {"model.kvb.hidden_mult", F(model.kvb.hidden_mult), "TTT-KVB: fast-weight MLP hidden = hidden_mult x head dim."},
       {"model.kvb.mini_batch", F(model.kvb.mini_batch), "TTT-KVB: tokens per fast-weight update (E2E: 1024)."},

@@ -31,10 +31,11 @@ namespace {
 constexpr const char* kOp = "gated_delta_scan";
 constexpr size_t kInputs = 6;  // q, k, v, g, beta, M0
 
-GatedDeltaShape shape_of(const Tensor& q, const Tensor& v, int64_t chunk, bool erase, bool chunked) {
+GatedDeltaShape shape_of(const Tensor& q, const Tensor& v, int64_t chunk, bool erase, DeltaForm form) {
   GatedDeltaShape s;
   s.erase = erase;
-  s.chunked = chunked;
+  s.chunked = form != DeltaForm::walk;
+  s.tensor_cores = form == DeltaForm::chunked_tc;
   s.batch = q.shape()[0];
   s.len = q.shape()[1];
   s.heads = v.shape()[2];
@@ -102,18 +103,18 @@ tensor_list fused_backward(const BackwardCtx& c, const tensor_list& in, const te
 
 }  // namespace
 
-std::string gated_delta_scan_unsupported(const Tensor& q, const Tensor& v, int64_t chunk, bool chunked) {
+std::string gated_delta_scan_unsupported(const Tensor& q, const Tensor& v, int64_t chunk, DeltaForm form) {
   if (q.dim() != 4 || v.dim() != 4) return "expected q [B, T, G, d_k] and v [B, T, H, d_v]";
-  return gated_delta_unsupported(q.device(), shape_of(q, v, chunk, true, chunked));
+  return gated_delta_unsupported(q.device(), shape_of(q, v, chunk, true, form));
 }
 
 tensor_list gated_delta_scan(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g, const Tensor& beta,
                              const Tensor& M0, int64_t chunk, const GatedDeltaComposite& composite, bool fused,
-                             bool erase, bool chunked) {
+                             bool erase, DeltaForm form) {
   const tensor_list inputs = {q, k, v, g, beta, M0};
   check_inputs(inputs, chunk);
   if (!composite) throw std::invalid_argument(std::string(kOp) + ": a composite twin is required");
-  const GatedDeltaShape s = shape_of(q, v, chunk, erase, chunked);
+  const GatedDeltaShape s = shape_of(q, v, chunk, erase, form);
   if (!fused || s.len == 0 || !gated_delta_unsupported(q.device(), s).empty()) return composite(inputs);
   tensor_list in;
   for (const Tensor& t : inputs) in.push_back(t.defined() ? kc::contiguous(t) : Tensor());

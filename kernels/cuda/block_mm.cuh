@@ -13,6 +13,9 @@
 // into the same `out` need no barrier between them: a thread owns the same outputs in both.
 #pragma once
 
+#include <cstdint>
+#include <cstring>
+
 #include "kernels/cuda/simt.cuh"
 
 namespace ttt::cuda_impl::blk {
@@ -68,6 +71,51 @@ TTT_DEV void mm(float* out, int ldo, const float* A, int lda, const float* B, in
     mm_tiles<TA, TB, 4>(out, ldo, A, lda, B, ldb, M, N, K, alpha, beta);
   else
     mm_tiles<TA, TB, 2>(out, ldo, A, lda, B, ldb, M, N, K, alpha, beta);
+}
+
+// The same product on the tensor cores in 3xTF32 (as CUTLASS's "fast accurate" float32 GEMMs): every
+// operand x splits into hi = tf32(x) and lo = tf32(x − hi), and a·b ≈ hi_a hi_b + hi_a lo_b + lo_a hi_b
+// (lo_a lo_b, about 2⁻²² of the product, dropped), so the result keeps float32-level accuracy at
+// three mma.m16n8k8 a step. Warp w takes the [16, 8] output tiles w, w + warps, ...; fragments are
+// read from the operands by scalar loads, zeros past M, N and K. Same contract as mm (the owner of
+// an output depends on M and N only).
+template <bool TA, bool TB>
+TTT_DEV void mm_tc(float* out, int ldo, const float* A, int lda, const float* B, int ldb, int M, int N, int K, float alpha,
+                   float beta) {
+  const int g = simt::lane() >> 2, t = simt::lane() & 3, warps = simt::threads() / 32;
+  const int tiles_n = (N + 7) / 8, tiles = ((M + 15) / 16) * tiles_n;
+  auto a_at = [&](int i, int k) { return i < M && k < K ? (TA ? A[k * lda + i] : A[i * lda + k]) : 0.f; };
+  auto b_at = [&](int k, int j) { return k < K && j < N ? (TB ? B[j * ldb + k] : B[k * ldb + j]) : 0.f; };
+  auto split = [](float x, uint32_t& hi, uint32_t& lo) {
+    hi = simt::to_tf32(x);
+    float h;
+    memcpy(&h, &hi, 4);
+    lo = simt::to_tf32(x - h);
+  };
+  for (int tile = simt::warp(); tile < tiles; tile += warps) {
+    const int i0 = (tile / tiles_n) * 16, j0 = (tile % tiles_n) * 8;
+    float c[4] = {0.f, 0.f, 0.f, 0.f};
+    for (int k0 = 0; k0 < K; k0 += 8) {
+      const float av[4] = {a_at(i0 + g, k0 + t), a_at(i0 + g + 8, k0 + t), a_at(i0 + g, k0 + t + 4),
+                           a_at(i0 + g + 8, k0 + t + 4)};
+      const float bv[2] = {b_at(k0 + t, j0 + g), b_at(k0 + t + 4, j0 + g)};
+      uint32_t ah[4], al[4], bh[2], bl[2];
+#pragma unroll
+      for (int r = 0; r < 4; ++r) split(av[r], ah[r], al[r]);
+#pragma unroll
+      for (int r = 0; r < 2; ++r) split(bv[r], bh[r], bl[r]);
+      simt::mma_tf32(c, al, bh);  // the small terms first
+      simt::mma_tf32(c, ah, bl);
+      simt::mma_tf32(c, ah, bh);
+    }
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int i = i0 + g + (e >> 1) * 8, j = j0 + 2 * t + (e & 1);
+      if (i >= M || j >= N) continue;
+      float* o = out + i * ldo + j;
+      *o = beta == 0.f ? alpha * c[e] : fmaf(alpha, c[e], beta * *o);
+    }
+  }
 }
 
 // out[i] (+)= Σ_{d < n} a[i·lda + d] · b[i·ldb + d] for i < rows: one warp a row, a fixed-order

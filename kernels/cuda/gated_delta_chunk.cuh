@@ -64,6 +64,7 @@ struct Params {
   int heads = 0, dk_dim = 0, dv_dim = 0, qk_heads = 0, heads_per_group = 1;
   int chunks = 0, slices = 0;
   bool erase = true;
+  bool tc = false;  // the block products on the tensor cores (3xTF32: blk::mm_tc), else the CUDA cores
 };
 
 inline int64_t chunks_of(const GatedDeltaShape& s) { return (s.len + C - 1) / C; }
@@ -97,6 +98,7 @@ inline Params params_of(const GatedDeltaShape& s, float* ws, bool backward) {
   set_gated_delta_sizes(p, s);
   p.chunks = static_cast<int>(chunks_of(s));
   p.slices = static_cast<int>(slices_of(s));
+  p.tc = s.tensor_cores;
   const Workspace w = workspace_of(s, backward);
   float* at = ws;
   auto take = [&](size_t n) {
@@ -130,6 +132,14 @@ constexpr int out_smem_floats(int dk) {
 }
 
 // --- device side -----------------------------------------------------------------------------------
+
+// A block product (block_mm.cuh's contract) on the tensor cores or the CUDA cores, as p.tc says.
+template <bool TA, bool TB>
+TTT_DEV void prod(const Params& p, float* out, int ldo, const float* A, int lda, const float* B, int ldb, int M, int N,
+                  int K, float alpha, float beta) {
+  if (p.tc) blk::mm_tc<TA, TB>(out, ldo, A, lda, B, ldb, M, N, K, alpha, beta);
+  else blk::mm<TA, TB>(out, ldo, A, lda, B, ldb, M, N, K, alpha, beta);
+}
 
 // A chunk's place: (batch · head) index, batch, head, first token and its real tokens.
 struct Chunk {
@@ -278,7 +288,7 @@ TTT_DEV void prep_block(const Params& p, int64_t block, char* smem) {
   sync();
   copy_vec(p.G + at * C, G, C);
   // P = (Q Kᵀ) ∘ E, causal (j ≤ i)
-  blk::mm<false, true>(S, LC, X, lk, K, lk, C, C, dk, 1.f, 0.f);
+  prod<false, true>(p, S, LC, X, lk, K, lk, C, C, dk, 1.f, 0.f);
   sync();
   for (int e = tid(); e < C * C; e += THREADS) {
     const int i = e / C, j = e % C;
@@ -286,7 +296,7 @@ TTT_DEV void prep_block(const Params& p, int64_t block, char* smem) {
   }
   if constexpr (ERASE) {
     sync();  // P has read S
-    blk::mm<false, true>(S, LC, K, lk, K, lk, C, C, dk, 1.f, 0.f);  // K Kᵀ
+    prod<false, true>(p, S, LC, K, lk, K, lk, C, C, dk, 1.f, 0.f);  // K Kᵀ
     sync();
     for (int e = tid(); e < C * C; e += THREADS) {
       const int i = e / C, j = e % C;
@@ -300,7 +310,7 @@ TTT_DEV void prep_block(const Params& p, int64_t block, char* smem) {
       X[i] = K[i] * Bt[t] * expf(G[t]);  // diag(βγ) K
     }
     sync();
-    blk::mm<false, false>(p.W + at * C * dk, dk, Tm, LC, X, lk, C, dk, C, 1.f, 0.f);
+    prod<false, false>(p, p.W + at * C * dk, dk, Tm, LC, X, lk, C, dk, C, 1.f, 0.f);
   }
   for (int c0 = 0; c0 < dv; c0 += VS) {
     sync();  // the previous tile's product has read Vt
@@ -311,7 +321,7 @@ TTT_DEV void prep_block(const Params& p, int64_t block, char* smem) {
     const int nc = dv - c0 < VS ? dv - c0 : VS;
     float* U0 = p.U + at * C * dv + c0;
     if constexpr (ERASE) {
-      blk::mm<false, false>(U0, dv, Tm, LC, Vt, LV, C, nc, C, 1.f, 0.f);
+      prod<false, false>(p, U0, dv, Tm, LC, Vt, LV, C, nc, C, 1.f, 0.f);
     } else {
       for (int e = tid(); e < C * VS; e += THREADS)
         if (e % VS < nc) U0[(e / VS) * dv + e % VS] = Vt[(e / VS) * LV + e % VS];
@@ -357,11 +367,11 @@ TTT_DEV void state_block(const Params& p, int64_t block, char* smem) {
     decay_to_last(b.K, lk, b.G, dk);
     sync();
     if constexpr (ERASE) {
-      blk::mm<false, false>(b.U, LV, b.W, lk, M, LV, C, nc, dk, -1.f, 1.f);  // U = U0 − W M
+      prod<false, false>(p, b.U, LV, b.W, lk, M, LV, C, nc, dk, -1.f, 1.f);  // U = U0 − W M
     }
     sync();
     tile_out(p.U + at * C * dv, b.U, LV, C, dv, c0, VS);
-    blk::mm<true, false>(M, LV, b.K, lk, b.U, LV, dk, nc, C, 1.f, expf(b.G[C - 1]));  // M ← γ_c M + Kdᵀ U
+    prod<true, false>(p, M, LV, b.K, lk, b.U, LV, dk, nc, C, 1.f, expf(b.G[C - 1]));  // M ← γ_c M + Kdᵀ U
   }
   sync();
   if (p.M_final) tile_out(p.M_final + bh * dk * dv, M, LV, dk, dv, c0, VS);
@@ -386,8 +396,8 @@ TTT_DEV void out_block(const Params& p, int64_t block, char* smem) {
     tile_in(Mt, LV, p.states + at * dk * dv, dk, dv, c0, VS);
     tile_in(Ut, LV, p.U + at * C * dv, C, dv, c0, VS);
     sync();
-    blk::mm<false, false>(Ot, LV, Qg, lk, Mt, LV, C, nc, dk, 1.f, 0.f);
-    blk::mm<false, false>(Ot, LV, Pm, LC, Ut, LV, C, nc, C, 1.f, 1.f);
+    prod<false, false>(p, Ot, LV, Qg, lk, Mt, LV, C, nc, dk, 1.f, 0.f);
+    prod<false, false>(p, Ot, LV, Pm, LC, Ut, LV, C, nc, C, 1.f, 1.f);
     sync();
     for (int e = tid(); e < C * VS; e += THREADS) {
       const int t = e / VS, j = c0 + e % VS;

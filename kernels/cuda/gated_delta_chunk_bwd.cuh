@@ -76,12 +76,12 @@ TTT_DEV void dstate_block(const Params& p, int64_t block, char* smem) {
     decay_to_last(b.K, lk, b.G, dk);
     sync();
     for (int e = tid(); e < C * dk; e += THREADS) b.Q[(e / dk) * lk + e % dk] *= gam[e / dk];  // diag(γ) Q
-    blk::mm<true, false>(dUt, LV, b.P, LC, b.dO, LV, C, nc, C, 1.f, 0.f);  // Pᵀ dO
-    blk::mm<false, false>(dUt, LV, b.K, lk, D, LV, C, nc, dk, 1.f, 1.f);  // + Kd D
+    prod<true, false>(p, dUt, LV, b.P, LC, b.dO, LV, C, nc, C, 1.f, 0.f);  // Pᵀ dO
+    prod<false, false>(p, dUt, LV, b.K, lk, D, LV, C, nc, dk, 1.f, 1.f);  // + Kd D
     sync();
     tile_out(p.dU + at * C * dv, dUt, LV, C, dv, c0, VS);
-    blk::mm<true, false>(D, LV, b.Q, lk, b.dO, LV, dk, nc, C, 1.f, gam[C - 1]);  // γ_c D + (diag(γ) Q)ᵀ dO
-    if constexpr (ERASE) blk::mm<true, false>(D, LV, b.W, lk, dUt, LV, dk, nc, C, -1.f, 1.f);  // − Wᵀ dU
+    prod<true, false>(p, D, LV, b.Q, lk, b.dO, LV, dk, nc, C, 1.f, gam[C - 1]);  // γ_c D + (diag(γ) Q)ᵀ dO
+    if constexpr (ERASE) prod<true, false>(p, D, LV, b.W, lk, dUt, LV, dk, nc, C, -1.f, 1.f);  // − Wᵀ dU
   }
   sync();
   if (p.dM0) tile_out(p.dM0 + bh * dk * dv, D, LV, dk, dv, c0, VS);
@@ -135,11 +135,11 @@ TTT_DEV void grads_block(const Params& p, int64_t block, char* smem) {
     tile_in(Mt, LT, p.states + at * dk * dv, dk, dv, c0, TV);
     tile_in(dMt, LT, p.dstates + at * dk * dv, dk, dv, c0, TV);
     sync();
-    blk::mm<false, true>(dQ, lk, Dt, LT, Mt, LT, C, dk, nc, 1.f, acc);
-    blk::mm<false, true>(dK, lk, Ut, LT, dMt, LT, C, dk, nc, 1.f, acc);
-    if constexpr (ERASE) blk::mm<false, true>(dW, lk, dUt, LT, Mt, LT, C, dk, nc, 1.f, acc);
-    blk::mm<false, true>(dP, LC, Dt, LT, Ut, LT, C, C, nc, 1.f, acc);
-    if constexpr (ERASE) blk::mm<false, true>(dT, LC, dUt, LT, Vt, LT, C, C, nc, 1.f, acc);
+    prod<false, true>(p, dQ, lk, Dt, LT, Mt, LT, C, dk, nc, 1.f, acc);
+    prod<false, true>(p, dK, lk, Ut, LT, dMt, LT, C, dk, nc, 1.f, acc);
+    if constexpr (ERASE) prod<false, true>(p, dW, lk, dUt, LT, Mt, LT, C, dk, nc, 1.f, acc);
+    prod<false, true>(p, dP, LC, Dt, LT, Ut, LT, C, C, nc, 1.f, acc);
+    if constexpr (ERASE) prod<false, true>(p, dT, LC, dUt, LT, Vt, LT, C, C, nc, 1.f, acc);
     for (int e = tid(); e < dk * TV; e += THREADS) {
       const int o = (e / TV) * LT + e % TV;
       mdm = fmaf(Mt[o], dMt[o], mdm);
@@ -147,7 +147,7 @@ TTT_DEV void grads_block(const Params& p, int64_t block, char* smem) {
     sync();
     float* dU0 = dUt;  // d(diag(β) V): Tᵀ dU, or dU itself without the erase term
     if constexpr (ERASE) {
-      blk::mm<true, false>(Ut, LT, Tm, LC, dUt, LT, C, nc, C, 1.f, 0.f);
+      prod<true, false>(p, Ut, LT, Tm, LC, dUt, LT, C, nc, C, 1.f, 0.f);
       dU0 = Ut;
       sync();
     }
@@ -181,7 +181,7 @@ TTT_DEV void grads_block(const Params& p, int64_t block, char* smem) {
     dG[C - 1] += s;
   }
   // (b) the intra-chunk outputs: P = (Q Kᵀ) ∘ E.
-  blk::mm<false, true>(S, LC, Q, lk, K, lk, C, C, dk, 1.f, 0.f);
+  prod<false, true>(p, S, LC, Q, lk, K, lk, C, C, dk, 1.f, 0.f);
   sync();
   for (int e = tid(); e < C * C; e += THREADS) {
     const int i = e / C, j = e % C;
@@ -192,28 +192,28 @@ TTT_DEV void grads_block(const Params& p, int64_t block, char* smem) {
   row_sums(dG, true, 1.f, dP_S);
   sync();
   row_sums(dG, false, -1.f, dP_S);
-  blk::mm<false, false>(dQ, lk, dP, LC, K, lk, C, dk, C, 1.f, 1.f);
-  blk::mm<true, false>(dK, lk, dP, LC, Q, lk, C, dk, C, 1.f, 1.f);
+  prod<false, false>(p, dQ, lk, dP, LC, K, lk, C, dk, C, 1.f, 1.f);
+  prod<true, false>(p, dK, lk, dP, LC, Q, lk, C, dk, C, 1.f, 1.f);
   sync();
   if constexpr (ERASE) {
     // (c) W = T diag(βγ) K, U0 = T diag(β) V and T = (I + A)⁻¹.
     for (int e = tid(); e < C * dk; e += THREADS) Q[at_k(e)] = K[at_k(e)] * Bt[row_k(e)] * gam[row_k(e)];  // X
     for (int e = tid(); e < C * C; e += THREADS) dT[(e / C) * LC + e % C] *= Bt[e % C];  // dU Vᵀ diag(β)
     sync();
-    blk::mm<false, true>(dT, LC, dW, lk, Q, lk, C, C, dk, -1.f, 1.f);  // + dW_true Xᵀ, dW_true = −dW
-    blk::mm<true, false>(Y, lk, Tm, LC, dW, lk, C, dk, C, -1.f, 0.f);  // Y = Tᵀ dW_true
+    prod<false, true>(p, dT, LC, dW, lk, Q, lk, C, C, dk, -1.f, 1.f);  // + dW_true Xᵀ, dW_true = −dW
+    prod<true, false>(p, Y, lk, Tm, LC, dW, lk, C, dk, C, -1.f, 0.f);  // Y = Tᵀ dW_true
     sync();
     blk::row_dots(r1, K, lk, Y, lk, C, dk, false);
-    blk::mm<true, false>(S, LC, Tm, LC, dT, LC, C, C, C, 1.f, 0.f);  // Tᵀ dT
+    prod<true, false>(p, S, LC, Tm, LC, dT, LC, C, C, C, 1.f, 0.f);  // Tᵀ dT
     sync();
     for (int t = tid(); t < C; t += THREADS) {
       dB[t] += gam[t] * r1[t];
       dG[t] += Bt[t] * gam[t] * r1[t];
     }
     for (int e = tid(); e < C * dk; e += THREADS) dK[at_k(e)] = fmaf(Bt[row_k(e)] * gam[row_k(e)], Y[at_k(e)], dK[at_k(e)]);
-    blk::mm<false, true>(dP, LC, S, LC, Tm, LC, C, C, C, -1.f, 0.f);  // dA = −Tᵀ dT Tᵀ (lower part used)
+    prod<false, true>(p, dP, LC, S, LC, Tm, LC, C, C, C, -1.f, 0.f);  // dA = −Tᵀ dT Tᵀ (lower part used)
     sync();
-    blk::mm<false, true>(S, LC, K, lk, K, lk, C, C, dk, 1.f, 0.f);  // K Kᵀ
+    prod<false, true>(p, S, LC, K, lk, K, lk, C, C, dk, 1.f, 0.f);  // K Kᵀ
     sync();
     // A_ij = β_i E_ij (K Kᵀ)_ij for i > j
     auto dA_A = [&](int i, int j) { return j < i ? dP[i * LC + j] * Bt[i] * E(i, j) * S[i * LC + j] : 0.f; };
@@ -227,8 +227,8 @@ TTT_DEV void grads_block(const Params& p, int64_t block, char* smem) {
       dP[i * LC + j] = j < i ? dP[i * LC + j] * Bt[i] * E(i, j) : 0.f;  // dKK
     }
     sync();
-    blk::mm<false, false>(dK, lk, dP, LC, K, lk, C, dk, C, 1.f, 1.f);
-    blk::mm<true, false>(dK, lk, dP, LC, K, lk, C, dk, C, 1.f, 1.f);
+    prod<false, false>(p, dK, lk, dP, LC, K, lk, C, dk, C, 1.f, 1.f);
+    prod<true, false>(p, dK, lk, dP, LC, K, lk, C, dk, C, 1.f, 1.f);
     sync();
   }
   if (tid() == 0)

@@ -1,6 +1,6 @@
 // kernels/cuda/simt.cuh — the thread-level primitives the fused TTT kernels are written against:
 // thread and warp indices, block and warp barriers, warp shuffles, ldmatrix, the bf16 tensor-core MMA
-// (m16n8k16, float32 accumulate) and cp.async.
+// (m16n8k16, float32 accumulate), the tf32 one (m16n8k8) and cp.async.
 //
 // Why a layer of its own: the same kernel source compiles two ways.
 //  - nvcc (the default): each primitive is the CUDA intrinsic / inline PTX instruction.
@@ -40,6 +40,7 @@ void emu_syncwarp();
 float emu_shfl_xor(float v, int mask);
 void emu_ldmatrix(uint32_t* r, int n, const void* addr, bool trans);
 void emu_mma_bf16(float d[4], const uint32_t a[4], const uint32_t b[2]);
+void emu_mma_tf32(float d[4], const uint32_t a[4], const uint32_t b[2]);
 
 TTT_DEV long long clock() { return 0; }
 TTT_DEV int tid() { return emu_tid(); }
@@ -50,6 +51,14 @@ TTT_DEV float shfl_xor(float v, int mask) { return emu_shfl_xor(v, mask); }
 TTT_DEV void ldsm_x4(uint32_t r[4], const void* p) { emu_ldmatrix(r, 4, p, false); }
 TTT_DEV void ldsm_x4_t(uint32_t r[4], const void* p) { emu_ldmatrix(r, 4, p, true); }
 TTT_DEV void mma_bf16(float d[4], const uint32_t a[4], const uint32_t b[2]) { emu_mma_bf16(d, a, b); }
+TTT_DEV void mma_tf32(float d[4], const uint32_t a[4], const uint32_t b[2]) { emu_mma_tf32(d, a, b); }
+// cvt.rna.tf32.f32: the 10-bit-mantissa rounding (to nearest, ties away from zero), as float bits.
+TTT_DEV uint32_t to_tf32(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  if ((u & 0x7f800000u) != 0x7f800000u) u += 0x1000u;  // finite: round at bit 13, ties away
+  return u & 0xffffe000u;
+}
 // cp.async: the copy happens at once; waiting is a no-op.
 TTT_DEV void cp_async16(void* dst, const void* src) { std::memcpy(dst, src, 16); }
 TTT_DEV void cp_async4(void* dst, const void* src) { std::memcpy(dst, src, 4); }
@@ -98,6 +107,20 @@ TTT_DEV void mma_bf16(float d[4], const uint32_t a[4], const uint32_t b[2]) {
       "{%0, %1, %2, %3};\n"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+// mma.m16n8k8 .tf32 (float32 accumulate): A rows g / g+8, cols t, t+4; B rows t, t+4, col g;
+// C as m16n8k16's (g = lane / 4, t = lane % 4).
+TTT_DEV void mma_tf32(float d[4], const uint32_t a[4], const uint32_t b[2]) {
+  asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+// cvt.rna.tf32.f32: the 10-bit-mantissa rounding (to nearest, ties away from zero), as float bits.
+TTT_DEV uint32_t to_tf32(float x) {
+  uint32_t r;
+  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x));
+  return r;
 }
 TTT_DEV void cp_async16(void* dst, const void* src) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_addr(dst)), "l"(src));
