@@ -48,6 +48,14 @@ void check_cuda(const std::vector<Problem>& cases, Problem (*form)(Problem), DTy
     CHECK(max_abs_diff(a, b) == 0.0);
 }
 
+// The layer of config c built twice from one seed, one copy moved to the GPU: values and every gradient.
+template <class Mixer> void check_layer_on_gpu(const ModelConfig& c) {
+  Generator g1(5), g2(5);
+  Mixer a(c, g1), b(c, g2);
+  b.to(cuda());
+  check_mixer_on_gpu(a, b, {2, 50, 64}, 2e-4, 5e-4);
+}
+
 }  // namespace
 
 TEST_CASE("CUDA gated delta kernels == CPU reference (float32, o, M_T and every gradient)") {
@@ -75,27 +83,17 @@ TEST_CASE("CUDA chunked gated delta kernels == CPU reference (float64, o, M_T an
   CHECK(gated_delta_unsupported(cuda(), wide) != "");  // the chunked kernels: d_k ≤ 128
 }
 
-TEST_CASE("Gated DeltaNet and Mamba 2 (recurrent kernels) layers on the GPU == on the CPU: values and every gradient") {
+TEST_CASE("Gated DeltaNet and Mamba 2 layers (every CUDA form of their scan) on the GPU == on the CPU: values and every gradient") {
   TTT_REQUIRE_GPU();
   ModelConfig c;
   c.d_model = 64;
   c.n_heads = 4;
   c.mixer = "gated_deltanet";
   c.gdn.chunk = 16;
-  c.gdn.kernel = "fused";
-  {
-    Generator g1(5), g2(5);
-    GatedDeltaNetMixer a(c, g1), b(c, g2);
-    b.to(cuda());
-    check_mixer_on_gpu(a, b, {2, 50, 64}, 2e-4, 5e-4);
-  }
-  for (const char* kernel : {"chunked", "chunked_tc"}) {
+  for (const char* kernel : {"fused", "chunked", "chunked_tc"}) {
     CAPTURE(kernel);
     c.gdn.kernel = kernel;
-    Generator g1(5), g2(5);
-    GatedDeltaNetMixer a(c, g1), b(c, g2);
-    b.to(cuda());
-    check_mixer_on_gpu(a, b, {2, 50, 64}, 2e-4, 5e-4);
+    check_layer_on_gpu<GatedDeltaNetMixer>(c);
   }
   c.mixer = "mamba2";
   c.mamba2.d_state = 32;
@@ -105,9 +103,6 @@ TEST_CASE("Gated DeltaNet and Mamba 2 (recurrent kernels) layers on the GPU == o
   for (const char* kernel : {"recurrent", "delta_chunked", "delta_chunked_tc"}) {
     CAPTURE(kernel);
     c.mamba2.kernel = kernel;
-    Generator g1(5), g2(5);
-    Mamba2Mixer a(c, g1), b(c, g2);
-    b.to(cuda());
-    check_mixer_on_gpu(a, b, {2, 50, 64}, 2e-4, 5e-4);
+    check_layer_on_gpu<Mamba2Mixer>(c);
   }
 }
