@@ -1,9 +1,10 @@
 // kernels/cuda/block_mm.cuh — float32 products of small tiles by one thread block, on the CUDA
-// cores, written against simt.cuh (so the same source runs on the host SIMT emulator). They are the
-// building blocks of the chunked gated delta kernels (gated_delta_chunk*.cuh), whose chunk-sized
-// products ([32, 32] · [32, d] and the like) are too small and too many for a GEMM library call.
+// cores (mm) or on the tensor cores in 3xTF32 (mm_tc), written against simt.cuh (so the same source
+// runs on the host SIMT emulator). They are the building blocks of the chunked gated delta kernels
+// (gated_delta_chunk*.cuh), whose chunk-sized products ([32, 32] · [32, d] and the like) are too
+// small and too many for a GEMM library call.
 //
-// Each thread computes 4 × 4 outputs at a time in registers (4 + 4 operand loads per 16 FMAs, half
+// mm: each thread computes 4 × 4 outputs at a time in registers (4 + 4 operand loads per 16 FMAs, half
 // a shared-memory load per FMA), or 2 × 2 for products too small to give every thread a 4 × 4 tile.
 // Shared-memory operands should have odd leading dimensions (`odd_ld`): then neither a transposed
 // operand nor a warp spanning several row tiles meets bank conflicts (see mm_tiles).
