@@ -72,14 +72,9 @@ Tensor GatedDeltaNetMixer::run(const Tensor& x, Tensor* tails, const Tensor& S0,
     r = gated_delta_recurrent(first(q), first(k), first(v), transpose(gate, 1, 2), transpose(beta, 1, 2), S0);
     r.y = first(r.y);
   } else {
-    const DeltaForm form = kernel_ == "chunked"      ? DeltaForm::chunked
-                           : kernel_ == "chunked_tc" ? DeltaForm::chunked_tc
-                                                     : DeltaForm::walk;
-    const std::string why = gated_delta_scan_unsupported(q, v, chunk_, form);
-    if ((kernel_ == "fused" || form != DeltaForm::walk) && !why.empty())
-      throw std::invalid_argument("gated_deltanet: model.gdn.kernel is '" + kernel_ +
-                                  "' but the fused scan cannot run on " + q.device().str() + ": " + why +
-                                  " (use auto or composite)");
+    const DeltaForm form = delta_form_of(kernel_);
+    require_gated_delta_kernels("gated_deltanet", "model.gdn.kernel", kernel_,
+                                kernel_ == "fused" || form != DeltaForm::walk, q, v, chunk_, form);
     r = gated_delta_rule(q, k, v, gate, beta, chunk_, S0, kernel_ != "composite", form);  // auto: the op falls back
   }
   S_out = r.state;

@@ -67,8 +67,7 @@ Tensor Mamba2Mixer::mix(const Tensor& xbc_conv, const Tensor& z, const Tensor& d
     ScanResult r = ssd_recurrent(permute(xs, {0, 2, 1, 3}), transpose(dt, 1, 2), A, per_head(Bg), per_head(Cg), h0);
     y = permute(r.y, {0, 2, 1, 3});
     h_out = r.state;
-  } else if (kernel_ == "recurrent" || kernel_ == "auto" || kernel_ == "delta_chunked" ||
-             kernel_ == "delta_chunked_tc") {
+  } else if (kernel_ == "recurrent" || kernel_ == "auto" || delta_form_of(kernel_) != DeltaForm::walk) {
     // The token-by-token kernels of the delta rule without its erase term, on the state Hᵀ; the
     // heads of a group read its B and C (q/k heads = groups). `auto` takes them on both devices:
     // on an H200 the 125M trains at 32.3k tok/s this way against 20.4k through the chunked SSD
@@ -76,15 +75,8 @@ Tensor Mamba2Mixer::mix(const Tensor& xbc_conv, const Tensor& z, const Tensor& d
     // `delta_chunked`: the same op through its chunked WY kernels on CUDA (GatedDeltaShape::chunked);
     // `delta_chunked_tc` with their products on the tensor cores.
     const Tensor g = mul(dt, reshape(A, {1, 1, heads_}));
-    const DeltaForm form = kernel_ == "delta_chunked"      ? DeltaForm::chunked
-                           : kernel_ == "delta_chunked_tc" ? DeltaForm::chunked_tc
-                                                           : DeltaForm::walk;
-    if (form != DeltaForm::walk) {
-      const std::string why = gated_delta_scan_unsupported(Cg, xs, chunk_, form);
-      if (!why.empty())
-        throw std::invalid_argument("mamba2: model.mamba2.kernel is '" + kernel_ + "' but its kernels cannot run on " +
-                                    xs.device().str() + ": " + why + " (use auto or composite)");
-    }
+    const DeltaForm form = delta_form_of(kernel_);
+    require_gated_delta_kernels("mamba2", "model.mamba2.kernel", kernel_, form != DeltaForm::walk, Cg, xs, chunk_, form);
     ScanResult r = gated_linear_rule(Cg, Bg, xs, g, dt, chunk_,
                                      h0.defined() ? transpose(h0, 2, 3) : Tensor(), /*fused=*/true, form);
     y = r.y;

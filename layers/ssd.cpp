@@ -78,6 +78,21 @@ ScanResult gated_linear_chunked(const Tensor& q, const Tensor& k, const Tensor& 
   return {heads_first(r[0]), transpose(r[1], 2, 3)};
 }
 
+DeltaForm delta_form_of(const std::string& kernel) {
+  if (kernel == "chunked" || kernel == "delta_chunked") return DeltaForm::chunked;
+  if (kernel == "chunked_tc" || kernel == "delta_chunked_tc") return DeltaForm::chunked_tc;
+  return DeltaForm::walk;
+}
+
+void require_gated_delta_kernels(const char* who, const char* key, const std::string& kernel, bool explicit_choice,
+                                 const Tensor& q, const Tensor& v, int64_t chunk, DeltaForm form) {
+  if (!explicit_choice) return;
+  const std::string why = gated_delta_scan_unsupported(q, v, chunk, form);
+  if (!why.empty())
+    throw std::invalid_argument(std::string(who) + ": " + key + " is '" + kernel + "' but its fused scan cannot run on " +
+                                q.device().str() + ": " + why + " (use auto or composite)");
+}
+
 ScanResult gated_linear_rule(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g, const Tensor& beta,
                              int64_t chunk, const Tensor& M0, bool fused, DeltaForm form) {
   const GatedDeltaComposite twin = [chunk](const tensor_list& in) {

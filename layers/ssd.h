@@ -26,6 +26,8 @@
 // y [B, H, T, P] and the final state [B, H, P, N]. Everything must have one dtype.
 #pragma once
 
+#include <string>
+
 #include "autograd/ops.h"  // DeltaForm
 #include "autograd/tensor.h"
 
@@ -56,6 +58,15 @@ ScanResult gated_linear_chunked(const Tensor& q, const Tensor& k, const Tensor& 
                                 int64_t chunk, const Tensor& M0 = Tensor());
 ScanResult gated_linear_rule(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g, const Tensor& beta,
                              int64_t chunk, const Tensor& M0, bool fused, DeltaForm form = DeltaForm::walk);
+
+// The CUDA form a layer's `kernel` setting names for the gated delta kernels: chunked for "chunked"
+// (Gated DeltaNet) or "delta_chunked" (Mamba 2), chunked_tc for their "_tc" variants, else the walk.
+DeltaForm delta_form_of(const std::string& kernel);
+// Throws when a setting that asks for the fused gated delta kernels (`explicit_choice`) names ones
+// that cannot run q [B, T, G, d_k], v [B, T, H, d_v] on their device; `who` and `key` name the layer
+// and its setting in the message.
+void require_gated_delta_kernels(const char* who, const char* key, const std::string& kernel, bool explicit_choice,
+                                 const Tensor& q, const Tensor& v, int64_t chunk, DeltaForm form);
 
 // Zero-pads dim `dim` of x to length `len` (>= its size): differentiable.
 Tensor pad_to(const Tensor& x, int64_t dim, int64_t len);
