@@ -157,6 +157,10 @@ TTT_DEV Chunk chunk_at(const Params& p, int64_t bh, int n) {
   c.len = left < C ? static_cast<int>(left) : C;
   return c;
 }
+// The chunk of a per-chunk kernel's block.
+TTT_DEV Chunk chunk_of_block(const Params& p, int64_t block) {
+  return chunk_at(p, block / p.chunks, static_cast<int>(block % p.chunks));
+}
 // Workspace offsets of the chunk's arrays.
 TTT_DEV int64_t at_chunk(const Chunk& c, const Params& p) { return c.bh * p.chunks + c.n; }
 // Element offsets of token t (local) of the chunk in the [B, T, H, ·] / [B, T, H] buffers and in q, k.
@@ -165,42 +169,56 @@ TTT_DEV int64_t tok_qk(const Params& p, const Chunk& c, int t) {
   return (c.b * p.len + c.t0 + t) * p.qk_heads + c.h / p.heads_per_group;
 }
 
-// Loads into shared tiles of leading dimension `ld`. Elements past the chunk's tokens or the
-// columns are zeros.
-// [C, d_k] rows of q or k of the chunk, times scale[t] when scale is given.
-TTT_DEV void load_qk(float* dst, int ld, const float* src, const Params& p, const Chunk& c,
-                     const float* scale = nullptr) {
+// One float from src to dst: a plain copy, or with Async a cp.async (4 bytes, any alignment) that the
+// caller commits, waits for and syncs on before reading.
+template <bool Async> TTT_DEV void put(float* dst, const float* src) {
+  if constexpr (Async) simt::cp_async4(dst, src);
+  else *dst = *src;
+}
+
+// Loads into shared tiles of leading dimension `ld`, plain or (Async) by cp.async for the walks over
+// chunks, which stage the next chunk while they compute on this one. Elements past the chunk's
+// tokens or the columns are stored as zeros directly.
+// [C, d_k] rows of q or k of the chunk.
+template <bool Async = false>
+TTT_DEV void load_qk(float* dst, int ld, const float* src, const Params& p, const Chunk& c) {
   const int dk = p.dk_dim;
   for (int e = tid(); e < C * dk; e += THREADS) {
     const int t = e / dk, i = e % dk;
-    dst[t * ld + i] = t < c.len ? src[tok_qk(p, c, t) * dk + i] * (scale ? scale[t] : 1.f) : 0.f;
+    if (t < c.len) put<Async>(&dst[t * ld + i], src + tok_qk(p, c, t) * dk + i);
+    else dst[t * ld + i] = 0.f;
   }
 }
 // [C, w] columns c0 .. c0 + w of a [B, T, H, d_v] buffer (zeros too when src is null).
+template <bool Async = false>
 TTT_DEV void load_cols(float* dst, int ld, const float* src, const Params& p, const Chunk& c, int c0, int w) {
   for (int e = tid(); e < C * w; e += THREADS) {
     const int t = e / w, j = c0 + e % w;
-    dst[t * ld + e % w] = src && t < c.len && j < p.dv_dim ? src[tok(p, c, t) * p.dv_dim + j] : 0.f;
+    if (src && t < c.len && j < p.dv_dim) put<Async>(&dst[t * ld + e % w], src + tok(p, c, t) * p.dv_dim + j);
+    else dst[t * ld + e % w] = 0.f;
   }
 }
 // [C] values of a [B, T, H] buffer.
 TTT_DEV void load_tokens(float* dst, const float* src, const Params& p, const Chunk& c) {
   for (int t = tid(); t < C; t += THREADS) dst[t] = t < c.len ? src[tok(p, c, t)] : 0.f;
 }
-// n consecutive floats.
-TTT_DEV void copy_vec(float* dst, const float* src, int n) {
-  for (int e = tid(); e < n; e += THREADS) dst[e] = src[e];
-}
-// A [rows, cols] matrix between leading dimensions (shared <-> global, either way).
+// A [rows, cols] matrix between leading dimensions (shared <-> global, either way; Async: global to
+// shared only).
+template <bool Async = false>
 TTT_DEV void copy_rows(float* dst, int ldd, const float* src, int lds, int rows, int cols) {
-  for (int e = tid(); e < rows * cols; e += THREADS) dst[(e / cols) * ldd + e % cols] = src[(e / cols) * lds + e % cols];
+  for (int e = tid(); e < rows * cols; e += THREADS)
+    put<Async>(&dst[(e / cols) * ldd + e % cols], src + (e / cols) * lds + e % cols);
 }
+// n consecutive floats.
+TTT_DEV void copy_vec(float* dst, const float* src, int n) { copy_rows(dst, n, src, n, 1, n); }
 // A [rows, w] tile of columns c0 .. of a dense [rows, d_v] array into a shared tile (src null: zeros),
 // and back (columns past d_v not written).
+template <bool Async = false>
 TTT_DEV void tile_in(float* dst, int ld, const float* src, int rows, int dv, int c0, int w) {
   for (int e = tid(); e < rows * w; e += THREADS) {
     const int r = e / w, j = c0 + e % w;
-    dst[r * ld + e % w] = src && j < dv ? src[static_cast<int64_t>(r) * dv + j] : 0.f;
+    if (src && j < dv) put<Async>(&dst[r * ld + e % w], src + static_cast<int64_t>(r) * dv + j);
+    else dst[r * ld + e % w] = 0.f;
   }
 }
 TTT_DEV void tile_out(float* dst, const float* src, int ld, int rows, int dv, int c0, int w) {
@@ -209,36 +227,8 @@ TTT_DEV void tile_out(float* dst, const float* src, int ld, int rows, int dv, in
     if (j < dv) dst[static_cast<int64_t>(r) * dv + j] = src[r * ld + e % w];
   }
 }
-
-// The same loads by cp.async (4 bytes each, any alignment), for the walks over chunks to stage the
-// next chunk while they compute on this one; elements past the tokens or columns are stored as zeros
-// directly. The caller commits the group, waits for it, then syncs before reading.
-TTT_DEV void load_qk_async(float* dst, int ld, const float* src, const Params& p, const Chunk& c) {
-  const int dk = p.dk_dim;
-  for (int e = tid(); e < C * dk; e += THREADS) {
-    const int t = e / dk, i = e % dk;
-    if (t < c.len) simt::cp_async4(&dst[t * ld + i], src + tok_qk(p, c, t) * dk + i);
-    else dst[t * ld + i] = 0.f;
-  }
-}
-TTT_DEV void load_cols_async(float* dst, int ld, const float* src, const Params& p, const Chunk& c, int c0) {
-  for (int e = tid(); e < C * VS; e += THREADS) {
-    const int t = e / VS, j = c0 + e % VS;
-    if (src && t < c.len && j < p.dv_dim) simt::cp_async4(&dst[t * ld + e % VS], src + tok(p, c, t) * p.dv_dim + j);
-    else dst[t * ld + e % VS] = 0.f;
-  }
-}
-TTT_DEV void copy_rows_async(float* dst, int ldd, const float* src, int lds, int rows, int cols) {
-  for (int e = tid(); e < rows * cols; e += THREADS)
-    simt::cp_async4(&dst[(e / cols) * ldd + e % cols], src + (e / cols) * lds + e % cols);
-}
-TTT_DEV void tile_in_async(float* dst, int ld, const float* src, int rows, int dv, int c0) {
-  for (int e = tid(); e < rows * VS; e += THREADS) {
-    const int r = e / VS, j = c0 + e % VS;
-    if (j < dv) simt::cp_async4(&dst[r * ld + e % VS], src + static_cast<int64_t>(r) * dv + j);
-    else dst[r * ld + e % VS] = 0.f;
-  }
-}
+// Columns of the tile from c0 of width w that exist (d_v − c0 for the last).
+TTT_DEV int tile_cols(int dv, int c0, int w) { return dv - c0 < w ? dv - c0 : w; }
 // Waits for the group staging this chunk; `next` says whether a later group (the next chunk's) was
 // committed after it and may stay in flight.
 TTT_DEV void wait_stage(bool next) {
@@ -272,7 +262,7 @@ TTT_DEV void unit_lower_inverse(float* T, const float* A) {
 // U0 = T diag(β) V (or diag(β) V) into p.U.
 template <bool ERASE>
 TTT_DEV void prep_block(const Params& p, int64_t block, char* smem) {
-  const Chunk c = chunk_at(p, block / p.chunks, static_cast<int>(block % p.chunks));
+  const Chunk c = chunk_of_block(p, block);
   const int dk = p.dk_dim, lk = ld_k(dk), dv = p.dv_dim;
   const int64_t at = at_chunk(c, p);
   blk::Carve cv{reinterpret_cast<float*>(smem)};
@@ -318,7 +308,7 @@ TTT_DEV void prep_block(const Params& p, int64_t block, char* smem) {
     sync();
     for (int e = tid(); e < C * VS; e += THREADS) Vt[(e / VS) * LV + e % VS] *= Bt[e / VS];  // diag(β) V
     sync();
-    const int nc = dv - c0 < VS ? dv - c0 : VS;
+    const int nc = tile_cols(dv, c0, VS);
     float* U0 = p.U + at * C * dv + c0;
     if constexpr (ERASE) {
       prod<false, false>(p, U0, dv, Tm, LC, Vt, LV, C, nc, C, 1.f, 0.f);
@@ -336,7 +326,7 @@ template <bool ERASE>
 TTT_DEV void state_block(const Params& p, int64_t block, char* smem) {
   const int64_t bh = block / p.slices;
   const int c0 = static_cast<int>(block % p.slices) * VS, dk = p.dk_dim, lk = ld_k(dk), dv = p.dv_dim;
-  const int nc = dv - c0 < VS ? dv - c0 : VS;
+  const int nc = tile_cols(dv, c0, VS);
   blk::Carve cv{reinterpret_cast<float*>(smem)};
   float* M = cv.take(dk * LV);
   struct Stage {
@@ -348,10 +338,10 @@ TTT_DEV void state_block(const Params& p, int64_t block, char* smem) {
   auto stage = [&](int n, Stage b) {
     const Chunk c = chunk_at(p, bh, n);
     const int64_t at = at_chunk(c, p);
-    if constexpr (ERASE) copy_rows_async(b.W, lk, p.W + at * C * dk, dk, C, dk);
-    load_qk_async(b.K, lk, p.k, p, c);
-    copy_rows_async(b.G, C, p.G + at * C, C, 1, C);
-    tile_in_async(b.U, LV, p.U + at * C * dv, C, dv, c0);
+    if constexpr (ERASE) copy_rows<true>(b.W, lk, p.W + at * C * dk, dk, C, dk);
+    load_qk<true>(b.K, lk, p.k, p, c);
+    copy_rows<true>(b.G, C, p.G + at * C, C, 1, C);
+    tile_in<true>(b.U, LV, p.U + at * C * dv, C, dv, c0, VS);
     simt::cp_async_commit();
   };
   tile_in(M, LV, p.M0 ? p.M0 + bh * dk * dv : nullptr, dk, dv, c0, VS);
@@ -379,7 +369,7 @@ TTT_DEV void state_block(const Params& p, int64_t block, char* smem) {
 
 // One chunk's outputs, a value tile at a time: o = diag(γ) Q M + P U.
 TTT_DEV void out_block(const Params& p, int64_t block, char* smem) {
-  const Chunk c = chunk_at(p, block / p.chunks, static_cast<int>(block % p.chunks));
+  const Chunk c = chunk_of_block(p, block);
   const int dk = p.dk_dim, lk = ld_k(dk), dv = p.dv_dim;
   const int64_t at = at_chunk(c, p);
   blk::Carve cv{reinterpret_cast<float*>(smem)};
@@ -388,11 +378,12 @@ TTT_DEV void out_block(const Params& p, int64_t block, char* smem) {
   copy_vec(G, p.G + at * C, C);
   copy_rows(Pm, LC, p.P + at * C * C, C, C, C);
   sync();
+  load_qk(Qg, lk, p.q, p, c);
   for (int t = tid(); t < C; t += THREADS) G[t] = expf(G[t]);  // γ
   sync();
-  load_qk(Qg, lk, p.q, p, c, G);
+  for (int e = tid(); e < C * dk; e += THREADS) Qg[(e / dk) * lk + e % dk] *= G[e / dk];  // diag(γ) Q
   for (int c0 = 0; c0 < dv; c0 += VS) {
-    const int nc = dv - c0 < VS ? dv - c0 : VS;
+    const int nc = tile_cols(dv, c0, VS);
     tile_in(Mt, LV, p.states + at * dk * dv, dk, dv, c0, VS);
     tile_in(Ut, LV, p.U + at * C * dv, C, dv, c0, VS);
     sync();

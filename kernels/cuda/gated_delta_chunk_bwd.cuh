@@ -41,7 +41,7 @@ template <bool ERASE>
 TTT_DEV void dstate_block(const Params& p, int64_t block, char* smem) {
   const int64_t bh = block / p.slices;
   const int c0 = static_cast<int>(block % p.slices) * VS, dk = p.dk_dim, lk = ld_k(dk), dv = p.dv_dim;
-  const int nc = dv - c0 < VS ? dv - c0 : VS;
+  const int nc = tile_cols(dv, c0, VS);
   blk::Carve cv{reinterpret_cast<float*>(smem)};
   float *D = cv.take(dk * LV), *dUt = cv.take(C * LV), *gam = cv.take(C);
   struct Stage {
@@ -53,12 +53,12 @@ TTT_DEV void dstate_block(const Params& p, int64_t block, char* smem) {
   auto stage = [&](int n, Stage b) {
     const Chunk c = chunk_at(p, bh, n);
     const int64_t at = at_chunk(c, p);
-    if constexpr (ERASE) copy_rows_async(b.W, lk, p.W + at * C * dk, dk, C, dk);
-    load_qk_async(b.K, lk, p.k, p, c);
-    load_qk_async(b.Q, lk, p.q, p, c);
-    copy_rows_async(b.P, LC, p.P + at * C * C, C, C, C);
-    load_cols_async(b.dO, LV, p.d_o, p, c, c0);
-    copy_rows_async(b.G, C, p.G + at * C, C, 1, C);
+    if constexpr (ERASE) copy_rows<true>(b.W, lk, p.W + at * C * dk, dk, C, dk);
+    load_qk<true>(b.K, lk, p.k, p, c);
+    load_qk<true>(b.Q, lk, p.q, p, c);
+    copy_rows<true>(b.P, LC, p.P + at * C * C, C, C, C);
+    load_cols<true>(b.dO, LV, p.d_o, p, c, c0, VS);
+    copy_rows<true>(b.G, C, p.G + at * C, C, 1, C);
     simt::cp_async_commit();
   };
   tile_in(D, LV, p.dM_final ? p.dM_final + bh * dk * dv : nullptr, dk, dv, c0, VS);
@@ -99,7 +99,7 @@ template <class F> TTT_DEV void row_sums(float* out, bool by_row, float sign, F 
 
 template <bool ERASE>
 TTT_DEV void grads_block(const Params& p, int64_t block, char* smem) {
-  const Chunk c = chunk_at(p, block / p.chunks, static_cast<int>(block % p.chunks));
+  const Chunk c = chunk_of_block(p, block);
   const int dk = p.dk_dim, lk = ld_k(dk), dv = p.dv_dim;
   const int64_t at = at_chunk(c, p);
   blk::Carve cv{reinterpret_cast<float*>(smem)};
@@ -126,7 +126,7 @@ TTT_DEV void grads_block(const Params& p, int64_t block, char* smem) {
   // <M, D>; and dV, the V part of dβ.
   float mdm = 0.f;
   for (int c0 = 0; c0 < dv; c0 += TV) {
-    const int nc = dv - c0 < TV ? dv - c0 : TV;
+    const int nc = tile_cols(dv, c0, TV);
     const float acc = c0 > 0 ? 1.f : 0.f;
     load_cols(Dt, LT, p.d_o, p, c, c0, TV);
     tile_in(Ut, LT, p.U + at * C * dv, C, dv, c0, TV);
