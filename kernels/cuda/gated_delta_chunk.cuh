@@ -236,6 +236,10 @@ TTT_DEV void wait_stage(bool next) {
   else simt::cp_async_wait_all();
 }
 
+// Row t of a shared [C, cols] tile (leading dimension ld) times s[t], in place.
+TTT_DEV void scale_rows(float* x, int ld, int cols, const float* s) {
+  for (int e = tid(); e < C * cols; e += THREADS) x[(e / cols) * ld + e % cols] *= s[e / cols];
+}
 // E_cj k_j: the rows of k as they enter the state update (Kd), in place from raw k rows and G.
 TTT_DEV void decay_to_last(float* kd, int ld, const float* G, int dk) {
   for (int e = tid(); e < C * dk; e += THREADS) kd[(e / dk) * ld + e % dk] *= expf(G[C - 1] - G[e / dk]);
@@ -306,7 +310,7 @@ TTT_DEV void prep_block(const Params& p, int64_t block, char* smem) {
     sync();  // the previous tile's product has read Vt
     load_cols(Vt, LV, p.v, p, c, c0, VS);
     sync();
-    for (int e = tid(); e < C * VS; e += THREADS) Vt[(e / VS) * LV + e % VS] *= Bt[e / VS];  // diag(β) V
+    scale_rows(Vt, LV, VS, Bt);  // diag(β) V
     sync();
     const int nc = tile_cols(dv, c0, VS);
     float* U0 = p.U + at * C * dv + c0;
@@ -381,7 +385,7 @@ TTT_DEV void out_block(const Params& p, int64_t block, char* smem) {
   load_qk(Qg, lk, p.q, p, c);
   for (int t = tid(); t < C; t += THREADS) G[t] = expf(G[t]);  // γ
   sync();
-  for (int e = tid(); e < C * dk; e += THREADS) Qg[(e / dk) * lk + e % dk] *= G[e / dk];  // diag(γ) Q
+  scale_rows(Qg, lk, dk, G);  // diag(γ) Q
   for (int c0 = 0; c0 < dv; c0 += VS) {
     const int nc = tile_cols(dv, c0, VS);
     tile_in(Mt, LV, p.states + at * dk * dv, dk, dv, c0, VS);

@@ -75,7 +75,7 @@ TTT_DEV void dstate_block(const Params& p, int64_t block, char* smem) {
     for (int t = tid(); t < C; t += THREADS) gam[t] = expf(b.G[t]);
     decay_to_last(b.K, lk, b.G, dk);
     sync();
-    for (int e = tid(); e < C * dk; e += THREADS) b.Q[(e / dk) * lk + e % dk] *= gam[e / dk];  // diag(γ) Q
+    scale_rows(b.Q, lk, dk, gam);  // diag(γ) Q
     prod<true, false>(p, dUt, LV, b.P, LC, b.dO, LV, C, nc, C, 1.f, 0.f);  // Pᵀ dO
     prod<false, false>(p, dUt, LV, b.K, lk, D, LV, C, nc, dk, 1.f, 1.f);  // + Kd D
     sync();
