@@ -118,6 +118,18 @@ float bf(uint32_t reg, int half) {
   return v.to_float();
 }
 
+// Lane l's part of D += A B for an m16n8kK MMA (its C fragment: rows g, g + 8, columns 2t, 2t + 1).
+template <int K>
+void accumulate_fragment(float d[4], const float (&A)[16][K], const float (&B)[K][8], int l) {
+  const int g = l / 4, t = l % 4;
+  for (int e = 0; e < 4; ++e) {
+    const int row = g + (e >> 1) * 8, col = 2 * t + (e & 1);
+    float s = d[e];
+    for (int k = 0; k < K; ++k) s += A[row][k] * B[k][col];
+    d[e] = s;
+  }
+}
+
 }  // namespace
 
 int emu_tid() { return g_block->current; }
@@ -182,13 +194,7 @@ void emu_mma_bf16(float d[4], const uint32_t a[4], const uint32_t b[2]) {
     }
   }
   warp_sync();
-  const int g = l / 4, t = l % 4;
-  for (int e = 0; e < 4; ++e) {
-    const int row = g + (e >> 1) * 8, col = 2 * t + (e & 1);
-    float s = d[e];
-    for (int k = 0; k < 16; ++k) s += A[row][k] * B[k][col];
-    d[e] = s;
-  }
+  accumulate_fragment(d, A, B, l);
 }
 
 // mma.m16n8k8 row.col f32.tf32.tf32.f32: d += A B with
@@ -219,13 +225,7 @@ void emu_mma_tf32(float d[4], const uint32_t a[4], const uint32_t b[2]) {
     B[t + 4][g] = tf(w.b[L][1]);
   }
   warp_sync();
-  const int g = l / 4, t = l % 4;
-  for (int e = 0; e < 4; ++e) {
-    const int row = g + (e >> 1) * 8, col = 2 * t + (e & 1);
-    float s = d[e];
-    for (int k = 0; k < 8; ++k) s += A[row][k] * B[k][col];
-    d[e] = s;
-  }
+  accumulate_fragment(d, A, B, l);
 }
 
 char* block_smem() { return g_block->smem; }
