@@ -45,66 +45,85 @@ struct WarpSlots {
   uint32_t a[32][4], b[32][2];
 };
 
+// One thread block of the cluster: its barrier and shared memory.
 struct Block {
-  int threads = 0;
+  Barrier bar;
+  std::vector<char> smem_storage;
+  char* smem = nullptr;
+};
+
+// The fibers of a cluster of `blocks` thread blocks (a lone block is a cluster of one): fiber i is
+// thread i % threads of block i / threads, and warp i / 32 of the cluster.
+struct Cluster {
+  int threads = 0;  // per block
+  size_t smem_bytes = 0;
+  std::vector<Block> blocks;
   std::vector<Fiber> fibers;
   ucontext_t scheduler;
   int current = -1;
-  Barrier bar;
+  Barrier bar;  // the cluster barrier
   std::vector<WarpSlots> warps;
-  std::vector<char> smem_storage;
-  char* smem = nullptr;
+  uint64_t events = 0;  // arrivals, barrier releases and finished fibers: what the deadlock check watches
   const std::function<void()>* body = nullptr;
   std::string error;
+  Block& block() { return blocks[static_cast<size_t>(current / threads)]; }
 };
 
-Block* g_block = nullptr;
+Cluster* g_cluster = nullptr;
 
-void yield() { swapcontext(&g_block->fibers[g_block->current].ctx, &g_block->scheduler); }
+void yield() { swapcontext(&g_cluster->fibers[g_cluster->current].ctx, &g_cluster->scheduler); }
 
 // Waits until all `n` participants arrived at barrier b.
 void arrive_and_wait(Barrier& b, int n) {
   const uint64_t gen = b.gen;
+  ++g_cluster->events;
   if (++b.count == n) {
     b.count = 0;
     ++b.gen;
     return;
   }
-  g_block->fibers[g_block->current].waiting = &b;
+  g_cluster->fibers[g_cluster->current].waiting = &b;
   while (b.gen == gen) yield();
-  g_block->fibers[g_block->current].waiting = nullptr;
+  g_cluster->fibers[g_cluster->current].waiting = nullptr;
 }
 
 // Who waits where, for the deadlock message.
-std::string describe_waits(const Block& blk) {
-  int done = 0, at_block = 0;
+std::string describe_waits(const Cluster& cl) {
+  int done = 0, at_block = 0, at_cluster = 0;
   std::string warps;
-  for (int i = 0; i < blk.threads; ++i) {
-    const Fiber& f = blk.fibers[i];
+  for (size_t i = 0; i < cl.fibers.size(); ++i) {
+    const Fiber& f = cl.fibers[i];
     if (f.done) ++done;
-    else if (f.waiting == &blk.bar) ++at_block;
+    else if (f.waiting == &cl.blocks[i / static_cast<size_t>(cl.threads)].bar) ++at_block;
+    else if (f.waiting == &cl.bar) ++at_cluster;
   }
-  for (size_t w = 0; w < blk.warps.size(); ++w) {
+  for (size_t w = 0; w < cl.warps.size(); ++w) {
     int n = 0;
     for (int l = 0; l < 32; ++l)
-      if (blk.fibers[w * 32 + l].waiting == &blk.warps[w].bar) ++n;
+      if (cl.fibers[w * 32 + l].waiting == &cl.warps[w].bar) ++n;
     if (n) warps += " warp " + std::to_string(w) + ": " + std::to_string(n) + " lanes in a collective;";
   }
-  return std::to_string(done) + " threads finished, " + std::to_string(at_block) + " at the block barrier;" + warps;
+  std::string s = std::to_string(done) + " threads finished, " + std::to_string(at_block) + " at a block barrier";
+  if (cl.blocks.size() > 1) s += ", " + std::to_string(at_cluster) + " at the cluster barrier";
+  return s + ";" + warps;
 }
 
 void trampoline(int index) {
+  Cluster* cl = g_cluster;
   try {
-    (*g_block->body)();
+    (*cl->body)();
   } catch (const std::exception& e) {
-    if (g_block->error.empty()) g_block->error = "thread " + std::to_string(index) + ": " + e.what();
+    if (cl->error.empty())
+      cl->error = "block " + std::to_string(index / cl->threads) + " thread " + std::to_string(index % cl->threads) +
+                  ": " + e.what();
   }
-  g_block->fibers[index].done = true;
-  swapcontext(&g_block->fibers[index].ctx, &g_block->scheduler);
+  cl->fibers[index].done = true;
+  ++cl->events;
+  swapcontext(&cl->fibers[index].ctx, &cl->scheduler);
 }
 
-WarpSlots& my_warp() { return g_block->warps[g_block->current / 32]; }
-int my_lane() { return g_block->current % 32; }
+WarpSlots& my_warp() { return g_cluster->warps[g_cluster->current / 32]; }
+int my_lane() { return g_cluster->current % 32; }
 void warp_sync() { arrive_and_wait(my_warp().bar, 32); }
 
 uint16_t load_u16(const void* p) {
@@ -132,9 +151,24 @@ void accumulate_fragment(float d[4], const float (&A)[16][K], const float (&B)[K
 
 }  // namespace
 
-int emu_tid() { return g_block->current; }
-int emu_block_threads() { return g_block->threads; }
-void emu_sync() { arrive_and_wait(g_block->bar, g_block->threads); }
+int emu_tid() { return g_cluster->current % g_cluster->threads; }
+int emu_block_threads() { return g_cluster->threads; }
+void emu_sync() { arrive_and_wait(g_cluster->block().bar, g_cluster->threads); }
+int emu_cluster_rank() { return g_cluster->current / g_cluster->threads; }
+int emu_cluster_size() { return static_cast<int>(g_cluster->blocks.size()); }
+void emu_cluster_sync() { arrive_and_wait(g_cluster->bar, static_cast<int>(g_cluster->fibers.size())); }
+
+// The address of the same byte of block `rank`'s shared memory as p of the caller's block (mapa).
+void* emu_map_rank(const void* p, int rank) {
+  Cluster& cl = *g_cluster;
+  const char* c = static_cast<const char*>(p);
+  const char* own = cl.block().smem;
+  if (c < own || c >= own + cl.smem_bytes)
+    throw std::runtime_error("map_rank: the address is not in the calling block's shared memory");
+  if (rank < 0 || rank >= static_cast<int>(cl.blocks.size()))
+    throw std::runtime_error("map_rank: block rank " + std::to_string(rank) + " is not in the cluster");
+  return cl.blocks[static_cast<size_t>(rank)].smem + (c - own);
+}
 void emu_syncwarp() { warp_sync(); }
 
 float emu_shfl_xor(float v, int mask) {
@@ -228,7 +262,7 @@ void emu_mma_tf32(float d[4], const uint32_t a[4], const uint32_t b[2]) {
   accumulate_fragment(d, A, B, l);
 }
 
-char* block_smem() { return g_block->smem; }
+char* block_smem() { return g_cluster->block().smem; }
 
 Schedule schedule_from_env() {
   const char* v = std::getenv("TTT_SIMT_ORDER");
@@ -239,22 +273,28 @@ Schedule schedule_from_env() {
   throw std::invalid_argument("TTT_SIMT_ORDER must be forward, reverse or shuffle, got '" + s + "'");
 }
 
-void emulate_block(int threads, size_t smem_bytes, const std::function<void()>& body) {
-  if (threads <= 0 || threads % 32 != 0) throw std::invalid_argument("emulate_block: threads must be a multiple of 32");
-  Block blk;
-  blk.threads = threads;
-  blk.body = &body;
-  blk.warps.resize(threads / 32);
+void emulate_cluster(int blocks, int threads, size_t smem_bytes, const std::function<void()>& body) {
+  if (threads <= 0 || threads % 32 != 0) throw std::invalid_argument("emulate: threads must be a multiple of 32");
+  if (blocks <= 0) throw std::invalid_argument("emulate_cluster: blocks must be positive");
+  Cluster cl;
+  cl.threads = threads;
+  cl.smem_bytes = smem_bytes;
+  cl.body = &body;
+  const int n = blocks * threads;
+  cl.warps.resize(static_cast<size_t>(n / 32));
   // Shared memory starts as NaN, as an uninitialised GPU buffer might hold anything.
-  blk.smem_storage.resize(smem_bytes + 16);
-  blk.smem = blk.smem_storage.data() + (16 - reinterpret_cast<uintptr_t>(blk.smem_storage.data()) % 16) % 16;
+  cl.blocks.resize(static_cast<size_t>(blocks));
   const float nan = std::numeric_limits<float>::quiet_NaN();
-  for (size_t i = 0; i + 4 <= smem_bytes; i += 4) std::memcpy(blk.smem + i, &nan, 4);
-  blk.fibers.resize(threads);
-  Block* outer = g_block;
-  g_block = &blk;
-  for (int i = 0; i < threads; ++i) {
-    Fiber& f = blk.fibers[i];
+  for (Block& b : cl.blocks) {
+    b.smem_storage.resize(smem_bytes + 16);
+    b.smem = b.smem_storage.data() + (16 - reinterpret_cast<uintptr_t>(b.smem_storage.data()) % 16) % 16;
+    for (size_t i = 0; i + 4 <= smem_bytes; i += 4) std::memcpy(b.smem + i, &nan, 4);
+  }
+  cl.fibers.resize(static_cast<size_t>(n));
+  Cluster* outer = g_cluster;
+  g_cluster = &cl;
+  for (int i = 0; i < n; ++i) {
+    Fiber& f = cl.fibers[static_cast<size_t>(i)];
     f.stack.reset(new char[kStack]);
     getcontext(&f.ctx);
     f.ctx.uc_stack.ss_sp = f.stack.get();
@@ -263,45 +303,41 @@ void emulate_block(int threads, size_t smem_bytes, const std::function<void()>& 
     makecontext(&f.ctx, reinterpret_cast<void (*)()>(trampoline), 1, i);
   }
   // Round robin until every fiber is done, in the order of TTT_SIMT_ORDER (schedule_from_env); a
-  // full round in which no barrier generation moved and no fiber finished is a deadlock.
+  // full round in which no fiber arrived at a barrier, none was released and none finished is a
+  // deadlock.
   const Schedule schedule = schedule_from_env();
-  std::vector<int> order(threads);
+  std::vector<int> order(static_cast<size_t>(n));
   std::iota(order.begin(), order.end(), 0);
   if (schedule == Schedule::reverse) std::reverse(order.begin(), order.end());
-  static uint64_t blocks_run = 0;  // seeds the shuffles: every block, and every run, the same way
-  std::mt19937_64 rng(0x5eed + blocks_run++);
+  static uint64_t clusters_run = 0;  // seeds the shuffles: every cluster, and every run, the same way
+  std::mt19937_64 rng(0x5eed + clusters_run++);
+  auto fail = [&](const std::string& what) {
+    g_cluster = outer;
+    throw std::runtime_error(what);
+  };
   for (;;) {
-    bool all_done = true, progress = false;
-    uint64_t before = blk.bar.gen;
-    std::vector<uint64_t> wb;
-    for (auto& w : blk.warps) wb.push_back(w.bar.gen);
+    bool all_done = true;
+    const uint64_t before = cl.events;
     if (schedule == Schedule::shuffle) std::shuffle(order.begin(), order.end(), rng);
     for (int i : order) {
-      Fiber& f = blk.fibers[i];
+      Fiber& f = cl.fibers[static_cast<size_t>(i)];
       if (f.done) continue;
-      blk.current = i;
-      const int counts_before = blk.bar.count;
-      swapcontext(&blk.scheduler, &f.ctx);
-      if (f.done || blk.bar.count != counts_before) progress = true;
+      cl.current = i;
+      swapcontext(&cl.scheduler, &f.ctx);
       all_done = all_done && f.done;
     }
     if (all_done) break;
-    if (blk.bar.gen != before) progress = true;
-    for (size_t w = 0; w < blk.warps.size(); ++w)
-      if (blk.warps[w].bar.gen != wb[w]) progress = true;
-    if (!progress) {
-      g_block = outer;
-      throw std::runtime_error("emulate_block: deadlock (a barrier or warp-collective call not reached by all threads: " +
-                               describe_waits(blk) + ")" +
-                               (blk.error.empty() ? std::string() : "; first error: " + blk.error));
-    }
-    if (!blk.error.empty()) {
-      g_block = outer;
-      throw std::runtime_error("emulate_block: " + blk.error);
-    }
+    if (cl.events == before)
+      fail("emulate: deadlock (a barrier or warp-collective call not reached by all threads: " + describe_waits(cl) +
+           ")" + (cl.error.empty() ? std::string() : "; first error: " + cl.error));
+    if (!cl.error.empty()) fail("emulate: " + cl.error);
   }
-  g_block = outer;
-  if (!blk.error.empty()) throw std::runtime_error("emulate_block: " + blk.error);
+  g_cluster = outer;
+  if (!cl.error.empty()) throw std::runtime_error("emulate: " + cl.error);
+}
+
+void emulate_block(int threads, size_t smem_bytes, const std::function<void()>& body) {
+  emulate_cluster(1, threads, smem_bytes, body);
 }
 
 }  // namespace ttt::simt

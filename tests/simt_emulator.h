@@ -26,6 +26,11 @@ Schedule schedule_from_env();
 // block's `smem_bytes` of shared memory from block_smem(), filled with NaN (a kernel that reads
 // shared memory it never wrote shows it).
 void emulate_block(int threads, size_t smem_bytes, const std::function<void()>& body);
+// Runs body() as a thread block cluster (sm_90) of `blocks` blocks of `threads` fibers, all
+// scheduled together: each block has its own shared memory (NaN-filled) and barrier;
+// simt::cluster_sync() waits for every thread of the cluster, simt::map_rank() reaches another
+// block's shared memory (distributed shared memory), simt::cluster_rank() is the block's rank.
+void emulate_cluster(int blocks, int threads, size_t smem_bytes, const std::function<void()>& body);
 // The current block's shared memory (16-byte aligned).
 char* block_smem();
 

@@ -1,6 +1,7 @@
 // kernels/cuda/simt.cuh — the thread-level primitives the fused TTT kernels are written against:
 // thread and warp indices, block and warp barriers, warp shuffles, ldmatrix, the bf16 tensor-core MMA
-// (m16n8k16, float32 accumulate), the tf32 one (m16n8k8) and cp.async.
+// (m16n8k16, float32 accumulate), the tf32 one (m16n8k8), cp.async and thread block clusters
+// (rank, cluster barrier, distributed shared memory).
 //
 // Why a layer of its own: the same kernel source compiles two ways.
 //  - nvcc (the default): each primitive is the CUDA intrinsic / inline PTX instruction.
@@ -41,6 +42,10 @@ float emu_shfl_xor(float v, int mask);
 void emu_ldmatrix(uint32_t* r, int n, const void* addr, bool trans);
 void emu_mma_bf16(float d[4], const uint32_t a[4], const uint32_t b[2]);
 void emu_mma_tf32(float d[4], const uint32_t a[4], const uint32_t b[2]);
+int emu_cluster_rank();
+int emu_cluster_size();
+void emu_cluster_sync();
+void* emu_map_rank(const void* p, int rank);
 
 TTT_DEV long long clock() { return 0; }
 TTT_DEV int tid() { return emu_tid(); }
@@ -52,6 +57,13 @@ TTT_DEV void ldsm_x4(uint32_t r[4], const void* p) { emu_ldmatrix(r, 4, p, false
 TTT_DEV void ldsm_x4_t(uint32_t r[4], const void* p) { emu_ldmatrix(r, 4, p, true); }
 TTT_DEV void mma_bf16(float d[4], const uint32_t a[4], const uint32_t b[2]) { emu_mma_bf16(d, a, b); }
 TTT_DEV void mma_tf32(float d[4], const uint32_t a[4], const uint32_t b[2]) { emu_mma_tf32(d, a, b); }
+TTT_DEV int cluster_rank() { return emu_cluster_rank(); }
+TTT_DEV int cluster_size() { return emu_cluster_size(); }
+TTT_DEV void cluster_sync() { emu_cluster_sync(); }
+template <class T>
+TTT_DEV T* map_rank(T* p, int rank) {
+  return static_cast<T*>(emu_map_rank(p, rank));
+}
 // cvt.rna.tf32.f32: the 10-bit-mantissa rounding (to nearest, ties away from zero), as float bits.
 TTT_DEV uint32_t to_tf32(float x) {
   uint32_t u;
@@ -133,6 +145,32 @@ TTT_DEV void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memo
 // Waits until at most N of this thread's most recent commit groups are still in flight.
 template <int N>
 TTT_DEV void cp_async_wait_group() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
+// Thread block clusters (sm_90): the block's rank in its cluster, the cluster's size, a barrier over
+// every thread of the cluster (arrive has release, wait acquire semantics: shared-memory writes to
+// any block of the cluster before it are visible to every thread after it), and the address of the
+// same shared-memory location in block `rank` of the cluster (distributed shared memory; plain
+// loads and stores reach it).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+TTT_DEV int cluster_rank() { return 0; }
+TTT_DEV int cluster_size() { return 1; }
+TTT_DEV void cluster_sync() { __trap(); }
+template <class T>
+TTT_DEV T* map_rank(T*, int) {
+  __trap();
+  return nullptr;
+}
+#else
+TTT_DEV int cluster_rank() { return static_cast<int>(__clusterRelativeBlockRank()); }
+TTT_DEV int cluster_size() { return static_cast<int>(__clusterSizeInBlocks()); }
+TTT_DEV void cluster_sync() {
+  __cluster_barrier_arrive();
+  __cluster_barrier_wait();
+}
+template <class T>
+TTT_DEV T* map_rank(T* p, int rank) {
+  return static_cast<T*>(__cluster_map_shared_rank(p, static_cast<unsigned>(rank)));
+}
+#endif
 // Flags between blocks of one grid (a block waits only for blocks the hardware started before it).
 // flag_set: by one thread after a block barrier; the fence makes every write the block made before
 // the barrier visible at device scope before the flag (cooperative groups' grid sync does the same).
