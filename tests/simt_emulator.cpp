@@ -270,7 +270,8 @@ Schedule schedule_from_env() {
   if (s.empty() || s == "forward") return Schedule::forward;
   if (s == "reverse") return Schedule::reverse;
   if (s == "shuffle") return Schedule::shuffle;
-  throw std::invalid_argument("TTT_SIMT_ORDER must be forward, reverse or shuffle, got '" + s + "'");
+  if (s == "blocks") return Schedule::blocks;
+  throw std::invalid_argument("TTT_SIMT_ORDER must be forward, reverse, shuffle or blocks, got '" + s + "'");
 }
 
 void emulate_cluster(int blocks, int threads, size_t smem_bytes, const std::function<void()>& body) {
@@ -315,16 +316,36 @@ void emulate_cluster(int blocks, int threads, size_t smem_bytes, const std::func
     g_cluster = outer;
     throw std::runtime_error(what);
   };
-  for (;;) {
+  // One pass over `fibers` (each run until it waits or finishes); true when all of them are done.
+  auto run_once = [&](const std::vector<int>& fibers) {
     bool all_done = true;
-    const uint64_t before = cl.events;
-    if (schedule == Schedule::shuffle) std::shuffle(order.begin(), order.end(), rng);
-    for (int i : order) {
+    for (int i : fibers) {
       Fiber& f = cl.fibers[static_cast<size_t>(i)];
       if (f.done) continue;
       cl.current = i;
       swapcontext(&cl.scheduler, &f.ctx);
       all_done = all_done && f.done;
+    }
+    return all_done;
+  };
+  for (;;) {
+    bool all_done = true;
+    const uint64_t before = cl.events;
+    if (schedule == Schedule::shuffle) std::shuffle(order.begin(), order.end(), rng);
+    if (schedule == Schedule::blocks) {
+      // Each block runs on alone while its fibers move (to a cluster barrier, or its end), then the
+      // next: the first block is as far ahead of the others as the cluster barriers let it be.
+      for (int b = 0; b < blocks; ++b) {
+        const std::vector<int> mine(order.begin() + b * threads, order.begin() + (b + 1) * threads);
+        bool done = false;
+        for (uint64_t e = cl.events - 1; e != cl.events && cl.error.empty();) {
+          e = cl.events;
+          done = run_once(mine);
+        }
+        all_done = all_done && done;
+      }
+    } else {
+      all_done = run_once(order);
     }
     if (all_done) break;
     if (cl.events == before)

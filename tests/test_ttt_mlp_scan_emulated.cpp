@@ -8,6 +8,7 @@
 // runs a 16-warp block (head_dim 64) at a few chunks per second.
 #define TTT_SIMT_EMULATE 1
 #include "kernels/cuda/ttt_mlp_bwd.cuh"
+#include "kernels/cuda/ttt_mlp_fwd_cluster.cuh"
 
 #include <doctest/doctest.h>
 
@@ -24,22 +25,36 @@ namespace mk = ttt::cuda_impl::tttm;
 
 namespace {
 
+// The forward (or the backward's replay) as one block a (batch, head) (C a Cfg), or as a cluster of
+// C::NCTA blocks (C a ClusterCfg).
 template <class C>
+void emulate_fwd_block(const mk::Params& p, int index, bool replay) {
+  if constexpr (requires { C::NCTA; })
+    simt::emulate_cluster(C::NCTA, C::THREADS, sizeof(mk::ClusterFwdSmem<C>), [&] {
+      replay ? mk::cluster_replay_block<C>(p, index, simt::block_smem())
+             : mk::cluster_fwd_block<C>(p, index, simt::block_smem());
+    });
+  else
+    simt::emulate_block(C::THREADS, sizeof(mk::FwdSmem<C>), [&] {
+      replay ? mk::replay_block<C>(p, index, simt::block_smem()) : mk::fwd_block<C>(p, index, simt::block_smem());
+    });
+}
+
+template <class CF>
 void emulate_forward(MlpScanRun& run) {
   TTTMLPScanForward fc = run.forward();
   const mk::Params pf = mk::params_of(fc);
-  for (int bh = 0; bh < pf.B * pf.H; ++bh)
-    simt::emulate_block(C::THREADS, sizeof(mk::FwdSmem<C>), [&] { mk::fwd_block<C>(pf, bh, simt::block_smem()); });
+  for (int bh = 0; bh < pf.B * pf.H; ++bh) emulate_fwd_block<CF>(pf, bh, false);
 }
 
-template <class C>
+// CF runs the replay, C the reverse walk.
+template <class CF, class C>
 void emulate_backward(MlpScanRun& run) {
   TTTMLPScanBackward bc = run.backward();
   const mk::Params pb = mk::params_of(bc);
   const int blocks = pb.B * pb.H;
   if (pb.G > 1)
-    for (int blk = 0; blk < blocks * pb.NG; ++blk)
-      simt::emulate_block(C::THREADS, sizeof(mk::FwdSmem<C>), [&] { mk::replay_block<C>(pb, blk, simt::block_smem()); });
+    for (int blk = 0; blk < blocks * pb.NG; ++blk) emulate_fwd_block<CF>(pb, blk, true);
   for (int bh = 0; bh < blocks; ++bh)
     simt::emulate_block(C::THREADS, sizeof(mk::BwdSmem<C>), [&] { mk::bwd_block<C>(pb, bh, simt::block_smem()); });
   for (int64_t i = 0; i < mk::reduce_count(pb, C::F); ++i)
@@ -48,16 +63,29 @@ void emulate_backward(MlpScanRun& run) {
                            static_cast<float*>(bc.dln_b), static_cast<float*>(bc.dtok));
 }
 
-template <class C>
+template <class CF, class C>
 void emulate(MlpScanRun& run, bool backward) {
-  emulate_forward<C>(run);
-  if (backward) emulate_backward<C>(run);
+  emulate_forward<CF>(run);
+  if (backward) emulate_backward<CF, C>(run);
+}
+
+// ncta 0: one block a (batch, head); 1, 2, 4: the cluster kernels (forward and replay).
+template <int F, bool MMA>
+void emulate_with(MlpScanRun& run, bool backward, int ncta) {
+  using C = mk::Cfg<F, MMA>;
+  switch (ncta) {
+    case 0: emulate<C, C>(run, backward); break;
+    case 1: emulate<mk::ClusterCfg<F, MMA, 1>, C>(run, backward); break;
+    case 2: emulate<mk::ClusterCfg<F, MMA, 2>, C>(run, backward); break;
+    case 4: emulate<mk::ClusterCfg<F, MMA, 4>, C>(run, backward); break;
+    default: FAIL("no cluster of ", ncta, " blocks");
+  }
 }
 
 template <int F>
-void check_case(ScanCase c, bool mma, uint64_t seed, bool backward) {
+void check_case(ScanCase c, bool mma, uint64_t seed, bool backward, int ncta = 0) {
   c.f = F;
-  INFO(c.str(), mma ? " bf16 MMA" : " float32");
+  INFO(c.str(), mma ? " bf16 MMA" : " float32", ncta ? " cluster of " + std::to_string(ncta) : std::string());
   const tensor_list x = mlp_scan_inputs(c, seed, 4, DType::f32);
   const Tensor d = rand64({c.B, c.H, c.T, c.f}, seed + 1).to(DType::f32);
   MlpScanRun ref(c, x, d, mma), emu(c, x, d, mma);
@@ -68,9 +96,9 @@ void check_case(ScanCase c, bool mma, uint64_t seed, bool backward) {
     backend(cpu()).run(b);
   }
   if (mma)
-    emulate<mk::Cfg<F, true>>(emu, backward);
+    emulate_with<F, true>(emu, backward, ncta);
   else
-    emulate<mk::Cfg<F, false>>(emu, backward);
+    emulate_with<F, false>(emu, backward, ncta);
   const auto r = ref.results(backward), e = emu.results(backward);
   for (size_t i = 0; i < r.size(); ++i) check_rel_norm(e[i].second, r[i].second, mma ? 2e-2 : 2e-5, r[i].first);
 }
@@ -105,6 +133,30 @@ TEST_CASE("emulated CUDA TTT-MLP backward equals the CPU reference: bf16 tensor-
   check_case<16>({2, 2, 37, 16, 16, true, true, 2}, true, 51, true);
   check_case<32>({1, 1, 21, 32, 8, false, false, 2}, true, 52, true);
   check_case<64>({1, 1, 19, 64, 16, true, true, 2}, true, 53, true);  // replayed group, remainder chunk
+}
+
+// The cluster kernels split a head's hidden units over 1, 2 or 4 blocks that exchange their partial
+// products through distributed shared memory: the forward's outputs, stored states, final state and
+// accumulators, and the states the backward's replay gives the reverse walk, against the CPU.
+TEST_CASE("emulated CUDA TTT-MLP forward on a cluster equals the CPU reference: float32 products, head_dim 16") {
+  for (int ncta : {1, 2, 4}) {
+    check_case<16>({2, 2, 37, 16, 16, true, true, 2}, false, 61, false, ncta);  // remainder chunk, groups of 2
+    check_case<16>({1, 1, 6, 16, 1, true, true, 2}, false, 62, false, ncta);    // K = 1
+    check_case<16>({1, 2, 20, 16, 16, false, true, 1}, false, 63, false, ncta); // no LN + residual
+    check_case<16>({2, 1, 20, 16, 16, true, false, 1}, false, 64, false, ncta); // no bias
+  }
+}
+
+TEST_CASE("emulated CUDA TTT-MLP forward on a cluster equals the CPU reference: bf16 products, head_dim 32 and 64") {
+  check_case<32>({1, 1, 21, 32, 16, false, false, 1}, true, 71, false, 4);
+  check_case<64>({1, 1, 19, 64, 16, true, true, 1}, true, 72, false, 4);
+  check_case<64>({1, 2, 37, 64, 16, true, true, 2}, true, 73, false, 2);
+}
+
+TEST_CASE("emulated CUDA TTT-MLP backward after a cluster replay equals the CPU reference") {
+  check_case<16>({2, 2, 37, 16, 16, true, true, 2}, false, 81, true, 4);  // remainder chunk, groups of 2
+  check_case<16>({1, 2, 24, 16, 8, true, true, 3}, false, 82, true, 2);   // K = 8, remainder group
+  check_case<64>({1, 1, 19, 64, 16, true, true, 2}, true, 83, true, 4);   // replayed group, remainder chunk
 }
 
 // The backward's unpadded operand matrices (SwizzledOps): each row's elements are a permutation of

@@ -153,29 +153,33 @@ TTT_DEV int chunk_rows(const Params& p, int k) {
   return static_cast<int>(p.T - t0 < p.K ? p.T - t0 : p.K);
 }
 
-// One [16, F] float32 tile of a [B, H, T, F] tensor: thread tid holds the two consecutive
-// elements at flat position 2 tid (THREADS = 8F). Rows at or past `rows` read as 0. Plain 4-byte
-// loads: no alignment is required of the caller's strides.
+// One [16, F] float32 tile of a [B, H, T, F] tensor: thread tid holds the E = 16 F / THREADS
+// consecutive elements at flat position E tid (2 with one block a head, 8 with four blocks of a
+// cluster sharing it). Rows at or past `rows` read as 0. Plain 4-byte loads: no alignment is
+// required of the caller's strides.
 template <class C>
 struct Tile2 {
-  float x = 0, y = 0;
-  TTT_DEV static int row() { return 2 * tid() / C::F; }
-  TTT_DEV static int col() { return 2 * tid() % C::F; }
+  static constexpr int E = KP * C::F / C::THREADS;
+  static_assert(E % 2 == 0 && E * C::THREADS == KP * C::F, "a tile is an even number of elements a thread");
+  float v[E];
+  TTT_DEV static int row() { return E * tid() / C::F; }
+  TTT_DEV static int col() { return E * tid() % C::F; }
   TTT_DEV void load(const float* base, int64_t st, int64_t t0, int rows) {
     const int r = row(), c = col();
-    if (r < rows) {
-      const float* s = base + (t0 + r) * st + c;
-      x = s[0], y = s[1];
-    } else {
-      x = y = 0.f;
-    }
+    const float* s = base + (t0 + r) * st + c;
+#pragma unroll
+    for (int j = 0; j < E; ++j) v[j] = r < rows ? s[j] : 0.f;
   }
   // Into float32 smem (row stride FS) when s is non-null and, when op is non-null, its operand copy
   // (row stride OS).
   TTT_DEV void store(float* s, typename C::Op* op) const {
     const int r = row(), c = col();
-    if (s) s[r * C::FS + c] = x, s[r * C::FS + c + 1] = y;
-    if (op) put_op2(op + r * C::OS + c, x, y);
+    if (s)
+#pragma unroll
+      for (int j = 0; j < E; ++j) s[r * C::FS + c + j] = v[j];
+    if (op)
+#pragma unroll
+      for (int j = 0; j < E; j += 2) put_op2(op + r * C::OS + c + j, v[j], v[j + 1]);
   }
 };
 
@@ -184,8 +188,8 @@ struct Tile2 {
 template <class C>
 TTT_DEV void store_target(const Tile2<C>& k, const Tile2<C>& v, bool ln, float* tgt) {
   const int r = Tile2<C>::row(), c = Tile2<C>::col();
-  tgt[r * C::FS + c] = ln ? v.x - k.x : v.x;
-  tgt[r * C::FS + c + 1] = ln ? v.y - k.y : v.y;
+#pragma unroll
+  for (int j = 0; j < Tile2<C>::E; ++j) tgt[r * C::FS + c + j] = ln ? v.v[j] - k.v[j] : v.v[j];
 }
 
 // The (b, h) slices of the [B, H, T, F] inputs.
@@ -223,23 +227,25 @@ struct StateRegs {
     for (int mt = 0; mt < C::F / 16; ++mt) w1[mt].fill(x);
     w2.fill(x);
   }
-  // From / to a flat state (W1 [F, HD] at 0, W2 [HD, F] at off_w2), scaled on the way out.
-  TTT_DEV void load(const float* st) {
-    const int hw = 16 * warp();
+  // From / to a flat state (W1 [F, HD] at 0, W2 [HD, F] at off_w2), scaled on the way out; h0: the
+  // first hidden unit of the block (a cluster's blocks share a head's hidden units).
+  TTT_DEV void load(const float* st, int h0 = 0) { load(st, st + off_w2(C::F), h0); }
+  // W1 [F, HD] from s1, W2 [HD, F] from s2 (the model's parameters of a head, or a flat state).
+  TTT_DEV void load(const float* s1, const float* s2, int h0) {
+    const int hw = h0 + 16 * warp();
 #pragma unroll
     for (int mt = 0; mt < C::F / 16; ++mt)
 #pragma unroll
       for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) w1[mt].v[nt][e] = st[acc_row(16 * mt, e) * C::HD + acc_col(hw, nt, e)];
-    const float* s2 = st + off_w2(C::F);
+        for (int e = 0; e < 4; ++e) w1[mt].v[nt][e] = s1[acc_row(16 * mt, e) * C::HD + acc_col(hw, nt, e)];
 #pragma unroll
     for (int nt = 0; nt < C::F / 8; ++nt)
 #pragma unroll
       for (int e = 0; e < 4; ++e) w2.v[nt][e] = s2[acc_row(hw, e) * C::F + acc_col(0, nt, e)];
   }
-  TTT_DEV void store(float* st, float scale = 1.f) const {
-    const int hw = 16 * warp();
+  TTT_DEV void store(float* st, float scale = 1.f, int h0 = 0) const {
+    const int hw = h0 + 16 * warp();
 #pragma unroll
     for (int mt = 0; mt < C::F / 16; ++mt) store_f32(w1[mt], st, C::HD, 16 * mt, hw, scale);
     store_f32(w2, st + off_w2(C::F), C::F, hw, 0, scale);

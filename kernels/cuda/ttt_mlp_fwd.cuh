@@ -237,18 +237,7 @@ TTT_DEV void fwd_range(const Params& p, int bh, char* smem, FwdMode mode) {
   } else {
     for (int i = tid(); i < HD; i += C::THREADS) S.b1[i] = p.bias ? p.b1[h * HD + i] : 0.f;
     for (int i = tid(); i < F; i += C::THREADS) S.b2[0][i] = p.bias ? p.b2[h * F + i] : 0.f;
-    const float* w1 = p.w1 + static_cast<int64_t>(h) * F * HD;
-#pragma unroll
-    for (int mt = 0; mt < F / 16; ++mt)
-#pragma unroll
-      for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) W.w1[mt].v[nt][e] = w1[acc_row(16 * mt, e) * HD + acc_col(hw, nt, e)];
-    const float* w2 = p.w2 + static_cast<int64_t>(h) * HD * F;
-#pragma unroll
-    for (int nt = 0; nt < F / 8; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) W.w2.v[nt][e] = w2[acc_row(hw, e) * F + acc_col(0, nt, e)];
+    W.load(p.w1 + static_cast<int64_t>(h) * F * HD, p.w2 + static_cast<int64_t>(h) * HD * F, 0);
   }
   W.store_w1_op(S.ow1, C::HS);
   W.store_w2_op(S.ow2);

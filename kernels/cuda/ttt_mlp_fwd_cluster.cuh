@@ -1,0 +1,310 @@
+// kernels/cuda/ttt_mlp_fwd_cluster.cuh — the fused TTT-MLP forward (and the backward's replay) with a
+// head's hidden units split over a thread block cluster of NCTA blocks (sm_90). Math:
+// kernels/ttt_mlp_scan.h; the one-block version and its phase list: ttt_mlp_fwd.cuh.
+//
+// Why: one block a (batch, head) walks every chunk in a row, and a chunk is a chain of small
+// dependent products and row phases. At 2 × 8192 (24 heads) only 24 of the H200's 132 SMs work, and
+// each of them runs 16 warps through the chain. With NCTA blocks a head, block r owns hidden units
+// HDL r .. HDL (r + 1) − 1 (HDL = 4F / NCTA): its warps hold those columns of W1 and rows of W2
+// in registers, as the one-block kernel's warps do, on NCTA SMs instead of one.
+//
+// What crosses blocks: the products that contract over the hidden units. Z2 = X2 W2 and
+// Z̄2 = X̄2 W2 are sums of the blocks' slice partials ([16, F] each) and X̄2 X2ᵀ of the warps'
+// partials ([16, 16]); every block writes its partials into every block's shared memory
+// (distributed shared memory) before a cluster barrier. The row phases (the LN-L2 gradient G2, Mt1,
+// the output LayerNorm) are computed by every block for all 16 rows from the summed partials: that
+// costs no exchange, and each block needs G2, Gp2 and Mt1 whole for its own columns. Block 0 writes
+// the outputs and b2.
+//
+// Per chunk: 4 block barriers and 2 cluster barriers (the one-block kernel: 6 block barriers).
+//   top  the chunk's tiles into smem; barrier; the state stored every G chunks
+//   F1   warp: Z1, Zq, X2 (its columns); last warp: S1 = XQ XKᵀ; barrier
+//   F2   warps: slice partials of X2 W2 → every block's `part`; cluster barrier
+//   F3   rows: Z2, G2, Gp2, Mt1 (all rows, every block); barrier
+//   F4   warp: G1, Gp1, Z̄1, X̄2, its partial of X̄2 X2ᵀ → every block's `mpart`; the state update;
+//        barrier
+//   F5   warps: slice partials of X̄2 W2 → every block's `partb`; cluster barrier
+//   F6   the new W2 operand, b2; block 0's rows: Mt2, Z̄2, out
+// The partial buffers are safe to reuse: a block writes chunk k+1's `part` (F2) only after the
+// cluster barrier of chunk k's F5, which every block reaches after reading `part` in F3; `partb` and
+// `mpart` likewise across F2's barrier. The replay (no F5, F6) alternates `part` and `partb` by chunk.
+#pragma once
+
+#include "kernels/cuda/ttt_mlp_fwd.cuh"
+
+namespace ttt::cuda_impl::tttm {
+
+// F: head_dim (hidden 4F); MMA: bf16 tensor-core products; NCTA: blocks of the cluster (1, 2 or 4).
+// The members the shared helpers read (ttt_mlp_common.cuh, ttt_linear_common.cuh) describe one
+// block: NW its warps, HS its [16, HDL] operand tiles, THREADS its threads; NKS, CB, KSPAN the
+// [16, F] products over all hidden units.
+template <int F_, bool MMA_, int NCTA_>
+struct ClusterCfg {
+  static constexpr int F = F_;
+  static constexpr int HD = 4 * F_;
+  static constexpr int NCTA = NCTA_;
+  static constexpr int HDL = HD / NCTA;  // hidden units of one block
+  static constexpr bool MMA = MMA_;
+  static constexpr bool BIO = false;
+  using IO = float;
+  static constexpr int NWT = HD / 16;      // warps of the cluster: 16 hidden units each
+  static constexpr int NW = NWT / NCTA;    // warps of a block
+  static constexpr int THREADS = 32 * NW;
+  // Row phases: LPR lanes a row, CPL (a multiple of 4: 16-byte vectors) columns a lane; every thread
+  // a row lane where CPL allows (at F = 64: 8 lanes a row with 4 blocks, 16 with 2).
+  static constexpr int LPR = THREADS / KP < F / 4 ? THREADS / KP : F / 4;
+  static constexpr int CPL = F / LPR;
+  static constexpr int RW = KP * LPR / 32;
+  static constexpr int FS = F + 4;
+  static constexpr int OS = MMA ? F + 8 : F + 4;
+  static constexpr int HS = MMA ? HDL + 8 : HDL + 4;
+  static constexpr int KS = MMA ? KP + 8 : KP + 4;
+  static constexpr int CB = F / 16;
+  static constexpr int NKS = NWT / CB;   // contraction slices of a product over HD, all blocks (4)
+  static constexpr int NKSL = NW / CB;   // the slices of one block
+  static constexpr int KSPAN = HD / NKS;
+  using Op = std::conditional_t<MMA, uint16_t, float>;
+  static_assert(F == 16 || F == 32 || F == 64, "head_dim 16, 32 or 64");
+  static_assert(NCTA == 1 || NCTA == 2 || NCTA == 4, "clusters of 1, 2 or 4 blocks");
+  static_assert(NW % CB == 0, "a block holds whole contraction slices");
+  static_assert(LPR >= 1 && LPR <= 32 && CPL % 4 == 0 && KP * LPR <= THREADS, "row mapping");
+};
+
+template <class C>
+struct ClusterFwdSmem {
+  using Op = typename C::Op;
+  alignas(16) float xq[2][KP * C::FS];  // double-buffered: F6 of chunk k reads what the top of k+1 writes
+  alignas(16) float tgt[KP * C::FS];
+  alignas(16) Op oq[KP * C::OS];
+  alignas(16) Op ok[KP * C::OS];
+  alignas(16) Op ow1[C::F * C::HS];    // W1[:, the block's hidden units]
+  alignas(16) Op ow2[C::HDL * C::OS];  // W2[the block's hidden units, :]
+  alignas(16) Op ox2[KP * C::HS];      // X2 (the block's columns)
+  alignas(16) Op oxb2[KP * C::HS];     // X̄2
+  alignas(16) Op ogp1[KP * C::HS];     // −Gp1
+  alignas(16) Op og2[KP * C::OS];      // G2
+  alignas(16) Op ogp2[KP * C::OS];     // −Gp2
+  alignas(16) Op omt1[KP * C::KS];     // Mt1
+  alignas(16) float part[C::NKS * KP * C::FS];   // every slice's partial of X2 W2 (slot: the slice)
+  alignas(16) float partb[C::NKS * KP * C::FS];  // every slice's partial of X̄2 W2
+  alignas(16) float mpart[C::NWT * KP * SP];     // every warp's partial of X̄2 X2ᵀ (slot: the warp)
+  alignas(16) float s1[KP * SP];                 // XQ XKᵀ
+  alignas(16) float mt2[KP * SP];                // Mt2 (block 0)
+  alignas(16) float gp2[KP * C::FS];             // Gp2
+  alignas(16) float b1[C::HDL];
+  alignas(16) float b2[2][C::F];  // double-buffered: F6 updates it while reading it
+  alignas(16) float lnw[C::F];
+  alignas(16) float lnb[C::F];
+  float tok[KP], lr[KP];
+};
+
+// The block's part of a flat state st: W1's columns and W2's rows of its hidden units (from the
+// warps' registers), its part of b1; b2 by block 0.
+template <class C>
+TTT_DEV void store_state_part(const StateRegs<C>& W, const float* b1, const float* b2, int h0, float* st) {
+  W.store(st, 1.f, h0);
+  for (int i = tid(); i < C::HDL; i += C::THREADS) st[off_b1(C::F) + h0 + i] = b1[i];
+  if (h0 == 0)
+    for (int i = tid(); i < C::F; i += C::THREADS) st[off_b2(C::F) + i] = b2[i];
+}
+
+// The warp's slice partial of X W2 (X the block's [16, HDL] operand tile, W2 the block's [HDL, F]
+// operand rows) into slot (the slice) of buf in every block of the cluster.
+template <class C>
+TTT_DEV void push_x_w2_partial(const typename C::Op* x, const typename C::Op* ow2, float* buf) {
+  const Split<C> sp;
+  Acc<2> acc;
+  acc.fill(0.f);
+  xy<C, C::KSPAN / 16>(acc, x, C::HS, sp.k0(), ow2, C::OS, sp.k0(), sp.col());
+  const int slot = simt::cluster_rank() * C::NKSL + sp.ks;
+#pragma unroll
+  for (int r = 0; r < C::NCTA; ++r) store_f32(acc, simt::map_rank(buf, r) + slot * KP * C::FS, C::FS, 0, sp.col());
+}
+
+// The block's first state: its columns of W1 and rows of W2 (registers), its part of b1, and b2.
+template <class C>
+TTT_DEV void load_first_state(const Params& p, int bh, int h0, const float* snap, StateRegs<C>& W, float* b1,
+                              float* b2) {
+  const int h = bh % p.H;
+  if (snap) {
+    W.load(snap, h0);
+    for (int i = tid(); i < C::HDL; i += C::THREADS) b1[i] = snap[off_b1(C::F) + h0 + i];
+    for (int i = tid(); i < C::F; i += C::THREADS) b2[i] = snap[off_b2(C::F) + i];
+    return;
+  }
+  for (int i = tid(); i < C::HDL; i += C::THREADS) b1[i] = p.bias ? p.b1[h * C::HD + h0 + i] : 0.f;
+  for (int i = tid(); i < C::F; i += C::THREADS) b2[i] = p.bias ? p.b2[h * C::F + i] : 0.f;
+  W.load(p.w1 + static_cast<int64_t>(h) * C::F * C::HD, p.w2 + static_cast<int64_t>(h) * C::HD * C::F, h0);
+}
+
+// F4's b1 step over the warp's columns: b1 −= τ Σ Gp1 (commit), or the accumulator −Σ Gp1 of a
+// partial last chunk (g1 holds −Gp1).
+template <class C>
+TTT_DEV void b1_step(const Params& p, const Acc<2>& g1, bool commit, float tokL, int h0, float* b1, float* acc_b1) {
+  float s[2][2];
+  column_sums(g1, s);
+  if (lane() >= 4) return;
+#pragma unroll
+  for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) {
+      const int c = acc_col(16 * warp(), nt, hh);
+      if (commit) {
+        if (p.bias) b1[c] += tokL * s[nt][hh];
+      } else {
+        acc_b1[h0 + c] = p.bias ? -s[nt][hh] : 0.f;
+      }
+    }
+}
+
+// b2 −= τ Σ Gp2 into the other buffer (commit), else copied; the accumulator Σ Gp2 when acc_b2.
+template <class C>
+TTT_DEV void b2_step(const Params& p, const float* gp2, const float* b2, bool commit, float tokL, float* b2_next,
+                     float* acc_b2) {
+  for (int c = tid(); c < C::F; c += C::THREADS) {
+    float s = 0;
+    for (int r = 0; r < KP; ++r) s += gp2[r * C::FS + c];
+    b2_next[c] = b2[c] - (commit && p.bias ? tokL * s : 0.f);
+    if (acc_b2) acc_b2[c] = p.bias ? s : 0.f;
+  }
+}
+
+template <class C>
+TTT_DEV void cluster_fwd_range(const Params& p, int bh, char* smem, FwdMode mode) {
+  auto& S = *reinterpret_cast<ClusterFwdSmem<C>*>(smem);
+  constexpr int F = C::F;
+  const int rank = simt::cluster_rank(), h0 = rank * C::HDL;
+  const bool lead = rank == 0;
+  const int b = bh / p.H, h = bh % p.H, hw = 16 * warp();
+  const float tokL = p.tok[p.K - 1], beta = p.bias ? 1.f : 0.f;
+  const int64_t SS = state_size(F);
+  float* const acc = p.acc ? p.acc + static_cast<int64_t>(bh) * SS : nullptr;
+  const int k0 = mode.replay ? mode.group * p.G : 0;
+  const int k1 = mode.replay ? ((mode.group + 1) * p.G < p.NC ? (mode.group + 1) * p.G : p.NC) : p.NC;
+  load_ln_tok<C>(p, h, S);
+  StateRegs<C> W;
+  load_first_state<C>(p, bh, h0, mode.replay ? snapshot(p, F, bh, k0) : nullptr, W, S.b1, S.b2[0]);
+  W.store_w1_op(S.ow1, C::HS);
+  W.store_w2_op(S.ow2);
+  const InBases hb(p, b, h);
+  float* out = mode.replay ? nullptr : p.out.base(b, h);
+  ChunkRegs<C> next;
+  if (k0 < k1) next.load(p, hb, k0);
+  const RowLane<C> rl;
+  bool committed_last = true;
+  int bb = 0;  // the b2 buffer holding the state's b2
+  simt::cluster_sync();  // every block of the cluster has started before any writes to another's smem
+
+  for (int k = k0; k < k1; ++k) {
+    const int64_t t0 = static_cast<int64_t>(k) * p.K;
+    const int n = chunk_rows(p, k);
+    const bool commit = n == p.K, accumulate = !mode.replay && !commit && acc && k == p.NC - 1;
+    const int qb = k & 1;
+    // top
+    next.q.store(S.xq[qb], S.oq);
+    next.k.store(nullptr, S.ok);
+    store_target(next.k, next.v, p.ln, S.tgt);
+    if (tid() < KP) S.lr[tid()] = next.lr;
+    simt::sync();
+    if (k + 1 < k1) next.load(p, hb, k + 1);
+    if ((!mode.replay && k % p.G == 0) || (mode.replay && k > k0))
+      store_state_part<C>(W, S.b1, S.b2[bb], h0, snapshot(p, F, bh, k));
+    if (mode.replay && k + 1 == k1) break;  // the group's last chunk is the reverse walk's
+    // F1
+    Acc<2> z1, zq;
+    first_phase<C>(z1, zq, S.ok, S.oq, S.ow1, C::HS, S.b1, S.ox2, S.s1);
+    simt::sync();
+    // F2 (the replay has no F5: it alternates the two buffers)
+    float* const part = mode.replay && (k & 1) ? S.partb : S.part;
+    push_x_w2_partial<C>(S.ox2, S.ow2, part);
+    simt::cluster_sync();
+    // F3
+    inner_grad_rows<C>(p, part, S.b2[bb], S.tgt, S.lr, S.lnw, S.lnb, n, S.gp2, S.og2, S.ogp2, nullptr);
+    if (rl.rg < KP) causal_row<C>(S.s1, 1, S.tok, rl.rg, n, beta, S.omt1, nullptr, nullptr);
+    simt::sync();
+    // F4: G1 = (G2 W2ᵀ) ⊙ gelu'(Z1), Gp1 = lr ⊙ G1 (−Gp1 as the operand), b1's step
+    {
+      Acc<2> g1;
+      neg_gp1<C>(g1, S.og2, S.ow2, C::OS, S.lr, z1);
+      store_op(g1, S.ogp1, C::HS, 0, hw);
+      if (commit || accumulate) b1_step<C>(p, g1, commit, tokL, h0, S.b1, acc ? acc + off_b1(F) : nullptr);
+    }
+    simt::syncwarp();
+    // Z̄1 = Zq + Mt1 (−Gp1), X̄2 = gelu(Z̄1), the warp's partial of X̄2 X2ᵀ to every block
+    if (!mode.replay) {
+      xy<C, 1>(zq, S.omt1, C::KS, 0, S.ogp1, C::HS, 0, hw);
+      gelu_tile<C>(zq, S.oxb2, nullptr);
+      simt::syncwarp();
+      Acc<2> m;
+      m.fill(0.f);
+      xyt<C, 1>(m, S.oxb2, C::HS, hw, S.ox2, C::HS, hw, 0);
+      const int slot = rank * C::NW + warp();
+#pragma unroll
+      for (int r = 0; r < C::NCTA; ++r) store_f32(m, simt::map_rank(S.mpart, r) + slot * KP * SP, SP, 0, 0);
+    }
+    if (commit || accumulate) {
+      StateRegs<C> P;
+      update_products<C>(P, S.ok, S.ogp1, S.ox2, S.ogp2);
+      if (commit) {
+#pragma unroll
+        for (int mt = 0; mt < F / 16; ++mt)
+#pragma unroll
+          for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) W.w1[mt].v[nt][e] += tokL * P.w1[mt].v[nt][e];
+#pragma unroll
+        for (int nt = 0; nt < F / 8; ++nt)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) W.w2.v[nt][e] += tokL * P.w2.v[nt][e];
+        W.store_w1_op(S.ow1, C::HS);  // only this warp reads its columns of W1
+      } else {  // the accumulators XKᵀ Gp1, X2ᵀ Gp2 = −P
+        P.store(acc, -1.f, h0);
+      }
+    }
+    committed_last = commit;
+    simt::sync();
+    if (mode.replay) {  // the state update's b2 (the output path is the forward's only)
+      if (commit) W.store_w2_op(S.ow2);
+      b2_step<C>(p, S.gp2, S.b2[bb], commit, tokL, S.b2[bb ^ 1], nullptr);
+      bb ^= 1;
+      continue;
+    }
+    // F5
+    push_x_w2_partial<C>(S.oxb2, S.ow2, S.partb);
+    simt::cluster_sync();
+    // F6
+    if (commit) W.store_w2_op(S.ow2);
+    b2_step<C>(p, S.gp2, S.b2[bb], commit, tokL, S.b2[bb ^ 1], accumulate && lead ? acc + off_b2(F) : nullptr);
+    if (lead) {
+      const int r = rl.rg, o = r * C::FS + rl.c0;
+      if (r < KP) causal_row<C>(S.mpart, C::NWT, S.tok, r, n, beta, nullptr, S.mt2, nullptr);
+      simt::syncwarp();  // row r's Mt2 comes from the LPR lanes of its group (one warp)
+      if (r < KP) {
+        float z[C::CPL], y[C::CPL];
+        zbar2_row<C>(S.b2[bb], S.partb, S.mt2, S.gp2, r, rl.c0, z);
+        tttk::ln_residual_row<C>(p.ln, p.eps, z, S.xq[qb] + o, S.lnw + rl.c0, S.lnb + rl.c0, y);
+        if (r < n) store_vec(out + (t0 + r) * p.out.st + rl.c0, y);
+      }
+    }
+    bb ^= 1;
+  }
+  if (mode.replay) return;
+  simt::sync();
+  if (p.final_state) store_state_part<C>(W, S.b1, S.b2[bb], h0, p.final_state + static_cast<int64_t>(bh) * SS);
+  if (committed_last && acc)
+    for (int64_t i = tid() + rank * int64_t{C::THREADS}; i < SS; i += int64_t{C::THREADS} * C::NCTA) acc[i] = 0.f;
+}
+
+// Cluster c (blocks c·NCTA .. c·NCTA + NCTA − 1) runs (batch, head) c.
+template <class C>
+TTT_DEV void cluster_fwd_block(const Params& p, int cluster, char* smem) {
+  cluster_fwd_range<C>(p, cluster, smem, FwdMode{});
+}
+
+// The backward's replay of checkpoint group g of (batch, head) bh (cluster index bh · NG + g).
+template <class C>
+TTT_DEV void cluster_replay_block(const Params& p, int cluster, char* smem) {
+  cluster_fwd_range<C>(p, cluster / p.NG, smem, FwdMode{true, cluster % p.NG});
+}
+
+}  // namespace ttt::cuda_impl::tttm
