@@ -149,6 +149,7 @@ std::string attention_decode_step_unsupported(Device device, int64_t head_dim, D
 struct TTTScanOptions {
   int64_t checkpoint_group = 0;  // chunks per stored state (0 or 1: every chunk)
   double eps = 1e-6;             // the inner LayerNorm's eps
+  int64_t cluster = 1;           // TTT-MLP on a GPU: blocks sharing a head (TTTMLPScanShape::cluster)
 };
 // The same function written with differentiable ops, from the inputs in the op's order
 // (XQ, XK, XV, lr, tok, W0, b0, ln_w, ln_b; undefined where absent): used for create_graph.

@@ -27,6 +27,7 @@ struct ScanOptions {
   Device device = cuda();
   int reps = 20;
   int group = 1;  // ttt_scan_bench: also time this many forward calls as one group (a wavefront's wave)
+  std::vector<int64_t> clusters = {1};  // ttt_mlp_scan_bench: blocks a head, each timed (TTTMLPScanShape::cluster)
 };
 
 inline ScanOptions parse_scan_options(int argc, char** argv, const std::string& prog) {
@@ -45,6 +46,15 @@ inline ScanOptions parse_scan_options(int argc, char** argv, const std::string& 
     else if (a == "--G") o.G = std::stoll(next());
     else if (a == "--reps") o.reps = std::stoi(next());
     else if (a == "--group") o.group = std::stoi(next());
+    else if (a == "--cluster") {
+      o.clusters.clear();
+      const std::string list = next();
+      for (size_t at = 0; at <= list.size();) {
+        const size_t end = std::min(list.find(',', at), list.size());
+        o.clusters.push_back(std::stoll(list.substr(at, end - at)));
+        at = end + 1;
+      }
+    }
     else if (a == "--device") o.device = parse_device(next());
     else if (a == "--precision") {
       const std::string p = next();

@@ -3,13 +3,16 @@
 // achieved TFLOP/s and GB/s.
 //
 // Usage: build/bin/ttt_mlp_scan_bench [--B 8] [--H 12] [--T 2048] [--F 64] [--K 16] [--G 4]
-//                                     [--precision bf16|fp32] [--device cuda] [--reps 20]
+//                                     [--precision bf16|fp32] [--device cuda] [--reps 20] [--cluster 1,2,4]
 // Defaults: one layer of the paper's 125M TTT-MLP at 8 x 2048 with bf16 products (autocast),
-// hidden 4F. Prints the median of `reps` synchronized runs. FLOPs per (batch, head) chunk of K
+// hidden 4F. Prints the median of `reps` synchronized runs, for each --cluster size (blocks a head in
+// the forward and the backward's replay, TTTMLPScanShape::cluster) in turn, and whether each size's
+// output equals the first size's within bf16 rounding. FLOPs per (batch, head) chunk of K
 // tokens (f = F, h = 4F), counted from the kernels' products: forward 14 K f h + 4 K² (f + h)
 // (XK W1, XQ W1, X2 W2, G2 W2ᵀ, X̄2 W2, the two updates; XQ XKᵀ, Mt1 Gp1, X̄2 X2ᵀ, Mt2 Gp2);
 // backward 40 K f h + 10 K² f + 12 K² h (the recomputation of the chunk and the gradient
 // products) plus its replay of the group ((G−1)/G × 12 K f h). Bytes: TTTMLPScan*::bytes().
+#include <cmath>
 #include <cstdio>
 #include <string>
 
@@ -60,8 +63,6 @@ int main(int argc, char** argv) {
     Tensor ws = empty({static_cast<int64_t>(bc.workspace_bytes() / 4) + 1}, to);
     bc.workspace = ws.data_ptr();
     Backend& be = backend(o.device);
-    const double fwd = median_ms(be, o.reps, [&] { be.run(fc); });
-    const double bwd = median_ms(be, o.reps, [&] { be.run(bc); });
     const double chunks = static_cast<double>(s.chunks()), bh = static_cast<double>(o.B * o.H);
     const double K = static_cast<double>(o.K), f = static_cast<double>(o.F), h = static_cast<double>(hd);
     const double replay = static_cast<double>(o.G - 1) / static_cast<double>(o.G);
@@ -71,11 +72,32 @@ int main(int argc, char** argv) {
                 static_cast<long long>(o.B), static_cast<long long>(o.H), static_cast<long long>(o.T),
                 static_cast<long long>(o.F), static_cast<long long>(hd), static_cast<long long>(o.K),
                 static_cast<long long>(o.G), o.low ? "bf16" : "fp32", o.device.str().c_str());
-    std::printf("  forward   %8.3f ms  %6.2f us/chunk step  %6.2f TFLOP/s  %7.1f GB/s\n", fwd, 1e3 * fwd / chunks,
-                fwd_flops / fwd * 1e-9, fc.bytes() / fwd * 1e-6);
-    std::printf("  backward  %8.3f ms  %6.2f us/chunk step  %6.2f TFLOP/s  %7.1f GB/s\n", bwd, 1e3 * bwd / chunks,
-                bwd_flops / bwd * 1e-9, bc.bytes() / bwd * 1e-6);
-    std::printf("  fwd+bwd   %8.3f ms  %6.2f us/chunk step\n", fwd + bwd, 1e3 * (fwd + bwd) / chunks);
+    Tensor first_out, first_dxk;
+    for (const int64_t cluster : o.clusters) {
+      fc.s.cluster = bc.s.cluster = cluster;
+      const std::string why_c = ttt_mlp_scan_unsupported(o.device, fc.s);
+      if (!why_c.empty()) throw std::invalid_argument("ttt_mlp_scan_bench: cluster " + std::to_string(cluster) + ": " + why_c);
+      const double fwd = median_ms(be, o.reps, [&] { be.run(fc); });
+      const double bwd = median_ms(be, o.reps, [&] { be.run(bc); });
+      std::printf(" cluster %lld (blocks a head)\n", static_cast<long long>(cluster));
+      std::printf("  forward   %8.3f ms  %6.2f us/chunk step  %6.2f TFLOP/s  %7.1f GB/s\n", fwd, 1e3 * fwd / chunks,
+                  fwd_flops / fwd * 1e-9, fc.bytes() / fwd * 1e-6);
+      std::printf("  backward  %8.3f ms  %6.2f us/chunk step  %6.2f TFLOP/s  %7.1f GB/s\n", bwd, 1e3 * bwd / chunks,
+                  bwd_flops / bwd * 1e-9, bc.bytes() / bwd * 1e-6);
+      std::printf("  fwd+bwd   %8.3f ms  %6.2f us/chunk step\n", fwd + bwd, 1e3 * (fwd + bwd) / chunks);
+      // The outputs of every size against the first's (bf16 products: the row phases add in other
+      // orders, so not bit for bit).
+      if (!first_out.defined()) {
+        first_out = out.to(cpu()), first_dxk = dxk.to(cpu());
+      } else {
+        auto rel = [](const Tensor& a, const Tensor& b) {
+          const Tensor x = a.to(DType::f64), y = b.to(DType::f64), d = x - y;
+          return std::sqrt(sum(mul(d, d)).item() / (sum(mul(y, y)).item() + 1e-300));
+        };
+        std::printf("  out vs cluster %lld: rel. diff %.2e; dXK: %.2e\n", static_cast<long long>(o.clusters[0]),
+                    rel(out.to(cpu()), first_out), rel(dxk.to(cpu()), first_dxk));
+      }
+    }
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

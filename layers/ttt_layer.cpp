@@ -71,6 +71,8 @@ TTTMixer::TTTMixer(const ModelConfig& cfg, Generator& g, std::shared_ptr<InnerMo
   require(!c_.rope || f_ % 2 == 0, "model.ttt.rope needs an even head_dim, got " + std::to_string(f_));
   require(c_.checkpoint_group >= 0, "model.ttt.checkpoint_group must be >= 0, got " +
                                         std::to_string(c_.checkpoint_group));
+  require(c_.mlp_cluster == 1 || c_.mlp_cluster == 2 || c_.mlp_cluster == 4,
+          "model.ttt.mlp_cluster must be 1, 2 or 4, got " + std::to_string(c_.mlp_cluster));
   segment_fn(c_.impl);  // validates the name
   impl_ = c_.impl;
   base_lr_ = ttt_base_lr(cfg);
@@ -408,7 +410,7 @@ std::string TTTMixer::fused_unsupported(const ScanInputs& in) const {
     return "the fused scan covers TTT-Linear and TTT-MLP only (model.mixer=ttt_linear | ttt_mlp), not inner model '" +
            kind + "'";
   if (c_.mini_batch <= 0) return "the fused scan needs model.ttt.mini_batch > 0";
-  const TTTScanOptions o{c_.checkpoint_group, c_.ln_eps};
+  const TTTScanOptions o{c_.checkpoint_group, c_.ln_eps, c_.mlp_cluster};
   if (kind == "mlp") {  // asked without building the inputs: on a GPU the answer is no (dual form)
     const tensor_list W0 = inner_->initial();  // W1, b1, W2, b2
     return ttt_mlp_scan_unsupported(in.XQ, in.lr.dtype(), c_.mini_batch, W0[0].shape().back(), W0[1].defined(),
@@ -435,7 +437,7 @@ bool TTTMixer::use_fused(const ScanInputs& in) const {
 // last mini-batch (ops.h ttt_linear_scan / ttt_mlp_scan).
 tensor_list TTTMixer::fused_scan(const tensor_list& x, int64_t checkpoint_group) {
   const double eps = c_.ln_eps;
-  const TTTScanOptions o{checkpoint_group, eps};
+  const TTTScanOptions o{checkpoint_group, eps, c_.mlp_cluster};
   if (inner_->kind() == "mlp") {
     TTTScanComposite composite = [eps](const tensor_list& y) { return dual_mlp_scan(y, eps); };
     return ttt_mlp_scan(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8], x[9], x[10], o, composite);

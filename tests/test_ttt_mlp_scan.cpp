@@ -190,6 +190,21 @@ TEST_CASE("fused TTT-MLP scan: clear errors") {
   CHECK(!ttt_mlp_scan_unsupported(cuda(), s).empty());  // float32 products at head_dim 64
   s.dtype = DType::f64;
   CHECK(!ttt_mlp_scan_unsupported(cuda(), s).empty());
+  // Clusters: 1, 2 or 4 blocks a head, on any device's query; the CPU reference ignores the setting.
+  s.dtype = DType::f32;
+  s.cluster = 3;
+  CHECK(ttt_mlp_scan_unsupported(cpu(), s) == "cluster must be 1, 2 or 4 blocks (got 3)");
+  TTTScanOptions o4 = scan_options(c);
+  o4.cluster = 4;
+  const Tensor one = call(x)[0];
+  const Tensor four = ttt_mlp_scan(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8], x[9], x[10], o4,
+                                   [](const tensor_list& in) { return dual_mlp_scan(in, 1e-6); })[0];
+  CHECK(max_abs_diff(one, four) == 0.0);
+  ModelConfig cfg = tiny_ttt_config("ttt_mlp", 4);
+  cfg.ttt.mlp_cluster = 3;
+  Generator g(1);
+  CHECK_THROWS_WITH_AS(TTTMixer(cfg, g), doctest::Contains("model.ttt.mlp_cluster must be 1, 2 or 4, got 3"),
+                       std::invalid_argument);
 }
 
 TEST_CASE("fused TTT-MLP scan with bf16-stored XQ, XK, XV: the float32 call on the same values, bf16 out and input gradients, half their saved bytes") {
@@ -304,24 +319,25 @@ TEST_CASE("tiny TTT-MLP language model: the same training losses with and withou
 namespace {
 
 // The shape of case c as the kernels see it (to ask whether the GPU covers it).
-TTTMLPScanShape mlp_shape(const ScanCase& c, bool low) {
+TTTMLPScanShape mlp_shape(const ScanCase& c, bool low, int cluster = 1) {
   TTTMLPScanShape s;
   s.batch = c.B, s.heads = c.H, s.len = c.T, s.head_dim = c.f, s.hidden = 4 * c.f, s.mini_batch = c.K;
-  s.checkpoint_group = c.G, s.ln_residual = c.ln, s.bias = c.bias, s.low_precision = low;
+  s.checkpoint_group = c.G, s.ln_residual = c.ln, s.bias = c.bias, s.low_precision = low, s.cluster = cluster;
   return s;
 }
 
 // Runs the kernels of case c on the GPU (all outputs poisoned first) and on the CPU reference:
 // the output, stored states, final state, accumulators and every gradient agree. Returns the GPU
-// run (for the reproducibility check).
-MlpScanRun check_cuda_against_cpu(const ScanCase& c, bool low, uint64_t seed) {
-  INFO(c.str(), low ? " bf16 products" : " float32");
+// run (for the reproducibility check). cluster: TTTMLPScanShape::cluster of the GPU run.
+MlpScanRun check_cuda_against_cpu(const ScanCase& c, bool low, uint64_t seed, int cluster = 1) {
+  INFO(c.str(), low ? " bf16 products" : " float32", " cluster ", cluster);
   const tensor_list x = mlp_scan_inputs(c, seed, 4, DType::f32);
   const Tensor d = rand64({c.B, c.H, c.T, c.f}, seed + 1).to(DType::f32);
   MlpScanRun cpu_run(c, x, d, low);
   tensor_list xg;
   for (const Tensor& t : x) xg.push_back(t.defined() ? t.detach().to(cuda()) : Tensor());
   MlpScanRun gpu_run(c, xg, d.to(cuda()), low);
+  gpu_run.s.cluster = cluster;
   auto f1 = cpu_run.forward(), f2 = gpu_run.forward();
   backend(cpu()).run(f1);
   backend(cuda()).run(f2);
@@ -379,6 +395,29 @@ TEST_CASE("CUDA fused TTT-MLP scan: a rerun reproduces every result bit for bit 
   }
 }
 
+TEST_CASE("CUDA fused TTT-MLP scan on clusters of 2 and 4 blocks a head equals the CPU reference; reruns reproduce it") {
+  TTT_REQUIRE_GPU();
+  const std::vector<ScanCase> cases = {
+      {2, 3, 77, 64, 16, true, true, 4},   // the paper's head dim, remainder chunk, groups of 4 (replayed)
+      {1, 2, 150, 64, 16, true, true, 2},  // ten chunks
+      {2, 2, 40, 16, 8, true, true, 2},    // K = 8
+      {1, 2, 24, 32, 1, true, true, 3},    // K = 1
+      {2, 2, 35, 64, 16, false, false, 1}, // no LN + residual, no inner biases
+  };
+  uint64_t seed = 600;
+  for (int cluster : {2, 4})
+    for (const ScanCase& c : cases) {
+      REQUIRE(ttt_mlp_scan_unsupported(cuda(), mlp_shape(c, true, cluster)) == "");
+      MlpScanRun a = check_cuda_against_cpu(c, true, seed += 11, cluster);
+      MlpScanRun b = check_cuda_against_cpu(c, true, seed, cluster);
+      const auto ra = a.results(true), rb = b.results(true);
+      for (size_t i = 0; i < ra.size(); ++i) {
+        INFO(c.str(), " cluster ", cluster, " ", ra[i].first);
+        CHECK(max_abs_diff(ra[i].second.to(cpu()), rb[i].second.to(cpu())) == 0.0);
+      }
+    }
+}
+
 TEST_CASE("CUDA TTTMixer TTT-MLP: impl=auto runs the fused kernels (float32 and bf16 autocast) and equals the dual form") {
   TTT_REQUIRE_GPU();
   for (const std::string backbone : {"mamba", "transformer"}) {
@@ -423,6 +462,25 @@ TEST_CASE("CUDA TTTMixer TTT-MLP: impl=auto runs the fused kernels (float32 and 
   }
   check_rel_norm(a.to(cpu()), ref.to(cpu()), 2e-2, "bf16 fused vs float32 dual");
   CHECK(max_abs_diff(a.to(cpu()), b.to(cpu())) == 0.0);
+  // model.ttt.mlp_cluster: the same layer with each head on a cluster of 4 blocks, output and
+  // gradients against the one-block kernels (both bf16: their row phases add in other orders).
+  const OutAndGrads one = [&] {
+    AutocastGuard ac(DType::bf16);
+    return out_and_grads(m, x);
+  }();
+  ModelConfig cc = cfg;
+  cc.ttt.mlp_cluster = 4;
+  Generator g4(7);
+  TTTMixer m4(cc, g4);
+  m4.to(cuda());
+  m4.set_impl("fused");
+  const OutAndGrads four = [&] {
+    AutocastGuard ac(DType::bf16);
+    return out_and_grads(m4, x);
+  }();
+  check_rel_norm(four.out.to(cpu()), one.out.to(cpu()), 1e-2, "cluster 4 vs one block: out");
+  for (size_t i = 0; i < one.grads.size(); ++i)
+    check_rel_norm(four.grads[i].second.to(cpu()), one.grads[i].second.to(cpu()), 2e-2, one.grads[i].first);
 }
 
 TEST_CASE("CUDA TTTMixer TTT-MLP: where the kernels do not apply impl=auto falls back to the dual form, impl=fused says why") {

@@ -52,6 +52,7 @@ TTTMLPScanShape make_shape(const Tensor& xq, DType dtype, int64_t mini_batch, in
   s.mini_batch = mini_batch;
   s.checkpoint_group = o.checkpoint_group > 0 ? o.checkpoint_group : 1;
   s.eps = o.eps;
+  s.cluster = o.cluster;
   s.ln_residual = ln;
   s.bias = bias;
   s.dtype = dtype;

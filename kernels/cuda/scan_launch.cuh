@@ -23,6 +23,7 @@ int device_attribute() {
 inline int smem_optin() { return device_attribute<cudaDevAttrMaxSharedMemoryPerBlockOptin>(); }
 inline int smem_per_sm() { return device_attribute<cudaDevAttrMaxSharedMemoryPerMultiprocessor>(); }
 inline int sm_count() { return device_attribute<cudaDevAttrMultiProcessorCount>(); }
+inline int compute_major() { return device_attribute<cudaDevAttrComputeCapabilityMajor>(); }
 
 // Whether a grid whose first `waiting` blocks wait for later ones (and the later ones for nothing)
 // is sure to progress: the waiting blocks must leave an SM free for the others. With `waiting` at
@@ -44,6 +45,28 @@ template <class P>
 void launch_blocks(void (*kernel)(P), int threads, int64_t blocks, size_t smem, const P& p, Backend& be) {
   CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   kernel<<<static_cast<unsigned>(blocks), threads, smem, stream_of(be)>>>(p);
+  CUDA_CHECK_LAUNCH();
+}
+
+// `blocks` blocks as clusters of `cluster` consecutive blocks (sm_90: the blocks of a cluster run at
+// once on as many SMs and reach each other's shared memory).
+template <class P>
+void launch_clusters(void (*kernel)(P), int threads, int64_t blocks, int cluster, size_t smem, const P& p,
+                     Backend& be) {
+  CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(static_cast<unsigned>(blocks));
+  cfg.blockDim = dim3(static_cast<unsigned>(threads));
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream_of(be);
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = static_cast<unsigned>(cluster);
+  attr[0].val.clusterDim.y = 1;
+  attr[0].val.clusterDim.z = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, p));
   CUDA_CHECK_LAUNCH();
 }
 

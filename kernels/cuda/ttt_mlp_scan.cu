@@ -1,8 +1,10 @@
 // kernels/cuda/ttt_mlp_scan.cu — launchers of the fused TTT-MLP scan (kernels/ttt_mlp_scan.h): one
-// block of 8·head_dim threads per (batch, head) for the forward (ttt_mlp_fwd.cuh); the backward is
-// one block per (batch, head, checkpoint group) replaying the states (replay_block, only with
-// checkpoint groups > 1), one block per (batch, head) for the reverse walk (ttt_mlp_bwd.cuh), then a
-// deterministic reduction of the reverse walk's per-(b, h) partials.
+// block of 8·head_dim threads per (batch, head) for the forward (ttt_mlp_fwd.cuh), or with
+// TTTMLPScanShape::cluster 2 or 4 and bf16 products a cluster of that many blocks per (batch, head)
+// (ttt_mlp_fwd_cluster.cuh); the backward is one block (or cluster) per (batch, head, checkpoint
+// group) replaying the states (only with checkpoint groups > 1), one block per (batch, head) for the
+// reverse walk (ttt_mlp_bwd.cuh), then a deterministic reduction of the reverse walk's per-(b, h)
+// partials.
 //
 // Covered: float32 data, head_dim 16, 32 or 64 with hidden 4·head_dim, mini_batch <= 16, shared
 // memory within the device's opt-in limit (bf16 products: every covered head_dim; exact float32
@@ -15,6 +17,7 @@
 #include "kernels/cuda/cuda_backend.cuh"
 #include "kernels/cuda/scan_launch.cuh"
 #include "kernels/cuda/ttt_mlp_bwd.cuh"
+#include "kernels/cuda/ttt_mlp_fwd_cluster.cuh"
 #include "kernels/ttt_mlp_scan.h"
 
 namespace ttt::cuda_impl {
@@ -37,6 +40,19 @@ template <class C>
 __global__ void __launch_bounds__(C::THREADS, 1) ttt_mlp_replay_kernel(Params p) {
   extern __shared__ __align__(16) char smem[];
   tttm::replay_block<C>(p, static_cast<int>(blockIdx.x), smem);
+}
+
+// Cluster c = blockIdx.x / NCTA (the cluster's blocks are consecutive in x).
+template <class C>
+__global__ void __launch_bounds__(C::THREADS, 1) ttt_mlp_fwd_cluster_kernel(Params p) {
+  extern __shared__ __align__(16) char smem[];
+  tttm::cluster_fwd_block<C>(p, static_cast<int>(blockIdx.x) / C::NCTA, smem);
+}
+
+template <class C>
+__global__ void __launch_bounds__(C::THREADS, 1) ttt_mlp_replay_cluster_kernel(Params p) {
+  extern __shared__ __align__(16) char smem[];
+  tttm::cluster_replay_block<C>(p, static_cast<int>(blockIdx.x) / C::NCTA, smem);
 }
 
 template <class C>
@@ -73,6 +89,23 @@ bool dispatch(const TTTMLPScanShape& s, Fn&& fn) {
 }
 
 
+// Runs the forward (replay false) or the backward's replay (true) of shape s: on clusters of
+// s.cluster blocks where the shape asks for them and has bf16 products, else one block each.
+template <class C>
+void launch_forward_kind(const TTTMLPScanShape& s, const Params& p, bool replay, Backend& be) {
+  const int64_t heads = int64_t{p.B} * p.H * (replay ? p.NG : 1);
+  auto clusters = [&](auto cc) {
+    using CC = decltype(cc);
+    scan_launch::launch_clusters(replay ? ttt_mlp_replay_cluster_kernel<CC> : ttt_mlp_fwd_cluster_kernel<CC>,
+                                 CC::THREADS, heads * CC::NCTA, CC::NCTA, sizeof(tttm::ClusterFwdSmem<CC>), p, be);
+  };
+  if constexpr (C::MMA) {
+    if (s.cluster == 2) return clusters(tttm::ClusterCfg<C::F, true, 2>{});
+    if (s.cluster == 4) return clusters(tttm::ClusterCfg<C::F, true, 4>{});
+  }
+  scan_launch::launch_blocks(replay ? ttt_mlp_replay_kernel<C> : ttt_mlp_fwd_kernel<C>, C::THREADS, heads,
+                             sizeof(tttm::FwdSmem<C>), p, be);
+}
 
 }  // namespace
 
@@ -98,6 +131,9 @@ std::string ttt_mlp_scan_unsupported(const TTTMLPScanShape& s) {
            " bytes of shared memory (bf16 products, i.e. autocast, need " +
            std::to_string(sizeof(tttm::BwdSmem<Cfg<64, true>>)) + ")";
   if (!known) return "the CUDA kernel handles head_dim 16, 32 or 64 (got " + std::to_string(s.head_dim) + ")";
+  if (why.empty() && s.cluster > 1 && s.low_precision && scan_launch::compute_major() < 9)
+    why = "clusters of " + std::to_string(s.cluster) + " blocks need an sm_90 device (model.ttt.mlp_cluster=1 runs "
+          "one block a head)";
   return why;
 }
 
@@ -105,8 +141,7 @@ void ttt_mlp_scan_forward(Backend& be, TTTMLPScanForward& c) {
   const Params p = tttm::params_of(c);
   dispatch(c.s, [&](auto cfg) {
     using C = decltype(cfg);
-    scan_launch::launch_blocks(ttt_mlp_fwd_kernel<C>, C::THREADS, int64_t{p.B} * p.H, sizeof(tttm::FwdSmem<C>), p,
-                               be);
+    launch_forward_kind<C>(c.s, p, false, be);
   });
 }
 
@@ -114,9 +149,7 @@ void ttt_mlp_scan_backward(Backend& be, TTTMLPScanBackward& c) {
   const Params p = tttm::params_of(c);
   dispatch(c.s, [&](auto cfg) {
     using C = decltype(cfg);
-    if (p.G > 1)  // the state entering every chunk, all checkpoint groups side by side
-      scan_launch::launch_blocks(ttt_mlp_replay_kernel<C>, C::THREADS, int64_t{p.B} * p.H * p.NG,
-                                 sizeof(tttm::FwdSmem<C>), p, be);
+    if (p.G > 1) launch_forward_kind<C>(c.s, p, true, be);  // the state entering every chunk, all groups at once
     scan_launch::launch_blocks(ttt_mlp_bwd_kernel<C>, C::THREADS, int64_t{p.B} * p.H, sizeof(tttm::BwdSmem<C>), p,
                                be);
   });
