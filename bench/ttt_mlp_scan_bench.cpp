@@ -5,9 +5,9 @@
 // Usage: build/bin/ttt_mlp_scan_bench [--B 8] [--H 12] [--T 2048] [--F 64] [--K 16] [--G 4]
 //                                     [--precision bf16|fp32] [--device cuda] [--reps 20] [--cluster 1,2,4]
 // Defaults: one layer of the paper's 125M TTT-MLP at 8 x 2048 with bf16 products (autocast),
-// hidden 4F. Prints the median of `reps` synchronized runs, for each --cluster size (blocks a head in
-// the forward and the backward's replay, TTTMLPScanShape::cluster) in turn, and whether each size's
-// output equals the first size's within bf16 rounding. FLOPs per (batch, head) chunk of K
+// hidden 4F. Prints the median of `reps` synchronized runs, for each --cluster size (blocks a head,
+// TTTMLPScanShape::cluster) in turn, and how far each size's output and dXK are from the first size's
+// (bf16 products: not bit for bit). FLOPs per (batch, head) chunk of K
 // tokens (f = F, h = 4F), counted from the kernels' products: forward 14 K f h + 4 K² (f + h)
 // (XK W1, XQ W1, X2 W2, G2 W2ᵀ, X̄2 W2, the two updates; XQ XKᵀ, Mt1 Gp1, X̄2 X2ᵀ, Mt2 Gp2);
 // backward 40 K f h + 10 K² f + 12 K² h (the recomputation of the chunk and the gradient

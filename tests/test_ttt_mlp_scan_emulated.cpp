@@ -8,7 +8,7 @@
 // runs a 16-warp block (head_dim 64) at a few chunks per second.
 #define TTT_SIMT_EMULATE 1
 #include "kernels/cuda/ttt_mlp_bwd.cuh"
-#include "kernels/cuda/ttt_mlp_fwd_cluster.cuh"
+#include "kernels/cuda/ttt_mlp_bwd_cluster.cuh"
 
 #include <doctest/doctest.h>
 
@@ -47,7 +47,7 @@ void emulate_forward(MlpScanRun& run) {
   for (int bh = 0; bh < pf.B * pf.H; ++bh) emulate_fwd_block<CF>(pf, bh, false);
 }
 
-// CF runs the replay, C the reverse walk.
+// CF runs the replay, C the reverse walk (one block a head, or a cluster when C is a ClusterCfg).
 template <class CF, class C>
 void emulate_backward(MlpScanRun& run) {
   TTTMLPScanBackward bc = run.backward();
@@ -55,8 +55,13 @@ void emulate_backward(MlpScanRun& run) {
   const int blocks = pb.B * pb.H;
   if (pb.G > 1)
     for (int blk = 0; blk < blocks * pb.NG; ++blk) emulate_fwd_block<CF>(pb, blk, true);
-  for (int bh = 0; bh < blocks; ++bh)
-    simt::emulate_block(C::THREADS, sizeof(mk::BwdSmem<C>), [&] { mk::bwd_block<C>(pb, bh, simt::block_smem()); });
+  for (int bh = 0; bh < blocks; ++bh) {
+    if constexpr (requires { C::NCTA; })
+      simt::emulate_cluster(C::NCTA, C::THREADS, sizeof(mk::ClusterBwdSmem<C>),
+                            [&] { mk::cluster_bwd_block<C>(pb, bh, simt::block_smem()); });
+    else
+      simt::emulate_block(C::THREADS, sizeof(mk::BwdSmem<C>), [&] { mk::bwd_block<C>(pb, bh, simt::block_smem()); });
+  }
   for (int64_t i = 0; i < mk::reduce_count(pb, C::F); ++i)
     mk::reduce_partials_at(i, pb, C::F, static_cast<float*>(bc.dw1), static_cast<float*>(bc.db1),
                            static_cast<float*>(bc.dw2), static_cast<float*>(bc.db2), static_cast<float*>(bc.dln_w),
@@ -69,15 +74,15 @@ void emulate(MlpScanRun& run, bool backward) {
   if (backward) emulate_backward<CF, C>(run);
 }
 
-// ncta 0: one block a (batch, head); 1, 2, 4: the cluster kernels (forward and replay).
+// ncta 0: one block a (batch, head); 1, 2, 4: the cluster kernels (forward, replay, reverse walk).
 template <int F, bool MMA>
 void emulate_with(MlpScanRun& run, bool backward, int ncta) {
   using C = mk::Cfg<F, MMA>;
   switch (ncta) {
     case 0: emulate<C, C>(run, backward); break;
-    case 1: emulate<mk::ClusterCfg<F, MMA, 1>, C>(run, backward); break;
-    case 2: emulate<mk::ClusterCfg<F, MMA, 2>, C>(run, backward); break;
-    case 4: emulate<mk::ClusterCfg<F, MMA, 4>, C>(run, backward); break;
+    case 1: emulate<mk::ClusterCfg<F, MMA, 1>, mk::ClusterCfg<F, MMA, 1>>(run, backward); break;
+    case 2: emulate<mk::ClusterCfg<F, MMA, 2>, mk::ClusterCfg<F, MMA, 2>>(run, backward); break;
+    case 4: emulate<mk::ClusterCfg<F, MMA, 4>, mk::ClusterCfg<F, MMA, 4>>(run, backward); break;
     default: FAIL("no cluster of ", ncta, " blocks");
   }
 }
@@ -153,10 +158,17 @@ TEST_CASE("emulated CUDA TTT-MLP forward on a cluster equals the CPU reference: 
   check_case<64>({1, 2, 37, 64, 16, true, true, 2}, true, 73, false, 2);
 }
 
-TEST_CASE("emulated CUDA TTT-MLP backward after a cluster replay equals the CPU reference") {
-  check_case<16>({2, 2, 37, 16, 16, true, true, 2}, false, 81, true, 4);  // remainder chunk, groups of 2
-  check_case<16>({1, 2, 24, 16, 8, true, true, 3}, false, 82, true, 2);   // K = 8, remainder group
-  check_case<64>({1, 1, 19, 64, 16, true, true, 2}, true, 83, true, 4);   // replayed group, remainder chunk
+TEST_CASE("emulated CUDA TTT-MLP backward on a cluster equals the CPU reference: every gradient") {
+  for (int ncta : {1, 2, 4}) {
+    check_case<16>({2, 2, 37, 16, 16, true, true, 2}, false, 81, true, ncta);  // remainder chunk, groups of 2
+    check_case<16>({1, 2, 24, 16, 8, true, true, 3}, false, 82, true, ncta);   // K = 8, remainder group
+    check_case<16>({1, 1, 6, 16, 1, true, true, 2}, false, 84, true, ncta);    // K = 1
+    check_case<16>({1, 2, 20, 16, 16, false, true, 1}, false, 85, true, ncta); // no LN + residual
+    check_case<16>({2, 1, 20, 16, 16, true, false, 1}, false, 86, true, ncta); // no bias
+  }
+  check_case<32>({1, 1, 21, 32, 8, false, false, 2}, true, 87, true, 4);
+  check_case<64>({1, 1, 19, 64, 16, true, true, 2}, true, 83, true, 4);  // replayed group, remainder chunk
+  check_case<64>({1, 1, 19, 64, 16, true, true, 2}, true, 88, true, 2);
 }
 
 // The backward's unpadded operand matrices (SwizzledOps): each row's elements are a permutation of

@@ -173,17 +173,18 @@ TTT_DEV void load_chunk(const Params& p, const InBases& hb, BwdSmem<C>& S, int b
   for (int i = tid(); i < F; i += C::THREADS) S.b2[i] = st[off_b2(F) + i];
 }
 
-// B0 rows: Z̄2 = b2 + Σ slice partials − Mt2 Gp2 (Mt2 formed here from the X̄2 X2ᵀ partials), then
-// dZ̄2 from the output LN (float32 and operand) and the LN partials; rows >= n get dZ̄2 = 0.
-template <class C>
-TTT_DEV void output_rows(const Params& p, const BwdBases& bb, BwdSmem<C>& S, int64_t t0, int n) {
+// B0 rows: Z̄2 = b2 + Σ slice partials `part` − Mt2 Gp2 (Mt2 formed here from the X̄2 X2ᵀ
+// partials), then dZ̄2 from the output LN (float32 and operand) and the LN partials; rows >= n get
+// dZ̄2 = 0. S: BwdSmem, or the cluster kernel's smem with the same members.
+template <class C, class S_>
+TTT_DEV void output_rows(const Params& p, const BwdBases& bb, S_& S, const float* part, int64_t t0, int n) {
   const RowLane<C> rl;
   const int r = rl.rg;
-  if (r >= KP) return;
-  causal_row<C>(S.mpart, C::NKS, S.tok, r, n, p.bias ? 1.f : 0.f, S.omt2, S.mt2, S.m2raw());
+  if (r < KP) causal_row<C>(S.mpart, C::NKS, S.tok, r, n, p.bias ? 1.f : 0.f, S.omt2, S.mt2, S.m2raw());
   simt::syncwarp();  // the row's Mt2 entries come from the lanes of its group
+  if (r >= KP) return;
   float z[C::CPL], go[C::CPL], dz[C::CPL];
-  zbar2_row<C>(S.b2, S.part, S.mt2, S.gp2, r, rl.c0, z);
+  zbar2_row<C>(S.b2, part, S.mt2, S.gp2, r, rl.c0, z);
   if (r < n) {
     load_vec(go, bb.dout + (t0 + r) * p.dout.st + rl.c0);
   } else {
@@ -215,11 +216,13 @@ TTT_DEV void output_rows(const Params& p, const BwdBases& bb, BwdSmem<C>& S, int
 }
 
 // B5 rows: dS1 = diag(tok) dMt1 (from the slice partials) and dtok; G2 again from Z2; dG2 = lr dGp2 +
-// Σ partials of dP W2; dlr; the LN-L2 vjp (kernels/cpu/ttt_scan_rows.h) giving dZ2 (float32 and
-// operand), dtgt (dXV = dtgt; −dtgt kept in the Z2 tile for dXK) and the LN partials.
-template <class C>
-TTT_DEV void inner_grad_backward_rows(const Params& p, const BwdBases& bb, BwdSmem<C>& S, int64_t t0, int n,
-                                      float& dtok_row) {
+// Σ partials `part` of dP W2; dlr (the G2 part and the `dlr_parts` warps' parts in dlrp); the
+// LN-L2 vjp (kernels/cpu/ttt_scan_rows.h) giving dZ2 (float32 and operand), dtgt (dXV = dtgt; −dtgt
+// kept in the Z2 tile for dXK) and the LN partials. dlr and dXV are written when `writes` (one
+// block of a cluster).
+template <class C, class S_>
+TTT_DEV void inner_grad_backward_rows(const Params& p, const BwdBases& bb, S_& S, const float* part, int64_t t0,
+                                      int n, float& dtok_row, bool writes, int dlr_parts) {
   const RowLane<C> rl;
   const int r = rl.rg;
   if (r >= KP) return;
@@ -250,7 +253,7 @@ TTT_DEV void inner_grad_backward_rows(const Params& p, const BwdBases& bb, BwdSm
 #pragma unroll
   for (int s = 0; s < C::NKS; ++s) {
     float t[C::CPL];
-    load_vec(t, S.part + s * KP * C::FS + o);
+    load_vec(t, part + s * KP * C::FS + o);
 #pragma unroll
     for (int j = 0; j < C::CPL; ++j) dG[j] += t[j];
   }
@@ -262,9 +265,9 @@ TTT_DEV void inner_grad_backward_rows(const Params& p, const BwdBases& bb, BwdSm
     sums[4] += dG[j] * G[j];
   }
   tttk::row_sums<C>(sums);
-  if (live && rl.first()) {
+  if (writes && live && rl.first()) {
     float d = sums[0];
-    for (int w2 = 0; w2 < C::NW; ++w2) d += S.dlrp[w2 * KP + r];
+    for (int w2 = 0; w2 < dlr_parts; ++w2) d += S.dlrp[w2 * KP + r];
     bb.dlr[(t0 + r) * p.dlr.st] = d;
   }
   float dz[C::CPL], dtgt[C::CPL];
@@ -294,7 +297,7 @@ TTT_DEV void inner_grad_backward_rows(const Params& p, const BwdBases& bb, BwdSm
 #pragma unroll
     for (int j = 0; j < C::CPL; ++j) dz[j] = dG[j], dtgt[j] = -dG[j];
   }
-  if (live) store_vec(bb.dxv + (t0 + r) * p.dxv.st + rl.c0, dtgt);
+  if (writes && live) store_vec(bb.dxv + (t0 + r) * p.dxv.st + rl.c0, dtgt);
   if (!p.ln)
 #pragma unroll
     for (int j = 0; j < C::CPL; ++j) dtgt[j] = 0.f;  // the target is XV alone: no part of dXK
@@ -330,6 +333,27 @@ TTT_DEV void store_sum_rows(const float* part, const float* add, float scale, fl
     for (int j = 0; j < C::CPL; ++j) y[j] += t[j];
   }
   store_vec(base + (t0 + r) * st + rl.c0, y);
+}
+
+// dXQ's rows < n: Σ slice partials, plus dout (its own part) with the LN + residual, summed straight
+// from global memory.
+template <class C>
+TTT_DEV void store_dxq_rows(const Params& p, const BwdBases& bb, const float* part, int64_t t0, int n) {
+  if (!p.ln) return store_sum_rows<C>(part, nullptr, 0.f, bb.dxq, p.dxq.st, t0, n);
+  const RowLane<C> rl;
+  const int r = rl.rg;
+  if (r >= n) return;
+  const int o = r * C::FS + rl.c0;
+  float y[C::CPL];
+  load_vec(y, bb.dout + (t0 + r) * p.dout.st + rl.c0);
+#pragma unroll
+  for (int s = 0; s < C::NKS; ++s) {
+    float t[C::CPL];
+    load_vec(t, part + s * KP * C::FS + o);
+#pragma unroll
+    for (int j = 0; j < C::CPL; ++j) y[j] += t[j];
+  }
+  store_vec(bb.dxq + (t0 + r) * p.dxq.st + rl.c0, y);
 }
 
 template <class C>
@@ -426,7 +450,7 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
   }
   simt::sync();
   // B0
-  output_rows<C>(p, bb, S, t0, n);
+  output_rows<C>(p, bb, S, S.part, t0, n);
   simt::sync();
   // B1
   xty<C, F / 8>(dW.w2, S.oxb2, C::HS, hw, S.odzb2, C::OS, 0);
@@ -554,7 +578,7 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
   xty<C, F / 8>(dW.w2, S.oxb2, C::HS, hw, S.og2, C::OS, 0);
   simt::sync();
   // B5
-  inner_grad_backward_rows<C>(p, bb, S, t0, n, dtok_row);
+  inner_grad_backward_rows<C>(p, bb, S, S.part, t0, n, dtok_row, true, C::NW);
   simt::sync();
   // B6
   xty<C, F / 8>(dW.w2, S.ox2, C::HS, hw, S.odzb2, C::OS, 0);
@@ -581,25 +605,7 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
     store_f32(a, S.part + sp.ks * KP * C::FS, C::FS, 0, sp.col());
   }
   simt::sync();
-  if (p.ln) {
-    // dout is dXQ's own part: summed straight from global memory
-    const int r = rl.rg;
-    if (r < n) {
-      const int o = r * C::FS + rl.c0;
-      float y[C::CPL];
-      load_vec(y, bb.dout + (t0 + r) * p.dout.st + rl.c0);
-#pragma unroll
-      for (int s = 0; s < C::NKS; ++s) {
-        float t[C::CPL];
-        load_vec(t, S.part + s * KP * C::FS + o);
-#pragma unroll
-        for (int j = 0; j < C::CPL; ++j) y[j] += t[j];
-      }
-      store_vec(bb.dxq + (t0 + r) * p.dxq.st + rl.c0, y);
-    }
-  } else {
-    store_sum_rows<C>(S.part, nullptr, 0.f, bb.dxq, p.dxq.st, t0, n);
-  }
+  store_dxq_rows<C>(p, bb, S.part, t0, n);
   simt::sync();
   // B7: dXK
   {

@@ -1,10 +1,10 @@
 // kernels/cuda/ttt_mlp_scan.cu — launchers of the fused TTT-MLP scan (kernels/ttt_mlp_scan.h): one
-// block of 8·head_dim threads per (batch, head) for the forward (ttt_mlp_fwd.cuh), or with
-// TTTMLPScanShape::cluster 2 or 4 and bf16 products a cluster of that many blocks per (batch, head)
-// (ttt_mlp_fwd_cluster.cuh); the backward is one block (or cluster) per (batch, head, checkpoint
-// group) replaying the states (only with checkpoint groups > 1), one block per (batch, head) for the
-// reverse walk (ttt_mlp_bwd.cuh), then a deterministic reduction of the reverse walk's per-(b, h)
-// partials.
+// block of 8·head_dim threads per (batch, head) for the forward (ttt_mlp_fwd.cuh); the backward is
+// one block per (batch, head, checkpoint group) replaying the states (only with checkpoint groups
+// > 1), one block per (batch, head) for the reverse walk (ttt_mlp_bwd.cuh), then a deterministic
+// reduction of the reverse walk's per-(b, h) partials. With TTTMLPScanShape::cluster 2 or 4 and
+// bf16 products, each of those blocks is a cluster of that many blocks sharing the head's hidden
+// units (ttt_mlp_fwd_cluster.cuh, ttt_mlp_bwd_cluster.cuh).
 //
 // Covered: float32 data, head_dim 16, 32 or 64 with hidden 4·head_dim, mini_batch <= 16, shared
 // memory within the device's opt-in limit (bf16 products: every covered head_dim; exact float32
@@ -17,7 +17,7 @@
 #include "kernels/cuda/cuda_backend.cuh"
 #include "kernels/cuda/scan_launch.cuh"
 #include "kernels/cuda/ttt_mlp_bwd.cuh"
-#include "kernels/cuda/ttt_mlp_fwd_cluster.cuh"
+#include "kernels/cuda/ttt_mlp_bwd_cluster.cuh"
 #include "kernels/ttt_mlp_scan.h"
 
 namespace ttt::cuda_impl {
@@ -53,6 +53,12 @@ template <class C>
 __global__ void __launch_bounds__(C::THREADS, 1) ttt_mlp_replay_cluster_kernel(Params p) {
   extern __shared__ __align__(16) char smem[];
   tttm::cluster_replay_block<C>(p, static_cast<int>(blockIdx.x) / C::NCTA, smem);
+}
+
+template <class C>
+__global__ void __launch_bounds__(C::THREADS, 1) ttt_mlp_bwd_cluster_kernel(Params p) {
+  extern __shared__ __align__(16) char smem[];
+  tttm::cluster_bwd_block<C>(p, static_cast<int>(blockIdx.x) / C::NCTA, smem);
 }
 
 template <class C>
@@ -107,6 +113,22 @@ void launch_forward_kind(const TTTMLPScanShape& s, const Params& p, bool replay,
                              sizeof(tttm::FwdSmem<C>), p, be);
 }
 
+// The backward's reverse walk: one block, or one cluster of s.cluster blocks (bf16 products), a head.
+template <class C>
+void launch_walk(const TTTMLPScanShape& s, const Params& p, Backend& be) {
+  const int64_t heads = int64_t{p.B} * p.H;
+  auto clusters = [&](auto cc) {
+    using CC = decltype(cc);
+    scan_launch::launch_clusters(ttt_mlp_bwd_cluster_kernel<CC>, CC::THREADS, heads * CC::NCTA, CC::NCTA,
+                                 sizeof(tttm::ClusterBwdSmem<CC>), p, be);
+  };
+  if constexpr (C::MMA) {
+    if (s.cluster == 2) return clusters(tttm::ClusterCfg<C::F, true, 2>{});
+    if (s.cluster == 4) return clusters(tttm::ClusterCfg<C::F, true, 4>{});
+  }
+  scan_launch::launch_blocks(ttt_mlp_bwd_kernel<C>, C::THREADS, heads, sizeof(tttm::BwdSmem<C>), p, be);
+}
+
 }  // namespace
 
 std::string ttt_mlp_scan_unsupported(const TTTMLPScanShape& s) {
@@ -120,7 +142,13 @@ std::string ttt_mlp_scan_unsupported(const TTTMLPScanShape& s) {
   std::string why;
   const bool known = dispatch(s, [&](auto c) {
     using C = decltype(c);
-    const size_t need = std::max(sizeof(tttm::FwdSmem<C>), sizeof(tttm::BwdSmem<C>));
+    size_t need = std::max(sizeof(tttm::FwdSmem<C>), sizeof(tttm::BwdSmem<C>));
+    if constexpr (C::MMA) {  // the cluster kernels' blocks (smaller than the one-block kernels' at every F)
+      using C2 = tttm::ClusterCfg<C::F, true, 2>;
+      using C4 = tttm::ClusterCfg<C::F, true, 4>;
+      if (s.cluster == 2) need = std::max({need, sizeof(tttm::ClusterFwdSmem<C2>), sizeof(tttm::ClusterBwdSmem<C2>)});
+      if (s.cluster == 4) need = std::max({need, sizeof(tttm::ClusterFwdSmem<C4>), sizeof(tttm::ClusterBwdSmem<C4>)});
+    }
     if (need > static_cast<size_t>(smem_optin()))
       why = "head_dim " + std::to_string(C::F) + (C::MMA ? " (bf16 products)" : " (float32 products)") + " needs " +
             std::to_string(need) + " bytes of shared memory, the device allows " + std::to_string(smem_optin()) +
@@ -150,8 +178,7 @@ void ttt_mlp_scan_backward(Backend& be, TTTMLPScanBackward& c) {
   dispatch(c.s, [&](auto cfg) {
     using C = decltype(cfg);
     if (p.G > 1) launch_forward_kind<C>(c.s, p, true, be);  // the state entering every chunk, all groups at once
-    scan_launch::launch_blocks(ttt_mlp_bwd_kernel<C>, C::THREADS, int64_t{p.B} * p.H, sizeof(tttm::BwdSmem<C>), p,
-                               be);
+    launch_walk<C>(c.s, p, be);
   });
   const int F = static_cast<int>(c.s.head_dim);
   const int64_t n = tttm::reduce_count(p, F);

@@ -1,0 +1,422 @@
+// kernels/cuda/ttt_mlp_bwd_cluster.cuh — the fused TTT-MLP backward's reverse walk with a head's
+// hidden units split over a thread block cluster of NCTA blocks (sm_90), as the forward in
+// ttt_mlp_fwd_cluster.cuh. The one-block walk and its phase list: ttt_mlp_bwd.cuh; this follows it
+// phase for phase.
+//
+// Block r holds hidden units h0 = HDL r .. of the state and of the state's gradient dS (dW1's
+// columns, dW2's rows, db1 in its registers and smem), the chunk's [16, HDL] intermediates, and
+// computes every row phase for all 16 rows (as the forward does). What crosses blocks, each through
+// distributed shared memory before a cluster barrier:
+//   R2  slice partials of Z2 = X2 W2                       (buffer xa)
+//   R5  slice partials of X̄2 W2 and of X̄2 X2ᵀ             (xb, mpart)
+//   B1  slice partials of U2 = X2 dW2' (chunks that commit) (xc; the barrier in every chunk)
+//   B3  the warps' parts of dlr, to block 0                 (dlrp)
+//   B4  slice partials of dP W2 and of dMt1                 (xa, mpart)
+//   B7  slice partials of dXQ, then of dXK                  (xb, xc)
+// Consecutive exchanges use different buffers, so a block that runs ahead never writes a buffer
+// another block still reads: a buffer's next write comes after a later cluster barrier, which every
+// block reaches only after its reads (mpart and dlrp: likewise across their phases). Block 0 writes
+// dXQ, dXK, dXV, dlr and the parameter-gradient partials of b2, the LN and tok; each block its part
+// of dW1, db1, dW2.
+#pragma once
+
+#include "kernels/cuda/ttt_mlp_bwd.cuh"
+#include "kernels/cuda/ttt_mlp_fwd_cluster.cuh"
+
+namespace ttt::cuda_impl::tttm {
+
+template <class C>
+struct ClusterBwdSmem {
+  using Op = typename C::Op;
+  static constexpr int W1S = C::HS;  // W1, dW1' [F, HDL]: padded rows (they fit; no swizzle)
+  static constexpr int WS = C::OS;   // W2, dW2' [HDL, F]
+  alignas(16) Op ow1[C::F * W1S];
+  alignas(16) Op ow2[C::HDL * WS];
+  alignas(16) Op odw1[C::F * W1S];  // dW1' (the gradient of the state leaving the chunk)
+  alignas(16) Op odw2[C::HDL * WS];
+  alignas(16) Op ox2[KP * C::HS];   // X2
+  alignas(16) Op oxb2[KP * C::HS];  // X̄2, then dP (B3), then dZ1 (B6)
+  alignas(16) Op ogp1[KP * C::HS];  // −Gp1
+  alignas(16) Op odzb1[KP * C::HS]; // dZ̄1
+  alignas(16) Op oq[KP * C::OS];
+  alignas(16) Op ok[KP * C::OS];
+  alignas(16) Op og2[KP * C::OS];
+  alignas(16) Op ogp2[KP * C::OS];
+  alignas(16) Op odzb2[KP * C::OS];  // dZ̄2, then dZ2
+  alignas(16) Op omt1[KP * C::KS];   // Mt1, then dS1
+  alignas(16) Op omt2[KP * C::KS];   // Mt2, then dS2
+  alignas(16) float tgt[KP * C::FS];
+  alignas(16) float z2[KP * C::FS];  // Z2, then dtgt
+  alignas(16) float gp2[KP * C::FS];
+  alignas(16) float dgp2[KP * C::FS];
+  alignas(16) float xa[C::NKS * KP * C::FS];  // the exchange buffers (slot: the slice)
+  alignas(16) float xb[C::NKS * KP * C::FS];
+  alignas(16) float xc[C::NKS * KP * C::FS];
+  alignas(16) float mpart[C::NKS * KP * SP];  // slice partials of X̄2 X2ᵀ, then of dMt1
+  alignas(16) float s1[KP * SP];              // XQ XKᵀ, then tril(X̄2 X2ᵀ + β)
+  alignas(16) float m1raw[KP * SP];
+  alignas(16) float mt2[KP * SP];             // Mt2, then dMt2
+  alignas(16) float colpart[C::RW * C::F];
+  alignas(16) float dlnw[C::RW * C::F];
+  alignas(16) float dlnb[C::RW * C::F];
+  alignas(16) float dlrp[C::NWT * KP];  // block 0: every warp's part of dlr
+  alignas(16) float b1[C::HDL];
+  alignas(16) float db1[C::HDL];
+  alignas(16) float db1p[C::HDL];
+  alignas(16) float b2[C::F];
+  alignas(16) float db2[C::F];
+  alignas(16) float db2p[C::F];
+  alignas(16) float lnw[C::F];
+  alignas(16) float lnb[C::F];
+  alignas(16) float red[2 * C::THREADS];
+  float tok[KP], lr[KP], dtok[KP];
+  float dtokc[C::NCTA];  // block 0: each block's update-path part of dtok[K − 1]
+  TTT_DEV Op* w1() { return ow1; }
+  TTT_DEV Op* dw1() { return odw1; }
+  TTT_DEV Op* w2() { return ow2; }
+  TTT_DEV Op* dw2() { return odw2; }
+  TTT_DEV Op* ods1() { return omt1; }
+  TTT_DEV Op* ods2() { return omt2; }
+  TTT_DEV float* m2raw() { return s1; }
+  TTT_DEV float* dmt2() { return mt2; }
+};
+
+// Writes a warp's [16, 16] slice-partial tile (columns col) into slot `slot` of buf in every block.
+template <class C>
+TTT_DEV void push_tile(const Acc<2>& acc, float* buf, int slot, int ld, int tile, int col) {
+#pragma unroll
+  for (int r = 0; r < C::NCTA; ++r) store_f32(acc, simt::map_rank(buf, r) + slot * tile, ld, 0, col);
+}
+
+// The chunk's tiles (operands of XQ, XK; the target; lr) and the block's part of its state.
+template <class C>
+TTT_DEV void load_chunk_part(const Params& p, const InBases& hb, ClusterBwdSmem<C>& S, int bh, int k, int n, int h0) {
+  constexpr int F = C::F, HD = C::HD, HDL = C::HDL;
+  const int64_t t0 = static_cast<int64_t>(k) * p.K;
+  Tile2<C> q, kk, v;
+  q.load(hb.xq, p.xq.st, t0, n);
+  kk.load(hb.xk, p.xk.st, t0, n);
+  v.load(hb.xv, p.xv.st, t0, n);
+  q.store(nullptr, S.oq);
+  kk.store(nullptr, S.ok);
+  store_target(kk, v, p.ln, S.tgt);
+  if (tid() < KP) S.lr[tid()] = tid() < n ? hb.lr[(t0 + tid()) * p.lr.st] : 0.f;
+  const float* st = snapshot(p, F, bh, k);
+  for (int i = tid(); i < F * HDL / 4; i += C::THREADS) {  // W1[:, h0 ..]: 16-byte pieces
+    const int r = 4 * i / HDL, c = 4 * i % HDL;
+    const tttk::Vec4 w = *reinterpret_cast<const tttk::Vec4*>(st + r * HD + h0 + c);
+    put_op2(S.ow1 + r * ClusterBwdSmem<C>::W1S + c, w.x, w.y);
+    put_op2(S.ow1 + r * ClusterBwdSmem<C>::W1S + c + 2, w.z, w.w);
+  }
+  const float* s2 = st + off_w2(F) + static_cast<int64_t>(h0) * F;  // W2[h0 .., :]
+  for (int i = tid(); i < HDL * F / 4; i += C::THREADS) {
+    const int r = 4 * i / F, c = 4 * i % F;
+    const tttk::Vec4 w = *reinterpret_cast<const tttk::Vec4*>(s2 + r * F + c);
+    put_op2(S.ow2 + r * ClusterBwdSmem<C>::WS + c, w.x, w.y);
+    put_op2(S.ow2 + r * ClusterBwdSmem<C>::WS + c + 2, w.z, w.w);
+  }
+  for (int i = tid(); i < HDL; i += C::THREADS) S.b1[i] = st[off_b1(F) + h0 + i];
+  for (int i = tid(); i < F; i += C::THREADS) S.b2[i] = st[off_b2(F) + i];
+}
+
+// A thread's parts of dtok.
+struct DtokParts {
+  float row = 0;        // the row phases' part (every block computes it; block 0's counts)
+  float rows_last = 0;  // B2's part of dtok[K − 1] (likewise)
+  float cols_last = 0;  // B3's part of dtok[K − 1]: the block's hidden units (summed over the cluster)
+};
+
+template <class C>
+TTT_DEV void cluster_bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, ClusterBwdSmem<C>& S, int bh,
+                               int k, StateRegs<C>& dW, DtokParts& dt) {
+  using SM = ClusterBwdSmem<C>;
+  constexpr int F = C::F, W1S = SM::W1S, WS = SM::WS;
+  const int rank = simt::cluster_rank(), h0 = rank * C::HDL;
+  const bool lead = rank == 0;
+  const int hw = 16 * warp(), gw = rank * C::NW + warp();
+  const int64_t t0 = static_cast<int64_t>(k) * p.K;
+  const int n = chunk_rows(p, k);
+  const bool commit = n == p.K;
+  const float tokL = p.tok[p.K - 1], beta = p.bias ? 1.f : 0.f;
+  const Split<C> sp;
+  const int slice = rank * C::NKSL + sp.ks;  // the warp's contraction slice over all blocks
+  const RowLane<C> rl;
+  // top
+  simt::sync();
+  load_chunk_part<C>(p, hb, S, bh, k, n, h0);
+  simt::sync();
+  // R1
+  Acc<2> z1, zq;
+  first_phase<C>(z1, zq, S.ok, S.oq, S.w1(), W1S, S.b1, S.ox2, S.s1);
+  simt::sync();
+  // R2
+  push_x_w2_partial<C>(S.ox2, S.ow2, S.xa);
+  simt::cluster_sync();
+  // R3
+  inner_grad_rows<C>(p, S.xa, S.b2, S.tgt, S.lr, S.lnw, S.lnb, n, S.gp2, S.og2, S.ogp2, S.z2);
+  if (rl.rg < KP) causal_row<C>(S.s1, 1, S.tok, rl.rg, n, beta, S.omt1, nullptr, S.m1raw);
+  simt::sync();
+  // R4
+  {
+    Acc<2> g1;
+    neg_gp1<C>(g1, S.og2, S.w2(), WS, S.lr, z1);
+    store_op(g1, S.ogp1, C::HS, 0, hw);
+  }
+  simt::syncwarp();
+  xy<C, 1>(zq, S.omt1, C::KS, 0, S.ogp1, C::HS, 0, hw);
+  gelu_tile<C>(zq, S.oxb2, nullptr);
+  simt::sync();
+  // R5
+  push_x_w2_partial<C>(S.oxb2, S.ow2, S.xb);
+  if (sp.cb == 0) {
+    Acc<2> m;
+    m.fill(0.f);
+    xyt<C, C::KSPAN / 16>(m, S.oxb2, C::HS, sp.k0(), S.ox2, C::HS, sp.k0(), 0);
+    push_tile<C>(m, S.mpart, slice, SP, KP * SP, 0);
+  }
+  simt::cluster_sync();
+  // B0
+  output_rows<C>(p, bb, S, S.xb, t0, n);
+  simt::sync();
+  // B1
+  xty<C, F / 8>(dW.w2, S.oxb2, C::HS, hw, S.odzb2, C::OS, 0);
+  if (warp() == C::NW - 1) {
+    Acc<2> m;
+    m.fill(0.f);
+    xyt<C, F / 16>(m, S.odzb2, C::OS, 0, S.ogp2, C::OS, 0, 0);
+    store_f32(m, S.dmt2(), SP, 0, 0);
+  }
+  if (sp.ks == 0) {  // the block's first slice: every column block once
+    Acc<2> d;
+    d.fill(0.f);
+    xty<C, 2>(d, S.omt2, C::KS, 0, S.odzb2, C::OS, sp.col());
+    store_f32(d, S.dgp2, C::FS, 0, sp.col(), -1.f);
+  }
+  if (p.bias) add_colpart<C>(S.colpart, S.db2);
+  if (commit) {
+    Acc<2> u;
+    u.fill(0.f);
+    xy<C, C::KSPAN / 16>(u, S.ox2, C::HS, sp.k0(), S.dw2(), WS, sp.k0(), sp.col());
+    push_tile<C>(u, S.xc, slice, C::FS, KP * C::FS, sp.col());
+  }
+  // A cluster barrier even without U2: B4 rewrites mpart, which B0 of a block behind still reads.
+  simt::cluster_sync();
+  // B2
+  if (rl.rg < KP) {
+    const int r = rl.rg;
+    for (int j = tid() % C::LPR; j < KP; j += C::LPR) {
+      const float m = (j <= r && r < n) ? S.dmt2()[r * SP + j] : 0.f;
+      dt.row += m * S.m2raw()[r * SP + j];
+      put_op(S.ods2() + r * C::KS + j, S.tok[r] * m);
+    }
+    if (commit) {
+      const int o = r * C::FS + rl.c0;
+#pragma unroll
+      for (int j = 0; j < C::CPL; ++j) {
+        float u = S.db2p[rl.c0 + j];
+        for (int s = 0; s < C::NKS; ++s) u += S.xc[s * KP * C::FS + o + j];
+        S.dgp2[o + j] -= tokL * u;
+        dt.rows_last -= u * S.gp2[o + j];
+      }
+    }
+  }
+  simt::sync();
+  // B3
+  {
+    Acc<2> d;  // dX̄2, then dZ̄1
+    d.fill(0.f);
+    xyt<C, F / 16>(d, S.odzb2, C::OS, 0, S.w2(), WS, 0, hw);
+    xy<C, 1>(d, S.ods2(), C::KS, 0, S.ox2, C::HS, 0, hw);
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) d.v[nt][e] *= smath::gelu_tanh_terms(zq.v[nt][e]).d1;
+    store_op(d, S.odzb1, C::HS, 0, hw);
+    if (p.bias) add_tile_column_sums(d, S.db1);
+  }
+  Acc<2> dx2;  // dX2 (to B6)
+  dx2.fill(0.f);
+  xty<C, 2>(dx2, S.ods2(), C::KS, 0, S.oxb2, C::HS, hw);
+  if (commit) {
+    Acc<2> t;
+    t.fill(0.f);
+    xyt<C, F / 16>(t, S.ogp2, C::OS, 0, S.dw2(), WS, 0, hw);
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) dx2.v[nt][e] += tokL * t.v[nt][e];
+  }
+  simt::syncwarp();
+#pragma unroll
+  for (int mt = 0; mt < F / 16; ++mt) xty<C, 2>(dW.w1[mt], S.oq, C::OS, 16 * mt, S.odzb1, C::HS, hw);
+  Acc<2> P, dg, u1;
+  P.fill(0.f);
+  xyt<C, F / 16>(P, S.og2, C::OS, 0, S.w2(), WS, 0, hw);
+  dg.fill(0.f);
+  xty<C, 2>(dg, S.omt1, C::KS, 0, S.odzb1, C::HS, hw);
+  if (commit) {
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) u1.v[nt][e] = S.db1p[acc_col(hw, nt, e)];
+    xy<C, F / 16>(u1, S.ok, C::OS, 0, S.dw1(), W1S, 0, hw);
+  }
+  {
+    float dl[2] = {0.f, 0.f};  // rows g, g + 8
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const smath::GeluTerms<float> gt = smath::gelu_tanh_terms(z1.v[nt][e]);
+        const float l = S.lr[acc_row(0, e)], g1 = P.v[nt][e] * gt.d1, gp1 = l * g1;
+        float dgp1 = -dg.v[nt][e];
+        if (commit) {
+          dgp1 -= tokL * u1.v[nt][e];
+          dt.cols_last -= u1.v[nt][e] * gp1;
+        }
+        dl[e >> 1] += g1 * dgp1;
+        const float dg1 = l * dgp1;
+        dg.v[nt][e] = dg1 * gt.d1;              // dP
+        P.v[nt][e] = dg1 * P.v[nt][e] * gt.d2;  // dZ1's part through gelu'
+      }
+#pragma unroll
+    for (int i = 0; i < 2; ++i) dl[i] += simt::shfl_xor(dl[i], 1), dl[i] += simt::shfl_xor(dl[i], 2);
+    if ((lane() & 3) == 0) {
+      float* to = simt::map_rank(S.dlrp, 0) + gw * KP + (lane() >> 2);
+      to[0] = dl[0];
+      to[8] = dl[1];
+    }
+  }
+  simt::syncwarp();  // this warp's reads of its X̄2 columns are done
+  store_op(dg, S.oxb2, C::HS, 0, hw);  // dP
+  simt::sync();
+  // B4
+  {
+    Acc<2> g;
+    g.fill(0.f);
+    xy<C, C::KSPAN / 16>(g, S.oxb2, C::HS, sp.k0(), S.w2(), WS, sp.k0(), sp.col());
+    push_tile<C>(g, S.xa, slice, C::FS, KP * C::FS, sp.col());
+  }
+  if (sp.cb == 0) {
+    Acc<2> m;
+    m.fill(0.f);
+    xyt<C, C::KSPAN / 16>(m, S.odzb1, C::HS, sp.k0(), S.ogp1, C::HS, sp.k0(), 0);
+    push_tile<C>(m, S.mpart, slice, SP, KP * SP, 0);
+  }
+  xty<C, F / 8>(dW.w2, S.oxb2, C::HS, hw, S.og2, C::OS, 0);
+  simt::cluster_sync();
+  // B5
+  inner_grad_backward_rows<C>(p, bb, S, S.xa, t0, n, dt.row, lead, C::NWT);
+  simt::sync();
+  // B6
+  xty<C, F / 8>(dW.w2, S.ox2, C::HS, hw, S.odzb2, C::OS, 0);
+  xyt<C, F / 16>(dx2, S.odzb2, C::OS, 0, S.w2(), WS, 0, hw);
+#pragma unroll
+  for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) P.v[nt][e] += dx2.v[nt][e] * smath::gelu_tanh_terms(z1.v[nt][e]).d1;  // dZ1
+  store_op(P, S.oxb2, C::HS, 0, hw);
+  if (p.bias) {
+    add_tile_column_sums(P, S.db1);
+    add_colpart<C>(S.colpart, S.db2);
+  }
+  simt::syncwarp();
+#pragma unroll
+  for (int mt = 0; mt < F / 16; ++mt) xty<C, 2>(dW.w1[mt], S.ok, C::OS, 16 * mt, S.oxb2, C::HS, hw);
+  simt::sync();
+  // B7: dXQ (dS1 XK once: the first slice of block 0)
+  {
+    Acc<2> a;
+    a.fill(0.f);
+    xyt<C, C::KSPAN / 16>(a, S.odzb1, C::HS, sp.k0(), S.w1(), W1S, sp.k0(), sp.col());
+    if (slice == 0) xy<C, 1>(a, S.ods1(), C::KS, 0, S.ok, C::OS, 0, sp.col());
+    push_tile<C>(a, S.xb, slice, C::FS, KP * C::FS, sp.col());
+  }
+  simt::cluster_sync();
+  if (lead) store_dxq_rows<C>(p, bb, S.xb, t0, n);
+  // B7: dXK (dS1ᵀ XQ once)
+  {
+    Acc<2> a;
+    a.fill(0.f);
+    xyt<C, C::KSPAN / 16>(a, S.oxb2, C::HS, sp.k0(), S.w1(), W1S, sp.k0(), sp.col());
+    if (commit) {
+      Acc<2> t;
+      t.fill(0.f);
+      xyt<C, C::KSPAN / 16>(t, S.ogp1, C::HS, sp.k0(), S.dw1(), W1S, sp.k0(), sp.col());
+#pragma unroll
+      for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) a.v[nt][e] += tokL * t.v[nt][e];
+    }
+    if (slice == 0) xty<C, 2>(a, S.ods1(), C::KS, 0, S.oq, C::OS, sp.col());
+    push_tile<C>(a, S.xc, slice, C::FS, KP * C::FS, sp.col());
+  }
+  simt::cluster_sync();
+  if (lead) store_sum_rows<C>(S.xc, S.z2, -1.f, bb.dxk, p.dxk.st, t0, n);  // − dtgt
+  // dS, the gradient of the state entering this chunk, is dS' of the chunk before.
+  dW.store_w1_op(S.dw1(), W1S);
+  store_op(dW.w2, S.dw2(), WS, hw, 0);
+  for (int i = tid(); i < C::HDL; i += C::THREADS) S.db1p[i] = S.db1[i];
+  for (int i = tid(); i < F; i += C::THREADS) S.db2p[i] = S.db2[i];
+}
+
+// Cluster c = (batch, head): the reverse walk, then the parameter-gradient partials.
+template <class C>
+TTT_DEV void cluster_bwd_block(const Params& p, int bh, char* smem) {
+  using SM = ClusterBwdSmem<C>;
+  auto& S = *reinterpret_cast<SM*>(smem);
+  constexpr int F = C::F;
+  const int rank = simt::cluster_rank(), h0 = rank * C::HDL;
+  const bool lead = rank == 0;
+  const int b = bh / p.H, h = bh % p.H;
+  load_ln_tok<C>(p, h, S);
+  for (int i = tid(); i < C::HDL; i += C::THREADS) S.db1[i] = S.db1p[i] = 0.f;
+  for (int i = tid(); i < F; i += C::THREADS) S.db2[i] = S.db2p[i] = 0.f;
+  for (int i = tid(); i < C::RW * F; i += C::THREADS) S.dlnw[i] = S.dlnb[i] = 0.f;
+  for (int i = tid(); i < F * SM::W1S; i += C::THREADS) put_op(S.odw1 + i, 0.f);
+  for (int i = tid(); i < C::HDL * SM::WS; i += C::THREADS) put_op(S.odw2 + i, 0.f);
+  StateRegs<C> dW;
+  dW.fill(0.f);
+  DtokParts dt;
+  const InBases hb(p, b, h);
+  const BwdBases bb(p, b, h);
+  simt::cluster_sync();  // every block of the cluster has started before any writes to another's smem
+  for (int k = p.NC - 1; k >= 0; --k) cluster_bwd_chunk<C>(p, hb, bb, S, bh, k, dW, dt);
+  // The partials: each block its hidden units' dW1, db1, dW2; block 0 the rest.
+  simt::sync();
+  float* out = partials(p, F, bh);
+  dW.store(out, 1.f, h0);
+  for (int i = tid(); i < C::HDL; i += C::THREADS) out[off_b1(F) + h0 + i] = S.db1[i];
+  if (lead)
+    for (int i = tid(); i < F; i += C::THREADS) {
+      out[off_b2(F) + i] = S.db2[i];
+      float sw = 0, sb = 0;
+      for (int w = 0; w < C::RW; ++w) sw += S.dlnw[w * F + i], sb += S.dlnb[w * F + i];
+      out[state_size(F) + i] = sw;
+      out[state_size(F) + F + i] = sb;
+    }
+  // dtok: each row's lanes summed (butterfly); the update path's parts summed in thread order, the
+  // hidden units' part of every block on block 0 in rank order.
+  const RowLane<C> rl;
+  if (rl.rg < KP) {
+    const float s = tttk::row_sum<C>(dt.row);
+    if (rl.first()) S.dtok[rl.rg] = s;
+  }
+  S.red[tid()] = dt.rows_last;
+  S.red[C::THREADS + tid()] = dt.cols_last;
+  simt::sync();
+  if (tid() == 0) {
+    float s = 0;
+    for (int i = 0; i < C::THREADS; ++i) s += S.red[C::THREADS + i];
+    simt::map_rank(S.dtokc, 0)[rank] = s;
+  }
+  simt::cluster_sync();
+  if (lead && tid() == 0) {
+    float s = 0;
+    for (int i = 0; i < C::THREADS; ++i) s += S.red[i];
+    for (int r = 0; r < C::NCTA; ++r) s += S.dtokc[r];
+    for (int i = 0; i < p.K; ++i) out[state_size(F) + 2 * F + i] = S.dtok[i] + (i == p.K - 1 ? s : 0.f);
+  }
+}
+
+}  // namespace ttt::cuda_impl::tttm
