@@ -81,13 +81,6 @@ struct ClusterBwdSmem {
   TTT_DEV float* dmt2() { return mt2; }
 };
 
-// Writes a warp's [16, 16] slice-partial tile (columns col) into slot `slot` of buf in every block.
-template <class C>
-TTT_DEV void push_tile(const Acc<2>& acc, float* buf, int slot, int ld, int tile, int col) {
-#pragma unroll
-  for (int r = 0; r < C::NCTA; ++r) store_f32(acc, simt::map_rank(buf, r) + slot * tile, ld, 0, col);
-}
-
 // The chunk's tiles (operands of XQ, XK; the target; lr) and the block's part of its state.
 template <class C>
 TTT_DEV void load_chunk_part(const Params& p, const InBases& hb, ClusterBwdSmem<C>& S, int bh, int k, int n, int h0) {

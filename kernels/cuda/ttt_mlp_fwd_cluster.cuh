@@ -108,6 +108,27 @@ TTT_DEV void store_state_part(const StateRegs<C>& W, const float* b1, const floa
     for (int i = tid(); i < C::F; i += C::THREADS) st[off_b2(C::F) + i] = b2[i];
 }
 
+// A warp's [16, 16] float32 tile into columns n0.. of s (row stride ld): two floats a store where
+// ld is even (s 8-byte aligned), as every store to another block's shared memory is a transaction
+// of its own on the SM-to-SM network.
+TTT_DEV void store_f32_pairs(const Acc<2>& acc, float* s, int ld, int n0) {
+  if (ld % 2) return store_f32(acc, s, ld, 0, n0);
+#pragma unroll
+  for (int n = 0; n < 2; ++n) {
+    const int r = acc_row(0, 0), c = acc_col(n0, n, 0);
+    *reinterpret_cast<tttk::float2v*>(s + r * ld + c) = {acc.v[n][0], acc.v[n][1]};
+    *reinterpret_cast<tttk::float2v*>(s + (r + 8) * ld + c) = {acc.v[n][2], acc.v[n][3]};
+  }
+}
+
+// Writes a warp's [16, 16] partial tile (columns col, row stride ld) into slot `slot` (tile floats
+// apart) of buf in every block of the cluster.
+template <class C>
+TTT_DEV void push_tile(const Acc<2>& acc, float* buf, int slot, int ld, int tile, int col) {
+#pragma unroll
+  for (int r = 0; r < C::NCTA; ++r) store_f32_pairs(acc, simt::map_rank(buf, r) + slot * tile, ld, col);
+}
+
 // The warp's slice partial of X W2 (X the block's [16, HDL] operand tile, W2 the block's [HDL, F]
 // operand rows) into slot (the slice) of buf in every block of the cluster.
 template <class C>
@@ -116,9 +137,7 @@ TTT_DEV void push_x_w2_partial(const typename C::Op* x, const typename C::Op* ow
   Acc<2> acc;
   acc.fill(0.f);
   xy<C, C::KSPAN / 16>(acc, x, C::HS, sp.k0(), ow2, C::OS, sp.k0(), sp.col());
-  const int slot = simt::cluster_rank() * C::NKSL + sp.ks;
-#pragma unroll
-  for (int r = 0; r < C::NCTA; ++r) store_f32(acc, simt::map_rank(buf, r) + slot * KP * C::FS, C::FS, 0, sp.col());
+  push_tile<C>(acc, buf, simt::cluster_rank() * C::NKSL + sp.ks, C::FS, KP * C::FS, sp.col());
 }
 
 // The block's first state: its columns of W1 and rows of W2 (registers), its part of b1, and b2.
@@ -238,9 +257,7 @@ TTT_DEV void cluster_fwd_range(const Params& p, int bh, char* smem, FwdMode mode
       Acc<2> m;
       m.fill(0.f);
       xyt<C, 1>(m, S.oxb2, C::HS, hw, S.ox2, C::HS, hw, 0);
-      const int slot = rank * C::NW + warp();
-#pragma unroll
-      for (int r = 0; r < C::NCTA; ++r) store_f32(m, simt::map_rank(S.mpart, r) + slot * KP * SP, SP, 0, 0);
+      push_tile<C>(m, S.mpart, rank * C::NW + warp(), SP, KP * SP, 0);
     }
     if (commit || accumulate) {
       StateRegs<C> P;
