@@ -34,6 +34,7 @@ namespace ttt::cuda_impl::tttm {
 template <class C>
 struct BwdSmem {
   using Op = typename C::Op;
+  static constexpr int W1S = C::W1S, WS = C::WS;
   alignas(16) Op ow1[C::F * C::W1S];   // W1 of the chunk
   alignas(16) Op ow2[C::HD * C::WS];   // W2 of the chunk
   alignas(16) Op odw1[C::F * C::W1S];  // dW1' (the gradient of the state leaving the chunk)
@@ -404,11 +405,239 @@ TTT_DEV void bwd_block(const Params& p, int bh, char* smem) {
   }
 }
 
+// --- the phases of a chunk the one-block walk and the cluster walk (ttt_mlp_bwd_cluster.cuh) share:
+// warp-local products and row phases over smem buffers of the same names (S: BwdSmem or
+// ClusterBwdSmem; S_::W1S, S_::WS the row strides of W1, dW1' and W2, dW2'). Where a product over
+// the hidden units ends in slice partials, the helper returns the warp's partial tile and the
+// caller puts it where its form collects them.
+
+// R4 (warp): −Gp1 = −lr ⊙ (G2 W2ᵀ) ⊙ gelu'(Z1); Z̄1 = Zq + Mt1 (−Gp1) (kept in zq); X̄2.
+template <class C, class S_>
+TTT_DEV void recompute_xbar2(S_& S, const Acc<2>& z1, Acc<2>& zq) {
+  const int hw = 16 * warp();
+  {
+    Acc<2> g1;
+    neg_gp1<C>(g1, S.og2, S.w2(), S_::WS, S.lr, z1);
+    store_op(g1, S.ogp1, C::HS, 0, hw);
+  }
+  simt::syncwarp();
+  xy<C, 1>(zq, S.omt1, C::KS, 0, S.ogp1, C::HS, 0, hw);
+  gelu_tile<C>(zq, S.oxb2, nullptr);
+}
+
+// R5: the warp's slice partial of X̄2 X2ᵀ (warps of column block 0).
+template <class C, class S_>
+TTT_DEV Acc<2> xbar2_x2_partial(S_& S, const Split<C>& sp) {
+  Acc<2> m;
+  m.fill(0.f);
+  xyt<C, C::KSPAN / 16>(m, S.oxb2, C::HS, sp.k0(), S.ox2, C::HS, sp.k0(), 0);
+  return m;
+}
+
+// B1, the products within the block: dW2 += X̄2ᵀ dZ̄2 (the warp's rows); last warp: dMt2 = dZ̄2 (−Gp2)ᵀ;
+// the block's first slice (every column block once): dGp2 = −Mt2ᵀ dZ̄2; db2 += Σ dZ̄2.
+template <class C, class S_>
+TTT_DEV void dzbar2_products(const Params& p, S_& S, StateRegs<C>& dW, const Split<C>& sp) {
+  xty<C, C::F / 8>(dW.w2, S.oxb2, C::HS, 16 * warp(), S.odzb2, C::OS, 0);
+  if (warp() == C::NW - 1) {
+    Acc<2> m;
+    m.fill(0.f);
+    xyt<C, C::F / 16>(m, S.odzb2, C::OS, 0, S.ogp2, C::OS, 0, 0);
+    store_f32(m, S.dmt2(), SP, 0, 0);
+  }
+  if (sp.ks == 0) {
+    Acc<2> d;
+    d.fill(0.f);
+    xty<C, 2>(d, S.omt2, C::KS, 0, S.odzb2, C::OS, sp.col());
+    store_f32(d, S.dgp2, C::FS, 0, sp.col(), -1.f);
+  }
+  if (p.bias) add_colpart<C>(S.colpart, S.db2);
+}
+
+// B1 (chunks that commit): the warp's slice partial of U2 = X2 dW2'.
+template <class C, class S_>
+TTT_DEV Acc<2> u2_partial(S_& S, const Split<C>& sp) {
+  Acc<2> u;
+  u.fill(0.f);
+  xy<C, C::KSPAN / 16>(u, S.ox2, C::HS, sp.k0(), S.dw2(), S_::WS, sp.k0(), sp.col());
+  return u;
+}
+
+// B2 rows: dS2 = diag(tok) dMt2 and its dtok; with commit, dGp2 −= τ U2 (U2 = db2' + Σ the slice
+// partials u2) and dtok[K − 1]'s part −Σ U2 ⊙ Gp2.
+template <class C, class S_>
+TTT_DEV void ds2_rows(S_& S, const float* u2, int n, bool commit, float tokL, float& dtok_row, float& dtok_last) {
+  const RowLane<C> rl;
+  const int r = rl.rg;
+  if (r >= KP) return;
+  for (int j = tid() % C::LPR; j < KP; j += C::LPR) {
+    const float m = (j <= r && r < n) ? S.dmt2()[r * SP + j] : 0.f;
+    dtok_row += m * S.m2raw()[r * SP + j];
+    put_op(S.ods2() + r * C::KS + j, S.tok[r] * m);
+  }
+  if (!commit) return;
+  const int o = r * C::FS + rl.c0;
+#pragma unroll
+  for (int j = 0; j < C::CPL; ++j) {
+    float u = S.db2p[rl.c0 + j];
+    for (int s = 0; s < C::NKS; ++s) u += u2[s * KP * C::FS + o + j];
+    S.dgp2[o + j] -= tokL * u;
+    dtok_last -= u * S.gp2[o + j];
+  }
+}
+
+// B3 (warp, its hidden columns): dZ̄1 = (dZ̄2 W2ᵀ + dS2 X2) ⊙ gelu'(Z̄1) (operand), db1; dX2 = dS2ᵀ X̄2
+// (− τ Gp2 dW2'ᵀ with commit) into dx2; dW1 += XQᵀ dZ̄1; dGp1 = −Mt1ᵀ dZ̄1 (− τ (XK dW1' + db1')),
+// dlr's hidden part (its 16 rows into dlrp[0 .. 16)), dtok[K − 1]'s part; dP = lr dGp1 ⊙ gelu'(Z1) as
+// an operand (over X̄2) and dZ1's part lr dGp1 ⊙ P ⊙ gelu''(Z1) into P.
+template <class C, class S_>
+TTT_DEV void dzbar1_products(const Params& p, S_& S, const Acc<2>& z1, const Acc<2>& zq, bool commit, float tokL,
+                             StateRegs<C>& dW, Acc<2>& dx2, Acc<2>& P, float& dtok_last, float* dlrp) {
+  constexpr int F = C::F;
+  const int hw = 16 * warp();
+  {
+    Acc<2> d;  // dX̄2, then dZ̄1
+    d.fill(0.f);
+    xyt<C, F / 16>(d, S.odzb2, C::OS, 0, S.w2(), S_::WS, 0, hw);
+    xy<C, 1>(d, S.ods2(), C::KS, 0, S.ox2, C::HS, 0, hw);
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) d.v[nt][e] *= smath::gelu_tanh_terms(zq.v[nt][e]).d1;
+    store_op(d, S.odzb1, C::HS, 0, hw);
+    if (p.bias) add_tile_column_sums(d, S.db1);
+  }
+  dx2.fill(0.f);
+  xty<C, 2>(dx2, S.ods2(), C::KS, 0, S.oxb2, C::HS, hw);
+  if (commit) {
+    Acc<2> t;
+    t.fill(0.f);
+    xyt<C, F / 16>(t, S.ogp2, C::OS, 0, S.dw2(), S_::WS, 0, hw);
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) dx2.v[nt][e] += tokL * t.v[nt][e];
+  }
+  simt::syncwarp();
+#pragma unroll
+  for (int mt = 0; mt < F / 16; ++mt) xty<C, 2>(dW.w1[mt], S.oq, C::OS, 16 * mt, S.odzb1, C::HS, hw);
+  Acc<2> dg, u1;
+  P.fill(0.f);
+  xyt<C, F / 16>(P, S.og2, C::OS, 0, S.w2(), S_::WS, 0, hw);
+  dg.fill(0.f);
+  xty<C, 2>(dg, S.omt1, C::KS, 0, S.odzb1, C::HS, hw);
+  if (commit) {
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) u1.v[nt][e] = S.db1p[acc_col(hw, nt, e)];
+    xy<C, F / 16>(u1, S.ok, C::OS, 0, S.dw1(), S_::W1S, 0, hw);
+  }
+  float dl[2] = {0.f, 0.f};  // rows g, g + 8
+#pragma unroll
+  for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const smath::GeluTerms<float> gt = smath::gelu_tanh_terms(z1.v[nt][e]);
+      const float l = S.lr[acc_row(0, e)], g1 = P.v[nt][e] * gt.d1, gp1 = l * g1;
+      float dgp1 = -dg.v[nt][e];
+      if (commit) {
+        dgp1 -= tokL * u1.v[nt][e];
+        dtok_last -= u1.v[nt][e] * gp1;
+      }
+      dl[e >> 1] += g1 * dgp1;
+      const float dg1 = l * dgp1;
+      dg.v[nt][e] = dg1 * gt.d1;              // dP
+      P.v[nt][e] = dg1 * P.v[nt][e] * gt.d2;  // dZ1's part through gelu'
+    }
+#pragma unroll
+  for (int i = 0; i < 2; ++i) dl[i] += simt::shfl_xor(dl[i], 1), dl[i] += simt::shfl_xor(dl[i], 2);
+  if ((lane() & 3) == 0) {
+    dlrp[lane() >> 2] = dl[0];
+    dlrp[(lane() >> 2) + 8] = dl[1];
+  }
+  simt::syncwarp();  // this warp's reads of its X̄2 columns are done
+  store_op(dg, S.oxb2, C::HS, 0, hw);  // dP
+}
+
+// B4: the warp's slice partials of dP W2 and (column block 0) of dMt1 = dZ̄1 (−Gp1)ᵀ.
+template <class C, class S_>
+TTT_DEV Acc<2> dp_w2_partial(S_& S, const Split<C>& sp) {
+  Acc<2> g;
+  g.fill(0.f);
+  xy<C, C::KSPAN / 16>(g, S.oxb2, C::HS, sp.k0(), S.w2(), S_::WS, sp.k0(), sp.col());
+  return g;
+}
+template <class C, class S_>
+TTT_DEV Acc<2> dmt1_partial(S_& S, const Split<C>& sp) {
+  Acc<2> m;
+  m.fill(0.f);
+  xyt<C, C::KSPAN / 16>(m, S.odzb1, C::HS, sp.k0(), S.ogp1, C::HS, sp.k0(), 0);
+  return m;
+}
+
+// B6 (warp): dW2 += X2ᵀ dZ2, dX2 += dZ2 W2ᵀ, dZ1 = P + dX2 ⊙ gelu'(Z1) (operand over X̄2), db1, db2,
+// dW1 += XKᵀ dZ1.
+template <class C, class S_>
+TTT_DEV void dz1_products(const Params& p, S_& S, const Acc<2>& z1, StateRegs<C>& dW, Acc<2>& dx2, Acc<2>& P) {
+  const int hw = 16 * warp();
+  xty<C, C::F / 8>(dW.w2, S.ox2, C::HS, hw, S.odzb2, C::OS, 0);
+  xyt<C, C::F / 16>(dx2, S.odzb2, C::OS, 0, S.w2(), S_::WS, 0, hw);
+#pragma unroll
+  for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) P.v[nt][e] += dx2.v[nt][e] * smath::gelu_tanh_terms(z1.v[nt][e]).d1;  // dZ1
+  store_op(P, S.oxb2, C::HS, 0, hw);
+  if (p.bias) {
+    add_tile_column_sums(P, S.db1);
+    add_colpart<C>(S.colpart, S.db2);
+  }
+  simt::syncwarp();
+#pragma unroll
+  for (int mt = 0; mt < C::F / 16; ++mt) xty<C, 2>(dW.w1[mt], S.ok, C::OS, 16 * mt, S.oxb2, C::HS, hw);
+}
+
+// B7: the warp's slice partials of dXQ = dZ̄1 W1ᵀ (+ dS1 XK, by one slice: with_ds1) and of
+// dXK = dZ1 W1ᵀ + τ Gp1 dW1'ᵀ (commit) (+ dS1ᵀ XQ).
+template <class C, class S_>
+TTT_DEV Acc<2> dxq_partial(S_& S, const Split<C>& sp, bool with_ds1) {
+  Acc<2> a;
+  a.fill(0.f);
+  xyt<C, C::KSPAN / 16>(a, S.odzb1, C::HS, sp.k0(), S.w1(), S_::W1S, sp.k0(), sp.col());
+  if (with_ds1) xy<C, 1>(a, S.ods1(), C::KS, 0, S.ok, C::OS, 0, sp.col());
+  return a;
+}
+template <class C, class S_>
+TTT_DEV Acc<2> dxk_partial(S_& S, const Split<C>& sp, bool commit, float tokL, bool with_ds1) {
+  Acc<2> a;
+  a.fill(0.f);
+  xyt<C, C::KSPAN / 16>(a, S.oxb2, C::HS, sp.k0(), S.w1(), S_::W1S, sp.k0(), sp.col());
+  if (commit) {
+    Acc<2> t;
+    t.fill(0.f);
+    xyt<C, C::KSPAN / 16>(t, S.ogp1, C::HS, sp.k0(), S.dw1(), S_::W1S, sp.k0(), sp.col());
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) a.v[nt][e] += tokL * t.v[nt][e];
+  }
+  if (with_ds1) xty<C, 2>(a, S.ods1(), C::KS, 0, S.oq, C::OS, sp.col());
+  return a;
+}
+
+// dS, the gradient of the state entering this chunk, becomes dS' of the chunk before (operands of
+// dW1, dW2; db1, db2 copied).
+template <class C, class S_>
+TTT_DEV void publish_state_grad(S_& S, const StateRegs<C>& dW) {
+  dW.store_w1_op(S.dw1(), S_::W1S);
+  store_op(dW.w2, S.dw2(), S_::WS, 16 * warp(), 0);
+  for (int i = tid(); i < C::HDL; i += C::THREADS) S.db1p[i] = S.db1[i];
+  for (int i = tid(); i < C::F; i += C::THREADS) S.db2p[i] = S.db2[i];
+}
+
 template <class C>
 TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, BwdSmem<C>& S, int bh, int k,
                        StateRegs<C>& dW, float& dtok_row, float& dtok_last) {
-  constexpr int F = C::F;
-  const int hw = 16 * warp();
   const int64_t t0 = static_cast<int64_t>(k) * p.K;
   const int n = chunk_rows(p, k);
   const bool commit = n == p.K;
@@ -430,207 +659,48 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
   inner_grad_rows<C>(p, S.part, S.b2, S.tgt, S.lr, S.lnw, S.lnb, n, S.gp2, S.og2, S.ogp2, S.z2);
   if (rl.rg < KP) causal_row<C>(S.s1, 1, S.tok, rl.rg, n, beta, S.omt1, nullptr, S.m1raw);
   simt::sync();
-  // R4: −Gp1 = −lr ⊙ (G2 W2ᵀ) ⊙ gelu'(Z1); Z̄1 = Zq + Mt1 (−Gp1) (kept in zq); X̄2
-  {
-    Acc<2> g1;
-    neg_gp1<C>(g1, S.og2, S.w2(), C::WS, S.lr, z1);
-    store_op(g1, S.ogp1, C::HS, 0, hw);
-  }
-  simt::syncwarp();
-  xy<C, 1>(zq, S.omt1, C::KS, 0, S.ogp1, C::HS, 0, hw);
-  gelu_tile<C>(zq, S.oxb2, nullptr);
+  // R4
+  recompute_xbar2<C>(S, z1, zq);
   simt::sync();
   // R5
   x_w2_partial<C>(S.oxb2, S.w2(), C::WS, S.part);
-  if (sp.cb == 0) {
-    Acc<2> m;
-    m.fill(0.f);
-    xyt<C, C::KSPAN / 16>(m, S.oxb2, C::HS, sp.k0(), S.ox2, C::HS, sp.k0(), 0);
-    store_f32(m, S.mpart + sp.ks * KP * SP, SP, 0, 0);
-  }
+  if (sp.cb == 0) store_f32(xbar2_x2_partial<C>(S, sp), S.mpart + sp.ks * KP * SP, SP, 0, 0);
   simt::sync();
   // B0
   output_rows<C>(p, bb, S, S.part, t0, n);
   simt::sync();
   // B1
-  xty<C, F / 8>(dW.w2, S.oxb2, C::HS, hw, S.odzb2, C::OS, 0);
-  if (warp() == C::NW - 1) {
-    Acc<2> m;
-    m.fill(0.f);
-    xyt<C, F / 16>(m, S.odzb2, C::OS, 0, S.ogp2, C::OS, 0, 0);
-    store_f32(m, S.dmt2(), SP, 0, 0);
-  }
-  if (sp.ks == 0) {
-    Acc<2> d;
-    d.fill(0.f);
-    xty<C, 2>(d, S.omt2, C::KS, 0, S.odzb2, C::OS, sp.col());
-    store_f32(d, S.dgp2, C::FS, 0, sp.col(), -1.f);
-  }
-  if (p.bias) add_colpart<C>(S.colpart, S.db2);
-  if (commit) {
-    Acc<2> u;
-    u.fill(0.f);
-    xy<C, C::KSPAN / 16>(u, S.ox2, C::HS, sp.k0(), S.dw2(), C::WS, sp.k0(), sp.col());
-    store_f32(u, S.part + sp.ks * KP * C::FS, C::FS, 0, sp.col());
-  }
+  dzbar2_products<C>(p, S, dW, sp);
+  if (commit) store_f32(u2_partial<C>(S, sp), S.part + sp.ks * KP * C::FS, C::FS, 0, sp.col());
   simt::sync();
   // B2
-  if (rl.rg < KP) {
-    const int r = rl.rg;
-    for (int j = tid() % C::LPR; j < KP; j += C::LPR) {
-      const float m = (j <= r && r < n) ? S.dmt2()[r * SP + j] : 0.f;
-      dtok_row += m * S.m2raw()[r * SP + j];
-      put_op(S.ods2() + r * C::KS + j, S.tok[r] * m);
-    }
-    if (commit) {
-      const int o = r * C::FS + rl.c0;
-#pragma unroll
-      for (int j = 0; j < C::CPL; ++j) {
-        float u = S.db2p[rl.c0 + j];
-        for (int s = 0; s < C::NKS; ++s) u += S.part[s * KP * C::FS + o + j];
-        S.dgp2[o + j] -= tokL * u;
-        dtok_last -= u * S.gp2[o + j];
-      }
-    }
-  }
+  ds2_rows<C>(S, S.part, n, commit, tokL, dtok_row, dtok_last);
   simt::sync();
   // B3
-  {
-    Acc<2> d;  // dX̄2, then dZ̄1
-    d.fill(0.f);
-    xyt<C, F / 16>(d, S.odzb2, C::OS, 0, S.w2(), C::WS, 0, hw);
-    xy<C, 1>(d, S.ods2(), C::KS, 0, S.ox2, C::HS, 0, hw);
-#pragma unroll
-    for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) d.v[nt][e] *= smath::gelu_tanh_terms(zq.v[nt][e]).d1;
-    store_op(d, S.odzb1, C::HS, 0, hw);
-    if (p.bias) add_tile_column_sums(d, S.db1);
-  }
-  Acc<2> dx2;  // dX2 (to B6)
-  dx2.fill(0.f);
-  xty<C, 2>(dx2, S.ods2(), C::KS, 0, S.oxb2, C::HS, hw);
-  if (commit) {
-    Acc<2> t;
-    t.fill(0.f);
-    xyt<C, F / 16>(t, S.ogp2, C::OS, 0, S.dw2(), C::WS, 0, hw);
-#pragma unroll
-    for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) dx2.v[nt][e] += tokL * t.v[nt][e];
-  }
-  simt::syncwarp();
-#pragma unroll
-  for (int mt = 0; mt < F / 16; ++mt) xty<C, 2>(dW.w1[mt], S.oq, C::OS, 16 * mt, S.odzb1, C::HS, hw);
-  Acc<2> P, dg, u1;
-  P.fill(0.f);
-  xyt<C, F / 16>(P, S.og2, C::OS, 0, S.w2(), C::WS, 0, hw);
-  dg.fill(0.f);
-  xty<C, 2>(dg, S.omt1, C::KS, 0, S.odzb1, C::HS, hw);
-  if (commit) {
-#pragma unroll
-    for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) u1.v[nt][e] = S.db1p[acc_col(hw, nt, e)];
-    xy<C, F / 16>(u1, S.ok, C::OS, 0, S.dw1(), C::W1S, 0, hw);
-  }
-  {
-    float dl[2] = {0.f, 0.f};  // rows g, g + 8
-#pragma unroll
-    for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const smath::GeluTerms<float> gt = smath::gelu_tanh_terms(z1.v[nt][e]);
-        const float l = S.lr[acc_row(0, e)], g1 = P.v[nt][e] * gt.d1, gp1 = l * g1;
-        float dgp1 = -dg.v[nt][e];
-        if (commit) {
-          dgp1 -= tokL * u1.v[nt][e];
-          dtok_last -= u1.v[nt][e] * gp1;
-        }
-        dl[e >> 1] += g1 * dgp1;
-        const float dg1 = l * dgp1;
-        dg.v[nt][e] = dg1 * gt.d1;                     // dP
-        P.v[nt][e] = dg1 * P.v[nt][e] * gt.d2;         // dZ1's part through gelu'
-      }
-#pragma unroll
-    for (int i = 0; i < 2; ++i) dl[i] += simt::shfl_xor(dl[i], 1), dl[i] += simt::shfl_xor(dl[i], 2);
-    if ((lane() & 3) == 0) {
-      S.dlrp[warp() * KP + (lane() >> 2)] = dl[0];
-      S.dlrp[warp() * KP + (lane() >> 2) + 8] = dl[1];
-    }
-  }
-  simt::syncwarp();  // this warp's reads of its X̄2 columns are done
-  store_op(dg, S.oxb2, C::HS, 0, hw);  // dP
+  Acc<2> dx2, P;
+  dzbar1_products<C>(p, S, z1, zq, commit, tokL, dW, dx2, P, dtok_last, S.dlrp + warp() * KP);
   simt::sync();
   // B4
-  {
-    Acc<2> g;
-    g.fill(0.f);
-    xy<C, C::KSPAN / 16>(g, S.oxb2, C::HS, sp.k0(), S.w2(), C::WS, sp.k0(), sp.col());
-    store_f32(g, S.part + sp.ks * KP * C::FS, C::FS, 0, sp.col());
-  }
-  if (sp.cb == 0) {
-    Acc<2> m;
-    m.fill(0.f);
-    xyt<C, C::KSPAN / 16>(m, S.odzb1, C::HS, sp.k0(), S.ogp1, C::HS, sp.k0(), 0);
-    store_f32(m, S.mpart + sp.ks * KP * SP, SP, 0, 0);
-  }
-  xty<C, F / 8>(dW.w2, S.oxb2, C::HS, hw, S.og2, C::OS, 0);
+  store_f32(dp_w2_partial<C>(S, sp), S.part + sp.ks * KP * C::FS, C::FS, 0, sp.col());
+  if (sp.cb == 0) store_f32(dmt1_partial<C>(S, sp), S.mpart + sp.ks * KP * SP, SP, 0, 0);
+  xty<C, C::F / 8>(dW.w2, S.oxb2, C::HS, 16 * warp(), S.og2, C::OS, 0);
   simt::sync();
   // B5
   inner_grad_backward_rows<C>(p, bb, S, S.part, t0, n, dtok_row, true, C::NW);
   simt::sync();
   // B6
-  xty<C, F / 8>(dW.w2, S.ox2, C::HS, hw, S.odzb2, C::OS, 0);
-  xyt<C, F / 16>(dx2, S.odzb2, C::OS, 0, S.w2(), C::WS, 0, hw);
-#pragma unroll
-  for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) P.v[nt][e] += dx2.v[nt][e] * smath::gelu_tanh_terms(z1.v[nt][e]).d1;  // dZ1
-  store_op(P, S.oxb2, C::HS, 0, hw);
-  if (p.bias) {
-    add_tile_column_sums(P, S.db1);
-    add_colpart<C>(S.colpart, S.db2);
-  }
-  simt::syncwarp();
-#pragma unroll
-  for (int mt = 0; mt < F / 16; ++mt) xty<C, 2>(dW.w1[mt], S.ok, C::OS, 16 * mt, S.oxb2, C::HS, hw);
+  dz1_products<C>(p, S, z1, dW, dx2, P);
   simt::sync();
   // B7: dXQ
-  {
-    Acc<2> a;
-    a.fill(0.f);
-    xyt<C, C::KSPAN / 16>(a, S.odzb1, C::HS, sp.k0(), S.w1(), C::W1S, sp.k0(), sp.col());
-    if (sp.ks == 0) xy<C, 1>(a, S.ods1(), C::KS, 0, S.ok, C::OS, 0, sp.col());
-    store_f32(a, S.part + sp.ks * KP * C::FS, C::FS, 0, sp.col());
-  }
+  store_f32(dxq_partial<C>(S, sp, sp.ks == 0), S.part + sp.ks * KP * C::FS, C::FS, 0, sp.col());
   simt::sync();
   store_dxq_rows<C>(p, bb, S.part, t0, n);
   simt::sync();
   // B7: dXK
-  {
-    Acc<2> a;
-    a.fill(0.f);
-    xyt<C, C::KSPAN / 16>(a, S.oxb2, C::HS, sp.k0(), S.w1(), C::W1S, sp.k0(), sp.col());
-    if (commit) {
-      Acc<2> t;
-      t.fill(0.f);
-      xyt<C, C::KSPAN / 16>(t, S.ogp1, C::HS, sp.k0(), S.dw1(), C::W1S, sp.k0(), sp.col());
-#pragma unroll
-      for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) a.v[nt][e] += tokL * t.v[nt][e];
-    }
-    if (sp.ks == 0) xty<C, 2>(a, S.ods1(), C::KS, 0, S.oq, C::OS, sp.col());
-    store_f32(a, S.part + sp.ks * KP * C::FS, C::FS, 0, sp.col());
-  }
+  store_f32(dxk_partial<C>(S, sp, commit, tokL, sp.ks == 0), S.part + sp.ks * KP * C::FS, C::FS, 0, sp.col());
   simt::sync();
   store_sum_rows<C>(S.part, S.z2, -1.f, bb.dxk, p.dxk.st, t0, n);  // − dtgt
-  // dS, the gradient of the state entering this chunk, is dS' of the chunk before.
-  dW.store_w1_op(S.dw1(), C::W1S);
-  store_op(dW.w2, S.dw2(), C::WS, hw, 0);
-  for (int i = tid(); i < C::HD; i += C::THREADS) S.db1p[i] = S.db1[i];
-  for (int i = tid(); i < F; i += C::THREADS) S.db2p[i] = S.db2[i];
+  publish_state_grad<C>(S, dW);
 }
 
 // Element i (< reduce_count) of the reduction of the blocks' partials: sums over the batch (over

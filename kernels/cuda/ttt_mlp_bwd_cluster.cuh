@@ -122,11 +122,9 @@ struct DtokParts {
 template <class C>
 TTT_DEV void cluster_bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, ClusterBwdSmem<C>& S, int bh,
                                int k, StateRegs<C>& dW, DtokParts& dt) {
-  using SM = ClusterBwdSmem<C>;
-  constexpr int F = C::F, W1S = SM::W1S, WS = SM::WS;
   const int rank = simt::cluster_rank(), h0 = rank * C::HDL;
   const bool lead = rank == 0;
-  const int hw = 16 * warp(), gw = rank * C::NW + warp();
+  const int gw = rank * C::NW + warp();
   const int64_t t0 = static_cast<int64_t>(k) * p.K;
   const int n = chunk_rows(p, k);
   const bool commit = n == p.K;
@@ -140,7 +138,7 @@ TTT_DEV void cluster_bwd_chunk(const Params& p, const InBases& hb, const BwdBase
   simt::sync();
   // R1
   Acc<2> z1, zq;
-  first_phase<C>(z1, zq, S.ok, S.oq, S.w1(), W1S, S.b1, S.ox2, S.s1);
+  first_phase<C>(z1, zq, S.ok, S.oq, S.w1(), ClusterBwdSmem<C>::W1S, S.b1, S.ox2, S.s1);
   simt::sync();
   // R2
   push_x_w2_partial<C>(S.ox2, S.ow2, S.xa);
@@ -150,207 +148,46 @@ TTT_DEV void cluster_bwd_chunk(const Params& p, const InBases& hb, const BwdBase
   if (rl.rg < KP) causal_row<C>(S.s1, 1, S.tok, rl.rg, n, beta, S.omt1, nullptr, S.m1raw);
   simt::sync();
   // R4
-  {
-    Acc<2> g1;
-    neg_gp1<C>(g1, S.og2, S.w2(), WS, S.lr, z1);
-    store_op(g1, S.ogp1, C::HS, 0, hw);
-  }
-  simt::syncwarp();
-  xy<C, 1>(zq, S.omt1, C::KS, 0, S.ogp1, C::HS, 0, hw);
-  gelu_tile<C>(zq, S.oxb2, nullptr);
+  recompute_xbar2<C>(S, z1, zq);
   simt::sync();
   // R5
   push_x_w2_partial<C>(S.oxb2, S.ow2, S.xb);
-  if (sp.cb == 0) {
-    Acc<2> m;
-    m.fill(0.f);
-    xyt<C, C::KSPAN / 16>(m, S.oxb2, C::HS, sp.k0(), S.ox2, C::HS, sp.k0(), 0);
-    push_tile<C>(m, S.mpart, slice, SP, KP * SP, 0);
-  }
+  if (sp.cb == 0) push_tile<C>(xbar2_x2_partial<C>(S, sp), S.mpart, slice, SP, KP * SP, 0);
   simt::cluster_sync();
   // B0
   output_rows<C>(p, bb, S, S.xb, t0, n);
   simt::sync();
   // B1
-  xty<C, F / 8>(dW.w2, S.oxb2, C::HS, hw, S.odzb2, C::OS, 0);
-  if (warp() == C::NW - 1) {
-    Acc<2> m;
-    m.fill(0.f);
-    xyt<C, F / 16>(m, S.odzb2, C::OS, 0, S.ogp2, C::OS, 0, 0);
-    store_f32(m, S.dmt2(), SP, 0, 0);
-  }
-  if (sp.ks == 0) {  // the block's first slice: every column block once
-    Acc<2> d;
-    d.fill(0.f);
-    xty<C, 2>(d, S.omt2, C::KS, 0, S.odzb2, C::OS, sp.col());
-    store_f32(d, S.dgp2, C::FS, 0, sp.col(), -1.f);
-  }
-  if (p.bias) add_colpart<C>(S.colpart, S.db2);
-  if (commit) {
-    Acc<2> u;
-    u.fill(0.f);
-    xy<C, C::KSPAN / 16>(u, S.ox2, C::HS, sp.k0(), S.dw2(), WS, sp.k0(), sp.col());
-    push_tile<C>(u, S.xc, slice, C::FS, KP * C::FS, sp.col());
-  }
+  dzbar2_products<C>(p, S, dW, sp);
+  if (commit) push_tile<C>(u2_partial<C>(S, sp), S.xc, slice, C::FS, KP * C::FS, sp.col());
   // A cluster barrier even without U2: B4 rewrites mpart, which B0 of a block behind still reads.
   simt::cluster_sync();
   // B2
-  if (rl.rg < KP) {
-    const int r = rl.rg;
-    for (int j = tid() % C::LPR; j < KP; j += C::LPR) {
-      const float m = (j <= r && r < n) ? S.dmt2()[r * SP + j] : 0.f;
-      dt.row += m * S.m2raw()[r * SP + j];
-      put_op(S.ods2() + r * C::KS + j, S.tok[r] * m);
-    }
-    if (commit) {
-      const int o = r * C::FS + rl.c0;
-#pragma unroll
-      for (int j = 0; j < C::CPL; ++j) {
-        float u = S.db2p[rl.c0 + j];
-        for (int s = 0; s < C::NKS; ++s) u += S.xc[s * KP * C::FS + o + j];
-        S.dgp2[o + j] -= tokL * u;
-        dt.rows_last -= u * S.gp2[o + j];
-      }
-    }
-  }
+  ds2_rows<C>(S, S.xc, n, commit, tokL, dt.row, dt.rows_last);
   simt::sync();
-  // B3
-  {
-    Acc<2> d;  // dX̄2, then dZ̄1
-    d.fill(0.f);
-    xyt<C, F / 16>(d, S.odzb2, C::OS, 0, S.w2(), WS, 0, hw);
-    xy<C, 1>(d, S.ods2(), C::KS, 0, S.ox2, C::HS, 0, hw);
-#pragma unroll
-    for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) d.v[nt][e] *= smath::gelu_tanh_terms(zq.v[nt][e]).d1;
-    store_op(d, S.odzb1, C::HS, 0, hw);
-    if (p.bias) add_tile_column_sums(d, S.db1);
-  }
-  Acc<2> dx2;  // dX2 (to B6)
-  dx2.fill(0.f);
-  xty<C, 2>(dx2, S.ods2(), C::KS, 0, S.oxb2, C::HS, hw);
-  if (commit) {
-    Acc<2> t;
-    t.fill(0.f);
-    xyt<C, F / 16>(t, S.ogp2, C::OS, 0, S.dw2(), WS, 0, hw);
-#pragma unroll
-    for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) dx2.v[nt][e] += tokL * t.v[nt][e];
-  }
-  simt::syncwarp();
-#pragma unroll
-  for (int mt = 0; mt < F / 16; ++mt) xty<C, 2>(dW.w1[mt], S.oq, C::OS, 16 * mt, S.odzb1, C::HS, hw);
-  Acc<2> P, dg, u1;
-  P.fill(0.f);
-  xyt<C, F / 16>(P, S.og2, C::OS, 0, S.w2(), WS, 0, hw);
-  dg.fill(0.f);
-  xty<C, 2>(dg, S.omt1, C::KS, 0, S.odzb1, C::HS, hw);
-  if (commit) {
-#pragma unroll
-    for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) u1.v[nt][e] = S.db1p[acc_col(hw, nt, e)];
-    xy<C, F / 16>(u1, S.ok, C::OS, 0, S.dw1(), W1S, 0, hw);
-  }
-  {
-    float dl[2] = {0.f, 0.f};  // rows g, g + 8
-#pragma unroll
-    for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const smath::GeluTerms<float> gt = smath::gelu_tanh_terms(z1.v[nt][e]);
-        const float l = S.lr[acc_row(0, e)], g1 = P.v[nt][e] * gt.d1, gp1 = l * g1;
-        float dgp1 = -dg.v[nt][e];
-        if (commit) {
-          dgp1 -= tokL * u1.v[nt][e];
-          dt.cols_last -= u1.v[nt][e] * gp1;
-        }
-        dl[e >> 1] += g1 * dgp1;
-        const float dg1 = l * dgp1;
-        dg.v[nt][e] = dg1 * gt.d1;              // dP
-        P.v[nt][e] = dg1 * P.v[nt][e] * gt.d2;  // dZ1's part through gelu'
-      }
-#pragma unroll
-    for (int i = 0; i < 2; ++i) dl[i] += simt::shfl_xor(dl[i], 1), dl[i] += simt::shfl_xor(dl[i], 2);
-    if ((lane() & 3) == 0) {
-      float* to = simt::map_rank(S.dlrp, 0) + gw * KP + (lane() >> 2);
-      to[0] = dl[0];
-      to[8] = dl[1];
-    }
-  }
-  simt::syncwarp();  // this warp's reads of its X̄2 columns are done
-  store_op(dg, S.oxb2, C::HS, 0, hw);  // dP
+  // B3 (dlr's hidden parts: every warp's to block 0)
+  Acc<2> dx2, P;
+  dzbar1_products<C>(p, S, z1, zq, commit, tokL, dW, dx2, P, dt.cols_last, simt::map_rank(S.dlrp, 0) + gw * KP);
   simt::sync();
   // B4
-  {
-    Acc<2> g;
-    g.fill(0.f);
-    xy<C, C::KSPAN / 16>(g, S.oxb2, C::HS, sp.k0(), S.w2(), WS, sp.k0(), sp.col());
-    push_tile<C>(g, S.xa, slice, C::FS, KP * C::FS, sp.col());
-  }
-  if (sp.cb == 0) {
-    Acc<2> m;
-    m.fill(0.f);
-    xyt<C, C::KSPAN / 16>(m, S.odzb1, C::HS, sp.k0(), S.ogp1, C::HS, sp.k0(), 0);
-    push_tile<C>(m, S.mpart, slice, SP, KP * SP, 0);
-  }
-  xty<C, F / 8>(dW.w2, S.oxb2, C::HS, hw, S.og2, C::OS, 0);
+  push_tile<C>(dp_w2_partial<C>(S, sp), S.xa, slice, C::FS, KP * C::FS, sp.col());
+  if (sp.cb == 0) push_tile<C>(dmt1_partial<C>(S, sp), S.mpart, slice, SP, KP * SP, 0);
+  xty<C, C::F / 8>(dW.w2, S.oxb2, C::HS, 16 * warp(), S.og2, C::OS, 0);
   simt::cluster_sync();
   // B5
   inner_grad_backward_rows<C>(p, bb, S, S.xa, t0, n, dt.row, lead, C::NWT);
   simt::sync();
   // B6
-  xty<C, F / 8>(dW.w2, S.ox2, C::HS, hw, S.odzb2, C::OS, 0);
-  xyt<C, F / 16>(dx2, S.odzb2, C::OS, 0, S.w2(), WS, 0, hw);
-#pragma unroll
-  for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) P.v[nt][e] += dx2.v[nt][e] * smath::gelu_tanh_terms(z1.v[nt][e]).d1;  // dZ1
-  store_op(P, S.oxb2, C::HS, 0, hw);
-  if (p.bias) {
-    add_tile_column_sums(P, S.db1);
-    add_colpart<C>(S.colpart, S.db2);
-  }
-  simt::syncwarp();
-#pragma unroll
-  for (int mt = 0; mt < F / 16; ++mt) xty<C, 2>(dW.w1[mt], S.ok, C::OS, 16 * mt, S.oxb2, C::HS, hw);
+  dz1_products<C>(p, S, z1, dW, dx2, P);
   simt::sync();
-  // B7: dXQ (dS1 XK once: the first slice of block 0)
-  {
-    Acc<2> a;
-    a.fill(0.f);
-    xyt<C, C::KSPAN / 16>(a, S.odzb1, C::HS, sp.k0(), S.w1(), W1S, sp.k0(), sp.col());
-    if (slice == 0) xy<C, 1>(a, S.ods1(), C::KS, 0, S.ok, C::OS, 0, sp.col());
-    push_tile<C>(a, S.xb, slice, C::FS, KP * C::FS, sp.col());
-  }
+  // B7: dXQ (dS1 XK once: the first slice of block 0), then dXK (dS1ᵀ XQ once)
+  push_tile<C>(dxq_partial<C>(S, sp, slice == 0), S.xb, slice, C::FS, KP * C::FS, sp.col());
   simt::cluster_sync();
   if (lead) store_dxq_rows<C>(p, bb, S.xb, t0, n);
-  // B7: dXK (dS1ᵀ XQ once)
-  {
-    Acc<2> a;
-    a.fill(0.f);
-    xyt<C, C::KSPAN / 16>(a, S.oxb2, C::HS, sp.k0(), S.w1(), W1S, sp.k0(), sp.col());
-    if (commit) {
-      Acc<2> t;
-      t.fill(0.f);
-      xyt<C, C::KSPAN / 16>(t, S.ogp1, C::HS, sp.k0(), S.dw1(), W1S, sp.k0(), sp.col());
-#pragma unroll
-      for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) a.v[nt][e] += tokL * t.v[nt][e];
-    }
-    if (slice == 0) xty<C, 2>(a, S.ods1(), C::KS, 0, S.oq, C::OS, sp.col());
-    push_tile<C>(a, S.xc, slice, C::FS, KP * C::FS, sp.col());
-  }
+  push_tile<C>(dxk_partial<C>(S, sp, commit, tokL, slice == 0), S.xc, slice, C::FS, KP * C::FS, sp.col());
   simt::cluster_sync();
   if (lead) store_sum_rows<C>(S.xc, S.z2, -1.f, bb.dxk, p.dxk.st, t0, n);  // − dtgt
-  // dS, the gradient of the state entering this chunk, is dS' of the chunk before.
-  dW.store_w1_op(S.dw1(), W1S);
-  store_op(dW.w2, S.dw2(), WS, hw, 0);
-  for (int i = tid(); i < C::HDL; i += C::THREADS) S.db1p[i] = S.db1[i];
-  for (int i = tid(); i < F; i += C::THREADS) S.db2p[i] = S.db2[i];
+  publish_state_grad<C>(S, dW);
 }
 
 // Cluster c = (batch, head): the reverse walk, then the parameter-gradient partials.

@@ -63,6 +63,7 @@ struct Cfg {
   static constexpr bool MMA = MMA_;
   static constexpr bool BIO = false;
   using IO = float;
+  static constexpr int HDL = HD;  // hidden units of the block (all: one block a head)
   static constexpr int NW = HD / 16;
   static constexpr int THREADS = 32 * NW;  // 8F: a [16, F] tile is 2 floats per thread
   // Row phases: LPR lanes per row, CPL columns per lane. At F = 64, 16 lanes of 4 columns: the rows
@@ -226,6 +227,19 @@ struct StateRegs {
 #pragma unroll
     for (int mt = 0; mt < C::F / 16; ++mt) w1[mt].fill(x);
     w2.fill(x);
+  }
+  // this += scale · o (the state update W += τ P).
+  TTT_DEV void add(const StateRegs& o, float scale) {
+#pragma unroll
+    for (int mt = 0; mt < C::F / 16; ++mt)
+#pragma unroll
+      for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) w1[mt].v[nt][e] += scale * o.w1[mt].v[nt][e];
+#pragma unroll
+    for (int nt = 0; nt < C::F / 8; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) w2.v[nt][e] += scale * o.w2.v[nt][e];
   }
   // From / to a flat state (W1 [F, HD] at 0, W2 [HD, F] at off_w2), scaled on the way out; h0: the
   // first hidden unit of the block (a cluster's blocks share a head's hidden units).

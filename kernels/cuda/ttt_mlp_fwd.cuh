@@ -194,6 +194,38 @@ TTT_DEV void update_products(StateRegs<C>& P, const typename C::Op* ok, const ty
   xty<C, C::F / 8>(P.w2, ox2, C::HS, hw, ogp2, C::OS, 0);
 }
 
+// F4's b1 step over the warp's columns (h0: the block's first hidden unit in a cluster): b1 −= τ Σ Gp1 (commit), or the accumulator −Σ Gp1 of a
+// partial last chunk (g1 holds −Gp1).
+template <class C>
+TTT_DEV void b1_step(const Params& p, const Acc<2>& g1, bool commit, float tokL, int h0, float* b1, float* acc_b1) {
+  float s[2][2];
+  column_sums(g1, s);
+  if (lane() >= 4) return;
+#pragma unroll
+  for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) {
+      const int c = acc_col(16 * warp(), nt, hh);
+      if (commit) {
+        if (p.bias) b1[c] += tokL * s[nt][hh];
+      } else {
+        acc_b1[h0 + c] = p.bias ? -s[nt][hh] : 0.f;
+      }
+    }
+}
+
+// b2 −= τ Σ Gp2 into the other buffer (commit), else copied; the accumulator Σ Gp2 when acc_b2.
+template <class C>
+TTT_DEV void b2_step(const Params& p, const float* gp2, const float* b2, bool commit, float tokL, float* b2_next,
+                     float* acc_b2) {
+  for (int c = tid(); c < C::F; c += C::THREADS) {
+    float s = 0;
+    for (int r = 0; r < KP; ++r) s += gp2[r * C::FS + c];
+    b2_next[c] = b2[c] - (commit && p.bias ? tokL * s : 0.f);
+    if (acc_b2) acc_b2[c] = p.bias ? s : 0.f;
+  }
+}
+
 // What fwd_range runs: the forward (chunks 0 .. NC−1 from the parameters, outputs, the state stored
 // every G chunks, final state, accumulators) or the backward's replay of checkpoint group g (the
 // state chain of chunks k0 .. k1−2 from stored state g, k1 = min(k0 + G, NC); no outputs; the state
@@ -280,22 +312,8 @@ TTT_DEV void fwd_range(const Params& p, int bh, char* smem, FwdMode mode) {
       Acc<2> g1;
       neg_gp1<C>(g1, S.og2, S.ow2, C::OS, S.lr, z1);
       store_op(g1, S.ogp1, C::HS, 0, hw);
-      if (commit || accumulate) {  // b1 −= τ Σ Gp1, or the accumulator Σ Gp1
-        float s[2][2];
-        column_sums(g1, s);
-        if (lane() < 4)
-#pragma unroll
-          for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-            for (int hh = 0; hh < 2; ++hh) {
-              const int c = acc_col(hw, nt, hh);
-              if (commit) {
-                if (p.bias) S.b1[c] += tokL * s[nt][hh];
-              } else {
-                p.acc[static_cast<int64_t>(bh) * SS + off_b1(F) + c] = p.bias ? -s[nt][hh] : 0.f;
-              }
-            }
-      }
+      float* const acc_b1 = accumulate ? p.acc + static_cast<int64_t>(bh) * SS + off_b1(F) : nullptr;
+      if (commit || accumulate) b1_step<C>(p, g1, commit, tokL, 0, S.b1, acc_b1);
     }
     simt::syncwarp();
     // Z̄1 = Zq + Mt1 (−Gp1), X̄2 = gelu(Z̄1), and the warp's partial of X̄2 X2ᵀ
@@ -312,16 +330,7 @@ TTT_DEV void fwd_range(const Params& p, int bh, char* smem, FwdMode mode) {
       StateRegs<C> P;
       update_products<C>(P, S.ok, S.ogp1, S.ox2, S.ogp2);
       if (commit) {
-#pragma unroll
-        for (int mt = 0; mt < F / 16; ++mt)
-#pragma unroll
-          for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) W.w1[mt].v[nt][e] += tokL * P.w1[mt].v[nt][e];
-#pragma unroll
-        for (int nt = 0; nt < F / 8; ++nt)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) W.w2.v[nt][e] += tokL * P.w2.v[nt][e];
+        W.add(P, tokL);
         W.store_w1_op(S.ow1, C::HS);  // only this warp reads its columns of W1
       } else {  // the accumulators XKᵀ Gp1, X2ᵀ Gp2 = −P
         P.store(p.acc + static_cast<int64_t>(bh) * SS, -1.f);
@@ -331,11 +340,7 @@ TTT_DEV void fwd_range(const Params& p, int bh, char* smem, FwdMode mode) {
     simt::sync();
     if (mode.replay) {  // the state update's b2 (the output path is the forward's only)
       if (commit) W.store_w2_op(S.ow2);
-      for (int c = tid(); c < F; c += C::THREADS) {
-        float s = 0;
-        for (int r = 0; r < KP; ++r) s += S.gp2[r * C::FS + c];
-        S.b2[bb ^ 1][c] = S.b2[bb][c] - (p.bias ? tokL * s : 0.f);
-      }
+      b2_step<C>(p, S.gp2, S.b2[bb], commit, tokL, S.b2[bb ^ 1], nullptr);
       bb ^= 1;
       continue;
     }
@@ -345,12 +350,8 @@ TTT_DEV void fwd_range(const Params& p, int bh, char* smem, FwdMode mode) {
     simt::sync();
     // F6
     if (commit) W.store_w2_op(S.ow2);
-    for (int c = tid(); c < F; c += C::THREADS) {
-      float s = 0;
-      for (int r = 0; r < KP; ++r) s += S.gp2[r * C::FS + c];
-      S.b2[bb ^ 1][c] = S.b2[bb][c] - (commit && p.bias ? tokL * s : 0.f);
-      if (accumulate) p.acc[static_cast<int64_t>(bh) * SS + off_b2(F) + c] = p.bias ? s : 0.f;
-    }
+    b2_step<C>(p, S.gp2, S.b2[bb], commit, tokL, S.b2[bb ^ 1],
+               accumulate ? p.acc + static_cast<int64_t>(bh) * SS + off_b2(F) : nullptr);
     if (rl.rg < KP) {
       const int r = rl.rg, o = r * C::FS + rl.c0;
       float z[C::CPL], y[C::CPL];

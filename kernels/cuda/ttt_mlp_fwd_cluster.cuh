@@ -156,38 +156,6 @@ TTT_DEV void load_first_state(const Params& p, int bh, int h0, const float* snap
   W.load(p.w1 + static_cast<int64_t>(h) * C::F * C::HD, p.w2 + static_cast<int64_t>(h) * C::HD * C::F, h0);
 }
 
-// F4's b1 step over the warp's columns: b1 −= τ Σ Gp1 (commit), or the accumulator −Σ Gp1 of a
-// partial last chunk (g1 holds −Gp1).
-template <class C>
-TTT_DEV void b1_step(const Params& p, const Acc<2>& g1, bool commit, float tokL, int h0, float* b1, float* acc_b1) {
-  float s[2][2];
-  column_sums(g1, s);
-  if (lane() >= 4) return;
-#pragma unroll
-  for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-    for (int hh = 0; hh < 2; ++hh) {
-      const int c = acc_col(16 * warp(), nt, hh);
-      if (commit) {
-        if (p.bias) b1[c] += tokL * s[nt][hh];
-      } else {
-        acc_b1[h0 + c] = p.bias ? -s[nt][hh] : 0.f;
-      }
-    }
-}
-
-// b2 −= τ Σ Gp2 into the other buffer (commit), else copied; the accumulator Σ Gp2 when acc_b2.
-template <class C>
-TTT_DEV void b2_step(const Params& p, const float* gp2, const float* b2, bool commit, float tokL, float* b2_next,
-                     float* acc_b2) {
-  for (int c = tid(); c < C::F; c += C::THREADS) {
-    float s = 0;
-    for (int r = 0; r < KP; ++r) s += gp2[r * C::FS + c];
-    b2_next[c] = b2[c] - (commit && p.bias ? tokL * s : 0.f);
-    if (acc_b2) acc_b2[c] = p.bias ? s : 0.f;
-  }
-}
-
 template <class C>
 TTT_DEV void cluster_fwd_range(const Params& p, int bh, char* smem, FwdMode mode) {
   auto& S = *reinterpret_cast<ClusterFwdSmem<C>*>(smem);
@@ -263,16 +231,7 @@ TTT_DEV void cluster_fwd_range(const Params& p, int bh, char* smem, FwdMode mode
       StateRegs<C> P;
       update_products<C>(P, S.ok, S.ogp1, S.ox2, S.ogp2);
       if (commit) {
-#pragma unroll
-        for (int mt = 0; mt < F / 16; ++mt)
-#pragma unroll
-          for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) W.w1[mt].v[nt][e] += tokL * P.w1[mt].v[nt][e];
-#pragma unroll
-        for (int nt = 0; nt < F / 8; ++nt)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) W.w2.v[nt][e] += tokL * P.w2.v[nt][e];
+        W.add(P, tokL);
         W.store_w1_op(S.ow1, C::HS);  // only this warp reads its columns of W1
       } else {  // the accumulators XKᵀ Gp1, X2ᵀ Gp2 = −P
         P.store(acc, -1.f, h0);
