@@ -138,10 +138,9 @@ struct BwdBases {
         dlr(p.dlr.base(b, h)) {}
 };
 
-// The chunk's tiles (operands of XQ, XK; the target; lr) and its state (operands of W1, W2; b1, b2).
-template <class C>
-TTT_DEV void load_chunk(const Params& p, const InBases& hb, BwdSmem<C>& S, int bh, int k, int n) {
-  constexpr int F = C::F, HD = C::HD;
+// The chunk's tiles into smem: operands of XQ, XK; the target; lr (S: BwdSmem or ClusterBwdSmem).
+template <class C, class S_>
+TTT_DEV void load_chunk_tiles(const Params& p, const InBases& hb, S_& S, int k, int n) {
   const int64_t t0 = static_cast<int64_t>(k) * p.K;
   Tile2<C> q, kk, v;
   q.load(hb.xq, p.xq.st, t0, n);
@@ -151,6 +150,13 @@ TTT_DEV void load_chunk(const Params& p, const InBases& hb, BwdSmem<C>& S, int b
   kk.store(nullptr, S.ok);
   store_target(kk, v, p.ln, S.tgt);
   if (tid() < KP) S.lr[tid()] = tid() < n ? hb.lr[(t0 + tid()) * p.lr.st] : 0.f;
+}
+
+// The chunk's tiles and its state (operands of W1, W2; b1, b2).
+template <class C>
+TTT_DEV void load_chunk(const Params& p, const InBases& hb, BwdSmem<C>& S, int bh, int k, int n) {
+  constexpr int F = C::F, HD = C::HD;
+  load_chunk_tiles<C>(p, hb, S, k, n);
   // 16-byte loads, several in flight per thread (the state is 128 KiB at F = 64; snapshots are
   // 16-byte aligned: partial_size() and the state's parts are multiples of 4 floats).
   const float* st = snapshot(p, F, bh, k);
@@ -361,6 +367,30 @@ template <class C>
 TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, BwdSmem<C>& S, int bh, int k,
                        StateRegs<C>& dW, float& dtok_row, float& dtok_last);
 
+// The walk's parameter-gradient partials into out (partials()): dW1, db1, dW2 of the block's hidden
+// units (from h0); with `lead` db2, dln_w, dln_b (the row warps' parts summed); and S.dtok, each
+// row's dtok_row summed over its lanes (butterfly).
+template <class C, class S_>
+TTT_DEV void write_partials(const Params& p, S_& S, const StateRegs<C>& dW, float dtok_row, int h0, bool lead,
+                            float* out) {
+  constexpr int F = C::F;
+  dW.store(out, 1.f, h0);
+  for (int i = tid(); i < C::HDL; i += C::THREADS) out[off_b1(F) + h0 + i] = S.db1[i];
+  if (lead)
+    for (int i = tid(); i < F; i += C::THREADS) {
+      out[off_b2(F) + i] = S.db2[i];
+      float sw = 0, sb = 0;
+      for (int w = 0; w < C::RW; ++w) sw += S.dlnw[w * F + i], sb += S.dlnb[w * F + i];
+      out[state_size(F) + i] = sw;
+      out[state_size(F) + F + i] = sb;
+    }
+  const RowLane<C> rl;
+  if (rl.rg < KP) {
+    const float s = tttk::row_sum<C>(dtok_row);
+    if (rl.first()) S.dtok[rl.rg] = s;
+  }
+}
+
 template <class C>
 TTT_DEV void bwd_block(const Params& p, int bh, char* smem) {
   auto& S = *reinterpret_cast<BwdSmem<C>*>(smem);
@@ -378,24 +408,10 @@ TTT_DEV void bwd_block(const Params& p, int bh, char* smem) {
   const InBases hb(p, b, h);
   const BwdBases bb(p, b, h);
   for (int k = p.NC - 1; k >= 0; --k) bwd_chunk<C>(p, hb, bb, S, bh, k, dW, dtok_row, dtok_last);
-  // The block's partials.
+  // The block's partials; dtok's update-path part summed in thread order.
   simt::sync();
   float* out = partials(p, F, bh);
-  dW.store(out);
-  for (int i = tid(); i < HD; i += C::THREADS) out[off_b1(F) + i] = S.db1[i];
-  for (int i = tid(); i < F; i += C::THREADS) {
-    out[off_b2(F) + i] = S.db2[i];
-    float sw = 0, sb = 0;
-    for (int w = 0; w < C::RW; ++w) sw += S.dlnw[w * F + i], sb += S.dlnb[w * F + i];
-    out[state_size(F) + i] = sw;
-    out[state_size(F) + F + i] = sb;
-  }
-  // dtok: each row's lanes summed (butterfly), then the update path's part summed in thread order.
-  const RowLane<C> rl;
-  if (rl.rg < KP) {
-    const float s = tttk::row_sum<C>(dtok_row);
-    if (rl.first()) S.dtok[rl.rg] = s;
-  }
+  write_partials<C>(p, S, dW, dtok_row, 0, true, out);
   S.red()[tid()] = dtok_last;
   simt::sync();
   if (tid() == 0) {

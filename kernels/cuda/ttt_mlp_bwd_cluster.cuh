@@ -81,19 +81,11 @@ struct ClusterBwdSmem {
   TTT_DEV float* dmt2() { return mt2; }
 };
 
-// The chunk's tiles (operands of XQ, XK; the target; lr) and the block's part of its state.
+// The chunk's tiles and the block's part of its state.
 template <class C>
 TTT_DEV void load_chunk_part(const Params& p, const InBases& hb, ClusterBwdSmem<C>& S, int bh, int k, int n, int h0) {
   constexpr int F = C::F, HD = C::HD, HDL = C::HDL;
-  const int64_t t0 = static_cast<int64_t>(k) * p.K;
-  Tile2<C> q, kk, v;
-  q.load(hb.xq, p.xq.st, t0, n);
-  kk.load(hb.xk, p.xk.st, t0, n);
-  v.load(hb.xv, p.xv.st, t0, n);
-  q.store(nullptr, S.oq);
-  kk.store(nullptr, S.ok);
-  store_target(kk, v, p.ln, S.tgt);
-  if (tid() < KP) S.lr[tid()] = tid() < n ? hb.lr[(t0 + tid()) * p.lr.st] : 0.f;
+  load_chunk_tiles<C>(p, hb, S, k, n);
   const float* st = snapshot(p, F, bh, k);
   for (int i = tid(); i < F * HDL / 4; i += C::THREADS) {  // W1[:, h0 ..]: 16-byte pieces
     const int r = 4 * i / HDL, c = 4 * i % HDL;
@@ -212,26 +204,11 @@ TTT_DEV void cluster_bwd_block(const Params& p, int bh, char* smem) {
   const BwdBases bb(p, b, h);
   simt::cluster_sync();  // every block of the cluster has started before any writes to another's smem
   for (int k = p.NC - 1; k >= 0; --k) cluster_bwd_chunk<C>(p, hb, bb, S, bh, k, dW, dt);
-  // The partials: each block its hidden units' dW1, db1, dW2; block 0 the rest.
+  // The partials: each block its hidden units' dW1, db1, dW2; block 0 the rest. dtok's update-path
+  // parts summed in thread order, the hidden units' part of every block on block 0 in rank order.
   simt::sync();
   float* out = partials(p, F, bh);
-  dW.store(out, 1.f, h0);
-  for (int i = tid(); i < C::HDL; i += C::THREADS) out[off_b1(F) + h0 + i] = S.db1[i];
-  if (lead)
-    for (int i = tid(); i < F; i += C::THREADS) {
-      out[off_b2(F) + i] = S.db2[i];
-      float sw = 0, sb = 0;
-      for (int w = 0; w < C::RW; ++w) sw += S.dlnw[w * F + i], sb += S.dlnb[w * F + i];
-      out[state_size(F) + i] = sw;
-      out[state_size(F) + F + i] = sb;
-    }
-  // dtok: each row's lanes summed (butterfly); the update path's parts summed in thread order, the
-  // hidden units' part of every block on block 0 in rank order.
-  const RowLane<C> rl;
-  if (rl.rg < KP) {
-    const float s = tttk::row_sum<C>(dt.row);
-    if (rl.first()) S.dtok[rl.rg] = s;
-  }
+  write_partials<C>(p, S, dW, dt.row, h0, lead, out);
   S.red[tid()] = dt.rows_last;
   S.red[C::THREADS + tid()] = dt.cols_last;
   simt::sync();

@@ -48,13 +48,17 @@ struct FwdSmem {
   float tok[KP], lr[KP];
 };
 
-// The (b, h) state into st: W1, W2 from the warps' registers, b1, b2 from smem.
+// The block's part of a flat state st (all of it with one block a head; h0: its first hidden unit):
+// W1's columns and W2's rows of its hidden units (from the warps' registers), its part of b1; b2
+// by the block holding unit 0.
 template <class C>
-TTT_DEV void store_state(const StateRegs<C>& W, const float* b1, const float* b2, float* st) {
-  W.store(st);
-  for (int i = tid(); i < C::HD; i += C::THREADS) st[off_b1(C::F) + i] = b1[i];
-  for (int i = tid(); i < C::F; i += C::THREADS) st[off_b2(C::F) + i] = b2[i];
+TTT_DEV void store_state_part(const StateRegs<C>& W, const float* b1, const float* b2, int h0, float* st) {
+  W.store(st, 1.f, h0);
+  for (int i = tid(); i < C::HDL; i += C::THREADS) st[off_b1(C::F) + h0 + i] = b1[i];
+  if (h0 == 0)
+    for (int i = tid(); i < C::F; i += C::THREADS) st[off_b2(C::F) + i] = b2[i];
 }
+
 
 // The LN-L2 gradient G of row slice z (target tgt; without the LN: G = z − tgt), x̂ and gx with it.
 template <class C>
@@ -226,6 +230,18 @@ TTT_DEV void b2_step(const Params& p, const float* gp2, const float* b2, bool co
   }
 }
 
+// After the last chunk: the final state (the block's part), and zero accumulators when the last
+// chunk committed (the block's share: rank of nblocks).
+template <class C>
+TTT_DEV void finish_forward(const Params& p, int bh, const StateRegs<C>& W, const float* b1, const float* b2,
+                            bool committed_last, int rank, int nblocks) {
+  const int64_t SS = state_size(C::F);
+  if (p.final_state) store_state_part<C>(W, b1, b2, rank * C::HDL, p.final_state + static_cast<int64_t>(bh) * SS);
+  if (committed_last && p.acc)
+    for (int64_t i = tid() + rank * int64_t{C::THREADS}; i < SS; i += int64_t{C::THREADS} * nblocks)
+      p.acc[static_cast<int64_t>(bh) * SS + i] = 0.f;
+}
+
 // What fwd_range runs: the forward (chunks 0 .. NC−1 from the parameters, outputs, the state stored
 // every G chunks, final state, accumulators) or the backward's replay of checkpoint group g (the
 // state chain of chunks k0 .. k1−2 from stored state g, k1 = min(k0 + G, NC); no outputs; the state
@@ -293,8 +309,8 @@ TTT_DEV void fwd_range(const Params& p, int bh, char* smem, FwdMode mode) {
     if (tid() < KP) S.lr[tid()] = next.lr;
     simt::sync();
     if (k + 1 < k1) next.load(p, hb, k + 1);
-    if (!mode.replay && k % p.G == 0) store_state<C>(W, S.b1, S.b2[bb], snapshot(p, F, bh, k));
-    if (mode.replay && k > k0) store_state<C>(W, S.b1, S.b2[bb], snapshot(p, F, bh, k));
+    if (!mode.replay && k % p.G == 0) store_state_part<C>(W, S.b1, S.b2[bb], 0, snapshot(p, F, bh, k));
+    if (mode.replay && k > k0) store_state_part<C>(W, S.b1, S.b2[bb], 0, snapshot(p, F, bh, k));
     if (mode.replay && k + 1 == k1) break;  // the group's last chunk is the reverse walk's
     // F1
     Acc<2> z1, zq;
@@ -363,9 +379,7 @@ TTT_DEV void fwd_range(const Params& p, int bh, char* smem, FwdMode mode) {
   }
   if (mode.replay) return;
   simt::sync();
-  if (p.final_state) store_state<C>(W, S.b1, S.b2[bb], p.final_state + static_cast<int64_t>(bh) * SS);
-  if (committed_last && p.acc)
-    for (int64_t i = tid(); i < SS; i += C::THREADS) p.acc[static_cast<int64_t>(bh) * SS + i] = 0.f;
+  finish_forward<C>(p, bh, W, S.b1, S.b2[bb], committed_last, 0, 1);
 }
 
 template <class C>

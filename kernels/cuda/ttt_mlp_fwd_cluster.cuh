@@ -98,16 +98,6 @@ struct ClusterFwdSmem {
   float tok[KP], lr[KP];
 };
 
-// The block's part of a flat state st: W1's columns and W2's rows of its hidden units (from the
-// warps' registers), its part of b1; b2 by block 0.
-template <class C>
-TTT_DEV void store_state_part(const StateRegs<C>& W, const float* b1, const float* b2, int h0, float* st) {
-  W.store(st, 1.f, h0);
-  for (int i = tid(); i < C::HDL; i += C::THREADS) st[off_b1(C::F) + h0 + i] = b1[i];
-  if (h0 == 0)
-    for (int i = tid(); i < C::F; i += C::THREADS) st[off_b2(C::F) + i] = b2[i];
-}
-
 // A warp's [16, 16] float32 tile into columns n0.. of s (row stride ld): two floats a store where
 // ld is even (s 8-byte aligned), as every store to another block's shared memory is a transaction
 // of its own on the SM-to-SM network.
@@ -266,9 +256,7 @@ TTT_DEV void cluster_fwd_range(const Params& p, int bh, char* smem, FwdMode mode
   }
   if (mode.replay) return;
   simt::sync();
-  if (p.final_state) store_state_part<C>(W, S.b1, S.b2[bb], h0, p.final_state + static_cast<int64_t>(bh) * SS);
-  if (committed_last && acc)
-    for (int64_t i = tid() + rank * int64_t{C::THREADS}; i < SS; i += int64_t{C::THREADS} * C::NCTA) acc[i] = 0.f;
+  finish_forward<C>(p, bh, W, S.b1, S.b2[bb], committed_last, rank, C::NCTA);
 }
 
 // Cluster c (blocks c·NCTA .. c·NCTA + NCTA − 1) runs (batch, head) c.
