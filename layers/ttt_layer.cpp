@@ -71,8 +71,8 @@ TTTMixer::TTTMixer(const ModelConfig& cfg, Generator& g, std::shared_ptr<InnerMo
   require(!c_.rope || f_ % 2 == 0, "model.ttt.rope needs an even head_dim, got " + std::to_string(f_));
   require(c_.checkpoint_group >= 0, "model.ttt.checkpoint_group must be >= 0, got " +
                                         std::to_string(c_.checkpoint_group));
-  require(c_.mlp_cluster == 1 || c_.mlp_cluster == 2 || c_.mlp_cluster == 4,
-          "model.ttt.mlp_cluster must be 1, 2 or 4, got " + std::to_string(c_.mlp_cluster));
+  require(c_.mlp_cluster == 0 || c_.mlp_cluster == 1 || c_.mlp_cluster == 2 || c_.mlp_cluster == 4,
+          "model.ttt.mlp_cluster must be 0 (auto), 1, 2 or 4, got " + std::to_string(c_.mlp_cluster));
   segment_fn(c_.impl);  // validates the name
   impl_ = c_.impl;
   base_lr_ = ttt_base_lr(cfg);

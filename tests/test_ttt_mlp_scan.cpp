@@ -193,7 +193,9 @@ TEST_CASE("fused TTT-MLP scan: clear errors") {
   // Clusters: 1, 2 or 4 blocks a head, on any device's query; the CPU reference ignores the setting.
   s.dtype = DType::f32;
   s.cluster = 3;
-  CHECK(ttt_mlp_scan_unsupported(cpu(), s) == "cluster must be 1, 2 or 4 blocks (got 3)");
+  CHECK(ttt_mlp_scan_unsupported(cpu(), s) == "cluster must be 0 (auto), 1, 2 or 4 blocks (got 3)");
+  s.cluster = 0;
+  CHECK(ttt_mlp_scan_unsupported(cpu(), s).empty());
   TTTScanOptions o4 = scan_options(c);
   o4.cluster = 4;
   const Tensor one = call(x)[0];
@@ -203,7 +205,7 @@ TEST_CASE("fused TTT-MLP scan: clear errors") {
   ModelConfig cfg = tiny_ttt_config("ttt_mlp", 4);
   cfg.ttt.mlp_cluster = 3;
   Generator g(1);
-  CHECK_THROWS_WITH_AS(TTTMixer(cfg, g), doctest::Contains("model.ttt.mlp_cluster must be 1, 2 or 4, got 3"),
+  CHECK_THROWS_WITH_AS(TTTMixer(cfg, g), doctest::Contains("model.ttt.mlp_cluster must be 0 (auto), 1, 2 or 4, got 3"),
                        std::invalid_argument);
 }
 
@@ -395,7 +397,7 @@ TEST_CASE("CUDA fused TTT-MLP scan: a rerun reproduces every result bit for bit 
   }
 }
 
-TEST_CASE("CUDA fused TTT-MLP scan on clusters of 2 and 4 blocks a head equals the CPU reference; reruns reproduce it") {
+TEST_CASE("CUDA fused TTT-MLP scan on clusters of 2 and 4 blocks a head (and auto) equals the CPU reference; reruns reproduce it") {
   TTT_REQUIRE_GPU();
   const std::vector<ScanCase> cases = {
       {2, 3, 77, 64, 16, true, true, 4},   // the paper's head dim, remainder chunk, groups of 4 (replayed)
@@ -405,7 +407,7 @@ TEST_CASE("CUDA fused TTT-MLP scan on clusters of 2 and 4 blocks a head equals t
       {2, 2, 35, 64, 16, false, false, 1}, // no LN + residual, no inner biases
   };
   uint64_t seed = 600;
-  for (int cluster : {2, 4})
+  for (int cluster : {2, 4, 0})  // 0 (auto): these few heads take clusters of 4
     for (const ScanCase& c : cases) {
       REQUIRE(ttt_mlp_scan_unsupported(cuda(), mlp_shape(c, true, cluster)) == "");
       MlpScanRun a = check_cuda_against_cpu(c, true, seed += 11, cluster);

@@ -55,8 +55,8 @@ size_t TTTMLPScanBackward::workspace_bytes() const {
 std::string ttt_mlp_scan_unsupported(Device d, const TTTMLPScanShape& s) {
   if (s.dtype != DType::f32 && s.dtype != DType::f64) return "dtype must be float32 or float64";
   if (s.mini_batch < 1 || s.checkpoint_group < 1 || s.head_dim < 1 || s.hidden < 1) return "bad shape";
-  if (s.cluster != 1 && s.cluster != 2 && s.cluster != 4)
-    return "cluster must be 1, 2 or 4 blocks (got " + std::to_string(s.cluster) + ")";
+  if (s.cluster != 0 && s.cluster != 1 && s.cluster != 2 && s.cluster != 4)
+    return "cluster must be 0 (auto), 1, 2 or 4 blocks (got " + std::to_string(s.cluster) + ")";
   if (d.is_cpu()) return s.bf16_io ? "the CPU reference takes float32/float64 storage (cast bf16 first)" : "";
 #if TTT_WITH_CUDA
   return cuda_impl::ttt_mlp_scan_unsupported(s);

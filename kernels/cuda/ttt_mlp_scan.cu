@@ -95,19 +95,31 @@ bool dispatch(const TTTMLPScanShape& s, Fn&& fn) {
 }
 
 
+// The blocks a head runs on (TTTMLPScanShape::cluster): 1 for float32 products or before sm_90;
+// cluster 0 (auto): the largest of 4, 2 whose batch · heads · size blocks fit the SMs at once (the
+// cluster kernels' blocks hold one SM each), else 1.
+int blocks_per_head(const TTTMLPScanShape& s) {
+  if (!s.low_precision || scan_launch::compute_major() < 9) return 1;
+  if (s.cluster != 0) return static_cast<int>(s.cluster);
+  for (int c : {4, 2})
+    if (s.batch * s.heads * c <= scan_launch::sm_count()) return c;
+  return 1;
+}
+
 // Runs the forward (replay false) or the backward's replay (true) of shape s: on clusters of
-// s.cluster blocks where the shape asks for them and has bf16 products, else one block each.
+// blocks_per_head(s) blocks where that is more than one, else one block each.
 template <class C>
 void launch_forward_kind(const TTTMLPScanShape& s, const Params& p, bool replay, Backend& be) {
   const int64_t heads = int64_t{p.B} * p.H * (replay ? p.NG : 1);
+  const int cluster = blocks_per_head(s);
   auto clusters = [&](auto cc) {
     using CC = decltype(cc);
     scan_launch::launch_clusters(replay ? ttt_mlp_replay_cluster_kernel<CC> : ttt_mlp_fwd_cluster_kernel<CC>,
                                  CC::THREADS, heads * CC::NCTA, CC::NCTA, sizeof(tttm::ClusterFwdSmem<CC>), p, be);
   };
   if constexpr (C::MMA) {
-    if (s.cluster == 2) return clusters(tttm::ClusterCfg<C::F, true, 2>{});
-    if (s.cluster == 4) return clusters(tttm::ClusterCfg<C::F, true, 4>{});
+    if (cluster == 2) return clusters(tttm::ClusterCfg<C::F, true, 2>{});
+    if (cluster == 4) return clusters(tttm::ClusterCfg<C::F, true, 4>{});
   }
   scan_launch::launch_blocks(replay ? ttt_mlp_replay_kernel<C> : ttt_mlp_fwd_kernel<C>, C::THREADS, heads,
                              sizeof(tttm::FwdSmem<C>), p, be);
@@ -117,14 +129,15 @@ void launch_forward_kind(const TTTMLPScanShape& s, const Params& p, bool replay,
 template <class C>
 void launch_walk(const TTTMLPScanShape& s, const Params& p, Backend& be) {
   const int64_t heads = int64_t{p.B} * p.H;
+  const int cluster = blocks_per_head(s);
   auto clusters = [&](auto cc) {
     using CC = decltype(cc);
     scan_launch::launch_clusters(ttt_mlp_bwd_cluster_kernel<CC>, CC::THREADS, heads * CC::NCTA, CC::NCTA,
                                  sizeof(tttm::ClusterBwdSmem<CC>), p, be);
   };
   if constexpr (C::MMA) {
-    if (s.cluster == 2) return clusters(tttm::ClusterCfg<C::F, true, 2>{});
-    if (s.cluster == 4) return clusters(tttm::ClusterCfg<C::F, true, 4>{});
+    if (cluster == 2) return clusters(tttm::ClusterCfg<C::F, true, 2>{});
+    if (cluster == 4) return clusters(tttm::ClusterCfg<C::F, true, 4>{});
   }
   scan_launch::launch_blocks(ttt_mlp_bwd_kernel<C>, C::THREADS, heads, sizeof(tttm::BwdSmem<C>), p, be);
 }
@@ -146,8 +159,9 @@ std::string ttt_mlp_scan_unsupported(const TTTMLPScanShape& s) {
     if constexpr (C::MMA) {  // the cluster kernels' blocks (smaller than the one-block kernels' at every F)
       using C2 = tttm::ClusterCfg<C::F, true, 2>;
       using C4 = tttm::ClusterCfg<C::F, true, 4>;
-      if (s.cluster == 2) need = std::max({need, sizeof(tttm::ClusterFwdSmem<C2>), sizeof(tttm::ClusterBwdSmem<C2>)});
-      if (s.cluster == 4) need = std::max({need, sizeof(tttm::ClusterFwdSmem<C4>), sizeof(tttm::ClusterBwdSmem<C4>)});
+      const int cluster = blocks_per_head(s);
+      if (cluster == 2) need = std::max({need, sizeof(tttm::ClusterFwdSmem<C2>), sizeof(tttm::ClusterBwdSmem<C2>)});
+      if (cluster == 4) need = std::max({need, sizeof(tttm::ClusterFwdSmem<C4>), sizeof(tttm::ClusterBwdSmem<C4>)});
     }
     if (need > static_cast<size_t>(smem_optin()))
       why = "head_dim " + std::to_string(C::F) + (C::MMA ? " (bf16 products)" : " (float32 products)") + " needs " +
