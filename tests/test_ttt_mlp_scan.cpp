@@ -397,7 +397,29 @@ TEST_CASE("CUDA fused TTT-MLP scan: a rerun reproduces every result bit for bit 
   }
 }
 
-TEST_CASE("CUDA fused TTT-MLP scan on clusters of 2 and 4 blocks a head (and auto) equals the CPU reference; reruns reproduce it") {
+// Case c's kernels on the GPU with bf16 products and `cluster` blocks a head (outputs poisoned).
+MlpScanRun run_on_gpu(const ScanCase& c, uint64_t seed, int cluster) {
+  const tensor_list x = mlp_scan_inputs(c, seed, 4, DType::f32);
+  const Tensor d = rand64({c.B, c.H, c.T, c.f}, seed + 1).to(DType::f32);
+  tensor_list xg;
+  for (const Tensor& t : x) xg.push_back(t.defined() ? t.detach().to(cuda()) : Tensor());
+  MlpScanRun r(c, xg, d.to(cuda()), true);
+  r.s.cluster = cluster;
+  auto f = r.forward();
+  backend(cuda()).run(f);
+  auto b = r.backward();
+  backend(cuda()).run(b);
+  return r;
+}
+
+// The cluster kernels against the one-block kernels on the same inputs (both bf16 products; the
+// one-block kernels against the CPU reference: the test above). With clusters of 2 at head_dim 64
+// the row phases use the one-block kernels' lanes (16 a row) and every sum the same order: bit for
+// bit, except dtok, whose update-path part is summed per block first. Clusters of 4 (8 lanes a row)
+// and other head dims reassociate float32 sums, which bf16 rounding of the next operands amplifies:
+// on an H100 (2026-12-05) the largest difference over these cases was 1.2e-2 (dtok, K = 1), most
+// were 1e-7 to 1e-3.
+TEST_CASE("CUDA fused TTT-MLP scan on clusters of 2 and 4 blocks a head (and auto) equals the one-block kernels; reruns reproduce it") {
   TTT_REQUIRE_GPU();
   const std::vector<ScanCase> cases = {
       {2, 3, 77, 64, 16, true, true, 4},   // the paper's head dim, remainder chunk, groups of 4 (replayed)
@@ -410,12 +432,17 @@ TEST_CASE("CUDA fused TTT-MLP scan on clusters of 2 and 4 blocks a head (and aut
   for (int cluster : {2, 4, 0})  // 0 (auto): these few heads take clusters of 4
     for (const ScanCase& c : cases) {
       REQUIRE(ttt_mlp_scan_unsupported(cuda(), mlp_shape(c, true, cluster)) == "");
-      MlpScanRun a = check_cuda_against_cpu(c, true, seed += 11, cluster);
-      MlpScanRun b = check_cuda_against_cpu(c, true, seed, cluster);
-      const auto ra = a.results(true), rb = b.results(true);
+      seed += 11;
+      MlpScanRun one = run_on_gpu(c, seed, 1), a = run_on_gpu(c, seed, cluster), b = run_on_gpu(c, seed, cluster);
+      const auto r1 = one.results(true), ra = a.results(true), rb = b.results(true);
       for (size_t i = 0; i < ra.size(); ++i) {
         INFO(c.str(), " cluster ", cluster, " ", ra[i].first);
-        CHECK(max_abs_diff(ra[i].second.to(cpu()), rb[i].second.to(cpu())) == 0.0);
+        const Tensor got = ra[i].second.to(cpu()), want = r1[i].second.to(cpu());
+        CHECK(max_abs_diff(got, rb[i].second.to(cpu())) == 0.0);
+        if (cluster == 2 && c.f == 64 && ra[i].first != "dtok")
+          CHECK(max_abs_diff(got, want) == 0.0);
+        else
+          check_rel_norm(got, want, 2e-2, ra[i].first);
       }
     }
 }
