@@ -47,8 +47,8 @@ struct TTTMLPScanShape {
   DType io_dtype() const { return bf16_io ? DType::bf16 : dtype; }
   // CUDA, bf16 products: the thread blocks of a cluster (sm_90) that share a head's hidden units in
   // the forward and the backward, 1 (one block a head), 2 or 4 (kernels/cuda/ttt_mlp_fwd_cluster.cuh,
-  // ttt_mlp_bwd_cluster.cuh), or 0: the largest of 4, 2 whose batch · heads · size blocks fit the
-  // device's SMs at once, else 1. Float32 products run one block a head. The CPU reference ignores it.
+  // ttt_mlp_bwd_cluster.cuh), or 0 (auto): 2 where batch · heads · 2 blocks fit the device's SMs at
+  // once, else 1. Float32 products run one block a head. The CPU reference ignores it.
   int64_t cluster = 1;
 
   int64_t chunks() const { return (len + mini_batch - 1) / mini_batch; }

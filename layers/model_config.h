@@ -31,8 +31,8 @@ struct TTTConfig {
                                   // writes its output as bf16, the gate side stays bf16 up to o_proj
                                   // (Note [bf16 activations] in layers/ttt_layer.cpp): less memory
   int64_t checkpoint_group = 16;   // keep W every G mini-batches, recompute the rest in backward; 0 = off
-  int64_t mlp_cluster = 1;        // fused TTT-MLP on a GPU, bf16: blocks of a cluster sharing a head (1, 2, 4;
-                                  // 0 = auto)
+  int64_t mlp_cluster = 0;        // fused TTT-MLP on a GPU, bf16: blocks of a cluster sharing a head (1, 2, 4;
+                                  // 0 = auto: 2 where batch x heads x 2 fits the SMs, else 1)
   double ln_eps = 1e-6;
   bool post_norm = true;          // LayerNorm(d_model) on the inner loop's output (official); false:
                                   // none, so with the Theorem-1 switches the mixer is exactly

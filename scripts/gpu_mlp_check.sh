@@ -7,7 +7,7 @@
 #   op      bench/ttt_mlp_scan_bench (one layer, 125M shapes 8x2048 and 2x8192, G 32 (the configs')
 #           and 1, bf16), each with one block a head and clusters of 2 and 4 (--cluster 1,2,4)
 #   model   ttt bench of the 125M TTT-MLP training step at 8x2048 and 2x8192 (bf16), tok/s and peak
-#           memory, with model.ttt.mlp_cluster 1, 2 and 4, beside the fused TTT-Linear and our
+#           memory, with model.ttt.mlp_cluster auto (the config), 1 and 4, beside the fused TTT-Linear and our
 #           Transformer++ at the same shapes (issue 13)
 # Usage: OUT=dir bash scripts/gpu_mlp_check.sh [steps...]   (default: build test op model)
 set -uo pipefail
@@ -53,7 +53,7 @@ if has model; then
   for bt in "8 2048" "2 8192"; do
     set -- $bt
     bench_model ttt_mlp configs/125m_ttt_mlp.yaml "$1" "$2"
-    bench_model ttt_mlp_cluster2 configs/125m_ttt_mlp.yaml "$1" "$2" --set model.ttt.mlp_cluster=2
+    bench_model ttt_mlp_cluster1 configs/125m_ttt_mlp.yaml "$1" "$2" --set model.ttt.mlp_cluster=1
     bench_model ttt_mlp_cluster4 configs/125m_ttt_mlp.yaml "$1" "$2" --set model.ttt.mlp_cluster=4
     bench_model ttt_linear configs/125m_ttt_linear.yaml "$1" "$2"
     bench_model transformer configs/125m_transformer.yaml "$1" "$2"

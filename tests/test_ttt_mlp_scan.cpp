@@ -429,7 +429,7 @@ TEST_CASE("CUDA fused TTT-MLP scan on clusters of 2 and 4 blocks a head (and aut
       {2, 2, 35, 64, 16, false, false, 1}, // no LN + residual, no inner biases
   };
   uint64_t seed = 600;
-  for (int cluster : {2, 4, 0})  // 0 (auto): these few heads take clusters of 4
+  for (int cluster : {2, 4, 0})  // 0 (auto): these few heads take clusters of 2
     for (const ScanCase& c : cases) {
       REQUIRE(ttt_mlp_scan_unsupported(cuda(), mlp_shape(c, true, cluster)) == "");
       seed += 11;
@@ -471,8 +471,9 @@ TEST_CASE("CUDA TTTMixer TTT-MLP: impl=auto runs the fused kernels (float32 and 
     m.set_impl("fused");  // the same kernels: no fallback happened above
     CHECK(max_abs_diff(m.forward(x).to(cpu()), got.out.to(cpu())) == 0.0);
   }
-  // head_dim 64 (the 125M) under bf16 autocast against the float32 dual form.
+  // head_dim 64 (the 125M) under bf16 autocast against the float32 dual form, one block a head.
   ModelConfig cfg = tiny_ttt_config("ttt_mlp", 16);
+  cfg.ttt.mlp_cluster = 1;
   cfg.d_model = 256;
   cfg.n_heads = 4;
   cfg.ttt.base_lr = 0.1;

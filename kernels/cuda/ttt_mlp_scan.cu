@@ -96,14 +96,14 @@ bool dispatch(const TTTMLPScanShape& s, Fn&& fn) {
 
 
 // The blocks a head runs on (TTTMLPScanShape::cluster): 1 for float32 products or before sm_90;
-// cluster 0 (auto): the largest of 4, 2 whose batch · heads · size blocks fit the SMs at once (the
-// cluster kernels' blocks hold one SM each), else 1.
+// cluster 0 (auto): 2 where batch · heads · 2 blocks fit the SMs at once (the cluster kernels'
+// blocks hold an SM each), else 1. Measured on an H100 (BENCHMARKS.md, 2026-12-05), one 125M layer
+// at 2 × 8192: clusters of 2 16.1 ms fwd+bwd, of 4 18.2, one block 21.4; at 8 × 2048 (192 blocks
+// for 132 SMs) clusters of 2 took 9.0 ms against one block's 6.7.
 int blocks_per_head(const TTTMLPScanShape& s) {
   if (!s.low_precision || scan_launch::compute_major() < 9) return 1;
   if (s.cluster != 0) return static_cast<int>(s.cluster);
-  for (int c : {4, 2})
-    if (s.batch * s.heads * c <= scan_launch::sm_count()) return c;
-  return 1;
+  return s.batch * s.heads * 2 <= scan_launch::sm_count() ? 2 : 1;
 }
 
 // Runs the forward (replay false) or the backward's replay (true) of shape s: on clusters of
