@@ -441,12 +441,13 @@ TTT_DEV void recompute_xbar2(S_& S, const Acc<2>& z1, Acc<2>& zq) {
   gelu_tile<C>(zq, S.oxb2, nullptr);
 }
 
-// R5: the warp's slice partial of X̄2 X2ᵀ (warps of column block 0).
-template <class C, class S_>
-TTT_DEV Acc<2> xbar2_x2_partial(S_& S, const Split<C>& sp) {
+// The warp's slice partial of a [16, 16] product A Bᵀ over the hidden units (A, B [16, HD] operand
+// tiles; warps of column block 0): X̄2 X2ᵀ in R5, dMt1 = dZ̄1 (−Gp1)ᵀ in B4.
+template <class C>
+TTT_DEV Acc<2> hidden_abt_partial(const typename C::Op* a, const typename C::Op* b, const Split<C>& sp) {
   Acc<2> m;
   m.fill(0.f);
-  xyt<C, C::KSPAN / 16>(m, S.oxb2, C::HS, sp.k0(), S.ox2, C::HS, sp.k0(), 0);
+  xyt<C, C::KSPAN / 16>(m, a, C::HS, sp.k0(), b, C::HS, sp.k0(), 0);
   return m;
 }
 
@@ -576,20 +577,13 @@ TTT_DEV void dzbar1_products(const Params& p, S_& S, const Acc<2>& z1, const Acc
   store_op(dg, S.oxb2, C::HS, 0, hw);  // dP
 }
 
-// B4: the warp's slice partials of dP W2 and (column block 0) of dMt1 = dZ̄1 (−Gp1)ᵀ.
+// B4: the warp's slice partial of dP W2 (dMt1: hidden_abt_partial).
 template <class C, class S_>
 TTT_DEV Acc<2> dp_w2_partial(S_& S, const Split<C>& sp) {
   Acc<2> g;
   g.fill(0.f);
   xy<C, C::KSPAN / 16>(g, S.oxb2, C::HS, sp.k0(), S.w2(), S_::WS, sp.k0(), sp.col());
   return g;
-}
-template <class C, class S_>
-TTT_DEV Acc<2> dmt1_partial(S_& S, const Split<C>& sp) {
-  Acc<2> m;
-  m.fill(0.f);
-  xyt<C, C::KSPAN / 16>(m, S.odzb1, C::HS, sp.k0(), S.ogp1, C::HS, sp.k0(), 0);
-  return m;
 }
 
 // B6 (warp): dW2 += X2ᵀ dZ2, dX2 += dZ2 W2ᵀ, dZ1 = P + dX2 ⊙ gelu'(Z1) (operand over X̄2), db1, db2,
@@ -680,7 +674,7 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
   simt::sync();
   // R5
   x_w2_partial<C>(S.oxb2, S.w2(), C::WS, S.part);
-  if (sp.cb == 0) store_f32(xbar2_x2_partial<C>(S, sp), S.mpart + sp.ks * KP * SP, SP, 0, 0);
+  if (sp.cb == 0) store_f32(hidden_abt_partial<C>(S.oxb2, S.ox2, sp), S.mpart + sp.ks * KP * SP, SP, 0, 0);
   simt::sync();
   // B0
   output_rows<C>(p, bb, S, S.part, t0, n);
@@ -698,7 +692,7 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
   simt::sync();
   // B4
   store_f32(dp_w2_partial<C>(S, sp), S.part + sp.ks * KP * C::FS, C::FS, 0, sp.col());
-  if (sp.cb == 0) store_f32(dmt1_partial<C>(S, sp), S.mpart + sp.ks * KP * SP, SP, 0, 0);
+  if (sp.cb == 0) store_f32(hidden_abt_partial<C>(S.odzb1, S.ogp1, sp), S.mpart + sp.ks * KP * SP, SP, 0, 0);
   xty<C, C::F / 8>(dW.w2, S.oxb2, C::HS, 16 * warp(), S.og2, C::OS, 0);
   simt::sync();
   // B5

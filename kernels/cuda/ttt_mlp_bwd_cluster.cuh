@@ -144,7 +144,7 @@ TTT_DEV void cluster_bwd_chunk(const Params& p, const InBases& hb, const BwdBase
   simt::sync();
   // R5
   push_x_w2_partial<C>(S.oxb2, S.ow2, S.xb);
-  if (sp.cb == 0) push_tile<C>(xbar2_x2_partial<C>(S, sp), S.mpart, slice, SP, KP * SP, 0);
+  if (sp.cb == 0) push_tile<C>(hidden_abt_partial<C>(S.oxb2, S.ox2, sp), S.mpart, slice, SP, KP * SP, 0);
   simt::cluster_sync();
   // B0
   output_rows<C>(p, bb, S, S.xb, t0, n);
@@ -163,7 +163,7 @@ TTT_DEV void cluster_bwd_chunk(const Params& p, const InBases& hb, const BwdBase
   simt::sync();
   // B4
   push_tile<C>(dp_w2_partial<C>(S, sp), S.xa, slice, C::FS, KP * C::FS, sp.col());
-  if (sp.cb == 0) push_tile<C>(dmt1_partial<C>(S, sp), S.mpart, slice, SP, KP * SP, 0);
+  if (sp.cb == 0) push_tile<C>(hidden_abt_partial<C>(S.odzb1, S.ogp1, sp), S.mpart, slice, SP, KP * SP, 0);
   xty<C, C::F / 8>(dW.w2, S.oxb2, C::HS, 16 * warp(), S.og2, C::OS, 0);
   simt::cluster_sync();
   // B5
