@@ -471,15 +471,6 @@ TTT_DEV void dzbar2_products(const Params& p, S_& S, StateRegs<C>& dW, const Spl
   if (p.bias) add_colpart<C>(S.colpart, S.db2);
 }
 
-// B1 (chunks that commit): the warp's slice partial of U2 = X2 dW2'.
-template <class C, class S_>
-TTT_DEV Acc<2> u2_partial(S_& S, const Split<C>& sp) {
-  Acc<2> u;
-  u.fill(0.f);
-  xy<C, C::KSPAN / 16>(u, S.ox2, C::HS, sp.k0(), S.dw2(), S_::WS, sp.k0(), sp.col());
-  return u;
-}
-
 // B2 rows: dS2 = diag(tok) dMt2 and its dtok; with commit, dGp2 −= τ U2 (U2 = db2' + Σ the slice
 // partials u2) and dtok[K − 1]'s part −Σ U2 ⊙ Gp2.
 template <class C, class S_>
@@ -577,15 +568,6 @@ TTT_DEV void dzbar1_products(const Params& p, S_& S, const Acc<2>& z1, const Acc
   store_op(dg, S.oxb2, C::HS, 0, hw);  // dP
 }
 
-// B4: the warp's slice partial of dP W2 (dMt1: hidden_abt_partial).
-template <class C, class S_>
-TTT_DEV Acc<2> dp_w2_partial(S_& S, const Split<C>& sp) {
-  Acc<2> g;
-  g.fill(0.f);
-  xy<C, C::KSPAN / 16>(g, S.oxb2, C::HS, sp.k0(), S.w2(), S_::WS, sp.k0(), sp.col());
-  return g;
-}
-
 // B6 (warp): dW2 += X2ᵀ dZ2, dX2 += dZ2 W2ᵀ, dZ1 = P + dX2 ⊙ gelu'(Z1) (operand over X̄2), db1, db2,
 // dW1 += XKᵀ dZ1.
 template <class C, class S_>
@@ -681,7 +663,7 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
   simt::sync();
   // B1
   dzbar2_products<C>(p, S, dW, sp);
-  if (commit) store_f32(u2_partial<C>(S, sp), S.part + sp.ks * KP * C::FS, C::FS, 0, sp.col());
+  if (commit) x_w2_partial<C>(S.ox2, S.dw2(), C::WS, S.part);  // U2 = X2 dW2'
   simt::sync();
   // B2
   ds2_rows<C>(S, S.part, n, commit, tokL, dtok_row, dtok_last);
@@ -691,7 +673,7 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
   dzbar1_products<C>(p, S, z1, zq, commit, tokL, dW, dx2, P, dtok_last, S.dlrp + warp() * KP);
   simt::sync();
   // B4
-  store_f32(dp_w2_partial<C>(S, sp), S.part + sp.ks * KP * C::FS, C::FS, 0, sp.col());
+  x_w2_partial<C>(S.oxb2, S.w2(), C::WS, S.part);  // dP W2
   if (sp.cb == 0) store_f32(hidden_abt_partial<C>(S.odzb1, S.ogp1, sp), S.mpart + sp.ks * KP * SP, SP, 0, 0);
   xty<C, C::F / 8>(dW.w2, S.oxb2, C::HS, 16 * warp(), S.og2, C::OS, 0);
   simt::sync();

@@ -151,7 +151,7 @@ TTT_DEV void cluster_bwd_chunk(const Params& p, const InBases& hb, const BwdBase
   simt::sync();
   // B1
   dzbar2_products<C>(p, S, dW, sp);
-  if (commit) push_tile<C>(u2_partial<C>(S, sp), S.xc, slice, C::FS, KP * C::FS, sp.col());
+  if (commit) push_x_w2_partial<C>(S.ox2, S.dw2(), S.xc);  // U2 = X2 dW2'
   // A cluster barrier even without U2: B4 rewrites mpart, which B0 of a block behind still reads.
   simt::cluster_sync();
   // B2
@@ -162,7 +162,7 @@ TTT_DEV void cluster_bwd_chunk(const Params& p, const InBases& hb, const BwdBase
   dzbar1_products<C>(p, S, z1, zq, commit, tokL, dW, dx2, P, dt.cols_last, simt::map_rank(S.dlrp, 0) + gw * KP);
   simt::sync();
   // B4
-  push_tile<C>(dp_w2_partial<C>(S, sp), S.xa, slice, C::FS, KP * C::FS, sp.col());
+  push_x_w2_partial<C>(S.oxb2, S.w2(), S.xa);  // dP W2
   if (sp.cb == 0) push_tile<C>(hidden_abt_partial<C>(S.odzb1, S.ogp1, sp), S.mpart, slice, SP, KP * SP, 0);
   xty<C, C::F / 8>(dW.w2, S.oxb2, C::HS, 16 * warp(), S.og2, C::OS, 0);
   simt::cluster_sync();

@@ -306,15 +306,22 @@ struct Split {
   TTT_DEV int k0() const { return ks * C::KSPAN; }
 };
 
-// Slice partial of X W2 (X an operand [16, HD] tile, W2 the operand [HD, F], row stride ws; a pointer
-// or SwizzledOps) into part[ks].
+// The warp's slice partial of X W (X an operand [16, HD] tile, W an operand [HD, F] with row stride
+// ws; a pointer or SwizzledOps): its column block of the product over its contraction slice. X W2,
+// X̄2 W2, X2 dW2', dP W2 are all such products.
+template <class C, class W>
+TTT_DEV Acc<2> hidden_xw_partial(const typename C::Op* x, W w, int ws, const Split<C>& sp) {
+  Acc<2> acc;
+  acc.fill(0.f);
+  xy<C, C::KSPAN / 16>(acc, x, C::HS, sp.k0(), w, ws, sp.k0(), sp.col());
+  return acc;
+}
+
+// Slice partial of X W2 (W2 the operand [HD, F]) into part[ks].
 template <class C, class W2>
 TTT_DEV void x_w2_partial(const typename C::Op* x, W2 ow2, int ws, float* part) {
   const Split<C> sp;
-  Acc<2> acc;
-  acc.fill(0.f);
-  xy<C, C::KSPAN / 16>(acc, x, C::HS, sp.k0(), ow2, ws, sp.k0(), sp.col());
-  store_f32(acc, part + sp.ks * KP * C::FS, C::FS, 0, sp.col());
+  store_f32(hidden_xw_partial<C>(x, ow2, ws, sp), part + sp.ks * KP * C::FS, C::FS, 0, sp.col());
 }
 
 // Σ over the chunk's 16 rows of each column of a warp's [16, 16] accumulator tile: lanes 0..3 get

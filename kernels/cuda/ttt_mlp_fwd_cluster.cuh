@@ -124,10 +124,8 @@ TTT_DEV void push_tile(const Acc<2>& acc, float* buf, int slot, int ld, int tile
 template <class C>
 TTT_DEV void push_x_w2_partial(const typename C::Op* x, const typename C::Op* ow2, float* buf) {
   const Split<C> sp;
-  Acc<2> acc;
-  acc.fill(0.f);
-  xy<C, C::KSPAN / 16>(acc, x, C::HS, sp.k0(), ow2, C::OS, sp.k0(), sp.col());
-  push_tile<C>(acc, buf, simt::cluster_rank() * C::NKSL + sp.ks, C::FS, KP * C::FS, sp.col());
+  push_tile<C>(hidden_xw_partial<C>(x, ow2, C::OS, sp), buf, simt::cluster_rank() * C::NKSL + sp.ks, C::FS,
+               KP * C::FS, sp.col());
 }
 
 // The block's first state: its columns of W1 and rows of W2 (registers), its part of b1, and b2.
