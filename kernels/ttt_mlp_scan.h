@@ -57,6 +57,13 @@ struct TTTMLPScanShape {
   int64_t state_size() const { return 2 * head_dim * hidden + hidden + head_dim; }
   // Elements of the stored states: [B, H, groups, state_size()].
   int64_t state_elems() const { return batch * heads * groups() * state_size(); }
+  // Bytes of one replay snapshot: the state entering a chunk inside a checkpoint group, which the
+  // CUDA backward's replay writes for its reverse walk. W1 and W2 come first as the walk's product
+  // operands (bf16 with low_precision: the walk reads them only as operands, so storing them rounded
+  // changes nothing and halves the bulk of the backward's memory), then b1 and b2 as float32.
+  int64_t replay_snapshot_bytes() const {
+    return 2 * head_dim * hidden * (low_precision ? 2 : 4) + (hidden + head_dim) * 4;
+  }
 };
 
 // Why the shape cannot run on device `d` (empty when it can). The CPU reference runs every
@@ -101,7 +108,8 @@ struct TTTMLPScanBackward final : FusedCall {
   void *dw1 = nullptr, *db1 = nullptr, *dw2 = nullptr, *db2 = nullptr;  // as W1, b1, W2, b2 (b null without bias)
   void *dln_w = nullptr, *dln_b = nullptr;                              // [H, f] (null without ln_residual)
   void* workspace = nullptr;  // workspace_bytes() bytes, any content (checkpoint_group > 1: the CUDA
-                              // replay's states, 129 KiB per (b, h) and chunk at f = 64)
+                              // replay's snapshots, 65 KiB per (b, h) and chunk at f = 64 with bf16
+                              // products)
 
   size_t workspace_bytes() const;
   const char* name() const override { return "ttt_mlp_scan_bwd"; }

@@ -45,11 +45,11 @@ double TTTMLPScanBackward::bytes() const { return io_bytes(s, 7, 2); }
 size_t TTTMLPScanBackward::workspace_bytes() const {
   // Per (b, h): the parameter-gradient partials (dW1, db1, dW2, db2, dln_w, dln_b, dtok) that a
   // device implementation reduces over the batch afterwards, then (with checkpoint groups > 1) the
-  // state entering every chunk inside a group (G − 1 per group), which the CUDA backward's replay
-  // kernel writes before the reverse walk. The CPU reference keeps its own.
+  // state entering every chunk inside a group (G − 1 per group, replay_snapshot_bytes() each), which
+  // the CUDA backward's replay kernel writes before the reverse walk. The CPU reference keeps its own.
   const int64_t partial = s.state_size() + 2 * s.head_dim + (s.mini_batch + 3) / 4 * 4;  // 16-byte multiples
-  const int64_t replay = s.checkpoint_group > 1 ? s.groups() * (s.checkpoint_group - 1) * s.state_size() : 0;
-  return static_cast<size_t>(s.batch * s.heads * (partial + replay)) * dtype_size(s.dtype);
+  const int64_t replay = s.checkpoint_group > 1 ? s.groups() * (s.checkpoint_group - 1) * s.replay_snapshot_bytes() : 0;
+  return static_cast<size_t>(s.batch * s.heads) * (static_cast<size_t>(partial) * dtype_size(s.dtype) + replay);
 }
 
 std::string ttt_mlp_scan_unsupported(Device d, const TTTMLPScanShape& s) {

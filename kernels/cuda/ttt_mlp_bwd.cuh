@@ -126,7 +126,7 @@ TTT_DEV void add_colpart(const float* colpart, float* db2) {
 }
 
 // The block's partials of the parameter gradients: dW1, db1, dW2, db2 (a flat state), dln_w, dln_b,
-// dtok; after those, the replay's snapshots (snapshot() in ttt_mlp_fwd.cuh).
+// dtok; after those, the replay's snapshots (replay_snapshot() in ttt_mlp_fwd.cuh).
 TTT_HD float* partials(const Params& p, int F, int bh) { return p.ws + static_cast<int64_t>(bh) * partial_size(F, p.K); }
 
 // The (b, h) slices of the backward's [B, H, T(, F)] tensors.
@@ -152,32 +152,55 @@ TTT_DEV void load_chunk_tiles(const Params& p, const InBases& hb, S_& S, int k, 
   if (tid() < KP) S.lr[tid()] = tid() < n ? hb.lr[(t0 + tid()) * p.lr.st] : 0.f;
 }
 
+// Eight consecutive operands at dst (op_at keeps an 8-aligned piece contiguous under the swizzle)
+// from a state's W: float32 (a stored state: two 16-byte loads) or operands already (a replay
+// snapshot: one 16-byte load, no conversion).
+template <class OpT>
+TTT_DEV void put_ops8(OpT* dst, const float* src) {
+  const tttk::Vec4 a = reinterpret_cast<const tttk::Vec4*>(src)[0], b = reinterpret_cast<const tttk::Vec4*>(src)[1];
+  put_op2(dst, a.x, a.y);
+  put_op2(dst + 2, a.z, a.w);
+  put_op2(dst + 4, b.x, b.y);
+  put_op2(dst + 6, b.z, b.w);
+}
+TTT_DEV void put_ops8(uint16_t* dst, const uint16_t* src) {
+  const tttk::U4 v = *reinterpret_cast<const tttk::U4*>(src);
+  uint32_t* d = reinterpret_cast<uint32_t*>(dst);
+  d[0] = v.x, d[1] = v.y, d[2] = v.z, d[3] = v.w;
+}
+
+// rows × cols of a row-major W (row stride ld_src, cols a multiple of 8) into the operand matrix m
+// (row stride ld: a pointer or SwizzledOps), several 16-byte loads in flight per thread.
+template <class C, class M, class T>
+TTT_DEV void load_w_ops(M m, int ld, const T* src, int ld_src, int rows, int cols) {
+#pragma unroll 4
+  for (int i = tid(); i < rows * cols / 8; i += C::THREADS) {
+    const int r = 8 * i / cols, c = 8 * i % cols;
+    put_ops8(op_at(m, ld, r, c), src + static_cast<int64_t>(r) * ld_src + c);
+  }
+}
+
+// Calls fn(view) with chunk k's state as the reverse walk reads it: the stored state at a group
+// boundary, else the replay's snapshot.
+template <class C, class Fn>
+TTT_DEV void with_walk_state(const Params& p, int bh, int k, Fn&& fn) {
+  if (k % p.G == 0)
+    fn(stored_view(stored_state(p, C::F, bh, k / p.G), C::F));
+  else
+    fn(snapshot_view<C>(replay_snapshot<C>(p, bh, k)));
+}
+
 // The chunk's tiles and its state (operands of W1, W2; b1, b2).
 template <class C>
 TTT_DEV void load_chunk(const Params& p, const InBases& hb, BwdSmem<C>& S, int bh, int k, int n) {
   constexpr int F = C::F, HD = C::HD;
   load_chunk_tiles<C>(p, hb, S, k, n);
-  // 16-byte loads, several in flight per thread (the state is 128 KiB at F = 64; snapshots are
-  // 16-byte aligned: partial_size() and the state's parts are multiples of 4 floats).
-  const float* st = snapshot(p, F, bh, k);
-  const tttk::Vec4* w1 = reinterpret_cast<const tttk::Vec4*>(st);
-#pragma unroll 4
-  for (int i = tid(); i < F * HD / 4; i += C::THREADS) {
-    const tttk::Vec4 v = w1[i];
-    const int r = 4 * i / HD, c = 4 * i % HD;
-    put_op2(op_at(S.w1(), C::W1S, r, c), v.x, v.y);
-    put_op2(op_at(S.w1(), C::W1S, r, c + 2), v.z, v.w);
-  }
-  const tttk::Vec4* w2 = reinterpret_cast<const tttk::Vec4*>(st + off_w2(F));
-#pragma unroll 4
-  for (int i = tid(); i < HD * F / 4; i += C::THREADS) {
-    const tttk::Vec4 v = w2[i];
-    const int r = 4 * i / F, c = 4 * i % F;
-    put_op2(op_at(S.w2(), C::WS, r, c), v.x, v.y);
-    put_op2(op_at(S.w2(), C::WS, r, c + 2), v.z, v.w);
-  }
-  for (int i = tid(); i < HD; i += C::THREADS) S.b1[i] = st[off_b1(F) + i];
-  for (int i = tid(); i < F; i += C::THREADS) S.b2[i] = st[off_b2(F) + i];
+  with_walk_state<C>(p, bh, k, [&](const auto& st) {
+    load_w_ops<C>(S.w1(), C::W1S, st.w1, HD, F, HD);
+    load_w_ops<C>(S.w2(), C::WS, st.w2, F, HD, F);
+    for (int i = tid(); i < HD; i += C::THREADS) S.b1[i] = st.b1[i];
+    for (int i = tid(); i < F; i += C::THREADS) S.b2[i] = st.b2[i];
+  });
 }
 
 // B0 rows: Z̄2 = b2 + Σ slice partials `part` − Mt2 Gp2 (Mt2 formed here from the X̄2 X2ᵀ

@@ -86,22 +86,13 @@ template <class C>
 TTT_DEV void load_chunk_part(const Params& p, const InBases& hb, ClusterBwdSmem<C>& S, int bh, int k, int n, int h0) {
   constexpr int F = C::F, HD = C::HD, HDL = C::HDL;
   load_chunk_tiles<C>(p, hb, S, k, n);
-  const float* st = snapshot(p, F, bh, k);
-  for (int i = tid(); i < F * HDL / 4; i += C::THREADS) {  // W1[:, h0 ..]: 16-byte pieces
-    const int r = 4 * i / HDL, c = 4 * i % HDL;
-    const tttk::Vec4 w = *reinterpret_cast<const tttk::Vec4*>(st + r * HD + h0 + c);
-    put_op2(S.ow1 + r * ClusterBwdSmem<C>::W1S + c, w.x, w.y);
-    put_op2(S.ow1 + r * ClusterBwdSmem<C>::W1S + c + 2, w.z, w.w);
-  }
-  const float* s2 = st + off_w2(F) + static_cast<int64_t>(h0) * F;  // W2[h0 .., :]
-  for (int i = tid(); i < HDL * F / 4; i += C::THREADS) {
-    const int r = 4 * i / F, c = 4 * i % F;
-    const tttk::Vec4 w = *reinterpret_cast<const tttk::Vec4*>(s2 + r * F + c);
-    put_op2(S.ow2 + r * ClusterBwdSmem<C>::WS + c, w.x, w.y);
-    put_op2(S.ow2 + r * ClusterBwdSmem<C>::WS + c + 2, w.z, w.w);
-  }
-  for (int i = tid(); i < HDL; i += C::THREADS) S.b1[i] = st[off_b1(F) + h0 + i];
-  for (int i = tid(); i < F; i += C::THREADS) S.b2[i] = st[off_b2(F) + i];
+  using SM = ClusterBwdSmem<C>;
+  with_walk_state<C>(p, bh, k, [&](const auto& st) {
+    load_w_ops<C>(S.ow1, SM::W1S, st.w1 + h0, HD, F, HDL);                        // W1[:, h0 ..]
+    load_w_ops<C>(S.ow2, SM::WS, st.w2 + static_cast<int64_t>(h0) * F, F, HDL, F);  // W2[h0 .., :]
+    for (int i = tid(); i < HDL; i += C::THREADS) S.b1[i] = st.b1[h0 + i];
+    for (int i = tid(); i < F; i += C::THREADS) S.b2[i] = st.b2[i];
+  });
 }
 
 // A thread's parts of dtok.

@@ -158,7 +158,7 @@ TTT_DEV void cluster_fwd_range(const Params& p, int bh, char* smem, FwdMode mode
   const int k1 = mode.replay ? ((mode.group + 1) * p.G < p.NC ? (mode.group + 1) * p.G : p.NC) : p.NC;
   load_ln_tok<C>(p, h, S);
   StateRegs<C> W;
-  load_first_state<C>(p, bh, h0, mode.replay ? snapshot(p, F, bh, k0) : nullptr, W, S.b1, S.b2[0]);
+  load_first_state<C>(p, bh, h0, mode.replay ? stored_state(p, F, bh, mode.group) : nullptr, W, S.b1, S.b2[0]);
   W.store_w1_op(S.ow1, C::HS);
   W.store_w2_op(S.ow2);
   const InBases hb(p, b, h);
@@ -182,8 +182,8 @@ TTT_DEV void cluster_fwd_range(const Params& p, int bh, char* smem, FwdMode mode
     if (tid() < KP) S.lr[tid()] = next.lr;
     simt::sync();
     if (k + 1 < k1) next.load(p, hb, k + 1);
-    if ((!mode.replay && k % p.G == 0) || (mode.replay && k > k0))
-      store_state_part<C>(W, S.b1, S.b2[bb], h0, snapshot(p, F, bh, k));
+    if (!mode.replay && k % p.G == 0) store_state_part<C>(W, S.b1, S.b2[bb], h0, stored_state(p, F, bh, k / p.G));
+    if (mode.replay && k > k0) store_snapshot_part<C>(W, S.b1, S.b2[bb], h0, replay_snapshot<C>(p, bh, k));
     if (mode.replay && k + 1 == k1) break;  // the group's last chunk is the reverse walk's
     // F1
     Acc<2> z1, zq;
