@@ -39,10 +39,13 @@ struct TTTMLPScanShape {
   double eps = 1e-6;
   bool ln_residual = true;
   bool bias = true;  // b1 and b2 (the official model has both, or neither with inner_bias off)
-  // As TTTLinearScanShape: bf16 products (autocast) and bf16 storage of XQ/XK/XV for a CUDA kernel;
-  // the CPU reference computes exactly (in double) and takes float32/float64 storage only.
+  // As TTTLinearScanShape: bf16 products (autocast) for a CUDA kernel; the CPU reference computes
+  // exactly (in double) and takes float32/float64 storage only.
   bool low_precision = false;
   DType dtype = DType::f32;
+  // XQ, XK, XV, out, dout and the gradients of XQ, XK, XV stored as bf16 (with dtype f32 and
+  // low_precision; CUDA only: an autocast model's bf16 projections go in without a cast). The
+  // state, every sum and all elementwise math stay float32.
   bool bf16_io = false;
   DType io_dtype() const { return bf16_io ? DType::bf16 : dtype; }
   // CUDA, bf16 products: the thread blocks of a cluster (sm_90) that share a head's hidden units in

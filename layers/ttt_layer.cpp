@@ -237,8 +237,8 @@ tensor_list TTTMixer::output_params() const {
 // prompt (step() with several tokens) runs so too, and TTT-Linear's prefill scan then keeps W in
 // registers (kernels/cuda/ttt_linear_fwd_warp.cuh); a single token keeps float32 (its state and the
 // conv tails are float32; the tails a bf16 prompt leaves hold bf16 values). The composite forms read float32:
-// run() casts. TTT-MLP's scan keeps the bf16 tensors but computes on float32 copies made on the way
-// in (autograd/ops/ttt_mlp_scan.cpp): the memory is saved, the casts are not (yet).
+// run() casts. TTT-MLP's CUDA kernels read and write the bf16 tensors too; its CPU reference gets
+// float32 copies made on the way in (autograd/ops/ttt_mlp_scan.cpp).
 bool TTTMixer::low_precision_io(const Tensor& x) const {
   return c_.bf16_io && Autocast::bf16_for(x) &&
          (inner_->kind() == "linear" || inner_->kind() == "mlp") && c_.mini_batch > 0 &&

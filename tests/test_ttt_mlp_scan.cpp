@@ -209,20 +209,28 @@ TEST_CASE("fused TTT-MLP scan: clear errors") {
                        std::invalid_argument);
 }
 
-TEST_CASE("fused TTT-MLP scan with bf16-stored XQ, XK, XV: the float32 call on the same values, bf16 out and input gradients, half their saved bytes") {
-  const ScanCase c{2, 2, 23, 4, 8, true, true, 2};
-  const tensor_list x = mlp_scan_inputs(c, 91, 4, DType::f32);
+namespace {
+
+// The op with bf16-stored XQ, XK, XV (b) against the float32 call on the same values (a), both
+// under bf16 autocast, on the inputs' device: on the CPU the op casts around its reference; on a
+// GPU the kernels read and write bf16 themselves (TTTMLPScanShape::bf16_io). Either way out and the
+// gradients of XQ, XK, XV are the float32 call's rounded to bf16, the others equal, bit for bit.
+void check_bf16_storage(const ScanCase& c, Device dev) {
+  INFO(c.str(), " on ", dev.str());
+  tensor_list x = mlp_scan_inputs(c, 91, 4, DType::f32);
+  for (Tensor& t : x)
+    if (t.defined()) t = t.detach().to(dev).set_requires_grad(t.requires_grad());
   tensor_list a = x, b = x;  // a: the bf16 values in float32; b: the same values stored as bf16
   for (int i = 0; i < 3; ++i) {
     Tensor v = x[i].detach().to(DType::bf16);
     a[i] = v.to(DType::f32).set_requires_grad(true);
     b[i] = v.set_requires_grad(true);
   }
-  const Tensor d16 = rand64({c.B, c.H, c.T, c.f}, 92).to(DType::bf16);
+  const Tensor d16 = rand64({c.B, c.H, c.T, c.f}, 92).to(DType::bf16).to(dev);
   AutocastGuard ac(DType::bf16);  // the same bf16 products in both calls
   const Tensor out_a = fused(a, c)[0], out_b = fused(b, c)[0];
   REQUIRE(out_b.dtype() == DType::bf16);
-  CHECK(max_abs_diff(out_b.to(DType::f32), out_a.to(DType::bf16).to(DType::f32)) == 0.0);
+  CHECK(max_abs_diff(out_b.to(DType::f32).to(cpu()), out_a.to(DType::bf16).to(DType::f32).to(cpu())) == 0.0);
   const Tensor loss_a = sum(mul(out_a, d16.to(DType::f32))), loss_b = sum(mul(out_b, d16));
   const int64_t qkv_bytes = 3 * c.B * c.H * c.T * c.f * 2;  // what bf16 storage saves on XQ, XK, XV
   std::map<std::string, int64_t> saved_a, saved_b;
@@ -235,7 +243,7 @@ TEST_CASE("fused TTT-MLP scan with bf16-stored XQ, XK, XV: the float32 call on t
     CAPTURE(kNames[i]);
     REQUIRE(gb[i].dtype() == b[i].dtype());
     const Tensor expect = i < 3 ? ga[i].to(DType::bf16) : ga[i];
-    CHECK(max_abs_diff(gb[i].to(DType::f32), expect.to(DType::f32)) == 0.0);
+    CHECK(max_abs_diff(gb[i].to(DType::f32).to(cpu()), expect.to(DType::f32).to(cpu())) == 0.0);
   }
   // create_graph runs the composite twin on float32 casts of the bf16 values: exactly what it runs
   // for the float32 call on the same values.
@@ -247,8 +255,14 @@ TEST_CASE("fused TTT-MLP scan with bf16-stored XQ, XK, XV: the float32 call on t
     REQUIRE(gcb[i].defined());
     CHECK(gcb[i].requires_grad());
     const Tensor expect = i < 3 ? gca[i].detach().to(DType::bf16) : gca[i].detach();
-    CHECK(max_abs_diff(gcb[i].detach().to(DType::f32), expect.to(DType::f32)) == 0.0);
+    CHECK(max_abs_diff(gcb[i].detach().to(DType::f32).to(cpu()), expect.to(DType::f32).to(cpu())) == 0.0);
   }
+}
+
+}  // namespace
+
+TEST_CASE("fused TTT-MLP scan with bf16-stored XQ, XK, XV: the float32 call on the same values, bf16 out and input gradients, half their saved bytes") {
+  check_bf16_storage({2, 2, 23, 4, 8, true, true, 2}, cpu());
 }
 
 // --- the layer ----------------------------------------------------------------------------------
@@ -445,6 +459,12 @@ TEST_CASE("CUDA fused TTT-MLP scan on clusters of 2 and 4 blocks a head (and aut
           check_rel_norm(got, want, 2e-2, ra[i].first);
       }
     }
+}
+
+TEST_CASE("CUDA fused TTT-MLP scan with bf16-stored XQ, XK, XV: the kernels read and write bf16, the float32 call's values rounded") {
+  TTT_REQUIRE_GPU();
+  check_bf16_storage({2, 3, 77, 64, 16, true, true, 4}, cuda());  // the paper's head dim, groups of 4 (replayed)
+  check_bf16_storage({1, 2, 40, 16, 8, false, true, 2}, cuda());  // K = 8, no LN + residual
 }
 
 TEST_CASE("CUDA TTTMixer TTT-MLP: impl=auto runs the fused kernels (float32 and bf16 autocast) and equals the dual form") {

@@ -171,6 +171,36 @@ TEST_CASE("emulated CUDA TTT-MLP backward on a cluster equals the CPU reference:
   check_case<64>({1, 1, 19, 64, 16, true, true, 2}, true, 88, true, 2);
 }
 
+// bf16 storage (TTTMLPScanShape::bf16_io): the kernels read XQ, XK, XV and dout as bf16 and write
+// out, dXQ, dXK, dXV as bf16, computing exactly what they compute from float32 storage of the same
+// values: every float32 result equal bit for bit, every bf16 one the float32 run's, rounded.
+template <int F>
+void check_bf16_storage(ScanCase c, uint64_t seed, int ncta) {
+  c.f = F;
+  INFO(c.str(), " bf16 storage, cluster of ", ncta);
+  tensor_list x = mlp_scan_inputs(c, seed, 4, DType::f32);
+  for (int i = 0; i < 3; ++i) x[i] = x[i].to(DType::bf16).to(DType::f32);
+  const Tensor d = rand64({c.B, c.H, c.T, c.f}, seed + 1).to(DType::bf16).to(DType::f32);
+  MlpScanRun wide(c, x, d, true), narrow(c, x, d, true, /*bf16_io=*/true);
+  emulate_with<F, true>(wide, true, ncta);
+  emulate_with<F, true>(narrow, true, ncta);
+  const auto rw = wide.results(true), rn = narrow.results(true);
+  REQUIRE(rw.size() == rn.size());
+  for (size_t i = 0; i < rw.size(); ++i) {
+    const std::string& name = rw[i].first;
+    INFO(name);
+    const bool io = name == "out" || name == "dXQ" || name == "dXK" || name == "dXV";
+    const Tensor want = io ? rw[i].second.to(DType::bf16).to(DType::f32) : rw[i].second;
+    CHECK(max_abs_diff(rn[i].second, want) == 0.0);
+  }
+}
+
+TEST_CASE("emulated CUDA TTT-MLP with bf16 storage of XQ, XK, XV, dout, out and their gradients: the float32-storage results, rounded") {
+  check_bf16_storage<16>({2, 2, 37, 16, 16, true, true, 2}, 91, 0);   // one block a head, replayed groups
+  check_bf16_storage<16>({1, 2, 24, 16, 8, false, true, 3}, 92, 4);   // cluster of 4 (8 elements a thread), no LN
+  check_bf16_storage<64>({1, 1, 19, 64, 16, true, true, 2}, 93, 2);   // the paper's head dim, cluster of 2
+}
+
 // The backward's unpadded operand matrices (SwizzledOps): each row's elements are a permutation of
 // the row's own slots, 16-byte pieces stay whole, and the eight row addresses of any ldmatrix (eight
 // consecutive rows from a multiple of 8, one piece column) fall in eight distinct 16-byte bank groups

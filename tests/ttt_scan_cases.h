@@ -202,7 +202,8 @@ struct ScanRun {
 };
 
 // The same for the fused TTT-MLP scan (kernels/ttt_mlp_scan.h) on the inputs of mlp_scan_inputs
-// (expansion 4): buffers on the inputs' device, every output poisoned with NaN.
+// (expansion 4): buffers on the inputs' device, every output poisoned with NaN. bf16_io: XQ, XK,
+// XV, dout and out, dXQ, dXK, dXV stored as bf16 (the inputs rounded to it).
 struct MlpScanRun {
   TTTMLPScanShape s;
   tensor_list in;  // contiguous detached copies of the 11 inputs
@@ -210,18 +211,20 @@ struct MlpScanRun {
   Tensor dout, ws;
   tensor_list grads;  // dXQ, dXK, dXV, dlr, dtok, dW1, db1, dW2, db2, dln_w, dln_b (undefined where the input is)
 
-  MlpScanRun(const ScanCase& c, const tensor_list& x, const Tensor& d, bool low_precision) {
+  MlpScanRun(const ScanCase& c, const tensor_list& x, const Tensor& d, bool low_precision, bool bf16_io = false) {
     for (const Tensor& t : x) in.push_back(t.defined() ? t.detach().contiguous() : Tensor());
     s.batch = c.B, s.heads = c.H, s.len = c.T, s.head_dim = c.f, s.hidden = in[5].shape()[2], s.mini_batch = c.K;
     s.checkpoint_group = c.G, s.eps = 1e-6, s.ln_residual = c.ln, s.bias = c.bias;
-    s.low_precision = low_precision, s.dtype = in[3].dtype();
-    const TensorOptions o = opts(s.dtype, in[3].device());
+    s.low_precision = low_precision, s.dtype = in[3].dtype(), s.bf16_io = bf16_io;
+    const TensorOptions o = opts(s.dtype, in[3].device()), oio = opts(s.io_dtype(), in[3].device());
     const double nan = std::numeric_limits<double>::quiet_NaN();
     auto poisoned = [&](const Shape& sh) { return full(sh, nan, o); };
-    out = poisoned(in[0].shape()), states = poisoned({s.state_elems()});
+    for (int i = 0; i < 3; ++i) in[i] = in[i].to(s.io_dtype()).contiguous();
+    out = full(in[0].shape(), nan, oio), states = poisoned({s.state_elems()});
     fin = poisoned({c.B, c.H, s.state_size()}), acc = poisoned({c.B, c.H, s.state_size()});
-    dout = d.detach().to(s.dtype).contiguous();
-    for (const Tensor& t : in) grads.push_back(t.defined() ? poisoned(t.shape()) : Tensor());
+    dout = d.detach().to(s.io_dtype()).contiguous();
+    for (size_t i = 0; i < in.size(); ++i)
+      grads.push_back(in[i].defined() ? full(in[i].shape(), nan, i < 3 ? oio : o) : Tensor());
     TTTMLPScanBackward probe;
     probe.s = s;
     ws = poisoned({static_cast<int64_t>(probe.workspace_bytes() / dtype_size(s.dtype)) + 1});
@@ -250,13 +253,15 @@ struct MlpScanRun {
     c.workspace = p(ws);
     return c;
   }
-  // (name, tensor) of the forward's results, then (with_backward) every gradient.
+  // (name, tensor) of the forward's results, then (with_backward) every gradient (bf16 ones widened
+  // to float32).
   std::vector<std::pair<std::string, Tensor>> results(bool with_backward) const {
-    std::vector<std::pair<std::string, Tensor>> r = {{"out", out}, {"states", states}, {"final_state", fin}, {"acc", acc}};
+    auto wide = [&](const Tensor& t) { return s.bf16_io ? t.to(s.dtype) : t; };
+    std::vector<std::pair<std::string, Tensor>> r = {{"out", wide(out)}, {"states", states}, {"final_state", fin}, {"acc", acc}};
     if (!with_backward) return r;
     const char* names[] = {"dXQ", "dXK", "dXV", "dlr", "dtok", "dW1", "db1", "dW2", "db2", "dln_w", "dln_b"};
     for (size_t i = 0; i < grads.size(); ++i)
-      if (grads[i].defined()) r.push_back({names[i], grads[i]});
+      if (grads[i].defined()) r.push_back({names[i], i < 3 ? wide(grads[i]) : grads[i]});
     return r;
   }
 };

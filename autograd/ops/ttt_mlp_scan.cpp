@@ -15,10 +15,10 @@
 // Autocast: float32 inputs ask for bf16 products (the shape's low_precision, for a device kernel);
 // the composite recomputation runs under the forward's autocast setting.
 // bf16 storage: XQ, XK, XV may be bf16 while the other inputs are float32 (an autocast model's
-// projections, model.ttt.bf16_io). No kernel reads bf16 yet, so the op keeps the bf16 tensors for
-// the backward (half the bytes of float32 copies) and hands the kernels float32 copies made on the
-// way in, forward and backward (transient); `out` and the gradients of XQ, XK, XV come back as
-// bf16. The values are those of the float32 call on the bf16 values.
+// projections, model.ttt.bf16_io). The CUDA kernels read them, and dout, as bf16 and write `out`
+// and the gradients of XQ, XK, XV as bf16 (TTTMLPScanShape::bf16_io): no float32 copies. Where no
+// kernel reads bf16 (the CPU reference) the op hands it float32 copies made on the way in and casts
+// `out` and the gradients back. The values are those of the float32 call on the bf16 values.
 // Layout: `out` and the gradients of XQ/XK/XV are written as ttt_linear_scan's are
 // (autograd/ops/ttt_scan_tensors.h).
 #include <stdexcept>
@@ -56,7 +56,9 @@ TTTMLPScanShape make_shape(const Tensor& xq, DType dtype, int64_t mini_batch, in
   s.ln_residual = ln;
   s.bias = bias;
   s.dtype = dtype;
-  s.low_precision = s.dtype == DType::f32 && (Autocast::enabled() || xq.dtype() == DType::bf16);
+  s.bf16_io = xq.dtype() == DType::bf16 && s.dtype == DType::f32;
+  s.low_precision = s.dtype == DType::f32 && (Autocast::enabled() || s.bf16_io);
+  if (s.bf16_io && !ttt_mlp_scan_unsupported(xq.device(), s).empty()) s.bf16_io = false;  // cast around it
   return s;
 }
 
@@ -101,13 +103,13 @@ tensor_list contiguous_params(const tensor_list& in) {
 
 tensor_list fused_backward(const tensor_list& in, const Tensor& states, const Tensor& dout, const TTTMLPScanShape& s) {
   NoGradGuard ng;
-  // bf16 storage: float32 copies for the kernel, gradients cast back below.
-  const DType dt = s.dtype;
-  const Tensor xq = unit_last(as_dtype(in[0], dt)), xk = unit_last(as_dtype(in[1], dt)), xv = unit_last(as_dtype(in[2], dt));
-  const Tensor d = unit_last(as_dtype(dout, dt));
+  // bf16 storage the kernel does not read: float32 copies for it, gradients cast back below.
+  const DType dt = s.dtype, io = s.io_dtype();
+  const Tensor xq = unit_last(as_dtype(in[0], io)), xk = unit_last(as_dtype(in[1], io)), xv = unit_last(as_dtype(in[2], io));
+  const Tensor d = unit_last(as_dtype(dout, io));
   const tensor_list p = contiguous_params(in);  // tok, W1, b1, W2, b2, ln_w, ln_b
   const TensorOptions o = opts(dt, xq.device());
-  Tensor dxq = grad_like(in[0], dt), dxk = grad_like(in[1], dt), dxv = grad_like(in[2], dt), dlr = empty(in[3].shape(), o);
+  Tensor dxq = grad_like(in[0], io), dxk = grad_like(in[1], io), dxv = grad_like(in[2], io), dlr = empty(in[3].shape(), o);
   tensor_list dp;
   for (const Tensor& t : p) dp.push_back(empty_or_none(t, o));
   TTTMLPScanBackward c;
@@ -163,13 +165,13 @@ tensor_list ttt_mlp_scan(const Tensor& xq, const Tensor& xk, const Tensor& xv, c
     throw std::invalid_argument(std::string("ttt_mlp_scan: no fused kernel for this call on ") + xq.device().str() +
                                 ": " + why);
   const TensorOptions opt = opts(s.dtype, xq.device());
-  Tensor out = empty_heads_last(xq.shape(), s.dtype, xq.device());
+  Tensor out = empty_heads_last(xq.shape(), s.io_dtype(), xq.device());
   Tensor states = empty({s.state_elems()}, opt);
   Tensor final_state = empty({s.batch, s.heads, s.state_size()}, opt), acc = empty(final_state.shape(), opt);
   {
     NoGradGuard ng;
-    const Tensor q = unit_last(as_dtype(xq, s.dtype)), k = unit_last(as_dtype(xk, s.dtype)),
-                 v = unit_last(as_dtype(xv, s.dtype));
+    const DType io = s.io_dtype();
+    const Tensor q = unit_last(as_dtype(xq, io)), k = unit_last(as_dtype(xk, io)), v = unit_last(as_dtype(xv, io));
     const tensor_list p = contiguous_params(inputs);
     TTTMLPScanForward c;
     c.s = s;
@@ -180,7 +182,7 @@ tensor_list ttt_mlp_scan(const Tensor& xq, const Tensor& xk, const Tensor& xv, c
     c.states = states.data_ptr();
     c.final_state = final_state.data_ptr(), c.acc = acc.data_ptr();
     backend(xq.device()).run(c);
-    out = as_dtype(out, xq.dtype());  // bf16 storage: out as bf16 too
+    out = as_dtype(out, xq.dtype());  // bf16 storage cast around: out as bf16 too
   }
   if (needs_grad(inputs)) {
     if (!composite) throw std::invalid_argument("ttt_mlp_scan: a composite twin is required for autograd");

@@ -131,10 +131,10 @@ TTT_HD float* partials(const Params& p, int F, int bh) { return p.ws + static_ca
 
 // The (b, h) slices of the backward's [B, H, T(, F)] tensors.
 struct BwdBases {
-  const float *dout;
-  float *dxq, *dxk, *dxv, *dlr;
+  IORows dout, dxq, dxk, dxv;
+  float* dlr;
   TTT_DEV BwdBases(const Params& p, int b, int h)
-      : dout(p.dout.base(b, h)), dxq(p.dxq.base(b, h)), dxk(p.dxk.base(b, h)), dxv(p.dxv.base(b, h)),
+      : dout(p.dout, p.bio, b, h), dxq(p.dxq, p.bio, b, h), dxk(p.dxk, p.bio, b, h), dxv(p.dxv, p.bio, b, h),
         dlr(p.dlr.base(b, h)) {}
 };
 
@@ -143,9 +143,9 @@ template <class C, class S_>
 TTT_DEV void load_chunk_tiles(const Params& p, const InBases& hb, S_& S, int k, int n) {
   const int64_t t0 = static_cast<int64_t>(k) * p.K;
   Tile2<C> q, kk, v;
-  q.load(hb.xq, p.xq.st, t0, n);
-  kk.load(hb.xk, p.xk.st, t0, n);
-  v.load(hb.xv, p.xv.st, t0, n);
+  q.load(hb.xq, t0, n);
+  kk.load(hb.xk, t0, n);
+  v.load(hb.xv, t0, n);
   q.store(nullptr, S.oq);
   kk.store(nullptr, S.ok);
   store_target(kk, v, p.ln, S.tgt);
@@ -216,7 +216,7 @@ TTT_DEV void output_rows(const Params& p, const BwdBases& bb, S_& S, const float
   float z[C::CPL], go[C::CPL], dz[C::CPL];
   zbar2_row<C>(S.b2, part, S.mt2, S.gp2, r, rl.c0, z);
   if (r < n) {
-    load_vec(go, bb.dout + (t0 + r) * p.dout.st + rl.c0);
+    bb.dout.load(go, t0 + r, rl.c0);
   } else {
 #pragma unroll
     for (int j = 0; j < C::CPL; ++j) go[j] = 0.f;
@@ -327,7 +327,7 @@ TTT_DEV void inner_grad_backward_rows(const Params& p, const BwdBases& bb, S_& S
 #pragma unroll
     for (int j = 0; j < C::CPL; ++j) dz[j] = dG[j], dtgt[j] = -dG[j];
   }
-  if (writes && live) store_vec(bb.dxv + (t0 + r) * p.dxv.st + rl.c0, dtgt);
+  if (writes && live) bb.dxv.store(t0 + r, rl.c0, dtgt);
   if (!p.ln)
 #pragma unroll
     for (int j = 0; j < C::CPL; ++j) dtgt[j] = 0.f;  // the target is XV alone: no part of dXK
@@ -338,10 +338,9 @@ TTT_DEV void inner_grad_backward_rows(const Params& p, const BwdBases& bb, S_& S
 }
 
 // Rows < n of Σ slice partials (+ the float32 tile `add` scaled by `scale`, when non-null) into the
-// (b, h) slice `base` of a [B, H, T, F] tensor (rows st apart).
+// (b, h) slice `dst` of a [B, H, T, F] tensor.
 template <class C>
-TTT_DEV void store_sum_rows(const float* part, const float* add, float scale, float* base, int64_t st, int64_t t0,
-                            int n) {
+TTT_DEV void store_sum_rows(const float* part, const float* add, float scale, const IORows& dst, int64_t t0, int n) {
   const RowLane<C> rl;
   const int r = rl.rg;
   if (r >= n) return;
@@ -362,20 +361,20 @@ TTT_DEV void store_sum_rows(const float* part, const float* add, float scale, fl
 #pragma unroll
     for (int j = 0; j < C::CPL; ++j) y[j] += t[j];
   }
-  store_vec(base + (t0 + r) * st + rl.c0, y);
+  dst.store(t0 + r, rl.c0, y);
 }
 
 // dXQ's rows < n: Σ slice partials, plus dout (its own part) with the LN + residual, summed straight
 // from global memory.
 template <class C>
 TTT_DEV void store_dxq_rows(const Params& p, const BwdBases& bb, const float* part, int64_t t0, int n) {
-  if (!p.ln) return store_sum_rows<C>(part, nullptr, 0.f, bb.dxq, p.dxq.st, t0, n);
+  if (!p.ln) return store_sum_rows<C>(part, nullptr, 0.f, bb.dxq, t0, n);
   const RowLane<C> rl;
   const int r = rl.rg;
   if (r >= n) return;
   const int o = r * C::FS + rl.c0;
   float y[C::CPL];
-  load_vec(y, bb.dout + (t0 + r) * p.dout.st + rl.c0);
+  bb.dout.load(y, t0 + r, rl.c0);
 #pragma unroll
   for (int s = 0; s < C::NKS; ++s) {
     float t[C::CPL];
@@ -383,7 +382,7 @@ TTT_DEV void store_dxq_rows(const Params& p, const BwdBases& bb, const float* pa
 #pragma unroll
     for (int j = 0; j < C::CPL; ++j) y[j] += t[j];
   }
-  store_vec(bb.dxq + (t0 + r) * p.dxq.st + rl.c0, y);
+  bb.dxq.store(t0 + r, rl.c0, y);
 }
 
 template <class C>
@@ -714,7 +713,7 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
   // B7: dXK
   store_f32(dxk_partial<C>(S, sp, commit, tokL, sp.ks == 0), S.part + sp.ks * KP * C::FS, C::FS, 0, sp.col());
   simt::sync();
-  store_sum_rows<C>(S.part, S.z2, -1.f, bb.dxk, p.dxk.st, t0, n);  // − dtgt
+  store_sum_rows<C>(S.part, S.z2, -1.f, bb.dxk, t0, n);  // − dtgt
   publish_state_grad<C>(S, dW);
 }
 

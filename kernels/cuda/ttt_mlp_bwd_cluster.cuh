@@ -169,7 +169,7 @@ TTT_DEV void cluster_bwd_chunk(const Params& p, const InBases& hb, const BwdBase
   if (lead) store_dxq_rows<C>(p, bb, S.xb, t0, n);
   push_tile<C>(dxk_partial<C>(S, sp, commit, tokL, slice == 0), S.xc, slice, C::FS, KP * C::FS, sp.col());
   simt::cluster_sync();
-  if (lead) store_sum_rows<C>(S.xc, S.z2, -1.f, bb.dxk, p.dxk.st, t0, n);  // − dtgt
+  if (lead) store_sum_rows<C>(S.xc, S.z2, -1.f, bb.dxk, t0, n);  // − dtgt
   publish_state_grad<C>(S, dW);
 }
 

@@ -96,6 +96,7 @@ struct Params {
   int B = 0, H = 0, T = 0, K = 16, G = 1, NC = 0, NG = 0;
   float eps = 1e-6f;
   bool ln = true, bias = true;
+  bool bio = false;  // XQ, XK, XV, out, dout, dXQ, dXK, dXV stored as bf16 (IORows), else float32
   Ten xq, xk, xv, lr, out;
   const float *tok = nullptr, *w1 = nullptr, *b1 = nullptr, *w2 = nullptr, *b2 = nullptr;
   const float *lnw = nullptr, *lnb = nullptr;
@@ -120,7 +121,7 @@ Params common(const Call& c) {
   p.B = static_cast<int>(s.batch), p.H = static_cast<int>(s.heads), p.T = static_cast<int>(s.len);
   p.K = static_cast<int>(s.mini_batch), p.G = static_cast<int>(s.checkpoint_group);
   p.NC = static_cast<int>(s.chunks()), p.NG = static_cast<int>(s.groups());
-  p.eps = static_cast<float>(s.eps), p.ln = s.ln_residual, p.bias = s.bias;
+  p.eps = static_cast<float>(s.eps), p.ln = s.ln_residual, p.bias = s.bias, p.bio = s.bf16_io;
   p.xq = ten(c.xq), p.xk = ten(c.xk), p.xv = ten(c.xv), p.lr = ten(c.lr);
   p.tok = static_cast<const float*>(c.tok);
   p.w1 = static_cast<const float*>(c.w1), p.b1 = static_cast<const float*>(c.b1);
@@ -154,10 +155,52 @@ TTT_DEV int chunk_rows(const Params& p, int k) {
   return static_cast<int>(p.T - t0 < p.K ? p.T - t0 : p.K);
 }
 
+// A (b, h) slice [T, F] of a [B, H, T, F] tensor stored as float32, or as bf16 when Params::bio
+// (model.ttt.bf16_io: the op hands over its bf16 XQ, XK, XV and dout, and takes bf16 out, dXQ, dXK,
+// dXV, with no float32 copies). Values go in and out as float32; bf16 is rounded to nearest even on
+// the way out. Alignment (checked by the launcher): float32 rows 16-byte aligned, bf16 rows 4-byte.
+struct IORows {
+  void* p = nullptr;
+  int64_t st = 0;
+  bool bf16 = false;
+  TTT_DEV IORows(const Ten& t, bool bf, int b, int h)
+      : p(bf ? static_cast<void*>(t.base<uint16_t>(b, h)) : static_cast<void*>(t.base<float>(b, h))), st(t.st), bf16(bf) {}
+  // N (even) consecutive elements of row t from column c: float32 in 16-byte vectors where N allows,
+  // bf16 in 4-byte pairs.
+  template <int N>
+  TTT_DEV void load(float (&v)[N], int64_t t, int c) const {
+    static_assert(N % 2 == 0, "pairs");
+    if (bf16) {
+      const uint32_t* s = reinterpret_cast<const uint32_t*>(static_cast<const uint16_t*>(p) + t * st + c);
+#pragma unroll
+      for (int j = 0; j < N; j += 2) {
+        const uint32_t w = s[j / 2];
+        v[j] = tttk::bf_lo(w), v[j + 1] = tttk::bf_hi(w);
+      }
+    } else if constexpr (N % 4 == 0) {
+      load_vec(v, static_cast<const float*>(p) + t * st + c);
+    } else {
+      const float* s = static_cast<const float*>(p) + t * st + c;
+#pragma unroll
+      for (int j = 0; j < N; ++j) v[j] = s[j];
+    }
+  }
+  template <int N>
+  TTT_DEV void store(int64_t t, int c, const float (&v)[N]) const {
+    static_assert(N % 4 == 0, "16-byte float32 vectors");
+    if (bf16) {
+      uint32_t* d = reinterpret_cast<uint32_t*>(static_cast<uint16_t*>(p) + t * st + c);
+#pragma unroll
+      for (int j = 0; j < N; j += 2) d[j / 2] = simt::pack_bf16(v[j], v[j + 1]);
+    } else {
+      store_vec(static_cast<float*>(p) + t * st + c, v);
+    }
+  }
+};
+
 // One [16, F] float32 tile of a [B, H, T, F] tensor: thread tid holds the E = 16 F / THREADS
 // consecutive elements at flat position E tid (2 with one block a head, 8 with four blocks of a
-// cluster sharing it). Rows at or past `rows` read as 0. Plain 4-byte loads: no alignment is
-// required of the caller's strides.
+// cluster sharing it). Rows at or past `rows` read as 0.
 template <class C>
 struct Tile2 {
   static constexpr int E = KP * C::F / C::THREADS;
@@ -165,11 +208,14 @@ struct Tile2 {
   float v[E];
   TTT_DEV static int row() { return E * tid() / C::F; }
   TTT_DEV static int col() { return E * tid() % C::F; }
-  TTT_DEV void load(const float* base, int64_t st, int64_t t0, int rows) {
+  TTT_DEV void load(const IORows& s, int64_t t0, int rows) {
     const int r = row(), c = col();
-    const float* s = base + (t0 + r) * st + c;
+    if (r < rows) {
+      s.load(v, t0 + r, c);
+    } else {
 #pragma unroll
-    for (int j = 0; j < E; ++j) v[j] = r < rows ? s[j] : 0.f;
+      for (int j = 0; j < E; ++j) v[j] = 0.f;
+    }
   }
   // Into float32 smem (row stride FS) when s is non-null and, when op is non-null, its operand copy
   // (row stride OS).
@@ -195,9 +241,10 @@ TTT_DEV void store_target(const Tile2<C>& k, const Tile2<C>& v, bool ln, float* 
 
 // The (b, h) slices of the [B, H, T, F] inputs.
 struct InBases {
-  const float *xq, *xk, *xv, *lr;
+  IORows xq, xk, xv;
+  const float* lr;
   TTT_DEV InBases(const Params& p, int b, int h)
-      : xq(p.xq.base(b, h)), xk(p.xk.base(b, h)), xv(p.xv.base(b, h)), lr(p.lr.base(b, h)) {}
+      : xq(p.xq, p.bio, b, h), xk(p.xk, p.bio, b, h), xv(p.xv, p.bio, b, h), lr(p.lr.base(b, h)) {}
 };
 
 // The chunk tiles a block needs next, held in registers while the current chunk computes.
@@ -208,9 +255,9 @@ struct ChunkRegs {
   TTT_DEV void load(const Params& p, const InBases& hb, int chunk) {
     const int64_t t0 = static_cast<int64_t>(chunk) * p.K;
     const int rows = chunk_rows(p, chunk);
-    q.load(hb.xq, p.xq.st, t0, rows);
-    k.load(hb.xk, p.xk.st, t0, rows);
-    v.load(hb.xv, p.xv.st, t0, rows);
+    q.load(hb.xq, t0, rows);
+    k.load(hb.xk, t0, rows);
+    v.load(hb.xv, t0, rows);
     lr = tid() < rows ? hb.lr[(t0 + tid()) * p.lr.st] : 0.f;
   }
 };

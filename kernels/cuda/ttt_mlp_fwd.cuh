@@ -336,7 +336,7 @@ TTT_DEV void fwd_range(const Params& p, int bh, char* smem, FwdMode mode) {
   W.store_w1_op(S.ow1, C::HS);
   W.store_w2_op(S.ow2);
   const InBases hb(p, b, h);
-  float* out = mode.replay ? nullptr : p.out.base(b, h);
+  const IORows out(p.out, p.bio, b, h);  // unused by the replay
   ChunkRegs<C> next;
   if (k0 < k1) next.load(p, hb, k0);
   const RowLane<C> rl;
@@ -419,7 +419,7 @@ TTT_DEV void fwd_range(const Params& p, int bh, char* smem, FwdMode mode) {
       float z[C::CPL], y[C::CPL];
       zbar2_row<C>(S.b2[bb], S.part, S.mt2, S.gp2, r, rl.c0, z);
       tttk::ln_residual_row<C>(p.ln, p.eps, z, S.xq[qb] + o, S.lnw + rl.c0, S.lnb + rl.c0, y);
-      if (r < n) store_vec(out + (t0 + r) * p.out.st + rl.c0, y);
+      if (r < n) out.store(t0 + r, rl.c0, y);
     }
     bb ^= 1;
   }

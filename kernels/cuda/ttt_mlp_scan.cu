@@ -6,12 +6,16 @@
 // bf16 products, each of those blocks is a cluster of that many blocks sharing the head's hidden
 // units (ttt_mlp_fwd_cluster.cuh, ttt_mlp_bwd_cluster.cuh).
 //
-// Covered: float32 data, head_dim 16, 32 or 64 with hidden 4·head_dim, mini_batch <= 16, shared
+// Covered: float32 data (XQ, XK, XV, out, dout and their gradients float32, or bf16 with bf16
+// products: TTTMLPScanShape::bf16_io), head_dim 16, 32 or 64 with hidden 4·head_dim, mini_batch <= 16, shared
 // memory within the device's opt-in limit (bf16 products: every covered head_dim; exact float32
 // products: the operand copies of W1 and W2 need twice the space, which head_dim 64 exceeds).
 // Anything else: ttt_mlp_scan_unsupported says why, and the layer falls back to the composite dual
 // form.
 #include <algorithm>
+#include <cstdint>
+#include <initializer_list>
+#include <stdexcept>
 #include <string>
 
 #include "kernels/cuda/cuda_backend.cuh"
@@ -142,11 +146,22 @@ void launch_walk(const TTTMLPScanShape& s, const Params& p, Backend& be) {
   scan_launch::launch_blocks(ttt_mlp_bwd_kernel<C>, C::THREADS, heads, sizeof(tttm::BwdSmem<C>), p, be);
 }
 
+// The [B, H, T, F] tensors' rows as IORows reads and writes them: float32 16-byte aligned (vector
+// loads and stores), bf16 4-byte aligned (pairs). The op's tensors always are (unit stride in F,
+// F a multiple of 16); a caller's that are not get an error instead of a misaligned access.
+void check_rows(const Params& p, std::initializer_list<tttk::Ten> ts) {
+  const int64_t align = p.bio ? 4 : 16, per = align / (p.bio ? 2 : 4);
+  for (const tttk::Ten& t : ts)
+    if (t.p && (reinterpret_cast<uintptr_t>(t.p) % align || t.sb % per || t.sh % per || t.st % per))
+      throw std::invalid_argument("ttt_mlp_scan (CUDA): the [B, H, T, f] tensors' rows must be " +
+                                  std::to_string(align) + "-byte aligned (data pointer and strides)");
+}
+
 }  // namespace
 
 std::string ttt_mlp_scan_unsupported(const TTTMLPScanShape& s) {
   if (s.dtype != DType::f32) return "the CUDA kernel runs float32 data (got " + std::string(dtype_name(s.dtype)) + ")";
-  if (s.bf16_io) return "the CUDA kernel reads float32 XQ/XK/XV (bf16 storage is not implemented)";
+  if (s.bf16_io && !s.low_precision) return "bf16 storage comes with bf16 products (low_precision)";
   if (s.mini_batch > tttk::KP)
     return "the CUDA kernel handles mini_batch <= 16 (got " + std::to_string(s.mini_batch) + ")";
   if (s.hidden != 4 * s.head_dim)
@@ -181,6 +196,7 @@ std::string ttt_mlp_scan_unsupported(const TTTMLPScanShape& s) {
 
 void ttt_mlp_scan_forward(Backend& be, TTTMLPScanForward& c) {
   const Params p = tttm::params_of(c);
+  check_rows(p, {p.xq, p.xk, p.xv, p.out});
   dispatch(c.s, [&](auto cfg) {
     using C = decltype(cfg);
     launch_forward_kind<C>(c.s, p, false, be);
@@ -189,6 +205,7 @@ void ttt_mlp_scan_forward(Backend& be, TTTMLPScanForward& c) {
 
 void ttt_mlp_scan_backward(Backend& be, TTTMLPScanBackward& c) {
   const Params p = tttm::params_of(c);
+  check_rows(p, {p.xq, p.xk, p.xv, p.dout, p.dxq, p.dxk, p.dxv});
   dispatch(c.s, [&](auto cfg) {
     using C = decltype(cfg);
     if (p.G > 1) launch_forward_kind<C>(c.s, p, true, be);  // the state entering every chunk, all groups at once
