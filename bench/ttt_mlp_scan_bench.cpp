@@ -3,7 +3,8 @@
 // achieved TFLOP/s and GB/s.
 //
 // Usage: build/bin/ttt_mlp_scan_bench [--B 8] [--H 12] [--T 2048] [--F 64] [--K 16] [--G 4]
-//                                     [--precision bf16|fp32] [--device cuda] [--reps 20] [--cluster 1,2,4]
+//                                     [--precision bf16|fp32] [--io bf16|fp32] [--device cuda] [--reps 20]
+//                                     [--cluster 1,2,4]
 // Defaults: one layer of the paper's 125M TTT-MLP at 8 x 2048 with bf16 products (autocast),
 // hidden 4F. Prints the median of `reps` synchronized runs, for each --cluster size (blocks a head,
 // TTTMLPScanShape::cluster) in turn, and how far each size's output and dXK are from the first size's
@@ -27,16 +28,18 @@ using bench::median_ms;
 int main(int argc, char** argv) {
   try {
     const bench::ScanOptions o = bench::parse_scan_options(argc, argv, "ttt_mlp_scan_bench");
-    if (o.bio) throw std::invalid_argument("ttt_mlp_scan_bench: --io bf16 is not offered (float32 storage only)");
     TTTMLPScanShape s;
     s.batch = o.B, s.heads = o.H, s.len = o.T, s.head_dim = o.F, s.hidden = 4 * o.F, s.mini_batch = o.K;
-    s.checkpoint_group = o.G, s.low_precision = o.low, s.dtype = DType::f32;
+    s.checkpoint_group = o.G, s.low_precision = o.low, s.dtype = DType::f32, s.bf16_io = o.bio;
     const std::string why = ttt_mlp_scan_unsupported(o.device, s);
     if (!why.empty()) throw std::invalid_argument("ttt_mlp_scan_bench: not covered: " + why);
     Generator g(1);
     const TensorOptions to = opts(DType::f32, o.device);
     // [B, T, H, F] buffers seen as [B, H, T, F] (the layer's head split of a projection).
-    auto heads = [&](double std) { return randn({o.B, o.T, o.H, o.F}, g, to, 0.0, std).permute({0, 2, 1, 3}); };
+    // --io bf16: XQ, XK, XV, dout, out and their gradients stored as bf16 (TTTMLPScanShape::bf16_io).
+    auto heads = [&](double std) {
+      return randn({o.B, o.T, o.H, o.F}, g, to, 0.0, std).to(s.io_dtype()).permute({0, 2, 1, 3});
+    };
     const int64_t hd = s.hidden;
     Tensor xq = heads(1), xk = heads(1), xv = heads(1), dout = heads(1);
     Tensor lr = rand({o.B, o.H, o.T}, g, to, 0.001, 0.003), tok = rand({o.K}, g, to, 0.05, 1.0);
@@ -68,10 +71,10 @@ int main(int argc, char** argv) {
     const double replay = static_cast<double>(o.G - 1) / static_cast<double>(o.G);
     const double fwd_flops = bh * chunks * (14 * K * f * h + 4 * K * K * (f + h));
     const double bwd_flops = bh * chunks * (40 * K * f * h + 10 * K * K * f + 12 * K * K * h + replay * 12 * K * f * h);
-    std::printf("ttt_mlp_scan B %lld H %lld T %lld F %lld (hidden %lld) K %lld G %lld, %s products, %s\n",
+    std::printf("ttt_mlp_scan B %lld H %lld T %lld F %lld (hidden %lld) K %lld G %lld, %s products, %s storage, %s\n",
                 static_cast<long long>(o.B), static_cast<long long>(o.H), static_cast<long long>(o.T),
                 static_cast<long long>(o.F), static_cast<long long>(hd), static_cast<long long>(o.K),
-                static_cast<long long>(o.G), o.low ? "bf16" : "fp32", o.device.str().c_str());
+                static_cast<long long>(o.G), o.low ? "bf16" : "fp32", o.bio ? "bf16" : "fp32", o.device.str().c_str());
     Tensor first_out, first_dxk;
     for (const int64_t cluster : o.clusters) {
       fc.s.cluster = bc.s.cluster = cluster;
