@@ -158,24 +158,31 @@ TTT_DEV int chunk_rows(const Params& p, int k) {
 // A (b, h) slice [T, F] of a [B, H, T, F] tensor stored as float32, or as bf16 when Params::bio
 // (model.ttt.bf16_io: the op hands over its bf16 XQ, XK, XV and dout, and takes bf16 out, dXQ, dXK,
 // dXV, with no float32 copies). Values go in and out as float32; bf16 is rounded to nearest even on
-// the way out. Alignment (checked by the launcher): float32 rows 16-byte aligned, bf16 rows 4-byte.
+// the way out. Alignment (checked by the launcher): float32 rows 16-byte aligned, bf16 rows 8-byte.
 struct IORows {
   void* p = nullptr;
   int64_t st = 0;
   bool bf16 = false;
   TTT_DEV IORows(const Ten& t, bool bf, int b, int h)
       : p(bf ? static_cast<void*>(t.base<uint16_t>(b, h)) : static_cast<void*>(t.base<float>(b, h))), st(t.st), bf16(bf) {}
-  // N (even) consecutive elements of row t from column c: float32 in 16-byte vectors where N allows,
-  // bf16 in 4-byte pairs.
+  // N (even) consecutive elements of row t from column c: in 16-byte (float32) or 8-byte (bf16)
+  // vectors where N is a multiple of 4, else in pairs (bf16) or singly (float32).
   template <int N>
   TTT_DEV void load(float (&v)[N], int64_t t, int c) const {
     static_assert(N % 2 == 0, "pairs");
     if (bf16) {
-      const uint32_t* s = reinterpret_cast<const uint32_t*>(static_cast<const uint16_t*>(p) + t * st + c);
+      const uint16_t* s = static_cast<const uint16_t*>(p) + t * st + c;
 #pragma unroll
-      for (int j = 0; j < N; j += 2) {
-        const uint32_t w = s[j / 2];
-        v[j] = tttk::bf_lo(w), v[j + 1] = tttk::bf_hi(w);
+      for (int j = 0; j < N; j += (N % 4 == 0 ? 4 : 2)) {
+        uint32_t w[2];
+        if constexpr (N % 4 == 0) {
+          const tttk::uint2v u = *reinterpret_cast<const tttk::uint2v*>(s + j);
+          w[0] = u.x, w[1] = u.y;
+        } else {
+          w[0] = *reinterpret_cast<const uint32_t*>(s + j);
+        }
+        v[j] = tttk::bf_lo(w[0]), v[j + 1] = tttk::bf_hi(w[0]);
+        if constexpr (N % 4 == 0) v[j + 2] = tttk::bf_lo(w[1]), v[j + 3] = tttk::bf_hi(w[1]);
       }
     } else if constexpr (N % 4 == 0) {
       load_vec(v, static_cast<const float*>(p) + t * st + c);
@@ -189,9 +196,11 @@ struct IORows {
   TTT_DEV void store(int64_t t, int c, const float (&v)[N]) const {
     static_assert(N % 4 == 0, "16-byte float32 vectors");
     if (bf16) {
-      uint32_t* d = reinterpret_cast<uint32_t*>(static_cast<uint16_t*>(p) + t * st + c);
+      uint16_t* d = static_cast<uint16_t*>(p) + t * st + c;
 #pragma unroll
-      for (int j = 0; j < N; j += 2) d[j / 2] = simt::pack_bf16(v[j], v[j + 1]);
+      for (int j = 0; j < N; j += 4)
+        *reinterpret_cast<tttk::uint2v*>(d + j) =
+            tttk::uint2v{simt::pack_bf16(v[j], v[j + 1]), simt::pack_bf16(v[j + 2], v[j + 3])};
     } else {
       store_vec(static_cast<float*>(p) + t * st + c, v);
     }

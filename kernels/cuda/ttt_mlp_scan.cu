@@ -146,11 +146,11 @@ void launch_walk(const TTTMLPScanShape& s, const Params& p, Backend& be) {
   scan_launch::launch_blocks(ttt_mlp_bwd_kernel<C>, C::THREADS, heads, sizeof(tttm::BwdSmem<C>), p, be);
 }
 
-// The [B, H, T, F] tensors' rows as IORows reads and writes them: float32 16-byte aligned (vector
-// loads and stores), bf16 4-byte aligned (pairs). The op's tensors always are (unit stride in F,
+// The [B, H, T, F] tensors' rows as IORows reads and writes them: 16-byte aligned (float32) or
+// 8-byte (bf16), for its vector loads and stores. The op's tensors always are (unit stride in F,
 // F a multiple of 16); a caller's that are not get an error instead of a misaligned access.
 void check_rows(const Params& p, std::initializer_list<tttk::Ten> ts) {
-  const int64_t align = p.bio ? 4 : 16, per = align / (p.bio ? 2 : 4);
+  const int64_t align = p.bio ? 8 : 16, per = align / (p.bio ? 2 : 4);
   for (const tttk::Ten& t : ts)
     if (t.p && (reinterpret_cast<uintptr_t>(t.p) % align || t.sb % per || t.sh % per || t.st % per))
       throw std::invalid_argument("ttt_mlp_scan (CUDA): the [B, H, T, f] tensors' rows must be " +
