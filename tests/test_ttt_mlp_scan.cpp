@@ -12,6 +12,7 @@
 // the CUDA source also runs on the CPU in test_ttt_mlp_scan_emulated.cpp.
 #include <doctest/doctest.h>
 
+#include <cstdlib>
 #include <map>
 
 #include <limits>
@@ -462,6 +463,42 @@ TEST_CASE("CUDA fused TTT-MLP scan on clusters of 2 and 4 blocks a head (and aut
           CHECK(max_abs_diff(got, want) == 0.0);
         else
           check_rel_norm(got, want, 2e-2, ra[i].first);
+      }
+    }
+}
+
+// TTT_MLP_SCAN_BWD for one scope (kernels/cuda/ttt_mlp_scan.cu overlapped_backward).
+struct ForceMlpBackward {
+  explicit ForceMlpBackward(const char* v) { setenv("TTT_MLP_SCAN_BWD", v, 1); }
+  ~ForceMlpBackward() { unsetenv("TTT_MLP_SCAN_BWD"); }
+  ForceMlpBackward(const ForceMlpBackward&) = delete;
+  ForceMlpBackward& operator=(const ForceMlpBackward&) = delete;
+};
+
+// The backward's replay and walks as one grid (ttt_mlp_bwd_overlap.cuh, the default where the walks
+// leave SMs free, as for these few heads) against the two launches: every result bit for bit, with
+// one block a head and clusters of 2 and 4; a race (a walk reading a snapshot before its replay
+// wrote it) would read the NaN-poisoned workspace.
+TEST_CASE("CUDA fused TTT-MLP backward as one overlapped grid equals the replay and walk launches bit for bit") {
+  TTT_REQUIRE_GPU();
+  const std::vector<ScanCase> cases = {
+      {2, 3, 77, 64, 16, true, true, 4},    // the paper's head dim, 2 groups, a remainder chunk
+      {1, 2, 300, 64, 16, true, true, 2},   // 10 groups
+      {2, 2, 40, 16, 8, false, false, 3},   // K = 8, a remainder group, no LN, no biases
+  };
+  uint64_t seed = 700;
+  for (int cluster : {1, 2, 4})
+    for (const ScanCase& c : cases) {
+      seed += 13;
+      MlpScanRun two = [&] {
+        ForceMlpBackward force("launches");
+        return run_on_gpu(c, seed, cluster);
+      }();
+      MlpScanRun one = run_on_gpu(c, seed, cluster);
+      const auto r2 = two.results(true), r1 = one.results(true);
+      for (size_t i = 0; i < r2.size(); ++i) {
+        INFO(c.str(), " cluster ", cluster, " ", r2[i].first);
+        CHECK(max_abs_diff(r1[i].second.to(cpu()), r2[i].second.to(cpu())) == 0.0);
       }
     }
 }

@@ -9,9 +9,11 @@
 #define TTT_SIMT_EMULATE 1
 #include "kernels/cuda/ttt_mlp_bwd.cuh"
 #include "kernels/cuda/ttt_mlp_bwd_cluster.cuh"
+#include "kernels/cuda/ttt_mlp_bwd_overlap.cuh"
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "tests/check_close.h"
@@ -199,6 +201,57 @@ TEST_CASE("emulated CUDA TTT-MLP with bf16 storage of XQ, XK, XV, dout, out and 
   check_bf16_storage<16>({2, 2, 37, 16, 16, true, true, 2}, 91, 0);   // one block a head, replayed groups
   check_bf16_storage<16>({1, 2, 24, 16, 8, false, true, 3}, 92, 4);   // cluster of 4 (8 elements a thread), no LN
   check_bf16_storage<64>({1, 1, 19, 64, 16, true, true, 2}, 93, 2);   // the paper's head dim, cluster of 2
+}
+
+// The overlapped backward (ttt_mlp_bwd_overlap.cuh): the replays and walks of one grid, its units
+// run replays first (the emulator runs a block to its end, so a walk may only wait for flags already
+// set; a wait for a flag no replay sets aborts). C: Cfg (one block a unit) or ClusterCfg.
+template <class C>
+void emulate_overlapped_backward(MlpScanRun& run) {
+  TTTMLPScanBackward bc = run.backward();
+  mk::Params pb = mk::params_of(bc);
+  pb.overlap = true;
+  std::fill_n(mk::replay_flags<C>(pb), mk::replay_flag_count(pb), 0u);
+  for (bool replays : {true, false})
+    for (int u = 0; u < mk::overlap_units(pb); ++u) {
+      if (mk::overlap_unit(pb, u).replay != replays) continue;
+      if constexpr (requires { C::NCTA; })
+        simt::emulate_cluster(C::NCTA, C::THREADS, std::max(sizeof(mk::ClusterFwdSmem<C>), sizeof(mk::ClusterBwdSmem<C>)),
+                              [&] { mk::overlap_bwd_unit<C>(pb, u, simt::block_smem()); });
+      else
+        simt::emulate_block(C::THREADS, std::max(sizeof(mk::FwdSmem<C>), sizeof(mk::BwdSmem<C>)),
+                            [&] { mk::overlap_bwd_unit<C>(pb, u, simt::block_smem()); });
+    }
+  for (int64_t i = 0; i < mk::reduce_count(pb, C::F); ++i)
+    mk::reduce_partials_at(i, pb, C::F, static_cast<float*>(bc.dw1), static_cast<float*>(bc.db1),
+                           static_cast<float*>(bc.dw2), static_cast<float*>(bc.db2), static_cast<float*>(bc.dln_w),
+                           static_cast<float*>(bc.dln_b), static_cast<float*>(bc.dtok));
+}
+
+// The overlapped grid against the two launches (replay, then walks) on the same inputs: every
+// gradient bit for bit (the same blocks compute the same values).
+template <class C>
+void check_overlapped(ScanCase c, uint64_t seed) {
+  c.f = C::F;
+  INFO(c.str(), " overlapped backward, ", mk::blocks_of_unit<C>(), " block(s) a unit");
+  const tensor_list x = mlp_scan_inputs(c, seed, 4, DType::f32);
+  const Tensor d = rand64({c.B, c.H, c.T, c.f}, seed + 1).to(DType::f32);
+  MlpScanRun two(c, x, d, C::MMA), one(c, x, d, C::MMA);
+  emulate<C, C>(two, true);
+  emulate_forward<C>(one);
+  emulate_overlapped_backward<C>(one);
+  const auto r2 = two.results(true), r1 = one.results(true);
+  for (size_t i = 0; i < r2.size(); ++i) {
+    INFO(r2[i].first);
+    CHECK(max_abs_diff(r1[i].second, r2[i].second) == 0.0);
+  }
+}
+
+TEST_CASE("emulated CUDA TTT-MLP backward as one overlapped grid (replays and walks) equals the two launches bit for bit") {
+  check_overlapped<mk::Cfg<16, false>>({2, 2, 37, 16, 16, true, true, 2}, 101);            // remainder chunk, 2 groups
+  check_overlapped<mk::Cfg<16, true>>({1, 2, 61, 16, 8, true, true, 3}, 102);              // 3 groups, a remainder group
+  check_overlapped<mk::ClusterCfg<16, true, 4>>({2, 1, 40, 16, 8, false, false, 2}, 103);  // clusters of 4
+  check_overlapped<mk::ClusterCfg<64, true, 2>>({1, 1, 40, 64, 16, true, true, 2}, 104);   // the paper's head dim
 }
 
 // The backward's unpadded operand matrices (SwizzledOps): each row's elements are a permutation of

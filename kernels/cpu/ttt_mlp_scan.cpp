@@ -46,10 +46,12 @@ size_t TTTMLPScanBackward::workspace_bytes() const {
   // Per (b, h): the parameter-gradient partials (dW1, db1, dW2, db2, dln_w, dln_b, dtok) that a
   // device implementation reduces over the batch afterwards, then (with checkpoint groups > 1) the
   // state entering every chunk inside a group (G − 1 per group, replay_snapshot_bytes() each), which
-  // the CUDA backward's replay kernel writes before the reverse walk. The CPU reference keeps its own.
+  // the CUDA backward's replay kernel writes before the reverse walk, then 4 flags per group for the
+  // overlapped backward (kernels/cuda/ttt_mlp_bwd_overlap.cuh). The CPU reference keeps its own.
   const int64_t partial = s.state_size() + 2 * s.head_dim + (s.mini_batch + 3) / 4 * 4;  // 16-byte multiples
   const int64_t replay = s.checkpoint_group > 1 ? s.groups() * (s.checkpoint_group - 1) * s.replay_snapshot_bytes() : 0;
-  return static_cast<size_t>(s.batch * s.heads) * (static_cast<size_t>(partial) * dtype_size(s.dtype) + replay);
+  const int64_t flags = s.checkpoint_group > 1 ? s.groups() * 4 * 4 : 0;
+  return static_cast<size_t>(s.batch * s.heads) * (static_cast<size_t>(partial) * dtype_size(s.dtype) + replay + flags);
 }
 
 std::string ttt_mlp_scan_unsupported(Device d, const TTTMLPScanShape& s) {

@@ -20,7 +20,7 @@
 // of dW1, db1, dW2.
 #pragma once
 
-#include "kernels/cuda/ttt_mlp_bwd.cuh"
+#include "kernels/cuda/ttt_mlp_bwd_phases.cuh"
 #include "kernels/cuda/ttt_mlp_fwd_cluster.cuh"
 
 namespace ttt::cuda_impl::tttm {
@@ -194,7 +194,10 @@ TTT_DEV void cluster_bwd_block(const Params& p, int bh, char* smem) {
   const InBases hb(p, b, h);
   const BwdBases bb(p, b, h);
   simt::cluster_sync();  // every block of the cluster has started before any writes to another's smem
-  for (int k = p.NC - 1; k >= 0; --k) cluster_bwd_chunk<C>(p, hb, bb, S, bh, k, dW, dt);
+  for (int k = p.NC - 1; k >= 0; --k) {
+    wait_for_replay<C>(p, bh, k);
+    cluster_bwd_chunk<C>(p, hb, bb, S, bh, k, dW, dt);
+  }
   // The partials: each block its hidden units' dW1, db1, dW2; block 0 the rest. dtok's update-path
   // parts summed in thread order, the hidden units' part of every block on block 0 in rank order.
   simt::sync();

@@ -104,6 +104,7 @@ struct Params {
   // backward
   Ten dout, dxq, dxk, dxv, dlr;
   float* ws = nullptr;
+  bool overlap = false;  // the replay and the walks in one grid (ttt_mlp_bwd_overlap.cuh)
 };
 
 // Elements of one state (W1 [F, HD], b1 [HD], W2 [HD, F], b2 [F]) and the offsets of its parts.

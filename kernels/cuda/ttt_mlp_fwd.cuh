@@ -17,7 +17,7 @@
 //        the other buffer); warps: the new W2 operand
 #pragma once
 
-#include "kernels/cuda/ttt_mlp_common.cuh"
+#include "kernels/cuda/ttt_mlp_workspace.cuh"
 
 namespace ttt::cuda_impl::tttm {
 
@@ -250,67 +250,6 @@ struct FwdMode {
   bool replay = false;
   int group = 0;
 };
-
-// Floats of one (b, h)'s parameter-gradient partials in the backward's workspace (ttt_mlp_bwd.cuh),
-// rounded up to 4 so that the snapshots after them start 16-byte aligned.
-TTT_HD int64_t partial_size(int F, int K) { return state_size(F) + 2 * F + (K + 3) / 4 * 4; }
-
-// The state stored every G chunks (the forward writes it, float32, flat), entering chunk k = g·G.
-TTT_HD float* stored_state(const Params& p, int F, int bh, int g) {
-  return p.states + (static_cast<int64_t>(bh) * p.NG + g) * state_size(F);
-}
-
-// A replay snapshot (TTTMLPScanShape::replay_snapshot_bytes): the state entering a chunk inside a
-// checkpoint group as the reverse walk reads it: W1 [F, HD] and W2 [HD, F] as product operands
-// (C::Op: bf16 with tensor-core products), then b1 [HD] and b2 [F] in float32. Every part starts
-// 16-byte aligned. The workspace holds G − 1 of them per group (chunks k0 + 1 .. k0 + G − 1),
-// replay_slots() per (b, h), after the per-(b, h) partials.
-template <class C>
-constexpr int64_t snapshot_bytes() {
-  return 8 * int64_t{C::F} * C::F * sizeof(typename C::Op) + 5 * int64_t{C::F} * sizeof(float);
-}
-TTT_HD int64_t replay_slots(const Params& p) { return p.G > 1 ? static_cast<int64_t>(p.NG) * (p.G - 1) : 0; }
-template <class C>
-TTT_HD char* replay_snapshot(const Params& p, int bh, int k) {
-  const int64_t slot = static_cast<int64_t>(k / p.G) * (p.G - 1) + k % p.G - 1;
-  char* base = reinterpret_cast<char*>(p.ws + static_cast<int64_t>(p.B) * p.H * partial_size(C::F, p.K));
-  return base + (bh * replay_slots(p) + slot) * snapshot_bytes<C>();
-}
-
-// A state's parts where the reverse walk reads them: W1, W2 of element type T (float: a stored state;
-// C::Op: a replay snapshot), b1, b2 float32.
-template <class T>
-struct StateView {
-  const T *w1, *w2;
-  const float *b1, *b2;
-};
-TTT_HD StateView<float> stored_view(const float* st, int F) {
-  return {st, st + off_w2(F), st + off_b1(F), st + off_b2(F)};
-}
-template <class C>
-TTT_HD StateView<typename C::Op> snapshot_view(const char* snap) {
-  using Op = typename C::Op;
-  const Op* w1 = reinterpret_cast<const Op*>(snap);
-  const float* b1 = reinterpret_cast<const float*>(w1 + 8 * C::F * C::F);
-  return {w1, w1 + 4 * C::F * C::F, b1, b1 + C::HD};
-}
-
-// The block's part of chunk k's replay snapshot (h0: its first hidden unit; b2 by the block holding
-// unit 0), from the warps' registers: the operands rounded as the walk's products would round them.
-template <class C>
-TTT_DEV void store_snapshot_part(const StateRegs<C>& W, const float* b1, const float* b2, int h0, char* snap) {
-  using Op = typename C::Op;
-  Op* const w1 = reinterpret_cast<Op*>(snap);
-  Op* const w2 = w1 + 4 * C::F * C::F;
-  float* const sb1 = reinterpret_cast<float*>(w2 + 4 * C::F * C::F);
-  const int hw = h0 + 16 * warp();
-#pragma unroll
-  for (int mt = 0; mt < C::F / 16; ++mt) store_op(W.w1[mt], w1, C::HD, 16 * mt, hw);
-  store_op(W.w2, w2, C::F, hw, 0);
-  for (int i = tid(); i < C::HDL; i += C::THREADS) sb1[h0 + i] = b1[i];
-  if (h0 == 0)
-    for (int i = tid(); i < C::F; i += C::THREADS) sb1[C::HD + i] = b2[i];
-}
 
 template <class C>
 TTT_DEV void fwd_range(const Params& p, int bh, char* smem, FwdMode mode) {

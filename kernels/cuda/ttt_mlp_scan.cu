@@ -1,8 +1,9 @@
 // kernels/cuda/ttt_mlp_scan.cu — launchers of the fused TTT-MLP scan (kernels/ttt_mlp_scan.h): one
 // block of 8·head_dim threads per (batch, head) for the forward (ttt_mlp_fwd.cuh); the backward is
 // one block per (batch, head, checkpoint group) replaying the states (only with checkpoint groups
-// > 1), one block per (batch, head) for the reverse walk (ttt_mlp_bwd.cuh), then a deterministic
-// reduction of the reverse walk's per-(b, h) partials. With TTTMLPScanShape::cluster 2 or 4 and
+// > 1), one block per (batch, head) for the reverse walk (ttt_mlp_bwd.cuh), both in one grid where
+// the walks leave SMs free (ttt_mlp_bwd_overlap.cuh), then a deterministic reduction of the reverse
+// walk's per-(b, h) partials. With TTTMLPScanShape::cluster 2 or 4 and
 // bf16 products, each of those blocks is a cluster of that many blocks sharing the head's hidden
 // units (ttt_mlp_fwd_cluster.cuh, ttt_mlp_bwd_cluster.cuh).
 //
@@ -14,6 +15,7 @@
 // form.
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <initializer_list>
 #include <stdexcept>
 #include <string>
@@ -22,6 +24,7 @@
 #include "kernels/cuda/scan_launch.cuh"
 #include "kernels/cuda/ttt_mlp_bwd.cuh"
 #include "kernels/cuda/ttt_mlp_bwd_cluster.cuh"
+#include "kernels/cuda/ttt_mlp_bwd_overlap.cuh"
 #include "kernels/ttt_mlp_scan.h"
 
 namespace ttt::cuda_impl {
@@ -69,6 +72,14 @@ template <class C>
 __global__ void __launch_bounds__(C::THREADS, 1) ttt_mlp_bwd_kernel(Params p) {
   extern __shared__ __align__(16) char smem[];
   tttm::bwd_block<C>(p, static_cast<int>(blockIdx.x), smem);
+}
+
+// The backward's replay and reverse walks as one grid: unit blockIdx.x / blocks a unit (a block, or
+// a cluster whose blocks are consecutive in x).
+template <class C, bool CALLS>
+__global__ void __launch_bounds__(C::THREADS, 1) ttt_mlp_bwd_overlap_kernel(const __grid_constant__ Params p) {
+  extern __shared__ __align__(16) char smem[];
+  tttm::overlap_bwd_unit<C, CALLS>(p, static_cast<int>(blockIdx.x) / tttm::blocks_of_unit<C>(), smem);
 }
 
 // Sums the per-(b, h) partials over the batch (and over heads for tok) in index order.
@@ -157,6 +168,53 @@ void check_rows(const Params& p, std::initializer_list<tttk::Ten> ts) {
                                   std::to_string(align) + "-byte aligned (data pointer and strides)");
 }
 
+// Whether the backward runs its replay and walks as one grid (ttt_mlp_bwd_overlap.cuh): with groups
+// to replay, where the walks (B·H units of `blocks` blocks) leave an SM free for the replays.
+// TTT_MLP_SCAN_BWD=launches forces the two launches (tests and benchmarks compare them); auto
+// (unset) or overlap takes the grid where it may.
+bool overlapped_backward(const Params& p, int blocks) {
+  const char* env = std::getenv("TTT_MLP_SCAN_BWD");
+  const std::string mode = env ? env : "auto";
+  if (mode != "auto" && mode != "overlap" && mode != "launches")
+    throw std::invalid_argument("TTT_MLP_SCAN_BWD must be auto, overlap or launches (got '" + mode + "')");
+  return mode != "launches" && p.G > 1 && scan_launch::leaves_sm_free(int64_t{p.B} * p.H * blocks);
+}
+
+// The backward's replay (with groups > 1) and reverse walks: one overlapped grid, or the replay's
+// launch then the walks'.
+template <class C>
+void launch_replay_and_walks(const TTTMLPScanShape& s, const Params& p, Backend& be) {
+  const int blocks = blocks_per_head(s);
+  if (!overlapped_backward(p, blocks)) {
+    if (p.G > 1) launch_forward_kind<C>(s, p, true, be);  // the state entering every chunk, all groups at once
+    return launch_walk<C>(s, p, be);
+  }
+  Params q = p;
+  q.overlap = true;
+  auto grid = [&](auto cc, size_t smem) {
+    using CC = decltype(cc);
+    CUDA_CHECK(cudaMemsetAsync(tttm::replay_flags<CC>(q), 0, tttm::replay_flag_count(q) * sizeof(unsigned),
+                               stream_of(be)));
+    const int64_t n = tttm::overlap_units(q) * tttm::blocks_of_unit<CC>();
+    const char* calls_env = std::getenv("TTT_MLP_OVERLAP_CALLS");  // EXPERIMENT (not to be committed)
+    const bool calls = calls_env && std::string(calls_env) == "1";
+    auto kernel = calls ? ttt_mlp_bwd_overlap_kernel<CC, true> : ttt_mlp_bwd_overlap_kernel<CC, false>;
+    if constexpr (requires { CC::NCTA; })
+      scan_launch::launch_clusters(kernel, CC::THREADS, n, CC::NCTA, smem, q, be);
+    else
+      scan_launch::launch_blocks(kernel, CC::THREADS, n, smem, q, be);
+  };
+  auto clusters = [&](auto cc) {
+    using CC = decltype(cc);
+    grid(cc, std::max(sizeof(tttm::ClusterFwdSmem<CC>), sizeof(tttm::ClusterBwdSmem<CC>)));
+  };
+  if constexpr (C::MMA) {
+    if (blocks == 2) return clusters(tttm::ClusterCfg<C::F, true, 2>{});
+    if (blocks == 4) return clusters(tttm::ClusterCfg<C::F, true, 4>{});
+  }
+  grid(C{}, std::max(sizeof(tttm::FwdSmem<C>), sizeof(tttm::BwdSmem<C>)));
+}
+
 }  // namespace
 
 std::string ttt_mlp_scan_unsupported(const TTTMLPScanShape& s) {
@@ -208,8 +266,7 @@ void ttt_mlp_scan_backward(Backend& be, TTTMLPScanBackward& c) {
   check_rows(p, {p.xq, p.xk, p.xv, p.dout, p.dxq, p.dxk, p.dxv});
   dispatch(c.s, [&](auto cfg) {
     using C = decltype(cfg);
-    if (p.G > 1) launch_forward_kind<C>(c.s, p, true, be);  // the state entering every chunk, all groups at once
-    launch_walk<C>(c.s, p, be);
+    launch_replay_and_walks<C>(c.s, p, be);
   });
   const int F = static_cast<int>(c.s.head_dim);
   const int64_t n = tttm::reduce_count(p, F);
