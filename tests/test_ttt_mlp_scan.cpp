@@ -475,8 +475,8 @@ struct ForceMlpBackward {
   ForceMlpBackward& operator=(const ForceMlpBackward&) = delete;
 };
 
-// The backward's replay and walks as one grid (ttt_mlp_bwd_overlap.cuh, the default where the walks
-// leave SMs free, as for these few heads) against the two launches: every result bit for bit, with
+// The backward's replay and walks as one grid (ttt_mlp_bwd_overlap.cuh, TTT_MLP_SCAN_BWD=overlap;
+// the walks of these few heads leave SMs free) against the two launches: every result bit for bit, with
 // one block a head and clusters of 2 and 4; a race (a walk reading a snapshot before its replay
 // wrote it) would read the NaN-poisoned workspace.
 TEST_CASE("CUDA fused TTT-MLP backward as one overlapped grid equals the replay and walk launches bit for bit") {
@@ -494,7 +494,10 @@ TEST_CASE("CUDA fused TTT-MLP backward as one overlapped grid equals the replay 
         ForceMlpBackward force("launches");
         return run_on_gpu(c, seed, cluster);
       }();
-      MlpScanRun one = run_on_gpu(c, seed, cluster);
+      MlpScanRun one = [&] {
+        ForceMlpBackward force("overlap");
+        return run_on_gpu(c, seed, cluster);
+      }();
       const auto r2 = two.results(true), r1 = one.results(true);
       for (size_t i = 0; i < r2.size(); ++i) {
         INFO(c.str(), " cluster ", cluster, " ", r2[i].first);
