@@ -22,15 +22,11 @@
 
 #include "kernels/dtype.h"
 
-// TTT_DEV_CALL: a device function kept as a call (its own register allocation), for the bodies of a
-// kernel that runs one of several large block programs.
 #if defined(TTT_SIMT_EMULATE)
 #define TTT_DEV inline
-#define TTT_DEV_CALL inline
 #define TTT_SMEM_ALIGN alignas(16)
 #else
 #define TTT_DEV __device__ __forceinline__
-#define TTT_DEV_CALL __device__ __noinline__
 #endif
 
 namespace ttt::simt {

@@ -37,45 +37,22 @@ TTT_HD OverlapUnit overlap_unit(const Params& p, int u) {
   return {true, u % n, p.NG - 2 - u / n};
 }
 
-// A walk unit and a replay unit as calls of their own: inlined into one kernel, the two programs
-// share one register allocation and the walk spills more (ptxas at head_dim 64: 792 instead of 444
-// bytes of spill stores). p: the kernel's __grid_constant__ parameter, so no copy is made.
-template <class C>
-TTT_DEV_CALL void overlap_walk(const Params& p, int bh, char* smem) {
-  if constexpr (requires { C::NCTA; })
-    cluster_bwd_block<C>(p, bh, smem);
-  else
-    bwd_block<C>(p, bh, smem);
-}
-template <class C>
-TTT_DEV_CALL void overlap_replay(const Params& p, int bh, int group, char* smem) {
-  if constexpr (requires { C::NCTA; })
-    cluster_replay_block<C>(p, bh * p.NG + group, smem);
-  else
-    replay_block<C>(p, bh * p.NG + group, smem);
-  simt::sync();  // the block's snapshot writes, then the flag
-  if (tid() == 0) simt::flag_set(replay_done<C>(p, bh, group, blocks_of_unit<C>() > 1 ? simt::cluster_rank() : 0));
-}
-
 // Unit u of the grid (C a Cfg: one block; a ClusterCfg: the cluster's block of rank cluster_rank()).
-template <class C, bool CALLS = false>
+// ptxas at head_dim 64 (one block a unit): 792 bytes of spill stores in the one kernel, where the
+// walk's kernel alone spills 444 and the replay's 32 (the two programs share one register
+// allocation); keeping them as calls (__noinline__) gave 700 and 240. Which runs faster is not
+// measured yet.
+template <class C>
 TTT_DEV void overlap_bwd_unit(const Params& p, int u, char* smem) {
   const OverlapUnit w = overlap_unit(p, u);
-  if constexpr (CALLS) {
-    if (w.replay)
-      overlap_replay<C>(p, w.bh, w.group, smem);
-    else
-      overlap_walk<C>(p, w.bh, smem);
-    return;
-  }
   if (!w.replay) {
-    if constexpr (requires { C::NCTA; })
+    if constexpr (is_cluster_cfg<C>::value)
       cluster_bwd_block<C>(p, w.bh, smem);
     else
       bwd_block<C>(p, w.bh, smem);
     return;
   }
-  if constexpr (requires { C::NCTA; })
+  if constexpr (is_cluster_cfg<C>::value)
     cluster_replay_block<C>(p, w.bh * p.NG + w.group, smem);
   else
     replay_block<C>(p, w.bh * p.NG + w.group, smem);

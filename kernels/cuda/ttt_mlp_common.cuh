@@ -21,6 +21,8 @@
 //    multiplied with FMAs, exact); every elementwise value and the state are float32.
 #pragma once
 
+#include <type_traits>
+
 #include "kernels/cuda/ttt_linear_common.cuh"
 #include "kernels/scalar_math.h"
 #include "kernels/ttt_mlp_scan.h"
@@ -54,6 +56,12 @@ using tttk::op_at;
 using tttk::Ten;
 
 constexpr int SP = KP + 1;  // row stride of float32 [16, 16] tiles
+
+// Whether C is a cluster configuration (ClusterCfg: has NCTA; nvcc compiles C++17, no requires).
+template <class C, class = void>
+struct is_cluster_cfg : std::false_type {};
+template <class C>
+struct is_cluster_cfg<C, std::void_t<decltype(C::NCTA)>> : std::true_type {};
 
 // F: head_dim (hidden 4F); MMA: bf16 tensor-core products (else exact float32 FMAs).
 template <int F_, bool MMA_>

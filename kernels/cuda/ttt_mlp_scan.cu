@@ -76,10 +76,10 @@ __global__ void __launch_bounds__(C::THREADS, 1) ttt_mlp_bwd_kernel(Params p) {
 
 // The backward's replay and reverse walks as one grid: unit blockIdx.x / blocks a unit (a block, or
 // a cluster whose blocks are consecutive in x).
-template <class C, bool CALLS>
-__global__ void __launch_bounds__(C::THREADS, 1) ttt_mlp_bwd_overlap_kernel(const __grid_constant__ Params p) {
+template <class C>
+__global__ void __launch_bounds__(C::THREADS, 1) ttt_mlp_bwd_overlap_kernel(Params p) {
   extern __shared__ __align__(16) char smem[];
-  tttm::overlap_bwd_unit<C, CALLS>(p, static_cast<int>(blockIdx.x) / tttm::blocks_of_unit<C>(), smem);
+  tttm::overlap_bwd_unit<C>(p, static_cast<int>(blockIdx.x) / tttm::blocks_of_unit<C>(), smem);
 }
 
 // Sums the per-(b, h) partials over the batch (and over heads for tok) in index order.
@@ -196,10 +196,8 @@ void launch_replay_and_walks(const TTTMLPScanShape& s, const Params& p, Backend&
     CUDA_CHECK(cudaMemsetAsync(tttm::replay_flags<CC>(q), 0, tttm::replay_flag_count(q) * sizeof(unsigned),
                                stream_of(be)));
     const int64_t n = tttm::overlap_units(q) * tttm::blocks_of_unit<CC>();
-    const char* calls_env = std::getenv("TTT_MLP_OVERLAP_CALLS");  // EXPERIMENT (not to be committed)
-    const bool calls = calls_env && std::string(calls_env) == "1";
-    auto kernel = calls ? ttt_mlp_bwd_overlap_kernel<CC, true> : ttt_mlp_bwd_overlap_kernel<CC, false>;
-    if constexpr (requires { CC::NCTA; })
+    auto kernel = ttt_mlp_bwd_overlap_kernel<CC>;
+    if constexpr (tttm::is_cluster_cfg<CC>::value)
       scan_launch::launch_clusters(kernel, CC::THREADS, n, CC::NCTA, smem, q, be);
     else
       scan_launch::launch_blocks(kernel, CC::THREADS, n, smem, q, be);

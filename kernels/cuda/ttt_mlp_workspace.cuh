@@ -38,7 +38,7 @@ TTT_HD char* replay_snapshot(const Params& p, int bh, int k) {
 // The blocks of a unit of work: C::NCTA for a cluster configuration, else one.
 template <class C>
 constexpr int blocks_of_unit() {
-  if constexpr (requires { C::NCTA; })
+  if constexpr (is_cluster_cfg<C>::value)
     return C::NCTA;
   else
     return 1;
