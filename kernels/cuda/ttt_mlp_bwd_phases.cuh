@@ -149,13 +149,7 @@ TTT_DEV void inner_grad_backward_rows(const Params& p, const BwdBases& bb, S_& S
     sums[0] += G[j] * dG[j];
     dG[j] *= l;
   }
-#pragma unroll
-  for (int s = 0; s < C::NKS; ++s) {
-    float t[C::CPL];
-    load_vec(t, part + s * KP * C::FS + o);
-#pragma unroll
-    for (int j = 0; j < C::CPL; ++j) dG[j] += t[j];
-  }
+  add_slice_partials<C>(dG, part, o);
 #pragma unroll
   for (int j = 0; j < C::CPL; ++j) {
     sums[1] += gx[j] * xh[j];
@@ -223,13 +217,7 @@ TTT_DEV void store_sum_rows(const float* part, const float* add, float scale, co
 #pragma unroll
     for (int j = 0; j < C::CPL; ++j) y[j] = 0.f;
   }
-#pragma unroll
-  for (int s = 0; s < C::NKS; ++s) {
-    float t[C::CPL];
-    load_vec(t, part + s * KP * C::FS + o);
-#pragma unroll
-    for (int j = 0; j < C::CPL; ++j) y[j] += t[j];
-  }
+  add_slice_partials<C>(y, part, o);
   dst.store(t0 + r, rl.c0, y);
 }
 
@@ -244,13 +232,7 @@ TTT_DEV void store_dxq_rows(const Params& p, const BwdBases& bb, const float* pa
   const int o = r * C::FS + rl.c0;
   float y[C::CPL];
   bb.dout.load(y, t0 + r, rl.c0);
-#pragma unroll
-  for (int s = 0; s < C::NKS; ++s) {
-    float t[C::CPL];
-    load_vec(t, part + s * KP * C::FS + o);
-#pragma unroll
-    for (int j = 0; j < C::CPL; ++j) y[j] += t[j];
-  }
+  add_slice_partials<C>(y, part, o);
   bb.dxq.store(t0 + r, rl.c0, y);
 }
 

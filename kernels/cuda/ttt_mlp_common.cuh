@@ -280,6 +280,19 @@ struct ChunkRegs {
   }
 };
 
+// y += Σ over the NKS contraction slices of their [16, F] float32 partial tiles in `part` (row
+// stride FS, one tile after another), at offset o (a row phase's row and columns).
+template <class C>
+TTT_DEV void add_slice_partials(float (&y)[C::CPL], const float* part, int o) {
+#pragma unroll
+  for (int s = 0; s < C::NKS; ++s) {
+    float t[C::CPL];
+    load_vec(t, part + s * KP * C::FS + o);
+#pragma unroll
+    for (int j = 0; j < C::CPL; ++j) y[j] += t[j];
+  }
+}
+
 // --- the state in registers --------------------------------------------------------------------
 
 // The warp's slice of a state (or of its gradient): W1[:, hw] as F/16 tiles [16, 16] (m-tile mt:

@@ -83,13 +83,7 @@ TTT_DEV void inner_grad_rows(const Params& p, const float* part, const float* b2
   const int o = r * C::FS + rl.c0;
   float z[C::CPL], tgt[C::CPL], xh[C::CPL], gx[C::CPL], G[C::CPL], w[C::CPL], be[C::CPL];
   load_vec(z, b2 + rl.c0);
-#pragma unroll
-  for (int s = 0; s < C::NKS; ++s) {
-    float t[C::CPL];
-    load_vec(t, part + s * KP * C::FS + o);
-#pragma unroll
-    for (int j = 0; j < C::CPL; ++j) z[j] += t[j];
-  }
+  add_slice_partials<C>(z, part, o);
   load_vec(tgt, tgt_tile + o);
   load_vec(w, lnw + rl.c0);
   load_vec(be, lnb + rl.c0);
@@ -170,13 +164,7 @@ template <class C>
 TTT_DEV void zbar2_row(const float* b2, const float* part, const float* mt2, const float* gp2, int r, int c0,
                        float (&z)[C::CPL]) {
   load_vec(z, b2 + c0);
-#pragma unroll
-  for (int s = 0; s < C::NKS; ++s) {
-    float t[C::CPL];
-    load_vec(t, part + s * KP * C::FS + r * C::FS + c0);
-#pragma unroll
-    for (int j = 0; j < C::CPL; ++j) z[j] += t[j];
-  }
+  add_slice_partials<C>(z, part, r * C::FS + c0);
   for (int i = 0; i < KP; ++i) {
     const float m = mt2[r * SP + i];
     float g[C::CPL];
