@@ -132,11 +132,11 @@ struct LocalPhases {
 
 namespace detail {
 inline Ten ten(const BHTView& v) { return {v.data, v.sb, v.sh, v.st}; }
-// Every [.., F] row 16-byte aligned: the data pointer and the strides (elements of `elem` bytes).
-inline bool rows_aligned(std::initializer_list<Ten> ts, int elem) {
-  const int64_t per16 = 16 / elem;
+// Every [.., F] row `align`-byte aligned: the data pointer and the strides (elements of `elem` bytes).
+inline bool rows_aligned(std::initializer_list<Ten> ts, int elem, int align = 16) {
+  const int64_t per = align / elem;
   for (const Ten& t : ts)
-    if (reinterpret_cast<uintptr_t>(t.p) % 16 || t.sb % per16 || t.sh % per16 || t.st % per16) return false;
+    if (reinterpret_cast<uintptr_t>(t.p) % align || t.sb % per || t.sh % per || t.st % per) return false;
   return true;
 }
 template <class Call>

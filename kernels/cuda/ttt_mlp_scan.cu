@@ -14,7 +14,6 @@
 // Anything else: ttt_mlp_scan_unsupported says why, and the layer falls back to the composite dual
 // form.
 #include <algorithm>
-#include <cstdint>
 #include <cstdlib>
 #include <initializer_list>
 #include <stdexcept>
@@ -161,11 +160,10 @@ void launch_walk(const TTTMLPScanShape& s, const Params& p, Backend& be) {
 // 8-byte (bf16), for its vector loads and stores. The op's tensors always are (unit stride in F,
 // F a multiple of 16); a caller's that are not get an error instead of a misaligned access.
 void check_rows(const Params& p, std::initializer_list<tttk::Ten> ts) {
-  const int64_t align = p.bio ? 8 : 16, per = align / (p.bio ? 2 : 4);
-  for (const tttk::Ten& t : ts)
-    if (t.p && (reinterpret_cast<uintptr_t>(t.p) % align || t.sb % per || t.sh % per || t.st % per))
-      throw std::invalid_argument("ttt_mlp_scan (CUDA): the [B, H, T, f] tensors' rows must be " +
-                                  std::to_string(align) + "-byte aligned (data pointer and strides)");
+  const int align = p.bio ? 8 : 16;
+  if (!tttk::detail::rows_aligned(ts, p.bio ? 2 : 4, align))
+    throw std::invalid_argument("ttt_mlp_scan (CUDA): the [B, H, T, f] tensors' rows must be " +
+                                std::to_string(align) + "-byte aligned (data pointer and strides)");
 }
 
 // Whether the backward runs its replay and walks as one grid (ttt_mlp_bwd_overlap.cuh): with groups

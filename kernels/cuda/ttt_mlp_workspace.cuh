@@ -28,11 +28,14 @@ constexpr int64_t snapshot_bytes() {
   return 8 * int64_t{C::F} * C::F * sizeof(typename C::Op) + 5 * int64_t{C::F} * sizeof(float);
 }
 TTT_HD int64_t replay_slots(const Params& p) { return p.G > 1 ? static_cast<int64_t>(p.NG) * (p.G - 1) : 0; }
+// Where the snapshots start (after every (b, h)'s partials) and, past all of them, the flags.
+TTT_HD char* snapshots_base(const Params& p, int F) {
+  return reinterpret_cast<char*>(p.ws + static_cast<int64_t>(p.B) * p.H * partial_size(F, p.K));
+}
 template <class C>
 TTT_HD char* replay_snapshot(const Params& p, int bh, int k) {
   const int64_t slot = static_cast<int64_t>(k / p.G) * (p.G - 1) + k % p.G - 1;
-  char* base = reinterpret_cast<char*>(p.ws + static_cast<int64_t>(p.B) * p.H * partial_size(C::F, p.K));
-  return base + (bh * replay_slots(p) + slot) * snapshot_bytes<C>();
+  return snapshots_base(p, C::F) + (bh * replay_slots(p) + slot) * snapshot_bytes<C>();
 }
 
 // The blocks of a unit of work: C::NCTA for a cluster configuration, else one.
@@ -49,8 +52,8 @@ constexpr int blocks_of_unit() {
 // TTTMLPScanBackward::workspace_bytes), zeroed before the grid starts.
 template <class C>
 TTT_HD unsigned* replay_flags(const Params& p) {
-  char* snaps = reinterpret_cast<char*>(p.ws + static_cast<int64_t>(p.B) * p.H * partial_size(C::F, p.K));
-  return reinterpret_cast<unsigned*>(snaps + static_cast<int64_t>(p.B) * p.H * replay_slots(p) * snapshot_bytes<C>());
+  return reinterpret_cast<unsigned*>(snapshots_base(p, C::F) +
+                                     static_cast<int64_t>(p.B) * p.H * replay_slots(p) * snapshot_bytes<C>());
 }
 TTT_HD int64_t replay_flag_count(const Params& p) { return static_cast<int64_t>(p.B) * p.H * p.NG * 4; }
 template <class C>
@@ -103,7 +106,7 @@ TTT_DEV void store_snapshot_part(const StateRegs<C>& W, const float* b1, const f
 }
 
 // The block's partials of the parameter gradients: dW1, db1, dW2, db2 (a flat state), dln_w, dln_b,
-// dtok; after those, the replay's snapshots (replay_snapshot() in ttt_mlp_fwd.cuh).
+// dtok; after those, the replay's snapshots (replay_snapshot() above).
 TTT_HD float* partials(const Params& p, int F, int bh) { return p.ws + static_cast<int64_t>(bh) * partial_size(F, p.K); }
 
 // Eight consecutive operands at dst (op_at keeps an 8-aligned piece contiguous under the swizzle)
