@@ -13,12 +13,14 @@
 //   B0   rows: Z̄2, Mt2, dZ̄2 from the output LN (dln partials)
 //   B1   dW2 += X̄2ᵀ dZ̄2; dMt2 = dZ̄2 (−Gp2)ᵀ; dGp2 = −Mt2ᵀ dZ̄2; db2 += Σ dZ̄2; U2 partials X2 dW2'
 //   B2   rows: dS2 = diag(tok) dMt2, dtok; dGp2 −= τ U2, dτ −= Σ U2 ⊙ Gp2
-//   B3   warp: dZ̄1 = (dZ̄2 W2ᵀ + dS2 X2) ⊙ gelu'(Z̄1), db1, dW1 += XQᵀ dZ̄1, dX2 = dS2ᵀ X̄2 − τ Gp2 dW2'ᵀ,
-//        dGp1 = −Mt1ᵀ dZ̄1 − τ (XK dW1' + db1'), dτ, dlr's hidden part, dP = lr dGp1 ⊙ gelu'(Z1),
-//        dZ1's part lr dGp1 ⊙ P ⊙ gelu''(Z1)
+//   B3   warp: dZ̄1 = (dZ̄2 W2ᵀ + dS2 X2) ⊙ gelu'(Z̄1), db1, dW1 += XQᵀ dZ̄1, dX2's part dS2ᵀ X̄2 −
+//        τ Gp2 dW2'ᵀ, dGp1 = −Mt1ᵀ dZ̄1 − τ (XK dW1' + db1'), dτ, dlr's hidden part, dP = lr dGp1 ⊙
+//        gelu'(Z1), dZ1's parts lr dGp1 ⊙ P ⊙ gelu''(Z1) + dX2's part ⊙ gelu'(Z1)
 //   B4   partials of dP W2 and of dMt1 = dZ̄1 (−Gp1)ᵀ; dW2 += dPᵀ G2
 //   B5   rows: dS1, dtok; dG2 = lr dGp2 + dP W2; dlr; the LN-L2 vjp → dZ2, dXV, dln partials
-//   B6   warp: dW2 += X2ᵀ dZ2, dX2 += dZ2 W2ᵀ, dZ1, db1, dW1 += XKᵀ dZ1; db2 += Σ dZ2
+//   B6   warp: dW2 += X2ᵀ dZ2, dZ1 += (dZ2 W2ᵀ) ⊙ gelu'(Z1), db1, dW1 += XKᵀ dZ1; db2 += Σ dZ2
+// The one-block walk at F = 64 (128 registers a thread) recomputes Z1 and Zq at R4, B3 and B6 from
+// the chunk's operands rather than holding them (first_layer_again).
 //   B7   dXQ = dout + dZ̄1 W1ᵀ + dS1 XK; dXK = dZ1 W1ᵀ − τ Gp1 dW1'ᵀ + dS1ᵀ XQ − dtgt (slice
 //        partials, summed by the rows); dS published as operands
 // At the end the block writes its partials of dW1, db1, dW2, db2, dln_w, dln_b and dtok to the
@@ -164,6 +166,10 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
   if (rl.rg < KP) causal_row<C>(S.s1, 1, S.tok, rl.rg, n, beta, S.omt1, nullptr, S.m1raw);
   simt::sync();
   // R4
+  if constexpr (register_lean<C>()) {
+    first_layer_again<C>(z1, S.ok, S.w1(), C::W1S, S.b1);
+    first_layer_again<C>(zq, S.oq, S.w1(), C::W1S, S.b1);
+  }
   recompute_xbar2<C>(S, z1, zq);
   simt::sync();
   // R5
@@ -181,8 +187,12 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
   ds2_rows<C>(S, S.part, n, commit, tokL, dtok_row, dtok_last);
   simt::sync();
   // B3
-  Acc<2> dx2, P;
-  dzbar1_products<C>(p, S, z1, zq, commit, tokL, dW, dx2, P, dtok_last, S.dlrp + warp() * KP);
+  if constexpr (register_lean<C>()) {
+    recompute_hidden<C>(S, z1, false);
+    recompute_hidden<C>(S, zq, true);
+  }
+  Acc<2> P;
+  dzbar1_products<C>(p, S, z1, zq, commit, tokL, dW, P, dtok_last, S.dlrp + warp() * KP);
   simt::sync();
   // B4
   x_w2_partial<C>(S.oxb2, S.w2(), C::WS, S.part);  // dP W2
@@ -193,7 +203,8 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
   inner_grad_backward_rows<C>(p, bb, S, S.part, t0, n, dtok_row, true, C::NW);
   simt::sync();
   // B6
-  dz1_products<C>(p, S, z1, dW, dx2, P);
+  if constexpr (register_lean<C>()) recompute_hidden<C>(S, z1, false);
+  dz1_products<C>(p, S, z1, dW, P);
   simt::sync();
   // B7: dXQ
   store_f32(dxq_partial<C>(S, sp, sp.ks == 0), S.part + sp.ks * KP * C::FS, C::FS, 0, sp.col());

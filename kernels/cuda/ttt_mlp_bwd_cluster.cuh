@@ -149,8 +149,8 @@ TTT_DEV void cluster_bwd_chunk(const Params& p, const InBases& hb, const BwdBase
   ds2_rows<C>(S, S.xc, n, commit, tokL, dt.row, dt.rows_last);
   simt::sync();
   // B3 (dlr's hidden parts: every warp's to block 0)
-  Acc<2> dx2, P;
-  dzbar1_products<C>(p, S, z1, zq, commit, tokL, dW, dx2, P, dt.cols_last, simt::map_rank(S.dlrp, 0) + gw * KP);
+  Acc<2> P;
+  dzbar1_products<C>(p, S, z1, zq, commit, tokL, dW, P, dt.cols_last, simt::map_rank(S.dlrp, 0) + gw * KP);
   simt::sync();
   // B4
   push_x_w2_partial<C>(S.oxb2, S.w2(), S.xa);  // dP W2
@@ -161,7 +161,7 @@ TTT_DEV void cluster_bwd_chunk(const Params& p, const InBases& hb, const BwdBase
   inner_grad_backward_rows<C>(p, bb, S, S.xa, t0, n, dt.row, lead, C::NWT);
   simt::sync();
   // B6
-  dz1_products<C>(p, S, z1, dW, dx2, P);
+  dz1_products<C>(p, S, z1, dW, P);
   simt::sync();
   // B7: dXQ (dS1 XK once: the first slice of block 0), then dXK (dS1ᵀ XQ once)
   push_tile<C>(dxq_partial<C>(S, sp, slice == 0), S.xb, slice, C::FS, KP * C::FS, sp.col());

@@ -260,6 +260,13 @@ TTT_DEV void write_partials(const Params& p, S_& S, const StateRegs<C>& dW, floa
   }
 }
 
+// The warp's Z1 (zbar false) or Z̄1 = Zq + Mt1 (−Gp1) (true) again (first_layer_again; then R4's MMAs).
+template <class C, class S_>
+TTT_DEV void recompute_hidden(S_& S, Acc<2>& z, bool zbar) {
+  first_layer_again<C>(z, zbar ? S.oq : S.ok, S.w1(), S_::W1S, S.b1);
+  if (zbar) xy<C, 1>(z, S.omt1, C::KS, 0, S.ogp1, C::HS, 0, 16 * warp());
+}
+
 // R4 (warp): −Gp1 = −lr ⊙ (G2 W2ᵀ) ⊙ gelu'(Z1); Z̄1 = Zq + Mt1 (−Gp1) (kept in zq); X̄2.
 template <class C, class S_>
 TTT_DEV void recompute_xbar2(S_& S, const Acc<2>& z1, Acc<2>& zq) {
@@ -327,13 +334,14 @@ TTT_DEV void ds2_rows(S_& S, const float* u2, int n, bool commit, float tokL, fl
   }
 }
 
-// B3 (warp, its hidden columns): dZ̄1 = (dZ̄2 W2ᵀ + dS2 X2) ⊙ gelu'(Z̄1) (operand), db1; dX2 = dS2ᵀ X̄2
-// (− τ Gp2 dW2'ᵀ with commit) into dx2; dW1 += XQᵀ dZ̄1; dGp1 = −Mt1ᵀ dZ̄1 (− τ (XK dW1' + db1')),
+// B3 (warp, its hidden columns): dZ̄1 = (dZ̄2 W2ᵀ + dS2 X2) ⊙ gelu'(Z̄1) (operand), db1; dX2's part
+// dS2ᵀ X̄2 (− τ Gp2 dW2'ᵀ with commit); dW1 += XQᵀ dZ̄1; dGp1 = −Mt1ᵀ dZ̄1 (− τ (XK dW1' + db1')),
 // dlr's hidden part (its 16 rows into dlrp[0 .. 16)), dtok[K − 1]'s part; dP = lr dGp1 ⊙ gelu'(Z1) as
-// an operand (over X̄2) and dZ1's part lr dGp1 ⊙ P ⊙ gelu''(Z1) into P.
+// an operand (over X̄2) and into P dZ1 but for B6's term: lr dGp1 ⊙ P ⊙ gelu''(Z1) + dX2's part ⊙
+// gelu'(Z1) (one tile carried to B6 instead of two).
 template <class C, class S_>
 TTT_DEV void dzbar1_products(const Params& p, S_& S, const Acc<2>& z1, const Acc<2>& zq, bool commit, float tokL,
-                             StateRegs<C>& dW, Acc<2>& dx2, Acc<2>& P, float& dtok_last, float* dlrp) {
+                             StateRegs<C>& dW, Acc<2>& P, float& dtok_last, float* dlrp) {
   constexpr int F = C::F;
   const int hw = 16 * warp();
   {
@@ -348,6 +356,7 @@ TTT_DEV void dzbar1_products(const Params& p, S_& S, const Acc<2>& z1, const Acc
     store_op(d, S.odzb1, C::HS, 0, hw);
     if (p.bias) add_tile_column_sums(d, S.db1);
   }
+  Acc<2> dx2;
   dx2.fill(0.f);
   xty<C, 2>(dx2, S.ods2(), C::KS, 0, S.oxb2, C::HS, hw);
   if (commit) {
@@ -388,8 +397,8 @@ TTT_DEV void dzbar1_products(const Params& p, S_& S, const Acc<2>& z1, const Acc
       }
       dl[e >> 1] += g1 * dgp1;
       const float dg1 = l * dgp1;
-      dg.v[nt][e] = dg1 * gt.d1;              // dP
-      P.v[nt][e] = dg1 * P.v[nt][e] * gt.d2;  // dZ1's part through gelu'
+      dg.v[nt][e] = dg1 * gt.d1;                                   // dP
+      P.v[nt][e] = dg1 * P.v[nt][e] * gt.d2 + dx2.v[nt][e] * gt.d1;  // dZ1 but for dZ2 W2ᵀ ⊙ gelu'(Z1)
     }
 #pragma unroll
   for (int i = 0; i < 2; ++i) dl[i] += simt::shfl_xor(dl[i], 1), dl[i] += simt::shfl_xor(dl[i], 2);
@@ -401,12 +410,14 @@ TTT_DEV void dzbar1_products(const Params& p, S_& S, const Acc<2>& z1, const Acc
   store_op(dg, S.oxb2, C::HS, 0, hw);  // dP
 }
 
-// B6 (warp): dW2 += X2ᵀ dZ2, dX2 += dZ2 W2ᵀ, dZ1 = P + dX2 ⊙ gelu'(Z1) (operand over X̄2), db1, db2,
+// B6 (warp): dW2 += X2ᵀ dZ2, dZ1 = P + (dZ2 W2ᵀ) ⊙ gelu'(Z1) (operand over X̄2), db1, db2,
 // dW1 += XKᵀ dZ1.
 template <class C, class S_>
-TTT_DEV void dz1_products(const Params& p, S_& S, const Acc<2>& z1, StateRegs<C>& dW, Acc<2>& dx2, Acc<2>& P) {
+TTT_DEV void dz1_products(const Params& p, S_& S, const Acc<2>& z1, StateRegs<C>& dW, Acc<2>& P) {
   const int hw = 16 * warp();
   xty<C, C::F / 8>(dW.w2, S.ox2, C::HS, hw, S.odzb2, C::OS, 0);
+  Acc<2> dx2;  // dX2's part dZ2 W2ᵀ
+  dx2.fill(0.f);
   xyt<C, C::F / 16>(dx2, S.odzb2, C::OS, 0, S.w2(), S_::WS, 0, hw);
 #pragma unroll
   for (int nt = 0; nt < 2; ++nt)

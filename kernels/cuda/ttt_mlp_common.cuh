@@ -63,6 +63,15 @@ struct is_cluster_cfg : std::false_type {};
 template <class C>
 struct is_cluster_cfg<C, std::void_t<decltype(C::NCTA)>> : std::true_type {};
 
+// Whether a thread of C's block has at most 128 registers (blocks of 512 threads or more: 64 K
+// registers a block), as in the one-block kernels at F = 64, whose state alone is 64 floats a
+// thread. Those recompute Z1 and Zq where a later phase reads them instead of holding them
+// through the phases between (first_layer_again): ptxas then spills far less.
+template <class C>
+constexpr bool register_lean() {
+  return C::THREADS >= 512;
+}
+
 // F: head_dim (hidden 4F); MMA: bf16 tensor-core products (else exact float32 FMAs).
 template <int F_, bool MMA_>
 struct Cfg {
@@ -305,19 +314,6 @@ struct StateRegs {
 #pragma unroll
     for (int mt = 0; mt < C::F / 16; ++mt) w1[mt].fill(x);
     w2.fill(x);
-  }
-  // this += scale · o (the state update W += τ P).
-  TTT_DEV void add(const StateRegs& o, float scale) {
-#pragma unroll
-    for (int mt = 0; mt < C::F / 16; ++mt)
-#pragma unroll
-      for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) w1[mt].v[nt][e] += scale * o.w1[mt].v[nt][e];
-#pragma unroll
-    for (int nt = 0; nt < C::F / 8; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) w2.v[nt][e] += scale * o.w2.v[nt][e];
   }
   // From / to a flat state (W1 [F, HD] at 0, W2 [HD, F] at off_w2), scaled on the way out; h0: the
   // first hidden unit of the block (a cluster's blocks share a head's hidden units).

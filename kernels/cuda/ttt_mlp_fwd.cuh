@@ -117,6 +117,20 @@ TTT_DEV void first_layer(Acc<2>& z1, Acc<2>& zq, const typename C::Op* ok, const
       [&](FragB<C::MMA>& b, int k0) { load_b(b, ow1, w1s, k0, hw); });
 }
 
+// One of first_layer's products again, z = X W1 + b1 over the warp's hidden units: the same MMAs in
+// the same order, so the same values. Register-lean blocks (register_lean) recompute Z1 and Zq where
+// a later phase reads them (the forward's F4; the walk's R4, B3 and B6).
+template <class C, class W1>
+TTT_DEV void first_layer_again(Acc<2>& z, const typename C::Op* x, W1 ow1, int w1s, const float* b1) {
+  const int hw = 16 * warp();
+#pragma unroll
+  for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) z.v[nt][e] = b1[acc_col(hw, nt, e)];
+  gemm_tile<C, C::F / 16>(z, [&](FragA<C::MMA>& a, int k0) { load_a(a, x, C::OS, 0, k0); },
+                          [&](FragB<C::MMA>& b, int k0, int n0) { load_b(b, ow1, w1s, k0, hw + n0); });
+}
+
 // gelu of a warp tile into an operand tile's columns hw.. (and gelu' into d1 when non-null).
 template <class C>
 TTT_DEV void gelu_tile(const Acc<2>& z, typename C::Op* out, Acc<2>* d1) {
@@ -174,16 +188,44 @@ TTT_DEV void zbar2_row(const float* b2, const float* part, const float* mt2, con
   }
 }
 
-// F4's products of the state update over the chunk's rows: P1 = XKᵀ (−Gp1)[:, hw] and
-// P2 = X2[:, hw]ᵀ (−Gp2) (the warp's slice, StateRegs layout).
+// F4's state update over the chunk's rows: P1 = XKᵀ (−Gp1)[:, hw] and P2 = X2[:, hw]ᵀ (−Gp2) (the
+// warp's slice, StateRegs layout), added as W += τ P (commit) or stored as the accumulators −P of a
+// partial last chunk (acc: the flat accumulator state of the head; h0: the block's first hidden unit).
+// One 16 × 16 tile of P at a time: a whole StateRegs of products beside the state made the one-block
+// kernels at F = 64 (128 registers a thread) spill. Each tile is the same MMAs as a whole-P product,
+// so the results are unchanged.
 template <class C>
-TTT_DEV void update_products(StateRegs<C>& P, const typename C::Op* ok, const typename C::Op* ogp1,
-                             const typename C::Op* ox2, const typename C::Op* ogp2) {
+TTT_DEV void update_state(StateRegs<C>& W, const typename C::Op* ok, const typename C::Op* ogp1,
+                          const typename C::Op* ox2, const typename C::Op* ogp2, float tokL, float* acc, int h0) {
   const int hw = 16 * warp();
-  P.fill(0.f);
 #pragma unroll
-  for (int mt = 0; mt < C::F / 16; ++mt) xty<C, 2>(P.w1[mt], ok, C::OS, 16 * mt, ogp1, C::HS, hw);
-  xty<C, C::F / 8>(P.w2, ox2, C::HS, hw, ogp2, C::OS, 0);
+  for (int mt = 0; mt < C::F / 16; ++mt) {
+    Acc<2> t;
+    t.fill(0.f);
+    xty<C, 2>(t, ok, C::OS, 16 * mt, ogp1, C::HS, hw);
+    if (acc) {
+      store_f32(t, acc, C::HD, 16 * mt, h0 + hw, -1.f);
+      continue;
+    }
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) W.w1[mt].v[nt][e] += tokL * t.v[nt][e];
+  }
+#pragma unroll
+  for (int ct = 0; ct < C::F / 16; ++ct) {
+    Acc<2> t;
+    t.fill(0.f);
+    xty<C, 2>(t, ox2, C::HS, hw, ogp2, C::OS, 16 * ct);
+    if (acc) {
+      store_f32(t, acc + off_w2(C::F), C::F, h0 + hw, 16 * ct, -1.f);
+      continue;
+    }
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) W.w2.v[2 * ct + nt][e] += tokL * t.v[nt][e];
+  }
 }
 
 // F4's b1 step over the warp's columns (h0: the block's first hidden unit in a cluster): b1 −= τ Σ Gp1 (commit), or the accumulator −Σ Gp1 of a
@@ -297,6 +339,10 @@ TTT_DEV void fwd_range(const Params& p, int bh, char* smem, FwdMode mode) {
     if (rl.rg < KP) causal_row<C>(S.s1, 1, S.tok, rl.rg, n, beta, S.omt1, nullptr, nullptr);
     simt::sync();
     // F4: G1 = (G2 W2ᵀ) ⊙ gelu'(Z1), Gp1 = lr ⊙ G1 (−Gp1 as the operand)
+    if (register_lean<C>() && !mode.replay) {  // before b1's step; the replay (no Zq) spills less holding Z1
+      first_layer_again<C>(z1, S.ok, S.ow1, C::HS, S.b1);
+      first_layer_again<C>(zq, S.oq, S.ow1, C::HS, S.b1);
+    }
     {
       Acc<2> g1;
       neg_gp1<C>(g1, S.og2, S.ow2, C::OS, S.lr, z1);
@@ -315,15 +361,9 @@ TTT_DEV void fwd_range(const Params& p, int bh, char* smem, FwdMode mode) {
       xyt<C, 1>(m, S.oxb2, C::HS, hw, S.ox2, C::HS, hw, 0);
       store_f32(m, S.mpart + warp() * KP * SP, SP, 0, 0);
     }
-    if (commit || accumulate) {
-      StateRegs<C> P;
-      update_products<C>(P, S.ok, S.ogp1, S.ox2, S.ogp2);
-      if (commit) {
-        W.add(P, tokL);
-        W.store_w1_op(S.ow1, C::HS);  // only this warp reads its columns of W1
-      } else {  // the accumulators XKᵀ Gp1, X2ᵀ Gp2 = −P
-        P.store(p.acc + static_cast<int64_t>(bh) * SS, -1.f);
-      }
+    if (commit || accumulate) {  // the accumulators of a partial last chunk: XKᵀ Gp1, X2ᵀ Gp2 = −P
+      update_state<C>(W, S.ok, S.ogp1, S.ox2, S.ogp2, tokL, commit ? nullptr : p.acc + static_cast<int64_t>(bh) * SS, 0);
+      if (commit) W.store_w1_op(S.ow1, C::HS);  // only this warp reads its columns of W1
     }
     committed_last = commit;
     simt::sync();

@@ -215,15 +215,9 @@ TTT_DEV void cluster_fwd_range(const Params& p, int bh, char* smem, FwdMode mode
       xyt<C, 1>(m, S.oxb2, C::HS, hw, S.ox2, C::HS, hw, 0);
       push_tile<C>(m, S.mpart, rank * C::NW + warp(), SP, KP * SP, 0);
     }
-    if (commit || accumulate) {
-      StateRegs<C> P;
-      update_products<C>(P, S.ok, S.ogp1, S.ox2, S.ogp2);
-      if (commit) {
-        W.add(P, tokL);
-        W.store_w1_op(S.ow1, C::HS);  // only this warp reads its columns of W1
-      } else {  // the accumulators XKᵀ Gp1, X2ᵀ Gp2 = −P
-        P.store(acc, -1.f, h0);
-      }
+    if (commit || accumulate) {  // the accumulators of a partial last chunk: XKᵀ Gp1, X2ᵀ Gp2 = −P
+      update_state<C>(W, S.ok, S.ogp1, S.ox2, S.ogp2, tokL, commit ? nullptr : acc, h0);
+      if (commit) W.store_w1_op(S.ow1, C::HS);  // only this warp reads its columns of W1
     }
     committed_last = commit;
     simt::sync();
