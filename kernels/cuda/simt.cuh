@@ -71,6 +71,8 @@ TTT_DEV uint32_t to_tf32(float x) {
   if ((u & 0x7f800000u) != 0x7f800000u) u += 0x1000u;  // finite: round at bit 13, ties away
   return u & 0xffffe000u;
 }
+// prefetch.global.L2: a hint with no effect on results; nothing to emulate.
+TTT_DEV void prefetch_l2(const void*) {}
 // cp.async: the copy happens at once; waiting is a no-op.
 TTT_DEV void cp_async16(void* dst, const void* src) { std::memcpy(dst, src, 16); }
 TTT_DEV void cp_async4(void* dst, const void* src) { std::memcpy(dst, src, 4); }
@@ -96,6 +98,8 @@ TTT_DEV long long clock() { return clock64(); }
 TTT_DEV int tid() { return static_cast<int>(threadIdx.x); }
 TTT_DEV int threads() { return static_cast<int>(blockDim.x); }
 TTT_DEV void sync() { __syncthreads(); }
+// Brings the 128-byte line holding p into L2 (a hint: no register, no shared memory, no wait).
+TTT_DEV void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
 // Orders a warp's shared-memory writes before its lanes read each other's (an operand tile a warp
 // writes and then loads by ldmatrix).
 TTT_DEV void syncwarp() { __syncwarp(); }

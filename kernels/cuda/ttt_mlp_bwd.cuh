@@ -7,7 +7,7 @@
 // The gradient of the state, dS = (dW1, db1, dW2, db2), runs through all chunks: dW1[:, hw] and
 // dW2[hw, :] in the warp's registers (as the forward holds W), db1 and db2 in smem; at the end of a
 // chunk it is published as operands (dS' of the chunk before). Per chunk (17 barriers):
-//   top  the chunk's tiles; its state (operands of W1, W2; b1, b2)
+//   top  the chunk's tiles; its state (operands of W1, W2; b1, b2); L2 prefetches of chunk k − 1's state and rows
 //   R1-R5 the forward of the chunk again: Z1, X2 (R1), Z2 (R2), G2, Gp2, Mt1 (R3), G1, Gp1, Z̄1, X̄2
 //        (R4), the partials of Z̄2 and X̄2 X2ᵀ (R5)
 //   B0   rows: Z̄2, Mt2, dZ̄2 from the output LN (dln partials)
@@ -153,6 +153,10 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
   // top
   simt::sync();  // the previous chunk's readers are done
   load_chunk<C>(p, hb, S, bh, k, n);
+  if (k > 0) {
+    prefetch_walk_state<C>(p, bh, k - 1);
+    prefetch_chunk_rows<C>(p, hb, bb, k - 1);
+  }
   simt::sync();
   // R1
   Acc<2> z1, zq;

@@ -118,6 +118,10 @@ TTT_DEV void cluster_bwd_chunk(const Params& p, const InBases& hb, const BwdBase
   // top
   simt::sync();
   load_chunk_part<C>(p, hb, S, bh, k, n, h0);
+  if (k > 0) {
+    prefetch_walk_state<C>(p, bh, k - 1);
+    prefetch_chunk_rows<C>(p, hb, bb, k - 1);
+  }
   simt::sync();
   // R1
   Acc<2> z1, zq;

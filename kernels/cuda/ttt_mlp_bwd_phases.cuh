@@ -72,6 +72,18 @@ TTT_DEV void load_chunk_tiles(const Params& p, const InBases& hb, S_& S, int k, 
   if (tid() < KP) S.lr[tid()] = tid() < n ? hb.lr[(t0 + tid()) * p.lr.st] : 0.f;
 }
 
+// Asks L2 for chunk k's rows of XQ, XK, XV and dout a chunk before the walk reads them (one
+// 128-byte line a thread; rows past the sequence are not asked for).
+template <class C>
+TTT_DEV void prefetch_chunk_rows(const Params& p, const InBases& hb, const BwdBases& bb, int k) {
+  const int lines = (C::F * (p.bio ? 2 : 4) + 127) / 128, per_tensor = KP * lines;
+  const int i = tid(), r = i % per_tensor / lines;
+  if (i >= 4 * per_tensor || r >= chunk_rows(p, k)) return;
+  const int which = i / per_tensor;  // by value: an array of the rows would live in local memory
+  const IORows rows = which == 0 ? hb.xq : which == 1 ? hb.xk : which == 2 ? hb.xv : bb.dout;
+  rows.prefetch_line(static_cast<int64_t>(k) * p.K + r, i % lines);
+}
+
 // B0 rows: Z̄2 = b2 + Σ slice partials `part` − Mt2 Gp2 (Mt2 formed here from the X̄2 X2ᵀ
 // partials), then dZ̄2 from the output LN (float32 and operand) and the LN partials; rows >= n get
 // dZ̄2 = 0. S: BwdSmem, or the cluster kernel's smem with the same members.

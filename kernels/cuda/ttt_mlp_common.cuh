@@ -183,6 +183,11 @@ struct IORows {
   bool bf16 = false;
   TTT_DEV IORows(const Ten& t, bool bf, int b, int h)
       : p(bf ? static_cast<void*>(t.base<uint16_t>(b, h)) : static_cast<void*>(t.base<float>(b, h))), st(t.st), bf16(bf) {}
+  // Asks L2 for line `line` (128 bytes) of row t: F columns are F / 64 lines (bf16) or F / 32 (float32).
+  TTT_DEV void prefetch_line(int64_t t, int line) const {
+    const char* row = static_cast<const char*>(p) + t * st * (bf16 ? 2 : 4);
+    simt::prefetch_l2(row + 128 * line);
+  }
   // N (even) consecutive elements of row t from column c: in 16-byte (float32) or 8-byte (bf16)
   // vectors where N is a multiple of 4, else in pairs (bf16) or singly (float32).
   template <int N>
