@@ -40,9 +40,15 @@ using namespace scan_tensors;
 const char* kOp = "ttt_mlp_scan";
 constexpr size_t kInputs = 11;
 
-// dtype: the other inputs' (the kernels' float32 or float64; XQ may be bf16 storage of float32).
-TTTMLPScanShape make_shape(const Tensor& xq, DType dtype, int64_t mini_batch, int64_t hidden, bool bias, bool ln,
-                           const TTTScanOptions& o) {
+// The call's shape and why no kernel of xq's device runs it (empty when one does). dtype: the other
+// inputs' (the kernels' float32 or float64; XQ may be bf16 storage of float32). bf16 storage the
+// device's kernel does not take is cast around (bf16_io off), which the reason then describes.
+struct CheckedShape {
+  TTTMLPScanShape s;
+  std::string why;
+};
+CheckedShape make_shape(const Tensor& xq, DType dtype, int64_t mini_batch, int64_t hidden, bool bias, bool ln,
+                        const TTTScanOptions& o) {
   TTTMLPScanShape s;
   s.batch = xq.shape()[0];
   s.heads = xq.shape()[1];
@@ -58,8 +64,12 @@ TTTMLPScanShape make_shape(const Tensor& xq, DType dtype, int64_t mini_batch, in
   s.dtype = dtype;
   s.bf16_io = xq.dtype() == DType::bf16 && s.dtype == DType::f32;
   s.low_precision = s.dtype == DType::f32 && (Autocast::enabled() || s.bf16_io);
-  if (s.bf16_io && !ttt_mlp_scan_unsupported(xq.device(), s).empty()) s.bf16_io = false;  // cast around it
-  return s;
+  std::string why = ttt_mlp_scan_unsupported(xq.device(), s);
+  if (s.bf16_io && !why.empty()) {  // cast around it
+    s.bf16_io = false;
+    why = ttt_mlp_scan_unsupported(xq.device(), s);
+  }
+  return {s, why};
 }
 
 void check_inputs(const tensor_list& in) {
@@ -151,7 +161,7 @@ std::string ttt_mlp_scan_unsupported(const Tensor& xq, DType dtype, int64_t mini
                                      bool ln, const TTTScanOptions& o) {
   if (xq.dim() != 4) return "expected XQ [B, H, T, f]";
   if (!qkv_dtype_fits(xq.dtype(), dtype)) return "XQ must have the other inputs' dtype, or be bf16 with float32 others";
-  return ttt_mlp_scan_unsupported(xq.device(), make_shape(xq, dtype, mini_batch, hidden, bias, ln, o));
+  return make_shape(xq, dtype, mini_batch, hidden, bias, ln, o).why;
 }
 
 tensor_list ttt_mlp_scan(const Tensor& xq, const Tensor& xk, const Tensor& xv, const Tensor& lr, const Tensor& tok,
@@ -159,8 +169,7 @@ tensor_list ttt_mlp_scan(const Tensor& xq, const Tensor& xk, const Tensor& xv, c
                          const Tensor& ln_b, const TTTScanOptions& o, const TTTScanComposite& composite) {
   const tensor_list inputs = {xq, xk, xv, lr, tok, w1, b1, w2, b2, ln_w, ln_b};
   check_inputs(inputs);
-  const TTTMLPScanShape s = make_shape(xq, lr.dtype(), tok.shape()[0], w1.shape()[2], b1.defined(), ln_w.defined(), o);
-  const std::string why = ttt_mlp_scan_unsupported(xq.device(), s);
+  const auto [s, why] = make_shape(xq, lr.dtype(), tok.shape()[0], w1.shape()[2], b1.defined(), ln_w.defined(), o);
   if (!why.empty())
     throw std::invalid_argument(std::string("ttt_mlp_scan: no fused kernel for this call on ") + xq.device().str() +
                                 ": " + why);

@@ -120,40 +120,75 @@ int blocks_per_head(const TTTMLPScanShape& s) {
   return s.batch * s.heads * 2 <= scan_launch::sm_count() ? 2 : 1;
 }
 
+// Calls fn with the configuration a head runs on: a cluster of `blocks` blocks (ClusterCfg; bf16
+// products only) or one block (C).
+template <class C, class Fn>
+void with_unit_cfg(int blocks, Fn&& fn) {
+  if constexpr (C::MMA) {
+    if (blocks == 2) return fn(tttm::ClusterCfg<C::F, true, 2>{});
+    if (blocks == 4) return fn(tttm::ClusterCfg<C::F, true, 4>{});
+  }
+  fn(C{});
+}
+
+// What a unit of configuration U (a cluster or one block a head) launches: the forward or the
+// backward's replay, the reverse walk, and their shared memory.
+template <class U>
+auto forward_kernel(bool replay) {
+  if constexpr (tttm::is_cluster_cfg<U>::value)
+    return replay ? ttt_mlp_replay_cluster_kernel<U> : ttt_mlp_fwd_cluster_kernel<U>;
+  else
+    return replay ? ttt_mlp_replay_kernel<U> : ttt_mlp_fwd_kernel<U>;
+}
+template <class U>
+auto walk_kernel() {
+  if constexpr (tttm::is_cluster_cfg<U>::value)
+    return ttt_mlp_bwd_cluster_kernel<U>;
+  else
+    return ttt_mlp_bwd_kernel<U>;
+}
+template <class U>
+size_t forward_smem() {
+  if constexpr (tttm::is_cluster_cfg<U>::value)
+    return sizeof(tttm::ClusterFwdSmem<U>);
+  else
+    return sizeof(tttm::FwdSmem<U>);
+}
+template <class U>
+size_t walk_smem() {
+  if constexpr (tttm::is_cluster_cfg<U>::value)
+    return sizeof(tttm::ClusterBwdSmem<U>);
+  else
+    return sizeof(tttm::BwdSmem<U>);
+}
+
+// Launches `kernel` on `units` units of configuration U: clusters of U::NCTA blocks, or blocks.
+template <class U, class K>
+void launch_units(K kernel, int64_t units, size_t smem, const Params& p, Backend& be) {
+  if constexpr (tttm::is_cluster_cfg<U>::value)
+    scan_launch::launch_clusters(kernel, U::THREADS, units * U::NCTA, U::NCTA, smem, p, be);
+  else
+    scan_launch::launch_blocks(kernel, U::THREADS, units, smem, p, be);
+}
+
 // Runs the forward (replay false) or the backward's replay (true) of shape s: on clusters of
 // blocks_per_head(s) blocks where that is more than one, else one block each.
 template <class C>
 void launch_forward_kind(const TTTMLPScanShape& s, const Params& p, bool replay, Backend& be) {
-  const int64_t heads = int64_t{p.B} * p.H * (replay ? p.NG : 1);
-  const int cluster = blocks_per_head(s);
-  auto clusters = [&](auto cc) {
-    using CC = decltype(cc);
-    scan_launch::launch_clusters(replay ? ttt_mlp_replay_cluster_kernel<CC> : ttt_mlp_fwd_cluster_kernel<CC>,
-                                 CC::THREADS, heads * CC::NCTA, CC::NCTA, sizeof(tttm::ClusterFwdSmem<CC>), p, be);
-  };
-  if constexpr (C::MMA) {
-    if (cluster == 2) return clusters(tttm::ClusterCfg<C::F, true, 2>{});
-    if (cluster == 4) return clusters(tttm::ClusterCfg<C::F, true, 4>{});
-  }
-  scan_launch::launch_blocks(replay ? ttt_mlp_replay_kernel<C> : ttt_mlp_fwd_kernel<C>, C::THREADS, heads,
-                             sizeof(tttm::FwdSmem<C>), p, be);
+  const int64_t units = int64_t{p.B} * p.H * (replay ? p.NG : 1);
+  with_unit_cfg<C>(blocks_per_head(s), [&](auto u) {
+    using U = decltype(u);
+    launch_units<U>(forward_kernel<U>(replay), units, forward_smem<U>(), p, be);
+  });
 }
 
 // The backward's reverse walk: one block, or one cluster of s.cluster blocks (bf16 products), a head.
 template <class C>
 void launch_walk(const TTTMLPScanShape& s, const Params& p, Backend& be) {
-  const int64_t heads = int64_t{p.B} * p.H;
-  const int cluster = blocks_per_head(s);
-  auto clusters = [&](auto cc) {
-    using CC = decltype(cc);
-    scan_launch::launch_clusters(ttt_mlp_bwd_cluster_kernel<CC>, CC::THREADS, heads * CC::NCTA, CC::NCTA,
-                                 sizeof(tttm::ClusterBwdSmem<CC>), p, be);
-  };
-  if constexpr (C::MMA) {
-    if (cluster == 2) return clusters(tttm::ClusterCfg<C::F, true, 2>{});
-    if (cluster == 4) return clusters(tttm::ClusterCfg<C::F, true, 4>{});
-  }
-  scan_launch::launch_blocks(ttt_mlp_bwd_kernel<C>, C::THREADS, heads, sizeof(tttm::BwdSmem<C>), p, be);
+  with_unit_cfg<C>(blocks_per_head(s), [&](auto u) {
+    using U = decltype(u);
+    launch_units<U>(walk_kernel<U>(), int64_t{p.B} * p.H, walk_smem<U>(), p, be);
+  });
 }
 
 // The [B, H, T, F] tensors' rows as IORows reads and writes them: 16-byte aligned (float32) or
@@ -190,26 +225,13 @@ void launch_replay_and_walks(const TTTMLPScanShape& s, const Params& p, Backend&
   }
   Params q = p;
   q.overlap = true;
-  auto grid = [&](auto cc, size_t smem) {
-    using CC = decltype(cc);
-    CUDA_CHECK(cudaMemsetAsync(tttm::replay_flags<CC>(q), 0, tttm::replay_flag_count(q) * sizeof(unsigned),
+  with_unit_cfg<C>(blocks, [&](auto u) {
+    using U = decltype(u);
+    CUDA_CHECK(cudaMemsetAsync(tttm::replay_flags<U>(q), 0, tttm::replay_flag_count(q) * sizeof(unsigned),
                                stream_of(be)));
-    const int64_t n = tttm::overlap_units(q) * tttm::blocks_of_unit<CC>();
-    auto kernel = ttt_mlp_bwd_overlap_kernel<CC>;
-    if constexpr (tttm::is_cluster_cfg<CC>::value)
-      scan_launch::launch_clusters(kernel, CC::THREADS, n, CC::NCTA, smem, q, be);
-    else
-      scan_launch::launch_blocks(kernel, CC::THREADS, n, smem, q, be);
-  };
-  auto clusters = [&](auto cc) {
-    using CC = decltype(cc);
-    grid(cc, std::max(sizeof(tttm::ClusterFwdSmem<CC>), sizeof(tttm::ClusterBwdSmem<CC>)));
-  };
-  if constexpr (C::MMA) {
-    if (blocks == 2) return clusters(tttm::ClusterCfg<C::F, true, 2>{});
-    if (blocks == 4) return clusters(tttm::ClusterCfg<C::F, true, 4>{});
-  }
-  grid(C{}, std::max(sizeof(tttm::FwdSmem<C>), sizeof(tttm::BwdSmem<C>)));
+    launch_units<U>(ttt_mlp_bwd_overlap_kernel<U>, tttm::overlap_units(q), std::max(forward_smem<U>(), walk_smem<U>()),
+                    q, be);
+  });
 }
 
 }  // namespace
@@ -225,14 +247,11 @@ std::string ttt_mlp_scan_unsupported(const TTTMLPScanShape& s) {
   std::string why;
   const bool known = dispatch(s, [&](auto c) {
     using C = decltype(c);
-    size_t need = std::max(sizeof(tttm::FwdSmem<C>), sizeof(tttm::BwdSmem<C>));
-    if constexpr (C::MMA) {  // the cluster kernels' blocks (smaller than the one-block kernels' at every F)
-      using C2 = tttm::ClusterCfg<C::F, true, 2>;
-      using C4 = tttm::ClusterCfg<C::F, true, 4>;
-      const int cluster = blocks_per_head(s);
-      if (cluster == 2) need = std::max({need, sizeof(tttm::ClusterFwdSmem<C2>), sizeof(tttm::ClusterBwdSmem<C2>)});
-      if (cluster == 4) need = std::max({need, sizeof(tttm::ClusterFwdSmem<C4>), sizeof(tttm::ClusterBwdSmem<C4>)});
-    }
+    size_t need = std::max(forward_smem<C>(), walk_smem<C>());  // one block a head: the fallback too
+    with_unit_cfg<C>(blocks_per_head(s), [&](auto u) {
+      using U = decltype(u);
+      need = std::max({need, forward_smem<U>(), walk_smem<U>()});
+    });
     if (need > static_cast<size_t>(smem_optin()))
       why = "head_dim " + std::to_string(C::F) + (C::MMA ? " (bf16 products)" : " (float32 products)") + " needs " +
             std::to_string(need) + " bytes of shared memory, the device allows " + std::to_string(smem_optin()) +
