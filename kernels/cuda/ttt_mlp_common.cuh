@@ -183,7 +183,7 @@ struct IORows {
   bool bf16 = false;
   TTT_DEV IORows(const Ten& t, bool bf, int b, int h)
       : p(bf ? static_cast<void*>(t.base<uint16_t>(b, h)) : static_cast<void*>(t.base<float>(b, h))), st(t.st), bf16(bf) {}
-  // Asks L2 for line `line` (128 bytes) of row t: F columns are F / 64 lines (bf16) or F / 32 (float32).
+  // Asks L2 for line `line` (128 bytes) of row t (a row of F columns spans ⌈F · 2 or 4 / 128⌉ lines).
   TTT_DEV void prefetch_line(int64_t t, int line) const {
     const char* row = static_cast<const char*>(p) + t * st * (bf16 ? 2 : 4);
     simt::prefetch_l2(row + 128 * line);
