@@ -20,7 +20,7 @@
 //   B5   rows: dS1, dtok; dG2 = lr dGp2 + dP W2; dlr; the LN-L2 vjp → dZ2, dXV, dln partials
 //   B6   warp: dW2 += X2ᵀ dZ2, dZ1 += (dZ2 W2ᵀ) ⊙ gelu'(Z1), db1, dW1 += XKᵀ dZ1; db2 += Σ dZ2
 // The one-block walk at F = 64 (128 registers a thread) recomputes Z1 and Zq at R4, B3 and B6 from
-// the chunk's operands rather than holding them (first_layer_again).
+// the chunk's operands rather than holding them (recompute_hidden).
 //   B7   dXQ = dout + dZ̄1 W1ᵀ + dS1 XK; dXK = dZ1 W1ᵀ − τ Gp1 dW1'ᵀ + dS1ᵀ XQ − dtgt (slice
 //        partials, summed by the rows); dS published as operands
 // At the end the block writes its partials of dW1, db1, dW2, db2, dln_w, dln_b and dtok to the
@@ -171,8 +171,8 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
   simt::sync();
   // R4
   if constexpr (register_lean<C>()) {
-    first_layer_again<C>(z1, S.ok, S.w1(), C::W1S, S.b1);
-    first_layer_again<C>(zq, S.oq, S.w1(), C::W1S, S.b1);
+    recompute_hidden<C>(S, z1, Hidden::z1);
+    recompute_hidden<C>(S, zq, Hidden::zq);
   }
   recompute_xbar2<C>(S, z1, zq);
   simt::sync();
@@ -192,8 +192,8 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
   simt::sync();
   // B3
   if constexpr (register_lean<C>()) {
-    recompute_hidden<C>(S, z1, false);
-    recompute_hidden<C>(S, zq, true);
+    recompute_hidden<C>(S, z1, Hidden::z1);
+    recompute_hidden<C>(S, zq, Hidden::zbar1);
   }
   Acc<2> P;
   dzbar1_products<C>(p, S, z1, zq, commit, tokL, dW, P, dtok_last, S.dlrp + warp() * KP);
@@ -207,7 +207,7 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
   inner_grad_backward_rows<C>(p, bb, S, S.part, t0, n, dtok_row, true, C::NW);
   simt::sync();
   // B6
-  if constexpr (register_lean<C>()) recompute_hidden<C>(S, z1, false);
+  if constexpr (register_lean<C>()) recompute_hidden<C>(S, z1, Hidden::z1);
   dz1_products<C>(p, S, z1, dW, P);
   simt::sync();
   // B7: dXQ

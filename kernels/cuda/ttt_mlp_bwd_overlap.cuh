@@ -38,10 +38,10 @@ TTT_HD OverlapUnit overlap_unit(const Params& p, int u) {
 }
 
 // Unit u of the grid (C a Cfg: one block; a ClusterCfg: the cluster's block of rank cluster_rank()).
-// ptxas at head_dim 64 (one block a unit): 792 bytes of spill stores in the one kernel, where the
-// walk's kernel alone spills 444 and the replay's 32 (the two programs share one register
-// allocation); keeping them as calls (__noinline__) gave 700 and 240. Which runs faster is not
-// measured yet.
+// ptxas at head_dim 64 (one block a unit): 356 bytes of spill stores in the one kernel, where the
+// walk's kernel alone spills 224 and the replay's 32 (the two programs share one register
+// allocation). On an H100 the grid still beats the two launches: one 125M layer at 8 × 2048 5.14
+// against 5.52 ms fwd + bwd (BENCHMARKS.md, session 23).
 template <class C>
 TTT_DEV void overlap_bwd_unit(const Params& p, int u, char* smem) {
   const OverlapUnit w = overlap_unit(p, u);

@@ -272,11 +272,14 @@ TTT_DEV void write_partials(const Params& p, S_& S, const StateRegs<C>& dW, floa
   }
 }
 
-// The warp's Z1 (zbar false) or Z̄1 = Zq + Mt1 (−Gp1) (true) again (first_layer_again; then R4's MMAs).
+// The warp's tiles of the chunk's first layer that the register-lean walk recomputes where a phase
+// reads them (first_layer_again; Z̄1 then with R4's MMAs): Z1 = XK W1 + b1, Zq = XQ W1 + b1,
+// Z̄1 = Zq + Mt1 (−Gp1).
+enum class Hidden { z1, zq, zbar1 };
 template <class C, class S_>
-TTT_DEV void recompute_hidden(S_& S, Acc<2>& z, bool zbar) {
-  first_layer_again<C>(z, zbar ? S.oq : S.ok, S.w1(), S_::W1S, S.b1);
-  if (zbar) xy<C, 1>(z, S.omt1, C::KS, 0, S.ogp1, C::HS, 0, 16 * warp());
+TTT_DEV void recompute_hidden(S_& S, Acc<2>& z, Hidden which) {
+  first_layer_again<C>(z, which == Hidden::z1 ? S.ok : S.oq, S.w1(), S_::W1S, S.b1);
+  if (which == Hidden::zbar1) xy<C, 1>(z, S.omt1, C::KS, 0, S.ogp1, C::HS, 0, 16 * warp());
 }
 
 // R4 (warp): −Gp1 = −lr ⊙ (G2 W2ᵀ) ⊙ gelu'(Z1); Z̄1 = Zq + Mt1 (−Gp1) (kept in zq); X̄2.
