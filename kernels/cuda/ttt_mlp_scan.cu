@@ -131,36 +131,20 @@ void with_unit_cfg(int blocks, Fn&& fn) {
   fn(C{});
 }
 
-// What a unit of configuration U (a cluster or one block a head) launches: the forward or the
-// backward's replay, the reverse walk, and their shared memory.
+// What a unit of configuration U launches, a cluster of U::NCTA blocks (ClusterCfg) or one block
+// (Cfg) a head: the forward or the backward's replay, the reverse walk, and their shared memory.
+template <class U, bool = tttm::is_cluster_cfg<U>::value>
+struct UnitKernels {
+  static auto forward(bool replay) { return replay ? ttt_mlp_replay_cluster_kernel<U> : ttt_mlp_fwd_cluster_kernel<U>; }
+  static auto walk() { return ttt_mlp_bwd_cluster_kernel<U>; }
+  static constexpr size_t forward_smem = sizeof(tttm::ClusterFwdSmem<U>), walk_smem = sizeof(tttm::ClusterBwdSmem<U>);
+};
 template <class U>
-auto forward_kernel(bool replay) {
-  if constexpr (tttm::is_cluster_cfg<U>::value)
-    return replay ? ttt_mlp_replay_cluster_kernel<U> : ttt_mlp_fwd_cluster_kernel<U>;
-  else
-    return replay ? ttt_mlp_replay_kernel<U> : ttt_mlp_fwd_kernel<U>;
-}
-template <class U>
-auto walk_kernel() {
-  if constexpr (tttm::is_cluster_cfg<U>::value)
-    return ttt_mlp_bwd_cluster_kernel<U>;
-  else
-    return ttt_mlp_bwd_kernel<U>;
-}
-template <class U>
-size_t forward_smem() {
-  if constexpr (tttm::is_cluster_cfg<U>::value)
-    return sizeof(tttm::ClusterFwdSmem<U>);
-  else
-    return sizeof(tttm::FwdSmem<U>);
-}
-template <class U>
-size_t walk_smem() {
-  if constexpr (tttm::is_cluster_cfg<U>::value)
-    return sizeof(tttm::ClusterBwdSmem<U>);
-  else
-    return sizeof(tttm::BwdSmem<U>);
-}
+struct UnitKernels<U, false> {
+  static auto forward(bool replay) { return replay ? ttt_mlp_replay_kernel<U> : ttt_mlp_fwd_kernel<U>; }
+  static auto walk() { return ttt_mlp_bwd_kernel<U>; }
+  static constexpr size_t forward_smem = sizeof(tttm::FwdSmem<U>), walk_smem = sizeof(tttm::BwdSmem<U>);
+};
 
 // Launches `kernel` on `units` units of configuration U: clusters of U::NCTA blocks, or blocks.
 template <class U, class K>
@@ -178,7 +162,7 @@ void launch_forward_kind(const TTTMLPScanShape& s, const Params& p, bool replay,
   const int64_t units = int64_t{p.B} * p.H * (replay ? p.NG : 1);
   with_unit_cfg<C>(blocks_per_head(s), [&](auto u) {
     using U = decltype(u);
-    launch_units<U>(forward_kernel<U>(replay), units, forward_smem<U>(), p, be);
+    launch_units<U>(UnitKernels<U>::forward(replay), units, UnitKernels<U>::forward_smem, p, be);
   });
 }
 
@@ -187,7 +171,7 @@ template <class C>
 void launch_walk(const TTTMLPScanShape& s, const Params& p, Backend& be) {
   with_unit_cfg<C>(blocks_per_head(s), [&](auto u) {
     using U = decltype(u);
-    launch_units<U>(walk_kernel<U>(), int64_t{p.B} * p.H, walk_smem<U>(), p, be);
+    launch_units<U>(UnitKernels<U>::walk(), int64_t{p.B} * p.H, UnitKernels<U>::walk_smem, p, be);
   });
 }
 
@@ -229,8 +213,8 @@ void launch_replay_and_walks(const TTTMLPScanShape& s, const Params& p, Backend&
     using U = decltype(u);
     CUDA_CHECK(cudaMemsetAsync(tttm::replay_flags<U>(q), 0, tttm::replay_flag_count(q) * sizeof(unsigned),
                                stream_of(be)));
-    launch_units<U>(ttt_mlp_bwd_overlap_kernel<U>, tttm::overlap_units(q), std::max(forward_smem<U>(), walk_smem<U>()),
-                    q, be);
+    launch_units<U>(ttt_mlp_bwd_overlap_kernel<U>, tttm::overlap_units(q),
+                    std::max(UnitKernels<U>::forward_smem, UnitKernels<U>::walk_smem), q, be);
   });
 }
 
@@ -247,10 +231,10 @@ std::string ttt_mlp_scan_unsupported(const TTTMLPScanShape& s) {
   std::string why;
   const bool known = dispatch(s, [&](auto c) {
     using C = decltype(c);
-    size_t need = std::max(forward_smem<C>(), walk_smem<C>());  // one block a head: the fallback too
+    size_t need = std::max(UnitKernels<C>::forward_smem, UnitKernels<C>::walk_smem);  // one block a head too
     with_unit_cfg<C>(blocks_per_head(s), [&](auto u) {
       using U = decltype(u);
-      need = std::max({need, forward_smem<U>(), walk_smem<U>()});
+      need = std::max({need, UnitKernels<U>::forward_smem, UnitKernels<U>::walk_smem});
     });
     if (need > static_cast<size_t>(smem_optin()))
       why = "head_dim " + std::to_string(C::F) + (C::MMA ? " (bf16 products)" : " (float32 products)") + " needs " +
