@@ -9,7 +9,7 @@
   X(tanh) X(sigmoid) X(relu) X(silu) X(gelu_tanh) X(gelu_erf)                                   \
   X(silu_grad) X(gelu_tanh_grad) X(gelu_erf_grad) X(swiglu) X(swiglu_backward) X(rope)                                \
   X(sum) X(mean) X(max) X(min) X(sum_to) X(cumsum)                                              \
-  X(matmul)                                                                                     \
+  X(matmul) X(multi_linear)                                                                     \
   X(softmax) X(log_softmax) X(layer_norm) X(rms_norm) X(add_rms_norm) X(rms_norm_backward) X(gated_layer_norm) \
   X(cross_entropy) X(cross_entropy_backward)                                                     \
   X(linear_cross_entropy)                                                                       \

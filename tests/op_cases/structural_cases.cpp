@@ -30,8 +30,17 @@ std::vector<OpCase> cases() {
                    [](const tensor_list& x) { return one(matmul(x[0], x[1])); }));
   v.push_back(make("matmul", "transposed operand", {{{4, 3}}, {{4, 5}}},
                    [](const tensor_list& x) { return one(matmul(transpose(x[0], 0, 1), x[1])); }));
+  // multi_linear: three weights of different widths, a bias on the second; the gradient of x is
+  // the GEMMs' accumulated sum (first order) and the recomputed separate products (second order).
+  v.push_back(make("multi_linear", "x [2,3,4] with W [5,4], [2,4] + b [2], [3,4]",
+                   {{{2, 3, 4}}, {{5, 4}}, {{2, 4}}, {{3, 4}}, {{2}}}, [](const tensor_list& x) {
+                     return multi_linear(x[0], {x[1], x[2], x[3]}, {Tensor(), x[4], Tensor()}, {false, false, false});
+                   }));
+  v.push_back(make("multi_linear", "one weight, x [3,4] transposed", {{{4, 3}}, {{2, 4}}}, [](const tensor_list& x) {
+    return multi_linear(transpose(x[0], 0, 1), {x[1]}, {Tensor()}, {false});
+  }));
   for (auto& c : v)
-    if (c.op == "matmul") c.f32_tol = 1e-5;
+    if (c.op == "matmul" || c.op == "multi_linear") c.f32_tol = 1e-5;
 
   v.push_back(make("reshape", "[2,6] -> [3,4]", {{{2, 6}}}, [](const tensor_list& x) { return one(reshape(x[0], {3, -1})); }));
   v.push_back(make("permute", "[2,3,4] (2,0,1)", {{{2, 3, 4}}},
