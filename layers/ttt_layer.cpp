@@ -4,14 +4,12 @@
 #include <algorithm>
 #include <stdexcept>
 
-#include "autograd/autocast.h"
 #include "autograd/checkpoint.h"
 #include "autograd/cuda_graph.h"
 #include "autograd/ops.h"
 #include "layers/causal_conv.h"
 #include "layers/linear.h"
 #include "layers/norm.h"
-#include "layers/rope.h"
 #include "layers/ttt_dual.h"
 #include "layers/ttt_generic.h"
 #include "layers/ttt_layer_internal.h"
@@ -19,8 +17,10 @@
 
 namespace ttt {
 
+using ttt_layer_detail::bias_of;
 using ttt_layer_detail::cast;
 using ttt_layer_detail::require;
+using ttt_layer_detail::weight_of;
 
 namespace {
 
@@ -30,13 +30,6 @@ SegmentFn segment_fn(const std::string& impl) {
   if (impl == "generic") return generic_segment;
   throw std::invalid_argument("model.ttt.impl: expected auto | fused | dual | primal | generic, got '" + impl + "'");
 }
-
-// [B, T, nh·f] -> [B, nh, T, f]
-Tensor split_heads(const Tensor& x, int64_t nh, int64_t f) {
-  const int64_t B = x.shape()[0], T = x.shape()[1];
-  return permute(reshape(x, {B, T, nh, f}), {0, 2, 1, 3});
-}
-
 
 }  // namespace
 
@@ -205,100 +198,11 @@ tensor_list TTTMixer::initial_state(int64_t batch, DType dt) const {
   return W;
 }
 
-namespace {
-// A module's weight / bias, undefined when the configuration has no such module.
-template <class M> Tensor weight_of(const std::shared_ptr<M>& m) { return m ? m->weight : Tensor(); }
-template <class M> Tensor bias_of(const std::shared_ptr<M>& m) { return m ? m->bias : Tensor(); }
-}  // namespace
-
-// The parameters the layer's input side reads (prepare), in Input order; undefined where the
-// configuration has none. A checkpoint region passes stand-ins for them (forward_residual).
-enum Input : size_t { kQ, kQBias, kK, kKBias, kV, kVBias, kConvQ, kConvQBias, kConvK, kConvKBias, kLr, kLrBias };
-tensor_list TTTMixer::input_params() const {
-  return {weight_of(q_proj_), bias_of(q_proj_), weight_of(k_proj_), bias_of(k_proj_), weight_of(v_proj_),
-          bias_of(v_proj_), weight_of(conv_q_), bias_of(conv_q_), weight_of(conv_k_), bias_of(conv_k_),
-          lr_weight_, lr_bias_};
-}
-
 // The parameters the output side reads (the gate, gate_output, o_proj), in Output order.
 enum Output : size_t { kPostNorm, kPostNormBias, kGate, kGateBias, kOut, kOutBias };
 tensor_list TTTMixer::output_params() const {
   return {weight_of(post_norm_), bias_of(post_norm_), weight_of(g_proj_), bias_of(g_proj_),
           weight_of(o_proj_),    bias_of(o_proj_)};
-}
-
-// Note [bf16 activations]: with model.ttt.bf16_io under bf16 autocast (TTT-Linear or TTT-MLP through
-// the fused scan, training and forward), the tensors between the projections and the scan and between
-// the scan and o_proj are bf16, written so by their producers: the q/k, v and gate projections
-// (linear with low_output), the convs and RoPE (bf16 in, bf16 out), the scan (bf16 XQ, XK, XV in,
-// bf16 out) and the gated LayerNorm. The scan multiplies bf16 operands anyway and keeps its state
-// and sums in float32; what changes is what is stored between the ops (half the bytes: ~3
-// activations of [B, T, d_model] float32 fewer per layer) and what is cast (nothing). Decoding: a
-// prompt (step() with several tokens) runs so too, and TTT-Linear's prefill scan then keeps W in
-// registers (kernels/cuda/ttt_linear_fwd_warp.cuh); a single token keeps float32 (its state and the
-// conv tails are float32; the tails a bf16 prompt leaves hold bf16 values). The composite forms read float32:
-// run() casts. TTT-MLP's CUDA kernels read and write the bf16 tensors too; its CPU reference gets
-// float32 copies made on the way in (autograd/ops/ttt_mlp_scan.cpp).
-bool TTTMixer::low_precision_io(const Tensor& x) const {
-  return c_.bf16_io && Autocast::bf16_for(x) &&
-         (inner_->kind() == "linear" || inner_->kind() == "mlp") && c_.mini_batch > 0 &&
-         (impl_ == "auto" || impl_ == "fused");
-}
-
-ScanInputs TTTMixer::prepare(const Tensor& x, int64_t pos0, Tensor* q_tail, Tensor* k_tail) {
-  return prepare(x, pos0, q_tail, k_tail, input_params(), low_precision_io(x));
-}
-
-ScanInputs TTTMixer::prepare(const Tensor& x, int64_t pos0, Tensor* q_tail, Tensor* k_tail, const tensor_list& p,
-                             bool low) {
-  check_defined("TTT layer", x);
-  require(x.dim() == 3 && x.shape()[2] == width_,
-          "TTT layer: expected input [B, T, " + std::to_string(width_) + "], got " + x.shape().str());
-  const int64_t T = x.shape()[1];
-  const DType dt = inner_dtype(x.dtype());
-  Tensor xq, xk, xv, gate;
-  if (mamba_) {
-    // Shared Q/K projection, then separate causal convs (ttt.py get_qkv_projections, share_qk).
-    // Decoding steps the modules' convs through their tails (no checkpoint region is involved).
-    Tensor xqk;
-    if (low && !GradMode::is_enabled() && g_proj_) {
-      const tensor_list y = prompt_projections(x);
-      xqk = y[0], xv = y[1], gate = y[2];
-    } else {
-      xqk = linear(x, p[kQ], p[kQBias], low);
-    }
-    // A bf16 prompt continues float32 tails (CausalConv1d::step: read rounded to bf16 in the conv's
-    // kernel); the tails it leaves (the prompt's last bf16 inputs) are exact in float32.
-    xq = q_tail ? conv_q_->step(xqk, *q_tail) : causal_conv1d(xqk, p[kConvQ], p[kConvQBias]);
-    xk = k_tail ? conv_k_->step(xqk, *k_tail) : causal_conv1d(xqk, p[kConvK], p[kConvKBias]);
-  } else {
-    xq = linear(x, p[kQ], p[kQBias], low);
-    xk = linear(x, p[kK], p[kKBias], low);
-  }
-  // Low: the heads stay bf16 (Note [bf16 activations]); else the inner dtype.
-  const auto heads = [&](const Tensor& t) { return low ? split_heads(t, nh_, f_) : cast(split_heads(t, nh_, f_), dt); };
-  ScanInputs in;
-  in.XQ = heads(xq);
-  in.XK = heads(xk);
-  in.XV = heads(xv.defined() ? xv : linear(x, p[kV], p[kVBias], low));
-  in.gate = gate;
-  if (c_.rope) {
-    // Positions inside the mini-batch, t mod K (ttt.py: position_ids % mini_batch_size).
-    std::vector<int64_t> pos(T);
-    for (int64_t t = 0; t < T; ++t) pos[t] = c_.mini_batch > 0 ? (pos0 + t) % c_.mini_batch : pos0 + t;
-    Tensor pt = from_vector_i64(pos, {T});
-    in.XQ = apply_rope(in.XQ, pt, rope_theta_);
-    in.XK = apply_rope(in.XK, pt, rope_theta_);
-  }
-  // lr_j = base_lr · mult · σ(θ_lr,h · x_j + b_h) / f, from the layer's input x (ttt.py get_eta).
-  const double scale = base_lr_ * lr_mult_ / static_cast<double>(f_);
-  if (c_.learnable_lr) {
-    Tensor logits = add(matmul(x, transpose(cast(p[kLr], x.dtype()), 0, 1)), cast(p[kLrBias], x.dtype()));
-    in.lr = cast(permute(scaled_sigmoid(logits, scale), {0, 2, 1}), dt);  // [B, nh, T]
-  } else {
-    in.lr = full({x.shape()[0], nh_, T}, scale, opts(dt, x.device()));
-  }
-  return in;
 }
 
 // Runs the scan from state st at absolute position pos0. Forward: the configured form throughout,
@@ -335,29 +239,6 @@ Tensor TTTMixer::finish(const Tensor& x, const Tensor& heads_out, const Tensor& 
   const bool low = low_gate(x.dtype(), heads_out);
   const Tensor gate = !mamba_ ? Tensor() : gate0.defined() && low ? gate0 : linear(x, p[kGate], p[kGateBias], low);
   return o_proj_->forward(gate_output(gate, heads_out, x.dtype(), p));
-}
-
-// A prompt under bf16 autocast with grad mode off (prepare's low path, Mamba backbone): the Q/K,
-// V and gate projections of x as one product, [Wqk; Wv; Wg] concatenated in bf16 (made again when
-// a weight changes), each output a column slice of it. The same bf16 operands and float32 sums as
-// three products (linear with low output), at a third of the launches: at batch 1 × 4,096 tokens
-// three products of N = 768 leave an H200 mostly idle.
-tensor_list TTTMixer::prompt_projections(const Tensor& x) {
-  const tensor_list p = {q_proj_->weight, q_proj_->bias, v_proj_->weight, v_proj_->bias, g_proj_->weight, g_proj_->bias};
-  const uint64_t stamp = data_stamp(p);
-  const DType low = Autocast::dtype();
-  if (!prompt_proj_.w.defined() || prompt_proj_.stamp != stamp || prompt_proj_.w.device() != x.device() ||
-      prompt_proj_.w.dtype() != low) {
-    prompt_proj_.w = cat({p[0], p[2], p[4]}, 0).to(low);
-    // The biases in the dtype linear() adds them in (the product's); a missing one as zeros.
-    const bool bias = p[1].defined() || p[3].defined() || p[5].defined();
-    const auto b = [&](const Tensor& t) { return t.defined() ? t : zeros({width_}, opts(p[0].dtype(), x.device())); };
-    prompt_proj_.b = bias ? cat({b(p[1]), b(p[3]), b(p[5])}, 0).to(low) : Tensor();
-    prompt_proj_.stamp = stamp;
-  }
-  const Tensor y = linear(x, prompt_proj_.w, prompt_proj_.b, /*low_output=*/true);
-  const int64_t n = width_;
-  return {narrow(y, 2, 0, n), narrow(y, 2, n, n), narrow(y, 2, 2 * n, n)};
 }
 
 // Whether the gate and the gated norm run in bf16: bf16 heads (Note [bf16 activations]) from a
@@ -488,10 +369,14 @@ ResidualOutput TTTMixer::forward_residual(const Tensor& h, const RMSNorm& norm, 
           x = rms_norm(h1, a[1], eps);
         }
         const bool low = low_precision_io(x);
-        const ScanInputs in = prepare(x, 0, nullptr, nullptr, tensor_list(first_input, a.end()), low);
+        // The gate is one of the input side's products (input_products), in the dtype finish()
+        // picks: bf16 heads come only from the fused scan, so where it does not take this call
+        // the gate is made again in float32.
+        const GateProduct gate{a[2], a[3], post_norm_ && low};
+        const ScanInputs in = prepare(x, 0, nullptr, nullptr, tensor_list(first_input, a.end()), low,
+                                      mamba_ ? &gate : nullptr);
         tensor_list o = {in.XQ, in.XK, in.XV, in.lr};
-        // The gate's dtype as finish() picks it: bf16 heads come only from the fused scan.
-        if (mamba_) o.push_back(linear(x, a[2], a[3], post_norm_ && low && use_fused(in)));
+        if (mamba_) o.push_back(gate.low && !use_fused(in) ? linear(x, a[2], a[3]) : in.gate);
         if (pre_fn) o.push_back(h1);
         return o;
       },

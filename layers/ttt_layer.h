@@ -85,9 +85,21 @@ class TTTMixer : public SequenceMixer {
   int64_t head_dim() const { return f_; }
 
  private:
+  // The output gate's weights and output dtype, for a caller that has the input side make the gate
+  // with its other products of x (forward_residual).
+  struct GateProduct {
+    Tensor w, b;
+    bool low;
+  };
+  // x's products that the input side reads (ttt_input.cpp): q is the shared Q/K on the Mamba
+  // backbone; k is undefined there; gate and lr_logits where asked for / configured.
+  struct InputProducts {
+    Tensor q, k, v, gate, lr_logits;
+  };
   ScanInputs prepare(const Tensor& x, int64_t pos0, Tensor* q_tail, Tensor* k_tail);
   ScanInputs prepare(const Tensor& x, int64_t pos0, Tensor* q_tail, Tensor* k_tail, const tensor_list& params,
-                     bool low);
+                     bool low, const GateProduct* gate = nullptr);
+  InputProducts input_products(const Tensor& x, const tensor_list& params, bool low, const GateProduct* gate);
   // Whether a forward on x keeps the scan's inputs and output in bf16 (Note [bf16 activations]).
   bool low_precision_io(const Tensor& x) const;
   tensor_list input_params() const;
