@@ -141,7 +141,9 @@ tensor_list fused_backward(const tensor_list& in, const Tensor& states, const Te
   return grads;
 }
 
-// W1, b1, W2, b2 of a flat [B, H, state_size] tensor as [B, H, f, h], [B, H, h], [B, H, h, f], [B, H, f].
+// W1, b1, W2, b2 of a flat [B, H, state_size] tensor as [B, H, f, h], [B, H, h], [B, H, h, f], [B, H, f]:
+// views of it (each head's block of each part is contiguous), not copies. Training drops them;
+// a prompt's decoding keeps them as its state (the decode kernels read per-head blocks).
 tensor_list split_state(const Tensor& flat, const TTTMLPScanShape& s) {
   const int64_t B = s.batch, H = s.heads, f = s.head_dim, h = s.hidden;
   const Shape shapes[] = {{B, H, f, h}, {B, H, h}, {B, H, h, f}, {B, H, f}};
@@ -149,7 +151,7 @@ tensor_list split_state(const Tensor& flat, const TTTMLPScanShape& s) {
   int64_t off = 0;
   for (const Shape& sh : shapes) {
     const int64_t n = sh.numel() / (B * H);
-    parts.push_back(reshape(contiguous(narrow(flat, 2, off, n)), sh));
+    parts.push_back(reshape(narrow(flat, 2, off, n), sh));
     off += n;
   }
   return parts;
