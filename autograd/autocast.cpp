@@ -1,6 +1,8 @@
 // autograd/autocast.cpp
 #include "autograd/autocast.h"
 
+#include <algorithm>
+
 #include <list>
 #include <memory>
 #include <stdexcept>
@@ -112,6 +114,40 @@ Tensor Autocast::cached_cast(const Tensor& x, DType d) {
   remember_cast(x, y);
   if (weight) keep_weight_cast(x, y);
   return y;
+}
+
+namespace {
+// Whether e is a cast of a view inside contiguous parameter p's elements (parameters may share a
+// storage: a view of another one is not p's).
+bool casts_view_of(const CastEntry& e, const Tensor& p) {
+  const TensorImpl* t = p.impl();
+  if (e.raw != t->storage.get() || e.storage.expired() || e.offset < t->offset) return false;
+  int64_t last = e.offset;
+  for (size_t d = 0; d < e.shape.size(); ++d) {
+    if (e.shape[d] == 0) return false;
+    last += (e.shape[d] - 1) * e.strides[d];
+  }
+  return last < t->offset + p.numel();
+}
+}  // namespace
+
+bool Autocast::weight_cast_kept(const Tensor& p, DType d) {
+  return std::any_of(g_weight_casts.begin(), g_weight_casts.end(), [&](const CastEntry& e) {
+    return casts_view_of(e, p) && e.version == p.version() && e.dtype == d;
+  });
+}
+
+void Autocast::refresh_weight_casts(const Tensor& p, const Tensor& cast) {
+  const TensorImpl* t = p.impl();
+  if (!p.is_contiguous() || !cast.is_contiguous() || cast.shape() != p.shape())
+    throw std::invalid_argument("refresh_weight_casts: expected a contiguous parameter and a contiguous cast of its shape, got " +
+                                p.str() + " and " + cast.str());
+  // p and cast are both contiguous of one shape: element offsets within them agree.
+  for (CastEntry& e : g_weight_casts) {
+    if (!casts_view_of(e, p) || e.dtype != cast.dtype()) continue;
+    e.cast = make_view(cast, e.shape, e.strides, cast.offset() + (e.offset - t->offset));
+    e.version = t->storage->version;
+  }
 }
 
 void Autocast::remember_cast(const Tensor& x, const Tensor& cast) {

@@ -36,6 +36,14 @@ struct Autocast {
   // made x) as the cast of x, which the next cached_cast(x, cast.dtype()) then hands back instead
   // of casting (add_rms_norm writes its output's bf16 copy when a prompt's products will read it).
   static void remember_cast(const Tensor& x, const Tensor& cast);
+  // Whether a cast of (a view of) parameter p to dtype d is kept: a product cast p at its current
+  // version. The optimizer then has its update write p's next cast (trainer/optimizer.cpp).
+  static bool weight_cast_kept(const Tensor& p, DType d);
+  // After the update of parameter p (contiguous) bumped its version: `cast` holds p's new values
+  // in cast's dtype, contiguous, p's shape (written by the optimizer's kernel). Every kept cast
+  // of a view of p becomes the same view of `cast` at p's new version, so the next products read
+  // it instead of casting p again.
+  static void refresh_weight_casts(const Tensor& p, const Tensor& cast);
   // Whether a bf16 autocast scope is on and x is float32: an activation made from x that only
   // products read may then be written as bf16 (model.bf16_activations, model.ttt.bf16_io).
   static bool bf16_for(const Tensor& x);

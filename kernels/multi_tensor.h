@@ -11,6 +11,9 @@
 // smath::adamw_step (kernels/scalar_math.h), as in Backend::adamw, so the parameters and moments
 // are bit-identical to one adamw call per tensor on the same device. A null grad is a zero
 // gradient (a parameter the loss did not reach: optax still decays its moments and weights).
+// A tensor with `low` also gets its updated weights rounded to bf16 there (bf16::from_float, as the
+// cast kernels round): the next step's autocast products read that copy instead of casting the
+// weight again (Autocast::refresh_weight_casts; trainer/optimizer.cpp).
 //
 // SumSqMulti — for every tensor, the sum of its squared elements into *out (float32): the value
 // Backend::reduce(ReduceOp::sum_sq) gives for the whole tensor (read as float32; bf16 elements are
@@ -33,6 +36,7 @@ struct AdamWTensor {
   float* v = nullptr;
   int64_t n = 0;                  // elements (all contiguous)
   double weight_decay = 0;
+  bf16* low = nullptr;            // when set: the updated param rounded to bf16 (as a cast rounds it)
 };
 
 struct AdamWMulti final : FusedCall {

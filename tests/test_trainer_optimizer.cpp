@@ -8,8 +8,10 @@
 #include <cstring>
 #include <vector>
 
+#include "autograd/autocast.h"
 #include "autograd/engine.h"
 #include "autograd/ops.h"
+#include "kernels/profiler.h"
 #include "layers/language_model.h"
 #include "tests/cuda_test_util.h"
 #include "trainer/config.h"
@@ -201,4 +203,55 @@ TEST_CASE("the optimizer step: multi-tensor kernels and the per-tensor path give
 TEST_CASE("the optimizer step: multi-tensor kernels and the per-tensor path give the same bits (CUDA)") {
   TTT_REQUIRE_GPU();
   check_multi_vs_per_tensor_steps(cuda());
+}
+
+namespace {
+
+// Under bf16 autocast a training step casts W (read as Wᵀ by x Wᵀ) and V (read as it is): the
+// optimizer's kernel writes their next casts, which the next step's products read (no cast
+// kernel), equal bit for bit to casting the updated weights; b, never cast, gets none.
+void check_optimizer_writes_weight_casts(Device dev) {
+  Generator g(21);
+  Tensor W = randn({6, 5}, g).to(dev).set_requires_grad(true), V = randn({6, 4}, g).to(dev).set_requires_grad(true);
+  Tensor b = randn({4}, g).to(dev).set_requires_grad(true);
+  const Tensor x = randn({3, 5}, g).to(dev);
+  AdamW opt({{"W", W}, {"V", V}, {"b", b}}, {});
+  const auto step_loss = [&] {
+    AutocastGuard ac(DType::bf16);
+    return sum(add(matmul(matmul(x, transpose(W, 0, 1)), V), b));
+  };
+  backward({step_loss()});
+  CHECK(Autocast::weight_cast_kept(W, DType::bf16));
+  CHECK(Autocast::weight_cast_kept(V, DType::bf16));
+  CHECK_FALSE(Autocast::weight_cast_kept(b, DType::bf16));
+  opt.step(1e-2);
+  CHECK(Autocast::weight_cast_kept(W, DType::bf16));  // at the new version: written by the update
+  CHECK_FALSE(Autocast::weight_cast_kept(b, DType::bf16));
+  {
+    AutocastGuard ac(DType::bf16);
+    Profiler::reset();
+    Profiler::set_enabled(true);
+    const Tensor wt = Autocast::cached_cast(transpose(W, 0, 1), DType::bf16), v = Autocast::cached_cast(V, DType::bf16);
+    Profiler::set_enabled(false);
+    CHECK(Profiler::snapshot().empty());  // no kernel: the optimizer's casts
+    CHECK(bits_of(contiguous(transpose(wt, 0, 1))) == bits_of(W.detach().to(DType::bf16)));
+    CHECK(bits_of(v.contiguous()) == bits_of(V.detach().to(DType::bf16)));
+  }
+  // A second step reads them and the optimizer writes the next ones.
+  W.zero_grad(), V.zero_grad(), b.zero_grad();
+  backward({step_loss()});
+  opt.step(1e-2);
+  AutocastGuard ac(DType::bf16);
+  CHECK(bits_of(Autocast::cached_cast(V, DType::bf16).contiguous()) == bits_of(V.detach().to(DType::bf16)));
+}
+
+}  // namespace
+
+TEST_CASE("AdamW writes the next bf16 casts of the weights autocast products cast (CPU)") {
+  check_optimizer_writes_weight_casts(cpu());
+}
+
+TEST_CASE("AdamW writes the next bf16 casts of the weights autocast products cast (CUDA)") {
+  TTT_REQUIRE_GPU();
+  check_optimizer_writes_weight_casts(cuda());
 }

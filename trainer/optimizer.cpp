@@ -5,6 +5,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "autograd/autocast.h"
 #include "autograd/ops.h"
 #include "kernels/multi_tensor.h"
 
@@ -32,10 +33,13 @@ void AdamW::step(double lr, double grad_scale) {
   ++t_;
   const double bc1 = 1.0 - std::pow(opt_.beta1, static_cast<double>(t_));
   const double bc2 = 1.0 - std::pow(opt_.beta2, static_cast<double>(t_));
-  if (multi_tensor_) step_multi_tensor(lr, grad_scale, bc1, bc2);
+  std::vector<std::pair<Tensor, Tensor>> casts;
+  if (multi_tensor_) casts = step_multi_tensor(lr, grad_scale, bc1, bc2);
   else step_per_tensor(lr, grad_scale, bc1, bc2);
   // The parameters changed behind autograd's back: saved copies of them are now stale.
   for (auto& s : slots_) s.param.bump_version();
+  // The bf16 casts of the new weights that the update wrote: the next step's products read them.
+  for (const auto& [p, c] : casts) Autocast::refresh_weight_casts(p, c);
 }
 
 namespace {
@@ -79,7 +83,12 @@ void AdamW::step_per_tensor(double lr, double grad_scale, double bc1, double bc2
 
 // One AdamWMulti per device. A parameter without a gradient gets a null grad: the kernel's zero
 // gradient, the same update as the per-tensor path's zeros without allocating or filling them.
-void AdamW::step_multi_tensor(double lr, double grad_scale, double bc1, double bc2) {
+// A parameter that autocast products cast to bf16 at its current version (the last step's) gets
+// its next cast written by the same kernel (AdamWTensor::low): returned as (parameter, cast) for
+// step() to hand to autocast once the version is bumped. That saves a cast kernel per weight and
+// step (about a hundred launches for a 125M model) and reading the float32 weights again.
+std::vector<std::pair<Tensor, Tensor>> AdamW::step_multi_tensor(double lr, double grad_scale, double bc1, double bc2) {
+  std::vector<std::pair<Tensor, Tensor>> casts;
   std::vector<Tensor> grads;  // contiguous copies stay alive until their kernels are enqueued
   grads.reserve(slots_.size());
   std::vector<std::pair<Device, std::vector<AdamWTensor>>> by_device;
@@ -93,6 +102,10 @@ void AdamW::step_multi_tensor(double lr, double grad_scale, double bc1, double b
     t.v = s.v.data<float>();
     t.n = s.param.numel();
     t.weight_decay = s.decay ? opt_.weight_decay : 0.0;
+    if (Autocast::weight_cast_kept(s.param, DType::bf16)) {
+      casts.emplace_back(s.param, empty(s.param.shape(), opts(DType::bf16, s.param.device())));
+      t.low = static_cast<bf16*>(casts.back().second.data_ptr());
+    }
     grads.push_back(std::move(g));
     const Device dev = s.param.device();
     auto it = std::find_if(by_device.begin(), by_device.end(), [&](const auto& d) { return d.first == dev; });
@@ -112,6 +125,7 @@ void AdamW::step_multi_tensor(double lr, double grad_scale, double bc1, double b
     call.grad_scale = grad_scale;
     backend(dev).run(call);
   }
+  return casts;
 }
 
 void AdamW::zero_grad() {

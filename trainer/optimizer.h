@@ -62,7 +62,7 @@ class AdamW {
   bool multi_tensor_ = true;
 
   void step_per_tensor(double lr, double grad_scale, double bc1, double bc2);
-  void step_multi_tensor(double lr, double grad_scale, double bc1, double bc2);
+  std::vector<std::pair<Tensor, Tensor>> step_multi_tensor(double lr, double grad_scale, double bc1, double bc2);
 };
 
 // The decay filter of `train.decay_all: false`: no decay for 1-D tensors (norm weights, biases,

@@ -24,7 +24,8 @@ void check_grad_dtype(const char* what, DType dt) {
 double AdamWMulti::bytes() const {
   double b = 0;
   for (size_t i = 0; i < count; ++i)
-    b += static_cast<double>(tensors[i].n) * (24.0 + (tensors[i].grad ? dtype_size(tensors[i].grad_dtype) : 0));
+    b += static_cast<double>(tensors[i].n) *
+         (24.0 + (tensors[i].grad ? dtype_size(tensors[i].grad_dtype) : 0) + (tensors[i].low ? 2.0 : 0));
   return b;
 }
 
@@ -71,6 +72,7 @@ void adamw_multi(const AdamWMulti& c) {
                       : bf16_grad ? static_cast<const bf16*>(t.grad)[i].to_float()
                                   : static_cast<const float*>(t.grad)[i];
       smath::adamw_step(t.param[i], t.m[i], t.v[i], g, t.weight_decay, s);
+      if (t.low) t.low[i] = bf16::from_float(t.param[i]);
     }
   }
 }

@@ -33,10 +33,11 @@ __global__ void __launch_bounds__(kThreads) random_kernel(T* __restrict__ out, i
 
 // Elements [b, e) of one tensor by the threads of a block (the per-tensor kernel: the whole grid),
 // 16-byte vectors when VEC is 4. A null grad is a zero gradient.
+// low (when not null): the updated weights rounded to bf16 as well (AdamWTensor::low).
 template <class G, int VEC>
 __device__ __forceinline__ void adamw_span(float* __restrict__ p, float* __restrict__ m, float* __restrict__ v,
-                                           const G* __restrict__ g, int64_t b, int64_t e, int64_t first,
-                                           int64_t step, double wd, const smath::AdamWScalars& s) {
+                                           const G* __restrict__ g, bf16* __restrict__ low, int64_t b, int64_t e,
+                                           int64_t first, int64_t step, double wd, const smath::AdamWScalars& s) {
   const int64_t nvec = (e - b) / VEC;
   for (int64_t j = first; j < nvec; j += step) {
     const int64_t o = b + j * VEC;
@@ -49,22 +50,28 @@ __device__ __forceinline__ void adamw_span(float* __restrict__ p, float* __restr
     store_vec<VEC>(p + o, pp);
     store_vec<VEC>(m + o, mm);
     store_vec<VEC>(v + o, vv);
+    if (low) {
+#pragma unroll
+      for (int k = 0; k < VEC; ++k) low[o + k] = bf16::from_float(pp.v[k]);
+    }
   }
-  for (int64_t o = b + nvec * VEC + first; o < e; o += step)
+  for (int64_t o = b + nvec * VEC + first; o < e; o += step) {
     smath::adamw_step(p[o], m[o], v[o], g ? static_cast<float>(to_compute(g[o])) : 0.0f, wd, s);
+    if (low) low[o] = bf16::from_float(p[o]);
+  }
 }
 
 template <class G, int VEC>
 __global__ void __launch_bounds__(kThreads) adamw_kernel(float* __restrict__ param, float* __restrict__ m,
                                                          float* __restrict__ v, const G* __restrict__ grad, int64_t n,
                                                          double wd, const __grid_constant__ smath::AdamWScalars s) {
-  adamw_span<G, VEC>(param, m, v, grad, 0, n, static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x,
+  adamw_span<G, VEC>(param, m, v, grad, nullptr, 0, n, static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x,
                      static_cast<int64_t>(gridDim.x) * blockDim.x, wd, s);
 }
 
 // The multi-tensor kernel (kernels/multi_tensor.h). A launch's tensor table travels as the
 // kernel's parameters (__grid_constant__: read in place from the constant bank, never copied per
-// thread). 512 tensors take 27 KB of the 32 KB kernel parameters may hold (CUDA >= 12.1); a longer
+// thread). 512 tensors take 31 KB of the 32 KB kernel parameters may hold (CUDA >= 12.1); a longer
 // list takes more launches. Each block updates one chunk of kAdamWChunk elements (8 vectors per
 // thread) and finds its tensor by a binary search over the tensors' cumulative chunk counts.
 constexpr int kMultiTensors = 512;
@@ -78,6 +85,7 @@ struct AdamWTable {
   float* v[kMultiTensors];
   int64_t n[kMultiTensors];
   double wd[kMultiTensors];
+  bf16* low[kMultiTensors];
   uint32_t chunk_end[kMultiTensors];  // chunks of tensors 0..i together
   uint8_t kind[kMultiTensors];        // kGradBf16 | kGradZero | kAligned
   int count;
@@ -99,7 +107,7 @@ __global__ void __launch_bounds__(kThreads) adamw_multi_kernel(const __grid_cons
   const void* g = kind & kGradZero ? nullptr : t.grad[lo];
   auto span = [&](auto gtag, auto vec) {
     using G = decltype(gtag);
-    adamw_span<G, decltype(vec)::value>(t.param[lo], t.m[lo], t.v[lo], static_cast<const G*>(g), b, e, threadIdx.x,
+    adamw_span<G, decltype(vec)::value>(t.param[lo], t.m[lo], t.v[lo], static_cast<const G*>(g), t.low[lo], b, e, threadIdx.x,
                                         blockDim.x, t.wd[lo], s);
   };
   using V4 = std::integral_constant<int, 4>;
@@ -173,9 +181,10 @@ void adamw_multi(Backend& be0, const AdamWMulti& c) {
         t.v[k] = x.v;
         t.n[k] = x.n;
         t.wd[k] = x.weight_decay;
+        t.low[k] = x.low;
         t.chunk_end[k] = static_cast<uint32_t>(blocks_end);
         const bool aligned = is_aligned(x.param, 16) && is_aligned(x.m, 16) && is_aligned(x.v, 16) &&
-                             (!x.grad || is_aligned(x.grad, bf ? 8 : 16));
+                             (!x.grad || is_aligned(x.grad, bf ? 8 : 16)) && (!x.low || is_aligned(x.low, 8));
         t.kind[k] = static_cast<uint8_t>((bf ? kGradBf16 : 0) | (x.grad ? 0 : kGradZero) | (aligned ? kAligned : 0));
       },
       [&](int entries, int64_t blocks) {
