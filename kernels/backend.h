@@ -217,9 +217,11 @@ class Backend {
   virtual void cross_entropy_fwd(float* loss, float* lse, const void* logits, const int64_t* targets,
                                  int64_t rows, int64_t cols, int64_t ignore_index, DType dt) = 0;
   // dlogits = dloss[row] * (softmax(x) - onehot(target)), 0 for ignored rows. dloss f32 [rows].
+  // dlogits has dtype dx_dt: the logits' dt, or bf16 for float32 logits (a GEMM operand: the
+  // float32 value rounded once to bf16, as a cast of it would be).
   virtual void cross_entropy_bwd(void* dlogits, const float* dloss, const void* logits,
                                  const float* lse, const int64_t* targets, int64_t rows,
-                                 int64_t cols, int64_t ignore_index, DType dt) = 0;
+                                 int64_t cols, int64_t ignore_index, DType dt, DType dx_dt) = 0;
 
   // --- fused elementwise (any strides, like unary/binary) -----------------------------------------
   // Rotary position embedding of interleaved pairs (x[2i], x[2i+1]) of the last dim of `in`:

@@ -169,8 +169,9 @@ class ProfilingBackend final : public Backend {
     timed("cross_entropy_fwd", rb(r, c, dt, 1), [&] { b_.cross_entropy_fwd(l, lse, x, t, r, c, ig, dt); });
   }
   void cross_entropy_bwd(void* dx, const float* dl, const void* x, const float* lse, const int64_t* t, int64_t r,
-                         int64_t c, int64_t ig, DType dt) override {
-    timed("cross_entropy_bwd", rb(r, c, dt, 2), [&] { b_.cross_entropy_bwd(dx, dl, x, lse, t, r, c, ig, dt); });
+                         int64_t c, int64_t ig, DType dt, DType dx_dt) override {
+    timed("cross_entropy_bwd", rb(r, c, dt, 1) + rb(r, c, dx_dt, 1),
+          [&] { b_.cross_entropy_bwd(dx, dl, x, lse, t, r, c, ig, dt, dx_dt); });
   }
   void rope(const View& o, const View& i, const View& c, const View& s, int td, bool inv) override {
     timed("rope", vb(o) + vb(i) + vb(c) + vb(s), [&] { b_.rope(o, i, c, s, td, inv); });

@@ -226,7 +226,7 @@ int main(int argc, char** argv) {
               2.0 * rows * V);
     report_bw("cross_entropy bwd bf16 [16384,32000]", time_ms([&] {
                 gpu().cross_entropy_bwd(dx.p, static_cast<float*>(dl.p), x.p, static_cast<float*>(lse.p), tp, rows,
-                                        V, -100, DType::bf16);
+                                        V, -100, DType::bf16, DType::bf16);
               }),
               4.0 * rows * V);
     gpu().free(tg, rows * 8);

@@ -183,9 +183,21 @@ TEST_CASE("cuda cross_entropy forward and backward with ignore_index, vocabulary
           auto f = [&](const Pair& p) { return (dev ? p.g : p.c).data<float>(); };
           (dev ? gpu_be() : cpu_be())
               .cross_entropy_bwd((dev ? dx.g : dx.c).data_ptr(), f(dloss), (dev ? x.g : x.c).data_ptr(), f(lse_ref),
-                                 (dev ? t.g : t.c).data<int64_t>(), rows, cols, ignore, dt);
+                                 (dev ? t.g : t.c).data<int64_t>(), rows, cols, ignore, dt, dt);
         }
         expect_close(dx, dt == DType::f64 ? Tol{1e-12, 1e-10} : tol_for(dt), what + " dlogits");
+        if (dt == DType::f32) {  // bf16 dlogits of float32 logits (linear_cross_entropy's P)
+          Pair dxb = poisoned({rows, cols}, DType::bf16);
+          for (int dev = 0; dev < 2; ++dev) {
+            auto f = [&](const Pair& p) { return (dev ? p.g : p.c).data<float>(); };
+            (dev ? gpu_be() : cpu_be())
+                .cross_entropy_bwd((dev ? dxb.g : dxb.c).data_ptr(), f(dloss), (dev ? x.g : x.c).data_ptr(),
+                                   f(lse_ref), (dev ? t.g : t.c).data<int64_t>(), rows, cols, ignore, dt, DType::bf16);
+          }
+          expect_close(dxb, tol_for(DType::bf16), what + " bf16 dlogits");
+          // The GPU's float32 dlogits rounded: the same bits as its bf16 ones.
+          CHECK(max(abs(sub(dxb.g.to(cpu()).to(DType::f32), dx.g.to(DType::bf16).to(cpu()).to(DType::f32)))).item() == 0.0);
+        }
       }
   // A target outside [0, cols) is reported at the next synchronization.
   Tensor x = random_cpu({2, 5}, DType::f32, gen).to(cuda());

@@ -205,10 +205,24 @@ TEST_CASE("float64 through the norm and cross-entropy kernels (float32 statistic
                          DType::f64);
     Tensor dloss = randn({rows}, g, opts(DType::f32));
     be.cross_entropy_bwd(dx.data_ptr(), dloss.data<float>(), x.data_ptr(), lse.data<float>(), tg.data<int64_t>(),
-                         rows, cols, -1, DType::f64);
+                         rows, cols, -1, DType::f64, DType::f64);
     Tensor l64 = cross_entropy(x, tg, -1, "none");
     check_close(loss, l64.detach(), kF32Stats, "cross_entropy loss");
     tensor_list ref = grad({l64}, {x}, {dloss.to(DType::f64)});
     check_close(dx, ref[0], kF32Stats, "cross_entropy dlogits");
+    // bf16 dlogits of float32 logits: the float32 dlogits rounded once, bit for bit.
+    const Tensor x32 = x.to(DType::f32);
+    Tensor loss32 = empty({rows}, opts(DType::f32)), lse32 = empty({rows}, opts(DType::f32));
+    be.cross_entropy_fwd(loss32.data<float>(), lse32.data<float>(), x32.data_ptr(), tg.data<int64_t>(), rows, cols, -1,
+                         DType::f32);
+    Tensor dx32 = empty({rows, cols}, opts(DType::f32)), dxb = full({rows, cols}, NAN, opts(DType::bf16));
+    be.cross_entropy_bwd(dx32.data_ptr(), dloss.data<float>(), x32.data_ptr(), lse32.data<float>(),
+                         tg.data<int64_t>(), rows, cols, -1, DType::f32, DType::f32);
+    be.cross_entropy_bwd(dxb.data_ptr(), dloss.data<float>(), x32.data_ptr(), lse32.data<float>(),
+                         tg.data<int64_t>(), rows, cols, -1, DType::f32, DType::bf16);
+    CHECK(max(abs(sub(dxb.to(DType::f32), dx32.to(DType::bf16).to(DType::f32)))).item() == 0.0);
+    CHECK_THROWS_WITH_AS(be.cross_entropy_bwd(dxb.data_ptr(), dloss.data<float>(), x.data_ptr(), lse.data<float>(),
+                                              tg.data<int64_t>(), rows, cols, -1, DType::f64, DType::bf16),
+                         doctest::Contains("dlogits must be"), std::invalid_argument);
   }
 }

@@ -36,16 +36,6 @@ Reduction parse_reduction(const std::string& r) {
   throw std::invalid_argument("cross_entropy: reduction must be \"mean\", \"sum\" or \"none\", got \"" + r + "\"");
 }
 
-void check_targets(const Tensor& tg, int64_t classes, int64_t ignore_index, const Tensor& logits) {
-  std::vector<int64_t> t = tg.tolist<int64_t>();
-  for (size_t i = 0; i < t.size(); ++i)
-    if (t[i] != ignore_index && (t[i] < 0 || t[i] >= classes))
-      throw std::invalid_argument("cross_entropy: target " + std::to_string(t[i]) + " (at flat position " +
-                                  std::to_string(i) + ") is out of range [0, " + std::to_string(classes) +
-                                  ") for logits " + logits.shape().str() + " (ignore_index " +
-                                  std::to_string(ignore_index) + ")");
-}
-
 // Per-row losses [rows] in float32 (fused) and the row logsumexp (float32).
 void fused_forward(const Tensor& x2, const Tensor& tg, int64_t ignore_index, Tensor& loss, Tensor& lse) {
   const int64_t rows = x2.shape()[0], classes = x2.shape()[1];
@@ -86,7 +76,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
   {
     NoGradGuard ng;
     tg = reshape(kc::contiguous(targets.to(DType::i64)), {rows});
-    if (!fused || logits.device().is_cpu()) check_targets(tg, classes, ignore_index, logits);
+    if (!fused || logits.device().is_cpu()) kc::check_targets(tg, classes, ignore_index, logits.shape());
     Tensor x2 = reshape(kc::contiguous(logits.detach()), {rows, classes});
     // Losses are reduced in their own precision (float32 on the fused path), then cast.
     Tensor loss;
@@ -119,7 +109,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
                if (rows > 0)
                  backend(x.device()).cross_entropy_bwd(dx.data_ptr(), dloss.data<float>(), xc.data_ptr(),
                                                        lse.data<float>(), tg.data<int64_t>(), rows, classes,
-                                                       ignore_index, x.dtype());
+                                                       ignore_index, x.dtype(), x.dtype());
                return tensor_list{dx};
              }
              // Differentiable: one cross_entropy_backward node (its own backward a fused kernel).

@@ -38,7 +38,7 @@ Tensor values(const Tensor& x, const Tensor& w, const Tensor& tg, int64_t ignore
   Tensor dx = empty(x.shape(), opts(x.dtype(), x.device()));
   if (rows > 0 && classes > 0)
     backend(x.device()).cross_entropy_bwd(dx.data_ptr(), dloss.data<float>(), x.data_ptr(), lse.data<float>(),
-                                          tg.data<int64_t>(), rows, classes, ignore_index, x.dtype());
+                                          tg.data<int64_t>(), rows, classes, ignore_index, x.dtype(), x.dtype());
   return dx;
 }
 

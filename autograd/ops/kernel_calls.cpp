@@ -177,6 +177,16 @@ namespace {
 DType compare_dtype(int64_t classes) { return classes <= (int64_t{1} << 24) ? DType::f32 : DType::f64; }
 }  // namespace
 
+void check_targets(const Tensor& tg, int64_t classes, int64_t ignore_index, const Shape& logits_shape) {
+  const std::vector<int64_t> t = tg.tolist<int64_t>();
+  for (size_t i = 0; i < t.size(); ++i)
+    if (t[i] != ignore_index && (t[i] < 0 || t[i] >= classes))
+      throw std::invalid_argument("cross_entropy: target " + std::to_string(t[i]) + " (at flat position " +
+                                  std::to_string(i) + ") is out of range [0, " + std::to_string(classes) +
+                                  ") for logits " + logits_shape.str() + " (ignore_index " +
+                                  std::to_string(ignore_index) + ")");
+}
+
 Tensor valid_rows(const Tensor& tg, int64_t classes, int64_t ignore_index, DType dt) {
   NoGradGuard ng;
   DType cd = compare_dtype(classes);

@@ -46,6 +46,9 @@ void gemm_into(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, 
 // != ignore_index, else 0 ([rows] in dt); onehot(t_r) for valid rows and zero rows for ignored ones
 // ([rows, classes] in dt).
 Tensor valid_rows(const Tensor& tg, int64_t classes, int64_t ignore_index, DType dt);
+// Throws (naming cross_entropy, the position and the logits' shape) when a target of tg (int64)
+// other than ignore_index lies outside [0, classes). Reads tg on the host.
+void check_targets(const Tensor& tg, int64_t classes, int64_t ignore_index, const Shape& logits_shape);
 Tensor onehot_rows(const Tensor& tg, int64_t classes, int64_t ignore_index, DType dt);
 // An op with optional outputs records only the wanted ones: wanted_only keeps xs[i] where wanted[i]
 // (in order); spread_wanted puts the node's gradients g back in their slots (undefined elsewhere).

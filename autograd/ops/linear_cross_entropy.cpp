@@ -79,6 +79,35 @@ struct Result {
   Tensor dh, dw;  // [N, d] in h's dtype, [V, d] in W's dtype; undefined unless wanted
 };
 
+// A chunk's summed loss, added to `total`, and s·P in dtype `low` (the gradient products'
+// operand). float32 logits: cross_entropy's kernels called directly, P written as `low` by its
+// backward kernel (bf16 under autocast: no float32 P and no cast of it; the same values as
+// cross_entropy's loss and its gradient cast). float64: the op's exact composite, differentiated.
+// Targets are checked by the caller on the CPU (the CUDA kernels report their own).
+Tensor loss_and_scaled_p(const Tensor& logits, const Tensor& t_c, int64_t ignore_index, const Tensor& scale, DType low,
+                         Tensor& total) {
+  const int64_t n = logits.shape()[0], vocab = logits.shape()[1];
+  if (logits.dtype() == DType::f64) {
+    GradModeGuard taped(true);
+    const Tensor x = logits.detach().set_requires_grad(true);
+    const Tensor l = cross_entropy(x, t_c, ignore_index, "sum");
+    total = add(total, l.detach());
+    return grad({l}, {x}, {scale})[0];
+  }
+  Tensor loss = empty({n}, opts(DType::f32, logits.device())), lse = empty({n}, opts(DType::f32, logits.device()));
+  Tensor p = empty({n, vocab}, opts(low, logits.device()));
+  const Tensor dloss = kc::contiguous(expand(reshape(scale.to(DType::f32), {1}), {n}));
+  if (n > 0) {
+    Backend& be = backend(logits.device());
+    be.cross_entropy_fwd(loss.data<float>(), lse.data<float>(), logits.data_ptr(), t_c.data<int64_t>(), n, vocab,
+                         ignore_index, logits.dtype());
+    be.cross_entropy_bwd(p.data_ptr(), dloss.data<float>(), logits.data_ptr(), lse.data<float>(),
+                         t_c.data<int64_t>(), n, vocab, ignore_index, logits.dtype(), low);
+  }
+  total = add(total, sum(loss).to(total.dtype()));
+  return p;
+}
+
 // The whole forward (no taping of its own; see the file comment). h2 [N, d] and w contiguous.
 Result chunked_forward(const Tensor& h2, const Tensor& w, const Tensor& tg, int64_t ignore_index, bool mean,
                        int64_t chunk_rows, bool want_dh, bool want_dw) {
@@ -101,6 +130,7 @@ Result chunked_forward(const Tensor& h2, const Tensor& w, const Tensor& tg, int6
   if (want_dh) r.dh = empty({rows, d}, opts(dt, dev));
   Tensor dw_acc = want_dw ? zeros({vocab, d}, opts(acc, dev)) : Tensor();
   Tensor total = zeros({}, opts(acc, dev));
+  if (want_grad && dt != DType::f64 && h2.device().is_cpu()) kc::check_targets(tg, vocab, ignore_index, {rows, vocab});
   const int64_t step = chunk_rows > 0 ? chunk_rows : default_chunk_rows(vocab);
   for (int64_t r0 = 0; r0 < rows; r0 += step) {
     const int64_t n = std::min(step, rows - r0);
@@ -111,18 +141,8 @@ Result chunked_forward(const Tensor& h2, const Tensor& w, const Tensor& tg, int6
       total = add(total, cross_entropy(logits, t_c, ignore_index, "sum"));
       continue;
     }
-    // The chunk's loss and s·P from cross_entropy's fused kernels (exact composite in float64).
-    Tensor p;
-    {
-      GradModeGuard taped(true);
-      logits.set_requires_grad(true);
-      Tensor l = cross_entropy(logits, t_c, ignore_index, "sum");
-      total = add(total, l.detach());
-      p = grad({l}, {logits}, {scale})[0];
-    }
-    logits = Tensor();  // freed before P's cast
-    const Tensor p_low = p.dtype() == low ? p : p.to(low);
-    p = Tensor();
+    const Tensor p_low = loss_and_scaled_p(logits, t_c, ignore_index, scale, low, total);
+    logits = Tensor();
     if (want_dh) kc::gemm_into(r.dh.narrow(0, r0, n), p_low, false, w_low, false);
     if (want_dw) kc::gemm_into(dw_acc, p_low, true, h_c, false, 1.0);
   }

@@ -51,7 +51,7 @@ class CpuBackend final : public Backend {
                          int64_t cols, int64_t ignore_index, DType dt) override;
   void cross_entropy_bwd(void* dlogits, const float* dloss, const void* logits, const float* lse,
                          const int64_t* targets, int64_t rows, int64_t cols, int64_t ignore_index,
-                         DType dt) override;
+                         DType dt, DType dx_dt) override;
 
   void rope(const View& out, const View& in, const View& cos, const View& sin, int time_dim,
             bool inverse) override;

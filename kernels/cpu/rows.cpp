@@ -225,16 +225,19 @@ void CpuBackend::cross_entropy_fwd(float* loss, float* lse, const void* lv, cons
   });
 }
 
+// With bf16 dlogits of float32 logits, each value is rounded to float32 first (st through float),
+// then to bf16: what casting the float32 dlogits would give.
 void CpuBackend::cross_entropy_bwd(void* dv, const float* dloss, const void* lv, const float* lse,
                                    const int64_t* targets, int64_t rows, int64_t cols, int64_t ignore_index,
-                                   DType dt) {
-  dispatch_float(dt, "cross_entropy backward", [&](auto tag) {
+                                   DType dt, DType dx_dt) {
+  const auto run = [&](auto tag, auto out_tag) {
     using T = decltype(tag);
+    using O = decltype(out_tag);
     const T* x = static_cast<const T*>(lv);
-    T* d = static_cast<T*>(dv);
+    O* d = static_cast<O*>(dv);
     parallel_rows(rows, cols, [&](int64_t r) {
       const T* xr = x + r * cols;
-      T* dr = d + r * cols;
+      O* dr = d + r * cols;
       int64_t t = targets[r];
       if (t == ignore_index) {
         for (int64_t c = 0; c < cols; ++c) st(dr, c, 0.0);
@@ -243,7 +246,12 @@ void CpuBackend::cross_entropy_bwd(void* dv, const float* dloss, const void* lv,
       double g = dloss[r], l = lse[r];
       for (int64_t c = 0; c < cols; ++c) st(dr, c, g * (std::exp(ld(xr, c) - l) - (c == t ? 1.0 : 0.0)));
     });
-  });
+  };
+  if (dx_dt != dt && !(dt == DType::f32 && dx_dt == DType::bf16))
+    throw std::invalid_argument(std::string("cross_entropy backward: dlogits must be ") + dtype_name(dt) +
+                                " (or bf16 for float32 logits), got " + dtype_name(dx_dt));
+  if (dx_dt != dt) return run(float{}, bf16{});
+  dispatch_float(dt, "cross_entropy backward", [&](auto tag) { run(tag, tag); });
 }
 
 void CpuBackend::adamw(const AdamWArgs& a) {

@@ -46,9 +46,10 @@ __global__ void __launch_bounds__(1024) cross_entropy_fwd_kernel(float* __restri
   }
 }
 
-// Elementwise once lse is known: dlogits = dloss * (exp(x - lse) - [c == target]).
-template <class T, int VEC>
-__global__ void __launch_bounds__(1024) cross_entropy_bwd_kernel(T* __restrict__ dx, const float* __restrict__ dloss,
+// Elementwise once lse is known: dlogits = dloss * (exp(x - lse) - [c == target]), written as O
+// (T, or bf16 for float32 logits: the float32 value rounded once, as a cast of it would be).
+template <class T, class O, int VEC>
+__global__ void __launch_bounds__(1024) cross_entropy_bwd_kernel(O* __restrict__ dx, const float* __restrict__ dloss,
                                                                  const T* __restrict__ x,
                                                                  const float* __restrict__ lse,
                                                                  const int64_t* __restrict__ targets, int64_t rows,
@@ -56,7 +57,7 @@ __global__ void __launch_bounds__(1024) cross_entropy_bwd_kernel(T* __restrict__
   using A = compute_t<T>;
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* xr = x + r * cols;
-    T* dr = dx + r * cols;
+    O* dr = dx + r * cols;
     const int64_t t = targets[r];
     const bool ignored = t == ignore_index;
     const A g = ignored ? A(0) : static_cast<A>(dloss[r]), l = static_cast<A>(lse[r]);
@@ -92,19 +93,26 @@ void CudaBackend::cross_entropy_fwd(float* loss, float* lse, const void* logits,
 
 void CudaBackend::cross_entropy_bwd(void* dlogits, const float* dloss, const void* logits, const float* lse,
                                     const int64_t* targets, int64_t rows, int64_t cols, int64_t ignore_index,
-                                    DType dt) {
+                                    DType dt, DType dx_dt) {
+  if (dx_dt != dt && !(dt == DType::f32 && dx_dt == DType::bf16))
+    throw std::invalid_argument(std::string("cross_entropy backward: dlogits must be ") + dtype_name(dt) +
+                                " (or bf16 for float32 logits), got " + dtype_name(dx_dt));
   if (rows == 0 || cols == 0) return;
   activate();
-  dispatch_float(dt, "cross_entropy backward", [&](auto tag) {
+  const auto launch = [&](auto tag, auto out_tag) {
     using T = decltype(tag);
+    using O = decltype(out_tag);
+    // The vector width of T; O's rows then hold VEC values of 2 or 4 bytes at 8- or 16-byte steps.
     dispatch_row_vec<T>(cols, {dlogits, logits}, [&](auto vec) {
       constexpr int V = decltype(vec)::value;
       const int threads = row_threads(cols / V);
-      cross_entropy_bwd_kernel<T, V><<<row_grid(rows, threads, sm_count_), threads, 0, stream_>>>(
-          static_cast<T*>(dlogits), dloss, static_cast<const T*>(logits), lse, targets, rows, cols, ignore_index);
+      cross_entropy_bwd_kernel<T, O, V><<<row_grid(rows, threads, sm_count_), threads, 0, stream_>>>(
+          static_cast<O*>(dlogits), dloss, static_cast<const T*>(logits), lse, targets, rows, cols, ignore_index);
       CUDA_CHECK_LAUNCH();
     });
-  });
+  };
+  if (dx_dt != dt) return launch(float{}, bf16{});
+  dispatch_float(dt, "cross_entropy backward", [&](auto tag) { launch(tag, tag); });
 }
 
 }  // namespace ttt::cuda_impl
