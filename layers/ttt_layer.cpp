@@ -17,10 +17,7 @@
 
 namespace ttt {
 
-using ttt_layer_detail::bias_of;
-using ttt_layer_detail::cast;
-using ttt_layer_detail::require;
-using ttt_layer_detail::weight_of;
+using namespace ttt_layer_detail;  // require, cast, weight_of, bias_of
 
 namespace {
 
