@@ -8,7 +8,8 @@
 // are the same. What differs is the backward: separate products send one gradient of x each, and the
 // engine sums them (an add of a [rows, in] float32 tensor per extra product: three reads and a
 // write of it, where a GEMM that accumulates reads and writes it once). The TTT layer's input side
-// multiplies its normalized input by four weights (Q/K, V, the output gate, the lr gate).
+// multiplies its normalized input by four weights (Q/K, V, the output gate, the lr gate), SwiGLU
+// by two (w1, w3).
 // Under autocast the GEMMs read the forward's casts (x's shared with neighbouring products by
 // Autocast::cached_cast) and dy cast once, as matmul's ordinary backward does; each gradient comes
 // back in its input's dtype. Saved: the operands the GEMMs read, and under autocast the float32
@@ -55,7 +56,7 @@ Tensor as_matrix(const Tensor& t) {
 }
 
 void check_args(const Tensor& x, const tensor_list& w, const tensor_list& b, const std::vector<bool>& low) {
-  check_defined("multi_linear", x);
+  kc::check_floating(x, "multi_linear");
   if (w.empty()) throw std::invalid_argument("multi_linear: expected at least one weight");
   if (b.size() != w.size() || low.size() != w.size())
     throw std::invalid_argument("multi_linear: expected one bias (or undefined) and one low_output flag per weight, got " +
@@ -65,6 +66,7 @@ void check_args(const Tensor& x, const tensor_list& w, const tensor_list& b, con
   const int64_t in = x.shape().back();
   for (size_t i = 0; i < w.size(); ++i) {
     check_defined("multi_linear", w[i], "weight");
+    check_same_device("multi_linear", x, w[i]);
     if (w[i].dim() != 2 || w[i].shape()[1] != in)
       throw std::invalid_argument("multi_linear: weight " + std::to_string(i) + " must be [n, " + std::to_string(in) +
                                   "] for x " + x.shape().str() + ", got " + w[i].shape().str());
