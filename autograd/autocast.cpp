@@ -2,7 +2,6 @@
 #include "autograd/autocast.h"
 
 #include <algorithm>
-
 #include <list>
 #include <memory>
 #include <stdexcept>
