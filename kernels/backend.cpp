@@ -46,6 +46,12 @@ void Backend::graph_abort_capture(int64_t) {}
 void Backend::graph_replay(int64_t) { throw GraphCaptureError("graphs are not supported on " + device().str()); }
 void Backend::graph_release(int64_t) {}
 
+void check_dlogits_dtype(DType dt, DType dx_dt) {
+  if (dx_dt != dt && !(dt == DType::f32 && dx_dt == DType::bf16))
+    throw std::invalid_argument(std::string("cross_entropy backward: dlogits must be ") + dtype_name(dt) +
+                                " (or bf16 for float32 logits), got " + dtype_name(dx_dt));
+}
+
 bool cuda_built() { return cuda_built_impl(); }
 int cuda_device_count() {
   // Asked on every op that touches a GPU: query the driver once per process.

@@ -219,6 +219,7 @@ class Backend {
   // dlogits = dloss[row] * (softmax(x) - onehot(target)), 0 for ignored rows. dloss f32 [rows].
   // dlogits has dtype dx_dt: the logits' dt, or bf16 for float32 logits (a GEMM operand: the
   // float32 value rounded once to bf16, as a cast of it would be).
+  // Backends check the pair with check_dlogits_dtype (below).
   virtual void cross_entropy_bwd(void* dlogits, const float* dloss, const void* logits,
                                  const float* lse, const int64_t* targets, int64_t rows,
                                  int64_t cols, int64_t ignore_index, DType dt, DType dx_dt) = 0;
@@ -290,6 +291,10 @@ class Backend {
 struct GraphCaptureError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+
+// Throws unless dlogits' dtype dx_dt suits logits of dtype dt in Backend::cross_entropy_bwd: the same
+// dtype, or bf16 for float32 logits.
+void check_dlogits_dtype(DType dt, DType dx_dt);
 
 // The backend of a device. The CUDA backend exists only when the project is built with CUDA and
 // a GPU is present; otherwise this throws with a message saying which.

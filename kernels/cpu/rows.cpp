@@ -247,9 +247,7 @@ void CpuBackend::cross_entropy_bwd(void* dv, const float* dloss, const void* lv,
       for (int64_t c = 0; c < cols; ++c) st(dr, c, g * (std::exp(ld(xr, c) - l) - (c == t ? 1.0 : 0.0)));
     });
   };
-  if (dx_dt != dt && !(dt == DType::f32 && dx_dt == DType::bf16))
-    throw std::invalid_argument(std::string("cross_entropy backward: dlogits must be ") + dtype_name(dt) +
-                                " (or bf16 for float32 logits), got " + dtype_name(dx_dt));
+  check_dlogits_dtype(dt, dx_dt);
   if (dx_dt != dt) return run(float{}, bf16{});
   dispatch_float(dt, "cross_entropy backward", [&](auto tag) { run(tag, tag); });
 }

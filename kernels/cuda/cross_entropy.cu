@@ -94,9 +94,7 @@ void CudaBackend::cross_entropy_fwd(float* loss, float* lse, const void* logits,
 void CudaBackend::cross_entropy_bwd(void* dlogits, const float* dloss, const void* logits, const float* lse,
                                     const int64_t* targets, int64_t rows, int64_t cols, int64_t ignore_index,
                                     DType dt, DType dx_dt) {
-  if (dx_dt != dt && !(dt == DType::f32 && dx_dt == DType::bf16))
-    throw std::invalid_argument(std::string("cross_entropy backward: dlogits must be ") + dtype_name(dt) +
-                                " (or bf16 for float32 logits), got " + dtype_name(dx_dt));
+  check_dlogits_dtype(dt, dx_dt);
   if (rows == 0 || cols == 0) return;
   activate();
   const auto launch = [&](auto tag, auto out_tag) {
