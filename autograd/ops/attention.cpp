@@ -226,7 +226,7 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
                                     double scale) {
   check_inputs(q, k, v, causal, window);
   const AttentionShape s = make_shape(q, k, causal, window, scale);
-  const DType low = Autocast::enabled() && q.dtype() == DType::f32 ? Autocast::dtype() : q.dtype();
+  const DType low = kc::product_dtypes(q.dtype(), q.dtype()).low;
   Backend& be = backend(q.device());
   if (!be.attention_supported(s.head_dim, low)) {
     log_fallback_once(s, low, q.device());

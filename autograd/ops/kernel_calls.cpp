@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "autograd/autocast.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
 
@@ -116,6 +117,16 @@ void copy_in_memory_order(const Tensor& dst, const Tensor& src) {
     pi.stride[d] = i.stride[order[d]];
   }
   backend(dst.device()).unary(UnaryOp::copy, po, pi);
+}
+
+ProductDtypes product_dtypes(DType a, DType b) {
+  const bool amp = Autocast::enabled();
+  if (a != b) {
+    const DType low = Autocast::dtype();
+    const bool mixable = amp && ((a == DType::f32 && b == low) || (b == DType::f32 && a == low));
+    return {DType::f32, low, mixable};
+  }
+  return {a, amp && a == DType::f32 ? Autocast::dtype() : a, true};
 }
 
 void gemm_into(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, double beta) {

@@ -15,6 +15,15 @@ Tensor unary(UnaryOp op, const Tensor& x, double a = 0, double b = 0);
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b, const char* who);
 // Sum (or other reduction) over `dims` (already wrapped, any order), keeping them as size 1.
 Tensor reduce_keepdim(ReduceOp op, const Tensor& x, const std::vector<int>& dims);
+// The dtypes of a product of operands of dtypes a and b, autocast included (matmul, multi_linear):
+// `wide` is what the product means (float32 when either is float32), `low` what the GEMM reads.
+// `ok` is false when they do not multiply: different dtypes other than autocast's pair of its dtype
+// and float32.
+struct ProductDtypes {
+  DType wide, low;
+  bool ok;
+};
+ProductDtypes product_dtypes(DType a, DType b);
 // A contiguous copy (or x itself when already contiguous).
 Tensor contiguous(const Tensor& x);
 // Whether x covers its elements densely in some dim order (a permutation of a contiguous tensor,

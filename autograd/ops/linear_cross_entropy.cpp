@@ -114,7 +114,7 @@ Result chunked_forward(const Tensor& h2, const Tensor& w, const Tensor& tg, int6
   const DType dt = h2.dtype();
   const Device dev = h2.device();
   const int64_t rows = h2.shape()[0], d = h2.shape()[1], vocab = w.shape()[0];
-  const DType low = Autocast::enabled() && dt == DType::f32 ? Autocast::dtype() : dt;  // GEMM operands
+  const DType low = kc::product_dtypes(dt, dt).low;  // GEMM operands
   const DType acc = dt == DType::f64 ? DType::f64 : DType::f32;                       // logits, P, dW, sums
   const bool want_grad = want_dh || want_dw;
   NoGradGuard ng;

@@ -137,23 +137,14 @@ Tensor upcast(const Tensor& x, DType d) {
   return x.to(d);
 }
 
-// The dtypes of an autocast product of a0 and b0: `wide` is what the product means (float32 when
-// either operand is float32), `low` what the GEMM reads.
-struct ProductDtypes {
-  DType wide, low;
-};
-
-ProductDtypes product_dtypes(const Tensor& a0, const Tensor& b0) {
-  const bool amp = Autocast::enabled();
-  const DType ad = a0.dtype(), bd = b0.dtype();
-  if (ad != bd) {
-    const bool mixable = amp && ((ad == DType::f32 && bd == Autocast::dtype()) || (bd == DType::f32 && ad == Autocast::dtype()));
-    if (!mixable)
-      throw std::invalid_argument(std::string("matmul: operands of different dtypes (") + dtype_name(ad) + " and " +
-                                  dtype_name(bd) + ") multiply only under autocast, as its dtype and float32");
-    return {DType::f32, Autocast::dtype()};
-  }
-  return {ad, amp && ad == DType::f32 ? Autocast::dtype() : ad};
+// The dtypes of an autocast product of a0 and b0 (kc::product_dtypes), or a clear error.
+kc::ProductDtypes product_dtypes(const Tensor& a0, const Tensor& b0) {
+  const kc::ProductDtypes d = kc::product_dtypes(a0.dtype(), b0.dtype());
+  if (!d.ok)
+    throw std::invalid_argument(std::string("matmul: operands of different dtypes (") + dtype_name(a0.dtype()) +
+                                " and " + dtype_name(b0.dtype()) +
+                                ") multiply only under autocast, as its dtype and float32");
+  return d;
 }
 
 Tensor matmul_as(const Tensor& a0, const Tensor& b0, bool low_output) {
@@ -163,7 +154,8 @@ Tensor matmul_as(const Tensor& a0, const Tensor& b0, bool low_output) {
   kc::check_floating(a0, "matmul");
   kc::check_floating(b0, "matmul");
   if (a0.dim() == 0 || b0.dim() == 0) throw std::invalid_argument("matmul: operands must have at least 1 dim");
-  const auto [wide, low] = product_dtypes(a0, b0);
+  const kc::ProductDtypes dtypes = product_dtypes(a0, b0);
+  const DType wide = dtypes.wide, low = dtypes.low;
   const DType out = low_output ? low : wide;
   // The operands as the GEMM reads them (the autocast casts, or the inputs themselves).
   const Tensor a_low = Autocast::cached_cast(a0.detach(), low), b_low = Autocast::cached_cast(b0.detach(), low);
