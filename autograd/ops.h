@@ -86,10 +86,17 @@ Tensor matmul(const Tensor& a, const Tensor& b);
 // matmul whose result, under autocast, is in the autocast dtype (bf16) rather than float32: for an
 // activation that its consumers read in bf16 anyway. Outside autocast: matmul.
 Tensor matmul_low_output(const Tensor& a, const Tensor& b);
+// x Wᵀ (+ b) for x [..., in], W [out, in], b [out] or undefined (ops/multi_linear.cpp): a product
+// (matmul) and the bias added in its dtype, as recorded ops; layers' Linear::forward on given
+// weights (a checkpoint region passes its own stand-ins for a module's parameters). low_output:
+// under autocast the result is in the autocast dtype (bf16) rather than float32
+// (matmul_low_output), for an activation read in bf16 by what follows; x may be bf16 under
+// autocast either way.
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, bool low_output = false);
 // Products of one input with several weights (ops/multi_linear.cpp): y_i = x W_iᵀ (+ b_i) for x
 // [..., in], W_i [n_i, in], b_i [n_i] or undefined (biases: one entry per weight), each equal to
-// linear(x, W_i, b_i, low_output[i]) (layers/linear.h). One node: its backward sums x's gradient
-// inside the GEMMs (each adds into one buffer) instead of the engine adding one per product.
+// linear(x, W_i, b_i, low_output[i]). One node: its backward sums x's gradient inside the GEMMs
+// (each adds into one buffer) instead of the engine adding one per product.
 tensor_list multi_linear(const Tensor& x, const tensor_list& weights, const tensor_list& biases,
                          const std::vector<bool>& low_output);
 

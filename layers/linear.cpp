@@ -16,16 +16,6 @@ Linear::Linear(int64_t in, int64_t out, Generator& g, double std, bool with_bias
   if (with_bias) bias = register_parameter("bias", zeros({out}));
 }
 
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, bool low_output) {
-  const int64_t in = weight.shape()[1];
-  Shape out_shape = x.shape();
-  out_shape[out_shape.size() - 1] = weight.shape()[0];
-  const Tensor x2 = reshape(x, {-1, in}), wt = transpose(weight, 0, 1);
-  Tensor y = low_output ? matmul_low_output(x2, wt) : matmul(x2, wt);
-  if (bias.defined()) y = add(y, to_dtype(bias, y.dtype()));
-  return reshape(y, out_shape);
-}
-
 Tensor Linear::forward(const Tensor& x, bool low_output) const {
   check_defined("Linear", x);
   if (x.dim() < 1 || x.shape().back() != in_features)

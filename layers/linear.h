@@ -5,15 +5,10 @@
 // (official `initializer_range`); a bias, when asked for, starts at zero.
 #pragma once
 
+#include "autograd/ops.h"  // linear(x, W, b, low_output): Linear::forward on given weights
 #include "layers/module.h"
 
 namespace ttt {
-
-// x Wᵀ (+ b) for x [..., in], W [out, in], b [out] or undefined: Linear::forward on given weights
-// (a checkpoint region passes its own stand-ins for a module's parameters). low_output: under
-// autocast the result is in the autocast dtype (bf16) rather than float32 (matmul_low_output), for
-// an activation read in bf16 by what follows; x may be bf16 under autocast either way.
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, bool low_output = false);
 
 class Linear : public Module {
  public:

@@ -18,16 +18,6 @@ namespace {
 double max_diff(const Tensor& a, const Tensor& b) { return max(abs(sub(a.to(DType::f32), b.to(DType::f32)))).item(); }
 double max_abs(const Tensor& a) { return max(abs(a.to(DType::f32))).item(); }
 
-// What linear(x, W, b, low) computes (layers/linear.cpp), as separate recorded ops.
-Tensor separate(const Tensor& x, const Tensor& w, const Tensor& b, bool low) {
-  const Tensor x2 = reshape(x, {-1, x.shape().back()}), wt = transpose(w, 0, 1);
-  Tensor y = low ? matmul_low_output(x2, wt) : matmul(x2, wt);
-  if (b.defined()) y = add(y, to_dtype(b, y.dtype()));
-  Shape s = x.shape();
-  s[s.size() - 1] = w.shape()[0];
-  return reshape(y, s);
-}
-
 struct Params {
   Tensor x;
   tensor_list w, b;
@@ -65,7 +55,7 @@ TEST_CASE("multi_linear under autocast: the separate products' values; gradients
   AutocastGuard ac(DType::bf16);
   const tensor_list fused = multi_linear(p.x, p.w, p.b, p.low);
   tensor_list sep;
-  for (size_t i = 0; i < 3; ++i) sep.push_back(separate(p.x, p.w[i], p.b[i], p.low[i]));
+  for (size_t i = 0; i < 3; ++i) sep.push_back(linear(p.x, p.w[i], p.b[i], p.low[i]));
   for (size_t i = 0; i < 3; ++i) {
     CHECK(fused[i].dtype() == (p.low[i] ? DType::bf16 : DType::f32));
     CHECK(fused[i].shape() == sep[i].shape());
@@ -98,7 +88,7 @@ TEST_CASE("multi_linear: x's gradient needs no engine add; each product alone gi
   // The sum of the three shares, each from one product alone.
   Tensor sum_of_shares;
   for (size_t i = 0; i < 3; ++i) {
-    const Tensor gi = grad({sum(mul(separate(p.x, p.w[i], p.b[i], p.low[i]).to(DType::f32), p.probes[i]))}, {p.x})[0];
+    const Tensor gi = grad({sum(mul(linear(p.x, p.w[i], p.b[i], p.low[i]).to(DType::f32), p.probes[i]))}, {p.x})[0];
     sum_of_shares = sum_of_shares.defined() ? add(sum_of_shares, gi) : gi;
   }
   CHECK(max_diff(g[0], sum_of_shares) <= 1e-5 * (1 + max_abs(sum_of_shares)));
@@ -112,7 +102,7 @@ TEST_CASE("multi_linear with create_graph under autocast: the separate products'
     if (fused) {
       ys = multi_linear(p.x, p.w, p.b, p.low);
     } else {
-      for (size_t i = 0; i < 3; ++i) ys.push_back(separate(p.x, p.w[i], p.b[i], p.low[i]));
+      for (size_t i = 0; i < 3; ++i) ys.push_back(linear(p.x, p.w[i], p.b[i], p.low[i]));
     }
     const tensor_list g1 = grad({loss_of(ys, p)}, all_inputs(p), {}, std::nullopt, /*create_graph=*/true);
     Tensor s = sum(square(g1[0]));
@@ -139,7 +129,7 @@ TEST_CASE("cuda multi_linear under autocast = the separate products on the GPU, 
     AutocastGuard ac(DType::bf16);
     const tensor_list fused = multi_linear(p.x, p.w, p.b, p.low), fused_cpu = multi_linear(c.x, c.w, c.b, c.low);
     tensor_list sep;
-    for (size_t i = 0; i < 3; ++i) sep.push_back(separate(p.x, p.w[i], p.b[i], p.low[i]));
+    for (size_t i = 0; i < 3; ++i) sep.push_back(linear(p.x, p.w[i], p.b[i], p.low[i]));
     for (size_t i = 0; i < 3; ++i) {
       CHECK(max_diff(fused[i].to(cpu()), sep[i].to(cpu())) == 0.0);
       CHECK(max_diff(fused[i].to(cpu()), fused_cpu[i]) <= 1e-2 * (1 + max_abs(fused_cpu[i])));

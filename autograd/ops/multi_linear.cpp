@@ -1,9 +1,10 @@
-// autograd/ops/multi_linear.cpp — several products of one input, differentiated as one node.
+// autograd/ops/multi_linear.cpp — linear (a product and a bias, as recorded ops) and multi_linear:
+// several products of one input, differentiated as one node.
 //
 //   y_i = x W_iᵀ (+ b_i)           x [..., in], W_i [n_i, in], b_i [n_i] or undefined
 //   dx   = Σ_i dy_i W_i            (one buffer: the first GEMM writes it, the others add into it)
 //   dW_i = dy_iᵀ x,  db_i = Σ_rows dy_i
-// Each y_i is the GEMM that linear(x, W_i, b_i, low_output[i]) runs (layers/linear.h: matmul or
+// Each y_i is the GEMM that linear(x, W_i, b_i, low_output[i]) runs (below: matmul or
 // matmul_low_output on the same casts, then the bias added in the product's dtype), so the values
 // are the same. What differs is the backward: separate products send one gradient of x each, and the
 // engine sums them (an add of a [rows, in] float32 tensor per extra product: three reads and a
@@ -25,34 +26,41 @@
 
 namespace ttt {
 
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, bool low_output) {
+  const int64_t in = weight.shape()[1];
+  Shape out_shape = x.shape();
+  out_shape[out_shape.size() - 1] = weight.shape()[0];
+  const Tensor x2 = reshape(x, {-1, in}), wt = transpose(weight, 0, 1);
+  Tensor y = low_output ? matmul_low_output(x2, wt) : matmul(x2, wt);
+  if (bias.defined()) y = add(y, to_dtype(bias, y.dtype()));
+  return reshape(y, out_shape);
+}
+
 namespace {
-
-// The products as separate linears compute them (layers/linear.cpp), taped: the create_graph
-// fallback recomputes these.
-tensor_list products(const Tensor& x, const tensor_list& w, const tensor_list& b, const std::vector<bool>& low) {
-  const int64_t in = x.shape().back();
-  const Tensor x2 = reshape(x, {-1, in});
-  tensor_list ys;
-  for (size_t i = 0; i < w.size(); ++i) {
-    const Tensor wt = transpose(w[i], 0, 1);
-    Tensor y = low[i] ? matmul_low_output(x2, wt) : matmul(x2, wt);
-    if (b[i].defined()) y = add(y, to_dtype(b[i], y.dtype()));
-    Shape s = x.shape();
-    s[s.size() - 1] = w[i].shape()[0];
-    ys.push_back(reshape(y, s));
-  }
-  return ys;
-}
-
-// The GEMM operand dtype of t in this call: autocast lowers float32 (as matmul's product_dtypes).
-DType operand_dtype(const Tensor& t) {
-  return Autocast::enabled() && t.dtype() == DType::f32 ? Autocast::dtype() : t.dtype();
-}
 
 // t [..., c] as a [rows, c] matrix with unit column stride (a copy only when a view cannot be).
 Tensor as_matrix(const Tensor& t) {
   const Tensor m = reshape(t, {-1, t.shape().back()});
   return m.shape()[1] > 1 && m.strides()[1] != 1 ? kc::contiguous(m) : m;
+}
+
+// W_i as a GEMM operand from the cast of W_iᵀ [in, n_i] the forward made: W_i [n_i, in] itself
+// when the cast is a transposed view (a cast of a weight keeps its layout), else that row-major
+// W_iᵀ; `holds_w` says which (x W_iᵀ then reads it transposed or not, dy W_i the other way).
+struct WeightOperand {
+  Tensor m;
+  bool holds_w;
+};
+WeightOperand weight_operand(const Tensor& wt) {
+  if (wt.strides()[0] == 1) return {transpose(wt, 0, 1), true};
+  return {as_matrix(wt), false};
+}
+
+// The products as separate linears make them, taped: what the create_graph fallback differentiates.
+tensor_list linears(const Tensor& x, const tensor_list& w, const tensor_list& b, const std::vector<bool>& low) {
+  tensor_list ys;
+  for (size_t i = 0; i < w.size(); ++i) ys.push_back(linear(x, w[i], b[i], low[i]));
+  return ys;
 }
 
 void check_args(const Tensor& x, const tensor_list& w, const tensor_list& b, const std::vector<bool>& low) {
@@ -73,7 +81,7 @@ void check_args(const Tensor& x, const tensor_list& w, const tensor_list& b, con
     if (b[i].defined() && b[i].shape() != Shape{w[i].shape()[0]})
       throw std::invalid_argument("multi_linear: bias " + std::to_string(i) + " must be [" +
                                   std::to_string(w[i].shape()[0]) + "], got " + b[i].shape().str());
-    if (operand_dtype(w[i]) != operand_dtype(x))
+    if (!kc::product_dtypes(x.dtype(), w[i].dtype()).ok)
       throw std::invalid_argument(std::string("multi_linear: x (") + dtype_name(x.dtype()) + ") and weight " +
                                   std::to_string(i) + " (" + dtype_name(w[i].dtype()) +
                                   ") multiply only in one dtype, or as bf16 and float32 under autocast");
@@ -92,9 +100,8 @@ tensor_list fused_backward(const BackwardCtx& c, const tensor_list& g, size_t n,
   if (c.needs(0)) {
     Tensor dx = empty(X.shape(), opts(x_dtype, X.device()));
     for (size_t i = 0; i < n; ++i) {
-      const Tensor& wt = c.saved[1 + i];  // W_iᵀ [in, n_i]: a transposed W_i, or a row-major copy
-      const bool rows = wt.strides()[0] == 1;
-      kc::gemm_into(dx, dy[i], false, rows ? transpose(wt, 0, 1) : as_matrix(wt), !rows, i == 0 ? 0.0 : 1.0);
+      const WeightOperand w = weight_operand(c.saved[1 + i]);
+      kc::gemm_into(dx, dy[i], false, w.m, !w.holds_w, i == 0 ? 0.0 : 1.0);
     }
     grads[0] = reshape(dx, x_shape);
   }
@@ -117,7 +124,7 @@ tensor_list multi_linear(const Tensor& x, const tensor_list& weights, const tens
   const size_t n = weights.size();
   // The GEMMs' operands: x as [rows, in] and each W_iᵀ, cast as matmul casts them (the same
   // Autocast::cached_cast entries, so x is cast once for all of them and for its neighbours).
-  const DType op = operand_dtype(x);
+  const DType op = kc::product_dtypes(x.dtype(), weights[0].dtype()).low;  // every weight's (check_args)
   const Tensor X = as_matrix(Autocast::cached_cast(reshape(x.detach(), {-1, x.shape().back()}), op));
   tensor_list WT;
   for (const Tensor& w : weights) WT.push_back(Autocast::cached_cast(transpose(w.detach(), 0, 1), op));
@@ -125,12 +132,12 @@ tensor_list multi_linear(const Tensor& x, const tensor_list& weights, const tens
   {
     NoGradGuard ng;
     for (size_t i = 0; i < n; ++i) {
-      // The product matmul makes of these operands (the same GEMM: W_iᵀ read transposed), in its
-      // output dtype: the wider input's, or the operands' with low_output.
-      const DType wide = x.dtype() == DType::f32 || weights[i].dtype() == DType::f32 ? DType::f32 : x.dtype();
+      // The product matmul makes of these operands (the same GEMM), in its output dtype: the
+      // product's wide dtype, or the operands' with low_output.
+      const DType wide = kc::product_dtypes(x.dtype(), weights[i].dtype()).wide;
       Tensor y = empty({X.shape()[0], WT[i].shape()[1]}, opts(low_output[i] ? op : wide, x.device()));
-      const bool rows = WT[i].strides()[0] == 1;
-      kc::gemm_into(y, X, false, rows ? transpose(WT[i], 0, 1) : as_matrix(WT[i]), rows);
+      const WeightOperand w = weight_operand(WT[i]);
+      kc::gemm_into(y, X, false, w.m, w.holds_w);
       if (biases[i].defined()) y = add(y, to_dtype(biases[i], y.dtype()));
       Shape s = x.shape();
       s[s.size() - 1] = WT[i].shape()[1];
@@ -175,8 +182,8 @@ tensor_list multi_linear(const Tensor& x, const tensor_list& weights, const tens
              for (size_t i = 0; i < n; ++i) values.saved.push_back(c.saved[2 + 2 * n + i]);
            }
            const CheckpointFn fn = [n, low_output](const tensor_list& a) {
-             return products(a[0], tensor_list(a.begin() + 1, a.begin() + 1 + n), tensor_list(a.begin() + 1 + n, a.end()),
-                             low_output);
+             return linears(a[0], tensor_list(a.begin() + 1, a.begin() + 1 + n), tensor_list(a.begin() + 1 + n, a.end()),
+                            low_output);
            };
            return recompute_gradients(fn, values.stand_in_inputs(1 + 2 * n), g, amp, amp_dtype);
          });
