@@ -19,10 +19,10 @@
 //   B4   partials of dP W2 and of dMt1 = dZ̄1 (−Gp1)ᵀ; dW2 += dPᵀ G2
 //   B5   rows: dS1, dtok; dG2 = lr dGp2 + dP W2; dlr; the LN-L2 vjp → dZ2, dXV, dln partials
 //   B6   warp: dW2 += X2ᵀ dZ2, dZ1 += (dZ2 W2ᵀ) ⊙ gelu'(Z1), db1, dW1 += XKᵀ dZ1; db2 += Σ dZ2
-// The one-block walk at F = 64 (128 registers a thread) recomputes Z1 and Zq at R4, B3 and B6 from
-// the chunk's operands rather than holding them (recompute_hidden).
 //   B7   dXQ = dout + dZ̄1 W1ᵀ + dS1 XK; dXK = dZ1 W1ᵀ − τ Gp1 dW1'ᵀ + dS1ᵀ XQ − dtgt (slice
 //        partials, summed by the rows); dS published as operands
+// The one-block walk at F = 64 (128 registers a thread) recomputes Z1 and Zq at R4, B3 and B6 from
+// the chunk's operands rather than holding them (recompute_hidden).
 // At the end the block writes its partials of dW1, db1, dW2, db2, dln_w, dln_b and dtok to the
 // workspace, reduced over the batch by a separate kernel (fixed order: deterministic).
 #pragma once
