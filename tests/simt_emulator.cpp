@@ -89,13 +89,14 @@ void arrive_and_wait(Barrier& b, int n) {
 
 // Who waits where, for the deadlock message.
 std::string describe_waits(const Cluster& cl) {
-  int done = 0, at_block = 0, at_cluster = 0;
+  int done = 0, at_block = 0, at_cluster = 0, at_xbar = 0;
   std::string warps;
   for (size_t i = 0; i < cl.fibers.size(); ++i) {
     const Fiber& f = cl.fibers[i];
     if (f.done) ++done;
     else if (f.waiting == &cl.blocks[i / static_cast<size_t>(cl.threads)].bar) ++at_block;
     else if (f.waiting == &cl.bar) ++at_cluster;
+    else if (f.waiting && f.waiting != &cl.warps[i / 32].bar) ++at_xbar;
   }
   for (size_t w = 0; w < cl.warps.size(); ++w) {
     int n = 0;
@@ -105,6 +106,7 @@ std::string describe_waits(const Cluster& cl) {
   }
   std::string s = std::to_string(done) + " threads finished, " + std::to_string(at_block) + " at a block barrier";
   if (cl.blocks.size() > 1) s += ", " + std::to_string(at_cluster) + " at the cluster barrier";
+  if (at_xbar) s += ", " + std::to_string(at_xbar) + " waiting for a transaction barrier";
   return s + ";" + warps;
 }
 
@@ -260,6 +262,74 @@ void emu_mma_tf32(float d[4], const uint32_t a[4], const uint32_t b[2]) {
   }
   warp_sync();
   accumulate_fragment(d, A, B, l);
+}
+
+namespace {
+
+// Transaction barriers (kernels/cuda/simt_async.cuh), kept in the barrier's 8 bytes of shared
+// memory: the transaction count, whether the phase's one arrival is pending, and the phase.
+struct XbarState {
+  int32_t tx;
+  uint16_t pending;
+  uint16_t phase;
+};
+static_assert(sizeof(XbarState) == 8, "an mbarrier is 8 bytes");
+
+XbarState load_xbar(const uint64_t* bar) {
+  XbarState s;
+  std::memcpy(&s, bar, 8);
+  return s;
+}
+// Stores s; completes the phase when its arrival and every byte have come.
+void store_xbar(uint64_t* bar, XbarState s) {
+  if (s.pending == 0 && s.tx == 0) {
+    s.phase ^= 1;
+    s.pending = 1;
+    ++g_cluster->events;
+  }
+  std::memcpy(bar, &s, 8);
+}
+
+}  // namespace
+
+void emu_xbar_init(uint64_t* bar) {
+  const XbarState s{0, 1, 0};
+  std::memcpy(bar, &s, 8);
+}
+// Arms as late as it can: only once every other thread of the cluster waits (or is done), so that
+// senders run as far ahead of the arming block as the kernel lets them. A kernel that sends a
+// phase's bytes to a block before that block's previous phase on the same barrier completed then
+// mixes two phases' counts, which shows as a deadlock or as wrong data.
+void emu_xbar_expect(uint64_t* bar, uint32_t bytes) {
+  Cluster& cl = *g_cluster;
+  Fiber& me = cl.fibers[static_cast<size_t>(cl.current)];
+  me.waiting = bar;
+  for (;;) {
+    bool others_wait = true;
+    for (const Fiber& f : cl.fibers) others_wait = others_wait && (&f == &me || f.done || f.waiting);
+    if (others_wait) break;
+    yield();
+  }
+  me.waiting = nullptr;
+  XbarState s = load_xbar(bar);
+  if (s.pending != 1) throw std::runtime_error("xbar_expect: the phase's arrival came already");
+  s.pending = 0;
+  s.tx += static_cast<int32_t>(bytes);
+  ++g_cluster->events;
+  store_xbar(bar, s);
+}
+void emu_xbar_wait(uint64_t* bar, uint32_t parity) {
+  g_cluster->fibers[g_cluster->current].waiting = bar;
+  while (load_xbar(bar).phase == parity) yield();
+  g_cluster->fibers[g_cluster->current].waiting = nullptr;
+}
+void emu_st_async(float* dst, int rank, const float* src, int n, uint64_t* bar) {
+  std::memcpy(emu_map_rank(dst, rank), src, sizeof(float) * static_cast<size_t>(n));
+  uint64_t* rbar = static_cast<uint64_t*>(emu_map_rank(bar, rank));
+  XbarState s = load_xbar(rbar);
+  s.tx -= static_cast<int32_t>(sizeof(float)) * n;
+  ++g_cluster->events;
+  store_xbar(rbar, s);
 }
 
 char* block_smem() { return g_cluster->block().smem; }
