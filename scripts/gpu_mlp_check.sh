@@ -2,13 +2,15 @@
 # scripts/gpu_mlp_check.sh — the fused TTT-MLP scan on a GPU, in one go (one device call):
 #   build   the scan's GPU test, its op benchmark and `ttt` (build-gpu/, sm_90)
 #   test    test_ttt_mlp_scan with TTT_REQUIRE_GPU=1 (CUDA vs the CPU reference, poisoned outputs,
-#           a bit-for-bit rerun, clusters of 2 and 4 blocks a head, the layer's impl=auto against the
-#           dual form)
+#           a bit-for-bit rerun, clusters of 2 and 4 blocks a head, their exchanges through cluster
+#           and through transaction barriers, the layer's impl=auto against the dual form)
 #   op      bench/ttt_mlp_scan_bench (one layer, 125M shapes 8x2048 and 2x8192, G 32 (the configs')
-#           and 1, bf16), each with one block a head and clusters of 2 and 4 (--cluster 1,2,4)
+#           and 1, bf16), each with one block a head and clusters of 2 and 4 (--cluster 1,2,4); at
+#           2x8192 again with TTT_MLP_SCAN_EXCHANGE=async
 #   model   ttt bench of the 125M TTT-MLP training step at 8x2048 and 2x8192 (bf16), tok/s and peak
-#           memory, with model.ttt.mlp_cluster auto (the config), 1 and 4, beside the fused TTT-Linear and our
-#           Transformer++ at the same shapes (issue 13)
+#           memory, with model.ttt.mlp_cluster auto (the config), 1 and 4 (2x8192: each also with
+#           TTT_MLP_SCAN_EXCHANGE=async), beside the fused TTT-Linear and our Transformer++ at the same
+#           shapes (issue 13)
 # Usage: OUT=dir bash scripts/gpu_mlp_check.sh [steps...]   (default: build test op model)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +39,8 @@ if has op; then
     # shellcheck disable=SC2086
     timeout 300 ./build-gpu/bin/ttt_mlp_scan_bench $args --cluster 1,2,4
   done
+  echo "TTT_MLP_SCAN_EXCHANGE=async:"
+  TTT_MLP_SCAN_EXCHANGE=async timeout 300 ./build-gpu/bin/ttt_mlp_scan_bench --B 2 --T 8192 --G 32 --cluster 2,4
   echo "op $(el)"
 fi
 # ttt bench of one 125M config at B x T (more arguments: passed on, e.g. --set ...): tokens/s and
@@ -55,6 +59,11 @@ if has model; then
     bench_model ttt_mlp configs/125m_ttt_mlp.yaml "$1" "$2"
     bench_model ttt_mlp_cluster1 configs/125m_ttt_mlp.yaml "$1" "$2" --set model.ttt.mlp_cluster=1
     bench_model ttt_mlp_cluster4 configs/125m_ttt_mlp.yaml "$1" "$2" --set model.ttt.mlp_cluster=4
+    if [[ $1 == 2 ]]; then
+      TTT_MLP_SCAN_EXCHANGE=async bench_model ttt_mlp_async configs/125m_ttt_mlp.yaml "$1" "$2"
+      TTT_MLP_SCAN_EXCHANGE=async bench_model ttt_mlp_async_cluster4 configs/125m_ttt_mlp.yaml "$1" "$2" \
+        --set model.ttt.mlp_cluster=4
+    fi
     bench_model ttt_linear configs/125m_ttt_linear.yaml "$1" "$2"
     bench_model transformer configs/125m_transformer.yaml "$1" "$2"
   done

@@ -468,11 +468,8 @@ TEST_CASE("CUDA fused TTT-MLP scan on clusters of 2 and 4 blocks a head (and aut
 }
 
 // TTT_MLP_SCAN_BWD for one scope (kernels/cuda/ttt_mlp_scan.cu overlapped_backward).
-struct ForceMlpBackward {
-  explicit ForceMlpBackward(const char* v) { setenv("TTT_MLP_SCAN_BWD", v, 1); }
-  ~ForceMlpBackward() { unsetenv("TTT_MLP_SCAN_BWD"); }
-  ForceMlpBackward(const ForceMlpBackward&) = delete;
-  ForceMlpBackward& operator=(const ForceMlpBackward&) = delete;
+struct ForceMlpBackward : ScopedEnv {
+  explicit ForceMlpBackward(const char* v) : ScopedEnv("TTT_MLP_SCAN_BWD", v) {}
 };
 
 // The backward's replay and walks as one grid (ttt_mlp_bwd_overlap.cuh, TTT_MLP_SCAN_BWD=overlap;
@@ -504,6 +501,45 @@ TEST_CASE("CUDA fused TTT-MLP backward as one overlapped grid equals the replay 
         CHECK(max_abs_diff(r1[i].second.to(cpu()), r2[i].second.to(cpu())) == 0.0);
       }
     }
+}
+
+// The cluster kernels' exchanges through transaction barriers (TTT_MLP_SCAN_EXCHANGE=async:
+// asynchronous stores to other blocks' shared memory, each block waiting only for what it reads)
+// against those through cluster barriers: the same partials in the same slots, summed in the same
+// order, so every result bit for bit, in both backward modes; reruns reproduce it. A block
+// overwriting a partial too early, or reading one before it arrived, changes results (the
+// emulator's `blocks` schedule shows the first on the CPU); a transaction count that never
+// completes hangs, which the test's timeout reports.
+TEST_CASE("CUDA fused TTT-MLP scan on clusters: exchanges through transaction barriers equal those through cluster barriers") {
+  TTT_REQUIRE_GPU();
+  const std::vector<ScanCase> cases = {
+      {2, 3, 77, 64, 16, true, true, 4},    // the paper's head dim, remainder chunk, groups of 4 (replayed)
+      {1, 2, 300, 64, 16, true, true, 2},   // 19 chunks, 10 groups
+      {2, 2, 40, 16, 8, true, true, 2},     // K = 8
+      {1, 2, 24, 32, 1, true, true, 3},     // K = 1
+      {2, 2, 35, 64, 16, false, false, 1},  // no LN + residual, no inner biases
+  };
+  uint64_t seed = 800;
+  for (const char* bwd : {"launches", "overlap"})
+    for (int cluster : {2, 4})
+      for (const ScanCase& c : cases) {
+        seed += 17;
+        ForceMlpBackward force(bwd);
+        MlpScanRun bar = run_on_gpu(c, seed, cluster);
+        ScopedEnv xa("TTT_MLP_SCAN_EXCHANGE", "async");
+        MlpScanRun a = run_on_gpu(c, seed, cluster), b = run_on_gpu(c, seed, cluster);
+        const auto rbar = bar.results(true), ra = a.results(true), rb = b.results(true);
+        for (size_t i = 0; i < ra.size(); ++i) {
+          INFO(c.str(), " cluster ", cluster, " backward ", bwd, " ", ra[i].first);
+          const Tensor got = ra[i].second.to(cpu());
+          CHECK(max_abs_diff(got, rbar[i].second.to(cpu())) == 0.0);
+          CHECK(max_abs_diff(got, rb[i].second.to(cpu())) == 0.0);
+        }
+      }
+  ScopedEnv bad("TTT_MLP_SCAN_EXCHANGE", "fast");
+  CHECK_THROWS_WITH_AS(run_on_gpu(cases[0], seed, 2),
+                       doctest::Contains("TTT_MLP_SCAN_EXCHANGE must be barrier or async (got 'fast')"),
+                       std::invalid_argument);
 }
 
 TEST_CASE("CUDA fused TTT-MLP scan with bf16-stored XQ, XK, XV: the kernels read and write bf16, the float32 call's values rounded") {

@@ -76,23 +76,33 @@ void emulate(MlpScanRun& run, bool backward) {
   if (backward) emulate_backward<CF, C>(run);
 }
 
-// ncta 0: one block a (batch, head); 1, 2, 4: the cluster kernels (forward, replay, reverse walk).
-template <int F, bool MMA>
-void emulate_with(MlpScanRun& run, bool backward, int ncta) {
-  using C = mk::Cfg<F, MMA>;
+// ncta 0: one block a (batch, head); 1, 2, 4: the cluster kernels (forward, replay, reverse walk),
+// their exchanges completed by cluster barriers or (xasync) by transaction barriers.
+template <int F, bool MMA, bool XA>
+void emulate_cluster_of(MlpScanRun& run, bool backward, int ncta) {
   switch (ncta) {
-    case 0: emulate<C, C>(run, backward); break;
-    case 1: emulate<mk::ClusterCfg<F, MMA, 1>, mk::ClusterCfg<F, MMA, 1>>(run, backward); break;
-    case 2: emulate<mk::ClusterCfg<F, MMA, 2>, mk::ClusterCfg<F, MMA, 2>>(run, backward); break;
-    case 4: emulate<mk::ClusterCfg<F, MMA, 4>, mk::ClusterCfg<F, MMA, 4>>(run, backward); break;
+    case 1: emulate<mk::ClusterCfg<F, MMA, 1, XA>, mk::ClusterCfg<F, MMA, 1, XA>>(run, backward); break;
+    case 2: emulate<mk::ClusterCfg<F, MMA, 2, XA>, mk::ClusterCfg<F, MMA, 2, XA>>(run, backward); break;
+    case 4: emulate<mk::ClusterCfg<F, MMA, 4, XA>, mk::ClusterCfg<F, MMA, 4, XA>>(run, backward); break;
     default: FAIL("no cluster of ", ncta, " blocks");
   }
 }
+template <int F, bool MMA>
+void emulate_with(MlpScanRun& run, bool backward, int ncta, bool xasync = false) {
+  using C = mk::Cfg<F, MMA>;
+  if (ncta == 0)
+    emulate<C, C>(run, backward);
+  else if (xasync)
+    emulate_cluster_of<F, MMA, true>(run, backward, ncta);
+  else
+    emulate_cluster_of<F, MMA, false>(run, backward, ncta);
+}
 
 template <int F>
-void check_case(ScanCase c, bool mma, uint64_t seed, bool backward, int ncta = 0) {
+void check_case(ScanCase c, bool mma, uint64_t seed, bool backward, int ncta = 0, bool xasync = false) {
   c.f = F;
-  INFO(c.str(), mma ? " bf16 MMA" : " float32", ncta ? " cluster of " + std::to_string(ncta) : std::string());
+  INFO(c.str(), mma ? " bf16 MMA" : " float32", ncta ? " cluster of " + std::to_string(ncta) : std::string(),
+       xasync ? " (transaction barriers)" : "");
   const tensor_list x = mlp_scan_inputs(c, seed, 4, DType::f32);
   const Tensor d = rand64({c.B, c.H, c.T, c.f}, seed + 1).to(DType::f32);
   MlpScanRun ref(c, x, d, mma), emu(c, x, d, mma);
@@ -103,9 +113,9 @@ void check_case(ScanCase c, bool mma, uint64_t seed, bool backward, int ncta = 0
     backend(cpu()).run(b);
   }
   if (mma)
-    emulate_with<F, true>(emu, backward, ncta);
+    emulate_with<F, true>(emu, backward, ncta, xasync);
   else
-    emulate_with<F, false>(emu, backward, ncta);
+    emulate_with<F, false>(emu, backward, ncta, xasync);
   const auto r = ref.results(backward), e = emu.results(backward);
   for (size_t i = 0; i < r.size(); ++i) check_rel_norm(e[i].second, r[i].second, mma ? 2e-2 : 2e-5, r[i].first);
 }
@@ -144,33 +154,59 @@ TEST_CASE("emulated CUDA TTT-MLP backward equals the CPU reference: bf16 tensor-
 
 // The cluster kernels split a head's hidden units over 1, 2 or 4 blocks that exchange their partial
 // products through distributed shared memory: the forward's outputs, stored states, final state and
-// accumulators, and the states the backward's replay gives the reverse walk, against the CPU.
+// accumulators, and the states the backward's replay gives the reverse walk, against the CPU; each
+// with the exchanges completed by cluster barriers and by transaction barriers (the `blocks`
+// schedule lets a block run ahead of the others as far as either allows).
 TEST_CASE("emulated CUDA TTT-MLP forward on a cluster equals the CPU reference: float32 products, head_dim 16") {
-  for (int ncta : {1, 2, 4}) {
-    check_case<16>({2, 2, 37, 16, 16, true, true, 2}, false, 61, false, ncta);  // remainder chunk, groups of 2
-    check_case<16>({1, 1, 6, 16, 1, true, true, 2}, false, 62, false, ncta);    // K = 1
-    check_case<16>({1, 2, 20, 16, 16, false, true, 1}, false, 63, false, ncta); // no LN + residual
-    check_case<16>({2, 1, 20, 16, 16, true, false, 1}, false, 64, false, ncta); // no bias
-  }
+  for (bool xa : {false, true})
+    for (int ncta : {1, 2, 4}) {
+      check_case<16>({2, 2, 37, 16, 16, true, true, 2}, false, 61, false, ncta, xa);  // remainder chunk, groups of 2
+      check_case<16>({1, 1, 6, 16, 1, true, true, 2}, false, 62, false, ncta, xa);    // K = 1
+      check_case<16>({1, 2, 20, 16, 16, false, true, 1}, false, 63, false, ncta, xa); // no LN + residual
+      check_case<16>({2, 1, 20, 16, 16, true, false, 1}, false, 64, false, ncta, xa); // no bias
+    }
 }
 
 TEST_CASE("emulated CUDA TTT-MLP forward on a cluster equals the CPU reference: bf16 products, head_dim 32 and 64") {
-  check_case<32>({1, 1, 21, 32, 16, false, false, 1}, true, 71, false, 4);
-  check_case<64>({1, 1, 19, 64, 16, true, true, 1}, true, 72, false, 4);
-  check_case<64>({1, 2, 37, 64, 16, true, true, 2}, true, 73, false, 2);
+  for (bool xa : {false, true}) {
+    check_case<32>({1, 1, 21, 32, 16, false, false, 1}, true, 71, false, 4, xa);
+    check_case<64>({1, 1, 19, 64, 16, true, true, 1}, true, 72, false, 4, xa);
+    check_case<64>({1, 2, 37, 64, 16, true, true, 2}, true, 73, false, 2, xa);
+  }
 }
 
 TEST_CASE("emulated CUDA TTT-MLP backward on a cluster equals the CPU reference: every gradient") {
-  for (int ncta : {1, 2, 4}) {
-    check_case<16>({2, 2, 37, 16, 16, true, true, 2}, false, 81, true, ncta);  // remainder chunk, groups of 2
-    check_case<16>({1, 2, 24, 16, 8, true, true, 3}, false, 82, true, ncta);   // K = 8, remainder group
-    check_case<16>({1, 1, 6, 16, 1, true, true, 2}, false, 84, true, ncta);    // K = 1
-    check_case<16>({1, 2, 20, 16, 16, false, true, 1}, false, 85, true, ncta); // no LN + residual
-    check_case<16>({2, 1, 20, 16, 16, true, false, 1}, false, 86, true, ncta); // no bias
+  for (bool xa : {false, true}) {
+    for (int ncta : {1, 2, 4}) {
+      check_case<16>({2, 2, 37, 16, 16, true, true, 2}, false, 81, true, ncta, xa);  // remainder chunk, groups of 2
+      check_case<16>({1, 2, 24, 16, 8, true, true, 3}, false, 82, true, ncta, xa);   // K = 8, remainder group
+      check_case<16>({1, 1, 6, 16, 1, true, true, 2}, false, 84, true, ncta, xa);    // K = 1
+      check_case<16>({1, 2, 20, 16, 16, false, true, 1}, false, 85, true, ncta, xa); // no LN + residual
+      check_case<16>({2, 1, 20, 16, 16, true, false, 1}, false, 86, true, ncta, xa); // no bias
+    }
+    check_case<32>({1, 1, 21, 32, 8, false, false, 2}, true, 87, true, 4, xa);
+    check_case<64>({1, 1, 19, 64, 16, true, true, 2}, true, 83, true, 4, xa);  // replayed group, remainder chunk
+    check_case<64>({1, 1, 19, 64, 16, true, true, 2}, true, 88, true, 2, xa);
   }
-  check_case<32>({1, 1, 21, 32, 8, false, false, 2}, true, 87, true, 4);
-  check_case<64>({1, 1, 19, 64, 16, true, true, 2}, true, 83, true, 4);  // replayed group, remainder chunk
-  check_case<64>({1, 1, 19, 64, 16, true, true, 2}, true, 88, true, 2);
+}
+
+// The two ways of completing an exchange move the same partials into the same slots, which the
+// readers sum in the same order: every result equal bit for bit.
+TEST_CASE("emulated CUDA TTT-MLP on a cluster: exchanges through transaction barriers equal those through cluster barriers bit for bit") {
+  for (int ncta : {2, 4}) {
+    ScanCase c{1, 2, 37, 64, 16, true, true, 2};
+    INFO(c.str(), " cluster of ", ncta);
+    const tensor_list x = mlp_scan_inputs(c, 121, 4, DType::f32);
+    const Tensor d = rand64({c.B, c.H, c.T, c.f}, 122).to(DType::f32);
+    MlpScanRun bar(c, x, d, true), xa(c, x, d, true);
+    emulate_with<64, true>(bar, true, ncta, false);
+    emulate_with<64, true>(xa, true, ncta, true);
+    const auto rb = bar.results(true), ra = xa.results(true);
+    for (size_t i = 0; i < rb.size(); ++i) {
+      INFO(rb[i].first);
+      CHECK(max_abs_diff(ra[i].second, rb[i].second) == 0.0);
+    }
+  }
 }
 
 // bf16 storage (TTTMLPScanShape::bf16_io): the kernels read XQ, XK, XV and dout as bf16 and write
@@ -252,6 +288,7 @@ TEST_CASE("emulated CUDA TTT-MLP backward as one overlapped grid (replays and wa
   check_overlapped<mk::Cfg<16, true>>({1, 2, 61, 16, 8, true, true, 3}, 102);              // 3 groups, a remainder group
   check_overlapped<mk::ClusterCfg<16, true, 4>>({2, 1, 40, 16, 8, false, false, 2}, 103);  // clusters of 4
   check_overlapped<mk::ClusterCfg<64, true, 2>>({1, 1, 40, 64, 16, true, true, 2}, 104);   // the paper's head dim
+  check_overlapped<mk::ClusterCfg<64, true, 2, true>>({1, 1, 40, 64, 16, true, true, 2}, 105);  // transaction barriers
 }
 
 // The backward's unpadded operand matrices (SwizzledOps): each row's elements are a permutation of

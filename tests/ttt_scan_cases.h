@@ -116,17 +116,24 @@ inline tensor_list with_per_sequence_init(tensor_list x, const ScanCase& c, uint
   return x;
 }
 
+// An environment variable set for one scope (the kernels' variant switches, read at each call).
+struct ScopedEnv {
+  const char* name;
+  ScopedEnv(const char* n, const char* v) : name(n) { setenv(n, v, 1); }
+  ~ScopedEnv() { unsetenv(name); }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+};
+
+// Forces the CUDA backward's plan (TTTLinearScanPlan: walk, chunks, chunks:N) for one scope; a
+// ScanRun sizes its workspace for the plan in force when it is constructed.
+struct ForceScanPlan : ScopedEnv {
+  explicit ForceScanPlan(const char* v) : ScopedEnv("TTT_LINEAR_SCAN_PLAN", v) {}
+};
+
 // Buffers of one kernel-level run of the scan (forward and backward call structs over them), on
 // the inputs' device, every output poisoned with NaN. dout: the gradient of `out`. bf16_io: XQ,
 // XK, XV, dout and out, dXQ, dXK, dXV stored as bf16 (the inputs rounded to it).
-// Forces the CUDA backward's plan (TTTLinearScanPlan: walk, chunks, chunks:N) for one scope; a
-// ScanRun sizes its workspace for the plan in force when it is constructed.
-struct ForceScanPlan {
-  explicit ForceScanPlan(const char* v) { setenv("TTT_LINEAR_SCAN_PLAN", v, 1); }
-  ~ForceScanPlan() { unsetenv("TTT_LINEAR_SCAN_PLAN"); }
-  ForceScanPlan(const ForceScanPlan&) = delete;
-  ForceScanPlan& operator=(const ForceScanPlan&) = delete;
-};
 
 struct ScanRun {
   TTTLinearScanShape s;

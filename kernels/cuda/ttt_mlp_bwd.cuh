@@ -196,7 +196,8 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
     recompute_hidden<C>(S, zq, Hidden::zbar1);
   }
   Acc<2> P;
-  dzbar1_products<C>(p, S, z1, zq, commit, tokL, dW, P, dtok_last, S.dlrp + warp() * KP);
+  float* const dlrp = S.dlrp + warp() * KP;
+  dzbar1_products<C>(p, S, z1, zq, commit, tokL, dW, P, dtok_last, [dlrp](int r, float v) { dlrp[r] = v; });
   simt::sync();
   // B4
   x_w2_partial<C>(S.oxb2, S.w2(), C::WS, S.part);  // dP W2

@@ -351,12 +351,12 @@ TTT_DEV void ds2_rows(S_& S, const float* u2, int n, bool commit, float tokL, fl
 
 // B3 (warp, its hidden columns): dZ̄1 = (dZ̄2 W2ᵀ + dS2 X2) ⊙ gelu'(Z̄1) (operand), db1; dX2's part
 // dS2ᵀ X̄2 (− τ Gp2 dW2'ᵀ with commit); dW1 += XQᵀ dZ̄1; dGp1 = −Mt1ᵀ dZ̄1 (− τ (XK dW1' + db1')),
-// dlr's hidden part (its 16 rows into dlrp[0 .. 16)), dtok[K − 1]'s part; dP = lr dGp1 ⊙ gelu'(Z1) as
+// dlr's hidden part (its 16 rows handed to dl_out(row, value)), dtok[K − 1]'s part; dP = lr dGp1 ⊙ gelu'(Z1) as
 // an operand (over X̄2) and into P dZ1 but for B6's term: lr dGp1 ⊙ P ⊙ gelu''(Z1) + dX2's part ⊙
 // gelu'(Z1) (one tile carried to B6 instead of two).
-template <class C, class S_>
+template <class C, class S_, class DlOut>
 TTT_DEV void dzbar1_products(const Params& p, S_& S, const Acc<2>& z1, const Acc<2>& zq, bool commit, float tokL,
-                             StateRegs<C>& dW, Acc<2>& P, float& dtok_last, float* dlrp) {
+                             StateRegs<C>& dW, Acc<2>& P, float& dtok_last, DlOut dl_out) {
   constexpr int F = C::F;
   const int hw = 16 * warp();
   {
@@ -418,8 +418,8 @@ TTT_DEV void dzbar1_products(const Params& p, S_& S, const Acc<2>& z1, const Acc
 #pragma unroll
   for (int i = 0; i < 2; ++i) dl[i] += simt::shfl_xor(dl[i], 1), dl[i] += simt::shfl_xor(dl[i], 2);
   if ((lane() & 3) == 0) {
-    dlrp[lane() >> 2] = dl[0];
-    dlrp[(lane() >> 2) + 8] = dl[1];
+    dl_out(lane() >> 2, dl[0]);
+    dl_out((lane() >> 2) + 8, dl[1]);
   }
   simt::syncwarp();  // this warp's reads of its X̄2 columns are done
   store_op(dg, S.oxb2, C::HS, 0, hw);  // dP

@@ -10,39 +10,60 @@
 //
 // What crosses blocks: the products that contract over the hidden units. Z2 = X2 W2 and
 // Z̄2 = X̄2 W2 are sums of the blocks' slice partials ([16, F] each) and X̄2 X2ᵀ of the warps'
-// partials ([16, 16]); every block writes its partials into every block's shared memory
-// (distributed shared memory) before a cluster barrier. The row phases (the LN-L2 gradient G2, Mt1,
-// the output LayerNorm) are computed by every block for all 16 rows from the summed partials: that
-// costs no exchange, and each block needs G2, Gp2 and Mt1 whole for its own columns. Block 0 writes
-// the outputs and b2.
+// partials ([16, 16]); blocks write their partials into the shared memory of the blocks that read
+// them (distributed shared memory). An exchange completes in one of two ways (C::XASYNC):
+//  - barrier (the default): plain stores, then a cluster barrier that every block waits at;
+//  - async (TTT_MLP_SCAN_EXCHANGE=async): asynchronous stores that count their bytes on the
+//    receiver's transaction barrier (simt_async.cuh), which only the receiver waits for; no cluster
+//    barrier inside the walk. Not yet measured on a GPU (written without one; checked on the SIMT
+//    emulator, whose `blocks` schedule catches a buffer rewritten too early).
+// The row phases (the LN-L2 gradient G2, Mt1, the output LayerNorm) are computed by every block
+// for all 16 rows from the summed partials: that costs no exchange, and each block needs G2, Gp2 and
+// Mt1 whole for its own columns. Block 0 writes the outputs and b2, so only it receives Z̄2's and
+// X̄2 X2ᵀ's partials.
 //
-// Per chunk: 4 block barriers and 2 cluster barriers (the one-block kernel: 6 block barriers).
+// Per chunk, 2 exchanges: with 4 block barriers and 2 cluster barriers (barrier mode) or 5 block
+// barriers (async) (the one-block kernel: 6 block barriers).
 //   top  the chunk's tiles into smem; barrier; the state stored every G chunks
 //   F1   warp: Z1, Zq, X2 (its columns); last warp: S1 = XQ XKᵀ; barrier
-//   F2   warps: slice partials of X2 W2 → every block's `part`; cluster barrier
+//   F2   warps: slice partials of X2 W2 → every block's `part[j % 2]` (j: the chunks walked
+//        before); wait for the cluster's
 //   F3   rows: Z2, G2, Gp2, Mt1 (all rows, every block); barrier
-//   F4   warp: G1, Gp1, Z̄1, X̄2, its partial of X̄2 X2ᵀ → every block's `mpart`; the state update;
+//   F4   warp: G1, Gp1, Z̄1, X̄2, its partial of X̄2 X2ᵀ → block 0's `mpart`; the state update;
 //        barrier
-//   F5   warps: slice partials of X̄2 W2 → every block's `partb`; cluster barrier
+//   F5   warps: slice partials of X̄2 W2 → block 0's `partb`; barrier (F6 rewrites W2's operand);
+//        block 0 waits for the cluster's (barrier mode: every block at the cluster barrier)
 //   F6   the new W2 operand, b2; block 0's rows: Mt2, Z̄2, out
-// The partial buffers are safe to reuse: a block writes chunk k+1's `part` (F2) only after the
-// cluster barrier of chunk k's F5, which every block reaches after reading `part` in F3; `partb` and
-// `mpart` likewise across F2's barrier. The replay (no F5, F6) alternates `part` and `partb` by chunk.
+// Why no block overwrites a partial that another still reads, in either mode (the exchange order;
+// "r sent E" means r finished every phase before E):
+//  - part[j % 2]: written in F2 of chunk j + 2, after its writer's F2 wait of chunk j + 1, which
+//    needs every block's F2 of j + 1, sent after that block's F3 of chunk j read part[j % 2].
+//  - partb, mpart (block 0 reads them in F6 of chunk j): written in F4 / F5 of chunk j + 1, after the
+//    writer's F2 wait of j + 1, which needs block 0's F2 of j + 1, sent after its F6 of j.
+// The same order keeps a transaction barrier's phases apart (simt_async.cuh): a block sends a
+// phase's bytes only after a wait that needs the receiver to be past its wait for the phase before.
+// Hence two barriers for F2, alternating as `part` does (with one, a block could send chunk j + 1's
+// partials to a block still waiting for a third block's partials of chunk j); xlead's next phase
+// starts in F4 of chunk j + 1, after the wait for block 0's F2 of j + 1.
+// The replay (no F5, F6) exchanges `part` alone.
 #pragma once
 
+#include "kernels/cuda/simt_async.cuh"
 #include "kernels/cuda/ttt_mlp_fwd.cuh"
 
 namespace ttt::cuda_impl::tttm {
 
-// F: head_dim (hidden 4F); MMA: bf16 tensor-core products; NCTA: blocks of the cluster (1, 2 or 4).
+// F: head_dim (hidden 4F); MMA: bf16 tensor-core products; NCTA: blocks of the cluster (1, 2 or 4);
+// XASYNC: exchanges signalled through transaction barriers instead of cluster barriers.
 // The members the shared helpers read (ttt_mlp_common.cuh, ttt_linear_common.cuh) describe one
 // block: NW its warps, HS its [16, HDL] operand tiles, THREADS its threads; NKS, CB, KSPAN the
 // [16, F] products over all hidden units.
-template <int F_, bool MMA_, int NCTA_>
+template <int F_, bool MMA_, int NCTA_, bool XASYNC_ = false>
 struct ClusterCfg {
   static constexpr int F = F_;
   static constexpr int HD = 4 * F_;
   static constexpr int NCTA = NCTA_;
+  static constexpr bool XASYNC = XASYNC_;
   static constexpr int HDL = HD / NCTA;  // hidden units of one block
   static constexpr bool MMA = MMA_;
   static constexpr bool BIO = false;
@@ -85,8 +106,8 @@ struct ClusterFwdSmem {
   alignas(16) Op og2[KP * C::OS];      // G2
   alignas(16) Op ogp2[KP * C::OS];     // −Gp2
   alignas(16) Op omt1[KP * C::KS];     // Mt1
-  alignas(16) float part[C::NKS * KP * C::FS];   // every slice's partial of X2 W2 (slot: the slice)
-  alignas(16) float partb[C::NKS * KP * C::FS];  // every slice's partial of X̄2 W2
+  alignas(16) float part[2][C::NKS * KP * C::FS];  // every slice's partial of X2 W2 (slot: the slice), chunks alternating
+  alignas(16) float partb[C::NKS * KP * C::FS];     // every slice's partial of X̄2 W2 (block 0)
   alignas(16) float mpart[C::NWT * KP * SP];     // every warp's partial of X̄2 X2ᵀ (slot: the warp)
   alignas(16) float s1[KP * SP];                 // XQ XKᵀ
   alignas(16) float mt2[KP * SP];                // Mt2 (block 0)
@@ -96,6 +117,8 @@ struct ClusterFwdSmem {
   alignas(16) float lnw[C::F];
   alignas(16) float lnb[C::F];
   float tok[KP], lr[KP];
+  alignas(8) uint64_t xpart[2];  // F2's exchange into part[j % 2] (every block; async mode)
+  alignas(8) uint64_t xlead;  // F4 and F5's exchange (block 0; async mode)
 };
 
 // A warp's [16, 16] float32 tile into columns n0.. of s (row stride ld): two floats a store where
@@ -111,21 +134,70 @@ TTT_DEV void store_f32_pairs(const Acc<2>& acc, float* s, int ld, int n0) {
   }
 }
 
-// Writes a warp's [16, 16] partial tile (columns col, row stride ld) into slot `slot` (tile floats
-// apart) of buf in every block of the cluster.
+// The bytes a block receives when every warp of the cluster sends it one [16, 16] float32 tile.
 template <class C>
-TTT_DEV void push_tile(const Acc<2>& acc, float* buf, int slot, int ld, int tile, int col) {
+constexpr uint32_t tile_bytes_from_all() {
+  return C::NWT * KP * 16 * sizeof(float);
+}
+
+// Writes a warp's [16, 16] partial tile (columns col, row stride ld) into slot `slot` (tile floats
+// apart) of buf in blocks r0 .. r0 + nr − 1 of the cluster: async mode, each store counted on that
+// block's transaction barrier xbar (simt_async.cuh), pairs of floats where ld is even, else single
+// floats; barrier mode, plain stores (store_f32_pairs).
+template <class C>
+TTT_DEV void send_tile(const Acc<2>& acc, float* buf, int slot, int ld, int tile, int col, uint64_t* xbar,
+                       int r0 = 0, int nr = C::NCTA) {
+  float* s = buf + slot * tile;
+  for (int rank = r0; rank < r0 + nr; ++rank) {
+    if constexpr (!C::XASYNC) {
+      store_f32_pairs(acc, simt::map_rank(s, rank), ld, col);
+    } else {
 #pragma unroll
-  for (int r = 0; r < C::NCTA; ++r) store_f32_pairs(acc, simt::map_rank(buf, r) + slot * tile, ld, col);
+      for (int n = 0; n < 2; ++n) {
+        const int r = acc_row(0, 0), c = acc_col(col, n, 0);
+        if (ld % 2 == 0) {
+          simt::st_async2(s + r * ld + c, rank, acc.v[n][0], acc.v[n][1], xbar);
+          simt::st_async2(s + (r + 8) * ld + c, rank, acc.v[n][2], acc.v[n][3], xbar);
+        } else {
+          simt::st_async(s + r * ld + c, rank, acc.v[n][0], xbar);
+          simt::st_async(s + r * ld + c + 1, rank, acc.v[n][1], xbar);
+          simt::st_async(s + (r + 8) * ld + c, rank, acc.v[n][2], xbar);
+          simt::st_async(s + (r + 8) * ld + c + 1, rank, acc.v[n][3], xbar);
+        }
+      }
+    }
+  }
 }
 
 // The warp's slice partial of X W2 (X the block's [16, HDL] operand tile, W2 the block's [HDL, F]
-// operand rows) into slot (the slice) of buf in every block of the cluster.
+// operand rows) into slot (the slice) of buf in blocks r0 .. r0 + nr − 1 (send_tile).
 template <class C>
-TTT_DEV void push_x_w2_partial(const typename C::Op* x, const typename C::Op* ow2, float* buf) {
+TTT_DEV void send_x_w2_partial(const typename C::Op* x, const typename C::Op* ow2, float* buf, uint64_t* xbar,
+                               int r0 = 0, int nr = C::NCTA) {
   const Split<C> sp;
-  push_tile<C>(hidden_xw_partial<C>(x, ow2, C::OS, sp), buf, simt::cluster_rank() * C::NKSL + sp.ks, C::FS,
-               KP * C::FS, sp.col());
+  send_tile<C>(hidden_xw_partial<C>(x, ow2, C::OS, sp), buf, simt::cluster_rank() * C::NKSL + sp.ks, C::FS,
+               KP * C::FS, sp.col(), xbar, r0, nr);
+}
+
+// Async mode: arms the block's transaction barrier xbar for `bytes` (one thread), after its
+// previous wait.
+template <class C>
+TTT_DEV void expect_bytes(uint64_t* xbar, uint32_t bytes) {
+  if constexpr (C::XASYNC)
+    if (tid() == 0) simt::xbar_expect(xbar, bytes);
+}
+
+// The end of an exchange, called by every block: async mode, a block barrier first where
+// `block_sync` (for what the block's own warps read and write around it), then the receiver's wait
+// for phase `parity` of xbar; barrier mode, the cluster barrier.
+template <class C>
+TTT_DEV void exchange_done(uint64_t* xbar, uint32_t parity, bool receiver, bool block_sync) {
+  if constexpr (C::XASYNC) {
+    if (block_sync) simt::sync();
+    if (receiver) simt::xbar_wait(xbar, parity);
+  } else {
+    simt::cluster_sync();
+  }
 }
 
 // The block's first state: its columns of W1 and rows of W2 (registers), its part of b1, and b2.
@@ -168,7 +240,15 @@ TTT_DEV void cluster_fwd_range(const Params& p, int bh, char* smem, FwdMode mode
   const RowLane<C> rl;
   bool committed_last = true;
   int bb = 0;  // the b2 buffer holding the state's b2
-  simt::cluster_sync();  // every block of the cluster has started before any writes to another's smem
+  if (C::XASYNC && tid() == 0) {
+    simt::xbar_init(&S.xpart[0]);
+    simt::xbar_init(&S.xpart[1]);
+    simt::xbar_init(&S.xlead);
+    simt::xbar_init_fence();
+  }
+  // Every block of the cluster has started, and its barriers are set up, before any writes to
+  // another's smem.
+  simt::cluster_sync();
 
   for (int k = k0; k < k1; ++k) {
     const int64_t t0 = static_cast<int64_t>(k) * p.K;
@@ -189,10 +269,13 @@ TTT_DEV void cluster_fwd_range(const Params& p, int bh, char* smem, FwdMode mode
     Acc<2> z1, zq;
     first_phase<C>(z1, zq, S.ok, S.oq, S.ow1, C::HS, S.b1, S.ox2, S.s1);
     simt::sync();
-    // F2 (the replay has no F5: it alternates the two buffers)
-    float* const part = mode.replay && (k & 1) ? S.partb : S.part;
-    push_x_w2_partial<C>(S.ox2, S.ow2, part);
-    simt::cluster_sync();
+    // F2
+    const int j = k - k0;  // the chunks this kernel walked before
+    float* const part = S.part[j & 1];
+    uint64_t* const xpart = &S.xpart[j & 1];
+    expect_bytes<C>(xpart, tile_bytes_from_all<C>());
+    send_x_w2_partial<C>(S.ox2, S.ow2, part, xpart);
+    exchange_done<C>(xpart, (j >> 1) & 1, true, false);
     // F3
     inner_grad_rows<C>(p, part, S.b2[bb], S.tgt, S.lr, S.lnw, S.lnb, n, S.gp2, S.og2, S.ogp2, nullptr);
     if (rl.rg < KP) causal_row<C>(S.s1, 1, S.tok, rl.rg, n, beta, S.omt1, nullptr, nullptr);
@@ -213,7 +296,8 @@ TTT_DEV void cluster_fwd_range(const Params& p, int bh, char* smem, FwdMode mode
       Acc<2> m;
       m.fill(0.f);
       xyt<C, 1>(m, S.oxb2, C::HS, hw, S.ox2, C::HS, hw, 0);
-      push_tile<C>(m, S.mpart, rank * C::NW + warp(), SP, KP * SP, 0);
+      if (lead) expect_bytes<C>(&S.xlead, 2 * tile_bytes_from_all<C>());  // mpart and partb
+      send_tile<C>(m, S.mpart, rank * C::NW + warp(), SP, KP * SP, 0, &S.xlead, 0, 1);
     }
     if (commit || accumulate) {  // the accumulators of a partial last chunk: XKᵀ Gp1, X2ᵀ Gp2 = −P
       update_state<C>(W, S.ok, S.ogp1, S.ox2, S.ogp2, tokL, commit ? nullptr : acc, h0);
@@ -228,8 +312,8 @@ TTT_DEV void cluster_fwd_range(const Params& p, int bh, char* smem, FwdMode mode
       continue;
     }
     // F5
-    push_x_w2_partial<C>(S.oxb2, S.ow2, S.partb);
-    simt::cluster_sync();
+    send_x_w2_partial<C>(S.oxb2, S.ow2, S.partb, &S.xlead, 0, 1);
+    exchange_done<C>(&S.xlead, j & 1, lead, true);
     // F6
     if (commit) W.store_w2_op(S.ow2);
     b2_step<C>(p, S.gp2, S.b2[bb], commit, tokL, S.b2[bb ^ 1], accumulate && lead ? acc + off_b2(F) : nullptr);
@@ -246,9 +330,11 @@ TTT_DEV void cluster_fwd_range(const Params& p, int bh, char* smem, FwdMode mode
     }
     bb ^= 1;
   }
-  if (mode.replay) return;
-  simt::sync();
-  finish_forward<C>(p, bh, W, S.b1, S.b2[bb], committed_last, rank, C::NCTA);
+  if (!mode.replay) {
+    simt::sync();
+    finish_forward<C>(p, bh, W, S.b1, S.b2[bb], committed_last, rank, C::NCTA);
+  }
+  simt::cluster_sync();  // no block leaves while another's stores to it may be in flight
 }
 
 // Cluster c (blocks c·NCTA .. c·NCTA + NCTA − 1) runs (batch, head) c.

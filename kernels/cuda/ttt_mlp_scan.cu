@@ -120,13 +120,26 @@ int blocks_per_head(const TTTMLPScanShape& s) {
   return s.batch * s.heads * 2 <= scan_launch::sm_count() ? 2 : 1;
 }
 
+// Whether the cluster kernels complete their exchanges through transaction barriers
+// (TTT_MLP_SCAN_EXCHANGE=async; ttt_mlp_fwd_cluster.cuh) instead of cluster barriers (`barrier`, the
+// default). Opt-in until it is measured on a GPU: it was written and checked on the SIMT emulator
+// only (BENCHMARKS.md, session 25).
+bool async_exchanges() {
+  const char* env = std::getenv("TTT_MLP_SCAN_EXCHANGE");
+  const std::string mode = env ? env : "barrier";
+  if (mode != "barrier" && mode != "async")
+    throw std::invalid_argument("TTT_MLP_SCAN_EXCHANGE must be barrier or async (got '" + mode + "')");
+  return mode == "async";
+}
+
 // Calls fn with the configuration a head runs on: a cluster of `blocks` blocks (ClusterCfg; bf16
 // products only) or one block (C).
 template <class C, class Fn>
 void with_unit_cfg(int blocks, Fn&& fn) {
   if constexpr (C::MMA) {
-    if (blocks == 2) return fn(tttm::ClusterCfg<C::F, true, 2>{});
-    if (blocks == 4) return fn(tttm::ClusterCfg<C::F, true, 4>{});
+    const bool xa = blocks > 1 && async_exchanges();
+    if (blocks == 2) return xa ? fn(tttm::ClusterCfg<C::F, true, 2, true>{}) : fn(tttm::ClusterCfg<C::F, true, 2>{});
+    if (blocks == 4) return xa ? fn(tttm::ClusterCfg<C::F, true, 4, true>{}) : fn(tttm::ClusterCfg<C::F, true, 4>{});
   }
   fn(C{});
 }
