@@ -122,8 +122,8 @@ int blocks_per_head(const TTTMLPScanShape& s) {
 
 // Whether the cluster kernels complete their exchanges through transaction barriers
 // (TTT_MLP_SCAN_EXCHANGE=async; ttt_mlp_fwd_cluster.cuh) instead of cluster barriers (`barrier`, the
-// default). Opt-in until it is measured on a GPU: it was written and checked on the SIMT emulator
-// only (BENCHMARKS.md, session 25).
+// default). Opt-in until it is measured on a GPU: it was written without one and checked on the
+// SIMT emulator only (scripts/gpu_mlp_check.sh times both modes).
 bool async_exchanges() {
   const char* env = std::getenv("TTT_MLP_SCAN_EXCHANGE");
   const std::string mode = env ? env : "barrier";
