@@ -64,6 +64,15 @@ struct Cluster {
   Barrier bar;  // the cluster barrier
   std::vector<WarpSlots> warps;
   uint64_t events = 0;  // arrivals, barrier releases and finished fibers: what the deadlock check watches
+  // Asynchronous stores in flight (simt_async.cuh): to the last block, held until nothing else can
+  // move; to the others, delivered after each scheduling pass.
+  struct InFlight {
+    int rank;
+    size_t dst, bar;  // offsets in the receiver's shared memory
+    float v[2];
+    int n;
+  };
+  std::vector<InFlight> in_flight;
   const std::function<void()>* body = nullptr;
   std::string error;
   Block& block() { return blocks[static_cast<size_t>(current / threads)]; }
@@ -323,14 +332,63 @@ void emu_xbar_wait(uint64_t* bar, uint32_t parity) {
   while (load_xbar(bar).phase == parity) yield();
   g_cluster->fibers[g_cluster->current].waiting = nullptr;
 }
+// The store is in flight until the scheduler delivers it (deliver_in_flight): stores to the last
+// block of the cluster arrive late and newest first, so that a kernel sending a phase's bytes to a
+// block before that block's previous phase completed mixes the two phases' counts (a deadlock, or
+// a phase completing before its data came: wrong results).
 void emu_st_async(float* dst, int rank, const float* src, int n, uint64_t* bar) {
-  std::memcpy(emu_map_rank(dst, rank), src, sizeof(float) * static_cast<size_t>(n));
-  uint64_t* rbar = static_cast<uint64_t*>(emu_map_rank(bar, rank));
-  XbarState s = load_xbar(rbar);
-  s.tx -= static_cast<int32_t>(sizeof(float)) * n;
-  ++g_cluster->events;
-  store_xbar(rbar, s);
+  Cluster& cl = *g_cluster;
+  const char* own = cl.block().smem;
+  emu_map_rank(dst, rank);  // checks the address and the rank
+  emu_map_rank(bar, rank);
+  Cluster::InFlight f{rank, static_cast<size_t>(reinterpret_cast<char*>(dst) - own),
+                      static_cast<size_t>(reinterpret_cast<char*>(bar) - own), {src[0], n > 1 ? src[1] : 0.f}, n};
+  cl.in_flight.push_back(f);
+  ++cl.events;
 }
+
+namespace {
+
+// Lands one store; true when it completed its barrier's phase.
+bool deliver(Cluster& cl, const Cluster::InFlight& f) {
+  char* smem = cl.blocks[static_cast<size_t>(f.rank)].smem;
+  std::memcpy(smem + f.dst, f.v, sizeof(float) * static_cast<size_t>(f.n));
+  uint64_t* bar = reinterpret_cast<uint64_t*>(smem + f.bar);
+  const uint16_t phase = load_xbar(bar).phase;
+  XbarState s = load_xbar(bar);
+  s.tx -= static_cast<int32_t>(sizeof(float)) * f.n;
+  ++cl.events;
+  store_xbar(bar, s);
+  return load_xbar(bar).phase != phase;
+}
+
+// Delivers the stores in flight to every block but the last, in order. With `late`, those to the
+// last block too, newest first, up to the first that completes a phase: its waiting threads then
+// run before the older stores land (a phase completed by a later phase's bytes shows as missing
+// data). Returns whether any was delivered.
+bool deliver_in_flight(Cluster& cl, bool late) {
+  const int slow = static_cast<int>(cl.blocks.size()) - 1;
+  std::vector<Cluster::InFlight> keep;
+  bool any = false;
+  for (const Cluster::InFlight& f : cl.in_flight) {
+    if (f.rank == slow) {
+      keep.push_back(f);
+      continue;
+    }
+    deliver(cl, f);
+    any = true;
+  }
+  while (late && !keep.empty()) {
+    const Cluster::InFlight f = keep.back();
+    keep.pop_back();
+    any = true;
+    if (deliver(cl, f)) break;
+  }
+  cl.in_flight = std::move(keep);
+  return any;
+}
+
+}  // namespace
 
 char* block_smem() { return g_cluster->block().smem; }
 
@@ -411,18 +469,22 @@ void emulate_cluster(int blocks, int threads, size_t smem_bytes, const std::func
         for (uint64_t e = cl.events - 1; e != cl.events && cl.error.empty();) {
           e = cl.events;
           done = run_once(mine);
+          deliver_in_flight(cl, false);
         }
         all_done = all_done && done;
       }
     } else {
       all_done = run_once(order);
+      deliver_in_flight(cl, false);
     }
     if (all_done) break;
+    if (cl.events == before && deliver_in_flight(cl, true)) continue;  // the late stores, when nothing else moves
     if (cl.events == before)
       fail("emulate: deadlock (a barrier or warp-collective call not reached by all threads: " + describe_waits(cl) +
            ")" + (cl.error.empty() ? std::string() : "; first error: " + cl.error));
     if (!cl.error.empty()) fail("emulate: " + cl.error);
   }
+  while (deliver_in_flight(cl, true)) {}  // stores no thread waited for still land before the cluster ends
   g_cluster = outer;
   if (!cl.error.empty()) throw std::runtime_error("emulate: " + cl.error);
 }

@@ -25,11 +25,12 @@
 //  - A sender may write a buffer again only once every reader has finished reading it: the kernels
 //    derive that from the exchanges' order (their header comments say how).
 //
-// TTT_SIMT_EMULATE: the store happens at once and counts its bytes on the receiver's barrier;
-// waiting yields the fiber until the phase completes, and arming waits until every other thread of
-// the cluster waits, so bytes arriving before the arm are exercised (tests/simt_emulator.cpp). What
-// the emulator cannot show: a store delivered late (it has no flight time), so two phases' bytes
-// mixing on one barrier (the second contract rule) is argued in each kernel's comments instead.
+// TTT_SIMT_EMULATE (tests/simt_emulator.cpp): a store is in flight until the scheduler lands it and
+// counts its bytes on the receiver's barrier: after each scheduling pass, except stores to the
+// cluster's last block, which land only when nothing else can move, newest first, until one
+// completes a phase (whose waiters then run). Arming waits until every other thread of the cluster
+// waits. So bytes arriving before the arm, and a phase completed by the next phase's bytes (the
+// second rule broken: its data then is missing), both show on the CPU.
 #pragma once
 
 #include "kernels/cuda/simt.cuh"

@@ -16,7 +16,8 @@
 //  - async (TTT_MLP_SCAN_EXCHANGE=async): asynchronous stores that count their bytes on the
 //    receiver's transaction barrier (simt_async.cuh), which only the receiver waits for; no cluster
 //    barrier inside the walk. Not yet measured on a GPU (written without one; checked on the SIMT
-//    emulator, whose `blocks` schedule catches a buffer rewritten too early).
+//    emulator, whose `blocks` schedule catches a buffer rewritten too early and whose late stores
+//    catch a barrier's phases mixing: with one F2 barrier instead of two, the cluster tests fail).
 // The row phases (the LN-L2 gradient G2, Mt1, the output LayerNorm) are computed by every block
 // for all 16 rows from the summed partials: that costs no exchange, and each block needs G2, Gp2 and
 // Mt1 whole for its own columns. Block 0 writes the outputs and b2, so only it receives Z̄2's and
