@@ -306,9 +306,8 @@ void emu_xbar_init(uint64_t* bar) {
   std::memcpy(bar, &s, 8);
 }
 // Arms as late as it can: only once every other thread of the cluster waits (or is done), so that
-// senders run as far ahead of the arming block as the kernel lets them. A kernel that sends a
-// phase's bytes to a block before that block's previous phase on the same barrier completed then
-// mixes two phases' counts, which shows as a deadlock or as wrong data.
+// the senders' bytes come before the arm (the transaction count below zero) as far as the kernel
+// lets them.
 void emu_xbar_expect(uint64_t* bar, uint32_t bytes) {
   Cluster& cl = *g_cluster;
   Fiber& me = cl.fibers[static_cast<size_t>(cl.current)];
@@ -354,8 +353,8 @@ bool deliver(Cluster& cl, const Cluster::InFlight& f) {
   char* smem = cl.blocks[static_cast<size_t>(f.rank)].smem;
   std::memcpy(smem + f.dst, f.v, sizeof(float) * static_cast<size_t>(f.n));
   uint64_t* bar = reinterpret_cast<uint64_t*>(smem + f.bar);
-  const uint16_t phase = load_xbar(bar).phase;
   XbarState s = load_xbar(bar);
+  const uint16_t phase = s.phase;
   s.tx -= static_cast<int32_t>(sizeof(float)) * f.n;
   ++cl.events;
   store_xbar(bar, s);

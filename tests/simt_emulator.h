@@ -5,9 +5,11 @@
 //
 // What it checks: index math, barrier placement (a thread waiting at a barrier that not every
 // thread reaches is reported as a deadlock), warp-collective calls made by part of a warp (also a
-// deadlock), fragment layouts, and the numbers (against the CPU reference). What it cannot see:
-// timing, and races whose outcome the schedule orders below do not change (fibers run one at a
-// time, each until it waits).
+// deadlock), fragment layouts, and the numbers (against the CPU reference). Asynchronous stores to
+// other blocks (kernels/cuda/simt_async.cuh) are in flight until the scheduler lands them, those to
+// a cluster's last block late and newest first, so an exchange that lets two phases of one
+// transaction barrier mix shows too. What it cannot see: timing, and races whose outcome the
+// schedule orders below do not change (fibers run one at a time, each until it waits).
 #pragma once
 
 #include <functional>
