@@ -190,6 +190,31 @@ TEST_CASE("emulated CUDA TTT-MLP backward on a cluster equals the CPU reference:
   }
 }
 
+// Clusters of 2 at head_dim 64 run the row phases on the one-block kernels' lanes (16 a row) and add
+// every partial in the same order, so they give the one-block results bit for bit, in both
+// exchange modes; dtok aside, whose update-path part each block sums first (the GPU test
+// test_ttt_mlp_scan checks the same on the device).
+TEST_CASE("emulated CUDA TTT-MLP on clusters of 2 at head_dim 64 equals one block a head bit for bit (dtok aside)") {
+  ScanCase c{1, 2, 37, 64, 16, true, true, 2};
+  const tensor_list x = mlp_scan_inputs(c, 131, 4, DType::f32);
+  const Tensor d = rand64({c.B, c.H, c.T, c.f}, 132).to(DType::f32);
+  MlpScanRun one(c, x, d, true);
+  emulate_with<64, true>(one, true, 0);
+  const auto r1 = one.results(true);
+  for (bool xa : {false, true}) {
+    MlpScanRun two(c, x, d, true);
+    emulate_with<64, true>(two, true, 2, xa);
+    const auto r2 = two.results(true);
+    for (size_t i = 0; i < r1.size(); ++i) {
+      INFO(r1[i].first, xa ? " (transaction barriers)" : " (cluster barriers)");
+      if (r1[i].first == "dtok")
+        check_rel_norm(r2[i].second, r1[i].second, 1e-5, r1[i].first);
+      else
+        CHECK(max_abs_diff(r2[i].second, r1[i].second) == 0.0);
+    }
+  }
+}
+
 // The two ways of completing an exchange move the same partials into the same slots, which the
 // readers sum in the same order: every result equal bit for bit.
 TEST_CASE("emulated CUDA TTT-MLP on a cluster: exchanges through transaction barriers equal those through cluster barriers bit for bit") {
