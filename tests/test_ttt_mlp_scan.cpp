@@ -507,9 +507,9 @@ TEST_CASE("CUDA fused TTT-MLP backward as one overlapped grid equals the replay 
 // asynchronous stores to other blocks' shared memory, each block waiting only for what it reads)
 // against those through cluster barriers: the same partials in the same slots, summed in the same
 // order, so every result bit for bit, in both backward modes; reruns reproduce it. A block
-// overwriting a partial too early, or reading one before it arrived, changes results (the
-// emulator's `blocks` schedule shows the first on the CPU); a transaction count that never
-// completes hangs, which the test's timeout reports.
+// overwriting a partial too early, or reading one before it arrived, changes results (on the CPU
+// the emulator's `blocks` schedule shows the first, its late stores the second); a transaction
+// count that never completes hangs, which the test's timeout reports.
 TEST_CASE("CUDA fused TTT-MLP scan on clusters: exchanges through transaction barriers equal those through cluster barriers") {
   TTT_REQUIRE_GPU();
   const std::vector<ScanCase> cases = {

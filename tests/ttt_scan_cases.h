@@ -134,7 +134,6 @@ struct ForceScanPlan : ScopedEnv {
 // Buffers of one kernel-level run of the scan (forward and backward call structs over them), on
 // the inputs' device, every output poisoned with NaN. dout: the gradient of `out`. bf16_io: XQ,
 // XK, XV, dout and out, dXQ, dXK, dXV stored as bf16 (the inputs rounded to it).
-
 struct ScanRun {
   TTTLinearScanShape s;
   tensor_list in;  // contiguous detached copies of the inputs
