@@ -289,14 +289,16 @@ XbarState load_xbar(const uint64_t* bar) {
   std::memcpy(&s, bar, 8);
   return s;
 }
-// Stores s; completes the phase when its arrival and every byte have come.
-void store_xbar(uint64_t* bar, XbarState s) {
-  if (s.pending == 0 && s.tx == 0) {
+// Stores s; completes the phase when its arrival and every byte have come (and says so).
+bool store_xbar(uint64_t* bar, XbarState s) {
+  const bool complete = s.pending == 0 && s.tx == 0;
+  if (complete) {
     s.phase ^= 1;
     s.pending = 1;
     ++g_cluster->events;
   }
   std::memcpy(bar, &s, 8);
+  return complete;
 }
 
 }  // namespace
@@ -354,11 +356,9 @@ bool deliver(Cluster& cl, const Cluster::InFlight& f) {
   std::memcpy(smem + f.dst, f.v, sizeof(float) * static_cast<size_t>(f.n));
   uint64_t* bar = reinterpret_cast<uint64_t*>(smem + f.bar);
   XbarState s = load_xbar(bar);
-  const uint16_t phase = s.phase;
   s.tx -= static_cast<int32_t>(sizeof(float)) * f.n;
   ++cl.events;
-  store_xbar(bar, s);
-  return load_xbar(bar).phase != phase;
+  return store_xbar(bar, s);
 }
 
 // Delivers the stores in flight to every block but the last, in order. With `late`, those to the

@@ -68,9 +68,11 @@ TTT_DEV void st_async2(float*, int, float, float, uint64_t*) { __trap(); }
 #else
 
 // The shared::cluster address of a location of the calling block's shared memory in block `rank`.
+// A pure function of its operands (not volatile): the compiler may share one mapa between the
+// stores of a tile that count on the same barrier.
 TTT_DEV uint32_t cluster_smem_addr(const void* p, int rank) {
   uint32_t r;
-  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(r) : "r"(smem_addr(p)), "r"(rank));
+  asm("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(r) : "r"(smem_addr(p)), "r"(rank));
   return r;
 }
 TTT_DEV void xbar_init(uint64_t* bar) {

@@ -153,7 +153,7 @@ TTT_DEV void cluster_bwd_chunk(const Params& p, const InBases& hb, const BwdBase
   const Split<C> sp;
   const int slice = rank * C::NKSL + sp.ks;  // the warp's contraction slice over all blocks
   const RowLane<C> rl;
-  constexpr uint32_t all_tiles = tile_bytes_from_all<C>(), slice_tiles = C::NKS * KP * 16 * sizeof(float);
+  constexpr uint32_t all_tiles = tile_bytes(C::NWT), slice_tiles = tile_bytes(C::NKS);
   // top
   simt::sync();
   load_chunk_part<C>(p, hb, S, bh, k, n, h0);

@@ -135,11 +135,8 @@ TTT_DEV void store_f32_pairs(const Acc<2>& acc, float* s, int ld, int n0) {
   }
 }
 
-// The bytes a block receives when every warp of the cluster sends it one [16, 16] float32 tile.
-template <class C>
-constexpr uint32_t tile_bytes_from_all() {
-  return C::NWT * KP * 16 * sizeof(float);
-}
+// The bytes of n [16, 16] float32 tiles: what a receiver expects when n warps send it one each.
+constexpr uint32_t tile_bytes(int n) { return static_cast<uint32_t>(n) * KP * 16 * sizeof(float); }
 
 // Writes a warp's [16, 16] partial tile (columns col, row stride ld) into slot `slot` (tile floats
 // apart) of buf in blocks r0 .. r0 + nr − 1 of the cluster: async mode, each store counted on that
@@ -274,7 +271,7 @@ TTT_DEV void cluster_fwd_range(const Params& p, int bh, char* smem, FwdMode mode
     const int j = k - k0;  // the chunks this kernel walked before
     float* const part = S.part[j & 1];
     uint64_t* const xpart = &S.xpart[j & 1];
-    expect_bytes<C>(xpart, tile_bytes_from_all<C>());
+    expect_bytes<C>(xpart, tile_bytes(C::NWT));
     send_x_w2_partial<C>(S.ox2, S.ow2, part, xpart);
     exchange_done<C>(xpart, (j >> 1) & 1, true, false);
     // F3
@@ -297,7 +294,7 @@ TTT_DEV void cluster_fwd_range(const Params& p, int bh, char* smem, FwdMode mode
       Acc<2> m;
       m.fill(0.f);
       xyt<C, 1>(m, S.oxb2, C::HS, hw, S.ox2, C::HS, hw, 0);
-      if (lead) expect_bytes<C>(&S.xlead, 2 * tile_bytes_from_all<C>());  // mpart and partb
+      if (lead) expect_bytes<C>(&S.xlead, tile_bytes(2 * C::NWT));  // mpart and partb
       send_tile<C>(m, S.mpart, rank * C::NW + warp(), SP, KP * SP, 0, &S.xlead, 0, 1);
     }
     if (commit || accumulate) {  // the accumulators of a partial last chunk: XKᵀ Gp1, X2ᵀ Gp2 = −P
