@@ -6,10 +6,10 @@
 #           and through transaction barriers, the layer's impl=auto against the dual form)
 #   op      bench/ttt_mlp_scan_bench (one layer, 125M shapes 8x2048 and 2x8192, G 32 (the configs')
 #           and 1, bf16), each with one block a head and clusters of 2 and 4 (--cluster 1,2,4); at
-#           2x8192 again with TTT_MLP_SCAN_EXCHANGE=async
+#           2x8192 again with TTT_MLP_SCAN_EXCHANGE=barrier (the default is async)
 #   model   ttt bench of the 125M TTT-MLP training step at 8x2048 and 2x8192 (bf16), tok/s and peak
 #           memory, with model.ttt.mlp_cluster auto (the config), 1 and 4 (2x8192: each also with
-#           TTT_MLP_SCAN_EXCHANGE=async), beside the fused TTT-Linear and our Transformer++ at the same
+#           TTT_MLP_SCAN_EXCHANGE=barrier), beside the fused TTT-Linear and our Transformer++ at the same
 #           shapes (issue 13)
 # Usage: OUT=dir bash scripts/gpu_mlp_check.sh [steps...]   (default: build test op model)
 set -uo pipefail
@@ -39,8 +39,8 @@ if has op; then
     # shellcheck disable=SC2086
     timeout 300 ./build-gpu/bin/ttt_mlp_scan_bench $args --cluster 1,2,4
   done
-  echo "TTT_MLP_SCAN_EXCHANGE=async:"
-  TTT_MLP_SCAN_EXCHANGE=async timeout 300 ./build-gpu/bin/ttt_mlp_scan_bench --B 2 --T 8192 --G 32 --cluster 2,4
+  echo "TTT_MLP_SCAN_EXCHANGE=barrier:"
+  TTT_MLP_SCAN_EXCHANGE=barrier timeout 300 ./build-gpu/bin/ttt_mlp_scan_bench --B 2 --T 8192 --G 32 --cluster 2,4
   echo "op $(el)"
 fi
 # ttt bench of one 125M config at B x T (more arguments: passed on, e.g. --set ...): tokens/s and
@@ -60,8 +60,8 @@ if has model; then
     bench_model ttt_mlp_cluster1 configs/125m_ttt_mlp.yaml "$1" "$2" --set model.ttt.mlp_cluster=1
     bench_model ttt_mlp_cluster4 configs/125m_ttt_mlp.yaml "$1" "$2" --set model.ttt.mlp_cluster=4
     if [[ $1 == 2 ]]; then
-      TTT_MLP_SCAN_EXCHANGE=async bench_model ttt_mlp_async configs/125m_ttt_mlp.yaml "$1" "$2"
-      TTT_MLP_SCAN_EXCHANGE=async bench_model ttt_mlp_async_cluster4 configs/125m_ttt_mlp.yaml "$1" "$2" \
+      TTT_MLP_SCAN_EXCHANGE=barrier bench_model ttt_mlp_barrier configs/125m_ttt_mlp.yaml "$1" "$2"
+      TTT_MLP_SCAN_EXCHANGE=barrier bench_model ttt_mlp_barrier_cluster4 configs/125m_ttt_mlp.yaml "$1" "$2" \
         --set model.ttt.mlp_cluster=4
     fi
     bench_model ttt_linear configs/125m_ttt_linear.yaml "$1" "$2"

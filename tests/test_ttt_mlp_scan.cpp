@@ -503,7 +503,7 @@ TEST_CASE("CUDA fused TTT-MLP backward as one overlapped grid equals the replay 
     }
 }
 
-// The cluster kernels' exchanges through transaction barriers (TTT_MLP_SCAN_EXCHANGE=async:
+// The cluster kernels' exchanges through transaction barriers (TTT_MLP_SCAN_EXCHANGE=async, the default:
 // asynchronous stores to other blocks' shared memory, each block waiting only for what it reads)
 // against those through cluster barriers: the same partials in the same slots, summed in the same
 // order, so every result bit for bit, in both backward modes; reruns reproduce it. A block
@@ -525,7 +525,10 @@ TEST_CASE("CUDA fused TTT-MLP scan on clusters: exchanges through transaction ba
       for (const ScanCase& c : cases) {
         seed += 17;
         ForceMlpBackward force(bwd);
-        MlpScanRun bar = run_on_gpu(c, seed, cluster);
+        MlpScanRun bar = [&] {
+          ScopedEnv xb("TTT_MLP_SCAN_EXCHANGE", "barrier");
+          return run_on_gpu(c, seed, cluster);
+        }();
         ScopedEnv xa("TTT_MLP_SCAN_EXCHANGE", "async");
         MlpScanRun a = run_on_gpu(c, seed, cluster), b = run_on_gpu(c, seed, cluster);
         const auto rbar = bar.results(true), ra = a.results(true), rb = b.results(true);

@@ -12,12 +12,14 @@
 // Z̄2 = X̄2 W2 are sums of the blocks' slice partials ([16, F] each) and X̄2 X2ᵀ of the warps'
 // partials ([16, 16]); blocks write their partials into the shared memory of the blocks that read
 // them (distributed shared memory). An exchange completes in one of two ways (C::XASYNC):
-//  - barrier (the default): plain stores, then a cluster barrier that every block waits at;
-//  - async (TTT_MLP_SCAN_EXCHANGE=async): asynchronous stores that count their bytes on the
-//    receiver's transaction barrier (simt_async.cuh), which only the receiver waits for; no cluster
-//    barrier inside the walk. Not yet measured on a GPU (written without one; checked on the SIMT
-//    emulator, whose `blocks` schedule catches a buffer rewritten too early and whose late stores
-//    catch a barrier's phases mixing: with one F2 barrier instead of two, the cluster tests fail).
+//  - barrier (TTT_MLP_SCAN_EXCHANGE=barrier): plain stores, then a cluster barrier that every
+//    block waits at;
+//  - async (the default): asynchronous stores that count their bytes on the receiver's transaction
+//    barrier (simt_async.cuh), which only the receiver waits for; no cluster barrier inside the
+//    walk. Measured on an H100 (BENCHMARKS.md, session 26) 3% (clusters of 2) to 7% (of 4) faster
+//    than barrier mode for one 125M layer at 2 × 8192. The SIMT emulator's `blocks` schedule
+//    catches a buffer rewritten too early and its late stores a barrier's phases mixing: with one
+//    F2 barrier instead of two, the cluster tests fail.
 // The row phases (the LN-L2 gradient G2, Mt1, the output LayerNorm) are computed by every block
 // for all 16 rows from the summed partials: that costs no exchange, and each block needs G2, Gp2 and
 // Mt1 whole for its own columns. Block 0 writes the outputs and b2, so only it receives Z̄2's and
