@@ -40,7 +40,12 @@ template <int D, int NW> struct FwdTile {
 // At D = 64 two blocks must fit an SM (2 × 256 threads × 128 registers). Since the strided layouts
 // the compiler takes 137-149 registers without the bound and runs one block per SM (8 × 12 × 2048 on
 // an H200: 0.443 ms; with the bound 0.369 ms; before the layouts, at 128 registers unbounded,
-// 0.258 ms: BENCHMARKS.md, session 16; the rest of that gap is not understood yet).
+// 0.258 ms: BENCHMARKS.md, session 16; the rest of that gap is not understood yet). What ptxas
+// (sm_90, nvcc 13.0) says without the bound, session 26, not yet timed: the output address kept live
+// across the key loop costs about 14 registers (149 → 135 when the end derives it from blockIdx
+// again); this file's 32-bit load_rows offsets beat 64-bit ones (135 against 143); the rows' key
+// bounds hoisted out of the loop as ints, 132; but the counts move unpredictably with small changes
+// (positions all in 32 bits: 158), so a change here needs the timing, not the count.
 template <int D, int NW>
 __global__ void __launch_bounds__(32 * NW, NW == 8 ? 2 : 1) attention_fwd_bf16_kernel(FwdArgs a, float scale_log2) {
   using Tile = FwdTile<D, NW>;
