@@ -30,7 +30,7 @@
 //   top  the chunk's tiles into smem; barrier; the state stored every G chunks
 //   F1   warp: Z1, Zq, X2 (its columns); last warp: S1 = XQ XKᵀ; barrier
 //   F2   warps: slice partials of X2 W2 → every block's `part[j % 2]` (j: the chunks walked
-//        before); wait for the cluster's
+//        before); wait for the cluster's partials
 //   F3   rows: Z2, G2, Gp2, Mt1 (all rows, every block); barrier
 //   F4   warp: G1, Gp1, Z̄1, X̄2, its partial of X̄2 X2ᵀ → block 0's `mpart`; the state update;
 //        barrier
@@ -124,46 +124,39 @@ struct ClusterFwdSmem {
   alignas(8) uint64_t xlead;  // F4 and F5's exchange (block 0; async mode)
 };
 
-// A warp's [16, 16] float32 tile into columns n0.. of s (row stride ld): two floats a store where
-// ld is even (s 8-byte aligned), as every store to another block's shared memory is a transaction
-// of its own on the SM-to-SM network.
-TTT_DEV void store_f32_pairs(const Acc<2>& acc, float* s, int ld, int n0) {
-  if (ld % 2) return store_f32(acc, s, ld, 0, n0);
-#pragma unroll
-  for (int n = 0; n < 2; ++n) {
-    const int r = acc_row(0, 0), c = acc_col(n0, n, 0);
-    *reinterpret_cast<tttk::float2v*>(s + r * ld + c) = {acc.v[n][0], acc.v[n][1]};
-    *reinterpret_cast<tttk::float2v*>(s + (r + 8) * ld + c) = {acc.v[n][2], acc.v[n][3]};
-  }
-}
-
 // The bytes of n [16, 16] float32 tiles: what a receiver expects when n warps send it one each.
 constexpr uint32_t tile_bytes(int n) { return static_cast<uint32_t>(n) * KP * 16 * sizeof(float); }
 
 // Writes a warp's [16, 16] partial tile (columns col, row stride ld) into slot `slot` (tile floats
 // apart) of buf in blocks r0 .. r0 + nr − 1 of the cluster: async mode, each store counted on that
-// block's transaction barrier xbar (simt_async.cuh), pairs of floats where ld is even, else single
-// floats; barrier mode, plain stores (store_f32_pairs).
+// block's transaction barrier xbar (simt_async.cuh); barrier mode, plain stores. Two floats a store
+// where ld is even (8-byte aligned), as every store to another block's shared memory is a
+// transaction of its own on the SM-to-SM network; single floats otherwise.
 template <class C>
 TTT_DEV void send_tile(const Acc<2>& acc, float* buf, int slot, int ld, int tile, int col, uint64_t* xbar,
                        int r0 = 0, int nr = C::NCTA) {
-  float* s = buf + slot * tile;
+  float* const s = buf + slot * tile;
   for (int rank = r0; rank < r0 + nr; ++rank) {
-    if constexpr (!C::XASYNC) {
-      store_f32_pairs(acc, simt::map_rank(s, rank), ld, col);
-    } else {
+    float* const remote = C::XASYNC ? s : simt::map_rank(s, rank);  // barrier mode: mapped once a block
+    const auto one = [&](int off, float v) {
+      if constexpr (C::XASYNC) simt::st_async(s + off, rank, v, xbar);
+      else remote[off] = v;
+    };
+    const auto two = [&](int off, float v0, float v1) {
+      if constexpr (C::XASYNC) simt::st_async2(s + off, rank, v0, v1, xbar);
+      else *reinterpret_cast<tttk::float2v*>(remote + off) = {v0, v1};
+    };
 #pragma unroll
-      for (int n = 0; n < 2; ++n) {
-        const int r = acc_row(0, 0), c = acc_col(col, n, 0);
-        if (ld % 2 == 0) {
-          simt::st_async2(s + r * ld + c, rank, acc.v[n][0], acc.v[n][1], xbar);
-          simt::st_async2(s + (r + 8) * ld + c, rank, acc.v[n][2], acc.v[n][3], xbar);
-        } else {
-          simt::st_async(s + r * ld + c, rank, acc.v[n][0], xbar);
-          simt::st_async(s + r * ld + c + 1, rank, acc.v[n][1], xbar);
-          simt::st_async(s + (r + 8) * ld + c, rank, acc.v[n][2], xbar);
-          simt::st_async(s + (r + 8) * ld + c + 1, rank, acc.v[n][3], xbar);
-        }
+    for (int n = 0; n < 2; ++n) {
+      const int r = acc_row(0, 0), c = acc_col(col, n, 0);
+      if (ld % 2 == 0) {
+        two(r * ld + c, acc.v[n][0], acc.v[n][1]);
+        two((r + 8) * ld + c, acc.v[n][2], acc.v[n][3]);
+      } else {
+        one(r * ld + c, acc.v[n][0]);
+        one(r * ld + c + 1, acc.v[n][1]);
+        one((r + 8) * ld + c, acc.v[n][2]);
+        one((r + 8) * ld + c + 1, acc.v[n][3]);
       }
     }
   }
