@@ -306,9 +306,9 @@ struct Partials {
   Vec dlnw, dlnb, dtok;
 };
 
-// Gradients of the chunk's rows: [n, f] each and [n] for lr.
+// Gradients of the chunk's rows from the chain: [n, f] each and [n] for lr (dXQ: TestPath).
 struct RowGrads {
-  Vec dxq, dxk, dxv, dlr;
+  Vec dxk, dxv, dlr;
 };
 
 // The backward of the test path's layer Z̄ = X̄ W + b − Mt Gp (Mt = diag(tok) M, X the training
@@ -332,43 +332,81 @@ void test_layer_backward(const Consts& c, int64_t n, int64_t a_dim, int64_t c_di
   gemm(true, false, n, a_dim, n, 1.0, dS.data(), xbar.data(), dxtrain.data());
 }
 
-// Backward of one chunk (see the header comment). d holds dS' on entry and the gradient of the
-// state entering the chunk on exit.
-void chunk_backward(const Consts& c, const State& st, const Chunk& ch, const double* dout, State& d, Partials& p,
-                    RowGrads& g) {
+// The backward of a chunk in three parts, as a chunk-parallel device backward would run it (the
+// header comment's steps, regrouped):
+//  - test_path_backward: everything the gradient dS' of the state leaving the chunk does not reach
+//    (the output LN and the test path Z̄1, X̄2, Z̄2): dXQ in full, parts of dXK, dGp1, dGp2, dX2,
+//    dtok, and the test path's contribution R to the state's gradient. It needs only the chunk's
+//    forward intermediates, so every chunk's can be formed at once.
+//  - chain_step: dS' → dS through the state update and the training path (Z1, X2, Z2, G2, G1):
+//    the one sequential part. Its products are U1 = XK dW1', U2 = X2 dW2', Gp2 dW2'ᵀ, dP W2,
+//    dZ2 W2ᵀ and the accumulations XKᵀ dZ1, X2ᵀ dZ2, dPᵀ G2 (and R added).
+//  - token_rows: the rows' gradients from the chain's dZ1, dtgt and Gp1 dW1'ᵀ.
+// backward_typed forms every chunk's test path of a checkpoint group before the chain walks the
+// group (which shows that the chain alone carries dS').
+struct TestPath {
+  State R;                  // the test path's part of dS: X̄2ᵀ dZ̄2, Σ dZ̄2, XQᵀ dZ̄1, Σ dZ̄1
+  Vec dGp1, dGp2, dx2;      // [n, h], [n, f], [n, h]: −Mt1ᵀ dZ̄1, −Mt2ᵀ dZ̄2, dS2ᵀ X̄2
+  Vec dxq, dxk;             // [n, f]: dXQ in full; dS1ᵀ XQ
+  Vec dlnw, dlnb, dtok;     // the chunk's parts of the shared parameters' gradients (the chain adds
+                            // them, so that the sums' order does not depend on the checkpoint groups)
+};
+
+void test_path_backward(const Consts& c, const State& st, const Chunk& ch, const double* dout, TestPath& t) {
   const int64_t f = c.f, h = c.h, n = ch.n;
-  g.dxq.assign(n * f, 0.0), g.dxk.assign(n * f, 0.0), g.dxv.assign(n * f, 0.0), g.dlr.assign(n, 0.0);
-  const State next = d;  // dS'
-  Vec dzb2(n * f), dxb2(n * h, 0.0), dx2(n * h, 0.0), dGp2(n * f, 0.0), dGp1(n * h, 0.0);
+  t.R = State(f, h);
+  t.dlnw.assign(f, 0.0), t.dlnb.assign(f, 0.0), t.dtok.assign(c.K, 0.0);
+  t.dGp1.assign(n * h, 0.0), t.dGp2.assign(n * f, 0.0), t.dx2.assign(n * h, 0.0), t.dxk.assign(n * f, 0.0);
+  t.dxq.assign(n * f, 0.0);
+  Vec dzb2(n * f), dxb2(n * h, 0.0);
   for (int64_t r = 0; r < n; ++r) {
     const double* go = dout + r * f;
     if (!c.ln) {
       std::copy(go, go + f, &dzb2[r * f]);
       continue;
     }
-    std::copy(go, go + f, &g.dxq[r * f]);
-    output_ln_row_backward(go, &ch.xho[r * f], ch.sigo[r], c.w.data(), f, &dzb2[r * f], p.dlnw.data(), p.dlnb.data());
+    std::copy(go, go + f, &t.dxq[r * f]);
+    output_ln_row_backward(go, &ch.xho[r * f], ch.sigo[r], c.w.data(), f, &dzb2[r * f], t.dlnw.data(), t.dlnb.data());
   }
-  test_layer_backward(c, n, h, f, ch.xb2, ch.x2, st.w2, ch.M2, ch.Gp2, dzb2, d.w2, d.b2, dxb2, dx2, dGp2, p.dtok);
+  test_layer_backward(c, n, h, f, ch.xb2, ch.x2, st.w2, ch.M2, ch.Gp2, dzb2, t.R.w2, t.R.b2, dxb2, t.dx2, t.dGp2,
+                      t.dtok);
   Vec dzb1(n * h);
   for (int64_t i = 0; i < n * h; ++i) dzb1[i] = dxb2[i] * ch.gpb1[i];
-  test_layer_backward(c, n, f, h, ch.xq, ch.xk, st.w1, ch.M1, ch.Gp1, dzb1, d.w1, d.b1, g.dxq, g.dxk, dGp1, p.dtok);
+  test_layer_backward(c, n, f, h, ch.xq, ch.xk, st.w1, ch.M1, ch.Gp1, dzb1, t.R.w1, t.R.b1, t.dxq, t.dxk, t.dGp1,
+                      t.dtok);
+}
+
+// What the chain hands the token rows: [n, h], [n, f], [n, f], [n].
+struct ChainRows {
+  Vec dz1, dtgt, v1, dlr;  // dZ1, the inner loss target's gradient, Gp1 dW1'ᵀ (commit), dlr
+};
+
+// d holds dS' on entry and the gradient of the state entering the chunk on exit.
+void chain_step(const Consts& c, const State& st, const Chunk& ch, const TestPath& t, State& d, Partials& p,
+                ChainRows& o) {
+  const int64_t f = c.f, h = c.h, n = ch.n;
+  Vec dGp1(t.dGp1), dGp2(t.dGp2), dx2(t.dx2);
+  o.v1.assign(n * f, 0.0);
   if (ch.commit) {  // st' = st − τ (XKᵀ Gp1, Σ Gp1, X2ᵀ Gp2, Σ Gp2)
     const double tl = c.tok[c.K - 1];
     Vec U1, U2;
-    fill_rows(U1, n, next.b1);
-    fill_rows(U2, n, next.b2);
-    gemm(false, false, n, h, f, 1.0, ch.xk.data(), next.w1.data(), U1.data());
-    gemm(false, false, n, f, h, 1.0, ch.x2.data(), next.w2.data(), U2.data());
+    fill_rows(U1, n, d.b1);
+    fill_rows(U2, n, d.b2);
+    gemm(false, false, n, h, f, 1.0, ch.xk.data(), d.w1.data(), U1.data());
+    gemm(false, false, n, f, h, 1.0, ch.x2.data(), d.w2.data(), U2.data());
     double dtl = 0;
     for (int64_t i = 0; i < n * h; ++i) dGp1[i] -= tl * U1[i], dtl -= U1[i] * ch.Gp1[i];
     for (int64_t i = 0; i < n * f; ++i) dGp2[i] -= tl * U2[i], dtl -= U2[i] * ch.Gp2[i];
     p.dtok[c.K - 1] += dtl;
-    gemm(false, true, n, f, h, -tl, ch.Gp1.data(), next.w1.data(), g.dxk.data());
-    gemm(false, true, n, h, f, -tl, ch.Gp2.data(), next.w2.data(), dx2.data());
+    gemm(false, true, n, f, h, 1.0, ch.Gp1.data(), d.w1.data(), o.v1.data());
+    gemm(false, true, n, h, f, -tl, ch.Gp2.data(), d.w2.data(), dx2.data());
   }
+  for (const auto& [acc, add] : {std::pair{&d.w1, &t.R.w1}, {&d.b1, &t.R.b1}, {&d.w2, &t.R.w2}, {&d.b2, &t.R.b2},
+                                 {&p.dlnw, &t.dlnw}, {&p.dlnb, &t.dlnb}, {&p.dtok, &t.dtok}})
+    for (size_t i = 0; i < acc->size(); ++i) (*acc)[i] += (*add)[i];
   // Gp = diag(lr) G; G1 = P ⊙ gelu'(Z1), P = G2 W2ᵀ.
-  Vec dG2(n * f), dP(n * h), dz1(n * h);
+  Vec dG2(n * f), dP(n * h);
+  o.dz1.assign(n * h, 0.0), o.dlr.assign(n, 0.0);
   for (int64_t r = 0; r < n; ++r) {
     double dl = 0;
     for (int64_t j = 0; j < h; ++j) {
@@ -376,36 +414,47 @@ void chunk_backward(const Consts& c, const State& st, const Chunk& ch, const dou
       dl += ch.G1[i] * dGp1[i];
       const double dg1 = ch.lr[r] * dGp1[i];
       dP[i] = dg1 * ch.gp1[i];
-      dz1[i] = dg1 * ch.P[i] * ch.gpp1[i];
+      o.dz1[i] = dg1 * ch.P[i] * ch.gpp1[i];
     }
     for (int64_t j = 0; j < f; ++j) {
       dl += ch.G2[r * f + j] * dGp2[r * f + j];
       dG2[r * f + j] = ch.lr[r] * dGp2[r * f + j];
     }
-    g.dlr[r] = dl;
+    o.dlr[r] = dl;
   }
   gemm(false, false, n, f, h, 1.0, dP.data(), st.w2.data(), dG2.data());
   gemm(true, false, h, f, n, 1.0, dP.data(), ch.G2.data(), d.w2.data());
-  // G2: the inner loss gradient of Z2.
-  Vec dz2(n * f), dtgt(n * f);
+  // G2: the inner loss gradient of Z2 (without ln: G2 = Z2 − XV, dZ2 = dG2, dtgt = −dG2).
+  Vec dz2(n * f);
+  o.dtgt.assign(n * f, 0.0);
   for (int64_t r = 0; r < n; ++r) {
-    const int64_t o = r * f;
-    if (c.ln) {
-      ln_l2_grad_row_backward(&dG2[o], &ch.xh2[o], ch.sig2[r], &ch.gx2[o], &ch.G2[o], &ch.tgt[o], c.w.data(),
-                              c.beta.data(), f, &dz2[o], &dtgt[o], p.dlnw.data(), p.dlnb.data());
-      for (int64_t j = 0; j < f; ++j) g.dxv[o + j] = dtgt[o + j], g.dxk[o + j] -= dtgt[o + j];
-    } else {
-      for (int64_t j = 0; j < f; ++j) dz2[o + j] = dG2[o + j], g.dxv[o + j] = -dG2[o + j];
-    }
+    const int64_t o2 = r * f;
+    if (c.ln)
+      ln_l2_grad_row_backward(&dG2[o2], &ch.xh2[o2], ch.sig2[r], &ch.gx2[o2], &ch.G2[o2], &ch.tgt[o2], c.w.data(),
+                              c.beta.data(), f, &dz2[o2], &o.dtgt[o2], p.dlnw.data(), p.dlnb.data());
+    else
+      for (int64_t j = 0; j < f; ++j) dz2[o2 + j] = dG2[o2 + j], o.dtgt[o2 + j] = -dG2[o2 + j];
   }
   // Z2 = X2 W2 + b2, X2 = gelu(Z1), Z1 = XK W1 + b1.
   gemm(true, false, h, f, n, 1.0, ch.x2.data(), dz2.data(), d.w2.data());
   if (c.bias) add_col_sums(dz2, n, d.b2);
   gemm(false, true, n, h, f, 1.0, dz2.data(), st.w2.data(), dx2.data());
-  for (int64_t i = 0; i < n * h; ++i) dz1[i] += dx2[i] * ch.gp1[i];
-  gemm(true, false, f, h, n, 1.0, ch.xk.data(), dz1.data(), d.w1.data());
-  if (c.bias) add_col_sums(dz1, n, d.b1);
-  gemm(false, true, n, f, h, 1.0, dz1.data(), st.w1.data(), g.dxk.data());
+  for (int64_t i = 0; i < n * h; ++i) o.dz1[i] += dx2[i] * ch.gp1[i];
+  gemm(true, false, f, h, n, 1.0, ch.xk.data(), o.dz1.data(), d.w1.data());
+  if (c.bias) add_col_sums(o.dz1, n, d.b1);
+}
+
+// The rows' gradients: dXQ from the test path; dXK = dS1ᵀ XQ − τ Gp1 dW1'ᵀ + dZ1 W1ᵀ − dtgt (ln)
+// or + 0 (the target is XV), dXV = dtgt, dlr from the chain.
+void token_rows(const Consts& c, const State& st, const Chunk& ch, const TestPath& t, const ChainRows& o,
+                RowGrads& g) {
+  const int64_t f = c.f, h = c.h, n = ch.n;
+  g.dxk = t.dxk;
+  const double tl = ch.commit ? c.tok[c.K - 1] : 0.0;
+  for (int64_t i = 0; i < n * f; ++i) g.dxk[i] -= tl * o.v1[i] + (c.ln ? o.dtgt[i] : 0.0);
+  gemm(false, true, n, f, h, 1.0, o.dz1.data(), st.w1.data(), g.dxk.data());
+  g.dxv = o.dtgt;
+  g.dlr = o.dlr;
 }
 
 template <class S>
@@ -425,7 +474,9 @@ void backward_typed(TTTMLPScanBackward& a) {
     auto row = [&](const BHTView& v, int64_t t) { return static_cast<S*>(v.data) + bi * v.sb + h * v.sh + t * v.st; };
     std::vector<State> sts(std::min(G, NC));
     std::vector<Chunk> chunks(std::min(G, NC));
+    std::vector<TestPath> tps(std::min(G, NC));
     Vec dout(K * f);
+    ChainRows cr;
     RowGrads rg;
     for (int64_t g = s.groups() - 1; g >= 0; --g) {
       const int64_t k0 = g * G, k1 = std::min(NC, k0 + G);
@@ -440,15 +491,21 @@ void backward_typed(TTTMLPScanBackward& a) {
           apply_update(c, chunks[k - k0], c.tok[K - 1], sts[k - k0 + 1]);
         }
       }
+      // Every chunk's test path first (they are independent of each other and of dS'), then the chain.
+      for (int64_t k = k0; k < k1; ++k) {
+        const Chunk& ch = chunks[k - k0];
+        for (int64_t r = 0; r < ch.n; ++r)
+          for (int64_t j = 0; j < f; ++j) dout[r * f + j] = static_cast<const S*>(row(a.dout, ch.t0 + r))[j];
+        test_path_backward(c, sts[k - k0], ch, dout.data(), tps[k - k0]);
+      }
       for (int64_t k = k1 - 1; k >= k0; --k) {
         const Chunk& ch = chunks[k - k0];
         const int64_t t0 = ch.t0, n = ch.n;
-        for (int64_t r = 0; r < n; ++r)
-          for (int64_t j = 0; j < f; ++j) dout[r * f + j] = static_cast<const S*>(row(a.dout, t0 + r))[j];
-        chunk_backward(c, sts[k - k0], ch, dout.data(), p.dS, p, rg);
+        chain_step(c, sts[k - k0], ch, tps[k - k0], p.dS, p, cr);
+        token_rows(c, sts[k - k0], ch, tps[k - k0], cr, rg);
         for (int64_t r = 0; r < n; ++r) {
           for (int64_t j = 0; j < f; ++j) {
-            row(a.dxq, t0 + r)[j] = static_cast<S>(rg.dxq[r * f + j]);
+            row(a.dxq, t0 + r)[j] = static_cast<S>(tps[k - k0].dxq[r * f + j]);
             row(a.dxk, t0 + r)[j] = static_cast<S>(rg.dxk[r * f + j]);
             row(a.dxv, t0 + r)[j] = static_cast<S>(rg.dxv[r * f + j]);
           }
