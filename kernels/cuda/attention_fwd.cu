@@ -37,15 +37,17 @@ template <int D, int NW> struct FwdTile {
   static constexpr int kSmemBytes = (kBr * kLd + 4 * kBc * kLd) * 2;
 };
 
-// At D = 64 two blocks must fit an SM (2 × 256 threads × 128 registers). Since the strided layouts
-// the compiler takes 137-149 registers without the bound and runs one block per SM (8 × 12 × 2048 on
-// an H200: 0.443 ms; with the bound 0.369 ms; before the layouts, at 128 registers unbounded,
-// 0.258 ms: BENCHMARKS.md, session 16; the rest of that gap is not understood yet). What ptxas
-// (sm_90, nvcc 13.0) says without the bound, session 26, not yet timed: the output address kept live
-// across the key loop costs about 14 registers (149 → 135 when the end derives it from blockIdx
-// again); this file's 32-bit load_rows offsets beat 64-bit ones (135 against 143); the rows' key
-// bounds hoisted out of the loop as ints, 132; but the counts move unpredictably with small changes
-// (positions all in 32 bits: 158), so a change here needs the timing, not the count.
+// At D = 64 two blocks must fit an SM (2 × 256 threads × 128 registers), and the loop must not need
+// more than that: forced down from more, ptxas keeps fewer fragments in flight. So everything live
+// across the key loop is a 32-bit int (positions: sequence lengths are below 2^31, the launcher
+// checks), the rows' key bounds are computed once before it, and what only the end needs (the output
+// and lse addresses) is derived there again from blockIdx. Session 27, a standalone benchmark of
+// variants (bf16, causal, 12 heads of 64, outputs equal bit for bit): on an H200 this took the
+// forward from 0.353 to 0.339 ms at 8 × 2048 and from 1.29 to 1.23 ms at 2 × 8192 (an H100: 0.346 →
+// 0.332, 1.257 → 1.191), in the contiguous and the strided layouts alike; without the two-block
+// bound the same kernel needs 0.52 ms (H100). `032a7a3`'s kernel (before the strided layouts), in
+// the same benchmark, took 0.438 ms on the H200: the 0.258 ms its attention_bench measured there in
+// session 16 (BENCHMARKS.md) is not reproduced, so that "regression" is not one of this kernel.
 template <int D, int NW>
 __global__ void __launch_bounds__(32 * NW, NW == 8 ? 2 : 1) attention_fwd_bf16_kernel(FwdArgs a, float scale_log2) {
   using Tile = FwdTile<D, NW>;
@@ -57,28 +59,40 @@ __global__ void __launch_bounds__(32 * NW, NW == 8 ? 2 : 1) attention_fwd_bf16_k
 
   const AttentionShape& s = a.s;
   const int Dh = static_cast<int>(s.head_dim);
-  const int ldq = static_cast<int>(s.q.st), ldk = static_cast<int>(s.k.st), ldv = static_cast<int>(s.v.st);
-  const int64_t Tq = s.q_len, Tk = s.kv_len, bh = blockIdx.x, H = s.heads;
-  const HeadIndex hi(bh, H);
+  const int ldk = static_cast<int>(s.k.st), ldv = static_cast<int>(s.v.st);
+  const int Tq = static_cast<int>(s.q_len), Tk = static_cast<int>(s.kv_len);
   // The last query tiles see the most keys (causal): hand them out first.
-  const int64_t i0 = static_cast<int64_t>(gridDim.y - 1 - blockIdx.y) * kBr;
-  const int64_t i_last = min(i0 + kBr, Tq) - 1;  // last real row of the tile
-  const auto* Q = static_cast<const __nv_bfloat16*>(a.q) + s.q.at(hi.b, hi.h, 0);
-  const auto* K = static_cast<const __nv_bfloat16*>(a.k) + s.k.at(hi.b, hi.h, 0);
-  const auto* V = static_cast<const __nv_bfloat16*>(a.v) + s.v.at(hi.b, hi.h, 0);
+  const int i0 = static_cast<int>(gridDim.y - 1 - blockIdx.y) * kBr;
+  const int i_last = min(i0 + kBr, Tq) - 1;  // last real row of the tile
+  const auto* K = static_cast<const __nv_bfloat16*>(a.k);
+  const auto* V = static_cast<const __nv_bfloat16*>(a.v);
+  {
+    const HeadIndex hi(blockIdx.x, s.heads);
+    K += s.k.at(hi.b, hi.h, 0);
+    V += s.v.at(hi.b, hi.h, 0);
+    load_rows<D, kBr, kThreads>(sQ, static_cast<const __nv_bfloat16*>(a.q) + s.q.at(hi.b, hi.h, 0), i0, Tq, Dh,
+                                static_cast<int>(s.q.st));
+  }
 
   // Key tiles seen by some row of this tile: key_begin grows with the row, key_end too.
-  const int64_t t_first = s.key_begin(i0) / kBc;
-  const int n_tiles = static_cast<int>((min(s.key_end(i_last), Tk) + kBc - 1) / kBc - t_first);
-
-  load_rows<D, kBr, kThreads>(sQ, Q, i0, Tq, Dh, ldq);
+  const int t_first = static_cast<int>(s.key_begin(i0) / kBc);
+  const int n_tiles = static_cast<int>((min(s.key_end(i_last), s.kv_len) + kBc - 1) / kBc) - t_first;
   load_rows<D, kBc, kThreads>(sK, K, t_first * kBc, Tk, Dh, ldk);
   load_rows<D, kBc, kThreads>(sV, V, t_first * kBc, Tk, Dh, ldv);
   cp_async_commit();
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t4 = lane % 4;
-  // This thread's two rows: g and g + 8 of the warp's 16 (C fragment rows).
-  const int64_t row[2] = {i0 + warp * 16 + g, i0 + warp * 16 + g + 8};
+  // Keys [kb, ke) are visible to this thread's two rows (g and g + 8 of the warp's 16: C fragment
+  // rows); keys [full_begin, full_end) to every real row of the tile.
+  int kb[2], ke[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int64_t i = i0 + warp * 16 + g + 8 * h;
+    kb[h] = static_cast<int>(s.key_begin(i));
+    ke[h] = static_cast<int>(min(s.key_end(i), s.kv_len));
+  }
+  const int full_begin = static_cast<int>(s.key_begin(i_last));
+  const int full_end = static_cast<int>(min(s.key_end(i0), s.kv_len));
   uint32_t qf[D / 16][4];  // the warp's Q rows as A fragments, one per 16 columns
   float o[D / 8][4];       // O accumulators: 16 rows x D per warp
 #pragma unroll
@@ -87,7 +101,7 @@ __global__ void __launch_bounds__(32 * NW, NW == 8 ? 2 : 1) attention_fwd_bf16_k
 
   for (int it = 0; it < n_tiles; ++it) {
     const int buf = it & 1;
-    const int64_t j0 = (t_first + it) * kBc;
+    const int j0 = (t_first + it) * kBc;
     if (it + 1 < n_tiles) {  // prefetch the next K/V tile into the other buffer
       load_rows<D, kBc, kThreads>(sK + (buf ^ 1) * kBc * kLd, K, j0 + kBc, Tk, Dh, ldk);
       load_rows<D, kBc, kThreads>(sV + (buf ^ 1) * kBc * kLd, V, j0 + kBc, Tk, Dh, ldv);
@@ -120,19 +134,17 @@ __global__ void __launch_bounds__(32 * NW, NW == 8 ? 2 : 1) attention_fwd_bf16_k
     }
 
     // Scale into the log2 domain; mask where the tile is not entirely visible to every real row.
-    const bool full = j0 + kBc <= min(s.key_end(i0), Tk) && j0 >= s.key_begin(i_last);
+    const bool full = j0 + kBc <= full_end && j0 >= full_begin;
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int64_t kb = s.key_begin(row[h]), ke = min(s.key_end(row[h]), Tk);
+    for (int h = 0; h < 2; ++h)
 #pragma unroll
       for (int n = 0; n < kBc / 8; ++n)
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
-          const int64_t j = j0 + n * 8 + 2 * t4 + e;
+          const int j = j0 + n * 8 + 2 * t4 + e;
           float& x = sc[n][2 * h + e];
-          x = (full || (j >= kb && j < ke)) ? x * scale_log2 : -INFINITY;
+          x = (full || (j >= kb[h] && j < ke[h])) ? x * scale_log2 : -INFINITY;
         }
-    }
 
     // Online softmax: new row max over the quad (4 lanes share a row), rescale, exponentiate.
 #pragma unroll
@@ -194,19 +206,24 @@ __global__ void __launch_bounds__(32 * NW, NW == 8 ? 2 : 1) attention_fwd_bf16_k
         pack_bf16(o[n][2] * inv[1], o[n][3] * inv[1]);
   }
   __syncwarp();
+  const HeadIndex hi(blockIdx.x, s.heads);
   auto* O = static_cast<__nv_bfloat16*>(a.out) + s.out.at(hi.b, hi.h, 0);
   const int ldo = static_cast<int>(s.out.st);
 #pragma unroll
   for (int c = lane; c < 16 * (D / 8); c += 32) {
     const int r = c / (D / 8), col = (c % (D / 8)) * 8;
-    const int64_t i = i0 + warp * 16 + r;
+    const int i = i0 + warp * 16 + r;
     if (i < Tq && col < Dh)
-      *reinterpret_cast<uint4*>(O + i * ldo + col) = *reinterpret_cast<const uint4*>(stage + r * kLd + col);
+      *reinterpret_cast<uint4*>(O + static_cast<int64_t>(i) * ldo + col) =
+          *reinterpret_cast<const uint4*>(stage + r * kLd + col);
   }
   if (t4 == 0) {
+    float* lse = a.lse + static_cast<int64_t>(blockIdx.x) * Tq;
 #pragma unroll
-    for (int h = 0; h < 2; ++h)
-      if (row[h] < Tq) a.lse[bh * Tq + row[h]] = (m[h] + __log2f(l[h])) * kLn2;
+    for (int h = 0; h < 2; ++h) {
+      const int i = i0 + warp * 16 + g + 8 * h;
+      if (i < Tq) lse[i] = (m[h] + __log2f(l[h])) * kLn2;
+    }
   }
 }
 
@@ -215,6 +232,8 @@ template <int D, int NW> void launch(const FwdArgs& a, cudaStream_t stream) {
   const int64_t q_tiles = (a.s.q_len + Tile::kBr - 1) / Tile::kBr;
   if (q_tiles > 65535)
     throw std::invalid_argument("attention (CUDA): " + std::to_string(a.s.q_len) + " query rows exceed the grid limit");
+  if (a.s.kv_len > (int64_t{1} << 31) - kBc)  // the kernel's positions are 32-bit
+    throw std::invalid_argument("attention (CUDA): " + std::to_string(a.s.kv_len) + " keys exceed 2^31 - 64");
   auto kernel = attention_fwd_bf16_kernel<D, NW>;
   allow_smem(kernel, Tile::kSmemBytes);
   const dim3 grid(static_cast<unsigned>(a.s.batch * a.s.heads), static_cast<unsigned>(q_tiles));
