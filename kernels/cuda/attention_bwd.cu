@@ -18,11 +18,22 @@
 // order (BwdArgs::dq_tile_stride).
 //
 // Tiles (D = head_dim rounded up to 64, 96 or 128):
-//   D = 64:  NW = 8, kBc = 128, kBr = 64, 93 KB shared memory
+//   D = 64:  NW = 4, kBc = 64,  kBr = 32, 42 KB (168 registers: three blocks an SM)
 //   D = 96:  NW = 4, kBc = 64,  kBr = 64, 89 KB
 //   D = 128: NW = 4, kBc = 64,  kBr = 32, 75 KB (kBr 32 keeps Sᵀ and dPᵀ small next to dK, dV)
 // Work: 5 products of kBr·kBc·D per tile pair (Sᵀ, dV, dPᵀ, dK, dQ) = 2.5x the forward's FLOPs;
 // per tile pair the block reads 2·kBr·D·2 bytes of Q/dO from L2 (kBc FLOPs per byte... ·5/2).
+// The D = 64 tile, measured on an H200 (session 27, `attention_bench --B B --H 12 --T T --D 64
+// --no-composite`, forward + backward ms, two runs; the forward is 0.35 / 1.24 ms of them):
+//   NW, kBr      8 × 2048        2 × 8192     registers (ptxas -v, sm_90)
+//   8, 64        1.550 / 1.557   5.175 / 5.156   255 (one block an SM; the tile until then)
+//   8, 32        1.820 / 1.807   6.101 / 6.092   172
+//   8, 128       1.479 / 1.471   4.867 / 4.900   255
+//   4, 64        1.472 / 1.502   5.036 / 5.040   215
+//   4, 32        1.356 / 1.355   4.639 / 4.648   168
+// so the backward alone 1.20 → 1.01 ms and 3.92 → 3.40 ms, although twice the key tiles add their dQ
+// atomics (or deterministic slabs) to each query row. Not profiled; presumably three 4-warp blocks
+// an SM hide the dependent products of a tile pair better than one 8-warp block at 255 registers.
 #include "kernels/cuda/attention.cuh"
 
 namespace ttt::cuda_impl::attn {
@@ -294,13 +305,13 @@ template <int D, int NW, int BR> void launch(const BwdArgs& a, cudaStream_t stre
 }  // namespace
 
 int64_t bwd_key_tile_bf16(int64_t head_dim) {
-  if (head_dim <= 64) return BwdTile<64, 8, 64>::kBc;
+  if (head_dim <= 64) return BwdTile<64, 4, 32>::kBc;
   if (head_dim <= 96) return BwdTile<96, 4, 64>::kBc;
   return BwdTile<128, 4, 32>::kBc;
 }
 
 void launch_bwd_bf16(const BwdArgs& a, cudaStream_t stream) {
-  if (a.s.head_dim <= 64) launch<64, 8, 64>(a, stream);
+  if (a.s.head_dim <= 64) launch<64, 4, 32>(a, stream);
   else if (a.s.head_dim <= 96) launch<96, 4, 64>(a, stream);
   else launch<128, 4, 32>(a, stream);
 }
