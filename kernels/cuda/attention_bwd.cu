@@ -18,7 +18,8 @@
 // order (BwdArgs::dq_tile_stride).
 //
 // Tiles (D = head_dim rounded up to 64, 96 or 128):
-//   D = 64:  NW = 4, kBc = 64,  kBr = 32, 42 KB (168 registers: three blocks an SM)
+//   D = 64:  NW = 4, kBc = 64,  kBr = 32, 42 KB (168 registers: three blocks an SM); in
+//            deterministic mode NW = 8, kBc = 128, kBr = 64, 93 KB (half the dQ slabs; below)
 //   D = 96:  NW = 4, kBc = 64,  kBr = 64, 89 KB
 //   D = 128: NW = 4, kBc = 64,  kBr = 32, 75 KB (kBr 32 keeps Sᵀ and dPᵀ small next to dK, dV)
 // Work: 5 products of kBr·kBc·D per tile pair (Sᵀ, dV, dPᵀ, dK, dQ) = 2.5x the forward's FLOPs;
@@ -32,8 +33,12 @@
 //   4, 64        1.472 / 1.502   5.036 / 5.040   215
 //   4, 32        1.356 / 1.355   4.639 / 4.648   168
 // so the backward alone 1.20 → 1.01 ms and 3.92 → 3.40 ms, although twice the key tiles add their dQ
-// atomics (or deterministic slabs) to each query row. Not profiled; presumably three 4-warp blocks
-// an SM hide the dependent products of a tile pair better than one 8-warp block at 255 registers.
+// atomics to each query row (an H100 in another call: 1.56 → 1.37 and 5.13 → 4.62 ms; tiles of 4
+// warps × 16 rows, 2 × 32 and 2 × 16: 1.58–1.71 ms). Not profiled; presumably three 4-warp blocks an
+// SM hide the dependent products of a tile pair better than one 8-warp block at 255 registers. At
+// D = 96 and 128 the same search (4 × 32, 2 × 32, 2 × 16; 2 × 32, 4 × 16, 2 × 16) found nothing
+// faster than the tiles above (H100: 2.03–2.05 ms against 2.23–2.53 at D = 96, 2.61 against
+// 2.93–3.31 at D = 128, 8 × 12 × 2048).
 #include "kernels/cuda/attention.cuh"
 
 namespace ttt::cuda_impl::attn {
@@ -304,14 +309,19 @@ template <int D, int NW, int BR> void launch(const BwdArgs& a, cudaStream_t stre
 
 }  // namespace
 
-int64_t bwd_key_tile_bf16(int64_t head_dim) {
-  if (head_dim <= 64) return BwdTile<64, 4, 32>::kBc;
+// At D = 64 the deterministic mode (dq_tile_stride > 0: each key tile writes a dQ slab of its own,
+// added in order afterwards) keeps the 128-key tile: with 64 keys a block twice the slabs cost more
+// than the tile gains (125M Transformer++ in deterministic mode on an H100, session 27: 282k tok/s
+// with 128 keys, 258k with 64), while the atomic path gains (309k–312k → 325k).
+int64_t bwd_key_tile_bf16(int64_t head_dim) {  // attention.cu asks in deterministic mode only
+  if (head_dim <= 64) return BwdTile<64, 8, 64>::kBc;
   if (head_dim <= 96) return BwdTile<96, 4, 64>::kBc;
   return BwdTile<128, 4, 32>::kBc;
 }
 
 void launch_bwd_bf16(const BwdArgs& a, cudaStream_t stream) {
-  if (a.s.head_dim <= 64) launch<64, 4, 32>(a, stream);
+  if (a.s.head_dim <= 64 && a.dq_tile_stride > 0) launch<64, 8, 64>(a, stream);
+  else if (a.s.head_dim <= 64) launch<64, 4, 32>(a, stream);
   else if (a.s.head_dim <= 96) launch<96, 4, 64>(a, stream);
   else launch<128, 4, 32>(a, stream);
 }
