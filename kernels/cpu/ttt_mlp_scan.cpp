@@ -306,11 +306,6 @@ struct Partials {
   Vec dlnw, dlnb, dtok;
 };
 
-// Gradients of the chunk's rows from the chain: [n, f] each and [n] for lr (dXQ: TestPath).
-struct RowGrads {
-  Vec dxk, dxv, dlr;
-};
-
 // The backward of the test path's layer Z̄ = X̄ W + b − Mt Gp (Mt = diag(tok) M, X the training
 // input that M compares X̄ with), given dZ̄ (n × c) and X̄ (n × a): adds to dW, db, dX̄, dX, dGp, dtok.
 void test_layer_backward(const Consts& c, int64_t n, int64_t a_dim, int64_t c_dim, const Vec& xbar, const Vec& xtrain,
@@ -341,7 +336,7 @@ void test_layer_backward(const Consts& c, int64_t n, int64_t a_dim, int64_t c_di
 //  - chain_step: dS' → dS through the state update and the training path (Z1, X2, Z2, G2, G1):
 //    the one sequential part. Its products are U1 = XK dW1', U2 = X2 dW2', Gp2 dW2'ᵀ, dP W2,
 //    dZ2 W2ᵀ and the accumulations XKᵀ dZ1, X2ᵀ dZ2, dPᵀ G2 (and R added).
-//  - token_rows: the rows' gradients from the chain's dZ1, dtgt and Gp1 dW1'ᵀ.
+//  - token_dxk: the rows' dXK from the chain's dZ1, dtgt and Gp1 dW1'ᵀ.
 // backward_typed forms every chunk's test path of a checkpoint group before the chain walks the
 // group (which shows that the chain alone carries dS').
 struct TestPath {
@@ -376,7 +371,8 @@ void test_path_backward(const Consts& c, const State& st, const Chunk& ch, const
                       t.dtok);
 }
 
-// What the chain hands the token rows: [n, h], [n, f], [n, f], [n].
+// What the chain hands the token rows: [n, h], [n, f], [n, f], [n]. dtgt is dXV and dlr the rows'
+// gradient of lr as they are.
 struct ChainRows {
   Vec dz1, dtgt, v1, dlr;  // dZ1, the inner loss target's gradient, Gp1 dW1'ᵀ (commit), dlr
 };
@@ -444,17 +440,14 @@ void chain_step(const Consts& c, const State& st, const Chunk& ch, const TestPat
   if (c.bias) add_col_sums(o.dz1, n, d.b1);
 }
 
-// The rows' gradients: dXQ from the test path; dXK = dS1ᵀ XQ − τ Gp1 dW1'ᵀ + dZ1 W1ᵀ − dtgt (ln)
-// or + 0 (the target is XV), dXV = dtgt, dlr from the chain.
-void token_rows(const Consts& c, const State& st, const Chunk& ch, const TestPath& t, const ChainRows& o,
-                RowGrads& g) {
+// The rows' dXK = dS1ᵀ XQ − τ Gp1 dW1'ᵀ + dZ1 W1ᵀ − dtgt (ln) or + 0 (the target is XV); dXQ is the
+// test path's, dXV and dlr the chain's.
+void token_dxk(const Consts& c, const State& st, const Chunk& ch, const TestPath& t, const ChainRows& o, Vec& dxk) {
   const int64_t f = c.f, h = c.h, n = ch.n;
-  g.dxk = t.dxk;
+  dxk = t.dxk;
   const double tl = ch.commit ? c.tok[c.K - 1] : 0.0;
-  for (int64_t i = 0; i < n * f; ++i) g.dxk[i] -= tl * o.v1[i] + (c.ln ? o.dtgt[i] : 0.0);
-  gemm(false, true, n, f, h, 1.0, o.dz1.data(), st.w1.data(), g.dxk.data());
-  g.dxv = o.dtgt;
-  g.dlr = o.dlr;
+  for (int64_t i = 0; i < n * f; ++i) dxk[i] -= tl * o.v1[i] + (c.ln ? o.dtgt[i] : 0.0);
+  gemm(false, true, n, f, h, 1.0, o.dz1.data(), st.w1.data(), dxk.data());
 }
 
 template <class S>
@@ -477,7 +470,7 @@ void backward_typed(TTTMLPScanBackward& a) {
     std::vector<TestPath> tps(std::min(G, NC));
     Vec dout(K * f);
     ChainRows cr;
-    RowGrads rg;
+    Vec dxk;
     for (int64_t g = s.groups() - 1; g >= 0; --g) {
       const int64_t k0 = g * G, k1 = std::min(NC, k0 + G);
       // Replay the group from its stored state, keeping every chunk's intermediates.
@@ -502,14 +495,14 @@ void backward_typed(TTTMLPScanBackward& a) {
         const Chunk& ch = chunks[k - k0];
         const int64_t t0 = ch.t0, n = ch.n;
         chain_step(c, sts[k - k0], ch, tps[k - k0], p.dS, p, cr);
-        token_rows(c, sts[k - k0], ch, tps[k - k0], cr, rg);
+        token_dxk(c, sts[k - k0], ch, tps[k - k0], cr, dxk);
         for (int64_t r = 0; r < n; ++r) {
           for (int64_t j = 0; j < f; ++j) {
             row(a.dxq, t0 + r)[j] = static_cast<S>(tps[k - k0].dxq[r * f + j]);
-            row(a.dxk, t0 + r)[j] = static_cast<S>(rg.dxk[r * f + j]);
-            row(a.dxv, t0 + r)[j] = static_cast<S>(rg.dxv[r * f + j]);
+            row(a.dxk, t0 + r)[j] = static_cast<S>(dxk[r * f + j]);
+            row(a.dxv, t0 + r)[j] = static_cast<S>(cr.dtgt[r * f + j]);
           }
-          row(a.dlr, t0 + r)[0] = static_cast<S>(rg.dlr[r]);
+          row(a.dlr, t0 + r)[0] = static_cast<S>(cr.dlr[r]);
         }
       }
     }
