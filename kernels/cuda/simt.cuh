@@ -197,6 +197,17 @@ TTT_DEV void flag_wait(const unsigned* f) {
 TTT_DEV int lane() { return tid() & 31; }
 TTT_DEV int warp() { return tid() >> 5; }
 
+// The float32 whose bit pattern is w.
+TTT_DEV float float_of_bits(uint32_t w) {
+#if defined(TTT_SIMT_EMULATE)
+  float f;
+  std::memcpy(&f, &w, 4);
+  return f;
+#else
+  return __uint_as_float(w);
+#endif
+}
+
 // Two floats as a bf16x2 register (lo in the low half), rounded to nearest even.
 TTT_DEV uint32_t pack_bf16(float lo, float hi) {
 #if defined(TTT_SIMT_EMULATE)

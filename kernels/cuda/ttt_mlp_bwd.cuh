@@ -157,6 +157,7 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
     prefetch_walk_state<C>(p, bh, k - 1);
     prefetch_chunk_rows<C>(p, hb, bb, k - 1);
   }
+  load_w_ops_wait();
   simt::sync();
   // R1
   Acc<2> z1, zq;

@@ -161,6 +161,7 @@ TTT_DEV void cluster_bwd_chunk(const Params& p, const InBases& hb, const BwdBase
     prefetch_walk_state<C>(p, bh, k - 1);
     prefetch_chunk_rows<C>(p, hb, bb, k - 1);
   }
+  load_w_ops_wait();
   simt::sync();
   // R1
   Acc<2> z1, zq;

@@ -66,10 +66,11 @@ TTT_DEV void load_chunk_tiles(const Params& p, const InBases& hb, S_& S, int k, 
   q.load(hb.xq, t0, n);
   kk.load(hb.xk, t0, n);
   v.load(hb.xv, t0, n);
+  const float lr = tid() < n ? hb.lr[(t0 + tid()) * p.lr.st] : 0.f;  // (n <= KP) every load in flight at once
   q.store(nullptr, S.oq);
   kk.store(nullptr, S.ok);
   store_target(kk, v, p.ln, S.tgt);
-  if (tid() < KP) S.lr[tid()] = tid() < n ? hb.lr[(t0 + tid()) * p.lr.st] : 0.f;
+  if (tid() < KP) S.lr[tid()] = lr;
 }
 
 // Asks L2 for chunk k's rows of XQ, XK, XV and dout a chunk before the walk reads them (one

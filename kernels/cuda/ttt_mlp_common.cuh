@@ -188,32 +188,54 @@ struct IORows {
     const char* row = static_cast<const char*>(p) + t * st * (bf16 ? 2 : 4);
     simt::prefetch_l2(row + 128 * line);
   }
-  // N (even) consecutive elements of row t from column c: in 16-byte (float32) or 8-byte (bf16)
-  // vectors where N is a multiple of 4, else in pairs (bf16) or singly (float32).
+  // N (even) consecutive elements of row t from column c as the words they are stored in: N float32
+  // bit patterns, or N / 2 packed bf16 pairs (w[N / 2 ..] untouched). In 16-byte (float32) or
+  // 8-byte (bf16) vectors where N is a multiple of 4, else in pairs (bf16) or singly (float32). No
+  // conversion, so nothing waits for the load here (widen() does, where the values are used).
   template <int N>
-  TTT_DEV void load(float (&v)[N], int64_t t, int c) const {
+  TTT_DEV void load_words(uint32_t (&w)[N], int64_t t, int c) const {
     static_assert(N % 2 == 0, "pairs");
     if (bf16) {
       const uint16_t* s = static_cast<const uint16_t*>(p) + t * st + c;
 #pragma unroll
-      for (int j = 0; j < N; j += (N % 4 == 0 ? 4 : 2)) {
-        uint32_t w[2];
+      for (int j = 0; j < N / 2; j += (N % 4 == 0 ? 2 : 1)) {
         if constexpr (N % 4 == 0) {
-          const tttk::uint2v u = *reinterpret_cast<const tttk::uint2v*>(s + j);
-          w[0] = u.x, w[1] = u.y;
+          const tttk::uint2v u = *reinterpret_cast<const tttk::uint2v*>(s + 2 * j);
+          w[j] = u.x, w[j + 1] = u.y;
         } else {
-          w[0] = *reinterpret_cast<const uint32_t*>(s + j);
+          w[j] = *reinterpret_cast<const uint32_t*>(s + 2 * j);
         }
-        v[j] = tttk::bf_lo(w[0]), v[j + 1] = tttk::bf_hi(w[0]);
-        if constexpr (N % 4 == 0) v[j + 2] = tttk::bf_lo(w[1]), v[j + 3] = tttk::bf_hi(w[1]);
       }
-    } else if constexpr (N % 4 == 0) {
-      load_vec(v, static_cast<const float*>(p) + t * st + c);
     } else {
-      const float* s = static_cast<const float*>(p) + t * st + c;
+      const uint32_t* s = reinterpret_cast<const uint32_t*>(static_cast<const float*>(p) + t * st + c);
 #pragma unroll
-      for (int j = 0; j < N; ++j) v[j] = s[j];
+      for (int j = 0; j < N; j += (N % 4 == 0 ? 4 : 1)) {
+        if constexpr (N % 4 == 0) {
+          const tttk::U4 u = *reinterpret_cast<const tttk::U4*>(s + j);
+          w[j] = u.x, w[j + 1] = u.y, w[j + 2] = u.z, w[j + 3] = u.w;
+        } else {
+          w[j] = s[j];
+        }
+      }
     }
+  }
+  // Words of load_words as N float32 values.
+  template <int N>
+  TTT_DEV static void widen(bool bf16, const uint32_t (&w)[N], float (&v)[N]) {
+    if (bf16) {
+#pragma unroll
+      for (int j = N / 2 - 1; j >= 0; --j) v[2 * j] = tttk::bf_lo(w[j]), v[2 * j + 1] = tttk::bf_hi(w[j]);
+    } else {
+#pragma unroll
+      for (int j = 0; j < N; ++j) v[j] = simt::float_of_bits(w[j]);
+    }
+  }
+  // N (even) consecutive elements of row t from column c as float32.
+  template <int N>
+  TTT_DEV void load(float (&v)[N], int64_t t, int c) const {
+    uint32_t w[N];
+    load_words(w, t, c);
+    widen(bf16, w, v);
   }
   template <int N>
   TTT_DEV void store(int64_t t, int c, const float (&v)[N]) const {
@@ -233,26 +255,36 @@ struct IORows {
 // One [16, F] float32 tile of a [B, H, T, F] tensor: thread tid holds the E = 16 F / THREADS
 // consecutive elements at flat position E tid (2 with one block a head, 8 with four blocks of a
 // cluster sharing it). Rows at or past `rows` read as 0.
+// The tile keeps the words as loaded (IORows::load_words) and widens them to float32 where it is
+// stored: the forward loads the next chunk's tiles a chunk ahead, and a conversion inside load()
+// made every thread wait for each of the three loads in turn right there (ncu on an H100, one 125M
+// layer at 2 x 8192 on clusters of 2: those waits were 24% of the forward's warp stall samples and
+// 30% of the replay's).
 template <class C>
 struct Tile2 {
   static constexpr int E = KP * C::F / C::THREADS;
   static_assert(E % 2 == 0 && E * C::THREADS == KP * C::F, "a tile is an even number of elements a thread");
-  float v[E];
+  uint32_t w[E];
+  bool bf16 = false;
   TTT_DEV static int row() { return E * tid() / C::F; }
   TTT_DEV static int col() { return E * tid() % C::F; }
   TTT_DEV void load(const IORows& s, int64_t t0, int rows) {
     const int r = row(), c = col();
+    bf16 = s.bf16;
     if (r < rows) {
-      s.load(v, t0 + r, c);
+      s.load_words(w, t0 + r, c);
     } else {
 #pragma unroll
-      for (int j = 0; j < E; ++j) v[j] = 0.f;
+      for (int j = 0; j < E; ++j) w[j] = 0u;  // 0.0 as float32 and as a bf16 pair
     }
   }
+  TTT_DEV void values(float (&v)[E]) const { IORows::widen(bf16, w, v); }
   // Into float32 smem (row stride FS) when s is non-null and, when op is non-null, its operand copy
   // (row stride OS).
   TTT_DEV void store(float* s, typename C::Op* op) const {
     const int r = row(), c = col();
+    float v[E];
+    values(v);
     if (s)
 #pragma unroll
       for (int j = 0; j < E; ++j) s[r * C::FS + c + j] = v[j];
@@ -267,8 +299,11 @@ struct Tile2 {
 template <class C>
 TTT_DEV void store_target(const Tile2<C>& k, const Tile2<C>& v, bool ln, float* tgt) {
   const int r = Tile2<C>::row(), c = Tile2<C>::col();
+  float kv[Tile2<C>::E], vv[Tile2<C>::E];
+  k.values(kv);
+  v.values(vv);
 #pragma unroll
-  for (int j = 0; j < Tile2<C>::E; ++j) tgt[r * C::FS + c + j] = ln ? v.v[j] - k.v[j] : v.v[j];
+  for (int j = 0; j < Tile2<C>::E; ++j) tgt[r * C::FS + c + j] = ln ? vv[j] - kv[j] : vv[j];
 }
 
 // The (b, h) slices of the [B, H, T, F] inputs.

@@ -120,14 +120,14 @@ TTT_DEV void put_ops8(OpT* dst, const float* src) {
   put_op2(dst + 4, b.x, b.y);
   put_op2(dst + 6, b.z, b.w);
 }
-TTT_DEV void put_ops8(uint16_t* dst, const uint16_t* src) {
-  const tttk::U4 v = *reinterpret_cast<const tttk::U4*>(src);
-  uint32_t* d = reinterpret_cast<uint32_t*>(dst);
-  d[0] = v.x, d[1] = v.y, d[2] = v.z, d[3] = v.w;
-}
+// Operands already: one asynchronous 16-byte copy (cp.async), so that every copy of the thread is
+// in flight at once; the caller waits for them (load_w_ops_wait) before the block barrier that
+// publishes them.
+TTT_DEV void put_ops8(uint16_t* dst, const uint16_t* src) { simt::cp_async16(dst, src); }
 
 // rows × cols of a row-major W (row stride ld_src, cols a multiple of 8) into the operand matrix m
-// (row stride ld: a pointer or SwizzledOps), several 16-byte loads in flight per thread.
+// (row stride ld: a pointer or SwizzledOps), several 16-byte loads in flight per thread; from a
+// replay snapshot the copies are asynchronous, and load_w_ops_wait() ends them.
 template <class C, class M, class T>
 TTT_DEV void load_w_ops(M m, int ld, const T* src, int ld_src, int rows, int cols) {
 #pragma unroll 4
@@ -135,6 +135,12 @@ TTT_DEV void load_w_ops(M m, int ld, const T* src, int ld_src, int rows, int col
     const int r = 8 * i / cols, c = 8 * i % cols;
     put_ops8(op_at(m, ld, r, c), src + static_cast<int64_t>(r) * ld_src + c);
   }
+}
+
+// The calling thread's copies of load_w_ops done (a no-op after a float32 source).
+TTT_DEV void load_w_ops_wait() {
+  simt::cp_async_commit();
+  simt::cp_async_wait_all();
 }
 
 // Calls fn(view) with chunk k's state as the reverse walk reads it: the stored state at a group
