@@ -398,7 +398,9 @@ Schedule schedule_from_env() {
   if (s == "reverse") return Schedule::reverse;
   if (s == "shuffle") return Schedule::shuffle;
   if (s == "blocks") return Schedule::blocks;
-  throw std::invalid_argument("TTT_SIMT_ORDER must be forward, reverse, shuffle or blocks, got '" + s + "'");
+  if (s == "blocks_last") return Schedule::blocks_last;
+  throw std::invalid_argument("TTT_SIMT_ORDER must be forward, reverse, shuffle, blocks or blocks_last, got '" + s +
+                              "'");
 }
 
 void emulate_cluster(int blocks, int threads, size_t smem_bytes, const std::function<void()>& body) {
@@ -459,10 +461,12 @@ void emulate_cluster(int blocks, int threads, size_t smem_bytes, const std::func
     bool all_done = true;
     const uint64_t before = cl.events;
     if (schedule == Schedule::shuffle) std::shuffle(order.begin(), order.end(), rng);
-    if (schedule == Schedule::blocks) {
+    if (schedule == Schedule::blocks || schedule == Schedule::blocks_last) {
       // Each block runs on alone while its fibers move (to a cluster barrier, or its end), then the
-      // next: the first block is as far ahead of the others as the cluster barriers let it be.
-      for (int b = 0; b < blocks; ++b) {
+      // next: the first block (blocks_last: the last) is as far ahead of the others as the cluster
+      // barriers let it be.
+      for (int i = 0; i < blocks; ++i) {
+        const int b = schedule == Schedule::blocks ? i : blocks - 1 - i;
         const std::vector<int> mine(order.begin() + b * threads, order.begin() + (b + 1) * threads);
         bool done = false;
         for (uint64_t e = cl.events - 1; e != cl.events && cl.error.empty();) {

@@ -18,13 +18,15 @@ namespace ttt::simt {
 
 // The order in which the scheduler runs the block's fibers, each until it waits at a barrier (or
 // a warp collective): thread order, its reverse, or a fresh seeded shuffle every round. Taken from
-// the environment variable TTT_SIMT_ORDER (forward, the default; reverse; shuffle; blocks). Work
-// split between threads without a barrier between a write and another thread's read (a race) gives
-// results that depend on the order: CTest runs every emulated test in all three orders. `blocks`
-// is for clusters: each block runs in thread order for as long as it can before the next one does,
-// so that one block runs ahead of the others up to the next cluster barrier (a missing cluster
-// barrier, or a buffer one block rewrites while another still reads it, shows).
-enum class Schedule { forward, reverse, shuffle, blocks };
+// the environment variable TTT_SIMT_ORDER (forward, the default; reverse; shuffle; blocks;
+// blocks_last). Work split between threads without a barrier between a write and another thread's
+// read (a race) gives results that depend on the order: CTest runs every emulated test in all three
+// orders. `blocks` is for clusters: each block runs in thread order for as long as it can before the
+// next one does, so that one block runs ahead of the others up to the next cluster barrier (a
+// missing cluster barrier, or a buffer one block rewrites while another still reads it, shows);
+// `blocks_last` the same with the last block ahead (block 0 has work of its own in the TTT-MLP
+// kernels, so either may be the one that runs ahead on a GPU).
+enum class Schedule { forward, reverse, shuffle, blocks, blocks_last };
 Schedule schedule_from_env();
 
 // Runs body() on `threads` fibers as one thread block (threads a multiple of 32). body gets the
