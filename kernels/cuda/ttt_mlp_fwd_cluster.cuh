@@ -26,7 +26,7 @@
 // X̄2 X2ᵀ's partials.
 //
 // Per chunk, 2 exchanges: with 4 block barriers and 2 cluster barriers (barrier mode) or 5 block
-// barriers (async) (the one-block kernel: 6 block barriers).
+// barriers (async), block 0 one more after O (the one-block kernel: 6 block barriers).
 //   top  the chunk's tiles into smem; barrier; the state stored every G chunks
 //   F1   warp: Z1, Zq, X2 (its columns); last warp: S1 = XQ XKᵀ; barrier
 //   F2   warps: slice partials of X2 W2 → every block's `part[j % 2]` (j: the chunks walked
@@ -34,20 +34,27 @@
 //   F3   rows: Z2, G2, Gp2, Mt1 (all rows, every block); barrier
 //   F4   warp: G1, Gp1, Z̄1, X̄2, its partial of X̄2 X2ᵀ → block 0's `mpart`; the state update;
 //        barrier
-//   F5   warps: slice partials of X̄2 W2 → block 0's `partb`; barrier (F6 rewrites W2's operand);
-//        block 0 waits for the cluster's (barrier mode: every block at the cluster barrier)
-//   F6   the new W2 operand, b2; block 0's rows: Mt2, Z̄2, out
+//   F5   warps: slice partials of X̄2 W2 → block 0's `partb[j % 2]`; barrier (F6 rewrites W2's
+//        operand) (barrier mode: the cluster barrier)
+//   F6   the new W2 operand, b2
+//   O    block 0's output rows of chunk j (Mt2, Z̄2, out), deferred into F2 of chunk j + 1 (or after
+//        the last chunk): after block 0's F2 sends, before its F2 wait, then a block barrier (F3
+//        rewrites Gp2, which the rows read). Done in F6, they held up every block: the others wait
+//        at F2 for block 0's partials, which it sent only after the rows; now they fill block 0's
+//        own wait. Async mode: block 0 waits for `xlead[j % 2]` (F4's and F5's partials) there.
 // Why no block overwrites a partial that another still reads, in either mode (the exchange order;
 // "r sent E" means r finished every phase before E):
 //  - part[j % 2]: written in F2 of chunk j + 2, after its writer's F2 wait of chunk j + 1, which
 //    needs every block's F2 of j + 1, sent after that block's F3 of chunk j read part[j % 2].
-//  - partb, mpart (block 0 reads them in F6 of chunk j): written in F4 / F5 of chunk j + 1, after the
-//    writer's F2 wait of j + 1, which needs block 0's F2 of j + 1, sent after its F6 of j.
+//  - partb[j % 2], mpart[j % 2] (block 0 reads them in O of chunk j, inside F2 of j + 1): written in
+//    F4 / F5 of chunk j + 2, after the writer's F2 wait of j + 2, which needs block 0's F2 of j + 2,
+//    sent after its O of j + 1 and so after its O of j.
 // The same order keeps a transaction barrier's phases apart (simt_async.cuh): a block sends a
 // phase's bytes only after a wait that needs the receiver to be past its wait for the phase before.
 // Hence two barriers for F2, alternating as `part` does (with one, a block could send chunk j + 1's
-// partials to a block still waiting for a third block's partials of chunk j); xlead's next phase
-// starts in F4 of chunk j + 1, after the wait for block 0's F2 of j + 1.
+// partials to a block still waiting for a third block's partials of chunk j), and two for F4 / F5
+// (`xlead[j % 2]`): chunk j + 2's bytes come after the wait for block 0's F2 of j + 2, past its wait
+// in O of chunk j.
 // The replay (no F5, F6) exchanges `part` alone.
 #pragma once
 
@@ -110,8 +117,8 @@ struct ClusterFwdSmem {
   alignas(16) Op ogp2[KP * C::OS];     // −Gp2
   alignas(16) Op omt1[KP * C::KS];     // Mt1
   alignas(16) float part[2][C::NKS * KP * C::FS];  // every slice's partial of X2 W2 (slot: the slice), chunks alternating
-  alignas(16) float partb[C::NKS * KP * C::FS];     // every slice's partial of X̄2 W2 (block 0)
-  alignas(16) float mpart[C::NWT * KP * SP];     // every warp's partial of X̄2 X2ᵀ (slot: the warp)
+  alignas(16) float partb[2][C::NKS * KP * C::FS];  // every slice's partial of X̄2 W2 (block 0), chunks alternating
+  alignas(16) float mpart[2][C::NWT * KP * SP];     // every warp's partial of X̄2 X2ᵀ (slot: the warp), likewise
   alignas(16) float s1[KP * SP];                 // XQ XKᵀ
   alignas(16) float mt2[KP * SP];                // Mt2 (block 0)
   alignas(16) float gp2[KP * C::FS];             // Gp2
@@ -121,7 +128,7 @@ struct ClusterFwdSmem {
   alignas(16) float lnb[C::F];
   float tok[KP], lr[KP];
   alignas(8) uint64_t xpart[2];  // F2's exchange into part[j % 2] (every block; async mode)
-  alignas(8) uint64_t xlead;  // F4 and F5's exchange (block 0; async mode)
+  alignas(8) uint64_t xlead[2];  // F4 and F5's exchange into partb[j % 2], mpart[j % 2] (block 0; async mode)
 };
 
 // The bytes of n [16, 16] float32 tiles: what a receiver expects when n warps send it one each.
@@ -209,6 +216,32 @@ TTT_DEV void load_first_state(const Params& p, int bh, int h0, const float* snap
   W.load(p.w1 + static_cast<int64_t>(h) * C::F * C::HD, p.w2 + static_cast<int64_t>(h) * C::HD * C::F, h0);
 }
 
+// A chunk whose output rows block 0 has yet to compute (O): its first token, rows, and the buffers
+// of its XQ, b2, partb and mpart (chunk parity j % 2).
+struct OutputRows {
+  bool due = false;
+  int64_t t0 = 0;
+  int n = 0, qb = 0, bb = 0, j = 0;
+};
+
+// O: block 0's output rows of chunk q (every thread of the block): async mode, the wait for its
+// partials first; Mt2 from the warps' partials of X̄2 X2ᵀ, Z̄2 = b2 + Σ partb − Mt2 Gp2, then the LN
+// + residual, out.
+template <class C>
+TTT_DEV void cluster_output_rows(const Params& p, ClusterFwdSmem<C>& S, const IORows& out, const OutputRows& q) {
+  if constexpr (C::XASYNC) simt::xbar_wait(&S.xlead[q.j & 1], (q.j >> 1) & 1);
+  const RowLane<C> rl;
+  const int r = rl.rg, o = r * C::FS + rl.c0;
+  if (r < KP) causal_row<C>(S.mpart[q.j & 1], C::NWT, S.tok, r, q.n, p.bias ? 1.f : 0.f, nullptr, S.mt2, nullptr);
+  simt::syncwarp();  // row r's Mt2 comes from the LPR lanes of its group (one warp)
+  if (r < KP) {
+    float z[C::CPL], y[C::CPL];
+    zbar2_row<C>(S.b2[q.bb], S.partb[q.j & 1], S.mt2, S.gp2, r, rl.c0, z);
+    tttk::ln_residual_row<C>(p.ln, p.eps, z, S.xq[q.qb] + o, S.lnw + rl.c0, S.lnb + rl.c0, y);
+    if (r < q.n) out.store(q.t0 + r, rl.c0, y);
+  }
+}
+
 template <class C>
 TTT_DEV void cluster_fwd_range(const Params& p, int bh, char* smem, FwdMode mode) {
   auto& S = *reinterpret_cast<ClusterFwdSmem<C>*>(smem);
@@ -233,10 +266,12 @@ TTT_DEV void cluster_fwd_range(const Params& p, int bh, char* smem, FwdMode mode
   const RowLane<C> rl;
   bool committed_last = true;
   int bb = 0;  // the b2 buffer holding the state's b2
+  OutputRows pending;  // block 0: the chunk whose output rows are due (O)
   if (C::XASYNC && tid() == 0) {
     simt::xbar_init(&S.xpart[0]);
     simt::xbar_init(&S.xpart[1]);
-    simt::xbar_init(&S.xlead);
+    simt::xbar_init(&S.xlead[0]);
+    simt::xbar_init(&S.xlead[1]);
     simt::xbar_init_fence();
   }
   // Every block of the cluster has started, and its barriers are set up, before any writes to
@@ -268,6 +303,11 @@ TTT_DEV void cluster_fwd_range(const Params& p, int bh, char* smem, FwdMode mode
     uint64_t* const xpart = &S.xpart[j & 1];
     expect_bytes<C>(xpart, tile_bytes(C::NWT));
     send_x_w2_partial<C>(S.ox2, S.ow2, part, xpart);
+    if (lead && pending.due) {  // O of the chunk before
+      cluster_output_rows<C>(p, S, out, pending);
+      pending.due = false;
+      simt::sync();  // F3 rewrites Gp2
+    }
     exchange_done<C>(xpart, (j >> 1) & 1, true, false);
     // F3
     inner_grad_rows<C>(p, part, S.b2[bb], S.tgt, S.lr, S.lnw, S.lnb, n, S.gp2, S.og2, S.ogp2, nullptr);
@@ -289,8 +329,8 @@ TTT_DEV void cluster_fwd_range(const Params& p, int bh, char* smem, FwdMode mode
       Acc<2> m;
       m.fill(0.f);
       xyt<C, 1>(m, S.oxb2, C::HS, hw, S.ox2, C::HS, hw, 0);
-      if (lead) expect_bytes<C>(&S.xlead, tile_bytes(2 * C::NWT));  // mpart and partb
-      send_tile<C>(m, S.mpart, rank * C::NW + warp(), SP, KP * SP, 0, &S.xlead, 0, 1);
+      if (lead) expect_bytes<C>(&S.xlead[j & 1], tile_bytes(2 * C::NWT));  // mpart and partb
+      send_tile<C>(m, S.mpart[j & 1], rank * C::NW + warp(), SP, KP * SP, 0, &S.xlead[j & 1], 0, 1);
     }
     if (commit || accumulate) {  // the accumulators of a partial last chunk: XKᵀ Gp1, X2ᵀ Gp2 = −P
       update_state<C>(W, S.ok, S.ogp1, S.ox2, S.ogp2, tokL, commit ? nullptr : acc, h0);
@@ -305,25 +345,19 @@ TTT_DEV void cluster_fwd_range(const Params& p, int bh, char* smem, FwdMode mode
       continue;
     }
     // F5
-    send_x_w2_partial<C>(S.oxb2, S.ow2, S.partb, &S.xlead, 0, 1);
-    exchange_done<C>(&S.xlead, j & 1, lead, true);
+    send_x_w2_partial<C>(S.oxb2, S.ow2, S.partb[j & 1], &S.xlead[j & 1], 0, 1);
+    if constexpr (C::XASYNC)
+      simt::sync();  // F6 rewrites W2's operand; block 0 waits for the partials in O
+    else
+      simt::cluster_sync();
     // F6
     if (commit) W.store_w2_op(S.ow2);
     b2_step<C>(p, S.gp2, S.b2[bb], commit, tokL, S.b2[bb ^ 1], accumulate && lead ? acc + off_b2(F) : nullptr);
-    if (lead) {
-      const int r = rl.rg, o = r * C::FS + rl.c0;
-      if (r < KP) causal_row<C>(S.mpart, C::NWT, S.tok, r, n, beta, nullptr, S.mt2, nullptr);
-      simt::syncwarp();  // row r's Mt2 comes from the LPR lanes of its group (one warp)
-      if (r < KP) {
-        float z[C::CPL], y[C::CPL];
-        zbar2_row<C>(S.b2[bb], S.partb, S.mt2, S.gp2, r, rl.c0, z);
-        tttk::ln_residual_row<C>(p.ln, p.eps, z, S.xq[qb] + o, S.lnw + rl.c0, S.lnb + rl.c0, y);
-        if (r < n) out.store(t0 + r, rl.c0, y);
-      }
-    }
+    pending = {true, t0, n, qb, bb, j};
     bb ^= 1;
   }
   if (!mode.replay) {
+    if (lead && pending.due) cluster_output_rows<C>(p, S, out, pending);
     simt::sync();
     finish_forward<C>(p, bh, W, S.b1, S.b2[bb], committed_last, rank, C::NCTA);
   }
