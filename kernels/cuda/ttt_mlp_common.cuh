@@ -257,9 +257,9 @@ struct IORows {
 // cluster sharing it). Rows at or past `rows` read as 0.
 // The tile keeps the words as loaded (IORows::load_words) and widens them to float32 where it is
 // stored: the forward loads the next chunk's tiles a chunk ahead, and a conversion inside load()
-// made every thread wait for each of the three loads in turn right there (ncu on an H100, one 125M
-// layer at 2 x 8192 on clusters of 2: those waits were 24% of the forward's warp stall samples and
-// 30% of the replay's).
+// made every thread wait for each of the three loads in turn right there (Nsight Compute on an H100,
+// one 125M layer at 2 x 8192 on clusters of 2: those waits were 11% of the forward's warp stall
+// samples and 17% of the replay's; BENCHMARKS.md, session 28).
 template <class C>
 struct Tile2 {
   static constexpr int E = KP * C::F / C::THREADS;
