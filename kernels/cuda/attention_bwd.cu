@@ -46,6 +46,7 @@ namespace ttt::cuda_impl::attn {
 namespace {
 
 template <int D, int NW, int BR> struct BwdTile {
+  static constexpr int kD = D, kNW = NW;
   static constexpr int kBc = 16 * NW, kBr = BR;
   static constexpr int kThreads = 32 * NW;
   static constexpr int kLd = D + 8;   // padded rows of K, V, Q, dO tiles
@@ -307,23 +308,29 @@ template <int D, int NW, int BR> void launch(const BwdArgs& a, cudaStream_t stre
   CUDA_CHECK_LAUNCH();
 }
 
+// The tile for head_dim (the header's table): fn(BwdTile<…>{}). At D = 64 the deterministic mode
+// (dq_tile_stride > 0: each key tile writes a dQ slab of its own, added in order afterwards) keeps
+// the 128-key tile: with 64 keys a block twice the slabs cost more than the tile gains (125M
+// Transformer++ in deterministic mode on an H100, session 27: 282k tok/s with 128 keys, 258k with
+// 64), while the atomic path gains (309k–312k → 325k).
+template <class Fn>
+auto with_bwd_tile(int64_t head_dim, bool deterministic, Fn&& fn) {
+  if (head_dim <= 64) return deterministic ? fn(BwdTile<64, 8, 64>{}) : fn(BwdTile<64, 4, 32>{});
+  if (head_dim <= 96) return fn(BwdTile<96, 4, 64>{});
+  return fn(BwdTile<128, 4, 32>{});
+}
+
 }  // namespace
 
-// At D = 64 the deterministic mode (dq_tile_stride > 0: each key tile writes a dQ slab of its own,
-// added in order afterwards) keeps the 128-key tile: with 64 keys a block twice the slabs cost more
-// than the tile gains (125M Transformer++ in deterministic mode on an H100, session 27: 282k tok/s
-// with 128 keys, 258k with 64), while the atomic path gains (309k–312k → 325k).
-int64_t bwd_key_tile_bf16(int64_t head_dim) {  // attention.cu asks in deterministic mode only
-  if (head_dim <= 64) return BwdTile<64, 8, 64>::kBc;
-  if (head_dim <= 96) return BwdTile<96, 4, 64>::kBc;
-  return BwdTile<128, 4, 32>::kBc;
+int64_t bwd_key_tile_bf16(int64_t head_dim) {  // the dQ slabs' key tile: deterministic mode only
+  return with_bwd_tile(head_dim, true, [](auto tile) { return int64_t{decltype(tile)::kBc}; });
 }
 
 void launch_bwd_bf16(const BwdArgs& a, cudaStream_t stream) {
-  if (a.s.head_dim <= 64 && a.dq_tile_stride > 0) launch<64, 8, 64>(a, stream);
-  else if (a.s.head_dim <= 64) launch<64, 4, 32>(a, stream);
-  else if (a.s.head_dim <= 96) launch<96, 4, 64>(a, stream);
-  else launch<128, 4, 32>(a, stream);
+  with_bwd_tile(a.s.head_dim, a.dq_tile_stride > 0, [&](auto tile) {
+    using T = decltype(tile);
+    launch<T::kD, T::kNW, T::kBr>(a, stream);
+  });
 }
 
 }  // namespace ttt::cuda_impl::attn
