@@ -163,6 +163,7 @@ struct TTTScanOptions {
   int64_t checkpoint_group = 0;  // chunks per stored state (0 or 1: every chunk)
   double eps = 1e-6;             // the inner LayerNorm's eps
   int64_t cluster = 1;           // TTT-MLP on a GPU: blocks sharing a head (TTTMLPScanShape::cluster)
+  bool split_walk = false;       // TTT-MLP on a GPU: the split backward (TTTMLPScanShape::split_walk)
 };
 // The same function written with differentiable ops, from the inputs in the op's order
 // (XQ, XK, XV, lr, tok, W0, b0, ln_w, ln_b; undefined where absent): used for create_graph.

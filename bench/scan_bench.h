@@ -28,7 +28,19 @@ struct ScanOptions {
   int reps = 20;
   int group = 1;  // ttt_scan_bench: also time this many forward calls as one group (a wavefront's wave)
   std::vector<int64_t> clusters = {1};  // ttt_mlp_scan_bench: blocks a head, each timed (TTTMLPScanShape::cluster)
+  std::vector<std::string> walks = {"fused"};  // ttt_mlp_scan_bench: the backward's form(s), fused and / or split
 };
+
+// "a,b,c" as its comma-separated items.
+inline std::vector<std::string> split_list(const std::string& list) {
+  std::vector<std::string> r;
+  for (size_t at = 0; at <= list.size();) {
+    const size_t end = std::min(list.find(',', at), list.size());
+    r.push_back(list.substr(at, end - at));
+    at = end + 1;
+  }
+  return r;
+}
 
 inline ScanOptions parse_scan_options(int argc, char** argv, const std::string& prog) {
   ScanOptions o;
@@ -48,12 +60,11 @@ inline ScanOptions parse_scan_options(int argc, char** argv, const std::string& 
     else if (a == "--group") o.group = std::stoi(next());
     else if (a == "--cluster") {
       o.clusters.clear();
-      const std::string list = next();
-      for (size_t at = 0; at <= list.size();) {
-        const size_t end = std::min(list.find(',', at), list.size());
-        o.clusters.push_back(std::stoll(list.substr(at, end - at)));
-        at = end + 1;
-      }
+      for (const std::string& c : split_list(next())) o.clusters.push_back(std::stoll(c));
+    } else if (a == "--walk") {
+      o.walks = split_list(next());
+      for (const std::string& w : o.walks)
+        if (w != "fused" && w != "split") throw std::invalid_argument(prog + ": --walk fused|split[,...]");
     }
     else if (a == "--device") o.device = parse_device(next());
     else if (a == "--precision") {

@@ -4,11 +4,12 @@
 //
 // Usage: build/bin/ttt_mlp_scan_bench [--B 8] [--H 12] [--T 2048] [--F 64] [--K 16] [--G 4]
 //                                     [--precision bf16|fp32] [--io bf16|fp32] [--device cuda] [--reps 20]
-//                                     [--cluster 1,2,4]
+//                                     [--cluster 1,2,4] [--walk fused,split]
 // Defaults: one layer of the paper's 125M TTT-MLP at 8 x 2048 with bf16 products (autocast),
 // hidden 4F. Prints the median of `reps` synchronized runs, for each --cluster size (blocks a head,
 // TTTMLPScanShape::cluster) in turn, and how far each size's output and dXK are from the first size's
-// (bf16 products: not bit for bit). FLOPs per (batch, head) chunk of K
+// (bf16 products: not bit for bit); with --walk, each backward form (the reverse walk, or the split
+// backward: TTTMLPScanShape::split_walk) in turn for each size. FLOPs per (batch, head) chunk of K
 // tokens (f = F, h = 4F), counted from the kernels' products: forward 14 K f h + 4 K² (f + h)
 // (XK W1, XQ W1, X2 W2, G2 W2ᵀ, X̄2 W2, the two updates; XQ XKᵀ, Mt1 Gp1, X̄2 X2ᵀ, Mt2 Gp2);
 // backward 40 K f h + 10 K² f + 12 K² h (the recomputation of the chunk and the gradient
@@ -63,6 +64,7 @@ int main(int argc, char** argv) {
     bc.dxq = bht(dxq), bc.dxk = bht(dxk), bc.dxv = bht(dxv), bc.dlr = bht(dlr);
     bc.dtok = dtok.data_ptr(), bc.dw1 = dw1.data_ptr(), bc.db1 = db1.data_ptr(), bc.dw2 = dw2.data_ptr();
     bc.db2 = db2.data_ptr(), bc.dln_w = dlw.data_ptr(), bc.dln_b = dlb.data_ptr();
+    bc.s.split_walk = true;  // the larger workspace, for either form
     Tensor ws = empty({static_cast<int64_t>(bc.workspace_bytes() / 4) + 1}, to);
     bc.workspace = ws.data_ptr();
     Backend& be = backend(o.device);
@@ -75,14 +77,16 @@ int main(int argc, char** argv) {
                 static_cast<long long>(o.B), static_cast<long long>(o.H), static_cast<long long>(o.T),
                 static_cast<long long>(o.F), static_cast<long long>(hd), static_cast<long long>(o.K),
                 static_cast<long long>(o.G), o.low ? "bf16" : "fp32", o.bio ? "bf16" : "fp32", o.device.str().c_str());
-    Tensor first_out, first_dxk;
-    for (const int64_t cluster : o.clusters) {
+    Tensor first_out, first_dxk, first_dw1;
+    for (const int64_t cluster : o.clusters)
+    for (const std::string& walk : o.walks) {
       fc.s.cluster = bc.s.cluster = cluster;
+      bc.s.split_walk = walk == "split";
       const std::string why_c = ttt_mlp_scan_unsupported(o.device, fc.s);
       if (!why_c.empty()) throw std::invalid_argument("ttt_mlp_scan_bench: cluster " + std::to_string(cluster) + ": " + why_c);
       const double fwd = median_ms(be, o.reps, [&] { be.run(fc); });
       const double bwd = median_ms(be, o.reps, [&] { be.run(bc); });
-      std::printf(" cluster %lld (blocks a head)\n", static_cast<long long>(cluster));
+      std::printf(" cluster %lld (blocks a head), %s backward\n", static_cast<long long>(cluster), walk.c_str());
       std::printf("  forward   %8.3f ms  %6.2f us/chunk step  %6.2f TFLOP/s  %7.1f GB/s\n", fwd, 1e3 * fwd / chunks,
                   fwd_flops / fwd * 1e-9, fc.bytes() / fwd * 1e-6);
       std::printf("  backward  %8.3f ms  %6.2f us/chunk step  %6.2f TFLOP/s  %7.1f GB/s\n", bwd, 1e3 * bwd / chunks,
@@ -91,14 +95,15 @@ int main(int argc, char** argv) {
       // The outputs of every size against the first's (bf16 products: the row phases add in other
       // orders, so not bit for bit).
       if (!first_out.defined()) {
-        first_out = out.to(cpu()), first_dxk = dxk.to(cpu());
+        first_out = out.to(cpu()), first_dxk = dxk.to(cpu()), first_dw1 = dw1.to(cpu());
       } else {
         auto rel = [](const Tensor& a, const Tensor& b) {
           const Tensor x = a.to(DType::f64), y = b.to(DType::f64), d = x - y;
           return std::sqrt(sum(mul(d, d)).item() / (sum(mul(y, y)).item() + 1e-300));
         };
-        std::printf("  out vs cluster %lld: rel. diff %.2e; dXK: %.2e\n", static_cast<long long>(o.clusters[0]),
-                    rel(out.to(cpu()), first_out), rel(dxk.to(cpu()), first_dxk));
+        std::printf("  against the first run (cluster %lld, %s): out rel. diff %.2e; dXK %.2e; dW1 %.2e\n",
+                    static_cast<long long>(o.clusters[0]), o.walks[0].c_str(), rel(out.to(cpu()), first_out),
+                    rel(dxk.to(cpu()), first_dxk), rel(dw1.to(cpu()), first_dw1));
       }
     }
     return 0;

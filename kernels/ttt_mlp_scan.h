@@ -53,6 +53,11 @@ struct TTTMLPScanShape {
   // ttt_mlp_bwd_cluster.cuh), or 0 (auto): 2 where batch · heads · 2 blocks fit the device's SMs at
   // once, else 1. Float32 products run one block a head. The CPU reference ignores it.
   int64_t cluster = 1;
+  // CUDA: the backward split in two launches after the replay: every chunk's test path at once (a
+  // block per (b, h, chunk)), then a reverse walk carrying only the state's gradient (one block a
+  // head; kernels/cuda/ttt_mlp_bwd_split.cuh, ttt_mlp_bwd_chain.cuh). Its workspace holds a record
+  // per (b, h) and chunk (split_record_bytes()). The CPU reference computes in that split anyway.
+  bool split_walk = false;
 
   int64_t chunks() const { return (len + mini_batch - 1) / mini_batch; }
   int64_t groups() const { return (chunks() + checkpoint_group - 1) / checkpoint_group; }
@@ -66,6 +71,16 @@ struct TTTMLPScanShape {
   // changes nothing and halves the bulk of the backward's memory), then b1 and b2 as float32.
   int64_t replay_snapshot_bytes() const {
     return 2 * head_dim * hidden * (low_precision ? 2 : 4) + (hidden + head_dim) * 4;
+  }
+  // Bytes of one chunk's record in the split backward (kernels/cuda/ttt_mlp_bwd_split.cuh, Rec): five
+  // operand tiles (three [16, f], two [16, hidden], rows padded as the kernels' shared memory pads
+  // them), four float32 [16, f + 4] tiles, two float32 [16, hidden] tiles, column sums of hidden and
+  // f, 2f LN partials and 16 dtok parts.
+  int64_t split_record_bytes() const {
+    const int64_t op = low_precision ? 2 : 4, pad = low_precision ? 8 : 4;
+    const int64_t bytes = 3 * 16 * (head_dim + pad) * op + 2 * 16 * (hidden + pad) * op + 4 * 16 * (head_dim + 4) * 4 +
+                          2 * 16 * hidden * 4 + 4 * hidden + 12 * head_dim + 4 * 16;
+    return (bytes + 15) / 16 * 16;
   }
 };
 

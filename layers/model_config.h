@@ -33,6 +33,7 @@ struct TTTConfig {
   int64_t checkpoint_group = 16;   // keep W every G mini-batches, recompute the rest in backward; 0 = off
   int64_t mlp_cluster = 0;        // fused TTT-MLP on a GPU, bf16: blocks of a cluster sharing a head (1, 2, 4;
                                   // 0 = auto: 2 where batch x heads x 2 fits the SMs, else 1)
+  bool mlp_split_walk = false;    // fused TTT-MLP on a GPU: the split backward (test paths beside a chain)
   double ln_eps = 1e-6;
   bool post_norm = true;          // LayerNorm(d_model) on the inner loop's output (official); false:
                                   // none, so with the Theorem-1 switches the mixer is exactly

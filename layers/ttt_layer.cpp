@@ -288,7 +288,7 @@ std::string TTTMixer::fused_unsupported(const ScanInputs& in) const {
     return "the fused scan covers TTT-Linear and TTT-MLP only (model.mixer=ttt_linear | ttt_mlp), not inner model '" +
            kind + "'";
   if (c_.mini_batch <= 0) return "the fused scan needs model.ttt.mini_batch > 0";
-  const TTTScanOptions o{c_.checkpoint_group, c_.ln_eps, c_.mlp_cluster};
+  const TTTScanOptions o{c_.checkpoint_group, c_.ln_eps, c_.mlp_cluster, c_.mlp_split_walk};
   if (kind == "mlp") {  // asked without building the inputs: on a GPU the answer is no (dual form)
     const tensor_list W0 = inner_->initial();  // W1, b1, W2, b2
     return ttt_mlp_scan_unsupported(in.XQ, in.lr.dtype(), c_.mini_batch, W0[0].shape().back(), W0[1].defined(),
@@ -315,7 +315,7 @@ bool TTTMixer::use_fused(const ScanInputs& in) const {
 // last mini-batch (ops.h ttt_linear_scan / ttt_mlp_scan).
 tensor_list TTTMixer::fused_scan(const tensor_list& x, int64_t checkpoint_group) {
   const double eps = c_.ln_eps;
-  const TTTScanOptions o{checkpoint_group, eps, c_.mlp_cluster};
+  const TTTScanOptions o{checkpoint_group, eps, c_.mlp_cluster, c_.mlp_split_walk};
   if (inner_->kind() == "mlp") {
     TTTScanComposite composite = [eps](const tensor_list& y) { return dual_mlp_scan(y, eps); };
     return ttt_mlp_scan(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8], x[9], x[10], o, composite);

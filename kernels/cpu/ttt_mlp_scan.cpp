@@ -51,7 +51,11 @@ size_t TTTMLPScanBackward::workspace_bytes() const {
   const int64_t partial = s.state_size() + 2 * s.head_dim + (s.mini_batch + 3) / 4 * 4;  // 16-byte multiples
   const int64_t replay = s.checkpoint_group > 1 ? s.groups() * (s.checkpoint_group - 1) * s.replay_snapshot_bytes() : 0;
   const int64_t flags = s.checkpoint_group > 1 ? s.groups() * 4 * 4 : 0;
-  return static_cast<size_t>(s.batch * s.heads) * (static_cast<size_t>(partial) * dtype_size(s.dtype) + replay + flags);
+  // With split_walk, a record per chunk after the flags, then a flag per chunk
+  // (kernels/cuda/ttt_mlp_bwd_split.cuh, ttt_mlp_bwd_split_grid.cuh).
+  const int64_t records = s.split_walk ? s.chunks() * (s.split_record_bytes() + 4) : 0;
+  return static_cast<size_t>(s.batch * s.heads) *
+         (static_cast<size_t>(partial) * dtype_size(s.dtype) + replay + flags + records);
 }
 
 std::string ttt_mlp_scan_unsupported(Device d, const TTTMLPScanShape& s) {

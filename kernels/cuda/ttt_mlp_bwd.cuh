@@ -104,6 +104,42 @@ TTT_DEV void load_chunk(const Params& p, const InBases& hb, BwdSmem<C>& S, int b
   });
 }
 
+// R1 .. B0 of a chunk whose tiles and state are in S: the chunk's forward again (Z1, Zq in the
+// warps' registers; X2, G2, Gp2, Mt1, −Gp1, X̄2 operands; Z2, Gp2 float32) and B0's output rows (dZ̄2,
+// the output LN's partials). Ends after B0's barrier. The reverse walk and the split backward's test
+// paths (ttt_mlp_bwd_split.cuh) both run it.
+template <class C>
+TTT_DEV void forward_again(const Params& p, const BwdBases& bb, BwdSmem<C>& S, int64_t t0, int n, Acc<2>& z1,
+                           Acc<2>& zq) {
+  const float beta = p.bias ? 1.f : 0.f;
+  const Split<C> sp;
+  const RowLane<C> rl;
+  // R1
+  first_phase<C>(z1, zq, S.ok, S.oq, S.w1(), C::W1S, S.b1, S.ox2, S.s1);
+  simt::sync();
+  // R2
+  x_w2_partial<C>(S.ox2, S.w2(), C::WS, S.part);
+  simt::sync();
+  // R3
+  inner_grad_rows<C>(p, S.part, S.b2, S.tgt, S.lr, S.lnw, S.lnb, n, S.gp2, S.og2, S.ogp2, S.z2);
+  if (rl.rg < KP) causal_row<C>(S.s1, 1, S.tok, rl.rg, n, beta, S.omt1, nullptr, S.m1raw);
+  simt::sync();
+  // R4
+  if constexpr (register_lean<C>()) {
+    recompute_hidden<C>(S, z1, Hidden::z1);
+    recompute_hidden<C>(S, zq, Hidden::zq);
+  }
+  recompute_xbar2<C>(S, z1, zq);
+  simt::sync();
+  // R5
+  x_w2_partial<C>(S.oxb2, S.w2(), C::WS, S.part);
+  if (sp.cb == 0) store_f32(hidden_abt_partial<C>(S.oxb2, S.ox2, sp), S.mpart + sp.ks * KP * SP, SP, 0, 0);
+  simt::sync();
+  // B0
+  output_rows<C>(p, bb, S, S.part, t0, n);
+  simt::sync();
+}
+
 template <class C>
 TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, BwdSmem<C>& S, int bh, int k,
                        StateRegs<C>& dW, float& dtok_row, float& dtok_last);
@@ -147,9 +183,8 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
   const int64_t t0 = static_cast<int64_t>(k) * p.K;
   const int n = chunk_rows(p, k);
   const bool commit = n == p.K;
-  const float tokL = p.tok[p.K - 1], beta = p.bias ? 1.f : 0.f;
+  const float tokL = p.tok[p.K - 1];
   const Split<C> sp;
-  const RowLane<C> rl;
   // top
   simt::sync();  // the previous chunk's readers are done
   load_chunk<C>(p, hb, S, bh, k, n);
@@ -159,31 +194,8 @@ TTT_DEV void bwd_chunk(const Params& p, const InBases& hb, const BwdBases& bb, B
   }
   load_w_ops_wait();
   simt::sync();
-  // R1
   Acc<2> z1, zq;
-  first_phase<C>(z1, zq, S.ok, S.oq, S.w1(), C::W1S, S.b1, S.ox2, S.s1);
-  simt::sync();
-  // R2
-  x_w2_partial<C>(S.ox2, S.w2(), C::WS, S.part);
-  simt::sync();
-  // R3
-  inner_grad_rows<C>(p, S.part, S.b2, S.tgt, S.lr, S.lnw, S.lnb, n, S.gp2, S.og2, S.ogp2, S.z2);
-  if (rl.rg < KP) causal_row<C>(S.s1, 1, S.tok, rl.rg, n, beta, S.omt1, nullptr, S.m1raw);
-  simt::sync();
-  // R4
-  if constexpr (register_lean<C>()) {
-    recompute_hidden<C>(S, z1, Hidden::z1);
-    recompute_hidden<C>(S, zq, Hidden::zq);
-  }
-  recompute_xbar2<C>(S, z1, zq);
-  simt::sync();
-  // R5
-  x_w2_partial<C>(S.oxb2, S.w2(), C::WS, S.part);
-  if (sp.cb == 0) store_f32(hidden_abt_partial<C>(S.oxb2, S.ox2, sp), S.mpart + sp.ks * KP * SP, SP, 0, 0);
-  simt::sync();
-  // B0
-  output_rows<C>(p, bb, S, S.part, t0, n);
-  simt::sync();
+  forward_again<C>(p, bb, S, t0, n, z1, zq);
   // B1
   dzbar2_products<C>(p, S, dW, sp);
   if (commit) x_w2_partial<C>(S.ox2, S.dw2(), C::WS, S.part);  // U2 = X2 dW2'

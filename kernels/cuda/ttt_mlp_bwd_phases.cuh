@@ -127,34 +127,35 @@ TTT_DEV void output_rows(const Params& p, const BwdBases& bb, S_& S, const float
   row_warp_column_sums<C>(dz, S.colpart, false);
 }
 
-// B5 rows: dS1 = diag(tok) dMt1 (from the slice partials) and dtok; G2 again from Z2; dG2 = lr dGp2 +
-// Σ partials `part` of dP W2; dlr (the G2 part and the `dlr_parts` warps' parts in dlrp); the
-// LN-L2 vjp (kernels/cpu/ttt_scan_rows.h) giving dZ2 (float32 and operand), dtgt (dXV = dtgt; −dtgt
-// kept in the Z2 tile for dXK) and the LN partials. dlr and dXV are written when `writes` (one
-// block of a cluster).
+// B5's dS1 = diag(tok) dMt1 (dMt1 from the slice partials in mpart) and dtok, by row r's lanes.
 template <class C, class S_>
-TTT_DEV void inner_grad_backward_rows(const Params& p, const BwdBases& bb, S_& S, const float* part, int64_t t0,
-                                      int n, float& dtok_row, bool writes, int dlr_parts) {
-  const RowLane<C> rl;
-  const int r = rl.rg;
-  if (r >= KP) return;
-  const int li = tid() % C::LPR, o = r * C::FS + rl.c0;
-  for (int j = li; j < KP; j += C::LPR) {
+TTT_DEV void ds1_row(S_& S, int r, int n, float& dtok_row) {
+  for (int j = tid() % C::LPR; j < KP; j += C::LPR) {
     float d = 0;
     for (int s = 0; s < C::NKS; ++s) d += S.mpart[s * KP * SP + r * SP + j];
     const float m = (j <= r && r < n) ? d : 0.f;
     dtok_row += m * S.m1raw[r * SP + j];
     put_op(S.ods1() + r * C::KS + j, S.tok[r] * m);
   }
-  float z[C::CPL], tgt[C::CPL], w[C::CPL], be[C::CPL], xh[C::CPL], gx[C::CPL], G[C::CPL], dG[C::CPL];
-  load_vec(z, S.z2 + o);
+}
+
+// The inner loss's backward for row r (its lanes' columns c0..): z = Z2 and dG = dGp2 (the row's
+// slices); G2 again from z; dG2 = lr dGp2 + Σ partials `part` of dP W2; dlr (the G2 part and the
+// `dlr_parts` warps' parts in dlrp); the LN-L2 vjp (kernels/cpu/ttt_scan_rows.h) giving dz = dZ2,
+// dtgt (dXV) and the LN partials. dlr and dXV are written when `writes` (one block of a cluster).
+template <class C, class S_>
+TTT_DEV void inner_loss_vjp_row(const Params& p, const BwdBases& bb, S_& S, const float* part, int64_t t0, int n,
+                                int r, int c0, const float (&z)[C::CPL], float (&dG)[C::CPL], bool writes,
+                                int dlr_parts, float (&dz)[C::CPL], float (&dtgt)[C::CPL]) {
+  const RowLane<C> rl;
+  const int o = r * C::FS + c0;
+  float tgt[C::CPL], w[C::CPL], be[C::CPL], xh[C::CPL], gx[C::CPL], G[C::CPL];
   load_vec(tgt, S.tgt + o);
-  load_vec(w, S.lnw + rl.c0);
-  load_vec(be, S.lnb + rl.c0);
+  load_vec(w, S.lnw + c0);
+  load_vec(be, S.lnb + c0);
   const float sig = inner_grad<C>(p, z, tgt, w, be, xh, gx, G);
   const bool live = r < n;
   const float l = live ? S.lr[r] : 0.f;
-  load_vec(dG, S.dgp2 + o);
   // sums: 0 dlr (G2 part), 1 Σ gx x̂, 2 Σ dG, 3 Σ dG x̂, 4 Σ dG G
   float sums[5] = {0.f, 0.f, 0.f, 0.f, 0.f};
 #pragma unroll
@@ -176,7 +177,6 @@ TTT_DEV void inner_grad_backward_rows(const Params& p, const BwdBases& bb, S_& S
     for (int w2 = 0; w2 < dlr_parts; ++w2) d += S.dlrp[w2 * KP + r];
     bb.dlr[(t0 + r) * p.dlr.st] = d;
   }
-  float dz[C::CPL], dtgt[C::CPL];
   if (p.ln) {
     const float inv = 1.f / sig;
     const float c_gx = sums[1] * (1.f / C::F), m_dg = sums[2] * (1.f / C::F), c_dg = sums[3] * (1.f / C::F);
@@ -207,6 +207,23 @@ TTT_DEV void inner_grad_backward_rows(const Params& p, const BwdBases& bb, S_& S
   if (!p.ln)
 #pragma unroll
     for (int j = 0; j < C::CPL; ++j) dtgt[j] = 0.f;  // the target is XV alone: no part of dXK
+}
+
+// B5 rows: dS1 and dtok (ds1_row); the inner loss's backward from Z2 and dGp2 in S.z2, S.dgp2
+// (inner_loss_vjp_row), dZ2 (float32 and operand) to odzb2, −dtgt kept in the Z2 tile for dXK, dZ2's
+// column sums for db2. S: BwdSmem or ClusterBwdSmem.
+template <class C, class S_>
+TTT_DEV void inner_grad_backward_rows(const Params& p, const BwdBases& bb, S_& S, const float* part, int64_t t0,
+                                      int n, float& dtok_row, bool writes, int dlr_parts) {
+  const RowLane<C> rl;
+  const int r = rl.rg;
+  if (r >= KP) return;
+  ds1_row<C>(S, r, n, dtok_row);
+  const int o = r * C::FS + rl.c0;
+  float z[C::CPL], dG[C::CPL], dz[C::CPL], dtgt[C::CPL];
+  load_vec(z, S.z2 + o);
+  load_vec(dG, S.dgp2 + o);
+  inner_loss_vjp_row<C>(p, bb, S, part, t0, n, r, rl.c0, z, dG, writes, dlr_parts, dz, dtgt);
   store_vec(S.z2 + o, dtgt);
 #pragma unroll
   for (int j = 0; j < C::CPL; j += 2) put_op2(S.odzb2 + r * C::OS + rl.c0 + j, dz[j], dz[j + 1]);
@@ -307,11 +324,10 @@ TTT_DEV Acc<2> hidden_abt_partial(const typename C::Op* a, const typename C::Op*
   return m;
 }
 
-// B1, the products within the block: dW2 += X̄2ᵀ dZ̄2 (the warp's rows); last warp: dMt2 = dZ̄2 (−Gp2)ᵀ;
-// the block's first slice (every column block once): dGp2 = −Mt2ᵀ dZ̄2; db2 += Σ dZ̄2.
+// B1's products of the rows: last warp: dMt2 = dZ̄2 (−Gp2)ᵀ; the block's first slice (every column
+// block once): dGp2 = −Mt2ᵀ dZ̄2.
 template <class C, class S_>
-TTT_DEV void dzbar2_products(const Params& p, S_& S, StateRegs<C>& dW, const Split<C>& sp) {
-  xty<C, C::F / 8>(dW.w2, S.oxb2, C::HS, 16 * warp(), S.odzb2, C::OS, 0);
+TTT_DEV void dmt2_dgp2_products(S_& S, const Split<C>& sp) {
   if (warp() == C::NW - 1) {
     Acc<2> m;
     m.fill(0.f);
@@ -324,6 +340,14 @@ TTT_DEV void dzbar2_products(const Params& p, S_& S, StateRegs<C>& dW, const Spl
     xty<C, 2>(d, S.omt2, C::KS, 0, S.odzb2, C::OS, sp.col());
     store_f32(d, S.dgp2, C::FS, 0, sp.col(), -1.f);
   }
+}
+
+// B1, the products within the block: dW2 += X̄2ᵀ dZ̄2 (the warp's rows); dMt2, dGp2
+// (dmt2_dgp2_products); db2 += Σ dZ̄2.
+template <class C, class S_>
+TTT_DEV void dzbar2_products(const Params& p, S_& S, StateRegs<C>& dW, const Split<C>& sp) {
+  xty<C, C::F / 8>(dW.w2, S.oxb2, C::HS, 16 * warp(), S.odzb2, C::OS, 0);
+  dmt2_dgp2_products<C>(S, sp);
   if (p.bias) add_colpart<C>(S.colpart, S.db2);
 }
 
@@ -459,11 +483,13 @@ TTT_DEV Acc<2> dxq_partial(S_& S, const Split<C>& sp, bool with_ds1) {
   if (with_ds1) xy<C, 1>(a, S.ods1(), C::KS, 0, S.ok, C::OS, 0, sp.col());
   return a;
 }
+// The partial of dZ1 W1ᵀ + τ Gp1 dW1'ᵀ alone (dz1: dZ1's operand tile; the walk keeps it over X̄2, the
+// split backward's chain over dZ̄1).
 template <class C, class S_>
-TTT_DEV Acc<2> dxk_partial(S_& S, const Split<C>& sp, bool commit, float tokL, bool with_ds1) {
+TTT_DEV Acc<2> dz1_w1_partial(S_& S, const typename C::Op* dz1, const Split<C>& sp, bool commit, float tokL) {
   Acc<2> a;
   a.fill(0.f);
-  xyt<C, C::KSPAN / 16>(a, S.oxb2, C::HS, sp.k0(), S.w1(), S_::W1S, sp.k0(), sp.col());
+  xyt<C, C::KSPAN / 16>(a, dz1, C::HS, sp.k0(), S.w1(), S_::W1S, sp.k0(), sp.col());
   if (commit) {
     Acc<2> t;
     t.fill(0.f);
@@ -473,6 +499,11 @@ TTT_DEV Acc<2> dxk_partial(S_& S, const Split<C>& sp, bool commit, float tokL, b
 #pragma unroll
       for (int e = 0; e < 4; ++e) a.v[nt][e] += tokL * t.v[nt][e];
   }
+  return a;
+}
+template <class C, class S_>
+TTT_DEV Acc<2> dxk_partial(S_& S, const Split<C>& sp, bool commit, float tokL, bool with_ds1) {
+  Acc<2> a = dz1_w1_partial<C>(S, S.oxb2, sp, commit, tokL);
   if (with_ds1) xty<C, 2>(a, S.ods1(), C::KS, 0, S.oq, C::OS, sp.col());
   return a;
 }

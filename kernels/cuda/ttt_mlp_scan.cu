@@ -23,6 +23,7 @@
 #include "kernels/cuda/scan_launch.cuh"
 #include "kernels/cuda/ttt_mlp_bwd.cuh"
 #include "kernels/cuda/ttt_mlp_bwd_cluster.cuh"
+#include "kernels/cuda/ttt_mlp_bwd_split_grid.cuh"
 #include "kernels/cuda/ttt_mlp_bwd_overlap.cuh"
 #include "kernels/ttt_mlp_scan.h"
 
@@ -71,6 +72,25 @@ template <class C>
 __global__ void __launch_bounds__(C::THREADS, 1) ttt_mlp_bwd_kernel(Params p) {
   extern __shared__ __align__(16) char smem[];
   tttm::bwd_block<C>(p, static_cast<int>(blockIdx.x), smem);
+}
+
+// The split backward (TTTMLPScanShape::split_walk): the test path of chunk blockIdx.x % NC of
+// (b, h) = blockIdx.x / NC, then the chain of (b, h) = blockIdx.x.
+template <class C>
+__global__ void __launch_bounds__(C::THREADS, 1) ttt_mlp_prep_kernel(Params p) {
+  extern __shared__ __align__(16) char smem[];
+  tttm::prep_block<C>(p, static_cast<int>(blockIdx.x), smem);
+}
+template <class C>
+__global__ void __launch_bounds__(C::THREADS, 1) ttt_mlp_chain_kernel(Params p) {
+  extern __shared__ __align__(16) char smem[];
+  tttm::chain_block<C>(p, static_cast<int>(blockIdx.x), smem);
+}
+
+template <class C>
+__global__ void __launch_bounds__(C::THREADS, 1) ttt_mlp_split_grid_kernel(Params p) {
+  extern __shared__ __align__(16) char smem[];
+  tttm::split_bwd_unit<C>(p, static_cast<int64_t>(blockIdx.x), smem);
 }
 
 // The backward's replay and reverse walks as one grid: unit blockIdx.x / blocks a unit (a block, or
@@ -204,18 +224,45 @@ void check_rows(const Params& p, std::initializer_list<tttk::Ten> ts) {
 // TTT_MLP_SCAN_BWD=launches (the replay's launch, then the walks'). Measured on an H200 (125M shapes,
 // G 32, bf16 storage, BENCHMARKS.md session 23): fwd+bwd 14.16 ms against 15.32 at 2 × 8192
 // (clusters of 2), 5.93 against 5.96 at 8 × 2048 (one block a head).
-bool overlapped_backward(const Params& p, int blocks) {
+// The split backward (split) overlaps its test paths with its chains with any checkpoint group.
+bool overlapped_backward(const Params& p, int blocks, bool split = false) {
   const char* env = std::getenv("TTT_MLP_SCAN_BWD");
   const std::string mode = env ? env : "auto";
   if (mode != "auto" && mode != "overlap" && mode != "launches")
     throw std::invalid_argument("TTT_MLP_SCAN_BWD must be auto, overlap or launches (got '" + mode + "')");
-  return mode != "launches" && p.G > 1 && scan_launch::leaves_sm_free(int64_t{p.B} * p.H * blocks);
+  return mode != "launches" && (p.G > 1 || split) && scan_launch::leaves_sm_free(int64_t{p.B} * p.H * blocks);
+}
+
+// The split backward: the replay (with groups > 1; clusters where the shape runs them), every
+// chunk's test path (one block each), the chain (one block a head). The records are sized on the
+// host by TTTMLPScanShape::split_record_bytes, which must agree with the kernels' Rec.
+template <class C>
+void launch_split_backward(const TTTMLPScanShape& s, const Params& p, Backend& be) {
+  if (tttm::Rec<C>::bytes != s.split_record_bytes())
+    throw std::logic_error("ttt_mlp_scan (CUDA): split record of " + std::to_string(tttm::Rec<C>::bytes) +
+                           " bytes, the shape sizes " + std::to_string(s.split_record_bytes()));
+  if (overlapped_backward(p, 1, true)) {  // one grid (ttt_mlp_bwd_split_grid.cuh)
+    Params q = p;
+    q.overlap = true;
+    if (p.G > 1)
+      CUDA_CHECK(cudaMemsetAsync(tttm::replay_flags<C>(q), 0, tttm::replay_flag_count(q) * sizeof(unsigned),
+                                 stream_of(be)));
+    CUDA_CHECK(cudaMemsetAsync(tttm::prep_flags<C>(q), 0, tttm::prep_flag_count(q) * sizeof(unsigned), stream_of(be)));
+    const size_t smem = std::max({sizeof(tttm::FwdSmem<C>), sizeof(tttm::BwdSmem<C>), sizeof(tttm::ChainSmem<C>)});
+    return scan_launch::launch_blocks(ttt_mlp_split_grid_kernel<C>, C::THREADS, tttm::split_units(q), smem, q, be);
+  }
+  if (p.G > 1) launch_forward_kind<C>(s, p, true, be);
+  scan_launch::launch_blocks(ttt_mlp_prep_kernel<C>, C::THREADS, int64_t{p.B} * p.H * p.NC, sizeof(tttm::BwdSmem<C>),
+                             p, be);
+  scan_launch::launch_blocks(ttt_mlp_chain_kernel<C>, C::THREADS, int64_t{p.B} * p.H, sizeof(tttm::ChainSmem<C>), p,
+                             be);
 }
 
 // The backward's replay (with groups > 1) and reverse walks: one overlapped grid, or the replay's
 // launch then the walks'.
 template <class C>
 void launch_replay_and_walks(const TTTMLPScanShape& s, const Params& p, Backend& be) {
+  if (s.split_walk) return launch_split_backward<C>(s, p, be);
   const int blocks = blocks_per_head(s);
   if (!overlapped_backward(p, blocks)) {
     if (p.G > 1) launch_forward_kind<C>(s, p, true, be);  // the state entering every chunk, all groups at once
@@ -246,6 +293,7 @@ std::string ttt_mlp_scan_unsupported(const TTTMLPScanShape& s) {
   const bool known = dispatch(s, [&](auto c) {
     using C = decltype(c);
     size_t need = std::max(UnitKernels<C>::forward_smem, UnitKernels<C>::walk_smem);  // one block a head too
+    if (s.split_walk) need = std::max(need, sizeof(tttm::ChainSmem<C>));
     with_unit_cfg<C>(blocks_per_head(s), [&](auto u) {
       using U = decltype(u);
       need = std::max({need, UnitKernels<U>::forward_smem, UnitKernels<U>::walk_smem});
