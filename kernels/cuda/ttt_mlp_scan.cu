@@ -6,6 +6,9 @@
 // walk's per-(b, h) partials. With TTTMLPScanShape::cluster 2 or 4 and
 // bf16 products, each of those blocks is a cluster of that many blocks sharing the head's hidden
 // units (ttt_mlp_fwd_cluster.cuh, ttt_mlp_bwd_cluster.cuh).
+// With TTTMLPScanShape::split_walk the backward is the split one instead (one block a unit): the
+// replay, every chunk's test path and a chain per (batch, head), as one grid where the chains leave
+// SMs free (ttt_mlp_bwd_split.cuh, ttt_mlp_bwd_chain.cuh, ttt_mlp_bwd_split_grid.cuh).
 //
 // Covered: float32 data (XQ, XK, XV, out, dout and their gradients float32, or bf16 with bf16
 // products: TTTMLPScanShape::bf16_io), head_dim 16, 32 or 64 with hidden 4·head_dim, mini_batch <= 16, shared
