@@ -139,23 +139,27 @@ TTT_DEV void ds1_row(S_& S, int r, int n, float& dtok_row) {
   }
 }
 
-// The inner loss's backward for row r (its lanes' columns c0..): z = Z2 and dG = dGp2 (the row's
-// slices); G2 again from z; dG2 = lr dGp2 + Σ partials `part` of dP W2; dlr (the G2 part and the
-// `dlr_parts` warps' parts in dlrp); the LN-L2 vjp (kernels/cpu/ttt_scan_rows.h) giving dz = dZ2,
-// dtgt (dXV) and the LN partials. dlr and dXV are written when `writes` (one block of a cluster).
-template <class C, class S_>
+// The inner loss's backward for row r (its lanes' columns c0..): z = Z2 (the row's slice), G2 again
+// from it; dGp2's slice from load_dg(dG) (called after G2 is formed: with one block a head at
+// f = 64 an earlier load of dG made the reverse walk's backward 11% slower on an H100, session 29,
+// its registers live through inner_grad); dG2 = lr dGp2 + Σ partials `part` of dP W2; dlr (the G2
+// part and the `dlr_parts` warps' parts in dlrp); the LN-L2 vjp (kernels/cpu/ttt_scan_rows.h) giving
+// dz = dZ2, dtgt (dXV) and the LN partials. dlr and dXV are written when `writes` (one block of a
+// cluster).
+template <class C, class S_, class LoadDG>
 TTT_DEV void inner_loss_vjp_row(const Params& p, const BwdBases& bb, S_& S, const float* part, int64_t t0, int n,
-                                int r, int c0, const float (&z)[C::CPL], float (&dG)[C::CPL], bool writes,
+                                int r, int c0, const float (&z)[C::CPL], LoadDG&& load_dg, bool writes,
                                 int dlr_parts, float (&dz)[C::CPL], float (&dtgt)[C::CPL]) {
   const RowLane<C> rl;
   const int o = r * C::FS + c0;
-  float tgt[C::CPL], w[C::CPL], be[C::CPL], xh[C::CPL], gx[C::CPL], G[C::CPL];
+  float tgt[C::CPL], w[C::CPL], be[C::CPL], xh[C::CPL], gx[C::CPL], G[C::CPL], dG[C::CPL];
   load_vec(tgt, S.tgt + o);
   load_vec(w, S.lnw + c0);
   load_vec(be, S.lnb + c0);
   const float sig = inner_grad<C>(p, z, tgt, w, be, xh, gx, G);
   const bool live = r < n;
   const float l = live ? S.lr[r] : 0.f;
+  load_dg(dG);
   // sums: 0 dlr (G2 part), 1 Σ gx x̂, 2 Σ dG, 3 Σ dG x̂, 4 Σ dG G
   float sums[5] = {0.f, 0.f, 0.f, 0.f, 0.f};
 #pragma unroll
@@ -220,10 +224,10 @@ TTT_DEV void inner_grad_backward_rows(const Params& p, const BwdBases& bb, S_& S
   if (r >= KP) return;
   ds1_row<C>(S, r, n, dtok_row);
   const int o = r * C::FS + rl.c0;
-  float z[C::CPL], dG[C::CPL], dz[C::CPL], dtgt[C::CPL];
+  float z[C::CPL], dz[C::CPL], dtgt[C::CPL];
   load_vec(z, S.z2 + o);
-  load_vec(dG, S.dgp2 + o);
-  inner_loss_vjp_row<C>(p, bb, S, part, t0, n, r, rl.c0, z, dG, writes, dlr_parts, dz, dtgt);
+  inner_loss_vjp_row<C>(p, bb, S, part, t0, n, r, rl.c0, z, [&](float (&dG)[C::CPL]) { load_vec(dG, S.dgp2 + o); },
+                        writes, dlr_parts, dz, dtgt);
   store_vec(S.z2 + o, dtgt);
 #pragma unroll
   for (int j = 0; j < C::CPL; j += 2) put_op2(S.odzb2 + r * C::OS + rl.c0 + j, dz[j], dz[j + 1]);

@@ -174,7 +174,7 @@ TTT_DEV void prep_block(const Params& p, int unit, char* smem) {
   load_w_ops_wait();
   simt::sync();
   Acc<2> z1, zq;
-  forward_again<C>(p, bb, S, t0, n, z1, zq);
+  forward_again<C>(p, bb, S, t0, n, sp, rl, p.bias ? 1.f : 0.f, z1, zq);
   // B1'
   dmt2_dgp2_products<C>(S, sp);
   simt::sync();
