@@ -211,7 +211,9 @@ TTT_DEV void chain_rows(const Params& p, const BwdBases& bb, ChainSmem<C>& S, co
 }
 
 // C (warp): dW2 += X2ᵀ dZ2; dZ1 = dz1 + (dZ2 W2ᵀ) ⊙ gelu'(Z1) (operand over dZ̄1); db1, db2;
-// dW1 += XKᵀ dZ1.
+// dW1 += XKᵀ dZ1. The walk's dz1_products (ttt_mlp_bwd_phases.cuh) is the same into X̄2's buffer; not
+// shared, because any change there moves the one-block walk's register allocation at f = 64 (session
+// 29: two moved scalars took its spills from 236 to 356 bytes and its backward 11% slower).
 template <class C>
 TTT_DEV void chain_dz1(const Params& p, ChainSmem<C>& S, const Acc<2>& z1, Acc<2>& dz1, StateRegs<C>& dW) {
   const int hw = 16 * warp();

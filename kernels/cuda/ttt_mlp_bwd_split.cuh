@@ -91,7 +91,8 @@ TTT_DEV void copy16(void* dst, const void* src, int64_t bytes) {
 }
 
 // B3' (warp, its hidden columns): dZ̄1 (operand, column sums to rec.cs1), dX2's part dS2ᵀ X̄2 and
-// dGp1's part −Mt1ᵀ dZ̄1 (to the record's fragments). zq holds Z̄1.
+// dGp1's part −Mt1ᵀ dZ̄1 (to the record's fragments). zq holds Z̄1. The first lines are the walk's
+// dzbar1_products' (kept apart for the walk's register allocation: ttt_mlp_bwd_chain.cuh, chain_dz1).
 template <class C>
 TTT_DEV void test_path_hidden(const Params& p, BwdSmem<C>& S, const Acc<2>& zq, char* rec) {
   const int hw = 16 * warp();
