@@ -74,15 +74,11 @@ struct BwdSmem {
   alignas(16) float lnw[C::F];
   alignas(16) float lnb[C::F];
   float tok[KP], lr[KP], dtok[KP];
-  // W1, dW1', W2 and dW2' as the products read and write them: unpadded bf16 rows, XOR-swizzled
-  // (SwizzledOps) with MMA; padded float32 rows without.
-  TTT_DEV static auto rows(Op* m) {
-    if constexpr (C::MMA) return SwizzledOps{m}; else return m;
-  }
-  TTT_DEV auto w1() { return rows(ow1); }
-  TTT_DEV auto dw1() { return rows(odw1); }
-  TTT_DEV auto w2() { return rows(ow2); }
-  TTT_DEV auto dw2() { return rows(odw2); }
+  // W1, dW1', W2 and dW2' as the products read and write them (op_rows).
+  TTT_DEV auto w1() { return op_rows<C>(ow1); }
+  TTT_DEV auto dw1() { return op_rows<C>(odw1); }
+  TTT_DEV auto w2() { return op_rows<C>(ow2); }
+  TTT_DEV auto dw2() { return op_rows<C>(odw2); }
   TTT_DEV Op* ods1() { return omt1; }
   TTT_DEV Op* ods2() { return omt2; }
   TTT_DEV float* m2raw() { return s1; }

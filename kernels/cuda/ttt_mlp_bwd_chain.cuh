@@ -56,13 +56,10 @@ struct ChainSmem {
   alignas(16) float lnb[C::F];
   alignas(16) float dln_t[2 * C::F];  // the records' output-LN partials, summed
   float tok[KP], lr[KP], dtok[KP], dtok_t[KP];
-  TTT_DEV static auto rows(Op* m) {
-    if constexpr (C::MMA) return SwizzledOps{m}; else return m;
-  }
-  TTT_DEV auto w1() { return rows(ow1); }
-  TTT_DEV auto dw1() { return rows(odw1); }
-  TTT_DEV auto w2() { return rows(ow2); }
-  TTT_DEV auto dw2() { return rows(odw2); }
+  TTT_DEV auto w1() { return op_rows<C>(ow1); }  // as BwdSmem's
+  TTT_DEV auto dw1() { return op_rows<C>(odw1); }
+  TTT_DEV auto w2() { return op_rows<C>(ow2); }
+  TTT_DEV auto dw2() { return op_rows<C>(odw2); }
   TTT_DEV float* red() { return part; }
   static_assert(C::THREADS <= C::NKS * KP * C::FS, "red() fits in part");
 };
@@ -92,12 +89,6 @@ TTT_DEV void chain_load(const Params& p, const InBases& hb, ChainSmem<C>& S, int
   load_frag(dx2, rec + R::dx2);
   load_w_ops_wait();
   simt::sync();
-}
-
-// Asks L2 for chunk k's record (one 128-byte line a thread and step) a chunk before the walk reads it.
-template <class C>
-TTT_DEV void prefetch_record(const char* rec) {
-  for (int64_t i = int64_t{tid()} * 128; i < Rec<C>::bytes; i += int64_t{C::THREADS} * 128) simt::prefetch_l2(rec + i);
 }
 
 // A (warp, its hidden columns), up to the operands the partials of A2 read. Returns dZ1's part in
@@ -251,7 +242,7 @@ TTT_DEV void chain_chunk(const Params& p, const InBases& hb, const BwdBases& bb,
   chain_load<C>(p, hb, S, bh, k, n, rec, dgp1_t, dx2_t);
   if (k > 0) {
     prefetch_walk_state<C>(p, bh, k - 1);
-    prefetch_record<C>(rec - Rec<C>::bytes);
+    prefetch_bytes<C>(rec - Rec<C>::bytes, Rec<C>::bytes);  // chunk k − 1's record
   }
   // A
   Acc<2> z1, dz1;

@@ -57,6 +57,14 @@ using tttk::Ten;
 
 constexpr int SP = KP + 1;  // row stride of float32 [16, 16] tiles
 
+// An operand matrix W1, dW1' [F, HD] or W2, dW2' [HD, F] of the one-block backward's shared memory as
+// the products read and write it: unpadded bf16 rows, XOR-swizzled (SwizzledOps) with MMA; padded
+// float32 rows without.
+template <class C>
+TTT_DEV auto op_rows(typename C::Op* m) {
+  if constexpr (C::MMA) return SwizzledOps{m}; else return m;
+}
+
 // Whether C is a cluster configuration (ClusterCfg: has NCTA; nvcc compiles C++17, no requires).
 template <class C, class = void>
 struct is_cluster_cfg : std::false_type {};

@@ -153,6 +153,13 @@ TTT_DEV void with_walk_state(const Params& p, int bh, int k, Fn&& fn) {
     fn(snapshot_view<C>(replay_snapshot<C>(p, bh, k)));
 }
 
+// Asks L2 for `bytes` from base, one 128-byte line a thread and step (no registers or shared memory
+// held; a line fetched before its writer wrote it is harmless: the writes update L2).
+template <class C>
+TTT_DEV void prefetch_bytes(const char* base, int64_t bytes) {
+  for (int64_t i = int64_t{tid()} * 128; i < bytes; i += int64_t{C::THREADS} * 128) simt::prefetch_l2(base + i);
+}
+
 // Asks L2 for chunk k's state (stored state or snapshot: one contiguous range) a chunk before the
 // walk loads it, so that load_chunk's reads come from L2 instead of HBM. One 128-byte line a thread
 // and step; no registers or shared memory held. A line fetched before the replay wrote it is
@@ -161,8 +168,7 @@ template <class C>
 TTT_DEV void prefetch_walk_state(const Params& p, int bh, int k) {
   with_walk_state<C>(p, bh, k, [&](const auto& st) {
     const char* const base = reinterpret_cast<const char*>(st.w1);
-    const int64_t bytes = reinterpret_cast<const char*>(st.b2 + C::F) - base;
-    for (int64_t i = int64_t{tid()} * 128; i < bytes; i += int64_t{C::THREADS} * 128) simt::prefetch_l2(base + i);
+    prefetch_bytes<C>(base, reinterpret_cast<const char*>(st.b2 + C::F) - base);
   });
 }
 
