@@ -53,10 +53,11 @@ struct TTTMLPScanShape {
   // ttt_mlp_bwd_cluster.cuh), or 0 (auto): 2 where batch · heads · 2 blocks fit the device's SMs at
   // once, else 1. Float32 products run one block a head. The CPU reference ignores it.
   int64_t cluster = 1;
-  // CUDA: the backward split in two launches after the replay: every chunk's test path at once (a
-  // block per (b, h, chunk)), then a reverse walk carrying only the state's gradient (one block a
-  // head; kernels/cuda/ttt_mlp_bwd_split.cuh, ttt_mlp_bwd_chain.cuh). Its workspace holds a record
-  // per (b, h) and chunk (split_record_bytes()). The CPU reference computes in that split anyway.
+  // CUDA: the backward split in two: every chunk's test path at once (a block per (b, h, chunk)) and a
+  // reverse walk carrying only the state's gradient (one block a head), with the replay in one grid
+  // where the walks leave SMs free, else three launches (kernels/cuda/ttt_mlp_bwd_split.cuh,
+  // ttt_mlp_bwd_chain.cuh, ttt_mlp_bwd_split_grid.cuh). Its workspace holds a record and a flag per
+  // (b, h) and chunk (split_record_bytes()). The CPU reference computes in that split anyway.
   bool split_walk = false;
 
   int64_t chunks() const { return (len + mini_batch - 1) / mini_batch; }
